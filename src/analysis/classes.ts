@@ -1,0 +1,227 @@
+// nn.Module classes: their bases, method resolution order and the attributes __init__ sets,
+// including those set by base classes' __init__.
+import type { Attr, Expr, Span } from '../dsl/ir.js';
+import type { SyntaxNode } from '../parse/python.js';
+import { byteAt, posAt, type SourceText } from '../parse/source.js';
+import type { Resolver } from './resolve.js';
+import { dottedOf, identifiersOf, qualify, staticExpr, type StaticScope } from './static.js';
+import { field, type ClassDef, type FileSymbols, type FuncDef } from './symbols.js';
+
+export interface ClassInfo {
+  def: ClassDef;
+  syms: FileSymbols;
+  bases: { qual: string; info?: ClassInfo }[];
+  isModule: boolean;
+  /** This class first, then its bases depth-first (Python's MRO for single inheritance). */
+  mro: ClassInfo[];
+  attrs: Attr[];
+  /** Set while __init__ is being analysed, to cut inheritance cycles. */
+  busy?: boolean;
+}
+
+const EXTERNAL_MODULE_BASE = /(^torch\.nn\.)|(PreTrainedModel|Module|ModuleUtilsMixin)$/;
+
+export function spanOf(src: SourceText, node: SyntaxNode, owner: string): Span {
+  const span: Span = {
+    start: byteAt(src, node.startIndex), end: byteAt(src, node.endIndex),
+    from: posAt(src, node.startIndex), to: posAt(src, node.endIndex),
+  };
+  if (src.path !== owner) span.file = src.path;
+  return span;
+}
+
+export class ClassTable {
+  private infos = new Map<ClassDef, ClassInfo>();
+  constructor(readonly resolver: Resolver) {}
+
+  info(def: ClassDef): ClassInfo | undefined {
+    const known = this.infos.get(def);
+    if (known) return known;
+    const syms = this.resolver.symbolsOf(def.module);
+    if (!syms) return undefined;
+    const info: ClassInfo = { def, syms, bases: [], isModule: false, mro: [], attrs: [], busy: true };
+    this.infos.set(def, info);
+    for (const b of def.baseNodes) {
+      const d = dottedOf(b);
+      if (!d) continue;
+      const qual = qualify({ syms, resolver: this.resolver }, d);
+      const r = this.resolver.resolveQual(qual);
+      const base = r.k === 'class' ? this.info(r.def) : undefined;
+      info.bases.push({ qual, info: base?.busy ? undefined : base });
+    }
+    info.mro = [info];
+    for (const b of info.bases) for (const c of b.info?.mro ?? []) if (!info.mro.includes(c)) info.mro.push(c);
+    info.isModule = def.methods.has('forward')
+      || info.bases.some((b) => (b.info ? b.info.isModule : EXTERNAL_MODULE_BASE.test(b.qual)));
+    info.attrs = this.initAttrs(info);
+    info.busy = false;
+    return info;
+  }
+
+  /** The method `name` as found along the MRO, starting after `after` when given (for super()). */
+  findMethod(info: ClassInfo, name: string, after?: ClassInfo): { fn: FuncDef; cls: ClassInfo } | undefined {
+    let mro = info.mro;
+    if (after) mro = mro.slice(mro.indexOf(after) + 1);
+    for (const c of mro) {
+      const fn = c.def.methods.get(name);
+      if (fn) return { fn, cls: c };
+    }
+    return undefined;
+  }
+
+  private initAttrs(info: ClassInfo): Attr[] {
+    const init = info.def.methods.get('__init__');
+    const firstBase = info.bases.find((b) => b.info)?.info;
+    if (!init) return firstBase ? inherit(firstBase) : [];
+    const src = info.syms.parsed.source;
+    const params = new Set<string>();
+    for (const p of field(init.node, 'parameters')?.namedChildren ?? []) for (const id of paramNames(p)) params.add(id);
+    const scope: StaticScope = { syms: info.syms, resolver: this.resolver, env: new Map(), locals: params };
+    const attrs: Attr[] = [];
+    const set = (a: Attr) => {
+      if (!a.guard?.length) {
+        for (let i = attrs.length - 1; i >= 0; i--) if (attrs[i].name === a.name && !attrs[i].guard?.length) attrs.splice(i, 1);
+      }
+      attrs.push(a);
+    };
+    const loops: { v: string; iter: Expr }[] = [];
+    const walk = (block: SyntaxNode | null, guard: Expr[]) => {
+      for (const stmt of block?.namedChildren ?? []) {
+        if (stmt.type === 'expression_statement') {
+          const e = stmt.namedChildren[0];
+          if (!e) continue;
+          if (e.type === 'assignment') {
+            const left = field(e, 'left');
+            let right = field(e, 'right');
+            while (right?.type === 'assignment') right = field(right, 'right');
+            if (!left || !right) continue;
+            if (left.type === 'attribute' && field(left, 'object')?.text === 'self') {
+              set({ name: field(left, 'attribute')!.text, value: staticExpr(right, scope), span: spanOf(src, stmt, src.path), ...(guard.length ? { guard: [...guard] } : {}) });
+            } else if (left.type === 'identifier') {
+              scope.env.set(left.text, staticExpr(right, scope));
+            } else {
+              for (const id of identifiersOf(left)) { scope.env.delete(id); scope.locals.add(id); }
+            }
+          } else if (e.type === 'call') {
+            this.initCall(info, e, stmt, scope, attrs, set, guard, loops);
+          }
+        } else if (stmt.type === 'if_statement') {
+          const cond = staticExpr(field(stmt, 'condition')!, scope);
+          walk(field(stmt, 'consequence'), [...guard, cond]);
+          let negs: Expr[] = [not(cond)];
+          for (const alt of stmt.namedChildren.filter((c) => c.type === 'elif_clause' || c.type === 'else_clause')) {
+            if (alt.type === 'elif_clause') {
+              const c2 = staticExpr(field(alt, 'condition')!, scope);
+              walk(field(alt, 'consequence'), [...guard, ...negs, c2]);
+              negs = [...negs, not(c2)];
+            } else walk(field(alt, 'body'), [...guard, ...negs]);
+          }
+        } else if (stmt.type === 'for_statement') {
+          const left = field(stmt, 'left')!;
+          const iter = staticExpr(field(stmt, 'right')!, scope);
+          for (const id of identifiersOf(left)) { scope.env.delete(id); scope.locals.add(id); }
+          loops.push({ v: left.text, iter });
+          walk(field(stmt, 'body'), guard);
+          loops.pop();
+        } else if (stmt.type === 'with_statement' || stmt.type === 'try_statement') {
+          for (const c of stmt.namedChildren) {
+            if (c.type === 'block') walk(c, guard);
+            else if (['else_clause', 'finally_clause', 'except_clause'].includes(c.type)) walk(c.namedChildren.find((x) => x.type === 'block') ?? null, guard);
+          }
+        }
+      }
+    };
+    walk(field(init.node, 'body'), []);
+    return attrs;
+  }
+
+  private initCall(info: ClassInfo, call: SyntaxNode, stmt: SyntaxNode, scope: StaticScope, attrs: Attr[],
+    set: (a: Attr) => void, guard: Expr[], loops: { v: string; iter: Expr }[]): void {
+    const src = info.syms.parsed.source;
+    const fn = field(call, 'function')!;
+    const args = (field(call, 'arguments')?.namedChildren ?? []).filter((a) => a.type !== 'comment');
+    const span = spanOf(src, stmt, src.path);
+    const g = guard.length ? { guard: [...guard] } : {};
+    // super().__init__(...) and Base.__init__(self, ...): the base's attributes come first.
+    if (fn.type === 'attribute' && field(fn, 'attribute')?.text === '__init__') {
+      const obj = field(fn, 'object')!;
+      let base: ClassInfo | undefined;
+      if (obj.type === 'call' && field(obj, 'function')?.text === 'super') base = info.bases.find((b) => b.info)?.info;
+      else {
+        const d = dottedOf(obj);
+        const r = d ? this.resolver.resolveQual(qualify(scope, d)) : undefined;
+        if (r?.k === 'class') base = this.info(r.def);
+      }
+      if (base && !base.busy) for (const a of inherit(base)) set(a);
+      return;
+    }
+    const d = dottedOf(fn);
+    if (!d?.startsWith('self.')) return;
+    const parts = d.split('.');
+    if (parts.length === 2 && ['register_buffer', 'register_parameter', 'add_module'].includes(parts[1]) && args.length >= 2) {
+      const nameArg = staticExpr(args[0], scope);
+      if (nameArg.k === 'const' && typeof nameArg.v === 'string') {
+        const value = staticExpr(args[1], scope);
+        set({ name: nameArg.v, value: parts[1] === 'register_buffer' ? { k: 'call', callee: 'buffer', args: [value], kw: [] } : value, span, ...g });
+      }
+      return;
+    }
+    if (parts.length === 3 && (parts[2] === 'append' || parts[2] === 'extend') && args.length === 1) {
+      const target = [...attrs].reverse().find((a) => a.name === parts[1]);
+      if (!target || target.value.k !== 'call') return;
+      let item = staticExpr(args[0], scope);
+      for (let i = loops.length - 1; i >= 0; i--) item = { k: 'comp', elt: item, v: loops[i].v, iter: loops[i].iter };
+      const list = target.value.args[0];
+      const items = list?.k === 'list' ? [...list.items] : [];
+      if (parts[2] === 'append') items.push(item);
+      else items.push({ k: 'star', e: item, double: false });
+      target.value = { ...target.value, args: [{ k: 'list', items }, ...target.value.args.slice(1)] };
+    }
+  }
+}
+
+function inherit(base: ClassInfo): Attr[] {
+  return base.attrs.map((a) => ({ ...a, from: a.from ?? base.def.qual }));
+}
+
+function not(e: Expr): Expr {
+  return { k: 'call', callee: 'not', args: [e], kw: [] };
+}
+
+export function paramNames(p: SyntaxNode): string[] {
+  switch (p.type) {
+    case 'identifier': return [p.text];
+    case 'typed_parameter': case 'list_splat_pattern': case 'dictionary_splat_pattern':
+      return p.namedChildren.filter((c) => c.type === 'identifier').slice(0, 1).map((c) => c.text);
+    case 'default_parameter': case 'typed_default_parameter': return [field(p, 'name')!.text];
+    default: return [];
+  }
+}
+
+/** Element classes of a ModuleList/Sequential/ModuleDict attribute value, or of one constructor. */
+export function elementTypes(value: Expr): string[] {
+  const out: string[] = [];
+  const visit = (e: Expr) => {
+    switch (e.k) {
+      case 'call':
+        if (/(^|\.)(ModuleList|ModuleDict|ParameterList)$/.test(e.callee) || e.callee === 'list') e.args.forEach(visit);
+        else out.push(e.callee);
+        break;
+      case 'list': case 'tuple': e.items.forEach(visit); break;
+      case 'dict': e.items.forEach(([, v]) => visit(v)); break;
+      case 'comp': visit(e.elt); break;
+      case 'star': visit(e.e); break;
+      case 'index': out.push(typeName(e)); break;
+      default: break;
+    }
+  };
+  visit(value);
+  return [...new Set(out)];
+}
+
+/** The class of a module attribute's value, as printed after `:` in the DSL. */
+export function typeName(value: Expr): string {
+  if (value.k === 'call') return value.callee;
+  if (value.k === 'index' && value.base.k === 'name') return `${value.base.path}[${value.index.k === 'name' ? value.index.path : value.index.k === 'const' ? JSON.stringify(value.index.v) : '?'}]`;
+  return '?';
+}

@@ -1,0 +1,159 @@
+// The set of Python files under analysis and the module namespace that imports resolve in.
+// Files given by the user are targets; other files under the root are loaded lazily, only
+// when an import is followed into them.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { AdoptError, type Diagnostic } from '../diag.js';
+import { parsePython, type ParsedFile } from '../parse/python.js';
+import { DEFAULT_MAX_BYTES, readSource } from '../parse/source.js';
+import { collectSymbols, type FileSymbols } from './symbols.js';
+
+export interface FileUnit {
+  /** Absolute path. */
+  abs: string;
+  /** Path as shown to the user (relative to the root). */
+  path: string;
+  module: string;
+  isPackage: boolean;
+  parsed?: ParsedFile;
+  symbols?: FileSymbols;
+  diagnostics: Diagnostic[];
+}
+
+export interface ProjectOptions { root?: string; maxBytes?: number }
+
+const SKIP_DIRS = new Set(['__pycache__', 'node_modules', '.git', '.venv', 'venv', 'site-packages', '.tox', 'build', 'dist']);
+
+export class Project {
+  readonly root: string;
+  readonly targets: FileUnit[] = [];
+  private byModule = new Map<string, FileUnit | null>();
+  private byPath = new Map<string, FileUnit>();
+  readonly maxBytes: number;
+
+  private constructor(root: string, maxBytes: number) {
+    this.root = root;
+    this.maxBytes = maxBytes;
+  }
+
+  /** Resolves the user's inputs (files or directories) into target files. Throws AdoptError
+   *  when nothing can be analysed at all. */
+  static open(inputs: string[], opts: ProjectOptions = {}): Project {
+    if (inputs.length === 0) throw new AdoptError('no input: give a Python file or a directory');
+    const absInputs = inputs.map((p) => resolve(p));
+    for (const [i, p] of absInputs.entries()) {
+      if (!existsSync(p)) {
+        throw new AdoptError(`${inputs[i]}:1:1: error: no such file or directory`, [
+          { severity: 'error', code: 'missing', file: inputs[i], line: 1, col: 1, message: 'no such file or directory' },
+        ]);
+      }
+    }
+    const root = resolve(opts.root ?? defaultRoot(absInputs[0]));
+    const project = new Project(root, opts.maxBytes ?? DEFAULT_MAX_BYTES);
+    for (const p of absInputs) {
+      const files = statSync(p).isDirectory() ? findPythonFiles(p) : [p];
+      if (statSync(p).isDirectory() && files.length === 0) {
+        throw new AdoptError(`${relative(process.cwd(), p) || '.'}: error: no Python files in this directory`);
+      }
+      for (const f of files) project.targets.push(project.unitFor(f));
+    }
+    return project;
+  }
+
+  private unitFor(abs: string): FileUnit {
+    let unit = this.byPath.get(abs);
+    if (!unit) {
+      const { module, isPackage } = moduleNameOf(abs);
+      const rel = relative(process.cwd(), abs);
+      unit = { abs, path: rel.startsWith('..') ? abs : rel, module, isPackage, diagnostics: [] };
+      this.byPath.set(abs, unit);
+      if (!this.byModule.has(module)) this.byModule.set(module, unit);
+    }
+    return unit;
+  }
+
+  /** Reads, parses and indexes a file once. Returns undefined when it cannot be read. */
+  load(unit: FileUnit): FileSymbols | undefined {
+    if (unit.symbols || unit.parsed) return unit.symbols;
+    const read = readSource(unit.abs, this.maxBytes);
+    if (!read.ok) {
+      unit.diagnostics.push({ ...read.diagnostic, file: unit.path });
+      return undefined;
+    }
+    read.source.path = unit.path;
+    unit.diagnostics.push(...read.notes.map((d) => ({ ...d, file: unit.path })));
+    unit.parsed = parsePython(read.source);
+    unit.diagnostics.push(...unit.parsed.diagnostics);
+    unit.symbols = collectSymbols(unit.parsed, unit.module, unit.isPackage);
+    return unit.symbols;
+  }
+
+  /** The project file that defines a dotted module name, if it lies under the root. */
+  moduleFile(module: string): FileUnit | undefined {
+    const known = this.byModule.get(module);
+    if (known !== undefined) return known ?? undefined;
+    let found: FileUnit | undefined;
+    for (const base of this.searchBases()) {
+      const parts = module.split('.');
+      const asFile = join(base, ...parts) + '.py';
+      const asPkg = join(base, ...parts, '__init__.py');
+      const hit = existsSync(asFile) ? asFile : existsSync(asPkg) ? asPkg : undefined;
+      if (hit && isUnder(hit, this.root)) { found = this.unitFor(hit); break; }
+    }
+    this.byModule.set(module, found ?? null);
+    return found;
+  }
+
+  private bases?: string[];
+  // Absolute imports resolve against the directory that holds the root's top package, and the root.
+  private searchBases(): string[] {
+    if (!this.bases) {
+      let top = this.root;
+      while (existsSync(join(top, '__init__.py'))) top = dirname(top);
+      this.bases = [...new Set([top, this.root])];
+    }
+    return this.bases;
+  }
+}
+
+function isUnder(path: string, root: string): boolean {
+  const r = relative(root, path);
+  return !r.startsWith('..') && !r.startsWith(sep);
+}
+
+/** A file's root is the top of its package chain, so that relative imports resolve. */
+function defaultRoot(abs: string): string {
+  let dir = statSync(abs).isDirectory() ? abs : dirname(abs);
+  while (existsSync(join(dir, '__init__.py')) && dirname(dir) !== dir) dir = dirname(dir);
+  return statSync(abs).isDirectory() && !existsSync(join(abs, '__init__.py')) ? abs : dir;
+}
+
+export function moduleNameOf(abs: string): { module: string; isPackage: boolean } {
+  const stem = basename(abs).replace(/\.py$/, '');
+  const isPackage = stem === '__init__';
+  const parts: string[] = isPackage ? [] : [stem];
+  let dir = dirname(abs);
+  while (existsSync(join(dir, '__init__.py')) && dirname(dir) !== dir) {
+    parts.unshift(basename(dir));
+    dir = dirname(dir);
+  }
+  return { module: parts.join('.') || stem, isPackage };
+}
+
+export function findPythonFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, depth: number) => {
+    if (depth > 40) return;
+    let entries;
+    try { entries = readdirSync(d, { withFileTypes: true }); } catch { return; }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const p = join(d, e.name);
+      if (e.isDirectory()) { if (!SKIP_DIRS.has(e.name)) walk(p, depth + 1); }
+      else if (e.isFile() && e.name.endsWith('.py')) out.push(p);
+    }
+  };
+  walk(dir, 0);
+  return out;
+}

@@ -1,0 +1,48 @@
+// The HF-199 corpus: transformers 4.35.0's modeling files, fetched from PyPI into a cache on
+// first use (nothing of it is committed). Model names come from the benchmark ground truth.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const TRANSFORMERS_VERSION = '4.35.0';
+
+export function cacheDir(): string {
+  return resolve(process.env.ADOPT_CACHE ?? join(process.cwd(), '.cache'));
+}
+
+/** The directory of the `transformers` package source, downloading the wheel if needed. */
+export function ensureTransformers(version = TRANSFORMERS_VERSION): string {
+  const dir = join(cacheDir(), `transformers-${version}`);
+  const pkg = join(dir, 'transformers');
+  if (existsSync(join(pkg, 'models', 'bert', 'modeling_bert.py'))) return pkg;
+  mkdirSync(dir, { recursive: true });
+  const python = process.env.PYTHON ?? 'python3';
+  process.stderr.write(`fetching transformers==${version} from PyPI into ${dir}\n`);
+  execFileSync(python, ['-m', 'pip', 'download', '--quiet', '--no-deps', '--only-binary=:all:', `transformers==${version}`, '-d', dir], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const wheel = readdirSync(dir).find((f) => f.endsWith('.whl'));
+  if (!wheel) throw new Error(`pip produced no wheel in ${dir}`);
+  execFileSync(python, ['-c', 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])', join(dir, wheel), dir]);
+  return pkg;
+}
+
+export function benchDir(): string {
+  const candidates = [process.env.ADOPT_BENCH_DIR, join(process.cwd(), '..', 'shared', 'bench'), join(process.cwd(), 'bench')];
+  for (const c of candidates) if (c && existsSync(join(c, 'adopter-hf199-counts.tsv'))) return resolve(c);
+  throw new Error('cannot find adopter-hf199-counts.tsv (set ADOPT_BENCH_DIR)');
+}
+
+export interface GroundTruthRow { model: string; counts: number[] }
+
+export function readGroundTruth(): GroundTruthRow[] {
+  const text = readFileSync(join(benchDir(), 'adopter-hf199-counts.tsv'), 'utf8');
+  const [, ...rows] = text.trim().split('\n');
+  return rows.map((r) => {
+    const [model, ...counts] = r.split('\t');
+    return { model, counts: counts.map(Number) };
+  });
+}
+
+/** The 199 modeling files, in ground-truth order. */
+export function hf199Files(pkg: string): { model: string; file: string }[] {
+  return readGroundTruth().map(({ model }) => ({ model, file: join(pkg, 'models', model, `modeling_${model}.py`) }));
+}

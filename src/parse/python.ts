@@ -1,0 +1,157 @@
+// Python front end: tree-sitter parsing with syntax errors turned into diagnostics, so a file
+// with errors is still analysed around them.
+import { createRequire } from 'node:module';
+import type Parser from 'tree-sitter';
+import type { Diagnostic } from '../diag.js';
+import { posAt, type SourceText } from './source.js';
+
+const require = createRequire(import.meta.url);
+const TreeSitter = require('tree-sitter') as typeof Parser;
+const PythonLanguage = require('tree-sitter-python');
+
+/**
+ * A syntax tree node in plain JavaScript. tree-sitter's Node.js nodes cross into native code on
+ * every property access and are re-created on every walk, while the analysis reads each node
+ * many times (helpers are inlined once per call site), so the tree is copied out once per file.
+ */
+export class SyntaxNode {
+  private _children: SyntaxNode[] = [];
+  /** Field name of each child, when any child has one. */
+  private _fields: (string | null)[] | null = null;
+  private _named?: SyntaxNode[];
+  /** Function bodies are copied on first use: many are never analysed. */
+  private pending: Parser.SyntaxNode | null = null;
+
+  constructor(
+    readonly type: string,
+    readonly isNamed: boolean,
+    readonly startIndex: number,
+    readonly endIndex: number,
+    readonly parent: SyntaxNode | null,
+    private readonly source: string,
+  ) {}
+
+  get text(): string { return this.source.slice(this.startIndex, this.endIndex); }
+  get children(): SyntaxNode[] {
+    if (this.pending) {
+      const raw = this.pending;
+      this.pending = null;
+      copyChildren(raw.walk(), this, this.source, false);
+    }
+    return this._children;
+  }
+  get namedChildren(): SyntaxNode[] { return (this._named ??= this.children.filter((c) => c.isNamed)); }
+  get childCount(): number { return this.children.length; }
+  child(i: number): SyntaxNode | null { return this.children[i] ?? null; }
+  childForFieldName(name: string): SyntaxNode | null {
+    const kids = this.children;
+    const i = this._fields ? this._fields.indexOf(name) : -1;
+    return i >= 0 ? kids[i] : null;
+  }
+
+  /** @internal used while copying */
+  static add(parent: SyntaxNode, child: SyntaxNode, field: string | null): void {
+    if (field && !parent._fields) parent._fields = new Array(parent._children.length).fill(null);
+    if (parent._fields) parent._fields.push(field);
+    parent._children.push(child);
+  }
+  /** @internal */
+  static defer(node: SyntaxNode, raw: Parser.SyntaxNode): void { node.pending = raw; }
+}
+
+export function sameNode(a: SyntaxNode | null, b: SyntaxNode | null): boolean {
+  return !!a && !!b && a.startIndex === b.startIndex && a.endIndex === b.endIndex && a.type === b.type;
+}
+
+// Type and field names by id, read from native code once per id.
+const typeNames: string[] = [];
+const typeNamed: boolean[] = [];
+const fieldNames: (string | null)[] = [];
+
+/** Copies the subtree under the cursor's current node into `top` (iteratively: generated files
+ *  can nest deeper than the JS stack). With `deferBodies`, function bodies are left for later. */
+function copyChildren(cursor: Parser.TreeCursor, top: SyntaxNode, text: string, deferBodies: boolean): void {
+  if (!cursor.gotoFirstChild()) return;
+  let parent = top;
+  for (;;) {
+    const tid = cursor.nodeTypeId;
+    let type = typeNames[tid];
+    if (type === undefined) { type = typeNames[tid] = cursor.nodeType; typeNamed[tid] = cursor.nodeIsNamed; }
+    const node = new SyntaxNode(type, typeNamed[tid], cursor.startIndex, cursor.endIndex, parent, text);
+    const fid = cursor.currentFieldId;
+    let field: string | null = null;
+    if (fid) {
+      field = fieldNames[fid] as string | null;
+      if (field === undefined) field = fieldNames[fid] = cursor.currentFieldName;
+    }
+    SyntaxNode.add(parent, node, field);
+    if (deferBodies && type === 'block' && parent.type === 'function_definition') SyntaxNode.defer(node, cursor.currentNode);
+    else if (cursor.gotoFirstChild()) { parent = node; continue; }
+    while (!cursor.gotoNextSibling()) {
+      if (!cursor.gotoParent() || parent === top) return;
+      parent = parent.parent!;
+    }
+  }
+}
+
+function copyTree(tree: Parser.Tree, text: string): SyntaxNode {
+  const cursor = tree.walk();
+  const root = new SyntaxNode(cursor.nodeType, cursor.nodeIsNamed, cursor.startIndex, cursor.endIndex, null, text);
+  copyChildren(cursor, root, text, true);
+  return root;
+}
+
+export interface ParsedFile {
+  source: SourceText;
+  root: SyntaxNode;
+  diagnostics: Diagnostic[];
+}
+
+let parser: Parser | undefined;
+function getParser(): Parser {
+  if (!parser) {
+    parser = new TreeSitter();
+    parser.setLanguage(PythonLanguage);
+  }
+  return parser;
+}
+
+const MAX_SYNTAX_REPORTS = 50;
+
+// tree-sitter's binding reads long strings in chunks through a callback; a plain string over
+// its internal buffer size is also accepted, but the callback keeps memory flat on huge files.
+function parseText(text: string): Parser.Tree {
+  const p = getParser();
+  const CHUNK = 1 << 16;
+  return p.parse((index: number) => (index < text.length ? text.slice(index, index + CHUNK) : ''), undefined, { bufferSize: CHUNK } as never);
+}
+
+export function parsePython(source: SourceText): ParsedFile {
+  const tree = parseText(source.text);
+  const raw = tree.rootNode;
+  const diagnostics: Diagnostic[] = [];
+  if (raw.hasError) collectSyntaxErrors(source, raw, diagnostics);
+  return { source, root: copyTree(tree, source.text), diagnostics };
+}
+
+function collectSyntaxErrors(source: SourceText, root: Parser.SyntaxNode, out: Diagnostic[]): void {
+  const stack: Parser.SyntaxNode[] = [root];
+  while (stack.length && out.length < MAX_SYNTAX_REPORTS) {
+    const node = stack.pop()!;
+    if (node.type === 'ERROR' || node.isMissing) {
+      const p = posAt(source, node.startIndex);
+      const snippet = source.text.slice(node.startIndex, Math.min(node.endIndex, node.startIndex + 30)).split('\n')[0];
+      out.push({
+        severity: 'error', code: 'syntax', file: source.path, line: p.line, col: p.col,
+        message: node.isMissing ? `syntax error: missing '${node.type}'` : `syntax error near '${snippet}'`,
+      });
+      if (node.type === 'ERROR') continue;
+    }
+    if (!node.hasError) continue;
+    for (let i = node.childCount - 1; i >= 0; i--) stack.push(node.child(i)!);
+  }
+  out.sort((a, b) => a.line - b.line || a.col - b.col);
+  if (out.length >= MAX_SYNTAX_REPORTS) {
+    out.push({ severity: 'note', code: 'syntax', file: source.path, line: out[out.length - 1].line, col: 1, message: `further syntax errors not listed (limit ${MAX_SYNTAX_REPORTS})` });
+  }
+}
