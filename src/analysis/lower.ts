@@ -760,6 +760,7 @@ export class MethodLowerer {
     const id = this.id();
     const op: Op = { k: 'op', id, kind, callee, args, kw, span: this.span(node) };
     if (types?.length) op.type = types;
+    else if (kind === 'module') op.type = ['?'];
     if (this.via.length) op.via = [...this.via];
     if (++this.opCount === LIMITS.opsPerMethod) this.limit(node, `more than ${LIMITS.opsPerMethod} ops in one method: the rest is not analysed`);
     if (this.opCount <= LIMITS.opsPerMethod) this.out.push(op);

@@ -5,17 +5,22 @@ import type { Attr, Expr, FileIR, Method, ModuleIR, Op, Param, Phi, Program, Spa
 
 export const DSL_HEADER = 'adopt-dsl 1';
 
+/** JSON string with everything outside printable ASCII escaped (keeps the layout markers unique). */
+export function q(s: string): string {
+  return JSON.stringify(s).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 const PLAIN_NAME = /^(\.\.\.|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)$/;
 const PLAIN_TOKEN = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 
 export function printProgram(p: Program): string {
-  const out: string[] = [`${DSL_HEADER} root ${JSON.stringify(p.root)}`];
+  const out: string[] = [`${DSL_HEADER} root ${q(p.root)}`];
   for (const f of p.files) printFile(f, out);
   return out.join('\n') + '\n';
 }
 
 export function printFile(f: FileIR, out: string[] = []): string[] {
-  out.push(`file ${JSON.stringify(f.path)} module ${name(f.module)}`);
+  out.push(`file ${q(f.path)} module ${name(f.module)}`);
   for (const d of f.diagnostics) out.push(`  ${diagnostic(d)}`);
   for (const m of f.modules) printModule(m, out);
   for (const fn of f.functions) printMethod(fn, out, '  ');
@@ -23,7 +28,7 @@ export function printFile(f: FileIR, out: string[] = []): string[] {
 }
 
 function diagnostic(d: Diagnostic): string {
-  return `diagnostic ${d.severity} ${JSON.stringify(d.file)}:${d.line}:${d.col} ${d.code} ${JSON.stringify(d.message)}`;
+  return `diagnostic ${d.severity} ${q(d.file)}:${d.line}:${d.col} ${d.code} ${q(d.message)}`;
 }
 
 function printModule(m: ModuleIR, out: string[]): void {
@@ -61,7 +66,7 @@ function stmt(s: Stmt, out: string[], indent: string): void {
   switch (s.k) {
     case 'op': out.push(indent + op(s)); return;
     case 'return': out.push(`${indent}return${s.value ? ` ${expr(s.value)}` : ''} ${span(s.span)}`); return;
-    case 'note': out.push(`${indent}note ${JSON.stringify(s.text)} ${span(s.span)}`); return;
+    case 'note': out.push(`${indent}note ${q(s.text)} ${span(s.span)}`); return;
     case 'if':
       out.push(`${indent}if ${expr(s.cond)} ${span(s.span)}`);
       block(s.then, out, `${indent}  `);
@@ -72,7 +77,7 @@ function stmt(s: Stmt, out: string[], indent: string): void {
       for (const p of s.phis) out.push(indent + phi(p));
       return;
     case 'for':
-      out.push(`${indent}${s.v ? `for ${s.v.includes(' ') || !PLAIN_TOKEN.test(s.v) ? JSON.stringify(s.v) : s.v} in` : 'while'} ${expr(s.iter)}${s.type ? ` : ${s.type.map(typeTok).join(' | ')}` : ''} ${span(s.span)}`);
+      out.push(`${indent}${s.v ? `for ${s.v.includes(' ') || !PLAIN_TOKEN.test(s.v) ? q(s.v) : s.v} in` : 'while'} ${expr(s.iter)}${s.type ? ` : ${s.type.map(typeTok).join(' | ')}` : ''} ${span(s.span)}`);
       for (const p of s.phis) out.push(`${indent}  ${phi(p)}`);
       block(s.body, out, `${indent}  `);
       return;
@@ -80,7 +85,7 @@ function stmt(s: Stmt, out: string[], indent: string): void {
 }
 
 function phi(p: Phi): string {
-  return `%${p.id} = phi ${PLAIN_TOKEN.test(p.v) ? p.v : JSON.stringify(p.v)}(${p.ins.map(expr).join(', ')})`;
+  return `%${p.id} = phi ${PLAIN_TOKEN.test(p.v) ? p.v : q(p.v)}(${p.ins.map(expr).join(', ')})`;
 }
 
 export function op(o: Op): string {
@@ -100,30 +105,30 @@ export function op(o: Op): string {
 }
 
 function calleeTok(c: string): string {
-  return PLAIN_TOKEN.test(c) ? c : JSON.stringify(c);
+  return PLAIN_TOKEN.test(c) ? c : q(c);
 }
 
 function typeTok(t: string): string {
-  return PLAIN_TOKEN.test(t) ? t : JSON.stringify(t);
+  return PLAIN_TOKEN.test(t) ? t : q(t);
 }
 
 function name(n: string): string {
-  return PLAIN_TOKEN.test(n) ? n : JSON.stringify(n);
+  return PLAIN_TOKEN.test(n) ? n : q(n);
 }
 
 export function span(s: Span): string {
-  return `@${s.file !== undefined ? `${JSON.stringify(s.file)}:` : ''}${s.from.line}:${s.from.col}-${s.to.line}:${s.to.col}#${s.start}-${s.end}`;
+  return `@${s.file !== undefined ? `${q(s.file)}:` : ''}${s.from.line}:${s.from.col}-${s.to.line}:${s.to.col}#${s.start}-${s.end}`;
 }
 
 export function expr(e: Expr): string {
   switch (e.k) {
     case 'ssa': return `%${e.id}`;
-    case 'name': return PLAIN_NAME.test(e.path) ? e.path : `$${JSON.stringify(e.path)}`;
+    case 'name': return PLAIN_NAME.test(e.path) ? e.path : `$${q(e.path)}`;
     case 'const':
       if (e.v === null) return 'None';
       if (e.v === true) return 'True';
       if (e.v === false) return 'False';
-      if (typeof e.v === 'string') return JSON.stringify(e.v);
+      if (typeof e.v === 'string') return q(e.v);
       return e.raw !== undefined ? `${e.raw}` : numText(e.v);
     case 'tuple': return e.items.length === 1 ? `(${expr(e.items[0])},)` : `(${e.items.map(expr).join(', ')})`;
     case 'list': return `[${e.items.map(expr).join(', ')}]`;
@@ -132,8 +137,8 @@ export function expr(e: Expr): string {
     case 'star': return `${e.double ? '**' : '*'}${expr(e.e)}`;
     case 'call': return `${calleeTok(e.callee)}(${[...e.args.map(expr), ...e.kw.map(([k, v]) => `${k}=${expr(v)}`)].join(', ')})`;
     case 'index': return `${expr(e.base)}[${expr(e.index)}]`;
-    case 'comp': return `[${expr(e.elt)} for ${PLAIN_TOKEN.test(e.v) ? e.v : JSON.stringify(e.v)} in ${expr(e.iter)}]`;
-    case 'opaque': return `\`${JSON.stringify(e.text).slice(1, -1).replace(/`/g, '\\u0060')}\``;
+    case 'comp': return `[${expr(e.elt)} for ${PLAIN_TOKEN.test(e.v) ? e.v : q(e.v)} in ${expr(e.iter)}]`;
+    case 'opaque': return `\`${q(e.text).slice(1, -1).replace(/`/g, '\\u0060')}\``;
   }
 }
 
