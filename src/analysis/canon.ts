@@ -23,7 +23,7 @@ export const OP_NAMESPACES = ['torch.nn.functional', 'torch.special', 'torch', '
 
 /** Tensor methods the analysis knows; anything else called on a value is an unknown method. */
 export const TENSOR_METHODS = new Set(`
-abs absolute acos add add_ addcmul addmm all allclose amax amin any apply_ argmax argmin argsort
+abs absolute acos bernoulli_ normal_ exponential_ random_ cauchy_ log_normal_ geometric_ masked_fill_ add_ copy_ zero_ add add_ addcmul addmm all allclose amax amin any apply_ argmax argmin argsort
 baddbmm bernoulli bfloat16 bmm bool byte ceil chunk clamp clamp_ clamp_min clip clone contiguous copy_ cos cpu cuda
 cumsum cumprod data_ptr detach detach_ diag diagonal diff dim div div_ double dtype element_size eq equal erf exp exp_ expand expand_as
 fill_ fill_diagonal_ flatten flip float floor floor_divide fmod gather ge gelu get_device gt half index_add index_add_ index_copy index_fill index_put_ index_select int

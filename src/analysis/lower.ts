@@ -627,7 +627,7 @@ export class MethodLowerer {
         }
         return { kind: 'qual', qual: r?.k === 'class' ? r.def.qual : path, bound };
       }
-      if (TENSOR_METHODS.has(m) || m in CAST_METHODS) return { kind: 'method', name: m, obj: obj.e };
+      if (TENSOR_METHODS.has(m) || TENSOR_METHODS.has(m.replace(/_$/, '')) || m in CAST_METHODS) return { kind: 'method', name: m, obj: obj.e };
       return { kind: 'unknown', text: `.${m}` };
     }
     const v = this.expr(fnNode);
