@@ -15,5 +15,7 @@ export function explainCommand(paths: string[], opts: ExplainOptions): number {
     if (f.diagnostics.some((d) => d.severity === 'error' && !['syntax', 'analysis'].includes(d.code))) unreadable++;
   }
   writeOutput(opts.output, opts.json ? JSON.stringify(program, null, 1) + '\n' : printProgram(program));
-  return unreadable > 0 ? 2 : 0;
+  const nothing = program.files.every((f) => f.modules.length === 0 && f.functions.length === 0);
+  if (nothing) process.stderr.write('adopt: nothing to analyse: no nn.Module classes or functions in the input\n');
+  return unreadable > 0 || nothing ? 2 : 0;
 }

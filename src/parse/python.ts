@@ -130,8 +130,36 @@ export function parsePython(source: SourceText): ParsedFile {
   const tree = parseText(source.text);
   const raw = tree.rootNode;
   const diagnostics: Diagnostic[] = [];
-  if (raw.hasError) collectSyntaxErrors(source, raw, diagnostics);
+  const tooDeep = indentationTooDeep(source);
+  if (tooDeep) diagnostics.push(tooDeep);
+  else if (raw.hasError) collectSyntaxErrors(source, raw, diagnostics);
   return { source, root: copyTree(tree, source.text), diagnostics };
+}
+
+const MAX_INDENT_LEVELS = 100;
+
+/** CPython refuses more than 100 levels of indentation; tree-sitter then fails at the file's
+ *  start, so name the line that crosses the limit instead. */
+function indentationTooDeep(source: SourceText): Diagnostic | undefined {
+  const stack = [0];
+  const lines = source.text.split('\n');
+  let open = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    const body = line.trimStart();
+    const width = line.length - body.length;
+    if (open === 0 && body !== '' && !body.startsWith('#')) {
+      if (width > stack[stack.length - 1]) {
+        stack.push(width);
+        if (stack.length - 1 >= MAX_INDENT_LEVELS) {
+          return { severity: 'error', code: 'syntax', file: source.path, line: i + 1, col: 1, message: `too many levels of indentation (Python allows ${MAX_INDENT_LEVELS})` };
+        }
+      } else while (width < stack[stack.length - 1]) stack.pop();
+    }
+    // Continuation lines inside brackets do not open blocks.
+    for (const ch of body) { if ('([{'.includes(ch)) open++; else if (')]}'.includes(ch) && open > 0) open--; }
+  }
+  return undefined;
 }
 
 function collectSyntaxErrors(source: SourceText, root: Parser.SyntaxNode, out: Diagnostic[]): void {

@@ -29,9 +29,15 @@ function declaredEncoding(bytes: Buffer): string | undefined {
   const head = bytes.subarray(0, 400).toString('latin1').split(/\r?\n/, 2);
   for (const line of head) {
     const m = CODING_RE.exec(line);
-    if (m) return m[1].toLowerCase();
+    if (m) return pythonCodecToWhatwg(m[1].toLowerCase().replace(/_/g, '-'));
   }
   return undefined;
+}
+
+// Python codec names that WHATWG's TextDecoder spells differently.
+function pythonCodecToWhatwg(name: string): string {
+  const aliases: Record<string, string> = { 'latin-1': 'latin1', 'iso-latin-1': 'latin1', l1: 'latin1', cp1252: 'windows-1252', 'utf8': 'utf-8', 'ascii': 'utf-8', 'us-ascii': 'utf-8' };
+  return aliases[name] ?? name;
 }
 
 function positionOfByte(bytes: Buffer, offset: number): Pos {
