@@ -82,7 +82,10 @@ export class MethodLowerer {
       const node = flow.retNode ?? fn.node;
       body.push({ k: 'return', value: flow.terminal === 'return' ? flow.ret ?? NONE : null, span: spanOf(src, node, this.ownerPath) });
     }
-    return { name: fn.name, params, body, span: spanOf(src, fn.node, this.ownerPath) };
+    const method: Method = { name: fn.name, params, body, span: spanOf(src, fn.node, this.ownerPath) };
+    const decorators = decoratorsOf(fn.node, syms, this.resolver);
+    if (decorators.length) method.decorators = decorators;
+    return method;
   }
 
   // ---- statements -------------------------------------------------------------------------
@@ -491,6 +494,23 @@ export class MethodLowerer {
     return undefined;
   }
 
+  /** The elements of a `self.x = nn.Sequential(...)` built in this class's own file, or undefined. */
+  private sequentialItems(text: string): { callee: string; span: Span }[] | undefined {
+    const cls = this.frame.selfCls;
+    if (!cls || !/^self\.[A-Za-z_][A-Za-z0-9_]*$/.test(text)) return undefined;
+    const defs = cls.attrs.filter((a) => a.name === text.slice(5));
+    if (defs.length !== 1) return undefined;
+    const [a] = defs;
+    if (a.value.k !== 'call' || !/(^|\.)Sequential$/.test(a.value.callee) || a.value.kw.length || !a.value.args.length) return undefined;
+    if (!a.value.args.every((x) => x.k === 'call')) return undefined;
+    const home = a.from ? this.classes.resolver.resolveQual(a.from) : undefined;
+    const file = home?.k === 'class' ? this.resolver.symbolsOf(home.def.module)?.parsed.source.path : cls.syms.parsed.source.path;
+    if (!file) return undefined;
+    const span: Span = { ...a.span };
+    if (file !== this.ownerPath) span.file = file;
+    return a.value.args.map((x) => ({ callee: (x as { callee: string }).callee, span }));
+  }
+
   private attribute(node: SyntaxNode): Val {
     const objNode = field(node, 'object')!;
     const attr = field(node, 'attribute')!.text;
@@ -562,7 +582,17 @@ export class MethodLowerer {
     const kwE: [string, Expr][] = kw.map(([k, v]) => [k, v.e]);
 
     if (callee.kind === 'inline') return this.inline(callee.fn.def, args, kw, node, callee.fn.selfVal, callee.fn.defCls);
-    if (callee.kind === 'module') return this.emit('module', callee.text, argE, kwE, node, callee.types);
+    if (callee.kind === 'module') {
+      const items = argE.length === 1 && kwE.length === 0 ? this.sequentialItems(callee.text) : undefined;
+      if (items) {
+        // nn.Sequential(a, b, c)(x) is c(b(a(x))): each element a module op, spanning its
+        // constructor in __init__, so patterns match across the elements.
+        let cur = argE[0];
+        items.forEach((item, i) => { cur = this.emit('module', `${callee.text}[${i}]`, [cur], [], node, [item.callee], item.span).e; });
+        return { e: cur };
+      }
+      return this.emit('module', callee.text, argE, kwE, node, callee.types);
+    }
     if (callee.kind === 'method') {
       return this.tensorOp(callee.name, [callee.obj, ...argE], kwE, node, callee.name in CAST_METHODS ? 'method' : 'method');
     }
@@ -699,6 +729,10 @@ export class MethodLowerer {
     const syms = this.resolver.symbolsOf(def.module);
     // Long helpers (checkpoint loading, generation utilities) are library code, not architecture:
     // they stay resolved calls instead of being inlined.
+    // TorchScript functions are compiled on their own: their code is not part of the caller's.
+    if (syms && decoratorsOf(def.node, syms, this.resolver).some(isTorchScript)) {
+      return this.emit('call', def.qual, args.map((a) => a.e), kw.map(([k, v]) => [k, v.e]), node);
+    }
     const lines = syms ? posAt(syms.parsed.source, def.node.endIndex).line - posAt(syms.parsed.source, def.node.startIndex).line : 0;
     if (!syms || lines > LIMITS.inlineMaxLines) return this.emit('call', def.qual, args.map((a) => a.e), kw.map(([k, v]) => [k, v.e]), node);
     const env = new Map<string, Val>();
@@ -756,9 +790,9 @@ export class MethodLowerer {
     return this.nextId++;
   }
 
-  private emit(kind: OpKind, callee: string, args: Expr[], kw: [string, Expr][], node: SyntaxNode, types?: string[]): Val {
+  private emit(kind: OpKind, callee: string, args: Expr[], kw: [string, Expr][], node: SyntaxNode, types?: string[], span?: Span): Val {
     const id = this.id();
-    const op: Op = { k: 'op', id, kind, callee, args, kw, span: this.span(node) };
+    const op: Op = { k: 'op', id, kind, callee, args, kw, span: span ?? this.span(node) };
     if (types?.length) op.type = types;
     else if (kind === 'module') op.type = ['?'];
     if (this.via.length) op.via = [...this.via];
@@ -795,6 +829,21 @@ function num(v: number): Expr {
 
 function shortName(q: string): string {
   return q.split('.').slice(-2).join('.');
+}
+
+export function isTorchScript(decorator: string): boolean {
+  return /^torch\.jit\.(script|script_if_tracing)$/.test(decorator);
+}
+
+function decoratorsOf(fn: SyntaxNode, syms: FileSymbols, resolver: Resolver): string[] {
+  const parent = fn.parent;
+  if (parent?.type !== 'decorated_definition') return [];
+  return parent.namedChildren.filter((d) => d.type === 'decorator').map((d) => {
+    const expr = d.namedChildren[0];
+    const target = expr?.type === 'call' ? field(expr, 'function') : expr;
+    const dotted = target ? dottedOf(target) : undefined;
+    return dotted ? qualify({ syms, resolver }, dotted) : clip(d.text.replace(/^@/, ''), 60);
+  });
 }
 
 function isStaticMethod(fn: SyntaxNode): boolean {

@@ -2,6 +2,8 @@
 import { Command, CommanderError } from 'commander';
 import { AdoptError, formatDiagnostic } from '../diag.js';
 import { explainCommand } from './explain.js';
+import { rewriteCommand } from './rewrite.js';
+import { rulesCommand } from './rules.js';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command();
@@ -22,6 +24,28 @@ export async function main(argv: string[]): Promise<number> {
     .option('--max-file-size <MiB>', 'skip files larger than this', '8')
     .option('-o, --output <file>', 'write to a file instead of stdout')
     .action((paths: string[], opts) => { code = explainCommand(paths, opts); });
+
+  program
+    .command('rewrite')
+    .description('rewrite model source to use fused kernels; prints a unified diff by default')
+    .argument('<paths...>', 'Python files or directories (a package is rewritten as a whole)')
+    .option('--rules <dir|names>', 'a rules directory or file, or library rule names (comma-separated)')
+    .option('--root <dir>', 'directory that imports resolve under')
+    .option('--target <cpu|cuda>', 'the device the kernels are chosen for', 'cpu')
+    .option('--diff', 'print a unified diff (the default)')
+    .option('--in-place', 'rewrite the files atomically')
+    .option('--backup', 'with --in-place, keep FILE.orig')
+    .option('-o, --output <path>', 'write the rewritten file (or tree, for several inputs) here')
+    .option('--json', 'print sites as JSON (rule, file, lines, bindings, guards, decision, reason)')
+    .option('--check', 'exit 1 when something would change; write nothing')
+    .option('--why-not', 'also report near misses and why they are not sites')
+    .action((paths: string[], opts) => { code = rewriteCommand(paths, opts); });
+
+  const rules = program.command('rules').description('list, show, test and check rules');
+  rules.command('list').option('--rules <dir>', 'rules directory').action((opts) => { code = rulesCommand('list', undefined, opts); });
+  rules.command('show').argument('<name>').option('--rules <dir>', 'rules directory').action((name: string, opts) => { code = rulesCommand('show', name, opts); });
+  rules.command('test').argument('[name]').option('--rules <dir>', 'rules directory').action((name: string | undefined, opts) => { code = rulesCommand('test', name, opts); });
+  rules.command('check').argument('<file>').action((file: string) => { code = rulesCommand('check', file, {}); });
 
   try {
     await program.parseAsync(argv);

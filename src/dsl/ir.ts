@@ -61,7 +61,14 @@ export type Stmt = Op | IfStmt | ForStmt | ReturnStmt | NoteStmt;
 
 export interface Param { name: string; default?: Expr; star?: '*' | '**' }
 
-export interface Method { name: string; params: Param[]; body: Stmt[]; span: Span }
+export interface Method {
+  name: string;
+  params: Param[];
+  body: Stmt[];
+  span: Span;
+  /** Qualified decorator names (`torch.jit.script`, `staticmethod`), when any. */
+  decorators?: string[];
+}
 
 export interface Attr {
   name: string;

@@ -67,7 +67,8 @@ function opt<T>(n: N): T | undefined {
   return n.children.length ? (n.children[0].ir() as T) : undefined;
 }
 
-function addSemantics(s: ohm.Semantics): void {
+/** The `ir` operation; also the base of the rule grammar's semantics. */
+export function addSemantics(s: ohm.Semantics): void {
   s.addOperation('ir', {
     Program(_h, _v, _r, root, files) {
       return { version: 1, root: root.ir(), files: files.children.map((f: N) => f.ir()) } satisfies Program;
@@ -117,9 +118,13 @@ function addSemantics(s: ohm.Semantics): void {
     Guard(_k, exprs) { return list(exprs); },
     From(_k, q) { return q.ir(); },
     Inherits(_k, meth, _f, q) { return [meth.sourceString, q.ir()]; },
-    Def(_k, name, _o, params, _c, span, body) {
-      return { name: name.sourceString, params: list(params) as Param[], body: body.ir(), span: span.ir() } satisfies Method;
+    Def(_k, name, _o, params, _c, span, decorated, body) {
+      const m: Method = { name: name.sourceString, params: list(params) as Param[], body: body.ir(), span: span.ir() };
+      const d = opt<string[]>(decorated);
+      if (d) m.decorators = d;
+      return m;
     },
+    Decorated(_k, names) { return list(names); },
     Param(star, name, def) {
       const p: Param = { name: name.sourceString };
       const d = opt<Expr>(def);

@@ -49,7 +49,7 @@ function attr(a: Attr): string {
 }
 
 function printMethod(fn: Method, out: string[], indent: string): void {
-  out.push(`${indent}def ${fn.name}(${fn.params.map(param).join(', ')}) ${span(fn.span)}`);
+  out.push(`${indent}def ${fn.name}(${fn.params.map(param).join(', ')}) ${span(fn.span)}${fn.decorators ? ` decorated ${fn.decorators.map(calleeTok).join(', ')}` : ''}`);
   block(fn.body, out, `${indent}  `);
 }
 

@@ -1,0 +1,105 @@
+import { accessSync, constants, copyFileSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, chmodSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { analyzePaths } from '../analysis/analyze.js';
+import { AdoptError, formatDiagnostic } from '../diag.js';
+import { matchProgram, type NearMiss } from '../match/matcher.js';
+import { loadRules } from '../match/rule.js';
+import { unifiedDiff } from '../synth/diff.js';
+import { synthesize, type FileResult, type SiteResult } from '../synth/synthesize.js';
+
+export interface RewriteOptions {
+  rules?: string; root?: string; diff?: boolean; inPlace?: boolean; backup?: boolean; output?: string;
+  json?: boolean; check?: boolean; whyNot?: boolean; target?: string; quiet?: boolean;
+}
+
+export interface RewriteRun { files: FileResult[]; sites: SiteResult[]; nearMisses: NearMiss[] }
+
+/** The whole pipeline: analyse, match, synthesise. Writes nothing. */
+export function runRewrite(paths: string[], opts: Pick<RewriteOptions, 'rules' | 'root'>): RewriteRun {
+  const rules = loadRules(opts.rules);
+  const { program } = analyzePaths(paths, { root: opts.root });
+  for (const f of program.files) for (const d of f.diagnostics) if (d.severity === 'error') process.stderr.write(`${formatDiagnostic(d)}\n`);
+  if (program.files.every((f) => f.diagnostics.some((d) => d.severity === 'error' && !['syntax', 'analysis'].includes(d.code)))) {
+    throw new AdoptError('nothing can be rewritten: no input file could be read');
+  }
+  const { sites, nearMisses } = matchProgram(program, rules);
+  const synth = synthesize(sites, rules);
+  return { files: synth.files, sites: synth.sites, nearMisses };
+}
+
+export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
+  const modes = [opts.inPlace, !!opts.output, opts.check].filter(Boolean).length;
+  if (modes > 1) throw new AdoptError('choose one of --in-place, -o/--output and --check');
+  if (opts.backup && !opts.inPlace) throw new AdoptError('--backup only goes with --in-place');
+  if (opts.target && !['cpu', 'cuda'].includes(opts.target)) throw new AdoptError(`--target must be cpu or cuda, got '${opts.target}'`);
+  const run = runRewrite(paths, opts);
+  const changed = run.files.filter((f) => !f.error && f.rewritten !== f.original);
+  let failed = run.files.filter((f) => f.error).length;
+  for (const f of run.files) if (f.error) process.stderr.write(`adopt: error: ${f.error}\n`);
+
+  if (opts.inPlace) failed += writeInPlace(changed, !!opts.backup);
+  else if (opts.output) failed += writeTo(opts.output, changed, paths);
+
+  if (opts.json) {
+    process.stdout.write(JSON.stringify({
+      sites: run.sites,
+      ...(opts.whyNot ? { near_misses: run.nearMisses } : {}),
+      files: run.files.map((f) => ({ path: f.path, changed: f.rewritten !== f.original, error: f.error ?? null })),
+    }, null, 1) + '\n');
+  } else if (!opts.inPlace && !opts.output && !opts.check) {
+    for (const f of changed) process.stdout.write(unifiedDiff(f.path, f.original, f.edits));
+  }
+  if (!opts.json) {
+    if (opts.whyNot) for (const n of run.nearMisses) process.stderr.write(`${n.file}:${n.line}:${n.col}: ${n.rule}: not a site: ${n.reason}\n`);
+    for (const s of run.sites) if (s.decision === 'skipped' && (opts.whyNot || !opts.quiet)) process.stderr.write(`${s.file}:${s.lines[0]}: ${s.rule}: found, not rewritten: ${s.reason}\n`);
+    const n = run.sites.filter((s) => s.decision === 'rewritten').length;
+    process.stderr.write(`adopt: ${run.sites.length} site(s) found, ${n} rewritten in ${changed.length} file(s)\n`);
+  }
+  if (failed) return 2;
+  if (opts.check) return changed.length ? 1 : 0;
+  return 0;
+}
+
+/** Atomic replacement: temp file beside the target, then rename. The original is never left
+ *  half-written, and is checked not to have changed since it was analysed. */
+function writeInPlace(files: FileResult[], backup: boolean): number {
+  let failed = 0;
+  for (const f of files) {
+    const fail = (why: string) => { process.stderr.write(`adopt: error: ${f.path}: ${why}; the file is unchanged\n`); failed++; };
+    let now: string;
+    try { now = readFileSync(f.path, 'utf8'); } catch (e) { fail(`cannot read: ${(e as Error).message}`); continue; }
+    if (now.replace(/^\uFEFF/, '') !== f.original) { fail('it changed on disk since it was analysed'); continue; }
+    try { accessSync(f.path, constants.W_OK); } catch { fail('it is read-only'); continue; }
+    const bom = now.startsWith('\uFEFF') ? '\uFEFF' : '';
+    const tmp = join(dirname(f.path), `.${f.path.split('/').pop()}.adopt-${process.pid}.tmp`);
+    try {
+      if (backup) copyFileSync(f.path, `${f.path}.orig`);
+      writeFileSync(tmp, bom + f.rewritten);
+      chmodSync(tmp, statSync(f.path).mode & 0o7777);
+      renameSync(tmp, f.path);
+    } catch (e) {
+      try { unlinkSync(tmp); } catch { /* not created */ }
+      fail(`cannot write: ${(e as NodeJS.ErrnoException).code === 'ENOSPC' ? 'no space left on device' : (e as Error).message}`);
+    }
+  }
+  return failed;
+}
+
+function writeTo(out: string, files: FileResult[], inputs: string[]): number {
+  const single = inputs.length === 1 && statSync(inputs[0]).isFile();
+  let failed = 0;
+  for (const f of files) {
+    const dest = single ? out : join(out, relative(statSync(inputs[0]).isDirectory() ? resolve(inputs[0]) : dirname(resolve(inputs[0])), resolve(f.path)));
+    const tmp = `${dest}.adopt-${process.pid}.tmp`;
+    try {
+      mkdirSync(dirname(dest), { recursive: true });
+      writeFileSync(tmp, f.rewritten);
+      renameSync(tmp, dest);
+    } catch (e) {
+      try { unlinkSync(tmp); } catch { /* not created */ }
+      process.stderr.write(`adopt: error: cannot write ${dest}: ${(e as Error).message}\n`);
+      failed++;
+    }
+  }
+  return failed;
+}

@@ -1,0 +1,94 @@
+// `where` constraints of rules. Each returns undefined when it holds, else the reason (shown by
+// --why-not).
+import type { Expr, Op } from '../dsl/ir.js';
+import type { State } from './matcher.js';
+import { attrOf, type MethodView } from './method.js';
+import type { Constraint, PatVal } from './rule.js';
+
+type Check = (args: PatVal[], st: State, view: MethodView) => string | undefined;
+
+const opOf = (a: PatVal, st: State): Op | null | undefined => (a.k === 'ref' ? st.ops.get(a.name) : undefined);
+const line = (op: Op) => `${op.span.file ? `${op.span.file}:` : ''}${op.span.from.line}`;
+
+const CHECKS: Record<string, Check> = {
+  /** The value of each named line feeds only the next matched line (nothing else sees it). */
+  single_use(args, st, view) {
+    const matched = new Set([...st.ops.values()].filter((o): o is Op => !!o).map((o) => o.id));
+    for (const a of args) {
+      const op = opOf(a, st);
+      if (!op) continue;
+      // A phi that merges this value with a later matched value is the branch where the
+      // pattern does not continue (`if use_bn: x = bn(x)`): on the matched path it is no use.
+      const mergesMatched = (id: number) => (view.phis.get(id) ?? []).some((e) => e.k === 'ssa' && matched.has(e.id) && e.id !== op.id);
+      const uses = (view.uses.get(op.id) ?? []).filter((u) => !(u.k === 'phi' && mergesMatched(u.id)));
+      const outside = uses.filter((u) => u.k !== 'op' || !matched.has(u.op.id));
+      if (uses.length > 1 || outside.length) {
+        const u = outside[0] ?? uses[1];
+        const where = u?.k === 'op' ? `by ${u.op.callee} at line ${line(u.op)}` : u ? `(${u.k === 'phi' ? 'it flows out of a branch or loop' : u.k === 'return' ? 'it is returned' : 'in a condition'})` : '';
+        return `the result of '${a.k === 'ref' ? a.name : '?'}' at line ${line(op)} is also used ${where}`.trim();
+      }
+    }
+    return undefined;
+  },
+  /** A value computed inside the match is not used outside it. */
+  not_escaping(args, st, view) {
+    const matched = new Set([...st.ops.values()].filter((o): o is Op => !!o).map((o) => o.id));
+    for (const a of args) {
+      const op = opOf(a, st);
+      if (!op) continue;
+      const out = (view.uses.get(op.id) ?? []).find((u) => u.k !== 'op' || !matched.has(u.op.id));
+      if (out) return `'${a.k === 'ref' ? a.name : '?'}' at line ${line(op)} escapes the pattern`;
+    }
+    return undefined;
+  },
+  /** A softmax/reduction runs over the last dimension: dim=-1, or dim = rank-1 where the rank is known. */
+  last_dim(args, st, view) {
+    const op = opOf(args[0], st);
+    if (!op) return undefined;
+    const dim = op.kw.find(([k]) => k === 'dim')?.[1];
+    if (!dim) return `${op.callee} at line ${line(op)} has no dim (implicit dim is deprecated and not always last)`;
+    if (dim.k === 'const' && dim.v === -1) return undefined;
+    if (dim.k === 'const' && typeof dim.v === 'number') {
+      const x = op.args[0];
+      const rank = x?.k === 'ssa' ? view.rank.get(x.id) : undefined;
+      if (rank !== undefined && dim.v === rank - 1) return undefined;
+      return `${op.callee} over dim=${dim.raw ?? dim.v}${rank !== undefined ? ` of a rank-${rank} tensor` : ''}: not the last dimension${rank === undefined ? ' (rank unknown)' : ''}`;
+    }
+    return `${op.callee} dim is ${brief(dim)}, not known to be the last dimension`;
+  },
+  /** A Linear (or Conv) has a bias: the constructor does not say bias=False. */
+  bias(args, st, view) {
+    const op = opOf(args[0], st);
+    if (!op) return undefined;
+    const attr = attrOf(view, op);
+    if (!attr || attr.value.k !== 'call') return `the constructor of ${op.callee} is not known statically`;
+    const b = attr.value.kw.find(([k]) => k === 'bias')?.[1] ?? (attr.value.callee.endsWith('Linear') ? attr.value.args[2] : undefined);
+    if (b?.k === 'const' && b.v === false) return `${op.callee} is built with bias=False`;
+    return undefined;
+  },
+  /** All matched lines come from the same function body (not split across inlined helpers). */
+  same_scope(_args, st) {
+    const vias = [...st.ops.values()].filter((o): o is Op => !!o).map((o) => (o.via ?? []).join('>'));
+    return new Set(vias).size <= 1 ? undefined : 'the matched lines are split across helper functions';
+  },
+  /** The named lines are different modules (three projections, not one reused). */
+  distinct(args, st) {
+    const callees = args.map((a) => opOf(a, st)?.callee).filter(Boolean);
+    return new Set(callees).size === callees.length ? undefined : `${callees.join(', ')} are not distinct modules`;
+  },
+  /** A metavariable is bound to a given constant. */
+  const(args, st) {
+    const [m, c] = args;
+    const v: Expr | undefined = m.k === 'meta' ? st.metas.get(m.name) : undefined;
+    if (c.k !== 'const') return undefined;
+    return v?.k === 'const' && v.v === c.v ? undefined : `$${m.k === 'meta' ? m.name : '?'} is ${v ? brief(v) : 'unbound'}, not ${JSON.stringify(c.v)}`;
+  },
+};
+
+function brief(e: Expr): string {
+  return e.k === 'const' ? e.raw ?? JSON.stringify(e.v) : e.k === 'name' ? e.path : e.k === 'ssa' ? `%${e.id}` : e.k;
+}
+
+export function checkConstraint(c: Constraint, st: State, view: MethodView): string | undefined {
+  return CHECKS[c.name](c.args, st, view);
+}

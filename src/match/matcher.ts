@@ -1,0 +1,271 @@
+// Subsequence matching of rule patterns on the DSL: pattern lines are matched along dataflow
+// (not textual adjacency), every match is reported, commutative ops and optional lines are
+// honoured, and `where` constraints are checked. Failed near-matches keep their reason.
+import type { Expr, FileIR, Op, Program } from '../dsl/ir.js';
+import { isTorchScript, sameExpr } from '../analysis/lower.js';
+import { checkConstraint } from './constraints.js';
+import { attrOf, reaches, usersOf, viewOf, type MethodView } from './method.js';
+import type { PatArg, PatOp, PatVal, Rule } from './rule.js';
+
+export interface Site {
+  rule: string;
+  priority: number;
+  /** The file holding the matched code (a helper's file when it was inlined from there). */
+  file: string;
+  /** Module class (or '' for a module-level function) and method the match was found in. */
+  owner: string;
+  method: string;
+  ops: Record<string, Op | null>;
+  values: Record<string, Expr>;
+  bindings: Record<string, Expr>;
+  lines: [number, number];
+  view: MethodView;
+}
+
+export interface NearMiss { rule: string; file: string; line: number; col: number; owner: string; reason: string }
+
+export interface MatchResult { sites: Site[]; nearMisses: NearMiss[] }
+
+export interface State {
+  vals: Map<string, Expr>;
+  ops: Map<string, Op | null>;
+  metas: Map<string, Expr>;
+  used: Set<number>;
+}
+
+const COMMUTATIVE = new Set(['add', 'mul']);
+
+export function matchProgram(program: Program, rules: Rule[]): MatchResult {
+  const sites = new Map<string, Site>();
+  const misses = new Map<string, NearMiss>();
+  const lowered = new Set<string>();
+  for (const file of program.files) {
+    const views: MethodView[] = [];
+    for (const m of file.modules) for (const meth of m.methods) views.push(viewOf(file, meth, m));
+    for (const fn of file.functions) views.push(viewOf(file, fn));
+    for (const v of views) lowered.add(v.module ? `${v.module.qualname}.${v.method.name}` : `${file.module}.${v.method.name}`);
+    for (const view of views) {
+      // TorchScript-compiled code cannot call the kernels' Python wrappers.
+      if (view.method.decorators?.some(isTorchScript)) continue;
+      for (const rule of rules) {
+        const r = matchRule(rule, view);
+        for (const s of r.sites) {
+          const key = siteKey(s);
+          const prev = sites.get(key);
+          // The same code reached through inlining is one site: keep it where it is defined.
+          if (!prev || depth(s) < depth(prev)) sites.set(key, s);
+        }
+        for (const n of r.nearMisses) misses.set(`${n.rule}@${n.file}:${n.line}:${n.col}`, n);
+      }
+    }
+  }
+  // A match found only inside an inlined helper that does not match on its own depends on one
+  // caller's arguments (e.g. `dim` passed in): rewriting the helper would be wrong for the others.
+  const found: Site[] = [];
+  for (const s of sites.values()) {
+    const helper = innermostVia(s);
+    if (helper && lowered.has(helper) && depth(s) > 0) {
+      const op = firstOp(s)!;
+      misses.set(`${s.rule}@${s.file}:${op.span.from.line}:${op.span.from.col}`, {
+        rule: s.rule, file: s.file, line: op.span.from.line, col: op.span.from.col, owner: s.owner,
+        reason: `matches only with the arguments ${s.owner ? `${s.owner}.` : ''}${s.method} passes to ${helper.split('.').pop()}; the helper on its own does not match`,
+      });
+      continue;
+    }
+    found.push(s);
+  }
+  // A near miss that is a site elsewhere (another path, another inlining) is not a miss.
+  const siteAnchors = new Set(found.map((s) => `${s.rule}@${s.file}:${firstOp(s)?.span.from.line}:${firstOp(s)?.span.from.col}`));
+  return { sites: found, nearMisses: [...misses.values()].filter((n) => !siteAnchors.has(`${n.rule}@${n.file}:${n.line}:${n.col}`)) };
+}
+
+function firstOp(s: Site): Op | undefined {
+  return Object.values(s.ops).find((o): o is Op => !!o);
+}
+
+/** The helper all matched ops were inlined from, when they share one. */
+function innermostVia(s: Site): string | undefined {
+  const inner = new Set(Object.values(s.ops).filter((o): o is Op => !!o).map((o) => o.via?.[o.via.length - 1] ?? ''));
+  return inner.size === 1 ? [...inner][0] || undefined : undefined;
+}
+
+function depth(s: Site): number {
+  return Math.max(0, ...Object.values(s.ops).map((o) => o?.via?.length ?? 0));
+}
+
+export function siteKey(s: Site): string {
+  const spans = Object.values(s.ops).filter((o): o is Op => !!o).map((o) => `${o.span.file ?? s.view.file.path}:${o.span.start}-${o.span.end}`).sort();
+  return `${s.rule}|${spans.join('|')}`;
+}
+
+export function matchRule(rule: Rule, view: MethodView): MatchResult {
+  const sites: Site[] = [];
+  const nearMisses: NearMiss[] = [];
+  const [anchor] = rule.pattern;
+  for (const op of view.ops) {
+    if (!calleeMatches(anchor, op)) continue;
+    const st: State = { vals: new Map(), ops: new Map(), metas: new Map(), used: new Set() };
+    const why: string[] = [];
+    if (extend(rule, view, 0, st, op, why)) sites.push(toSite(rule, view, st));
+    else nearMisses.push({ rule: rule.name, file: op.span.file ?? view.file.path, line: op.span.from.line, col: op.span.from.col, owner: view.module?.name ?? '', reason: why[0] ?? 'the pattern does not continue here' });
+  }
+  return { sites, nearMisses };
+}
+
+function toSite(rule: Rule, view: MethodView, st: State): Site {
+  const ops = Object.fromEntries(st.ops);
+  const real = [...st.ops.values()].filter((o): o is Op => !!o);
+  const lines: [number, number] = [Math.min(...real.map((o) => o.span.from.line)), Math.max(...real.map((o) => o.span.to.line))];
+  const files = new Set(real.map((o) => o.span.file ?? view.file.path));
+  return {
+    rule: rule.name, priority: rule.priority, file: [...files][0], owner: view.module?.name ?? '', method: view.method.name,
+    ops, values: Object.fromEntries(st.vals), bindings: Object.fromEntries(st.metas), lines, view,
+  };
+}
+
+function extend(rule: Rule, view: MethodView, i: number, st: State, anchor: Op | undefined, why: string[]): boolean {
+  if (i === rule.pattern.length) {
+    for (const c of rule.where) {
+      const failure = checkConstraint(c, st, view);
+      if (failure) { why.unshift(failure); return false; }
+    }
+    return true;
+  }
+  const p = rule.pattern[i];
+  const candidates = anchor ? [anchor] : candidatesFor(p, st, view);
+  for (const op of candidates) {
+    if (st.used.has(op.id) || !calleeMatches(p, op)) continue;
+    for (const args of argOrders(op)) {
+      const saved = snapshot(st);
+      const failure = bindOp(p, op, args, st, view);
+      if (!failure) {
+        if (extend(rule, view, i + 1, st, undefined, why)) return true;
+      } else if (i === 0 || why.length === 0) why.push(failure);
+      restore(st, saved);
+    }
+  }
+  if (p.optional) {
+    const through = passThrough(p, st);
+    if (through) {
+      const saved = snapshot(st);
+      st.vals.set(p.name, through);
+      st.ops.set(p.name, null);
+      if (extend(rule, view, i + 1, st, undefined, why)) return true;
+      restore(st, saved);
+    }
+  }
+  if (i > 0 && why.length === 0) why.push(`no '${p.name} = ${p.callees.join('|')}(...)' follows in the dataflow`);
+  return false;
+}
+
+/** Ops that can continue a partial match: users of a value the pattern line refers to. */
+function candidatesFor(p: PatOp, st: State, view: MethodView): Op[] {
+  for (const a of p.args) {
+    const v = a.val?.k === 'ref' ? st.vals.get(a.val.name) : a.val?.k === 'meta' ? st.metas.get(a.val.name) : undefined;
+    if (v?.k === 'ssa') return usersOf(view, v.id);
+    if (v?.k === 'name') return view.nameUses.get(v.path) ?? [];
+  }
+  return view.ops;
+}
+
+function argOrders(op: Op): Expr[][] {
+  if (op.kind === 'op' && COMMUTATIVE.has(op.callee) && op.args.length === 2) return [op.args, [op.args[1], op.args[0]]];
+  return [op.args];
+}
+
+/** An optional line that is absent passes its first data input through. */
+function passThrough(p: PatOp, st: State): Expr | undefined {
+  const pos = p.args.filter((a) => !a.kw && a.val);
+  const ref = pos.find((a) => a.val!.k === 'ref');
+  if (ref) return st.vals.get((ref.val as { name: string }).name);
+  for (const a of pos) if (a.val!.k === 'meta' && st.metas.has(a.val!.name)) return st.metas.get(a.val!.name);
+  return undefined;
+}
+
+export function calleeMatches(p: PatOp, op: Op): boolean {
+  return p.callees.some((alt) => {
+    if (alt.endsWith('[*]')) {
+      const base = alt.slice(0, -3);
+      return op.kind === 'module' && (op.type ?? []).some((t) => t === base || t.includes(`.${base}[`) || t.startsWith(`${base}[`));
+    }
+    if (/^[a-z_][a-z0-9_]*$/.test(alt)) {
+      // a canonical op, or a module built by a factory of that name (get_activation("gelu"))
+      return (op.kind === 'op' && op.callee === alt) || (op.kind === 'module' && (op.type ?? []).some((t) => t.endsWith(`.${alt}`)));
+    }
+    const last = alt.split('.').pop()!;
+    const isQual = alt.includes('.');
+    const hit = (t: string) => (isQual ? t === alt || t.endsWith(`.${alt}`) : t === alt || t.endsWith(`.${last}`));
+    if (op.kind === 'module') return (op.type ?? []).some(hit);
+    if (op.kind === 'call') return hit(op.callee);
+    return false;
+  });
+}
+
+function bindOp(p: PatOp, op: Op, args: Expr[], st: State, view: MethodView): string | undefined {
+  const failure = bindArgs(p.args, args, op.kw, st, `${op.callee}`, view);
+  if (failure) return failure;
+  if (p.ctor) {
+    const attr = attrOf(view, op);
+    if (!attr || attr.value.k !== 'call') return `the constructor of ${op.callee} is not known statically`;
+    const f = bindArgs(p.ctor, attr.value.args, attr.value.kw, st, attr.value.callee, view);
+    if (f) return f;
+  }
+  st.ops.set(p.name, op);
+  st.vals.set(p.name, { k: 'ssa', id: op.id });
+  st.used.add(op.id);
+  return undefined;
+}
+
+function bindArgs(pargs: PatArg[], args: Expr[], kw: [string, Expr][], st: State, what: string, view: MethodView): string | undefined {
+  const positional = pargs.filter((a) => !a.kw && !a.rest);
+  const rest = pargs.some((a) => a.rest);
+  if (positional.length > args.length) return `${what} has ${args.length} positional argument(s), the pattern needs ${positional.length}`;
+  if (!rest && positional.length < args.length) return `${what} has ${args.length} positional arguments, the pattern allows ${positional.length}`;
+  for (let i = 0; i < positional.length; i++) {
+    const f = bindVal(positional[i].val!, args[i], st, view);
+    if (f) return `${what}: argument ${i + 1} ${f}`;
+  }
+  for (const a of pargs.filter((x) => x.kw)) {
+    const e = kw.find(([k]) => k === a.kw)?.[1];
+    if (!e) {
+      if (a.val?.k === 'any') continue;
+      return `${what} has no ${a.kw}=`;
+    }
+    const f = bindVal(a.val!, e, st, view);
+    if (f) return `${what}: ${a.kw}=${exprBrief(e)} ${f}`;
+  }
+  return undefined;
+}
+
+function bindVal(pv: PatVal, e: Expr, st: State, view: MethodView): string | undefined {
+  switch (pv.k) {
+    case 'any': return undefined;
+    case 'const': return e.k === 'const' && e.v === pv.v ? undefined : `where the rule needs ${JSON.stringify(pv.v)}`;
+    case 'ref': {
+      const v = st.vals.get(pv.name);
+      return v && reaches(view, v, e) ? undefined : `is not the value of '${pv.name}'`;
+    }
+    case 'meta': {
+      const v = st.metas.get(pv.name);
+      if (!v) { st.metas.set(pv.name, e); return undefined; }
+      return sameExpr(v, e) ? undefined : `differs from $${pv.name}`;
+    }
+  }
+}
+
+function exprBrief(e: Expr): string {
+  if (e.k === 'const') return e.raw ?? JSON.stringify(e.v);
+  if (e.k === 'name') return e.path;
+  if (e.k === 'ssa') return `%${e.id}`;
+  return e.k;
+}
+
+function snapshot(st: State): State {
+  return { vals: new Map(st.vals), ops: new Map(st.ops), metas: new Map(st.metas), used: new Set(st.used) };
+}
+
+function restore(st: State, s: State): void {
+  st.vals = s.vals; st.ops = s.ops; st.metas = s.metas; st.used = s.used;
+}
+
+export type { FileIR };

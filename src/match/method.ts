@@ -1,0 +1,155 @@
+// What matching needs to know of one lowered method: its ops in order, where each value is
+// defined and used, and the module attributes `self.x` calls resolve to (scope analysis).
+import type { Attr, Expr, FileIR, Method, ModuleIR, Op, Stmt } from '../dsl/ir.js';
+
+export type Use = { k: 'op'; op: Op } | { k: 'phi'; id: number } | { k: 'return' } | { k: 'cond' };
+
+export interface MethodView {
+  file: FileIR;
+  module?: ModuleIR;
+  method: Method;
+  ops: Op[];
+  defs: Map<number, Op>;
+  uses: Map<number, Use[]>;
+  nameUses: Map<string, Op[]>;
+  attrs: Map<string, Attr[]>;
+  /** Where a value's rank is known statically (for "the dim really is last"). */
+  rank: Map<number, number>;
+  /** Phi id → its inputs, so a match can follow a value through a branch merge (path-sensitively). */
+  phis: Map<number, Expr[]>;
+  /** How many branches or loops enclose each op (0: the method's top-level block). */
+  depth: Map<number, number>;
+}
+
+function operands(e: Expr, out: Expr[]): void {
+  switch (e.k) {
+    case 'tuple': case 'list': e.items.forEach((x) => operands(x, out)); break;
+    case 'dict': e.items.forEach(([k, v]) => { operands(k, out); operands(v, out); }); break;
+    case 'star': operands(e.e, out); break;
+    case 'slice': [e.lo, e.hi, e.step].forEach((x) => x && operands(x, out)); break;
+    default: out.push(e);
+  }
+}
+
+export function viewOf(file: FileIR, method: Method, module?: ModuleIR): MethodView {
+  const v: MethodView = { file, module, method, ops: [], defs: new Map(), uses: new Map(), nameUses: new Map(), attrs: new Map(), rank: new Map(), phis: new Map(), depth: new Map() };
+  for (const a of module?.attrs ?? []) {
+    const list = v.attrs.get(a.name) ?? [];
+    list.push(a);
+    v.attrs.set(a.name, list);
+  }
+  const use = (e: Expr, u: Use) => {
+    const xs: Expr[] = [];
+    operands(e, xs);
+    for (const x of xs) {
+      if (x.k === 'ssa') {
+        const l = v.uses.get(x.id) ?? [];
+        l.push(u);
+        v.uses.set(x.id, l);
+      } else if (x.k === 'name' && u.k === 'op') {
+        const l = v.nameUses.get(x.path) ?? [];
+        l.push(u.op);
+        v.nameUses.set(x.path, l);
+      }
+    }
+  };
+  const walk = (stmts: Stmt[], depth = 0) => {
+    for (const s of stmts) {
+      switch (s.k) {
+        case 'op':
+          v.ops.push(s);
+          v.depth.set(s.id, depth);
+          v.defs.set(s.id, s);
+          for (const a of s.args) use(a, { k: 'op', op: s });
+          for (const [, a] of s.kw) use(a, { k: 'op', op: s });
+          break;
+        case 'if':
+          use(s.cond, { k: 'cond' });
+          walk(s.then, depth + 1);
+          walk(s.else, depth + 1);
+          for (const p of s.phis) { v.phis.set(p.id, p.ins); p.ins.forEach((x) => use(x, { k: 'phi', id: p.id })); }
+          break;
+        case 'for':
+          use(s.iter, { k: 'cond' });
+          for (const p of s.phis) { v.phis.set(p.id, p.ins); p.ins.forEach((x) => use(x, { k: 'phi', id: p.id })); }
+          walk(s.body, depth + 1);
+          break;
+        case 'return':
+          if (s.value) use(s.value, { k: 'return' });
+          break;
+        default: break;
+      }
+    }
+  };
+  walk(method.body);
+  inferRanks(v);
+  return v;
+}
+
+/** The attribute a `self.x(...)` call refers to (the last unguarded definition, else any). */
+export function attrOf(view: MethodView, op: Op): Attr | undefined {
+  if (op.kind !== 'module' || !op.callee.startsWith('self.')) return undefined;
+  const defs = view.attrs.get(op.callee.slice(5));
+  if (!defs?.length) return undefined;
+  return [...defs].reverse().find((a) => !a.guard?.length) ?? defs[defs.length - 1];
+}
+
+const RANK_KEEPING = new Set(['softmax', 'log_softmax', 'dropout', 'to', 'contiguous', 'float', 'type_as', 'relu', 'gelu', 'tanh', 'sigmoid', 'exp', 'neg', 'masked_fill', 'clamp', 'transpose']);
+
+/** Static ranks where the code shows them: view/reshape with n sizes, einsum outputs, matmul
+ *  of known ranks, elementwise ops. Enough to tell whether `softmax(x, dim=3)` is last-dim. */
+function inferRanks(v: MethodView): void {
+  const r = (e: Expr | undefined) => (e?.k === 'ssa' ? v.rank.get(e.id) : undefined);
+  for (const op of v.ops) {
+    if (op.kind !== 'op') continue;
+    let rank: number | undefined;
+    const a = op.args;
+    switch (op.callee) {
+      case 'view': case 'reshape': {
+        const sizes = a.slice(1);
+        if (sizes.length === 1 && (sizes[0].k === 'tuple' || sizes[0].k === 'list')) rank = sizes[0].items.length;
+        else if (sizes.length > 1 && sizes.every((s) => s.k !== 'star')) rank = sizes.length;
+        break;
+      }
+      case 'einsum': {
+        const eq = a[0];
+        if (eq?.k === 'const' && typeof eq.v === 'string' && eq.v.includes('->') && !eq.v.includes('...')) rank = eq.v.split('->')[1].trim().length;
+        break;
+      }
+      case 'matmul': {
+        const [x, y] = [r(a[0]), r(a[1])];
+        if (x !== undefined && y !== undefined) rank = Math.max(x, y);
+        break;
+      }
+      case 'unsqueeze': { const x = r(a[0]); if (x !== undefined) rank = x + 1; break; }
+      case 'add': case 'sub': case 'mul': case 'div': {
+        const [x, y] = [r(a[0]), r(a[1])];
+        if (x !== undefined && (y !== undefined || a[1]?.k === 'const')) rank = Math.max(x, y ?? 0);
+        break;
+      }
+      default:
+        if (RANK_KEEPING.has(op.callee)) rank = r(a[0]);
+    }
+    if (rank !== undefined) v.rank.set(op.id, rank);
+  }
+}
+
+/** Ops that use a value, directly or through the phis it flows into. */
+export function usersOf(view: MethodView, id: number, seen = new Set<number>()): Op[] {
+  if (seen.has(id)) return [];
+  seen.add(id);
+  const out: Op[] = [];
+  for (const u of view.uses.get(id) ?? []) {
+    if (u.k === 'op') out.push(u.op);
+    else if (u.k === 'phi') out.push(...usersOf(view, u.id, seen));
+  }
+  return out;
+}
+
+/** `e` is `v`, or a phi that `v` flows into (the match then holds on that path). */
+export function reaches(view: MethodView, v: Expr, e: Expr, depth = 0): boolean {
+  if (JSON.stringify(v) === JSON.stringify(e)) return true;
+  if (e.k !== 'ssa' || depth > 8) return false;
+  const ins = view.phis.get(e.id);
+  return !!ins && ins.some((x) => reaches(view, v, x, depth + 1));
+}

@@ -1,0 +1,69 @@
+// Unified diff of a file from its edits (which never overlap), in the form `git apply` takes.
+import type { Edit } from './synthesize.js';
+
+const CONTEXT = 3;
+
+interface Change { oldStart: number; oldLines: string[]; newLines: string[] }
+
+function splitLines(text: string): string[] {
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  return lines;
+}
+
+export function unifiedDiff(path: string, original: string, edits: Edit[]): string {
+  if (!edits.length) return '';
+  const old = splitLines(original);
+  const lineOf = (i: number) => original.slice(0, i).split('\n').length - 1;
+  const changes: Change[] = [];
+  for (const e of [...edits].sort((a, b) => a.start - b.start)) {
+    if (e.start === e.end && (e.start === 0 || original[e.start - 1] === '\n') && e.text.endsWith('\n')) {
+      // whole lines inserted before line lineOf(e.start)
+      changes.push({ oldStart: lineOf(e.start), oldLines: [], newLines: splitLines(e.text) });
+      continue;
+    }
+    const first = lineOf(e.start);
+    const last = e.end > e.start ? lineOf(e.end - 1) : first;
+    const lineStart = original.lastIndexOf('\n', e.start - 1) + 1;
+    let lineEnd = original.indexOf('\n', Math.max(e.end, e.start));
+    if (e.end > e.start && original[e.end - 1] === '\n') lineEnd = e.end - 1;
+    if (lineEnd < 0) lineEnd = original.length;
+    const replaced = original.slice(lineStart, e.start) + e.text + original.slice(e.end, lineEnd);
+    const prev = changes[changes.length - 1];
+    if (prev && prev.oldStart + prev.oldLines.length > first) {
+      // two edits on one line: fold into the previous change
+      const merged = original.slice(lineStart, lineEnd);
+      prev.newLines = splitLines(prev.newLines.join('\n').replace(merged, replaced) + '\n');
+      continue;
+    }
+    changes.push({ oldStart: first, oldLines: old.slice(first, last + 1), newLines: splitLines(replaced + '\n') });
+  }
+  const hunks: string[] = [];
+  let i = 0;
+  let delta = 0;
+  while (i < changes.length) {
+    let j = i;
+    while (j + 1 < changes.length && changes[j + 1].oldStart - (changes[j].oldStart + changes[j].oldLines.length) <= 2 * CONTEXT) j++;
+    const from = Math.max(0, changes[i].oldStart - CONTEXT);
+    const endOld = Math.min(old.length, changes[j].oldStart + changes[j].oldLines.length + CONTEXT);
+    const body: string[] = [];
+    let cursor = from;
+    let newCount = 0;
+    let localDelta = 0;
+    for (let k = i; k <= j; k++) {
+      const c = changes[k];
+      for (; cursor < c.oldStart; cursor++) { body.push(` ${old[cursor]}`); newCount++; }
+      for (const l of c.oldLines) body.push(`-${l}`);
+      for (const l of c.newLines) { body.push(`+${l}`); newCount++; }
+      cursor = c.oldStart + c.oldLines.length;
+      localDelta += c.newLines.length - c.oldLines.length;
+    }
+    for (; cursor < endOld; cursor++) { body.push(` ${old[cursor]}`); newCount++; }
+    const oldCount = endOld - from;
+    hunks.push(`@@ -${from + 1},${oldCount} +${from + 1 + delta},${newCount} @@`, ...body);
+    delta += localDelta;
+    i = j + 1;
+  }
+  const p = path.replace(/\\/g, '/');
+  return [`--- a/${p}`, `+++ b/${p}`, ...hunks].join('\n') + '\n';
+}

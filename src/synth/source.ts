@@ -1,0 +1,72 @@
+// The synthesis stage's view of a source file: text, syntax tree, and the node at an IR span.
+import type { Span } from '../dsl/ir.js';
+import { parsePython, type SyntaxNode } from '../parse/python.js';
+import { readSource, type SourceText } from '../parse/source.js';
+
+export interface SynthFile {
+  path: string;
+  source: SourceText;
+  root: SyntaxNode;
+  hadErrors: boolean;
+  newline: string;
+  bom: boolean;
+}
+
+export function openSynthFile(path: string): SynthFile | { error: string } {
+  const r = readSource(path);
+  if (!r.ok) return { error: `${r.diagnostic.file}:${r.diagnostic.line}:${r.diagnostic.col}: ${r.diagnostic.message}` };
+  if (r.source.encoding !== 'utf-8') return { error: `${path}: declared encoding '${r.source.encoding}' is not rewritten (only UTF-8 files are)` };
+  const parsed = parsePython(r.source);
+  const raw = r.source.text;
+  return {
+    path, source: r.source, root: parsed.root, hadErrors: parsed.diagnostics.some((d) => d.severity === 'error'),
+    newline: raw.includes('\r\n') ? '\r\n' : '\n', bom: false,
+  };
+}
+
+/** UTF-16 index of a span's start/end, from its line:col (columns count UTF-16 units). */
+export function indexOf(src: SourceText, pos: { line: number; col: number }): number {
+  return src.lineStarts[pos.line - 1] + pos.col - 1;
+}
+
+/** The innermost node covering exactly [start, end), or the smallest one covering it. */
+export function nodeAt(root: SyntaxNode, start: number, end: number): SyntaxNode | undefined {
+  let node = root;
+  for (;;) {
+    if (node.startIndex === start && node.endIndex === end && node.isNamed) {
+      // prefer the outermost named node with this exact range, as tree-sitter nests wrappers
+      return node;
+    }
+    const child = node.namedChildren.find((c) => c.startIndex <= start && c.endIndex >= end);
+    if (!child) return node.startIndex <= start && node.endIndex >= end ? node : undefined;
+    node = child;
+  }
+}
+
+export function nodeOfSpan(f: SynthFile, span: Span): SyntaxNode | undefined {
+  return nodeAt(f.root, indexOf(f.source, span.from), indexOf(f.source, span.to));
+}
+
+const STATEMENT_PARENTS = new Set(['block', 'module']);
+
+/** The statement that contains a node: its ancestor whose parent is a block. */
+export function statementOf(node: SyntaxNode): SyntaxNode | undefined {
+  let n: SyntaxNode | null = node;
+  while (n && n.parent && !STATEMENT_PARENTS.has(n.parent.type)) n = n.parent;
+  return n?.parent ? n : undefined;
+}
+
+export function lineStartIndex(src: SourceText, index: number): number {
+  return src.text.lastIndexOf('\n', index - 1) + 1;
+}
+
+export function lineEndIndex(src: SourceText, index: number): number {
+  const nl = src.text.indexOf('\n', index);
+  const end = nl < 0 ? src.text.length : nl;
+  return src.text[end - 1] === '\r' ? end - 1 : end;
+}
+
+export function indentationAt(src: SourceText, index: number): string {
+  const start = lineStartIndex(src, index);
+  return /^[ \t]*/.exec(src.text.slice(start))![0];
+}

@@ -1,0 +1,395 @@
+// Synthesis: each site becomes a byte-range edit of the original text, with guarded dispatch
+// (the fast path when its preconditions hold at run time, the original code otherwise).
+// Everything outside the edits stays as it was; overlapping sites are resolved by priority.
+import type { Expr, Op } from '../dsl/ir.js';
+import type { SyntaxNode } from '../parse/python.js';
+import { parsePython } from '../parse/python.js';
+import { sourceFromText } from '../parse/source.js';
+import type { Site } from '../match/matcher.js';
+import type { Rule } from '../match/rule.js';
+import { indentationAt, lineEndIndex, lineStartIndex, nodeOfSpan, openSynthFile, statementOf, type SynthFile } from './source.js';
+
+export const KERNELS_ALIAS = '_adopt';
+export const PREAMBLE = [
+  'try:  # adopt: use fused kernels where adopt_kernels is installed, the original code otherwise',
+  `    import adopt_kernels as ${KERNELS_ALIAS}`,
+  'except ImportError:  # adopt',
+  `    ${KERNELS_ALIAS} = None`,
+];
+
+export type Decision = 'rewritten' | 'skipped';
+
+export interface SiteResult {
+  rule: string;
+  file: string;
+  owner: string;
+  method: string;
+  lines: [number, number];
+  bindings: Record<string, string>;
+  guards: string[];
+  decision: Decision;
+  reason: string;
+}
+
+export interface Edit { start: number; end: number; text: string; rule: string; line: number }
+
+export interface FileResult {
+  path: string;
+  original: string;
+  rewritten: string;
+  edits: Edit[];
+  error?: string;
+}
+
+export interface SynthResult { files: FileResult[]; sites: SiteResult[] }
+
+export function synthesize(sites: Site[], rules: Rule[]): SynthResult {
+  const byRule = new Map(rules.map((r) => [r.name, r]));
+  const byFile = new Map<string, Site[]>();
+  for (const s of sites) {
+    const l = byFile.get(s.file) ?? [];
+    l.push(s);
+    byFile.set(s.file, l);
+  }
+  const files: FileResult[] = [];
+  const results: SiteResult[] = [];
+  for (const [path, list] of byFile) {
+    const opened = openSynthFile(path);
+    const base = (s: Site): SiteResult => ({ rule: s.rule, file: s.file, owner: s.owner, method: s.method, lines: s.lines, bindings: {}, guards: [], decision: 'skipped', reason: '' });
+    if ('error' in opened) {
+      for (const s of list) results.push({ ...base(s), reason: opened.error });
+      files.push({ path, original: '', rewritten: '', edits: [], error: opened.error });
+      continue;
+    }
+    // Higher priority first; then in source order.
+    list.sort((a, b) => b.priority - a.priority || a.lines[0] - b.lines[0]);
+    const edits: Edit[] = [];
+    for (const s of list) {
+      const res = base(s);
+      const rule = byRule.get(s.rule)!;
+      const planned = planEdit(opened, s, rule, res);
+      if (typeof planned === 'string') res.reason = planned;
+      else {
+        const clash = edits.find((e) => planned.start < e.end && e.start < planned.end);
+        if (clash) res.reason = `overlaps the ${clash.rule} rewrite at line ${clash.line} (priority ${byRule.get(clash.rule)?.priority} wins)`;
+        else { edits.push(planned); res.decision = 'rewritten'; res.reason = 'guarded rewrite'; }
+      }
+      results.push(res);
+    }
+    files.push(applyEdits(opened, edits));
+  }
+  return { files, sites: results };
+}
+
+function applyEdits(f: SynthFile, edits: Edit[]): FileResult {
+  const original = f.source.text;
+  const all = [...edits];
+  if (edits.length && !original.includes(`import adopt_kernels as ${KERNELS_ALIAS}`)) all.push(preambleEdit(original, f.newline));
+  let text = original;
+  for (const e of [...all].sort((a, b) => b.start - a.start)) text = text.slice(0, e.start) + e.text + text.slice(e.end);
+  const result: FileResult = { path: f.path, original, rewritten: text, edits: all };
+  if (edits.length) {
+    // Never hand back code that does not parse.
+    const re = parsePython(sourceFromText(f.path, text));
+    if (!f.hadErrors && re.diagnostics.some((d) => d.severity === 'error')) {
+      const d = re.diagnostics.find((x) => x.severity === 'error')!;
+      result.error = `${f.path}: the rewritten code would not parse (${d.line}:${d.col}: ${d.message}); nothing written`;
+      result.rewritten = original;
+    }
+  }
+  return result;
+}
+
+/** After the module's leading docstring, `from __future__` and import block. */
+export function preambleEdit(text: string, nl: string): Edit {
+  const parsed = parsePython(sourceFromText('<preamble>', text));
+  let at = 0;
+  for (const stmt of parsed.root.namedChildren) {
+    const isDoc = stmt.type === 'expression_statement' && stmt.namedChildren[0]?.type === 'string' && at === 0;
+    if (stmt.type === 'import_statement' || stmt.type === 'import_from_statement' || stmt.type === 'future_import_statement' || isDoc || stmt.type === 'comment') {
+      at = stmt.endIndex;
+      continue;
+    }
+    break;
+  }
+  const block = PREAMBLE.join(nl);
+  if (at === 0) return { start: 0, end: 0, text: block + nl + nl, rule: 'import', line: 1 };
+  // insert whole lines after the import block's last line
+  const eol = text.indexOf('\n', at);
+  const lineStart = eol < 0 ? text.length : eol + 1;
+  return { start: lineStart, end: lineStart, text: (eol < 0 ? nl : '') + nl + block + nl, rule: 'import', line: 1 };
+}
+
+// ---- planning one site ----------------------------------------------------------------------
+
+function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult): Edit | string {
+  const rw = rule.rewrite;
+  if (!rw) return 'the rule has no rewrite (detection only)';
+  const ops = Object.values(s.ops).filter((o): o is Op => !!o);
+  if (ops.some((o) => (o.span.file ?? s.view.file.path) !== s.file)) return 'the matched code spans several files';
+  if (ops.some((o) => o.callee.includes(KERNELS_ALIAS))) return 'already rewritten';
+  const nodes = ops.map((o) => nodeOfSpan(f, o.span));
+  if (nodes.some((n) => !n)) return 'cannot locate the matched code in the source (file changed since analysis?)';
+  if (nodes.some((n) => alreadyGuarded(n!))) return 'already rewritten (inside an adopt guard)';
+  const initOnly = ops.every((o) => isInitSpan(s, o));
+  if (initOnly) return planSequential(f, s, rule, res, nodes as SyntaxNode[]);
+  if (ops.some((o) => isInitSpan(s, o))) return 'the match mixes __init__ code and forward code';
+  const ctx = new Render(f, s, res);
+  const guards = rw.guards.map((g) => ctx.fill(g));
+  if (ctx.failure) return ctx.failure;
+  res.guards = guards;
+  const guard = guards.join(' and ') || 'True';
+  if (rw.kind === 'expr') {
+    const target = s.ops[rw.target!];
+    if (!target) return `the rewrite target '${rw.target}' is an optional line that is absent here`;
+    const node = nodeOfSpan(f, target.span)!;
+    const code = ctx.fill(rw.code.join(' '));
+    if (ctx.failure) return ctx.failure;
+    const original = node.text;
+    return { start: node.startIndex, end: node.endIndex, text: `(${code} if ${guard} else ${original})`, rule: s.rule, line: s.lines[0] };
+  }
+  if (rw.kind === 'stmts') return planStatements(f, s, rw.code, guard, ctx, nodes as SyntaxNode[]);
+  return `rewrite kind '${rw.kind}' is not supported for this match`;
+}
+
+function isInitSpan(s: Site, o: Op): boolean {
+  return !!s.view.module?.attrs.some((a) => a.span.start === o.span.start && a.span.end === o.span.end && (a.span.file ?? '') === (o.span.file ?? ''));
+}
+
+function alreadyGuarded(node: SyntaxNode): boolean {
+  for (let n: SyntaxNode | null = node.parent; n; n = n.parent) {
+    if (n.type === 'conditional_expression' || n.type === 'if_statement') {
+      const cond = n.type === 'if_statement' ? n.childForFieldName('condition') : n.namedChildren[1];
+      if (cond?.text.includes(`${KERNELS_ALIAS}.enabled(`)) return true;
+    }
+    if (n.type === 'function_definition') return false;
+  }
+  return false;
+}
+
+/** Conv→BN (or Linear→BN) adjacent in an nn.Sequential: the Sequential becomes adopt's
+ *  FusedSequential, a drop-in subclass with the same children and state-dict keys. */
+function planSequential(f: SynthFile, s: Site, rule: Rule, res: SiteResult, nodes: SyntaxNode[]): Edit | string {
+  const stmt = statementOf(nodes[0]);
+  if (!stmt) return 'cannot locate the nn.Sequential in __init__';
+  let call: SyntaxNode | undefined;
+  const find = (n: SyntaxNode) => {
+    if (call) return;
+    if (n.type === 'call' && /(^|\.)Sequential$/.test(n.childForFieldName('function')?.text ?? '')) { call = n; return; }
+    n.namedChildren.forEach(find);
+  };
+  find(stmt);
+  if (!call) return 'the nn.Sequential call is not in this statement';
+  const fn = call.childForFieldName('function')!;
+  const enabled = `${KERNELS_ALIAS}.enabled('${rule.name}')`;
+  res.guards = [`${KERNELS_ALIAS} is not None`, enabled];
+  return {
+    start: fn.startIndex, end: fn.endIndex,
+    text: `(${KERNELS_ALIAS}.FusedSequential if ${KERNELS_ALIAS} is not None and ${enabled} else ${fn.text})`,
+    rule: s.rule, line: s.lines[0],
+  };
+}
+
+function planStatements(f: SynthFile, s: Site, code: string[], guard: string, ctx: Render, nodes: SyntaxNode[]): Edit | string {
+  const stmts = nodes.map((n) => statementOf(n));
+  if (stmts.some((x) => !x)) return 'a matched op is not inside a statement';
+  // Bring every statement up to one common block.
+  const block = commonBlock(stmts as SyntaxNode[]);
+  if (!block) return 'the matched statements are not in one function body';
+  const top = (stmts as SyntaxNode[]).map((x) => ancestorIn(x, block)!);
+  const kids = block.namedChildren.filter((c) => c.type !== 'comment');
+  const idx = top.map((t) => kids.findIndex((k) => k.startIndex === t.startIndex && k.endIndex === t.endIndex));
+  const first = Math.min(...idx);
+  const last = Math.max(...idx);
+  const extraGuards: string[] = [];
+  for (let i = first; i <= last; i++) {
+    const k = kids[i];
+    if (idx.includes(i)) {
+      // A matched op inside `if cond:` (no else) holds on the path where cond holds.
+      if (k.type === 'if_statement' && !top.some((t, j) => t.startIndex === k.startIndex && stmts[j]!.startIndex === k.startIndex)) {
+        if (k.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause')) return `line ${lineOf(f, k)}: the matched code is in a branch with an else`;
+        extraGuards.push(`(${k.childForFieldName('condition')!.text})`);
+      }
+      continue;
+    }
+    return `line ${lineOf(f, k)} lies between the matched statements and is not part of the pattern`;
+  }
+  const start = lineStartIndex(f.source, kids[first].startIndex);
+  const end = lineEndIndex(f.source, kids[last].endIndex);
+  const original = f.source.text.slice(start, end);
+  if (hasMultilineString(kids.slice(first, last + 1))) return 'a multi-line string inside the statements cannot be re-indented safely';
+  ctx.range = [kids[first].startIndex, kids[last].endIndex];
+  const lines = code.map((c) => ctx.fill(c));
+  if (ctx.failure) return ctx.failure;
+  const escaping = escapingNames(f, kids.slice(first, last + 1), lines, block, kids[last].endIndex);
+  if (escaping) return escaping;
+  const indent = indentationAt(f.source, kids[first].startIndex);
+  const nl = f.newline;
+  const fullGuard = [...extraGuards, guard].join(' and ');
+  const text = [
+    `${indent}if ${fullGuard}:`,
+    ...lines.map((l) => `${indent}    ${l}`),
+    `${indent}else:`,
+    ...original.split(/\r?\n/).map((l) => (l.trim() ? `    ${l}` : l)),
+  ].join(nl);
+  return { start, end, text, rule: s.rule, line: s.lines[0] };
+}
+
+function lineOf(f: SynthFile, n: SyntaxNode): number {
+  return f.source.text.slice(0, n.startIndex).split('\n').length;
+}
+
+function commonBlock(stmts: SyntaxNode[]): SyntaxNode | undefined {
+  const chain = (n: SyntaxNode) => { const out: SyntaxNode[] = []; for (let p: SyntaxNode | null = n.parent; p; p = p.parent) if (p.type === 'block' || p.type === 'module') out.push(p); return out; };
+  const chains = stmts.map(chain);
+  for (const b of chains[0]) {
+    if (chains.every((c) => c.some((x) => x.startIndex === b.startIndex && x.endIndex === b.endIndex && x.type === b.type))) {
+      return b.type === 'block' ? b : undefined;
+    }
+  }
+  return undefined;
+}
+
+function ancestorIn(n: SyntaxNode, block: SyntaxNode): SyntaxNode | undefined {
+  for (let x: SyntaxNode | null = n; x; x = x.parent) {
+    if (x.parent && x.parent.startIndex === block.startIndex && x.parent.endIndex === block.endIndex && x.parent.type === block.type) return x;
+  }
+  return undefined;
+}
+
+function hasMultilineString(nodes: SyntaxNode[]): boolean {
+  const stack = [...nodes];
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (n.type === 'string' && n.text.includes('\n')) return true;
+    stack.push(...n.namedChildren);
+  }
+  return false;
+}
+
+/** Names the original statements assign that the fast path does not, but later code reads. */
+function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block: SyntaxNode, after: number): string | undefined {
+  const assigned = new Set<string>();
+  const collect = (n: SyntaxNode) => {
+    if (n.type === 'assignment' || n.type === 'augmented_assignment') {
+      const left = n.childForFieldName('left');
+      const walk = (t: SyntaxNode | null) => {
+        if (!t) return;
+        if (t.type === 'identifier') assigned.add(t.text);
+        else if (['pattern_list', 'tuple_pattern', 'tuple', 'list_pattern'].includes(t.type)) t.namedChildren.forEach(walk);
+      };
+      walk(left);
+    }
+    n.namedChildren.forEach(collect);
+  };
+  stmts.forEach(collect);
+  const fastAssigned = new Set(fast.flatMap((l) => (/^\s*([A-Za-z_][\w\s,]*)=[^=]/.exec(l)?.[1] ?? '').split(',').map((x) => x.trim()).filter(Boolean)));
+  let fn: SyntaxNode | null = block;
+  while (fn && fn.type !== 'function_definition') fn = fn.parent;
+  const rest = f.source.text.slice(after, fn ? fn.endIndex : f.source.text.length);
+  for (const name of assigned) {
+    if (fastAssigned.has(name)) continue;
+    const re = new RegExp(`(^|[^\\w.])${name}(?![\\w])`);
+    if (re.test(rest)) return `'${name}' is computed by the original statements and read later; the fast path does not compute it`;
+  }
+  return undefined;
+}
+
+// ---- template rendering ---------------------------------------------------------------------
+
+/** Fills `{name}`, `{name.module}`, `{name.<kw>}` placeholders with source text. */
+class Render {
+  failure?: string;
+  range?: [number, number];
+  constructor(private readonly f: SynthFile, private readonly s: Site, private readonly res: SiteResult) {}
+
+  fill(tpl: string): string {
+    return tpl.replace(/\{([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?\}/g, (_m, name: string, part?: string) => {
+      const text = this.value(name, part);
+      if (text === undefined) {
+        this.failure ??= `cannot express {${name}${part ? `.${part}` : ''}} as source text here`;
+        return '?';
+      }
+      this.res.bindings[part ? `${name}.${part}` : name] = text;
+      return text;
+    });
+  }
+
+  private value(name: string, part?: string): string | undefined {
+    const op = this.s.ops[name];
+    if (op !== undefined && op !== null) {
+      if (!part) return this.assignedName(op);
+      if (part === 'module') {
+        if (op.kind === 'module') return op.callee.startsWith('%') ? undefined : op.callee;
+        // functional dropout: the kernel takes the probability
+        const p = op.kw.find(([k]) => k === 'p')?.[1] ?? op.args[1];
+        return p ? this.expr(p) : op.callee === 'dropout' ? '0.5' : undefined;
+      }
+      const kw = op.kw.find(([k]) => k === part)?.[1];
+      return kw ? this.expr(kw) : undefined;
+    }
+    if (op === null) return undefined;
+    const meta = this.s.bindings[name];
+    return meta ? this.expr(meta) : undefined;
+  }
+
+  /** The variable a statement assigns an op's result to. */
+  private assignedName(op: Op): string | undefined {
+    const node = nodeOfSpan(this.f, op.span);
+    const stmt = node && statementOf(node);
+    const a = stmt?.namedChildren[0];
+    if (a?.type !== 'assignment' || !node) return undefined;
+    // the op must be the whole right-hand side, not a part of it
+    let right = a.childForFieldName('right');
+    while (right?.type === 'parenthesized_expression' && right.namedChildren.length === 1) right = right.namedChildren[0];
+    if (!right || right.startIndex !== node.startIndex || right.endIndex !== node.endIndex) return undefined;
+    const left = a.childForFieldName('left');
+    return left && /^[\w.]+$/.test(left.text) ? left.text : undefined;
+  }
+
+  expr(e: Expr): string | undefined {
+    switch (e.k) {
+      case 'name': return /^[A-Za-z_][\w.]*$/.test(e.path) ? e.path : undefined;
+      case 'const':
+        if (e.v === null) return 'None';
+        if (typeof e.v === 'boolean') return e.v ? 'True' : 'False';
+        if (typeof e.v === 'number') return e.raw ?? String(e.v);
+        return JSON.stringify(e.v);
+      case 'ssa': {
+        const phi = this.s.view.phis.get(e.id);
+        if (phi) {
+          // a value merged from branches lives in the variable the phi is for
+          const v = this.phiVar(e.id);
+          return v;
+        }
+        const def = this.s.view.defs.get(e.id);
+        if (!def || (def.span.file ?? this.s.view.file.path) !== this.s.file) return undefined;
+        const node = nodeOfSpan(this.f, def.span);
+        if (!node) return undefined;
+        if (this.range && node.startIndex >= this.range[0] && node.endIndex <= this.range[1]) return node.text;
+        return this.assignedName(def);
+      }
+      case 'tuple': {
+        const items = e.items.map((x) => this.expr(x));
+        return items.every((x) => x !== undefined) ? `(${items.join(', ')}${items.length === 1 ? ',' : ''})` : undefined;
+      }
+      default: return undefined;
+    }
+  }
+
+  private phiVar(id: number): string | undefined {
+    const find = (stmts: import('../dsl/ir.js').Stmt[]): string | undefined => {
+      for (const st of stmts) {
+        if (st.k === 'if' || st.k === 'for') {
+          const p = st.phis.find((x) => x.id === id);
+          if (p) return p.v === 'return' ? undefined : p.v;
+          const inner = st.k === 'if' ? find(st.then) ?? find(st.else) : find(st.body);
+          if (inner) return inner;
+        }
+      }
+      return undefined;
+    };
+    const v = find(this.s.view.method.body);
+    return v && /^[A-Za-z_]\w*$/.test(v) ? v : undefined;
+  }
+}
