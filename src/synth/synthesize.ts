@@ -349,7 +349,9 @@ class Render {
 
   expr(e: Expr): string | undefined {
     switch (e.k) {
-      case 'name': return /^[A-Za-z_][\w.]*$/.test(e.path) ? e.path : undefined;
+      case 'name':
+        if (/^[A-Za-z_]\w*$/.test(e.path)) return this.liveName(e.path);
+        return /^[A-Za-z_][\w.]*$/.test(e.path) ? e.path : undefined;
       case 'const':
         if (e.v === null) return 'None';
         if (typeof e.v === 'boolean') return e.v ? 'True' : 'False';
@@ -375,6 +377,60 @@ class Render {
       }
       default: return undefined;
     }
+  }
+
+  /**
+   * A parameter or local the IR names may have been reassigned before the rewritten code runs
+   * (`residual = hidden_states; hidden_states = self.fc(hidden_states)`): then the value lives
+   * in the alias, if one still holds it.
+   */
+  private liveName(name: string): string | undefined {
+    const at = this.range?.[0] ?? this.opStart();
+    const fn = this.enclosingFunction(at);
+    if (!fn) return name;
+    const assigns: { target: string; value: string; at: number }[] = [];
+    const walk = (n: SyntaxNode) => {
+      if (n.startIndex >= at) return;
+      if (n.type === 'function_definition' && n !== fn) return;
+      if (n.type === 'assignment' || n.type === 'augmented_assignment' || n.type === 'for_statement') {
+        const left = n.childForFieldName('left');
+        const right = n.childForFieldName('right');
+        const targets: string[] = [];
+        const collect = (t: SyntaxNode | null) => {
+          if (!t) return;
+          if (t.type === 'identifier') targets.push(t.text);
+          else if (['pattern_list', 'tuple_pattern', 'tuple', 'list_pattern'].includes(t.type)) t.namedChildren.forEach(collect);
+        };
+        collect(left);
+        for (const t of targets) assigns.push({ target: t, value: n.type === 'assignment' && targets.length === 1 ? right?.text ?? '' : '', at: n.startIndex });
+      }
+      n.namedChildren.forEach(walk);
+    };
+    walk(fn.childForFieldName('body')!);
+    const firstReassign = assigns.find((a) => a.target === name);
+    if (!firstReassign) return name;
+    for (const a of assigns) {
+      if (a.value !== name || a.at > firstReassign.at) continue;
+      if (!assigns.some((b) => b.target === a.target && b.at > a.at)) return a.target;
+    }
+    return undefined;
+  }
+
+  private opStart(): number {
+    const op = Object.values(this.s.ops).find((o): o is Op => !!o);
+    const node = op && nodeOfSpan(this.f, op.span);
+    return node?.startIndex ?? 0;
+  }
+
+  private enclosingFunction(index: number): SyntaxNode | undefined {
+    let best: SyntaxNode | undefined;
+    const visit = (n: SyntaxNode) => {
+      if (n.startIndex > index || n.endIndex < index) return;
+      if (n.type === 'function_definition') best = n;
+      n.namedChildren.forEach(visit);
+    };
+    visit(this.f.root);
+    return best;
   }
 
   private phiVar(id: number): string | undefined {
