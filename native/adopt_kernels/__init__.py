@@ -1,0 +1,62 @@
+"""Fused kernels called by code that ``adopt`` rewrites.
+
+Every call site sits behind a guard that falls back to the original code. Each function
+computes exactly what the original composition of PyTorch ops computes (within floating-point
+tolerance), using faster formulations available from plain torch ops where they exist. Set
+``ADOPT_DISABLE=name[,name...]`` (or ``all``) to turn kernels off at run time.
+"""
+
+from ._impl.attention import attention, attention_supported
+from ._impl.batch_norm import FusedSequential, conv_bn, linear_bn
+from ._impl.cross_entropy import linear_cross_entropy
+from ._impl.dropout_layer_norm import dropout_add_layer_norm
+from ._impl.gelu import gelu_kind, linear_gelu
+from ._impl.optim import optimizer_kwargs
+from ._impl.projections import fused_qkv, gated_mlp
+from ._impl.rms_norm import rms_norm
+from ._impl.rope import apply_rope, apply_rope_interleaved
+from ._impl.softmax import softmax
+from ._impl.switches import enabled
+
+AVAILABLE = True
+__version__ = "0.1.0"
+
+# The names ``enabled`` and ``$ADOPT_DISABLE`` understand, one per kernel.
+KERNELS = (
+    "softmax",
+    "dropout_add_layer_norm",
+    "linear_gelu",
+    "conv_bn",
+    "linear_bn",
+    "fused_qkv",
+    "attention",
+    "rms_norm",
+    "gated_mlp",
+    "apply_rope",
+    "apply_rope_interleaved",
+    "linear_cross_entropy",
+    "optimizer_kwargs",
+)
+
+__all__ = [
+    "AVAILABLE",
+    "KERNELS",
+    "FusedSequential",
+    "__version__",
+    "apply_rope",
+    "apply_rope_interleaved",
+    "attention",
+    "attention_supported",
+    "conv_bn",
+    "dropout_add_layer_norm",
+    "enabled",
+    "fused_qkv",
+    "gated_mlp",
+    "gelu_kind",
+    "linear_bn",
+    "linear_cross_entropy",
+    "linear_gelu",
+    "optimizer_kwargs",
+    "rms_norm",
+    "softmax",
+]

@@ -1,0 +1,117 @@
+"""Scaled dot-product attention with the semantics of the eager code it replaces."""
+
+import math
+import re
+
+import torch
+import torch.nn.functional as F
+
+from .switches import enabled
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _torch_version():
+    return tuple(int(part) for part in re.findall(r"\d+", torch.__version__)[:2])
+
+
+# Looked up at call time through this module so tests can stand in a fake on torch 1.13.
+_sdpa = getattr(F, "scaled_dot_product_attention", None)
+# The ``scale`` argument arrived in torch 2.1, a release after SDPA itself.
+_sdpa_takes_scale = _torch_version() >= (2, 1)
+
+
+def attention_supported(q, k, v, mask=None, head_mask=None, output_attentions=False):
+    """Guard for :func:`attention`: False where the original code must run.
+
+    A head mask or returned attention probabilities need the probability tensor the fused
+    kernel never materialises; only the 4-D (batch, heads, length, head_dim) layout is
+    accepted.
+    """
+    if not enabled("attention"):
+        return False
+    if head_mask is not None or output_attentions:
+        return False
+    return all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v))
+
+
+def _causal_keep(q_len, k_len, device):
+    """Boolean (q_len, k_len) mask, True where allowed, aligned to the bottom-right corner.
+
+    With cached keys (k_len > q_len) the last query is the newest token and sees every key.
+    """
+    return torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(diagonal=k_len - q_len)
+
+
+def _reference(q, k, v, mask, scale, dropout_p, training, is_causal):
+    scores = torch.matmul(q, k.transpose(-2, -1))
+    if scores.dtype in _LOW_PRECISION:
+        scores = scores.float()
+    if scale != 1.0:
+        scores = scores * scale
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            scores = torch.where(mask, scores, scores.new_tensor(-math.inf))
+        else:
+            scores = scores + mask
+    if is_causal:
+        keep = _causal_keep(q.size(-2), k.size(-2), q.device)
+        scores = torch.where(keep, scores, scores.new_tensor(-math.inf))
+    probs = torch.softmax(scores, dim=-1).to(q.dtype)
+    if training and dropout_p > 0:
+        probs = F.dropout(probs, dropout_p, training=True)
+    return torch.matmul(probs, v)
+
+
+def _sdpa_arguments(q, k, v, mask, scale, is_causal):
+    """Keyword arguments making SDPA compute :func:`_reference`, or None if it cannot."""
+    if _sdpa is None:
+        return None
+    if not (q.dtype == k.dtype == v.dtype and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+        return None
+    kwargs = {}
+    if scale != 1.0 / math.sqrt(q.size(-1)):
+        if not _sdpa_takes_scale:
+            return None
+        kwargs["scale"] = scale
+    if mask is not None and mask.dtype != torch.bool and mask.dtype != q.dtype:
+        # SDPA wants a float mask in the query's dtype; casting a float32 mask of finfo.min
+        # to half would turn it into -inf and change fully masked rows.
+        return None
+    if is_causal:
+        if mask is None and q.size(-2) == k.size(-2):
+            kwargs["is_causal"] = True
+        else:
+            # SDPA's own causal mask is aligned top-left and cannot be combined with attn_mask.
+            keep = _causal_keep(q.size(-2), k.size(-2), q.device)
+            if mask is None:
+                mask = keep
+            elif mask.dtype == torch.bool:
+                mask = mask & keep
+            else:
+                mask = torch.where(keep, mask, mask.new_tensor(-math.inf))
+    if mask is not None:
+        kwargs["attn_mask"] = mask
+    return kwargs
+
+
+def attention(q, k, v, mask=None, scale=None, dropout_p=0.0, training=False, is_causal=False):
+    """Replaces ``softmax(q @ k.transpose(-2, -1) * scale + mask, dim=-1)``, dropout, ``@ v``.
+
+    ``scale`` None means ``1 / sqrt(head_dim)``; ``mask`` is additive (float) or boolean with
+    True meaning keep (SDPA's convention); ``is_causal`` adds a bottom-right aligned causal
+    mask. Half/bfloat16 scores go through the softmax in float32. Dropout applies only when
+    ``training`` and is drawn with ``F.dropout`` on the probabilities, as eager code does; the
+    fused SDPA kernel is used whenever no dropout is applied.
+
+    One known difference: a query row whose boolean mask is all False gives NaN in eager code
+    (and on the reference path) but zeros from SDPA on torch >= 2.5.
+    """
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.size(-1))
+    applies_dropout = training and dropout_p > 0
+    if enabled("attention") and not applies_dropout:
+        kwargs = _sdpa_arguments(q, k, v, mask, scale, is_causal)
+        if kwargs is not None:
+            return _sdpa(q, k, v, **kwargs)
+    return _reference(q, k, v, mask, scale, dropout_p, training, is_causal)

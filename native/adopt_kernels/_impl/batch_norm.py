@@ -1,0 +1,121 @@
+"""Convolution/linear layers followed by batch norm: folded in eval mode, exact in training."""
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .modules import is_plain, is_plain_linear
+from .switches import enabled
+
+
+def _batch_norm_as_module(bn, y):
+    """``bn(y)`` without the module call, mirroring ``_BatchNorm.forward`` line for line.
+
+    Running statistics, ``num_batches_tracked`` and the cumulative average used when
+    ``momentum`` is None are updated exactly as the module updates them.
+    """
+    bn._check_input_dim(y)
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    use_batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
+    use_buffers = not bn.training or bn.track_running_stats
+    return F.batch_norm(
+        y,
+        bn.running_mean if use_buffers else None,
+        bn.running_var if use_buffers else None,
+        bn.weight,
+        bn.bias,
+        use_batch_stats,
+        factor,
+        bn.eps,
+    )
+
+
+def _foldable(bn, out_features):
+    return (
+        not bn.training
+        and bn.running_mean is not None
+        and bn.running_var is not None
+        and bn.num_features == out_features
+    )
+
+
+def _folded(weight, bias, bn):
+    """Weight and bias of the layer that computes ``bn_eval(layer(x))`` in one op.
+
+    Built from the live parameters each call, so gradients reach the layer's and the batch
+    norm's parameters and later updates to either are picked up.
+    """
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale if bias is None else (bias - bn.running_mean) * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    view = (-1,) + (1,) * (weight.dim() - 1)
+    return weight * scale.to(weight.dtype).reshape(view), shift.to(weight.dtype)
+
+
+def conv_bn(x, conv, bn):
+    """Replaces ``bn(conv(x))`` for ``nn.Conv2d`` followed by ``nn.BatchNorm2d``.
+
+    In eval mode with running statistics the batch norm is folded into the convolution's
+    weight and bias (one convolution, no normalisation pass); otherwise the convolution runs
+    and the batch norm is applied exactly as the module applies it.
+    """
+    if not (enabled("conv_bn") and is_plain(conv, nn.Conv2d) and is_plain(bn, nn.BatchNorm2d)):
+        return bn(conv(x))
+    if _foldable(bn, conv.out_channels):
+        weight, bias = _folded(conv.weight, conv.bias, bn)
+        # _conv_forward applies padding_mode (reflect, circular, ...) as Conv2d.forward does.
+        return conv._conv_forward(x, weight, bias)
+    return _batch_norm_as_module(bn, conv(x))
+
+
+def linear_bn(x, linear, bn):
+    """Replaces ``bn(linear(x))`` for ``nn.Linear`` followed by ``nn.BatchNorm1d``.
+
+    Only 2-D inputs are folded: for a 3-D input BatchNorm1d normalises dimension 1, which is
+    not the linear layer's output dimension, so the batch norm is applied as the module would.
+    """
+    if not (enabled("linear_bn") and is_plain_linear(linear) and is_plain(bn, nn.BatchNorm1d)):
+        return bn(linear(x))
+    if x.dim() == 2 and _foldable(bn, linear.out_features):
+        weight, bias = _folded(linear.weight, linear.bias, bn)
+        return F.linear(x, weight, bias)
+    return _batch_norm_as_module(bn, F.linear(x, linear.weight, linear.bias))
+
+
+class FusedSequential(nn.Sequential):
+    """Drop-in ``nn.Sequential``: same constructor, children and state_dict keys.
+
+    Adjacent ``Conv2d -> BatchNorm2d`` and ``Linear -> BatchNorm1d`` children run through
+    :func:`conv_bn` / :func:`linear_bn`; every other child is called as ``nn.Sequential``
+    calls it.
+    """
+
+    @classmethod
+    def from_sequential(cls, sequential):
+        """A FusedSequential sharing ``sequential``'s child modules (and so its parameters)."""
+        return cls(OrderedDict(sequential._modules))
+
+    def forward(self, input):
+        children = list(self._modules.values())
+        i = 0
+        while i < len(children):
+            module = children[i]
+            following = children[i + 1] if i + 1 < len(children) else None
+            if isinstance(module, nn.Conv2d) and isinstance(following, nn.BatchNorm2d):
+                input = conv_bn(input, module, following)
+                i += 2
+            elif isinstance(module, nn.Linear) and isinstance(following, nn.BatchNorm1d):
+                input = linear_bn(input, module, following)
+                i += 2
+            else:
+                input = module(input)
+                i += 1
+        return input

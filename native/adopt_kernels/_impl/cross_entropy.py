@@ -1,0 +1,130 @@
+"""Language-model head and cross entropy without the full logits tensor."""
+
+import torch
+import torch.nn.functional as F
+
+from .modules import is_plain_linear
+from .switches import enabled
+
+# Logit elements computed at once (rows * vocabulary): 2**25 float32 values are 128 MiB, small
+# next to a model's activations, yet 256 rows even for a 128k vocabulary, enough for the
+# matmuls to stay efficient.
+CHUNK_ELEMENTS = 1 << 25
+_REDUCTIONS = ("mean", "sum", "none")
+# The kernel's own matmul, apart from F.linear so tests can watch the chunk sizes it is given.
+_linear = F.linear
+
+
+def _chunk_rows(vocab):
+    return max(1, CHUNK_ELEMENTS // max(1, vocab))
+
+
+def _compute_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Per-row ``cross_entropy(hidden @ weight.T + bias, labels)`` in row chunks.
+
+    Forward keeps only each row's log-sum-exp; backward recomputes one chunk of logits at a
+    time, so peak memory holds a chunk of logits instead of all of them.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, labels, ignore_index):
+        compute = _compute_dtype(hidden.dtype)
+        valid = labels != ignore_index
+        # Ignored rows gather a placeholder class; out-of-range labels still fail in gather.
+        targets = labels.masked_fill(~valid, 0)
+        losses = torch.empty(hidden.size(0), dtype=compute, device=hidden.device)
+        lse = torch.empty_like(losses)
+        rows = _chunk_rows(weight.size(0))
+        for start in range(0, hidden.size(0), rows):
+            stop = start + rows
+            logits = _linear(hidden[start:stop], weight, bias).to(compute)
+            chunk_lse = torch.logsumexp(logits, dim=-1)
+            target_logit = logits.gather(1, targets[start:stop, None]).squeeze(1)
+            lse[start:stop] = chunk_lse
+            losses[start:stop] = chunk_lse - target_logit
+        losses = losses.masked_fill(~valid, 0.0)
+        ctx.save_for_backward(hidden, weight, bias, targets, valid, lse)
+        return losses
+
+    @staticmethod
+    def backward(ctx, grad_losses):
+        hidden, weight, bias, targets, valid, lse = ctx.saved_tensors
+        compute = lse.dtype
+        # Ignored rows get zero gradient whatever grad_losses holds there (a mean over zero
+        # tokens hands back NaN), matching cross_entropy's backward.
+        row_scale = torch.where(valid, grad_losses.to(compute), grad_losses.new_zeros((), dtype=compute))
+        need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        grad_weight = torch.zeros(weight.shape, dtype=compute, device=weight.device) if need_weight else None
+        grad_bias = torch.zeros(weight.size(0), dtype=compute, device=weight.device) if need_bias else None
+        rows = _chunk_rows(weight.size(0))
+        for start in range(0, hidden.size(0), rows):
+            stop = start + rows
+            h = hidden[start:stop]
+            logits = _linear(h, weight, bias).to(compute)
+            grad_logits = torch.exp(logits - lse[start:stop, None])
+            grad_logits.scatter_add_(
+                1, targets[start:stop, None], grad_logits.new_full((grad_logits.size(0), 1), -1.0)
+            )
+            grad_logits.mul_(row_scale[start:stop, None])
+            if need_hidden:
+                # In the weight's dtype, as the original's backward does: no float32 copy of a
+                # half-precision weight per chunk.
+                grad_hidden[start:stop] = (grad_logits.to(weight.dtype) @ weight).to(hidden.dtype)
+            if need_weight:
+                grad_weight.addmm_(grad_logits.t(), h.to(compute))
+            if need_bias:
+                grad_bias.add_(grad_logits.sum(0))
+        if need_weight:
+            grad_weight = grad_weight.to(weight.dtype)
+        if need_bias:
+            grad_bias = grad_bias.to(bias.dtype)
+        return grad_hidden, grad_weight, grad_bias, None, None
+
+
+def _reference(hidden, lm_head, labels, ignore_index, shift, reduction):
+    logits = lm_head(hidden)
+    if shift:
+        logits = logits[..., :-1, :]
+        labels = labels[..., 1:]
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=ignore_index, reduction=reduction
+    )
+
+
+def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True, reduction="mean"):
+    """Replaces::
+
+        logits = lm_head(hidden)
+        loss = F.cross_entropy(logits[..., :-1, :].reshape(-1, V), labels[..., 1:].reshape(-1),
+                               ignore_index=ignore_index, reduction=reduction)
+
+    (without the shift when ``shift=False``). Logits are produced and consumed a chunk of
+    tokens at a time and recomputed in backward, so neither the full logits nor their
+    gradient is ever held. The loss is accumulated in float32 (float64 for float64 inputs),
+    as models that call ``logits.float()`` before the loss do.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if not (enabled("linear_cross_entropy") and is_plain_linear(lm_head)):
+        return _reference(hidden, lm_head, labels, ignore_index, shift, reduction)
+    if shift:
+        # Shifting the labels instead of the hidden states avoids copying the hidden states;
+        # the last position of each sequence gets ignore_index and contributes nothing.
+        padding = labels.new_full(labels.shape[:-1] + (1,), ignore_index)
+        labels = torch.cat((labels[..., 1:], padding), dim=-1)
+    flat_hidden = hidden.reshape(-1, hidden.size(-1))
+    flat_labels = labels.reshape(-1)
+    losses = _LinearCrossEntropy.apply(flat_hidden, lm_head.weight, lm_head.bias, flat_labels, ignore_index)
+    if reduction == "none":
+        if shift:
+            losses = losses.reshape(labels.shape)[..., :-1].reshape(-1)
+        return losses
+    total = losses.sum()
+    if reduction == "sum":
+        return total
+    return total / (flat_labels != ignore_index).sum()

@@ -1,0 +1,134 @@
+"""Several linear layers reading the same input, computed as one matmul."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .modules import is_plain_linear
+from .switches import enabled
+
+
+def _concatenable(layers):
+    first = layers[0]
+    return all(
+        is_plain_linear(layer)
+        and layer.in_features == first.in_features
+        and layer.weight.dtype == first.weight.dtype
+        and layer.weight.device == first.weight.device
+        and (layer.bias is None or layer.bias.dtype == first.weight.dtype)
+        for layer in layers
+    )
+
+
+def _stacked(layers):
+    """Weight and bias of the single linear layer whose output is all of ``layers``' outputs."""
+    weight = torch.cat([layer.weight for layer in layers], dim=0)
+    if all(layer.bias is None for layer in layers):
+        return weight, None
+    bias = torch.cat(
+        [
+            layer.bias if layer.bias is not None else layer.weight.new_zeros(layer.out_features)
+            for layer in layers
+        ]
+    )
+    return weight, bias
+
+
+def _concatenated_linear(x, layers):
+    """``[layer(x) for layer in layers]`` from a single matmul over stacked weights.
+
+    The outputs are returned as separate contiguous tensors: plain slices of the shared
+    result would have other strides than the originals (breaking ``.view`` calls that merge
+    the last dimension) and would share one autograd version counter, so an in-place op on
+    one output would invalidate the others.
+    """
+    weight, bias = _stacked(layers)
+    out = F.linear(x, weight, bias)
+    widths = [layer.out_features for layer in layers]
+    return [part.clone(memory_format=torch.contiguous_format) for part in out.split(widths, dim=-1)]
+
+
+def fused_qkv(x, q_proj, k_proj, v_proj):
+    """Replaces ``(q_proj(x), k_proj(x), v_proj(x))`` with one matmul over concatenated weights.
+
+    Output widths may differ (grouped-query attention) and any bias may be None. Layers that
+    are not plain ``nn.Linear`` (hooks, quantised subclasses) or that disagree on dtype,
+    device or input width are called one by one.
+    """
+    layers = (q_proj, k_proj, v_proj)
+    if not (enabled("fused_qkv") and _concatenable(layers)):
+        return tuple(layer(x) for layer in layers)
+    return tuple(_concatenated_linear(x, layers))
+
+
+# Activations known to leave their input untouched: only these may receive a slice of the
+# shared gate/up matmul (an in-place activation on a slice is an autograd error).
+_OUT_OF_PLACE_MODULES = (
+    nn.SiLU,
+    nn.GELU,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.CELU,
+    nn.SELU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Softplus,
+    nn.Identity,
+)
+_OUT_OF_PLACE_CLASS_NAMES = frozenset(
+    {
+        "SiLUActivation",
+        "GELUActivation",
+        "NewGELUActivation",
+        "FastGELUActivation",
+        "QuickGELUActivation",
+        "PytorchGELUTanh",
+        "GELUTanh",
+        "GELUPytorchTanh",
+        "ReLUSquaredActivation",
+        "MishActivation",
+    }
+)
+_OUT_OF_PLACE_FUNCTIONS = tuple(
+    f
+    for f in (
+        F.silu,
+        F.gelu,
+        F.relu,
+        F.mish,
+        torch.sigmoid,
+        torch.tanh,
+        torch.relu,
+        getattr(torch._C._nn, "gelu", None),
+        getattr(torch._C._nn, "silu", None),
+    )
+    if f is not None
+)
+
+
+def _out_of_place(act):
+    if isinstance(act, _OUT_OF_PLACE_MODULES):
+        return not getattr(act, "inplace", False) and "forward" not in act.__dict__
+    if isinstance(act, nn.Module):
+        return type(act).__name__ in _OUT_OF_PLACE_CLASS_NAMES and "forward" not in act.__dict__
+    return any(act is f for f in _OUT_OF_PLACE_FUNCTIONS)
+
+
+def gated_mlp(x, gate_proj, up_proj, down_proj, act):
+    """Replaces ``down_proj(act(gate_proj(x)) * up_proj(x))`` (LLaMA/Mistral-style MLP).
+
+    ``gate_proj`` and ``up_proj`` run as one matmul when they are plain ``nn.Linear`` layers
+    of matching dtype and device and ``act`` is known not to modify its input; ``act`` and
+    ``down_proj`` are always called as given.
+    """
+    if enabled("gated_mlp") and _concatenable((gate_proj, up_proj)) and _out_of_place(act):
+        weight, bias = _stacked((gate_proj, up_proj))
+        gate, up = F.linear(x, weight, bias).split([gate_proj.out_features, up_proj.out_features], dim=-1)
+    else:
+        gate, up = gate_proj(x), up_proj(x)
+    return down_proj(act(gate) * up)

@@ -1,0 +1,36 @@
+import torch
+import torch.nn.functional as F
+
+from .switches import enabled
+
+# Looked up through this module so tests can stand in a fake on torch versions without it.
+_f_rms_norm = getattr(F, "rms_norm", None)
+
+
+def _normalise(h, eps):
+    if _f_rms_norm is not None and enabled("rms_norm"):
+        return _f_rms_norm(h, (h.size(-1),), None, eps)
+    variance = h.pow(2).mean(-1, keepdim=True)
+    return h * torch.rsqrt(variance + eps)
+
+
+def rms_norm(x, weight, eps, offset=0.0, cast_to_fp32=True):
+    """Replaces the LLaMA-style RMSNorm body::
+
+        input_dtype = x.dtype
+        variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        x = x * torch.rsqrt(variance + eps)
+        return (offset + weight) * x.to(input_dtype)
+
+    ``weight`` may be None (no scaling); ``offset`` covers the ``1 + weight`` form of Gemma-like
+    models. With ``cast_to_fp32=False`` everything stays in the input dtype. Like the
+    original, ``cast_to_fp32`` also computes float64 inputs in float32.
+    """
+    input_dtype = x.dtype
+    h = x.to(torch.float32) if cast_to_fp32 else x
+    h = _normalise(h, eps).to(input_dtype)
+    if weight is None:
+        return h
+    if offset:
+        weight = offset + weight
+    return weight * h

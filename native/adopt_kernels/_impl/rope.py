@@ -1,0 +1,51 @@
+"""Rotary position embeddings in the half-split (LLaMA) and interleaved (GPT-J) layouts."""
+
+import torch
+
+
+def _rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _rotate_every_two(x):
+    even = x[..., ::2]
+    odd = x[..., 1::2]
+    return torch.stack((-odd, even), dim=-1).flatten(-2)
+
+
+def _select(table, position_ids, unsqueeze_dim):
+    if position_ids is not None:
+        table = table[position_ids]
+    return table.unsqueeze(unsqueeze_dim)
+
+
+def apply_rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
+    """Replaces the half-split ``apply_rotary_pos_emb``::
+
+        cos = cos[position_ids].unsqueeze(unsqueeze_dim)   # cos.unsqueeze(...) without ids
+        sin = sin[position_ids].unsqueeze(unsqueeze_dim)
+        q_embed = q * cos + rotate_half(q) * sin
+        k_embed = k * cos + rotate_half(k) * sin
+
+    where ``rotate_half(x) = cat((-x[..., d/2:], x[..., :d/2]), -1)``. Returns (q_embed, k_embed).
+    """
+    cos = _select(cos, position_ids, unsqueeze_dim)
+    sin = _select(sin, position_ids, unsqueeze_dim)
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+
+def apply_rope_interleaved(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
+    """Interleaved (GPT-J style) rotary embedding; same parameters as :func:`apply_rope`.
+
+    Pairs are adjacent channels ``(x[2i], x[2i+1])`` rotated as ``(-x[2i+1], x[2i])``.
+    ``cos``/``sin`` may be full width with each frequency repeated twice adjacently, or half
+    width (one entry per pair), in which case they are repeated as GPT-J's
+    ``repeat_interleave(2)`` does.
+    """
+    cos = _select(cos, position_ids, unsqueeze_dim)
+    sin = _select(sin, position_ids, unsqueeze_dim)
+    if cos.shape[-1] * 2 == q.shape[-1]:
+        cos = cos.repeat_interleave(2, dim=-1)
+        sin = sin.repeat_interleave(2, dim=-1)
+    return q * cos + _rotate_every_two(q) * sin, k * cos + _rotate_every_two(k) * sin

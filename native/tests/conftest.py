@@ -1,0 +1,7 @@
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _kernels_enabled(monkeypatch):
+    """Every test starts with all kernels on, whatever the calling shell exports."""
+    monkeypatch.delenv("ADOPT_DISABLE", raising=False)

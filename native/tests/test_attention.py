@@ -1,0 +1,247 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import adopt_kernels as ak
+from adopt_kernels._impl import attention as attn_impl
+from checks import DTYPES, compare
+
+
+def eager_attention(q, k, v, mask=None, scale=None, dropout=None, is_causal=False):
+    """The code models contain, written out as they write it."""
+    if scale is None:
+        scale = 1 / math.sqrt(q.size(-1))
+    scores = torch.matmul(q, k.transpose(-2, -1)) * scale
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        else:
+            scores = scores + mask
+    if is_causal:
+        q_len, k_len = q.size(-2), k.size(-2)
+        causal = torch.tril(torch.ones(k_len, k_len, dtype=torch.bool))[k_len - q_len :]
+        scores = scores.masked_fill(~causal, float("-inf"))
+    probs = nn.functional.softmax(scores, dim=-1)
+    if dropout is not None:
+        probs = dropout(probs)
+    return torch.matmul(probs, v)
+
+
+def fake_sdpa(calls):
+    """Stand-in with the documented semantics of F.scaled_dot_product_attention.
+
+    Its causal mask is aligned top-left and it refuses a mask together with is_causal, as
+    the real one does; on torch 1.13 it lets the SDPA dispatch be tested.
+    """
+
+    def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+        calls.append(dict(attn_mask=attn_mask, is_causal=is_causal, scale=scale))
+        assert dropout_p == 0.0
+        assert not (is_causal and attn_mask is not None)
+        s = 1 / math.sqrt(query.size(-1)) if scale is None else scale
+        scores = query @ key.transpose(-2, -1) * s
+        if is_causal:
+            attn_mask = torch.ones(query.size(-2), key.size(-2), dtype=torch.bool).tril()
+        if attn_mask is not None:
+            assert attn_mask.dtype in (torch.bool, query.dtype)
+            if attn_mask.dtype == torch.bool:
+                scores = scores.masked_fill(~attn_mask, float("-inf"))
+            else:
+                scores = scores + attn_mask
+        return torch.softmax(scores, dim=-1) @ value
+
+    return sdpa
+
+
+@pytest.fixture(params=["native", "fake_sdpa"])
+def backend(request, monkeypatch):
+    """Run each test against this torch's own path and against an SDPA-equipped path."""
+    calls = []
+    if request.param == "fake_sdpa":
+        monkeypatch.setattr(attn_impl, "_sdpa", fake_sdpa(calls))
+        monkeypatch.setattr(attn_impl, "_sdpa_takes_scale", True)
+    return request.param, calls
+
+
+def qkv(b, h, lq, lk, d, dtype, dv=None):
+    return (
+        torch.randn(b, h, lq, d, dtype=dtype),
+        torch.randn(b, h, lk, d, dtype=dtype),
+        torch.randn(b, h, lk, dv or d, dtype=dtype),
+    )
+
+
+def additive_mask(b, lq, lk, dtype):
+    keep = torch.rand(b, 1, lq, lk) > 0.3
+    keep[..., 0] = True  # no fully masked rows
+    return torch.zeros(b, 1, lq, lk, dtype=dtype).masked_fill(~keep, torch.finfo(dtype).min)
+
+
+SHAPES = [(3, 2, 5, 5, 7), (1, 1, 1, 6, 9), (2, 3, 4, 7, 8), (1, 2, 6, 6, 5)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("mask_kind", [None, "additive", "bool", "padding"])
+@pytest.mark.parametrize("scale", [None, 1.0, 0.3])
+def test_matches_eager(dtype, shape, mask_kind, scale, backend):
+    b, h, lq, lk, d = shape
+    q, k, v = qkv(b, h, lq, lk, d, dtype)
+    if mask_kind == "additive":
+        mask = additive_mask(b, lq, lk, dtype)
+    elif mask_kind == "bool":
+        mask = torch.rand(b, h, lq, lk) > 0.3
+        mask[..., 0] = True
+    elif mask_kind == "padding":
+        mask = torch.ones(b, 1, 1, lk, dtype=torch.bool)
+        mask[0, ..., -1] = False
+    else:
+        mask = None
+    compare(
+        lambda q, k, v: eager_attention(q, k, v, mask, scale),
+        lambda q, k, v: ak.attention(q, k, v, mask, scale),
+        [q, k, v],
+        dtype=dtype,
+    )
+    name, calls = backend
+    if name == "fake_sdpa":
+        assert len(calls) == 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lq,lk", [(5, 5), (1, 6), (3, 7)])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_causal_is_bottom_right_aligned(dtype, lq, lk, with_mask, backend):
+    q, k, v = qkv(2, 3, lq, lk, 7, dtype)
+    mask = additive_mask(2, lq, lk, dtype) if with_mask else None
+    compare(
+        lambda q, k, v: eager_attention(q, k, v, mask, is_causal=True),
+        lambda q, k, v: ak.attention(q, k, v, mask, is_causal=True),
+        [q, k, v],
+        dtype=dtype,
+    )
+    name, calls = backend
+    if name == "fake_sdpa":
+        assert len(calls) == 1
+        # SDPA's own is_causal is used only where its top-left alignment is the same.
+        assert calls[0]["is_causal"] == (lq == lk and not with_mask)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [0.0, 0.4])
+@pytest.mark.parametrize("training", [False, True])
+def test_dropout_matches_seeded_eager(dtype, p, training, backend):
+    q, k, v = qkv(3, 2, 5, 6, 7, dtype)
+    mask = additive_mask(3, 5, 6, dtype)
+    dropout = nn.Dropout(p).train(training)
+    ref, out = compare(
+        lambda q, k, v: eager_attention(q, k, v, mask, dropout=dropout),
+        lambda q, k, v: ak.attention(q, k, v, mask, dropout_p=p, training=training),
+        [q, k, v],
+        dtype=dtype,
+        seed=11,
+    )
+    if training and p > 0:
+        assert not torch.allclose(ref[0], eager_attention(q, k, v, mask))
+    name, calls = backend
+    if name == "fake_sdpa":
+        # SDPA would draw its own dropout mask, so it is only used when none is applied.
+        assert len(calls) == (0 if training and p > 0 else 1)
+
+
+def test_value_head_dim_may_differ(backend):
+    q, k, v = qkv(2, 2, 4, 5, 6, torch.float64, dv=3)
+    compare(eager_attention, ak.attention, [q, k, v], dtype=torch.float64)
+
+
+def test_broadcast_batch_dims_use_reference(backend):
+    q, _, _ = qkv(2, 3, 4, 5, 6, torch.float64)
+    k, v = torch.randn(2, 1, 5, 6, dtype=torch.float64), torch.randn(2, 1, 5, 6, dtype=torch.float64)
+    compare(eager_attention, ak.attention, [q, k, v], dtype=torch.float64)
+    assert backend[1] == []
+
+
+@pytest.mark.parametrize("mask_dtype", [torch.bfloat16, torch.float32])
+def test_bfloat16_softmax_in_float32(mask_dtype, backend):
+    q, k, v = qkv(2, 2, 5, 6, 8, torch.float32)
+    mask = additive_mask(2, 5, 6, torch.float32).to(mask_dtype)
+    low = [t.to(torch.bfloat16) for t in (q, k, v)]
+    out = ak.attention(*low, mask)
+    assert out.dtype == torch.bfloat16
+    expected = eager_attention(*[t.float() for t in low], mask.float())
+    torch.testing.assert_close(out.float(), expected, rtol=2e-2, atol=2e-2)
+    name, calls = backend
+    if name == "fake_sdpa":
+        # A float32 mask is not cast to bf16 (finfo.min would become -inf): reference path.
+        assert len(calls) == (1 if mask_dtype == torch.bfloat16 else 0)
+
+
+def test_fully_masked_rows(backend):
+    q, k, v = qkv(1, 1, 3, 4, 5, torch.float64)
+    mask = torch.ones(1, 1, 3, 4, dtype=torch.bool)
+    mask[0, 0, 1] = False
+    out = ak.attention(q, k, v, mask)
+    ref = eager_attention(q, k, v, mask)
+    torch.testing.assert_close(out[0, 0, [0, 2]], ref[0, 0, [0, 2]])
+    assert torch.isnan(ref[0, 0, 1]).all()
+    # Eager code yields NaN for a row with nothing to attend to; SDPA from torch 2.5 yields
+    # zeros there instead. Either is accepted, nothing else.
+    row = out[0, 0, 1]
+    real_sdpa = backend[0] == "native" and attn_impl._sdpa is not None
+    zeros_allowed = real_sdpa and attn_impl._torch_version() >= (2, 5)
+    assert torch.isnan(row).all() or (zeros_allowed and torch.equal(row, torch.zeros_like(row)))
+
+
+def test_custom_scale_without_sdpa_scale_argument(monkeypatch):
+    calls = []
+    monkeypatch.setattr(attn_impl, "_sdpa", fake_sdpa(calls))
+    monkeypatch.setattr(attn_impl, "_sdpa_takes_scale", False)  # torch 2.0
+    q, k, v = qkv(2, 2, 4, 4, 6, torch.float64)
+    torch.testing.assert_close(ak.attention(q, k, v, scale=1.0), eager_attention(q, k, v, scale=1.0))
+    assert calls == []
+    torch.testing.assert_close(ak.attention(q, k, v), eager_attention(q, k, v))
+    assert len(calls) == 1 and calls[0]["scale"] is None
+
+
+def test_disabled_uses_reference(monkeypatch):
+    calls = []
+    monkeypatch.setattr(attn_impl, "_sdpa", fake_sdpa(calls))
+    monkeypatch.setenv("ADOPT_DISABLE", "attention")
+    q, k, v = qkv(2, 2, 4, 4, 6, torch.float64)
+    torch.testing.assert_close(ak.attention(q, k, v), eager_attention(q, k, v))
+    assert calls == []
+
+
+def test_attention_supported():
+    q, k, v = qkv(2, 2, 4, 4, 6, torch.float32)
+    assert ak.attention_supported(q, k, v)
+    assert ak.attention_supported(q, k, v, mask=torch.zeros(2, 1, 4, 4))
+    assert not ak.attention_supported(q, k, v, head_mask=torch.ones(2))
+    assert not ak.attention_supported(q, k, v, output_attentions=True)
+    assert not ak.attention_supported(q, k, v, output_attentions=1)
+    assert ak.attention_supported(q, k, v, output_attentions=None)
+    assert not ak.attention_supported(q[0], k[0], v[0])
+    assert not ak.attention_supported(q, k, v.unsqueeze(0))
+
+
+def test_attention_supported_respects_switch(monkeypatch):
+    q, k, v = qkv(2, 2, 4, 4, 6, torch.float32)
+    monkeypatch.setenv("ADOPT_DISABLE", "attention")
+    assert not ak.attention_supported(q, k, v)
+    monkeypatch.setenv("ADOPT_DISABLE", "rms_norm")
+    assert ak.attention_supported(q, k, v)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_t5_learned_position_bias_gets_gradients(dtype, backend):
+    # T5: no scaling, and the additive mask is a learned bias that needs its gradient.
+    q, k, v = qkv(2, 3, 5, 6, 4, dtype)
+    bias = torch.randn(1, 3, 5, 6, dtype=dtype)
+    compare(
+        lambda q, k, v, b: eager_attention(q, k, v, b, scale=1.0),
+        lambda q, k, v, b: ak.attention(q, k, v, b, scale=1.0),
+        [q, k, v, bias],
+        dtype=dtype,
+    )

@@ -1,0 +1,78 @@
+import inspect
+
+import torch
+from torch import nn
+
+import adopt_kernels as ak
+
+SIGNATURES = {
+    "softmax": ["x", "dim", "dtype"],
+    "dropout_add_layer_norm": ["x", "residual", "layer_norm", "dropout", "training"],
+    "gelu_kind": ["act"],
+    "linear_gelu": ["x", "linear", "approximate"],
+    "conv_bn": ["x", "conv", "bn"],
+    "linear_bn": ["x", "linear", "bn"],
+    "fused_qkv": ["x", "q_proj", "k_proj", "v_proj"],
+    "attention": ["q", "k", "v", "mask", "scale", "dropout_p", "training", "is_causal"],
+    "attention_supported": ["q", "k", "v", "mask", "head_mask", "output_attentions"],
+    "rms_norm": ["x", "weight", "eps", "offset", "cast_to_fp32"],
+    "gated_mlp": ["x", "gate_proj", "up_proj", "down_proj", "act"],
+    "apply_rope": ["q", "k", "cos", "sin", "position_ids", "unsqueeze_dim"],
+    "apply_rope_interleaved": ["q", "k", "cos", "sin", "position_ids", "unsqueeze_dim"],
+    "linear_cross_entropy": ["hidden", "lm_head", "labels", "ignore_index", "shift", "reduction"],
+    "optimizer_kwargs": ["optimizer_cls", "params"],
+    "enabled": ["name"],
+}
+
+DEFAULTS = {
+    ("softmax", "dim"): -1,
+    ("softmax", "dtype"): None,
+    ("linear_gelu", "approximate"): "none",
+    ("attention", "mask"): None,
+    ("attention", "scale"): None,
+    ("attention", "dropout_p"): 0.0,
+    ("attention", "training"): False,
+    ("attention", "is_causal"): False,
+    ("attention_supported", "mask"): None,
+    ("attention_supported", "head_mask"): None,
+    ("attention_supported", "output_attentions"): False,
+    ("rms_norm", "offset"): 0.0,
+    ("rms_norm", "cast_to_fp32"): True,
+    ("apply_rope", "position_ids"): None,
+    ("apply_rope", "unsqueeze_dim"): 1,
+    ("apply_rope_interleaved", "position_ids"): None,
+    ("apply_rope_interleaved", "unsqueeze_dim"): 1,
+    ("linear_cross_entropy", "ignore_index"): -100,
+    ("linear_cross_entropy", "shift"): True,
+    ("linear_cross_entropy", "reduction"): "mean",
+}
+
+
+def test_flags():
+    assert ak.AVAILABLE is True
+    assert isinstance(ak.__version__, str) and ak.__version__.count(".") == 2
+
+
+def test_signatures_are_fixed():
+    for name, params in SIGNATURES.items():
+        signature = inspect.signature(getattr(ak, name))
+        assert list(signature.parameters) == params, name
+        for param in params:
+            default = signature.parameters[param].default
+            expected = DEFAULTS.get((name, param), inspect.Parameter.empty)
+            assert default == expected or (default is expected), (name, param, default)
+
+
+def test_every_kernel_name_is_public():
+    for name in ak.KERNELS:
+        assert callable(getattr(ak, name)), name
+    for name in ak.__all__:
+        assert hasattr(ak, name), name
+
+
+def test_fused_sequential_is_a_sequential():
+    assert issubclass(ak.FusedSequential, nn.Sequential)
+    seq = ak.FusedSequential(nn.Linear(3, 4), nn.ReLU())
+    assert len(seq) == 2 and isinstance(seq[0], nn.Linear)
+    assert isinstance(seq[0:1], ak.FusedSequential)
+    assert seq(torch.randn(2, 3)).shape == (2, 4)

@@ -1,0 +1,176 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import adopt_kernels as ak
+from adopt_kernels._impl import projections
+from checks import DTYPES, compare
+
+
+class Attn(nn.Module):
+    def __init__(self, hidden, q_out, kv_out, biases, dtype):
+        super().__init__()
+        self.q_proj = nn.Linear(hidden, q_out, bias=biases[0]).to(dtype)
+        self.k_proj = nn.Linear(hidden, kv_out, bias=biases[1]).to(dtype)
+        self.v_proj = nn.Linear(hidden, kv_out, bias=biases[2]).to(dtype)
+
+
+def count_stacks(monkeypatch):
+    calls = []
+    real = projections._stacked
+    monkeypatch.setattr(projections, "_stacked", lambda layers: calls.append(len(layers)) or real(layers))
+    return calls
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3, 5, 13), (1, 1, 13), (4, 13)])
+@pytest.mark.parametrize("widths", [(12, 12), (12, 6), (15, 3)])
+@pytest.mark.parametrize("biases", [(True, True, True), (False, False, False), (True, False, True)])
+def test_fused_qkv_matches_three_projections(dtype, shape, widths, biases, monkeypatch):
+    calls = count_stacks(monkeypatch)
+    attn = Attn(13, widths[0], widths[1], biases, dtype)
+    x = torch.randn(shape, dtype=dtype)
+    _, outs = compare(
+        lambda x, a: (a.q_proj(x), a.k_proj(x), a.v_proj(x)),
+        lambda x, a: ak.fused_qkv(x, a.q_proj, a.k_proj, a.v_proj),
+        [x],
+        [attn],
+        dtype=dtype,
+    )
+    assert calls == [3]
+    assert all(o.is_contiguous() for o in outs)
+
+
+def test_fused_qkv_outputs_are_independent():
+    attn = Attn(13, 8, 8, (True, True, True), torch.float64)
+    x = torch.randn(1, 1, 13, dtype=torch.float64)
+
+    def program(project):
+        inp = x.clone().requires_grad_()
+        q, k, v = project(inp)
+        scores = k * v  # saves k and v for backward
+        q.mul_(2.0)  # in-place on one output, as some attention code does
+        (scores.sum() + q.sum()).backward()
+        grads = [inp.grad] + [p.grad.clone() for p in attn.parameters()]
+        attn.zero_grad(set_to_none=True)
+        return (q.detach(), k.detach(), v.detach()), grads
+
+    ref, ref_grads = program(lambda t: (attn.q_proj(t), attn.k_proj(t), attn.v_proj(t)))
+    out, grads = program(lambda t: ak.fused_qkv(t, attn.q_proj, attn.k_proj, attn.v_proj))
+    for o, r in zip(out + tuple(grads), ref + tuple(ref_grads)):
+        torch.testing.assert_close(o, r)
+
+
+def test_fused_qkv_view_merging_last_dim():
+    attn = Attn(13, 8, 4, (True, True, True), torch.float32)
+    q, k, v = ak.fused_qkv(torch.randn(3, 5, 13), attn.q_proj, attn.k_proj, attn.v_proj)
+    assert q.view(3, -1).shape == (3, 40) and k.view(3, -1).shape == (3, 20)
+
+
+@pytest.mark.parametrize("case", ["hook", "subclass", "dtype", "in_features", "disabled", "instance_forward"])
+def test_fused_qkv_fallbacks(case, monkeypatch):
+    attn = Attn(13, 8, 4, (True, True, True), torch.float64)
+    x = torch.randn(3, 5, 13, dtype=torch.float64)
+    if case == "hook":
+        attn.k_proj.register_forward_hook(lambda mod, args, out: out + 1.0)
+    elif case == "subclass":
+        class Scaled(nn.Linear):
+            def forward(self, x):
+                return super().forward(x) * 3.0
+
+        attn.v_proj = Scaled(13, 4).double()
+    elif case == "dtype":
+        attn.v_proj = attn.v_proj.float()
+    elif case == "in_features":
+        attn.v_proj = nn.Linear(5, 4).double()
+    elif case == "disabled":
+        monkeypatch.setenv("ADOPT_DISABLE", "fused_qkv")
+    elif case == "instance_forward":
+        attn.q_proj.forward = lambda x: torch.zeros(x.shape[:-1] + (8,), dtype=x.dtype)
+    calls = count_stacks(monkeypatch)
+
+    if case in ("dtype", "in_features"):
+        # The original code fails on such layers; the kernel calls them one by one and fails
+        # the same way instead of concatenating incompatible weights.
+        with pytest.raises(RuntimeError):
+            attn.v_proj(x)
+        with pytest.raises(RuntimeError):
+            ak.fused_qkv(x, attn.q_proj, attn.k_proj, attn.v_proj)
+        assert calls == []
+        return
+    out = ak.fused_qkv(x, attn.q_proj, attn.k_proj, attn.v_proj)
+    expected = (attn.q_proj(x), attn.k_proj(x), attn.v_proj(x))
+    for o, e in zip(out, expected):
+        torch.testing.assert_close(o, e)
+    assert calls == []
+
+
+class MLP(nn.Module):
+    def __init__(self, hidden, inner, bias, act, dtype):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden, inner, bias=bias).to(dtype)
+        self.up_proj = nn.Linear(hidden, inner, bias=bias).to(dtype)
+        self.down_proj = nn.Linear(inner, hidden, bias=bias).to(dtype)
+        self.act = act
+
+    def forward(self, x):
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+
+
+class SiLUActivation(nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+ACTIVATIONS = {
+    "silu": (lambda: nn.SiLU(), True),
+    "gelu_tanh": (lambda: nn.GELU(approximate="tanh"), True),
+    "F.silu": (lambda: F.silu, True),
+    "F.gelu": (lambda: F.gelu, True),
+    "hf_silu": (lambda: SiLUActivation(), True),
+    "relu": (lambda: nn.ReLU(), True),
+    "inplace_silu": (lambda: nn.SiLU(inplace=True), False),
+    "inplace_relu": (lambda: nn.ReLU(inplace=True), False),
+    "lambda": (lambda: (lambda x: x * torch.sigmoid(x)), False),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act_name", list(ACTIVATIONS))
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("shape", [(3, 5, 7), (1, 1, 7)])
+def test_gated_mlp_matches_module(dtype, act_name, bias, shape, monkeypatch):
+    make_act, fused_expected = ACTIVATIONS[act_name]
+    calls = count_stacks(monkeypatch)
+    mlp = MLP(7, 11, bias, make_act(), dtype)
+    x = torch.randn(shape, dtype=dtype)
+    compare(
+        lambda x, m: m(x),
+        lambda x, m: ak.gated_mlp(x, m.gate_proj, m.up_proj, m.down_proj, m.act),
+        [x],
+        [mlp],
+        dtype=dtype,
+    )
+    assert calls == ([2] if fused_expected else [])
+
+
+def test_gated_mlp_fallbacks(monkeypatch):
+    mlp = MLP(7, 11, False, nn.SiLU(), torch.float64)
+    x = torch.randn(3, 5, 7, dtype=torch.float64)
+    calls = count_stacks(monkeypatch)
+    mlp.up_proj.register_forward_pre_hook(lambda mod, args: (args[0] * 0.5,))
+    torch.testing.assert_close(ak.gated_mlp(x, mlp.gate_proj, mlp.up_proj, mlp.down_proj, mlp.act), mlp(x))
+    assert calls == []
+
+    mlp = MLP(7, 11, False, nn.SiLU(), torch.float64)
+    monkeypatch.setenv("ADOPT_DISABLE", "gated_mlp")
+    torch.testing.assert_close(ak.gated_mlp(x, mlp.gate_proj, mlp.up_proj, mlp.down_proj, mlp.act), mlp(x))
+    assert calls == []
+
+
+def test_gated_mlp_calls_down_proj_hooks():
+    mlp = MLP(7, 11, False, nn.SiLU(), torch.float64)
+    mlp.down_proj.register_forward_hook(lambda mod, args, out: out * 0.0)
+    out = ak.gated_mlp(torch.randn(3, 7, dtype=torch.float64), mlp.gate_proj, mlp.up_proj, mlp.down_proj, mlp.act)
+    assert torch.count_nonzero(out) == 0
