@@ -126,6 +126,11 @@ function parseText(text: string): Parser.Tree {
   return p.parse((index: number) => (index < text.length ? text.slice(index, index + CHUNK) : ''), undefined, { bufferSize: CHUNK } as never);
 }
 
+/** Whether text parses without syntax errors (no tree kept). */
+export function hasSyntaxErrors(text: string): boolean {
+  return parseText(text).rootNode.hasError;
+}
+
 export function parsePython(source: SourceText): ParsedFile {
   const tree = parseText(source.text);
   const raw = tree.rootNode;

@@ -3,11 +3,11 @@
 // Everything outside the edits stays as it was; overlapping sites are resolved by priority.
 import type { Expr, Op } from '../dsl/ir.js';
 import type { SyntaxNode } from '../parse/python.js';
-import { parsePython } from '../parse/python.js';
+import { hasSyntaxErrors, parsePython } from '../parse/python.js';
 import { sourceFromText } from '../parse/source.js';
 import type { Site } from '../match/matcher.js';
 import type { Rule } from '../match/rule.js';
-import { indentationAt, lineEndIndex, lineStartIndex, nodeOfSpan, openSynthFile, statementOf, type SynthFile } from './source.js';
+import { indentationAt, lineEndIndex, lineStartIndex, nodeAt, nodeOfSpan, openSynthFile, statementOf, type SynthFile } from './source.js';
 
 export const KERNELS_ALIAS = '_adopt';
 export const PREAMBLE = [
@@ -84,16 +84,16 @@ export function synthesize(sites: Site[], rules: Rule[]): SynthResult {
 function applyEdits(f: SynthFile, edits: Edit[]): FileResult {
   const original = f.source.text;
   const all = [...edits];
-  if (edits.length && !original.includes(`import adopt_kernels as ${KERNELS_ALIAS}`)) all.push(preambleEdit(original, f.newline));
+  if (edits.length && !original.includes(`import adopt_kernels as ${KERNELS_ALIAS}`)) all.push(preambleEdit(f.root, original, f.newline));
   let text = original;
   for (const e of [...all].sort((a, b) => b.start - a.start)) text = text.slice(0, e.start) + e.text + text.slice(e.end);
   const result: FileResult = { path: f.path, original, rewritten: text, edits: all };
   if (edits.length) {
     // Never hand back code that does not parse.
-    const re = parsePython(sourceFromText(f.path, text));
-    if (!f.hadErrors && re.diagnostics.some((d) => d.severity === 'error')) {
-      const d = re.diagnostics.find((x) => x.severity === 'error')!;
-      result.error = `${f.path}: the rewritten code would not parse (${d.line}:${d.col}: ${d.message}); nothing written`;
+    if (!f.hadErrors && hasSyntaxErrors(text)) {
+      const re = parsePython(sourceFromText(f.path, text));
+      const d = re.diagnostics.find((x) => x.severity === 'error');
+      result.error = `${f.path}: the rewritten code would not parse${d ? ` (${d.line}:${d.col}: ${d.message})` : ''}; nothing written`;
       result.rewritten = original;
     }
   }
@@ -101,10 +101,9 @@ function applyEdits(f: SynthFile, edits: Edit[]): FileResult {
 }
 
 /** After the module's leading docstring, `from __future__` and import block. */
-export function preambleEdit(text: string, nl: string): Edit {
-  const parsed = parsePython(sourceFromText('<preamble>', text));
+export function preambleEdit(root: SyntaxNode, text: string, nl: string): Edit {
   let at = 0;
-  for (const stmt of parsed.root.namedChildren) {
+  for (const stmt of root.namedChildren) {
     const isDoc = stmt.type === 'expression_statement' && stmt.namedChildren[0]?.type === 'string' && at === 0;
     if (stmt.type === 'import_statement' || stmt.type === 'import_from_statement' || stmt.type === 'future_import_statement' || isDoc || stmt.type === 'comment') {
       at = stmt.endIndex;
@@ -423,14 +422,10 @@ class Render {
   }
 
   private enclosingFunction(index: number): SyntaxNode | undefined {
-    let best: SyntaxNode | undefined;
-    const visit = (n: SyntaxNode) => {
-      if (n.startIndex > index || n.endIndex < index) return;
-      if (n.type === 'function_definition') best = n;
-      n.namedChildren.forEach(visit);
-    };
-    visit(this.f.root);
-    return best;
+    for (let n: SyntaxNode | null = nodeAt(this.f.root, index, index) ?? null; n; n = n.parent) {
+      if (n.type === 'function_definition') return n;
+    }
+    return undefined;
   }
 
   private phiVar(id: number): string | undefined {
