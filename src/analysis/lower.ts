@@ -502,13 +502,13 @@ export class MethodLowerer {
     if (defs.length !== 1) return undefined;
     const [a] = defs;
     if (a.value.k !== 'call' || !/(^|\.)Sequential$/.test(a.value.callee) || a.value.kw.length || !a.value.args.length) return undefined;
-    if (!a.value.args.every((x) => x.k === 'call')) return undefined;
+    if (!a.value.args.every((x) => x.k === 'call' || (x.k === 'index' && x.base.k === 'name'))) return undefined;
     const home = a.from ? this.classes.resolver.resolveQual(a.from) : undefined;
     const file = home?.k === 'class' ? this.resolver.symbolsOf(home.def.module)?.parsed.source.path : cls.syms.parsed.source.path;
     if (!file) return undefined;
     const span: Span = { ...a.span };
     if (file !== this.ownerPath) span.file = file;
-    return a.value.args.map((x) => ({ callee: (x as { callee: string }).callee, span }));
+    return a.value.args.map((x) => ({ callee: typeName(x), span }));
   }
 
   private attribute(node: SyntaxNode): Val {

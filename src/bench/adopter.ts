@@ -22,7 +22,7 @@ function within(a: Op, b: Op): boolean {
   return (a.span.file ?? '') === (b.span.file ?? '') && a.span.start >= b.span.start && a.span.end <= b.span.end;
 }
 
-export function inAdopterScope(column: string, site: Site, sourceText: (op: Op) => string): boolean {
+export function inAdopterScope(column: string, site: Site, sourceText: (op: Op) => string, lineText?: (op: Op) => [string, string]): boolean {
   const op = (name: string) => site.ops[name];
   switch (column) {
     case 'rule_4': return FUNCTIONAL_SOFTMAX.test(sourceText(op('y')!));
@@ -35,7 +35,14 @@ export function inAdopterScope(column: string, site: Site, sourceText: (op: Op) 
       const a = op('a')!;
       return a.kind === 'module' && (a.type ?? []).some((t) => t.endsWith('ACT2FN[config.hidden_act]') || /(^|\.)GELU$/.test(t));
     }
-    case 'rule_9': return ['q', 'k', 'v'].every((n) => site.view.depth.get(op(n)!.id) === 0);
+    case 'rule_9':
+      // `query = self.q_proj(hidden_states)`: each projection is the whole right-hand side
+      return ['q', 'k', 'v'].every((n) => {
+        const o = op(n)!;
+        if (site.view.depth.get(o.id) !== 0 || !lineText) return false;
+        const [before, after] = lineText(o);
+        return /^\s*[A-Za-z_]\w*\s*=\s*$/.test(before) && /^\s*(#.*)?$/.test(after);
+      });
     default: return true;
   }
 }

@@ -51,7 +51,14 @@ function main(): void {
       const path = program.files[i].path;
       const all = matched.sites.filter((s) => s.rule === rule && s.file === path);
       const text = (op: Op) => bytes(path).subarray(op.span.start, op.span.end).toString();
-      const scoped = all.filter((s) => inAdopterScope(col, s, text));
+      const around = (op: Op): [string, string] => {
+        const b = bytes(path);
+        const ls = b.lastIndexOf(10, op.span.start - 1) + 1;
+        let le = b.indexOf(10, op.span.end);
+        if (le < 0) le = b.length;
+        return [b.subarray(ls, op.span.start).toString(), b.subarray(op.span.end, le).toString()];
+      };
+      const scoped = all.filter((s) => inAdopterScope(col, s, text, around));
       for (const s of all) if (!scoped.includes(s)) outside[rule].push(`${path}:${s.lines[0]}`);
       ruleCells.push({ model: m.model, rule, truth: gt[i].counts[column], found: scoped.length });
     });
