@@ -69,6 +69,31 @@ export class ClassTable {
     return undefined;
   }
 
+  /**
+   * `self.stem = conv_bn(3, 32, 2)` where `def conv_bn(...): return nn.Sequential(...)`: the
+   * attribute is what the factory returns, with its parameters substituted (one level deep).
+   */
+  private throughFactory(value: Expr, depth = 0): Expr {
+    if (value.k !== 'call' || depth > 2) return value;
+    const r = this.resolver.resolveQual(value.callee);
+    if (r.k !== 'function' || r.def.owner) return value;
+    const body = field(r.def.node, 'body')?.namedChildren.filter((c) => c.type !== 'comment' && !(c.type === 'expression_statement' && c.namedChildren[0]?.type === 'string')) ?? [];
+    if (body.length !== 1 || body[0].type !== 'return_statement' || !body[0].namedChildren[0]) return value;
+    const syms = this.resolver.symbolsOf(r.def.module);
+    if (!syms) return value;
+    const env = new Map<string, Expr>();
+    const params = (field(r.def.node, 'parameters')?.namedChildren ?? []).filter((p) => p.type !== 'comment');
+    params.forEach((p, i) => {
+      const [name] = paramNames(p);
+      if (!name) return;
+      const given = value.kw.find(([k]) => k === name)?.[1] ?? (i < value.args.length && value.args[i].k !== 'star' ? value.args[i] : undefined);
+      const def = field(p, 'value');
+      env.set(name, given ?? (def ? staticExpr(def, { syms, resolver: this.resolver, env: new Map(), locals: new Set() }) : { k: 'name', path: name }));
+    });
+    const out = staticExpr(body[0].namedChildren[0], { syms, resolver: this.resolver, env, locals: new Set() });
+    return this.throughFactory(out, depth + 1);
+  }
+
   private initAttrs(info: ClassInfo): Attr[] {
     const init = info.def.methods.get('__init__');
     const firstBase = info.bases.find((b) => b.info)?.info;
@@ -96,7 +121,7 @@ export class ClassTable {
             while (right?.type === 'assignment') right = field(right, 'right');
             if (!left || !right) continue;
             if (left.type === 'attribute' && field(left, 'object')?.text === 'self') {
-              set({ name: field(left, 'attribute')!.text, value: staticExpr(right, scope), span: spanOf(src, stmt, src.path), ...(guard.length ? { guard: [...guard] } : {}) });
+              set({ name: field(left, 'attribute')!.text, value: this.throughFactory(staticExpr(right, scope)), span: spanOf(src, stmt, src.path), ...(guard.length ? { guard: [...guard] } : {}) });
             } else if (left.type === 'identifier') {
               scope.env.set(left.text, staticExpr(right, scope));
             } else {

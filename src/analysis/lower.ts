@@ -641,6 +641,9 @@ export class MethodLowerer {
         const a = this.attrVal(m);
         if (a?.fn) return { kind: 'inline', fn: a.fn };
         if (a?.types) return { kind: 'module', text: `self.${m}`, types: a.types };
+        // `self.act = nn.functional.gelu`: calling the attribute calls that function
+        const defs = this.frame.selfCls.attrs.filter((x) => x.name === m);
+        if (defs.length === 1 && defs[0].value.k === 'name' && defs[0].value.path.includes('.')) return { kind: 'qual', qual: defs[0].value.path, bound: true };
         return { kind: 'unknown', text: `self.${m}` };
       }
       if (obj.types && obj.e.k === 'name') {

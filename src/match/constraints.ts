@@ -2,7 +2,7 @@
 // --why-not).
 import type { Expr, Op } from '../dsl/ir.js';
 import type { State } from './matcher.js';
-import { attrOf, type MethodView } from './method.js';
+import { attrOf, exclusive, type MethodView } from './method.js';
 import type { Constraint, PatVal } from './rule.js';
 
 type Check = (args: PatVal[], st: State, view: MethodView) => string | undefined;
@@ -21,7 +21,9 @@ const CHECKS: Record<string, Check> = {
       // pattern does not continue (`if use_bn: x = bn(x)`): on the matched path it is no use.
       const mergesMatched = (id: number) => (view.phis.get(id) ?? []).some((e) => e.k === 'ssa' && matched.has(e.id) && e.id !== op.id);
       const uses = (view.uses.get(op.id) ?? []).filter((u) => !(u.k === 'phi' && mergesMatched(u.id)));
-      const outside = uses.filter((u) => u.k !== 'op' || !matched.has(u.op.id));
+      const consumers = uses.filter((u): u is { k: 'op'; op: Op } => u.k === 'op' && matched.has(u.op.id)).map((u) => u.op.id);
+      const outside = uses.filter((u) => u.k !== 'op' || (!matched.has(u.op.id) && !consumers.every((c) => exclusive(view, c, u.op.id))));
+      if (!outside.length && consumers.length === 1) continue;
       if (uses.length > 1 || outside.length) {
         const u = outside[0] ?? uses[1];
         const where = u?.k === 'op' ? `by ${u.op.callee} at line ${line(u.op)}` : u ? `(${u.k === 'phi' ? 'it flows out of a branch or loop' : u.k === 'return' ? 'it is returned' : 'in a condition'})` : '';
@@ -45,7 +47,8 @@ const CHECKS: Record<string, Check> = {
   last_dim(args, st, view) {
     const op = opOf(args[0], st);
     if (!op) return undefined;
-    const dim = op.kw.find(([k]) => k === 'dim')?.[1];
+    const ctor = op.kind === 'module' ? attrOf(view, op)?.value : undefined;
+    const dim = op.kw.find(([k]) => k === 'dim')?.[1] ?? (ctor?.k === 'call' ? ctor.kw.find(([k]) => k === 'dim')?.[1] ?? ctor.args[0] : undefined);
     if (!dim) return `${op.callee} at line ${line(op)} has no dim (implicit dim is deprecated and not always last)`;
     if (dim.k === 'const' && dim.v === -1) return undefined;
     if (dim.k === 'const' && typeof dim.v === 'number') {

@@ -94,7 +94,8 @@ function depth(s: Site): number {
 }
 
 export function siteKey(s: Site): string {
-  const spans = Object.values(s.ops).filter((o): o is Op => !!o).map((o) => `${o.span.file ?? s.view.file.path}:${o.span.start}-${o.span.end}`).sort();
+  // the callee tells apart the elements of one nn.Sequential, which share its span
+  const spans = Object.values(s.ops).filter((o): o is Op => !!o).map((o) => `${o.span.file ?? s.view.file.path}:${o.span.start}-${o.span.end}:${o.callee}`).sort();
   return `${s.rule}|${spans.join('|')}`;
 }
 
@@ -104,10 +105,21 @@ export function matchRule(rule: Rule, view: MethodView): MatchResult {
   const [anchor] = rule.pattern;
   for (const op of view.ops) {
     if (!calleeMatches(anchor, op)) continue;
-    const st: State = { vals: new Map(), ops: new Map(), metas: new Map(), used: new Set() };
     const why: string[] = [];
-    if (extend(rule, view, 0, st, op, why)) sites.push(toSite(rule, view, st));
-    else nearMisses.push({ rule: rule.name, file: op.span.file ?? view.file.path, line: op.span.from.line, col: op.span.from.col, owner: view.module?.name ?? '', reason: why[0] ?? 'the pattern does not continue here' });
+    // One anchor can start several sites (a value feeding both branches of an if): after each
+    // match, its last op is banned and the search repeats.
+    const banned = new Set<number>();
+    let found = 0;
+    for (let k = 0; k < 4; k++) {
+      const st: State = { vals: new Map(), ops: new Map(), metas: new Map(), used: new Set(banned) };
+      if (!extend(rule, view, 0, st, op, why)) break;
+      sites.push(toSite(rule, view, st));
+      found++;
+      const lastOp = [...st.ops.values()].filter((o): o is Op => !!o).pop();
+      if (!lastOp || lastOp.id === op.id) break;
+      banned.add(lastOp.id);
+    }
+    if (!found) nearMisses.push({ rule: rule.name, file: op.span.file ?? view.file.path, line: op.span.from.line, col: op.span.from.col, owner: view.module?.name ?? '', reason: why[0] ?? 'the pattern does not continue here' });
   }
   return { sites, nearMisses };
 }
@@ -134,7 +146,7 @@ function extend(rule: Rule, view: MethodView, i: number, st: State, anchor: Op |
   const p = rule.pattern[i];
   const candidates = anchor ? [anchor] : candidatesFor(p, st, view);
   for (const op of candidates) {
-    if (st.used.has(op.id) || !calleeMatches(p, op)) continue;
+    if ((st.used.has(op.id) && op !== anchor) || !calleeMatches(p, op)) continue;
     for (const args of argOrders(op)) {
       const saved = snapshot(st);
       const failure = bindOp(p, op, args, st, view);
@@ -184,6 +196,13 @@ function passThrough(p: PatOp, st: State): Expr | undefined {
 
 export function calleeMatches(p: PatOp, op: Op): boolean {
   return p.callees.some((alt) => {
+    if (alt.includes('*') && !alt.endsWith('[*]')) {
+      // a glob over class names, e.g. *Gelu* (the rewrite's guard checks the module at run time)
+      const re = new RegExp(`^${alt.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*')}$`, 'i');
+      const last = (t: string) => t.split('.').pop()!;
+      if (op.kind === 'module') return (op.type ?? []).some((t) => re.test(last(t)));
+      return op.kind === 'call' && re.test(last(op.callee));
+    }
     if (alt.endsWith('[*]')) {
       const base = alt.slice(0, -3);
       return op.kind === 'module' && (op.type ?? []).some((t) => t === base || t.includes(`.${base}[`) || t.startsWith(`${base}[`));

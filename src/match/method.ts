@@ -19,6 +19,20 @@ export interface MethodView {
   phis: Map<number, Expr[]>;
   /** How many branches or loops enclose each op (0: the method's top-level block). */
   depth: Map<number, number>;
+  /** The branches enclosing each op, as `if-start:then|else` entries, outermost first. */
+  paths: Map<number, string[]>;
+}
+
+/** Two ops on different branches of one `if` never both run. */
+export function exclusive(view: MethodView, a: number, b: number): boolean {
+  const pa = view.paths.get(a) ?? [];
+  const pb = view.paths.get(b) ?? [];
+  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+    if (pa[i] === pb[i]) continue;
+    const [ia, ib] = [pa[i].split(':'), pb[i].split(':')];
+    return ia[0] === ib[0] && ia[1] !== ib[1];
+  }
+  return false;
 }
 
 function operands(e: Expr, out: Expr[]): void {
@@ -32,7 +46,7 @@ function operands(e: Expr, out: Expr[]): void {
 }
 
 export function viewOf(file: FileIR, method: Method, module?: ModuleIR): MethodView {
-  const v: MethodView = { file, module, method, ops: [], defs: new Map(), uses: new Map(), nameUses: new Map(), attrs: new Map(), rank: new Map(), phis: new Map(), depth: new Map() };
+  const v: MethodView = { file, module, method, ops: [], defs: new Map(), uses: new Map(), nameUses: new Map(), attrs: new Map(), rank: new Map(), phis: new Map(), depth: new Map(), paths: new Map() };
   for (const a of module?.attrs ?? []) {
     const list = v.attrs.get(a.name) ?? [];
     list.push(a);
@@ -53,26 +67,27 @@ export function viewOf(file: FileIR, method: Method, module?: ModuleIR): MethodV
       }
     }
   };
-  const walk = (stmts: Stmt[], depth = 0) => {
+  const walk = (stmts: Stmt[], depth = 0, path: string[] = []) => {
     for (const s of stmts) {
       switch (s.k) {
         case 'op':
           v.ops.push(s);
           v.depth.set(s.id, depth);
+          if (path.length) v.paths.set(s.id, path);
           v.defs.set(s.id, s);
           for (const a of s.args) use(a, { k: 'op', op: s });
           for (const [, a] of s.kw) use(a, { k: 'op', op: s });
           break;
         case 'if':
           use(s.cond, { k: 'cond' });
-          walk(s.then, depth + 1);
-          walk(s.else, depth + 1);
+          walk(s.then, depth + 1, [...path, `${s.span.start}:then`]);
+          walk(s.else, depth + 1, [...path, `${s.span.start}:else`]);
           for (const p of s.phis) { v.phis.set(p.id, p.ins); p.ins.forEach((x) => use(x, { k: 'phi', id: p.id })); }
           break;
         case 'for':
           use(s.iter, { k: 'cond' });
           for (const p of s.phis) { v.phis.set(p.id, p.ins); p.ins.forEach((x) => use(x, { k: 'phi', id: p.id })); }
-          walk(s.body, depth + 1);
+          walk(s.body, depth + 1, path);
           break;
         case 'return':
           if (s.value) use(s.value, { k: 'return' });
@@ -89,9 +104,15 @@ export function viewOf(file: FileIR, method: Method, module?: ModuleIR): MethodV
 /** The attribute a `self.x(...)` call refers to (the last unguarded definition, else any). */
 export function attrOf(view: MethodView, op: Op): Attr | undefined {
   if (op.kind !== 'module' || !op.callee.startsWith('self.')) return undefined;
-  const defs = view.attrs.get(op.callee.slice(5));
+  const m = /^self\.([A-Za-z_]\w*)(?:\[(\d+)\])?$/.exec(op.callee);
+  if (!m) return undefined;
+  const defs = view.attrs.get(m[1]);
   if (!defs?.length) return undefined;
-  return [...defs].reverse().find((a) => !a.guard?.length) ?? defs[defs.length - 1];
+  const attr = [...defs].reverse().find((a) => !a.guard?.length) ?? defs[defs.length - 1];
+  if (m[2] === undefined) return attr;
+  // an element of an nn.Sequential: its own constructor
+  const item = attr.value.k === 'call' ? attr.value.args[Number(m[2])] : undefined;
+  return item ? { ...attr, value: item } : undefined;
 }
 
 const RANK_KEEPING = new Set(['softmax', 'log_softmax', 'dropout', 'to', 'contiguous', 'float', 'type_as', 'relu', 'gelu', 'tanh', 'sigmoid', 'exp', 'neg', 'masked_fill', 'clamp', 'transpose']);

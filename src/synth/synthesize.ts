@@ -6,6 +6,7 @@ import type { SyntaxNode } from '../parse/python.js';
 import { hasSyntaxErrors, parsePython } from '../parse/python.js';
 import { sourceFromText } from '../parse/source.js';
 import type { Site } from '../match/matcher.js';
+import { attrOf } from '../match/method.js';
 import type { Rule } from '../match/rule.js';
 import { indentationAt, lineEndIndex, lineStartIndex, nodeAt, nodeOfSpan, openSynthFile, statementOf, type SynthFile } from './source.js';
 
@@ -324,7 +325,12 @@ class Render {
         const p = op.kw.find(([k]) => k === 'p')?.[1] ?? op.args[1];
         return p ? this.expr(p) : op.callee === 'dropout' ? '0.5' : undefined;
       }
-      const kw = op.kw.find(([k]) => k === part)?.[1];
+      let kw = op.kw.find(([k]) => k === part)?.[1];
+      if (!kw && op.kind === 'module') {
+        // a module's setting lives in its constructor: nn.Softmax(dim=-1)
+        const ctor = attrOf(this.s.view, op)?.value;
+        if (ctor?.k === 'call') kw = ctor.kw.find(([k]) => k === part)?.[1] ?? (part === 'dim' ? ctor.args[0] : undefined);
+      }
       return kw ? this.expr(kw) : undefined;
     }
     if (op === null) return undefined;
