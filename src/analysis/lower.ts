@@ -44,6 +44,8 @@ export class MethodLowerer {
   private out: Stmt[] = [];
   private frame!: Frame;
   private via: string[] = [];
+  /** The call in the method being lowered that the current inlining started at. */
+  private callSite?: Span;
   private stack: string[] = [];
   private opCount = 0;
   private exprDepth = 0;
@@ -774,6 +776,7 @@ export class MethodLowerer {
     const selfCls = def.owner ? (selfVal && this.frame.selfCls ? this.frame.selfCls : defCls) : undefined;
     this.frame = { syms, selfCls, defCls: defCls ?? (def.owner ? this.classes.info(def.owner) : undefined), env };
     this.stack.push(def.qual);
+    if (!this.via.length) this.callSite = this.span(node);
     this.via.push(def.qual);
     let flow: Flow;
     try {
@@ -798,7 +801,7 @@ export class MethodLowerer {
     const op: Op = { k: 'op', id, kind, callee, args, kw, span: span ?? this.span(node) };
     if (types?.length) op.type = types;
     else if (kind === 'module') op.type = ['?'];
-    if (this.via.length) op.via = [...this.via];
+    if (this.via.length) { op.via = [...this.via]; if (this.callSite) op.site = this.callSite; }
     if (++this.opCount === LIMITS.opsPerMethod) this.limit(node, `more than ${LIMITS.opsPerMethod} ops in one method: the rest is not analysed`);
     if (this.opCount <= LIMITS.opsPerMethod) this.out.push(op);
     return { e: { k: 'ssa', id } };

@@ -48,6 +48,8 @@ export interface Op {
   span: Span;
   /** Qualified names of the helpers this op was inlined through, outermost first. */
   via?: string[];
+  /** For inlined ops: the call in this method that the outermost helper was inlined at. */
+  site?: Span;
 }
 
 export interface Phi { id: number; v: string; ins: Expr[] }

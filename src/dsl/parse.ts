@@ -148,15 +148,16 @@ export function addSemantics(s: ohm.Semantics): void {
         span: span.ir(),
       };
       if (types) op.type = types;
-      const v = opt<string[]>(via);
-      if (v) op.via = v;
+      const v = opt<{ via: string[]; site?: Span }>(via);
+      if (v) { op.via = v.via; if (v.site) op.site = v.site; }
       return op;
     },
     Callee_call(_k, t) { return { kind: 'call', callee: t.ir() }; },
     Callee_unknown(_q, t) { return { kind: 'unknown', callee: t.ir() }; },
     Callee_plain(t) { return { kind: 'op', callee: t.ir() }; },
     TypeAnn(_c, types) { return list(types); },
-    Via(_k, names) { return list(names); },
+    Via(_k, names, site) { const s = opt<Span>(site); return s ? { via: list(names), site: s } : { via: list(names) }; },
+    ViaSite(_k, s) { return s.ir(); },
     IfBlock(_k, cond, span, then, els, phis) {
       return { k: 'if', cond: cond.ir(), then: then.ir(), else: opt<Stmt[]>(els) ?? [], phis: phis.children.map((p: N) => p.ir()), span: span.ir() } satisfies Stmt;
     },

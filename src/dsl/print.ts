@@ -101,6 +101,7 @@ export function op(o: Op): string {
   if (o.type) s += ` : ${o.type.map(typeTok).join(' | ')}`;
   s += ` ${span(o.span)}`;
   if (o.via) s += ` via ${o.via.map(calleeTok).join(' > ')}`;
+  if (o.site) s += ` at ${span(o.site)}`;
   return s;
 }
 

@@ -135,11 +135,15 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult): Edit | st
   if (initOnly) return planSequential(f, s, rule, res, nodes as SyntaxNode[]);
   if (ops.some((o) => isInitSpan(s, o))) return 'the match mixes __init__ code and forward code';
   const ctx = new Render(f, s, res);
-  const guards = rw.guards.map((g) => ctx.fill(g));
-  if (ctx.failure) return ctx.failure;
-  res.guards = guards;
-  const guard = guards.join(' and ') || 'True';
+  const renderGuard = (): string | undefined => {
+    const guards = rw.guards.map((g) => ctx.fill(g));
+    if (ctx.failure) return undefined;
+    res.guards = guards;
+    return guards.join(' and ') || 'True';
+  };
   if (rw.kind === 'expr') {
+    const guard = renderGuard();
+    if (guard === undefined) return ctx.failure!;
     const target = s.ops[rw.target!];
     if (!target) return `the rewrite target '${rw.target}' is an optional line that is absent here`;
     const node = nodeOfSpan(f, target.span)!;
@@ -148,7 +152,7 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult): Edit | st
     const original = node.text;
     return { start: node.startIndex, end: node.endIndex, text: `(${code} if ${guard} else ${original})`, rule: s.rule, line: s.lines[0] };
   }
-  if (rw.kind === 'stmts') return planStatements(f, s, rw.code, guard, ctx, nodes as SyntaxNode[]);
+  if (rw.kind === 'stmts') return planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[]);
   return `rewrite kind '${rw.kind}' is not supported for this match`;
 }
 
@@ -190,7 +194,7 @@ function planSequential(f: SynthFile, s: Site, rule: Rule, res: SiteResult, node
   };
 }
 
-function planStatements(f: SynthFile, s: Site, code: string[], guard: string, ctx: Render, nodes: SyntaxNode[]): Edit | string {
+function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () => string | undefined, ctx: Render, nodes: SyntaxNode[]): Edit | string {
   const stmts = nodes.map((n) => statementOf(n));
   if (stmts.some((x) => !x)) return 'a matched op is not inside a statement';
   // Bring every statement up to one common block.
@@ -219,6 +223,8 @@ function planStatements(f: SynthFile, s: Site, code: string[], guard: string, ct
   const original = f.source.text.slice(start, end);
   if (hasMultilineString(kids.slice(first, last + 1))) return 'a multi-line string inside the statements cannot be re-indented safely';
   ctx.range = [kids[first].startIndex, kids[last].endIndex];
+  const guard = renderGuard();
+  if (guard === undefined) return ctx.failure!;
   const lines = code.map((c) => ctx.fill(c));
   if (ctx.failure) return ctx.failure;
   const escaping = escapingNames(f, kids.slice(first, last + 1), lines, block, kids[last].endIndex);
@@ -304,7 +310,15 @@ class Render {
   constructor(private readonly f: SynthFile, private readonly s: Site, private readonly res: SiteResult) {}
 
   fill(tpl: string): string {
-    return tpl.replace(/\{([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?\}/g, (_m, name: string, part?: string) => {
+    return tpl.replace(/\{([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?(?:\|([^}]*))?\}/g, (_m, name: string, part?: string, dflt?: string) => {
+      // `{name|default}`: the default when an optional line is absent
+      const absent = this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined);
+      if (dflt !== undefined && absent) return dflt;
+      if (part === 'absent') {
+        if (this.s.ops[name] === null || this.s.ops[name] === undefined) return '';
+        this.failure ??= `the kernel call does not cover '${this.s.ops[name]!.callee}' at line ${this.s.ops[name]!.span.from.line} yet`;
+        return '';
+      }
       const text = this.value(name, part);
       if (text === undefined) {
         this.failure ??= `cannot express {${name}${part ? `.${part}` : ''}} as source text here`;
@@ -319,6 +333,18 @@ class Render {
     const op = this.s.ops[name];
     if (op !== undefined && op !== null) {
       if (!part) return this.assignedName(op);
+      if (part === 'factor') {
+        // the multiplicative factor a scaling op applies
+        const other = op.args.find((a) => !(a.k === 'ssa' && Object.values(this.s.ops).some((o) => o?.id === a.id)));
+        const t = other && this.expr(other);
+        return t === undefined ? undefined : op.callee === 'div' ? `1.0 / (${t})` : t;
+      }
+      if (part === 'prob') {
+        // a dropout's probability: the module's .p, or the functional call's p
+        if (op.kind === 'module') return op.callee.startsWith('%') ? undefined : `${op.callee}.p`;
+        const p = op.kw.find(([k]) => k === 'p')?.[1] ?? op.args[1];
+        return p ? this.expr(p) : '0.5';
+      }
       if (part === 'module') {
         if (op.kind === 'module') return op.callee.startsWith('%') ? undefined : op.callee;
         // functional dropout: the kernel takes the probability
@@ -369,7 +395,9 @@ class Render {
           const v = this.phiVar(e.id);
           return v;
         }
-        const def = this.s.view.defs.get(e.id);
+        const found = this.s.view.defs.get(e.id);
+        // a value returned by an inlined helper lives where the helper was called
+        const def = found?.via && found.site && !Object.values(this.s.ops).some((o) => o?.via) ? { ...found, span: found.site } : found;
         if (!def || (def.span.file ?? this.s.view.file.path) !== this.s.file) return undefined;
         const node = nodeOfSpan(this.f, def.span);
         if (!node) return undefined;
