@@ -62,14 +62,16 @@ export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
 
 /** Atomic replacement: temp file beside the target, then rename. The original is never left
  *  half-written, and is checked not to have changed since it was analysed. */
-function writeInPlace(files: FileResult[], backup: boolean): number {
+export function writeInPlace(files: FileResult[], backup: boolean): number {
   let failed = 0;
   for (const f of files) {
     const fail = (why: string) => { process.stderr.write(`adopt: error: ${f.path}: ${why}; the file is unchanged\n`); failed++; };
     let now: string;
     try { now = readFileSync(f.path, 'utf8'); } catch (e) { fail(`cannot read: ${(e as Error).message}`); continue; }
     if (now.replace(/^\uFEFF/, '') !== f.original) { fail('it changed on disk since it was analysed'); continue; }
-    try { accessSync(f.path, constants.W_OK); } catch { fail('it is read-only'); continue; }
+    // mode bits, not access(2): root may write anything, but a read-only file says "leave me"
+    if ((statSync(f.path).mode & 0o222) === 0) { fail('it is read-only'); continue; }
+    try { accessSync(f.path, constants.W_OK); } catch { fail('it is not writable'); continue; }
     const bom = now.startsWith('\uFEFF') ? '\uFEFF' : '';
     const tmp = join(dirname(f.path), `.${f.path.split('/').pop()}.adopt-${process.pid}.tmp`);
     try {

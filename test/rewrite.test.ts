@@ -1,0 +1,219 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runRewrite } from '../src/cli/rewrite.js';
+import { adopt, looksLikeCrash } from './helpers/cli.js';
+import { modelsDir } from './helpers/fixtures.js';
+import { tempProject } from './helpers/ir.js';
+
+const copyFixture = (name: string) => {
+  const dir = tempProject({});
+  copyFileSync(join(modelsDir, name), join(dir, name));
+  return join(dir, name);
+};
+
+/** Every original line is still there, in order (statements moved into an else: re-indented). */
+function keepsEveryLine(original: string, rewritten: string): string | undefined {
+  const out = rewritten.split('\n');
+  let j = 0;
+  for (const line of original.split('\n')) {
+    // a line is kept as is, re-indented into an else branch, or inside a guarded expression
+    while (j < out.length && out[j] !== line && out[j] !== `    ${line}` && !(line.trim() && out[j].includes(line.trim().replace(/^\w+ = /, '')))) j++;
+    if (j === out.length) return line;
+    j++;
+  }
+  return undefined;
+}
+
+describe('adopt rewrite', () => {
+  it('prints a diff that git apply accepts, and keeps everything outside the edits', () => {
+    const file = copyFixture('bert_encoder.py');
+    const dir = join(file, '..');
+    const r = adopt(['rewrite', 'bert_encoder.py'], { cwd: dir });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^--- a\/bert_encoder\.py\n\+\+\+ b\/bert_encoder\.py\n@@ /);
+    spawnSync('git', ['init', '-q'], { cwd: dir });
+    writeFileSync(join(dir, 'p.diff'), r.stdout);
+    const check = spawnSync('git', ['apply', '--check', 'p.diff'], { cwd: dir, encoding: 'utf8' });
+    expect(check.stderr).toBe('');
+    expect(check.status).toBe(0);
+    const run = runRewrite([file], {});
+    const f = run.files[0];
+    expect(keepsEveryLine(f.original, f.rewritten)).toBeUndefined();
+  });
+
+  it('--json lists sites with rule, file, lines, bindings, guards, decision and reason', () => {
+    const r = adopt(['rewrite', '--json', join(modelsDir, 'bert_encoder.py')]);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    const dln = j.sites.find((s: { rule: string }) => s.rule === 'dropout_add_layernorm');
+    expect(dln).toMatchObject({ decision: 'rewritten', guards: [expect.stringContaining("_adopt.enabled('dropout_add_layer_norm')")] });
+    expect(dln.bindings).toMatchObject({ residual: 'input_tensor', 'y.module': 'self.LayerNorm', 'd.module': 'self.dropout' });
+    expect(dln.lines[0]).toBeLessThanOrEqual(dln.lines[1]);
+    for (const s of j.sites) expect(Object.keys(s)).toEqual(expect.arrayContaining(['rule', 'file', 'lines', 'bindings', 'guards', 'decision', 'reason']));
+  });
+
+  it('resolves overlaps by priority and says so', () => {
+    const r = adopt(['rewrite', '--json', join(modelsDir, 'nanogpt.py')]);
+    const j = JSON.parse(r.stdout);
+    const overlapped = j.sites.filter((s: { reason: string }) => /overlaps the/.test(s.reason));
+    for (const s of overlapped) expect(s.decision).toBe('skipped');
+  });
+
+  it('--check exits 1 when something would change and 0 once rewritten; rewriting is idempotent', () => {
+    const file = copyFixture('bert_encoder.py');
+    expect(adopt(['rewrite', '--check', file]).code).toBe(1);
+    const r = adopt(['rewrite', '--in-place', '--backup', file]);
+    expect(r.code).toBe(0);
+    expect(readFileSync(`${file}.orig`, 'utf8')).toBe(readFileSync(join(modelsDir, 'bert_encoder.py'), 'utf8'));
+    expect(readFileSync(file, 'utf8')).toMatch(/import adopt_kernels as _adopt/);
+    expect(adopt(['rewrite', '--check', file]).code).toBe(0);
+    const leftovers = readdirSync(join(file, '..')).filter((n) => n.includes('.tmp'));
+    expect(leftovers).toEqual([]);
+  });
+
+  it('--why-not reports a softmax over dim=-2 as a near miss with its reason', () => {
+    const r = adopt(['rewrite', '--why-not', join(modelsDir, 'twin_softmax.py')]);
+    expect(r.stderr).toMatch(/twin_softmax\.py:\d+:\d+: softmax: not a site: softmax over dim=-2.*not the last dimension/);
+  });
+
+  it('rewrites a package, editing a helper once at its definition', () => {
+    const run = runRewrite([join(modelsDir, 'split_attention')], {});
+    const helper = run.files.find((f) => f.path.endsWith('attention_utils.py'));
+    expect(helper).toBeDefined();
+    const softmaxEdits = run.sites.filter((s) => s.rule === 'softmax' && s.file.endsWith('attention_utils.py') && s.decision === 'rewritten');
+    expect(softmaxEdits.length).toBe(1);
+    expect(run.files.filter((f) => f.path.endsWith('attention_utils.py')).length).toBe(1);
+  });
+
+  it('-o writes the rewritten file elsewhere and leaves the input alone', () => {
+    const file = copyFixture('resnet_style.py');
+    const out = join(file, '..', 'out.py');
+    const before = readFileSync(file, 'utf8');
+    expect(adopt(['rewrite', file, '-o', out]).code).toBe(0);
+    expect(readFileSync(file, 'utf8')).toBe(before);
+    expect(readFileSync(out, 'utf8')).toMatch(/_adopt\.conv_bn\(/);
+  });
+});
+
+describe('adopt rewrite: bad input', () => {
+  const model = 'import torch\nfrom torch import nn\n\n\nclass M(nn.Module):\n    def forward(self, x):\n        return nn.functional.softmax(x, dim=-1)\n';
+
+  it('a read-only target: error, non-zero exit, file intact', () => {
+    const dir = tempProject({ 'm.py': model });
+    const f = join(dir, 'm.py');
+    chmodSync(f, 0o444);
+    const r = adopt(['rewrite', '--in-place', f]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/m\.py: it is read-only; the file is unchanged/);
+    expect(readFileSync(f, 'utf8')).toBe(model);
+  });
+
+  it('a write that fails (directory not writable): error, original intact, no temp file', () => {
+    const dir = tempProject({ 'sub/m.py': model });
+    const f = join(dir, 'sub', 'm.py');
+    chmodSync(join(dir, 'sub'), 0o555);
+    const r = adopt(['rewrite', '--in-place', f]);
+    chmodSync(join(dir, 'sub'), 0o755);
+    if (process.getuid?.() === 0) {
+      // root writes through directory permissions: then the write succeeds, atomically
+      expect(r.code).toBe(0);
+    } else {
+      expect(r.code).toBe(2);
+      expect(readFileSync(f, 'utf8')).toBe(model);
+    }
+    expect(readdirSync(join(dir, 'sub')).filter((n) => n.includes('.tmp'))).toEqual([]);
+  });
+
+  it('a file that changed on disk after analysis is not overwritten', async () => {
+    const dir = tempProject({ 'm.py': model });
+    const f = join(dir, 'm.py');
+    const { writeInPlace } = await import('../src/cli/rewrite.js');
+    const run = runRewrite([f], {});
+    writeFileSync(f, `${model}# edited meanwhile\n`);
+    const failed = writeInPlace(run.files.filter((x) => x.rewritten !== x.original), false);
+    expect(failed).toBe(1);
+    expect(readFileSync(f, 'utf8')).toBe(`${model}# edited meanwhile\n`);
+  });
+
+  it('a broken rule file: rule-file:line:col and exit 2', () => {
+    const dir = tempProject({ 'bad.rule': 'rule broken\n  match\n    y = softmax($x, dim=-1\n', 'm.py': model });
+    const r = adopt(['rewrite', '--rules', join(dir, 'bad.rule'), join(dir, 'm.py')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/bad\.rule:\d+:\d+: error: cannot parse the rule: expected/);
+    expect(looksLikeCrash(r.stderr)).toBe(false);
+  });
+
+  it('a rule whose rewrite uses an unbound metavariable is rejected with its location', () => {
+    const dir = tempProject({ 'unbound.rule': 'rule unbound\n  match\n    y = softmax($x, ...)\n  rewrite expr y\n    "fast({z})"\n' });
+    const r = adopt(['rules', 'check', join(dir, 'unbound.rule')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/unbound\.rule:4:1: error: rewrite uses \{z\}, but 'z' is not bound by the pattern \(unbound metavariable\)/);
+  });
+
+  it('a rule with an unknown constraint or a dangling reference is rejected', () => {
+    const dir = tempProject({
+      'c.rule': 'rule c\n  match\n    y = softmax($x, ...)\n  where\n    sometimes(y)\n',
+      'r.rule': 'rule r\n  match\n    y = softmax(q, ...)\n',
+    });
+    expect(adopt(['rules', 'check', join(dir, 'c.rule')]).stderr).toMatch(/c\.rule:5:5: error: unknown constraint 'sometimes'/);
+    expect(adopt(['rules', 'check', join(dir, 'r.rule')]).stderr).toMatch(/r\.rule:3:5: error: 'q' is not bound by an earlier pattern line/);
+  });
+
+  it('a rule that matches nothing: exit 0, nothing changed', () => {
+    const dir = tempProject({ 'none.rule': 'rule none\n  match\n    y = logsumexp($x, ...)\n', 'm.py': model });
+    const r = adopt(['rewrite', '--rules', join(dir, 'none.rule'), join(dir, 'm.py')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/0 site\(s\) found/);
+  });
+
+  it('conflicting rules on the same code: the higher priority wins, the other is reported', () => {
+    const low = 'rule low\n  priority 10\n  match\n    y = softmax($x, ...)\n  rewrite expr y\n    guard "True"\n    "low({x})"\n';
+    const high = 'rule high\n  priority 90\n  match\n    y = softmax($x, ...)\n  rewrite expr y\n    guard "True"\n    "high({x})"\n';
+    const dir = tempProject({ 'rules/low.rule': low, 'rules/high.rule': high, 'm.py': model });
+    const r = adopt(['rewrite', '--json', '--rules', join(dir, 'rules'), join(dir, 'm.py')]);
+    const j = JSON.parse(r.stdout);
+    expect(j.sites.find((s: { rule: string }) => s.rule === 'high').decision).toBe('rewritten');
+    expect(j.sites.find((s: { rule: string }) => s.rule === 'low').reason).toMatch(/overlaps the high rewrite/);
+  });
+
+  it('a rewrite that would not parse is refused and nothing is written', () => {
+    const broken = 'rule broken\n  match\n    y = softmax($x, ...)\n  rewrite expr y\n    guard "True"\n    "fast({x}))("\n';
+    const dir = tempProject({ 'b.rule': broken, 'm.py': model });
+    const f = join(dir, 'm.py');
+    const r = adopt(['rewrite', '--in-place', '--rules', join(dir, 'b.rule'), f]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/the rewritten code would not parse/);
+    expect(readFileSync(f, 'utf8')).toBe(model);
+  });
+
+  it('bad usage: conflicting output modes', () => {
+    const dir = tempProject({ 'm.py': model });
+    expect(adopt(['rewrite', '--in-place', '--check', join(dir, 'm.py')]).code).toBe(2);
+    expect(adopt(['rewrite', '--backup', join(dir, 'm.py')]).code).toBe(2);
+    expect(existsSync(join(dir, 'm.py.orig'))).toBe(false);
+  });
+
+  it('a file with a syntax error elsewhere is still rewritten around it', () => {
+    const dir = tempProject({ 's.py': `${model}\n\ndef broken(:\n    pass\n` });
+    mkdirSync(join(dir, 'x'), { recursive: true });
+    const r = adopt(['rewrite', join(dir, 's.py')]);
+    expect(looksLikeCrash(r.stderr)).toBe(false);
+    expect(r.stderr).toMatch(/s\.py:\d+:\d+: error: syntax error/);
+  });
+});
+
+describe('adopt rules', () => {
+  it('list shows every library rule', () => {
+    const r = adopt(['rules', 'list']);
+    for (const name of ['attention', 'softmax', 'dropout_add_layernorm', 'linear_gelu', 'conv_bn', 'linear_bn', 'qkv_fusion']) expect(r.stdout).toContain(name);
+  });
+
+  it('test: every rule rewrites its example as expected and passes the numerical check in torch', () => {
+    const r = adopt(['rules', 'test']);
+    expect(r.stdout).toMatch(/\n(\d+) passed, 0 failed\n$/);
+    expect(r.code).toBe(0);
+  }, 300_000);
+});
