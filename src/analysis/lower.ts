@@ -773,10 +773,11 @@ export class MethodLowerer {
       env.set(pname, v);
     }
     const saved = { frame: this.frame, out: this.out };
+    const callSite = this.span(node);
     const selfCls = def.owner ? (selfVal && this.frame.selfCls ? this.frame.selfCls : defCls) : undefined;
     this.frame = { syms, selfCls, defCls: defCls ?? (def.owner ? this.classes.info(def.owner) : undefined), env };
     this.stack.push(def.qual);
-    if (!this.via.length) this.callSite = this.span(node);
+    if (!this.via.length) this.callSite = callSite;
     this.via.push(def.qual);
     let flow: Flow;
     try {
