@@ -88,6 +88,12 @@ export class Project {
     return unit.symbols;
   }
 
+  /** The parsed text of a loaded file, by the path diagnostics and spans use. */
+  parsedFile(path: string): ParsedFile | undefined {
+    for (const u of this.byPath.values()) if (u.path === path) return u.parsed;
+    return undefined;
+  }
+
   /** The project file that defines a dotted module name, if it lies under the root. */
   moduleFile(module: string): FileUnit | undefined {
     const known = this.byModule.get(module);

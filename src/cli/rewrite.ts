@@ -17,13 +17,13 @@ export interface RewriteRun { files: FileResult[]; sites: SiteResult[]; nearMiss
 /** The whole pipeline: analyse, match, synthesise. Writes nothing. */
 export function runRewrite(paths: string[], opts: Pick<RewriteOptions, 'rules' | 'root'>): RewriteRun {
   const rules = loadRules(opts.rules);
-  const { program } = analyzePaths(paths, { root: opts.root });
+  const { program, project } = analyzePaths(paths, { root: opts.root });
   for (const f of program.files) for (const d of f.diagnostics) if (d.severity === 'error') process.stderr.write(`${formatDiagnostic(d)}\n`);
   if (program.files.every((f) => f.diagnostics.some((d) => d.severity === 'error' && !['syntax', 'analysis'].includes(d.code)))) {
     throw new AdoptError('nothing can be rewritten: no input file could be read');
   }
   const { sites, nearMisses } = matchProgram(program, rules);
-  const synth = synthesize(sites, rules);
+  const synth = synthesize(sites, rules, (p) => project.parsedFile(p));
   return { files: synth.files, sites: synth.sites, nearMisses };
 }
 

@@ -1,6 +1,6 @@
 // The synthesis stage's view of a source file: text, syntax tree, and the node at an IR span.
 import type { Span } from '../dsl/ir.js';
-import { parsePython, type SyntaxNode } from '../parse/python.js';
+import { parsePython, type ParsedFile, type SyntaxNode } from '../parse/python.js';
 import { readSource, type SourceText } from '../parse/source.js';
 
 export interface SynthFile {
@@ -12,11 +12,19 @@ export interface SynthFile {
   bom: boolean;
 }
 
-export function openSynthFile(path: string): SynthFile | { error: string } {
-  const r = readSource(path);
-  if (!r.ok) return { error: `${r.diagnostic.file}:${r.diagnostic.line}:${r.diagnostic.col}: ${r.diagnostic.message}` };
-  if (r.source.encoding !== 'utf-8') return { error: `${path}: declared encoding '${r.source.encoding}' is not rewritten (only UTF-8 files are)` };
-  const parsed = parsePython(r.source);
+/** Parsed files handed forward by the analysis stage (the same text it analysed). */
+export type ParsedLookup = (path: string) => ParsedFile | undefined;
+
+export function openSynthFile(path: string, known?: ParsedLookup): SynthFile | { error: string } {
+  let parsed = known?.(path);
+  if (!parsed) {
+    const r = readSource(path);
+    if (!r.ok) return { error: `${r.diagnostic.file}:${r.diagnostic.line}:${r.diagnostic.col}: ${r.diagnostic.message}` };
+    parsed = parsePython(r.source);
+  }
+  const source = parsed.source;
+  if (source.encoding !== 'utf-8') return { error: `${path}: declared encoding '${source.encoding}' is not rewritten (only UTF-8 files are)` };
+  const r = { source };
   const raw = r.source.text;
   return {
     path, source: r.source, root: parsed.root, hadErrors: parsed.diagnostics.some((d) => d.severity === 'error'),

@@ -8,7 +8,7 @@ import { sourceFromText } from '../parse/source.js';
 import type { Site } from '../match/matcher.js';
 import { attrOf } from '../match/method.js';
 import type { Rule } from '../match/rule.js';
-import { indentationAt, lineEndIndex, lineStartIndex, nodeAt, nodeOfSpan, openSynthFile, statementOf, type SynthFile } from './source.js';
+import { indentationAt, lineEndIndex, lineStartIndex, nodeAt, nodeOfSpan, openSynthFile, statementOf, type ParsedLookup, type SynthFile } from './source.js';
 
 export const KERNELS_ALIAS = '_adopt';
 export const PREAMBLE = [
@@ -44,7 +44,7 @@ export interface FileResult {
 
 export interface SynthResult { files: FileResult[]; sites: SiteResult[] }
 
-export function synthesize(sites: Site[], rules: Rule[]): SynthResult {
+export function synthesize(sites: Site[], rules: Rule[], known?: ParsedLookup): SynthResult {
   const byRule = new Map(rules.map((r) => [r.name, r]));
   const byFile = new Map<string, Site[]>();
   for (const s of sites) {
@@ -55,7 +55,7 @@ export function synthesize(sites: Site[], rules: Rule[]): SynthResult {
   const files: FileResult[] = [];
   const results: SiteResult[] = [];
   for (const [path, list] of byFile) {
-    const opened = openSynthFile(path);
+    const opened = openSynthFile(path, known);
     const base = (s: Site): SiteResult => ({ rule: s.rule, file: s.file, owner: s.owner, method: s.method, lines: s.lines, bindings: {}, guards: [], decision: 'skipped', reason: '' });
     if ('error' in opened) {
       for (const s of list) results.push({ ...base(s), reason: opened.error });
