@@ -53,6 +53,12 @@ export function testExample(r: Rule, ex: Rule['examples'][number]): string[] {
   const after = resolve(root, ex.after);
   const run = runRewrite([before], { rules: r.file });
   const file = run.files.find((f) => resolve(f.path) === before);
+  if (!r.rewrite) {
+    // a detection rule: it finds its site and changes nothing
+    if (!run.sites.some((s) => s.rule === r.name)) problems.push(`the rule found no site in ${ex.before}`);
+    if (file && file.rewritten !== file.original) problems.push(`a detection rule changed ${ex.before}`);
+    return problems;
+  }
   const rewritten = run.sites.filter((s) => s.decision === 'rewritten' && s.rule === r.name);
   if (!rewritten.length) problems.push(`the rule rewrote nothing in ${ex.before}${run.sites.length ? ` (${run.sites.map((s) => s.reason).join('; ')})` : ''}`);
   let expected: string;

@@ -79,6 +79,16 @@ const CHECKS: Record<string, Check> = {
     const callees = args.map((a) => opOf(a, st)?.callee).filter(Boolean);
     return new Set(callees).size === callees.length ? undefined : `${callees.join(', ')} are not distinct modules`;
   },
+  /** The call does not already pass a keyword (`fused=`, `foreach=`). */
+  no_kw(args, st) {
+    const op = opOf(args[0], st);
+    if (!op) return undefined;
+    for (const a of args.slice(1)) {
+      const name = a.k === 'const' ? String(a.v) : a.k === 'ref' ? a.name : '';
+      if (op.kw.some(([k]) => k === name)) return `${op.callee} already passes ${name}=`;
+    }
+    return undefined;
+  },
   /** A metavariable is bound to a given constant. */
   const(args, st) {
     const [m, c] = args;

@@ -260,6 +260,7 @@ function bindVal(pv: PatVal, e: Expr, st: State, view: MethodView): string | und
   switch (pv.k) {
     case 'any': return undefined;
     case 'const': return e.k === 'const' && e.v === pv.v ? undefined : `where the rule needs ${JSON.stringify(pv.v)}`;
+    case 'name': return e.k === 'name' && e.path === pv.path ? undefined : `where the rule needs ${pv.path}`;
     case 'ref': {
       const v = st.vals.get(pv.name);
       return v && reaches(view, v, e) ? undefined : `is not the value of '${pv.name}'`;

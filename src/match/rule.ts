@@ -11,6 +11,7 @@ export type PatVal =
   | { k: 'meta'; name: string }
   | { k: 'any' }
   | { k: 'const'; v: Const }
+  | { k: 'name'; path: string }
   | { k: 'ref'; name: string };
 
 export interface PatArg { kw?: string; rest?: boolean; val?: PatVal }
@@ -60,7 +61,7 @@ export interface Rule {
 }
 
 /** Constraints a rule may use in `where` (implemented in constraints.ts). */
-export const CONSTRAINTS = new Set(['single_use', 'last_dim', 'bias', 'same_scope', 'not_escaping', 'distinct', 'const']);
+export const CONSTRAINTS = new Set(['single_use', 'last_dim', 'bias', 'same_scope', 'not_escaping', 'distinct', 'const', 'no_kw']);
 
 let grammar: ohm.Grammar | undefined;
 let semantics: ohm.Semantics | undefined;
@@ -238,6 +239,7 @@ function addSemantics(s: ohm.Semantics): void {
     PatVal_any(_u) { return { k: 'any' }; },
     PatVal_const(c) { return { k: 'const', v: (c.ir() as { v: Const }).v }; },
     PatVal_ref(n) { return { k: 'ref', name: n.sourceString }; },
+    PatVal_name(n) { return { k: 'name', path: n.sourceString }; },
     Where(_k, _i, cs, _d) { return { kind: 'where', value: cs.children.map((c: N) => c.rule()) }; },
     Constraint(name, _o, args, _c) {
       const { line, col } = lineCol(this as unknown as N);

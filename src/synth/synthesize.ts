@@ -20,6 +20,9 @@ export const PREAMBLE = [
 
 export type Decision = 'rewritten' | 'skipped';
 
+/** Placeholder for "the value the statement returns" while a template is filled. */
+const RETURN_TARGET = '__adopt_return__';
+
 export interface SiteResult {
   rule: string;
   file: string;
@@ -229,6 +232,10 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   if (ctx.failure) return ctx.failure;
   const escaping = escapingNames(f, kids.slice(first, last + 1), lines, block, kids[last].endIndex);
   if (escaping) return escaping;
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i].startsWith(`${RETURN_TARGET} = `)) lines[i] = `return ${lines[i].slice(RETURN_TARGET.length + 3)}`;
+    else if (lines[i].includes(RETURN_TARGET)) return 'the matched value is returned and cannot be named in the rewrite';
+  }
   const indent = indentationAt(f.source, kids[first].startIndex);
   const nl = f.newline;
   const fullGuard = [...extraGuards, guard].join(' and ');
@@ -339,6 +346,19 @@ class Render {
         const t = other && this.expr(other);
         return t === undefined ? undefined : op.callee === 'div' ? `1.0 / (${t})` : t;
       }
+      if (part === 'callable') {
+        // what to call: the submodule, or the torch function the op canonicalises
+        if (op.kind === 'module') return op.callee.startsWith('%') ? undefined : op.callee;
+        return op.kind === 'op' ? `torch.nn.functional.${op.callee}` : op.callee;
+      }
+      if (part === 'source_callee' || part === 'source_args') {
+        // the call as written: `torch.optim.AdamW` and its argument list
+        const node = nodeOfSpan(this.f, op.span);
+        if (node?.type !== 'call') return undefined;
+        if (part === 'source_callee') return node.childForFieldName('function')?.text;
+        const args = node.childForFieldName('arguments');
+        return args?.type === 'argument_list' ? args.text.slice(1, -1).trim() : undefined;
+      }
       if (part === 'prob') {
         // a dropout's probability: the module's .p, or the functional call's p
         if (op.kind === 'module') return op.callee.startsWith('%') ? undefined : `${op.callee}.p`;
@@ -368,6 +388,11 @@ class Render {
   private assignedName(op: Op): string | undefined {
     const node = nodeOfSpan(this.f, op.span);
     const stmt = node && statementOf(node);
+    if (stmt?.type === 'return_statement' && node) {
+      // `return <op>`: the fast path returns its result too
+      const value = stmt.namedChildren[0];
+      return value && value.startIndex === node.startIndex && value.endIndex === node.endIndex ? RETURN_TARGET : undefined;
+    }
     const a = stmt?.namedChildren[0];
     if (a?.type !== 'assignment' || !node) return undefined;
     // the op must be the whole right-hand side, not a part of it
