@@ -79,6 +79,16 @@ const CHECKS: Record<string, Check> = {
     const callees = args.map((a) => opOf(a, st)?.callee).filter(Boolean);
     return new Set(callees).size === callees.length ? undefined : `${callees.join(', ')} are not distinct modules`;
   },
+  /** A Linear projecting onto a vocabulary (an LM head), not onto a few class labels. */
+  vocab_projection(args, st, view) {
+    const op = opOf(args[0], st);
+    if (!op) return undefined;
+    const ctor = attrOf(view, op)?.value;
+    if (ctor?.k !== 'call') return `the constructor of ${op.callee} is not known statically`;
+    const out = ctor.kw.find(([k]) => k === 'out_features')?.[1] ?? ctor.args[1];
+    const text = out ? JSON.stringify(out) : '';
+    return /vocab|n_?token|n_?vocab/i.test(text) ? undefined : `${op.callee} does not project onto a vocabulary (out_features ${out?.k === 'name' ? out.path : '?'})`;
+  },
   /** The call does not already pass a keyword (`fused=`, `foreach=`). */
   no_kw(args, st) {
     const op = opOf(args[0], st);

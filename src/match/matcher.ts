@@ -200,8 +200,8 @@ export function calleeMatches(p: PatOp, op: Op): boolean {
       // a glob over class names, e.g. *Gelu* (the rewrite's guard checks the module at run time)
       const re = new RegExp(`^${alt.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*')}$`, 'i');
       const last = (t: string) => t.split('.').pop()!;
-      if (op.kind === 'module') return (op.type ?? []).some((t) => re.test(last(t)));
-      return op.kind === 'call' && re.test(last(op.callee));
+      // classes only: a function named *gelu* (quick_gelu) is not a GELU module
+      return op.kind === 'module' && (op.type ?? []).some((t) => re.test(last(t)));
     }
     if (alt.endsWith('[*]')) {
       const base = alt.slice(0, -3);
