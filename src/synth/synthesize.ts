@@ -145,11 +145,13 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult): Edit | st
     return guards.join(' and ') || 'True';
   };
   if (rw.kind === 'expr') {
-    const guard = renderGuard();
-    if (guard === undefined) return ctx.failure!;
     const target = s.ops[rw.target!];
     if (!target) return `the rewrite target '${rw.target}' is an optional line that is absent here`;
     const node = nodeOfSpan(f, target.span)!;
+    // operands computed inside the replaced expression are written as they are
+    ctx.range = [node.startIndex, node.endIndex];
+    const guard = renderGuard();
+    if (guard === undefined) return ctx.failure!;
     const code = ctx.fill(rw.code.join(' '));
     if (ctx.failure) return ctx.failure;
     const original = node.text;
@@ -387,6 +389,13 @@ class Render {
   /** The variable a statement assigns an op's result to. */
   private assignedName(op: Op): string | undefined {
     const node = nodeOfSpan(this.f, op.span);
+    // `a, b = f(x)`: the element ops' spans are the target names themselves
+    if (node?.type === 'identifier' && ['pattern_list', 'tuple_pattern'].includes(node.parent?.type ?? '')) return node.text;
+    // `x += y`: the op is the augmented assignment
+    if (node?.type === 'augmented_assignment') {
+      const left = node.childForFieldName('left');
+      return left?.type === 'identifier' ? left.text : undefined;
+    }
     const stmt = node && statementOf(node);
     if (stmt?.type === 'return_statement' && node) {
       // `return <op>`: the fast path returns its result too
