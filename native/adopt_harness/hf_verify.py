@@ -1,0 +1,222 @@
+"""Verification of rewritten transformers modeling files, model by model.
+
+For each model: the original module is imported from the installed transformers; the rewritten
+file is imported as a sibling module of the same package (so its relative imports resolve); a
+tiny config is derived from the model's default config; the base model class of both is built
+with the same seed; the rewritten model loads the original state dict strictly; outputs and every
+parameter gradient are compared in eval mode and in train mode with dropout off.
+
+Usage: python -m adopt_harness.hf_verify OUT.jsonl MODEL=REWRITTEN_FILE [...]
+Writes one JSON line per model as soon as it is done (nothing measured is lost), with
+status verified / mismatch / not_runnable and the reason.
+"""
+import importlib
+import importlib.util
+import inspect
+import json
+import signal
+import sys
+import time
+import traceback
+
+import torch
+from torch import nn
+
+TIMEOUT_S = 60
+ATOL, RTOL = 1e-4, 1e-3
+
+# Sizes shrunk to a tiny but consistent model. Keys are config attributes.
+SMALL = {
+    "hidden_size": 32, "d_model": 32, "n_embd": 32, "embed_dim": 32, "dim": 32, "emb_dim": 32, "n_embed": 32, "d_embed": 32,
+    "num_hidden_layers": 2, "num_layers": 2, "n_layer": 2, "n_layers": 2, "encoder_layers": 2, "decoder_layers": 2,
+    "num_decoder_layers": 2, "num_encoder_layers": 2,
+    "num_attention_heads": 4, "n_head": 4, "n_heads": 4, "encoder_attention_heads": 4, "decoder_attention_heads": 4,
+    "num_heads": 4, "num_key_value_heads": 4,
+    "intermediate_size": 37, "encoder_ffn_dim": 37, "decoder_ffn_dim": 37, "d_ff": 37, "n_inner": 37, "ffn_dim": 37,
+    "vocab_size": 99, "d_kv": 8, "embedding_size": 32,
+}
+DROPOUT_WORDS = ("dropout", "drop_prob", "drop_rate", "pdrop", "attn_drop", "drop_path")
+
+
+class Timeout(Exception):
+    pass
+
+
+def _alarm(_signum, _frame):
+    raise Timeout(f"timed out after {TIMEOUT_S}s")
+
+
+def shrink(config):
+    for key, value in SMALL.items():
+        if hasattr(config, key) and isinstance(getattr(config, key), int) and not isinstance(getattr(config, key), bool):
+            setattr(config, key, value)
+    for key in list(vars(config)):
+        if any(w in key for w in DROPOUT_WORDS) and isinstance(getattr(config, key), float):
+            setattr(config, key, 0.0)
+    if hasattr(config, "head_dim") and isinstance(getattr(config, "head_dim"), int):
+        config.head_dim = 8
+    return config
+
+
+def no_dropout(model):
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+        for attr in ("dropout", "attention_dropout", "activation_dropout", "attn_dropout", "p"):
+            if isinstance(getattr(m, attr, None), float) and not isinstance(m, nn.Dropout):
+                setattr(m, attr, 0.0)
+
+
+def base_model_class(module):
+    candidates = []
+    for name, obj in vars(module).items():
+        if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__:
+            if name.endswith("Model") and not name.endswith("PreTrainedModel") and hasattr(obj, "config_class"):
+                candidates.append((len(name), name, obj))
+    if not candidates:
+        raise RuntimeError("no *Model class with a config_class in the file")
+    return sorted(candidates)[0][2]
+
+
+def make_inputs(cls, config):
+    params = inspect.signature(cls.forward).parameters
+    batch, seq = 2, 7
+    inputs = {}
+    if "input_ids" in params:
+        inputs["input_ids"] = torch.randint(0, min(getattr(config, "vocab_size", 99) or 99, 99), (batch, seq))
+    elif "pixel_values" in params:
+        size = getattr(config, "image_size", 224)
+        size = size[0] if isinstance(size, (list, tuple)) else size
+        channels = getattr(config, "num_channels", 3)
+        inputs["pixel_values"] = torch.randn(batch, channels, size, size)
+    elif "input_values" in params:
+        inputs["input_values"] = torch.randn(batch, 4000)
+    elif "input_features" in params:
+        inputs["input_features"] = torch.randn(batch, getattr(config, "num_mel_bins", 80), 3000 if "whisper" in cls.__module__ else 64)
+    else:
+        raise RuntimeError(f"unknown input kind for {cls.__name__}.forward({', '.join(list(params)[1:4])}, ...)")
+    if "decoder_input_ids" in params and "input_ids" in inputs:
+        inputs["decoder_input_ids"] = torch.randint(0, min(getattr(config, "vocab_size", 99) or 99, 99), (batch, 5))
+    return inputs
+
+
+def first_tensor(out):
+    if isinstance(out, torch.Tensor):
+        return out
+    if hasattr(out, "to_tuple"):
+        out = out.to_tuple()
+    if isinstance(out, (tuple, list)):
+        for o in out:
+            t = first_tensor(o)
+            if t is not None and t.is_floating_point():
+                return t
+    return None
+
+
+def import_rewritten(package, path):
+    name = f"{package}.adopt_rewritten_{abs(hash(path))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = package
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def verify(model, rewritten_path):
+    package = f"transformers.models.{model}"
+    original = importlib.import_module(f"{package}.modeling_{model}")
+    rewritten = import_rewritten(package, rewritten_path)
+    cls_a = base_model_class(original)
+    cls_b = getattr(rewritten, cls_a.__name__)
+    config = shrink(cls_a.config_class())
+    try:
+        import adopt_kernels
+        calls = {"n": 0}
+        for kname in ("softmax", "dropout_add_layer_norm", "linear_gelu", "conv_bn", "linear_bn", "fused_qkv", "attention", "rms_norm", "gated_mlp"):
+            fn = getattr(adopt_kernels, kname)
+
+            def counting(*a, _fn=fn, **k):
+                calls["n"] += 1
+                return _fn(*a, **k)
+
+            setattr(rewritten._adopt if getattr(rewritten, "_adopt", None) else adopt_kernels, kname, counting)
+    except ImportError:
+        calls = {"n": -1}
+    torch.manual_seed(0)
+    try:
+        a = cls_a(config)
+    except Exception as e:
+        raise RuntimeError(f"cannot build {cls_a.__name__} from a shrunk config: {type(e).__name__}: {str(e)[:200]}")
+    torch.manual_seed(0)
+    b = cls_b(config)
+    missing = b.load_state_dict(a.state_dict(), strict=True)
+    inputs = make_inputs(cls_a, config)
+    problems, worst = [], {"max_abs": 0.0, "max_rel": 0.0}
+    timings = {}
+    for mode in ("eval", "train"):
+        for m in (a, b):
+            m.train(mode == "train")
+            no_dropout(m)
+        torch.manual_seed(1)
+        t0 = time.perf_counter()
+        oa = first_tensor(a(**inputs))
+        t1 = time.perf_counter()
+        torch.manual_seed(1)
+        ob = first_tensor(b(**inputs))
+        t2 = time.perf_counter()
+        timings[mode] = {"original_s": t1 - t0, "rewritten_s": t2 - t1}
+        if oa is None or ob is None:
+            raise RuntimeError("the model returned no floating-point tensor")
+        diff = (oa.double() - ob.double()).abs()
+        worst["max_abs"] = max(worst["max_abs"], diff.max().item())
+        worst["max_rel"] = max(worst["max_rel"], (diff / ob.double().abs().clamp_min(1e-6)).max().item())
+        if not torch.allclose(oa, ob, atol=ATOL, rtol=RTOL):
+            problems.append(f"{mode} output: max abs error {diff.max().item():.3g}")
+        w = torch.randn_like(oa)
+        (oa * w).sum().backward()
+        (ob * w).sum().backward()
+        pb = dict(b.named_parameters())
+        for name, p in a.named_parameters():
+            q = pb[name]
+            if (p.grad is None) != (q.grad is None):
+                problems.append(f"{mode} grad of {name}: present on one side only")
+            elif p.grad is not None and not torch.allclose(p.grad, q.grad, atol=ATOL * 10, rtol=RTOL * 10):
+                problems.append(f"{mode} grad of {name}: max abs error {(p.grad - q.grad).abs().max().item():.3g}")
+        a.zero_grad()
+        b.zero_grad()
+    return {
+        "status": "mismatch" if problems else "verified", "class": cls_a.__name__, "problems": problems[:10],
+        "fast_path_calls": calls["n"], "strict_load": True, **worst, "timings": timings,
+    }
+
+
+def main():
+    out_path = sys.argv[1]
+    signal.signal(signal.SIGALRM, _alarm)
+    with open(out_path, "a") as out:
+        for arg in sys.argv[2:]:
+            model, path = arg.split("=", 1)
+            started = time.time()
+            signal.alarm(TIMEOUT_S)
+            try:
+                result = verify(model, path)
+            except Timeout as e:
+                result = {"status": "not_runnable", "reason": str(e)}
+            except RuntimeError as e:
+                msg = str(e)
+                result = {"status": "mismatch" if "load_state_dict" in msg or "Error(s) in loading" in msg else "not_runnable", "reason": msg[:300]}
+            except Exception as e:  # any failure of the model code is a per-model result
+                tb = traceback.extract_tb(e.__traceback__)
+                where = f"{tb[-1].filename.split('/')[-1]}:{tb[-1].lineno}" if tb else ""
+                result = {"status": "not_runnable", "reason": f"{type(e).__name__}: {str(e)[:200]} ({where})"}
+            finally:
+                signal.alarm(0)
+            result.update({"model": model, "seconds": round(time.time() - started, 2)})
+            out.write(json.dumps(result) + "\n")
+            out.flush()
+            print(json.dumps({"model": model, "status": result["status"]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
