@@ -217,3 +217,42 @@ describe('adopt rules', () => {
     expect(r.code).toBe(0);
   }, 300_000);
 });
+
+describe('rewrite correctness', () => {
+  it('names a value by the variable that still holds it (residual aliases, values merged from branches)', () => {
+    const src = `import torch
+from torch import nn
+
+
+class Layer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.Linear(8, 8)
+        self.ln1 = nn.LayerNorm(8)
+        self.fc = nn.Linear(8, 8)
+        self.ln2 = nn.LayerNorm(8)
+        self.cross = nn.Linear(8, 8)
+        self.dropout = 0.1
+
+    def forward(self, hidden_states, encoder_states=None):
+        residual = hidden_states
+        hidden_states = self.attn(hidden_states)
+        hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
+        hidden_states = residual + hidden_states
+        hidden_states = self.ln1(hidden_states)
+        if encoder_states is not None:
+            hidden_states = hidden_states + self.cross(encoder_states)
+        residual = hidden_states
+        hidden_states = self.fc(hidden_states)
+        hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
+        hidden_states = residual + hidden_states
+        hidden_states = self.ln2(hidden_states)
+        return hidden_states
+`;
+    const dir = tempProject({ 'layer.py': src });
+    const run = runRewrite([join(dir, 'layer.py')], { rules: 'dropout_add_layernorm' });
+    const calls = run.files[0].rewritten.split('\n').filter((l) => l.includes('_adopt.dropout_add_layer_norm('));
+    expect(calls.length).toBe(2);
+    for (const c of calls) expect(c).toMatch(/dropout_add_layer_norm\(hidden_states, residual, /);
+  });
+});

@@ -8,7 +8,7 @@ import { sourceFromText } from '../parse/source.js';
 import type { Site } from '../match/matcher.js';
 import { attrOf } from '../match/method.js';
 import type { Rule } from '../match/rule.js';
-import { indentationAt, lineEndIndex, lineStartIndex, nodeAt, nodeOfSpan, openSynthFile, statementOf, type ParsedLookup, type SynthFile } from './source.js';
+import { indentationAt, indexOf, lineEndIndex, lineStartIndex, nodeAt, nodeOfSpan, openSynthFile, statementOf, type ParsedLookup, type SynthFile } from './source.js';
 
 export const KERNELS_ALIAS = '_adopt';
 export const PREAMBLE = [
@@ -425,9 +425,9 @@ class Render {
       case 'ssa': {
         const phi = this.s.view.phis.get(e.id);
         if (phi) {
-          // a value merged from branches lives in the variable the phi is for
-          const v = this.phiVar(e.id);
-          return v;
+          // a value merged from branches lives in the variable the phi is for, if still live
+          const p = this.phiVar(e.id);
+          return p && this.liveName(p.v, p.end);
         }
         const found = this.s.view.defs.get(e.id);
         // a value returned by an inlined helper lives where the helper was called
@@ -436,7 +436,9 @@ class Render {
         const node = nodeOfSpan(this.f, def.span);
         if (!node) return undefined;
         if (this.range && node.startIndex >= this.range[0] && node.endIndex <= this.range[1]) return node.text;
-        return this.assignedName(def);
+        const v = this.assignedName(def);
+        // the variable may have been reassigned since: then an alias may still hold the value
+        return v && /^[A-Za-z_]\w*$/.test(v) ? this.liveName(v, node.endIndex) : v;
       }
       case 'tuple': {
         const items = e.items.map((x) => this.expr(x));
@@ -451,7 +453,7 @@ class Render {
    * (`residual = hidden_states; hidden_states = self.fc(hidden_states)`): then the value lives
    * in the alias, if one still holds it.
    */
-  private liveName(name: string): string | undefined {
+  private liveName(name: string, definedAt = -1): string | undefined {
     const at = this.range?.[0] ?? this.opStart();
     const fn = this.enclosingFunction(at);
     if (!fn) return name;
@@ -474,10 +476,10 @@ class Render {
       n.namedChildren.forEach(walk);
     };
     walk(fn.childForFieldName('body')!);
-    const firstReassign = assigns.find((a) => a.target === name);
+    const firstReassign = assigns.find((a) => a.target === name && a.at > definedAt);
     if (!firstReassign) return name;
     for (const a of assigns) {
-      if (a.value !== name || a.at > firstReassign.at) continue;
+      if (a.value !== name || a.at > firstReassign.at || a.at < definedAt) continue;
       if (!assigns.some((b) => b.target === a.target && b.at > a.at)) return a.target;
     }
     return undefined;
@@ -496,19 +498,20 @@ class Render {
     return undefined;
   }
 
-  private phiVar(id: number): string | undefined {
-    const find = (stmts: import('../dsl/ir.js').Stmt[]): string | undefined => {
+  private phiVar(id: number): { v: string; end: number } | undefined {
+    type Found = { v: string; end: number } | undefined;
+    const find = (stmts: import('../dsl/ir.js').Stmt[]): Found => {
       for (const st of stmts) {
         if (st.k === 'if' || st.k === 'for') {
           const p = st.phis.find((x) => x.id === id);
-          if (p) return p.v === 'return' ? undefined : p.v;
+          if (p) return p.v === 'return' || st.span.file ? undefined : { v: p.v, end: indexOf(this.f.source, st.span.to) };
           const inner = st.k === 'if' ? find(st.then) ?? find(st.else) : find(st.body);
           if (inner) return inner;
         }
       }
       return undefined;
     };
-    const v = find(this.s.view.method.body);
-    return v && /^[A-Za-z_]\w*$/.test(v) ? v : undefined;
+    const found = find(this.s.view.method.body);
+    return found && /^[A-Za-z_]\w*$/.test(found.v) ? found : undefined;
   }
 }
