@@ -3,6 +3,21 @@
 # Debian's own python3, with pytest. Installed once; later runs find it and do nothing.
 set -euo pipefail
 PY=${ADOPT_PYTHON:-/usr/bin/python3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+# --hf: transformers 4.35.0 (pure Python) for the HF-199 verification, into .cache/pydeps, with
+# the pip of the Python on PATH (same CPython minor version as Debian's: the wheels fit both).
+if [ "${1:-}" = "--hf" ]; then
+  "$0"
+  DEPS="$ROOT/.cache/pydeps"
+  if PYTHONPATH="$DEPS" "$PY" -c 'import transformers' 2>/dev/null; then exit 0; fi
+  mkdir -p "$DEPS"
+  python3 -m pip install --quiet --no-deps --target "$DEPS" transformers==4.35.0 huggingface-hub==0.17.3 tokenizers==0.14.1 \
+    safetensors==0.4.0 filelock packaging pyyaml regex requests tqdm urllib3 idna certifi charset-normalizer fsspec typing-extensions
+  PYTHONPATH="$DEPS" "$PY" -c 'import transformers; print("adopt: transformers", transformers.__version__, "ready")' >&2
+  exit 0
+fi
+
 if "$PY" -c 'import torch, numpy, pytest' 2>/dev/null; then exit 0; fi
 echo "adopt: installing python3-torch, python3-numpy and python3-pytest from Debian (about a minute)" >&2
 SUDO=""

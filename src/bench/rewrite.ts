@@ -18,7 +18,7 @@ import { score, type Cell } from './score.js';
 
 const OUT = 'bench-results';
 
-function rewriteAll(files: string[], root: string) {
+export function rewriteAll(files: string[], root: string) {
   const rules = loadRules();
   const t0 = performance.now();
   const project = Project.open(files, { root });
@@ -74,13 +74,7 @@ function main(): void {
   const fires = Object.fromEntries(['BertSelfAttention', 'T5Attention', 'GPT2Attention'].map((cls) => [cls, attention.filter((s) => s.owner === cls).map((s) => `${s.file.split('/').slice(-2).join('/')}:${s.lines[0]}-${s.lines[1]}`)]));
 
   // ---- write rewritten tree, compile, idempotence ----
-  const mirror = resolve(OUT, 'hf199-rewritten', 'transformers');
-  rmSync(resolve(OUT, 'hf199-rewritten'), { recursive: true, force: true });
-  mkdirSync(resolve(OUT, 'hf199-rewritten'), { recursive: true });
-  cpSync(pkg, mirror, { recursive: true });
-  const changed = synth.files.filter((f) => !f.error && f.rewritten !== f.original);
-  for (const f of changed) writeFileSync(join(mirror, relative(pkg, resolve(f.path))), f.rewritten);
-  const changedPaths = changed.map((f) => join(mirror, relative(pkg, resolve(f.path))));
+  const { mirror, changed, changedPaths } = writeMirror(pkg, synth.files);
   let compileFailures: string[] = [];
   if (changedPaths.length) {
     const script = 'import py_compile, sys, json, tempfile, os\nbad = []\nout = os.path.join(tempfile.mkdtemp(), "x.pyc")\nfor p in sys.argv[1:]:\n    try:\n        py_compile.compile(p, doraise=True, cfile=out)\n    except Exception as e:\n        bad.append(p + ": " + str(e).splitlines()[0])\nprint(json.dumps(bad))';
@@ -119,6 +113,18 @@ function main(): void {
   console.log(`fixtures (location level): precision ${pct(fixtures.precision)} recall ${pct(fixtures.recall)} (${fixtures.tp} tp, ${fixtures.fp} fp, ${fixtures.fn} fn)`);
   console.log(`wall ${report.seconds}s (analyse ${report.stage_seconds.analyse}s, match ${report.stage_seconds.match}s, synthesize ${report.stage_seconds.synthesize}s)`);
   console.log(JSON.stringify({ precision: report.precision, recall: report.recall, per_rule: Object.fromEntries(Object.entries(perRule).map(([k, v]) => [k, { precision: round((v as { precision: number }).precision), recall: round((v as { recall: number }).recall) }])), seconds: report.seconds, compile_failures: report.compile_failures, idempotent: report.idempotent, fixtures_precision: round(fixtures.precision), fixtures_recall: round(fixtures.recall), attention_fires: Object.fromEntries(Object.entries(fires).map(([k, v]) => [k, v.length > 0])) }));
+}
+
+/** A copy of the package with the rewritten files in place, so relative imports still resolve. */
+export function writeMirror(pkg: string, files: { path: string; original: string; rewritten: string; error?: string }[]) {
+  const mirror = resolve(OUT, 'hf199-rewritten', 'transformers');
+  rmSync(resolve(OUT, 'hf199-rewritten'), { recursive: true, force: true });
+  mkdirSync(resolve(OUT, 'hf199-rewritten'), { recursive: true });
+  cpSync(pkg, mirror, { recursive: true });
+  const changed = files.filter((f) => !f.error && f.rewritten !== f.original);
+  for (const f of changed) writeFileSync(join(mirror, relative(pkg, resolve(f.path))), f.rewritten);
+  const changedPaths = changed.map((f) => join(mirror, relative(pkg, resolve(f.path))));
+  return { mirror, changed, changedPaths };
 }
 
 interface Label { rule: string; lines: [number, number]; file?: string; class?: string }

@@ -4,6 +4,7 @@ import { AdoptError, formatDiagnostic } from '../diag.js';
 import { explainCommand } from './explain.js';
 import { rewriteCommand } from './rewrite.js';
 import { rulesCommand } from './rules.js';
+import { verifyCommand } from './verify.js';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command();
@@ -40,6 +41,18 @@ export async function main(argv: string[]): Promise<number> {
     .option('--check', 'exit 1 when something would change; write nothing')
     .option('--why-not', 'also report near misses and why they are not sites')
     .action((paths: string[], opts) => { code = rewriteCommand(paths, opts); });
+
+  program
+    .command('verify')
+    .description('check in torch that a rewritten file computes what the original does')
+    .argument('<original>').argument('<rewritten>')
+    .option('--class <name>', 'the nn.Module class to build in both files')
+    .option('--shape <sizes>', 'input shape, e.g. 2,7,32')
+    .option('--dtype <fp32|fp64|fp16|bf16>', 'input and parameter dtype', 'fp32')
+    .option('--atol <x>', 'absolute tolerance', '1e-5')
+    .option('--rtol <x>', 'relative tolerance', '1e-4')
+    .option('--json', 'print the result as JSON')
+    .action((original: string, rewritten: string, opts) => { code = verifyCommand(original, rewritten, opts); });
 
   const rules = program.command('rules').description('list, show, test and check rules');
   rules.command('list').option('--rules <dir>', 'rules directory').action((opts) => { code = rulesCommand('list', undefined, opts); });
