@@ -1,0 +1,138 @@
+"""Model speed, original vs rewritten, side by side in one process.
+
+For each model the original transformers class and the rewritten file's class are built with the
+same seed and weights (the rewritten model loads the original's state dict strictly), then
+forward passes and training steps are timed alternately, A B A B ..., after warm-up; medians are
+reported with their ratio. On a GPU it runs in bf16 and reports peak memory per variant.
+
+Usage: python -m adopt_harness.speed OUT.json REWRITTEN_MODELS_DIR [--seq 128,512] [--repeats 5]
+"""
+import argparse
+import importlib
+import importlib.util
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+MODELS = {
+    # name: (module, class, config overrides)
+    "bert-base": ("bert", "BertModel", {}),
+    "roberta-base": ("roberta", "RobertaModel", {}),
+    "albert-base": ("albert", "AlbertModel", {}),
+    "gpt2": ("gpt2", "GPT2Model", {}),
+    "t5-small": ("t5", "T5EncoderModel", {"d_model": 512, "d_ff": 2048, "num_layers": 6, "num_heads": 8}),
+    "vit-base": ("vit", "ViTModel", {}),
+    "llama-style": ("llama", "LlamaModel", {"hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 8, "num_attention_heads": 8, "num_key_value_heads": 8, "vocab_size": 32000}),
+}
+
+
+def load_rewritten(model, path):
+    package = f"transformers.models.{model}"
+    name = f"{package}.adopt_speed_{model}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = package
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def inputs_for(key, cls, config, seq, device):
+    if key == "vit-base":
+        return {"pixel_values": torch.randn(1, 3, config.image_size, config.image_size, device=device)}
+    return {"input_ids": torch.randint(0, config.vocab_size, (1, seq), device=device)}
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def first_tensor(out):
+    out = out.to_tuple() if hasattr(out, "to_tuple") else out
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def time_pair(models, inputs, device, repeats, train):
+    times = {k: [] for k in models}
+    peak = {}
+    for k, m in models.items():
+        m.train(train)
+    for r in range(repeats + 2):
+        for k, m in models.items():
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            sync(device)
+            t0 = time.perf_counter()
+            if train:
+                out = first_tensor(m(**inputs)).float().pow(2).mean()
+                out.backward()
+                m.zero_grad(set_to_none=True)
+            else:
+                with torch.no_grad():
+                    m(**inputs)
+            sync(device)
+            if r >= 2:  # warm-up first
+                times[k].append(time.perf_counter() - t0)
+            if device == "cuda":
+                peak[k] = max(peak.get(k, 0), torch.cuda.max_memory_allocated())
+    return {k: statistics.median(v) for k, v in times.items()}, peak
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("rewritten_dir")
+    p.add_argument("--seq", default="128,512")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--models", default=",".join(MODELS))
+    args = p.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    results = []
+    for key in args.models.split(","):
+        module, cls_name, overrides = MODELS[key]
+        row = {"model": key, "device": device, "dtype": str(dtype).replace("torch.", "")}
+        try:
+            original = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
+            rewritten = load_rewritten(module, f"{args.rewritten_dir}/{module}/modeling_{module}.py")
+            cls_a, cls_b = getattr(original, cls_name), getattr(rewritten, cls_name)
+            config = cls_a.config_class(**overrides)
+            for attr in list(vars(config)):
+                if "dropout" in attr and isinstance(getattr(config, attr), float):
+                    setattr(config, attr, 0.0)
+            torch.manual_seed(0)
+            a = cls_a(config).to(device=device, dtype=dtype)
+            b = cls_b(config).to(device=device, dtype=dtype)
+            b.load_state_dict(a.state_dict(), strict=True)
+            row["sdpa_alternative"] = "not available in transformers 4.35 (attn_implementation arrived in 4.36)"
+            for seq in [int(s) for s in args.seq.split(",")]:
+                if key == "vit-base" and seq != 128:
+                    continue
+                inputs = inputs_for(key, cls_a, config, seq, device)
+                fwd, peak_f = time_pair({"original": a, "rewritten": b}, inputs, device, args.repeats, train=False)
+                trn, peak_t = time_pair({"original": a, "rewritten": b}, inputs, device, max(3, args.repeats // 2), train=True)
+                entry = {
+                    "forward_original_s": fwd["original"], "forward_rewritten_s": fwd["rewritten"],
+                    "forward_ratio": fwd["rewritten"] / fwd["original"],
+                    "train_original_s": trn["original"], "train_rewritten_s": trn["rewritten"],
+                    "train_ratio": trn["rewritten"] / trn["original"],
+                }
+                if peak_t:
+                    entry.update({"peak_original_bytes": peak_t["original"], "peak_rewritten_bytes": peak_t["rewritten"], "memory_ratio": peak_t["rewritten"] / peak_t["original"]})
+                row[f"seq{seq}" if key != "vit-base" else "image224"] = entry
+                print(json.dumps({"model": key, "seq": seq, **{k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items()}}), flush=True)
+        except Exception as e:  # reported per model; the run goes on
+            row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+            print(json.dumps({"model": key, "error": row["error"]}), flush=True)
+        results.append(row)
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
