@@ -20,7 +20,7 @@ import torch
 MODELS = {
     # name: (module, class, config overrides)
     "bert-base": ("bert", "BertModel", {}),
-    "roberta-base": ("roberta", "RobertaModel", {}),
+    "roberta-base": ("roberta", "RobertaModel", {"max_position_embeddings": 514}),
     "albert-base": ("albert", "AlbertModel", {}),
     "gpt2": ("gpt2", "GPT2Model", {}),
     "t5-small": ("t5", "T5EncoderModel", {"d_model": 512, "d_ff": 2048, "num_layers": 6, "num_heads": 8}),
@@ -41,9 +41,11 @@ def load_rewritten(model, path):
 
 
 def inputs_for(key, cls, config, seq, device):
+    batch = 8 if device == "cuda" else 1
     if key == "vit-base":
-        return {"pixel_values": torch.randn(1, 3, config.image_size, config.image_size, device=device)}
-    return {"input_ids": torch.randint(0, config.vocab_size, (1, seq), device=device)}
+        return {"pixel_values": torch.randn(batch, 3, config.image_size, config.image_size, device=device)}
+    # ids from 3 up: no padding token, so position ids stay inside the table
+    return {"input_ids": torch.randint(3, config.vocab_size, (batch, seq), device=device)}
 
 
 def sync(device):
