@@ -23,7 +23,10 @@ import torch
 from torch import nn
 
 TIMEOUT_S = 60
-ATOL, RTOL = 1e-4, 1e-3
+# Errors are measured relative to the tensor's largest magnitude: deep random-init models have
+# gradients in the thousands, where fp32 reassociation (threaded reductions, folded BatchNorm)
+# moves the last digits. A wrong rewrite moves them by orders of magnitude more.
+TOL = 1e-3
 
 # Sizes shrunk to a tiny but consistent model. Keys are config attributes.
 SMALL = {
@@ -35,7 +38,8 @@ SMALL = {
     "intermediate_size": 37, "encoder_ffn_dim": 37, "decoder_ffn_dim": 37, "d_ff": 37, "n_inner": 37, "ffn_dim": 37,
     "vocab_size": 99, "d_kv": 8, "embedding_size": 32,
 }
-DROPOUT_WORDS = ("dropout", "drop_prob", "drop_rate", "pdrop", "attn_drop", "drop_path")
+# Randomness that differs between two runs: dropout, stochastic depth, SpecAugment masking.
+DROPOUT_WORDS = ("dropout", "drop_prob", "drop_rate", "pdrop", "attn_drop", "drop_path", "layerdrop", "mask_time_prob", "mask_feature_prob")
 
 
 class Timeout(Exception):
@@ -100,6 +104,17 @@ def make_inputs(cls, config):
     return inputs
 
 
+ABS_FLOOR = 1e-9  # in float64, differences below this are rounding of values that are zero in exact arithmetic
+
+
+def scaled_error(a, b):
+    a, b = a.double(), b.double()
+    if not b.numel():
+        return 0.0
+    diff = (a - b).abs().max()
+    return 0.0 if diff.item() <= ABS_FLOOR else (diff / b.abs().max().clamp_min(1e-12)).item()
+
+
 def first_tensor(out):
     if isinstance(out, torch.Tensor):
         return out
@@ -150,14 +165,25 @@ def verify(model, rewritten_path):
         raise RuntimeError(f"cannot build {cls_a.__name__} from a shrunk config: {type(e).__name__}: {str(e)[:200]}")
     torch.manual_seed(0)
     b = cls_b(config)
-    missing = b.load_state_dict(a.state_dict(), strict=True)
-    inputs = make_inputs(cls_a, config)
+    b.load_state_dict(a.state_dict(), strict=True)
+    # float64: folding BatchNorm or reassociating a reduction then changes the last digits only,
+    # where in fp32 deep random-init models amplify them past any fixed tolerance
+    a, b = a.double(), b.double()
+    inputs = {k: v.double() if v.is_floating_point() else v for k, v in make_inputs(cls_a, config).items()}
     problems, worst = [], {"max_abs": 0.0, "max_rel": 0.0}
     timings = {}
     for mode in ("eval", "train"):
         for m in (a, b):
             m.train(mode == "train")
             no_dropout(m)
+        # the noise floor: the original against itself
+        torch.manual_seed(1)
+        o0 = first_tensor(a(**inputs))
+        torch.manual_seed(1)
+        o1 = first_tensor(a(**inputs))
+        if o0 is not None and o1 is not None and scaled_error(o0, o1) > TOL:
+            raise RuntimeError(f"the original model is not deterministic at this size ({mode}: a repeat differs by {scaled_error(o0, o1):.2g} of its largest value)")
+        del o0, o1
         torch.manual_seed(1)
         t0 = time.perf_counter()
         oa = first_tensor(a(**inputs))
@@ -168,11 +194,11 @@ def verify(model, rewritten_path):
         timings[mode] = {"original_s": t1 - t0, "rewritten_s": t2 - t1}
         if oa is None or ob is None:
             raise RuntimeError("the model returned no floating-point tensor")
-        diff = (oa.double() - ob.double()).abs()
-        worst["max_abs"] = max(worst["max_abs"], diff.max().item())
-        worst["max_rel"] = max(worst["max_rel"], (diff / ob.double().abs().clamp_min(1e-6)).max().item())
-        if not torch.allclose(oa, ob, atol=ATOL, rtol=RTOL):
-            problems.append(f"{mode} output: max abs error {diff.max().item():.3g}")
+        err = scaled_error(oa, ob)
+        worst["max_abs"] = max(worst["max_abs"], (oa.double() - ob.double()).abs().max().item())
+        worst["max_rel"] = max(worst["max_rel"], err)
+        if err > TOL:
+            problems.append(f"{mode} output: max abs error {(oa.double() - ob.double()).abs().max().item():.3g} ({err:.2g} of its largest value)")
         w = torch.randn_like(oa)
         (oa * w).sum().backward()
         (ob * w).sum().backward()
@@ -181,8 +207,8 @@ def verify(model, rewritten_path):
             q = pb[name]
             if (p.grad is None) != (q.grad is None):
                 problems.append(f"{mode} grad of {name}: present on one side only")
-            elif p.grad is not None and not torch.allclose(p.grad, q.grad, atol=ATOL * 10, rtol=RTOL * 10):
-                problems.append(f"{mode} grad of {name}: max abs error {(p.grad - q.grad).abs().max().item():.3g}")
+            elif p.grad is not None and scaled_error(p.grad, q.grad) > TOL:
+                problems.append(f"{mode} grad of {name}: max abs error {(p.grad - q.grad).abs().max().item():.3g} ({scaled_error(p.grad, q.grad):.2g} of its largest value)")
         a.zero_grad()
         b.zero_grad()
     return {
