@@ -50,15 +50,25 @@ def _alarm(_signum, _frame):
     raise Timeout(f"timed out after {TIMEOUT_S}s")
 
 
-def shrink(config):
+def _set(config, key, value):
+    try:
+        setattr(config, key, value)
+    except (AttributeError, NotImplementedError, ValueError):
+        pass  # some configs refuse a size (a read-only alias): keep theirs
+
+
+def shrink(config, depth=0):
     for key, value in SMALL.items():
         if hasattr(config, key) and isinstance(getattr(config, key), int) and not isinstance(getattr(config, key), bool):
-            setattr(config, key, value)
+            _set(config, key, value)
     for key in list(vars(config)):
-        if any(w in key for w in DROPOUT_WORDS) and isinstance(getattr(config, key), float):
-            setattr(config, key, 0.0)
+        v = getattr(config, key)
+        if any(w in key for w in DROPOUT_WORDS) and isinstance(v, float):
+            _set(config, key, 0.0)
+        elif depth < 2 and hasattr(v, "to_dict") and hasattr(v, "model_type"):
+            shrink(v, depth + 1)  # text_config, vision_config, encoder, decoder
     if hasattr(config, "head_dim") and isinstance(getattr(config, "head_dim"), int):
-        config.head_dim = 8
+        _set(config, "head_dim", 8)
     return config
 
 
@@ -75,24 +85,30 @@ def base_model_class(module):
     candidates = []
     for name, obj in vars(module).items():
         if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__:
-            if name.endswith("Model") and not name.endswith("PreTrainedModel") and hasattr(obj, "config_class"):
-                candidates.append((len(name), name, obj))
+            if not name.endswith("PreTrainedModel") and getattr(obj, "config_class", None) is not None:
+                # prefer the bare model: *Model, then *Encoder/*Decoder, then the shortest name
+                rank = 0 if name.endswith("Model") else 1 if name.endswith(("Encoder", "Decoder")) else 2
+                candidates.append((rank, len(name), name, obj))
     if not candidates:
-        raise RuntimeError("no *Model class with a config_class in the file")
-    return sorted(candidates)[0][2]
+        raise RuntimeError("no model class with a config_class in the file")
+    return sorted(candidates)[0][3]
 
 
 def make_inputs(cls, config):
     params = inspect.signature(cls.forward).parameters
     batch, seq = 2, 7
     inputs = {}
+    vision = getattr(config, "vision_config", None) or config
+    text = getattr(config, "text_config", None) or config
     if "input_ids" in params:
-        inputs["input_ids"] = torch.randint(0, min(getattr(config, "vocab_size", 99) or 99, 99), (batch, seq))
-    elif "pixel_values" in params:
-        size = getattr(config, "image_size", 224)
+        inputs["input_ids"] = torch.randint(1, min(getattr(text, "vocab_size", 99) or 99, 99), (batch, seq))
+    if "pixel_values" in params and ("input_ids" not in params or params["pixel_values"].default is inspect.Parameter.empty or getattr(config, "vision_config", None) is not None):
+        size = getattr(vision, "image_size", 224)
         size = size[0] if isinstance(size, (list, tuple)) else size
-        channels = getattr(config, "num_channels", 3)
+        channels = getattr(vision, "num_channels", 3)
         inputs["pixel_values"] = torch.randn(batch, channels, size, size)
+    if inputs:
+        pass
     elif "input_values" in params:
         inputs["input_values"] = torch.randn(batch, 4000)
     elif "input_features" in params:
