@@ -155,6 +155,19 @@ def import_rewritten(package, path):
 
 
 def verify(model, rewritten_path):
+    try:
+        return verify_in(model, rewritten_path, torch.float64)
+    except RuntimeError as e:
+        # some models fill masks with finfo(float32).min-style constants that overflow when the
+        # model runs in float64: those are compared in float32, with the same scaled tolerance
+        if "overflow" not in str(e):
+            raise
+        result = verify_in(model, rewritten_path, torch.float32)
+        result["dtype"] = "float32 (float64 overflows in the model's masking constants)"
+        return result
+
+
+def verify_in(model, rewritten_path, dtype):
     package = f"transformers.models.{model}"
     original = importlib.import_module(f"{package}.modeling_{model}")
     rewritten = import_rewritten(package, rewritten_path)
@@ -184,8 +197,8 @@ def verify(model, rewritten_path):
     b.load_state_dict(a.state_dict(), strict=True)
     # float64: folding BatchNorm or reassociating a reduction then changes the last digits only,
     # where in fp32 deep random-init models amplify them past any fixed tolerance
-    a, b = a.double(), b.double()
-    inputs = {k: v.double() if v.is_floating_point() else v for k, v in make_inputs(cls_a, config).items()}
+    a, b = a.to(dtype), b.to(dtype)
+    inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in make_inputs(cls_a, config).items()}
     problems, worst = [], {"max_abs": 0.0, "max_rel": 0.0}
     timings = {}
     for mode in ("eval", "train"):
