@@ -516,7 +516,7 @@ export class MethodLowerer {
   private attribute(node: SyntaxNode): Val {
     const objNode = field(node, 'object')!;
     const attr = field(node, 'attribute')!.text;
-    if (objNode.type === 'identifier' && objNode.text === 'self' && !this.frame.env.has('self-rebound')) {
+    if (objNode.type === 'identifier' && objNode.text === 'self') {
       const selfVal = this.frame.env.get('self');
       if (!selfVal || (selfVal.e.k === 'name' && selfVal.e.path === 'self')) {
         return this.attrVal(attr) ?? { e: { k: 'name', path: `self.${attr}` } };
@@ -596,7 +596,7 @@ export class MethodLowerer {
       return this.emit('module', callee.text, argE, kwE, node, callee.types);
     }
     if (callee.kind === 'method') {
-      return this.tensorOp(callee.name, [callee.obj, ...argE], kwE, node, callee.name in CAST_METHODS ? 'method' : 'method');
+      return this.tensorOp(callee.name, [callee.obj, ...argE], kwE, node, 'method');
     }
     if (callee.kind === 'qual') {
       const q = callee.qual;
@@ -687,7 +687,7 @@ export class MethodLowerer {
       if (mm) return mm;
     }
     const sig = POSITIONAL_TO_KW[from === 'F' ? `F.${name}` : name] ?? (from === 'F' ? POSITIONAL_TO_KW[name] : undefined);
-    const dataArgs = name === 'cat' || name === 'stack' ? 1 : 1;
+    const dataArgs = 1; // the input tensor (or, for cat/stack, the list of tensors) stays positional
     if (sig && args.length > dataArgs) {
       const extra = args.splice(dataArgs);
       extra.forEach((a, i) => { if (sig[i] && a.k !== 'star') kw.push([sig[i], a]); else args.push(a); });

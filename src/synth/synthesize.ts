@@ -135,7 +135,7 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult): Edit | st
   if (nodes.some((n) => !n)) return 'cannot locate the matched code in the source (file changed since analysis?)';
   if (nodes.some((n) => alreadyGuarded(n!))) return 'already rewritten (inside an adopt guard)';
   const initOnly = ops.every((o) => isInitSpan(s, o));
-  if (initOnly) return planSequential(f, s, rule, res, nodes as SyntaxNode[]);
+  if (initOnly) return planSequential(s, rule, res, nodes as SyntaxNode[]);
   if (ops.some((o) => isInitSpan(s, o))) return 'the match mixes __init__ code and forward code';
   const ctx = new Render(f, s, res);
   const renderGuard = (): string | undefined => {
@@ -178,7 +178,7 @@ function alreadyGuarded(node: SyntaxNode): boolean {
 
 /** Conv→BN (or Linear→BN) adjacent in an nn.Sequential: the Sequential becomes adopt's
  *  FusedSequential, a drop-in subclass with the same children and state-dict keys. */
-function planSequential(f: SynthFile, s: Site, rule: Rule, res: SiteResult, nodes: SyntaxNode[]): Edit | string {
+function planSequential(s: Site, rule: Rule, res: SiteResult, nodes: SyntaxNode[]): Edit | string {
   const stmt = statementOf(nodes[0]);
   if (!stmt) return 'cannot locate the nn.Sequential in __init__';
   let call: SyntaxNode | undefined;
