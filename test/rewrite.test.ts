@@ -54,6 +54,14 @@ describe('adopt rewrite', () => {
     for (const s of j.sites) expect(Object.keys(s)).toEqual(expect.arrayContaining(['rule', 'file', 'lines', 'bindings', 'guards', 'decision', 'reason']));
   });
 
+  it('rewrites a value that its own statement reassigns (`x = softmax(x)`), reading x before it changes', () => {
+    const src = 'import torch\nfrom torch import nn\n\n\nclass Head(nn.Module):\n    def forward(self, scores):\n        scores = scores * 2\n        scores = nn.functional.softmax(scores, dim=-1)\n        return scores\n';
+    const dir = tempProject({ 'h.py': src });
+    const run = runRewrite([join(dir, 'h.py')], { rules: 'softmax' });
+    expect(run.sites[0]).toMatchObject({ decision: 'rewritten', bindings: { x: 'scores' } });
+    expect(run.files[0].rewritten).toContain("scores = (_adopt.softmax(scores, dim=-1) if _adopt is not None and _adopt.enabled('softmax') else nn.functional.softmax(scores, dim=-1))");
+  });
+
   it('resolves overlaps by priority and says so', () => {
     const r = adopt(['rewrite', '--json', join(modelsDir, 'nanogpt.py')]);
     const j = JSON.parse(r.stdout);

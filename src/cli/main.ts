@@ -40,14 +40,19 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print sites as JSON (rule, file, lines, bindings, guards, decision, reason)')
     .option('--check', 'exit 1 when something would change; write nothing')
     .option('--why-not', 'also report near misses and why they are not sites')
+    .option('--verify', 'check each rule\'s rewrite in torch and time it; keep only rewrites that verify and are not slower')
+    .option('--config <json>', 'with --verify: constructor arguments or config attributes of the tiny model')
+    .option('--repeats <n>', 'with --verify: timed repeats (median)', undefined)
+    .option('--no-learned', 'ignore what earlier --verify runs measured (.adopt/records.jsonl or $ADOPT_DB)')
     .action((paths: string[], opts) => { code = rewriteCommand(paths, opts); });
 
   program
     .command('verify')
     .description('check in torch that a rewritten file computes what the original does')
     .argument('<original>').argument('<rewritten>')
-    .option('--class <name>', 'the nn.Module class to build in both files')
-    .option('--shape <sizes>', 'input shape, e.g. 2,7,32')
+    .option('--class <name>', 'the nn.Module class to build in both files (default: every class)')
+    .option('--shape <sizes>', 'input shape, e.g. 2,7,32 (default: found by the harness)')
+    .option('--config <json>', 'constructor arguments or config attributes of the tiny model')
     .option('--dtype <fp32|fp64|fp16|bf16>', 'input and parameter dtype', 'fp32')
     .option('--atol <x>', 'absolute tolerance', '1e-5')
     .option('--rtol <x>', 'relative tolerance', '1e-4')

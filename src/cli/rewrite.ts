@@ -1,30 +1,19 @@
 import { accessSync, constants, copyFileSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { analyzePaths } from '../analysis/analyze.js';
-import { AdoptError, formatDiagnostic } from '../diag.js';
-import { matchProgram, type NearMiss } from '../match/matcher.js';
-import { loadRules } from '../match/rule.js';
+import { AdoptError } from '../diag.js';
+import type { Site } from '../match/matcher.js';
 import { unifiedDiff } from '../synth/diff.js';
-import { synthesize, type FileResult, type SiteResult } from '../synth/synthesize.js';
+import type { FileResult } from '../synth/synthesize.js';
+import { slowerRules } from '../verify/records.js';
+import { planRewrite, synthesizePlan } from './plan.js';
+import { verifiedRewrite } from './verified.js';
+
+export { runRewrite } from './plan.js';
 
 export interface RewriteOptions {
   rules?: string; root?: string; diff?: boolean; inPlace?: boolean; backup?: boolean; output?: string;
   json?: boolean; check?: boolean; whyNot?: boolean; target?: string; quiet?: boolean;
-}
-
-export interface RewriteRun { files: FileResult[]; sites: SiteResult[]; nearMisses: NearMiss[] }
-
-/** The whole pipeline: analyse, match, synthesise. Writes nothing. */
-export function runRewrite(paths: string[], opts: Pick<RewriteOptions, 'rules' | 'root'>): RewriteRun {
-  const rules = loadRules(opts.rules);
-  const { program, project } = analyzePaths(paths, { root: opts.root });
-  for (const f of program.files) for (const d of f.diagnostics) if (d.severity === 'error') process.stderr.write(`${formatDiagnostic(d)}\n`);
-  if (program.files.every((f) => f.diagnostics.some((d) => d.severity === 'error' && !['syntax', 'analysis'].includes(d.code)))) {
-    throw new AdoptError('nothing can be rewritten: no input file could be read');
-  }
-  const { sites, nearMisses } = matchProgram(program, rules);
-  const synth = synthesize(sites, rules, (p) => project.parsedFile(p));
-  return { files: synth.files, sites: synth.sites, nearMisses };
+  verify?: boolean; config?: string; repeats?: string; learned?: boolean;
 }
 
 export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
@@ -32,7 +21,19 @@ export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
   if (modes > 1) throw new AdoptError('choose one of --in-place, -o/--output and --check');
   if (opts.backup && !opts.inPlace) throw new AdoptError('--backup only goes with --in-place');
   if (opts.target && !['cpu', 'cuda'].includes(opts.target)) throw new AdoptError(`--target must be cpu or cuda, got '${opts.target}'`);
-  const run = runRewrite(paths, opts);
+  if ((opts.config || opts.repeats) && !opts.verify) throw new AdoptError('--config and --repeats only go with --verify');
+  if (opts.repeats && !/^\d+$/.test(opts.repeats)) throw new AdoptError(`--repeats must be a whole number, got '${opts.repeats}'`);
+  const plan = planRewrite(paths, opts);
+  const target = opts.target ?? 'cpu';
+  const named = new Set((opts.rules ?? '').split(',').map((x) => x.trim()));
+  const learned = new Map<string, ReturnType<typeof slowerRules>>();
+  const measuredSlower = (s: Site): string | null => {
+    if (opts.learned === false || named.has(s.rule)) return null;
+    if (!learned.has(s.file)) learned.set(s.file, slowerRules(s.file, target));
+    const r = learned.get(s.file)!.get(s.rule);
+    return r ? `measured slower here by rewrite --verify (forward x${r.forward_ratio.toFixed(2)}, train x${r.train_ratio.toFixed(2)}); name it in --rules to use it anyway` : null;
+  };
+  const run = opts.verify ? verifiedRewrite(plan, measuredSlower, { target, config: opts.config, repeats: Number(opts.repeats ?? 20), quiet: !!opts.json }) : synthesizePlan(plan, measuredSlower);
   const changed = run.files.filter((f) => !f.error && f.rewritten !== f.original);
   let failed = run.files.filter((f) => f.error).length;
   for (const f of run.files) if (f.error) process.stderr.write(`adopt: error: ${f.error}\n`);
@@ -45,6 +46,7 @@ export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
       sites: run.sites,
       ...(opts.whyNot ? { near_misses: run.nearMisses } : {}),
       files: run.files.map((f) => ({ path: f.path, changed: f.rewritten !== f.original, error: f.error ?? null })),
+      ...(run.verification ? { verification: run.verification } : {}),
     }, null, 1) + '\n');
   } else if (!opts.inPlace && !opts.output && !opts.check) {
     for (const f of changed) process.stdout.write(unifiedDiff(f.path, f.original, f.edits));

@@ -1,15 +1,23 @@
 // `adopt verify ORIGINAL REWRITTEN`: the numerical check of a rewrite, run in torch by the harness
-// under native/ (strict state-dict load, forward and gradients in eval and train mode).
+// under native/ (strict state-dict load, forward and gradients in eval and train mode). With
+// --class and --shape it checks that class on that input; otherwise every class the file defines,
+// built tiny, on inputs the harness finds.
+import { readFileSync } from 'node:fs';
 import { AdoptError } from '../diag.js';
+import { checkVariants } from '../verify/file.js';
 import { runPythonJson } from '../verify/python.js';
 
-export interface VerifyOptions { class?: string; shape?: string; dtype?: string; atol?: string; rtol?: string; json?: boolean }
+export interface VerifyOptions { class?: string; shape?: string; dtype?: string; atol?: string; rtol?: string; json?: boolean; config?: string }
 
 export function verifyCommand(original: string, rewritten: string, opts: VerifyOptions): number {
-  if (!opts.class) throw new AdoptError('--class NAME is required: the nn.Module class to build in both files');
-  if (!opts.shape || !/^\d+(,\d+)*$/.test(opts.shape)) throw new AdoptError('--shape must be comma-separated sizes of the input, e.g. 2,7,32');
+  if (opts.shape && !opts.class) throw new AdoptError('--shape needs --class: the class the input is for');
+  if (opts.shape && !/^\d+(,\d+)*$/.test(opts.shape)) throw new AdoptError('--shape must be comma-separated sizes of the input, e.g. 2,7,32');
+  if (opts.config) {
+    try { if (typeof JSON.parse(opts.config) !== 'object') throw new Error(); } catch { throw new AdoptError(`--config must be a JSON object, got '${opts.config}'`); }
+  }
+  if (!opts.shape) return verifyEveryClass(original, rewritten, opts);
   const r = runPythonJson('adopt_harness.check_pair', [
-    original, rewritten, '--model', opts.class, '--shape', opts.shape, '--dtype', opts.dtype ?? 'fp32',
+    original, rewritten, '--model', opts.class!, '--shape', opts.shape, '--dtype', opts.dtype ?? 'fp32',
     '--atol', opts.atol ?? '1e-5', '--rtol', opts.rtol ?? '1e-4',
   ]);
   if (!r.ok) throw new AdoptError(`verification could not run: ${r.error}`);
@@ -19,4 +27,28 @@ export function verifyCommand(original: string, rewritten: string, opts: VerifyO
     process.stdout.write(v.verified ? `verified: outputs and gradients match (max abs error ${v.max_abs.toExponential(2)})\n` : `mismatch:\n${v.problems.map((p) => `  ${p}`).join('\n')}\n`);
   }
   return v.verified ? 0 : 1;
+}
+
+function verifyEveryClass(original: string, rewritten: string, opts: VerifyOptions): number {
+  let text: string;
+  try { text = readFileSync(rewritten, 'utf8'); } catch (e) { throw new AdoptError(`${rewritten}: cannot read: ${(e as Error).message}`); }
+  try { readFileSync(original); } catch (e) { throw new AdoptError(`${original}: cannot read: ${(e as Error).message}`); }
+  const dtype = opts.dtype === 'fp32' || opts.dtype === undefined ? (opts.dtype ? 'fp32' : 'fp64') : opts.dtype === 'fp64' ? 'fp64' : null;
+  if (!dtype) throw new AdoptError('without --shape, --dtype is fp32 or fp64');
+  const r = checkVariants(original, { rewritten: text }, { classes: opts.class ? [opts.class] : undefined, config: opts.config, dtype, repeats: 5 });
+  if (!r.ok) throw new AdoptError(`verification could not run: ${r.error}`);
+  const verified = r.results.filter((x) => x.status === 'verified');
+  const mismatch = r.results.filter((x) => x.status === 'mismatch');
+  const summary = { verified: mismatch.length === 0 && verified.length > 0, classes: r.results.map(({ variant: _v, ...rest }) => rest), torch: r.torch };
+  if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+  else {
+    for (const c of r.results) {
+      const t = c.timings ? ` forward x${c.timings.forward.ratio?.toFixed(2)}, train x${c.timings.train.ratio?.toFixed(2)}` : '';
+      const detail = c.status === 'verified' ? `max abs error ${(c.max_abs ?? 0).toExponential(2)}, fast-path calls ${c.fast_path_calls};${t}` : c.status === 'mismatch' ? (c.problems ?? []).join('; ') : c.reason ?? '';
+      process.stdout.write(`${(c.class ?? '').padEnd(28)} ${c.status.padEnd(13)} ${detail}\n`);
+    }
+    process.stdout.write(`${summary.verified ? 'verified' : mismatch.length ? 'mismatch' : 'not runnable'}: ${verified.length} verified, ${mismatch.length} mismatch, ${r.results.length - verified.length - mismatch.length} not runnable\n`);
+  }
+  if (mismatch.length) return 1;
+  return verified.length ? 0 : 2;
 }

@@ -461,7 +461,9 @@ class Render {
     const walk = (n: SyntaxNode) => {
       if (n.startIndex >= at) return;
       if (n.type === 'function_definition' && n !== fn) return;
-      if (n.type === 'assignment' || n.type === 'augmented_assignment' || n.type === 'for_statement') {
+      // the statement the op is in assigns its target only after the op ran: not a reassignment
+      const enclosing = n.type !== 'for_statement' && n.endIndex > at;
+      if (!enclosing && (n.type === 'assignment' || n.type === 'augmented_assignment' || n.type === 'for_statement')) {
         const left = n.childForFieldName('left');
         const right = n.childForFieldName('right');
         const targets: string[] = [];

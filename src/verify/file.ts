@@ -1,0 +1,69 @@
+// Driver of the harness's file mode (native/adopt_harness/verify_file.py): one original file
+// against one or more rewritten variants of it, every model class built tiny and fed inputs the
+// harness finds by itself. Used by `adopt verify` without --class and by `rewrite --verify`.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { runPythonJson } from './python.js';
+
+export type ClassStatus = 'verified' | 'mismatch' | 'not_runnable';
+
+export interface Timing { original_s: number; rewritten_s: number; ratio: number | null }
+
+export interface ClassResult {
+  variant: string;
+  class?: string;
+  status: ClassStatus;
+  problems?: string[];
+  reason?: string;
+  inputs?: string;
+  max_abs?: number;
+  max_rel?: number;
+  fast_path_calls?: number;
+  timings?: { forward: Timing; train: Timing };
+  seconds?: number;
+}
+
+export interface FileCheck { ok: true; results: ClassResult[]; torch: string }
+export type FileCheckResult = FileCheck | { ok: false; error: string };
+
+export interface FileCheckOptions {
+  classes?: string[];
+  /** JSON object of constructor arguments or config attributes. */
+  config?: string;
+  dtype?: 'fp32' | 'fp64';
+  /** Median of this many timed repeats of forward and training step; 0 times nothing. */
+  repeats?: number;
+  timeoutMs?: number;
+}
+
+/** Checks rewritten texts of `original` (name → source text) in one harness run. */
+export function checkVariants(original: string, variants: Record<string, string>, opts: FileCheckOptions = {}): FileCheckResult {
+  const dir = mkdtempSync(join(tmpdir(), 'adopt-verify-'));
+  try {
+    const args = [original];
+    for (const [name, text] of Object.entries(variants)) {
+      const path = join(dir, `${name}-${basename(original)}`);
+      writeFileSync(path, text);
+      args.push('--variant', `${name}=${path}`);
+    }
+    if (opts.classes?.length) args.push('--classes', opts.classes.join(','));
+    if (opts.config) args.push('--config', opts.config);
+    args.push('--dtype', opts.dtype ?? 'fp64', '--repeats', String(opts.repeats ?? 0));
+    const r = runPythonJson('adopt_harness.verify_file', args, opts.timeoutMs ?? 600_000);
+    if (!r.ok) return r;
+    const v = r.value as { results?: ClassResult[]; torch?: string; error?: string };
+    if (v.error) return { ok: false, error: v.error };
+    return { ok: true, results: v.results ?? [], torch: v.torch ?? '' };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Forward and train ratios (rewritten / original) over the classes that ran, as medians. */
+export function speedOf(results: ClassResult[]): { forward: number; train: number } | null {
+  const timed = results.filter((r) => r.status === 'verified' && r.timings?.forward.ratio && r.timings.train.ratio);
+  if (!timed.length) return null;
+  const med = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
+  return { forward: med(timed.map((r) => r.timings!.forward.ratio!)), train: med(timed.map((r) => r.timings!.train.ratio!)) };
+}

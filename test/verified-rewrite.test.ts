@@ -1,0 +1,117 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { adopt, repoRoot } from './helpers/cli.js';
+import { tempProject } from './helpers/ir.js';
+
+const model = `import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, dim=16):
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        h = self.proj(x)
+        h = torch.relu(h)
+        h = nn.functional.gelu(h)
+        return torch.softmax(h, dim=-1)
+`;
+
+// three hand-written rules: one exact, one wrong (sigmoid is not relu), one exact but slow
+const exact = 'rule exact_softmax\n  priority 50\n  match\n    y = softmax($x, ...)\n  where\n    last_dim(y)\n  rewrite expr y\n    guard "True"\n    "torch.softmax({x}, -1)"\n';
+const wrong = 'rule wrong_relu\n  priority 50\n  match\n    y = relu($x)\n  rewrite expr y\n    guard "True"\n    "torch.sigmoid({x})"\n';
+const slow = 'rule slow_gelu\n  priority 50\n  match\n    y = gelu($x)\n  rewrite expr y\n    guard "True"\n    "torch.stack([nn.functional.gelu({x})] * 400).mean(0)"\n';
+
+function project() {
+  return tempProject({ 'm.py': model, 'rules/exact.rule': exact, 'rules/wrong.rule': wrong, 'rules/slow.rule': slow });
+}
+
+describe('adopt rewrite --verify', () => {
+  it('keeps the rule that verifies, withholds the wrong one and the slower one, and says why', () => {
+    const dir = project();
+    const db = join(dir, 'records.jsonl');
+    const r = adopt(['rewrite', '--rules', join(dir, 'rules'), join(dir, 'm.py'), '--verify', '--json', '--repeats', '15'], { env: { ADOPT_DB: db } });
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    const decision = (rule: string) => j.sites.find((s: { rule: string }) => s.rule === rule);
+    expect(decision('exact_softmax')).toMatchObject({ decision: 'rewritten', reason: 'guarded rewrite, verified in torch' });
+    expect(decision('wrong_relu').decision).toBe('skipped');
+    expect(decision('wrong_relu').reason).toMatch(/^verification mismatch: Block: (eval|train) output/);
+    expect(decision('slow_gelu').decision).toBe('skipped');
+    expect(decision('slow_gelu').reason).toMatch(/^measured slower by --verify \(forward x\d+\.\d\d, train x\d+\.\d\d\)/);
+    const verdicts = Object.fromEntries(j.verification[0].rules.map((v: { rule: string; verdict: string }) => [v.rule, v.verdict]));
+    expect(verdicts).toEqual({ exact_softmax: 'kept', slow_gelu: 'slower', wrong_relu: 'mismatch' });
+    expect(j.verification[0].status).toBe('verified');
+    // what was measured is kept for later runs
+    const records = readFileSync(db, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(records.find((x: { rule: string }) => x.rule === 'slow_gelu')).toMatchObject({ slower: true, file: join(dir, 'm.py') });
+  });
+
+  it('a later rewrite leaves out the rule measured slower, unless told to ignore what was learned', () => {
+    const dir = project();
+    const db = join(dir, 'records.jsonl');
+    expect(adopt(['rewrite', '--rules', join(dir, 'rules'), join(dir, 'm.py'), '--verify', '--repeats', '15'], { env: { ADOPT_DB: db } }).code).toBe(0);
+    const later = adopt(['rewrite', '--rules', join(dir, 'rules'), join(dir, 'm.py'), '--json'], { env: { ADOPT_DB: db } });
+    const sites = JSON.parse(later.stdout).sites;
+    expect(sites.find((s: { rule: string }) => s.rule === 'slow_gelu').reason).toMatch(/measured slower here by rewrite --verify/);
+    // the wrong rule is not remembered as slower: without --verify it is the user's call
+    expect(sites.find((s: { rule: string }) => s.rule === 'wrong_relu').decision).toBe('rewritten');
+    const forced = adopt(['rewrite', '--rules', join(dir, 'rules'), join(dir, 'm.py'), '--json', '--no-learned'], { env: { ADOPT_DB: db } });
+    expect(JSON.parse(forced.stdout).sites.find((s: { rule: string }) => s.rule === 'slow_gelu').decision).toBe('rewritten');
+  });
+
+  it('writes only what verified with -o', () => {
+    const dir = project();
+    const out = join(dir, 'out.py');
+    const r = adopt(['rewrite', '--rules', join(dir, 'rules'), join(dir, 'm.py'), '--verify', '-o', out, '--repeats', '15'], { env: { ADOPT_DB: join(dir, 'db.jsonl') } });
+    expect(r.code, r.stderr).toBe(0);
+    const text = readFileSync(out, 'utf8');
+    expect(text).toContain('torch.softmax(h, -1)');
+    expect(text).toContain('h = torch.relu(h)');
+    expect(text).not.toContain('sigmoid');
+  });
+
+  it('--repeats and --config without --verify are usage errors', () => {
+    const dir = project();
+    expect(adopt(['rewrite', join(dir, 'm.py'), '--repeats', '3']).code).toBe(2);
+    expect(adopt(['rewrite', join(dir, 'm.py'), '--verify', '--repeats', 'many']).code).toBe(2);
+  });
+});
+
+describe('adopt verify without --class', () => {
+  it('builds every class tiny, finds inputs, and verifies a library rewrite of a BERT-style file', () => {
+    const dir = tempProject({});
+    const out = join(dir, 'bert_rewritten.py');
+    expect(adopt(['rewrite', join(repoRoot, 'fixtures/models/bert_encoder.py'), '-o', out]).code).toBe(0);
+    const r = adopt(['verify', join(repoRoot, 'fixtures/models/bert_encoder.py'), out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.verified).toBe(true);
+    const byClass = Object.fromEntries(j.classes.map((c: { class: string }) => [c.class, c]));
+    expect(byClass.BertModel).toMatchObject({ status: 'verified', strict_load: true });
+    expect(byClass.BertModel.fast_path_calls).toBeGreaterThan(0);
+    expect(byClass.BertSelfOutput.status).toBe('verified');
+  });
+
+  it('finds a wrong rewrite and names the class and output', () => {
+    const dir = tempProject({ 'm.py': model });
+    writeFileSync(join(dir, 'bad.py'), model.replace('dim=-1', 'dim=-2'));
+    const r = adopt(['verify', join(dir, 'm.py'), join(dir, 'bad.py')]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/Block\s+mismatch\s+eval output 0/);
+  });
+
+  it('a class it cannot build is reported as not runnable with the reason', () => {
+    const src = 'from torch import nn\n\n\nclass Odd(nn.Module):\n    def __init__(self, widget):\n        super().__init__()\n        self.l = nn.Linear(4, 4)\n\n    def forward(self, x):\n        return self.l(x)\n';
+    const dir = tempProject({ 'o.py': src, 'o2.py': src });
+    const r = adopt(['verify', join(dir, 'o.py'), join(dir, 'o2.py')]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toMatch(/Odd\s+not_runnable\s+cannot build Odd: no value for its parameter 'widget'/);
+    const given = adopt(['verify', join(dir, 'o.py'), join(dir, 'o2.py'), '--config', '{"widget": 1}']);
+    expect(given.code).toBe(0);
+    expect(existsSync(join(dir, 'o.py'))).toBe(true);
+  });
+});
