@@ -4,8 +4,11 @@
 // To score with Adopter's ground truth, each adopt site is classified as inside or outside the
 // scope of Adopter's rule; sites outside are real sites Adopter does not look for and are listed
 // separately, never dropped silently.
-import type { Op } from '../dsl/ir.js';
+import { readFileSync } from 'node:fs';
+import type { Op, Program } from '../dsl/ir.js';
 import type { Site } from '../match/matcher.js';
+import type { GroundTruthRow } from './corpus.js';
+import { score, type Cell, type Score } from './score.js';
 
 export const ADOPTER_COLUMNS: Record<string, { column: number; rule: string; scope: string }> = {
   rule_4: { column: 3, rule: 'softmax', scope: 'functional spelling nn.functional.softmax / F.softmax' },
@@ -45,4 +48,39 @@ export function inAdopterScope(column: string, site: Site, sourceText: (op: Op) 
       });
     default: return true;
   }
+}
+
+export interface RuleScore extends Score { adopter_column: string; scope: string; exact_models: number; all_sites: number; outside_adopter_scope: number }
+
+/** Adopter's per-(rule, model) count scoring of the sites found in the HF-199 files; sites outside
+ *  the scope of Adopter's rule are listed per rule, not counted. */
+export function adopterScores(models: { model: string }[], program: Program, sites: Site[], gt: GroundTruthRow[]) {
+  const texts = new Map<string, Buffer>();
+  const bytes = (p: string) => { if (!texts.has(p)) texts.set(p, readFileSync(p)); return texts.get(p)!; };
+  const cells: Cell[] = [];
+  const perRule: Record<string, RuleScore> = {};
+  const outside: Record<string, string[]> = {};
+  for (const [col, { column, rule, scope }] of Object.entries(ADOPTER_COLUMNS)) {
+    const ruleCells: Cell[] = [];
+    outside[rule] = [];
+    models.forEach((m, i) => {
+      const path = program.files[i].path;
+      const all = sites.filter((s) => s.rule === rule && s.file === path);
+      const text = (op: Op) => bytes(path).subarray(op.span.start, op.span.end).toString();
+      const around = (op: Op): [string, string] => {
+        const b = bytes(path);
+        const ls = b.lastIndexOf(10, op.span.start - 1) + 1;
+        let le = b.indexOf(10, op.span.end);
+        if (le < 0) le = b.length;
+        return [b.subarray(ls, op.span.start).toString(), b.subarray(op.span.end, le).toString()];
+      };
+      const scoped = all.filter((s) => inAdopterScope(col, s, text, around));
+      for (const s of all) if (!scoped.includes(s)) outside[rule].push(`${path}:${s.lines[0]}`);
+      ruleCells.push({ model: m.model, rule, truth: gt[i].counts[column], found: scoped.length });
+    });
+    cells.push(...ruleCells);
+    const sc = score(ruleCells);
+    perRule[rule] = { adopter_column: col, scope, ...sc, exact_models: ruleCells.filter((c) => c.found === c.truth).length, all_sites: ruleCells.reduce((a, c) => a + c.found, 0) + outside[rule].length, outside_adopter_scope: outside[rule].length };
+  }
+  return { cells, perRule, outside };
 }

@@ -1,21 +1,24 @@
-// bench:hf — HF-199 end to end: analyse and rewrite every modeling file, and with --verify run
-// every rewritten model against the original in torch (tiny config, strict state-dict load,
-// outputs and gradients in eval and train mode). Results are written as they come; a model that
-// hangs or crashes the harness is reported with its reason and the run goes on.
-import { spawnSync } from 'node:child_process';
+// The HF-199 benchmark end to end (`adopt bench --hf`, `npm run bench:hf`): analyse and rewrite
+// every modeling file, score the sites against Adopter's ground truth, and with `verify` run every
+// rewritten model against the original in torch (tiny config, strict state-dict load, outputs and
+// gradients in eval and train mode). Results are written as they come; a model that hangs or
+// crashes the harness is reported with its reason and the run goes on.
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
-import { cacheDir, ensureTransformers, hf199Files } from './corpus.js';
+import { adopterScores } from './adopter.js';
+import { cacheDir, ensureTransformers, hf199Files, readGroundTruth, TRANSFORMERS_VERSION } from './corpus.js';
+import { Progress } from './progress.js';
 import { writeHtmlReport } from './report.js';
 import { rewriteAll, writeMirror } from './rewrite.js';
+import { score } from './score.js';
 
-const OUT = 'bench-results';
 const CHUNK = 25;
 
 export interface ModelResult {
   model: string;
-  status: 'verified' | 'mismatch' | 'not_runnable' | 'not_rewritten';
+  status: 'verified' | 'mismatch' | 'not_runnable' | 'not_verified' | 'not_rewritten';
   reason?: string;
   problems?: string[];
   fast_path_calls?: number;
@@ -25,87 +28,127 @@ export interface ModelResult {
   sites?: number;
 }
 
+export interface HfBenchOptions { version?: string; verify?: boolean; out?: string; report?: string }
+
 function pydeps(): string {
   const dir = join(cacheDir(), 'pydeps');
   if (!existsSync(join(dir, 'transformers'))) {
-    process.stderr.write(`installing transformers==4.35.0 for ${pythonExecutable()} into ${dir}\n`);
-    const r = spawnSync('bash', [resolve('scripts/setup-python.sh'), '--hf'], { stdio: 'inherit' });
+    process.stderr.write(`installing transformers==${TRANSFORMERS_VERSION} for ${pythonExecutable()} into ${dir}\n`);
+    const r = spawnSync('bash', [join(NATIVE_DIR, '..', 'scripts', 'setup-python.sh'), '--hf'], { stdio: 'inherit' });
     if (r.status !== 0) throw new Error('could not install transformers for verification');
   }
   return dir;
 }
 
-function verifyModels(models: { model: string; file: string }[], jsonl: string): void {
-  const deps = pydeps();
-  for (let i = 0; i < models.length; i += CHUNK) {
-    const chunk = models.slice(i, i + CHUNK);
-    const r = spawnSync(pythonExecutable(), ['-m', 'adopt_harness.hf_verify', jsonl, ...chunk.map((m) => `${m.model}=${m.file}`)], {
-      encoding: 'utf8', timeout: 90_000 * chunk.length, maxBuffer: 1 << 26,
+/** One harness process per chunk of models; each model's line is read as it comes. */
+function verifyChunk(chunk: { model: string; file: string }[], jsonl: string, deps: string, progress: Progress): Promise<void> {
+  return new Promise((done) => {
+    const child = spawn(pythonExecutable(), ['-m', 'adopt_harness.hf_verify', jsonl, ...chunk.map((m) => `${m.model}=${m.file}`)], {
       env: { ...process.env, PYTHONPATH: [NATIVE_DIR, deps].join(':'), PYTHONDONTWRITEBYTECODE: '1', OMP_NUM_THREADS: '2' },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const done = new Set(readJsonl(jsonl).map((x) => x.model));
-    const lost = chunk.filter((m) => !done.has(m.model));
-    if (lost.length) {
-      // the harness process died (crash, out of memory): the models it did not report are not runnable
-      const why = r.error ? r.error.message : `harness exited with ${r.status ?? r.signal}: ${(r.stderr ?? '').trim().split('\n').slice(-1)[0] ?? ''}`;
-      for (const m of lost) writeFileSync(jsonl, `${JSON.stringify({ model: m.model, status: 'not_runnable', reason: why.slice(0, 300) })}\n`, { flag: 'a' });
-    }
-    process.stderr.write(`\rverified ${Math.min(i + CHUNK, models.length)}/${models.length}`);
-  }
-  process.stderr.write('\n');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000 * chunk.length);
+    let err = '';
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const lines = buf.split('\n');
+      buf = lines.pop()!;
+      for (const l of lines) {
+        try { progress.tick((JSON.parse(l) as { model: string }).model); } catch { /* a stray print from model code */ }
+      }
+    });
+    child.stderr.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-4000); });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const reported = new Set(readJsonl(jsonl).map((x) => x.model));
+      // the harness process died (crash, out of memory, timeout): what it did not report is not runnable
+      const why = `harness exited with ${code ?? signal}: ${err.trim().split('\n').slice(-1)[0] ?? ''}`;
+      for (const m of chunk.filter((x) => !reported.has(x.model))) {
+        writeFileSync(jsonl, `${JSON.stringify({ model: m.model, status: 'not_runnable', reason: why.slice(0, 300) })}\n`, { flag: 'a' });
+        progress.tick(m.model);
+      }
+      done();
+    });
+  });
 }
 
 function readJsonl(path: string): ModelResult[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as ModelResult);
+  return readFileSync(path, 'utf8').trim().split('\n').filter(Boolean).flatMap((l) => {
+    try { return [JSON.parse(l) as ModelResult]; } catch { return []; }
+  });
 }
 
-function main(): void {
-  const verify = process.argv.includes('--verify');
-  const pkg = ensureTransformers();
+export async function benchHf(opts: HfBenchOptions = {}) {
+  const out = resolve(opts.out ?? 'bench-results');
+  const pkg = ensureTransformers(opts.version);
   const models = hf199Files(pkg);
   const t0 = performance.now();
   const run = rewriteAll(models.map((m) => m.file), pkg);
   const rewriteSeconds = (performance.now() - t0) / 1000;
-  const { mirror, changed } = writeMirror(pkg, run.synth.files);
+  const { mirror, changed } = writeMirror(pkg, run.synth.files, out);
   const changedSet = new Set(changed.map((f) => resolve(f.path)));
   const sitesPer = (file: string) => run.synth.sites.filter((s) => resolve(s.file) === resolve(file) && s.decision === 'rewritten').length;
+  const { cells, perRule } = adopterScores(models, run.program, run.matched.sites, readGroundTruth());
+  const total = score(cells);
 
-  mkdirSync(OUT, { recursive: true });
-  const jsonl = join(OUT, 'hf-verify.jsonl');
-  let results: ModelResult[] = [];
+  mkdirSync(out, { recursive: true });
+  const jsonl = join(out, 'hf-verify.jsonl');
   let verifySeconds = 0;
-  if (verify) {
+  if (opts.verify) {
     rmSync(jsonl, { force: true });
     const toVerify = models.filter((m) => changedSet.has(resolve(m.file))).map((m) => ({ model: m.model, file: join(mirror, 'models', m.model, `modeling_${m.model}.py`) }));
+    const deps = pydeps();
+    const progress = new Progress('verifying', toVerify.length);
     const t1 = performance.now();
-    verifyModels(toVerify, jsonl);
+    for (let i = 0; i < toVerify.length; i += CHUNK) await verifyChunk(toVerify.slice(i, i + CHUNK), jsonl, deps, progress);
+    progress.end();
     verifySeconds = (performance.now() - t1) / 1000;
-    results = readJsonl(jsonl);
   }
-  const byModel = new Map(results.map((r) => [r.model, r]));
-  const rows: ModelResult[] = models.map((m) => byModel.get(m.model) ?? { model: m.model, status: (changedSet.has(resolve(m.file)) ? 'not_runnable' : 'not_rewritten') as ModelResult['status'], reason: changedSet.has(resolve(m.file)) ? (verify ? 'no result' : 'not verified (run with --verify)') : 'no site rewritten' }).map((r) => ({ ...r, sites: sitesPer(models.find((m) => m.model === r.model)!.file) }));
+  const byModel = new Map((opts.verify ? readJsonl(jsonl) : []).map((r) => [r.model, r]));
+  const rows: ModelResult[] = models.map((m) => {
+    const isChanged = changedSet.has(resolve(m.file));
+    const r = byModel.get(m.model) ?? { model: m.model, status: (isChanged ? (opts.verify ? 'not_runnable' : 'not_verified') : 'not_rewritten') as ModelResult['status'], reason: isChanged ? (opts.verify ? 'no result' : 'run with --verify to verify') : 'no site rewritten' };
+    return { ...r, sites: sitesPer(m.file) };
+  });
   const rewritten = rows.filter((r) => r.status !== 'not_rewritten');
   const runnable = rewritten.filter((r) => r.status === 'verified' || r.status === 'mismatch');
   const verified = rewritten.filter((r) => r.status === 'verified');
   const mismatch = rewritten.filter((r) => r.status === 'mismatch');
   const summary = {
     files: models.length, rewritten_models: rewritten.length, runnable: runnable.length, verified: verified.length, mismatch: mismatch.length,
-    not_runnable: rewritten.length - runnable.length, runnable_ratio: rewritten.length ? round(runnable.length / rewritten.length) : 0,
-    verified_ratio_of_runnable: runnable.length ? round(verified.length / runnable.length) : 0,
-    seconds: round(rewriteSeconds + verifySeconds), rewrite_seconds: round(rewriteSeconds), verify_seconds: round(verifySeconds), verified_run: verify,
+    not_runnable: opts.verify ? rewritten.length - runnable.length : null, runnable_ratio: rewritten.length && opts.verify ? round(runnable.length / rewritten.length) : null,
+    verified_ratio_of_runnable: runnable.length ? round(verified.length / runnable.length) : null,
+    precision: round(total.precision), recall: round(total.recall),
+    seconds: round((performance.now() - t0) / 1000), rewrite_seconds: round(rewriteSeconds), verify_seconds: round(verifySeconds), verified_run: !!opts.verify,
   };
-  writeFileSync(join(OUT, 'hf.json'), JSON.stringify({ summary, models: rows }, null, 1));
-  writeHtmlReport(join(OUT, 'hf-report.html'), summary, rows, run.synth.sites);
+  const stages = { ...run.times, verify: verifySeconds };
+  writeFileSync(join(out, 'hf.json'), JSON.stringify({ summary, per_rule: perRule, stage_seconds: stages, models: rows }, null, 1));
+  const report = resolve(opts.report ?? join(out, 'hf-report.html'));
+  writeHtmlReport(report, { title: `adopt on HF-199 (transformers ${opts.version ?? TRANSFORMERS_VERSION})`, summary, rows, sites: run.synth.sites, perRule, stages });
+  return { summary, rows, perRule, report };
+}
 
+export function printHf(r: Awaited<ReturnType<typeof benchHf>>): void {
+  console.log('rule                      P       R      tp   fp   fn');
+  for (const [rule, s] of Object.entries(r.perRule)) console.log(`${rule.padEnd(24)} ${pct(s.precision)} ${pct(s.recall)} ${String(s.tp).padStart(5)}${String(s.fp).padStart(5)}${String(s.fn).padStart(5)}`);
+  console.log(`total (rules 4-9)        ${pct(r.summary.precision)} ${pct(r.summary.recall)}\n`);
   console.log('model                               sites  status         reason');
-  for (const r of rows) if (r.status !== 'not_rewritten') console.log(`${r.model.padEnd(36)}${String(r.sites ?? 0).padStart(5)}  ${r.status.padEnd(13)}  ${(r.reason ?? (r.problems ?? []).join('; ')).slice(0, 90)}`);
-  console.log(`\n${summary.rewritten_models} models rewritten; runnable ${summary.runnable} (${(summary.runnable_ratio * 100).toFixed(1)}%), verified ${summary.verified}, mismatch ${summary.mismatch}; report ${OUT}/hf-report.html`);
-  console.log(JSON.stringify(summary));
+  for (const m of r.rows) if (m.status !== 'not_rewritten') console.log(`${m.model.padEnd(36)}${String(m.sites ?? 0).padStart(5)}  ${m.status.padEnd(13)}  ${(m.reason ?? (m.problems ?? []).join('; ')).slice(0, 90)}`);
+  const s = r.summary;
+  console.log(`\n${s.rewritten_models} models rewritten; ${s.verified_run ? `runnable ${s.runnable} (${((s.runnable_ratio ?? 0) * 100).toFixed(1)}%), verified ${s.verified}, mismatch ${s.mismatch}` : 'not verified (--verify)'}; ${s.seconds}s; report ${r.report}`);
+  console.log(JSON.stringify(s));
+}
+
+function pct(x: number): string {
+  return `${(x * 100).toFixed(1).padStart(5)}%`;
 }
 
 function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-main();
+if (process.argv[1]?.endsWith('hf.js')) {
+  benchHf({ verify: process.argv.includes('--verify') }).then(printHf, (e: Error) => { process.stderr.write(`bench:hf: ${e.message}\n`); process.exitCode = 2; });
+}

@@ -7,14 +7,13 @@ import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statS
 import { join, relative, resolve } from 'node:path';
 import { analyzeProject } from '../analysis/analyze.js';
 import { Project } from '../analysis/project.js';
-import type { Op } from '../dsl/ir.js';
 import { matchProgram, type Site } from '../match/matcher.js';
 import { loadRules } from '../match/rule.js';
 import { synthesize } from '../synth/synthesize.js';
 import { pythonExecutable } from '../verify/python.js';
-import { ADOPTER_COLUMNS, inAdopterScope } from './adopter.js';
+import { adopterScores } from './adopter.js';
 import { ensureTransformers, hf199Files, readGroundTruth } from './corpus.js';
-import { score, type Cell } from './score.js';
+import { score } from './score.js';
 
 const OUT = 'bench-results';
 
@@ -40,33 +39,7 @@ function main(): void {
   const { program, matched, synth } = run;
 
   // ---- Adopter-scored counts ----
-  const texts = new Map<string, Buffer>();
-  const bytes = (p: string) => { if (!texts.has(p)) texts.set(p, readFileSync(p)); return texts.get(p)!; };
-  const cells: Cell[] = [];
-  const perRule: Record<string, unknown> = {};
-  const outside: Record<string, string[]> = {};
-  for (const [col, { column, rule, scope }] of Object.entries(ADOPTER_COLUMNS)) {
-    const ruleCells: Cell[] = [];
-    outside[rule] = [];
-    models.forEach((m, i) => {
-      const path = program.files[i].path;
-      const all = matched.sites.filter((s) => s.rule === rule && s.file === path);
-      const text = (op: Op) => bytes(path).subarray(op.span.start, op.span.end).toString();
-      const around = (op: Op): [string, string] => {
-        const b = bytes(path);
-        const ls = b.lastIndexOf(10, op.span.start - 1) + 1;
-        let le = b.indexOf(10, op.span.end);
-        if (le < 0) le = b.length;
-        return [b.subarray(ls, op.span.start).toString(), b.subarray(op.span.end, le).toString()];
-      };
-      const scoped = all.filter((s) => inAdopterScope(col, s, text, around));
-      for (const s of all) if (!scoped.includes(s)) outside[rule].push(`${path}:${s.lines[0]}`);
-      ruleCells.push({ model: m.model, rule, truth: gt[i].counts[column], found: scoped.length });
-    });
-    cells.push(...ruleCells);
-    const sc = score(ruleCells);
-    perRule[rule] = { adopter_column: col, scope, ...sc, exact_models: ruleCells.filter((c) => c.found === c.truth).length, all_sites: ruleCells.reduce((a, c) => a + c.found, 0) + outside[rule].length, outside_adopter_scope: outside[rule].length };
-  }
+  const { cells, perRule, outside } = adopterScores(models, program, matched.sites, gt);
   const total = score(cells);
 
   // ---- attention ----
@@ -116,10 +89,10 @@ function main(): void {
 }
 
 /** A copy of the package with the rewritten files in place, so relative imports still resolve. */
-export function writeMirror(pkg: string, files: { path: string; original: string; rewritten: string; error?: string }[]) {
-  const mirror = resolve(OUT, 'hf199-rewritten', 'transformers');
-  rmSync(resolve(OUT, 'hf199-rewritten'), { recursive: true, force: true });
-  mkdirSync(resolve(OUT, 'hf199-rewritten'), { recursive: true });
+export function writeMirror(pkg: string, files: { path: string; original: string; rewritten: string; error?: string }[], out = OUT) {
+  const mirror = resolve(out, 'hf199-rewritten', 'transformers');
+  rmSync(resolve(out, 'hf199-rewritten'), { recursive: true, force: true });
+  mkdirSync(resolve(out, 'hf199-rewritten'), { recursive: true });
   cpSync(pkg, mirror, { recursive: true });
   const changed = files.filter((f) => !f.error && f.rewritten !== f.original);
   for (const f of changed) writeFileSync(join(mirror, relative(pkg, resolve(f.path))), f.rewritten);

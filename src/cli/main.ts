@@ -1,6 +1,7 @@
 // The `adopt` command line. Exit codes: 0 ok, 1 `--check` found changes, 2 bad usage or input.
 import { Command, CommanderError } from 'commander';
 import { AdoptError, formatDiagnostic } from '../diag.js';
+import { benchCommand } from './bench.js';
 import { explainCommand } from './explain.js';
 import { rewriteCommand } from './rewrite.js';
 import { rulesCommand } from './rules.js';
@@ -58,6 +59,18 @@ export async function main(argv: string[]): Promise<number> {
     .option('--rtol <x>', 'relative tolerance', '1e-4')
     .option('--json', 'print the result as JSON')
     .action((original: string, rewritten: string, opts) => { code = verifyCommand(original, rewritten, opts); });
+
+  program
+    .command('bench')
+    .description('analyse, rewrite, score and optionally verify a whole corpus; writes JSON and an HTML report')
+    .argument('[dir]', 'a directory of model files')
+    .option('--hf [version]', 'the HF-199 corpus: transformers VERSION (default 4.35.0) from PyPI, scored against Adopter\'s ground truth')
+    .option('--labels <path>', 'a directory of *.labels.json files to score sites against (default: DIR)')
+    .option('--verify', 'verify every rewritten model in torch')
+    .option('--report <file>', 'the HTML report (default: bench-results/…-report.html)')
+    .option('--out <dir>', 'where results are written', 'bench-results')
+    .option('--json', 'print the results as JSON')
+    .action(async (dir: string | undefined, opts) => { code = await benchCommand(dir, opts); });
 
   const rules = program.command('rules').description('list, show, test and check rules');
   rules.command('list').option('--rules <dir>', 'rules directory').action((opts) => { code = rulesCommand('list', undefined, opts); });
