@@ -62,6 +62,24 @@ describe('adopt rewrite', () => {
     expect(run.files[0].rewritten).toContain("scores = (_adopt.softmax(scores, dim=-1) if _adopt is not None and _adopt.enabled('softmax') else nn.functional.softmax(scores, dim=-1))");
   });
 
+  it('a Sequential built by a factory function is rewritten once, where the factory builds it', () => {
+    const src = [
+      'from torch import nn', '', '',
+      'def conv_bn(cin, cout):',
+      '    return nn.Sequential(', '        nn.Conv2d(cin, cout, 3, padding=1, bias=False),', '        nn.BatchNorm2d(cout),', '        nn.ReLU(),', '    )', '', '',
+      'class Stem(nn.Module):', '    def __init__(self):', '        super().__init__()', '        self.conv = conv_bn(3, 8)', '',
+      '    def forward(self, x):', '        return self.conv(x)', '', '',
+      'class Head(nn.Module):', '    def __init__(self):', '        super().__init__()', '        self.block = conv_bn(8, 8)', '',
+      '    def forward(self, x):', '        return self.block(x)', '',
+    ].join('\n');
+    const dir = tempProject({ 'f.py': src });
+    const run = runRewrite([join(dir, 'f.py')], { rules: 'conv_bn' });
+    expect(run.sites).toHaveLength(1);
+    expect(run.sites[0]).toMatchObject({ decision: 'rewritten', lines: [5, 9] });
+    expect(run.files[0].rewritten).toContain("    return (_adopt.FusedSequential if _adopt is not None and _adopt.enabled('conv_bn') else nn.Sequential)(");
+    expect(run.files[0].rewritten).toContain('        self.conv = conv_bn(3, 8)');
+  });
+
   it('resolves overlaps by priority and says so', () => {
     const r = adopt(['rewrite', '--json', join(modelsDir, 'nanogpt.py')]);
     const j = JSON.parse(r.stdout);

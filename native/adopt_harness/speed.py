@@ -5,8 +5,12 @@ same seed and weights (the rewritten model loads the original's state dict stric
 forward passes and training steps are timed alternately, A B A B ..., after warm-up; medians are
 reported with their ratio. On a GPU it runs in bf16 and reports peak memory per variant.
 
-Usage: python -m adopt_harness.speed OUT.json REWRITTEN_MODELS_DIR [--seq 128,512] [--repeats 5]
+Besides the rewrite with every rule ("rewritten"), each `--variant RULE=DIR` is a rewrite with that
+one rule only, timed in the same interleaved loop, so the table shows what each rule contributes.
+
+Usage: python -m adopt_harness.speed OUT.json REWRITTEN_MODELS_DIR [--variant RULE=DIR ...] [--seq 128,512] [--repeats 5]
 """
+import os
 import argparse
 import importlib
 import importlib.util
@@ -29,9 +33,9 @@ MODELS = {
 }
 
 
-def load_rewritten(model, path):
+def load_rewritten(model, path, tag="all"):
     package = f"transformers.models.{model}"
-    name = f"{package}.adopt_speed_{model}"
+    name = f"{package}.adopt_speed_{model}_{tag}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     module.__package__ = package
@@ -91,6 +95,7 @@ def main():
     p.add_argument("--seq", default="128,512")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--variant", action="append", default=[], help="RULE=DIR: the models rewritten with that rule only")
     args = p.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -109,25 +114,37 @@ def main():
                     setattr(config, attr, 0.0)
             torch.manual_seed(0)
             a = cls_a(config).to(device=device, dtype=dtype)
-            b = cls_b(config).to(device=device, dtype=dtype)
-            b.load_state_dict(a.state_dict(), strict=True)
+            variants = {"original": a, "rewritten": cls_b(config).to(device=device, dtype=dtype)}
+            for v in args.variant:
+                rule, vdir = v.split("=", 1)
+                path = f"{vdir}/{module}/modeling_{module}.py"
+                if os.path.exists(path):  # the rule rewrote something in this model
+                    variants[rule] = getattr(load_rewritten(module, path, rule), cls_name)(config).to(device=device, dtype=dtype)
+            for m in variants.values():
+                m.load_state_dict(a.state_dict(), strict=True)
+            row["rules"] = [k for k in variants if k not in ("original", "rewritten")]
             row["sdpa_alternative"] = "not available in transformers 4.35 (attn_implementation arrived in 4.36)"
             for seq in [int(s) for s in args.seq.split(",")]:
                 if key == "vit-base" and seq != 128:
                     continue
                 inputs = inputs_for(key, cls_a, config, seq, device)
-                fwd, peak_f = time_pair({"original": a, "rewritten": b}, inputs, device, args.repeats, train=False)
-                trn, peak_t = time_pair({"original": a, "rewritten": b}, inputs, device, max(3, args.repeats // 2), train=True)
+                fwd, peak_f = time_pair(variants, inputs, device, args.repeats, train=False)
+                trn, peak_t = time_pair(variants, inputs, device, max(3, args.repeats // 2), train=True)
                 entry = {
                     "forward_original_s": fwd["original"], "forward_rewritten_s": fwd["rewritten"],
                     "forward_ratio": fwd["rewritten"] / fwd["original"],
                     "train_original_s": trn["original"], "train_rewritten_s": trn["rewritten"],
                     "train_ratio": trn["rewritten"] / trn["original"],
+                    "per_rule": {k: {"forward_ratio": fwd[k] / fwd["original"], "train_ratio": trn[k] / trn["original"],
+                                     **({"memory_ratio": peak_t[k] / peak_t["original"]} if peak_t else {})}
+                                 for k in variants if k not in ("original", "rewritten")},
                 }
                 if peak_t:
                     entry.update({"peak_original_bytes": peak_t["original"], "peak_rewritten_bytes": peak_t["rewritten"], "memory_ratio": peak_t["rewritten"] / peak_t["original"]})
+                else:
+                    entry["memory_ratio"] = None  # CPU: no per-variant peak from torch
                 row[f"seq{seq}" if key != "vit-base" else "image224"] = entry
-                print(json.dumps({"model": key, "seq": seq, **{k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items()}}), flush=True)
+                print(json.dumps({"model": key, "seq": seq, **{k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items() if k != "per_rule"}}), flush=True)
         except Exception as e:  # reported per model; the run goes on
             row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
             print(json.dumps({"model": key, "error": row["error"]}), flush=True)

@@ -73,14 +73,14 @@ export class ClassTable {
    * `self.stem = conv_bn(3, 32, 2)` where `def conv_bn(...): return nn.Sequential(...)`: the
    * attribute is what the factory returns, with its parameters substituted (one level deep).
    */
-  private throughFactory(value: Expr, depth = 0): Expr {
-    if (value.k !== 'call' || depth > 2) return value;
+  private throughFactory(value: Expr, depth = 0): { value: Expr; built?: Span } {
+    if (value.k !== 'call' || depth > 2) return { value };
     const r = this.resolver.resolveQual(value.callee);
-    if (r.k !== 'function' || r.def.owner) return value;
+    if (r.k !== 'function' || r.def.owner) return { value };
     const body = field(r.def.node, 'body')?.namedChildren.filter((c) => c.type !== 'comment' && !(c.type === 'expression_statement' && c.namedChildren[0]?.type === 'string')) ?? [];
-    if (body.length !== 1 || body[0].type !== 'return_statement' || !body[0].namedChildren[0]) return value;
+    if (body.length !== 1 || body[0].type !== 'return_statement' || !body[0].namedChildren[0]) return { value };
     const syms = this.resolver.symbolsOf(r.def.module);
-    if (!syms) return value;
+    if (!syms) return { value };
     const env = new Map<string, Expr>();
     const params = (field(r.def.node, 'parameters')?.namedChildren ?? []).filter((p) => p.type !== 'comment');
     params.forEach((p, i) => {
@@ -90,8 +90,10 @@ export class ClassTable {
       const def = field(p, 'value');
       env.set(name, given ?? (def ? staticExpr(def, { syms, resolver: this.resolver, env: new Map(), locals: new Set() }) : { k: 'name', path: name }));
     });
-    const out = staticExpr(body[0].namedChildren[0], { syms, resolver: this.resolver, env, locals: new Set() });
-    return this.throughFactory(out, depth + 1);
+    const returned = body[0].namedChildren[0];
+    const out = staticExpr(returned, { syms, resolver: this.resolver, env, locals: new Set() });
+    const inner = this.throughFactory(out, depth + 1);
+    return { value: inner.value, built: inner.built ?? spanOf(syms.parsed.source, returned, '') };
   }
 
   private initAttrs(info: ClassInfo): Attr[] {
@@ -121,7 +123,9 @@ export class ClassTable {
             while (right?.type === 'assignment') right = field(right, 'right');
             if (!left || !right) continue;
             if (left.type === 'attribute' && field(left, 'object')?.text === 'self') {
-              set({ name: field(left, 'attribute')!.text, value: this.throughFactory(staticExpr(right, scope)), span: spanOf(src, stmt, src.path), ...(guard.length ? { guard: [...guard] } : {}) });
+              const { value, built } = this.throughFactory(staticExpr(right, scope));
+              if (built?.file === src.path) delete built.file;
+              set({ name: field(left, 'attribute')!.text, value, span: spanOf(src, stmt, src.path), ...(guard.length ? { guard: [...guard] } : {}), ...(built ? { built } : {}) });
             } else if (left.type === 'identifier') {
               scope.env.set(left.text, staticExpr(right, scope));
             } else {

@@ -506,9 +506,12 @@ export class MethodLowerer {
     if (a.value.k !== 'call' || !/(^|\.)Sequential$/.test(a.value.callee) || a.value.kw.length || !a.value.args.length) return undefined;
     if (!a.value.args.every((x) => x.k === 'call' || (x.k === 'index' && x.base.k === 'name'))) return undefined;
     const home = a.from ? this.classes.resolver.resolveQual(a.from) : undefined;
-    const file = home?.k === 'class' ? this.resolver.symbolsOf(home.def.module)?.parsed.source.path : cls.syms.parsed.source.path;
+    const classFile = home?.k === 'class' ? this.resolver.symbolsOf(home.def.module)?.parsed.source.path : cls.syms.parsed.source.path;
+    // a Sequential a factory function builds is edited where the factory builds it
+    const file = a.built?.file ?? classFile;
     if (!file) return undefined;
-    const span: Span = { ...a.span };
+    const span: Span = { ...(a.built ?? a.span) };
+    delete span.file;
     if (file !== this.ownerPath) span.file = file;
     return a.value.args.map((x) => ({ callee: typeName(x), span }));
   }

@@ -1,14 +1,17 @@
 // bench:models — forward and training-step time (and peak memory on a GPU) of seven models,
-// original vs rewritten, measured side by side in one process (native/adopt_harness/speed.py).
-// On CPU it runs in fp32; where a GPU is present, in bf16.
+// original vs rewritten with all rules vs rewritten with each rule alone, measured side by side in
+// one process (native/adopt_harness/speed.py). On CPU it runs in fp32; on a GPU, in bf16.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
 import { cacheDir, ensureTransformers, hf199Files } from './corpus.js';
 import { rewriteAll, writeMirror } from './rewrite.js';
 
 const OUT = 'bench-results';
+const MODULES = ['bert', 'roberta', 'albert', 'gpt2', 't5', 'vit', 'llama'];
+
+interface Entry { forward_original_s: number; forward_rewritten_s: number; forward_ratio: number; train_original_s: number; train_rewritten_s: number; train_ratio: number; memory_ratio: number | null; per_rule: Record<string, { forward_ratio: number; train_ratio: number; memory_ratio?: number }> }
 
 function main(): void {
   const arg = (name: string, dflt: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : dflt; };
@@ -16,26 +19,54 @@ function main(): void {
   const models = hf199Files(pkg);
   const run = rewriteAll(models.map((m) => m.file), pkg);
   const { mirror } = writeMirror(pkg, run.synth.files);
+  // one tree per rule: the seven models rewritten with that rule alone
+  const targets = new Set(MODULES.map((m) => resolve(pkg, 'models', m, `modeling_${m}.py`)));
+  const rules = [...new Set(run.synth.sites.filter((s) => s.decision === 'rewritten' && targets.has(resolve(s.file))).map((s) => s.rule))].sort();
+  const variantsDir = resolve(OUT, 'speed-variants');
+  rmSync(variantsDir, { recursive: true, force: true });
+  const variantArgs: string[] = [];
+  for (const rule of rules) {
+    const synth = run.resynthesize((s) => s.rule === rule && targets.has(resolve(s.file)));
+    for (const f of synth.files) {
+      if (f.error || f.rewritten === f.original) continue;
+      const module = resolve(f.path).split('/').slice(-2)[0];
+      mkdirSync(join(variantsDir, rule, module), { recursive: true });
+      writeFileSync(join(variantsDir, rule, module, `modeling_${module}.py`), f.rewritten);
+    }
+    variantArgs.push('--variant', `${rule}=${join(variantsDir, rule)}`);
+  }
   spawnSync('bash', [resolve('scripts/setup-python.sh'), '--hf'], { stdio: 'inherit' });
   mkdirSync(OUT, { recursive: true });
   const out = resolve(OUT, 'models.json');
-  const r = spawnSync(pythonExecutable(), ['-m', 'adopt_harness.speed', out, join(mirror, 'models'), '--seq', arg('--seq', '128,512'), '--repeats', arg('--repeats', '5')], {
+  const r = spawnSync(pythonExecutable(), ['-m', 'adopt_harness.speed', out, join(mirror, 'models'), ...variantArgs, '--seq', arg('--seq', '128,512'), '--repeats', arg('--repeats', '5'), '--models', arg('--models', 'bert-base,roberta-base,albert-base,gpt2,t5-small,vit-base,llama-style')], {
     stdio: ['ignore', 'inherit', 'inherit'], timeout: 3_600_000,
     env: { ...process.env, PYTHONPATH: [NATIVE_DIR, join(cacheDir(), 'pydeps')].join(':'), PYTHONUNBUFFERED: '1' },
   });
   if (r.status !== 0) process.stderr.write(`speed harness exited with ${r.status ?? r.signal}\n`);
   const rows = JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>[];
-  console.log('\nmodel          input     forward orig  rewritten  ratio   train orig  rewritten  ratio   memory ratio');
+  const device = rows.find((x) => x.device)?.device;
+  console.log(`\nmodel          input     forward orig  rewritten  ratio   train orig  rewritten  ratio   memory ratio   (${device}, median, side by side)`);
   const summary: Record<string, unknown> = {};
+  const ruleRows: string[] = [];
   for (const row of rows) {
     if (row.error) { console.log(`${String(row.model).padEnd(15)}error: ${row.error}`); summary[String(row.model)] = { error: row.error }; continue; }
     for (const [k, v] of Object.entries(row)) {
       if (!/^(seq\d+|image\d+)$/.test(k)) continue;
-      const e = v as Record<string, number>;
-      console.log(`${String(row.model).padEnd(15)}${k.padEnd(10)}${e.forward_original_s.toFixed(4).padStart(12)}${e.forward_rewritten_s.toFixed(4).padStart(11)}${e.forward_ratio.toFixed(3).padStart(7)}${e.train_original_s.toFixed(4).padStart(13)}${e.train_rewritten_s.toFixed(4).padStart(11)}${e.train_ratio.toFixed(3).padStart(7)}${(e.memory_ratio ? e.memory_ratio.toFixed(3) : 'n/a').padStart(15)}`);
-      summary[`${row.model}@${k}`] = { forward_ratio: round(e.forward_ratio), train_ratio: round(e.train_ratio), memory_ratio: e.memory_ratio ? round(e.memory_ratio) : null, device: row.device, dtype: row.dtype };
+      const e = v as Entry;
+      const slower = e.forward_ratio > 1.05 || e.train_ratio > 1.05 ? '  slower' : '';
+      console.log(`${String(row.model).padEnd(15)}${k.padEnd(10)}${e.forward_original_s.toFixed(4).padStart(12)}${e.forward_rewritten_s.toFixed(4).padStart(11)}${e.forward_ratio.toFixed(3).padStart(7)}${e.train_original_s.toFixed(4).padStart(13)}${e.train_rewritten_s.toFixed(4).padStart(11)}${e.train_ratio.toFixed(3).padStart(7)}${(e.memory_ratio ? e.memory_ratio.toFixed(3) : 'n/a').padStart(15)}${slower}`);
+      for (const [rule, pr] of Object.entries(e.per_rule ?? {})) {
+        const mark = pr.forward_ratio > 1.05 || pr.train_ratio > 1.05 ? '  slower' : '';
+        ruleRows.push(`${String(row.model).padEnd(15)}${k.padEnd(10)}${rule.padEnd(24)}${pr.forward_ratio.toFixed(3).padStart(8)}${pr.train_ratio.toFixed(3).padStart(8)}${mark}`);
+      }
+      summary[`${row.model}@${k}`] = {
+        forward_ratio: round(e.forward_ratio), train_ratio: round(e.train_ratio), memory_ratio: e.memory_ratio ? round(e.memory_ratio) : null, device: row.device, dtype: row.dtype,
+        per_rule: Object.fromEntries(Object.entries(e.per_rule ?? {}).map(([rule, pr]) => [rule, { forward_ratio: round(pr.forward_ratio), train_ratio: round(pr.train_ratio) }])),
+      };
     }
   }
+  console.log('\nper rule (that rule alone)                         forward   train');
+  for (const l of ruleRows) console.log(l);
   writeFileSync(resolve(OUT, 'models-summary.json'), JSON.stringify(summary, null, 1));
   console.log(JSON.stringify(summary));
 }

@@ -80,6 +80,8 @@ export interface Attr {
   guard?: Expr[];
   /** The base class whose __init__ sets it, when inherited. */
   from?: string;
+  /** Where the value is constructed when a factory function builds it (`return nn.Sequential(...)`). */
+  built?: Span;
 }
 
 export interface ModuleIR {

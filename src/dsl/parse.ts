@@ -107,14 +107,17 @@ export function addSemantics(s: ohm.Semantics): void {
       return { kind: name === 'InitSec' ? 'init' : name === 'Inherits' ? 'inherits' : 'def', value: x.ir() };
     },
     InitSec(_k, _i, attrs, _d) { return attrs.children.map((c: N) => c.ir()); },
-    AttrLine(name, _eq, value, guard, from, span) {
+    AttrLine(name, _eq, value, guard, from, built, span) {
       const a: Attr = { name: name.sourceString, value: value.ir(), span: span.ir() };
       const g = opt<Expr[]>(guard);
       if (g) a.guard = g;
       const f = opt<string>(from);
       if (f) a.from = f;
+      const b = opt<Span>(built);
+      if (b) a.built = b;
       return a;
     },
+    Built(_k, s) { return s.ir(); },
     Guard(_k, exprs) { return list(exprs); },
     From(_k, q) { return q.ir(); },
     Inherits(_k, meth, _f, q) { return [meth.sourceString, q.ir()]; },

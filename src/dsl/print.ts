@@ -45,6 +45,7 @@ function attr(a: Attr): string {
   let s = `${a.name} = ${expr(a.value)}`;
   if (a.guard?.length) s += ` if ${a.guard.map(expr).join(', ')}`;
   if (a.from) s += ` from ${name(a.from)}`;
+  if (a.built) s += ` built ${span(a.built)}`;
   return `${s} ${span(a.span)}`;
 }
 

@@ -94,8 +94,9 @@ function depth(s: Site): number {
 }
 
 export function siteKey(s: Site): string {
-  // the callee tells apart the elements of one nn.Sequential, which share its span
-  const spans = Object.values(s.ops).filter((o): o is Op => !!o).map((o) => `${o.span.file ?? s.view.file.path}:${o.span.start}-${o.span.end}:${o.callee}`).sort();
+  // the element index tells apart the elements of one nn.Sequential, which share its span; a
+  // Sequential built by a factory function is one site however many attributes it builds
+  const spans = Object.values(s.ops).filter((o): o is Op => !!o).map((o) => `${o.span.file ?? s.view.file.path}:${o.span.start}-${o.span.end}:${/\[\d+\]$/.test(o.callee) ? o.callee.replace(/^.*(\[\d+\])$/, '$1') : o.callee}`).sort();
   return `${s.rule}|${spans.join('|')}`;
 }
 

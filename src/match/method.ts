@@ -115,6 +115,9 @@ export function attrOf(view: MethodView, op: Op): Attr | undefined {
   return item ? { ...attr, value: item } : undefined;
 }
 
+/** Modules that map the last dimension and keep the others: the rank stays. */
+const RANK_KEEPING_MODULE = /(^|\.)(Linear|LayerNorm|RMSNorm|Dropout|GELU|ReLU|SiLU|Tanh|Sigmoid|Identity)$/;
+
 const RANK_KEEPING = new Set(['softmax', 'log_softmax', 'dropout', 'to', 'contiguous', 'float', 'type_as', 'relu', 'gelu', 'tanh', 'sigmoid', 'exp', 'neg', 'masked_fill', 'clamp', 'transpose']);
 
 /** Static ranks where the code shows them: view/reshape with n sizes, einsum outputs, matmul
@@ -122,6 +125,11 @@ const RANK_KEEPING = new Set(['softmax', 'log_softmax', 'dropout', 'to', 'contig
 function inferRanks(v: MethodView): void {
   const r = (e: Expr | undefined) => (e?.k === 'ssa' ? v.rank.get(e.id) : undefined);
   for (const op of v.ops) {
+    if (op.kind === 'module' && (op.type ?? []).some((t) => RANK_KEEPING_MODULE.test(t))) {
+      const x = r(op.args[0]);
+      if (x !== undefined) v.rank.set(op.id, x);
+      continue;
+    }
     if (op.kind !== 'op') continue;
     let rank: number | undefined;
     const a = op.args;
@@ -143,6 +151,12 @@ function inferRanks(v: MethodView): void {
         break;
       }
       case 'unsqueeze': { const x = r(a[0]); if (x !== undefined) rank = x + 1; break; }
+      case 'permute': {
+        const dims = a.slice(1);
+        if (dims.length === 1 && (dims[0].k === 'tuple' || dims[0].k === 'list')) rank = dims[0].items.length;
+        else if (dims.length > 1 && dims.every((d) => d.k === 'const')) rank = dims.length;
+        break;
+      }
       case 'add': case 'sub': case 'mul': case 'div': {
         const [x, y] = [r(a[0]), r(a[1])];
         if (x !== undefined && (y !== undefined || a[1]?.k === 'const')) rank = Math.max(x, y ?? 0);

@@ -1,7 +1,7 @@
 // Synthesis: each site becomes a byte-range edit of the original text, with guarded dispatch
 // (the fast path when its preconditions hold at run time, the original code otherwise).
 // Everything outside the edits stays as it was; overlapping sites are resolved by priority.
-import type { Expr, Op } from '../dsl/ir.js';
+import type { Expr, Op, Span } from '../dsl/ir.js';
 import type { SyntaxNode } from '../parse/python.js';
 import { hasSyntaxErrors, parsePython } from '../parse/python.js';
 import { sourceFromText } from '../parse/source.js';
@@ -162,7 +162,8 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult): Edit | st
 }
 
 function isInitSpan(s: Site, o: Op): boolean {
-  return !!s.view.module?.attrs.some((a) => a.span.start === o.span.start && a.span.end === o.span.end && (a.span.file ?? '') === (o.span.file ?? ''));
+  const at = (sp: Span) => sp.start === o.span.start && sp.end === o.span.end;
+  return !!s.view.module?.attrs.some((a) => (at(a.span) && (a.span.file ?? '') === (o.span.file ?? '')) || (a.built && at(a.built)));
 }
 
 function alreadyGuarded(node: SyntaxNode): boolean {
