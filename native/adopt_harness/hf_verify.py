@@ -22,28 +22,24 @@ import traceback
 import torch
 from torch import nn
 
+from adopt_harness.hf_inputs import DROPOUT_WORDS, SMALL, NoInputs, candidate_classes, ladder
+from adopt_harness.hf_inputs import make_inputs as _make_inputs
+
 TIMEOUT_S = 60
 # Errors are measured relative to the tensor's largest magnitude: deep random-init models have
 # gradients in the thousands, where fp32 reassociation (threaded reductions, folded BatchNorm)
 # moves the last digits. A wrong rewrite moves them by orders of magnitude more.
 TOL = 1e-3
-
-# Sizes shrunk to a tiny but consistent model. Keys are config attributes.
-SMALL = {
-    "hidden_size": 32, "d_model": 32, "n_embd": 32, "embed_dim": 32, "dim": 32, "emb_dim": 32, "n_embed": 32, "d_embed": 32,
-    "num_hidden_layers": 2, "num_layers": 2, "n_layer": 2, "n_layers": 2, "encoder_layers": 2, "decoder_layers": 2,
-    "num_decoder_layers": 2, "num_encoder_layers": 2,
-    "num_attention_heads": 4, "n_head": 4, "n_heads": 4, "encoder_attention_heads": 4, "decoder_attention_heads": 4,
-    "num_heads": 4, "num_key_value_heads": 4,
-    "intermediate_size": 37, "encoder_ffn_dim": 37, "decoder_ffn_dim": 37, "d_ff": 37, "n_inner": 37, "ffn_dim": 37,
-    "vocab_size": 99, "d_kv": 8, "embedding_size": 32,
-}
-# Randomness that differs between two runs: dropout, stochastic depth, SpecAugment masking.
-DROPOUT_WORDS = ("dropout", "drop_prob", "drop_rate", "pdrop", "attn_drop", "drop_path", "layerdrop", "mask_time_prob", "mask_feature_prob")
+# A model this large at the chosen shrink would take minutes and gigabytes: not built.
+MAX_PARAMS = 60_000_000
 
 
 class Timeout(Exception):
     pass
+
+
+class OriginalFailed(Exception):
+    """The original model cannot run with this class, config and inputs: a harness problem, never the rewrite's."""
 
 
 def _alarm(_signum, _frame):
