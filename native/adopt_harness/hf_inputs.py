@@ -95,6 +95,9 @@ def _shrink_inputs(d):
             # keep the aspect ratio (a text-line recogniser's 32x128)
             r = side / max(v)
             d[key] = [max(_int(patch) and patch or 1, _round_up(x * r, patch if _int(patch) else 1)) for x in v]
+    if _int(d.get("window_size")) and isinstance(d.get("depths"), list):
+        # windowed stages (Swin): a window no larger than the last stage's resolution
+        d["window_size"] = min(d["window_size"], 2)
     if _int(d.get("num_frames")) and d["num_frames"] > 4:
         d["num_frames"] = 4
 

@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import os
 import signal
 import sys
 import time
@@ -22,7 +23,7 @@ import traceback
 import torch
 from torch import nn
 
-from adopt_harness.hf_inputs import DROPOUT_WORDS, SMALL, NoInputs, candidate_classes, ladder
+from adopt_harness.hf_inputs import DROPOUT_WORDS, RUNGS, SMALL, NoInputs, candidate_classes, ladder
 from adopt_harness.hf_inputs import make_inputs as _make_inputs
 
 TIMEOUT_S = 60
@@ -35,6 +36,10 @@ MAX_PARAMS = 60_000_000
 
 
 class Timeout(Exception):
+    pass
+
+
+class NotRunnable(Exception):
     pass
 
 
@@ -78,42 +83,14 @@ def no_dropout(model):
 
 
 def base_model_class(module):
-    candidates = []
-    for name, obj in vars(module).items():
-        if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__:
-            if not name.endswith("PreTrainedModel") and getattr(obj, "config_class", None) is not None:
-                # prefer the bare model: *Model, then *Encoder/*Decoder, then the shortest name
-                rank = 0 if name.endswith("Model") else 1 if name.endswith(("Encoder", "Decoder")) else 2
-                candidates.append((rank, len(name), name, obj))
+    candidates = candidate_classes(module)
     if not candidates:
         raise RuntimeError("no model class with a config_class in the file")
-    return sorted(candidates)[0][3]
+    return candidates[0]
 
 
 def make_inputs(cls, config):
-    params = inspect.signature(cls.forward).parameters
-    batch, seq = 2, 7
-    inputs = {}
-    vision = getattr(config, "vision_config", None) or config
-    text = getattr(config, "text_config", None) or config
-    if "input_ids" in params:
-        inputs["input_ids"] = torch.randint(1, min(getattr(text, "vocab_size", 99) or 99, 99), (batch, seq))
-    if "pixel_values" in params and ("input_ids" not in params or params["pixel_values"].default is inspect.Parameter.empty or getattr(config, "vision_config", None) is not None):
-        size = getattr(vision, "image_size", 224)
-        size = size[0] if isinstance(size, (list, tuple)) else size
-        channels = getattr(vision, "num_channels", 3)
-        inputs["pixel_values"] = torch.randn(batch, channels, size, size)
-    if inputs:
-        pass
-    elif "input_values" in params:
-        inputs["input_values"] = torch.randn(batch, 4000)
-    elif "input_features" in params:
-        inputs["input_features"] = torch.randn(batch, getattr(config, "num_mel_bins", 80), 3000 if "whisper" in cls.__module__ else 64)
-    else:
-        raise RuntimeError(f"unknown input kind for {cls.__name__}.forward({', '.join(list(params)[1:4])}, ...)")
-    if "decoder_input_ids" in params and "input_ids" in inputs:
-        inputs["decoder_input_ids"] = torch.randint(0, min(getattr(config, "vocab_size", 99) or 99, 99), (batch, 5))
-    return inputs
+    return _make_inputs(cls, config)
 
 
 # Differences below this are rounding of values that are zero in exact arithmetic (the gradient of
@@ -155,97 +132,201 @@ def import_rewritten(package, path):
     return module
 
 
+# float64 first: folding BatchNorm or reassociating a reduction then changes the last digits only,
+# where in fp32 deep random-init models amplify them past any fixed tolerance. Some models cannot
+# run in float64 (masking constants like finfo(float32).min overflow, buffers or inputs made in
+# float32 inside the model): those are compared in float32, with the same scaled tolerance.
+DTYPE_TROUBLE = ("overflow", "dtype", "Double", "Float", "scalar type")
+MAX_CLASSES = 4
+
+
+def _reason(e):
+    if isinstance(e, (OriginalFailed, NoInputs)):
+        return str(e)
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" ({tb[-1].filename.split('/')[-1]}:{tb[-1].lineno})" if tb else ""
+    return f"{type(e).__name__}: {str(e)[:200]}{where}"
+
+
 def verify(model, rewritten_path):
-    try:
-        return verify_in(model, rewritten_path, torch.float64)
-    except RuntimeError as e:
-        # some models fill masks with finfo(float32).min-style constants that overflow when the
-        # model runs in float64: those are compared in float32, with the same scaled tolerance
-        if "overflow" not in str(e):
-            raise
-        result = verify_in(model, rewritten_path, torch.float32)
-        result["dtype"] = "float32 (float64 overflows in the model's masking constants)"
-        return result
-
-
-def verify_in(model, rewritten_path, dtype):
     package = f"transformers.models.{model}"
     original = importlib.import_module(f"{package}.modeling_{model}")
-    rewritten = import_rewritten(package, rewritten_path)
-    cls_a = base_model_class(original)
-    cls_b = getattr(rewritten, cls_a.__name__)
-    config = shrink(cls_a.config_class())
     try:
-        import adopt_kernels
-        calls = {"n": 0}
-        for kname in ("softmax", "dropout_add_layer_norm", "linear_gelu", "conv_bn", "linear_bn", "fused_qkv", "attention", "rms_norm", "gated_mlp"):
-            fn = getattr(adopt_kernels, kname)
+        rewritten = import_rewritten(package, rewritten_path)
+    except Exception as e:  # the original module imports (above): the rewrite broke it
+        return {"status": "mismatch", "problems": [f"the rewritten file does not import: {_reason(e)}"]}
+    classes = candidate_classes(original)
+    if not classes:
+        raise NotRunnable("no model class with a config_class in the file")
+    # The original decides the class, the shrink and the dtype: the first it runs with. A failure
+    # of the original is a harness or config problem, so the next, milder choice is tried; the
+    # rewritten model is then compared once, on exactly that config and those inputs.
+    failures = []
+    for cls_a in classes[:MAX_CLASSES]:
+        for rung, config, err in ladder(cls_a.config_class):
+            if config is None:
+                failures.append((cls_a.__name__, rung, f"the shrunk config is refused: {_reason(err)}"))
+                continue
+            try:
+                torch.manual_seed(2)
+                inputs = make_inputs(cls_a, config)
+            except NoInputs as e:
+                failures.append((cls_a.__name__, rung, str(e)))
+                break
+            for dtype in (torch.float64, torch.float32):
+                try:
+                    a, state, reference = run_original(cls_a, config, inputs, dtype)
+                except Timeout:
+                    raise
+                except Exception as e:
+                    failures.append((cls_a.__name__, rung, _reason(e)))
+                    if os.environ.get("ADOPT_HF_DEBUG"):
+                        traceback.print_exc()
+                    if dtype is torch.float64 and any(w in str(e) for w in DTYPE_TROUBLE):
+                        continue
+                    break
+                cls_b = getattr(rewritten, cls_a.__name__, None)
+                if cls_b is None:
+                    return {"status": "mismatch", "class": cls_a.__name__, "problems": [f"the rewritten file has no class {cls_a.__name__}"]}
+                result = compare(cls_b, config, inputs, dtype, state, reference, rewritten)
+                result["class"] = cls_a.__name__
+                if rung != RUNGS[0]:
+                    result["config"] = rung
+                if dtype is torch.float32:
+                    result["dtype"] = f"float32 (the original fails in float64: {failures[-1][2][:120]})"
+                del a
+                return result
+    # nothing the original runs with: report why the base class failed at its tiniest config
+    has_inputs = [f for f in failures if not f[2].startswith("unknown input kind")]
+    name, rung, why = (has_inputs or failures)[0]
+    others = len(has_inputs or failures) - 1
+    raise NotRunnable(f"{why}" + (f" [{name}, {rung}; {others} milder configs or other classes failed too]" if others else ""))
 
-            def counting(*a, _fn=fn, **k):
-                calls["n"] += 1
-                return _fn(*a, **k)
 
-            setattr(rewritten._adopt if getattr(rewritten, "_adopt", None) else adopt_kernels, kname, counting)
-    except ImportError:
-        calls = {"n": -1}
+def _cast(inputs, dtype):
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
+
+
+def run_original(cls, config, inputs, dtype):
+    """Outputs, output weights and parameter gradients of the original in eval and train mode."""
     torch.manual_seed(0)
     try:
-        a = cls_a(config)
+        a = cls(config)
     except Exception as e:
-        raise RuntimeError(f"cannot build {cls_a.__name__} from a shrunk config: {type(e).__name__}: {str(e)[:200]}")
-    torch.manual_seed(0)
-    b = cls_b(config)
-    b.load_state_dict(a.state_dict(), strict=True)
-    # float64: folding BatchNorm or reassociating a reduction then changes the last digits only,
-    # where in fp32 deep random-init models amplify them past any fixed tolerance
-    a, b = a.to(dtype), b.to(dtype)
-    inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in make_inputs(cls_a, config).items()}
-    problems, worst = [], {"max_abs": 0.0, "max_rel": 0.0}
-    timings = {}
+        raise OriginalFailed(f"cannot build {cls.__name__} from a shrunk config: {type(e).__name__}: {str(e)[:200]}")
+    n = sum(p.numel() for p in a.parameters())
+    if n > MAX_PARAMS:
+        raise OriginalFailed(f"{cls.__name__} has {n / 1e6:.0f}M parameters at this size")
+    state = {k: v.clone() for k, v in a.state_dict().items()}  # before any forward moves BatchNorm statistics
+    a = a.to(dtype)
+    inputs = _cast(inputs, dtype)
+    reference = {}
     for mode in ("eval", "train"):
-        for m in (a, b):
-            m.train(mode == "train")
-            no_dropout(m)
+        a.train(mode == "train")
+        no_dropout(a)
         # the noise floor: the original against itself
         torch.manual_seed(1)
         o0 = first_tensor(a(**inputs))
         torch.manual_seed(1)
         o1 = first_tensor(a(**inputs))
-        if o0 is not None and o1 is not None and scaled_error(o0, o1) > TOL:
-            raise RuntimeError(f"the original model is not deterministic at this size ({mode}: a repeat differs by {scaled_error(o0, o1):.2g} of its largest value)")
+        if o0 is not None and o1 is not None and o0.shape == o1.shape and scaled_error(o0, o1) > TOL:
+            raise OriginalFailed(f"the original model is not deterministic at this size ({mode}: a repeat differs by {scaled_error(o0, o1):.2g} of its largest value)")
         del o0, o1
         torch.manual_seed(1)
         t0 = time.perf_counter()
-        oa = first_tensor(a(**inputs))
-        t1 = time.perf_counter()
+        out = first_tensor(a(**inputs))
+        seconds = time.perf_counter() - t0
+        if out is None:
+            raise OriginalFailed("the model returned no floating-point tensor")
+        w = torch.randn(out.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64).to(out.dtype)
+        (out * w).sum().backward()
+        grads = {name: None if p.grad is None else p.grad.detach().clone() for name, p in a.named_parameters()}
+        a.zero_grad(set_to_none=True)
+        reference[mode] = (out.detach(), w, grads, seconds)
+    return a, state, reference
+
+
+def count_fast_path_calls(rewritten):
+    try:
+        import adopt_kernels
+    except ImportError:
+        return {"n": -1}
+    calls = {"n": 0}
+    for kname in ("softmax", "dropout_add_layer_norm", "linear_gelu", "conv_bn", "linear_bn", "fused_qkv", "attention", "rms_norm", "gated_mlp"):
+        fn = getattr(adopt_kernels, kname)
+
+        def counting(*a, _fn=fn, **k):
+            calls["n"] += 1
+            return _fn(*a, **k)
+
+        setattr(rewritten._adopt if getattr(rewritten, "_adopt", None) else adopt_kernels, kname, counting)
+    return calls
+
+
+def compare(cls_b, config, inputs, dtype, state, reference, rewritten):
+    calls = count_fast_path_calls(rewritten)
+    problems, worst, timings = [], {"max_abs": 0.0, "max_rel": 0.0}, {}
+
+    def done():
+        return {"status": "mismatch" if problems else "verified", "problems": problems[:10], "fast_path_calls": calls["n"],
+                "strict_load": True, **worst, "timings": timings}
+
+    torch.manual_seed(0)
+    try:
+        b = cls_b(config)
+    except Timeout:
+        raise
+    except Exception as e:
+        problems.append(f"the rewritten model cannot be built from the config the original is built from: {_reason(e)}")
+        return done()
+    try:
+        b.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        problems.append(f"load_state_dict: {str(e)[:300]}")
+        result = done()
+        result["strict_load"] = False
+        return result
+    b = b.to(dtype)
+    inputs = _cast(inputs, dtype)
+    for mode in ("eval", "train"):
+        oa, w, grads, original_s = reference[mode]
+        b.train(mode == "train")
+        no_dropout(b)
         torch.manual_seed(1)
-        ob = first_tensor(b(**inputs))
-        t2 = time.perf_counter()
-        timings[mode] = {"original_s": t1 - t0, "rewritten_s": t2 - t1}
-        if oa is None or ob is None:
-            raise RuntimeError("the model returned no floating-point tensor")
+        t0 = time.perf_counter()
+        try:
+            ob = first_tensor(b(**inputs))
+        except Timeout:
+            raise
+        except Exception as e:
+            problems.append(f"{mode}: the rewritten model fails where the original runs: {_reason(e)}")
+            return done()
+        timings[mode] = {"original_s": original_s, "rewritten_s": time.perf_counter() - t0}
+        if ob is None or ob.shape != oa.shape:
+            problems.append(f"{mode} output: shape {None if ob is None else tuple(ob.shape)}, the original's is {tuple(oa.shape)}")
+            return done()
         err = scaled_error(oa, ob)
         worst["max_abs"] = max(worst["max_abs"], (oa.double() - ob.double()).abs().max().item())
         worst["max_rel"] = max(worst["max_rel"], err)
         if err > TOL:
             problems.append(f"{mode} output: max abs error {(oa.double() - ob.double()).abs().max().item():.3g} ({err:.2g} of its largest value)")
-        w = torch.randn_like(oa)
-        (oa * w).sum().backward()
-        (ob * w).sum().backward()
+        try:
+            (ob * w).sum().backward()
+        except Timeout:
+            raise
+        except Exception as e:
+            problems.append(f"{mode}: the rewritten model's backward fails where the original's runs: {_reason(e)}")
+            return done()
         pb = dict(b.named_parameters())
-        scale = max([p.grad.abs().max().item() for p in a.parameters() if p.grad is not None and p.grad.numel()] or [1.0])
-        for name, p in a.named_parameters():
-            q = pb[name]
-            if (p.grad is None) != (q.grad is None):
+        scale = max([g.abs().max().item() for g in grads.values() if g is not None and g.numel()] or [1.0])
+        for name, g in grads.items():
+            q = pb[name].grad
+            if (g is None) != (q is None):
                 problems.append(f"{mode} grad of {name}: present on one side only")
-            elif p.grad is not None and scaled_error(p.grad, q.grad, scale) > TOL:
-                problems.append(f"{mode} grad of {name}: max abs error {(p.grad - q.grad).abs().max().item():.3g} ({scaled_error(p.grad, q.grad, scale):.2g} of its largest value)")
-        a.zero_grad()
-        b.zero_grad()
-    return {
-        "status": "mismatch" if problems else "verified", "class": cls_a.__name__, "problems": problems[:10],
-        "fast_path_calls": calls["n"], "strict_load": True, **worst, "timings": timings,
-    }
+            elif g is not None and scaled_error(g, q, scale) > TOL:
+                problems.append(f"{mode} grad of {name}: max abs error {(g - q).abs().max().item():.3g} ({scaled_error(g, q, scale):.2g} of its largest value)")
+        b.zero_grad(set_to_none=True)
+    return done()
 
 
 def main():
@@ -258,11 +339,8 @@ def main():
             signal.alarm(TIMEOUT_S)
             try:
                 result = verify(model, path)
-            except Timeout as e:
-                result = {"status": "not_runnable", "reason": str(e)}
-            except RuntimeError as e:
-                msg = str(e)
-                result = {"status": "mismatch" if "load_state_dict" in msg or "Error(s) in loading" in msg else "not_runnable", "reason": msg[:300]}
+            except (Timeout, NotRunnable) as e:
+                result = {"status": "not_runnable", "reason": str(e)[:400]}
             except Exception as e:  # any failure of the model code is a per-model result
                 tb = traceback.extract_tb(e.__traceback__)
                 where = f"{tb[-1].filename.split('/')[-1]}:{tb[-1].lineno}" if tb else ""

@@ -32,7 +32,7 @@ from torch import nn
 from adopt_harness.hf_verify import ABS_FLOOR, no_dropout, shrink
 
 TOL = 1e-3
-TIMEOUT_S = 60
+TIMEOUT_S = int(os.environ.get("ADOPT_VERIFY_TIMEOUT", "60"))
 
 # Sizes for constructor parameters that are plain numbers, by name.
 PARAM_SIZES = {
@@ -51,6 +51,10 @@ PARAM_SIZES = {
 
 class Timeout(Exception):
     pass
+
+
+class RewrittenRaised(Exception):
+    """The original ran and the rewrite did not: a mismatch, not an unrunnable model."""
 
 
 def _alarm(_signum, _frame):
@@ -295,7 +299,12 @@ def compare_pair(a, b, inputs, problems, worst):
         torch.manual_seed(1)
         oa = tensors(a(*xa))
         torch.manual_seed(1)
-        ob = tensors(b(*xb))
+        try:
+            ob = tensors(b(*xb))
+        except Timeout:
+            raise
+        except Exception as e:  # the original ran on these inputs
+            raise RewrittenRaised(f"{mode}: the rewritten model raises where the original runs: {type(e).__name__}: {str(e)[:200]}")
         if not oa:
             raise RuntimeError("the model returned no floating-point tensor")
         if len(oa) != len(ob):
@@ -314,7 +323,10 @@ def compare_pair(a, b, inputs, problems, worst):
         if not isinstance(loss, torch.Tensor):
             continue  # nothing differentiable (integer outputs only)
         loss.backward()
-        loss_b.backward()
+        try:
+            loss_b.backward()
+        except Exception as e:
+            raise RewrittenRaised(f"{mode}: the rewritten model's backward raises: {type(e).__name__}: {str(e)[:200]}")
         grads = [p.grad for p in a.parameters() if p.grad is not None and p.grad.numel()]
         scale = max([g.abs().max().item() for g in grads] or [1.0])
         pb = dict(b.named_parameters())
@@ -369,9 +381,14 @@ def check_class(original, rewritten, name, overrides, dtype, repeats):
     kwargs = build(original, name, overrides)
     torch.manual_seed(0)
     a = getattr(original, name)(**kwargs)
-    kwargs_b = build(rewritten, name, overrides)
-    torch.manual_seed(0)
-    b = getattr(rewritten, name)(**kwargs_b)
+    try:
+        kwargs_b = build(rewritten, name, overrides)
+        torch.manual_seed(0)
+        b = getattr(rewritten, name)(**kwargs_b)
+    except Timeout:
+        raise
+    except Exception as e:  # the original builds: a rewrite that does not is wrong
+        return {**result, "status": "mismatch", "problems": [f"the rewritten class raises when built: {type(e).__name__}: {str(e)[:200]}"]}
     try:
         b.load_state_dict(a.state_dict(), strict=True)
     except RuntimeError as e:
@@ -381,7 +398,10 @@ def check_class(original, rewritten, name, overrides, dtype, repeats):
     inputs, label = find_inputs(a, config, dtype)
     calls = count_fast_path()
     problems, worst = [], {"max_abs": 0.0, "max_rel": 0.0}
-    compare_pair(a, b, inputs, problems, worst)
+    try:
+        compare_pair(a, b, inputs, problems, worst)
+    except RewrittenRaised as e:
+        problems.append(str(e))
     result.update({"status": "mismatch" if problems else "verified", "problems": problems[:10], "inputs": label, "strict_load": True, "fast_path_calls": calls["n"], **worst})
     if repeats and not problems:
         # timed in float32, the dtype models run in

@@ -74,8 +74,11 @@ export function synthesize(sites: Site[], rules: Rule[], known?: ParsedLookup): 
       const planned = planEdit(opened, s, rule, res);
       if (typeof planned === 'string') res.reason = planned;
       else {
+        const same = edits.find((e) => e.start === planned.start && e.end === planned.end && e.text === planned.text);
         const clash = edits.find((e) => planned.start < e.end && e.start < planned.end);
-        if (clash) res.reason = `overlaps the ${clash.rule} rewrite at line ${clash.line} (priority ${byRule.get(clash.rule)?.priority} wins)`;
+        // two Conv→BN pairs of one nn.Sequential: one FusedSequential edit fuses both
+        if (same) { res.decision = 'rewritten'; res.reason = `guarded rewrite (the same edit as the site at line ${same.line})`; }
+        else if (clash) res.reason = `overlaps the ${clash.rule} rewrite at line ${clash.line} (priority ${byRule.get(clash.rule)?.priority} wins)`;
         else { edits.push(planned); res.decision = 'rewritten'; res.reason = 'guarded rewrite'; }
       }
       results.push(res);
