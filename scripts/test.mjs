@@ -22,7 +22,8 @@ function step(name, cmd, args) {
   return true;
 }
 
-const setupOk = step('python setup', 'bash', [join(root, 'scripts/setup-python.sh')]);
+// --hf: transformers 4.35.0 into .cache/pydeps as well, for the HF harness's own tests
+const setupOk = step('python setup', 'bash', [join(root, 'scripts/setup-python.sh'), '--hf']);
 const buildOk = step('build', 'npx', ['tsc', '-p', '.']);
 
 if (buildOk) {
@@ -43,7 +44,7 @@ if (buildOk) {
 if (setupOk && existsSync(join(root, 'native', 'tests'))) {
   const py = process.env.ADOPT_PYTHON ?? '/usr/bin/python3';
   const xml = join(mkdtempSync(join(tmpdir(), 'adopt-pytest-')), 'junit.xml');
-  run(py, ['-m', 'pytest', '-q', 'native/tests', `--junitxml=${xml}`], { env: { ...process.env, PYTHONPATH: join(root, 'native') } });
+  run(py, ['-m', 'pytest', '-q', 'native/tests', `--junitxml=${xml}`], { env: { ...process.env, PYTHONPATH: [join(root, 'native'), join(root, '.cache', 'pydeps')].join(':') } });
   if (existsSync(xml)) {
     const x = readFileSync(xml, 'utf8');
     const attr = (n) => Number((new RegExp(`<testsuite[^>]*\\s${n}="(\\d+)"`).exec(x) ?? [])[1] ?? 0);

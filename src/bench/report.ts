@@ -20,12 +20,12 @@ export const STATUS_COLORS: Record<string, string> = { verified: '#22bb77', mism
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
 function bars(title: string, items: [string, number, string][], opts: { width?: number; max?: number; fmt?: (v: number) => string } = {}): string {
-  const width = opts.width ?? 560;
+  const width = opts.width ?? 640;
   const max = opts.max ?? Math.max(1e-9, ...items.map(([, v]) => v));
   const fmt = opts.fmt ?? ((v: number) => String(v));
   const h = 22;
-  const scale = (v: number) => ((width - 240) * v) / max;
-  const rows = items.map(([label, v, color], i) => `<text x="0" y="${i * h + 15}" font-size="12">${esc(label)}</text><rect x="180" y="${i * h + 4}" width="${scale(v).toFixed(1)}" height="14" fill="${color}"/><text x="${(185 + scale(v)).toFixed(1)}" y="${i * h + 15}" font-size="12">${esc(fmt(v))}</text>`).join('');
+  const scale = (v: number) => ((width - 300) * v) / max;
+  const rows = items.map(([label, v, color], i) => `<text x="0" y="${i * h + 15}" font-size="12">${esc(label)}</text><rect x="230" y="${i * h + 4}" width="${scale(v).toFixed(1)}" height="14" fill="${color}"/><text x="${(235 + scale(v)).toFixed(1)}" y="${i * h + 15}" font-size="12">${esc(fmt(v))}</text>`).join('');
   return `<figure><figcaption>${esc(title)}</figcaption><svg width="${width}" height="${items.length * h + 8}" role="img" aria-label="${esc(title)}">${rows}</svg></figure>`;
 }
 
