@@ -18,11 +18,13 @@ if [ "${1:-}" = "--hf" ]; then
   exit 0
 fi
 
-if "$PY" -c 'import torch, numpy, pytest' 2>/dev/null && command -v chromium-headless-shell >/dev/null; then exit 0; fi
-echo "adopt: installing python3-torch, python3-numpy, python3-pytest and chromium-headless-shell (the report screenshot test) from Debian (about a minute)" >&2
+# OpenBLAS: Debian's torch calls the system BLAS, and the reference one is ~15x slower
+OPENBLAS=/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3
+if "$PY" -c 'import torch, numpy, pytest' 2>/dev/null && command -v chromium-headless-shell >/dev/null && { [ -e "$OPENBLAS" ] || [ "$(uname -m)" != x86_64 ]; }; then exit 0; fi
+echo "adopt: installing python3-torch, python3-numpy, python3-pytest, OpenBLAS and chromium-headless-shell (the report screenshot test) from Debian (about a minute)" >&2
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends python3-torch python3-numpy python3-pytest ninja-build chromium-headless-shell >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends python3-torch python3-numpy python3-pytest ninja-build chromium-headless-shell libopenblas0-pthread >/dev/null
 "$PY" -c 'import torch, numpy, pytest; print("adopt: torch", torch.__version__, "ready for", __import__("sys").executable)' >&2
