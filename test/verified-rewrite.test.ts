@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { adopt, repoRoot } from './helpers/cli.js';
@@ -72,6 +72,20 @@ describe('adopt rewrite --verify', () => {
     expect(text).toContain('torch.softmax(h, -1)');
     expect(text).toContain('h = torch.relu(h)');
     expect(text).not.toContain('sigmoid');
+  });
+
+  it('verifies a helper module of a package through the package files that use it', () => {
+    const dir = tempProject({});
+    cpSync(join(repoRoot, 'fixtures/models/split_attention'), join(dir, 'split_attention'), { recursive: true });
+    const r = adopt(['rewrite', join(dir, 'split_attention'), '--verify', '--json', '--repeats', '3'], { env: { ADOPT_DB: join(dir, 'db.jsonl') } });
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    const helper = j.verification.find((v: { file: string }) => v.file.endsWith('attention_utils.py'));
+    expect(helper.status).toBe('verified');
+    // the helper has no classes: the classes that were run are those of the files importing it
+    expect(helper.classes.some((c: { class: string; status: string }) => c.class.startsWith('absolute_model.py:') && c.status === 'verified')).toBe(true);
+    const site = j.sites.find((s: { rule: string; file: string }) => s.rule === 'softmax' && s.file.endsWith('attention_utils.py'));
+    expect(site).toMatchObject({ decision: 'rewritten', reason: 'guarded rewrite, verified in torch' });
   });
 
   it('--repeats and --config without --verify are usage errors', () => {

@@ -418,6 +418,7 @@ def main():
     p.add_argument("--config", default="{}", help="JSON of constructor arguments or config attributes")
     p.add_argument("--dtype", default="fp64", choices=["fp32", "fp64"])
     p.add_argument("--repeats", type=int, default=0, help="time forward and training step (median of N)")
+    p.add_argument("--own-package", action="store_true", help="load each variant in the package its own path is in (a rewritten copy of the package)")
     args = p.parse_args()
     dtype = torch.float64 if args.dtype == "fp64" else torch.float32
     overrides = json.loads(args.config)
@@ -432,7 +433,7 @@ def main():
     for variant in args.variant:
         vname, path = variant.split("=", 1)
         try:
-            rewritten = load(path, False, package_from=args.original)
+            rewritten = load(path, False, package_from=None if args.own_package else args.original)
         except Exception as e:
             results.append({"variant": vname, "status": "mismatch", "problems": [f"the rewritten file does not import: {type(e).__name__}: {e}"]})
             continue

@@ -2,9 +2,11 @@
 // strict state-dict load, outputs and gradients) and timed against the original. A rule whose
 // rewrite mismatches is withheld from that file; one measured slower is withheld and recorded, so
 // later rewrites leave it out too. What is kept is then checked together once more.
-import { resolve } from 'node:path';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import type { Site } from '../match/matcher.js';
-import { checkVariants, speedOf, type ClassResult } from '../verify/file.js';
+import { checkPaths, checkVariants, speedOf, type ClassResult, type FileCheckOptions, type FileCheckResult } from '../verify/file.js';
 import { appendRecord, isSlower } from '../verify/records.js';
 import { synthesizePlan, type RewritePlan, type RewriteRun } from './plan.js';
 
@@ -27,6 +29,54 @@ export interface FileVerification {
 
 export interface VerifyRunOptions { target: string; config?: string; repeats: number; quiet: boolean }
 
+/** The top directory of the package a file is in (the highest parent with an __init__.py). */
+function packageRoot(file: string): string | undefined {
+  let top: string | undefined;
+  for (let d = dirname(resolve(file)); existsSync(join(d, '__init__.py')); d = dirname(d)) top = d;
+  return top;
+}
+
+function pythonFilesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((e) => {
+    const p = join(dir, e);
+    if (e === '__pycache__' || e.startsWith('.')) return [];
+    return statSync(p).isDirectory() ? pythonFilesUnder(p) : e.endsWith('.py') && e !== '__init__.py' ? [p] : [];
+  });
+}
+
+/**
+ * A file with no model classes of its own (a helper module) is checked through the files of its
+ * package that use it: each variant is written into a renamed copy of the package, and every
+ * other file's classes are built from the copy and compared with the originals.
+ */
+function checkFile(file: string, variants: Record<string, string>, opts: FileCheckOptions): FileCheckResult {
+  const direct = checkVariants(file, variants, opts);
+  const top = packageRoot(file);
+  if (!direct.ok || direct.results.some((r) => r.class) || !top) return direct;
+  const tmp = mkdtempSync(join(tmpdir(), 'adopt-package-'));
+  try {
+    const copies: Record<string, string> = {};
+    for (const [name, text] of Object.entries(variants)) {
+      copies[name] = join(tmp, name, `adopt_rewritten_${basename(top)}`);
+      mkdirSync(dirname(copies[name]), { recursive: true });
+      cpSync(top, copies[name], { recursive: true, filter: (s) => !s.includes('__pycache__') });
+      writeFileSync(join(copies[name], relative(top, resolve(file))), text);
+    }
+    const results: ClassResult[] = [];
+    let torch = '';
+    for (const user of pythonFilesUnder(top).filter((u) => u !== resolve(file))) {
+      const paths = Object.fromEntries(Object.entries(copies).map(([name, dir]) => [name, join(dir, relative(top, user))]));
+      const r = checkPaths(user, paths, { ...opts, ownPackage: true });
+      if (!r.ok) continue;
+      torch = r.torch;
+      results.push(...r.results.filter((x) => x.class).map((x) => ({ ...x, class: `${relative(top, user)}:${x.class}` })));
+    }
+    return { ok: true, results, torch };
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 const say = (quiet: boolean, s: string) => { if (!quiet) process.stderr.write(`${s}\n`); };
 
 function problemOf(results: ClassResult[]): string | undefined {
@@ -48,7 +98,7 @@ export function verifiedRewrite(plan: RewritePlan, withhold: (s: Site) => string
       if (file && !file.error) variants[rule] = file.rewritten;
     }
     say(opts.quiet, `adopt: verifying ${f.path}: ${rules.join(', ')} (each rule alone, then together)`);
-    const check = checkVariants(f.path, variants, { config: opts.config, repeats: opts.repeats });
+    const check = checkFile(f.path, variants, { config: opts.config, repeats: opts.repeats });
     const verdicts: RuleVerdict[] = [];
     if (!check.ok) {
       for (const rule of rules) {
@@ -85,7 +135,7 @@ export function verifiedRewrite(plan: RewritePlan, withhold: (s: Site) => string
   for (const entry of report) {
     const f = final.files.find((x) => x.path === entry.file);
     if (!f || f.error || f.rewritten === f.original) continue;
-    const check = checkVariants(f.path, { together: f.rewritten }, { config: opts.config });
+    const check = checkFile(f.path, { together: f.rewritten }, { config: opts.config });
     if (!check.ok) { entry.status = 'not_runnable'; entry.error = check.error; continue; }
     entry.classes = check.results;
     const mismatch = problemOf(check.results);

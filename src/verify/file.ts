@@ -41,12 +41,24 @@ export interface FileCheckOptions {
 export function checkVariants(original: string, variants: Record<string, string>, opts: FileCheckOptions = {}): FileCheckResult {
   const dir = mkdtempSync(join(tmpdir(), 'adopt-verify-'));
   try {
-    const args = [original];
+    const paths: Record<string, string> = {};
     for (const [name, text] of Object.entries(variants)) {
-      const path = join(dir, `${name}-${basename(original)}`);
-      writeFileSync(path, text);
-      args.push('--variant', `${name}=${path}`);
+      paths[name] = join(dir, `${name}-${basename(original)}`);
+      writeFileSync(paths[name], text);
     }
+    return checkPaths(original, paths, opts);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Like checkVariants, for rewritten files already on disk; with `ownPackage` each is imported in
+ *  the package its own path is in (a rewritten copy of the original's package). */
+export function checkPaths(original: string, variants: Record<string, string>, opts: FileCheckOptions & { ownPackage?: boolean } = {}): FileCheckResult {
+  {
+    const args = [original];
+    for (const [name, path] of Object.entries(variants)) args.push('--variant', `${name}=${path}`);
+    if (opts.ownPackage) args.push('--own-package');
     if (opts.classes?.length) args.push('--classes', opts.classes.join(','));
     if (opts.config) args.push('--config', opts.config);
     args.push('--dtype', opts.dtype ?? 'fp64', '--repeats', String(opts.repeats ?? 0));
@@ -55,8 +67,6 @@ export function checkVariants(original: string, variants: Record<string, string>
     const v = r.value as { results?: ClassResult[]; torch?: string; error?: string };
     if (v.error) return { ok: false, error: v.error };
     return { ok: true, results: v.results ?? [], torch: v.torch ?? '' };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
 }
 
