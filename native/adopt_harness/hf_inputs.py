@@ -37,7 +37,7 @@ WIDTHS.update({
     "embedding_dim": 32, "ffn_embedding_dim": 37, "decoder_vocab_size": 99, "input_vocab_size": 99, "output_vocab_size": 99,
     "decoder_hidden_size": 32, "decoder_intermediate_size": 37, "decoder_num_attention_heads": 4,
     "mit_hidden_size": 32, "mit_intermediate_size": 37, "mit_num_attention_heads": 4, "prompt_num_attention_heads": 4,
-    "projection_dim": 16, "encoder_ffn_embed_dim": 37, "d_inner": 37, "d_head": 8, "d_latents": 32,
+    "encoder_ffn_embed_dim": 37, "d_inner": 37, "d_head": 8, "d_latents": 32,
     "num_self_attention_heads": 4, "num_cross_attention_heads": 4, "word_embed_proj_dim": 32,
     "mask_feature_size": 32, "fpn_feature_size": 32, "hidden_dim": 32, "conv_dim": 32, "mask_dim": 32,
     "encoder_feedforward_dim": 37, "dim_feedforward": 37, "text_encoder_width": 32, "num_queries": 8,
@@ -129,7 +129,7 @@ def _fix_structure(d):
     if d.get("model_type") == "deta" and d.get("two_stage"):
         d["two_stage"] = False
     if "vocab_size" in d and d["vocab_size"] is None and "vocab_list" in d:
-        d["vocab_size"] = 99  # ESM
+        d.update(vocab_size=99, pad_token_id=1, mask_token_id=2)  # ESM: no tokenizer, no vocabulary
     if d.get("default_language", 1) is None and d.get("languages"):
         d["default_language"] = d["languages"][0]  # X-MOD
     if "prediction_length" in d and d["prediction_length"] is None:
@@ -176,13 +176,35 @@ def shrink_dict(d, rung):
     return d
 
 
+_GENERIC = None
+
+
+def _prune(d, config):
+    """Drop the values a config derives in its constructor (not its parameters), so that it derives them again
+    from the shrunk sizes (a time-series feature size, a Swin stage width) instead of keeping stale ones."""
+    global _GENERIC
+    if _GENERIC is None:
+        from transformers import PretrainedConfig
+        _GENERIC = set(PretrainedConfig().to_dict()) | set(inspect.signature(PretrainedConfig.__init__).parameters)
+    params = set()
+    for klass in type(config).__mro__:
+        if "__init__" in vars(klass):
+            params |= set(inspect.signature(klass.__init__).parameters)
+    for key in list(d):
+        sub = getattr(config, key, None)
+        if isinstance(d[key], dict) and hasattr(sub, "to_dict"):
+            _prune(d[key], sub)
+        elif key not in params and key not in _GENERIC and key != "model_type":
+            del d[key]
+    d.pop("transformers_version", None)
+    return d
+
+
 def tiny_config(config_class, rung):
     config = config_class()
     # twice: a constructor may create a default sub-config (a backbone) the first pass could not see
     for _ in range(2):
-        d = shrink_dict(config.to_dict(), rung)
-        d.pop("transformers_version", None)
-        config = config_class.from_dict(d)
+        config = config_class.from_dict(shrink_dict(_prune(config.to_dict(), config), rung))
     return config
 
 
@@ -223,19 +245,36 @@ def _graphormer(d, rung):
     d.update(num_atoms=32, num_in_degree=16, num_out_degree=16, num_edges=32, num_spatial=16, num_edge_dis=16, multi_hop_max_dist=3)
 
 
+def _round_filters(d, channels):
+    c = channels * d["width_coefficient"]
+    return int(max(d["depth_divisor"], int(c + d["depth_divisor"] / 2) // d["depth_divisor"] * d["depth_divisor"]))
+
+
 def _efficientnet(d, rung):
     if rung < 2:
-        d.update(width_coefficient=0.25, depth_coefficient=1.0, hidden_dim=64, num_block_repeats=[1] * len(d["num_block_repeats"]))
+        d.update(width_coefficient=0.25, depth_coefficient=1.0, num_block_repeats=[1] * len(d["num_block_repeats"]))
+    # the top BatchNorm is sized by hidden_dim, the top conv by the rounded 1280 channels
+    d["hidden_dim"] = _round_filters(d, 1280)
+
+
+def _align(d, rung):
+    # text and image embeddings meet in one space: the vision encoder's last width
+    d["projection_dim"] = _round_filters(d["vision_config"], d["vision_config"]["out_channels"][-1])
+
+
+def _bridgetower(d, rung):
+    if rung < 2:
+        d["vision_config"]["hidden_size"] = 64  # its attention has hidden_size // 64 heads
+
+
+def _bros(d, rung):
+    if rung < 2:
+        d["hidden_size"] = 64  # bbox embeddings of hidden_size // 4 // dim_bbox (even) channels
 
 
 def _ast(d, rung):
     if rung == 0:
         d.update(max_length=64, num_mel_bins=32)
-
-
-def _clap_audio(d, rung):
-    if rung < 2:
-        d.update(spec_size=64, num_mel_bins=16, window_size=4, patch_embeds_hidden_size=8, num_attention_heads=[1, 2, 4, 8], hidden_size=64)
 
 
 def _efficientformer(d, rung):
@@ -266,10 +305,69 @@ def _jukebox_vqvae(d, rung):
     d.update(nb_discrete_codes=32, embed_dim=8, res_conv_width=8, res_conv_depth=1, sample_length=2048)
 
 
+def _clap(d, rung):
+    if rung < 2:
+        # frequency bins per group (spec_size / 2**stages / patch stride) must reach spec_size / mel bins
+        d["audio_config"].update(spec_size=64, num_mel_bins=32, window_size=2, patch_embeds_hidden_size=8,
+                                 num_attention_heads=[1, 2, 4, 8], hidden_size=64)
+
+
+def _x_clip(d, rung):
+    if rung < 2:
+        # the multi-frame integration transformer runs on the projected image embeddings
+        d["projection_dim"] = d["vision_config"]["projection_dim"] = d["vision_config"]["mit_hidden_size"] = 32
+
+
+def _cvt(d, rung):
+    if rung < 2:
+        d["depth"] = [1, 2, 3]  # each stage indexes its drop-path schedule by the stage number
+
+
+def _layoutlm_2d(d, rung):
+    if rung < 2:
+        # 2-D position embeddings: six equal parts (LiLT), or four coordinates and two shapes (LayoutLMv3)
+        d["hidden_size"] = 48
+        if "coordinate_size" in d:
+            d.update(coordinate_size=8, shape_size=8)
+
+
+def _upernet(d, rung):
+    d["auxiliary_in_channels"] = d["backbone_config"]["hidden_sizes"][2]  # the auxiliary head reads the third stage
+
+
+def _vit_hybrid(d, rung):
+    b = d["backbone_config"]
+    if rung < 2:
+        b["num_groups"] = 4
+    size = d["image_size"] if isinstance(d["image_size"], int) else d["image_size"][0]
+    stage = int(b["out_features"][-1].replace("stage", "")) if b.get("out_features") else len(b["depths"])
+    d["backbone_featmap_shape"] = [1, b["hidden_sizes"][stage - 1], size // 16, size // 16]
+
+
+def _vitdet(d, rung):
+    # its stages are its layers: out of range once the layers are fewer
+    n = d["num_hidden_layers"]
+    if d.get("out_features") and any(int(f.replace("stage", "")) > n for f in d["out_features"] if f.startswith("stage")):
+        d.update(out_features=[f"stage{n}"], out_indices=None)
+
+
+def _oneformer(d, rung):
+    if rung < 2:
+        d.update(text_encoder_width=32, text_encoder_vocab_size=99, task_seq_len=8, text_encoder_context_length=8, text_encoder_n_ctx=4)
+
+
+def _vitmatte(d, rung):
+    if rung < 2:
+        d.update(convstream_hidden_sizes=[8, 16, 16], fusion_hidden_sizes=[16, 16, 8, 8])  # full-resolution convolutions
+
+
 SPECIAL_CONFIG = {
+    "vitmatte": _vitmatte,
+    "clap": _clap, "xclip": _x_clip, "cvt": _cvt, "lilt": _layoutlm_2d, "layoutlmv3": _layoutlm_2d, "upernet": _upernet,
+    "vit-hybrid": _vit_hybrid, "vitdet": _vitdet, "oneformer": _oneformer,
     "sam": _sam, "reformer": _reformer, "graphormer": _graphormer, "efficientnet": _efficientnet,
-    "align_vision_model": _efficientnet, "audio-spectrogram-transformer": _ast, "clap_audio_model": _clap_audio,
-    "efficientformer": _efficientformer, "speech_to_text": _speech_to_text, "tvlt": _tvlt,
+    "align_vision_model": _efficientnet, "audio-spectrogram-transformer": _ast,
+    "efficientformer": _efficientformer, "align": _align, "bridgetower": _bridgetower, "bros": _bros, "speech_to_text": _speech_to_text, "tvlt": _tvlt,
     "jukebox_prior": _jukebox_prior, "jukebox_vqvae": _jukebox_vqvae,
 }
 
@@ -279,13 +377,17 @@ SPECIAL_CONFIG = {
 def candidate_classes(module):
     """The module's model classes, the bare model first: *Model, then *Encoder/*Decoder, then the shortest name."""
     from torch import nn
+    main = [obj.config_class for name, obj in vars(module).items()
+            if name.endswith("PreTrainedModel") and inspect.isclass(obj) and getattr(obj, "config_class", None)]
     candidates = []
     for name, obj in vars(module).items():
         if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__:
             if not name.endswith("PreTrainedModel") and getattr(obj, "config_class", None) is not None:
                 rank = 0 if name.endswith("Model") else 1 if name.endswith(("Encoder", "Decoder")) else 2
-                candidates.append((rank, len(name), name, obj))
-    return [c[3] for c in sorted(candidates)]
+                # a class of the family's own config (the whole model) before a sub-model's
+                family = 0 if not main or obj.config_class in main else 1
+                candidates.append((family, rank, len(name), name, obj))
+    return [c[-1] for c in sorted(candidates)]
 
 
 # ---------------------------------------------------------------- inputs
@@ -305,6 +407,10 @@ def _sub(config, *names):
 def _size2(v, default=224):
     v = default if v is None else v
     return tuple(v[:2]) if isinstance(v, (list, tuple)) else (v, v)
+
+
+# Bare models without a pre-net: their "input values" are hidden states.
+HIDDEN_STATE_INPUTS = {"SpeechT5Model": "input_values"}
 
 
 def make_inputs(cls, config, batch=2, seq=7):
@@ -341,7 +447,17 @@ def make_inputs(cls, config, batch=2, seq=7):
         inputs["audio_values"] = torch.randn(batch, config.num_audio_channels, config.spectrogram_length, config.frequency_length)
     if "inputs" in params and not inputs and getattr(config, "d_model", None):
         inputs["inputs"] = torch.randn(batch, seq, config.d_model)  # Perceiver without a preprocessor
-    if not inputs or "input_features" in params and "input_ids" in params:
+    if "task_inputs" in params:  # OneFormer: the task prompt's tokens
+        inputs["task_inputs"] = torch.randint(1, min(config.text_encoder_vocab_size, 99), (batch, config.task_seq_len))
+    if "flattened_patches" in params:  # Pix2Struct: (row, column, patch pixels) per patch
+        v = _sub(config, "vision_config")
+        rows = torch.arange(4).repeat_interleave(4) + 1
+        cols = torch.arange(4).repeat(4) + 1
+        pos = torch.stack([rows, cols], -1).float().expand(batch, 16, 2)
+        inputs["flattened_patches"] = torch.cat([pos, torch.randn(batch, 16, v.patch_embed_hidden_size)], -1)
+    if cls.__name__ in HIDDEN_STATE_INPUTS:
+        inputs = {HIDDEN_STATE_INPUTS[cls.__name__]: torch.randn(batch, seq, config.hidden_size)}
+    if not inputs or "input_features" in params and "input_ids" in params and getattr(config, "audio_config", None):
         audio = _sub(config, "audio_config")
         if "input_values" in params:
             if getattr(config, "max_length", None) and getattr(config, "num_mel_bins", None) and getattr(config, "frequency_stride", None):
@@ -359,11 +475,16 @@ def make_inputs(cls, config, batch=2, seq=7):
                 inputs["input_features"] = torch.randn(batch, getattr(config, "num_mel_bins", 80), 64)
     if not inputs:
         raise NoInputs(f"unknown input kind for {cls.__name__}.forward({', '.join(list(params)[1:4])}, ...)")
+    missing = [n for n, p in list(params.items())[1:] if p.default is inspect.Parameter.empty
+               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and n not in inputs]
+    if missing:
+        raise NoInputs(f"no inputs for {cls.__name__}.forward's {', '.join(missing)}")
     if "decoder_input_ids" in params and getattr(config, "is_encoder_decoder", False):
         dec_vocab = getattr(config, "decoder_vocab_size", None) or getattr(text, "vocab_size", None) or 99
         inputs["decoder_input_ids"] = torch.randint(0, min(dec_vocab, 99), (batch, 5))
     if "decoder_input_values" in params:
-        inputs["decoder_input_values"] = torch.randn(batch, 5, config.num_mel_bins)
+        width = config.hidden_size if cls.__name__ in HIDDEN_STATE_INPUTS else config.num_mel_bins
+        inputs["decoder_input_values"] = torch.randn(batch, 5, width)
     return inputs
 
 
