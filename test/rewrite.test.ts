@@ -80,6 +80,14 @@ describe('adopt rewrite', () => {
     expect(run.files[0].rewritten).toContain('        self.conv = conv_bn(3, 8)');
   });
 
+  it('keeps a softmax\'s dtype= in the kernel call (dropping it changes the result dtype)', () => {
+    const src = 'import torch\nfrom torch import nn\n\n\nclass H(nn.Module):\n    def forward(self, s):\n        p = torch.softmax(s.float(), dim=-1, dtype=s.dtype)\n        return p\n';
+    const dir = tempProject({ 'h.py': src });
+    const run = runRewrite([join(dir, 'h.py')], { rules: 'softmax' });
+    expect(run.files[0].rewritten).toContain('_adopt.softmax(s.float(), dim=-1, dtype=s.dtype) if');
+    expect(run.sites[0].bindings).toMatchObject({ 'y.dtype': 's.dtype' });
+  });
+
   it('resolves overlaps by priority and says so', () => {
     const r = adopt(['rewrite', '--json', join(modelsDir, 'nanogpt.py')]);
     const j = JSON.parse(r.stdout);

@@ -23,7 +23,7 @@ SMALL = {
 # Randomness that differs between two runs: dropout, stochastic depth, SpecAugment masking.
 DROPOUT_WORDS = ("dropout", "drop_prob", "drop_rate", "pdrop", "attn_drop", "drop_path", "layerdrop", "mask_time_prob", "mask_feature_prob")
 
-# Layer counts: reduced on every rung of the ladder (a count never breaks a model).
+# Layer counts: reduced on every rung of the ladder (fewer layers seldom break a model).
 LAYERS = {k: v for k, v in SMALL.items() if v == 2 and "layers" in k or k in ("n_layer",)}
 LAYERS.update({
     "l_layers": 2, "x_layers": 1, "r_layers": 1, "num_self_attends_per_block": 2, "mit_num_hidden_layers": 1,
@@ -41,7 +41,7 @@ WIDTHS.update({
     "num_self_attention_heads": 4, "num_cross_attention_heads": 4, "word_embed_proj_dim": 32,
     "mask_feature_size": 32, "fpn_feature_size": 32, "hidden_dim": 32, "conv_dim": 32, "mask_dim": 32,
     "encoder_feedforward_dim": 37, "dim_feedforward": 37, "text_encoder_width": 32, "num_queries": 8,
-    "num_latents": 8, "output_channels": 32, "mlp_dim": 37, "iou_head_hidden_dim": 32,
+    "num_latents": 8, "output_channels": 32, "mlp_dim": 37, "iou_head_hidden_dim": 32, "entity_vocab_size": 99,
 })
 # Sizes of the inputs (pixels, frames, audio): set on the most aggressive rung only.
 IMAGE_KEYS = ("image_size", "img_size")
@@ -64,12 +64,16 @@ def _round_up(x, m):
     return int(math.ceil(x / m) * m)
 
 
-def _shrink_lists(d):
+def _shrink_lists(d, original):
+    """Per-stage lists: at most two blocks a stage, widths scaled down with the first stage's and
+    kept divisible by the stage's heads."""
     heads = next((d[k] for k in HEAD_KEYS if isinstance(d.get(k), list) and d[k] and all(_int(h) for h in d[k])), None)
     for key in DEPTH_KEYS:
         v = d.get(key)
         if isinstance(v, list) and v and all(_int(x) for x in v):
             d[key] = [min(x, 2) for x in v]
+            if original.get("num_hidden_layers") == sum(v):  # a layer count that is the sum of the stages' (GroupViT)
+                d["num_hidden_layers"] = sum(d[key])
     for key in STAGE_WIDTH_KEYS:
         v = d.get(key)
         if isinstance(v, list) and v and all(_int(x) and x > 0 for x in v):
@@ -84,6 +88,7 @@ def _shrink_lists(d):
 
 
 def _shrink_inputs(d):
+    """Images of four patches a side (64 pixels for small patches), at most four frames."""
     patch = d.get("patch_size")
     patch = max(patch) if isinstance(patch, (list, tuple)) and patch and all(_int(p) for p in patch) else patch
     for key in IMAGE_KEYS:
@@ -93,8 +98,8 @@ def _shrink_inputs(d):
             d[key] = side
         elif isinstance(v, (list, tuple)) and len(v) == 2 and all(_int(x) for x in v) and max(v) > side:
             # keep the aspect ratio (a text-line recogniser's 32x128)
-            r = side / max(v)
-            d[key] = [max(_int(patch) and patch or 1, _round_up(x * r, patch if _int(patch) else 1)) for x in v]
+            r, p = side / max(v), patch if _int(patch) else 1
+            d[key] = [max(p, _round_up(x * r, p)) for x in v]
     if _int(d.get("window_size")) and isinstance(d.get("depths"), list):
         # windowed stages (Swin): a window no larger than the last stage's resolution
         d["window_size"] = min(d["window_size"], 2)
@@ -103,6 +108,7 @@ def _shrink_inputs(d):
 
 
 def _fix_ids(d):
+    # special tokens inside the shrunk vocabulary; equal ids stay equal (pad = decoder start)
     vocab = d.get("vocab_size")
     if not _int(vocab):
         return
@@ -112,6 +118,7 @@ def _fix_ids(d):
 
 
 def _fix_heads(d):
+    # rotary embeddings on at most a whole head (CodeGen, GPT-J)
     rotary = d.get("rotary_dim")
     hidden = next((d[k] for k in ("hidden_size", "n_embd", "d_model") if _int(d.get(k))), None)
     heads = next((d[k] for k in ("num_attention_heads", "n_head", "num_heads") if _int(d.get(k))), None)
@@ -139,6 +146,12 @@ def _fix_structure(d):
             d["label_length"] = 4
         if "moving_average" in d:
             d["moving_average"] = 3
+    n = d.get("num_hidden_layers")
+    if _int(n) and not isinstance(d.get("depths"), list) and (d.get("out_features") or d.get("out_indices")):
+        # a backbone whose stages are its layers (ViTDet, DINOv2): out of range once the layers are fewer
+        stages = [int(f[5:]) for f in d.get("out_features") or [] if f.startswith("stage")] + list(d.get("out_indices") or [])
+        if any(i > n for i in stages):
+            d.update(out_features=[f"stage{n}"], out_indices=None)
     groups = [d[k] for k in d if k.endswith("_groups") and _int(d[k]) and d[k] > 1]
     if groups and _int(d.get("intermediate_size")):
         m = math.lcm(*groups)
@@ -147,7 +160,7 @@ def _fix_structure(d):
 
 def shrink_dict(d, rung):
     """One rung of the ladder applied to a config dict (sub-config dicts included)."""
-    d = dict(d)
+    original, d = d, dict(d)
     for key, v in list(d.items()):
         if _is_config_dict(v):
             d[key] = shrink_dict(v, rung)
@@ -162,7 +175,7 @@ def shrink_dict(d, rung):
         elif _int(v) and rung < 2 and key in WIDTHS:
             d[key] = WIDTHS[key]
     if rung < 2:
-        _shrink_lists(d)
+        _shrink_lists(d, original)
         if _int(d.get("head_dim")):
             d["head_dim"] = 8
     if rung == 0:
@@ -219,20 +232,22 @@ def ladder(config_class):
 # ---------------------------------------------------------------- per-family config adjustments
 
 def _sam(d, rung):
-    if rung == 0 and d.get("model_type") == "sam":
-        v, p = d["vision_config"], d["prompt_encoder_config"]
+    v, p, m = d["vision_config"], d["prompt_encoder_config"], d["mask_decoder_config"]
+    if rung == 0:
+        # the prompt encoder's image embedding grid is the vision encoder's patch grid
         size = v["image_size"] = p["image_size"] = 64
         p["image_embedding_size"] = size // v["patch_size"]
-        v["global_attn_indexes"] = [1]
-        v["window_size"] = 2
-    if rung < 2 and d.get("model_type") == "sam":
-        v, p, m = d["vision_config"], d["prompt_encoder_config"], d["mask_decoder_config"]
+        v.update(global_attn_indexes=[1], window_size=2)
+    if rung < 2:
+        # the image embeddings, the prompt embeddings and the mask decoder share one width
         v["output_channels"] = p["hidden_size"] = m["hidden_size"] = 32
         v["num_pos_feats"] = 16
         m["iou_head_hidden_dim"] = 32
 
 
 def _reformer(d, rung):
+    # fixed LSH rotations: otherwise every training-mode forward draws them from a fresh OS seed
+    d["hash_seed"] = 0
     if rung < 2:
         d.update(axial_pos_shape=[4, 4], axial_pos_embds_dim=[16, d["hidden_size"] - 16], attention_head_size=8,
                  lsh_attn_chunk_length=4, local_attn_chunk_length=4, num_buckets=2, feed_forward_size=37,
@@ -273,11 +288,12 @@ def _bros(d, rung):
 
 
 def _ast(d, rung):
-    if rung == 0:
+    if rung == 0:  # its position embeddings fix the input at max_length frames of num_mel_bins
         d.update(max_length=64, num_mel_bins=32)
 
 
 def _efficientformer(d, rung):
+    # the last stage is `dim` wide, and its attention biases are sized for image_size / 32 squared
     if rung < 2:
         d.update(hidden_sizes=[16, 16, 32, 32], dim=32, key_dim=8, num_attention_heads=2, depths=[1, 1, 1, 2], num_meta3d_blocks=1)
     if rung == 0:
@@ -285,24 +301,13 @@ def _efficientformer(d, rung):
 
 
 def _speech_to_text(d, rung):
-    if rung < 2:
+    if rung < 2:  # the convolutional subsampler is 1024 channels wide by default
         d.update(conv_channels=16, input_feat_per_channel=16)
 
 
 def _tvlt(d, rung):
-    if rung == 0:
+    if rung == 0:  # its position embeddings fix the spectrogram size and the number of frames
         d.update(spectrogram_length=64, frequency_length=32, num_frames=2)
-
-
-def _jukebox_prior(d, rung):
-    d.update(n_ctx=16, blocks=4, nb_relevant_lyric_tokens=8, alignment_layer=1, alignment_head=0, hidden_size=32,
-             res_conv_width=8, res_conv_depth=1, timing_dims=8, metadata_dims=[16, 16], music_vocab_size=32, lyric_vocab_size=80)
-    if d.get("encoder_config"):
-        d["encoder_config"].update(n_ctx=8, hidden_size=32, num_layers=1, blocks=4)
-
-
-def _jukebox_vqvae(d, rung):
-    d.update(nb_discrete_codes=32, embed_dim=8, res_conv_width=8, res_conv_depth=1, sample_length=2048)
 
 
 def _clap(d, rung):
@@ -315,7 +320,7 @@ def _clap(d, rung):
 def _x_clip(d, rung):
     if rung < 2:
         # the multi-frame integration transformer runs on the projected image embeddings
-        d["projection_dim"] = d["vision_config"]["projection_dim"] = d["vision_config"]["mit_hidden_size"] = 32
+        d["projection_dim"] = d["vision_config"]["mit_hidden_size"] = 32
 
 
 def _cvt(d, rung):
@@ -344,11 +349,8 @@ def _vit_hybrid(d, rung):
     d["backbone_featmap_shape"] = [1, b["hidden_sizes"][stage - 1], size // 16, size // 16]
 
 
-def _vitdet(d, rung):
-    # its stages are its layers: out of range once the layers are fewer
-    n = d["num_hidden_layers"]
-    if d.get("out_features") and any(int(f.replace("stage", "")) > n for f in d["out_features"] if f.startswith("stage")):
-        d.update(out_features=[f"stage{n}"], out_indices=None)
+def _gpt_neo(d, rung):
+    d["attention_types"] = [[["global", "local"], max(1, d["num_layers"] // 2)]]  # one type per layer
 
 
 def _oneformer(d, rung):
@@ -361,14 +363,37 @@ def _vitmatte(d, rung):
         d.update(convstream_hidden_sizes=[8, 16, 16], fusion_hidden_sizes=[16, 16, 8, 8])  # full-resolution convolutions
 
 
+def _vits(d, rung):
+    if rung < 2:
+        # the waveform decoder and flows: a few narrow upsampling stages
+        d.update(upsample_initial_channel=16, upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4], resblock_kernel_sizes=[3],
+                 resblock_dilation_sizes=[[1, 3]], flow_size=16, spectrogram_bins=17, duration_predictor_filter_channels=16)
+
+
+def _swin2sr(d, rung):
+    if rung == 0:
+        d.update(image_size=16, depths=[2, 2], num_heads=[2, 2], embed_dim=16, window_size=4)  # no downsampling: every pixel a token
+
+
+def _whisper(d, rung):
+    if rung == 0:
+        d.update(max_source_positions=16, num_mel_bins=16)  # the encoder takes exactly 2 * max_source_positions frames
+
+
+def _big_bird(d, rung):
+    if rung < 2:
+        d.update(block_size=2, num_random_blocks=2)  # block-sparse attention on a short sequence (see make_inputs)
+
+
 SPECIAL_CONFIG = {
+    "big_bird": _big_bird, "bigbird_pegasus": _big_bird,
+    "vits": _vits, "swin2sr": _swin2sr, "whisper": _whisper,
     "vitmatte": _vitmatte,
     "clap": _clap, "xclip": _x_clip, "cvt": _cvt, "lilt": _layoutlm_2d, "layoutlmv3": _layoutlm_2d, "upernet": _upernet,
-    "vit-hybrid": _vit_hybrid, "vitdet": _vitdet, "oneformer": _oneformer,
+    "vit-hybrid": _vit_hybrid, "gpt_neo": _gpt_neo, "oneformer": _oneformer,
     "sam": _sam, "reformer": _reformer, "graphormer": _graphormer, "efficientnet": _efficientnet,
     "align_vision_model": _efficientnet, "audio-spectrogram-transformer": _ast,
     "efficientformer": _efficientformer, "align": _align, "bridgetower": _bridgetower, "bros": _bros, "speech_to_text": _speech_to_text, "tvlt": _tvlt,
-    "jukebox_prior": _jukebox_prior, "jukebox_vqvae": _jukebox_vqvae,
 }
 
 
@@ -414,6 +439,8 @@ HIDDEN_STATE_INPUTS = {"SpeechT5Model": "input_values"}
 
 
 def make_inputs(cls, config, batch=2, seq=7):
+    if cls.forward is torch.nn.Module.forward:
+        raise NoInputs(f"{cls.__name__} has no forward of its own (a sampling-only model)")
     params = inspect.signature(cls.forward).parameters
     inputs = {}
     vision = _sub(config, "vision_config")
@@ -421,6 +448,9 @@ def make_inputs(cls, config, batch=2, seq=7):
     vocab = getattr(text, "vocab_size", None) or getattr(text, "input_vocab_size", None) or 99
     if getattr(config, "axial_pos_shape", None):
         seq = math.prod(config.axial_pos_shape)  # Reformer trains on exactly the axial length
+    if getattr(config, "attention_type", None) == "block_sparse":
+        # BigBird falls back to full attention unless the sequence is longer than its global, sliding and random blocks
+        seq = config.block_size * (6 + 2 * config.num_random_blocks)
     if "past_values" in params:
         return _time_series(config, batch)
     if "input_nodes" in params:
@@ -479,7 +509,7 @@ def make_inputs(cls, config, batch=2, seq=7):
                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and n not in inputs]
     if missing:
         raise NoInputs(f"no inputs for {cls.__name__}.forward's {', '.join(missing)}")
-    if "decoder_input_ids" in params and getattr(config, "is_encoder_decoder", False):
+    if "decoder_input_ids" in params and ("input_ids" in inputs or getattr(config, "is_encoder_decoder", False)):
         dec_vocab = getattr(config, "decoder_vocab_size", None) or getattr(text, "vocab_size", None) or 99
         inputs["decoder_input_ids"] = torch.randint(0, min(dec_vocab, 99), (batch, 5))
     if "decoder_input_values" in params:

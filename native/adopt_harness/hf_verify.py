@@ -1,10 +1,16 @@
 """Verification of rewritten transformers modeling files, model by model.
 
 For each model: the original module is imported from the installed transformers; the rewritten
-file is imported as a sibling module of the same package (so its relative imports resolve); a
-tiny config is derived from the model's default config; the base model class of both is built
-with the same seed; the rewritten model loads the original state dict strictly; outputs and every
-parameter gradient are compared in eval mode and in train mode with dropout off.
+file is imported as a sibling module of the same package (so its relative imports resolve). The
+original model decides what is compared: a model class of the file (the bare model first), a tiny
+config derived from its default config (hf_inputs.ladder: the most aggressive shrink first, milder
+ones after), inputs built from its forward signature and config (hf_inputs.make_inputs) and the
+dtype (float64, float32 where the model cannot run in float64). The first choice the original
+runs with, reproducibly, in eval and train mode, is kept; the original failing is a harness or
+config problem, never the rewrite's. The rewritten model is then built once with the same seed
+and config, loads the original state dict strictly, and its outputs and every parameter gradient
+are compared in eval mode and in train mode with dropout off. Anything it does differently from
+the original there, failing included, is a mismatch.
 
 Usage: python -m adopt_harness.hf_verify OUT.jsonl MODEL=REWRITTEN_FILE [...]
 Writes one JSON line per model as soon as it is done (nothing measured is lost), with
@@ -12,7 +18,6 @@ status verified / mismatch / not_runnable and the reason.
 """
 import importlib
 import importlib.util
-import inspect
 import json
 import os
 import signal
@@ -23,8 +28,7 @@ import traceback
 import torch
 from torch import nn
 
-from adopt_harness.hf_inputs import DROPOUT_WORDS, RUNGS, SMALL, NoInputs, candidate_classes, ladder
-from adopt_harness.hf_inputs import make_inputs as _make_inputs
+from adopt_harness.hf_inputs import DROPOUT_WORDS, RUNGS, SMALL, NoInputs, candidate_classes, ladder, make_inputs
 
 TIMEOUT_S = 60
 # Errors are measured relative to the tensor's largest magnitude: deep random-init models have
@@ -45,6 +49,10 @@ class NotRunnable(Exception):
 
 class OriginalFailed(Exception):
     """The original model cannot run with this class, config and inputs: a harness problem, never the rewrite's."""
+
+
+class MissingLibrary(OriginalFailed):
+    pass
 
 
 def _alarm(_signum, _frame):
@@ -80,17 +88,6 @@ def no_dropout(model):
         for attr in ("dropout", "attention_dropout", "activation_dropout", "attn_dropout", "p"):
             if isinstance(getattr(m, attr, None), float) and not isinstance(m, nn.Dropout):
                 setattr(m, attr, 0.0)
-
-
-def base_model_class(module):
-    candidates = candidate_classes(module)
-    if not candidates:
-        raise RuntimeError("no model class with a config_class in the file")
-    return candidates[0]
-
-
-def make_inputs(cls, config):
-    return _make_inputs(cls, config)
 
 
 # Differences below this are rounding of values that are zero in exact arithmetic (the gradient of
@@ -134,10 +131,16 @@ def import_rewritten(package, path):
 
 # float64 first: folding BatchNorm or reassociating a reduction then changes the last digits only,
 # where in fp32 deep random-init models amplify them past any fixed tolerance. Some models cannot
-# run in float64 (masking constants like finfo(float32).min overflow, buffers or inputs made in
-# float32 inside the model): those are compared in float32, with the same scaled tolerance.
-DTYPE_TROUBLE = ("overflow", "dtype", "Double", "Float", "scalar type")
+# run in float64 (masking constants like finfo(float32).min overflow, finfo(float64).min times a
+# float32 mask is -inf and then NaN, buffers or inputs made in float32 inside the model): those
+# are compared in float32, with the same scaled tolerance.
+DTYPE_TROUBLE = ("overflow", "dtype", "Double", "Float", "scalar type", "not finite")
+# (dtype, default dtype while the model is built and run): with float64 the default, a model makes
+# its own masks and buffers in float64 too; some only build with float32 the default (a float32
+# buffer they fill from a float64 one)
+DTYPES = ((torch.float64, torch.float64), (torch.float64, torch.float32), (torch.float32, torch.float32))
 MAX_CLASSES = 4
+LADDER_S = TIMEOUT_S / 2
 
 
 def _reason(e):
@@ -145,7 +148,7 @@ def _reason(e):
         return str(e)
     tb = traceback.extract_tb(e.__traceback__)
     # where the model code failed, rather than where torch noticed
-    frame = next((f for f in reversed(tb) if "/transformers/" in f.filename or "adopt" in f.filename), tb[-1] if tb else None)
+    frame = next((f for f in reversed(tb) if "/torch/" not in f.filename and "adopt_harness" not in f.filename), tb[-1] if tb else None)
     where = f" ({frame.filename.split('/')[-1]}:{frame.lineno})" if frame else ""
     return f"{type(e).__name__}: {str(e)[:200]}{where}"
 
@@ -160,59 +163,81 @@ def verify(model, rewritten_path):
     classes = candidate_classes(original)
     if not classes:
         raise NotRunnable("no model class with a config_class in the file")
-    # The original decides the class, the shrink and the dtype: the first it runs with. A failure
-    # of the original is a harness or config problem, so the next, milder choice is tried; the
-    # rewritten model is then compared once, on exactly that config and those inputs.
     failures = []
-    for cls_a in classes[:MAX_CLASSES]:
-        for rung, config, err in ladder(cls_a.config_class):
+    found = choose(model, classes, failures)
+    if found is None:
+        # nothing the original runs with: why the first class the harness could feed failed at its tiniest config
+        fed = [f for f in failures if f[3]]
+        name, rung, why, _ = (fed or failures)[0]
+        others = len(fed or failures) - 1
+        raise NotRunnable(why + (f" [{name}, {rung}; {others} milder configs or other classes failed too]" if others else ""))
+    cls_a, rung, config, inputs, dtype, default, state, reference, original_s = found
+    cls_b = getattr(rewritten, cls_a.__name__, None)
+    if cls_b is None:
+        return {"status": "mismatch", "class": cls_a.__name__, "problems": [f"the rewritten file has no class {cls_a.__name__}"]}
+    # the rewritten model runs half the original's passes: this much time is plenty, whatever the
+    # ladder spent, and a rewrite that needs more is reported, not hidden as not runnable
+    budget = max(TIMEOUT_S // 2, int(3 * original_s) + 1)
+    signal.alarm(budget)
+    torch.set_default_dtype(default)
+    try:
+        result = compare(cls_b, config, inputs, dtype, state, reference, rewritten)
+    except Timeout:
+        result = {"status": "mismatch", "problems": [
+            f"the rewritten model did not finish within {budget}s; the original's runs took {original_s:.1f}s"]}
+    finally:
+        torch.set_default_dtype(torch.float32)
+    result["class"] = cls_a.__name__
+    if rung != RUNGS[0]:
+        result["config"] = rung
+    if dtype is torch.float32:
+        result["dtype"] = f"float32 (the original fails in float64: {failures[-1][2][:120]})"
+    return result
+
+
+def choose(model, classes, failures):
+    """The first class, shrink and dtype the original runs with: a failure of the original is a harness
+    or config problem, so the next, milder choice is tried. Failures are appended to `failures`."""
+    started = time.monotonic()
+
+    def failed(cls, rung, why, fed=True):
+        failures.append((cls.__name__, rung, why, fed))
+        if os.environ.get("ADOPT_HF_DEBUG"):
+            print(f"[{model}] {cls.__name__}, {rung}: {why}", file=sys.stderr)
+
+    for cls in classes[:MAX_CLASSES]:
+        for rung, config, err in ladder(cls.config_class):
+            if time.monotonic() - started > LADDER_S:
+                failed(cls, rung, f"not tried: the search for a config stops after {LADDER_S:.0f}s")
+                return None  # the rest of the time is a comparison's
             if config is None:
-                failures.append((cls_a.__name__, rung, f"the shrunk config is refused: {_reason(err)}"))
+                failed(cls, rung, f"the shrunk config is refused: {_reason(err)}")
                 continue
             try:
                 torch.manual_seed(2)
-                inputs = make_inputs(cls_a, config)
+                inputs = make_inputs(cls, config)
             except NoInputs as e:
-                failures.append((cls_a.__name__, rung, str(e)))
-                if os.environ.get("ADOPT_HF_DEBUG"):
-                    print(f"[{model}] {cls_a.__name__}, {rung}: {e}", file=sys.stderr)
-                break
-            for dtype in (torch.float64, torch.float32):
-                # models then create their own masks and buffers in that dtype too
-                torch.set_default_dtype(dtype)
+                failed(cls, rung, str(e), fed=False)
+                break  # the next class
+            missing = False
+            for dtype, default in DTYPES:
+                torch.set_default_dtype(default)
+                t0 = time.monotonic()
                 try:
-                    a, state, reference = run_original(cls_a, config, inputs, dtype)
+                    state, reference = run_original(cls, config, inputs, dtype)
+                    return cls, rung, config, inputs, dtype, default, state, reference, time.monotonic() - t0
                 except Timeout:
                     raise
                 except Exception as e:
-                    failures.append((cls_a.__name__, rung, _reason(e)))
-                    if os.environ.get("ADOPT_HF_DEBUG"):
-                        print(f"[{model}] {cls_a.__name__}, {rung}, {dtype}: {_reason(e)}", file=sys.stderr)
-                    if dtype is torch.float64 and any(w in str(e) for w in DTYPE_TROUBLE):
-                        continue
-                    break
+                    failed(cls, rung, _reason(e))
+                    missing = isinstance(e, MissingLibrary)
+                    if missing or not any(w in str(e) for w in DTYPE_TROUBLE):
+                        break
                 finally:
                     torch.set_default_dtype(torch.float32)
-                cls_b = getattr(rewritten, cls_a.__name__, None)
-                if cls_b is None:
-                    return {"status": "mismatch", "class": cls_a.__name__, "problems": [f"the rewritten file has no class {cls_a.__name__}"]}
-                torch.set_default_dtype(dtype)
-                try:
-                    result = compare(cls_b, config, inputs, dtype, state, reference, rewritten)
-                finally:
-                    torch.set_default_dtype(torch.float32)
-                result["class"] = cls_a.__name__
-                if rung != RUNGS[0]:
-                    result["config"] = rung
-                if dtype is torch.float32:
-                    result["dtype"] = f"float32 (the original fails in float64: {failures[-1][2][:120]})"
-                del a
-                return result
-    # nothing the original runs with: report why the base class failed at its tiniest config
-    has_inputs = [f for f in failures if not f[2].startswith("unknown input kind")]
-    name, rung, why = (has_inputs or failures)[0]
-    others = len(has_inputs or failures) - 1
-    raise NotRunnable(f"{why}" + (f" [{name}, {rung}; {others} milder configs or other classes failed too]" if others else ""))
+            if missing:
+                break  # no milder config brings a library back
+    return None
 
 
 def _cast(inputs, dtype):
@@ -224,6 +249,8 @@ def run_original(cls, config, inputs, dtype):
     torch.manual_seed(0)
     try:
         a = cls(config)
+    except ImportError as e:  # a library this environment lacks: no config will do
+        raise MissingLibrary(f"cannot build {cls.__name__}: {type(e).__name__}: {str(e)[:200]}")
     except Exception as e:
         raise OriginalFailed(f"cannot build {cls.__name__} from a shrunk config: {type(e).__name__}: {str(e)[:200]}")
     n = sum(p.numel() for p in a.parameters())
@@ -247,7 +274,9 @@ def run_original(cls, config, inputs, dtype):
                 raise OriginalFailed("the model returned no floating-point tensor")
             w = torch.randn(out.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64).to(out.dtype)
             try:
-                (out * w).sum().backward()
+                # the graph is kept: a model may cache a tensor computed with grad in eval mode (LeViT's
+                # attention biases) that the repeat's backward goes through again
+                (out * w).sum().backward(retain_graph=True)
             except Timeout:
                 raise
             except Exception as e:
@@ -265,6 +294,8 @@ def run_original(cls, config, inputs, dtype):
             raise OriginalFailed(f"the original model's {mode} output is not finite at this size")
         if o0.shape != o1.shape or scaled_error(o0, o1) > TOL:
             raise OriginalFailed(f"the original model is not deterministic at this size ({mode}: a repeat differs by {scaled_error(o0, o1):.2g} of its largest value)")
+        if isinstance(g0, dict) != isinstance(g1, dict):
+            raise OriginalFailed(f"the original model's {mode} backward fails on a repeat only")
         if isinstance(g1, dict):
             if not all(torch.isfinite(g).all() for g in g1.values() if g is not None):
                 raise OriginalFailed(f"the original model's {mode} gradients are not finite at this size")
@@ -273,7 +304,7 @@ def run_original(cls, config, inputs, dtype):
                 if (g is None) != (g0[name] is None) or g is not None and scaled_error(g0[name], g, scale) > TOL:
                     raise OriginalFailed(f"the original model's gradients are not reproducible at this size ({mode}: {name})")
         reference[mode] = runs[1]
-    return a, state, reference
+    return state, reference
 
 
 def count_fast_path_calls(rewritten):
@@ -350,7 +381,7 @@ def compare(cls_b, config, inputs, dtype, state, reference, rewritten):
             notes.append(f"{mode} gradients not compared: the original's backward fails in {mode} mode ({grads[:150]})")
             continue
         try:
-            (ob * w).sum().backward()
+            (ob * w).sum().backward(retain_graph=True)
         except Timeout:
             raise
         except Exception as e:
@@ -387,7 +418,7 @@ def main():
             try:
                 result = verify(model, path)
             except (Timeout, NotRunnable) as e:
-                result = {"status": "not_runnable", "reason": str(e)[:400]}
+                result = {"status": "not_runnable", "reason": " ".join(str(e).split())[:400]}
             except Exception as e:  # any failure of the model code is a per-model result
                 tb = traceback.extract_tb(e.__traceback__)
                 where = f"{tb[-1].filename.split('/')[-1]}:{tb[-1].lineno}" if tb else ""

@@ -25,7 +25,8 @@ MODELS = {
     # name: (module, class, config overrides)
     "bert-base": ("bert", "BertModel", {}),
     "roberta-base": ("roberta", "RobertaModel", {"max_position_embeddings": 514}),
-    "albert-base": ("albert", "AlbertModel", {}),
+    # AlbertConfig() defaults to albert-xxlarge: the base sizes are given
+    "albert-base": ("albert", "AlbertModel", {"hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072, "embedding_size": 128}),
     "gpt2": ("gpt2", "GPT2Model", {}),
     "t5-small": ("t5", "T5EncoderModel", {"d_model": 512, "d_ff": 2048, "num_layers": 6, "num_heads": 8}),
     "vit-base": ("vit", "ViTModel", {}),

@@ -54,5 +54,5 @@ def test_a_renamed_submodule_breaks_the_strict_load_and_is_a_mismatch(tmp_path):
 
 def test_each_model_is_one_line_even_when_the_rewrite_fails_to_import(tmp_path):
     [r] = run(tmp_path, broken=SOURCE + "\nimport adopt_no_such_package\n")
-    assert r["model"] == "bert" and r["status"] in ("not_runnable", "mismatch")
+    assert r["model"] == "bert" and r["status"] == "mismatch", r
     assert "adopt_no_such_package" in (r.get("reason") or " ".join(r.get("problems", [])))

@@ -323,7 +323,16 @@ class Render {
   constructor(private readonly f: SynthFile, private readonly s: Site, private readonly res: SiteResult) {}
 
   fill(tpl: string): string {
-    return tpl.replace(/\{([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?(?:\|([^}]*))?\}/g, (_m, name: string, part?: string, dflt?: string) => {
+    return tpl.replace(/\{(,)?([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?(?:\|([^}]*))?\}/g, (_m, optKw: string | undefined, name: string, part?: string, dflt?: string) => {
+      // `{,name.kw}`: `, kw=<its value>` when the matched call passes kw, nothing when it does not
+      if (optKw && part) {
+        const op = this.s.ops[name];
+        if (!op || !op.kw.some(([k]) => k === part)) return '';
+        const text = this.value(name, part);
+        if (text === undefined) { this.failure ??= `cannot express {${name}.${part}} as source text here`; return ''; }
+        this.res.bindings[`${name}.${part}`] = text;
+        return `, ${part}=${text}`;
+      }
       // `{name|default}`: the default when an optional line is absent
       const absent = this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined);
       if (dflt !== undefined && absent) return dflt;
