@@ -31,7 +31,9 @@ if (buildOk) {
   run('npx', ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile=${out}`]);
   if (existsSync(out)) {
     const r = JSON.parse(readFileSync(out, 'utf8'));
-    const failed = r.numFailedTests + (r.numFailedTestSuites ?? 0) - (r.testResults ?? []).filter((s) => s.status === 'failed' && s.assertionResults?.some((a) => a.status === 'failed')).length;
+    // a test file that fails to load has no failed test of its own: count it once
+    const brokenFiles = (r.testResults ?? []).filter((s) => s.status === 'failed' && !s.assertionResults?.some((a) => a.status === 'failed')).length;
+    const failed = r.numFailedTests + brokenFiles;
     totals.passed += r.numPassedTests;
     totals.failed += Math.max(r.numFailedTests, failed);
     suites.push(`vitest: ${r.numPassedTests} passed, ${Math.max(r.numFailedTests, failed)} failed`);

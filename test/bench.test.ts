@@ -54,7 +54,7 @@ describe('the HTML report', () => {
     const img = readPng(png);
     expect([img.width, img.height]).toEqual([1000, 1400]);
     // the plots are drawn: green bars (rewritten sites, verified models) and the tool-time bars;
-    // no model is a mismatch, so no red bar
+    // no model is a mismatch, so no red bar (the colour is the mismatch status's alone)
     expect(countColor(img, '#22bb77')).toBeGreaterThan(1500);
     expect(countColor(img, '#6677aa')).toBeGreaterThan(300);
     expect(countColor(img, '#cc8844')).toBeGreaterThan(100);

@@ -47,7 +47,7 @@ export function writeHtmlReport(path: string, input: ReportInput): void {
   parts.push(bars('Sites per rule, found and not rewritten', rules.map((r) => [r, sites.filter((s) => s.rule === r && s.decision === 'skipped').length, '#cc8844'])));
   parts.push(bars('Models by verification status', Object.keys(STATUS_COLORS).map((s) => [s, rows.filter((r) => r.status === s).length, STATUS_COLORS[s]])));
   const ratios = rows.flatMap((r) => (r.timings?.eval ? [r.timings.eval.rewritten_s / Math.max(1e-9, r.timings.eval.original_s)] : []));
-  const buckets: [string, number, string][] = [['< 0.8', 0, '#22bb77'], ['0.8 - 0.95', 0, '#77cc77'], ['0.95 - 1.05', 0, '#999999'], ['1.05 - 1.25', 0, '#cc8844'], ['> 1.25', 0, '#dd3333']];
+  const buckets: [string, number, string][] = [['< 0.8', 0, '#22bb77'], ['0.8 - 0.95', 0, '#77cc77'], ['0.95 - 1.05', 0, '#999999'], ['1.05 - 1.25', 0, '#c9a227'], ['> 1.25', 0, '#8e44ad']];
   for (const x of ratios) buckets[x < 0.8 ? 0 : x < 0.95 ? 1 : x < 1.05 ? 2 : x < 1.25 ? 3 : 4][1]++;
   parts.push(bars(`Forward time, rewritten / original (${ratios.length} models, eval, tiny configs)`, buckets));
   if (input.stages) parts.push(bars('Tool time per stage (seconds)', Object.entries(input.stages).filter(([k]) => k !== 'total').map(([k, v]) => [k, v, '#6677aa']), { fmt: (v) => v.toFixed(2) }));
