@@ -215,14 +215,34 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   const first = Math.min(...idx);
   const last = Math.max(...idx);
   const extraGuards: string[] = [];
+  // optional ops the rewrite requires to be absent (`{h.absent}`)
+  const skippable = new Set([...code.join('\n').matchAll(/\{([A-Za-z_]\w*)\.absent\}/g)].map((m) => m[1]));
   for (let i = first; i <= last; i++) {
     const k = kids[i];
     if (idx.includes(i)) {
       // A matched op inside `if cond:` (no else) holds on the path where cond holds.
       if (k.type === 'if_statement' && !top.some((t, j) => t.startIndex === k.startIndex && stmts[j]!.startIndex === k.startIndex)) {
         if (k.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause')) return `line ${lineOf(f, k)}: the matched code is in a branch with an else`;
-        extraGuards.push(`(${k.childForFieldName('condition')!.text})`);
+        // every statement of the branch must be a matched one: other code there (a mask
+        // reshaped under a nested if) would be skipped by the fast path
+        const body = k.childForFieldName('consequence')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
+        const stray = body.find((b) => !(stmts as SyntaxNode[]).some((m) => m.startIndex === b.startIndex && m.endIndex === b.endIndex));
+        if (stray) return `line ${lineOf(f, stray)}: the branch around the matched code holds statements outside the pattern`;
+        const inside = Object.entries(s.ops).filter(([, o]) => { const n = o && nodeOfSpan(f, o.span); return n && n.startIndex >= k.startIndex && n.endIndex <= k.endIndex; }).map(([name]) => name);
+        if (inside.length && inside.every((n) => skippable.has(n))) {
+          // only optional ops the kernel does not cover are in the branch (`if head_mask is
+          // not None: probs = probs * head_mask`): the fast path runs when the branch does not
+          extraGuards.push(`not (${k.childForFieldName('condition')!.text})`);
+          for (const n of inside) ctx.notTaken.add(n);
+        } else extraGuards.push(`(${k.childForFieldName('condition')!.text})`);
       }
+      continue;
+    }
+    // `if C:` (no else) between the matched statements does nothing when C is false: the fast
+    // path runs when it is, if C can be evaluated before the statements run
+    const cond = k.type === 'if_statement' && !k.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause') ? k.childForFieldName('condition') : null;
+    if (cond && !identifiersOf(cond).some((n) => assignedIn(kids.slice(first, i)).has(n))) {
+      extraGuards.push(`not (${cond.text})`);
       continue;
     }
     return `line ${lineOf(f, k)} lies between the matched statements and is not part of the pattern`;
@@ -237,7 +257,12 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   const lines = code.map((c) => ctx.fill(c));
   if (ctx.failure) return ctx.failure;
   const escaping = escapingNames(f, kids.slice(first, last + 1), lines, block, kids[last].endIndex);
-  if (escaping) return escaping;
+  if (typeof escaping === 'string') return escaping;
+  if (escaping) {
+    // read later only when `cond` holds: the fast path runs when it does not
+    extraGuards.push(`not ${escaping.cond}`);
+    lines.push(...escaping.names.map((n) => `${n} = None  # adopt: read only when ${escaping.cond}`));
+  }
   for (let i = 0; i < lines.length; i++) {
     if (lines[i].startsWith(`${RETURN_TARGET} = `)) lines[i] = `return ${lines[i].slice(RETURN_TARGET.length + 3)}`;
     else if (lines[i].includes(RETURN_TARGET)) return 'the matched value is returned and cannot be named in the rewrite';
@@ -252,6 +277,29 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     ...original.split(/\r?\n/).map((l) => (l.trim() ? `    ${l}` : l)),
   ].join(nl);
   return { start, end, text, rule: s.rule, line: s.lines[0] };
+}
+
+function identifiersOf(n: SyntaxNode): string[] {
+  const out: string[] = [];
+  const stack = [n];
+  while (stack.length) {
+    const x = stack.pop()!;
+    if (x.type === 'identifier') out.push(x.text);
+    else stack.push(...x.namedChildren);
+  }
+  return out;
+}
+
+/** Every name the statements assign (targets of assignments, loops and with-as). */
+function assignedIn(stmts: SyntaxNode[]): Set<string> {
+  const out = new Set<string>();
+  const stack = [...stmts];
+  while (stack.length) {
+    const x = stack.pop()!;
+    if (['assignment', 'augmented_assignment', 'for_statement'].includes(x.type)) for (const id of identifiersOf(x.childForFieldName('left') ?? x)) out.add(id);
+    stack.push(...x.namedChildren);
+  }
+  return out;
 }
 
 function lineOf(f: SynthFile, n: SyntaxNode): number {
@@ -286,8 +334,16 @@ function hasMultilineString(nodes: SyntaxNode[]): boolean {
   return false;
 }
 
-/** Names the original statements assign that the fast path does not, but later code reads. */
-function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block: SyntaxNode, after: number): string | undefined {
+/** What the fast path leaves out: names the original statements assign and later code reads. */
+type Escape = { names: string[]; cond: string } | string | undefined;
+
+/**
+ * Names the original statements assign that the fast path does not, but later code reads. When
+ * every later read sits under one condition (`(ctx, probs) if output_attentions else (ctx,)`),
+ * the rewrite is still possible: it runs only when that condition is false, and the name is set
+ * to None on the fast path. Otherwise the reason it is not possible.
+ */
+function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block: SyntaxNode, after: number): Escape {
   const assigned = new Set<string>();
   const collect = (n: SyntaxNode) => {
     if (n.type === 'assignment' || n.type === 'augmented_assignment') {
@@ -305,11 +361,59 @@ function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block:
   const fastAssigned = new Set(fast.flatMap((l) => (/^\s*([A-Za-z_][\w\s,]*)=[^=]/.exec(l)?.[1] ?? '').split(',').map((x) => x.trim()).filter(Boolean)));
   let fn: SyntaxNode | null = block;
   while (fn && fn.type !== 'function_definition') fn = fn.parent;
-  const rest = f.source.text.slice(after, fn ? fn.endIndex : f.source.text.length);
+  const end = fn ? fn.endIndex : f.source.text.length;
+  const rest = f.source.text.slice(after, end);
+  const names: string[] = [];
+  const conds = new Set<string>();
   for (const name of assigned) {
     if (fastAssigned.has(name)) continue;
     const re = new RegExp(`(^|[^\\w.])${name}(?![\\w])`);
-    if (re.test(rest)) return `'${name}' is computed by the original statements and read later; the fast path does not compute it`;
+    if (!re.test(rest)) continue;
+    const why = `'${name}' is computed by the original statements and read later; the fast path does not compute it`;
+    const reads = identifiersIn(fn ?? f.root, name).filter((n) => n.startIndex >= after && n.endIndex <= end);
+    if (!reads.length) return why;
+    for (const r of reads) {
+      const c = readCondition(r, fn);
+      if (!c) return why;
+      conds.add(c);
+    }
+    names.push(name);
+  }
+  if (!names.length) return undefined;
+  const [cond] = [...conds];
+  if (conds.size !== 1) return `${names.map((n) => `'${n}'`).join(', ')} read later under different conditions; the fast path does not compute them`;
+  // the condition must mean the same at the rewrite and at the read
+  if (new RegExp(`(^|[^\\w.])${cond}\\s*(=[^=]|\\+=|-=)`).test(rest)) return `'${cond}' is reassigned after the rewritten statements`;
+  return { names, cond };
+}
+
+function identifiersIn(root: SyntaxNode, name: string): SyntaxNode[] {
+  const out: SyntaxNode[] = [];
+  const stack = [root];
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (n.type === 'identifier' && n.text === name) out.push(n);
+    else stack.push(...n.namedChildren);
+  }
+  return out;
+}
+
+/** The plain-name condition a read is under: `x if COND else y` (read in x), `if COND:` (read in
+ *  its body, no elif/else taken for it). Undefined when the read is unconditional. */
+function readCondition(read: SyntaxNode, fn: SyntaxNode | null): string | undefined {
+  const simple = (c: SyntaxNode | null | undefined) => (c && c.type === 'identifier' ? c.text : undefined);
+  for (let n: SyntaxNode = read; n.parent && n !== fn; n = n.parent) {
+    const p = n.parent;
+    if (p.type === 'conditional_expression') {
+      const [then] = p.namedChildren;
+      if (then.startIndex <= read.startIndex && read.endIndex <= then.endIndex) return simple(p.namedChildren[1]);
+      return undefined;
+    }
+    if (p.type === 'if_statement') {
+      const body = p.childForFieldName('consequence');
+      if (body && body.startIndex <= read.startIndex && read.endIndex <= body.endIndex) return simple(p.childForFieldName('condition'));
+      return undefined;
+    }
   }
   return undefined;
 }
@@ -320,6 +424,8 @@ function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block:
 class Render {
   failure?: string;
   range?: [number, number];
+  /** Optional ops in a branch the guard excludes: absent on the fast path. */
+  readonly notTaken = new Set<string>();
   constructor(private readonly f: SynthFile, private readonly s: Site, private readonly res: SiteResult) {}
 
   fill(tpl: string): string {
@@ -337,7 +443,7 @@ class Render {
       const absent = this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined);
       if (dflt !== undefined && absent) return dflt;
       if (part === 'absent') {
-        if (this.s.ops[name] === null || this.s.ops[name] === undefined) return '';
+        if (this.s.ops[name] === null || this.s.ops[name] === undefined || this.notTaken.has(name)) return '';
         this.failure ??= `the kernel call does not cover '${this.s.ops[name]!.callee}' at line ${this.s.ops[name]!.span.from.line} yet`;
         return '';
       }
@@ -357,7 +463,8 @@ class Render {
       if (!part) return this.assignedName(op);
       if (part === 'factor') {
         // the multiplicative factor a scaling op applies
-        const other = op.args.find((a) => !(a.k === 'ssa' && Object.values(this.s.ops).some((o) => o?.id === a.id)));
+        // not the data input: a matched op's value, or the phi that carries it through a branch
+        const other = op.args.find((a) => !(a.k === 'ssa' && (Object.values(this.s.ops).some((o) => o?.id === a.id) || this.s.view.phis.has(a.id))));
         const t = other && this.expr(other);
         return t === undefined ? undefined : op.callee === 'div' ? `1.0 / (${t})` : t;
       }
