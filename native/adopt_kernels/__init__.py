@@ -13,7 +13,7 @@ from ._impl.dropout_layer_norm import dropout_add_layer_norm
 from ._impl.gelu import gelu_kind, linear_gelu
 from ._impl.optim import optimizer_kwargs
 from ._impl.projections import fused_qkv, gated_mlp
-from ._impl.rms_norm import rms_norm
+from ._impl.rms_norm import rms_norm, rms_norm_variance_fp32
 from ._impl.rope import apply_rope, apply_rope_interleaved
 from ._impl.softmax import softmax
 from ._impl.switches import enabled
@@ -58,5 +58,6 @@ __all__ = [
     "linear_gelu",
     "optimizer_kwargs",
     "rms_norm",
+    "rms_norm_variance_fp32",
     "softmax",
 ]

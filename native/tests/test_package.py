@@ -16,6 +16,7 @@ SIGNATURES = {
     "attention": ["q", "k", "v", "mask", "scale", "dropout_p", "training", "is_causal"],
     "attention_supported": ["q", "k", "v", "mask", "head_mask", "output_attentions"],
     "rms_norm": ["x", "weight", "eps", "offset", "cast_to_fp32"],
+    "rms_norm_variance_fp32": ["x", "weight", "eps"],
     "gated_mlp": ["x", "gate_proj", "up_proj", "down_proj", "act"],
     "apply_rope": ["q", "k", "cos", "sin", "position_ids", "unsqueeze_dim"],
     "apply_rope_interleaved": ["q", "k", "cos", "sin", "position_ids", "unsqueeze_dim"],

@@ -101,3 +101,37 @@ def test_disabled_skips_f_rms_norm(monkeypatch):
     norm = LlamaRMSNorm(7, 1e-6, torch.float32)
     x = torch.randn(3, 7)
     torch.testing.assert_close(ak.rms_norm(x, norm.weight, 1e-6), norm(x))
+
+
+class T5LayerNorm(nn.Module):
+    """T5's RMSNorm: only the variance in float32, the input scaled in its own dtype."""
+
+    def __init__(self, hidden_size, eps, dtype):
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(hidden_size, dtype=dtype) + 0.5)
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states):
+        variance = hidden_states.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        if self.weight.dtype in [torch.float16, torch.bfloat16]:
+            hidden_states = hidden_states.to(self.weight.dtype)
+        return self.weight * hidden_states
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3, 5, 7), (1, 1, 13), (4, 9)])
+def test_matches_t5_layer_norm(dtype, shape):
+    norm = T5LayerNorm(shape[-1], 1e-6, dtype)
+    x = torch.randn(shape, dtype=dtype) * 3
+    _, out = compare(lambda x, m: m(x), lambda x, m: ak.rms_norm_variance_fp32(x, m.weight, m.variance_epsilon), [x], [norm], dtype=dtype)
+    assert out[0].dtype == dtype
+
+
+def test_t5_half_input_with_float32_weight_stays_float32_like_the_original():
+    norm = T5LayerNorm(16, 1e-6, torch.float32)
+    x = (torch.randn(2, 3, 16) * 3).to(torch.bfloat16)
+    expected = norm(x)
+    out = ak.rms_norm_variance_fp32(x, norm.weight, norm.variance_epsilon)
+    assert out.dtype == expected.dtype == torch.float32
+    torch.testing.assert_close(out, expected)

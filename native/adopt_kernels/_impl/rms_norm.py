@@ -14,6 +14,21 @@ def _normalise(h, eps):
     return h * torch.rsqrt(variance + eps)
 
 
+def rms_norm_variance_fp32(x, weight, eps):
+    """Replaces the T5-style RMSNorm body, where only the variance is taken in float32::
+
+        variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        x = x * torch.rsqrt(variance + eps)
+        return weight * x
+
+    The scaled input keeps its own precision (float64 stays float64), and nothing is cast back:
+    a half-precision input times the float32 reciprocal is float32, as in the original.
+    """
+    variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+    h = x * torch.rsqrt(variance + eps)
+    return h if weight is None else weight * h
+
+
 def rms_norm(x, weight, eps, offset=0.0, cast_to_fp32=True):
     """Replaces the LLaMA-style RMSNorm body::
 
