@@ -307,13 +307,20 @@ def run_original(cls, config, inputs, dtype):
     return state, reference
 
 
+# The kernels a rewrite's fast path calls: counting them shows the fast path ran.
+FAST_PATH_KERNELS = (
+    "softmax", "dropout_add_layer_norm", "linear_gelu", "conv_bn", "linear_bn", "fused_qkv", "attention", "rms_norm",
+    "rms_norm_variance_fp32", "gated_mlp", "apply_rope", "apply_rope_interleaved", "linear_cross_entropy",
+)
+
+
 def count_fast_path_calls(rewritten):
     try:
         import adopt_kernels
     except ImportError:
         return {"n": -1}
     calls = {"n": 0}
-    for kname in ("softmax", "dropout_add_layer_norm", "linear_gelu", "conv_bn", "linear_bn", "fused_qkv", "attention", "rms_norm", "gated_mlp"):
+    for kname in FAST_PATH_KERNELS:
         fn = getattr(adopt_kernels, kname)
 
         def counting(*a, _fn=fn, **k):

@@ -29,7 +29,7 @@ import uuid
 import torch
 from torch import nn
 
-from adopt_harness.hf_verify import ABS_FLOOR, no_dropout, shrink
+from adopt_harness.hf_verify import FAST_PATH_KERNELS, no_dropout, scaled_error, shrink
 
 TOL = 1e-3
 TIMEOUT_S = int(os.environ.get("ADOPT_VERIFY_TIMEOUT", "60"))
@@ -193,10 +193,6 @@ def required_inputs(model):
     return [p for p in params if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
-def call(model, inputs):
-    return model(*inputs)
-
-
 def find_inputs(model, config, dtype):
     """The first candidate the original accepts. Further required tensor arguments get the same
     kind, or a float tensor of another size the model's layers take (a residual of another width)."""
@@ -243,17 +239,9 @@ def tensors(out):
     return []
 
 
-def scaled(a, b, floor):
-    a, b = a.double(), b.double()
-    if a.shape != b.shape:
-        return float("inf")
-    if not b.numel():
-        return 0.0
-    diff = (a - b).abs().max()
-    return 0.0 if diff.item() <= floor else (diff / b.abs().max().clamp_min(1e-12)).item()
-
-
-KERNELS = ("softmax", "dropout_add_layer_norm", "linear_gelu", "conv_bn", "linear_bn", "fused_qkv", "attention", "rms_norm", "gated_mlp", "apply_rope", "apply_rope_interleaved", "linear_cross_entropy")
+def scaled(a, b, scale=1.0):
+    """The harness's relative error (hf_verify.scaled_error); a shape change is infinitely wrong."""
+    return float("inf") if a.shape != b.shape else scaled_error(a, b, scale)
 
 
 CALLS = {"n": 0}
@@ -266,7 +254,7 @@ def count_fast_path():
         import adopt_kernels
     except ImportError:
         return {"n": -1}
-    for name in KERNELS:
+    for name in FAST_PATH_KERNELS:
         fn = getattr(adopt_kernels, name, None)
         if fn is None or getattr(fn, "_adopt_counted", False):
             continue
@@ -280,13 +268,10 @@ def count_fast_path():
     return CALLS
 
 
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def elapsed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def compare_pair(a, b, inputs, problems, worst):
@@ -310,9 +295,8 @@ def compare_pair(a, b, inputs, problems, worst):
         if len(oa) != len(ob):
             problems.append(f"{mode}: {len(oa)} output tensors vs {len(ob)}")
             continue
-        floor = ABS_FLOOR.get(oa[0].dtype, 1e-5)
         for i, (p, q) in enumerate(zip(oa, ob)):
-            err = scaled(p, q, floor)
+            err = scaled(p, q)
             if p.shape == q.shape:
                 worst["max_abs"] = max(worst["max_abs"], (p.double() - q.double()).abs().max().item() if p.numel() else 0.0)
             worst["max_rel"] = max(worst["max_rel"], err)
@@ -336,11 +320,11 @@ def compare_pair(a, b, inputs, problems, worst):
                 problems.append(f"{mode}: parameter {name} missing in the rewritten model")
             elif (p.grad is None) != (q.grad is None):
                 problems.append(f"{mode} grad of {name}: present on one side only")
-            elif p.grad is not None and scaled(p.grad, q.grad, floor * scale) > TOL:
-                problems.append(f"{mode} grad of {name}: {scaled(p.grad, q.grad, floor * scale):.2g} of its largest value")
+            elif p.grad is not None and (err := scaled(p.grad, q.grad, scale)) > TOL:
+                problems.append(f"{mode} grad of {name}: {err:.2g} of its largest value")
         for i, (p, q) in enumerate(zip(xa, xb)):
-            if p.grad is not None and q.grad is not None and scaled(p.grad, q.grad, floor * scale) > TOL:
-                problems.append(f"{mode} grad of input {i}: {scaled(p.grad, q.grad, floor * scale):.2g} of its largest value")
+            if p.grad is not None and q.grad is not None and (err := scaled(p.grad, q.grad, scale)) > TOL:
+                problems.append(f"{mode} grad of input {i}: {err:.2g} of its largest value")
         a.zero_grad()
         b.zero_grad()
 
@@ -367,8 +351,8 @@ def timings(a, b, inputs, repeats):
             fn(b)
         ta, tb = [], []
         for _ in range(repeats):  # interleaved, so drift hits both alike
-            ta.append(median_time(lambda: fn(a), 1))
-            tb.append(median_time(lambda: fn(b), 1))
+            ta.append(elapsed(lambda: fn(a)))
+            tb.append(elapsed(lambda: fn(b)))
         oa, ob = statistics.median(ta), statistics.median(tb)
         out[kind] = {"original_s": oa, "rewritten_s": ob, "ratio": ob / oa if oa > 0 else None}
     return out

@@ -1,8 +1,9 @@
 // The HF-199 corpus: transformers 4.35.0's modeling files, fetched from PyPI into a cache on
 // first use (nothing of it is committed). Model names come from the benchmark ground truth.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
 
 export const TRANSFORMERS_VERSION = '4.35.0';
 
@@ -45,4 +46,16 @@ export function readGroundTruth(): GroundTruthRow[] {
 /** The 199 modeling files, in ground-truth order. */
 export function hf199Files(pkg: string): { model: string; file: string }[] {
   return readGroundTruth().map(({ model }) => ({ model, file: join(pkg, 'models', model, `modeling_${model}.py`) }));
+}
+
+/** transformers and its pure-Python dependencies for the harness's Python, in the cache; the
+ *  directory to put on its PYTHONPATH. */
+export function ensurePythonDeps(): string {
+  const dir = join(cacheDir(), 'pydeps');
+  if (!existsSync(join(dir, 'transformers'))) {
+    process.stderr.write(`installing transformers==${TRANSFORMERS_VERSION} for ${pythonExecutable()} into ${dir}\n`);
+    const r = spawnSync('bash', [join(NATIVE_DIR, '..', 'scripts', 'setup-python.sh'), '--hf'], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('could not install transformers for verification');
+  }
+  return dir;
 }

@@ -2,35 +2,23 @@
 // at location level against labels where there are any (`*.labels.json` beside the files, or
 // --labels), every rewritten file optionally verified in torch, and the same terminal table, JSON
 // and HTML report as the HF-199 run.
-import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
+import { findPythonFiles } from '../analysis/project.js';
 import { AdoptError } from '../diag.js';
 import { checkVariants } from '../verify/file.js';
 import { Progress } from './progress.js';
 import { writeHtmlReport, type ReportRow } from './report.js';
 import { fixtureScores, rewriteAll } from './rewrite.js';
+import { round } from './format.js';
 
 export interface DirBenchOptions { verify?: boolean; labels?: string; out?: string; report?: string }
-
-function pythonFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d).sort()) {
-      if (e.startsWith('.') || e === 'node_modules' || e === '__pycache__') continue;
-      const p = join(d, e);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (e.endsWith('.py')) out.push(p);
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 export function benchDirectory(dir: string, opts: DirBenchOptions = {}) {
   let st;
   try { st = statSync(dir); } catch { throw new AdoptError(`${dir}: no such directory`); }
   if (!st.isDirectory()) throw new AdoptError(`${dir}: not a directory (adopt bench takes a directory, or --hf)`);
-  const files = pythonFiles(resolve(dir));
+  const files = findPythonFiles(resolve(dir));
   if (!files.length) throw new AdoptError(`${dir}: no Python files`);
   const out = resolve(opts.out ?? 'bench-results');
   const t0 = performance.now();
@@ -87,6 +75,3 @@ export function printDirectory(r: ReturnType<typeof benchDirectory>): void {
   console.log(JSON.stringify(r.summary));
 }
 
-function round(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}

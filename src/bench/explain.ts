@@ -8,6 +8,7 @@ import type { FileIR, Stmt } from '../dsl/ir.js';
 import { parsePython } from '../parse/python.js';
 import { readSource } from '../parse/source.js';
 import { ensureTransformers, hf199Files } from './corpus.js';
+import { round } from './format.js';
 
 interface FileRow {
   model: string; modules: number; ops: number; resolved: number; unresolved: number;
@@ -79,8 +80,5 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(summary));
 }
 
-function round(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}
 
 await main();

@@ -3,16 +3,17 @@
 // rewritten model against the original in torch (tiny config, strict state-dict load, outputs and
 // gradients in eval and train mode). Results are written as they come; a model that hangs or
 // crashes the harness is reported with its reason and the run goes on.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
 import { adopterScores } from './adopter.js';
-import { cacheDir, ensureTransformers, hf199Files, readGroundTruth, TRANSFORMERS_VERSION } from './corpus.js';
+import { ensurePythonDeps, ensureTransformers, hf199Files, readGroundTruth, TRANSFORMERS_VERSION } from './corpus.js';
 import { Progress } from './progress.js';
 import { writeHtmlReport } from './report.js';
 import { rewriteAll, writeMirror } from './rewrite.js';
 import { score } from './score.js';
+import { pct, round } from './format.js';
 
 const CHUNK = 25;
 
@@ -29,16 +30,6 @@ export interface ModelResult {
 }
 
 export interface HfBenchOptions { version?: string; verify?: boolean; out?: string; report?: string }
-
-function pydeps(): string {
-  const dir = join(cacheDir(), 'pydeps');
-  if (!existsSync(join(dir, 'transformers'))) {
-    process.stderr.write(`installing transformers==${TRANSFORMERS_VERSION} for ${pythonExecutable()} into ${dir}\n`);
-    const r = spawnSync('bash', [join(NATIVE_DIR, '..', 'scripts', 'setup-python.sh'), '--hf'], { stdio: 'inherit' });
-    if (r.status !== 0) throw new Error('could not install transformers for verification');
-  }
-  return dir;
-}
 
 /** One harness process per chunk of models; each model's line is read as it comes. */
 function verifyChunk(chunk: { model: string; file: string }[], jsonl: string, deps: string, progress: Progress): Promise<void> {
@@ -99,7 +90,7 @@ export async function benchHf(opts: HfBenchOptions = {}) {
   if (opts.verify) {
     rmSync(jsonl, { force: true });
     const toVerify = models.filter((m) => changedSet.has(resolve(m.file))).map((m) => ({ model: m.model, file: join(mirror, 'models', m.model, `modeling_${m.model}.py`) }));
-    const deps = pydeps();
+    const deps = ensurePythonDeps();
     const progress = new Progress('verifying', toVerify.length);
     const t1 = performance.now();
     for (let i = 0; i < toVerify.length; i += CHUNK) await verifyChunk(toVerify.slice(i, i + CHUNK), jsonl, deps, progress);
@@ -141,13 +132,6 @@ export function printHf(r: Awaited<ReturnType<typeof benchHf>>): void {
   console.log(JSON.stringify(s));
 }
 
-function pct(x: number): string {
-  return `${(x * 100).toFixed(1).padStart(5)}%`;
-}
-
-function round(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}
 
 if (process.argv[1]?.endsWith('hf.js')) {
   benchHf({ verify: process.argv.includes('--verify') }).then(printHf, (e: Error) => { process.stderr.write(`bench:hf: ${e.message}\n`); process.exitCode = 2; });

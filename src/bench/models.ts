@@ -5,8 +5,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
-import { cacheDir, ensureTransformers, hf199Files } from './corpus.js';
+import { ensurePythonDeps, ensureTransformers, hf199Files } from './corpus.js';
 import { rewriteAll, writeMirror } from './rewrite.js';
+import { round } from './format.js';
 
 const OUT = 'bench-results';
 const MODULES = ['bert', 'roberta', 'albert', 'gpt2', 't5', 'vit', 'llama'];
@@ -35,12 +36,12 @@ function main(): void {
     }
     variantArgs.push('--variant', `${rule}=${join(variantsDir, rule)}`);
   }
-  spawnSync('bash', [resolve('scripts/setup-python.sh'), '--hf'], { stdio: 'inherit' });
+  const deps = ensurePythonDeps();
   mkdirSync(OUT, { recursive: true });
   const out = resolve(OUT, 'models.json');
   const r = spawnSync(pythonExecutable(), ['-m', 'adopt_harness.speed', out, join(mirror, 'models'), ...variantArgs, '--seq', arg('--seq', '128,512'), '--repeats', arg('--repeats', '5'), '--models', arg('--models', 'bert-base,roberta-base,albert-base,gpt2,t5-small,vit-base,llama-style')], {
     stdio: ['ignore', 'inherit', 'inherit'], timeout: 3_600_000,
-    env: { ...process.env, PYTHONPATH: [NATIVE_DIR, join(cacheDir(), 'pydeps')].join(':'), PYTHONUNBUFFERED: '1' },
+    env: { ...process.env, PYTHONPATH: [NATIVE_DIR, deps].join(':'), PYTHONUNBUFFERED: '1' },
   });
   if (r.status !== 0) process.stderr.write(`speed harness exited with ${r.status ?? r.signal}\n`);
   const rows = JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>[];
@@ -71,8 +72,5 @@ function main(): void {
   console.log(JSON.stringify(summary));
 }
 
-function round(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}
 
 main();

@@ -14,6 +14,9 @@ import { pythonExecutable } from '../verify/python.js';
 import { adopterScores } from './adopter.js';
 import { ensureTransformers, hf199Files, readGroundTruth } from './corpus.js';
 import { score } from './score.js';
+import { pct, round } from './format.js';
+
+const round4 = (x: number) => round(x, 4);
 
 const OUT = 'bench-results';
 
@@ -64,10 +67,10 @@ function main(): void {
   const decisions = synth.sites.reduce((acc, s) => { acc[s.decision] = (acc[s.decision] ?? 0) + 1; return acc; }, {} as Record<string, number>);
   const report = {
     files: models.length,
-    precision: round(total.precision), recall: round(total.recall), tp: total.tp, fp: total.fp, fn: total.fn,
+    precision: round4(total.precision), recall: round4(total.recall), tp: total.tp, fp: total.fp, fn: total.fn,
     per_rule: perRule,
     attention: { fires_in: fires, sites: attention.length, other_sites: attention.filter((s) => !['BertSelfAttention', 'T5Attention', 'GPT2Attention'].includes(s.owner)).map((s) => `${s.file.split('/').slice(-2).join('/')}:${s.lines[0]} ${s.owner}`) },
-    seconds: round(run.times.total), stage_seconds: Object.fromEntries(Object.entries(run.times).map(([k, v]) => [k, round(v)])),
+    seconds: round4(run.times.total), stage_seconds: Object.fromEntries(Object.entries(run.times).map(([k, v]) => [k, round4(v)])),
     sites_found: matched.sites.length, decisions, files_changed: changed.length,
     compile_failures: compileFailures.length, compile_failure_list: compileFailures,
     synth_errors: synth.files.filter((f) => f.error).map((f) => f.error),
@@ -87,7 +90,7 @@ function main(): void {
   console.log(`sites ${matched.sites.length}: ${Object.entries(decisions).map(([k, v]) => `${v} ${k}`).join(', ')}; ${changed.length} files changed; compile failures ${compileFailures.length}; idempotent ${report.idempotent}`);
   console.log(`fixtures (location level): precision ${pct(fixtures.precision)} recall ${pct(fixtures.recall)} (${fixtures.tp} tp, ${fixtures.fp} fp, ${fixtures.fn} fn)`);
   console.log(`wall ${report.seconds}s (analyse ${report.stage_seconds.analyse}s, match ${report.stage_seconds.match}s, synthesize ${report.stage_seconds.synthesize}s)`);
-  console.log(JSON.stringify({ precision: report.precision, recall: report.recall, per_rule: Object.fromEntries(Object.entries(perRule).map(([k, v]) => [k, { precision: round((v as { precision: number }).precision), recall: round((v as { recall: number }).recall) }])), seconds: report.seconds, compile_failures: report.compile_failures, idempotent: report.idempotent, fixtures_precision: round(fixtures.precision), fixtures_recall: round(fixtures.recall), attention_fires: Object.fromEntries(Object.entries(fires).map(([k, v]) => [k, v.length > 0])) }));
+  console.log(JSON.stringify({ precision: report.precision, recall: report.recall, per_rule: Object.fromEntries(Object.entries(perRule).map(([k, v]) => [k, { precision: round4((v as { precision: number }).precision), recall: round4((v as { recall: number }).recall) }])), seconds: report.seconds, compile_failures: report.compile_failures, idempotent: report.idempotent, fixtures_precision: round4(fixtures.precision), fixtures_recall: round4(fixtures.recall), attention_fires: Object.fromEntries(Object.entries(fires).map(([k, v]) => [k, v.length > 0])) }));
 }
 
 /** A copy of the package with the rewritten files in place, so relative imports still resolve. */
@@ -139,13 +142,6 @@ export function fixtureScores(dir = resolve('fixtures', 'models')) {
   return { precision: tp + fp ? tp / (tp + fp) : 1, recall: tp + fn ? tp / (tp + fn) : 1, tp, fp, fn, missed: misses, extra: extras, rules_without_implementation: unlabelledRules };
 }
 
-function round(x: number): number {
-  return Math.round(x * 10000) / 10000;
-}
-
-function pct(x: number): string {
-  return `${(x * 100).toFixed(1).padStart(5)}%`;
-}
 
 if (process.argv[1]?.endsWith('rewrite.js')) main();
 

@@ -4,7 +4,7 @@ import { AdoptError } from '../diag.js';
 import type { Site } from '../match/matcher.js';
 import { unifiedDiff } from '../synth/diff.js';
 import type { FileResult } from '../synth/synthesize.js';
-import { slowerRules } from '../verify/records.js';
+import { readRecords, slowerRules, type SpeedRecord } from '../verify/records.js';
 import { planRewrite, synthesizePlan } from './plan.js';
 import { verifiedRewrite } from './verified.js';
 
@@ -27,9 +27,10 @@ export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
   const target = opts.target ?? 'cpu';
   const named = new Set((opts.rules ?? '').split(',').map((x) => x.trim()));
   const learned = new Map<string, ReturnType<typeof slowerRules>>();
+  let records: SpeedRecord[] | undefined; // read once, on the first site that needs them
   const measuredSlower = (s: Site): string | null => {
     if (opts.learned === false || named.has(s.rule)) return null;
-    if (!learned.has(s.file)) learned.set(s.file, slowerRules(s.file, target));
+    if (!learned.has(s.file)) learned.set(s.file, slowerRules(s.file, target, (records ??= readRecords())));
     const r = learned.get(s.file)!.get(s.rule);
     return r ? `measured slower here by rewrite --verify (forward x${r.forward_ratio.toFixed(2)}, train x${r.train_ratio.toFixed(2)}); name it in --rules to use it anyway` : null;
   };

@@ -2,9 +2,10 @@
 // strict state-dict load, outputs and gradients) and timed against the original. A rule whose
 // rewrite mismatches is withheld from that file; one measured slower is withheld and recorded, so
 // later rewrites leave it out too. What is kept is then checked together once more.
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
+import { findPythonFiles } from '../analysis/project.js';
 import type { Site } from '../match/matcher.js';
 import { checkPaths, checkVariants, speedOf, type ClassResult, type FileCheckOptions, type FileCheckResult } from '../verify/file.js';
 import { appendRecord, isSlower } from '../verify/records.js';
@@ -36,14 +37,6 @@ function packageRoot(file: string): string | undefined {
   return top;
 }
 
-function pythonFilesUnder(dir: string): string[] {
-  return readdirSync(dir).flatMap((e) => {
-    const p = join(dir, e);
-    if (e === '__pycache__' || e.startsWith('.')) return [];
-    return statSync(p).isDirectory() ? pythonFilesUnder(p) : e.endsWith('.py') && e !== '__init__.py' ? [p] : [];
-  });
-}
-
 /**
  * A file with no model classes of its own (a helper module) is checked through the files of its
  * package that use it: each variant is written into a renamed copy of the package, and every
@@ -64,7 +57,7 @@ function checkFile(file: string, variants: Record<string, string>, opts: FileChe
     }
     const results: ClassResult[] = [];
     let torch = '';
-    for (const user of pythonFilesUnder(top).filter((u) => u !== resolve(file))) {
+    for (const user of findPythonFiles(top).filter((u) => u !== resolve(file) && basename(u) !== '__init__.py')) {
       const paths = Object.fromEntries(Object.entries(copies).map(([name, dir]) => [name, join(dir, relative(top, user))]));
       const r = checkPaths(user, paths, { ...opts, ownPackage: true });
       if (!r.ok) continue;

@@ -241,7 +241,8 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     // `if C:` (no else) between the matched statements does nothing when C is false: the fast
     // path runs when it is, if C can be evaluated before the statements run
     const cond = k.type === 'if_statement' && !k.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause') ? k.childForFieldName('condition') : null;
-    if (cond && !identifiersOf(cond).some((n) => assignedIn(kids.slice(first, i)).has(n))) {
+    const assignedBefore = cond && assignedIn(kids.slice(first, i));
+    if (cond && assignedBefore && !identifierNodes(cond).some((n) => assignedBefore.has(n.text))) {
       extraGuards.push(`not (${cond.text})`);
       continue;
     }
@@ -279,12 +280,13 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   return { start, end, text, rule: s.rule, line: s.lines[0] };
 }
 
-function identifiersOf(n: SyntaxNode): string[] {
-  const out: string[] = [];
-  const stack = [n];
+/** Every identifier node under `root` (names read or written, in any expression). */
+function identifierNodes(root: SyntaxNode): SyntaxNode[] {
+  const out: SyntaxNode[] = [];
+  const stack = [root];
   while (stack.length) {
     const x = stack.pop()!;
-    if (x.type === 'identifier') out.push(x.text);
+    if (x.type === 'identifier') out.push(x);
     else stack.push(...x.namedChildren);
   }
   return out;
@@ -296,7 +298,7 @@ function assignedIn(stmts: SyntaxNode[]): Set<string> {
   const stack = [...stmts];
   while (stack.length) {
     const x = stack.pop()!;
-    if (['assignment', 'augmented_assignment', 'for_statement'].includes(x.type)) for (const id of identifiersOf(x.childForFieldName('left') ?? x)) out.add(id);
+    if (['assignment', 'augmented_assignment', 'for_statement'].includes(x.type)) for (const id of identifierNodes(x.childForFieldName('left') ?? x)) out.add(id.text);
     stack.push(...x.namedChildren);
   }
   return out;
@@ -370,7 +372,7 @@ function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block:
     const re = new RegExp(`(^|[^\\w.])${name}(?![\\w])`);
     if (!re.test(rest)) continue;
     const why = `'${name}' is computed by the original statements and read later; the fast path does not compute it`;
-    const reads = identifiersIn(fn ?? f.root, name).filter((n) => n.startIndex >= after && n.endIndex <= end);
+    const reads = identifierNodes(fn ?? f.root).filter((n) => n.text === name && n.startIndex >= after && n.endIndex <= end);
     if (!reads.length) return why;
     for (const r of reads) {
       const c = readCondition(r, fn);
@@ -385,17 +387,6 @@ function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block:
   // the condition must mean the same at the rewrite and at the read
   if (new RegExp(`(^|[^\\w.])${cond}\\s*(=[^=]|\\+=|-=)`).test(rest)) return `'${cond}' is reassigned after the rewritten statements`;
   return { names, cond };
-}
-
-function identifiersIn(root: SyntaxNode, name: string): SyntaxNode[] {
-  const out: SyntaxNode[] = [];
-  const stack = [root];
-  while (stack.length) {
-    const n = stack.pop()!;
-    if (n.type === 'identifier' && n.text === name) out.push(n);
-    else stack.push(...n.namedChildren);
-  }
-  return out;
 }
 
 /** The plain-name condition a read is under: `x if COND else y` (read in x), `if COND:` (read in

@@ -55,19 +55,17 @@ export function checkVariants(original: string, variants: Record<string, string>
 /** Like checkVariants, for rewritten files already on disk; with `ownPackage` each is imported in
  *  the package its own path is in (a rewritten copy of the original's package). */
 export function checkPaths(original: string, variants: Record<string, string>, opts: FileCheckOptions & { ownPackage?: boolean } = {}): FileCheckResult {
-  {
-    const args = [original];
-    for (const [name, path] of Object.entries(variants)) args.push('--variant', `${name}=${path}`);
-    if (opts.ownPackage) args.push('--own-package');
-    if (opts.classes?.length) args.push('--classes', opts.classes.join(','));
-    if (opts.config) args.push('--config', opts.config);
-    args.push('--dtype', opts.dtype ?? 'fp64', '--repeats', String(opts.repeats ?? 0));
-    const r = runPythonJson('adopt_harness.verify_file', args, opts.timeoutMs ?? 600_000);
-    if (!r.ok) return r;
-    const v = r.value as { results?: ClassResult[]; torch?: string; error?: string };
-    if (v.error) return { ok: false, error: v.error };
-    return { ok: true, results: v.results ?? [], torch: v.torch ?? '' };
-  }
+  const args = [original];
+  for (const [name, path] of Object.entries(variants)) args.push('--variant', `${name}=${path}`);
+  if (opts.ownPackage) args.push('--own-package');
+  if (opts.classes?.length) args.push('--classes', opts.classes.join(','));
+  if (opts.config) args.push('--config', opts.config);
+  args.push('--dtype', opts.dtype ?? 'fp64', '--repeats', String(opts.repeats ?? 0));
+  const r = runPythonJson('adopt_harness.verify_file', args, opts.timeoutMs ?? 600_000);
+  if (!r.ok) return r;
+  const v = r.value as { results?: ClassResult[]; torch?: string; error?: string };
+  if (v.error) return { ok: false, error: v.error };
+  return { ok: true, results: v.results ?? [], torch: v.torch ?? '' };
 }
 
 /** Forward and train ratios (rewritten / original) over the classes that ran, as medians. */
