@@ -121,3 +121,21 @@ def test_rotation_preserves_pair_norms():
     cos, sin = rope_tables(4, 8, torch.float64)
     q_embed, _ = ak.apply_rope(q, k, cos, sin, unsqueeze_dim=0)
     torch.testing.assert_close(q_embed.norm(dim=-1), q.norm(dim=-1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["bhtd", "bthd"])
+def test_half_split_tables_already_broadcastable(dtype, layout):
+    # what a rewritten apply_rotary_pos_emb passes: the tables after the model's own unsqueeze
+    b, h, t, d = 2, 3, 5, 10
+    shape = (b, h, t, d) if layout == "bhtd" else (b, t, h, d)
+    q, k = torch.randn(shape, dtype=dtype), torch.randn(shape, dtype=dtype)
+    cos, sin = rope_tables(t, d, dtype)
+    axis = 1 if layout == "bhtd" else 2
+    cos, sin = cos.expand(b, t, d).unsqueeze(axis), sin.expand(b, t, d).unsqueeze(axis)
+    compare(
+        lambda q, k, cos, sin: ((q * cos) + (rotate_half(q) * sin), (k * cos) + (rotate_half(k) * sin)),
+        lambda q, k, cos, sin: ak.apply_rope(q, k, cos, sin, unsqueeze_dim=None),
+        [q, k, cos, sin],
+        dtype=dtype,
+    )

@@ -658,6 +658,9 @@ export class MethodLowerer {
       if (obj.e.k === 'name' && !this.frame.env.has(obj.e.path.split('.')[0]) && !obj.e.path.startsWith('self.')) {
         const path = `${obj.e.path}.${m}`;
         const bound = this.frame.syms.bindings.has(obj.e.path.split('.')[0]) || obj.e.path.includes('.');
+        // a plain name no module-level symbol binds is a caller's value passed into an inlined
+        // helper (`rotate_half(q)`: `x.chunk` is `q.chunk`), not a module path
+        if (!bound && (TENSOR_METHODS.has(m) || TENSOR_METHODS.has(m.replace(/_$/, '')) || m in CAST_METHODS)) return { kind: 'method', name: m, obj: obj.e };
         const r = bound ? this.resolver.resolveQual(path) : undefined;
         if (r?.k === 'function') {
           const cls = r.def.owner ? this.classes.info(r.def.owner) : undefined;

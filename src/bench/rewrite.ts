@@ -76,6 +76,7 @@ function main(): void {
     synth_errors: synth.files.filter((f) => f.error).map((f) => f.error),
     idempotent: notIdempotent.length === 0, not_idempotent: notIdempotent,
     fixtures,
+    mismatched_cells: cells.filter((c) => c.found !== c.truth),
   };
   mkdirSync(OUT, { recursive: true });
   writeFileSync(join(OUT, 'rewrite.json'), JSON.stringify({ ...report, outside_adopter_scope: outside, sites: synth.sites }, null, 1));

@@ -1,6 +1,7 @@
 // `where` constraints of rules. Each returns undefined when it holds, else the reason (shown by
 // --why-not).
 import type { Expr, Op } from '../dsl/ir.js';
+import { sameExpr } from '../analysis/lower.js';
 import type { State } from './matcher.js';
 import { attrOf, exclusive, type MethodView } from './method.js';
 import type { Constraint, PatVal } from './rule.js';
@@ -99,6 +100,28 @@ const CHECKS: Record<string, Check> = {
     }
     return undefined;
   },
+  /** `$a`, `$b` are the first and second halves of `$x`'s last dimension: `x[..., :d // 2]` and
+   *  `x[..., d // 2:]` with `d = x.shape[-1]`, or the two results of `x.chunk(2, dim=-1)`. */
+  halves(args, st, view) {
+    const [a, b, x] = args.map((m) => (m.k === 'meta' ? st.metas.get(m.name) : m.k === 'ref' ? st.vals.get(m.name) : undefined));
+    if (!a || !b || !x) return undefined;
+    const defOf = (e: Expr) => (e.k === 'ssa' ? view.defs.get(e.id) : undefined);
+    const [da, db] = [defOf(a), defOf(b)];
+    if (da?.callee !== 'getitem' || db?.callee !== 'getitem') return 'the two halves are not slices of one tensor';
+    const base = defOf(da.args[0]);
+    if (sameExpr(da.args[0], db.args[0]) && base?.callee === 'chunk') {
+      const chunks = base.kw.find(([k]) => k === 'chunks')?.[1] ?? base.args[1];
+      const dim = base.kw.find(([k]) => k === 'dim')?.[1] ?? base.args[2];
+      const ok = sameExpr(base.args[0], x) && constIs(chunks, 2) && constIs(dim, -1) && constIs(da.args[1], 0) && constIs(db.args[1], 1);
+      return ok ? undefined : `chunk at line ${line(base)} is not chunk(2, dim=-1) of the rotated tensor taken in order`;
+    }
+    if (!sameExpr(da.args[0], x) || !sameExpr(db.args[0], x)) return 'the halves are not slices of the rotated tensor';
+    const [sa, sb] = [lastSlice(da.args[1], view, x), lastSlice(db.args[1], view, x)];
+    if (!sa || !sb) return `the slices at line ${line(da)} are not on the last dimension`;
+    const half = (e: Expr | null) => !!e && isHalfOfLastDim(e, x, view);
+    if (!sa.lo && !sa.step && half(sa.hi) && !sb.hi && !sb.step && half(sb.lo)) return undefined;
+    return `the slices at line ${line(da)} do not split the last dimension at its middle (x.shape[-1] // 2)`;
+  },
   /** A metavariable is bound to a given constant. */
   const(args, st) {
     const [m, c] = args;
@@ -107,6 +130,38 @@ const CHECKS: Record<string, Check> = {
     return v?.k === 'const' && v.v === c.v ? undefined : `$${m.k === 'meta' ? m.name : '?'} is ${v ? brief(v) : 'unbound'}, not ${JSON.stringify(c.v)}`;
   },
 };
+
+function constIs(e: Expr | undefined, v: number | string): boolean {
+  return e?.k === 'const' && e.v === v;
+}
+
+type SliceExpr = Extract<Expr, { k: 'slice' }>;
+
+/** The slice an index applies to the last dimension when every other dimension is taken whole
+ *  (`[..., s]`, or `[:, :, s]` on a tensor of known rank 3). */
+function lastSlice(index: Expr, view: MethodView, x: Expr): SliceExpr | undefined {
+  if (index.k !== 'tuple') return undefined;
+  const items = index.items;
+  const last = items[items.length - 1];
+  if (last?.k !== 'slice') return undefined;
+  const whole = (e: Expr) => e.k === 'slice' && !e.lo && !e.hi && !e.step;
+  const rest = items.slice(0, -1);
+  if (rest.length === 1 && rest[0].k === 'name' && rest[0].path === '...') return last;
+  const rank = x.k === 'ssa' ? view.rank.get(x.id) : undefined;
+  return rest.every(whole) && rank === items.length ? last : undefined;
+}
+
+/** `x.shape[-1] // 2` or `x.size(-1) // 2`. */
+function isHalfOfLastDim(e: Expr, x: Expr, view: MethodView): boolean {
+  const def = (v: Expr) => (v.k === 'ssa' ? view.defs.get(v.id) : undefined);
+  const div = def(e);
+  if (div?.callee !== 'floordiv' || !constIs(div.args[1], 2)) return false;
+  const d = def(div.args[0]);
+  if (d?.callee === 'size') return sameExpr(d.args[0], x) && constIs(d.args[1] ?? d.kw.find(([k]) => k === 'dim')?.[1], -1);
+  if (d?.callee !== 'getitem' || !constIs(d.args[1], -1)) return false;
+  const shape = def(d.args[0]);
+  return shape?.callee === 'getattr' && sameExpr(shape.args[0], x) && constIs(shape.args[1], 'shape');
+}
 
 function brief(e: Expr): string {
   return e.k === 'const' ? e.raw ?? JSON.stringify(e.v) : e.k === 'name' ? e.path : e.k === 'ssa' ? `%${e.id}` : e.k;

@@ -128,7 +128,10 @@ export function matchRule(rule: Rule, view: MethodView): MatchResult {
 function toSite(rule: Rule, view: MethodView, st: State): Site {
   const ops = Object.fromEntries(st.ops);
   const real = [...st.ops.values()].filter((o): o is Op => !!o);
-  const lines: [number, number] = [Math.min(...real.map((o) => o.span.from.line)), Math.max(...real.map((o) => o.span.to.line))];
+  // ops of a helper inlined into matched code of this method are where the helper is called
+  const mixed = real.some((o) => !o.via?.length);
+  const at = (o: Op) => (mixed && o.via?.length && o.site && !o.span.file ? o.site : o.span);
+  const lines: [number, number] = [Math.min(...real.map((o) => at(o).from.line)), Math.max(...real.map((o) => at(o).to.line))];
   const files = new Set(real.map((o) => o.span.file ?? view.file.path));
   return {
     rule: rule.name, priority: rule.priority, file: [...files][0], owner: view.module?.name ?? '', method: view.method.name,
@@ -173,8 +176,9 @@ function extend(rule: Rule, view: MethodView, i: number, st: State, anchor: Op |
 
 /** Ops that can continue a partial match: users of a value the pattern line refers to. */
 function candidatesFor(p: PatOp, st: State, view: MethodView): Op[] {
-  for (const a of p.args) {
-    const v = a.val?.k === 'ref' ? st.vals.get(a.val.name) : a.val?.k === 'meta' ? st.metas.get(a.val.name) : undefined;
+  const vals = p.args.flatMap((a) => (a.val?.k === 'tuple' ? a.val.items : a.val ? [a.val] : []));
+  for (const pv of vals) {
+    const v = pv.k === 'ref' ? st.vals.get(pv.name) : pv.k === 'meta' ? st.metas.get(pv.name) : undefined;
     if (v?.k === 'ssa') return usersOf(view, v.id);
     if (v?.k === 'name') return view.nameUses.get(v.path) ?? [];
   }
@@ -270,6 +274,14 @@ function bindVal(pv: PatVal, e: Expr, st: State, view: MethodView): string | und
       const v = st.metas.get(pv.name);
       if (!v) { st.metas.set(pv.name, e); return undefined; }
       return sameExpr(v, e) ? undefined : `differs from $${pv.name}`;
+    }
+    case 'tuple': {
+      if ((e.k !== 'tuple' && e.k !== 'list') || e.items.length !== pv.items.length) return `is not a ${pv.items.length}-tuple`;
+      for (let i = 0; i < pv.items.length; i++) {
+        const f = bindVal(pv.items[i], e.items[i], st, view);
+        if (f) return `item ${i + 1} ${f}`;
+      }
+      return undefined;
     }
   }
 }

@@ -12,7 +12,9 @@ export type PatVal =
   | { k: 'any' }
   | { k: 'const'; v: Const }
   | { k: 'name'; path: string }
-  | { k: 'ref'; name: string };
+  | { k: 'ref'; name: string }
+  /** `(a, b)`: a tuple or list of exactly these items (`cat((n, x1), dim=-1)`). */
+  | { k: 'tuple'; items: PatVal[] };
 
 export interface PatArg { kw?: string; rest?: boolean; val?: PatVal }
 
@@ -61,7 +63,7 @@ export interface Rule {
 }
 
 /** Constraints a rule may use in `where` (implemented in constraints.ts). */
-export const CONSTRAINTS = new Set(['single_use', 'last_dim', 'bias', 'same_scope', 'not_escaping', 'distinct', 'const', 'no_kw', 'vocab_projection']);
+export const CONSTRAINTS = new Set(['single_use', 'last_dim', 'bias', 'same_scope', 'not_escaping', 'distinct', 'const', 'no_kw', 'vocab_projection', 'halves']);
 
 let grammar: ohm.Grammar | undefined;
 let semantics: ohm.Semantics | undefined;
@@ -116,10 +118,12 @@ function validate(r: Rule, _pos: (i: number) => { line: number; col: number }): 
   const metas = new Set<string>();
   for (const p of r.pattern) {
     if (ops.has(p.name)) fail(r.file, p.line, p.col, `pattern name '${p.name}' is bound twice`);
-    for (const a of [...(p.ctor ?? []), ...p.args]) {
-      if (a.val?.k === 'ref' && !ops.has(a.val.name)) fail(r.file, p.line, p.col, `'${a.val.name}' is not bound by an earlier pattern line (use $${a.val.name} for a metavariable)`);
-      if (a.val?.k === 'meta') metas.add(a.val.name);
-    }
+    const visit = (v: PatVal | undefined): void => {
+      if (v?.k === 'ref' && !ops.has(v.name)) fail(r.file, p.line, p.col, `'${v.name}' is not bound by an earlier pattern line (use $${v.name} for a metavariable)`);
+      if (v?.k === 'meta') metas.add(v.name);
+      if (v?.k === 'tuple') v.items.forEach(visit);
+    };
+    for (const a of [...(p.ctor ?? []), ...p.args]) visit(a.val);
     ops.add(p.name);
   }
   for (const c of r.where) {
@@ -240,6 +244,7 @@ function addSemantics(s: ohm.Semantics): void {
     PatVal_const(c) { return { k: 'const', v: (c.ir() as { v: Const }).v }; },
     PatVal_ref(n) { return { k: 'ref', name: n.sourceString }; },
     PatVal_name(n) { return { k: 'name', path: n.sourceString }; },
+    PatVal_tuple(_o, items, _c, _cl) { return { k: 'tuple', items: items.asIteration().children.map((c: N) => c.rule()) }; },
     Where(_k, _i, cs, _d) { return { kind: 'where', value: cs.children.map((c: N) => c.rule()) }; },
     Constraint(name, _o, args, _c) {
       const { line, col } = lineCol(this as unknown as N);

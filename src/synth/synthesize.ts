@@ -134,7 +134,11 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult): Edit | st
   const ops = Object.values(s.ops).filter((o): o is Op => !!o);
   if (ops.some((o) => (o.span.file ?? s.view.file.path) !== s.file)) return 'the matched code spans several files';
   if (ops.some((o) => o.callee.includes(KERNELS_ALIAS))) return 'already rewritten';
-  const nodes = ops.map((o) => nodeOfSpan(f, o.span));
+  // An op inlined from a helper (`rotate_half(q)` in apply_rotary_pos_emb) is rewritten where
+  // the helper is called: the call is replaced as a whole, the helper stays as it is.
+  const inlined = inlinedCallFailure(s, ops);
+  if (inlined) return inlined;
+  const nodes = ops.map((o) => nodeOfSpan(f, o.via?.length && o.site ? o.site : o.span));
   if (nodes.some((n) => !n)) return 'cannot locate the matched code in the source (file changed since analysis?)';
   if (nodes.some((n) => alreadyGuarded(n!))) return 'already rewritten (inside an adopt guard)';
   const initOnly = ops.every((o) => isInitSpan(s, o));
@@ -162,6 +166,19 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult): Edit | st
   }
   if (rw.kind === 'stmts') return planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[]);
   return `rewrite kind '${rw.kind}' is not supported for this match`;
+}
+
+/** A helper call the match replaces must hand back nothing but its return value: no in-place
+ *  op on its arguments, and (for a match that starts or ends inside it) no value but the returned
+ *  one read outside. */
+function inlinedCallFailure(s: Site, ops: Op[]): string | undefined {
+  const calls = new Set(ops.filter((o) => o.via?.length && o.site).map((o) => `${o.site!.start}:${o.site!.end}`));
+  if (!calls.size) return undefined;
+  for (const op of s.view.ops) {
+    if (!op.via?.length || !op.site || !calls.has(`${op.site.start}:${op.site.end}`)) continue;
+    if (op.kind === 'op' && /[^_]_$/.test(op.callee)) return `the inlined helper changes a value in place (${op.callee} at line ${op.span.from.line})`;
+  }
+  return undefined;
 }
 
 function isInitSpan(s: Site, o: Op): boolean {
@@ -266,6 +283,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   }
   for (let i = 0; i < lines.length; i++) {
     if (lines[i].startsWith(`${RETURN_TARGET} = `)) lines[i] = `return ${lines[i].slice(RETURN_TARGET.length + 3)}`;
+    else if (returnsTuple(lines[i])) lines[i] = `return ${returnsTuple(lines[i])}`;
     else if (lines[i].includes(RETURN_TARGET)) return 'the matched value is returned and cannot be named in the rewrite';
   }
   const indent = indentationAt(f.source, kids[first].startIndex);
@@ -278,6 +296,16 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     ...original.split(/\r?\n/).map((l) => (l.trim() ? `    ${l}` : l)),
   ].join(nl);
   return { start, end, text, rule: s.rule, line: s.lines[0] };
+}
+
+/** `<ret0of2>, <ret1of2> = K`: a tuple assigned to every element of the returned tuple, in order,
+ *  is returned as it is. The expression K, else undefined. */
+function returnsTuple(line: string): string | undefined {
+  const m = /^([^=]+?)\s*=\s*(.+)$/.exec(line);
+  if (!m) return undefined;
+  const targets = m[1].split(',').map((t) => t.trim());
+  const ok = targets.every((t, i) => t === `${RETURN_TARGET}${i}of${targets.length}`);
+  return ok ? m[2] : undefined;
 }
 
 /** Every identifier node under `root` (names read or written, in any expression). */
@@ -511,7 +539,12 @@ class Render {
     if (stmt?.type === 'return_statement' && node) {
       // `return <op>`: the fast path returns its result too
       const value = stmt.namedChildren[0];
-      return value && value.startIndex === node.startIndex && value.endIndex === node.endIndex ? RETURN_TARGET : undefined;
+      if (value && value.startIndex === node.startIndex && value.endIndex === node.endIndex) return RETURN_TARGET;
+      // `return <op>, <op2>`: element i of the returned tuple
+      const items = value?.type === 'expression_list' || value?.type === 'tuple' ? value.namedChildren : [];
+      const unwrap = (n: SyntaxNode) => { let x = n; while (x.type === 'parenthesized_expression' && x.namedChildren.length === 1) x = x.namedChildren[0]; return x; };
+      const i = items.findIndex((it) => { const x = unwrap(it); return x.startIndex === node.startIndex && x.endIndex === node.endIndex; });
+      return i >= 0 ? `${RETURN_TARGET}${i}of${items.length}` : undefined;
     }
     const a = stmt?.namedChildren[0];
     if (a?.type !== 'assignment' || !node) return undefined;
@@ -541,8 +574,10 @@ class Render {
           return p && this.liveName(p.v, p.end);
         }
         const found = this.s.view.defs.get(e.id);
-        // a value returned by an inlined helper lives where the helper was called
-        const def = found?.via && found.site && !Object.values(this.s.ops).some((o) => o?.via) ? { ...found, span: found.site } : found;
+        // a value returned by an inlined helper lives where the helper was called; one computed
+        // inside a helper the match replaces has no name in this method
+        if (found?.via && Object.values(this.s.ops).some((o) => o?.via)) return undefined;
+        const def = found?.via && found.site ? { ...found, span: found.site } : found;
         if (!def || (def.span.file ?? this.s.view.file.path) !== this.s.file) return undefined;
         const node = nodeOfSpan(this.f, def.span);
         if (!node) return undefined;

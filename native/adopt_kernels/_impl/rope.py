@@ -17,7 +17,8 @@ def _rotate_every_two(x):
 def _select(table, position_ids, unsqueeze_dim):
     if position_ids is not None:
         table = table[position_ids]
-    return table.unsqueeze(unsqueeze_dim)
+    # None: the caller passes tables already shaped to broadcast against q and k
+    return table if unsqueeze_dim is None else table.unsqueeze(unsqueeze_dim)
 
 
 def apply_rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
@@ -29,6 +30,7 @@ def apply_rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
         k_embed = k * cos + rotate_half(k) * sin
 
     where ``rotate_half(x) = cat((-x[..., d/2:], x[..., :d/2]), -1)``. Returns (q_embed, k_embed).
+    With ``unsqueeze_dim=None`` the tables are used as given (already broadcastable).
     """
     cos = _select(cos, position_ids, unsqueeze_dim)
     sin = _select(sin, position_ids, unsqueeze_dim)
