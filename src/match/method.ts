@@ -123,7 +123,24 @@ const RANK_KEEPING = new Set(['softmax', 'log_softmax', 'dropout', 'to', 'contig
 /** Static ranks where the code shows them: view/reshape with n sizes, einsum outputs, matmul
  *  of known ranks, elementwise ops. Enough to tell whether `softmax(x, dim=3)` is last-dim. */
 function inferRanks(v: MethodView): void {
-  const r = (e: Expr | undefined) => (e?.k === 'ssa' ? v.rank.get(e.id) : undefined);
+  // a value merged from branches has a rank when every branch gives it the same one (a constant
+  // on one branch, `ef = 0`, is a scalar that broadcasts)
+  const r = (e: Expr | undefined, depth = 0): number | undefined => {
+    if (e?.k !== 'ssa') return undefined;
+    const known = v.rank.get(e.id);
+    if (known !== undefined || depth > 8) return known;
+    const ins = v.phis.get(e.id);
+    if (!ins) return undefined;
+    const ranks = ins.filter((x) => x.k !== 'const').map((x) => r(x, depth + 1));
+    return ranks.length && ranks.every((x) => x !== undefined && x === ranks[0]) ? ranks[0] : undefined;
+  };
+  /** An operand of an elementwise op: its rank, 0 for a number, undefined when unknown. */
+  const operandRank = (e: Expr | undefined): number | undefined => {
+    if (!e) return undefined;
+    if (e.k === 'const') return typeof e.v === 'number' ? 0 : undefined;
+    if (e.k === 'name') return isScalarAttr(v, e.path) ? 0 : undefined;
+    return r(e);
+  };
   for (const op of v.ops) {
     if (op.kind === 'module' && (op.type ?? []).some((t) => RANK_KEEPING_MODULE.test(t))) {
       const x = r(op.args[0]);
@@ -158,15 +175,46 @@ function inferRanks(v: MethodView): void {
         break;
       }
       case 'add': case 'sub': case 'mul': case 'div': {
-        const [x, y] = [r(a[0]), r(a[1])];
-        if (x !== undefined && (y !== undefined || a[1]?.k === 'const')) rank = Math.max(x, y ?? 0);
+        // broadcasting: the larger rank, when both are known and one is a tensor's
+        const [x, y] = [operandRank(a[0]), operandRank(a[1])];
+        if (x !== undefined && y !== undefined && (a[0]?.k === 'ssa' || a[1]?.k === 'ssa')) rank = Math.max(x, y);
         break;
       }
+      case 'getitem': {
+        // slicing every dimension it names (no integer, None or ...) keeps the rank
+        const idx = a[1];
+        const items = idx?.k === 'tuple' ? idx.items : idx ? [idx] : [];
+        if (items.length && items.every((i) => i.k === 'slice')) rank = r(a[0]);
+        break;
+      }
+      case 'index_select': rank = r(a[0]); break;
       default:
         if (RANK_KEEPING.has(op.callee)) rank = r(a[0]);
     }
     if (rank !== undefined) v.rank.set(op.id, rank);
   }
+  for (const id of v.phis.keys()) {
+    const x = r({ k: 'ssa', id });
+    if (x !== undefined) v.rank.set(id, x);
+  }
+}
+
+const ARITHMETIC = new Set(['add', 'sub', 'mul', 'div', 'truediv', 'floordiv', 'pow', 'neg', 'math.sqrt', 'sqrt', 'float', 'int']);
+
+/** `self.scale` set in __init__ from numbers and config values only (`1 / config.d_head ** 0.5`):
+ *  a Python number, not a tensor. */
+function isScalarAttr(v: MethodView, path: string): boolean {
+  const m = /^self\.([A-Za-z_]\w*)$/.exec(path);
+  const defs = m ? v.attrs.get(m[1]) : undefined;
+  if (!defs?.length) return false;
+  const scalar = (e: Expr, depth = 0): boolean => {
+    if (depth > 16) return false;
+    if (e.k === 'const') return typeof e.v === 'number';
+    if (e.k === 'name') return /^config\.\w+$/.test(e.path);
+    if (e.k === 'call') return ARITHMETIC.has(e.callee) && e.kw.length === 0 && e.args.every((x) => scalar(x, depth + 1));
+    return false;
+  };
+  return defs.every((d) => scalar(d.value));
 }
 
 /** Ops that use a value, directly or through the phis it flows into. */

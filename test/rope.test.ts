@@ -1,0 +1,83 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runRewrite } from '../src/cli/rewrite.js';
+import { adopt } from './helpers/cli.js';
+import { tempProject } from './helpers/ir.js';
+
+/** A rotary attention block around the given rotate_half / apply_rotary_pos_emb. */
+const model = (helpers: string) => `import torch
+from torch import nn
+
+${helpers}
+
+class Block(nn.Module):
+    def __init__(self, hidden=16, heads=2):
+        super().__init__()
+        self.heads, self.head_dim = heads, hidden // heads
+        self.q = nn.Linear(hidden, hidden)
+        self.k = nn.Linear(hidden, hidden)
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, self.head_dim, 2).float() / self.head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q = self.q(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        freqs = torch.outer(torch.arange(t, dtype=x.dtype), self.inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        q, k = apply_rotary_pos_emb(q, k, emb.cos()[None, None], emb.sin()[None, None])
+        return (q * k).sum(-1)
+`;
+
+const CHUNK_RETURN_TUPLE = `def rotate_half(x):
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(q, k, cos, sin):
+    return (q * cos) + (rotate_half(q) * sin), (k * cos) + (rotate_half(k) * sin)
+`;
+
+const rewriteRope = (helpers: string) => {
+  const dir = tempProject({ 'm.py': model(helpers) });
+  const run = runRewrite([join(dir, 'm.py')], { rules: 'rope' });
+  return { dir, run, sites: run.sites.filter((s) => s.rule === 'rope') };
+};
+
+describe('rope rule', () => {
+  it('rewrites the chunk spelling returned as a tuple, and the rewrite verifies in torch', () => {
+    const { dir, run, sites } = rewriteRope(CHUNK_RETURN_TUPLE);
+    expect(sites.map((s) => s.decision)).toEqual(['rewritten']);
+    const out = run.files[0].rewritten;
+    expect(out).toContain("        return _adopt.apply_rope(q, k, cos, sin, unsqueeze_dim=None)\n    else:\n        return (q * cos) + (rotate_half(q) * sin), (k * cos) + (rotate_half(k) * sin)");
+    // the helper itself is left alone: other callers may use it
+    expect(out).toContain('def rotate_half(x):\n    x1, x2 = x.chunk(2, dim=-1)\n    return torch.cat((-x2, x1), dim=-1)');
+    writeFileSync(join(dir, 'rewritten.py'), out);
+    const v = adopt(['verify', join(dir, 'm.py'), join(dir, 'rewritten.py')]);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    expect(v.stdout).toMatch(/Block +verified +max abs error \S+, fast-path calls [1-9]/);
+  }, 120_000);
+
+  it('does not take the interleaved layout, a split off the middle, or a concatenation on another dim for rotate_half', () => {
+    const interleaved = `def rotate_half(x):
+    x1 = x[..., ::2]
+    x2 = x[..., 1::2]
+    return torch.stack((-x2, x1), dim=-1).flatten(-2)
+
+
+def apply_rotary_pos_emb(q, k, cos, sin):
+    return (q * cos) + (rotate_half(q) * sin), (k * cos) + (rotate_half(k) * sin)
+`;
+    const offMiddle = CHUNK_RETURN_TUPLE.replace('x1, x2 = x.chunk(2, dim=-1)', 'x1, x2 = x[..., :2], x[..., 2:]');
+    const otherDim = CHUNK_RETURN_TUPLE.replace('torch.cat((-x2, x1), dim=-1)', 'torch.cat((-x2, x1), dim=-2)');
+    const swapped = CHUNK_RETURN_TUPLE.replace('x1, x2 = x.chunk(2, dim=-1)', 'x2, x1 = x.chunk(2, dim=-1)');
+    for (const helpers of [interleaved, offMiddle, otherDim, swapped]) expect(rewriteRope(helpers).sites).toEqual([]);
+  });
+
+  it('says why a split off the middle is not rotate_half', () => {
+    const dir = tempProject({ 'm.py': model(CHUNK_RETURN_TUPLE.replace('x1, x2 = x.chunk(2, dim=-1)', 'x1, x2 = x[..., :2], x[..., 2:]')) });
+    const r = adopt(['rewrite', '--rules', 'rope', '--why-not', join(dir, 'm.py')]);
+    expect(r.stdout + r.stderr).toMatch(/rope: .*do not split the last dimension at its middle/);
+  });
+});
