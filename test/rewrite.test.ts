@@ -80,6 +80,33 @@ describe('adopt rewrite', () => {
     expect(run.files[0].rewritten).toContain('        self.conv = conv_bn(3, 8)');
   });
 
+  it('a Sequential that __init__ chooses in an if/else is rewritten in both branches', () => {
+    const src = `import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, c, expand):
+        super().__init__()
+        if expand == 1:
+            self.conv = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
+        else:
+            self.conv = nn.Sequential(
+                nn.Conv2d(c, c * expand, 1, bias=False),
+                nn.BatchNorm2d(c * expand),
+                nn.ReLU6(inplace=True),
+            )
+
+    def forward(self, x):
+        return self.conv(x)
+`;
+    const dir = tempProject({ 'block.py': src });
+    const run = runRewrite([join(dir, 'block.py')], { rules: 'conv_bn' });
+    expect(run.sites.map((s) => [s.lines[0], s.decision])).toEqual([[9, 'rewritten'], [11, 'rewritten']]);
+    const fused = run.files[0].rewritten.split('\n').filter((l) => l.includes('self.conv = (_adopt.FusedSequential if'));
+    expect(fused.length).toBe(2);
+  });
+
   it('keeps a softmax\'s dtype= in the kernel call (dropping it changes the result dtype)', () => {
     const src = 'import torch\nfrom torch import nn\n\n\nclass H(nn.Module):\n    def forward(self, s):\n        p = torch.softmax(s.float(), dim=-1, dtype=s.dtype)\n        return p\n';
     const dir = tempProject({ 'h.py': src });

@@ -496,13 +496,25 @@ export class MethodLowerer {
     return undefined;
   }
 
-  /** The elements of a `self.x = nn.Sequential(...)` built in this class's own file, or undefined. */
-  private sequentialItems(text: string): { callee: string; span: Span }[] | undefined {
+  /** The `self.x = nn.Sequential(...)` definitions of an attribute: one, or one per branch of
+   *  the `if` in __init__ that chooses it (each with the condition that selects it). */
+  private sequentialDefs(text: string): { guard?: Expr; items: { callee: string; span: Span }[] }[] | undefined {
     const cls = this.frame.selfCls;
     if (!cls || !/^self\.[A-Za-z_][A-Za-z0-9_]*$/.test(text)) return undefined;
     const defs = cls.attrs.filter((a) => a.name === text.slice(5));
-    if (defs.length !== 1) return undefined;
-    const [a] = defs;
+    if (defs.length === 1) {
+      const items = this.sequentialItems(defs[0]);
+      return items && [{ items }];
+    }
+    // every definition guarded: the branches of __init__ each build their own Sequential
+    if (defs.length < 2 || defs.length > 4 || defs.some((d) => !d.guard?.length)) return undefined;
+    const out = defs.map((d) => ({ guard: d.guard![d.guard!.length - 1], items: this.sequentialItems(d) }));
+    return out.every((d) => d.items) ? (out as { guard?: Expr; items: { callee: string; span: Span }[] }[]) : undefined;
+  }
+
+  /** The elements of a `self.x = nn.Sequential(...)` built in this class's own file, or undefined. */
+  private sequentialItems(a: ClassInfo['attrs'][number]): { callee: string; span: Span }[] | undefined {
+    const cls = this.frame.selfCls!;
     if (a.value.k !== 'call' || !/(^|\.)Sequential$/.test(a.value.callee) || a.value.kw.length || !a.value.args.length) return undefined;
     if (!a.value.args.every((x) => x.k === 'call' || (x.k === 'index' && x.base.k === 'name'))) return undefined;
     const home = a.from ? this.classes.resolver.resolveQual(a.from) : undefined;
@@ -514,6 +526,30 @@ export class MethodLowerer {
     delete span.file;
     if (file !== this.ownerPath) span.file = file;
     return a.value.args.map((x) => ({ callee: typeName(x), span }));
+  }
+
+  /** nn.Sequential(a, b, c)(x) is c(b(a(x))): each element a module op, spanning its constructor
+   *  in __init__, so patterns match across the elements. Where __init__ chooses between
+   *  Sequentials, the call is an `if` on that choice with one chain per branch. */
+  private sequentialCall(text: string, defs: { guard?: Expr; items: { callee: string; span: Span }[] }[], x: Expr, node: SyntaxNode): Val {
+    const chain = (items: { callee: string; span: Span }[]) => {
+      let cur = x;
+      items.forEach((item, i) => { cur = this.emit('module', `${text}[${i}]`, [cur], [], node, [item.callee], item.span).e; });
+      return cur;
+    };
+    const [first, ...rest] = defs;
+    if (!rest.length || !first.guard) return { e: chain(first.items) };
+    const outer = this.out;
+    const thenOut: Stmt[] = [];
+    const elseOut: Stmt[] = [];
+    this.out = thenOut;
+    const a = chain(first.items);
+    this.out = elseOut;
+    const b = this.sequentialCall(text, rest, x, node).e;
+    this.out = outer;
+    const id = this.id();
+    this.out.push({ k: 'if', cond: first.guard, then: thenOut, else: elseOut, phis: [{ id, v: text, ins: [a, b] }], span: this.span(node) });
+    return { e: { k: 'ssa', id } };
   }
 
   private attribute(node: SyntaxNode): Val {
@@ -588,14 +624,8 @@ export class MethodLowerer {
 
     if (callee.kind === 'inline') return this.inline(callee.fn.def, args, kw, node, callee.fn.selfVal, callee.fn.defCls);
     if (callee.kind === 'module') {
-      const items = argE.length === 1 && kwE.length === 0 ? this.sequentialItems(callee.text) : undefined;
-      if (items) {
-        // nn.Sequential(a, b, c)(x) is c(b(a(x))): each element a module op, spanning its
-        // constructor in __init__, so patterns match across the elements.
-        let cur = argE[0];
-        items.forEach((item, i) => { cur = this.emit('module', `${callee.text}[${i}]`, [cur], [], node, [item.callee], item.span).e; });
-        return { e: cur };
-      }
+      const defs = argE.length === 1 && kwE.length === 0 ? this.sequentialDefs(callee.text) : undefined;
+      if (defs) return this.sequentialCall(callee.text, defs, argE[0], node);
       return this.emit('module', callee.text, argE, kwE, node, callee.types);
     }
     if (callee.kind === 'method') {

@@ -41,7 +41,8 @@ export function indexOf(src: SourceText, pos: { line: number; col: number }): nu
 export function nodeAt(root: SyntaxNode, start: number, end: number): SyntaxNode | undefined {
   let node = root;
   for (;;) {
-    if (node.startIndex === start && node.endIndex === end && node.isNamed) {
+    // a block holding one statement spans exactly that statement: the statement is meant
+    if (node.startIndex === start && node.endIndex === end && node.isNamed && !(node.type === 'block' && node.namedChildren.length === 1)) {
       // prefer the outermost named node with this exact range, as tree-sitter nests wrappers
       return node;
     }
