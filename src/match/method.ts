@@ -138,6 +138,7 @@ function inferRanks(v: MethodView): void {
   const operandRank = (e: Expr | undefined): number | undefined => {
     if (!e) return undefined;
     if (e.k === 'const') return typeof e.v === 'number' ? 0 : undefined;
+    if (e.k === 'ssa' && isShapeEntry(v, e.id)) return 0;
     if (e.k === 'name') return isScalarAttr(v, e.path) ? 0 : undefined;
     return r(e);
   };
@@ -188,6 +189,12 @@ function inferRanks(v: MethodView): void {
         break;
       }
       case 'index_select': rank = r(a[0]); break;
+      case 'bmm': case 'baddbmm': rank = 3; break;
+      case 'int': case 'float': case 'pow': case 'floordiv': case 'truediv':
+        // arithmetic on Python numbers (`int(c) ** -0.5`, sizes read off a shape) is a number
+        if (a.every((x) => operandRank(x) === 0)) rank = 0;
+        else if (op.callee === 'pow' && operandRank(a[1]) === 0) rank = r(a[0]);
+        break;
       default:
         if (RANK_KEEPING.has(op.callee)) rank = r(a[0]);
     }
@@ -197,6 +204,15 @@ function inferRanks(v: MethodView): void {
     const x = r({ k: 'ssa', id });
     if (x !== undefined) v.rank.set(id, x);
   }
+}
+
+/** `x.shape[i]` or `x.size(i)`, or a name unpacked from `b, c, h, w = x.shape`: a number. */
+function isShapeEntry(v: MethodView, id: number): boolean {
+  const op = v.defs.get(id);
+  if (op?.callee === 'size' && op.args.length + op.kw.length >= 2) return true;
+  if (op?.callee !== 'getitem' || op.args[1]?.k !== 'const' || typeof op.args[1].v !== 'number') return false;
+  const base = op.args[0]?.k === 'ssa' ? v.defs.get(op.args[0].id) : undefined;
+  return (base?.callee === 'getattr' && base.args[1]?.k === 'const' && base.args[1].v === 'shape') || (base?.callee === 'size' && base.args.length === 1);
 }
 
 const ARITHMETIC = new Set(['add', 'sub', 'mul', 'div', 'truediv', 'floordiv', 'pow', 'neg', 'math.sqrt', 'sqrt', 'float', 'int']);
