@@ -255,6 +255,29 @@ def test_fused_sequential_matches_sequential(dtype, training, monkeypatch):
     assert pairs.count("conv_bn") == 4 and pairs.count("linear_bn") == 2
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_fused_sequential_fuses_linear_gelu(dtype, approximate, monkeypatch):
+    # nn.Sequential(Linear, GELU, Linear): a prompt/MLP head as transformers writes it
+    original = nn.Sequential(nn.Linear(6, 10), nn.GELU(approximate=approximate), nn.Linear(10, 3)).to(dtype)
+    fused = ak.FusedSequential(*[copy.deepcopy(m) for m in original])
+    calls = []
+    real = bn_impl.linear_gelu
+    monkeypatch.setattr(bn_impl, "linear_gelu", lambda *a: calls.append(a[2]) or real(*a))
+    x = torch.randn(4, 5, 6, dtype=dtype)
+    ref_x, fused_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ref_out, fused_out = original(ref_x), fused(fused_x)
+    assert_close(fused_out, ref_out, dtype)
+    (ref_out.sum() * 1.5).backward()
+    (fused_out.sum() * 1.5).backward()
+    assert_close(fused_x.grad, ref_x.grad, dtype)
+    assert calls == [approximate]
+    # switched off: the children run as nn.Sequential runs them
+    monkeypatch.setenv("ADOPT_DISABLE", "linear_gelu")
+    fused(fused_x)
+    assert calls == [approximate]
+
+
 def test_fused_sequential_constructors():
     layers = OrderedDict([("conv", nn.Conv2d(3, 4, 3)), ("bn", nn.BatchNorm2d(4)), ("act", nn.ReLU())])
     original = nn.Sequential(layers)

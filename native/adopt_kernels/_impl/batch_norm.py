@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .gelu import gelu_kind, linear_gelu
 from .modules import is_plain, is_plain_linear
 from .switches import enabled
 
@@ -93,9 +94,9 @@ def linear_bn(x, linear, bn):
 class FusedSequential(nn.Sequential):
     """Drop-in ``nn.Sequential``: same constructor, children and state_dict keys.
 
-    Adjacent ``Conv2d -> BatchNorm2d`` and ``Linear -> BatchNorm1d`` children run through
-    :func:`conv_bn` / :func:`linear_bn`; every other child is called as ``nn.Sequential``
-    calls it.
+    Adjacent ``Conv2d -> BatchNorm2d``, ``Linear -> BatchNorm1d`` and ``Linear -> GELU`` children
+    run through :func:`conv_bn` / :func:`linear_bn` / :func:`linear_gelu`; every other child is
+    called as ``nn.Sequential`` calls it.
     """
 
     @classmethod
@@ -114,6 +115,14 @@ class FusedSequential(nn.Sequential):
                 i += 2
             elif isinstance(module, nn.Linear) and isinstance(following, nn.BatchNorm1d):
                 input = linear_bn(input, module, following)
+                i += 2
+            elif (
+                isinstance(module, nn.Linear)
+                and following is not None
+                and enabled("linear_gelu")
+                and gelu_kind(following) is not None
+            ):
+                input = linear_gelu(input, module, gelu_kind(following))
                 i += 2
             else:
                 input = module(input)
