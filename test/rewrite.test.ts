@@ -107,6 +107,47 @@ class Block(nn.Module):
     expect(fused.length).toBe(2);
   });
 
+  it('a Sequential built in a helper method and handed to a block is rewritten where it is built, once', () => {
+    const src = `import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, c_in, c_out, downsample=None):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        return torch.relu(self.conv(x)) + identity
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = self._make_layer(3, 8)
+        self.head = nn.Sequential(nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8))
+
+    def _make_layer(self, c_in, c_out):
+        downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+        return Block(c_in, c_out, downsample)
+
+    def forward(self, x):
+        return self.head(self.layer(x))
+`;
+    const dir = tempProject({ 'net.py': src });
+    const run = runRewrite([join(dir, 'net.py')], { rules: 'conv_bn' });
+    // the helper's Sequential, and the attribute's one found through forward (not twice)
+    expect(run.sites.map((s) => [s.lines[0], s.method, s.decision])).toEqual([[20, 'forward', 'rewritten'], [23, '_make_layer', 'rewritten']]);
+    const out = run.files[0].rewritten;
+    expect(out).toContain("downsample = (_adopt.FusedSequential if _adopt is not None and _adopt.enabled('conv_bn') else nn.Sequential)(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))");
+    writeFileSync(join(dir, 'rewritten.py'), out);
+    const v = adopt(['verify', join(dir, 'net.py'), join(dir, 'rewritten.py')]);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    expect(v.stdout).toMatch(/Net +verified/);
+  }, 120_000);
+
   it('keeps a softmax\'s dtype= in the kernel call (dropping it changes the result dtype)', () => {
     const src = 'import torch\nfrom torch import nn\n\n\nclass H(nn.Module):\n    def forward(self, s):\n        p = torch.softmax(s.float(), dim=-1, dtype=s.dtype)\n        return p\n';
     const dir = tempProject({ 'h.py': src });

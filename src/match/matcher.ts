@@ -39,10 +39,18 @@ export function matchProgram(program: Program, rules: Rule[]): MatchResult {
   const sites = new Map<string, Site>();
   const misses = new Map<string, NearMiss>();
   const lowered = new Set<string>();
+  const constructed = new Set<Site>();
   for (const file of program.files) {
     const views: MethodView[] = [];
     for (const m of file.modules) for (const meth of m.methods) views.push(viewOf(file, meth, m));
     for (const fn of file.functions) views.push(viewOf(file, fn));
+    // an nn.Sequential built in code (a downsample branch made in a helper and handed to a
+    // block) is matched as the chain of its elements, wherever it ends up being called
+    for (const v of [...views]) {
+      for (const chain of sequentialChains(v)) {
+        for (const rule of rules) for (const s of matchRule(rule, chain).sites) { constructed.add(s); sites.set(siteKey(s), sites.get(siteKey(s)) ?? s); }
+      }
+    }
     for (const v of views) lowered.add(v.module ? `${v.module.qualname}.${v.method.name}` : `${file.module}.${v.method.name}`);
     for (const view of views) {
       // TorchScript-compiled code cannot call the kernels' Python wrappers.
@@ -74,9 +82,41 @@ export function matchProgram(program: Program, rules: Rule[]): MatchResult {
     }
     found.push(s);
   }
+  // a Sequential that forward calls through its attribute is already a site there
+  const spanOfSite = (s: Site) => Object.values(s.ops).filter((o): o is Op => !!o).map((o) => o.span);
+  const within = (a: { start: number; end: number }, b: { start: number; end: number }) => a.start >= b.start && a.end <= b.end;
+  for (let i = found.length - 1; i >= 0; i--) {
+    const s = found[i];
+    if (!constructed.has(s)) continue;
+    const [span] = spanOfSite(s);
+    const covered = found.some((o) => o !== s && !constructed.has(o) && o.rule === s.rule && o.file === s.file && spanOfSite(o).some((x) => (x.file ?? '') === (span.file ?? '') && within(span, x)));
+    if (covered) found.splice(i, 1);
+  }
   // A near miss that is a site elsewhere (another path, another inlining) is not a miss.
   const siteAnchors = new Set(found.map((s) => `${s.rule}@${s.file}:${firstOp(s)?.span.from.line}:${firstOp(s)?.span.from.col}`));
   return { sites: found, nearMisses: [...misses.values()].filter((n) => !siteAnchors.has(`${n.rule}@${n.file}:${n.line}:${n.col}`)) };
+}
+
+/** For each `nn.Sequential(A(...), B(...), ...)` built in a method or function (every element a
+ *  constructor call), a view of its elements called in a chain, each op spanning the call. */
+function sequentialChains(view: MethodView): MethodView[] {
+  const out: MethodView[] = [];
+  for (const op of view.ops) {
+    if (op.kind !== 'call' || !/(^|\.)Sequential$/.test(op.callee) || op.kw.length || op.args.length < 2) continue;
+    const items = op.args.map((a) => (a.k === 'ssa' ? view.defs.get(a.id) : undefined));
+    if (items.some((d) => !d || d.kind !== 'call' || (d.span.file ?? '') !== (op.span.file ?? ''))) continue;
+    const span = op.span;
+    const body: Op[] = [];
+    let cur: Expr = { k: 'name', path: 'input' };
+    items.forEach((d, i) => {
+      const id = -(op.id * 1000 + i + 1);
+      body.push({ k: 'op', id, kind: 'module', callee: `${op.callee}(...)[${i}]`, args: [cur], kw: [], type: [d!.callee], span, ...(op.via ? { via: op.via, site: op.site } : {}) });
+      cur = { k: 'ssa', id };
+    });
+    const method = { ...view.method, params: [{ name: 'input' }], body };
+    out.push(viewOf(view.file, method, view.module));
+  }
+  return out;
 }
 
 function firstOp(s: Site): Op | undefined {

@@ -141,7 +141,7 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult): Edit | st
   const nodes = ops.map((o) => nodeOfSpan(f, o.via?.length && o.site ? o.site : o.span));
   if (nodes.some((n) => !n)) return 'cannot locate the matched code in the source (file changed since analysis?)';
   if (nodes.some((n) => alreadyGuarded(n!))) return 'already rewritten (inside an adopt guard)';
-  const initOnly = ops.every((o) => isInitSpan(s, o));
+  const initOnly = ops.every((o) => isInitSpan(s, o)) || nodes.every((n) => isSequentialCall(n!));
   if (initOnly) return planSequential(s, rule, res, nodes as SyntaxNode[]);
   if (ops.some((o) => isInitSpan(s, o))) return 'the match mixes __init__ code and forward code';
   const ctx = new Render(f, s, res);
@@ -199,10 +199,14 @@ function alreadyGuarded(node: SyntaxNode): boolean {
 
 /** Conv→BN (or Linear→BN) adjacent in an nn.Sequential: the Sequential becomes adopt's
  *  FusedSequential, a drop-in subclass with the same children and state-dict keys. */
+function isSequentialCall(n: SyntaxNode): boolean {
+  return n.type === 'call' && /(^|\.)Sequential$/.test(n.childForFieldName('function')?.text ?? '');
+}
+
 function planSequential(s: Site, rule: Rule, res: SiteResult, nodes: SyntaxNode[]): Edit | string {
   const stmt = statementOf(nodes[0]);
   if (!stmt) return 'cannot locate the nn.Sequential in __init__';
-  let call: SyntaxNode | undefined;
+  let call: SyntaxNode | undefined = isSequentialCall(nodes[0]) ? nodes[0] : undefined;
   const find = (n: SyntaxNode) => {
     if (call) return;
     if (n.type === 'call' && /(^|\.)Sequential$/.test(n.childForFieldName('function')?.text ?? '')) { call = n; return; }
