@@ -103,3 +103,75 @@ describe('attention rewrites around the code transformers puts in between', () =
     expect(run.sites[0].reason).toMatch(/the branch around the matched code holds statements outside the pattern/);
   });
 });
+
+// Swin's window attention: q pre-scaled, a relative-position bias gathered between the scores
+// and their use, a shifted-window mask under `if`, nn.Softmax as a module, and the output
+// reshaped in the statement that computes it.
+const swin = (between: string) => `import torch
+from torch import nn
+
+
+class WindowAttention(nn.Module):
+    def __init__(self, dim=16, window=3, heads=2):
+        super().__init__()
+        self.heads = heads
+        self.scale = (dim // heads) ** -0.5
+        n = window * window
+        self.relative_position_bias_table = nn.Parameter(torch.randn(2 * n, heads) * 0.02)
+        self.register_buffer("relative_position_index", torch.randint(0, 2 * n, (n, n)))
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.attn_drop = nn.Dropout(0.0)
+        self.softmax = nn.Softmax(dim=-1)
+
+    def forward(self, x, mask=None):
+        B_, N, C = x.shape
+        qkv = self.qkv(x).reshape(B_, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        q = q * self.scale
+        attn = q @ k.transpose(-2, -1)
+${between}
+        attn = attn + relative_position_bias.unsqueeze(0)
+        if mask is not None:
+            nW = mask.shape[0]
+            attn = attn.view(B_ // nW, nW, self.heads, N, N) + mask.unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, self.heads, N, N)
+        attn = self.softmax(attn)
+        attn = self.attn_drop(attn)
+        return (attn @ v).transpose(1, 2).reshape(B_, N, C)
+`;
+
+describe('attention with code between the scores and their use (Swin window attention)', () => {
+  const gather = [
+    '        relative_position_bias = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(N, N, -1)',
+    '        relative_position_bias = relative_position_bias.permute(2, 0, 1).contiguous()',
+  ].join('\n');
+
+  it('runs the independent statements first, names the output inside its statement, and verifies in torch', () => {
+    const dir = tempProject({ 'w.py': swin(gather) });
+    const run = runRewrite([join(dir, 'w.py')], { rules: 'attention' });
+    expect(run.sites[0]).toMatchObject({ rule: 'attention', decision: 'rewritten' });
+    const out = run.files[0].rewritten;
+    const lines = out.split('\n');
+    const guardAt = lines.findIndex((l) => l.includes("_adopt.enabled('attention')"));
+    // the bias is gathered before the guard, once
+    expect(lines.slice(0, guardAt).join('\n')).toContain(gather);
+    expect(out.split('relative_position_bias = relative_position_bias.permute').length).toBe(2);
+    expect(lines[guardAt]).toContain('not (mask is not None)');
+    expect(lines[guardAt + 1]).toMatch(/^ {12}_adopt_o = _adopt\.attention\(q, .*mask=relative_position_bias\.unsqueeze\(0\), scale=1\.0/);
+    expect(lines[guardAt + 2]).toBe('            return (_adopt_o).transpose(1, 2).reshape(B_, N, C)');
+    writeFileSync(join(dir, 'w_rw.py'), out);
+    const r = adopt(['verify', join(dir, 'w.py'), join(dir, 'w_rw.py'), '--class', 'WindowAttention', '--shape', '2,9,16', '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({ verified: true, problems: [] });
+    expect(j.fast_path_calls).toBeGreaterThan(0);
+  });
+
+  it('keeps a statement in place when it reads what a statement before it writes', () => {
+    // the bias reads the scores: moving it first would change what it reads
+    const dependent = '        relative_position_bias = self.relative_position_bias_table[self.relative_position_index].permute(2, 0, 1) + 0 * attn[0]';
+    const run = runRewrite([join(tempProject({ 'w.py': swin(dependent) }), 'w.py')], { rules: 'attention' });
+    expect(run.sites[0].decision).toBe('skipped');
+    expect(run.sites[0].reason).toMatch(/lies between the matched statements/);
+  });
+});

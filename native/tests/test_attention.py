@@ -245,3 +245,18 @@ def test_t5_learned_position_bias_gets_gradients(dtype, backend):
         [q, k, v, bias],
         dtype=dtype,
     )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale_shape", [(3, 1, 1), (1, 3, 1, 1), (), (3, 1, 6)])
+def test_tensor_scale(dtype, scale_shape, backend):
+    # Swin v2: a learned per-head logit scale multiplies the cosine scores; a scale that varies
+    # along the key axis cannot be folded into q and takes the reference path
+    q, k, v = (torch.randn(2, 3, 5 if i == 0 else 6, 4, dtype=dtype) for i in range(3))
+    scale = (torch.rand(scale_shape, dtype=dtype) + 0.5).requires_grad_()
+    compare(
+        lambda q, k, v, s: eager_attention(q, k, v, scale=s),
+        lambda q, k, v, s: ak.attention(q, k, v, scale=s),
+        [q, k, v, scale],
+        dtype=dtype,
+    )

@@ -236,6 +236,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   const first = Math.min(...idx);
   const last = Math.max(...idx);
   const extraGuards: string[] = [];
+  const hoisted: SyntaxNode[] = [];
   // optional ops the rewrite requires to be absent (`{h.absent}`)
   const skippable = new Set([...code.join('\n').matchAll(/\{([A-Za-z_]\w*)\.absent\}/g)].map((m) => m[1]));
   for (let i = first; i <= last; i++) {
@@ -267,18 +268,32 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
       extraGuards.push(`not (${cond.text})`);
       continue;
     }
+    // a statement that neither reads nor writes what the matched statements before it touch
+    // (a bias table gathered between the scores and their use) runs first, on both paths
+    if (commutes(k, kids.slice(first, i).filter((x) => !hoisted.includes(x)))) { hoisted.push(k); continue; }
     return `line ${lineOf(f, k)} lies between the matched statements and is not part of the pattern`;
   }
   const start = lineStartIndex(f.source, kids[first].startIndex);
   const end = lineEndIndex(f.source, kids[last].endIndex);
-  const original = f.source.text.slice(start, end);
+  let original = f.source.text.slice(start, end);
+  const hoistedText: string[] = [];
+  for (const h of [...hoisted].reverse()) {
+    const hs = lineStartIndex(f.source, h.startIndex) - start;
+    const he = lineEndIndex(f.source, h.endIndex) - start;
+    hoistedText.unshift(original.slice(hs, he));
+    original = original.slice(0, hs) + original.slice(he).replace(/^\r?\n/, '');
+  }
   if (hasMultilineString(kids.slice(first, last + 1))) return 'a multi-line string inside the statements cannot be re-indented safely';
   ctx.range = [kids[first].startIndex, kids[last].endIndex];
+  ctx.hoisted = hoisted;
   const guard = renderGuard();
   if (guard === undefined) return ctx.failure!;
+  ctx.last = kids[last];
   const lines = code.map((c) => ctx.fill(c));
   if (ctx.failure) return ctx.failure;
-  const escaping = escapingNames(f, kids.slice(first, last + 1), lines, block, kids[last].endIndex);
+  const around = ctx.spilledStatement();
+  if (around) lines.push(around);
+  const escaping = escapingNames(f, kids.slice(first, last + 1).filter((k) => !hoisted.includes(k)), lines, block, kids[last].endIndex);
   if (typeof escaping === 'string') return escaping;
   if (escaping) {
     // read later only when `cond` holds: the fast path runs when it does not
@@ -294,6 +309,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   const nl = f.newline;
   const fullGuard = [...extraGuards, guard].join(' and ');
   const text = [
+    ...hoistedText,
     `${indent}if ${fullGuard}:`,
     ...lines.map((l) => `${indent}    ${l}`),
     `${indent}else:`,
@@ -310,6 +326,20 @@ function returnsTuple(line: string): string | undefined {
   const targets = m[1].split(',').map((t) => t.trim());
   const ok = targets.every((t, i) => t === `${RETURN_TARGET}${i}of${targets.length}`);
   return ok ? m[2] : undefined;
+}
+
+/** A plain assignment that can run before `before` without changing either: it reads nothing
+ *  they assign, assigns nothing they read or assign, and calls nothing that draws random numbers
+ *  or changes a value in place. */
+function commutes(stmt: SyntaxNode, before: SyntaxNode[]): boolean {
+  const a = stmt.type === 'expression_statement' ? stmt.namedChildren[0] : undefined;
+  if (a?.type !== 'assignment' || a.childForFieldName('left')?.type !== 'identifier') return false;
+  if (/dropout|rand|_\(|\bself\.\w+\s*=/.test(stmt.text)) return false;
+  const written = assignedIn(before);
+  const read = new Set(before.flatMap((b) => identifierNodes(b).map((n) => n.text)));
+  const target = a.childForFieldName('left')!.text;
+  if (read.has(target) || written.has(target)) return false;
+  return !identifierNodes(a.childForFieldName('right')!).some((n) => written.has(n.text));
 }
 
 /** Every identifier node under `root` (names read or written, in any expression). */
@@ -449,6 +479,12 @@ class Render {
   range?: [number, number];
   /** Optional ops in a branch the guard excludes: absent on the fast path. */
   readonly notTaken = new Set<string>();
+  /** Statements moved ahead of the guard: what they assign is read by its name. */
+  hoisted: SyntaxNode[] = [];
+  /** The last matched statement, when a result inside it may be given a name of its own. */
+  last?: SyntaxNode;
+  /** Results named that way: the statement is repeated on the fast path around the name. */
+  readonly spilled: { name: string; node: SyntaxNode }[] = [];
   constructor(private readonly f: SynthFile, private readonly s: Site, private readonly res: SiteResult) {}
 
   fill(tpl: string): string {
@@ -483,7 +519,7 @@ class Render {
   private value(name: string, part?: string): string | undefined {
     const op = this.s.ops[name];
     if (op !== undefined && op !== null) {
-      if (!part) return this.assignedName(op);
+      if (!part) return this.assignedName(op) ?? this.spill(name, op);
       if (part === 'factor') {
         // the multiplicative factor a scaling op applies
         // not the data input: a matched op's value, or the phi that carries it through a branch
@@ -529,6 +565,29 @@ class Render {
     return meta ? this.expr(meta) : undefined;
   }
 
+  /** `x = (o).transpose(1, 2)`: the result `o` of the pattern is part of the last statement, so
+   *  the fast path names it and then runs that statement around the name. */
+  private spill(name: string, op: Op): string | undefined {
+    const node = nodeOfSpan(this.f, op.span);
+    if (!node || !this.last || node.startIndex < this.last.startIndex || node.endIndex > this.last.endIndex) return undefined;
+    const assigns = this.last.type === 'expression_statement' && this.last.namedChildren[0]?.type === 'assignment';
+    if (!assigns && this.last.type !== 'return_statement') return undefined;
+    const fresh = `_adopt_${name}`;
+    if (!this.spilled.some((x) => x.name === fresh)) this.spilled.push({ name: fresh, node });
+    return fresh;
+  }
+
+  /** The last statement with each spilled result replaced by its name. */
+  spilledStatement(): string | undefined {
+    if (!this.spilled.length || !this.last) return undefined;
+    let text = this.last.text;
+    for (const { name, node } of [...this.spilled].sort((a, b) => b.node.startIndex - a.node.startIndex)) {
+      const at = node.startIndex - this.last.startIndex;
+      text = text.slice(0, at) + name + text.slice(at + (node.endIndex - node.startIndex));
+    }
+    return text;
+  }
+
   /** The variable a statement assigns an op's result to. */
   private assignedName(op: Op): string | undefined {
     const node = nodeOfSpan(this.f, op.span);
@@ -552,6 +611,14 @@ class Render {
     }
     const a = stmt?.namedChildren[0];
     if (a?.type !== 'assignment' || !node) return undefined;
+    // `q, k, v = qkv[0], qkv[1], qkv[2]`: element i of the right names element i of the left
+    const rightList = a.childForFieldName('right');
+    const leftList = a.childForFieldName('left');
+    if (rightList && leftList && ['expression_list', 'tuple'].includes(rightList.type) && ['pattern_list', 'tuple_pattern'].includes(leftList.type)) {
+      const i = rightList.namedChildren.findIndex((x) => x.startIndex === node.startIndex && x.endIndex === node.endIndex);
+      const target = i >= 0 && rightList.namedChildren.length === leftList.namedChildren.length ? leftList.namedChildren[i] : undefined;
+      return target?.type === 'identifier' ? target.text : undefined;
+    }
     // the op must be the whole right-hand side, not a part of it
     let right = a.childForFieldName('right');
     while (right?.type === 'parenthesized_expression' && right.namedChildren.length === 1) right = right.namedChildren[0];
@@ -585,7 +652,8 @@ class Render {
         if (!def || (def.span.file ?? this.s.view.file.path) !== this.s.file) return undefined;
         const node = nodeOfSpan(this.f, def.span);
         if (!node) return undefined;
-        if (this.range && node.startIndex >= this.range[0] && node.endIndex <= this.range[1]) return node.text;
+        const inHoisted = this.hoisted.some((h) => node.startIndex >= h.startIndex && node.endIndex <= h.endIndex);
+        if (this.range && !inHoisted && node.startIndex >= this.range[0] && node.endIndex <= this.range[1]) return node.text;
         const v = this.assignedName(def);
         // the variable may have been reassigned since: then an alias may still hold the value
         return v && /^[A-Za-z_]\w*$/.test(v) ? this.liveName(v, node.endIndex) : v;
@@ -656,7 +724,10 @@ class Render {
       for (const st of stmts) {
         if (st.k === 'if' || st.k === 'for') {
           const p = st.phis.find((x) => x.id === id);
-          if (p) return p.v === 'return' || st.span.file ? undefined : { v: p.v, end: indexOf(this.f.source, st.span.to) };
+          // a branch or loop of an inlined helper: its variables are the helper's, not ours
+          const own = this.s.view.method.span;
+          const inlined = st.span.file || st.span.start < own.start || st.span.end > own.end;
+          if (p) return p.v === 'return' || inlined ? undefined : { v: p.v, end: indexOf(this.f.source, st.span.to) };
           const inner = st.k === 'if' ? find(st.then) ?? find(st.else) : find(st.body);
           if (inner) return inner;
         }

@@ -47,7 +47,7 @@ def _reference(q, k, v, mask, scale, dropout_p, training, is_causal):
     scores = torch.matmul(q, k.transpose(-2, -1))
     if scores.dtype in _LOW_PRECISION:
         scores = scores.float()
-    if scale != 1.0:
+    if isinstance(scale, torch.Tensor) or scale != 1.0:
         scores = scores * scale
     if mask is not None:
         if mask.dtype == torch.bool:
@@ -98,7 +98,8 @@ def _sdpa_arguments(q, k, v, mask, scale, is_causal):
 def attention(q, k, v, mask=None, scale=None, dropout_p=0.0, training=False, is_causal=False):
     """Replaces ``softmax(q @ k.transpose(-2, -1) * scale + mask, dim=-1)``, dropout, ``@ v``.
 
-    ``scale`` None means ``1 / sqrt(head_dim)``; ``mask`` is additive (float) or boolean with
+    ``scale`` None means ``1 / sqrt(head_dim)``; it may be a tensor that broadcasts against the
+    scores (a learned per-head scale); ``mask`` is additive (float) or boolean with
     True meaning keep (SDPA's convention); ``is_causal`` adds a bottom-right aligned causal
     mask. Half/bfloat16 scores go through the softmax in float32. Dropout applies only when
     ``training`` and is drawn with ``F.dropout`` on the probabilities, as eager code does; the
@@ -109,6 +110,14 @@ def attention(q, k, v, mask=None, scale=None, dropout_p=0.0, training=False, is_
     """
     if scale is None:
         scale = 1.0 / math.sqrt(q.size(-1))
+    if isinstance(scale, torch.Tensor):
+        # a learned per-head scale (Swin v2's logit_scale, shape (heads, 1, 1)) is constant
+        # along a query row: it scales q. Any other tensor scale takes the reference path.
+        if scale.dim() < 2 or (scale.size(-1) == 1 and scale.size(-2) == 1):
+            q = q * scale.to(q.dtype)
+            scale = 1.0
+        else:
+            return _reference(q, k, v, mask, scale, dropout_p, training, is_causal)
     applies_dropout = training and dropout_p > 0
     if enabled("attention") and not applies_dropout:
         kwargs = _sdpa_arguments(q, k, v, mask, scale, is_causal)
