@@ -222,8 +222,11 @@ def test_attention_supported():
     assert not ak.attention_supported(q, k, v, output_attentions=True)
     assert not ak.attention_supported(q, k, v, output_attentions=1)
     assert ak.attention_supported(q, k, v, output_attentions=None)
-    assert not ak.attention_supported(q[0], k[0], v[0])
+    # (batch * heads, L, D) as BART keeps it; not a single matrix, not mixed ranks
+    assert ak.attention_supported(q[0], k[0], v[0])
+    assert not ak.attention_supported(q[0, 0], k[0, 0], v[0, 0])
     assert not ak.attention_supported(q, k, v.unsqueeze(0))
+    assert not ak.attention_supported(q, k[0], v)
 
 
 def test_attention_supported_respects_switch(monkeypatch):
@@ -260,3 +263,40 @@ def test_tensor_scale(dtype, scale_shape, backend):
         [q, k, v, scale],
         dtype=dtype,
     )
+
+
+def bart_attention(q, k, v, mask, heads, dropout=0.0, training=False):
+    """BART's spelling: (batch * heads, L, D) scores, the mask added to their 4-D view."""
+    bh, tgt, _ = q.shape
+    src = k.size(1)
+    w = torch.bmm(q, k.transpose(1, 2))
+    w = w.view(bh // heads, heads, tgt, src) + mask
+    w = w.view(bh, tgt, src)
+    w = nn.functional.softmax(w, dim=-1)
+    w = nn.functional.dropout(w, p=dropout, training=training)
+    return torch.bmm(w, v)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mask_batch", [2, 1])
+def test_mask_added_to_the_four_dimensional_view(dtype, mask_batch, backend):
+    heads, tgt, src = 3, 5, 7
+    q, k, v = torch.randn(2 * heads, tgt, 4, dtype=dtype), torch.randn(2 * heads, src, 4, dtype=dtype), torch.randn(2 * heads, src, 6, dtype=dtype)
+    mask = torch.randn(mask_batch, 1, tgt, src, dtype=dtype)
+    compare(
+        lambda q, k, v, m: bart_attention(q, k, v, m, heads),
+        lambda q, k, v, m: ak.attention(q, k, v, mask=m, scale=1.0, mask_heads=heads),
+        [q, k, v, mask],
+        dtype=dtype,
+    )
+
+
+def test_mask_heads_with_dropout_matches_seeded_eager():
+    heads = 2
+    q, k, v = (torch.randn(4, 5, 8, dtype=torch.float64) for _ in range(3))
+    mask = torch.randn(2, 1, 5, 5, dtype=torch.float64)
+    torch.manual_seed(3)
+    expected = bart_attention(q, k, v, mask, heads, dropout=0.3, training=True)
+    torch.manual_seed(3)
+    got = ak.attention(q, k, v, mask=mask, scale=1.0, dropout_p=0.3, training=True, mask_heads=heads)
+    torch.testing.assert_close(got, expected)

@@ -122,6 +122,19 @@ const CHECKS: Record<string, Check> = {
     if (!sa.lo && !sa.step && half(sa.hi) && !sb.hi && !sb.step && half(sb.lo)) return undefined;
     return `the slices at line ${line(da)} do not split the last dimension at its middle (x.shape[-1] // 2)`;
   },
+  /** The named optional lines are all present or all absent (a reshape around a mask add only
+   *  with the add). */
+  together(args, st) {
+    const present = args.map((a) => !!opOf(a, st));
+    return present.every((x) => x === present[0]) ? undefined : `${args.map((a) => (a.k === 'ref' ? a.name : '?')).join(', ')} are not all present`;
+  },
+  /** The first named optional line is present only with all the others (a reshape only around
+   *  a mask add). */
+  needs(args, st) {
+    if (!opOf(args[0], st)) return undefined;
+    const missing = args.slice(1).find((a) => !opOf(a, st));
+    return missing ? `${args[0].k === 'ref' ? args[0].name : '?'} without ${missing.k === 'ref' ? missing.name : '?'}` : undefined;
+  },
   /** A metavariable is bound to a given constant. */
   const(args, st) {
     const [m, c] = args;

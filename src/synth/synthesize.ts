@@ -237,6 +237,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   const last = Math.max(...idx);
   const extraGuards: string[] = [];
   const hoisted: SyntaxNode[] = [];
+  const fastExtra: string[] = [];
   // optional ops the rewrite requires to be absent (`{h.absent}`)
   const skippable = new Set([...code.join('\n').matchAll(/\{([A-Za-z_]\w*)\.absent\}/g)].map((m) => m[1]));
   for (let i = first; i <= last; i++) {
@@ -248,7 +249,8 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
         // every statement of the branch must be a matched one: other code there (a mask
         // reshaped under a nested if) would be skipped by the fast path
         const body = k.childForFieldName('consequence')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
-        const stray = body.find((b) => !(stmts as SyntaxNode[]).some((m) => m.startIndex === b.startIndex && m.endIndex === b.endIndex));
+        // a check that only raises is not code the fast path needs
+        const stray = body.find((b) => !(stmts as SyntaxNode[]).some((m) => m.startIndex === b.startIndex && m.endIndex === b.endIndex) && !isRaiseOnly(b));
         if (stray) return `line ${lineOf(f, stray)}: the branch around the matched code holds statements outside the pattern`;
         const inside = Object.entries(s.ops).filter(([, o]) => { const n = o && nodeOfSpan(f, o.span); return n && n.startIndex >= k.startIndex && n.endIndex <= k.endIndex; }).map(([name]) => name);
         if (inside.length && inside.every((n) => skippable.has(n))) {
@@ -268,9 +270,28 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
       extraGuards.push(`not (${cond.text})`);
       continue;
     }
+    const before = kids.slice(first, i).filter((x) => !hoisted.includes(x));
+    // a check that only raises: one on the inputs runs first, on both paths; one on a value the
+    // fast path does not compute (`if attn_weights.size() != ...: raise`) stays on the original
+    // path only
+    if (isRaiseOnly(k)) {
+      const cond = k.childForFieldName('condition')!;
+      const written = assignedIn(before);
+      if (!identifierNodes(cond).some((n) => written.has(n.text))) hoisted.push(k);
+      continue;
+    }
+    // `if C: ... else: name = None` where C can be evaluated first: the fast path runs when C does
+    // not hold, and does what the else branch does
+    const elseAssigns = k.type === 'if_statement' ? literalElse(k) : undefined;
+    const condition = k.type === 'if_statement' ? k.childForFieldName('condition') : null;
+    if (elseAssigns && condition && !identifierNodes(condition).some((n) => assignedIn(before).has(n.text))) {
+      extraGuards.push(`not (${condition.text})`);
+      fastExtra.push(...elseAssigns);
+      continue;
+    }
     // a statement that neither reads nor writes what the matched statements before it touch
     // (a bias table gathered between the scores and their use) runs first, on both paths
-    if (commutes(k, kids.slice(first, i).filter((x) => !hoisted.includes(x)))) { hoisted.push(k); continue; }
+    if (commutes(k, before)) { hoisted.push(k); continue; }
     return `line ${lineOf(f, k)} lies between the matched statements and is not part of the pattern`;
   }
   const start = lineStartIndex(f.source, kids[first].startIndex);
@@ -293,6 +314,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   if (ctx.failure) return ctx.failure;
   const around = ctx.spilledStatement();
   if (around) lines.push(around);
+  lines.push(...fastExtra);
   const escaping = escapingNames(f, kids.slice(first, last + 1).filter((k) => !hoisted.includes(k)), lines, block, kids[last].endIndex);
   if (typeof escaping === 'string') return escaping;
   if (escaping) {
@@ -326,6 +348,28 @@ function returnsTuple(line: string): string | undefined {
   const targets = m[1].split(',').map((t) => t.trim());
   const ok = targets.every((t, i) => t === `${RETURN_TARGET}${i}of${targets.length}`);
   return ok ? m[2] : undefined;
+}
+
+/** `if C: raise ...` (no else; nested checks allowed): a check, not computation. */
+function isRaiseOnly(n: SyntaxNode): boolean {
+  if (n.type === 'raise_statement') return true;
+  if (n.type !== 'if_statement' || n.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause')) return false;
+  const body = n.childForFieldName('consequence')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
+  return body.length > 0 && body.every(isRaiseOnly);
+}
+
+/** The else branch of `if C: ... else: a = None` as source lines, when it only assigns literals
+ *  to names. */
+function literalElse(n: SyntaxNode): string[] | undefined {
+  const alts = n.namedChildren.filter((c) => c.type === 'else_clause' || c.type === 'elif_clause');
+  if (alts.length !== 1 || alts[0].type !== 'else_clause') return undefined;
+  const body = alts[0].childForFieldName('body')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
+  const LITERAL = new Set(['none', 'true', 'false', 'integer', 'float', 'string']);
+  const ok = body.length > 0 && body.every((b) => {
+    const a = b.type === 'expression_statement' ? b.namedChildren[0] : undefined;
+    return a?.type === 'assignment' && a.childForFieldName('left')?.type === 'identifier' && LITERAL.has(a.childForFieldName('right')?.type ?? '');
+  });
+  return ok ? body.map((b) => b.text) : undefined;
 }
 
 /** A plain assignment that can run before `before` without changing either: it reads nothing

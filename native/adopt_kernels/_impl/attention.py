@@ -25,14 +25,14 @@ def attention_supported(q, k, v, mask=None, head_mask=None, output_attentions=Fa
     """Guard for :func:`attention`: False where the original code must run.
 
     A head mask or returned attention probabilities need the probability tensor the fused
-    kernel never materialises; only the 4-D (batch, heads, length, head_dim) layout is
-    accepted.
+    kernel never materialises; the (batch, heads, length, head_dim) layout and the
+    (batch * heads, length, head_dim) one are accepted.
     """
     if not enabled("attention"):
         return False
     if head_mask is not None or output_attentions:
         return False
-    return all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (q, k, v))
+    return all(isinstance(t, torch.Tensor) and t.dim() in (3, 4) and t.dim() == q.dim() for t in (q, k, v))
 
 
 def _causal_keep(q_len, k_len, device):
@@ -95,19 +95,26 @@ def _sdpa_arguments(q, k, v, mask, scale, is_causal):
     return kwargs
 
 
-def attention(q, k, v, mask=None, scale=None, dropout_p=0.0, training=False, is_causal=False):
+def attention(q, k, v, mask=None, scale=None, dropout_p=0.0, training=False, is_causal=False, mask_heads=None):
     """Replaces ``softmax(q @ k.transpose(-2, -1) * scale + mask, dim=-1)``, dropout, ``@ v``.
 
     ``scale`` None means ``1 / sqrt(head_dim)``; it may be a tensor that broadcasts against the
     scores (a learned per-head scale); ``mask`` is additive (float) or boolean with
     True meaning keep (SDPA's convention); ``is_causal`` adds a bottom-right aligned causal
-    mask. Half/bfloat16 scores go through the softmax in float32. Dropout applies only when
+    mask; ``mask_heads`` says the inputs are (batch * heads, L, D) and the mask is added to the
+    scores viewed as (batch, heads, L, S). Half/bfloat16 scores go through the softmax in float32. Dropout applies only when
     ``training`` and is drawn with ``F.dropout`` on the probabilities, as eager code does; the
     fused SDPA kernel is used whenever no dropout is applied.
 
     One known difference: a query row whose boolean mask is all False gives NaN in eager code
     (and on the reference path) but zeros from SDPA on torch >= 2.5.
     """
+    if mask_heads is not None and q.dim() == 3:
+        # (batch * heads, L, D) with the mask added to the scores' (batch, heads, L, S) view
+        heads = int(mask_heads)
+        four = [t.reshape(t.size(0) // heads, heads, t.size(1), t.size(2)) for t in (q, k, v)]
+        out = attention(*four, mask=mask, scale=scale, dropout_p=dropout_p, training=training, is_causal=is_causal)
+        return out.reshape(q.size(0), q.size(1), v.size(2))
     if scale is None:
         scale = 1.0 / math.sqrt(q.size(-1))
     if isinstance(scale, torch.Tensor):
