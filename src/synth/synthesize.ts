@@ -532,6 +532,14 @@ class Render {
   constructor(private readonly f: SynthFile, private readonly s: Site, private readonly res: SiteResult) {}
 
   fill(tpl: string): string {
+    // `{,kw=name}`: `, kw=<value of name>` when the pattern bound name, nothing when it did not
+    tpl = tpl.replace(/\{,([A-Za-z_]\w*)=([A-Za-z_]\w*)\}/g, (_m, kw: string, name: string) => {
+      if (this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined)) return '';
+      const text = this.value(name);
+      if (text === undefined) { this.failure ??= `cannot express {${name}} as source text here`; return ''; }
+      this.res.bindings[name] = text;
+      return `, ${kw}=${text}`;
+    });
     return tpl.replace(/\{(,)?([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?(?:\|([^}]*))?\}/g, (_m, optKw: string | undefined, name: string, part?: string, dflt?: string) => {
       // `{,name.kw}`: `, kw=<its value>` when the matched call passes kw, nothing when it does not
       if (optKw && part) {
