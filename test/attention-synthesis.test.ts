@@ -1,8 +1,8 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runRewrite } from '../src/cli/rewrite.js';
-import { adopt } from './helpers/cli.js';
+import { adopt, repoRoot } from './helpers/cli.js';
 import { tempProject } from './helpers/ir.js';
 
 // BERT's self-attention as transformers writes it: a relative-position branch between the
@@ -174,4 +174,24 @@ describe('attention with code between the scores and their use (Swin window atte
     expect(run.sites[0].decision).toBe('skipped');
     expect(run.sites[0].reason).toMatch(/lies between the matched statements/);
   });
+});
+
+describe('attention written with einsum and unpacked generators (einsum_attention fixture)', () => {
+  it('is rewritten in every class, the key named as written (not the einsum text), and verifies in torch', () => {
+    const dir = tempProject({});
+    const src = join(repoRoot, 'fixtures', 'models', 'einsum_attention.py');
+    const out = join(dir, 'rw.py');
+    expect(adopt(['rewrite', src, '-o', out]).code).toBe(0);
+    const text = readFileSync(out, 'utf8');
+    const calls = text.split('\n').filter((l) => l.includes('_adopt.attention('));
+    expect(calls.length).toBe(2);
+    for (const c of calls) expect(c).toContain('_adopt.attention(q, k.transpose(-2, -1).transpose(-2, -1), v,');
+    const r = adopt(['verify', src, out, '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const byClass = Object.fromEntries(JSON.parse(r.stdout).classes.map((c: { class: string }) => [c.class, c]));
+    for (const cls of ['Attention', 'LatentCrossAttention', 'EinsumTransformer']) {
+      expect(byClass[cls]).toMatchObject({ status: 'verified' });
+      expect(byClass[cls].fast_path_calls).toBeGreaterThan(0);
+    }
+  }, 300_000);
 });

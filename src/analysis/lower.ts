@@ -169,6 +169,7 @@ export class MethodLowerer {
       const targets = [left];
       let r = right;
       while (r.type === 'assignment') { targets.push(field(r, 'left')!); r = field(r, 'right')!; }
+      if (targets.length === 1 && this.unpackGenerator(left, r, s)) return;
       const v = this.expr(r);
       for (const t of targets) this.assign(t, v, s);
     } else if (e.type === 'augmented_assignment') {
@@ -181,6 +182,33 @@ export class MethodLowerer {
     } else if (e.type === 'string') {
       // docstring
     } else this.expr(e);
+  }
+
+  /** `a, b = (f(t) for t in X.chunk(2, dim=-1))`: as many values as targets, each the body with
+   *  the loop variable bound to one item. True when handled. */
+  private unpackGenerator(left: SyntaxNode, right: SyntaxNode, stmt: SyntaxNode): boolean {
+    if (right.type !== 'generator_expression' || !['pattern_list', 'tuple_pattern'].includes(left.type)) return false;
+    const targets = left.namedChildren.filter(notComment);
+    const clauses = right.namedChildren.filter((c) => c.type === 'for_in_clause' || c.type === 'if_clause');
+    const body = field(right, 'body');
+    if (!body || clauses.length !== 1 || clauses[0].type !== 'for_in_clause' || targets.some((t) => t.type !== 'identifier')) return false;
+    const loopVar = field(clauses[0], 'left');
+    const iterNode = field(clauses[0], 'right');
+    if (loopVar?.type !== 'identifier' || !iterNode) return false;
+    const iter = this.expr(iterNode);
+    const literal = iter.e.k === 'tuple' || iter.e.k === 'list' ? iter.e.items : undefined;
+    if (literal && literal.length !== targets.length) return false;
+    const saved = this.frame.env.get(loopVar.text);
+    const values = targets.map((t, i) => {
+      const item: Val = literal ? { e: literal[i] } : this.emit('op', 'getitem', [iter.e, num(i)], [], t);
+      this.frame.env.set(loopVar.text, item);
+      return this.expr(body);
+    });
+    if (saved) this.frame.env.set(loopVar.text, saved); else this.frame.env.delete(loopVar.text);
+    // the generated tuple unpacked: element i spans its target name, as `a, b = f(x)` does
+    const all: Expr = { k: 'tuple', items: values.map((v) => v.e) };
+    targets.forEach((t, i) => this.assign(t, this.emit('op', 'getitem', [all, num(i)], [], t), stmt));
+    return true;
   }
 
   private assign(target: SyntaxNode, v: Val, stmt: SyntaxNode): void {

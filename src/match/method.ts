@@ -182,6 +182,8 @@ function inferRanks(v: MethodView): void {
         break;
       }
       case 'getitem': {
+        // an element of a tuple of values (`a, b = (f(t) for t in ...)`) is that value
+        if (a[0]?.k === 'tuple' && a[1]?.k === 'const' && typeof a[1].v === 'number') { rank = r(a[0].items[a[1].v]); break; }
         // slicing every dimension it names (no integer, None or ...) keeps the rank
         const idx = a[1];
         const items = idx?.k === 'tuple' ? idx.items : idx ? [idx] : [];
@@ -223,10 +225,11 @@ function isScalarAttr(v: MethodView, path: string): boolean {
   const m = /^self\.([A-Za-z_]\w*)$/.exec(path);
   const defs = m ? v.attrs.get(m[1]) : undefined;
   if (!defs?.length) return false;
+  // a constructor argument counts as a number inside arithmetic (`dim_head ** -0.5`), not alone
   const scalar = (e: Expr, depth = 0): boolean => {
     if (depth > 16) return false;
     if (e.k === 'const') return typeof e.v === 'number';
-    if (e.k === 'name') return /^config\.\w+$/.test(e.path);
+    if (e.k === 'name') return /^config\.\w+$/.test(e.path) || (depth > 0 && /^[A-Za-z_]\w*$/.test(e.path));
     if (e.k === 'call') return ARITHMETIC.has(e.callee) && e.kw.length === 0 && e.args.every((x) => scalar(x, depth + 1));
     return false;
   };

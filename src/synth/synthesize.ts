@@ -702,6 +702,17 @@ class Render {
         if (found?.via && Object.values(this.s.ops).some((o) => o?.via)) return undefined;
         const def = found?.via && found.site ? { ...found, span: found.site } : found;
         if (!def || (def.span.file ?? this.s.view.file.path) !== this.s.file) return undefined;
+        // an op the analysis derived from a larger call (the transpose an einsum canonicalises
+        // to) shares that call's span: its text is the call's, not this op's
+        const sharesSpan = this.s.view.ops.some((o) => o.id > def.id && o.span.start === def.span.start && o.span.end === def.span.end && (o.span.file ?? '') === (def.span.file ?? ''));
+        if (sharesSpan) {
+          const [x, a, b] = def.args;
+          if (def.callee === 'transpose' && x && a?.k === 'const' && b?.k === 'const') {
+            const base = this.expr(x);
+            return base === undefined ? undefined : `${base}.transpose(${a.raw ?? a.v}, ${b.raw ?? b.v})`;
+          }
+          return undefined;
+        }
         const node = nodeOfSpan(this.f, def.span);
         if (!node) return undefined;
         const inHoisted = this.hoisted.some((h) => node.startIndex >= h.startIndex && node.endIndex <= h.endIndex);
