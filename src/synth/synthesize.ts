@@ -251,9 +251,12 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
         const body = k.childForFieldName('consequence')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
         // a check that only raises is not code the fast path needs
         const stray = body.find((b) => !(stmts as SyntaxNode[]).some((m) => m.startIndex === b.startIndex && m.endIndex === b.endIndex) && !isRaiseOnly(b));
-        if (stray) return `line ${lineOf(f, stray)}: the branch around the matched code holds statements outside the pattern`;
         const inside = Object.entries(s.ops).filter(([, o]) => { const n = o && nodeOfSpan(f, o.span); return n && n.startIndex >= k.startIndex && n.endIndex <= k.endIndex; }).map(([name]) => name);
-        if (inside.length && inside.every((n) => skippable.has(n))) {
+        const skipped = inside.length > 0 && inside.every((n) => skippable.has(n));
+        // a branch the fast path skips as a whole may hold anything (what it assigns and is read
+        // later is caught below); one the fast path runs must hold only the pattern
+        if (stray && !skipped) return `line ${lineOf(f, stray)}: the branch around the matched code holds statements outside the pattern`;
+        if (skipped) {
           // only optional ops the kernel does not cover are in the branch (`if head_mask is
           // not None: probs = probs * head_mask`): the fast path runs when the branch does not
           extraGuards.push(`not (${k.childForFieldName('condition')!.text})`);
@@ -372,18 +375,48 @@ function literalElse(n: SyntaxNode): string[] | undefined {
   return ok ? body.map((b) => b.text) : undefined;
 }
 
-/** A plain assignment that can run before `before` without changing either: it reads nothing
- *  they assign, assigns nothing they read or assign, and calls nothing that draws random numbers
- *  or changes a value in place. */
+/** A statement that can run before `before` without changing either: assignments (possibly
+ *  under `if`s) that read nothing `before` writes, write nothing `before` reads or writes, and
+ *  call nothing that draws random numbers or changes a value in place. */
 function commutes(stmt: SyntaxNode, before: SyntaxNode[]): boolean {
-  const a = stmt.type === 'expression_statement' ? stmt.namedChildren[0] : undefined;
-  if (a?.type !== 'assignment' || a.childForFieldName('left')?.type !== 'identifier') return false;
-  if (/dropout|rand|_\(|\bself\.\w+\s*=/.test(stmt.text)) return false;
-  const written = assignedIn(before);
-  const read = new Set(before.flatMap((b) => identifierNodes(b).map((n) => n.text)));
-  const target = a.childForFieldName('left')!.text;
-  if (read.has(target) || written.has(target)) return false;
-  return !identifierNodes(a.childForFieldName('right')!).some((n) => written.has(n.text));
+  if (!plainAssignments(stmt) || /drop|rand|bernoulli|noise|_\(|\bself\.\w+(\[[^\]]*\])?\s*=[^=]/i.test(stmt.text)) return false;
+  const written = writesOf([stmt]);
+  const beforeWrites = writesOf(before);
+  const beforeReads = new Set(before.flatMap((b) => identifierNodes(b).map((n) => n.text)));
+  if ([...written].some((n) => beforeReads.has(n) || beforeWrites.has(n))) return false;
+  return !identifierNodes(stmt).some((n) => beforeWrites.has(n.text));
+}
+
+/** Assignments, and `if`s holding only assignments, checks that raise, and `pass`. */
+function plainAssignments(n: SyntaxNode): boolean {
+  switch (n.type) {
+    case 'expression_statement': {
+      const a = n.namedChildren[0];
+      return n.namedChildren.length === 1 && (a?.type === 'assignment' || a?.type === 'augmented_assignment');
+    }
+    case 'raise_statement': case 'pass_statement': case 'comment': return true;
+    case 'if_statement': case 'elif_clause': case 'else_clause': case 'block':
+      return n.namedChildren.every((c) => c.type === 'comment' || c === n.childForFieldName('condition') || plainAssignments(c));
+    default: return false;
+  }
+}
+
+/** The names statements assign or mutate: `x = ...`, `a, b = ...`, `m[i] = ...` (writes m). */
+function writesOf(stmts: SyntaxNode[]): Set<string> {
+  const out = new Set<string>();
+  const target = (t: SyntaxNode | null): void => {
+    if (!t) return;
+    if (t.type === 'identifier') out.add(t.text);
+    else if (t.type === 'subscript' || t.type === 'attribute') target(t.childForFieldName(t.type === 'subscript' ? 'value' : 'object'));
+    else t.namedChildren.forEach(target);
+  };
+  const stack = [...stmts];
+  while (stack.length) {
+    const x = stack.pop()!;
+    if (['assignment', 'augmented_assignment', 'for_statement'].includes(x.type)) target(x.childForFieldName('left'));
+    stack.push(...x.namedChildren);
+  }
+  return out;
 }
 
 /** Every identifier node under `root` (names read or written, in any expression). */
