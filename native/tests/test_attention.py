@@ -222,11 +222,13 @@ def test_attention_supported():
     assert not ak.attention_supported(q, k, v, output_attentions=True)
     assert not ak.attention_supported(q, k, v, output_attentions=1)
     assert ak.attention_supported(q, k, v, output_attentions=None)
-    # (batch * heads, L, D) as BART keeps it; not a single matrix, not mixed ranks
+    # (batch * heads, L, D) as BART keeps it; a key/value memory shared by the batch; not a
+    # single query matrix, not keys of higher rank, not leading dimensions that do not broadcast
     assert ak.attention_supported(q[0], k[0], v[0])
+    assert ak.attention_supported(q[0], k[0, 0], v[0, 0])
     assert not ak.attention_supported(q[0, 0], k[0, 0], v[0, 0])
     assert not ak.attention_supported(q, k, v.unsqueeze(0))
-    assert not ak.attention_supported(q, k[0], v)
+    assert not ak.attention_supported(q, torch.randn(3, 2, 4, 6), v)
 
 
 def test_attention_supported_respects_switch(monkeypatch):
@@ -300,3 +302,17 @@ def test_mask_heads_with_dropout_matches_seeded_eager():
     torch.manual_seed(3)
     got = ak.attention(q, k, v, mask=mask, scale=1.0, dropout_p=0.3, training=True, mask_heads=heads)
     torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_memory_keys_shared_by_the_batch(dtype, backend):
+    # queries (batch, L, D) reading a learned (M, D) key and value memory
+    q = torch.randn(2, 5, 4, dtype=dtype)
+    k, v = torch.randn(7, 4, dtype=dtype), torch.randn(7, 3, dtype=dtype)
+    assert ak.attention_supported(q, k.t(), v)
+    compare(
+        lambda q, k, v: torch.matmul(torch.softmax(torch.matmul(q, k.t()) * 0.5, dim=-1), v),
+        lambda q, k, v: ak.attention(q, k, v, scale=0.5),
+        [q, k, v],
+        dtype=dtype,
+    )

@@ -135,6 +135,21 @@ const CHECKS: Record<string, Check> = {
     const missing = args.slice(1).find((a) => !opOf(a, st));
     return missing ? `${args[0].k === 'ref' ? args[0].name : '?'} without ${missing.k === 'ref' ? missing.name : '?'}` : undefined;
   },
+  /** `$m` is the maximum of `x` over its last dimension, kept (`x.amax(dim=-1, keepdim=True)`,
+   *  possibly detached): subtracting it leaves a softmax unchanged. Holds when `$m` is unbound. */
+  row_max(args, st, view) {
+    const [m, x] = args;
+    const me = m.k === 'meta' ? st.metas.get(m.name) : undefined;
+    const xe = x.k === 'ref' ? st.vals.get(x.name) : undefined;
+    if (!me || !xe) return undefined;
+    let def = me.k === 'ssa' ? view.defs.get(me.id) : undefined;
+    if (def?.callee === 'detach') def = def.args[0]?.k === 'ssa' ? view.defs.get(def.args[0].id) : undefined;
+    if (def?.callee !== 'amax') return 'the value subtracted before the softmax is not the row maximum';
+    const dim = def.kw.find(([k]) => k === 'dim')?.[1] ?? def.args[1];
+    const keep = def.kw.find(([k]) => k === 'keepdim')?.[1] ?? def.args[2];
+    const ok = sameExpr(def.args[0], xe) && constIs(dim, -1) && keep?.k === 'const' && keep.v === true;
+    return ok ? undefined : `the value subtracted at line ${line(def)} is not x.amax(dim=-1, keepdim=True) of the scores`;
+  },
   /** A metavariable is bound to a given constant. */
   const(args, st) {
     const [m, c] = args;

@@ -26,13 +26,23 @@ def attention_supported(q, k, v, mask=None, head_mask=None, output_attentions=Fa
 
     A head mask or returned attention probabilities need the probability tensor the fused
     kernel never materialises; the (batch, heads, length, head_dim) layout and the
-    (batch * heads, length, head_dim) one are accepted.
+    (batch * heads, length, head_dim) one are accepted, with keys and values that broadcast
+    against the queries' leading dimensions (a memory shared by the batch).
     """
     if not enabled("attention"):
         return False
     if head_mask is not None or output_attentions:
         return False
-    return all(isinstance(t, torch.Tensor) and t.dim() in (3, 4) and t.dim() == q.dim() for t in (q, k, v))
+    if not all(isinstance(t, torch.Tensor) for t in (q, k, v)) or q.dim() not in (3, 4):
+        return False
+    if not all(2 <= t.dim() <= q.dim() for t in (k, v)):
+        return False
+    # keys and values shared across the batch (a learned memory) broadcast as matmul does
+    try:
+        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError:
+        return False
+    return True
 
 
 def _causal_keep(q_len, k_len, device):
