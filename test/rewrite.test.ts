@@ -38,6 +38,9 @@ describe('adopt rewrite', () => {
     const check = spawnSync('git', ['apply', '--check', 'p.diff'], { cwd: dir, encoding: 'utf8' });
     expect(check.stderr).toBe('');
     expect(check.status).toBe(0);
+    // an absolute path under the working directory is written relative to it
+    const abs = adopt(['rewrite', file], { cwd: dir });
+    expect(abs.stdout).toBe(r.stdout);
     const run = runRewrite([file], {});
     const f = run.files[0];
     expect(keepsEveryLine(f.original, f.rewritten)).toBeUndefined();

@@ -1,4 +1,5 @@
 // Unified diff of a file from its edits (which never overlap), in the form `git apply` takes.
+import { isAbsolute, relative } from 'node:path';
 import type { Edit } from './synthesize.js';
 
 const CONTEXT = 3;
@@ -64,6 +65,9 @@ export function unifiedDiff(path: string, original: string, edits: Edit[]): stri
     delta += localDelta;
     i = j + 1;
   }
-  const p = path.replace(/\\/g, '/');
+  // git apply takes paths relative to where it runs: an absolute path under the working
+  // directory is written relative to it
+  const rel = isAbsolute(path) && !relative(process.cwd(), path).startsWith('..') ? relative(process.cwd(), path) : path;
+  const p = rel.replace(/\\/g, '/');
   return [`--- a/${p}`, `+++ b/${p}`, ...hunks].join('\n') + '\n';
 }
