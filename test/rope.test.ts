@@ -81,3 +81,38 @@ def apply_rotary_pos_emb(q, k, cos, sin):
     expect(r.stdout + r.stderr).toMatch(/rope: .*do not split the last dimension at its middle/);
   });
 });
+
+describe('rope_interleaved rule', () => {
+  const gptj = (slices: [string, string]) => `import torch
+
+
+def rotate_every_two(x):
+    x1 = x[${slices[0]}]
+    x2 = x[${slices[1]}]
+    x = torch.stack((-x2, x1), dim=-1)
+    return x.flatten(-2)
+
+
+def apply_rotary_pos_emb(tensor, sin, cos):
+    return (tensor * cos) + (rotate_every_two(tensor) * sin)
+`;
+  const rewrite = (src: string) => {
+    const dir = tempProject({ 'g.py': src });
+    const run = runRewrite([join(dir, 'g.py')], { rules: 'rope_interleaved,rope' });
+    return { sites: run.sites, out: run.files[0]?.rewritten ?? '' };
+  };
+
+  it('rewrites one tensor at a time, guarding the rank its full slices assume', () => {
+    const { sites, out } = rewrite(gptj([':, :, :, ::2', ':, :, :, 1::2']));
+    expect(sites.map((s) => [s.rule, s.decision])).toEqual([['rope_interleaved', 'rewritten']]);
+    expect(out).toContain("return (_adopt.apply_rope_interleaved(tensor, None, cos, sin, unsqueeze_dim=None) if _adopt is not None and _adopt.enabled('apply_rope_interleaved') and tensor.dim() == 4 else (tensor * cos) + (rotate_every_two(tensor) * sin))");
+    // with `...` the slices are on the last dimension whatever the rank
+    expect(rewrite(gptj(['..., ::2', '..., 1::2'])).out).toContain("_adopt.enabled('apply_rope_interleaved') and True else");
+  });
+
+  it('does not take odd/even swapped, a stride other than 2, or the half-split layout', () => {
+    expect(rewrite(gptj(['..., 1::2', '..., ::2'])).sites).toEqual([]);
+    expect(rewrite(gptj(['..., ::3', '..., 1::3'])).sites).toEqual([]);
+    expect(rewrite(gptj(['..., : x.shape[-1] // 2', '..., x.shape[-1] // 2 :'])).sites.filter((s) => s.rule === 'rope_interleaved')).toEqual([]);
+  });
+});

@@ -139,3 +139,19 @@ def test_half_split_tables_already_broadcastable(dtype, layout):
         [q, k, cos, sin],
         dtype=dtype,
     )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_interleaved_one_tensor(dtype):
+    # GPT-J rotates q and k in separate calls: k=None returns only the one result
+    b, t, h, d = 2, 5, 3, 8
+    x = torch.randn(b, t, h, d, dtype=dtype)
+    cos_half, sin_half = rope_tables(t, d, dtype, half=True)
+    sin = torch.repeat_interleave(sin_half.expand(b, t, d // 2)[:, :, None, :], 2, 3)
+    cos = torch.repeat_interleave(cos_half.expand(b, t, d // 2)[:, :, None, :], 2, 3)
+    compare(
+        lambda x, cos, sin: (x * cos) + (rotate_every_two(x) * sin),
+        lambda x, cos, sin: ak.apply_rope_interleaved(x, None, cos, sin, unsqueeze_dim=None),
+        [x, cos, sin],
+        dtype=dtype,
+    )

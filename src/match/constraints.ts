@@ -150,6 +150,28 @@ const CHECKS: Record<string, Check> = {
     const ok = sameExpr(def.args[0], xe) && constIs(dim, -1) && keep?.k === 'const' && keep.v === true;
     return ok ? undefined : `the value subtracted at line ${line(def)} is not x.amax(dim=-1, keepdim=True) of the scores`;
   },
+  /** `$a`, `$b` are the even and odd channels of `$x`'s last indexed dimension (`x[..., ::2]`,
+   *  `x[..., 1::2]`, or `x[:, :, :, ::2]` whose rank the rewrite's guard checks). */
+  evens_odds(args, st, view) {
+    const [a, b, x] = args.map((m) => (m.k === 'meta' ? st.metas.get(m.name) : m.k === 'ref' ? st.vals.get(m.name) : undefined));
+    if (!a || !b || !x) return undefined;
+    const defOf = (e: Expr) => (e.k === 'ssa' ? view.defs.get(e.id) : undefined);
+    const [da, db] = [defOf(a), defOf(b)];
+    if (da?.callee !== 'getitem' || db?.callee !== 'getitem' || !sameExpr(da.args[0], x) || !sameExpr(db.args[0], x)) return 'the two halves are not slices of the rotated tensor';
+    const slices = (d: Op) => {
+      const idx = d.args[1];
+      if (idx?.k !== 'tuple') return undefined;
+      const last = idx.items[idx.items.length - 1];
+      const rest = idx.items.slice(0, -1);
+      const lead = rest.every((e) => e.k === 'slice' && !e.lo && !e.hi && !e.step) || (rest.length === 1 && rest[0].k === 'name' && rest[0].path === '...');
+      return lead && last?.k === 'slice' ? { last, n: idx.items.length } : undefined;
+    };
+    const [sa, sb] = [slices(da), slices(db)];
+    if (!sa || !sb || sa.n !== sb.n) return `the slices at line ${line(da)} are not on one trailing dimension`;
+    const evens = !sa.last.hi && (!sa.last.lo || constIs(sa.last.lo, 0)) && constIs(sa.last.step ?? undefined, 2);
+    const odds = !sb.last.hi && constIs(sb.last.lo ?? undefined, 1) && constIs(sb.last.step ?? undefined, 2);
+    return evens && odds ? undefined : `the slices at line ${line(da)} are not the even and odd channels (::2 and 1::2)`;
+  },
   /** A metavariable is bound to a given constant. */
   const(args, st) {
     const [m, c] = args;

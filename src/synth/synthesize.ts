@@ -612,6 +612,7 @@ class Render {
         const t = other && this.expr(other);
         return t === undefined ? undefined : op.callee === 'div' ? `1.0 / (${t})` : t;
       }
+      if (part === 'rank_check') return this.rankCheck(op);
       if (part === 'callable') {
         // what to call: the submodule, or the torch function the op canonicalises
         if (op.kind === 'module') return op.callee.startsWith('%') ? undefined : op.callee;
@@ -647,7 +648,21 @@ class Render {
     }
     if (op === null) return undefined;
     const meta = this.s.bindings[name];
+    if (meta && part === 'rank_check') {
+      const def = meta.k === 'ssa' ? this.s.view.defs.get(meta.id) : undefined;
+      return def && this.rankCheck(def);
+    }
     return meta ? this.expr(meta) : undefined;
+  }
+
+  /** The rank an index of full slices assumes (`x[:, :, :, ::2]`: `x.dim() == 4`); `True` for an
+   *  index with `...`, which holds for any rank. */
+  private rankCheck(op: Op): string | undefined {
+    const idx = op.callee === 'getitem' ? op.args[1] : undefined;
+    if (idx?.k !== 'tuple') return undefined;
+    if (idx.items.some((e) => e.k === 'name' && e.path === '...')) return 'True';
+    const x = this.expr(op.args[0]);
+    return x === undefined ? undefined : `${x}.dim() == ${idx.items.length}`;
   }
 
   /** `x = (o).transpose(1, 2)`: the result `o` of the pattern is part of the last statement, so

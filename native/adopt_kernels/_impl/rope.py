@@ -43,11 +43,13 @@ def apply_rope_interleaved(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
     Pairs are adjacent channels ``(x[2i], x[2i+1])`` rotated as ``(-x[2i+1], x[2i])``.
     ``cos``/``sin`` may be full width with each frequency repeated twice adjacently, or half
     width (one entry per pair), in which case they are repeated as GPT-J's
-    ``repeat_interleave(2)`` does.
+    ``repeat_interleave(2)`` does. With ``k`` None only ``q``'s result is returned.
     """
     cos = _select(cos, position_ids, unsqueeze_dim)
     sin = _select(sin, position_ids, unsqueeze_dim)
     if cos.shape[-1] * 2 == q.shape[-1]:
         cos = cos.repeat_interleave(2, dim=-1)
         sin = sin.repeat_interleave(2, dim=-1)
-    return q * cos + _rotate_every_two(q) * sin, k * cos + _rotate_every_two(k) * sin
+    q_embed = q * cos + _rotate_every_two(q) * sin
+    # k None: one tensor rotated on its own (GPT-J applies the embedding to q and k separately)
+    return q_embed if k is None else (q_embed, k * cos + _rotate_every_two(k) * sin)
