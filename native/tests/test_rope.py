@@ -155,3 +155,18 @@ def test_interleaved_one_tensor(dtype):
         [x, cos, sin],
         dtype=dtype,
     )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_half_split_key_tables_of_its_own(dtype):
+    # Falcon: the key's tables are repeated for its own number of heads
+    q, k = torch.randn(6, 5, 8, dtype=dtype), torch.randn(2, 5, 8, dtype=dtype)
+    cos, sin = rope_tables(5, 8, dtype)
+    q_cos, q_sin = cos.expand(6, 5, 8).clone(), sin.expand(6, 5, 8).clone()
+    k_cos, k_sin = cos.expand(2, 5, 8).clone(), sin.expand(2, 5, 8).clone()
+    compare(
+        lambda q, k, qc, qs, kc, ks: ((q * qc) + (rotate_half(q) * qs), (k * kc) + (rotate_half(k) * ks)),
+        lambda q, k, qc, qs, kc, ks: ak.apply_rope(q, k, qc, qs, unsqueeze_dim=None, k_cos=kc, k_sin=ks),
+        [q, k, q_cos, q_sin, k_cos, k_sin],
+        dtype=dtype,
+    )

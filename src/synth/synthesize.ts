@@ -565,11 +565,13 @@ class Render {
   constructor(private readonly f: SynthFile, private readonly s: Site, private readonly res: SiteResult) {}
 
   fill(tpl: string): string {
-    // `{,kw=name}`: `, kw=<value of name>` when the pattern bound name, nothing when it did not
-    tpl = tpl.replace(/\{,([A-Za-z_]\w*)=([A-Za-z_]\w*)\}/g, (_m, kw: string, name: string) => {
+    // `{,kw=name}`: `, kw=<value of name>` when the pattern bound name, nothing when it did not;
+    // `{,kw=name!other}`: the same, and nothing when name reads as other does
+    tpl = tpl.replace(/\{,([A-Za-z_]\w*)=([A-Za-z_]\w*)(?:!([A-Za-z_]\w*))?\}/g, (_m, kw: string, name: string, other?: string) => {
       if (this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined)) return '';
       const text = this.value(name);
       if (text === undefined) { this.failure ??= `cannot express {${name}} as source text here`; return ''; }
+      if (other !== undefined && this.value(other) === text) return '';
       this.res.bindings[name] = text;
       return `, ${kw}=${text}`;
     });

@@ -21,7 +21,7 @@ def _select(table, position_ids, unsqueeze_dim):
     return table if unsqueeze_dim is None else table.unsqueeze(unsqueeze_dim)
 
 
-def apply_rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
+def apply_rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1, k_cos=None, k_sin=None):
     """Replaces the half-split ``apply_rotary_pos_emb``::
 
         cos = cos[position_ids].unsqueeze(unsqueeze_dim)   # cos.unsqueeze(...) without ids
@@ -30,11 +30,14 @@ def apply_rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
         k_embed = k * cos + rotate_half(k) * sin
 
     where ``rotate_half(x) = cat((-x[..., d/2:], x[..., :d/2]), -1)``. Returns (q_embed, k_embed).
-    With ``unsqueeze_dim=None`` the tables are used as given (already broadcastable).
+    With ``unsqueeze_dim=None`` the tables are used as given (already broadcastable). ``k_cos``
+    and ``k_sin``, when given, are k's own tables (Falcon repeats them per key head).
     """
+    k_cos = _select(cos if k_cos is None else k_cos, position_ids, unsqueeze_dim)
+    k_sin = _select(sin if k_sin is None else k_sin, position_ids, unsqueeze_dim)
     cos = _select(cos, position_ids, unsqueeze_dim)
     sin = _select(sin, position_ids, unsqueeze_dim)
-    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+    return q * cos + _rotate_half(q) * sin, k * k_cos + _rotate_half(k) * k_sin
 
 
 def apply_rope_interleaved(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
