@@ -179,11 +179,15 @@ function toSite(rule: Rule, view: MethodView, st: State): Site {
   };
 }
 
+const constraintFailures = new WeakMap<string[], number>();
+
 function extend(rule: Rule, view: MethodView, i: number, st: State, anchor: Op | undefined, why: string[]): boolean {
   if (i === rule.pattern.length) {
     for (const c of rule.where) {
       const failure = checkConstraint(c, st, view);
-      if (failure) { why.unshift(failure); return false; }
+      // a constraint that fails on a complete match says more than a line that did not follow;
+      // among those, the first tried (the arguments in their written order) comes first
+      if (failure) { why.splice(constraintFailures.get(why) ?? 0, 0, failure); constraintFailures.set(why, (constraintFailures.get(why) ?? 0) + 1); return false; }
     }
     return true;
   }
