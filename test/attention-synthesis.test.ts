@@ -195,3 +195,87 @@ describe('attention written with einsum and unpacked generators (einsum_attentio
     }
   }, 300_000);
 });
+
+// T5's attention: k/v projected by a nested helper that returns a value merged from branches, a
+// position bias built from the scores' device and dtype between the scores and their use, pruned
+// heads under if/else, no scaling, and the probabilities returned when output_attentions.
+const t5 = `import torch
+from torch import nn
+
+
+class T5LikeAttention(nn.Module):
+    def __init__(self, d_model=16, n_heads=2):
+        super().__init__()
+        self.n_heads, self.d_kv = n_heads, d_model // n_heads
+        self.q = nn.Linear(d_model, d_model, bias=False)
+        self.k = nn.Linear(d_model, d_model, bias=False)
+        self.v = nn.Linear(d_model, d_model, bias=False)
+        self.o = nn.Linear(d_model, d_model, bias=False)
+        self.relative_attention_bias = nn.Embedding(8, n_heads)
+        self.pruned_heads = set()
+        self.dropout = 0.0
+
+    def forward(self, hidden_states, mask=None, key_value_states=None, position_bias=None, output_attentions=False):
+        batch_size, seq_length = hidden_states.shape[:2]
+
+        def shape(states):
+            return states.view(batch_size, -1, self.n_heads, self.d_kv).transpose(1, 2)
+
+        def project(hidden_states, proj_layer, key_value_states):
+            if key_value_states is None:
+                hidden_states = shape(proj_layer(hidden_states))
+            else:
+                hidden_states = shape(proj_layer(key_value_states))
+            return hidden_states
+
+        query_states = shape(self.q(hidden_states))
+        key_states = project(hidden_states, self.k, key_value_states)
+        value_states = project(hidden_states, self.v, key_value_states)
+
+        scores = torch.matmul(query_states, key_states.transpose(3, 2))
+
+        if position_bias is None:
+            pos = torch.arange(key_states.shape[2], device=scores.device) % 8
+            position_bias = self.relative_attention_bias(pos)[None, :, None, :].permute(0, 3, 1, 2).to(scores.dtype)
+            if mask is not None:
+                position_bias = position_bias + mask
+
+        if self.pruned_heads:
+            keep = torch.ones(position_bias.shape[1])
+            keep[list(self.pruned_heads)] = 0
+            position_bias_masked = position_bias[:, keep.bool()]
+        else:
+            position_bias_masked = position_bias
+
+        scores += position_bias_masked
+        attn_weights = nn.functional.softmax(scores.float(), dim=-1).type_as(scores)
+        attn_weights = nn.functional.dropout(attn_weights, p=self.dropout, training=self.training)
+        attn_output = self.o(torch.matmul(attn_weights, value_states).transpose(1, 2).reshape(batch_size, -1, self.n_heads * self.d_kv))
+        outputs = (attn_output, position_bias)
+        if output_attentions:
+            outputs = outputs + (attn_weights,)
+        return outputs
+`;
+
+describe("attention around T5's position bias", () => {
+  it("runs the bias first (reading the query's device and dtype), names the value the helper returned, and verifies in torch", () => {
+    const dir = tempProject({ 't5.py': t5 });
+    const run = runRewrite([join(dir, 't5.py')], { rules: 'attention' });
+    expect(run.sites[0]).toMatchObject({ rule: 'attention', decision: 'rewritten' });
+    const out = run.files[0].rewritten;
+    const lines = out.split('\n');
+    const guardAt = lines.findIndex((l) => l.includes("_adopt.enabled('attention')"));
+    const before = lines.slice(0, guardAt).join('\n');
+    // the bias and the pruned heads run first, the bias reading the query's device and dtype
+    expect(before).toContain('pos = torch.arange(key_states.shape[2], device=query_states.device) % 8');
+    expect(before).toContain('.permute(0, 3, 1, 2).to(query_states.dtype)');
+    expect(before).toContain('position_bias_masked = position_bias[:, keep.bool()]');
+    expect(lines[guardAt]).toContain('not output_attentions');
+    expect(lines[guardAt + 1]).toContain('_adopt.attention(query_states, key_states.transpose(3, 2).transpose(-2, -1), value_states, mask=position_bias_masked');
+    writeFileSync(join(dir, 't5_rw.py'), out);
+    const r = adopt(['verify', join(dir, 't5.py'), join(dir, 't5_rw.py'), '--class', 'T5LikeAttention', '--shape', '2,5,16', '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({ verified: true });
+  });
+});

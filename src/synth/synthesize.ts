@@ -237,6 +237,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   const last = Math.max(...idx);
   const extraGuards: string[] = [];
   const hoisted: SyntaxNode[] = [];
+  const substitutions = new Map<SyntaxNode, Map<SyntaxNode, string>>();
   const fastExtra: string[] = [];
   // optional ops the rewrite requires to be absent (`{h.absent}`)
   const skippable = new Set([...code.join('\n').matchAll(/\{([A-Za-z_]\w*)\.absent\}/g)].map((m) => m[1]));
@@ -265,14 +266,6 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
       }
       continue;
     }
-    // `if C:` (no else) between the matched statements does nothing when C is false: the fast
-    // path runs when it is, if C can be evaluated before the statements run
-    const cond = k.type === 'if_statement' && !k.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause') ? k.childForFieldName('condition') : null;
-    const assignedBefore = cond && assignedIn(kids.slice(first, i));
-    if (cond && assignedBefore && !identifierNodes(cond).some((n) => assignedBefore.has(n.text))) {
-      extraGuards.push(`not (${cond.text})`);
-      continue;
-    }
     const before = kids.slice(first, i).filter((x) => !hoisted.includes(x));
     // a check that only raises: one on the inputs runs first, on both paths; one on a value the
     // fast path does not compute (`if attn_weights.size() != ...: raise`) stays on the original
@@ -295,6 +288,18 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     // a statement that neither reads nor writes what the matched statements before it touch
     // (a bias table gathered between the scores and their use) runs first, on both paths
     if (commutes(k, before)) { hoisted.push(k); continue; }
+    // one that reads only the device or dtype of the scores (T5 builds its position bias with
+    // `device=scores.device`) reads them off the query instead, and runs first
+    const subs = deviceReads(k, before);
+    if (subs && commutes(k, before, new Set(subs.keys()))) { hoisted.push(k); substitutions.set(k, subs); continue; }
+    // `if C:` (no else) between the matched statements does nothing when C is false: the fast
+    // path runs when it is, if C can be evaluated before the statements run
+    const cond = k.type === 'if_statement' && !k.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause') ? k.childForFieldName('condition') : null;
+    const assignedBefore = cond && assignedIn(kids.slice(first, i));
+    if (cond && assignedBefore && !identifierNodes(cond).some((n) => assignedBefore.has(n.text))) {
+      extraGuards.push(`not (${cond.text})`);
+      continue;
+    }
     return `line ${lineOf(f, k)} lies between the matched statements and is not part of the pattern`;
   }
   const start = lineStartIndex(f.source, kids[first].startIndex);
@@ -304,7 +309,13 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   for (const h of [...hoisted].reverse()) {
     const hs = lineStartIndex(f.source, h.startIndex) - start;
     const he = lineEndIndex(f.source, h.endIndex) - start;
-    hoistedText.unshift(original.slice(hs, he));
+    let text = original.slice(hs, he);
+    // `scores.device` -> `query.device`, from the end so offsets stay valid
+    for (const [node, by] of [...(substitutions.get(h) ?? new Map<SyntaxNode, string>())].sort((a, b) => b[0].startIndex - a[0].startIndex)) {
+      const at = node.startIndex - start - hs;
+      text = text.slice(0, at) + by + text.slice(at + node.endIndex - node.startIndex);
+    }
+    hoistedText.unshift(text);
     original = original.slice(0, hs) + original.slice(he).replace(/^\r?\n/, '');
   }
   if (hasMultilineString(kids.slice(first, last + 1))) return 'a multi-line string inside the statements cannot be re-indented safely';
@@ -378,13 +389,40 @@ function literalElse(n: SyntaxNode): string[] | undefined {
 /** A statement that can run before `before` without changing either: assignments (possibly
  *  under `if`s) that read nothing `before` writes, write nothing `before` reads or writes, and
  *  call nothing that draws random numbers or changes a value in place. */
-function commutes(stmt: SyntaxNode, before: SyntaxNode[]): boolean {
+function commutes(stmt: SyntaxNode, before: SyntaxNode[], replaced = new Set<SyntaxNode>()): boolean {
   if (!plainAssignments(stmt) || /drop|rand|bernoulli|noise|_\(|\bself\.\w+(\[[^\]]*\])?\s*=[^=]/i.test(stmt.text)) return false;
   const written = writesOf([stmt]);
   const beforeWrites = writesOf(before);
   const beforeReads = new Set(before.flatMap((b) => identifierNodes(b).map((n) => n.text)));
   if ([...written].some((n) => beforeReads.has(n) || beforeWrites.has(n))) return false;
-  return !identifierNodes(stmt).some((n) => beforeWrites.has(n.text));
+  return !identifierNodes(stmt).some((n) => beforeWrites.has(n.text) && ![...replaced].some((r) => n.startIndex >= r.startIndex && n.endIndex <= r.endIndex));
+}
+
+/** `scores.device` / `scores.dtype` in `stmt`, where `before` assigns `scores = matmul(q, ...)`
+ *  (or `q @ ...`) from a plain name q: each such attribute node and `q.device` / `q.dtype` to read
+ *  instead (a matmul's result has its inputs' device and dtype). Undefined when there are none. */
+function deviceReads(stmt: SyntaxNode, before: SyntaxNode[]): Map<SyntaxNode, string> | undefined {
+  const sources = new Map<string, string>();
+  for (const b of before) {
+    const a = b.type === 'expression_statement' ? b.namedChildren[0] : undefined;
+    if (a?.type !== 'assignment' || a.childForFieldName('left')?.type !== 'identifier') continue;
+    let right = a.childForFieldName('right');
+    while (right?.type === 'parenthesized_expression' && right.namedChildren.length === 1) right = right.namedChildren[0];
+    let first: SyntaxNode | undefined;
+    if (right?.type === 'binary_operator' && right.childForFieldName('operator')?.text === '@') first = right.childForFieldName('left') ?? undefined;
+    else if (right?.type === 'call' && /(^|\.)(matmul|bmm)$/.test(right.childForFieldName('function')?.text ?? '')) first = right.childForFieldName('arguments')?.namedChildren[0];
+    if (first?.type === 'identifier') sources.set(a.childForFieldName('left')!.text, first.text);
+  }
+  const beforeWrites = writesOf(before);
+  const out = new Map<SyntaxNode, string>();
+  for (const n of identifierNodes(stmt)) {
+    const src = sources.get(n.text);
+    const p = n.parent;
+    const obj = p?.type === 'attribute' ? p.childForFieldName('object') : null;
+    const attr = obj && obj.startIndex === n.startIndex && obj.endIndex === n.endIndex ? p!.childForFieldName('attribute')?.text : undefined;
+    if (src && !beforeWrites.has(src) && (attr === 'device' || attr === 'dtype')) out.set(p!, `${src}.${attr}`);
+  }
+  return out.size ? out : undefined;
 }
 
 /** Assignments, and `if`s holding only assignments, checks that raise, and `pass`. */
@@ -742,8 +780,13 @@ class Render {
       case 'ssa': {
         const phi = this.s.view.phis.get(e.id);
         if (phi) {
-          // a value merged from branches lives in the variable the phi is for, if still live
+          // a value merged from branches lives in the variable the phi is for, if still live; one
+          // merged inside an inlined helper and used here is what the call returned
           const p = this.phiVar(e.id);
+          if (p && 'site' in p) {
+            const v = this.assignedName({ span: p.site } as Op);
+            return v && /^[A-Za-z_]\w*$/.test(v) ? this.liveName(v, indexOf(this.f.source, p.site.to)) : undefined;
+          }
           return p && this.liveName(p.v, p.end);
         }
         const found = this.s.view.defs.get(e.id);
@@ -831,23 +874,39 @@ class Render {
     return undefined;
   }
 
-  private phiVar(id: number): { v: string; end: number } | undefined {
-    type Found = { v: string; end: number } | undefined;
+  private phiVar(id: number): { v: string; end: number } | { site: Span } | undefined {
+    type Found = { v: string; end: number } | { site: Span } | undefined;
     const find = (stmts: import('../dsl/ir.js').Stmt[]): Found => {
       for (const st of stmts) {
         if (st.k === 'if' || st.k === 'for') {
           const p = st.phis.find((x) => x.id === id);
-          // a branch or loop of an inlined helper: its variables are the helper's, not ours
-          const own = this.s.view.method.span;
-          const inlined = st.span.file || st.span.start < own.start || st.span.end > own.end;
-          if (p) return p.v === 'return' || inlined ? undefined : { v: p.v, end: indexOf(this.f.source, st.span.to) };
+          if (p) {
+            // a branch or loop of an inlined helper: its variables are the helper's, not ours
+            const site = inlinedSite(st, this.s.view.method.span);
+            if (site === null) return undefined;
+            if (site) return { site };
+            return p.v === 'return' || !/^[A-Za-z_]\w*$/.test(p.v) ? undefined : { v: p.v, end: indexOf(this.f.source, st.span.to) };
+          }
           const inner = st.k === 'if' ? find(st.then) ?? find(st.else) : find(st.body);
           if (inner) return inner;
         }
       }
       return undefined;
     };
-    const found = find(this.s.view.method.body);
-    return found && /^[A-Za-z_]\w*$/.test(found.v) ? found : undefined;
+    return find(this.s.view.method.body);
   }
+}
+
+/** Where a branch or loop of an inlined helper was called from: the call span its ops carry
+ *  (their call lies outside the statement); undefined for the method's own statement; null when
+ *  it is inlined but the call cannot be told (a helper in another file, no ops inside). */
+function inlinedSite(st: import('../dsl/ir.js').IfStmt | import('../dsl/ir.js').ForStmt, own: Span): Span | null | undefined {
+  const ops: Op[] = [];
+  const walk = (xs: import('../dsl/ir.js').Stmt[]) => { for (const x of xs) { if (x.k === 'op') ops.push(x); else if (x.k === 'if') { walk(x.then); walk(x.else); } else if (x.k === 'for') walk(x.body); } };
+  walk(st.k === 'if' ? [...st.then, ...st.else] : st.body);
+  const outside = ops.filter((o) => o.via?.length && o.site && !(o.site.start >= st.span.start && o.site.end <= st.span.end));
+  const sites = new Set(outside.map((o) => `${o.site!.start}:${o.site!.end}`));
+  if (sites.size === 1) return st.span.file ? null : outside[0].site!;
+  if (sites.size > 1) return null;
+  return st.span.file || st.span.start < own.start || st.span.end > own.end ? null : undefined;
 }
