@@ -94,11 +94,28 @@ describe('attention rewrites around the code transformers puts in between', () =
     expect(JSON.parse(rel.stdout).classes[0]).toMatchObject({ status: 'verified', fast_path_calls: 0 });
   });
 
-  it('is not rewritten when the mask branch holds other code (a reshaped mask)', () => {
+  it('runs other assignments of the mask branch on the fast path too (a reshaped mask), and verifies in torch', () => {
     const reshaped = bert('            if attention_mask.ndim == 3:\n                attention_mask = attention_mask.unsqueeze(1)');
     const dir = tempProject({ 'b.py': reshaped });
-    writeFileSync(join(dir, 'b.py'), reshaped);
     const run = runRewrite([join(dir, 'b.py')], { rules: 'attention' });
+    expect(run.sites[0].decision).toBe('rewritten');
+    const out = run.files[0].rewritten;
+    const lines = out.split('\n');
+    const guardAt = lines.findIndex((l) => l.includes("_adopt.enabled('attention')"));
+    expect(lines.slice(guardAt + 1, guardAt + 4)).toEqual([
+      '            if attention_mask.ndim == 3:',
+      '                attention_mask = attention_mask.unsqueeze(1)',
+      expect.stringContaining('context = _adopt.attention(q, k.transpose(-1, -2).transpose(-2, -1), v, mask=attention_mask,'),
+    ]);
+    writeFileSync(join(dir, 'b_rw.py'), out);
+    const r = adopt(['verify', join(dir, 'b.py'), join(dir, 'b_rw.py'), '--class', 'SelfAttention', '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).classes[0]).toMatchObject({ status: 'verified' });
+  });
+
+  it('is not rewritten when the mask branch holds code that reads the scores', () => {
+    const reads = bert('            attention_mask = attention_mask + 0 * attention_scores');
+    const run = runRewrite([join(tempProject({ 'c.py': reads }), 'c.py')], { rules: 'attention' });
     expect(run.sites[0].decision).toBe('skipped');
     expect(run.sites[0].reason).toMatch(/the branch around the matched code holds statements outside the pattern/);
   });

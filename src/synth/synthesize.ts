@@ -237,6 +237,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   const last = Math.max(...idx);
   const extraGuards: string[] = [];
   const hoisted: SyntaxNode[] = [];
+  const fastFirst: string[] = [];
   const substitutions = new Map<SyntaxNode, Map<SyntaxNode, string>>();
   const fastExtra: string[] = [];
   // optional ops the rewrite requires to be absent (`{h.absent}`)
@@ -250,8 +251,14 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
         // every statement of the branch must be a matched one: other code there (a mask
         // reshaped under a nested if) would be skipped by the fast path
         const body = k.childForFieldName('consequence')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
-        // a check that only raises is not code the fast path needs
-        const stray = body.find((b) => !(stmts as SyntaxNode[]).some((m) => m.startIndex === b.startIndex && m.endIndex === b.endIndex) && !isRaiseOnly(b));
+        // a check that only raises is not code the fast path needs, nor is a plain assignment
+        // the matched code reads inline (`causal_mask = attention_mask[..., :k_len]`) that
+        // commutes with the statements before it
+        const matchedHere = (b: SyntaxNode) => (stmts as SyntaxNode[]).some((m) => m.startIndex === b.startIndex && m.endIndex === b.endIndex);
+        const priorMatched = kids.slice(first, i).filter((x) => idx.includes(kids.indexOf(x)));
+        const stray = body.find((b, j) => !matchedHere(b) && !isRaiseOnly(b) && !commutes(b, [...priorMatched, ...body.slice(0, j).filter(matchedHere)]));
+        // those assignments run on the fast path too, first (the branch is taken there)
+        for (const b of body) if (!matchedHere(b) && !isRaiseOnly(b)) fastFirst.push(...dedentedLines(f, b));
         const inside = Object.entries(s.ops).filter(([, o]) => { const n = o && nodeOfSpan(f, o.span); return n && n.startIndex >= k.startIndex && n.endIndex <= k.endIndex; }).map(([name]) => name);
         const skipped = inside.length > 0 && inside.every((n) => skippable.has(n));
         // a branch the fast path skips as a whole may hold anything (what it assigns and is read
@@ -324,7 +331,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   const guard = renderGuard();
   if (guard === undefined) return ctx.failure!;
   ctx.last = kids[last];
-  const lines = code.map((c) => ctx.fill(c));
+  const lines = [...fastFirst, ...code.map((c) => ctx.fill(c))];
   if (ctx.failure) return ctx.failure;
   const around = ctx.spilledStatement();
   if (around) lines.push(around);
@@ -362,6 +369,15 @@ function returnsTuple(line: string): string | undefined {
   const targets = m[1].split(',').map((t) => t.trim());
   const ok = targets.every((t, i) => t === `${RETURN_TARGET}${i}of${targets.length}`);
   return ok ? m[2] : undefined;
+}
+
+/** A statement's source lines with its own indentation removed (nested lines keep theirs
+ *  relative to it). */
+function dedentedLines(f: SynthFile, n: SyntaxNode): string[] {
+  const text = f.source.text.slice(lineStartIndex(f.source, n.startIndex), lineEndIndex(f.source, n.endIndex));
+  const lines = text.split(/\r?\n/);
+  const pad = /^\s*/.exec(lines[0])![0].length;
+  return lines.map((l) => (l.slice(0, pad).trim() === '' ? l.slice(pad) : l.trimStart()));
 }
 
 /** `if C: raise ...` (no else; nested checks allowed): a check, not computation. */
@@ -544,15 +560,30 @@ function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block:
   const rest = f.source.text.slice(after, end);
   const names: string[] = [];
   const conds = new Set<string>();
+  // `if not C: name = None` after the statements, in their block: past it, name holds their value
+  // only when C does (LLaMA: `if not output_attentions: attn_weights = None`)
+  const kills = new Map<string, { cond: string; at: number }>();
+  for (const k of block.namedChildren) {
+    if (k.startIndex < after || k.type !== 'if_statement' || k.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause')) continue;
+    const m = /^not\s+([A-Za-z_]\w*)$/.exec(k.childForFieldName('condition')?.text ?? '');
+    const body = k.childForFieldName('consequence')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
+    const sets = body.map((b) => /^([A-Za-z_]\w*)\s*=\s*None$/.exec(b.text)?.[1]);
+    if (m && sets.length && sets.every(Boolean)) for (const n of sets) if (!kills.has(n!)) kills.set(n!, { cond: m[1], at: k.endIndex });
+  }
+  const isWrite = (n: SyntaxNode) => {
+    const a = n.parent;
+    return a?.type === 'assignment' && a.childForFieldName('left')?.startIndex === n.startIndex && a.childForFieldName('left')?.endIndex === n.endIndex;
+  };
   for (const name of assigned) {
     if (fastAssigned.has(name)) continue;
     const re = new RegExp(`(^|[^\\w.])${name}(?![\\w])`);
     if (!re.test(rest)) continue;
     const why = `'${name}' is computed by the original statements and read later; the fast path does not compute it`;
-    const reads = identifierNodes(fn ?? f.root).filter((n) => n.text === name && n.startIndex >= after && n.endIndex <= end);
-    if (!reads.length) return why;
+    const reads = identifierNodes(fn ?? f.root).filter((n) => n.text === name && n.startIndex >= after && n.endIndex <= end && !isWrite(n));
+    if (!reads.length) continue;
     for (const r of reads) {
-      const c = readCondition(r, fn);
+      const kill = kills.get(name);
+      const c = kill && r.startIndex >= kill.at ? kill.cond : readCondition(r, fn);
       if (!c) return why;
       conds.add(c);
     }
@@ -728,6 +759,51 @@ class Render {
     return text;
   }
 
+  /** How an op inlined from a helper leaves it: -1 when the helper returns its value, i when it
+   *  returns it as element i of a tuple (`return q_embed, k_embed`), undefined otherwise or when
+   *  the returns disagree. Only ops of a helper called directly from this method. */
+  private returnIndex(op: Op): number | undefined {
+    if (op.via?.length !== 1 || op.span.file) return undefined;
+    const node = nodeOfSpan(this.f, op.span);
+    let fn: SyntaxNode | null = node ?? null;
+    while (fn && fn.type !== 'function_definition') fn = fn.parent;
+    if (!node || !fn) return undefined;
+    const local = this.assignedName(op);
+    const returns: SyntaxNode[] = [];
+    const walk = (n: SyntaxNode) => {
+      if (n.type === 'return_statement') returns.push(n);
+      else if (n.type !== 'function_definition' && n.type !== 'lambda') n.namedChildren.forEach(walk);
+    };
+    fn.childForFieldName('body')?.namedChildren.forEach(walk);
+    const same = (x: SyntaxNode) => {
+      let y = x;
+      while (y.type === 'parenthesized_expression' && y.namedChildren.length === 1) y = y.namedChildren[0];
+      return (y.startIndex === node.startIndex && y.endIndex === node.endIndex) || (!!local && y.type === 'identifier' && y.text === local);
+    };
+    const at = new Set<number>();
+    for (const r of returns) {
+      const v = r.namedChildren[0];
+      if (!v) return undefined;
+      if (v.type === 'expression_list' || v.type === 'tuple') at.add(v.namedChildren.findIndex(same));
+      else at.add(same(v) ? -1 : -2);
+    }
+    const [i] = [...at];
+    return at.size === 1 && i >= -1 ? i : undefined;
+  }
+
+  /** The name element i of `a, b = call(...)` (the statement around the call at `site`) gets. */
+  private unpackedName(site: Span, i: number): string | undefined {
+    const call = nodeOfSpan(this.f, site);
+    const stmt = call && statementOf(call);
+    const a = stmt?.type === 'expression_statement' ? stmt.namedChildren[0] : undefined;
+    const right = a?.type === 'assignment' ? a.childForFieldName('right') : null;
+    const left = a?.childForFieldName('left');
+    if (!right || !left || right.startIndex !== call!.startIndex || right.endIndex !== call!.endIndex) return undefined;
+    if (!['pattern_list', 'tuple_pattern'].includes(left.type)) return undefined;
+    const target = left.namedChildren[i];
+    return target?.type === 'identifier' ? this.liveName(target.text, call!.endIndex) : undefined;
+  }
+
   /** The variable a statement assigns an op's result to. */
   private assignedName(op: Op): string | undefined {
     const node = nodeOfSpan(this.f, op.span);
@@ -793,6 +869,13 @@ class Render {
         // a value returned by an inlined helper lives where the helper was called; one computed
         // inside a helper the match replaces has no name in this method
         if (found?.via && Object.values(this.s.ops).some((o) => o?.via)) return undefined;
+        if (found?.via?.length && found.site) {
+          // a value an inlined helper returns: the call's value, or element i of the tuple the
+          // call's statement unpacks; anything else computed inside the helper has no name here
+          const at = this.returnIndex(found);
+          if (at === undefined) return undefined;
+          if (at >= 0) return this.unpackedName(found.site, at);
+        }
         const def = found?.via && found.site ? { ...found, span: found.site } : found;
         if (!def || (def.span.file ?? this.s.view.file.path) !== this.s.file) return undefined;
         // an op the analysis derived from a larger call (the transpose an einsum canonicalises
