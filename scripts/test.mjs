@@ -36,7 +36,7 @@ if (buildOk) {
     const failed = r.numFailedTests + brokenFiles;
     totals.passed += r.numPassedTests;
     totals.failed += Math.max(r.numFailedTests, failed);
-    suites.push(`vitest: ${r.numPassedTests} passed, ${Math.max(r.numFailedTests, failed)} failed`);
+    suites.push(`vitest: ${r.numPassedTests} passed, ${Math.max(r.numFailedTests, failed)} failed, ${r.numPendingTests ?? 0} skipped (not counted as passed)`);
   } else {
     totals.failed++;
     suites.push('vitest: no results');

@@ -231,6 +231,28 @@ describe('adopt rewrite: bad input', () => {
     expect(readdirSync(join(dir, 'sub')).filter((n) => n.includes('.tmp'))).toEqual([]);
   });
 
+  // a real full disk: a 64 KiB tmpfs filled up (needs the right to mount, as root in CI has;
+  // without it the test is reported as skipped)
+  it('a disk-full write: "no space left on device", exit 2, original intact, no temp file', (ctx) => {
+    const dir = tempProject({});
+    if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]).status !== 0) ctx.skip();
+    try {
+      const f = join(dir, 'm.py');
+      writeFileSync(f, model);
+      // fill what is left, so the rewritten file cannot be written
+      const fill = spawnSync('dd', ['if=/dev/zero', `of=${join(dir, 'fill')}`, 'bs=1k', 'count=1024'], { encoding: 'utf8' });
+      expect(fill.stderr).toMatch(/No space left on device/);
+      const r = adopt(['rewrite', '--in-place', f]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/m\.py: cannot write: no space left on device; the file is unchanged/);
+      expect(looksLikeCrash(r.stderr)).toBe(false);
+      expect(readFileSync(f, 'utf8')).toBe(model);
+      expect(readdirSync(dir).filter((n) => n.includes('.tmp'))).toEqual([]);
+    } finally {
+      spawnSync('umount', [dir]);
+    }
+  });
+
   it('a file that changed on disk after analysis is not overwritten', async () => {
     const dir = tempProject({ 'm.py': model });
     const f = join(dir, 'm.py');
