@@ -151,6 +151,46 @@ class Net(nn.Module):
     expect(v.stdout).toMatch(/Net +verified/);
   }, 120_000);
 
+  it('names projections nested in larger statements and repeats those statements on the fast path', () => {
+    const src = `import torch
+from torch import nn
+
+
+class Attn(nn.Module):
+    def __init__(self, d=8, heads=2):
+        super().__init__()
+        self.heads, self.scale = heads, (d // heads) ** -0.5
+        self.q_proj = nn.Linear(d, d)
+        self.k_proj = nn.Linear(d, d)
+        self.v_proj = nn.Linear(d, d)
+
+    def _shape(self, t, bsz):
+        return t.view(bsz, -1, self.heads, t.shape[-1] // self.heads).transpose(1, 2)
+
+    def forward(self, hidden_states):
+        bsz = hidden_states.shape[0]
+        query_states = self.q_proj(hidden_states) * self.scale
+        key_states = self._shape(self.k_proj(hidden_states), bsz)
+        value_states = self._shape(self.v_proj(hidden_states), bsz)
+        return query_states.sum() + key_states.sum() * value_states.mean()
+`;
+    const dir = tempProject({ 'qkv.py': src });
+    const run = runRewrite([join(dir, 'qkv.py')], { rules: 'qkv_fusion' });
+    expect(run.sites.map((s) => s.decision)).toEqual(['rewritten']);
+    const out = run.files[0].rewritten;
+    expect(out).toContain([
+      '            _adopt_q, _adopt_k, _adopt_v = _adopt.fused_qkv(hidden_states, self.q_proj, self.k_proj, self.v_proj)',
+      '            query_states = _adopt_q * self.scale',
+      '            key_states = self._shape(_adopt_k, bsz)',
+      '            value_states = self._shape(_adopt_v, bsz)',
+      '        else:',
+    ].join('\n'));
+    writeFileSync(join(dir, 'rw.py'), out);
+    const v = adopt(['verify', join(dir, 'qkv.py'), join(dir, 'rw.py'), '--class', 'Attn', '--shape', '2,5,8', '--json']);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    expect(JSON.parse(v.stdout).fast_path_calls).toBeGreaterThan(0);
+  });
+
   it('keeps a softmax\'s dtype= in the kernel call (dropping it changes the result dtype)', () => {
     const src = 'import torch\nfrom torch import nn\n\n\nclass H(nn.Module):\n    def forward(self, s):\n        p = torch.softmax(s.float(), dim=-1, dtype=s.dtype)\n        return p\n';
     const dir = tempProject({ 'h.py': src });

@@ -330,11 +330,10 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   ctx.hoisted = hoisted;
   const guard = renderGuard();
   if (guard === undefined) return ctx.failure!;
-  ctx.last = kids[last];
+  ctx.statements = kids.slice(first, last + 1).filter((_, j) => idx.includes(first + j) && !hoisted.includes(kids[first + j]));
   const lines = [...fastFirst, ...code.map((c) => ctx.fill(c))];
   if (ctx.failure) return ctx.failure;
-  const around = ctx.spilledStatement();
-  if (around) lines.push(around);
+  lines.push(...ctx.spilledStatements());
   lines.push(...fastExtra);
   const escaping = escapingNames(f, kids.slice(first, last + 1).filter((k) => !hoisted.includes(k)), lines, block, kids[last].endIndex);
   if (typeof escaping === 'string') return escaping;
@@ -627,10 +626,10 @@ class Render {
   readonly notTaken = new Set<string>();
   /** Statements moved ahead of the guard: what they assign is read by its name. */
   hoisted: SyntaxNode[] = [];
-  /** The last matched statement, when a result inside it may be given a name of its own. */
-  last?: SyntaxNode;
-  /** Results named that way: the statement is repeated on the fast path around the name. */
-  readonly spilled: { name: string; node: SyntaxNode }[] = [];
+  /** The matched statements, where a result inside one may be given a name of its own. */
+  statements: SyntaxNode[] = [];
+  /** Results named that way: their statement is repeated on the fast path around the name. */
+  readonly spilled: { name: string; node: SyntaxNode; stmt: SyntaxNode }[] = [];
   constructor(private readonly f: SynthFile, private readonly s: Site, private readonly res: SiteResult) {}
 
   fill(tpl: string): string {
@@ -740,23 +739,27 @@ class Render {
    *  the fast path names it and then runs that statement around the name. */
   private spill(name: string, op: Op): string | undefined {
     const node = nodeOfSpan(this.f, op.span);
-    if (!node || !this.last || node.startIndex < this.last.startIndex || node.endIndex > this.last.endIndex) return undefined;
-    const assigns = this.last.type === 'expression_statement' && this.last.namedChildren[0]?.type === 'assignment';
-    if (!assigns && this.last.type !== 'return_statement') return undefined;
+    const stmt = node && this.statements.find((st) => node.startIndex >= st.startIndex && node.endIndex <= st.endIndex);
+    if (!node || !stmt) return undefined;
+    const assigns = stmt.type === 'expression_statement' && stmt.namedChildren[0]?.type === 'assignment';
+    if (!assigns && stmt.type !== 'return_statement') return undefined;
     const fresh = `_adopt_${name}`;
-    if (!this.spilled.some((x) => x.name === fresh)) this.spilled.push({ name: fresh, node });
+    if (!this.spilled.some((x) => x.name === fresh)) this.spilled.push({ name: fresh, node, stmt });
     return fresh;
   }
 
-  /** The last statement with each spilled result replaced by its name. */
-  spilledStatement(): string | undefined {
-    if (!this.spilled.length || !this.last) return undefined;
-    let text = this.last.text;
-    for (const { name, node } of [...this.spilled].sort((a, b) => b.node.startIndex - a.node.startIndex)) {
-      const at = node.startIndex - this.last.startIndex;
-      text = text.slice(0, at) + name + text.slice(at + (node.endIndex - node.startIndex));
-    }
-    return text;
+  /** Each statement holding a spilled result, in source order, with the result replaced by its
+   *  name (`key_states = self._shape(_adopt_k, -1, bsz)`). */
+  spilledStatements(): string[] {
+    const stmts = [...new Set(this.spilled.map((x) => x.stmt))].sort((a, b) => a.startIndex - b.startIndex);
+    return stmts.map((stmt) => {
+      let text = stmt.text;
+      for (const { name, node } of this.spilled.filter((x) => x.stmt === stmt).sort((a, b) => b.node.startIndex - a.node.startIndex)) {
+        const at = node.startIndex - stmt.startIndex;
+        text = text.slice(0, at) + name + text.slice(at + (node.endIndex - node.startIndex));
+      }
+      return text;
+    });
   }
 
   /** How an op inlined from a helper leaves it: -1 when the helper returns its value, i when it
