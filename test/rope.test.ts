@@ -116,3 +116,29 @@ def apply_rotary_pos_emb(tensor, sin, cos):
     expect(rewrite(gptj(['..., : x.shape[-1] // 2', '..., x.shape[-1] // 2 :'])).sites.filter((s) => s.rule === 'rope_interleaved')).toEqual([]);
   });
 });
+
+describe('rope_single rule', () => {
+  const esm = `import torch
+from torch import nn
+
+
+def rotate_half(x):
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary_pos_emb(x, cos, sin):
+    cos = cos[:, :, : x.shape[-2], :]
+    sin = sin[:, :, : x.shape[-2], :]
+    return (x * cos) + (rotate_half(x) * sin)
+`;
+
+  it('rewrites a rotation applied to one tensor, and not the halves of a q/k pair', () => {
+    const dir = tempProject({ 'esm.py': esm, 'pair.py': model(CHUNK_RETURN_TUPLE) });
+    const single = runRewrite([join(dir, 'esm.py')], { rules: 'rope_single' });
+    expect(single.sites.map((s) => [s.rule, s.decision])).toEqual([['rope_single', 'rewritten']]);
+    expect(single.files[0].rewritten).toContain("return (_adopt.apply_rope(x, None, cos, sin, unsqueeze_dim=None) if _adopt is not None and _adopt.enabled('apply_rope') else (x * cos) + (rotate_half(x) * sin))");
+    const pair = runRewrite([join(dir, 'pair.py')], { rules: 'rope_single' });
+    expect(pair.sites).toEqual([]);
+  });
+});

@@ -170,3 +170,17 @@ def test_half_split_key_tables_of_its_own(dtype):
         [q, k, q_cos, q_sin, k_cos, k_sin],
         dtype=dtype,
     )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_half_split_one_tensor(dtype):
+    # ESM rotates q and k in separate calls: k=None returns only the one result
+    x = torch.randn(2, 3, 5, 8, dtype=dtype)
+    cos, sin = rope_tables(5, 8, dtype)
+    cos, sin = cos[None, None], sin[None, None]
+    compare(
+        lambda x, cos, sin: (x * cos) + (rotate_half(x) * sin),
+        lambda x, cos, sin: ak.apply_rope(x, None, cos, sin, unsqueeze_dim=None),
+        [x, cos, sin],
+        dtype=dtype,
+    )

@@ -31,13 +31,16 @@ def apply_rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1, k_cos=None, k
 
     where ``rotate_half(x) = cat((-x[..., d/2:], x[..., :d/2]), -1)``. Returns (q_embed, k_embed).
     With ``unsqueeze_dim=None`` the tables are used as given (already broadcastable). ``k_cos``
-    and ``k_sin``, when given, are k's own tables (Falcon repeats them per key head).
+    and ``k_sin``, when given, are k's own tables (Falcon repeats them per key head). With ``k``
+    None only ``q``'s result is returned.
     """
+    q_embed = q * _select(cos, position_ids, unsqueeze_dim) + _rotate_half(q) * _select(sin, position_ids, unsqueeze_dim)
+    if k is None:
+        # one tensor rotated on its own (ESM applies the embedding to q and k in separate calls)
+        return q_embed
     k_cos = _select(cos if k_cos is None else k_cos, position_ids, unsqueeze_dim)
     k_sin = _select(sin if k_sin is None else k_sin, position_ids, unsqueeze_dim)
-    cos = _select(cos, position_ids, unsqueeze_dim)
-    sin = _select(sin, position_ids, unsqueeze_dim)
-    return q * cos + _rotate_half(q) * sin, k * k_cos + _rotate_half(k) * k_sin
+    return q_embed, k * k_cos + _rotate_half(k) * k_sin
 
 
 def apply_rope_interleaved(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
