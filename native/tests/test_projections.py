@@ -174,3 +174,23 @@ def test_gated_mlp_calls_down_proj_hooks():
     mlp.down_proj.register_forward_hook(lambda mod, args, out: out * 0.0)
     out = ak.gated_mlp(torch.randn(3, 7, dtype=torch.float64), mlp.gate_proj, mlp.up_proj, mlp.down_proj, mlp.act)
     assert torch.count_nonzero(out) == 0
+
+
+def test_fused_qkv_leaves_no_gradient_on_a_projection_whose_output_is_unused():
+    # the last layer of a model may leave one projection's output unused: separate calls give
+    # its parameters no gradient (None); an optimiser skips them, so fused must do the same
+    attn = Attn(13, 12, 6, (True, True, True), torch.float64)
+    x = torch.randn(3, 5, 13, dtype=torch.float64, requires_grad=True)
+    q, k, v = ak.fused_qkv(x, attn.q_proj, attn.k_proj, attn.v_proj)
+    ((q * 2).sum() + v.pow(2).sum()).backward()
+    assert attn.k_proj.weight.grad is None and attn.k_proj.bias.grad is None
+    got = {n: p.grad.clone() for n, p in attn.named_parameters() if p.grad is not None}
+    got_x = x.grad.clone()
+    attn.zero_grad(set_to_none=True)
+    x.grad = None
+    ((attn.q_proj(x) * 2).sum() + attn.v_proj(x).pow(2).sum()).backward()
+    assert set(got) == {n for n, p in attn.named_parameters() if p.grad is not None}
+    for n, p in attn.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(got[n], p.grad)
+    torch.testing.assert_close(got_x, x.grad)

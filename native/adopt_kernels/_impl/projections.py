@@ -34,6 +34,43 @@ def _stacked(layers):
     return weight, bias
 
 
+class _StackedLinear(torch.autograd.Function):
+    """Forward: one matmul over the stacked weights. Backward: each layer's parameters get the
+    gradient of their own output; a layer whose output received no gradient (left unused
+    downstream) gets none, as it would from separate calls, rather than zeros, which an
+    optimiser would treat differently (weight decay, moments)."""
+
+    @staticmethod
+    def forward(ctx, x, layers, *params):
+        # params are the layers' weights and biases, passed so that autograd tracks them
+        ctx.set_materialize_grads(False)
+        weight, bias = _stacked(layers)
+        out = F.linear(x, weight, bias)
+        ctx.save_for_backward(x, *params[0::2])
+        ctx.has_bias = [b is not None for b in params[1::2]]
+        widths = [layer.out_features for layer in layers]
+        return tuple(part.clone(memory_format=torch.contiguous_format) for part in out.split(widths, dim=-1))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        x, *weights = ctx.saved_tensors
+        x2 = x.reshape(-1, x.shape[-1])
+        grad_x = None
+        grad_params = []
+        for i, (g, w, has_bias) in enumerate(zip(grads, weights, ctx.has_bias)):
+            if g is None:
+                grad_params += [None, None]
+                continue
+            g2 = g.reshape(-1, g.shape[-1])
+            if ctx.needs_input_grad[0]:
+                gx = g.matmul(w)
+                grad_x = gx if grad_x is None else grad_x + gx
+            grad_w = g2.t().matmul(x2) if ctx.needs_input_grad[2 + 2 * i] else None
+            grad_b = g2.sum(0) if has_bias and ctx.needs_input_grad[3 + 2 * i] else None
+            grad_params += [grad_w, grad_b]
+        return (grad_x, None, *grad_params)
+
+
 def _concatenated_linear(x, layers):
     """``[layer(x) for layer in layers]`` from a single matmul over stacked weights.
 
@@ -42,10 +79,8 @@ def _concatenated_linear(x, layers):
     the last dimension) and would share one autograd version counter, so an in-place op on
     one output would invalidate the others.
     """
-    weight, bias = _stacked(layers)
-    out = F.linear(x, weight, bias)
-    widths = [layer.out_features for layer in layers]
-    return [part.clone(memory_format=torch.contiguous_format) for part in out.split(widths, dim=-1)]
+    params = [p for layer in layers for p in (layer.weight, layer.bias)]
+    return list(_StackedLinear.apply(x, tuple(layers), *params))
 
 
 def fused_qkv(x, q_proj, k_proj, v_proj):
