@@ -172,18 +172,22 @@ const CHECKS: Record<string, Check> = {
     const odds = !sb.last.hi && constIs(sb.last.lo ?? undefined, 1) && constIs(sb.last.step ?? undefined, 2);
     return evens && odds ? undefined : `the slices at line ${line(da)} are not the even and odd channels (::2 and 1::2)`;
   },
-  /** No other `a * cos + b * sin` in the same function uses these tables: the rotation is applied
-   *  to one tensor here, not to a q/k pair (which the paired rule takes). */
+  /** No other rotation `x * cos + cat(-x2, x1) * sin` in the same function: the rotation is
+   *  applied to one tensor here, not to a q/k pair (which the paired rule takes). */
   no_pair(args, st, view) {
     const y = opOf(args[0], st);
-    const [cos, sin] = args.slice(1).map((m) => (m.k === 'meta' ? st.metas.get(m.name) : undefined));
-    if (!y || !cos || !sin) return undefined;
-    const mulWith = (e: Expr, t: Expr) => {
-      const d = e.k === 'ssa' ? view.defs.get(e.id) : undefined;
-      return d?.callee === 'mul' && d.args.some((a) => sameExpr(a, t));
+    if (!y) return undefined;
+    const def = (e: Expr | undefined) => (e?.k === 'ssa' ? view.defs.get(e.id) : undefined);
+    const rotated = (e: Expr) => {
+      const m = def(e);
+      return m?.callee === 'mul' && m.args.some((a) => {
+        const c = def(a);
+        const first = c?.callee === 'cat' && c.args[0]?.k === 'tuple' ? c.args[0].items[0] : undefined;
+        return def(first)?.callee === 'neg';
+      });
     };
-    const other = view.ops.find((o) => o.id !== y.id && o.callee === 'add' && o.args.length === 2 && o.args.some((a) => mulWith(a, cos)) && o.args.some((a) => mulWith(a, sin)));
-    return other ? `the same tables rotate another tensor at line ${line(other)} (a q/k pair)` : undefined;
+    const other = view.ops.find((o) => o.id !== y.id && o.callee === 'add' && o.args.length === 2 && o.args.some(rotated));
+    return other ? `another tensor is rotated at line ${line(other)} (a q/k pair)` : undefined;
   },
   /** A metavariable is bound to a given constant. */
   const(args, st) {
