@@ -178,6 +178,17 @@ function inlinedCallFailure(s: Site, ops: Op[]): string | undefined {
     if (!op.via?.length || !op.site || !calls.has(`${op.site.start}:${op.site.end}`)) continue;
     if (op.kind === 'op' && /[^_]_$/.test(op.callee)) return `the inlined helper changes a value in place (${op.callee} at line ${op.span.from.line})`;
   }
+  // a matched op under a branch of the helper holds only when that branch is taken, which the
+  // call as a whole does not say
+  const ifs = new Map<number, import('../dsl/ir.js').IfStmt>();
+  const walk = (xs: import('../dsl/ir.js').Stmt[]) => { for (const x of xs) { if (x.k === 'if') { ifs.set(x.span.start, x); walk(x.then); walk(x.else); } else if (x.k === 'for') walk(x.body); } };
+  walk(s.view.method.body);
+  for (const op of ops.filter((o) => o.via?.length)) {
+    for (const entry of s.view.paths.get(op.id) ?? []) {
+      const st = ifs.get(Number(entry.split(':')[0]));
+      if (st && inlinedSite(st, s.view.method.span) !== undefined) return `the matched code at line ${op.span.from.line} sits in a branch of the helper it is inlined from`;
+    }
+  }
   return undefined;
 }
 
