@@ -875,7 +875,12 @@ class Render {
           const p = this.phiVar(e.id);
           if (p && 'site' in p) {
             const v = this.assignedName({ span: p.site } as Op);
-            return v && /^[A-Za-z_]\w*$/.test(v) ? this.liveName(v, indexOf(this.f.source, p.site.to)) : undefined;
+            if (v && /^[A-Za-z_]\w*$/.test(v)) return this.liveName(v, indexOf(this.f.source, p.site.to));
+            // the call inside the replaced statements (`... + self.get_attention_biases(device)`)
+            // is made on the fast path instead, as written
+            const call = nodeOfSpan(this.f, p.site);
+            const inHoisted = call && this.hoisted.some((h) => call.startIndex >= h.startIndex && call.endIndex <= h.endIndex);
+            return call && this.range && !inHoisted && call.startIndex >= this.range[0] && call.endIndex <= this.range[1] ? call.text : undefined;
           }
           return p && this.liveName(p.v, p.end);
         }
