@@ -285,7 +285,8 @@ describe("attention around T5's position bias", () => {
     const before = lines.slice(0, guardAt).join('\n');
     // the bias and the pruned heads run first, the bias reading the query's device and dtype
     expect(before).toContain('pos = torch.arange(key_states.shape[2], device=query_states.device) % 8');
-    expect(before).toContain('.permute(0, 3, 1, 2).to(query_states.dtype)');
+    // the dtype is what the product gives (autocast included), probed on one element
+    expect(before).toContain('.permute(0, 3, 1, 2).to(torch.matmul(query_states[..., :1, :], key_states.transpose(3, 2)[..., :, :1]).dtype)');
     expect(before).toContain('position_bias_masked = position_bias[:, keep.bool()]');
     expect(lines[guardAt]).toContain('not output_attentions');
     expect(lines[guardAt + 1]).toContain('_adopt.attention(query_states, key_states.transpose(3, 2).transpose(-2, -1), value_states, mask=position_bias_masked');

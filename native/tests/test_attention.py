@@ -316,3 +316,10 @@ def test_memory_keys_shared_by_the_batch(dtype, backend):
         [q, k, v],
         dtype=dtype,
     )
+
+
+def test_number_mask(backend):
+    # `scores + 0.5`: a number added to every score
+    q, k, v = (torch.randn(2, 3, 5, 4, dtype=torch.float64) for _ in range(3))
+    expected = torch.matmul(torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * 0.5 + 0.5, dim=-1), v)
+    torch.testing.assert_close(ak.attention(q, k, v, mask=0.5, scale=0.5), expected)

@@ -225,15 +225,35 @@ function isScalarAttr(v: MethodView, path: string): boolean {
   const m = /^self\.([A-Za-z_]\w*)$/.exec(path);
   const defs = m ? v.attrs.get(m[1]) : undefined;
   if (!defs?.length) return false;
-  // a constructor argument counts as a number inside arithmetic (`dim_head ** -0.5`), not alone
+  // a constructor argument is a number where __init__ also uses it as a layer size
+  // (`dim_head ** -0.5` beside `nn.Linear(dim, heads * dim_head)`)
+  const sizes = sizeNames(v);
   const scalar = (e: Expr, depth = 0): boolean => {
     if (depth > 16) return false;
     if (e.k === 'const') return typeof e.v === 'number';
-    if (e.k === 'name') return /^config\.\w+$/.test(e.path) || (depth > 0 && /^[A-Za-z_]\w*$/.test(e.path));
+    if (e.k === 'name') return /^config\.\w+$/.test(e.path) || sizes.has(e.path);
     if (e.k === 'call') return ARITHMETIC.has(e.callee) && e.kw.length === 0 && e.args.every((x) => scalar(x, depth + 1));
     return false;
   };
   return defs.every((d) => scalar(d.value));
+}
+
+const SIZED_LAYER = /(^|\.)(Linear|Conv[123]d|ConvTranspose[123]d|Embedding|LayerNorm|BatchNorm[123]d|GroupNorm)$/;
+
+/** Names __init__ passes to a layer constructor as sizes (in any arithmetic): integers. */
+function sizeNames(v: MethodView): Set<string> {
+  const out = new Set<string>();
+  const names = (e: Expr): void => {
+    if (e.k === 'name' && /^[A-Za-z_]\w*$/.test(e.path)) out.add(e.path);
+    else if (e.k === 'call' && ARITHMETIC.has(e.callee)) e.args.forEach(names);
+  };
+  const visit = (e: Expr): void => {
+    if (e.k !== 'call') return;
+    if (SIZED_LAYER.test(e.callee)) e.args.forEach(names);
+    e.args.forEach(visit);
+  };
+  for (const defs of v.attrs.values()) for (const d of defs) visit(d.value);
+  return out;
 }
 
 /** Ops that use a value, directly or through the phis it flows into. */

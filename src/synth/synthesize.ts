@@ -71,7 +71,10 @@ export function synthesize(sites: Site[], rules: Rule[], known?: ParsedLookup): 
     for (const s of list) {
       const res = base(s);
       const rule = byRule.get(s.rule)!;
-      const planned = planEdit(opened, s, rule, res);
+      // statements holding another site stay where they are (moving them would hide that site
+      // from this run and show it to the next: not idempotent)
+      const others = list.filter((o) => o !== s).flatMap((o) => Object.values(o.ops).filter((x): x is Op => !!x && (x.span.file ?? o.view.file.path) === path).map((x) => x.span));
+      const planned = planEdit(opened, s, rule, res, others);
       if (typeof planned === 'string') res.reason = planned;
       else {
         const same = edits.find((e) => e.start === planned.start && e.end === planned.end && e.text === planned.text);
@@ -128,7 +131,7 @@ export function preambleEdit(root: SyntaxNode, text: string, nl: string): Edit {
 
 // ---- planning one site ----------------------------------------------------------------------
 
-function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult): Edit | string {
+function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, others: Span[] = []): Edit | string {
   const rw = rule.rewrite;
   if (!rw) return 'the rule has no rewrite (detection only)';
   const ops = Object.values(s.ops).filter((o): o is Op => !!o);
@@ -164,7 +167,7 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult): Edit | st
     const original = node.text;
     return { start: node.startIndex, end: node.endIndex, text: `(${code} if ${guard} else ${original})`, rule: s.rule, line: s.lines[0] };
   }
-  if (rw.kind === 'stmts') return planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[]);
+  if (rw.kind === 'stmts') return planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], others);
   return `rewrite kind '${rw.kind}' is not supported for this match`;
 }
 
@@ -235,7 +238,7 @@ function planSequential(s: Site, rule: Rule, res: SiteResult, nodes: SyntaxNode[
   };
 }
 
-function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () => string | undefined, ctx: Render, nodes: SyntaxNode[]): Edit | string {
+function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () => string | undefined, ctx: Render, nodes: SyntaxNode[], others: Span[] = []): Edit | string {
   const stmts = nodes.map((n) => statementOf(n));
   if (stmts.some((x) => !x)) return 'a matched op is not inside a statement';
   // Bring every statement up to one common block.
@@ -250,7 +253,6 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   const hoisted: SyntaxNode[] = [];
   const fastFirst: string[] = [];
   const substitutions = new Map<SyntaxNode, Map<SyntaxNode, string>>();
-  const fastExtra: string[] = [];
   // optional ops the rewrite requires to be absent (`{h.absent}`)
   const skippable = new Set([...code.join('\n').matchAll(/\{([A-Za-z_]\w*)\.absent\}/g)].map((m) => m[1]));
   for (let i = first; i <= last; i++) {
@@ -268,27 +270,34 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
         const matchedHere = (b: SyntaxNode) => (stmts as SyntaxNode[]).some((m) => m.startIndex === b.startIndex && m.endIndex === b.endIndex);
         const priorMatched = kids.slice(first, i).filter((x) => idx.includes(kids.indexOf(x)));
         const stray = body.find((b, j) => !matchedHere(b) && !isRaiseOnly(b) && !commutes(b, [...priorMatched, ...body.slice(0, j).filter(matchedHere)]));
-        // those assignments run on the fast path too, first (the branch is taken there)
-        for (const b of body) if (!matchedHere(b) && !isRaiseOnly(b)) fastFirst.push(...dedentedLines(f, b));
         const inside = Object.entries(s.ops).filter(([, o]) => { const n = o && nodeOfSpan(f, o.span); return n && n.startIndex >= k.startIndex && n.endIndex <= k.endIndex; }).map(([name]) => name);
         const skipped = inside.length > 0 && inside.every((n) => skippable.has(n));
         // a branch the fast path skips as a whole may hold anything (what it assigns and is read
         // later is caught below); one the fast path runs must hold only the pattern
         if (stray && !skipped) return `line ${lineOf(f, stray)}: the branch around the matched code holds statements outside the pattern`;
+        // the condition goes into the guard, which runs before the matched statements
+        const branchCond = k.childForFieldName('condition')!;
+        const writtenBefore = writesOf(priorMatched);
+        if (identifierNodes(branchCond).some((n) => writtenBefore.has(n.text))) return `line ${lineOf(f, k)}: the branch condition reads what the matched statements before it compute`;
         if (skipped) {
           // only optional ops the kernel does not cover are in the branch (`if head_mask is
           // not None: probs = probs * head_mask`): the fast path runs when the branch does not
           extraGuards.push(`not (${k.childForFieldName('condition')!.text})`);
           for (const n of inside) ctx.notTaken.add(n);
-        } else extraGuards.push(`(${k.childForFieldName('condition')!.text})`);
+        } else {
+          extraGuards.push(`(${k.childForFieldName('condition')!.text})`);
+          // the branch runs on the fast path: its other assignments run there too, first
+          for (const b of body) if (!matchedHere(b) && !isRaiseOnly(b)) fastFirst.push(...dedentedLines(f, b));
+        }
       }
       continue;
     }
     const before = kids.slice(first, i).filter((x) => !hoisted.includes(x));
+    const holdsSite = others.some((sp) => indexOf(f.source, sp.from) >= k.startIndex && indexOf(f.source, sp.to) <= k.endIndex);
     // a check that only raises: one on the inputs runs first, on both paths; one on a value the
     // fast path does not compute (`if attn_weights.size() != ...: raise`) stays on the original
     // path only
-    if (isRaiseOnly(k)) {
+    if (isRaiseOnly(k) && !holdsSite) {
       const cond = k.childForFieldName('condition')!;
       const written = assignedIn(before);
       if (!identifierNodes(cond).some((n) => written.has(n.text))) hoisted.push(k);
@@ -300,16 +309,17 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     const condition = k.type === 'if_statement' ? k.childForFieldName('condition') : null;
     if (elseAssigns && condition && !identifierNodes(condition).some((n) => assignedIn(before).has(n.text))) {
       extraGuards.push(`not (${condition.text})`);
-      fastExtra.push(...elseAssigns);
+      // before the kernel call, which may read them
+      fastFirst.push(...elseAssigns);
       continue;
     }
     // a statement that neither reads nor writes what the matched statements before it touch
     // (a bias table gathered between the scores and their use) runs first, on both paths
-    if (commutes(k, before)) { hoisted.push(k); continue; }
+    if (!holdsSite && commutes(k, before)) { hoisted.push(k); continue; }
     // one that reads only the device or dtype of the scores (T5 builds its position bias with
     // `device=scores.device`) reads them off the query instead, and runs first
     const subs = deviceReads(k, before);
-    if (subs && commutes(k, before, new Set(subs.keys()))) { hoisted.push(k); substitutions.set(k, subs); continue; }
+    if (subs && !holdsSite && commutes(k, before, new Set(subs.keys()))) { hoisted.push(k); substitutions.set(k, subs); continue; }
     // `if C:` (no else) between the matched statements does nothing when C is false: the fast
     // path runs when it is, if C can be evaluated before the statements run
     const cond = k.type === 'if_statement' && !k.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause') ? k.childForFieldName('condition') : null;
@@ -344,8 +354,24 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   ctx.statements = kids.slice(first, last + 1).filter((_, j) => idx.includes(first + j) && !hoisted.includes(kids[first + j]));
   const lines = [...fastFirst, ...code.map((c) => ctx.fill(c))];
   if (ctx.failure) return ctx.failure;
-  lines.push(...ctx.spilledStatements());
-  lines.push(...fastExtra);
+  const fastText = [guard, ...lines].join('\n');
+  for (const c of ctx.calls) if (fastText.split(c).length > 2) return `the call ${c.length > 60 ? `${c.slice(0, 57)}...` : c} would run more than once on the fast path`;
+  const spilled = ctx.spilledStatements();
+  {
+    // a repeated statement may read only what the fast path has assigned by then, besides what
+    // was there before the statements
+    const regionWrites = writesOf(kids.slice(first, last + 1).filter((x) => !hoisted.includes(x)));
+    const fastWrites = new Set(lines.flatMap((l) => (/^\s*([A-Za-z_][\w\s,]*)=[^=]/.exec(l)?.[1] ?? '').split(',').map((x) => x.trim()).filter(Boolean)));
+    for (const st of spilled) {
+      const parsed = parsePython(sourceFromText("<spilled>", st));
+      const target = /^\s*([A-Za-z_][\w\s,]*)=[^=]/.exec(st)?.[1];
+      const reads = identifierNodes(parsed.root).map((n) => n.text).filter((n) => !n.startsWith('_adopt_'));
+      const missing = reads.find((n) => regionWrites.has(n) && !fastWrites.has(n) && !(target ?? '').split(',').map((x) => x.trim()).includes(n));
+      if (missing) return `'${missing}' is read where the result is used but only the original statements compute it`;
+      if (target) for (const t of target.split(',')) fastWrites.add(t.trim());
+    }
+  }
+  lines.push(...spilled);
   const escaping = escapingNames(f, kids.slice(first, last + 1).filter((k) => !hoisted.includes(k)), lines, block, kids[last].endIndex);
   if (typeof escaping === 'string') return escaping;
   if (escaping) {
@@ -428,16 +454,23 @@ function commutes(stmt: SyntaxNode, before: SyntaxNode[], replaced = new Set<Syn
  *  (or `q @ ...`) from a plain name q: each such attribute node and `q.device` / `q.dtype` to read
  *  instead (a matmul's result has its inputs' device and dtype). Undefined when there are none. */
 function deviceReads(stmt: SyntaxNode, before: SyntaxNode[]): Map<SyntaxNode, string> | undefined {
-  const sources = new Map<string, string>();
+  // the last assignment to each name in `before`: a matmul of two plain names, or nothing usable
+  const sources = new Map<string, { a: string; b: string; bmm: boolean } | null>();
   for (const b of before) {
+    for (const name of writesOf([b])) sources.set(name, null);
     const a = b.type === 'expression_statement' ? b.namedChildren[0] : undefined;
     if (a?.type !== 'assignment' || a.childForFieldName('left')?.type !== 'identifier') continue;
     let right = a.childForFieldName('right');
     while (right?.type === 'parenthesized_expression' && right.namedChildren.length === 1) right = right.namedChildren[0];
-    let first: SyntaxNode | undefined;
-    if (right?.type === 'binary_operator' && right.childForFieldName('operator')?.text === '@') first = right.childForFieldName('left') ?? undefined;
-    else if (right?.type === 'call' && /(^|\.)(matmul|bmm)$/.test(right.childForFieldName('function')?.text ?? '')) first = right.childForFieldName('arguments')?.namedChildren[0];
-    if (first?.type === 'identifier') sources.set(a.childForFieldName('left')!.text, first.text);
+    let operands: (SyntaxNode | null | undefined)[] = [];
+    let bmm = false;
+    if (right?.type === 'binary_operator' && right.childForFieldName('operator')?.text === '@') operands = [right.childForFieldName('left'), right.childForFieldName('right')];
+    else if (right?.type === 'call' && /(^|\.)(matmul|bmm)$/.test(right.childForFieldName('function')?.text ?? '')) {
+      operands = right.childForFieldName('arguments')?.namedChildren ?? [];
+      bmm = /bmm$/.test(right.childForFieldName('function')!.text);
+    }
+    const plain = (x: SyntaxNode | null | undefined) => !!x && (x.type === 'identifier' || /^[A-Za-z_]\w*(\.transpose\(\s*-?\d+\s*,\s*-?\d+\s*\))?$/.test(x.text));
+    if (operands.length === 2 && plain(operands[0]) && plain(operands[1])) sources.set(a.childForFieldName('left')!.text, { a: operands[0]!.text, b: operands[1]!.text, bmm });
   }
   const beforeWrites = writesOf(before);
   const out = new Map<SyntaxNode, string>();
@@ -446,7 +479,10 @@ function deviceReads(stmt: SyntaxNode, before: SyntaxNode[]): Map<SyntaxNode, st
     const p = n.parent;
     const obj = p?.type === 'attribute' ? p.childForFieldName('object') : null;
     const attr = obj && obj.startIndex === n.startIndex && obj.endIndex === n.endIndex ? p!.childForFieldName('attribute')?.text : undefined;
-    if (src && !beforeWrites.has(src) && (attr === 'device' || attr === 'dtype')) out.set(p!, `${src}.${attr}`);
+    if (!src || [src.a, src.b].some((x) => beforeWrites.has(x.split('.')[0])) || (attr !== 'device' && attr !== 'dtype')) continue;
+    // the device is the operands'; the dtype is what a one-element product of the same operands
+    // gives under the same autocast state
+    out.set(p!, attr === 'device' ? `${src.a}.device` : `torch.${src.bmm ? 'bmm' : 'matmul'}(${src.a}[..., :1, :], ${src.b}[..., :, :1]).dtype`);
   }
   return out.size ? out : undefined;
 }
@@ -478,6 +514,11 @@ function writesOf(stmts: SyntaxNode[]): Set<string> {
   while (stack.length) {
     const x = stack.pop()!;
     if (['assignment', 'augmented_assignment', 'for_statement'].includes(x.type)) target(x.childForFieldName('left'));
+    // `buf.mul_(2)`, `self.temp.add_(x)`: an in-place method writes its receiver
+    if (x.type === 'call') {
+      const fn = x.childForFieldName('function');
+      if (fn?.type === 'attribute' && /^[a-z]\w*[^_]_$/.test(fn.childForFieldName('attribute')?.text ?? '')) target(fn.childForFieldName('object'));
+    }
     stack.push(...x.namedChildren);
   }
   return out;
@@ -635,6 +676,8 @@ class Render {
   range?: [number, number];
   /** Optional ops in a branch the guard excludes: absent on the fast path. */
   readonly notTaken = new Set<string>();
+  /** Calls written out again on the fast path: each must appear there once. */
+  readonly calls = new Set<string>();
   /** Statements moved ahead of the guard: what they assign is read by its name. */
   hoisted: SyntaxNode[] = [];
   /** The matched statements, where a result inside one may be given a name of its own. */
@@ -880,7 +923,9 @@ class Render {
             // is made on the fast path instead, as written
             const call = nodeOfSpan(this.f, p.site);
             const inHoisted = call && this.hoisted.some((h) => call.startIndex >= h.startIndex && call.endIndex <= h.endIndex);
-            return call && this.range && !inHoisted && call.startIndex >= this.range[0] && call.endIndex <= this.range[1] ? call.text : undefined;
+            if (!call || !this.range || inHoisted || call.startIndex < this.range[0] || call.endIndex > this.range[1]) return undefined;
+            this.calls.add(call.text);
+            return call.text;
           }
           return p && this.liveName(p.v, p.end);
         }
@@ -911,7 +956,11 @@ class Render {
         const node = nodeOfSpan(this.f, def.span);
         if (!node) return undefined;
         const inHoisted = this.hoisted.some((h) => node.startIndex >= h.startIndex && node.endIndex <= h.endIndex);
-        if (this.range && !inHoisted && node.startIndex >= this.range[0] && node.endIndex <= this.range[1]) return node.text;
+        if (this.range && !inHoisted && node.startIndex >= this.range[0] && node.endIndex <= this.range[1]) {
+          // a helper's call written out again (its value is what the call returns)
+          if (found?.via?.length) this.calls.add(node.text);
+          return node.text;
+        }
         const v = this.assignedName(def);
         // the variable may have been reassigned since: then an alias may still hold the value
         return v && /^[A-Za-z_]\w*$/.test(v) ? this.liveName(v, node.endIndex) : v;

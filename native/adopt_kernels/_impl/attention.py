@@ -84,6 +84,8 @@ def _sdpa_arguments(q, k, v, mask, scale, is_causal):
         if not _sdpa_takes_scale:
             return None
         kwargs["scale"] = scale
+    if mask is not None and mask.dim() < 2:
+        return None
     if mask is not None and mask.dtype != torch.bool and mask.dtype != q.dtype:
         # SDPA wants a float mask in the query's dtype; casting a float32 mask of finfo.min
         # to half would turn it into -inf and change fully masked rows.
@@ -119,6 +121,9 @@ def attention(q, k, v, mask=None, scale=None, dropout_p=0.0, training=False, is_
     One known difference: a query row whose boolean mask is all False gives NaN in eager code
     (and on the reference path) but zeros from SDPA on torch >= 2.5.
     """
+    if mask is not None and not isinstance(mask, torch.Tensor):
+        # a number added to every score (`scores + 0.5`)
+        mask = torch.as_tensor(mask, dtype=q.dtype, device=q.device)
     if mask_heads is not None and q.dim() == 3:
         # (batch * heads, L, D) with the mask added to the scores' (batch, heads, L, S) view
         heads = int(mask_heads)
