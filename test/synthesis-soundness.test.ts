@@ -20,7 +20,8 @@ const rewriteAttn = (src: string, config?: string) => {
   return { sites: run.sites, verify };
 };
 
-const HEAD_MASK_RESHAPED_IN_SKIPPED_BRANCH = `import math
+/** A multi-head attention module `Attn` with a fused qkv projection, and the given forward. */
+const attn = (forward: string, init = '') => `import math
 import torch
 from torch import nn
 
@@ -31,8 +32,10 @@ class Attn(nn.Module):
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+${init}
+${forward}`;
 
-    def forward(self, x, head_mask=None):
+const HEAD_MASK_RESHAPED_IN_SKIPPED_BRANCH = attn(`    def forward(self, x, head_mask=None):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         scores = torch.matmul(q, k.transpose(-1, -2))
@@ -43,7 +46,7 @@ class Attn(nn.Module):
             probs = probs * head_mask
         ctx = torch.matmul(probs, v)
         return ctx.transpose(1, 2).reshape(b, t, c)
-`;
+`);
 
 const LITERAL_ELSE_READ_BY_THE_KERNEL = `import math
 import torch
@@ -73,41 +76,16 @@ class Attn(nn.Module):
         return ctx.transpose(1, 2).reshape(b, t, c)
 `;
 
-const SCORES_READ_BESIDE_THE_OUTPUT = `import math
-import torch
-from torch import nn
-
-
-class Attn(nn.Module):
-    def __init__(self, hidden_size=16, num_heads=2):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-
-    def forward(self, x):
+const SCORES_READ_BESIDE_THE_OUTPUT = attn(`    def forward(self, x):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
         probs = scores.softmax(dim=-1)
         ctx = torch.matmul(probs, v).transpose(1, 2).reshape(b, t, c) + scores.mean()
         return ctx
-`;
+`);
 
-const IN_PLACE_UPDATE_BETWEEN = `import math
-import torch
-from torch import nn
-
-
-class Attn(nn.Module):
-    def __init__(self, hidden_size=16, num_heads=2):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-        self.register_buffer("temp", torch.ones(()))
-
-    def forward(self, x):
+const IN_PLACE_UPDATE_BETWEEN = attn(`    def forward(self, x):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         scores = torch.matmul(q, k.transpose(-1, -2))
@@ -118,7 +96,7 @@ class Attn(nn.Module):
         probs = scores.softmax(dim=-1)
         ctx = torch.matmul(probs, v)
         return ctx.transpose(1, 2).reshape(b, t, c)
-`;
+`, `        self.register_buffer("temp", torch.ones(()))`);
 
 const TENSOR_TEMPERATURE = `import torch
 from torch import nn
@@ -144,19 +122,7 @@ class Attn(nn.Module):
         return out.sum(0)
 `;
 
-const DTYPE_AFTER_UPCAST = `import math
-import torch
-from torch import nn
-
-
-class Attn(nn.Module):
-    def __init__(self, hidden_size=16, num_heads=2):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-
-    def forward(self, x):
+const DTYPE_AFTER_UPCAST = attn(`    def forward(self, x):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         scores = torch.matmul(q, k.transpose(-1, -2))
@@ -166,7 +132,7 @@ class Attn(nn.Module):
         probs = scores.softmax(dim=-1)
         ctx = torch.matmul(probs.type_as(v), v)
         return ctx.transpose(1, 2).reshape(b, t, c)
-`;
+`);
 
 describe('rewrites that must stay exact', () => {
   it('a branch the fast path skips does not run on it (a head mask reshaped under if head_mask is not None)', () => {
