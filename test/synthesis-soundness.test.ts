@@ -134,6 +134,206 @@ const DTYPE_AFTER_UPCAST = attn(`    def forward(self, x):
         return ctx.transpose(1, 2).reshape(b, t, c)
 `);
 
+const LITERAL_ELSE_AFTER_A_READ = `import math
+import torch
+from torch import nn
+
+
+class Attn(nn.Module):
+    def __init__(self, hidden_size=16, num_heads=2, use_bias=False):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.use_bias = use_bias
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+
+    def forward(self, x, bias=None):
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        m = torch.triu(torch.full((t, t), -1e4), 1)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        scores = scores + m
+        if self.use_bias:
+            m = bias
+        else:
+            m = 0.5
+        probs = scores.softmax(dim=-1)
+        ctx = torch.matmul(probs, v)
+        return ctx.transpose(1, 2).reshape(b, t, c)
+`;
+
+const OUTPUT_STATEMENT_READS_A_REASSIGNED_NAME = `import math
+import torch
+from torch import nn
+
+
+class Attn(nn.Module):
+    def __init__(self, hidden_size=16, num_heads=2, use_bias=False):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.use_bias = use_bias
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        x = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        x = x.softmax(dim=-1)
+        x = torch.matmul(x, v).transpose(1, 2).reshape(b, t, c) + x.amax()
+        return x
+`;
+
+const OPERAND_CALLS_A_MODULE = `import math
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class Attn(nn.Module):
+    def __init__(self, hidden_size=16, num_heads=2):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.qn = nn.BatchNorm2d(num_heads)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        scores = torch.matmul(self.qn(q), k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        probs = scores.softmax(dim=-1)
+        ctx = torch.matmul(probs, v)
+        return ctx.transpose(1, 2).reshape(b, t, c) + self.qn.running_mean.sum()
+`;
+
+const CONDITION_READS_A_LITERAL_ELSE_NAME = `import math
+import torch
+from torch import nn
+
+
+class Attn(nn.Module):
+    def __init__(self, hidden_size=16, num_heads=2):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.use_mask = False
+
+    def forward(self, x, mask=None):
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        if self.use_mask:
+            m = mask
+        else:
+            m = None
+        if m is not None:
+            scores = scores + m
+        probs = scores.softmax(dim=-1)
+        ctx = torch.matmul(probs, v)
+        return ctx.transpose(1, 2).reshape(b, t, c)
+`;
+
+const GUARD_READS_A_BRANCH_ASSIGNMENT = `import math
+import torch
+from torch import nn
+
+
+class Attn(nn.Module):
+    def __init__(self, hidden_size=16, num_heads=2):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.vn = nn.BatchNorm2d(num_heads)
+
+    def forward(self, x, mask=None):
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        if t > 0:
+            v2 = self.vn(v)
+            scores = scores + 0.0
+        probs = scores.softmax(dim=-1)
+        ctx = torch.matmul(probs, v2)
+        return ctx.transpose(1, 2).reshape(b, t, c)
+`;
+
+const BOOLEAN_MASK_ADDED = `import math
+import torch
+from torch import nn
+
+
+class Attn(nn.Module):
+    def __init__(self, hidden_size=16, num_heads=2):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        keep = torch.ones(t, t, dtype=torch.bool).triu(1)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        scores = scores + keep
+        probs = scores.softmax(dim=-1)
+        ctx = torch.matmul(probs, v)
+        return ctx.transpose(1, 2).reshape(b, t, c)
+`;
+
+const FUNCTIONAL_DROPOUT_ALWAYS_ON = `import math
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class Attn(nn.Module):
+    def __init__(self, hidden_size=16, num_heads=2):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.qn = nn.BatchNorm2d(num_heads)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        probs = scores.softmax(dim=-1)
+        probs = F.dropout(probs, 0.999)
+        ctx = torch.matmul(probs, v)
+        return ctx.transpose(1, 2).reshape(b, t, c)
+`;
+
+const MEMORY_KEYS = `import math
+import torch
+from torch import nn
+
+
+class Attn(nn.Module):
+    def __init__(self, hidden_size=16, num_heads=2):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.q = nn.Linear(hidden_size, hidden_size)
+        self.mem_k = nn.Parameter(torch.randn(1, 4, hidden_size // num_heads))
+        self.mem_v = nn.Parameter(torch.randn(1, 4, hidden_size // num_heads))
+        self.register_buffer("mem_mask", torch.zeros(1, 1, 1, 4))
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q = self.q(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2).reshape(b * self.num_heads, t, self.head_dim)
+        w = torch.matmul(q, self.mem_k.transpose(1, 2)) / math.sqrt(self.head_dim)
+        w = w.view(b, self.num_heads, t, 4) + self.mem_mask
+        w = w.view(b * self.num_heads, t, 4)
+        p = w.softmax(dim=-1)
+        o = torch.matmul(p, self.mem_v)
+        return o.view(b, self.num_heads, t, self.head_dim).transpose(1, 2).reshape(b, t, c)
+`;
+
 describe('rewrites that must stay exact', () => {
   it('a branch the fast path skips does not run on it (a head mask reshaped under if head_mask is not None)', () => {
     const { sites, verify } = rewriteAttn(HEAD_MASK_RESHAPED_IN_SKIPPED_BRANCH);
@@ -172,5 +372,29 @@ describe('rewrites that must stay exact', () => {
     const { sites } = rewriteAttn(DTYPE_AFTER_UPCAST);
     expect(sites[0].decision).toBe('skipped');
     expect(sites[0].reason).toMatch(/lies between the matched statements/);
+  });
+  it('refuses what would read a value at the wrong time or run a module twice', () => {
+    const expectations: [string, RegExp][] = [
+      [LITERAL_ELSE_AFTER_A_READ, /lies between the matched statements/],
+      [OUTPUT_STATEMENT_READS_A_REASSIGNED_NAME, /'x' is read where the result is used but only the original statements compute it/],
+      [OPERAND_CALLS_A_MODULE, /the call self\.qn\(q\) would run more than once on the fast path/],
+      [CONDITION_READS_A_LITERAL_ELSE_NAME, /the guard would read 'm' before the fast path assigns it/],
+      [GUARD_READS_A_BRANCH_ASSIGNMENT, /the guard would read 'v2' before the fast path assigns it/],
+    ];
+    for (const [src, why] of expectations) {
+      const { sites } = rewriteAttn(src);
+      expect(sites[0].decision).toBe('skipped');
+      expect(sites[0].reason).toMatch(why);
+    }
+  });
+
+  it('rewrites and verifies: a boolean mask added to the scores (passed as added, True counting 1), an always-on functional dropout, keys from a learned memory', () => {
+    for (const src of [BOOLEAN_MASK_ADDED, FUNCTIONAL_DROPOUT_ALWAYS_ON, MEMORY_KEYS]) {
+      const { sites, verify } = rewriteAttn(src);
+      expect(sites[0].decision).toBe('rewritten');
+      const v = verify();
+      expect(v.code, v.stderr).toBe(0);
+      expect(v.result).toMatchObject({ verified: true });
+    }
   });
 });

@@ -218,6 +218,7 @@ def test_attention_supported():
     q, k, v = qkv(2, 2, 4, 4, 6, torch.float32)
     assert ak.attention_supported(q, k, v)
     assert ak.attention_supported(q, k, v, mask=torch.zeros(2, 1, 4, 4))
+
     assert not ak.attention_supported(q, k, v, head_mask=torch.ones(2))
     assert not ak.attention_supported(q, k, v, output_attentions=True)
     assert not ak.attention_supported(q, k, v, output_attentions=1)
@@ -323,3 +324,30 @@ def test_number_mask(backend):
     q, k, v = (torch.randn(2, 3, 5, 4, dtype=torch.float64) for _ in range(3))
     expected = torch.matmul(torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * 0.5 + 0.5, dim=-1), v)
     torch.testing.assert_close(ak.attention(q, k, v, mask=0.5, scale=0.5), expected)
+
+
+def test_mask_heads_with_keys_shared_by_the_batch(backend):
+    heads = 2
+    q = torch.randn(4, 5, 8, dtype=torch.float64)
+    k, v = torch.randn(1, 6, 8, dtype=torch.float64), torch.randn(1, 6, 3, dtype=torch.float64)
+    mask = torch.randn(2, 1, 5, 6, dtype=torch.float64)
+    w = torch.matmul(q, k.transpose(1, 2))
+    w = (w.view(2, heads, 5, 6) + mask).view(4, 5, 6)
+    expected = torch.matmul(torch.softmax(w, dim=-1), v)
+    torch.testing.assert_close(ak.attention(q, k, v, mask=mask, scale=1.0, mask_heads=heads), expected)
+
+
+def test_per_key_scale_is_not_folded_into_q(backend):
+    # a scale of shape (S,) multiplies the scores along the key axis, not q's head dimension
+    q, k, v = torch.randn(2, 3, 5, 4, dtype=torch.float64), torch.randn(2, 3, 6, 4, dtype=torch.float64), torch.randn(2, 3, 6, 4, dtype=torch.float64)
+    scale = torch.rand(6, dtype=torch.float64) + 0.5
+    expected = torch.matmul(torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * scale, dim=-1), v)
+    torch.testing.assert_close(ak.attention(q, k, v, scale=scale), expected)
+
+
+def test_boolean_mask_added_to_the_scores(backend):
+    # `scores + bool_mask` promotes the mask: True adds 1.0
+    q, k, v = (torch.randn(2, 3, 5, 4, dtype=torch.float64) for _ in range(3))
+    mask = torch.rand(2, 1, 5, 5) > 0.5
+    expected = torch.matmul(torch.softmax(torch.matmul(q, k.transpose(-2, -1)) + mask, dim=-1), v)
+    torch.testing.assert_close(ak.attention(q, k, v, mask=mask, scale=1.0, mask_added=True), expected)

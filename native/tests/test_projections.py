@@ -194,3 +194,23 @@ def test_fused_qkv_leaves_no_gradient_on_a_projection_whose_output_is_unused():
         if p.grad is not None:
             torch.testing.assert_close(got[n], p.grad)
     torch.testing.assert_close(got_x, x.grad)
+
+
+def test_fused_qkv_backward_under_autocast():
+    # mixed-precision training: the outputs are bf16, the saved input and weights fp32
+    attn = Attn(13, 12, 6, (True, True, True), torch.float32)
+    x = torch.randn(3, 5, 13, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fused = ak.fused_qkv(x, attn.q_proj, attn.k_proj, attn.v_proj)
+    sum(o.float().sum() for o in fused).backward()
+    got = {n: p.grad.clone() for n, p in attn.named_parameters()}
+    got_x = x.grad.clone()
+    attn.zero_grad(set_to_none=True)
+    x.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ref = (attn.q_proj(x), attn.k_proj(x), attn.v_proj(x))
+    sum(o.float().sum() for o in ref).backward()
+    for n, p in attn.named_parameters():
+        assert got[n].dtype == p.grad.dtype == torch.float32
+        torch.testing.assert_close(got[n], p.grad, atol=5e-2, rtol=2e-2)
+    torch.testing.assert_close(got_x, x.grad, atol=5e-2, rtol=2e-2)

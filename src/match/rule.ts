@@ -141,7 +141,7 @@ function validate(r: Rule, _pos: (i: number) => { line: number; col: number }): 
   const binds = new Set(rw.binds.map(([n]) => n));
   const known = (name: string) => ops.has(name) || metas.has(name) || binds.has(name) || name === 'original' || name === 'indent';
   const check = (tpl: string, what: string) => {
-    for (const m of tpl.matchAll(/\{,?(?:[A-Za-z_][A-Za-z0-9_]*=)?([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_0-9]+|![A-Za-z_][A-Za-z0-9_]*)?(?:\|[^}]*)?\}/g)) {
+    for (const m of tpl.matchAll(/\{(?:\?(?=[A-Za-z_][A-Za-z0-9_]*:))?,?(?:[A-Za-z_][A-Za-z0-9_]*=)?([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_0-9]+|![A-Za-z_][A-Za-z0-9_]*|:[^}]*)?(?:\|[^}]*)?\}/g)) {
       if (!known(m[1])) fail(r.file, rw.line, 1, `${what} uses {${m[1]}${m[2] ?? ''}}, but '${m[1]}' is not bound by the pattern (unbound metavariable)`);
     }
   };

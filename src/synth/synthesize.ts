@@ -252,6 +252,10 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   const extraGuards: string[] = [];
   const hoisted: SyntaxNode[] = [];
   const fastFirst: string[] = [];
+  // what the fast path assigns before the kernel runs, and where in the original; the
+  // conditions the guard reads, and where in the original they are evaluated
+  const firstWrites: { name: string; at: number }[] = [];
+  const condAt: { cond: SyntaxNode; at: number }[] = [];
   const substitutions = new Map<SyntaxNode, Map<SyntaxNode, string>>();
   // optional ops the rewrite requires to be absent (`{h.absent}`)
   const skippable = new Set([...code.join('\n').matchAll(/\{([A-Za-z_]\w*)\.absent\}/g)].map((m) => m[1]));
@@ -283,11 +287,17 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
           // only optional ops the kernel does not cover are in the branch (`if head_mask is
           // not None: probs = probs * head_mask`): the fast path runs when the branch does not
           extraGuards.push(`not (${k.childForFieldName('condition')!.text})`);
+          condAt.push({ cond: k.childForFieldName('condition')!, at: k.startIndex });
           for (const n of inside) ctx.notTaken.add(n);
         } else {
           extraGuards.push(`(${k.childForFieldName('condition')!.text})`);
+          condAt.push({ cond: k.childForFieldName('condition')!, at: k.startIndex });
           // the branch runs on the fast path: its other assignments run there too, first
-          for (const b of body) if (!matchedHere(b) && !isRaiseOnly(b)) fastFirst.push(...dedentedLines(f, b));
+          for (const b of body) {
+            if (matchedHere(b) || isRaiseOnly(b)) continue;
+            fastFirst.push(...dedentedLines(f, b));
+            for (const n of writesOf([b])) firstWrites.push({ name: n, at: b.startIndex });
+          }
         }
       }
       continue;
@@ -307,10 +317,14 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     // not hold, and does what the else branch does
     const elseAssigns = k.type === 'if_statement' ? literalElse(k) : undefined;
     const condition = k.type === 'if_statement' ? k.childForFieldName('condition') : null;
-    if (elseAssigns && condition && !identifierNodes(condition).some((n) => assignedIn(before).has(n.text))) {
+    const elseNames = elseAssigns ? new Set(elseAssigns.map((a) => a.split('=')[0].trim())) : undefined;
+    const readBefore = new Set(before.flatMap((b) => identifierNodes(b).map((n) => n.text)));
+    if (elseAssigns && condition && !identifierNodes(condition).some((n) => assignedIn(before).has(n.text)) && ![...elseNames!].some((n) => readBefore.has(n))) {
       extraGuards.push(`not (${condition.text})`);
+      condAt.push({ cond: condition, at: k.startIndex });
       // before the kernel call, which may read them
       fastFirst.push(...elseAssigns);
+      for (const n of elseNames!) firstWrites.push({ name: n, at: k.startIndex });
       continue;
     }
     // a statement that neither reads nor writes what the matched statements before it touch
@@ -326,6 +340,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     const assignedBefore = cond && assignedIn(kids.slice(first, i));
     if (cond && assignedBefore && !identifierNodes(cond).some((n) => assignedBefore.has(n.text))) {
       extraGuards.push(`not (${cond.text})`);
+      condAt.push({ cond, at: k.startIndex });
       continue;
     }
     return `line ${lineOf(f, k)} lies between the matched statements and is not part of the pattern`;
@@ -354,19 +369,33 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   ctx.statements = kids.slice(first, last + 1).filter((_, j) => idx.includes(first + j) && !hoisted.includes(kids[first + j]));
   const lines = [...fastFirst, ...code.map((c) => ctx.fill(c))];
   if (ctx.failure) return ctx.failure;
+  // the guard runs before anything on the fast path: a condition may not read what the fast
+  // path assigns first from code that preceded it (a literal else, a taken branch), nor may the
+  // rule's guard, which reads the kernel's operands
+  for (const { cond, at } of condAt) {
+    const early = identifierNodes(cond).find((n) => firstWrites.some((w) => w.name === n.text && w.at < at));
+    if (early) return `the guard would read '${early.text}' before the fast path assigns it`;
+  }
+  const operandNames = identifierNodes(parsePython(sourceFromText('<guard>', guard)).root).map((n) => n.text);
+  const earlyOperand = operandNames.find((n) => firstWrites.some((w) => w.name === n));
+  if (earlyOperand) return `the guard would read '${earlyOperand}' before the fast path assigns it`;
   const fastText = [guard, ...lines].join('\n');
   for (const c of ctx.calls) if (fastText.split(c).length > 2) return `the call ${c.length > 60 ? `${c.slice(0, 57)}...` : c} would run more than once on the fast path`;
   const spilled = ctx.spilledStatements();
   {
     // a repeated statement may read only what the fast path has assigned by then, besides what
     // was there before the statements
-    const regionWrites = writesOf(kids.slice(first, last + 1).filter((x) => !hoisted.includes(x)));
+    const regionStmts = kids.slice(first, last + 1).filter((x) => !hoisted.includes(x));
     const fastWrites = new Set(lines.flatMap((l) => (/^\s*([A-Za-z_][\w\s,]*)=[^=]/.exec(l)?.[1] ?? '').split(',').map((x) => x.trim()).filter(Boolean)));
-    for (const st of spilled) {
-      const parsed = parsePython(sourceFromText("<spilled>", st));
+    for (const [j, st] of spilled.entries()) {
+      const parsed = parsePython(sourceFromText('<spilled>', st));
       const target = /^\s*([A-Za-z_][\w\s,]*)=[^=]/.exec(st)?.[1];
+      // what the other statements of the region write (the statement's own target only counts
+      // where another statement also writes it: then it would read a stale value)
+      const own = ctx.spilledNodes()[j];
+      const regionWrites = writesOf(regionStmts.filter((x) => x.startIndex !== own.startIndex));
       const reads = identifierNodes(parsed.root).map((n) => n.text).filter((n) => !n.startsWith('_adopt_'));
-      const missing = reads.find((n) => regionWrites.has(n) && !fastWrites.has(n) && !(target ?? '').split(',').map((x) => x.trim()).includes(n));
+      const missing = reads.find((n) => regionWrites.has(n) && !fastWrites.has(n));
       if (missing) return `'${missing}' is read where the result is used but only the original statements compute it`;
       if (target) for (const t of target.split(',')) fastWrites.add(t.trim());
     }
@@ -414,6 +443,18 @@ function dedentedLines(f: SynthFile, n: SyntaxNode): string[] {
   const lines = text.split(/\r?\n/);
   const pad = /^\s*/.exec(lines[0])![0].length;
   return lines.map((l) => (l.slice(0, pad).trim() === '' ? l.slice(pad) : l.trimStart()));
+}
+
+const PURE_TENSOR_METHODS = new Set(['transpose', 't', 'permute', 'view', 'reshape', 'contiguous', 'float', 'half', 'to', 'type', 'type_as', 'unsqueeze', 'squeeze', 'expand', 'expand_as', 'clone', 'detach', 'flatten', 'size', 'dim']);
+
+/** Whether source text calls a submodule or a method of self (`self.qn(q)`, `self.norm.forward(x)`)
+ *  rather than only tensor methods on attributes (`self.mem_k.transpose(1, 2)`). */
+function callsModule(text: string): boolean {
+  for (const m of text.matchAll(/\bself\.(\w+(?:\.\w+)*)\s*\(/g)) {
+    const parts = m[1].split('.');
+    if (parts.length === 1 || !PURE_TENSOR_METHODS.has(parts[parts.length - 1])) return true;
+  }
+  return false;
 }
 
 /** `if C: raise ...` (no else; nested checks allowed): a check, not computation. */
@@ -687,6 +728,8 @@ class Render {
   constructor(private readonly f: SynthFile, private readonly s: Site, private readonly res: SiteResult) {}
 
   fill(tpl: string): string {
+    // `{?name:text}`: text when the pattern bound name, nothing when it did not
+    tpl = tpl.replace(/\{\?([A-Za-z_]\w*):([^}]*)\}/g, (_m, name: string, text: string) => (this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined) ? '' : text));
     // `{,kw=name}`: `, kw=<value of name>` when the pattern bound name, nothing when it did not;
     // `{,kw=name!other}`: the same, and nothing when name reads as other does
     tpl = tpl.replace(/\{,([A-Za-z_]\w*)=([A-Za-z_]\w*)(?:!([A-Za-z_]\w*))?\}/g, (_m, kw: string, name: string, other?: string) => {
@@ -750,6 +793,13 @@ class Render {
         const args = node.childForFieldName('arguments');
         return args?.type === 'argument_list' ? args.text.slice(1, -1).trim() : undefined;
       }
+      if (part === 'train') {
+        // whether a dropout applies: a module follows the model's mode; the functional form says
+        // so with its `training` argument, which defaults to True
+        if (op.kind === 'module') return 'self.training';
+        const t = op.kw.find(([k]) => k === 'training')?.[1] ?? op.args[2];
+        return t ? this.expr(t) : 'True';
+      }
       if (part === 'prob') {
         // a dropout's probability: the module's .p, or the functional call's p
         if (op.kind === 'module') return op.callee.startsWith('%') ? undefined : `${op.callee}.p`;
@@ -802,10 +852,15 @@ class Render {
     return fresh;
   }
 
+  /** The statements holding a spilled result, in source order. */
+  spilledNodes(): SyntaxNode[] {
+    return [...new Set(this.spilled.map((x) => x.stmt))].sort((a, b) => a.startIndex - b.startIndex);
+  }
+
   /** Each statement holding a spilled result, in source order, with the result replaced by its
    *  name (`key_states = self._shape(_adopt_k, -1, bsz)`). */
   spilledStatements(): string[] {
-    const stmts = [...new Set(this.spilled.map((x) => x.stmt))].sort((a, b) => a.startIndex - b.startIndex);
+    const stmts = this.spilledNodes();
     return stmts.map((stmt) => {
       let text = stmt.text;
       for (const { name, node } of this.spilled.filter((x) => x.stmt === stmt).sort((a, b) => b.node.startIndex - a.node.startIndex)) {
@@ -957,8 +1012,9 @@ class Render {
         if (!node) return undefined;
         const inHoisted = this.hoisted.some((h) => node.startIndex >= h.startIndex && node.endIndex <= h.endIndex);
         if (this.range && !inHoisted && node.startIndex >= this.range[0] && node.endIndex <= this.range[1]) {
-          // a helper's call written out again (its value is what the call returns)
-          if (found?.via?.length) this.calls.add(node.text);
+          // a helper's call, or an operand calling a module (`self.qn(q)`: a BatchNorm's running
+          // statistics, a dropout's draw), written out again: each must run once
+          if (found?.via?.length || callsModule(node.text)) this.calls.add(node.text);
           return node.text;
         }
         const v = this.assignedName(def);

@@ -107,13 +107,16 @@ def _sdpa_arguments(q, k, v, mask, scale, is_causal):
     return kwargs
 
 
-def attention(q, k, v, mask=None, scale=None, dropout_p=0.0, training=False, is_causal=False, mask_heads=None):
+def attention(
+    q, k, v, mask=None, scale=None, dropout_p=0.0, training=False, is_causal=False, mask_heads=None, mask_added=False
+):
     """Replaces ``softmax(q @ k.transpose(-2, -1) * scale + mask, dim=-1)``, dropout, ``@ v``.
 
     ``scale`` None means ``1 / sqrt(head_dim)``; it may be a tensor that broadcasts against the
     scores (a learned per-head scale); ``mask`` is additive (float) or boolean with
     True meaning keep (SDPA's convention); ``is_causal`` adds a bottom-right aligned causal
-    mask; ``mask_heads`` says the inputs are (batch * heads, L, D) and the mask is added to the
+    mask; ``mask_added`` says the original adds ``mask`` to the scores (a boolean one then counts
+    1 where True, not "keep"); ``mask_heads`` says the inputs are (batch * heads, L, D) and the mask is added to the
     scores viewed as (batch, heads, L, S). Half/bfloat16 scores go through the softmax in float32. Dropout applies only when
     ``training`` and is drawn with ``F.dropout`` on the probabilities, as eager code does; the
     fused SDPA kernel is used whenever no dropout is applied.
@@ -124,18 +127,34 @@ def attention(q, k, v, mask=None, scale=None, dropout_p=0.0, training=False, is_
     if mask is not None and not isinstance(mask, torch.Tensor):
         # a number added to every score (`scores + 0.5`)
         mask = torch.as_tensor(mask, dtype=q.dtype, device=q.device)
+    if mask_added and mask is not None and mask.dtype == torch.bool:
+        # the original adds the mask to the scores: True counts 1, as eager promotion does
+        mask = mask.to(q.dtype)
     if mask_heads is not None and q.dim() == 3:
         # (batch * heads, L, D) with the mask added to the scores' (batch, heads, L, S) view
         heads = int(mask_heads)
-        four = [t.reshape(t.size(0) // heads, heads, t.size(1), t.size(2)) for t in (q, k, v)]
-        out = attention(*four, mask=mask, scale=scale, dropout_p=dropout_p, training=training, is_causal=is_causal)
-        return out.reshape(q.size(0), q.size(1), v.size(2))
+        if k.dim() == v.dim() == 3 and k.size(0) == v.size(0) == q.size(0):
+            four = [t.reshape(t.size(0) // heads, heads, t.size(1), t.size(2)) for t in (q, k, v)]
+            out = attention(*four, mask=mask, scale=scale, dropout_p=dropout_p, training=training, is_causal=is_causal)
+            return out.reshape(q.size(0), q.size(1), v.size(2))
+        # keys or values shared across the batch: the eager computation, view for view
+        scores = torch.matmul(q, k.transpose(-2, -1))
+        if scale is not None:
+            scores = scores * scale
+        else:
+            scores = scores / math.sqrt(q.size(-1))
+        if mask is not None:
+            scores = (scores.view(q.size(0) // heads, heads, scores.size(1), scores.size(2)) + mask).view(scores.shape)
+        probs = torch.softmax(scores, dim=-1)
+        if training and dropout_p > 0:
+            probs = F.dropout(probs, dropout_p, training=True)
+        return torch.matmul(probs, v)
     if scale is None:
         scale = 1.0 / math.sqrt(q.size(-1))
     if isinstance(scale, torch.Tensor):
         # a learned per-head scale (Swin v2's logit_scale, shape (heads, 1, 1)) is constant
         # along a query row: it scales q. Any other tensor scale takes the reference path.
-        if scale.dim() < 2 or (scale.size(-1) == 1 and scale.size(-2) == 1):
+        if scale.numel() == 1 or (scale.dim() >= 2 and scale.size(-1) == 1 and scale.size(-2) == 1):
             q = q * scale.to(q.dtype)
             scale = 1.0
         else:

@@ -54,21 +54,24 @@ class _StackedLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         x, *weights = ctx.saved_tensors
-        x2 = x.reshape(-1, x.shape[-1])
         grad_x = None
         grad_params = []
         for i, (g, w, has_bias) in enumerate(zip(grads, weights, ctx.has_bias)):
             if g is None:
                 grad_params += [None, None]
                 continue
+            # under autocast the outputs (and so their gradients) are in the autocast dtype while
+            # x and the weights were saved as they are: compute in the gradient's dtype and hand
+            # back each gradient in its input's dtype, as autograd would
             g2 = g.reshape(-1, g.shape[-1])
+            x2 = x.reshape(-1, x.shape[-1]).to(g.dtype)
             if ctx.needs_input_grad[0]:
-                gx = g.matmul(w)
+                gx = g.matmul(w.to(g.dtype))
                 grad_x = gx if grad_x is None else grad_x + gx
-            grad_w = g2.t().matmul(x2) if ctx.needs_input_grad[2 + 2 * i] else None
-            grad_b = g2.sum(0) if has_bias and ctx.needs_input_grad[3 + 2 * i] else None
+            grad_w = g2.t().matmul(x2).to(w.dtype) if ctx.needs_input_grad[2 + 2 * i] else None
+            grad_b = g2.sum(0).to(w.dtype) if has_bias and ctx.needs_input_grad[3 + 2 * i] else None
             grad_params += [grad_w, grad_b]
-        return (grad_x, None, *grad_params)
+        return (None if grad_x is None else grad_x.to(x.dtype), None, *grad_params)
 
 
 def _concatenated_linear(x, layers):
