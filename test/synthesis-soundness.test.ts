@@ -398,3 +398,22 @@ describe('rewrites that must stay exact', () => {
     }
   });
 });
+
+describe('the order of random draws', () => {
+  it('a submodule call is not moved before a dropout that ran ahead of it', () => {
+    const src = attn(`    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        probs = scores.softmax(dim=-1)
+        probs = self.attn_drop(probs)
+        extra = self.noisy(x)
+        ctx = torch.matmul(probs, v)
+        return ctx.transpose(1, 2).reshape(b, t, c) + extra
+`, `        self.attn_drop = nn.Dropout(0.1)
+        self.noisy = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.Dropout(0.1))`);
+    const { sites } = rewriteAttn(src);
+    expect(sites[0].decision).toBe('skipped');
+    expect(sites[0].reason).toMatch(/lies between the matched statements/);
+  });
+});

@@ -482,8 +482,14 @@ function literalElse(n: SyntaxNode): string[] | undefined {
 /** A statement that can run before `before` without changing either: assignments (possibly
  *  under `if`s) that read nothing `before` writes, write nothing `before` reads or writes, and
  *  call nothing that draws random numbers or changes a value in place. */
+/** Source that may draw random numbers: dropout in any spelling, sampling functions. */
+const RANDOM = /drop|\brand|bernoulli|noise|\bnormal_?\s*\(|gumbel|multinomial|poisson|uniform_|exponential_/i;
+
 function commutes(stmt: SyntaxNode, before: SyntaxNode[], replaced = new Set<SyntaxNode>()): boolean {
-  if (!plainAssignments(stmt) || /drop|rand|bernoulli|noise|_\(|\bself\.\w+(\[[^\]]*\])?\s*=[^=]/i.test(stmt.text)) return false;
+  if (!plainAssignments(stmt) || RANDOM.test(stmt.text) || /_\(|\bself\.\w+(\[[^\]]*\])?\s*=[^=]/i.test(stmt.text)) return false;
+  // past a statement that draws random numbers, a submodule call (which may draw too) stays put:
+  // moving it would change the order of the draws
+  if (before.some((b) => RANDOM.test(b.text)) && callsModule(stmt.text)) return false;
   const written = writesOf([stmt]);
   const beforeWrites = writesOf(before);
   const beforeReads = new Set(before.flatMap((b) => identifierNodes(b).map((n) => n.text)));
