@@ -351,3 +351,13 @@ def test_boolean_mask_added_to_the_scores(backend):
     mask = torch.rand(2, 1, 5, 5) > 0.5
     expected = torch.matmul(torch.softmax(torch.matmul(q, k.transpose(-2, -1)) + mask, dim=-1), v)
     torch.testing.assert_close(ak.attention(q, k, v, mask=mask, scale=1.0, mask_added=True), expected)
+
+
+def test_softmax_dtype_rounds_float64_scores_like_the_original(backend):
+    # `F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)` on float64 scores
+    q, k, v = (torch.randn(2, 3, 5, 4, dtype=torch.float64) for _ in range(3))
+    scores = torch.matmul(q, k.transpose(-2, -1)) * 0.5
+    expected = torch.matmul(torch.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores), v)
+    got = ak.attention(q, k, v, scale=0.5, softmax_dtype=torch.float32)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    assert (ak.attention(q, k, v, scale=0.5) - expected).abs().max() > 1e-12

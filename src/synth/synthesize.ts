@@ -738,6 +738,16 @@ class Render {
     tpl = tpl.replace(/\{\?([A-Za-z_]\w*):([^}]*)\}/g, (_m, name: string, text: string) => (this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined) ? '' : text));
     // `{,kw=name}`: `, kw=<value of name>` when the pattern bound name, nothing when it did not;
     // `{,kw=name!other}`: the same, and nothing when name reads as other does
+    // `{,kw=name.part}`: the same with a part of a matched op (`{,softmax_dtype=p.dtype}`), nothing
+    // when the op does not have it
+    tpl = tpl.replace(/\{,([A-Za-z_]\w*)=([A-Za-z_]\w*)\.([A-Za-z_]\w*)\}/g, (_m, kw: string, name: string, part: string) => {
+      const op = this.s.ops[name];
+      if (!op || !op.kw.some(([k]) => k === part)) return '';
+      const text = this.value(name, part);
+      if (text === undefined) { this.failure ??= `cannot express {${name}.${part}} as source text here`; return ''; }
+      this.res.bindings[`${name}.${part}`] = text;
+      return `, ${kw}=${text}`;
+    });
     tpl = tpl.replace(/\{,([A-Za-z_]\w*)=([A-Za-z_]\w*)(?:!([A-Za-z_]\w*))?\}/g, (_m, kw: string, name: string, other?: string) => {
       if (this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined)) return '';
       const text = this.value(name);

@@ -53,9 +53,11 @@ def _causal_keep(q_len, k_len, device):
     return torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(diagonal=k_len - q_len)
 
 
-def _reference(q, k, v, mask, scale, dropout_p, training, is_causal):
+def _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype=None):
     scores = torch.matmul(q, k.transpose(-2, -1))
-    if scores.dtype in _LOW_PRECISION:
+    if softmax_dtype is not None:
+        scores = scores.to(softmax_dtype)
+    elif scores.dtype in _LOW_PRECISION:
         scores = scores.float()
     if isinstance(scale, torch.Tensor) or scale != 1.0:
         scores = scores * scale
@@ -108,14 +110,25 @@ def _sdpa_arguments(q, k, v, mask, scale, is_causal):
 
 
 def attention(
-    q, k, v, mask=None, scale=None, dropout_p=0.0, training=False, is_causal=False, mask_heads=None, mask_added=False
+    q,
+    k,
+    v,
+    mask=None,
+    scale=None,
+    dropout_p=0.0,
+    training=False,
+    is_causal=False,
+    mask_heads=None,
+    mask_added=False,
+    softmax_dtype=None,
 ):
     """Replaces ``softmax(q @ k.transpose(-2, -1) * scale + mask, dim=-1)``, dropout, ``@ v``.
 
     ``scale`` None means ``1 / sqrt(head_dim)``; it may be a tensor that broadcasts against the
     scores (a learned per-head scale); ``mask`` is additive (float) or boolean with
     True meaning keep (SDPA's convention); ``is_causal`` adds a bottom-right aligned causal
-    mask; ``mask_added`` says the original adds ``mask`` to the scores (a boolean one then counts
+    mask; ``softmax_dtype`` is the dtype the original's softmax computes in (its ``dtype=``);
+    ``mask_added`` says the original adds ``mask`` to the scores (a boolean one then counts
     1 where True, not "keep"); ``mask_heads`` says the inputs are (batch * heads, L, D) and the mask is added to the
     scores viewed as (batch, heads, L, S). Half/bfloat16 scores go through the softmax in float32. Dropout applies only when
     ``training`` and is drawn with ``F.dropout`` on the probabilities, as eager code does; the
@@ -159,6 +172,9 @@ def attention(
             scale = 1.0
         else:
             return _reference(q, k, v, mask, scale, dropout_p, training, is_causal)
+    if softmax_dtype is not None and softmax_dtype != q.dtype and q.dtype not in _LOW_PRECISION:
+        # `softmax(scores, dtype=torch.float32)` on float64 scores rounds them to float32 first
+        return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype)
     applies_dropout = training and dropout_p > 0
     if enabled("attention") and not applies_dropout:
         kwargs = _sdpa_arguments(q, k, v, mask, scale, is_causal)
