@@ -23,6 +23,7 @@ const rewriteAttn = (src: string, config?: string) => {
 /** A multi-head attention module `Attn` with a fused qkv projection, and the given forward. */
 const attn = (forward: string, init = '') => `import math
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -207,20 +208,7 @@ class Attn(nn.Module):
         return ctx.transpose(1, 2).reshape(b, t, c) + self.qn.running_mean.sum()
 `;
 
-const CONDITION_READS_A_LITERAL_ELSE_NAME = `import math
-import torch
-from torch import nn
-
-
-class Attn(nn.Module):
-    def __init__(self, hidden_size=16, num_heads=2):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-        self.use_mask = False
-
-    def forward(self, x, mask=None):
+const CONDITION_READS_A_LITERAL_ELSE_NAME = attn(`    def forward(self, x, mask=None):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
@@ -233,22 +221,9 @@ class Attn(nn.Module):
         probs = scores.softmax(dim=-1)
         ctx = torch.matmul(probs, v)
         return ctx.transpose(1, 2).reshape(b, t, c)
-`;
+`, `        self.use_mask = False`);
 
-const GUARD_READS_A_BRANCH_ASSIGNMENT = `import math
-import torch
-from torch import nn
-
-
-class Attn(nn.Module):
-    def __init__(self, hidden_size=16, num_heads=2):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-        self.vn = nn.BatchNorm2d(num_heads)
-
-    def forward(self, x, mask=None):
+const GUARD_READS_A_BRANCH_ASSIGNMENT = attn(`    def forward(self, x, mask=None):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
@@ -258,21 +233,9 @@ class Attn(nn.Module):
         probs = scores.softmax(dim=-1)
         ctx = torch.matmul(probs, v2)
         return ctx.transpose(1, 2).reshape(b, t, c)
-`;
+`, `        self.vn = nn.BatchNorm2d(num_heads)`);
 
-const BOOLEAN_MASK_ADDED = `import math
-import torch
-from torch import nn
-
-
-class Attn(nn.Module):
-    def __init__(self, hidden_size=16, num_heads=2):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-
-    def forward(self, x):
+const BOOLEAN_MASK_ADDED = attn(`    def forward(self, x):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         keep = torch.ones(t, t, dtype=torch.bool).triu(1)
@@ -281,23 +244,9 @@ class Attn(nn.Module):
         probs = scores.softmax(dim=-1)
         ctx = torch.matmul(probs, v)
         return ctx.transpose(1, 2).reshape(b, t, c)
-`;
+`);
 
-const FUNCTIONAL_DROPOUT_ALWAYS_ON = `import math
-import torch
-from torch import nn
-import torch.nn.functional as F
-
-
-class Attn(nn.Module):
-    def __init__(self, hidden_size=16, num_heads=2):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-        self.qn = nn.BatchNorm2d(num_heads)
-
-    def forward(self, x):
+const FUNCTIONAL_DROPOUT_ALWAYS_ON = attn(`    def forward(self, x):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
@@ -305,25 +254,9 @@ class Attn(nn.Module):
         probs = F.dropout(probs, 0.999)
         ctx = torch.matmul(probs, v)
         return ctx.transpose(1, 2).reshape(b, t, c)
-`;
+`, `        self.qn = nn.BatchNorm2d(num_heads)`);
 
-const MEMORY_KEYS = `import math
-import torch
-from torch import nn
-
-
-class Attn(nn.Module):
-    def __init__(self, hidden_size=16, num_heads=2):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-        self.q = nn.Linear(hidden_size, hidden_size)
-        self.mem_k = nn.Parameter(torch.randn(1, 4, hidden_size // num_heads))
-        self.mem_v = nn.Parameter(torch.randn(1, 4, hidden_size // num_heads))
-        self.register_buffer("mem_mask", torch.zeros(1, 1, 1, 4))
-
-    def forward(self, x):
+const MEMORY_KEYS = attn(`    def forward(self, x):
         b, t, c = x.shape
         q = self.q(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2).reshape(b * self.num_heads, t, self.head_dim)
         w = torch.matmul(q, self.mem_k.transpose(1, 2)) / math.sqrt(self.head_dim)
@@ -332,7 +265,10 @@ class Attn(nn.Module):
         p = w.softmax(dim=-1)
         o = torch.matmul(p, self.mem_v)
         return o.view(b, self.num_heads, t, self.head_dim).transpose(1, 2).reshape(b, t, c)
-`;
+`, `        self.q = nn.Linear(hidden_size, hidden_size)
+        self.mem_k = nn.Parameter(torch.randn(1, 4, hidden_size // num_heads))
+        self.mem_v = nn.Parameter(torch.randn(1, 4, hidden_size // num_heads))
+        self.register_buffer("mem_mask", torch.zeros(1, 1, 1, 4))`);
 
 describe('rewrites that must stay exact', () => {
   it('a branch the fast path skips does not run on it (a head mask reshaped under if head_mask is not None)', () => {

@@ -241,8 +241,13 @@ function isScalarAttr(v: MethodView, path: string): boolean {
 const SIZED_LAYER = /(^|\.)(Linear|Conv[123]d|ConvTranspose[123]d|Embedding|LayerNorm|BatchNorm[123]d|GroupNorm)$/;
 
 /** Names __init__ passes to a layer constructor as sizes (in any arithmetic): integers. */
+const sizeNamesOf = new WeakMap<MethodView, Set<string>>();
+
 function sizeNames(v: MethodView): Set<string> {
+  const known = sizeNamesOf.get(v);
+  if (known) return known;
   const out = new Set<string>();
+  sizeNamesOf.set(v, out);
   const names = (e: Expr): void => {
     if (e.k === 'name' && /^[A-Za-z_]\w*$/.test(e.path)) out.add(e.path);
     else if (e.k === 'call' && ARITHMETIC.has(e.callee)) e.args.forEach(names);

@@ -68,12 +68,13 @@ export function synthesize(sites: Site[], rules: Rule[], known?: ParsedLookup): 
     // Higher priority first; then in source order.
     list.sort((a, b) => b.priority - a.priority || a.lines[0] - b.lines[0]);
     const edits: Edit[] = [];
+    const spansIn = new Map(list.map((o) => [o, Object.values(o.ops).filter((x): x is Op => !!x && (x.span.file ?? o.view.file.path) === path).map((x) => x.span)]));
     for (const s of list) {
       const res = base(s);
       const rule = byRule.get(s.rule)!;
       // statements holding another site stay where they are (moving them would hide that site
       // from this run and show it to the next: not idempotent)
-      const others = list.filter((o) => o !== s).flatMap((o) => Object.values(o.ops).filter((x): x is Op => !!x && (x.span.file ?? o.view.file.path) === path).map((x) => x.span));
+      const others = list.filter((o) => o !== s).flatMap((o) => spansIn.get(o)!);
       const planned = planEdit(opened, s, rule, res, others);
       if (typeof planned === 'string') res.reason = planned;
       else {
@@ -386,18 +387,14 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     // a repeated statement may read only what the fast path has assigned by then, besides what
     // was there before the statements
     const regionStmts = kids.slice(first, last + 1).filter((x) => !hoisted.includes(x));
-    const fastWrites = new Set(lines.flatMap((l) => (/^\s*([A-Za-z_][\w\s,]*)=[^=]/.exec(l)?.[1] ?? '').split(',').map((x) => x.trim()).filter(Boolean)));
-    for (const [j, st] of spilled.entries()) {
-      const parsed = parsePython(sourceFromText('<spilled>', st));
-      const target = /^\s*([A-Za-z_][\w\s,]*)=[^=]/.exec(st)?.[1];
+    const fastWrites = assignedByLines(lines);
+    for (const [j, own] of ctx.spilledNodes().entries()) {
       // what the other statements of the region write (the statement's own target only counts
       // where another statement also writes it: then it would read a stale value)
-      const own = ctx.spilledNodes()[j];
       const regionWrites = writesOf(regionStmts.filter((x) => x.startIndex !== own.startIndex));
-      const reads = identifierNodes(parsed.root).map((n) => n.text).filter((n) => !n.startsWith('_adopt_'));
-      const missing = reads.find((n) => regionWrites.has(n) && !fastWrites.has(n));
+      const missing = ctx.readsAround(own).find((n) => regionWrites.has(n) && !fastWrites.has(n));
       if (missing) return `'${missing}' is read where the result is used but only the original statements compute it`;
-      if (target) for (const t of target.split(',')) fastWrites.add(t.trim());
+      for (const t of assignedByLines([spilled[j]])) fastWrites.add(t);
     }
   }
   lines.push(...spilled);
@@ -455,6 +452,11 @@ function callsModule(text: string): boolean {
     if (parts.length === 1 || !PURE_TENSOR_METHODS.has(parts[parts.length - 1])) return true;
   }
   return false;
+}
+
+/** The names source lines assign at their start (`a, b = ...` gives a and b). */
+function assignedByLines(lines: string[]): Set<string> {
+  return new Set(lines.flatMap((l) => (/^\s*([A-Za-z_][\w\s,]*)=[^=]/.exec(l)?.[1] ?? '').split(',').map((x) => x.trim()).filter(Boolean)));
 }
 
 /** `if C: raise ...` (no else; nested checks allowed): a check, not computation. */
@@ -651,7 +653,7 @@ function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block:
     n.namedChildren.forEach(collect);
   };
   stmts.forEach(collect);
-  const fastAssigned = new Set(fast.flatMap((l) => (/^\s*([A-Za-z_][\w\s,]*)=[^=]/.exec(l)?.[1] ?? '').split(',').map((x) => x.trim()).filter(Boolean)));
+  const fastAssigned = assignedByLines(fast);
   let fn: SyntaxNode | null = block;
   while (fn && fn.type !== 'function_definition') fn = fn.parent;
   const end = fn ? fn.endIndex : f.source.text.length;
@@ -733,9 +735,19 @@ class Render {
   readonly spilled: { name: string; node: SyntaxNode; stmt: SyntaxNode }[] = [];
   constructor(private readonly f: SynthFile, private readonly s: Site, private readonly res: SiteResult) {}
 
+  /** An optional line that is absent, or a name the pattern never bound. */
+  private unbound(name: string): boolean {
+    return this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined);
+  }
+
+  /** A node inside a statement moved ahead of the guard. */
+  private inHoisted(node: SyntaxNode): boolean {
+    return this.hoisted.some((h) => node.startIndex >= h.startIndex && node.endIndex <= h.endIndex);
+  }
+
   fill(tpl: string): string {
     // `{?name:text}`: text when the pattern bound name, nothing when it did not
-    tpl = tpl.replace(/\{\?([A-Za-z_]\w*):([^}]*)\}/g, (_m, name: string, text: string) => (this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined) ? '' : text));
+    tpl = tpl.replace(/\{\?([A-Za-z_]\w*):([^}]*)\}/g, (_m, name: string, text: string) => (this.unbound(name) ? '' : text));
     // `{,kw=name}`: `, kw=<value of name>` when the pattern bound name, nothing when it did not;
     // `{,kw=name!other}`: the same, and nothing when name reads as other does
     // `{,kw=name.part}`: the same with a part of a matched op (`{,softmax_dtype=p.dtype}`), nothing
@@ -749,7 +761,7 @@ class Render {
       return `, ${kw}=${text}`;
     });
     tpl = tpl.replace(/\{,([A-Za-z_]\w*)=([A-Za-z_]\w*)(?:!([A-Za-z_]\w*))?\}/g, (_m, kw: string, name: string, other?: string) => {
-      if (this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined)) return '';
+      if (this.unbound(name)) return '';
       const text = this.value(name);
       if (text === undefined) { this.failure ??= `cannot express {${name}} as source text here`; return ''; }
       if (other !== undefined && this.value(other) === text) return '';
@@ -767,7 +779,7 @@ class Render {
         return `, ${part}=${text}`;
       }
       // `{name|default}`: the default when an optional line is absent
-      const absent = this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined);
+      const absent = this.unbound(name);
       if (dflt !== undefined && absent) return dflt;
       if (part === 'absent') {
         if (this.s.ops[name] === null || this.s.ops[name] === undefined || this.notTaken.has(name)) return '';
@@ -866,6 +878,12 @@ class Render {
     const fresh = `_adopt_${name}`;
     if (!this.spilled.some((x) => x.name === fresh)) this.spilled.push({ name: fresh, node, stmt });
     return fresh;
+  }
+
+  /** The names a statement holding spilled results reads outside them. */
+  readsAround(stmt: SyntaxNode): string[] {
+    const inside = this.spilled.filter((x) => x.stmt === stmt).map((x) => x.node);
+    return identifierNodes(stmt).filter((n) => !inside.some((x) => n.startIndex >= x.startIndex && n.endIndex <= x.endIndex)).map((n) => n.text);
   }
 
   /** The statements holding a spilled result, in source order. */
@@ -993,8 +1011,7 @@ class Render {
             // the call inside the replaced statements (`... + self.get_attention_biases(device)`)
             // is made on the fast path instead, as written
             const call = nodeOfSpan(this.f, p.site);
-            const inHoisted = call && this.hoisted.some((h) => call.startIndex >= h.startIndex && call.endIndex <= h.endIndex);
-            if (!call || !this.range || inHoisted || call.startIndex < this.range[0] || call.endIndex > this.range[1]) return undefined;
+            if (!call || !this.range || this.inHoisted(call) || call.startIndex < this.range[0] || call.endIndex > this.range[1]) return undefined;
             this.calls.add(call.text);
             return call.text;
           }
@@ -1026,8 +1043,7 @@ class Render {
         }
         const node = nodeOfSpan(this.f, def.span);
         if (!node) return undefined;
-        const inHoisted = this.hoisted.some((h) => node.startIndex >= h.startIndex && node.endIndex <= h.endIndex);
-        if (this.range && !inHoisted && node.startIndex >= this.range[0] && node.endIndex <= this.range[1]) {
+        if (this.range && !this.inHoisted(node) && node.startIndex >= this.range[0] && node.endIndex <= this.range[1]) {
           // a helper's call, or an operand calling a module (`self.qn(q)`: a BatchNorm's running
           // statistics, a dropout's draw), written out again: each must run once
           if (found?.via?.length || callsModule(node.text)) this.calls.add(node.text);
