@@ -230,3 +230,54 @@ describe('syntax errors', () => {
     expect(f.modules.length).toBeGreaterThan(2);
   });
 });
+
+describe('configuration defaults and fused library calls', () => {
+  it('records the defaults of an annotated config class that a constructor reads', () => {
+    const dir = tempProject({
+      'm.py': [
+        'from dataclasses import dataclass',
+        'from torch import nn',
+        '',
+        'class BaseConfig:',
+        '    def __init__(self, hidden=32, bias=True):',
+        '        self.hidden = hidden',
+        '        self.bias = bias',
+        '',
+        '@dataclass',
+        'class MLPConfig(BaseConfig):',
+        '    bias: bool = False',
+        '',
+        'class MLP(nn.Module):',
+        '    def __init__(self, config: MLPConfig, other):',
+        '        super().__init__()',
+        '        self.fc = nn.Linear(config.hidden, 4 * config.hidden, bias=config.bias)',
+        '        self.out = nn.Linear(other.hidden, other.hidden, bias=other.bias)',
+        '',
+        '    def forward(self, x):',
+        '        return self.out(self.fc(x))',
+        '',
+      ].join('\n'),
+    });
+    const { program } = analyzePaths([join(dir, 'm.py')]);
+    const m = moduleOf(program, 'MLP');
+    const fc = m.attrs.find((a) => a.name === 'fc')!;
+    // the dataclass field overrides the base class's __init__ default
+    expect(fc.defaults).toEqual([['config.hidden', { k: 'const', v: 32, raw: '32' }], ['config.bias', { k: 'const', v: false }]]);
+    // an unannotated parameter has no known class: nothing is assumed
+    expect(m.attrs.find((a) => a.name === 'out')!.defaults).toBeUndefined();
+  });
+
+  it('lowers baddbmm to the product, its scale and the added input', () => {
+    const { program } = analyzePaths([join(modelsDir, 'bloom_style.py')]);
+    const ops = opsOf(methodOf(moduleOf(program, 'BloomAttention')).body);
+    const at = ops.findIndex((o) => o.callee === 'matmul');
+    const [mm, scaled, bias, added] = ops.slice(at, at + 4);
+    expect(mm.args.every((a) => a.k === 'ssa')).toBe(true);
+    expect(scaled).toMatchObject({ callee: 'mul', args: [ssa(mm), { k: 'name', path: 'self.inv_norm_factor' }] });
+    // beta=self.beta is not known to be 1: it scales the added input
+    expect(bias).toMatchObject({ callee: 'mul', args: [{ k: 'name', path: 'alibi' }, { k: 'name', path: 'self.beta' }] });
+    expect(added).toMatchObject({ callee: 'add', args: [ssa(scaled), ssa(bias)] });
+    expect(new Set([mm, scaled, bias, added].map((o) => o.span.start)).size).toBe(1);
+    expect(ops.some((o) => o.callee === 'baddbmm')).toBe(false);
+  });
+});

@@ -223,6 +223,20 @@ class Attn(nn.Module):
     expect(r.stderr).toMatch(/twin_softmax\.py:\d+:\d+: softmax: not a site: softmax over dim=-2.*not the last dimension/);
   });
 
+  it('--why-not says a Linear whose config leaves it without a bias is not a Linear+GELU site', () => {
+    const r = adopt(['rewrite', '--why-not', '--rules', 'linear_gelu', join(modelsDir, 'falcon_style.py')]);
+    expect(r.stderr).toMatch(/falcon_style\.py:99:\d+: linear_gelu: not a site: self\.dense_h_to_4h is built with bias=config\.bias, False by default/);
+  });
+
+  it('finds attention with an ALiBi bias through baddbmm, and behind an XSoftmax-style helper, without rewriting what its kernel does not cover', () => {
+    for (const [file, line] of [['bloom_style.py', 84], ['deberta_style.py', 92]] as const) {
+      const j = JSON.parse(adopt(['rewrite', '--json', '--rules', 'attention', join(modelsDir, file)]).stdout);
+      const site = j.sites.find((s: { rule: string; lines: number[] }) => s.rule === 'attention' && s.lines[0] === line);
+      expect(site, file).toBeDefined();
+      expect(site.decision).not.toBe('rewritten');
+    }
+  });
+
   it('rewrites a package, editing a helper once at its definition', () => {
     const run = runRewrite([join(modelsDir, 'split_attention')], {});
     const helper = run.files.find((f) => f.path.endsWith('attention_utils.py'));

@@ -6,6 +6,7 @@ import { byteAt, posAt, type SourceText } from '../parse/source.js';
 import type { Resolver } from './resolve.js';
 import { dottedOf, identifiersOf, qualify, staticExpr, type StaticScope } from './static.js';
 import { field, type ClassDef, type FileSymbols, type FuncDef } from './symbols.js';
+import { annotatedConfigs, defaultsRead } from './configs.js';
 
 export interface ClassInfo {
   def: ClassDef;
@@ -104,8 +105,11 @@ export class ClassTable {
     const params = new Set<string>();
     for (const p of field(init.node, 'parameters')?.namedChildren ?? []) for (const id of paramNames(p)) params.add(id);
     const scope: StaticScope = { syms: info.syms, resolver: this.resolver, env: new Map(), locals: params };
+    const configs = annotatedConfigs(init.node, info.syms, this.resolver);
     const attrs: Attr[] = [];
     const set = (a: Attr) => {
+      const defaults = configs.size ? defaultsRead(a.value, configs) : [];
+      if (defaults.length) a.defaults = defaults;
       if (!a.guard?.length) {
         for (let i = attrs.length - 1; i >= 0; i--) if (attrs[i].name === a.name && !attrs[i].guard?.length) attrs.splice(i, 1);
       }

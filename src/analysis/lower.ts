@@ -750,6 +750,10 @@ export class MethodLowerer {
       const mm = this.einsumAsMatmul(args, node);
       if (mm) return mm;
     }
+    if (name === 'baddbmm') {
+      const mm = this.baddbmmAsMatmul(args, kw, node);
+      if (mm) return mm;
+    }
     const sig = POSITIONAL_TO_KW[from === 'F' ? `F.${name}` : name] ?? (from === 'F' ? POSITIONAL_TO_KW[name] : undefined);
     const dataArgs = 1; // the input tensor (or, for cat/stack, the list of tensors) stays positional
     if (sig && args.length > dataArgs) {
@@ -765,6 +769,23 @@ export class MethodLowerer {
       }
     }
     return this.emit('op', name, args, kw, node);
+  }
+
+  /** `baddbmm(input, b1, b2, beta=β, alpha=α)` is `add(mul(matmul(b1, b2), α), mul(input, β))`,
+   *  with the factors left out where they are 1 and the input where β is 0 (Bloom's ALiBi added to
+   *  the scores, GPT-2's upcast scores written into an empty tensor). */
+  private baddbmmAsMatmul(args: Expr[], kw: [string, Expr][], node: SyntaxNode): Val | undefined {
+    const named = new Map(kw);
+    const known = new Set(['input', 'batch1', 'batch2', 'beta', 'alpha']);
+    if (kw.some(([k]) => !known.has(k)) || args.some((a) => a.k === 'star')) return undefined;
+    const [input, b1, b2, beta, alpha] = ['input', 'batch1', 'batch2', 'beta', 'alpha'].map((k, i) => args[i] ?? named.get(k));
+    if (!input || !b1 || !b2 || args.length > 3) return undefined;
+    const isConst = (e: Expr | undefined, v: number) => e?.k === 'const' && e.v === v;
+    let out = this.emit('op', 'matmul', [b1, b2], [], node);
+    if (alpha && !isConst(alpha, 1)) out = this.emit('op', 'mul', [out.e, alpha], [], node);
+    if (isConst(beta, 0)) return out;
+    const added = beta && !isConst(beta, 1) ? this.emit('op', 'mul', [input, beta], [], node).e : input;
+    return this.emit('op', 'add', [out.e, added], [], node);
   }
 
   /** `einsum("bhqd,bhkd->bhqk", q, k)` is `matmul(q, transpose(k, -2, -1))`. */

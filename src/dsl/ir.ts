@@ -82,6 +82,9 @@ export interface Attr {
   from?: string;
   /** Where the value is constructed when a factory function builds it (`return nn.Sequential(...)`). */
   built?: Span;
+  /** Configuration fields the value reads and their defaults, where the parameter is annotated
+   *  with a configuration class of the project (`config.bias` → False). */
+  defaults?: [string, Expr][];
 }
 
 export interface ModuleIR {

@@ -107,7 +107,7 @@ export function addSemantics(s: ohm.Semantics): void {
       return { kind: name === 'InitSec' ? 'init' : name === 'Inherits' ? 'inherits' : 'def', value: x.ir() };
     },
     InitSec(_k, _i, attrs, _d) { return attrs.children.map((c: N) => c.ir()); },
-    AttrLine(name, _eq, value, guard, from, built, span) {
+    AttrLine(name, _eq, value, guard, from, built, defaults, span) {
       const a: Attr = { name: name.sourceString, value: value.ir(), span: span.ir() };
       const g = opt<Expr[]>(guard);
       if (g) a.guard = g;
@@ -115,9 +115,13 @@ export function addSemantics(s: ohm.Semantics): void {
       if (f) a.from = f;
       const b = opt<Span>(built);
       if (b) a.built = b;
+      const d = opt<[string, Expr][]>(defaults);
+      if (d) a.defaults = d;
       return a;
     },
     Built(_k, s) { return s.ir(); },
+    Defaults(_k, pairs) { return list(pairs); },
+    DefaultPair(k, _eq, v) { return [k.sourceString, v.ir()]; },
     Guard(_k, exprs) { return list(exprs); },
     From(_k, q) { return q.ir(); },
     Inherits(_k, meth, _f, q) { return [meth.sourceString, q.ir()]; },

@@ -46,6 +46,7 @@ function attr(a: Attr): string {
   if (a.guard?.length) s += ` if ${a.guard.map(expr).join(', ')}`;
   if (a.from) s += ` from ${name(a.from)}`;
   if (a.built) s += ` built ${span(a.built)}`;
+  if (a.defaults?.length) s += ` defaults ${a.defaults.map(([k, v]) => `${k}=${expr(v)}`).join(', ')}`;
   return `${s} ${span(a.span)}`;
 }
 

@@ -68,6 +68,9 @@ const CHECKS: Record<string, Check> = {
     if (!attr || attr.value.k !== 'call') return `the constructor of ${op.callee} is not known statically`;
     const b = attr.value.kw.find(([k]) => k === 'bias')?.[1] ?? (attr.value.callee.endsWith('Linear') ? attr.value.args[2] : undefined);
     if (b?.k === 'const' && b.v === false) return `${op.callee} is built with bias=False`;
+    // `bias=config.bias` where the configuration class defaults it to False: no bias as shipped
+    const dflt = b?.k === 'name' ? attr.defaults?.find(([k]) => k === b.path)?.[1] : undefined;
+    if (dflt?.k === 'const' && dflt.v === false) return `${op.callee} is built with bias=${b!.k === 'name' ? b!.path : '?'}, False by default`;
     return undefined;
   },
   /** All matched lines come from the same function body (not split across inlined helpers). */
