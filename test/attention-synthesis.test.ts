@@ -213,6 +213,53 @@ describe('attention written with einsum and unpacked generators (einsum_attentio
   }, 300_000);
 });
 
+describe('attention computed transposed, channels first (a diffusion UNet block)', () => {
+  const block = (probs: string) => `import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class AttnBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(4, channels)
+        self.q = nn.Conv2d(channels, channels, kernel_size=1)
+        self.k = nn.Conv2d(channels, channels, kernel_size=1)
+        self.v = nn.Conv2d(channels, channels, kernel_size=1)
+
+    def forward(self, x):
+        h_ = self.norm(x)
+        q, k, v = self.q(h_), self.k(h_), self.v(h_)
+        b, c, h, w = q.shape
+        q = q.reshape(b, c, h * w).permute(0, 2, 1)
+        k = k.reshape(b, c, h * w)
+        w_ = torch.bmm(q, k) * (int(c) ** (-0.5))
+        w_ = F.softmax(w_, dim=2)
+        v = v.reshape(b, c, h * w)
+${probs}
+        h_ = torch.bmm(v, w_)
+        return x + h_.reshape(b, c, h, w)
+`;
+
+  it('runs the kernel on the transposed values and transposes its output back; verifies in torch', () => {
+    const dir = tempProject({ 'a.py': block('        w_ = w_.permute(0, 2, 1)') });
+    const out = join(dir, 'a_rw.py');
+    expect(adopt(['rewrite', join(dir, 'a.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
+    expect(readFileSync(out, 'utf8')).toContain('h_ = _adopt.attention(q, k.transpose(-2, -1), v.transpose(-2, -1), mask=None, scale=int(c) ** (-0.5)');
+    const r = adopt(['verify', join(dir, 'a.py'), out, '--class', 'AttnBlock', '--config', '{"channels": 8}', '--shape', '2,8,5,3', '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ verified: true });
+  });
+
+  it('is not attention when the probabilities are not transposed (v @ p), nor when they are permuted otherwise', () => {
+    for (const probs of ['        w_ = w_ + 0', '        w_ = w_.permute(1, 0, 2)']) {
+      const dir = tempProject({ 'a.py': block(probs) });
+      const j = JSON.parse(adopt(['rewrite', '--json', '--rules', 'attention', join(dir, 'a.py')]).stdout);
+      expect(j.sites, probs).toEqual([]);
+    }
+  });
+});
+
 // T5's attention: k/v projected by a nested helper that returns a value merged from branches, a
 // position bias built from the scores' device and dtype between the scores and their use, pruned
 // heads under if/else, no scaling, and the probabilities returned when output_attentions.

@@ -342,6 +342,17 @@ describe('adopt rewrite: bad input', () => {
     expect(adopt(['rules', 'check', join(dir, 'r.rule')]).stderr).toMatch(/r\.rule:3:5: error: 'q' is not bound by an earlier pattern line/);
   });
 
+  it("'or' forms of a pattern line: a dangling reference in one is rejected, and a form matches on its own", () => {
+    const dir = tempProject({
+      'o.rule': 'rule o\n  match\n    p = softmax($x, ...)\n    o = matmul(p, $v) or matmul($v, q)\n',
+      'ok.rule': 'rule ok\n  match\n    p = softmax($x, dim=-1)\n    o = matmul(p, $v) or matmul($v, p)\n',
+      'm.py': 'import torch\n\n\ndef f(x, v):\n    p = torch.softmax(x, dim=-1)\n    return torch.matmul(v, p)\n',
+    });
+    expect(adopt(['rules', 'check', join(dir, 'o.rule')]).stderr).toMatch(/o\.rule:4:5: error: 'q' is not bound by an earlier pattern line/);
+    const j = JSON.parse(adopt(['rewrite', '--json', '--rules', join(dir, 'ok.rule'), join(dir, 'm.py')]).stdout);
+    expect(j.sites.map((x: { rule: string; lines: number[] }) => [x.rule, x.lines])).toEqual([['ok', [5, 6]]]);
+  });
+
   it('a rule that matches nothing: exit 0, nothing changed', () => {
     const dir = tempProject({ 'none.rule': 'rule none\n  match\n    y = logsumexp($x, ...)\n', 'm.py': model });
     const r = adopt(['rewrite', '--rules', join(dir, 'none.rule'), join(dir, 'm.py')]);

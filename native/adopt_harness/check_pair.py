@@ -31,8 +31,13 @@ def load_module(path):
     return module
 
 
-def build(module, cls_name):
+def build(module, cls_name, overrides=None):
     cls = getattr(module, cls_name)
+    if overrides:
+        # constructor arguments or config attributes given by the user, as `adopt verify` takes them
+        from adopt_harness.verify_file import build as constructor_kwargs
+
+        return cls(**constructor_kwargs(module, cls_name, overrides))
     params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
     needs_config = params and params[0].default is inspect.Parameter.empty
     if needs_config:
@@ -111,9 +116,10 @@ def run(args):
     before = load_module(args.before)
     after = load_module(args.after)
     torch.manual_seed(0)
-    a = build(before, args.model).to(dtype)
+    overrides = json.loads(args.config)
+    a = build(before, args.model, overrides).to(dtype)
     torch.manual_seed(0)
-    b = build(after, args.model).to(dtype)
+    b = build(after, args.model, overrides).to(dtype)
     try:
         b.load_state_dict(a.state_dict(), strict=True)
     except RuntimeError as e:
@@ -157,6 +163,7 @@ def main():
     p.add_argument("--atol", type=float, default=1e-5)
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--kernel", default="")
+    p.add_argument("--config", default="{}", help="JSON of constructor arguments or config attributes")
     args = p.parse_args()
     try:
         result = run(args)

@@ -18,7 +18,7 @@ export function verifyCommand(original: string, rewritten: string, opts: VerifyO
   if (!opts.shape) return verifyEveryClass(original, rewritten, opts);
   const r = runPythonJson('adopt_harness.check_pair', [
     original, rewritten, '--model', opts.class!, '--shape', opts.shape, '--dtype', opts.dtype ?? 'fp32',
-    '--atol', opts.atol ?? '1e-5', '--rtol', opts.rtol ?? '1e-4',
+    '--atol', opts.atol ?? '1e-5', '--rtol', opts.rtol ?? '1e-4', ...(opts.config ? ['--config', opts.config] : []),
   ]);
   if (!r.ok) throw new AdoptError(`verification could not run: ${r.error}`);
   const v = r.value as { verified: boolean; problems: string[]; max_abs: number; max_rel: number };

@@ -125,6 +125,16 @@ const CHECKS: Record<string, Check> = {
     if (!sa.lo && !sa.step && half(sa.hi) && !sb.hi && !sb.step && half(sb.lo)) return undefined;
     return `the slices at line ${line(da)} do not split the last dimension at its middle (x.shape[-1] // 2)`;
   },
+  /** `$o` took its `or` form (`matmul($v, pt)`: the output computed transposed, channels first)
+   *  exactly when the optional line `pt` is present, and `pt` exchanges the last two dimensions. */
+  transposed_by(args, st, view) {
+    const [o, pt] = args.map((a) => (a.k === 'ref' ? a.name : ''));
+    const t = st.ops.get(pt);
+    const alt = st.forms.has(o);
+    if (!t) return alt ? `${o} takes its transposed form without a transposition before it` : undefined;
+    if (!alt) return `${pt} at line ${line(t)} transposes the probabilities, but ${o} does not take the transposed form`;
+    return swapsLastTwo(t, view) ? undefined : `${t.callee} at line ${line(t)} does not exchange the last two dimensions`;
+  },
   /** The named optional lines are all present or all absent (a reshape around a mask add only
    *  with the add). */
   together(args, st) {
@@ -239,4 +249,21 @@ function brief(e: Expr): string {
 
 export function checkConstraint(c: Constraint, st: State, view: MethodView): string | undefined {
   return CHECKS[c.name](c.args, st, view);
+}
+
+/** `transpose(x, -2, -1)`, or a transpose/permute that exchanges only the last two dimensions
+ *  of a tensor whose rank is known (`permute(0, 2, 1)`, `transpose(1, 2)` of a 3-D tensor). */
+function swapsLastTwo(op: Op, view: MethodView): boolean {
+  const nums = op.args.slice(1).map((a) => (a.k === 'const' && typeof a.v === 'number' ? a.v : undefined));
+  if (nums.some((n) => n === undefined)) return false;
+  const x = op.args[0];
+  if (op.callee === 'permute') {
+    const n = nums.length;
+    return n >= 2 && nums.every((d, i) => d === (i < n - 2 ? i : i === n - 2 ? n - 1 : n - 2));
+  }
+  if (op.callee !== 'transpose' || nums.length !== 2) return false;
+  const rank = x?.k === 'ssa' ? view.rank.get(x.id) : undefined;
+  const norm = nums.map((d) => (d! < 0 && rank !== undefined ? d! + rank : d!)).sort((a, b) => a - b);
+  if (nums[0] === -2 && nums[1] === -1) return true;
+  return rank !== undefined && norm[0] === rank - 2 && norm[1] === rank - 1;
 }

@@ -31,6 +31,8 @@ export interface State {
   ops: Map<string, Op | null>;
   metas: Map<string, Expr>;
   used: Set<number>;
+  /** Pattern lines matched by one of their `or` forms: name → form index (1 is the first `or`). */
+  forms: Map<string, number>;
 }
 
 const COMMUTATIVE = new Set(['add', 'mul']);
@@ -145,14 +147,14 @@ export function matchRule(rule: Rule, view: MethodView): MatchResult {
   const nearMisses: NearMiss[] = [];
   const [anchor] = rule.pattern;
   for (const op of view.ops) {
-    if (!calleeMatches(anchor, op)) continue;
+    if (!calleeMatches(anchor, op) && !(anchor.alts ?? []).some((f) => calleeMatches({ ...anchor, ...f }, op))) continue;
     const why: string[] = [];
     // One anchor can start several sites (a value feeding both branches of an if): after each
     // match, its last op is banned and the search repeats.
     const banned = new Set<number>();
     let found = 0;
     for (let k = 0; k < 4; k++) {
-      const st: State = { vals: new Map(), ops: new Map(), metas: new Map(), used: new Set(banned) };
+      const st: State = { vals: new Map(), ops: new Map(), metas: new Map(), used: new Set(banned), forms: new Map() };
       if (!extend(rule, view, 0, st, op, why)) break;
       sites.push(toSite(rule, view, st));
       found++;
@@ -193,15 +195,20 @@ function extend(rule: Rule, view: MethodView, i: number, st: State, anchor: Op |
   }
   const p = rule.pattern[i];
   const candidates = anchor ? [anchor] : candidatesFor(p, st, view);
+  const forms: PatOp[] = [p, ...(p.alts ?? []).map((f) => ({ ...p, ...f, alts: undefined }))];
   for (const op of candidates) {
-    if ((st.used.has(op.id) && op !== anchor) || !calleeMatches(p, op)) continue;
-    for (const args of argOrders(op)) {
-      const saved = snapshot(st);
-      const failure = bindOp(p, op, args, st, view);
-      if (!failure) {
-        if (extend(rule, view, i + 1, st, undefined, why)) return true;
-      } else if (i === 0 || why.length === 0) why.push(failure);
-      restore(st, saved);
+    if (st.used.has(op.id) && op !== anchor) continue;
+    for (const [k, form] of forms.entries()) {
+      if (!calleeMatches(form, op)) continue;
+      for (const args of argOrders(op)) {
+        const saved = snapshot(st);
+        const failure = bindOp(form, op, args, st, view);
+        if (!failure) {
+          if (k) st.forms.set(p.name, k);
+          if (extend(rule, view, i + 1, st, undefined, why)) return true;
+        } else if (i === 0 || why.length === 0) why.push(failure);
+        restore(st, saved);
+      }
     }
   }
   if (p.optional) {
@@ -220,7 +227,7 @@ function extend(rule: Rule, view: MethodView, i: number, st: State, anchor: Op |
 
 /** Ops that can continue a partial match: users of a value the pattern line refers to. */
 function candidatesFor(p: PatOp, st: State, view: MethodView): Op[] {
-  const vals = p.args.flatMap((a) => (a.val?.k === 'tuple' ? a.val.items : a.val ? [a.val] : []));
+  const vals = [...p.args, ...(p.alts ?? []).flatMap((f) => f.args)].flatMap((a) => (a.val?.k === 'tuple' ? a.val.items : a.val ? [a.val] : []));
   for (const pv of vals) {
     const v = pv.k === 'ref' ? st.vals.get(pv.name) : pv.k === 'meta' ? st.metas.get(pv.name) : undefined;
     if (v?.k === 'ssa') return usersOf(view, v.id);
@@ -338,11 +345,11 @@ function exprBrief(e: Expr): string {
 }
 
 function snapshot(st: State): State {
-  return { vals: new Map(st.vals), ops: new Map(st.ops), metas: new Map(st.metas), used: new Set(st.used) };
+  return { vals: new Map(st.vals), ops: new Map(st.ops), metas: new Map(st.metas), used: new Set(st.used), forms: new Map(st.forms) };
 }
 
 function restore(st: State, s: State): void {
-  st.vals = s.vals; st.ops = s.ops; st.metas = s.metas; st.used = s.used;
+  st.vals = s.vals; st.ops = s.ops; st.metas = s.metas; st.used = s.used; st.forms = s.forms;
 }
 
 export type { FileIR };

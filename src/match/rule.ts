@@ -26,6 +26,9 @@ export interface PatOp {
   /** With `Type(ctor...)(call...)`: constraints on the constructor in `__init__`. */
   ctor?: PatArg[];
   args: PatArg[];
+  /** Other forms of the same line (`matmul(p, $v) or matmul($v, p)`), tried after the first;
+   *  which one matched is `State.forms`. */
+  alts?: { callees: string[]; args: PatArg[] }[];
   optional: boolean;
   line: number;
   col: number;
@@ -63,7 +66,7 @@ export interface Rule {
 }
 
 /** Constraints a rule may use in `where` (implemented in constraints.ts). */
-export const CONSTRAINTS = new Set(['single_use', 'last_dim', 'bias', 'same_scope', 'not_escaping', 'distinct', 'const', 'no_kw', 'vocab_projection', 'halves', 'together', 'needs', 'row_max', 'evens_odds', 'no_pair']);
+export const CONSTRAINTS = new Set(['single_use', 'last_dim', 'bias', 'same_scope', 'not_escaping', 'distinct', 'const', 'no_kw', 'vocab_projection', 'halves', 'together', 'needs', 'row_max', 'evens_odds', 'no_pair', 'transposed_by']);
 
 let grammar: ohm.Grammar | undefined;
 let semantics: ohm.Semantics | undefined;
@@ -118,12 +121,13 @@ function validate(r: Rule, _pos: (i: number) => { line: number; col: number }): 
   const metas = new Set<string>();
   for (const p of r.pattern) {
     if (ops.has(p.name)) fail(r.file, p.line, p.col, `pattern name '${p.name}' is bound twice`);
+    if (p.ctor && p.alts) fail(r.file, p.line, p.col, `pattern line '${p.name}' has both a constructor form and 'or' forms`);
     const visit = (v: PatVal | undefined): void => {
       if (v?.k === 'ref' && !ops.has(v.name)) fail(r.file, p.line, p.col, `'${v.name}' is not bound by an earlier pattern line (use $${v.name} for a metavariable)`);
       if (v?.k === 'meta') metas.add(v.name);
       if (v?.k === 'tuple') v.items.forEach(visit);
     };
-    for (const a of [...(p.ctor ?? []), ...p.args]) visit(a.val);
+    for (const a of [...(p.ctor ?? []), ...p.args, ...(p.alts ?? []).flatMap((f) => f.args)]) visit(a.val);
     ops.add(p.name);
   }
   for (const c of r.where) {
@@ -222,7 +226,7 @@ function addSemantics(s: ohm.Semantics): void {
     Priority(_k, n) { return { kind: 'priority', value: n.ir() }; },
     Bench(_k, n) { return { kind: 'bench', value: n.sourceString }; },
     Match(_k, _i, stmts, _d) { return { kind: 'match', value: stmts.children.map((c: N) => c.rule()) }; },
-    PatStmt(name, _eq, first, second, opt) {
+    PatStmt(name, _eq, first, second, ors, opt) {
       const { line, col } = lineCol(this as unknown as N);
       const a = first.rule() as { callees: string[]; args: PatArg[] };
       const op: PatOp = { name: name.sourceString, callees: a.callees, args: a.args, optional: opt.children.length > 0, line, col };
@@ -231,8 +235,12 @@ function addSemantics(s: ohm.Semantics): void {
         op.ctor = a.args;
         op.args = b.args;
       }
+      if (ors.children.length) {
+        op.alts = ors.children.map((c: N) => c.rule() as { callees: string[]; args: PatArg[] });
+      }
       return op;
     },
+    PatOr(_k, call) { return call.rule(); },
     PatCall(callee, _o, args, _c) {
       return { callees: callee.asIteration().children.map((c: N) => c.sourceString), args: args.asIteration().children.map((c: N) => c.rule()) };
     },
