@@ -46,6 +46,7 @@ PARAM_SIZES = {
     "num_channels": 3, "vocab_size": 99, "num_embeddings": 99, "max_position_embeddings": 64,
     "block_size": 64, "seq_len": 64, "max_seq_len": 64, "kernel_size": 3, "stride": 1, "eps": 1e-5,
     "num_classes": 10, "num_labels": 3, "head_dim": 8, "n_kv_heads": 2, "num_key_value_heads": 2,
+    "num_groups": 4, "temb_channels": 8,
 }
 
 

@@ -41,7 +41,7 @@ export function benchDirectory(dir: string, opts: DirBenchOptions = {}) {
       Object.assign(row, bad.length
         ? { status: 'mismatch', problems: bad.map((x) => `${x.class}: ${(x.problems ?? []).slice(0, 2).join('; ')}`) }
         : ok.length ? { status: 'verified', reason: `${ok.length}/${r.results.length} classes verified`, timings: { eval: ratio('forward'), train: ratio('train') } }
-        : { status: 'not_runnable', reason: r.results.map((x) => `${x.class}: ${x.reason}`).slice(0, 2).join('; ') });
+        : { status: 'not_runnable', reason: r.results.map((x) => `${x.class}: ${x.reason}`).slice(0, 2).join('; ') || 'no nn.Module class in the file to build' });
     }
     progress.end();
     verifySeconds = (performance.now() - t1) / 1000;
