@@ -105,7 +105,7 @@ describe('attention rewrites around the code transformers puts in between', () =
     expect(lines.slice(guardAt + 1, guardAt + 4)).toEqual([
       '            if attention_mask.ndim == 3:',
       '                attention_mask = attention_mask.unsqueeze(1)',
-      expect.stringContaining('context = _adopt.attention(q, k.transpose(-1, -2).transpose(-2, -1), v, mask=attention_mask,'),
+      expect.stringContaining('context = _adopt.attention(q, k, v, mask=attention_mask,'),
     ]);
     writeFileSync(join(dir, 'b_rw.py'), out);
     const r = adopt(['verify', join(dir, 'b.py'), join(dir, 'b_rw.py'), '--class', 'SelfAttention', '--json']);
@@ -113,11 +113,18 @@ describe('attention rewrites around the code transformers puts in between', () =
     expect(JSON.parse(r.stdout).classes[0]).toMatchObject({ status: 'verified' });
   });
 
-  it('is not rewritten when the mask branch holds code that reads the scores', () => {
+  it('leaves a mask branch holding code that reads the scores to the original code: the fast path runs without a mask', () => {
     const reads = bert('            attention_mask = attention_mask + 0 * attention_scores');
-    const run = runRewrite([join(tempProject({ 'c.py': reads }), 'c.py')], { rules: 'attention' });
-    expect(run.sites[0].decision).toBe('skipped');
-    expect(run.sites[0].reason).toMatch(/the branch around the matched code holds statements outside the pattern/);
+    const dir = tempProject({ 'c.py': reads });
+    const out = join(dir, 'c_rw.py');
+    expect(adopt(['rewrite', join(dir, 'c.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
+    const text = readFileSync(out, 'utf8');
+    const guard = text.split('\n').find((l) => l.includes("_adopt.enabled('attention')"))!;
+    expect(guard).toContain('not (attention_mask is not None)');
+    expect(text).toMatch(/_adopt\.attention\(q, k, v, mask=None,/);
+    // the branch is not taken on the fast path: nothing of it runs there
+    const fast = text.slice(text.indexOf(guard), text.indexOf('else:', text.indexOf(guard)));
+    expect(fast).not.toContain('0 * attention_scores');
   });
 });
 
@@ -202,7 +209,7 @@ describe('attention written with einsum and unpacked generators (einsum_attentio
     const text = readFileSync(out, 'utf8');
     const calls = text.split('\n').filter((l) => l.includes('_adopt.attention('));
     expect(calls.length).toBe(2);
-    for (const c of calls) expect(c).toContain('_adopt.attention(q, k.transpose(-2, -1).transpose(-2, -1), v,');
+    for (const c of calls) expect(c).toContain('_adopt.attention(q, k, v,');
     const r = adopt(['verify', src, out, '--json']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const byClass = Object.fromEntries(JSON.parse(r.stdout).classes.map((c: { class: string }) => [c.class, c]));
@@ -258,6 +265,111 @@ ${probs}
       expect(j.sites, probs).toEqual([]);
     }
   });
+});
+
+// GPT-2's attention: a helper method that always returns the probabilities, a causal buffer
+// applied with torch.where under `if not self.is_cross_attention`, the mask value built from the
+// scores' dtype, and a caller that reads the probabilities only when output_attentions.
+const gpt2 = (extra = '') => `import torch
+from torch import nn
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, hidden=32, heads=4, max_positions=16, is_cross_attention=False):
+        super().__init__()
+        self.heads, self.head_dim = heads, hidden // heads
+        self.is_cross_attention = is_cross_attention
+        self.register_buffer("bias", torch.tril(torch.ones(max_positions, max_positions, dtype=torch.bool)).view(1, 1, max_positions, max_positions), persistent=False)
+        self.c_attn = nn.Linear(hidden, 3 * hidden)
+        self.attn_dropout = nn.Dropout(0.1)
+
+    def _attn(self, query, key, value, attention_mask=None, head_mask=None):
+        attn_weights = torch.matmul(query, key.transpose(-1, -2))
+        attn_weights = attn_weights / torch.full([], value.size(-1) ** 0.5, dtype=attn_weights.dtype, device=attn_weights.device)
+        if not self.is_cross_attention:
+            query_length, key_length = query.size(-2), key.size(-2)
+            causal_mask = self.bias[:, :, key_length - query_length : key_length, :key_length]
+            mask_value = torch.finfo(attn_weights.dtype).min
+            mask_value = torch.full([], mask_value, dtype=attn_weights.dtype).to(attn_weights.device)
+            attn_weights = torch.where(causal_mask, attn_weights.to(attn_weights.dtype), mask_value)
+        if attention_mask is not None:
+            attn_weights = attn_weights + attention_mask
+        attn_weights = nn.functional.softmax(attn_weights, dim=-1)
+        attn_weights = attn_weights.type(value.dtype)
+        attn_weights = self.attn_dropout(attn_weights)
+        if head_mask is not None:
+            attn_weights = attn_weights * head_mask
+        attn_output = torch.matmul(attn_weights, value)
+        return attn_output, attn_weights
+
+    def forward(self, x, attention_mask=None, head_mask=None, output_attentions=False):
+        b, n, c = x.shape
+        q, k, v = (t.view(b, n, self.heads, self.head_dim).transpose(1, 2) for t in self.c_attn(x).split(c, dim=2))
+        if attention_mask is None:
+            attention_mask = torch.zeros(b, 1, 1, n, dtype=x.dtype)
+        attn_output, attn_weights = self._attn(q, k, v, attention_mask, head_mask)
+        outputs = (attn_output.transpose(1, 2).reshape(b, n, c),)
+        if output_attentions:
+            outputs += (attn_weights,)
+        return outputs
+${extra}`;
+
+describe('attention in a helper that always returns its probabilities (GPT-2)', () => {
+  it('the helper takes a flag its caller sets to output_attentions; runs the kernel when it is off; verifies in torch', () => {
+    const dir = tempProject({ 'a.py': gpt2() });
+    const out = join(dir, 'a_rw.py');
+    expect(adopt(['rewrite', join(dir, 'a.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
+    const text = readFileSync(out, 'utf8');
+    expect(text).toContain('def _attn(self, query, key, value, attention_mask=None, head_mask=None, _adopt_need_attn_weights=True):');
+    expect(text).toContain('self._attn(q, k, v, attention_mask, head_mask, _adopt_need_attn_weights=output_attentions)');
+    // the mask value and the scale read the scores' dtype and device off the query and key
+    expect(text).not.toMatch(/_adopt\.attention\([^\n]*attn_weights\.dtype/);
+    expect(text).toMatch(/keep=causal_mask, keep_fill=mask_value\)/);
+    const r = adopt(['verify', join(dir, 'a.py'), out, '--class', 'CausalSelfAttention', '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.classes[0]).toMatchObject({ status: 'verified' });
+    expect(j.classes[0].fast_path_calls).toBeGreaterThan(0);
+    const cross = adopt(['verify', join(dir, 'a.py'), out, '--class', 'CausalSelfAttention', '--config', '{"is_cross_attention": true}', '--json']);
+    expect(JSON.parse(cross.stdout).classes[0]).toMatchObject({ status: 'verified', fast_path_calls: 0 });
+  }, 120_000);
+
+  it('is not rewritten when a subclass overrides the helper, or when the caller always reads the probabilities', () => {
+    const sub = '\n\nclass Other(CausalSelfAttention):\n    def _attn(self, query, key, value, attention_mask=None, head_mask=None):\n        return super()._attn(query, key, value, attention_mask, head_mask)\n';
+    const always = gpt2().replace('        if output_attentions:\n            outputs += (attn_weights,)', '        outputs += (attn_weights,)');
+    for (const [src, why] of [[gpt2(sub), /a subclass of CausalSelfAttention overrides _attn/], [always, /no call of self\._attn reads 'attn_weights' only under a condition/]] as const) {
+      const dir = tempProject({ 'a.py': src });
+      const j = JSON.parse(adopt(['rewrite', '--json', '--rules', 'attention', join(dir, 'a.py')]).stdout);
+      const site = j.sites.find((x: { rule: string }) => x.rule === 'attention');
+      expect(site.decision).toBe('skipped');
+      expect(site.reason).toMatch(why);
+    }
+  });
+
+  it('does not write out an operand that reads what the replaced statements compute', () => {
+    // the scale reads the scores' shape, not only their dtype: the fast path cannot have it
+    const src = gpt2().replace('torch.full([], value.size(-1) ** 0.5,', 'torch.full([], attn_weights.size(-1) ** 0.5,');
+    const dir = tempProject({ 'a.py': src });
+    const j = JSON.parse(adopt(['rewrite', '--json', '--rules', 'attention', join(dir, 'a.py')]).stdout);
+    const site = j.sites.find((x: { rule: string }) => x.rule === 'attention');
+    expect(site.decision).toBe('skipped');
+    expect(site.reason).toMatch(/'attn_weights' read at line \d+ is computed by the original statements, which the fast path does not run/);
+  });
+});
+
+describe('attention with a causal buffer filled by masked_fill (nanoGPT)', () => {
+  it('passes the fill to the kernel and verifies in torch', () => {
+    const dir = tempProject({});
+    const src = join(repoRoot, 'fixtures', 'models', 'nanogpt.py');
+    const out = join(dir, 'rw.py');
+    expect(adopt(['rewrite', src, '--rules', 'attention', '-o', out]).code).toBe(0);
+    expect(readFileSync(out, 'utf8')).toContain('fill_mask=self.bias[:, :, :T, :T] == 0, fill_value=float("-inf"))');
+    const r = adopt(['verify', src, out, '--class', 'CausalSelfAttention', '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.classes[0]).toMatchObject({ status: 'verified' });
+    expect(j.classes[0].fast_path_calls).toBeGreaterThan(0);
+  }, 120_000);
 });
 
 // T5's attention: k/v projected by a nested helper that returns a value merged from branches, a

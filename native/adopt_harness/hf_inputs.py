@@ -509,6 +509,12 @@ def make_inputs(cls, config, batch=2, seq=7):
                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and n not in inputs]
     if missing:
         raise NoInputs(f"no inputs for {cls.__name__}.forward's {', '.join(missing)}")
+    if "attention_mask" in params and "input_ids" in inputs and inputs["input_ids"].dim() == 2:
+        # a padded batch, so the rewritten code's mask path runs: the last token of the last
+        # sequence is padding (no row is fully masked)
+        mask = torch.ones_like(inputs["input_ids"])
+        mask[-1, -1] = 0
+        inputs["attention_mask"] = mask
     if "decoder_input_ids" in params and ("input_ids" in inputs or getattr(config, "is_encoder_decoder", False)):
         dec_vocab = getattr(config, "decoder_vocab_size", None) or getattr(text, "vocab_size", None) or 99
         inputs["decoder_input_ids"] = torch.randint(0, min(dec_vocab, 99), (batch, 5))

@@ -361,3 +361,109 @@ def test_softmax_dtype_rounds_float64_scores_like_the_original(backend):
     got = ak.attention(q, k, v, scale=0.5, softmax_dtype=torch.float32)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
     assert (ak.attention(q, k, v, scale=0.5) - expected).abs().max() > 1e-12
+
+
+def eager_filled(q, k, v, keep=None, keep_fill=None, fill_mask=None, fill_value=None, mask=None, scale=None):
+    """GPT-2 (``torch.where`` over a causal buffer) and nanoGPT (``masked_fill``), as written."""
+    scale = 1 / math.sqrt(q.size(-1)) if scale is None else scale
+    scores = torch.matmul(q, k.transpose(-2, -1)) * scale
+    if keep is not None:
+        scores = torch.where(keep, scores, keep_fill)
+    if fill_mask is not None:
+        scores = scores.masked_fill(fill_mask, fill_value)
+    if mask is not None:
+        scores = scores + mask
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
+def causal_buffer(lq, lk):
+    """A (1, 1, lq, lk) slice of a tril buffer, as models register and slice it."""
+    return torch.tril(torch.ones(lk, lk, dtype=torch.bool))[lk - lq :].view(1, 1, lq, lk)
+
+
+FILLS = ["-inf", "finfo_min", "tensor_min", "minus_1e4"]
+
+
+def fill_value_of(kind, dtype):
+    return {
+        "-inf": float("-inf"),
+        "finfo_min": torch.finfo(dtype).min,
+        "tensor_min": torch.full([], torch.finfo(dtype).min, dtype=dtype),
+        "minus_1e4": -1e4,
+    }[kind]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lq,lk", [(5, 5), (1, 6), (3, 7)])
+@pytest.mark.parametrize("fill", FILLS)
+@pytest.mark.parametrize("with_mask", [False, True])
+@pytest.mark.parametrize("form", ["where", "masked_fill"])
+def test_filled_scores_match_eager(dtype, lq, lk, fill, with_mask, form, backend):
+    q, k, v = qkv(2, 3, lq, lk, 7, dtype)
+    causal = causal_buffer(lq, lk)
+    value = fill_value_of(fill, dtype)
+    mask = additive_mask(2, lq, lk, dtype) if with_mask else None
+    kw = dict(keep=causal, keep_fill=value) if form == "where" else dict(fill_mask=causal == 0, fill_value=value)
+    if form == "where" and not isinstance(value, torch.Tensor):
+        kw["keep_fill"] = torch.tensor(value, dtype=dtype)
+    compare(
+        lambda q, k, v: eager_filled(q, k, v, mask=mask, **kw),
+        lambda q, k, v: ak.attention(q, k, v, mask, **kw),
+        [q, k, v],
+        dtype=dtype,
+    )
+    name, calls = backend
+    if name == "fake_sdpa":
+        # -inf is a keep mask; float32's own minimum folds into an additive mask exactly; a
+        # float64 minimum or -1e4 does not, and takes the eager path
+        foldable = fill == "-inf" or (fill in ("finfo_min", "tensor_min") and dtype == torch.float32)
+        assert len(calls) == (1 if foldable else 0)
+
+
+@pytest.mark.parametrize("fill", ["-inf", "finfo_min"])
+def test_fully_filled_row_matches_eager(fill, backend):
+    """A row the fill covers entirely: uniform over the keys with a finite fill (every score
+    is the fill), NaN with -inf, as eager code gives."""
+    q, k, v = qkv(1, 2, 3, 4, 5, torch.float32)
+    fill_mask = torch.zeros(1, 1, 3, 4, dtype=torch.bool)
+    fill_mask[..., 1, :] = True
+    value = fill_value_of(fill, torch.float32)
+    out = ak.attention(q, k, v, fill_mask=fill_mask, fill_value=value)
+    ref = eager_filled(q, k, v, fill_mask=fill_mask, fill_value=value)
+    torch.testing.assert_close(out[..., [0, 2], :], ref[..., [0, 2], :])
+    if fill == "finfo_min":
+        torch.testing.assert_close(out[..., 1, :], v.mean(dim=-2))
+        torch.testing.assert_close(ref[..., 1, :], v.mean(dim=-2))
+    else:
+        assert torch.isnan(ref[..., 1, :]).all()
+
+
+def test_fills_with_heads_folded_into_the_batch(backend):
+    """(batch * heads, L, S) scores filled before the mask is added to their 4-D view."""
+    b, h, lq, lk, d = 2, 3, 4, 4, 5
+    q, k, v = (torch.randn(b * h, n, d, dtype=torch.float64) for n in (lq, lk, lk))
+    fill_mask = torch.rand(b * h, lq, lk) > 0.7
+    mask = additive_mask(b, lq, lk, torch.float64)
+
+    def eager(q, k, v):
+        scores = (q @ k.transpose(-2, -1) / math.sqrt(d)).masked_fill(fill_mask, -1e4)
+        scores = (scores.view(b, h, lq, lk) + mask).view(b * h, lq, lk)
+        return torch.softmax(scores, dim=-1) @ v
+
+    compare(eager, lambda q, k, v: ak.attention(q, k, v, mask, mask_heads=h, fill_mask=fill_mask, fill_value=-1e4), [q, k, v], dtype=torch.float64)
+
+
+def test_probabilities_take_the_values_dtype(backend):
+    """Scores from float32 queries and keys, probabilities cast to the values' dtype (GPT-Neo)."""
+    q, k, _ = qkv(2, 2, 4, 5, 6, torch.float32)
+    v = torch.randn(2, 2, 5, 6, dtype=torch.float64)
+    causal = causal_buffer(4, 5)
+    fill = torch.tensor(torch.finfo(torch.float32).min)
+
+    def eager(q, k, v):
+        scores = torch.where(causal, q @ k.transpose(-2, -1), fill)
+        return torch.softmax(scores, dim=-1).to(v.dtype) @ v
+
+    out = ak.attention(q, k, v, scale=1.0, keep=causal, keep_fill=fill)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, eager(q, k, v))

@@ -79,3 +79,36 @@ export function indentationAt(src: SourceText, index: number): string {
   const start = lineStartIndex(src, index);
   return /^[ \t]*/.exec(src.text.slice(start))![0];
 }
+
+/** Every identifier node under `root` (names read or written, in any expression). */
+export function identifierNodes(root: SyntaxNode): SyntaxNode[] {
+  const out: SyntaxNode[] = [];
+  const stack = [root];
+  while (stack.length) {
+    const x = stack.pop()!;
+    if (x.type === 'identifier') out.push(x);
+    else stack.push(...x.namedChildren);
+  }
+  return out;
+}
+
+/** The plain-name condition a read is under: `x if COND else y` (read in x), `if COND:` (read in
+ *  its body, no elif/else taken for it). Undefined when the read is unconditional. */
+export function readCondition(read: SyntaxNode, fn: SyntaxNode | null): string | undefined {
+  const simple = (c: SyntaxNode | null | undefined) => (c && c.type === 'identifier' ? c.text : undefined);
+  for (let n: SyntaxNode = read; n.parent && n !== fn; n = n.parent) {
+    const p = n.parent;
+    if (p.type === 'conditional_expression') {
+      const [then] = p.namedChildren;
+      if (then.startIndex <= read.startIndex && read.endIndex <= then.endIndex) return simple(p.namedChildren[1]);
+      return undefined;
+    }
+    if (p.type === 'if_statement') {
+      const body = p.childForFieldName('consequence');
+      if (body && body.startIndex <= read.startIndex && read.endIndex <= body.endIndex) return simple(p.childForFieldName('condition'));
+      return undefined;
+    }
+  }
+  return undefined;
+}
+

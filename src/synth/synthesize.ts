@@ -7,8 +7,9 @@ import { hasSyntaxErrors, parsePython } from '../parse/python.js';
 import { sourceFromText } from '../parse/source.js';
 import type { Site } from '../match/matcher.js';
 import { attrOf } from '../match/method.js';
-import type { Rule } from '../match/rule.js';
-import { indentationAt, indexOf, lineEndIndex, lineStartIndex, nodeAt, nodeOfSpan, openSynthFile, statementOf, type ParsedLookup, type SynthFile } from './source.js';
+import type { PatVal, Rule } from '../match/rule.js';
+import { identifierNodes, indentationAt, indexOf, lineEndIndex, lineStartIndex, nodeAt, nodeOfSpan, openSynthFile, readCondition, statementOf, type ParsedLookup, type SynthFile } from './source.js';
+import { flagCallers } from './flag.js';
 
 export const KERNELS_ALIAS = '_adopt';
 export const PREAMBLE = [
@@ -35,7 +36,12 @@ export interface SiteResult {
   reason: string;
 }
 
-export interface Edit { start: number; end: number; text: string; rule: string; line: number }
+export interface Edit {
+  start: number; end: number; text: string; rule: string; line: number;
+  /** Edits elsewhere the site needs as well (a flag declared by a helper and passed by its
+   *  callers): all are applied or none. */
+  also?: Edit[];
+}
 
 export interface FileResult {
   path: string;
@@ -78,12 +84,13 @@ export function synthesize(sites: Site[], rules: Rule[], known?: ParsedLookup): 
       const planned = planEdit(opened, s, rule, res, others);
       if (typeof planned === 'string') res.reason = planned;
       else {
-        const same = edits.find((e) => e.start === planned.start && e.end === planned.end && e.text === planned.text);
-        const clash = edits.find((e) => planned.start < e.end && e.start < planned.end);
+        const { also = [], ...main } = planned;
+        const same = edits.find((e) => e.start === main.start && e.end === main.end && e.text === main.text);
+        const clash = [main, ...also].map((p) => edits.find((e) => p.start < e.end && e.start < p.end || (p.start === p.end && p.start === e.start && e.start === e.end))).find(Boolean);
         // two Conv→BN pairs of one nn.Sequential: one FusedSequential edit fuses both
-        if (same) { res.decision = 'rewritten'; res.reason = `guarded rewrite (the same edit as the site at line ${same.line})`; }
+        if (same && !also.length) { res.decision = 'rewritten'; res.reason = `guarded rewrite (the same edit as the site at line ${same.line})`; }
         else if (clash) res.reason = `overlaps the ${clash.rule} rewrite at line ${clash.line} (priority ${byRule.get(clash.rule)?.priority} wins)`;
-        else { edits.push(planned); res.decision = 'rewritten'; res.reason = 'guarded rewrite'; }
+        else { edits.push(main, ...also); res.decision = 'rewritten'; res.reason = also.length ? `guarded rewrite (with ${also.length} edit(s) passing a flag from the callers)` : 'guarded rewrite'; }
       }
       results.push(res);
     }
@@ -148,13 +155,23 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, others: Sp
   const initOnly = ops.every((o) => isInitSpan(s, o)) || nodes.every((n) => isSequentialCall(n!));
   if (initOnly) return planSequential(s, rule, res, nodes as SyntaxNode[]);
   if (ops.some((o) => isInitSpan(s, o))) return 'the match mixes __init__ code and forward code';
-  const ctx = new Render(f, s, res);
+  let ctx = new Render(f, s, res, rule);
   const renderGuard = (): string | undefined => {
     const guards = rw.guards.map((g) => ctx.fill(g));
     if (ctx.failure) return undefined;
     res.guards = guards;
     return guards.join(' and ') || 'True';
   };
+  if (rw.kind === 'stmts') {
+    const planned = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], others);
+    if (typeof planned !== 'string') return planned;
+    // covering less and guarding more: optional lines under an `if` are left to the original
+    // code (the fast path runs when the branch is not taken), as when the kernel does not cover them
+    const optional = new Set(rule.pattern.filter((p) => p.optional).map((p) => p.name));
+    ctx = new Render(f, s, res, rule);
+    const narrower = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], others, optional);
+    return typeof narrower === 'string' ? planned : narrower;
+  }
   if (rw.kind === 'expr') {
     const target = s.ops[rw.target!];
     if (!target) return `the rewrite target '${rw.target}' is an optional line that is absent here`;
@@ -168,7 +185,6 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, others: Sp
     const original = node.text;
     return { start: node.startIndex, end: node.endIndex, text: `(${code} if ${guard} else ${original})`, rule: s.rule, line: s.lines[0] };
   }
-  if (rw.kind === 'stmts') return planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], others);
   return `rewrite kind '${rw.kind}' is not supported for this match`;
 }
 
@@ -239,7 +255,7 @@ function planSequential(s: Site, rule: Rule, res: SiteResult, nodes: SyntaxNode[
   };
 }
 
-function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () => string | undefined, ctx: Render, nodes: SyntaxNode[], others: Span[] = []): Edit | string {
+function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () => string | undefined, ctx: Render, nodes: SyntaxNode[], others: Span[] = [], leftOut = new Set<string>()): Edit | string {
   const stmts = nodes.map((n) => statementOf(n));
   if (stmts.some((x) => !x)) return 'a matched op is not inside a statement';
   // Bring every statement up to one common block.
@@ -259,7 +275,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   const condAt: { cond: SyntaxNode; at: number }[] = [];
   const substitutions = new Map<SyntaxNode, Map<SyntaxNode, string>>();
   // optional ops the rewrite requires to be absent (`{h.absent}`)
-  const skippable = new Set([...code.join('\n').matchAll(/\{([A-Za-z_]\w*)\.absent\}/g)].map((m) => m[1]));
+  const skippable = new Set([...code.join('\n').matchAll(/\{([A-Za-z_]\w*)\.absent\}/g)].map((m) => m[1]).concat([...leftOut]));
   for (let i = first; i <= last; i++) {
     const k = kids[i];
     if (idx.includes(i)) {
@@ -274,7 +290,18 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
         // commutes with the statements before it
         const matchedHere = (b: SyntaxNode) => (stmts as SyntaxNode[]).some((m) => m.startIndex === b.startIndex && m.endIndex === b.endIndex);
         const priorMatched = kids.slice(first, i).filter((x) => idx.includes(kids.indexOf(x)));
-        const stray = body.find((b, j) => !matchedHere(b) && !isRaiseOnly(b) && !commutes(b, [...priorMatched, ...body.slice(0, j).filter(matchedHere)]));
+        // a statement that reads only the device or dtype of the scores (GPT-2's mask value,
+        // `torch.finfo(attn_weights.dtype).min`) reads them off the query instead
+        const readsOff = new Map<SyntaxNode, Map<SyntaxNode, string>>();
+        const runsFirst = (b: SyntaxNode, j: number) => {
+          const prior = [...kids.slice(first, i).filter((x) => !hoisted.includes(x)), ...body.slice(0, j).filter(matchedHere)];
+          if (commutes(b, prior)) return true;
+          const subs = deviceReads(b, prior);
+          if (!subs || !commutes(b, prior, new Set(subs.keys()))) return false;
+          readsOff.set(b, subs);
+          return true;
+        };
+        const stray = body.find((b, j) => !matchedHere(b) && !isRaiseOnly(b) && !runsFirst(b, j));
         const inside = Object.entries(s.ops).filter(([, o]) => { const n = o && nodeOfSpan(f, o.span); return n && n.startIndex >= k.startIndex && n.endIndex <= k.endIndex; }).map(([name]) => name);
         const skipped = inside.length > 0 && inside.every((n) => skippable.has(n));
         // a branch the fast path skips as a whole may hold anything (what it assigns and is read
@@ -296,7 +323,8 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
           // the branch runs on the fast path: its other assignments run there too, first
           for (const b of body) {
             if (matchedHere(b) || isRaiseOnly(b)) continue;
-            fastFirst.push(...dedentedLines(f, b));
+            fastFirst.push(...dedentedLines(f, b, readsOff.get(b)));
+            ctx.runFirst.push(b);
             for (const n of writesOf([b])) firstWrites.push({ name: n, at: b.startIndex });
           }
         }
@@ -368,6 +396,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   const guard = renderGuard();
   if (guard === undefined) return ctx.failure!;
   ctx.statements = kids.slice(first, last + 1).filter((_, j) => idx.includes(first + j) && !hoisted.includes(kids[first + j]));
+  ctx.region = kids.slice(first, last + 1).filter((k) => !hoisted.includes(k));
   const lines = [...fastFirst, ...code.map((c) => ctx.fill(c))];
   if (ctx.failure) return ctx.failure;
   // the guard runs before anything on the fast path: a condition may not read what the fast
@@ -398,7 +427,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     }
   }
   lines.push(...spilled);
-  const escaping = escapingNames(f, kids.slice(first, last + 1).filter((k) => !hoisted.includes(k)), lines, block, kids[last].endIndex);
+  const escaping = escapingNames(f, kids.slice(first, last + 1).filter((k) => !hoisted.includes(k)), lines, block, kids[last].endIndex, s.rule);
   if (typeof escaping === 'string') return escaping;
   if (escaping) {
     // read later only when `cond` holds: the fast path runs when it does not
@@ -420,7 +449,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     `${indent}else:`,
     ...original.split(/\r?\n/).map((l) => (l.trim() ? `    ${l}` : l)),
   ].join(nl);
-  return { start, end, text, rule: s.rule, line: s.lines[0] };
+  return { start, end, text, rule: s.rule, line: s.lines[0], ...(escaping?.edits ? { also: escaping.edits } : {}) };
 }
 
 /** `<ret0of2>, <ret1of2> = K`: a tuple assigned to every element of the returned tuple, in order,
@@ -435,8 +464,13 @@ function returnsTuple(line: string): string | undefined {
 
 /** A statement's source lines with its own indentation removed (nested lines keep theirs
  *  relative to it). */
-function dedentedLines(f: SynthFile, n: SyntaxNode): string[] {
-  const text = f.source.text.slice(lineStartIndex(f.source, n.startIndex), lineEndIndex(f.source, n.endIndex));
+function dedentedLines(f: SynthFile, n: SyntaxNode, subs?: Map<SyntaxNode, string>): string[] {
+  const from = lineStartIndex(f.source, n.startIndex);
+  let text = f.source.text.slice(from, lineEndIndex(f.source, n.endIndex));
+  // `scores.dtype` -> what the query gives, from the end so offsets stay valid
+  for (const [node, by] of [...(subs ?? new Map<SyntaxNode, string>())].sort((a, b) => b[0].startIndex - a[0].startIndex)) {
+    text = text.slice(0, node.startIndex - from) + by + text.slice(node.endIndex - from);
+  }
   const lines = text.split(/\r?\n/);
   const pad = /^\s*/.exec(lines[0])![0].length;
   return lines.map((l) => (l.slice(0, pad).trim() === '' ? l.slice(pad) : l.trimStart()));
@@ -499,6 +533,12 @@ function commutes(stmt: SyntaxNode, before: SyntaxNode[], replaced = new Set<Syn
   return !identifierNodes(stmt).some((n) => beforeWrites.has(n.text) && ![...replaced].some((r) => n.startIndex >= r.startIndex && n.endIndex <= r.endIndex));
 }
 
+/** The attribute part of `x.name` or the name of a keyword argument: not a read of `name`. */
+function isAttributeName(n: SyntaxNode): boolean {
+  const p = n.parent;
+  return !!p && ((p.type === 'attribute' && p.childForFieldName('attribute')?.startIndex === n.startIndex) || (p.type === 'keyword_argument' && p.childForFieldName('name')?.startIndex === n.startIndex));
+}
+
 /** `scores.device` / `scores.dtype` in `stmt`, where `before` assigns `scores = matmul(q, ...)`
  *  (or `q @ ...`) from a plain name q: each such attribute node and `q.device` / `q.dtype` to read
  *  instead (a matmul's result has its inputs' device and dtype). Undefined when there are none. */
@@ -506,6 +546,8 @@ function deviceReads(stmt: SyntaxNode, before: SyntaxNode[]): Map<SyntaxNode, st
   // the last assignment to each name in `before`: a matmul of two plain names, or nothing usable
   const sources = new Map<string, { a: string; b: string; bmm: boolean } | null>();
   for (const b of before) {
+    // `x = x / 8.0`, `if scale: x = x / torch.full([], d ** 0.5, ...)`: dtype and device stay x's
+    if (keepsTensorKind(b, sources)) continue;
     for (const name of writesOf([b])) sources.set(name, null);
     const a = b.type === 'expression_statement' ? b.namedChildren[0] : undefined;
     if (a?.type !== 'assignment' || a.childForFieldName('left')?.type !== 'identifier') continue;
@@ -534,6 +576,53 @@ function deviceReads(stmt: SyntaxNode, before: SyntaxNode[]): Map<SyntaxNode, st
     out.set(p!, attr === 'device' ? `${src.a}.device` : `torch.${src.bmm ? 'bmm' : 'matmul'}(${src.a}[..., :1, :], ${src.b}[..., :, :1]).dtype`);
   }
   return out.size ? out : undefined;
+}
+
+/** A statement that only scales names it assigns by a Python number or a 0-d tensor
+ *  (`x = x / math.sqrt(d)`, `x = x * torch.full([], s, dtype=x.dtype)`), possibly under an
+ *  `if` without else: what it assigns keeps its dtype and device, whichever path runs. */
+function keepsTensorKind(b: SyntaxNode, sources: Map<string, unknown>): boolean {
+  if (b.type === 'if_statement') {
+    if (b.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause')) return false;
+    const body = b.childForFieldName('consequence')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
+    return body.length > 0 && body.every((x) => keepsTensorKind(x, sources));
+  }
+  const a = b.type === 'expression_statement' && b.namedChildren.length === 1 ? b.namedChildren[0] : undefined;
+  if (a?.type !== 'assignment') return false;
+  const left = a.childForFieldName('left');
+  let right = a.childForFieldName('right');
+  while (right?.type === 'parenthesized_expression' && right.namedChildren.length === 1) right = right.namedChildren[0];
+  if (left?.type !== 'identifier' || !sources.get(left.text) || right?.type !== 'binary_operator') return false;
+  const op = right.childForFieldName('operator')?.text;
+  const [x, y] = [right.childForFieldName('left'), right.childForFieldName('right')];
+  return (op === '/' || op === '*') && x?.text === left.text && !!y && (pythonNumber(y) || zeroDimTensor(y));
+}
+
+/** An expression whose value is a Python number: literals, `math.sqrt(...)`, `t.size(-1)`,
+ *  `float(...)`, and arithmetic on those. */
+function pythonNumber(e: SyntaxNode): boolean {
+  switch (e.type) {
+    case 'integer': case 'float': return true;
+    case 'parenthesized_expression': return e.namedChildren.length === 1 && pythonNumber(e.namedChildren[0]);
+    case 'unary_operator': return pythonNumber(e.childForFieldName('argument')!);
+    case 'binary_operator': return pythonNumber(e.childForFieldName('left')!) && pythonNumber(e.childForFieldName('right')!);
+    case 'call': {
+      const fn = e.childForFieldName('function')?.text ?? '';
+      const args = e.childForFieldName('arguments')?.namedChildren ?? [];
+      if (fn === 'float' || fn === 'int') return true;
+      if (/^math\.(sqrt|log|exp|pow)$/.test(fn)) return args.every(pythonNumber);
+      return /^[A-Za-z_][\w.]*\.(size|dim)$/.test(fn) && args.every((x) => x.type === 'integer' || (x.type === 'unary_operator' && x.text.startsWith('-')));
+    }
+    default: return false;
+  }
+}
+
+/** `torch.full([], v, ...)` / `torch.full((), v, ...)`: a 0-d tensor, which takes part in type
+ *  promotion only as a scalar does. */
+function zeroDimTensor(e: SyntaxNode): boolean {
+  if (e.type !== 'call' || !/^torch\.full$/.test(e.childForFieldName('function')?.text ?? '')) return false;
+  const first = e.childForFieldName('arguments')?.namedChildren[0];
+  return !!first && /^(\[\s*\]|\(\s*\))$/.test(first.text);
 }
 
 /** Assignments, and `if`s holding only assignments, checks that raise, and `pass`. */
@@ -569,18 +658,6 @@ function writesOf(stmts: SyntaxNode[]): Set<string> {
       if (fn?.type === 'attribute' && /^[a-z]\w*[^_]_$/.test(fn.childForFieldName('attribute')?.text ?? '')) target(fn.childForFieldName('object'));
     }
     stack.push(...x.namedChildren);
-  }
-  return out;
-}
-
-/** Every identifier node under `root` (names read or written, in any expression). */
-function identifierNodes(root: SyntaxNode): SyntaxNode[] {
-  const out: SyntaxNode[] = [];
-  const stack = [root];
-  while (stack.length) {
-    const x = stack.pop()!;
-    if (x.type === 'identifier') out.push(x);
-    else stack.push(...x.namedChildren);
   }
   return out;
 }
@@ -630,7 +707,7 @@ function hasMultilineString(nodes: SyntaxNode[]): boolean {
 }
 
 /** What the fast path leaves out: names the original statements assign and later code reads. */
-type Escape = { names: string[]; cond: string } | string | undefined;
+type Escape = { names: string[]; cond: string; edits?: Edit[] } | string | undefined;
 
 /**
  * Names the original statements assign that the fast path does not, but later code reads. When
@@ -638,8 +715,9 @@ type Escape = { names: string[]; cond: string } | string | undefined;
  * the rewrite is still possible: it runs only when that condition is false, and the name is set
  * to None on the fast path. Otherwise the reason it is not possible.
  */
-function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block: SyntaxNode, after: number): Escape {
+function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block: SyntaxNode, after: number, rule: string): Escape {
   const assigned = new Set<string>();
+  const edits: Edit[] = [];
   const collect = (n: SyntaxNode) => {
     if (n.type === 'assignment' || n.type === 'augmented_assignment') {
       const left = n.childForFieldName('left');
@@ -681,12 +759,17 @@ function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block:
     const why = `'${name}' is computed by the original statements and read later; the fast path does not compute it`;
     const reads = identifierNodes(fn ?? f.root).filter((n) => n.text === name && n.startIndex >= after && n.endIndex <= end && !isWrite(n));
     if (!reads.length) continue;
-    for (const r of reads) {
+    const readConds = reads.map((r) => {
       const kill = kills.get(name);
-      const c = kill && r.startIndex >= kill.at ? kill.cond : readCondition(r, fn);
-      if (!c) return why;
-      conds.add(c);
-    }
+      return kill && r.startIndex >= kill.at ? kill.cond : readCondition(r, fn);
+    });
+    if (readConds.some((c) => !c)) {
+      // returned by a helper whose callers want it only under a flag of theirs: they pass it on
+      const flagged = fn ? flagCallers(f, fn, reads, name, rule) : 'not in a method';
+      if (typeof flagged === 'string') return `${why} (${flagged})`;
+      conds.add(flagged.param);
+      edits.push(...flagged.edits);
+    } else for (const c of readConds) conds.add(c!);
     names.push(name);
   }
   if (!names.length) return undefined;
@@ -694,30 +777,16 @@ function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block:
   if (conds.size !== 1) return `${names.map((n) => `'${n}'`).join(', ')} read later under different conditions; the fast path does not compute them`;
   // the condition must mean the same at the rewrite and at the read
   if (new RegExp(`(^|[^\\w.])${cond}\\s*(=[^=]|\\+=|-=)`).test(rest)) return `'${cond}' is reassigned after the rewritten statements`;
-  return { names, cond };
-}
-
-/** The plain-name condition a read is under: `x if COND else y` (read in x), `if COND:` (read in
- *  its body, no elif/else taken for it). Undefined when the read is unconditional. */
-function readCondition(read: SyntaxNode, fn: SyntaxNode | null): string | undefined {
-  const simple = (c: SyntaxNode | null | undefined) => (c && c.type === 'identifier' ? c.text : undefined);
-  for (let n: SyntaxNode = read; n.parent && n !== fn; n = n.parent) {
-    const p = n.parent;
-    if (p.type === 'conditional_expression') {
-      const [then] = p.namedChildren;
-      if (then.startIndex <= read.startIndex && read.endIndex <= then.endIndex) return simple(p.namedChildren[1]);
-      return undefined;
-    }
-    if (p.type === 'if_statement') {
-      const body = p.childForFieldName('consequence');
-      if (body && body.startIndex <= read.startIndex && read.endIndex <= body.endIndex) return simple(p.childForFieldName('condition'));
-      return undefined;
-    }
-  }
-  return undefined;
+  return { names, cond, ...(edits.length ? { edits } : {}) };
 }
 
 // ---- template rendering ---------------------------------------------------------------------
+
+/** A template transposing a value the code already transposed (`{kt}.transpose(-2, -1)` with
+ *  `kt` written `k.transpose(-1, -2)`) gives two swaps of the same dimensions: the value itself. */
+function undoubleTranspose(text: string): string {
+  return text.replace(/\.transpose\((-2|-1), (-2|-1)\)\.transpose\((-2|-1), (-2|-1)\)/g, (m, a, b, c, d) => (a !== b && c !== d ? '' : m));
+}
 
 /** Fills `{name}`, `{name.module}`, `{name.<kw>}` placeholders with source text. */
 class Render {
@@ -731,13 +800,29 @@ class Render {
   hoisted: SyntaxNode[] = [];
   /** The matched statements, where a result inside one may be given a name of its own. */
   statements: SyntaxNode[] = [];
+  /** The statements between the first and last matched one that stay in place. */
+  region: SyntaxNode[] = [];
+  /** Statements of a taken branch that the fast path runs before the kernel call: what they
+   *  assign is read by its name. */
+  readonly runFirst: SyntaxNode[] = [];
   /** Results named that way: their statement is repeated on the fast path around the name. */
   readonly spilled: { name: string; node: SyntaxNode; stmt: SyntaxNode }[] = [];
-  constructor(private readonly f: SynthFile, private readonly s: Site, private readonly res: SiteResult) {}
+  /** Metavariable → the pattern lines that mention it. */
+  private readonly metaLines = new Map<string, string[]>();
+  constructor(private readonly f: SynthFile, private readonly s: Site, private readonly res: SiteResult, rule?: Rule) {
+    const visit = (v: PatVal | undefined, line: string) => {
+      if (v?.k === 'meta') this.metaLines.set(v.name, [...(this.metaLines.get(v.name) ?? []), line]);
+      if (v?.k === 'tuple') v.items.forEach((x) => visit(x, line));
+    };
+    for (const p of rule?.pattern ?? []) for (const a of [...p.args, ...(p.ctor ?? []), ...(p.alts ?? []).flatMap((x) => x.args)]) visit(a.val, p.name);
+  }
 
-  /** An optional line that is absent, or a name the pattern never bound. */
+  /** An optional line that is absent, or a name the pattern never bound, or a metavariable
+   *  bound only by lines in a branch the fast path does not take. */
   private unbound(name: string): boolean {
-    return this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined);
+    if (this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined)) return true;
+    const lines = this.metaLines.get(name);
+    return this.s.ops[name] === undefined && !!lines?.length && lines.every((l) => this.notTaken.has(l));
   }
 
   /** A node inside a statement moved ahead of the guard. */
@@ -746,6 +831,10 @@ class Render {
   }
 
   fill(tpl: string): string {
+    return undoubleTranspose(this.fillPlaceholders(tpl));
+  }
+
+  private fillPlaceholders(tpl: string): string {
     // `{?name:text}`: text when the pattern bound name, nothing when it did not
     tpl = tpl.replace(/\{\?([A-Za-z_]\w*):([^}]*)\}/g, (_m, name: string, text: string) => (this.unbound(name) ? '' : text));
     // `{,kw=name}`: `, kw=<value of name>` when the pattern bound name, nothing when it did not;
@@ -1043,11 +1132,19 @@ class Render {
         }
         const node = nodeOfSpan(this.f, def.span);
         if (!node) return undefined;
+        const first = this.runFirst.findIndex((r) => node.startIndex >= r.startIndex && node.endIndex <= r.endIndex);
+        if (first >= 0) {
+          // assigned by a statement the fast path runs first: by its name, unless a later one
+          // of those reassigns it
+          const v = this.assignedName(def);
+          if (!v || !/^[A-Za-z_]\w*$/.test(v) || this.runFirst.slice(first + 1).some((r) => writesOf([r]).has(v))) return undefined;
+          return v;
+        }
         if (this.range && !this.inHoisted(node) && node.startIndex >= this.range[0] && node.endIndex <= this.range[1]) {
           // a helper's call, or an operand calling a module (`self.qn(q)`: a BatchNorm's running
           // statistics, a dropout's draw), written out again: each must run once
           if (found?.via?.length || callsModule(node.text)) this.calls.add(node.text);
-          return node.text;
+          return this.writtenOut(node);
         }
         const v = this.assignedName(def);
         // the variable may have been reassigned since: then an alias may still hold the value
@@ -1059,6 +1156,30 @@ class Render {
       }
       default: return undefined;
     }
+  }
+
+  /** An operand inside the replaced statements written out again on the fast path: it may not
+   *  read what the statements before it compute (the fast path does not run them), except the
+   *  dtype or device of scores, read off the query instead (GPT-2's
+   *  `torch.full([], d ** 0.5, dtype=attn_weights.dtype)`). */
+  private writtenOut(node: SyntaxNode): string | undefined {
+    const at = this.region.findIndex((k) => k.startIndex <= node.startIndex && node.endIndex <= k.endIndex);
+    const prior = (at < 0 ? [] : this.region.slice(0, at)).filter((k) => !this.runFirst.some((r) => r.startIndex >= k.startIndex && r.endIndex <= k.endIndex));
+    const written = writesOf(prior);
+    const offending = identifierNodes(node).filter((n) => written.has(n.text) && !isAttributeName(n));
+    if (!offending.length) return node.text;
+    const subs = deviceReads(node, prior) ?? new Map<SyntaxNode, string>();
+    const covered = (n: SyntaxNode) => [...subs.keys()].some((r) => n.startIndex >= r.startIndex && n.endIndex <= r.endIndex);
+    const stale = offending.find((n) => !covered(n));
+    if (stale) {
+      this.failure ??= `'${stale.text}' read at line ${lineOf(this.f, stale)} is computed by the original statements, which the fast path does not run`;
+      return undefined;
+    }
+    let text = node.text;
+    for (const [r, by] of [...subs].sort((a, b) => b[0].startIndex - a[0].startIndex)) {
+      text = text.slice(0, r.startIndex - node.startIndex) + by + text.slice(r.endIndex - node.startIndex);
+    }
+    return text;
   }
 
   /**

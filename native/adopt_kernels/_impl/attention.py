@@ -53,7 +53,18 @@ def _causal_keep(q_len, k_len, device):
     return torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(diagonal=k_len - q_len)
 
 
-def _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype=None):
+def _fill(scores, fills):
+    """The scores with each ``(replaced, value)`` written in: ``masked_fill``/``where`` as the
+    original applies them, after the scale and before an additive mask."""
+    for replaced, value in fills:
+        if isinstance(value, torch.Tensor):
+            scores = torch.where(replaced, value.to(scores.dtype), scores)
+        else:
+            scores = scores.masked_fill(replaced, value)
+    return scores
+
+
+def _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype=None, fills=()):
     scores = torch.matmul(q, k.transpose(-2, -1))
     if softmax_dtype is not None:
         scores = scores.to(softmax_dtype)
@@ -61,6 +72,7 @@ def _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dty
         scores = scores.float()
     if isinstance(scale, torch.Tensor) or scale != 1.0:
         scores = scores * scale
+    scores = _fill(scores, fills)
     if mask is not None:
         if mask.dtype == torch.bool:
             scores = torch.where(mask, scores, scores.new_tensor(-math.inf))
@@ -69,16 +81,61 @@ def _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dty
     if is_causal:
         keep = _causal_keep(q.size(-2), k.size(-2), q.device)
         scores = torch.where(keep, scores, scores.new_tensor(-math.inf))
-    probs = torch.softmax(scores, dim=-1).to(q.dtype)
+    # in the dtype of the values, as the original must cast them to multiply (GPT-Neo computes
+    # its scores from float32 queries and keys, then casts the probabilities to value.dtype)
+    probs = torch.softmax(scores, dim=-1).to(v.dtype)
     if training and dropout_p > 0:
         probs = F.dropout(probs, dropout_p, training=True)
     return torch.matmul(probs, v)
 
 
-def _sdpa_arguments(q, k, v, mask, scale, is_causal):
+def _fill_number(value):
+    if isinstance(value, torch.Tensor):
+        return float(value.item()) if value.numel() == 1 else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _fills_as_mask(q, mask, fills):
+    """``mask`` with the fills folded in, so that adding it to the unfilled scores gives what
+    filling then adding gives; None where that cannot be made exact.
+
+    A fill of -inf is a boolean "keep" mask. A fill no larger than -1e30 is an additive one in
+    float32/bfloat16: a score is below half a unit in the last place of such a number, so
+    ``score + fill`` rounds to ``fill``, fully masked rows included (they stay uniform).
+    Any other fill (float16's -65504, -1e4) is left to the eager path."""
+    for replaced, value in fills:
+        v = _fill_number(value)
+        if v is None:
+            return None
+        if v == -math.inf:
+            keep = ~replaced
+            if mask is None:
+                mask = keep
+            elif mask.dtype == torch.bool:
+                mask = mask & keep
+            else:
+                mask = torch.where(replaced, mask.new_tensor(-math.inf), mask)
+        elif v <= -1e30 and q.dtype in (torch.float32, torch.bfloat16) and v >= torch.finfo(q.dtype).min:
+            added = torch.zeros(replaced.shape, dtype=q.dtype, device=q.device).masked_fill(replaced, v)
+            if mask is None:
+                mask = added
+            elif mask.dtype == torch.bool:
+                mask = torch.where(mask, added, added.new_tensor(-math.inf))
+            else:
+                mask = added + mask
+        else:
+            return None
+    return mask
+
+
+def _sdpa_arguments(q, k, v, mask, scale, is_causal, fills=()):
     """Keyword arguments making SDPA compute :func:`_reference`, or None if it cannot."""
     if _sdpa is None:
         return None
+    if fills:
+        mask = _fills_as_mask(q, mask, fills)
+        if mask is None:
+            return None
     if not (q.dtype == k.dtype == v.dtype and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
         return None
     kwargs = {}
@@ -121,6 +178,10 @@ def attention(
     mask_heads=None,
     mask_added=False,
     softmax_dtype=None,
+    keep=None,
+    keep_fill=None,
+    fill_mask=None,
+    fill_value=None,
 ):
     """Replaces ``softmax(q @ k.transpose(-2, -1) * scale + mask, dim=-1)``, dropout, ``@ v``.
 
@@ -134,9 +195,19 @@ def attention(
     ``training`` and is drawn with ``F.dropout`` on the probabilities, as eager code does; the
     fused SDPA kernel is used whenever no dropout is applied.
 
+    ``keep``/``keep_fill`` replace ``torch.where(keep, scores, keep_fill)`` and
+    ``fill_mask``/``fill_value`` replace ``scores.masked_fill(fill_mask, fill_value)``, in that
+    order, on the scaled scores before ``mask`` is added (a causal buffer, as GPT-2 and nanoGPT
+    write it).
+
     One known difference: a query row whose boolean mask is all False gives NaN in eager code
     (and on the reference path) but zeros from SDPA on torch >= 2.5.
     """
+    fills = []
+    if keep is not None:
+        fills.append((~keep.bool(), keep_fill))
+    if fill_mask is not None:
+        fills.append((fill_mask.bool(), fill_value))
     if mask is not None and not isinstance(mask, torch.Tensor):
         # a number added to every score (`scores + 0.5`)
         mask = torch.as_tensor(mask, dtype=q.dtype, device=q.device)
@@ -148,17 +219,20 @@ def attention(
         heads = int(mask_heads)
         if k.dim() == v.dim() == 3 and k.size(0) == v.size(0) == q.size(0):
             four = [t.reshape(t.size(0) // heads, heads, t.size(1), t.size(2)) for t in (q, k, v)]
-            out = attention(*four, mask=mask, scale=scale, dropout_p=dropout_p, training=training, is_causal=is_causal)
-            return out.reshape(q.size(0), q.size(1), v.size(2))
-        # keys or values shared across the batch: the eager computation, view for view
+            if not fills:
+                out = attention(*four, mask=mask, scale=scale, dropout_p=dropout_p, training=training, is_causal=is_causal)
+                return out.reshape(q.size(0), q.size(1), v.size(2))
+        # keys or values shared across the batch, or fills on the 3-D scores: the eager
+        # computation, view for view
         scores = torch.matmul(q, k.transpose(-2, -1))
         if scale is not None:
             scores = scores * scale
         else:
             scores = scores / math.sqrt(q.size(-1))
+        scores = _fill(scores, fills)
         if mask is not None:
             scores = (scores.view(q.size(0) // heads, heads, scores.size(1), scores.size(2)) + mask).view(scores.shape)
-        probs = torch.softmax(scores, dim=-1)
+        probs = torch.softmax(scores, dim=-1).to(v.dtype)
         if training and dropout_p > 0:
             probs = F.dropout(probs, dropout_p, training=True)
         return torch.matmul(probs, v)
@@ -171,13 +245,13 @@ def attention(
             q = q * scale.to(q.dtype)
             scale = 1.0
         else:
-            return _reference(q, k, v, mask, scale, dropout_p, training, is_causal)
+            return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, fills=fills)
     if softmax_dtype is not None and softmax_dtype != q.dtype and q.dtype not in _LOW_PRECISION:
         # `softmax(scores, dtype=torch.float32)` on float64 scores rounds them to float32 first
-        return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype)
+        return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype, fills=fills)
     applies_dropout = training and dropout_p > 0
     if enabled("attention") and not applies_dropout:
-        kwargs = _sdpa_arguments(q, k, v, mask, scale, is_causal)
+        kwargs = _sdpa_arguments(q, k, v, mask, scale, is_causal, fills)
         if kwargs is not None:
             return _sdpa(q, k, v, **kwargs)
-    return _reference(q, k, v, mask, scale, dropout_p, training, is_causal)
+    return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, fills=fills)
