@@ -353,6 +353,11 @@ describe('adopt rewrite: bad input', () => {
     expect(j.sites.map((x: { rule: string; lines: number[] }) => [x.rule, x.lines])).toEqual([['ok', [5, 6]]]);
   });
 
+  it('none_means_absent must name a metavariable of the pattern', () => {
+    const dir = tempProject({ 'n.rule': 'rule n\n  match\n    y = softmax($x, ...)\n  rewrite expr y\n    none_means_absent $mask\n    "fast({x})"\n' });
+    expect(adopt(['rules', 'check', join(dir, 'n.rule')]).stderr).toMatch(/n\.rule:4:1: error: none_means_absent names \$mask, which the pattern does not bind/);
+  });
+
   it('a rule that matches nothing: exit 0, nothing changed', () => {
     const dir = tempProject({ 'none.rule': 'rule none\n  match\n    y = logsumexp($x, ...)\n', 'm.py': model });
     const r = adopt(['rewrite', '--rules', join(dir, 'none.rule'), join(dir, 'm.py')]);

@@ -347,6 +347,42 @@ describe('rewrites that must stay exact', () => {
   });
 });
 
+describe('a mask added only when given', () => {
+  const MASK_WHEN_GIVEN = attn(`    def forward(self, x, mask=None):
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        if mask is not None:
+            scores = scores + mask
+        probs = scores.softmax(dim=-1)
+        ctx = torch.matmul(probs, v)
+        return ctx.transpose(1, 2).reshape(b, t, c)
+`);
+
+  it('needs no guard on the branch (the kernel takes mask=None as no mask) and verifies without a mask', () => {
+    const { sites, verify } = rewriteAttn(MASK_WHEN_GIVEN);
+    expect(sites[0].decision).toBe('rewritten');
+    const dir = tempProject({ 'm.py': MASK_WHEN_GIVEN });
+    const text = runRewrite([join(dir, 'm.py')], { rules: 'attention' }).files[0].rewritten;
+    const guard = text.split('\n').find((l) => l.includes("_adopt.enabled('attention')"))!;
+    expect(guard).not.toContain('mask is not None');
+    expect(text).toContain('mask=mask,');
+    const v = verify();
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.result).toMatchObject({ verified: true });
+  });
+
+  it('keeps the guard when the branch does more than add the mask', () => {
+    const src = MASK_WHEN_GIVEN.replace('            scores = scores + mask\n', '            scores = scores + mask\n            t = t + 0\n');
+    const dir = tempProject({ 'm.py': src });
+    const run = runRewrite([join(dir, 'm.py')], { rules: 'attention' });
+    const text = run.files[0].rewritten;
+    expect(run.sites[0].decision).toBe('rewritten');
+    const guard = text.split('\n').find((l) => l.includes("_adopt.enabled('attention')"))!;
+    expect(guard).toMatch(/^\s*if \(mask is not None\) and /);
+  });
+});
+
 describe('the order of random draws', () => {
   it('a submodule call is not moved before a dropout that ran ahead of it', () => {
     const src = attn(`    def forward(self, x):

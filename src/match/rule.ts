@@ -43,6 +43,9 @@ export interface Rewrite {
   imports: string[];
   binds: [string, string][];
   code: string[];
+  /** Metavariables whose value None makes the kernel call what it is with the lines binding
+   *  them absent: `if x is not None: <those lines>` then needs no guard. */
+  noneAbsent: string[];
   line: number;
 }
 
@@ -149,6 +152,7 @@ function validate(r: Rule, _pos: (i: number) => { line: number; col: number }): 
       if (!known(m[1])) fail(r.file, rw.line, 1, `${what} uses {${m[1]}${m[2] ?? ''}}, but '${m[1]}' is not bound by the pattern (unbound metavariable)`);
     }
   };
+  for (const m of rw.noneAbsent) if (!metas.has(m)) fail(r.file, rw.line, 1, `none_means_absent names $${m}, which the pattern does not bind`);
   rw.guards.forEach((g) => check(g, 'guard'));
   rw.code.forEach((c) => check(c, 'rewrite'));
   rw.binds.forEach(([, t]) => check(t, 'bind'));
@@ -263,12 +267,13 @@ function addSemantics(s: ohm.Semantics): void {
     CArg_ref(n) { return { k: 'ref', name: n.sourceString }; },
     Rewrite(_k, kind, _i, lines, _d) {
       const k = kind.rule() as { kind: Rewrite['kind']; target?: string };
-      const rw: Rewrite = { kind: k.kind, target: k.target, guards: [], imports: [], binds: [], code: [], line: lineCol(this as unknown as N).line };
+      const rw: Rewrite = { kind: k.kind, target: k.target, guards: [], imports: [], binds: [], code: [], noneAbsent: [], line: lineCol(this as unknown as N).line };
       for (const l of lines.children) {
         const v = l.rule() as { kind: string; value: string; name?: string };
         if (v.kind === 'guard') rw.guards.push(v.value);
         else if (v.kind === 'import') rw.imports.push(v.value);
         else if (v.kind === 'bind') rw.binds.push([v.name!, v.value]);
+        else if (v.kind === 'noneAbsent') rw.noneAbsent.push(v.value);
         else rw.code.push(v.value);
       }
       return { kind: 'rewrite', value: rw };
@@ -276,6 +281,7 @@ function addSemantics(s: ohm.Semantics): void {
     RewriteKind_expr(_k, t) { return { kind: 'expr', target: t.sourceString }; },
     RewriteKind_stmts(_k) { return { kind: 'stmts' }; },
     RewriteKind_init(_k, t) { return { kind: 'init', target: t.sourceString }; },
+    RewriteLine_noneAbsent(_k, _d, n) { return { kind: 'noneAbsent', value: n.sourceString }; },
     RewriteLine_guard(_k, s) { return { kind: 'guard', value: s.ir() }; },
     RewriteLine_import(_k, s) { return { kind: 'import', value: s.ir() }; },
     RewriteLine_bind(_k, n, _eq, s) { return { kind: 'bind', name: n.sourceString, value: s.ir() }; },

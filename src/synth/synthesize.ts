@@ -163,13 +163,14 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, others: Sp
     return guards.join(' and ') || 'True';
   };
   if (rw.kind === 'stmts') {
-    const planned = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], others);
+    const noneGroups = rw.noneAbsent.map((meta) => ({ meta, lines: linesWithMeta(rule, meta) }));
+    const planned = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], others, { noneGroups });
     if (typeof planned !== 'string') return planned;
     // covering less and guarding more: optional lines under an `if` are left to the original
     // code (the fast path runs when the branch is not taken), as when the kernel does not cover them
     const optional = new Set(rule.pattern.filter((p) => p.optional).map((p) => p.name));
     ctx = new Render(f, s, res, rule);
-    const narrower = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], others, optional);
+    const narrower = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], others, { leftOut: optional, noneGroups });
     return typeof narrower === 'string' ? planned : narrower;
   }
   if (rw.kind === 'expr') {
@@ -255,7 +256,41 @@ function planSequential(s: Site, rule: Rule, res: SiteResult, nodes: SyntaxNode[
   };
 }
 
-function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () => string | undefined, ctx: Render, nodes: SyntaxNode[], others: Span[] = [], leftOut = new Set<string>()): Edit | string {
+interface StatementOptions {
+  /** Optional lines left to the original code when under an `if` (covering less). */
+  leftOut?: Set<string>;
+  /** Per `none_means_absent $m`: the metavariable and the lines that exist only with it. */
+  noneGroups?: { meta: string; lines: Set<string> }[];
+}
+
+/** `if X is not None:` around matched lines that all belong to a `none_means_absent` group whose
+ *  metavariable is X itself: taken or not, the kernel call with X is right. */
+function noneMeansAbsent(branch: SyntaxNode, inside: string[], s: Site, groups: StatementOptions['noneGroups'] = []): boolean {
+  const m = /^([A-Za-z_]\w*) is not None$/.exec(branch.childForFieldName('condition')?.text ?? '');
+  if (!m || !inside.length) return false;
+  return groups.some((g) => {
+    const b = s.bindings[g.meta];
+    return b?.k === 'name' && b.path === m[1] && inside.every((n) => g.lines.has(n));
+  });
+}
+
+/** The pattern lines that mention `$meta`, with those tied to them by `together`/`needs`. */
+function linesWithMeta(rule: Rule, meta: string): Set<string> {
+  const mentions = (v: PatVal | undefined): boolean => v?.k === 'meta' ? v.name === meta : v?.k === 'tuple' ? v.items.some(mentions) : false;
+  const lines = new Set(rule.pattern.filter((p) => [...p.args, ...(p.alts ?? []).flatMap((a) => a.args)].some((a) => mentions(a.val))).map((p) => p.name));
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const c of rule.where) {
+      if (c.name !== 'together' && c.name !== 'needs') continue;
+      const names = c.args.map((a) => (a.k === 'ref' ? a.name : ''));
+      if (names.some((n) => lines.has(n))) for (const n of names) if (n && !lines.has(n)) { lines.add(n); grew = true; }
+    }
+  }
+  return lines;
+}
+
+function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () => string | undefined, ctx: Render, nodes: SyntaxNode[], others: Span[] = [], opts: StatementOptions = {}): Edit | string {
+  const leftOut = opts.leftOut ?? new Set<string>();
   const stmts = nodes.map((n) => statementOf(n));
   if (stmts.some((x) => !x)) return 'a matched op is not inside a statement';
   // Bring every statement up to one common block.
@@ -317,6 +352,9 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
           extraGuards.push(`not (${k.childForFieldName('condition')!.text})`);
           condAt.push({ cond: k.childForFieldName('condition')!, at: k.startIndex });
           for (const n of inside) ctx.notTaken.add(n);
+        } else if (noneMeansAbsent(k, inside, s, opts.noneGroups) && body.every((b) => matchedHere(b) || isRaiseOnly(b))) {
+          // `if mask is not None: scores = scores + mask`: with the branch not taken the kernel
+          // gets mask=None, which the rule declares the same as the lines being absent
         } else {
           extraGuards.push(`(${k.childForFieldName('condition')!.text})`);
           condAt.push({ cond: k.childForFieldName('condition')!, at: k.startIndex });
