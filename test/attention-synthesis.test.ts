@@ -5,6 +5,16 @@ import { runRewrite } from '../src/cli/rewrite.js';
 import { adopt, repoRoot } from './helpers/cli.js';
 import { tempProject } from './helpers/ir.js';
 
+/** `adopt verify` of one class of a rewritten file: verified, and the fast path ran (or did not). */
+function expectVerified(original: string, rewritten: string, cls: string, fast: boolean, config?: string): void {
+  const r = adopt(['verify', original, rewritten, '--class', cls, '--json', ...(config ? ['--config', config] : [])]);
+  expect(r.code, r.stdout + r.stderr).toBe(0);
+  const c = JSON.parse(r.stdout).classes[0];
+  expect(c).toMatchObject({ status: 'verified' });
+  if (fast) expect(c.fast_path_calls).toBeGreaterThan(0);
+  else expect(c.fast_path_calls).toBe(0);
+}
+
 // BERT's self-attention as transformers writes it: a relative-position branch between the
 // scores and the scaling, the mask under `if`, a head mask under `if`, and the probabilities
 // returned when output_attentions.
@@ -85,13 +95,8 @@ describe('attention rewrites around the code transformers puts in between', () =
     const dir = tempProject({ 'a.py': src });
     const out = join(dir, 'a_rw.py');
     expect(adopt(['rewrite', join(dir, 'a.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
-    const r = adopt(['verify', join(dir, 'a.py'), out, '--class', 'SelfAttention', '--json']);
-    expect(r.code, r.stdout + r.stderr).toBe(0);
-    const j = JSON.parse(r.stdout);
-    expect(j.classes[0]).toMatchObject({ status: 'verified' });
-    expect(j.classes[0].fast_path_calls).toBeGreaterThan(0);
-    const rel = adopt(['verify', join(dir, 'a.py'), out, '--class', 'SelfAttention', '--config', '{"position_embedding_type": "relative_key"}', '--json']);
-    expect(JSON.parse(rel.stdout).classes[0]).toMatchObject({ status: 'verified', fast_path_calls: 0 });
+    expectVerified(join(dir, 'a.py'), out, 'SelfAttention', true);
+    expectVerified(join(dir, 'a.py'), out, 'SelfAttention', false, '{"position_embedding_type": "relative_key"}');
   });
 
   it('runs other assignments of the mask branch on the fast path too (a reshaped mask), and verifies in torch', () => {
@@ -325,13 +330,8 @@ describe('attention in a helper that always returns its probabilities (GPT-2)', 
     // the mask value and the scale read the scores' dtype and device off the query and key
     expect(text).not.toMatch(/_adopt\.attention\([^\n]*attn_weights\.dtype/);
     expect(text).toMatch(/keep=causal_mask, keep_fill=mask_value\)/);
-    const r = adopt(['verify', join(dir, 'a.py'), out, '--class', 'CausalSelfAttention', '--json']);
-    expect(r.code, r.stdout + r.stderr).toBe(0);
-    const j = JSON.parse(r.stdout);
-    expect(j.classes[0]).toMatchObject({ status: 'verified' });
-    expect(j.classes[0].fast_path_calls).toBeGreaterThan(0);
-    const cross = adopt(['verify', join(dir, 'a.py'), out, '--class', 'CausalSelfAttention', '--config', '{"is_cross_attention": true}', '--json']);
-    expect(JSON.parse(cross.stdout).classes[0]).toMatchObject({ status: 'verified', fast_path_calls: 0 });
+    expectVerified(join(dir, 'a.py'), out, 'CausalSelfAttention', true);
+    expectVerified(join(dir, 'a.py'), out, 'CausalSelfAttention', false, '{"is_cross_attention": true}');
   }, 120_000);
 
   it('is not rewritten when a subclass overrides the helper, or when the caller always reads the probabilities', () => {
@@ -364,11 +364,7 @@ describe('attention with a causal buffer filled by masked_fill (nanoGPT)', () =>
     const out = join(dir, 'rw.py');
     expect(adopt(['rewrite', src, '--rules', 'attention', '-o', out]).code).toBe(0);
     expect(readFileSync(out, 'utf8')).toContain('fill_mask=self.bias[:, :, :T, :T] == 0, fill_value=float("-inf"))');
-    const r = adopt(['verify', src, out, '--class', 'CausalSelfAttention', '--json']);
-    expect(r.code, r.stdout + r.stderr).toBe(0);
-    const j = JSON.parse(r.stdout);
-    expect(j.classes[0]).toMatchObject({ status: 'verified' });
-    expect(j.classes[0].fast_path_calls).toBeGreaterThan(0);
+    expectVerified(src, out, 'CausalSelfAttention', true);
   }, 120_000);
 });
 
