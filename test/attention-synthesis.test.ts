@@ -357,6 +357,53 @@ describe('attention in a helper that always returns its probabilities (GPT-2)', 
   });
 });
 
+describe('a padding mask expanded to the scores\' shape between the scores and their fill (DistilBERT)', () => {
+  const src = `import math
+
+import torch
+from torch import nn
+
+
+class MultiHeadSelfAttention(nn.Module):
+    def __init__(self, dim=32, n_heads=4):
+        super().__init__()
+        self.n_heads, self.dim = n_heads, dim
+        self.q_lin, self.k_lin, self.v_lin = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(0.1)
+
+    def forward(self, x, mask=None):
+        bs, q_length, dim = x.size()
+        if mask is None:
+            mask = torch.ones(bs, q_length)
+            mask[-1, -1] = 0
+        dim_per_head = self.dim // self.n_heads
+        mask_reshp = (bs, 1, 1, q_length)
+
+        def shape(t):
+            return t.view(bs, -1, self.n_heads, dim_per_head).transpose(1, 2)
+
+        q, k, v = shape(self.q_lin(x)), shape(self.k_lin(x)), shape(self.v_lin(x))
+        q = q / math.sqrt(dim_per_head)
+        scores = torch.matmul(q, k.transpose(2, 3))
+        mask = (mask == 0).view(mask_reshp).expand_as(scores)
+        scores = scores.masked_fill(mask, torch.tensor(torch.finfo(scores.dtype).min))
+        weights = nn.functional.softmax(scores, dim=-1)
+        weights = self.dropout(weights)
+        context = torch.matmul(weights, v)
+        return context.transpose(1, 2).reshape(bs, -1, self.dim)
+`;
+
+  it('runs the expansion first, to the shape the operands give, and verifies in torch', () => {
+    const dir = tempProject({ 'd.py': src });
+    const out = join(dir, 'd_rw.py');
+    expect(adopt(['rewrite', join(dir, 'd.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
+    const text = readFileSync(out, 'utf8');
+    expect(text).toContain('mask = (mask == 0).view(mask_reshp).expand(torch.broadcast_shapes(q.shape[:-2], k.transpose(2, 3).shape[:-2]) + (q.shape[-2], k.transpose(2, 3).shape[-1]))');
+    expect(text).toMatch(/fill_mask=mask, fill_value=torch\.tensor\(torch\.finfo\(torch\.matmul\(q\[\.\.\., :1, :\], /);
+    expectVerified(join(dir, 'd.py'), out, 'MultiHeadSelfAttention', true);
+  });
+});
+
 describe('attention with a causal buffer filled by masked_fill (nanoGPT)', () => {
   it('passes the fill to the kernel and verifies in torch', () => {
     const dir = tempProject({});

@@ -606,9 +606,19 @@ function deviceReads(stmt: SyntaxNode, before: SyntaxNode[]): Map<SyntaxNode, st
   for (const n of identifierNodes(stmt)) {
     const src = sources.get(n.text);
     const p = n.parent;
+    if (!src || [src.a, src.b].some((x) => beforeWrites.has(x.split('.')[0]))) continue;
+    // `m.expand_as(scores)`: expanded to the product's shape, computed from the operands' shapes
+    const call = p?.type === 'argument_list' && p.namedChildren.length === 1 ? p.parent : null;
+    const fn = call?.type === 'call' ? call.childForFieldName('function') : null;
+    if (fn?.type === 'attribute' && fn.childForFieldName('attribute')?.text === 'expand_as' && !src.bmm) {
+      const target = fn.childForFieldName('object')!;
+      if (identifierNodes(target).some((x) => beforeWrites.has(x.text))) continue;
+      out.set(call!, `${target.text}.expand(torch.broadcast_shapes(${src.a}.shape[:-2], ${src.b}.shape[:-2]) + (${src.a}.shape[-2], ${src.b}.shape[-1]))`);
+      continue;
+    }
     const obj = p?.type === 'attribute' ? p.childForFieldName('object') : null;
     const attr = obj && obj.startIndex === n.startIndex && obj.endIndex === n.endIndex ? p!.childForFieldName('attribute')?.text : undefined;
-    if (!src || [src.a, src.b].some((x) => beforeWrites.has(x.split('.')[0])) || (attr !== 'device' && attr !== 'dtype')) continue;
+    if (attr !== 'device' && attr !== 'dtype') continue;
     // the device is the operands'; the dtype is what a one-element product of the same operands
     // gives under the same autocast state
     out.set(p!, attr === 'device' ? `${src.a}.device` : `torch.${src.bmm ? 'bmm' : 'matmul'}(${src.a}[..., :1, :], ${src.b}[..., :, :1]).dtype`);

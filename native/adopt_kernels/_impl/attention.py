@@ -57,9 +57,10 @@ def _fill(scores, fills):
     """The scores with each ``(replaced, value)`` written in: ``masked_fill``/``where`` as the
     original applies them, after the scale and before an additive mask."""
     for replaced, value in fills:
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
             scores = torch.where(replaced, value.to(scores.dtype), scores)
         else:
+            # a number or a 0-d tensor, which may live on the CPU as the original's may
             scores = scores.masked_fill(replaced, value)
     return scores
 
