@@ -281,3 +281,27 @@ describe('configuration defaults and fused library calls', () => {
     expect(ops.some((o) => o.callee === 'baddbmm')).toBe(false);
   });
 });
+
+describe('in-place tensor methods', () => {
+  it('rebind the name they change: later reads see the op, not the value before it', () => {
+    const dir = tempProject({
+      'm.py': [
+        'import torch',
+        'from torch import nn',
+        '',
+        'class A(nn.Module):',
+        '    def forward(self, q, k, mask):',
+        '        scores = torch.matmul(q, k.transpose(-1, -2))',
+        '        scores.masked_fill_(mask, -1e9)',
+        '        self.cache.clear_()',
+        '        return scores.softmax(dim=-1)',
+        '',
+      ].join('\n'),
+    });
+    const { program } = analyzePaths([join(dir, 'm.py')]);
+    const ops = opsOf(methodOf(moduleOf(program, 'A')).body);
+    const fill = ops.find((o) => o.callee === 'masked_fill_')!;
+    const sm = ops.find((o) => o.callee === 'softmax')!;
+    expect(sm.args[0]).toEqual(ssa(fill));
+  });
+});

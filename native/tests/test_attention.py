@@ -467,3 +467,18 @@ def test_probabilities_take_the_values_dtype(backend):
     out = ak.attention(q, k, v, scale=1.0, keep=causal, keep_fill=fill)
     assert out.dtype == torch.float64
     torch.testing.assert_close(out, eager(q, k, v))
+
+
+def test_cast_before_the_softmax_is_where_the_original_casts(backend):
+    """XLM: float64 scores filled with float64's minimum, then ``softmax(scores.float())``: the
+    cast turns the fill into -inf and the softmax runs in float32."""
+    q, k, v = qkv(2, 2, 4, 5, 6, torch.float64)
+    fill_mask = torch.zeros(2, 1, 4, 5, dtype=torch.bool)
+    fill_mask[..., -1] = True
+    value = torch.finfo(torch.float64).min
+
+    def eager(q, k, v):
+        scores = (q @ k.transpose(-2, -1)).masked_fill(fill_mask, value)
+        return torch.softmax(scores.float(), dim=-1).type_as(scores) @ v
+
+    compare(eager, lambda q, k, v: ak.attention(q, k, v, scale=1.0, cast_dtype=torch.float32, fill_mask=fill_mask, fill_value=value), [q, k, v], dtype=torch.float64, atol=0, rtol=0)

@@ -181,7 +181,15 @@ export class MethodLowerer {
       this.assign(left, v, s);
     } else if (e.type === 'string') {
       // docstring
-    } else this.expr(e);
+    } else {
+      const v = this.expr(e);
+      // `scores.masked_fill_(mask, v)`: an in-place tensor method returns the tensor it changed,
+      // so later reads of the name see the op's result
+      const fn = e.type === 'call' ? field(e, 'function') : null;
+      const obj = fn?.type === 'attribute' ? field(fn, 'object') : null;
+      const m = fn?.type === 'attribute' ? field(fn, 'attribute')?.text ?? '' : '';
+      if (obj?.type === 'identifier' && m.endsWith('_') && !m.startsWith('_') && TENSOR_METHODS.has(m.slice(0, -1)) && v.e.k === 'ssa') this.assign(obj, v, s);
+    }
   }
 
   /** `a, b = (f(t) for t in X.chunk(2, dim=-1))`: as many values as targets, each the body with

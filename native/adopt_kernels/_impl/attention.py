@@ -67,9 +67,7 @@ def _fill(scores, fills):
 
 def _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype=None, fills=()):
     scores = torch.matmul(q, k.transpose(-2, -1))
-    if softmax_dtype is not None:
-        scores = scores.to(softmax_dtype)
-    elif scores.dtype in _LOW_PRECISION:
+    if softmax_dtype is None and scores.dtype in _LOW_PRECISION:
         scores = scores.float()
     if isinstance(scale, torch.Tensor) or scale != 1.0:
         scores = scores * scale
@@ -82,6 +80,9 @@ def _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dty
     if is_causal:
         keep = _causal_keep(q.size(-2), k.size(-2), q.device)
         scores = torch.where(keep, scores, scores.new_tensor(-math.inf))
+    if softmax_dtype is not None:
+        # where the original casts: after the scale, fills and mask, right before the softmax
+        scores = scores.to(softmax_dtype)
     # in the dtype of the values, as the original must cast them to multiply (GPT-Neo computes
     # its scores from float32 queries and keys, then casts the probabilities to value.dtype)
     probs = torch.softmax(scores, dim=-1).to(v.dtype)
@@ -179,6 +180,7 @@ def attention(
     mask_heads=None,
     mask_added=False,
     softmax_dtype=None,
+    cast_dtype=None,
     keep=None,
     keep_fill=None,
     fill_mask=None,
@@ -189,7 +191,9 @@ def attention(
     ``scale`` None means ``1 / sqrt(head_dim)``; it may be a tensor that broadcasts against the
     scores (a learned per-head scale); ``mask`` is additive (float) or boolean with
     True meaning keep (SDPA's convention); ``is_causal`` adds a bottom-right aligned causal
-    mask; ``softmax_dtype`` is the dtype the original's softmax computes in (its ``dtype=``);
+    mask; ``softmax_dtype`` is the dtype the original's softmax computes in (its ``dtype=``),
+    ``cast_dtype`` the dtype the original casts the scores to right before it (XLM's
+    ``softmax(scores.float())``), the first of the two that is given;
     ``mask_added`` says the original adds ``mask`` to the scores (a boolean one then counts
     1 where True, not "keep"); ``mask_heads`` says the inputs are (batch * heads, L, D) and the mask is added to the
     scores viewed as (batch, heads, L, S). Half/bfloat16 scores go through the softmax in float32. Dropout applies only when
@@ -204,6 +208,8 @@ def attention(
     One known difference: a query row whose boolean mask is all False gives NaN in eager code
     (and on the reference path) but zeros from SDPA on torch >= 2.5.
     """
+    if softmax_dtype is None:
+        softmax_dtype = cast_dtype
     fills = []
     if keep is not None:
         fills.append((~keep.bool(), keep_fill))
