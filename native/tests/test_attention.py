@@ -439,18 +439,49 @@ def test_fully_filled_row_matches_eager(fill, backend):
 
 
 def test_fills_with_heads_folded_into_the_batch(backend):
-    """(batch * heads, L, S) scores filled before the mask is added to their 4-D view."""
+    """(batch * heads, L, S) scores filled and masked on their 4-D view."""
     b, h, lq, lk, d = 2, 3, 4, 4, 5
     q, k, v = (torch.randn(b * h, n, d, dtype=torch.float64) for n in (lq, lk, lk))
-    fill_mask = torch.rand(b * h, lq, lk) > 0.7
+    fill_mask = torch.rand(b, h, lq, lk) > 0.7
     mask = additive_mask(b, lq, lk, torch.float64)
 
     def eager(q, k, v):
-        scores = (q @ k.transpose(-2, -1) / math.sqrt(d)).masked_fill(fill_mask, -1e4)
-        scores = (scores.view(b, h, lq, lk) + mask).view(b * h, lq, lk)
+        scores = (q @ k.transpose(-2, -1) / math.sqrt(d)).view(b, h, lq, lk).masked_fill(fill_mask, -1e4)
+        scores = (scores + mask).view(b * h, lq, lk)
         return torch.softmax(scores, dim=-1) @ v
 
     compare(eager, lambda q, k, v: ak.attention(q, k, v, mask, mask_heads=h, fill_mask=fill_mask, fill_value=-1e4), [q, k, v], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shared_bias", [False, True])
+def test_bias_in_the_folded_layout(dtype, shared_bias, backend):
+    """Bloom: ALiBi added through baddbmm to the (batch * heads, L, S) scores, the padding mask
+    filled on their 4-D view with the dtype's minimum, the softmax in float32."""
+    b, h, lq, lk, d = 2, 3, 4, 6, 5
+    q, k, v = (torch.randn(b * h, n, d, dtype=dtype) for n in (lq, lk, lk))
+    alibi = torch.randn(1 if shared_bias else b * h, 1, lk, dtype=dtype)
+    padding = torch.zeros(b, 1, lq, lk, dtype=torch.bool)
+    padding[-1, ..., -1] = True
+    alpha = 1 / math.sqrt(d)
+
+    def eager(q, k, v):
+        scores = alibi.baddbmm(q, k.transpose(-2, -1), beta=1.0, alpha=alpha).view(b, h, lq, lk)
+        scores = torch.masked_fill(scores, padding, torch.finfo(scores.dtype).min)
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(dtype)
+        return torch.bmm(probs.view(b * h, lq, lk), v)
+
+    compare(
+        eager,
+        lambda q, k, v: ak.attention(q, k, v, scale=alpha, bias=alibi, mask_heads=h, fill_mask=padding, fill_value=torch.finfo(dtype).min, softmax_dtype=torch.float32),
+        [q, k, v],
+        dtype=dtype,
+    )
+    name, calls = backend
+    if name == "fake_sdpa":
+        # float32: the bias and the fill fold into one additive mask; float64 computes the
+        # softmax in float32, which only the eager path does
+        assert len(calls) == (1 if dtype == torch.float32 else 0)
 
 
 def test_probabilities_take_the_values_dtype(backend):

@@ -141,6 +141,12 @@ const CHECKS: Record<string, Check> = {
     const present = args.map((a) => !!opOf(a, st));
     return present.every((x) => x === present[0]) ? undefined : `${args.map((a) => (a.k === 'ref' ? a.name : '?')).join(', ')} are not all present`;
   },
+  /** The named optional lines are not both present (scores filled before they are viewed as
+   *  (batch, heads, L, S) for the mask, where the kernel fills that view). */
+  apart(args, st) {
+    const present = args.filter((a) => !!opOf(a, st));
+    return present.length > 1 ? `${present.map((a) => (a.k === 'ref' ? a.name : '?')).join(' and ')} are both present` : undefined;
+  },
   /** The first named optional line is present only with all the others (a reshape only around
    *  a mask add). */
   needs(args, st) {

@@ -69,7 +69,7 @@ export interface Rule {
 }
 
 /** Constraints a rule may use in `where` (implemented in constraints.ts). */
-export const CONSTRAINTS = new Set(['single_use', 'last_dim', 'bias', 'same_scope', 'not_escaping', 'distinct', 'const', 'no_kw', 'vocab_projection', 'halves', 'together', 'needs', 'row_max', 'evens_odds', 'no_pair', 'transposed_by']);
+export const CONSTRAINTS = new Set(['single_use', 'last_dim', 'bias', 'same_scope', 'not_escaping', 'distinct', 'const', 'no_kw', 'vocab_projection', 'halves', 'together', 'needs', 'row_max', 'evens_odds', 'no_pair', 'transposed_by', 'apart']);
 
 let grammar: ohm.Grammar | undefined;
 let semantics: ohm.Semantics | undefined;

@@ -171,7 +171,7 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, others: Sp
     const optional = new Set(rule.pattern.filter((p) => p.optional).map((p) => p.name));
     ctx = new Render(f, s, res, rule);
     const narrower = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], others, { leftOut: optional, noneGroups });
-    return typeof narrower === 'string' ? planned : narrower;
+    return typeof narrower === "string" ? planned : narrower;
   }
   if (rw.kind === 'expr') {
     const target = s.ops[rw.target!];
@@ -352,6 +352,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
           extraGuards.push(`not (${k.childForFieldName('condition')!.text})`);
           condAt.push({ cond: k.childForFieldName('condition')!, at: k.startIndex });
           for (const n of inside) ctx.notTaken.add(n);
+          ctx.skipped.push(k);
         } else if (noneMeansAbsent(k, inside, s, opts.noneGroups) && body.every((b) => matchedHere(b) || isRaiseOnly(b))) {
           // `if mask is not None: scores = scores + mask`: with the branch not taken the kernel
           // gets mask=None, which the rule declares the same as the lines being absent
@@ -586,6 +587,7 @@ function deviceReads(stmt: SyntaxNode, before: SyntaxNode[]): Map<SyntaxNode, st
   for (const b of before) {
     // `x = x / 8.0`, `if scale: x = x / torch.full([], d ** 0.5, ...)`: dtype and device stay x's
     if (keepsTensorKind(b, sources)) continue;
+    const previous = new Map(sources);
     for (const name of writesOf([b])) sources.set(name, null);
     const a = b.type === 'expression_statement' ? b.namedChildren[0] : undefined;
     if (a?.type !== 'assignment' || a.childForFieldName('left')?.type !== 'identifier') continue;
@@ -597,6 +599,21 @@ function deviceReads(stmt: SyntaxNode, before: SyntaxNode[]): Map<SyntaxNode, st
     else if (right?.type === 'call' && /(^|\.)(matmul|bmm)$/.test(right.childForFieldName('function')?.text ?? '')) {
       operands = right.childForFieldName('arguments')?.namedChildren ?? [];
       bmm = /bmm$/.test(right.childForFieldName('function')!.text);
+    } else if (right?.type === 'call' && /(^|\.)baddbmm$/.test(right.childForFieldName('function')?.text ?? '')) {
+      // `alibi.baddbmm(batch1=q, batch2=k, ...)`: the product's dtype and device (baddbmm takes
+      // one dtype for all three)
+      const args = right.childForFieldName('arguments')?.namedChildren ?? [];
+      const kw = (n: string) => args.find((x) => x.type === 'keyword_argument' && x.childForFieldName('name')?.text === n)?.childForFieldName('value');
+      const pos = args.filter((x) => x.type !== 'keyword_argument');
+      const at = right.childForFieldName('function')!.text === 'torch.baddbmm' ? 1 : 0;
+      operands = [kw('batch1') ?? pos[at], kw('batch2') ?? pos[at + 1]];
+      bmm = true;
+    } else if (right?.type === 'call') {
+      // a view or reshape of a product has the product's dtype and device
+      const fn = right.childForFieldName('function');
+      const obj = fn?.type === 'attribute' ? fn.childForFieldName('object') : null;
+      const known = obj?.type === 'identifier' ? previous.get(obj.text) : undefined;
+      if (known && /^(view|reshape|contiguous)$/.test(fn!.childForFieldName('attribute')?.text ?? '')) sources.set(a.childForFieldName('left')!.text, known);
     }
     const plain = (x: SyntaxNode | null | undefined) => !!x && (x.type === 'identifier' || /^[A-Za-z_]\w*(\.transpose\(\s*-?\d+\s*,\s*-?\d+\s*\))?$/.test(x.text));
     if (operands.length === 2 && plain(operands[0]) && plain(operands[1])) sources.set(a.childForFieldName('left')!.text, { a: operands[0]!.text, b: operands[1]!.text, bmm });
@@ -853,6 +870,8 @@ class Render {
   /** Statements of a taken branch that the fast path runs before the kernel call: what they
    *  assign is read by its name. */
   readonly runFirst: SyntaxNode[] = [];
+  /** Branches the guard excludes: on the fast path they have not run. */
+  readonly skipped: SyntaxNode[] = [];
   /** Results named that way: their statement is repeated on the fast path around the name. */
   readonly spilled: { name: string; node: SyntaxNode; stmt: SyntaxNode }[] = [];
   /** Metavariable → the pattern lines that mention it. */
@@ -1176,6 +1195,11 @@ class Render {
             const base = this.expr(x);
             return base === undefined ? undefined : `${base}.transpose(${a.raw ?? a.v}, ${b.raw ?? b.v})`;
           }
+          // `beta * input` of a baddbmm
+          if (def.callee === 'mul' && def.args.length === 2 && !def.kw.length) {
+            const [l, r] = def.args.map((e2) => this.expr(e2));
+            return l === undefined || r === undefined ? undefined : `(${l} * ${r})`;
+          }
           return undefined;
         }
         const node = nodeOfSpan(this.f, def.span);
@@ -1212,7 +1236,7 @@ class Render {
    *  `torch.full([], d ** 0.5, dtype=attn_weights.dtype)`). */
   private writtenOut(node: SyntaxNode): string | undefined {
     const at = this.region.findIndex((k) => k.startIndex <= node.startIndex && node.endIndex <= k.endIndex);
-    const prior = (at < 0 ? [] : this.region.slice(0, at)).filter((k) => !this.runFirst.some((r) => r.startIndex >= k.startIndex && r.endIndex <= k.endIndex));
+    const prior = (at < 0 ? [] : this.region.slice(0, at)).filter((k) => !this.runFirst.some((r) => r.startIndex >= k.startIndex && r.endIndex <= k.endIndex) && !this.skipped.includes(k));
     const written = writesOf(prior);
     const offending = identifierNodes(node).filter((n) => written.has(n.text) && !isAttributeName(n));
     if (!offending.length) return node.text;

@@ -65,12 +65,14 @@ def _fill(scores, fills):
     return scores
 
 
-def _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype=None, fills=()):
+def _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype=None, fills=(), bias=None):
     scores = torch.matmul(q, k.transpose(-2, -1))
     if softmax_dtype is None and scores.dtype in _LOW_PRECISION:
         scores = scores.float()
     if isinstance(scale, torch.Tensor) or scale != 1.0:
         scores = scores * scale
+    if bias is not None:
+        scores = scores + bias
     scores = _fill(scores, fills)
     if mask is not None:
         if mask.dtype == torch.bool:
@@ -130,7 +132,7 @@ def _fills_as_mask(q, mask, fills):
     return mask
 
 
-def _sdpa_arguments(q, k, v, mask, scale, is_causal, fills=()):
+def _sdpa_arguments(q, k, v, mask, scale, is_causal, fills=(), bias=None):
     """Keyword arguments making SDPA compute :func:`_reference`, or None if it cannot."""
     if _sdpa is None:
         return None
@@ -138,6 +140,17 @@ def _sdpa_arguments(q, k, v, mask, scale, is_causal, fills=()):
         mask = _fills_as_mask(q, mask, fills)
         if mask is None:
             return None
+    if bias is not None:
+        # added before the fills, which the mask now holds: a score plus its bias is what a fill
+        # of -inf or of float32's minimum replaces or absorbs, as it was without the bias
+        if bias.dtype != q.dtype:
+            return None
+        if mask is None:
+            mask = bias
+        elif mask.dtype == torch.bool:
+            mask = torch.where(mask, bias, bias.new_tensor(-math.inf))
+        else:
+            mask = bias + mask
     if not (q.dtype == k.dtype == v.dtype and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
         return None
     kwargs = {}
@@ -181,6 +194,7 @@ def attention(
     mask_added=False,
     softmax_dtype=None,
     cast_dtype=None,
+    bias=None,
     keep=None,
     keep_fill=None,
     fill_mask=None,
@@ -200,7 +214,8 @@ def attention(
     ``training`` and is drawn with ``F.dropout`` on the probabilities, as eager code does; the
     fused SDPA kernel is used whenever no dropout is applied.
 
-    ``keep``/``keep_fill`` replace ``torch.where(keep, scores, keep_fill)`` and
+    ``bias`` is added to the scaled scores before anything else (Bloom's ALiBi, GPT-NeoX's
+    ``baddbmm`` input); ``keep``/``keep_fill`` replace ``torch.where(keep, scores, keep_fill)`` and
     ``fill_mask``/``fill_value`` replace ``scores.masked_fill(fill_mask, fill_value)``, in that
     order, on the scaled scores before ``mask`` is added (a causal buffer, as GPT-2 and nanoGPT
     write it).
@@ -221,24 +236,39 @@ def attention(
     if mask_added and mask is not None and mask.dtype == torch.bool:
         # the original adds the mask to the scores: True counts 1, as eager promotion does
         mask = mask.to(q.dtype)
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        bias = torch.as_tensor(bias, dtype=q.dtype, device=q.device)
     if mask_heads is not None and q.dim() == 3:
-        # (batch * heads, L, D) with the mask added to the scores' (batch, heads, L, S) view
+        # (batch * heads, L, D): a bias is added to the scores in that layout (Bloom's ALiBi),
+        # the fills and the mask to their (batch, heads, L, S) view
         heads = int(mask_heads)
-        if k.dim() == v.dim() == 3 and k.size(0) == v.size(0) == q.size(0):
-            four = [t.reshape(t.size(0) // heads, heads, t.size(1), t.size(2)) for t in (q, k, v)]
-            if not fills:
-                out = attention(*four, mask=mask, scale=scale, dropout_p=dropout_p, training=training, is_causal=is_causal)
-                return out.reshape(q.size(0), q.size(1), v.size(2))
-        # keys or values shared across the batch, or fills on the 3-D scores: the eager
-        # computation, view for view
+        batch = q.size(0) // heads
+        flat_bias = bias is None or (bias.dim() == 3 and bias.size(0) in (1, q.size(0)))
+        # values may already be (batch, heads, S, D): the probabilities' 4-D view multiplies them
+        # (GPT-NeoX), and the output keeps that layout
+        v4 = v if v.dim() == 4 and tuple(v.shape[:2]) == (batch, heads) else v.reshape(batch, heads, v.size(1), v.size(2)) if v.dim() == 3 and v.size(0) == q.size(0) else None
+        if k.dim() == 3 and k.size(0) == q.size(0) and v4 is not None and flat_bias:
+            q4, k4 = (t.reshape(batch, heads, t.size(1), t.size(2)) for t in (q, k))
+            bias4 = None if bias is None else bias.expand(q.size(0), bias.size(1), bias.size(2)).reshape(batch, heads, bias.size(1), bias.size(2))
+            out = attention(
+                q4, k4, v4, mask=mask, scale=scale, dropout_p=dropout_p, training=training, is_causal=is_causal,
+                softmax_dtype=softmax_dtype, bias=bias4, keep=keep, keep_fill=keep_fill, fill_mask=fill_mask, fill_value=fill_value,
+            )
+            return out if v.dim() == 4 else out.reshape(q.size(0), q.size(1), v.size(2))
+        # keys or values shared across the batch: the eager computation, view for view
         scores = torch.matmul(q, k.transpose(-2, -1))
-        if scale is not None:
-            scores = scores * scale
-        else:
-            scores = scores / math.sqrt(q.size(-1))
-        scores = _fill(scores, fills)
+        if softmax_dtype is None and scores.dtype in _LOW_PRECISION:
+            scores = scores.float()
+        scores = scores * scale if scale is not None else scores / math.sqrt(q.size(-1))
+        if bias is not None:
+            scores = scores + bias
+        scores = _fill(scores.view(batch, heads, scores.size(1), scores.size(2)), fills)
         if mask is not None:
-            scores = (scores.view(q.size(0) // heads, heads, scores.size(1), scores.size(2)) + mask).view(scores.shape)
+            scores = scores + mask
+        if v.dim() != 4:
+            scores = scores.reshape(q.size(0), scores.size(2), scores.size(3))
+        if softmax_dtype is not None:
+            scores = scores.to(softmax_dtype)
         probs = torch.softmax(scores, dim=-1).to(v.dtype)
         if training and dropout_p > 0:
             probs = F.dropout(probs, dropout_p, training=True)
@@ -252,13 +282,13 @@ def attention(
             q = q * scale.to(q.dtype)
             scale = 1.0
         else:
-            return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, fills=fills)
+            return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, fills=fills, bias=bias)
     if softmax_dtype is not None and softmax_dtype != q.dtype and q.dtype not in _LOW_PRECISION:
         # `softmax(scores, dtype=torch.float32)` on float64 scores rounds them to float32 first
-        return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype, fills=fills)
+        return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype, fills=fills, bias=bias)
     applies_dropout = training and dropout_p > 0
     if enabled("attention") and not applies_dropout:
-        kwargs = _sdpa_arguments(q, k, v, mask, scale, is_causal, fills)
+        kwargs = _sdpa_arguments(q, k, v, mask, scale, is_causal, fills, bias)
         if kwargs is not None:
             return _sdpa(q, k, v, **kwargs)
-    return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, fills=fills)
+    return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, fills=fills, bias=bias)
