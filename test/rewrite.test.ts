@@ -248,6 +248,19 @@ class Attn(nn.Module):
     expect(c.fast_path_calls).toBeGreaterThan(0);
   });
 
+  it('finds, and does not rewrite, a form of a line the kernel does not take ($shape of an or-form: a 4-D view whose heads it cannot name)', () => {
+    const src = readFileSync(join(modelsDir, 'bloom_style.py'), 'utf8').replace(
+      'attention_scores = matmul_result.view(batch_size, self.num_heads, q_length, -1)',
+      'scores_shape = (batch_size, self.num_heads, q_length, -1)\n        attention_scores = matmul_result.view(scores_shape)',
+    );
+    expect(src).toContain('matmul_result.view(scores_shape)');
+    const dir = tempProject({ 'b.py': src });
+    const j = JSON.parse(adopt(['rewrite', '--json', '--rules', 'attention', join(dir, 'b.py')]).stdout);
+    const site = j.sites.find((x: { rule: string }) => x.rule === 'attention');
+    expect(site.decision).toBe('skipped');
+    expect(site.reason).toMatch(/does not cover the form of the code that binds \$shape/);
+  });
+
   it('rewrites a package, editing a helper once at its definition', () => {
     const run = runRewrite([join(modelsDir, 'split_attention')], {});
     const helper = run.files.find((f) => f.path.endsWith('attention_utils.py'));

@@ -25,6 +25,7 @@ export function flagCallers(f: SynthFile, fn: SyntaxNode, reads: SyntaxNode[], n
   const cls = fn.parent?.type === 'block' ? fn.parent.parent : null;
   if (!cls || cls.type !== 'class_definition') return `'${name}' is returned by a function, not a method its class calls`;
   const method = fn.childForFieldName('name')!.text;
+  if (method === 'forward') return `'${name}' is returned by forward to the modules that call it`;
   const clsName = cls.childForFieldName('name')!.text;
   const param = `_adopt_need_${name}`;
   const params = fn.childForFieldName('parameters')!;

@@ -938,6 +938,11 @@ class Render {
       const absent = this.unbound(name);
       if (dflt !== undefined && absent) return dflt;
       if (part === 'absent') {
+        // a metavariable the pattern bound (a form of a line the kernel does not take)
+        if (this.s.ops[name] === undefined && this.s.bindings[name] !== undefined && !this.unbound(name)) {
+          this.failure ??= `the kernel call does not cover the form of the code that binds $${name} yet`;
+          return '';
+        }
         if (this.s.ops[name] === null || this.s.ops[name] === undefined || this.notTaken.has(name)) return '';
         this.failure ??= `the kernel call does not cover '${this.s.ops[name]!.callee}' at line ${this.s.ops[name]!.span.from.line} yet`;
         return '';
