@@ -346,6 +346,17 @@ describe('attention in a helper that always returns its probabilities (GPT-2)', 
     }
   });
 
+  it('passes the flag only from the class and its subclasses: another class with a method of that name is left alone', () => {
+    const other = '\n\nclass Other(nn.Module):\n    def _attn(self, x):\n        return x, x\n\n    def forward(self, x, output_attentions=False):\n        a, w = self._attn(x)\n        if output_attentions:\n            return a, w\n        return (a,)\n';
+    const dir = tempProject({ 'a.py': gpt2(other) });
+    const out = join(dir, 'a_rw.py');
+    expect(adopt(['rewrite', join(dir, 'a.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
+    const text = readFileSync(out, 'utf8');
+    expect(text).toContain('a, w = self._attn(x)\n');
+    expect(text).toContain('_adopt_need_attn_weights=output_attentions)');
+    expectVerified(join(dir, 'a.py'), out, 'CausalSelfAttention', true);
+  });
+
   it('does not write out an operand that reads what the replaced statements compute', () => {
     // the scale reads the scores' shape, not only their dtype: the fast path cannot have it
     const src = gpt2().replace('torch.full([], value.size(-1) ** 0.5,', 'torch.full([], attn_weights.size(-1) ** 0.5,');

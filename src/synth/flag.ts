@@ -30,15 +30,28 @@ export function flagCallers(f: SynthFile, fn: SyntaxNode, reads: SyntaxNode[], n
   const param = `_adopt_need_${name}`;
   const params = fn.childForFieldName('parameters')!;
   if (params.namedChildren.some((p) => p.type === 'dictionary_splat_pattern' || p.text.startsWith(param))) return `${method} takes **kwargs or already has ${param}`;
+  // the class and its subclasses in the file: only their calls reach this method (another class
+  // may have a method of the same name that takes no flag)
+  const family = new Set([clsName]);
+  const classes: SyntaxNode[] = [];
+  const collect = (n: SyntaxNode) => { if (n.type === 'class_definition') classes.push(n); n.namedChildren.forEach(collect); };
+  collect(f.root);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const c of classes) {
+      const own = c.childForFieldName('name')!.text;
+      if (!family.has(own) && superNames(c).some((b) => family.has(b))) { family.add(own); grew = true; }
+    }
+  }
+  const members = classes.filter((c) => family.has(c.childForFieldName('name')!.text));
+  if (members.some((c) => c !== cls && definesMethod(c, method))) return `a subclass of ${clsName} overrides ${method}`;
   const calls: SyntaxNode[] = [];
-  let overridden = false;
   const visit = (n: SyntaxNode) => {
-    if (n.type === 'class_definition' && n !== cls && subclassOverrides(n, clsName, method)) overridden = true;
+    if (n.type === 'class_definition' && !members.includes(n)) return;
     if (n.type === 'call' && n.childForFieldName('function')?.text === `self.${method}`) calls.push(n);
     n.namedChildren.forEach(visit);
   };
-  visit(f.root);
-  if (overridden) return `a subclass of ${clsName} overrides ${method}`;
+  members.forEach(visit);
   const edits: InsertEdit[] = [];
   for (const call of calls) {
     const cond = callerCondition(f, call, index, items.length);
@@ -52,9 +65,11 @@ export function flagCallers(f: SynthFile, fn: SyntaxNode, reads: SyntaxNode[], n
   return { param, edits };
 }
 
-function subclassOverrides(c: SyntaxNode, base: string, method: string): boolean {
-  const supers = c.childForFieldName('superclasses')?.namedChildren.map((b) => b.text.split('.').pop()) ?? [];
-  if (!supers.includes(base)) return false;
+function superNames(c: SyntaxNode): string[] {
+  return c.childForFieldName('superclasses')?.namedChildren.map((b) => b.text.split('.').pop()!) ?? [];
+}
+
+function definesMethod(c: SyntaxNode, method: string): boolean {
   return (c.childForFieldName('body')?.namedChildren ?? []).some((m) => (m.type === 'function_definition' ? m : m.type === 'decorated_definition' ? m.childForFieldName('definition') : null)?.childForFieldName('name')?.text === method);
 }
 
