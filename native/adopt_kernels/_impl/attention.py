@@ -120,16 +120,19 @@ def _fills_as_mask(q, mask, fills):
             else:
                 mask = torch.where(replaced, mask.new_tensor(-math.inf), mask)
         elif v <= -1e30 and q.dtype in (torch.float32, torch.bfloat16) and v >= torch.finfo(q.dtype).min:
-            added = torch.zeros(replaced.shape, dtype=q.dtype, device=q.device).masked_fill(replaced, v)
-            if mask is None:
-                mask = added
-            elif mask.dtype == torch.bool:
-                mask = torch.where(mask, added, added.new_tensor(-math.inf))
-            else:
-                mask = added + mask
+            mask = _with_added(mask, torch.zeros(replaced.shape, dtype=q.dtype, device=q.device).masked_fill(replaced, v))
         else:
             return None
     return mask
+
+
+def _with_added(mask, added):
+    """``mask`` (None, boolean "keep" or additive) with a float term added: an additive mask."""
+    if mask is None:
+        return added
+    if mask.dtype == torch.bool:
+        return torch.where(mask, added, added.new_tensor(-math.inf))
+    return added + mask
 
 
 def _sdpa_arguments(q, k, v, mask, scale, is_causal, fills=(), bias=None):
@@ -145,12 +148,7 @@ def _sdpa_arguments(q, k, v, mask, scale, is_causal, fills=(), bias=None):
         # of -inf or of float32's minimum replaces or absorbs, as it was without the bias
         if bias.dtype != q.dtype:
             return None
-        if mask is None:
-            mask = bias
-        elif mask.dtype == torch.bool:
-            mask = torch.where(mask, bias, bias.new_tensor(-math.inf))
-        else:
-            mask = bias + mask
+        mask = _with_added(mask, bias)
     if not (q.dtype == k.dtype == v.dtype and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
         return None
     kwargs = {}
