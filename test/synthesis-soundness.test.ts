@@ -383,6 +383,44 @@ describe('a mask added only when given', () => {
   });
 });
 
+describe('Linear then a functional GELU', () => {
+  const mlp = (act: string, init = '') => `import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACT2FN = {"gelu": nn.GELU(), "relu": nn.ReLU()}
+
+
+class Mlp(nn.Module):
+    def __init__(self, hidden_size=16):
+        super().__init__()
+        self.fc = nn.Linear(hidden_size, 4 * hidden_size)
+        self.out = nn.Linear(4 * hidden_size, hidden_size)
+${init}
+    def forward(self, x):
+        return self.out(${act})
+`;
+
+  it('asks the guard about the function or table lookup that runs (an attribute may be swapped), or the approximation named; verifies in torch', () => {
+    const cases: [string, string, string][] = [
+      ['F.gelu(self.fc(x))', '', '_adopt.gelu_kind(F.gelu)'],
+      ['self.act(self.fc(x))', '        self.act = F.gelu\n', '_adopt.gelu_kind(self.act)'],
+      ['F.gelu(self.fc(x), approximate="tanh")', '', '_adopt.gelu_kind("gelu_pytorch_tanh")'],
+      ['ACT2FN[self.hidden_act](self.fc(x))', '        self.hidden_act = "gelu"\n', '_adopt.gelu_kind(ACT2FN[self.hidden_act])'],
+    ];
+    for (const [act, init, kind] of cases) {
+      const dir = tempProject({ 'm.py': mlp(act, init) });
+      const run = runRewrite([join(dir, 'm.py')], { rules: 'linear_gelu' });
+      expect(run.sites[0].decision, act).toBe('rewritten');
+      expect(run.files[0].rewritten).toContain(kind);
+      writeFileSync(join(dir, 'rw.py'), run.files[0].rewritten);
+      const r = adopt(['verify', join(dir, 'm.py'), join(dir, 'rw.py'), '--class', 'Mlp', '--shape', '2,5,16', '--json']);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ verified: true });
+    }
+  });
+});
+
 describe('the order of random draws', () => {
   it('a submodule call is not moved before a dropout that ran ahead of it', () => {
     const src = attn(`    def forward(self, x):

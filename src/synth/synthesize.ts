@@ -996,7 +996,23 @@ class Render {
         return p ? this.expr(p) : '0.5';
       }
       if (part === 'module') {
-        if (op.kind === 'module') return op.callee.startsWith('%') ? undefined : op.callee;
+        if (op.kind === 'module' && !op.callee.startsWith('%')) return op.callee;
+        if (op.kind === 'module') {
+          // a lookup in forward (`ACT2FN[self.config.hidden_act](x)`): the lookup, written again
+          const call = op.via?.length ? null : nodeOfSpan(this.f, op.span);
+          const fn = call?.type === 'call' ? call.childForFieldName('function') : null;
+          return fn && /^[A-Za-z_][\w.]*\[[A-Za-z_][\w.]*\]$/.test(fn.text) ? fn.text : undefined;
+        }
+        // functional GELU: the function called, so the guard judges what runs (an attribute
+        // holding F.gelu may be swapped); with `approximate=` given, its name as transformers'
+        // hidden_act strings say it
+        if (op.kind === 'op' && op.callee === 'gelu') {
+          const approx = op.kw.find(([k]) => k === 'approximate')?.[1] ?? op.args[1];
+          if (approx) return approx.k === 'const' && approx.v === 'tanh' ? '"gelu_pytorch_tanh"' : approx.k === 'const' && approx.v === 'none' ? '"gelu"' : undefined;
+          const call = op.via?.length ? null : nodeOfSpan(this.f, op.span);
+          const fn = call?.type === 'call' ? call.childForFieldName('function') : null;
+          return fn && /^[A-Za-z_][\w.]*$/.test(fn.text) ? fn.text : '"gelu"';
+        }
         // functional dropout: the kernel takes the probability
         const p = op.kw.find(([k]) => k === 'p')?.[1] ?? op.args[1];
         return p ? this.expr(p) : op.callee === 'dropout' ? '0.5' : undefined;
