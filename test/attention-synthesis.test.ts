@@ -415,6 +415,53 @@ class MultiHeadSelfAttention(nn.Module):
   });
 });
 
+describe('attention whose forward always returns its probabilities, read by the block only when asked', () => {
+  const src = `import math
+
+import torch
+from torch import nn
+
+
+class Attn(nn.Module):
+    def __init__(self, hidden=32, heads=4):
+        super().__init__()
+        self.heads, self.head_dim = heads, hidden // heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        probs = scores.softmax(dim=-1)
+        out = torch.matmul(probs, v)
+        return out.transpose(1, 2).reshape(b, n, c), probs
+
+
+class Block(nn.Module):
+    def __init__(self, hidden=32):
+        super().__init__()
+        self.attn = Attn(hidden)
+
+    def forward(self, x, output_attentions=False):
+        h, w = self.attn(
+            x,
+        )
+        if output_attentions:
+            return x + h, w
+        return (x + h,)
+`;
+
+  it('forward takes the flag, the block passes output_attentions through the module call, and it verifies in torch', () => {
+    const dir = tempProject({ 'a.py': src });
+    const out = join(dir, 'a_rw.py');
+    expect(adopt(['rewrite', join(dir, 'a.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
+    const text = readFileSync(out, 'utf8');
+    expect(text).toContain('    def forward(self, x, _adopt_need_probs=True):');
+    expect(text).toContain('        h, w = self.attn(\n            x,\n            _adopt_need_probs=output_attentions,\n        )');
+    expectVerified(join(dir, 'a.py'), out, 'Block', true);
+  });
+});
+
 describe('attention with a causal buffer filled by masked_fill (nanoGPT)', () => {
   it('passes the fill to the kernel and verifies in torch', () => {
     const dir = tempProject({});

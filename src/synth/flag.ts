@@ -4,7 +4,8 @@
 // those callers set to their flag, so its fast path knows when the probabilities are not wanted.
 // Calls that do not pass it (other callers, code outside the file) keep the original behaviour.
 import type { SyntaxNode } from '../parse/python.js';
-import { identifierNodes, readCondition, type SynthFile } from './source.js';
+import type { Span } from '../dsl/ir.js';
+import { identifierNodes, nodeOfSpan, readCondition, type SynthFile } from './source.js';
 
 export interface InsertEdit { start: number; end: number; text: string; rule: string; line: number }
 
@@ -15,7 +16,7 @@ const RETURN_LIST = new Set(['expression_list', 'tuple']);
 /** `name`, read only in the `return ..., name` ending method `fn`: the parameter that says whether
  *  a caller wants it, with the edits declaring it and passing it from each caller that reads the
  *  element only under one plain-name condition; or why that cannot be done. */
-export function flagCallers(f: SynthFile, fn: SyntaxNode, reads: SyntaxNode[], name: string, rule: string): Flagged | string {
+export function flagCallers(f: SynthFile, fn: SyntaxNode, reads: SyntaxNode[], name: string, rule: string, moduleCalls: Span[] = []): Flagged | string {
   const ret = reads[0]?.parent?.parent;
   const list = reads[0]?.parent;
   if (!ret || ret.type !== 'return_statement' || !list || !RETURN_LIST.has(list.type)) return `'${name}' is returned in an expression`;
@@ -25,7 +26,7 @@ export function flagCallers(f: SynthFile, fn: SyntaxNode, reads: SyntaxNode[], n
   const cls = fn.parent?.type === 'block' ? fn.parent.parent : null;
   if (!cls || cls.type !== 'class_definition') return `'${name}' is returned by a function, not a method its class calls`;
   const method = fn.childForFieldName('name')!.text;
-  if (method === 'forward') return `'${name}' is returned by forward to the modules that call it`;
+
   const clsName = cls.childForFieldName('name')!.text;
   const param = `_adopt_need_${name}`;
   const params = fn.childForFieldName('parameters')!;
@@ -46,12 +47,21 @@ export function flagCallers(f: SynthFile, fn: SyntaxNode, reads: SyntaxNode[], n
   const members = classes.filter((c) => family.has(c.childForFieldName('name')!.text));
   if (members.some((c) => c !== cls && definesMethod(c, method))) return `a subclass of ${clsName} overrides ${method}`;
   const calls: SyntaxNode[] = [];
-  const visit = (n: SyntaxNode) => {
-    if (n.type === 'class_definition' && !members.includes(n)) return;
-    if (n.type === 'call' && n.childForFieldName('function')?.text === `self.${method}`) calls.push(n);
-    n.namedChildren.forEach(visit);
-  };
-  members.forEach(visit);
+  if (method === 'forward') {
+    // forward is reached through the submodules built as this class (`self.attn(...)`), whose
+    // calls pass keywords on to it
+    for (const sp of moduleCalls) {
+      const call = nodeOfSpan(f, sp);
+      if (call?.type === 'call') calls.push(call);
+    }
+  } else {
+    const visit = (n: SyntaxNode) => {
+      if (n.type === 'class_definition' && !members.includes(n)) return;
+      if (n.type === 'call' && n.childForFieldName('function')?.text === `self.${method}`) calls.push(n);
+      n.namedChildren.forEach(visit);
+    };
+    members.forEach(visit);
+  }
   const edits: InsertEdit[] = [];
   for (const call of calls) {
     const cond = callerCondition(f, call, index, items.length);
@@ -60,7 +70,7 @@ export function flagCallers(f: SynthFile, fn: SyntaxNode, reads: SyntaxNode[], n
     if (!args || args.type !== 'argument_list' || args.text.includes(param)) continue;
     edits.push(insertArgument(f, args, `${param}=${cond}`, rule));
   }
-  if (!edits.length) return `no call of self.${method} reads '${name}' only under a condition it could pass on`;
+  if (!edits.length) return method === 'forward' ? `no call of a ${clsName} module in the file reads '${name}' only under a condition it could pass on` : `no call of self.${method} reads '${name}' only under a condition it could pass on`;
   edits.push(insertArgument(f, params, `${param}=True`, rule));
   return { param, edits };
 }
@@ -105,10 +115,20 @@ function inPattern(n: SyntaxNode): boolean {
   return !!p && (p.type === 'pattern_list' || p.type === 'tuple_pattern') && p.parent?.type === 'assignment' && p.parent.childForFieldName('left')?.startIndex === p.startIndex;
 }
 
-/** `f(a, b)` -> `f(a, b, text)`, also after a trailing comma or in an empty list. */
+/** `f(a, b)` -> `f(a, b, text)`, also after a trailing comma or in an empty list; one argument
+ *  a line stays one a line. */
 function insertArgument(f: SynthFile, list: SyntaxNode, text: string, rule: string): InsertEdit {
   const close = list.endIndex - 1;
   const inner = f.source.text.slice(list.startIndex + 1, close);
+  const lines = inner.split('\n');
+  if (lines.length > 2 && inner.trimEnd().endsWith(',') && lines[lines.length - 1].trim() === '') {
+    // the closing parenthesis on a line of its own: a new line like the last argument's
+    const lastArg = [...lines].reverse().find((l) => l.trim() !== '')!;
+    const indent = /^\s*/.exec(lastArg)![0];
+    const at = close - lines[lines.length - 1].length;
+    const nl = f.newline;
+    return { start: at, end: at, text: `${indent}${text},${nl}`, rule, line: f.source.text.slice(0, at).split('\n').length };
+  }
   const sep = inner.trim() === '' ? '' : inner.trimEnd().endsWith(',') ? ' ' : ', ';
   const at = inner.trim() === '' || inner.trimEnd().endsWith(',') ? close : list.startIndex + 1 + inner.trimEnd().length;
   const line = f.source.text.slice(0, at).split('\n').length;

@@ -1,7 +1,7 @@
 // Synthesis: each site becomes a byte-range edit of the original text, with guarded dispatch
 // (the fast path when its preconditions hold at run time, the original code otherwise).
 // Everything outside the edits stays as it was; overlapping sites are resolved by priority.
-import type { Expr, Op, Span } from '../dsl/ir.js';
+import type { Expr, Op, Span, Stmt } from '../dsl/ir.js';
 import type { SyntaxNode } from '../parse/python.js';
 import { hasSyntaxErrors, parsePython } from '../parse/python.js';
 import { sourceFromText } from '../parse/source.js';
@@ -466,7 +466,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     }
   }
   lines.push(...spilled);
-  const escaping = escapingNames(f, kids.slice(first, last + 1).filter((k) => !hoisted.includes(k)), lines, block, kids[last].endIndex, s.rule);
+  const escaping = escapingNames(f, kids.slice(first, last + 1).filter((k) => !hoisted.includes(k)), lines, block, kids[last].endIndex, s.rule, moduleCallsOf(s));
   if (typeof escaping === 'string') return escaping;
   if (escaping) {
     // read later only when `cond` holds: the fast path runs when it does not
@@ -489,6 +489,23 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     ...original.split(/\r?\n/).map((l) => (l.trim() ? `    ${l}` : l)),
   ].join(nl);
   return { start, end, text, rule: s.rule, line: s.lines[0], ...(escaping?.edits ? { also: escaping.edits } : {}) };
+}
+
+/** Where the file calls a submodule of the site's class (`self.attn(...)` with `self.attn` built
+ *  as that class): what reaches its forward. */
+function moduleCallsOf(s: Site): Span[] {
+  const qual = s.view.module?.qualname;
+  if (!qual) return [];
+  const out: Span[] = [];
+  const walk = (stmts: Stmt[]) => {
+    for (const st of stmts) {
+      if (st.k === 'op') { if (st.kind === 'module' && !st.via?.length && (st.type ?? []).includes(qual)) out.push(st.span); }
+      else if (st.k === 'if') { walk(st.then); walk(st.else); }
+      else if (st.k === 'for') walk(st.body);
+    }
+  };
+  for (const m of s.view.file.modules) for (const meth of m.methods) walk(meth.body);
+  return out;
 }
 
 /** `<ret0of2>, <ret1of2> = K`: a tuple assigned to every element of the returned tuple, in order,
@@ -780,7 +797,7 @@ type Escape = { names: string[]; cond: string; edits?: Edit[] } | string | undef
  * the rewrite is still possible: it runs only when that condition is false, and the name is set
  * to None on the fast path. Otherwise the reason it is not possible.
  */
-function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block: SyntaxNode, after: number, rule: string): Escape {
+function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block: SyntaxNode, after: number, rule: string, moduleCalls: Span[] = []): Escape {
   const assigned = new Set<string>();
   const edits: Edit[] = [];
   const collect = (n: SyntaxNode) => {
@@ -830,7 +847,7 @@ function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block:
     });
     if (readConds.some((c) => !c)) {
       // returned by a helper whose callers want it only under a flag of theirs: they pass it on
-      const flagged = fn ? flagCallers(f, fn, reads, name, rule) : 'not in a method';
+      const flagged = fn ? flagCallers(f, fn, reads, name, rule, moduleCalls) : 'not in a method';
       if (typeof flagged === 'string') return `${why} (${flagged})`;
       conds.add(flagged.param);
       edits.push(...flagged.edits);
