@@ -21,14 +21,14 @@ const rewriteAttn = (src: string, config?: string) => {
 };
 
 /** A multi-head attention module `Attn` with a fused qkv projection, and the given forward. */
-const attn = (forward: string, init = '') => `import math
+const attn = (forward: string, init = '', params = '') => `import math
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
 class Attn(nn.Module):
-    def __init__(self, hidden_size=16, num_heads=2):
+    def __init__(self, hidden_size=16, num_heads=2${params}):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
@@ -49,20 +49,7 @@ const HEAD_MASK_RESHAPED_IN_SKIPPED_BRANCH = attn(`    def forward(self, x, head
         return ctx.transpose(1, 2).reshape(b, t, c)
 `);
 
-const LITERAL_ELSE_READ_BY_THE_KERNEL = `import math
-import torch
-from torch import nn
-
-
-class Attn(nn.Module):
-    def __init__(self, hidden_size=16, num_heads=2, use_bias=False):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.use_bias = use_bias
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-
-    def forward(self, x, bias=None):
+const LITERAL_ELSE_READ_BY_THE_KERNEL = attn(`    def forward(self, x, bias=None):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         m = torch.triu(torch.full((t, t), -1e4), 1)
@@ -75,7 +62,7 @@ class Attn(nn.Module):
         probs = scores.softmax(dim=-1)
         ctx = torch.matmul(probs, v)
         return ctx.transpose(1, 2).reshape(b, t, c)
-`;
+`, '        self.use_bias = use_bias', ', use_bias=False');
 
 const SCORES_READ_BESIDE_THE_OUTPUT = attn(`    def forward(self, x):
         b, t, c = x.shape
@@ -135,20 +122,7 @@ const DTYPE_AFTER_UPCAST = attn(`    def forward(self, x):
         return ctx.transpose(1, 2).reshape(b, t, c)
 `);
 
-const LITERAL_ELSE_AFTER_A_READ = `import math
-import torch
-from torch import nn
-
-
-class Attn(nn.Module):
-    def __init__(self, hidden_size=16, num_heads=2, use_bias=False):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.use_bias = use_bias
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-
-    def forward(self, x, bias=None):
+const LITERAL_ELSE_AFTER_A_READ = attn(`    def forward(self, x, bias=None):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         m = torch.triu(torch.full((t, t), -1e4), 1)
@@ -161,52 +135,25 @@ class Attn(nn.Module):
         probs = scores.softmax(dim=-1)
         ctx = torch.matmul(probs, v)
         return ctx.transpose(1, 2).reshape(b, t, c)
-`;
+`, '        self.use_bias = use_bias', ', use_bias=False');
 
-const OUTPUT_STATEMENT_READS_A_REASSIGNED_NAME = `import math
-import torch
-from torch import nn
-
-
-class Attn(nn.Module):
-    def __init__(self, hidden_size=16, num_heads=2, use_bias=False):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.use_bias = use_bias
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-
-    def forward(self, x):
+const OUTPUT_STATEMENT_READS_A_REASSIGNED_NAME = attn(`    def forward(self, x):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         x = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
         x = x.softmax(dim=-1)
         x = torch.matmul(x, v).transpose(1, 2).reshape(b, t, c) + x.amax()
         return x
-`;
+`, '        self.use_bias = use_bias', ', use_bias=False');
 
-const OPERAND_CALLS_A_MODULE = `import math
-import torch
-from torch import nn
-import torch.nn.functional as F
-
-
-class Attn(nn.Module):
-    def __init__(self, hidden_size=16, num_heads=2):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-        self.qn = nn.BatchNorm2d(num_heads)
-
-    def forward(self, x):
+const OPERAND_CALLS_A_MODULE = attn(`    def forward(self, x):
         b, t, c = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         scores = torch.matmul(self.qn(q), k.transpose(-1, -2)) / math.sqrt(self.head_dim)
         probs = scores.softmax(dim=-1)
         ctx = torch.matmul(probs, v)
         return ctx.transpose(1, 2).reshape(b, t, c) + self.qn.running_mean.sum()
-`;
+`, '        self.qn = nn.BatchNorm2d(num_heads)');
 
 const CONDITION_READS_A_LITERAL_ELSE_NAME = attn(`    def forward(self, x, mask=None):
         b, t, c = x.shape

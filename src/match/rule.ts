@@ -86,6 +86,23 @@ function load(): { g: ohm.Grammar; s: ohm.Semantics } {
   return { g: grammar, s: semantics! };
 }
 
+const metaLinesCache = new WeakMap<Rule, Map<string, string[]>>();
+
+/** Metavariable → the pattern lines that mention it (in any form of the line, its constructor
+ *  included). */
+export function metaLines(rule: Rule): Map<string, string[]> {
+  let out = metaLinesCache.get(rule);
+  if (out) return out;
+  out = new Map();
+  const visit = (v: PatVal | undefined, line: string) => {
+    if (v?.k === 'meta') out!.set(v.name, [...(out!.get(v.name) ?? []), line]);
+    if (v?.k === 'tuple') v.items.forEach((x) => visit(x, line));
+  };
+  for (const p of rule.pattern) for (const a of [...p.args, ...(p.ctor ?? []), ...(p.alts ?? []).flatMap((x) => x.args)]) visit(a.val, p.name);
+  metaLinesCache.set(rule, out);
+  return out;
+}
+
 export class RuleError extends AdoptError {}
 
 function positionOf(marked: string, index: number): { line: number; col: number } {

@@ -16,7 +16,7 @@ const RETURN_LIST = new Set(['expression_list', 'tuple']);
 /** `name`, read only in the `return ..., name` ending method `fn`: the parameter that says whether
  *  a caller wants it, with the edits declaring it and passing it from each caller that reads the
  *  element only under one plain-name condition; or why that cannot be done. */
-export function flagCallers(f: SynthFile, fn: SyntaxNode, reads: SyntaxNode[], name: string, rule: string, moduleCalls: Span[] = []): Flagged | string {
+export function flagCallers(f: SynthFile, fn: SyntaxNode, reads: SyntaxNode[], name: string, rule: string, moduleCalls: () => Span[] = () => []): Flagged | string {
   const ret = reads[0]?.parent?.parent;
   const list = reads[0]?.parent;
   if (!ret || ret.type !== 'return_statement' || !list || !RETURN_LIST.has(list.type)) return `'${name}' is returned in an expression`;
@@ -50,7 +50,7 @@ export function flagCallers(f: SynthFile, fn: SyntaxNode, reads: SyntaxNode[], n
   if (method === 'forward') {
     // forward is reached through the submodules built as this class (`self.attn(...)`), whose
     // calls pass keywords on to it
-    for (const sp of moduleCalls) {
+    for (const sp of moduleCalls()) {
       const call = nodeOfSpan(f, sp);
       if (call?.type === 'call') calls.push(call);
     }

@@ -7,7 +7,7 @@ import { hasSyntaxErrors, parsePython } from '../parse/python.js';
 import { sourceFromText } from '../parse/source.js';
 import type { Site } from '../match/matcher.js';
 import { attrOf } from '../match/method.js';
-import type { PatVal, Rule } from '../match/rule.js';
+import { metaLines, type Rule } from '../match/rule.js';
 import { identifierNodes, indentationAt, indexOf, lineEndIndex, lineStartIndex, nodeAt, nodeOfSpan, openSynthFile, readCondition, statementOf, type ParsedLookup, type SynthFile } from './source.js';
 import { flagCallers } from './flag.js';
 
@@ -276,8 +276,7 @@ function noneMeansAbsent(branch: SyntaxNode, inside: string[], s: Site, groups: 
 
 /** The pattern lines that mention `$meta`, with those tied to them by `together`/`needs`. */
 function linesWithMeta(rule: Rule, meta: string): Set<string> {
-  const mentions = (v: PatVal | undefined): boolean => v?.k === 'meta' ? v.name === meta : v?.k === 'tuple' ? v.items.some(mentions) : false;
-  const lines = new Set(rule.pattern.filter((p) => [...p.args, ...(p.alts ?? []).flatMap((a) => a.args)].some((a) => mentions(a.val))).map((p) => p.name));
+  const lines = new Set(metaLines(rule).get(meta) ?? []);
   for (let grew = true; grew;) {
     grew = false;
     for (const c of rule.where) {
@@ -420,13 +419,8 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
   for (const h of [...hoisted].reverse()) {
     const hs = lineStartIndex(f.source, h.startIndex) - start;
     const he = lineEndIndex(f.source, h.endIndex) - start;
-    let text = original.slice(hs, he);
-    // `scores.device` -> `query.device`, from the end so offsets stay valid
-    for (const [node, by] of [...(substitutions.get(h) ?? new Map<SyntaxNode, string>())].sort((a, b) => b[0].startIndex - a[0].startIndex)) {
-      const at = node.startIndex - start - hs;
-      text = text.slice(0, at) + by + text.slice(at + node.endIndex - node.startIndex);
-    }
-    hoistedText.unshift(text);
+    // `scores.device` -> `query.device`
+    hoistedText.unshift(substitute(original.slice(hs, he), start + hs, substitutions.get(h)));
     original = original.slice(0, hs) + original.slice(he).replace(/^\r?\n/, '');
   }
   if (hasMultilineString(kids.slice(first, last + 1))) return 'a multi-line string inside the statements cannot be re-indented safely';
@@ -466,7 +460,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     }
   }
   lines.push(...spilled);
-  const escaping = escapingNames(f, kids.slice(first, last + 1).filter((k) => !hoisted.includes(k)), lines, block, kids[last].endIndex, s.rule, moduleCallsOf(s));
+  const escaping = escapingNames(f, kids.slice(first, last + 1).filter((k) => !hoisted.includes(k)), lines, block, kids[last].endIndex, s.rule, () => moduleCallsOf(s));
   if (typeof escaping === 'string') return escaping;
   if (escaping) {
     // read later only when `cond` holds: the fast path runs when it does not
@@ -518,15 +512,21 @@ function returnsTuple(line: string): string | undefined {
   return ok ? m[2] : undefined;
 }
 
+/** `text`, which starts at source index `base`, with each node replaced by its text; from the
+ *  end, so the offsets of the ones before stay valid. */
+function substitute(text: string, base: number, subs?: Map<SyntaxNode, string>): string {
+  for (const [node, by] of [...(subs ?? [])].sort((a, b) => b[0].startIndex - a[0].startIndex)) {
+    text = text.slice(0, node.startIndex - base) + by + text.slice(node.endIndex - base);
+  }
+  return text;
+}
+
 /** A statement's source lines with its own indentation removed (nested lines keep theirs
  *  relative to it). */
 function dedentedLines(f: SynthFile, n: SyntaxNode, subs?: Map<SyntaxNode, string>): string[] {
   const from = lineStartIndex(f.source, n.startIndex);
-  let text = f.source.text.slice(from, lineEndIndex(f.source, n.endIndex));
-  // `scores.dtype` -> what the query gives, from the end so offsets stay valid
-  for (const [node, by] of [...(subs ?? new Map<SyntaxNode, string>())].sort((a, b) => b[0].startIndex - a[0].startIndex)) {
-    text = text.slice(0, node.startIndex - from) + by + text.slice(node.endIndex - from);
-  }
+  // `scores.dtype` -> what the query gives
+  const text = substitute(f.source.text.slice(from, lineEndIndex(f.source, n.endIndex)), from, subs);
   const lines = text.split(/\r?\n/);
   const pad = /^\s*/.exec(lines[0])![0].length;
   return lines.map((l) => (l.slice(0, pad).trim() === '' ? l.slice(pad) : l.trimStart()));
@@ -797,7 +797,7 @@ type Escape = { names: string[]; cond: string; edits?: Edit[] } | string | undef
  * the rewrite is still possible: it runs only when that condition is false, and the name is set
  * to None on the fast path. Otherwise the reason it is not possible.
  */
-function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block: SyntaxNode, after: number, rule: string, moduleCalls: Span[] = []): Escape {
+function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block: SyntaxNode, after: number, rule: string, moduleCalls: () => Span[] = () => []): Escape {
   const assigned = new Set<string>();
   const edits: Edit[] = [];
   const collect = (n: SyntaxNode) => {
@@ -892,13 +892,9 @@ class Render {
   /** Results named that way: their statement is repeated on the fast path around the name. */
   readonly spilled: { name: string; node: SyntaxNode; stmt: SyntaxNode }[] = [];
   /** Metavariable → the pattern lines that mention it. */
-  private readonly metaLines = new Map<string, string[]>();
+  private readonly metaLines: Map<string, string[]>;
   constructor(private readonly f: SynthFile, private readonly s: Site, private readonly res: SiteResult, rule?: Rule) {
-    const visit = (v: PatVal | undefined, line: string) => {
-      if (v?.k === 'meta') this.metaLines.set(v.name, [...(this.metaLines.get(v.name) ?? []), line]);
-      if (v?.k === 'tuple') v.items.forEach((x) => visit(x, line));
-    };
-    for (const p of rule?.pattern ?? []) for (const a of [...p.args, ...(p.ctor ?? []), ...(p.alts ?? []).flatMap((x) => x.args)]) visit(a.val, p.name);
+    this.metaLines = rule ? metaLines(rule) : new Map();
   }
 
   /** An optional line that is absent, or a name the pattern never bound, or a metavariable
@@ -925,14 +921,7 @@ class Render {
     // `{,kw=name!other}`: the same, and nothing when name reads as other does
     // `{,kw=name.part}`: the same with a part of a matched op (`{,softmax_dtype=p.dtype}`), nothing
     // when the op does not have it
-    tpl = tpl.replace(/\{,([A-Za-z_]\w*)=([A-Za-z_]\w*)\.([A-Za-z_]\w*)\}/g, (_m, kw: string, name: string, part: string) => {
-      const op = this.s.ops[name];
-      if (!op || !op.kw.some(([k]) => k === part)) return '';
-      const text = this.value(name, part);
-      if (text === undefined) { this.failure ??= `cannot express {${name}.${part}} as source text here`; return ''; }
-      this.res.bindings[`${name}.${part}`] = text;
-      return `, ${kw}=${text}`;
-    });
+    tpl = tpl.replace(/\{,([A-Za-z_]\w*)=([A-Za-z_]\w*)\.([A-Za-z_]\w*)\}/g, (_m, kw: string, name: string, part: string) => this.optionalPart(kw, name, part));
     tpl = tpl.replace(/\{,([A-Za-z_]\w*)=([A-Za-z_]\w*)(?:!([A-Za-z_]\w*))?\}/g, (_m, kw: string, name: string, other?: string) => {
       if (this.unbound(name)) return '';
       const text = this.value(name);
@@ -943,14 +932,7 @@ class Render {
     });
     return tpl.replace(/\{(,)?([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?(?:\|([^}]*))?\}/g, (_m, optKw: string | undefined, name: string, part?: string, dflt?: string) => {
       // `{,name.kw}`: `, kw=<its value>` when the matched call passes kw, nothing when it does not
-      if (optKw && part) {
-        const op = this.s.ops[name];
-        if (!op || !op.kw.some(([k]) => k === part)) return '';
-        const text = this.value(name, part);
-        if (text === undefined) { this.failure ??= `cannot express {${name}.${part}} as source text here`; return ''; }
-        this.res.bindings[`${name}.${part}`] = text;
-        return `, ${part}=${text}`;
-      }
+      if (optKw && part) return this.optionalPart(part, name, part);
       // `{name|default}`: the default when an optional line is absent
       const absent = this.unbound(name);
       if (dflt !== undefined && absent) return dflt;
@@ -972,6 +954,16 @@ class Render {
       this.res.bindings[part ? `${name}.${part}` : name] = text;
       return text;
     });
+  }
+
+  /** `, kw=<value>` of keyword `part` of matched op `name`, nothing when the call does not pass it. */
+  private optionalPart(kw: string, name: string, part: string): string {
+    const op = this.s.ops[name];
+    if (!op || !op.kw.some(([k]) => k === part)) return '';
+    const text = this.value(name, part);
+    if (text === undefined) { this.failure ??= `cannot express {${name}.${part}} as source text here`; return ''; }
+    this.res.bindings[`${name}.${part}`] = text;
+    return `, ${kw}=${text}`;
   }
 
   private value(name: string, part?: string): string | undefined {
@@ -1285,11 +1277,7 @@ class Render {
       this.failure ??= `'${stale.text}' read at line ${lineOf(this.f, stale)} is computed by the original statements, which the fast path does not run`;
       return undefined;
     }
-    let text = node.text;
-    for (const [r, by] of [...subs].sort((a, b) => b[0].startIndex - a[0].startIndex)) {
-      text = text.slice(0, r.startIndex - node.startIndex) + by + text.slice(r.endIndex - node.startIndex);
-    }
-    return text;
+    return substitute(node.text, node.startIndex, subs);
   }
 
   /**

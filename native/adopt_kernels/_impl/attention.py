@@ -82,6 +82,10 @@ def _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dty
     if is_causal:
         keep = _causal_keep(q.size(-2), k.size(-2), q.device)
         scores = torch.where(keep, scores, scores.new_tensor(-math.inf))
+    return _softmax_times_values(scores, v, softmax_dtype, dropout_p, training)
+
+
+def _softmax_times_values(scores, v, softmax_dtype, dropout_p, training):
     if softmax_dtype is not None:
         # where the original casts: after the scale, fills and mask, right before the softmax
         scores = scores.to(softmax_dtype)
@@ -265,12 +269,7 @@ def attention(
             scores = scores + mask
         if v.dim() != 4:
             scores = scores.reshape(q.size(0), scores.size(2), scores.size(3))
-        if softmax_dtype is not None:
-            scores = scores.to(softmax_dtype)
-        probs = torch.softmax(scores, dim=-1).to(v.dtype)
-        if training and dropout_p > 0:
-            probs = F.dropout(probs, dropout_p, training=True)
-        return torch.matmul(probs, v)
+        return _softmax_times_values(scores, v, softmax_dtype, dropout_p, training)
     if scale is None:
         scale = 1.0 / math.sqrt(q.size(-1))
     if isinstance(scale, torch.Tensor):
