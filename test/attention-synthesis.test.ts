@@ -410,7 +410,7 @@ class MultiHeadSelfAttention(nn.Module):
     expect(adopt(['rewrite', join(dir, 'd.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
     const text = readFileSync(out, 'utf8');
     expect(text).toContain('mask = (mask == 0).view(mask_reshp).expand(torch.broadcast_shapes(q.shape[:-2], k.transpose(2, 3).shape[:-2]) + (q.shape[-2], k.transpose(2, 3).shape[-1]))');
-    expect(text).toMatch(/fill_mask=mask, fill_value=torch\.tensor\(torch\.finfo\(torch\.matmul\(q\[\.\.\., :1, :\], /);
+    expect(text).toMatch(/fill_mask=mask, fill_value=torch\.tensor\(torch\.finfo\(_adopt\.product_dtype\(q, k\.transpose\(2, 3\)\)\)/);
     expectVerified(join(dir, 'd.py'), out, 'MultiHeadSelfAttention', true);
   });
 });
@@ -545,8 +545,9 @@ describe("attention around T5's position bias", () => {
     const before = lines.slice(0, guardAt).join('\n');
     // the bias and the pruned heads run first, the bias reading the query's device and dtype
     expect(before).toContain('pos = torch.arange(key_states.shape[2], device=query_states.device) % 8');
-    // the dtype is what the product gives (autocast included), probed on one element
-    expect(before).toContain('.permute(0, 3, 1, 2).to(torch.matmul(query_states[..., :1, :], key_states.transpose(3, 2)[..., :, :1]).dtype)');
+    // the dtype is what the product gives (autocast included): read by the package without a
+    // product, or probed on one element where the package is missing (this runs on both paths)
+    expect(before).toContain('.permute(0, 3, 1, 2).to((_adopt.product_dtype(query_states, key_states.transpose(3, 2)) if _adopt is not None else torch.matmul(query_states[..., :1, :], key_states.transpose(3, 2)[..., :, :1]).dtype))');
     expect(before).toContain('position_bias_masked = position_bias[:, keep.bool()]');
     expect(lines[guardAt]).toContain('not output_attentions');
     expect(lines[guardAt + 1]).toContain('_adopt.attention(query_states, key_states.transpose(3, 2).transpose(-2, -1), value_states, mask=position_bias_masked');

@@ -318,7 +318,7 @@ def count_fast_path_calls(rewritten):
     try:
         import adopt_kernels
     except ImportError:
-        return {"n": -1}
+        return {"n": -1, "sdpa": 0}
     calls = {"n": 0}
     for kname in FAST_PATH_KERNELS:
         fn = getattr(adopt_kernels, kname)
@@ -328,6 +328,19 @@ def count_fast_path_calls(rewritten):
             return _fn(*a, **k)
 
         setattr(rewritten._adopt if getattr(rewritten, "_adopt", None) else adopt_kernels, kname, counting)
+    # where torch has SDPA, how many attention calls reached it rather than the reference path
+    from adopt_kernels._impl import attention as attention_impl
+
+    calls["sdpa"] = 0
+    sdpa = getattr(attention_impl, "_adopt_real_sdpa", attention_impl._sdpa)
+    if sdpa is not None:
+        attention_impl._adopt_real_sdpa = sdpa
+
+        def counting_sdpa(*a, **k):
+            calls["sdpa"] += 1
+            return sdpa(*a, **k)
+
+        attention_impl._sdpa = counting_sdpa
     return calls
 
 
@@ -336,7 +349,7 @@ def compare(cls_b, config, inputs, dtype, state, reference, rewritten):
     problems, notes, worst, timings = [], [], {"max_abs": 0.0, "max_rel": 0.0}, {}
 
     def done():
-        result = {"status": "mismatch" if problems else "verified", "problems": problems[:10], "fast_path_calls": calls["n"],
+        result = {"status": "mismatch" if problems else "verified", "problems": problems[:10], "fast_path_calls": calls["n"], "sdpa_calls": calls["sdpa"],
                   "strict_load": True, **worst, "timings": timings}
         if notes:
             result["notes"] = notes

@@ -63,6 +63,38 @@ def first_tensor(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
+def agreement(cls_a, config, state, variants, inputs, rewritten_module):
+    """Eval outputs of the original and the rewrite, each against the original run in float32,
+    and how many kernel calls (and SDPA calls) the rewrite's forward made: in low precision the
+    rewrite should be no less accurate than the original, and the calls show the fast path ran."""
+    from adopt_harness.hf_verify import count_fast_path_calls
+    import adopt_kernels
+    from adopt_kernels._impl import attention as attention_impl
+
+    device = inputs[next(iter(inputs))].device
+    ref = cls_a(config).to(device=device, dtype=torch.float32)
+    ref.load_state_dict(state, strict=True)
+    ref.eval()
+    saved = {k: getattr(adopt_kernels, k) for k in dir(adopt_kernels) if not k.startswith("_")}
+    saved_sdpa = attention_impl._sdpa
+    try:
+        with torch.no_grad():
+            r = first_tensor(ref(**inputs)).float()
+            o = first_tensor(variants["original"].eval()(**inputs)).float()
+            calls = count_fast_path_calls(rewritten_module)
+            w = first_tensor(variants["rewritten"].eval()(**inputs)).float()
+    finally:
+        for k, v in saved.items():
+            setattr(adopt_kernels, k, v)
+        attention_impl._sdpa = saved_sdpa
+    scale = r.abs().max().item() or 1.0
+    return {
+        "error_vs_fp32_original": (o - r).abs().max().item() / scale,
+        "error_vs_fp32_rewritten": (w - r).abs().max().item() / scale,
+        "kernel_calls": calls["n"], "sdpa_calls": calls["sdpa"],
+    }
+
+
 def time_pair(models, inputs, device, repeats, train):
     times = {k: [] for k in models}
     peak = {}
@@ -129,6 +161,9 @@ def main():
                 if key == "vit-base" and seq != 128:
                     continue
                 inputs = inputs_for(key, cls_a, config, seq, device)
+                if dtype != torch.float32:
+                    row[f"agreement_seq{seq}"] = agreement(cls_a, config, a.state_dict(), variants, inputs, rewritten)
+                    print(json.dumps({"model": key, "seq": seq, **row[f"agreement_seq{seq}"]}), flush=True)
                 fwd, peak_f = time_pair(variants, inputs, device, args.repeats, train=False)
                 trn, peak_t = time_pair(variants, inputs, device, max(3, args.repeats // 2), train=True)
                 entry = {

@@ -12,6 +12,7 @@ from ._impl.cross_entropy import linear_cross_entropy
 from ._impl.dropout_layer_norm import dropout_add_layer_norm
 from ._impl.gelu import gelu_kind, linear_gelu
 from ._impl.optim import optimizer_kwargs
+from ._impl.products import product_dtype
 from ._impl.projections import fused_qkv, gated_mlp
 from ._impl.rms_norm import rms_norm, rms_norm_variance_fp32
 from ._impl.rope import apply_rope, apply_rope_interleaved
@@ -57,6 +58,7 @@ __all__ = [
     "linear_cross_entropy",
     "linear_gelu",
     "optimizer_kwargs",
+    "product_dtype",
     "rms_norm",
     "rms_norm_variance_fp32",
     "softmax",

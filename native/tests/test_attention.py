@@ -513,3 +513,16 @@ def test_cast_before_the_softmax_is_where_the_original_casts(backend):
         return torch.softmax(scores.float(), dim=-1).type_as(scores) @ v
 
     compare(eager, lambda q, k, v: ak.attention(q, k, v, scale=1.0, cast_dtype=torch.float32, fill_mask=fill_mask, fill_value=value), [q, k, v], dtype=torch.float64, atol=0, rtol=0)
+
+
+def test_a_mask_with_strided_rows_reaches_sdpa_contiguous(monkeypatch):
+    """T5's position bias is a permuted embedding (last-dimension stride = heads): SDPA's fused
+    kernels would refuse it and fall back to the float32 math path."""
+    calls = []
+    monkeypatch.setattr(attn_impl, "_sdpa", fake_sdpa(calls))
+    monkeypatch.setattr(attn_impl, "_sdpa_takes_scale", True)
+    q, k, v = qkv(2, 3, 5, 5, 4, torch.float64)
+    bias = torch.randn(5, 5, 3, dtype=torch.float64).permute(2, 0, 1).unsqueeze(0)  # (1, H, L, S)
+    assert bias.stride(-1) != 1
+    torch.testing.assert_close(ak.attention(q, k, v, mask=bias, scale=1.0), eager_attention(q, k, v, mask=bias, scale=1.0))
+    assert calls[0]["attn_mask"].stride(-1) == 1

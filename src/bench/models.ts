@@ -36,6 +36,11 @@ function main(): void {
     }
     variantArgs.push('--variant', `${rule}=${join(variantsDir, rule)}`);
   }
+  if (process.argv.includes('--prepare-only')) {
+    // the trees for a run of the speed harness elsewhere (a GPU machine without Node)
+    console.log(JSON.stringify({ rewritten: join(mirror, 'models'), variants: variantArgs }));
+    return;
+  }
   const deps = ensurePythonDeps();
   mkdirSync(OUT, { recursive: true });
   const out = resolve(OUT, 'models.json');

@@ -399,7 +399,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     if (!holdsSite && commutes(k, before)) { hoisted.push(k); continue; }
     // one that reads only the device or dtype of the scores (T5 builds its position bias with
     // `device=scores.device`) reads them off the query instead, and runs first
-    const subs = deviceReads(k, before);
+    const subs = deviceReads(k, before, false);
     if (subs && !holdsSite && commutes(k, before, new Set(subs.keys()))) { hoisted.push(k); substitutions.set(k, subs); continue; }
     // `if C:` (no else) between the matched statements does nothing when C is false: the fast
     // path runs when it is, if C can be evaluated before the statements run
@@ -598,7 +598,7 @@ function isAttributeName(n: SyntaxNode): boolean {
 /** `scores.device` / `scores.dtype` in `stmt`, where `before` assigns `scores = matmul(q, ...)`
  *  (or `q @ ...`) from a plain name q: each such attribute node and `q.device` / `q.dtype` to read
  *  instead (a matmul's result has its inputs' device and dtype). Undefined when there are none. */
-function deviceReads(stmt: SyntaxNode, before: SyntaxNode[]): Map<SyntaxNode, string> | undefined {
+function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath = true): Map<SyntaxNode, string> | undefined {
   // the last assignment to each name in `before`: a matmul of two plain names, or nothing usable
   const sources = new Map<string, { a: string; b: string; bmm: boolean } | null>();
   for (const b of before) {
@@ -653,9 +653,12 @@ function deviceReads(stmt: SyntaxNode, before: SyntaxNode[]): Map<SyntaxNode, st
     const obj = p?.type === 'attribute' ? p.childForFieldName('object') : null;
     const attr = obj && obj.startIndex === n.startIndex && obj.endIndex === n.endIndex ? p!.childForFieldName('attribute')?.text : undefined;
     if (attr !== 'device' && attr !== 'dtype') continue;
-    // the device is the operands'; the dtype is what a one-element product of the same operands
-    // gives under the same autocast state
-    out.set(p!, attr === 'device' ? `${src.a}.device` : `torch.${src.bmm ? 'bmm' : 'matmul'}(${src.a}[..., :1, :], ${src.b}[..., :, :1]).dtype`);
+    // the device is the operands'; the dtype is what their product gives under the same autocast
+    // state, which adopt_kernels reads without launching a product (a statement that runs on
+    // both paths asks a one-element product where the package is missing)
+    const product = `torch.${src.bmm ? 'bmm' : 'matmul'}(${src.a}[..., :1, :], ${src.b}[..., :, :1]).dtype`;
+    const read = `${KERNELS_ALIAS}.product_dtype(${src.a}, ${src.b})`;
+    out.set(p!, attr === 'device' ? `${src.a}.device` : onFastPath ? read : `(${read} if ${KERNELS_ALIAS} is not None else ${product})`);
   }
   return out.size ? out : undefined;
 }
@@ -701,6 +704,15 @@ function pythonNumber(e: SyntaxNode): boolean {
 
 /** `torch.full([], v, ...)` / `torch.full((), v, ...)`: a 0-d tensor, which takes part in type
  *  promotion only as a scalar does. */
+/** `torch.full([], d ** 0.5, dtype=..., device=...)` as a factor: the number it holds, which the
+ *  kernel takes as a Python float (no tensor made, nothing launched); any other text as it is. */
+function numberInZeroDim(text: string): string {
+  const e = parsePython(sourceFromText('<factor>', `(${text})`)).root.namedChildren[0]?.namedChildren[0]?.namedChildren[0];
+  if (!e || !zeroDimTensor(e)) return text;
+  const value = e.childForFieldName('arguments')!.namedChildren[1];
+  return value && value.type !== 'keyword_argument' && pythonNumber(value) ? value.text : text;
+}
+
 function zeroDimTensor(e: SyntaxNode): boolean {
   if (e.type !== 'call' || !/^torch\.full$/.test(e.childForFieldName('function')?.text ?? '')) return false;
   const first = e.childForFieldName('arguments')?.namedChildren[0];
@@ -974,7 +986,8 @@ class Render {
         // the multiplicative factor a scaling op applies
         // not the data input: a matched op's value, or the phi that carries it through a branch
         const other = op.args.find((a) => !(a.k === 'ssa' && (Object.values(this.s.ops).some((o) => o?.id === a.id) || this.s.view.phis.has(a.id))));
-        const t = other && this.expr(other);
+        const written = other && this.expr(other);
+        const t = written === undefined ? undefined : numberInZeroDim(written);
         return t === undefined ? undefined : op.callee === 'div' ? `1.0 / (${t})` : t;
       }
       if (part === 'rank_check') return this.rankCheck(op);

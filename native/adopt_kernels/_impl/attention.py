@@ -54,9 +54,11 @@ def _causal_keep(q_len, k_len, device):
 
 
 def _fill(scores, fills):
-    """The scores with each ``(replaced, value)`` written in: ``masked_fill``/``where`` as the
-    original applies them, after the scale and before an additive mask."""
-    for replaced, value in fills:
+    """The scores with each fill written in: ``masked_fill``/``where`` as the original applies
+    them, after the scale and before an additive mask. A fill is ``(where, value, keeps)``:
+    ``where`` marks the scores kept (``keeps``, torch.where's form) or the ones replaced."""
+    for where, value, keeps in fills:
+        replaced = ~where if keeps else where
         if isinstance(value, torch.Tensor) and value.dim() > 0:
             scores = torch.where(replaced, value.to(scores.dtype), scores)
         else:
@@ -111,20 +113,25 @@ def _fills_as_mask(q, mask, fills):
     float32/bfloat16: a score is below half a unit in the last place of such a number, so
     ``score + fill`` rounds to ``fill``, fully masked rows included (they stay uniform).
     Any other fill (float16's -65504, -1e4) is left to the eager path."""
-    for replaced, value in fills:
+    for where, value, keeps in fills:
         v = _fill_number(value)
         if v is None:
             return None
         if v == -math.inf:
-            keep = ~replaced
+            keep = where if keeps else ~where
             if mask is None:
                 mask = keep
             elif mask.dtype == torch.bool:
                 mask = mask & keep
             else:
-                mask = torch.where(replaced, mask.new_tensor(-math.inf), mask)
+                mask = torch.where(keep, mask, mask.new_tensor(-math.inf))
         elif v <= -1e30 and q.dtype in (torch.float32, torch.bfloat16) and v >= torch.finfo(q.dtype).min:
-            mask = _with_added(mask, torch.zeros(replaced.shape, dtype=q.dtype, device=q.device).masked_fill(replaced, v))
+            # two launches, no negated copy of the mask
+            if keeps:
+                added = torch.full(where.shape, v, dtype=q.dtype, device=q.device).masked_fill_(where, 0.0)
+            else:
+                added = torch.zeros(where.shape, dtype=q.dtype, device=q.device).masked_fill_(where, v)
+            mask = _with_added(mask, added)
         else:
             return None
     return mask
@@ -179,6 +186,11 @@ def _sdpa_arguments(q, k, v, mask, scale, is_causal, fills=(), bias=None):
             else:
                 mask = torch.where(keep, mask, mask.new_tensor(-math.inf))
     if mask is not None:
+        if mask.dim() and mask.size(-1) > 1 and mask.stride(-1) != 1:
+            # SDPA's fused kernels take a mask whose rows are contiguous and otherwise fall back
+            # to the float32 math path (T5's position bias is a permuted embedding): one copy of
+            # the mask costs far less
+            mask = mask.contiguous()
         kwargs["attn_mask"] = mask
     return kwargs
 
@@ -229,9 +241,9 @@ def attention(
         softmax_dtype = cast_dtype
     fills = []
     if keep is not None:
-        fills.append((~keep.bool(), keep_fill))
+        fills.append((keep.bool(), keep_fill, True))
     if fill_mask is not None:
-        fills.append((fill_mask.bool(), fill_value))
+        fills.append((fill_mask.bool(), fill_value, False))
     if mask is not None and not isinstance(mask, torch.Tensor):
         # a number added to every score (`scores + 0.5`)
         mask = torch.as_tensor(mask, dtype=q.dtype, device=q.device)

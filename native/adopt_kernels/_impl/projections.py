@@ -1,5 +1,7 @@
 """Several linear layers reading the same input, computed as one matmul."""
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +33,33 @@ def _stacked(layers):
             for layer in layers
         ]
     )
+    return weight, bias
+
+
+# Inference reuses the stacked weights while the layers' parameters are unchanged: stacking them
+# on every call costs launches that, on a GPU, outweigh the matmuls it saves. Keyed by the first
+# layer (weakly) and checked against every parameter's identity, storage and version, so an
+# optimiser step, load_state_dict or .to() (all of which change one of those) restacks.
+_STACK_CACHE = weakref.WeakKeyDictionary()
+
+
+def _parameters_key(layers):
+    return tuple(
+        (id(p), p.data_ptr(), p._version, p.dtype, p.device) if p is not None else None
+        for layer in layers
+        for p in (layer.weight, layer.bias)
+    )
+
+
+def _stacked_for_inference(layers):
+    """:func:`_stacked` without autograd, reused across calls while the parameters stay as they were."""
+    key = _parameters_key(layers)
+    hit = _STACK_CACHE.get(layers[0])
+    if hit is not None and hit[0] == key:
+        return hit[1], hit[2]
+    with torch.no_grad():
+        weight, bias = _stacked(layers)
+    _STACK_CACHE[layers[0]] = (key, weight, bias)
     return weight, bias
 
 
@@ -94,8 +123,15 @@ def fused_qkv(x, q_proj, k_proj, v_proj):
     device or input width are called one by one.
     """
     layers = (q_proj, k_proj, v_proj)
-    if not (enabled("fused_qkv") and _concatenable(layers)):
+    if not (enabled("fused_qkv") and _concatenable(layers)) or (torch.is_grad_enabled() and x.device.type != "cpu"):
+        # training on a GPU: stacking the weights on every step and copying the outputs apart
+        # costs more launches than the two matmuls saved (measured on an H100, bench:models)
         return tuple(layer(x) for layer in layers)
+    if not torch.is_grad_enabled():
+        weight, bias = _stacked_for_inference(layers)
+        out = F.linear(x, weight, bias)
+        widths = [layer.out_features for layer in layers]
+        return tuple(part.contiguous() for part in out.split(widths, dim=-1))
     return tuple(_concatenated_linear(x, layers))
 
 
@@ -165,7 +201,7 @@ def gated_mlp(x, gate_proj, up_proj, down_proj, act):
     ``down_proj`` are always called as given.
     """
     if enabled("gated_mlp") and _concatenable((gate_proj, up_proj)) and _out_of_place(act):
-        weight, bias = _stacked((gate_proj, up_proj))
+        weight, bias = _stacked((gate_proj, up_proj)) if torch.is_grad_enabled() else _stacked_for_inference((gate_proj, up_proj))
         gate, up = F.linear(x, weight, bias).split([gate_proj.out_features, up_proj.out_features], dim=-1)
     else:
         gate, up = gate_proj(x), up_proj(x)

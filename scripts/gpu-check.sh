@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Checks that need torch 2.x and a CUDA GPU, which CI machines do not have.
+#
+#   scripts/gpu-check.sh prepare    here: rewrites HF-199 and packs what the GPU machine needs into
+#                                   .gpucheck/ (transformers 4.35 sources, the rewritten files,
+#                                   the per-rule speed trees); Node is not needed over there
+#   scripts/gpu-check.sh run OUT    on the GPU machine (python3 with torch 2.x and CUDA):
+#     1. the native test suite: real SDPA on the CPU, and every kernel on CUDA in fp32/fp16/bf16
+#     2. every rewritten HF-199 model verified against its original on the CPU in float64 with
+#        torch 2.x, so the attention fast path goes through real SDPA (torch 1.13 has none)
+#     3. bench:models on the GPU in bf16: forward and training step, original vs rewritten, and
+#        each against the original in float32
+# Results land in OUT: env.txt, pytest.txt, hf-verify-torch2.jsonl, models-gpu.json, *.log.
+set -u
+here=$(cd "$(dirname "$0")/.." && pwd)
+pack=$here/.gpucheck
+
+prepare() {
+  cd "$here"
+  npm run -s bench:rewrite >/dev/null
+  local trees
+  trees=$(npm run -s bench:models -- --prepare-only | tail -1)
+  rm -rf "$pack" && mkdir -p "$pack"
+  node -e '
+    const fs = require("fs");
+    const rows = fs.readFileSync("bench-results/hf-verify.jsonl", "utf8").trim().split("\n").map(JSON.parse);
+    fs.writeFileSync(process.argv[1], rows.map((r) => `${r.model}=transformers/models/${r.model}/modeling_${r.model}.py\n`).join(""));
+  ' "$pack/hf-models.txt"
+  # shellcheck disable=SC2046
+  tar -cJf "$pack/rewritten.tar.xz" -C bench-results/hf199-rewritten $(cut -d= -f2 "$pack/hf-models.txt")
+  tar -cJf "$pack/variants.tar.xz" -C bench-results speed-variants
+  local deps=.cache/pydeps
+  tar --exclude=__pycache__ --exclude='*.so' -cJf "$pack/deps.tar.xz" -C "$deps" transformers huggingface_hub \
+    $(cd "$deps" && ls -d transformers-*.dist-info huggingface_hub-*.dist-info tokenizers-*.dist-info)
+  echo "$trees" >"$pack/trees.json"
+  du -sh "$pack"
+}
+
+run() {
+  local out=$1
+  mkdir -p "$out"
+  local work
+  work=$(mktemp -d)
+  mkdir -p "$work/deps" "$work/rw"
+  tar -xJf "$pack/deps.tar.xz" -C "$work/deps"
+  tar -xJf "$pack/rewritten.tar.xz" -C "$work/rw"
+  tar -xJf "$pack/variants.tar.xz" -C "$work"
+  # GPU_CHECK_PATH: more folders to search last (pure-Python packages the machine lacks)
+  export PYTHONPATH="$here/native:$work/deps${GPU_CHECK_PATH:+:$GPU_CHECK_PATH}" PYTHONDONTWRITEBYTECODE=1
+  {
+    nvidia-smi -L
+    python3 -c 'import sys, torch, numpy, transformers; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else "", "numpy", numpy.__version__, "transformers", transformers.__version__)'
+    nproc
+  } >"$out/env.txt" 2>&1
+  cat "$out/env.txt"
+
+  echo "== 1. native tests"
+  (cd "$here" && timeout 300 python3 -m pytest -q -p no:cacheprovider --continue-on-collection-errors native/tests -rfE) >"$out/pytest.txt" 2>&1
+  tail -15 "$out/pytest.txt"
+
+  echo "== 2. HF-199 verification with torch 2.x on the CPU"
+  : >"$out/hf-verify-torch2.jsonl"
+  (cd "$work/rw" && sed 's/=/ /' "$pack/hf-models.txt" | awk -v d="$work/rw" '{print $1 "=" d "/" $2}' |
+    OMP_NUM_THREADS=1 timeout 300 xargs -P "$(($(nproc) > 2 ? $(nproc) - 2 : 1))" -n 8 python3 -m adopt_harness.hf_verify "$out/hf-verify-torch2.jsonl" >"$out/hf-verify.log" 2>&1)
+  python3 - "$out/hf-verify-torch2.jsonl" <<'EOF'
+import collections, json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(len(rows), "models:", dict(collections.Counter(r["status"] for r in rows)),
+      "| with SDPA calls:", sum(1 for r in rows if r.get("sdpa_calls", 0) > 0))
+for r in rows:
+    if r["status"] == "mismatch":
+        print("  mismatch", r["model"], r["problems"][:2])
+EOF
+
+  echo "== 3. bench:models on the GPU"
+  local variants
+  variants=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); print(" ".join(a if not a.startswith("/") and "=" not in a else a.split("=")[0] + "=" + sys.argv[2] + "/speed-variants/" + a.split("=")[0] for a in t["variants"]))' "$pack/trees.json" "$work")
+  # shellcheck disable=SC2086
+  timeout 240 python3 -m adopt_harness.speed "$out/models-gpu.json" "$work/rw/transformers/models" $variants \
+    --seq "${GPU_CHECK_SEQ:-128,512,2048}" --repeats "${GPU_CHECK_REPEATS:-10}" >"$out/speed.log" 2>&1
+  tail -40 "$out/speed.log"
+}
+
+case "${1:-}" in
+  prepare) prepare ;;
+  run) run "${2:?usage: gpu-check.sh run OUT}" ;;
+  *) echo "usage: scripts/gpu-check.sh prepare | run OUT" >&2; exit 2 ;;
+esac
