@@ -319,7 +319,7 @@ def count_fast_path_calls(rewritten):
         import adopt_kernels
     except ImportError:
         return {"n": -1, "sdpa": 0}
-    calls = {"n": 0}
+    calls = {"n": 0, "sdpa": 0}
     for kname in FAST_PATH_KERNELS:
         fn = getattr(adopt_kernels, kname)
 
@@ -331,7 +331,6 @@ def count_fast_path_calls(rewritten):
     # where torch has SDPA, how many attention calls reached it rather than the reference path
     from adopt_kernels._impl import attention as attention_impl
 
-    calls["sdpa"] = 0
     sdpa = getattr(attention_impl, "_adopt_real_sdpa", attention_impl._sdpa)
     if sdpa is not None:
         attention_impl._adopt_real_sdpa = sdpa

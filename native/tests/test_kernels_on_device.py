@@ -8,6 +8,7 @@ scale or layout is off by O(1) and fails by orders of magnitude. Forward and bac
 shapes. On a machine with CUDA the same cases run there too (SDPA's fused kernels, bf16/fp16).
 """
 
+import copy
 import math
 
 import pytest
@@ -67,14 +68,12 @@ def outputs_and_grads(fn, inputs, dtype, modules=(), upstream_seed=7):
     if torch.is_tensor(total):
         params = [x for x in xs if torch.is_tensor(x) and x.requires_grad] + [p for m in ms for p in m.parameters()]
         grads = torch.autograd.grad(total, params, allow_unused=True)
-    return [o.detach() for o in outs], [g for g in grads]
+    return [o.detach() for o in outs], list(grads)
 
 
 def check(kernel, eager, inputs, dtype, modules=(), grads=True):
     """The kernel in ``dtype`` is no less accurate than the eager code in ``dtype``, both against
     the eager code in float64."""
-    import copy
-
     ref_out, ref_g = outputs_and_grads(eager, inputs, torch.float64, [copy.deepcopy(m) for m in modules])
     eag_out, eag_g = outputs_and_grads(eager, inputs, dtype, [copy.deepcopy(m) for m in modules])
     ker_out, ker_g = outputs_and_grads(kernel, inputs, dtype, [copy.deepcopy(m) for m in modules])

@@ -118,13 +118,7 @@ def _fills_as_mask(q, mask, fills):
         if v is None:
             return None
         if v == -math.inf:
-            keep = where if keeps else ~where
-            if mask is None:
-                mask = keep
-            elif mask.dtype == torch.bool:
-                mask = mask & keep
-            else:
-                mask = torch.where(keep, mask, mask.new_tensor(-math.inf))
+            mask = _with_kept(mask, where if keeps else ~where)
         elif v <= -1e30 and q.dtype in (torch.float32, torch.bfloat16) and v >= torch.finfo(q.dtype).min:
             # two launches, no negated copy of the mask
             if keeps:
@@ -135,6 +129,15 @@ def _fills_as_mask(q, mask, fills):
         else:
             return None
     return mask
+
+
+def _with_kept(mask, keep):
+    """``mask`` (None, boolean "keep" or additive) that also masks out where ``keep`` is False."""
+    if mask is None:
+        return keep
+    if mask.dtype == torch.bool:
+        return mask & keep
+    return torch.where(keep, mask, mask.new_tensor(-math.inf))
 
 
 def _with_added(mask, added):
@@ -178,13 +181,7 @@ def _sdpa_arguments(q, k, v, mask, scale, is_causal, fills=(), bias=None):
             kwargs["is_causal"] = True
         else:
             # SDPA's own causal mask is aligned top-left and cannot be combined with attn_mask.
-            keep = _causal_keep(q.size(-2), k.size(-2), q.device)
-            if mask is None:
-                mask = keep
-            elif mask.dtype == torch.bool:
-                mask = mask & keep
-            else:
-                mask = torch.where(keep, mask, mask.new_tensor(-math.inf))
+            mask = _with_kept(mask, _causal_keep(q.size(-2), k.size(-2), q.device))
     if mask is not None:
         if mask.dim() and mask.size(-1) > 1 and mask.stride(-1) != 1:
             # SDPA's fused kernels take a mask whose rows are contiguous and otherwise fall back
