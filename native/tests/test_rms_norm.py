@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 import adopt_kernels as ak
+from adopt_kernels import _dispatch
 from adopt_kernels._impl import rms_norm as rms_impl
 from checks import DTYPES, compare
 
@@ -26,10 +27,12 @@ class LlamaRMSNorm(nn.Module):
         return (self.offset + self.weight) * hidden_states.to(input_dtype)
 
 
-@pytest.fixture(params=["native", "fake_f_rms_norm"])
+@pytest.fixture(params=["compiled", "fake_f_rms_norm"])
 def backend(request, monkeypatch):
     calls = []
     if request.param == "fake_f_rms_norm":
+        # the torch formulation is what runs where the compiled kernel is switched off
+        monkeypatch.setenv("ADOPT_DISABLE", "native")
         # Documented semantics of torch 2.4's F.rms_norm; lets its use be tested on 1.13.
         def f_rms_norm(x, normalized_shape, weight=None, eps=None):
             calls.append((tuple(normalized_shape), weight, eps))
@@ -48,6 +51,7 @@ def backend(request, monkeypatch):
 def test_matches_llama_rms_norm(dtype, shape, offset, weight, cast, backend):
     norm = LlamaRMSNorm(shape[-1], 1e-6, dtype, offset, weight, cast)
     x = torch.randn(shape, dtype=dtype) * 3
+    before = _dispatch.CALLS["rms_norm"]
     _, out = compare(
         lambda x, m: m(x),
         lambda x, m: ak.rms_norm(x, m.weight, m.variance_epsilon, offset=m.offset, cast_to_fp32=m.cast),
@@ -61,6 +65,10 @@ def test_matches_llama_rms_norm(dtype, shape, offset, weight, cast, backend):
     name, calls = backend
     if name == "fake_f_rms_norm":
         assert calls == [((shape[-1],), None, 1e-6)]
+    else:
+        # float32 with the float32 statistics is the compiled kernel's case; float64 is not
+        compiled = cast and dtype == torch.float32
+        assert (_dispatch.CALLS["rms_norm"] > before) == compiled
 
 
 def test_float64_input_is_computed_in_float32_when_cast():

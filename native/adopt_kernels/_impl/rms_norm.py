@@ -3,6 +3,12 @@ import torch.nn.functional as F
 
 from .switches import enabled
 
+
+def _compiled(x, weight, eps, offset):
+    from ..kernels import rms_norm as kernel
+
+    return kernel.rms_norm(x, weight, eps, offset)
+
 # Looked up through this module so tests can stand in a fake on torch versions without it.
 _f_rms_norm = getattr(F, "rms_norm", None)
 
@@ -41,6 +47,11 @@ def rms_norm(x, weight, eps, offset=0.0, cast_to_fp32=True):
     models. With ``cast_to_fp32=False`` everything stays in the input dtype. Like the
     original, ``cast_to_fp32`` also computes float64 inputs in float32.
     """
+    if cast_to_fp32 and enabled("rms_norm"):
+        # the compiled kernel computes the statistics in float32 for float32 and bfloat16 alike
+        out = _compiled(x, weight, eps, offset)
+        if out is not None:
+            return out
     input_dtype = x.dtype
     h = x.to(torch.float32) if cast_to_fp32 else x
     h = _normalise(h, eps).to(input_dtype)

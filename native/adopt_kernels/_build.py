@@ -1,0 +1,131 @@
+"""Compiling generated C++ kernels into plain shared libraries, cached by content.
+
+A kernel's C++ source is rendered from its template and one schedule, so every schedule is its
+own library. No torch headers are used: tensors cross into C through ctypes as raw pointers,
+which keeps a build around a second instead of the half minute a torch extension takes.
+Libraries are cached under ``$ADOPT_KERNEL_CACHE`` (default: the user's cache directory) by a
+hash of the source, the compiler's identity and the flags, and written atomically so that two
+processes building the same kernel never load a half-written file.
+"""
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math", "-fno-signed-zeros", "-fopenmp", "-fPIC", "-shared", "-std=c++17")
+PRELUDE = r"""
+#include <cstdint>
+#include <cstring>
+#include <cmath>
+#include <algorithm>
+#include <omp.h>
+typedef uint16_t bf16_t;
+static inline float bf16_to_f(bf16_t v) { uint32_t u = ((uint32_t)v) << 16; float f; std::memcpy(&f, &u, 4); return f; }
+static inline bf16_t f_to_bf16(float f) {
+  uint32_t u; std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16_t)((u >> 16) | 0x40u);  /* quiet NaN */
+  u += 0x7fffu + ((u >> 16) & 1u);  /* round to nearest even, as torch does */
+  return (bf16_t)(u >> 16);
+}
+static inline float load_f(const float* p, int64_t i) { return p[i]; }
+static inline float load_f(const bf16_t* p, int64_t i) { return bf16_to_f(p[i]); }
+static inline void store_f(float* p, int64_t i, float v) { p[i] = v; }
+static inline void store_f(bf16_t* p, int64_t i, float v) { p[i] = f_to_bf16(v); }
+"""
+
+
+class KernelBuildError(RuntimeError):
+    """A generated kernel did not compile; carries the compiler's own message."""
+
+
+class CompilerUnavailable(KernelBuildError):
+    """No C++ compiler with OpenMP is installed: kernels run their reference path."""
+
+
+def cache_dir():
+    root = os.environ.get("ADOPT_KERNEL_CACHE")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "adopt", "kernels")
+    os.makedirs(root, exist_ok=True)
+    return root
+
+
+def compiler():
+    return os.environ.get("CXX") or "g++"
+
+
+@functools.lru_cache(maxsize=4)
+def compiler_identity(cxx):
+    """The compiler's version line; None when it cannot be run."""
+    if shutil.which(cxx) is None:
+        return None
+    try:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.splitlines()[0] if out.returncode == 0 and out.stdout else None
+
+
+def source_hash(source, cxx=None):
+    cxx = cxx or compiler()
+    ident = compiler_identity(cxx) or "none"
+    h = hashlib.sha256()
+    for part in (PRELUDE, source, cxx, ident, " ".join(FLAGS)):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+_lock = threading.Lock()
+_loaded = {}
+
+
+def library_path(source):
+    return os.path.join(cache_dir(), f"adopt_{source_hash(source)}.so")
+
+
+def build(source, timeout=120):
+    """The path of the compiled library for ``source``, compiling it on a cache miss."""
+    cxx = compiler()
+    if compiler_identity(cxx) is None:
+        raise CompilerUnavailable(f"no C++ compiler found (tried {cxx!r}; set $CXX): adopt kernels run their reference path")
+    path = library_path(source)
+    if os.path.exists(path):
+        return path
+    directory = cache_dir()
+    fd, tmp_src = tempfile.mkstemp(suffix=".cpp", dir=directory)
+    tmp_lib = tmp_src[:-4] + ".so"
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(PRELUDE)
+            f.write(source)
+        try:
+            proc = subprocess.run([cxx, *FLAGS, tmp_src, "-o", tmp_lib], capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise KernelBuildError(f"{cxx} ran past {timeout} s compiling a kernel") from None
+        if proc.returncode != 0:
+            first = "\n".join(proc.stderr.strip().splitlines()[:20])
+            raise KernelBuildError(f"{cxx} failed on a generated kernel ({tmp_src}):\n{first}")
+        os.replace(tmp_lib, path)
+    finally:
+        for p in (tmp_src, tmp_lib):
+            if os.path.exists(p) and not (p == tmp_src and os.environ.get("ADOPT_KEEP_KERNEL_SOURCE")):
+                os.remove(p)
+    return path
+
+
+def load(source):
+    """The ctypes library for ``source``, built on first use and kept for the process."""
+    key = source_hash(source)
+    with _lock:
+        lib = _loaded.get(key)
+        if lib is None:
+            lib = ctypes.CDLL(build(source))
+            _loaded[key] = lib
+        return lib

@@ -1,0 +1,107 @@
+"""Choosing and calling the compiled variant of a kernel for the tensors at hand.
+
+The API functions call :func:`function` with the kernel, the dtype and the workload; it
+returns a ctypes function of the library built for that dtype and the workload's schedule
+(from a schedule file, else the kernel's default), or None when the compiled path cannot
+run: the switch is off, no compiler, or the build failed. The reason is said once per
+process, and the caller runs the reference. :data:`CALLS` counts compiled calls per kernel, so
+a verification can tell that the compiled path ran.
+"""
+
+import collections
+import ctypes
+import sys
+import threading
+
+import torch
+
+from . import _build, schedules
+from ._impl.switches import enabled
+
+CALLS = collections.Counter()
+_said = set()
+_functions = {}
+_lock = threading.Lock()
+
+_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
+
+
+def dtype_name(dtype):
+    return _DTYPES.get(dtype)
+
+
+def say_once(key, msg):
+    if key not in _said:
+        _said.add(key)
+        print(f"adopt_kernels: {msg}", file=sys.stderr)
+
+
+def native_ok(kernel, *tensors):
+    """True when the compiled CPU path may take these tensors: switch on, CPU, fp32/bf16."""
+    if not (enabled("native") and enabled(kernel.switch)):
+        return False
+    for t in tensors:
+        if t is None:
+            continue
+        if t.device.type != "cpu" or t.dtype not in _DTYPES:
+            return False
+    return True
+
+
+def library(kernel, schedule, dtype):
+    """The loaded library of ``kernel`` at ``schedule`` for ``dtype`` (a name); raises on failure."""
+    return _build.load(kernel.render(schedule, dtype))
+
+
+def function(kernel, symbol, dtype, workload, schedule=None):
+    """The compiled ``symbol`` of ``kernel`` for this workload, or None (reference path)."""
+    name = dtype_name(dtype) if not isinstance(dtype, str) else dtype
+    if schedule is None:
+        schedule = schedules.lookup(kernel, dict(workload, dtype=name))
+    key = (kernel.name, symbol, name, tuple(sorted(schedule.items())))
+    fn = _functions.get(key)
+    if fn is not None:
+        return fn
+    with _lock:
+        fn = _functions.get(key)
+        if fn is not None:
+            return fn
+        try:
+            lib = library(kernel, schedule, name)
+        except _build.CompilerUnavailable as e:
+            say_once("compiler", str(e))
+            return None
+        except (_build.KernelBuildError, OSError) as e:
+            if schedule != kernel.space.default:
+                say_once(("schedule", key), f"{kernel.name} schedule {schedule} failed to build ({e}); using the default")
+                return function(kernel, symbol, dtype, workload, dict(kernel.space.default))
+            say_once(("build", kernel.name, name), f"{kernel.name} ({name}) failed to build; running its reference path:\n{e}")
+            return None
+        fn = getattr(lib, symbol)
+        fn.restype = None
+        _functions[key] = fn
+        return fn
+
+
+def ptr(t):
+    return ctypes.c_void_p(t.data_ptr()) if t is not None else ctypes.c_void_p(0)
+
+
+def i64(v):
+    return ctypes.c_int64(int(v))
+
+
+def f32(v):
+    return ctypes.c_float(float(v))
+
+
+def threads():
+    """Kernels use as many threads as torch does, so comparisons with eager code are fair."""
+    return ctypes.c_int(torch.get_num_threads())
+
+
+def forget():
+    """Drop the loaded functions, so the next call renders its template again (a test that
+    swaps a template in needs this; the compiled libraries stay cached on disk)."""
+    with _lock:
+        _functions.clear()

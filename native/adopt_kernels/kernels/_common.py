@@ -1,0 +1,40 @@
+"""What the kernel modules share: template rendering, row views, timing cases."""
+
+import string
+
+import torch
+
+SCALAR = {"float32": "float", "bfloat16": "bf16_t"}
+TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# forward/backward tolerances against a float64 reference, per dtype
+TOLERANCE = {"float32": dict(rtol=2e-4, atol=2e-5), "bfloat16": dict(rtol=2e-2, atol=2e-2)}
+
+
+def render(template, schedule, dtype, **extra):
+    """C++ source: ``$name`` placeholders filled from the schedule, the dtype and ``extra``.
+
+    ``$scalar_t`` is the storage type of the dtype; every schedule parameter is available by
+    name, as is ``$omp_schedule`` for the parallel loop's scheduling clause.
+    """
+    subs = {k: str(v) for k, v in schedule.items()}
+    subs.update({k: str(v) for k, v in extra.items()})
+    subs["scalar_t"] = SCALAR[dtype]
+    subs["dtype"] = dtype
+    return f"// adopt kernel, dtype={dtype}, schedule={sorted(schedule.items())}\n" + string.Template(template).substitute(subs)
+
+
+def rows_view(x):
+    """``x`` as a contiguous (rows, last) matrix; a copy only when ``x`` is not contiguous."""
+    x = x.contiguous()
+    return x.view(-1, x.size(-1)) if x.dim() else x.view(1, 1)
+
+
+def assert_matches(actual, expected, dtype, what):
+    tol = TOLERANCE[dtype]
+    a = actual.double()
+    e = expected.double()
+    if a.shape != e.shape:
+        raise AssertionError(f"{what}: shape {tuple(a.shape)} != {tuple(e.shape)}")
+    if not torch.allclose(a, e, equal_nan=True, **tol):
+        err = (a - e).abs().nan_to_num(nan=float("inf")).max().item()
+        raise AssertionError(f"{what}: max abs error {err:.3g} over tolerance {tol}")

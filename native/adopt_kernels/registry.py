@@ -1,0 +1,215 @@
+"""The one list of adopt's kernels: name, API, switch, schedule space, reference, workload.
+
+Each kernel module under ``adopt_kernels/kernels`` registers itself here. The rules, the
+TypeScript side (``python -m adopt_kernels.registry`` prints the registry as JSON), the
+harness's kernel-call counter, the tuner and ``adopt kernels build|status`` all read this
+registry and nothing else.
+
+A schedule space is data: parameters with their allowed values, a default, and constraints.
+Constraints are expressions over the parameters and the workload's fields written in the
+subset of syntax Python and JavaScript share (arithmetic, ``%``, comparisons; the list is a
+conjunction), so both sides evaluate them the same way.
+"""
+
+import ast
+import itertools
+import json
+import math
+import operator
+import random
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+_BINOPS = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod, ast.Div: operator.truediv,
+}
+_CMPOPS = {
+    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.Eq: operator.eq, ast.NotEq: operator.ne,
+}
+
+
+def _evaluate(node, env):
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body, env)
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return node.value
+    if isinstance(node, ast.Name):
+        if node.id not in env:
+            raise KeyError(f"constraint names {node.id!r}, which is neither a parameter nor a workload field")
+        return env[node.id]
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+        return _BINOPS[type(node.op)](_evaluate(node.left, env), _evaluate(node.right, env))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_evaluate(node.operand, env)
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMPOPS:
+        return _CMPOPS[type(node.ops[0])](_evaluate(node.left, env), _evaluate(node.comparators[0], env))
+    raise ValueError(f"constraint syntax not allowed: {ast.dump(node)}")
+
+
+def check_constraint(text, env):
+    return bool(_evaluate(ast.parse(text, mode="eval"), env))
+
+
+@dataclass(frozen=True)
+class Space:
+    """The schedule parameters of one kernel template, as data."""
+
+    params: dict  # name -> tuple of allowed values (ordered)
+    default: dict
+    constraints: tuple = ()
+
+    def __post_init__(self):
+        for name, value in self.default.items():
+            if value not in self.params.get(name, ()):
+                raise ValueError(f"default {name}={value!r} is not among {self.params.get(name)}")
+
+    def legal(self, schedule, workload=None):
+        if set(schedule) != set(self.params):
+            return False
+        if any(schedule[k] not in v for k, v in self.params.items()):
+            return False
+        env = {**(workload or {}), **schedule}
+        try:
+            return all(check_constraint(c, env) for c in self.constraints)
+        except KeyError:
+            return False
+
+    def enumerate(self, workload=None):
+        names = list(self.params)
+        for values in itertools.product(*(self.params[n] for n in names)):
+            s = dict(zip(names, values))
+            if self.legal(s, workload):
+                yield s
+
+    def sample(self, rng: random.Random, workload=None, tries=200):
+        for _ in range(tries):
+            s = {k: rng.choice(v) for k, v in self.params.items()}
+            if self.legal(s, workload):
+                return s
+        return dict(self.default)
+
+    def mutate(self, schedule, rng: random.Random, workload=None, tries=50):
+        for _ in range(tries):
+            name = rng.choice(list(self.params))
+            s = dict(schedule, **{name: rng.choice(self.params[name])})
+            if s != schedule and self.legal(s, workload):
+                return s
+        return dict(schedule)
+
+    def legalise(self, schedule, workload=None):
+        """The schedule nearest to ``schedule`` (taken from another shape) that is legal here.
+
+        Each parameter snaps to its nearest allowed value; while a constraint fails, the
+        parameters are walked back towards the default one by one. Falls back to the default.
+        """
+        s = {}
+        for name, values in self.params.items():
+            v = schedule.get(name, self.default[name])
+            if v in values:
+                s[name] = v
+            elif isinstance(v, (int, float)) and all(isinstance(x, (int, float)) for x in values):
+                s[name] = min(values, key=lambda x: (abs(math.log2(max(x, 1e-9)) - math.log2(max(v, 1e-9))), x))
+            else:
+                s[name] = self.default[name]
+        if self.legal(s, workload):
+            return s
+        for name in self.params:
+            s[name] = self.default[name]
+            if self.legal(s, workload):
+                return s
+        return dict(self.default)
+
+    def to_json(self):
+        return {"params": {k: list(v) for k, v in self.params.items()}, "default": self.default, "constraints": list(self.constraints)}
+
+
+@dataclass
+class Kernel:
+    """One kernel: what the rewritten code calls, how it is scheduled, what it must equal.
+
+    ``make_case(workload, seed)`` builds inputs for a workload and returns ``(run, check)``:
+    ``run(schedule)`` runs the compiled kernel (forward and backward where the kernel has one)
+    and returns its outputs; ``check(outputs)`` raises if they differ from the reference. It is
+    what the tuner's measurer and the benchmarks time.
+    """
+
+    name: str
+    doc: str
+    api: tuple  # public functions of adopt_kernels that dispatch to this kernel
+    signature: dict  # api function -> its parameter names
+    switch: str  # the ADOPT_DISABLE name
+    space: Space
+    workload_fields: tuple  # the numbers (and dtype) a workload is keyed by
+    dtypes: tuple = ("float32", "bfloat16")
+    render: Optional[Callable] = None  # (schedule, dtype) -> C++ source
+    reference: Optional[Callable] = None
+    make_case: Optional[Callable] = None
+    bytes_moved: Optional[Callable] = None  # workload -> bytes a fused pass must move (forward)
+    example_workloads: tuple = ()
+    targets: tuple = ("cpu",)
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self):
+        return {
+            "name": self.name,
+            "doc": self.doc,
+            "api": list(self.api),
+            "signature": {k: list(v) for k, v in self.signature.items()},
+            "switch": self.switch,
+            "space": self.space.to_json(),
+            "workload_fields": list(self.workload_fields),
+            "dtypes": list(self.dtypes),
+            "targets": list(self.targets),
+            "example_workloads": list(self.example_workloads),
+        }
+
+
+KERNELS: dict = {}
+
+# Switch names that are not compiled kernels: API functions whose fast path is a torch
+# formulation (folded weights, stacked projections, a flag for the optimizer).
+FORMULATIONS = {
+    "conv_bn": ("conv_bn", "FusedSequential"),
+    "linear_bn": ("linear_bn", "FusedSequential"),
+    "fused_qkv": ("fused_qkv",),
+    "gated_mlp": ("gated_mlp",),
+    "optimizer_kwargs": ("optimizer_kwargs",),
+    "linear_cross_entropy": ("linear_cross_entropy",),
+    "softmax": ("softmax",),
+    "dropout_add_layer_norm": ("dropout_add_layer_norm",),
+    "linear_gelu": ("linear_gelu",),
+    "attention": ("attention",),
+    "rms_norm": ("rms_norm", "rms_norm_variance_fp32"),
+    "apply_rope": ("apply_rope",),
+    "apply_rope_interleaved": ("apply_rope_interleaved",),
+}
+
+
+def register(kernel: Kernel):
+    if kernel.name in KERNELS:
+        raise ValueError(f"kernel {kernel.name!r} registered twice")
+    KERNELS[kernel.name] = kernel
+    return kernel
+
+
+def switch_names():
+    """Every name ``enabled`` and ``$ADOPT_DISABLE`` understand."""
+    return tuple(sorted(set(FORMULATIONS) | {k.switch for k in KERNELS.values()} | {"native"}))
+
+
+def to_json():
+    from . import kernels  # noqa: F401  (registers every kernel)
+
+    return {
+        "format": "adopt-kernel-registry/1",
+        "switches": list(switch_names()),
+        "kernels": {name: k.to_json() for name, k in sorted(KERNELS.items())},
+    }
+
+
+if __name__ == "__main__":
+    json.dump(to_json(), sys.stdout, indent=1, sort_keys=True)
+    sys.stdout.write("\n")

@@ -1,0 +1,131 @@
+"""Schedule files: the tuned schedule of each kernel per workload, read by the dispatcher.
+
+``adopt tune`` and ``adopt rewrite --tune`` write them; a rewritten module loads the file
+beside it with :func:`use`, and ``$ADOPT_SCHEDULES`` names one for the whole process. The
+format is JSON::
+
+    {"format": "adopt-schedules/1", "target": {...fingerprint...},
+     "entries": [{"kernel": "layer_norm", "workload": {"rows": 4096, "n": 768, "dtype": "float32"},
+                  "schedule": {"block": 8, ...}}]}
+
+A file that cannot be read, names an unknown kernel or carries an illegal schedule gets one
+warning and the default schedule for what it cannot supply; it never changes results, since
+every legal schedule computes the same thing.
+"""
+
+import json
+import math
+import os
+import threading
+import warnings
+
+from .registry import KERNELS
+
+FORMAT = "adopt-schedules/1"
+_lock = threading.Lock()
+_entries = {}  # kernel -> list of (workload, schedule)
+_loaded_paths = set()
+_lookup_cache = {}
+
+
+class ScheduleFileWarning(UserWarning):
+    pass
+
+
+def _warn(msg):
+    warnings.warn(f"adopt_kernels: {msg}", ScheduleFileWarning, stacklevel=3)
+
+
+def read(path):
+    """Entries of a schedule file, validated against the registry; problems are warnings."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        _warn(f"cannot read schedule file {path}: {e}; default schedules are used")
+        return []
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entries"), list):
+        _warn(f"{path} is not an adopt schedule file (format {FORMAT!r}); default schedules are used")
+        return []
+    good = []
+    for i, e in enumerate(data["entries"]):
+        where = f"{path}: entry {i}"
+        if not isinstance(e, dict) or not all(isinstance(e.get(k), dict) for k in ("workload", "schedule")):
+            _warn(f"{where} is malformed; skipped")
+            continue
+        kernel = KERNELS.get(e.get("kernel"))
+        if kernel is None:
+            _warn(f"{where} names unknown kernel {e.get('kernel')!r}; skipped")
+            continue
+        if not kernel.space.legal(e["schedule"], e["workload"]):
+            _warn(f"{where}: schedule {e['schedule']} is not legal for {kernel.name}; its default is used")
+            continue
+        good.append((kernel.name, e["workload"], e["schedule"]))
+    return good
+
+
+def use(path):
+    """Load a schedule file (once per path) into this process's table."""
+    path = os.path.abspath(path)
+    with _lock:
+        if path in _loaded_paths:
+            return
+        _loaded_paths.add(path)
+    if not os.path.exists(path):
+        return
+    for name, workload, schedule in read(path):
+        with _lock:
+            _entries.setdefault(name, []).append((workload, schedule))
+            _lookup_cache.clear()
+
+
+def clear():
+    with _lock:
+        _entries.clear()
+        _loaded_paths.clear()
+        _lookup_cache.clear()
+
+
+def _distance(a, b):
+    if a.get("dtype") != b.get("dtype"):
+        return math.inf
+    d = 0.0
+    for k, v in a.items():
+        if k == "dtype":
+            continue
+        w = b.get(k)
+        if not isinstance(v, (int, float)) or not isinstance(w, (int, float)):
+            if v != w:
+                return math.inf
+            continue
+        d += abs(math.log2(max(v, 1)) - math.log2(max(w, 1)))
+    return d
+
+
+def lookup(kernel, workload):
+    """The schedule for ``workload``: an exact entry, else the nearest entry of the same dtype
+    legalised for this workload, else the kernel's default."""
+    env = os.environ.get("ADOPT_SCHEDULES")
+    if env:
+        use(env)
+    key = (kernel.name, tuple(sorted(workload.items())))
+    hit = _lookup_cache.get(key)
+    if hit is not None:
+        return hit
+    best, best_d = None, math.inf
+    for w, s in _entries.get(kernel.name, ()):
+        d = 0.0 if w == workload else _distance(workload, w)
+        if d < best_d:
+            best, best_d = s, d
+    schedule = dict(kernel.space.default) if best is None else kernel.space.legalise(best, workload)
+    _lookup_cache[key] = schedule
+    return schedule
+
+
+def write(path, target, entries):
+    """Write a schedule file atomically; ``entries`` are dicts with kernel, workload, schedule."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"format": FORMAT, "target": target, "entries": entries}, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
