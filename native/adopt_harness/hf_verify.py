@@ -307,11 +307,17 @@ def run_original(cls, config, inputs, dtype):
     return state, reference
 
 
-# The kernels a rewrite's fast path calls: counting them shows the fast path ran.
-FAST_PATH_KERNELS = (
-    "softmax", "dropout_add_layer_norm", "linear_gelu", "conv_bn", "linear_bn", "fused_qkv", "attention", "rms_norm",
-    "rms_norm_variance_fp32", "gated_mlp", "apply_rope", "apply_rope_interleaved", "linear_cross_entropy",
-)
+# The kernels a rewrite's fast path calls, from the kernel registry: counting them shows the
+# fast path ran; the registry's compiled-call counter shows a compiled kernel ran in it.
+try:
+    from adopt_kernels.registry import compiled_calls, fast_path_api
+
+    FAST_PATH_KERNELS = fast_path_api()
+except ImportError:
+    FAST_PATH_KERNELS = ()
+
+    def compiled_calls():
+        return 0
 
 
 def count_fast_path_calls(rewritten):
@@ -345,11 +351,12 @@ def count_fast_path_calls(rewritten):
 
 def compare(cls_b, config, inputs, dtype, state, reference, rewritten):
     calls = count_fast_path_calls(rewritten)
+    compiled_before = compiled_calls()
     problems, notes, worst, timings = [], [], {"max_abs": 0.0, "max_rel": 0.0}, {}
 
     def done():
         result = {"status": "mismatch" if problems else "verified", "problems": problems[:10], "fast_path_calls": calls["n"], "sdpa_calls": calls["sdpa"],
-                  "strict_load": True, **worst, "timings": timings}
+                  "compiled_calls": compiled_calls() - compiled_before, "strict_load": True, **worst, "timings": timings}
         if notes:
             result["notes"] = notes
         return result

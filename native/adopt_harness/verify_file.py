@@ -29,7 +29,7 @@ import uuid
 import torch
 from torch import nn
 
-from adopt_harness.hf_verify import FAST_PATH_KERNELS, no_dropout, scaled_error, shrink
+from adopt_harness.hf_verify import FAST_PATH_KERNELS, compiled_calls, no_dropout, scaled_error, shrink
 
 TOL = 1e-3
 TIMEOUT_S = int(os.environ.get("ADOPT_VERIFY_TIMEOUT", "60"))
@@ -382,12 +382,13 @@ def check_class(original, rewritten, name, overrides, dtype, repeats):
     config = next((v for v in kwargs.values() if hasattr(v, "__dict__") and not isinstance(v, (nn.Module, torch.Tensor))), None)
     inputs, label = find_inputs(a, config, dtype)
     calls = count_fast_path()
+    compiled_before = compiled_calls()
     problems, worst = [], {"max_abs": 0.0, "max_rel": 0.0}
     try:
         compare_pair(a, b, inputs, problems, worst)
     except RewrittenRaised as e:
         problems.append(str(e))
-    result.update({"status": "mismatch" if problems else "verified", "problems": problems[:10], "inputs": label, "strict_load": True, "fast_path_calls": calls["n"], **worst})
+    result.update({"status": "mismatch" if problems else "verified", "problems": problems[:10], "inputs": label, "strict_load": True, "fast_path_calls": calls["n"], "compiled_calls": compiled_calls() - compiled_before, **worst})
     if repeats and not problems:
         # timed in float32, the dtype models run in
         a32, b32 = a.float(), b.float()

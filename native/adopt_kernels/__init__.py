@@ -2,7 +2,9 @@
 
 Every call site sits behind a guard that falls back to the original code. Each function
 computes exactly what the original composition of PyTorch ops computes (within floating-point
-tolerance), using faster formulations available from plain torch ops where they exist. Set
+tolerance): through a compiled kernel (``adopt_kernels.kernels``, generated C++ with OpenMP,
+built on first use) where one takes the tensors at hand, else through faster formulations from
+plain torch ops where they exist, else through the original ops. Set
 ``ADOPT_DISABLE=name[,name...]`` (or ``all``) to turn kernels off at run time.
 """
 
@@ -22,22 +24,13 @@ from ._impl.switches import enabled
 AVAILABLE = True
 __version__ = "0.1.0"
 
-# The names ``enabled`` and ``$ADOPT_DISABLE`` understand, one per kernel.
-KERNELS = (
-    "softmax",
-    "dropout_add_layer_norm",
-    "linear_gelu",
-    "conv_bn",
-    "linear_bn",
-    "fused_qkv",
-    "attention",
-    "rms_norm",
-    "gated_mlp",
-    "apply_rope",
-    "apply_rope_interleaved",
-    "linear_cross_entropy",
-    "optimizer_kwargs",
-)
+from . import kernels as _kernels  # noqa: E402,F401  (registers the compiled kernels)
+from .registry import switch_names as _switch_names  # noqa: E402
+from .schedules import use as use_schedules  # noqa: E402
+
+# The names ``enabled`` and ``$ADOPT_DISABLE`` understand, from the kernel registry: one per
+# kernel, plus ``native`` (every compiled kernel; the torch formulations still run).
+KERNELS = _switch_names()
 
 __all__ = [
     "AVAILABLE",
@@ -62,4 +55,5 @@ __all__ = [
     "rms_norm",
     "rms_norm_variance_fp32",
     "softmax",
+    "use_schedules",
 ]

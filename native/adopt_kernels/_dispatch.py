@@ -21,7 +21,7 @@ from ._impl.switches import enabled
 CALLS = collections.Counter()
 _said = set()
 _functions = {}
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 _DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
 

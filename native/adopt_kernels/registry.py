@@ -100,27 +100,25 @@ class Space:
         return dict(schedule)
 
     def legalise(self, schedule, workload=None):
-        """The schedule nearest to ``schedule`` (taken from another shape) that is legal here.
+        """The legal schedule here nearest to ``schedule`` (taken from another shape).
 
-        Each parameter snaps to its nearest allowed value; while a constraint fails, the
-        parameters are walked back towards the default one by one. Falls back to the default.
+        Distance: the log2 ratio for numeric parameters, 1 for a differing choice; ties go
+        to the default's values. The default when nothing is legal.
         """
-        s = {}
-        for name, values in self.params.items():
-            v = schedule.get(name, self.default[name])
-            if v in values:
-                s[name] = v
-            elif isinstance(v, (int, float)) and all(isinstance(x, (int, float)) for x in values):
-                s[name] = min(values, key=lambda x: (abs(math.log2(max(x, 1e-9)) - math.log2(max(v, 1e-9))), x))
-            else:
-                s[name] = self.default[name]
-        if self.legal(s, workload):
-            return s
-        for name in self.params:
-            s[name] = self.default[name]
-            if self.legal(s, workload):
-                return s
-        return dict(self.default)
+        def distance(s):
+            d = 0.0
+            for name, v in s.items():
+                want = schedule.get(name, self.default[name])
+                if isinstance(v, (int, float)) and isinstance(want, (int, float)) and v > 0 and want > 0:
+                    d += abs(math.log2(v) - math.log2(want))
+                elif v != want:
+                    d += 1.0
+                if v != self.default[name]:
+                    d += 1e-6
+            return d
+
+        best = min(self.enumerate(workload), key=distance, default=None)
+        return dict(self.default) if best is None else best
 
     def to_json(self):
         return {"params": {k: list(v) for k, v in self.params.items()}, "default": self.default, "constraints": list(self.constraints)}
@@ -176,7 +174,7 @@ FORMULATIONS = {
     "linear_bn": ("linear_bn", "FusedSequential"),
     "fused_qkv": ("fused_qkv",),
     "gated_mlp": ("gated_mlp",),
-    "optimizer_kwargs": ("optimizer_kwargs",),
+    "fused_optimizer": ("optimizer_kwargs",),
     "linear_cross_entropy": ("linear_cross_entropy",),
     "softmax": ("softmax",),
     "dropout_add_layer_norm": ("dropout_add_layer_norm",),
@@ -200,6 +198,22 @@ def switch_names():
     return tuple(sorted(set(FORMULATIONS) | {k.switch for k in KERNELS.values()} | {"native"}))
 
 
+def fast_path_api():
+    """The functions of ``adopt_kernels`` a rewritten fast path calls (classes and the
+    optimizer's keyword helper excluded): counting calls to them shows the fast path ran."""
+    from . import kernels  # noqa: F401
+
+    names = {n for apis in FORMULATIONS.values() for n in apis} | {n for k in KERNELS.values() for n in k.api}
+    return tuple(sorted(n for n in names if n[:1].islower() and n != "optimizer_kwargs"))
+
+
+def compiled_calls():
+    """How many times a compiled kernel has run in this process, over all kernels."""
+    from ._dispatch import CALLS
+
+    return sum(CALLS.values())
+
+
 def to_json():
     from . import kernels  # noqa: F401  (registers every kernel)
 
@@ -211,5 +225,8 @@ def to_json():
 
 
 if __name__ == "__main__":
-    json.dump(to_json(), sys.stdout, indent=1, sort_keys=True)
+    # run as a script this module is __main__, not the registry the kernels register with
+    from adopt_kernels.registry import to_json as _registry_json
+
+    json.dump(_registry_json(), sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")

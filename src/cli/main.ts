@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { AdoptError, formatDiagnostic } from '../diag.js';
 import { benchCommand } from './bench.js';
 import { explainCommand } from './explain.js';
+import { kernelsCommand } from './kernels.js';
 import { rewriteCommand } from './rewrite.js';
 import { rulesCommand } from './rules.js';
 import { verifyCommand } from './verify.js';
@@ -77,6 +78,16 @@ export async function main(argv: string[]): Promise<number> {
   rules.command('show').argument('<name>').option('--rules <dir>', 'rules directory').action((name: string, opts) => { code = rulesCommand('show', name, opts); });
   rules.command('test').argument('[name]').option('--rules <dir>', 'rules directory').action((name: string | undefined, opts) => { code = rulesCommand('test', name, opts); });
   rules.command('check').argument('<file>').action((file: string) => { code = rulesCommand('check', file, {}); });
+
+  const kernels = program.command('kernels').description('compile the kernels and show what the rewritten code would run');
+  kernels.command('build').description('compile every kernel\'s default schedule into the kernel cache')
+    .option('--target <cpu|cuda>', 'the device to build for', 'cpu')
+    .option('--kernels <names>', 'only these kernels (comma-separated)')
+    .option('--json', 'print the result as JSON')
+    .action((opts) => { code = kernelsCommand('build', opts); });
+  kernels.command('status').description('whether the kernels import in $ADOPT_PYTHON, which are compiled, and what each guard picks')
+    .option('--json', 'print the result as JSON')
+    .action((opts) => { code = kernelsCommand('status', opts); });
 
   try {
     await program.parseAsync(argv);

@@ -1,0 +1,156 @@
+"""Each compiled kernel against the eager torch composite it replaces, side by side.
+
+For every kernel in the registry and each of its example workloads: the eager composite, the
+kernel at its default schedule and at the best schedule found among a sample of its space
+(every sampled schedule is checked against the float64 reference before it may win), timed
+interleaved (A B C A B C ...) after warm-up, medians reported. The physical limit is a copy
+of a large buffer measured in the same run: ``bw_fraction`` is the bytes a fused forward must
+move over its time, as a fraction of that copy's bandwidth. Both sides use the same number of
+threads, the machine's core count unless ``--threads`` says otherwise.
+
+Usage: python -m adopt_harness.kernels_bench [--kernels a,b] [--threads N] [--repeats 7]
+       [--sample 8] [--workloads 2] [--json OUT]
+Ends with one JSON line.
+"""
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+
+import torch
+
+from adopt_kernels import registry
+from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
+
+
+def _time(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def interleaved(variants, repeats, warmup=1):
+    """Median seconds per variant, timed round-robin so drift hits them alike."""
+    for _ in range(warmup):
+        for fn in variants.values():
+            fn()
+    times = {k: [] for k in variants}
+    for _ in range(repeats):
+        for k, fn in variants.items():
+            times[k].append(_time(fn))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def copy_bandwidth(repeats, nbytes=256 << 20):
+    src = torch.ones(nbytes // 4)
+    dst = torch.empty_like(src)
+    t = interleaved({"copy": lambda: dst.copy_(src)}, repeats)["copy"]
+    return 2 * nbytes / t
+
+
+def best_schedule(kernel, workload, run, check, sample, seed=0):
+    """The fastest of the default and ``sample`` random legal schedules that pass the check."""
+    rng = random.Random(seed)
+    candidates = [dict(kernel.space.default)]
+    for _ in range(sample * 3):
+        if len(candidates) > sample:
+            break
+        s = kernel.space.sample(rng, workload)
+        if s not in candidates:
+            candidates.append(s)
+    timed = {}
+    for s in candidates:
+        try:
+            check(run(s))
+        except Exception as e:  # a schedule that fails is reported and never chosen
+            print(f"  {kernel.name} {s}: rejected ({type(e).__name__}: {str(e).splitlines()[0][:100]})", file=sys.stderr)
+            continue
+        timed[tuple(sorted(s.items()))] = s
+    medians = interleaved({k: (lambda s=s: run(s)) for k, s in timed.items()}, 3)
+    return timed[min(medians, key=medians.get)]
+
+
+def bench_workload(kernel, workload, args, copy_bw):
+    run, eager, check = kernel.make_case(workload, seed=0)
+    check(run(None))
+    best = best_schedule(kernel, workload, run, check, args.sample)
+    default = dict(kernel.space.default)
+    fwd = interleaved({
+        "eager": lambda: eager(False),
+        "default": lambda: run(default, False),
+        "best": lambda: run(best, False),
+    }, args.repeats)
+    both = interleaved({
+        "eager": lambda: eager(True),
+        "default": lambda: run(default, True),
+        "best": lambda: run(best, True),
+    }, args.repeats)
+    bw = kernel.bytes_moved(workload) / fwd["best"] / copy_bw if kernel.bytes_moved else None
+    return {
+        "workload": workload,
+        "best_schedule": best,
+        "eager_fwd_ms": fwd["eager"] * 1e3,
+        "kernel_fwd_ms": fwd["best"] * 1e3,
+        "eager_fwdbwd_ms": both["eager"] * 1e3,
+        "kernel_fwdbwd_ms": both["best"] * 1e3,
+        "speedup_fwd": fwd["eager"] / fwd["best"],
+        "speedup_fwdbwd": both["eager"] / both["best"],
+        "speedup_default": both["eager"] / both["default"],
+        "bw_fraction": bw,
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--kernels", default="")
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--sample", type=int, default=6, help="random schedules tried besides the default")
+    p.add_argument("--workloads", type=int, default=2, help="example workloads per kernel")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--json", default="")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    names = [n for n in args.kernels.split(",") if n] or sorted(registry.KERNELS)
+    unknown = [n for n in names if n not in registry.KERNELS]
+    if unknown:
+        print(f"adopt bench:kernels: unknown kernel(s) {', '.join(unknown)}; known: {', '.join(sorted(registry.KERNELS))}", file=sys.stderr)
+        return 2
+    copy_bw = copy_bandwidth(args.repeats)
+    print(f"threads {args.threads} (eager and kernels alike); copy bandwidth {copy_bw / 1e9:.1f} GB/s")
+    print(f"{'kernel':<18} {'workload':<34} {'eager fwd':>9} {'ours':>8} {'x fwd':>6} {'eager f+b':>9} {'ours':>8} {'x f+b':>6} {'x dflt':>6} {'bw':>5}")
+    results = {}
+    for name in names:
+        kernel = registry.KERNELS[name]
+        rows = []
+        for w in kernel.example_workloads[: args.workloads]:
+            w = dict(w, dtype=args.dtype) if args.dtype in kernel.dtypes else dict(w)
+            r = bench_workload(kernel, w, args, copy_bw)
+            rows.append(r)
+            wl = ",".join(f"{k}={v}" for k, v in w.items() if k != "dtype")
+            bw = f"{r['bw_fraction']:.0%}" if r["bw_fraction"] is not None else "-"
+            print(f"{name:<18} {wl:<34} {r['eager_fwd_ms']:9.2f} {r['kernel_fwd_ms']:8.2f} {r['speedup_fwd']:6.2f} "
+                  f"{r['eager_fwdbwd_ms']:9.2f} {r['kernel_fwdbwd_ms']:8.2f} {r['speedup_fwdbwd']:6.2f} {r['speedup_default']:6.2f} {bw:>5}")
+        med = lambda key: statistics.median(r[key] for r in rows) if rows and rows[0][key] is not None else None  # noqa: E731
+        results[name] = {
+            "speedup_fwd": med("speedup_fwd"), "speedup_fwdbwd": med("speedup_fwdbwd"),
+            "speedup_default": med("speedup_default"), "bw_fraction": med("bw_fraction"), "workloads": rows,
+        }
+    summary = {
+        "threads": args.threads, "dtype": args.dtype, "copy_gbps": copy_bw / 1e9,
+        "median_speedup_fwdbwd": statistics.median(r["speedup_fwdbwd"] for r in results.values()) if results else None,
+        "kernels": {k: {kk: v for kk, v in r.items() if kk != "workloads"} for k, r in results.items()},
+    }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({**summary, "detail": results}, f, indent=1)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

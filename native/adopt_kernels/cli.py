@@ -1,0 +1,97 @@
+"""``python -m adopt_kernels.cli build|status|registry``: what ``adopt kernels`` runs.
+
+Prints a human table on stderr and one JSON object as the last stdout line.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from . import _build, _dispatch, registry, target
+from . import kernels as _kernels  # noqa: F401  (registers them)
+from ._impl.switches import enabled
+
+
+def _compiled_state(kernel, dtype):
+    source = kernel.render(dict(kernel.space.default), dtype)
+    return "cached" if os.path.exists(_build.library_path(source)) else "not built"
+
+
+def _cuda_state():
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "CUDA present, Triton missing: torch formulations run"
+    return "CUDA and Triton present"
+
+
+def status():
+    cxx = _build.compiler()
+    ident = _build.compiler_identity(cxx)
+    rows = []
+    for name, k in sorted(registry.KERNELS.items()):
+        on = enabled("native") and enabled(k.switch)
+        state = {d: (_compiled_state(k, d) if ident else "no compiler") for d in k.dtypes}
+        rows.append({"kernel": name, "api": list(k.api), "switch": k.switch, "enabled": on, "cpu": state,
+                     "picks": ("compiled kernel" if on and ident else "reference path")})
+    return {
+        "command": "status", "ok": True, "compiler": ident, "compiler_command": cxx,
+        "cache": _build.cache_dir(), "target": target.fingerprint("cpu"), "cuda": _cuda_state(),
+        "disabled": os.environ.get("ADOPT_DISABLE", ""), "kernels": rows,
+    }
+
+
+def build(names, dtypes):
+    results, ok = [], True
+    for name in names:
+        k = registry.KERNELS[name]
+        for d in dtypes or k.dtypes:
+            if d not in k.dtypes:
+                continue
+            t = time.perf_counter()
+            try:
+                _dispatch.library(k, dict(k.space.default), d)
+                results.append({"kernel": name, "dtype": d, "ok": True, "seconds": round(time.perf_counter() - t, 2)})
+            except _build.KernelBuildError as e:
+                ok = False
+                results.append({"kernel": name, "dtype": d, "ok": False, "error": str(e)})
+    return {"command": "build", "ok": ok, "cache": _build.cache_dir(), "built": results}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="adopt_kernels.cli")
+    p.add_argument("command", choices=("build", "status", "registry"))
+    p.add_argument("--kernels", default="")
+    p.add_argument("--dtypes", default="")
+    p.add_argument("--target", default="cpu", choices=("cpu", "cuda"))
+    args = p.parse_args(argv)
+    if args.command == "registry":
+        print(json.dumps(registry.to_json(), sort_keys=True))
+        return 0
+    if args.command == "status":
+        print(json.dumps(status()))
+        return 0
+    if args.target == "cuda":
+        print(json.dumps({"command": "build", "ok": False, "error": f"target cuda: {_cuda_state()}; Triton kernels compile on first use on the GPU"}))
+        return 2
+    names = [n for n in args.kernels.split(",") if n] or sorted(registry.KERNELS)
+    unknown = [n for n in names if n not in registry.KERNELS]
+    if unknown:
+        print(json.dumps({"command": "build", "ok": False, "error": f"unknown kernel(s): {', '.join(unknown)}; known: {', '.join(sorted(registry.KERNELS))}"}))
+        return 2
+    if _build.compiler_identity(_build.compiler()) is None:
+        print(json.dumps({"command": "build", "ok": False, "error": f"no C++ compiler ({_build.compiler()!r}; set $CXX or install g++): kernels run their reference path"}))
+        return 2
+    out = build(names, [d for d in args.dtypes.split(",") if d])
+    print(json.dumps(out))
+    return 0 if out["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

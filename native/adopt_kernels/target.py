@@ -1,0 +1,57 @@
+"""The fingerprint of the machine kernels are built and tuned for.
+
+Tuning records and schedule files carry it: a schedule measured on one CPU, compiler or torch
+is never taken as this target's own.
+"""
+
+import hashlib
+import os
+import platform
+
+import torch
+
+from . import _build
+
+_FLAGS_OF_INTEREST = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_tile", "neon", "asimd", "sve")
+
+
+def _cpu_info():
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and value.strip():
+                    model = value.strip()
+                elif key in ("flags", "Features"):
+                    flags.update(value.split())
+    except OSError:
+        pass
+    return model, sorted(f for f in flags if f in _FLAGS_OF_INTEREST)
+
+
+def fingerprint(device="cpu"):
+    """A dict naming the target; ``key`` is a short hash of everything else in it."""
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("no CUDA device: cannot fingerprint target 'cuda'")
+        props = torch.cuda.get_device_properties(0)
+        try:
+            import triton
+
+            triton_version = triton.__version__
+        except ImportError:
+            triton_version = None
+        info = {
+            "device": "cuda", "gpu": props.name, "capability": f"{props.major}.{props.minor}",
+            "triton": triton_version, "torch": torch.__version__,
+        }
+    else:
+        model, flags = _cpu_info()
+        info = {
+            "device": "cpu", "cpu": model, "flags": flags, "cores": os.cpu_count(),
+            "compiler": _build.compiler_identity(_build.compiler()), "torch": torch.__version__,
+        }
+    info["key"] = hashlib.sha256(repr(sorted(info.items())).encode()).hexdigest()[:16]
+    return info

@@ -1,0 +1,168 @@
+"""The build cache, the registry's schedule spaces, schedule files and the dispatcher's
+fallbacks: what every compiled kernel relies on."""
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from adopt_kernels import _build, _dispatch, registry, schedules
+from adopt_kernels.kernels import rms_norm as K
+from adopt_kernels.registry import Space
+
+SOURCE = 'extern "C" int adopt_probe(int x) { return x + 1; }\n'
+
+
+def test_a_build_is_cached_by_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADOPT_KERNEL_CACHE", str(tmp_path))
+    path = _build.build(SOURCE)
+    assert path.startswith(str(tmp_path)) and path.endswith(".so")
+    mtime = (tmp_path / path.rsplit("/", 1)[1]).stat().st_mtime_ns
+    assert _build.build(SOURCE) == path
+    assert (tmp_path / path.rsplit("/", 1)[1]).stat().st_mtime_ns == mtime
+    assert _build.build(SOURCE + "// another\n") != path
+    # nothing half-written is left beside the libraries
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".so", ".so"]
+
+
+def test_a_compile_error_names_the_compiler_and_keeps_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADOPT_KERNEL_CACHE", str(tmp_path))
+    with pytest.raises(_build.KernelBuildError, match="failed on a generated kernel"):
+        _build.build("this is not C++;\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_compiler_is_reported_and_the_reference_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ADOPT_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "/nonexistent/g++")
+    monkeypatch.setattr(_dispatch, "_said", set())
+    _dispatch.forget()
+    try:
+        assert K.rms_norm(torch.randn(3, 8), None, 1e-6) is None
+        assert "no C++ compiler" in capsys.readouterr().err
+        # the public API still answers, through the torch formulation
+        import adopt_kernels as ak
+
+        x = torch.randn(3, 8)
+        torch.testing.assert_close(ak.rms_norm(x, None, 1e-6), x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))
+    finally:
+        _dispatch.forget()
+
+
+def test_a_failing_tuned_schedule_falls_back_to_the_default(monkeypatch, capsys):
+    broken = dict(K.SPACE.default, chunk=1)
+    real = K._render
+
+    def render(schedule, dtype):
+        src = real(schedule, dtype)
+        return src + "\n#error deliberately broken\n" if schedule == broken else src
+
+    monkeypatch.setattr(K.KERNEL, "render", render)
+    monkeypatch.setattr(_dispatch, "_said", set())
+    _dispatch.forget()
+    try:
+        fn = _dispatch.function(K.KERNEL, "rms_norm_fwd", torch.float32, {"rows": 2, "n": 4}, broken)
+        assert fn is not None
+        assert "failed to build" in capsys.readouterr().err
+    finally:
+        monkeypatch.undo()
+        _dispatch.forget()
+
+
+SPACE = Space(params={"block": (8, 16, 32, 64), "vec": (4, 8)}, default={"block": 16, "vec": 8},
+              constraints=("block % vec == 0", "block <= n"))
+
+
+def test_space_enumerates_only_legal_schedules():
+    got = list(SPACE.enumerate({"n": 16}))
+    assert {(s["block"], s["vec"]) for s in got} == {(8, 4), (8, 8), (16, 4), (16, 8)}
+    assert not SPACE.legal({"block": 64, "vec": 8}, {"n": 16})
+    assert not SPACE.legal({"block": 12, "vec": 4}, {"n": 64})
+    assert not SPACE.legal({"block": 16}, {"n": 64})
+
+
+def test_sample_and_mutate_stay_legal():
+    rng = random.Random(1)
+    for _ in range(50):
+        s = SPACE.sample(rng, {"n": 32})
+        assert SPACE.legal(s, {"n": 32})
+        assert SPACE.legal(SPACE.mutate(s, rng, {"n": 32}), {"n": 32})
+
+
+def test_legalise_carries_a_schedule_to_another_shape():
+    # from a large shape to one where block 64 is illegal: the nearest legal block
+    assert SPACE.legalise({"block": 64, "vec": 4}, {"n": 32}) == {"block": 32, "vec": 4}
+    # a value the space does not have snaps to the nearest one
+    assert SPACE.legalise({"block": 48, "vec": 8}, {"n": 64}) in ({"block": 32, "vec": 8}, {"block": 64, "vec": 8})
+    # nothing is legal for n=4: the default
+    assert SPACE.legalise({"block": 8, "vec": 8}, {"n": 4}) == SPACE.default
+
+
+def test_constraints_reject_anything_but_arithmetic():
+    with pytest.raises(ValueError):
+        registry.check_constraint("__import__('os')", {})
+    with pytest.raises(KeyError):
+        registry.check_constraint("unknown < 3", {})
+
+
+def test_a_default_outside_its_space_is_refused():
+    with pytest.raises(ValueError):
+        Space(params={"block": (8, 16)}, default={"block": 32})
+
+
+def test_the_registry_exports_as_json():
+    out = subprocess.run([sys.executable, "-m", "adopt_kernels.registry"], capture_output=True, text=True, check=True)
+    data = json.loads(out.stdout)
+    assert data["format"] == "adopt-kernel-registry/1"
+    rms = data["kernels"]["rms_norm"]
+    assert rms["space"]["default"] == K.SPACE.default
+    assert "rms_norm" in data["switches"] and "native" in data["switches"]
+    for kernel in data["kernels"].values():
+        assert set(kernel["space"]["default"]) == set(kernel["space"]["params"])
+
+
+def _schedule_file(tmp_path, entries, fmt=schedules.FORMAT):
+    p = tmp_path / "schedules.json"
+    p.write_text(json.dumps({"format": fmt, "target": {}, "entries": entries}))
+    return str(p)
+
+
+@pytest.fixture
+def fresh_schedules():
+    schedules.clear()
+    yield
+    schedules.clear()
+
+
+def test_a_schedule_file_is_used_exactly_and_by_nearest_workload(tmp_path, fresh_schedules):
+    tuned = dict(K.SPACE.default, chunk=4, unroll=4)
+    schedules.use(_schedule_file(tmp_path, [{"kernel": "rms_norm", "workload": {"rows": 4096, "n": 768, "dtype": "float32"}, "schedule": tuned}]))
+    assert schedules.lookup(K.KERNEL, {"rows": 4096, "n": 768, "dtype": "float32"}) == tuned
+    assert schedules.lookup(K.KERNEL, {"rows": 2048, "n": 768, "dtype": "float32"}) == tuned
+    # another dtype is not a near neighbour
+    assert schedules.lookup(K.KERNEL, {"rows": 4096, "n": 768, "dtype": "bfloat16"}) == K.SPACE.default
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "cannot read schedule file"),
+    (json.dumps({"format": "something-else", "entries": []}), "not an adopt schedule file"),
+    (json.dumps({"format": schedules.FORMAT, "entries": [{"kernel": "no_such_kernel", "workload": {}, "schedule": {}}]}), "unknown kernel"),
+    (json.dumps({"format": schedules.FORMAT, "entries": [{"kernel": "rms_norm", "workload": {"rows": 1, "n": 8, "dtype": "float32"}, "schedule": {"chunk": 3}}]}), "not legal"),
+])
+def test_a_bad_schedule_file_warns_and_keeps_the_default(tmp_path, fresh_schedules, content, message):
+    p = tmp_path / "bad.json"
+    p.write_text(content)
+    with pytest.warns(schedules.ScheduleFileWarning, match=message):
+        schedules.use(str(p))
+    assert schedules.lookup(K.KERNEL, {"rows": 1, "n": 8, "dtype": "float32"}) == K.SPACE.default
+
+
+def test_the_target_fingerprint_names_this_machine():
+    from adopt_kernels import target
+
+    t = target.fingerprint("cpu")
+    assert t["device"] == "cpu" and t["cores"] >= 1 and t["torch"] == torch.__version__ and len(t["key"]) == 16
+    assert target.fingerprint("cpu")["key"] == t["key"]

@@ -1,0 +1,55 @@
+// `adopt kernels build | status`: compile the kernels the rewritten code calls, and say for the
+// Python in use ($ADOPT_PYTHON) whether they import, which are compiled, and what each picks.
+import { AdoptError } from '../diag.js';
+import { runPythonJson } from '../verify/python.js';
+
+interface KernelRow { kernel: string; api: string[]; enabled: boolean; cpu: Record<string, string>; picks: string }
+interface StatusResult { command: 'status'; compiler: string | null; cache: string; cuda: string; disabled: string; target: { key: string; cpu?: string; cores?: number; torch: string }; kernels: KernelRow[] }
+interface BuildResult { command: 'build'; ok: boolean; error?: string; cache?: string; built?: { kernel: string; dtype: string; ok: boolean; seconds?: number; error?: string }[] }
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function call(args: string[]): Record<string, unknown> {
+  const r = runPythonJson('adopt_kernels.cli', args, 600_000);
+  if (!r.ok) throw new AdoptError(`the kernels do not import in this Python: ${r.error}`);
+  if (!isObject(r.value) || typeof r.value.command !== 'string') throw new AdoptError('malformed result from adopt_kernels.cli (expected a JSON object with "command")');
+  return r.value;
+}
+
+function printStatus(s: StatusResult): void {
+  const out = process.stdout;
+  out.write(`compiler: ${s.compiler ?? 'none (kernels run their reference path)'}\n`);
+  out.write(`target:   ${s.target.cpu ?? 'cpu'}, ${s.target.cores ?? '?'} cores, torch ${s.target.torch} (fingerprint ${s.target.key})\n`);
+  out.write(`cuda:     ${s.cuda}\n`);
+  out.write(`cache:    ${s.cache}\n`);
+  if (s.disabled) out.write(`disabled: ${s.disabled} ($ADOPT_DISABLE)\n`);
+  for (const k of s.kernels) {
+    const builds = Object.entries(k.cpu).map(([d, st]) => `${d} ${st}`).join(', ');
+    out.write(`  ${k.kernel.padEnd(20)} ${(k.enabled ? k.picks : 'switched off').padEnd(16)} ${builds}   (${k.api.join(', ')})\n`);
+  }
+}
+
+export function kernelsCommand(cmd: 'build' | 'status', opts: { target?: string; kernels?: string; json?: boolean }): number {
+  if (cmd === 'status') {
+    const s = call(['status']) as unknown as StatusResult;
+    if (!Array.isArray(s.kernels)) throw new AdoptError('malformed status from adopt_kernels.cli (no kernels list)');
+    if (opts.json) process.stdout.write(`${JSON.stringify(s, null, 1)}\n`);
+    else printStatus(s);
+    return 0;
+  }
+  const target = opts.target ?? 'cpu';
+  if (target !== 'cpu' && target !== 'cuda') throw new AdoptError(`--target must be cpu or cuda, not '${target}'`);
+  const args = ['build', '--target', target];
+  if (opts.kernels) args.push('--kernels', opts.kernels);
+  const b = call(args) as unknown as BuildResult;
+  if (opts.json) process.stdout.write(`${JSON.stringify(b, null, 1)}\n`);
+  if (b.error) throw new AdoptError(b.error);
+  for (const r of b.built ?? []) {
+    if (!opts.json) process.stdout.write(r.ok ? `  ${r.kernel} (${r.dtype}): built in ${r.seconds}s\n` : `  ${r.kernel} (${r.dtype}): FAILED\n${r.error}\n`);
+  }
+  if (!b.ok) throw new AdoptError('some kernels failed to build (above); their reference path runs instead');
+  if (!opts.json) process.stdout.write(`kernels ready in ${b.cache}\n`);
+  return 0;
+}
