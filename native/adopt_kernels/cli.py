@@ -72,7 +72,7 @@ def main(argv=None):
     p.add_argument("--target", default="cpu", choices=("cpu", "cuda"))
     args = p.parse_args(argv)
     if args.command == "registry":
-        print(json.dumps(registry.to_json(), sort_keys=True))
+        print(json.dumps(registry.to_json(), indent=1, sort_keys=True))
         return 0
     if args.command == "status":
         print(json.dumps(status()))

@@ -1,7 +1,8 @@
 """The one list of adopt's kernels: name, API, switch, schedule space, reference, workload.
 
 Each kernel module under ``adopt_kernels/kernels`` registers itself here. The rules, the
-TypeScript side (``python -m adopt_kernels.registry`` prints the registry as JSON), the
+TypeScript side (``python -m adopt_kernels.cli registry`` prints the registry as JSON, kept in
+``registry.json`` beside this file), the
 harness's kernel-call counter, the tuner and ``adopt kernels build|status`` all read this
 registry and nothing else.
 
@@ -13,11 +14,9 @@ conjunction), so both sides evaluate them the same way.
 
 import ast
 import itertools
-import json
 import math
 import operator
 import random
-import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -217,16 +216,21 @@ def compiled_calls():
 def to_json():
     from . import kernels  # noqa: F401  (registers every kernel)
 
+    import adopt_kernels
+
     return {
         "format": "adopt-kernel-registry/1",
         "switches": list(switch_names()),
+        "public": sorted(adopt_kernels.__all__),
         "kernels": {name: k.to_json() for name, k in sorted(KERNELS.items())},
     }
 
 
 if __name__ == "__main__":
     # run as a script this module is __main__, not the registry the kernels register with
+    import json
+    import sys
+
     from adopt_kernels.registry import to_json as _registry_json
 
-    json.dump(_registry_json(), sys.stdout, indent=1, sort_keys=True)
-    sys.stdout.write("\n")
+    print(json.dumps(_registry_json(), sort_keys=True), file=sys.stdout)

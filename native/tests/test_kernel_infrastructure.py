@@ -114,7 +114,7 @@ def test_a_default_outside_its_space_is_refused():
 
 
 def test_the_registry_exports_as_json():
-    out = subprocess.run([sys.executable, "-m", "adopt_kernels.registry"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "adopt_kernels.cli", "registry"], capture_output=True, text=True, check=True)
     data = json.loads(out.stdout)
     assert data["format"] == "adopt-kernel-registry/1"
     rms = data["kernels"]["rms_norm"]
@@ -166,3 +166,13 @@ def test_the_target_fingerprint_names_this_machine():
     t = target.fingerprint("cpu")
     assert t["device"] == "cpu" and t["cores"] >= 1 and t["torch"] == torch.__version__ and len(t["key"]) == 16
     assert target.fingerprint("cpu")["key"] == t["key"]
+
+
+def test_the_shipped_registry_json_is_current():
+    """The TypeScript side reads registry.json; regenerate it with
+    ``python -m adopt_kernels.cli registry > native/adopt_kernels/registry.json``."""
+    import os
+
+    shipped = os.path.join(os.path.dirname(registry.__file__), "registry.json")
+    with open(shipped) as f:
+        assert json.load(f) == json.loads(json.dumps(registry.to_json())), "registry.json is stale: regenerate it"

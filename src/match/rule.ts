@@ -6,6 +6,7 @@ import * as ohm from 'ohm-js';
 import { AdoptError, type Diagnostic } from '../diag.js';
 import type { Const } from '../dsl/ir.js';
 import { addSemantics as addDslSemantics, grammarPath, markIndentation } from '../dsl/parse.js';
+import { registryProblems } from './kernel-registry.js';
 
 export type PatVal =
   | { k: 'meta'; name: string }
@@ -157,7 +158,10 @@ function validate(r: Rule, _pos: (i: number) => { line: number; col: number }): 
       if (a.k === 'meta' && !metas.has(a.name)) fail(r.file, c.line, c.col, `metavariable $${a.name} is not bound by the pattern`);
     }
   }
+  if (r.tune.length) fail(r.file, r.line, 1, `rule ${r.name}: 'tune' lines are no longer read; a kernel's schedule space is part of the kernel registry (native/adopt_kernels/kernels/)`);
   const rw = r.rewrite;
+  const problems = registryProblems(r.kernels.map((k) => ({ library: k.library, callee: String(k.callee) })), rw ? [...rw.guards, ...rw.code, ...rw.binds.map(([, t]) => t)] : []);
+  if (problems.length) fail(r.file, r.line, 1, `rule ${r.name}: ${problems.join('; ')}`);
   if (!rw) return;
   if ((rw.kind === 'expr' || rw.kind === 'init') && (!rw.target || !ops.has(rw.target))) {
     fail(r.file, rw.line, 1, `rewrite ${rw.kind} names '${rw.target}', which is not a pattern name`);

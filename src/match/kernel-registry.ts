@@ -1,0 +1,60 @@
+// The kernel registry as the TypeScript side sees it: `native/adopt_kernels/registry.json`,
+// exported from the Python registry (`python -m adopt_kernels.cli registry`; a test keeps the two
+// equal). Rules are checked against it: the kernels they name, the switches their guards read,
+// and the `_adopt.` functions their templates call must exist.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export interface RegistryKernel {
+  name: string;
+  api: string[];
+  switch: string;
+  space: { params: Record<string, (number | string)[]>; default: Record<string, number | string>; constraints: string[] };
+  workload_fields: string[];
+  dtypes: string[];
+}
+
+export interface KernelRegistry {
+  format: string;
+  switches: string[];
+  public: string[];
+  kernels: Record<string, RegistryKernel>;
+}
+
+export const REGISTRY_PATH = fileURLToPath(new URL('../../native/adopt_kernels/registry.json', import.meta.url));
+
+let cached: KernelRegistry | undefined;
+
+export function kernelRegistry(): KernelRegistry {
+  if (cached) return cached;
+  const data = JSON.parse(readFileSync(REGISTRY_PATH, 'utf8')) as unknown;
+  const ok = typeof data === 'object' && data !== null && (data as KernelRegistry).format === 'adopt-kernel-registry/1'
+    && Array.isArray((data as KernelRegistry).switches) && Array.isArray((data as KernelRegistry).public);
+  if (!ok) throw new Error(`${REGISTRY_PATH}: not an adopt kernel registry (regenerate it: python -m adopt_kernels.cli registry > native/adopt_kernels/registry.json)`);
+  cached = data as KernelRegistry;
+  return cached;
+}
+
+export interface RegistryProblem { message: string }
+
+/** What a rule's kernel lines, guards and rewrite templates name that the registry lacks. */
+export function registryProblems(kernelCallees: { library: string; callee: string }[], templates: string[]): string[] {
+  const reg = kernelRegistry();
+  const names = new Set(reg.public);
+  const switches = new Set(reg.switches);
+  const out: string[] = [];
+  for (const k of kernelCallees) {
+    if (k.library !== 'native') continue;
+    const m = /^adopt_kernels\.([A-Za-z_][A-Za-z0-9_]*)$/.exec(k.callee);
+    if (!m || !names.has(m[1])) out.push(`kernel "${k.callee}" is not a function of adopt_kernels (known: ${[...names].join(', ')})`);
+  }
+  for (const t of templates) {
+    for (const m of t.matchAll(/_adopt\.enabled\(\s*['"]([^'"]+)['"]\s*\)/g)) {
+      if (!switches.has(m[1])) out.push(`guard switch '${m[1]}' is not a kernel switch (known: ${[...switches].join(', ')})`);
+    }
+    for (const m of t.matchAll(/_adopt\.([A-Za-z_][A-Za-z0-9_]*)/g)) {
+      if (!names.has(m[1])) out.push(`'_adopt.${m[1]}' is not a function of adopt_kernels`);
+    }
+  }
+  return [...new Set(out)];
+}
