@@ -45,8 +45,7 @@ def load_rewritten(model, path, tag="all"):
     return module
 
 
-def inputs_for(key, cls, config, seq, device):
-    batch = 8 if device == "cuda" else 1
+def inputs_for(key, cls, config, seq, device, batch):
     if key == "vit-base":
         return {"pixel_values": torch.randn(batch, 3, config.image_size, config.image_size, device=device)}
     # ids from 3 up: no padding token, so position ids stay inside the table
@@ -121,6 +120,31 @@ def time_pair(models, inputs, device, repeats, train):
     return {k: statistics.median(v) for k, v in times.items()}, peak
 
 
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm", "aten::_convolution", "aten::mkldnn_convolution",
+              "aten::convolution_backward", "aten::thnn_conv2d", "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward")
+
+
+def non_matmul_share(model, inputs):
+    """One profiled training step: seconds in matrix products (and convolutions) and outside them.
+
+    Self CPU time per op, so a matmul's time is counted once whatever calls it; the outside share
+    is the ceiling of what fusing the other ops can remove."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model.train(True)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        out = first_tensor(model(**inputs)).float().pow(2).mean()
+        out.backward()
+    model.zero_grad(set_to_none=True)
+    total = mm = 0.0
+    for e in prof.key_averages():
+        t = e.self_cpu_time_total / 1e6
+        total += t
+        if e.key in MATMUL_OPS:
+            mm += t
+    return {"total_s": total, "matmul_s": mm, "non_matmul_s": total - mm, "non_matmul_share": (total - mm) / total if total else None}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("out")
@@ -129,14 +153,18 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--variant", action="append", default=[], help="RULE=DIR: the models rewritten with that rule only")
+    p.add_argument("--batch", type=int, default=0, help="default: 4 on CPU, 8 on a GPU")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and the kernels alike (default: every core)")
+    p.add_argument("--profile", action="store_true", help="also profile one training step of each: the share of time outside matmuls")
     args = p.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    # Debian's torch starts with one thread: both sides get the same count, stated in the result
+    torch.set_num_threads(args.threads)
     results = []
     for key in args.models.split(","):
         module, cls_name, overrides = MODELS[key]
-        row = {"model": key, "device": device, "dtype": str(dtype).replace("torch.", "")}
+        row = {"model": key, "device": device, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads()}
         try:
             original = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
             rewritten = load_rewritten(module, f"{args.rewritten_dir}/{module}/modeling_{module}.py")
@@ -160,7 +188,7 @@ def main():
             for seq in [int(s) for s in args.seq.split(",")]:
                 if key == "vit-base" and seq != 128:
                     continue
-                inputs = inputs_for(key, cls_a, config, seq, device)
+                inputs = inputs_for(key, cls_a, config, seq, device, args.batch or (8 if device == "cuda" else 4))
                 if dtype != torch.float32:
                     row[f"agreement_seq{seq}"] = agreement(cls_a, config, a.state_dict(), variants, inputs, rewritten)
                     print(json.dumps({"model": key, "seq": seq, **row[f"agreement_seq{seq}"]}), flush=True)
@@ -175,6 +203,11 @@ def main():
                                      **({"memory_ratio": peak_t[k] / peak_t["original"]} if peak_t else {})}
                                  for k in variants if k not in ("original", "rewritten")},
                 }
+                if args.profile:
+                    entry["profile"] = {k: non_matmul_share(variants[k], inputs) for k in ("original", "rewritten")}
+                    o, w = entry["profile"]["original"], entry["profile"]["rewritten"]
+                    # the share of the original step outside matmuls that the rewrite took away
+                    entry["profile"]["removed_of_non_matmul"] = (o["non_matmul_s"] - w["non_matmul_s"]) / o["non_matmul_s"] if o["non_matmul_s"] else None
                 if peak_t:
                     entry.update({"peak_original_bytes": peak_t["original"], "peak_rewritten_bytes": peak_t["rewritten"], "memory_ratio": peak_t["rewritten"] / peak_t["original"]})
                 else:

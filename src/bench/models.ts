@@ -12,7 +12,8 @@ import { round } from './format.js';
 const OUT = 'bench-results';
 const MODULES = ['bert', 'roberta', 'albert', 'gpt2', 't5', 'vit', 'llama'];
 
-interface Entry { forward_original_s: number; forward_rewritten_s: number; forward_ratio: number; train_original_s: number; train_rewritten_s: number; train_ratio: number; memory_ratio: number | null; per_rule: Record<string, { forward_ratio: number; train_ratio: number; memory_ratio?: number }> }
+interface Profile { non_matmul_s: number; non_matmul_share: number | null }
+interface Entry { profile?: { original: Profile; rewritten: Profile; removed_of_non_matmul: number | null }; forward_original_s: number; forward_rewritten_s: number; forward_ratio: number; train_original_s: number; train_rewritten_s: number; train_ratio: number; memory_ratio: number | null; per_rule: Record<string, { forward_ratio: number; train_ratio: number; memory_ratio?: number }> }
 
 function main(): void {
   const arg = (name: string, dflt: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : dflt; };
@@ -44,13 +45,15 @@ function main(): void {
   const deps = ensurePythonDeps();
   mkdirSync(OUT, { recursive: true });
   const out = resolve(OUT, 'models.json');
-  const r = spawnSync(pythonExecutable(), ['-m', 'adopt_harness.speed', out, join(mirror, 'models'), ...variantArgs, '--seq', arg('--seq', '128,512'), '--repeats', arg('--repeats', '5'), '--models', arg('--models', 'bert-base,roberta-base,albert-base,gpt2,t5-small,vit-base,llama-style')], {
+  const extra = [...(process.argv.includes('--profile') ? ['--profile'] : []), ...(process.argv.includes('--batch') ? ['--batch', arg('--batch', '4')] : []), ...(process.argv.includes('--threads') ? ['--threads', arg('--threads', '2')] : [])];
+  const r = spawnSync(pythonExecutable(), ['-m', 'adopt_harness.speed', out, join(mirror, 'models'), ...(process.argv.includes('--no-per-rule') ? [] : variantArgs), ...extra, '--seq', arg('--seq', '128,512'), '--repeats', arg('--repeats', '5'), '--models', arg('--models', 'bert-base,roberta-base,albert-base,gpt2,t5-small,vit-base,llama-style')], {
     stdio: ['ignore', 'inherit', 'inherit'], timeout: 3_600_000,
     env: { ...process.env, PYTHONPATH: [NATIVE_DIR, deps].join(':'), PYTHONUNBUFFERED: '1' },
   });
   if (r.status !== 0) process.stderr.write(`speed harness exited with ${r.status ?? r.signal}\n`);
   const rows = JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>[];
   const device = rows.find((x) => x.device)?.device;
+  console.log(`\nratios are rewritten time over original time (below 1 is faster); threads ${rows.find((x) => x.threads)?.threads ?? '?'} for both`);
   console.log(`\nmodel          input     forward orig  rewritten  ratio   train orig  rewritten  ratio   memory ratio   (${device}, median, side by side)`);
   const summary: Record<string, unknown> = {};
   const ruleRows: string[] = [];
@@ -61,11 +64,13 @@ function main(): void {
       const e = v as Entry;
       const slower = e.forward_ratio > 1.05 || e.train_ratio > 1.05 ? '  slower' : '';
       console.log(`${String(row.model).padEnd(15)}${k.padEnd(10)}${e.forward_original_s.toFixed(4).padStart(12)}${e.forward_rewritten_s.toFixed(4).padStart(11)}${e.forward_ratio.toFixed(3).padStart(7)}${e.train_original_s.toFixed(4).padStart(13)}${e.train_rewritten_s.toFixed(4).padStart(11)}${e.train_ratio.toFixed(3).padStart(7)}${(e.memory_ratio ? e.memory_ratio.toFixed(3) : 'n/a').padStart(15)}${slower}`);
+      if (e.profile) console.log(`${''.padEnd(25)}training step outside matmuls: ${((e.profile.original.non_matmul_share ?? 0) * 100).toFixed(1)}% of the original's; the rewrite removed ${((e.profile.removed_of_non_matmul ?? 0) * 100).toFixed(1)}% of that time`);
       for (const [rule, pr] of Object.entries(e.per_rule ?? {})) {
         const mark = pr.forward_ratio > 1.05 || pr.train_ratio > 1.05 ? '  slower' : '';
         ruleRows.push(`${String(row.model).padEnd(15)}${k.padEnd(10)}${rule.padEnd(24)}${pr.forward_ratio.toFixed(3).padStart(8)}${pr.train_ratio.toFixed(3).padStart(8)}${mark}`);
       }
       summary[`${row.model}@${k}`] = {
+        ...(e.profile ? { non_matmul_share: round(e.profile.original.non_matmul_share ?? 0), removed_of_non_matmul: round(e.profile.removed_of_non_matmul ?? 0) } : {}),
         forward_ratio: round(e.forward_ratio), train_ratio: round(e.train_ratio), memory_ratio: e.memory_ratio ? round(e.memory_ratio) : null, device: row.device, dtype: row.dtype,
         per_rule: Object.fromEntries(Object.entries(e.per_rule ?? {}).map(([rule, pr]) => [rule, { forward_ratio: round(pr.forward_ratio), train_ratio: round(pr.train_ratio) }])),
       };
