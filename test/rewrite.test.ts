@@ -293,6 +293,31 @@ describe('adopt rewrite: bad input', () => {
     expect(readFileSync(f, 'utf8')).toBe(model);
   });
 
+  it('--in-place on a package with one read-only file replaces no file and counts nothing written', () => {
+    const dir = tempProject({ 'pkg/__init__.py': '', 'pkg/a.py': model, 'pkg/b.py': model.replace('class M', 'class N') });
+    chmodSync(join(dir, 'pkg', 'b.py'), 0o444);
+    const r = adopt(['rewrite', '--in-place', join(dir, 'pkg')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/b\.py: it is read-only; the file is unchanged/);
+    expect(r.stderr).toMatch(/no file was rewritten \(--in-place replaces all 2 files or none\)/);
+    expect(r.stderr).toMatch(/0 rewritten in 0 file\(s\)/);
+    expect(readFileSync(join(dir, 'pkg', 'a.py'), 'utf8')).toBe(model);
+    expect(readdirSync(join(dir, 'pkg')).filter((n) => n.includes('.tmp'))).toEqual([]);
+  });
+
+  it('a diff of a file outside the working directory applies where the note says', () => {
+    const dir = tempProject({ 'models/m.py': model });
+    const elsewhere = tempProject({});
+    const r = adopt(['rewrite', join(dir, 'models', 'm.py')], { cwd: elsewhere });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^--- a\/m\.py\n\+\+\+ b\/m\.py\n/);
+    expect(r.stderr).toContain(`is relative to ${join(dir, 'models')}`);
+    writeFileSync(join(elsewhere, 'p.diff'), r.stdout);
+    const apply = spawnSync('git', ['-C', join(dir, 'models'), 'apply', join(elsewhere, 'p.diff')], { encoding: 'utf8' });
+    expect(apply.stderr).toBe('');
+    expect(readFileSync(join(dir, 'models', 'm.py'), 'utf8')).toContain('_adopt');
+  });
+
   it('a write that fails (directory not writable): error, original intact, no temp file', () => {
     const dir = tempProject({ 'sub/m.py': model });
     const f = join(dir, 'sub', 'm.py');
@@ -337,7 +362,7 @@ describe('adopt rewrite: bad input', () => {
     const { writeInPlace } = await import('../src/cli/rewrite.js');
     const run = runRewrite([f], {});
     writeFileSync(f, `${model}# edited meanwhile\n`);
-    const failed = writeInPlace(run.files.filter((x) => x.rewritten !== x.original), false);
+    const { failed } = writeInPlace(run.files.filter((x) => x.rewritten !== x.original), false);
     expect(failed).toBe(1);
     expect(readFileSync(f, 'utf8')).toBe(`${model}# edited meanwhile\n`);
   });

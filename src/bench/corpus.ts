@@ -3,6 +3,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AdoptError } from '../diag.js';
 import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
 
 export const TRANSFORMERS_VERSION = '4.35.0';
@@ -26,10 +28,15 @@ export function ensureTransformers(version = TRANSFORMERS_VERSION): string {
   return pkg;
 }
 
+/** The HF-199 ground truth: shipped in fixtures/hf199 (Adopter's published counts, the audited
+ *  counts, their README and AUDIT), or $ADOPT_BENCH_DIR. */
 export function benchDir(): string {
-  const candidates = [process.env.ADOPT_BENCH_DIR, join(process.cwd(), '..', 'shared', 'bench'), join(process.cwd(), 'bench')];
-  for (const c of candidates) if (c && existsSync(join(c, 'adopter-hf199-counts.tsv'))) return resolve(c);
-  throw new Error('cannot find adopter-hf199-counts.tsv (set ADOPT_BENCH_DIR)');
+  const shipped = fileURLToPath(new URL('../../fixtures/hf199', import.meta.url));
+  const dir = process.env.ADOPT_BENCH_DIR ?? shipped;
+  if (!existsSync(join(dir, 'adopter-hf199-counts.tsv'))) {
+    throw new AdoptError(`cannot find adopter-hf199-counts.tsv in ${dir}${process.env.ADOPT_BENCH_DIR ? ' ($ADOPT_BENCH_DIR)' : ''}: the HF-199 ground truth is missing`);
+  }
+  return resolve(dir);
 }
 
 export interface GroundTruthRow { model: string; counts: number[] }

@@ -2,7 +2,7 @@ import { accessSync, constants, copyFileSync, mkdirSync, readFileSync, renameSyn
 import { dirname, join, relative, resolve } from 'node:path';
 import { AdoptError } from '../diag.js';
 import type { Site } from '../match/matcher.js';
-import { unifiedDiff } from '../synth/diff.js';
+import { diffBase, unifiedDiff } from '../synth/diff.js';
 import type { FileResult } from '../synth/synthesize.js';
 import { readRecords, slowerRules, type SpeedRecord } from '../verify/records.js';
 import { planRewrite, synthesizePlan } from './plan.js';
@@ -39,8 +39,12 @@ export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
   let failed = run.files.filter((f) => f.error).length;
   for (const f of run.files) if (f.error) process.stderr.write(`adopt: error: ${f.error}\n`);
 
-  if (opts.inPlace) failed += writeInPlace(changed, !!opts.backup);
-  else if (opts.output) failed += writeTo(opts.output, changed, paths);
+  let written = changed;
+  if (opts.inPlace) {
+    const w = writeInPlace(changed, !!opts.backup);
+    failed += w.failed;
+    written = w.written;
+  } else if (opts.output) failed += writeTo(opts.output, changed, paths);
 
   if (opts.json) {
     process.stdout.write(JSON.stringify({
@@ -50,44 +54,71 @@ export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
       ...(run.verification ? { verification: run.verification } : {}),
     }, null, 1) + '\n');
   } else if (!opts.inPlace && !opts.output && !opts.check) {
-    for (const f of changed) process.stdout.write(unifiedDiff(f.path, f.original, f.edits));
+    for (const f of changed) {
+      process.stdout.write(unifiedDiff(f.path, f.original, f.edits, opts.root));
+      const base = diffBase(f.path, opts.root);
+      if (base !== process.cwd()) process.stderr.write(`adopt: note: the diff of ${f.path} is relative to ${base}; apply it there (git -C ${base} apply)\n`);
+    }
   }
   if (!opts.json) {
     if (opts.whyNot) for (const n of run.nearMisses) process.stderr.write(`${n.file}:${n.line}:${n.col}: ${n.rule}: not a site: ${n.reason}\n`);
     for (const s of run.sites) if (s.decision === 'skipped' && (opts.whyNot || !opts.quiet)) process.stderr.write(`${s.file}:${s.lines[0]}: ${s.rule}: found, not rewritten: ${s.reason}\n`);
-    const n = run.sites.filter((s) => s.decision === 'rewritten').length;
-    process.stderr.write(`adopt: ${run.sites.length} site(s) found, ${n} rewritten in ${changed.length} file(s)\n`);
+    // what was written, when writing: a file left unchanged does not count
+    const writtenPaths = new Set(written.map((f) => f.path));
+    const n = run.sites.filter((s) => s.decision === 'rewritten' && (!opts.inPlace || writtenPaths.has(s.file))).length;
+    process.stderr.write(`adopt: ${run.sites.length} site(s) found, ${n} rewritten in ${written.length} file(s)\n`);
   }
   if (failed) return 2;
   if (opts.check) return changed.length ? 1 : 0;
   return 0;
 }
 
-/** Atomic replacement: temp file beside the target, then rename. The original is never left
- *  half-written, and is checked not to have changed since it was analysed. */
-export function writeInPlace(files: FileResult[], backup: boolean): number {
-  let failed = 0;
+/** All-or-nothing replacement. Every target is checked (unchanged since analysis, writable),
+ *  then every temp file is written beside its target, then all are renamed. If anything fails
+ *  before the renames, the temp files go and no file is replaced. Returns the files written. */
+export function writeInPlace(files: FileResult[], backup: boolean): { failed: number; written: FileResult[] } {
+  const problems: string[] = [];
+  const staged: { f: FileResult; tmp: string }[] = [];
+  const complain = (f: FileResult, why: string) => problems.push(`${f.path}: ${why}`);
   for (const f of files) {
-    const fail = (why: string) => { process.stderr.write(`adopt: error: ${f.path}: ${why}; the file is unchanged\n`); failed++; };
     let now: string;
-    try { now = readFileSync(f.path, 'utf8'); } catch (e) { fail(`cannot read: ${(e as Error).message}`); continue; }
-    if (now.replace(/^\uFEFF/, '') !== f.original) { fail('it changed on disk since it was analysed'); continue; }
+    try { now = readFileSync(f.path, 'utf8'); } catch (e) { complain(f, `cannot read: ${(e as Error).message}`); continue; }
+    if (now.replace(/^\uFEFF/, '') !== f.original) { complain(f, 'it changed on disk since it was analysed'); continue; }
     // mode bits, not access(2): root may write anything, but a read-only file says "leave me"
-    if ((statSync(f.path).mode & 0o222) === 0) { fail('it is read-only'); continue; }
-    try { accessSync(f.path, constants.W_OK); } catch { fail('it is not writable'); continue; }
+    if ((statSync(f.path).mode & 0o222) === 0) { complain(f, 'it is read-only'); continue; }
+    try { accessSync(f.path, constants.W_OK); } catch { complain(f, 'it is not writable'); continue; }
+    if (problems.length) continue;
     const bom = now.startsWith('\uFEFF') ? '\uFEFF' : '';
     const tmp = join(dirname(f.path), `.${f.path.split('/').pop()}.adopt-${process.pid}.tmp`);
     try {
-      if (backup) copyFileSync(f.path, `${f.path}.orig`);
       writeFileSync(tmp, bom + f.rewritten);
       chmodSync(tmp, statSync(f.path).mode & 0o7777);
-      renameSync(tmp, f.path);
+      staged.push({ f, tmp });
     } catch (e) {
       try { unlinkSync(tmp); } catch { /* not created */ }
-      fail(`cannot write: ${(e as NodeJS.ErrnoException).code === 'ENOSPC' ? 'no space left on device' : (e as Error).message}`);
+      complain(f, `cannot write: ${(e as NodeJS.ErrnoException).code === 'ENOSPC' ? 'no space left on device' : (e as Error).message}`);
     }
   }
-  return failed;
+  if (problems.length) {
+    for (const { tmp } of staged) { try { unlinkSync(tmp); } catch { /* already gone */ } }
+    for (const p of problems) process.stderr.write(`adopt: error: ${p}; the file is unchanged\n`);
+    if (files.length > 1) process.stderr.write(`adopt: no file was rewritten (--in-place replaces all ${files.length} files or none)\n`);
+    return { failed: problems.length, written: [] };
+  }
+  const written: FileResult[] = [];
+  let failed = 0;
+  for (const { f, tmp } of staged) {
+    try {
+      if (backup) copyFileSync(f.path, `${f.path}.orig`);
+      renameSync(tmp, f.path);
+      written.push(f);
+    } catch (e) {
+      try { unlinkSync(tmp); } catch { /* already gone */ }
+      process.stderr.write(`adopt: error: ${f.path}: cannot replace: ${(e as Error).message}; the file is unchanged\n`);
+      failed++;
+    }
+  }
+  return { failed, written };
 }
 
 function writeTo(out: string, files: FileResult[], inputs: string[]): number {

@@ -1,5 +1,5 @@
 // Unified diff of a file from its edits (which never overlap), in the form `git apply` takes.
-import { isAbsolute, relative } from 'node:path';
+import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import type { Edit } from './synthesize.js';
 
 const CONTEXT = 3;
@@ -12,7 +12,22 @@ function splitLines(text: string): string[] {
   return lines;
 }
 
-export function unifiedDiff(path: string, original: string, edits: Edit[]): string {
+/** The path a diff header gives: relative to the working directory when the file is under it,
+ *  else relative to `root` when under that (apply it there), else relative to the file's own
+ *  directory (apply it there): `git apply` refuses absolute paths and `..`. */
+export function diffPath(path: string, root?: string): string {
+  return relative(diffBase(path, root), resolve(path)).replace(/\\/g, '/');
+}
+
+/** The directory a diff's paths are relative to (see diffPath). */
+export function diffBase(path: string, root?: string): string {
+  const under = (dir: string) => { const r = relative(resolve(dir), resolve(path)); return r && !r.startsWith('..') && !isAbsolute(r); };
+  if (under(process.cwd())) return process.cwd();
+  if (root && under(root)) return resolve(root);
+  return dirname(resolve(path));
+}
+
+export function unifiedDiff(path: string, original: string, edits: Edit[], root?: string): string {
   if (!edits.length) return '';
   const old = splitLines(original);
   const lineOf = (i: number) => original.slice(0, i).split('\n').length - 1;
@@ -65,9 +80,6 @@ export function unifiedDiff(path: string, original: string, edits: Edit[]): stri
     delta += localDelta;
     i = j + 1;
   }
-  // git apply takes paths relative to where it runs: an absolute path under the working
-  // directory is written relative to it
-  const rel = isAbsolute(path) && !relative(process.cwd(), path).startsWith('..') ? relative(process.cwd(), path) : path;
-  const p = rel.replace(/\\/g, '/');
+  const p = diffPath(path, root);
   return [`--- a/${p}`, `+++ b/${p}`, ...hunks].join('\n') + '\n';
 }
