@@ -46,6 +46,16 @@ describe('adopt rewrite', () => {
     expect(keepsEveryLine(f.original, f.rewritten)).toBeUndefined();
   });
 
+  it('puts the kernel import below a docstring that follows a licence header, and below __future__ imports', () => {
+    const src = '# coding=utf-8\n# Copyright\n"""Model docs."""\nfrom __future__ import annotations\nimport torch\nfrom torch import nn\n\n\nclass M(nn.Module):\n    def forward(self, x):\n        return nn.functional.softmax(x, dim=-1)\n';
+    const dir = tempProject({ 'm.py': src });
+    const f = runRewrite([join(dir, 'm.py')], {}).files[0];
+    const at = f.rewritten.indexOf('import adopt_kernels');
+    expect(at).toBeGreaterThan(f.rewritten.indexOf('"""Model docs."""'));
+    expect(at).toBeGreaterThan(f.rewritten.indexOf('from __future__ import annotations'));
+    expect(f.rewritten.startsWith('# coding=utf-8\n# Copyright\n"""Model docs."""\n')).toBe(true);
+  });
+
   it('--json lists sites with rule, file, lines, bindings, guards, decision and reason', () => {
     const r = adopt(['rewrite', '--json', join(modelsDir, 'bert_encoder.py')]);
     expect(r.code).toBe(0);

@@ -121,8 +121,12 @@ function applyEdits(f: SynthFile, edits: Edit[]): FileResult {
 /** After the module's leading docstring, `from __future__` and import block. */
 export function preambleEdit(root: SyntaxNode, text: string, nl: string): Edit {
   let at = 0;
+  let seenStatement = false;
   for (const stmt of root.namedChildren) {
-    const isDoc = stmt.type === 'expression_statement' && stmt.namedChildren[0]?.type === 'string' && at === 0;
+    // the docstring is the first statement, after any comments (a licence header): imports go
+    // below it, or `__doc__` would change
+    const isDoc = stmt.type === 'expression_statement' && stmt.namedChildren[0]?.type === 'string' && !seenStatement;
+    if (stmt.type !== 'comment') seenStatement = true;
     if (stmt.type === 'import_statement' || stmt.type === 'import_from_statement' || stmt.type === 'future_import_statement' || isDoc || stmt.type === 'comment') {
       at = stmt.endIndex;
       continue;
