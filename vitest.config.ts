@@ -6,5 +6,6 @@ export default defineConfig({
     testTimeout: 60000,
     hookTimeout: 120000,
     pool: 'forks',
+    setupFiles: ['test/helpers/cleanup.ts'],
   },
 });

@@ -28,9 +28,13 @@ export function opsOf(body: Stmt[]): Op[] {
   return out;
 }
 
+/** Directories made by tempProject in this test file; test/helpers/cleanup.ts removes them. */
+export const tempDirs: string[] = [];
+
 /** Writes a throwaway project: { 'pkg/a.py': '...' } → its directory. */
 export function tempProject(files: Record<string, string | Buffer>): string {
   const dir = mkdtempSync(join(tmpdir(), 'adopt-test-'));
+  tempDirs.push(dir);
   for (const [rel, content] of Object.entries(files)) {
     const p = join(dir, rel);
     mkdirSync(dirname(p), { recursive: true });
