@@ -129,3 +129,14 @@ describe('adopt verify without --class', () => {
     expect(existsSync(join(dir, 'o.py'))).toBe(true);
   });
 });
+
+describe('rewrite --verify without a working Python', () => {
+  it('exits 2 and writes nothing, rather than a rewrite nobody checked', () => {
+    const dir = project();
+    const out = join(dir, 'out.py');
+    const r = adopt(['rewrite', '--verify', '--rules', join(dir, 'rules', 'exact.rule'), join(dir, 'm.py'), '-o', out], { env: { ADOPT_PYTHON: '/nonexistent/python' } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--verify needs Python with torch.*Nothing was written/);
+    expect(existsSync(out)).toBe(false);
+  });
+});

@@ -2,10 +2,13 @@
 // strict state-dict load, outputs and gradients) and timed against the original. A rule whose
 // rewrite mismatches is withheld from that file; one measured slower is withheld and recorded, so
 // later rewrites leave it out too. What is kept is then checked together once more.
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { findPythonFiles } from '../analysis/project.js';
+import { AdoptError } from '../diag.js';
+import { pythonExecutable } from '../verify/python.js';
 import type { Site } from '../match/matcher.js';
 import { checkPaths, checkVariants, speedOf, type ClassResult, type FileCheckOptions, type FileCheckResult } from '../verify/file.js';
 import { appendRecord, isSlower } from '../verify/records.js';
@@ -77,8 +80,20 @@ function problemOf(results: ClassResult[]): string | undefined {
   return bad ? `${bad.class ?? 'the file'}: ${(bad.problems ?? [bad.reason ?? '']).slice(0, 2).join('; ')}` : undefined;
 }
 
+/** Verification that cannot run at all is an error (exit 2, nothing written), never a rewrite
+ *  that nobody checked. */
+function requireHarness(): void {
+  const r = spawnSync(pythonExecutable(), ['-c', 'import torch'], { encoding: 'utf8', timeout: 120_000 });
+  if (r.error || r.status !== 0) {
+    const why = r.error ? ((r.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : r.error.message) : (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`);
+    throw new AdoptError(`--verify needs Python with torch, and ${pythonExecutable()} cannot run it (${why}); run scripts/setup-python.sh or set ADOPT_PYTHON. Nothing was written`);
+  }
+}
+
 export function verifiedRewrite(plan: RewritePlan, withhold: (s: Site) => string | null, opts: VerifyRunOptions): RewriteRun {
+  requireHarness();
   const first = synthesizePlan(plan, withhold);
+  const kept = new Set<string>(); // `${file}\0${rule}` verified alone
   const rejected = new Map<string, string>(); // `${file}\0${rule}` -> reason
   const report: FileVerification[] = [];
   for (const f of first.files) {
@@ -113,6 +128,7 @@ export function verifiedRewrite(plan: RewritePlan, withhold: (s: Site) => string
       else v = { rule, verdict: 'kept', ...(speed ? { forward_ratio: speed.forward, train_ratio: speed.train } : {}) };
       if (speed) appendRecord({ file: resolve(f.path), rule, target: opts.target, torch: check.torch, forward_ratio: speed.forward, train_ratio: speed.train, slower: v.verdict === 'slower' });
       verdicts.push(v);
+      if (v.verdict === 'kept') kept.add(`${f.path}\0${rule}`);
       const ratios = speed ? ` (forward x${speed.forward.toFixed(2)}, train x${speed.train.toFixed(2)})` : '';
       if (v.verdict !== 'kept') {
         rejected.set(`${f.path}\0${rule}`, v.verdict === 'mismatch' ? `verification mismatch: ${v.detail}` : v.verdict === 'slower' ? `measured slower by --verify${ratios}` : `not verified: ${v.detail}`);
@@ -122,7 +138,9 @@ export function verifiedRewrite(plan: RewritePlan, withhold: (s: Site) => string
     report.push({ file: f.path, rules: verdicts, classes: [], status: 'unchanged' });
   }
 
-  const withheld = (s: Site) => withhold(s) ?? rejected.get(`${s.file}\0${s.rule}`) ?? null;
+  // a site that only becomes a rewrite once another rule is withheld (a softmax the attention
+  // rule covered) was never verified: it is withheld too
+  const withheld = (s: Site) => withhold(s) ?? rejected.get(`${s.file}\0${s.rule}`) ?? (kept.has(`${s.file}\0${s.rule}`) ? null : 'not verified: it became a rewrite only after another rule was withheld');
   const final = synthesizePlan(plan, withheld);
   // The kept rules together: rewrites that each verify alone can still interact.
   for (const entry of report) {
