@@ -128,3 +128,15 @@ describe('bad input to adopt explain', () => {
     expect(r.stderr).toMatch(/--max-file-size must be a positive number/);
   });
 });
+
+describe('adopt verify --class --shape: a model that does not build or run', () => {
+  it('is "not runnable" with a short reason and exit 2, not a mismatch with a traceback', () => {
+    const src = 'import torch\nfrom torch import nn\n\n\nclass M(nn.Module):\n    def __init__(self, n):\n        super().__init__()\n        self.l = nn.Linear(n, n)\n\n    def forward(self, x):\n        return torch.softmax(self.l(x), dim=-1)\n';
+    const dir = tempProject({ 'm.py': src });
+    const f = join(dir, 'm.py');
+    const r = adopt(['verify', f, f, '--class', 'M', '--shape', '2,3', '--config', '{"n": 5}']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toMatch(/^not runnable: the original M does not build or run on shape \(2,3\): RuntimeError: mat1 and mat2/);
+    expect(r.stdout).not.toMatch(/Traceback| \| /);
+  });
+});

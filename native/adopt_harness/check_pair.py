@@ -10,6 +10,7 @@ import argparse
 import importlib.util
 import inspect
 import json
+import os
 import sys
 import traceback
 import uuid
@@ -108,24 +109,40 @@ def first_tensor(out):
     return None
 
 
+def short(e):
+    """One line naming the exception, never a traceback."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
+
+
 def run(args):
     problems = []
     worst = {"max_abs": 0.0, "max_rel": 0.0}
     dtype = DTYPES[args.dtype]
     calls = count_calls(args.kernel)
-    before = load_module(args.before)
+    overrides = json.loads(args.config)
+    shape = [int(s) for s in args.shape.split(",") if s]
+    try:
+        # the original must build and run on this input; if it does not, nothing can be compared
+        before = load_module(args.before)
+        torch.manual_seed(0)
+        a = build(before, args.model, overrides).to(dtype)
+        with torch.no_grad():
+            a.eval()
+            a(torch.randn(*shape, dtype=dtype))
+    except Exception as e:
+        return {"verified": False, "not_runnable": True, "reason": f"the original {args.model} does not build or run on shape ({args.shape}): {short(e)}", "problems": []}
     after = load_module(args.after)
     torch.manual_seed(0)
-    overrides = json.loads(args.config)
-    a = build(before, args.model, overrides).to(dtype)
-    torch.manual_seed(0)
-    b = build(after, args.model, overrides).to(dtype)
+    try:
+        b = build(after, args.model, overrides).to(dtype)
+    except Exception as e:  # the original builds: a rewrite that does not is wrong
+        return {"verified": False, "problems": [f"the rewritten {args.model} raises when built: {short(e)}"], **worst, "fast_path_calls": calls["n"]}
     try:
         b.load_state_dict(a.state_dict(), strict=True)
     except RuntimeError as e:
         problems.append(f"the rewritten model does not load the original state dict strictly: {e}")
         return {"verified": False, "problems": problems, **worst, "fast_path_calls": calls["n"]}
-    shape = [int(s) for s in args.shape.split(",") if s]
     for mode in ("eval", "train"):
         torch.manual_seed(1)
         x = torch.randn(*shape, dtype=dtype)
@@ -168,7 +185,9 @@ def main():
     try:
         result = run(args)
     except Exception as e:  # reported, not raised: the caller reads one JSON line
-        result = {"verified": False, "problems": [f"{type(e).__name__}: {e}", traceback.format_exc(limit=3).replace("\n", " | ")]}
+        tb = traceback.extract_tb(e.__traceback__)
+        where = f" ({os.path.basename(tb[-1].filename)}:{tb[-1].lineno})" if tb else ""
+        result = {"verified": False, "problems": [f"the rewritten model raises: {short(e)}{where}"]}
     print(json.dumps(result))
 
 

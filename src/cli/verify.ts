@@ -21,9 +21,14 @@ export function verifyCommand(original: string, rewritten: string, opts: VerifyO
     '--atol', opts.atol ?? '1e-5', '--rtol', opts.rtol ?? '1e-4', ...(opts.config ? ['--config', opts.config] : []),
   ]);
   if (!r.ok) throw new AdoptError(`verification could not run: ${r.error}`);
-  const v = r.value as { verified: boolean; problems: string[]; max_abs: number; max_rel: number };
+  const v = r.value as { verified: boolean; not_runnable?: boolean; reason?: string; problems: string[]; max_abs: number; max_rel: number };
+  if (typeof v !== 'object' || v === null || typeof v.verified !== 'boolean' || !Array.isArray(v.problems)) throw new AdoptError('malformed result from the verification harness');
   if (opts.json) process.stdout.write(`${JSON.stringify(v)}\n`);
-  else {
+  if (v.not_runnable) {
+    if (!opts.json) process.stdout.write(`not runnable: ${v.reason}\n`);
+    return 2;
+  }
+  if (!opts.json) {
     process.stdout.write(v.verified ? `verified: outputs and gradients match (max abs error ${v.max_abs.toExponential(2)})\n` : `mismatch:\n${v.problems.map((p) => `  ${p}`).join('\n')}\n`);
   }
   return v.verified ? 0 : 1;
