@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .modules import is_plain_linear
+from .gelu import _EXACT_NAMES, _TANH_NAMES, gelu_kind
+from .modules import is_plain, is_plain_linear
 from .switches import enabled
 
 
@@ -194,16 +195,63 @@ def _out_of_place(act):
     return any(act is f for f in _OUT_OF_PLACE_FUNCTIONS)
 
 
+_SILU_FUNCTIONS = tuple(f for f in (F.silu, getattr(torch._C._nn, "silu", None)) if f is not None)
+_GELU_KINDS = {"none": "gelu", "tanh": "gelu_tanh"}
+# the GELU classes gelu_kind knows by name (it probes other GELU-named classes numerically)
+_KNOWN_GELU_CLASSES = _EXACT_NAMES | _TANH_NAMES
+
+
+def _compiled_activation(act):
+    """'silu', 'gelu' or 'gelu_tanh' when the compiled gated kernel computes exactly ``act``;
+    None for anything else (hooks, replaced forwards, other activations)."""
+    if isinstance(act, str):
+        return None
+    if isinstance(act, nn.Module):
+        if not is_plain(act, type(act)):
+            return None
+        if (isinstance(act, nn.SiLU) and type(act).forward is nn.SiLU.forward) or type(act).__name__ == "SiLUActivation":
+            return "silu"
+        # GELU subclasses with their own forward and unknown GELU-named classes would need
+        # gelu_kind's numerical probe on every call: they keep the original path
+        if isinstance(act, nn.GELU) and type(act).forward is not nn.GELU.forward:
+            return None
+        if not isinstance(act, nn.GELU) and type(act).__name__ not in _KNOWN_GELU_CLASSES:
+            return None
+    elif any(act is f for f in _SILU_FUNCTIONS):
+        return "silu"
+    return _GELU_KINDS.get(gelu_kind(act))
+
+
+def _compiled_gated(kind, gate, up=None):
+    """``act(gate) * up`` from the compiled kernel (``up`` None: the halves of ``gate``), or None."""
+    from ..kernels import gated_act as kernel
+
+    if up is None:
+        return kernel.gated_act_stacked(gate, kind)
+    return kernel.gated_act(gate, up, kind)
+
+
 def gated_mlp(x, gate_proj, up_proj, down_proj, act):
     """Replaces ``down_proj(act(gate_proj(x)) * up_proj(x))`` (LLaMA/Mistral-style MLP).
 
     ``gate_proj`` and ``up_proj`` run as one matmul when they are plain ``nn.Linear`` layers
-    of matching dtype and device and ``act`` is known not to modify its input; ``act`` and
-    ``down_proj`` are always called as given.
+    of matching dtype and device and ``act`` is known not to modify its input. When ``act`` is
+    a plain SiLU or GELU (exact or tanh), on CPU in float32/bfloat16, ``act(gate) * up`` is one
+    compiled pass over the matmul's output (and its backward one pass writing the gradient of
+    it); any other ``act`` is called as given. ``down_proj`` is always called as given.
     """
+    kind = _compiled_activation(act) if enabled("gated_mlp") else None
     if enabled("gated_mlp") and _concatenable((gate_proj, up_proj)) and _out_of_place(act):
         weight, bias = _stacked((gate_proj, up_proj)) if torch.is_grad_enabled() else _stacked_for_inference((gate_proj, up_proj))
-        gate, up = F.linear(x, weight, bias).split([gate_proj.out_features, up_proj.out_features], dim=-1)
+        h = F.linear(x, weight, bias)
+        if kind is not None and gate_proj.out_features == up_proj.out_features:
+            out = _compiled_gated(kind, h)
+            if out is not None:
+                return down_proj(out)
+        gate, up = h.split([gate_proj.out_features, up_proj.out_features], dim=-1)
     else:
         gate, up = gate_proj(x), up_proj(x)
+        out = _compiled_gated(kind, gate, up) if kind is not None else None
+        if out is not None:
+            return down_proj(out)
     return down_proj(act(gate) * up)

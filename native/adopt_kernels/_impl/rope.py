@@ -2,6 +2,8 @@
 
 import torch
 
+from .switches import enabled
+
 
 def _rotate_half(x):
     half = x.shape[-1] // 2
@@ -21,6 +23,15 @@ def _select(table, position_ids, unsqueeze_dim):
     return table if unsqueeze_dim is None else table.unsqueeze(unsqueeze_dim)
 
 
+def _compiled(q, k, cos, sin, position_ids, unsqueeze_dim, interleaved, k_cos=None, k_sin=None):
+    """The compiled kernel's result, or None when it does not take these inputs."""
+    if q.device.type != "cpu":
+        return None
+    from ..kernels import rope as kernel
+
+    return kernel.rope(q, k, cos, sin, position_ids, unsqueeze_dim, interleaved, k_cos, k_sin)
+
+
 def apply_rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1, k_cos=None, k_sin=None):
     """Replaces the half-split ``apply_rotary_pos_emb``::
 
@@ -33,7 +44,21 @@ def apply_rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1, k_cos=None, k
     With ``unsqueeze_dim=None`` the tables are used as given (already broadcastable). ``k_cos``
     and ``k_sin``, when given, are k's own tables (Falcon repeats them per key head). With ``k``
     None only ``q``'s result is returned.
+
+    On CPU in float32/bfloat16 a compiled kernel rotates q and k in one pass when the tables
+    broadcast against them without widening them (e.g. (batch or 1, 1, seq, dim) or (seq, dim),
+    in either layout) or are picked by ``position_ids``, and do not require grad; other inputs
+    run the composite below.
     """
+    if enabled("apply_rope"):
+        out = _compiled(q, k, cos, sin, position_ids, unsqueeze_dim, False, k_cos, k_sin)
+        if out is not None:
+            return out
+    return eager_rope(q, k, cos, sin, position_ids, unsqueeze_dim, k_cos, k_sin)
+
+
+def eager_rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1, k_cos=None, k_sin=None):
+    """:func:`apply_rope` as torch ops."""
     q_embed = q * _select(cos, position_ids, unsqueeze_dim) + _rotate_half(q) * _select(sin, position_ids, unsqueeze_dim)
     if k is None:
         # one tensor rotated on its own (ESM applies the embedding to q and k in separate calls)
@@ -49,8 +74,19 @@ def apply_rope_interleaved(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
     Pairs are adjacent channels ``(x[2i], x[2i+1])`` rotated as ``(-x[2i+1], x[2i])``.
     ``cos``/``sin`` may be full width with each frequency repeated twice adjacently, or half
     width (one entry per pair), in which case they are repeated as GPT-J's
-    ``repeat_interleave(2)`` does. With ``k`` None only ``q``'s result is returned.
+    ``repeat_interleave(2)`` does. With ``k`` None only ``q``'s result is returned. On CPU in
+    float32/bfloat16 a compiled kernel runs when it takes the inputs, as for :func:`apply_rope`
+    (half-width tables are read as they are).
     """
+    if enabled("apply_rope_interleaved"):
+        out = _compiled(q, k, cos, sin, position_ids, unsqueeze_dim, True)
+        if out is not None:
+            return out
+    return eager_rope_interleaved(q, k, cos, sin, position_ids, unsqueeze_dim)
+
+
+def eager_rope_interleaved(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
+    """:func:`apply_rope_interleaved` as torch ops."""
     cos = _select(cos, position_ids, unsqueeze_dim)
     sin = _select(sin, position_ids, unsqueeze_dim)
     if cos.shape[-1] * 2 == q.shape[-1]:
