@@ -1,9 +1,11 @@
 import numbers
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .modules import is_plain
+from .switches import enabled
 
 
 def _dropout_p(dropout):
@@ -14,15 +16,41 @@ def _dropout_p(dropout):
     raise TypeError(f"dropout must be an nn.Dropout or a float, got {type(dropout).__name__}")
 
 
+def _compiled(x, residual, layer_norm, dropout, training):
+    """The compiled kernel's result, or None where it does not apply: a plain ``nn.LayerNorm``
+    over the last dim and a plain ``nn.Dropout`` or probability (the kernel checks the rest)."""
+    if not enabled("dropout_add_layer_norm") or not is_plain(layer_norm, nn.LayerNorm):
+        return None
+    if isinstance(dropout, nn.Module) and not is_plain(dropout, nn.Dropout):
+        return None
+    if len(layer_norm.normalized_shape) != 1 or not isinstance(x, torch.Tensor) or x.dim() == 0:
+        return None
+    if layer_norm.normalized_shape[0] != x.size(-1):
+        return None
+    p = _dropout_p(dropout) if training else 0.0
+    from ..kernels import layer_norm as kernel
+
+    return kernel.dropout_add_layer_norm(x, residual, layer_norm.weight, layer_norm.bias, layer_norm.eps, p)
+
+
 def dropout_add_layer_norm(x, residual, layer_norm, dropout, training):
     """Replaces ``layer_norm(dropout(x) + residual)``.
 
     ``layer_norm`` is an ``nn.LayerNorm`` (affine or not); ``dropout`` an ``nn.Dropout`` or
-    its probability. Dropout is applied only when ``training``, through ``F.dropout`` with the
-    same arguments the module uses, so it draws from the RNG exactly as the original does and
-    a seeded run gives bit-identical masks. Modules carrying hooks or their own forward are
-    called as they are.
+    its probability. Dropout is applied only when ``training``.
+
+    On CPU in float32 and bfloat16, with a plain ``nn.LayerNorm`` over the last dim, the
+    compiled kernel runs: its dropout mask comes from its own counter-based generator, seeded
+    by one draw of torch's default generator (so it is reproducible under
+    ``torch.manual_seed``, keeps each element with probability ``1 - p`` and scales kept ones
+    by ``1 / (1 - p)``), and the backward regenerates the same mask. Elsewhere (and with
+    ``ADOPT_DISABLE=native``) dropout goes through ``F.dropout`` with the same arguments the
+    module uses, so it draws from the RNG exactly as the original does and a seeded run gives
+    bit-identical masks. Modules carrying hooks or their own forward are called as they are.
     """
+    out = _compiled(x, residual, layer_norm, dropout, training)
+    if out is not None:
+        return out
     if isinstance(dropout, nn.Module) and not is_plain(dropout, nn.Dropout):
         x = dropout(x)
     elif training:

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .modules import is_plain_linear
+from .switches import enabled
 
 _EXACT_NAMES = frozenset({"GELUActivation"})
 _TANH_NAMES = frozenset(
@@ -86,8 +87,18 @@ def gelu_kind(act):
 
 
 def linear_gelu(x, linear, approximate="none"):
-    """Replaces ``gelu(linear(x))`` with ``gelu`` exact (``'none'``) or tanh-approximated."""
+    """Replaces ``gelu(linear(x))`` with ``gelu`` exact (``'none'``) or tanh-approximated.
+
+    On CPU in float32 and bfloat16, for a plain ``nn.Linear`` with a bias, the product runs in
+    BLAS without its bias and one compiled pass adds the bias and applies GELU.
+    """
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    if enabled("linear_gelu") and is_plain_linear(linear) and linear.bias is not None:
+        from ..kernels import bias_gelu as kernel
+
+        out = kernel.linear_gelu(x, linear.weight, linear.bias, approximate)
+        if out is not None:
+            return out
     h = F.linear(x, linear.weight, linear.bias) if is_plain_linear(linear) else linear(x)
     return F.gelu(h, approximate=approximate)

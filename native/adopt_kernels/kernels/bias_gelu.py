@@ -1,0 +1,458 @@
+"""Bias + GELU epilogue of a Linear: ``gelu(x @ W^T + b)``, the GEMM left to BLAS.
+
+The matrix product runs without its bias through torch; one fused pass then adds the bias and
+applies GELU (exact erf form or tanh form), reading the product once and writing the output
+once. Only the bias-free product is saved: the backward recomputes the pre-activation, applies
+GELU's derivative and sums the bias gradient in per-thread column partials, and torch does the
+GEMM gradients. Exact GELU is ``h * Phi(h)``; the normal cdf Phi comes from a vectorisable
+``erfc(t) = exp(Q(t))`` with Q a minimax polynomial: within 8e-8 of Phi everywhere (as erf,
+``2 Phi(x sqrt 2) - 1``, within 1.6e-7) and, unlike ``1 + erf``, accurate relative to itself in
+the lower tail (2e-5 down to Phi = 1e-12).
+
+Schedule: ``cblock`` columns and ``rchunk`` rows per tile (the OpenMP work item), ``vec_bits``
+the width of the vector type the math is written in, ``unroll`` how many independent vectors
+go through each step of the formulas together, ``omp_kind`` the schedule kind.
+"""
+
+import ctypes
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+from .. import _dispatch
+from ..registry import Kernel, Space, register
+from ._common import TORCH_DTYPE, assert_matches, render, rows_view
+
+# The element math is written on GCC vector types (``vf``: vec_bits / 32 floats) and on K of
+# them at a time: each step of a formula is applied to K independent vectors before the next, so
+# their long polynomial chains overlap instead of waiting on each other's latency, and the values
+# stay in registers. Comparisons give lane masks and ``?:`` selects per lane, so nothing branches.
+MATH = r"""
+#define FOR_K _Pragma("GCC unroll 8") for (int k = 0; k < K; ++k)
+
+static inline vf splat(float v) { return vf{} + v; }
+
+// Cephes' expf polynomial on [-ln2/2, ln2/2]
+static const float EXP_C[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
+                               5.0000001201e-1f};
+// log(erfc(t)) on [0, 5]: degree-11 minimax fit weighted by max(erfc(t) / 2, 1e-4)
+static const float LOG_ERFC_C[12] = {
+    7.993106265757888e-08f, -2.1727612420363585e-06f, 2.5868217562674545e-05f, -0.00017653655959293246f,
+    0.0007443773210979998f, -0.0017826264956966043f, 0.00022073742002248764f, 0.019143370911478996f,
+    -0.10278131812810898f, -0.6366180181503296f, -1.1283793449401855f, 1.2574955521316156e-09f};
+
+// exp in place for x in [-87.3, 88.3], which the caller guarantees: k = round(x / ln 2) by
+// truncating x / ln 2 + 128.5 (positive there), Cody-Waite reduction, the polynomial, and 2^k
+// built in the exponent bits (a NaN lane comes out NaN)
+template <int K> static inline void exp_core(vf* x) {
+  vi ki[K];
+  vf f[K], p[K];
+  FOR_K {
+    ki[k] = __builtin_convertvector(x[k] * 1.44269504088896341f + 128.5f, vi);
+    vf kf = __builtin_convertvector(ki[k], vf) - 128.f;
+    f[k] = x[k] - kf * 0.693359375f;
+    f[k] = f[k] + kf * 2.12194440e-4f;
+    p[k] = splat(EXP_C[0]);
+  }
+  #pragma GCC unroll 6
+  for (int c = 1; c < 6; ++c) FOR_K p[k] = p[k] * f[k] + EXP_C[c];
+  FOR_K x[k] = (p[k] * (f[k] * f[k]) + f[k] + 1.f) * (vf)((ki[k] - 1) << 23);
+}
+
+// exp in place for any x: 0 below -87.3, inf above 88.3, NaN stays NaN
+template <int K> static inline void exp_any(vf* x) {
+  vf c[K];
+  FOR_K {
+    c[k] = x[k] < -87.3f ? -87.3f : x[k];
+    c[k] = c[k] > 88.3f ? 88.3f : c[k];
+  }
+  exp_core<K>(c);
+  FOR_K x[k] = x[k] > 88.3f ? INFINITY : x[k] < -87.3f ? 0.f : c[k];
+}
+
+// The normal cdf Phi(h) = erfc(-h / sqrt(2)) / 2 that exact GELU is h * Phi(h) of, as exp(Q(t)) / 2
+// with t = |h| / sqrt(2): the lower tail Phi(-|h|) keeps its relative accuracy (no 1 + erf
+// cancellation) and Phi(|h|) = 1 - Phi(-|h|). Beyond t = 5 the tail (under 8e-13) is 0.
+template <int K> static inline void normal_cdf(const vf* h, vf* out) {
+  vf t[K], u[K], q[K];
+  FOR_K {
+    t[k] = (vf)((vi)h[k] & 0x7fffffff) * 0.70710678118654752f;
+    u[k] = t[k] < 5.f ? t[k] : 5.f;
+    q[k] = splat(LOG_ERFC_C[0]);
+  }
+  #pragma GCC unroll 12
+  for (int c = 1; c < 12; ++c) FOR_K q[k] = q[k] * u[k] + LOG_ERFC_C[c];
+  exp_core<K>(q);  // q lies in [-27.3, 1e-8] (or is NaN)
+  FOR_K {
+    vf lower = t[k] > 5.f ? 0.f : 0.5f * q[k];
+    out[k] = h[k] > 0.f ? 1.f - lower : lower;
+  }
+}
+
+static const float K_TANH = 0.7978845608028654f;  // sqrt(2 / pi)
+static const float K_CUBE = 0.044715f;
+
+template <int K, bool TANH> static inline void gelu(const vf* h, vf* y) {
+  vf e[K];
+  if (TANH) {
+    // 0.5 * (1 + tanh(u)) is the logistic function of 2u
+    FOR_K e[k] = (-2.f * K_TANH) * (h[k] + K_CUBE * h[k] * h[k] * h[k]);
+    exp_any<K>(e);
+    FOR_K y[k] = h[k] / (1.f + e[k]);
+  } else {
+    normal_cdf<K>(h, e);
+    FOR_K y[k] = h[k] * e[k];
+  }
+}
+
+template <int K, bool TANH> static inline void gelu_grad(const vf* h, vf* g) {
+  vf e[K];
+  if (TANH) {
+    FOR_K e[k] = (-2.f * K_TANH) * (h[k] + K_CUBE * h[k] * h[k] * h[k]);
+    exp_any<K>(e);
+    FOR_K {
+      vf sg = 1.f / (1.f + e[k]);
+      vf sg_c = e[k] < 1.f ? e[k] * sg : 1.f - sg;  // 1 - sg without cancelling where sg is near 1
+      g[k] = sg + 2.f * h[k] * sg * sg_c * K_TANH * (1.f + 3.f * K_CUBE * h[k] * h[k]);
+    }
+  } else {
+    vf cdf[K], a[K];
+    normal_cdf<K>(h, cdf);
+    FOR_K {
+      a[k] = -0.5f * h[k] * h[k];
+      e[k] = a[k] < -87.3f ? -87.3f : a[k];
+    }
+    exp_core<K>(e);
+    FOR_K g[k] = cdf[k] + h[k] * (a[k] < -87.3f ? 0.f : e[k] * 0.3989422804014327f);
+  }
+}
+"""
+
+TEMPLATE = r"""
+#pragma GCC target("prefer-vector-width=$vec_bits")
+typedef $scalar_t scalar_t;
+#define CBLOCK $cblock
+#define RCHUNK $rchunk
+#define UNROLL $unroll
+typedef float vf __attribute__((vector_size($vec_bits / 8)));
+typedef int32_t vi __attribute__((vector_size($vec_bits / 8)));
+typedef uint32_t vu __attribute__((vector_size($vec_bits / 8)));
+typedef uint16_t vh __attribute__((vector_size($vec_bits / 16)));
+#define VL ($vec_bits / 32)
+static const bool IS_BF16 = sizeof(scalar_t) == 2;
+$math
+
+// bfloat16 bits of v in the upper halves, rounded to nearest even with NaN kept quiet, as f_to_bf16
+static inline vu bf16_bits(vf v) {
+  vu u = (vu)v;
+  return ((u & 0x7fffffffu) > 0x7f800000u ? u | 0x400000u : u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+}
+
+// the value as the eager code materialises it: bfloat16 tensors round every intermediate
+static inline vf rnd(vf v) { return IS_BF16 ? (vf)bf16_bits(v) : v; }
+
+static inline vf load_v(const float* p) { vf v; std::memcpy(&v, p, sizeof v); return v; }
+static inline vf load_v(const bf16_t* p) { vh h; std::memcpy(&h, p, sizeof h); return (vf)(__builtin_convertvector(h, vu) << 16); }
+static inline void store_v(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+static inline void store_v(bf16_t* p, vf v) { vh h = __builtin_convertvector(bf16_bits(v) >> 16, vh); std::memcpy(p, &h, sizeof h); }
+
+// the last len < VL values of a span, through a vector's worth of scratch
+template <class T> static inline vf load_part(const T* p, int len) {
+  float s[VL] = {};
+  for (int i = 0; i < len; ++i) s[i] = load_f(p, i);
+  return load_v(s);
+}
+template <class T> static inline void store_part(T* p, vf v, int len) {
+  float s[VL];
+  store_v(s, v);
+  for (int i = 0; i < len; ++i) store_f(p, i, s[i]);
+}
+
+// y = gelu(h0 + b) for K vectors from column j (len values when K = 1 and len < VL)
+template <int K, bool TANH>
+static inline void fwd_vectors(const scalar_t* hr, const scalar_t* b, scalar_t* yr, int64_t j, int len = VL) {
+  vf h[K], y[K];
+  if (len < VL) h[0] = rnd(load_part(hr + j, len) + load_part(b + j, len));
+  else FOR_K h[k] = rnd(load_v(hr + j + k * VL) + load_v(b + j + k * VL));
+  gelu<K, TANH>(h, y);
+  if (len < VL) store_part(yr + j, y[0], len);
+  else FOR_K store_v(yr + j + k * VL, y[k]);
+}
+
+// dh = dy * gelu'(h0 + b) for K vectors from column j, the bias gradient into the partial row dbp
+template <int K, bool TANH>
+static inline void bwd_vectors(const scalar_t* hr, const scalar_t* b, const scalar_t* gr, scalar_t* dr, float* dbp, int64_t j,
+                               int len = VL) {
+  vf h[K], g[K];
+  if (len < VL) h[0] = rnd(load_part(hr + j, len) + load_part(b + j, len));
+  else FOR_K h[k] = rnd(load_v(hr + j + k * VL) + load_v(b + j + k * VL));
+  gelu_grad<K, TANH>(h, g);
+  if (len < VL) {
+    vf d = rnd(load_part(gr + j, len) * g[0]);
+    store_part(dr + j, d, len);
+    store_part(dbp + j, load_part(dbp + j, len) + d, len);
+    return;
+  }
+  FOR_K {
+    vf d = rnd(load_v(gr + j + k * VL) * g[k]);
+    store_v(dr + j + k * VL, d);
+    store_v(dbp + j + k * VL, load_v(dbp + j + k * VL) + d);
+  }
+}
+
+// columns [j0, j1) of one row: UNROLL vectors at a time, then single vectors, then the rest
+template <bool TANH>
+static inline void fwd_span(const scalar_t* hr, const scalar_t* b, scalar_t* yr, int64_t j0, int64_t j1) {
+  int64_t j = j0;
+  for (; j + UNROLL * VL <= j1; j += UNROLL * VL) fwd_vectors<UNROLL, TANH>(hr, b, yr, j);
+  for (; j + VL <= j1; j += VL) fwd_vectors<1, TANH>(hr, b, yr, j);
+  if (j < j1) fwd_vectors<1, TANH>(hr, b, yr, j, (int)(j1 - j));
+}
+
+template <bool TANH>
+static inline void bwd_span(const scalar_t* hr, const scalar_t* b, const scalar_t* gr, scalar_t* dr, float* dbp, int64_t j0,
+                            int64_t j1) {
+  int64_t j = j0;
+  for (; j + UNROLL * VL <= j1; j += UNROLL * VL) bwd_vectors<UNROLL, TANH>(hr, b, gr, dr, dbp, j);
+  for (; j + VL <= j1; j += VL) bwd_vectors<1, TANH>(hr, b, gr, dr, dbp, j);
+  if (j < j1) bwd_vectors<1, TANH>(hr, b, gr, dr, dbp, j, (int)(j1 - j));
+}
+
+struct Tile { int64_t r0, r1, j0, j1; };
+
+static inline int64_t tiles(int64_t rows, int64_t n) { return ((rows + RCHUNK - 1) / RCHUNK) * ((n + CBLOCK - 1) / CBLOCK); }
+
+static inline Tile tile(int64_t rows, int64_t n, int64_t t) {
+  const int64_t nb = (n + CBLOCK - 1) / CBLOCK;
+  const int64_t r0 = (t / nb) * RCHUNK, j0 = (t % nb) * CBLOCK;
+  return {r0, std::min(rows, r0 + RCHUNK), j0, std::min(n, j0 + CBLOCK)};
+}
+
+template <bool TANH>
+static void fwd_all(const scalar_t* h0, const scalar_t* b, scalar_t* y, int64_t rows, int64_t n, int nthreads) {
+  #pragma omp parallel for schedule($omp_kind) num_threads(nthreads)
+  for (int64_t t = 0; t < tiles(rows, n); ++t) {
+    const Tile k = tile(rows, n, t);
+    for (int64_t r = k.r0; r < k.r1; ++r) fwd_span<TANH>(h0 + r * n, b, y + r * n, k.j0, k.j1);
+  }
+}
+
+template <bool TANH>
+static void bwd_all(const scalar_t* h0, const scalar_t* b, const scalar_t* dy, scalar_t* dh, float* db_partial, int64_t rows,
+                    int64_t n, int nthreads) {
+  #pragma omp parallel num_threads(nthreads)
+  {
+    float* dbp = db_partial + (int64_t)omp_get_thread_num() * n;
+    #pragma omp for schedule($omp_kind)
+    for (int64_t t = 0; t < tiles(rows, n); ++t) {
+      const Tile k = tile(rows, n, t);
+      for (int64_t r = k.r0; r < k.r1; ++r) bwd_span<TANH>(h0 + r * n, b, dy + r * n, dh + r * n, dbp, k.j0, k.j1);
+    }
+  }
+}
+
+extern "C" void bias_gelu_fwd(const scalar_t* h0, const scalar_t* b, scalar_t* y, int64_t rows, int64_t n, int tanh_form,
+                              int nthreads) {
+  if (tanh_form) fwd_all<true>(h0, b, y, rows, n, nthreads);
+  else fwd_all<false>(h0, b, y, rows, n, nthreads);
+}
+
+// db_partial: nthreads rows of n floats, summed by the caller
+extern "C" void bias_gelu_bwd(const scalar_t* h0, const scalar_t* b, const scalar_t* dy, scalar_t* dh, float* db_partial,
+                              int64_t rows, int64_t n, int tanh_form, int nthreads) {
+  if (tanh_form) bwd_all<true>(h0, b, dy, dh, db_partial, rows, n, nthreads);
+  else bwd_all<false>(h0, b, dy, dh, db_partial, rows, n, nthreads);
+}
+
+// the element functions alone, for measuring the approximations: 0 Phi, 1 exp, 2 gelu, 3 tanh
+// gelu, 4 gelu', 5 tanh gelu'
+static inline vf math_vector(vf x, int which) {
+  vf out;
+  switch (which) {
+    case 0: normal_cdf<1>(&x, &out); break;
+    case 1: out = x; exp_any<1>(&out); break;
+    case 2: gelu<1, false>(&x, &out); break;
+    case 3: gelu<1, true>(&x, &out); break;
+    case 4: gelu_grad<1, false>(&x, &out); break;
+    default: gelu_grad<1, true>(&x, &out);
+  }
+  return out;
+}
+
+extern "C" void gelu_math(const float* x, float* out, int64_t n, int which) {
+  int64_t j = 0;
+  for (; j + VL <= n; j += VL) store_v(out + j, math_vector(load_v(x + j), which));
+  if (j < n) store_part(out + j, math_vector(load_part(x + j, (int)(n - j)), which), (int)(n - j));
+}
+"""
+
+SPACE = Space(
+    params={
+        "cblock": (256, 1024, 4096),
+        "rchunk": (1, 4, 16),
+        "vec_bits": (128, 256),
+        "unroll": (1, 2, 4),
+        "omp_kind": ("static", "dynamic"),
+    },
+    default={"cblock": 1024, "rchunk": 4, "vec_bits": 256, "unroll": 4, "omp_kind": "static"},
+)
+
+
+def _render(schedule, dtype):
+    return render(TEMPLATE, schedule, dtype, math=MATH)
+
+
+def reference(h0, bias, approximate="none"):
+    """Float64-capable reference: ``gelu(h0 + bias)`` with ``h0`` the bias-free product."""
+    return F.gelu(h0 + bias, approximate=approximate)
+
+
+def supported(h0, bias):
+    """Shapes and dtypes the epilogue takes; anything else runs the reference."""
+    if not isinstance(h0, torch.Tensor) or not isinstance(bias, torch.Tensor):
+        return False
+    if h0.dim() == 0 or h0.numel() == 0 or bias.dim() != 1 or bias.numel() != h0.size(-1) or bias.dtype != h0.dtype:
+        return False
+    return _dispatch.native_ok(KERNEL, h0, bias)
+
+
+def _linear_supported(x, weight, bias):
+    if not all(isinstance(t, torch.Tensor) for t in (x, weight, bias)):
+        return False
+    if x.dim() == 0 or weight.dim() != 2 or x.size(-1) != weight.size(1) or x.dtype != weight.dtype:
+        return False
+    if x.numel() == 0 or weight.size(0) == 0 or bias.dim() != 1 or bias.numel() != weight.size(0) or bias.dtype != x.dtype:
+        return False
+    return _dispatch.native_ok(KERNEL, x, weight, bias)
+
+
+def _int(v):
+    return ctypes.c_int(int(v))
+
+
+class BiasGeluFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h0, bias, tanh_form, fwd, bwd):
+        h2 = rows_view(h0)
+        rows, n = h2.shape
+        b = bias.detach().contiguous()
+        y = torch.empty_like(h2)
+        fwd(_dispatch.ptr(h2), _dispatch.ptr(b), _dispatch.ptr(y), _dispatch.i64(rows), _dispatch.i64(n), _int(tanh_form),
+            _dispatch.threads())
+        ctx.save_for_backward(h2, b)
+        ctx.tanh_form, ctx.bwd, ctx.shape = tanh_form, bwd, h0.shape
+        _dispatch.CALLS[KERNEL.name] += 1
+        return y.view(h0.shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):
+        h2, b = ctx.saved_tensors
+        rows, n = h2.shape
+        dy2 = rows_view(dy.to(h2.dtype))
+        dh = torch.empty_like(h2)
+        nthreads = torch.get_num_threads()
+        db_partial = torch.zeros(nthreads, n, dtype=torch.float32)
+        ctx.bwd(_dispatch.ptr(h2), _dispatch.ptr(b), _dispatch.ptr(dy2), _dispatch.ptr(dh), _dispatch.ptr(db_partial),
+                _dispatch.i64(rows), _dispatch.i64(n), _int(ctx.tanh_form), _int(nthreads))
+        db = db_partial.sum(0).to(b.dtype) if ctx.needs_input_grad[1] else None
+        return dh.view(ctx.shape), db, None, None, None
+
+
+def _functions(dtype, rows, n, approximate, schedule):
+    workload = {"rows": rows, "n": n, "approximate": approximate}
+    fwd = _dispatch.function(KERNEL, "bias_gelu_fwd", dtype, workload, schedule)
+    bwd = _dispatch.function(KERNEL, "bias_gelu_bwd", dtype, workload, schedule)
+    return (fwd, bwd) if fwd is not None and bwd is not None else None
+
+
+def _apply(h0, bias, approximate, fns):
+    tanh_form = int(approximate == "tanh")
+    if torch.is_grad_enabled() and (h0.requires_grad or bias.requires_grad):
+        return BiasGeluFunction.apply(h0, bias, tanh_form, *fns)
+    # nothing to differentiate: the epilogue overwrites the product it was handed
+    h2 = rows_view(h0)
+    b = bias.contiguous()
+    fns[0](_dispatch.ptr(h2), _dispatch.ptr(b), _dispatch.ptr(h2), _dispatch.i64(h2.size(0)), _dispatch.i64(h2.size(1)),
+           _int(tanh_form), _dispatch.threads())
+    _dispatch.CALLS[KERNEL.name] += 1
+    return h2.view(h0.shape)
+
+
+def bias_gelu(h0, bias, approximate="none", schedule=None):
+    """The compiled ``gelu(h0 + bias)``, or None when it cannot run here. ``h0`` is not modified."""
+    if approximate not in ("none", "tanh") or not supported(h0, bias):
+        return None
+    fns = _functions(h0.dtype, h0.numel() // h0.size(-1), h0.size(-1), approximate, schedule)
+    if fns is None:
+        return None
+    if not (torch.is_grad_enabled() and (h0.requires_grad or bias.requires_grad)):
+        h0 = h0.clone()
+    return _apply(h0, bias, approximate, fns)
+
+
+def linear_gelu(x, weight, bias, approximate="none", schedule=None):
+    """The compiled ``gelu(F.linear(x, weight, bias))``: the product in BLAS, the bias and GELU
+    in one fused pass. None when it cannot run here (checked before the product is computed)."""
+    if approximate not in ("none", "tanh") or not _linear_supported(x, weight, bias):
+        return None
+    fns = _functions(x.dtype, x.numel() // x.size(-1), weight.size(0), approximate, schedule)
+    if fns is None:
+        return None
+    return _apply(F.linear(x, weight), bias, approximate, fns)
+
+
+def make_case(workload, seed=0):
+    """The epilogue alone at ``workload`` (rows x n product, ``approximate``); ``run(schedule)``
+    does forward and backward, ``eager`` is ``F.gelu(h + b)``, ``check`` compares with float64."""
+    dtype = TORCH_DTYPE[workload["dtype"]]
+    rows, n, approximate = workload["rows"], workload["n"], workload.get("approximate", "none")
+    g = torch.Generator().manual_seed(seed)
+    h0 = (2 * torch.randn(rows, n, generator=g)).to(dtype)
+    b = (0.5 * torch.randn(n, generator=g)).to(dtype)
+    dy = torch.randn(rows, n, generator=g).to(dtype)
+
+    def finish(y, ins, backward):
+        if not backward:
+            return (y,)
+        y.backward(dy)
+        return (y,) + tuple(t.grad for t in ins)
+
+    def run(schedule, backward=True):
+        ins = [t.detach().requires_grad_(backward) for t in (h0, b)]
+        return finish(bias_gelu(*ins, approximate, schedule=schedule), ins, backward)
+
+    def eager(backward=True):
+        ins = [t.detach().requires_grad_(backward) for t in (h0, b)]
+        return finish(reference(*ins, approximate), ins, backward)
+
+    def check(outputs):
+        ins = [t.double().requires_grad_(True) for t in (h0, b)]
+        expected = finish(reference(*ins, approximate), ins, True)
+        for name, a, e in zip(("output", "grad h", "grad bias"), outputs, expected):
+            if name == "grad bias":
+                a, e = a.double() / max(1.0, rows ** 0.5), e / max(1.0, rows ** 0.5)
+            assert_matches(a, e, workload["dtype"], f"bias_gelu {name}")
+
+    return run, eager, check
+
+
+KERNEL = register(Kernel(
+    name="bias_gelu",
+    doc=__doc__.strip().splitlines()[0],
+    api=("linear_gelu",),
+    signature={"linear_gelu": ("x", "linear", "approximate")},
+    switch="linear_gelu",
+    space=SPACE,
+    workload_fields=("rows", "n", "approximate", "dtype"),
+    render=_render,
+    reference=reference,
+    make_case=make_case,
+    bytes_moved=lambda w: 2 * w["rows"] * w["n"] * (2 if w["dtype"] == "bfloat16" else 4),
+    example_workloads=tuple(
+        {"rows": r, "n": n, "approximate": a, "dtype": d}
+        for r, n, a, d in ((512, 3072, "none", "float32"), (2048, 3072, "none", "float32"), (8192, 3072, "tanh", "float32"),
+                           (4096, 4096, "none", "float32"), (2048, 3072, "none", "bfloat16"))
+    ),
+))

@@ -1,0 +1,510 @@
+"""Dropout + residual add + LayerNorm: ``layer_norm(dropout(x) + residual)`` over the last dim.
+
+One pass reads ``x`` and ``residual`` and writes the normalised row; the sum ``h`` lives only
+in a per-thread row buffer. The dropout mask comes from a counter-based generator
+(Philox-4x32-10 keyed by a 64-bit seed, counter = (element block, row)), seeded by one draw of
+torch's default generator, so the backward regenerates the mask instead of storing it: only
+the seed and each row's mean (relative to the row's first element, which keeps its digits when
+the mean is large) and reciprocal deviation are saved besides the inputs.
+
+Schedule: ``chunk`` rows per OpenMP task, ``vec_bits`` the preferred vector width, ``unroll``
+of the inner loops, ``stats`` one pass (sum and sum of squares) or two passes (mean, then
+squared deviations) over the row buffer, ``omp_kind`` the OpenMP schedule kind.
+"""
+
+import ctypes
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from .. import _dispatch
+from ..registry import Kernel, Space, register
+from ._common import TORCH_DTYPE, assert_matches, render, rows_view
+
+# Philox-4x32-10 (Salmon et al., SC'11). The keep factor of element j of row r comes from word
+# (j / 8) % 4 of counter (8 * (j / 32) + j % 8, r_lo, r_hi, 0): eight consecutive counters fill
+# 32 consecutive elements and every output word is a contiguous run of eight.
+PHILOX = r"""
+#include <immintrin.h>
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+
+#ifdef __AVX2__
+static inline void mulhilo8(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
+  __m256i pe = _mm256_mul_epu32(a, m);
+  __m256i po = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+  lo = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+}
+#endif
+
+// the ten round keys of a seed, as vectors where the generator is vectorised
+struct PhiloxKeys {
+#ifdef __AVX2__
+  __m256i k0[10], k1[10];
+#else
+  uint32_t k0[10], k1[10];
+#endif
+};
+
+static inline PhiloxKeys philox_keys(uint64_t seed) {
+  PhiloxKeys keys;
+  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+  for (int r = 0; r < 10; ++r, k0 += PHILOX_W0, k1 += PHILOX_W1) {
+#ifdef __AVX2__
+    keys.k0[r] = _mm256_set1_epi32((int)k0);
+    keys.k1[r] = _mm256_set1_epi32((int)k1);
+#else
+    keys.k0[r] = k0;
+    keys.k1[r] = k1;
+#endif
+  }
+  return keys;
+}
+
+// keep factors (0 or scale) of 32 consecutive elements; kept when the word is >= thr
+static inline void dropout_block(float* m, uint32_t base, uint32_t rlo, uint32_t rhi, const PhiloxKeys& keys,
+                                 uint32_t thr, float scale) {
+#ifdef __AVX2__
+  const __m256i M0 = _mm256_set1_epi32((int)PHILOX_M0), M1 = _mm256_set1_epi32((int)PHILOX_M1);
+  __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32((int)base), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256i c1 = _mm256_set1_epi32((int)rlo), c2 = _mm256_set1_epi32((int)rhi), c3 = _mm256_setzero_si256();
+  for (int r = 0; r < 10; ++r) {
+    __m256i hi0, lo0, hi1, lo1;
+    mulhilo8(c0, M0, hi0, lo0);
+    mulhilo8(c2, M1, hi1, lo1);
+    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), keys.k0[r]);
+    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), keys.k1[r]);
+    c1 = lo1; c3 = lo0;
+  }
+  // AVX2 compares signed: flipping the top bit turns w >= thr (unsigned) into w^f > (thr-1)^f
+  const __m256i flip = _mm256_set1_epi32((int)0x80000000u);
+  const __m256i t = _mm256_xor_si256(_mm256_set1_epi32((int)(thr - 1u)), flip);
+  const __m256 sc = _mm256_set1_ps(scale);
+  const __m256i w[4] = {c0, c1, c2, c3};
+  for (int k = 0; k < 4; ++k) {
+    __m256i keep = _mm256_cmpgt_epi32(_mm256_xor_si256(w[k], flip), t);
+    _mm256_storeu_ps(m + 8 * k, thr ? _mm256_and_ps(_mm256_castsi256_ps(keep), sc) : sc);
+  }
+#else
+  for (int i = 0; i < 8; ++i) {
+    uint32_t c0 = base + i, c1 = rlo, c2 = rhi, c3 = 0;
+    for (int r = 0; r < 10; ++r) {
+      uint64_t p0 = (uint64_t)PHILOX_M0 * c0, p1 = (uint64_t)PHILOX_M1 * c2;
+      uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ keys.k0[r], n2 = (uint32_t)(p0 >> 32) ^ c3 ^ keys.k1[r];
+      c1 = (uint32_t)p1; c3 = (uint32_t)p0; c0 = n0; c2 = n2;
+    }
+    m[i] = c0 >= thr ? scale : 0.f;
+    m[8 + i] = c1 >= thr ? scale : 0.f;
+    m[16 + i] = c2 >= thr ? scale : 0.f;
+    m[24 + i] = c3 >= thr ? scale : 0.f;
+  }
+#endif
+}
+
+static inline int64_t padded32(int64_t n) { return (n + 31) / 32 * 32; }
+
+// keep factors of row r into m, which holds padded32(n) floats
+static inline void row_keep(float* m, int64_t r, int64_t n, const PhiloxKeys& keys, uint32_t thr, float scale) {
+  for (int64_t b = 0; 32 * b < n; ++b)
+    dropout_block(m + 32 * b, (uint32_t)(8 * b), (uint32_t)r, (uint32_t)((uint64_t)r >> 32), keys, thr, scale);
+}
+"""
+
+TEMPLATE = r"""
+#pragma GCC target("prefer-vector-width=$vec_bits")
+typedef $scalar_t scalar_t;
+#define OMP_SCHED schedule($omp_kind, $chunk)
+#define TWO_PASS $two_pass
+static const bool IS_BF16 = sizeof(scalar_t) == 2;
+$philox
+
+// the value as the eager code materialises it: bfloat16 tensors round every intermediate (to
+// nearest even, NaN kept quiet, as f_to_bf16), done in 32-bit lanes so that it stays cheap
+static inline float rnd(float v) {
+  if (!IS_BF16) return v;
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  uint32_t r = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x400000u) : u + 0x7fffu + ((u >> 16) & 1u);
+  r &= 0xffff0000u;
+  float out;
+  std::memcpy(&out, &r, 4);
+  return out;
+}
+
+// A finished row goes from its cache-resident buffer to the output. Outputs too large to stay
+// in cache are written with streaming stores, which skip reading the destination lines first.
+static inline void store_row(scalar_t* dst, const scalar_t* src, int64_t n, bool stream) {
+  const size_t bytes = (size_t)n * sizeof(scalar_t);
+#ifdef __AVX__
+  if (stream) {
+    char* d = (char*)dst;
+    const char* s = (const char*)src;
+    size_t i = std::min(bytes, (size_t)((32 - ((uintptr_t)d & 31)) & 31));
+    std::memcpy(d, s, i);
+    for (; i + 32 <= bytes; i += 32) _mm256_stream_si256((__m256i*)(d + i), _mm256_loadu_si256((const __m256i*)(s + i)));
+    std::memcpy(d + i, s + i, bytes - i);
+    return;
+  }
+#endif
+  std::memcpy(dst, src, bytes);
+}
+
+static inline void stores_done() {
+#ifdef __AVX__
+  _mm_sfence();  // streaming stores are weakly ordered: publish them before the threads join
+#endif
+}
+
+template <bool DROP>
+static inline float make_h(const scalar_t* xr, const scalar_t* rr, const float* m, int64_t j) {
+  float d = load_f(xr, j);
+  if (DROP) d = rnd(d * m[j]);
+  return rnd(d + load_f(rr, j));
+}
+
+// The statistics of one row of h, relative to its first element: hb receives d = h - h[0] (exact
+// where h is within a factor two of h[0]) and the mean of d is returned, so that a mean far
+// above the spread neither cancels the variance nor costs the normalised values their digits.
+template <bool DROP>
+static inline void row_stats(const scalar_t* xr, const scalar_t* rr, const float* m, float* hb, int64_t n, float eps,
+                             float& mean_rel, float& rstd) {
+  const float shift = make_h<DROP>(xr, rr, m, 0);
+  float s = 0.f, q = 0.f;
+  #pragma GCC ivdep
+  #pragma GCC unroll $unroll
+  for (int64_t j = 0; j < n; ++j) {
+    float d = make_h<DROP>(xr, rr, m, j) - shift;
+    hb[j] = d;
+    s += d;
+    if (!TWO_PASS) q += d * d;
+  }
+  mean_rel = s / (float)n;
+  float var;
+  if (TWO_PASS) {
+    float q2 = 0.f;
+    #pragma GCC ivdep
+    #pragma GCC unroll $unroll
+    for (int64_t j = 0; j < n; ++j) { float d = hb[j] - mean_rel; q2 += d * d; }
+    var = q2 / (float)n;
+  } else {
+    var = std::max(q / (float)n - mean_rel * mean_rel, 0.f);
+  }
+  rstd = 1.f / std::sqrt(var + eps);
+}
+
+template <bool DROP>
+static void fwd_rows(const scalar_t* x, const scalar_t* res, const scalar_t* w, const scalar_t* b, scalar_t* y,
+                     float* mean_out, float* rstd_out, int64_t rows, int64_t n, float eps, uint64_t seed, uint32_t thr,
+                     float scale, bool stream, int nthreads) {
+  #pragma omp parallel num_threads(nthreads)
+  {
+    float* m = DROP ? new float[padded32(n)] : nullptr;
+    float* hb = new float[n];
+    scalar_t* yb = new scalar_t[n];
+    const PhiloxKeys keys = philox_keys(seed);
+    #pragma omp for OMP_SCHED
+    for (int64_t r = 0; r < rows; ++r) {
+      if (DROP) row_keep(m, r, n, keys, thr, scale);
+      float mean, rstd;
+      row_stats<DROP>(x + r * n, res + r * n, m, hb, n, eps, mean, rstd);
+      mean_out[r] = mean;  // relative to the row's first element
+      rstd_out[r] = rstd;
+      #pragma GCC ivdep
+      #pragma GCC unroll $unroll
+      for (int64_t j = 0; j < n; ++j) store_f(yb, j, (hb[j] - mean) * rstd * load_f(w, j) + load_f(b, j));
+      store_row(y + r * n, yb, n, stream);
+    }
+    stores_done();
+    delete[] m;
+    delete[] hb;
+    delete[] yb;
+  }
+}
+
+extern "C" void ln_fwd(const scalar_t* x, const scalar_t* res, const scalar_t* w, const scalar_t* b, scalar_t* y,
+                       float* mean, float* rstd, int64_t rows, int64_t n, float eps, uint64_t seed, uint32_t thr,
+                       float scale, int stream, int nthreads) {
+  if (thr) fwd_rows<true>(x, res, w, b, y, mean, rstd, rows, n, eps, seed, thr, scale, stream, nthreads);
+  else fwd_rows<false>(x, res, w, b, y, mean, rstd, rows, n, eps, seed, thr, scale, stream, nthreads);
+}
+
+// dx (through the mask) and dresidual; without dropout they are one tensor, written once to dx.
+// The weight and bias gradients accumulate in this thread's partial rows.
+template <bool DROP>
+static void bwd_rows(const scalar_t* x, const scalar_t* res, const scalar_t* w, const scalar_t* dy, const float* mean,
+                     const float* rstd, scalar_t* dx, scalar_t* dres, float* dw_partial, float* db_partial, int64_t rows,
+                     int64_t n, uint64_t seed, uint32_t thr, float scale, bool stream, int nthreads) {
+  #pragma omp parallel num_threads(nthreads)
+  {
+    float* m = DROP ? new float[padded32(n)] : nullptr;
+    float* xh = new float[n];
+    scalar_t* gxb = new scalar_t[n];
+    scalar_t* grb = DROP ? new scalar_t[n] : nullptr;
+    const int64_t tid = omp_get_thread_num();
+    float* dw = dw_partial + tid * n;
+    float* db = db_partial + tid * n;
+    const PhiloxKeys keys = philox_keys(seed);
+    #pragma omp for OMP_SCHED
+    for (int64_t r = 0; r < rows; ++r) {
+      const scalar_t* xr = x + r * n;
+      const scalar_t* rr = res + r * n;
+      const scalar_t* gr = dy + r * n;
+      if (DROP) row_keep(m, r, n, keys, thr, scale);
+      const float shift = make_h<DROP>(xr, rr, m, 0), mu = mean[r], rs = rstd[r];
+      float a = 0.f, c = 0.f;
+      #pragma GCC ivdep
+      #pragma GCC unroll $unroll
+      for (int64_t j = 0; j < n; ++j) {
+        float xhat = ((make_h<DROP>(xr, rr, m, j) - shift) - mu) * rs;
+        xh[j] = xhat;
+        float gy = load_f(gr, j);
+        float g = gy * load_f(w, j);
+        a += g;
+        c += g * xhat;
+        dw[j] += gy * xhat;
+        db[j] += gy;
+      }
+      a /= (float)n;
+      c /= (float)n;
+      #pragma GCC ivdep
+      #pragma GCC unroll $unroll
+      for (int64_t j = 0; j < n; ++j) {
+        float dh = rs * (load_f(gr, j) * load_f(w, j) - a - xh[j] * c);
+        if (DROP) {
+          store_f(grb, j, dh);
+          store_f(gxb, j, rnd(dh) * m[j]);
+        } else {
+          store_f(gxb, j, dh);
+        }
+      }
+      store_row(dx + r * n, gxb, n, stream);
+      if (DROP) store_row(dres + r * n, grb, n, stream);
+    }
+    stores_done();
+    delete[] m;
+    delete[] xh;
+    delete[] gxb;
+    delete[] grb;
+  }
+}
+
+extern "C" void ln_bwd(const scalar_t* x, const scalar_t* res, const scalar_t* w, const scalar_t* dy, const float* mean,
+                       const float* rstd, scalar_t* dx, scalar_t* dres, float* dw_partial, float* db_partial,
+                       int64_t rows, int64_t n, uint64_t seed, uint32_t thr, float scale, int stream, int nthreads) {
+  if (thr) bwd_rows<true>(x, res, w, dy, mean, rstd, dx, dres, dw_partial, db_partial, rows, n, seed, thr, scale, stream, nthreads);
+  else bwd_rows<false>(x, res, w, dy, mean, rstd, dx, dres, dw_partial, db_partial, rows, n, seed, thr, scale, stream, nthreads);
+}
+
+// the keep factors (0 or 1/(1-p)) the kernels use for (seed, thr), as a rows x n matrix
+extern "C" void ln_dropout_keep(float* out, int64_t rows, int64_t n, uint64_t seed, uint32_t thr, float scale, int nthreads) {
+  #pragma omp parallel num_threads(nthreads)
+  {
+    float* m = new float[padded32(n)];
+    const PhiloxKeys keys = philox_keys(seed);
+    #pragma omp for OMP_SCHED
+    for (int64_t r = 0; r < rows; ++r) {
+      row_keep(m, r, n, keys, thr, scale);
+      std::memcpy(out + r * n, m, n * sizeof(float));
+    }
+    delete[] m;
+  }
+}
+"""
+
+SPACE = Space(
+    params={
+        "chunk": (1, 4, 16, 64),
+        "vec_bits": (128, 256),
+        "unroll": (1, 2, 4),
+        "stats": ("onepass", "twopass"),
+        "omp_kind": ("static", "dynamic"),
+    },
+    default={"chunk": 4, "vec_bits": 256, "unroll": 2, "stats": "twopass", "omp_kind": "static"},
+)
+
+
+def _render(schedule, dtype):
+    return render(TEMPLATE, schedule, dtype, philox=PHILOX, two_pass=int(schedule["stats"] == "twopass"))
+
+
+# outputs at least this large are written with streaming stores (they would not stay in cache)
+STREAM_BYTES = 8 << 20
+
+
+def _stream(t):
+    return ctypes.c_int(int(t.numel() * t.element_size() >= STREAM_BYTES))
+
+
+def threshold(p):
+    """The 32-bit threshold below which a random word drops its element: P(drop) = thr / 2^32."""
+    return min(int(round(p * 2.0 ** 32)), 2 ** 32 - 1)
+
+
+def draw_seed():
+    """One draw of torch's default generator seeds the kernel's own counter-based generator."""
+    return int(torch.randint(2 ** 62, (1,)).item())
+
+
+def reference(x, residual, weight, bias, eps, keep=None):
+    """Float64-capable reference: ``layer_norm(x * keep + residual)``; ``keep`` holds the
+    dropout's keep factors (0 or 1/(1-p)), None without dropout."""
+    h = (x if keep is None else x * keep.to(x.dtype)) + residual
+    return torch.nn.functional.layer_norm(h, (h.size(-1),), weight, bias, eps)
+
+
+def supported(x, residual, weight, bias, p):
+    """Shapes and dtypes the compiled kernel takes; anything else runs the reference."""
+    if not isinstance(x, torch.Tensor) or not isinstance(residual, torch.Tensor):
+        return False
+    if x.dim() == 0 or x.numel() == 0 or x.shape != residual.shape or x.dtype != residual.dtype:
+        return False
+    if not 0.0 <= p < 1.0:
+        return False
+    n = x.size(-1)
+    for t in (weight, bias):
+        if t is not None and (t.dim() != 1 or t.numel() != n or t.dtype != x.dtype):
+            return False
+    return _dispatch.native_ok(KERNEL, x, residual, weight, bias)
+
+
+def _affine(t, n, dtype, fill):
+    return t.detach().contiguous() if t is not None else torch.full((n,), fill, dtype=dtype)
+
+
+class DropoutAddLayerNormFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, residual, weight, bias, eps, p, seed, fwd, bwd):
+        x2, r2 = rows_view(x), rows_view(residual)
+        rows, n = x2.shape
+        w, b = _affine(weight, n, x2.dtype, 1.0), _affine(bias, n, x2.dtype, 0.0)
+        thr = threshold(p)
+        scale = 1.0 / (1.0 - p)
+        y = torch.empty_like(x2)
+        mean = torch.empty(rows, dtype=torch.float32)
+        rstd = torch.empty(rows, dtype=torch.float32)
+        fwd(_dispatch.ptr(x2), _dispatch.ptr(r2), _dispatch.ptr(w), _dispatch.ptr(b), _dispatch.ptr(y), _dispatch.ptr(mean),
+            _dispatch.ptr(rstd), _dispatch.i64(rows), _dispatch.i64(n), _dispatch.f32(eps), ctypes.c_uint64(seed),
+            ctypes.c_uint32(thr), _dispatch.f32(scale), _stream(y), _dispatch.threads())
+        ctx.save_for_backward(x2, r2, w, mean, rstd)
+        ctx.seed, ctx.thr, ctx.scale, ctx.bwd, ctx.shape = seed, thr, scale, bwd, x.shape
+        _dispatch.CALLS[KERNEL.name] += 1
+        return y.view(x.shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):
+        x2, r2, w, mean, rstd = ctx.saved_tensors
+        rows, n = x2.shape
+        dy2 = rows_view(dy.to(x2.dtype))
+        dx = torch.empty_like(x2)
+        # without dropout both inputs get the same gradient, as the eager add's backward gives
+        dres = torch.empty_like(x2) if ctx.thr else dx
+        nthreads = torch.get_num_threads()
+        # per-thread rows of the weight and bias gradients (a few KiB; summed below when wanted)
+        dw_partial = torch.zeros(nthreads, n, dtype=torch.float32)
+        db_partial = torch.zeros(nthreads, n, dtype=torch.float32)
+        ctx.bwd(_dispatch.ptr(x2), _dispatch.ptr(r2), _dispatch.ptr(w), _dispatch.ptr(dy2), _dispatch.ptr(mean), _dispatch.ptr(rstd),
+                _dispatch.ptr(dx), _dispatch.ptr(dres), _dispatch.ptr(dw_partial), _dispatch.ptr(db_partial),
+                _dispatch.i64(rows), _dispatch.i64(n), ctypes.c_uint64(ctx.seed), ctypes.c_uint32(ctx.thr),
+                _dispatch.f32(ctx.scale), _stream(dx), ctypes.c_int(nthreads))
+        dw = dw_partial.sum(0).to(w.dtype) if ctx.needs_input_grad[2] else None
+        db = db_partial.sum(0).to(w.dtype) if ctx.needs_input_grad[3] else None
+        return dx.view(ctx.shape), dres.view(ctx.shape), dw, db, None, None, None, None, None
+
+
+def dropout_add_layer_norm(x, residual, weight, bias, eps, p=0.0, seed=None, schedule=None):
+    """The compiled ``layer_norm(dropout(x, p) + residual)``, or None when it cannot run here.
+
+    ``p`` is the dropout probability in effect (0 when not training). The generator is seeded
+    from torch's default generator (one draw) when ``p > 0`` and ``seed`` is None.
+    """
+    p = float(p)
+    if not supported(x, residual, weight, bias, p):
+        return None
+    workload = {"rows": x.numel() // x.size(-1), "n": x.size(-1)}
+    fwd = _dispatch.function(KERNEL, "ln_fwd", x.dtype, workload, schedule)
+    bwd = _dispatch.function(KERNEL, "ln_bwd", x.dtype, workload, schedule)
+    if fwd is None or bwd is None:
+        return None
+    if p > 0.0 and seed is None:
+        seed = draw_seed()
+    return DropoutAddLayerNormFunction.apply(x, residual, weight, bias, float(eps), p, int(seed or 0), fwd, bwd)
+
+
+def keep_factors(rows, n, p, seed, dtype=torch.float32, schedule=None):
+    """The (rows, n) keep factors the kernel applies for ``p`` and ``seed``; None without a build."""
+    workload = {"rows": rows, "n": n}
+    fn = _dispatch.function(KERNEL, "ln_dropout_keep", dtype, workload, schedule)
+    if fn is None:
+        return None
+    out = torch.empty(rows, n, dtype=torch.float32)
+    fn(_dispatch.ptr(out), _dispatch.i64(rows), _dispatch.i64(n), ctypes.c_uint64(seed), ctypes.c_uint32(threshold(p)),
+       _dispatch.f32(1.0 / (1.0 - p)), _dispatch.threads())
+    return out
+
+
+def make_case(workload, seed=0):
+    """Inputs for ``workload`` (training, dropout 0.1); ``run(schedule)`` does forward and
+    backward, ``check`` compares with the float64 reference under the kernel's own mask."""
+    dtype = TORCH_DTYPE[workload["dtype"]]
+    rows, n, p = workload["rows"], workload["n"], workload.get("p", 0.1)
+    g = torch.Generator().manual_seed(seed)
+    x, r, dy = (torch.randn(rows, n, generator=g).to(dtype) for _ in range(3))
+    w = (1 + 0.1 * torch.randn(n, generator=g)).to(dtype)
+    b = (0.1 * torch.randn(n, generator=g)).to(dtype)
+    mask_seed = seed * 7919 + 17
+
+    def leaves(backward):
+        return [t.detach().requires_grad_(backward) for t in (x, r, w, b)]
+
+    def finish(y, ins, backward):
+        if not backward:
+            return (y,)
+        y.backward(dy)
+        return (y,) + tuple(t.grad for t in ins)
+
+    def run(schedule, backward=True):
+        ins = leaves(backward)
+        y = dropout_add_layer_norm(*ins, 1e-5, p, seed=mask_seed, schedule=schedule)
+        return finish(y, ins, backward)
+
+    def eager(backward=True):
+        xl, rl, wl, bl = ins = leaves(backward)
+        y = torch.nn.functional.layer_norm(torch.nn.functional.dropout(xl, p, True) + rl, (n,), wl, bl, 1e-5)
+        return finish(y, ins, backward)
+
+    def check(outputs):
+        keep = keep_factors(rows, n, p, mask_seed).double() if p > 0 else None
+        ins = [t.double().requires_grad_(True) for t in (x, r, w, b)]
+        y = reference(*ins, 1e-5, keep)
+        y.backward(dy.double())
+        names = ("output", "grad x", "grad residual", "grad weight", "grad bias")
+        for name, a, e in zip(names, outputs, (y,) + tuple(t.grad for t in ins)):
+            if name in ("grad weight", "grad bias"):
+                a, e = a.double() / max(1.0, rows ** 0.5), e / max(1.0, rows ** 0.5)
+            assert_matches(a, e, workload["dtype"], f"layer_norm {name}")
+
+    return run, eager, check
+
+
+KERNEL = register(Kernel(
+    name="layer_norm",
+    doc=__doc__.strip().splitlines()[0],
+    api=("dropout_add_layer_norm",),
+    signature={"dropout_add_layer_norm": ("x", "residual", "layer_norm", "dropout", "training")},
+    switch="dropout_add_layer_norm",
+    space=SPACE,
+    workload_fields=("rows", "n", "dtype"),
+    render=_render,
+    reference=reference,
+    make_case=make_case,
+    bytes_moved=lambda w: 3 * w["rows"] * w["n"] * (2 if w["dtype"] == "bfloat16" else 4),
+    example_workloads=tuple(
+        {"rows": r, "n": n, "dtype": d}
+        for r, n, d in ((2048, 768, "float32"), (4096, 1024, "float32"), (8192, 768, "float32"), (1024, 4096, "float32"),
+                        (4096, 2048, "bfloat16"))
+    ),
+))
