@@ -23,19 +23,20 @@ export interface ModelResult {
   reason?: string;
   problems?: string[];
   fast_path_calls?: number;
+  compiled_calls?: number;
   max_abs?: number;
   timings?: Record<string, { original_s: number; rewritten_s: number }>;
   seconds?: number;
   sites?: number;
 }
 
-export interface HfBenchOptions { version?: string; verify?: boolean; out?: string; report?: string }
+export interface HfBenchOptions { version?: string; verify?: boolean; out?: string; report?: string; float32?: boolean }
 
 /** One harness process per chunk of models; each model's line is read as it comes. */
-function verifyChunk(chunk: { model: string; file: string }[], jsonl: string, deps: string, progress: Progress): Promise<void> {
+function verifyChunk(chunk: { model: string; file: string }[], jsonl: string, deps: string, progress: Progress, float32: boolean): Promise<void> {
   return new Promise((done) => {
     const child = spawn(pythonExecutable(), ['-m', 'adopt_harness.hf_verify', jsonl, ...chunk.map((m) => `${m.model}=${m.file}`)], {
-      env: { ...process.env, PYTHONPATH: [NATIVE_DIR, deps].join(':'), PYTHONDONTWRITEBYTECODE: '1', OMP_NUM_THREADS: '2' },
+      env: { ...process.env, PYTHONPATH: [NATIVE_DIR, deps].join(':'), PYTHONDONTWRITEBYTECODE: '1', OMP_NUM_THREADS: '2', ...(float32 ? { ADOPT_VERIFY_DTYPE: 'float32' } : {}) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), 90_000 * chunk.length);
@@ -93,7 +94,7 @@ export async function benchHf(opts: HfBenchOptions = {}) {
     const deps = ensurePythonDeps();
     const progress = new Progress('verifying', toVerify.length);
     const t1 = performance.now();
-    for (let i = 0; i < toVerify.length; i += CHUNK) await verifyChunk(toVerify.slice(i, i + CHUNK), jsonl, deps, progress);
+    for (let i = 0; i < toVerify.length; i += CHUNK) await verifyChunk(toVerify.slice(i, i + CHUNK), jsonl, deps, progress, !!opts.float32);
     progress.end();
     verifySeconds = (performance.now() - t1) / 1000;
   }
@@ -111,6 +112,11 @@ export async function benchHf(opts: HfBenchOptions = {}) {
     files: models.length, rewritten_models: rewritten.length, runnable: runnable.length, verified: verified.length, mismatch: mismatch.length,
     not_runnable: opts.verify ? rewritten.length - runnable.length : null, runnable_ratio: rewritten.length && opts.verify ? round(runnable.length / rewritten.length) : null,
     verified_ratio_of_runnable: runnable.length ? round(verified.length / runnable.length) : null,
+    // models whose verified run went through at least one compiled kernel (float32 runs only:
+    // the compiled kernels never take float64)
+    verify_dtype: opts.verify ? (opts.float32 ? 'float32' : 'float64 where the model runs in it') : null,
+    compiled_kernel_models: verified.filter((r) => (r.compiled_calls ?? 0) > 0).length,
+    compiled_calls: verified.reduce((n, r) => n + (r.compiled_calls ?? 0), 0),
     precision: round(total.precision), recall: round(total.recall),
     seconds: round((performance.now() - t0) / 1000), rewrite_seconds: round(rewriteSeconds), verify_seconds: round(verifySeconds), verified_run: !!opts.verify,
   };
@@ -134,5 +140,5 @@ export function printHf(r: Awaited<ReturnType<typeof benchHf>>): void {
 
 
 if (process.argv[1]?.endsWith('hf.js')) {
-  benchHf({ verify: process.argv.includes('--verify') }).then(printHf, (e: Error) => { process.stderr.write(`bench:hf: ${e.message}\n`); process.exitCode = 2; });
+  benchHf({ verify: process.argv.includes('--verify'), float32: process.argv.includes('--float32') }).then(printHf, (e: Error) => { process.stderr.write(`bench:hf: ${e.message}\n`); process.exitCode = 2; });
 }
