@@ -13,7 +13,7 @@ from ._impl.batch_norm import FusedSequential, conv_bn, linear_bn
 from ._impl.cross_entropy import linear_cross_entropy
 from ._impl.dropout_layer_norm import dropout_add_layer_norm
 from ._impl.gelu import gelu_kind, linear_gelu
-from ._impl.optim import optimizer_kwargs
+from ._impl.optim import FusedAdam, FusedAdamW, fused_optimizer_class, optimizer_kwargs
 from ._impl.products import product_dtype
 from ._impl.projections import fused_qkv, gated_mlp
 from ._impl.rms_norm import rms_norm, rms_norm_variance_fp32
@@ -35,6 +35,8 @@ KERNELS = _switch_names()
 __all__ = [
     "AVAILABLE",
     "KERNELS",
+    "FusedAdam",
+    "FusedAdamW",
     "FusedSequential",
     "__version__",
     "apply_rope",
@@ -44,6 +46,7 @@ __all__ = [
     "conv_bn",
     "dropout_add_layer_norm",
     "enabled",
+    "fused_optimizer_class",
     "fused_qkv",
     "gated_mlp",
     "gelu_kind",

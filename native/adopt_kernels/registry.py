@@ -173,7 +173,7 @@ FORMULATIONS = {
     "linear_bn": ("linear_bn", "FusedSequential"),
     "fused_qkv": ("fused_qkv",),
     "gated_mlp": ("gated_mlp",),
-    "fused_optimizer": ("optimizer_kwargs",),
+    "fused_optimizer": ("optimizer_kwargs", "fused_optimizer_class", "FusedAdam", "FusedAdamW"),
     "linear_cross_entropy": ("linear_cross_entropy",),
     "softmax": ("softmax",),
     "dropout_add_layer_norm": ("dropout_add_layer_norm",),
@@ -203,7 +203,7 @@ def fast_path_api():
     from . import kernels  # noqa: F401
 
     names = {n for apis in FORMULATIONS.values() for n in apis} | {n for k in KERNELS.values() for n in k.api}
-    return tuple(sorted(n for n in names if n[:1].islower() and n != "optimizer_kwargs"))
+    return tuple(sorted(n for n in names if n[:1].islower() and n not in ("optimizer_kwargs", "fused_optimizer_class")))
 
 
 def compiled_calls():

@@ -72,7 +72,7 @@ def test_other_optimizers_and_disabled(monkeypatch):
             super().__init__(params, lr=lr)
 
     assert ak.optimizer_kwargs(MyAdam, params) == {}
-    monkeypatch.setenv("ADOPT_DISABLE", "optimizer_kwargs")
+    monkeypatch.setenv("ADOPT_DISABLE", "fused_optimizer")
     assert ak.optimizer_kwargs(torch.optim.AdamW, params) == {}
 
 

@@ -192,6 +192,54 @@ def _sdpa_arguments(q, k, v, mask, scale, is_causal, fills=(), bias=None):
     return kwargs
 
 
+def _as_four_dims(q, k, v, tensors):
+    """(batch, heads, length, head_dim) views of q, k and v, or None. A 3-D call's batch becomes
+    the heads of a batch of one, so masks of up to three dimensions broadcast as they did."""
+    if q.dim() not in (3, 4) or any(t is not None and t.dim() > q.dim() for t in tensors):
+        return None
+    if not all(2 <= t.dim() <= q.dim() for t in (k, v)):
+        return None
+    return tuple(t.reshape((1,) * (4 - t.dim()) + tuple(t.shape)) for t in (q, k, v))
+
+
+def _compiled_masks(q, mask, fills):
+    """(additive, boolean keep) masks equal to the fills then ``mask``; None where the fills
+    cannot be folded exactly (see :func:`_fills_as_mask`)."""
+    added, kept = (mask, None) if mask is None or mask.dtype != torch.bool else (None, mask)
+    if fills:
+        folded = _fills_as_mask(q, None, fills)
+        if folded is None:
+            return None
+        if folded.dtype == torch.bool:
+            kept = folded if kept is None else kept & folded
+        else:
+            # the fill's value absorbs the scores it replaces; the mask is added after it
+            added = folded if added is None else folded + added
+    return added, kept
+
+
+def _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p):
+    """The compiled flash attention where it computes what :func:`_reference` does, else None.
+
+    Float32 and bfloat16 compute their scores and softmax in float32, as the original does
+    (bfloat16 scores are upcast); dropout draws its mask from a counter-based hash seeded by one
+    draw of torch's generator, not from ``F.dropout``'s stream."""
+    if q.device.type != "cpu" or q.dtype not in (torch.float32, torch.bfloat16) or isinstance(scale, torch.Tensor):
+        return None
+    if softmax_dtype is not None and softmax_dtype != torch.float32:
+        return None
+    masks = _compiled_masks(q, mask, fills)
+    if masks is None:
+        return None
+    four = _as_four_dims(q, k, v, (bias, *masks))
+    if four is None:
+        return None
+    from ..kernels import flash_attention as kernel
+
+    out = kernel.flash_attention(*four, scale, bias=bias, mask=masks[0], keep=masks[1], is_causal=is_causal, dropout_p=dropout_p)
+    return out if out is None or q.dim() == 4 else out.squeeze(0)
+
+
 def attention(
     q,
     k,
@@ -222,8 +270,12 @@ def attention(
     ``mask_added`` says the original adds ``mask`` to the scores (a boolean one then counts
     1 where True, not "keep"); ``mask_heads`` says the inputs are (batch * heads, L, D) and the mask is added to the
     scores viewed as (batch, heads, L, S). Half/bfloat16 scores go through the softmax in float32. Dropout applies only when
-    ``training`` and is drawn with ``F.dropout`` on the probabilities, as eager code does; the
-    fused SDPA kernel is used whenever no dropout is applied.
+    ``training``. On the CPU, float32 and bfloat16 run the compiled blocked attention
+    (``kernels/flash_attention.py``) wherever its arguments fit, dropout included: its mask comes
+    from a counter-based hash seeded by one draw of torch's generator, so it differs from the
+    ``F.dropout`` draw of eager code (``ADOPT_DISABLE=native`` restores that). Elsewhere dropout
+    is drawn with ``F.dropout`` on the probabilities, as eager code does, and the fused SDPA
+    kernel is used whenever no dropout is applied.
 
     ``bias`` is added to the scaled scores before anything else (Bloom's ALiBi, GPT-NeoX's
     ``baddbmm`` input); ``keep``/``keep_fill`` replace ``torch.where(keep, scores, keep_fill)`` and
@@ -293,6 +345,10 @@ def attention(
         # `softmax(scores, dtype=torch.float32)` on float64 scores rounds them to float32 first
         return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype, fills=fills, bias=bias)
     applies_dropout = training and dropout_p > 0
+    if enabled("attention"):
+        out = _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p if applies_dropout else 0.0)
+        if out is not None:
+            return out
     if enabled("attention") and not applies_dropout:
         kwargs = _sdpa_arguments(q, k, v, mask, scale, is_causal, fills, bias)
         if kwargs is not None:

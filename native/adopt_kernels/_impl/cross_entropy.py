@@ -86,6 +86,19 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return grad_hidden, grad_weight, grad_bias, None, None
 
 
+def _compiled(hidden, lm_head, labels, ignore_index, count):
+    """Per-row losses from the compiled kernel, or None where it cannot run.
+
+    The kernel forms the gradients in its forward for the upstream gradient a mean (1/count)
+    or a sum (1) hands each counted row; any other upstream gradient still comes out right.
+    """
+    from ..kernels import linear_ce as kernel
+
+    scale = 1.0 / max(1, int(count)) if count is not None else 1.0
+    rows = _chunk_rows(lm_head.weight.size(0))
+    return kernel.linear_cross_entropy_rows(hidden, lm_head.weight, lm_head.bias, labels, ignore_index, scale, max_rows=rows)
+
+
 def _reference(hidden, lm_head, labels, ignore_index, shift, reduction):
     logits = lm_head(hidden)
     if shift:
@@ -104,9 +117,11 @@ def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True,
                                ignore_index=ignore_index, reduction=reduction)
 
     (without the shift when ``shift=False``). Logits are produced and consumed a chunk of
-    tokens at a time and recomputed in backward, so neither the full logits nor their
-    gradient is ever held. The loss is accumulated in float32 (float64 for float64 inputs),
-    as models that call ``logits.float()`` before the loss do.
+    tokens at a time, so neither the full logits nor their gradient is ever held. On the CPU
+    in float32/bfloat16 a compiled kernel does it, skipping rows whose label is ignored and
+    forming the gradients during the forward pass; elsewhere the logits are recomputed in
+    backward. The loss is accumulated in float32 (float64 for float64 inputs), as models that
+    call ``logits.float()`` before the loss do.
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
@@ -119,7 +134,12 @@ def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True,
         labels = torch.cat((labels[..., 1:], padding), dim=-1)
     flat_hidden = hidden.reshape(-1, hidden.size(-1))
     flat_labels = labels.reshape(-1)
-    losses = _LinearCrossEntropy.apply(flat_hidden, lm_head.weight, lm_head.bias, flat_labels, ignore_index)
+    count = (flat_labels != ignore_index).sum() if reduction == "mean" else None
+    losses = None
+    if hidden.dtype in (torch.float32, torch.bfloat16):
+        losses = _compiled(flat_hidden, lm_head, flat_labels, ignore_index, count)
+    if losses is None:
+        losses = _LinearCrossEntropy.apply(flat_hidden, lm_head.weight, lm_head.bias, flat_labels, ignore_index)
     if reduction == "none":
         if shift:
             losses = losses.reshape(labels.shape)[..., :-1].reshape(-1)
@@ -127,4 +147,4 @@ def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True,
     total = losses.sum()
     if reduction == "sum":
         return total
-    return total / (flat_labels != ignore_index).sum()
+    return total / count

@@ -44,7 +44,7 @@ def optimizer_kwargs(optimizer_cls, params):
     CUDA tensor; else ``{'foreach': True}`` when the class takes ``foreach`` (it works on any
     device); else ``{}``. Other optimizer classes get ``{}``.
     """
-    if not enabled("optimizer_kwargs"):
+    if not enabled("fused_optimizer"):
         return {}
     if not (isinstance(optimizer_cls, type) and issubclass(optimizer_cls, (torch.optim.Adam, torch.optim.AdamW))):
         return {}
@@ -58,3 +58,149 @@ def optimizer_kwargs(optimizer_cls, params):
     if _accepts(optimizer_cls, "foreach"):
         return {"foreach": True}
     return {}
+
+
+_MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+def _is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _group_ok(group):
+    """Group options the compiled step implements: plain Adam/AdamW with numeric hyperparameters."""
+    if any(group.get(flag) for flag in ("amsgrad", "maximize", "capturable", "differentiable", "fused")):
+        return False
+    betas = group.get("betas")
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        return False
+    return all(_is_number(v) for v in (group.get("lr"), group.get("eps"), group.get("weight_decay"), *betas))
+
+
+class _FusedAdamStep:
+    """``step()`` through the compiled Adam kernel for each parameter group it can take.
+
+    A group whose options or tensors the kernel does not implement (amsgrad, maximize, CUDA,
+    float64, sparse gradients, a switched-off kernel) is stepped by the parent class exactly as
+    torch would. State keys and formats are torch's, so checkpoints load both ways; bfloat16
+    parameters keep float32 moments (torch would keep them in bfloat16).
+    """
+
+    _decoupled = False
+
+    @torch.no_grad()
+    def step(self, closure=None, **kwargs):
+        if kwargs.get("grad_scaler") is not None:
+            return super().step(closure, **kwargs)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        rest = [group for group in self.param_groups if not self._fused_group_step(group)]
+        if rest:
+            self._parent_step(rest)
+        return loss
+
+    def _plan(self, group):
+        """``{dtype: (function, params)}`` when the kernel takes the whole group, else None."""
+        from .. import _dispatch, schedules
+        from ..kernels import adamw as kernel
+
+        if not _group_ok(group):
+            return None
+        live = [p for p in group["params"] if p.grad is not None]
+        if live and not _dispatch.native_ok(kernel.KERNEL, *live):
+            return None
+        if not all(kernel.tensor_ok(p, p.grad, self.state[p]) for p in live):
+            return None
+        plan = {}
+        for p in live:
+            plan.setdefault(p.dtype, []).append(p)
+        for dtype, params in plan.items():
+            workload = kernel.workload_of(params)
+            schedule = schedules.lookup(kernel.KERNEL, dict(workload, dtype=_dispatch.dtype_name(dtype)))
+            fn = kernel.step_function(dtype, workload, schedule)
+            if fn is None:
+                return None
+            plan[dtype] = (fn, params)
+        return plan
+
+    def _fused_group_step(self, group):
+        from ..kernels import adamw as kernel
+
+        plan = self._plan(group)
+        if plan is None:
+            return False
+        mode = kernel.mode_of(self._decoupled, group["weight_decay"])
+        for fn, params in plan.values():
+            states = [self._fused_state(p) for p in params]
+            steps = []
+            for state in states:
+                state["step"] += 1
+                steps.append(state["step"].item())
+            grads = [p.grad if p.grad.is_contiguous() else p.grad.contiguous() for p in params]
+            kernel.apply_step(fn, params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], steps,
+                              group["lr"], tuple(group["betas"]), group["eps"], group["weight_decay"], mode)
+        return True
+
+    def _fused_state(self, p):
+        """The parameter's state, created as torch creates it but with contiguous float32 moments."""
+        state = self.state[p]
+        if "step" not in state:
+            state["step"] = torch.tensor(0.0)
+        elif not torch.is_tensor(state["step"]):
+            state["step"] = torch.tensor(float(state["step"]))
+        for key in _MOMENTS:
+            m = state.get(key)
+            if m is None:
+                state[key] = torch.zeros(p.shape, dtype=torch.float32)
+            elif m.dtype != torch.float32 or not m.is_contiguous():
+                state[key] = m.to(torch.float32).contiguous()
+        return state
+
+    def _parent_step(self, groups):
+        """torch's own step over ``groups`` only, with moments in the parameters' dtype as it keeps them."""
+        for group in groups:
+            for p in group["params"]:
+                state = self.state.get(p, {})
+                for key in _MOMENTS:
+                    m = state.get(key)
+                    if torch.is_tensor(m) and p.is_floating_point() and m.dtype != p.dtype:
+                        state[key] = m.to(p.dtype)
+        saved = self.param_groups
+        self.param_groups = groups
+        try:
+            super().step()
+        finally:
+            self.param_groups = saved
+
+    def load_state_dict(self, state_dict):
+        """torch's load, except that float32 moments of bfloat16 parameters stay float32."""
+        super().load_state_dict(state_dict)
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for i, p in zip(saved_ids, params):
+            saved = state_dict["state"].get(i, {})
+            for key in _MOMENTS:
+                m = saved.get(key)
+                if p.dtype == torch.bfloat16 and torch.is_tensor(m) and m.dtype == torch.float32 and p in self.state:
+                    self.state[p][key] = m.to(p.device, copy=True)
+
+
+class FusedAdam(_FusedAdamStep, torch.optim.Adam):
+    """``torch.optim.Adam`` whose CPU step is one compiled pass per parameter group."""
+
+
+class FusedAdamW(_FusedAdamStep, torch.optim.AdamW):
+    """``torch.optim.AdamW`` whose CPU step is one compiled pass per parameter group."""
+
+    _decoupled = True
+
+
+def fused_optimizer_class(optimizer_cls):
+    """``FusedAdam``/``FusedAdamW`` for exactly ``torch.optim.Adam``/``AdamW`` (and when the
+    ``fused_optimizer`` switch is on), else ``optimizer_cls`` unchanged: subclasses may
+    override the step and are left alone."""
+    if not (enabled("native") and enabled("fused_optimizer")):
+        return optimizer_cls
+    return {torch.optim.Adam: FusedAdam, torch.optim.AdamW: FusedAdamW}.get(optimizer_cls, optimizer_cls)

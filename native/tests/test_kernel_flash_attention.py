@@ -1,0 +1,232 @@
+"""The compiled blocked attention against the float64 reference: outputs and the gradients of
+q, k and v, odd lengths and head dims, every mask kind, keys shared by the batch or heads,
+the counter-based dropout replayed exactly, schedules sampled from its space, the wiring into
+``attention``, and negative controls."""
+
+import math
+
+import pytest
+import torch
+
+import adopt_kernels as ak
+from adopt_kernels import _dispatch
+from adopt_kernels.kernels import flash_attention as K
+
+_M32 = 0xFFFFFFFF
+
+
+def _fmix(h):
+    h = h ^ (h >> 16)
+    h = (h * 0x85EBCA6B) & _M32
+    h = h ^ (h >> 13)
+    h = (h * 0xC2B2AE35) & _M32
+    return h ^ (h >> 16)
+
+
+def dropout_keep(seed, batch, heads, q_len, k_len, p):
+    """The kernel's dropout mask, True where kept, computed independently: the same hash of
+    (seed, batch * heads + head, row, key) in torch's integers (uint32 arithmetic in int64)."""
+    lo, hi = seed & _M32, (seed >> 32) & _M32
+    bh = torch.arange(batch * heads, dtype=torch.int64).view(-1, 1, 1)
+    i = torch.arange(q_len, dtype=torch.int64).view(1, -1, 1)
+    j = torch.arange(k_len, dtype=torch.int64).view(1, 1, -1)
+    a = _fmix(lo ^ ((bh * 0x9E3779B1) & _M32))
+    key = _fmix(((a ^ ((i * 0x85EBCA77) & _M32)) + hi) & _M32)
+    h = _fmix(((_fmix(key ^ ((j * 0xC2B2AE3D) & _M32))) + hi) & _M32)
+    p32 = torch.tensor(p, dtype=torch.float32).item()
+    thresh = int(min(16777216.0, p32 * 16777216.0))
+    return ((h >> 8) >= thresh).view(batch, heads, q_len, k_len)
+
+
+def _leaves(tensors, dtype=None):
+    return [t.detach().to(dtype or t.dtype).requires_grad_(True) for t in tensors]
+
+
+def _grads(fn, q, k, v, dout, dtype=None):
+    q, k, v = _leaves((q, k, v), dtype)
+    out = fn(q, k, v)
+    out.backward(dout.to(out.dtype))
+    return out, q.grad, k.grad, v.grad
+
+
+def _inputs(b, h, lq, lk, d, dv, dtype, seed, kv_lead=None):
+    g = torch.Generator().manual_seed(seed)
+    kv_lead = kv_lead or (b, h)
+    q = torch.randn(b, h, lq, d, generator=g)
+    k = torch.randn(*kv_lead, lk, d, generator=g)
+    v = torch.randn(*kv_lead, lk, dv, generator=g)
+    dout = torch.randn(b, h, lq, dv, generator=g)
+    return [t.to(K.TORCH_DTYPE[dtype]) for t in (q, k, v, dout)], g
+
+
+def _masks(kind, b, h, lq, lk, g):
+    """(bias, mask, keep, is_causal) for a mask kind; no row is left fully masked."""
+    if kind == "additive":
+        return None, torch.randn(b, 1, lq, lk, generator=g), None, False
+    if kind == "padding":
+        return None, torch.zeros(b, 1, 1, lk).masked_fill_(torch.arange(lk) >= lk - lk // 5, torch.finfo(torch.float32).min), None, False
+    if kind == "bool":
+        keep = torch.rand(b, h, lq, lk, generator=g) > 0.3
+        keep[..., -1] = True
+        return None, keep, None, False
+    if kind == "bias+keep+causal":
+        return torch.randn(h, lq, lk, generator=g), None, torch.rand(1, 1, 1, lk, generator=g) > 0.1, True
+    if kind == "causal":
+        return None, None, None, True
+    return None, None, None, False
+
+
+def _compare(got, want, dtype):
+    for name, a, e in zip(("output", "grad q", "grad k", "grad v"), got, want):
+        K.assert_matches(a, e, dtype, name)
+
+
+CASES = [  # batch, heads, q_len, k_len, head_dim, value head_dim
+    (1, 2, 37, 45, 16, 16),
+    (2, 3, 100, 130, 80, 80),
+    (1, 2, 129, 257, 64, 32),
+    (2, 1, 33, 65, 7, 9),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("kind", [None, "additive", "padding", "bool", "causal", "bias+keep+causal"])
+def test_forward_and_gradients_match_float64(dtype, case, kind):
+    b, h, lq, lk, d, dv = case
+    (q, k, v, dout), g = _inputs(b, h, lq, lk, d, dv, dtype, seed=sum(case))
+    bias, mask, keep, causal = _masks(kind, b, h, lq, lk, g)
+    scale = 1 / math.sqrt(d)
+    before = _dispatch.CALLS["flash_attention"]
+    got = _grads(lambda q, k, v: K.flash_attention(q, k, v, scale, bias, mask, keep, causal), q, k, v, dout)
+    assert _dispatch.CALLS["flash_attention"] == before + 1
+    wide = [t.double() if t is not None and t.is_floating_point() else t for t in (bias, mask)]
+    want = _grads(lambda q, k, v: K.reference(q, k, v, scale, wide[0], wide[1], keep, causal), q, k, v, dout, torch.float64)
+    assert got[0].dtype == q.dtype and all(a.dtype == q.dtype for a in got[1:])
+    _compare(got, want, dtype)
+
+
+@pytest.mark.parametrize("kv_lead", [(1, 3), (2, 1), (1, 1)], ids=str)
+def test_keys_and_values_shared_by_the_batch_or_the_heads(kv_lead):
+    (q, k, v, dout), _ = _inputs(2, 3, 21, 50, 16, 16, "float32", seed=5, kv_lead=kv_lead)
+    got = _grads(lambda q, k, v: K.flash_attention(q, k, v, 0.3, is_causal=True), q, k, v, dout)
+    want = _grads(lambda q, k, v: K.reference(q, k, v, 0.3, is_causal=True), q, k, v, dout, torch.float64)
+    assert got[2].shape == k.shape and got[3].shape == v.shape
+    _compare(got, want, "float32")
+
+
+def test_strided_queries_are_read_in_place():
+    # (batch, length, heads, dim) transposed to (batch, heads, length, dim), as models do
+    q = torch.randn(2, 40, 3, 16).transpose(1, 2)
+    k, v = torch.randn(2, 3, 40, 16), torch.randn(2, 3, 40, 16)
+    torch.testing.assert_close(K.flash_attention(q, k, v), K.reference(q, k, v, 0.25))
+
+
+def test_dropout_is_replayed_from_the_seed_in_the_backward():
+    (q, k, v, dout), _ = _inputs(2, 3, 37, 70, 16, 16, "float32", seed=7)
+    p = 0.3
+    torch.manual_seed(5)
+    got = _grads(lambda q, k, v: K.flash_attention(q, k, v, 0.25, is_causal=True, dropout_p=p), q, k, v, dout)
+    # the kernel draws its seed once from torch's generator
+    torch.manual_seed(5)
+    seed = int(torch.empty((), dtype=torch.int64).random_().item())
+    kept = dropout_keep(seed, 2, 3, 37, 70, p)
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.02
+    want = _grads(lambda q, k, v: K.reference(q, k, v, 0.25, is_causal=True, dropout=kept, dropout_p=p), q, k, v, dout, torch.float64)
+    _compare(got, want, "float32")
+    # another draw, another mask
+    assert not torch.allclose(K.flash_attention(q, k, v, 0.25, dropout_p=p), K.flash_attention(q, k, v, 0.25, dropout_p=p))
+
+
+def test_a_fully_masked_row_is_nan_as_in_eager_code():
+    q, k, v = torch.randn(1, 2, 5, 8), torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8)
+    keep = torch.ones(1, 1, 5, 6, dtype=torch.bool)
+    keep[..., 2, :] = False
+    out = K.flash_attention(q, k, v, mask=keep)
+    ref = K.reference(q, k, v, 1 / math.sqrt(8), mask=keep)
+    assert torch.isnan(out[..., 2, :]).all() and torch.isnan(ref[..., 2, :]).all()
+    torch.testing.assert_close(out[..., [0, 1, 3, 4], :], ref[..., [0, 1, 3, 4], :])
+
+
+# four schedules of the space that between them take every value of every parameter
+SCHEDULES = [
+    dict(K.SPACE.default),
+    {"block_q": 16, "block_k": 128, "vec_bits": 128, "loop": "dot", "omp_kind": "static"},
+    {"block_q": 64, "block_k": 32, "vec_bits": 128, "loop": "axpy", "omp_kind": "static"},
+    {"block_q": 64, "block_k": 128, "vec_bits": 256, "loop": "dot", "omp_kind": "dynamic"},
+]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=str)
+def test_every_sampled_schedule_gives_the_same_result(schedule):
+    assert K.SPACE.legal(schedule)
+    case = {"batch": 1, "heads": 2, "q_len": 75, "k_len": 139, "head_dim": 24, "dtype": "float32"}
+    run, _, check = K.make_case(case, seed=3)
+    check(run(schedule))
+
+
+def test_attention_runs_the_kernel_for_every_layout_it_fits():
+    q, k, v = torch.randn(2, 3, 9, 8), torch.randn(2, 3, 11, 8), torch.randn(2, 3, 11, 8)
+    before = _dispatch.CALLS["flash_attention"]
+    torch.testing.assert_close(ak.attention(q, k, v, is_causal=True), K.reference(q, k, v, 8 ** -0.5, is_causal=True))
+    # (batch * heads, L, D) with the mask on the 4-D view; a key memory shared by the batch
+    mask = torch.randn(2, 1, 9, 11)
+    qf, kf, vf = (t.reshape(6, t.size(2), 8) for t in (q, k, v))
+    want = torch.softmax((qf @ kf.transpose(1, 2)).view(2, 3, 9, 11) + mask, dim=-1).view(6, 9, 11) @ vf
+    torch.testing.assert_close(ak.attention(qf, kf, vf, mask=mask, scale=1.0, mask_heads=3), want)
+    torch.testing.assert_close(ak.attention(qf, kf[0], vf[0], scale=0.5), torch.softmax(qf @ kf[0].t() * 0.5, dim=-1) @ vf[0])
+    # GPT-2's causal buffer through torch.where with float32's minimum, and nanoGPT's -inf fill
+    buf = torch.tril(torch.ones(11, 11, dtype=torch.bool))[2:].view(1, 1, 9, 11)
+    fill = torch.tensor(torch.finfo(torch.float32).min)
+    want = torch.softmax(torch.where(buf, q @ k.transpose(-2, -1) / math.sqrt(8), fill), dim=-1) @ v
+    torch.testing.assert_close(ak.attention(q, k, v, keep=buf, keep_fill=fill), want)
+    torch.testing.assert_close(ak.attention(q, k, v, fill_mask=~buf, fill_value=-math.inf), want)
+    assert _dispatch.CALLS["flash_attention"] == before + 5
+
+
+def test_attention_applies_the_kernels_dropout_in_training():
+    q, k, v = torch.randn(2, 3, 9, 8), torch.randn(2, 3, 11, 8), torch.randn(2, 3, 11, 8)
+    before = _dispatch.CALLS["flash_attention"]
+    torch.manual_seed(2)
+    out = ak.attention(q, k, v, dropout_p=0.25, training=True)
+    torch.manual_seed(2)
+    kept = dropout_keep(int(torch.empty((), dtype=torch.int64).random_().item()), 2, 3, 9, 11, 0.25)
+    torch.testing.assert_close(out, K.reference(q, k, v, 8 ** -0.5, dropout=kept, dropout_p=0.25))
+    assert _dispatch.CALLS["flash_attention"] == before + 1
+
+
+def test_unsupported_inputs_take_the_reference_path(monkeypatch):
+    q, k, v = torch.randn(2, 3, 9, 8), torch.randn(2, 3, 11, 8), torch.randn(2, 3, 11, 8)
+    assert K.flash_attention(q.double(), k.double(), v.double()) is None
+    assert K.flash_attention(q, k, v.double()) is None
+    assert K.flash_attention(q, torch.randn(2, 2, 11, 8), torch.randn(2, 2, 11, 8)) is None  # heads do not broadcast
+    assert K.flash_attention(q, k, v, dropout_p=1.0) is None
+    assert K.flash_attention(q, k, v, mask=torch.zeros(2, 1, 9, 11, dtype=torch.float64)) is None
+    assert K.flash_attention(q, k, v, mask=torch.zeros(3, 1, 9, 11)) is None
+    assert K.flash_attention(q, k, v, bias=torch.zeros(1, 3, 9, 11, requires_grad=True)) is None  # needs its gradient
+    before = _dispatch.CALLS["flash_attention"]
+    ak.attention(q, k, v, fill_mask=torch.rand(9, 11) > 0.5, fill_value=-1e4)  # a fill that cannot be folded exactly
+    ak.attention(q, k, v, softmax_dtype=torch.bfloat16)
+    monkeypatch.setenv("ADOPT_DISABLE", "native")
+    assert K.flash_attention(q, k, v) is None
+    ak.attention(q, k, v)
+    assert _dispatch.CALLS["flash_attention"] == before
+
+
+@pytest.mark.parametrize("where,old,new", [
+    # the running sum not rescaled when a later key block raises the row's maximum
+    ("FORWARD", "w.l[r] * alpha + sum", "w.l[r] + sum"),
+    # dS = P * (dP + delta): the backward's sign slip
+    ("BACKWARD", "vload(ds + jj) - dl", "vload(ds + jj) + dl"),
+])
+def test_negative_control_a_wrong_template_fails_the_check(monkeypatch, where, old, new):
+    assert old in getattr(K, where)
+    monkeypatch.setattr(K, where, getattr(K, where).replace(old, new))
+    _dispatch.forget()
+    try:
+        run, _, check = K.make_case({"batch": 1, "heads": 2, "q_len": 40, "k_len": 200, "head_dim": 16, "dtype": "float32"}, seed=1)
+        with pytest.raises(AssertionError):
+            check(run(None))
+    finally:
+        monkeypatch.undo()
+        _dispatch.forget()

@@ -1,0 +1,139 @@
+"""The compiled masked softmax against the float64 reference: outputs and gradients (of the
+input and of an additive mask), odd shapes, every mask kind, schedules sampled from its space,
+the public ``softmax``'s dispatch, and a negative control."""
+
+import math
+import random
+
+import pytest
+import torch
+
+import adopt_kernels as ak
+from adopt_kernels import _dispatch
+from adopt_kernels.kernels import softmax as K
+
+SHAPES = [(3, 5, 123), (1, 7), (2, 9, 80), (17, 1000), (4, 3, 1)]
+
+
+def _mask(kind, shape, g):
+    q_len, n = (shape[-2] if len(shape) > 1 else 1), shape[-1]
+    if kind == "additive":  # broadcast over all leading dimensions but the first
+        lead = (shape[0],) + (1,) * (len(shape) - 2) if len(shape) > 1 else ()
+        return torch.randn(*lead, n, generator=g)
+    if kind == "bool":
+        keep = torch.rand(*shape[:-1], n, generator=g) > 0.3
+        keep[..., 0] = True
+        return keep
+    if kind == "padding":  # one value per key, shared by every row
+        return torch.zeros(n).masked_fill_(torch.arange(n) >= max(1, n - n // 4), torch.finfo(torch.float32).min)
+    assert kind is None and q_len > 0
+    return None
+
+
+def _run(fn, x, dy, mask):
+    """Output, input gradient and (for an additive mask) mask gradient of ``fn(x, mask)``."""
+    x = x.detach().requires_grad_(True)
+    additive = mask is not None and mask.is_floating_point()
+    if additive:
+        mask = mask.detach().requires_grad_(True)
+    y = fn(x, mask)
+    y.backward(dy)
+    return y, x.grad, mask.grad if additive else None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("kind", [None, "additive", "bool", "padding", "causal"])
+def test_forward_and_gradients_match_float64(dtype, shape, kind):
+    if kind == "causal" and len(shape) < 2:
+        pytest.skip("causal needs a query axis")
+    g = torch.Generator().manual_seed(sum(shape))
+    t = K.TORCH_DTYPE[dtype]
+    x = (3 * torch.randn(shape, generator=g)).to(t)
+    dy = torch.randn(shape, generator=g).to(t)
+    mask = _mask(None if kind == "causal" else kind, shape, g)
+    causal = kind == "causal"
+    before = _dispatch.CALLS["softmax"]
+    got = _run(lambda a, m: K.softmax(a, 0.7, m, causal), x, dy, mask)
+    assert _dispatch.CALLS["softmax"] == before + 1
+    wide = mask.double() if mask is not None and mask.is_floating_point() else mask
+    want = _run(lambda a, m: K.reference(a, 0.7, m, causal), x.double(), dy.double(), wide)
+    for name, a, e in zip(("output", "grad x", "grad mask"), got, want):
+        if e is None:
+            assert a is None
+            continue
+        # a mask's gradient sums over the rows it broadcasts to
+        scale = (x.numel() / e.numel()) ** 0.5 if name == "grad mask" else 1.0
+        assert name == "grad mask" or a.dtype == t
+        K.assert_matches(a.double() / scale, e / scale, dtype, name)
+
+
+def test_a_fully_masked_row_is_nan_as_in_eager_softmax():
+    x = torch.randn(3, 6)
+    keep = torch.ones(3, 6, dtype=torch.bool)
+    keep[1] = False
+    y = K.softmax(x, 1.0, keep)
+    eager = torch.softmax(x.masked_fill(~keep, -math.inf), dim=-1)
+    assert torch.isnan(y[1]).all() and torch.isnan(eager[1]).all()
+    torch.testing.assert_close(y[[0, 2]], eager[[0, 2]])
+    # a finite fill leaves the row uniform, as it does in eager code
+    y = K.softmax(x, 1.0, torch.zeros(3, 6).masked_fill(~keep, torch.finfo(torch.float32).min))
+    torch.testing.assert_close(y[1], torch.full((6,), 1 / 6))
+
+
+def test_non_contiguous_input_and_a_mask_with_strided_rows():
+    x = torch.randn(4, 50, 3).transpose(1, 2)
+    mask = torch.randn(50, 4).t().unsqueeze(1)  # (4, 1, 50), last-dimension stride 4
+    torch.testing.assert_close(K.softmax(x, 0.5, mask), K.reference(x, 0.5, mask))
+
+
+def _sampled_schedules(n):
+    rng = random.Random(0)
+    picks = [dict(K.SPACE.default)] + [K.SPACE.sample(rng) for _ in range(n)]
+    return [dict(s) for s in {tuple(sorted(s.items())): s for s in picks}.values()]
+
+
+@pytest.mark.parametrize("schedule", _sampled_schedules(4), ids=str)
+def test_every_sampled_schedule_gives_the_same_result(schedule):
+    run, _, check = K.make_case({"rows": 37, "n": 123, "dtype": "float32"}, seed=3)
+    check(run(schedule))
+
+
+def test_the_public_softmax_takes_the_compiled_path_where_it_can():
+    x = torch.randn(3, 5, 7)
+    before = _dispatch.CALLS["softmax"]
+    torch.testing.assert_close(ak.softmax(x, dim=2), torch.softmax(x, dim=-1))
+    assert _dispatch.CALLS["softmax"] == before + 1
+    # another axis, a dtype cast, float64: torch's own softmax
+    ak.softmax(x, dim=1)
+    ak.softmax(x, dtype=torch.float64)
+    ak.softmax(x.double())
+    assert _dispatch.CALLS["softmax"] == before + 1
+
+
+def test_unsupported_inputs_take_the_reference_path(monkeypatch):
+    x = torch.randn(4, 8)
+    assert K.softmax(x.double()) is None
+    assert K.softmax(x, mask=torch.zeros(8, dtype=torch.float64)) is None
+    assert K.softmax(x, mask=torch.zeros(3, 8)) is None
+    assert K.softmax(x, mask=torch.zeros(2, 4, 8)) is None  # would broadcast the input up
+    assert K.softmax(torch.randn(8), is_causal=True) is None
+    assert K.softmax(torch.randn(0, 8)) is None
+    monkeypatch.setenv("ADOPT_DISABLE", "native")
+    assert K.softmax(x) is None
+    before = _dispatch.CALLS["softmax"]
+    torch.testing.assert_close(ak.softmax(x), torch.softmax(x, dim=-1))
+    assert _dispatch.CALLS["softmax"] == before
+
+
+def test_negative_control_a_wrong_template_fails_the_check(monkeypatch):
+    # the backward's row sum subtracted with the wrong sign
+    monkeypatch.setattr(K, "TEMPLATE", K.TEMPLATE.replace("vload(gr + j) - dot", "vload(gr + j) + dot"))
+    _dispatch.forget()
+    try:
+        run, _, check = K.make_case({"rows": 9, "n": 40, "dtype": "float32"}, seed=1)
+        with pytest.raises(AssertionError):
+            check(run(None))
+    finally:
+        monkeypatch.undo()
+        _dispatch.forget()

@@ -1,0 +1,102 @@
+"""The tuner's measurer (adopt_harness.measure): failures are recorded, never timed as wins.
+
+A fake kernel registered from a module the worker imports has schedules that crash the child,
+hang it, return a wrong result or do not compile; each must come back as its status, and the
+schedules after it must still be measured (the child is restarted).
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from adopt_harness import measure
+
+FAKE = textwrap.dedent('''
+    import os, time
+    import torch
+    from adopt_kernels import _dispatch
+    from adopt_kernels.registry import KERNELS, Kernel, Space, register
+
+    def render(schedule, dtype):
+        if schedule["mode"] == "nocompile":
+            return "this is not C++;\\n"
+        return 'extern "C" int fake_probe(int x) { return x + 1; }\\n'
+
+    def make_case(workload, seed=0):
+        def run(schedule, backward=True):
+            _dispatch.CALLS["fake"] += 1
+            mode = schedule["mode"]
+            if mode == "crash":
+                os._exit(3)
+            if mode == "hang":
+                time.sleep(3600)
+            return (torch.ones(workload["n"]) if mode == "wrong" else torch.zeros(workload["n"]),)
+
+        def check(outputs):
+            assert torch.equal(outputs[0], torch.zeros(workload["n"])), "fake: output differs from the reference"
+
+        return run, (lambda backward=True: (torch.zeros(workload["n"]),)), check
+
+    if "fake" not in KERNELS:
+        register(Kernel(
+            name="fake", doc="a kernel for the measurer's tests", api=(), signature={}, switch="fake",
+            space=Space(params={"mode": ("ok", "crash", "hang", "wrong", "nocompile")}, default={"mode": "ok"}),
+            workload_fields=("n", "dtype"), render=render, make_case=make_case, dtypes=("float32",),
+        ))
+''')
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    (tmp_path / "fake_kernel_for_measure.py").write_text(FAKE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{measure.os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("ADOPT_KERNEL_CACHE", str(tmp_path / "cache"))
+    return "fake_kernel_for_measure"
+
+
+def _request(module, modes, **extra):
+    return {"op": "measure", "kernel": "fake", "workload": {"n": 4, "dtype": "float32"}, "schedules": [{"mode": m} for m in modes],
+            "imports": [module], "timeout_s": 8, "repeats": 3, "warmup": 1, **extra}
+
+
+def test_crash_hang_wrong_and_no_compile_are_recorded_and_later_schedules_still_run(fake):
+    progress = []
+    out = measure.measure(_request(fake, ["crash", "ok", "hang", "wrong", "nocompile", "ok"]), progress=progress.append)
+    statuses = [r["status"] for r in out["results"]]
+    assert statuses == ["crash", "ok", "timeout", "wrong", "compile_error", "ok"]
+    for r in out["results"]:
+        assert (r["median_s"] is not None) == (r["status"] == "ok")
+    assert len(out["results"][1]["times_s"]) == 3
+    assert "differs from the reference" in out["results"][3]["error"]
+    assert "exit 3" in out["results"][0]["error"]
+    assert [p["progress"] for p in progress] == [1, 2, 3, 4, 5, 6]
+    assert progress[1]["result"]["status"] == "ok"
+    assert len(out["template_hash"]) == 16
+
+
+def test_an_illegal_schedule_is_never_built_or_run(fake):
+    out = measure.measure(_request(fake, ["nonsense"]))
+    assert out["results"][0]["status"] == "compile_error"
+    assert "not a legal schedule" in out["results"][0]["error"]
+
+
+def test_retime_times_finalists_interleaved(fake):
+    out = measure.measure(_request(fake, ["ok", "wrong"], op="retime", check=True, repeats=4))
+    ok, wrong = out["results"]
+    assert ok["status"] == "ok" and len(ok["times_s"]) == 4
+    assert wrong["status"] == "wrong" and wrong["median_s"] is None
+
+
+def test_the_worker_speaks_json_lines_and_ends_with_the_result(fake, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "adopt_harness.measure"], input=json.dumps(_request(fake, ["ok", "crash"])),
+                          capture_output=True, text=True, timeout=120)
+    lines = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert proc.returncode == 0, proc.stderr
+    assert [line.get("progress") for line in lines[:-1]] == [1, 2]
+    last = lines[-1]
+    assert [r["status"] for r in last["results"]] == ["ok", "crash"]
+    assert last["target"]["key"]
