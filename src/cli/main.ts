@@ -4,8 +4,10 @@ import { AdoptError, formatDiagnostic } from '../diag.js';
 import { benchCommand } from './bench.js';
 import { explainCommand } from './explain.js';
 import { kernelsCommand } from './kernels.js';
+import { recordsCommand } from './records.js';
 import { rewriteCommand } from './rewrite.js';
 import { rulesCommand } from './rules.js';
+import { tuneCommand } from './tune.js';
 import { verifyCommand } from './verify.js';
 
 export async function main(argv: string[]): Promise<number> {
@@ -88,6 +90,29 @@ export async function main(argv: string[]): Promise<number> {
   kernels.command('status').description('whether the kernels import in $ADOPT_PYTHON, which are compiled, and what each guard picks')
     .option('--json', 'print the result as JSON')
     .action((opts) => { code = kernelsCommand('status', opts); });
+
+  program
+    .command('tune')
+    .description('tune the schedule of one kernel at one workload on this CPU (records in the user cache)')
+    .argument('[model]', 'a model file (not built yet: use --kernel and --shape)')
+    .option('--kernel <name>', 'the kernel (see adopt kernels status)')
+    .option('--shape <sizes>', 'the workload, e.g. rows=4096,n=768')
+    .option('--dtype <dtype>', 'float32 or bfloat16', undefined)
+    .option('--target <cpu|cuda>', 'the device to tune for', 'cpu')
+    .option('--budget <n>', 'measurements allowed (0: records only)', '32')
+    .option('--strategy <name>', 'auto, guided, nearest, diffusion, random, grid, autotvm64, autotvm8', 'auto')
+    .option('--db <file>', 'the record store (default: $ADOPT_DB or ~/.cache/adopt/records.jsonl)')
+    .option('--schedules <file>', 'also write the result into this schedule file (adopt-schedules/1)')
+    .option('--repeats <n>', 'timed repeats per schedule (median)')
+    .option('--seed <n>', 'seed of the search', '0')
+    .option('--force', 'measure even when an exact record exists')
+    .option('--json', 'print the summary as JSON')
+    .action(async (model: string | undefined, opts) => { code = await tuneCommand(model, opts); });
+
+  const records = program.command('records').description('the tuner\'s record store: list or clear it');
+  records.command('list').option('--db <file>', 'the record store').option('--json', 'print as JSON')
+    .action((opts) => { code = recordsCommand('list', opts); });
+  records.command('clear').option('--db <file>', 'the record store').action((opts) => { code = recordsCommand('clear', opts); });
 
   try {
     await program.parseAsync(argv);

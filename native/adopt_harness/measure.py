@@ -1,0 +1,450 @@
+"""The tuner's measurer: build and time schedules of one kernel at one workload.
+
+The TypeScript tuner (``src/tune/measurer.ts``) sends a batch request as JSON on stdin::
+
+    {"op": "measure" | "retime", "kernel": "rms_norm", "workload": {"rows": 4096, "n": 768, "dtype": "float32"},
+     "schedules": [{...}, ...], "check": true | [bool, ...], "warmup": 1, "repeats": 5,
+     "timeout_s": 30, "threads": 2, "seed": 0, "imports": ["module.that.registers.a.kernel"]}
+
+For each schedule this process renders and compiles the kernel (compile seconds recorded
+apart; a failure is ``compile_error``), then a CHILD process (``--child``, one per batch,
+restarted after a failure) runs it: warm-up, the output checked against the float64
+reference where asked (every new configuration), then ``repeats`` timed runs and their
+median. A child that dies is ``crash``, one that runs past ``timeout_s`` is killed and is
+``timeout``, a check that fails is ``wrong``; none of these is ever chosen. ``retime`` times
+the given finalists interleaved (A B C A B C ...), since these machines are noisy.
+
+Progress goes to stdout as JSON lines (``{"progress": i, "of": n, ...}``); the last line is
+the result: ``{"kernel", "template_hash", "target", "workload", "results": [{schedule, status,
+median_s, times_s, compile_s, cached, error}]}``.
+
+``--exhaustive`` measures every legal schedule of a space for a few workloads and writes the
+replay files the tuner's benchmark reads (``fixtures/tuning/replay/``)::
+
+    python -m adopt_harness.measure --exhaustive --kernels rms_norm,softmax --out fixtures/tuning/replay
+"""
+
+import argparse
+import concurrent.futures
+import hashlib
+import importlib
+import json
+import os
+import select
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+
+STATUSES = ("ok", "compile_error", "crash", "timeout", "wrong")
+
+
+def _emit(obj, stream=None):
+    stream = stream or sys.stdout
+    stream.write(json.dumps(obj, sort_keys=True) + "\n")
+    stream.flush()
+
+
+def _load_registry(imports=()):
+    from adopt_kernels import registry
+    from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
+
+    for name in imports or ():
+        importlib.import_module(name)
+    return registry
+
+
+def template_hash(kernel, dtype):
+    """A hash of the source rendered for the default schedule: it changes when the template does."""
+    source = kernel.render(dict(kernel.space.default), dtype) if kernel.render else kernel.name
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- the child: runs and times
+
+
+def _child_main():
+    """Reads one JSON command a line from stdin, answers one line on stdout (kept for answers)."""
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout = sys.stderr  # prints of kernels or torch must not garble the protocol
+    import torch
+
+    state = {}
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        try:
+            if cmd["op"] == "init":
+                registry = _load_registry(cmd.get("imports"))
+                kernel = registry.KERNELS[cmd["kernel"]]
+                if cmd.get("threads"):
+                    torch.set_num_threads(int(cmd["threads"]))
+                run, _eager, check = kernel.make_case(dict(cmd["workload"]), cmd.get("seed") or 0)
+                state.update(kernel=kernel, run=run, check=check, registry=registry)
+                _emit({"ok": True}, out)
+            elif cmd["op"] == "run":
+                _emit(_child_run(state, cmd), out)
+            else:
+                _emit({"status": "crash", "error": f"unknown op {cmd['op']!r}"}, out)
+        except Exception as e:  # noqa: BLE001  (reported to the parent, which records it)
+            _emit({"status": "crash", "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-2000:]}, out)
+    return 0
+
+
+def _child_run(state, cmd):
+    run, check, registry = state["run"], state["check"], state["registry"]
+    schedule = cmd["schedule"]
+    for _ in range(int(cmd.get("warmup", 0))):
+        run(schedule)
+    if cmd.get("check"):
+        before = registry.compiled_calls()
+        outputs = run(schedule)
+        if registry.compiled_calls() == before and not cmd.get("allow_fallback"):
+            return {"status": "crash", "error": "the compiled path did not run (the reference ran instead)"}
+        try:
+            check(outputs)
+        except AssertionError as e:
+            return {"status": "wrong", "error": str(e).splitlines()[0][:300] if str(e) else "check failed"}
+    times = []
+    for _ in range(int(cmd.get("repeats", 1))):
+        t = time.perf_counter()
+        run(schedule)
+        times.append(time.perf_counter() - t)
+    return {"status": "ok", "times_s": times}
+
+
+class Child:
+    """One child process for a kernel and workload; restarted after a crash or a hang."""
+
+    def __init__(self, request):
+        self.request = request
+        self.proc = None
+
+    def _start(self):
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen([sys.executable, "-m", "adopt_harness.measure", "--child"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True, bufsize=1)
+        init = {"op": "init", "kernel": self.request["kernel"], "workload": self.request["workload"], "seed": self.request.get("seed") or 0,
+                "threads": self.request.get("threads"), "imports": self.request.get("imports") or []}
+        r = self.ask(init,
+                     self.request.get("init_timeout_s", 120))
+        if r.get("ok") is not True:
+            self.stop()
+            raise RuntimeError(f"the measuring child did not start: {r.get('error', r)}")
+
+    def ask(self, cmd, timeout):
+        if self.proc is None or self.proc.poll() is not None:
+            if cmd["op"] != "init":
+                self._start()
+        try:
+            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.stop()
+            return {"status": "crash", "error": "the child died before the command"}
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            self.stop()
+            return {"status": "timeout", "error": f"ran past {timeout:g} s; killed"}
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            self.proc = None
+            return {"status": "crash", "error": f"the child died (exit {code})"}
+        return json.loads(line)
+
+    def reinit(self, workload):
+        """The same child, another workload (a crash restarts it with this one)."""
+        self.request = dict(self.request, workload=workload)
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+            return
+        r = self.ask({"op": "init", "kernel": self.request["kernel"], "workload": workload, "seed": self.request.get("seed") or 0,
+                      "threads": self.request.get("threads"), "imports": self.request.get("imports") or []}, 120)
+        if r.get("ok") is not True:
+            self.stop()
+            raise RuntimeError(f"the measuring child did not take workload {workload}: {r.get('error', r)}")
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+# ---------------------------------------------------------------- the parent: builds, asks, reports
+
+
+def compile_schedule(kernel, schedule, dtype):
+    """(seconds, cached, error): builds the library of one schedule into the kernel cache."""
+    from adopt_kernels import _build
+
+    if kernel.render is None:
+        return 0.0, True, None
+    try:
+        source = kernel.render(schedule, dtype)
+        cached = os.path.exists(_build.library_path(source))
+        t = time.perf_counter()
+        _build.build(source)
+        return time.perf_counter() - t, cached, None
+    except Exception as e:  # noqa: BLE001  (any failure to build is a compile_error)
+        return 0.0, False, f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+
+
+def measure(request, progress=None):
+    """Runs a ``measure`` or ``retime`` request; returns the result object."""
+    registry = _load_registry(request.get("imports"))
+    kernel = registry.KERNELS.get(request["kernel"])
+    if kernel is None:
+        raise KeyError(f"unknown kernel {request['kernel']!r}; known: {', '.join(sorted(registry.KERNELS))}")
+    workload = dict(request["workload"])
+    dtype = workload.get("dtype", "float32")
+    schedules = [dict(s) for s in request["schedules"]]
+    checks = request.get("check", True)
+    checks = [bool(checks)] * len(schedules) if not isinstance(checks, list) else [bool(c) for c in checks]
+    timeout = float(request.get("timeout_s", 30))
+    results = [{"schedule": s, "status": None, "median_s": None, "times_s": [], "compile_s": 0.0, "cached": True, "error": None}
+               for s in schedules]
+    for r in results:
+        if not kernel.space.legal(r["schedule"], workload):
+            r.update(status="compile_error", error="not a legal schedule of this space at this workload")
+            continue
+        secs, cached, err = compile_schedule(kernel, r["schedule"], dtype)
+        r.update(compile_s=secs, cached=cached)
+        if err:
+            r.update(status="compile_error", error=err)
+    child = Child(request)
+    try:
+        if request.get("op", "measure") == "retime":
+            _retime(child, request, results, timeout)
+        else:
+            for i, (r, chk) in enumerate(zip(results, checks)):
+                if r["status"] is None:
+                    cmd = {"op": "run", "schedule": r["schedule"], "check": chk, "warmup": request.get("warmup", 1),
+                           "repeats": request.get("repeats", 5), "allow_fallback": request.get("allow_fallback", False)}
+                    _record(r, child.ask(cmd, timeout))
+                if progress:
+                    progress({"progress": i + 1, "of": len(results), "result": r})
+    finally:
+        child.stop()
+    return {"kernel": kernel.name, "workload": workload, "template_hash": template_hash(kernel, dtype), "op": request.get("op", "measure"),
+            "results": results}
+
+
+def _record(result, answer):
+    result["status"] = answer.get("status", "crash")
+    if result["status"] == "ok":
+        result["times_s"] = result["times_s"] + answer["times_s"]
+        result["median_s"] = statistics.median(result["times_s"])
+    else:
+        result["error"] = answer.get("error")
+        result["median_s"] = None
+
+
+def _retime(child, request, results, timeout):
+    """Finalists timed round-robin: one run of each per round, after a warm-up (and check) round."""
+    live = [r for r in results if r["status"] is None]
+    for r in live:
+        answer = child.ask({"op": "run", "schedule": r["schedule"], "check": bool(request.get("check", False)),
+                            "warmup": request.get("warmup", 1), "repeats": 0, "allow_fallback": request.get("allow_fallback", False)}, timeout)
+        if answer.get("status") != "ok":
+            _record(r, answer)
+        else:
+            r["status"] = "ok"
+    for _ in range(int(request.get("repeats", 5))):
+        for r in live:
+            if r["status"] == "ok":
+                _record(r, child.ask({"op": "run", "schedule": r["schedule"], "check": False, "warmup": 0, "repeats": 1,
+                                      "allow_fallback": True}, timeout))
+
+
+def target_fingerprint(device="cpu"):
+    from adopt_kernels import target
+
+    return target.fingerprint(device)
+
+
+# ---------------------------------------------------------------- exhaustive spaces for replay
+
+SCALABLE = ("rows", "tokens", "params", "seq", "q_len", "batch")
+MIN_SIZE = {"rows": 256, "tokens": 256, "seq": 256, "q_len": 256, "params": 1 << 16, "batch": 1}
+
+
+def _shrink(kernel, workload, child, max_run_s, prefer="", taken=()):
+    """Halves the workload's leading size (its first field among SCALABLE, or ``prefer``) until the
+    default schedule runs within ``max_run_s``; where that lands on a workload already ``taken``,
+    the size before the last halving (so that every example stays a workload of its own)."""
+    fields = ([prefer] if prefer else []) + list(kernel.workload_fields)
+    field = next((f for f in fields if f in SCALABLE and isinstance(workload.get(f), int)), None)
+    tried = []
+    while True:
+        tried.append(workload)
+        done = _shrunk_enough(kernel, workload, child, max_run_s, field)
+        if done:
+            for w in reversed(tried):
+                if w not in taken:
+                    return w
+            return workload
+        workload = dict(workload, **{field: workload[field] // 2})
+        if field == "q_len" and "k_len" in workload:
+            workload["k_len"] = workload["q_len"]
+
+
+def _shrunk_enough(kernel, workload, child, max_run_s, field):
+    child.reinit(workload)
+    answer = child.ask({"op": "run", "schedule": dict(kernel.space.default), "check": False, "warmup": 1, "repeats": 3,
+                        "allow_fallback": True}, 120)
+    if answer.get("status") != "ok" or field is None or statistics.median(answer["times_s"]) <= max_run_s:
+        return True
+    return workload[field] // 2 < MIN_SIZE.get(field, 1)
+
+
+def _subspace(kernel, fixed):
+    names = [n for n in kernel.space.params if n not in fixed]
+    params = {n: list(kernel.space.params[n]) for n in names}
+    for n, v in fixed.items():
+        params[n] = [v]
+    return params
+
+
+def exhaustive(args):
+    registry = _load_registry()
+    target = target_fingerprint("cpu")
+    fixed = {}
+    for item in filter(None, args.fix.split(",")):
+        name, _, value = item.partition("=")
+        fixed[name] = int(value) if value.lstrip("-").isdigit() else value
+    os.makedirs(args.out, exist_ok=True)
+    summary = {}
+    for name in [n for n in args.kernels.split(",") if n]:
+        t0 = time.perf_counter()
+        kernel = registry.KERNELS[name]
+        fix = {k: v for k, v in fixed.items() if k in kernel.space.params and v in kernel.space.params[k]}
+        if len(kernel.space.params) > 0 and _space_size(kernel) <= args.full_below:
+            fix = {}
+        workloads = []  # float32 throughout (one compile per schedule); a bfloat16 example is taken at float32
+        for w in kernel.example_workloads:
+            w = dict(w, dtype="float32") if "dtype" in w else dict(w)
+            if w not in workloads:
+                workloads.append(w)
+        workloads = workloads[: args.workloads]
+        base = {"kernel": name, "seed": 0, "threads": args.threads, "imports": []}
+        all_legal = [s for s in kernel.space.enumerate() if all(s[k] == v for k, v in fix.items())]
+        compile_s = _compile_all(kernel, all_legal, args.jobs)
+        entries = []
+        child = Child(dict(base, workload=workloads[0]))
+        try:
+            for i, w in enumerate(workloads):
+                w2 = _shrink(kernel, w, child, args.max_run_ms / 1000.0, args.shrink, [e["workload"] for e in entries])
+                if any(e["workload"] == w2 for e in entries):
+                    _emit({"progress": name, "workload": w2, "skipped": "the same as an earlier workload once shrunk"}, sys.stderr)
+                    continue
+                child.reinit(w2)
+                legal = [s for s in all_legal if kernel.space.legal(s, w2)]
+                res = _exhaustive_workload(kernel, legal, child, args, check=(i == 0))
+                entries.append({"workload": w2, "example_workload": w, "results": res})
+                _emit({"progress": name, "workload": w2, "measured": len(res)}, sys.stderr)
+        finally:
+            child.stop()
+        data = {"format": "adopt-replay/1", "kernel": name, "target": target, "template_hash": template_hash(kernel, "float32"),
+                "space": {"params": _subspace(kernel, fix), "default": kernel.space.default, "constraints": list(kernel.space.constraints)},
+                "fixed": fix, "repeats": args.repeats, "threads": args.threads, "compile_s": compile_s, "workloads": entries,
+                "seconds": time.perf_counter() - t0}
+        path = os.path.join(args.out, f"{name}.{target['device']}-{target['key']}.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=None, sort_keys=True)
+            f.write("\n")
+        summary[name] = {"path": path, "configs": len(all_legal), "workloads": len(entries), "seconds": round(data["seconds"], 1)}
+        _emit({"progress": name, **summary[name]}, sys.stderr)
+    _emit({"exhaustive": summary, "target": target})
+    return 0
+
+
+def _space_size(kernel):
+    n = 1
+    for v in kernel.space.params.values():
+        n *= len(v)
+    return n
+
+
+def _compile_all(kernel, schedules, jobs):
+    """Builds every schedule (float32), ``jobs`` at a time; returns {schedule key: seconds}."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {_key(s): pool.submit(compile_schedule, kernel, s, "float32") for s in schedules}
+        return {k: {"seconds": round(f.result()[0], 3), "cached": f.result()[1], "error": f.result()[2]} for k, f in futures.items()}
+
+
+def _key(schedule):
+    return json.dumps(schedule, sort_keys=True)
+
+
+def _exhaustive_workload(kernel, legal, child, args, check):
+    """Every legal schedule at the child's workload: a (checked) warm-up, then ``repeats`` interleaved rounds."""
+    status, errors = {}, {}
+    times = {_key(s): [] for s in legal}
+    for s in legal:
+        a = child.ask({"op": "run", "schedule": s, "check": check, "warmup": 1, "repeats": 0}, args.timeout)
+        status[_key(s)] = a.get("status", "crash")
+        if status[_key(s)] != "ok":
+            errors[_key(s)] = a.get("error")
+    for _ in range(args.repeats):
+        for s in legal:
+            if status[_key(s)] != "ok":
+                continue
+            a = child.ask({"op": "run", "schedule": s, "check": False, "warmup": 0, "repeats": 1, "allow_fallback": True}, args.timeout)
+            if a.get("status") == "ok":
+                times[_key(s)].extend(a["times_s"])
+            else:
+                status[_key(s)], errors[_key(s)] = a.get("status", "crash"), a.get("error")
+    out = []
+    for s in legal:
+        k = _key(s)
+        ok = status[k] == "ok" and times[k]
+        out.append({"schedule": s, "status": status[k], "median_s": statistics.median(times[k]) if ok else None,
+                    "times_s": [round(t, 7) for t in times[k]], **({"error": errors[k]} if k in errors else {})})
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--request", default="-", help="the request JSON file ('-': stdin)")
+    p.add_argument("--info", action="store_true", help="print this target's fingerprint and every kernel's template hash")
+    p.add_argument("--exhaustive", action="store_true", help="measure whole spaces into replay files")
+    p.add_argument("--kernels", default="rms_norm,softmax,adamw,gated_act,bias_gelu,rope")
+    p.add_argument("--workloads", type=int, default=5)
+    p.add_argument("--fix", default="vec_bits=256", help="parameters held at one value in spaces larger than --full-below")
+    p.add_argument("--full-below", type=int, default=48, help="spaces of at most this many schedules are measured whole")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--jobs", type=int, default=2, help="compilers run at once")
+    p.add_argument("--max-run-ms", type=float, default=40.0, help="shrink a workload until its default run takes at most this")
+    p.add_argument("--shrink", default="", help="the workload field to halve first (default: the first of rows, tokens, params, seq, q_len, batch the kernel has)")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--out", default="fixtures/tuning/replay")
+    args = p.parse_args(argv)
+    if args.child:
+        return _child_main()
+    if args.info:
+        registry = _load_registry()
+        _emit({"target": target_fingerprint("cpu"),
+               "templates": {n: {d: template_hash(k, d) for d in k.dtypes} for n, k in sorted(registry.KERNELS.items())}})
+        return 0
+    if args.exhaustive:
+        return exhaustive(args)
+    try:
+        text = sys.stdin.read() if args.request == "-" else open(args.request, encoding="utf-8").read()
+        request = json.loads(text)
+        result = measure(request, progress=_emit)
+        result["target"] = target_fingerprint(request.get("device", "cpu"))
+    except Exception as e:  # noqa: BLE001  (the caller reads the last line either way)
+        _emit({"error": f"{type(e).__name__}: {e}"})
+        return 1
+    _emit(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

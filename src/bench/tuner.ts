@@ -1,0 +1,268 @@
+// `npm run bench:tuner`: the tuner's strategies compared on replayed, exhaustively measured spaces
+// (fixtures/tuning/replay/), medians over seeds; `-- --live` also tunes two kernels live.
+//
+// For each kernel and workload, every strategy searches until replay says it measured the optimum
+// (after which nothing it reports can change), and we read off the measurements it took to reach
+// 90/95/99% of the optimum (optimum time / best time so far), the fraction of the optimum reached
+// after 8/16/32/64 measurements, and the wall time it would have cost live (compile and run, from
+// the recorded measurements) and did cost here (model and search). The cost model is pre-trained
+// leaving one workload out (fold f: every kernel's f-th workload held out), so a strategy never
+// sees its own workload's data before measuring; "with reuse" adds the records of the kernel's
+// other workloads on this target as a reuse database (priors: the schedules best on average over
+// them; nearest_reuse: the best of the nearest workloads). Ends with one JSON line.
+import { mkdirSync } from 'node:fs';
+import { type CostModel, backendInfo, kendallTau, loadTf, topKRecall } from '../tune/cost-model.js';
+import { featurize } from '../tune/features.js';
+import { LocalMeasurer, type Measurer, type Target } from '../tune/measurer.js';
+import { MODEL_DIR, PRETRAINED_PATH, REPLAY_DIR, catalogOf, pretrain } from '../tune/pretrain.js';
+import type { TuneRecord } from '../tune/records.js';
+import { ReplayMeasurer, type ReplaySpace, loadReplayDir, replayRecords } from '../tune/replay.js';
+import { autotvm, gridSearch, randomSearch } from '../tune/strategies/baselines.js';
+import { diffuse } from '../tune/strategies/diffusion.js';
+import { guided } from '../tune/strategies/guided.js';
+import { consensusPriors, nearestPriors } from '../tune/strategies/reuse.js';
+import { type Context, type Outcome, type Strategy, type Task, type Timing, type Trial } from '../tune/strategies/types.js';
+
+const THRESHOLDS = [0.9, 0.95, 0.99] as const;
+const CHECKPOINTS = [8, 16, 32, 64] as const;
+
+interface Args { live: boolean; seeds: number; ablationSeeds: number; kernels: string[] | null; quick: boolean }
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { live: false, seeds: 30, ablationSeeds: 10, kernels: null, quick: false };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--live') a.live = true;
+    else if (argv[i] === '--quick') a.quick = true;
+    else if (argv[i] === '--seeds') a.seeds = Number(argv[++i]);
+    else if (argv[i] === '--ablation-seeds') a.ablationSeeds = Number(argv[++i]);
+    else if (argv[i] === '--kernels') a.kernels = argv[++i].split(',');
+  }
+  return a;
+}
+
+export function median(xs: number[]): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((p, q) => p - q);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Measurements to reach `frac` of the optimum; budget + 1 when never reached. */
+export function reachAt(trials: Trial[], best: number, frac: number, cap: number): number {
+  let cur = Infinity;
+  for (let i = 0; i < trials.length; i++) {
+    const t = trials[i];
+    if (t.status === 'ok' && t.median_s !== null) cur = Math.min(cur, t.median_s);
+    if (best / cur >= frac - 1e-12) return i + 1;
+  }
+  return cap + 1;
+}
+
+/** The fraction of the optimum (optimum time / best time) after n measurements; a run stopped at the optimum stays there. */
+function fractionAfter(trials: Trial[], best: number, n: number): number {
+  let cur = Infinity;
+  for (const t of trials.slice(0, n)) if (t.status === 'ok' && t.median_s !== null) cur = Math.min(cur, t.median_s);
+  return Number.isFinite(cur) ? best / cur : 0;
+}
+
+interface RunStat { n: Record<string, number>; after: Record<number, number>; timing: Timing; measurements: number }
+
+class Tally {
+  readonly runs = new Map<string, RunStat[]>();
+
+  add(strategy: string, o: Outcome, best: number, cap: number): void {
+    const n: Record<string, number> = {};
+    for (const f of THRESHOLDS) n[String(f)] = reachAt(o.trials, best, f, cap);
+    const after: Record<number, number> = {};
+    for (const c of CHECKPOINTS) after[c] = fractionAfter(o.trials, best, c);
+    this.runs.set(strategy, [...(this.runs.get(strategy) ?? []), { n, after, timing: o.timing, measurements: o.trials.length }]);
+  }
+
+  summary(strategy: string) {
+    const rs = this.runs.get(strategy) ?? [];
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+    return {
+      runs: rs.length,
+      n90: median(rs.map((r) => r.n['0.9'])), n95: median(rs.map((r) => r.n['0.95'])), n99: median(rs.map((r) => r.n['0.99'])),
+      after: Object.fromEntries(CHECKPOINTS.map((c) => [c, mean(rs.map((r) => r.after[c]))])),
+      timing: { compile_s: mean(rs.map((r) => r.timing.compile_s)), run_s: mean(rs.map((r) => r.timing.run_s)), model_s: mean(rs.map((r) => r.timing.model_s)), search_s: mean(rs.map((r) => r.timing.search_s)) },
+    };
+  }
+}
+
+interface Fold { model: CostModel; cached: boolean; seconds: number }
+
+async function pretrainFolds(spaces: ReplaySpace[], folds: number, targets: Map<string, Target>): Promise<Fold[]> {
+  const catalog = catalogOf(spaces);
+  const out: Fold[] = [];
+  mkdirSync(MODEL_DIR, { recursive: true });
+  for (let f = 0; f < folds; f++) {
+    const recs = spaces.flatMap((s) => replayRecords(s, (_w, i) => i !== f));
+    out.push(await pretrain(catalog, recs, targets, { cachePath: `${MODEL_DIR}/fold-${f}.json`, seed: 0 }));
+  }
+  return out;
+}
+
+/** Kendall tau and top-5 recall of each fold's model on the workloads it held out. */
+function evaluateModel(spaces: ReplaySpace[], folds: Fold[]): { tau: number; recall5: number; per: { kernel: string; fold: number; tau: number; recall5: number }[] } {
+  const per: { kernel: string; fold: number; tau: number; recall5: number }[] = [];
+  for (const s of spaces) {
+    s.workloads.forEach((w, f) => {
+      if (f >= folds.length) return;
+      const ok = [...w.results.values()].filter((e) => e.status === 'ok' && e.median_s !== null);
+      const model = folds[f].model;
+      const pred = model.predict(ok.map((e) => featurize(model.features, s.kernel, w.workload, e.schedule, s.target)));
+      const truth = ok.map((e) => -Math.log2(e.median_s as number));
+      per.push({ kernel: s.kernel, fold: f, tau: kendallTau(pred, truth), recall5: topKRecall(pred, truth, 5) });
+    });
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  return { tau: mean(per.map((p) => p.tau)), recall5: mean(per.map((p) => p.recall5)), per };
+}
+
+/** `seeds`: the ablations run on fewer seeds than the main comparison (tfjs training dominates the benchmark's time). */
+interface Variant { name: string; strategy: Strategy; ctx: (fold: Fold, reuse: TuneRecord[], task: Task) => Partial<Context>; ablation?: boolean }
+
+function variants(): Variant[] {
+  const g = guided();
+  return [
+    { name: 'random', strategy: randomSearch, ctx: () => ({}) },
+    { name: 'grid', strategy: gridSearch, ctx: () => ({}) },
+    { name: 'autotvm64', strategy: autotvm(64), ctx: () => ({}) },
+    { name: 'autotvm8', strategy: autotvm(8), ctx: () => ({}) },
+    { name: 'ours', strategy: g, ctx: (f) => ({ model: f.model }) },
+    { name: 'ours_with_reuse', strategy: g, ctx: (f, reuse, t) => ({ model: f.model, priors: consensusPriors(reuse, t.space, t.workload, 4) }) },
+    { name: 'nearest_reuse', strategy: g, ctx: (f, reuse, t) => ({ model: f.model, priors: nearestPriors(reuse, t.space, t.workload, 4) }) },
+    { name: 'ablation_no_pretraining', strategy: g, ctx: () => ({ model: null }), ablation: true },
+    { name: 'ablation_no_finetuning', strategy: g, ctx: (f) => ({ model: f.model, finetune: false }), ablation: true },
+  ];
+}
+
+async function runReplay(spaces: ReplaySpace[], folds: Fold[], seeds: number, ablationSeeds: number, tally: Tally): Promise<void> {
+  const measurer = new ReplayMeasurer(spaces);
+  const vs = variants();
+  for (const s of spaces) {
+    const tasks: Task[] = s.workloads.map((w) => ({ kernel: s.kernel, workload: w.workload, space: s.space, target: s.target }));
+    for (let wi = 0; wi < s.workloads.length; wi++) {
+      const w = s.workloads[wi];
+      const cap = s.space.enumerate(w.workload).length;
+      const reuse = replayRecords(s, (_x, i) => i !== wi);
+      const stop = (trials: Trial[]) => trials.some((t) => t.status === 'ok' && t.median_s !== null && t.median_s <= w.best_s);
+      let grid: Outcome | null = null; // grid search is deterministic: one run stands for every seed
+      for (let seed = 0; seed < seeds; seed++) {
+        for (const v of vs) {
+          if (v.ablation && seed >= ablationSeeds) continue;
+          const ctx: Context = { measurer, budget: cap, seed: seed * 7919 + wi, stop, ...v.ctx(folds[wi % folds.length], reuse, tasks[wi]) };
+          const o: Outcome = v.name === 'grid' && grid ? grid : await v.strategy.run(tasks[wi], ctx);
+          if (v.name === 'grid') grid = o;
+          tally.add(v.name, o, w.best_s, cap);
+        }
+      }
+    }
+    await runDiffusion(s, tasks, folds, ablationSeeds, measurer, tally);
+    process.stderr.write(`  ${s.kernel}: done\n`);
+  }
+}
+
+/** Diffusion over a kernel's workloads: the representative tuned with 16 measurements, the rest from its priors. */
+async function runDiffusion(s: ReplaySpace, tasks: Task[], folds: Fold[], seeds: number, measurer: Measurer, tally: Tally): Promise<void> {
+  for (let seed = 0; seed < seeds; seed++) {
+    const stopFor = (i: number) => (trials: Trial[]) => trials.some((t) => t.status === 'ok' && t.median_s !== null && t.median_s <= s.workloads[i].best_s);
+    const res = await diffuse(tasks, { measurer, budget: 64, seed: seed * 7919 }, {
+      reps: 1, repBudget: 16, topK: 4,
+      contextFor: (i) => ({ model: folds[i % folds.length].model, stop: stopFor(i), budget: s.space.enumerate(tasks[i].workload).length, seed: seed * 7919 + i }),
+    });
+    res.outcomes.forEach((o, i) => {
+      const cap = s.space.enumerate(tasks[i].workload).length;
+      if (!res.representative[i]) tally.add('diffusion', o, s.workloads[i].best_s, cap);
+      else tally.add('diffusion_representative', o, s.workloads[i].best_s, cap);
+    });
+  }
+}
+
+/** Live confirmation: guided against random on two kernels' first workload, 16 measurements each. */
+async function runLive(spaces: ReplaySpace[], folds: Fold[]): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  const measurer = new LocalMeasurer({ repeats: 3, threads: 1 }); // one thread, as the replay data was taken
+  for (const s of spaces.slice(0, 2)) {
+    const w = s.workloads[0];
+    const task: Task = { kernel: s.kernel, workload: w.workload, space: s.space, target: s.target };
+    for (const [name, strat, extra] of [['ours', guided(), { model: folds[0].model }], ['random', randomSearch, {}]] as const) {
+      const t0 = performance.now();
+      const o = await strat.run(task, { measurer, budget: 16, seed: 1, ...extra });
+      const best = o.best?.median_s ?? null;
+      const re = await measurer.retime(s.kernel, w.workload, [...(o.best ? [o.best.schedule] : []), { ...s.space.defaults }]);
+      const [b, d] = [re.results[0]?.median_s ?? null, re.results[re.results.length - 1]?.median_s ?? null];
+      out.push({ kernel: s.kernel, workload: w.workload, strategy: name, measurements: o.trials.length, best_ms: best && best * 1e3, retimed_best_ms: b && b * 1e3, retimed_default_ms: d && d * 1e3,
+        speedup_over_default: b && d ? d / b : null, replay_optimum_ms: w.best_s * 1e3, wall_s: (performance.now() - t0) / 1000, timing: o.timing });
+    }
+  }
+  return out;
+}
+
+function fmt(x: number, d = 1): string {
+  return Number.isFinite(x) ? x.toFixed(d) : '-';
+}
+
+function printTable(tally: Tally, names: string[]): void {
+  const out = process.stdout;
+  out.write(`\n${'strategy'.padEnd(26)} ${'runs'.padStart(5)} ${'n90'.padStart(5)} ${'n95'.padStart(5)} ${'n99'.padStart(5)}   ${CHECKPOINTS.map((c) => `@${c}`.padStart(6)).join(' ')}   ${'compile s'.padStart(9)} ${'run s'.padStart(7)} ${'model s'.padStart(8)} ${'search s'.padStart(8)}\n`);
+  for (const n of names) {
+    const s = tally.summary(n);
+    if (!s.runs) continue;
+    out.write(`${n.padEnd(26)} ${String(s.runs).padStart(5)} ${fmt(s.n90).padStart(5)} ${fmt(s.n95).padStart(5)} ${fmt(s.n99).padStart(5)}   ${CHECKPOINTS.map((c) => fmt(100 * s.after[c], 1).padStart(5) + '%').join(' ')}   `
+      + `${fmt(s.timing.compile_s, 2).padStart(9)} ${fmt(s.timing.run_s, 2).padStart(7)} ${fmt(s.timing.model_s, 3).padStart(8)} ${fmt(s.timing.search_s, 4).padStart(8)}\n`);
+  }
+  out.write('  nXX: median measurements to reach XX% of the optimum (optimum time / best time so far); @N: mean % of the optimum after N measurements;\n'
+    + '  compile/run s: what the measurements cost when recorded (mean per run, from the replay data); model/search s: spent here.\n');
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  const t0 = performance.now();
+  let spaces = loadReplayDir(REPLAY_DIR);
+  if (args.kernels) spaces = spaces.filter((s) => args.kernels!.includes(s.kernel));
+  if (!spaces.length) {
+    process.stderr.write(`no replay data in ${REPLAY_DIR}: run PYTHONPATH=native python3 -m adopt_harness.measure --exhaustive\n`);
+    return 2;
+  }
+  await loadTf();
+  const seeds = args.quick ? 5 : args.seeds;
+  const targets = new Map(spaces.map((s) => [s.target.key, s.target]));
+  const foldCount = Math.max(...spaces.map((s) => s.workloads.length));
+  process.stdout.write(`tuner benchmark: ${spaces.length} kernels x ${foldCount} workloads replayed (${spaces.map((s) => `${s.kernel} ${s.space.size}`).join(', ')} schedules), ${seeds} seeds; tfjs ${backendInfo().backend}${backendInfo().note ? ` (${backendInfo().note})` : ''}\n`);
+  const tp = performance.now();
+  const folds = await pretrainFolds(spaces, foldCount, targets);
+  const full = await pretrain(catalogOf(spaces), spaces.flatMap((s) => replayRecords(s)), targets, { cachePath: PRETRAINED_PATH, seed: 0 });
+  process.stdout.write(`pre-training: ${folds.filter((f) => f.cached).length + (full.cached ? 1 : 0)}/${folds.length + 1} models loaded from ${MODEL_DIR}, the rest trained (${fmt((performance.now() - tp) / 1000, 1)} s)\n`);
+  const ev = evaluateModel(spaces, folds);
+  process.stdout.write(`cost model on held-out workloads: Kendall tau ${fmt(ev.tau, 3)}, top-5 recall ${fmt(ev.recall5, 3)} (mean over ${ev.per.length} kernel x workload)\n`);
+  for (const s of spaces) {
+    const p = ev.per.filter((x) => x.kernel === s.kernel);
+    process.stdout.write(`  ${s.kernel.padEnd(22)} tau ${p.map((x) => fmt(x.tau, 2)).join(' ')}   recall@5 ${p.map((x) => fmt(x.recall5, 1)).join(' ')}\n`);
+  }
+  const tally = new Tally();
+  const ablationSeeds = Math.min(seeds, args.ablationSeeds);
+  await runReplay(spaces, folds, seeds, ablationSeeds, tally);
+  process.stdout.write(`(main comparison over ${seeds} seeds; diffusion and the ablations over ${ablationSeeds})\n`);
+  const names = ['random', 'grid', 'autotvm64', 'autotvm8', 'ours', 'ours_with_reuse', 'nearest_reuse', 'diffusion', 'diffusion_representative', 'ablation_no_pretraining', 'ablation_no_finetuning'];
+  printTable(tally, names);
+  const n95 = Object.fromEntries(names.map((n) => [n, tally.summary(n).n95]));
+  n95.exact_reuse = 0;
+  const live = args.live ? await runLive(spaces, folds) : null;
+  if (live) for (const l of live) process.stdout.write(`live ${JSON.stringify(l)}\n`);
+  const result = {
+    bench: 'tuner', mode: args.live ? 'replay+live' : 'replay', seeds, kernels: spaces.map((s) => s.kernel), n95,
+    random_over_ours: n95.random / n95.ours,
+    autotvm_over_ours: Math.min(n95.autotvm64, n95.autotvm8) / n95.ours,
+    autotvm64_over_ours: n95.autotvm64 / n95.ours, autotvm8_over_ours: n95.autotvm8 / n95.ours,
+    random_over_ours_with_reuse: n95.random / n95.ours_with_reuse,
+    kendall_tau: ev.tau, top5_recall: ev.recall5, backend: backendInfo().backend, seconds: (performance.now() - t0) / 1000, live,
+  };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  return 0;
+}
+
+if (process.argv[1] && /bench[/\\]tuner\.js$/.test(process.argv[1])) {
+  main().then((code) => process.exit(code), (e) => { process.stderr.write(`bench:tuner failed: ${(e as Error).stack}\n`); process.exit(1); });
+}

@@ -1,0 +1,45 @@
+// `adopt records list|clear [--db FILE]`: what the tuner has measured, per target, kernel and
+// workload, and a way to reset it.
+import { AdoptError } from '../diag.js';
+import { localTargetInfo } from '../tune/measurer.js';
+import { RecordStore, bestByWorkload } from '../tune/records.js';
+
+export function recordsCommand(cmd: 'list' | 'clear', opts: { db?: string; json?: boolean }): number {
+  const store = new RecordStore(opts.db);
+  if (cmd === 'clear') {
+    const n = store.clear();
+    process.stdout.write(`removed ${n} record(s): ${store.path}\n`);
+    return 0;
+  }
+  const { records } = store.readAll();
+  let here = '';
+  try { here = localTargetInfo().target.key; } catch { /* without Python, targets are listed unmarked */ }
+  const groups = new Map<string, typeof records>();
+  for (const r of records) {
+    const k = `${r.target}|${r.kernel}|${r.template}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  const rows = [];
+  for (const [k, rs] of groups) {
+    const [target, kernel, template] = k.split('|');
+    for (const b of bestByWorkload(rs).values()) {
+      rows.push({ target, this_target: target === here, kernel, template, workload: b.workload, schedule: b.schedule, median_s: b.median_s, measurements: b.measurements });
+    }
+  }
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify({ db: store.path, target: here || null, records: records.length, best: rows }, null, 1)}\n`);
+    return 0;
+  }
+  if (!records.length) {
+    process.stdout.write(`no tuning records in ${store.path}\n`);
+    return 0;
+  }
+  process.stdout.write(`${records.length} record(s) in ${store.path}${here ? ` (this target: ${here})` : ''}\n`);
+  for (const r of rows) {
+    const wl = Object.entries(r.workload).map(([a, v]) => `${a}=${v}`).join(',');
+    process.stdout.write(`  ${r.this_target ? '*' : ' '} ${r.target} ${r.kernel.padEnd(20)} ${wl.padEnd(40)} ${(r.median_s * 1e3).toFixed(3).padStart(9)} ms  ${JSON.stringify(r.schedule)}  (${r.measurements} measured)\n`);
+  }
+  if (here && rows.some((r) => !r.this_target)) process.stdout.write('  (* this target; records of other targets are kept but never used here)\n');
+  if (!rows.length) throw new AdoptError('records exist but none ran correctly');
+  return 0;
+}

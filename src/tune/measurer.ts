@@ -1,0 +1,159 @@
+// The measurer: times schedules of one kernel at one workload. An interface, so that the local
+// Python worker (native/adopt_harness/measure.py), the replay of recorded spaces and, later,
+// workers on a fleet of targets are interchangeable (docs/tuner.md says how Ray would run it).
+import { spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
+import type { Schedule, Workload } from './space.js';
+
+export type Status = 'ok' | 'compile_error' | 'crash' | 'timeout' | 'wrong';
+
+export interface Result {
+  schedule: Schedule;
+  status: Status;
+  /** Median seconds of the timed runs (forward and backward); null unless ok. */
+  median_s: number | null;
+  /** Seconds spent compiling this schedule (0 when the library was cached). */
+  compile_s: number;
+  /** Seconds spent running it (warm-up, check and repeats), as far as the measurer knows. */
+  run_s: number;
+  error?: string | null;
+}
+
+export interface Target {
+  key: string;
+  device: string;
+  cpu?: string;
+  cores?: number;
+  flags?: string[];
+  compiler?: string | null;
+  torch?: string;
+  gpu?: string;
+  [k: string]: unknown;
+}
+
+export interface Batch {
+  results: Result[];
+  /** Hash of the kernel's source rendered at its default schedule (changes with the template). */
+  templateHash: string;
+  target: Target;
+}
+
+export interface MeasureOptions {
+  /** Per schedule: check the output against the reference (new configurations); default all. */
+  check?: boolean[];
+  /** Called as each schedule's result comes in (so a record can be written before the next). */
+  onResult?: (r: Result, index: number) => void;
+}
+
+export interface Measurer {
+  readonly name: string;
+  measure(kernel: string, workload: Workload, schedules: Schedule[], opts?: MeasureOptions): Promise<Batch>;
+  /** Finalists timed again, interleaved (A B C A B C ...), for a decision robust to drift. */
+  retime(kernel: string, workload: Workload, schedules: Schedule[]): Promise<Batch>;
+}
+
+export interface LocalOptions {
+  repeats?: number;
+  warmup?: number;
+  timeoutS?: number;
+  threads?: number;
+  seed?: number;
+  /** Python modules the worker imports first (tests register fake kernels this way). */
+  imports?: string[];
+  python?: string;
+  env?: Record<string, string>;
+}
+
+function pyEnv(extra?: Record<string, string>): NodeJS.ProcessEnv {
+  return {
+    ...process.env, ...extra,
+    PYTHONPATH: [NATIVE_DIR, extra?.PYTHONPATH, process.env.PYTHONPATH].filter(Boolean).join(':'),
+    PYTHONDONTWRITEBYTECODE: '1',
+  };
+}
+
+interface WireResult {
+  schedule: Schedule; status: Status; median_s: number | null; times_s?: number[]; compile_s?: number; error?: string | null;
+}
+
+function fromWire(r: WireResult, warmup: number): Result {
+  const times = r.times_s ?? [];
+  const run = times.reduce((a, b) => a + b, 0) + (r.median_s ?? 0) * (warmup + 1);
+  return { schedule: r.schedule, status: r.status, median_s: r.status === 'ok' ? r.median_s : null, compile_s: r.compile_s ?? 0, run_s: run, error: r.error ?? null };
+}
+
+/** Runs the Python measurer locally: one worker process per batch, one child per schedule run. */
+export class LocalMeasurer implements Measurer {
+  readonly name = 'local';
+  constructor(private readonly opts: LocalOptions = {}) {}
+
+  measure(kernel: string, workload: Workload, schedules: Schedule[], mo: MeasureOptions = {}): Promise<Batch> {
+    return this.request({ op: 'measure', kernel, workload, schedules, check: mo.check ?? true }, mo.onResult);
+  }
+
+  retime(kernel: string, workload: Workload, schedules: Schedule[]): Promise<Batch> {
+    return this.request({ op: 'retime', kernel, workload, schedules, check: false });
+  }
+
+  private request(req: Record<string, unknown>, onResult?: (r: Result, i: number) => void): Promise<Batch> {
+    const o = this.opts;
+    const warmup = o.warmup ?? 1;
+    const full = {
+      ...req, warmup, repeats: o.repeats ?? 5, timeout_s: o.timeoutS ?? 30, threads: o.threads ?? null, seed: o.seed ?? 0, imports: o.imports ?? [],
+    };
+    const n = (req.schedules as unknown[]).length;
+    const limitMs = ((o.timeoutS ?? 30) * (n + 2) + 300) * 1000;
+    return new Promise((resolve, reject) => {
+      const child = spawn(o.python ?? pythonExecutable(), ['-m', 'adopt_harness.measure'], { env: pyEnv(o.env), stdio: ['pipe', 'pipe', 'pipe'] });
+      let last = '';
+      let stderr = '';
+      const timer = setTimeout(() => child.kill('SIGKILL'), limitMs);
+      child.stderr.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        if (!line.trim()) return;
+        last = line;
+        try {
+          const msg = JSON.parse(line) as { progress?: number; result?: WireResult };
+          if (msg.progress !== undefined && msg.result && onResult) onResult(fromWire(msg.result, warmup), msg.progress - 1);
+        } catch { /* a stray line; only the last one must parse */ }
+      });
+      child.on('error', (e) => { clearTimeout(timer); reject(new Error(`cannot start the measurer (${pythonExecutable()}): ${e.message}`)); });
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        try {
+          const out = JSON.parse(last) as { error?: string; results?: WireResult[]; template_hash: string; target: Target };
+          if (out.error || !out.results) throw new Error(out.error ?? 'no results');
+          resolve({ results: out.results.map((r) => fromWire(r, warmup)), templateHash: out.template_hash, target: out.target });
+        } catch (e) {
+          reject(new Error(`the measurer failed (exit ${code}): ${(e as Error).message}${stderr ? ` | ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`));
+        }
+      });
+      child.stdin.end(JSON.stringify(full));
+    });
+  }
+}
+
+export interface TargetInfo {
+  target: Target;
+  /** kernel -> dtype -> template hash */
+  templates: Record<string, Record<string, string>>;
+}
+
+let targetCache: TargetInfo | null = null;
+
+/** This machine's target fingerprint and every kernel's template hash (one Python call per process). */
+export function localTargetInfo(env?: Record<string, string>): TargetInfo {
+  if (targetCache && !env) return targetCache;
+  const r = spawnSync(pythonExecutable(), ['-W', 'ignore', '-m', 'adopt_harness.measure', '--info'], { encoding: 'utf8', timeout: 300_000, env: pyEnv(env) });
+  const last = (r.stdout ?? '').trim().split('\n').pop() ?? '';
+  try {
+    const info = JSON.parse(last) as TargetInfo;
+    if (!info.target?.key) throw new Error('no target key');
+    if (!env) targetCache = info;
+    return info;
+  } catch {
+    const why = r.error ? r.error.message : (r.stderr || '').trim().split('\n').slice(-3).join(' | ');
+    throw new Error(`cannot fingerprint this target (python -m adopt_harness.measure --info): ${why || 'no output'}`);
+  }
+}

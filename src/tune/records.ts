@@ -1,0 +1,156 @@
+// The tuner's record store: append-only JSON lines under the user's cache directory
+// ($XDG_CACHE_HOME/adopt/records.jsonl or ~/.cache/adopt/records.jsonl; $ADOPT_DB or --db FILE
+// chooses another). One record per measured schedule, keyed by kernel, template hash, workload
+// (its sizes and dtype) and the target fingerprint's key. Each append is one write of one line
+// to a file opened with O_APPEND, so two processes can record at once without tearing lines. A
+// corrupt line is skipped with a warning naming FILE:LINE; a record of another target is kept
+// in the file but never used as this target's.
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { Status } from './measurer.js';
+import { type Schedule, type Workload, scheduleKey, workloadKey } from './space.js';
+
+export const RECORD_KIND = 'tune';
+
+export interface TuneRecord {
+  kind: typeof RECORD_KIND;
+  v: 1;
+  kernel: string;
+  /** Hash of the kernel source rendered at the default schedule. */
+  template: string;
+  workload: Workload;
+  /** The target fingerprint's key; `target_info` carries the rest (CPU, flags, compiler, torch). */
+  target: string;
+  target_info?: Record<string, unknown>;
+  schedule: Schedule;
+  status: Status;
+  median_s: number | null;
+  compile_s?: number;
+  /** measure: one batch run; retime: finalists timed interleaved (preferred when present); replay. */
+  source: 'measure' | 'retime' | 'replay' | 'pretrain';
+  at: string;
+}
+
+export function defaultDbPath(): string {
+  if (process.env.ADOPT_DB) return resolve(process.env.ADOPT_DB);
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'adopt', 'records.jsonl');
+}
+
+export interface ReadResult {
+  records: TuneRecord[];
+  warnings: string[];
+}
+
+function isRecord(r: unknown): r is TuneRecord {
+  const o = r as TuneRecord;
+  return !!o && typeof o === 'object' && o.kind === RECORD_KIND && typeof o.kernel === 'string' && typeof o.template === 'string'
+    && typeof o.target === 'string' && !!o.workload && typeof o.workload === 'object' && !!o.schedule && typeof o.schedule === 'object'
+    && typeof o.status === 'string' && (o.median_s === null || typeof o.median_s === 'number');
+}
+
+export class RecordStore {
+  readonly path: string;
+  private warned = new Set<string>();
+
+  constructor(path?: string, private readonly warn: (msg: string) => void = (m) => process.stderr.write(`adopt: ${m}\n`)) {
+    this.path = resolve(path ?? defaultDbPath());
+  }
+
+  /** Every tuner record in the file; corrupt lines are skipped (one warning each, naming FILE:LINE). */
+  readAll(): ReadResult {
+    const out: ReadResult = { records: [], warnings: [] };
+    if (!existsSync(this.path)) return out;
+    const lines = readFileSync(this.path, 'utf8').split('\n');
+    lines.forEach((line, i) => {
+      if (!line.trim()) return;
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(line);
+      } catch {
+        out.warnings.push(`${this.path}:${i + 1}: corrupt record (not JSON); skipped`);
+        return;
+      }
+      const kind = (parsed as { kind?: unknown } | null)?.kind;
+      if (kind !== undefined && kind !== RECORD_KIND) return; // another tool's line (e.g. rewrite --verify's): not ours
+      if (!isRecord(parsed)) {
+        out.warnings.push(`${this.path}:${i + 1}: corrupt record (missing or mistyped fields); skipped`);
+        return;
+      }
+      out.records.push(parsed);
+    });
+    for (const w of out.warnings) {
+      if (!this.warned.has(w)) { this.warned.add(w); this.warn(w); }
+    }
+    return out;
+  }
+
+  /** This target's records (optionally of one kernel and template); other targets' are never returned. */
+  forTarget(target: string, kernel?: string, template?: string): TuneRecord[] {
+    return this.readAll().records.filter((r) => r.target === target && (!kernel || r.kernel === kernel) && (!template || r.template === template));
+  }
+
+  append(r: Omit<TuneRecord, 'kind' | 'v' | 'at'> & { at?: string }): TuneRecord {
+    const full: TuneRecord = { kind: RECORD_KIND, v: 1, at: new Date().toISOString(), ...r } as TuneRecord;
+    mkdirSync(dirname(this.path), { recursive: true });
+    // one write of one line with O_APPEND: lines of concurrent writers never interleave
+    appendFileSync(this.path, `${JSON.stringify(full)}\n`, { flag: 'a' });
+    return full;
+  }
+
+  clear(): number {
+    const n = this.readAll().records.length;
+    if (existsSync(this.path)) rmSync(this.path);
+    return n;
+  }
+}
+
+export interface Best {
+  schedule: Schedule;
+  median_s: number;
+  measurements: number;
+  failed: Set<string>;
+}
+
+/**
+ * The best measured schedule per workload among `records` (this target's and template's): a
+ * retimed median wins over a batch median, failures are remembered and never chosen.
+ */
+export function bestByWorkload(records: TuneRecord[]): Map<string, Best & { workload: Workload }> {
+  const groups = new Map<string, TuneRecord[]>();
+  for (const r of records) {
+    const key = workloadKey(r.workload);
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  const out = new Map<string, Best & { workload: Workload }>();
+  for (const [key, rs] of groups) {
+    const failed = new Set(rs.filter((r) => r.status !== 'ok' || r.median_s === null).map((r) => scheduleKey(r.schedule)));
+    const ok = rs.filter((r) => r.status === 'ok' && r.median_s !== null && !failed.has(scheduleKey(r.schedule)));
+    const retimed = ok.filter((r) => r.source === 'retime');
+    const pool = retimed.length ? retimed : ok;
+    if (!pool.length) continue;
+    const best = pool.reduce((a, b) => ((b.median_s as number) < (a.median_s as number) ? b : a));
+    out.set(key, { workload: best.workload, schedule: best.schedule, median_s: best.median_s as number, measurements: rs.length, failed });
+  }
+  return out;
+}
+
+/** Per schedule, the median of its ok medians at one workload (the data a model or a reuse reads). */
+export function medianBySchedule(records: TuneRecord[]): Map<string, { schedule: Schedule; median_s: number }> {
+  const acc = new Map<string, { schedule: Schedule; xs: number[]; failed: boolean }>();
+  for (const r of records) {
+    const k = scheduleKey(r.schedule);
+    const a = acc.get(k) ?? { schedule: r.schedule, xs: [], failed: false };
+    if (r.status !== 'ok' || r.median_s === null) a.failed = true;
+    else a.xs.push(r.median_s);
+    acc.set(k, a);
+  }
+  const out = new Map<string, { schedule: Schedule; median_s: number }>();
+  for (const [k, a] of acc) {
+    if (a.failed || !a.xs.length) continue;
+    const xs = a.xs.sort((x, y) => x - y);
+    out.set(k, { schedule: a.schedule, median_s: xs[Math.floor(xs.length / 2)] });
+  }
+  return out;
+}

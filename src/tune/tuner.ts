@@ -1,0 +1,210 @@
+// Tuning one workload end to end, as `adopt tune --kernel K --shape ...` does: records first (an
+// exact record of this target costs no measurement; a budget of 0 uses records only), else a
+// strategy over a measurer that writes each result to the record store as it comes in (killing a
+// run loses at most the measurement in flight), then the finalists and the default re-timed
+// interleaved, and the winner chosen from that.
+import { existsSync, readFileSync } from 'node:fs';
+import type { CostModel } from './cost-model.js';
+import { type Batch, LocalMeasurer, type Measurer, type MeasureOptions, type Target, type TargetInfo, localTargetInfo } from './measurer.js';
+import { PRETRAINED_PATH } from './pretrain.js';
+import { RecordStore, type TuneRecord } from './records.js';
+import { type Registry, type Schedule, type Space, type Workload, kernelSpace, loadRegistry, sameSchedule, scheduleKey } from './space.js';
+import { autotvm, gridSearch, randomSearch } from './strategies/baselines.js';
+import { guided } from './strategies/guided.js';
+import { consensusPriors, exactHit, nearestPriors } from './strategies/reuse.js';
+import { type Outcome, type Strategy, type Trial, bestTrial } from './strategies/types.js';
+
+export const STRATEGIES = ['auto', 'guided', 'nearest', 'diffusion', 'random', 'grid', 'autotvm64', 'autotvm8'] as const;
+export type StrategyName = (typeof STRATEGIES)[number];
+
+export interface TuneOptions {
+  kernel: string;
+  workload: Workload;
+  budget: number;
+  strategy?: StrategyName;
+  db?: string;
+  seed?: number;
+  force?: boolean;
+  measurer?: Measurer;
+  targetInfo?: TargetInfo;
+  registry?: Registry;
+  model?: CostModel | null;
+  /** Load the pre-trained model from fixtures when `model` is not given (default true). */
+  pretrained?: boolean;
+  onTrial?: (t: Trial, i: number) => void;
+  warn?: (msg: string) => void;
+}
+
+export interface TuneSummary {
+  kernel: string;
+  workload: Workload;
+  target: string;
+  template: string;
+  strategy: string;
+  schedule: Schedule;
+  /** Where the schedule came from. */
+  source: 'exact-record' | 'nearest-record' | 'default' | 'measured';
+  measurements: number;
+  seconds: number;
+  default_s: number | null;
+  best_s: number | null;
+  /** Default's time over the chosen schedule's (above 1: the tuned schedule is faster). */
+  speedup: number | null;
+  failures: number;
+  notes: string[];
+  db: string;
+}
+
+/** Writes every result to the store as it arrives (or, for measurers without progress, after the batch). */
+class RecordingMeasurer implements Measurer {
+  readonly name: string;
+  count = 0;
+
+  constructor(private readonly inner: Measurer, private readonly store: RecordStore, private readonly base: { template: string; target: Target }) {
+    this.name = inner.name;
+  }
+
+  private write(kernel: string, workload: Workload, r: Batch['results'][number], source: TuneRecord['source']): void {
+    this.store.append({
+      kernel, template: this.base.template, workload, target: this.base.target.key, target_info: this.base.target,
+      schedule: r.schedule, status: r.status, median_s: r.median_s, compile_s: r.compile_s, source,
+    });
+  }
+
+  async measure(kernel: string, workload: Workload, schedules: Schedule[], opts: MeasureOptions = {}): Promise<Batch> {
+    const written = new Set<number>();
+    const batch = await this.inner.measure(kernel, workload, schedules, {
+      ...opts, onResult: (r, i) => { this.write(kernel, workload, r, 'measure'); written.add(i); opts.onResult?.(r, i); },
+    });
+    batch.results.forEach((r, i) => { if (!written.has(i)) this.write(kernel, workload, r, 'measure'); });
+    this.count += schedules.length;
+    return batch;
+  }
+
+  async retime(kernel: string, workload: Workload, schedules: Schedule[]): Promise<Batch> {
+    const batch = await this.inner.retime(kernel, workload, schedules);
+    for (const r of batch.results) this.write(kernel, workload, r, 'retime');
+    return batch;
+  }
+}
+
+export function strategyFor(name: StrategyName): Strategy {
+  switch (name) {
+    case 'random': return randomSearch;
+    case 'grid': return gridSearch;
+    case 'autotvm64': return autotvm(64);
+    case 'autotvm8': return autotvm(8);
+    default: return guided({ name });
+  }
+}
+
+async function loadPretrained(warn: (m: string) => void): Promise<CostModel | null> {
+  if (!existsSync(PRETRAINED_PATH)) {
+    warn(`no pre-trained cost model at ${PRETRAINED_PATH} (npm run bench:tuner writes it); the model starts from scratch`);
+    return null;
+  }
+  try {
+    const { CostModel } = await import('./cost-model.js');
+    return await CostModel.load(PRETRAINED_PATH);
+  } catch (e) {
+    warn(`cannot read the pre-trained cost model (${(e as Error).message}); the model starts from scratch`);
+    return null;
+  }
+}
+
+function recordsOnly(space: Space, workload: Workload, recs: TuneRecord[], base: Omit<TuneSummary, 'schedule' | 'source' | 'measurements' | 'default_s' | 'best_s' | 'speedup' | 'failures'>): TuneSummary {
+  const exact = exactHit(recs, workload);
+  if (exact) {
+    return { ...base, schedule: exact.schedule, source: 'exact-record', measurements: 0, default_s: null, best_s: exact.median_s, speedup: null, failures: 0,
+      notes: [...base.notes, `exact record of this workload on this target (${exact.measurements} measurements earlier); nothing measured`] };
+  }
+  const near = nearestPriors(recs, space, workload, 1);
+  if (near.length) {
+    return { ...base, schedule: near[0], source: 'nearest-record', measurements: 0, default_s: null, best_s: null, speedup: null, failures: 0,
+      notes: [...base.notes, 'budget 0: the best schedule of the nearest recorded workload, legalised for this one (not measured here)'] };
+  }
+  return { ...base, schedule: { ...space.defaults }, source: 'default', measurements: 0, default_s: null, best_s: null, speedup: null, failures: 0,
+    notes: [...base.notes, 'budget 0 and no record of this kernel on this target: the default schedule (nothing measured)'] };
+}
+
+export async function tuneWorkload(opts: TuneOptions): Promise<TuneSummary> {
+  const t0 = performance.now();
+  const warn = opts.warn ?? ((m: string) => process.stderr.write(`adopt: ${m}\n`));
+  const reg = opts.registry ?? loadRegistry();
+  const space = kernelSpace(opts.kernel, reg);
+  const info = opts.targetInfo ?? localTargetInfo();
+  const dtype = String(opts.workload.dtype ?? 'float32');
+  const template = info.templates[opts.kernel]?.[dtype] ?? 'unknown';
+  const store = new RecordStore(opts.db, warn);
+  const all = store.readAll().records.filter((r) => r.kernel === opts.kernel);
+  const recs = all.filter((r) => r.target === info.target.key && r.template === template);
+  const notes: string[] = [];
+  const foreign = all.filter((r) => r.target !== info.target.key).length;
+  if (foreign) notes.push(`${foreign} record(s) of ${opts.kernel} from other targets ignored`);
+  const stale = all.filter((r) => r.target === info.target.key && r.template !== template).length;
+  if (stale) notes.push(`${stale} record(s) of an older template of ${opts.kernel} ignored`);
+  const base = { kernel: opts.kernel, workload: opts.workload, target: info.target.key, template, strategy: opts.strategy ?? 'auto', seconds: 0, notes, db: store.path };
+  const finish = (s: TuneSummary): TuneSummary => ({ ...s, seconds: (performance.now() - t0) / 1000 });
+  if (opts.budget <= 0 || (!opts.force && exactHit(recs, opts.workload))) return finish(recordsOnly(space, opts.workload, recs, base));
+
+  let name: StrategyName = opts.strategy ?? 'auto';
+  // auto: the schedules best on average over this target's recorded workloads of the kernel (robust
+  // to one noisy median); nearest: the best of the nearest recorded workloads
+  const priors = name === 'auto' ? consensusPriors(recs, space, opts.workload, 4)
+    : name === 'nearest' || name === 'diffusion' ? nearestPriors(recs, space, opts.workload, 4) : [];
+  if (name === 'diffusion') notes.push('diffusion needs a group of workloads; for one workload it is nearest-workload reuse');
+  if (name === 'auto') name = priors.length ? 'nearest' : 'guided';
+  const model = opts.model !== undefined ? opts.model : opts.pretrained === false ? null : await loadPretrained(warn);
+  const measurer = new RecordingMeasurer(opts.measurer ?? new LocalMeasurer(), store, { template, target: info.target });
+  const task = { kernel: opts.kernel, workload: opts.workload, space, target: info.target };
+  const outcome: Outcome = await strategyFor(name).run(task, {
+    measurer, budget: opts.budget, seed: opts.seed ?? 0, model, priors, onTrial: opts.onTrial,
+  });
+  return finish(await settle(measurer, task, outcome, { ...base, strategy: name }));
+}
+
+/** Re-times the top three and the default interleaved and picks the winner from that. */
+async function settle(measurer: RecordingMeasurer, task: { kernel: string; workload: Workload; space: Space }, outcome: Outcome,
+  base: Omit<TuneSummary, 'schedule' | 'source' | 'measurements' | 'default_s' | 'best_s' | 'speedup' | 'failures'>): Promise<TuneSummary> {
+  const failures = outcome.trials.filter((t) => t.status !== 'ok').length;
+  const ok = outcome.trials.filter((t) => t.status === 'ok' && t.median_s !== null).sort((a, b) => (a.median_s as number) - (b.median_s as number));
+  const finalists: Schedule[] = ok.slice(0, 3).map((t) => t.schedule);
+  const def = { ...task.space.defaults };
+  if (!finalists.some((s) => sameSchedule(s, def))) finalists.push(def);
+  const defaultMeasured = outcome.trials.some((t) => sameSchedule(t.schedule, def));
+  let retimed: Batch | null = null;
+  try {
+    retimed = await measurer.retime(task.kernel, task.workload, finalists);
+  } catch (e) {
+    base.notes.push(`re-timing the finalists failed (${(e as Error).message}); the batch medians decide`);
+  }
+  const times = new Map<string, number>();
+  for (const r of retimed?.results ?? []) if (r.status === 'ok' && r.median_s !== null) times.set(scheduleKey(r.schedule), r.median_s);
+  if (!times.size) for (const t of ok) times.set(scheduleKey(t.schedule), t.median_s as number);
+  const failedKeys = new Set(outcome.trials.filter((t) => t.status !== 'ok').map((t) => scheduleKey(t.schedule)));
+  const candidates = [...times.entries()].filter(([k]) => !failedKeys.has(k)).sort((a, b) => a[1] - b[1]);
+  const best = bestTrial(outcome.trials);
+  const chosen = candidates.length ? finalists.find((s) => scheduleKey(s) === candidates[0][0]) ?? best?.schedule ?? def : def;
+  const defaultS = times.get(scheduleKey(def)) ?? null;
+  const bestS = times.get(scheduleKey(chosen)) ?? best?.median_s ?? null;
+  if (!ok.length) base.notes.push('no measured schedule ran correctly; the default schedule is kept');
+  return {
+    ...base, schedule: chosen, source: ok.length ? 'measured' : 'default', measurements: outcome.trials.length + (defaultMeasured ? 0 : 1),
+    default_s: defaultS, best_s: bestS, speedup: defaultS && bestS ? defaultS / bestS : null, failures,
+  };
+}
+
+/** Writes (or merges into) an `adopt-schedules/1` file the rewritten code loads. */
+export function scheduleFileText(path: string, target: Target, entries: { kernel: string; workload: Workload; schedule: Schedule }[]): string {
+  let old: { kernel: string; workload: Workload; schedule: Schedule }[] = [];
+  if (existsSync(path)) {
+    try {
+      const d = JSON.parse(readFileSync(path, 'utf8')) as { format?: string; target?: Target; entries?: typeof old };
+      if (d.format === 'adopt-schedules/1' && d.target?.key === target.key && Array.isArray(d.entries)) old = d.entries;
+    } catch { /* an unreadable file is replaced */ }
+  }
+  const key = (e: { kernel: string; workload: Workload }) => `${e.kernel}|${scheduleKey(e.workload)}`;
+  const fresh = new Set(entries.map(key));
+  const merged = [...old.filter((e) => !fresh.has(key(e))), ...entries];
+  return `${JSON.stringify({ format: 'adopt-schedules/1', target, entries: merged }, null, 1)}\n`;
+}

@@ -1,0 +1,88 @@
+// `adopt tune` and `adopt records`: a budget of 0 with an empty store gives the default schedule
+// and says so; a tuning run records every measurement, an exact record then costs nothing, and
+// records of another target are ignored (in process, over a synthetic replay space).
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ReplayMeasurer, fromReplayFile } from '../src/tune/replay.js';
+import { RecordStore } from '../src/tune/records.js';
+import { Space, type Registry } from '../src/tune/space.js';
+import { scheduleFileText, tuneWorkload } from '../src/tune/tuner.js';
+import { adopt, looksLikeCrash } from './helpers/cli.js';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'adopt-tune-'));
+
+describe('adopt tune (CLI)', () => {
+  it('with --budget 0 and an empty store gives the default schedule and a clear note', () => {
+    const db = join(tmp(), 'records.jsonl');
+    const sched = join(tmp(), 'schedules.json');
+    const r = adopt(['tune', '--kernel', 'rms_norm', '--shape', 'rows=256,n=64', '--budget', '0', '--db', db, '--json', '--schedules', sched]);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s.source).toBe('default');
+    expect(s.measurements).toBe(0);
+    expect(s.notes.join(' ')).toMatch(/budget 0 and no record of this kernel on this target: the default schedule/);
+    const file = JSON.parse(readFileSync(sched, 'utf8'));
+    expect(file.format).toBe('adopt-schedules/1');
+    expect(file.entries[0]).toMatchObject({ kernel: 'rms_norm', workload: { rows: 256, n: 64, dtype: 'float32' }, schedule: s.schedule });
+    const list = adopt(['records', 'list', '--db', db]);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toMatch(/no tuning records/);
+  }, 180_000);
+
+  it('rejects an unknown kernel, a malformed shape and a missing field with a message, not a crash', () => {
+    for (const args of [['--kernel', 'nope', '--shape', 'rows=1'], ['--kernel', 'rms_norm', '--shape', 'rows'], ['--kernel', 'rms_norm', '--shape', 'rows=4'], ['--kernel', 'rms_norm', '--shape', 'rows=4,n=4', '--budget', '-1']]) {
+      const r = adopt(['tune', ...args, '--db', join(tmp(), 'r.jsonl')]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(looksLikeCrash(r.stderr)).toBe(false);
+      expect(r.stderr).toMatch(/adopt: /);
+    }
+  }, 180_000);
+});
+
+const PARAMS = { block: [1, 2, 4, 8, 16], unroll: [1, 2, 4] };
+const registry: Registry = {
+  format: 'adopt-kernel-registry/1',
+  kernels: { synth: { name: 'synth', api: [], switch: 'synth', space: { params: PARAMS, default: { block: 1, unroll: 1 }, constraints: [] }, workload_fields: ['rows', 'dtype'], dtypes: ['float32'], example_workloads: [] } },
+};
+const TARGET = { key: 'here', device: 'cpu', cores: 2, flags: [] };
+const workload = { rows: 512, dtype: 'float32' };
+const replay = fromReplayFile({
+  format: 'adopt-replay/1', kernel: 'synth', target: TARGET, template_hash: 'tpl', space: registry.kernels.synth.space,
+  workloads: [{ workload, results: new Space(PARAMS, { block: 1, unroll: 1 }).enumerate().map((s) => ({ schedule: s, status: 'ok' as const, median_s: 1e-3 * (1 + Math.abs(Math.log2(s.block as number) - 3) + 0.1 * (s.unroll as number)) })) }],
+});
+const info = { target: TARGET, templates: { synth: { float32: 'tpl' } } };
+
+describe('tuneWorkload (in process, replayed)', () => {
+  it('records every measurement, then reuses an exact record at no cost; other targets are ignored', async () => {
+    const db = join(tmp(), 'records.jsonl');
+    new RecordStore(db).append({ kernel: 'synth', template: 'tpl', workload, target: 'elsewhere', schedule: { block: 16, unroll: 4 }, status: 'ok', median_s: 1e-9, source: 'measure' });
+    const warn: string[] = [];
+    const first = await tuneWorkload({ kernel: 'synth', workload, budget: 15, strategy: 'random', db, registry, targetInfo: info, measurer: new ReplayMeasurer([replay]), model: null, warn: (m) => warn.push(m) });
+    expect(first.source).toBe('measured');
+    expect(first.schedule).toEqual({ block: 8, unroll: 1 });
+    expect(first.speedup).toBeCloseTo(replay.workloads[0].results.get(JSON.stringify([['block', 1], ['unroll', 1]]))!.median_s! / 1.1e-3, 6);
+    expect(first.notes.join(' ')).toMatch(/1 record\(s\) of synth from other targets ignored/);
+    const recs = new RecordStore(db).forTarget('here');
+    expect(recs.filter((r) => r.source === 'measure').length).toBe(15);
+    expect(recs.some((r) => r.source === 'retime')).toBe(true);
+    const again = await tuneWorkload({ kernel: 'synth', workload, budget: 15, db, registry, targetInfo: info, measurer: new ReplayMeasurer([replay]), model: null });
+    expect(again.source).toBe('exact-record');
+    expect(again.measurements).toBe(0);
+    expect(again.schedule).toEqual({ block: 8, unroll: 1 });
+    const zero = await tuneWorkload({ kernel: 'synth', workload: { rows: 1024, dtype: 'float32' }, budget: 0, db, registry, targetInfo: info, model: null });
+    expect(zero.source).toBe('nearest-record');
+    expect(zero.measurements).toBe(0);
+    expect(warn).toEqual([]);
+  });
+
+  it('merges a schedule file entry by kernel and workload', () => {
+    const path = join(tmp(), 's.json');
+    writeFileSync(path, scheduleFileText(path, TARGET, [{ kernel: 'synth', workload, schedule: { block: 2, unroll: 1 } }]));
+    writeFileSync(path, scheduleFileText(path, TARGET, [{ kernel: 'synth', workload, schedule: { block: 8, unroll: 1 } }, { kernel: 'synth', workload: { rows: 8, dtype: 'float32' }, schedule: { block: 1, unroll: 1 } }]));
+    const f = JSON.parse(readFileSync(path, 'utf8'));
+    expect(f.entries.length).toBe(2);
+    expect(f.entries[0].schedule).toEqual({ block: 8, unroll: 1 });
+  });
+});
