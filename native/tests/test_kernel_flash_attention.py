@@ -230,3 +230,18 @@ def test_negative_control_a_wrong_template_fails_the_check(monkeypatch, where, o
     finally:
         monkeypatch.undo()
         _dispatch.forget()
+
+
+@pytest.mark.parametrize("mask", [0.5, torch.tensor(0.25), torch.tensor(True)], ids=["number", "0-d float", "0-d bool"])
+def test_a_mask_of_one_value_broadcasts_over_every_score(mask, monkeypatch):
+    """`scores + 0.5` (a number, or a 0-d tensor) reaches the kernel as a 0-d mask."""
+    import adopt_kernels as ak
+    from adopt_kernels import _dispatch
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 5, 8) for _ in range(3))
+    before = _dispatch.CALLS["flash_attention"]
+    got = ak.attention(q, k, v, mask=mask)
+    assert _dispatch.CALLS["flash_attention"] == before + 1
+    monkeypatch.setenv("ADOPT_DISABLE", "native")
+    torch.testing.assert_close(got, ak.attention(q, k, v, mask=mask), rtol=1e-5, atol=1e-6)
