@@ -124,7 +124,7 @@ export function verifiedRewrite(plan: RewritePlan, withhold: (s: Site) => string
       let v: RuleVerdict;
       if (mismatch) v = { rule, verdict: 'mismatch', detail: mismatch };
       else if (!ran.length) v = { rule, verdict: 'not_runnable', detail: results.map((r) => `${r.class}: ${r.reason}`).slice(0, 3).join('; ') || 'no class to run' };
-      else if (speed && isSlower(speed.forward, speed.train)) v = { rule, verdict: 'slower', forward_ratio: speed.forward, train_ratio: speed.train };
+      else if (speed && isSlower(speed.forwardBest, speed.trainBest)) v = { rule, verdict: 'slower', forward_ratio: speed.forward, train_ratio: speed.train };
       else v = { rule, verdict: 'kept', ...(speed ? { forward_ratio: speed.forward, train_ratio: speed.train } : {}) };
       if (speed) appendRecord({ file: resolve(f.path), rule, target: opts.target, torch: check.torch, forward_ratio: speed.forward, train_ratio: speed.train, slower: v.verdict === 'slower' });
       verdicts.push(v);

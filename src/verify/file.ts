@@ -8,7 +8,7 @@ import { runPythonJson } from './python.js';
 
 export type ClassStatus = 'verified' | 'mismatch' | 'not_runnable';
 
-export interface Timing { original_s: number; rewritten_s: number; ratio: number | null }
+export interface Timing { original_s: number; rewritten_s: number; ratio: number | null; ratio_best?: number | null }
 
 export interface ClassResult {
   variant: string;
@@ -69,9 +69,13 @@ export function checkPaths(original: string, variants: Record<string, string>, o
 }
 
 /** Forward and train ratios (rewritten / original) over the classes that ran, as medians. */
-export function speedOf(results: ClassResult[]): { forward: number; train: number } | null {
+export function speedOf(results: ClassResult[]): { forward: number; train: number; forwardBest: number; trainBest: number } | null {
   const timed = results.filter((r) => r.status === 'verified' && r.timings?.forward.ratio && r.timings.train.ratio);
   if (!timed.length) return null;
   const med = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
-  return { forward: med(timed.map((r) => r.timings!.forward.ratio!)), train: med(timed.map((r) => r.timings!.train.ratio!)) };
+  const best = (t: Timing) => t.ratio_best ?? t.ratio!;
+  return {
+    forward: med(timed.map((r) => r.timings!.forward.ratio!)), train: med(timed.map((r) => r.timings!.train.ratio!)),
+    forwardBest: med(timed.map((r) => best(r.timings!.forward))), trainBest: med(timed.map((r) => best(r.timings!.train))),
+  };
 }

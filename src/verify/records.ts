@@ -55,7 +55,8 @@ export function slowerRules(file: string, target: string, records = readRecords(
   return new Map([...latest].filter(([, r]) => r.slower));
 }
 
-/** Forward and training step weigh alike: their geometric mean against the threshold. */
+/** Forward and training step weigh alike: their geometric mean against the threshold. Callers
+ *  pass the lower quartile of the interleaved pairs' ratios, so one noisy reading never drops a rule. */
 export function isSlower(forward: number, train: number): boolean {
   return Math.sqrt(forward * train) > SLOWER_THAN;
 }
