@@ -14,6 +14,7 @@ that small and large tensors spread over threads alike), ``vec_bits`` the vector
 ``unroll`` the inner loop's unroll factor, ``omp_kind`` the OpenMP schedule kind.
 """
 
+import importlib
 import math
 
 import torch
@@ -226,7 +227,8 @@ def make_case(workload, seed=0, decoupled=True):
 
     def eager(backward=True):
         p, m, v = _refill(work["eager"], params, ms, vs)
-        opt = torch.optim.adamw.adamw if decoupled else torch.optim.adam.adam
+        # the functional forms live in submodules that `import torch` does not load on torch 1.13
+        opt = importlib.import_module("torch.optim.adamw").adamw if decoupled else importlib.import_module("torch.optim.adam").adam
         b1, b2 = hyper["betas"]
         opt(p, grads, m, v, [], [torch.tensor(2.0) for _ in p], foreach=True, amsgrad=False, beta1=b1, beta2=b2, lr=hyper["lr"],
             weight_decay=hyper["weight_decay"], eps=hyper["eps"], maximize=False)
