@@ -32,6 +32,14 @@ static inline bf16_t f_to_bf16(float f) {
   u += 0x7fffu + ((u >> 16) & 1u);  /* round to nearest even, as torch does */
   return (bf16_t)(u >> 16);
 }
+/* bfloat16 rounding kept in a float register (round to nearest even, low half cleared): for
+   arithmetic results, whose NaNs are quiet, so the set quiet bit keeps a NaN a NaN */
+static inline float bf16_round(float v) {
+  uint32_t u; std::memcpy(&u, &v, 4);
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&v, &u, 4);
+  return v;
+}
 static inline float load_f(const float* p, int64_t i) { return p[i]; }
 static inline float load_f(const bf16_t* p, int64_t i) { return bf16_to_f(p[i]); }
 static inline void store_f(float* p, int64_t i, float v) { p[i] = v; }

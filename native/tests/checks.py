@@ -91,3 +91,12 @@ def compare(reference, fused, inputs, modules=(), dtype=torch.float32, seed=None
             else:
                 assert torch.equal(fb, rb), name
     return ref_out, fused_out
+
+
+def sampled_schedules(space, n, seed=0):
+    """The default and up to ``n`` distinct random schedules of a kernel's space."""
+    import random
+
+    rng = random.Random(seed)
+    picks = [dict(space.default)] + [space.sample(rng) for _ in range(n)]
+    return [dict(s) for s in {tuple(sorted(s.items())): s for s in picks}.values()]

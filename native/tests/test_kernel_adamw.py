@@ -3,7 +3,6 @@ weight-decay forms, bfloat16 parameters with float32 moments, odd tensor sizes, 
 kernel refuses, checkpoints loaded both ways, sampled schedules, and a negative control."""
 
 import copy
-import random
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ from torch import nn
 from adopt_kernels import _dispatch
 from adopt_kernels._impl.optim import FusedAdam, FusedAdamW, fused_optimizer_class, optimizer_kwargs
 from adopt_kernels.kernels import adamw as K
+from checks import sampled_schedules
 
 CALLS = "adamw"
 # sizes that are multiples of no chunk or vector width
@@ -159,13 +159,8 @@ def test_class_choice_and_kwargs():
     assert isinstance(opt, torch.optim.AdamW)
 
 
-def _sampled_schedules(n):
-    rng = random.Random(0)
-    picks = [dict(K.SPACE.default)] + [K.SPACE.sample(rng) for _ in range(n)]
-    return [dict(s) for s in {tuple(sorted(s.items())): s for s in picks}.values()]
 
-
-@pytest.mark.parametrize("schedule", _sampled_schedules(4), ids=str)
+@pytest.mark.parametrize("schedule", sampled_schedules(K.SPACE, 4), ids=str)
 def test_every_sampled_schedule_gives_the_same_result(schedule):
     run, _, check = K.make_case({"params": 300_007, "tensors": 0, "dtype": "float32"}, seed=3)
     check(run(schedule))

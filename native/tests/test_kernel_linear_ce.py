@@ -2,7 +2,6 @@
 bias gradients in float32 and bfloat16, odd shapes, several chunks, upstream gradients that
 differ per row, masked logits, schedules sampled from its space, and a negative control."""
 
-import random
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ from torch import nn
 import adopt_kernels as ak
 from adopt_kernels import _dispatch
 from adopt_kernels.kernels import linear_ce as K
+from checks import sampled_schedules
 
 # (tokens, hidden, vocab): vocabularies that are multiples of no block or vector width
 SHAPES = [(15, 80, 123), (7, 33, 1000), (37, 64, 4099)]
@@ -160,13 +160,8 @@ def test_out_of_range_labels_raise():
         K.linear_cross_entropy_rows(h, w, None, labels)
 
 
-def _sampled_schedules(n):
-    rng = random.Random(0)
-    picks = [dict(K.SPACE.default)] + [K.SPACE.sample(rng) for _ in range(n)]
-    return [dict(s) for s in {tuple(sorted(s.items())): s for s in picks}.values()]
 
-
-@pytest.mark.parametrize("schedule", _sampled_schedules(4), ids=str)
+@pytest.mark.parametrize("schedule", sampled_schedules(K.SPACE, 4), ids=str)
 def test_every_sampled_schedule_gives_the_same_result(schedule):
     run, _, check = K.make_case({"tokens": 150, "hidden": 40, "vocab": 2111, "dtype": "float32"}, seed=3)
     check(run(schedule))

@@ -1,13 +1,13 @@
 """The compiled RMSNorm against the float64 reference: outputs and gradients, odd shapes,
 schedules sampled from its space, and a negative control."""
 
-import random
 
 import pytest
 import torch
 
 from adopt_kernels import _dispatch
 from adopt_kernels.kernels import rms_norm as K
+from checks import sampled_schedules
 
 SHAPES = [(3, 5, 123), (1, 7), (2, 9, 80), (17, 1000)]
 
@@ -40,14 +40,8 @@ def test_forward_and_gradients_match_float64(dtype, shape, offset):
         K.assert_matches(a.double() / scale, e / scale, dtype, name)
 
 
-def _sampled_schedules(n):
-    rng = random.Random(0)
-    space = K.SPACE
-    picks = [dict(space.default)] + [space.sample(rng) for _ in range(n)]
-    return [dict(s) for s in {tuple(sorted(s.items())): s for s in picks}.values()]
 
-
-@pytest.mark.parametrize("schedule", _sampled_schedules(4), ids=str)
+@pytest.mark.parametrize("schedule", sampled_schedules(K.SPACE, 4), ids=str)
 def test_every_sampled_schedule_gives_the_same_result(schedule):
     run, _, check = K.make_case({"rows": 37, "n": 123, "dtype": "float32"}, seed=3)
     check(run(schedule))

@@ -3,7 +3,6 @@ input and of an additive mask), odd shapes, every mask kind, schedules sampled f
 the public ``softmax``'s dispatch, and a negative control."""
 
 import math
-import random
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ import torch
 import adopt_kernels as ak
 from adopt_kernels import _dispatch
 from adopt_kernels.kernels import softmax as K
+from checks import sampled_schedules
 
 SHAPES = [(3, 5, 123), (1, 7), (2, 9, 80), (17, 1000), (4, 3, 1)]
 
@@ -87,13 +87,8 @@ def test_non_contiguous_input_and_a_mask_with_strided_rows():
     torch.testing.assert_close(K.softmax(x, 0.5, mask), K.reference(x, 0.5, mask))
 
 
-def _sampled_schedules(n):
-    rng = random.Random(0)
-    picks = [dict(K.SPACE.default)] + [K.SPACE.sample(rng) for _ in range(n)]
-    return [dict(s) for s in {tuple(sorted(s.items())): s for s in picks}.values()]
 
-
-@pytest.mark.parametrize("schedule", _sampled_schedules(4), ids=str)
+@pytest.mark.parametrize("schedule", sampled_schedules(K.SPACE, 4), ids=str)
 def test_every_sampled_schedule_gives_the_same_result(schedule):
     run, _, check = K.make_case({"rows": 37, "n": 123, "dtype": "float32"}, seed=3)
     check(run(schedule))

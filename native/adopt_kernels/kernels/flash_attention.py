@@ -457,9 +457,7 @@ def _mask_arg(t, shape):
     (0 where it broadcasts), the last one 0 or 1."""
     if t is None:
         return None, (0, 0, 0, 0)
-    if t.dim() == 0:
-        # a number added to every score (`scores + 0.5`): one value broadcast everywhere
-        t = t.reshape(1, 1)
+    t = t.reshape(1, 1) if t.dim() == 0 else t  # `scores + 0.5`: one value everywhere
     t = _unit_last(t.view(torch.uint8) if t.dtype == torch.bool else t.float())
     return t, t.expand(shape).stride()
 

@@ -121,17 +121,8 @@ typedef $scalar_t scalar_t;
 
 enum { SILU = 0, GELU = 1, GELU_TANH = 2 };
 
-// the eager code rounds every op's result to the storage dtype. Done in registers (round to
-// nearest even, low half cleared) rather than through a 16-bit value: v is an arithmetic result,
-// so a NaN is quiet, and its set quiet bit keeps it NaN under the increment.
-static inline float rnd(float v) {
-  if (sizeof(scalar_t) != 2) return v;
-  uint32_t u;
-  std::memcpy(&u, &v, 4);
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  std::memcpy(&v, &u, 4);
-  return v;
-}
+// the eager code rounds every op's result to the storage dtype
+static inline float rnd(float v) { return sizeof(scalar_t) == 2 ? bf16_round(v) : v; }
 
 template <int ACT> static inline float act_value(float x) {
   if (ACT == SILU) return x * v_sigmoid(x);

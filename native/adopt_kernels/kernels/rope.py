@@ -31,17 +31,8 @@ typedef $scalar_t scalar_t;
 #define PAR_SEQ $par_seq
 enum { HALF_SPLIT = 0, PAIRS = 1, PAIRS_HALF_TABLE = 2 };
 
-// the eager code rounds every op's result to the storage dtype. Done in registers (round to
-// nearest even, low half cleared) rather than through a 16-bit value: v is an arithmetic result,
-// so a NaN is quiet, and its set quiet bit keeps it NaN under the increment.
-static inline float rnd(float v) {
-  if (sizeof(scalar_t) != 2) return v;
-  uint32_t u;
-  std::memcpy(&u, &v, 4);
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  std::memcpy(&v, &u, 4);
-  return v;
-}
+// the eager code rounds every op's result to the storage dtype
+static inline float rnd(float v) { return sizeof(scalar_t) == 2 ? bf16_round(v) : v; }
 
 // one rotated tensor as (batch, heads, seq) rows of d; ctypes mirrors this layout
 struct Side {
