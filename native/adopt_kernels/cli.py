@@ -6,6 +6,7 @@ Prints a human table on stderr and one JSON object as the last stdout line.
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -31,6 +32,32 @@ def _cuda_state():
     return "CUDA and Triton present"
 
 
+_PROBE = "import json, adopt_kernels as a; print(json.dumps({'file': a.__file__, 'version': a.__version__}))"
+
+
+def installed_state():
+    """Whether this Python imports adopt_kernels without adopt's checkout on its path.
+
+    That is what rewritten model code sees when it runs outside adopt: without the package its
+    guards take the original code, silently, so the status says so.
+    """
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+            if p and os.path.abspath(p) != checkout]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
+    try:
+        r = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env,
+                           cwd=os.path.expanduser("~"), timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"importable": False, "error": str(e), "python": sys.executable, "install": checkout}
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"importable": False, "error": last, "python": sys.executable, "install": checkout}
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"importable": True, "file": got["file"], "version": got["version"], "python": sys.executable,
+            "install": checkout}
+
+
 def status():
     cxx = _build.compiler()
     ident = _build.compiler_identity(cxx)
@@ -43,7 +70,7 @@ def status():
     return {
         "command": "status", "ok": True, "compiler": ident, "compiler_command": cxx,
         "cache": _build.cache_dir(), "target": target.fingerprint("cpu"), "cuda": _cuda_state(),
-        "disabled": os.environ.get("ADOPT_DISABLE", ""), "kernels": rows,
+        "disabled": os.environ.get("ADOPT_DISABLE", ""), "kernels": rows, "installed": installed_state(),
     }
 
 

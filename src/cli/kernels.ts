@@ -4,7 +4,8 @@ import { AdoptError } from '../diag.js';
 import { runPythonJson } from '../verify/python.js';
 
 interface KernelRow { kernel: string; api: string[]; enabled: boolean; cpu: Record<string, string>; picks: string }
-interface StatusResult { command: 'status'; compiler: string | null; cache: string; cuda: string; disabled: string; target: { key: string; cpu?: string; cores?: number; torch: string }; kernels: KernelRow[] }
+interface Installed { importable: boolean; file?: string; version?: string; error?: string; python: string; install: string }
+interface StatusResult { command: 'status'; installed?: Installed; compiler: string | null; cache: string; cuda: string; disabled: string; target: { key: string; cpu?: string; cores?: number; torch: string }; kernels: KernelRow[] }
 interface BuildResult { command: 'build'; ok: boolean; error?: string; cache?: string; built?: { kernel: string; dtype: string; ok: boolean; seconds?: number; error?: string }[] }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -25,13 +26,21 @@ function printStatus(s: StatusResult): void {
   out.write(`cuda:     ${s.cuda}\n`);
   out.write(`cache:    ${s.cache}\n`);
   if (s.disabled) out.write(`disabled: ${s.disabled} ($ADOPT_DISABLE)\n`);
+  const i = s.installed;
+  if (i?.importable) out.write(`package:  adopt_kernels ${i.version} installed (${i.file}): rewritten code uses it\n`);
+  else if (i) {
+    out.write(`package:  NOT installed for ${i.python} (${i.error}): rewritten code runs its original path there\n`);
+    out.write(`          install it with: ${i.python} -m pip install ${i.install}\n`);
+  }
   for (const k of s.kernels) {
     const builds = Object.entries(k.cpu).map(([d, st]) => `${d} ${st}`).join(', ');
     out.write(`  ${k.kernel.padEnd(20)} ${(k.enabled ? k.picks : 'switched off').padEnd(16)} ${builds}   (${k.api.join(', ')})\n`);
   }
 }
 
-export function kernelsCommand(cmd: 'build' | 'status', opts: { target?: string; kernels?: string; json?: boolean }): number {
+export function kernelsCommand(cmd: 'build' | 'status', opts: { target?: string; kernels?: string; json?: boolean; python?: string }): number {
+  // the Python the rewritten code will run under, when it is not the one adopt uses itself
+  if (opts.python) process.env.ADOPT_PYTHON = opts.python;
   if (cmd === 'status') {
     const s = call(['status']) as unknown as StatusResult;
     if (!Array.isArray(s.kernels)) throw new AdoptError('malformed status from adopt_kernels.cli (no kernels list)');

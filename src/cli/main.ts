@@ -85,9 +85,11 @@ export async function main(argv: string[]): Promise<number> {
   kernels.command('build').description('compile every kernel\'s default schedule into the kernel cache')
     .option('--target <cpu|cuda>', 'the device to build for', 'cpu')
     .option('--kernels <names>', 'only these kernels (comma-separated)')
+    .option('--python <path>', 'the Python to build for (default $ADOPT_PYTHON or /usr/bin/python3)')
     .option('--json', 'print the result as JSON')
     .action((opts) => { code = kernelsCommand('build', opts); });
   kernels.command('status').description('whether the kernels import in $ADOPT_PYTHON, which are compiled, and what each guard picks')
+    .option('--python <path>', 'the Python the rewritten code runs under (default $ADOPT_PYTHON or /usr/bin/python3)')
     .option('--json', 'print the result as JSON')
     .action((opts) => { code = kernelsCommand('status', opts); });
 

@@ -1,0 +1,43 @@
+// `adopt kernels status` tells whether the Python that runs the rewritten code imports the kernels
+// (without them the guards take the original code, so a user must be told), and the CLI stops
+// quietly when its reader closes the pipe.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { adopt, looksLikeCrash, repoRoot } from './helpers/cli.js';
+
+describe('adopt kernels status', () => {
+  it('says the package is not installed, and how to install it, when only the checkout has it', () => {
+    const r = adopt(['kernels', 'status'], { env: { PYTHONPATH: '' } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/package: +NOT installed for .*python.*: rewritten code runs its original path/);
+    expect(r.stdout).toContain(`-m pip install ${repoRoot.replace(/\/$/, '')}/native`);
+  });
+
+  it('leaves adopt\'s own checkout out of the probe, and names a Python that is not there', () => {
+    const r = adopt(['kernels', 'status', '--json'], { env: { PYTHONPATH: `${repoRoot}native` } });
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout);
+    // the checkout itself is left out of the probe: a checkout on PYTHONPATH is what adopt adds
+    expect(s.installed.importable).toBe(false);
+    const other = adopt(['kernels', 'status', '--json', '--python', '/nonexistent/python3']);
+    expect(other.code).toBe(2);
+    expect(other.stderr).toMatch(/\/nonexistent\/python3 not found/);
+    expect(looksLikeCrash(other.stderr)).toBe(false);
+  });
+});
+
+describe('a closed pipe', () => {
+  it('ends the CLI quietly with the exit status of the command', () => {
+    // a diff far larger than a pipe's buffer, so the write after `head` has gone must fail
+    const model = readFileSync(join(repoRoot, 'fixtures/models/llama_style.py'), 'utf8');
+    const big = join(mkdtempSync(join(tmpdir(), 'adopt-pipe-')), 'many.py');
+    writeFileSync(big, Array.from({ length: 40 }, (_, i) => model.replace(/^class (\w+)/gm, `class $1_${i}`)).join('\n'));
+    const r = spawnSync('bash', ['-c', `node bin/adopt.js rewrite ${big} | head -1; exit \${PIPESTATUS[0]}`], { cwd: repoRoot, encoding: 'utf8' });
+    expect(r.stdout).toMatch(/^--- a\//);
+    expect(r.stderr).not.toMatch(/EPIPE|Unhandled/);
+    expect(r.status).toBe(0);
+  });
+});
