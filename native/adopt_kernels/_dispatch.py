@@ -5,7 +5,8 @@ returns a ctypes function of the library built for that dtype and the workload's
 (from a schedule file, else the kernel's default), or None when the compiled path cannot
 run: the switch is off, no compiler, or the build failed. The reason is said once per
 process, and the caller runs the reference. :data:`CALLS` counts compiled calls per kernel, so
-a verification can tell that the compiled path ran.
+a verification can tell that the compiled path ran; :data:`WORKLOADS` counts them per kernel and
+workload, so the tuner can learn which workloads a model runs.
 """
 
 import collections
@@ -19,6 +20,7 @@ from . import _build, schedules
 from ._impl.switches import enabled
 
 CALLS = collections.Counter()
+WORKLOADS = collections.Counter()
 _said = set()
 _functions = {}
 _lock = threading.RLock()
@@ -56,6 +58,7 @@ def library(kernel, schedule, dtype):
 def function(kernel, symbol, dtype, workload, schedule=None):
     """The compiled ``symbol`` of ``kernel`` for this workload, or None (reference path)."""
     name = dtype_name(dtype) if not isinstance(dtype, str) else dtype
+    WORKLOADS[(kernel.name, tuple(sorted(dict(workload, dtype=name).items())))] += 1
     if schedule is None:
         schedule = schedules.lookup(kernel, dict(workload, dtype=name))
     key = (kernel.name, symbol, name, tuple(sorted(schedule.items())))

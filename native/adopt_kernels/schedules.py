@@ -64,8 +64,18 @@ def read(path):
     return good
 
 
+SCHEDULE_FILE = "adopt-schedules.json"
+
+
 def use(path):
-    """Load a schedule file (once per path) into this process's table."""
+    """Load a schedule file (once per path) into this process's table.
+
+    Given a module's ``__file__`` (a ``.py`` path), loads the ``adopt-schedules.json`` beside it:
+    what the import block of a module rewritten with ``adopt rewrite --tune`` calls. A missing
+    file is not an error (the module may have been copied without it): defaults are used.
+    """
+    if path.endswith(".py"):
+        path = os.path.join(os.path.dirname(path), SCHEDULE_FILE)
     path = os.path.abspath(path)
     with _lock:
         if path in _loaded_paths:

@@ -146,6 +146,26 @@ def test_a_schedule_file_is_used_exactly_and_by_nearest_workload(tmp_path, fresh
     assert schedules.lookup(K.KERNEL, {"rows": 4096, "n": 768, "dtype": "bfloat16"}) == K.SPACE.default
 
 
+def test_a_module_path_loads_the_schedule_file_beside_it(tmp_path, fresh_schedules):
+    tuned = dict(K.SPACE.default, chunk=4, unroll=4)
+    (tmp_path / schedules.SCHEDULE_FILE).write_text(json.dumps({"format": schedules.FORMAT, "target": {}, "entries": [
+        {"kernel": "rms_norm", "workload": {"rows": 64, "n": 96, "dtype": "float32"}, "schedule": tuned}]}))
+    schedules.use(str(tmp_path / "modeling_x.py"))
+    assert schedules.lookup(K.KERNEL, {"rows": 64, "n": 96, "dtype": "float32"}) == tuned
+    # a module copied without its schedule file runs the defaults, silently
+    schedules.use(str(tmp_path / "elsewhere" / "modeling_y.py"))
+
+
+def test_compiled_calls_are_counted_per_workload():
+    import adopt_kernels
+
+    x = torch.randn(6, 40)
+    before = dict(_dispatch.WORKLOADS)
+    adopt_kernels.rms_norm(x, torch.ones(40), 1e-6)
+    key = ("rms_norm", (("dtype", "float32"), ("n", 40), ("rows", 6)))
+    assert _dispatch.WORKLOADS[key] > before.get(key, 0)
+
+
 @pytest.mark.parametrize("content, message", [
     ("{not json", "cannot read schedule file"),
     (json.dumps({"format": "something-else", "entries": []}), "not an adopt schedule file"),

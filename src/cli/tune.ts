@@ -1,8 +1,10 @@
 // `adopt tune --kernel K --shape rows=4096,n=768`: tunes one kernel at one workload on this CPU,
 // records every measurement in the record store and prints measurements, time and the speed-up
-// over the default schedule. (`adopt tune model.py` is not built yet: it needs the workloads the
-// rewrite pipeline implies.)
+// over the default schedule. `adopt tune model.py`: the same for every workload the model's
+// rewritten code runs at its real configuration (see tune/model.ts).
 import { writeFileSync } from 'node:fs';
+import { runRewrite } from './plan.js';
+import { type Discovery, type ModelTuneSummary, discoverWorkloads, tuneWorkloads } from '../tune/model.js';
 import { Progress } from '../bench/progress.js';
 import { AdoptError } from '../diag.js';
 import { LocalMeasurer, localTargetInfo } from '../tune/measurer.js';
@@ -22,6 +24,12 @@ export interface TuneCliOptions {
   force?: boolean;
   repeats?: string;
   json?: boolean;
+  config?: string;
+  batch?: string;
+  seq?: string;
+  class?: string[];
+  threads?: string;
+  rules?: string;
 }
 
 export function parseShape(text: string): Workload {
@@ -50,15 +58,27 @@ function printSummary(s: TuneSummary): void {
   out.write(`  records: ${s.db}\n`);
 }
 
-export async function tuneCommand(file: string | undefined, opts: TuneCliOptions): Promise<number> {
-  if (file) throw new AdoptError(`adopt tune ${file}: tuning the workloads of a model file is not built yet; use --kernel K --shape ...`);
-  if (!opts.kernel || !opts.shape) throw new AdoptError('adopt tune needs --kernel K and --shape NAME=VALUE,... (e.g. --kernel rms_norm --shape rows=4096,n=768)');
+function wholeNumber(flag: string, text: string | undefined, dflt: number, min = 0): number {
+  const n = Number(text ?? dflt);
+  if (!Number.isInteger(n) || n < min) throw new AdoptError(`${flag} takes a whole number${min ? ` of at least ${min}` : ''}, not '${text}'`);
+  return n;
+}
+
+function commonOptions(opts: TuneCliOptions): { strategy: StrategyName; budget: number } {
   const target = opts.target ?? 'cpu';
   if (target !== 'cpu') throw new AdoptError(`--target ${target}: only the local CPU measurer exists so far (the schedule spaces for cuda are measured with Triton on a GPU machine)`);
   const strategy = (opts.strategy ?? 'auto') as StrategyName;
   if (!STRATEGIES.includes(strategy)) throw new AdoptError(`--strategy must be one of ${STRATEGIES.join(', ')}, not '${opts.strategy}'`);
-  const budget = Number(opts.budget ?? '32');
-  if (!Number.isInteger(budget) || budget < 0) throw new AdoptError(`--budget takes a whole number of measurements, not '${opts.budget}'`);
+  return { strategy, budget: wholeNumber('--budget', opts.budget, 32) };
+}
+
+export async function tuneCommand(file: string | undefined, opts: TuneCliOptions): Promise<number> {
+  if (file) {
+    if (opts.kernel || opts.shape) throw new AdoptError('give a model file or --kernel K --shape ..., not both');
+    return tuneModelCommand(file, opts);
+  }
+  if (!opts.kernel || !opts.shape) throw new AdoptError('adopt tune needs a model file, or --kernel K and --shape NAME=VALUE,... (e.g. --kernel rms_norm --shape rows=4096,n=768)');
+  const { strategy, budget } = commonOptions(opts);
   let reg;
   try { reg = loadRegistry(); } catch (e) { throw new AdoptError((e as Error).message); }
   const k = reg.kernels[opts.kernel];
@@ -87,5 +107,85 @@ export async function tuneCommand(file: string | undefined, opts: TuneCliOptions
   }
   if (opts.json) process.stdout.write(`${JSON.stringify(summary, null, 1)}\n`);
   else printSummary(summary);
+  return 0;
+}
+
+/** What a model's rewritten code runs, found at its real size; nothing to tune is said, not an error. */
+export function modelWorkloads(paths: string[], opts: TuneCliOptions): { discovery: Discovery; rewritten: number } {
+  if (opts.config !== undefined) {
+    let parsed: unknown;
+    try { parsed = JSON.parse(opts.config); } catch { parsed = undefined; }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new AdoptError(`--config takes a JSON object of config attributes or constructor arguments, not '${opts.config}'`);
+  }
+  const run = runRewrite(paths, { rules: opts.rules });
+  const bad = run.files.filter((f) => f.error);
+  if (bad.length && bad.length === run.files.length) throw new AdoptError(bad.map((f) => `${f.path}: ${f.error}`).join('\n'));
+  const changed = run.files.filter((f) => !f.error && f.rewritten !== f.original);
+  if (!changed.length) return { discovery: { workloads: [], classes: [], errors: [] }, rewritten: 0 };
+  const discovery = discoverWorkloads(changed.map((f) => ({ path: f.path, rewritten: f.rewritten })), {
+    config: opts.config, batch: wholeNumber('--batch', opts.batch, 4, 1), seq: wholeNumber('--seq', opts.seq, 512, 1), classes: opts.class,
+    optimizer: changed.some((f) => /_adopt\.(optimizer_kwargs|fused_optimizer_class|FusedAdamW?)\b/.test(f.rewritten)),
+    threads: opts.threads ? wholeNumber('--threads', opts.threads, 1, 1) : undefined,
+  });
+  return { discovery, rewritten: changed.length };
+}
+
+export function workloadText(w: Record<string, string | number>): string {
+  return Object.entries(w).filter(([k]) => k !== 'dtype').map(([k, v]) => `${k}=${v}`).join(',') + ` ${w.dtype ?? ''}`;
+}
+
+/** Tunes the discovered workloads; exit 2 when the model could not be run at all. */
+export async function tuneDiscovered(discovery: Discovery, opts: TuneCliOptions, label: string): Promise<ModelTuneSummary | null> {
+  for (const e of discovery.errors) process.stderr.write(`adopt: ${e.file}: cannot run the rewritten model to find its workloads: ${e.error}\n`);
+  for (const c of discovery.classes.filter((x) => x.status === 'not_run')) process.stderr.write(`adopt: note: ${c.file}: ${c.class} not run (${c.reason})\n`);
+  if (!discovery.workloads.length) {
+    if (!discovery.classes.some((c) => c.status === 'ran')) throw new AdoptError(`${label}: no model class could be built and run at its real size (above); give its sizes with --config '{"hidden_size": ...}' or name the model with --class`);
+    process.stderr.write(`adopt: ${label}: the model ran, but no compiled kernel was called (CPU, float32/bfloat16 only); nothing to tune\n`);
+    return null;
+  }
+  const { strategy, budget } = commonOptions(opts);
+  let info;
+  try { info = localTargetInfo(); } catch (e) { throw new AdoptError((e as Error).message); }
+  const bar = new Progress('tuning', discovery.workloads.length * Math.max(budget, 1));
+  const summary = await tuneWorkloads(discovery.workloads, {
+    budget, strategy, db: opts.db, seed: Number(opts.seed ?? '0'), force: !!opts.force, targetInfo: info,
+    measurer: new LocalMeasurer({ repeats: opts.repeats ? Number(opts.repeats) : undefined }),
+    onTrial: (t) => bar.tick(`${t.status}`),
+  });
+  bar.end();
+  return summary;
+}
+
+export function printModelSummary(s: ModelTuneSummary, discovery: Discovery): void {
+  const out = process.stdout;
+  const ran = discovery.classes.filter((c) => c.status === 'ran');
+  for (const c of ran) {
+    const depth = Object.entries(c.depth ?? {}).map(([k, v]) => `${k} ${v.from} -> ${v.to}`).join(', ');
+    out.write(`ran ${c.class} on ${c.inputs}${depth ? ` (depth cut for finding workloads: ${depth})` : ''}\n`);
+  }
+  out.write(`\n${'kernel'.padEnd(18)} ${'workload'.padEnd(52)} ${'schedule from'.padEnd(15)} meas.  speed-up over default\n`);
+  for (const t of s.tuned) {
+    out.write(`${t.kernel.padEnd(18)} ${workloadText(t.workload).padEnd(52)} ${t.source.padEnd(15)} ${String(t.measurements).padStart(5)}  ${t.speedup !== null ? `${t.speedup.toFixed(2)}x` : '-'}\n`);
+  }
+  out.write(`\n${s.tuned.length} workload(s), ${s.measurements} measurement(s), ${s.seconds.toFixed(1)} s; `);
+  out.write(s.speedup !== null ? `geometric-mean speed-up ${s.speedup.toFixed(2)}x over the default schedules (default time / tuned time, re-timed interleaved; above 1 is faster)\n` : 'no speed-up measured (records reused or budget 0)\n');
+}
+
+async function tuneModelCommand(file: string, opts: TuneCliOptions): Promise<number> {
+  const { discovery, rewritten } = modelWorkloads([file], opts);
+  if (!rewritten) {
+    process.stdout.write(`${file}: no site is rewritten into a kernel, so there is nothing to tune\n`);
+    return 0;
+  }
+  const summary = await tuneDiscovered(discovery, opts, file);
+  if (!summary) return 0;
+  let info;
+  try { info = localTargetInfo(); } catch (e) { throw new AdoptError((e as Error).message); }
+  if (opts.schedules) writeFileSync(opts.schedules, scheduleFileText(opts.schedules, info.target, summary.entries));
+  if (opts.json) process.stdout.write(`${JSON.stringify({ ...summary, classes: discovery.classes, schedules: opts.schedules ?? null }, null, 1)}\n`);
+  else {
+    printModelSummary(summary, discovery);
+    process.stdout.write(opts.schedules ? `schedules written to ${opts.schedules}\n` : `records: ${summary.tuned[0]?.db}; \`adopt rewrite --tune\` reuses them with no measurement\n`);
+  }
   return 0;
 }
