@@ -1,0 +1,99 @@
+"""Training-step time of a model: original, rewritten with default schedules, rewritten with tuned ones.
+
+`npm run bench:tuned` lands here after tuning. One process, one model built three ways from the
+same weights (the rewritten class is built once: the two rewritten variants differ only in the
+schedule table the dispatcher reads, which is switched before each of their steps), timed
+interleaved (original, default, tuned, original, ...) after warm-up, median of the repeats.
+Dropout is off so the three compute the same thing; the tuned and default outputs are also
+compared against the original's.
+
+Prints one JSON line per sequence length and writes all of them to OUT.
+"""
+import argparse
+import importlib
+import json
+import statistics
+import time
+
+import torch
+
+from adopt_harness.speed import MODELS, first_tensor, inputs_for, load_rewritten
+
+
+def step(model, inputs):
+    t0 = time.perf_counter()
+    out = first_tensor(model(**inputs)).float().pow(2).mean()
+    out.backward()
+    model.zero_grad(set_to_none=True)
+    return time.perf_counter() - t0
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("--model", required=True, choices=sorted(MODELS))
+    p.add_argument("--rewritten", required=True, help="the rewritten modeling file (without schedule loading)")
+    p.add_argument("--schedules", required=True, help="the tuned schedule file")
+    p.add_argument("--seq", default="128")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    from adopt_kernels import _dispatch, schedules
+
+    module, cls_name, overrides = MODELS[args.model]
+    original = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
+    rewritten = load_rewritten(module, args.rewritten, "tuned")
+    cls_a, cls_b = getattr(original, cls_name), getattr(rewritten, cls_name)
+    config = cls_a.config_class(**overrides)
+    for attr in list(vars(config)):
+        if "dropout" in attr and isinstance(getattr(config, attr), float):
+            setattr(config, attr, 0.0)
+    torch.manual_seed(0)
+    a = cls_a(config)
+    b = cls_b(config)
+    b.load_state_dict(a.state_dict(), strict=True)
+    a.train()
+    b.train()
+
+    def use(which):
+        schedules.clear()
+        if which == "tuned":
+            schedules.use(args.schedules)
+
+    rows = []
+    for seq in [int(s) for s in args.seq.split(",")]:
+        inputs = inputs_for(args.model, cls_a, config, seq, "cpu", args.batch)
+        with torch.no_grad():
+            ref = first_tensor(a(**inputs)).float()
+            agree = {}
+            for which in ("default", "tuned"):
+                use(which)
+                agree[which] = float((first_tensor(b(**inputs)).float() - ref).abs().max() / (ref.abs().max() or 1.0))
+        times = {"original": [], "default": [], "tuned": []}
+        calls = dict(_dispatch.CALLS)
+        for r in range(args.repeats + 2):
+            for which in times:
+                if which == "original":
+                    t = step(a, inputs)
+                else:
+                    use(which)
+                    t = step(b, inputs)
+                if r >= 2:
+                    times[which].append(t)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        row = {"model": args.model, "seq": seq, "batch": args.batch, "threads": torch.get_num_threads(),
+               "train_original_s": med["original"], "train_default_s": med["default"], "train_tuned_s": med["tuned"],
+               "default_over_original": med["default"] / med["original"], "tuned_over_original": med["tuned"] / med["original"],
+               "tuned_over_default": med["tuned"] / med["default"], "max_rel_error": agree,
+               "compiled_calls": sum(_dispatch.CALLS.values()) - sum(calls.values())}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    schedules.clear()
+    with open(args.out, "w") as f:
+        json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
