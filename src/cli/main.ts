@@ -47,7 +47,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--verify', 'check each rule\'s rewrite in torch and time it; keep only rewrites that verify and are not slower')
     .option('--config <json>', 'with --verify: constructor arguments or config attributes of the tiny model')
     .option('--repeats <n>', 'with --verify: timed repeats (median)', undefined)
-    .option('--no-learned', 'ignore what earlier --verify runs measured (.adopt/records.jsonl or $ADOPT_DB)')
+    .option('--no-learned', 'ignore what earlier --verify runs measured on this machine (adopt records list shows it)')
     .action((paths: string[], opts) => { code = rewriteCommand(paths, opts); });
 
   program

@@ -1,17 +1,37 @@
 // `adopt records list|clear [--db FILE]`: what the tuner has measured, per target, kernel and
-// workload, and a way to reset it.
+// workload, and what `rewrite --verify` measured per file and rule; and a way to reset both.
 import { AdoptError } from '../diag.js';
 import { localTargetInfo } from '../tune/measurer.js';
 import { RecordStore, bestByWorkload } from '../tune/records.js';
+import { type SpeedRecord, machineKey, readRecords } from '../verify/records.js';
+
+/** The latest speed record per (machine, target, file, rule). */
+function latestSpeed(records: SpeedRecord[]): SpeedRecord[] {
+  const latest = new Map<string, SpeedRecord>();
+  for (const r of records) latest.set(`${r.machine ?? r.host}|${r.target}|${r.file}|${r.rule}`, r);
+  return [...latest.values()];
+}
+
+function printSpeed(rows: SpeedRecord[]): void {
+  if (!rows.length) return;
+  const here = machineKey();
+  process.stdout.write(`rewrite --verify speed records (time rewritten / original, lower quartile of interleaved pairs; above 1 is slower):\n`);
+  for (const r of rows) {
+    process.stdout.write(`  ${r.machine === here ? '*' : ' '} ${r.target.padEnd(5)} ${r.rule.padEnd(22)} forward x${r.forward_ratio.toFixed(2)}  train x${r.train_ratio.toFixed(2)}  ${r.slower ? 'slower: left out of later rewrites of' : 'kept for'} ${r.file}\n`);
+  }
+  if (rows.some((r) => r.machine !== here)) process.stdout.write('  (* this machine; records of other machines are never used here)\n');
+}
 
 export function recordsCommand(cmd: 'list' | 'clear', opts: { db?: string; json?: boolean }): number {
   const store = new RecordStore(opts.db);
+  const speed = readRecords(store.path);
   if (cmd === 'clear') {
     const n = store.clear();
-    process.stdout.write(`removed ${n} record(s): ${store.path}\n`);
+    process.stdout.write(`removed ${n} tuning record(s) and ${speed.length} rewrite --verify speed record(s): ${store.path}\n`);
     return 0;
   }
   const { records } = store.readAll();
+  const speedRows = latestSpeed(speed);
   let here = '';
   try { here = localTargetInfo().target.key; } catch { /* without Python, targets are listed unmarked */ }
   const groups = new Map<string, typeof records>();
@@ -27,9 +47,10 @@ export function recordsCommand(cmd: 'list' | 'clear', opts: { db?: string; json?
     }
   }
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ db: store.path, target: here || null, records: records.length, best: rows }, null, 1)}\n`);
+    process.stdout.write(`${JSON.stringify({ db: store.path, target: here || null, records: records.length, best: rows, speed: speedRows }, null, 1)}\n`);
     return 0;
   }
+  printSpeed(speedRows);
   if (!records.length) {
     process.stdout.write(`no tuning records in ${store.path}\n`);
     return 0;

@@ -1,16 +1,21 @@
-// What `rewrite --verify` measured, kept so later rewrites can use it: an append-only JSON-lines
-// file of per-rule speed records, keyed by the file, the rule and the target. A rule measured
-// slower than the original code on a file is left out of that file's later rewrites unless the
-// user asks for it by name.
+// What `rewrite --verify` measured, kept so later rewrites can use it: per-rule speed records,
+// keyed by the file, the rule and the target (the device and this machine), in the user-level
+// record store the tuner writes too (`adopt records list|clear` shows and resets both). A rule
+// measured slower than the original code on a file is left out of that file's later rewrites
+// unless the user asks for it by name.
+import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { cpus, hostname } from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { defaultDbPath } from '../tune/records.js';
 
 export interface SpeedRecord {
   kind: 'rule-speed';
   file: string;
   rule: string;
   target: string;
+  /** This machine (host, CPU model, core count): a record of another machine is never used here. */
+  machine?: string;
   host: string;
   torch: string;
   forward_ratio: number;
@@ -24,7 +29,19 @@ export interface SpeedRecord {
 export const SLOWER_THAN = 1.1;
 
 export function recordsPath(): string {
-  return resolve(process.env.ADOPT_DB ?? join('.adopt', 'records.jsonl'));
+  return defaultDbPath();
+}
+
+/** A key of this machine that needs no Python: timings from another machine or CPU never count. */
+export function machineKey(): string {
+  const c = cpus();
+  return createHash('sha256').update(`${hostname()}|${c[0]?.model ?? '?'}|${c.length}`).digest('hex').slice(0, 16);
+}
+
+function isSpeedRecord(r: unknown): r is SpeedRecord {
+  const o = r as Partial<SpeedRecord> | null;
+  return !!o && typeof o === 'object' && o.kind === 'rule-speed' && typeof o.file === 'string' && typeof o.rule === 'string'
+    && typeof o.target === 'string' && typeof o.forward_ratio === 'number' && typeof o.train_ratio === 'number' && typeof o.slower === 'boolean';
 }
 
 export function readRecords(path = recordsPath()): SpeedRecord[] {
@@ -32,26 +49,26 @@ export function readRecords(path = recordsPath()): SpeedRecord[] {
   const out: SpeedRecord[] = [];
   for (const line of readFileSync(path, 'utf8').split('\n')) {
     if (!line.trim()) continue;
-    try {
-      const r = JSON.parse(line) as SpeedRecord;
-      if (r.kind === 'rule-speed') out.push(r);
-    } catch { /* a torn last line from an interrupted write is ignored, the rest still counts */ }
+    let r: unknown;
+    try { r = JSON.parse(line); } catch { continue; /* a torn last line from an interrupted write: the rest still counts */ }
+    if (isSpeedRecord(r)) out.push(r);
   }
   return out;
 }
 
 export function appendRecord(r: Omit<SpeedRecord, 'kind' | 'host' | 'at'>, path = recordsPath()): SpeedRecord {
-  const full: SpeedRecord = { kind: 'rule-speed', host: hostname(), at: new Date().toISOString(), ...r };
+  const full: SpeedRecord = { kind: 'rule-speed', host: hostname(), machine: machineKey(), at: new Date().toISOString(), ...r };
   mkdirSync(dirname(path), { recursive: true });
   appendFileSync(path, `${JSON.stringify(full)}\n`);
   return full;
 }
 
-/** The latest record per (file, rule) on this host and target that says the rule is slower. */
+/** The latest record per (file, rule) on this machine and target that says the rule is slower. */
 export function slowerRules(file: string, target: string, records = readRecords()): Map<string, SpeedRecord> {
   const latest = new Map<string, SpeedRecord>();
   const abs = resolve(file);
-  for (const r of records) if (r.file === abs && r.target === target && r.host === hostname()) latest.set(r.rule, r);
+  const here = machineKey();
+  for (const r of records) if (r.file === abs && r.target === target && r.machine === here) latest.set(r.rule, r);
   return new Map([...latest].filter(([, r]) => r.slower));
 }
 

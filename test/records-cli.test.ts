@@ -1,0 +1,43 @@
+// `rewrite --verify` speed records live in the user-level store beside the tuner's records:
+// `adopt records list` shows both, `adopt records clear` resets both, and a record of another
+// machine never drops a rule here.
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { RecordStore } from '../src/tune/records.js';
+import { appendRecord, machineKey, readRecords, recordsPath, slowerRules } from '../src/verify/records.js';
+import { adopt } from './helpers/cli.js';
+
+const speed = { file: '/m/model.py', rule: 'attention', target: 'cpu', torch: '1.13', forward_ratio: 1.3, train_ratio: 1.25, slower: true };
+
+describe('speed records of rewrite --verify', () => {
+  it('share the tuner\'s user-level store ($ADOPT_DB)', () => {
+    const old = process.env.ADOPT_DB;
+    process.env.ADOPT_DB = '/x/db.jsonl';
+    try { expect(recordsPath()).toBe(new RecordStore().path); } finally { if (old === undefined) delete process.env.ADOPT_DB; else process.env.ADOPT_DB = old; }
+  });
+
+  it('count on this machine only', () => {
+    const here = { ...speed, kind: 'rule-speed' as const, host: 'h', at: '', machine: machineKey() };
+    const elsewhere = { ...here, machine: 'another-machine' };
+    expect([...slowerRules('/m/model.py', 'cpu', [elsewhere]).keys()]).toEqual([]);
+    expect([...slowerRules('/m/model.py', 'cpu', [here]).keys()]).toEqual(['attention']);
+    expect([...slowerRules('/m/model.py', 'cuda', [here]).keys()]).toEqual([]);
+  });
+
+  it('are listed and cleared by adopt records', () => {
+    const db = join(mkdtempSync(join(tmpdir(), 'adopt-records-')), 'records.jsonl');
+    appendRecord(speed, db);
+    new RecordStore(db).append({ kernel: 'rms_norm', template: 't', workload: { rows: 8, n: 8, dtype: 'float32' }, target: 'k', schedule: { chunk: 4 }, status: 'ok', median_s: 1e-5, source: 'measure' });
+    expect(readRecords(db)).toHaveLength(1);
+    const list = adopt(['records', 'list', '--db', db]);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(/rewrite --verify speed records \(time rewritten \/ original.*above 1 is slower\)/);
+    expect(list.stdout).toMatch(/\* cpu +attention +forward x1\.30 +train x1\.25 +slower: left out of later rewrites of \/m\/model\.py/);
+    expect(JSON.parse(adopt(['records', 'list', '--db', db, '--json']).stdout).speed).toHaveLength(1);
+    const clear = adopt(['records', 'clear', '--db', db]);
+    expect(clear.stdout).toMatch(/removed 1 tuning record\(s\) and 1 rewrite --verify speed record\(s\)/);
+    expect(existsSync(db)).toBe(false);
+  });
+});
