@@ -4,7 +4,7 @@
 // rewritten code runs at its real configuration (see tune/model.ts).
 import { writeFileSync } from 'node:fs';
 import { runRewrite } from './plan.js';
-import { type Discovery, type ModelTuneSummary, discoverWorkloads, tuneWorkloads } from '../tune/model.js';
+import { type Discovery, type ModelTuneSummary, discoverWorkloads, tuneWorkloads, usesFusedOptimizer } from '../tune/model.js';
 import { Progress } from '../bench/progress.js';
 import { AdoptError } from '../diag.js';
 import { LocalMeasurer, localTargetInfo } from '../tune/measurer.js';
@@ -124,7 +124,7 @@ export function modelWorkloads(paths: string[], opts: TuneCliOptions): { discove
   if (!changed.length) return { discovery: { workloads: [], classes: [], errors: [] }, rewritten: 0 };
   const discovery = discoverWorkloads(changed.map((f) => ({ path: f.path, rewritten: f.rewritten })), {
     config: opts.config, batch: wholeNumber('--batch', opts.batch, 4, 1), seq: wholeNumber('--seq', opts.seq, 512, 1), classes: opts.class,
-    optimizer: changed.some((f) => /_adopt\.(optimizer_kwargs|fused_optimizer_class|FusedAdamW?)\b/.test(f.rewritten)),
+    optimizer: changed.some((f) => usesFusedOptimizer(f.rewritten)),
     threads: opts.threads ? wholeNumber('--threads', opts.threads, 1, 1) : undefined,
   });
   return { discovery, rewritten: changed.length };

@@ -28,6 +28,11 @@ export interface DiscoverOptions {
   timeoutMs?: number;
 }
 
+/** The rewritten code builds adopt's fused optimizer: its workloads come from an optimizer step. */
+export function usesFusedOptimizer(text: string): boolean {
+  return /_adopt\.(optimizer_kwargs|fused_optimizer_class|FusedAdamW?)\b/.test(text);
+}
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

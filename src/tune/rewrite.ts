@@ -1,0 +1,25 @@
+// The tune stage of `adopt rewrite --tune`: the kept rewrites are run once at the model's real size
+// to find the workloads their kernels take, each workload is tuned on this target (a workload
+// tuned before costs nothing), and each rewritten module gets the lines that load the schedule
+// file written beside it.
+import type { FileResult } from '../synth/synthesize.js';
+import { type DiscoverOptions, type Discovery, type ModelTuneOptions, type ModelTuneSummary, discoverWorkloads, tuneWorkloads, usesFusedOptimizer } from './model.js';
+import { withScheduleLoading } from './schedule-file.js';
+
+export interface TunedRewrite {
+  files: FileResult[];
+  discovery: Discovery;
+  /** Null when no workload was found (nothing ran, or no compiled kernel was called). */
+  summary: ModelTuneSummary | null;
+}
+
+export async function tuneRewrites(files: FileResult[], discover: Omit<DiscoverOptions, 'optimizer'>, tune: ModelTuneOptions): Promise<TunedRewrite> {
+  const changed = files.filter((f) => !f.error && f.rewritten !== f.original);
+  const discovery = discoverWorkloads(changed.map((f) => ({ path: f.path, rewritten: f.rewritten })), {
+    ...discover, optimizer: changed.some((f) => usesFusedOptimizer(f.rewritten)),
+  });
+  if (!discovery.workloads.length) return { files, discovery, summary: null };
+  const summary = await tuneWorkloads(discovery.workloads, tune);
+  const tuned = new Set(discovery.workloads.flatMap((w) => w.files));
+  return { files: files.map((f) => (tuned.has(f.path) ? withScheduleLoading(f) : f)), discovery, summary };
+}
