@@ -7,10 +7,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { runPythonJson } from '../verify/python.js';
-import type { Measurer, TargetInfo } from './measurer.js';
-import { type Registry, type Schedule, type Workload, scheduleKey } from './space.js';
+import { type Schedule, type Workload, scheduleKey } from './space.js';
 import type { Trial } from './strategies/types.js';
-import { type StrategyName, type TuneSummary, tuneWorkload } from './tuner.js';
+import { type TuneOptions, type TuneSummary, tuneWorkload } from './tuner.js';
 
 export interface ModelWorkload { kernel: string; workload: Workload; calls: number; files: string[] }
 export interface ClassRun { file: string; class: string; status: 'ran' | 'covered' | 'not_run'; reason?: string; inputs?: string; depth?: Record<string, { from: number; to: number }> }
@@ -96,19 +95,10 @@ function size(w: Workload): number {
   return Object.values(w).reduce<number>((p, v) => (typeof v === 'number' && v > 0 ? p * v : p), 1);
 }
 
-export interface ModelTuneOptions {
-  /** Measurements allowed per workload (0: records only). */
-  budget: number;
-  strategy?: StrategyName;
-  db?: string;
-  seed?: number;
-  force?: boolean;
-  measurer?: Measurer;
-  targetInfo?: TargetInfo;
-  registry?: Registry;
+/** As for one workload (budget per workload), less what each workload brings itself. */
+export interface ModelTuneOptions extends Omit<TuneOptions, 'kernel' | 'workload' | 'onTrial' | 'model' | 'pretrained'> {
   onWorkload?: (w: ModelWorkload, i: number) => void;
   onTrial?: (t: Trial) => void;
-  warn?: (msg: string) => void;
 }
 
 export interface ModelTuneSummary {
@@ -125,11 +115,8 @@ export async function tuneWorkloads(workloads: ModelWorkload[], opts: ModelTuneO
   const t0 = performance.now();
   for (const [i, w] of workloads.entries()) {
     opts.onWorkload?.(w, i);
-    tuned.push(await tuneWorkload({
-      kernel: w.kernel, workload: w.workload, budget: opts.budget, strategy: opts.strategy, db: opts.db, seed: opts.seed,
-      force: opts.force, measurer: opts.measurer, targetInfo: opts.targetInfo, registry: opts.registry, warn: opts.warn,
-      onTrial: opts.onTrial ? (t) => opts.onTrial?.(t) : undefined,
-    }));
+    const { onWorkload: _, onTrial, ...common } = opts;
+    tuned.push(await tuneWorkload({ ...common, kernel: w.kernel, workload: w.workload, onTrial: onTrial ? (t) => onTrial(t) : undefined }));
   }
   const ratios = tuned.map((t) => t.speedup).filter((x): x is number => x !== null && x > 0);
   return {
