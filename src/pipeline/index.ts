@@ -6,11 +6,13 @@ import { analyzePaths } from '../analysis/analyze.js';
 import type { ProjectOptions } from '../analysis/project.js';
 import type { Program } from '../dsl/ir.js';
 import { formatDiagnostic } from '../diag.js';
-import { planRewrite, synthesizePlan, timedSynthesis, type PlanOptions, type RewritePlan, type RewriteRun, type StageTimes, type Withhold } from './plan.js';
+import { planRewrite, synthesizePlan, timedSynthesis, type PlanOptions, type RewritePlan, type StageTimes } from './plan.js';
 import { verifiedRewrite, type RuleVerifyOptions } from './rule-verify.js';
+import type { RewriteRun, Withhold } from './types.js';
 
-export { planRewrite, synthesizePlan, type PlanOptions, type RewritePlan, type RewriteRun, type Stage, type StageEvent, type StageTimes, type Withhold } from './plan.js';
-export { MEASURED_ON, verifiedRewrite, type FileVerification, type RuleVerdict, type RuleVerifyOptions } from './rule-verify.js';
+export { planRewrite, synthesizePlan, type PlanOptions, type RewritePlan, type StageTimes } from './plan.js';
+export { MEASURED_ON, verifiedRewrite, type RuleVerifyOptions } from './rule-verify.js';
+export type { FileVerification, RewriteRun, RuleVerdict, Stage, StageEvent, Withhold } from './types.js';
 export { checkFile, verdictOf, type PhaseTiming, type Verdict, type VerifyStatus } from './check.js';
 export { fileVerifier, hfVerifier, verifyModels, type ModelVerdict, type Verifier, type VerifyProgress, type VerifyTarget } from './model-verify.js';
 export { withholdMeasuredSlower } from './learned.js';

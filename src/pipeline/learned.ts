@@ -2,7 +2,7 @@
 // there, unless the user named the rule explicitly.
 import type { Site } from '../match/matcher.js';
 import { readRecords, slowerRules, type SpeedRecord } from '../verify/records.js';
-import type { Withhold } from './plan.js';
+import type { Withhold } from './types.js';
 import { MEASURED_ON } from './rule-verify.js';
 
 export function withholdMeasuredSlower(named: Set<string>): Withhold {

@@ -6,13 +6,8 @@ import type { Project } from '../analysis/project.js';
 import type { Program } from '../dsl/ir.js';
 import { matchProgram, type NearMiss, type Site } from '../match/matcher.js';
 import { loadRules, type Rule } from '../match/rule.js';
-import { synthesize, type FileResult, type SiteResult } from '../synth/synthesize.js';
-import type { FileVerification } from './rule-verify.js';
-
-export type Stage = 'analyse' | 'match' | 'synthesize' | 'tune' | 'verify' | 'emit';
-
-/** A stage starting (`seconds` absent) or ending, for progress on long runs. */
-export interface StageEvent { stage: Stage; files: number; seconds?: number }
+import { synthesize, type SiteResult } from '../synth/synthesize.js';
+import type { RewriteRun, StageEvent, Withhold } from './types.js';
 
 /** `rules`: a `--rules` spec (names, a file or a directory), or rules already resolved. */
 export interface PlanOptions { rules?: string | Rule[]; root?: string; maxBytes?: number; onStage?: (e: StageEvent) => void }
@@ -30,11 +25,6 @@ export interface RewritePlan {
   times: { analyse: number; match: number };
   onStage: (e: StageEvent) => void;
 }
-
-export interface RewriteRun { files: FileResult[]; sites: SiteResult[]; nearMisses: NearMiss[]; verification?: FileVerification[] }
-
-/** A reason to leave a site alone, or null to rewrite it. */
-export type Withhold = (s: Site) => string | null;
 
 const seconds = (t0: number) => (performance.now() - t0) / 1000;
 

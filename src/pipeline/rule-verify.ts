@@ -8,31 +8,15 @@ import { resolve } from 'node:path';
 import { AdoptError } from '../diag.js';
 import type { Site } from '../match/matcher.js';
 import type { FileResult } from '../synth/synthesize.js';
-import { speedOf, type ClassResult, type FileCheck } from '../verify/file.js';
+import { speedOf, type FileCheck } from '../verify/file.js';
 import { pythonExecutable } from '../verify/python.js';
 import { appendRecord, isSlower } from '../verify/records.js';
 import { checkFile, problemOf, verdictOf } from './check.js';
-import { synthesizePlan, type RewritePlan, type RewriteRun, type Withhold } from './plan.js';
+import { synthesizePlan, type RewritePlan } from './plan.js';
+import type { FileVerification, RewriteRun, RuleVerdict, Withhold } from './types.js';
 
 /** The device verification measures on: the harness runs models on the CPU. */
 export const MEASURED_ON = 'cpu';
-
-export interface RuleVerdict {
-  rule: string;
-  verdict: 'kept' | 'mismatch' | 'not_runnable' | 'slower';
-  forward_ratio?: number;
-  train_ratio?: number;
-  detail?: string;
-}
-
-export interface FileVerification {
-  file: string;
-  rules: RuleVerdict[];
-  /** The final rewrite of the file (all kept rules together), per class. */
-  classes: ClassResult[];
-  status: 'verified' | 'mismatch' | 'not_runnable' | 'unchanged';
-  error?: string;
-}
 
 export interface RuleVerifyOptions { config?: string; repeats: number; say: (line: string) => void }
 
