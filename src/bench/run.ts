@@ -74,7 +74,8 @@ export async function verifyCorpus(run: CorpusRun, verifier: Verifier, label: st
   const { verdicts, seconds } = await verifyModels(targets, verifier, new Progress(`${label}: verifying`));
   for (const row of run.rows) {
     const v = verdicts.get(row.model);
-    if (v) Object.assign(row, { ...v, model: row.model, sites: row.sites });
+    // the verdict replaces the row's "not verified" reason, also when it gives none
+    if (v) Object.assign(row, { ...v, reason: v.reason, model: row.model, sites: row.sites });
   }
   return seconds;
 }
