@@ -28,7 +28,11 @@ describe('adopt bench DIR', () => {
     const j = JSON.parse(readFileSync(join(out, 'bench.json'), 'utf8'));
     expect(j.files.find((f: { model: string }) => f.model === 'plain.py').status).toBe('not_rewritten');
     expect(j.files.find((f: { model: string }) => f.model === 'bert_encoder.py')).toMatchObject({ status: 'verified' });
-    expect(existsSync(join(out, 'report.html'))).toBe(true);
+    // the report says, per verified model, which of original and rewrite is slower
+    const html = readFileSync(join(out, 'report.html'), 'utf8');
+    expect(html).toMatch(/<th>speed \(rewritten \/ original\)<\/th>/);
+    expect(html).toMatch(/<td class="speed (slower|faster|same)">(rewritten slower|original slower|about the same) \(forward x\d+\.\d\d, train x\d+\.\d\d\)<\/td>/);
+    expect(html).toMatch(/Models by verification status/);
   });
 
   it('bad usage: both a directory and --hf, a missing directory, a directory with no Python', () => {

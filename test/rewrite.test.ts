@@ -369,11 +369,12 @@ describe('adopt rewrite: bad input', () => {
   it('a file that changed on disk after analysis is not overwritten', async () => {
     const dir = tempProject({ 'm.py': model });
     const f = join(dir, 'm.py');
-    const { writeInPlace } = await import('../src/cli/rewrite.js');
+    const { writeInPlace } = await import('../src/pipeline/index.js');
     const run = runRewrite([f], {});
     writeFileSync(f, `${model}# edited meanwhile\n`);
-    const { failed } = writeInPlace(run.files.filter((x) => x.rewritten !== x.original), false);
-    expect(failed).toBe(1);
+    const { written, errors } = writeInPlace(run.files.filter((x) => x.rewritten !== x.original), false);
+    expect(written).toEqual([]);
+    expect(errors).toEqual([expect.stringMatching(/m\.py: it changed on disk since it was analysed; the file is unchanged/)]);
     expect(readFileSync(f, 'utf8')).toBe(`${model}# edited meanwhile\n`);
   });
 

@@ -6,64 +6,48 @@ import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { findPythonFiles } from '../analysis/project.js';
 import { AdoptError } from '../diag.js';
-import { checkVariants } from '../verify/file.js';
-import { Progress } from './progress.js';
-import { writeHtmlReport, type ReportRow } from './report.js';
-import { fixtureScores, rewriteAll } from './rewrite.js';
+import { fileVerifier } from '../pipeline/index.js';
 import { round } from './format.js';
+import { writeHtmlReport } from './report.js';
+import { fixtureScores } from './rewrite.js';
+import { rewriteCorpus, verifyCorpus } from './run.js';
 
 export interface DirBenchOptions { verify?: boolean; labels?: string; out?: string; report?: string }
 
-export function benchDirectory(dir: string, opts: DirBenchOptions = {}) {
+function pythonFilesOf(dir: string): string[] {
   let st;
   try { st = statSync(dir); } catch { throw new AdoptError(`${dir}: no such directory`); }
   if (!st.isDirectory()) throw new AdoptError(`${dir}: not a directory (adopt bench takes a directory, or --hf)`);
   const files = findPythonFiles(resolve(dir));
   if (!files.length) throw new AdoptError(`${dir}: no Python files`);
+  return files;
+}
+
+export async function benchDirectory(dir: string, opts: DirBenchOptions = {}) {
+  const files = pythonFilesOf(dir);
   const out = resolve(opts.out ?? 'bench-results');
+  mkdirSync(out, { recursive: true });
   const t0 = performance.now();
-  const run = rewriteAll(files, resolve(dir));
+  const models = files.map((f) => ({ model: relative(resolve(dir), f), file: f }));
+  const run = rewriteCorpus(models, { root: resolve(dir), out, label: 'bench' });
+  const { result, rows } = run;
+  const verifySeconds = opts.verify ? await verifyCorpus(run, fileVerifier(5), 'bench') : 0;
   const labels = fixtureScores(resolve(opts.labels ?? dir));
-  const changed = run.synth.files.filter((f) => !f.error && f.rewritten !== f.original);
-  const rows: ReportRow[] = files.map((f) => ({ model: relative(resolve(dir), f), status: 'not_rewritten', reason: 'no site rewritten', sites: run.synth.sites.filter((s) => resolve(s.file) === f && s.decision === 'rewritten').length }));
-  let verifySeconds = 0;
-  if (opts.verify) {
-    const t1 = performance.now();
-    const progress = new Progress('verifying', changed.length);
-    for (const f of changed) {
-      const row = rows.find((r) => r.model === relative(resolve(dir), resolve(f.path)))!;
-      const r = checkVariants(f.path, { rewritten: f.rewritten }, { repeats: 5 });
-      progress.tick(row.model);
-      if (!r.ok) { Object.assign(row, { status: 'not_runnable', reason: r.error }); continue; }
-      const bad = r.results.filter((x) => x.status === 'mismatch');
-      const ok = r.results.filter((x) => x.status === 'verified');
-      const ratio = (k: 'forward' | 'train') => { const t = ok.map((x) => x.timings?.[k]).filter(Boolean); return t.length ? { original_s: t.reduce((a, x) => a + x!.original_s, 0), rewritten_s: t.reduce((a, x) => a + x!.rewritten_s, 0) } : undefined; };
-      Object.assign(row, bad.length
-        ? { status: 'mismatch', problems: bad.map((x) => `${x.class}: ${(x.problems ?? []).slice(0, 2).join('; ')}`) }
-        : ok.length ? { status: 'verified', reason: `${ok.length}/${r.results.length} classes verified`, timings: { eval: ratio('forward'), train: ratio('train') } }
-        : { status: 'not_runnable', reason: r.results.map((x) => `${x.class}: ${x.reason}`).slice(0, 2).join('; ') || 'no nn.Module class in the file to build' });
-    }
-    progress.end();
-    verifySeconds = (performance.now() - t1) / 1000;
-  } else {
-    for (const f of changed) Object.assign(rows.find((r) => r.model === relative(resolve(dir), resolve(f.path)))!, { status: 'not_verified', reason: 'run with --verify to verify' });
-  }
   const rewritten = rows.filter((r) => r.status !== 'not_rewritten');
   const count = (s: string) => rewritten.filter((r) => r.status === s).length;
   const summary = {
-    files: files.length, rewritten_files: rewritten.length, sites: run.synth.sites.length, sites_rewritten: run.synth.sites.filter((s) => s.decision === 'rewritten').length,
+    files: files.length, rewritten_files: rewritten.length, sites: result.sites.length, sites_rewritten: result.sites.filter((s) => s.decision === 'rewritten').length,
     labelled_precision: labels.tp + labels.fp ? round(labels.precision) : null, labelled_recall: labels.tp + labels.fn ? round(labels.recall) : null,
     verified: opts.verify ? count('verified') : null, mismatch: opts.verify ? count('mismatch') : null, not_runnable: opts.verify ? count('not_runnable') : null,
-    seconds: round((performance.now() - t0) / 1000), rewrite_seconds: round(run.times.total), verify_seconds: round(verifySeconds),
+    seconds: round((performance.now() - t0) / 1000), rewrite_seconds: round(result.times.total), verify_seconds: round(verifySeconds), verified_run: !!opts.verify,
   };
-  mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'bench.json'), JSON.stringify({ summary, labels, files: rows, sites: run.synth.sites }, null, 1));
+  writeFileSync(join(out, 'bench.json'), JSON.stringify({ summary, labels, files: rows, sites: result.sites }, null, 1));
   const report = resolve(opts.report ?? join(out, 'report.html'));
-  writeHtmlReport(report, { title: `adopt on ${dir}`, summary, rows, sites: run.synth.sites, stages: { ...run.times, verify: verifySeconds } });
+  writeHtmlReport(report, { title: `adopt on ${dir}`, summary, rows, sites: result.sites, stages: { ...result.times, verify: verifySeconds }, verified: !!opts.verify, out });
   return { summary, rows, labels, report };
 }
 
-export function printDirectory(r: ReturnType<typeof benchDirectory>): void {
+export function printDirectory(r: Awaited<ReturnType<typeof benchDirectory>>): void {
   console.log('file                                     sites  status         reason');
   for (const m of r.rows) console.log(`${m.model.padEnd(40)}${String(m.sites ?? 0).padStart(5)}  ${m.status.padEnd(13)}  ${(m.reason ?? (m.problems ?? []).join('; ')).slice(0, 80)}`);
   if (r.labels.tp + r.labels.fp + r.labels.fn) {
@@ -74,4 +58,3 @@ export function printDirectory(r: ReturnType<typeof benchDirectory>): void {
   console.log(`report ${r.report}`);
   console.log(JSON.stringify(r.summary));
 }
-

@@ -2,11 +2,10 @@
 // crash, per-file counts, wall time beside tree-sitter's parse-only time (the floor).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { analyzeProject } from '../analysis/analyze.js';
-import { Project } from '../analysis/project.js';
 import type { FileIR, Stmt } from '../dsl/ir.js';
 import { parsePython } from '../parse/python.js';
 import { readSource } from '../parse/source.js';
+import { analyse } from '../pipeline/index.js';
 import { ensureTransformers, hf199Files } from './corpus.js';
 import { round } from './format.js';
 
@@ -53,8 +52,7 @@ async function main(): Promise<void> {
   const t1 = performance.now();
   const rows: FileRow[] = [];
   let failed = 0;
-  const project = Project.open(files.map((f) => f.file), { root: pkg });
-  const program = analyzeProject(project);
+  const program = analyse(files.map((f) => f.file), { root: pkg });
   const seconds = (performance.now() - t1) / 1000;
   program.files.forEach((f, i) => {
     const r = row(files[i].model, f);

@@ -3,107 +3,35 @@
 // rewritten model against the original in torch (tiny config, strict state-dict load, outputs and
 // gradients in eval and train mode). Results are written as they come; a model that hangs or
 // crashes the harness is reported with its reason and the run goes on.
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { hfVerifier, writeMirror } from '../pipeline/index.js';
 import { adopterScores } from './adopter.js';
 import { ensurePythonDeps, ensureTransformers, hf199Files, readGroundTruth, TRANSFORMERS_VERSION } from './corpus.js';
-import { Progress } from './progress.js';
-import { writeHtmlReport } from './report.js';
-import { rewriteAll, writeMirror } from './rewrite.js';
-import { score } from './score.js';
 import { pct, round } from './format.js';
+import { writeHtmlReport } from './report.js';
+import { rewriteCorpus, verifyCorpus, type ModelRow } from './run.js';
+import { score } from './score.js';
 
-const CHUNK = 25;
-
-export interface ModelResult {
-  model: string;
-  status: 'verified' | 'mismatch' | 'not_runnable' | 'not_verified' | 'not_rewritten';
-  reason?: string;
-  problems?: string[];
-  fast_path_calls?: number;
-  compiled_calls?: number;
-  max_abs?: number;
-  timings?: Record<string, { original_s: number; rewritten_s: number }>;
-  seconds?: number;
-  sites?: number;
-}
+/** A model of HF-199 and what became of it (the report's and the JSON's row). */
+export type ModelResult = ModelRow;
 
 export interface HfBenchOptions { version?: string; verify?: boolean; out?: string; report?: string; float32?: boolean }
 
-/** One harness process per chunk of models; each model's line is read as it comes. */
-function verifyChunk(chunk: { model: string; file: string }[], jsonl: string, deps: string, progress: Progress, float32: boolean): Promise<void> {
-  return new Promise((done) => {
-    const child = spawn(pythonExecutable(), ['-m', 'adopt_harness.hf_verify', jsonl, ...chunk.map((m) => `${m.model}=${m.file}`)], {
-      env: { ...process.env, PYTHONPATH: [NATIVE_DIR, deps].join(':'), PYTHONDONTWRITEBYTECODE: '1', OMP_NUM_THREADS: '2', ...(float32 ? { ADOPT_VERIFY_DTYPE: 'float32' } : {}) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000 * chunk.length);
-    let err = '';
-    let buf = '';
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const lines = buf.split('\n');
-      buf = lines.pop()!;
-      for (const l of lines) {
-        try { progress.tick((JSON.parse(l) as { model: string }).model); } catch { /* a stray print from model code */ }
-      }
-    });
-    child.stderr.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-4000); });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const reported = new Set(readJsonl(jsonl).map((x) => x.model));
-      // the harness process died (crash, out of memory, timeout): what it did not report is not runnable
-      const why = `harness exited with ${code ?? signal}: ${err.trim().split('\n').slice(-1)[0] ?? ''}`;
-      for (const m of chunk.filter((x) => !reported.has(x.model))) {
-        writeFileSync(jsonl, `${JSON.stringify({ model: m.model, status: 'not_runnable', reason: why.slice(0, 300) })}\n`, { flag: 'a' });
-        progress.tick(m.model);
-      }
-      done();
-    });
-  });
-}
-
-function readJsonl(path: string): ModelResult[] {
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').trim().split('\n').filter(Boolean).flatMap((l) => {
-    try { return [JSON.parse(l) as ModelResult]; } catch { return []; }
-  });
-}
-
 export async function benchHf(opts: HfBenchOptions = {}) {
   const out = resolve(opts.out ?? 'bench-results');
+  mkdirSync(out, { recursive: true });
   const pkg = ensureTransformers(opts.version);
   const models = hf199Files(pkg);
   const t0 = performance.now();
-  const run = rewriteAll(models.map((m) => m.file), pkg);
-  const rewriteSeconds = (performance.now() - t0) / 1000;
-  const { mirror, changed } = writeMirror(pkg, run.synth.files, out);
-  const changedSet = new Set(changed.map((f) => resolve(f.path)));
-  const sitesPer = (file: string) => run.synth.sites.filter((s) => resolve(s.file) === resolve(file) && s.decision === 'rewritten').length;
-  const { cells, perRule } = adopterScores(models, run.program, run.matched.sites, readGroundTruth());
+  const run = rewriteCorpus(models, { root: pkg, out, label: 'bench --hf' });
+  const { result, rows } = run;
+  const rewriteSeconds = result.times.total;
+  // the harness imports each rewritten model from a copy of the package, for its relative imports
+  const { mirror } = writeMirror(pkg, result.files, out);
+  const verifySeconds = opts.verify ? await verifyCorpus(run, hfVerifier(join(out, 'hf-verify.jsonl'), ensurePythonDeps(), !!opts.float32), 'bench --hf', (f) => join(mirror, relative(pkg, resolve(f.path)))) : 0;
+  const { cells, perRule } = adopterScores(models, result.plan.program, result.plan.sites, readGroundTruth());
   const total = score(cells);
-
-  mkdirSync(out, { recursive: true });
-  const jsonl = join(out, 'hf-verify.jsonl');
-  let verifySeconds = 0;
-  if (opts.verify) {
-    rmSync(jsonl, { force: true });
-    const toVerify = models.filter((m) => changedSet.has(resolve(m.file))).map((m) => ({ model: m.model, file: join(mirror, 'models', m.model, `modeling_${m.model}.py`) }));
-    const deps = ensurePythonDeps();
-    const progress = new Progress('verifying', toVerify.length);
-    const t1 = performance.now();
-    for (let i = 0; i < toVerify.length; i += CHUNK) await verifyChunk(toVerify.slice(i, i + CHUNK), jsonl, deps, progress, !!opts.float32);
-    progress.end();
-    verifySeconds = (performance.now() - t1) / 1000;
-  }
-  const byModel = new Map((opts.verify ? readJsonl(jsonl) : []).map((r) => [r.model, r]));
-  const rows: ModelResult[] = models.map((m) => {
-    const isChanged = changedSet.has(resolve(m.file));
-    const r = byModel.get(m.model) ?? { model: m.model, status: (isChanged ? (opts.verify ? 'not_runnable' : 'not_verified') : 'not_rewritten') as ModelResult['status'], reason: isChanged ? (opts.verify ? 'no result' : 'run with --verify to verify') : 'no site rewritten' };
-    return { ...r, sites: sitesPer(m.file) };
-  });
   const rewritten = rows.filter((r) => r.status !== 'not_rewritten');
   const runnable = rewritten.filter((r) => r.status === 'verified' || r.status === 'mismatch');
   const verified = rewritten.filter((r) => r.status === 'verified');
@@ -120,10 +48,10 @@ export async function benchHf(opts: HfBenchOptions = {}) {
     precision: round(total.precision), recall: round(total.recall),
     seconds: round((performance.now() - t0) / 1000), rewrite_seconds: round(rewriteSeconds), verify_seconds: round(verifySeconds), verified_run: !!opts.verify,
   };
-  const stages = { ...run.times, verify: verifySeconds };
+  const stages = { ...result.times, verify: verifySeconds };
   writeFileSync(join(out, 'hf.json'), JSON.stringify({ summary, per_rule: perRule, stage_seconds: stages, models: rows }, null, 1));
   const report = resolve(opts.report ?? join(out, 'hf-report.html'));
-  writeHtmlReport(report, { title: `adopt on HF-199 (transformers ${opts.version ?? TRANSFORMERS_VERSION})`, summary, rows, sites: run.synth.sites, perRule, stages });
+  writeHtmlReport(report, { title: `adopt on HF-199 (transformers ${opts.version ?? TRANSFORMERS_VERSION})`, summary, rows, sites: result.sites, perRule, stages, verified: !!opts.verify, out });
   return { summary, rows, perRule, report };
 }
 

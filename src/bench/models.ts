@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
 import { ensurePythonDeps, ensureTransformers, hf199Files } from './corpus.js';
-import { rewriteAll, writeMirror } from './rewrite.js';
+import { runPipeline, synthesizePlan, writeMirror } from '../pipeline/index.js';
 import { round } from './format.js';
 
 const OUT = 'bench-results';
@@ -19,16 +19,16 @@ function main(): void {
   const arg = (name: string, dflt: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : dflt; };
   const pkg = ensureTransformers();
   const models = hf199Files(pkg);
-  const run = rewriteAll(models.map((m) => m.file), pkg);
-  const { mirror } = writeMirror(pkg, run.synth.files);
+  const run = runPipeline(models.map((m) => m.file), { root: pkg });
+  const { mirror } = writeMirror(pkg, run.files, OUT);
   // one tree per rule: the seven models rewritten with that rule alone
   const targets = new Set(MODULES.map((m) => resolve(pkg, 'models', m, `modeling_${m}.py`)));
-  const rules = [...new Set(run.synth.sites.filter((s) => s.decision === 'rewritten' && targets.has(resolve(s.file))).map((s) => s.rule))].sort();
+  const rules = [...new Set(run.sites.filter((s) => s.decision === 'rewritten' && targets.has(resolve(s.file))).map((s) => s.rule))].sort();
   const variantsDir = resolve(OUT, 'speed-variants');
   rmSync(variantsDir, { recursive: true, force: true });
   const variantArgs: string[] = [];
   for (const rule of rules) {
-    const synth = run.resynthesize((s) => s.rule === rule && targets.has(resolve(s.file)));
+    const synth = synthesizePlan(run.plan, (s) => (s.rule === rule && targets.has(resolve(s.file)) ? null : 'another rule'));
     for (const f of synth.files) {
       if (f.error || f.rewritten === f.original) continue;
       const module = resolve(f.path).split('/').slice(-2)[0];

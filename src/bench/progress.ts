@@ -1,9 +1,25 @@
-// A progress bar for long runs, drawn on stderr only when it is a terminal (quiet in CI and pipes).
-export class Progress {
+// Progress for long runs on stderr: one line per pipeline stage as it starts and ends (always, so
+// a log shows where the time went), and a bar for verification drawn only on a terminal.
+import type { StageEvent, VerifyProgress } from '../pipeline/index.js';
+
+const VERB: Record<StageEvent['stage'], string> = { analyse: 'analysing', match: 'matching', synthesize: 'synthesizing', tune: 'tuning', verify: 'verifying', emit: 'writing' };
+
+/** A stage listener that says what the pipeline is doing, e.g. `bench: analysing 199 files`. */
+export function stageLines(label: string, write = (s: string) => process.stderr.write(s)): (e: StageEvent) => void {
+  return (e) => write(e.seconds === undefined ? `${label}: ${VERB[e.stage]} ${e.files} file(s)\n` : `${label}: ${e.stage} done in ${e.seconds.toFixed(1)}s\n`);
+}
+
+export class Progress implements VerifyProgress {
   private readonly tty = !!process.stderr.isTTY;
   private done = 0;
 
-  constructor(private readonly label: string, private readonly total: number) {}
+  constructor(private readonly label: string, private total = 0) {}
+
+  start(total: number): void {
+    this.total = total;
+    this.done = 0;
+    process.stderr.write(`${this.label}: ${total} model(s)\n`);
+  }
 
   tick(what = ''): void {
     this.done++;

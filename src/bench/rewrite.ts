@@ -3,13 +3,10 @@
 // wall time, py_compile of every rewritten file, idempotence (a second rewrite changes nothing),
 // and location-level precision/recall on the team's labelled fixtures.
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-import { analyzeProject } from '../analysis/analyze.js';
-import { Project } from '../analysis/project.js';
-import { matchProgram, type Site } from '../match/matcher.js';
 import { loadRules } from '../match/rule.js';
-import { synthesize } from '../synth/synthesize.js';
+import { planRewrite, runPipeline, writeMirror } from '../pipeline/index.js';
 import { pythonExecutable } from '../verify/python.js';
 import { adopterScores } from './adopter.js';
 import { ensureTransformers, hf199Files, readGroundTruth } from './corpus.js';
@@ -20,66 +17,51 @@ const round4 = (x: number) => round(x, 4);
 
 const OUT = 'bench-results';
 
-export function rewriteAll(files: string[], root: string) {
-  const rules = loadRules();
-  const t0 = performance.now();
-  const project = Project.open(files, { root });
-  const program = analyzeProject(project);
-  const t1 = performance.now();
-  const matched = matchProgram(program, rules);
-  const t2 = performance.now();
-  const synth = synthesize(matched.sites, rules, (p) => project.parsedFile(p));
-  const t3 = performance.now();
-  /** Synthesis again with only the sites `keep` accepts (one rule's, for per-rule timings). */
-  const resynthesize = (keep: (s: Site) => boolean) => synthesize(matched.sites.filter(keep), rules, (p) => project.parsedFile(p));
-  return { program, matched, synth, resynthesize, times: { analyse: (t1 - t0) / 1000, match: (t2 - t1) / 1000, synthesize: (t3 - t2) / 1000, total: (t3 - t0) / 1000 } };
-}
-
 function main(): void {
   const pkg = ensureTransformers();
   const models = hf199Files(pkg);
   const gt = readGroundTruth();
 
-  const run = rewriteAll(models.map((m) => m.file), pkg);
-  const { program, matched, synth } = run;
+  const run = runPipeline(models.map((m) => m.file), { root: pkg });
+  const { program, sites: matched } = run.plan;
 
   // ---- Adopter-scored counts ----
-  const { cells, perRule, outside } = adopterScores(models, program, matched.sites, gt);
+  const { cells, perRule, outside } = adopterScores(models, program, matched, gt);
   const total = score(cells);
 
   // ---- attention ----
-  const attention = matched.sites.filter((s) => s.rule === 'attention');
+  const attention = matched.filter((s) => s.rule === 'attention');
   const fires = Object.fromEntries(['BertSelfAttention', 'T5Attention', 'GPT2Attention'].map((cls) => [cls, attention.filter((s) => s.owner === cls).map((s) => `${s.file.split('/').slice(-2).join('/')}:${s.lines[0]}-${s.lines[1]}`)]));
 
   // ---- write rewritten tree, compile, idempotence ----
-  const { mirror, changed, changedPaths } = writeMirror(pkg, synth.files);
+  const { mirror, changed, changedPaths } = writeMirror(pkg, run.files, OUT);
   let compileFailures: string[] = [];
   if (changedPaths.length) {
     const script = 'import py_compile, sys, json, tempfile, os\nbad = []\nout = os.path.join(tempfile.mkdtemp(), "x.pyc")\nfor p in sys.argv[1:]:\n    try:\n        py_compile.compile(p, doraise=True, cfile=out)\n    except Exception as e:\n        bad.append(p + ": " + str(e).splitlines()[0])\nprint(json.dumps(bad))';
     compileFailures = JSON.parse(execFileSync(pythonExecutable(), ['-c', script, ...changedPaths], { encoding: 'utf8', maxBuffer: 1 << 26 }).trim().split('\n').pop()!);
   }
-  const again = rewriteAll(models.map((m) => join(mirror, 'models', m.model, `modeling_${m.model}.py`)), mirror);
-  const notIdempotent = again.synth.files.filter((f) => f.rewritten !== f.original).map((f) => f.path);
+  const again = runPipeline(models.map((m) => join(mirror, 'models', m.model, `modeling_${m.model}.py`)), { root: mirror });
+  const notIdempotent = again.files.filter((f) => f.rewritten !== f.original).map((f) => f.path);
 
   // ---- fixtures: location level ----
   const fixtures = fixtureScores();
 
-  const decisions = synth.sites.reduce((acc, s) => { acc[s.decision] = (acc[s.decision] ?? 0) + 1; return acc; }, {} as Record<string, number>);
+  const decisions = run.sites.reduce((acc, s) => { acc[s.decision] = (acc[s.decision] ?? 0) + 1; return acc; }, {} as Record<string, number>);
   const report = {
     files: models.length,
     precision: round4(total.precision), recall: round4(total.recall), tp: total.tp, fp: total.fp, fn: total.fn,
     per_rule: perRule,
     attention: { fires_in: fires, sites: attention.length, other_sites: attention.filter((s) => !['BertSelfAttention', 'T5Attention', 'GPT2Attention'].includes(s.owner)).map((s) => `${s.file.split('/').slice(-2).join('/')}:${s.lines[0]} ${s.owner}`) },
     seconds: round4(run.times.total), stage_seconds: Object.fromEntries(Object.entries(run.times).map(([k, v]) => [k, round4(v)])),
-    sites_found: matched.sites.length, decisions, files_changed: changed.length,
+    sites_found: matched.length, decisions, files_changed: changed.length,
     compile_failures: compileFailures.length, compile_failure_list: compileFailures,
-    synth_errors: synth.files.filter((f) => f.error).map((f) => f.error),
+    synth_errors: run.files.filter((f) => f.error).map((f) => f.error),
     idempotent: notIdempotent.length === 0, not_idempotent: notIdempotent,
     fixtures,
     mismatched_cells: cells.filter((c) => c.found !== c.truth),
   };
   mkdirSync(OUT, { recursive: true });
-  writeFileSync(join(OUT, 'rewrite.json'), JSON.stringify({ ...report, outside_adopter_scope: outside, sites: synth.sites }, null, 1));
+  writeFileSync(join(OUT, 'rewrite.json'), JSON.stringify({ ...report, outside_adopter_scope: outside, sites: run.sites }, null, 1));
 
   console.log('rule                      P       R      tp   fp   fn  exact/199  all sites (outside Adopter scope)');
   for (const [rule, r] of Object.entries(perRule) as [string, { precision: number; recall: number; tp: number; fp: number; fn: number; exact_models: number; all_sites: number; outside_adopter_scope: number }][]) {
@@ -88,22 +70,10 @@ function main(): void {
   console.log(`total (rules 4-9)        ${pct(total.precision)} ${pct(total.recall)} ${String(total.tp).padStart(5)}${String(total.fp).padStart(5)}${String(total.fn).padStart(5)}`);
   for (const [cls, where] of Object.entries(fires)) console.log(`attention in ${cls}: ${where.length ? where.join(', ') : 'NOT FOUND'}`);
   console.log(`attention sites elsewhere: ${report.attention.other_sites.length} (listed in ${OUT}/rewrite.json)`);
-  console.log(`sites ${matched.sites.length}: ${Object.entries(decisions).map(([k, v]) => `${v} ${k}`).join(', ')}; ${changed.length} files changed; compile failures ${compileFailures.length}; idempotent ${report.idempotent}`);
+  console.log(`sites ${matched.length}: ${Object.entries(decisions).map(([k, v]) => `${v} ${k}`).join(', ')}; ${changed.length} files changed; compile failures ${compileFailures.length}; idempotent ${report.idempotent}`);
   console.log(`fixtures (location level): precision ${pct(fixtures.precision)} recall ${pct(fixtures.recall)} (${fixtures.tp} tp, ${fixtures.fp} fp, ${fixtures.fn} fn)`);
   console.log(`wall ${report.seconds}s (analyse ${report.stage_seconds.analyse}s, match ${report.stage_seconds.match}s, synthesize ${report.stage_seconds.synthesize}s)`);
   console.log(JSON.stringify({ precision: report.precision, recall: report.recall, per_rule: Object.fromEntries(Object.entries(perRule).map(([k, v]) => [k, { precision: round4((v as { precision: number }).precision), recall: round4((v as { recall: number }).recall) }])), seconds: report.seconds, compile_failures: report.compile_failures, idempotent: report.idempotent, fixtures_precision: round4(fixtures.precision), fixtures_recall: round4(fixtures.recall), attention_fires: Object.fromEntries(Object.entries(fires).map(([k, v]) => [k, v.length > 0])) }));
-}
-
-/** A copy of the package with the rewritten files in place, so relative imports still resolve. */
-export function writeMirror(pkg: string, files: { path: string; original: string; rewritten: string; error?: string }[], out = OUT) {
-  const mirror = resolve(out, 'hf199-rewritten', 'transformers');
-  rmSync(resolve(out, 'hf199-rewritten'), { recursive: true, force: true });
-  mkdirSync(resolve(out, 'hf199-rewritten'), { recursive: true });
-  cpSync(pkg, mirror, { recursive: true });
-  const changed = files.filter((f) => !f.error && f.rewritten !== f.original);
-  for (const f of changed) writeFileSync(join(mirror, relative(pkg, resolve(f.path))), f.rewritten);
-  const changedPaths = changed.map((f) => join(mirror, relative(pkg, resolve(f.path))));
-  return { mirror, changed, changedPaths };
 }
 
 interface Label { rule: string; lines: [number, number]; file?: string; class?: string }
@@ -129,8 +99,7 @@ export function fixtureScores(dir = resolve('fixtures', 'models')) {
   const misses: string[] = [];
   const extras: string[] = [];
   for (const { files, labels } of labelled) {
-    const program = analyzeProject(Project.open(files));
-    const { sites } = matchProgram(program, rules);
+    const { sites } = planRewrite(files, { rules });
     const pending = labels.filter((l) => known.has(l.rule));
     const claimed = new Set<Label>();
     for (const s of sites) {
@@ -145,5 +114,3 @@ export function fixtureScores(dir = resolve('fixtures', 'models')) {
 
 
 if (process.argv[1]?.endsWith('rewrite.js')) main();
-
-export type { Site };

@@ -3,6 +3,7 @@
 import { AdoptError } from '../diag.js';
 import { benchDirectory, printDirectory } from '../bench/directory.js';
 import { benchHf, printHf } from '../bench/hf.js';
+import { EXIT } from './policy.js';
 
 export interface BenchOptions { hf?: string | boolean; verify?: boolean; labels?: string; report?: string; out?: string; json?: boolean }
 
@@ -15,10 +16,10 @@ export async function benchCommand(dir: string | undefined, opts: BenchOptions):
     const r = await benchHf({ version, verify: opts.verify, out: opts.out, report: opts.report });
     if (opts.json) process.stdout.write(`${JSON.stringify({ summary: r.summary, per_rule: r.perRule, models: r.rows })}\n`);
     else printHf(r);
-    return r.summary.mismatch ? 1 : 0;
+    return r.summary.mismatch ? EXIT.differs : EXIT.ok;
   }
-  const r = benchDirectory(dir!, { verify: opts.verify, labels: opts.labels, out: opts.out, report: opts.report });
+  const r = await benchDirectory(dir!, { verify: opts.verify, labels: opts.labels, out: opts.out, report: opts.report });
   if (opts.json) process.stdout.write(`${JSON.stringify({ summary: r.summary, labels: r.labels, files: r.rows })}\n`);
   else printDirectory(r);
-  return r.summary.mismatch ? 1 : 0;
+  return r.summary.mismatch ? EXIT.differs : EXIT.ok;
 }

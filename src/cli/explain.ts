@@ -1,21 +1,20 @@
-import { analyzePaths } from '../analysis/analyze.js';
 import { AdoptError, formatDiagnostic } from '../diag.js';
 import { printProgram } from '../dsl/print.js';
+import { analyse, inputErrors, isEmptyProgram } from '../pipeline/index.js';
 import { writeOutput } from './output.js';
+import { exitCode, NOTHING_TO_ANALYSE } from './policy.js';
 
 export interface ExplainOptions { json?: boolean; root?: string; maxFileSize?: string; output?: string }
 
 export function explainCommand(paths: string[], opts: ExplainOptions): number {
   const maxMiB = Number(opts.maxFileSize ?? '8');
   if (!Number.isFinite(maxMiB) || maxMiB <= 0) throw new AdoptError(`--max-file-size must be a positive number of MiB, got '${opts.maxFileSize}'`);
-  const { program } = analyzePaths(paths, { root: opts.root, maxBytes: Math.round(maxMiB * 1048576) });
-  let unreadable = 0;
+  const program = analyse(paths, { root: opts.root, maxBytes: Math.round(maxMiB * 1048576) });
   for (const f of program.files) {
     for (const d of f.diagnostics) if (d.severity !== 'note' || program.files.length === 1) process.stderr.write(`${formatDiagnostic(d)}\n`);
-    if (f.diagnostics.some((d) => d.severity === 'error' && !['syntax', 'analysis'].includes(d.code))) unreadable++;
   }
   writeOutput(opts.output, opts.json ? JSON.stringify(program, null, 1) + '\n' : printProgram(program));
-  const nothing = program.files.every((f) => f.modules.length === 0 && f.functions.length === 0);
-  if (nothing) process.stderr.write('adopt: nothing to analyse: no nn.Module classes or functions in the input\n');
-  return unreadable > 0 || nothing ? 2 : 0;
+  const empty = isEmptyProgram(program);
+  if (empty) process.stderr.write(NOTHING_TO_ANALYSE);
+  return exitCode({ inputErrors: [...inputErrors(program).values()].filter(Boolean).length, empty });
 }

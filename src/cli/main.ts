@@ -1,9 +1,10 @@
-// The `adopt` command line. Exit codes: 0 ok, 1 `--check` found changes, 2 bad usage or input.
+// The `adopt` command line: options and subcommands. Exit codes follow one policy (./policy.ts).
 import { Command, CommanderError } from 'commander';
 import { AdoptError, formatDiagnostic } from '../diag.js';
 import { benchCommand } from './bench.js';
 import { explainCommand } from './explain.js';
 import { kernelsCommand } from './kernels.js';
+import { EXIT } from './policy.js';
 import { recordsCommand } from './records.js';
 import { rewriteCommand } from './rewrite.js';
 import { rulesCommand } from './rules.js';
@@ -36,8 +37,6 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<paths...>', 'Python files or directories (a package is rewritten as a whole)')
     .option('--rules <dir|names>', 'a rules directory or file, or library rule names (comma-separated)')
     .option('--root <dir>', 'directory that imports resolve under')
-    .option('--target <cpu|cuda>', 'the device the kernels are chosen for', 'cpu')
-    .option('--diff', 'print a unified diff (the default)')
     .option('--in-place', 'rewrite the files atomically')
     .option('--backup', 'with --in-place, keep FILE.orig')
     .option('-o, --output <path>', 'write the rewritten file (or tree, for several inputs) here')
@@ -125,16 +124,16 @@ export async function main(argv: string[]): Promise<number> {
   try {
     await program.parseAsync(argv);
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.input;
     if (e instanceof AdoptError) {
       if (e.diagnostics.length) for (const d of e.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
       else process.stderr.write(`adopt: ${e.message}\n`);
-      return 2;
+      return EXIT.input;
     }
     const err = e as Error;
     process.stderr.write(`adopt: internal error: ${err.message}\n`);
     if (process.env.ADOPT_DEBUG) process.stderr.write(`${err.stack}\n`);
-    return 70;
+    return EXIT.internal;
   }
   return code;
 }

@@ -1,10 +1,11 @@
 // `adopt verify ORIGINAL REWRITTEN`: the numerical check of a rewrite, run in torch by the harness
 // under native/ (strict state-dict load, forward and gradients in eval and train mode). With
 // --class and --shape it checks that class on that input; otherwise every class the file defines,
-// built tiny, on inputs the harness finds.
+// built tiny, on inputs the harness finds (a helper module without classes: through the files of
+// its package that use it, as `rewrite --verify` checks it).
 import { readFileSync } from 'node:fs';
 import { AdoptError } from '../diag.js';
-import { checkVariants } from '../verify/file.js';
+import { checkFile } from '../pipeline/index.js';
 import { runPythonJson } from '../verify/python.js';
 
 export interface VerifyOptions { class?: string; shape?: string; dtype?: string; atol?: string; rtol?: string; json?: boolean; config?: string }
@@ -40,7 +41,7 @@ function verifyEveryClass(original: string, rewritten: string, opts: VerifyOptio
   try { readFileSync(original); } catch (e) { throw new AdoptError(`${original}: cannot read: ${(e as Error).message}`); }
   const dtype = opts.dtype === 'fp32' || opts.dtype === undefined ? (opts.dtype ? 'fp32' : 'fp64') : opts.dtype === 'fp64' ? 'fp64' : null;
   if (!dtype) throw new AdoptError('without --shape, --dtype is fp32 or fp64');
-  const r = checkVariants(original, { rewritten: text }, { classes: opts.class ? [opts.class] : undefined, config: opts.config, dtype, repeats: 5 });
+  const r = checkFile(original, { rewritten: text }, { classes: opts.class ? [opts.class] : undefined, config: opts.config, dtype, repeats: 5 });
   if (!r.ok) throw new AdoptError(`verification could not run: ${r.error}`);
   const verified = r.results.filter((x) => x.status === 'verified');
   const mismatch = r.results.filter((x) => x.status === 'mismatch');

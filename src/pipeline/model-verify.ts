@@ -1,0 +1,100 @@
+// Verification that classifies without dropping (`bench DIR --verify`, `bench --hf --verify`):
+// every rewritten file is checked whole against its original and gets one verdict. Two verifiers
+// share the loop: one file at a time through the file harness (any directory), or the HF harness
+// on chunks of transformers models (configs and inputs of the HF model zoo).
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
+import { checkFile, verdictOf, type Verdict } from './check.js';
+
+/** One model to verify: its name, the original file and the rewritten text (and where it is on
+ *  disk, for a verifier that imports it from a rewritten copy of its package). */
+export interface VerifyTarget { model: string; original: string; rewrittenText: string; rewrittenPath?: string }
+
+/** A verdict, with what the HF harness also reports. */
+export interface ModelVerdict extends Verdict {
+  model: string;
+  fast_path_calls?: number;
+  compiled_calls?: number;
+  max_abs?: number;
+  seconds?: number;
+}
+
+/** Verifies targets, calling `tick` once per target as its verdict comes. */
+export type Verifier = (targets: VerifyTarget[], tick: (model: string) => void) => Promise<ModelVerdict[]>;
+
+export interface VerifyProgress { start(total: number): void; tick(model: string): void; end(): void }
+
+/** Every target through `verifier`; verdicts by model name, and the seconds it took. */
+export async function verifyModels(targets: VerifyTarget[], verifier: Verifier, progress: VerifyProgress): Promise<{ verdicts: Map<string, ModelVerdict>; seconds: number }> {
+  const t0 = performance.now();
+  progress.start(targets.length);
+  const verdicts = await verifier(targets, (m) => progress.tick(m));
+  progress.end();
+  const byModel = new Map(verdicts.map((v) => [v.model, v]));
+  // a target the verifier gave no verdict for was not verified, and says so
+  for (const t of targets) if (!byModel.has(t.model)) byModel.set(t.model, { model: t.model, status: 'not_runnable', reason: 'no result' });
+  return { verdicts: byModel, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** The file harness, one file at a time (timed over `repeats`). */
+export function fileVerifier(repeats: number): Verifier {
+  return async (targets, tick) => targets.map((t) => {
+    const v = { model: t.model, ...verdictOf(checkFile(t.original, { rewritten: t.rewrittenText }, { repeats })) };
+    tick(t.model);
+    return v;
+  });
+}
+
+const CHUNK = 25;
+
+function readJsonl(path: string): ModelVerdict[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').trim().split('\n').filter(Boolean).flatMap((l) => {
+    try { return [JSON.parse(l) as ModelVerdict]; } catch { return []; }
+  });
+}
+
+/** One HF harness process per chunk of models; each model's line is read as it comes. */
+function verifyChunk(chunk: VerifyTarget[], jsonl: string, env: NodeJS.ProcessEnv, tick: (model: string) => void): Promise<void> {
+  return new Promise((done) => {
+    const child = spawn(pythonExecutable(), ['-m', 'adopt_harness.hf_verify', jsonl, ...chunk.map((m) => `${m.model}=${m.rewrittenPath}`)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000 * chunk.length);
+    let err = '';
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const lines = buf.split('\n');
+      buf = lines.pop()!;
+      for (const l of lines) {
+        try { tick((JSON.parse(l) as { model: string }).model); } catch { /* a stray print from model code */ }
+      }
+    });
+    child.stderr.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-4000); });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const reported = new Set(readJsonl(jsonl).map((x) => x.model));
+      // the harness process died (crash, out of memory, timeout): what it did not report is not runnable
+      const why = `harness exited with ${code ?? signal}: ${err.trim().split('\n').slice(-1)[0] ?? ''}`;
+      for (const m of chunk.filter((x) => !reported.has(x.model))) {
+        writeFileSync(jsonl, `${JSON.stringify({ model: m.model, status: 'not_runnable', reason: why.slice(0, 300) })}\n`, { flag: 'a' });
+        tick(m.model);
+      }
+      done();
+    });
+  });
+}
+
+/** The HF harness (adopt_harness.hf_verify) on chunks of models, each imported from the rewritten
+ *  copy of its package (`rewrittenPath`); results are appended to `jsonl` as they come, so a run
+ *  that dies keeps what it did. `deps`: the Python dependencies' path. */
+export function hfVerifier(jsonl: string, deps: string, float32: boolean): Verifier {
+  return async (targets, tick) => {
+    const nowhere = targets.find((t) => !t.rewrittenPath);
+    if (nowhere) throw new Error(`the HF harness imports the rewrite from disk, and ${nowhere.model} has no rewritten path`);
+    rmSync(jsonl, { force: true });
+    const env = { ...process.env, PYTHONPATH: [NATIVE_DIR, deps].join(':'), PYTHONDONTWRITEBYTECODE: '1', OMP_NUM_THREADS: '2', ...(float32 ? { ADOPT_VERIFY_DTYPE: 'float32' } : {}) };
+    for (let i = 0; i < targets.length; i += CHUNK) await verifyChunk(targets.slice(i, i + CHUNK), jsonl, env, tick);
+    return readJsonl(jsonl);
+  };
+}
