@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runRewrite } from '../src/cli/plan.js';
+import { runRewrite } from '../src/pipeline/index.js';
 import { unifiedDiff } from '../src/synth/diff.js';
 import { SCHEDULE_FILE, withScheduleLoading } from '../src/tune/schedule-file.js';
 import { NATIVE_DIR, pythonExecutable } from '../src/verify/python.js';

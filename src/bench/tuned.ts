@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { runRewrite } from '../cli/plan.js';
+import { runRewrite } from '../pipeline/index.js';
 import { discoverWorkloads, tuneWorkloads } from '../tune/model.js';
 import { LocalMeasurer, localTargetInfo } from '../tune/measurer.js';
 import { scheduleFileText } from '../tune/tuner.js';

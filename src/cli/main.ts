@@ -47,7 +47,15 @@ export async function main(argv: string[]): Promise<number> {
     .option('--config <json>', 'with --verify: constructor arguments or config attributes of the tiny model')
     .option('--repeats <n>', 'with --verify: timed repeats (median)', undefined)
     .option('--no-learned', 'ignore what earlier --verify runs measured on this machine (adopt records list shows it)')
-    .action((paths: string[], opts) => { code = rewriteCommand(paths, opts); });
+    .option('--tune', 'tune the kernels of the kept rewrites for this CPU at the model\'s real size; the schedules go to adopt-schedules.json beside the module, which it loads')
+    .option('--budget <n>', 'with --tune: measurements per workload (0: records only; default 16)')
+    .option('--batch <n>', 'with --tune: batch size of the run that finds the workloads (default 4)')
+    .option('--seq <n>', 'with --tune: its sequence length (default 512)')
+    .option('--tune-config <json>', 'with --tune: config attributes or constructor arguments over the config class\'s defaults')
+    .option('--class <name...>', 'with --tune: the model class(es) to run (default: the outermost that build)')
+    .option('--strategy <name>', 'with --tune: the search strategy (as for adopt tune; default auto)')
+    .option('--db <file>', 'with --tune: the record store (default: $ADOPT_DB or ~/.cache/adopt/records.jsonl)')
+    .action(async (paths: string[], opts) => { code = await rewriteCommand(paths, opts); });
 
   program
     .command('verify')

@@ -1,7 +1,11 @@
 // `adopt rewrite`: options, then the pipeline, then printing (a diff, JSON or a summary) and the
 // exit code of the shared policy (./policy.ts).
 import { AdoptError, formatDiagnostic } from '../diag.js';
-import { runPipeline, withholdMeasuredSlower, writeInPlace, writeTo, type PipelineResult, type Written } from '../pipeline/index.js';
+import { destinationsUnder, runPipeline, withholdMeasuredSlower, writeInPlace, writeTo, type PipelineResult, type Written } from '../pipeline/index.js';
+import { localTargetInfo } from '../tune/measurer.js';
+import { writeScheduleFiles } from '../tune/schedule-file.js';
+import { type TuneCliOptions, checkConfig, printModelSummary, tuneDiscovered, wholeNumber } from './tune.js';
+import { tuneRewrites } from '../tune/rewrite.js';
 import { diffBase, unifiedDiff } from '../synth/diff.js';
 import type { FileResult } from '../synth/synthesize.js';
 import { exitCode, NOTHING_TO_ANALYSE } from './policy.js';
@@ -13,6 +17,8 @@ export interface RewriteOptions {
   rules?: string; root?: string; inPlace?: boolean; backup?: boolean; output?: string;
   json?: boolean; check?: boolean; whyNot?: boolean; quiet?: boolean;
   verify?: boolean; config?: string; repeats?: string; learned?: boolean;
+  /** --tune and its options (as for `adopt tune model.py`; --tune-config is its --config). */
+  tune?: boolean; budget?: string; batch?: string; seq?: string; tuneConfig?: string; db?: string; class?: string[]; strategy?: string;
 }
 
 function checkOptions(opts: RewriteOptions): void {
@@ -21,23 +27,36 @@ function checkOptions(opts: RewriteOptions): void {
   if (opts.backup && !opts.inPlace) throw new AdoptError('--backup only goes with --in-place');
   if ((opts.config || opts.repeats) && !opts.verify) throw new AdoptError('--config and --repeats only go with --verify');
   if (opts.repeats && !/^\d+$/.test(opts.repeats)) throw new AdoptError(`--repeats must be a whole number, got '${opts.repeats}'`);
+  const tuneOnly = ['budget', 'batch', 'seq', 'tuneConfig', 'db', 'class', 'strategy'] as const;
+  const given = tuneOnly.filter((k) => opts[k] !== undefined);
+  if (given.length && !opts.tune) throw new AdoptError(`${given.map((k) => `--${k === 'tuneConfig' ? 'tune-config' : k}`).join(', ')} only go with --tune`);
+  if (opts.tune && opts.check) throw new AdoptError('--tune writes a schedule file; it does not go with --check');
+  checkConfig('--tune-config', opts.tuneConfig);
 }
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 
-export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
+export async function rewriteCommand(paths: string[], opts: RewriteOptions): Promise<number> {
   checkOptions(opts);
   const named = new Set((opts.rules ?? '').split(',').map((x) => x.trim()));
-  const result = runPipeline(paths, {
+  let result = runPipeline(paths, {
     rules: opts.rules, root: opts.root,
     withhold: opts.learned === false ? undefined : withholdMeasuredSlower(named),
     verify: opts.verify ? { config: opts.config, repeats: Number(opts.repeats ?? 20), say: opts.json ? () => {} : say } : undefined,
   });
   for (const f of result.plan.program.files) for (const d of f.diagnostics) if (d.severity === 'error') say(formatDiagnostic(d));
   for (const f of result.files) if (f.error) say(`adopt: error: ${f.error}`);
+  const tuned = opts.tune ? await tuneStage(result, opts) : null;
+  if (tuned) result = { ...result, files: tuned.files };
   const changed = result.files.filter((f) => !f.error && f.rewritten !== f.original);
   const emitted: Written = opts.inPlace ? writeInPlace(changed, !!opts.backup) : opts.output ? writeTo(opts.output, changed, paths) : { written: changed, errors: [] };
   for (const e of emitted.errors) say(`adopt: error: ${e}`);
+  if (tuned?.entries.length && !emitted.errors.length) {
+    // beside each written module; beside the original for a diff, which is applied there
+    const to = opts.output ? destinationsUnder(opts.output, paths) : (p: string) => p;
+    const files = writeScheduleFiles(emitted.written.filter((f) => tuned.paths.has(f.path)).map((f) => to(f.path)), tuned.target, tuned.entries);
+    for (const f of files) say(`adopt: schedules written to ${f}`);
+  }
 
   if (opts.json) printJson(result, !!opts.whyNot);
   else {
@@ -49,6 +68,20 @@ export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
     inputErrors: result.inputs.filter((i) => i.error).length, empty: result.empty,
     failures: emitted.errors.length, differs: opts.check && changed.length > 0,
   });
+}
+
+/** The tune stage: the kept rewrites' workloads found at the model's real size and tuned. */
+async function tuneStage(result: PipelineResult, opts: RewriteOptions) {
+  const t: TuneCliOptions = { budget: opts.budget ?? '16', strategy: opts.strategy, db: opts.db, config: opts.tuneConfig, batch: opts.batch, seq: opts.seq, class: opts.class };
+  const changed = result.files.filter((f) => !f.error && f.rewritten !== f.original);
+  if (!changed.length) return null;
+  let target;
+  try { target = localTargetInfo().target; } catch (e) { throw new AdoptError(`--tune: ${(e as Error).message}`); }
+  const discover = { config: t.config, batch: wholeNumber('--batch', t.batch, 4, 1), seq: wholeNumber('--seq', t.seq, 512, 1), classes: t.class };
+  const tuned = await tuneRewrites(result.files, discover, (d) => tuneDiscovered(d, t, changed.map((f) => f.path).join(', ')));
+  if (tuned.summary && !opts.json) printModelSummary(tuned.summary, tuned.discovery, process.stderr);
+  const paths = new Set(tuned.discovery.workloads.flatMap((w) => w.files));
+  return { files: tuned.files, entries: tuned.summary?.entries ?? [], paths, target };
 }
 
 function printDiffs(changed: FileResult[], root: string | undefined): void {

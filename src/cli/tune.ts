@@ -3,7 +3,7 @@
 // over the default schedule. `adopt tune model.py`: the same for every workload the model's
 // rewritten code runs at its real configuration (see tune/model.ts).
 import { writeFileSync } from 'node:fs';
-import { runRewrite } from './plan.js';
+import { runRewrite } from '../pipeline/index.js';
 import { type Discovery, type ModelTuneSummary, discoverWorkloads, tuneWorkloads, usesFusedOptimizer } from '../tune/model.js';
 import { Progress } from '../bench/progress.js';
 import { AdoptError } from '../diag.js';
@@ -58,7 +58,7 @@ function printSummary(s: TuneSummary): void {
   out.write(`  records: ${s.db}\n`);
 }
 
-function wholeNumber(flag: string, text: string | undefined, dflt: number, min = 0): number {
+export function wholeNumber(flag: string, text: string | undefined, dflt: number, min = 0): number {
   const n = Number(text ?? dflt);
   if (!Number.isInteger(n) || n < min) throw new AdoptError(`${flag} takes a whole number${min ? ` of at least ${min}` : ''}, not '${text}'`);
   return n;
@@ -110,13 +110,16 @@ export async function tuneCommand(file: string | undefined, opts: TuneCliOptions
   return 0;
 }
 
+export function checkConfig(flag: string, text: string | undefined): void {
+  if (text === undefined) return;
+  let parsed: unknown;
+  try { parsed = JSON.parse(text); } catch { parsed = undefined; }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new AdoptError(`${flag} takes a JSON object of config attributes or constructor arguments, not '${text}'`);
+}
+
 /** What a model's rewritten code runs, found at its real size; nothing to tune is said, not an error. */
 export function modelWorkloads(paths: string[], opts: TuneCliOptions): { discovery: Discovery; rewritten: number } {
-  if (opts.config !== undefined) {
-    let parsed: unknown;
-    try { parsed = JSON.parse(opts.config); } catch { parsed = undefined; }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new AdoptError(`--config takes a JSON object of config attributes or constructor arguments, not '${opts.config}'`);
-  }
+  checkConfig('--config', opts.config);
   const run = runRewrite(paths, { rules: opts.rules });
   const bad = run.files.filter((f) => f.error);
   if (bad.length && bad.length === run.files.length) throw new AdoptError(bad.map((f) => `${f.path}: ${f.error}`).join('\n'));
@@ -156,16 +159,15 @@ export async function tuneDiscovered(discovery: Discovery, opts: TuneCliOptions,
   return summary;
 }
 
-export function printModelSummary(s: ModelTuneSummary, discovery: Discovery): void {
-  const out = process.stdout;
+export function printModelSummary(s: ModelTuneSummary, discovery: Discovery, out: NodeJS.WritableStream = process.stdout): void {
   const ran = discovery.classes.filter((c) => c.status === 'ran');
   for (const c of ran) {
     const depth = Object.entries(c.depth ?? {}).map(([k, v]) => `${k} ${v.from} -> ${v.to}`).join(', ');
     out.write(`ran ${c.class} on ${c.inputs}${depth ? ` (depth cut for finding workloads: ${depth})` : ''}\n`);
   }
-  out.write(`\n${'kernel'.padEnd(18)} ${'workload'.padEnd(52)} ${'schedule from'.padEnd(15)} meas.  speed-up over default\n`);
+  out.write(`\n${'kernel'.padEnd(18)} ${'workload'.padEnd(60)} ${'schedule from'.padEnd(15)} meas.  speed-up over default\n`);
   for (const t of s.tuned) {
-    out.write(`${t.kernel.padEnd(18)} ${workloadText(t.workload).padEnd(52)} ${t.source.padEnd(15)} ${String(t.measurements).padStart(5)}  ${t.speedup !== null ? `${t.speedup.toFixed(2)}x` : '-'}\n`);
+    out.write(`${t.kernel.padEnd(18)} ${workloadText(t.workload).padEnd(60)} ${t.source.padEnd(15)} ${String(t.measurements).padStart(5)}  ${t.speedup !== null ? `${t.speedup.toFixed(2)}x` : '-'}\n`);
   }
   out.write(`\n${s.tuned.length} workload(s), ${s.measurements} measurement(s), ${s.seconds.toFixed(1)} s; `);
   out.write(s.speedup !== null ? `geometric-mean speed-up ${s.speedup.toFixed(2)}x over the default schedules (default time / tuned time, re-timed interleaved; above 1 is faster)\n` : 'no speed-up measured (records reused or budget 0)\n');

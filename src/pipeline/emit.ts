@@ -64,13 +64,20 @@ export function writeInPlace(files: FileResult[], backup: boolean): Written {
 
 /** The rewritten files under `out`: the file itself for one input file, else a tree mirroring
  *  the inputs' layout. */
-export function writeTo(out: string, files: FileResult[], inputs: string[]): Written {
+/** Where `-o OUT` puts each rewritten file: OUT itself for one input file, else the same place in a
+ *  tree under OUT. */
+export function destinationsUnder(out: string, inputs: string[]): (path: string) => string {
   const single = inputs.length === 1 && statSync(inputs[0]).isFile();
   const base = single ? '' : statSync(inputs[0]).isDirectory() ? resolve(inputs[0]) : dirname(resolve(inputs[0]));
+  return (path) => (single ? out : join(out, relative(base, resolve(path))));
+}
+
+export function writeTo(out: string, files: FileResult[], inputs: string[]): Written {
+  const destination = destinationsUnder(out, inputs);
   const written: FileResult[] = [];
   const errors: string[] = [];
   for (const f of files) {
-    const dest = single ? out : join(out, relative(base, resolve(f.path)));
+    const dest = destination(f.path);
     const tmp = `${dest}.adopt-${process.pid}.tmp`;
     try {
       mkdirSync(dirname(dest), { recursive: true });

@@ -16,7 +16,7 @@ export type { FileVerification, RewriteRun, RuleVerdict, Stage, StageEvent, With
 export { checkFile, verdictOf, type PhaseTiming, type Verdict, type VerifyStatus } from './check.js';
 export { fileVerifier, hfVerifier, verifyModels, type ModelVerdict, type Verifier, type VerifyProgress, type VerifyTarget } from './model-verify.js';
 export { withholdMeasuredSlower } from './learned.js';
-export { writeInPlace, writeMirror, writeTo, type Written } from './emit.js';
+export { destinationsUnder, writeInPlace, writeMirror, writeTo, type Written } from './emit.js';
 
 /** The tuner's place in the pipeline: given the plan and the rewrites kept (after verification,
  *  when asked for), the run with each rewrite's kernel schedule chosen. No caller fills it yet. */

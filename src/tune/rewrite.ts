@@ -3,7 +3,7 @@
 // tuned before costs nothing), and each rewritten module gets the lines that load the schedule
 // file written beside it.
 import type { FileResult } from '../synth/synthesize.js';
-import { type DiscoverOptions, type Discovery, type ModelTuneOptions, type ModelTuneSummary, discoverWorkloads, tuneWorkloads, usesFusedOptimizer } from './model.js';
+import { type DiscoverOptions, type Discovery, type ModelTuneSummary, discoverWorkloads, usesFusedOptimizer } from './model.js';
 import { withScheduleLoading } from './schedule-file.js';
 
 export interface TunedRewrite {
@@ -13,13 +13,14 @@ export interface TunedRewrite {
   summary: ModelTuneSummary | null;
 }
 
-export async function tuneRewrites(files: FileResult[], discover: Omit<DiscoverOptions, 'optimizer'>, tune: ModelTuneOptions): Promise<TunedRewrite> {
+/** `tune` tunes what was found (tuneWorkloads, with the caller's options and messages). */
+export async function tuneRewrites(files: FileResult[], discover: Omit<DiscoverOptions, 'optimizer'>, tune: (d: Discovery) => Promise<ModelTuneSummary | null>): Promise<TunedRewrite> {
   const changed = files.filter((f) => !f.error && f.rewritten !== f.original);
   const discovery = discoverWorkloads(changed.map((f) => ({ path: f.path, rewritten: f.rewritten })), {
     ...discover, optimizer: changed.some((f) => usesFusedOptimizer(f.rewritten)),
   });
-  if (!discovery.workloads.length) return { files, discovery, summary: null };
-  const summary = await tuneWorkloads(discovery.workloads, tune);
+  const summary = await tune(discovery);
+  if (!summary) return { files, discovery, summary: null };
   const tuned = new Set(discovery.workloads.flatMap((w) => w.files));
   return { files: files.map((f) => (tuned.has(f.path) ? withScheduleLoading(f) : f)), discovery, summary };
 }

@@ -1,0 +1,48 @@
+// `adopt rewrite --tune`: the kept rewrites are tuned at the model's real size, the rewritten module
+// loads the schedule file written beside it (beside the original when the output is a diff).
+// --budget 0 keeps the test from measuring: records only, so the defaults are written.
+import { copyFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { adopt, repoRoot } from './helpers/cli.js';
+
+const fixture = join(repoRoot, 'fixtures/models/llama_style.py');
+const tmp = () => mkdtempSync(join(tmpdir(), 'adopt-rewrite-tune-'));
+const tuneArgs = (dir: string) => ['--tune', '--budget', '0', '--batch', '2', '--seq', '16', '--db', join(dir, 'db.jsonl')];
+
+describe('adopt rewrite --tune', () => {
+  it('writes the schedules beside the written module, which loads them', () => {
+    const dir = tmp();
+    const out = join(dir, 'out', 'llama.py');
+    const r = adopt(['rewrite', fixture, '-o', out, ...tuneArgs(dir)]);
+    expect(r.code, r.stderr).toBe(0);
+    const sched = JSON.parse(readFileSync(join(dir, 'out', 'adopt-schedules.json'), 'utf8'));
+    expect(sched.format).toBe('adopt-schedules/1');
+    expect(sched.entries.map((e: { kernel: string }) => e.kernel).sort()).toEqual(['flash_attention', 'gated_act', 'rms_norm', 'rope']);
+    expect(readFileSync(out, 'utf8')).toMatch(/\n {4}_adopt = None\nif _adopt is not None: .*\n {4}_adopt\.use_schedules\(__file__\)\n/);
+    expect(r.stderr).toMatch(/4 workload\(s\), 0 measurement\(s\)/);
+    expect(r.stderr).toContain(`schedules written to ${join(dir, 'out', 'adopt-schedules.json')}`);
+  });
+
+  it('with a diff, puts the schedules beside the original, where the diff applies', () => {
+    const dir = tmp();
+    const model = join(dir, 'llama.py');
+    copyFileSync(fixture, model);
+    const r = adopt(['rewrite', model, ...tuneArgs(dir)]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('+    _adopt.use_schedules(__file__)');
+    expect(existsSync(join(dir, 'adopt-schedules.json'))).toBe(true);
+  });
+
+  it('refuses tuning options without --tune, and --tune with --check', () => {
+    const a = adopt(['rewrite', fixture, '--budget', '4']);
+    expect(a.code).toBe(2);
+    expect(a.stderr).toMatch(/--budget only go with --tune/);
+    const b = adopt(['rewrite', fixture, '--tune', '--check']);
+    expect(b.code).toBe(2);
+    const c = adopt(['rewrite', fixture, '--tune', '--tune-config', 'hidden_size=4']);
+    expect(c.code).toBe(2);
+    expect(c.stderr).toMatch(/--tune-config takes a JSON object/);
+  });
+});
