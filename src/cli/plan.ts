@@ -13,14 +13,14 @@ export interface RewriteRun { files: FileResult[]; sites: SiteResult[]; nearMiss
 /** Analysis and matching, done once; synthesis can then run on any subset of the sites. */
 export interface RewritePlan { rules: Rule[]; sites: Site[]; nearMisses: NearMiss[]; lookup: (p: string) => ReturnType<Project['parsedFile']> }
 
-export function planRewrite(paths: string[], opts: { rules?: string; root?: string }): RewritePlan {
-  const rules = loadRules(opts.rules);
+export function planRewrite(paths: string[], opts: { rules?: string; builtinRules?: boolean; root?: string; whyNot?: unknown }): RewritePlan {
+  const rules = loadRules(opts.rules, { builtin: opts.builtinRules });
   const { program, project } = analyzePaths(paths, { root: opts.root });
   for (const f of program.files) for (const d of f.diagnostics) if (d.severity === 'error') process.stderr.write(`${formatDiagnostic(d)}\n`);
   if (program.files.every((f) => f.diagnostics.some((d) => d.severity === 'error' && !['syntax', 'analysis'].includes(d.code)))) {
     throw new AdoptError('nothing can be rewritten: no input file could be read');
   }
-  const { sites, nearMisses } = matchProgram(program, rules);
+  const { sites, nearMisses } = matchProgram(program, rules, { partial: !!opts.whyNot });
   return { rules, sites, nearMisses, lookup: (p) => project.parsedFile(p) };
 }
 
@@ -39,7 +39,7 @@ export function synthesizePlan(plan: RewritePlan, withhold: (s: Site) => string 
 }
 
 /** The whole pipeline: analyse, match, synthesise. Writes nothing. */
-export function runRewrite(paths: string[], opts: { rules?: string; root?: string }): RewriteRun {
+export function runRewrite(paths: string[], opts: { rules?: string; builtinRules?: boolean; root?: string }): RewriteRun {
   return synthesizePlan(planRewrite(paths, opts));
 }
 

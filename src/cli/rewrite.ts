@@ -2,6 +2,7 @@ import { accessSync, constants, copyFileSync, mkdirSync, readFileSync, renameSyn
 import { dirname, join, relative, resolve } from 'node:path';
 import { AdoptError } from '../diag.js';
 import type { Site } from '../match/matcher.js';
+import { formatNearMiss, rankNearMisses } from '../match/why-not.js';
 import { diffBase, unifiedDiff } from '../synth/diff.js';
 import type { FileResult } from '../synth/synthesize.js';
 import { readRecords, slowerRules, type SpeedRecord } from '../verify/records.js';
@@ -11,8 +12,8 @@ import { verifiedRewrite } from './verified.js';
 export { runRewrite } from './plan.js';
 
 export interface RewriteOptions {
-  rules?: string; root?: string; diff?: boolean; inPlace?: boolean; backup?: boolean; output?: string;
-  json?: boolean; check?: boolean; whyNot?: boolean; target?: string; quiet?: boolean;
+  rules?: string; builtinRules?: boolean; root?: string; diff?: boolean; inPlace?: boolean; backup?: boolean; output?: string;
+  json?: boolean; check?: boolean; whyNot?: boolean; whyNotAll?: boolean; target?: string; quiet?: boolean;
   verify?: boolean; config?: string; repeats?: string; learned?: boolean;
 }
 
@@ -23,7 +24,9 @@ export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
   if (opts.target && !['cpu', 'cuda'].includes(opts.target)) throw new AdoptError(`--target must be cpu or cuda, got '${opts.target}'`);
   if ((opts.config || opts.repeats) && !opts.verify) throw new AdoptError('--config and --repeats only go with --verify');
   if (opts.repeats && !/^\d+$/.test(opts.repeats)) throw new AdoptError(`--repeats must be a whole number, got '${opts.repeats}'`);
+  if (opts.whyNotAll) opts.whyNot = true;
   const plan = planRewrite(paths, opts);
+  const nearMisses = rankNearMisses(plan.nearMisses, opts.whyNotAll ? 'all' : 'close');
   const target = opts.target ?? 'cpu';
   const named = new Set((opts.rules ?? '').split(',').map((x) => x.trim()));
   const learned = new Map<string, ReturnType<typeof slowerRules>>();
@@ -49,7 +52,7 @@ export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
   if (opts.json) {
     process.stdout.write(JSON.stringify({
       sites: run.sites,
-      ...(opts.whyNot ? { near_misses: run.nearMisses } : {}),
+      ...(opts.whyNot ? { near_misses: nearMisses.shown } : {}),
       files: run.files.map((f) => ({ path: f.path, changed: f.rewritten !== f.original, error: f.error ?? null })),
       ...(run.verification ? { verification: run.verification } : {}),
     }, null, 1) + '\n');
@@ -61,7 +64,10 @@ export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
     }
   }
   if (!opts.json) {
-    if (opts.whyNot) for (const n of run.nearMisses) process.stderr.write(`${n.file}:${n.line}:${n.col}: ${n.rule}: not a site: ${n.reason}\n`);
+    if (opts.whyNot) {
+      for (const n of nearMisses.shown) process.stderr.write(`${formatNearMiss(n)}\n`);
+      if (nearMisses.hidden) process.stderr.write(`adopt: ${nearMisses.hidden} more near miss(es) matched less of their pattern; --why-not=all shows them\n`);
+    }
     for (const s of run.sites) if (s.decision === 'skipped' && (opts.whyNot || !opts.quiet)) process.stderr.write(`${s.file}:${s.lines[0]}: ${s.rule}: found, not rewritten: ${s.reason}\n`);
     // what was written, when writing: a file left unchanged does not count
     const writtenPaths = new Set(written.map((f) => f.path));

@@ -8,7 +8,10 @@ import { fileURLToPath } from 'node:url';
 export interface RegistryKernel {
   name: string;
   api: string[];
+  /** Each function's parameters, in order. */
+  signature?: Record<string, string[]>;
   switch: string;
+  targets?: string[];
   space: { params: Record<string, (number | string)[]>; default: Record<string, number | string>; constraints: string[] };
   workload_fields: string[];
   dtypes: string[];
