@@ -19,13 +19,14 @@ export function templateProblems(rule: Rule): string[] {
   const rw = rule.rewrite;
   if (!rw) return [];
   const out: string[] = [];
-  for (const withOptional of [true, false]) {
+  const hasOptional = [...rw.guards, ...rw.code].some((t) => t.includes('{?'));
+  for (const withOptional of hasOptional ? [true, false] : [true]) {
     const variant = withOptional ? '' : " (with the optional parts '{?name:...}' left out)";
     for (const g of rw.guards) {
       if (hasSyntaxErrors(`if (${standIn(g, withOptional)}):\n    pass\n`)) out.push(`guard "${g}" is not a Python expression${variant}`);
     }
     const code = rw.code.map((c) => standIn(c, withOptional));
-    const program = rw.kind === 'expr' ? `_r = (${code.join(' ')})\n` : `${code.join('\n')}\n`;
+    const program = rw.kind === 'expr' ? `_r = ${code.join(' ')}\n` : `${code.join('\n')}\n`;
     if (hasSyntaxErrors(program)) out.push(`the rewrite ${rw.kind === 'expr' ? 'expression' : 'statements'} would not be Python${variant}: ${code.join(' / ')}`);
   }
   return [...new Set(out)];
