@@ -125,3 +125,31 @@ describe('constraint registry', () => {
     for (const c of CONSTRAINTS.keys()) expect(inDoc).toContain(`\`${c}(`);
   });
 });
+
+describe('refuse cases carried by a rule', () => {
+  it('a marked line must be refused with the marked reason, and nothing rewritten', async () => {
+    const { refuseCases, testRefusal } = await import('../src/cli/rules-test.js');
+    const code = (dim: string, mark: string) => `import torch\n\n\ndef f(x):\n    return torch.softmax(x, dim=${dim})  # refuse: ${mark}\n`;
+    const dir = tempProject({
+      'my_softmax/my_softmax.rule': mine,
+      'my_softmax/refuse/a_right.py': code('1', 'not the last dimension'),
+      'my_softmax/refuse/b_wrong_reason.py': code('1', 'too hot'),
+      'my_softmax/refuse/c_rewritten.py': code('-1', 'not the last dimension'),
+      'my_softmax/refuse/d_unmarked.py': 'x = 1\n',
+    });
+    const [rule] = loadRuleFiles([join(dir, 'my_softmax')]);
+    const cases = refuseCases(rule);
+    expect(cases.map((f) => f.split('/').pop())).toEqual(['a_right.py', 'b_wrong_reason.py', 'c_rewritten.py', 'd_unmarked.py']);
+    expect(testRefusal(rule, cases[0])).toEqual([]);
+    expect(testRefusal(rule, cases[1])).toEqual([expect.stringMatching(/^line 5: expected a refusal saying 'too hot'; got: softmax over dim=1/)]);
+    expect(testRefusal(rule, cases[2])).toEqual(expect.arrayContaining([expect.stringMatching(/^line 5: rewritten, but the case says the rule must refuse it/)]));
+    expect(testRefusal(rule, cases[3])).toEqual([expect.stringMatching(/no line is marked/)]);
+  });
+
+  it('the library rules carry refuse cases that pass', async () => {
+    const { refuseCases, testRefusal } = await import('../src/cli/rules-test.js');
+    const withCases = selectRules().rules.filter((r) => refuseCases(r).length);
+    expect(withCases.map((r) => r.name).sort()).toEqual(expect.arrayContaining(['linear_gelu', 'rmsnorm', 'softmax']));
+    for (const r of withCases) for (const f of refuseCases(r)) expect(testRefusal(r, f), `${r.name} ${f}`).toEqual([]);
+  });
+});

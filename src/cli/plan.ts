@@ -39,7 +39,7 @@ export function synthesizePlan(plan: RewritePlan, withhold: (s: Site) => string 
 }
 
 /** The whole pipeline: analyse, match, synthesise. Writes nothing. */
-export function runRewrite(paths: string[], opts: { rules?: string; builtinRules?: boolean; root?: string }): RewriteRun {
+export function runRewrite(paths: string[], opts: { rules?: string; builtinRules?: boolean; root?: string; whyNot?: unknown }): RewriteRun {
   return synthesizePlan(planRewrite(paths, opts));
 }
 

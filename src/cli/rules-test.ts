@@ -3,8 +3,8 @@
 // expected output must not change when rewritten again, and the pair is run in Python: the
 // rewritten model must load the original state dict strictly, take the fast path, and match the
 // original forward and backward within the example's tolerances.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { relative, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { AdoptError } from '../diag.js';
 import { selectRules, type Rule } from '../match/rule.js';
 import { exampleFile } from '../match/rule-examples.js';
@@ -18,13 +18,14 @@ export function testRules(name: string | undefined, opts: RulesOptions): number 
   const rules = name ? selection.rules.filter((r) => r.name === name) : pool;
   if (name && !rules.length) throw new AdoptError(`unknown rule '${name}' (adopt rules list shows the rules in use)`);
   let failed = 0, passed = 0;
+  const report = (r: Rule, what: string, problems: string[], note = '') => {
+    if (problems.length) { failed++; process.stdout.write(`FAIL ${r.name} ${what}\n${problems.map((p) => p.replace(/^/gm, '     ')).join('\n')}\n`); }
+    else { passed++; process.stdout.write(`ok   ${r.name} ${what}${note}\n`); }
+  };
   for (const r of rules) {
     if (!r.examples.length) { process.stdout.write(`FAIL ${r.name}: no examples (every rule carries before/after examples)\n`); failed++; continue; }
-    for (const ex of r.examples) {
-      const problems = testExample(r, ex, { update: !!opts.update });
-      if (problems.length) { failed++; process.stdout.write(`FAIL ${r.name} ${ex.before}\n${problems.map((p) => p.replace(/^/gm, '     ')).join('\n')}\n`); }
-      else { passed++; process.stdout.write(`ok   ${r.name} ${ex.before}${opts.update ? ' (expected output written)' : ''}\n`); }
-    }
+    for (const ex of r.examples) report(r, ex.before, testExample(r, ex, { update: !!opts.update }), opts.update ? ' (expected output written)' : '');
+    for (const file of refuseCases(r)) report(r, relative(dirname(r.file), file), testRefusal(r, file));
   }
   process.stdout.write(`${passed} passed, ${failed} failed\n`);
   return failed ? 1 : 0;
@@ -69,6 +70,40 @@ export function testExample(r: Rule, ex: Rule['examples'][number], opts: { updat
   else {
     const v = result.value as { verified: boolean; problems: string[] };
     if (!v.verified) problems.push(...v.problems.map((p) => `numerical check: ${p}`));
+  }
+  return problems;
+}
+
+/** A rule kept in a directory of its own name carries refuse cases in its `refuse/` folder. */
+export function refuseCases(r: Rule): string[] {
+  const dir = join(dirname(r.file), 'refuse');
+  if (basename(dirname(r.file)) !== r.name || !existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => f.endsWith('.py')).sort().map((f) => join(dir, f));
+}
+
+const REFUSE_MARKER = /#\s*refuse:\s*(.+?)\s*$/;
+
+/** A refuse case: code the rule must leave alone. Each line marked `# refuse: REASON` must be
+ *  reported there (a near miss, or a site not rewritten) with a reason containing REASON, and the
+ *  rule must change nothing in the file. */
+export function testRefusal(r: Rule, file: string): string[] {
+  const marks = readFileSync(file, 'utf8').split('\n').flatMap((text, i) => {
+    const m = REFUSE_MARKER.exec(text);
+    return m ? [{ line: i + 1, reason: m[1] }] : [];
+  });
+  if (!marks.length) return [`no line is marked '# refuse: REASON'`];
+  let run: ReturnType<typeof runRewrite>;
+  try { run = runRewrite([file], { rules: r.file, builtinRules: false, whyNot: true }); } catch (e) { return [`cannot rewrite ${file}: ${(e as Error).message}`]; }
+  const problems: string[] = [];
+  for (const s of run.sites) if (s.rule === r.name && s.decision === 'rewritten') problems.push(`line ${s.lines[0]}: rewritten, but the case says the rule must refuse it`);
+  for (const m of marks) {
+    const reasons = [
+      ...run.nearMisses.filter((n) => n.rule === r.name && n.line === m.line).map((n) => n.reason),
+      ...run.sites.filter((s) => s.rule === r.name && s.decision !== 'rewritten' && s.lines[0] <= m.line && m.line <= s.lines[1]).map((s) => s.reason),
+    ];
+    if (!reasons.some((x) => x.toLowerCase().includes(m.reason.toLowerCase()))) {
+      problems.push(`line ${m.line}: expected a refusal saying '${m.reason}'; ${reasons.length ? `got: ${reasons.join('; ')}` : 'the rule says nothing there'}`);
+    }
   }
   return problems;
 }
