@@ -2,17 +2,15 @@
 // properties of a matched call or its constructor.
 import type { Expr, Op } from '../../dsl/ir.js';
 import { attrOf, exclusive } from '../method.js';
-import { brief, line, opOf, type ConstraintSpec } from './spec.js';
+import { brief, line, matchedIds, opOf, presentLines, type ConstraintSpec } from './spec.js';
 
 export const GENERAL_CONSTRAINTS: ConstraintSpec[] = [
   {
     name: 'single_use', args: ['line'], variadic: true,
     doc: "The value of each named line feeds only the next matched line (nothing else sees it).",
     check(args, st, view) {
-      const matched = new Set([...st.ops.values()].filter((o): o is Op => !!o).map((o) => o.id));
-      for (const a of args) {
-        const op = opOf(a, st);
-        if (!op) continue;
+      const matched = matchedIds(st);
+      for (const [a, op] of presentLines(args, st)) {
         // A phi that merges this value with a later matched value is the branch where the
         // pattern does not continue (`if use_bn: x = bn(x)`): on the matched path it is no use.
         const mergesMatched = (id: number) => (view.phis.get(id) ?? []).some((e) => e.k === 'ssa' && matched.has(e.id) && e.id !== op.id);
@@ -33,10 +31,8 @@ export const GENERAL_CONSTRAINTS: ConstraintSpec[] = [
     name: 'not_escaping', args: ['line'], variadic: true,
     doc: "A value computed inside the match is not used outside it.",
     check(args, st, view) {
-      const matched = new Set([...st.ops.values()].filter((o): o is Op => !!o).map((o) => o.id));
-      for (const a of args) {
-        const op = opOf(a, st);
-        if (!op) continue;
+      const matched = matchedIds(st);
+      for (const [a, op] of presentLines(args, st)) {
         const out = (view.uses.get(op.id) ?? []).find((u) => u.k !== 'op' || !matched.has(u.op.id));
         if (out) return `'${a.k === 'ref' ? a.name : '?'}' at line ${line(op)} escapes the pattern`;
       }

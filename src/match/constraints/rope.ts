@@ -3,19 +3,18 @@
 import type { Expr, Op } from '../../dsl/ir.js';
 import { sameExpr } from '../../analysis/lower.js';
 import type { MethodView } from '../method.js';
-import { constIs, line, opOf, type ConstraintSpec } from './spec.js';
+import { constIs, line, opOf, sliceOperands, type ConstraintSpec } from './spec.js';
 
 export const ROPE_CONSTRAINTS: ConstraintSpec[] = [
   {
     name: 'halves', args: ['value', 'value', 'value'], rules: ['rope', 'rope_single'],
     doc: "`$a`, `$b` are the first and second halves of `$x`'s last dimension: `x[..., :d // 2]` and `x[..., d // 2:]` with `d = x.shape[-1]`, or the two results of `x.chunk(2, dim=-1)`.",
     check(args, st, view) {
-      const [a, b, x] = args.map((m) => (m.k === 'meta' ? st.metas.get(m.name) : m.k === 'ref' ? st.vals.get(m.name) : undefined));
-      if (!a || !b || !x) return undefined;
-      const defOf = (e: Expr) => (e.k === 'ssa' ? view.defs.get(e.id) : undefined);
-      const [da, db] = [defOf(a), defOf(b)];
+      const operands = sliceOperands(args, st, view);
+      if (!operands) return undefined;
+      const { x, a: da, b: db } = operands;
       if (da?.callee !== 'getitem' || db?.callee !== 'getitem') return 'the two halves are not slices of one tensor';
-      const base = defOf(da.args[0]);
+      const base = da.args[0].k === 'ssa' ? view.defs.get(da.args[0].id) : undefined;
       if (sameExpr(da.args[0], db.args[0]) && base?.callee === 'chunk') {
         const chunks = base.kw.find(([k]) => k === 'chunks')?.[1] ?? base.args[1];
         const dim = base.kw.find(([k]) => k === 'dim')?.[1] ?? base.args[2];
@@ -34,10 +33,9 @@ export const ROPE_CONSTRAINTS: ConstraintSpec[] = [
     name: 'evens_odds', args: ['value', 'value', 'value'], rules: ['rope_interleaved'],
     doc: "`$a`, `$b` are the even and odd channels of `$x`'s last indexed dimension (`x[..., ::2]`, `x[..., 1::2]`, or `x[:, :, :, ::2]` whose rank the rewrite's guard checks).",
     check(args, st, view) {
-      const [a, b, x] = args.map((m) => (m.k === 'meta' ? st.metas.get(m.name) : m.k === 'ref' ? st.vals.get(m.name) : undefined));
-      if (!a || !b || !x) return undefined;
-      const defOf = (e: Expr) => (e.k === 'ssa' ? view.defs.get(e.id) : undefined);
-      const [da, db] = [defOf(a), defOf(b)];
+      const operands = sliceOperands(args, st, view);
+      if (!operands) return undefined;
+      const { x, a: da, b: db } = operands;
       if (da?.callee !== 'getitem' || db?.callee !== 'getitem' || !sameExpr(da.args[0], x) || !sameExpr(db.args[0], x)) return 'the two halves are not slices of the rotated tensor';
       const slices = (d: Op) => {
         const idx = d.args[1];
