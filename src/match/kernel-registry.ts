@@ -38,6 +38,11 @@ export function kernelRegistry(): KernelRegistry {
   return cached;
 }
 
+/** Every public kernel function's parameters, in order. */
+export function kernelSignatures(): Record<string, string[]> {
+  return Object.assign({}, ...Object.values(kernelRegistry().kernels).map((k) => k.signature ?? {}));
+}
+
 export interface RegistryProblem { message: string }
 
 /** What a rule's kernel lines, guards and rewrite templates name that the registry lacks. */

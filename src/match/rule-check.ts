@@ -3,8 +3,9 @@
 // in the registry with arguments of the right kinds, every kernel and guard switch is in the
 // kernel registry, and no line uses a form adopt does not apply.
 import { constraintProblem } from './constraints.js';
-import { registryProblems } from './kernel-registry.js';
+import { kernelSignatures, registryProblems } from './kernel-registry.js';
 import { fail, type PatVal, type Rule } from './rule-ir.js';
+import { kernelArgumentProblems } from './rule-template.js';
 
 export function validateRule(r: Rule): void {
   if (r.pattern.length === 0) fail(r.file, r.line, 1, `rule ${r.name} has no match block`);
@@ -25,6 +26,8 @@ export function validateRule(r: Rule): void {
   const problems = registryProblems(r.kernels.map((k) => ({ library: k.library, callee: String(k.callee) })), rw ? [...rw.guards, ...rw.code] : []);
   if (problems.length) fail(r.file, r.line, 1, `rule ${r.name}: ${problems.join('; ')}`);
   if (!rw) return;
+  const argProblems = kernelArgumentProblems(r, kernelSignatures());
+  if (argProblems.length) fail(r.file, rw.line, 3, argProblems.join('; '));
   if (rw.kind === 'init') {
     fail(r.file, rw.line, 3, `'rewrite init' is not supported (adopt never applied it): rewrite the forward code with 'rewrite expr NAME' or 'rewrite stmts'; a module the kernel needs is passed as {NAME.module}`);
   }

@@ -31,3 +31,43 @@ export function templateProblems(rule: Rule): string[] {
   }
   return [...new Set(out)];
 }
+
+/** The calls of registry kernels in a rule's rewrite that pass arguments the kernel does not take:
+ *  an unknown keyword, or more positional arguments than it has parameters. */
+export function kernelArgumentProblems(rule: Rule, signatures: Record<string, string[]>): string[] {
+  const rw = rule.rewrite;
+  if (!rw) return [];
+  const out: string[] = [];
+  const text = [...rw.guards, ...rw.code].map((t) => standIn(t, true)).join('\n');
+  for (const m of text.matchAll(/_adopt\.([A-Za-z_]\w*)\(/g)) {
+    const params = signatures[m[1]];
+    if (!params) continue;
+    const args = topLevelArgs(text, m.index! + m[0].length);
+    const positional = args.filter((a) => !/^[A-Za-z_]\w*\s*=[^=]/.test(a) && !a.startsWith('*'));
+    if (positional.length > params.length) out.push(`_adopt.${m[1]} takes ${params.length} argument(s) (${params.join(', ')}), the rewrite passes ${positional.length}`);
+    for (const a of args) {
+      const kw = /^([A-Za-z_]\w*)\s*=[^=]/.exec(a)?.[1];
+      if (kw && !params.includes(kw)) out.push(`_adopt.${m[1]} has no parameter '${kw}' (it takes ${params.join(', ')})`);
+    }
+  }
+  return [...new Set(out)];
+}
+
+/** The arguments of the call whose '(' ends just before `from`, split at top-level commas. */
+function topLevelArgs(text: string, from: number): string[] {
+  const args: string[] = [];
+  let depth = 0, start = from, quote = '';
+  for (let i = from; i < text.length; i++) {
+    const c = text[i];
+    if (quote) { if (c === quote && text[i - 1] !== '\\') quote = ''; continue; }
+    if (c === '"' || c === "'") quote = c;
+    else if ('([{'.includes(c)) depth++;
+    else if (')]}'.includes(c) && depth > 0) depth--;
+    else if ((c === ',' || c === ')') && depth === 0) {
+      if (text.slice(start, i).trim()) args.push(text.slice(start, i).trim());
+      if (c === ')') break;
+      start = i + 1;
+    }
+  }
+  return args;
+}
