@@ -160,3 +160,15 @@ describe('refuse cases carried by a rule', () => {
     for (const r of withCases) for (const f of refuseCases(r)) expect(testRefusal(r, f), `${r.name} ${f}`).toEqual([]);
   });
 });
+
+describe('near-miss ranking', () => {
+  it('closest first; a lone first line is hidden by default, and so is a miss inside another rule\'s site', async () => {
+    const { rankNearMisses } = await import('../src/match/why-not.js');
+    const miss = (rule: string, line: number, matched: number, of: number, constraint = false) => ({ rule, file: 'm.py', line, col: 1, owner: '', reason: 'r', matched, of, ...(constraint ? { constraint } : {}) });
+    const misses = [miss('linear_bn', 3, 1, 2), miss('rmsnorm', 9, 6, 7), miss('softmax', 20, 1, 1, true), miss('variant', 30, 5, 7), miss('attention', 40, 2, 3)];
+    const close = rankNearMisses(misses, 'close', [{ file: 'm.py', lines: [29, 31] }]);
+    expect(close.shown.map((n) => n.rule)).toEqual(['softmax', 'rmsnorm', 'attention']);
+    expect(close.hidden).toBe(2);
+    expect(rankNearMisses(misses, 'all').shown.map((n) => n.rule)).toEqual(['softmax', 'rmsnorm', 'variant', 'attention', 'linear_bn']);
+  });
+});

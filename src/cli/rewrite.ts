@@ -26,7 +26,7 @@ export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
   if (opts.repeats && !/^\d+$/.test(opts.repeats)) throw new AdoptError(`--repeats must be a whole number, got '${opts.repeats}'`);
   if (opts.whyNotAll) opts.whyNot = true;
   const plan = planRewrite(paths, opts);
-  const nearMisses = rankNearMisses(plan.nearMisses, opts.whyNotAll ? 'all' : 'close');
+  const nearMisses = rankNearMisses(plan.nearMisses, opts.whyNotAll ? 'all' : 'close', plan.sites);
   const target = opts.target ?? 'cpu';
   const named = new Set((opts.rules ?? '').split(',').map((x) => x.trim()));
   const learned = new Map<string, ReturnType<typeof slowerRules>>();

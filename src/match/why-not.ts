@@ -27,10 +27,13 @@ export function isClose(n: NearMiss): boolean {
   return !!n.constraint || (n.of === 1 && n.matched === 1) || (n.matched >= 2 && n.matched * 2 >= n.of);
 }
 
-/** The near misses to report, closest first: the close ones, or all of them. */
-export function rankNearMisses(misses: NearMiss[], which: 'close' | 'all'): { shown: NearMiss[]; hidden: number } {
+/** The near misses to report, closest first: the close ones, or all of them. By default a near
+ *  miss inside code another rule found is left out (a site of the RMSNorm rule is no near miss
+ *  of its float32-variance variant). */
+export function rankNearMisses(misses: NearMiss[], which: 'close' | 'all', sites: { file: string; lines: [number, number] }[] = []): { shown: NearMiss[]; hidden: number } {
   const ranked = [...misses].sort((a, b) => closeness(b) - closeness(a) || a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col || a.rule.localeCompare(b.rule));
-  const shown = which === 'all' ? ranked : ranked.filter(isClose);
+  const inSite = (n: NearMiss) => sites.some((s) => s.file === n.file && s.lines[0] <= n.line && n.line <= s.lines[1]);
+  const shown = which === 'all' ? ranked : ranked.filter((n) => isClose(n) && !inSite(n));
   return { shown, hidden: ranked.length - shown.length };
 }
 
