@@ -29,7 +29,7 @@ export function registerRulesCommands(program: Command, done: (code: number) => 
   withRules(rules.command('show').description('print a rule\'s source; without a name, the reference: rule items, constraints and kernels')
     .argument('[name]', 'a rule name'))
     .action((name: string | undefined, opts: RulesOptions) => done(showRule(name, opts)));
-  withRules(rules.command('test').description('rewrite each rule\'s examples, compare them with the expected output (printing the diff) and check them in torch')
+  withRules(rules.command('test').description('rewrite each rule\'s examples, compare them with the expected output (printing the diff), check them in torch, and check its refuse cases are refused')
     .argument('[name]', 'only this rule (default: the rules --rules gives, or the whole library)')
     .option('--update', 'write the rewritten examples as their expected output (after.py) instead of comparing'))
     .action((name: string | undefined, opts: RulesOptions) => done(testRules(name, opts)));
