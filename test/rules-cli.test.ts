@@ -35,6 +35,14 @@ describe('--rules with the library', () => {
 });
 
 describe('adopt rules', () => {
+  it('a library rule name stays a name where a folder of that name is in the current directory', () => {
+    const dir = tempProject({ 'softmax/other.rule': mine.replace('my_softmax', 'other') });
+    const r = adopt(['rules', 'list', '--rules', 'softmax'], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n').map((l) => l.split(/\s+/)[0])).toEqual(['softmax']);
+    expect(adopt(['rules', 'list', '--rules', './softmax', '--no-builtin-rules'], { cwd: dir }).stdout).toMatch(/^other\s/);
+  });
+
   it('every subcommand has a description in --help', () => {
     const expected: Record<string, RegExp> = {
       list: /list the rules in use/, show: /print a rule's source/, test: /compare them with the expected output/, check: /check rule files without running them/,

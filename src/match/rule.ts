@@ -44,14 +44,17 @@ export interface RuleSelection {
  *  rule replacing it. Without names the whole library is used, unless `builtin` is false. */
 export function selectRules(spec?: string | string[], opts: { builtin?: boolean } = {}): RuleSelection {
   const items = [spec ?? []].flat().flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+  const library = loadRuleFiles([defaultRulesDir()]);
   const names: string[] = [];
   const paths: string[] = [];
   for (const it of items) {
-    if (isPath(it)) paths.push(it);
-    else if (/[/\\]|\.rule$/.test(it)) throw new RuleError(`${it}: error: no such rule file or directory`);
+    // a library rule's name stays a name even where a folder of that name is at hand
+    const pathLike = /[/\\]|\.rule$/.test(it);
+    if (!pathLike && library.some((r) => r.name === it)) names.push(it);
+    else if (isPath(it)) paths.push(it);
+    else if (pathLike) throw new RuleError(`${it}: error: no such rule file or directory`);
     else names.push(it);
   }
-  const library = loadRuleFiles([defaultRulesDir()]);
   const user = loadRuleFiles(paths);
   const byName = new Map<string, Rule>();
   for (const r of user) {
