@@ -33,7 +33,7 @@ describe('adopt rewrite --verify', () => {
   it('keeps the rule that verifies, withholds the wrong one and the slower one, and says why', () => {
     const dir = project();
     const db = join(dir, 'records.jsonl');
-    const r = adopt(['rewrite', '--rules', join(dir, 'rules'), join(dir, 'm.py'), '--verify', '--json', '--repeats', '15'], { env: { ADOPT_DB: db } });
+    const r = adopt(['rewrite', '--rules', join(dir, 'rules'), '--no-builtin-rules', join(dir, 'm.py'), '--verify', '--json', '--repeats', '15'], { env: { ADOPT_DB: db } });
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout);
     const decision = (rule: string) => j.sites.find((s: { rule: string }) => s.rule === rule);
@@ -53,20 +53,20 @@ describe('adopt rewrite --verify', () => {
   it('a later rewrite leaves out the rule measured slower, unless told to ignore what was learned', () => {
     const dir = project();
     const db = join(dir, 'records.jsonl');
-    expect(adopt(['rewrite', '--rules', join(dir, 'rules'), join(dir, 'm.py'), '--verify', '--repeats', '15'], { env: { ADOPT_DB: db } }).code).toBe(0);
-    const later = adopt(['rewrite', '--rules', join(dir, 'rules'), join(dir, 'm.py'), '--json'], { env: { ADOPT_DB: db } });
+    expect(adopt(['rewrite', '--rules', join(dir, 'rules'), '--no-builtin-rules', join(dir, 'm.py'), '--verify', '--repeats', '15'], { env: { ADOPT_DB: db } }).code).toBe(0);
+    const later = adopt(['rewrite', '--rules', join(dir, 'rules'), '--no-builtin-rules', join(dir, 'm.py'), '--json'], { env: { ADOPT_DB: db } });
     const sites = JSON.parse(later.stdout).sites;
     expect(sites.find((s: { rule: string }) => s.rule === 'slow_gelu').reason).toMatch(/measured slower here by rewrite --verify/);
     // the wrong rule is not remembered as slower: without --verify it is the user's call
     expect(sites.find((s: { rule: string }) => s.rule === 'wrong_relu').decision).toBe('rewritten');
-    const forced = adopt(['rewrite', '--rules', join(dir, 'rules'), join(dir, 'm.py'), '--json', '--no-learned'], { env: { ADOPT_DB: db } });
+    const forced = adopt(['rewrite', '--rules', join(dir, 'rules'), '--no-builtin-rules', join(dir, 'm.py'), '--json', '--no-learned'], { env: { ADOPT_DB: db } });
     expect(JSON.parse(forced.stdout).sites.find((s: { rule: string }) => s.rule === 'slow_gelu').decision).toBe('rewritten');
   });
 
   it('writes only what verified with -o', () => {
     const dir = project();
     const out = join(dir, 'out.py');
-    const r = adopt(['rewrite', '--rules', join(dir, 'rules'), join(dir, 'm.py'), '--verify', '-o', out, '--repeats', '15'], { env: { ADOPT_DB: join(dir, 'db.jsonl') } });
+    const r = adopt(['rewrite', '--rules', join(dir, 'rules'), '--no-builtin-rules', join(dir, 'm.py'), '--verify', '-o', out, '--repeats', '15'], { env: { ADOPT_DB: join(dir, 'db.jsonl') } });
     expect(r.code, r.stderr).toBe(0);
     const text = readFileSync(out, 'utf8');
     expect(text).toContain('torch.softmax(h, -1)');
@@ -134,7 +134,7 @@ describe('rewrite --verify without a working Python', () => {
   it('exits 2 and writes nothing, rather than a rewrite nobody checked', () => {
     const dir = project();
     const out = join(dir, 'out.py');
-    const r = adopt(['rewrite', '--verify', '--rules', join(dir, 'rules', 'exact.rule'), join(dir, 'm.py'), '-o', out], { env: { ADOPT_PYTHON: '/nonexistent/python' } });
+    const r = adopt(['rewrite', '--verify', '--rules', join(dir, 'rules', 'exact.rule'), '--no-builtin-rules', join(dir, 'm.py'), '-o', out], { env: { ADOPT_PYTHON: '/nonexistent/python' } });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--verify needs Python with torch.*Nothing was written/);
     expect(existsSync(out)).toBe(false);

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { adopt, repoRoot } from './helpers/cli.js';
 import { tempProject } from './helpers/ir.js';
 
-const rulesDir = join(repoRoot, 'fixtures', 'rules');
+const rulesDir = join(repoRoot, 'rules');
 
 describe('adopt verify', () => {
   it('verifies a correct rewrite (outputs and gradients, eval and train)', () => {

@@ -1,5 +1,5 @@
 // The `adopt` command line: options and subcommands. Exit codes follow one policy (./policy.ts).
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { AdoptError, formatDiagnostic } from '../diag.js';
 import { benchCommand } from './bench.js';
 import { explainCommand } from './explain.js';
@@ -7,7 +7,7 @@ import { kernelsCommand } from './kernels.js';
 import { EXIT } from './policy.js';
 import { recordsCommand } from './records.js';
 import { rewriteCommand } from './rewrite.js';
-import { rulesCommand } from './rules.js';
+import { collectRules, NO_BUILTIN_RULES_HELP, registerRulesCommands, RULES_HELP, WHY_NOT_ALL } from './rules.js';
 import { tuneCommand } from './tune.js';
 import { verifyCommand } from './verify.js';
 
@@ -35,14 +35,16 @@ export async function main(argv: string[]): Promise<number> {
     .command('rewrite')
     .description('rewrite model source to use fused kernels; prints a unified diff by default')
     .argument('<paths...>', 'Python files or directories (a package is rewritten as a whole)')
-    .option('--rules <dir|names>', 'a rules directory or file, or library rule names (comma-separated)')
+    .option('--rules <names|paths>', RULES_HELP, collectRules)
+    .option('--no-builtin-rules', NO_BUILTIN_RULES_HELP)
     .option('--root <dir>', 'directory that imports resolve under')
     .option('--in-place', 'rewrite the files atomically')
     .option('--backup', 'with --in-place, keep FILE.orig')
     .option('-o, --output <path>', 'write the rewritten file (or tree, for several inputs) here')
     .option('--json', 'print sites as JSON (rule, file, lines, bindings, guards, decision, reason)')
     .option('--check', 'exit 1 when something would change; write nothing')
-    .option('--why-not', 'also report near misses and why they are not sites')
+    .option('--why-not', 'also report near misses, closest first: the close ones (--why-not=all: every one)')
+    .addOption(new Option(WHY_NOT_ALL).hideHelp())
     .option('--verify', 'check each rule\'s rewrite in torch and time it; keep only rewrites that verify and are not slower')
     .option('--config <json>', 'with --verify: constructor arguments or config attributes of the tiny model')
     .option('--repeats <n>', 'with --verify: timed repeats (median)', undefined)
@@ -82,11 +84,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print the results as JSON')
     .action(async (dir: string | undefined, opts) => { code = await benchCommand(dir, opts); });
 
-  const rules = program.command('rules').description('list, show, test and check rules');
-  rules.command('list').option('--rules <dir>', 'rules directory').action((opts) => { code = rulesCommand('list', undefined, opts); });
-  rules.command('show').argument('<name>').option('--rules <dir>', 'rules directory').action((name: string, opts) => { code = rulesCommand('show', name, opts); });
-  rules.command('test').argument('[name]').option('--rules <dir>', 'rules directory').action((name: string | undefined, opts) => { code = rulesCommand('test', name, opts); });
-  rules.command('check').argument('<file>').action((file: string) => { code = rulesCommand('check', file, {}); });
+  registerRulesCommands(program, (c) => { code = c; });
 
   const kernels = program.command('kernels').description('compile the kernels and show what the rewritten code would run');
   kernels.command('build').description('compile every kernel\'s default schedule into the kernel cache')
@@ -130,7 +128,8 @@ export async function main(argv: string[]): Promise<number> {
   records.command('clear').option('--db <file>', 'the record store').action((opts) => { code = recordsCommand('clear', opts); });
 
   try {
-    await program.parseAsync(argv);
+    // `--why-not=all` is its own flag: an optional value would swallow the path after --why-not
+    await program.parseAsync(argv.map((a) => (a === '--why-not=all' ? WHY_NOT_ALL : a)));
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.input;
     if (e instanceof AdoptError) {

@@ -6,6 +6,7 @@ import { localTargetInfo } from '../tune/measurer.js';
 import { writeScheduleFiles } from '../tune/schedule-file.js';
 import { type TuneCliOptions, checkConfig, printModelSummary, tuneDiscovered, wholeNumber } from './tune.js';
 import { tuneRewrites } from '../tune/rewrite.js';
+import { formatNearMiss, rankNearMisses } from '../match/why-not.js';
 import { diffBase, unifiedDiff } from '../synth/diff.js';
 import type { FileResult } from '../synth/synthesize.js';
 import { exitCode, NOTHING_TO_ANALYSE } from './policy.js';
@@ -14,8 +15,8 @@ import { exitCode, NOTHING_TO_ANALYSE } from './policy.js';
 export { runRewrite } from '../pipeline/index.js';
 
 export interface RewriteOptions {
-  rules?: string; root?: string; inPlace?: boolean; backup?: boolean; output?: string;
-  json?: boolean; check?: boolean; whyNot?: boolean; quiet?: boolean;
+  rules?: string; builtinRules?: boolean; root?: string; inPlace?: boolean; backup?: boolean; output?: string;
+  json?: boolean; check?: boolean; whyNot?: boolean; whyNotAll?: boolean; quiet?: boolean;
   verify?: boolean; config?: string; repeats?: string; learned?: boolean;
   /** --tune and its options (as for `adopt tune model.py`; --tune-config is its --config). */
   tune?: boolean; budget?: string; batch?: string; seq?: string; tuneConfig?: string; db?: string; class?: string[]; strategy?: string;
@@ -38,9 +39,10 @@ const say = (line: string) => process.stderr.write(`${line}\n`);
 
 export async function rewriteCommand(paths: string[], opts: RewriteOptions): Promise<number> {
   checkOptions(opts);
+  if (opts.whyNotAll) opts.whyNot = true;
   const named = new Set((opts.rules ?? '').split(',').map((x) => x.trim()));
   let result = runPipeline(paths, {
-    rules: opts.rules, root: opts.root,
+    rules: opts.rules, builtinRules: opts.builtinRules, root: opts.root, whyNot: opts.whyNot,
     withhold: opts.learned === false ? undefined : withholdMeasuredSlower(named),
     verify: opts.verify ? { config: opts.config, repeats: Number(opts.repeats ?? 20), say: opts.json ? () => {} : say } : undefined,
   });
@@ -58,10 +60,12 @@ export async function rewriteCommand(paths: string[], opts: RewriteOptions): Pro
     for (const f of files) say(`adopt: schedules written to ${f}`);
   }
 
+  const nearMisses = rankNearMisses(result.nearMisses, opts.whyNotAll ? 'all' : 'close', result.plan.sites);
+  result = { ...result, nearMisses: nearMisses.shown };
   if (opts.json) printJson(result, !!opts.whyNot);
   else {
     if (!opts.inPlace && !opts.output && !opts.check) printDiffs(changed, opts.root);
-    printSummary(result, emitted.written, opts);
+    printSummary(result, emitted.written, opts, nearMisses.hidden);
   }
   if (result.empty) process.stderr.write(NOTHING_TO_ANALYSE);
   return exitCode({
@@ -102,8 +106,11 @@ function printJson(result: PipelineResult, whyNot: boolean): void {
   }, null, 1) + '\n');
 }
 
-function printSummary(result: PipelineResult, written: FileResult[], opts: RewriteOptions): void {
-  if (opts.whyNot) for (const n of result.nearMisses) say(`${n.file}:${n.line}:${n.col}: ${n.rule}: not a site: ${n.reason}`);
+function printSummary(result: PipelineResult, written: FileResult[], opts: RewriteOptions, hidden: number): void {
+  if (opts.whyNot) {
+    for (const n of result.nearMisses) say(formatNearMiss(n));
+    if (hidden) say(`adopt: ${hidden} more near miss(es) matched less of their pattern; --why-not=all shows them`);
+  }
   for (const s of result.sites) if (s.decision === 'skipped' && (opts.whyNot || !opts.quiet)) say(`${s.file}:${s.lines[0]}: ${s.rule}: found, not rewritten: ${s.reason}`);
   // what was written, when writing: a file left unchanged does not count
   const writtenPaths = new Set(written.map((f) => f.path));

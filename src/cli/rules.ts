@@ -1,81 +1,80 @@
-// `adopt rules list | show NAME | test [NAME] | check FILE`: writing and testing a rule without
-// touching TypeScript. A rule's examples are rewritten and compared with their expected output,
-// then run in Python: the rewritten model must load the original state dict strictly, take the
-// fast path, and match the original forward and backward within the example's tolerances.
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+// `adopt rules list | show [NAME] | test [NAME] | check PATH...`: writing and testing a rule without
+// touching TypeScript. The `--rules` options every command that uses rules shares live here too.
+import { existsSync, readFileSync } from 'node:fs';
+import type { Command } from 'commander';
 import { AdoptError } from '../diag.js';
-import { loadRuleFile, loadRules, ruleSummary, type Rule } from '../match/rule.js';
-import { runPythonJson } from '../verify/python.js';
-import { runRewrite } from './rewrite.js';
+import { loadRuleFile, RuleError, ruleFilesIn, ruleSummary, selectRules, type Rule } from '../match/rule.js';
+import { exampleFile } from '../match/rule-examples.js';
+import { ruleReference } from '../match/rule-reference.js';
+import { templateProblems } from '../match/rule-template.js';
+import { testRules } from './rules-test.js';
 
-export function rulesCommand(cmd: string, arg: string | undefined, opts: { rules?: string }): number {
-  switch (cmd) {
-    case 'list': {
-      for (const r of loadRules(opts.rules)) process.stdout.write(`${ruleSummary(r)}\n`);
-      return 0;
-    }
-    case 'show': {
-      const r = loadRules(opts.rules).find((x) => x.name === arg);
-      if (!r) throw new AdoptError(`unknown rule '${arg}'`);
-      process.stdout.write(readFileSync(r.file, 'utf8'));
-      return 0;
-    }
-    case 'check': {
-      const rules = loadRuleFile(arg!);
-      for (const r of rules) process.stdout.write(`${r.file}:${r.line}: rule ${r.name}: ok (${r.pattern.length} pattern lines, ${r.examples.length} example(s))\n`);
-      return 0;
-    }
-    case 'test': {
-      const rules = loadRules(opts.rules).filter((r) => !arg || r.name === arg);
-      if (arg && !rules.length) throw new AdoptError(`unknown rule '${arg}'`);
-      let failed = 0, passed = 0;
-      for (const r of rules) {
-        if (!r.examples.length) { process.stdout.write(`FAIL ${r.name}: no examples (every rule carries before/after examples)\n`); failed++; continue; }
-        for (const ex of r.examples) {
-          const problems = testExample(r, ex);
-          if (problems.length) { failed++; process.stdout.write(`FAIL ${r.name} ${ex.before}\n${problems.map((p) => `     ${p}`).join('\n')}\n`); }
-          else { passed++; process.stdout.write(`ok   ${r.name} ${ex.before}\n`); }
-        }
-      }
-      process.stdout.write(`${passed} passed, ${failed} failed\n`);
-      return failed ? 1 : 0;
-    }
-    default:
-      throw new AdoptError(`unknown rules command '${cmd}'`);
-  }
+export const RULES_HELP = 'rules to use besides the built-in library: library rule names (which then select from it), .rule files and directories; comma-separated, repeatable';
+export const NO_BUILTIN_RULES_HELP = 'leave out the built-in rule library: use only the rules given with --rules';
+/** The flag `--why-not=all` is turned into before parsing. */
+export const WHY_NOT_ALL = '--why-not-all';
+
+/** `--rules a --rules b,c` → `a,b,c`. */
+export function collectRules(value: string, previous?: string): string {
+  return previous ? `${previous},${value}` : value;
 }
 
-export function testExample(r: Rule, ex: Rule['examples'][number]): string[] {
-  const problems: string[] = [];
-  const root = resolve(r.file, '..', '..');
-  const before = resolve(root, ex.before);
-  const after = resolve(root, ex.after);
-  const run = runRewrite([before], { rules: r.file });
-  const file = run.files.find((f) => resolve(f.path) === before);
-  if (!r.rewrite) {
-    // a detection rule: it finds its site and changes nothing
-    if (!run.sites.some((s) => s.rule === r.name)) problems.push(`the rule found no site in ${ex.before}`);
-    if (file && file.rewritten !== file.original) problems.push(`a detection rule changed ${ex.before}`);
-    return problems;
+export interface RulesOptions { rules?: string; builtinRules?: boolean; update?: boolean }
+
+export function registerRulesCommands(program: Command, done: (code: number) => void): void {
+  const rules = program.command('rules').description('list, show, test and check rules (docs/rule-language.md)');
+  const withRules = (c: Command) => c.option('--rules <names|paths>', RULES_HELP, collectRules).option('--no-builtin-rules', NO_BUILTIN_RULES_HELP);
+  withRules(rules.command('list').description('list the rules in use: name, file and title'))
+    .action((opts: RulesOptions) => done(listRules(opts)));
+  withRules(rules.command('show').description('print a rule\'s source; without a name, the reference: rule items, constraints and kernels')
+    .argument('[name]', 'a rule name'))
+    .action((name: string | undefined, opts: RulesOptions) => done(showRule(name, opts)));
+  withRules(rules.command('test').description('rewrite each rule\'s examples, compare them with the expected output (printing the diff), check them in torch, and check its refuse cases are refused')
+    .argument('[name]', 'only this rule (default: the rules --rules gives, or the whole library)')
+    .option('--update', 'write the rewritten examples as their expected output (after.py) instead of comparing'))
+    .action((name: string | undefined, opts: RulesOptions) => done(testRules(name, opts)));
+  rules.command('check').description('check rule files without running them: syntax, names, constraints, kernels, example files, and that the templates are Python')
+    .argument('<paths...>', '.rule files or directories of them')
+    .action((paths: string[]) => done(checkRules(paths)));
+}
+
+function listRules(opts: RulesOptions): number {
+  for (const r of selectRules(opts.rules, { builtin: opts.builtinRules }).rules) process.stdout.write(`${ruleSummary(r)}\n`);
+  return 0;
+}
+
+function showRule(name: string | undefined, opts: RulesOptions): number {
+  if (!name) { process.stdout.write(ruleReference()); return 0; }
+  const r = selectRules(opts.rules, { builtin: opts.builtinRules }).rules.find((x) => x.name === name);
+  if (!r) throw new AdoptError(`unknown rule '${name}' (adopt rules list shows the rules in use)`);
+  process.stdout.write(readFileSync(r.file, 'utf8'));
+  return 0;
+}
+
+/** Each rule's problems beyond parsing: example files that do not exist, templates that are not
+ *  Python. Every file is checked, and every problem reported. */
+function checkRules(paths: string[]): number {
+  for (const p of paths) if (!existsSync(p)) throw new AdoptError(`${p}: error: no such rule file or directory`);
+  const rules: Rule[] = [];
+  let failed = 0;
+  for (const f of ruleFilesIn(paths)) {
+    try { rules.push(...loadRuleFile(f)); } catch (e) {
+      if (!(e instanceof RuleError)) throw e;
+      for (const d of e.diagnostics) process.stderr.write(`${d.file}:${d.line}:${d.col}: error: ${d.message}\n`);
+      failed++;
+    }
   }
-  const rewritten = run.sites.filter((s) => s.decision === 'rewritten' && s.rule === r.name);
-  if (!rewritten.length) problems.push(`the rule rewrote nothing in ${ex.before}${run.sites.length ? ` (${run.sites.map((s) => s.reason).join('; ')})` : ''}`);
-  let expected: string;
-  try { expected = readFileSync(after, 'utf8'); } catch { return [...problems, `missing expected output ${ex.after}`]; }
-  if (file && file.rewritten !== expected) problems.push(`the rewrite of ${ex.before} differs from ${ex.after}`);
-  // Idempotence: the rewritten code has nothing left to rewrite.
-  const again = runRewrite([after], { rules: r.file });
-  if (again.files.some((f) => f.rewritten !== f.original)) problems.push(`rewriting ${ex.after} again changes it (not idempotent)`);
-  const kernel = r.kernels.find((k) => k.library === 'native')?.callee ?? '';
-  const result = runPythonJson('adopt_harness.check_pair', [
-    before, after, '--model', ex.model ?? 'Model', '--shape', ex.shapes.join(','), '--dtype', ex.dtype,
-    '--atol', String(ex.atol), '--rtol', String(ex.rtol), '--kernel', kernel,
-  ]);
-  if (!result.ok) problems.push(`numerical check could not run: ${result.error}`);
-  else {
-    const v = result.value as { verified: boolean; problems: string[] };
-    if (!v.verified) problems.push(...v.problems.map((p) => `numerical check: ${p}`));
+  for (const r of rules) {
+    const problems: { line: number; message: string }[] = [];
+    for (const ex of r.examples) {
+      for (const which of ['before', 'after'] as const) {
+        if (!existsSync(exampleFile(r, ex[which]))) problems.push({ line: ex.line, message: `example file ${ex[which]} does not exist (paths are relative to the rule file's directory: looked for ${exampleFile(r, ex[which])})` });
+      }
+    }
+    for (const m of templateProblems(r)) problems.push({ line: r.rewrite!.line, message: m });
+    for (const p of problems) process.stderr.write(`${r.file}:${p.line}:3: error: rule ${r.name}: ${p.message}\n`);
+    if (problems.length) failed++;
+    else process.stdout.write(`${r.file}:${r.line}: rule ${r.name}: ok (${r.pattern.length} pattern lines, ${r.examples.length} example(s))\n`);
   }
-  return problems;
+  return failed ? 2 : 0;
 }

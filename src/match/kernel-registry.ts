@@ -8,7 +8,10 @@ import { fileURLToPath } from 'node:url';
 export interface RegistryKernel {
   name: string;
   api: string[];
+  /** Each function's parameters, in order. */
+  signature?: Record<string, string[]>;
   switch: string;
+  targets?: string[];
   space: { params: Record<string, (number | string)[]>; default: Record<string, number | string>; constraints: string[] };
   workload_fields: string[];
   dtypes: string[];
@@ -33,6 +36,11 @@ export function kernelRegistry(): KernelRegistry {
   if (!ok) throw new Error(`${REGISTRY_PATH}: not an adopt kernel registry (regenerate it: python -m adopt_kernels.cli registry > native/adopt_kernels/registry.json)`);
   cached = data as KernelRegistry;
   return cached;
+}
+
+/** Every public kernel function's parameters, in order. */
+export function kernelSignatures(): Record<string, string[]> {
+  return Object.assign({}, ...Object.values(kernelRegistry().kernels).map((k) => k.signature ?? {}));
 }
 
 export interface RegistryProblem { message: string }

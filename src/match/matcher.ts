@@ -4,6 +4,7 @@
 import type { Expr, FileIR, Op, Program } from '../dsl/ir.js';
 import { isTorchScript, sameExpr } from '../analysis/lower.js';
 import { checkConstraint } from './constraints.js';
+import { partialMatch, requiredLines, type NearMiss } from './why-not.js';
 import { attrOf, reaches, usersOf, viewOf, type MethodView } from './method.js';
 import type { PatArg, PatOp, PatVal, Rule } from './rule.js';
 
@@ -22,7 +23,7 @@ export interface Site {
   view: MethodView;
 }
 
-export interface NearMiss { rule: string; file: string; line: number; col: number; owner: string; reason: string }
+export type { NearMiss } from './why-not.js';
 
 export interface MatchResult { sites: Site[]; nearMisses: NearMiss[] }
 
@@ -37,7 +38,9 @@ export interface State {
 
 const COMMUTATIVE = new Set(['add', 'mul']);
 
-export function matchProgram(program: Program, rules: Rule[]): MatchResult {
+/** With `partial`, a rule whose first line occurs nowhere in a method is also looked for from
+ *  its other lines, for --why-not (see why-not.ts). */
+export function matchProgram(program: Program, rules: Rule[], opts: { partial?: boolean } = {}): MatchResult {
   const sites = new Map<string, Site>();
   const misses = new Map<string, NearMiss>();
   const lowered = new Set<string>();
@@ -58,7 +61,7 @@ export function matchProgram(program: Program, rules: Rule[]): MatchResult {
       // TorchScript-compiled code cannot call the kernels' Python wrappers.
       if (view.method.decorators?.some(isTorchScript)) continue;
       for (const rule of rules) {
-        const r = matchRule(rule, view);
+        const r = matchRule(rule, view, opts);
         for (const s of r.sites) {
           const key = siteKey(s);
           const prev = sites.get(key);
@@ -77,7 +80,7 @@ export function matchProgram(program: Program, rules: Rule[]): MatchResult {
     if (helper && lowered.has(helper) && depth(s) > 0) {
       const op = firstOp(s)!;
       misses.set(`${s.rule}@${s.file}:${op.span.from.line}:${op.span.from.col}`, {
-        rule: s.rule, file: s.file, line: op.span.from.line, col: op.span.from.col, owner: s.owner,
+        rule: s.rule, file: s.file, line: op.span.from.line, col: op.span.from.col, owner: s.owner, matched: 1, of: 1,
         reason: `matches only with the arguments ${s.owner ? `${s.owner}.` : ''}${s.method} passes to ${helper.split('.').pop()}; the helper on its own does not match`,
       });
       continue;
@@ -142,13 +145,16 @@ export function siteKey(s: Site): string {
   return `${s.rule}|${spans.join('|')}`;
 }
 
-export function matchRule(rule: Rule, view: MethodView): MatchResult {
+export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolean } = {}): MatchResult {
   const sites: Site[] = [];
   const nearMisses: NearMiss[] = [];
   const [anchor] = rule.pattern;
+  let anchored = false;
   for (const op of view.ops) {
     if (!calleeMatches(anchor, op) && !(anchor.alts ?? []).some((f) => calleeMatches({ ...anchor, ...f }, op))) continue;
+    anchored = true;
     const why: string[] = [];
+    progress.set(why, { depth: 0, matched: 0, constraint: false });
     // One anchor can start several sites (a value feeding both branches of an if): after each
     // match, its last op is banned and the search repeats.
     const banned = new Set<number>();
@@ -162,7 +168,14 @@ export function matchRule(rule: Rule, view: MethodView): MatchResult {
       if (!lastOp || lastOp.id === op.id) break;
       banned.add(lastOp.id);
     }
-    if (!found) nearMisses.push({ rule: rule.name, file: op.span.file ?? view.file.path, line: op.span.from.line, col: op.span.from.col, owner: view.module?.name ?? '', reason: why[0] ?? 'the pattern does not continue here' });
+    if (!found) {
+      const got = progress.get(why)!;
+      nearMisses.push({ rule: rule.name, file: op.span.file ?? view.file.path, line: op.span.from.line, col: op.span.from.col, owner: view.module?.name ?? '', reason: why[0] ?? 'the pattern does not continue here', matched: got.matched, of: requiredLines(rule), ...(got.constraint ? { constraint: true } : {}) });
+    }
+  }
+  if (!anchored && opts.partial) {
+    const partial = partialMatch(rule, view, calleeMatches);
+    if (partial) nearMisses.push(partial);
   }
   return { sites, nearMisses };
 }
@@ -182,11 +195,20 @@ function toSite(rule: Rule, view: MethodView, st: State): Site {
 }
 
 const constraintFailures = new WeakMap<string[], number>();
+/** How far the attempts from one anchor got: the most required lines bound at once, and whether
+ *  a complete match failed only on a constraint. */
+const progress = new WeakMap<string[], { depth: number; matched: number; constraint: boolean }>();
 
 function extend(rule: Rule, view: MethodView, i: number, st: State, anchor: Op | undefined, why: string[]): boolean {
+  const got = progress.get(why);
+  if (got && i >= got.depth) {
+    got.depth = i;
+    got.matched = Math.max(got.matched, rule.pattern.slice(0, i).filter((p) => !p.optional && st.ops.get(p.name)).length);
+  }
   if (i === rule.pattern.length) {
     for (const c of rule.where) {
       const failure = checkConstraint(c, st, view);
+      if (failure && got) got.constraint = true;
       // a constraint that fails on a complete match says more than a line that did not follow;
       // among those, the first tried (the arguments in their written order) comes first
       if (failure) { why.splice(constraintFailures.get(why) ?? 0, 0, failure); constraintFailures.set(why, (constraintFailures.get(why) ?? 0) + 1); return false; }

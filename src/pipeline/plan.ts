@@ -10,7 +10,16 @@ import { synthesize, type SiteResult } from '../synth/synthesize.js';
 import type { RewriteRun, StageEvent, Withhold } from './types.js';
 
 /** `rules`: a `--rules` spec (names, a file or a directory), or rules already resolved. */
-export interface PlanOptions { rules?: string | Rule[]; root?: string; maxBytes?: number; onStage?: (e: StageEvent) => void }
+export interface PlanOptions {
+  rules?: string | Rule[];
+  /** False drops the built-in rule library (`--no-builtin-rules`). */
+  builtinRules?: boolean;
+  root?: string;
+  maxBytes?: number;
+  /** Near misses searched harder (`--why-not`): attempts that miss their first lines too. */
+  whyNot?: unknown;
+  onStage?: (e: StageEvent) => void;
+}
 
 /** Seconds spent in each stage. */
 export interface StageTimes { analyse: number; match: number; synthesize: number; verify?: number; total: number }
@@ -29,7 +38,7 @@ export interface RewritePlan {
 const seconds = (t0: number) => (performance.now() - t0) / 1000;
 
 export function planRewrite(paths: string[], opts: PlanOptions = {}): RewritePlan {
-  const rules = Array.isArray(opts.rules) ? opts.rules : loadRules(opts.rules);
+  const rules = Array.isArray(opts.rules) ? opts.rules : loadRules(opts.rules, { builtin: opts.builtinRules });
   const on = opts.onStage ?? (() => {});
   const t0 = performance.now();
   on({ stage: 'analyse', files: paths.length });
@@ -38,7 +47,7 @@ export function planRewrite(paths: string[], opts: PlanOptions = {}): RewritePla
   on({ stage: 'analyse', files: program.files.length, seconds: analyse });
   const t1 = performance.now();
   on({ stage: 'match', files: program.files.length });
-  const { sites, nearMisses } = matchProgram(program, rules);
+  const { sites, nearMisses } = matchProgram(program, rules, { partial: !!opts.whyNot });
   const match = seconds(t1);
   on({ stage: 'match', files: program.files.length, seconds: match });
   return { rules, program, sites, nearMisses, lookup: (p) => project.parsedFile(p), times: { analyse, match }, onStage: on };

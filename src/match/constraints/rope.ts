@@ -1,0 +1,102 @@
+// Constraints of the rotary-embedding rules (rope, rope_single, rope_interleaved): how the two
+// halves of a rotated tensor are taken, and whether a second tensor is rotated beside it.
+import type { Expr, Op } from '../../dsl/ir.js';
+import { sameExpr } from '../../analysis/lower.js';
+import type { MethodView } from '../method.js';
+import { constIs, line, opOf, sliceOperands, type ConstraintSpec } from './spec.js';
+
+export const ROPE_CONSTRAINTS: ConstraintSpec[] = [
+  {
+    name: 'halves', args: ['value', 'value', 'value'], rules: ['rope', 'rope_single'],
+    doc: "`$a`, `$b` are the first and second halves of `$x`'s last dimension: `x[..., :d // 2]` and `x[..., d // 2:]` with `d = x.shape[-1]`, or the two results of `x.chunk(2, dim=-1)`.",
+    check(args, st, view) {
+      const operands = sliceOperands(args, st, view);
+      if (!operands) return undefined;
+      const { x, a: da, b: db } = operands;
+      if (da?.callee !== 'getitem' || db?.callee !== 'getitem') return 'the two halves are not slices of one tensor';
+      const base = da.args[0].k === 'ssa' ? view.defs.get(da.args[0].id) : undefined;
+      if (sameExpr(da.args[0], db.args[0]) && base?.callee === 'chunk') {
+        const chunks = base.kw.find(([k]) => k === 'chunks')?.[1] ?? base.args[1];
+        const dim = base.kw.find(([k]) => k === 'dim')?.[1] ?? base.args[2];
+        const ok = sameExpr(base.args[0], x) && constIs(chunks, 2) && constIs(dim, -1) && constIs(da.args[1], 0) && constIs(db.args[1], 1);
+        return ok ? undefined : `chunk at line ${line(base)} is not chunk(2, dim=-1) of the rotated tensor taken in order`;
+      }
+      if (!sameExpr(da.args[0], x) || !sameExpr(db.args[0], x)) return 'the halves are not slices of the rotated tensor';
+      const [sa, sb] = [lastSlice(da.args[1], view, x), lastSlice(db.args[1], view, x)];
+      if (!sa || !sb) return `the slices at line ${line(da)} are not on the last dimension`;
+      const half = (e: Expr | null) => !!e && isHalfOfLastDim(e, x, view);
+      if (!sa.lo && !sa.step && half(sa.hi) && !sb.hi && !sb.step && half(sb.lo)) return undefined;
+      return `the slices at line ${line(da)} do not split the last dimension at its middle (x.shape[-1] // 2)`;
+    },
+  },
+  {
+    name: 'evens_odds', args: ['value', 'value', 'value'], rules: ['rope_interleaved'],
+    doc: "`$a`, `$b` are the even and odd channels of `$x`'s last indexed dimension (`x[..., ::2]`, `x[..., 1::2]`, or `x[:, :, :, ::2]` whose rank the rewrite's guard checks).",
+    check(args, st, view) {
+      const operands = sliceOperands(args, st, view);
+      if (!operands) return undefined;
+      const { x, a: da, b: db } = operands;
+      if (da?.callee !== 'getitem' || db?.callee !== 'getitem' || !sameExpr(da.args[0], x) || !sameExpr(db.args[0], x)) return 'the two halves are not slices of the rotated tensor';
+      const slices = (d: Op) => {
+        const idx = d.args[1];
+        if (idx?.k !== 'tuple') return undefined;
+        const last = idx.items[idx.items.length - 1];
+        const rest = idx.items.slice(0, -1);
+        const lead = rest.every((e) => e.k === 'slice' && !e.lo && !e.hi && !e.step) || (rest.length === 1 && rest[0].k === 'name' && rest[0].path === '...');
+        return lead && last?.k === 'slice' ? { last, n: idx.items.length } : undefined;
+      };
+      const [sa, sb] = [slices(da), slices(db)];
+      if (!sa || !sb || sa.n !== sb.n) return `the slices at line ${line(da)} are not on one trailing dimension`;
+      const evens = !sa.last.hi && (!sa.last.lo || constIs(sa.last.lo, 0)) && constIs(sa.last.step ?? undefined, 2);
+      const odds = !sb.last.hi && constIs(sb.last.lo ?? undefined, 1) && constIs(sb.last.step ?? undefined, 2);
+      return evens && odds ? undefined : `the slices at line ${line(da)} are not the even and odd channels (::2 and 1::2)`;
+    },
+  },
+  {
+    name: 'no_pair', args: ['line'], rules: ['rope_single'],
+    doc: "No other rotation `x * cos + cat(-x2, x1) * sin` in the same function: the rotation is applied to one tensor here, not to a q/k pair (which the paired rule takes).",
+    check(args, st, view) {
+      const y = opOf(args[0], st);
+      if (!y) return undefined;
+      const def = (e: Expr | undefined) => (e?.k === 'ssa' ? view.defs.get(e.id) : undefined);
+      const rotated = (e: Expr) => {
+        const m = def(e);
+        return m?.callee === 'mul' && m.args.some((a) => {
+          const c = def(a);
+          const first = c?.callee === 'cat' && c.args[0]?.k === 'tuple' ? c.args[0].items[0] : undefined;
+          return def(first)?.callee === 'neg';
+        });
+      };
+      const other = view.ops.find((o) => o.id !== y.id && o.callee === 'add' && o.args.length === 2 && o.args.some(rotated));
+      return other ? `another tensor is rotated at line ${line(other)} (a q/k pair)` : undefined;
+    },
+  },
+];
+
+type SliceExpr = Extract<Expr, { k: 'slice' }>;
+
+/** The slice an index applies to the last dimension when every other dimension is taken whole
+ *  (`[..., s]`, or `[:, :, s]` on a tensor of known rank 3). */
+function lastSlice(index: Expr, view: MethodView, x: Expr): SliceExpr | undefined {
+  if (index.k !== 'tuple') return undefined;
+  const items = index.items;
+  const last = items[items.length - 1];
+  if (last?.k !== 'slice') return undefined;
+  const whole = (e: Expr) => e.k === 'slice' && !e.lo && !e.hi && !e.step;
+  const rest = items.slice(0, -1);
+  if (rest.length === 1 && rest[0].k === 'name' && rest[0].path === '...') return last;
+  const rank = x.k === 'ssa' ? view.rank.get(x.id) : undefined;
+  return rest.every(whole) && rank === items.length ? last : undefined;
+}
+
+/** `x.shape[-1] // 2` or `x.size(-1) // 2`. */
+function isHalfOfLastDim(e: Expr, x: Expr, view: MethodView): boolean {
+  const def = (v: Expr) => (v.k === 'ssa' ? view.defs.get(v.id) : undefined);
+  const div = def(e);
+  if (div?.callee !== 'floordiv' || !constIs(div.args[1], 2)) return false;
+  const d = def(div.args[0]);
+  if (d?.callee === 'size') return sameExpr(d.args[0], x) && constIs(d.args[1] ?? d.kw.find(([k]) => k === 'dim')?.[1], -1);
+  if (d?.callee !== 'getitem' || !constIs(d.args[1], -1)) return false;
+  const shape = def(d.args[0]);
+  return shape?.callee === 'getattr' && sameExpr(shape.args[0], x) && constIs(shape.args[1], 'shape');
+}

@@ -1,0 +1,70 @@
+// What a parsed rule must satisfy before it is used: every name it uses is bound (pattern
+// references to earlier lines, constraint arguments, template placeholders), every constraint is
+// in the registry with arguments of the right kinds, every kernel and guard switch is in the
+// kernel registry, and no line uses a form adopt does not apply.
+import { constraintProblem } from './constraints.js';
+import { kernelSignatures, registryProblems } from './kernel-registry.js';
+import { fail, type PatVal, type Rule } from './rule-ir.js';
+import { kernelArgumentProblems } from './rule-template.js';
+
+export function validateRule(r: Rule): void {
+  if (r.pattern.length === 0) fail(r.file, r.line, 1, `rule ${r.name} has no match block`);
+  const { ops, metas } = checkPattern(r);
+  for (const c of r.where) {
+    const problem = constraintProblem(c, ops, metas);
+    if (problem) fail(r.file, c.line, c.col, problem);
+  }
+  if (r.tune.length) fail(r.file, r.line, 1, `rule ${r.name}: 'tune' lines are no longer read; a kernel's schedule space is part of the kernel registry (native/adopt_kernels/kernels/)`);
+  for (const k of r.kernels) {
+    // `torch`: the rewrite turns on torch's own fused implementation (`fused=True`)
+    if (k.library === 'torch' && /^torch(\.|$)/.test(k.callee)) continue;
+    if (k.library !== 'native') {
+      fail(r.file, k.line, 3, `kernel library '${k.library}' is not supported: a rewrite calls adopt_kernels (native) or torch itself, and adopt_kernels chooses the implementation per device; remove this line or write 'kernel ${k.target} native "adopt_kernels.NAME"'`);
+    }
+  }
+  const rw = r.rewrite;
+  const problems = registryProblems(r.kernels.map((k) => ({ library: k.library, callee: String(k.callee) })), rw ? [...rw.guards, ...rw.code] : []);
+  if (problems.length) fail(r.file, r.line, 1, `rule ${r.name}: ${problems.join('; ')}`);
+  if (!rw) return;
+  const argProblems = kernelArgumentProblems(r, kernelSignatures());
+  if (argProblems.length) fail(r.file, rw.line, 3, argProblems.join('; '));
+  if (rw.kind === 'init') {
+    fail(r.file, rw.line, 3, `'rewrite init' is not supported (adopt never applied it): rewrite the forward code with 'rewrite expr NAME' or 'rewrite stmts'; a module the kernel needs is passed as {NAME.module}`);
+  }
+  for (const x of rw.refused) {
+    const why = x.kind === 'import'
+      ? `the rewrite imports adopt_kernels as _adopt itself; call what you need through _adopt`
+      : `write the expression in the template itself`;
+    fail(r.file, x.line, 5, `'${x.kind}' lines in a rewrite are not supported (adopt never applied them): ${why}`);
+  }
+  if (rw.kind === 'expr' && (!rw.target || !ops.has(rw.target))) {
+    fail(r.file, rw.line, 1, `rewrite ${rw.kind} names '${rw.target}', which is not a pattern name`);
+  }
+  const known = (name: string) => ops.has(name) || metas.has(name) || name === 'original' || name === 'indent';
+  const check = (tpl: string, what: string) => {
+    for (const m of tpl.matchAll(/\{(?:\?(?=[A-Za-z_][A-Za-z0-9_]*:))?,?(?:[A-Za-z_][A-Za-z0-9_]*=)?([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_0-9]+|![A-Za-z_][A-Za-z0-9_]*|:[^}]*)?(?:\|[^}]*)?\}/g)) {
+      if (!known(m[1])) fail(r.file, rw.line, 1, `${what} uses {${m[1]}${m[2] ?? ''}}, but '${m[1]}' is not bound by the pattern (unbound metavariable)`);
+    }
+  };
+  for (const m of rw.noneAbsent) if (!metas.has(m)) fail(r.file, rw.line, 1, `none_means_absent names $${m}, which the pattern does not bind`);
+  rw.guards.forEach((g) => check(g, 'guard'));
+  rw.code.forEach((c) => check(c, 'rewrite'));
+}
+
+/** The pattern's line names and metavariables; each reference is to an earlier line. */
+function checkPattern(r: Rule): { ops: Set<string>; metas: Set<string> } {
+  const ops = new Set<string>();
+  const metas = new Set<string>();
+  for (const p of r.pattern) {
+    if (ops.has(p.name)) fail(r.file, p.line, p.col, `pattern name '${p.name}' is bound twice`);
+    if (p.ctor && p.alts) fail(r.file, p.line, p.col, `pattern line '${p.name}' has both a constructor form and 'or' forms`);
+    const visit = (v: PatVal | undefined): void => {
+      if (v?.k === 'ref' && !ops.has(v.name)) fail(r.file, p.line, p.col, `'${v.name}' is not bound by an earlier pattern line (use $${v.name} for a metavariable)`);
+      if (v?.k === 'meta') metas.add(v.name);
+      if (v?.k === 'tuple') v.items.forEach(visit);
+    };
+    for (const a of [...(p.ctor ?? []), ...p.args, ...(p.alts ?? []).flatMap((f) => f.args)]) visit(a.val);
+    ops.add(p.name);
+  }
+  return { ops, metas };
+}

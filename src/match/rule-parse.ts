@@ -1,0 +1,170 @@
+// Parsing rule files (grammar/rules.ohm) into plain data. Loading a rule runs no code from it;
+// a file that does not parse is reported at rule-file:line:col in the rule writer's words.
+import { readFileSync } from 'node:fs';
+import * as ohm from 'ohm-js';
+import type { Const } from '../dsl/ir.js';
+import { addSemantics as addDslSemantics, grammarPath, markIndentation } from '../dsl/parse.js';
+import { fail, type Constraint, type Example, type Kernel, type PatArg, type PatOp, type Rewrite, type Rule } from './rule-ir.js';
+import { validateRule } from './rule-check.js';
+import { describeSyntaxError, type SyntaxFailure } from './rule-syntax.js';
+
+let grammar: ohm.Grammar | undefined;
+let semantics: ohm.Semantics | undefined;
+
+function load(): { g: ohm.Grammar; s: ohm.Semantics } {
+  if (!grammar) {
+    const ns = ohm.grammars(readFileSync(grammarPath('dsl.ohm'), 'utf8'));
+    grammar = ohm.grammar(readFileSync(grammarPath('rules.ohm'), 'utf8'), ns);
+    const base = ns.AdoptDSL.createSemantics();
+    addDslSemantics(base);
+    semantics = grammar.extendSemantics(base);
+    addRuleSemantics(semantics);
+  }
+  return { g: grammar, s: semantics! };
+}
+
+/** 1-based line and column in the user's text of an index into the marked text. */
+function positionOf(marked: string, index: number): { line: number; col: number } {
+  const before = marked.slice(0, index);
+  const line = before.split('\n').length;
+  const col = before.slice(before.lastIndexOf('\n') + 1).replace(/[\u27EA\u27EB]/g, '').length + 1;
+  return { line, col };
+}
+
+interface FailedMatch { getRightmostFailurePosition(): number; getRightmostFailures(): { type: string; getText(): string }[] }
+
+export function parseRules(text: string, file: string): Rule[] {
+  const { g, s } = load();
+  const marked = markIndentation(text);
+  const m = g.match(marked, 'RuleFile');
+  if (m.failed()) {
+    const failed = m as unknown as FailedMatch;
+    const failures: SyntaxFailure[] = failed.getRightmostFailures().map((f) => ({ type: f.type, text: f.getText() }));
+    const { index, message } = describeSyntaxError(marked, failed.getRightmostFailurePosition(), failures);
+    const { line, col } = positionOf(marked, index);
+    fail(file, line, col, `cannot parse the rule: ${message}`);
+  }
+  const rules = (s(m).rule() as Omit<Rule, 'file'>[]).map((r) => ({ ...r, file }));
+  for (const r of rules) validateRule(r);
+  return rules;
+}
+
+export function loadRuleFile(path: string): Rule[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    fail(path, 1, 1, `cannot read rule file: ${(e as Error).message}`);
+  }
+  return parseRules(text, path);
+}
+
+type N = ohm.Node;
+
+export function addRuleSemantics(s: ohm.Semantics): void {
+  const lineCol = (n: N) => {
+    const src = n.source as unknown as { sourceString: string; startIdx: number };
+    return positionOf(src.sourceString, src.startIdx);
+  };
+  s.addOperation('rule', {
+    RuleFile(decls) { return decls.children.map((d: N) => d.rule()); },
+    RuleDecl(_k, name, _i, items, _d) {
+      const r: Omit<Rule, 'file'> = {
+        name: name.sourceString, line: lineCol(this as unknown as N).line, title: '', priority: 50,
+        pattern: [], where: [], kernels: [], tune: [], examples: [],
+      };
+      for (const it of items.children) {
+        const v = it.rule() as { kind: string; value: unknown };
+        switch (v.kind) {
+          case 'title': r.title = v.value as string; break;
+          case 'priority': r.priority = v.value as number; break;
+          case 'bench': r.bench = v.value as string; break;
+          case 'match': r.pattern.push(...(v.value as PatOp[])); break;
+          case 'where': r.where.push(...(v.value as Constraint[])); break;
+          case 'rewrite': r.rewrite = v.value as Rewrite; break;
+          case 'kernel': r.kernels.push(v.value as Kernel); break;
+          case 'tune': r.tune.push(v.value as [string, Const[]]); break;
+          case 'example': r.examples.push(v.value as Example); break;
+        }
+      }
+      return r;
+    },
+    RuleItem(x) { return x.rule(); },
+    Title(_k, t) { return { kind: 'title', value: t.ir() }; },
+    Priority(_k, n) { return { kind: 'priority', value: n.ir() }; },
+    Bench(_k, n) { return { kind: 'bench', value: n.sourceString }; },
+    Match(_k, _i, stmts, _d) { return { kind: 'match', value: stmts.children.map((c: N) => c.rule()) }; },
+    PatStmt(name, _eq, first, second, ors, opt) {
+      const { line, col } = lineCol(this as unknown as N);
+      const a = first.rule() as { callees: string[]; args: PatArg[] };
+      const op: PatOp = { name: name.sourceString, callees: a.callees, args: a.args, optional: opt.children.length > 0, line, col };
+      if (second.children.length) {
+        const b = second.children[0].rule() as { callees: string[]; args: PatArg[] };
+        op.ctor = a.args;
+        op.args = b.args;
+      }
+      if (ors.children.length) {
+        op.alts = ors.children.map((c: N) => c.rule() as { callees: string[]; args: PatArg[] });
+      }
+      return op;
+    },
+    PatOr(_k, call) { return call.rule(); },
+    PatCall(callee, _o, args, _c) {
+      return { callees: callee.asIteration().children.map((c: N) => c.sourceString), args: args.asIteration().children.map((c: N) => c.rule()) };
+    },
+    PatArg_kw(name, _eq, v) { return { kw: name.sourceString, val: v.rule() }; },
+    PatArg_rest(_d) { return { rest: true }; },
+    PatArg_pos(v) { return { val: v.rule() }; },
+    PatVal_meta(_d, n) { return { k: 'meta', name: n.sourceString }; },
+    PatVal_any(_u) { return { k: 'any' }; },
+    PatVal_const(c) { return { k: 'const', v: (c.ir() as { v: Const }).v }; },
+    PatVal_ref(n) { return { k: 'ref', name: n.sourceString }; },
+    PatVal_name(n) { return { k: 'name', path: n.sourceString }; },
+    PatVal_tuple(_o, items, _c, _cl) { return { k: 'tuple', items: items.asIteration().children.map((c: N) => c.rule()) }; },
+    Where(_k, _i, cs, _d) { return { kind: 'where', value: cs.children.map((c: N) => c.rule()) }; },
+    Constraint(name, _o, args, _c) {
+      const { line, col } = lineCol(this as unknown as N);
+      return { name: name.sourceString, args: args.asIteration().children.map((c: N) => c.rule()), line, col };
+    },
+    CArg_meta(_d, n) { return { k: 'meta', name: n.sourceString }; },
+    CArg_const(c) { return { k: 'const', v: (c.ir() as { v: Const }).v }; },
+    CArg_ref(n) { return { k: 'ref', name: n.sourceString }; },
+    Rewrite(_k, kind, _i, lines, _d) {
+      const k = kind.rule() as { kind: Rewrite['kind']; target?: string };
+      const rw: Rewrite = { kind: k.kind, target: k.target, guards: [], code: [], noneAbsent: [], refused: [], line: lineCol(this as unknown as N).line };
+      for (const l of lines.children) {
+        const v = l.rule() as { kind: string; value: string; line: number };
+        if (v.kind === 'guard') rw.guards.push(v.value);
+        else if (v.kind === 'import' || v.kind === 'bind') rw.refused.push({ kind: v.kind, line: v.line });
+        else if (v.kind === 'noneAbsent') rw.noneAbsent.push(v.value);
+        else rw.code.push(v.value);
+      }
+      return { kind: 'rewrite', value: rw };
+    },
+    RewriteKind_expr(_k, t) { return { kind: 'expr', target: t.sourceString }; },
+    RewriteKind_stmts(_k) { return { kind: 'stmts' }; },
+    RewriteKind_init(_k, t) { return { kind: 'init', target: t.sourceString }; },
+    RewriteLine_noneAbsent(_k, _d, n) { return { kind: 'noneAbsent', value: n.sourceString }; },
+    RewriteLine_guard(_k, s) { return { kind: 'guard', value: s.ir() }; },
+    RewriteLine_import(_k, _s) { return { kind: 'import', line: lineCol(this as unknown as N).line }; },
+    RewriteLine_bind(_k, _n, _eq, _s) { return { kind: 'bind', line: lineCol(this as unknown as N).line }; },
+    RewriteLine_code(s) { return { kind: 'code', value: s.ir() }; },
+    Kernel(_k, target, library, callee, reqs) {
+      const { line } = lineCol(this as unknown as N);
+      return { kind: 'kernel', value: { target: target.sourceString, library: library.sourceString, callee: callee.ir(), requires: reqs.children.map((r: N) => r.rule()), line } };
+    },
+    KernelReq(_k, s) { return s.ir(); },
+    Tune(_k, name, _in, _o, values, _c) { return { kind: 'tune', value: [name.sourceString, values.asIteration().children.map((c: N) => (c.ir() as { v: Const }).v)] }; },
+    Example(_k, before, after, opts) {
+      const ex: Example = { before: before.ir(), after: after.ir(), shapes: [], dtype: 'fp32', atol: 1e-5, rtol: 1e-4, line: lineCol(this as unknown as N).line };
+      for (const o of opts.children) Object.assign(ex, o.rule());
+      return { kind: 'example', value: ex };
+    },
+    ExampleOpt_shapes(_k, _o, ints, _c) { return { shapes: ints.asIteration().children.map((c: N) => c.ir()) }; },
+    ExampleOpt_dtype(_k, d) { return { dtype: d.sourceString }; },
+    ExampleOpt_atol(_k, n) { return { atol: (n.ir() as { v: number }).v }; },
+    ExampleOpt_rtol(_k, n) { return { rtol: (n.ir() as { v: number }).v }; },
+    ExampleOpt_model(_k, s) { return { model: s.ir() }; },
+  });
+}
+

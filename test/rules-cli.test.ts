@@ -1,0 +1,125 @@
+// The rule-writing commands as a user runs them: --rules combined with the library, rules
+// check/test/show, --help texts, and --why-not ranked by how much of a pattern matched.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { adopt, looksLikeCrash, repoRoot } from './helpers/cli.js';
+import { tempProject } from './helpers/ir.js';
+
+const model = `import torch
+from torch import nn
+
+
+class Head(nn.Module):
+    def forward(self, x):
+        return torch.softmax(x * 2, dim=-1)
+`;
+const mine = 'rule my_softmax\n  priority 45\n  match\n    y = softmax($x, ...)\n  where\n    last_dim(y)\n  rewrite expr y\n    guard "_adopt is not None and _adopt.enabled(\'softmax\')"\n    "_adopt.softmax({x}, dim=-1)"\n';
+
+describe('--rules with the library', () => {
+  it('a library name and a file, repeated --rules, and --no-builtin-rules', () => {
+    const other = mine.replace('"_adopt.softmax({x}, dim=-1)"', '"torch.exp(torch.log_softmax({x}, -1))"');
+    const dir = tempProject({ 'm.py': model, 'my.rule': other });
+    const rulesOf = (args: string[]) => {
+      const r = adopt(['rewrite', '--json', ...args, join(dir, 'm.py')]);
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout).sites.map((s: { rule: string; decision: string }) => `${s.rule}:${s.decision}`).sort();
+    };
+    expect(rulesOf(['--rules', `softmax,${join(dir, 'my.rule')}`])).toEqual(['my_softmax:rewritten', 'softmax:skipped']);
+    expect(rulesOf(['--rules', 'softmax', '--rules', join(dir, 'my.rule')])).toEqual(['my_softmax:rewritten', 'softmax:skipped']);
+    expect(rulesOf(['--rules', join(dir, 'my.rule'), '--no-builtin-rules'])).toEqual(['my_softmax:rewritten']);
+    const unknown = adopt(['rewrite', '--rules', 'sofmax', join(dir, 'm.py')]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown rule 'sofmax'/);
+  });
+});
+
+describe('adopt rules', () => {
+  it('a library rule name stays a name where a folder of that name is in the current directory', () => {
+    const dir = tempProject({ 'softmax/other.rule': mine.replace('my_softmax', 'other') });
+    const r = adopt(['rules', 'list', '--rules', 'softmax'], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n').map((l) => l.split(/\s+/)[0])).toEqual(['softmax']);
+    expect(adopt(['rules', 'list', '--rules', './softmax', '--no-builtin-rules'], { cwd: dir }).stdout).toMatch(/^other\s/);
+  });
+
+  it('every subcommand has a description in --help', () => {
+    const expected: Record<string, RegExp> = {
+      list: /list the rules in use/, show: /print a rule's source/, test: /compare them with the expected output/, check: /check rule files without running them/,
+    };
+    for (const [cmd, want] of Object.entries(expected)) {
+      const r = adopt(['rules', cmd, '--help']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(want);
+    }
+    expect(adopt(['rules', 'test', '--help']).stdout).toMatch(/--update/);
+  });
+
+  it('show without a name prints the reference generated from the registries', () => {
+    const r = adopt(['rules', 'show']);
+    expect(r.stdout).toMatch(/## Constraints[\s\S]*`halves\(line\\\|\$meta/);
+    expect(r.stdout).toMatch(/## Kernels[\s\S]*`softmax\(x, dim, dtype\)`/);
+  });
+
+  it('check reports every broken file, missing example files and templates that are not Python, each at file:line', () => {
+    const dir = tempProject({
+      'rules/broken.rule': 'rule broken\n  titel "x"\n',
+      'rules/also_broken.rule': 'rule also\n  match\n    y = softmax($x\n',
+      'rules/missing.rule': `${mine.replace('my_softmax', 'missing')}  example "cases/before.py" "cases/after.py"\n`,
+      'rules/template.rule': mine.replace('my_softmax', 'template').replace('"_adopt.softmax({x}, dim=-1)"', '"_adopt.softmax({x}, -1))("'),
+      'rules/good/good.rule': `${mine}  example "before.py" "after.py"\n`,
+      'rules/good/before.py': model, 'rules/good/after.py': model,
+    });
+    const r = adopt(['rules', 'check', join(dir, 'rules')]);
+    expect(r.code).toBe(2);
+    expect(looksLikeCrash(r.stderr)).toBe(false);
+    expect(r.stderr).toMatch(/also_broken\.rule:3:\d+: error: cannot parse the rule: the line ends before its brackets are closed/);
+    expect(r.stderr).toMatch(/broken\.rule:2:3: error: cannot parse the rule: 'titel' is not a rule item/);
+    expect(r.stderr).toMatch(/missing\.rule:10:3: error: rule missing: example file cases\/before\.py does not exist \(paths are relative to the rule file's directory/);
+    expect(r.stderr).toMatch(/template\.rule:7:3: error: rule template: the rewrite expression would not be Python/);
+    expect(r.stdout).toMatch(/good\.rule:1: rule my_softmax: ok/);
+  });
+
+  it('test prints the diff when after.py differs, and --update writes the expected output', () => {
+    const after = model.replace('torch.softmax(x * 2, dim=-1)', 'torch.softmax(x * 3, dim=-1)');
+    // the expected output is stale: written for x * 3 when the model now says x * 2
+    const dir = tempProject({ 'r/my.rule': `${mine}  example "before.py" "after.py" model "Head" shapes (2, 5)\n`, 'r/before.py': model, 'r/after.py': after });
+    const first = adopt(['rules', 'test', '--rules', join(dir, 'r', 'my.rule'), '--no-builtin-rules']);
+    expect(first.code).toBe(1);
+    expect(first.stdout).toMatch(/differs from after\.py/);
+    expect(first.stdout).toMatch(/\n\s+-\s+return torch\.softmax\(x \* 3, dim=-1\)\n/);
+    expect(first.stdout).toMatch(/\n\s+\+.*_adopt\.softmax\(x \* 2, dim=-1\)/);
+    const update = adopt(['rules', 'test', 'my_softmax', '--update', '--rules', join(dir, 'r', 'my.rule'), '--no-builtin-rules']);
+    expect(update.stdout).toMatch(/expected output written/);
+    const written = readFileSync(join(dir, 'r', 'after.py'), 'utf8');
+    expect(written).toMatch(/_adopt\.softmax\(x \* 2, dim=-1\)/);
+    const again = adopt(['rules', 'test', '--rules', join(dir, 'r', 'my.rule'), '--no-builtin-rules']);
+    expect(again.stdout, again.stdout).toMatch(/1 passed, 0 failed/);
+    expect(again.code).toBe(0);
+    expect(existsSync(join(dir, 'r', `after.py.adopt-${process.pid}.tmp`))).toBe(false);
+  }, 120_000);
+});
+
+describe('--why-not', () => {
+  const file = join(repoRoot, 'fixtures', 'why-not', 'tiny_llm.py');
+  const missLines = (s: string) => s.split('\n').filter((l) => l.includes(': not a site: '));
+
+  it('shows the close near misses, closest first, the missed RMSNorm among them, and counts the rest', () => {
+    const r = adopt(['rewrite', '--why-not', file]);
+    expect(r.code).toBe(0);
+    const lines = missLines(r.stderr);
+    expect(lines[0]).toMatch(/tiny_llm\.py:80:\d+: softmax: not a site: softmax over dim=1.*\(the whole pattern matched\)$/);
+    expect(lines).toContainEqual(expect.stringMatching(/tiny_llm\.py:15:\d+: rmsnorm: not a site: the code around it has no 'c = to\(\$x, dtype=torch\.float32\)' \(6 of 7 pattern lines matched\)/));
+    expect(lines.some((l) => /BatchNorm1d|cross_entropy/.test(l))).toBe(false);
+    const all = missLines(adopt(['rewrite', '--why-not=all', file]).stderr);
+    expect(r.stderr).toMatch(new RegExp(`adopt: ${all.length - lines.length} more near miss\\(es\\) matched less of their pattern; --why-not=all shows them`));
+    expect(all.some((l) => /no 'b = BatchNorm1d\(\.\.\.\)' follows/.test(l))).toBe(true);
+    expect(all.slice(0, lines.length)).toEqual(lines);
+  });
+
+  it('--json lists the close near misses with how much of each pattern matched', () => {
+    const j = JSON.parse(adopt(['rewrite', '--json', '--why-not', file]).stdout);
+    expect(j.near_misses.map((n: { rule: string }) => n.rule)).toContain('rmsnorm');
+    expect(j.near_misses.every((n: { matched: number; of: number }) => n.matched <= n.of)).toBe(true);
+  });
+});
