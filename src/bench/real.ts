@@ -79,7 +79,9 @@ function main(): void {
       process.stderr.write(`verify [${i + 1}/${changed.length}] ${f.key}\n`);
       const run = adopt(f.path, ['--verify', '--repeats', '1'], env, 600_000);
       const v = typeof run === 'string' ? undefined : run.verification?.find((x) => resolve(x.file) === f.path);
-      verification.push({ file: f.key, status: typeof run === 'string' ? 'not_runnable' : v?.status ?? 'not_runnable', error: typeof run === 'string' ? run : v?.error });
+      const entry = { file: f.key, status: typeof run === 'string' ? 'not_runnable' : v?.status ?? 'not_runnable', error: typeof run === 'string' ? run : v?.error };
+      verification.push(entry);
+      process.stderr.write(`  ${entry.status}${entry.error ? `: ${entry.error.split('\n')[0].slice(0, 200)}` : ''}\n`);
     });
   }
   const verified = verification.filter((v) => v.status === 'verified').length;
