@@ -68,3 +68,11 @@ describe('real-code labels file', () => {
     expect(Object.keys(doc.packages).length).toBeGreaterThanOrEqual(10);
   });
 });
+
+describe('real-code corpus pins', () => {
+  it('splits name==version and refuses anything else', async () => {
+    const { parsePin } = await import('../src/bench/real-corpus.js');
+    expect(parsePin('open_clip_torch==3.3.0')).toEqual({ name: 'open_clip_torch', version: '3.3.0' });
+    expect(() => parsePin('timm>=1.0')).toThrow("labels: package key 'timm>=1.0' is not of the form name==version");
+  });
+});
