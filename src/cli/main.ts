@@ -36,6 +36,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<paths...>', 'Python files or directories (a package is rewritten as a whole)')
     .option('--rules <dir|names>', 'a rules directory or file, or library rule names (comma-separated)')
     .option('--root <dir>', 'directory that imports resolve under')
+    .option('--max-file-size <MiB>', 'skip files larger than this', '8')
     .option('--target <cpu|cuda>', 'the device the kernels are chosen for', 'cpu')
     .option('--diff', 'print a unified diff (the default)')
     .option('--in-place', 'rewrite the files atomically')

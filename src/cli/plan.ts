@@ -13,9 +13,9 @@ export interface RewriteRun { files: FileResult[]; sites: SiteResult[]; nearMiss
 /** Analysis and matching, done once; synthesis can then run on any subset of the sites. */
 export interface RewritePlan { rules: Rule[]; sites: Site[]; nearMisses: NearMiss[]; lookup: (p: string) => ReturnType<Project['parsedFile']> }
 
-export function planRewrite(paths: string[], opts: { rules?: string; root?: string }): RewritePlan {
+export function planRewrite(paths: string[], opts: { rules?: string; root?: string; maxBytes?: number }): RewritePlan {
   const rules = loadRules(opts.rules);
-  const { program, project } = analyzePaths(paths, { root: opts.root });
+  const { program, project } = analyzePaths(paths, { root: opts.root, maxBytes: opts.maxBytes });
   for (const f of program.files) for (const d of f.diagnostics) if (d.severity === 'error') process.stderr.write(`${formatDiagnostic(d)}\n`);
   if (program.files.every((f) => f.diagnostics.some((d) => d.severity === 'error' && !['syntax', 'analysis'].includes(d.code)))) {
     throw new AdoptError('nothing can be rewritten: no input file could be read');

@@ -2,6 +2,7 @@ import { accessSync, constants, copyFileSync, mkdirSync, readFileSync, renameSyn
 import { dirname, join, relative, resolve } from 'node:path';
 import { AdoptError } from '../diag.js';
 import type { Site } from '../match/matcher.js';
+import { maxFileSizeBytes } from '../parse/limits.js';
 import { diffBase, unifiedDiff } from '../synth/diff.js';
 import type { FileResult } from '../synth/synthesize.js';
 import { readRecords, slowerRules, type SpeedRecord } from '../verify/records.js';
@@ -13,7 +14,7 @@ export { runRewrite } from './plan.js';
 export interface RewriteOptions {
   rules?: string; root?: string; diff?: boolean; inPlace?: boolean; backup?: boolean; output?: string;
   json?: boolean; check?: boolean; whyNot?: boolean; target?: string; quiet?: boolean;
-  verify?: boolean; config?: string; repeats?: string; learned?: boolean;
+  verify?: boolean; config?: string; repeats?: string; learned?: boolean; maxFileSize?: string;
 }
 
 export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
@@ -23,7 +24,7 @@ export function rewriteCommand(paths: string[], opts: RewriteOptions): number {
   if (opts.target && !['cpu', 'cuda'].includes(opts.target)) throw new AdoptError(`--target must be cpu or cuda, got '${opts.target}'`);
   if ((opts.config || opts.repeats) && !opts.verify) throw new AdoptError('--config and --repeats only go with --verify');
   if (opts.repeats && !/^\d+$/.test(opts.repeats)) throw new AdoptError(`--repeats must be a whole number, got '${opts.repeats}'`);
-  const plan = planRewrite(paths, opts);
+  const plan = planRewrite(paths, { ...opts, maxBytes: maxFileSizeBytes(opts.maxFileSize) });
   const target = opts.target ?? 'cpu';
   const named = new Set((opts.rules ?? '').split(',').map((x) => x.trim()));
   const learned = new Map<string, ReturnType<typeof slowerRules>>();

@@ -3,21 +3,19 @@
 // Everything outside the edits stays as it was; overlapping sites are resolved by priority.
 import type { Expr, Op, Span, Stmt } from '../dsl/ir.js';
 import type { SyntaxNode } from '../parse/python.js';
-import { hasSyntaxErrors, parsePython } from '../parse/python.js';
+import { parsePython } from '../parse/python.js';
 import { sourceFromText } from '../parse/source.js';
 import type { Site } from '../match/matcher.js';
 import { attrOf } from '../match/method.js';
 import { metaLines, type Rule } from '../match/rule.js';
-import { identifierNodes, indentationAt, indexOf, lineEndIndex, lineStartIndex, nodeAt, nodeOfSpan, openSynthFile, readCondition, statementOf, type ParsedLookup, type SynthFile } from './source.js';
+import { identifierNodes, indentationAt, indexOf, lineAt, namesIn, lineEndIndex, lineStartIndex, nodeAt, nodeOfSpan, openSynthFile, readCondition, statementOf, type ParsedLookup, type SynthFile } from './source.js';
 import { flagCallers } from './flag.js';
+import { applyEdits, EditSet, KERNELS_ALIAS, SiteSpans, type Edit, type FileResult } from './edits.js';
 
-export const KERNELS_ALIAS = '_adopt';
-export const PREAMBLE = [
-  'try:  # adopt: use fused kernels where adopt_kernels is installed, the original code otherwise',
-  `    import adopt_kernels as ${KERNELS_ALIAS}`,
-  'except ImportError:  # adopt',
-  `    ${KERNELS_ALIAS} = None`,
-];
+/** Whether another site's matched code lies within a source range. */
+type HoldsOther = (start: number, end: number) => boolean;
+
+export { KERNELS_ALIAS, PREAMBLE, preambleEdit, type Edit, type FileResult } from './edits.js';
 
 export type Decision = 'rewritten' | 'skipped';
 
@@ -34,21 +32,6 @@ export interface SiteResult {
   guards: string[];
   decision: Decision;
   reason: string;
-}
-
-export interface Edit {
-  start: number; end: number; text: string; rule: string; line: number;
-  /** Edits elsewhere the site needs as well (a flag declared by a helper and passed by its
-   *  callers): all are applied or none. */
-  also?: Edit[];
-}
-
-export interface FileResult {
-  path: string;
-  original: string;
-  rewritten: string;
-  edits: Edit[];
-  error?: string;
 }
 
 export interface SynthResult { files: FileResult[]; sites: SiteResult[] }
@@ -73,77 +56,38 @@ export function synthesize(sites: Site[], rules: Rule[], known?: ParsedLookup): 
     }
     // Higher priority first; then in source order.
     list.sort((a, b) => b.priority - a.priority || a.lines[0] - b.lines[0]);
-    const edits: Edit[] = [];
-    const spansIn = new Map(list.map((o) => [o, Object.values(o.ops).filter((x): x is Op => !!x && (x.span.file ?? o.view.file.path) === path).map((x) => x.span)]));
+    const edits = new EditSet(opened.source);
+    // statements holding another site stay where they are (moving them would hide that site
+    // from this run and show it to the next: not idempotent)
+    const spans = new SiteSpans<Site>();
+    for (const o of list) {
+      for (const x of Object.values(o.ops)) if (x && (x.span.file ?? o.view.file.path) === path) spans.add(indexOf(opened.source, x.span.from), indexOf(opened.source, x.span.to), o);
+    }
+    spans.seal();
     for (const s of list) {
       const res = base(s);
       const rule = byRule.get(s.rule)!;
-      // statements holding another site stay where they are (moving them would hide that site
-      // from this run and show it to the next: not idempotent)
-      const others = list.filter((o) => o !== s).flatMap((o) => spansIn.get(o)!);
-      const planned = planEdit(opened, s, rule, res, others);
+      const planned = planEdit(opened, s, rule, res, (start, end) => spans.holdsOther(start, end, s));
       if (typeof planned === 'string') res.reason = planned;
       else {
         const { also = [], ...main } = planned;
-        const same = edits.find((e) => e.start === main.start && e.end === main.end && e.text === main.text);
-        const clash = [main, ...also].map((p) => edits.find((e) => p.start < e.end && e.start < p.end || (p.start === p.end && p.start === e.start && e.start === e.end))).find(Boolean);
+        const same = edits.same(main);
+        const clash = [main, ...also].map((p) => edits.clash(p)).find(Boolean);
         // two Conv→BN pairs of one nn.Sequential: one FusedSequential edit fuses both
         if (same && !also.length) { res.decision = 'rewritten'; res.reason = `guarded rewrite (the same edit as the site at line ${same.line})`; }
         else if (clash) res.reason = `overlaps the ${clash.rule} rewrite at line ${clash.line} (priority ${byRule.get(clash.rule)?.priority} wins)`;
-        else { edits.push(main, ...also); res.decision = 'rewritten'; res.reason = also.length ? `guarded rewrite (with ${also.length} edit(s) passing a flag from the callers)` : 'guarded rewrite'; }
+        else { for (const e of [main, ...also]) edits.add(e); res.decision = 'rewritten'; res.reason = also.length ? `guarded rewrite (with ${also.length} edit(s) passing a flag from the callers)` : 'guarded rewrite'; }
       }
       results.push(res);
     }
-    files.push(applyEdits(opened, edits));
+    files.push(applyEdits(opened, edits.all));
   }
   return { files, sites: results };
 }
 
-function applyEdits(f: SynthFile, edits: Edit[]): FileResult {
-  const original = f.source.text;
-  const all = [...edits];
-  if (edits.length && !original.includes(`import adopt_kernels as ${KERNELS_ALIAS}`)) all.push(preambleEdit(f.root, original, f.newline));
-  let text = original;
-  for (const e of [...all].sort((a, b) => b.start - a.start)) text = text.slice(0, e.start) + e.text + text.slice(e.end);
-  const result: FileResult = { path: f.path, original, rewritten: text, edits: all };
-  if (edits.length) {
-    // Never hand back code that does not parse.
-    if (!f.hadErrors && hasSyntaxErrors(text)) {
-      const re = parsePython(sourceFromText(f.path, text));
-      const d = re.diagnostics.find((x) => x.severity === 'error');
-      result.error = `${f.path}: the rewritten code would not parse${d ? ` (${d.line}:${d.col}: ${d.message})` : ''}; nothing written`;
-      result.rewritten = original;
-    }
-  }
-  return result;
-}
-
-/** After the module's leading docstring, `from __future__` and import block. */
-export function preambleEdit(root: SyntaxNode, text: string, nl: string): Edit {
-  let at = 0;
-  let seenStatement = false;
-  for (const stmt of root.namedChildren) {
-    // the docstring is the first statement, after any comments (a licence header): imports go
-    // below it, or `__doc__` would change
-    const isDoc = stmt.type === 'expression_statement' && stmt.namedChildren[0]?.type === 'string' && !seenStatement;
-    if (stmt.type !== 'comment') seenStatement = true;
-    if (stmt.type === 'import_statement' || stmt.type === 'import_from_statement' || stmt.type === 'future_import_statement' || isDoc || stmt.type === 'comment') {
-      at = stmt.endIndex;
-      continue;
-    }
-    break;
-  }
-  const block = PREAMBLE.join(nl);
-  if (at === 0) return { start: 0, end: 0, text: block + nl + nl, rule: 'import', line: 1 };
-  // insert whole lines after the import block's last line
-  const eol = text.indexOf('\n', at);
-  const lineStart = eol < 0 ? text.length : eol + 1;
-  return { start: lineStart, end: lineStart, text: (eol < 0 ? nl : '') + nl + block + nl, rule: 'import', line: 1 };
-}
-
 // ---- planning one site ----------------------------------------------------------------------
 
-function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, others: Span[] = []): Edit | string {
+function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther: HoldsOther = () => false): Edit | string {
   const rw = rule.rewrite;
   if (!rw) return 'the rule has no rewrite (detection only)';
   const ops = Object.values(s.ops).filter((o): o is Op => !!o);
@@ -168,13 +112,13 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, others: Sp
   };
   if (rw.kind === 'stmts') {
     const noneGroups = rw.noneAbsent.map((meta) => ({ meta, lines: linesWithMeta(rule, meta) }));
-    const planned = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], others, { noneGroups });
+    const planned = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], holdsOther, { noneGroups });
     if (typeof planned !== 'string') return planned;
     // covering less and guarding more: optional lines under an `if` are left to the original
     // code (the fast path runs when the branch is not taken), as when the kernel does not cover them
     const optional = new Set(rule.pattern.filter((p) => p.optional).map((p) => p.name));
     ctx = new Render(f, s, res, rule);
-    const narrower = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], others, { leftOut: optional, noneGroups });
+    const narrower = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], holdsOther, { leftOut: optional, noneGroups });
     return typeof narrower === "string" ? planned : narrower;
   }
   if (rw.kind === 'expr') {
@@ -292,7 +236,7 @@ function linesWithMeta(rule: Rule, meta: string): Set<string> {
   return lines;
 }
 
-function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () => string | undefined, ctx: Render, nodes: SyntaxNode[], others: Span[] = [], opts: StatementOptions = {}): Edit | string {
+function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () => string | undefined, ctx: Render, nodes: SyntaxNode[], holdsOther: HoldsOther = () => false, opts: StatementOptions = {}): Edit | string {
   const leftOut = opts.leftOut ?? new Set<string>();
   const stmts = nodes.map((n) => statementOf(n));
   if (stmts.some((x) => !x)) return 'a matched op is not inside a statement';
@@ -374,7 +318,7 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
       continue;
     }
     const before = kids.slice(first, i).filter((x) => !hoisted.includes(x));
-    const holdsSite = others.some((sp) => indexOf(f.source, sp.from) >= k.startIndex && indexOf(f.source, sp.to) <= k.endIndex);
+    const holdsSite = holdsOther(k.startIndex, k.endIndex);
     // a check that only raises: one on the inputs runs first, on both paths; one on a value the
     // fast path does not compute (`if attn_weights.size() != ...: raise`) stays on the original
     // path only
@@ -443,8 +387,8 @@ function planStatements(f: SynthFile, s: Site, code: string[], renderGuard: () =
     const early = identifierNodes(cond).find((n) => firstWrites.some((w) => w.name === n.text && w.at < at));
     if (early) return `the guard would read '${early.text}' before the fast path assigns it`;
   }
-  const operandNames = identifierNodes(parsePython(sourceFromText('<guard>', guard)).root).map((n) => n.text);
-  const earlyOperand = operandNames.find((n) => firstWrites.some((w) => w.name === n));
+  // the last such name in the guard, as the message has always named it
+  const earlyOperand = namesIn(guard).reverse().find((n) => firstWrites.some((w) => w.name === n));
   if (earlyOperand) return `the guard would read '${earlyOperand}' before the fast path assigns it`;
   const fastText = [guard, ...lines].join('\n');
   for (const c of ctx.calls) if (fastText.split(c).length > 2) return `the call ${c.length > 60 ? `${c.slice(0, 57)}...` : c} would run more than once on the fast path`;
@@ -711,6 +655,8 @@ function pythonNumber(e: SyntaxNode): boolean {
 /** `torch.full([], d ** 0.5, dtype=..., device=...)` as a factor: the number it holds, which the
  *  kernel takes as a Python float (no tensor made, nothing launched); any other text as it is. */
 function numberInZeroDim(text: string): string {
+  // no `torch.full`, nothing to parse
+  if (!text.includes('full')) return text;
   const e = parsePython(sourceFromText('<factor>', `(${text})`)).root.namedChildren[0]?.namedChildren[0]?.namedChildren[0];
   if (!e || !zeroDimTensor(e)) return text;
   const value = e.childForFieldName('arguments')!.namedChildren[1];
@@ -773,7 +719,7 @@ function assignedIn(stmts: SyntaxNode[]): Set<string> {
 }
 
 function lineOf(f: SynthFile, n: SyntaxNode): number {
-  return f.source.text.slice(0, n.startIndex).split('\n').length;
+  return lineAt(f.source, n.startIndex);
 }
 
 function commonBlock(stmts: SyntaxNode[]): SyntaxNode | undefined {
