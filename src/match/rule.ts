@@ -7,6 +7,7 @@ import { AdoptError, type Diagnostic } from '../diag.js';
 import type { Const } from '../dsl/ir.js';
 import { addSemantics as addDslSemantics, grammarPath, markIndentation } from '../dsl/parse.js';
 import { registryProblems } from './kernel-registry.js';
+import { templateAccessorProblems } from './template-accessors.js';
 
 export type PatVal =
   | { k: 'meta'; name: string }
@@ -177,6 +178,8 @@ function validate(r: Rule, _pos: (i: number) => { line: number; col: number }): 
   rw.guards.forEach((g) => check(g, 'guard'));
   rw.code.forEach((c) => check(c, 'rewrite'));
   rw.binds.forEach(([, t]) => check(t, 'bind'));
+  const accessors = [...rw.guards, ...rw.code, ...rw.binds.map(([, t]) => t)].flatMap((t) => templateAccessorProblems(t, (n) => ops.has(n)));
+  if (accessors.length) fail(r.file, rw.line, 1, `rule ${r.name}: ${accessors.join('; ')}`);
 }
 
 export function loadRuleFile(path: string): Rule[] {

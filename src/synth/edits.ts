@@ -22,6 +22,20 @@ export interface Edit {
   usesKernels?: boolean;
 }
 
+export type Decision = 'rewritten' | 'skipped';
+
+export interface SiteResult {
+  rule: string;
+  file: string;
+  owner: string;
+  method: string;
+  lines: [number, number];
+  bindings: Record<string, string>;
+  guards: string[];
+  decision: Decision;
+  reason: string;
+}
+
 export interface FileResult {
   path: string;
   original: string;
