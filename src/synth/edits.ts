@@ -18,8 +18,6 @@ export interface Edit {
   /** Edits elsewhere the site needs as well (a flag declared by a helper and passed by its
    *  callers): all are applied or none. */
   also?: Edit[];
-  /** Whether the edit calls into adopt_kernels (and so needs the import block). */
-  usesKernels?: boolean;
 }
 
 export type Decision = 'rewritten' | 'skipped';
@@ -121,7 +119,8 @@ export class EditSet {
 export function applyEdits(f: SynthFile, edits: Edit[]): FileResult {
   const original = f.source.text;
   const all = [...edits];
-  const needsImport = edits.some((e) => e.usesKernels !== false);
+  // only where an edit calls the kernels (a rule may rewrite without them)
+  const needsImport = edits.some((e) => new RegExp(`\\b${KERNELS_ALIAS}\\b`).test(e.text));
   if (needsImport && !original.includes(`import adopt_kernels as ${KERNELS_ALIAS}`)) all.push(preambleEdit(f.root, original, f.newline));
   // pieces joined once: splicing the whole text per edit is quadratic in the number of sites
   const pieces: string[] = [];

@@ -2,6 +2,7 @@
 import type { Span } from '../dsl/ir.js';
 import { parsePython, type ParsedFile, type SyntaxNode } from '../parse/python.js';
 import { posAt, readSource, sourceFromText, type SourceText } from '../parse/source.js';
+import { lineLengthFor } from './wrap.js';
 
 export interface SynthFile {
   path: string;
@@ -10,6 +11,8 @@ export interface SynthFile {
   hadErrors: boolean;
   newline: string;
   bom: boolean;
+  /** The line length added lines are wrapped at (the file's formatter configuration, or 88). */
+  lineLength: number;
 }
 
 /** Parsed files handed forward by the analysis stage (the same text it analysed). */
@@ -28,7 +31,7 @@ export function openSynthFile(path: string, known?: ParsedLookup): SynthFile | {
   const raw = r.source.text;
   return {
     path, source: r.source, root: parsed.root, hadErrors: parsed.diagnostics.some((d) => d.severity === 'error'),
-    newline: raw.includes('\r\n') ? '\r\n' : '\n', bom: false,
+    newline: raw.includes('\r\n') ? '\r\n' : '\n', bom: false, lineLength: lineLengthFor(path),
   };
 }
 

@@ -10,6 +10,7 @@ import { RETURN_TARGET } from './expressions.js';
 import { ancestorIn, assignedByLines, assignedIn, commonBlock, commutes, dedentedLines, deviceReads, hasMultilineString, isRaiseOnly, literalElse, substitute, writesOf } from './region.js';
 import { identifierNodes, indentationAt, lineAt, lineEndIndex, lineStartIndex, namesIn, nodeOfSpan, statementOf, type SynthFile } from './source.js';
 import type { Render } from './template.js';
+import { ifHeader, wrapCall } from './wrap.js';
 
 /** Whether another site's matched code lies within a source range. */
 export type HoldsOther = (start: number, end: number) => boolean;
@@ -234,14 +235,16 @@ function assemble(r: Region, code: string[], renderGuard: () => string | undefin
     else if (lines[i].includes(RETURN_TARGET)) return 'the matched value is returned and cannot be named in the rewrite';
   }
   const indent = indentationAt(f.source, kids[first].startIndex);
-  const fullGuard = [...r.extraGuards, guard].join(' and ');
-  const text = [
+  const conditions = [...r.extraGuards, guard].filter(Boolean);
+  // with nothing to check, the fast path replaces the statements outright
+  const width = f.lineLength;
+  const text = (conditions.length ? [
     ...hoistedText,
-    `${indent}if ${fullGuard}:`,
-    ...lines.map((l) => `${indent}    ${l}`),
+    ...ifHeader(indent, conditions, width),
+    ...lines.flatMap((l) => wrapCall(`${indent}    `, l, width)),
     `${indent}else:`,
     ...original.split(/\r?\n/).map((l) => (l.trim() ? `    ${l}` : l)),
-  ].join(f.newline);
+  ] : [...hoistedText, ...lines.flatMap((l) => wrapCall(indent, l, width))]).join(f.newline);
   return { start, end, text, rule: s.rule, line: s.lines[0], ...(escaping?.edits ? { also: escaping.edits } : {}) };
 }
 
@@ -249,7 +252,7 @@ function assemble(r: Region, code: string[], renderGuard: () => string | undefin
  *  around a named result; a failure when the guard or a line would read what is not there yet. */
 function fastPath(r: Region, code: string[], guard: string): string[] | string {
   const { ctx } = r;
-  const lines = [...r.fastFirst, ...code.map((c) => ctx.fill(c))];
+  const lines = [...r.fastFirst, ...code.map((c) => ctx.fillCode(c))];
   if (ctx.failure) return ctx.failure;
   // the guard runs before anything on the fast path: a condition may not read what the fast
   // path assigns first from code that preceded it (a literal else, a taken branch), nor may the

@@ -7,7 +7,8 @@
 import type { IfStmt, Op, Span, Stmt } from '../dsl/ir.js';
 import type { Site } from '../match/matcher.js';
 import type { Rule } from '../match/rule.js';
-import type { SyntaxNode } from '../parse/python.js';
+import { parsePython, type SyntaxNode } from '../parse/python.js';
+import { sourceFromText } from '../parse/source.js';
 import { applyEdits, EditSet, KERNELS_ALIAS, SiteSpans, type Edit, type FileResult, type SiteResult } from './edits.js';
 import { inlinedSite } from './expressions.js';
 import { isSequentialCall, planSequential } from './sequential.js';
@@ -91,7 +92,8 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
     const guards = rw.guards.map((g) => ctx.fill(g));
     if (ctx.failure) return undefined;
     res.guards = guards;
-    return guards.join(' and ') || 'True';
+    // no guard: the replacement runs unconditionally
+    return guards.join(' and ');
   };
   if (rw.kind === 'stmts') {
     const noneGroups = rw.noneAbsent.map((meta) => ({ meta, lines: linesWithMeta(rule, meta) }));
@@ -112,10 +114,10 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
     ctx.range = [node.startIndex, node.endIndex];
     const guard = renderGuard();
     if (guard === undefined) return ctx.failure!;
-    const code = ctx.fill(rw.code.join(' '));
+    const code = ctx.fillCode(rw.code.join(' '));
     if (ctx.failure) return ctx.failure;
-    const original = node.text;
-    return { start: node.startIndex, end: node.endIndex, text: `(${code} if ${guard} else ${original})`, rule: s.rule, line: s.lines[0] };
+    const text = guard ? `(${code} if ${guard} else ${node.text})` : isPrimary(code) ? code : `(${code})`;
+    return { start: node.startIndex, end: node.endIndex, text, rule: s.rule, line: s.lines[0] };
   }
   return `rewrite kind '${rw.kind}' is not supported for this match`;
 }
@@ -160,3 +162,9 @@ function alreadyGuarded(node: SyntaxNode): boolean {
   return false;
 }
 
+/** Whether an expression binds tighter than any operator around it (a name, call, attribute,
+ *  subscript or literal), so it replaces an operand without parentheses. */
+function isPrimary(code: string): boolean {
+  const e = parsePython(sourceFromText('<code>', code)).root.namedChildren[0]?.namedChildren[0];
+  return !!e && e.endIndex === code.length && ['identifier', 'call', 'attribute', 'subscript', 'parenthesized_expression', 'integer', 'float', 'string', 'true', 'false', 'none', 'list', 'tuple', 'dictionary'].includes(e.type);
+}

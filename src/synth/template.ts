@@ -42,6 +42,16 @@ export class Render extends Expressions {
     return undoubleTranspose(this.fillPlaceholders(tpl));
   }
 
+  /** A line of the fast path: filled, and a value the source transposed by 4-D indexes
+   *  (`k.transpose(2, 3)`) and the template transposes back passed as it was, where the
+   *  site's guard evaluates that transpose (so the value has at least four dimensions there)
+   *  and the kernel's guard admits at most four: then (2, 3) are the last two. */
+  fillCode(tpl: string): string {
+    const guards = this.res.guards.filter((g) => /_supported\(/.test(g));
+    return this.fill(tpl).replace(/(?<![\w)\]])([A-Za-z_][\w.]*)\.transpose\(([23]), ([23])\)\.transpose\((-2|-1), (-2|-1)\)/g, (m, x: string, a: string, b: string, c: string, d: string) =>
+      (a !== b && c !== d && guards.some((g) => g.includes(`${x}.transpose(${a}, ${b})`)) ? x : m));
+  }
+
   private fillPlaceholders(tpl: string): string {
     // `{?name:text}`: text when the pattern bound name, nothing when it did not
     tpl = tpl.replace(/\{\?([A-Za-z_]\w*):([^}]*)\}/g, (_m, name: string, text: string) => (this.unbound(name) ? '' : text));
