@@ -61,7 +61,8 @@ export function ifHeader(indent: string, conditions: string[], width: number): s
   const inside = `${indent}    `;
   if (inside.length + joined.length <= width) return [`${indent}if (`, inside + joined, `${indent}):`];
   const operands = conditions.flatMap((c) => splitTopLevel(c, ' and '));
-  return [`${indent}if (`, ...operands.map((o, i) => `${inside}${i ? 'and ' : ''}${o}`), `${indent}):`];
+  // an operand still too long has its own call split in turn
+  return [`${indent}if (`, ...operands.flatMap((o, i) => wrapCall(inside, `${i ? 'and ' : ''}${o}`, width)), `${indent}):`];
 }
 
 /** The index of the bracket that the `)` at `close` closes, or -1. */
