@@ -324,7 +324,7 @@ describe('a mask added only when given', () => {
     const src = MASK_WHEN_GIVEN.replace('            scores = scores + mask\n', '            scores = scores + mask\n            t = t + 0\n');
     const dir = tempProject({ 'm.py': src });
     const run = runRewrite([join(dir, 'm.py')], { rules: 'attention' });
-    const text = run.files[0].rewritten;
+    const text = unwrapped(run.files[0].rewritten);
     expect(run.sites[0].decision).toBe('rewritten');
     const guard = text.split('\n').find((l) => l.includes("_adopt.enabled('attention')"))!;
     expect(unwrapped(guard)).toMatch(/^\s*if \(mask is not None\) and /);
