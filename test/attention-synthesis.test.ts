@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { runRewrite } from '../src/cli/rewrite.js';
 import { adopt, repoRoot } from './helpers/cli.js';
 import { tempProject } from './helpers/ir.js';
+import { unwrapped } from './helpers/unwrap.js';
 
 /** `adopt verify` of one class of a rewritten file: verified, and the fast path ran (or did not). */
 function expectVerified(original: string, rewritten: string, cls: string, fast: boolean, config?: string): void {
@@ -79,16 +80,16 @@ describe('attention rewrites around the code transformers puts in between', () =
     const run = runRewrite([join(dir, 'a.py')], { rules: 'attention' });
     expect(run.sites[0]).toMatchObject({ rule: 'attention', decision: 'rewritten' });
     const out = run.files[0].rewritten;
-    const guard = out.split('\n').find((l) => l.includes("_adopt.enabled('attention')"))!;
+    const guard = unwrapped(out).split('\n').find((l) => l.includes("_adopt.enabled('attention')"))!;
     // the relative-position branch does nothing when its condition is false
-    expect(guard).toContain('not (self.position_embedding_type == "relative_key")');
+    expect(unwrapped(guard)).toContain('not (self.position_embedding_type == "relative_key")');
     // the head mask is not covered by the kernel: the fast path runs without one
-    expect(guard).toContain('not (head_mask is not None)');
+    expect(unwrapped(guard)).toContain('not (head_mask is not None)');
     // the probabilities are read later only when output_attentions
-    expect(guard).toContain('not output_attentions');
-    expect(out).toContain('attention_probs = None  # adopt: read only when output_attentions');
+    expect(unwrapped(guard)).toContain('not output_attentions');
+    expect(unwrapped(out)).toContain('attention_probs = None  # adopt: read only when output_attentions');
     // the scale is the divisor, not the scores carried through the branch
-    expect(out).toContain('scale=1.0 / (math.sqrt(self.head_size))');
+    expect(unwrapped(out)).toContain('scale=1.0 / (math.sqrt(self.head_size))');
   });
 
   it('the rewrite verifies in torch, on the fast path and with the relative branch taken', () => {
@@ -105,7 +106,7 @@ describe('attention rewrites around the code transformers puts in between', () =
     const run = runRewrite([join(dir, 'b.py')], { rules: 'attention' });
     expect(run.sites[0].decision).toBe('rewritten');
     const out = run.files[0].rewritten;
-    const lines = out.split('\n');
+    const lines = unwrapped(out).split('\n');
     const guardAt = lines.findIndex((l) => l.includes("_adopt.enabled('attention')"));
     expect(lines.slice(guardAt + 1, guardAt + 4)).toEqual([
       '            if attention_mask.ndim == 3:',
@@ -124,12 +125,12 @@ describe('attention rewrites around the code transformers puts in between', () =
     const out = join(dir, 'c_rw.py');
     expect(adopt(['rewrite', join(dir, 'c.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
     const text = readFileSync(out, 'utf8');
-    const guard = text.split('\n').find((l) => l.includes("_adopt.enabled('attention')"))!;
-    expect(guard).toContain('not (attention_mask is not None)');
-    expect(text).toMatch(/_adopt\.attention\(q, k, v, mask=None,/);
+    const guard = unwrapped(text).split('\n').find((l) => l.includes("_adopt.enabled('attention')"))!;
+    expect(unwrapped(guard)).toContain('not (attention_mask is not None)');
+    expect(unwrapped(text)).toMatch(/_adopt\.attention\(q, k, v, mask=None,/);
     // the branch is not taken on the fast path: nothing of it runs there
     const fast = text.slice(text.indexOf(guard), text.indexOf('else:', text.indexOf(guard)));
-    expect(fast).not.toContain('0 * attention_scores');
+    expect(unwrapped(fast)).not.toContain('0 * attention_scores');
   });
 });
 
@@ -180,13 +181,13 @@ describe('attention with code between the scores and their use (Swin window atte
     const run = runRewrite([join(dir, 'w.py')], { rules: 'attention' });
     expect(run.sites[0]).toMatchObject({ rule: 'attention', decision: 'rewritten' });
     const out = run.files[0].rewritten;
-    const lines = out.split('\n');
+    const lines = unwrapped(out).split('\n');
     const guardAt = lines.findIndex((l) => l.includes("_adopt.enabled('attention')"));
     // the bias is gathered before the guard, once
-    expect(lines.slice(0, guardAt).join('\n')).toContain(gather);
+    expect(unwrapped(lines.slice(0, guardAt).join('\n'))).toContain(gather);
     expect(out.split('relative_position_bias = relative_position_bias.permute').length).toBe(2);
-    expect(lines[guardAt]).toContain('not (mask is not None)');
-    expect(lines[guardAt + 1]).toMatch(/^ {12}_adopt_o = _adopt\.attention\(q, .*mask=relative_position_bias\.unsqueeze\(0\), scale=1\.0/);
+    expect(unwrapped(lines[guardAt])).toContain('not (mask is not None)');
+    expect(unwrapped(lines[guardAt + 1])).toMatch(/^ {12}_adopt_o = _adopt\.attention\(q, .*mask=relative_position_bias\.unsqueeze\(0\), scale=1\.0/);
     expect(lines[guardAt + 2]).toBe('            return (_adopt_o).transpose(1, 2).reshape(B_, N, C)');
     writeFileSync(join(dir, 'w_rw.py'), out);
     const r = adopt(['verify', join(dir, 'w.py'), join(dir, 'w_rw.py'), '--class', 'WindowAttention', '--shape', '2,9,16', '--json']);
@@ -201,7 +202,7 @@ describe('attention with code between the scores and their use (Swin window atte
     const dependent = '        relative_position_bias = self.relative_position_bias_table[self.relative_position_index].permute(2, 0, 1) + 0 * attn[0]';
     const run = runRewrite([join(tempProject({ 'w.py': swin(dependent) }), 'w.py')], { rules: 'attention' });
     expect(run.sites[0].decision).toBe('skipped');
-    expect(run.sites[0].reason).toMatch(/lies between the matched statements/);
+    expect(unwrapped(run.sites[0].reason)).toMatch(/lies between the matched statements/);
   });
 });
 
@@ -212,9 +213,9 @@ describe('attention written with einsum and unpacked generators (einsum_attentio
     const out = join(dir, 'rw.py');
     expect(adopt(['rewrite', src, '-o', out]).code).toBe(0);
     const text = readFileSync(out, 'utf8');
-    const calls = text.split('\n').filter((l) => l.includes('_adopt.attention('));
+    const calls = unwrapped(text).split('\n').filter((l) => l.includes('_adopt.attention('));
     expect(calls.length).toBe(2);
-    for (const c of calls) expect(c).toContain('_adopt.attention(q, k, v,');
+    for (const c of calls) expect(unwrapped(c)).toContain('_adopt.attention(q, k, v,');
     const r = adopt(['verify', src, out, '--json']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const byClass = Object.fromEntries(JSON.parse(r.stdout).classes.map((c: { class: string }) => [c.class, c]));
@@ -257,7 +258,7 @@ ${probs}
     const dir = tempProject({ 'a.py': block('        w_ = w_.permute(0, 2, 1)') });
     const out = join(dir, 'a_rw.py');
     expect(adopt(['rewrite', join(dir, 'a.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
-    expect(readFileSync(out, 'utf8')).toContain('h_ = _adopt.attention(q, k.transpose(-2, -1), v.transpose(-2, -1), mask=None, scale=int(c) ** (-0.5)');
+    expect(unwrapped(readFileSync(out, 'utf8'))).toContain('h_ = _adopt.attention(q, k.transpose(-2, -1), v.transpose(-2, -1), mask=None, scale=int(c) ** (-0.5)');
     const r = adopt(['verify', join(dir, 'a.py'), out, '--class', 'AttnBlock', '--config', '{"channels": 8}', '--shape', '2,8,5,3', '--json']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ verified: true });
@@ -325,11 +326,11 @@ describe('attention in a helper that always returns its probabilities (GPT-2)', 
     const out = join(dir, 'a_rw.py');
     expect(adopt(['rewrite', join(dir, 'a.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
     const text = readFileSync(out, 'utf8');
-    expect(text).toContain('def _attn(self, query, key, value, attention_mask=None, head_mask=None, _adopt_need_attn_weights=True):');
-    expect(text).toContain('self._attn(q, k, v, attention_mask, head_mask, _adopt_need_attn_weights=output_attentions)');
+    expect(unwrapped(text)).toContain('def _attn(self, query, key, value, attention_mask=None, head_mask=None, _adopt_need_attn_weights=True):');
+    expect(unwrapped(text)).toContain('self._attn(q, k, v, attention_mask, head_mask, _adopt_need_attn_weights=output_attentions)');
     // the mask value and the scale read the scores' dtype and device off the query and key
-    expect(text).not.toMatch(/_adopt\.attention\([^\n]*attn_weights\.dtype/);
-    expect(text).toMatch(/keep=causal_mask, keep_fill=mask_value\)/);
+    expect(unwrapped(text)).not.toMatch(/_adopt\.attention\([^\n]*attn_weights\.dtype/);
+    expect(unwrapped(text)).toMatch(/keep=causal_mask, keep_fill=mask_value\)/);
     expectVerified(join(dir, 'a.py'), out, 'CausalSelfAttention', true);
     expectVerified(join(dir, 'a.py'), out, 'CausalSelfAttention', false, '{"is_cross_attention": true}');
   }, 120_000);
@@ -342,7 +343,7 @@ describe('attention in a helper that always returns its probabilities (GPT-2)', 
       const j = JSON.parse(adopt(['rewrite', '--json', '--rules', 'attention', join(dir, 'a.py')]).stdout);
       const site = j.sites.find((x: { rule: string }) => x.rule === 'attention');
       expect(site.decision).toBe('skipped');
-      expect(site.reason).toMatch(why);
+      expect(unwrapped(site.reason)).toMatch(why);
     }
   });
 
@@ -352,8 +353,8 @@ describe('attention in a helper that always returns its probabilities (GPT-2)', 
     const out = join(dir, 'a_rw.py');
     expect(adopt(['rewrite', join(dir, 'a.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
     const text = readFileSync(out, 'utf8');
-    expect(text).toContain('a, w = self._attn(x)\n');
-    expect(text).toContain('_adopt_need_attn_weights=output_attentions)');
+    expect(unwrapped(text)).toContain('a, w = self._attn(x)\n');
+    expect(unwrapped(text)).toContain('_adopt_need_attn_weights=output_attentions)');
     expectVerified(join(dir, 'a.py'), out, 'CausalSelfAttention', true);
   });
 
@@ -364,7 +365,7 @@ describe('attention in a helper that always returns its probabilities (GPT-2)', 
     const j = JSON.parse(adopt(['rewrite', '--json', '--rules', 'attention', join(dir, 'a.py')]).stdout);
     const site = j.sites.find((x: { rule: string }) => x.rule === 'attention');
     expect(site.decision).toBe('skipped');
-    expect(site.reason).toMatch(/'attn_weights' read at line \d+ is computed by the original statements, which the fast path does not run/);
+    expect(unwrapped(site.reason)).toMatch(/'attn_weights' read at line \d+ is computed by the original statements, which the fast path does not run/);
   });
 });
 
@@ -409,8 +410,8 @@ class MultiHeadSelfAttention(nn.Module):
     const out = join(dir, 'd_rw.py');
     expect(adopt(['rewrite', join(dir, 'd.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
     const text = readFileSync(out, 'utf8');
-    expect(text).toContain('mask = (mask == 0).view(mask_reshp).expand(torch.broadcast_shapes(q.shape[:-2], k.transpose(2, 3).shape[:-2]) + (q.shape[-2], k.transpose(2, 3).shape[-1]))');
-    expect(text).toMatch(/fill_mask=mask, fill_value=torch\.tensor\(torch\.finfo\(_adopt\.product_dtype\(q, k\.transpose\(2, 3\)\)\)/);
+    expect(unwrapped(text)).toContain('mask = (mask == 0).view(mask_reshp).expand(torch.broadcast_shapes(q.shape[:-2], k.transpose(2, 3).shape[:-2]) + (q.shape[-2], k.transpose(2, 3).shape[-1]))');
+    expect(unwrapped(text)).toMatch(/fill_mask=mask, fill_value=torch\.tensor\(torch\.finfo\(_adopt\.product_dtype\(q, k\.transpose\(2, 3\)\)\)/);
     expectVerified(join(dir, 'd.py'), out, 'MultiHeadSelfAttention', true);
   });
 });
@@ -456,8 +457,8 @@ class Block(nn.Module):
     const out = join(dir, 'a_rw.py');
     expect(adopt(['rewrite', join(dir, 'a.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
     const text = readFileSync(out, 'utf8');
-    expect(text).toContain('    def forward(self, x, _adopt_need_probs=True):');
-    expect(text).toContain('        h, w = self.attn(\n            x,\n            _adopt_need_probs=output_attentions,\n        )');
+    expect(unwrapped(text)).toContain('    def forward(self, x, _adopt_need_probs=True):');
+    expect(unwrapped(text)).toContain('        h, w = self.attn(\n            x,\n            _adopt_need_probs=output_attentions,\n        )');
     expectVerified(join(dir, 'a.py'), out, 'Block', true);
   });
 });
@@ -468,7 +469,7 @@ describe('attention with a causal buffer filled by masked_fill (nanoGPT)', () =>
     const src = join(repoRoot, 'fixtures', 'models', 'nanogpt.py');
     const out = join(dir, 'rw.py');
     expect(adopt(['rewrite', src, '--rules', 'attention', '-o', out]).code).toBe(0);
-    expect(readFileSync(out, 'utf8')).toContain('fill_mask=self.bias[:, :, :T, :T] == 0, fill_value=float("-inf"))');
+    expect(unwrapped(readFileSync(out, 'utf8'))).toContain('fill_mask=self.bias[:, :, :T, :T] == 0, fill_value=float("-inf"))');
     expectVerified(src, out, 'CausalSelfAttention', true);
   }, 120_000);
 });
@@ -540,17 +541,18 @@ describe("attention around T5's position bias", () => {
     const run = runRewrite([join(dir, 't5.py')], { rules: 'attention' });
     expect(run.sites[0]).toMatchObject({ rule: 'attention', decision: 'rewritten' });
     const out = run.files[0].rewritten;
-    const lines = out.split('\n');
+    const lines = unwrapped(out).split('\n');
     const guardAt = lines.findIndex((l) => l.includes("_adopt.enabled('attention')"));
     const before = lines.slice(0, guardAt).join('\n');
     // the bias and the pruned heads run first, the bias reading the query's device and dtype
-    expect(before).toContain('pos = torch.arange(key_states.shape[2], device=query_states.device) % 8');
+    expect(unwrapped(before)).toContain('pos = torch.arange(key_states.shape[2], device=query_states.device) % 8');
     // the dtype is what the product gives (autocast included): read by the package without a
     // product, or probed on one element where the package is missing (this runs on both paths)
-    expect(before).toContain('.permute(0, 3, 1, 2).to((_adopt.product_dtype(query_states, key_states.transpose(3, 2)) if _adopt is not None else torch.matmul(query_states[..., :1, :], key_states.transpose(3, 2)[..., :, :1]).dtype))');
-    expect(before).toContain('position_bias_masked = position_bias[:, keep.bool()]');
-    expect(lines[guardAt]).toContain('not output_attentions');
-    expect(lines[guardAt + 1]).toContain('_adopt.attention(query_states, key_states.transpose(3, 2).transpose(-2, -1), value_states, mask=position_bias_masked');
+    expect(unwrapped(before)).toContain('.permute(0, 3, 1, 2).to((_adopt.product_dtype(query_states, key_states.transpose(3, 2)) if _adopt is not None else torch.matmul(query_states[..., :1, :], key_states.transpose(3, 2)[..., :, :1]).dtype))');
+    expect(unwrapped(before)).toContain('position_bias_masked = position_bias[:, keep.bool()]');
+    expect(unwrapped(lines[guardAt])).toContain('not output_attentions');
+    // the key the source transposed by (3, 2) goes to the kernel as it was, not transposed twice
+    expect(unwrapped(lines[guardAt + 1])).toContain('_adopt.attention(query_states, key_states, value_states, mask=position_bias_masked');
     writeFileSync(join(dir, 't5_rw.py'), out);
     const r = adopt(['verify', join(dir, 't5.py'), join(dir, 't5_rw.py'), '--class', 'T5LikeAttention', '--shape', '2,5,16', '--json']);
     expect(r.code, r.stdout + r.stderr).toBe(0);

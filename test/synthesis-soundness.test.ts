@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { runRewrite } from '../src/cli/rewrite.js';
 import { adopt } from './helpers/cli.js';
 import { tempProject } from './helpers/ir.js';
+import { unwrapped } from './helpers/unwrap.js';
 
 // Cases where a rewrite could look local but would not be exact: each is either refused or
 // rewritten to code that verifies in torch against the original.
@@ -237,13 +238,13 @@ describe('rewrites that must stay exact', () => {
   it('a statement around the output that reads an intermediate only the original computes is refused', () => {
     const { sites } = rewriteAttn(SCORES_READ_BESIDE_THE_OUTPUT);
     expect(sites[0].decision).toBe('skipped');
-    expect(sites[0].reason).toMatch(/'scores' is read where the result is used but only the original statements compute it/);
+    expect(unwrapped(sites[0].reason)).toMatch(/'scores' is read where the result is used but only the original statements compute it/);
   });
 
   it('a statement is not moved past an in-place update it reads', () => {
     const { sites } = rewriteAttn(IN_PLACE_UPDATE_BETWEEN);
     expect(sites[0].decision).toBe('skipped');
-    expect(sites[0].reason).toMatch(/lies between the matched statements/);
+    expect(unwrapped(sites[0].reason)).toMatch(/lies between the matched statements/);
   });
 
   it('a temperature built from a tensor argument is not taken for a number (the softmax dim stays unproven)', () => {
@@ -254,7 +255,7 @@ describe('rewrites that must stay exact', () => {
   it('the scores\' dtype is not read off the query after the scores were upcast', () => {
     const { sites } = rewriteAttn(DTYPE_AFTER_UPCAST);
     expect(sites[0].decision).toBe('skipped');
-    expect(sites[0].reason).toMatch(/lies between the matched statements/);
+    expect(unwrapped(sites[0].reason)).toMatch(/lies between the matched statements/);
   });
   it('refuses what would read a value at the wrong time or run a module twice', () => {
     const expectations: [string, RegExp][] = [
@@ -266,7 +267,7 @@ describe('rewrites that must stay exact', () => {
     for (const [src, why] of expectations) {
       const { sites } = rewriteAttn(src);
       expect(sites[0].decision).toBe('skipped');
-      expect(sites[0].reason).toMatch(why);
+      expect(unwrapped(sites[0].reason)).toMatch(why);
     }
   });
 
@@ -276,11 +277,11 @@ describe('rewrites that must stay exact', () => {
     const dir = tempProject({ 'm.py': GUARD_READS_A_BRANCH_ASSIGNMENT });
     const run = runRewrite([join(dir, 'm.py')], { rules: 'attention' });
     expect(run.sites[0].decision).toBe('rewritten');
-    const lines = run.files[0].rewritten.split('\n');
+    const lines = unwrapped(run.files[0].rewritten).split('\n');
     const guard = lines.find((l) => l.includes("_adopt.enabled('attention')"))!;
     expect(guard.trim().startsWith('if not (t > 0) and')).toBe(true);
     const fast = lines.slice(lines.indexOf(guard) + 1, lines.findIndex((l, i) => i > lines.indexOf(guard) && l.trim() === 'else:'));
-    expect(fast.join('\n')).not.toContain('self.vn(');
+    expect(unwrapped(fast.join('\n'))).not.toContain('self.vn(');
   });
 
   it('rewrites and verifies: a boolean mask added to the scores (passed as added, True counting 1), an always-on functional dropout, keys from a learned memory', () => {
@@ -312,8 +313,8 @@ describe('a mask added only when given', () => {
     const dir = tempProject({ 'm.py': MASK_WHEN_GIVEN });
     const text = runRewrite([join(dir, 'm.py')], { rules: 'attention' }).files[0].rewritten;
     const guard = text.split('\n').find((l) => l.includes("_adopt.enabled('attention')"))!;
-    expect(guard).not.toContain('mask is not None');
-    expect(text).toContain('mask=mask,');
+    expect(unwrapped(guard)).not.toContain('mask is not None');
+    expect(unwrapped(text)).toContain('mask=mask,');
     const v = verify();
     expect(v.code, v.stderr).toBe(0);
     expect(v.result).toMatchObject({ verified: true });
@@ -323,10 +324,10 @@ describe('a mask added only when given', () => {
     const src = MASK_WHEN_GIVEN.replace('            scores = scores + mask\n', '            scores = scores + mask\n            t = t + 0\n');
     const dir = tempProject({ 'm.py': src });
     const run = runRewrite([join(dir, 'm.py')], { rules: 'attention' });
-    const text = run.files[0].rewritten;
+    const text = unwrapped(run.files[0].rewritten);
     expect(run.sites[0].decision).toBe('rewritten');
     const guard = text.split('\n').find((l) => l.includes("_adopt.enabled('attention')"))!;
-    expect(guard).toMatch(/^\s*if \(mask is not None\) and /);
+    expect(unwrapped(guard)).toMatch(/^\s*if \(mask is not None\) and /);
   });
 });
 
@@ -359,7 +360,7 @@ ${init}
       const dir = tempProject({ 'm.py': mlp(act, init) });
       const run = runRewrite([join(dir, 'm.py')], { rules: 'linear_gelu' });
       expect(run.sites[0].decision, act).toBe('rewritten');
-      expect(run.files[0].rewritten).toContain(kind);
+      expect(unwrapped(run.files[0].rewritten)).toContain(kind);
       writeFileSync(join(dir, 'rw.py'), run.files[0].rewritten);
       const r = adopt(['verify', join(dir, 'm.py'), join(dir, 'rw.py'), '--class', 'Mlp', '--shape', '2,5,16', '--json']);
       expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -383,6 +384,6 @@ describe('the order of random draws', () => {
         self.noisy = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.Dropout(0.1))`);
     const { sites } = rewriteAttn(src);
     expect(sites[0].decision).toBe('skipped');
-    expect(sites[0].reason).toMatch(/lies between the matched statements/);
+    expect(unwrapped(sites[0].reason)).toMatch(/lies between the matched statements/);
   });
 });

@@ -1,4 +1,5 @@
-import { AdoptError, formatDiagnostic } from '../diag.js';
+import { formatDiagnostic } from '../diag.js';
+import { maxFileSizeBytes } from '../parse/limits.js';
 import { printProgram } from '../dsl/print.js';
 import { analyse, inputErrors, isEmptyProgram } from '../pipeline/index.js';
 import { writeOutput } from './output.js';
@@ -7,9 +8,7 @@ import { exitCode, NOTHING_TO_ANALYSE } from './policy.js';
 export interface ExplainOptions { json?: boolean; root?: string; maxFileSize?: string; output?: string }
 
 export function explainCommand(paths: string[], opts: ExplainOptions): number {
-  const maxMiB = Number(opts.maxFileSize ?? '8');
-  if (!Number.isFinite(maxMiB) || maxMiB <= 0) throw new AdoptError(`--max-file-size must be a positive number of MiB, got '${opts.maxFileSize}'`);
-  const program = analyse(paths, { root: opts.root, maxBytes: Math.round(maxMiB * 1048576) });
+  const program = analyse(paths, { root: opts.root, maxBytes: maxFileSizeBytes(opts.maxFileSize) });
   for (const f of program.files) {
     for (const d of f.diagnostics) if (d.severity !== 'note' || program.files.length === 1) process.stderr.write(`${formatDiagnostic(d)}\n`);
   }

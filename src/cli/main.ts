@@ -38,6 +38,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--rules <names|paths>', RULES_HELP, collectRules)
     .option('--no-builtin-rules', NO_BUILTIN_RULES_HELP)
     .option('--root <dir>', 'directory that imports resolve under')
+    .option('--max-file-size <MiB>', 'skip files larger than this', '8')
     .option('--in-place', 'rewrite the files atomically')
     .option('--backup', 'with --in-place, keep FILE.orig')
     .option('-o, --output <path>', 'write the rewritten file (or tree, for several inputs) here')

@@ -7,6 +7,7 @@ import { writeScheduleFiles } from '../tune/schedule-file.js';
 import { type TuneCliOptions, checkConfig, printModelSummary, tuneDiscovered, wholeNumber } from './tune.js';
 import { tuneRewrites } from '../tune/rewrite.js';
 import { formatNearMiss, rankNearMisses } from '../match/why-not.js';
+import { maxFileSizeBytes } from '../parse/limits.js';
 import { diffBase, unifiedDiff } from '../synth/diff.js';
 import type { FileResult } from '../synth/synthesize.js';
 import { exitCode, NOTHING_TO_ANALYSE } from './policy.js';
@@ -17,7 +18,7 @@ export { runRewrite } from '../pipeline/index.js';
 export interface RewriteOptions {
   rules?: string; builtinRules?: boolean; root?: string; inPlace?: boolean; backup?: boolean; output?: string;
   json?: boolean; check?: boolean; whyNot?: boolean; whyNotAll?: boolean; quiet?: boolean;
-  verify?: boolean; config?: string; repeats?: string; learned?: boolean;
+  verify?: boolean; config?: string; repeats?: string; learned?: boolean; maxFileSize?: string;
   /** --tune and its options (as for `adopt tune model.py`; --tune-config is its --config). */
   tune?: boolean; budget?: string; batch?: string; seq?: string; tuneConfig?: string; db?: string; class?: string[]; strategy?: string;
 }
@@ -42,7 +43,7 @@ export async function rewriteCommand(paths: string[], opts: RewriteOptions): Pro
   if (opts.whyNotAll) opts.whyNot = true;
   const named = new Set((opts.rules ?? '').split(',').map((x) => x.trim()));
   let result = runPipeline(paths, {
-    rules: opts.rules, builtinRules: opts.builtinRules, root: opts.root, whyNot: opts.whyNot,
+    rules: opts.rules, builtinRules: opts.builtinRules, root: opts.root, whyNot: opts.whyNot, maxBytes: maxFileSizeBytes(opts.maxFileSize),
     withhold: opts.learned === false ? undefined : withholdMeasuredSlower(named),
     verify: opts.verify ? { config: opts.config, repeats: Number(opts.repeats ?? 20), say: opts.json ? () => {} : say } : undefined,
   });

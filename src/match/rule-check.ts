@@ -6,6 +6,7 @@ import { constraintProblem } from './constraints.js';
 import { kernelSignatures, registryProblems } from './kernel-registry.js';
 import { fail, type PatVal, type Rule } from './rule-ir.js';
 import { kernelArgumentProblems } from './rule-template.js';
+import { templateAccessorProblems } from './template-accessors.js';
 
 export function validateRule(r: Rule): void {
   if (r.pattern.length === 0) fail(r.file, r.line, 1, `rule ${r.name} has no match block`);
@@ -49,6 +50,8 @@ export function validateRule(r: Rule): void {
   for (const m of rw.noneAbsent) if (!metas.has(m)) fail(r.file, rw.line, 1, `none_means_absent names $${m}, which the pattern does not bind`);
   rw.guards.forEach((g) => check(g, 'guard'));
   rw.code.forEach((c) => check(c, 'rewrite'));
+  const accessors = [...rw.guards, ...rw.code].flatMap((t) => templateAccessorProblems(t, (n) => ops.has(n)));
+  if (accessors.length) fail(r.file, rw.line, 1, `rule ${r.name}: ${accessors.join('; ')}`);
 }
 
 /** The pattern's line names and metavariables; each reference is to an earlier line. */

@@ -1,6 +1,7 @@
 // Reading a Python source file into text, with every way that can fail turned into a diagnostic.
 import { readFileSync, statSync } from 'node:fs';
 import type { Diagnostic } from '../diag.js';
+import { DEFAULT_MAX_MIB, sizeRefusal } from './limits.js';
 
 export interface Pos { line: number; col: number }
 
@@ -14,7 +15,7 @@ export interface SourceText {
   encoding: string;
 }
 
-export const DEFAULT_MAX_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_MAX_BYTES = DEFAULT_MAX_MIB * 1024 * 1024;
 
 export type ReadResult = { ok: true; source: SourceText; notes: Diagnostic[] } | { ok: false; diagnostic: Diagnostic };
 
@@ -100,9 +101,8 @@ export function readSource(path: string, maxBytes = DEFAULT_MAX_BYTES): ReadResu
   try {
     const st = statSync(path);
     if (st.isDirectory()) return fail(path, 'is-directory', 'is a directory, not a Python file');
-    if (st.size > maxBytes) {
-      return fail(path, 'too-large', `file is ${(st.size / 1048576).toFixed(1)} MiB, over the ${(maxBytes / 1048576).toFixed(1)} MiB limit (raise it with --max-file-size)`);
-    }
+    const tooLarge = sizeRefusal(st.size, maxBytes);
+    if (tooLarge) return fail(path, 'too-large', tooLarge);
     bytes = readFileSync(path);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;

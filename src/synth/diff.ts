@@ -27,10 +27,27 @@ export function diffBase(path: string, root?: string): string {
   return dirname(resolve(path));
 }
 
+/** The 0-based line of an index, by binary search over the line starts (a scan from the start
+ *  per edit would make the diff quadratic in the number of sites). */
+function lineIndex(text: string): (i: number) => number {
+  const starts = [0];
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+  return (i) => {
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid] <= i) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  };
+}
+
 export function unifiedDiff(path: string, original: string, edits: Edit[], root?: string): string {
   if (!edits.length) return '';
   const old = splitLines(original);
-  const lineOf = (i: number) => original.slice(0, i).split('\n').length - 1;
+  const lineOf = lineIndex(original);
   const changes: Change[] = [];
   for (const e of [...edits].sort((a, b) => a.start - b.start)) {
     if (e.start === e.end && (e.start === 0 || original[e.start - 1] === '\n') && e.text.endsWith('\n')) {
@@ -76,10 +93,13 @@ export function unifiedDiff(path: string, original: string, edits: Edit[], root?
     }
     for (; cursor < endOld; cursor++) { body.push(` ${old[cursor]}`); newCount++; }
     const oldCount = endOld - from;
-    hunks.push(`@@ -${from + 1},${oldCount} +${from + 1 + delta},${newCount} @@`, ...body);
+    // one line at a time: a hunk of a large generated file can have more lines than a call
+    // takes arguments
+    hunks.push(`@@ -${from + 1},${oldCount} +${from + 1 + delta},${newCount} @@`);
+    for (const line of body) hunks.push(line);
     delta += localDelta;
     i = j + 1;
   }
   const p = diffPath(path, root);
-  return [`--- a/${p}`, `+++ b/${p}`, ...hunks].join('\n') + '\n';
+  return `--- a/${p}\n+++ b/${p}\n${hunks.join('\n')}\n`;
 }

@@ -5,7 +5,7 @@
 // Calls that do not pass it (other callers, code outside the file) keep the original behaviour.
 import type { SyntaxNode } from '../parse/python.js';
 import type { Span } from '../dsl/ir.js';
-import { identifierNodes, nodeOfSpan, readCondition, type SynthFile } from './source.js';
+import { identifierNodes, lineAt, nodeOfSpan, readCondition, type SynthFile } from './source.js';
 
 export interface InsertEdit { start: number; end: number; text: string; rule: string; line: number }
 
@@ -127,10 +127,10 @@ function insertArgument(f: SynthFile, list: SyntaxNode, text: string, rule: stri
     const indent = /^\s*/.exec(lastArg)![0];
     const at = close - lines[lines.length - 1].length;
     const nl = f.newline;
-    return { start: at, end: at, text: `${indent}${text},${nl}`, rule, line: f.source.text.slice(0, at).split('\n').length };
+    return { start: at, end: at, text: `${indent}${text},${nl}`, rule, line: lineAt(f.source, at) };
   }
   const sep = inner.trim() === '' ? '' : inner.trimEnd().endsWith(',') ? ' ' : ', ';
   const at = inner.trim() === '' || inner.trimEnd().endsWith(',') ? close : list.startIndex + 1 + inner.trimEnd().length;
-  const line = f.source.text.slice(0, at).split('\n').length;
+  const line = lineAt(f.source, at);
   return { start: at, end: at, text: `${sep}${text}`, rule, line };
 }

@@ -1,7 +1,8 @@
 // The synthesis stage's view of a source file: text, syntax tree, and the node at an IR span.
 import type { Span } from '../dsl/ir.js';
 import { parsePython, type ParsedFile, type SyntaxNode } from '../parse/python.js';
-import { readSource, type SourceText } from '../parse/source.js';
+import { posAt, readSource, sourceFromText, type SourceText } from '../parse/source.js';
+import { lineLengthFor } from './wrap.js';
 
 export interface SynthFile {
   path: string;
@@ -10,6 +11,8 @@ export interface SynthFile {
   hadErrors: boolean;
   newline: string;
   bom: boolean;
+  /** The line length added lines are wrapped at (the file's formatter configuration, or 88). */
+  lineLength: number;
 }
 
 /** Parsed files handed forward by the analysis stage (the same text it analysed). */
@@ -28,7 +31,7 @@ export function openSynthFile(path: string, known?: ParsedLookup): SynthFile | {
   const raw = r.source.text;
   return {
     path, source: r.source, root: parsed.root, hadErrors: parsed.diagnostics.some((d) => d.severity === 'error'),
-    newline: raw.includes('\r\n') ? '\r\n' : '\n', bom: false,
+    newline: raw.includes('\r\n') ? '\r\n' : '\n', bom: false, lineLength: lineLengthFor(path),
   };
 }
 
@@ -46,10 +49,31 @@ export function nodeAt(root: SyntaxNode, start: number, end: number): SyntaxNode
       // prefer the outermost named node with this exact range, as tree-sitter nests wrappers
       return node;
     }
-    const child = node.namedChildren.find((c) => c.startIndex <= start && c.endIndex >= end);
+    const child = coveringChild(node.namedChildren, start, end);
     if (!child) return node.startIndex <= start && node.endIndex >= end ? node : undefined;
     node = child;
   }
+}
+
+/** The first of `kids` (in source order) covering [start, end), found by binary search: a module
+ *  of thousands of classes is searched once per lookup, and lookups are made per site. */
+function coveringChild(kids: SyntaxNode[], start: number, end: number): SyntaxNode | undefined {
+  // children are ordered and do not overlap, so their ends do not decrease: skip those ending
+  // before `end`, then the first one that starts early enough covers the range
+  let lo = 0;
+  let hi = kids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (kids[mid].endIndex < end) lo = mid + 1;
+    else hi = mid;
+  }
+  for (let i = lo; i < kids.length && kids[i].startIndex <= start; i++) if (kids[i].endIndex >= end) return kids[i];
+  return undefined;
+}
+
+/** The 1-based line of a UTF-16 index. */
+export function lineAt(src: SourceText, index: number): number {
+  return posAt(src, index).line;
 }
 
 export function nodeOfSpan(f: SynthFile, span: Span): SyntaxNode | undefined {
@@ -88,6 +112,24 @@ export function identifierNodes(root: SyntaxNode): SyntaxNode[] {
     const x = stack.pop()!;
     if (x.type === 'identifier') out.push(x);
     else stack.push(...x.namedChildren);
+  }
+  return out;
+}
+
+const NAME = /[\p{ID_Start}_][\p{ID_Continue}]*/gu;
+// string literals (prefixed, triple-quoted or not) and comments, which hold no names read
+const NOT_CODE = /(?:[rRbBuU]{0,2})(?:'''[\s\S]*?'''|"""[\s\S]*?"""|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")|#[^\n]*/g;
+
+/** The identifiers in a piece of Python code (names read, attribute and keyword names, keywords),
+ *  in source order, without parsing it: the synthesiser asks this of every guard it renders.
+ *  Code with an f-string, whose braces hold code, is parsed. */
+export function namesIn(code: string): string[] {
+  if (/(^|[^\w])[rRbB]?[fF][rR]?['"]/.test(code)) return identifierNodes(parsePython(sourceFromText('<code>', code)).root).map((n) => n.text).reverse();
+  const out: string[] = [];
+  const plain = code.replace(NOT_CODE, ' ');
+  for (const m of plain.matchAll(NAME)) {
+    // a name, not the tail of a number (`1e5`, `0x1f`)
+    if (m.index === 0 || !/\p{ID_Continue}/u.test(plain[m.index - 1])) out.push(m[0]);
   }
   return out;
 }

@@ -1,0 +1,145 @@
+// Template accessors: what `{name.part}` in a rule's rewrite reads off the matched code. One
+// registry, name → description → implementation, read by the template renderer and by the rule
+// loader (which rejects a template naming an accessor that is not here) and listed for rule
+// writers by `accessorTable`.
+import type { Expr, Op } from '../dsl/ir.js';
+import type { SyntaxNode } from '../parse/python.js';
+import { numberInZeroDim } from './region.js';
+
+/** What an accessor may ask of the site it is read at. */
+export interface AccessorContext {
+  /** An IR value written as source text where the rewrite runs; undefined when it cannot be. */
+  expr(e: Expr): string | undefined;
+  /** Whether an argument is the data the matched code passes along (a matched op's value, or
+   *  the phi that carries it through a branch), not a setting. */
+  isMatchedValue(e: Expr): boolean;
+  /** The syntax node at an op's span (the call as written, where it is one). */
+  nodeAt(op: Op): SyntaxNode | undefined;
+  /** For a submodule call: the constructor call that built the submodule in `__init__`. */
+  constructorOf(op: Op): Expr | undefined;
+}
+
+export interface Accessor {
+  name: string;
+  description: string;
+  /** What it is read on: a pattern line's op only, or a metavariable as well (then it reads the
+   *  op that computed the metavariable's value). */
+  on: 'op' | 'op or metavariable';
+  /** Undefined for `absent`, which the template language itself handles. */
+  read?: (op: Op, cx: AccessorContext) => string | undefined;
+}
+
+const keywordOf = (call: { kw: [string, Expr][] }, name: string): Expr | undefined => call.kw.find(([k]) => k === name)?.[1];
+
+/** The multiplicative factor a scaling op applies (a division's as 1.0 / divisor). */
+function factor(op: Op, cx: AccessorContext): string | undefined {
+  const other = op.args.find((a) => !cx.isMatchedValue(a));
+  const written = other && cx.expr(other);
+  const t = written === undefined ? undefined : numberInZeroDim(written);
+  return t === undefined ? undefined : op.callee === 'div' ? `1.0 / (${t})` : t;
+}
+
+/** The rank an index of full slices assumes (`x[:, :, :, ::2]`: `x.dim() == 4`); `True` for an
+ *  index with `...`, which holds for any rank. */
+function rankCheck(op: Op, cx: AccessorContext): string | undefined {
+  const idx = op.callee === 'getitem' ? op.args[1] : undefined;
+  if (idx?.k !== 'tuple') return undefined;
+  if (idx.items.some((e) => e.k === 'name' && e.path === '...')) return 'True';
+  const x = cx.expr(op.args[0]);
+  return x === undefined ? undefined : `${x}.dim() == ${idx.items.length}`;
+}
+
+/** The function a call goes through, as written, when it is not inlined from a helper. */
+function calledAs(op: Op, cx: AccessorContext): string | undefined {
+  const call = op.via?.length ? undefined : cx.nodeAt(op);
+  return call?.type === 'call' ? call.childForFieldName('function')?.text : undefined;
+}
+
+/** What a module-like op is: the submodule, a table lookup, the GELU function called, or a
+ *  dropout's probability. */
+function moduleOf(op: Op, cx: AccessorContext): string | undefined {
+  if (op.kind === 'module' && !op.callee.startsWith('%')) return op.callee;
+  if (op.kind === 'module') {
+    // a lookup in forward (`ACT2FN[self.config.hidden_act](x)`): the lookup, written again
+    const fn = calledAs(op, cx);
+    return fn && /^[A-Za-z_][\w.]*\[[A-Za-z_][\w.]*\]$/.test(fn) ? fn : undefined;
+  }
+  // functional GELU: the function called, so the guard judges what runs (an attribute holding
+  // F.gelu may be swapped); with `approximate=` given, its name as transformers' hidden_act
+  // strings say it
+  if (op.kind === 'op' && op.callee === 'gelu') {
+    const approx = keywordOf(op, 'approximate') ?? op.args[1];
+    if (approx) return approx.k === 'const' && approx.v === 'tanh' ? '"gelu_pytorch_tanh"' : approx.k === 'const' && approx.v === 'none' ? '"gelu"' : undefined;
+    const fn = calledAs(op, cx);
+    return fn && /^[A-Za-z_][\w.]*$/.test(fn) ? fn : '"gelu"';
+  }
+  // functional dropout: the kernel takes the probability
+  const p = keywordOf(op, 'p') ?? op.args[1];
+  return p ? cx.expr(p) : op.callee === 'dropout' ? '0.5' : undefined;
+}
+
+/** A keyword argument of the matched call; for a submodule, of its constructor (`nn.Softmax(dim=-1)`,
+ *  whose first argument is the dim). */
+function keyword(name: string): (op: Op, cx: AccessorContext) => string | undefined {
+  return (op, cx) => {
+    let kw = keywordOf(op, name);
+    if (!kw && op.kind === 'module') {
+      const ctor = cx.constructorOf(op);
+      if (ctor?.k === 'call') kw = keywordOf(ctor, name) ?? (name === 'dim' ? ctor.args[0] : undefined);
+    }
+    return kw ? cx.expr(kw) : undefined;
+  };
+}
+
+/** Keyword arguments a template may read by name (`{y.dim}`, `{,p.dtype}`). */
+const KEYWORDS: [string, string][] = [
+  ['dim', 'the dimension the op works along'],
+  ['dtype', 'the dtype the op computes or casts to'],
+  ['eps', 'a normalisation\'s epsilon'],
+  ['keepdim', 'whether a reduction keeps the reduced dimension'],
+  ['approximate', 'GELU\'s approximation (`none` or `tanh`)'],
+  ['p', 'a dropout\'s probability, as passed'],
+  ['training', 'a functional dropout\'s training flag, as passed'],
+];
+
+const ENTRIES: Accessor[] = [
+  { name: 'factor', on: 'op', description: 'the multiplicative factor a scaling op (mul or div) applies to the matched value; a 0-d `torch.full` as the number it holds', read: factor },
+  { name: 'rank_check', on: 'op or metavariable', description: 'a Python condition on the rank an index of full slices assumes (`x.dim() == 4`), `True` with `...`', read: rankCheck },
+  {
+    name: 'callable', on: 'op', description: 'what to call for the op: the submodule, or the torch.nn.functional function it canonicalises to',
+    read: (op) => (op.kind === 'module' ? (op.callee.startsWith('%') ? undefined : op.callee) : op.kind === 'op' ? `torch.nn.functional.${op.callee}` : op.callee),
+  },
+  { name: 'source_callee', on: 'op', description: 'the function of the call as written (`torch.optim.AdamW`)', read: (op, cx) => { const n = cx.nodeAt(op); return n?.type === 'call' ? n.childForFieldName('function')?.text : undefined; } },
+  {
+    name: 'source_args', on: 'op', description: 'the argument list of the call as written, without its parentheses',
+    read: (op, cx) => { const n = cx.nodeAt(op); const args = n?.type === 'call' ? n.childForFieldName('arguments') : null; return args?.type === 'argument_list' ? args.text.slice(1, -1).trim() : undefined; },
+  },
+  {
+    name: 'train', on: 'op', description: 'whether a dropout applies: `self.training` for a module, the functional call\'s `training` (default True)',
+    read: (op, cx) => { if (op.kind === 'module') return 'self.training'; const t = keywordOf(op, 'training') ?? op.args[2]; return t ? cx.expr(t) : 'True'; },
+  },
+  {
+    name: 'prob', on: 'op', description: 'a dropout\'s probability: the module\'s `.p`, or the functional call\'s `p` (default 0.5)',
+    read: (op, cx) => { if (op.kind === 'module') return op.callee.startsWith('%') ? undefined : `${op.callee}.p`; const p = keywordOf(op, 'p') ?? op.args[1]; return p ? cx.expr(p) : '0.5'; },
+  },
+  { name: 'module', on: 'op', description: 'the submodule (or table lookup) a module op calls; for functional GELU the function or its hidden_act name; for functional dropout its probability', read: moduleOf },
+  { name: 'absent', on: 'op or metavariable', description: 'nothing when the optional line (or the line binding the metavariable) is absent or left to the original code; otherwise the site is not rewritten (the kernel does not cover it)' },
+  ...KEYWORDS.map(([k, what]): Accessor => ({ name: k, on: 'op', description: `keyword \`${k}\` of the matched call (or of the module's constructor): ${what}`, read: keyword(k) })),
+];
+
+/** Every accessor, by name. */
+export const ACCESSORS: ReadonlyMap<string, Accessor> = new Map(ENTRIES.map((a) => [a.name, a]));
+
+/** Why `{name.part}` cannot be read, or undefined when it can: `part` must be an accessor, and
+ *  one read on metavariables when `name` is a metavariable. */
+export function accessorProblem(part: string, onMetavariable: boolean): string | undefined {
+  const a = ACCESSORS.get(part);
+  if (!a) return `no template accessor '${part}' (known: ${[...ACCESSORS.keys()].join(', ')})`;
+  if (onMetavariable && a.on === 'op') return `accessor '${part}' reads a pattern line's op, not a metavariable (on metavariables: ${ENTRIES.filter((x) => x.on !== 'op').map((x) => x.name).join(', ')})`;
+  return undefined;
+}
+
+/** The registry as rows for documentation and `adopt rules show`. */
+export function accessorTable(): { name: string; on: string; description: string }[] {
+  return ENTRIES.map(({ name, on, description }) => ({ name, on, description }));
+}

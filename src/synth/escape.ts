@@ -1,0 +1,100 @@
+// What the fast path leaves out: names the replaced statements assign that later code reads, and
+// the condition under which the rewrite may still run (the name set to None on the fast path).
+import type { Span, Stmt } from '../dsl/ir.js';
+import type { Site } from '../match/matcher.js';
+import type { SyntaxNode } from '../parse/python.js';
+import type { Edit } from './edits.js';
+import { flagCallers } from './flag.js';
+import { assignedByLines } from './region.js';
+import { identifierNodes, readCondition, type SynthFile } from './source.js';
+
+/** Where the file calls a submodule of the site's class (`self.attn(...)` with `self.attn` built
+ *  as that class): what reaches its forward. */
+export function moduleCallsOf(s: Site): Span[] {
+  const qual = s.view.module?.qualname;
+  if (!qual) return [];
+  const out: Span[] = [];
+  const walk = (stmts: Stmt[]) => {
+    for (const st of stmts) {
+      if (st.k === 'op') { if (st.kind === 'module' && !st.via?.length && (st.type ?? []).includes(qual)) out.push(st.span); }
+      else if (st.k === 'if') { walk(st.then); walk(st.else); }
+      else if (st.k === 'for') walk(st.body);
+    }
+  };
+  for (const m of s.view.file.modules) for (const meth of m.methods) walk(meth.body);
+  return out;
+}
+
+/** What the fast path leaves out: names the original statements assign and later code reads. */
+export type Escape = { names: string[]; cond: string; edits?: Edit[] } | string | undefined;
+
+/**
+ * Names the original statements assign that the fast path does not, but later code reads. When
+ * every later read sits under one condition (`(ctx, probs) if output_attentions else (ctx,)`),
+ * the rewrite is still possible: it runs only when that condition is false, and the name is set
+ * to None on the fast path. Otherwise the reason it is not possible.
+ */
+export function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block: SyntaxNode, after: number, rule: string, moduleCalls: () => Span[] = () => []): Escape {
+  const assigned = new Set<string>();
+  const edits: Edit[] = [];
+  const collect = (n: SyntaxNode) => {
+    if (n.type === 'assignment' || n.type === 'augmented_assignment') {
+      const left = n.childForFieldName('left');
+      const walk = (t: SyntaxNode | null) => {
+        if (!t) return;
+        if (t.type === 'identifier') assigned.add(t.text);
+        else if (['pattern_list', 'tuple_pattern', 'tuple', 'list_pattern'].includes(t.type)) t.namedChildren.forEach(walk);
+      };
+      walk(left);
+    }
+    n.namedChildren.forEach(collect);
+  };
+  stmts.forEach(collect);
+  const fastAssigned = assignedByLines(fast);
+  let fn: SyntaxNode | null = block;
+  while (fn && fn.type !== 'function_definition') fn = fn.parent;
+  const end = fn ? fn.endIndex : f.source.text.length;
+  const rest = f.source.text.slice(after, end);
+  const names: string[] = [];
+  const conds = new Set<string>();
+  // `if not C: name = None` after the statements, in their block: past it, name holds their value
+  // only when C does (LLaMA: `if not output_attentions: attn_weights = None`)
+  const kills = new Map<string, { cond: string; at: number }>();
+  for (const k of block.namedChildren) {
+    if (k.startIndex < after || k.type !== 'if_statement' || k.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause')) continue;
+    const m = /^not\s+([A-Za-z_]\w*)$/.exec(k.childForFieldName('condition')?.text ?? '');
+    const body = k.childForFieldName('consequence')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
+    const sets = body.map((b) => /^([A-Za-z_]\w*)\s*=\s*None$/.exec(b.text)?.[1]);
+    if (m && sets.length && sets.every(Boolean)) for (const n of sets) if (!kills.has(n!)) kills.set(n!, { cond: m[1], at: k.endIndex });
+  }
+  const isWrite = (n: SyntaxNode) => {
+    const a = n.parent;
+    return a?.type === 'assignment' && a.childForFieldName('left')?.startIndex === n.startIndex && a.childForFieldName('left')?.endIndex === n.endIndex;
+  };
+  for (const name of assigned) {
+    if (fastAssigned.has(name)) continue;
+    const re = new RegExp(`(^|[^\\w.])${name}(?![\\w])`);
+    if (!re.test(rest)) continue;
+    const why = `'${name}' is computed by the original statements and read later; the fast path does not compute it`;
+    const reads = identifierNodes(fn ?? f.root).filter((n) => n.text === name && n.startIndex >= after && n.endIndex <= end && !isWrite(n));
+    if (!reads.length) continue;
+    const readConds = reads.map((r) => {
+      const kill = kills.get(name);
+      return kill && r.startIndex >= kill.at ? kill.cond : readCondition(r, fn);
+    });
+    if (readConds.some((c) => !c)) {
+      // returned by a helper whose callers want it only under a flag of theirs: they pass it on
+      const flagged = fn ? flagCallers(f, fn, reads, name, rule, moduleCalls) : 'not in a method';
+      if (typeof flagged === 'string') return `${why} (${flagged})`;
+      conds.add(flagged.param);
+      edits.push(...flagged.edits);
+    } else for (const c of readConds) conds.add(c!);
+    names.push(name);
+  }
+  if (!names.length) return undefined;
+  const [cond] = [...conds];
+  if (conds.size !== 1) return `${names.map((n) => `'${n}'`).join(', ')} read later under different conditions; the fast path does not compute them`;
+  // the condition must mean the same at the rewrite and at the read
+  if (new RegExp(`(^|[^\\w.])${cond}\\s*(=[^=]|\\+=|-=)`).test(rest)) return `'${cond}' is reassigned after the rewritten statements`;
+  return { names, cond, ...(edits.length ? { edits } : {}) };
+}

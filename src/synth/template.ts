@@ -1,0 +1,172 @@
+// The template language: a rule's rewrite is text with placeholders (`{name}`, `{name.part}`,
+// `{name|default}`, `{?name:text}`, `{,kw=name}`), filled with source text for one site.
+import type { Op } from '../dsl/ir.js';
+import type { Site } from '../match/matcher.js';
+import { attrOf } from '../match/method.js';
+import { metaLines, type Rule } from '../match/rule.js';
+import type { SyntaxNode } from '../parse/python.js';
+import type { SiteResult } from './edits.js';
+import { Expressions } from './expressions.js';
+import { ACCESSORS, type AccessorContext } from './accessors.js';
+import { identifierNodes, nodeOfSpan, type SynthFile } from './source.js';
+
+/** A template transposing a value the code already transposed (`{kt}.transpose(-2, -1)` with
+ *  `kt` written `k.transpose(-1, -2)`) gives two swaps of the same dimensions: the value itself. */
+function undoubleTranspose(text: string): string {
+  return text.replace(/\.transpose\((-2|-1), (-2|-1)\)\.transpose\((-2|-1), (-2|-1)\)/g, (m, a, b, c, d) => (a !== b && c !== d ? '' : m));
+}
+
+/** Fills `{name}`, `{name.module}`, `{name.<kw>}` placeholders with source text. */
+export class Render extends Expressions {
+  /** Optional ops in a branch the guard excludes: absent on the fast path. */
+  readonly notTaken = new Set<string>();
+  /** Results named that way: their statement is repeated on the fast path around the name. */
+  readonly spilled: { name: string; node: SyntaxNode; stmt: SyntaxNode }[] = [];
+  /** Metavariable → the pattern lines that mention it. */
+  private readonly metaLines: Map<string, string[]>;
+  constructor(f: SynthFile, s: Site, private readonly res: SiteResult, rule?: Rule) {
+    super(f, s);
+    this.metaLines = rule ? metaLines(rule) : new Map();
+  }
+
+
+  /** An optional line that is absent, or a name the pattern never bound, or a metavariable
+   *  bound only by lines in a branch the fast path does not take. */
+  private unbound(name: string): boolean {
+    if (this.s.ops[name] === null || (this.s.ops[name] === undefined && this.s.bindings[name] === undefined)) return true;
+    const lines = this.metaLines.get(name);
+    return this.s.ops[name] === undefined && !!lines?.length && lines.every((l) => this.notTaken.has(l));
+  }
+
+  fill(tpl: string): string {
+    return undoubleTranspose(this.fillPlaceholders(tpl));
+  }
+
+  /** A line of the fast path: filled, and a value the source transposed by 4-D indexes
+   *  (`k.transpose(2, 3)`) and the template transposes back passed as it was, where the
+   *  site's guard evaluates that transpose (so the value has at least four dimensions there)
+   *  and the kernel's guard admits at most four: then (2, 3) are the last two. */
+  fillCode(tpl: string): string {
+    const guards = this.res.guards.filter((g) => /_supported\(/.test(g));
+    return this.fill(tpl).replace(/(?<![\w)\]])([A-Za-z_][\w.]*)\.transpose\(([23]), ([23])\)\.transpose\((-2|-1), (-2|-1)\)/g, (m, x: string, a: string, b: string, c: string, d: string) =>
+      (a !== b && c !== d && guards.some((g) => g.includes(`${x}.transpose(${a}, ${b})`)) ? x : m));
+  }
+
+  private fillPlaceholders(tpl: string): string {
+    // `{?name:text}`: text when the pattern bound name, nothing when it did not
+    tpl = tpl.replace(/\{\?([A-Za-z_]\w*):([^}]*)\}/g, (_m, name: string, text: string) => (this.unbound(name) ? '' : text));
+    // `{,kw=name}`: `, kw=<value of name>` when the pattern bound name, nothing when it did not;
+    // `{,kw=name!other}`: the same, and nothing when name reads as other does
+    // `{,kw=name.part}`: the same with a part of a matched op (`{,softmax_dtype=p.dtype}`), nothing
+    // when the op does not have it
+    tpl = tpl.replace(/\{,([A-Za-z_]\w*)=([A-Za-z_]\w*)\.([A-Za-z_]\w*)\}/g, (_m, kw: string, name: string, part: string) => this.optionalPart(kw, name, part));
+    tpl = tpl.replace(/\{,([A-Za-z_]\w*)=([A-Za-z_]\w*)(?:!([A-Za-z_]\w*))?\}/g, (_m, kw: string, name: string, other?: string) => {
+      if (this.unbound(name)) return '';
+      const text = this.value(name);
+      if (text === undefined) { this.failure ??= `cannot express {${name}} as source text here`; return ''; }
+      if (other !== undefined && this.value(other) === text) return '';
+      this.res.bindings[name] = text;
+      return `, ${kw}=${text}`;
+    });
+    return tpl.replace(/\{(,)?([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?(?:\|([^}]*))?\}/g, (_m, optKw: string | undefined, name: string, part?: string, dflt?: string) => {
+      // `{,name.kw}`: `, kw=<its value>` when the matched call passes kw, nothing when it does not
+      if (optKw && part) return this.optionalPart(part, name, part);
+      // `{name|default}`: the default when an optional line is absent
+      const absent = this.unbound(name);
+      if (dflt !== undefined && absent) return dflt;
+      if (part === 'absent') {
+        // a metavariable the pattern bound (a form of a line the kernel does not take)
+        if (this.s.ops[name] === undefined && this.s.bindings[name] !== undefined && !this.unbound(name)) {
+          this.failure ??= `the kernel call does not cover the form of the code that binds $${name} yet`;
+          return '';
+        }
+        if (this.s.ops[name] === null || this.s.ops[name] === undefined || this.notTaken.has(name)) return '';
+        this.failure ??= `the kernel call does not cover '${this.s.ops[name]!.callee}' at line ${this.s.ops[name]!.span.from.line} yet`;
+        return '';
+      }
+      const text = this.value(name, part);
+      if (text === undefined) {
+        this.failure ??= `cannot express {${name}${part ? `.${part}` : ''}} as source text here`;
+        return '?';
+      }
+      this.res.bindings[part ? `${name}.${part}` : name] = text;
+      return text;
+    });
+  }
+
+  /** `, kw=<value>` of keyword `part` of matched op `name`, nothing when the call does not pass it. */
+  private optionalPart(kw: string, name: string, part: string): string {
+    const op = this.s.ops[name];
+    if (!op || !op.kw.some(([k]) => k === part)) return '';
+    const text = this.value(name, part);
+    if (text === undefined) { this.failure ??= `cannot express {${name}.${part}} as source text here`; return ''; }
+    this.res.bindings[`${name}.${part}`] = text;
+    return `, ${kw}=${text}`;
+  }
+
+  private value(name: string, part?: string): string | undefined {
+    const op = this.s.ops[name];
+    if (op !== undefined && op !== null) {
+      if (!part) return this.assignedName(op) ?? this.spill(name, op);
+      const read = ACCESSORS.get(part)?.read;
+      if (!read) { this.failure ??= `no template accessor '${part}'`; return undefined; }
+      return read(op, this.accessorContext());
+    }
+    if (op === null) return undefined;
+    const meta = this.s.bindings[name];
+    const onMeta = part ? ACCESSORS.get(part) : undefined;
+    if (meta && onMeta?.read && onMeta.on === 'op or metavariable') {
+      // read on the op that computed the metavariable's value
+      const def = meta.k === 'ssa' ? this.s.view.defs.get(meta.id) : undefined;
+      return def && onMeta.read(def, this.accessorContext());
+    }
+    return meta ? this.expr(meta) : undefined;
+  }
+
+  private accessorContext(): AccessorContext {
+    return {
+      expr: (e) => this.expr(e),
+      isMatchedValue: (a) => a.k === 'ssa' && (Object.values(this.s.ops).some((o) => o?.id === a.id) || this.s.view.phis.has(a.id)),
+      nodeAt: (op) => nodeOfSpan(this.f, op.span),
+      constructorOf: (op) => attrOf(this.s.view, op)?.value,
+    };
+  }
+
+  /** `x = (o).transpose(1, 2)`: the result `o` of the pattern is part of the last statement, so
+   *  the fast path names it and then runs that statement around the name. */
+  private spill(name: string, op: Op): string | undefined {
+    const node = nodeOfSpan(this.f, op.span);
+    const stmt = node && this.statements.find((st) => node.startIndex >= st.startIndex && node.endIndex <= st.endIndex);
+    if (!node || !stmt) return undefined;
+    const assigns = stmt.type === 'expression_statement' && stmt.namedChildren[0]?.type === 'assignment';
+    if (!assigns && stmt.type !== 'return_statement') return undefined;
+    const fresh = `_adopt_${name}`;
+    if (!this.spilled.some((x) => x.name === fresh)) this.spilled.push({ name: fresh, node, stmt });
+    return fresh;
+  }
+
+  /** The names a statement holding spilled results reads outside them. */
+  readsAround(stmt: SyntaxNode): string[] {
+    const inside = this.spilled.filter((x) => x.stmt === stmt).map((x) => x.node);
+    return identifierNodes(stmt).filter((n) => !inside.some((x) => n.startIndex >= x.startIndex && n.endIndex <= x.endIndex)).map((n) => n.text);
+  }
+
+  /** The statements holding a spilled result, in source order. */
+  spilledNodes(): SyntaxNode[] {
+    return [...new Set(this.spilled.map((x) => x.stmt))].sort((a, b) => a.startIndex - b.startIndex);
+  }
+
+  /** Each statement holding a spilled result, in source order, with the result replaced by its
+   *  name (`key_states = self._shape(_adopt_k, -1, bsz)`). */
+  spilledStatements(): string[] {
+    const stmts = this.spilledNodes();
+    return stmts.map((stmt) => {
+      let text = stmt.text;
+      for (const { name, node } of this.spilled.filter((x) => x.stmt === stmt).sort((a, b) => b.node.startIndex - a.node.startIndex)) {
+        const at = node.startIndex - stmt.startIndex;
+        text = text.slice(0, at) + name + text.slice(at + (node.endIndex - node.startIndex));
+      }
+      return text;
+    });
+  }
+}
