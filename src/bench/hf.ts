@@ -3,10 +3,10 @@
 // rewritten model against the original in torch (tiny config, strict state-dict load, outputs and
 // gradients in eval and train mode). Results are written as they come; a model that hangs or
 // crashes the harness is reported with its reason and the run goes on.
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
+import { streamHarness } from '../verify/python.js';
+import type { Check } from '../verify/results.js';
 import { adopterScores } from './adopter.js';
 import { ensurePythonDeps, ensureTransformers, hf199Files, readGroundTruth, TRANSFORMERS_VERSION } from './corpus.js';
 import { Progress } from './progress.js';
@@ -17,59 +17,30 @@ import { pct, round } from './format.js';
 
 const CHUNK = 25;
 
-export interface ModelResult {
+/** A model's line in the report: the harness's check, or why it was not verified. */
+export interface ModelResult extends Omit<Check, 'status'> {
   model: string;
-  status: 'verified' | 'mismatch' | 'not_runnable' | 'not_verified' | 'not_rewritten';
-  reason?: string;
-  problems?: string[];
-  fast_path_calls?: number;
-  compiled_calls?: number;
-  max_abs?: number;
-  timings?: Record<string, { original_s: number; rewritten_s: number }>;
-  seconds?: number;
+  status: Check['status'] | 'not_verified' | 'not_rewritten';
   sites?: number;
 }
 
 export interface HfBenchOptions { version?: string; verify?: boolean; out?: string; report?: string; float32?: boolean }
 
-/** One harness process per chunk of models; each model's line is read as it comes. */
-function verifyChunk(chunk: { model: string; file: string }[], jsonl: string, deps: string, progress: Progress, float32: boolean): Promise<void> {
-  return new Promise((done) => {
-    const child = spawn(pythonExecutable(), ['-m', 'adopt_harness.hf_verify', jsonl, ...chunk.map((m) => `${m.model}=${m.file}`)], {
-      env: { ...process.env, PYTHONPATH: [NATIVE_DIR, deps].join(':'), PYTHONDONTWRITEBYTECODE: '1', OMP_NUM_THREADS: '2', ...(float32 ? { ADOPT_VERIFY_DTYPE: 'float32' } : {}) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000 * chunk.length);
-    let err = '';
-    let buf = '';
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const lines = buf.split('\n');
-      buf = lines.pop()!;
-      for (const l of lines) {
-        try { progress.tick((JSON.parse(l) as { model: string }).model); } catch { /* a stray print from model code */ }
-      }
-    });
-    child.stderr.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-4000); });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const reported = new Set(readJsonl(jsonl).map((x) => x.model));
-      // the harness process died (crash, out of memory, timeout): what it did not report is not runnable
-      const why = `harness exited with ${code ?? signal}: ${err.trim().split('\n').slice(-1)[0] ?? ''}`;
-      for (const m of chunk.filter((x) => !reported.has(x.model))) {
-        writeFileSync(jsonl, `${JSON.stringify({ model: m.model, status: 'not_runnable', reason: why.slice(0, 300) })}\n`, { flag: 'a' });
-        progress.tick(m.model);
-      }
-      done();
-    });
+/** One harness process per chunk of models; each model's result is written to `jsonl` as it comes,
+ *  so a run cut short keeps what it measured. */
+async function verifyChunk(chunk: { model: string; file: string }[], jsonl: string, deps: string, progress: Progress, float32: boolean): Promise<ModelResult[]> {
+  const reported = new Map<string, ModelResult>();
+  const write = (r: ModelResult) => { writeFileSync(jsonl, `${JSON.stringify(r)}\n`, { flag: 'a' }); reported.set(r.model, r); progress.tick(r.model); };
+  const run = await streamHarness('hf', chunk.map((m) => `${m.model}=${m.file}`), {
+    pythonPath: [deps], timeoutMs: 90_000 * chunk.length,
+    env: { OMP_NUM_THREADS: '2', ...(float32 ? { ADOPT_VERIFY_DTYPE: 'float32' } : {}) },
+    onResult: (r) => write({ ...r, model: r.model ?? '' }),
   });
-}
-
-function readJsonl(path: string): ModelResult[] {
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').trim().split('\n').filter(Boolean).flatMap((l) => {
-    try { return [JSON.parse(l) as ModelResult]; } catch { return []; }
-  });
+  // the harness process died (crash, out of memory, timeout) or wrote a malformed line: what it
+  // did not report is not runnable, with that reason
+  const why = run.ok ? 'the harness wrote no result for it' : run.error;
+  for (const m of chunk.filter((x) => !reported.has(x.model))) write({ model: m.model, status: 'not_runnable', reason: why.slice(0, 300) });
+  return [...reported.values()];
 }
 
 export async function benchHf(opts: HfBenchOptions = {}) {
@@ -88,17 +59,18 @@ export async function benchHf(opts: HfBenchOptions = {}) {
   mkdirSync(out, { recursive: true });
   const jsonl = join(out, 'hf-verify.jsonl');
   let verifySeconds = 0;
+  const checked: ModelResult[] = [];
   if (opts.verify) {
     rmSync(jsonl, { force: true });
     const toVerify = models.filter((m) => changedSet.has(resolve(m.file))).map((m) => ({ model: m.model, file: join(mirror, 'models', m.model, `modeling_${m.model}.py`) }));
     const deps = ensurePythonDeps();
     const progress = new Progress('verifying', toVerify.length);
     const t1 = performance.now();
-    for (let i = 0; i < toVerify.length; i += CHUNK) await verifyChunk(toVerify.slice(i, i + CHUNK), jsonl, deps, progress, !!opts.float32);
+    for (let i = 0; i < toVerify.length; i += CHUNK) checked.push(...await verifyChunk(toVerify.slice(i, i + CHUNK), jsonl, deps, progress, !!opts.float32));
     progress.end();
     verifySeconds = (performance.now() - t1) / 1000;
   }
-  const byModel = new Map((opts.verify ? readJsonl(jsonl) : []).map((r) => [r.model, r]));
+  const byModel = new Map(checked.map((r) => [r.model, r]));
   const rows: ModelResult[] = models.map((m) => {
     const isChanged = changedSet.has(resolve(m.file));
     const r = byModel.get(m.model) ?? { model: m.model, status: (isChanged ? (opts.verify ? 'not_runnable' : 'not_verified') : 'not_rewritten') as ModelResult['status'], reason: isChanged ? (opts.verify ? 'no result' : 'run with --verify to verify') : 'no site rewritten' };

@@ -2,13 +2,12 @@
 // strict state-dict load, outputs and gradients) and timed against the original. A rule whose
 // rewrite mismatches is withheld from that file; one measured slower is withheld and recorded, so
 // later rewrites leave it out too. What is kept is then checked together once more.
-import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { findPythonFiles } from '../analysis/project.js';
 import { AdoptError } from '../diag.js';
-import { pythonExecutable } from '../verify/python.js';
+import { runPython } from '../verify/python.js';
 import type { Site } from '../match/matcher.js';
 import { checkPaths, checkVariants, speedOf, type ClassResult, type FileCheckOptions, type FileCheckResult } from '../verify/file.js';
 import { appendRecord, isSlower } from '../verify/records.js';
@@ -83,10 +82,10 @@ function problemOf(results: ClassResult[]): string | undefined {
 /** Verification that cannot run at all is an error (exit 2, nothing written), never a rewrite
  *  that nobody checked. */
 function requireHarness(): void {
-  const r = spawnSync(pythonExecutable(), ['-c', 'import torch'], { encoding: 'utf8', timeout: 120_000 });
-  if (r.error || r.status !== 0) {
-    const why = r.error ? ((r.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : r.error.message) : (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`);
-    throw new AdoptError(`--verify needs Python with torch, and ${pythonExecutable()} cannot run it (${why}); run scripts/setup-python.sh or set ADOPT_PYTHON. Nothing was written`);
+  const r = runPython(['-c', 'import torch'], { timeoutMs: 120_000 });
+  if (!r.ok || r.status !== 0) {
+    const why = r.ok ? (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`) : r.error;
+    throw new AdoptError(`--verify needs Python with torch, and it cannot run (${why}); run scripts/setup-python.sh or set ADOPT_PYTHON. Nothing was written`);
   }
 }
 
