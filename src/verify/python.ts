@@ -43,6 +43,8 @@ export interface Launch {
   /** Variables set for this launch only. */
   env?: Record<string, string>;
   timeoutMs?: number;
+  /** An interpreter to use instead of the resolved one (tests, a measurer told which). */
+  python?: string;
 }
 
 export function pythonEnv(l: Launch = {}): NodeJS.ProcessEnv {
@@ -67,7 +69,7 @@ function tail(text: string): string {
 
 /** Runs `python args...` to completion (argv after the interpreter: `-m module ...` or `-c code`). */
 export function runPython(args: string[], l: Launch & { input?: string } = {}): Ran {
-  const found = resolvePython();
+  const found = l.python ? { path: l.python } : resolvePython();
   if ('error' in found) return { ok: false, error: found.error };
   const timeoutMs = l.timeoutMs ?? 300_000;
   const r = spawnSync(found.path, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 256 * 1024 * 1024, env: pythonEnv(l), input: l.input });
@@ -136,8 +138,6 @@ export interface LineStream extends Launch {
   stderr?: 'keep' | 'inherit';
   /** Called with each stdout line as it comes; a throw ends the process and becomes the error. */
   onLine: (line: string) => void;
-  /** Overrides the resolved interpreter (a test's own). */
-  python?: string;
 }
 
 export interface Ended { code: number | null; signal: NodeJS.Signals | null; stderr: string; error?: string }
