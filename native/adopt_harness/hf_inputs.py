@@ -10,8 +10,8 @@ import math
 
 import torch
 
-from adopt_harness.dropout import DROPOUT_WORDS  # noqa: E402
-from adopt_harness.sizes import CONFIG_SIZES as SMALL  # noqa: E402  (the one size table)
+from adopt_harness.dropout import DROPOUT_WORDS
+from adopt_harness.sizes import CONFIG_SIZES as SMALL  # the one size table
 
 # Layer counts: reduced on every rung of the ladder (fewer layers seldom break a model).
 LAYERS = {k: v for k, v in SMALL.items() if v == 2 and "layers" in k or k in ("n_layer",)}

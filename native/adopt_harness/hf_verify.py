@@ -28,7 +28,7 @@ import traceback
 
 import torch
 
-from adopt_harness.build import load_as, shrink  # noqa: F401  (shrink: the config shrink verify_file shares)
+from adopt_harness.build import load_as
 from adopt_harness.compare import policy_for, scaled_error
 from adopt_harness.counting import FastPathCounter
 from adopt_harness.deadline import Timeout, deadline, extend

@@ -1,6 +1,5 @@
 """The file-mode harness on bad input: every failure is a per-class result with its reason, the
 run goes on to the next class, and a rewrite that fails where the original runs is a mismatch."""
-import json
 import os
 import subprocess
 import sys
