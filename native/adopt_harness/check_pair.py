@@ -15,7 +15,7 @@ import torch
 
 from adopt_harness.build import constructor_kwargs, load_as
 from adopt_harness.compare import TORCH_DTYPES, policy_for
-from adopt_harness.counting import FastPathCounter
+from adopt_harness.counting import FastPathCounter, compiled_kernel_of
 from adopt_harness.inputs import shaped
 from adopt_harness.protocol import Channel
 from adopt_harness.sidebyside import RewrittenRaised, compare_rewrite, load_strict, reference
@@ -63,6 +63,10 @@ def run(args):
     counts = counter.result()
     if args.kernel and counts["fast_path_calls"] <= 0:
         cmp.problems.append(f"the rewritten code never called {args.kernel} (the fast path was not taken)")
+    compiled = compiled_kernel_of(args.kernel) if args.kernel and dtype in (torch.float32, torch.bfloat16) else None
+    if compiled and counts["fast_path_calls"] > 0 and compiled not in counts["compiled_kernels"]:
+        # the registry lists a compiled kernel for this function: say when it did not run
+        notes.append(f"{args.kernel} ran without its compiled kernel {compiled} (no compiler, a switch off, or a reference formulation)")
     result = {"status": "mismatch" if cmp.problems else "verified", "problems": cmp.problems[:10], "strict_load": True, **cmp.summary(), **counts}
     if notes:
         result["notes"] = notes

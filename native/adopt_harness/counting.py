@@ -76,3 +76,13 @@ class FastPathCounter:
             "compiled_calls": sum(compiled.values()),
             "compiled_kernels": compiled,
         }
+
+
+def compiled_kernel_of(function):
+    """The compiled kernel (registry name) that serves an adopt_kernels function, or None."""
+    found = _kernels()
+    if found is None:
+        return None
+    registry = found[2]
+    name = function.split(".")[-1]
+    return next((k.name for k in registry.KERNELS.values() if name in k.api), None)

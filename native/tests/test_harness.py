@@ -169,12 +169,12 @@ PAIR = textwrap.dedent('''
 ''')
 
 
-def _pair(tmp_path, rewritten, kernel="_adopt.softmax"):
+def _pair(tmp_path, rewritten, kernel="_adopt.softmax", **env):
     a, b = tmp_path / "a.py", tmp_path / "b.py"
     a.write_text(PAIR.replace("SOFTMAX", "torch.softmax(self.proj(x), dim=-1)"))
     b.write_text(PAIR.replace("SOFTMAX", rewritten))
     p = subprocess.run([sys.executable, "-m", "adopt_harness.check_pair", str(a), str(b), "--model", "Head", "--shape", "2,3,24", "--kernel", kernel],
-                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": NATIVE}, timeout=120)
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": NATIVE, **env}, timeout=120)
     assert p.returncode == 0, p.stderr
     [r] = results(p.stdout.splitlines())
     return r
@@ -184,6 +184,17 @@ def test_a_pair_run_verifies_a_kernel_rewrite_and_reports_its_calls(tmp_path):
     r = _pair(tmp_path, "_adopt.softmax(self.proj(x), dim=-1)")
     assert r["status"] == "verified", r
     assert r["fast_path_calls"] > 0 and r["tolerance"] == policy_for("fp32").tol
+
+
+def test_a_pair_run_says_when_the_compiled_kernel_did_not_run(tmp_path):
+    from adopt_kernels import _build
+    rewritten = "_adopt.softmax(self.proj(x), dim=-1)"
+    off = _pair(tmp_path, rewritten, ADOPT_DISABLE="native")
+    assert off["status"] == "verified" and off["compiled_calls"] == 0
+    assert off["notes"] == ["_adopt.softmax ran without its compiled kernel softmax (no compiler, a switch off, or a reference formulation)"]
+    if _build.compiler_identity(_build.compiler()) is not None:
+        on = _pair(tmp_path, rewritten)
+        assert on["compiled_kernels"].get("softmax", 0) > 0 and "notes" not in on
 
 
 def test_a_pair_run_that_never_calls_the_kernel_is_a_mismatch(tmp_path):
