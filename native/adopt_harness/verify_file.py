@@ -38,7 +38,6 @@ def elapsed(fn):
 
 
 def _forward(m, inputs):
-    m.eval()
     with torch.no_grad():
         m(*inputs)
 
@@ -53,6 +52,8 @@ def _step(m, inputs):
 
 def timings(a, b, inputs, repeats):
     out = {}
+    for m in (a, b):
+        m.eval()  # the training step sets train mode itself
     for kind, fn in (("forward", _forward), ("train", _step)):
         for _ in range(2):  # warm-up
             fn(a, inputs)
