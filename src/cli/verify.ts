@@ -19,7 +19,8 @@ export function verifyCommand(original: string, rewritten: string, opts: VerifyO
   const r = checkPair(original, rewritten, { model: opts.class!, shape: opts.shape, dtype: opts.dtype ?? 'fp32', config: opts.config });
   if (!r.ok) throw new AdoptError(`verification could not run: ${r.error}`);
   const v = r.check;
-  if (opts.json) process.stdout.write(`${JSON.stringify(v)}\n`);
+  // the CLI's JSON keeps its `verified` flag beside the harness's status
+  if (opts.json) process.stdout.write(`${JSON.stringify({ verified: v.status === 'verified', ...v })}\n`);
   if (v.status === 'not_runnable') {
     if (!opts.json) process.stdout.write(`not runnable: ${v.reason}\n`);
     return 2;
