@@ -10,7 +10,7 @@
 #        torch 2.x, so the attention fast path goes through real SDPA (torch 1.13 has none)
 #     3. bench:models on the GPU in bf16: forward and training step, original vs rewritten, and
 #        each against the original in float32
-# Results land in OUT: env.txt, pytest.txt, hf-verify-torch2.jsonl, models-gpu.json, *.log.
+# Results land in OUT: env.txt, pytest.txt, hf-verify-torch2.jsonl, models-gpu.jsonl (harness result lines), *.log.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 pack=$here/.gpucheck
@@ -59,10 +59,11 @@ run() {
   echo "== 2. HF-199 verification with torch 2.x on the CPU"
   : >"$out/hf-verify-torch2.jsonl"
   (cd "$work/rw" && sed 's/=/ /' "$pack/hf-models.txt" | awk -v d="$work/rw" '{print $1 "=" d "/" $2}' |
-    OMP_NUM_THREADS=1 timeout 300 xargs -P "$(($(nproc) > 2 ? $(nproc) - 2 : 1))" -n 8 python3 -m adopt_harness.hf_verify "$out/hf-verify-torch2.jsonl" >"$out/hf-verify.log" 2>&1)
+    OMP_NUM_THREADS=1 timeout 300 xargs -P "$(($(nproc) > 2 ? $(nproc) - 2 : 1))" -n 8 python3 -m adopt_harness.hf_verify >"$out/hf-verify-torch2.jsonl" 2>"$out/hf-verify.log")
   python3 - "$out/hf-verify-torch2.jsonl" <<'EOF'
 import collections, json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+rows = [e["result"] for e in lines if e.get("kind") == "result"]
 print(len(rows), "models:", dict(collections.Counter(r["status"] for r in rows)),
       "| with SDPA calls:", sum(1 for r in rows if r.get("sdpa_calls", 0) > 0))
 for r in rows:
@@ -74,9 +75,9 @@ EOF
   local variants="" rule
   for rule in $(ls "$work/speed-variants"); do variants="$variants --variant $rule=$work/speed-variants/$rule"; done
   # shellcheck disable=SC2086
-  timeout 240 python3 -m adopt_harness.speed "$out/models-gpu.json" "$work/rw/transformers/models" $variants \
-    --seq "${GPU_CHECK_SEQ:-128,512}" --repeats "${GPU_CHECK_REPEATS:-10}" >"$out/speed.log" 2>&1
-  tail -40 "$out/speed.log"
+  timeout 240 python3 -m adopt_harness.speed "$work/rw/transformers/models" $variants \
+    --seq "${GPU_CHECK_SEQ:-128,512}" --repeats "${GPU_CHECK_REPEATS:-10}" >"$out/models-gpu.jsonl" 2>"$out/speed.log"
+  tail -40 "$out/models-gpu.jsonl"
 }
 
 case "${1:-}" in

@@ -27,7 +27,7 @@ def main():
     a = cls_a(config).to(device=device, dtype=dtype).eval()
     b = cls_b(config).to(device=device, dtype=dtype).eval()
     b.load_state_dict(a.state_dict())
-    inputs = inputs_for(key, cls_a, config, seq, device)
+    inputs = inputs_for(key, config, seq, device, 4)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     for name, m in (("original", a), ("rewritten", b)):
         with torch.no_grad():

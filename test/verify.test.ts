@@ -10,7 +10,7 @@ describe('adopt verify', () => {
   it('verifies a correct rewrite (outputs and gradients, eval and train)', () => {
     const r = adopt(['verify', join(rulesDir, 'dropout_add_layernorm', 'before.py'), join(rulesDir, 'dropout_add_layernorm', 'after.py'), '--class', 'SelfOutput', '--shape', '2,7,32', '--json']);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ verified: true, problems: [] });
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 'verified', problems: [] });
   });
 
   it('catches a wrong rewrite: a softmax moved to another dimension', () => {
@@ -19,7 +19,7 @@ describe('adopt verify', () => {
     const dir = tempProject({ 'wrong.py': wrong });
     const r = adopt(['verify', join(rulesDir, 'softmax', 'before.py'), join(dir, 'wrong.py'), '--class', 'ScoresHead', '--shape', '2,4,9,9']);
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/mismatch:\n\s+eval output: max abs error/);
+    expect(r.stdout).toMatch(/mismatch:\n\s+eval output 0: max abs error/);
   });
 
   it('catches a rewrite that breaks checkpoint loading', () => {

@@ -10,18 +10,8 @@ import math
 
 import torch
 
-# Sizes shrunk to a tiny but consistent model. Keys are config attributes.
-SMALL = {
-    "hidden_size": 32, "d_model": 32, "n_embd": 32, "embed_dim": 32, "dim": 32, "emb_dim": 32, "n_embed": 32, "d_embed": 32,
-    "num_hidden_layers": 2, "num_layers": 2, "n_layer": 2, "n_layers": 2, "encoder_layers": 2, "decoder_layers": 2,
-    "num_decoder_layers": 2, "num_encoder_layers": 2,
-    "num_attention_heads": 4, "n_head": 4, "n_heads": 4, "encoder_attention_heads": 4, "decoder_attention_heads": 4,
-    "num_heads": 4, "num_key_value_heads": 4,
-    "intermediate_size": 37, "encoder_ffn_dim": 37, "decoder_ffn_dim": 37, "d_ff": 37, "n_inner": 37, "ffn_dim": 37,
-    "vocab_size": 99, "d_kv": 8, "embedding_size": 32,
-}
-# Randomness that differs between two runs: dropout, stochastic depth, SpecAugment masking.
-DROPOUT_WORDS = ("dropout", "drop_prob", "drop_rate", "pdrop", "attn_drop", "drop_path", "layerdrop", "mask_time_prob", "mask_feature_prob")
+from adopt_harness.dropout import DROPOUT_WORDS
+from adopt_harness.sizes import CONFIG_SIZES as SMALL  # the one size table
 
 # Layer counts: reduced on every rung of the ladder (fewer layers seldom break a model).
 LAYERS = {k: v for k, v in SMALL.items() if v == 2 and "layers" in k or k in ("n_layer",)}

@@ -8,18 +8,26 @@ reported with their ratio. On a GPU it runs in bf16 and reports peak memory per 
 Besides the rewrite with every rule ("rewritten"), each `--variant RULE=DIR` is a rewrite with that
 one rule only, timed in the same interleaved loop, so the table shows what each rule contributes.
 
-Usage: python -m adopt_harness.speed OUT.json REWRITTEN_MODELS_DIR [--variant RULE=DIR ...] [--seq 128,512] [--repeats 5]
+Models are loaded, freed of dropout, fed and counted through the harness library (build.py,
+dropout.py, inputs.py, counting.py), like every other entry point.
+
+Usage: python -m adopt_harness.speed REWRITTEN_MODELS_DIR [--variant RULE=DIR ...] [--seq 128,512] [--repeats 5]
+Writes progress lines as it measures and one result line per model (schema.py: SpeedRow).
 """
-import os
 import argparse
 import importlib
-import importlib.util
-import json
+import os
 import statistics
-import sys
 import time
 
 import torch
+
+from adopt_harness.build import load_as
+from adopt_harness.compare import first_tensor
+from adopt_harness.counting import FastPathCounter
+from adopt_harness.dropout import config_without_dropout, no_dropout
+from adopt_harness.inputs import timing_inputs
+from adopt_harness.protocol import Channel
 
 MODELS = {
     # name: (module, class, config overrides)
@@ -35,21 +43,11 @@ MODELS = {
 
 
 def load_rewritten(model, path, tag="all"):
-    package = f"transformers.models.{model}"
-    name = f"{package}.adopt_speed_{model}_{tag}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    module.__package__ = package
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_as(path, f"transformers.models.{model}", f"adopt_speed_{tag}")
 
 
-def inputs_for(key, cls, config, seq, device, batch):
-    if key == "vit-base":
-        return {"pixel_values": torch.randn(batch, 3, config.image_size, config.image_size, device=device)}
-    # ids from 3 up: no padding token, so position ids stay inside the table
-    return {"input_ids": torch.randint(3, config.vocab_size, (batch, seq), device=device)}
+def inputs_for(key, config, seq, device, batch):
+    return timing_inputs(config, seq, batch, device, image=key == "vit-base")
 
 
 def sync(device):
@@ -57,40 +55,24 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def first_tensor(out):
-    out = out.to_tuple() if hasattr(out, "to_tuple") else out
-    return out[0] if isinstance(out, (tuple, list)) else out
-
-
-def agreement(cls_a, config, state, variants, inputs, rewritten_module):
+def agreement(cls_a, config, state, variants, inputs):
     """Eval outputs of the original and the rewrite, each against the original run in float32,
     and how many kernel calls (and SDPA calls) the rewrite's forward made: in low precision the
     rewrite should be no less accurate than the original, and the calls show the fast path ran."""
-    from adopt_harness.hf_verify import count_fast_path_calls
-    import adopt_kernels
-    from adopt_kernels._impl import attention as attention_impl
-
     device = inputs[next(iter(inputs))].device
     ref = cls_a(config).to(device=device, dtype=torch.float32)
     ref.load_state_dict(state, strict=True)
     ref.eval()
-    saved = {k: getattr(adopt_kernels, k) for k in dir(adopt_kernels) if not k.startswith("_")}
-    saved_sdpa = attention_impl._sdpa
-    try:
-        with torch.no_grad():
-            r = first_tensor(ref(**inputs)).float()
-            o = first_tensor(variants["original"].eval()(**inputs)).float()
-            calls = count_fast_path_calls(rewritten_module)
+    with torch.no_grad():
+        r = first_tensor(ref(**inputs)).float()
+        o = first_tensor(variants["original"].eval()(**inputs)).float()
+        with FastPathCounter() as counter:
             w = first_tensor(variants["rewritten"].eval()(**inputs)).float()
-    finally:
-        for k, v in saved.items():
-            setattr(adopt_kernels, k, v)
-        attention_impl._sdpa = saved_sdpa
     scale = r.abs().max().item() or 1.0
     return {
         "error_vs_fp32_original": (o - r).abs().max().item() / scale,
         "error_vs_fp32_rewritten": (w - r).abs().max().item() / scale,
-        "kernel_calls": calls["n"], "sdpa_calls": calls["sdpa"],
+        **counter.result(),
     }
 
 
@@ -145,9 +127,80 @@ def non_matmul_share(model, inputs):
     return {"total_s": total, "matmul_s": mm, "non_matmul_s": total - mm, "non_matmul_share": (total - mm) / total if total else None}
 
 
+def build_variants(key, args, device, dtype):
+    """The original class, its config and every variant (original, rewritten, one per rule), built
+    with the same weights."""
+    module, cls_name, overrides = MODELS[key]
+    original = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
+    rewritten = load_rewritten(module, f"{args.rewritten_dir}/{module}/modeling_{module}.py")
+    cls_a, cls_b = getattr(original, cls_name), getattr(rewritten, cls_name)
+    config = config_without_dropout(cls_a.config_class(**overrides))
+    torch.manual_seed(0)
+    a = cls_a(config).to(device=device, dtype=dtype)
+    variants = {"original": a, "rewritten": cls_b(config).to(device=device, dtype=dtype)}
+    for v in args.variant:
+        rule, vdir = v.split("=", 1)
+        path = f"{vdir}/{module}/modeling_{module}.py"
+        if os.path.exists(path):  # the rule rewrote something in this model
+            variants[rule] = getattr(load_rewritten(module, path, rule), cls_name)(config).to(device=device, dtype=dtype)
+    for m in variants.values():
+        m.load_state_dict(a.state_dict(), strict=True)
+        no_dropout(m)
+    return cls_a, config, variants
+
+
+def measure(variants, inputs, device, args):
+    """Forward and training-step times of every variant, as one SpeedEntry."""
+    fwd, _ = time_pair(variants, inputs, device, args.repeats, train=False)
+    trn, peak_t = time_pair(variants, inputs, device, max(3, args.repeats // 2), train=True)
+    entry = {
+        "forward_original_s": fwd["original"], "forward_rewritten_s": fwd["rewritten"],
+        "forward_ratio": fwd["rewritten"] / fwd["original"],
+        "train_original_s": trn["original"], "train_rewritten_s": trn["rewritten"],
+        "train_ratio": trn["rewritten"] / trn["original"],
+        "per_rule": {k: {"forward_ratio": fwd[k] / fwd["original"], "train_ratio": trn[k] / trn["original"],
+                         **({"memory_ratio": peak_t[k] / peak_t["original"]} if peak_t else {})}
+                     for k in variants if k not in ("original", "rewritten")},
+    }
+    if args.profile:
+        entry["profile"] = {k: non_matmul_share(variants[k], inputs) for k in ("original", "rewritten")}
+        share = entry["profile"]["original"]["non_matmul_share"]
+        # the time the rewrite saved, as a share of the original step's time outside
+        # matmuls (the ceiling of what fusion can remove); measured time, not profiled
+        # ops, since a compiled attention kernel does its own products
+        saved = trn["original"] - trn["rewritten"]
+        entry["profile"]["removed_of_non_matmul"] = saved / (trn["original"] * share) if share else None
+    if peak_t:
+        entry.update({"peak_original_bytes": peak_t["original"], "peak_rewritten_bytes": peak_t["rewritten"], "memory_ratio": peak_t["rewritten"] / peak_t["original"]})
+    else:
+        entry["memory_ratio"] = None  # CPU: no per-variant peak from torch
+    return entry
+
+
+def model_row(key, args, device, dtype, channel):
+    row = {"model": key, "device": device, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads()}
+    try:
+        cls_a, config, variants = build_variants(key, args, device, dtype)
+        row["rules"] = [k for k in variants if k not in ("original", "rewritten")]
+        row["sdpa_alternative"] = "not available in transformers 4.35 (attn_implementation arrived in 4.36)"
+        for seq in [int(s) for s in args.seq.split(",")]:
+            if key == "vit-base" and seq != 128:
+                continue
+            inputs = inputs_for(key, config, seq, device, args.batch or (8 if device == "cuda" else 4))
+            if dtype != torch.float32:
+                row[f"agreement_seq{seq}"] = agreement(cls_a, config, variants["original"].state_dict(), variants, inputs)
+                channel.progress(model=key, seq=seq, **row[f"agreement_seq{seq}"])
+            entry = measure(variants, inputs, device, args)
+            row[f"seq{seq}" if key != "vit-base" else "image224"] = entry
+            channel.progress(model=key, seq=seq, **{k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items() if k != "per_rule"})
+    except Exception as e:  # reported per model; the run goes on
+        row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+        channel.progress(model=key, message=row["error"])
+    return row
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("out")
     p.add_argument("rewritten_dir")
     p.add_argument("--seq", default="128,512")
     p.add_argument("--repeats", type=int, default=5)
@@ -157,72 +210,16 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and the kernels alike (default: every core)")
     p.add_argument("--profile", action="store_true", help="also profile one training step of each: the share of time outside matmuls")
     args = p.parse_args()
+    channel = Channel("speed")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     # Debian's torch starts with one thread: both sides get the same count, stated in the result
     torch.set_num_threads(args.threads)
-    results = []
     for key in args.models.split(","):
-        module, cls_name, overrides = MODELS[key]
-        row = {"model": key, "device": device, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads()}
-        try:
-            original = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
-            rewritten = load_rewritten(module, f"{args.rewritten_dir}/{module}/modeling_{module}.py")
-            cls_a, cls_b = getattr(original, cls_name), getattr(rewritten, cls_name)
-            config = cls_a.config_class(**overrides)
-            for attr in list(vars(config)):
-                if "dropout" in attr and isinstance(getattr(config, attr), float):
-                    setattr(config, attr, 0.0)
-            torch.manual_seed(0)
-            a = cls_a(config).to(device=device, dtype=dtype)
-            variants = {"original": a, "rewritten": cls_b(config).to(device=device, dtype=dtype)}
-            for v in args.variant:
-                rule, vdir = v.split("=", 1)
-                path = f"{vdir}/{module}/modeling_{module}.py"
-                if os.path.exists(path):  # the rule rewrote something in this model
-                    variants[rule] = getattr(load_rewritten(module, path, rule), cls_name)(config).to(device=device, dtype=dtype)
-            for m in variants.values():
-                m.load_state_dict(a.state_dict(), strict=True)
-            row["rules"] = [k for k in variants if k not in ("original", "rewritten")]
-            row["sdpa_alternative"] = "not available in transformers 4.35 (attn_implementation arrived in 4.36)"
-            for seq in [int(s) for s in args.seq.split(",")]:
-                if key == "vit-base" and seq != 128:
-                    continue
-                inputs = inputs_for(key, cls_a, config, seq, device, args.batch or (8 if device == "cuda" else 4))
-                if dtype != torch.float32:
-                    row[f"agreement_seq{seq}"] = agreement(cls_a, config, a.state_dict(), variants, inputs, rewritten)
-                    print(json.dumps({"model": key, "seq": seq, **row[f"agreement_seq{seq}"]}), flush=True)
-                fwd, peak_f = time_pair(variants, inputs, device, args.repeats, train=False)
-                trn, peak_t = time_pair(variants, inputs, device, max(3, args.repeats // 2), train=True)
-                entry = {
-                    "forward_original_s": fwd["original"], "forward_rewritten_s": fwd["rewritten"],
-                    "forward_ratio": fwd["rewritten"] / fwd["original"],
-                    "train_original_s": trn["original"], "train_rewritten_s": trn["rewritten"],
-                    "train_ratio": trn["rewritten"] / trn["original"],
-                    "per_rule": {k: {"forward_ratio": fwd[k] / fwd["original"], "train_ratio": trn[k] / trn["original"],
-                                     **({"memory_ratio": peak_t[k] / peak_t["original"]} if peak_t else {})}
-                                 for k in variants if k not in ("original", "rewritten")},
-                }
-                if args.profile:
-                    entry["profile"] = {k: non_matmul_share(variants[k], inputs) for k in ("original", "rewritten")}
-                    share = entry["profile"]["original"]["non_matmul_share"]
-                    # the time the rewrite saved, as a share of the original step's time outside
-                    # matmuls (the ceiling of what fusion can remove); measured time, not profiled
-                    # ops, since a compiled attention kernel does its own products
-                    saved = trn["original"] - trn["rewritten"]
-                    entry["profile"]["removed_of_non_matmul"] = saved / (trn["original"] * share) if share else None
-                if peak_t:
-                    entry.update({"peak_original_bytes": peak_t["original"], "peak_rewritten_bytes": peak_t["rewritten"], "memory_ratio": peak_t["rewritten"] / peak_t["original"]})
-                else:
-                    entry["memory_ratio"] = None  # CPU: no per-variant peak from torch
-                row[f"seq{seq}" if key != "vit-base" else "image224"] = entry
-                print(json.dumps({"model": key, "seq": seq, **{k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items() if k != "per_rule"}}), flush=True)
-        except Exception as e:  # reported per model; the run goes on
-            row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
-            print(json.dumps({"model": key, "error": row["error"]}), flush=True)
-        results.append(row)
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
+        if key not in MODELS:
+            p.error(f"unknown model {key!r}: one of {', '.join(MODELS)}")
+    for key in args.models.split(","):
+        channel.result(model_row(key, args, device, dtype, channel))
 
 
 if __name__ == "__main__":

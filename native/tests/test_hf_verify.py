@@ -1,7 +1,6 @@
 """The HF harness on a real transformers model (BERT, from the transformers 4.35.0 that
 scripts/setup-python.sh --hf installs): an exact rewrite verifies with a strict state-dict load, a
-wrong one is a mismatch, and a rewrite that does not import is reported, one JSON line per model."""
-import json
+wrong one is a mismatch, and a rewrite that does not import is reported, one result line per model."""
 import os
 import subprocess
 import sys
@@ -12,18 +11,19 @@ NATIVE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import transformers.models.bert.modeling_bert as bert  # noqa: E402  (installed by setup-python.sh --hf)
 
+from adopt_harness.protocol import results  # noqa: E402
+
 
 def run(tmp_path, **files):
-    out = tmp_path / "out.jsonl"
     args = []
     for model, text in files.items():
         path = tmp_path / f"{model}.py"
         path.write_text(text)
         args.append(f"bert={path}")
-    p = subprocess.run([sys.executable, "-m", "adopt_harness.hf_verify", str(out), *args], capture_output=True, text=True,
+    p = subprocess.run([sys.executable, "-m", "adopt_harness.hf_verify", *args], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, timeout=300)
-    assert out.exists(), p.stderr[-2000:]
-    return [json.loads(line) for line in out.read_text().splitlines()]
+    assert p.returncode == 0, p.stderr[-2000:]
+    return results(p.stdout.splitlines())
 
 
 SOURCE = open(bert.__file__).read()

@@ -1,12 +1,13 @@
 """The file-mode harness on bad input: every failure is a per-class result with its reason, the
 run goes on to the next class, and a rewrite that fails where the original runs is a mismatch."""
-import json
 import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from adopt_harness.protocol import results
 
 NATIVE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,8 +37,8 @@ def run(tmp_path, original, rewritten, *extra, timeout_s=None):
     p = subprocess.run([sys.executable, "-m", "adopt_harness.verify_file", str(a), "--variant", f"v={b}", *extra],
                        capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout.strip().splitlines()[-1])
-    return {r.get("class"): r for r in out.get("results", [])} if "results" in out else out
+    [out] = results(p.stdout.splitlines())
+    return {**{r.get("class"): r for r in out["results"]}, **({"error": out["error"]} if "error" in out else {})}
 
 
 def test_an_exact_rewrite_verifies_with_timings(tmp_path):

@@ -1,11 +1,11 @@
 // The HF-199 corpus: transformers 4.35.0's modeling files, fetched from PyPI into a cache on
 // first use (nothing of it is committed). Model names come from the benchmark ground truth.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AdoptError } from '../diag.js';
-import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
+import { NATIVE_DIR, pythonExecutable, runPython } from '../verify/python.js';
 
 export const TRANSFORMERS_VERSION = '4.35.0';
 
@@ -19,12 +19,13 @@ export function ensureTransformers(version = TRANSFORMERS_VERSION): string {
   const pkg = join(dir, 'transformers');
   if (existsSync(join(pkg, 'models', 'bert', 'modeling_bert.py'))) return pkg;
   mkdirSync(dir, { recursive: true });
-  const python = process.env.PYTHON ?? 'python3';
   process.stderr.write(`fetching transformers==${version} from PyPI into ${dir}\n`);
-  execFileSync(python, ['-m', 'pip', 'download', '--quiet', '--no-deps', '--only-binary=:all:', `transformers==${version}`, '-d', dir], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const pip = runPython(['-m', 'pip', 'download', '--quiet', '--no-deps', '--only-binary=:all:', `transformers==${version}`, '-d', dir], { timeoutMs: 600_000 });
+  if (!pip.ok || pip.status !== 0) throw new Error(`pip download of transformers==${version} failed: ${pip.ok ? pip.stderr.trim().split('\n').slice(-2).join(' | ') : pip.error}`);
   const wheel = readdirSync(dir).find((f) => f.endsWith('.whl'));
   if (!wheel) throw new Error(`pip produced no wheel in ${dir}`);
-  execFileSync(python, ['-c', 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])', join(dir, wheel), dir]);
+  const unzip = runPython(['-m', 'zipfile', '-e', join(dir, wheel), dir]);
+  if (!unzip.ok || unzip.status !== 0) throw new Error(`cannot unpack ${wheel}: ${unzip.ok ? unzip.stderr.trim() : unzip.error}`);
   return pkg;
 }
 

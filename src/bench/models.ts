@@ -1,10 +1,10 @@
 // bench:models — forward and training-step time (and peak memory on a GPU) of seven models,
 // original vs rewritten with all rules vs rewritten with each rule alone, measured side by side in
 // one process (native/adopt_harness/speed.py). On CPU it runs in fp32; on a GPU, in bf16.
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
+import { streamHarness } from '../verify/python.js';
+import { speedEntries } from '../verify/results.js';
 import { ensurePythonDeps, ensureTransformers, hf199Files } from './corpus.js';
 import { runPipeline, synthesizePlan, writeMirror } from '../pipeline/index.js';
 import { round } from './format.js';
@@ -12,10 +12,7 @@ import { round } from './format.js';
 const OUT = 'bench-results';
 const MODULES = ['bert', 'roberta', 'albert', 'gpt2', 't5', 'vit', 'llama'];
 
-interface Profile { non_matmul_s: number; non_matmul_share: number | null }
-interface Entry { profile?: { original: Profile; rewritten: Profile; removed_of_non_matmul: number | null }; forward_original_s: number; forward_rewritten_s: number; forward_ratio: number; train_original_s: number; train_rewritten_s: number; train_ratio: number; memory_ratio: number | null; per_rule: Record<string, { forward_ratio: number; train_ratio: number; memory_ratio?: number }> }
-
-function main(): void {
+async function main(): Promise<void> {
   const arg = (name: string, dflt: string) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : dflt; };
   const pkg = ensureTransformers();
   const models = hf199Files(pkg);
@@ -46,12 +43,12 @@ function main(): void {
   mkdirSync(OUT, { recursive: true });
   const out = resolve(OUT, 'models.json');
   const extra = [...(process.argv.includes('--profile') ? ['--profile'] : []), ...(process.argv.includes('--batch') ? ['--batch', arg('--batch', '4')] : []), ...(process.argv.includes('--threads') ? ['--threads', arg('--threads', '2')] : [])];
-  const r = spawnSync(pythonExecutable(), ['-m', 'adopt_harness.speed', out, join(mirror, 'models'), ...(process.argv.includes('--no-per-rule') ? [] : variantArgs), ...extra, '--seq', arg('--seq', '128,512'), '--repeats', arg('--repeats', '5'), '--models', arg('--models', 'bert-base,roberta-base,albert-base,gpt2,t5-small,vit-base,llama-style')], {
-    stdio: ['ignore', 'inherit', 'inherit'], timeout: 3_600_000,
-    env: { ...process.env, PYTHONPATH: [NATIVE_DIR, deps].join(':'), PYTHONUNBUFFERED: '1' },
+  const r = await streamHarness('speed', [join(mirror, 'models'), ...(process.argv.includes('--no-per-rule') ? [] : variantArgs), ...extra, '--seq', arg('--seq', '128,512'), '--repeats', arg('--repeats', '5'), '--models', arg('--models', 'bert-base,roberta-base,albert-base,gpt2,t5-small,vit-base,llama-style')], {
+    pythonPath: [deps], timeoutMs: 3_600_000, stderr: 'inherit', onProgress: (p) => console.log(JSON.stringify(p)),
   });
-  if (r.status !== 0) process.stderr.write(`speed harness exited with ${r.status ?? r.signal}\n`);
-  const rows = JSON.parse(readFileSync(out, 'utf8')) as Record<string, unknown>[];
+  if (!r.ok) process.stderr.write(`${r.error}\n`);
+  const rows = r.results;
+  writeFileSync(out, JSON.stringify(rows, null, 1));
   const device = rows.find((x) => x.device)?.device;
   console.log(`\nratios are rewritten time over original time (below 1 is faster); threads ${rows.find((x) => x.threads)?.threads ?? '?'} for both`);
   console.log(`\nmodel          input     forward orig  rewritten  ratio   train orig  rewritten  ratio   memory ratio   (${device}, median, side by side)`);
@@ -59,9 +56,7 @@ function main(): void {
   const ruleRows: string[] = [];
   for (const row of rows) {
     if (row.error) { console.log(`${String(row.model).padEnd(15)}error: ${row.error}`); summary[String(row.model)] = { error: row.error }; continue; }
-    for (const [k, v] of Object.entries(row)) {
-      if (!/^(seq\d+|image\d+)$/.test(k)) continue;
-      const e = v as Entry;
+    for (const [k, e] of speedEntries(row)) {
       const slower = e.forward_ratio > 1.05 || e.train_ratio > 1.05 ? '  slower' : '';
       console.log(`${String(row.model).padEnd(15)}${k.padEnd(10)}${e.forward_original_s.toFixed(4).padStart(12)}${e.forward_rewritten_s.toFixed(4).padStart(11)}${e.forward_ratio.toFixed(3).padStart(7)}${e.train_original_s.toFixed(4).padStart(13)}${e.train_rewritten_s.toFixed(4).padStart(11)}${e.train_ratio.toFixed(3).padStart(7)}${(e.memory_ratio ? e.memory_ratio.toFixed(3) : 'n/a').padStart(15)}${slower}`);
       if (e.profile) console.log(`${''.padEnd(25)}training step outside matmuls: ${((e.profile.original.non_matmul_share ?? 0) * 100).toFixed(1)}% of the original's; the rewrite removed ${((e.profile.removed_of_non_matmul ?? 0) * 100).toFixed(1)}% of that time`);
@@ -83,4 +78,4 @@ function main(): void {
 }
 
 
-main();
+main().catch((e: Error) => { process.stderr.write(`${e.message}\n`); process.exit(1); });

@@ -2,12 +2,11 @@
 // rule, the attention rule in BertSelfAttention/T5Attention/GPT2Attention, every site listed,
 // wall time, py_compile of every rewritten file, idempotence (a second rewrite changes nothing),
 // and location-level precision/recall on the team's labelled fixtures.
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { loadRules } from '../match/rule.js';
 import { planRewrite, runPipeline, writeMirror } from '../pipeline/index.js';
-import { pythonExecutable } from '../verify/python.js';
+import { runPythonJson } from '../verify/python.js';
 import { adopterScores } from './adopter.js';
 import { ensureTransformers, hf199Files, readGroundTruth } from './corpus.js';
 import { score } from './score.js';
@@ -37,8 +36,9 @@ function main(): void {
   const { mirror, changed, changedPaths } = writeMirror(pkg, run.files, OUT);
   let compileFailures: string[] = [];
   if (changedPaths.length) {
-    const script = 'import py_compile, sys, json, tempfile, os\nbad = []\nout = os.path.join(tempfile.mkdtemp(), "x.pyc")\nfor p in sys.argv[1:]:\n    try:\n        py_compile.compile(p, doraise=True, cfile=out)\n    except Exception as e:\n        bad.append(p + ": " + str(e).splitlines()[0])\nprint(json.dumps(bad))';
-    compileFailures = JSON.parse(execFileSync(pythonExecutable(), ['-c', script, ...changedPaths], { encoding: 'utf8', maxBuffer: 1 << 26 }).trim().split('\n').pop()!);
+    const r = runPythonJson('adopt_harness.compiles', changedPaths);
+    if (!r.ok || !Array.isArray(r.value) || !r.value.every((x) => typeof x === 'string')) throw new Error(`cannot byte-compile the rewritten files: ${r.ok ? 'not a list of strings' : r.error}`);
+    compileFailures = r.value;
   }
   const again = runPipeline(models.map((m) => join(mirror, 'models', m.model, `modeling_${m.model}.py`)), { root: mirror });
   const notIdempotent = again.files.filter((f) => f.rewritten !== f.original).map((f) => f.path);

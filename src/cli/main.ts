@@ -68,8 +68,6 @@ export async function main(argv: string[]): Promise<number> {
     .option('--shape <sizes>', 'input shape, e.g. 2,7,32 (default: found by the harness)')
     .option('--config <json>', 'constructor arguments or config attributes of the tiny model')
     .option('--dtype <fp32|fp64|fp16|bf16>', 'input and parameter dtype', 'fp32')
-    .option('--atol <x>', 'absolute tolerance', '1e-5')
-    .option('--rtol <x>', 'relative tolerance', '1e-4')
     .option('--json', 'print the result as JSON')
     .action((original: string, rewritten: string, opts) => { code = verifyCommand(original, rewritten, opts); });
 

@@ -8,7 +8,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { AdoptError } from '../diag.js';
 import { selectRules, type Rule } from '../match/rule.js';
 import { exampleFile } from '../match/rule-examples.js';
-import { runPythonJson } from '../verify/python.js';
+import { checkPair } from '../verify/pair.js';
 import { runRewrite } from '../pipeline/index.js';
 import type { RulesOptions } from './rules.js';
 
@@ -62,15 +62,10 @@ export function testExample(r: Rule, ex: Rule['examples'][number], opts: { updat
   const again = runRewrite([after], alone);
   if (again.files.some((f) => f.rewritten !== f.original)) problems.push(`rewriting ${ex.after} again changes it (not idempotent)`);
   const kernel = r.kernels.find((k) => k.library === 'native')?.callee ?? '';
-  const result = runPythonJson('adopt_harness.check_pair', [
-    before, after, '--model', ex.model ?? 'Model', '--shape', ex.shapes.join(','), '--dtype', ex.dtype,
-    '--atol', String(ex.atol), '--rtol', String(ex.rtol), '--kernel', kernel,
-  ]);
+  const result = checkPair(before, after, { model: ex.model ?? 'Model', shape: ex.shapes, dtype: ex.dtype, kernel });
   if (!result.ok) problems.push(`numerical check could not run: ${result.error}`);
-  else {
-    const v = result.value as { verified: boolean; problems: string[] };
-    if (!v.verified) problems.push(...v.problems.map((p) => `numerical check: ${p}`));
-  }
+  else if (result.check.status === 'not_runnable') problems.push(`numerical check could not run: ${result.check.reason}`);
+  else if (result.check.status !== 'verified') problems.push(...(result.check.problems ?? []).map((p) => `numerical check: ${p}`));
   return problems;
 }
 

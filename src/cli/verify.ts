@@ -6,9 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { AdoptError } from '../diag.js';
 import { checkFile } from '../pipeline/index.js';
-import { runPythonJson } from '../verify/python.js';
+import { checkPair } from '../verify/pair.js';
 
-export interface VerifyOptions { class?: string; shape?: string; dtype?: string; atol?: string; rtol?: string; json?: boolean; config?: string }
+export interface VerifyOptions { class?: string; shape?: string; dtype?: string; json?: boolean; config?: string }
 
 export function verifyCommand(original: string, rewritten: string, opts: VerifyOptions): number {
   if (opts.shape && !opts.class) throw new AdoptError('--shape needs --class: the class the input is for');
@@ -17,22 +17,19 @@ export function verifyCommand(original: string, rewritten: string, opts: VerifyO
     try { if (typeof JSON.parse(opts.config) !== 'object') throw new Error(); } catch { throw new AdoptError(`--config must be a JSON object, got '${opts.config}'`); }
   }
   if (!opts.shape) return verifyEveryClass(original, rewritten, opts);
-  const r = runPythonJson('adopt_harness.check_pair', [
-    original, rewritten, '--model', opts.class!, '--shape', opts.shape, '--dtype', opts.dtype ?? 'fp32',
-    '--atol', opts.atol ?? '1e-5', '--rtol', opts.rtol ?? '1e-4', ...(opts.config ? ['--config', opts.config] : []),
-  ]);
+  const r = checkPair(original, rewritten, { model: opts.class!, shape: opts.shape, dtype: opts.dtype ?? 'fp32', config: opts.config });
   if (!r.ok) throw new AdoptError(`verification could not run: ${r.error}`);
-  const v = r.value as { verified: boolean; not_runnable?: boolean; reason?: string; problems: string[]; max_abs: number; max_rel: number };
-  if (typeof v !== 'object' || v === null || typeof v.verified !== 'boolean' || !Array.isArray(v.problems)) throw new AdoptError('malformed result from the verification harness');
-  if (opts.json) process.stdout.write(`${JSON.stringify(v)}\n`);
-  if (v.not_runnable) {
+  const v = r.check;
+  // the CLI's JSON keeps its `verified` flag beside the harness's status
+  if (opts.json) process.stdout.write(`${JSON.stringify({ verified: v.status === 'verified', ...v })}\n`);
+  if (v.status === 'not_runnable') {
     if (!opts.json) process.stdout.write(`not runnable: ${v.reason}\n`);
     return 2;
   }
   if (!opts.json) {
-    process.stdout.write(v.verified ? `verified: outputs and gradients match (max abs error ${v.max_abs.toExponential(2)})\n` : `mismatch:\n${v.problems.map((p) => `  ${p}`).join('\n')}\n`);
+    process.stdout.write(v.status === 'verified' ? `verified: outputs and gradients match (max abs error ${(v.max_abs ?? 0).toExponential(2)})\n` : `mismatch:\n${(v.problems ?? []).map((p) => `  ${p}`).join('\n')}\n`);
   }
-  return v.verified ? 0 : 1;
+  return v.status === 'verified' ? 0 : 1;
 }
 
 function verifyEveryClass(original: string, rewritten: string, opts: VerifyOptions): number {

@@ -2,9 +2,8 @@
 // every rewritten file is checked whole against its original and gets one verdict. Two verifiers
 // share the loop: one file at a time through the file harness (any directory), or the HF harness
 // on chunks of transformers models (configs and inputs of the HF model zoo).
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
+import { rmSync, writeFileSync } from 'node:fs';
+import { streamHarness } from '../verify/python.js';
 import { checkFile, verdictOf, type Verdict } from './check.js';
 
 /** One model to verify: its name, the original file and the rewritten text (and where it is on
@@ -48,53 +47,33 @@ export function fileVerifier(repeats: number): Verifier {
 
 const CHUNK = 25;
 
-function readJsonl(path: string): ModelVerdict[] {
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').trim().split('\n').filter(Boolean).flatMap((l) => {
-    try { return [JSON.parse(l) as ModelVerdict]; } catch { return []; }
+/** One HF harness process per chunk of models; each model's result line is validated and
+ *  appended to `jsonl` as it comes, so a run that dies keeps what it did. */
+async function verifyChunk(chunk: VerifyTarget[], jsonl: string, deps: string, float32: boolean, tick: (model: string) => void): Promise<ModelVerdict[]> {
+  const reported = new Map<string, ModelVerdict>();
+  const write = (v: ModelVerdict) => { writeFileSync(jsonl, `${JSON.stringify(v)}\n`, { flag: 'a' }); reported.set(v.model, v); tick(v.model); };
+  const run = await streamHarness('hf', chunk.map((m) => `${m.model}=${m.rewrittenPath}`), {
+    pythonPath: [deps], timeoutMs: 90_000 * chunk.length,
+    env: { OMP_NUM_THREADS: '2', ...(float32 ? { ADOPT_VERIFY_DTYPE: 'float32' } : {}) },
+    onResult: (r) => write({ ...r, model: r.model ?? '', status: r.status }),
   });
-}
-
-/** One HF harness process per chunk of models; each model's line is read as it comes. */
-function verifyChunk(chunk: VerifyTarget[], jsonl: string, env: NodeJS.ProcessEnv, tick: (model: string) => void): Promise<void> {
-  return new Promise((done) => {
-    const child = spawn(pythonExecutable(), ['-m', 'adopt_harness.hf_verify', jsonl, ...chunk.map((m) => `${m.model}=${m.rewrittenPath}`)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000 * chunk.length);
-    let err = '';
-    let buf = '';
-    child.stdout.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const lines = buf.split('\n');
-      buf = lines.pop()!;
-      for (const l of lines) {
-        try { tick((JSON.parse(l) as { model: string }).model); } catch { /* a stray print from model code */ }
-      }
-    });
-    child.stderr.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-4000); });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const reported = new Set(readJsonl(jsonl).map((x) => x.model));
-      // the harness process died (crash, out of memory, timeout): what it did not report is not runnable
-      const why = `harness exited with ${code ?? signal}: ${err.trim().split('\n').slice(-1)[0] ?? ''}`;
-      for (const m of chunk.filter((x) => !reported.has(x.model))) {
-        writeFileSync(jsonl, `${JSON.stringify({ model: m.model, status: 'not_runnable', reason: why.slice(0, 300) })}\n`, { flag: 'a' });
-        tick(m.model);
-      }
-      done();
-    });
-  });
+  // the harness process died (crash, out of memory, timeout) or wrote a malformed line: what it did
+  // not report is not runnable, with that reason
+  const why = run.ok ? 'the harness wrote no result for it' : run.error;
+  for (const m of chunk.filter((x) => !reported.has(x.model))) write({ model: m.model, status: 'not_runnable', reason: why.slice(0, 300) });
+  return [...reported.values()];
 }
 
 /** The HF harness (adopt_harness.hf_verify) on chunks of models, each imported from the rewritten
- *  copy of its package (`rewrittenPath`); results are appended to `jsonl` as they come, so a run
- *  that dies keeps what it did. `deps`: the Python dependencies' path. */
+ *  copy of its package (`rewrittenPath`); results are appended to `jsonl` as they come.
+ *  `deps`: the Python dependencies' path. */
 export function hfVerifier(jsonl: string, deps: string, float32: boolean): Verifier {
   return async (targets, tick) => {
     const nowhere = targets.find((t) => !t.rewrittenPath);
     if (nowhere) throw new Error(`the HF harness imports the rewrite from disk, and ${nowhere.model} has no rewritten path`);
     rmSync(jsonl, { force: true });
-    const env = { ...process.env, PYTHONPATH: [NATIVE_DIR, deps].join(':'), PYTHONDONTWRITEBYTECODE: '1', OMP_NUM_THREADS: '2', ...(float32 ? { ADOPT_VERIFY_DTYPE: 'float32' } : {}) };
-    for (let i = 0; i < targets.length; i += CHUNK) await verifyChunk(targets.slice(i, i + CHUNK), jsonl, env, tick);
-    return readJsonl(jsonl);
+    const out: ModelVerdict[] = [];
+    for (let i = 0; i < targets.length; i += CHUNK) out.push(...await verifyChunk(targets.slice(i, i + CHUNK), jsonl, deps, float32, tick));
+    return out;
   };
 }

@@ -3,13 +3,12 @@
 // against the original. A rule whose rewrite mismatches is withheld from that file; one measured
 // slower is withheld and recorded, so later rewrites leave it out too. What is kept is then checked
 // together once more.
-import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { AdoptError } from '../diag.js';
 import type { Site } from '../match/matcher.js';
 import type { FileResult } from '../synth/synthesize.js';
 import { speedOf, type FileCheck } from '../verify/file.js';
-import { pythonExecutable } from '../verify/python.js';
+import { runPython } from '../verify/python.js';
 import { appendRecord, isSlower } from '../verify/records.js';
 import { checkFile, problemOf, verdictOf } from './check.js';
 import { synthesizePlan, type RewritePlan } from './plan.js';
@@ -23,10 +22,10 @@ export interface RuleVerifyOptions { config?: string; repeats: number; say: (lin
 /** Verification that cannot run at all is an error (exit 2, nothing written), never a rewrite
  *  that nobody checked. */
 function requireHarness(): void {
-  const r = spawnSync(pythonExecutable(), ['-c', 'import torch'], { encoding: 'utf8', timeout: 120_000 });
-  if (r.error || r.status !== 0) {
-    const why = r.error ? ((r.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : r.error.message) : (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`);
-    throw new AdoptError(`--verify needs Python with torch, and ${pythonExecutable()} cannot run it (${why}); run scripts/setup-python.sh or set ADOPT_PYTHON. Nothing was written`);
+  const r = runPython(['-c', 'import torch'], { timeoutMs: 120_000 });
+  if (!r.ok || r.status !== 0) {
+    const why = r.ok ? (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`) : r.error;
+    throw new AdoptError(`--verify needs Python with torch, and it cannot run (${why}); run scripts/setup-python.sh or set ADOPT_PYTHON. Nothing was written`);
   }
 }
 

@@ -1,9 +1,7 @@
 // The measurer: times schedules of one kernel at one workload. An interface, so that the local
 // Python worker (native/adopt_harness/measure.py), the replay of recorded spaces and, later,
 // workers on a fleet of targets are interchangeable (docs/tuner.md says how Ray would run it).
-import { spawn, spawnSync } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
+import { runPython, streamPython } from '../verify/python.js';
 import type { Schedule, Workload } from './space.js';
 
 export type Status = 'ok' | 'compile_error' | 'crash' | 'timeout' | 'wrong';
@@ -65,14 +63,6 @@ export interface LocalOptions {
   env?: Record<string, string>;
 }
 
-function pyEnv(extra?: Record<string, string>): NodeJS.ProcessEnv {
-  return {
-    ...process.env, ...extra,
-    PYTHONPATH: [NATIVE_DIR, extra?.PYTHONPATH, process.env.PYTHONPATH].filter(Boolean).join(':'),
-    PYTHONDONTWRITEBYTECODE: '1',
-  };
-}
-
 interface WireResult {
   schedule: Schedule; status: Status; median_s: number | null; times_s?: number[]; compile_s?: number; error?: string | null;
 }
@@ -104,32 +94,24 @@ export class LocalMeasurer implements Measurer {
     };
     const n = (req.schedules as unknown[]).length;
     const limitMs = ((o.timeoutS ?? 30) * (n + 2) + 300) * 1000;
-    return new Promise((resolve, reject) => {
-      const child = spawn(o.python ?? pythonExecutable(), ['-m', 'adopt_harness.measure'], { env: pyEnv(o.env), stdio: ['pipe', 'pipe', 'pipe'] });
-      let last = '';
-      let stderr = '';
-      const timer = setTimeout(() => child.kill('SIGKILL'), limitMs);
-      child.stderr.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
-      createInterface({ input: child.stdout }).on('line', (line) => {
-        if (!line.trim()) return;
-        last = line;
-        try {
-          const msg = JSON.parse(line) as { progress?: number; result?: WireResult };
-          if (msg.progress !== undefined && msg.result && onResult) onResult(fromWire(msg.result, warmup), msg.progress - 1);
-        } catch { /* a stray line; only the last one must parse */ }
-      });
-      child.on('error', (e) => { clearTimeout(timer); reject(new Error(`cannot start the measurer (${pythonExecutable()}): ${e.message}`)); });
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        try {
-          const out = JSON.parse(last) as { error?: string; results?: WireResult[]; template_hash: string; target: Target };
-          if (out.error || !out.results) throw new Error(out.error ?? 'no results');
-          resolve({ results: out.results.map((r) => fromWire(r, warmup)), templateHash: out.template_hash, target: out.target });
-        } catch (e) {
-          reject(new Error(`the measurer failed (exit ${code}): ${(e as Error).message}${stderr ? ` | ${stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`));
-        }
-      });
-      child.stdin.end(JSON.stringify(full));
+    let last = '';
+    const onLine = (line: string) => {
+      if (!line.trim()) return;
+      last = line;
+      try {
+        const msg = JSON.parse(line) as { progress?: number; result?: WireResult };
+        if (msg.progress !== undefined && msg.result && onResult) onResult(fromWire(msg.result, warmup), msg.progress - 1);
+      } catch { /* a stray line; only the last one must parse */ }
+    };
+    return streamPython(['-m', 'adopt_harness.measure'], { python: o.python, env: o.env, timeoutMs: limitMs, input: JSON.stringify(full), onLine }).then((end) => {
+      if (end.error && !last) throw new Error(`cannot start the measurer: ${end.error}`);
+      try {
+        const out = JSON.parse(last) as { error?: string; results?: WireResult[]; template_hash: string; target: Target };
+        if (out.error || !out.results) throw new Error(out.error ?? 'no results');
+        return { results: out.results.map((r) => fromWire(r, warmup)), templateHash: out.template_hash, target: out.target };
+      } catch (e) {
+        throw new Error(`the measurer failed (exit ${end.code ?? end.signal}): ${(e as Error).message}${end.stderr ? ` | ${end.stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
+      }
     });
   }
 }
@@ -145,15 +127,15 @@ let targetCache: TargetInfo | null = null;
 /** This machine's target fingerprint and every kernel's template hash (one Python call per process). */
 export function localTargetInfo(env?: Record<string, string>): TargetInfo {
   if (targetCache && !env) return targetCache;
-  const r = spawnSync(pythonExecutable(), ['-W', 'ignore', '-m', 'adopt_harness.measure', '--info'], { encoding: 'utf8', timeout: 300_000, env: pyEnv(env) });
-  const last = (r.stdout ?? '').trim().split('\n').pop() ?? '';
+  const r = runPython(['-W', 'ignore', '-m', 'adopt_harness.measure', '--info'], { timeoutMs: 300_000, env });
+  const last = (r.ok ? r.stdout : '').trim().split('\n').pop() ?? '';
   try {
     const info = JSON.parse(last) as TargetInfo;
     if (!info.target?.key) throw new Error('no target key');
     if (!env) targetCache = info;
     return info;
   } catch {
-    const why = r.error ? r.error.message : (r.stderr || '').trim().split('\n').slice(-3).join(' | ');
+    const why = r.ok ? (r.stderr || '').trim().split('\n').slice(-3).join(' | ') : r.error;
     throw new Error(`cannot fingerprint this target (python -m adopt_harness.measure --info): ${why || 'no output'}`);
   }
 }

@@ -3,9 +3,8 @@
 // fields. The semantics are those of the Python `Space` (native/adopt_kernels/registry.py):
 // enumerate in product order, sample, mutate, and legalise a schedule taken from another shape.
 // Constraints are evaluated by a tiny parser (+ - * / // % and one comparison), never `eval`.
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
+import { runPython } from '../verify/python.js';
 import { Rng } from './rng.js';
 
 export type Value = number | string;
@@ -279,12 +278,9 @@ export function loadRegistry(): Registry {
     text = readFileSync(file, 'utf8');
   } else {
     // the registry prints indented JSON over many lines, so this reads all of stdout, not its last line
-    const r = spawnSync(pythonExecutable(), ['-W', 'ignore', '-m', 'adopt_kernels.registry'], {
-      encoding: 'utf8', timeout: 300_000, maxBuffer: 64 * 1024 * 1024,
-      env: { ...process.env, PYTHONPATH: [NATIVE_DIR, process.env.PYTHONPATH].filter(Boolean).join(':'), PYTHONDONTWRITEBYTECODE: '1' },
-    });
-    if (r.error || r.status !== 0) {
-      const why = r.error ? r.error.message : (r.stderr || '').trim().split('\n').slice(-3).join(' | ');
+    const r = runPython(['-W', 'ignore', '-m', 'adopt_kernels.registry'], { timeoutMs: 300_000 });
+    if (!r.ok || r.status !== 0) {
+      const why = r.ok ? (r.stderr || '').trim().split('\n').slice(-3).join(' | ') : r.error;
       throw new Error(`cannot read the kernel registry (python -m adopt_kernels.registry): ${why}`);
     }
     text = r.stdout;

@@ -4,27 +4,12 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { runPythonJson } from './python.js';
+import { runHarness } from './python.js';
+import type { Check, Timing } from './results.js';
 
-export type ClassStatus = 'verified' | 'mismatch' | 'not_runnable';
+export type { Check as ClassResult, CheckStatus as ClassStatus, Timing } from './results.js';
 
-export interface Timing { original_s: number; rewritten_s: number; ratio: number | null; ratio_best?: number | null }
-
-export interface ClassResult {
-  variant: string;
-  class?: string;
-  status: ClassStatus;
-  problems?: string[];
-  reason?: string;
-  inputs?: string;
-  max_abs?: number;
-  max_rel?: number;
-  fast_path_calls?: number;
-  timings?: { forward: Timing; train: Timing };
-  seconds?: number;
-}
-
-export interface FileCheck { ok: true; results: ClassResult[]; torch: string }
+export interface FileCheck { ok: true; results: Check[]; torch: string }
 export type FileCheckResult = FileCheck | { ok: false; error: string };
 
 export interface FileCheckOptions {
@@ -61,16 +46,17 @@ export function checkPaths(original: string, variants: Record<string, string>, o
   if (opts.classes?.length) args.push('--classes', opts.classes.join(','));
   if (opts.config) args.push('--config', opts.config);
   args.push('--dtype', opts.dtype ?? 'fp64', '--repeats', String(opts.repeats ?? 0));
-  const r = runPythonJson('adopt_harness.verify_file', args, opts.timeoutMs ?? 600_000);
-  if (!r.ok) return r;
-  const v = r.value as { results?: ClassResult[]; torch?: string; error?: string };
+  const r = runHarness('file', args, { timeoutMs: opts.timeoutMs ?? 600_000 });
+  if (!r.ok) return { ok: false, error: r.error };
+  const [v] = r.results;
+  if (!v || r.results.length !== 1) return { ok: false, error: `the file harness wrote ${r.results.length} results, not one` };
   if (v.error) return { ok: false, error: v.error };
-  return { ok: true, results: v.results ?? [], torch: v.torch ?? '' };
+  return { ok: true, results: v.results, torch: v.torch };
 }
 
 /** Forward and train ratios (rewritten / original) over the classes that ran, as medians. */
-export function speedOf(results: ClassResult[]): { forward: number; train: number; forwardBest: number; trainBest: number } | null {
-  const timed = results.filter((r) => r.status === 'verified' && r.timings?.forward.ratio && r.timings.train.ratio);
+export function speedOf(results: Check[]): { forward: number; train: number; forwardBest: number; trainBest: number } | null {
+  const timed = results.filter((r) => r.status === 'verified' && r.timings?.forward?.ratio && r.timings.train?.ratio);
   if (!timed.length) return null;
   const med = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
   const best = (t: Timing) => t.ratio_best ?? t.ratio!;

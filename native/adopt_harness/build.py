@@ -1,0 +1,160 @@
+"""The one model builder: loading an original and its rewrite side by side, and building a tiny
+instance of a model class from the size table (sizes.py).
+
+Every entry point (pair, file, HF, speed) loads and builds through here, so "built tiny" means
+the same thing in `rules test`, `rewrite --verify` and `bench --hf --verify`.
+"""
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import uuid
+
+from torch import nn
+
+from adopt_harness.sizes import CONFIG_SIZES, CONSTRUCTOR_SIZES, HEAD_DIM
+from adopt_harness.dropout import DROPOUT_WORDS
+
+
+# ---------------------------------------------------------------- loading
+
+def package_of(path):
+    """(package name, directory to put on sys.path) when the file sits in a package."""
+    parts = []
+    d = os.path.dirname(os.path.abspath(path))
+    while os.path.exists(os.path.join(d, "__init__.py")):
+        parts.insert(0, os.path.basename(d))
+        d = os.path.dirname(d)
+    return (".".join(parts), d) if parts else (None, os.path.dirname(os.path.abspath(path)))
+
+
+def load_as(path, package, tag="adopt"):
+    """Imports `path` as a fresh module inside `package` (or at top level), so its relative
+    imports resolve the way the original's do."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    name = f"{package + '.' if package else ''}{tag}_{stem}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = package or ""
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load(path, as_original, package_from=None):
+    """An original is imported under its package name where it has one; a rewritten file is loaded
+    as a sibling of the original (`package_from`), so both see the same package."""
+    package, top = package_of(package_from or path)
+    if top not in sys.path:
+        sys.path.insert(0, top)
+    stem = os.path.splitext(os.path.basename(package_from or path))[0]
+    if as_original and package:
+        try:
+            return importlib.import_module(f"{package}.{stem}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{package}.{stem}":
+                raise
+    return load_as(path, package)
+
+
+def module_classes(module):
+    return [n for n, o in vars(module).items() if inspect.isclass(o) and issubclass(o, nn.Module) and o.__module__ == module.__name__]
+
+
+# ---------------------------------------------------------------- configs
+
+def _set(config, key, value):
+    try:
+        setattr(config, key, value)
+    except (AttributeError, NotImplementedError, ValueError):
+        pass  # some configs refuse a size (a read-only alias): keep theirs
+
+
+def _plain_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def shrink(config, depth=0):
+    """A transformers config shrunk in place to the size table, dropout off, sub-configs too."""
+    for key, value in CONFIG_SIZES.items():
+        if hasattr(config, key) and _plain_int(getattr(config, key)):
+            _set(config, key, value)
+    for key in list(vars(config)):
+        v = getattr(config, key)
+        if any(w in key for w in DROPOUT_WORDS) and isinstance(v, float):
+            _set(config, key, 0.0)
+        elif depth < 2 and hasattr(v, "to_dict") and hasattr(v, "model_type"):
+            shrink(v, depth + 1)  # text_config, vision_config, encoder, decoder
+    if hasattr(config, "head_dim") and _plain_int(getattr(config, "head_dim")):
+        _set(config, "head_dim", HEAD_DIM)
+    return config
+
+
+def _shrink_plain(config):
+    """A dataclass or plain config object: the sizes it has, and its dropout off."""
+    for k, v in CONSTRUCTOR_SIZES.items():
+        if _plain_int(getattr(config, k, None)):
+            setattr(config, k, v)
+    for k, v in list(vars(config).items()):
+        if "drop" in k and isinstance(v, float):
+            setattr(config, k, 0.0)
+
+
+def config_for(module, cls, param, overrides, tiny=True):
+    """The config a constructor parameter needs: the class's config_class, or a *Config class of the
+    file that builds without arguments; shrunk when `tiny`, then the caller's overrides."""
+    want = param.annotation.__name__ if inspect.isclass(param.annotation) else None
+    config_class = getattr(cls, "config_class", None)
+    candidates = [config_class] if inspect.isclass(config_class) else []
+    candidates += [o for n, o in vars(module).items() if inspect.isclass(o) and (n == want or n.endswith("Config"))]
+    if want:
+        candidates.sort(key=lambda c: c.__name__ != want)
+    for c in candidates:
+        try:
+            config = c()
+        except TypeError:
+            continue
+        if tiny and hasattr(config, "to_dict"):
+            shrink(config)
+        elif tiny:
+            _shrink_plain(config)
+        for k, v in overrides.items():
+            setattr(config, k, v)
+        return config
+    raise RuntimeError(f"cannot build {cls.__name__}: its parameter '{param.name}' needs a config and the file defines none that builds without arguments")
+
+
+# ---------------------------------------------------------------- constructors
+
+def _wants_config(p):
+    return "config" in p.name or (inspect.isclass(p.annotation) and p.annotation.__name__.endswith("Config"))
+
+
+def constructor_kwargs(module, name, overrides, tiny=True):
+    """Keyword arguments that build class `name` of `module`: the caller's overrides first, then a
+    config where one is asked for, then the size table (for a defaulted size only when `tiny`)."""
+    cls = getattr(module, name)
+    kwargs = {}
+    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.name in overrides:
+            kwargs[p.name] = overrides[p.name]
+        elif _wants_config(p) and (p.default is inspect.Parameter.empty or tiny):
+            rest = {k: v for k, v in overrides.items() if k not in kwargs}
+            kwargs[p.name] = config_for(module, cls, p, rest, tiny)
+        elif p.default is not inspect.Parameter.empty:
+            if tiny and p.name in CONSTRUCTOR_SIZES and _plain_int(p.default):
+                kwargs[p.name] = CONSTRUCTOR_SIZES[p.name]
+        elif p.name in CONSTRUCTOR_SIZES:
+            kwargs[p.name] = CONSTRUCTOR_SIZES[p.name]
+        else:
+            raise RuntimeError(f"cannot build {name}: no value for its parameter '{p.name}' (give one with --config '{{\"{p.name}\": ...}}')")
+    return kwargs
+
+
+def config_of(kwargs):
+    """The config object among constructor arguments, if any (the input finder reads its sizes)."""
+    return next((v for v in kwargs.values() if hasattr(v, "__dict__") and not isinstance(v, nn.Module) and not inspect.isclass(v)
+                 and not hasattr(v, "shape")), None)

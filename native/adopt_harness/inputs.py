@@ -1,0 +1,126 @@
+"""The one input finder: what to feed a model, for every entry point.
+
+- `shaped`: the caller gives the input shape (`rules test`, `adopt verify --shape`).
+- `find_inputs`: a plain nn.Module; candidates from the module the model starts with (ids for an
+  embedding, images for a convolution, features for a Linear), the first the original accepts.
+- `for_transformers`: a transformers model class, from its forward signature and config
+  (hf_inputs.make_inputs), at tiny sizes for verification or at benchmark sizes for timing.
+"""
+import inspect
+
+import torch
+from torch import nn
+
+from adopt_harness.deadline import Timeout
+from adopt_harness.hf_inputs import NoInputs, make_inputs
+
+__all__ = ["NoInputs", "find_inputs", "for_transformers", "shaped", "timing_inputs"]
+
+
+def shaped(shape, dtype):
+    return torch.randn(*shape, dtype=dtype)
+
+
+def for_transformers(cls, config, batch=2, seq=7):
+    return make_inputs(cls, config, batch=batch, seq=seq)
+
+
+def timing_inputs(config, seq, batch, device, image=False):
+    """Inputs at benchmark sizes: images of the config's size, or token ids from 3 up (no padding
+    token, so position ids stay inside the table)."""
+    if image:
+        return {"pixel_values": torch.randn(batch, 3, config.image_size, config.image_size, device=device)}
+    return {"input_ids": torch.randint(3, config.vocab_size, (batch, seq), device=device)}
+
+
+_LEAVES = (nn.Embedding, nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def first_leaf(model):
+    for m in model.modules():
+        if isinstance(m, _LEAVES):
+            return m
+        if type(m).__name__ == "Conv1D" and hasattr(m, "weight"):  # transformers' transposed Linear
+            return m
+    return None
+
+
+def _widths(model, leaf, config):
+    if isinstance(leaf, nn.Linear):
+        yield leaf.in_features
+    if type(leaf).__name__ == "Conv1D":
+        yield leaf.weight.shape[0]
+    if isinstance(leaf, nn.LayerNorm):
+        yield leaf.normalized_shape[-1]
+    for key in ("hidden_size", "d_model", "n_embd", "dim", "embed_dim"):
+        if isinstance(getattr(config, key, None), int):
+            yield getattr(config, key)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            yield m.in_features
+
+
+def input_candidates(model, config):
+    """Input tensors to try, most likely first, from the module the model starts with."""
+    leaf = first_leaf(model)
+    if isinstance(leaf, nn.Embedding):
+        yield "ids", lambda: torch.randint(0, min(leaf.num_embeddings, 99), (2, 7))
+    if isinstance(leaf, (nn.Conv2d, nn.BatchNorm2d)):
+        c = leaf.in_channels if isinstance(leaf, nn.Conv2d) else leaf.num_features
+        yield "image", lambda: torch.randn(2, c, 16, 16)
+        yield "image32", lambda: torch.randn(2, c, 32, 32)
+    if isinstance(leaf, nn.Conv1d):
+        yield "signal", lambda: torch.randn(2, leaf.in_channels, 16)
+    if isinstance(leaf, nn.Conv3d):
+        yield "video", lambda: torch.randn(2, leaf.in_channels, 4, 16, 16)
+    seen = set()
+    for d in _widths(model, leaf, config):
+        if d not in seen:
+            seen.add(d)
+            yield f"float(2,7,{d})", (lambda d=d: torch.randn(2, 7, d))
+    if config is not None and isinstance(getattr(config, "vocab_size", None), int):
+        yield "ids", lambda: torch.randint(0, min(config.vocab_size, 99), (2, 7))
+
+
+def required_inputs(model):
+    params = list(inspect.signature(model.forward).parameters.values())
+    return [p for p in params if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _accepts(model, inputs):
+    with torch.no_grad():
+        model.eval()
+        model(*inputs)
+
+
+def find_inputs(model, config, dtype):
+    """The first candidate the original accepts, with a label. Further required tensor arguments get
+    the same kind, or a float tensor of another size the model's layers take (a residual of
+    another width)."""
+    req = required_inputs(model)
+    if not req:
+        raise RuntimeError(f"{type(model).__name__}.forward takes no required input")
+    candidates = list(input_candidates(model, config))
+    floats = [make for label, make in candidates if label.startswith("float")]
+    tried = []
+    for label, make in candidates:
+        torch.manual_seed(3)
+        x = make()
+        if x.is_floating_point():
+            x = x.to(dtype)
+        rests = [[x.clone() if x.is_floating_point() else x for _ in req[1:]]]
+        if len(req) > 1:
+            for other in floats:
+                y = other().to(dtype)
+                if y.shape != x.shape:
+                    rests.append([y.clone() for _ in req[1:]])
+        for rest in rests[:4]:
+            inputs = [x] + rest
+            try:
+                _accepts(model, inputs)
+                return inputs, label + ("" if rest is rests[0] else f" + {tuple(rest[0].shape)}")
+            except Timeout:
+                raise
+            except Exception as e:  # the next candidate may fit
+                tried.append(f"{label}: {type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}")
+    raise RuntimeError(f"no input the model accepts ({'; '.join(tried[:4]) or 'no candidate'})")

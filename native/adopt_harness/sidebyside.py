@@ -1,0 +1,141 @@
+"""The one side-by-side check of an original model and its rewrite, used by every entry point.
+
+The original is run first (`reference`): in eval mode and in train mode with dropout off, its
+outputs, fixed random output weights, and the gradients of every parameter and input under the
+weighted sum. The rewrite, loaded strictly with the original's state dict, is run the same way
+and compared tensor by tensor under the dtype's policy (compare.py). Anything the rewrite does
+differently where the original runs, raising included, is a mismatch.
+"""
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from adopt_harness.compare import Comparison, grad_scale, tensors
+from adopt_harness.deadline import Timeout
+from adopt_harness.dropout import no_dropout
+
+MODES = ("eval", "train")
+
+
+class RewrittenRaised(Exception):
+    """The original ran and the rewrite did not: a mismatch, not an unrunnable model."""
+
+
+@dataclass
+class Run:
+    outputs: list
+    weights: list
+    # parameter name → gradient (None where it gets none), or why backward failed (a string)
+    grads: object
+    input_grads: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def select_outputs(model, out):
+    """What is compared of a model's output: a transformers model (one with a config_class) by its
+    main (first) tensor, since the tensors after it are caches and extras its config flags switch
+    on; any other module by every floating-point tensor it returns."""
+    found = tensors(out)
+    return found[:1] if getattr(model, "config_class", None) is not None else found
+
+
+def _leaves(inputs):
+    """Positional inputs are activations (what a module inside a model is called with): their
+    gradients are compared too. Keyword inputs are data (ids, pixels, masks) and get none."""
+    args, kwargs = inputs
+    lift = lambda t: t.detach().clone().requires_grad_(t.is_floating_point()) if isinstance(t, torch.Tensor) else t  # noqa: E731
+    return [lift(a) for a in args], dict(kwargs)
+
+
+def cast(inputs, dtype):
+    args, kwargs = inputs
+    to = lambda t: t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t  # noqa: E731
+    return [to(a) for a in args], {k: to(v) for k, v in kwargs.items()}
+
+
+def run_model(model, inputs, mode):
+    """One forward and backward of `model` in `mode`; raises what the model raises in forward."""
+    model.train(mode == "train")
+    no_dropout(model)
+    args, kwargs = _leaves(inputs)
+    torch.manual_seed(1)
+    t0 = time.perf_counter()
+    outputs = select_outputs(model, model(*args, **kwargs))
+    seconds = time.perf_counter() - t0
+    weights = [torch.randn(o.shape, generator=torch.Generator().manual_seed(3 + i), dtype=torch.float64).to(o.dtype) for i, o in enumerate(outputs)]
+    differentiable = [(o * w).sum() for o, w in zip(outputs, weights) if o.requires_grad]
+    grads = {name: None for name, _ in model.named_parameters()}
+    if differentiable:
+        try:
+            # the graph is kept: a model may cache a tensor computed with grad in eval mode (LeViT's
+            # attention biases) that a repeat's backward goes through again
+            sum(differentiable).backward(retain_graph=True)
+        except Timeout:
+            raise
+        except Exception as e:
+            # reversible layers (Reformer) recompute activations in backward and allow it in training only
+            if mode == "train":
+                raise
+            grads = f"{type(e).__name__}: {str(e)[:150]}"
+        else:
+            grads = {name: None if p.grad is None else p.grad.detach().clone() for name, p in model.named_parameters()}
+    input_grads = [t.grad for t in args if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    model.zero_grad(set_to_none=True)
+    return Run([o.detach() for o in outputs], weights, grads, input_grads, seconds)
+
+
+def reference(model, inputs):
+    """The original's runs, per mode."""
+    return {mode: run_model(model, inputs, mode) for mode in MODES}
+
+
+def load_strict(rewritten, state):
+    """None, or why the rewrite does not take the original's weights."""
+    try:
+        rewritten.load_state_dict(state, strict=True)
+        return None
+    except RuntimeError as e:
+        return f"the rewritten model does not load the original state dict strictly: {str(e)[:300]}"
+
+
+def compare_rewrite(rewritten, inputs, references, policy):
+    """The rewrite against the original's runs: (Comparison, notes, per-mode timings)."""
+    cmp, notes, timings = Comparison(policy), [], {}
+    for mode in MODES:
+        ref = references[mode]
+        try:
+            run = run_model(rewritten, inputs, mode)
+        except Timeout:
+            raise
+        except Exception as e:  # the original ran on these inputs
+            raise RewrittenRaised(f"{mode}: the rewritten model raises where the original runs: {type(e).__name__}: {str(e)[:200]}")
+        timings[mode] = {"original_s": ref.seconds, "rewritten_s": run.seconds}
+        if not ref.outputs:
+            raise RuntimeError("the model returned no floating-point tensor")
+        if len(ref.outputs) != len(run.outputs):
+            cmp.problems.append(f"{mode}: {len(ref.outputs)} output tensors, the rewrite returns {len(run.outputs)}")
+            continue
+        shapes_ok = all([cmp.tensor(f"{mode} output {i}", a, b) for i, (a, b) in enumerate(zip(ref.outputs, run.outputs))])
+        if not shapes_ok:
+            continue
+        if isinstance(ref.grads, str):
+            notes.append(f"{mode} gradients not compared: the original's backward fails in {mode} mode ({ref.grads})")
+            continue
+        if isinstance(run.grads, str):
+            cmp.problems.append(f"{mode}: the rewritten model's backward fails where the original's runs: {run.grads}")
+            continue
+        _compare_grads(cmp, mode, ref, run)
+    return cmp, notes, timings
+
+
+def _compare_grads(cmp, mode, ref, run):
+    scale = grad_scale(ref.grads.values())
+    for name, g in ref.grads.items():
+        if name not in run.grads:
+            cmp.problems.append(f"{mode}: parameter {name} missing in the rewritten model")
+        else:
+            cmp.tensor(f"{mode} grad of {name}", g, run.grads[name], scale)
+    for i, (g, q) in enumerate(zip(ref.input_grads, run.input_grads)):
+        if g is not None and q is not None:
+            cmp.tensor(f"{mode} grad of input {i}", g, q, scale)
