@@ -17,7 +17,8 @@ import time
 
 import torch
 
-from adopt_harness.speed import MODELS, first_tensor, inputs_for, load_rewritten
+from adopt_harness.compare import first_tensor
+from adopt_harness.speed import MODELS, inputs_for, load_rewritten
 
 
 def step(model, inputs):
@@ -64,7 +65,7 @@ def main():
 
     rows = []
     for seq in [int(s) for s in args.seq.split(",")]:
-        inputs = inputs_for(args.model, cls_a, config, seq, "cpu", args.batch)
+        inputs = inputs_for(args.model, config, seq, "cpu", args.batch)
         with torch.no_grad():
             ref = first_tensor(a(**inputs)).float()
             agree = {}

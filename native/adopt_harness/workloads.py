@@ -21,8 +21,9 @@ import traceback
 import torch
 from torch import nn
 
+from adopt_harness.build import config_of, constructor_kwargs, load, module_classes
 from adopt_harness.hf_inputs import LAYERS
-from adopt_harness.verify_file import first_leaf, load, module_classes, required_inputs
+from adopt_harness.inputs import first_leaf, required_inputs
 
 # Layer counts outside transformers' names, by constructor parameter or config attribute.
 DEPTH_NAMES = set(LAYERS) | {"num_layers", "n_layer", "n_layers", "depth", "layers", "num_hidden_layers",
@@ -41,43 +42,22 @@ def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def real_config(module, cls, param, overrides, changed):
-    """The config class's defaults, the user's overrides on top, and depth cut to one layer."""
-    want = param.annotation.__name__ if inspect.isclass(param.annotation) else None
-    config_class = getattr(cls, "config_class", None)
-    candidates = [config_class] if inspect.isclass(config_class) else []
-    candidates += [o for n, o in vars(module).items() if inspect.isclass(o) and (n == want or n.endswith("Config"))]
-    for c in candidates:
-        try:
-            config = c()
-        except TypeError:
-            continue
-        for k, v in overrides.items():
-            setattr(config, k, v)
+def build_real(module, name, overrides, changed):
+    """The class at its real size (the shared builder without shrinking), depth cut to one layer
+    where the user did not give it."""
+    cls = getattr(module, name)
+    kwargs = constructor_kwargs(module, name, overrides, tiny=False)
+    config = config_of(kwargs)
+    if config is not None:
         for k in list(vars(config)):
             v = getattr(config, k)
             if k in DEPTH_NAMES and _is_int(v) and v > 1 and k not in overrides:
                 setattr(config, k, 1)
                 changed[k] = {"from": v, "to": 1}
-        return config
-    raise RuntimeError(f"its parameter '{param.name}' needs a config and the file defines none that builds without arguments")
-
-
-def build_real(module, name, overrides, changed):
-    cls = getattr(module, name)
-    kwargs, config = {}, None
     for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        if p.name in overrides:
-            kwargs[p.name] = overrides[p.name]
-        elif "config" in p.name or (inspect.isclass(p.annotation) and p.annotation.__name__.endswith("Config")):
-            config = kwargs[p.name] = real_config(module, cls, p, overrides, changed)
-        elif p.name in DEPTH_NAMES and _is_int(p.default) and p.default > 1:
+        if p.name in DEPTH_NAMES and p.name not in kwargs and _is_int(p.default) and p.default > 1:
             kwargs[p.name] = 1
             changed[p.name] = {"from": p.default, "to": 1}
-        elif p.default is inspect.Parameter.empty:
-            raise RuntimeError(f"no value for its parameter '{p.name}' (give one with --config '{{\"{p.name}\": ...}}')")
     return cls(**kwargs), config
 
 
