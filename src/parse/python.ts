@@ -37,7 +37,7 @@ export class SyntaxNode {
     if (this.pending) {
       const raw = this.pending;
       this.pending = null;
-      copyChildren(raw.walk(), this, this.source, false);
+      copyChildren(raw.walk(), this, this.source, false, !raw.hasError);
     }
     return this._children;
   }
@@ -81,17 +81,40 @@ const FIELDLESS: ReadonlySet<string> = new Set(
     .map((t) => t.type),
 );
 
+/** Tokens of this grammar that carry a name: always leaves, so no call asks for their children. */
+const NAMED_TOKENS: ReadonlySet<string> = new Set([
+  'identifier', 'integer', 'float', 'comment', 'string_start', 'string_end', 'escape_sequence',
+  'escape_interpolation', 'true', 'false', 'none', 'ellipsis', 'type_conversion', 'line_continuation',
+]);
+const enum Shape { Any, Literal, Token }
+const shapes: Shape[] = [];
+
+/** Anonymous nodes are literal tokens whose text is their type, except the two-token operators
+ *  'is not' and 'not in'; both kinds of token are leaves. Only where a subtree has no syntax
+ *  errors: error recovery inserts zero-width MISSING tokens. */
+function shapeOf(type: string, named: boolean): Shape {
+  if (!named) return /\s/.test(type) ? Shape.Any : Shape.Literal;
+  return NAMED_TOKENS.has(type) ? Shape.Token : Shape.Any;
+}
+
 /** Copies the subtree under the cursor's current node into `top` (iteratively: generated files
- *  can nest deeper than the JS stack). With `deferBodies`, function bodies are left for later. */
-function copyChildren(cursor: Parser.TreeCursor, top: SyntaxNode, text: string, deferBodies: boolean): void {
+ *  can nest deeper than the JS stack). With `deferBodies`, function bodies are left for later.
+ *  `clean`: the subtree has no syntax errors, so token shapes can be trusted. */
+function copyChildren(cursor: Parser.TreeCursor, top: SyntaxNode, text: string, deferBodies: boolean, clean: boolean): void {
   if (!cursor.gotoFirstChild()) return;
   let parent = top;
   let fields = !FIELDLESS.has(top.type);
   for (;;) {
     const tid = cursor.nodeTypeId;
     let type = typeNames[tid];
-    if (type === undefined) { type = typeNames[tid] = cursor.nodeType; typeNamed[tid] = cursor.nodeIsNamed; }
-    const node = new SyntaxNode(type, typeNamed[tid], cursor.startIndex, cursor.endIndex, parent, text);
+    if (type === undefined) {
+      type = typeNames[tid] = cursor.nodeType;
+      typeNamed[tid] = cursor.nodeIsNamed;
+      shapes[tid] = shapeOf(type, typeNamed[tid]);
+    }
+    const shape = clean ? shapes[tid] : Shape.Any;
+    const start = cursor.startIndex;
+    const node = new SyntaxNode(type, typeNamed[tid], start, shape === Shape.Literal ? start + type.length : cursor.endIndex, parent, text);
     let field: string | null = null;
     const fid = fields ? cursor.currentFieldId : 0;
     if (fid) {
@@ -100,7 +123,7 @@ function copyChildren(cursor: Parser.TreeCursor, top: SyntaxNode, text: string, 
     }
     SyntaxNode.add(parent, node, field);
     if (deferBodies && type === 'block' && parent.type === 'function_definition') SyntaxNode.defer(node, cursor.currentNode);
-    else if (cursor.gotoFirstChild()) { parent = node; fields = !FIELDLESS.has(type); continue; }
+    else if (shape === Shape.Any && cursor.gotoFirstChild()) { parent = node; fields = !FIELDLESS.has(type); continue; }
     while (!cursor.gotoNextSibling()) {
       if (!cursor.gotoParent() || parent === top) return;
       parent = parent.parent!;
@@ -109,10 +132,10 @@ function copyChildren(cursor: Parser.TreeCursor, top: SyntaxNode, text: string, 
   }
 }
 
-function copyTree(tree: Parser.Tree, text: string): SyntaxNode {
+function copyTree(tree: Parser.Tree, text: string, clean: boolean): SyntaxNode {
   const cursor = tree.walk();
   const root = new SyntaxNode(cursor.nodeType, cursor.nodeIsNamed, cursor.startIndex, cursor.endIndex, null, text);
-  copyChildren(cursor, root, text, true);
+  copyChildren(cursor, root, text, true, clean);
   return root;
 }
 
@@ -159,7 +182,7 @@ export function parsePython(source: SourceText): ParsedFile {
   const tooDeep = indentationTooDeep(source);
   if (tooDeep) diagnostics.push(tooDeep);
   else if (raw.hasError) collectSyntaxErrors(source, raw, diagnostics);
-  return { source, root: copyTree(tree, source.text), diagnostics };
+  return { source, root: copyTree(tree, source.text, !raw.hasError), diagnostics };
 }
 
 const MAX_INDENT_LEVELS = 100;
