@@ -4,11 +4,11 @@ import type { Expr, Span, Stmt } from '../dsl/ir.js';
 import type { SyntaxNode } from '../parse/python.js';
 import { posAt } from '../parse/source.js';
 import { BUILTINS, CAST_METHODS, KW_RENAMES, OP_NAMESPACES, POSITIONAL_TO_KW, TENSOR_METHODS, canonicalName, isDtypeName } from './canon.js';
-import { paramNames, typeName, type ClassInfo } from './classes.js';
+import { typeName, type ClassInfo } from './classes.js';
 import { ExprLowerer } from './lower-expr.js';
 import { LIMITS, NONE, decoratorsOf, exprText, isStaticMethod, isTorchScript, num, shortName, type Flow, type Val } from './lower-support.js';
 import { clip, notComment, staticExpr } from './static.js';
-import { field, type FuncDef } from './symbols.js';
+import { field, paramNames, type FuncDef } from './symbols.js';
 
 export abstract class CallLowerer extends ExprLowerer {
   protected sequentialDefs(text: string): { guard?: Expr; items: { callee: string; span: Span }[] }[] | undefined {

@@ -5,11 +5,11 @@
 import type { Expr, IfStmt, Method, Param, Phi, Stmt } from '../dsl/ir.js';
 import type { SyntaxNode } from '../parse/python.js';
 import { BINARY_OPS, TENSOR_METHODS } from './canon.js';
-import { paramNames, spanOf, type ClassInfo } from './classes.js';
+import { spanOf, type ClassInfo } from './classes.js';
 import { CallLowerer } from './lower-call.js';
 import { LIMITS, NONE, collectAssigned, decoratorsOf, num, sameExpr, type Flow, type Val } from './lower-support.js';
 import { clip, dottedOf, identifiersOf, notComment, staticExpr } from './static.js';
-import { field, type FuncDef } from './symbols.js';
+import { field, paramNames, type FuncDef } from './symbols.js';
 
 export { LIMITS, exprText, isTorchScript, sameExpr } from './lower-support.js';
 
