@@ -5,7 +5,7 @@ import type { SyntaxNode } from '../parse/python.js';
 import { byteAt, posAt, type SourceText } from '../parse/source.js';
 import type { Resolver } from './resolve.js';
 import { dottedOf, identifiersOf, qualify, staticExpr, type StaticScope } from './static.js';
-import { field, type ClassDef, type FileSymbols, type FuncDef } from './symbols.js';
+import { field, paramNames, type ClassDef, type FileSymbols, type FuncDef } from './symbols.js';
 import { annotatedConfigs, defaultsRead } from './configs.js';
 
 export interface ClassInfo {
@@ -219,16 +219,6 @@ function inherit(base: ClassInfo): Attr[] {
 
 function not(e: Expr): Expr {
   return { k: 'call', callee: 'not', args: [e], kw: [] };
-}
-
-export function paramNames(p: SyntaxNode): string[] {
-  switch (p.type) {
-    case 'identifier': return [p.text];
-    case 'typed_parameter': case 'list_splat_pattern': case 'dictionary_splat_pattern':
-      return p.namedChildren.filter((c) => c.type === 'identifier').slice(0, 1).map((c) => c.text);
-    case 'default_parameter': case 'typed_default_parameter': return [field(p, 'name')!.text];
-    default: return [];
-  }
 }
 
 /** Element classes of a ModuleList/Sequential/ModuleDict attribute value, or of one constructor. */

@@ -5,8 +5,7 @@ import type { Expr } from '../dsl/ir.js';
 import type { SyntaxNode } from '../parse/python.js';
 import type { Resolver } from './resolve.js';
 import { dottedOf, literal, qualify } from './static.js';
-import { field, type ClassDef, type FileSymbols } from './symbols.js';
-import { paramNames } from './classes.js';
+import { field, paramNames, type ClassDef, type FileSymbols } from './symbols.js';
 
 const MAX_BASES = 8;
 

@@ -149,3 +149,14 @@ function visitStmt(raw: SyntaxNode, syms: FileSymbols): void {
       return;
   }
 }
+
+/** The name a parameter binds (none for `*` and `/` separators). */
+export function paramNames(p: SyntaxNode): string[] {
+  switch (p.type) {
+    case 'identifier': return [p.text];
+    case 'typed_parameter': case 'list_splat_pattern': case 'dictionary_splat_pattern':
+      return p.namedChildren.filter((c) => c.type === 'identifier').slice(0, 1).map((c) => c.text);
+    case 'default_parameter': case 'typed_default_parameter': return [field(p, 'name')!.text];
+    default: return [];
+  }
+}

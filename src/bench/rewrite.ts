@@ -11,6 +11,7 @@ import { adopterScores } from './adopter.js';
 import { ensureTransformers, hf199Files, readGroundTruth } from './corpus.js';
 import { score } from './score.js';
 import { pct, round } from './format.js';
+import { measure, parseFloor, ratioLine } from './parse-floor.js';
 
 const round4 = (x: number) => round(x, 4);
 
@@ -21,7 +22,8 @@ function main(): void {
   const models = hf199Files(pkg);
   const gt = readGroundTruth();
 
-  const run = runPipeline(models.map((m) => m.file), { root: pkg });
+  const floor = parseFloor(models.map((m) => m.file));
+  const { value: run, cost } = measure(() => runPipeline(models.map((m) => m.file), { root: pkg }));
   const { program, sites: matched } = run.plan;
 
   // ---- Adopter-scored counts ----
@@ -72,6 +74,7 @@ function main(): void {
   console.log(`attention sites elsewhere: ${report.attention.other_sites.length} (listed in ${OUT}/rewrite.json)`);
   console.log(`sites ${matched.length}: ${Object.entries(decisions).map(([k, v]) => `${v} ${k}`).join(', ')}; ${changed.length} files changed; compile failures ${compileFailures.length}; idempotent ${report.idempotent}`);
   console.log(`fixtures (location level): precision ${pct(fixtures.precision)} recall ${pct(fixtures.recall)} (${fixtures.tp} tp, ${fixtures.fp} fp, ${fixtures.fn} fn)`);
+  console.log(ratioLine('rewrite (analyse, match, synthesize)', cost, floor));
   console.log(`wall ${report.seconds}s (analyse ${report.stage_seconds.analyse}s, match ${report.stage_seconds.match}s, synthesize ${report.stage_seconds.synthesize}s)`);
   console.log(JSON.stringify({ precision: report.precision, recall: report.recall, per_rule: Object.fromEntries(Object.entries(perRule).map(([k, v]) => [k, { precision: round4((v as { precision: number }).precision), recall: round4((v as { recall: number }).recall) }])), seconds: report.seconds, compile_failures: report.compile_failures, idempotent: report.idempotent, fixtures_precision: round4(fixtures.precision), fixtures_recall: round4(fixtures.recall), attention_fires: Object.fromEntries(Object.entries(fires).map(([k, v]) => [k, v.length > 0])) }));
 }

@@ -272,14 +272,22 @@ function passThrough(p: PatOp, st: State): Expr | undefined {
   return undefined;
 }
 
+// Callee globs compiled once: every op of every method is tried against every rule's anchor.
+const globs = new Map<string, RegExp>();
+function globOf(alt: string): RegExp {
+  let re = globs.get(alt);
+  if (!re) globs.set(alt, (re = new RegExp(`^${alt.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*')}$`, 'i')));
+  return re;
+}
+
 export function calleeMatches(p: PatOp, op: Op): boolean {
   return p.callees.some((alt) => {
     if (alt.includes('*') && !alt.endsWith('[*]')) {
       // a glob over class names, e.g. *Gelu* (the rewrite's guard checks the module at run time)
-      const re = new RegExp(`^${alt.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*')}$`, 'i');
-      const last = (t: string) => t.split('.').pop()!;
       // classes only: a function named *gelu* (quick_gelu) is not a GELU module
-      return op.kind === 'module' && (op.type ?? []).some((t) => re.test(last(t)));
+      if (op.kind !== 'module') return false;
+      const re = globOf(alt);
+      return (op.type ?? []).some((t) => re.test(t.split('.').pop()!));
     }
     if (alt.endsWith('[*]')) {
       const base = alt.slice(0, -3);

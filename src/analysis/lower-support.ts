@@ -1,0 +1,94 @@
+// Shared pieces of method lowering: the environment's value and frame types, the limits, and
+// the free functions on syntax and operands that the lowering stages use.
+import type { Expr } from '../dsl/ir.js';
+import type { SyntaxNode } from '../parse/python.js';
+import type { ClassInfo } from './classes.js';
+import type { Resolver } from './resolve.js';
+import { clip, dottedOf, identifiersOf, qualify } from './static.js';
+import { field, type FileSymbols, type FuncDef } from './symbols.js';
+
+export interface Val {
+  e: Expr;
+  /** Classes of a module value (a submodule, a ModuleList element, a constructed module). */
+  types?: string[];
+  /** Element classes when the value is a ModuleList/Sequential/ModuleDict attribute. */
+  elems?: string[];
+  /** A callable the analysis can inline. */
+  fn?: { def: FuncDef; selfVal?: Val; defCls?: ClassInfo };
+}
+
+export interface Frame {
+  syms: FileSymbols;
+  /** The class of `self` (attribute lookups) and the class defining the method (super()). */
+  selfCls?: ClassInfo;
+  defCls?: ClassInfo;
+  env: Map<string, Val>;
+}
+
+export type Flow = { terminal: null | 'return' | 'raise'; ret?: Expr; retNode?: SyntaxNode };
+
+export const LIMITS = { inlineDepth: 10, opsPerMethod: 20000, exprDepth: 150, blockDepth: 60, inlineMaxLines: 120 };
+
+export const NONE: Expr = { k: 'const', v: null };
+
+export function num(v: number): Expr {
+  return { k: 'const', v, raw: String(v) };
+}
+
+export function shortName(q: string): string {
+  return q.split('.').slice(-2).join('.');
+}
+
+export function isTorchScript(decorator: string): boolean {
+  return /^torch\.jit\.(script|script_if_tracing)$/.test(decorator);
+}
+
+export function decoratorsOf(fn: SyntaxNode, syms: FileSymbols, resolver: Resolver): string[] {
+  const parent = fn.parent;
+  if (parent?.type !== 'decorated_definition') return [];
+  return parent.namedChildren.filter((d) => d.type === 'decorator').map((d) => {
+    const expr = d.namedChildren[0];
+    const target = expr?.type === 'call' ? field(expr, 'function') : expr;
+    const dotted = target ? dottedOf(target) : undefined;
+    return dotted ? qualify({ syms, resolver }, dotted) : clip(d.text.replace(/^@/, ''), 60);
+  });
+}
+
+export function isStaticMethod(fn: SyntaxNode): boolean {
+  const parent = fn.parent;
+  return parent?.type === 'decorated_definition' && parent.namedChildren.some((d) => d.type === 'decorator' && /staticmethod/.test(d.text));
+}
+
+export function collectAssigned(node: SyntaxNode | null, out: Set<string>): void {
+  if (!node) return;
+  const stack = [node];
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (n.type === 'function_definition' || n.type === 'class_definition' || n.type === 'lambda') continue;
+    if (n.type === 'assignment' || n.type === 'augmented_assignment') {
+      const left = field(n, 'left');
+      if (left) for (const id of identifiersOf(left)) out.add(id);
+      if (left?.type === 'subscript') { const b = field(left, 'value'); if (b?.type === 'identifier') out.add(b.text); }
+    }
+    if (n.type === 'for_statement') { const l = field(n, 'left'); if (l) for (const id of identifiersOf(l)) out.add(id); }
+    for (const c of n.namedChildren) stack.push(c);
+  }
+}
+
+export function sameExpr(a: Expr, b: Expr): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Compact source-like text of an operand, for names built from expressions. */
+export function exprText(e: Expr): string {
+  switch (e.k) {
+    case 'ssa': return `%${e.id}`;
+    case 'name': return e.path;
+    case 'const': return e.raw ?? JSON.stringify(e.v);
+    case 'tuple': return e.items.map(exprText).join(', ');
+    case 'list': return `[${e.items.map(exprText).join(', ')}]`;
+    case 'slice': return `${e.lo ? exprText(e.lo) : ''}:${e.hi ? exprText(e.hi) : ''}${e.step ? `:${exprText(e.step)}` : ''}`;
+    case 'opaque': return e.text;
+    default: return '?';
+  }
+}
