@@ -97,6 +97,28 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print the result as JSON')
     .action((opts) => { code = kernelsCommand('status', opts); });
 
+  registerTuneCommands(program, (c) => { code = c; });
+
+  try {
+    // `--why-not=all` is its own flag: an optional value would swallow the path after --why-not
+    await program.parseAsync(argv.map((a) => (a === '--why-not=all' ? WHY_NOT_ALL : a)));
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.input;
+    if (e instanceof AdoptError) {
+      if (e.diagnostics.length) for (const d of e.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
+      else process.stderr.write(`adopt: ${e.message}\n`);
+      return EXIT.input;
+    }
+    const err = e as Error;
+    process.stderr.write(`adopt: internal error: ${err.message}\n`);
+    if (process.env.ADOPT_DEBUG) process.stderr.write(`${err.stack}\n`);
+    return EXIT.internal;
+  }
+  return code;
+}
+
+/** `adopt tune` and `adopt records`: the tuner and its record store. */
+function registerTuneCommands(program: Command, done: (code: number) => void): void {
   program
     .command('tune')
     .description('tune kernel schedules on this CPU: every workload a model\'s rewritten code runs, or one kernel at one workload (records in the user cache)')
@@ -119,27 +141,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--seed <n>', 'seed of the search', '0')
     .option('--force', 'measure even when an exact record exists')
     .option('--json', 'print the summary as JSON')
-    .action(async (model: string | undefined, opts) => { code = await tuneCommand(model, opts); });
+    .action(async (model: string | undefined, opts) => { done(await tuneCommand(model, opts)); });
 
   const records = program.command('records').description('the tuner\'s record store: list or clear it');
   records.command('list').option('--db <file>', 'the record store').option('--json', 'print as JSON')
-    .action((opts) => { code = recordsCommand('list', opts); });
-  records.command('clear').option('--db <file>', 'the record store').action((opts) => { code = recordsCommand('clear', opts); });
-
-  try {
-    // `--why-not=all` is its own flag: an optional value would swallow the path after --why-not
-    await program.parseAsync(argv.map((a) => (a === '--why-not=all' ? WHY_NOT_ALL : a)));
-  } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.input;
-    if (e instanceof AdoptError) {
-      if (e.diagnostics.length) for (const d of e.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
-      else process.stderr.write(`adopt: ${e.message}\n`);
-      return EXIT.input;
-    }
-    const err = e as Error;
-    process.stderr.write(`adopt: internal error: ${err.message}\n`);
-    if (process.env.ADOPT_DEBUG) process.stderr.write(`${err.stack}\n`);
-    return EXIT.internal;
-  }
-  return code;
+    .action((opts) => { done(recordsCommand('list', opts)); });
+  records.command('clear').option('--db <file>', 'the record store').action((opts) => { done(recordsCommand('clear', opts)); });
 }

@@ -10,7 +10,8 @@ import { selectRules, type Rule } from '../match/rule.js';
 import { exampleFile } from '../match/rule-examples.js';
 import { checkPair } from '../verify/pair.js';
 import { runRewrite } from '../pipeline/index.js';
-import type { RulesOptions } from './rules.js';
+
+export interface RulesOptions { rules?: string; builtinRules?: boolean; update?: boolean }
 
 export function testRules(name: string | undefined, opts: RulesOptions): number {
   const selection = selectRules(opts.rules, { builtin: opts.builtinRules });

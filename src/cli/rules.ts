@@ -19,7 +19,8 @@ export function collectRules(value: string, previous?: string): string {
   return previous ? `${previous},${value}` : value;
 }
 
-export interface RulesOptions { rules?: string; builtinRules?: boolean; update?: boolean }
+import type { RulesOptions } from './rules-test.js';
+export type { RulesOptions };
 
 export function registerRulesCommands(program: Command, done: (code: number) => void): void {
   const rules = program.command('rules').description('list, show, test and check rules (docs/rule-language.md)');

@@ -68,6 +68,7 @@ function opt<T>(n: N): T | undefined {
 }
 
 /** The `ir` operation; also the base of the rule grammar's semantics. */
+// check-structure: table (one action per grammar rule)
 export function addSemantics(s: ohm.Semantics): void {
   s.addOperation('ir', {
     Program(_h, _v, _r, root, files) {

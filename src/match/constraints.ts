@@ -2,7 +2,7 @@
 // library rules, which live beside each other in constraints/. The rule loader checks every
 // constraint a rule names against this registry; the matcher runs the checks; `adopt rules
 // show` and docs/rule-language.md list it.
-import type { State } from './matcher.js';
+import type { State } from './state.js';
 import type { MethodView } from './method.js';
 import type { Constraint } from './rule-ir.js';
 import { ATTENTION_CONSTRAINTS } from './constraints/attention.js';

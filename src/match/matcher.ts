@@ -24,17 +24,10 @@ export interface Site {
 }
 
 export type { NearMiss } from './why-not.js';
+export type { State } from './state.js';
+import type { State } from './state.js';
 
 export interface MatchResult { sites: Site[]; nearMisses: NearMiss[] }
-
-export interface State {
-  vals: Map<string, Expr>;
-  ops: Map<string, Op | null>;
-  metas: Map<string, Expr>;
-  used: Set<number>;
-  /** Pattern lines matched by one of their `or` forms: name → form index (1 is the first `or`). */
-  forms: Map<string, number>;
-}
 
 const COMMUTATIVE = new Set(['add', 'mul']);
 

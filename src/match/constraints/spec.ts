@@ -1,7 +1,7 @@
 // What a `where` constraint is: its name, the kinds of its arguments (which the rule loader
 // checks), what it means, the library rules it was written for, and its check on a match.
 import type { Expr, Op } from '../../dsl/ir.js';
-import type { State } from '../matcher.js';
+import type { State } from '../state.js';
 import type { MethodView } from '../method.js';
 import type { PatVal } from '../rule-ir.js';
 
