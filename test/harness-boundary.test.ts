@@ -81,7 +81,7 @@ describe('python launcher', () => {
   });
 
   it('runs the real pair harness and reads its result', () => {
-    const rules = join(__dirname, '..', 'fixtures', 'rules', 'softmax');
+    const rules = join(__dirname, '..', 'rules', 'softmax');
     const r = runHarness('pair', [join(rules, 'before.py'), join(rules, 'after.py'), '--model', 'ScoresHead', '--shape', '2,4,9,9', '--kernel', '_adopt.softmax']);
     expect(r.ok, !r.ok ? r.error : '').toBe(true);
     expect(r.results[0]).toMatchObject({ class: 'ScoresHead', status: 'verified', problems: [] });

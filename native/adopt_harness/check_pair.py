@@ -47,14 +47,15 @@ def run(args):
     except Exception as e:
         return {"status": "not_runnable", "reason": f"the original {args.model} does not build or run on shape ({args.shape}): {short(e)}", "problems": []}
     after = load_as(args.after, None, "adopt_check")
-    try:
-        b = build(after, args.model, overrides).to(dtype)
-    except Exception as e:  # the original builds: a rewrite that does not is wrong
-        return {"status": "mismatch", "problems": [f"the rewritten {args.model} raises when built: {short(e)}"]}
-    wrong = load_strict(b, a.state_dict())
-    if wrong:
-        return {"status": "mismatch", "problems": [wrong], "strict_load": False}
+    # counting from the build on: a rewrite may call its kernel in the constructor (an optimizer)
     with FastPathCounter(args.kernel or None) as counter:
+        try:
+            b = build(after, args.model, overrides).to(dtype)
+        except Exception as e:  # the original builds: a rewrite that does not is wrong
+            return {"status": "mismatch", "problems": [f"the rewritten {args.model} raises when built: {short(e)}"]}
+        wrong = load_strict(b, a.state_dict())
+        if wrong:
+            return {"status": "mismatch", "problems": [wrong], "strict_load": False}
         refs = reference(a, inputs)
         try:
             cmp, notes, _ = compare_rewrite(b, inputs, refs, policy)
