@@ -18,6 +18,7 @@ import time
 import torch
 
 from adopt_harness.compare import first_tensor
+from adopt_harness.dropout import config_without_dropout
 from adopt_harness.speed import MODELS, inputs_for, load_rewritten
 
 
@@ -47,10 +48,7 @@ def main():
     original = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
     rewritten = load_rewritten(module, args.rewritten, "tuned")
     cls_a, cls_b = getattr(original, cls_name), getattr(rewritten, cls_name)
-    config = cls_a.config_class(**overrides)
-    for attr in list(vars(config)):
-        if "dropout" in attr and isinstance(getattr(config, attr), float):
-            setattr(config, attr, 0.0)
+    config = config_without_dropout(cls_a.config_class(**overrides))
     torch.manual_seed(0)
     a = cls_a(config)
     b = cls_b(config)

@@ -2,9 +2,8 @@
 // exit code of the shared policy (./policy.ts).
 import { AdoptError, formatDiagnostic } from '../diag.js';
 import { destinationsUnder, runPipeline, withholdMeasuredSlower, writeInPlace, writeTo, type PipelineResult, type Written } from '../pipeline/index.js';
-import { localTargetInfo } from '../tune/measurer.js';
 import { writeScheduleFiles } from '../tune/schedule-file.js';
-import { type TuneCliOptions, checkConfig, printModelSummary, tuneDiscovered, wholeNumber } from './tune.js';
+import { type TuneCliOptions, checkConfig, printModelSummary, targetInfo, tuneDiscovered, wholeNumber } from './tune.js';
 import { tuneRewrites } from '../tune/rewrite.js';
 import { formatNearMiss, rankNearMisses } from '../match/why-not.js';
 import { maxFileSizeBytes } from '../parse/limits.js';
@@ -80,13 +79,12 @@ async function tuneStage(result: PipelineResult, opts: RewriteOptions) {
   const t: TuneCliOptions = { budget: opts.budget ?? '16', strategy: opts.strategy, db: opts.db, config: opts.tuneConfig, batch: opts.batch, seq: opts.seq, class: opts.class };
   const changed = result.files.filter((f) => !f.error && f.rewritten !== f.original);
   if (!changed.length) return null;
-  let target;
-  try { target = localTargetInfo().target; } catch (e) { throw new AdoptError(`--tune: ${(e as Error).message}`); }
+  const info = targetInfo();
   const discover = { config: t.config, batch: wholeNumber('--batch', t.batch, 4, 1), seq: wholeNumber('--seq', t.seq, 512, 1), classes: t.class };
-  const tuned = await tuneRewrites(result.files, discover, (d) => tuneDiscovered(d, t, changed.map((f) => f.path).join(', ')));
+  const tuned = await tuneRewrites(result.files, discover, (d) => tuneDiscovered(d, t, changed.map((f) => f.path).join(', '), info));
   if (tuned.summary && !opts.json) printModelSummary(tuned.summary, tuned.discovery, process.stderr);
   const paths = new Set(tuned.discovery.workloads.flatMap((w) => w.files));
-  return { files: tuned.files, entries: tuned.summary?.entries ?? [], paths, target };
+  return { files: tuned.files, entries: tuned.summary?.entries ?? [], paths, target: info.target };
 }
 
 function printDiffs(changed: FileResult[], root: string | undefined): void {

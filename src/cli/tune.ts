@@ -4,10 +4,11 @@
 // rewritten code runs at its real configuration (see tune/model.ts).
 import { writeFileSync } from 'node:fs';
 import { runRewrite } from '../pipeline/index.js';
-import { type Discovery, type ModelTuneSummary, discoverWorkloads, tuneWorkloads, usesFusedOptimizer } from '../tune/model.js';
+import { type Discovery, type ModelTuneSummary, tuneWorkloads } from '../tune/model.js';
+import { discoverRewrites } from '../tune/rewrite.js';
 import { Progress } from '../bench/progress.js';
 import { AdoptError } from '../diag.js';
-import { LocalMeasurer, localTargetInfo } from '../tune/measurer.js';
+import { LocalMeasurer, type TargetInfo, localTargetInfo } from '../tune/measurer.js';
 import { type Workload, loadRegistry } from '../tune/space.js';
 import { STRATEGIES, type StrategyName, type TuneSummary, scheduleFileText, tuneWorkload } from '../tune/tuner.js';
 
@@ -92,8 +93,7 @@ export async function tuneCommand(file: string | undefined, opts: TuneCliOptions
   if (missing.length || extra.length) {
     throw new AdoptError(`--shape for ${opts.kernel} names ${k.workload_fields.filter((f) => f !== 'dtype').join(', ')}${missing.length ? `; missing: ${missing.join(', ')}` : ''}${extra.length ? `; unknown: ${extra.join(', ')}` : ''}`);
   }
-  let info;
-  try { info = localTargetInfo(); } catch (e) { throw new AdoptError((e as Error).message); }
+  const info = targetInfo();
   const bar = new Progress('tuning', budget);
   const summary = await tuneWorkload({
     kernel: opts.kernel, workload, budget, strategy, db: opts.db, seed: Number(opts.seed ?? '0'), force: !!opts.force, registry: reg, targetInfo: info,
@@ -123,14 +123,13 @@ export function modelWorkloads(paths: string[], opts: TuneCliOptions): { discove
   const run = runRewrite(paths, { rules: opts.rules });
   const bad = run.files.filter((f) => f.error);
   if (bad.length && bad.length === run.files.length) throw new AdoptError(bad.map((f) => `${f.path}: ${f.error}`).join('\n'));
-  const changed = run.files.filter((f) => !f.error && f.rewritten !== f.original);
-  if (!changed.length) return { discovery: { workloads: [], classes: [], errors: [] }, rewritten: 0 };
-  const discovery = discoverWorkloads(changed.map((f) => ({ path: f.path, rewritten: f.rewritten })), {
+  const rewritten = run.files.filter((f) => !f.error && f.rewritten !== f.original).length;
+  if (!rewritten) return { discovery: { workloads: [], classes: [], errors: [] }, rewritten: 0 };
+  const discovery = discoverRewrites(run.files, {
     config: opts.config, batch: wholeNumber('--batch', opts.batch, 4, 1), seq: wholeNumber('--seq', opts.seq, 512, 1), classes: opts.class,
-    optimizer: changed.some((f) => usesFusedOptimizer(f.rewritten)),
     threads: opts.threads ? wholeNumber('--threads', opts.threads, 1, 1) : undefined,
   });
-  return { discovery, rewritten: changed.length };
+  return { discovery, rewritten };
 }
 
 export function workloadText(w: Record<string, string | number>): string {
@@ -138,7 +137,12 @@ export function workloadText(w: Record<string, string | number>): string {
 }
 
 /** Tunes the discovered workloads; exit 2 when the model could not be run at all. */
-export async function tuneDiscovered(discovery: Discovery, opts: TuneCliOptions, label: string): Promise<ModelTuneSummary | null> {
+/** This target's fingerprint (the Python side computes it once per call, so callers keep it). */
+export function targetInfo(): TargetInfo {
+  try { return localTargetInfo(); } catch (e) { throw new AdoptError((e as Error).message); }
+}
+
+export async function tuneDiscovered(discovery: Discovery, opts: TuneCliOptions, label: string, info: TargetInfo): Promise<ModelTuneSummary | null> {
   for (const e of discovery.errors) process.stderr.write(`adopt: ${e.file}: cannot run the rewritten model to find its workloads: ${e.error}\n`);
   for (const c of discovery.classes.filter((x) => x.status === 'not_run')) process.stderr.write(`adopt: note: ${c.file}: ${c.class} not run (${c.reason})\n`);
   if (!discovery.workloads.length) {
@@ -147,8 +151,6 @@ export async function tuneDiscovered(discovery: Discovery, opts: TuneCliOptions,
     return null;
   }
   const { strategy, budget } = commonOptions(opts);
-  let info;
-  try { info = localTargetInfo(); } catch (e) { throw new AdoptError((e as Error).message); }
   const bar = new Progress('tuning', discovery.workloads.length * Math.max(budget, 1));
   const summary = await tuneWorkloads(discovery.workloads, {
     budget, strategy, db: opts.db, seed: Number(opts.seed ?? '0'), force: !!opts.force, targetInfo: info,
@@ -179,10 +181,9 @@ async function tuneModelCommand(file: string, opts: TuneCliOptions): Promise<num
     process.stdout.write(`${file}: no site is rewritten into a kernel, so there is nothing to tune\n`);
     return 0;
   }
-  const summary = await tuneDiscovered(discovery, opts, file);
+  const info = targetInfo();
+  const summary = await tuneDiscovered(discovery, opts, file, info);
   if (!summary) return 0;
-  let info;
-  try { info = localTargetInfo(); } catch (e) { throw new AdoptError((e as Error).message); }
   if (opts.schedules) writeFileSync(opts.schedules, scheduleFileText(opts.schedules, info.target, summary.entries));
   if (opts.json) process.stdout.write(`${JSON.stringify({ ...summary, classes: discovery.classes, schedules: opts.schedules ?? null }, null, 1)}\n`);
   else {

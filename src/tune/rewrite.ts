@@ -13,12 +13,17 @@ export interface TunedRewrite {
   summary: ModelTuneSummary | null;
 }
 
-/** `tune` tunes what was found (tuneWorkloads, with the caller's options and messages). */
-export async function tuneRewrites(files: FileResult[], discover: Omit<DiscoverOptions, 'optimizer'>, tune: (d: Discovery) => Promise<ModelTuneSummary | null>): Promise<TunedRewrite> {
+/** The workloads the rewritten files (those a rewrite changed) run at their real size. */
+export function discoverRewrites(files: FileResult[], discover: Omit<DiscoverOptions, 'optimizer'>): Discovery {
   const changed = files.filter((f) => !f.error && f.rewritten !== f.original);
-  const discovery = discoverWorkloads(changed.map((f) => ({ path: f.path, rewritten: f.rewritten })), {
+  return discoverWorkloads(changed.map((f) => ({ path: f.path, rewritten: f.rewritten })), {
     ...discover, optimizer: changed.some((f) => usesFusedOptimizer(f.rewritten)),
   });
+}
+
+/** `tune` tunes what was found (tuneWorkloads, with the caller's options and messages). */
+export async function tuneRewrites(files: FileResult[], discover: Omit<DiscoverOptions, 'optimizer'>, tune: (d: Discovery) => Promise<ModelTuneSummary | null>): Promise<TunedRewrite> {
+  const discovery = discoverRewrites(files, discover);
   const summary = await tune(discovery);
   if (!summary) return { files, discovery, summary: null };
   const tuned = new Set(discovery.workloads.flatMap((w) => w.files));
