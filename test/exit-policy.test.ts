@@ -32,6 +32,16 @@ describe('one exit-code policy for explain and rewrite', () => {
     }
   });
 
+  it('a file refused as too large is not also called "nothing to analyse"', () => {
+    const dir = tempProject({ 'big.py': 'x = 1\n'.repeat(200_000) });
+    for (const cmd of ['explain', 'rewrite']) {
+      const r = adopt([cmd, join(dir, 'big.py'), '--max-file-size', '1']);
+      expect(r.code, cmd).toBe(2);
+      expect(r.stderr, cmd).toMatch(/big\.py:1:1: error: file is 1\.1 MiB, over the 1\.0 MiB limit/);
+      expect(r.stderr, cmd).not.toMatch(/nothing to analyse/);
+    }
+  });
+
   it('a syntax error is an input error for both commands, after the rest is analysed', () => {
     const dir = tempProject({ 'broken.py': `${MODEL}\n\nclass Broken(nn.Module)\n    def forward(self, x):\n        return x\n` });
     for (const cmd of ['explain', 'rewrite']) {

@@ -57,7 +57,9 @@ export function inputErrors(program: Program): Map<string, string | null> {
 
 /** True when no file of the program holds anything to analyse. */
 export function isEmptyProgram(program: Program): boolean {
-  return program.files.every((f) => f.modules.length === 0 && f.functions.length === 0);
+  // a file that could not be read has already said why: "nothing to analyse" would mislead
+  const readable = program.files.filter((f) => !f.diagnostics.some((d) => d.severity === 'error'));
+  return readable.length > 0 && readable.every((f) => f.modules.length === 0 && f.functions.length === 0);
 }
 
 /** The whole pipeline on `paths`. Writes nothing: emit with writeInPlace / writeTo. */
