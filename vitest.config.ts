@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 120000,
     pool: 'forks',
     setupFiles: ['test/helpers/cleanup.ts'],
+    globalSetup: ['test/helpers/python-server.ts'],
   },
 });
