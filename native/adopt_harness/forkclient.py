@@ -15,9 +15,28 @@ def fallback(args):
     os.execv(sys.executable, [sys.executable] + args)
 
 
+def split_options(args):
+    """The -W options and the run (`-m module ...`, `-c code ...` or `script ...`), or None for a
+    command line the server does not take (other interpreter options): those run as themselves."""
+    warnings = []
+    i = 0
+    while i < len(args) and args[i].startswith("-W"):
+        if args[i] == "-W" and i + 1 < len(args):
+            warnings.append(args[i + 1])
+            i += 2
+        else:
+            warnings.append(args[i][2:])
+            i += 1
+    run = args[i:]
+    if not run or run[0] in ("-m", "-c") and len(run) < 2 or run[0] not in ("-m", "-c") and run[0].startswith("-"):
+        return warnings, None
+    return warnings, run
+
+
 def main(argv):
     path, args = argv[0], argv[1:]
-    if not args or args[0] not in ("-m", "-c") and args[0].startswith("-") or args[0] in ("-m", "-c") and len(args) < 2:
+    warnings, run = split_options(args)
+    if run is None:
         fallback(args)
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -25,7 +44,7 @@ def main(argv):
     except OSError:
         conn.close()
         fallback(args)
-    body = json.dumps({"argv": args, "env": dict(os.environ), "cwd": os.getcwd()}).encode("utf-8")
+    body = json.dumps({"argv": run, "warnings": warnings, "env": dict(os.environ), "cwd": os.getcwd()}).encode("utf-8")
     message = struct.pack("!I", len(body)) + body
     sent = socket.send_fds(conn, [message[:4096]], [0, 1, 2])
     conn.sendall(message[sent:])

@@ -81,6 +81,10 @@ def run_child(request, base_path):
     sys.path[:] = _search_path(request, base_path)
     sys.dont_write_bytecode = bool(env.get("PYTHONDONTWRITEBYTECODE"))
     _streams(bool(env.get("PYTHONUNBUFFERED")))
+    if request.get("warnings"):
+        import warnings
+        sys.warnoptions[:] = request["warnings"]
+        warnings._processoptions(request["warnings"])
     # a fresh interpreter seeds these from the system; a fork would repeat the server's state
     random.seed()
     if "numpy" in sys.modules:

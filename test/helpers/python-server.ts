@@ -19,9 +19,9 @@ function ready(child: ChildProcess, timeoutMs: number): Promise<string | null> {
   });
 }
 
-export default async function setup(): Promise<() => void> {
+export default async function setup(): Promise<() => Promise<void>> {
   const python = resolvePython();
-  if ('error' in python || process.env.ADOPT_NO_FORKSERVER) return () => {};
+  if ('error' in python || process.env.ADOPT_NO_FORKSERVER) return async () => {};
   const dir = mkdtempSync(join(tmpdir(), 'adopt-forkserver-'));
   const socket = join(dir, 'python.sock');
   const child = spawn(python.path, ['-m', 'adopt_harness.forkserver', socket, '--preload', 'torch,numpy'], { env: pythonEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
@@ -33,9 +33,12 @@ export default async function setup(): Promise<() => void> {
     process.env.ADOPT_FORKSERVER = socket;
     process.env.ADOPT_FORKSERVER_PYTHON = python.path;
   }
-  return () => {
+  return async () => {
+    const exited = new Promise((done) => { if (child.exitCode !== null || child.signalCode) done(null); else child.once('exit', done); });
     child.stdin!.end();
-    child.kill('SIGTERM');
+    // waited for, so that its CPU time and its children's count in the run's
+    await Promise.race([exited, new Promise((done) => setTimeout(done, 10_000))]);
+    child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   };
 }
