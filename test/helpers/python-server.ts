@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pythonEnv, resolvePython } from '../../src/verify/python.js';
 
+export interface ForkServer { socket: string; python: string; stop: () => Promise<void> }
+
 function ready(child: ChildProcess, timeoutMs: number): Promise<string | null> {
   return new Promise((done) => {
     const timer = setTimeout(() => done(`no answer in ${timeoutMs / 1000}s`), timeoutMs);
@@ -19,26 +21,38 @@ function ready(child: ChildProcess, timeoutMs: number): Promise<string | null> {
   });
 }
 
-export default async function setup(): Promise<() => Promise<void>> {
+/** Starts a fork server and waits until it listens; throws why when it cannot. */
+export async function startForkServer(preload = 'torch,numpy'): Promise<ForkServer> {
   const python = resolvePython();
-  if ('error' in python || process.env.ADOPT_NO_FORKSERVER) return async () => {};
+  if ('error' in python) throw new Error(python.error);
   const dir = mkdtempSync(join(tmpdir(), 'adopt-forkserver-'));
   const socket = join(dir, 'python.sock');
-  const child = spawn(python.path, ['-m', 'adopt_harness.forkserver', socket, '--preload', 'torch,numpy'], { env: pythonEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
-  const why = await ready(child, 120_000);
-  if (why) {
-    console.warn(`adopt tests: no warm Python (${why}); every launch starts a fresh interpreter`);
-    child.kill('SIGKILL');
-  } else {
-    process.env.ADOPT_FORKSERVER = socket;
-    process.env.ADOPT_FORKSERVER_PYTHON = python.path;
-  }
-  return async () => {
-    const exited = new Promise((done) => { if (child.exitCode !== null || child.signalCode) done(null); else child.once('exit', done); });
+  const child = spawn(python.path, ['-m', 'adopt_harness.forkserver', socket, '--preload', preload], { env: pythonEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = new Promise((done) => child.once('exit', done));
+  const stop = async () => {
     child.stdin!.end();
     // waited for, so that its CPU time and its children's count in the run's
     await Promise.race([exited, new Promise((done) => setTimeout(done, 10_000))]);
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   };
+  const why = await ready(child, 120_000);
+  if (why) {
+    await stop();
+    throw new Error(why);
+  }
+  return { socket, python: python.path, stop };
+}
+
+export default async function setup(): Promise<() => Promise<void>> {
+  if (process.env.ADOPT_NO_FORKSERVER) return async () => {};
+  try {
+    const server = await startForkServer();
+    process.env.ADOPT_FORKSERVER = server.socket;
+    process.env.ADOPT_FORKSERVER_PYTHON = server.python;
+    return server.stop;
+  } catch (e) {
+    console.warn(`adopt tests: no warm Python (${(e as Error).message}); every launch starts a fresh interpreter`);
+    return async () => {};
+  }
 }
