@@ -34,6 +34,12 @@ export function formatMarker(kind: LabelKind, rule: string, edge: Edge, note = '
   return edge === 'ends' || !note ? head : `${head}: ${note}`;
 }
 
+/** A path as messages show it: relative to the working directory when under it. */
+function shownPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel && !rel.startsWith('..') ? rel : path;
+}
+
 function markersOf(line: string, where: string): Marker[] {
   const starts = [...line.matchAll(START)].map((m) => m.index!);
   return starts.map((at, i) => {
@@ -48,7 +54,7 @@ function markersOf(line: string, where: string): Marker[] {
 
 /** The labels marked in one source text. `known` is the set of rule names a marker may name. */
 export function readMarkers(path: string, text: string, known: ReadonlySet<string>): Label[] {
-  const shown = relative(process.cwd(), path) || path;
+  const shown = shownPath(path);
   const labels: Label[] = [];
   const open = new Map<string, { line: number; note: string }[]>();
   text.split('\n').forEach((line, i) => {
@@ -87,7 +93,7 @@ export function labelledGroups(dir: string, known: ReadonlySet<string>): Labelle
     const p = join(root, entry);
     const isDir = statSync(p).isDirectory();
     const json = entry.endsWith('.labels.json') ? p : isDir && existsSync(join(p, 'labels.json')) ? join(p, 'labels.json') : null;
-    if (json) throw new AdoptError(`${relative(process.cwd(), json) || json}: labels are markers in the sources now; convert this file with scripts/labels-to-markers.mjs`);
+    if (json) throw new AdoptError(`${shownPath(json)}: labels are markers in the sources now; convert this file with scripts/labels-to-markers.mjs`);
     if (!isDir && !entry.endsWith('.py')) continue;
     const labels = labelsIn(isDir ? findPythonFiles(p) : [p], known);
     if (labels.length) groups.push({ files: [p], labels });

@@ -4,12 +4,12 @@
 // and location-level precision/recall on the team's labelled fixtures.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-import { loadRules } from '../match/rule.js';
+import { loadRules, type Rule } from '../match/rule.js';
 import { planRewrite, runPipeline, writeMirror } from '../pipeline/index.js';
 import { runPythonJson } from '../verify/python.js';
 import { adopterScores } from './adopter.js';
 import { ensureTransformers, hf199Files, readGroundTruth } from './corpus.js';
-import { labelledGroups, type Label } from './labels.js';
+import { labelledGroups, type Label, type LabelledGroup } from './labels.js';
 import { score } from './score.js';
 import { pct, round } from './format.js';
 import { measure, parseFloor, ratioLine } from './parse-floor.js';
@@ -80,12 +80,14 @@ function main(): void {
   console.log(JSON.stringify({ precision: report.precision, recall: report.recall, per_rule: Object.fromEntries(Object.entries(perRule).map(([k, v]) => [k, { precision: round4((v as { precision: number }).precision), recall: round4((v as { recall: number }).recall) }])), seconds: report.seconds, compile_failures: report.compile_failures, idempotent: report.idempotent, fixtures_precision: round4(fixtures.precision), fixtures_recall: round4(fixtures.recall), attention_fires: Object.fromEntries(Object.entries(fires).map(([k, v]) => [k, v.length > 0])) }));
 }
 
-/** Location-level scoring against the label markers in the sources of `dir` (src/bench/labels.ts):
- *  a site matches a site label of its rule in the same file when their line ranges overlap; each
- *  label matches at most one site. */
-export function fixtureScores(dir = resolve('fixtures', 'models')) {
-  const rules = loadRules();
-  const groups = labelledGroups(dir, new Set(rules.map((r) => r.name)));
+/** The label markers in the sources of `dir`, read and checked against the rules (src/bench/labels.ts). */
+export function readFixtureLabels(dir = resolve('fixtures', 'models'), rules = loadRules()): { groups: LabelledGroup[]; rules: Rule[] } {
+  return { groups: labelledGroups(dir, new Set(rules.map((r) => r.name))), rules };
+}
+
+/** Location-level scoring against labels: a site matches a site label of its rule in the same
+ *  file when their line ranges overlap; each label matches at most one site. */
+export function scoreLabels({ groups, rules }: { groups: LabelledGroup[]; rules: Rule[] }) {
   let tp = 0, fp = 0, fn = 0;
   const misses: string[] = [];
   const extras: string[] = [];
@@ -100,6 +102,10 @@ export function fixtureScores(dir = resolve('fixtures', 'models')) {
     for (const l of pending) if (!claimed.has(l)) { fn++; misses.push(`${relative(process.cwd(), l.path)}:${l.lines[0]}-${l.lines[1]} ${l.rule}`); }
   }
   return { precision: tp + fp ? tp / (tp + fp) : 1, recall: tp + fn ? tp / (tp + fn) : 1, tp, fp, fn, missed: misses, extra: extras };
+}
+
+export function fixtureScores(dir = resolve('fixtures', 'models')) {
+  return scoreLabels(readFixtureLabels(dir));
 }
 
 
