@@ -89,6 +89,13 @@ describe('runs through the fork server', () => {
     expect(alive()).toBe(false);
   });
 
+  it('a run setting what an interpreter reads only at startup (a thread count) gets a fresh one', () => {
+    const threads = String(Number(process.env.OMP_NUM_THREADS ?? 1) + 2);
+    const probe = ['-c', 'import os, sys; print("fractions" in sys.modules, os.environ["OMP_NUM_THREADS"])'];
+    const r = through(server.socket, () => runPython(probe, { env: { OMP_NUM_THREADS: threads } }));
+    expect(r).toMatchObject({ ok: true, status: 0, stdout: `False ${threads}\n` });
+  });
+
   it('with no server answering at the socket, the run starts a fresh interpreter all the same', () => {
     const r = through(join(tempProject({}), 'nobody.sock'), () => runPython(['-c', 'import sys; print("fractions" in sys.modules)']));
     expect(r).toMatchObject({ ok: true, status: 0, stdout: 'False\n' });

@@ -47,7 +47,8 @@ def main(argv):
     body = json.dumps({"argv": run, "warnings": warnings, "env": dict(os.environ), "cwd": os.getcwd()}).encode("utf-8")
     message = struct.pack("!I", len(body)) + body
     sent = socket.send_fds(conn, [message[:4096]], [0, 1, 2])
-    conn.sendall(message[sent:])
+    if sent < len(message):
+        conn.sendall(message[sent:])
     reply = b""
     while not reply.endswith(b"\n"):
         chunk = conn.recv(4096)
@@ -56,6 +57,10 @@ def main(argv):
             return 70
         reply += chunk
     result = json.loads(reply)
+    if "fresh" in result:
+        # the run sets something the server read when it started: it needs an interpreter of its own
+        conn.close()
+        fallback(args)
     if "error" in result:
         sys.stderr.write(f"adopt: the Python fork server at {path} refused the run: {result['error']}\n")
         return 70

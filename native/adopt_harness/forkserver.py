@@ -6,7 +6,9 @@ that launches many of them (the test suite) starts this server once; the launche
 and stderr to the server over the socket, the server forks, and the child runs ARGS (`-m module`,
 `-c code` or a script) on those descriptors with the client's environment, directory and
 arguments, exactly as a fresh interpreter would, apart from the modules already imported.
-The client exits with the child's status. A client that goes away takes its child with it.
+The client exits with the child's status. A client that goes away takes its child with it. A
+run whose environment differs from the server's in what is read only at startup (READ_AT_START:
+thread pools, hashing, stdio encoding) is sent back to start an interpreter of its own.
 
 Usage: python -m adopt_harness.forkserver SOCKET [--preload torch,numpy]
 Prints `ready` on stdout once it listens; ends when its stdin closes (its launcher is gone).
@@ -20,6 +22,17 @@ import struct
 import sys
 
 HEADER = struct.Struct("!I")
+
+# Read once, when the interpreter starts or torch and its libraries load (thread pools, devices,
+# allocators, hashing, stdio encoding): a run that sets one of these differently from the server
+# gets a fresh interpreter instead of a fork that would ignore it.
+READ_AT_START = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "CUDA_", "PYTORCH_", "TORCH_", "LD_", "LC_",
+                 "LANG", "PYTHONHASHSEED", "PYTHONWARNINGS", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONMALLOC",
+                 "PYTHONOPTIMIZE", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONSAFEPATH")
+
+
+def read_at_start(env):
+    return {k: v for k, v in env.items() if k.startswith(READ_AT_START)}
 
 
 def read_request(conn):
@@ -129,12 +142,20 @@ class Server:
         self.selector.register(self.listener, selectors.EVENT_READ, ("accept", None))
         self.selector.register(sys.stdin, selectors.EVENT_READ, ("launcher", None))
         self.children = {}  # pid -> (client connection, pidfd)
+        self.started_with = read_at_start(os.environ)
 
     def start(self, conn):
         try:
             request, fds = read_request(conn)
         except (OSError, ValueError, UnicodeDecodeError) as e:
             conn.sendall((json.dumps({"error": str(e)}) + "\n").encode())
+            conn.close()
+            return
+        differs = sorted(set(read_at_start(request["env"]).items()) ^ set(self.started_with.items()))
+        if differs:
+            for fd in fds:
+                os.close(fd)
+            conn.sendall((json.dumps({"fresh": f"{differs[0][0]} differs from the server's"}) + "\n").encode())
             conn.close()
             return
         pid = os.fork()
