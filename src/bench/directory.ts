@@ -1,6 +1,6 @@
 // `adopt bench DIR`: every Python file under DIR analysed and rewritten with all rules; sites scored
-// at location level against labels where there are any (`*.labels.json` beside the files, or
-// --labels), every rewritten file optionally verified in torch, and the same terminal table, JSON
+// at location level against labels where there are any (markers in the files, src/bench/labels.ts,
+// or in those of --labels), every rewritten file optionally verified in torch, and the same terminal table, JSON
 // and HTML report as the HF-199 run.
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
