@@ -1,7 +1,7 @@
 // `adopt bench DIR`: every Python file under DIR analysed and rewritten with all rules; sites scored
 // at location level against labels where there are any (markers in the files, src/bench/labels.ts,
-// or in those of --labels), every rewritten file optionally verified in torch, and the same terminal table, JSON
-// and HTML report as the HF-199 run.
+// or in those of --labels), every rewritten file optionally verified in torch, and the same
+// terminal table, JSON and HTML report as the HF-199 run.
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { findPythonFiles } from '../analysis/project.js';
