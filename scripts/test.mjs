@@ -31,12 +31,18 @@ if (buildOk) {
   run('npx', ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile=${out}`]);
   if (existsSync(out)) {
     const r = JSON.parse(readFileSync(out, 'utf8'));
-    // a test file that fails to load has no failed test of its own: count it once
-    const brokenFiles = (r.testResults ?? []).filter((s) => s.status === 'failed' && !s.assertionResults?.some((a) => a.status === 'failed')).length;
-    const failed = r.numFailedTests + brokenFiles;
-    totals.passed += r.numPassedTests;
-    totals.failed += Math.max(r.numFailedTests, failed);
-    suites.push(`vitest: ${r.numPassedTests} passed, ${Math.max(r.numFailedTests, failed)} failed, ${r.numPendingTests ?? 0} skipped (not counted as passed)`);
+    // per tier (vitest.config.ts): the unit tier is test/unit/, the end-to-end tier the rest
+    for (const [tier, inTier] of [['unit', (f) => f.includes('/test/unit/')], ['e2e', (f) => !f.includes('/test/unit/')]]) {
+      const files = (r.testResults ?? []).filter((s) => inTier(s.name));
+      const count = (status) => files.reduce((n, s) => n + (s.assertionResults ?? []).filter((a) => a.status === status).length, 0);
+      // a test file that fails to load has no failed test of its own: count it once
+      const broken = files.filter((s) => s.status === 'failed' && !s.assertionResults?.some((a) => a.status === 'failed')).length;
+      const passed = count('passed'), failed = count('failed') + broken, skipped = count('pending') + count('skipped') + count('todo');
+      const seconds = files.length ? (Math.max(...files.map((s) => s.endTime)) - Math.min(...files.map((s) => s.startTime))) / 1000 : 0;
+      totals.passed += passed;
+      totals.failed += failed;
+      suites.push(`vitest ${tier}: ${passed} passed, ${failed} failed, ${skipped} skipped (not counted as passed), ${files.length} files, ${seconds.toFixed(0)} s`);
+    }
   } else {
     totals.failed++;
     suites.push('vitest: no results');

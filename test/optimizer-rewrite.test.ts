@@ -2,12 +2,11 @@
 // configure_optimizers passes fused=True on CUDA): the rewrite must add nothing that can clash
 // with them, and the rewritten optimizer must step exactly as torch's does, through the compiled
 // kernel where it takes the parameters.
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { NATIVE_DIR, pythonExecutable } from '../src/verify/python.js';
+import { runPython } from '../src/verify/python.js';
 import { adopt } from './helpers/cli.js';
 
 const MODEL = `import torch
@@ -70,7 +69,8 @@ describe('fused optimizer rewrite', () => {
     expect(r.code, r.stderr).toBe(0);
     const text = readFileSync(after, 'utf8');
     expect(text).toContain('_adopt.fused_optimizer_class(torch.optim.AdamW)(self.parameters(), lr=1e-2, weight_decay=0.1, **extra_args)');
-    const py = spawnSync(pythonExecutable(), ['-c', STEP, before, after], { encoding: 'utf8', env: { ...process.env, PYTHONPATH: NATIVE_DIR } });
+    const py = runPython(['-c', STEP, before, after]);
+    if (!py.ok) throw new Error(py.error);
     expect(py.status, py.stderr).toBe(0);
     const got = JSON.parse(py.stdout.trim().split('\n').pop()!);
     expect(got.class).toBe('FusedAdamW');

@@ -1,6 +1,5 @@
 // A module rewritten with --tune loads the schedule file beside it: the lines are part of the
 // import block's edit (so the diff shows them), and importing the module loads the file.
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { runRewrite } from '../src/pipeline/index.js';
 import { unifiedDiff } from '../src/synth/diff.js';
 import { SCHEDULE_FILE, withScheduleLoading } from '../src/tune/schedule-file.js';
-import { NATIVE_DIR, pythonExecutable } from '../src/verify/python.js';
+import { runPython } from '../src/verify/python.js';
 import { repoRoot } from './helpers/cli.js';
 
 describe('schedule loading in the rewritten module', () => {
@@ -29,7 +28,8 @@ describe('schedule loading in the rewritten module', () => {
     writeFileSync(join(dir, 'modeling_llama.py'), tuned.rewritten);
     writeFileSync(join(dir, SCHEDULE_FILE), JSON.stringify({ format: 'adopt-schedules/1', target: {}, entries: [] }));
     const probe = 'import importlib.util, sys\nspec = importlib.util.spec_from_file_location("m", sys.argv[1])\nm = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(m)\nfrom adopt_kernels import schedules\nprint(sorted(schedules._loaded_paths))';
-    const r = spawnSync(pythonExecutable(), ['-c', probe, join(dir, 'modeling_llama.py')], { encoding: 'utf8', env: { ...process.env, PYTHONPATH: NATIVE_DIR } });
+    const r = runPython(['-c', probe, join(dir, 'modeling_llama.py')]);
+    if (!r.ok) throw new Error(r.error);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain(join(dir, SCHEDULE_FILE));
   });

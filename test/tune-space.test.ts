@@ -1,16 +1,13 @@
 // The TypeScript schedule space agrees with the Python one (native/adopt_kernels/registry.py) on
 // the registry's kernels: enumeration counts, legality, legalisation; constraints alike.
-import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../src/tune/rng.js';
 import { Space, checkConstraint, loadRegistry, scheduleKey } from '../src/tune/space.js';
-import { NATIVE_DIR, pythonExecutable } from '../src/verify/python.js';
+import { runPython } from '../src/verify/python.js';
 
 function py(script: string, input: unknown): unknown {
-  const r = spawnSync(pythonExecutable(), ['-W', 'ignore', '-c', script], {
-    input: JSON.stringify(input), encoding: 'utf8', timeout: 120_000,
-    env: { ...process.env, PYTHONPATH: NATIVE_DIR, PYTHONDONTWRITEBYTECODE: '1' },
-  });
+  const r = runPython(['-W', 'ignore', '-c', script], { input: JSON.stringify(input), timeoutMs: 120_000 });
+  if (!r.ok) throw new Error(r.error);
   if (r.status !== 0) throw new Error(r.stderr);
   return JSON.parse(r.stdout.trim().split('\n').pop() as string);
 }

@@ -1,7 +1,7 @@
 // `adopt bench DIR`: every Python file under DIR analysed and rewritten with all rules; sites scored
-// at location level against labels where there are any (`*.labels.json` beside the files, or
-// --labels), every rewritten file optionally verified in torch, and the same terminal table, JSON
-// and HTML report as the HF-199 run.
+// at location level against labels where there are any (markers in the files, src/bench/labels.ts,
+// or in those of --labels), every rewritten file optionally verified in torch, and the same
+// terminal table, JSON and HTML report as the HF-199 run.
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { findPythonFiles } from '../analysis/project.js';
@@ -9,7 +9,7 @@ import { AdoptError } from '../diag.js';
 import { fileVerifier } from '../pipeline/index.js';
 import { round } from './format.js';
 import { writeHtmlReport } from './report.js';
-import { fixtureScores } from './rewrite.js';
+import { readFixtureLabels, scoreLabels } from './rewrite.js';
 import { rewriteCorpus, verifyCorpus } from './run.js';
 
 export interface DirBenchOptions { verify?: boolean; labels?: string; out?: string; report?: string }
@@ -25,6 +25,8 @@ function pythonFilesOf(dir: string): string[] {
 
 export async function benchDirectory(dir: string, opts: DirBenchOptions = {}) {
   const files = pythonFilesOf(dir);
+  // read first: a malformed label marker stops the run before anything is written
+  const labelled = readFixtureLabels(resolve(opts.labels ?? dir));
   const out = resolve(opts.out ?? 'bench-results');
   mkdirSync(out, { recursive: true });
   const t0 = performance.now();
@@ -32,7 +34,7 @@ export async function benchDirectory(dir: string, opts: DirBenchOptions = {}) {
   const run = rewriteCorpus(models, { root: resolve(dir), out, label: 'bench' });
   const { result, rows } = run;
   const verifySeconds = opts.verify ? await verifyCorpus(run, fileVerifier(5), 'bench') : 0;
-  const labels = fixtureScores(resolve(opts.labels ?? dir));
+  const labels = scoreLabels(labelled);
   const rewritten = rows.filter((r) => r.status !== 'not_rewritten');
   const count = (s: string) => rewritten.filter((r) => r.status === s).length;
   const summary = {

@@ -2,13 +2,14 @@
 // rule, the attention rule in BertSelfAttention/T5Attention/GPT2Attention, every site listed,
 // wall time, py_compile of every rewritten file, idempotence (a second rewrite changes nothing),
 // and location-level precision/recall on the team's labelled fixtures.
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-import { loadRules } from '../match/rule.js';
+import { loadRules, type Rule } from '../match/rule.js';
 import { planRewrite, runPipeline, writeMirror } from '../pipeline/index.js';
 import { runPythonJson } from '../verify/python.js';
 import { adopterScores } from './adopter.js';
 import { ensureTransformers, hf199Files, readGroundTruth } from './corpus.js';
+import { labelledGroups, type Label, type LabelledGroup } from './labels.js';
 import { score } from './score.js';
 import { pct, round } from './format.js';
 import { measure, parseFloor, ratioLine } from './parse-floor.js';
@@ -79,31 +80,20 @@ function main(): void {
   console.log(JSON.stringify({ precision: report.precision, recall: report.recall, per_rule: Object.fromEntries(Object.entries(perRule).map(([k, v]) => [k, { precision: round4((v as { precision: number }).precision), recall: round4((v as { recall: number }).recall) }])), seconds: report.seconds, compile_failures: report.compile_failures, idempotent: report.idempotent, fixtures_precision: round4(fixtures.precision), fixtures_recall: round4(fixtures.recall), attention_fires: Object.fromEntries(Object.entries(fires).map(([k, v]) => [k, v.length > 0])) }));
 }
 
-interface Label { rule: string; lines: [number, number]; file?: string; class?: string }
+/** The label markers in the sources of `dir`, read and checked against the rules (src/bench/labels.ts). */
+export function readFixtureLabels(dir = resolve('fixtures', 'models'), rules = loadRules()): { groups: LabelledGroup[]; rules: Rule[] } {
+  return { groups: labelledGroups(dir, new Set(rules.map((r) => r.name))), rules };
+}
 
-/** Location-level scoring on fixtures/models: a site matches a label of its rule in the same
+/** Location-level scoring against labels: a site matches a site label of its rule in the same
  *  file when their line ranges overlap; each label matches at most one site. */
-export function fixtureScores(dir = resolve('fixtures', 'models')) {
-  const labelled: { files: string[]; labels: (Label & { path: string })[] }[] = [];
-  for (const entry of readdirSync(dir).sort()) {
-    const p = join(dir, entry);
-    if (entry.endsWith('.labels.json')) {
-      const py = p.replace(/\.labels\.json$/, '.py');
-      const j = JSON.parse(readFileSync(p, 'utf8')) as { sites: Label[] };
-      labelled.push({ files: [py], labels: j.sites.map((s) => ({ ...s, path: resolve(py) })) });
-    } else if (statSync(p).isDirectory() && existsSync(join(p, 'labels.json'))) {
-      const j = JSON.parse(readFileSync(join(p, 'labels.json'), 'utf8')) as { sites: Label[] };
-      labelled.push({ files: [p], labels: j.sites.map((s) => ({ ...s, path: resolve(dir, s.file!) })) });
-    }
-  }
-  const rules = loadRules();
-  const known = new Set(rules.map((r) => r.name));
+export function scoreLabels({ groups, rules }: { groups: LabelledGroup[]; rules: Rule[] }) {
   let tp = 0, fp = 0, fn = 0;
   const misses: string[] = [];
   const extras: string[] = [];
-  for (const { files, labels } of labelled) {
+  for (const { files, labels } of groups) {
     const { sites } = planRewrite(files, { rules });
-    const pending = labels.filter((l) => known.has(l.rule));
+    const pending = labels.filter((l) => l.kind === 'site');
     const claimed = new Set<Label>();
     for (const s of sites) {
       const hit = pending.find((l) => !claimed.has(l) && l.rule === s.rule && resolve(s.file) === l.path && s.lines[0] <= l.lines[1] && l.lines[0] <= s.lines[1]);
@@ -111,8 +101,11 @@ export function fixtureScores(dir = resolve('fixtures', 'models')) {
     }
     for (const l of pending) if (!claimed.has(l)) { fn++; misses.push(`${relative(process.cwd(), l.path)}:${l.lines[0]}-${l.lines[1]} ${l.rule}`); }
   }
-  const unlabelledRules = [...new Set(labelled.flatMap((x) => x.labels.map((l) => l.rule)).filter((r) => !known.has(r)))];
-  return { precision: tp + fp ? tp / (tp + fp) : 1, recall: tp + fn ? tp / (tp + fn) : 1, tp, fp, fn, missed: misses, extra: extras, rules_without_implementation: unlabelledRules };
+  return { precision: tp + fp ? tp / (tp + fp) : 1, recall: tp + fn ? tp / (tp + fn) : 1, tp, fp, fn, missed: misses, extra: extras };
+}
+
+export function fixtureScores(dir = resolve('fixtures', 'models')) {
+  return scoreLabels(readFixtureLabels(dir));
 }
 
 

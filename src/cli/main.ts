@@ -76,7 +76,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('analyse, rewrite, score and optionally verify a whole corpus; writes JSON and an HTML report')
     .argument('[dir]', 'a directory of model files')
     .option('--hf [version]', 'the HF-199 corpus: transformers VERSION (default 4.35.0) from PyPI, scored against Adopter\'s ground truth')
-    .option('--labels <path>', 'a directory of *.labels.json files to score sites against (default: DIR)')
+    .option('--labels <path>', 'a directory of model files whose label markers (# site RULE ...) sites are scored against (default: DIR)')
     .option('--verify', 'verify every rewritten model in torch')
     .option('--report <file>', 'the HTML report (default: bench-results/…-report.html)')
     .option('--out <dir>', 'where results are written', 'bench-results')

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { NATIVE_DIR } from './native.js';
+import { launchArgs } from './warm.js';
 import { readLine, type Harness, type Progress, type ResultOf } from './results.js';
 
 export { NATIVE_DIR };
@@ -72,7 +73,7 @@ export function runPython(args: string[], l: Launch & { input?: string } = {}): 
   const found = l.python ? { path: l.python } : resolvePython();
   if ('error' in found) return { ok: false, error: found.error };
   const timeoutMs = l.timeoutMs ?? 300_000;
-  const r = spawnSync(found.path, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 256 * 1024 * 1024, env: pythonEnv(l), input: l.input });
+  const r = spawnSync(found.path, launchArgs(found.path, args), { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 256 * 1024 * 1024, env: pythonEnv(l), input: l.input });
   if (r.error) return { ok: false, error: failure(r.error as NodeJS.ErrnoException, found.path, timeoutMs) };
   return { ok: true, stdout: r.stdout, stderr: r.stderr, status: r.status };
 }
@@ -147,7 +148,7 @@ export function streamPython(args: string[], l: LineStream): Promise<Ended> {
   const found = l.python ? { path: l.python } : resolvePython();
   if ('error' in found) return Promise.resolve({ code: null, signal: null, stderr: '', error: found.error });
   return new Promise((done) => {
-    const child = spawn(found.path, args, { env: pythonEnv(l), stdio: ['pipe', 'pipe', l.stderr === 'inherit' ? 'inherit' : 'pipe'] });
+    const child = spawn(found.path, launchArgs(found.path, args), { env: pythonEnv(l), stdio: ['pipe', 'pipe', l.stderr === 'inherit' ? 'inherit' : 'pipe'] });
     let stderr = '';
     let error: string | undefined;
     const timer = l.timeoutMs ? setTimeout(() => { error ??= `timed out after ${l.timeoutMs! / 1000}s`; child.kill('SIGKILL'); }, l.timeoutMs) : null;

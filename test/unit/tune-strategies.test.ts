@@ -1,16 +1,16 @@
 // Each strategy on a small synthetic replay space: it reaches the optimum within its budget and
 // never picks a configuration that failed (even one recorded as "faster").
 import { describe, expect, it } from 'vitest';
-import { CostModel } from '../src/tune/cost-model.js';
-import { featureNames } from '../src/tune/features.js';
-import { groupsOf } from '../src/tune/pretrain.js';
-import { ReplayMeasurer, type ReplayFile, fromReplayFile, replayRecords } from '../src/tune/replay.js';
-import { Space, scheduleKey } from '../src/tune/space.js';
-import { autotvm, gridSearch, randomSearch } from '../src/tune/strategies/baselines.js';
-import { diffuse } from '../src/tune/strategies/diffusion.js';
-import { guided } from '../src/tune/strategies/guided.js';
-import { exactReuse, nearestReuse } from '../src/tune/strategies/reuse.js';
-import type { Context, Outcome, Task } from '../src/tune/strategies/types.js';
+import { CostModel } from '../../src/tune/cost-model.js';
+import { featureNames } from '../../src/tune/features.js';
+import { groupsOf } from '../../src/tune/pretrain.js';
+import { ReplayMeasurer, type ReplayFile, fromReplayFile, replayRecords } from '../../src/tune/replay.js';
+import { Space, scheduleKey } from '../../src/tune/space.js';
+import { autotvm, gridSearch, randomSearch } from '../../src/tune/strategies/baselines.js';
+import { diffuse } from '../../src/tune/strategies/diffusion.js';
+import { guided } from '../../src/tune/strategies/guided.js';
+import { exactReuse, nearestReuse } from '../../src/tune/strategies/reuse.js';
+import type { Context, Outcome, Task } from '../../src/tune/strategies/types.js';
 
 const PARAMS = { block: [1, 2, 4, 8, 16, 32], order: ['ij', 'ji', 'tiled'], unroll: [1, 2, 4, 8] };
 const TARGET = { key: 'synthetic', device: 'cpu', cores: 2, flags: ['avx2'] };

@@ -1,7 +1,7 @@
 // Rules are checked against the kernel registry exported from native/adopt_kernels.
 import { describe, expect, it } from 'vitest';
-import { kernelRegistry } from '../src/match/kernel-registry.js';
-import { loadRules, parseRules } from '../src/match/rule.js';
+import { kernelRegistry } from '../../src/match/kernel-registry.js';
+import { loadRules, parseRules } from '../../src/match/rule.js';
 
 const rule = (extra: string, guard = "_adopt.enabled('softmax')", call = '_adopt.softmax') => `rule probe
   title "probe"

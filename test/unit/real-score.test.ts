@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { anchorMismatches, scoreView, type LabelledFile, type ListedSite } from '../src/bench/real-score.js';
+import { anchorMismatches, scoreView, type LabelledFile, type ListedSite } from '../../src/bench/real-score.js';
 
 const source = ['def f(q, k, v):', '    s = q @ k.transpose(-1, -2)', '    p = s.softmax(dim=-1)', '    return p @ v', 'x = norm(x)'].join('\n');
 
@@ -56,14 +56,14 @@ describe('real-code labels file', () => {
     const { mkdtempSync, writeFileSync } = await import('node:fs');
     const { join } = await import('node:path');
     const { tmpdir } = await import('node:os');
-    const { readLabels } = await import('../src/bench/real-labels.js');
+    const { readLabels } = await import('../../src/bench/real-labels.js');
     const p = join(mkdtempSync(join(tmpdir(), 'real-labels-')), 'labels.json');
     writeFileSync(p, JSON.stringify({ packages: { 'pkg==1': { 'm.py': { sites: [{ category: 'softmax', lines: [3, 3], anchor: 'x' }, { category: 'softmaxx', lines: [1, 1], anchor: 'x' }] } } } }));
     expect(() => readLabels(p)).toThrow(`${p}: pkg==1 m.py site 2: unknown category 'softmaxx'`);
   });
 
   it('the shipped labels parse', async () => {
-    const { readLabels, labelsPath } = await import('../src/bench/real-labels.js');
+    const { readLabels, labelsPath } = await import('../../src/bench/real-labels.js');
     const doc = readLabels(labelsPath(process.cwd()));
     expect(Object.keys(doc.packages).length).toBeGreaterThanOrEqual(10);
   });
@@ -71,7 +71,7 @@ describe('real-code labels file', () => {
 
 describe('real-code corpus pins', () => {
   it('splits name==version and refuses anything else', async () => {
-    const { parsePin } = await import('../src/bench/real-corpus.js');
+    const { parsePin } = await import('../../src/bench/real-corpus.js');
     expect(parsePin('open_clip_torch==3.3.0')).toEqual({ name: 'open_clip_torch', version: '3.3.0' });
     expect(() => parsePin('timm>=1.0')).toThrow("labels: package key 'timm>=1.0' is not of the form name==version");
   });

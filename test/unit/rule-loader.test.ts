@@ -3,13 +3,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CONSTRAINTS } from '../src/match/constraints.js';
-import { exampleFile } from '../src/match/rule-examples.js';
-import { REFERENCE_BEGIN, REFERENCE_END, ruleReference } from '../src/match/rule-reference.js';
-import { templateProblems } from '../src/match/rule-template.js';
-import { loadRuleFiles, parseRules, RuleError, selectRules } from '../src/match/rule.js';
-import { repoRoot } from './helpers/cli.js';
-import { tempProject } from './helpers/ir.js';
+import { CONSTRAINTS } from '../../src/match/constraints.js';
+import { exampleFile } from '../../src/match/rule-examples.js';
+import { REFERENCE_BEGIN, REFERENCE_END, ruleReference } from '../../src/match/rule-reference.js';
+import { templateProblems } from '../../src/match/rule-template.js';
+import { loadRuleFiles, parseRules, RuleError, selectRules } from '../../src/match/rule.js';
+import { repoRoot } from '../helpers/cli.js';
+import { tempProject } from '../helpers/ir.js';
 
 const mine = 'rule my_softmax\n  priority 45\n  match\n    y = softmax($x, ...)\n  where\n    last_dim(y)\n  rewrite expr y\n    guard "True"\n    "torch.softmax({x}, -1)"\n';
 const names = (spec: string | string[] | undefined, builtin?: boolean) => selectRules(spec, { builtin }).rules.map((r) => r.name).sort();
@@ -135,7 +135,7 @@ describe('constraint registry', () => {
 
 describe('refuse cases carried by a rule', () => {
   it('a marked line must be refused with the marked reason, and nothing rewritten', async () => {
-    const { refuseCases, testRefusal } = await import('../src/cli/rules-test.js');
+    const { refuseCases, testRefusal } = await import('../../src/cli/rules-test.js');
     const code = (dim: string, mark: string) => `import torch\n\n\ndef f(x):\n    return torch.softmax(x, dim=${dim})  # refuse: ${mark}\n`;
     const dir = tempProject({
       'my_softmax/my_softmax.rule': mine,
@@ -154,7 +154,7 @@ describe('refuse cases carried by a rule', () => {
   });
 
   it('the library rules carry refuse cases that pass', async () => {
-    const { refuseCases, testRefusal } = await import('../src/cli/rules-test.js');
+    const { refuseCases, testRefusal } = await import('../../src/cli/rules-test.js');
     const withCases = selectRules().rules.filter((r) => refuseCases(r).length);
     expect(withCases.map((r) => r.name).sort()).toEqual(expect.arrayContaining(['linear_gelu', 'rmsnorm', 'softmax']));
     for (const r of withCases) for (const f of refuseCases(r)) expect(testRefusal(r, f), `${r.name} ${f}`).toEqual([]);
@@ -163,7 +163,7 @@ describe('refuse cases carried by a rule', () => {
 
 describe('near-miss ranking', () => {
   it('closest first; a lone first line is hidden by default, and so is a miss inside another rule\'s site', async () => {
-    const { rankNearMisses } = await import('../src/match/why-not.js');
+    const { rankNearMisses } = await import('../../src/match/why-not.js');
     const miss = (rule: string, line: number, matched: number, of: number, constraint = false) => ({ rule, file: 'm.py', line, col: 1, owner: '', reason: 'r', matched, of, ...(constraint ? { constraint } : {}) });
     const misses = [miss('linear_bn', 3, 1, 2), miss('rmsnorm', 9, 6, 7), miss('softmax', 20, 1, 1, true), miss('variant', 30, 5, 7), miss('attention', 40, 2, 3)];
     const close = rankNearMisses(misses, 'close', [{ file: 'm.py', lines: [29, 31] }]);

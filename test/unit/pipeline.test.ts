@@ -2,10 +2,10 @@
 // and how model verdicts become benchmark rows and the report's speed column.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { speedVerdict } from '../src/bench/report.js';
-import { rewriteCorpus, verifyCorpus } from '../src/bench/run.js';
-import { runPipeline, verifyModels, type StageEvent, type Verifier } from '../src/pipeline/index.js';
-import { tempProject } from './helpers/ir.js';
+import { speedVerdict } from '../../src/bench/report.js';
+import { rewriteCorpus, verifyCorpus } from '../../src/bench/run.js';
+import { runPipeline, verifyModels, type StageEvent, type Verifier } from '../../src/pipeline/index.js';
+import { tempProject } from '../helpers/ir.js';
 
 const MODEL = 'import torch\nfrom torch import nn\n\n\nclass M(nn.Module):\n    def forward(self, x):\n        return torch.softmax(x, dim=-1)\n';
 const quiet = { start() {}, tick() {}, end() {} };

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { analyzePaths } from '../src/analysis/analyze.js';
-import type { Expr, Op } from '../src/dsl/ir.js';
-import { modelsDir } from './helpers/fixtures.js';
-import { methodOf, moduleOf, opsOf, tempProject } from './helpers/ir.js';
+import { analyzePaths } from '../../src/analysis/analyze.js';
+import type { Expr, Op } from '../../src/dsl/ir.js';
+import { modelsDir } from '../helpers/fixtures.js';
+import { methodOf, moduleOf, opsOf, tempProject } from '../helpers/ir.js';
 
 const ssa = (op: Op): Expr => ({ k: 'ssa', id: op.id });
 const kw = (op: Op, name: string) => op.kw.find(([k]) => k === name)?.[1];

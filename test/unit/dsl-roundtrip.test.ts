@@ -1,9 +1,9 @@
 import { basename } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { analyzePaths } from '../src/analysis/analyze.js';
-import { parseProgram } from '../src/dsl/parse.js';
-import { printProgram } from '../src/dsl/print.js';
-import { modelFixtures } from './helpers/fixtures.js';
+import { analyzePaths } from '../../src/analysis/analyze.js';
+import { parseProgram } from '../../src/dsl/parse.js';
+import { printProgram } from '../../src/dsl/print.js';
+import { modelFixtures } from '../helpers/fixtures.js';
 
 const plain = (x: unknown) => JSON.parse(JSON.stringify(x));
 

@@ -2,12 +2,12 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runRewrite } from '../src/cli/rewrite.js';
-import { parseRules } from '../src/match/rule.js';
-import { ACCESSORS, accessorTable } from '../src/synth/accessors.js';
-import { ifHeader, lineLengthFor, wrapCall } from '../src/synth/wrap.js';
-import { templateAccessorProblems } from '../src/match/template-accessors.js';
-import { tempProject } from './helpers/ir.js';
+import { runRewrite } from '../../src/cli/rewrite.js';
+import { parseRules } from '../../src/match/rule.js';
+import { ACCESSORS, accessorTable } from '../../src/synth/accessors.js';
+import { ifHeader, lineLengthFor, wrapCall } from '../../src/synth/wrap.js';
+import { templateAccessorProblems } from '../../src/match/template-accessors.js';
+import { tempProject } from '../helpers/ir.js';
 
 const attention = (keyT: string) => `import math
 

@@ -7,9 +7,9 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type Parser from 'tree-sitter';
 import { describe, expect, it } from 'vitest';
-import { parsePython, type SyntaxNode } from '../src/parse/python.js';
-import { sourceFromText } from '../src/parse/source.js';
-import { modelsDir } from './helpers/fixtures.js';
+import { parsePython, type SyntaxNode } from '../../src/parse/python.js';
+import { sourceFromText } from '../../src/parse/source.js';
+import { modelsDir } from '../helpers/fixtures.js';
 
 const require = createRequire(import.meta.url);
 const TreeSitter = require('tree-sitter') as typeof Parser;

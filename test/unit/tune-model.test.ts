@@ -1,10 +1,10 @@
 // The tfjs cost model learns the order of a synthetic monotone space on held-out workloads
 // (Kendall tau > 0.5), and a model trained on shuffled labels does not (negative control).
 import { describe, expect, it } from 'vitest';
-import { CostModel, type Group, kendallTau, topKRecall } from '../src/tune/cost-model.js';
-import { featureNames, featurize } from '../src/tune/features.js';
-import { Rng } from '../src/tune/rng.js';
-import { Space } from '../src/tune/space.js';
+import { CostModel, type Group, kendallTau, topKRecall } from '../../src/tune/cost-model.js';
+import { featureNames, featurize } from '../../src/tune/features.js';
+import { Rng } from '../../src/tune/rng.js';
+import { Space } from '../../src/tune/space.js';
 
 const space = new Space({ tile: [1, 2, 4, 8, 16, 32, 64], vec: [128, 256], kind: ['static', 'dynamic'] }, { tile: 1, vec: 128, kind: 'static' });
 const names = featureNames({ mono: { space: space.toJson(), workload_fields: ['rows', 'dtype'] } });
