@@ -57,7 +57,7 @@ def _load_registry(imports=()):
 
 def template_hash(kernel, dtype):
     """A hash of the source rendered for the default schedule: it changes when the template does."""
-    source = kernel.render(dict(kernel.space.default), dtype) if kernel.render else kernel.name
+    source = kernel.source(dict(kernel.space.default), dtype) if kernel.render else kernel.name
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
@@ -184,7 +184,7 @@ def compile_schedule(kernel, schedule, dtype):
     if kernel.render is None:
         return 0.0, True, None
     try:
-        source = kernel.render(schedule, dtype)
+        source = kernel.source(schedule, dtype)
         cached = os.path.exists(_build.library_path(source))
         t = time.perf_counter()
         _build.build(source)
@@ -370,10 +370,22 @@ def _space_size(kernel):
 
 
 def _compile_all(kernel, schedules, jobs):
-    """Builds every schedule (float32), ``jobs`` at a time; returns {schedule key: seconds}."""
+    """Builds every distinct source (float32), ``jobs`` at a time; returns {schedule key: seconds}.
+    Schedules that differ only in their call-time OpenMP schedule share one build: the first of
+    them is charged its seconds, the rest are ``cached``."""
+    first = {}
+    for s in schedules:
+        first.setdefault(kernel.source(s, "float32") if kernel.render else kernel.name, s)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {_key(s): pool.submit(compile_schedule, kernel, s, "float32") for s in schedules}
-        return {k: {"seconds": round(f.result()[0], 3), "cached": f.result()[1], "error": f.result()[2]} for k, f in futures.items()}
+        futures = {src: pool.submit(compile_schedule, kernel, s, "float32") for src, s in first.items()}
+        built = {src: f.result() for src, f in futures.items()}
+    out = {}
+    for s in schedules:
+        src = kernel.source(s, "float32") if kernel.render else kernel.name
+        secs, cached, err = built[src]
+        shared = first[src] is not s
+        out[_key(s)] = {"seconds": 0.0 if shared else round(secs, 3), "cached": cached or shared, "error": err}
+    return out
 
 
 def _key(schedule):

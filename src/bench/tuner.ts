@@ -17,6 +17,7 @@ import { LocalMeasurer, type Measurer, type Target } from '../tune/measurer.js';
 import { MODEL_DIR, PRETRAINED_PATH, REPLAY_DIR, catalogOf, pretrain } from '../tune/pretrain.js';
 import type { TuneRecord } from '../tune/records.js';
 import { ReplayMeasurer, type ReplaySpace, loadReplayDir, replayRecords } from '../tune/replay.js';
+import { formatSpaceStats, spaceStats } from '../tune/space-stats.js';
 import { autotvm, gridSearch, randomSearch } from '../tune/strategies/baselines.js';
 import { diffuse } from '../tune/strategies/diffusion.js';
 import { guided } from '../tune/strategies/guided.js';
@@ -26,13 +27,14 @@ import { type Context, type Outcome, type Strategy, type Task, type Timing, type
 const THRESHOLDS = [0.9, 0.95, 0.99] as const;
 const CHECKPOINTS = [8, 16, 32, 64] as const;
 
-interface Args { live: boolean; seeds: number; ablationSeeds: number; kernels: string[] | null; quick: boolean }
+interface Args { live: boolean; seeds: number; ablationSeeds: number; kernels: string[] | null; quick: boolean; spacesOnly: boolean }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { live: false, seeds: 30, ablationSeeds: 10, kernels: null, quick: false };
+  const a: Args = { live: false, seeds: 30, ablationSeeds: 10, kernels: null, quick: false, spacesOnly: false };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--live') a.live = true;
     else if (argv[i] === '--quick') a.quick = true;
+    else if (argv[i] === '--spaces') a.spacesOnly = true;
     else if (argv[i] === '--seeds') a.seeds = Number(argv[++i]);
     else if (argv[i] === '--ablation-seeds') a.ablationSeeds = Number(argv[++i]);
     else if (argv[i] === '--kernels') a.kernels = argv[++i].split(',');
@@ -226,6 +228,9 @@ async function main(): Promise<number> {
     process.stderr.write(`no replay data in ${REPLAY_DIR}: run PYTHONPATH=native python3 -m adopt_harness.measure --exhaustive\n`);
     return 2;
   }
+  const stats = spaces.map(spaceStats);
+  process.stdout.write(`${formatSpaceStats(stats)}\n`);
+  if (args.spacesOnly) return 0;
   await loadTf();
   const seeds = args.quick ? 5 : args.seeds;
   const targets = new Map(spaces.map((s) => [s.target.key, s.target]));
@@ -257,6 +262,7 @@ async function main(): Promise<number> {
     autotvm_over_ours: Math.min(n95.autotvm64, n95.autotvm8) / n95.ours,
     autotvm64_over_ours: n95.autotvm64 / n95.ours, autotvm8_over_ours: n95.autotvm8 / n95.ours,
     random_over_ours_with_reuse: n95.random / n95.ours_with_reuse,
+    share95: Object.fromEntries(stats.map((st) => [st.kernel, median(st.workloads.map((w) => w.share['0.95']))])),
     kendall_tau: ev.tau, top5_recall: ev.recall5, backend: backendInfo().backend, seconds: (performance.now() - t0) / 1000, live,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
