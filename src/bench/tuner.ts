@@ -11,6 +11,7 @@
 // other workloads on this target as a reuse database (priors: the schedules best on average over
 // them; nearest_reuse: the best of the nearest workloads). Ends with one JSON line.
 import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { type CostModel, backendInfo, kendallTau, loadTf, topKRecall } from '../tune/cost-model.js';
 import { featurize } from '../tune/features.js';
 import { LocalMeasurer, type Measurer, type Target } from '../tune/measurer.js';
@@ -27,14 +28,15 @@ import { type Context, type Outcome, type Strategy, type Task, type Timing, type
 const THRESHOLDS = [0.9, 0.95, 0.99] as const;
 const CHECKPOINTS = [8, 16, 32, 64] as const;
 
-interface Args { live: boolean; seeds: number; ablationSeeds: number; kernels: string[] | null; quick: boolean; spacesOnly: boolean }
+interface Args { live: boolean; seeds: number; ablationSeeds: number; kernels: string[] | null; quick: boolean; spacesOnly: boolean; replay: string }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { live: false, seeds: 30, ablationSeeds: 10, kernels: null, quick: false, spacesOnly: false };
+  const a: Args = { live: false, seeds: 30, ablationSeeds: 10, kernels: null, quick: false, spacesOnly: false, replay: REPLAY_DIR };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--live') a.live = true;
     else if (argv[i] === '--quick') a.quick = true;
     else if (argv[i] === '--spaces') a.spacesOnly = true;
+    else if (argv[i] === '--replay') a.replay = argv[++i];
     else if (argv[i] === '--seeds') a.seeds = Number(argv[++i]);
     else if (argv[i] === '--ablation-seeds') a.ablationSeeds = Number(argv[++i]);
     else if (argv[i] === '--kernels') a.kernels = argv[++i].split(',');
@@ -94,13 +96,13 @@ class Tally {
 
 interface Fold { model: CostModel; cached: boolean; seconds: number }
 
-async function pretrainFolds(spaces: ReplaySpace[], folds: number, targets: Map<string, Target>): Promise<Fold[]> {
+async function pretrainFolds(spaces: ReplaySpace[], folds: number, targets: Map<string, Target>, modelDir: string): Promise<Fold[]> {
   const catalog = catalogOf(spaces);
   const out: Fold[] = [];
-  mkdirSync(MODEL_DIR, { recursive: true });
+  mkdirSync(modelDir, { recursive: true });
   for (let f = 0; f < folds; f++) {
     const recs = spaces.flatMap((s) => replayRecords(s, (_w, i) => i !== f));
-    out.push(await pretrain(catalog, recs, targets, { cachePath: `${MODEL_DIR}/fold-${f}.json`, seed: 0 }));
+    out.push(await pretrain(catalog, recs, targets, { cachePath: `${modelDir}/fold-${f}.json`, seed: 0 }));
   }
   return out;
 }
@@ -222,10 +224,10 @@ function printTable(tally: Tally, names: string[]): void {
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   const t0 = performance.now();
-  let spaces = loadReplayDir(REPLAY_DIR);
+  let spaces = loadReplayDir(args.replay);
   if (args.kernels) spaces = spaces.filter((s) => args.kernels!.includes(s.kernel));
   if (!spaces.length) {
-    process.stderr.write(`no replay data in ${REPLAY_DIR}: run PYTHONPATH=native python3 -m adopt_harness.measure --exhaustive\n`);
+    process.stderr.write(`no replay data in ${args.replay}: run PYTHONPATH=native python3 -m adopt_harness.measure --exhaustive\n`);
     return 2;
   }
   const stats = spaces.map(spaceStats);
@@ -237,9 +239,12 @@ async function main(): Promise<number> {
   const foldCount = Math.max(...spaces.map((s) => s.workloads.length));
   process.stdout.write(`tuner benchmark: ${spaces.length} kernels x ${foldCount} workloads replayed (${spaces.map((s) => `${s.kernel} ${s.space.size}`).join(', ')} schedules), ${seeds} seeds; tfjs ${backendInfo().backend}${backendInfo().note ? ` (${backendInfo().note})` : ''}\n`);
   const tp = performance.now();
-  const folds = await pretrainFolds(spaces, foldCount, targets);
-  const full = await pretrain(catalogOf(spaces), spaces.flatMap((s) => replayRecords(s)), targets, { cachePath: PRETRAINED_PATH, seed: 0 });
-  process.stdout.write(`pre-training: ${folds.filter((f) => f.cached).length + (full.cached ? 1 : 0)}/${folds.length + 1} models loaded from ${MODEL_DIR}, the rest trained (${fmt((performance.now() - tp) / 1000, 1)} s)\n`);
+  // the shipped models are those of the shipped replay data; another replay directory keeps its own
+  const modelDir = resolve(args.replay) === resolve(REPLAY_DIR) ? MODEL_DIR : join(args.replay, 'model');
+  const folds = await pretrainFolds(spaces, foldCount, targets, modelDir);
+  const full = await pretrain(catalogOf(spaces), spaces.flatMap((s) => replayRecords(s)), targets,
+    { cachePath: modelDir === MODEL_DIR ? PRETRAINED_PATH : join(modelDir, 'pretrained.json'), seed: 0 });
+  process.stdout.write(`pre-training: ${folds.filter((f) => f.cached).length + (full.cached ? 1 : 0)}/${folds.length + 1} models loaded from ${modelDir}, the rest trained (${fmt((performance.now() - tp) / 1000, 1)} s)\n`);
   const ev = evaluateModel(spaces, folds);
   process.stdout.write(`cost model on held-out workloads: Kendall tau ${fmt(ev.tau, 3)}, top-5 recall ${fmt(ev.recall5, 3)} (mean over ${ev.per.length} kernel x workload)\n`);
   for (const s of spaces) {
