@@ -187,7 +187,8 @@ async function runDiffusion(s: ReplaySpace, tasks: Task[], folds: Fold[], seeds:
 /** Live confirmation: guided against random on two kernels' first workload, 16 measurements each. */
 async function runLive(spaces: ReplaySpace[], folds: Fold[]): Promise<Record<string, unknown>[]> {
   const out: Record<string, unknown>[] = [];
-  const measurer = new LocalMeasurer({ repeats: 3, threads: 1 }); // one thread, as the replay data was taken
+  // one thread and CPU time, as the replay data was taken
+  const measurer = new LocalMeasurer({ repeats: 3, threads: 1, clock: 'cpu' });
   for (const s of spaces.slice(0, 2)) {
     const w = s.workloads[0];
     const task: Task = { kernel: s.kernel, workload: w.workload, space: s.space, target: s.target };
