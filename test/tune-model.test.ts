@@ -2,7 +2,7 @@
 // (Kendall tau > 0.5), and a model trained on shuffled labels does not (negative control).
 import { describe, expect, it } from 'vitest';
 import { CostModel, type Group, kendallTau, sampleGroup, topKRecall } from '../src/tune/cost-model.js';
-import { featureNames, featurize } from '../src/tune/features.js';
+import { featureMap, featureNames, featurize } from '../src/tune/features.js';
 import { Rng } from '../src/tune/rng.js';
 import { Space } from '../src/tune/space.js';
 
@@ -62,6 +62,12 @@ describe('cost model', () => {
     expect(kendallTau(model.predict(test.x), test.y)).toBeGreaterThan(0.5);
     model.dispose();
   }, 60_000);
+
+  it("gives each kernel's parameter values columns of their own", () => {
+    expect(names).toEqual(expect.arrayContaining(['mono:s.tile=8', 'mono:s.kind=dynamic', 'mono:s.vec=256']));
+    const m = featureMap('mono', { rows: 64, dtype: 'float32' }, { tile: 8, vec: 128, kind: 'static' });
+    expect([m.get('mono:s.tile=8'), m.get('mono:s.vec=128'), m.get('mono:s.kind=static'), m.get('mono:s.tile=4')]).toEqual([1, 1, 1, undefined]);
+  });
 
   it('computes Kendall tau and top-k recall', () => {
     expect(kendallTau([1, 2, 3, 4], [10, 20, 30, 40])).toBe(1);
