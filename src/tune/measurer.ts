@@ -13,6 +13,8 @@ export interface Result {
   median_s: number | null;
   /** Seconds spent compiling this schedule (0 when the library was cached). */
   compile_s: number;
+  /** The build it needs, where the measurer knows it: a search pays compile_s once per build. */
+  build?: string;
   /** Seconds spent running it (warm-up, check and repeats), as far as the measurer knows. */
   run_s: number;
   error?: string | null;
