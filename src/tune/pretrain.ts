@@ -64,7 +64,7 @@ export interface PretrainOptions {
 
 export const PRETRAIN_STEPS = 150;
 /** Schedules of a group per pre-training step (a sample, drawn afresh each step). */
-export const PRETRAIN_ROWS = 96;
+export const PRETRAIN_ROWS = 48;
 
 /** A model trained on `records`; loaded from `cachePath` instead when that was trained on the same data. */
 export async function pretrain(catalog: Catalog, records: TuneRecord[], targets: Map<string, Target>, opts: PretrainOptions = {}): Promise<{ model: CostModel; cached: boolean; seconds: number }> {
