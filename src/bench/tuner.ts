@@ -28,15 +28,17 @@ import { type Context, type Outcome, type Strategy, type Task, type Timing, type
 const THRESHOLDS = [0.9, 0.95, 0.99] as const;
 const CHECKPOINTS = [8, 16, 32, 64] as const;
 
-interface Args { live: boolean; seeds: number; ablationSeeds: number; kernels: string[] | null; quick: boolean; spacesOnly: boolean; replay: string }
+interface Args { live: boolean; seeds: number; ablationSeeds: number; kernels: string[] | null; quick: boolean; spacesOnly: boolean; replay: string; liveOnly: boolean; liveKernels: string[] | null }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { live: false, seeds: 30, ablationSeeds: 10, kernels: null, quick: false, spacesOnly: false, replay: REPLAY_DIR };
+  const a: Args = { live: false, seeds: 30, ablationSeeds: 10, kernels: null, quick: false, spacesOnly: false, replay: REPLAY_DIR, liveOnly: false, liveKernels: null };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--live') a.live = true;
     else if (argv[i] === '--quick') a.quick = true;
     else if (argv[i] === '--spaces') a.spacesOnly = true;
     else if (argv[i] === '--replay') a.replay = argv[++i];
+    else if (argv[i] === '--live-only') a.live = a.liveOnly = true;
+    else if (argv[i] === '--live-kernels') a.liveKernels = argv[++i].split(',');
     else if (argv[i] === '--seeds') a.seeds = Number(argv[++i]);
     else if (argv[i] === '--ablation-seeds') a.ablationSeeds = Number(argv[++i]);
     else if (argv[i] === '--kernels') a.kernels = argv[++i].split(',');
@@ -195,12 +197,13 @@ async function runDiffusion(s: ReplaySpace, tasks: Task[], folds: Fold[], seeds:
   }
 }
 
-/** Live confirmation: guided against random on two kernels' first workload, 16 measurements each. */
-async function runLive(spaces: ReplaySpace[], folds: Fold[]): Promise<Record<string, unknown>[]> {
+/** Live confirmation: guided against random on two kernels' first workload (`--live-kernels`, else the first two), 16 measurements each. */
+async function runLive(spaces: ReplaySpace[], folds: Fold[], kernels: string[] | null): Promise<Record<string, unknown>[]> {
   const out: Record<string, unknown>[] = [];
   // one thread and CPU time, as the replay data was taken
   const measurer = new LocalMeasurer({ repeats: 3, threads: 1, clock: 'cpu' });
-  for (const s of spaces.slice(0, 2)) {
+  const chosen = kernels ? spaces.filter((s) => kernels.includes(s.kernel)) : spaces.slice(0, 2);
+  for (const s of chosen) {
     const w = s.workloads[0];
     const task: Task = { kernel: s.kernel, workload: w.workload, space: s.space, target: s.target };
     for (const [name, strat, extra] of [['ours', guided(), { model: folds[0].model }], ['random', randomSearch, {}]] as const) {
@@ -263,6 +266,12 @@ async function main(): Promise<number> {
     const p = ev.per.filter((x) => x.kernel === s.kernel);
     process.stdout.write(`  ${s.kernel.padEnd(22)} tau ${p.map((x) => fmt(x.tau, 2)).join(' ')}   recall@5 ${p.map((x) => fmt(x.recall5, 1)).join(' ')}\n`);
   }
+  if (args.liveOnly) {
+    const live = await runLive(spaces, folds, args.liveKernels);
+    for (const l of live) process.stdout.write(`live ${JSON.stringify(l)}\n`);
+    process.stdout.write(`${JSON.stringify({ bench: 'tuner', mode: 'live', live, seconds: (performance.now() - t0) / 1000 })}\n`);
+    return 0;
+  }
   const tally = new Tally();
   const ablationSeeds = Math.min(seeds, args.ablationSeeds);
   await runReplay(spaces, folds, seeds, ablationSeeds, tally);
@@ -271,7 +280,7 @@ async function main(): Promise<number> {
   printTable(tally, names);
   const n95 = Object.fromEntries(names.map((n) => [n, tally.summary(n).n95]));
   n95.exact_reuse = 0;
-  const live = args.live ? await runLive(spaces, folds) : null;
+  const live = args.live ? await runLive(spaces, folds, args.liveKernels) : null;
   if (live) for (const l of live) process.stdout.write(`live ${JSON.stringify(l)}\n`);
   const result = {
     bench: 'tuner', mode: args.live ? 'replay+live' : 'replay', seeds, kernels: spaces.map((s) => s.kernel), n95,
