@@ -107,6 +107,9 @@ class Tally {
   }
 }
 
+/** Where outcomes go: a tally, or several. */
+interface Sink { add: Tally['add'] }
+
 interface Fold { model: CostModel; cached: boolean; seconds: number }
 
 async function pretrainFolds(spaces: ReplaySpace[], folds: number, targets: Map<string, Target>, modelDir: string): Promise<Fold[]> {
@@ -159,6 +162,8 @@ async function runReplay(spaces: ReplaySpace[], folds: Fold[], seeds: number, ab
   const measurer = new ReplayMeasurer(spaces);
   const vs = variants();
   for (const s of spaces) {
+    const kernelTally = new Tally(); // this kernel's alone, printed as soon as it is done
+    const both: Sink = { add: (...a) => { tally.add(...a); kernelTally.add(...a); } };
     const tasks: Task[] = s.workloads.map((w) => ({ kernel: s.kernel, workload: w.workload, space: s.space, target: s.target }));
     for (let wi = 0; wi < s.workloads.length; wi++) {
       const w = s.workloads[wi];
@@ -172,17 +177,18 @@ async function runReplay(spaces: ReplaySpace[], folds: Fold[], seeds: number, ab
           const ctx: Context = { measurer, budget: cap, seed: seed * 7919 + wi, stop, ...v.ctx(folds[wi % folds.length], reuse, tasks[wi]) };
           const o: Outcome = v.name === 'grid' && grid ? grid : await v.strategy.run(tasks[wi], ctx);
           if (v.name === 'grid') grid = o;
-          tally.add(v.name, o, w.best_s, cap);
+          both.add(v.name, o, w.best_s, cap);
         }
       }
     }
-    await runDiffusion(s, tasks, folds, ablationSeeds, measurer, tally);
-    process.stderr.write(`  ${s.kernel}: done\n`);
+    await runDiffusion(s, tasks, folds, ablationSeeds, measurer, both);
+    const n95 = ['random', 'autotvm64', 'autotvm8', 'ours', 'ours_with_reuse', 'diffusion'].map((n) => `${n} ${fmt(kernelTally.summary(n).n95)}`);
+    process.stdout.write(`  ${s.kernel}: n95 ${n95.join(', ')}\n`);
   }
 }
 
 /** Diffusion over a kernel's workloads: the representative tuned with 16 measurements, the rest from its priors. */
-async function runDiffusion(s: ReplaySpace, tasks: Task[], folds: Fold[], seeds: number, measurer: Measurer, tally: Tally): Promise<void> {
+async function runDiffusion(s: ReplaySpace, tasks: Task[], folds: Fold[], seeds: number, measurer: Measurer, tally: Sink): Promise<void> {
   for (let seed = 0; seed < seeds; seed++) {
     const stopFor = (i: number) => (trials: Trial[]) => doneAt(trials, s.workloads[i].best_s);
     const res = await diffuse(tasks, { measurer, budget: 64, seed: seed * 7919 }, {
