@@ -28,10 +28,10 @@ import { type Context, type Outcome, type Strategy, type Task, type Timing, type
 const THRESHOLDS = [0.9, 0.95, 0.99] as const;
 const CHECKPOINTS = [8, 16, 32, 64] as const;
 
-interface Args { live: boolean; seeds: number; ablationSeeds: number; kernels: string[] | null; quick: boolean; spacesOnly: boolean; replay: string; liveOnly: boolean; liveKernels: string[] | null }
+interface Args { live: boolean; seeds: number; ablationSeeds: number; kernels: string[] | null; quick: boolean; spacesOnly: boolean; replay: string; liveOnly: boolean; liveKernels: string[] | null; cap: number }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { live: false, seeds: 30, ablationSeeds: 10, kernels: null, quick: false, spacesOnly: false, replay: REPLAY_DIR, liveOnly: false, liveKernels: null };
+  const a: Args = { live: false, seeds: 30, ablationSeeds: 10, kernels: null, quick: false, spacesOnly: false, replay: REPLAY_DIR, liveOnly: false, liveKernels: null, cap: Infinity };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--live') a.live = true;
     else if (argv[i] === '--quick') a.quick = true;
@@ -39,6 +39,7 @@ function parseArgs(argv: string[]): Args {
     else if (argv[i] === '--replay') a.replay = argv[++i];
     else if (argv[i] === '--live-only') a.live = a.liveOnly = true;
     else if (argv[i] === '--live-kernels') a.liveKernels = argv[++i].split(',');
+    else if (argv[i] === '--cap') a.cap = Number(argv[++i]);
     else if (argv[i] === '--seeds') a.seeds = Number(argv[++i]);
     else if (argv[i] === '--ablation-seeds') a.ablationSeeds = Number(argv[++i]);
     else if (argv[i] === '--kernels') a.kernels = argv[++i].split(',');
@@ -158,7 +159,8 @@ function variants(): Variant[] {
   ];
 }
 
-async function runReplay(spaces: ReplaySpace[], folds: Fold[], seeds: number, ablationSeeds: number, tally: Tally): Promise<void> {
+/** `maxRun`: measurements a replayed run may make (--cap; the whole space by default); nXX beyond it is reported as cap + 1. */
+async function runReplay(spaces: ReplaySpace[], folds: Fold[], seeds: number, ablationSeeds: number, tally: Tally, maxRun: number): Promise<void> {
   const measurer = new ReplayMeasurer(spaces);
   const vs = variants();
   for (const s of spaces) {
@@ -167,7 +169,7 @@ async function runReplay(spaces: ReplaySpace[], folds: Fold[], seeds: number, ab
     const tasks: Task[] = s.workloads.map((w) => ({ kernel: s.kernel, workload: w.workload, space: s.space, target: s.target }));
     for (let wi = 0; wi < s.workloads.length; wi++) {
       const w = s.workloads[wi];
-      const cap = s.space.enumerate(w.workload).length;
+      const cap = Math.min(maxRun, s.space.enumerate(w.workload).length);
       const reuse = replayRecords(s, (_x, i) => i !== wi);
       const stop = (trials: Trial[]) => doneAt(trials, w.best_s);
       let grid: Outcome | null = null; // grid search is deterministic: one run stands for every seed
@@ -181,22 +183,22 @@ async function runReplay(spaces: ReplaySpace[], folds: Fold[], seeds: number, ab
         }
       }
     }
-    await runDiffusion(s, tasks, folds, ablationSeeds, measurer, both);
+    await runDiffusion(s, tasks, folds, ablationSeeds, measurer, both, maxRun);
     const n95 = ['random', 'autotvm64', 'autotvm8', 'ours', 'ours_with_reuse', 'diffusion'].map((n) => `${n} ${fmt(kernelTally.summary(n).n95)}`);
     process.stdout.write(`  ${s.kernel}: n95 ${n95.join(', ')}\n`);
   }
 }
 
 /** Diffusion over a kernel's workloads: the representative tuned with 16 measurements, the rest from its priors. */
-async function runDiffusion(s: ReplaySpace, tasks: Task[], folds: Fold[], seeds: number, measurer: Measurer, tally: Sink): Promise<void> {
+async function runDiffusion(s: ReplaySpace, tasks: Task[], folds: Fold[], seeds: number, measurer: Measurer, tally: Sink, maxRun: number): Promise<void> {
   for (let seed = 0; seed < seeds; seed++) {
     const stopFor = (i: number) => (trials: Trial[]) => doneAt(trials, s.workloads[i].best_s);
     const res = await diffuse(tasks, { measurer, budget: 64, seed: seed * 7919 }, {
       reps: 1, repBudget: 16, topK: 4,
-      contextFor: (i) => ({ model: folds[i % folds.length].model, stop: stopFor(i), budget: s.space.enumerate(tasks[i].workload).length, seed: seed * 7919 + i }),
+      contextFor: (i) => ({ model: folds[i % folds.length].model, stop: stopFor(i), budget: Math.min(maxRun, s.space.enumerate(tasks[i].workload).length), seed: seed * 7919 + i }),
     });
     res.outcomes.forEach((o, i) => {
-      const cap = s.space.enumerate(tasks[i].workload).length;
+      const cap = Math.min(maxRun, s.space.enumerate(tasks[i].workload).length);
       if (!res.representative[i]) tally.add('diffusion', o, s.workloads[i].best_s, cap);
       else tally.add('diffusion_representative', o, s.workloads[i].best_s, cap);
     });
@@ -280,8 +282,8 @@ async function main(): Promise<number> {
   }
   const tally = new Tally();
   const ablationSeeds = Math.min(seeds, args.ablationSeeds);
-  await runReplay(spaces, folds, seeds, ablationSeeds, tally);
-  process.stdout.write(`(main comparison over ${seeds} seeds; diffusion and the ablations over ${ablationSeeds})\n`);
+  await runReplay(spaces, folds, seeds, ablationSeeds, tally, args.cap);
+  process.stdout.write(`(main comparison over ${seeds} seeds; diffusion and the ablations over ${ablationSeeds}${Number.isFinite(args.cap) ? `; runs capped at ${args.cap} measurements` : ''})\n`);
   const names = ['random', 'grid', 'autotvm64', 'autotvm8', 'ours', 'ours_with_reuse', 'nearest_reuse', 'diffusion', 'diffusion_representative', 'ablation_no_pretraining', 'ablation_no_finetuning'];
   printTable(tally, names);
   const n95 = Object.fromEntries(names.map((n) => [n, tally.summary(n).n95]));
@@ -289,7 +291,7 @@ async function main(): Promise<number> {
   const live = args.live ? await runLive(spaces, folds, args.liveKernels) : null;
   if (live) for (const l of live) process.stdout.write(`live ${JSON.stringify(l)}\n`);
   const result = {
-    bench: 'tuner', mode: args.live ? 'replay+live' : 'replay', seeds, kernels: spaces.map((s) => s.kernel), n95,
+    bench: 'tuner', mode: args.live ? 'replay+live' : 'replay', seeds, cap: Number.isFinite(args.cap) ? args.cap : null, kernels: spaces.map((s) => s.kernel), n95,
     random_over_ours: n95.random / n95.ours,
     autotvm_over_ours: Math.min(n95.autotvm64, n95.autotvm8) / n95.ours,
     autotvm64_over_ours: n95.autotvm64 / n95.ours, autotvm8_over_ours: n95.autotvm8 / n95.ours,
