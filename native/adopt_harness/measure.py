@@ -38,6 +38,9 @@ import time
 import traceback
 
 STATUSES = ("ok", "compile_error", "crash", "timeout", "wrong")
+# "cpu" is the process's CPU time: at one thread it is the run's own time, without the time other
+# processes held the core (on a loaded machine wall time mostly measures them); "wall" is latency.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def _emit(obj, stream=None):
@@ -57,7 +60,7 @@ def _load_registry(imports=()):
 
 def template_hash(kernel, dtype):
     """A hash of the source rendered for the default schedule: it changes when the template does."""
-    source = kernel.render(dict(kernel.space.default), dtype) if kernel.render else kernel.name
+    source = kernel.source(dict(kernel.space.default), dtype) if kernel.render else kernel.name
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
@@ -105,11 +108,12 @@ def _child_run(state, cmd):
             check(outputs)
         except AssertionError as e:
             return {"status": "wrong", "error": str(e).splitlines()[0][:300] if str(e) else "check failed"}
+    clock = CLOCKS[cmd.get("clock", "wall")]
     times = []
     for _ in range(int(cmd.get("repeats", 1))):
-        t = time.perf_counter()
+        t = clock()
         run(schedule)
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return {"status": "ok", "times_s": times}
 
 
@@ -184,7 +188,7 @@ def compile_schedule(kernel, schedule, dtype):
     if kernel.render is None:
         return 0.0, True, None
     try:
-        source = kernel.render(schedule, dtype)
+        source = kernel.source(schedule, dtype)
         cached = os.path.exists(_build.library_path(source))
         t = time.perf_counter()
         _build.build(source)
@@ -223,7 +227,8 @@ def measure(request, progress=None):
             for i, (r, chk) in enumerate(zip(results, checks)):
                 if r["status"] is None:
                     cmd = {"op": "run", "schedule": r["schedule"], "check": chk, "warmup": request.get("warmup", 1),
-                           "repeats": request.get("repeats", 5), "allow_fallback": request.get("allow_fallback", False)}
+                           "repeats": request.get("repeats", 5), "allow_fallback": request.get("allow_fallback", False),
+                           "clock": request.get("clock", "wall")}
                     _record(r, child.ask(cmd, timeout))
                 if progress:
                     progress({"progress": i + 1, "of": len(results), "result": r})
@@ -257,7 +262,7 @@ def _retime(child, request, results, timeout):
         for r in live:
             if r["status"] == "ok":
                 _record(r, child.ask({"op": "run", "schedule": r["schedule"], "check": False, "warmup": 0, "repeats": 1,
-                                      "allow_fallback": True}, timeout))
+                                      "allow_fallback": True, "clock": request.get("clock", "wall")}, timeout))
 
 
 def target_fingerprint(device="cpu"):
@@ -295,7 +300,7 @@ def _shrink(kernel, workload, child, max_run_s, prefer="", taken=()):
 def _shrunk_enough(kernel, workload, child, max_run_s, field):
     child.reinit(workload)
     answer = child.ask({"op": "run", "schedule": dict(kernel.space.default), "check": False, "warmup": 1, "repeats": 3,
-                        "allow_fallback": True}, 120)
+                        "allow_fallback": True, "clock": child.request.get("clock", "wall")}, 120)
     if answer.get("status") != "ok" or field is None or statistics.median(answer["times_s"]) <= max_run_s:
         return True
     return workload[field] // 2 < MIN_SIZE.get(field, 1)
@@ -330,7 +335,8 @@ def exhaustive(args):
             if w not in workloads:
                 workloads.append(w)
         workloads = workloads[: args.workloads]
-        base = {"kernel": name, "seed": 0, "threads": args.threads, "imports": []}
+        base = {"kernel": name, "seed": 0, "threads": args.threads, "imports": [], "clock": args.clock}
+        load_start = _load_avg()
         all_legal = [s for s in kernel.space.enumerate() if all(s[k] == v for k, v in fix.items())]
         compile_s = _compile_all(kernel, all_legal, args.jobs)
         entries = []
@@ -350,7 +356,8 @@ def exhaustive(args):
             child.stop()
         data = {"format": "adopt-replay/1", "kernel": name, "target": target, "template_hash": template_hash(kernel, "float32"),
                 "space": {"params": _subspace(kernel, fix), "default": kernel.space.default, "constraints": list(kernel.space.constraints)},
-                "fixed": fix, "repeats": args.repeats, "threads": args.threads, "compile_s": compile_s, "workloads": entries,
+                "fixed": fix, "repeats": args.repeats, "threads": args.threads, "clock": args.clock,
+                "load_avg": {"start": load_start, "end": _load_avg()}, "compile_s": compile_s, "workloads": entries,
                 "seconds": time.perf_counter() - t0}
         path = os.path.join(args.out, f"{name}.{target['device']}-{target['key']}.json")
         with open(path, "w", encoding="utf-8") as f:
@@ -362,6 +369,13 @@ def exhaustive(args):
     return 0
 
 
+def _load_avg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def _space_size(kernel):
     n = 1
     for v in kernel.space.params.values():
@@ -370,10 +384,22 @@ def _space_size(kernel):
 
 
 def _compile_all(kernel, schedules, jobs):
-    """Builds every schedule (float32), ``jobs`` at a time; returns {schedule key: seconds}."""
+    """Builds every distinct source (float32), ``jobs`` at a time; returns {schedule key: seconds}.
+    Schedules that differ only in their call-time OpenMP schedule share one build: the first of
+    them is charged its seconds, the rest are ``cached``."""
+    first = {}
+    for s in schedules:
+        first.setdefault(kernel.source(s, "float32") if kernel.render else kernel.name, s)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {_key(s): pool.submit(compile_schedule, kernel, s, "float32") for s in schedules}
-        return {k: {"seconds": round(f.result()[0], 3), "cached": f.result()[1], "error": f.result()[2]} for k, f in futures.items()}
+        futures = {src: pool.submit(compile_schedule, kernel, s, "float32") for src, s in first.items()}
+        built = {src: f.result() for src, f in futures.items()}
+    out = {}
+    for s in schedules:
+        src = kernel.source(s, "float32") if kernel.render else kernel.name
+        secs, cached, err = built[src]
+        shared = first[src] is not s
+        out[_key(s)] = {"seconds": 0.0 if shared else round(secs, 3), "cached": cached or shared, "error": err}
+    return out
 
 
 def _key(schedule):
@@ -393,7 +419,8 @@ def _exhaustive_workload(kernel, legal, child, args, check):
         for s in legal:
             if status[_key(s)] != "ok":
                 continue
-            a = child.ask({"op": "run", "schedule": s, "check": False, "warmup": 0, "repeats": 1, "allow_fallback": True}, args.timeout)
+            a = child.ask({"op": "run", "schedule": s, "check": False, "warmup": 0, "repeats": 1, "allow_fallback": True,
+                           "clock": args.clock}, args.timeout)
             if a.get("status") == "ok":
                 times[_key(s)].extend(a["times_s"])
             else:
@@ -418,6 +445,8 @@ def main(argv=None):
     p.add_argument("--fix", default="vec_bits=256", help="parameters held at one value in spaces larger than --full-below")
     p.add_argument("--full-below", type=int, default=48, help="spaces of at most this many schedules are measured whole")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                   help="what a run's time is: cpu (process CPU time; right at --threads 1 on a loaded machine) or wall")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--jobs", type=int, default=2, help="compilers run at once")
     p.add_argument("--max-run-ms", type=float, default=40.0, help="shrink a workload until its default run takes at most this")

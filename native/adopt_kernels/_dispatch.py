@@ -52,7 +52,7 @@ def native_ok(kernel, *tensors):
 
 def library(kernel, schedule, dtype):
     """The loaded library of ``kernel`` at ``schedule`` for ``dtype`` (a name); raises on failure."""
-    return _build.load(kernel.render(schedule, dtype))
+    return _build.load(kernel.source(schedule, dtype))
 
 
 def function(kernel, symbol, dtype, workload, schedule=None):
@@ -82,8 +82,32 @@ def function(kernel, symbol, dtype, workload, schedule=None):
             return None
         fn = getattr(lib, symbol)
         fn.restype = None
+        omp = kernel.space.omp_schedule(schedule)
+        if omp is not None:
+            fn = OmpScheduled(fn, lib, *omp)
         _functions[key] = fn
         return fn
+
+
+class OmpScheduled:
+    """A compiled function whose parallel loops read the OpenMP schedule at run time
+    (``schedule(runtime)``): each call sets the calling thread's schedule to the tuned kind and
+    chunk, and restores what it was (torch shares the OpenMP runtime)."""
+
+    def __init__(self, fn, lib, kind, chunk):
+        self.fn, self.kind, self.chunk = fn, ctypes.c_int(kind), ctypes.c_int(chunk)
+        # the library links the OpenMP runtime, so its symbols resolve through the library's handle
+        self.set_schedule, self.get_schedule = lib.omp_set_schedule, lib.omp_get_schedule
+        self.set_schedule.restype = self.get_schedule.restype = None
+
+    def __call__(self, *args):
+        kind, chunk = ctypes.c_int(), ctypes.c_int()
+        self.get_schedule(ctypes.byref(kind), ctypes.byref(chunk))
+        self.set_schedule(self.kind, self.chunk)
+        try:
+            return self.fn(*args)
+        finally:
+            self.set_schedule(kind, chunk)
 
 
 def ptr(t):

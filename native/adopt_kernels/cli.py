@@ -16,7 +16,7 @@ from ._impl.switches import enabled
 
 
 def _compiled_state(kernel, dtype):
-    source = kernel.render(dict(kernel.space.default), dtype)
+    source = kernel.source(dict(kernel.space.default), dtype)
     return "cached" if os.path.exists(_build.library_path(source)) else "not built"
 
 

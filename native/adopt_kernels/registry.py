@@ -52,6 +52,10 @@ def check_constraint(text, env):
     return bool(_evaluate(ast.parse(text, mode="eval"), env))
 
 
+# omp_sched_t's values (OpenMP 3.0 on)
+OMP_KINDS = {"static": 1, "dynamic": 2, "guided": 3}
+
+
 @dataclass(frozen=True)
 class Space:
     """The schedule parameters of one kernel template, as data."""
@@ -59,11 +63,32 @@ class Space:
     params: dict  # name -> tuple of allowed values (ordered)
     default: dict
     constraints: tuple = ()
+    # The OpenMP schedule is applied when a kernel is called (``schedule(runtime)`` in the
+    # template), not rendered into its source: {"kind": param, "chunk": param or absent}. One
+    # build then serves every kind and chunk, which keeps the tuner's compile count down.
+    omp: dict = field(default_factory=dict)
 
     def __post_init__(self):
         for name, value in self.default.items():
             if value not in self.params.get(name, ()):
                 raise ValueError(f"default {name}={value!r} is not among {self.params.get(name)}")
+        for role, name in self.omp.items():
+            if role not in ("kind", "chunk") or name not in self.params:
+                raise ValueError(f"omp {role}={name!r}: roles are kind and chunk, each naming a parameter")
+        if any(v not in OMP_KINDS for v in self.params.get(self.omp.get("kind"), ())):
+            raise ValueError(f"an OpenMP kind is one of {', '.join(OMP_KINDS)}")
+
+    def compiled(self, schedule):
+        """The parameters rendered into the source (the OpenMP schedule is applied at call time)."""
+        runtime = set(self.omp.values())
+        return {k: v for k, v in schedule.items() if k not in runtime}
+
+    def omp_schedule(self, schedule):
+        """(kind number as omp_sched_t, chunk) to set before a call, or None for a fixed schedule."""
+        if "kind" not in self.omp:
+            return None
+        chunk = schedule.get(self.omp["chunk"], 0) if "chunk" in self.omp else 0
+        return OMP_KINDS[schedule[self.omp["kind"]]], int(chunk)
 
     def legal(self, schedule, workload=None):
         if set(schedule) != set(self.params):
@@ -120,7 +145,10 @@ class Space:
         return dict(self.default) if best is None else best
 
     def to_json(self):
-        return {"params": {k: list(v) for k, v in self.params.items()}, "default": self.default, "constraints": list(self.constraints)}
+        out = {"params": {k: list(v) for k, v in self.params.items()}, "default": self.default, "constraints": list(self.constraints)}
+        if self.omp:
+            out["omp"] = dict(self.omp)
+        return out
 
 
 @dataclass
@@ -148,6 +176,10 @@ class Kernel:
     example_workloads: tuple = ()
     targets: tuple = ("cpu",)
     extra: dict = field(default_factory=dict)
+
+    def source(self, schedule, dtype):
+        """The C++ source of ``schedule``: schedules differing only in their OpenMP schedule share it."""
+        return self.render(self.space.compiled(schedule), dtype)
 
     def to_json(self):
         return {

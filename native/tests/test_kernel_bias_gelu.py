@@ -65,11 +65,13 @@ def test_matches_float64_reference(dtype_name, approximate, shape, out_features)
     check_linear_gelu(shape, out_features, dtype_name, approximate)
 
 
-# every value of every schedule parameter appears at least once (each schedule is a compile)
+# every value of every schedule parameter appears at least once (each distinct compiled part is a
+# compile; the OpenMP kind and chunk are set at call time)
 SCHEDULES = [
     dict(kernel.SPACE.default),
-    {"cblock": 256, "rchunk": 1, "vec_bits": 128, "unroll": 1, "omp_kind": "dynamic"},
-    {"cblock": 4096, "rchunk": 16, "vec_bits": 256, "unroll": 2, "omp_kind": "static"},
+    {"cblock": 256, "rchunk": 1, "vec_bits": 128, "unroll": 1, "omp_kind": "dynamic", "omp_chunk": 4},
+    {"cblock": 4096, "rchunk": 16, "vec_bits": 256, "unroll": 2, "omp_kind": "static", "omp_chunk": 16},
+    {"cblock": 256, "rchunk": 4, "vec_bits": 128, "unroll": 8, "omp_kind": "guided", "omp_chunk": 1},
 ]
 
 

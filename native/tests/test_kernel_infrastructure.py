@@ -53,12 +53,12 @@ def test_a_missing_compiler_is_reported_and_the_reference_runs(tmp_path, monkeyp
 
 
 def test_a_failing_tuned_schedule_falls_back_to_the_default(monkeypatch, capsys):
-    broken = dict(K.SPACE.default, chunk=1)
+    broken = dict(K.SPACE.default, unroll=8)
     real = K._render
 
-    def render(schedule, dtype):
+    def render(schedule, dtype):  # sees the compiled part of a schedule
         src = real(schedule, dtype)
-        return src + "\n#error deliberately broken\n" if schedule == broken else src
+        return src + "\n#error deliberately broken\n" if schedule == K.SPACE.compiled(broken) else src
 
     monkeypatch.setattr(K.KERNEL, "render", render)
     monkeypatch.setattr(_dispatch, "_said", set())

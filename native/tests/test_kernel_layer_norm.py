@@ -71,12 +71,17 @@ def test_streaming_stores(dtype_name, monkeypatch):
     check_against_reference((3, 5, 123), dtype_name, 0.0, affine=True)
 
 
-# every value of every schedule parameter appears at least once (each schedule is a compile):
-# the float32 ones run the schedule test, the last runs in bfloat16
+# every value of every schedule parameter appears at least once (each distinct compiled part is a
+# compile; the OpenMP kind and chunk are set at call time and cost none): the float32 ones run the
+# schedule test, the last runs in bfloat16
 SCHEDULES = [
     dict(kernel.SPACE.default),
     {"chunk": 1, "vec_bits": 128, "unroll": 1, "stats": "onepass", "omp_kind": "dynamic"},
     {"chunk": 64, "vec_bits": 256, "unroll": 4, "stats": "onepass", "omp_kind": "static"},
+    {"chunk": 2, "vec_bits": 256, "unroll": 8, "stats": "twopass", "omp_kind": "guided"},
+    dict(kernel.SPACE.default, chunk=8, omp_kind="guided"),
+    dict(kernel.SPACE.default, chunk=32, omp_kind="dynamic"),
+    dict(kernel.SPACE.default, chunk=128),
 ]
 BF16_SCHEDULE = {"chunk": 16, "vec_bits": 128, "unroll": 4, "stats": "twopass", "omp_kind": "dynamic"}
 

@@ -33,6 +33,8 @@ FAKE = textwrap.dedent('''
                 os._exit(3)
             if mode == "hang":
                 time.sleep(3600)
+            if mode == "idle":  # takes wall time, not CPU time
+                time.sleep(0.05)
             return (torch.ones(workload["n"]) if mode == "wrong" else torch.zeros(workload["n"]),)
 
         def check(outputs):
@@ -43,7 +45,7 @@ FAKE = textwrap.dedent('''
     if "fake" not in KERNELS:
         register(Kernel(
             name="fake", doc="a kernel for the measurer's tests", api=(), signature={}, switch="fake",
-            space=Space(params={"mode": ("ok", "crash", "hang", "wrong", "nocompile")}, default={"mode": "ok"}),
+            space=Space(params={"mode": ("ok", "crash", "hang", "wrong", "nocompile", "idle")}, default={"mode": "ok"}),
             workload_fields=("n", "dtype"), render=render, make_case=make_case, dtypes=("float32",),
         ))
 ''')
@@ -76,6 +78,13 @@ def test_crash_hang_wrong_and_no_compile_are_recorded_and_later_schedules_still_
     assert [p["progress"] for p in progress] == [1, 2, 3, 4, 5, 6]
     assert progress[1]["result"]["status"] == "ok"
     assert len(out["template_hash"]) == 16
+
+
+def test_the_cpu_clock_leaves_out_time_the_run_did_not_hold_the_cpu(fake):
+    wall = measure.measure(_request(fake, ["idle"], clock="wall"))["results"][0]
+    cpu = measure.measure(_request(fake, ["idle"], clock="cpu"))["results"][0]
+    assert wall["median_s"] >= 0.05
+    assert cpu["median_s"] < 0.02
 
 
 def test_an_illegal_schedule_is_never_built_or_run(fake):

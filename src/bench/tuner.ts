@@ -1,8 +1,8 @@
 // `npm run bench:tuner`: the tuner's strategies compared on replayed, exhaustively measured spaces
 // (fixtures/tuning/replay/), medians over seeds; `-- --live` also tunes two kernels live.
 //
-// For each kernel and workload, every strategy searches until replay says it measured the optimum
-// (after which nothing it reports can change), and we read off the measurements it took to reach
+// For each kernel and workload, every strategy searches until replay says it measured the optimum,
+// or holds 99% of it after 64 measurements (after which nothing it reports can change), and we read off the measurements it took to reach
 // 90/95/99% of the optimum (optimum time / best time so far), the fraction of the optimum reached
 // after 8/16/32/64 measurements, and the wall time it would have cost live (compile and run, from
 // the recorded measurements) and did cost here (model and search). The cost model is pre-trained
@@ -11,12 +11,14 @@
 // other workloads on this target as a reuse database (priors: the schedules best on average over
 // them; nearest_reuse: the best of the nearest workloads). Ends with one JSON line.
 import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { type CostModel, backendInfo, kendallTau, loadTf, topKRecall } from '../tune/cost-model.js';
 import { featurize } from '../tune/features.js';
 import { LocalMeasurer, type Measurer, type Target } from '../tune/measurer.js';
 import { MODEL_DIR, PRETRAINED_PATH, REPLAY_DIR, catalogOf, pretrain } from '../tune/pretrain.js';
 import type { TuneRecord } from '../tune/records.js';
 import { ReplayMeasurer, type ReplaySpace, loadReplayDir, replayRecords } from '../tune/replay.js';
+import { formatSpaceStats, spaceStats } from '../tune/space-stats.js';
 import { autotvm, gridSearch, randomSearch } from '../tune/strategies/baselines.js';
 import { diffuse } from '../tune/strategies/diffusion.js';
 import { guided } from '../tune/strategies/guided.js';
@@ -26,13 +28,18 @@ import { type Context, type Outcome, type Strategy, type Task, type Timing, type
 const THRESHOLDS = [0.9, 0.95, 0.99] as const;
 const CHECKPOINTS = [8, 16, 32, 64] as const;
 
-interface Args { live: boolean; seeds: number; ablationSeeds: number; kernels: string[] | null; quick: boolean }
+interface Args { live: boolean; seeds: number; ablationSeeds: number; kernels: string[] | null; quick: boolean; spacesOnly: boolean; replay: string; liveOnly: boolean; liveKernels: string[] | null; cap: number }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { live: false, seeds: 30, ablationSeeds: 10, kernels: null, quick: false };
+  const a: Args = { live: false, seeds: 30, ablationSeeds: 10, kernels: null, quick: false, spacesOnly: false, replay: REPLAY_DIR, liveOnly: false, liveKernels: null, cap: Infinity };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--live') a.live = true;
     else if (argv[i] === '--quick') a.quick = true;
+    else if (argv[i] === '--spaces') a.spacesOnly = true;
+    else if (argv[i] === '--replay') a.replay = argv[++i];
+    else if (argv[i] === '--live-only') a.live = a.liveOnly = true;
+    else if (argv[i] === '--live-kernels') a.liveKernels = argv[++i].split(',');
+    else if (argv[i] === '--cap') a.cap = Number(argv[++i]);
     else if (argv[i] === '--seeds') a.seeds = Number(argv[++i]);
     else if (argv[i] === '--ablation-seeds') a.ablationSeeds = Number(argv[++i]);
     else if (argv[i] === '--kernels') a.kernels = argv[++i].split(',');
@@ -65,6 +72,17 @@ function fractionAfter(trials: Trial[], best: number, n: number): number {
   return Number.isFinite(cur) ? best / cur : 0;
 }
 
+/**
+ * Where a replayed run may stop without changing any figure: at the optimum, or once it holds 99%
+ * of it and has made the last checkpoint's measurements (n90/95/99 and @8..64 are then final).
+ * The same rule for every strategy.
+ */
+export function doneAt(trials: Trial[], best: number): boolean {
+  let cur = Infinity;
+  for (const t of trials) if (t.status === 'ok' && t.median_s !== null) cur = Math.min(cur, t.median_s);
+  return cur <= best || (best / cur >= 0.99 - 1e-12 && trials.length >= CHECKPOINTS[CHECKPOINTS.length - 1]);
+}
+
 interface RunStat { n: Record<string, number>; after: Record<number, number>; timing: Timing; measurements: number }
 
 class Tally {
@@ -90,15 +108,18 @@ class Tally {
   }
 }
 
+/** Where outcomes go: a tally, or several. */
+interface Sink { add: Tally['add'] }
+
 interface Fold { model: CostModel; cached: boolean; seconds: number }
 
-async function pretrainFolds(spaces: ReplaySpace[], folds: number, targets: Map<string, Target>): Promise<Fold[]> {
+async function pretrainFolds(spaces: ReplaySpace[], folds: number, targets: Map<string, Target>, modelDir: string): Promise<Fold[]> {
   const catalog = catalogOf(spaces);
   const out: Fold[] = [];
-  mkdirSync(MODEL_DIR, { recursive: true });
+  mkdirSync(modelDir, { recursive: true });
   for (let f = 0; f < folds; f++) {
     const recs = spaces.flatMap((s) => replayRecords(s, (_w, i) => i !== f));
-    out.push(await pretrain(catalog, recs, targets, { cachePath: `${MODEL_DIR}/fold-${f}.json`, seed: 0 }));
+    out.push(await pretrain(catalog, recs, targets, { cachePath: `${modelDir}/fold-${f}.json`, seed: 0 }));
   }
   return out;
 }
@@ -138,16 +159,19 @@ function variants(): Variant[] {
   ];
 }
 
-async function runReplay(spaces: ReplaySpace[], folds: Fold[], seeds: number, ablationSeeds: number, tally: Tally): Promise<void> {
+/** `maxRun`: measurements a replayed run may make (--cap; the whole space by default); nXX beyond it is reported as cap + 1. */
+async function runReplay(spaces: ReplaySpace[], folds: Fold[], seeds: number, ablationSeeds: number, tally: Tally, maxRun: number): Promise<void> {
   const measurer = new ReplayMeasurer(spaces);
   const vs = variants();
   for (const s of spaces) {
+    const kernelTally = new Tally(); // this kernel's alone, printed as soon as it is done
+    const both: Sink = { add: (...a) => { tally.add(...a); kernelTally.add(...a); } };
     const tasks: Task[] = s.workloads.map((w) => ({ kernel: s.kernel, workload: w.workload, space: s.space, target: s.target }));
     for (let wi = 0; wi < s.workloads.length; wi++) {
       const w = s.workloads[wi];
-      const cap = s.space.enumerate(w.workload).length;
+      const cap = Math.min(maxRun, s.space.enumerate(w.workload).length);
       const reuse = replayRecords(s, (_x, i) => i !== wi);
-      const stop = (trials: Trial[]) => trials.some((t) => t.status === 'ok' && t.median_s !== null && t.median_s <= w.best_s);
+      const stop = (trials: Trial[]) => doneAt(trials, w.best_s);
       let grid: Outcome | null = null; // grid search is deterministic: one run stands for every seed
       for (let seed = 0; seed < seeds; seed++) {
         for (const v of vs) {
@@ -155,36 +179,39 @@ async function runReplay(spaces: ReplaySpace[], folds: Fold[], seeds: number, ab
           const ctx: Context = { measurer, budget: cap, seed: seed * 7919 + wi, stop, ...v.ctx(folds[wi % folds.length], reuse, tasks[wi]) };
           const o: Outcome = v.name === 'grid' && grid ? grid : await v.strategy.run(tasks[wi], ctx);
           if (v.name === 'grid') grid = o;
-          tally.add(v.name, o, w.best_s, cap);
+          both.add(v.name, o, w.best_s, cap);
         }
       }
     }
-    await runDiffusion(s, tasks, folds, ablationSeeds, measurer, tally);
-    process.stderr.write(`  ${s.kernel}: done\n`);
+    await runDiffusion(s, tasks, folds, ablationSeeds, measurer, both, maxRun);
+    const n95 = ['random', 'autotvm64', 'autotvm8', 'ours', 'ours_with_reuse', 'diffusion'].map((n) => `${n} ${fmt(kernelTally.summary(n).n95)}`);
+    process.stdout.write(`  ${s.kernel}: n95 ${n95.join(', ')}\n`);
   }
 }
 
 /** Diffusion over a kernel's workloads: the representative tuned with 16 measurements, the rest from its priors. */
-async function runDiffusion(s: ReplaySpace, tasks: Task[], folds: Fold[], seeds: number, measurer: Measurer, tally: Tally): Promise<void> {
+async function runDiffusion(s: ReplaySpace, tasks: Task[], folds: Fold[], seeds: number, measurer: Measurer, tally: Sink, maxRun: number): Promise<void> {
   for (let seed = 0; seed < seeds; seed++) {
-    const stopFor = (i: number) => (trials: Trial[]) => trials.some((t) => t.status === 'ok' && t.median_s !== null && t.median_s <= s.workloads[i].best_s);
+    const stopFor = (i: number) => (trials: Trial[]) => doneAt(trials, s.workloads[i].best_s);
     const res = await diffuse(tasks, { measurer, budget: 64, seed: seed * 7919 }, {
       reps: 1, repBudget: 16, topK: 4,
-      contextFor: (i) => ({ model: folds[i % folds.length].model, stop: stopFor(i), budget: s.space.enumerate(tasks[i].workload).length, seed: seed * 7919 + i }),
+      contextFor: (i) => ({ model: folds[i % folds.length].model, stop: stopFor(i), budget: Math.min(maxRun, s.space.enumerate(tasks[i].workload).length), seed: seed * 7919 + i }),
     });
     res.outcomes.forEach((o, i) => {
-      const cap = s.space.enumerate(tasks[i].workload).length;
+      const cap = Math.min(maxRun, s.space.enumerate(tasks[i].workload).length);
       if (!res.representative[i]) tally.add('diffusion', o, s.workloads[i].best_s, cap);
       else tally.add('diffusion_representative', o, s.workloads[i].best_s, cap);
     });
   }
 }
 
-/** Live confirmation: guided against random on two kernels' first workload, 16 measurements each. */
-async function runLive(spaces: ReplaySpace[], folds: Fold[]): Promise<Record<string, unknown>[]> {
+/** Live confirmation: guided against random on two kernels' first workload (`--live-kernels`, else the first two), 16 measurements each. */
+async function runLive(spaces: ReplaySpace[], folds: Fold[], kernels: string[] | null): Promise<Record<string, unknown>[]> {
   const out: Record<string, unknown>[] = [];
-  const measurer = new LocalMeasurer({ repeats: 3, threads: 1 }); // one thread, as the replay data was taken
-  for (const s of spaces.slice(0, 2)) {
+  // one thread and CPU time, as the replay data was taken
+  const measurer = new LocalMeasurer({ repeats: 3, threads: 1, clock: 'cpu' });
+  const chosen = kernels ? spaces.filter((s) => kernels.includes(s.kernel)) : spaces.slice(0, 2);
+  for (const s of chosen) {
     const w = s.workloads[0];
     const task: Task = { kernel: s.kernel, workload: w.workload, space: s.space, target: s.target };
     for (const [name, strat, extra] of [['ours', guided(), { model: folds[0].model }], ['random', randomSearch, {}]] as const) {
@@ -220,43 +247,56 @@ function printTable(tally: Tally, names: string[]): void {
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   const t0 = performance.now();
-  let spaces = loadReplayDir(REPLAY_DIR);
+  let spaces = loadReplayDir(args.replay);
   if (args.kernels) spaces = spaces.filter((s) => args.kernels!.includes(s.kernel));
   if (!spaces.length) {
-    process.stderr.write(`no replay data in ${REPLAY_DIR}: run PYTHONPATH=native python3 -m adopt_harness.measure --exhaustive\n`);
+    process.stderr.write(`no replay data in ${args.replay}: run PYTHONPATH=native python3 -m adopt_harness.measure --exhaustive\n`);
     return 2;
   }
+  const stats = spaces.map(spaceStats);
+  process.stdout.write(`${formatSpaceStats(stats)}\n`);
+  if (args.spacesOnly) return 0;
   await loadTf();
   const seeds = args.quick ? 5 : args.seeds;
   const targets = new Map(spaces.map((s) => [s.target.key, s.target]));
   const foldCount = Math.max(...spaces.map((s) => s.workloads.length));
   process.stdout.write(`tuner benchmark: ${spaces.length} kernels x ${foldCount} workloads replayed (${spaces.map((s) => `${s.kernel} ${s.space.size}`).join(', ')} schedules), ${seeds} seeds; tfjs ${backendInfo().backend}${backendInfo().note ? ` (${backendInfo().note})` : ''}\n`);
   const tp = performance.now();
-  const folds = await pretrainFolds(spaces, foldCount, targets);
-  const full = await pretrain(catalogOf(spaces), spaces.flatMap((s) => replayRecords(s)), targets, { cachePath: PRETRAINED_PATH, seed: 0 });
-  process.stdout.write(`pre-training: ${folds.filter((f) => f.cached).length + (full.cached ? 1 : 0)}/${folds.length + 1} models loaded from ${MODEL_DIR}, the rest trained (${fmt((performance.now() - tp) / 1000, 1)} s)\n`);
+  // the shipped models are those of the shipped replay data; another replay directory keeps its own
+  const modelDir = resolve(args.replay) === resolve(REPLAY_DIR) ? MODEL_DIR : join(args.replay, 'model');
+  const folds = await pretrainFolds(spaces, foldCount, targets, modelDir);
+  const full = await pretrain(catalogOf(spaces), spaces.flatMap((s) => replayRecords(s)), targets,
+    { cachePath: modelDir === MODEL_DIR ? PRETRAINED_PATH : join(modelDir, 'pretrained.json'), seed: 0 });
+  process.stdout.write(`pre-training: ${folds.filter((f) => f.cached).length + (full.cached ? 1 : 0)}/${folds.length + 1} models loaded from ${modelDir}, the rest trained (${fmt((performance.now() - tp) / 1000, 1)} s)\n`);
   const ev = evaluateModel(spaces, folds);
   process.stdout.write(`cost model on held-out workloads: Kendall tau ${fmt(ev.tau, 3)}, top-5 recall ${fmt(ev.recall5, 3)} (mean over ${ev.per.length} kernel x workload)\n`);
   for (const s of spaces) {
     const p = ev.per.filter((x) => x.kernel === s.kernel);
     process.stdout.write(`  ${s.kernel.padEnd(22)} tau ${p.map((x) => fmt(x.tau, 2)).join(' ')}   recall@5 ${p.map((x) => fmt(x.recall5, 1)).join(' ')}\n`);
   }
+  if (args.liveOnly) {
+    const live = await runLive(spaces, folds, args.liveKernels);
+    for (const l of live) process.stdout.write(`live ${JSON.stringify(l)}\n`);
+    process.stdout.write(`${JSON.stringify({ bench: 'tuner', mode: 'live', live, seconds: (performance.now() - t0) / 1000 })}\n`);
+    return 0;
+  }
   const tally = new Tally();
   const ablationSeeds = Math.min(seeds, args.ablationSeeds);
-  await runReplay(spaces, folds, seeds, ablationSeeds, tally);
-  process.stdout.write(`(main comparison over ${seeds} seeds; diffusion and the ablations over ${ablationSeeds})\n`);
+  await runReplay(spaces, folds, seeds, ablationSeeds, tally, args.cap);
+  process.stdout.write(`(main comparison over ${seeds} seeds; diffusion and the ablations over ${ablationSeeds}${Number.isFinite(args.cap) ? `; runs capped at ${args.cap} measurements` : ''})\n`);
   const names = ['random', 'grid', 'autotvm64', 'autotvm8', 'ours', 'ours_with_reuse', 'nearest_reuse', 'diffusion', 'diffusion_representative', 'ablation_no_pretraining', 'ablation_no_finetuning'];
   printTable(tally, names);
   const n95 = Object.fromEntries(names.map((n) => [n, tally.summary(n).n95]));
   n95.exact_reuse = 0;
-  const live = args.live ? await runLive(spaces, folds) : null;
+  const live = args.live ? await runLive(spaces, folds, args.liveKernels) : null;
   if (live) for (const l of live) process.stdout.write(`live ${JSON.stringify(l)}\n`);
   const result = {
-    bench: 'tuner', mode: args.live ? 'replay+live' : 'replay', seeds, kernels: spaces.map((s) => s.kernel), n95,
+    bench: 'tuner', mode: args.live ? 'replay+live' : 'replay', seeds, cap: Number.isFinite(args.cap) ? args.cap : null, kernels: spaces.map((s) => s.kernel), n95,
     random_over_ours: n95.random / n95.ours,
     autotvm_over_ours: Math.min(n95.autotvm64, n95.autotvm8) / n95.ours,
     autotvm64_over_ours: n95.autotvm64 / n95.ours, autotvm8_over_ours: n95.autotvm8 / n95.ours,
     random_over_ours_with_reuse: n95.random / n95.ours_with_reuse,
+    share95: Object.fromEntries(stats.map((st) => [st.kernel, median(st.workloads.map((w) => w.share['0.95']))])),
     kendall_tau: ev.tau, top5_recall: ev.recall5, backend: backendInfo().backend, seconds: (performance.now() - t0) / 1000, live,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);

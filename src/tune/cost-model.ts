@@ -48,6 +48,9 @@ export interface TrainOptions {
   lr?: number;
   /** Groups per step (each step's pairs are all the ordered pairs within its groups). */
   groupsPerStep?: number;
+  /** Rows sampled from each group per step (all when unset): keeps the N x N pair mask of a
+   *  step small on spaces of hundreds of schedules. */
+  rowsPerGroup?: number;
   seed?: number;
 }
 
@@ -168,11 +171,14 @@ export class CostModel {
       }
       return { X: tf.tensor2d(x, [n, F]), M: tf.tensor2d(m, [n, n]), total };
     };
-    if (usable.length <= per) fixed = build(usable);
+    const rows = opts.rowsPerGroup;
+    const sample = (g: Group): Group => sampleGroup(g, rows, rng);
+    const sampled = rows !== undefined && usable.some((g) => g.x.length > rows);
+    if (usable.length <= per && !sampled) fixed = build(usable);
     let last = NaN;
     try {
       for (let step = 0; step < (opts.steps ?? 200); step++) {
-        const batch = fixed ?? build(rng.shuffle([...usable]).slice(0, per));
+        const batch = fixed ?? build(rng.shuffle([...usable]).slice(0, per).map(sample));
         const loss = optimizer.minimize(() => {
           const s = this.forward(batch.X);
           const n = batch.X.shape[0];
@@ -188,6 +194,13 @@ export class CostModel {
     }
     return last;
   }
+}
+
+/** Up to `rows` rows of a group, drawn without replacement, each with its own label; the group itself when it is no larger. */
+export function sampleGroup(g: Group, rows: number | undefined, rng: Rng): Group {
+  if (!rows || g.x.length <= rows) return g;
+  const idx = rng.shuffle(g.x.map((_, i) => i)).slice(0, rows);
+  return { x: idx.map((i) => g.x[i]), y: idx.map((i) => g.y[i]) };
 }
 
 /** Kendall's tau-b between two score lists (1: same order, 0: unrelated, -1: reversed). */

@@ -5,6 +5,9 @@
 // - schedule: log2 of numeric parameters, a one-hot of categorical ones (by parameter name, shared
 //   across kernels, so what is learnt about `chunk` or `omp_kind` on one kernel carries to another),
 //   and log2 of each numeric parameter against the workload's leading size (work items per chunk);
+//   and a one-hot of every parameter value per kernel (`k:s.p=v`), so that the model can hold a
+//   kernel's own preferences (a sweet spot of a tile size, say) without building them from the
+//   shared columns;
 // - target: log2 of its cores and its vector-ISA flags.
 import type { Target } from './measurer.js';
 import type { Schedule, SpaceJson, Value, Workload } from './space.js';
@@ -32,6 +35,10 @@ export function leadingSize(w: Workload): number {
   return nums.length ? Math.max(...nums) : 1;
 }
 
+function kernelValue(kernel: string, param: string, value: Value): string {
+  return `${kernel}:s.${param}=${String(value)}`;
+}
+
 /** Feature names for every kernel of a catalog, in a stable order. */
 export function featureNames(catalog: Catalog): string[] {
   const names = new Set<string>();
@@ -45,6 +52,7 @@ export function featureNames(catalog: Catalog): string[] {
       else names.add(`w.${f}`);
     }
     for (const [p, values] of Object.entries(shape.space.params)) {
+      for (const v of values) names.add(kernelValue(k, p, v));
       if (values.every((v) => typeof v === 'number')) {
         names.add(`s.${p}`);
         names.add(`s.${p}/lead`);
@@ -77,6 +85,7 @@ export function featureMap(kernel: string, workload: Workload, schedule: Schedul
   m.set(`dtype=${String(workload.dtype ?? 'float32')}`, 1);
   const lead = leadingSize(workload);
   for (const [p, v] of Object.entries(schedule)) {
+    m.set(kernelValue(kernel, p, v), 1);
     if (typeof v === 'number') {
       m.set(`s.${p}`, log2p(v) / 16);
       m.set(`s.${p}/lead`, (Math.log2(Math.max(lead, 1)) - Math.log2(Math.max(v, 1))) / 16);

@@ -13,6 +13,8 @@ export interface Result {
   median_s: number | null;
   /** Seconds spent compiling this schedule (0 when the library was cached). */
   compile_s: number;
+  /** The build it needs, where the measurer knows it: a search pays compile_s once per build. */
+  build?: string;
   /** Seconds spent running it (warm-up, check and repeats), as far as the measurer knows. */
   run_s: number;
   error?: string | null;
@@ -56,6 +58,9 @@ export interface LocalOptions {
   warmup?: number;
   timeoutS?: number;
   threads?: number;
+  /** What a run's time is: 'wall' (latency, the default) or 'cpu' (the process's CPU time: at one
+   *  thread the run's own time, without what other processes on a loaded machine took). */
+  clock?: 'wall' | 'cpu';
   seed?: number;
   /** Python modules the worker imports first (tests register fake kernels this way). */
   imports?: string[];
@@ -90,7 +95,7 @@ export class LocalMeasurer implements Measurer {
     const o = this.opts;
     const warmup = o.warmup ?? 1;
     const full = {
-      ...req, warmup, repeats: o.repeats ?? 5, timeout_s: o.timeoutS ?? 30, threads: o.threads ?? null, seed: o.seed ?? 0, imports: o.imports ?? [],
+      ...req, warmup, repeats: o.repeats ?? 5, timeout_s: o.timeoutS ?? 30, threads: o.threads ?? null, clock: o.clock ?? 'wall', seed: o.seed ?? 0, imports: o.imports ?? [],
     };
     const n = (req.schedules as unknown[]).length;
     const limitMs = ((o.timeoutS ?? 30) * (n + 2) + 300) * 1000;

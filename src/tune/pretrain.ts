@@ -63,12 +63,14 @@ export interface PretrainOptions {
 }
 
 export const PRETRAIN_STEPS = 150;
+/** Schedules of a group per pre-training step (a sample, drawn afresh each step). */
+export const PRETRAIN_ROWS = 48;
 
 /** A model trained on `records`; loaded from `cachePath` instead when that was trained on the same data. */
 export async function pretrain(catalog: Catalog, records: TuneRecord[], targets: Map<string, Target>, opts: PretrainOptions = {}): Promise<{ model: CostModel; cached: boolean; seconds: number }> {
   const t0 = performance.now();
   const names = featureNames(catalog);
-  const hash = dataHash(records, `${names.join(',')}|${opts.steps ?? PRETRAIN_STEPS}|${(opts.hidden ?? [64, 32]).join('x')}|${opts.seed ?? 0}`);
+  const hash = dataHash(records, `${names.join(',')}|${opts.steps ?? PRETRAIN_STEPS}|${(opts.hidden ?? [64, 32]).join('x')}|${opts.seed ?? 0}|${PRETRAIN_ROWS}`);
   if (opts.cachePath) {
     try {
       const m = await CostModel.load(opts.cachePath);
@@ -78,7 +80,7 @@ export async function pretrain(catalog: Catalog, records: TuneRecord[], targets:
   }
   const model = await CostModel.create(names, opts.hidden ?? [64, 32], opts.seed ?? 0);
   const groups = groupsOf(names, records, targets);
-  const loss = model.train(groups, { steps: opts.steps ?? PRETRAIN_STEPS, lr: 3e-3, groupsPerStep: 8, seed: opts.seed ?? 0 });
+  const loss = model.train(groups, { steps: opts.steps ?? PRETRAIN_STEPS, lr: 3e-3, groupsPerStep: 8, rowsPerGroup: PRETRAIN_ROWS, seed: opts.seed ?? 0 });
   model.meta = { data_hash: hash, records: records.length, groups: groups.length, loss, trained_at: new Date().toISOString() };
   if (opts.cachePath) model.save(opts.cachePath);
   return { model, cached: false, seconds: (performance.now() - t0) / 1000 };

@@ -41,6 +41,7 @@ export interface ReplaySpace {
   target: Target;
   templateHash: string;
   space: Space;
+  /** Compile seconds per build key (Space.buildKey). */
   compile: Map<string, number>;
   workloads: ReplayWorkload[];
   path?: string;
@@ -48,14 +49,19 @@ export interface ReplaySpace {
 
 export function fromReplayFile(f: ReplayFile, path?: string): ReplaySpace {
   if (f.format !== 'adopt-replay/1') throw new Error(`${path ?? 'replay data'}: not a replay file (format ${String(f.format)})`);
+  // compile seconds per build (schedules that differ only in their OpenMP schedule share one)
+  const space = Space.fromJson(f.space);
   const compile = new Map<string, number>();
-  for (const [k, v] of Object.entries(f.compile_s ?? {})) compile.set(scheduleKey(JSON.parse(k) as Schedule), v.cached ? 0 : v.seconds);
+  for (const [k, v] of Object.entries(f.compile_s ?? {})) {
+    const build = space.buildKey(JSON.parse(k) as Schedule);
+    compile.set(build, Math.max(compile.get(build) ?? 0, v.cached ? 0 : v.seconds));
+  }
   const workloads = f.workloads.map((w) => {
     const results = new Map(w.results.map((r) => [scheduleKey(r.schedule), r]));
     const oks = w.results.filter((r) => r.status === 'ok' && r.median_s !== null).map((r) => r.median_s as number);
     return { workload: w.workload, results, best_s: oks.length ? Math.min(...oks) : NaN };
   });
-  return { kernel: f.kernel, target: f.target, templateHash: f.template_hash, space: Space.fromJson(f.space), compile, workloads, path };
+  return { kernel: f.kernel, target: f.target, templateHash: f.template_hash, space, compile, workloads, path };
 }
 
 export function loadReplayDir(dir: string): ReplaySpace[] {
@@ -89,7 +95,8 @@ export class ReplayMeasurer implements Measurer {
       const e = w.results.get(scheduleKey(s));
       if (!e) return { schedule: s, status: 'crash', median_s: null, compile_s: 0, run_s: 0, error: 'not in the replay data' };
       const run = (e.times_s ?? []).reduce((a, b) => a + b, 0) + (e.median_s ?? 0);
-      return { schedule: s, status: e.status, median_s: e.status === 'ok' ? e.median_s : null, compile_s: space.compile.get(scheduleKey(s)) ?? 0, run_s: run, error: e.error ?? null };
+      const build = space.space.buildKey(s);
+      return { schedule: s, status: e.status, median_s: e.status === 'ok' ? e.median_s : null, compile_s: space.compile.get(build) ?? 0, build, run_s: run, error: e.error ?? null };
     });
     return { results, templateHash: space.templateHash, target: space.target };
   }

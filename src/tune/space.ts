@@ -15,6 +15,8 @@ export interface SpaceJson {
   params: Record<string, Value[]>;
   default: Schedule;
   constraints: string[];
+  /** The parameters applied at call time as the OpenMP schedule ({kind, chunk}); one build serves all their values. */
+  omp?: { kind?: string; chunk?: string };
 }
 
 export interface KernelInfo {
@@ -163,7 +165,8 @@ export function checkConstraint(text: string, env: Record<string, Value>): boole
 export class Space {
   readonly names: string[];
 
-  constructor(readonly params: Record<string, Value[]>, readonly defaults: Schedule, readonly constraints: string[] = []) {
+  constructor(readonly params: Record<string, Value[]>, readonly defaults: Schedule, readonly constraints: string[] = [],
+    readonly omp: { kind?: string; chunk?: string } = {}) {
     this.names = Object.keys(params);
     for (const [k, v] of Object.entries(defaults)) {
       if (!params[k]?.includes(v)) throw new Error(`default ${k}=${v} is not among ${JSON.stringify(params[k])}`);
@@ -171,11 +174,17 @@ export class Space {
   }
 
   static fromJson(j: SpaceJson): Space {
-    return new Space(j.params, j.default, j.constraints ?? []);
+    return new Space(j.params, j.default, j.constraints ?? [], j.omp ?? {});
   }
 
   toJson(): SpaceJson {
-    return { params: this.params, default: this.defaults, constraints: this.constraints };
+    return { params: this.params, default: this.defaults, constraints: this.constraints, ...(Object.keys(this.omp).length ? { omp: this.omp } : {}) };
+  }
+
+  /** What a schedule needs built: its parameters less the call-time OpenMP ones (schedules with one build key share a compile). */
+  buildKey(s: Schedule): string {
+    const runtime = new Set(Object.values(this.omp));
+    return scheduleKey(Object.fromEntries(Object.entries(s).filter(([k]) => !runtime.has(k))));
   }
 
   get size(): number {

@@ -1,8 +1,8 @@
 // The tfjs cost model learns the order of a synthetic monotone space on held-out workloads
 // (Kendall tau > 0.5), and a model trained on shuffled labels does not (negative control).
 import { describe, expect, it } from 'vitest';
-import { CostModel, type Group, kendallTau, topKRecall } from '../../src/tune/cost-model.js';
-import { featureNames, featurize } from '../../src/tune/features.js';
+import { CostModel, type Group, kendallTau, sampleGroup, topKRecall } from '../../src/tune/cost-model.js';
+import { featureMap, featureNames, featurize } from '../../src/tune/features.js';
 import { Rng } from '../../src/tune/rng.js';
 import { Space } from '../../src/tune/space.js';
 
@@ -47,6 +47,27 @@ describe('cost model', () => {
     a.forEach((v, i) => expect(b[i]).toBeCloseTo(v, 4));
     for (const m of [model, again]) m.dispose();
   }, 60_000);
+
+  it('learns the order from a few rows of each group per step', async () => {
+    const g = group(1024);
+    const part = sampleGroup(g, 5, new Rng(3));
+    expect(part.x).toHaveLength(5);
+    // each sampled row keeps its own label, and no row is drawn twice
+    part.x.forEach((row, i) => expect(part.y[i]).toBe(g.y[g.x.indexOf(row)]));
+    expect(new Set(part.x).size).toBe(5);
+    expect(sampleGroup(g, 1000, new Rng(3))).toBe(g);
+    const model = await CostModel.create(names, [32, 16], 1);
+    model.train([256, 512, 2048, 4096].map((r) => group(r)), { steps: 120, lr: 5e-3, rowsPerGroup: 6 });
+    const test = group(1024);
+    expect(kendallTau(model.predict(test.x), test.y)).toBeGreaterThan(0.5);
+    model.dispose();
+  }, 60_000);
+
+  it("gives each kernel's parameter values columns of their own", () => {
+    expect(names).toEqual(expect.arrayContaining(['mono:s.tile=8', 'mono:s.kind=dynamic', 'mono:s.vec=256']));
+    const m = featureMap('mono', { rows: 64, dtype: 'float32' }, { tile: 8, vec: 128, kind: 'static' });
+    expect([m.get('mono:s.tile=8'), m.get('mono:s.vec=128'), m.get('mono:s.kind=static'), m.get('mono:s.tile=4')]).toEqual([1, 1, 1, undefined]);
+  });
 
   it('computes Kendall tau and top-k recall', () => {
     expect(kendallTau([1, 2, 3, 4], [10, 20, 30, 40])).toBe(1);

@@ -74,7 +74,7 @@ extern "C" void adam_step(const int64_t* params, const int64_t* grads, const int
   first_chunk[0] = 0;
   for (int64_t t = 0; t < n; ++t) first_chunk[t + 1] = first_chunk[t] + (sizes[t] + CHUNK - 1) / CHUNK;
   const int64_t total = first_chunk[n];
-  #pragma omp parallel for schedule($omp_kind, 1) num_threads(nthreads)
+  #pragma omp parallel for schedule(runtime) num_threads(nthreads)
   for (int64_t c = 0; c < total; ++c) {
     const int64_t t = std::upper_bound(first_chunk, first_chunk + n + 1, c) - first_chunk - 1;
     const int64_t begin = (c - first_chunk[t]) * (int64_t)CHUNK;
@@ -94,10 +94,12 @@ SPACE = Space(
     params={
         "chunk": (4096, 16384, 65536, 262144),
         "vec_bits": (128, 256),
-        "unroll": (1, 2, 4),
-        "omp_kind": ("static", "dynamic"),
+        "unroll": (1, 2, 4, 8),
+        "omp_kind": ("static", "dynamic", "guided"),
+        "omp_chunk": (1, 2, 4, 8),
     },
-    default={"chunk": 65536, "vec_bits": 256, "unroll": 2, "omp_kind": "static"},
+    default={"chunk": 65536, "vec_bits": 256, "unroll": 2, "omp_kind": "static", "omp_chunk": 1},
+    omp={"kind": "omp_kind", "chunk": "omp_chunk"},
 )
 
 MODES = {"none": 0, "l2": 1, "decoupled": 2}

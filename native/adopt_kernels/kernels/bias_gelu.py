@@ -231,7 +231,7 @@ static inline Tile tile(int64_t rows, int64_t n, int64_t t) {
 
 template <bool TANH>
 static void fwd_all(const scalar_t* h0, const scalar_t* b, scalar_t* y, int64_t rows, int64_t n, int nthreads) {
-  #pragma omp parallel for schedule($omp_kind) num_threads(nthreads)
+  #pragma omp parallel for schedule(runtime) num_threads(nthreads)
   for (int64_t t = 0; t < tiles(rows, n); ++t) {
     const Tile k = tile(rows, n, t);
     for (int64_t r = k.r0; r < k.r1; ++r) fwd_span<TANH>(h0 + r * n, b, y + r * n, k.j0, k.j1);
@@ -244,7 +244,7 @@ static void bwd_all(const scalar_t* h0, const scalar_t* b, const scalar_t* dy, s
   #pragma omp parallel num_threads(nthreads)
   {
     float* dbp = db_partial + (int64_t)omp_get_thread_num() * n;
-    #pragma omp for schedule($omp_kind)
+    #pragma omp for schedule(runtime)
     for (int64_t t = 0; t < tiles(rows, n); ++t) {
       const Tile k = tile(rows, n, t);
       for (int64_t r = k.r0; r < k.r1; ++r) bwd_span<TANH>(h0 + r * n, b, dy + r * n, dh + r * n, dbp, k.j0, k.j1);
@@ -292,10 +292,12 @@ SPACE = Space(
         "cblock": (256, 1024, 4096),
         "rchunk": (1, 4, 16),
         "vec_bits": (128, 256),
-        "unroll": (1, 2, 4),
-        "omp_kind": ("static", "dynamic"),
+        "unroll": (1, 2, 4, 8),
+        "omp_kind": ("static", "dynamic", "guided"),
+        "omp_chunk": (1, 4, 16),
     },
-    default={"cblock": 1024, "rchunk": 4, "vec_bits": 256, "unroll": 4, "omp_kind": "static"},
+    default={"cblock": 1024, "rchunk": 4, "vec_bits": 256, "unroll": 4, "omp_kind": "static", "omp_chunk": 1},
+    omp={"kind": "omp_kind", "chunk": "omp_chunk"},
 )
 
 

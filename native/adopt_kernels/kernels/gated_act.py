@@ -144,7 +144,7 @@ template <int ACT>
 static void gated_fwd(const scalar_t* g, int64_t ldg, const scalar_t* u, int64_t ldu, scalar_t* y,
                       int64_t rows, int64_t n, int nthreads) {
   const int64_t nb = (n + BLOCK - 1) / BLOCK;
-  #pragma omp parallel for schedule($omp_kind, $chunk) num_threads(nthreads)
+  #pragma omp parallel for schedule(runtime) num_threads(nthreads)
   for (int64_t t = 0; t < rows * nb; ++t) {
     const int64_t r = t / nb, j0 = (t % nb) * BLOCK, j1 = std::min(n, j0 + BLOCK);
     const scalar_t* gr = g + r * ldg;
@@ -163,7 +163,7 @@ template <int ACT>
 static void gated_bwd(const scalar_t* g, int64_t ldg, const scalar_t* u, int64_t ldu, const scalar_t* dy,
                       scalar_t* dg, int64_t lddg, scalar_t* du, int64_t lddu, int64_t rows, int64_t n, int nthreads) {
   const int64_t nb = (n + BLOCK - 1) / BLOCK;
-  #pragma omp parallel for schedule($omp_kind, $chunk) num_threads(nthreads)
+  #pragma omp parallel for schedule(runtime) num_threads(nthreads)
   for (int64_t t = 0; t < rows * nb; ++t) {
     const int64_t r = t / nb, j0 = (t % nb) * BLOCK, j1 = std::min(n, j0 + BLOCK);
     const scalar_t* gr = g + r * ldg;
@@ -198,13 +198,14 @@ GATED_ENTRY(gelu_tanh, GELU_TANH)
 
 SPACE = Space(
     params={
-        "chunk": (1, 4, 16),
+        "chunk": (1, 2, 4, 8, 16, 64),
         "block": (512, 2048, 8192),
         "vec_bits": (128, 256),
-        "unroll": (1, 2, 4),
-        "omp_kind": ("static", "dynamic"),
+        "unroll": (1, 2, 4, 8),
+        "omp_kind": ("static", "dynamic", "guided"),
     },
     default={"chunk": 4, "block": 2048, "vec_bits": 256, "unroll": 2, "omp_kind": "static"},
+    omp={"kind": "omp_kind", "chunk": "chunk"},
 )
 
 

@@ -116,7 +116,7 @@ static inline void row_keep(float* m, int64_t r, int64_t n, const PhiloxKeys& ke
 TEMPLATE = r"""
 #pragma GCC target("prefer-vector-width=$vec_bits")
 typedef $scalar_t scalar_t;
-#define OMP_SCHED schedule($omp_kind, $chunk)
+#define OMP_SCHED schedule(runtime)  // kind and chunk set at each call (Space.omp)
 #define TWO_PASS $two_pass
 static const bool IS_BF16 = sizeof(scalar_t) == 2;
 $philox
@@ -316,13 +316,14 @@ extern "C" void ln_dropout_keep(float* out, int64_t rows, int64_t n, uint64_t se
 
 SPACE = Space(
     params={
-        "chunk": (1, 4, 16, 64),
+        "chunk": (1, 2, 4, 8, 16, 32, 64, 128),
         "vec_bits": (128, 256),
-        "unroll": (1, 2, 4),
+        "unroll": (1, 2, 4, 8),
         "stats": ("onepass", "twopass"),
-        "omp_kind": ("static", "dynamic"),
+        "omp_kind": ("static", "dynamic", "guided"),
     },
     default={"chunk": 4, "vec_bits": 256, "unroll": 2, "stats": "twopass", "omp_kind": "static"},
+    omp={"kind": "omp_kind", "chunk": "chunk"},
 )
 
 

@@ -18,7 +18,7 @@ from ._common import TORCH_DTYPE, assert_matches, render, rows_view
 TEMPLATE = r"""
 #pragma GCC target("prefer-vector-width=$vec_bits")
 typedef $scalar_t scalar_t;
-#define OMP_SCHED schedule($omp_kind, $chunk)
+#define OMP_SCHED schedule(runtime)  // kind and chunk set at each call (Space.omp)
 
 extern "C" void rms_norm_fwd(const scalar_t* x, const scalar_t* w, scalar_t* y, float* rstd_out,
                              int64_t rows, int64_t n, float eps, float offset, int nthreads) {
@@ -80,8 +80,10 @@ extern "C" void rms_norm_bwd(const scalar_t* x, const scalar_t* w, const scalar_
 """
 
 SPACE = Space(
-    params={"chunk": (1, 4, 16, 64), "vec_bits": (128, 256), "unroll": (1, 2, 4), "omp_kind": ("static", "dynamic")},
+    params={"chunk": (1, 2, 4, 8, 16, 32, 64, 128), "vec_bits": (128, 256), "unroll": (1, 2, 4, 8),
+            "omp_kind": ("static", "dynamic", "guided")},
     default={"chunk": 16, "vec_bits": 256, "unroll": 2, "omp_kind": "static"},
+    omp={"kind": "omp_kind", "chunk": "chunk"},
 )
 
 

@@ -77,7 +77,7 @@ TEMPLATE = r"""
 #include <cstdlib>
 $helpers
 typedef $scalar_t scalar_t;
-#define OMP_SCHED schedule($omp_kind, $chunk)
+#define OMP_SCHED schedule(runtime)  // kind and chunk set at each call (Space.omp)
 
 // The scores of one row into z: x * scale, plus the additive mask, -inf where the boolean mask
 // drops a key or the key lies past the causal limit ``lim``. Returns the row's maximum.
@@ -185,8 +185,10 @@ extern "C" void softmax_bwd(const scalar_t* y, const scalar_t* dy, const uint8_t
 """
 
 SPACE = Space(
-    params={"chunk": (1, 4, 16, 64), "vec_bits": (128, 256), "unroll": (1, 2, 4), "omp_kind": ("static", "dynamic")},
+    params={"chunk": (1, 2, 4, 8, 16, 32, 64, 128), "vec_bits": (128, 256), "unroll": (1, 2, 4, 8),
+            "omp_kind": ("static", "dynamic", "guided")},
     default={"chunk": 4, "vec_bits": 256, "unroll": 2, "omp_kind": "static"},
+    omp={"kind": "omp_kind", "chunk": "chunk"},
 )
 
 

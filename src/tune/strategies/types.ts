@@ -105,6 +105,7 @@ export async function searchLoop(name: string, task: Task, ctx: Context,
     remaining() { return this.candidates.filter((c) => !this.measured.has(scheduleKey(c))); },
   };
   await timed(timing, 'search_s', () => { state.candidates = task.space.enumerate(task.workload); });
+  const built = new Set<string>(); // builds this search has paid for
   while (state.trials.length < ctx.budget && state.measured.size < state.candidates.length && !ctx.stop?.(state.trials)) {
     const n = Math.min(batchSize, ctx.budget - state.trials.length);
     const before = timing.model_s;
@@ -123,10 +124,12 @@ export async function searchLoop(name: string, task: Task, ctx: Context,
     if (!batch.length) break;
     const result = await ctx.measurer.measure(task.kernel, task.workload, batch);
     for (const r of result.results) {
-      const t: Trial = { schedule: r.schedule, status: r.status, median_s: r.median_s, compile_s: r.compile_s, run_s: r.run_s };
+      const compile = r.build === undefined || !built.has(r.build) ? r.compile_s : 0;
+      if (r.build !== undefined) built.add(r.build);
+      const t: Trial = { schedule: r.schedule, status: r.status, median_s: r.median_s, compile_s: compile, run_s: r.run_s };
       state.measured.add(scheduleKey(r.schedule));
       state.trials.push(t);
-      timing.compile_s += r.compile_s;
+      timing.compile_s += compile;
       timing.run_s += r.run_s;
       ctx.onTrial?.(t, state.trials.length - 1);
     }

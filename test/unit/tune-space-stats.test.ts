@@ -1,0 +1,42 @@
+// The replayed spaces' statistics: the share of schedules near the optimum and how much each
+// parameter matters, on a space whose times are built from its parameters.
+import { describe, expect, it } from 'vitest';
+import { type ReplayFile, fromReplayFile } from '../../src/tune/replay.js';
+import { formatSpaceStats, spaceStats } from '../../src/tune/space-stats.js';
+import { Space } from '../../src/tune/space.js';
+
+const SPACE = new Space({ unroll: [1, 2, 4, 8], kind: ['static', 'dynamic'] }, { unroll: 1, kind: 'static' });
+// unroll costs 0, 1, 5 and 40% over the optimum; dynamic 3% more; unroll 8 dynamic fails
+const COST: Record<number, number> = { 1: 1.4, 2: 1.0, 4: 1.01, 8: 1.05 };
+
+function file(): ReplayFile {
+  return {
+    format: 'adopt-replay/1', kernel: 'k', target: { key: 't', device: 'cpu' }, template_hash: 'h', space: SPACE.toJson(),
+    workloads: [{
+      workload: { rows: 8 },
+      results: SPACE.enumerate({}).map((s) => (s.unroll === 8 && s.kind === 'dynamic'
+        ? { schedule: s, status: 'crash' as const, median_s: null }
+        : { schedule: s, status: 'ok' as const, median_s: COST[s.unroll as number] * (s.kind === 'dynamic' ? 1.03 : 1) })),
+    }],
+  };
+}
+
+describe('spaceStats', () => {
+  const st = spaceStats(fromReplayFile(file()));
+
+  it('counts the ok schedules within each fraction of the optimum', () => {
+    const w = st.workloads[0];
+    expect([w.points, w.ok]).toEqual([8, 7]);
+    // times over the optimum: 1, 1.01, 1.03, 1.0403, 1.05 within 95%; 1.4, 1.442 not
+    expect(w.share['0.95']).toBeCloseTo(5 / 7);
+    expect(w.share['0.99']).toBeCloseTo(2 / 7);
+    expect(w.share['0.9']).toBeCloseTo(5 / 7);
+    expect(w.range).toBeCloseTo(1.4 * 1.03);
+  });
+
+  it('ranks unroll, which moves times by 40%, above the kind, which moves them by 3%', () => {
+    expect(st.spread.unroll).toBeGreaterThan(0.4);
+    expect(st.spread.kind).toBeLessThan(0.1);
+    expect(formatSpaceStats([st])).toMatch(/parameters by spread of mean log2 time: unroll [0-9.]+, kind/);
+  });
+});
