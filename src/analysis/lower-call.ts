@@ -5,6 +5,7 @@ import type { SyntaxNode } from '../parse/python.js';
 import { posAt } from '../parse/source.js';
 import { BUILTINS, CAST_METHODS, KW_RENAMES, OP_NAMESPACES, POSITIONAL_TO_KW, TENSOR_METHODS, canonicalName, isDtypeName } from './canon.js';
 import { typeName, type ClassInfo } from './classes.js';
+import { layerClassOf, sequentialArgs } from './layer-class.js';
 import { ExprLowerer } from './lower-expr.js';
 import { LIMITS, NONE, decoratorsOf, exprText, isStaticMethod, isTorchScript, num, shortName, type Flow, type Val } from './lower-support.js';
 import { clip, notComment, staticExpr } from './static.js';
@@ -29,7 +30,8 @@ export abstract class CallLowerer extends ExprLowerer {
   protected sequentialItems(a: ClassInfo['attrs'][number]): { callee: string; span: Span }[] | undefined {
     const cls = this.frame.selfCls!;
     if (a.value.k !== 'call' || !/(^|\.)Sequential$/.test(a.value.callee) || a.value.kw.length || !a.value.args.length) return undefined;
-    if (!a.value.args.every((x) => x.k === 'call' || (x.k === 'index' && x.base.k === 'name'))) return undefined;
+    const items = sequentialArgs(a.value.args);
+    if (!items.every((x) => x.k === 'call' || (x.k === 'index' && x.base.k === 'name'))) return undefined;
     const home = a.from ? this.classes.resolver.resolveQual(a.from) : undefined;
     const classFile = home?.k === 'class' ? this.resolver.symbolsOf(home.def.module)?.parsed.source.path : cls.syms.parsed.source.path;
     // a Sequential a factory function builds is edited where the factory builds it
@@ -38,7 +40,7 @@ export abstract class CallLowerer extends ExprLowerer {
     const span: Span = { ...(a.built ?? a.span) };
     delete span.file;
     if (file !== this.ownerPath) span.file = file;
-    return a.value.args.map((x) => ({ callee: typeName(x), span }));
+    return items.map((x) => ({ callee: layerClassOf(x, a.defaults) ?? typeName(x), span }));
   }
 
   /** nn.Sequential(a, b, c)(x) is c(b(a(x))): each element a module op, spanning its constructor

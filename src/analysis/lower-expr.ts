@@ -4,6 +4,7 @@ import type { Expr } from '../dsl/ir.js';
 import { sameNode, type SyntaxNode } from '../parse/python.js';
 import { BINARY_OPS, COMPARE_OPS, TENSOR_ATTRS, UNARY_OPS } from './canon.js';
 import { elementTypes, typeName } from './classes.js';
+import { layerClassOf } from './layer-class.js';
 import { LowererBase } from './lower-base.js';
 import { LIMITS, exprText, num, type Val } from './lower-support.js';
 import { clip, comparisonParts, literal, notComment, sliceExpr } from './static.js';
@@ -123,7 +124,7 @@ export abstract class ExprLowerer extends LowererBase {
     if (!cls) return undefined;
     const defs = cls.attrs.filter((a) => a.name === name);
     if (defs.length) {
-      const types = [...new Set(defs.map((a) => typeName(a.value)).filter((t) => t !== '?'))];
+      const types = [...new Set(defs.map((a) => layerClassOf(a.value, a.defaults) ?? typeName(a.value)).filter((t) => t !== '?'))];
       const container = defs.some((a) => a.value.k === 'call' && /(^|\.)(ModuleList|ModuleDict)$/.test(a.value.callee));
       const elems = container ? [...new Set(defs.flatMap((a) => elementTypes(a.value)))] : undefined;
       return { e: { k: 'name', path: `self.${name}` }, ...(types.length ? { types } : {}), ...(elems ? { elems } : {}) };
