@@ -7,7 +7,7 @@ import { BUILTINS, CAST_METHODS, KW_RENAMES, OP_NAMESPACES, POSITIONAL_TO_KW, TE
 import { typeName, type ClassInfo } from './classes.js';
 import { layerClassOf, sequentialArgs } from './layer-class.js';
 import { ExprLowerer } from './lower-expr.js';
-import { LIMITS, NONE, decoratorsOf, exprText, isStaticMethod, isTorchScript, num, shortName, type Flow, type Val } from './lower-support.js';
+import { LIMITS, NONE, decoratorsOf, exprText, isPropertyMethod, isStaticMethod, isTorchScript, num, shortName, type Flow, type Val } from './lower-support.js';
 import { clip, notComment, staticExpr } from './static.js';
 import { field, paramNames, type FuncDef } from './symbols.js';
 
@@ -120,9 +120,14 @@ export abstract class CallLowerer extends ExprLowerer {
       if (!q.includes('.') && BUILTINS.has(q)) return this.emit('op', q, argE, kwE, node);
       const last = q.split('.').pop()!;
       const r = this.emit(callee.bound ? 'call' : 'unknown', q, argE, kwE, node);
+      if (last === 'partial') {
+        const cls = this.layerClass({ k: 'call', callee: q, args: argE, kw: kwE });
+        if (cls) return { ...r, cls };
+      }
       return /^[A-Z]/.test(last) ? { ...r, types: [q] } : r;
     }
-    return this.emit('unknown', callee.text, argE, kwE, node);
+    // a layer class chosen by a parameter builds its default class unless a caller passes another
+    return this.emit('unknown', callee.text, argE, kwE, node, callee.kind === 'unknown' && callee.cls ? [callee.cls] : undefined);
   }
 
   protected calleeVal(fnNode: SyntaxNode):
@@ -130,11 +135,12 @@ export abstract class CallLowerer extends ExprLowerer {
     | { kind: 'module'; text: string; types: string[] }
     | { kind: 'method'; name: string; obj: Expr }
     | { kind: 'qual'; qual: string; bound: boolean }
-    | { kind: 'unknown'; text: string } {
+    | { kind: 'unknown'; text: string; cls?: string } {
     if (fnNode.type === 'identifier') {
       const v = this.frame.env.get(fnNode.text);
       if (v?.fn) return { kind: 'inline', fn: v.fn };
       if (v?.types) return { kind: 'module', text: fnNode.text, types: v.types };
+      if (v?.cls) return { kind: 'unknown', text: fnNode.text, cls: v.cls };
       if (v) return { kind: 'unknown', text: fnNode.text };
       const b = this.frame.syms.bindings.get(fnNode.text);
       if (b) {
@@ -150,6 +156,7 @@ export abstract class CallLowerer extends ExprLowerer {
       const obj = this.expr(objNode);
       if (obj.e.k === 'name' && obj.e.path === 'self' && this.frame.selfCls) {
         const a = this.attrVal(m);
+        if (a?.fn && isPropertyMethod(a.fn.def.node)) return { kind: 'unknown', text: `self.${m}` };
         if (a?.fn) return { kind: 'inline', fn: a.fn };
         if (a?.types) return { kind: 'module', text: `self.${m}`, types: a.types };
         // `self.act = nn.functional.gelu`: calling the attribute calls that function

@@ -4,7 +4,7 @@ import type { Expr } from '../dsl/ir.js';
 import { sameNode, type SyntaxNode } from '../parse/python.js';
 import { BINARY_OPS, COMPARE_OPS, TENSOR_ATTRS, UNARY_OPS } from './canon.js';
 import { elementTypes, typeName } from './classes.js';
-import { layerClassOf } from './layer-class.js';
+import { defaultClassOf, isClassName, layerClassOf } from './layer-class.js';
 import { LowererBase } from './lower-base.js';
 import { LIMITS, exprText, num, type Val } from './lower-support.js';
 import { clip, comparisonParts, literal, notComment, sliceExpr } from './static.js';
@@ -67,7 +67,11 @@ export abstract class ExprLowerer extends LowererBase {
       case 'boolean_operator': {
         const l = this.expr(field(node, 'left')!);
         const r = this.expr(field(node, 'right')!);
-        return this.emit('op', field(node, 'operator')!.text === 'and' ? 'and' : 'or', [l.e, r.e], [], node);
+        const isOr = field(node, 'operator')!.text === 'or';
+        const v = this.emit('op', isOr ? 'or' : 'and', [l.e, r.e], [], node);
+        // `norm_layer or nn.BatchNorm2d`: a layer class with a default
+        const cls = isOr ? l.cls ?? r.cls ?? this.layerClass(r.e) : undefined;
+        return cls ? { ...v, cls } : v;
       }
       case 'comparison_operator': {
         const parts = comparisonParts(node);
@@ -100,6 +104,11 @@ export abstract class ExprLowerer extends LowererBase {
       default:
         return { e: { k: 'opaque', text: clip(node.text) } };
     }
+  }
+
+  /** The class a layer expression builds by default (`nn.BatchNorm2d`, `partial(nn.BatchNorm2d, ...)`). */
+  protected layerClass(e: Expr): string | undefined {
+    return defaultClassOf(e, () => undefined, (q) => isClassName(this.resolver, q));
   }
 
   protected name(name: string): Val {

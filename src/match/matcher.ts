@@ -6,6 +6,7 @@ import { isTorchScript, sameExpr } from '../analysis/lower.js';
 import { checkConstraint } from './constraints.js';
 import { partialMatch, requiredLines, type NearMiss } from './why-not.js';
 import { attrOf, reaches, usersOf, viewOf, type MethodView } from './method.js';
+import { sequentialArgs } from '../analysis/layer-class.js';
 import type { PatArg, PatOp, PatVal, Rule } from './rule.js';
 
 export interface Site {
@@ -100,15 +101,20 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
 function sequentialChains(view: MethodView): MethodView[] {
   const out: MethodView[] = [];
   for (const op of view.ops) {
-    if (op.kind !== 'call' || !/(^|\.)Sequential$/.test(op.callee) || op.kw.length || op.args.length < 2) continue;
-    const items = op.args.map((a) => (a.k === 'ssa' ? view.defs.get(a.id) : undefined));
-    if (items.some((d) => !d || d.kind !== 'call' || (d.span.file ?? '') !== (op.span.file ?? ''))) continue;
+    if (op.kind !== 'call' || !/(^|\.)Sequential$/.test(op.callee) || op.kw.length) continue;
+    const args = sequentialArgs(op.args);
+    if (args.length < 2) continue;
+    // an element built elsewhere (a value chosen by an `if`) is a module of unknown class; a
+    // layer class chosen by a parameter is its default class
+    const items = args.map((a) => (a.k === 'ssa' ? view.defs.get(a.id) : undefined));
+    const typeOf = (d: Op | undefined) => (d && (d.kind === 'call' || d.type) && (d.span.file ?? '') === (op.span.file ?? '') ? d.type?.[0] ?? d.callee : '?');
+    if (items.filter((d) => typeOf(d) !== '?').length < 2) continue;
     const span = op.span;
     const body: Op[] = [];
     let cur: Expr = { k: 'name', path: 'input' };
     items.forEach((d, i) => {
       const id = -(op.id * 1000 + i + 1);
-      body.push({ k: 'op', id, kind: 'module', callee: `${op.callee}(...)[${i}]`, args: [cur], kw: [], type: [d!.callee], span, ...(op.via ? { via: op.via, site: op.site } : {}) });
+      body.push({ k: 'op', id, kind: 'module', callee: `${op.callee}(...)[${i}]`, args: [cur], kw: [], type: [typeOf(d)], span, ...(op.via ? { via: op.via, site: op.site } : {}) });
       cur = { k: 'ssa', id };
     });
     const method = { ...view.method, params: [{ name: 'input' }], body };
@@ -292,6 +298,8 @@ export function calleeMatches(p: PatOp, op: Op): boolean {
     }
     const last = alt.split('.').pop()!;
     const isQual = alt.includes('.');
+    // a callee the analysis could not resolve (`self.loss_function`) matches its own spelling
+    if (op.kind === 'unknown') return isQual && op.callee === alt;
     const hit = (t: string) => (isQual ? t === alt || t.endsWith(`.${alt}`) : t === alt || t.endsWith(`.${last}`));
     if (op.kind === 'module') return (op.type ?? []).some(hit);
     if (op.kind === 'call') return hit(op.callee);

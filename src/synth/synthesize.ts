@@ -74,7 +74,7 @@ export function synthesize(sites: Site[], rules: Rule[], known?: ParsedLookup): 
 
 function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther: HoldsOther = () => false): Edit | string {
   const rw = rule.rewrite;
-  if (!rw) return 'the rule has no rewrite (detection only)';
+  if (!rw) return rule.detect ?? 'the rule has no rewrite (detection only)';
   const ops = Object.values(s.ops).filter((o): o is Op => !!o);
   if (ops.some((o) => (o.span.file ?? s.view.file.path) !== s.file)) return 'the matched code spans several files';
   if (ops.some((o) => o.callee.includes(KERNELS_ALIAS))) return 'already rewritten';
