@@ -34,7 +34,7 @@ export function defaultClassOf(e: Expr, paramDefault: (name: string) => Expr | u
   if (e.k !== 'call') return undefined;
   if (e.callee === 'or' && e.args.length === 2) return rec(e.args[0]) ?? rec(e.args[1]);
   if (/(^|\.)partial$/.test(e.callee) && e.args[0] && e.args[0].k !== 'star') return rec(e.args[0]);
-  if (e.args.length === 1 && e.args[0].k === 'name' && passesThrough(e.callee)) return rec(e.args[0]);
+  if (e.args.length === 1 && e.args[0].k !== 'star' && passesThrough(e.callee)) return rec(e.args[0]);
   return undefined;
 }
 
