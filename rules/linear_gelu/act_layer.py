@@ -6,13 +6,16 @@ from torch import nn
 
 
 class ActLayerMlp(nn.Module):
-    def __init__(self, dim=32, hidden=64, act_layer: Type[nn.Module] = nn.GELU):
+    """A feed-forward layer whose activation class a caller may replace."""
+
+    def __init__(self, dim=32, mlp_ratio=2.0, act_layer: Type[nn.Module] = nn.GELU, drop=0.0):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        hidden = int(dim * mlp_ratio)
+        self.fc_in = nn.Linear(dim, hidden)
         self.act = act_layer()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+        self.fc_out = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc1(x)
-        x = self.act(x)
-        return self.fc2(x)
+        h = self.act(self.fc_in(x))
+        return self.fc_out(self.drop(h))

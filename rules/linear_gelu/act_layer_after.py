@@ -11,11 +11,15 @@ except ImportError:  # adopt
 
 
 class ActLayerMlp(nn.Module):
-    def __init__(self, dim=32, hidden=64, act_layer: Type[nn.Module] = nn.GELU):
+    """A feed-forward layer whose activation class a caller may replace."""
+
+    def __init__(self, dim=32, mlp_ratio=2.0, act_layer: Type[nn.Module] = nn.GELU, drop=0.0):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        hidden = int(dim * mlp_ratio)
+        self.fc_in = nn.Linear(dim, hidden)
         self.act = act_layer()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+        self.fc_out = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (
@@ -24,8 +28,7 @@ class ActLayerMlp(nn.Module):
             and _adopt.gelu_kind(self.act) is not None
             and _adopt.built_as(self.act, "torch.nn.GELU")
         ):
-            x = _adopt.linear_gelu(x, self.fc1, _adopt.gelu_kind(self.act))
+            h = _adopt.linear_gelu(x, self.fc_in, _adopt.gelu_kind(self.act))
         else:
-            x = self.fc1(x)
-            x = self.act(x)
-        return self.fc2(x)
+            h = self.act(self.fc_in(x))
+        return self.fc_out(self.drop(h))
