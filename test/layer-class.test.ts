@@ -4,7 +4,7 @@ import { analyzePaths } from '../src/analysis/analyze.js';
 import { parseRules, RuleError } from '../src/match/rule.js';
 import { runRewrite } from '../src/pipeline/index.js';
 import { modelsDir } from './helpers/fixtures.js';
-import { methodOf, moduleOf, opsOf } from './helpers/ir.js';
+import { methodOf, moduleOf, opsOf, tempProject } from './helpers/ir.js';
 
 const cnn = join(modelsDir, 'layer_class_cnn.py');
 const lm = join(modelsDir, 'loss_helper_lm.py');
@@ -87,5 +87,62 @@ describe('LM head with its loss through a helper', () => {
     const both = `${base}  rewrite expr y\n    "torch.softmax({x}, -1)"\n  detect "why not"\n`;
     expect(() => parseRules(both, 'd.rule')).toThrow(RuleError);
     expect(() => parseRules(both, 'd.rule')).toThrow(/both a rewrite and 'detect'/);
+  });
+});
+
+describe('a layer class kept on self', () => {
+  it('`self._norm_layer = norm_layer` then `nn.Sequential(conv1x1(...), norm_layer(...))` in a method', () => {
+    const dir = tempProject({
+      'net.py': `from torch import nn
+
+
+def conv1x1(cin, cout, stride=1):
+    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+
+class Stage(nn.Module):
+    def __init__(self, cin=8, cout=16, norm_layer=None):
+        super().__init__()
+        if norm_layer is None:
+            norm_layer = nn.BatchNorm2d
+        self._norm_layer = norm_layer
+        self.downsample = self._make_downsample(cin, cout)
+
+    def _make_downsample(self, cin, cout):
+        norm_layer = self._norm_layer
+        return nn.Sequential(conv1x1(cin, cout, 2), norm_layer(cout))
+
+    def forward(self, x):
+        return self.downsample(x)
+`,
+    });
+    const run = runRewrite([join(dir, 'net.py')]);
+    expect(run.sites.map((s) => [s.rule, s.lines[0], s.decision])).toEqual([['conv_bn', 18, 'rewritten']]);
+  });
+});
+
+describe('a layer class chosen by a flag', () => {
+  it('`partial(nn.Conv2d, kernel_size=1) if use_conv else nn.Linear` builds the class the flag\'s default picks', () => {
+    const dir = tempProject({
+      'mlp.py': `from functools import partial
+
+from torch import nn
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim=8, hidden=16, act_layer=nn.GELU, use_conv=False):
+        super().__init__()
+        linear_layer = partial(nn.Conv2d, kernel_size=1) if use_conv else nn.Linear
+        self.fc1 = linear_layer(dim, hidden)
+        self.act = act_layer()
+        self.fc2 = linear_layer(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+`,
+    });
+    const run = runRewrite([join(dir, 'mlp.py')]);
+    expect(run.sites.map((s) => [s.rule, s.decision])).toEqual([['linear_gelu', 'rewritten']]);
+    expect(run.sites[0].guards).toContain('_adopt.built_as(self.fc1, "torch.nn.Linear")');
   });
 });

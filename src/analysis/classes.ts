@@ -7,7 +7,7 @@ import type { Resolver } from './resolve.js';
 import { dottedOf, identifiersOf, qualify, staticExpr, type StaticScope } from './static.js';
 import { field, paramNames, type ClassDef, type FileSymbols, type FuncDef } from './symbols.js';
 import { annotatedConfigs, defaultsRead } from './configs.js';
-import { defaultClassOf, isClassName } from './layer-class.js';
+import { defaultClassOf, heldParam, isClassName } from './layer-class.js';
 
 export interface ClassInfo {
   def: ClassDef;
@@ -199,9 +199,16 @@ export class ClassTable {
     };
     return (value) => {
       const out = new Map<string, Expr>();
+      // `self._norm_layer = norm_layer` (or `norm_layer or nn.BatchNorm2d`): the attribute holds
+      // the class itself
+      const held = heldParam(value);
+      if (held && scope.locals.has(held)) {
+        const cls = defaultClassOf(value, (n) => defaults.get(n), isClass, 0, (callee) => this.passesThrough(callee));
+        if (cls) out.set(held, { k: 'name', path: cls });
+      }
       const visit = (e: Expr): void => {
         if (e.k === 'call') {
-          if (!e.callee.includes('.') && scope.locals.has(e.callee) && !out.has(e.callee)) {
+          if (!e.callee.includes('.') && (scope.locals.has(e.callee) || scope.env.has(e.callee)) && !out.has(e.callee)) {
             const cls = classOf(e.callee);
             if (cls) out.set(e.callee, { k: 'name', path: cls });
           }

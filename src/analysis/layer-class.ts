@@ -19,7 +19,8 @@ export function isClassName(resolver: Resolver, qual: string): boolean {
 
 /**
  * The class a callable expression builds by default: a class name, a parameter whose default is
- * one, `a or b` (the first that has a class), `functools.partial(C, ...)`, `f(x)` for a function
+ * one, `a or b` (the first that has a class), `functools.partial(C, ...)`, `A if flag else B` by
+ * the flag's default, `f(x)` for a function
  * that hands back what it is given. Undefined when it is not a class known this way.
  */
 export function defaultClassOf(e: Expr, paramDefault: (name: string) => Expr | undefined, isClass: (qual: string) => boolean,
@@ -33,6 +34,11 @@ export function defaultClassOf(e: Expr, paramDefault: (name: string) => Expr | u
   }
   if (e.k !== 'call') return undefined;
   if (e.callee === 'or' && e.args.length === 2) return rec(e.args[0]) ?? rec(e.args[1]);
+  // `partial(nn.Conv2d, kernel_size=1) if use_conv else nn.Linear`: the branch the flag's default takes
+  if (e.callee === 'ifexp' && e.args.length === 3 && e.args[0].k === 'name') {
+    const flag = paramDefault(e.args[0].path);
+    if (flag?.k === 'const') return rec(flag.v ? e.args[1] : e.args[2]);
+  }
   if (/(^|\.)partial$/.test(e.callee) && e.args[0] && e.args[0].k !== 'star') return rec(e.args[0]);
   if (e.args.length === 1 && e.args[0].k !== 'star' && passesThrough(e.callee)) return rec(e.args[0]);
   return undefined;
@@ -50,6 +56,21 @@ export function layerClassOf(value: Expr, defaults: [string, Expr][] | undefined
   if (value.k !== 'call' || !defaults?.length) return undefined;
   const d = defaults.find(([k]) => k === value.callee)?.[1];
   return d ? classOfDefault(d) : undefined;
+}
+
+/** The class an attribute holds when its value is a layer class chosen by a parameter
+ *  (`self._norm_layer = norm_layer`). */
+export function heldClassOf(value: Expr, defaults: [string, Expr][] | undefined): string | undefined {
+  const param = heldParam(value);
+  const d = param ? defaults?.find(([k]) => k === param)?.[1] : undefined;
+  return d ? classOfDefault(d) : undefined;
+}
+
+/** The parameter a class-valued expression reads: `norm_layer`, `norm_layer or nn.BatchNorm2d`. */
+export function heldParam(value: Expr): string | undefined {
+  if (value.k === 'name') return value.path.includes('.') ? undefined : value.path;
+  if (value.k === 'call' && value.callee === 'or' && value.args[0]?.k === 'name' && !value.args[0].path.includes('.')) return value.args[0].path;
+  return undefined;
 }
 
 /** The elements of `nn.Sequential(a, b)`, `nn.Sequential(*[a, b])` and

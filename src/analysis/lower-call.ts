@@ -159,6 +159,7 @@ export abstract class CallLowerer extends ExprLowerer {
         if (a?.fn && isPropertyMethod(a.fn.def.node)) return { kind: 'unknown', text: `self.${m}` };
         if (a?.fn) return { kind: 'inline', fn: a.fn };
         if (a?.types) return { kind: 'module', text: `self.${m}`, types: a.types };
+        if (a?.cls) return { kind: 'unknown', text: `self.${m}`, cls: a.cls };
         // `self.act = nn.functional.gelu`: calling the attribute calls that function
         const defs = this.frame.selfCls.attrs.filter((x) => x.name === m);
         if (defs.length === 1 && defs[0].value.k === 'name' && defs[0].value.path.includes('.')) return { kind: 'qual', qual: defs[0].value.path, bound: true };

@@ -4,7 +4,7 @@ import type { Expr } from '../dsl/ir.js';
 import { sameNode, type SyntaxNode } from '../parse/python.js';
 import { BINARY_OPS, COMPARE_OPS, TENSOR_ATTRS, UNARY_OPS } from './canon.js';
 import { elementTypes, typeName } from './classes.js';
-import { defaultClassOf, isClassName, layerClassOf } from './layer-class.js';
+import { defaultClassOf, heldClassOf, isClassName, layerClassOf } from './layer-class.js';
 import { LowererBase } from './lower-base.js';
 import { LIMITS, exprText, num, type Val } from './lower-support.js';
 import { clip, comparisonParts, literal, notComment, sliceExpr } from './static.js';
@@ -133,6 +133,9 @@ export abstract class ExprLowerer extends LowererBase {
     if (!cls) return undefined;
     const defs = cls.attrs.filter((a) => a.name === name);
     if (defs.length) {
+      // an attribute holding a layer class chosen by a parameter (`self._norm_layer = norm_layer`)
+      const held = defs.length === 1 ? heldClassOf(defs[0].value, defs[0].defaults) : undefined;
+      if (held) return { e: { k: 'name', path: `self.${name}` }, cls: held };
       const types = [...new Set(defs.map((a) => layerClassOf(a.value, a.defaults) ?? typeName(a.value)).filter((t) => t !== '?'))];
       const container = defs.some((a) => a.value.k === 'call' && /(^|\.)(ModuleList|ModuleDict)$/.test(a.value.callee));
       const elems = container ? [...new Set(defs.flatMap((a) => elementTypes(a.value)))] : undefined;

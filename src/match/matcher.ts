@@ -1,12 +1,13 @@
 // Subsequence matching of rule patterns on the DSL: pattern lines are matched along dataflow
 // (not textual adjacency), every match is reported, commutative ops and optional lines are
 // honoured, and `where` constraints are checked. Failed near-matches keep their reason.
-import type { Expr, FileIR, Op, Program } from '../dsl/ir.js';
+import type { Expr, FileIR, ModuleIR, Op, Program } from '../dsl/ir.js';
 import { isTorchScript, sameExpr } from '../analysis/lower.js';
 import { checkConstraint } from './constraints.js';
 import { partialMatch, requiredLines, type NearMiss } from './why-not.js';
 import { attrOf, reaches, usersOf, viewOf, type MethodView } from './method.js';
-import { sequentialArgs } from '../analysis/layer-class.js';
+import { layerClassOf, sequentialArgs } from '../analysis/layer-class.js';
+import { typeName } from '../analysis/classes.js';
 import type { PatArg, PatOp, PatVal, Rule } from './rule.js';
 
 export interface Site {
@@ -45,10 +46,9 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
     for (const fn of file.functions) views.push(viewOf(file, fn));
     // an nn.Sequential built in code (a downsample branch made in a helper and handed to a
     // block) is matched as the chain of its elements, wherever it ends up being called
-    for (const v of [...views]) {
-      for (const chain of sequentialChains(v)) {
-        for (const rule of rules) for (const s of matchRule(rule, chain).sites) { constructed.add(s); sites.set(siteKey(s), sites.get(siteKey(s)) ?? s); }
-      }
+    const chains = [...views.flatMap(sequentialChains), ...file.modules.flatMap((m) => attributeChains(file, m))];
+    for (const chain of chains) {
+      for (const rule of rules) for (const s of matchRule(rule, chain).sites) { constructed.add(s); sites.set(siteKey(s), sites.get(siteKey(s)) ?? s); }
     }
     for (const v of views) lowered.add(v.module ? `${v.module.qualname}.${v.method.name}` : `${file.module}.${v.method.name}`);
     for (const view of views) {
@@ -119,6 +119,30 @@ function sequentialChains(view: MethodView): MethodView[] {
     });
     const method = { ...view.method, params: [{ name: 'input' }], body };
     out.push(viewOf(view.file, method, view.module));
+  }
+  return out;
+}
+
+/** For each `self.x = nn.Sequential(...)` of a module's own __init__ (in its own file): a view of
+ *  its elements called in a chain, spanning the assignment, so a pair inside it is a site even
+ *  where forward calls the attribute through a choice the chain of one branch cannot follow. */
+function attributeChains(file: FileIR, module: ModuleIR): MethodView[] {
+  const out: MethodView[] = [];
+  for (const a of module.attrs) {
+    if (a.from || a.span.file || a.built?.file || a.value.k !== 'call' || !/(^|\.)Sequential$/.test(a.value.callee) || a.value.kw.length) continue;
+    const items = sequentialArgs(a.value.args);
+    const types = items.map((x) => layerClassOf(x, a.defaults) ?? typeName(x));
+    if (types.filter((t) => t !== '?').length < 2) continue;
+    const span = a.built ?? a.span;
+    const body: Op[] = [];
+    let cur: Expr = { k: 'name', path: 'input' };
+    types.forEach((t, i) => {
+      const id = -(1_000_000 + span.start * 100 + i);
+      body.push({ k: 'op', id, kind: 'module', callee: `self.${a.name}[${i}]`, args: [cur], kw: [], type: [t], span });
+      cur = { k: 'ssa', id };
+    });
+    const method = { name: '__init__', params: [{ name: 'input' }], body, span };
+    out.push(viewOf(file, method, module));
   }
   return out;
 }
