@@ -59,8 +59,9 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
         for (const s of r.sites) {
           const key = siteKey(s);
           const prev = sites.get(key);
-          // The same code reached through inlining is one site: keep it where it is defined.
-          if (!prev || depth(s) < depth(prev)) sites.set(key, s);
+          // The same code reached through inlining is one site: keep it where it is defined; an
+          // attribute's Sequential found through forward is that site, not its chain from __init__.
+          if (!prev || depth(s) < depth(prev) || (constructed.has(prev) && depth(s) === depth(prev))) sites.set(key, s);
         }
         for (const n of r.nearMisses) misses.set(`${n.rule}@${n.file}:${n.line}:${n.col}`, n);
       }
