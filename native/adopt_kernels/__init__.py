@@ -13,6 +13,7 @@ from ._impl.batch_norm import FusedSequential, conv_bn, linear_bn
 from ._impl.cross_entropy import linear_cross_entropy
 from ._impl.dropout_layer_norm import dropout_add_layer_norm
 from ._impl.gelu import gelu_kind, linear_gelu
+from ._impl.modules import built_as
 from ._impl.optim import FusedAdam, FusedAdamW, fused_optimizer_class, optimizer_kwargs
 from ._impl.products import product_dtype
 from ._impl.projections import fused_qkv, gated_mlp
@@ -43,6 +44,7 @@ __all__ = [
     "apply_rope_interleaved",
     "attention",
     "attention_supported",
+    "built_as",
     "conv_bn",
     "dropout_add_layer_norm",
     "enabled",

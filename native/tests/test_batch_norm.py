@@ -293,3 +293,20 @@ def test_fused_sequential_constructors():
     torch.testing.assert_close(fused(x), original(x))
     torch.testing.assert_close(shared(x), original(x))
     original.load_state_dict(ak.FusedSequential.from_sequential(original).state_dict(), strict=True)
+
+
+class _NormWithAct(nn.BatchNorm2d):
+    """A norm layer a caller may pass in place of the default: a BatchNorm2d subclass."""
+
+    def forward(self, x):
+        return torch.relu(super().forward(x))
+
+
+def test_built_as_checks_the_exact_class():
+    assert ak.built_as(nn.BatchNorm2d(4), "torch.nn.BatchNorm2d")
+    # a subclass, another layer, or a name that does not import is not the default class
+    assert not ak.built_as(_NormWithAct(4), "torch.nn.BatchNorm2d")
+    assert not ak.built_as(nn.GroupNorm(2, 4), "torch.nn.BatchNorm2d")
+    assert not ak.built_as(nn.BatchNorm2d(4), "torch.nn.NoSuchNorm")
+    assert not ak.built_as(nn.BatchNorm2d(4), "no_such_package.BatchNorm2d")
+    assert ak.built_as(nn.GELU(approximate="tanh"), "torch.nn.GELU")

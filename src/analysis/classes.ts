@@ -7,6 +7,7 @@ import type { Resolver } from './resolve.js';
 import { dottedOf, identifiersOf, qualify, staticExpr, type StaticScope } from './static.js';
 import { field, paramNames, type ClassDef, type FileSymbols, type FuncDef } from './symbols.js';
 import { annotatedConfigs, defaultsRead } from './configs.js';
+import { defaultClassOf, heldParam, isClassName } from './layer-class.js';
 
 export interface ClassInfo {
   def: ClassDef;
@@ -106,9 +107,10 @@ export class ClassTable {
     for (const p of field(init.node, 'parameters')?.namedChildren ?? []) for (const id of paramNames(p)) params.add(id);
     const scope: StaticScope = { syms: info.syms, resolver: this.resolver, env: new Map(), locals: params };
     const configs = annotatedConfigs(init.node, info.syms, this.resolver);
+    const layerDefaults = this.layerDefaults(init, scope);
     const attrs: Attr[] = [];
     const set = (a: Attr) => {
-      const defaults = configs.size ? defaultsRead(a.value, configs) : [];
+      const defaults = [...(configs.size ? defaultsRead(a.value, configs) : []), ...layerDefaults(a.value)];
       if (defaults.length) a.defaults = defaults;
       if (!a.guard?.length) {
         for (let i = attrs.length - 1; i >= 0; i--) if (attrs[i].name === a.name && !attrs[i].guard?.length) attrs.splice(i, 1);
@@ -131,7 +133,7 @@ export class ClassTable {
               if (built?.file === src.path) delete built.file;
               set({ name: field(left, 'attribute')!.text, value, span: spanOf(src, stmt, src.path), ...(guard.length ? { guard: [...guard] } : {}), ...(built ? { built } : {}) });
             } else if (left.type === 'identifier') {
-              scope.env.set(left.text, staticExpr(right, scope));
+              scope.env.set(left.text, this.rebinding(left.text, staticExpr(right, scope), guard, params));
             } else {
               for (const id of identifiersOf(left)) { scope.env.delete(id); scope.locals.add(id); }
             }
@@ -166,6 +168,78 @@ export class ClassTable {
     };
     walk(field(init.node, 'body'), []);
     return attrs;
+  }
+
+  /** `if norm_layer is None: norm_layer = nn.BatchNorm2d` chooses a default for a parameter: it
+   *  reads as `norm_layer = norm_layer or nn.BatchNorm2d`, not as the class unconditionally. */
+  private rebinding(name: string, value: Expr, guard: Expr[], params: Set<string>): Expr {
+    const last = guard[guard.length - 1];
+    const isNone = last?.k === 'call' && last.callee === 'is' && last.args[0]?.k === 'name' && last.args[0].path === name
+      && last.args[1]?.k === 'const' && last.args[1].v === null;
+    return isNone && params.has(name) ? { k: 'call', callee: 'or', args: [{ k: 'name', path: name }, value], kw: [] } : value;
+  }
+
+  /** For an __init__: the layer classes an attribute's value builds through names chosen by
+   *  parameters (`norm_layer(c)` → `[["norm_layer", torch.nn.BatchNorm2d]]`), read from the
+   *  parameters' defaults and the rebindings seen so far. */
+  private layerDefaults(init: FuncDef, scope: StaticScope): (value: Expr) => [string, Expr][] {
+    const src = this.resolver.symbolsOf(init.module)!;
+    const defaults = new Map<string, Expr>();
+    for (const p of field(init.node, 'parameters')?.namedChildren ?? []) {
+      const [name] = paramNames(p);
+      const d = field(p, 'value');
+      if (name && d) defaults.set(name, staticExpr(d, { syms: src, resolver: this.resolver, env: new Map(), locals: new Set() }));
+    }
+    const isClass = (q: string) => isClassName(this.resolver, q);
+    const classOf = (name: string): string | undefined => {
+      const start = scope.env.get(name) ?? { k: 'name', path: name };
+      // the parameter's own default, once its rebinding has been followed
+      const paramDefault = (n: string) => (n === name || !scope.env.has(n) ? defaults.get(n) : undefined);
+      return defaultClassOf(start, paramDefault, isClass, 0, (callee) => this.passesThrough(callee));
+    };
+    return (value) => {
+      const out = new Map<string, Expr>();
+      // `self._norm_layer = norm_layer` (or `norm_layer or nn.BatchNorm2d`): the attribute holds
+      // the class itself
+      const held = heldParam(value);
+      if (held && scope.locals.has(held)) {
+        const cls = defaultClassOf(value, (n) => defaults.get(n), isClass, 0, (callee) => this.passesThrough(callee));
+        if (cls) out.set(held, { k: 'name', path: cls });
+      }
+      const visit = (e: Expr): void => {
+        if (e.k === 'call') {
+          if (!e.callee.includes('.') && (scope.locals.has(e.callee) || scope.env.has(e.callee)) && !out.has(e.callee)) {
+            const cls = classOf(e.callee);
+            if (cls) out.set(e.callee, { k: 'name', path: cls });
+          }
+          e.args.forEach(visit);
+          e.kw.forEach(([, v]) => visit(v));
+        } else if (e.k === 'list' || e.k === 'tuple') e.items.forEach(visit);
+        else if (e.k === 'star') visit(e.e);
+        else if (e.k === 'comp') visit(e.elt);
+        else if (e.k === 'dict') e.items.forEach(([, v]) => visit(v));
+      };
+      visit(value);
+      return [...out];
+    };
+  }
+
+  /** A project function that hands back the layer it is given (`get_norm_layer(norm_layer)`
+   *  ends in `return norm_layer`): the default class is taken to pass through it, which the
+   *  rewrite's run-time check of the class built makes safe. */
+  private passesThrough(callee: string): boolean {
+    const r = this.resolver.resolveQual(callee);
+    if (r.k !== 'function' || r.def.owner) return false;
+    const first = (field(r.def.node, 'parameters')?.namedChildren ?? []).map((p) => paramNames(p)[0]).find(Boolean);
+    if (!first) return false;
+    let found = false;
+    const walk = (n: SyntaxNode) => {
+      if (found) return;
+      if (n.type === 'return_statement') { found = n.namedChildren[0]?.type === 'identifier' && n.namedChildren[0].text === first; return; }
+      if (n.type !== 'function_definition' && n.type !== 'lambda' && n.type !== 'class_definition') n.namedChildren.forEach(walk);
+    };
+    field(r.def.node, 'body')?.namedChildren.forEach(walk);
+    return found;
   }
 
   private initCall(info: ClassInfo, call: SyntaxNode, stmt: SyntaxNode, scope: StaticScope, attrs: Attr[],

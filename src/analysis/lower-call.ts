@@ -5,8 +5,9 @@ import type { SyntaxNode } from '../parse/python.js';
 import { posAt } from '../parse/source.js';
 import { BUILTINS, CAST_METHODS, KW_RENAMES, OP_NAMESPACES, POSITIONAL_TO_KW, TENSOR_METHODS, canonicalName, isDtypeName } from './canon.js';
 import { typeName, type ClassInfo } from './classes.js';
+import { layerClassOf, sequentialArgs } from './layer-class.js';
 import { ExprLowerer } from './lower-expr.js';
-import { LIMITS, NONE, decoratorsOf, exprText, isStaticMethod, isTorchScript, num, shortName, type Flow, type Val } from './lower-support.js';
+import { LIMITS, NONE, decoratorsOf, exprText, isPropertyMethod, isStaticMethod, isTorchScript, num, shortName, type Flow, type Val } from './lower-support.js';
 import { clip, notComment, staticExpr } from './static.js';
 import { field, paramNames, type FuncDef } from './symbols.js';
 
@@ -29,7 +30,8 @@ export abstract class CallLowerer extends ExprLowerer {
   protected sequentialItems(a: ClassInfo['attrs'][number]): { callee: string; span: Span }[] | undefined {
     const cls = this.frame.selfCls!;
     if (a.value.k !== 'call' || !/(^|\.)Sequential$/.test(a.value.callee) || a.value.kw.length || !a.value.args.length) return undefined;
-    if (!a.value.args.every((x) => x.k === 'call' || (x.k === 'index' && x.base.k === 'name'))) return undefined;
+    const items = sequentialArgs(a.value.args);
+    if (!items.every((x) => x.k === 'call' || (x.k === 'index' && x.base.k === 'name'))) return undefined;
     const home = a.from ? this.classes.resolver.resolveQual(a.from) : undefined;
     const classFile = home?.k === 'class' ? this.resolver.symbolsOf(home.def.module)?.parsed.source.path : cls.syms.parsed.source.path;
     // a Sequential a factory function builds is edited where the factory builds it
@@ -38,7 +40,7 @@ export abstract class CallLowerer extends ExprLowerer {
     const span: Span = { ...(a.built ?? a.span) };
     delete span.file;
     if (file !== this.ownerPath) span.file = file;
-    return a.value.args.map((x) => ({ callee: typeName(x), span }));
+    return items.map((x) => ({ callee: layerClassOf(x, a.defaults) ?? typeName(x), span }));
   }
 
   /** nn.Sequential(a, b, c)(x) is c(b(a(x))): each element a module op, spanning its constructor
@@ -118,9 +120,14 @@ export abstract class CallLowerer extends ExprLowerer {
       if (!q.includes('.') && BUILTINS.has(q)) return this.emit('op', q, argE, kwE, node);
       const last = q.split('.').pop()!;
       const r = this.emit(callee.bound ? 'call' : 'unknown', q, argE, kwE, node);
+      if (last === 'partial') {
+        const cls = this.layerClass({ k: 'call', callee: q, args: argE, kw: kwE });
+        if (cls) return { ...r, cls };
+      }
       return /^[A-Z]/.test(last) ? { ...r, types: [q] } : r;
     }
-    return this.emit('unknown', callee.text, argE, kwE, node);
+    // a layer class chosen by a parameter builds its default class unless a caller passes another
+    return this.emit('unknown', callee.text, argE, kwE, node, callee.kind === 'unknown' && callee.cls ? [callee.cls] : undefined);
   }
 
   protected calleeVal(fnNode: SyntaxNode):
@@ -128,11 +135,12 @@ export abstract class CallLowerer extends ExprLowerer {
     | { kind: 'module'; text: string; types: string[] }
     | { kind: 'method'; name: string; obj: Expr }
     | { kind: 'qual'; qual: string; bound: boolean }
-    | { kind: 'unknown'; text: string } {
+    | { kind: 'unknown'; text: string; cls?: string } {
     if (fnNode.type === 'identifier') {
       const v = this.frame.env.get(fnNode.text);
       if (v?.fn) return { kind: 'inline', fn: v.fn };
       if (v?.types) return { kind: 'module', text: fnNode.text, types: v.types };
+      if (v?.cls) return { kind: 'unknown', text: fnNode.text, cls: v.cls };
       if (v) return { kind: 'unknown', text: fnNode.text };
       const b = this.frame.syms.bindings.get(fnNode.text);
       if (b) {
@@ -148,8 +156,10 @@ export abstract class CallLowerer extends ExprLowerer {
       const obj = this.expr(objNode);
       if (obj.e.k === 'name' && obj.e.path === 'self' && this.frame.selfCls) {
         const a = this.attrVal(m);
+        if (a?.fn && isPropertyMethod(a.fn.def.node)) return { kind: 'unknown', text: `self.${m}` };
         if (a?.fn) return { kind: 'inline', fn: a.fn };
         if (a?.types) return { kind: 'module', text: `self.${m}`, types: a.types };
+        if (a?.cls) return { kind: 'unknown', text: `self.${m}`, cls: a.cls };
         // `self.act = nn.functional.gelu`: calling the attribute calls that function
         const defs = this.frame.selfCls.attrs.filter((x) => x.name === m);
         if (defs.length === 1 && defs[0].value.k === 'name' && defs[0].value.path.includes('.')) return { kind: 'qual', qual: defs[0].value.path, bound: true };

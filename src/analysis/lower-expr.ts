@@ -4,6 +4,7 @@ import type { Expr } from '../dsl/ir.js';
 import { sameNode, type SyntaxNode } from '../parse/python.js';
 import { BINARY_OPS, COMPARE_OPS, TENSOR_ATTRS, UNARY_OPS } from './canon.js';
 import { elementTypes, typeName } from './classes.js';
+import { defaultClassOf, heldClassOf, isClassName, layerClassOf } from './layer-class.js';
 import { LowererBase } from './lower-base.js';
 import { LIMITS, exprText, num, type Val } from './lower-support.js';
 import { clip, comparisonParts, literal, notComment, sliceExpr } from './static.js';
@@ -66,7 +67,11 @@ export abstract class ExprLowerer extends LowererBase {
       case 'boolean_operator': {
         const l = this.expr(field(node, 'left')!);
         const r = this.expr(field(node, 'right')!);
-        return this.emit('op', field(node, 'operator')!.text === 'and' ? 'and' : 'or', [l.e, r.e], [], node);
+        const isOr = field(node, 'operator')!.text === 'or';
+        const v = this.emit('op', isOr ? 'or' : 'and', [l.e, r.e], [], node);
+        // `norm_layer or nn.BatchNorm2d`: a layer class with a default
+        const cls = isOr ? l.cls ?? r.cls ?? this.layerClass(r.e) : undefined;
+        return cls ? { ...v, cls } : v;
       }
       case 'comparison_operator': {
         const parts = comparisonParts(node);
@@ -101,6 +106,11 @@ export abstract class ExprLowerer extends LowererBase {
     }
   }
 
+  /** The class a layer expression builds by default (`nn.BatchNorm2d`, `partial(nn.BatchNorm2d, ...)`). */
+  protected layerClass(e: Expr): string | undefined {
+    return defaultClassOf(e, () => undefined, (q) => isClassName(this.resolver, q));
+  }
+
   protected name(name: string): Val {
     const local = this.frame.env.get(name);
     if (local) return local;
@@ -123,7 +133,10 @@ export abstract class ExprLowerer extends LowererBase {
     if (!cls) return undefined;
     const defs = cls.attrs.filter((a) => a.name === name);
     if (defs.length) {
-      const types = [...new Set(defs.map((a) => typeName(a.value)).filter((t) => t !== '?'))];
+      // an attribute holding a layer class chosen by a parameter (`self._norm_layer = norm_layer`)
+      const held = defs.length === 1 ? heldClassOf(defs[0].value, defs[0].defaults) : undefined;
+      if (held) return { e: { k: 'name', path: `self.${name}` }, cls: held };
+      const types = [...new Set(defs.map((a) => layerClassOf(a.value, a.defaults) ?? typeName(a.value)).filter((t) => t !== '?'))];
       const container = defs.some((a) => a.value.k === 'call' && /(^|\.)(ModuleList|ModuleDict)$/.test(a.value.callee));
       const elems = container ? [...new Set(defs.flatMap((a) => elementTypes(a.value)))] : undefined;
       return { e: { k: 'name', path: `self.${name}` }, ...(types.length ? { types } : {}), ...(elems ? { elems } : {}) };

@@ -15,6 +15,9 @@ export interface Val {
   elems?: string[];
   /** A callable the analysis can inline. */
   fn?: { def: FuncDef; selfVal?: Val; defCls?: ClassInfo };
+  /** A layer class chosen by a parameter (`norm_layer`, `norm_layer or nn.BatchNorm2d`): the
+   *  class it builds unless a caller passes another. */
+  cls?: string;
 }
 
 export interface Frame {
@@ -57,6 +60,13 @@ export function decoratorsOf(fn: SyntaxNode, syms: FileSymbols, resolver: Resolv
 export function isStaticMethod(fn: SyntaxNode): boolean {
   const parent = fn.parent;
   return parent?.type === 'decorated_definition' && parent.namedChildren.some((d) => d.type === 'decorator' && /staticmethod/.test(d.text));
+}
+
+/** A method defined as a property (or its setter): `self.name(...)` calls the value the property
+ *  returns, never the method itself with the call's arguments. */
+export function isPropertyMethod(fn: SyntaxNode): boolean {
+  const parent = fn.parent;
+  return parent?.type === 'decorated_definition' && parent.namedChildren.some((d) => d.type === 'decorator' && /^@\s*(\w+\.)*(property|cached_property|setter|getter|deleter)\s*$/.test(d.text));
 }
 
 export function collectAssigned(node: SyntaxNode | null, out: Set<string>): void {

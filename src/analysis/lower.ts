@@ -27,7 +27,8 @@ export class MethodLowerer extends CallLowerer {
       const def = field(p, 'value');
       if (def) param.default = staticExpr(def, { syms, resolver: this.resolver, env: new Map(), locals: new Set() });
       params.push(param);
-      env.set(names[0], { e: { k: 'name', path: names[0] } });
+      const cls = param.default && this.layerClass(param.default);
+      env.set(names[0], { e: { k: 'name', path: names[0] }, ...(cls ? { cls } : {}) });
     }
     this.frame = { syms, selfCls: cls, defCls: cls, env };
     this.stack = [fn.qual];

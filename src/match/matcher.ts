@@ -1,11 +1,13 @@
 // Subsequence matching of rule patterns on the DSL: pattern lines are matched along dataflow
 // (not textual adjacency), every match is reported, commutative ops and optional lines are
 // honoured, and `where` constraints are checked. Failed near-matches keep their reason.
-import type { Expr, FileIR, Op, Program } from '../dsl/ir.js';
+import type { Expr, FileIR, ModuleIR, Op, Program } from '../dsl/ir.js';
 import { isTorchScript, sameExpr } from '../analysis/lower.js';
 import { checkConstraint } from './constraints.js';
 import { partialMatch, requiredLines, type NearMiss } from './why-not.js';
 import { attrOf, reaches, usersOf, viewOf, type MethodView } from './method.js';
+import { layerClassOf, sequentialArgs } from '../analysis/layer-class.js';
+import { typeName } from '../analysis/classes.js';
 import type { PatArg, PatOp, PatVal, Rule } from './rule.js';
 
 export interface Site {
@@ -44,10 +46,9 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
     for (const fn of file.functions) views.push(viewOf(file, fn));
     // an nn.Sequential built in code (a downsample branch made in a helper and handed to a
     // block) is matched as the chain of its elements, wherever it ends up being called
-    for (const v of [...views]) {
-      for (const chain of sequentialChains(v)) {
-        for (const rule of rules) for (const s of matchRule(rule, chain).sites) { constructed.add(s); sites.set(siteKey(s), sites.get(siteKey(s)) ?? s); }
-      }
+    const chains = [...views.flatMap(sequentialChains), ...file.modules.flatMap((m) => attributeChains(file, m))];
+    for (const chain of chains) {
+      for (const rule of rules) for (const s of matchRule(rule, chain).sites) { constructed.add(s); sites.set(siteKey(s), sites.get(siteKey(s)) ?? s); }
     }
     for (const v of views) lowered.add(v.module ? `${v.module.qualname}.${v.method.name}` : `${file.module}.${v.method.name}`);
     for (const view of views) {
@@ -58,8 +59,9 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
         for (const s of r.sites) {
           const key = siteKey(s);
           const prev = sites.get(key);
-          // The same code reached through inlining is one site: keep it where it is defined.
-          if (!prev || depth(s) < depth(prev)) sites.set(key, s);
+          // The same code reached through inlining is one site: keep it where it is defined; an
+          // attribute's Sequential found through forward is that site, not its chain from __init__.
+          if (!prev || depth(s) < depth(prev) || (constructed.has(prev) && depth(s) === depth(prev))) sites.set(key, s);
         }
         for (const n of r.nearMisses) misses.set(`${n.rule}@${n.file}:${n.line}:${n.col}`, n);
       }
@@ -100,19 +102,48 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
 function sequentialChains(view: MethodView): MethodView[] {
   const out: MethodView[] = [];
   for (const op of view.ops) {
-    if (op.kind !== 'call' || !/(^|\.)Sequential$/.test(op.callee) || op.kw.length || op.args.length < 2) continue;
-    const items = op.args.map((a) => (a.k === 'ssa' ? view.defs.get(a.id) : undefined));
-    if (items.some((d) => !d || d.kind !== 'call' || (d.span.file ?? '') !== (op.span.file ?? ''))) continue;
+    if (op.kind !== 'call' || !/(^|\.)Sequential$/.test(op.callee) || op.kw.length) continue;
+    const args = sequentialArgs(op.args);
+    if (args.length < 2) continue;
+    // an element built elsewhere (a value chosen by an `if`) is a module of unknown class; a
+    // layer class chosen by a parameter is its default class
+    const items = args.map((a) => (a.k === 'ssa' ? view.defs.get(a.id) : undefined));
+    const typeOf = (d: Op | undefined) => (d && (d.kind === 'call' || d.type) && (d.span.file ?? '') === (op.span.file ?? '') ? d.type?.[0] ?? d.callee : '?');
+    if (items.filter((d) => typeOf(d) !== '?').length < 2) continue;
     const span = op.span;
     const body: Op[] = [];
     let cur: Expr = { k: 'name', path: 'input' };
     items.forEach((d, i) => {
       const id = -(op.id * 1000 + i + 1);
-      body.push({ k: 'op', id, kind: 'module', callee: `${op.callee}(...)[${i}]`, args: [cur], kw: [], type: [d!.callee], span, ...(op.via ? { via: op.via, site: op.site } : {}) });
+      body.push({ k: 'op', id, kind: 'module', callee: `${op.callee}(...)[${i}]`, args: [cur], kw: [], type: [typeOf(d)], span, ...(op.via ? { via: op.via, site: op.site } : {}) });
       cur = { k: 'ssa', id };
     });
     const method = { ...view.method, params: [{ name: 'input' }], body };
     out.push(viewOf(view.file, method, view.module));
+  }
+  return out;
+}
+
+/** For each `self.x = nn.Sequential(...)` of a module's own __init__ (in its own file): a view of
+ *  its elements called in a chain, spanning the assignment, so a pair inside it is a site even
+ *  where forward calls the attribute through a choice the chain of one branch cannot follow. */
+function attributeChains(file: FileIR, module: ModuleIR): MethodView[] {
+  const out: MethodView[] = [];
+  for (const a of module.attrs) {
+    if (a.from || a.span.file || a.built?.file || a.value.k !== 'call' || !/(^|\.)Sequential$/.test(a.value.callee) || a.value.kw.length) continue;
+    const items = sequentialArgs(a.value.args);
+    const types = items.map((x) => layerClassOf(x, a.defaults) ?? typeName(x));
+    if (types.filter((t) => t !== '?').length < 2) continue;
+    const span = a.built ?? a.span;
+    const body: Op[] = [];
+    let cur: Expr = { k: 'name', path: 'input' };
+    types.forEach((t, i) => {
+      const id = -(1_000_000 + span.start * 100 + i);
+      body.push({ k: 'op', id, kind: 'module', callee: `self.${a.name}[${i}]`, args: [cur], kw: [], type: [t], span });
+      cur = { k: 'ssa', id };
+    });
+    const method = { name: '__init__', params: [{ name: 'input' }], body, span };
+    out.push(viewOf(file, method, module));
   }
   return out;
 }
@@ -292,6 +323,8 @@ export function calleeMatches(p: PatOp, op: Op): boolean {
     }
     const last = alt.split('.').pop()!;
     const isQual = alt.includes('.');
+    // a callee the analysis could not resolve (`self.loss_function`) matches its own spelling
+    if (op.kind === 'unknown') return isQual && op.callee === alt;
     const hit = (t: string) => (isQual ? t === alt || t.endsWith(`.${alt}`) : t === alt || t.endsWith(`.${last}`));
     if (op.kind === 'module') return (op.type ?? []).some(hit);
     if (op.kind === 'call') return hit(op.callee);

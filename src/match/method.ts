@@ -1,6 +1,7 @@
 // What matching needs to know of one lowered method: its ops in order, where each value is
 // defined and used, and the module attributes `self.x` calls resolve to (scope analysis).
 import type { Attr, Expr, FileIR, Method, ModuleIR, Op, Stmt } from '../dsl/ir.js';
+import { sequentialArgs } from '../analysis/layer-class.js';
 
 export type Use = { k: 'op'; op: Op } | { k: 'phi'; id: number } | { k: 'return' } | { k: 'cond' };
 
@@ -111,7 +112,7 @@ export function attrOf(view: MethodView, op: Op): Attr | undefined {
   const attr = [...defs].reverse().find((a) => !a.guard?.length) ?? defs[defs.length - 1];
   if (m[2] === undefined) return attr;
   // an element of an nn.Sequential: its own constructor
-  const item = attr.value.k === 'call' ? attr.value.args[Number(m[2])] : undefined;
+  const item = attr.value.k === 'call' ? sequentialArgs(attr.value.args)[Number(m[2])] : undefined;
   return item ? { ...attr, value: item } : undefined;
 }
 

@@ -24,6 +24,7 @@ export function validateRule(r: Rule): void {
     }
   }
   const rw = r.rewrite;
+  if (rw && r.detect !== undefined) fail(r.file, r.line, 1, `rule ${r.name} has both a rewrite and 'detect': 'detect' gives the reason a rule without a rewrite lists its sites only; remove one`);
   const problems = registryProblems(r.kernels.map((k) => ({ library: k.library, callee: String(k.callee) })), rw ? [...rw.guards, ...rw.code] : []);
   if (problems.length) fail(r.file, r.line, 1, `rule ${r.name}: ${problems.join('; ')}`);
   if (!rw) return;

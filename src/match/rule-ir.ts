@@ -58,6 +58,8 @@ export interface Rule {
   priority: number;
   /** Adopter's benchmark rule this one is scored against, if any. */
   bench?: string;
+  /** For a rule without a rewrite: why its sites are listed and not rewritten, in a user's words. */
+  detect?: string;
   pattern: PatOp[];
   where: Constraint[];
   rewrite?: Rewrite;

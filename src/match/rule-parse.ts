@@ -79,6 +79,7 @@ export function addRuleSemantics(s: ohm.Semantics): void {
           case 'title': r.title = v.value as string; break;
           case 'priority': r.priority = v.value as number; break;
           case 'bench': r.bench = v.value as string; break;
+          case 'detect': r.detect = v.value as string; break;
           case 'match': r.pattern.push(...(v.value as PatOp[])); break;
           case 'where': r.where.push(...(v.value as Constraint[])); break;
           case 'rewrite': r.rewrite = v.value as Rewrite; break;
@@ -93,6 +94,7 @@ export function addRuleSemantics(s: ohm.Semantics): void {
     Title(_k, t) { return { kind: 'title', value: t.ir() }; },
     Priority(_k, n) { return { kind: 'priority', value: n.ir() }; },
     Bench(_k, n) { return { kind: 'bench', value: n.sourceString }; },
+    Detect(_k, s) { return { kind: 'detect', value: s.ir() }; },
     Match(_k, _i, stmts, _d) { return { kind: 'match', value: stmts.children.map((c: N) => c.rule()) }; },
     PatStmt(name, _eq, first, second, ors, opt) {
       const { line, col } = lineCol(this as unknown as N);

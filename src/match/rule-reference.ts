@@ -16,6 +16,7 @@ const ITEMS: [string, string][] = [
   ['match', 'the pattern: one line per op, `name = callee(args)`, in dataflow order; `?` marks an optional line, `or` another form of the line'],
   ['where', 'constraints on a match, one per line (below)'],
   ['rewrite expr NAME | rewrite stmts', 'the replacement: `guard "..."` lines, `none_means_absent $m`, then the code template'],
+  ['detect "REASON"', 'instead of a rewrite: the sites are listed, not rewritten, with this reason (why no sound rewrite exists)'],
   ['kernel TARGET native "adopt_kernels.NAME"', 'the kernel the rewrite calls (below); `requires "pkg>=v"` notes a dependency'],
   ['example "before.py" "after.py"', 'a case `adopt rules test` checks; paths relative to the rule file\'s directory; options `model "Class"`, `shapes (..)`, `dtype`, `atol`, `rtol`'],
 ];

@@ -105,7 +105,9 @@ export function verifiedRewrite(plan: RewritePlan, withhold: Withhold, opts: Rul
   }
   // a site that only becomes a rewrite once another rule is withheld (a softmax the attention
   // rule covered) was never verified: it is withheld too
-  const withheld = (s: Site) => withhold(s) ?? rejected.get(`${s.file}\0${s.rule}`) ?? (kept.has(`${s.file}\0${s.rule}`) ? null : 'not verified: it became a rewrite only after another rule was withheld');
+  // (a detection rule's site is never a rewrite: it keeps its own reason)
+  const detectOnly = new Set(plan.rules.filter((r) => !r.rewrite).map((r) => r.name));
+  const withheld = (s: Site) => withhold(s) ?? rejected.get(`${s.file}\0${s.rule}`) ?? (kept.has(`${s.file}\0${s.rule}`) || detectOnly.has(s.rule) ? null : 'not verified: it became a rewrite only after another rule was withheld');
   const final = synthesizePlan(plan, withheld);
   verifyTogether(final, report, opts);
   for (const s of final.sites) {

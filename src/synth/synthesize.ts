@@ -11,6 +11,7 @@ import { parsePython, type SyntaxNode } from '../parse/python.js';
 import { sourceFromText } from '../parse/source.js';
 import { applyEdits, EditSet, KERNELS_ALIAS, SiteSpans, type Edit, type FileResult, type SiteResult } from './edits.js';
 import { inlinedSite } from './expressions.js';
+import { layerClassGuards } from './layer-guard.js';
 import { isSequentialCall, planSequential } from './sequential.js';
 import { indexOf, nodeOfSpan, openSynthFile, type ParsedLookup, type SynthFile } from './source.js';
 import { linesWithMeta, planStatements, type HoldsOther } from './statements.js';
@@ -73,7 +74,7 @@ export function synthesize(sites: Site[], rules: Rule[], known?: ParsedLookup): 
 
 function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther: HoldsOther = () => false): Edit | string {
   const rw = rule.rewrite;
-  if (!rw) return 'the rule has no rewrite (detection only)';
+  if (!rw) return rule.detect ?? 'the rule has no rewrite (detection only)';
   const ops = Object.values(s.ops).filter((o): o is Op => !!o);
   if (ops.some((o) => (o.span.file ?? s.view.file.path) !== s.file)) return 'the matched code spans several files';
   if (ops.some((o) => o.callee.includes(KERNELS_ALIAS))) return 'already rewritten';
@@ -89,7 +90,7 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
   if (ops.some((o) => isInitSpan(s, o))) return 'the match mixes __init__ code and forward code';
   let ctx = new Render(f, s, res, rule);
   const renderGuard = (): string | undefined => {
-    const guards = rw.guards.map((g) => ctx.fill(g));
+    const guards = [...rw.guards.map((g) => ctx.fill(g)), ...layerClassGuards(s)];
     if (ctx.failure) return undefined;
     res.guards = guards;
     // no guard: the replacement runs unconditionally

@@ -1,5 +1,8 @@
 """Checks that a module may be bypassed by a fused formulation."""
 
+import functools
+import importlib
+
 from torch import nn
 from torch.nn.modules import module as _module
 
@@ -35,3 +38,33 @@ def is_plain(mod, cls):
 
 def is_plain_linear(mod):
     return is_plain(mod, nn.Linear)
+
+
+@functools.lru_cache(maxsize=None)
+def _class_named(qualname):
+    """The class a dotted name refers to (``torch.nn.BatchNorm2d``), or None when it cannot be
+    imported: the longest importable module prefix, then attributes."""
+    parts = qualname.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[cut:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            return None
+        return obj if isinstance(obj, type) else None
+    return None
+
+
+def built_as(mod, qualname):
+    """True when ``mod`` was built by exactly the class ``qualname`` names.
+
+    A layer class passed as a parameter (``norm_layer=nn.BatchNorm2d``) may be replaced by the
+    caller; a rewrite that relies on the default checks the class actually built, so a
+    subclass or any other layer runs the original code.
+    """
+    cls = _class_named(qualname)
+    return cls is not None and type(mod) is cls

@@ -1,0 +1,25 @@
+// A module built through a layer class chosen by a parameter (`self.bn = norm_layer(c)`, with
+// `norm_layer=nn.BatchNorm2d` by default) matched a rule as its default class; a caller may pass
+// another class. The rewrite then also checks at run time that the module is exactly the default
+// class, so any other layer runs the original code.
+import type { Op } from '../dsl/ir.js';
+import { layerClassOf } from '../analysis/layer-class.js';
+import type { Site } from '../match/matcher.js';
+import { attrOf } from '../match/method.js';
+import { KERNELS_ALIAS } from './edits.js';
+
+/** One guard per matched submodule whose class is a parameter's default, in pattern order. */
+export function layerClassGuards(s: Site): string[] {
+  const out: string[] = [];
+  for (const op of Object.values(s.ops)) {
+    if (!op || op.kind !== 'module') continue;
+    const cls = chosenClass(s, op);
+    if (cls) out.push(`${KERNELS_ALIAS}.built_as(${op.callee}, ${JSON.stringify(cls)})`);
+  }
+  return out;
+}
+
+function chosenClass(s: Site, op: Op): string | undefined {
+  const attr = attrOf(s.view, op);
+  return attr ? layerClassOf(attr.value, attr.defaults) : undefined;
+}
