@@ -57,6 +57,10 @@ function constOf(node: SyntaxNode): Expr | undefined {
   return e?.k === 'const' ? e : undefined;
 }
 
+/** A configuration class's defaults, read once: every module's constructor of a model file names
+ *  the same configuration class, and its bases' constructors are long. Read only by callers. */
+const defaultsOfClass = new WeakMap<ClassDef, Map<string, Expr>>();
+
 /** For each annotated parameter of a constructor whose class is a project class: its name →
  *  the class's field defaults (`config: FalconConfig`). */
 export function annotatedConfigs(init: SyntaxNode, syms: FileSymbols, resolver: Resolver): Map<string, Map<string, Expr>> {
@@ -70,7 +74,8 @@ export function annotatedConfigs(init: SyntaxNode, syms: FileSymbols, resolver: 
     const r = resolver.resolveQual(qualify({ syms, resolver }, d));
     const csyms = r.k === 'class' ? resolver.symbolsOf(r.def.module) : undefined;
     if (r.k !== 'class' || !csyms || r.def.methods.has('forward')) continue;
-    const defaults = configDefaults(r.def, csyms, resolver);
+    let defaults = defaultsOfClass.get(r.def);
+    if (!defaults) defaultsOfClass.set(r.def, (defaults = configDefaults(r.def, csyms, resolver)));
     if (defaults.size) out.set(name, defaults);
   }
   return out;

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { devNull } from 'node:os';
 import type { FileIR, Stmt } from '../dsl/ir.js';
 import { analyse } from '../pipeline/index.js';
+import { programJson } from '../dsl/print.js';
 import { ensureTransformers, hf199Files } from './corpus.js';
 import { round } from './format.js';
 import { measure, parseFloor, ratioLine, ratioSummary } from './parse-floor.js';
@@ -48,7 +49,7 @@ async function main(): Promise<void> {
   let failed = 0;
   const { value: program, cost } = measure(() => {
     const program = analyse(files.map((f) => f.file), { root: pkg });
-    writeFileSync(devNull, JSON.stringify(program, null, 1) + '\n');
+    writeFileSync(devNull, programJson(program));
     return program;
   });
   program.files.forEach((f, i) => {

@@ -1,8 +1,7 @@
 // Parsing the architecture DSL (grammar/dsl.ohm) back into the IR: parse(print(ir)) equals ir.
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import * as ohm from 'ohm-js';
+import type * as ohm from 'ohm-js';
 import { AdoptError } from '../diag.js';
+import { grammars } from './grammars.js';
 import type { Attr, Expr, FileIR, Method, ModuleIR, Op, OpKind, Param, Phi, Program, Span, Stmt } from './ir.js';
 
 export const INDENT = '\u27EA';
@@ -11,13 +10,9 @@ export const DEDENT = '\u27EB';
 let grammar: ohm.Grammar | undefined;
 let semantics: ohm.Semantics | undefined;
 
-export function grammarPath(name: string): string {
-  return fileURLToPath(new URL(`../../grammar/${name}`, import.meta.url));
-}
-
 function load(): { g: ohm.Grammar; s: ohm.Semantics } {
   if (!grammar) {
-    grammar = ohm.grammar(readFileSync(grammarPath('dsl.ohm'), 'utf8'));
+    grammar = grammars().dsl;
     semantics = grammar.createSemantics();
     addSemantics(semantics);
   }

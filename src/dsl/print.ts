@@ -13,6 +13,12 @@ export function q(s: string): string {
 const PLAIN_NAME = /^(\.\.\.|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)$/;
 const PLAIN_TOKEN = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 
+/** The IR as JSON (`explain --json`), on one line: indented, the IR of the 199 HF-199 files is
+ *  2.6 times the size (180 MB against 70 MB) and takes half as long again to write. */
+export function programJson(p: Program): string {
+  return `${JSON.stringify(p)}\n`;
+}
+
 export function printProgram(p: Program): string {
   const out: string[] = [`${DSL_HEADER} root ${q(p.root)}`];
   for (const f of p.files) printFile(f, out);

@@ -175,7 +175,7 @@ export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolea
   const [anchor] = rule.pattern;
   let anchored = false;
   for (const op of view.ops) {
-    if (!calleeMatches(anchor, op) && !(anchor.alts ?? []).some((f) => calleeMatches({ ...anchor, ...f }, op))) continue;
+    if (!formsOf(anchor).some((f) => calleeMatches(f, op))) continue;
     anchored = true;
     const why: string[] = [];
     progress.set(why, { depth: 0, matched: 0, constraint: false });
@@ -184,7 +184,7 @@ export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolea
     const banned = new Set<number>();
     let found = 0;
     for (let k = 0; k < 4; k++) {
-      const st: State = { vals: new Map(), ops: new Map(), metas: new Map(), used: new Set(banned), forms: new Map() };
+      const st: Growing = { vals: new Map(), ops: new Map(), metas: new Map(), used: new Set(banned), forms: new Map(), log: [] };
       if (!extend(rule, view, 0, st, op, why)) break;
       sites.push(toSite(rule, view, st));
       found++;
@@ -223,11 +223,13 @@ const constraintFailures = new WeakMap<string[], number>();
  *  a complete match failed only on a constraint. */
 const progress = new WeakMap<string[], { depth: number; matched: number; constraint: boolean }>();
 
-function extend(rule: Rule, view: MethodView, i: number, st: State, anchor: Op | undefined, why: string[]): boolean {
+function extend(rule: Rule, view: MethodView, i: number, st: Growing, anchor: Op | undefined, why: string[]): boolean {
   const got = progress.get(why);
   if (got && i >= got.depth) {
     got.depth = i;
-    got.matched = Math.max(got.matched, rule.pattern.slice(0, i).filter((p) => !p.optional && st.ops.get(p.name)).length);
+    let bound = 0;
+    for (let j = 0; j < i; j++) if (!rule.pattern[j].optional && st.ops.get(rule.pattern[j].name)) bound++;
+    got.matched = Math.max(got.matched, bound);
   }
   if (i === rule.pattern.length) {
     for (const c of rule.where) {
@@ -241,30 +243,30 @@ function extend(rule: Rule, view: MethodView, i: number, st: State, anchor: Op |
   }
   const p = rule.pattern[i];
   const candidates = anchor ? [anchor] : candidatesFor(p, st, view);
-  const forms: PatOp[] = [p, ...(p.alts ?? []).map((f) => ({ ...p, ...f, alts: undefined }))];
+  const forms = formsOf(p);
   for (const op of candidates) {
     if (st.used.has(op.id) && op !== anchor) continue;
     for (const [k, form] of forms.entries()) {
       if (!calleeMatches(form, op)) continue;
       for (const args of argOrders(op)) {
-        const saved = snapshot(st);
+        const saved = st.log.length;
         const failure = bindOp(form, op, args, st, view);
         if (!failure) {
-          if (k) st.forms.set(p.name, k);
+          if (k) put(st, st.forms, p.name, k);
           if (extend(rule, view, i + 1, st, undefined, why)) return true;
         } else if (i === 0 || why.length === 0) why.push(failure);
-        restore(st, saved);
+        undo(st, saved);
       }
     }
   }
   if (p.optional) {
     const through = passThrough(p, st);
     if (through) {
-      const saved = snapshot(st);
-      st.vals.set(p.name, through);
-      st.ops.set(p.name, null);
+      const saved = st.log.length;
+      put(st, st.vals, p.name, through);
+      put(st, st.ops, p.name, null);
       if (extend(rule, view, i + 1, st, undefined, why)) return true;
-      restore(st, saved);
+      undo(st, saved);
     }
   }
   if (i > 0 && why.length === 0) why.push(`no '${p.name} = ${p.callees.join('|')}(...)' follows in the dataflow`);
@@ -273,13 +275,28 @@ function extend(rule: Rule, view: MethodView, i: number, st: State, anchor: Op |
 
 /** Ops that can continue a partial match: users of a value the pattern line refers to. */
 function candidatesFor(p: PatOp, st: State, view: MethodView): Op[] {
-  const vals = [...p.args, ...(p.alts ?? []).flatMap((f) => f.args)].flatMap((a) => (a.val?.k === 'tuple' ? a.val.items : a.val ? [a.val] : []));
-  for (const pv of vals) {
+  for (const pv of argValues(p)) {
     const v = pv.k === 'ref' ? st.vals.get(pv.name) : pv.k === 'meta' ? st.metas.get(pv.name) : undefined;
     if (v?.k === 'ssa') return usersOf(view, v.id);
     if (v?.k === 'name') return view.nameUses.get(v.path) ?? [];
   }
   return view.ops;
+}
+
+const formsOfLine = new WeakMap<PatOp, PatOp[]>();
+/** A pattern line and each of its `or` forms as a line of its own, made once per rule line. */
+function formsOf(p: PatOp): PatOp[] {
+  let forms = formsOfLine.get(p);
+  if (!forms) formsOfLine.set(p, (forms = [p, ...(p.alts ?? []).map((f) => ({ ...p, ...f, alts: undefined }))]));
+  return forms;
+}
+
+const argValuesOf = new WeakMap<PatOp, PatVal[]>();
+/** The values a pattern line's arguments (of all its forms) name, listed once per rule line. */
+function argValues(p: PatOp): PatVal[] {
+  let vals = argValuesOf.get(p);
+  if (!vals) argValuesOf.set(p, (vals = [...p.args, ...(p.alts ?? []).flatMap((f) => f.args)].flatMap((a) => (a.val?.k === 'tuple' ? a.val.items : a.val ? [a.val] : []))));
+  return vals;
 }
 
 function argOrders(op: Op): Expr[][] {
@@ -296,43 +313,49 @@ function passThrough(p: PatOp, st: State): Expr | undefined {
   return undefined;
 }
 
-// Callee globs compiled once: every op of every method is tried against every rule's anchor.
-const globs = new Map<string, RegExp>();
-function globOf(alt: string): RegExp {
-  let re = globs.get(alt);
-  if (!re) globs.set(alt, (re = new RegExp(`^${alt.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*')}$`, 'i')));
-  return re;
-}
+// Callee alternatives compiled once into tests: every op of every method is tried against every
+// rule's anchor, and every candidate against its pattern line.
+const calleeTests = new Map<string, (op: Op) => boolean>();
 
 export function calleeMatches(p: PatOp, op: Op): boolean {
-  return p.callees.some((alt) => {
-    if (alt.includes('*') && !alt.endsWith('[*]')) {
-      // a glob over class names, e.g. *Gelu* (the rewrite's guard checks the module at run time)
-      // classes only: a function named *gelu* (quick_gelu) is not a GELU module
-      if (op.kind !== 'module') return false;
-      const re = globOf(alt);
-      return (op.type ?? []).some((t) => re.test(t.split('.').pop()!));
-    }
-    if (alt.endsWith('[*]')) {
-      const base = alt.slice(0, -3);
-      return op.kind === 'module' && (op.type ?? []).some((t) => t === base || t.includes(`.${base}[`) || t.startsWith(`${base}[`));
-    }
-    if (/^[a-z_][a-z0-9_]*$/.test(alt)) {
-      // a canonical op, or a module built by a factory of that name (get_activation("gelu"))
-      return (op.kind === 'op' && op.callee === alt) || (op.kind === 'module' && (op.type ?? []).some((t) => t.endsWith(`.${alt}`)));
-    }
-    const last = alt.split('.').pop()!;
-    const isQual = alt.includes('.');
+  for (const alt of p.callees) {
+    let test = calleeTests.get(alt);
+    if (!test) calleeTests.set(alt, (test = calleeTest(alt)));
+    if (test(op)) return true;
+  }
+  return false;
+}
+
+function calleeTest(alt: string): (op: Op) => boolean {
+  if (alt.includes('*') && !alt.endsWith('[*]')) {
+    // a glob over class names, e.g. *Gelu* (the rewrite's guard checks the module at run time)
+    // classes only: a function named *gelu* (quick_gelu) is not a GELU module
+    const re = new RegExp(`^${alt.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*')}$`, 'i');
+    return (op) => op.kind === 'module' && (op.type ?? []).some((t) => re.test(t.split('.').pop()!));
+  }
+  if (alt.endsWith('[*]')) {
+    const base = alt.slice(0, -3);
+    return (op) => op.kind === 'module' && (op.type ?? []).some((t) => t === base || t.includes(`.${base}[`) || t.startsWith(`${base}[`));
+  }
+  if (/^[a-z_][a-z0-9_]*$/.test(alt)) {
+    // a canonical op, or a module built by a factory of that name (get_activation("gelu"))
+    const suffix = `.${alt}`;
+    return (op) => (op.kind === 'op' && op.callee === alt) || (op.kind === 'module' && (op.type ?? []).some((t) => t.endsWith(suffix)));
+  }
+  const last = alt.split('.').pop()!;
+  const isQual = alt.includes('.');
+  const tail = isQual ? `.${alt}` : `.${last}`;
+  const hit = (t: string) => t === alt || t.endsWith(tail);
+  return (op) => {
     // a callee the analysis could not resolve (`self.loss_function`) matches its own spelling
     if (op.kind === 'unknown') return isQual && op.callee === alt;
-    const hit = (t: string) => (isQual ? t === alt || t.endsWith(`.${alt}`) : t === alt || t.endsWith(`.${last}`));
     if (op.kind === 'module') return (op.type ?? []).some(hit);
     if (op.kind === 'call') return hit(op.callee);
     return false;
-  });
+  };
 }
 
-function bindOp(p: PatOp, op: Op, args: Expr[], st: State, view: MethodView): string | undefined {
+function bindOp(p: PatOp, op: Op, args: Expr[], st: Growing, view: MethodView): string | undefined {
   const failure = bindArgs(p.args, args, op.kw, st, `${op.callee}`, view);
   if (failure) return failure;
   if (p.ctor) {
@@ -341,13 +364,13 @@ function bindOp(p: PatOp, op: Op, args: Expr[], st: State, view: MethodView): st
     const f = bindArgs(p.ctor, attr.value.args, attr.value.kw, st, attr.value.callee, view);
     if (f) return f;
   }
-  st.ops.set(p.name, op);
-  st.vals.set(p.name, { k: 'ssa', id: op.id });
-  st.used.add(op.id);
+  put(st, st.ops, p.name, op);
+  put(st, st.vals, p.name, { k: 'ssa', id: op.id });
+  if (!st.used.has(op.id)) { st.log.push(st.used, op.id, false, undefined); st.used.add(op.id); }
   return undefined;
 }
 
-function bindArgs(pargs: PatArg[], args: Expr[], kw: [string, Expr][], st: State, what: string, view: MethodView): string | undefined {
+function bindArgs(pargs: PatArg[], args: Expr[], kw: [string, Expr][], st: Growing, what: string, view: MethodView): string | undefined {
   const positional = pargs.filter((a) => !a.kw && !a.rest);
   const rest = pargs.some((a) => a.rest);
   if (positional.length > args.length) return `${what} has ${args.length} positional argument(s), the pattern needs ${positional.length}`;
@@ -368,7 +391,7 @@ function bindArgs(pargs: PatArg[], args: Expr[], kw: [string, Expr][], st: State
   return undefined;
 }
 
-function bindVal(pv: PatVal, e: Expr, st: State, view: MethodView): string | undefined {
+function bindVal(pv: PatVal, e: Expr, st: Growing, view: MethodView): string | undefined {
   switch (pv.k) {
     case 'any': return undefined;
     case 'const': return e.k === 'const' && e.v === pv.v ? undefined : `where the rule needs ${JSON.stringify(pv.v)}`;
@@ -379,7 +402,7 @@ function bindVal(pv: PatVal, e: Expr, st: State, view: MethodView): string | und
     }
     case 'meta': {
       const v = st.metas.get(pv.name);
-      if (!v) { st.metas.set(pv.name, e); return undefined; }
+      if (!v) { put(st, st.metas, pv.name, e); return undefined; }
       return sameExpr(v, e) ? undefined : `differs from $${pv.name}`;
     }
     case 'tuple': {
@@ -400,12 +423,28 @@ function exprBrief(e: Expr): string {
   return e.k;
 }
 
-function snapshot(st: State): State {
-  return { vals: new Map(st.vals), ops: new Map(st.ops), metas: new Map(st.metas), used: new Set(st.used), forms: new Map(st.forms) };
+/** A match while it grows, with a log of its writes: a failed attempt is undone by replaying the
+ *  log backwards to a mark, instead of copying the state before every attempt (the matcher tries
+ *  every candidate op of every pattern line, and copies dominated matching on large files).
+ *  Each write is four entries: the map or set, the key, whether the key was there, its old value. */
+interface Growing extends State { log: unknown[] }
+
+function put<K, V>(st: Growing, m: Map<K, V>, k: K, v: V): void {
+  st.log.push(m, k, m.has(k), m.get(k));
+  m.set(k, v);
 }
 
-function restore(st: State, s: State): void {
-  st.vals = s.vals; st.ops = s.ops; st.metas = s.metas; st.used = s.used; st.forms = s.forms;
+function undo(st: Growing, mark: number): void {
+  const log = st.log;
+  while (log.length > mark) {
+    const old = log.pop();
+    const had = log.pop() as boolean;
+    const k = log.pop();
+    const target = log.pop() as Map<unknown, unknown> | Set<unknown>;
+    if (target instanceof Set) target.delete(k);
+    else if (had) target.set(k, old);
+    else target.delete(k);
+  }
 }
 
 export type { FileIR };

@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import * as ohm from 'ohm-js';
 import type { Const } from '../dsl/ir.js';
-import { addSemantics as addDslSemantics, grammarPath, markIndentation } from '../dsl/parse.js';
+import { addSemantics as addDslSemantics, markIndentation } from '../dsl/parse.js';
+import { grammars } from '../dsl/grammars.js';
 import { fail, type Constraint, type Example, type Kernel, type PatArg, type PatOp, type Rewrite, type Rule } from './rule-ir.js';
 import { validateRule } from './rule-check.js';
 import { describeSyntaxError, type SyntaxFailure } from './rule-syntax.js';
@@ -13,9 +14,9 @@ let semantics: ohm.Semantics | undefined;
 
 function load(): { g: ohm.Grammar; s: ohm.Semantics } {
   if (!grammar) {
-    const ns = ohm.grammars(readFileSync(grammarPath('dsl.ohm'), 'utf8'));
-    grammar = ohm.grammar(readFileSync(grammarPath('rules.ohm'), 'utf8'), ns);
-    const base = ns.AdoptDSL.createSemantics();
+    const { dsl, rules } = grammars();
+    grammar = rules;
+    const base = dsl.createSemantics();
     addDslSemantics(base);
     semantics = grammar.extendSemantics(base);
     addRuleSemantics(semantics);

@@ -3,7 +3,7 @@
 // Every broken file is reported, each at rule-file:line:col.
 import { readdirSync, realpathSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { grammarPath } from '../dsl/parse.js';
+import { grammarPath } from '../dsl/grammars.js';
 import { RuleError, ruleDiagnostic, type PatVal, type Rule } from './rule-ir.js';
 import { loadRuleFile } from './rule-parse.js';
 
