@@ -89,7 +89,8 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
   if (ops.some((o) => isInitSpan(s, o))) return 'the match mixes __init__ code and forward code';
   let ctx = new Render(f, s, res, rule);
   const renderGuard = (): string | undefined => {
-    const guards = rw.guards.map((g) => ctx.fill(g));
+    // a guard line that holds statically (a check an accessor settled at analysis) adds nothing
+    const guards = rw.guards.map((g) => ctx.fill(g)).filter((g) => g !== 'True');
     if (ctx.failure) return undefined;
     res.guards = guards;
     // no guard: the replacement runs unconditionally
