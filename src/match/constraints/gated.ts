@@ -2,6 +2,8 @@
 // one projection's output, split by `chunk(2, dim=-1)`.
 import { constIs, line, opOf, type ConstraintSpec } from './spec.js';
 
+const isLinear = (type: string[] | undefined) => !!type?.some((t) => t === 'torch.nn.Linear' || t.endsWith('.Linear'));
+
 export const GATED_CONSTRAINTS: ConstraintSpec[] = [
   {
     name: 'chunk_halves', args: ['line', 'line'], rules: ['gated_mlp_chunk'],
@@ -20,6 +22,16 @@ export const GATED_CONSTRAINTS: ConstraintSpec[] = [
       const halves = [g.args[1], u.args[1]];
       const ok = (constIs(halves[0], 0) && constIs(halves[1], 1)) || (constIs(halves[0], 1) && constIs(halves[1], 0));
       return ok ? undefined : `the gate and up at line ${line(g)} are not the two halves of the chunk`;
+    },
+  },
+  {
+    name: 'no_down_projection', args: ['line'], rules: ['gated_mlp_act'],
+    doc: "The product is not passed straight to a Linear: where it is, the whole block `down(act(gate(x)) * up(x))` is gated_mlp's site.",
+    check(args, st, view) {
+      const p = opOf(args[0], st);
+      if (!p) return undefined;
+      const down = (view.uses.get(p.id) ?? []).find((u) => u.k === 'op' && u.op.kind === 'module' && isLinear(u.op.type));
+      return down?.k === 'op' ? `the product goes straight into ${down.op.callee} at line ${line(down.op)}: the gated MLP as a whole is gated_mlp's site` : undefined;
     },
   },
 ];
