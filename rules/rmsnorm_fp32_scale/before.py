@@ -1,4 +1,5 @@
-"""Rule example: Gemma-style RMSNorm, the (1 + weight) scaling done in float32 before the cast."""
+"""Rule example: an RMSNorm with a (1 + weight) scale applied to the float32 value, cast back
+to the input's dtype after the product."""
 import torch
 from torch import nn
 
@@ -7,12 +8,9 @@ class OffsetRMSNorm(nn.Module):
     def __init__(self, dim=24, eps=1e-6):
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(0.1 * torch.randn(dim))
-
-    def _norm(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        self.scale = nn.Parameter(0.1 * torch.randn(dim))
 
     def forward(self, x):
-        output = self._norm(x.float())
-        output = output * (1.0 + self.weight.float())
-        return output.type_as(x)
+        h = x.to(torch.float32)
+        h = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return (h * (1 + self.scale.float())).to(x.dtype)
