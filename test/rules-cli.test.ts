@@ -109,7 +109,7 @@ describe('--why-not', () => {
     expect(r.code).toBe(0);
     const lines = missLines(r.stderr);
     expect(lines[0]).toMatch(/tiny_llm\.py:80:\d+: softmax: not a site: softmax over dim=1.*\(the whole pattern matched\)$/);
-    expect(lines).toContainEqual(expect.stringMatching(/tiny_llm\.py:15:\d+: rmsnorm: not a site: the code around it has no 'c = to\(\$x, dtype=torch\.float32\)' \(6 of 7 pattern lines matched\)/));
+    expect(lines).toContainEqual(expect.stringMatching(/tiny_llm\.py:15:\d+: rmsnorm_fp32_scale: not a site: the code around it has no 'c = to\(\$x, dtype=torch\.float32\)' \(6 of 7 pattern lines matched\)/));
     expect(lines.some((l) => /BatchNorm1d|cross_entropy/.test(l))).toBe(false);
     const all = missLines(adopt(['rewrite', '--why-not=all', file]).stderr);
     expect(r.stderr).toMatch(new RegExp(`adopt: ${all.length - lines.length} more near miss\\(es\\) matched less of their pattern; --why-not=all shows them`));

@@ -16,7 +16,7 @@ from ._impl.gelu import gelu_kind, linear_gelu
 from ._impl.modules import built_as
 from ._impl.optim import FusedAdam, FusedAdamW, fused_optimizer_class, optimizer_kwargs
 from ._impl.products import product_dtype
-from ._impl.projections import fused_qkv, gated_mlp
+from ._impl.projections import fused_qkv, gated_act, gated_mlp
 from ._impl.rms_norm import rms_norm, rms_norm_variance_fp32
 from ._impl.rope import apply_rope, apply_rope_interleaved
 from ._impl.softmax import softmax
@@ -50,6 +50,7 @@ __all__ = [
     "enabled",
     "fused_optimizer_class",
     "fused_qkv",
+    "gated_act",
     "gated_mlp",
     "gelu_kind",
     "linear_bn",

@@ -8,8 +8,8 @@
 //   y = self.act(z)    # near miss linear_gelu: the activation is a ReLU   (likewise `begins`/`ends`)
 //
 // Several markers may share a line (` # ` between them; an `ends` is read before a `begins` of the
-// same line). Ranges of the same kind and rule nest like brackets: `ends` closes the latest open
-// one. A source file with at least one marker is labelled: every site adopt finds in it is scored.
+// same line). Ranges of the same kind and rule close in the order they opened: `ends` closes the
+// earliest open one, as two interleaved sites do (q's rotation and k's, statement by statement). A source file with at least one marker is labelled: every site adopt finds in it is scored.
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { findPythonFiles } from '../analysis/project.js';
@@ -67,7 +67,7 @@ export function readMarkers(path: string, text: string, known: ReadonlySet<strin
       if (m.edge === 'one') labels.push({ kind: m.kind, rule: m.rule, path, lines: [n, n], note: m.note });
       else if (m.edge === 'begins') stack.push({ line: n, note: m.note });
       else {
-        const first = stack.pop();
+        const first = stack.shift();
         if (!first) throw new AdoptError(`${shown}:${n}: '${m.kind} ${m.rule} ends' closes no open range`);
         labels.push({ kind: m.kind, rule: m.rule, path, lines: [first.line, n], note: first.note });
       }

@@ -6,7 +6,9 @@
 export const CATEGORIES = ['attention', 'softmax', 'dropout_add_layernorm', 'linear_gelu', 'conv_bn', 'linear_bn', 'qkv_fusion', 'rmsnorm', 'gated_mlp', 'rope', 'lm_head_ce', 'fused_optimizer'] as const;
 
 /** Rule variants that implement one kernel family count as that family. */
-const RULE_CATEGORY: Record<string, string> = { rmsnorm_variance_fp32: 'rmsnorm', rope_interleaved: 'rope', rope_single: 'rope' };
+const RULE_CATEGORY: Record<string, string> = {
+  rmsnorm_variance_fp32: 'rmsnorm', rmsnorm_fp32_scale: 'rmsnorm', gated_mlp_chunk: 'gated_mlp', gated_mlp_act: 'gated_mlp', rope_interleaved: 'rope', rope_single: 'rope', rope_complex: 'rope', rope_pairs: 'rope',
+};
 
 export function categoryOf(rule: string): string {
   return RULE_CATEGORY[rule] ?? rule;

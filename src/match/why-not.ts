@@ -31,7 +31,8 @@ export function isClose(n: NearMiss): boolean {
  *  miss inside code another rule found is left out (a site of the RMSNorm rule is no near miss
  *  of its float32-variance variant). */
 export function rankNearMisses(misses: NearMiss[], which: 'close' | 'all', sites: { file: string; lines: [number, number] }[] = []): { shown: NearMiss[]; hidden: number } {
-  const ranked = [...misses].sort((a, b) => closeness(b) - closeness(a) || a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col || a.rule.localeCompare(b.rule));
+  // the close ones lead in either view: a lone first line can tie a close one's share
+  const ranked = [...misses].sort((a, b) => Number(isClose(b)) - Number(isClose(a)) || closeness(b) - closeness(a) || a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col || a.rule.localeCompare(b.rule));
   const inSite = (n: NearMiss) => sites.some((s) => s.file === n.file && s.lines[0] <= n.line && n.line <= s.lines[1]);
   const shown = which === 'all' ? ranked : ranked.filter((n) => isClose(n) && !inSite(n));
   return { shown, hidden: ranked.length - shown.length };

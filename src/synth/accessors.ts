@@ -49,6 +49,16 @@ function rankCheck(op: Op, cx: AccessorContext): string | undefined {
   return x === undefined ? undefined : `${x}.dim() == ${idx.items.length}`;
 }
 
+/** A Python condition that a reduction's dim is the last dimension: `True` for `dim=-1`, a run-time
+ *  check of a dim held in an attribute or argument (`self.dim == -1`); undefined for any other
+ *  constant, or no dim, which the kernels do not cover. */
+function lastDimCheck(op: Op, cx: AccessorContext): string | undefined {
+  const dim = keywordOf(op, 'dim');
+  if (!dim || dim.k === 'const') return dim?.k === 'const' && dim.v === -1 ? 'True' : undefined;
+  const written = cx.isMatchedValue(dim) ? undefined : cx.expr(dim);
+  return written === undefined ? undefined : `${written} == -1`;
+}
+
 /** The function a call goes through, as written, when it is not inlined from a helper. */
 function calledAs(op: Op, cx: AccessorContext): string | undefined {
   const call = op.via?.length ? undefined : cx.nodeAt(op);
@@ -104,6 +114,7 @@ const KEYWORDS: [string, string][] = [
 
 const ENTRIES: Accessor[] = [
   { name: 'factor', on: 'op', description: 'the multiplicative factor a scaling op (mul or div) applies to the matched value; a 0-d `torch.full` as the number it holds', read: factor },
+  { name: 'last_dim_check', on: 'op', description: 'a Python condition that a reduction runs over the last dimension: `True` for `dim=-1`, `DIM == -1` for a dim known only at run time; the site is refused for another constant', read: lastDimCheck },
   { name: 'rank_check', on: 'op or metavariable', description: 'a Python condition on the rank an index of full slices assumes (`x.dim() == 4`), `True` with `...`', read: rankCheck },
   {
     name: 'callable', on: 'op', description: 'what to call for the op: the submodule, or the torch.nn.functional function it canonicalises to',

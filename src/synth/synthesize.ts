@@ -90,7 +90,10 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
   if (ops.some((o) => isInitSpan(s, o))) return 'the match mixes __init__ code and forward code';
   let ctx = new Render(f, s, res, rule);
   const renderGuard = (): string | undefined => {
-    const guards = [...rw.guards.map((g) => ctx.fill(g)), ...layerClassGuards(s)];
+    // a guard line an accessor settled at analysis (`{m.last_dim_check}` on dim=-1) adds nothing;
+    // a guard written `True` stays as the rule wrote it
+    const guards = rw.guards.map((g) => [g, ctx.fill(g)]).filter(([g, filled]) => filled !== 'True' || g.trim() === 'True').map(([, filled]) => filled);
+    guards.push(...layerClassGuards(s));
     if (ctx.failure) return undefined;
     res.guards = guards;
     // no guard: the replacement runs unconditionally

@@ -78,14 +78,15 @@ describe('reading markers', () => {
     ]);
   });
 
-  it('ranges of one rule nest: the later begins is closed first, an ends is read before a begins on its line', () => {
+  it('ranges of one rule close in the order they opened (interleaved sites), an ends is read before a begins on its line', () => {
     const text = [
-      'h = fc(x)  # site linear_gelu begins: outer # site linear_gelu begins: inner',
-      'h = act(h)  # site linear_gelu ends',
-      'h = other(h)  # site linear_gelu ends # site linear_gelu begins: next',
+      'q = rot(q)  # site linear_gelu begins: first',
+      'k = rot(k)  # site linear_gelu begins: second',
+      'q = out(q)  # site linear_gelu ends',
+      'k = out(k)  # site linear_gelu ends # site linear_gelu begins: next',
       'h = last(h)  # site linear_gelu ends',
     ].join('\n');
-    expect(read(text).map((l) => [l.lines, l.note])).toEqual([[[1, 2], 'inner'], [[1, 3], 'outer'], [[3, 4], 'next']]);
+    expect(read(text).map((l) => [l.lines, l.note])).toEqual([[[1, 3], 'first'], [[2, 4], 'second'], [[4, 5], 'next']]);
   });
 
   it('an unknown rule, an ends with nothing open, a begins never closed, a misspelt or noted ends: errors at file:line', () => {

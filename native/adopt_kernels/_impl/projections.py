@@ -255,3 +255,36 @@ def gated_mlp(x, gate_proj, up_proj, down_proj, act):
         if out is not None:
             return down_proj(out)
     return down_proj(act(gate) * up)
+
+
+def _stacked_base(gate, up):
+    """The ``(..., 2F)`` tensor whose first and second halves ``gate`` and ``up`` are (the two
+    results of ``h.chunk(2, dim=-1)``), or None: the compiled kernel then reads both halves in
+    place and returns the gradient of that tensor whole."""
+    base = gate._base
+    if base is None or up._base is not base or not base.is_contiguous() or gate.dim() != base.dim():
+        return None
+    f = gate.size(-1)
+    if base.shape[:-1] != gate.shape[:-1] or base.size(-1) != 2 * f or up.shape != gate.shape:
+        return None
+    if gate.data_ptr() != base.data_ptr() or up.data_ptr() != base.data_ptr() + f * base.element_size():
+        return None
+    return base
+
+
+def gated_act(gate, up, act):
+    """Replaces ``act(gate) * up`` where ``gate`` and ``up`` come from one projection split in
+    two (``gate, up = proj(x).chunk(2, dim=-1)``: GEGLU, SwiGLU, phi-style ``gate_up_proj``,
+    MoE experts' ``F.linear(x, w[i]).chunk(2, dim=-1)``).
+
+    When ``act`` is a plain SiLU or GELU (exact or tanh), on CPU in float32/bfloat16, the
+    product is one compiled pass; the halves of a contiguous ``chunk`` are read in place when
+    the gate is the first half. Anything else runs ``act(gate) * up`` as given.
+    """
+    kind = _compiled_activation(act) if enabled("gated_mlp") else None
+    if kind is not None:
+        base = _stacked_base(gate, up)
+        out = _compiled_gated(kind, base) if base is not None else _compiled_gated(kind, gate, up)
+        if out is not None:
+            return out
+    return act(gate) * up

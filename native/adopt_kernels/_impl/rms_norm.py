@@ -35,7 +35,7 @@ def rms_norm_variance_fp32(x, weight, eps):
     return h if weight is None else weight * h
 
 
-def rms_norm(x, weight, eps, offset=0.0, cast_to_fp32=True):
+def rms_norm(x, weight, eps, offset=0.0, cast_to_fp32=True, keep_fp32=False):
     """Replaces the LLaMA-style RMSNorm body::
 
         input_dtype = x.dtype
@@ -45,16 +45,21 @@ def rms_norm(x, weight, eps, offset=0.0, cast_to_fp32=True):
 
     ``weight`` may be None (no scaling); ``offset`` covers the ``1 + weight`` form of Gemma-like
     models. With ``cast_to_fp32=False`` everything stays in the input dtype. Like the
-    original, ``cast_to_fp32`` also computes float64 inputs in float32.
+    original, ``cast_to_fp32`` also computes float64 inputs in float32. With ``keep_fp32`` the
+    normalised float32 value is not cast back before the weight scales it (Gemma's order,
+    ``(x * w).type_as(x)``, casts after the product): the result stays float32, or what the
+    weight promotes it to, as the original product does.
     """
-    if cast_to_fp32 and enabled("rms_norm"):
+    if cast_to_fp32 and enabled("rms_norm") and (not keep_fp32 or x.dtype == torch.float32):
         # the compiled kernel computes the statistics in float32 for float32 and bfloat16 alike
         out = _compiled(x, weight, eps, offset)
         if out is not None:
             return out
     input_dtype = x.dtype
     h = x.to(torch.float32) if cast_to_fp32 else x
-    h = _normalise(h, eps).to(input_dtype)
+    h = _normalise(h, eps)
+    if not (cast_to_fp32 and keep_fp32):
+        h = h.to(input_dtype)
     if weight is None:
         return h
     if offset:

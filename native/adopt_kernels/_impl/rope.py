@@ -23,12 +23,21 @@ def _select(table, position_ids, unsqueeze_dim):
     return table if unsqueeze_dim is None else table.unsqueeze(unsqueeze_dim)
 
 
+def _unit_stride(table):
+    return table.contiguous() if table.dim() and table.size(-1) > 1 and table.stride(-1) != 1 else table
+
+
 def _compiled(q, k, cos, sin, position_ids, unsqueeze_dim, interleaved, k_cos=None, k_sin=None):
     """The compiled kernel's result, or None when it does not take these inputs."""
     if q.device.type != "cpu":
         return None
     from ..kernels import rope as kernel
 
+    # tables read off complex rotations (freqs_cis.real / .imag) step over the imaginary parts;
+    # the kernel reads rows contiguously, and a table is small beside q and k
+    cos, sin = _unit_stride(cos), _unit_stride(sin)
+    if k_cos is not None:
+        k_cos, k_sin = _unit_stride(k_cos), _unit_stride(k_sin)
     return kernel.rope(q, k, cos, sin, position_ids, unsqueeze_dim, interleaved, k_cos, k_sin)
 
 

@@ -59,6 +59,18 @@ export const GENERAL_CONSTRAINTS: ConstraintSpec[] = [
     },
   },
   {
+    name: 'last_dim_at_run_time', args: ['line'],
+    doc: "A reduction runs over the last dimension: dim=-1, or a dim held in an attribute or argument that the rewrite's guard checks (`{m.last_dim_check}`).",
+    check(args, st) {
+      const op = opOf(args[0], st);
+      if (!op) return undefined;
+      const dim = op.kw.find(([k]) => k === 'dim')?.[1];
+      if (!dim) return `${op.callee} at line ${line(op)} has no dim (it reduces over every dimension, not the last)`;
+      if (dim.k !== 'const' || dim.v === -1) return undefined;
+      return `${op.callee} at line ${line(op)} is over dim=${dim.raw ?? dim.v}, not the last dimension (-1)`;
+    },
+  },
+  {
     name: 'bias', args: ['line'],
     doc: "A Linear (or Conv) has a bias: the constructor does not say bias=False.",
     check(args, st, view) {

@@ -53,6 +53,23 @@ export const ROPE_CONSTRAINTS: ConstraintSpec[] = [
     },
   },
   {
+    name: 'pairs_view', args: ['line', 'value'], rules: ['rope_complex'],
+    doc: "A reshape (or view) of `$x` into adjacent pairs of its last dimension, `(*x.shape[:-1], -1, 2)`: the layout `view_as_complex` reads as (real, imaginary).",
+    check(args, st, view) {
+      const r = opOf(args[0], st);
+      const x = args[1].k === 'meta' ? st.metas.get(args[1].name) : undefined;
+      if (!r || !x) return undefined;
+      const shape = r.args.slice(1);
+      const def = (e: Expr | undefined) => (e?.k === 'ssa' ? view.defs.get(e.id) : undefined);
+      const lead = shape[0]?.k === 'star' ? def(shape[0].e) : undefined;
+      const dims = lead?.callee === 'getitem' ? def(lead.args[0]) : undefined;
+      const leadOk = !!dims && dims.callee === 'getattr' && constIs(dims.args[1], 'shape') && sameExpr(dims.args[0], x)
+        && lead!.args[1]?.k === 'slice' && !lead!.args[1].lo && !lead!.args[1].step && constIs(lead!.args[1].hi ?? undefined, -1);
+      if (shape.length === 3 && leadOk && constIs(shape[1], -1) && constIs(shape[2], 2)) return undefined;
+      return `the ${r.callee} at line ${line(r)} is not (*x.shape[:-1], -1, 2): the pairs it forms are not adjacent channels of the last dimension`;
+    },
+  },
+  {
     name: 'no_pair', args: ['line'], rules: ['rope_single'],
     doc: "No other rotation `x * cos + cat(-x2, x1) * sin` in the same function: the rotation is applied to one tensor here, not to a q/k pair (which the paired rule takes).",
     check(args, st, view) {

@@ -1,0 +1,27 @@
+"""Rule example: an RMSNorm with a (1 + weight) scale applied to the float32 value, cast back
+to the input's dtype after the product."""
+import torch
+from torch import nn
+
+try:  # adopt: use fused kernels where adopt_kernels is installed, the original code otherwise
+    import adopt_kernels as _adopt
+except ImportError:  # adopt
+    _adopt = None
+
+
+class OffsetRMSNorm(nn.Module):
+    def __init__(self, dim=24, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.scale = nn.Parameter(0.1 * torch.randn(dim))
+
+    def forward(self, x):
+        if _adopt is not None and _adopt.enabled('rms_norm'):
+            _adopt_y = _adopt.rms_norm(
+                x, 1 + self.scale.float(), self.eps, cast_to_fp32=True, keep_fp32=True
+            )
+            return (_adopt_y).to(x.dtype)
+        else:
+            h = x.to(torch.float32)
+            h = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+            return (h * (1 + self.scale.float())).to(x.dtype)
