@@ -1,6 +1,6 @@
 // The template language: a rule's rewrite is text with placeholders (`{name}`, `{name.part}`,
 // `{name|default}`, `{?name:text}`, `{,kw=name}`), filled with source text for one site.
-import type { Op } from '../dsl/ir.js';
+import type { Expr, Op } from '../dsl/ir.js';
 import type { Site } from '../match/matcher.js';
 import { attrOf } from '../match/method.js';
 import { metaLines, type Rule } from '../match/rule.js';
@@ -126,10 +126,21 @@ export class Render extends Expressions {
   private accessorContext(): AccessorContext {
     return {
       expr: (e) => this.expr(e),
-      isMatchedValue: (a) => a.k === 'ssa' && (Object.values(this.s.ops).some((o) => o?.id === a.id) || this.s.view.phis.has(a.id)),
+      isMatchedValue: (a) => this.carriesMatched(a),
       nodeAt: (op) => nodeOfSpan(this.f, op.span),
       constructorOf: (op) => attrOf(this.s.view, op)?.value,
     };
+  }
+
+  /** Whether a value is a matched op's, or a phi one of whose inputs carries one (`if mask is not
+   *  None: scores = scores + mask`); a phi merging only settings (`if scaling is None: scaling =
+   *  ...`) is a setting. */
+  private carriesMatched(e: Expr, seen = new Set<number>()): boolean {
+    if (e.k !== 'ssa' || seen.has(e.id)) return false;
+    seen.add(e.id);
+    if (Object.values(this.s.ops).some((o) => o?.id === e.id)) return true;
+    const ins = this.s.view.phis.get(e.id);
+    return !!ins && ins.some((x) => this.carriesMatched(x, seen));
   }
 
   /** `x = (o).transpose(1, 2)`: the result `o` of the pattern is part of the last statement, so
