@@ -26,8 +26,14 @@ export function functionWeightsWanted(f: SynthFile, fn: SyntaxNode, reads: Synta
   const fnName = fn.childForFieldName('name')!.text;
   if (holder.parent?.type !== 'module') return `'${name}' is returned by ${fnName}, a function nested in another`;
   const params = fn.childForFieldName('parameters')!.namedChildren;
-  const splat = params.find((p) => p.type === 'dictionary_splat_pattern')?.namedChildren.find((c) => c.type === 'identifier')?.text;
+  // `**kwargs`, or `**kwargs: Unpack[...]` (a typed parameter around the splat)
+  const splatOf = (p: SyntaxNode) => (p.type === 'typed_parameter' ? p.namedChildren[0] : p);
+  const splat = params.map(splatOf).find((p) => p?.type === 'dictionary_splat_pattern')?.namedChildren.find((c) => c.type === 'identifier')?.text;
   if (!splat) return `${fnName} returns '${name}' and takes no **kwargs through which a caller could ask for it`;
+  // a model that takes the flag out of the keywords it passes down (`kwargs.pop("output_attentions")`)
+  // asks for the weights in a way the function cannot see
+  const dropped = new RegExp(`\\.pop\\(\\s*['"]${FLAG}['"]|del\\s+\\w+\\[\\s*['"]${FLAG}['"]`).exec(f.source.text);
+  if (dropped) return `the file takes ${FLAG} out of the keywords at line ${lineAt(f.source, dropped.index)}, so ${fnName} cannot tell when its weights are asked for`;
   const items = list.namedChildren.filter((c) => c.type !== 'comment');
   const index = items.findIndex((c) => c.startIndex === reads[0].startIndex);
   for (const call of callsOf(f, fn, fnName)) {
