@@ -167,7 +167,9 @@ export class Expressions {
           const [x, a, b] = def.args;
           if (def.callee === 'transpose' && x && a?.k === 'const' && b?.k === 'const') {
             const base = this.expr(x);
-            return base === undefined ? undefined : `${base}.transpose(${a.raw ?? a.v}, ${b.raw ?? b.v})`;
+            // an operand written as an expression (`q * scale` inside the einsum) is wrapped
+            const operand = base === undefined || /^[A-Za-z_][\w.]*$/.test(base) ? base : `(${base})`;
+            return operand === undefined ? undefined : `${operand}.transpose(${a.raw ?? a.v}, ${b.raw ?? b.v})`;
           }
           // `beta * input` of a baddbmm
           if (def.callee === 'mul' && def.args.length === 2 && !def.kw.length) {

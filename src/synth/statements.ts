@@ -162,7 +162,8 @@ function betweenStatement(r: Region, i: number): string | undefined {
   // fast path does not compute (`if attn_weights.size() != ...: raise`) stays on the original
   // path only
   if (isRaiseOnly(k) && !holdsSite) {
-    const cond = k.childForFieldName('condition')!;
+    // what the check reads: the `if`'s condition, or all of an `assert`
+    const cond = k.type === 'if_statement' ? k.childForFieldName('condition')! : k;
     const written = assignedIn(before);
     if (!identifierNodes(cond).some((n) => written.has(n.text))) r.hoisted.push(k);
     return undefined;

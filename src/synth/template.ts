@@ -16,6 +16,21 @@ function undoubleTranspose(text: string): string {
   return text.replace(/\.transpose\((-2|-1), (-2|-1)\)\.transpose\((-2|-1), (-2|-1)\)/g, (m, a, b, c, d) => (a !== b && c !== d ? '' : m));
 }
 
+/** Whether text is a name, attribute, call or subscript chain (`k.transpose(-2, -1)`), which a
+ *  method call binds to as a whole: nothing outside brackets but names and dots. */
+function bindsTightly(text: string): boolean {
+  let depth = 0;
+  let quote = '';
+  for (const ch of text) {
+    if (quote) { if (ch === quote) quote = ''; continue; }
+    if (ch === '"' || ch === "'") quote = ch;
+    else if ('([{'.includes(ch)) depth++;
+    else if (')]}'.includes(ch)) depth--;
+    else if (depth === 0 && !/[\w.]/.test(ch)) return false;
+  }
+  return text.length > 0;
+}
+
 /** Fills `{name}`, `{name.module}`, `{name.<kw>}` placeholders with source text. */
 export class Render extends Expressions {
   /** Optional ops in a branch the guard excludes: absent on the fast path. */
@@ -68,7 +83,15 @@ export class Render extends Expressions {
       this.res.bindings[name] = text;
       return `, ${kw}=${text}`;
     });
-    return tpl.replace(/\{(,)?([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?(?:\|([^}]*))?\}/g, (_m, optKw: string | undefined, name: string, part?: string, dflt?: string) => {
+    return tpl.replace(/\{(,)?([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?(?:\|([^}]*))?\}/g, (m, optKw: string | undefined, name: string, part: string | undefined, dflt: string | undefined, at: number) => {
+      const text = this.placeholder(optKw, name, part, dflt);
+      // a value written as an expression (`k * scale`) that the template calls a method on
+      return tpl[at + m.length] === '.' && !bindsTightly(text) ? `(${text})` : text;
+    });
+  }
+
+  private placeholder(optKw: string | undefined, name: string, part: string | undefined, dflt: string | undefined): string {
+    {
       // `{,name.kw}`: `, kw=<its value>` when the matched call passes kw, nothing when it does not
       if (optKw && part) return this.optionalPart(part, name, part);
       // `{name|default}`: the default when an optional line is absent
@@ -91,7 +114,7 @@ export class Render extends Expressions {
       }
       this.res.bindings[part ? `${name}.${part}` : name] = text;
       return text;
-    });
+    }
   }
 
   /** `, kw=<value>` of keyword `part` of matched op `name`, nothing when the call does not pass it. */
