@@ -102,6 +102,9 @@ export class Expressions {
       return i >= 0 ? `${RETURN_TARGET}${i}of${items.length}` : undefined;
     }
     const a = stmt?.namedChildren[0];
+    // `q.mul_(scale)` on its own line: the result is `q` itself, changed in place
+    const fnText = a?.type === 'call' ? a.childForFieldName('function') : null;
+    if (stmt?.type === 'expression_statement' && a && node && a.startIndex === node.startIndex && a.endIndex === node.endIndex && /[^_]_$/.test(op.callee) && fnText?.type === 'attribute' && fnText.childForFieldName('object')?.type === 'identifier') return fnText.childForFieldName('object')!.text;
     if (a?.type !== 'assignment' || !node) return undefined;
     // `q, k, v = qkv[0], qkv[1], qkv[2]`: element i of the right names element i of the left
     const rightList = a.childForFieldName('right');
