@@ -94,9 +94,9 @@ function callerProblem(f: SynthFile, call: SyntaxNode, index: number, count: num
   if (target === '_') return undefined;
   const isWrite = (n: SyntaxNode) => n.parent?.type === 'pattern_list' || n.parent?.type === 'tuple_pattern' || (n.parent?.type === 'assignment' && n.parent.childForFieldName('left') === n);
   for (const r of identifierNodes(fn).filter((n) => n.text === target && n.startIndex >= parent.endIndex && !isWrite(n))) {
-    let stmt: SyntaxNode | null = r.parent;
-    while (stmt && stmt.type !== 'return_statement' && stmt !== fn) stmt = stmt.parent;
-    if (stmt?.type === 'return_statement') continue;
+    // returned as it is, alone or as an element of the returned tuple
+    const up = r.parent && RETURN_LIST.has(r.parent.type) ? r.parent.parent : r.parent;
+    if (up?.type === 'return_statement') continue;
     if (passed !== undefined && readCondition(r, fn) === passed) continue;
     return `reads '${target}' at line ${lineAt(f.source, r.startIndex)} other than by returning it or under ${FLAG}`;
   }
