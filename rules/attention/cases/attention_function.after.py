@@ -1,5 +1,6 @@
-"""Rule case: a module-level attention function returning (output, weights), its scale
-defaulted inside, picked from a table of implementations."""
+"""Decoder whose attention math lives in a module-level function, picked from a table of
+implementations by name, in the style of current Hugging Face model files."""
+
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -96,3 +97,32 @@ class FnAttention(nn.Module):
         )
         attn_output = attn_output.reshape(*hidden_states.shape[:-1], -1)
         return self.o_proj(attn_output), attn_weights
+
+
+class FnDecoderLayer(nn.Module):
+    def __init__(self, config: FnDecoderConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(config.hidden_size)
+        self.self_attn = FnAttention(config)
+        self.mlp = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states, attention_mask=None, **kwargs):
+        attn_out, attn_weights = self.self_attn(self.norm(hidden_states), attention_mask, **kwargs)
+        hidden_states = hidden_states + attn_out
+        return hidden_states + self.mlp(hidden_states), attn_weights
+
+
+class FnDecoder(nn.Module):
+    def __init__(self, config: FnDecoderConfig):
+        super().__init__()
+        self.config = config
+        self.layers = nn.ModuleList([FnDecoderLayer(config) for _ in range(config.num_hidden_layers)])
+
+    def forward(self, hidden_states: torch.Tensor, output_attentions: Optional[bool] = None):
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        all_attentions = ()
+        for layer in self.layers:
+            hidden_states, weights = layer(hidden_states, output_attentions=output_attentions)
+            if output_attentions:
+                all_attentions = all_attentions + (weights,)
+        return hidden_states, all_attentions
