@@ -58,7 +58,7 @@ def run(args):
             return {"status": "mismatch", "problems": [wrong], "strict_load": False}
         refs = reference(a, inputs)
         try:
-            cmp, notes, _ = compare_rewrite(b, inputs, refs, policy)
+            cmp, notes, _ = compare_rewrite(b, inputs, refs, policy, original=a)
         except RewrittenRaised as e:
             return {"status": "mismatch", "problems": [str(e)], **counter.result()}
     counts = counter.result()

@@ -115,6 +115,22 @@ def tensors(out):
     return []
 
 
+def slots(out):
+    """Per floating-point tensor or None of a model's output, in order: whether it is a tensor. A
+    rewrite that returns None where the original returns attention weights shows as False here."""
+    if out is None:
+        return [False]
+    if isinstance(out, torch.Tensor):
+        return [True] if out.is_floating_point() else []
+    if hasattr(out, "to_tuple"):
+        out = out.to_tuple()
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in slots(o)]
+    return []
+
+
 def first_tensor(out):
     found = tensors(out)
     return found[0] if found else None

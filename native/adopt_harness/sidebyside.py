@@ -6,12 +6,13 @@ weighted sum. The rewrite, loaded strictly with the original's state dict, is ru
 and compared tensor by tensor under the dtype's policy (compare.py). Anything the rewrite does
 differently where the original runs, raising included, is a mismatch.
 """
+import inspect
 import time
 from dataclasses import dataclass, field
 
 import torch
 
-from adopt_harness.compare import Comparison, grad_scale, tensors
+from adopt_harness.compare import Comparison, grad_scale, slots, tensors
 from adopt_harness.deadline import Timeout
 from adopt_harness.dropout import no_dropout
 
@@ -30,6 +31,8 @@ class Run:
     grads: object
     input_grads: list = field(default_factory=list)
     seconds: float = 0.0
+    # per tensor or None returned: whether a tensor (see compare.slots)
+    layout: list = field(default_factory=list)
 
 
 def select_outputs(model, out):
@@ -61,7 +64,8 @@ def run_model(model, inputs, mode):
     args, kwargs = _leaves(inputs)
     torch.manual_seed(1)
     t0 = time.perf_counter()
-    outputs = select_outputs(model, model(*args, **kwargs))
+    raw = model(*args, **kwargs)
+    outputs = select_outputs(model, raw)
     seconds = time.perf_counter() - t0
     weights = [torch.randn(o.shape, generator=torch.Generator().manual_seed(3 + i), dtype=torch.float64).to(o.dtype) for i, o in enumerate(outputs)]
     differentiable = [(o * w).sum() for o, w in zip(outputs, weights) if o.requires_grad]
@@ -82,7 +86,7 @@ def run_model(model, inputs, mode):
             grads = {name: None if p.grad is None else p.grad.detach().clone() for name, p in model.named_parameters()}
     input_grads = [t.grad for t in args if isinstance(t, torch.Tensor) and t.is_floating_point()]
     model.zero_grad(set_to_none=True)
-    return Run([o.detach() for o in outputs], weights, grads, input_grads, seconds)
+    return Run([o.detach() for o in outputs], weights, grads, input_grads, seconds, slots(raw))
 
 
 def reference(model, inputs):
@@ -99,8 +103,51 @@ def load_strict(rewritten, state):
         return f"the rewritten model does not load the original state dict strictly: {str(e)[:300]}"
 
 
-def compare_rewrite(rewritten, inputs, references, policy):
-    """The rewrite against the original's runs: (Comparison, notes, per-mode timings)."""
+WEIGHTS_FLAG = "output_attentions"
+
+
+def _weights_left_out(ref, run):
+    """Whether the rewrite returns None exactly where the original returns some of its tensors,
+    and nothing else differs in what is returned (attention weights nobody asked for)."""
+    if len(ref.layout) != len(run.layout) or len(ref.outputs) != sum(ref.layout) or len(run.outputs) != sum(run.layout):
+        return False
+    if len(ref.outputs) <= len(run.outputs):
+        return False
+    return all(a == b or (a and not b) for a, b in zip(ref.layout, run.layout))
+
+
+def _takes_flag(model):
+    params = inspect.signature(model.forward).parameters.values()
+    return any(p.kind is p.VAR_KEYWORD or p.name == WEIGHTS_FLAG for p in params)
+
+
+def _compare_weights_left_out(cmp, mode, ref, run, original, rewritten, inputs):
+    """A rewrite that leaves out weights nobody asked for: its outputs are compared where it
+    returns them, and the whole run (every output, every gradient) again with the weights asked for
+    (`output_attentions=True`), where it must give what the original gives."""
+    i = j = 0
+    for a_slot, b_slot in zip(ref.layout, run.layout):
+        if a_slot and b_slot:
+            cmp.tensor(f"{mode} output {i}", ref.outputs[i], run.outputs[j])
+        i, j = i + a_slot, j + b_slot
+    args, kwargs = inputs
+    asked = (args, {**kwargs, WEIGHTS_FLAG: True})
+    ref2 = run_model(original, asked, mode)
+    try:
+        run2 = run_model(rewritten, asked, mode)
+    except Exception as e:
+        raise RewrittenRaised(f"{mode} with {WEIGHTS_FLAG}: the rewritten model raises where the original runs: {type(e).__name__}: {str(e)[:200]}")
+    if len(ref2.outputs) != len(run2.outputs):
+        cmp.problems.append(f"{mode} with {WEIGHTS_FLAG}: {len(ref2.outputs)} output tensors, the rewrite returns {len(run2.outputs)}")
+        return
+    if all([cmp.tensor(f"{mode} with {WEIGHTS_FLAG} output {i}", a, b) for i, (a, b) in enumerate(zip(ref2.outputs, run2.outputs))]) and not isinstance(ref2.grads, str):
+        _compare_grads(cmp, f"{mode} with {WEIGHTS_FLAG}", ref2, run2)
+
+
+def compare_rewrite(rewritten, inputs, references, policy, original=None):
+    """The rewrite against the original's runs: (Comparison, notes, per-mode timings). Given the
+    original model, a rewrite that returns None in place of attention weights nobody asked for is
+    checked with the weights asked for too."""
     cmp, notes, timings = Comparison(policy), [], {}
     for mode in MODES:
         ref = references[mode]
@@ -113,6 +160,10 @@ def compare_rewrite(rewritten, inputs, references, policy):
         timings[mode] = {"original_s": ref.seconds, "rewritten_s": run.seconds}
         if not ref.outputs:
             raise RuntimeError("the model returned no floating-point tensor")
+        if original is not None and _weights_left_out(ref, run) and _takes_flag(rewritten):
+            notes.append(f"{mode}: the rewrite leaves out attention weights nobody asked for; compared again with {WEIGHTS_FLAG}=True")
+            _compare_weights_left_out(cmp, mode, ref, run, original, rewritten, inputs)
+            continue
         if len(ref.outputs) != len(run.outputs):
             cmp.problems.append(f"{mode}: {len(ref.outputs)} output tensors, the rewrite returns {len(run.outputs)}")
             continue

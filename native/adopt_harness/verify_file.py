@@ -102,7 +102,7 @@ def check_class(original, rewritten, name, overrides, dtype, repeats):
     with FastPathCounter() as counter:
         refs = reference(a, inputs)
         try:
-            cmp, notes, _ = compare_rewrite(b, inputs, refs, policy_for(dtype))
+            cmp, notes, _ = compare_rewrite(b, inputs, refs, policy_for(dtype), original=a)
             problems = cmp.problems
         except RewrittenRaised as e:
             cmp, notes, problems = None, [], [str(e)]

@@ -203,3 +203,38 @@ def test_load_as_imports_a_file_as_a_fresh_module(tmp_path):
     f.write_text("X = 1\n")
     one, two = load_as(str(f), None), load_as(str(f), None)
     assert one is not two and one.X == two.X == 1
+
+
+class _Weighted(nn.Module):
+    """Returns (output, attention weights); `leave_out` says when the weights are given as None,
+    as a rewrite's fast path gives them when nobody asked for them."""
+
+    def __init__(self, leave_out):
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = nn.Linear(6, 6)
+        self.leave_out = leave_out
+
+    def forward(self, x, **kwargs):
+        w = torch.softmax(self.proj(x), dim=-1)
+        out = w @ x.transpose(-1, -2)
+        return out, (None if self.leave_out(kwargs) else w)
+
+
+def _weights_case(leave_out):
+    a, b = _Weighted(lambda kw: False), _Weighted(leave_out)
+    inputs = ([torch.randn(2, 6, 6)], {})
+    return compare_rewrite(b, inputs, reference(a, inputs), policy_for(torch.float32), original=a)
+
+
+def test_weights_left_out_when_not_asked_are_checked_again_with_them_asked_for():
+    cmp, notes, _ = _weights_case(lambda kw: not kw.get("output_attentions"))
+    assert cmp.problems == [] and any("compared again with output_attentions=True" in n for n in notes)
+    # negative control: a rewrite that leaves them out even when asked is a mismatch
+    always, _, _ = _weights_case(lambda kw: True)
+    assert any("with output_attentions: 2 output tensors, the rewrite returns 1" in p for p in always.problems)
+    # without the original model to ask, a missing output stays a mismatch
+    a, b = _Weighted(lambda kw: False), _Weighted(lambda kw: True)
+    inputs = ([torch.randn(2, 6, 6)], {})
+    plain, _, _ = compare_rewrite(b, inputs, reference(a, inputs), policy_for(torch.float32))
+    assert any("2 output tensors, the rewrite returns 1" in p for p in plain.problems)

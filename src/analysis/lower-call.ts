@@ -244,26 +244,29 @@ export abstract class CallLowerer extends ExprLowerer {
     return this.emit('op', 'add', [out.e, added], [], node);
   }
 
-  /** `einsum("bhqd,bhkd->bhqk", q, k)` is `matmul(q, transpose(k, -2, -1))`. */
+  /** `einsum("bhqd,bhkd->bhqk", q, k)` is `matmul(q, transpose(k, -2, -1))`; spaces between the
+   *  letters (`'b i d, b j d -> b i j'`) mean nothing, and either operand may hold its contracted
+   *  axis first (`"bct,bcs->bts"`, channels first: `matmul(transpose(q, -2, -1), k)`). */
   protected einsumAsMatmul(args: Expr[], node: SyntaxNode): Val | undefined {
     const [eq, a, b] = args;
     if (args.length !== 3 || eq.k !== 'const' || typeof eq.v !== 'string') return undefined;
-    const m = /^\s*([a-z.]+)\s*,\s*([a-z.]+)\s*->\s*([a-z.]+)\s*$/i.exec(eq.v.replace(/\.\.\./g, '#'));
+    const m = /^([a-z#]+),([a-z#]+)->([a-z#]+)$/i.exec(eq.v.replace(/\.\.\./g, '#').replace(/\s+/g, ''));
     if (!m) return undefined;
     const [x, y, z] = [m[1], m[2], m[3]];
     if (x.length < 2 || x.length !== y.length || x.length !== z.length) return undefined;
     const batch = x.slice(0, -2);
-    if (y.slice(0, -2) !== batch || z.slice(0, -2) !== batch) return undefined;
-    const [i, j] = x.slice(-2);
-    const [p, q] = y.slice(-2);
-    const [r, s] = z.slice(-2);
-    if (r !== i || new Set(x + y + z).size !== batch.length + 3) return undefined;
-    if (p === j && q === s) return this.emit('op', 'matmul', [a, b], [], node);
-    if (q === j && p === s) {
-      const t = this.emit('op', 'transpose', [b, num(-2), num(-1)], [], node);
-      return this.emit('op', 'matmul', [a, t.e], [], node);
-    }
-    return undefined;
+    if (y.slice(0, -2) !== batch || z.slice(0, -2) !== batch || new Set(x + y + z).size !== batch.length + 3) return undefined;
+    // rows r and columns c of the result, taken from the operand that holds r (the second one in
+    // `"bts,bcs->bct"`: v times the transposed weights); k, the axis summed over, in both
+    const [r, c] = z.slice(-2);
+    const [[p, u], [q, w]] = x.slice(-2).includes(r) ? [[a, x], [b, y]] : [[b, y], [a, x]];
+    const k = [...u.slice(-2)].find((ch) => ch !== r);
+    if (!k || (u.slice(-2) !== `${r}${k}` && u.slice(-2) !== `${k}${r}`)) return undefined;
+    if (w.slice(-2) !== `${k}${c}` && w.slice(-2) !== `${c}${k}`) return undefined;
+    const swap = (e: Expr) => this.emit('op', 'transpose', [e, num(-2), num(-1)], [], node).e;
+    const left = u.slice(-2) === `${r}${k}` ? p : swap(p);
+    const right = w.slice(-2) === `${k}${c}` ? q : swap(q);
+    return this.emit('op', 'matmul', [left, right], [], node);
   }
 
   protected inline(def: FuncDef, args: Val[], kw: [string, Val][], node: SyntaxNode, selfVal?: Val, defCls?: ClassInfo): Val {

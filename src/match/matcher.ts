@@ -269,7 +269,7 @@ function extend(rule: Rule, view: MethodView, i: number, st: Growing, anchor: Op
       undo(st, saved);
     }
   }
-  if (i > 0 && why.length === 0) why.push(`no '${p.name} = ${p.callees.join('|')}(...)' follows in the dataflow`);
+  if (i > 0 && why.length === 0) why.push(`no '${p.name} = ${p.callees.join('|')}(...)' follows in the dataflow${detour(rule, view, i, st)}`);
   return false;
 }
 
@@ -448,3 +448,14 @@ function undo(st: Growing, mark: number): void {
 }
 
 export type { FileIR };
+
+/** Where the value matched last goes instead of the missing line: `: it goes through tanh in
+ *  helper soft_cap (line 12) first`, so a user sees which step the rule does not take. */
+function detour(rule: Rule, view: MethodView, i: number, st: State): string {
+  const last = rule.pattern.slice(0, i).reverse().map((q) => st.vals.get(q.name)).find((v) => v?.k === 'ssa');
+  if (last?.k !== 'ssa') return '';
+  const next = usersOf(view, last.id).find((o) => o.kind === 'op' || o.kind === 'module');
+  if (!next) return '';
+  const helper = next.via?.length && next.site ? ` in helper ${next.via[0].split('.').pop()} (called at line ${next.site.from.line})` : ` at line ${next.span.from.line}`;
+  return `: it goes through ${next.callee}${helper} first`;
+}

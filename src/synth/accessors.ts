@@ -36,7 +36,8 @@ function factor(op: Op, cx: AccessorContext): string | undefined {
   const other = op.args.find((a) => !cx.isMatchedValue(a));
   const written = other && cx.expr(other);
   const t = written === undefined ? undefined : numberInZeroDim(written);
-  return t === undefined ? undefined : op.callee === 'div' ? `1.0 / (${t})` : t;
+  // in place or not, a division applies the reciprocal
+  return t === undefined ? undefined : op.callee === 'div' || op.callee === 'div_' ? `1.0 / (${t})` : t;
 }
 
 /** The rank an index of full slices assumes (`x[:, :, :, ::2]`: `x.dim() == 4`); `True` for an

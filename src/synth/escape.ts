@@ -5,6 +5,7 @@ import type { Site } from '../match/matcher.js';
 import type { SyntaxNode } from '../parse/python.js';
 import type { Edit } from './edits.js';
 import { flagCallers } from './flag.js';
+import { functionWeightsWanted, isWantedCondition } from './function-weights.js';
 import { assignedByLines } from './region.js';
 import { identifierNodes, readCondition, type SynthFile } from './source.js';
 
@@ -84,6 +85,14 @@ export function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[],
     });
     if (readConds.some((c) => !c)) {
       // returned by a helper whose callers want it only under a flag of theirs: they pass it on
+      if (fn && isModuleLevel(fn)) {
+        // returned by a module-level function: its callers ask for it through its keywords
+        const wanted = functionWeightsWanted(f, fn, reads, name);
+        if (!isWantedCondition(wanted)) return `${why} (${wanted})`;
+        conds.add(wanted);
+        names.push(name);
+        continue;
+      }
       const flagged = fn ? flagCallers(f, fn, reads, name, rule, moduleCalls) : 'not in a method';
       if (typeof flagged === 'string') return `${why} (${flagged})`;
       conds.add(flagged.param);
@@ -95,6 +104,10 @@ export function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[],
   const [cond] = [...conds];
   if (conds.size !== 1) return `${names.map((n) => `'${n}'`).join(', ')} read later under different conditions; the fast path does not compute them`;
   // the condition must mean the same at the rewrite and at the read
-  if (new RegExp(`(^|[^\\w.])${cond}\\s*(=[^=]|\\+=|-=)`).test(rest)) return `'${cond}' is reassigned after the rewritten statements`;
+  if (!isWantedCondition(cond) && new RegExp(`(^|[^\\w.])${cond}\\s*(=[^=]|\\+=|-=)`).test(rest)) return `'${cond}' is reassigned after the rewritten statements`;
   return { names, cond, ...(edits.length ? { edits } : {}) };
+}
+
+function isModuleLevel(fn: SyntaxNode): boolean {
+  return (fn.parent?.type === 'decorated_definition' ? fn.parent : fn).parent?.type === 'module';
 }

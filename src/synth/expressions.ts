@@ -102,6 +102,9 @@ export class Expressions {
       return i >= 0 ? `${RETURN_TARGET}${i}of${items.length}` : undefined;
     }
     const a = stmt?.namedChildren[0];
+    // `q.mul_(scale)` on its own line: the result is `q` itself, changed in place
+    const fnText = a?.type === 'call' ? a.childForFieldName('function') : null;
+    if (stmt?.type === 'expression_statement' && a && node && a.startIndex === node.startIndex && a.endIndex === node.endIndex && /[^_]_$/.test(op.callee) && fnText?.type === 'attribute' && fnText.childForFieldName('object')?.type === 'identifier') return fnText.childForFieldName('object')!.text;
     if (a?.type !== 'assignment' || !node) return undefined;
     // `q, k, v = qkv[0], qkv[1], qkv[2]`: element i of the right names element i of the left
     const rightList = a.childForFieldName('right');
@@ -167,7 +170,9 @@ export class Expressions {
           const [x, a, b] = def.args;
           if (def.callee === 'transpose' && x && a?.k === 'const' && b?.k === 'const') {
             const base = this.expr(x);
-            return base === undefined ? undefined : `${base}.transpose(${a.raw ?? a.v}, ${b.raw ?? b.v})`;
+            // an operand written as an expression (`q * scale` inside the einsum) is wrapped
+            const operand = base === undefined || /^[A-Za-z_][\w.]*$/.test(base) ? base : `(${base})`;
+            return operand === undefined ? undefined : `${operand}.transpose(${a.raw ?? a.v}, ${b.raw ?? b.v})`;
           }
           // `beta * input` of a baddbmm
           if (def.callee === 'mul' && def.args.length === 2 && !def.kw.length) {

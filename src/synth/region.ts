@@ -44,9 +44,9 @@ export function assignedByLines(lines: string[]): Set<string> {
   return new Set(lines.flatMap((l) => (/^\s*([A-Za-z_][\w\s,]*)=[^=]/.exec(l)?.[1] ?? '').split(',').map((x) => x.trim()).filter(Boolean)));
 }
 
-/** `if C: raise ...` (no else; nested checks allowed): a check, not computation. */
+/** `if C: raise ...` (no else; nested checks allowed) or `assert C`: a check, not computation. */
 export function isRaiseOnly(n: SyntaxNode): boolean {
-  if (n.type === 'raise_statement') return true;
+  if (n.type === 'raise_statement' || n.type === 'assert_statement') return true;
   if (n.type !== 'if_statement' || n.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause')) return false;
   const body = n.childForFieldName('consequence')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
   return body.length > 0 && body.every(isRaiseOnly);

@@ -7,6 +7,7 @@ import type { SyntaxNode } from '../parse/python.js';
 import type { Edit } from './edits.js';
 import { escapingNames, moduleCallsOf } from './escape.js';
 import { RETURN_TARGET } from './expressions.js';
+import { isWantedCondition } from './function-weights.js';
 import { ancestorIn, assignedByLines, assignedIn, commonBlock, commutes, dedentedLines, deviceReads, hasMultilineString, isRaiseOnly, literalElse, substitute, writesOf } from './region.js';
 import { identifierNodes, indentationAt, lineAt, lineEndIndex, lineStartIndex, namesIn, nodeOfSpan, statementOf, type SynthFile } from './source.js';
 import type { Render } from './template.js';
@@ -161,7 +162,8 @@ function betweenStatement(r: Region, i: number): string | undefined {
   // fast path does not compute (`if attn_weights.size() != ...: raise`) stays on the original
   // path only
   if (isRaiseOnly(k) && !holdsSite) {
-    const cond = k.childForFieldName('condition')!;
+    // what the check reads: the `if`'s condition, or all of an `assert`
+    const cond = k.type === 'if_statement' ? k.childForFieldName('condition')! : k;
     const written = assignedIn(before);
     if (!identifierNodes(cond).some((n) => written.has(n.text))) r.hoisted.push(k);
     return undefined;
@@ -227,7 +229,8 @@ function assemble(r: Region, code: string[], renderGuard: () => string | undefin
   if (escaping) {
     // read later only when `cond` holds: the fast path runs when it does not
     r.extraGuards.push(`not ${escaping.cond}`);
-    lines.push(...escaping.names.map((n) => `${n} = None  # adopt: read only when ${escaping.cond}`));
+    const when = isWantedCondition(escaping.cond) ? 'a caller asks for attentions' : escaping.cond;
+    lines.push(...escaping.names.map((n) => `${n} = None  # adopt: read only when ${when}`));
   }
   for (let i = 0; i < lines.length; i++) {
     if (lines[i].startsWith(`${RETURN_TARGET} = `)) lines[i] = `return ${lines[i].slice(RETURN_TARGET.length + 3)}`;

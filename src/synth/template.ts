@@ -1,6 +1,6 @@
 // The template language: a rule's rewrite is text with placeholders (`{name}`, `{name.part}`,
 // `{name|default}`, `{?name:text}`, `{,kw=name}`), filled with source text for one site.
-import type { Op } from '../dsl/ir.js';
+import type { Expr, Op } from '../dsl/ir.js';
 import type { Site } from '../match/matcher.js';
 import { attrOf } from '../match/method.js';
 import { metaLines, type Rule } from '../match/rule.js';
@@ -14,6 +14,21 @@ import { identifierNodes, nodeOfSpan, type SynthFile } from './source.js';
  *  `kt` written `k.transpose(-1, -2)`) gives two swaps of the same dimensions: the value itself. */
 function undoubleTranspose(text: string): string {
   return text.replace(/\.transpose\((-2|-1), (-2|-1)\)\.transpose\((-2|-1), (-2|-1)\)/g, (m, a, b, c, d) => (a !== b && c !== d ? '' : m));
+}
+
+/** Whether text is a name, attribute, call or subscript chain (`k.transpose(-2, -1)`), which a
+ *  method call binds to as a whole: nothing outside brackets but names and dots. */
+function bindsTightly(text: string): boolean {
+  let depth = 0;
+  let quote = '';
+  for (const ch of text) {
+    if (quote) { if (ch === quote) quote = ''; continue; }
+    if (ch === '"' || ch === "'") quote = ch;
+    else if ('([{'.includes(ch)) depth++;
+    else if (')]}'.includes(ch)) depth--;
+    else if (depth === 0 && !/[\w.]/.test(ch)) return false;
+  }
+  return text.length > 0;
 }
 
 /** Fills `{name}`, `{name.module}`, `{name.<kw>}` placeholders with source text. */
@@ -68,7 +83,15 @@ export class Render extends Expressions {
       this.res.bindings[name] = text;
       return `, ${kw}=${text}`;
     });
-    return tpl.replace(/\{(,)?([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?(?:\|([^}]*))?\}/g, (_m, optKw: string | undefined, name: string, part?: string, dflt?: string) => {
+    return tpl.replace(/\{(,)?([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?(?:\|([^}]*))?\}/g, (m, optKw: string | undefined, name: string, part: string | undefined, dflt: string | undefined, at: number) => {
+      const text = this.placeholder(optKw, name, part, dflt);
+      // a value written as an expression (`k * scale`) that the template calls a method on
+      return tpl[at + m.length] === '.' && !bindsTightly(text) ? `(${text})` : text;
+    });
+  }
+
+  private placeholder(optKw: string | undefined, name: string, part: string | undefined, dflt: string | undefined): string {
+    {
       // `{,name.kw}`: `, kw=<its value>` when the matched call passes kw, nothing when it does not
       if (optKw && part) return this.optionalPart(part, name, part);
       // `{name|default}`: the default when an optional line is absent
@@ -91,7 +114,7 @@ export class Render extends Expressions {
       }
       this.res.bindings[part ? `${name}.${part}` : name] = text;
       return text;
-    });
+    }
   }
 
   /** `, kw=<value>` of keyword `part` of matched op `name`, nothing when the call does not pass it. */
@@ -126,10 +149,21 @@ export class Render extends Expressions {
   private accessorContext(): AccessorContext {
     return {
       expr: (e) => this.expr(e),
-      isMatchedValue: (a) => a.k === 'ssa' && (Object.values(this.s.ops).some((o) => o?.id === a.id) || this.s.view.phis.has(a.id)),
+      isMatchedValue: (a) => this.carriesMatched(a),
       nodeAt: (op) => nodeOfSpan(this.f, op.span),
       constructorOf: (op) => attrOf(this.s.view, op)?.value,
     };
+  }
+
+  /** Whether a value is a matched op's, or a phi one of whose inputs carries one (`if mask is not
+   *  None: scores = scores + mask`); a phi merging only settings (`if scaling is None: scaling =
+   *  ...`) is a setting. */
+  private carriesMatched(e: Expr, seen = new Set<number>()): boolean {
+    if (e.k !== 'ssa' || seen.has(e.id)) return false;
+    seen.add(e.id);
+    if (Object.values(this.s.ops).some((o) => o?.id === e.id)) return true;
+    const ins = this.s.view.phis.get(e.id);
+    return !!ins && ins.some((x) => this.carriesMatched(x, seen));
   }
 
   /** `x = (o).transpose(1, 2)`: the result `o` of the pattern is part of the last statement, so
