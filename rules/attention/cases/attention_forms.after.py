@@ -54,10 +54,10 @@ class SpacedEinsumAttention(nn.Module):
                 training=self.training,
             )
         else:
-            dots = einsum('b i d, b j d -> b i j', q, k) * self.scale
+            dots = einsum('b i d, b j d -> b i j', q, k) * self.scale  # site attention begins: einsum 'b i d, b j d -> b i j' * scale, an assert between the statements, nn.Softmax module, einsum with v
             assert dots.shape[-1] == n
-            attn = self.attend(dots)
-            out = einsum('b i j, b j d -> b i d', attn, v)
+            attn = self.attend(dots)  # site softmax: nn.Softmax(dim=-1) module
+            out = einsum('b i j, b j d -> b i d', attn, v)  # site attention ends
         out = out.reshape(b, self.heads, n, -1).transpose(1, 2).reshape(b, n, d)
         return self.to_out(out)
 
@@ -93,9 +93,9 @@ class ChannelAttention(nn.Module):
                 training=self.training,
             ).transpose(-2, -1)
         else:
-            weight = torch.einsum("bct,bcs->bts", q * scale, k * scale)
-            weight = torch.softmax(weight.float(), dim=-1).type(weight.dtype)
-            a = torch.einsum("bts,bcs->bct", weight, v)
+            weight = torch.einsum("bct,bcs->bts", q * scale, k * scale)  # site attention begins: einsum 'bct,bcs->bts' with the scale split over q and k, softmax in float32, einsum 'bts,bcs->bct' with v (channels first)
+            weight = torch.softmax(weight.float(), dim=-1).type(weight.dtype)  # site softmax: softmax over dim=-1
+            a = torch.einsum("bts,bcs->bct", weight, v)  # site attention ends
         return self.proj(a.reshape(bs, -1, length)) + x
 
 
@@ -127,12 +127,12 @@ class InPlaceScaledAttention(nn.Module):
             )
             out = (_adopt_o).transpose(1, 2).reshape(b, n, d)
         else:
-            logits = q @ k.transpose(-2, -1)
+            logits = q @ k.transpose(-2, -1)  # site attention begins: scores divided in place (logits.div_), additive mask under 'if mask is not None', softmax, @ v
             logits.div_(math.sqrt(self.head_dim))
             if mask is not None:
                 logits = logits + mask
-            attn = logits.softmax(dim=-1)
-            out = (attn @ v).transpose(1, 2).reshape(b, n, d)
+            attn = logits.softmax(dim=-1)  # site softmax: softmax over dim=-1
+            out = (attn @ v).transpose(1, 2).reshape(b, n, d)  # site attention ends
         return self.proj(out)
 
 
@@ -162,8 +162,8 @@ class ScaledQueryAttention(nn.Module):
             )
             return self.proj((_adopt_o).transpose(1, 2).reshape(b, n, d))
         else:
-            attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)
-            return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
+            attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)  # site softmax: softmax over dim=-1 # site attention begins: query scaled in place (q.mul_) before q @ k^T, softmax, @ v
+            return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))  # site attention ends
 
 
 class SoftCappedAttention(nn.Module):
@@ -178,8 +178,8 @@ class SoftCappedAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        scores = q @ k.transpose(-2, -1) * self.head_dim**-0.5
+        scores = q @ k.transpose(-2, -1) * self.head_dim**-0.5  # near miss attention begins: tanh soft-capping through the soft_cap helper between the scores and the softmax: the kernel does not take it
         scores = soft_cap(scores, self.softcap)
-        attn = F.softmax(scores, dim=-1)
+        attn = F.softmax(scores, dim=-1)  # near miss attention ends # site softmax: softmax over dim=-1 of soft-capped scores
         out = (attn @ v).transpose(1, 2).reshape(b, n, d)
         return self.proj(out)

@@ -54,12 +54,12 @@ def eager_attention_forward(
         )
         attn_weights = None  # adopt: read only when a caller asks for attentions
     else:
-        attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+        attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # site attention begins: module-level attention function returning (output, weights), scale defaulted under 'if scaling is None', dispatched through a table of implementations
         if attention_mask is not None:
             attn_weights = attn_weights + attention_mask
-        attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+        attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)  # site softmax: softmax over dim=-1 in float32, cast back
         attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
-        attn_output = torch.matmul(attn_weights, value)
+        attn_output = torch.matmul(attn_weights, value)  # site attention ends
     attn_output = attn_output.transpose(1, 2).contiguous()
     return attn_output, attn_weights
 
@@ -81,9 +81,9 @@ class FnAttention(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, **kwargs):
         shape = (*hidden_states.shape[:-1], -1, self.head_dim)
-        query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
+        query = self.q_proj(hidden_states).view(shape).transpose(1, 2)  # site qkv_fusion begins: q/k/v projections of hidden_states
         key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)  # site qkv_fusion ends
         attention_interface: Callable = ATTENTION_FUNCTIONS.get(self.config.attn_implementation, eager_attention_forward)
         attn_output, attn_weights = attention_interface(
             self,
