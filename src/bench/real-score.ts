@@ -40,6 +40,18 @@ export function anchorMismatches(files: LabelledFile[]): Mismatch[] {
   return out;
 }
 
+/** Kernels that run another family's work inside them: a softmax inside a rewritten attention
+ *  site is computed by the fused attention kernel, so the rewritten view counts it as rewritten. */
+const RUNS_INSIDE: Record<string, string[]> = { softmax: ['attention'] };
+
+/** The rewritten view's filter: a site rewritten itself, or lying within a rewritten site of a
+ *  family whose kernel computes it. */
+export function rewrittenOrInside(sites: ListedSite[]): (s: ListedSite) => boolean {
+  const rewritten = sites.filter((s) => s.decision === 'rewritten');
+  return (s) => s.decision === 'rewritten' || rewritten.some((r) => r.file === s.file
+    && (RUNS_INSIDE[categoryOf(s.rule)] ?? []).includes(categoryOf(r.rule)) && r.lines[0] <= s.lines[0] && s.lines[1] <= r.lines[1]);
+}
+
 const overlaps = (a: [number, number], b: [number, number]) => a[0] <= b[1] && b[0] <= a[1];
 
 export interface ViewScore { total: Counts; perCategory: Record<string, Counts>; missed: string[]; extra: string[] }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { anchorMismatches, scoreView, type LabelledFile, type ListedSite } from '../../src/bench/real-score.js';
+import { anchorMismatches, rewrittenOrInside, scoreView, type LabelledFile, type ListedSite } from '../../src/bench/real-score.js';
 
 const source = ['def f(q, k, v):', '    s = q @ k.transpose(-1, -2)', '    p = s.softmax(dim=-1)', '    return p @ v', 'x = norm(x)'].join('\n');
 
@@ -33,6 +33,20 @@ describe('real-code scorer', () => {
     expect(rewritten.missed).toEqual(['pkg==1:m.py:2-4 attention']);
     expect(rewritten.total.precision).toBeCloseTo(2 / 3);
     expect(rewritten.perCategory.attention.recall).toBe(0);
+  });
+
+  it('a softmax inside a rewritten attention site counts as rewritten; one outside it, or inside a skipped one, does not', () => {
+    const inside: ListedSite[] = [
+      { rule: 'attention', file: '/m.py', lines: [2, 4], decision: 'rewritten' },
+      { rule: 'softmax', file: '/m.py', lines: [3, 3], decision: 'skipped' },
+    ];
+    expect(scoreView([file(labels)], inside, rewrittenOrInside(inside)).perCategory.softmax.recall).toBe(1);
+    const skipped: ListedSite[] = [{ ...inside[0], decision: 'skipped' }, inside[1]];
+    expect(scoreView([file(labels)], skipped, rewrittenOrInside(skipped)).perCategory.softmax.recall).toBe(0);
+    const outside: ListedSite[] = [{ ...inside[0], lines: [4, 4] }, inside[1]];
+    expect(scoreView([file(labels)], outside, rewrittenOrInside(outside)).perCategory.softmax.recall).toBe(0);
+    const otherFamily: ListedSite[] = [{ ...inside[0], rule: 'qkv_fusion' }, inside[1]];
+    expect(scoreView([file(labels)], otherFamily, rewrittenOrInside(otherFamily)).perCategory.softmax.recall).toBe(0);
   });
 
   it('a site of another category or with disjoint lines does not match', () => {
