@@ -5,7 +5,8 @@ import { defineConfig } from 'vitest/config';
 //   `npm run test:unit` runs it alone in seconds;
 // - e2e (test/*.test.ts): the CLI as a user runs it and the numerical checks in torch, every Python
 //   launch a fork of one warm interpreter (test/helpers/python-server.ts).
-// Files run two at a time: most of an e2e test's time is a child process working while the
+// An e2e test that verifies a package in torch takes ~40 s alone: its limit leaves room for a
+// shared machine. Files run two at a time: most of an e2e test's time is a child process working while the
 // test's own process waits, so two workers keep both cores of a small machine busy.
 export default defineConfig({
   test: {
@@ -16,7 +17,7 @@ export default defineConfig({
     minWorkers: 1,
     projects: [
       { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'], setupFiles: ['test/helpers/cleanup.ts', 'test/helpers/in-process.ts'] } },
-      { extends: true, test: { name: 'e2e', include: ['test/*.test.ts'], setupFiles: ['test/helpers/cleanup.ts'], globalSetup: ['test/helpers/python-server.ts'] } },
+      { extends: true, test: { name: 'e2e', include: ['test/*.test.ts'], testTimeout: 180000, setupFiles: ['test/helpers/cleanup.ts'], globalSetup: ['test/helpers/python-server.ts'] } },
     ],
   },
 });

@@ -20,10 +20,11 @@ class Block(nn.Module):
         return torch.softmax(h, dim=-1)
 `;
 
-// three hand-written rules: one exact, one wrong (sigmoid is not relu), one exact but slow
+// three hand-written rules: one exact, one wrong (sigmoid is not relu), one exact but slow: 600
+// op dispatches where the original makes one, slower by several times on any machine, however loaded
 const exact = 'rule exact_softmax\n  priority 50\n  match\n    y = softmax($x, ...)\n  where\n    last_dim(y)\n  rewrite expr y\n    guard "True"\n    "torch.softmax({x}, -1)"\n';
 const wrong = 'rule wrong_relu\n  priority 50\n  match\n    y = relu($x)\n  rewrite expr y\n    guard "True"\n    "torch.sigmoid({x})"\n';
-const slow = 'rule slow_gelu\n  priority 50\n  match\n    y = gelu($x)\n  rewrite expr y\n    guard "True"\n    "torch.stack([nn.functional.gelu({x})] * 400).mean(0)"\n';
+const slow = 'rule slow_gelu\n  priority 50\n  match\n    y = gelu($x)\n  rewrite expr y\n    guard "True"\n    "sum(nn.functional.gelu({x}) for _ in range(300)) / 300"\n';
 
 function project() {
   return tempProject({ 'm.py': model, 'rules/exact.rule': exact, 'rules/wrong.rule': wrong, 'rules/slow.rule': slow });
