@@ -42,8 +42,11 @@ export function benchDir(): string {
 
 export interface GroundTruthRow { model: string; counts: number[] }
 
-export function readGroundTruth(): GroundTruthRow[] {
-  const text = readFileSync(join(benchDir(), 'adopter-hf199-counts.tsv'), 'utf8');
+/** Adopter's published counts, or the audited ones (AUDIT.md beside them says what changed). */
+export function readGroundTruth(which: 'published' | 'audited' = 'published'): GroundTruthRow[] {
+  const name = which === 'audited' ? 'adopter-hf199-counts-audited.tsv' : 'adopter-hf199-counts.tsv';
+  if (!existsSync(join(benchDir(), name))) throw new AdoptError(`cannot find ${name} in ${benchDir()}: the HF-199 ground truth is incomplete`);
+  const text = readFileSync(join(benchDir(), name), 'utf8');
   const [, ...rows] = text.trim().split('\n');
   return rows.map((r) => {
     const [model, ...counts] = r.split('\t');

@@ -30,6 +30,8 @@ function main(): void {
   // ---- Adopter-scored counts ----
   const { cells, perRule, outside } = adopterScores(models, program, matched, gt);
   const total = score(cells);
+  const audited = adopterScores(models, program, matched, readGroundTruth('audited'));
+  const auditedTotal = score(audited.cells);
 
   // ---- attention ----
   const attention = matched.filter((s) => s.rule === 'attention');
@@ -54,6 +56,7 @@ function main(): void {
     files: models.length,
     precision: round4(total.precision), recall: round4(total.recall), tp: total.tp, fp: total.fp, fn: total.fn,
     per_rule: perRule,
+    audited: { precision: round4(auditedTotal.precision), recall: round4(auditedTotal.recall), tp: auditedTotal.tp, fp: auditedTotal.fp, fn: auditedTotal.fn, per_rule: audited.perRule },
     attention: { fires_in: fires, sites: attention.length, other_sites: attention.filter((s) => !['BertSelfAttention', 'T5Attention', 'GPT2Attention'].includes(s.owner)).map((s) => `${s.file.split('/').slice(-2).join('/')}:${s.lines[0]} ${s.owner}`) },
     seconds: round4(run.times.total), stage_seconds: Object.fromEntries(Object.entries(run.times).map(([k, v]) => [k, round4(v)])),
     sites_found: matched.length, decisions, files_changed: changed.length,
@@ -70,14 +73,15 @@ function main(): void {
   for (const [rule, r] of Object.entries(perRule) as [string, { precision: number; recall: number; tp: number; fp: number; fn: number; exact_models: number; all_sites: number; outside_adopter_scope: number }][]) {
     console.log(`${rule.padEnd(24)} ${pct(r.precision)} ${pct(r.recall)} ${String(r.tp).padStart(5)}${String(r.fp).padStart(5)}${String(r.fn).padStart(5)}  ${String(r.exact_models).padStart(9)}  ${r.all_sites} (${r.outside_adopter_scope})`);
   }
-  console.log(`total (rules 4-9)        ${pct(total.precision)} ${pct(total.recall)} ${String(total.tp).padStart(5)}${String(total.fp).padStart(5)}${String(total.fn).padStart(5)}`);
+  console.log(`total (rules 4-9)        ${pct(total.precision)} ${pct(total.recall)} ${String(total.tp).padStart(5)}${String(total.fp).padStart(5)}${String(total.fn).padStart(5)}   against Adopter's published counts`);
+  console.log(`total, audited counts    ${pct(auditedTotal.precision)} ${pct(auditedTotal.recall)} ${String(auditedTotal.tp).padStart(5)}${String(auditedTotal.fp).padStart(5)}${String(auditedTotal.fn).padStart(5)}   against fixtures/hf199/adopter-hf199-counts-audited.tsv (AUDIT.md)`);
   for (const [cls, where] of Object.entries(fires)) console.log(`attention in ${cls}: ${where.length ? where.join(', ') : 'NOT FOUND'}`);
   console.log(`attention sites elsewhere: ${report.attention.other_sites.length} (listed in ${OUT}/rewrite.json)`);
   console.log(`sites ${matched.length}: ${Object.entries(decisions).map(([k, v]) => `${v} ${k}`).join(', ')}; ${changed.length} files changed; compile failures ${compileFailures.length}; idempotent ${report.idempotent}`);
   console.log(`fixtures (location level): precision ${pct(fixtures.precision)} recall ${pct(fixtures.recall)} (${fixtures.tp} tp, ${fixtures.fp} fp, ${fixtures.fn} fn)`);
   console.log(ratioLine('rewrite (analyse, match, synthesize)', cost, floor));
   console.log(`wall ${report.seconds}s (analyse ${report.stage_seconds.analyse}s, match ${report.stage_seconds.match}s, synthesize ${report.stage_seconds.synthesize}s)`);
-  console.log(JSON.stringify({ precision: report.precision, recall: report.recall, per_rule: Object.fromEntries(Object.entries(perRule).map(([k, v]) => [k, { precision: round4((v as { precision: number }).precision), recall: round4((v as { recall: number }).recall) }])), seconds: report.seconds, compile_failures: report.compile_failures, idempotent: report.idempotent, fixtures_precision: round4(fixtures.precision), fixtures_recall: round4(fixtures.recall), attention_fires: Object.fromEntries(Object.entries(fires).map(([k, v]) => [k, v.length > 0])) }));
+  console.log(JSON.stringify({ precision: report.precision, recall: report.recall, audited_precision: report.audited.precision, audited_recall: report.audited.recall, per_rule: Object.fromEntries(Object.entries(perRule).map(([k, v]) => [k, { precision: round4((v as { precision: number }).precision), recall: round4((v as { recall: number }).recall) }])), seconds: report.seconds, compile_failures: report.compile_failures, idempotent: report.idempotent, fixtures_precision: round4(fixtures.precision), fixtures_recall: round4(fixtures.recall), attention_fires: Object.fromEntries(Object.entries(fires).map(([k, v]) => [k, v.length > 0])) }));
 }
 
 /** The label markers in the sources of `dir`, read and checked against the rules (src/bench/labels.ts). */
