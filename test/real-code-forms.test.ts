@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runRewrite } from '../src/cli/rewrite.js';
 import { categoryOf } from '../src/bench/real-score.js';
+import { readMarkers } from '../src/bench/labels.js';
+import { loadRules } from '../src/match/rule.js';
 import { adopt, repoRoot } from './helpers/cli.js';
 import { tempProject } from './helpers/ir.js';
 
@@ -32,7 +34,7 @@ describe('fixtures in the style of current model code', () => {
   for (const name of ['llama_reference_style', 'gemma_phi_style']) {
     it(`${name}: every labelled site is listed and rewritten, nothing else is listed`, () => {
       const file = join(repoRoot, 'fixtures', 'models', `${name}.py`);
-      const labels = JSON.parse(readFileSync(join(repoRoot, 'fixtures', 'models', `${name}.labels.json`), 'utf8')) as { sites: { rule: string; lines: [number, number] }[] };
+      const labels = { sites: readMarkers(file, readFileSync(file, 'utf8'), new Set(loadRules().map((r) => r.name))).filter((l) => l.kind === 'site') };
       const run = runRewrite([file], { learned: false });
       const overlaps = (a: number[], b: number[]) => a[0] <= b[1] && b[0] <= a[1];
       const claimed = new Set<number>();
