@@ -53,16 +53,19 @@ export function classOfDefault(e: Expr): string | undefined {
 
 /** A module's class where it is built by calling a name whose default class is recorded. */
 export function layerClassOf(value: Expr, defaults: [string, Expr][] | undefined): string | undefined {
-  if (value.k !== 'call' || !defaults?.length) return undefined;
-  const d = defaults.find(([k]) => k === value.callee)?.[1];
-  return d ? classOfDefault(d) : undefined;
+  return value.k === 'call' ? classOfParam(value.callee, defaults) : undefined;
 }
 
 /** The class an attribute holds when its value is a layer class chosen by a parameter
  *  (`self._norm_layer = norm_layer`). */
 export function heldClassOf(value: Expr, defaults: [string, Expr][] | undefined): string | undefined {
   const param = heldParam(value);
-  const d = param ? defaults?.find(([k]) => k === param)?.[1] : undefined;
+  return param ? classOfParam(param, defaults) : undefined;
+}
+
+/** The class a parameter's recorded default names. */
+function classOfParam(param: string, defaults: [string, Expr][] | undefined): string | undefined {
+  const d = defaults?.find(([k]) => k === param)?.[1];
   return d ? classOfDefault(d) : undefined;
 }
 

@@ -109,17 +109,10 @@ function sequentialChains(view: MethodView): MethodView[] {
     // layer class chosen by a parameter is its default class
     const items = args.map((a) => (a.k === 'ssa' ? view.defs.get(a.id) : undefined));
     const typeOf = (d: Op | undefined) => (d && (d.kind === 'call' || d.type) && (d.span.file ?? '') === (op.span.file ?? '') ? d.type?.[0] ?? d.callee : '?');
-    if (items.filter((d) => typeOf(d) !== '?').length < 2) continue;
-    const span = op.span;
-    const body: Op[] = [];
-    let cur: Expr = { k: 'name', path: 'input' };
-    items.forEach((d, i) => {
-      const id = -(op.id * 1000 + i + 1);
-      body.push({ k: 'op', id, kind: 'module', callee: `${op.callee}(...)[${i}]`, args: [cur], kw: [], type: [typeOf(d)], span, ...(op.via ? { via: op.via, site: op.site } : {}) });
-      cur = { k: 'ssa', id };
-    });
-    const method = { ...view.method, params: [{ name: 'input' }], body };
-    out.push(viewOf(view.file, method, view.module));
+    const types = items.map(typeOf);
+    if (types.filter((t) => t !== '?').length < 2) continue;
+    const body = chainOf(types, op.span, (i) => -(op.id * 1000 + i + 1), (i) => `${op.callee}(...)[${i}]`, op.via ? { via: op.via, site: op.site } : {});
+    out.push(viewOf(view.file, { ...view.method, params: [{ name: 'input' }], body }, view.module));
   }
   return out;
 }
@@ -135,17 +128,23 @@ function attributeChains(file: FileIR, module: ModuleIR): MethodView[] {
     const types = items.map((x) => layerClassOf(x, a.defaults) ?? typeName(x));
     if (types.filter((t) => t !== '?').length < 2) continue;
     const span = a.built ?? a.span;
-    const body: Op[] = [];
-    let cur: Expr = { k: 'name', path: 'input' };
-    types.forEach((t, i) => {
-      const id = -(1_000_000 + span.start * 100 + i);
-      body.push({ k: 'op', id, kind: 'module', callee: `self.${a.name}[${i}]`, args: [cur], kw: [], type: [t], span });
-      cur = { k: 'ssa', id };
-    });
-    const method = { name: '__init__', params: [{ name: 'input' }], body, span };
-    out.push(viewOf(file, method, module));
+    const body = chainOf(types, span, (i) => -(1_000_000 + span.start * 100 + i), (i) => `self.${a.name}[${i}]`);
+    out.push(viewOf(file, { name: '__init__', params: [{ name: 'input' }], body, span }, module));
   }
   return out;
+}
+
+/** Modules of the given classes called one after another on `input`: a Sequential's elements as
+ *  the dataflow chain rules match. */
+function chainOf(types: string[], span: Op['span'], idOf: (i: number) => number, calleeOf: (i: number) => string, extra: Partial<Op> = {}): Op[] {
+  const body: Op[] = [];
+  let cur: Expr = { k: 'name', path: 'input' };
+  types.forEach((t, i) => {
+    const id = idOf(i);
+    body.push({ k: 'op', id, kind: 'module', callee: calleeOf(i), args: [cur], kw: [], type: [t], span, ...extra });
+    cur = { k: 'ssa', id };
+  });
+  return body;
 }
 
 function firstOp(s: Site): Op | undefined {
