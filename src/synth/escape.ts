@@ -5,7 +5,7 @@ import type { Site } from '../match/matcher.js';
 import type { SyntaxNode } from '../parse/python.js';
 import type { Edit } from './edits.js';
 import { flagCallers } from './flag.js';
-import { functionWeightsWanted, isWantedCondition } from './function-weights.js';
+import { functionWeightsWanted } from './function-weights.js';
 import { assignedByLines } from './region.js';
 import { identifierNodes, readCondition, type SynthFile } from './source.js';
 
@@ -26,8 +26,10 @@ export function moduleCallsOf(s: Site): Span[] {
   return out;
 }
 
-/** What the fast path leaves out: names the original statements assign and later code reads. */
-export type Escape = { names: string[]; cond: string; edits?: Edit[] } | string | undefined;
+/** What the fast path leaves out: names the original statements assign and later code reads.
+ *  `askedByCallers`: `cond` is the callers' request through the keywords of a module-level
+ *  function (not a name read in this scope). */
+export type Escape = { names: string[]; cond: string; askedByCallers?: boolean; edits?: Edit[] } | string | undefined;
 
 /**
  * Names the original statements assign that the fast path does not, but later code reads. When
@@ -58,6 +60,7 @@ export function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[],
   const rest = f.source.text.slice(after, end);
   const names: string[] = [];
   const conds = new Set<string>();
+  const callerConds = new Set<string>();
   // `if not C: name = None` after the statements, in their block: past it, name holds their value
   // only when C does (LLaMA: `if not output_attentions: attn_weights = None`)
   const kills = new Map<string, { cond: string; at: number }>();
@@ -88,8 +91,9 @@ export function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[],
       if (fn && isModuleLevel(fn)) {
         // returned by a module-level function: its callers ask for it through its keywords
         const wanted = functionWeightsWanted(f, fn, reads, name);
-        if (!isWantedCondition(wanted)) return `${why} (${wanted})`;
-        conds.add(wanted);
+        if (typeof wanted === 'string') return `${why} (${wanted})`;
+        conds.add(wanted.cond);
+        callerConds.add(wanted.cond);
         names.push(name);
         continue;
       }
@@ -104,8 +108,9 @@ export function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[],
   const [cond] = [...conds];
   if (conds.size !== 1) return `${names.map((n) => `'${n}'`).join(', ')} read later under different conditions; the fast path does not compute them`;
   // the condition must mean the same at the rewrite and at the read
-  if (!isWantedCondition(cond) && new RegExp(`(^|[^\\w.])${cond}\\s*(=[^=]|\\+=|-=)`).test(rest)) return `'${cond}' is reassigned after the rewritten statements`;
-  return { names, cond, ...(edits.length ? { edits } : {}) };
+  const askedByCallers = callerConds.has(cond);
+  if (!askedByCallers && new RegExp(`(^|[^\\w.])${cond}\\s*(=[^=]|\\+=|-=)`).test(rest)) return `'${cond}' is reassigned after the rewritten statements`;
+  return { names, cond, ...(askedByCallers ? { askedByCallers } : {}), ...(edits.length ? { edits } : {}) };
 }
 
 function isModuleLevel(fn: SyntaxNode): boolean {

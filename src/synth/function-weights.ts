@@ -17,7 +17,7 @@ const FLAG = 'output_attentions';
 
 /** The condition under which callers want `name` (returned by module-level function `fn`), as a
  *  Python expression the fast path's guard negates; or why the rewrite cannot know it. */
-export function functionWeightsWanted(f: SynthFile, fn: SyntaxNode, reads: SyntaxNode[], name: string): string {
+export function functionWeightsWanted(f: SynthFile, fn: SyntaxNode, reads: SyntaxNode[], name: string): { cond: string } | string {
   const list = reads[0]?.parent;
   const ret = list?.parent;
   if (!ret || ret.type !== 'return_statement' || !list || !RETURN_LIST.has(list.type)) return `'${name}' is returned in an expression`;
@@ -44,12 +44,7 @@ export function functionWeightsWanted(f: SynthFile, fn: SyntaxNode, reads: Synta
   const first = params[0];
   const module = first?.type === 'identifier' ? first.text : first?.type === 'typed_parameter' ? first.namedChildren[0]?.text : undefined;
   const fromConfig = module === 'module' ? ` or getattr(getattr(module, "config", None), "${FLAG}", False)` : '';
-  return `(${splat}.get("${FLAG}")${fromConfig})`;
-}
-
-/** Whether a guard condition from functionWeightsWanted (not a plain name). */
-export function isWantedCondition(cond: string): boolean {
-  return cond.startsWith('(') && cond.includes(`"${FLAG}"`);
+  return { cond: `(${splat}.get("${FLAG}")${fromConfig})` };
 }
 
 /** The calls of `fn` in the file: by its name, or through a local variable assigned from an

@@ -7,7 +7,6 @@ import type { SyntaxNode } from '../parse/python.js';
 import type { Edit } from './edits.js';
 import { escapingNames, moduleCallsOf } from './escape.js';
 import { RETURN_TARGET } from './expressions.js';
-import { isWantedCondition } from './function-weights.js';
 import { ancestorIn, assignedByLines, assignedIn, commonBlock, commutes, dedentedLines, deviceReads, hasMultilineString, isRaiseOnly, literalElse, substitute, writesOf } from './region.js';
 import { identifierNodes, indentationAt, lineAt, lineEndIndex, lineStartIndex, namesIn, nodeOfSpan, statementOf, type SynthFile } from './source.js';
 import type { Render } from './template.js';
@@ -229,7 +228,7 @@ function assemble(r: Region, code: string[], renderGuard: () => string | undefin
   if (escaping) {
     // read later only when `cond` holds: the fast path runs when it does not
     r.extraGuards.push(`not ${escaping.cond}`);
-    const when = isWantedCondition(escaping.cond) ? 'a caller asks for attentions' : escaping.cond;
+    const when = escaping.askedByCallers ? 'a caller asks for attentions' : escaping.cond;
     lines.push(...escaping.names.map((n) => `${n} = None  # adopt: read only when ${when}`));
   }
   for (let i = 0; i < lines.length; i++) {
