@@ -1,7 +1,7 @@
 // `rewrite --verify` speed records live in the user-level store beside the tuner's records:
 // `adopt records list` shows both, `adopt records clear` resets both, and a record of another
 // machine never drops a rule here.
-import { existsSync, mkdtempSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -39,5 +39,27 @@ describe('speed records of rewrite --verify', () => {
     const clear = adopt(['records', 'clear', '--db', db]);
     expect(clear.stdout).toMatch(/removed 1 tuning record\(s\) and 1 rewrite --verify speed record\(s\)/);
     expect(existsSync(db)).toBe(false);
+  });
+
+  it('are cleared selectively, keeping every other line as it was', () => {
+    const db = join(mkdtempSync(join(tmpdir(), 'adopt-records-')), 'records.jsonl');
+    const store = new RecordStore(db, () => {});
+    const tune = (kernel: string, target: string) => store.append({ kernel, template: 't', workload: { rows: 8, n: 8, dtype: 'float32' }, target, schedule: { chunk: 4 }, status: 'ok', median_s: 1e-5, source: 'measure' });
+    tune('rms_norm', 'k1');
+    tune('rms_norm', 'k2');
+    tune('softmax', 'k1');
+    appendRecord(speed, db);
+    appendRecord({ ...speed, rule: 'softmax' }, db);
+    appendFileSync(db, 'not json\n');
+    const kernel = adopt(['records', 'clear', '--db', db, '--kernel', 'rms_norm', '--target', 'k1']);
+    expect(kernel.code, kernel.stderr).toBe(0);
+    expect(kernel.stdout).toMatch(/removed 1 tuning record\(s\) and 0 rewrite --verify speed record\(s\), kept 5 line\(s\)/);
+    expect(store.readAll().records.map((r) => `${r.kernel}@${r.target}`)).toEqual(['rms_norm@k2', 'softmax@k1']);
+    const rule = adopt(['records', 'clear', '--db', db, '--rule', 'attention']);
+    expect(rule.stdout).toMatch(/removed 0 tuning record\(s\) and 1 rewrite --verify speed record\(s\)/);
+    expect(readRecords(db).map((r) => r.rule)).toEqual(['softmax']);
+    expect(readFileSync(db, 'utf8')).toMatch(/^not json$/m);
+    adopt(['records', 'clear', '--db', db]);
+    expect(readFileSync(db, 'utf8')).toBe('not json\n');
   });
 });

@@ -146,5 +146,11 @@ function registerTuneCommands(program: Command, done: (code: number) => void): v
   const records = program.command('records').description('the tuner\'s record store: list or clear it');
   records.command('list').option('--db <file>', 'the record store').option('--json', 'print as JSON')
     .action((opts) => { done(recordsCommand('list', opts)); });
-  records.command('clear').option('--db <file>', 'the record store').action((opts) => { done(recordsCommand('clear', opts)); });
+  records.command('clear').description('remove records: all of them, or those matching every filter given')
+    .option('--db <file>', 'the record store')
+    .option('--kernel <name>', 'tuning records of this kernel')
+    .option('--rule <name>', 'rewrite --verify speed records of this rule')
+    .option('--file <path>', 'rewrite --verify speed records of this model file')
+    .option('--target <key>', 'records of this target (a tuning target key, or cpu/cuda for speed records)')
+    .action((opts) => { done(recordsCommand('clear', opts)); });
 }

@@ -2,6 +2,7 @@
 // workload, and what `rewrite --verify` measured per file and rule; and a way to reset both.
 import { AdoptError } from '../diag.js';
 import { localTargetInfo } from '../tune/measurer.js';
+import { type ClearFilter, clearRecords } from '../tune/clear.js';
 import { RecordStore, bestByWorkload } from '../tune/records.js';
 import { type SpeedRecord, machineKey, readRecords } from '../verify/records.js';
 
@@ -22,14 +23,15 @@ function printSpeed(rows: SpeedRecord[]): void {
   if (rows.some((r) => r.machine !== here)) process.stdout.write('  (* this machine; records of other machines are never used here)\n');
 }
 
-export function recordsCommand(cmd: 'list' | 'clear', opts: { db?: string; json?: boolean }): number {
+export function recordsCommand(cmd: 'list' | 'clear', opts: { db?: string; json?: boolean } & ClearFilter): number {
   const store = new RecordStore(opts.db);
-  const speed = readRecords(store.path);
   if (cmd === 'clear') {
-    const n = store.clear();
-    process.stdout.write(`removed ${n} tuning record(s) and ${speed.length} rewrite --verify speed record(s): ${store.path}\n`);
+    const { kernel, rule, target, file } = opts;
+    const r = clearRecords(store.path, { kernel, rule, target, file });
+    process.stdout.write(`removed ${r.tuning} tuning record(s) and ${r.speed} rewrite --verify speed record(s)${r.kept ? `, kept ${r.kept} line(s)` : ''}: ${store.path}\n`);
     return 0;
   }
+  const speed = readRecords(store.path);
   const { records } = store.readAll();
   const speedRows = latestSpeed(speed);
   let here = '';

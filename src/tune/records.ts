@@ -5,7 +5,7 @@
 // to a file opened with O_APPEND, so two processes can record at once without tearing lines. A
 // corrupt line is skipped with a warning naming FILE:LINE; a record of another target is kept
 // in the file but never used as this target's.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Status } from './measurer.js';
@@ -99,11 +99,6 @@ export class RecordStore {
     return full;
   }
 
-  clear(): number {
-    const n = this.readAll().records.length;
-    if (existsSync(this.path)) rmSync(this.path);
-    return n;
-  }
 }
 
 export interface Best {
