@@ -175,6 +175,20 @@ export function hasSyntaxErrors(text: string): boolean {
   return parseText(text).rootNode.hasError;
 }
 
+/** The top-level nodes of text (statements and comments) as ranges, or undefined when the text
+ *  has syntax errors (no tree kept). */
+export function topLevelSpans(text: string): { start: number; end: number; comment: boolean }[] | undefined {
+  const root = parseText(text).rootNode;
+  if (root.hasError) return undefined;
+  const out: { start: number; end: number; comment: boolean }[] = [];
+  const cursor = root.walk();
+  if (cursor.gotoFirstChild()) {
+    do out.push({ start: cursor.startIndex, end: cursor.endIndex, comment: cursor.nodeType === 'comment' });
+    while (cursor.gotoNextSibling());
+  }
+  return out;
+}
+
 export function parsePython(source: SourceText): ParsedFile {
   const tree = parseText(source.text);
   const raw = tree.rootNode;

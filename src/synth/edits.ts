@@ -1,9 +1,10 @@
 // The edits synthesis makes to one file, and the indexes that keep a file of thousands of sites
 // linear: which other site's code a statement holds, which accepted edit a new one overlaps.
 import type { SyntaxNode } from '../parse/python.js';
-import { hasSyntaxErrors, parsePython } from '../parse/python.js';
+import { parsePython } from '../parse/python.js';
 import { posAt, sourceFromText, type SourceText } from '../parse/source.js';
 import type { SynthFile } from './source.js';
+import { rewrittenParses, type PlacedEdit } from './syntax-check.js';
 
 export const KERNELS_ALIAS = '_adopt';
 export const PREAMBLE = [
@@ -124,11 +125,16 @@ export function applyEdits(f: SynthFile, edits: Edit[]): FileResult {
   if (needsImport && !original.includes(`import adopt_kernels as ${KERNELS_ALIAS}`)) all.push(preambleEdit(f.root, original, f.newline));
   // pieces joined once: splicing the whole text per edit is quadratic in the number of sites
   const pieces: string[] = [];
+  const placed: PlacedEdit[] = [];
   let at = 0;
+  let size = 0;
   // at one point: insertions before a replacement, the one added last first (as applying them
   // one by one from the end of the file would place them)
   const order = all.map((e, i) => ({ e, i })).sort((a, b) => a.e.start - b.e.start || Number(a.e.end > a.e.start) - Number(b.e.end > b.e.start) || b.i - a.i);
   for (const { e } of order) {
+    size += e.start - at;
+    placed.push({ edit: e, at: size });
+    size += e.text.length;
     pieces.push(original.slice(at, e.start), e.text);
     at = e.end;
   }
@@ -136,7 +142,7 @@ export function applyEdits(f: SynthFile, edits: Edit[]): FileResult {
   const text = pieces.join('');
   const result: FileResult = { path: f.path, original, rewritten: text, edits: all };
   // never hand back code that does not parse
-  if (edits.length && !f.hadErrors && hasSyntaxErrors(text)) {
+  if (edits.length && !f.hadErrors && !rewrittenParses(f.root, original, placed, text)) {
     const re = parsePython(sourceFromText(f.path, text));
     const d = re.diagnostics.find((x) => x.severity === 'error');
     result.error = `${f.path}: the rewritten code would not parse${d ? ` (${d.line}:${d.col}: ${d.message})` : ''}; nothing written`;
