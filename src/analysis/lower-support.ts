@@ -57,6 +57,16 @@ export function decoratorsOf(fn: SyntaxNode, syms: FileSymbols, resolver: Resolv
   });
 }
 
+/** Whether a function is compiled by TorchScript, asked once per function: helpers are met
+ *  again at every call site that would inline them. */
+export function isTorchScriptFunction(fn: SyntaxNode, syms: FileSymbols, resolver: Resolver): boolean {
+  let known = torchScriptFns.get(fn);
+  if (known === undefined) torchScriptFns.set(fn, (known = decoratorsOf(fn, syms, resolver).some(isTorchScript)));
+  return known;
+}
+
+const torchScriptFns = new WeakMap<SyntaxNode, boolean>();
+
 export function isStaticMethod(fn: SyntaxNode): boolean {
   const parent = fn.parent;
   return parent?.type === 'decorated_definition' && parent.namedChildren.some((d) => d.type === 'decorator' && /staticmethod/.test(d.text));
