@@ -13,6 +13,20 @@ const MAX_BASES = 8;
  *  in the class body, or `self.bias = bias` in its `__init__` with `bias=False`; base classes
  *  defined in the project first, overridden by the class itself. */
 export function configDefaults(def: ClassDef, syms: FileSymbols, resolver: Resolver, depth = 0): Map<string, Expr> {
+  // every configuration class of a model file derives from the same base (PretrainedConfig),
+  // whose long constructor is read once per depth it is met at, not once per class
+  let byDepth = defaultsAtDepth.get(def);
+  if (!byDepth) defaultsAtDepth.set(def, (byDepth = new Map()));
+  let out = byDepth.get(depth);
+  if (!out) byDepth.set(depth, (out = readDefaults(def, syms, resolver, depth)));
+  return out;
+}
+
+/** A class's defaults as configDefaults found them at a depth of the base-class walk; the maps
+ *  are only read. */
+const defaultsAtDepth = new WeakMap<ClassDef, Map<number, Map<string, Expr>>>();
+
+function readDefaults(def: ClassDef, syms: FileSymbols, resolver: Resolver, depth: number): Map<string, Expr> {
   const out = new Map<string, Expr>();
   if (depth < MAX_BASES) {
     for (const b of def.baseNodes) {
@@ -57,10 +71,6 @@ function constOf(node: SyntaxNode): Expr | undefined {
   return e?.k === 'const' ? e : undefined;
 }
 
-/** A configuration class's defaults, read once: every module's constructor of a model file names
- *  the same configuration class, and its bases' constructors are long. Read only by callers. */
-const defaultsOfClass = new WeakMap<ClassDef, Map<string, Expr>>();
-
 /** For each annotated parameter of a constructor whose class is a project class: its name →
  *  the class's field defaults (`config: FalconConfig`). */
 export function annotatedConfigs(init: SyntaxNode, syms: FileSymbols, resolver: Resolver): Map<string, Map<string, Expr>> {
@@ -74,8 +84,7 @@ export function annotatedConfigs(init: SyntaxNode, syms: FileSymbols, resolver: 
     const r = resolver.resolveQual(qualify({ syms, resolver }, d));
     const csyms = r.k === 'class' ? resolver.symbolsOf(r.def.module) : undefined;
     if (r.k !== 'class' || !csyms || r.def.methods.has('forward')) continue;
-    let defaults = defaultsOfClass.get(r.def);
-    if (!defaults) defaultsOfClass.set(r.def, (defaults = configDefaults(r.def, csyms, resolver)));
+    const defaults = configDefaults(r.def, csyms, resolver);
     if (defaults.size) out.set(name, defaults);
   }
   return out;

@@ -13,6 +13,9 @@ export abstract class LowererBase {
   protected out: Stmt[] = [];
   protected frame!: Frame;
   protected via: string[] = [];
+  /** `via` as last copied into an op: every op of one inlined call shares one list, copied again
+   *  only after the inlining stack has changed. */
+  private viaCopy: string[] | null = null;
   /** The call in the method being lowered that the current inlining started at. */
   protected callSite?: Span;
   protected stack: string[] = [];
@@ -40,10 +43,16 @@ export abstract class LowererBase {
     const op: Op = { k: 'op', id, kind, callee, args, kw, span: span ?? this.span(node) };
     if (types?.length) op.type = types;
     else if (kind === 'module') op.type = ['?'];
-    if (this.via.length) { op.via = [...this.via]; if (this.callSite) op.site = this.callSite; }
+    if (this.via.length) { op.via = this.viaList(); if (this.callSite) op.site = this.callSite; }
     if (++this.opCount === LIMITS.opsPerMethod) this.limit(node, `more than ${LIMITS.opsPerMethod} ops in one method: the rest is not analysed`);
     if (this.opCount <= LIMITS.opsPerMethod) this.out.push(op);
     return { e: { k: 'ssa', id } };
+  }
+
+  private viaList(): string[] {
+    const v = this.viaCopy;
+    if (v && v.length === this.via.length && v.every((q, i) => q === this.via[i])) return v;
+    return (this.viaCopy = [...this.via]);
   }
 
   protected span(node: SyntaxNode): Span {

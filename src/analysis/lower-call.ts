@@ -7,7 +7,7 @@ import { BUILTINS, CAST_METHODS, KW_RENAMES, OP_NAMESPACES, POSITIONAL_TO_KW, TE
 import { typeName, type ClassInfo } from './classes.js';
 import { layerClassOf, sequentialArgs } from './layer-class.js';
 import { ExprLowerer } from './lower-expr.js';
-import { LIMITS, NONE, decoratorsOf, exprText, isPropertyMethod, isStaticMethod, isTorchScript, num, shortName, type Flow, type Val } from './lower-support.js';
+import { LIMITS, NONE, exprText, isPropertyMethod, isStaticMethod, isTorchScriptFunction, num, shortName, type Flow, type Val } from './lower-support.js';
 import { clip, notComment, staticExpr } from './static.js';
 import { field, paramNames, type FuncDef } from './symbols.js';
 
@@ -279,7 +279,7 @@ export abstract class CallLowerer extends ExprLowerer {
     // Long helpers (checkpoint loading, generation utilities) are library code, not architecture:
     // they stay resolved calls instead of being inlined.
     // TorchScript functions are compiled on their own: their code is not part of the caller's.
-    if (syms && decoratorsOf(def.node, syms, this.resolver).some(isTorchScript)) {
+    if (syms && isTorchScriptFunction(def.node, syms, this.resolver)) {
       return this.emit('call', def.qual, args.map((a) => a.e), kw.map(([k, v]) => [k, v.e]), node);
     }
     const lines = syms ? posAt(syms.parsed.source, def.node.endIndex).line - posAt(syms.parsed.source, def.node.startIndex).line : 0;
@@ -317,11 +317,12 @@ export abstract class CallLowerer extends ExprLowerer {
       env.set(pname, v);
     }
     const saved = { frame: this.frame, out: this.out };
-    const callSite = this.span(node);
+    // the span of the call in the caller's file, wanted only where this inlining starts
+    const callSite = this.via.length ? undefined : this.span(node);
     const selfCls = def.owner ? (selfVal && this.frame.selfCls ? this.frame.selfCls : defCls) : undefined;
     this.frame = { syms, selfCls, defCls: defCls ?? (def.owner ? this.classes.info(def.owner) : undefined), env };
     this.stack.push(def.qual);
-    if (!this.via.length) this.callSite = callSite;
+    if (callSite) this.callSite = callSite;
     this.via.push(def.qual);
     let flow: Flow;
     try {

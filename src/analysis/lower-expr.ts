@@ -3,12 +3,24 @@
 import type { Expr } from '../dsl/ir.js';
 import { sameNode, type SyntaxNode } from '../parse/python.js';
 import { BINARY_OPS, COMPARE_OPS, TENSOR_ATTRS, UNARY_OPS } from './canon.js';
-import { elementTypes, typeName } from './classes.js';
+import { elementTypes, typeName, type ClassInfo, type ClassTable } from './classes.js';
 import { defaultClassOf, heldClassOf, isClassName, layerClassOf } from './layer-class.js';
 import { LowererBase } from './lower-base.js';
 import { LIMITS, exprText, num, type Val } from './lower-support.js';
 import { clip, comparisonParts, literal, notComment, sliceExpr } from './static.js';
 import { field } from './symbols.js';
+
+/** A `self.<name>` of a class: an attribute's classes, a layer class it holds, a method, or
+ *  nothing. The lists are shared by every op that reads them and never changed. */
+type SelfAttr =
+  | { k: 'held'; cls: string }
+  | { k: 'attr'; types: string[]; elems?: string[] }
+  | { k: 'method'; m: NonNullable<ReturnType<ClassTable['findMethod']>> }
+  | null;
+
+/** Per class, its `self` attributes as looked up so far (a class's attributes are final once
+ *  its ClassInfo is built, before any of its methods is lowered). */
+const selfAttrs = new WeakMap<ClassInfo, Map<string, SelfAttr>>();
 
 export abstract class ExprLowerer extends LowererBase {
   protected abstract call(node: SyntaxNode): Val;
@@ -131,19 +143,32 @@ export abstract class ExprLowerer extends LowererBase {
   protected attrVal(name: string): Val | undefined {
     const cls = this.frame.selfCls;
     if (!cls) return undefined;
+    let known = selfAttrs.get(cls);
+    if (!known) selfAttrs.set(cls, (known = new Map()));
+    let a = known.get(name);
+    if (a === undefined) known.set(name, (a = this.selfAttr(cls, name)));
+    if (!a) return undefined;
+    const e: Expr = { k: 'name', path: `self.${name}` };
+    if (a.k === 'held') return { e, cls: a.cls };
+    if (a.k === 'method') return { e, fn: { def: a.m.fn, selfVal: { e: { k: 'name', path: 'self' } }, defCls: a.m.cls } };
+    return { e, ...(a.types.length ? { types: a.types } : {}), ...(a.elems ? { elems: a.elems } : {}) };
+  }
+
+  /** What `self.<name>` is in a class: read once per class and name, since every method (and
+   *  every helper inlined into one) looks its submodules up again. */
+  private selfAttr(cls: ClassInfo, name: string): SelfAttr {
     const defs = cls.attrs.filter((a) => a.name === name);
     if (defs.length) {
       // an attribute holding a layer class chosen by a parameter (`self._norm_layer = norm_layer`)
       const held = defs.length === 1 ? heldClassOf(defs[0].value, defs[0].defaults) : undefined;
-      if (held) return { e: { k: 'name', path: `self.${name}` }, cls: held };
+      if (held) return { k: 'held', cls: held };
       const types = [...new Set(defs.map((a) => layerClassOf(a.value, a.defaults) ?? typeName(a.value)).filter((t) => t !== '?'))];
       const container = defs.some((a) => a.value.k === 'call' && /(^|\.)(ModuleList|ModuleDict)$/.test(a.value.callee));
       const elems = container ? [...new Set(defs.flatMap((a) => elementTypes(a.value)))] : undefined;
-      return { e: { k: 'name', path: `self.${name}` }, ...(types.length ? { types } : {}), ...(elems ? { elems } : {}) };
+      return { k: 'attr', types, elems };
     }
     const m = this.classes.findMethod(cls, name);
-    if (m) return { e: { k: 'name', path: `self.${name}` }, fn: { def: m.fn, selfVal: { e: { k: 'name', path: 'self' } }, defCls: m.cls } };
-    return undefined;
+    return m ? { k: 'method', m } : null;
   }
 
   /** The `self.x = nn.Sequential(...)` definitions of an attribute: one, or one per branch of

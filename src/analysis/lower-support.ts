@@ -57,6 +57,16 @@ export function decoratorsOf(fn: SyntaxNode, syms: FileSymbols, resolver: Resolv
   });
 }
 
+/** Whether a function is compiled by TorchScript, asked once per function: helpers are met
+ *  again at every call site that would inline them. */
+export function isTorchScriptFunction(fn: SyntaxNode, syms: FileSymbols, resolver: Resolver): boolean {
+  let known = torchScriptFns.get(fn);
+  if (known === undefined) torchScriptFns.set(fn, (known = decoratorsOf(fn, syms, resolver).some(isTorchScript)));
+  return known;
+}
+
+const torchScriptFns = new WeakMap<SyntaxNode, boolean>();
+
 export function isStaticMethod(fn: SyntaxNode): boolean {
   const parent = fn.parent;
   return parent?.type === 'decorated_definition' && parent.namedChildren.some((d) => d.type === 'decorator' && /staticmethod/.test(d.text));
@@ -85,8 +95,30 @@ export function collectAssigned(node: SyntaxNode | null, out: Set<string>): void
   }
 }
 
+/** Whether two operands print the same JSON (keys in the same order, undefined fields left out),
+ *  compared without building the strings: branches' environments are merged at every `if`. */
 export function sameExpr(a: Expr, b: Expr): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  return sameJson(a, b);
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) {
+    // numbers JSON prints alike (NaN and the infinities as null, -0 as 0)
+    return typeof a === 'number' && typeof b === 'number' && JSON.stringify(a) === JSON.stringify(b);
+  }
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i] ?? null, b[i] ?? null)) return false;
+    return true;
+  }
+  const ka = Object.keys(a).filter((k) => (a as Record<string, unknown>)[k] !== undefined);
+  const kb = Object.keys(b).filter((k) => (b as Record<string, unknown>)[k] !== undefined);
+  if (ka.length !== kb.length) return false;
+  for (let i = 0; i < ka.length; i++) {
+    if (ka[i] !== kb[i] || !sameJson((a as Record<string, unknown>)[ka[i]], (b as Record<string, unknown>)[kb[i]])) return false;
+  }
+  return true;
 }
 
 /** Compact source-like text of an operand, for names built from expressions. */

@@ -13,6 +13,10 @@ import { field, paramNames, type FuncDef } from './symbols.js';
 
 export { LIMITS, exprText, isTorchScript, sameExpr } from './lower-support.js';
 
+/** A block's statements without comments, listed once: a helper's body is lowered again at
+ *  every call site it is inlined into. Only read. */
+const blockStatements = new WeakMap<SyntaxNode, SyntaxNode[]>();
+
 export class MethodLowerer extends CallLowerer {
   lower(fn: FuncDef, cls?: ClassInfo): Method {
     const syms = this.resolver.symbolsOf(fn.module)!;
@@ -50,7 +54,9 @@ export class MethodLowerer extends CallLowerer {
 
   protected block(node: SyntaxNode | null): Flow {
     if (!node) return { terminal: null };
-    return this.stmts(node.namedChildren.filter(notComment), 0);
+    let list = blockStatements.get(node);
+    if (!list) blockStatements.set(node, (list = node.namedChildren.filter(notComment)));
+    return this.stmts(list, 0);
   }
 
   protected stmts(list: SyntaxNode[], from: number): Flow {
@@ -270,7 +276,9 @@ export class MethodLowerer extends CallLowerer {
     else if (elseFlow.terminal) this.frame.env = thenEnv;
     else {
       const merged = new Map(before);
-      for (const name of new Set([...thenEnv.keys(), ...elseEnv.keys()])) {
+      const names = new Set(thenEnv.keys());
+      for (const name of elseEnv.keys()) names.add(name);
+      for (const name of names) {
         const a = thenEnv.get(name);
         const b = elseEnv.get(name);
         if (a && b && (a === b || sameExpr(a.e, b.e))) { merged.set(name, a); continue; }
