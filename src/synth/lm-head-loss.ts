@@ -76,8 +76,10 @@ function settingsOf(ce: Op, cx: LossContext): { kw: [string, Expr][]; extraPosit
   if (ce.args.length > 2 || ce.kw.length) return `the loss module is called with more than the logits and the labels at ${at(ce)}`;
   const attr = cx.constructorOf(ce);
   if (attr?.k === 'call') return { kw: attr.kw, extraPositional: attr.args.length > 0 };
-  const built = cx.ops().filter((o) => o.kind === 'call' && /(^|\.)CrossEntropyLoss$/.test(o.callee));
-  if (built.length !== 1) return `the CrossEntropyLoss called at ${at(ce)} is not built where adopt can read its settings`;
+  // built in the forward: the constructions assigned to the name called (several alike are one)
+  const built = cx.ops().filter((o) => o.kind === 'call' && /(^|\.)CrossEntropyLoss$/.test(o.callee) && cx.nameOf(o) === ce.callee);
+  const same = built.every((o) => JSON.stringify([o.args, o.kw]) === JSON.stringify([built[0].args, built[0].kw]));
+  if (!built.length || !same) return `the CrossEntropyLoss called at ${at(ce)} is not built where adopt can read its settings`;
   return { kw: built[0].kw, extraPositional: built[0].args.length > 0 };
 }
 

@@ -92,10 +92,12 @@ export function isAttributeName(n: SyntaxNode): boolean {
 
 /** `scores.device` / `scores.dtype` in `stmt`, where `before` assigns `scores = matmul(q, ...)`
  *  (or `q @ ...`) from a plain name q: each such attribute node and `q.device` / `q.dtype` to read
- *  instead (a matmul's result has its inputs' device and dtype). Undefined when there are none. */
-export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath = true): Map<SyntaxNode, string> | undefined {
+ *  instead (a matmul's result has its inputs' device and dtype). Undefined when there are none.
+ *  `linears`: submodules known to be Linear layers (`self.lm_head`), whose output `y = self.lm_head(x)`
+ *  is on x's device (only the device: autocast may change the dtype). */
+export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath = true, linears: ReadonlySet<string> = new Set()): Map<SyntaxNode, string> | undefined {
   // the last assignment to each name in `before`: a matmul of two plain names, or nothing usable
-  const sources = new Map<string, { a: string; b: string; bmm: boolean } | null>();
+  const sources = new Map<string, { a: string; b: string; bmm: boolean; deviceOnly?: boolean } | null>();
   for (const b of before) {
     // `x = x / 8.0`, `if scale: x = x / torch.full([], d ** 0.5, ...)`: dtype and device stay x's
     if (keepsTensorKind(b, sources)) continue;
@@ -120,6 +122,9 @@ export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath =
       const at = right.childForFieldName('function')!.text === 'torch.baddbmm' ? 1 : 0;
       operands = [kw('batch1') ?? pos[at], kw('batch2') ?? pos[at + 1]];
       bmm = true;
+    } else if (right?.type === 'call' && linears.has(right.childForFieldName('function')?.text ?? '')) {
+      operands = right.childForFieldName('arguments')?.namedChildren ?? [];
+      if (operands.length === 1) operands = [operands[0], operands[0]];
     } else if (right?.type === 'call') {
       // a view or reshape of a product has the product's dtype and device
       const fn = right.childForFieldName('function');
@@ -128,7 +133,8 @@ export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath =
       if (known && /^(view|reshape|contiguous)$/.test(fn!.childForFieldName('attribute')?.text ?? '')) sources.set(a.childForFieldName('left')!.text, known);
     }
     const plain = (x: SyntaxNode | null | undefined) => !!x && (x.type === 'identifier' || /^[A-Za-z_]\w*(\.transpose\(\s*-?\d+\s*,\s*-?\d+\s*\))?$/.test(x.text));
-    if (operands.length === 2 && plain(operands[0]) && plain(operands[1])) sources.set(a.childForFieldName('left')!.text, { a: operands[0]!.text, b: operands[1]!.text, bmm });
+    const deviceOnly = right?.type === 'call' && linears.has(right.childForFieldName('function')?.text ?? '');
+    if (operands.length === 2 && plain(operands[0]) && plain(operands[1])) sources.set(a.childForFieldName('left')!.text, { a: operands[0]!.text, b: operands[1]!.text, bmm, ...(deviceOnly ? { deviceOnly } : {}) });
   }
   const beforeWrites = writesOf(before);
   const out = new Map<SyntaxNode, string>();
@@ -147,7 +153,7 @@ export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath =
     }
     const obj = p?.type === 'attribute' ? p.childForFieldName('object') : null;
     const attr = obj && obj.startIndex === n.startIndex && obj.endIndex === n.endIndex ? p!.childForFieldName('attribute')?.text : undefined;
-    if (attr !== 'device' && attr !== 'dtype') continue;
+    if (attr !== 'device' && (attr !== 'dtype' || src.deviceOnly)) continue;
     // the device is the operands'; the dtype is what their product gives under the same autocast
     // state, which adopt_kernels reads without launching a product (a statement that runs on
     // both paths asks a one-element product where the package is missing)
