@@ -2,6 +2,7 @@
 // worked out on the syntax tree, to decide which of them may run first (before the guard, on both
 // paths), which read values the fast path derives differently, and what the region assigns.
 import type { SyntaxNode } from '../parse/python.js';
+import { headSource, type ProductSource } from './head-device.js';
 import { parsePython } from '../parse/python.js';
 import { sourceFromText } from '../parse/source.js';
 import { KERNELS_ALIAS } from './edits.js';
@@ -97,7 +98,7 @@ export function isAttributeName(n: SyntaxNode): boolean {
  *  is on x's device (only the device: autocast may change the dtype). */
 export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath = true, linears: ReadonlySet<string> = new Set()): Map<SyntaxNode, string> | undefined {
   // the last assignment to each name in `before`: a matmul of two plain names, or nothing usable
-  const sources = new Map<string, { a: string; b: string; bmm: boolean; deviceOnly?: boolean } | null>();
+  const sources = new Map<string, ProductSource | null>();
   for (const b of before) {
     // `x = x / 8.0`, `if scale: x = x / torch.full([], d ** 0.5, ...)`: dtype and device stay x's
     if (keepsTensorKind(b, sources)) continue;
@@ -122,9 +123,9 @@ export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath =
       const at = right.childForFieldName('function')!.text === 'torch.baddbmm' ? 1 : 0;
       operands = [kw('batch1') ?? pos[at], kw('batch2') ?? pos[at + 1]];
       bmm = true;
-    } else if (right?.type === 'call' && linears.has(right.childForFieldName('function')?.text ?? '')) {
-      operands = right.childForFieldName('arguments')?.namedChildren ?? [];
-      if (operands.length === 1) operands = [operands[0], operands[0]];
+    } else if (linears.size && headSource(right, linears, previous)) {
+      sources.set(a.childForFieldName('left')!.text, headSource(right, linears, previous)!);
+      continue;
     } else if (right?.type === 'call') {
       // a view or reshape of a product has the product's dtype and device
       const fn = right.childForFieldName('function');
@@ -133,15 +134,14 @@ export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath =
       if (known && /^(view|reshape|contiguous)$/.test(fn!.childForFieldName('attribute')?.text ?? '')) sources.set(a.childForFieldName('left')!.text, known);
     }
     const plain = (x: SyntaxNode | null | undefined) => !!x && (x.type === 'identifier' || /^[A-Za-z_]\w*(\.transpose\(\s*-?\d+\s*,\s*-?\d+\s*\))?$/.test(x.text));
-    const deviceOnly = right?.type === 'call' && linears.has(right.childForFieldName('function')?.text ?? '');
-    if (operands.length === 2 && plain(operands[0]) && plain(operands[1])) sources.set(a.childForFieldName('left')!.text, { a: operands[0]!.text, b: operands[1]!.text, bmm, ...(deviceOnly ? { deviceOnly } : {}) });
+    if (operands.length === 2 && plain(operands[0]) && plain(operands[1])) sources.set(a.childForFieldName('left')!.text, { a: operands[0]!.text, b: operands[1]!.text, bmm });
   }
   const beforeWrites = writesOf(before);
   const out = new Map<SyntaxNode, string>();
   for (const n of identifierNodes(stmt)) {
     const src = sources.get(n.text);
     const p = n.parent;
-    if (!src || [src.a, src.b].some((x) => beforeWrites.has(x.split('.')[0]))) continue;
+    if (!src || [src.a, src.b].some((x) => beforeWrites.has(x.split(/[.[]/)[0]))) continue;
     // `m.expand_as(scores)`: expanded to the product's shape, computed from the operands' shapes
     const call = p?.type === 'argument_list' && p.namedChildren.length === 1 ? p.parent : null;
     const fn = call?.type === 'call' ? call.childForFieldName('function') : null;

@@ -154,6 +154,8 @@ def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True,
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    # the replaced code moves the labels to the logits' device (model parallelism)
+    labels = labels.to(hidden.device)
     if not (enabled("linear_cross_entropy") and is_plain_linear(lm_head)):
         return _reference(hidden, lm_head, labels, ignore_index, shift, reduction, logits_dtype, return_logits)
     given = labels
