@@ -72,8 +72,11 @@ function readLabels(target: Expr, cx: LossContext): { root: Expr; shifted: boole
 /** The loss call's settings: from the functional call, or from the CrossEntropyLoss module's
  *  constructor (an attribute, or built in the forward itself). */
 function settingsOf(ce: Op, cx: LossContext): { kw: [string, Expr][]; extraPositional: boolean } | string {
-  if (ce.kind !== 'module') return { kw: ce.kw, extraPositional: ce.args.length > 2 };
-  if (ce.args.length > 2 || ce.kw.length) return `the loss module is called with more than the logits and the labels at ${at(ce)}`;
+  const data = (k: string) => k === 'input' || k === 'target';
+  const positional = ce.args.filter((a) => a.k !== 'star');
+  if (ce.args.some((a) => a.k === 'star')) return `keywords or arguments reach the loss at ${at(ce)} through * or **; they could set class weights or label smoothing, which the kernel does not take`;
+  if (ce.kind !== 'module') return { kw: ce.kw.filter(([k]) => !data(k)), extraPositional: positional.length > 2 };
+  if (positional.length > 2 || ce.kw.some(([k]) => !data(k))) return `the loss module is called with more than the logits and the labels at ${at(ce)}`;
   const attr = cx.constructorOf(ce);
   if (attr?.k === 'call') return { kw: attr.kw, extraPositional: attr.args.length > 0 };
   // built in the forward: the constructions assigned to the name called (several alike are one)
