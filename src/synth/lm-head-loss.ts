@@ -53,7 +53,8 @@ function dropsFirstPosition(op: Op): boolean {
 }
 
 /** The labels' path back from the loss: reshapes to 1-D, copies and device moves peeled off,
- *  the shift noted. */
+ *  the shift noted. The labels given to the kernel are the value the shift indexes (the value
+ *  a name holds where the fast path runs, after a device move it runs first). */
 function readLabels(target: Expr, cx: LossContext): { root: Expr; shifted: boolean } | string {
   let e = target;
   let shifted = false;
@@ -62,7 +63,7 @@ function readLabels(target: Expr, cx: LossContext): { root: Expr; shifted: boole
     if (!op || op.kind !== 'op') break;
     if ((op.callee === 'view' || op.callee === 'reshape') && op.args.length === 2 && isConst(op.args[1], -1)) e = op.args[0];
     else if (op.callee === 'contiguous' || (op.callee === 'to' && !kwOf(op.kw, 'dtype'))) e = op.args[0];
-    else if (op.callee === 'getitem' && !shifted && dropsFirstPosition(op)) { shifted = true; e = op.args[0]; }
+    else if (op.callee === 'getitem' && !shifted && dropsFirstPosition(op)) return { root: op.args[0], shifted: true };
     else if (op.callee === 'getitem') return `the labels are indexed at ${at(op)} in a way the kernel's shift by one position does not cover`;
     else break;
   }
@@ -166,7 +167,7 @@ export function readLmLoss(ce: Op, cx: LossContext): LmLoss | string {
   if (typeof labels === 'string') return labels;
   if (labels.shifted !== logits.shifted) return labels.shifted ? 'the labels are shifted by one position but the logits are not' : 'the logits are shifted by one position but the labels are not';
   const labelText = cx.expr(labels.root);
-  if (labelText === undefined) return 'the labels cannot be written where the rewrite runs';
+  if (labelText === undefined) return 'the labels cannot be written where the rewrite runs (a statement before the loss reassigns them, or they are built there)';
   const settings = settingArgs(ce, cx);
   if (typeof settings === 'string') return settings;
   const name = cx.nameOf(logits.named);
