@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from adopt_harness.lm_labels import add_lm_labels
 from adopt_harness.dropout import DROPOUT_WORDS
 from adopt_harness.sizes import CONFIG_SIZES as SMALL  # the one size table
 
@@ -511,7 +512,7 @@ def make_inputs(cls, config, batch=2, seq=7):
     if "decoder_input_values" in params:
         width = config.hidden_size if cls.__name__ in HIDDEN_STATE_INPUTS else config.num_mel_bins
         inputs["decoder_input_values"] = torch.randn(batch, 5, width)
-    return inputs
+    return add_lm_labels(cls, params, inputs)
 
 
 def _time_series(config, batch):

@@ -22,7 +22,7 @@ SIGNATURES = {
     "built_as": ["mod", "qualname"],
     "apply_rope": ["q", "k", "cos", "sin", "position_ids", "unsqueeze_dim", "k_cos", "k_sin"],
     "apply_rope_interleaved": ["q", "k", "cos", "sin", "position_ids", "unsqueeze_dim"],
-    "linear_cross_entropy": ["hidden", "lm_head", "labels", "ignore_index", "shift", "reduction"],
+    "linear_cross_entropy": ["hidden", "lm_head", "labels", "ignore_index", "shift", "reduction", "return_logits", "logits_dtype"],
     "optimizer_kwargs": ["optimizer_cls", "params"],
     "enabled": ["name"],
 }
@@ -60,6 +60,8 @@ DEFAULTS = {
     ("linear_cross_entropy", "ignore_index"): -100,
     ("linear_cross_entropy", "shift"): True,
     ("linear_cross_entropy", "reduction"): "mean",
+    ("linear_cross_entropy", "return_logits"): False,
+    ("linear_cross_entropy", "logits_dtype"): None,
 }
 
 

@@ -4,6 +4,7 @@
 // writers by `accessorTable`.
 import type { Expr, Op } from '../dsl/ir.js';
 import type { SyntaxNode } from '../parse/python.js';
+import { readLmLoss } from './lm-head-loss.js';
 import { numberInZeroDim } from './region.js';
 
 /** What an accessor may ask of the site it is read at. */
@@ -17,6 +18,14 @@ export interface AccessorContext {
   nodeAt(op: Op): SyntaxNode | undefined;
   /** For a submodule call: the constructor call that built the submodule in `__init__`. */
   constructorOf(op: Op): Expr | undefined;
+  /** The op computing a value, and the inputs of a value merged from branches. */
+  defOf(e: Expr): Op | undefined;
+  phiInputs(e: Expr): Expr[] | undefined;
+  /** The ops of the method the site is in, and the variable an op's result is assigned to. */
+  ops(): Op[];
+  nameOf(op: Op): string | undefined;
+  /** Refuses the site with a reason (the accessor then reads as undefined). */
+  refuse(why: string): undefined;
 }
 
 export interface Accessor {
@@ -133,6 +142,14 @@ const ENTRIES: Accessor[] = [
   {
     name: 'prob', on: 'op', description: 'a dropout\'s probability: the module\'s `.p`, or the functional call\'s `p` (default 0.5)',
     read: (op, cx) => { if (op.kind === 'module') return op.callee.startsWith('%') ? undefined : `${op.callee}.p`; const p = keywordOf(op, 'p') ?? op.args[1]; return p ? cx.expr(p) : '0.5'; },
+  },
+  {
+    name: 'lm_loss', on: 'op', description: 'for a cross-entropy over an LM head\'s logits: the kernel\'s arguments after the head (labels before any shift, ignore_index, shift, reduction); the site is refused, with the reason, for a loss the kernel computes differently',
+    read: (op, cx) => { const r = readLmLoss(op, cx); return typeof r === 'string' ? cx.refuse(r) : r.args; },
+  },
+  {
+    name: 'lm_logits', on: 'op', description: 'for a cross-entropy over an LM head\'s logits: the variable holding the logits as the code keeps them (after a `.float()`), which the rewrite assigns',
+    read: (op, cx) => { const r = readLmLoss(op, cx); return typeof r === 'string' ? cx.refuse(r) : r.logits; },
   },
   { name: 'module', on: 'op', description: 'the submodule (or table lookup) a module op calls; for functional GELU the function or its hidden_act name; for functional dropout its probability', read: moduleOf },
   { name: 'absent', on: 'op or metavariable', description: 'nothing when the optional line (or the line binding the metavariable) is absent or left to the original code; otherwise the site is not rewritten (the kernel does not cover it)' },

@@ -125,6 +125,9 @@ export class Expressions {
   expr(e: Expr): string | undefined {
     switch (e.k) {
       case 'name':
+        // a statement the fast path runs first may reassign it (`labels = labels[:, 1:]` in the
+        // branch): then the name no longer holds this value
+        if (this.runFirst.some((r) => writesOf([r]).has(e.path))) return undefined;
         if (/^[A-Za-z_]\w*$/.test(e.path)) return this.liveName(e.path);
         return /^[A-Za-z_][\w.]*$/.test(e.path) ? e.path : undefined;
       case 'const':

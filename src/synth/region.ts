@@ -2,6 +2,7 @@
 // worked out on the syntax tree, to decide which of them may run first (before the guard, on both
 // paths), which read values the fast path derives differently, and what the region assigns.
 import type { SyntaxNode } from '../parse/python.js';
+import { headSource, type ProductSource } from './head-device.js';
 import { parsePython } from '../parse/python.js';
 import { sourceFromText } from '../parse/source.js';
 import { KERNELS_ALIAS } from './edits.js';
@@ -92,10 +93,12 @@ export function isAttributeName(n: SyntaxNode): boolean {
 
 /** `scores.device` / `scores.dtype` in `stmt`, where `before` assigns `scores = matmul(q, ...)`
  *  (or `q @ ...`) from a plain name q: each such attribute node and `q.device` / `q.dtype` to read
- *  instead (a matmul's result has its inputs' device and dtype). Undefined when there are none. */
-export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath = true): Map<SyntaxNode, string> | undefined {
+ *  instead (a matmul's result has its inputs' device and dtype). Undefined when there are none.
+ *  `linears`: submodules known to be Linear layers (`self.lm_head`), whose output `y = self.lm_head(x)`
+ *  is on x's device (only the device: autocast may change the dtype). */
+export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath = true, linears: ReadonlySet<string> = new Set()): Map<SyntaxNode, string> | undefined {
   // the last assignment to each name in `before`: a matmul of two plain names, or nothing usable
-  const sources = new Map<string, { a: string; b: string; bmm: boolean } | null>();
+  const sources = new Map<string, ProductSource | null>();
   for (const b of before) {
     // `x = x / 8.0`, `if scale: x = x / torch.full([], d ** 0.5, ...)`: dtype and device stay x's
     if (keepsTensorKind(b, sources)) continue;
@@ -120,6 +123,9 @@ export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath =
       const at = right.childForFieldName('function')!.text === 'torch.baddbmm' ? 1 : 0;
       operands = [kw('batch1') ?? pos[at], kw('batch2') ?? pos[at + 1]];
       bmm = true;
+    } else if (linears.size && headSource(right, linears, previous)) {
+      sources.set(a.childForFieldName('left')!.text, headSource(right, linears, previous)!);
+      continue;
     } else if (right?.type === 'call') {
       // a view or reshape of a product has the product's dtype and device
       const fn = right.childForFieldName('function');
@@ -135,7 +141,7 @@ export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath =
   for (const n of identifierNodes(stmt)) {
     const src = sources.get(n.text);
     const p = n.parent;
-    if (!src || [src.a, src.b].some((x) => beforeWrites.has(x.split('.')[0]))) continue;
+    if (!src || [src.a, src.b].some((x) => beforeWrites.has(x.split(/[.[]/)[0]))) continue;
     // `m.expand_as(scores)`: expanded to the product's shape, computed from the operands' shapes
     const call = p?.type === 'argument_list' && p.namedChildren.length === 1 ? p.parent : null;
     const fn = call?.type === 'call' ? call.childForFieldName('function') : null;
@@ -147,7 +153,7 @@ export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath =
     }
     const obj = p?.type === 'attribute' ? p.childForFieldName('object') : null;
     const attr = obj && obj.startIndex === n.startIndex && obj.endIndex === n.endIndex ? p!.childForFieldName('attribute')?.text : undefined;
-    if (attr !== 'device' && attr !== 'dtype') continue;
+    if (attr !== 'device' && (attr !== 'dtype' || src.deviceOnly)) continue;
     // the device is the operands'; the dtype is what their product gives under the same autocast
     // state, which adopt_kernels reads without launching a product (a statement that runs on
     // both paths asks a one-element product where the package is missing)

@@ -47,6 +47,11 @@ export function linesWithMeta(rule: Rule, meta: string): Set<string> {
   return lines;
 }
 
+/** The Linear submodules the site calls (`self.lm_head`): their outputs are on their inputs' device. */
+function linearCallees(s: Site): Set<string> {
+  return new Set(Object.values(s.ops).flatMap((o) => (o?.kind === 'module' && (o.type ?? []).some((t) => /(^|\.)Linear$/.test(t)) ? [o.callee] : [])));
+}
+
 /** What planning a region of statements has gathered so far. */
 interface Region {
   f: SynthFile; s: Site; ctx: Render; opts: StatementOptions; holdsOther: HoldsOther;
@@ -111,7 +116,7 @@ function matchedBranch(r: Region, i: number): string | undefined {
   const runsFirst = (b: SyntaxNode, j: number) => {
     const prior = [...kids.slice(first, i).filter((x) => !r.hoisted.includes(x)), ...body.slice(0, j).filter(matchedHere)];
     if (commutes(b, prior)) return true;
-    const subs = deviceReads(b, prior);
+    const subs = deviceReads(b, prior, true, linearCallees(s));
     if (!subs || !commutes(b, prior, new Set(subs.keys()))) return false;
     readsOff.set(b, subs);
     return true;
@@ -186,7 +191,7 @@ function betweenStatement(r: Region, i: number): string | undefined {
   if (!holdsSite && commutes(k, before)) { r.hoisted.push(k); return undefined; }
   // one that reads only the device or dtype of the scores (T5 builds its position bias with
   // `device=scores.device`) reads them off the query instead, and runs first
-  const subs = deviceReads(k, before, false);
+  const subs = deviceReads(k, before, false, linearCallees(r.s));
   if (subs && !holdsSite && commutes(k, before, new Set(subs.keys()))) { r.hoisted.push(k); r.substitutions.set(k, subs); return undefined; }
   // `if C:` (no else) between the matched statements does nothing when C is false: the fast
   // path runs when it is, if C can be evaluated before the statements run

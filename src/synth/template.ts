@@ -152,6 +152,11 @@ export class Render extends Expressions {
       isMatchedValue: (a) => this.carriesMatched(a),
       nodeAt: (op) => nodeOfSpan(this.f, op.span),
       constructorOf: (op) => attrOf(this.s.view, op)?.value,
+      defOf: (e) => (e.k === 'ssa' ? this.s.view.defs.get(e.id) : undefined),
+      phiInputs: (e) => (e.k === 'ssa' ? this.s.view.phis.get(e.id) : undefined),
+      ops: () => this.s.view.ops,
+      nameOf: (op) => this.assignedName(op),
+      refuse: (why) => { this.failure ??= why; return undefined; },
     };
   }
 

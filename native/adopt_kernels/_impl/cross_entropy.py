@@ -86,30 +86,53 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return grad_hidden, grad_weight, grad_bias, None, None
 
 
-def _compiled(hidden, lm_head, labels, ignore_index, count):
-    """Per-row losses from the compiled kernel, or None where it cannot run.
+def _compiled(hidden, lm_head, labels, ignore_index, count, logits_dtype=None, return_logits=False):
+    """Per-row losses (and the logits, with ``return_logits``) from the compiled kernel, or None
+    where it cannot run.
 
     The kernel forms the gradients in its forward for the upstream gradient a mean (1/count)
     or a sum (1) hands each counted row; any other upstream gradient still comes out right.
     """
     from ..kernels import linear_ce as kernel
+    from ..kernels import linear_ce_logits as with_logits
 
     scale = 1.0 / max(1, int(count)) if count is not None else 1.0
     rows = _chunk_rows(lm_head.weight.size(0))
+    if return_logits:
+        return with_logits.linear_cross_entropy_logits_rows(
+            hidden, lm_head.weight, lm_head.bias, labels, ignore_index, scale, logits_dtype, max_rows=rows
+        )
     return kernel.linear_cross_entropy_rows(hidden, lm_head.weight, lm_head.bias, labels, ignore_index, scale, max_rows=rows)
 
 
-def _reference(hidden, lm_head, labels, ignore_index, shift, reduction):
+def _reference(hidden, lm_head, labels, ignore_index, shift, reduction, logits_dtype=None, return_logits=False):
+    """The eager code: the head's logits (cast when the caller's code casts them), then
+    cross entropy over them, shifted by one position when ``shift``."""
     logits = lm_head(hidden)
+    if logits_dtype is not None:
+        logits = logits.to(logits_dtype)
+    returned = logits
     if shift:
         logits = logits[..., :-1, :]
         labels = labels[..., 1:]
-    return F.cross_entropy(
+    loss = F.cross_entropy(
         logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=ignore_index, reduction=reduction
     )
+    return (loss, returned) if return_logits else loss
 
 
-def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True, reduction="mean"):
+def _reduce(losses, labels, shift, reduction, count):
+    if reduction == "none":
+        if shift:
+            losses = losses.reshape(labels.shape)[..., :-1].reshape(-1)
+        return losses
+    total = losses.sum()
+    if reduction == "sum":
+        return total
+    return total / count
+
+
+def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True, reduction="mean", return_logits=False, logits_dtype=None):
     """Replaces::
 
         logits = lm_head(hidden)
@@ -122,11 +145,20 @@ def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True,
     forming the gradients during the forward pass; elsewhere the logits are recomputed in
     backward. The loss is accumulated in float32 (float64 for float64 inputs), as models that
     call ``logits.float()`` before the loss do.
+
+    With ``return_logits`` it returns ``(loss, logits)``, the logits cast to ``logits_dtype``
+    when given (the code replaced calls ``logits.float()``): they are computed once and
+    returned, while the log-softmax and the logits' gradient are still never held whole; a
+    gradient reaching the returned logits is back-propagated too. The loss then has the
+    logits' dtype, as cross entropy over them gives it.
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    # the replaced code moves the labels to the logits' device (model parallelism)
+    labels = labels.to(hidden.device)
     if not (enabled("linear_cross_entropy") and is_plain_linear(lm_head)):
-        return _reference(hidden, lm_head, labels, ignore_index, shift, reduction)
+        return _reference(hidden, lm_head, labels, ignore_index, shift, reduction, logits_dtype, return_logits)
+    given = labels
     if shift:
         # Shifting the labels instead of the hidden states avoids copying the hidden states;
         # the last position of each sequence gets ignore_index and contributes nothing.
@@ -135,16 +167,29 @@ def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True,
     flat_hidden = hidden.reshape(-1, hidden.size(-1))
     flat_labels = labels.reshape(-1)
     count = (flat_labels != ignore_index).sum() if reduction == "mean" else None
+    if return_logits:
+        out = _with_logits(hidden, lm_head, labels, ignore_index, count, logits_dtype)
+        if out is None:
+            return _reference(hidden, lm_head, given, ignore_index, shift, reduction, logits_dtype, True)
+        losses, logits = out
+        return _reduce(losses, labels, shift, reduction, count).to(logits.dtype), logits
     losses = None
     if hidden.dtype in (torch.float32, torch.bfloat16):
         losses = _compiled(flat_hidden, lm_head, flat_labels, ignore_index, count)
     if losses is None:
         losses = _LinearCrossEntropy.apply(flat_hidden, lm_head.weight, lm_head.bias, flat_labels, ignore_index)
-    if reduction == "none":
-        if shift:
-            losses = losses.reshape(labels.shape)[..., :-1].reshape(-1)
-        return losses
-    total = losses.sum()
-    if reduction == "sum":
-        return total
-    return total / count
+    return _reduce(losses, labels, shift, reduction, count)
+
+
+def _with_logits(hidden, lm_head, labels, ignore_index, count, logits_dtype):
+    """Per-row losses and the logits (shaped as the head gives them) from the compiled kernel;
+    None where it cannot run, and the caller runs the eager code: the logits are held either
+    way, so the chunked torch path would save little."""
+    if hidden.dtype not in (torch.float32, torch.bfloat16) or logits_dtype not in (None, hidden.dtype, torch.float32):
+        return None
+    flat_hidden = hidden.reshape(-1, hidden.size(-1))
+    out = _compiled(flat_hidden, lm_head, labels.reshape(-1), ignore_index, count, logits_dtype, True)
+    if out is None:
+        return None
+    losses, logits = out
+    return losses, logits.reshape(hidden.shape[:-1] + (logits.size(-1),))

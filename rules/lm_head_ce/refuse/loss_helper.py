@@ -1,5 +1,5 @@
-"""Refuse case: an LM head whose loss goes through a helper the base class provides; the
-forward returns the logits too, so the site is listed and left as it is."""
+"""Refuse case: an LM head whose loss goes through a helper the base class provides:
+the helper decides the shift, reduction and ignore index at run time, so the site is listed and left as it is."""
 from typing import Optional
 
 import torch
@@ -28,5 +28,5 @@ class TinyCausalLM(TinyBase):
         logits = self.lm_head(self.embed(input_ids))
         loss = None
         if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.vocab_size, **kwargs)  # refuse: the forward returns the logits as well as the loss
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.vocab_size, **kwargs)  # refuse: the loss goes through self.loss_function
         return loss, logits
