@@ -226,7 +226,8 @@ def test_non_contiguous_input():
 @pytest.mark.parametrize("wrong", [
     ("out[k] = h[k] > 0.f ? 1.f - lower : lower;", "out[k] = h[k] > 0.f ? 1.f - lower : 0.5f * lower;"),
     ("store_v(dbp + j + k * VL, load_v(dbp + j + k * VL) + d);", "store_v(dbp + j + k * VL, load_v(dbp + j + k * VL) + d * d);"),
-], ids=["forward_cdf", "backward_bias"])
+    ("FOR_K g[k] = cdf[k] + h[k] *", "FOR_K g[k] = cdf[k] - h[k] *"),
+], ids=["forward_cdf", "backward_bias", "forward_derivative"])
 def test_negative_control_detects_wrong_kernel(wrong, monkeypatch):
     old, new = wrong
     assert old in kernel.MATH + kernel.TEMPLATE

@@ -2,9 +2,10 @@
 
 The matrix product runs without its bias through torch; one fused pass then adds the bias and
 applies GELU (exact erf form or tanh form), reading the product once and writing the output
-once. Only the bias-free product is saved: the backward recomputes the pre-activation, applies
-GELU's derivative and sums the bias gradient in per-thread column partials, and torch does the
-GEMM gradients. Exact GELU is ``h * Phi(h)``; the normal cdf Phi comes from a vectorisable
+once. When a gradient is wanted, the same pass also writes GELU's derivative, which shares its
+costly part (Phi, or tanh's exp) with the output, over the product it no longer needs; that is
+all the backward reads besides dy: one multiply, the bias gradient summed in per-thread column
+partials, and torch does the GEMM gradients. Exact GELU is ``h * Phi(h)``; the normal cdf Phi comes from a vectorisable
 ``erfc(t) = exp(Q(t))`` with Q a minimax polynomial: within 8e-8 of Phi everywhere (as erf,
 ``2 Phi(x sqrt 2) - 1``, within 1.6e-7) and, unlike ``1 + erf``, accurate relative to itself in
 the lower tail (2e-5 down to Phi = 1e-12).
@@ -93,32 +94,27 @@ template <int K> static inline void normal_cdf(const vf* h, vf* out) {
 static const float K_TANH = 0.7978845608028654f;  // sqrt(2 / pi)
 static const float K_CUBE = 0.044715f;
 
-template <int K, bool TANH> static inline void gelu(const vf* h, vf* y) {
+// y = gelu(h) and, with GRAD, g = gelu'(h): the two share their expensive part (Phi, or the
+// logistic function's exp), so a training forward that keeps g for the backward pays it once
+template <int K, bool TANH, bool GRAD> static inline void gelu_fused(const vf* h, vf* y, vf* g) {
   vf e[K];
   if (TANH) {
     // 0.5 * (1 + tanh(u)) is the logistic function of 2u
     FOR_K e[k] = (-2.f * K_TANH) * (h[k] + K_CUBE * h[k] * h[k] * h[k]);
     exp_any<K>(e);
-    FOR_K y[k] = h[k] / (1.f + e[k]);
-  } else {
-    normal_cdf<K>(h, e);
-    FOR_K y[k] = h[k] * e[k];
-  }
-}
-
-template <int K, bool TANH> static inline void gelu_grad(const vf* h, vf* g) {
-  vf e[K];
-  if (TANH) {
-    FOR_K e[k] = (-2.f * K_TANH) * (h[k] + K_CUBE * h[k] * h[k] * h[k]);
-    exp_any<K>(e);
     FOR_K {
       vf sg = 1.f / (1.f + e[k]);
-      vf sg_c = e[k] < 1.f ? e[k] * sg : 1.f - sg;  // 1 - sg without cancelling where sg is near 1
-      g[k] = sg + 2.f * h[k] * sg * sg_c * K_TANH * (1.f + 3.f * K_CUBE * h[k] * h[k]);
+      y[k] = GRAD ? h[k] * sg : h[k] / (1.f + e[k]);
+      if (GRAD) {
+        vf sg_c = e[k] < 1.f ? e[k] * sg : 1.f - sg;  // 1 - sg without cancelling where sg is near 1
+        g[k] = sg + 2.f * h[k] * sg * sg_c * K_TANH * (1.f + 3.f * K_CUBE * h[k] * h[k]);
+      }
     }
   } else {
     vf cdf[K], a[K];
     normal_cdf<K>(h, cdf);
+    FOR_K y[k] = h[k] * cdf[k];
+    if (!GRAD) return;
     FOR_K {
       a[k] = -0.5f * h[k] * h[k];
       e[k] = a[k] < -87.3f ? -87.3f : a[k];
@@ -169,54 +165,55 @@ template <class T> static inline void store_part(T* p, vf v, int len) {
   for (int i = 0; i < len; ++i) store_f(p, i, s[i]);
 }
 
-// y = gelu(h0 + b) for K vectors from column j (len values when K = 1 and len < VL)
-template <int K, bool TANH>
-static inline void fwd_vectors(const scalar_t* hr, const scalar_t* b, scalar_t* yr, int64_t j, int len = VL) {
-  vf h[K], y[K];
+// y = gelu(h0 + b) for K vectors from column j (len values when K = 1 and len < VL), and with
+// GRAD gelu'(h0 + b) into gr, the backward's only input besides dy
+template <int K, bool TANH, bool GRAD>
+static inline void fwd_vectors(const scalar_t* hr, const scalar_t* b, scalar_t* yr, scalar_t* gr, int64_t j, int len = VL) {
+  vf h[K], y[K], g[K];
   if (len < VL) h[0] = rnd(load_part(hr + j, len) + load_part(b + j, len));
   else FOR_K h[k] = rnd(load_v(hr + j + k * VL) + load_v(b + j + k * VL));
-  gelu<K, TANH>(h, y);
-  if (len < VL) store_part(yr + j, y[0], len);
-  else FOR_K store_v(yr + j + k * VL, y[k]);
+  gelu_fused<K, TANH, GRAD>(h, y, g);
+  if (len < VL) {
+    store_part(yr + j, y[0], len);
+    if (GRAD) store_part(gr + j, g[0], len);
+    return;
+  }
+  FOR_K {
+    store_v(yr + j + k * VL, y[k]);
+    if (GRAD) store_v(gr + j + k * VL, g[k]);
+  }
 }
 
-// dh = dy * gelu'(h0 + b) for K vectors from column j, the bias gradient into the partial row dbp
-template <int K, bool TANH>
-static inline void bwd_vectors(const scalar_t* hr, const scalar_t* b, const scalar_t* gr, scalar_t* dr, float* dbp, int64_t j,
-                               int len = VL) {
-  vf h[K], g[K];
-  if (len < VL) h[0] = rnd(load_part(hr + j, len) + load_part(b + j, len));
-  else FOR_K h[k] = rnd(load_v(hr + j + k * VL) + load_v(b + j + k * VL));
-  gelu_grad<K, TANH>(h, g);
+// dh = dy * g for K vectors from column j, the bias gradient into the partial row dbp
+template <int K>
+static inline void bwd_vectors(const scalar_t* gr, const scalar_t* dyr, scalar_t* dr, float* dbp, int64_t j, int len = VL) {
   if (len < VL) {
-    vf d = rnd(load_part(gr + j, len) * g[0]);
+    vf d = rnd(load_part(dyr + j, len) * load_part(gr + j, len));
     store_part(dr + j, d, len);
     store_part(dbp + j, load_part(dbp + j, len) + d, len);
     return;
   }
   FOR_K {
-    vf d = rnd(load_v(gr + j + k * VL) * g[k]);
+    vf d = rnd(load_v(dyr + j + k * VL) * load_v(gr + j + k * VL));
     store_v(dr + j + k * VL, d);
     store_v(dbp + j + k * VL, load_v(dbp + j + k * VL) + d);
   }
 }
 
 // columns [j0, j1) of one row: UNROLL vectors at a time, then single vectors, then the rest
-template <bool TANH>
-static inline void fwd_span(const scalar_t* hr, const scalar_t* b, scalar_t* yr, int64_t j0, int64_t j1) {
+template <bool TANH, bool GRAD>
+static inline void fwd_span(const scalar_t* hr, const scalar_t* b, scalar_t* yr, scalar_t* gr, int64_t j0, int64_t j1) {
   int64_t j = j0;
-  for (; j + UNROLL * VL <= j1; j += UNROLL * VL) fwd_vectors<UNROLL, TANH>(hr, b, yr, j);
-  for (; j + VL <= j1; j += VL) fwd_vectors<1, TANH>(hr, b, yr, j);
-  if (j < j1) fwd_vectors<1, TANH>(hr, b, yr, j, (int)(j1 - j));
+  for (; j + UNROLL * VL <= j1; j += UNROLL * VL) fwd_vectors<UNROLL, TANH, GRAD>(hr, b, yr, gr, j);
+  for (; j + VL <= j1; j += VL) fwd_vectors<1, TANH, GRAD>(hr, b, yr, gr, j);
+  if (j < j1) fwd_vectors<1, TANH, GRAD>(hr, b, yr, gr, j, (int)(j1 - j));
 }
 
-template <bool TANH>
-static inline void bwd_span(const scalar_t* hr, const scalar_t* b, const scalar_t* gr, scalar_t* dr, float* dbp, int64_t j0,
-                            int64_t j1) {
+static inline void bwd_span(const scalar_t* gr, const scalar_t* dyr, scalar_t* dr, float* dbp, int64_t j0, int64_t j1) {
   int64_t j = j0;
-  for (; j + UNROLL * VL <= j1; j += UNROLL * VL) bwd_vectors<UNROLL, TANH>(hr, b, gr, dr, dbp, j);
-  for (; j + VL <= j1; j += VL) bwd_vectors<1, TANH>(hr, b, gr, dr, dbp, j);
-  if (j < j1) bwd_vectors<1, TANH>(hr, b, gr, dr, dbp, j, (int)(j1 - j));
+  for (; j + UNROLL * VL <= j1; j += UNROLL * VL) bwd_vectors<UNROLL>(gr, dyr, dr, dbp, j);
+  for (; j + VL <= j1; j += VL) bwd_vectors<1>(gr, dyr, dr, dbp, j);
+  if (j < j1) bwd_vectors<1>(gr, dyr, dr, dbp, j, (int)(j1 - j));
 }
 
 struct Tile { int64_t r0, r1, j0, j1; };
@@ -229,53 +226,47 @@ static inline Tile tile(int64_t rows, int64_t n, int64_t t) {
   return {r0, std::min(rows, r0 + RCHUNK), j0, std::min(n, j0 + CBLOCK)};
 }
 
-template <bool TANH>
-static void fwd_all(const scalar_t* h0, const scalar_t* b, scalar_t* y, int64_t rows, int64_t n, int nthreads) {
+template <bool TANH, bool GRAD>
+static void fwd_all(const scalar_t* h0, const scalar_t* b, scalar_t* y, scalar_t* g, int64_t rows, int64_t n, int nthreads) {
   #pragma omp parallel for schedule(runtime) num_threads(nthreads)
   for (int64_t t = 0; t < tiles(rows, n); ++t) {
     const Tile k = tile(rows, n, t);
-    for (int64_t r = k.r0; r < k.r1; ++r) fwd_span<TANH>(h0 + r * n, b, y + r * n, k.j0, k.j1);
+    for (int64_t r = k.r0; r < k.r1; ++r) fwd_span<TANH, GRAD>(h0 + r * n, b, y + r * n, GRAD ? g + r * n : nullptr, k.j0, k.j1);
   }
 }
 
-template <bool TANH>
-static void bwd_all(const scalar_t* h0, const scalar_t* b, const scalar_t* dy, scalar_t* dh, float* db_partial, int64_t rows,
-                    int64_t n, int nthreads) {
+// g: where gelu'(h0 + b) goes for the backward, or null when none is needed; y may be h0 itself
+extern "C" void bias_gelu_fwd(const scalar_t* h0, const scalar_t* b, scalar_t* y, scalar_t* g, int64_t rows, int64_t n,
+                              int tanh_form, int nthreads) {
+  if (tanh_form) g ? fwd_all<true, true>(h0, b, y, g, rows, n, nthreads) : fwd_all<true, false>(h0, b, y, g, rows, n, nthreads);
+  else g ? fwd_all<false, true>(h0, b, y, g, rows, n, nthreads) : fwd_all<false, false>(h0, b, y, g, rows, n, nthreads);
+}
+
+// dh = dy * g; db_partial: nthreads rows of n floats, summed by the caller
+extern "C" void bias_gelu_bwd(const scalar_t* g, const scalar_t* dy, scalar_t* dh, float* db_partial, int64_t rows, int64_t n,
+                              int nthreads) {
   #pragma omp parallel num_threads(nthreads)
   {
     float* dbp = db_partial + (int64_t)omp_get_thread_num() * n;
     #pragma omp for schedule(runtime)
     for (int64_t t = 0; t < tiles(rows, n); ++t) {
       const Tile k = tile(rows, n, t);
-      for (int64_t r = k.r0; r < k.r1; ++r) bwd_span<TANH>(h0 + r * n, b, dy + r * n, dh + r * n, dbp, k.j0, k.j1);
+      for (int64_t r = k.r0; r < k.r1; ++r) bwd_span(g + r * n, dy + r * n, dh + r * n, dbp, k.j0, k.j1);
     }
   }
-}
-
-extern "C" void bias_gelu_fwd(const scalar_t* h0, const scalar_t* b, scalar_t* y, int64_t rows, int64_t n, int tanh_form,
-                              int nthreads) {
-  if (tanh_form) fwd_all<true>(h0, b, y, rows, n, nthreads);
-  else fwd_all<false>(h0, b, y, rows, n, nthreads);
-}
-
-// db_partial: nthreads rows of n floats, summed by the caller
-extern "C" void bias_gelu_bwd(const scalar_t* h0, const scalar_t* b, const scalar_t* dy, scalar_t* dh, float* db_partial,
-                              int64_t rows, int64_t n, int tanh_form, int nthreads) {
-  if (tanh_form) bwd_all<true>(h0, b, dy, dh, db_partial, rows, n, nthreads);
-  else bwd_all<false>(h0, b, dy, dh, db_partial, rows, n, nthreads);
 }
 
 // the element functions alone, for measuring the approximations: 0 Phi, 1 exp, 2 gelu, 3 tanh
 // gelu, 4 gelu', 5 tanh gelu'
 static inline vf math_vector(vf x, int which) {
-  vf out;
+  vf out, y;
   switch (which) {
     case 0: normal_cdf<1>(&x, &out); break;
     case 1: out = x; exp_any<1>(&out); break;
-    case 2: gelu<1, false>(&x, &out); break;
-    case 3: gelu<1, true>(&x, &out); break;
-    case 4: gelu_grad<1, false>(&x, &out); break;
-    default: gelu_grad<1, true>(&x, &out);
+    case 2: gelu_fused<1, false, false>(&x, &out, nullptr); break;
+    case 3: gelu_fused<1, true, false>(&x, &out, nullptr); break;
+    case 4: gelu_fused<1, false, true>(&x, &y, &out); break;
+    default: gelu_fused<1, true, true>(&x, &y, &out);
   }
   return out;
 }
@@ -334,32 +325,37 @@ def _int(v):
 
 
 class BiasGeluFunction(torch.autograd.Function):
+    """The forward keeps GELU's derivative instead of the pre-activation: it computes it beside
+    the output from the same Phi, and the backward is then one multiply and the bias sum."""
+
     @staticmethod
-    def forward(ctx, h0, bias, tanh_form, fwd, bwd):
+    def forward(ctx, h0, bias, tanh_form, own_h0, fwd, bwd):
         h2 = rows_view(h0)
         rows, n = h2.shape
         b = bias.detach().contiguous()
         y = torch.empty_like(h2)
-        fwd(_dispatch.ptr(h2), _dispatch.ptr(b), _dispatch.ptr(y), _dispatch.i64(rows), _dispatch.i64(n), _int(tanh_form),
-            _dispatch.threads())
-        ctx.save_for_backward(h2, b)
-        ctx.tanh_form, ctx.bwd, ctx.shape = tanh_form, bwd, h0.shape
+        # a product made for this call is needed by nothing else: the derivative overwrites it
+        g = h2 if own_h0 and h2.data_ptr() == h0.data_ptr() else torch.empty_like(h2)
+        fwd(_dispatch.ptr(h2), _dispatch.ptr(b), _dispatch.ptr(y), _dispatch.ptr(g), _dispatch.i64(rows), _dispatch.i64(n),
+            _int(tanh_form), _dispatch.threads())
+        ctx.save_for_backward(g.detach())
+        ctx.bwd, ctx.shape, ctx.bias_dtype = bwd, h0.shape, bias.dtype
         _dispatch.CALLS[KERNEL.name] += 1
         return y.view(h0.shape)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy):
-        h2, b = ctx.saved_tensors
-        rows, n = h2.shape
-        dy2 = rows_view(dy.to(h2.dtype))
-        dh = torch.empty_like(h2)
+        (g,) = ctx.saved_tensors
+        rows, n = g.shape
+        dy2 = rows_view(dy.to(g.dtype))
+        dh = torch.empty_like(g)
         nthreads = torch.get_num_threads()
         db_partial = torch.zeros(nthreads, n, dtype=torch.float32)
-        ctx.bwd(_dispatch.ptr(h2), _dispatch.ptr(b), _dispatch.ptr(dy2), _dispatch.ptr(dh), _dispatch.ptr(db_partial),
-                _dispatch.i64(rows), _dispatch.i64(n), _int(ctx.tanh_form), _int(nthreads))
-        db = db_partial.sum(0).to(b.dtype) if ctx.needs_input_grad[1] else None
-        return dh.view(ctx.shape), db, None, None, None
+        ctx.bwd(_dispatch.ptr(g), _dispatch.ptr(dy2), _dispatch.ptr(dh), _dispatch.ptr(db_partial), _dispatch.i64(rows),
+                _dispatch.i64(n), _int(nthreads))
+        db = db_partial.sum(0).to(ctx.bias_dtype) if ctx.needs_input_grad[1] else None
+        return dh.view(ctx.shape), db, None, None, None, None
 
 
 def _functions(dtype, rows, n, approximate, schedule):
@@ -369,14 +365,14 @@ def _functions(dtype, rows, n, approximate, schedule):
     return (fwd, bwd) if fwd is not None and bwd is not None else None
 
 
-def _apply(h0, bias, approximate, fns):
+def _apply(h0, bias, approximate, fns, own_h0):
     tanh_form = int(approximate == "tanh")
     if torch.is_grad_enabled() and (h0.requires_grad or bias.requires_grad):
-        return BiasGeluFunction.apply(h0, bias, tanh_form, *fns)
+        return BiasGeluFunction.apply(h0, bias, tanh_form, own_h0, *fns)
     # nothing to differentiate: the epilogue overwrites the product it was handed
     h2 = rows_view(h0)
     b = bias.contiguous()
-    fns[0](_dispatch.ptr(h2), _dispatch.ptr(b), _dispatch.ptr(h2), _dispatch.i64(h2.size(0)), _dispatch.i64(h2.size(1)),
+    fns[0](_dispatch.ptr(h2), _dispatch.ptr(b), _dispatch.ptr(h2), _dispatch.ptr(None), _dispatch.i64(h2.size(0)), _dispatch.i64(h2.size(1)),
            _int(tanh_form), _dispatch.threads())
     _dispatch.CALLS[KERNEL.name] += 1
     return h2.view(h0.shape)
@@ -391,7 +387,7 @@ def bias_gelu(h0, bias, approximate="none", schedule=None):
         return None
     if not (torch.is_grad_enabled() and (h0.requires_grad or bias.requires_grad)):
         h0 = h0.clone()
-    return _apply(h0, bias, approximate, fns)
+    return _apply(h0, bias, approximate, fns, own_h0=False)
 
 
 def linear_gelu(x, weight, bias, approximate="none", schedule=None):
@@ -402,7 +398,7 @@ def linear_gelu(x, weight, bias, approximate="none", schedule=None):
     fns = _functions(x.dtype, x.numel() // x.size(-1), weight.size(0), approximate, schedule)
     if fns is None:
         return None
-    return _apply(F.linear(x, weight), bias, approximate, fns)
+    return _apply(F.linear(x, weight), bias, approximate, fns, own_h0=True)
 
 
 def make_case(workload, seed=0):
