@@ -78,6 +78,15 @@ describe('a module-level attention function that returns its weights (attention_
     expect(refused('    def forward(self, q, k, v, **kwargs):\n        kwargs.pop("output_attentions", None)\n        return attend(self, q, k, v, 0.5, **kwargs)\n'))
       .toMatch(/takes output_attentions out of the keywords at line 14/);
   });
+  it('asks the output collector in a file whose models record outputs with @capture_outputs (transformers 5)', () => {
+    const dir = tempProject({
+      'f.py': `import torch\nfrom torch import nn\nfrom .output_capturing import capture_outputs\n\n\ndef attend(module, q, k, v, scaling, **kwargs):\n    w = torch.matmul(q, k.transpose(2, 3)) * scaling\n    w = nn.functional.softmax(w, dim=-1)\n    out = torch.matmul(w, v)\n    return out, w\n\n\nclass A(nn.Module):\n    def forward(self, q, k, v, output_attentions=False, **kwargs):\n        o, w = attend(self, q, k, v, 0.5, **kwargs)\n        return o, w\n\n\nclass Model(nn.Module):\n    @capture_outputs\n    def forward(self, q, k, v, **kwargs):\n        kwargs.pop("output_attentions", None)\n        return self.attn(q, k, v, **kwargs)[0]\n`,
+    });
+    const run = attentionSites(join(dir, 'f.py'));
+    const s = run.sites.find((x) => x.rule === 'attention')!;
+    expect(s.decision, s.reason).toBe('rewritten');
+    expect(unwrapped(run.files[0].rewritten)).toContain('or (_adopt is not None and _adopt.outputs_recorded("attentions")))');
+  });
   it('is allowed for a caller that reads the weights under the flag it passes on', () => {
     const dir = tempProject({
       'f.py': `import torch\nfrom torch import nn\n\n\ndef attend(module, q, k, v, scaling, **kwargs):\n    w = torch.matmul(q, k.transpose(2, 3)) * scaling\n    w = nn.functional.softmax(w, dim=-1)\n    out = torch.matmul(w, v)\n    return out, w\n\n\nclass A(nn.Module):\n    def forward(self, q, k, v, output_attentions=False):\n        o, w = attend(self, q, k, v, 0.5, output_attentions=output_attentions)\n        if output_attentions:\n            return o, w\n        return o\n`,
@@ -111,10 +120,10 @@ describe('einsum, in-place scaling and an assert (attention_forms fixture)', () 
   it('keeps the assert on the original path', () => {
     expect(text).toMatch(/else:\n\s+dots = einsum[^\n]*\n\s+assert dots\.shape\[-1\] == n/);
   });
-  it('says what soft-capping does to the match', () => {
-    const all = runRewrite([path], { rules: 'attention', whyNot: true });
-    const line = lines.findIndex((l) => l.includes('scores = q @ k.transpose')) + 1;
-    const miss = all.nearMisses.find((n) => n.line === line);
-    expect(miss?.reason).toMatch(/it goes through div in helper soft_cap \(called at line \d+\) first/);
+  it('lists soft-capped scores and says the kernel does not take them', () => {
+    const site = siteAt('scores = q @ k.transpose');
+    const call = lines.findIndex((l) => l.includes('scores = soft_cap(')) + 1;
+    expect(site?.decision).toBe('skipped');
+    expect(site?.reason).toBe(`the scores are soft-capped (tanh(s / cap) * cap) before the softmax at line ${call}: the kernel does not take it`);
   });
 });

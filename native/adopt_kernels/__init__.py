@@ -17,6 +17,7 @@ from ._impl.modules import built_as
 from ._impl.optim import FusedAdam, FusedAdamW, fused_optimizer_class, optimizer_kwargs
 from ._impl.products import product_dtype
 from ._impl.projections import fused_qkv, gated_act, gated_mlp
+from ._impl.recorded import outputs_recorded
 from ._impl.rms_norm import rms_norm, rms_norm_variance_fp32
 from ._impl.rope import apply_rope, apply_rope_interleaved
 from ._impl.softmax import softmax
@@ -57,6 +58,7 @@ __all__ = [
     "linear_cross_entropy",
     "linear_gelu",
     "optimizer_kwargs",
+    "outputs_recorded",
     "product_dtype",
     "rms_norm",
     "rms_norm_variance_fp32",

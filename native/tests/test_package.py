@@ -25,6 +25,7 @@ SIGNATURES = {
     "linear_cross_entropy": ["hidden", "lm_head", "labels", "ignore_index", "shift", "reduction", "return_logits", "logits_dtype"],
     "optimizer_kwargs": ["optimizer_cls", "params"],
     "enabled": ["name"],
+    "outputs_recorded": ["kind"],
 }
 
 DEFAULTS = {

@@ -7,6 +7,7 @@ import { elementTypes, typeName, type ClassInfo, type ClassTable } from './class
 import { defaultClassOf, heldClassOf, isClassName, layerClassOf } from './layer-class.js';
 import { LowererBase } from './lower-base.js';
 import { LIMITS, exprText, num, type Val } from './lower-support.js';
+import { ABSENT_IF_NONE, optionalAdd } from './optional-add.js';
 import { clip, comparisonParts, literal, notComment, sliceExpr } from './static.js';
 import { field } from './symbols.js';
 
@@ -102,6 +103,11 @@ export abstract class ExprLowerer extends LowererBase {
         const cv = this.expr(c);
         const av = this.expr(a);
         const bv = this.expr(b);
+        const add = optionalAdd(this.out, cv.e, av.e, bv.e);
+        if (add) {
+          add.kw = [[ABSENT_IF_NONE, { k: 'const', v: true }]];
+          return { e: { k: 'ssa', id: add.id } };
+        }
         const r = this.emit('op', 'ifexp', [cv.e, av.e, bv.e], [], node);
         const types = [...new Set([...(av.types ?? []), ...(bv.types ?? [])])];
         return types.length ? { ...r, types } : r;

@@ -59,7 +59,9 @@ export function literal(node: SyntaxNode): Expr | undefined {
 function stringValue(node: SyntaxNode): string | undefined {
   if (node.type !== 'string') return undefined;
   const start = node.namedChildren.find((c) => c.type === 'string_start')?.text ?? '"';
-  if (/[bf]/i.test(start)) return undefined;
+  if (/b/i.test(start)) return undefined;
+  // an f-string without placeholders is its text (`f"b h i d, b h j d -> b h i j"`); `{{` is left opaque
+  if (/f/i.test(start) && node.namedChildren.some((c) => c.type !== 'string_start' && c.type !== 'string_end' && /[{}]/.test(c.text))) return undefined;
   const raw = /r/i.test(start);
   let out = '';
   for (const c of node.namedChildren) {

@@ -2,6 +2,7 @@
 // value merged from branches or returned by an inlined helper) is written as source text where
 // the rewrite runs, given which statements the fast path runs first, moves or replaces.
 import type { Expr, ForStmt, IfStmt, Op, Span, Stmt } from '../dsl/ir.js';
+import { ABSENT_IF_NONE } from '../analysis/optional-add.js';
 import type { Site } from '../match/matcher.js';
 import type { SyntaxNode } from '../parse/python.js';
 import { callsModule, deviceReads, isAttributeName, substitute, writesOf } from './region.js';
@@ -45,6 +46,8 @@ export class Expressions {
     while (fn && fn.type !== 'function_definition') fn = fn.parent;
     if (!node || !fn) return undefined;
     const local = this.assignedName(op);
+    // `return x if m is None else x + m`: the add the analysis keeps for the conditional
+    const optional = op.kw.some(([k]) => k === ABSENT_IF_NONE);
     const returns: SyntaxNode[] = [];
     const walk = (n: SyntaxNode) => {
       if (n.type === 'return_statement') returns.push(n);
@@ -54,6 +57,7 @@ export class Expressions {
     const same = (x: SyntaxNode) => {
       let y = x;
       while (y.type === 'parenthesized_expression' && y.namedChildren.length === 1) y = y.namedChildren[0];
+      if (y.type === 'conditional_expression' && optional && y.namedChildren.some((c) => c.startIndex === node.startIndex && c.endIndex === node.endIndex)) return true;
       return (y.startIndex === node.startIndex && y.endIndex === node.endIndex) || (!!local && y.type === 'identifier' && y.text === local);
     };
     const at = new Set<number>();

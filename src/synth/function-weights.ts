@@ -8,12 +8,19 @@
 // or through the model's configuration (`config.output_attentions`). So the fast path runs when
 // neither asks, and gives None in the weights' place; otherwise the original code runs.
 // Callers in the file must not stand in the way: each must pass its own `output_attentions` on,
-// and read the weights only by returning them or under that flag.
+// and read the weights only by returning them or under that flag. A file whose models collect
+// outputs with `@capture_outputs` (transformers 5) takes the flag out of the keywords at the
+// model's entry and records the weights with hooks on the attention modules while a collector is
+// active: there the fast path also asks the collector (`_adopt.outputs_recorded("attentions")`),
+// and a caller need not pass a flag it no longer uses.
 import type { SyntaxNode } from '../parse/python.js';
+import { KERNELS_ALIAS } from './edits.js';
 import { identifierNodes, lineAt, readCondition, type SynthFile } from './source.js';
 
 const RETURN_LIST = new Set(['expression_list', 'tuple']);
 const FLAG = 'output_attentions';
+/** A decorator that records module outputs with hooks (`transformers.utils.output_capturing`). */
+const CAPTURE = /^\s*@capture_outputs\b/m;
 
 /** The condition under which callers want `name` (returned by module-level function `fn`), as a
  *  Python expression the fast path's guard negates; or why the rewrite cannot know it. */
@@ -32,19 +39,22 @@ export function functionWeightsWanted(f: SynthFile, fn: SyntaxNode, reads: Synta
   if (!splat) return `${fnName} returns '${name}' and takes no **kwargs through which a caller could ask for it`;
   // a model that takes the flag out of the keywords it passes down (`kwargs.pop("output_attentions")`)
   // asks for the weights in a way the function cannot see
-  const dropped = new RegExp(`\\.pop\\(\\s*['"]${FLAG}['"]|del\\s+\\w+\\[\\s*['"]${FLAG}['"]`).exec(f.source.text);
+  const capture = CAPTURE.test(f.source.text);
+  const dropped = capture ? null : new RegExp(`\\.pop\\(\\s*['"]${FLAG}['"]|del\\s+\\w+\\[\\s*['"]${FLAG}['"]`).exec(f.source.text);
   if (dropped) return `the file takes ${FLAG} out of the keywords at line ${lineAt(f.source, dropped.index)}, so ${fnName} cannot tell when its weights are asked for`;
   const items = list.namedChildren.filter((c) => c.type !== 'comment');
   const index = items.findIndex((c) => c.startIndex === reads[0].startIndex);
   for (const call of callsOf(f, fn, fnName)) {
-    const problem = callerProblem(f, call, index, items.length);
+    const problem = callerProblem(f, call, index, items.length, capture);
     if (problem) return `${fnName}'s caller at line ${lineAt(f.source, call.startIndex)} ${problem}`;
   }
   // transformers names the module the attention runs for `module`: its configuration may ask
   const first = params[0];
   const module = first?.type === 'identifier' ? first.text : first?.type === 'typed_parameter' ? first.namedChildren[0]?.text : undefined;
   const fromConfig = module === 'module' ? ` or getattr(getattr(module, "config", None), "${FLAG}", False)` : '';
-  return { cond: `(${splat}.get("${FLAG}")${fromConfig})` };
+  // the guard's terms may come before its `_adopt is not None`
+  const recorded = capture ? ` or (${KERNELS_ALIAS} is not None and ${KERNELS_ALIAS}.outputs_recorded("attentions"))` : '';
+  return { cond: `(${splat}.get("${FLAG}")${fromConfig}${recorded})` };
 }
 
 /** The calls of `fn` in the file: by its name, or through a local variable assigned from an
@@ -70,7 +80,7 @@ function callsOf(f: SynthFile, fn: SyntaxNode, fnName: string): SyntaxNode[] {
 }
 
 /** What makes one caller read the weights when it did not ask for them; undefined when nothing. */
-function callerProblem(f: SynthFile, call: SyntaxNode, index: number, count: number): string | undefined {
+function callerProblem(f: SynthFile, call: SyntaxNode, index: number, count: number, capture: boolean): string | undefined {
   let fn: SyntaxNode | null = call.parent;
   while (fn && fn.type !== 'function_definition') fn = fn.parent;
   if (!fn) return 'calls it outside a function';
@@ -78,7 +88,7 @@ function callerProblem(f: SynthFile, call: SyntaxNode, index: number, count: num
   const passed = args?.namedChildren.find((a) => a.type === 'keyword_argument' && a.childForFieldName('name')?.text === FLAG)?.childForFieldName('value')?.text;
   const params = fn.childForFieldName('parameters')!.namedChildren;
   const ownFlag = params.some((p) => (p.type === 'identifier' ? p.text : p.namedChildren[0]?.text) === FLAG);
-  if (ownFlag && passed === undefined) return `takes ${FLAG} and does not pass it on`;
+  if (ownFlag && passed === undefined && !capture) return `takes ${FLAG} and does not pass it on`;
   const parent = call.parent;
   if (parent?.type === 'return_statement') return undefined;
   if (parent?.type !== 'assignment' || parent.childForFieldName('right') !== call) return 'uses its result in an expression';

@@ -10,6 +10,12 @@ import { Expressions } from './expressions.js';
 import { ACCESSORS, type AccessorContext } from './accessors.js';
 import { identifierNodes, nodeOfSpan, type SynthFile } from './source.js';
 
+/** Forms a rule matches so that the site is listed, but no kernel takes, in a reader's words
+ *  (keyed by the op the template's `{line.absent}` names). */
+const UNCOVERED_FORMS: Record<string, string> = {
+  tanh: 'the scores are soft-capped (tanh(s / cap) * cap) before the softmax',
+};
+
 /** A template transposing a value the code already transposed (`{kt}.transpose(-2, -1)` with
  *  `kt` written `k.transpose(-1, -2)`) gives two swaps of the same dimensions: the value itself. */
 function undoubleTranspose(text: string): string {
@@ -104,7 +110,11 @@ export class Render extends Expressions {
           return '';
         }
         if (this.s.ops[name] === null || this.s.ops[name] === undefined || this.notTaken.has(name)) return '';
-        this.failure ??= `the kernel call does not cover '${this.s.ops[name]!.callee}' at line ${this.s.ops[name]!.span.from.line} yet`;
+        const op = this.s.ops[name]!;
+        const form = UNCOVERED_FORMS[op.callee];
+        // an op inlined from a helper is named where the helper is called
+        const at = op.via?.length && op.site ? op.site.from.line : op.span.from.line;
+        this.failure ??= form ? `${form} at line ${at}: the kernel does not take it` : `the kernel call does not cover '${op.callee}' at line ${op.span.from.line} yet`;
         return '';
       }
       const text = this.value(name, part);

@@ -83,7 +83,10 @@ class Spellings(nn.Module):
         i = torch.einsum("bhqk,bhkd->bhqd", h, v)
         j = q.float()
         l = q.to(torch.float32)
-        return a, b, c, d, e, f, g, h, i, j, l
+        m = torch.einsum(f"b h i d, b h j d -> b h i j", q, k)
+        eq = "b h j d"
+        n = torch.einsum(f"b h i d, {eq} -> b h i j", q, k)
+        return a, b, c, d, e, f, g, h, i, j, l, m, n
 `,
   });
   const { program } = analyzePaths([join(dir, 'm.py')]);
@@ -99,11 +102,12 @@ class Spellings(nn.Module):
     expect(ops.find((o) => o.callee === 'self.sm')).toMatchObject({ kind: 'module', type: ['torch.nn.Softmax'] });
   });
 
-  it('maps @, bmm, matmul and batched einsum to matmul; transpose(-1,-2), .mT to transpose(-2,-1)', () => {
-    expect(ops.filter((o) => o.callee === 'matmul').length).toBe(5);
-    expect(ops.filter((o) => o.callee === 'einsum').length).toBe(0);
+  it('maps @, bmm, matmul and batched einsum (also an f-string without placeholders) to matmul; transpose(-1,-2), .mT to transpose(-2,-1)', () => {
+    expect(ops.filter((o) => o.callee === 'matmul').length).toBe(6);
+    // an f-string with a placeholder is not a known equation
+    expect(ops.filter((o) => o.callee === 'einsum').length).toBe(1);
     const ts = ops.filter((o) => o.callee === 'transpose');
-    expect(ts.length).toBe(4);
+    expect(ts.length).toBe(5);
     for (const t of ts) expect(t.args.slice(1)).toMatchObject([{ v: -2 }, { v: -1 }]);
   });
 

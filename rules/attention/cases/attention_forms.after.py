@@ -178,8 +178,8 @@ class SoftCappedAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        scores = q @ k.transpose(-2, -1) * self.head_dim**-0.5  # near miss attention begins: tanh soft-capping through the soft_cap helper between the scores and the softmax: the kernel does not take it
+        scores = q @ k.transpose(-2, -1) * self.head_dim**-0.5  # site attention begins: tanh soft-capping through the soft_cap helper between the scores and the softmax: listed, not rewritten (the kernel does not take it)
         scores = soft_cap(scores, self.softcap)
-        attn = F.softmax(scores, dim=-1)  # near miss attention ends # site softmax: softmax over dim=-1 of soft-capped scores
-        out = (attn @ v).transpose(1, 2).reshape(b, n, d)
+        attn = F.softmax(scores, dim=-1)  # site softmax: softmax over dim=-1 of soft-capped scores
+        out = (attn @ v).transpose(1, 2).reshape(b, n, d)  # site attention ends
         return self.proj(out)

@@ -19,7 +19,7 @@ class SoftCappedAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        scores = q @ k.transpose(-2, -1) * self.head_dim**-0.5  # refuse: goes through div in helper soft_cap
+        scores = q @ k.transpose(-2, -1) * self.head_dim**-0.5  # refuse: soft-capped (tanh(s / cap) * cap) before the softmax at line 23
         scores = soft_cap(scores, self.softcap)
         attn = F.softmax(scores, dim=-1)
         return (attn @ v).transpose(1, 2).reshape(b, n, d)
