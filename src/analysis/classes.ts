@@ -8,6 +8,7 @@ import { dottedOf, identifiersOf, qualify, staticExpr, type StaticScope } from '
 import { field, paramNames, type ClassDef, type FileSymbols, type FuncDef } from './symbols.js';
 import { annotatedConfigs, defaultsRead } from './configs.js';
 import { defaultClassOf, heldParam, isClassName } from './layer-class.js';
+import { LayerFactories } from './layer-factories.js';
 
 export interface ClassInfo {
   def: ClassDef;
@@ -34,7 +35,10 @@ export function spanOf(src: SourceText, node: SyntaxNode, owner: string): Span {
 
 export class ClassTable {
   private infos = new Map<ClassDef, ClassInfo>();
-  constructor(readonly resolver: Resolver) {}
+  private readonly factories: LayerFactories;
+  constructor(readonly resolver: Resolver) {
+    this.factories = new LayerFactories(resolver);
+  }
 
   info(def: ClassDef): ClassInfo | undefined {
     const known = this.infos.get(def);
@@ -195,7 +199,7 @@ export class ClassTable {
       const start = scope.env.get(name) ?? { k: 'name', path: name };
       // the parameter's own default, once its rebinding has been followed
       const paramDefault = (n: string) => (n === name || !scope.env.has(n) ? defaults.get(n) : undefined);
-      return defaultClassOf(start, paramDefault, isClass, 0, (callee) => this.passesThrough(callee));
+      return defaultClassOf(start, paramDefault, isClass, 0, (callee) => this.passesThrough(callee), this.factories.chooser);
     };
     return (value) => {
       const out = new Map<string, Expr>();
@@ -203,7 +207,7 @@ export class ClassTable {
       // the class itself
       const held = heldParam(value);
       if (held && scope.locals.has(held)) {
-        const cls = defaultClassOf(value, (n) => defaults.get(n), isClass, 0, (callee) => this.passesThrough(callee));
+        const cls = defaultClassOf(value, (n) => defaults.get(n), isClass, 0, (callee) => this.passesThrough(callee), this.factories.chooser);
         if (cls) out.set(held, { k: 'name', path: cls });
       }
       const visit = (e: Expr): void => {
@@ -220,6 +224,11 @@ export class ClassTable {
         else if (e.k === 'dict') e.items.forEach(([, v]) => visit(v));
       };
       visit(value);
+      // `self.conv = create_conv2d(...)`: the layer a project factory builds, by its own choice
+      if (value.k === 'call' && !out.has(value.callee)) {
+        const built = this.factories.builds(value.callee, value.args.length, value.kw.map(([k]) => k));
+        if (built) out.set(value.callee, { k: 'name', path: built });
+      }
       return [...out];
     };
   }
