@@ -9,6 +9,7 @@ import { field, paramNames, type ClassDef, type FileSymbols, type FuncDef } from
 import { annotatedConfigs, defaultsRead } from './configs.js';
 import { defaultClassOf, heldParam, isClassName } from './layer-class.js';
 import { LayerFactories } from './layer-factories.js';
+import { LocalLists } from './local-lists.js';
 
 export interface ClassInfo {
   def: ClassDef;
@@ -122,22 +123,27 @@ export class ClassTable {
       attrs.push(a);
     };
     const loops: { v: string; iter: Expr }[] = [];
+    const lists = new LocalLists((n) => spanOf(src, n, src.path));
     const walk = (block: SyntaxNode | null, guard: Expr[]) => {
       for (const stmt of block?.namedChildren ?? []) {
         if (stmt.type === 'expression_statement') {
           const e = stmt.namedChildren[0];
           if (!e) continue;
-          if (e.type === 'assignment') {
+          const grown = lists.mutated(e, stmt, scope);
+          if (grown) scope.env.set(grown.name, grown.value);
+          else if (e.type === 'assignment') {
             const left = field(e, 'left');
             let right = field(e, 'right');
             while (right?.type === 'assignment') right = field(right, 'right');
             if (!left || !right) continue;
             if (left.type === 'attribute' && field(left, 'object')?.text === 'self') {
-              const { value, built } = this.throughFactory(staticExpr(right, scope));
+              const { value, built: fromFactory } = this.throughFactory(staticExpr(right, scope));
+              const built = fromFactory ?? lists.builtFrom(right);
               if (built?.file === src.path) delete built.file;
               set({ name: field(left, 'attribute')!.text, value, span: spanOf(src, stmt, src.path), ...(guard.length ? { guard: [...guard] } : {}), ...(built ? { built } : {}) });
             } else if (left.type === 'identifier') {
               scope.env.set(left.text, this.rebinding(left.text, staticExpr(right, scope), guard, params));
+              lists.assigned(left.text, scope.env.get(left.text)!, stmt);
             } else {
               for (const id of identifiersOf(left)) { scope.env.delete(id); scope.locals.add(id); }
             }
