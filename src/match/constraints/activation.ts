@@ -14,7 +14,7 @@ function chosenBy(value: Expr): string | undefined {
 
 export const ACTIVATION_CONSTRAINTS: ConstraintSpec[] = [
   {
-    name: 'gelu_by_default', args: ['line'], rules: ['linear_gelu'],
+    name: 'gelu_by_default', args: ['line'], rules: ['linear_gelu', 'conv1d_gelu'],
     doc: "An activation looked up from the configuration (`ACT2FN[config.hidden_act]`) is a GELU by the configuration's default, where the default is known (the guard still checks at run time).",
     check(args, st, view) {
       const op = opOf(args[0], st);
