@@ -9,7 +9,7 @@ plain torch ops where they exist, else through the original ops. Set
 """
 
 from ._impl.attention import attention, attention_supported
-from ._impl.batch_norm import FusedSequential, conv_bn, linear_bn
+from ._impl.batch_norm import FusedSequential, conv_bn, conv_bn_act, linear_bn
 from ._impl.cross_entropy import linear_cross_entropy
 from ._impl.dropout_layer_norm import dropout_add_layer_norm
 from ._impl.gelu import gelu_kind, linear_gelu
@@ -47,6 +47,7 @@ __all__ = [
     "attention_supported",
     "built_as",
     "conv_bn",
+    "conv_bn_act",
     "dropout_add_layer_norm",
     "enabled",
     "fused_optimizer_class",

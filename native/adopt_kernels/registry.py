@@ -201,7 +201,7 @@ KERNELS: dict = {}
 # Switch names that are not compiled kernels: API functions whose fast path is a torch
 # formulation (folded weights, stacked projections, a flag for the optimizer).
 FORMULATIONS = {
-    "conv_bn": ("conv_bn", "FusedSequential"),
+    "conv_bn": ("conv_bn", "conv_bn_act", "FusedSequential"),
     "linear_bn": ("linear_bn", "FusedSequential"),
     "fused_qkv": ("fused_qkv",),
     "gated_mlp": ("gated_mlp",),

@@ -310,3 +310,69 @@ def test_built_as_checks_the_exact_class():
     assert not ak.built_as(nn.BatchNorm2d(4), "torch.nn.NoSuchNorm")
     assert not ak.built_as(nn.BatchNorm2d(4), "no_such_package.BatchNorm2d")
     assert ak.built_as(nn.GELU(approximate="tanh"), "torch.nn.GELU")
+    # a class of the rewritten file itself is passed as the class
+    assert ak.built_as(_NormWithAct(4), _NormWithAct)
+    assert not ak.built_as(nn.BatchNorm2d(4), _NormWithAct)
+
+
+class NormAct(nn.BatchNorm2d):
+    """A batch norm followed by its drop and act submodules, as timm's BatchNormAct2d runs."""
+
+    def __init__(self, num_features, act=None, **kwargs):
+        super().__init__(num_features, **kwargs)
+        self.drop = nn.Identity()
+        self.act = act if act is not None else nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.drop(super().forward(x)))
+
+
+NORM_ACT_NAME = f"{NormAct.__module__}.{NormAct.__qualname__}"
+
+
+@pytest.fixture
+def norm_act_known(monkeypatch):
+    monkeypatch.setattr(bn_impl, "NORM_ACT_CLASSES", (NORM_ACT_NAME,))
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("conv_cfg", CONV_CONFIGS[:3])
+@pytest.mark.parametrize("act", [nn.ReLU(), nn.SiLU(), nn.Identity()])
+def test_conv_bn_act_matches_modules(norm_act_known, monkeypatch, training, conv_cfg, act):
+    conv = nn.Conv2d(**conv_cfg)
+    bn = randomise_bn(NormAct(conv_cfg["out_channels"], act=act))
+    pair = nn.Sequential(conv, bn).train(training)
+    folded = []
+    real_folded = bn_impl._folded
+    monkeypatch.setattr(bn_impl, "_folded", lambda *a: folded.append(1) or real_folded(*a))
+    x = torch.randn(2, conv_cfg["in_channels"], 7, 7)
+    expected = copy.deepcopy(pair)(x)
+    torch.testing.assert_close(ak.conv_bn_act(x, conv, bn), expected)
+    assert bool(folded) is not training
+
+
+def test_conv_bn_act_runs_the_modules_for_other_classes(monkeypatch):
+    conv = nn.Conv2d(3, 5, 3)
+    bn = randomise_bn(NormAct(5)).eval()
+    x = torch.randn(2, 3, 6, 6)
+    monkeypatch.setattr(bn_impl, "_folded", lambda *a: pytest.fail("folded a class not known to run BN, drop, act"))
+    # not registered: its forward could do anything
+    torch.testing.assert_close(ak.conv_bn_act(x, conv, bn), bn(conv(x)))
+    monkeypatch.setattr(bn_impl, "NORM_ACT_CLASSES", (NORM_ACT_NAME,))
+    # a plain BatchNorm2d has no drop or act
+    plain = randomise_bn(nn.BatchNorm2d(5)).eval()
+    torch.testing.assert_close(ak.conv_bn_act(x, conv, plain), plain(conv(x)))
+    # a hook on the norm must run
+    handle = bn.register_forward_hook(lambda mod, args, out: out * 2)
+    torch.testing.assert_close(ak.conv_bn_act(x, conv, bn), bn(conv(x)))
+    handle.remove()
+
+
+def test_conv_bn_act_unbatched_input_raises_like_the_modules(norm_act_known):
+    conv = nn.Conv2d(3, 5, 3)
+    bn = randomise_bn(NormAct(5)).eval()
+    x = torch.randn(3, 6, 6)
+    with pytest.raises(ValueError):
+        bn(conv(x))
+    with pytest.raises(ValueError):
+        ak.conv_bn_act(x, conv, bn)

@@ -11,6 +11,7 @@ SIGNATURES = {
     "gelu_kind": ["act"],
     "linear_gelu": ["x", "linear", "approximate"],
     "conv_bn": ["x", "conv", "bn"],
+    "conv_bn_act": ["x", "conv", "bn"],
     "linear_bn": ["x", "linear", "bn"],
     "fused_qkv": ["x", "q_proj", "k_proj", "v_proj"],
     "attention": ["q", "k", "v", "mask", "scale", "dropout_p", "training", "is_causal", "mask_heads", "mask_added", "softmax_dtype", "cast_dtype", "bias", "keep", "keep_fill", "fill_mask", "fill_value"],

@@ -8,6 +8,8 @@ import { dottedOf, identifiersOf, qualify, staticExpr, type StaticScope } from '
 import { field, paramNames, type ClassDef, type FileSymbols, type FuncDef } from './symbols.js';
 import { annotatedConfigs, defaultsRead } from './configs.js';
 import { defaultClassOf, heldParam, isClassName } from './layer-class.js';
+import { LayerFactories } from './layer-factories.js';
+import { LocalLists } from './local-lists.js';
 
 export interface ClassInfo {
   def: ClassDef;
@@ -34,7 +36,10 @@ export function spanOf(src: SourceText, node: SyntaxNode, owner: string): Span {
 
 export class ClassTable {
   private infos = new Map<ClassDef, ClassInfo>();
-  constructor(readonly resolver: Resolver) {}
+  private readonly factories: LayerFactories;
+  constructor(readonly resolver: Resolver) {
+    this.factories = new LayerFactories(resolver);
+  }
 
   info(def: ClassDef): ClassInfo | undefined {
     const known = this.infos.get(def);
@@ -118,22 +123,27 @@ export class ClassTable {
       attrs.push(a);
     };
     const loops: { v: string; iter: Expr }[] = [];
+    const lists = new LocalLists((n) => spanOf(src, n, src.path));
     const walk = (block: SyntaxNode | null, guard: Expr[]) => {
       for (const stmt of block?.namedChildren ?? []) {
         if (stmt.type === 'expression_statement') {
           const e = stmt.namedChildren[0];
           if (!e) continue;
-          if (e.type === 'assignment') {
+          const grown = lists.mutated(e, stmt, scope);
+          if (grown) scope.env.set(grown.name, grown.value);
+          else if (e.type === 'assignment') {
             const left = field(e, 'left');
             let right = field(e, 'right');
             while (right?.type === 'assignment') right = field(right, 'right');
             if (!left || !right) continue;
             if (left.type === 'attribute' && field(left, 'object')?.text === 'self') {
-              const { value, built } = this.throughFactory(staticExpr(right, scope));
+              const { value, built: fromFactory } = this.throughFactory(staticExpr(right, scope));
+              const built = fromFactory ?? lists.builtFrom(right);
               if (built?.file === src.path) delete built.file;
               set({ name: field(left, 'attribute')!.text, value, span: spanOf(src, stmt, src.path), ...(guard.length ? { guard: [...guard] } : {}), ...(built ? { built } : {}) });
             } else if (left.type === 'identifier') {
               scope.env.set(left.text, this.rebinding(left.text, staticExpr(right, scope), guard, params));
+              lists.assigned(left.text, scope.env.get(left.text)!, stmt);
             } else {
               for (const id of identifiersOf(left)) { scope.env.delete(id); scope.locals.add(id); }
             }
@@ -195,7 +205,7 @@ export class ClassTable {
       const start = scope.env.get(name) ?? { k: 'name', path: name };
       // the parameter's own default, once its rebinding has been followed
       const paramDefault = (n: string) => (n === name || !scope.env.has(n) ? defaults.get(n) : undefined);
-      return defaultClassOf(start, paramDefault, isClass, 0, (callee) => this.passesThrough(callee));
+      return defaultClassOf(start, paramDefault, isClass, 0, (callee) => this.passesThrough(callee), this.factories.chooser);
     };
     return (value) => {
       const out = new Map<string, Expr>();
@@ -203,7 +213,7 @@ export class ClassTable {
       // the class itself
       const held = heldParam(value);
       if (held && scope.locals.has(held)) {
-        const cls = defaultClassOf(value, (n) => defaults.get(n), isClass, 0, (callee) => this.passesThrough(callee));
+        const cls = defaultClassOf(value, (n) => defaults.get(n), isClass, 0, (callee) => this.passesThrough(callee), this.factories.chooser);
         if (cls) out.set(held, { k: 'name', path: cls });
       }
       const visit = (e: Expr): void => {
@@ -220,6 +230,11 @@ export class ClassTable {
         else if (e.k === 'dict') e.items.forEach(([, v]) => visit(v));
       };
       visit(value);
+      // `self.conv = create_conv2d(...)`: the layer a project factory builds, by its own choice
+      if (value.k === 'call' && !out.has(value.callee)) {
+        const built = this.factories.builds(value.callee, value.args.length, value.kw.map(([k]) => k));
+        if (built) out.set(value.callee, { k: 'name', path: built });
+      }
       return [...out];
     };
   }

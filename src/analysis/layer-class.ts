@@ -24,9 +24,9 @@ export function isClassName(resolver: Resolver, qual: string): boolean {
  * that hands back what it is given. Undefined when it is not a class known this way.
  */
 export function defaultClassOf(e: Expr, paramDefault: (name: string) => Expr | undefined, isClass: (qual: string) => boolean,
-  depth = 0, passesThrough: (callee: string) => boolean = () => false): string | undefined {
+  depth = 0, passesThrough: (callee: string) => boolean = () => false, chooses: ClassChooser = () => undefined): string | undefined {
   if (depth > MAX_DEPTH) return undefined;
-  const rec = (x: Expr) => defaultClassOf(x, paramDefault, isClass, depth + 1, passesThrough);
+  const rec = (x: Expr) => defaultClassOf(x, paramDefault, isClass, depth + 1, passesThrough, chooses);
   if (e.k === 'name') {
     const d = paramDefault(e.path);
     if (d) return rec(d);
@@ -41,8 +41,14 @@ export function defaultClassOf(e: Expr, paramDefault: (name: string) => Expr | u
   }
   if (/(^|\.)partial$/.test(e.callee) && e.args[0] && e.args[0].k !== 'star') return rec(e.args[0]);
   if (e.args.length === 1 && e.args[0].k !== 'star' && passesThrough(e.callee)) return rec(e.args[0]);
+  // `get_norm_act_layer(norm_layer, act_layer)`: the class a factory chooses from its arguments' defaults
+  if (!e.args.some((a) => a.k === 'star')) return chooses(e.callee, e.args.map((a) => rec(a)), e.kw.map(([k, v]) => [k, rec(v)]));
   return undefined;
 }
+
+/** The class a project function gives for arguments of these default classes (undefined: not
+ *  a class, or not known). */
+export type ClassChooser = (callee: string, args: (string | undefined)[], kw: [string, string | undefined][]) => string | undefined;
 
 /** The class a layer expression names: `C`, or `functools.partial(C, ...)`. */
 export function classOfDefault(e: Expr): string | undefined {

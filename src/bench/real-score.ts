@@ -7,7 +7,7 @@ export const CATEGORIES = ['attention', 'softmax', 'dropout_add_layernorm', 'lin
 
 /** Rule variants that implement one kernel family count as that family. */
 const RULE_CATEGORY: Record<string, string> = {
-  rmsnorm_variance_fp32: 'rmsnorm', rmsnorm_fp32_scale: 'rmsnorm', gated_mlp_chunk: 'gated_mlp', gated_mlp_act: 'gated_mlp', rope_interleaved: 'rope', rope_single: 'rope', rope_complex: 'rope', rope_pairs: 'rope',
+  rmsnorm_variance_fp32: 'rmsnorm', rmsnorm_fp32_scale: 'rmsnorm', gated_mlp_chunk: 'gated_mlp', gated_mlp_act: 'gated_mlp', rope_interleaved: 'rope', rope_single: 'rope', rope_complex: 'rope', rope_pairs: 'rope', conv_bn_act: 'conv_bn', conv1x1_gelu: 'linear_gelu', conv1d_gelu: 'linear_gelu',
 };
 
 export function categoryOf(rule: string): string {

@@ -89,7 +89,10 @@ function moduleOf(op: Op, cx: AccessorContext): string | undefined {
   // strings say it
   if (op.kind === 'op' && op.callee === 'gelu') {
     const approx = keywordOf(op, 'approximate') ?? op.args[1];
-    if (approx) return approx.k === 'const' && approx.v === 'tanh' ? '"gelu_pytorch_tanh"' : approx.k === 'const' && approx.v === 'none' ? '"gelu"' : undefined;
+    if (approx?.k === 'const') return approx.v === 'tanh' ? '"gelu_pytorch_tanh"' : approx.v === 'none' ? '"gelu"' : undefined;
+    // `approximate=self.config.gelu_approximate`: named at run time; a value F.gelu rejects
+    // names nothing, gelu_kind gives None and the guard runs the original call
+    if (approx) return `{"none": "gelu", "tanh": "gelu_pytorch_tanh"}.get(${cx.expr(approx)})`;
     const fn = calledAs(op, cx);
     return fn && /^[A-Za-z_][\w.]*$/.test(fn) ? fn : '"gelu"';
   }

@@ -14,7 +14,7 @@ export function layerClassGuards(s: Site): string[] {
   for (const op of Object.values(s.ops)) {
     if (!op || op.kind !== 'module') continue;
     const cls = chosenClass(s, op);
-    if (cls) out.push(`${KERNELS_ALIAS}.built_as(${op.callee}, ${JSON.stringify(cls)})`);
+    if (cls) out.push(`${KERNELS_ALIAS}.built_as(${op.callee}, ${classRef(s, cls)})`);
   }
   return out;
 }
@@ -22,4 +22,11 @@ export function layerClassGuards(s: Site): string[] {
 function chosenClass(s: Site, op: Op): string | undefined {
   const attr = attrOf(s.view, op);
   return attr ? layerClassOf(attr.value, attr.defaults) : undefined;
+}
+
+/** A class of the file being rewritten is named as the file sees it (its module's name depends
+ *  on how the file is imported); any other by its qualified name. */
+function classRef(s: Site, cls: string): string {
+  const own = `${s.view.file.module}.`;
+  return cls.startsWith(own) && !cls.slice(own.length).includes('.') ? cls.slice(own.length) : JSON.stringify(cls);
 }

@@ -1,5 +1,6 @@
 // Sequential rewriting: a Conv→BN (or Linear→BN) pair adjacent in an nn.Sequential is fused by
 // building the Sequential as adopt's FusedSequential instead, guarded like every other rewrite.
+import type { Attr, Span } from '../dsl/ir.js';
 import type { Site } from '../match/matcher.js';
 import type { Rule } from '../match/rule.js';
 import type { SyntaxNode } from '../parse/python.js';
@@ -12,16 +13,22 @@ export function isSequentialCall(n: SyntaxNode): boolean {
   return n.type === 'call' && /(^|\.)Sequential$/.test(n.childForFieldName('function')?.text ?? '');
 }
 
-export function planSequential(s: Site, rule: Rule, res: SiteResult, nodes: SyntaxNode[]): Edit | string {
+export function planSequential(s: Site, rule: Rule, res: SiteResult, nodes: SyntaxNode[], locate: (span: Span) => SyntaxNode | undefined): Edit | string {
+  // a Sequential of a list built up before it (`self.layers = nn.Sequential(*layers)`): the site
+  // is where the list is built, the edit where the attribute is assigned
+  const attr = listAttr(s);
+  const attrStmt = attr && statementOf(locate(attr.span) ?? nodes[0]);
   const stmt = statementOf(nodes[0]);
   if (!stmt) return 'cannot locate the nn.Sequential in __init__';
-  let call: SyntaxNode | undefined = isSequentialCall(nodes[0]) ? nodes[0] : undefined;
+  let call: SyntaxNode | undefined;
   const find = (n: SyntaxNode) => {
     if (call) return;
-    if (n.type === 'call' && /(^|\.)Sequential$/.test(n.childForFieldName('function')?.text ?? '')) { call = n; return; }
+    if (isSequentialCall(n)) { call = n; return; }
     n.namedChildren.forEach(find);
   };
-  find(stmt);
+  if (attrStmt) find(attrStmt);
+  if (!call && isSequentialCall(nodes[0])) call = nodes[0];
+  if (!call) find(stmt);
   if (!call) return 'the nn.Sequential call is not in this statement';
   const fn = call.childForFieldName('function')!;
   const enabled = `${KERNELS_ALIAS}.enabled('${rule.name}')`;
@@ -31,4 +38,13 @@ export function planSequential(s: Site, rule: Rule, res: SiteResult, nodes: Synt
     text: `(${KERNELS_ALIAS}.FusedSequential if ${KERNELS_ALIAS} is not None and ${enabled} else ${fn.text})`,
     rule: s.rule, line: s.lines[0],
   };
+}
+
+/** The attribute whose Sequential is built from a list assembled earlier in __init__: its chain
+ *  spans the list (see analysis/local-lists.ts), and the Sequential is in its own statement. */
+function listAttr(s: Site): Attr | undefined {
+  const op = Object.values(s.ops).find((o) => !!o);
+  if (!op) return undefined;
+  return s.view.module?.attrs.find((a) => a.built && !a.built.file && !a.span.file && a.built.start === op.span.start && a.built.end === op.span.end
+    && a.value.k === 'call' && /(^|\.)Sequential$/.test(a.value.callee));
 }

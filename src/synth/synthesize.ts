@@ -86,7 +86,7 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
   if (nodes.some((n) => !n)) return 'cannot locate the matched code in the source (file changed since analysis?)';
   if (nodes.some((n) => alreadyGuarded(n!))) return 'already rewritten (inside an adopt guard)';
   const initOnly = ops.every((o) => isInitSpan(s, o)) || nodes.every((n) => isSequentialCall(n!));
-  if (initOnly) return planSequential(s, rule, res, nodes as SyntaxNode[]);
+  if (initOnly) return planSequential(s, rule, res, nodes as SyntaxNode[], (sp) => nodeOfSpan(f, sp));
   if (ops.some((o) => isInitSpan(s, o))) return 'the match mixes __init__ code and forward code';
   let ctx = new Render(f, s, res, rule);
   const renderGuard = (): string | undefined => {

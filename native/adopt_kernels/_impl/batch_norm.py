@@ -77,6 +77,40 @@ def conv_bn(x, conv, bn):
     return _batch_norm_as_module(bn, conv(x))
 
 
+# Batch norms whose forward is exactly ``_BatchNorm.forward`` followed by ``self.drop`` and then
+# ``self.act`` (timm's norm+act layers, built by ``get_norm_act_layer(nn.BatchNorm2d, ...)``).
+# Named, not imported: the package does not depend on the libraries that define them.
+NORM_ACT_CLASSES = ("timm.layers.norm_act.BatchNormAct2d",)
+
+
+def _is_norm_act(bn):
+    """True when ``bn`` is built by exactly one of NORM_ACT_CLASSES and calling it runs that
+    class's forward on its own parameters (no hooks, no forward set on the instance)."""
+    cls = type(bn)
+    if f"{cls.__module__}.{cls.__qualname__}" not in NORM_ACT_CLASSES or not isinstance(bn, nn.BatchNorm2d):
+        return False
+    if not (isinstance(getattr(bn, "drop", None), nn.Module) and isinstance(getattr(bn, "act", None), nn.Module)):
+        return False
+    return is_plain(bn, cls)
+
+
+def conv_bn_act(x, conv, bn):
+    """Replaces ``bn(conv(x))`` for ``nn.Conv2d`` followed by a batch norm that also applies its
+    ``drop`` and ``act`` submodules (timm's ``BatchNormAct2d``).
+
+    The batch norm part is folded into the convolution in eval mode as :func:`conv_bn` folds
+    it; the dropout and the activation then run as the module runs them.
+    """
+    if not (enabled("conv_bn") and x.dim() == 4 and is_plain(conv, nn.Conv2d) and _is_norm_act(bn)):
+        return bn(conv(x))
+    if _foldable(bn, conv.out_channels):
+        weight, bias = _folded(conv.weight, conv.bias, bn)
+        y = conv._conv_forward(x, weight, bias)
+    else:
+        y = _batch_norm_as_module(bn, conv(x))
+    return bn.act(bn.drop(y))
+
+
 def linear_bn(x, linear, bn):
     """Replaces ``bn(linear(x))`` for ``nn.Linear`` followed by ``nn.BatchNorm1d``.
 

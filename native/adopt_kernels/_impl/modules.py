@@ -60,11 +60,12 @@ def _class_named(qualname):
 
 
 def built_as(mod, qualname):
-    """True when ``mod`` was built by exactly the class ``qualname`` names.
+    """True when ``mod`` was built by exactly the class ``qualname`` names (or is, for a class
+    of the rewritten file itself, whose module name depends on how that file is imported).
 
     A layer class passed as a parameter (``norm_layer=nn.BatchNorm2d``) may be replaced by the
     caller; a rewrite that relies on the default checks the class actually built, so a
     subclass or any other layer runs the original code.
     """
-    cls = _class_named(qualname)
+    cls = qualname if isinstance(qualname, type) else _class_named(qualname)
     return cls is not None and type(mod) is cls

@@ -1,4 +1,5 @@
-// Constraint of the Linear + GELU rule: an activation chosen by configuration is GELU as shipped.
+// Constraints of the Linear + GELU rules: an activation chosen by configuration is GELU as shipped;
+// a 1x1 convolution is a linear map over the channels.
 import type { Expr } from '../../dsl/ir.js';
 import { sameExpr } from '../../analysis/lower.js';
 import { attrOf, usersOf } from '../method.js';
@@ -13,7 +14,7 @@ function chosenBy(value: Expr): string | undefined {
 
 export const ACTIVATION_CONSTRAINTS: ConstraintSpec[] = [
   {
-    name: 'gelu_by_default', args: ['line'], rules: ['linear_gelu'],
+    name: 'gelu_by_default', args: ['line'], rules: ['linear_gelu', 'conv1d_gelu'],
     doc: "An activation looked up from the configuration (`ACT2FN[config.hidden_act]`) is a GELU by the configuration's default, where the default is known (the guard still checks at run time).",
     check(args, st, view) {
       const op = opOf(args[0], st);
@@ -39,6 +40,24 @@ export const ACTIVATION_CONSTRAINTS: ConstraintSpec[] = [
         if (def && def.kind === 'module' && def.id !== l.id && def.args[0] && sameExpr(def.args[0], l.args[0])) {
           return `the activation gates ${def.callee} of the same input at line ${u.span.from.line}: a gated MLP`;
         }
+      }
+      return undefined;
+    },
+  },
+  {
+    name: 'pointwise_conv', args: ['line'], rules: ['conv1x1_gelu'],
+    doc: 'A Conv2d built with kernel_size 1 (stride 1, no padding, no groups): a linear map over the channels at each position.',
+    check(args, st, view) {
+      const op = opOf(args[0], st);
+      const attr = op && attrOf(view, op);
+      if (!attr || attr.value.k !== 'call') return `the constructor of ${op?.callee ?? 'the conv'} is not known statically`;
+      const { args: pos, kw } = attr.value;
+      const arg = (i: number, name: string) => kw.find(([k]) => k === name)?.[1] ?? (pos[i]?.k === 'star' ? undefined : pos[i]);
+      const isConst = (e: Expr | undefined, v: number) => e?.k === 'const' && e.v === v;
+      if (!isConst(arg(2, 'kernel_size'), 1)) return `${op!.callee} is not built with kernel_size=1`;
+      for (const [i, name] of [[3, 'stride'], [4, 'padding'], [5, 'dilation'], [6, 'groups']] as const) {
+        const e = arg(i, name);
+        if (e && !isConst(e, name === 'padding' ? 0 : 1)) return `${op!.callee} is built with ${name}=${e.k === 'const' ? String(e.v) : 'a value not known statically'}`;
       }
       return undefined;
     },
