@@ -7,6 +7,7 @@
 import type { IfStmt, Op, Span, Stmt } from '../dsl/ir.js';
 import type { Site } from '../match/matcher.js';
 import type { Rule } from '../match/rule.js';
+import { basename } from 'node:path';
 import { parsePython, type SyntaxNode } from '../parse/python.js';
 import { sourceFromText } from '../parse/source.js';
 import { applyEdits, EditSet, KERNELS_ALIAS, SiteSpans, type Edit, type FileResult, type SiteResult } from './edits.js';
@@ -76,7 +77,9 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
   const rw = rule.rewrite;
   if (!rw) return rule.detect ?? 'the rule has no rewrite (detection only)';
   const ops = Object.values(s.ops).filter((o): o is Op => !!o);
-  if (ops.some((o) => (o.span.file ?? s.view.file.path) !== s.file)) return 'the matched code spans several files';
+  // an op inlined from a helper is rewritten where the helper is called, in this method's file
+  const placeOf = (o: Op) => (o.via?.length && o.site ? s.view.file.path : o.span.file ?? s.view.file.path);
+  if (ops.some((o) => placeOf(o) !== s.file)) return 'the matched code spans several files';
   if (ops.some((o) => o.callee.includes(KERNELS_ALIAS))) return 'already rewritten';
   // An op inlined from a helper (`rotate_half(q)` in apply_rotary_pos_emb) is rewritten where
   // the helper is called: the call is replaced as a whole, the helper stays as it is.
@@ -144,7 +147,7 @@ function inlinedCallFailure(s: Site, ops: Op[]): string | undefined {
   for (const op of ops.filter((o) => o.via?.length)) {
     for (const entry of s.view.paths.get(op.id) ?? []) {
       const st = ifs.get(Number(entry.split(':')[0]));
-      if (st && inlinedSite(st, s.view.method.span) !== undefined) return `the matched code at line ${op.span.from.line} sits in a branch of the helper it is inlined from`;
+      if (st && inlinedSite(st, s.view.method.span) !== undefined) return `the matched code at ${op.span.file ? `${basename(op.span.file)}:` : 'line '}${op.span.from.line} sits in a branch of helper ${op.via![op.via!.length - 1].split('.').pop()}, which the call at line ${op.site?.from.line ?? '?'} does not decide statically (the call is replaced as a whole)`;
     }
   }
   return undefined;

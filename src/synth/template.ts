@@ -152,6 +152,7 @@ export class Render extends Expressions {
       isMatchedValue: (a) => this.carriesMatched(a),
       nodeAt: (op) => nodeOfSpan(this.f, op.span),
       constructorOf: (op) => attrOf(this.s.view, op)?.value,
+      def: (e) => (e.k === 'ssa' ? this.s.view.defs.get(e.id) : undefined),
     };
   }
 
