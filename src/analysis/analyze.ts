@@ -44,6 +44,13 @@ function analyzeFile(unit: FileUnit, project: Project, resolver: Resolver, class
   };
   for (const def of syms.classes) {
     const info = classes.info(def);
+    if (info && !info.isModule) {
+      // a callable object that is not a module (diffusers' attention processors, handed the
+      // module they compute for): its __call__ is model code like a function's
+      const call = def.methods.get('__call__');
+      const lowered = call && lowerWith(call, info);
+      if (lowered) ir.functions.push(lowered);
+    }
     if (!info?.isModule) continue;
     const m: ModuleIR = {
       name: def.name, qualname: def.qual, bases: info.bases.map((b) => b.qual),

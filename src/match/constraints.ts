@@ -10,13 +10,14 @@ import { ATTENTION_CONSTRAINTS } from './constraints/attention.js';
 import { GATED_CONSTRAINTS } from './constraints/gated.js';
 import { GENERAL_CONSTRAINTS } from './constraints/general.js';
 import { LM_HEAD_CONSTRAINTS } from './constraints/lm-head.js';
+import { NORM_CONSTRAINTS } from './constraints/norm.js';
 import { ROPE_CONSTRAINTS } from './constraints/rope.js';
 import type { ArgKind, ConstraintSpec } from './constraints/spec.js';
 
 export type { ArgKind, ConstraintSpec } from './constraints/spec.js';
 
 export const CONSTRAINTS: ReadonlyMap<string, ConstraintSpec> = new Map(
-  [...GENERAL_CONSTRAINTS, ...ATTENTION_CONSTRAINTS, ...ROPE_CONSTRAINTS, ...GATED_CONSTRAINTS, ...LM_HEAD_CONSTRAINTS, ...ACTIVATION_CONSTRAINTS].map((c) => [c.name, c]),
+  [...GENERAL_CONSTRAINTS, ...ATTENTION_CONSTRAINTS, ...ROPE_CONSTRAINTS, ...GATED_CONSTRAINTS, ...LM_HEAD_CONSTRAINTS, ...ACTIVATION_CONSTRAINTS, ...NORM_CONSTRAINTS].map((c) => [c.name, c]),
 );
 
 export function checkConstraint(c: Constraint, st: State, view: MethodView): string | undefined {

@@ -57,7 +57,7 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
       for (const rule of rules) {
         const r = matchRule(rule, view, opts);
         for (const s of r.sites) {
-          const key = siteKey(s);
+          const key = siteKey(s) + callKey(s);
           const prev = sites.get(key);
           // The same code reached through inlining is one site: keep it where it is defined; an
           // attribute's Sequential found through forward is that site, not its chain from __init__.
@@ -73,6 +73,8 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
   for (const s of sites.values()) {
     const helper = innermostVia(s);
     if (helper && lowered.has(helper) && depth(s) > 0) {
+      // one call of a helper that matches on its own: the helper's site covers it
+      if (callKey(s) && sites.has(siteKey(s))) continue;
       const op = firstOp(s)!;
       misses.set(`${s.rule}@${s.file}:${op.span.from.line}:${op.span.from.col}`, {
         rule: s.rule, file: s.file, line: op.span.from.line, col: op.span.from.col, owner: s.owner, matched: 1, of: 1,
@@ -161,6 +163,14 @@ function depth(s: Site): number {
   return Math.max(0, ...Object.values(s.ops).map((o) => o?.via?.length ?? 0));
 }
 
+/** For a match wholly inside helpers of other files, the call it is reached through: each call
+ *  (q's and k's `apply_rotary_emb`) is a site of its own. */
+function callKey(s: Site): string {
+  const real = Object.values(s.ops).filter((o): o is Op => !!o);
+  const calls = new Set(real.map((o) => (o.span.file && o.via?.length && o.site ? o.site.start : -1)));
+  return calls.has(-1) ? '' : `@${[...calls].sort((a, b) => a - b).join(',')}`;
+}
+
 export function siteKey(s: Site): string {
   // the element index tells apart the elements of one nn.Sequential, which share its span; a
   // Sequential built by a factory function is one site however many attributes it builds
@@ -208,9 +218,13 @@ function toSite(rule: Rule, view: MethodView, st: State): Site {
   const real = [...st.ops.values()].filter((o): o is Op => !!o);
   // ops of a helper inlined into matched code of this method are where the helper is called
   const mixed = real.some((o) => !o.via?.length);
-  const at = (o: Op) => (mixed && o.via?.length && o.site && !o.span.file ? o.site : o.span);
+  // a match wholly inside helpers of other files (an imported apply_rotary_emb) is where this
+  // method calls them: that call is what a rewrite replaces, in the file being rewritten
+  const atCalls = !mixed && real.every((o) => o.span.file && o.site);
+  const placed = (mixed || atCalls) && real.every((o) => !o.via?.length || o.site);
+  const at = (o: Op) => (placed && o.via?.length && o.site ? o.site : o.span);
   const lines: [number, number] = [Math.min(...real.map((o) => at(o).from.line)), Math.max(...real.map((o) => at(o).to.line))];
-  const files = new Set(real.map((o) => o.span.file ?? view.file.path));
+  const files = placed ? new Set([view.file.path]) : new Set(real.map((o) => o.span.file ?? view.file.path));
   return {
     rule: rule.name, priority: rule.priority, file: [...files][0], owner: view.module?.name ?? '', method: view.method.name,
     ops, values: Object.fromEntries(st.vals), bindings: Object.fromEntries(st.metas), lines, view,

@@ -79,12 +79,20 @@ export function viewOf(file: FileIR, method: Method, module?: ModuleIR): MethodV
           for (const a of s.args) use(a, { k: 'op', op: s });
           for (const [, a] of s.kw) use(a, { k: 'op', op: s });
           break;
-        case 'if':
+        case 'if': {
           use(s.cond, { k: 'cond' });
-          walk(s.then, depth + 1, [...path, `${s.span.start}:then`]);
-          walk(s.else, depth + 1, [...path, `${s.span.start}:else`]);
+          // a branch a constant condition never takes (`if use_real:` of a helper inlined with
+          // its default True) holds no code that runs: nothing there is matched
+          const known = staticTruth(v, s.cond);
+          if (known === true) walk(s.then, depth, path);
+          else if (known === false) walk(s.else, depth, path);
+          else {
+            walk(s.then, depth + 1, [...path, `${s.span.start}:then`]);
+            walk(s.else, depth + 1, [...path, `${s.span.start}:else`]);
+          }
           for (const p of s.phis) { v.phis.set(p.id, p.ins); p.ins.forEach((x) => use(x, { k: 'phi', id: p.id })); }
           break;
+        }
         case 'for':
           use(s.iter, { k: 'cond' });
           for (const p of s.phis) { v.phis.set(p.id, p.ins); p.ins.forEach((x) => use(x, { k: 'phi', id: p.id })); }
@@ -100,6 +108,21 @@ export function viewOf(file: FileIR, method: Method, module?: ModuleIR): MethodV
   walk(method.body);
   inferRanks(v);
   return v;
+}
+
+/** The value of a condition known before run time: a constant (`if True:`), `==`/`!=` of two
+ *  constants (`if -1 == -1:` where a helper's argument was inlined), `torch.jit.is_scripting()`;
+ *  undefined otherwise. */
+function staticTruth(v: MethodView, cond: Expr): boolean | undefined {
+  if (cond.k === 'const') return typeof cond.v === 'boolean' ? cond.v : undefined;
+  const d = cond.k === 'ssa' ? v.defs.get(cond.id) : undefined;
+  // False wherever Python runs the code; TorchScript compiles a method as a whole, and a
+  // rewritten one (calling the kernels' Python wrappers) is not scriptable in any case
+  if (d?.kind === 'call' && d.callee === 'torch.jit.is_scripting' && !d.args.length) return false;
+  if (!d || d.kind !== 'op' || (d.callee !== 'eq' && d.callee !== 'ne') || d.args.length !== 2) return undefined;
+  const [a, b] = d.args;
+  if (a.k !== 'const' || b.k !== 'const' || typeof a.v !== typeof b.v || typeof a.v === 'object') return undefined;
+  return (a.v === b.v) === (d.callee === 'eq');
 }
 
 /** The attribute a `self.x(...)` call refers to (the last unguarded definition, else any). */
@@ -272,6 +295,14 @@ export function usersOf(view: MethodView, id: number, seen = new Set<number>()):
     else if (u.k === 'phi') out.push(...usersOf(view, u.id, seen));
   }
   return out;
+}
+
+/** Whether anything reads a phi's value, directly or through later phis: a variable assigned in
+ *  one branch and never read after it (`variance` of an RMSNorm's else branch) leaves a dead phi. */
+export function phiRead(view: MethodView, id: number, seen = new Set<number>()): boolean {
+  if (seen.has(id)) return false;
+  seen.add(id);
+  return (view.uses.get(id) ?? []).some((u) => u.k !== 'phi' || phiRead(view, u.id, seen));
 }
 
 /** `e` is `v`, or a phi that `v` flows into (the match then holds on that path). */

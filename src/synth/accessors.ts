@@ -6,6 +6,7 @@ import type { Expr, Op } from '../dsl/ir.js';
 import type { SyntaxNode } from '../parse/python.js';
 import { readLmLoss } from './lm-head-loss.js';
 import { numberInZeroDim } from './region.js';
+import { reshapedAs, viewCheck } from './reshape-accessors.js';
 
 /** What an accessor may ask of the site it is read at. */
 export interface AccessorContext {
@@ -53,10 +54,30 @@ function factor(op: Op, cx: AccessorContext): string | undefined {
  *  index with `...`, which holds for any rank. */
 function rankCheck(op: Op, cx: AccessorContext): string | undefined {
   const idx = op.callee === 'getitem' ? op.args[1] : undefined;
+  // a result of unbind(-1) has the rank of what was unbound less one, whatever it is
+  if (idx?.k === 'const' && cx.defOf(op.args[0])?.callee === 'unbind') return 'True';
   if (idx?.k !== 'tuple') return undefined;
   if (idx.items.some((e) => e.k === 'name' && e.path === '...')) return 'True';
   const x = cx.expr(op.args[0]);
   return x === undefined ? undefined : `${x}.dim() == ${idx.items.length}`;
+}
+
+/** A Python condition that merging the stacked rotated pairs (`stack((-o, e), -1)`) back into the
+ *  last dimension is `flatten(-2)`: `True` for `flatten(-2)` and for a reshape to the tensor's own
+ *  shape, `x.dim() == k + 1` for `flatten(k)`. */
+function mergeCheck(op: Op, cx: AccessorContext): string | undefined {
+  if (op.callee === 'reshape' || op.callee === 'view') return 'True';
+  const start = op.kw.find(([k]) => k === 'start_dim')?.[1] ?? op.args[1];
+  if (op.callee !== 'flatten' || start?.k !== 'const' || typeof start.v !== 'number') return undefined;
+  if (start.v === -2) return 'True';
+  const stack = cx.defOf(op.args[0]);
+  const pair = stack?.callee === 'stack' ? stack.args[0] : undefined;
+  const evens = pair?.k === 'tuple' || pair?.k === 'list' ? cx.defOf(pair.items[1]) : undefined;
+  if (evens?.callee !== 'getitem') return undefined;
+  const unbind = cx.defOf(evens.args[0]);
+  const base = unbind?.callee === 'unbind' ? cx.defOf(unbind.args[0])?.args[0] : evens.args[0];
+  const x = base && cx.expr(base);
+  return x === undefined ? undefined : `${x}.dim() == ${start.v + 1}`;
 }
 
 /** A Python condition that a reduction's dim is the last dimension: `True` for `dim=-1`, a run-time
@@ -128,6 +149,9 @@ const KEYWORDS: [string, string][] = [
 const ENTRIES: Accessor[] = [
   { name: 'factor', on: 'op', description: 'the multiplicative factor a scaling op (mul or div) applies to the matched value; a 0-d `torch.full` as the number it holds', read: factor },
   { name: 'last_dim_check', on: 'op', description: 'a Python condition that a reduction runs over the last dimension: `True` for `dim=-1`, `DIM == -1` for a dim known only at run time; the site is refused for another constant', read: lastDimCheck },
+  { name: 'reshaped_as', on: 'op', description: 'a view/reshape written as a method call, to append to a value: `.view(<its arguments as written>)`', read: reshapedAs },
+  { name: 'view_check', on: 'op', description: 'on a LayerNorm: a Python condition that the view/reshape of its input keeps the last dimension, which the norm alone normalises (`shape[-1] == x.shape[-1] and len(norm.normalized_shape) == 1`); `True` without one', read: viewCheck },
+  { name: 'merge_check', on: 'op', description: 'a Python condition that a flatten (or reshape) merging stacked rotated pairs back into place merges the last two dimensions: `True` for `flatten(-2)` or a reshape to the tensor\'s own shape, `x.dim() == k + 1` for `flatten(k)`', read: mergeCheck },
   { name: 'rank_check', on: 'op or metavariable', description: 'a Python condition on the rank an index of full slices assumes (`x.dim() == 4`), `True` with `...`', read: rankCheck },
   {
     name: 'callable', on: 'op', description: 'what to call for the op: the submodule, or the torch.nn.functional function it canonicalises to',

@@ -7,8 +7,10 @@
 import type { IfStmt, Op, Span, Stmt } from '../dsl/ir.js';
 import type { Site } from '../match/matcher.js';
 import type { Rule } from '../match/rule.js';
+import { basename } from 'node:path';
 import { parsePython, type SyntaxNode } from '../parse/python.js';
 import { sourceFromText } from '../parse/source.js';
+import { callReturnFailure, fromOtherFile } from './call-site.js';
 import { applyEdits, EditSet, KERNELS_ALIAS, SiteSpans, type Edit, type FileResult, type SiteResult } from './edits.js';
 import { inlinedSite } from './expressions.js';
 import { layerClassGuards } from './layer-guard.js';
@@ -52,7 +54,7 @@ export function synthesize(sites: Site[], rules: Rule[], known?: ParsedLookup): 
     for (const s of list) {
       const res = base(s);
       const rule = byRule.get(s.rule)!;
-      const planned = planEdit(opened, s, rule, res, (start, end) => spans.holdsOther(start, end, s));
+      const planned = planEdit(opened, s, rule, res, (start, end) => spans.holdsOther(start, end, s), known);
       if (typeof planned === 'string') res.reason = planned;
       else {
         const { also = [], ...main } = planned;
@@ -72,11 +74,13 @@ export function synthesize(sites: Site[], rules: Rule[], known?: ParsedLookup): 
 
 // ---- planning one site ----------------------------------------------------------------------
 
-function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther: HoldsOther = () => false): Edit | string {
+function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther: HoldsOther = () => false, known?: ParsedLookup): Edit | string {
   const rw = rule.rewrite;
   if (!rw) return rule.detect ?? 'the rule has no rewrite (detection only)';
   const ops = Object.values(s.ops).filter((o): o is Op => !!o);
-  if (ops.some((o) => (o.span.file ?? s.view.file.path) !== s.file)) return 'the matched code spans several files';
+  // an op inlined from a helper is rewritten where the helper is called, in this method's file
+  const placeOf = (o: Op) => (o.via?.length && o.site ? s.view.file.path : o.span.file ?? s.view.file.path);
+  if (ops.some((o) => placeOf(o) !== s.file)) return 'the matched code spans several files';
   if (ops.some((o) => o.callee.includes(KERNELS_ALIAS))) return 'already rewritten';
   // An op inlined from a helper (`rotate_half(q)` in apply_rotary_pos_emb) is rewritten where
   // the helper is called: the call is replaced as a whole, the helper stays as it is.
@@ -99,6 +103,9 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
     // no guard: the replacement runs unconditionally
     return guards.join(' and ');
   };
+  // code inlined from another file's helper: only the call, replaced by the expression the
+  // helper returns, can be rewritten here
+  if (rw.kind !== 'expr' && ops.some(fromOtherFile)) return 'the matched code spans several files';
   if (rw.kind === 'stmts') {
     const noneGroups = rw.noneAbsent.map((meta) => ({ meta, lines: linesWithMeta(rule, meta) }));
     const planned = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], holdsOther, { noneGroups });
@@ -113,7 +120,10 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
   if (rw.kind === 'expr') {
     const target = s.ops[rw.target!];
     if (!target) return `the rewrite target '${rw.target}' is an optional line that is absent here`;
-    const node = nodeOfSpan(f, target.span)!;
+    const outside = fromOtherFile(target) ? callReturnFailure(target, known) : undefined;
+    if (outside) return outside;
+    const node = nodeOfSpan(f, fromOtherFile(target) ? target.site! : target.span);
+    if (!node) return 'cannot locate the matched code in the source (file changed since analysis?)';
     // operands computed inside the replaced expression are written as they are
     ctx.range = [node.startIndex, node.endIndex];
     const guard = renderGuard();
@@ -144,7 +154,7 @@ function inlinedCallFailure(s: Site, ops: Op[]): string | undefined {
   for (const op of ops.filter((o) => o.via?.length)) {
     for (const entry of s.view.paths.get(op.id) ?? []) {
       const st = ifs.get(Number(entry.split(':')[0]));
-      if (st && inlinedSite(st, s.view.method.span) !== undefined) return `the matched code at line ${op.span.from.line} sits in a branch of the helper it is inlined from`;
+      if (st && inlinedSite(st, s.view.method.span) !== undefined) return `the matched code at ${op.span.file ? `${basename(op.span.file)}:` : 'line '}${op.span.from.line} sits in a branch of helper ${op.via![op.via!.length - 1].split('.').pop()}, which the call at line ${op.site?.from.line ?? '?'} does not decide statically (the call is replaced as a whole)`;
     }
   }
   return undefined;

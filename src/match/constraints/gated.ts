@@ -7,7 +7,7 @@ const isLinear = (type: string[] | undefined) => !!type?.some((t) => t === 'torc
 export const GATED_CONSTRAINTS: ConstraintSpec[] = [
   {
     name: 'chunk_halves', args: ['line', 'line'], rules: ['gated_mlp_chunk'],
-    doc: "The two lines take different results (0 and 1) of one `chunk(2, dim=-1)`: the gate and the up halves of one projection, in either order.",
+    doc: "The two lines take different results (0 and 1) of one `chunk(2, dim=-1)` (or of a dim not known statically, which the rule's guard checks): the gate and the up halves of one projection, in either order.",
     check(args, st, view) {
       const [g, u] = [opOf(args[0], st), opOf(args[1], st)];
       if (!g || !u) return undefined;
@@ -16,7 +16,9 @@ export const GATED_CONSTRAINTS: ConstraintSpec[] = [
       }
       const chunk = view.defs.get(g.args[0].id);
       const kw = (k: string, i: number) => chunk?.kw.find(([n]) => n === k)?.[1] ?? chunk?.args[i];
-      if (chunk?.callee !== 'chunk' || !constIs(kw('chunks', 1), 2) || !constIs(kw('dim', 2), -1)) {
+      // a dim held in an attribute or argument is left to the rule's guard (`last_dim_at_run_time`)
+      const dim = kw('dim', 2);
+      if (chunk?.callee !== 'chunk' || !constIs(kw('chunks', 1), 2) || (dim?.k === 'const' ? dim.v !== -1 : !dim)) {
         return `the split at line ${line(g)} is not chunk(2, dim=-1)`;
       }
       const halves = [g.args[1], u.args[1]];

@@ -1,7 +1,7 @@
 // Constraints any rule may use: how a matched value is used, which optional lines are present,
 // properties of a matched call or its constructor.
 import type { Expr, Op } from '../../dsl/ir.js';
-import { attrOf, exclusive } from '../method.js';
+import { attrOf, exclusive, phiRead } from '../method.js';
 import { brief, line, matchedIds, opOf, presentLines, type ConstraintSpec } from './spec.js';
 
 export const GENERAL_CONSTRAINTS: ConstraintSpec[] = [
@@ -14,7 +14,10 @@ export const GENERAL_CONSTRAINTS: ConstraintSpec[] = [
         // A phi that merges this value with a later matched value is the branch where the
         // pattern does not continue (`if use_bn: x = bn(x)`): on the matched path it is no use.
         const mergesMatched = (id: number) => (view.phis.get(id) ?? []).some((e) => e.k === 'ssa' && matched.has(e.id) && e.id !== op.id);
-        const uses = (view.uses.get(op.id) ?? []).filter((u) => !(u.k === 'phi' && mergesMatched(u.id)));
+        // nor is a phi read by nothing, or only by matched ops (`x_rotated` chosen by an `if` and
+        // cast on the next matched line): on the matched path it is this value
+        const feedsMatched = (id: number) => (view.uses.get(id) ?? []).every((u) => u.k === 'op' && matched.has(u.op.id));
+        const uses = (view.uses.get(op.id) ?? []).filter((u) => !(u.k === 'phi' && (mergesMatched(u.id) || !phiRead(view, u.id) || feedsMatched(u.id))));
         const consumers = uses.filter((u): u is { k: 'op'; op: Op } => u.k === 'op' && matched.has(u.op.id)).map((u) => u.op.id);
         const outside = uses.filter((u) => u.k !== 'op' || (!matched.has(u.op.id) && !consumers.every((c) => exclusive(view, c, u.op.id))));
         if (!outside.length && consumers.length === 1) continue;

@@ -31,12 +31,16 @@ export const ROPE_CONSTRAINTS: ConstraintSpec[] = [
   },
   {
     name: 'evens_odds', args: ['value', 'value', 'value'], rules: ['rope_interleaved'],
-    doc: "`$a`, `$b` are the even and odd channels of `$x`'s last indexed dimension (`x[..., ::2]`, `x[..., 1::2]`, or `x[:, :, :, ::2]` whose rank the rewrite's guard checks).",
+    doc: "`$a`, `$b` are the even and odd channels of `$x`'s last indexed dimension (`x[..., ::2]`, `x[..., 1::2]`, or `x[:, :, :, ::2]` whose rank the rewrite's guard checks), or the two results of `x.reshape(*x.shape[:-1], -1, 2).unbind(-1)`. Where `$x` is `x.float()`, the channels may be taken of `x`.",
     check(args, st, view) {
       const operands = sliceOperands(args, st, view);
       if (!operands) return undefined;
-      const { x, a: da, b: db } = operands;
-      if (da?.callee !== 'getitem' || db?.callee !== 'getitem' || !sameExpr(da.args[0], x) || !sameExpr(db.args[0], x)) return 'the two halves are not slices of the rotated tensor';
+      const { a: da, b: db } = operands;
+      const sources = [operands.x, ...floatSource(operands.x, view)];
+      if (da?.callee !== 'getitem' || db?.callee !== 'getitem') return 'the two halves are not slices of the rotated tensor';
+      const unbound = unbindPairs(da, db, view);
+      if (unbound) return sources.some((x) => sameExpr(unbound.x, x)) && isPairsShape(unbound.reshape, unbound.x, view) ? undefined : `the reshape at line ${line(unbound.reshape)} is not (*x.shape[:-1], -1, 2) of the rotated tensor: its pairs are not adjacent channels`;
+      if (!sameExpr(da.args[0], db.args[0]) || !sources.some((x) => sameExpr(da.args[0], x))) return 'the two halves are not slices of the rotated tensor';
       const slices = (d: Op) => {
         const idx = d.args[1];
         if (idx?.k !== 'tuple') return undefined;
@@ -53,19 +57,42 @@ export const ROPE_CONSTRAINTS: ConstraintSpec[] = [
     },
   },
   {
+    name: 'pairs_merged', args: ['line', 'value'], rules: ['rope_interleaved'],
+    doc: "The stacked pairs are merged back into the last dimension: `flatten(-2)`, `flatten(k)` (the guard checks the rank with `{r.merge_check}`), or `reshape(x.shape)` of the rotated tensor `$x` (or of the `x` that `$x = x.float()` casts).",
+    check(args, st, view) {
+      const r = opOf(args[0], st);
+      const x = args[1].k === 'meta' ? st.metas.get(args[1].name) : undefined;
+      if (!r || !x) return undefined;
+      if (r.callee === 'flatten') {
+        const start = r.kw.find(([k]) => k === 'start_dim')?.[1] ?? r.args[1];
+        const ok = r.args.length <= 2 && !r.kw.some(([k]) => k === 'end_dim') && start?.k === 'const' && typeof start.v === 'number' && (start.v === -2 || start.v >= 0);
+        return ok ? undefined : `the flatten at line ${line(r)} does not merge the last two dimensions`;
+      }
+      const shape = r.args.length === 2 && r.args[1].k === 'ssa' ? view.defs.get(r.args[1].id) : undefined;
+      const ofX = shape?.callee === 'getattr' && constIs(shape.args[1], 'shape') && [x, ...floatSource(x, view)].some((e) => sameExpr(shape.args[0], e));
+      return ofX ? undefined : `the ${r.callee} at line ${line(r)} is not to the rotated tensor's own shape`;
+    },
+  },
+  {
+    name: 'casts_alike', args: ['line', 'value'], rules: ['rope_interleaved'],
+    doc: "The rotated half is cast to float32 (the optional line) exactly when the tensor `$x` it is added to is `x.float()`: both terms then run in float32, as the kernel does on `x.float()`.",
+    check(args, st, view) {
+      const f = opOf(args[0], st);
+      const x = args[1].k === 'meta' ? st.metas.get(args[1].name) : undefined;
+      if (!x) return undefined;
+      const cast = floatSource(x, view).length > 0;
+      if (!!f === cast) return undefined;
+      return cast ? 'the tensor is cast to float32 but its rotated half is not' : `the rotated half is cast to float32 at line ${line(f!)} but the tensor it is added to is not`;
+    },
+  },
+  {
     name: 'pairs_view', args: ['line', 'value'], rules: ['rope_complex'],
     doc: "A reshape (or view) of `$x` into adjacent pairs of its last dimension, `(*x.shape[:-1], -1, 2)`: the layout `view_as_complex` reads as (real, imaginary).",
     check(args, st, view) {
       const r = opOf(args[0], st);
       const x = args[1].k === 'meta' ? st.metas.get(args[1].name) : undefined;
       if (!r || !x) return undefined;
-      const shape = r.args.slice(1);
-      const def = (e: Expr | undefined) => (e?.k === 'ssa' ? view.defs.get(e.id) : undefined);
-      const lead = shape[0]?.k === 'star' ? def(shape[0].e) : undefined;
-      const dims = lead?.callee === 'getitem' ? def(lead.args[0]) : undefined;
-      const leadOk = !!dims && dims.callee === 'getattr' && constIs(dims.args[1], 'shape') && sameExpr(dims.args[0], x)
-        && lead!.args[1]?.k === 'slice' && !lead!.args[1].lo && !lead!.args[1].step && constIs(lead!.args[1].hi ?? undefined, -1);
-      if (shape.length === 3 && leadOk && constIs(shape[1], -1) && constIs(shape[2], 2)) return undefined;
+      if (isPairsShape(r, x, view)) return undefined;
       return `the ${r.callee} at line ${line(r)} is not (*x.shape[:-1], -1, 2): the pairs it forms are not adjacent channels of the last dimension`;
     },
   },
@@ -116,4 +143,35 @@ function isHalfOfLastDim(e: Expr, x: Expr, view: MethodView): boolean {
   if (d?.callee !== 'getitem' || !constIs(d.args[1], -1)) return false;
   const shape = def(d.args[0]);
   return shape?.callee === 'getattr' && sameExpr(shape.args[0], x) && constIs(shape.args[1], 'shape');
+}
+
+/** `x.float()` (or `x.to(torch.float32)`): [x]; otherwise nothing. */
+function floatSource(e: Expr, view: MethodView): Expr[] {
+  const d = e.k === 'ssa' ? view.defs.get(e.id) : undefined;
+  if (d?.callee !== 'to' || d.args.length !== 1) return [];
+  const dtype = d.kw.find(([k]) => k === 'dtype')?.[1];
+  return dtype?.k === 'name' && dtype.path === 'torch.float32' ? [d.args[0]] : [];
+}
+
+/** `a, b = r.unbind(-1)` with `r = reshape|view(x, ...)`: the reshape and its input, when `a` and
+ *  `b` are results 0 and 1 of one such unbind. */
+function unbindPairs(a: Op, b: Op, view: MethodView): { reshape: Op; x: Expr } | undefined {
+  if (a.args[0]?.k !== 'ssa' || !sameExpr(a.args[0], b.args[0]) || !constIs(a.args[1], 0) || !constIs(b.args[1], 1)) return undefined;
+  const u = view.defs.get(a.args[0].id);
+  const dim = u?.kw.find(([k]) => k === 'dim')?.[1] ?? u?.args[1];
+  if (u?.callee !== 'unbind' || !constIs(dim, -1) || u.args[0]?.k !== 'ssa') return undefined;
+  const r = view.defs.get(u.args[0].id);
+  return r && (r.callee === 'reshape' || r.callee === 'view') && r.args[0] ? { reshape: r, x: r.args[0] } : undefined;
+}
+
+/** A reshape (or view) of `x` to `(*x.shape[:-1], -1, 2)`: adjacent channel pairs of the last
+ *  dimension. */
+function isPairsShape(r: Op, x: Expr, view: MethodView): boolean {
+  const shape = r.args.slice(1);
+  const def = (e: Expr | undefined) => (e?.k === 'ssa' ? view.defs.get(e.id) : undefined);
+  const lead = shape[0]?.k === 'star' ? def(shape[0].e) : undefined;
+  const dims = lead?.callee === 'getitem' ? def(lead.args[0]) : undefined;
+  const leadOk = !!dims && dims.callee === 'getattr' && constIs(dims.args[1], 'shape') && sameExpr(dims.args[0], x)
+    && lead!.args[1]?.k === 'slice' && !lead!.args[1].lo && !lead!.args[1].step && constIs(lead!.args[1].hi ?? undefined, -1);
+  return shape.length === 3 && leadOk && constIs(shape[1], -1) && constIs(shape[2], 2);
 }
