@@ -89,6 +89,12 @@ def verify(model, rewritten_path):
         rewritten = load_as(rewritten_path, package, "adopt_rewritten")
     except Exception as e:  # the original module imports (above): the rewrite broke it
         return {"status": "mismatch", "problems": [f"the rewritten file does not import: {_reason(e)}"]}
+    return verify_modules(model, original, rewritten)
+
+
+def verify_modules(model, original, rewritten):
+    """The model-level check of a transformers modeling module against its rewrite, both imported;
+    `model` names it in debug output. Raises NotRunnable where the original cannot be run."""
     classes = candidate_classes(original)
     if not classes:
         raise NotRunnable("no model class with a config_class in the file")
