@@ -69,7 +69,12 @@ function classCounts(results: ClassResult[]): ClassCounts {
 
 const sum = (results: ClassResult[], k: 'fast_path_calls' | 'compiled_calls') => results.reduce((a, r) => a + Math.max(0, r[k] ?? 0), 0);
 
-function byRule(f: ToVerify): RuleAlone[] {
+/** Runs the harness on an original and its rewritten variants (name → text). */
+export type Checker = (path: string, variants: Record<string, string>) => FileCheckResult;
+
+const harness: Checker = (path, variants) => checkFile(path, variants, { repeats: 0 });
+
+function byRule(f: ToVerify, check: Checker): RuleAlone[] {
   const variants: Record<string, string> = {};
   const out: RuleAlone[] = [];
   for (const rule of f.rules) {
@@ -78,17 +83,17 @@ function byRule(f: ToVerify): RuleAlone[] {
     else out.push({ rule, status: 'not_runnable', reason: `not rewritten alone: ${short(text.error)}` });
   }
   if (!Object.keys(variants).length) return out;
-  const check = checkFile(f.path, variants, { repeats: 0 });
+  const checked = check(f.path, variants);
   for (const rule of Object.keys(variants)) {
-    const v = verdictOf(check.ok ? { ...check, results: check.results.filter((r) => r.variant === rule) } : check);
+    const v = verdictOf(checked.ok ? { ...checked, results: checked.results.filter((r) => r.variant === rule) } : checked);
     out.push({ rule, status: v.status, ...(v.problems ? { problems: v.problems.slice(0, 3) } : {}), ...(v.reason && v.status !== 'verified' ? { reason: short(v.reason) } : {}) });
   }
   return out;
 }
 
-/** One rewritten file checked against its original; `check` is injectable for the tests. */
-export function verifyRewritten(f: ToVerify, check: (f: ToVerify) => FileCheckResult = (x) => checkFile(x.path, { rewritten: x.rewritten }, { repeats: 0 })): RealVerdict {
-  const result = check(f);
+/** One rewritten file checked against its original (all its rules together; alone on a mismatch). */
+export function verifyRewritten(f: ToVerify, check: Checker = harness): RealVerdict {
+  const result = check(f.path, { rewritten: f.rewritten });
   const v = verdictOf(result);
   const results = result.ok ? result.results : [];
   const verdict: RealVerdict = {
@@ -99,7 +104,7 @@ export function verifyRewritten(f: ToVerify, check: (f: ToVerify) => FileCheckRe
   if (v.problems) verdict.problems = v.problems.slice(0, 5);
   const failed = results.filter((r) => r.status === 'not_runnable').map((r) => `${r.class ?? r.model ?? '?'}: ${short(r.reason)}`);
   if (failed.length) verdict.not_runnable = failed;
-  if (v.status === 'mismatch') verdict.by_rule = byRule(f);
+  if (v.status === 'mismatch') verdict.by_rule = byRule(f, check);
   return verdict;
 }
 
