@@ -44,10 +44,43 @@ if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.s
 fi
 
 # The packages at their pins, with their dependencies; torch stays the one installed above.
+# litgpt 0.5.13 asks for huggingface-hub<1.4, and transformers 5.25 and diffusers 0.42 for >=1.32:
+# no environment has both. litgpt's model code never imports the hub, so it is installed apart,
+# without its dependencies, and then those of them that do not change what is installed.
+APART=(litgpt)
+TOGETHER=()
+LATER=()
+for pin in "${PINS[@]}"; do
+  if printf '%s\n' "${APART[@]}" | grep -qx "${pin%%==*}"; then LATER+=("$pin"); else TOGETHER+=("$pin"); fi
+done
 CONSTRAINTS="$DIR/constraints.txt"
-"$VENV/bin/python" -c 'import torch; print("torch==" + torch.__version__)' >"$CONSTRAINTS"
-echo "adopt: installing ${#PINS[@]} pinned packages and their dependencies" >&2
-"${PIP[@]}" install --quiet -c "$CONSTRAINTS" "${PINS[@]}" "${EXTRA_PINS[@]}"
+# the local label (+cu130) left out: a requirement on torch matches the installed build then
+"$VENV/bin/python" -c 'import torch; print("torch==" + torch.__version__.split("+")[0])' >"$CONSTRAINTS"
+echo "adopt: installing ${#TOGETHER[@]} pinned packages and their dependencies" >&2
+"${PIP[@]}" install --quiet -c "$CONSTRAINTS" "${TOGETHER[@]}" "${EXTRA_PINS[@]}"
+for pin in "${LATER[@]}"; do
+  echo "adopt: installing $pin apart (its dependencies conflict with the others'), then what it needs that is not installed" >&2
+  "${PIP[@]}" install --quiet --no-deps "$pin"
+  mapfile -t NEEDS < <("$VENV/bin/python" - "${pin%%==*}" <<'PY'
+import sys
+from importlib import metadata
+from packaging.requirements import Requirement
+
+for text in metadata.requires(sys.argv[1]) or []:
+    r = Requirement(text)
+    if r.marker and not r.marker.evaluate({"extra": ""}):
+        continue  # an extra, or another Python's
+    try:
+        metadata.version(r.name)
+    except metadata.PackageNotFoundError:
+        print(text.split(";")[0])
+PY
+)
+  if [ "${#NEEDS[@]}" -gt 0 ]; then
+    "${PIP[@]}" freeze --exclude-editable | sed 's/+[^ ]*$//' >"$DIR/installed-constraints.txt"
+    "${PIP[@]}" install --quiet -c "$DIR/installed-constraints.txt" "${NEEDS[@]}"
+  fi
+done
 
 "$VENV/bin/python" -c 'import torch; x = torch.randn(4, 8, requires_grad=True); torch.nn.functional.scaled_dot_product_attention(x[None], x[None], x[None]).sum().backward(); print("adopt: torch", torch.__version__, "runs on", "cuda" if torch.cuda.is_available() else "cpu")' >&2
 printf '%s\n' "$WANT" >"$STAMP"

@@ -12,6 +12,7 @@ import { pct, round } from './format.js';
 import { ensurePackage } from './real-corpus.js';
 import { labelsPath, readLabels } from './real-labels.js';
 import { anchorMismatches, rewrittenOrInside, scoreView, type LabelledFile, type ListedSite, type ViewScore } from './real-score.js';
+import { warmLaunches } from '../verify/forkserver.js';
 import { verdictLine, verifyPython, verifyRewritten, type RealVerdict } from './real-verify.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -75,21 +76,23 @@ function rewrittenText(path: string, extra: string[], scratch: string): string |
   return text;
 }
 
-/** Every changed file checked as the scoring pass rewrote it. */
-function verifyChanged(changed: LabelledFile[], texts: Map<string, string>, sites: ListedSite[], scratch: string): RealVerdict[] {
-  return changed.map((f, i) => {
-    process.stderr.write(`verify [${i + 1}/${changed.length}] ${f.key}\n`);
-    const rules = [...new Set(sites.filter((s) => s.file === f.path && s.decision === 'rewritten').map((s) => s.rule))].sort();
-    const v = verifyRewritten({
-      key: f.key, path: f.path, rewritten: texts.get(f.path)!, rules,
-      alone: (rule) => rewrittenText(f.path, ['--rules', rule], scratch),
-    });
-    process.stderr.write(`  ${verdictLine(v)}\n`);
-    return v;
-  });
+/** A changed file checked as the scoring pass rewrote it (`sites`: what adopt listed in it). */
+function verifyChanged(f: LabelledFile, text: string, sites: ListedSite[], scratch: string): RealVerdict {
+  const rules = [...new Set(sites.filter((s) => s.file === f.path && s.decision === 'rewritten').map((s) => s.rule))].sort();
+  const v = verifyRewritten({ key: f.key, path: f.path, rewritten: text, rules, alone: (rule) => rewrittenText(f.path, ['--rules', rule], scratch) });
+  process.stderr.write(`  verification: ${verdictLine(v)}\n`);
+  return v;
 }
 
-function main(): number {
+/** The warm interpreter for the harness's launches (torch imported once), when one starts. */
+async function warm(): Promise<() => Promise<void>> {
+  const w = await warmLaunches();
+  if ('stop' in w) return w.stop;
+  console.error(`bench:real: no warm Python (${w.error}); each verification starts its own interpreter`);
+  return async () => {};
+}
+
+async function main(): Promise<number> {
   const verify = !process.argv.includes('--no-verify');
   // checked before the long scoring pass, so a missing torch 2.x is said at once
   const python = verify ? verifyPython(ROOT, argValue('--python')) : undefined;
@@ -98,35 +101,45 @@ function main(): number {
     console.error(`bench:real: verifying with ${python.path} (torch ${python.torch})`);
     process.env.ADOPT_PYTHON = python.path;
   }
+  const canVerify = !!python && !('error' in python);
+  const stopWarm = canVerify ? await warm() : async () => {};
   const doc = readLabels(labelsPath(ROOT));
-  const files = labelledFiles(doc);
+  // --only TEXT: the labelled files whose key contains TEXT (a quick look at a few; the figures are then partial)
+  const only = argValue('--only');
+  const files = labelledFiles(doc).filter((f) => !only || f.key.includes(only));
   const anchors = anchorMismatches(files);
   for (const m of anchors) console.error(`anchor mismatch: ${m.file}:${m.line} ${m.category}: expected '${m.anchor}', line reads '${m.found}'`);
 
   const scratch = mkdtempSync(join(tmpdir(), 'adopt-real-'));
   process.env.ADOPT_DB = join(scratch, 'records.jsonl');
   const sites: ListedSite[] = [];
-  const texts = new Map<string, string>();
+  const changed: LabelledFile[] = [];
+  const verification: RealVerdict[] = [];
   const failures: string[] = [];
-  const t0 = performance.now();
+  let seconds = 0;
+  let verifySeconds = 0;
+  // each file verified right after it is rewritten, so that an interrupted run has said what it found
   files.forEach((f, i) => {
     process.stderr.write(`[${i + 1}/${files.length}] ${f.key}\n`);
     const out = join(scratch, `${i}.py`);
+    const t0 = performance.now();
     const run = adopt(f.path, ['-o', out], process.env, 300_000);
+    seconds += (performance.now() - t0) / 1000;
     if (typeof run === 'string') failures.push(`${f.key}: ${run}`);
     else sites.push(...run.sites);
-    if (existsSync(out)) texts.set(f.path, readFileSync(out, 'utf8'));
+    if (!existsSync(out)) return;
+    changed.push(f);
+    if (!canVerify) return;
+    const t1 = performance.now();
+    verification.push(verifyChanged(f, readFileSync(out, 'utf8'), typeof run === 'string' ? [] : run.sites, scratch));
+    verifySeconds += (performance.now() - t1) / 1000;
   });
-  const seconds = (performance.now() - t0) / 1000;
+  await stopWarm();
   const labelled = new Set(files.map((f) => f.path));
   const elsewhere = sites.filter((s) => !labelled.has(s.file)).map((s) => `${s.file}:${s.lines[0]}-${s.lines[1]} ${s.rule} ${s.decision}`);
   const found = scoreView(files, sites, () => true);
   const rewritten = scoreView(files, sites, rewrittenOrInside(sites));
 
-  const changed = files.filter((f) => texts.has(f.path));
-  const t1 = performance.now();
-  const verification = python && !('error' in python) ? verifyChanged(changed, texts, sites, scratch) : [];
-  const verifySeconds = (performance.now() - t1) / 1000;
   rmSync(scratch, { recursive: true, force: true });
   const count = (s: string) => verification.filter((v) => v.status === s).length;
 
@@ -153,11 +166,11 @@ function main(): number {
     found_recall: r4(found.perCategory[c].recall), rewritten_recall: r4(rewritten.perCategory[c].recall),
     found_precision: r4(found.perCategory[c].precision), precision: r4(rewritten.perCategory[c].precision),
   }]));
-  const ran = !!python && !('error' in python);
+
   console.log(JSON.stringify({
     found_recall: r4(found.total.recall), rewritten_recall: r4(rewritten.total.recall), precision: r4(rewritten.total.precision), found_precision: r4(found.total.precision),
     files: files.length, sites: labelCount, packages,
-    verified: ran ? count('verified') : null, verify_attempted: ran ? changed.length : 0, mismatch: ran ? count('mismatch') : null, not_runnable: ran ? count('not_runnable') : null,
+    verified: canVerify ? count('verified') : null, verify_attempted: canVerify ? changed.length : 0, mismatch: canVerify ? count('mismatch') : null, not_runnable: canVerify ? count('not_runnable') : null,
     fast_path_calls: verification.reduce((a, v) => a + v.fast_path_calls, 0),
     anchor_mismatches: anchors.length, adopt_failures: failures.length, per_category: perCategory,
   }));
@@ -167,7 +180,7 @@ function main(): number {
 
 if (process.argv[1]?.endsWith('real.js')) {
   try {
-    process.exitCode = main();
+    process.exitCode = await main();
   } catch (e) {
     console.error(`bench:real: ${(e as Error).message}`);
     process.exit(2);
