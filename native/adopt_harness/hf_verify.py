@@ -90,6 +90,13 @@ def verify(model, rewritten_path, pick=None):
         rewritten = load_as(rewritten_path, package, "adopt_rewritten")
     except Exception as e:  # the original module imports (above): the rewrite broke it
         return {"status": "mismatch", "problems": [f"the rewritten file does not import: {_reason(e)}"]}
+    return verify_modules(model, original, rewritten, pick)
+
+
+def verify_modules(model, original, rewritten, pick=None):
+    """The model-level check of a transformers modeling module against its rewrite, both imported;
+    `model` names it in debug output; ``pick``: which of the file's model classes may be compared (a
+    predicate on the name). Raises NotRunnable where the original cannot be run."""
     classes = [c for c in candidate_classes(original) if pick is None or pick(c.__name__)]
     if not classes:
         raise NotRunnable("no model class with a config_class in the file" + (" that is picked" if pick else ""))

@@ -5,12 +5,18 @@ state dict, fed inputs the input finder picks, and compared side by side (sideby
 and train mode under the dtype's policy. Verified classes are then timed: forward (eval, no grad)
 and a training step of both, interleaved, after warm-up.
 
+A transformers modeling module (one defining a *PreTrainedModel) has its model classes checked
+as `bench --hf --verify` checks them (hf_verify.verify_modules: the bare model from the family's
+shrunk default config, inputs from its forward signature), and its other classes as above: so a
+modeling file of any transformers version verifies the same way as HF-199's.
+
 Several rewritten variants of one original can be checked in one run (`--variant NAME=PATH`), so
 a caller can time each rule's rewrite on its own and learn which ones make the model slower.
 
 Writes a progress line per class and one result line (schema.py: FileResult).
 """
 import argparse
+import inspect
 import json
 import os
 import statistics
@@ -19,6 +25,7 @@ import traceback
 
 import torch
 
+from adopt_harness import hf_verify
 from adopt_harness.build import config_of, constructor_kwargs, load, module_classes
 from adopt_harness.compare import TORCH_DTYPES, policy_for, tensors
 from adopt_harness.counting import FastPathCounter
@@ -124,13 +131,44 @@ def not_runnable(name, e):
     return {"class": name, "status": "not_runnable", "reason": f"{type(e).__name__}: {str(e)[:300]}{where}"}
 
 
+def transformers_models(module):
+    """The module's transformers model classes (those with a config_class, which take keyword
+    inputs the size table cannot guess), when it defines a *PreTrainedModel; else none."""
+    if not any(n.endswith("PreTrainedModel") and getattr(o, "config_class", None) for n, o in vars(module).items() if inspect.isclass(o)):
+        return set()
+    return {n for n in module_classes(module) if getattr(getattr(module, n), "config_class", None) is not None}
+
+
+def check_model(original, rewritten, label):
+    """A transformers modeling module checked as hf_verify checks HF-199: its bare model built from
+    the family's shrunk default config, fed from its forward signature."""
+    started = time.time()
+    try:
+        with deadline(TIMEOUT_S):
+            r = hf_verify.verify_modules(label, original, rewritten)
+    except (Timeout, hf_verify.NotRunnable) as e:
+        r = {"status": "not_runnable", "reason": " ".join(str(e).split())[:300]}
+    except Exception as e:  # the model code failed where the harness could not tell whose fault it is
+        r = not_runnable("", e)
+    r.pop("timings", None)  # timed per class below, never per model
+    r.update({"model": label, "inputs": "the model's forward signature (transformers config)", "seconds": round(time.time() - started, 3)})
+    r.setdefault("class", label)
+    return r
+
+
 def check_variant(args, channel, original, names, vname, path, dtype, overrides):
     try:
         rewritten = load(path, False, package_from=None if args.own_package else args.original)
     except Exception as e:
         return [{"variant": vname, "status": "mismatch", "problems": [f"the rewritten file does not import: {type(e).__name__}: {e}"]}]
     results = []
-    for name in names:
+    models = transformers_models(original) & set(names)
+    if models:
+        r = check_model(original, rewritten, os.path.splitext(os.path.basename(args.original))[0])
+        r["variant"] = vname
+        channel.progress(model=r["class"], status=r["status"], message=vname)
+        results.append(r)
+    for name in [n for n in names if n not in models]:
         started = time.time()
         try:
             with deadline(TIMEOUT_S):

@@ -1,9 +1,10 @@
 // bench:real — adopt on current model code from pinned PyPI packages, scored against hand-written
 // labels (fixtures/real/labels.json): location-level precision and recall per category, in two
-// views (found: listed with any decision; rewritten), then --verify on every file with a rewrite.
-// adopt runs as a subprocess through its CLI, one file at a time.
+// views (found: listed with any decision; rewritten), then every rewritten file verified in torch
+// 2.x (real-verify.ts; --python PATH, else the venv scripts/setup-torch2.sh makes; --no-verify
+// skips it). adopt runs as a subprocess through its CLI, one file at a time.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,17 +12,14 @@ import { pct, round } from './format.js';
 import { ensurePackage } from './real-corpus.js';
 import { labelsPath, readLabels } from './real-labels.js';
 import { anchorMismatches, rewrittenOrInside, scoreView, type LabelledFile, type ListedSite, type ViewScore } from './real-score.js';
+import { warmLaunches } from '../verify/forkserver.js';
+import { verdictLine, verifyPython, verifyRewritten, type RealVerdict } from './real-verify.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ADOPT = join(ROOT, 'bin', 'adopt.js');
 const OUT = 'bench-results';
 
-interface FileVerdict { file: string; status: string; error?: string; rules?: { rule: string; verdict: string; detail?: string }[] }
-interface CliRun { sites: ListedSite[]; verification?: FileVerdict[] }
-
-/** Pure-Python imports of the labelled packages that the verification harness's Python lacks
- *  (vit-pytorch needs einops); fetched like the packages and put on its PYTHONPATH. */
-const VERIFY_DEPS = ['einops==0.8.2'];
+interface CliRun { sites: ListedSite[] }
 
 /** `adopt rewrite FILE --json ...`; the parsed JSON, or the reason it could not run. */
 function adopt(file: string, extra: string[], env: NodeJS.ProcessEnv, timeoutMs: number): CliRun | string {
@@ -45,9 +43,15 @@ function printView(name: string, v: ViewScore): void {
   }
 }
 
-function main(): void {
-  const verify = !process.argv.includes('--no-verify');
-  const doc = readLabels(labelsPath(ROOT));
+function argValue(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return undefined;
+  const v = process.argv[i + 1];
+  if (!v || v.startsWith('--')) throw new Error(`${name} needs a value`);
+  return v;
+}
+
+function labelledFiles(doc: ReturnType<typeof readLabels>): LabelledFile[] {
   const files: LabelledFile[] = [];
   for (const [pin, entries] of Object.entries(doc.packages)) {
     const dir = ensurePackage(pin);
@@ -58,44 +62,86 @@ function main(): void {
       files.push({ key: `${pin}:${rel}`, path, source, sites: labels.sites });
     }
   }
-  const mismatch = anchorMismatches(files);
-  for (const m of mismatch) console.error(`anchor mismatch: ${m.file}:${m.line} ${m.category}: expected '${m.anchor}', line reads '${m.found}'`);
+  return files;
+}
 
+/** The file as adopt rewrites it with `extra` options, read back from `-o`; or why not. */
+function rewrittenText(path: string, extra: string[], scratch: string): string | { error: string } {
+  const out = join(scratch, `alone-${process.hrtime.bigint()}.py`);
+  const run = adopt(path, [...extra, '-o', out], process.env, 300_000);
+  if (typeof run === 'string') return { error: run };
+  if (!existsSync(out)) return { error: 'nothing rewritten' };
+  const text = readFileSync(out, 'utf8');
+  rmSync(out);
+  return text;
+}
+
+/** A changed file checked as the scoring pass rewrote it (`sites`: what adopt listed in it). */
+function verifyChanged(f: LabelledFile, text: string, sites: ListedSite[], scratch: string): RealVerdict {
+  const rules = [...new Set(sites.filter((s) => s.file === f.path && s.decision === 'rewritten').map((s) => s.rule))].sort();
+  const v = verifyRewritten({ key: f.key, path: f.path, rewritten: text, rules, alone: (rule) => rewrittenText(f.path, ['--rules', rule], scratch) });
+  process.stderr.write(`  verification: ${verdictLine(v)}\n`);
+  return v;
+}
+
+/** The warm interpreter for the harness's launches (torch imported once), when one starts. */
+async function warm(): Promise<() => Promise<void>> {
+  const w = await warmLaunches();
+  if ('stop' in w) return w.stop;
+  console.error(`bench:real: no warm Python (${w.error}); each verification starts its own interpreter`);
+  return async () => {};
+}
+
+async function main(): Promise<number> {
+  const verify = !process.argv.includes('--no-verify');
+  // checked before the long scoring pass, so a missing torch 2.x is said at once
+  const python = verify ? verifyPython(ROOT, argValue('--python')) : undefined;
+  if (python && 'error' in python) console.error(`bench:real: verification cannot run: ${python.error}`);
+  else if (python) {
+    console.error(`bench:real: verifying with ${python.path} (torch ${python.torch})`);
+    process.env.ADOPT_PYTHON = python.path;
+  }
+  const canVerify = !!python && !('error' in python);
+  const stopWarm = canVerify ? await warm() : async () => {};
+  const doc = readLabels(labelsPath(ROOT));
+  // --only TEXT: the labelled files whose key contains TEXT (a quick look at a few; the figures are then partial)
+  const only = argValue('--only');
+  const files = labelledFiles(doc).filter((f) => !only || f.key.includes(only));
+  const anchors = anchorMismatches(files);
+  for (const m of anchors) console.error(`anchor mismatch: ${m.file}:${m.line} ${m.category}: expected '${m.anchor}', line reads '${m.found}'`);
+
+  const scratch = mkdtempSync(join(tmpdir(), 'adopt-real-'));
+  process.env.ADOPT_DB = join(scratch, 'records.jsonl');
   const sites: ListedSite[] = [];
+  const changed: LabelledFile[] = [];
+  const verification: RealVerdict[] = [];
   const failures: string[] = [];
-  const t0 = performance.now();
+  let seconds = 0;
+  let verifySeconds = 0;
+  // each file verified right after it is rewritten, so that an interrupted run has said what it found
   files.forEach((f, i) => {
     process.stderr.write(`[${i + 1}/${files.length}] ${f.key}\n`);
-    const run = adopt(f.path, [], process.env, 300_000);
+    const out = join(scratch, `${i}.py`);
+    const t0 = performance.now();
+    const run = adopt(f.path, ['-o', out], process.env, 300_000);
+    seconds += (performance.now() - t0) / 1000;
     if (typeof run === 'string') failures.push(`${f.key}: ${run}`);
     else sites.push(...run.sites);
+    if (!existsSync(out)) return;
+    changed.push(f);
+    if (!canVerify) return;
+    const t1 = performance.now();
+    verification.push(verifyChanged(f, readFileSync(out, 'utf8'), typeof run === 'string' ? [] : run.sites, scratch));
+    verifySeconds += (performance.now() - t1) / 1000;
   });
-  const seconds = (performance.now() - t0) / 1000;
+  await stopWarm();
   const labelled = new Set(files.map((f) => f.path));
   const elsewhere = sites.filter((s) => !labelled.has(s.file)).map((s) => `${s.file}:${s.lines[0]}-${s.lines[1]} ${s.rule} ${s.decision}`);
   const found = scoreView(files, sites, () => true);
   const rewritten = scoreView(files, sites, rewrittenOrInside(sites));
 
-  const changed = files.filter((f) => sites.some((s) => s.file === f.path && s.decision === 'rewritten'));
-  const verification: FileVerdict[] = [];
-  if (verify) {
-    const pythonPath = [...VERIFY_DEPS.map(ensurePackage), process.env.PYTHONPATH].filter(Boolean).join(':');
-    const env = { ...process.env, PYTHONPATH: pythonPath, ADOPT_DB: join(mkdtempSync(join(tmpdir(), 'adopt-real-')), 'records.jsonl') };
-    changed.forEach((f, i) => {
-      process.stderr.write(`verify [${i + 1}/${changed.length}] ${f.key}\n`);
-      const run = adopt(f.path, ['--verify', '--repeats', '1'], env, 600_000);
-      const v = typeof run === 'string' ? undefined : run.verification?.find((x) => resolve(x.file) === f.path);
-      const entry: FileVerdict = { file: f.key, status: typeof run === 'string' ? 'not_runnable' : v?.status ?? 'not_runnable', error: typeof run === 'string' ? run : v?.error, rules: v?.rules };
-      verification.push(entry);
-      const rules = (entry.rules ?? []).map((r) => `${r.rule} ${r.verdict}`).join(', ');
-      process.stderr.write(`  ${entry.status}${rules ? ` (${rules})` : ''}${entry.error ? `: ${entry.error.split('\n')[0].slice(0, 200)}` : ''}\n`);
-    });
-  }
-  const verified = verification.filter((v) => v.status === 'verified').length;
-  // A file can verify with some rules left out (mismatch, slower, a class not runnable): count those too.
-  const verifyMismatch = verification.filter((v) => v.status === 'mismatch' || v.rules?.some((r) => r.verdict === 'mismatch')).length;
-  const ruleVerdicts: Record<string, number> = {};
-  for (const r of verification.flatMap((v) => v.rules ?? [])) ruleVerdicts[r.verdict] = (ruleVerdicts[r.verdict] ?? 0) + 1;
+  rmSync(scratch, { recursive: true, force: true });
+  const count = (s: string) => verification.filter((v) => v.status === s).length;
 
   const packages = Object.keys(doc.packages).length;
   const labelCount = files.reduce((n, f) => n + f.sites.length, 0);
@@ -104,27 +150,37 @@ function main(): void {
   printView('rewritten (a softmax inside a rewritten attention site counts: the attention kernel computes it)', rewritten);
   if (failures.length) console.log(`\nadopt could not run on ${failures.length} files:\n  ${failures.join('\n  ')}`);
   if (elsewhere.length) console.log(`\n${elsewhere.length} sites listed in files outside the labelled set (not scored; see ${OUT}/real.json)`);
-  console.log(verify ? `\nverification: ${verified} of ${changed.length} rewritten files verified, ${verifyMismatch} with a mismatch, ${verification.filter((v) => v.status === 'not_runnable').length} not runnable, ${verification.filter((v) => v.status === 'unchanged').length} with every rule left out; per rule: ${Object.entries(ruleVerdicts).map(([k, n]) => `${n} ${k}`).join(', ') || 'none'}` : '\nverification skipped (--no-verify)');
-  console.log(`anchor mismatches: ${mismatch.length}`);
+  if (!verify) console.log('\nverification skipped (--no-verify)');
+  else if (python && 'error' in python) console.log(`\nverification not run: ${python.error}`);
+  else {
+    console.log(`\nverification (torch ${python!.torch}, ${round(verifySeconds, 0)}s): ${count('verified')} of ${changed.length} rewritten files verified, ${count('mismatch')} mismatch, ${count('not_runnable')} not runnable`);
+    for (const v of verification) console.log(`  ${v.file}: ${verdictLine(v)}`);
+  }
+  console.log(`anchor mismatches: ${anchors.length}`);
 
   mkdirSync(OUT, { recursive: true });
-  writeFileSync(join(OUT, 'real.json'), JSON.stringify({ found, rewritten, failures, elsewhere, verification, anchor_mismatches: mismatch }, null, 1));
+  writeFileSync(join(OUT, 'real.json'), JSON.stringify({ found, rewritten, failures, elsewhere, verification, anchor_mismatches: anchors }, null, 1));
   const r4 = (x: number) => round(x, 4);
   const perCategory = Object.fromEntries(Object.keys(found.perCategory).filter((c) => found.perCategory[c].tp + found.perCategory[c].fn + found.perCategory[c].fp > 0).map((c) => [c, {
     labels: found.perCategory[c].tp + found.perCategory[c].fn,
     found_recall: r4(found.perCategory[c].recall), rewritten_recall: r4(rewritten.perCategory[c].recall),
     found_precision: r4(found.perCategory[c].precision), precision: r4(rewritten.perCategory[c].precision),
   }]));
+
   console.log(JSON.stringify({
     found_recall: r4(found.total.recall), rewritten_recall: r4(rewritten.total.recall), precision: r4(rewritten.total.precision), found_precision: r4(found.total.precision),
-    files: files.length, sites: labelCount, packages, verified: verify ? verified : null, verify_attempted: verify ? changed.length : 0, verify_mismatch: verifyMismatch, verify_rule_verdicts: ruleVerdicts,
-    mismatch: mismatch.length, adopt_failures: failures.length, per_category: perCategory,
+    files: files.length, sites: labelCount, packages,
+    verified: canVerify ? count('verified') : null, verify_attempted: canVerify ? changed.length : 0, mismatch: canVerify ? count('mismatch') : null, not_runnable: canVerify ? count('not_runnable') : null,
+    fast_path_calls: verification.reduce((a, v) => a + v.fast_path_calls, 0),
+    anchor_mismatches: anchors.length, adopt_failures: failures.length, per_category: perCategory,
   }));
+  // verification asked for and unable to run: the figures above are printed, and the run says so
+  return verify && python && 'error' in python ? 2 : 0;
 }
 
 if (process.argv[1]?.endsWith('real.js')) {
   try {
-    main();
+    process.exitCode = await main();
   } catch (e) {
     console.error(`bench:real: ${(e as Error).message}`);
     process.exit(2);

@@ -1,0 +1,57 @@
+// A warm Python (native/adopt_harness/forkserver.py) for a process that launches the harness many
+// times: torch is imported once, and each launch whose interpreter is the server's becomes a fork
+// of it (src/verify/warm.ts). Used by the test suite and by bench:real's verification.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { pythonEnv, resolvePython } from './python.js';
+
+export interface ForkServer { socket: string; python: string; stop: () => Promise<void> }
+
+function ready(child: ChildProcess, timeoutMs: number): Promise<string | null> {
+  return new Promise((done) => {
+    const timer = setTimeout(() => done(`no answer in ${timeoutMs / 1000}s`), timeoutMs);
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2000); });
+    createInterface({ input: child.stdout! }).once('line', (line) => { clearTimeout(timer); done(line === 'ready' ? null : `said ${line}`); });
+    child.on('exit', (code) => { clearTimeout(timer); done(`exited with ${code}: ${stderr.trim()}`); });
+  });
+}
+
+/** Starts a fork server and waits until it listens; throws why when it cannot. */
+export async function startForkServer(preload = 'torch,numpy'): Promise<ForkServer> {
+  const python = resolvePython();
+  if ('error' in python) throw new Error(python.error);
+  const dir = mkdtempSync(join(tmpdir(), 'adopt-forkserver-'));
+  const socket = join(dir, 'python.sock');
+  const child = spawn(python.path, ['-m', 'adopt_harness.forkserver', socket, '--preload', preload], { env: pythonEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = new Promise((done) => child.once('exit', done));
+  const stop = async () => {
+    child.stdin!.end();
+    // waited for, so that its CPU time and its children's count in the run's
+    await Promise.race([exited, new Promise((done) => setTimeout(done, 10_000))]);
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const why = await ready(child, 120_000);
+  if (why) {
+    await stop();
+    throw new Error(why);
+  }
+  return { socket, python: python.path, stop };
+}
+
+/** Starts a server for the resolved interpreter and points this process's launches at it; the
+ *  returned function stops it. Without one (it does not start), launches start fresh interpreters. */
+export async function warmLaunches(preload = 'torch,numpy'): Promise<{ stop: () => Promise<void> } | { error: string }> {
+  try {
+    const server = await startForkServer(preload);
+    process.env.ADOPT_FORKSERVER = server.socket;
+    process.env.ADOPT_FORKSERVER_PYTHON = server.python;
+    return { stop: server.stop };
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
