@@ -1,0 +1,112 @@
+// The rewritten file's syntax check parses only the edited runs of statements where their
+// validity is local, and the whole file otherwise. Each case says which way it must go
+// (parsesLocally) and that the verdict is the whole file's (applyEdits refuses what does not parse).
+import { describe, expect, it } from 'vitest';
+import { parsePython } from '../../src/parse/python.js';
+import { sourceFromText } from '../../src/parse/source.js';
+import { applyEdits, spliceEdits, type Edit } from '../../src/synth/edits.js';
+import type { SynthFile } from '../../src/synth/source.js';
+import { parsesLocally } from '../../src/synth/syntax-check.js';
+
+function synthFile(text: string): SynthFile {
+  const parsed = parsePython(sourceFromText('m.py', text));
+  expect(parsed.diagnostics).toEqual([]);
+  return { path: 'm.py', source: parsed.source, root: parsed.root, hadErrors: false, newline: '\n', bom: false, lineLength: 88 };
+}
+
+/** An edit replacing the first occurrence of `from` (after `after`, when given) by `to`. */
+function replace(text: string, from: string, to: string, after = ''): Edit {
+  const start = text.indexOf(from, after ? text.indexOf(after) : 0);
+  expect(start).toBeGreaterThanOrEqual(0);
+  return { start, end: start + from.length, text: to, rule: 'test', line: 1 };
+}
+
+/** Whether the local check vouches for the edits, and whether applyEdits keeps them. */
+function check(text: string, edits: Edit[]): { local: boolean; kept: boolean } {
+  const f = synthFile(text);
+  const { text: rewritten, placed } = spliceEdits(text, edits);
+  const result = applyEdits(f, edits);
+  if (result.error) expect(result.error).toMatch(/the rewritten code would not parse/);
+  return { local: parsesLocally(f.root, text, placed, rewritten), kept: !result.error };
+}
+
+const MODEL = [
+  'import torch',
+  '',
+  '',
+  'class A(torch.nn.Module):',
+  '    def forward(self, x):',
+  '        s = torch.softmax(x, dim=-1)',
+  '        doc = """',
+  'a line of text at column 0',
+  '"""',
+  '        t = s * 2',
+  '        return t',
+  '',
+  '',
+  'def g(x):',
+  '    a = 1; b = 2',
+  '    return a + b',
+  '',
+  '',
+  'X = 1; Y = 2',
+  '',
+].join('\n');
+
+describe('syntax check of the rewritten file', () => {
+  it('parses a run of whole statements alone, and keeps a rewrite that is valid', () => {
+    const e = replace(MODEL, '        t = s * 2', '        if s is not None:\n            t = s + s\n        else:\n            t = s * 2');
+    expect(check(MODEL, [e])).toEqual({ local: true, kept: true });
+  });
+
+  it('parses a rewritten expression with the statement around it', () => {
+    const e = replace(MODEL, 'torch.softmax(x, dim=-1)', '(fast(x) if ok else torch.softmax(x, dim=-1))');
+    expect(check(MODEL, [e])).toEqual({ local: true, kept: true });
+  });
+
+  it('falls back where a line of the region is indented less than the region (a string at column 0)', () => {
+    const doc = replace(MODEL, '"""\na line', '"""\nanother line');
+    expect(check(MODEL, [doc])).toEqual({ local: false, kept: true });
+  });
+
+  it('refuses a rewrite that does not parse, found by the local check', () => {
+    const e = replace(MODEL, 'torch.softmax(x, dim=-1)', 'fast(x))(');
+    expect(check(MODEL, [e])).toEqual({ local: false, kept: false });
+  });
+
+  it('falls back to the whole file when a statement leaves its block, and keeps what parses there', () => {
+    // a new module-level statement after the method: valid, but not within the run it replaced
+    const e = replace(MODEL, '        return t', '        return t\n\n\nZ = 3');
+    expect(check(MODEL, [e])).toEqual({ local: false, kept: true });
+  });
+
+  it('falls back and refuses a statement that breaks its block where the file does not parse', () => {
+    const e = replace(MODEL, '        t = s * 2', '        t = s * 2\n    else:');
+    expect(check(MODEL, [e])).toEqual({ local: false, kept: false });
+  });
+
+  it('checks a statement sharing its line (a; b) with the statement around it, or the whole file at the top level', () => {
+    expect(check(MODEL, [replace(MODEL, 'b = 2', 'b = 3')])).toEqual({ local: true, kept: true });
+    expect(check(MODEL, [replace(MODEL, 'b = 2', 'b = (')])).toEqual({ local: false, kept: false });
+    expect(check(MODEL, [replace(MODEL, 'Y = 2', 'Y = 3')])).toEqual({ local: false, kept: true });
+    expect(check(MODEL, [replace(MODEL, 'Y = 2', 'Y = (')])).toEqual({ local: false, kept: false });
+  });
+
+  it('does not let a line continued with a backslash reach past its region', () => {
+    const e = replace(MODEL, '        t = s * 2', '        t = s * 2 + \\');
+    expect(check(MODEL, [e])).toEqual({ local: false, kept: false });
+  });
+
+  it('keeps regions apart: a bracket opened in one cannot be closed by the next', () => {
+    const open = replace(MODEL, '        t = s * 2', '        t = f(s,');
+    const close = replace(MODEL, '    return a + b', '    return a + b)');
+    expect(check(MODEL, [open, close])).toEqual({ local: false, kept: false });
+  });
+
+  it('checks an insertion between top-level statements with the statement before it', () => {
+    const at = MODEL.indexOf('\n\nclass A') + 1;
+    const ins: Edit = { start: at, end: at, text: 'try:\n    import fast\nexcept ImportError:\n    fast = None\n', rule: 'import', line: 1 };
+    expect(check(MODEL, [ins])).toEqual({ local: true, kept: true });
+    expect(check(MODEL, [{ ...ins, text: 'try:\n    import fast\n' }])).toEqual({ local: false, kept: false });
+  });
+});
