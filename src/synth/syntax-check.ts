@@ -135,6 +135,9 @@ function regionsParse(regions: Region[], original: string, rewritten: string): b
   const parts: string[] = [];
   const spans: { start: number; end: number; wrapped: boolean }[] = [];
   let size = 0;
+  // a region rewritten to the same text as one before it (a class repeated in a file) parses as
+  // that one does: parsed once
+  const seen = new Set<string>();
   for (const r of regions) {
     let code = regionText(r, rewritten);
     if (!code.endsWith('\n')) code += '\n';
@@ -147,6 +150,8 @@ function regionsParse(regions: Region[], original: string, rewritten: string): b
     const wrapped = indent.length > 0;
     if (wrapped && !everyLineIndented(code, indent)) return false;
     const part = wrapped ? `def _():\n${code}` : code;
+    if (seen.has(part)) continue;
+    seen.add(part);
     spans.push({ start: size, end: size + part.length, wrapped });
     parts.push(part);
     size += part.length;

@@ -109,4 +109,11 @@ describe('syntax check of the rewritten file', () => {
     expect(check(MODEL, [ins])).toEqual({ local: true, kept: true });
     expect(check(MODEL, [{ ...ins, text: 'try:\n    import fast\n' }])).toEqual({ local: false, kept: false });
   });
+
+  it('parses a region repeated with the same text once, and still refuses it when it does not parse', () => {
+    const twice = `${MODEL}\n\nclass B(torch.nn.Module):\n    def forward(self, x):\n        s = torch.softmax(x, dim=-1)\n        return s\n`;
+    const both = (to: string) => [replace(twice, '        s = torch.softmax(x, dim=-1)', to), replace(twice, '        s = torch.softmax(x, dim=-1)', to, 'class B')];
+    expect(check(twice, both('        s = fast(x)'))).toEqual({ local: true, kept: true });
+    expect(check(twice, both('        s = fast(x'))).toEqual({ local: false, kept: false });
+  });
 });
