@@ -54,48 +54,24 @@ const MODEL = [
 ].join('\n');
 
 describe('syntax check of the rewritten file', () => {
-  it('parses a run of whole statements alone, and keeps a rewrite that is valid', () => {
-    const e = replace(MODEL, '        t = s * 2', '        if s is not None:\n            t = s + s\n        else:\n            t = s * 2');
-    expect(check(MODEL, [e])).toEqual({ local: true, kept: true });
-  });
-
-  it('parses a rewritten expression with the statement around it', () => {
-    const e = replace(MODEL, 'torch.softmax(x, dim=-1)', '(fast(x) if ok else torch.softmax(x, dim=-1))');
-    expect(check(MODEL, [e])).toEqual({ local: true, kept: true });
-  });
-
-  it('falls back where a line of the region is indented less than the region (a string at column 0)', () => {
-    const doc = replace(MODEL, '"""\na line', '"""\nanother line');
-    expect(check(MODEL, [doc])).toEqual({ local: false, kept: true });
-  });
-
-  it('refuses a rewrite that does not parse, found by the local check', () => {
-    const e = replace(MODEL, 'torch.softmax(x, dim=-1)', 'fast(x))(');
-    expect(check(MODEL, [e])).toEqual({ local: false, kept: false });
-  });
-
-  it('falls back to the whole file when a statement leaves its block, and keeps what parses there', () => {
+  // one replacement each: [what it shows, text replaced, replacement, checked locally, kept]
+  const CASES: [string, string, string, boolean, boolean][] = [
+    ['a run of whole statements is parsed alone; a valid rewrite is kept', '        t = s * 2', '        if s is not None:\n            t = s + s\n        else:\n            t = s * 2', true, true],
+    ['a rewritten expression is parsed with the statement around it', 'torch.softmax(x, dim=-1)', '(fast(x) if ok else torch.softmax(x, dim=-1))', true, true],
+    ['a line of the region indented less than it (a string at column 0): the whole file', '"""\na line', '"""\nanother line', false, true],
+    ['a rewrite that does not parse is refused', 'torch.softmax(x, dim=-1)', 'fast(x))(', false, false],
     // a new module-level statement after the method: valid, but not within the run it replaced
-    const e = replace(MODEL, '        return t', '        return t\n\n\nZ = 3');
-    expect(check(MODEL, [e])).toEqual({ local: false, kept: true });
-  });
-
-  it('falls back and refuses a statement that breaks its block where the file does not parse', () => {
-    const e = replace(MODEL, '        t = s * 2', '        t = s * 2\n    else:');
-    expect(check(MODEL, [e])).toEqual({ local: false, kept: false });
-  });
-
-  it('checks a statement sharing its line (a; b) with the statement around it, or the whole file at the top level', () => {
-    expect(check(MODEL, [replace(MODEL, 'b = 2', 'b = 3')])).toEqual({ local: true, kept: true });
-    expect(check(MODEL, [replace(MODEL, 'b = 2', 'b = (')])).toEqual({ local: false, kept: false });
-    expect(check(MODEL, [replace(MODEL, 'Y = 2', 'Y = 3')])).toEqual({ local: false, kept: true });
-    expect(check(MODEL, [replace(MODEL, 'Y = 2', 'Y = (')])).toEqual({ local: false, kept: false });
-  });
-
-  it('does not let a line continued with a backslash reach past its region', () => {
-    const e = replace(MODEL, '        t = s * 2', '        t = s * 2 + \\');
-    expect(check(MODEL, [e])).toEqual({ local: false, kept: false });
-  });
+    ['a statement leaving its block: the whole file, which parses', '        return t', '        return t\n\n\nZ = 3', false, true],
+    ['a statement breaking its block: the whole file, which does not parse', '        t = s * 2', '        t = s * 2\n    else:', false, false],
+    ['a statement sharing its line (a; b) is checked with the statement around it', 'b = 2', 'b = 3', true, true],
+    ['... and refused when that does not parse', 'b = 2', 'b = (', false, false],
+    ['a statement sharing its line at the top level: the whole file', 'Y = 2', 'Y = 3', false, true],
+    ['... which is refused when it does not parse', 'Y = 2', 'Y = (', false, false],
+    ['a line continued with a backslash does not reach past its region', '        t = s * 2', '        t = s * 2 + \\', false, false],
+  ];
+  for (const [what, from, to, local, kept] of CASES) {
+    it(what, () => expect(check(MODEL, [replace(MODEL, from, to)])).toEqual({ local, kept }));
+  }
 
   it('keeps regions apart: a bracket opened in one cannot be closed by the next', () => {
     const open = replace(MODEL, '        t = s * 2', '        t = f(s,');
