@@ -123,23 +123,7 @@ export function applyEdits(f: SynthFile, edits: Edit[]): FileResult {
   // only where an edit calls the kernels (a rule may rewrite without them)
   const needsImport = edits.some((e) => new RegExp(`\\b${KERNELS_ALIAS}\\b`).test(e.text));
   if (needsImport && !original.includes(`import adopt_kernels as ${KERNELS_ALIAS}`)) all.push(preambleEdit(f.root, original, f.newline));
-  // pieces joined once: splicing the whole text per edit is quadratic in the number of sites
-  const pieces: string[] = [];
-  const placed: PlacedEdit[] = [];
-  let at = 0;
-  let size = 0;
-  // at one point: insertions before a replacement, the one added last first (as applying them
-  // one by one from the end of the file would place them)
-  const order = all.map((e, i) => ({ e, i })).sort((a, b) => a.e.start - b.e.start || Number(a.e.end > a.e.start) - Number(b.e.end > b.e.start) || b.i - a.i);
-  for (const { e } of order) {
-    size += e.start - at;
-    placed.push({ edit: e, at: size });
-    size += e.text.length;
-    pieces.push(original.slice(at, e.start), e.text);
-    at = e.end;
-  }
-  pieces.push(original.slice(at));
-  const text = pieces.join('');
+  const { text, placed } = spliceEdits(original, all);
   const result: FileResult = { path: f.path, original, rewritten: text, edits: all };
   // never hand back code that does not parse
   if (edits.length && !f.hadErrors && !rewrittenParses(f.root, original, placed, text)) {
@@ -149,6 +133,27 @@ export function applyEdits(f: SynthFile, edits: Edit[]): FileResult {
     result.rewritten = original;
   }
   return result;
+}
+
+/** The text with the edits applied, and where each edit's text begins in it, in the order they
+ *  were applied. At one point: insertions before a replacement, the one added last first (as
+ *  applying them one by one from the end of the file would place them). */
+export function spliceEdits(original: string, edits: Edit[]): { text: string; placed: PlacedEdit[] } {
+  // pieces joined once: splicing the whole text per edit is quadratic in the number of sites
+  const pieces: string[] = [];
+  const placed: PlacedEdit[] = [];
+  let at = 0;
+  let size = 0;
+  const order = edits.map((e, i) => ({ e, i })).sort((a, b) => a.e.start - b.e.start || Number(a.e.end > a.e.start) - Number(b.e.end > b.e.start) || b.i - a.i);
+  for (const { e } of order) {
+    size += e.start - at;
+    placed.push({ edit: e, at: size });
+    size += e.text.length;
+    pieces.push(original.slice(at, e.start), e.text);
+    at = e.end;
+  }
+  pieces.push(original.slice(at));
+  return { text: pieces.join(''), placed };
 }
 
 /** After the module's leading docstring, `from __future__` and import block. */

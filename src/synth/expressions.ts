@@ -12,6 +12,9 @@ import { identifierNodes, indexOf, lineAt, nodeAt, nodeOfSpan, statementOf, type
 export const RETURN_TARGET = '__adopt_return__';
 
 /** Writes IR values as source text at the site; the state says what the fast path has run. */
+/** A name assigned in a function, the text of the value when it is one name's, and where. */
+interface Assignment { target: string; value: string; at: number }
+
 export class Expressions {
   failure?: string;
   range?: [number, number];
@@ -28,6 +31,7 @@ export class Expressions {
   readonly runFirst: SyntaxNode[] = [];
   /** Branches the guard excludes: on the fast path they have not run. */
   readonly skipped: SyntaxNode[] = [];
+  private readonly assignsAt = new Map<number, Assignment[]>();
   constructor(protected readonly f: SynthFile, protected readonly s: Site) {}
 
 
@@ -242,10 +246,25 @@ export class Expressions {
    * in the alias, if one still holds it.
    */
   protected liveName(name: string, definedAt = -1): string | undefined {
-    const at = this.range?.[0] ?? this.opStart();
+    const assigns = this.assignsBefore(this.range?.[0] ?? this.opStart());
+    if (!assigns) return name;
+    const firstReassign = assigns.find((a) => a.target === name && a.at > definedAt);
+    if (!firstReassign) return name;
+    for (const a of assigns) {
+      if (a.value !== name || a.at > firstReassign.at || a.at < definedAt) continue;
+      if (!assigns.some((b) => b.target === a.target && b.at > a.at)) return a.target;
+    }
+    return undefined;
+  }
+
+  /** The assignments of the enclosing function before `at` (none outside a function), walked
+   *  once per place: every name a template reads asks. */
+  private assignsBefore(at: number): Assignment[] | undefined {
+    const known = this.assignsAt.get(at);
+    if (known) return known;
     const fn = this.enclosingFunction(at);
-    if (!fn) return name;
-    const assigns: { target: string; value: string; at: number }[] = [];
+    if (!fn) return undefined;
+    const assigns: Assignment[] = [];
     const walk = (n: SyntaxNode) => {
       if (n.startIndex >= at) return;
       if (n.type === 'function_definition' && n !== fn) return;
@@ -266,13 +285,8 @@ export class Expressions {
       n.namedChildren.forEach(walk);
     };
     walk(fn.childForFieldName('body')!);
-    const firstReassign = assigns.find((a) => a.target === name && a.at > definedAt);
-    if (!firstReassign) return name;
-    for (const a of assigns) {
-      if (a.value !== name || a.at > firstReassign.at || a.at < definedAt) continue;
-      if (!assigns.some((b) => b.target === a.target && b.at > a.at)) return a.target;
-    }
-    return undefined;
+    this.assignsAt.set(at, assigns);
+    return assigns;
   }
 
   protected opStart(): number {

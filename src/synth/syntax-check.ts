@@ -3,16 +3,16 @@
 // lines in a large file. An edit that lies within a run of whole statements of one block, with
 // nothing else on their lines, changes what the file means only inside that run: replace the run
 // by any sequence of statements at the same indentation and the rest of the file parses as before.
-// So each such run is parsed on its own, rewritten, at its indentation (under an `if 1:` when it
-// is indented), and all runs go through the parser together, one after another. Anything the
+// So each such run is parsed on its own, rewritten, at its indentation (as the body of a `def`
+// when it is indented), and all runs go through the parser together, one after another. Anything the
 // local check cannot vouch for (an edit it cannot place, a run that does not parse on its own,
 // statements that end up outside their run) falls back to parsing the whole text, which also
 // gives the error's place.
 import { hasSyntaxErrors, topLevelSpans, type SyntaxNode } from '../parse/python.js';
-import type { Edit } from './edits.js';
 
-/** An edit and where its text begins in the rewritten text. */
-export interface PlacedEdit { edit: Edit; at: number }
+/** An edit (a range of the original replaced by text) and where its text begins in the
+ *  rewritten text. */
+export interface PlacedEdit { edit: { start: number; end: number; text: string }; at: number }
 
 /** A range of the original text made of whole lines, with the edits inside it. */
 interface Region { start: number; end: number; edits: PlacedEdit[] }
@@ -135,21 +135,30 @@ function regionsParse(regions: Region[], original: string, rewritten: string): b
   const parts: string[] = [];
   const spans: { start: number; end: number; wrapped: boolean }[] = [];
   let size = 0;
+  // a region rewritten to the same text as one before it (a class repeated in a file) parses as
+  // that one does: parsed once
+  const seen = new Set<string>();
   for (const r of regions) {
     let code = regionText(r, rewritten);
     if (!code.endsWith('\n')) code += '\n';
     // a last line continued with a backslash would take in the line after the region
     if (/\\\s*$/.test(code)) return false;
-    // indented in the original: the statements of a block
-    const wrapped = /[ \t\f]/.test(original[r.start] ?? '');
-    const part = wrapped ? `if 1:\n${code}` : code;
+    // indented in the original: the statements of a block, parsed as a function's body. Every
+    // line keeps at least that indentation, so the indentation seen by the parser is the same
+    // there as in the file (a line indented less would close blocks that lie outside the region).
+    const indent = /^[ \t\f]*/.exec(original.slice(r.start, r.start + 200))![0];
+    const wrapped = indent.length > 0;
+    if (wrapped && !everyLineIndented(code, indent)) return false;
+    const part = wrapped ? `def _():\n${code}` : code;
+    if (seen.has(part)) continue;
+    seen.add(part);
     spans.push({ start: size, end: size + part.length, wrapped });
     parts.push(part);
     size += part.length;
   }
   const top = topLevelSpans(parts.join(''));
   if (!top) return false;
-  // each top-level statement inside one region; an indented region is exactly its `if 1:`
+  // each top-level statement inside one region; an indented region is exactly its `def _():`
   let k = 0;
   for (const span of spans) {
     let statements = 0;
@@ -161,6 +170,17 @@ function regionsParse(regions: Region[], original: string, rewritten: string): b
       statements++;
     }
     if (span.wrapped && statements !== 1) return false;
+  }
+  return true;
+}
+
+/** Whether every line of code that is not blank starts with `indent`. */
+function everyLineIndented(code: string, indent: string): boolean {
+  for (let at = 0; at < code.length;) {
+    let nl = code.indexOf('\n', at);
+    if (nl < 0) nl = code.length;
+    if (!code.startsWith(indent, at) && code.slice(at, nl).trim() !== '') return false;
+    at = nl + 1;
   }
   return true;
 }
