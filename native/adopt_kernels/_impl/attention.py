@@ -92,6 +92,8 @@ def _rows_see_an_unmasked_key(mask, q_len, k_len):
     if usable.dim() >= 2 and usable.size(-2) == 1:
         # one mask row for all queries: the first query, which sees the fewest keys, decides
         return bool(usable[..., : k_len - q_len + 1].any(-1).all())
+    if usable.dim() >= 2 and usable.size(-2) != q_len:
+        return False  # a mask that does not broadcast as (..., L, S) here: the fills stay
     return bool((usable & _causal_pattern(q_len, k_len, usable.device)).any(-1).all())
 
 
