@@ -1,7 +1,7 @@
 """Where a rewritten model spends its time, beside the original's (torch.profiler).
 
 Usage: PYTHONPATH=native:DEPS python3 scripts/profile-model.py REWRITTEN_MODELS_DIR MODEL [SEQ]
-           [--train] [--batch N] [--threads N] [--rows N]
+           [--train] [--batch N] [--threads N] [--rows N] [--only original|rewritten]
 MODEL is a key of adopt_harness.speed.MODELS. Prints, per variant, the ops with the most self
 CPU time (and self device time on a GPU) in one forward, or with ``--train`` in one training step
 (forward, loss, backward), and how many syncs it made. With ``--train`` it also prints the step's
@@ -36,6 +36,7 @@ def main():
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--rows", type=int, default=14, help="ops listed per variant")
+    p.add_argument("--only", choices=("original", "rewritten"), help="profile one variant")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     module, cls_name, overrides = MODELS[args.model]
@@ -55,7 +56,9 @@ def main():
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     what = "training step" if args.train else "forward"
     for name, m in (("original", a), ("rewritten", b)):
-        for _ in range(2):
+        if args.only and name != args.only:
+            continue
+        for _ in range(1 if args.train else 3):
             step(m, inputs, args.train)
         if device == "cuda":
             torch.cuda.synchronize()

@@ -12,6 +12,7 @@ Models are loaded, freed of dropout, fed and counted through the harness library
 dropout.py, inputs.py, counting.py), like every other entry point.
 
 Usage: python -m adopt_harness.speed REWRITTEN_MODELS_DIR [--variant RULE=DIR ...] [--seq 128,512] [--repeats 5]
+       [--batch N] [--threads N] [--clock wall|cpu] [--profile]
 Writes progress lines as it measures and one result line per model (schema.py: SpeedRow).
 """
 import argparse
@@ -76,7 +77,13 @@ def agreement(cls_a, config, state, variants, inputs):
     }
 
 
-def time_pair(models, inputs, device, repeats, train):
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_pair(models, inputs, device, repeats, train, clock=time.perf_counter):
+    """Median seconds per variant, A B A B ..., after two warm-up rounds. ``clock`` may be the
+    process's CPU time: with one thread on an oversubscribed machine it counts the work done,
+    not the time slices other processes took."""
     times = {k: [] for k in models}
     peak = {}
     for k, m in models.items():
@@ -86,7 +93,7 @@ def time_pair(models, inputs, device, repeats, train):
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             if train:
                 out = first_tensor(m(**inputs)).float().pow(2).mean()
                 out.backward()
@@ -96,7 +103,7 @@ def time_pair(models, inputs, device, repeats, train):
                     m(**inputs)
             sync(device)
             if r >= 2:  # warm-up first
-                times[k].append(time.perf_counter() - t0)
+                times[k].append(clock() - t0)
             if device == "cuda":
                 peak[k] = max(peak.get(k, 0), torch.cuda.max_memory_allocated())
     return {k: statistics.median(v) for k, v in times.items()}, peak
@@ -151,8 +158,9 @@ def build_variants(key, args, device, dtype):
 
 def measure(variants, inputs, device, args):
     """Forward and training-step times of every variant, as one SpeedEntry."""
-    fwd, _ = time_pair(variants, inputs, device, args.repeats, train=False)
-    trn, peak_t = time_pair(variants, inputs, device, max(3, args.repeats // 2), train=True)
+    clock = CLOCKS[args.clock]
+    fwd, _ = time_pair(variants, inputs, device, args.repeats, train=False, clock=clock)
+    trn, peak_t = time_pair(variants, inputs, device, max(3, args.repeats // 2), train=True, clock=clock)
     entry = {
         "forward_original_s": fwd["original"], "forward_rewritten_s": fwd["rewritten"],
         "forward_ratio": fwd["rewritten"] / fwd["original"],
@@ -178,7 +186,7 @@ def measure(variants, inputs, device, args):
 
 
 def model_row(key, args, device, dtype, channel):
-    row = {"model": key, "device": device, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads()}
+    row = {"model": key, "device": device, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(), "clock": args.clock}
     try:
         cls_a, config, variants = build_variants(key, args, device, dtype)
         row["rules"] = [k for k in variants if k not in ("original", "rewritten")]
@@ -208,6 +216,8 @@ def main():
     p.add_argument("--variant", action="append", default=[], help="RULE=DIR: the models rewritten with that rule only")
     p.add_argument("--batch", type=int, default=0, help="default: 4 on CPU, 8 on a GPU")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and the kernels alike (default: every core)")
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                   help="cpu: the process's CPU time (meaningful with --threads 1 on a busy machine)")
     p.add_argument("--profile", action="store_true", help="also profile one training step of each: the share of time outside matmuls")
     args = p.parse_args()
     channel = Channel("speed")

@@ -418,9 +418,9 @@ def test_filled_scores_match_eager(dtype, lq, lk, fill, with_mask, form, backend
     )
     name, calls = backend
     if name == "fake_sdpa":
-        # -inf is a keep mask; float32's own minimum folds into an additive mask exactly; a
-        # float64 minimum or -1e4 does not, and takes the eager path
-        foldable = fill == "-inf" or (fill in ("finfo_min", "tensor_min") and dtype == torch.float32)
+        # -inf and the dtype's own minimum over a causal buffer become the causal flag (the
+        # mask leaves every row a visible key); -1e4 does not, and takes the eager path
+        foldable = fill in ("-inf", "finfo_min", "tensor_min")
         assert len(calls) == (1 if foldable else 0)
 
 
@@ -530,3 +530,68 @@ def test_a_mask_with_strided_rows_reaches_sdpa_contiguous(monkeypatch):
     assert bias.stride(-1) != 1
     torch.testing.assert_close(ak.attention(q, k, v, mask=bias, scale=1.0), eager_attention(q, k, v, mask=bias, scale=1.0))
     assert calls[0]["attn_mask"].stride(-1) == 1
+
+
+# ---------------------------------------------------------------- a causal buffer as the causal flag
+
+
+def gpt2_call(q, k, v, mask, keep, fill):
+    return ak.attention(q, k, v, mask=mask, keep=keep, keep_fill=torch.tensor(fill, dtype=q.dtype), mask_added=True)
+
+
+def padding_mask(b, lk, dtype, padded, left):
+    """(b, 1, 1, lk) additive padding mask, ``padded`` keys of each row masked with the minimum."""
+    mask = torch.zeros(b, 1, 1, lk, dtype=dtype)
+    if padded:
+        (mask[..., :padded] if left else mask[..., lk - padded:]).fill_(torch.finfo(dtype).min)
+    return mask
+
+
+def flash_calls(monkeypatch):
+    """The is_causal and keep arguments of each compiled attention call."""
+    from adopt_kernels.kernels import flash_attention as kernel
+
+    calls, real = [], kernel.flash_attention
+
+    def spy(*args, **kw):
+        calls.append((kw.get("is_causal"), kw.get("keep"), kw.get("mask")))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(kernel, "flash_attention", spy)
+    return calls
+
+
+@pytest.mark.parametrize("lq,lk", [(70, 70), (5, 67)])
+@pytest.mark.parametrize("left", [False, True])
+def test_causal_buffer_runs_as_causal_flag(lq, lk, left, monkeypatch):
+    """GPT-2's ``torch.where(bias[..., :L, :S], scores, finfo.min)`` reaches the kernel as
+    ``is_causal`` (no L x S mask read, blocks above the diagonal skipped) where that is exact: a
+    right-padded batch; with left padding the first query rows see only padded keys, eager code
+    then spreads them over every key, and the buffer is kept."""
+    calls = flash_calls(monkeypatch)
+    q, k, v = qkv(2, 3, lq, lk, 16, torch.float32)
+    mask = padding_mask(2, lk, torch.float32, 3, left)
+    keep, fill = causal_buffer(lq, lk), torch.finfo(torch.float32).min
+    got = gpt2_call(q, k, v, mask, keep, fill)
+    expected = eager_filled(*(t.double() for t in (q, k, v)), keep=keep, keep_fill=torch.tensor(fill, dtype=torch.float64), mask=mask.double())
+    exact = not (left and lq == lk)
+    assert len(calls) == 1 and calls[0][0] is exact
+    if exact:
+        assert calls[0][1] is None  # no keep-mask: the kernel reads only the padding row
+    torch.testing.assert_close(got.double(), expected, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("case", ["not_causal", "more_queries_than_keys", "minus_1e4"])
+def test_other_fills_keep_their_mask(case, monkeypatch):
+    calls = flash_calls(monkeypatch)
+    lq, lk = (9, 6) if case == "more_queries_than_keys" else (8, 8)
+    q, k, v = qkv(1, 2, lq, lk, 8, torch.float32)
+    keep = torch.ones(1, 1, lq, lk, dtype=torch.bool).tril(1) if case == "not_causal" else torch.ones(lq, lq, dtype=torch.bool).tril()[:, :lk].view(1, 1, lq, lk)
+    fill = -1e4 if case == "minus_1e4" else torch.finfo(torch.float32).min
+    got = gpt2_call(q, k, v, None, keep, fill)
+    expected = eager_filled(*(t.double() for t in (q, k, v)), keep=keep, keep_fill=torch.tensor(fill, dtype=torch.float64))
+    if case == "minus_1e4":
+        assert calls == []  # not foldable into the kernel's masks: the eager path
+    else:
+        assert len(calls) == 1 and calls[0][0] is False
+    torch.testing.assert_close(got.double(), expected, rtol=2e-4, atol=2e-5, equal_nan=True)

@@ -1,5 +1,6 @@
 """Scaled dot-product attention with the semantics of the eager code it replaces."""
 
+import functools
 import math
 import re
 
@@ -51,6 +52,49 @@ def _causal_keep(q_len, k_len, device):
     With cached keys (k_len > q_len) the last query is the newest token and sees every key.
     """
     return torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(diagonal=k_len - q_len)
+
+
+@functools.lru_cache(maxsize=8)
+def _causal_pattern(q_len, k_len, device):
+    return _causal_keep(q_len, k_len, device)
+
+
+def _fill_as_causal_flag(q, k, mask, fills, is_causal, bias):
+    """``(fills, is_causal)`` with a fill over a bottom-right causal buffer (GPT-2's
+    ``torch.where(bias[..., :L, :S], scores, finfo.min)``) turned into ``is_causal``, which lets a
+    kernel skip the blocks above the diagonal instead of reading an L x S mask.
+
+    Exact only where every query row keeps a key that wins the softmax over the filled ones: a
+    fill of -inf, or the dtype's minimum (which, added to a mask, saturates to -inf or stays the
+    minimum) with no row whose visible keys are all masked to that minimum too; rows see at least
+    one key (L <= S); one fill, no bias. Anything else keeps its fills."""
+    if len(fills) != 1 or bias is not None or q.dim() != 4:
+        return fills, is_causal
+    where, value, keeps = fills[0]
+    q_len, k_len = q.size(-2), k.size(-2)
+    if q_len > k_len or where.dim() < 2 or tuple(where.shape[-2:]) != (q_len, k_len) or where.numel() != q_len * k_len:
+        return fills, is_causal
+    v = _fill_number(value)
+    if v is None or not (v == -math.inf or v == torch.finfo(q.dtype).min):
+        return fills, is_causal
+    kept = where.reshape(q_len, k_len)
+    if not torch.equal(kept if keeps else ~kept, _causal_pattern(q_len, k_len, q.device)):
+        return fills, is_causal
+    if v != -math.inf and mask is not None and not _rows_see_an_unmasked_key(mask, q_len, k_len):
+        return fills, is_causal
+    return [], True
+
+
+def _rows_see_an_unmasked_key(mask, q_len, k_len):
+    """Whether every query row has a causally visible key the mask leaves above -1e30 (a
+    boolean mask: keeps)."""
+    usable = mask if mask.dtype == torch.bool else mask > -1e30
+    if usable.dim() >= 2 and usable.size(-2) == 1:
+        # one mask row for all queries: the first query, which sees the fewest keys, decides
+        return bool(usable[..., : k_len - q_len + 1].any(-1).all())
+    if usable.dim() >= 2 and usable.size(-2) != q_len:
+        return False  # a mask that does not broadcast as (..., L, S) here: the fills stay
+    return bool((usable & _causal_pattern(q_len, k_len, usable.device)).any(-1).all())
 
 
 def _fill(scores, fills):
@@ -344,6 +388,7 @@ def attention(
     if softmax_dtype is not None and softmax_dtype != q.dtype and q.dtype not in _LOW_PRECISION:
         # `softmax(scores, dtype=torch.float32)` on float64 scores rounds them to float32 first
         return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype, fills=fills, bias=bias)
+    fills, is_causal = _fill_as_causal_flag(q, k, mask, fills, is_causal, bias)
     applies_dropout = training and dropout_p > 0
     if enabled("attention"):
         out = _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p if applies_dropout else 0.0)

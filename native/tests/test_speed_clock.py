@@ -1,0 +1,34 @@
+"""The speed harness times with the clock it is given (wall time, or the process's CPU time)."""
+
+import time
+
+import torch
+from torch import nn
+
+from adopt_harness import speed
+
+
+class Ticking(nn.Module):
+    """A model whose every call advances a fake clock by ``cost``."""
+
+    def __init__(self, clock, cost):
+        super().__init__()
+        self.clock, self.cost = clock, cost
+        self.w = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        self.clock[0] += self.cost
+        return x * self.w
+
+
+def test_time_pair_measures_with_the_given_clock():
+    now = [0.0]
+    models = {"original": Ticking(now, 2.0), "rewritten": Ticking(now, 5.0)}
+    inputs = {"x": torch.ones(3)}
+    for train in (False, True):
+        medians, _ = speed.time_pair(models, inputs, "cpu", 3, train, clock=lambda: now[0])
+        assert medians == {"original": 2.0, "rewritten": 5.0}
+
+
+def test_clocks_offered():
+    assert speed.CLOCKS == {"wall": time.perf_counter, "cpu": time.process_time}
