@@ -103,10 +103,9 @@ export function sameExpr(a: Expr, b: Expr): boolean {
 
 function sameJson(a: unknown, b: unknown): boolean {
   if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) {
-    // numbers JSON prints alike (NaN and the infinities as null, -0 as 0)
-    return typeof a === 'number' && typeof b === 'number' && JSON.stringify(a) === JSON.stringify(b);
-  }
+  if (typeof a === 'string' || typeof b === 'string') return false;
+  // values JSON prints alike: NaN, the infinities and null as null, -0 as 0
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return JSON.stringify(a) === JSON.stringify(b);
   if (Array.isArray(a) || Array.isArray(b)) {
     if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
     for (let i = 0; i < a.length; i++) if (!sameJson(a[i] ?? null, b[i] ?? null)) return false;

@@ -5,6 +5,7 @@ import type { Expr, FileIR, ModuleIR, Op, Program } from '../dsl/ir.js';
 import { isTorchScript, sameExpr } from '../analysis/lower.js';
 import { checkConstraint } from './constraints.js';
 import { partialMatch, requiredLines, type NearMiss } from './why-not.js';
+import { PlaceTable, type NearMissTable } from './near-miss-table.js';
 import { attrOf, reaches, usersOf, viewOf, type MethodView } from './method.js';
 import { layerClassOf, sequentialArgs } from '../analysis/layer-class.js';
 import { typeName } from '../analysis/classes.js';
@@ -37,7 +38,7 @@ const COMMUTATIVE = new Set(['add', 'mul']);
  *  its other lines, for --why-not (see why-not.ts). */
 export function matchProgram(program: Program, rules: Rule[], opts: { partial?: boolean } = {}): MatchResult {
   const sites = new Map<string, Site>();
-  const misses = new Map<string, NearMiss>();
+  const misses: NearMissTable = new PlaceTable<NearMiss>();
   const lowered = new Set<string>();
   const constructed = new Set<Site>();
   for (const file of program.files) {
@@ -63,7 +64,7 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
           // attribute's Sequential found through forward is that site, not its chain from __init__.
           if (!prev || depth(s) < depth(prev) || (constructed.has(prev) && depth(s) === depth(prev))) sites.set(key, s);
         }
-        for (const n of r.nearMisses) misses.set(`${n.rule}@${n.file}:${n.line}:${n.col}`, n);
+        for (const n of r.nearMisses) misses.set(n, n);
       }
     }
   }
@@ -76,7 +77,7 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
       // one call of a helper that matches on its own: the helper's site covers it
       if (callKey(s) && sites.has(siteKey(s))) continue;
       const op = firstOp(s)!;
-      misses.set(`${s.rule}@${s.file}:${op.span.from.line}:${op.span.from.col}`, {
+      misses.set({ rule: s.rule, file: s.file, line: op.span.from.line, col: op.span.from.col }, {
         rule: s.rule, file: s.file, line: op.span.from.line, col: op.span.from.col, owner: s.owner, matched: 1, of: 1,
         reason: `matches only with the arguments ${s.owner ? `${s.owner}.` : ''}${s.method} passes to ${helper.split('.').pop()}; the helper on its own does not match`,
       });
@@ -95,8 +96,9 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
     if (covered) found.splice(i, 1);
   }
   // A near miss that is a site elsewhere (another path, another inlining) is not a miss.
-  const siteAnchors = new Set(found.map((s) => `${s.rule}@${s.file}:${firstOp(s)?.span.from.line}:${firstOp(s)?.span.from.col}`));
-  return { sites: found, nearMisses: [...misses.values()].filter((n) => !siteAnchors.has(`${n.rule}@${n.file}:${n.line}:${n.col}`)) };
+  const siteAnchors = new PlaceTable<true>();
+  for (const s of found) siteAnchors.set({ rule: s.rule, file: s.file, line: firstOp(s)?.span.from.line, col: firstOp(s)?.span.from.col }, true);
+  return { sites: found, nearMisses: misses.values().filter((n) => !siteAnchors.has(n)) };
 }
 
 /** For each `nn.Sequential(A(...), B(...), ...)` built in a method or function (every element a
@@ -330,14 +332,27 @@ function passThrough(p: PatOp, st: State): Expr | undefined {
 // rule's anchor, and every candidate against its pattern line.
 const calleeTests = new Map<string, (op: Op) => boolean>();
 
+/** A line's callee tests; a canonical op (most ops) can match only an alternative spelled as
+ *  that op's own name, so those are a set. */
+interface LineTests { ops: Set<string>; tests: ((op: Op) => boolean)[] }
+const lineTests = new WeakMap<PatOp, LineTests>();
+
 export function calleeMatches(p: PatOp, op: Op): boolean {
-  for (const alt of p.callees) {
-    let test = calleeTests.get(alt);
-    if (!test) calleeTests.set(alt, (test = calleeTest(alt)));
-    if (test(op)) return true;
+  let line = lineTests.get(p);
+  if (!line) {
+    const tests = p.callees.map((alt) => {
+      let test = calleeTests.get(alt);
+      if (!test) calleeTests.set(alt, (test = calleeTest(alt)));
+      return test;
+    });
+    lineTests.set(p, (line = { ops: new Set(p.callees.filter((alt) => PLAIN_OP.test(alt))), tests }));
   }
+  if (op.kind === 'op') return line.ops.has(op.callee);
+  for (const test of line.tests) if (test(op)) return true;
   return false;
 }
+
+const PLAIN_OP = /^[a-z_][a-z0-9_]*$/;
 
 function calleeTest(alt: string): (op: Op) => boolean {
   if (alt.includes('*') && !alt.endsWith('[*]')) {
@@ -350,7 +365,7 @@ function calleeTest(alt: string): (op: Op) => boolean {
     const base = alt.slice(0, -3);
     return (op) => op.kind === 'module' && (op.type ?? []).some((t) => t === base || t.includes(`.${base}[`) || t.startsWith(`${base}[`));
   }
-  if (/^[a-z_][a-z0-9_]*$/.test(alt)) {
+  if (PLAIN_OP.test(alt)) {
     // a canonical op, or a module built by a factory of that name (get_activation("gelu"))
     const suffix = `.${alt}`;
     return (op) => (op.kind === 'op' && op.callee === alt) || (op.kind === 'module' && (op.type ?? []).some((t) => t.endsWith(suffix)));
