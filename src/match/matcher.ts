@@ -41,6 +41,7 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
   const misses: NearMissTable = new PlaceTable<NearMiss>();
   const lowered = new Set<string>();
   const constructed = new Set<Site>();
+  const analysed = new Set(program.files.map((f) => f.path));
   for (const file of program.files) {
     const views: MethodView[] = [];
     for (const m of file.modules) for (const meth of m.methods) views.push(viewOf(file, meth, m));
@@ -56,7 +57,7 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
       // TorchScript-compiled code cannot call the kernels' Python wrappers.
       if (view.method.decorators?.some(isTorchScript)) continue;
       for (const rule of rules) {
-        const r = matchRule(rule, view, opts);
+        const r = matchRule(rule, view, { ...opts, analysed });
         for (const s of r.sites) {
           const key = siteKey(s) + callKey(s);
           const prev = sites.get(key);
@@ -169,6 +170,7 @@ function depth(s: Site): number {
  *  (q's and k's `apply_rotary_emb`) is a site of its own. */
 function callKey(s: Site): string {
   const real = Object.values(s.ops).filter((o): o is Op => !!o);
+  if (real.some((o) => o.span.file === s.file)) return '';
   const calls = new Set(real.map((o) => (o.span.file && o.via?.length && o.site ? o.site.start : -1)));
   return calls.has(-1) ? '' : `@${[...calls].sort((a, b) => a - b).join(',')}`;
 }
@@ -180,7 +182,7 @@ export function siteKey(s: Site): string {
   return `${s.rule}|${spans.join('|')}`;
 }
 
-export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolean } = {}): MatchResult {
+export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolean; analysed?: Set<string> } = {}): MatchResult {
   const sites: Site[] = [];
   const nearMisses: NearMiss[] = [];
   const [anchor] = rule.pattern;
@@ -197,7 +199,7 @@ export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolea
     for (let k = 0; k < 4; k++) {
       const st: Growing = { vals: new Map(), ops: new Map(), metas: new Map(), used: new Set(banned), forms: new Map(), log: [] };
       if (!extend(rule, view, 0, st, op, why)) break;
-      sites.push(toSite(rule, view, st));
+      sites.push(toSite(rule, view, st, opts.analysed));
       found++;
       const lastOp = [...st.ops.values()].filter((o): o is Op => !!o).pop();
       if (!lastOp || lastOp.id === op.id) break;
@@ -215,14 +217,15 @@ export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolea
   return { sites, nearMisses };
 }
 
-function toSite(rule: Rule, view: MethodView, st: State): Site {
+/** `analysed`: the files of the program; a helper in one of them keeps its sites where it is. */
+function toSite(rule: Rule, view: MethodView, st: State, analysed?: Set<string>): Site {
   const ops = Object.fromEntries(st.ops);
   const real = [...st.ops.values()].filter((o): o is Op => !!o);
   // ops of a helper inlined into matched code of this method are where the helper is called
   const mixed = real.some((o) => !o.via?.length);
   // a match wholly inside helpers of other files (an imported apply_rotary_emb) is where this
   // method calls them: that call is what a rewrite replaces, in the file being rewritten
-  const atCalls = !mixed && real.every((o) => o.span.file && o.site);
+  const atCalls = !mixed && real.every((o) => o.span.file && o.site && !analysed?.has(o.span.file));
   const placed = (mixed || atCalls) && real.every((o) => !o.via?.length || o.site);
   const at = (o: Op) => (placed && o.via?.length && o.site ? o.site : o.span);
   const lines: [number, number] = [Math.min(...real.map((o) => at(o).from.line)), Math.max(...real.map((o) => at(o).to.line))];

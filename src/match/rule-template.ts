@@ -11,6 +11,8 @@ export function standIn(tpl: string, withOptional: boolean): string {
     .replace(/\{,([A-Za-z_]\w*)=[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|![A-Za-z_]\w*)?\}/g, ', $1=_v')
     .replace(/\{,[A-Za-z_]\w*\.([A-Za-z_]\w*)\}/g, ', $1=_v')
     .replace(/\{[A-Za-z_]\w*\.absent\}/g, '')
+    // a part appended to a call, empty when its line is absent (`...){v.reshaped_as|}`): a suffix
+    .replace(/\)\{[A-Za-z_]\w*\.[A-Za-z_]\w*\|\}/g, ')._v')
     .replace(/\{[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?(?:\|[^}]*)?\}/g, '_v');
 }
 

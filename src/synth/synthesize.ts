@@ -105,7 +105,8 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
   };
   // code inlined from another file's helper: only the call, replaced by the expression the
   // helper returns, can be rewritten here
-  if (rw.kind !== 'expr' && ops.some(fromOtherFile)) return 'the matched code spans several files';
+  const foreign = ops.find(fromOtherFile);
+  if (rw.kind !== 'expr' && foreign) return `the matched code runs inside helper ${foreign.via![0].split('.').pop()} of another file (${basename(foreign.span.file!)}), and this rule rewrites statements, not the call's value`;
   if (rw.kind === 'stmts') {
     const noneGroups = rw.noneAbsent.map((meta) => ({ meta, lines: linesWithMeta(rule, meta) }));
     const planned = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], holdsOther, { noneGroups });

@@ -74,14 +74,17 @@ export const ROPE_CONSTRAINTS: ConstraintSpec[] = [
     },
   },
   {
-    name: 'casts_alike', args: ['line', 'value'], rules: ['rope_interleaved'],
-    doc: "The rotated half is cast to float32 (the optional line) exactly when the tensor `$x` it is added to is `x.float()`: both terms then run in float32, as the kernel does on `x.float()`.",
+    name: 'casts_alike', args: ['line', 'value', 'value'], rules: ['rope_interleaved'],
+    doc: "Both terms run in one precision: where the pairs `$e` are taken of `x` and the tensor `$x` is `x.float()`, the rotated half is cast to float32 too (the optional line); where they are taken of `$x` itself, the rotated half is cast only if `$x` is already float32. The kernel then runs on `$x`.",
     check(args, st, view) {
       const f = opOf(args[0], st);
-      const x = args[1].k === 'meta' ? st.metas.get(args[1].name) : undefined;
-      if (!x) return undefined;
-      const cast = floatSource(x, view).length > 0;
-      if (!!f === cast) return undefined;
+      const [x, e] = [args[1], args[2]].map((a) => (a.k === 'meta' ? st.metas.get(a.name) : undefined));
+      if (!x || !e) return undefined;
+      const base = pairsBase(e, view);
+      const floated = floatSource(x, view);
+      if (base && sameExpr(base, x)) return !f || floated.length ? undefined : `the rotated half is cast to float32 at line ${line(f)} but the tensor it is added to is not`;
+      const cast = !!base && floated.some((b) => sameExpr(b, base));
+      if (cast === !!f) return undefined;
       return cast ? 'the tensor is cast to float32 but its rotated half is not' : `the rotated half is cast to float32 at line ${line(f!)} but the tensor it is added to is not`;
     },
   },
@@ -143,6 +146,17 @@ function isHalfOfLastDim(e: Expr, x: Expr, view: MethodView): boolean {
   if (d?.callee !== 'getitem' || !constIs(d.args[1], -1)) return false;
   const shape = def(d.args[0]);
   return shape?.callee === 'getattr' && sameExpr(shape.args[0], x) && constIs(shape.args[1], 'shape');
+}
+
+/** The tensor whose channels an even (or odd) value takes: `x` of `x[..., ::2]` or of
+ *  `x.reshape(...).unbind(-1)[0]`. */
+function pairsBase(e: Expr, view: MethodView): Expr | undefined {
+  const d = e.k === 'ssa' ? view.defs.get(e.id) : undefined;
+  if (d?.callee !== 'getitem' || !d.args[0]) return undefined;
+  const u = d.args[0].k === 'ssa' ? view.defs.get(d.args[0].id) : undefined;
+  if (u?.callee !== 'unbind') return d.args[0];
+  const r = u.args[0]?.k === 'ssa' ? view.defs.get(u.args[0].id) : undefined;
+  return r?.args[0];
 }
 
 /** `x.float()` (or `x.to(torch.float32)`): [x]; otherwise nothing. */
