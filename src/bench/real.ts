@@ -104,9 +104,9 @@ async function main(): Promise<number> {
   const canVerify = !!python && !('error' in python);
   const stopWarm = canVerify ? await warm() : async () => {};
   const doc = readLabels(labelsPath(ROOT));
-  // --only TEXT: the labelled files whose key contains TEXT (a quick look at a few; the figures are then partial)
-  const only = argValue('--only');
-  const files = labelledFiles(doc).filter((f) => !only || f.key.includes(only));
+  // --only A,B: the labelled files whose key contains A or B (a few files, or one package; the figures are then partial)
+  const only = argValue('--only')?.split(',');
+  const files = labelledFiles(doc).filter((f) => !only || only.some((o) => f.key.includes(o)));
   const anchors = anchorMismatches(files);
   for (const m of anchors) console.error(`anchor mismatch: ${m.file}:${m.line} ${m.category}: expected '${m.anchor}', line reads '${m.found}'`);
 
