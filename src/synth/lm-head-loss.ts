@@ -58,16 +58,20 @@ function dropsFirstPosition(op: Op): boolean {
 function readLabels(target: Expr, cx: LossContext): { root: Expr; shifted: boolean } | string {
   let e = target;
   let shifted = false;
+  // unshifted, the labels are the value of the first device move (which a statement the fast
+  // path runs first may hold under the original name), else the root
+  let moved: Expr | undefined;
   for (let guard = 0; guard < 16; guard++) {
     const op = cx.defOf(e);
     if (!op || op.kind !== 'op') break;
     if ((op.callee === 'view' || op.callee === 'reshape') && op.args.length === 2 && isConst(op.args[1], -1)) e = op.args[0];
-    else if (op.callee === 'contiguous' || (op.callee === 'to' && !kwOf(op.kw, 'dtype'))) e = op.args[0];
+    else if (op.callee === 'contiguous') e = op.args[0];
+    else if (op.callee === 'to' && !kwOf(op.kw, 'dtype')) { moved ??= e; e = op.args[0]; }
     else if (op.callee === 'getitem' && !shifted && dropsFirstPosition(op)) return { root: op.args[0], shifted: true };
     else if (op.callee === 'getitem') return `the labels are indexed at ${at(op)} in a way the kernel's shift by one position does not cover`;
     else break;
   }
-  return { root: e, shifted };
+  return { root: moved ?? e, shifted };
 }
 
 /** The loss call's settings: from the functional call, or from the CrossEntropyLoss module's
