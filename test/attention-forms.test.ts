@@ -127,3 +127,31 @@ describe('einsum, in-place scaling and an assert (attention_forms fixture)', () 
     expect(site?.reason).toBe(`the scores are soft-capped (tanh(s / cap) * cap) before the softmax at line ${call}: the kernel does not take it`);
   });
 });
+
+describe('a mask through helpers and an f-string einsum (attention_helpers fixture)', () => {
+  const path = join(modelsDir, 'attention_helpers.py');
+  const run = attentionSites(path);
+  const text = unwrapped(run.files[0].rewritten);
+  const lines = readFileSync(path, 'utf8').split('\n');
+  const siteAt = (needle: string) => {
+    const line = lines.findIndex((l) => l.includes(needle)) + 1;
+    return run.sites.find((s) => s.rule === 'attention' && s.lines[0] <= line && line <= s.lines[1]);
+  };
+
+  it('rewrites both forms', () => {
+    for (const needle of ['attn = q @ k.transpose(-2, -1)', 'sim = einsum(f"b h i d']) expect(siteAt(needle)?.decision, needle).toBe('rewritten');
+  });
+  it('passes the mask added through `x if m is None else x + m` as the mask', () => {
+    expect(text).toMatch(/_adopt\.attention\([^)]*mask=bias,[^)]*mask_added=True/);
+  });
+  it('runs the helper that reads only the scores\' dtype and device first, on a tensor of that dtype and device', () => {
+    expect(text).toContain('bias = additive_bias(n, torch.empty((), dtype=(_adopt.product_dtype(q, k.transpose(-2, -1)) if _adopt is not None else torch.matmul(q[..., :1, :], k.transpose(-2, -1)[..., :, :1]).dtype), device=q.device), attn_mask, is_causal)');
+  });
+  it('does not when the helper reads more of the scores than their dtype and device', () => {
+    const source = readFileSync(path, 'utf8').replace('like.new_full((n, n), float("-inf"))', 'like.new_full((like.shape[-1], n), float("-inf"))');
+    const dir = tempProject({ 'h.py': source });
+    const s = attentionSites(join(dir, 'h.py')).sites.find((x) => x.rule === 'attention' && x.lines[0] === siteAt('attn = q @ k.transpose(-2, -1)')!.lines[0])!;
+    expect(s.decision).toBe('skipped');
+    expect(s.reason).toMatch(/lies between the matched statements/);
+  });
+});

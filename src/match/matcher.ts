@@ -9,6 +9,7 @@ import { PlaceTable, type NearMissTable } from './near-miss-table.js';
 import { attrOf, reaches, usersOf, viewOf, type MethodView } from './method.js';
 import { layerClassOf, sequentialArgs } from '../analysis/layer-class.js';
 import { typeName } from '../analysis/classes.js';
+import { ABSENT_IF_NONE } from '../analysis/optional-add.js';
 import type { PatArg, PatOp, PatVal, Rule } from './rule.js';
 
 export interface Site {
@@ -387,6 +388,9 @@ function calleeTest(alt: string): (op: Op) => boolean {
 }
 
 function bindOp(p: PatOp, op: Op, args: Expr[], st: Growing, view: MethodView): string | undefined {
+  // `x if m is None else x + m`: only a line that says it takes more (`add(s, $mask, ...)`) binds
+  // it, as a kernel that reads None as nothing does; a residual of None would not be nothing
+  if (op.kw.some(([k]) => k === ABSENT_IF_NONE) && !p.args.some((a) => a.rest)) return `${op.callee} at line ${op.span.from.line} adds its operand only where it is not None`;
   const failure = bindArgs(p.args, args, op.kw, st, `${op.callee}`, view);
   if (failure) return failure;
   if (p.ctor) {

@@ -6,6 +6,7 @@ import { headSource, type ProductSource } from './head-device.js';
 import { parsePython } from '../parse/python.js';
 import { sourceFromText } from '../parse/source.js';
 import { KERNELS_ALIAS } from './edits.js';
+import { readsOnlyKind } from './helper-args.js';
 import { identifierNodes, lineEndIndex, lineStartIndex, type SynthFile } from './source.js';
 
 /** `text`, which starts at source index `base`, with each node replaced by its text; from the
@@ -91,6 +92,12 @@ export function isAttributeName(n: SyntaxNode): boolean {
   return !!p && ((p.type === 'attribute' && p.childForFieldName('attribute')?.startIndex === n.startIndex) || (p.type === 'keyword_argument' && p.childForFieldName('name')?.startIndex === n.startIndex));
 }
 
+function moduleOf(n: SyntaxNode): SyntaxNode {
+  let x = n;
+  while (x.parent) x = x.parent;
+  return x;
+}
+
 /** `scores.device` / `scores.dtype` in `stmt`, where `before` assigns `scores = matmul(q, ...)`
  *  (or `q @ ...`) from a plain name q: each such attribute node and `q.device` / `q.dtype` to read
  *  instead (a matmul's result has its inputs' device and dtype). Undefined when there are none.
@@ -151,15 +158,19 @@ export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath =
       out.set(call!, `${target.text}.expand(torch.broadcast_shapes(${src.a}.shape[:-2], ${src.b}.shape[:-2]) + (${src.a}.shape[-2], ${src.b}.shape[-1]))`);
       continue;
     }
-    const obj = p?.type === 'attribute' ? p.childForFieldName('object') : null;
-    const attr = obj && obj.startIndex === n.startIndex && obj.endIndex === n.endIndex ? p!.childForFieldName('attribute')?.text : undefined;
-    if (attr !== 'device' && (attr !== 'dtype' || src.deviceOnly)) continue;
     // the device is the operands'; the dtype is what their product gives under the same autocast
     // state, which adopt_kernels reads without launching a product (a statement that runs on
     // both paths asks a one-element product where the package is missing)
     const product = `torch.${src.bmm ? 'bmm' : 'matmul'}(${src.a}[..., :1, :], ${src.b}[..., :, :1]).dtype`;
     const read = `${KERNELS_ALIAS}.product_dtype(${src.a}, ${src.b})`;
-    out.set(p!, attr === 'device' ? `${src.a}.device` : onFastPath ? read : `(${read} if ${KERNELS_ALIAS} is not None else ${product})`);
+    const dtype = onFastPath ? read : `(${read} if ${KERNELS_ALIAS} is not None else ${product})`;
+    // the scores passed to a helper of the file that reads only their dtype and device: an empty
+    // tensor of that dtype and device in their place
+    if (p?.type === 'argument_list' && !src.deviceOnly && readsOnlyKind(moduleOf(n), n)) { out.set(n, `torch.empty((), dtype=${dtype}, device=${src.a}.device)`); continue; }
+    const obj = p?.type === 'attribute' ? p.childForFieldName('object') : null;
+    const attr = obj && obj.startIndex === n.startIndex && obj.endIndex === n.endIndex ? p!.childForFieldName('attribute')?.text : undefined;
+    if (attr !== 'device' && (attr !== 'dtype' || src.deviceOnly)) continue;
+    out.set(p!, attr === 'device' ? `${src.a}.device` : dtype);
   }
   return out.size ? out : undefined;
 }
