@@ -12,7 +12,7 @@ import { loadRules } from '../src/match/rule.js';
 import { adopt, repoRoot } from './helpers/cli.js';
 import { tempProject } from './helpers/ir.js';
 
-const NEW_RULES = ['rmsnorm', 'rmsnorm_fp32_scale', 'gated_mlp_chunk', 'gated_mlp_act', 'rope_complex', 'rope_pairs', 'rope_interleaved', 'dropout_add_layernorm'];
+const NEW_RULES = ['rmsnorm', 'rmsnorm_fp32_scale', 'gated_mlp_chunk', 'gated_mlp_act', 'rope_complex', 'rope_pairs', 'rope_interleaved', 'dropout_add_layernorm', 'conv_bn_act', 'conv1x1_gelu', 'conv1d_gelu'];
 
 describe('rules for the real-code forms', () => {
   for (const rule of NEW_RULES) {
@@ -25,13 +25,13 @@ describe('rules for the real-code forms', () => {
   }
 
   it('bench:real counts the variants in their kernel family', () => {
-    expect(['rmsnorm_fp32_scale', 'gated_mlp_chunk', 'gated_mlp_act', 'rope_complex', 'rope_pairs'].map(categoryOf))
-      .toEqual(['rmsnorm', 'gated_mlp', 'gated_mlp', 'rope', 'rope']);
+    expect(['rmsnorm_fp32_scale', 'gated_mlp_chunk', 'gated_mlp_act', 'rope_complex', 'rope_pairs', 'conv_bn_act', 'conv1x1_gelu', 'conv1d_gelu'].map(categoryOf))
+      .toEqual(['rmsnorm', 'gated_mlp', 'gated_mlp', 'rope', 'rope', 'conv_bn', 'linear_gelu', 'linear_gelu']);
   });
 });
 
 describe('fixtures in the style of current model code', () => {
-  for (const name of ['llama_reference_style', 'gemma_phi_style', 'opt_style', 'glu_rope_style']) {
+  for (const name of ['llama_reference_style', 'gemma_phi_style', 'opt_style', 'glu_rope_style', 'norm_act_factory', 'layer_lists']) {
     it(`${name}: every labelled site is listed and rewritten, nothing else is listed`, () => {
       const file = join(repoRoot, 'fixtures', 'models', `${name}.py`);
       const labels = { sites: readMarkers(file, readFileSync(file, 'utf8'), new Set(loadRules().map((r) => r.name))).filter((l) => l.kind === 'site') };
