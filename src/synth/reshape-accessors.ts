@@ -1,7 +1,7 @@
 // Template accessors for a reshape the rewrite keeps around a kernel call: the call written as a
 // method to append (`.view(shape)`), and the guard that it commutes with a LayerNorm after it.
 import type { Op } from '../dsl/ir.js';
-import type { AccessorContext } from './accessors.js';
+import type { AccessorContext } from './accessor-context.js';
 
 /** `.view(<args as written>)` of a method-call reshape, to append to the kernel's result. */
 export function reshapedAs(op: Op, cx: AccessorContext): string | undefined {

@@ -94,17 +94,34 @@ export function planStatements(f: SynthFile, s: Site, code: string[], renderGuar
   return assemble(r, code, renderGuard);
 }
 
-/** A matched top statement: when it is `if cond:` (no else) around the matched code, what the
+/** The branch of `if cond: ... else: ...` holding the matched statements: the fast path runs
+ *  where the condition takes that branch (the original code, else branch included, runs
+ *  otherwise). A reason when they are spread over both branches or under an `elif`. */
+function takenBranch(k: SyntaxNode, stmts: SyntaxNode[]): { block: SyntaxNode | null; hasElse: boolean; inElse: boolean } | string {
+  const alts = k.namedChildren.filter((c) => c.type === 'else_clause' || c.type === 'elif_clause');
+  const consequence = k.childForFieldName('consequence');
+  if (!alts.length) return { block: consequence, hasElse: false, inElse: false };
+  if (alts.some((c) => c.type === 'elif_clause')) return 'the matched code is in a branch of an if/elif chain';
+  const within = (n: SyntaxNode, b: SyntaxNode | null | undefined) => !!b && n.startIndex >= b.startIndex && n.endIndex <= b.endIndex;
+  const alternative = alts[0].childForFieldName('body');
+  const here = stmts.filter((m) => within(m, k));
+  if (here.length && here.every((m) => within(m, consequence))) return { block: consequence, hasElse: true, inElse: false };
+  if (here.length && here.every((m) => within(m, alternative))) return { block: alternative, hasElse: true, inElse: true };
+  return 'the matched code is spread over both branches of an if/else';
+}
+
+/** A matched top statement: when it is `if cond:` (with or without an else) around the matched code, what the
  *  guard and the fast path take from the branch; a failure when they cannot. */
 function matchedBranch(r: Region, i: number): string | undefined {
   const { f, s, ctx, kids, top, stmts, idx, first } = r;
   const k = kids[i];
   // A matched op inside `if cond:` (no else) holds on the path where cond holds.
   if (k.type !== 'if_statement' || top.some((t, j) => t.startIndex === k.startIndex && stmts[j].startIndex === k.startIndex)) return undefined;
-  if (k.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause')) return `line ${lineOf(f, k)}: the matched code is in a branch with an else`;
+  const taken = takenBranch(k, stmts);
+  if (typeof taken === 'string') return `line ${lineOf(f, k)}: ${taken}`;
   // every statement of the branch must be a matched one: other code there (a mask
   // reshaped under a nested if) would be skipped by the fast path
-  const body = k.childForFieldName('consequence')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
+  const body = taken.block?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
   // a check that only raises is not code the fast path needs, nor is a plain assignment
   // the matched code reads inline (`causal_mask = attention_mask[..., :k_len]`) that
   // commutes with the statements before it
@@ -123,7 +140,8 @@ function matchedBranch(r: Region, i: number): string | undefined {
   };
   const stray = body.find((b, j) => !matchedHere(b) && !isRaiseOnly(b) && !runsFirst(b, j));
   const inside = Object.entries(s.ops).filter(([, o]) => { const n = o && nodeOfSpan(f, o.span); return n && n.startIndex >= k.startIndex && n.endIndex <= k.endIndex; }).map(([name]) => name);
-  const skipped = inside.length > 0 && inside.every((n) => r.skippable.has(n));
+  // with an else, the fast path can only stand for the branch the matched code is in
+  const skipped = !taken.hasElse && inside.length > 0 && inside.every((n) => r.skippable.has(n));
   // a branch the fast path skips as a whole may hold anything (what it assigns and is read
   // later is caught below); one the fast path runs must hold only the pattern
   if (stray && !skipped) return `line ${lineOf(f, stray)}: the branch around the matched code holds statements outside the pattern`;
@@ -138,11 +156,11 @@ function matchedBranch(r: Region, i: number): string | undefined {
     r.condAt.push({ cond: branchCond, at: k.startIndex });
     for (const n of inside) ctx.notTaken.add(n);
     ctx.skipped.push(k);
-  } else if (noneMeansAbsent(k, inside, s, r.opts.noneGroups) && body.every((b) => matchedHere(b) || isRaiseOnly(b))) {
+  } else if (!taken.hasElse && noneMeansAbsent(k, inside, s, r.opts.noneGroups) && body.every((b) => matchedHere(b) || isRaiseOnly(b))) {
     // `if mask is not None: scores = scores + mask`: with the branch not taken the kernel
     // gets mask=None, which the rule declares the same as the lines being absent
   } else {
-    r.extraGuards.push(`(${branchCond.text})`);
+    r.extraGuards.push(taken.inElse ? `not (${branchCond.text})` : `(${branchCond.text})`);
     r.condAt.push({ cond: branchCond, at: k.startIndex });
     // the branch runs on the fast path: its other assignments run there too, first
     for (const b of body) {
