@@ -6,7 +6,7 @@ import type { SyntaxNode } from '../parse/python.js';
 import type { Edit } from './edits.js';
 import { flagCallers } from './flag.js';
 import { functionWeightsWanted } from './function-weights.js';
-import { assignedByLines } from './region.js';
+import { alternativesOf, assignedByLines } from './region.js';
 import { identifierNodes, readCondition, type SynthFile } from './source.js';
 
 /** Where the file calls a submodule of the site's class (`self.attn(...)` with `self.attn` built
@@ -65,7 +65,7 @@ export function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[],
   // only when C does (LLaMA: `if not output_attentions: attn_weights = None`)
   const kills = new Map<string, { cond: string; at: number }>();
   for (const k of block.namedChildren) {
-    if (k.startIndex < after || k.type !== 'if_statement' || k.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause')) continue;
+    if (k.startIndex < after || k.type !== 'if_statement' || alternativesOf(k).length > 0) continue;
     const m = /^not\s+([A-Za-z_]\w*)$/.exec(k.childForFieldName('condition')?.text ?? '');
     const body = k.childForFieldName('consequence')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
     const sets = body.map((b) => /^([A-Za-z_]\w*)\s*=\s*None$/.exec(b.text)?.[1]);

@@ -11,6 +11,11 @@ import { identifierNodes, lineEndIndex, lineStartIndex, type SynthFile } from '.
 
 /** `text`, which starts at source index `base`, with each node replaced by its text; from the
  *  end, so the offsets of the ones before stay valid. */
+/** The `elif` and `else` clauses of an `if` statement (none for other statements). */
+export function alternativesOf(n: SyntaxNode): SyntaxNode[] {
+  return n.namedChildren.filter((c) => c.type === 'else_clause' || c.type === 'elif_clause');
+}
+
 export function substitute(text: string, base: number, subs?: Map<SyntaxNode, string>): string {
   for (const [node, by] of [...(subs ?? [])].sort((a, b) => b[0].startIndex - a[0].startIndex)) {
     text = text.slice(0, node.startIndex - base) + by + text.slice(node.endIndex - base);
@@ -49,7 +54,7 @@ export function assignedByLines(lines: string[]): Set<string> {
 /** `if C: raise ...` (no else; nested checks allowed) or `assert C`: a check, not computation. */
 export function isRaiseOnly(n: SyntaxNode): boolean {
   if (n.type === 'raise_statement' || n.type === 'assert_statement') return true;
-  if (n.type !== 'if_statement' || n.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause')) return false;
+  if (n.type !== 'if_statement' || alternativesOf(n).length > 0) return false;
   const body = n.childForFieldName('consequence')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
   return body.length > 0 && body.every(isRaiseOnly);
 }
@@ -57,7 +62,7 @@ export function isRaiseOnly(n: SyntaxNode): boolean {
 /** The else branch of `if C: ... else: a = None` as source lines, when it only assigns literals
  *  to names. */
 export function literalElse(n: SyntaxNode): string[] | undefined {
-  const alts = n.namedChildren.filter((c) => c.type === 'else_clause' || c.type === 'elif_clause');
+  const alts = alternativesOf(n);
   if (alts.length !== 1 || alts[0].type !== 'else_clause') return undefined;
   const body = alts[0].childForFieldName('body')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
   const LITERAL = new Set(['none', 'true', 'false', 'integer', 'float', 'string']);
@@ -180,7 +185,7 @@ export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath =
  *  `if` without else: what it assigns keeps its dtype and device, whichever path runs. */
 export function keepsTensorKind(b: SyntaxNode, sources: Map<string, unknown>): boolean {
   if (b.type === 'if_statement') {
-    if (b.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause')) return false;
+    if (alternativesOf(b).length > 0) return false;
     const body = b.childForFieldName('consequence')?.namedChildren.filter((c) => c.type !== 'comment') ?? [];
     return body.length > 0 && body.every((x) => keepsTensorKind(x, sources));
   }

@@ -7,7 +7,7 @@ import type { SyntaxNode } from '../parse/python.js';
 import type { Edit } from './edits.js';
 import { escapingNames, moduleCallsOf } from './escape.js';
 import { RETURN_TARGET } from './expressions.js';
-import { ancestorIn, assignedByLines, assignedIn, commonBlock, commutes, dedentedLines, deviceReads, hasMultilineString, isRaiseOnly, literalElse, substitute, writesOf } from './region.js';
+import { alternativesOf, ancestorIn, assignedByLines, assignedIn, commonBlock, commutes, dedentedLines, deviceReads, hasMultilineString, isRaiseOnly, literalElse, substitute, writesOf } from './region.js';
 import { identifierNodes, indentationAt, lineAt, lineEndIndex, lineStartIndex, namesIn, nodeOfSpan, statementOf, type SynthFile } from './source.js';
 import type { Render } from './template.js';
 import { ifHeader, wrapCall } from './wrap.js';
@@ -98,7 +98,7 @@ export function planStatements(f: SynthFile, s: Site, code: string[], renderGuar
  *  where the condition takes that branch (the original code, else branch included, runs
  *  otherwise). A reason when they are spread over both branches or under an `elif`. */
 function takenBranch(k: SyntaxNode, stmts: SyntaxNode[]): { block: SyntaxNode | null; hasElse: boolean; inElse: boolean } | string {
-  const alts = k.namedChildren.filter((c) => c.type === 'else_clause' || c.type === 'elif_clause');
+  const alts = alternativesOf(k);
   const consequence = k.childForFieldName('consequence');
   if (!alts.length) return { block: consequence, hasElse: false, inElse: false };
   if (alts.some((c) => c.type === 'elif_clause')) return 'the matched code is in a branch of an if/elif chain';
@@ -213,7 +213,7 @@ function betweenStatement(r: Region, i: number): string | undefined {
   if (subs && !holdsSite && commutes(k, before, new Set(subs.keys()))) { r.hoisted.push(k); r.substitutions.set(k, subs); return undefined; }
   // `if C:` (no else) between the matched statements does nothing when C is false: the fast
   // path runs when it is, if C can be evaluated before the statements run
-  const cond = k.type === 'if_statement' && !k.namedChildren.some((c) => c.type === 'else_clause' || c.type === 'elif_clause') ? k.childForFieldName('condition') : null;
+  const cond = k.type === 'if_statement' && !alternativesOf(k).length ? k.childForFieldName('condition') : null;
   const assignedBefore = cond && assignedIn(kids.slice(first, i));
   if (cond && assignedBefore && !identifierNodes(cond).some((n) => assignedBefore.has(n.text))) {
     r.extraGuards.push(`not (${cond.text})`);
