@@ -24,7 +24,7 @@ function step(name, cmd, args) {
 
 // --hf: transformers 4.35.0 into .cache/pydeps as well, for the HF harness's own tests
 const setupOk = step('python setup', 'bash', [join(root, 'scripts/setup-python.sh'), '--hf']);
-const buildOk = step('build', 'npx', ['tsc', '-p', '.']);
+const buildOk = step('build', 'npx', ['tsc', '-p', '.']) && step('native build', 'node', [join(root, 'scripts/build-native.mjs')]);
 
 if (buildOk) {
   const out = join(mkdtempSync(join(tmpdir(), 'adopt-vitest-')), 'results.json');

@@ -1,13 +1,16 @@
-// The JavaScript copy of a tree-sitter tree skips native calls where the grammar makes the
-// answer certain (token ends, leaves, fields of field-less types). It must still be the same tree:
-// compared here node by node with tree-sitter's own nodes, on clean sources and on sources with
-// syntax errors (where MISSING tokens break the shortcuts' assumptions).
+// The syntax tree in JavaScript comes from one of two front ends: the native walk's flat records,
+// or a copy through tree-sitter's cursor that skips native calls where the grammar makes the
+// answer certain (token ends, leaves, fields of field-less types). Each must be tree-sitter's own
+// tree: compared here node by node with tree-sitter's nodes, on the fixtures, a sample of the
+// HF-199 files, and sources with syntax errors (where MISSING tokens break the shortcuts'
+// assumptions) or characters outside ASCII (where bytes and UTF-16 indices part).
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type Parser from 'tree-sitter';
 import { describe, expect, it } from 'vitest';
-import { parsePython, type SyntaxNode } from '../../src/parse/python.js';
+import { ensureTransformers, hf199Files } from '../../src/bench/corpus.js';
+import { parsePython, type FrontEnd, type SyntaxNode } from '../../src/parse/python.js';
 import { sourceFromText } from '../../src/parse/source.js';
 import { modelsDir } from '../helpers/fixtures.js';
 
@@ -17,9 +20,9 @@ const parser = new TreeSitter();
 parser.setLanguage(require('tree-sitter-python'));
 
 /** Differences between the copy and tree-sitter's tree, as readable lines (empty when equal). */
-function differences(text: string): string[] {
+function differences(text: string, front: FrontEnd): string[] {
   const raw = parser.parse(text).rootNode;
-  const copy = parsePython(sourceFromText('<test>', text)).root;
+  const copy = parsePython(sourceFromText('<test>', text), front).root;
   const out: string[] = [];
   const stack: [Parser.SyntaxNode, SyntaxNode][] = [[raw, copy]];
   while (stack.length && out.length < 5) {
@@ -31,7 +34,8 @@ function differences(text: string): string[] {
     }
     if (r.childCount !== c.childCount) { out.push(`${where}: ${c.childCount} children copied, tree-sitter has ${r.childCount}`); continue; }
     for (let i = 0; i < r.childCount; i++) {
-      const name = r.fieldNameForChild(i);
+      const name = r.fieldNameForChild(i) ?? null;
+      if (c.fieldNameForChild(i) !== name) out.push(`${where}: child ${i} has field ${c.fieldNameForChild(i)}, tree-sitter ${name}`);
       if (name && c.childForFieldName(name)?.startIndex !== r.childForFieldName(name)?.startIndex) out.push(`${where}: field ${name} differs`);
       stack.push([r.child(i)!, c.child(i)!]);
     }
@@ -47,20 +51,58 @@ const TRICKY = [
   'class C(B, metaclass=M):\n    @property\n    def p(self): return self._p  # comment\n',
 ];
 
-describe('tree copy', () => {
+const BROKEN = ['def f(x:\n    return x +\n', 'a = (1, 2\nb = [3 if c else]\n', 'if a is not:\n  pass\n', 'x = {"k": }\n', 'def g(:\n  y = not in z\n'];
+const NON_ASCII = 'def f(\u00e9t\u00e9):\n    return "\u65e5\u672c \ud83d\ude00" + \u00e9t\u00e9  # \u00fc\n\nx = f(1)\n';
+
+describe.each<FrontEnd>(['native', 'cursor'])('syntax tree from the %s front end', (front) => {
   it('matches tree-sitter on every fixture model', () => {
     const files = readdirSync(modelsDir).filter((f) => f.endsWith('.py'));
     expect(files.length).toBeGreaterThan(5);
-    for (const f of files) expect(differences(readFileSync(join(modelsDir, f), 'utf8')), f).toEqual([]);
+    for (const f of files) expect(differences(readFileSync(join(modelsDir, f), 'utf8'), front), f).toEqual([]);
   });
 
-  it('matches tree-sitter on operators and tokens the shortcuts treat specially', () => {
-    for (const text of TRICKY) expect(differences(text), text).toEqual([]);
+  it('matches tree-sitter on operators and tokens the shortcuts treat specially, and outside ASCII', () => {
+    for (const text of [...TRICKY, NON_ASCII]) expect(differences(text, front), text).toEqual([]);
   });
 
   it('matches tree-sitter where syntax errors insert MISSING tokens', () => {
-    const broken = ['def f(x:\n    return x +\n', 'a = (1, 2\nb = [3 if c else]\n', 'if a is not:\n  pass\n', 'x = {"k": }\n', 'def g(:\n  y = not in z\n'];
-    for (const text of broken) expect(differences(text), text).toEqual([]);
-    for (const text of TRICKY) expect(differences(text.replace(/\)/g, '')), text).toEqual([]);
+    for (const text of BROKEN) expect(differences(text, front), text).toEqual([]);
+    for (const text of TRICKY) expect(differences(text.replace(/\)/g, ''), front), text).toEqual([]);
+  });
+});
+
+/** Differences between the trees of the two front ends (no native calls: cheap enough for many
+ *  files), as readable lines. */
+function frontEndDifferences(text: string): string[] {
+  const source = sourceFromText('<test>', text);
+  const out: string[] = [];
+  const stack: [SyntaxNode, SyntaxNode][] = [[parsePython(source, 'native').root, parsePython(source, 'cursor').root]];
+  while (stack.length && out.length < 5) {
+    const [a, b] = stack.pop()!;
+    if (a.type !== b.type || a.isNamed !== b.isNamed || a.startIndex !== b.startIndex || a.endIndex !== b.endIndex || a.childCount !== b.childCount) {
+      out.push(`${b.type}@${b.startIndex}-${b.endIndex} (${b.childCount} children) is ${a.type}@${a.startIndex}-${a.endIndex} (${a.childCount}) from the native walk`);
+      continue;
+    }
+    for (let i = 0; i < a.childCount; i++) {
+      if (a.fieldNameForChild(i) !== b.fieldNameForChild(i)) out.push(`${b.type}@${b.startIndex}: child ${i} has field ${b.fieldNameForChild(i)}, ${a.fieldNameForChild(i)} from the native walk`);
+      stack.push([a.child(i)!, b.child(i)!]);
+    }
+  }
+  return out;
+}
+
+describe('the two front ends', () => {
+  it('give the same tree on a sample of the HF-199 files', () => {
+    const files = hf199Files(ensureTransformers()).filter((_, i) => i % 4 === 0);
+    expect(files.length).toBeGreaterThan(40);
+    for (const f of files) expect(frontEndDifferences(readFileSync(f.file, 'utf8')), f.model).toEqual([]);
+  });
+
+  it('report the same syntax errors', () => {
+    for (const text of [...BROKEN, NON_ASCII.replace(')', '')]) {
+      const native = parsePython(sourceFromText('<test>', text), 'native').diagnostics;
+      expect(native.length, text).toBeGreaterThan(0);
+      expect(native, text).toEqual(parsePython(sourceFromText('<test>', text), 'cursor').diagnostics);
+    }
   });
 });

@@ -1,0 +1,128 @@
+// The syntax tree from the native walk (src/parse/native/flat_tree.c): one call parses a file and returns
+// every node as a fixed-size record in pre-order, so nodes are made in JavaScript without calls
+// into native code, each level on first use. The addon is built by scripts/build-native.mjs;
+// when it is missing (no compiler at install) the front end copies the tree through
+// tree-sitter's cursor instead (cursor-copy.ts), with the same result.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { ScanNode } from './syntax-errors.js';
+import { SyntaxNode, type ChildMaker } from './syntax-node.js';
+
+const require = createRequire(import.meta.url);
+
+/** Where scripts/build-native.mjs writes the addon (from src/parse or dist/parse alike). */
+export const ADDON_PATH = fileURLToPath(new URL('../../build/native/flat_tree.node', import.meta.url));
+
+/** Set to 0 to use the cursor copy even where the addon is built. */
+export const NATIVE_TREE_ENV = 'ADOPT_NATIVE_TREE';
+
+interface Addon {
+  setLanguage(language: unknown): void;
+  names(): { types: string[]; fields: (string | null)[] };
+  parse(text: string, maxDepth?: number): Uint32Array;
+}
+
+// The record layout of flat_tree.c: four words per node.
+const WORDS = 4;
+const NAMED = 1;
+const MISSING = 2;
+const HAS_ERROR = 4;
+
+export class FlatParser {
+  private readonly types: string[];
+  private readonly fields: (string | null)[];
+
+  constructor(private readonly addon: Addon) {
+    ({ types: this.types, fields: this.fields } = addon.names());
+  }
+
+  /** The whole tree of `text`. */
+  parse(text: string): FlatTree {
+    return new FlatTree(this.addon.parse(text), text, this.types, this.fields);
+  }
+
+  /** The root and the nodes down to `depth` levels below it (their ranges and flags only). */
+  shallow(text: string, depth: number): FlatTree {
+    return new FlatTree(this.addon.parse(text, depth), text, this.types, this.fields);
+  }
+}
+
+export class FlatTree implements ChildMaker {
+  constructor(
+    private readonly data: Uint32Array,
+    private readonly text: string,
+    private readonly types: string[],
+    private readonly fields: (string | null)[],
+  ) {}
+
+  get hasError(): boolean { return ((this.data[0] >>> 24) & HAS_ERROR) !== 0; }
+
+  /** The root as a SyntaxNode; its descendants are made as they are asked for. */
+  root(): SyntaxNode {
+    const d = this.data;
+    return new SyntaxNode(this.types[d[0] & 0xffff], (d[0] >>> 24 & NAMED) !== 0, d[1], d[2], null, this.text, d[3] > 1 ? this : null, 0);
+  }
+
+  makeChildren(node: SyntaxNode, at: number): void {
+    const d = this.data;
+    const kids: SyntaxNode[] = [];
+    let fields: (string | null)[] | null = null;
+    const end = at + d[at * WORDS + 3];
+    for (let i = at + 1; i < end;) {
+      const w = i * WORDS;
+      const head = d[w];
+      const size = d[w + 3];
+      const fid = (head >>> 16) & 0xff;
+      if (fid && !fields) fields = new Array<string | null>(kids.length).fill(null);
+      if (fields) fields.push(fid ? this.fields[fid] : null);
+      kids.push(new SyntaxNode(this.types[head & 0xffff], ((head >>> 24) & NAMED) !== 0, d[w + 1], d[w + 2], node, this.text, size > 1 ? this : null, i));
+      i += size;
+    }
+    SyntaxNode.setChildren(node, kids, fields);
+  }
+
+  /** The top-level nodes: ranges and whether each is a comment. */
+  topLevel(): { start: number; end: number; comment: boolean }[] {
+    const d = this.data;
+    const out: { start: number; end: number; comment: boolean }[] = [];
+    for (let i = 1; i < d[3];) {
+      const w = i * WORDS;
+      out.push({ start: d[w + 1], end: d[w + 2], comment: this.types[d[w] & 0xffff] === 'comment' });
+      i += d[w + 3];
+    }
+    return out;
+  }
+
+  /** The record at `at` seen as the syntax-error scan sees tree-sitter's nodes. */
+  scanNode(at = 0): ScanNode {
+    const d = this.data;
+    const w = at * WORDS;
+    const flags = d[w] >>> 24;
+    const kids: number[] = [];
+    for (let i = at + 1; i < at + d[w + 3]; i += d[i * WORDS + 3]) kids.push(i);
+    return {
+      type: this.types[d[w] & 0xffff], startIndex: d[w + 1], endIndex: d[w + 2],
+      isMissing: (flags & MISSING) !== 0, hasError: (flags & HAS_ERROR) !== 0,
+      childCount: kids.length, child: (i: number) => (i < kids.length ? this.scanNode(kids[i]) : null),
+    };
+  }
+}
+
+let loaded: FlatParser | null | undefined;
+
+/** The native walk for `language` (tree-sitter-python's binding), or null when it is not built,
+ *  turned off, or fails to load (then with one note on stderr). */
+export function flatParser(language: unknown): FlatParser | null {
+  if (loaded !== undefined) return loaded;
+  loaded = null;
+  if (process.env[NATIVE_TREE_ENV] === '0' || !existsSync(ADDON_PATH)) return loaded;
+  try {
+    const addon = require(ADDON_PATH) as Addon;
+    addon.setLanguage(language);
+    loaded = new FlatParser(addon);
+  } catch (e) {
+    process.stderr.write(`adopt: note: the native syntax-tree walk in ${ADDON_PATH} did not load (${(e as Error).message.split('\n')[0]}); using the slower cursor copy. Rebuild it with 'node scripts/build-native.mjs'.\n`);
+  }
+  return loaded;
+}
