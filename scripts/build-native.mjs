@@ -50,6 +50,7 @@ function main() {
   const cc = compiler();
   const headers = nodeHeaders();
   const lib = treeSitterLib();
+  if (!existsSync(source)) return note(`the addon's source ${source} is missing`), 0;
   if (!cc) return note('no C compiler found (cc, gcc or clang on PATH, or CC)'), 0;
   if (!headers) return note("Node's C headers (node_api.h) not found"), 0;
   if (!lib) return note("tree-sitter's C runtime (vendor/tree-sitter/lib) not found in node_modules"), 0;

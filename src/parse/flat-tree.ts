@@ -14,7 +14,8 @@ const require = createRequire(import.meta.url);
 /** Where scripts/build-native.mjs writes the addon (from src/parse or dist/parse alike). */
 export const ADDON_PATH = fileURLToPath(new URL('../../build/native/flat_tree.node', import.meta.url));
 
-/** Set to 0 to use the cursor copy even where the addon is built. */
+/** `0`: copy the tree through tree-sitter's cursor even where the addon is built; a path: load
+ *  the addon from there instead of ADDON_PATH. */
 export const NATIVE_TREE_ENV = 'ADOPT_NATIVE_TREE';
 
 interface Addon {
@@ -111,18 +112,23 @@ export class FlatTree implements ChildMaker {
 
 let loaded: FlatParser | null | undefined;
 
-/** The native walk for `language` (tree-sitter-python's binding), or null when it is not built,
- *  turned off, or fails to load (then with one note on stderr). */
+/** The native walk for `language` (tree-sitter-python's `language` external), or null when it is
+ *  not built, turned off, or fails to load (then with one note on stderr). */
 export function flatParser(language: unknown): FlatParser | null {
   if (loaded !== undefined) return loaded;
   loaded = null;
-  if (process.env[NATIVE_TREE_ENV] === '0' || !existsSync(ADDON_PATH)) return loaded;
+  const setting = process.env[NATIVE_TREE_ENV] ?? '';
+  if (setting === '0') return loaded;
+  const path = setting || ADDON_PATH;
+  // not built here (no compiler at install: the build said so then)
+  if (!setting && !existsSync(path)) return loaded;
   try {
-    const addon = require(ADDON_PATH) as Addon;
+    const addon = require(path) as Addon;
     addon.setLanguage(language);
     loaded = new FlatParser(addon);
   } catch (e) {
-    process.stderr.write(`adopt: note: the native syntax-tree walk in ${ADDON_PATH} did not load (${(e as Error).message.split('\n')[0]}); using the slower cursor copy. Rebuild it with 'node scripts/build-native.mjs'.\n`);
+    const reason = (e as Error).message.split('\n')[0];
+    process.stderr.write(`adopt: note: the native syntax-tree walk ${path} did not load (${reason}); copying syntax trees through tree-sitter's cursor instead (slower, same results). Rebuild it with 'node scripts/build-native.mjs'.\n`);
   }
   return loaded;
 }
