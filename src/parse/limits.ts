@@ -7,7 +7,7 @@ import { AdoptError } from '../diag.js';
 export const DEFAULT_MAX_MIB = 8;
 
 /** Peak memory the analysis and the rewrite hold per byte of source: `npm run bench:scale`
- *  measures about 320 for a rewrite (the IR, the syntax tree copied out of tree-sitter, the
+ *  measures about 320 for a rewrite (the IR, the syntax tree in JavaScript, the
  *  sites, the rewritten text and its check parse); rounded up for headroom. */
 export const MEMORY_PER_SOURCE_BYTE = 400;
 
