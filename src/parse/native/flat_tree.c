@@ -20,15 +20,28 @@
 #define FLAG_MISSING 2u
 #define FLAG_HAS_ERROR 4u
 
-static const TSLanguage *language = NULL;
-static TSParser *parser = NULL;
+// One per Node environment (the main thread, each worker): a parser is not shared across threads.
+typedef struct { const TSLanguage *language; TSParser *parser; } Instance;
+
+static Instance *instance(napi_env env) {
+  void *data = NULL;
+  napi_get_instance_data(env, &data);
+  return (Instance *)data;
+}
+
+static void free_instance(napi_env env, void *data, void *hint) {
+  (void)env; (void)hint;
+  Instance *self = (Instance *)data;
+  if (self->parser) ts_parser_delete(self->parser);
+  free(self);
+}
 
 static napi_value fail(napi_env env, const char *message) {
   napi_throw_error(env, NULL, message);
   return NULL;
 }
 
-static uint32_t symbol_index(TSSymbol symbol) {
+static uint32_t symbol_index(const TSLanguage *language, TSSymbol symbol) {
   return symbol == (TSSymbol)-1 ? ts_language_symbol_count(language) : symbol;
 }
 
@@ -41,11 +54,12 @@ static napi_value set_language(napi_env env, napi_callback_info info) {
       napi_get_value_external(env, argv[0], &pointer) != napi_ok || !pointer) {
     return fail(env, "setLanguage expects the language external of a tree-sitter grammar binding");
   }
+  Instance *self = instance(env);
   const TSLanguage *candidate = (const TSLanguage *)pointer;
   if (ts_language_field_count(candidate) > 255) return fail(env, "the grammar has more than 255 field names");
-  if (!parser) parser = ts_parser_new();
-  if (!ts_parser_set_language(parser, candidate)) return fail(env, "the grammar's ABI version does not match tree-sitter's runtime");
-  language = candidate;
+  if (!self->parser && !(self->parser = ts_parser_new())) return fail(env, "out of memory for the parser");
+  if (!ts_parser_set_language(self->parser, candidate)) return fail(env, "the grammar's ABI version does not match tree-sitter's runtime");
+  self->language = candidate;
   return NULL;
 }
 
@@ -58,6 +72,7 @@ static napi_value make_string(napi_env env, const char *text) {
 // names(): { types: string[], fields: (string | null)[] }, indexed as in the records.
 static napi_value names(napi_env env, napi_callback_info info) {
   (void)info;
+  const TSLanguage *language = instance(env)->language;
   if (!language) return fail(env, "setLanguage was not called");
   napi_value out, types, fields;
   napi_create_object(env, &out);
@@ -76,7 +91,7 @@ static napi_value names(napi_env env, napi_callback_info info) {
   return out;
 }
 
-typedef struct { uint32_t *data; size_t count, capacity; } Records;
+typedef struct { const TSLanguage *language; uint32_t *data; size_t count, capacity; } Records;
 
 static int push_record(Records *r, const TSTreeCursor *cursor) {
   if (r->count == r->capacity) {
@@ -90,7 +105,7 @@ static int push_record(Records *r, const TSTreeCursor *cursor) {
   uint32_t flags = (ts_node_is_named(node) ? FLAG_NAMED : 0) | (ts_node_is_missing(node) ? FLAG_MISSING : 0) |
                    (ts_node_has_error(node) ? FLAG_HAS_ERROR : 0);
   uint32_t *w = r->data + r->count * WORDS;
-  w[0] = symbol_index(ts_node_symbol(node)) | (uint32_t)ts_tree_cursor_current_field_id(cursor) << 16 | flags << 24;
+  w[0] = symbol_index(r->language, ts_node_symbol(node)) | (uint32_t)ts_tree_cursor_current_field_id(cursor) << 16 | flags << 24;
   w[1] = ts_node_start_byte(node) / 2;
   w[2] = ts_node_end_byte(node) / 2;
   w[3] = 1;
@@ -137,7 +152,8 @@ static napi_value parse(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   uint32_t max_depth = UINT32_MAX;
-  if (!language) return fail(env, "setLanguage was not called");
+  Instance *self = instance(env);
+  if (!self->language) return fail(env, "setLanguage was not called");
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   size_t length = 0;
   if (argc < 1 || napi_get_value_string_utf16(env, argv[0], NULL, 0, &length) != napi_ok) return fail(env, "parse expects a string");
@@ -149,10 +165,10 @@ static napi_value parse(napi_env env, napi_callback_info info) {
   char16_t *text = malloc((length + 1) * sizeof(char16_t));
   if (!text) return fail(env, "out of memory for the source text");
   napi_get_value_string_utf16(env, argv[0], text, length + 1, &length);
-  TSTree *tree = ts_parser_parse_string_encoding(parser, NULL, (const char *)text, (uint32_t)(length * 2), TSInputEncodingUTF16LE);
+  TSTree *tree = ts_parser_parse_string_encoding(self->parser, NULL, (const char *)text, (uint32_t)(length * 2), TSInputEncodingUTF16LE);
   free(text);
   if (!tree) return fail(env, "tree-sitter returned no tree");
-  Records records = {NULL, 0, 0};
+  Records records = {self->language, NULL, 0, 0};
   int ok = flatten(tree, max_depth, &records);
   ts_tree_delete(tree);
   if (!ok) { free(records.data); return fail(env, "out of memory for the syntax tree"); }
@@ -167,6 +183,11 @@ static napi_value parse(napi_env env, napi_callback_info info) {
 }
 
 static napi_value init(napi_env env, napi_value exports) {
+  Instance *self = calloc(1, sizeof(Instance));
+  if (!self || napi_set_instance_data(env, self, free_instance, NULL) != napi_ok) {
+    free(self);
+    return fail(env, "out of memory for the addon's state");
+  }
   napi_property_descriptor methods[] = {
     {"setLanguage", NULL, set_language, NULL, NULL, NULL, napi_default, NULL},
     {"names", NULL, names, NULL, NULL, NULL, napi_default, NULL},
