@@ -43,6 +43,7 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
   const lowered = new Set<string>();
   const constructed = new Set<Site>();
   const analysed = new Set(program.files.map((f) => f.path));
+  const ruleOpts = { ...opts, analysed };
   for (const file of program.files) {
     const views: MethodView[] = [];
     for (const m of file.modules) for (const meth of m.methods) views.push(viewOf(file, meth, m));
@@ -58,7 +59,7 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
       // TorchScript-compiled code cannot call the kernels' Python wrappers.
       if (view.method.decorators?.some(isTorchScript)) continue;
       for (const rule of rules) {
-        const r = matchRule(rule, view, { ...opts, analysed });
+        const r = matchRule(rule, view, ruleOpts);
         for (const s of r.sites) {
           const key = siteKey(s) + callKey(s);
           const prev = sites.get(key);
@@ -186,20 +187,27 @@ export function siteKey(s: Site): string {
 export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolean; analysed?: Set<string> } = {}): MatchResult {
   const sites: Site[] = [];
   const nearMisses: NearMiss[] = [];
-  const [anchor] = rule.pattern;
+  const anchorForms = formsOf(rule.pattern[0]);
   let anchored = false;
+  // A failed attempt leaves its state as it found it (every write is undone), so one empty state
+  // serves every anchor that does not match: most anchors (every Linear against every Linear+X
+  // rule) do not.
+  let spare: Growing | undefined;
   for (const op of view.ops) {
-    if (!formsOf(anchor).some((f) => calleeMatches(f, op))) continue;
+    if (!anchorMatches(anchorForms, op)) continue;
     anchored = true;
-    const why: string[] = [];
-    progress.set(why, { depth: 0, matched: 0, constraint: false });
+    const trace: Trace = { why: [], depth: 0, matched: 0, constraint: false, constraintFailures: 0 };
     // One anchor can start several sites (a value feeding both branches of an if): after each
     // match, its last op is banned and the search repeats.
     const banned = new Set<number>();
     let found = 0;
     for (let k = 0; k < 4; k++) {
-      const st: Growing = { vals: new Map(), ops: new Map(), metas: new Map(), used: new Set(banned), forms: new Map(), log: [] };
-      if (!extend(rule, view, 0, st, op, why)) break;
+      const st: Growing = banned.size === 0 && spare ? spare : { vals: new Map(), ops: new Map(), metas: new Map(), used: new Set(banned), forms: new Map(), log: [] };
+      spare = undefined;
+      if (!extend(rule, view, 0, st, op, trace)) {
+        if (banned.size === 0) spare = st;
+        break;
+      }
       sites.push(toSite(rule, view, st, opts.analysed));
       found++;
       const lastOp = [...st.ops.values()].filter((o): o is Op => !!o).pop();
@@ -207,8 +215,7 @@ export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolea
       banned.add(lastOp.id);
     }
     if (!found) {
-      const got = progress.get(why)!;
-      nearMisses.push({ rule: rule.name, file: op.span.file ?? view.file.path, line: op.span.from.line, col: op.span.from.col, owner: view.module?.name ?? '', reason: why[0] ?? 'the pattern does not continue here', matched: got.matched, of: requiredLines(rule), ...(got.constraint ? { constraint: true } : {}) });
+      nearMisses.push({ rule: rule.name, file: op.span.file ?? view.file.path, line: op.span.from.line, col: op.span.from.col, owner: view.module?.name ?? '', reason: trace.why[0] ?? 'the pattern does not continue here', matched: trace.matched, of: requiredLines(rule), ...(trace.constraint ? { constraint: true } : {}) });
     }
   }
   if (!anchored && opts.partial) {
@@ -237,26 +244,32 @@ function toSite(rule: Rule, view: MethodView, st: State, analysed?: Set<string>)
   };
 }
 
-const constraintFailures = new WeakMap<string[], number>();
-/** How far the attempts from one anchor got: the most required lines bound at once, and whether
- *  a complete match failed only on a constraint. */
-const progress = new WeakMap<string[], { depth: number; matched: number; constraint: boolean }>();
+/** The attempts from one anchor: why they stopped (the first reason is reported), how far they
+ *  got (the most required lines bound at once), and whether a complete match failed only on a
+ *  constraint (`constraintFailures` of those reasons lead the list). */
+interface Trace { why: string[]; depth: number; matched: number; constraint: boolean; constraintFailures: number }
 
-function extend(rule: Rule, view: MethodView, i: number, st: Growing, anchor: Op | undefined, why: string[]): boolean {
-  const got = progress.get(why);
-  if (got && i >= got.depth) {
-    got.depth = i;
+/** Whether an op can start a match of a pattern line (any of its forms). */
+function anchorMatches(forms: PatOp[], op: Op): boolean {
+  for (const f of forms) if (calleeMatches(f, op)) return true;
+  return false;
+}
+
+function extend(rule: Rule, view: MethodView, i: number, st: Growing, anchor: Op | undefined, trace: Trace): boolean {
+  const why = trace.why;
+  if (i >= trace.depth) {
+    trace.depth = i;
     let bound = 0;
     for (let j = 0; j < i; j++) if (!rule.pattern[j].optional && st.ops.get(rule.pattern[j].name)) bound++;
-    got.matched = Math.max(got.matched, bound);
+    trace.matched = Math.max(trace.matched, bound);
   }
   if (i === rule.pattern.length) {
     for (const c of rule.where) {
       const failure = checkConstraint(c, st, view);
-      if (failure && got) got.constraint = true;
+      if (failure) trace.constraint = true;
       // a constraint that fails on a complete match says more than a line that did not follow;
       // among those, the first tried (the arguments in their written order) comes first
-      if (failure) { why.splice(constraintFailures.get(why) ?? 0, 0, failure); constraintFailures.set(why, (constraintFailures.get(why) ?? 0) + 1); return false; }
+      if (failure) { why.splice(trace.constraintFailures, 0, failure); trace.constraintFailures++; return false; }
     }
     return true;
   }
@@ -272,7 +285,7 @@ function extend(rule: Rule, view: MethodView, i: number, st: Growing, anchor: Op
         const failure = bindOp(form, op, args, st, view);
         if (!failure) {
           if (k) put(st, st.forms, p.name, k);
-          if (extend(rule, view, i + 1, st, undefined, why)) return true;
+          if (extend(rule, view, i + 1, st, undefined, trace)) return true;
         } else if (i === 0 || why.length === 0) why.push(failure);
         undo(st, saved);
       }
@@ -284,7 +297,7 @@ function extend(rule: Rule, view: MethodView, i: number, st: Growing, anchor: Op
       const saved = st.log.length;
       put(st, st.vals, p.name, through);
       put(st, st.ops, p.name, null);
-      if (extend(rule, view, i + 1, st, undefined, why)) return true;
+      if (extend(rule, view, i + 1, st, undefined, trace)) return true;
       undo(st, saved);
     }
   }
