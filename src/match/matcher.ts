@@ -44,6 +44,7 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
   const constructed = new Set<Site>();
   const analysed = new Set(program.files.map((f) => f.path));
   const ruleOpts = { ...opts, analysed };
+  const index = anchorIndex(rules);
   for (const file of program.files) {
     const views: MethodView[] = [];
     for (const m of file.modules) for (const meth of m.methods) views.push(viewOf(file, meth, m));
@@ -58,8 +59,9 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
     for (const view of views) {
       // TorchScript-compiled code cannot call the kernels' Python wrappers.
       if (view.method.decorators?.some(isTorchScript)) continue;
-      for (const rule of rules) {
-        const r = matchRule(rule, view, ruleOpts);
+      const anchors = anchorsOf(view, index);
+      for (const [i, rule] of rules.entries()) {
+        const r = matchRule(rule, view, { ...ruleOpts, anchors: anchors[i] });
         for (const s of r.sites) {
           const key = siteKey(s) + callKey(s);
           const prev = sites.get(key);
@@ -184,17 +186,49 @@ export function siteKey(s: Site): string {
   return `${s.rule}|${spans.join('|')}`;
 }
 
-export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolean; analysed?: Set<string> } = {}): MatchResult {
+/** Which rules an op can start, for a rule list: an op of kind `op` can match only a first line
+ *  that names it (looked up by name: most ops are such, and so are most first lines); other ops
+ *  are tested against every rule's first line. */
+interface AnchorIndex { rules: number; byName: Map<string, number[]>; forms: PatOp[][] }
+
+function anchorIndex(rules: Rule[]): AnchorIndex {
+  const byName = new Map<string, number[]>();
+  const forms = rules.map((r) => formsOf(r.pattern[0]));
+  forms.forEach((fs, i) => {
+    for (const name of new Set(fs.flatMap((f) => f.callees.filter((c) => PLAIN_OP.test(c))))) {
+      const list = byName.get(name);
+      if (list) list.push(i); else byName.set(name, [i]);
+    }
+  });
+  return { rules: rules.length, byName, forms };
+}
+
+/** For each rule of the index, the ops of the view that can start its match, in the view's order. */
+function anchorsOf(view: MethodView, index: AnchorIndex): Op[][] {
+  const out: Op[][] = Array.from({ length: index.rules }, () => []);
+  for (const op of view.ops) {
+    if (op.kind === 'op') {
+      for (const i of index.byName.get(op.callee) ?? []) out[i].push(op);
+    } else {
+      for (let i = 0; i < index.rules; i++) if (anchorMatches(index.forms[i], op)) out[i].push(op);
+    }
+  }
+  return out;
+}
+
+/** `anchors`: the ops of the view that can start the rule's match, when already known. */
+export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolean; analysed?: Set<string>; anchors?: Op[] } = {}): MatchResult {
   const sites: Site[] = [];
   const nearMisses: NearMiss[] = [];
   const anchorForms = formsOf(rule.pattern[0]);
+  const known = opts.anchors;
   let anchored = false;
   // A failed attempt leaves its state as it found it (every write is undone), so one empty state
   // serves every anchor that does not match: most anchors (every Linear against every Linear+X
   // rule) do not.
   let spare: Growing | undefined;
-  for (const op of view.ops) {
-    if (!anchorMatches(anchorForms, op)) continue;
+  for (const op of known ?? view.ops) {
+    if (!known && !anchorMatches(anchorForms, op)) continue;
     anchored = true;
     const trace: Trace = { why: [], depth: 0, matched: 0, constraint: false, constraintFailures: 0 };
     // One anchor can start several sites (a value feeding both branches of an if): after each
