@@ -43,6 +43,8 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
   const lowered = new Set<string>();
   const constructed = new Set<Site>();
   const analysed = new Set(program.files.map((f) => f.path));
+  const ruleOpts = { ...opts, analysed };
+  const index = anchorIndex(rules);
   for (const file of program.files) {
     const views: MethodView[] = [];
     for (const m of file.modules) for (const meth of m.methods) views.push(viewOf(file, meth, m));
@@ -57,8 +59,9 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
     for (const view of views) {
       // TorchScript-compiled code cannot call the kernels' Python wrappers.
       if (view.method.decorators?.some(isTorchScript)) continue;
-      for (const rule of rules) {
-        const r = matchRule(rule, view, { ...opts, analysed });
+      const anchors = anchorsOf(view, index);
+      for (const [i, rule] of rules.entries()) {
+        const r = matchRule(rule, view, { ...ruleOpts, anchors: anchors[i] });
         for (const s of r.sites) {
           const key = siteKey(s) + callKey(s);
           const prev = sites.get(key);
@@ -183,23 +186,62 @@ export function siteKey(s: Site): string {
   return `${s.rule}|${spans.join('|')}`;
 }
 
-export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolean; analysed?: Set<string> } = {}): MatchResult {
+/** Which rules an op can start, for a rule list: an op of kind `op` can match only a first line
+ *  that names it (looked up by name: most ops are such, and so are most first lines); other ops
+ *  are tested against every rule's first line. */
+interface AnchorIndex { rules: number; byName: Map<string, number[]>; forms: PatOp[][] }
+
+function anchorIndex(rules: Rule[]): AnchorIndex {
+  const byName = new Map<string, number[]>();
+  const forms = rules.map((r) => formsOf(r.pattern[0]));
+  forms.forEach((fs, i) => {
+    for (const name of new Set(fs.flatMap((f) => f.callees.filter((c) => PLAIN_OP.test(c))))) {
+      const list = byName.get(name);
+      if (list) list.push(i); else byName.set(name, [i]);
+    }
+  });
+  return { rules: rules.length, byName, forms };
+}
+
+/** For each rule of the index, the ops of the view that can start its match, in the view's order. */
+function anchorsOf(view: MethodView, index: AnchorIndex): Op[][] {
+  const out: Op[][] = Array.from({ length: index.rules }, () => []);
+  for (const op of view.ops) {
+    if (op.kind === 'op') {
+      for (const i of index.byName.get(op.callee) ?? []) out[i].push(op);
+    } else {
+      for (let i = 0; i < index.rules; i++) if (anchorMatches(index.forms[i], op)) out[i].push(op);
+    }
+  }
+  return out;
+}
+
+/** `anchors`: the ops of the view that can start the rule's match, when already known. */
+export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolean; analysed?: Set<string>; anchors?: Op[] } = {}): MatchResult {
   const sites: Site[] = [];
   const nearMisses: NearMiss[] = [];
-  const [anchor] = rule.pattern;
+  const anchorForms = formsOf(rule.pattern[0]);
+  const known = opts.anchors;
   let anchored = false;
-  for (const op of view.ops) {
-    if (!formsOf(anchor).some((f) => calleeMatches(f, op))) continue;
+  // A failed attempt leaves its state as it found it (every write is undone), so one empty state
+  // serves every anchor that does not match: most anchors (every Linear against every Linear+X
+  // rule) do not.
+  let spare: Growing | undefined;
+  for (const op of known ?? view.ops) {
+    if (!known && !anchorMatches(anchorForms, op)) continue;
     anchored = true;
-    const why: string[] = [];
-    progress.set(why, { depth: 0, matched: 0, constraint: false });
+    const trace: Trace = { why: [], depth: 0, matched: 0, constraint: false, constraintFailures: 0 };
     // One anchor can start several sites (a value feeding both branches of an if): after each
     // match, its last op is banned and the search repeats.
     const banned = new Set<number>();
     let found = 0;
     for (let k = 0; k < 4; k++) {
-      const st: Growing = { vals: new Map(), ops: new Map(), metas: new Map(), used: new Set(banned), forms: new Map(), log: [] };
-      if (!extend(rule, view, 0, st, op, why)) break;
+      const st: Growing = banned.size === 0 && spare ? spare : { vals: new Map(), ops: new Map(), metas: new Map(), used: new Set(banned), forms: new Map(), log: [] };
+      spare = undefined;
+      if (!extend(rule, view, 0, st, op, trace)) {
+        if (banned.size === 0) spare = st;
+        break;
+      }
       sites.push(toSite(rule, view, st, opts.analysed));
       found++;
       const lastOp = [...st.ops.values()].filter((o): o is Op => !!o).pop();
@@ -207,8 +249,7 @@ export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolea
       banned.add(lastOp.id);
     }
     if (!found) {
-      const got = progress.get(why)!;
-      nearMisses.push({ rule: rule.name, file: op.span.file ?? view.file.path, line: op.span.from.line, col: op.span.from.col, owner: view.module?.name ?? '', reason: why[0] ?? 'the pattern does not continue here', matched: got.matched, of: requiredLines(rule), ...(got.constraint ? { constraint: true } : {}) });
+      nearMisses.push({ rule: rule.name, file: op.span.file ?? view.file.path, line: op.span.from.line, col: op.span.from.col, owner: view.module?.name ?? '', reason: trace.why[0] ?? 'the pattern does not continue here', matched: trace.matched, of: requiredLines(rule), ...(trace.constraint ? { constraint: true } : {}) });
     }
   }
   if (!anchored && opts.partial) {
@@ -237,26 +278,32 @@ function toSite(rule: Rule, view: MethodView, st: State, analysed?: Set<string>)
   };
 }
 
-const constraintFailures = new WeakMap<string[], number>();
-/** How far the attempts from one anchor got: the most required lines bound at once, and whether
- *  a complete match failed only on a constraint. */
-const progress = new WeakMap<string[], { depth: number; matched: number; constraint: boolean }>();
+/** The attempts from one anchor: why they stopped (the first reason is reported), how far they
+ *  got (the most required lines bound at once), and whether a complete match failed only on a
+ *  constraint (`constraintFailures` of those reasons lead the list). */
+interface Trace { why: string[]; depth: number; matched: number; constraint: boolean; constraintFailures: number }
 
-function extend(rule: Rule, view: MethodView, i: number, st: Growing, anchor: Op | undefined, why: string[]): boolean {
-  const got = progress.get(why);
-  if (got && i >= got.depth) {
-    got.depth = i;
+/** Whether an op can start a match of a pattern line (any of its forms). */
+function anchorMatches(forms: PatOp[], op: Op): boolean {
+  for (const f of forms) if (calleeMatches(f, op)) return true;
+  return false;
+}
+
+function extend(rule: Rule, view: MethodView, i: number, st: Growing, anchor: Op | undefined, trace: Trace): boolean {
+  const why = trace.why;
+  if (i >= trace.depth) {
+    trace.depth = i;
     let bound = 0;
     for (let j = 0; j < i; j++) if (!rule.pattern[j].optional && st.ops.get(rule.pattern[j].name)) bound++;
-    got.matched = Math.max(got.matched, bound);
+    trace.matched = Math.max(trace.matched, bound);
   }
   if (i === rule.pattern.length) {
     for (const c of rule.where) {
       const failure = checkConstraint(c, st, view);
-      if (failure && got) got.constraint = true;
+      if (failure) trace.constraint = true;
       // a constraint that fails on a complete match says more than a line that did not follow;
       // among those, the first tried (the arguments in their written order) comes first
-      if (failure) { why.splice(constraintFailures.get(why) ?? 0, 0, failure); constraintFailures.set(why, (constraintFailures.get(why) ?? 0) + 1); return false; }
+      if (failure) { why.splice(trace.constraintFailures, 0, failure); trace.constraintFailures++; return false; }
     }
     return true;
   }
@@ -272,7 +319,7 @@ function extend(rule: Rule, view: MethodView, i: number, st: Growing, anchor: Op
         const failure = bindOp(form, op, args, st, view);
         if (!failure) {
           if (k) put(st, st.forms, p.name, k);
-          if (extend(rule, view, i + 1, st, undefined, why)) return true;
+          if (extend(rule, view, i + 1, st, undefined, trace)) return true;
         } else if (i === 0 || why.length === 0) why.push(failure);
         undo(st, saved);
       }
@@ -284,7 +331,7 @@ function extend(rule: Rule, view: MethodView, i: number, st: Growing, anchor: Op
       const saved = st.log.length;
       put(st, st.vals, p.name, through);
       put(st, st.ops, p.name, null);
-      if (extend(rule, view, i + 1, st, undefined, why)) return true;
+      if (extend(rule, view, i + 1, st, undefined, trace)) return true;
       undo(st, saved);
     }
   }

@@ -1,6 +1,6 @@
 // What matching needs to know of one lowered method: its ops in order, where each value is
 // defined and used, and the module attributes `self.x` calls resolve to (scope analysis).
-import type { Attr, Expr, FileIR, Method, ModuleIR, Op, Stmt } from '../dsl/ir.js';
+import type { Attr, Expr, FileIR, Method, ModuleIR, Op, Phi, Stmt } from '../dsl/ir.js';
 import { sequentialArgs } from '../analysis/layer-class.js';
 
 export type Use = { k: 'op'; op: Op } | { k: 'phi'; id: number } | { k: 'return' } | { k: 'cond' };
@@ -36,16 +36,6 @@ export function exclusive(view: MethodView, a: number, b: number): boolean {
   return false;
 }
 
-function operands(e: Expr, out: Expr[]): void {
-  switch (e.k) {
-    case 'tuple': case 'list': e.items.forEach((x) => operands(x, out)); break;
-    case 'dict': e.items.forEach(([k, v]) => { operands(k, out); operands(v, out); }); break;
-    case 'star': operands(e.e, out); break;
-    case 'slice': [e.lo, e.hi, e.step].forEach((x) => x && operands(x, out)); break;
-    default: out.push(e);
-  }
-}
-
 export function viewOf(file: FileIR, method: Method, module?: ModuleIR): MethodView {
   const v: MethodView = { file, module, method, ops: [], defs: new Map(), uses: new Map(), nameUses: new Map(), attrs: new Map(), rank: new Map(), phis: new Map(), depth: new Map(), paths: new Map() };
   for (const a of module?.attrs ?? []) {
@@ -53,19 +43,32 @@ export function viewOf(file: FileIR, method: Method, module?: ModuleIR): MethodV
     list.push(a);
     v.attrs.set(a.name, list);
   }
-  const use = (e: Expr, u: Use) => {
-    const xs: Expr[] = [];
-    operands(e, xs);
-    for (const x of xs) {
-      if (x.k === 'ssa') {
-        const l = v.uses.get(x.id) ?? [];
-        l.push(u);
-        v.uses.set(x.id, l);
-      } else if (x.k === 'name' && u.k === 'op') {
-        const l = v.nameUses.get(x.path) ?? [];
-        l.push(u.op);
-        v.nameUses.set(x.path, l);
+  // every operand of a tuple, list, dict, star or slice, in order
+  const use = (e: Expr, u: Use): void => {
+    switch (e.k) {
+      case 'tuple': case 'list': for (const x of e.items) use(x, u); return;
+      case 'dict': for (const [k, x] of e.items) { use(k, u); use(x, u); } return;
+      case 'star': use(e.e, u); return;
+      case 'slice': for (const x of [e.lo, e.hi, e.step]) if (x) use(x, u); return;
+      case 'ssa': {
+        const l = v.uses.get(e.id);
+        if (l) l.push(u); else v.uses.set(e.id, [u]);
+        return;
       }
+      case 'name': {
+        if (u.k !== 'op') return;
+        const l = v.nameUses.get(e.path);
+        if (l) l.push(u.op); else v.nameUses.set(e.path, [u.op]);
+        return;
+      }
+      default: return;
+    }
+  };
+  const usePhis = (phis: Phi[]) => {
+    for (const p of phis) {
+      v.phis.set(p.id, p.ins);
+      const u: Use = { k: 'phi', id: p.id };
+      for (const x of p.ins) use(x, u);
     }
   };
   const walk = (stmts: Stmt[], depth = 0, path: string[] = []) => {
@@ -76,8 +79,10 @@ export function viewOf(file: FileIR, method: Method, module?: ModuleIR): MethodV
           v.depth.set(s.id, depth);
           if (path.length) v.paths.set(s.id, path);
           v.defs.set(s.id, s);
-          for (const a of s.args) use(a, { k: 'op', op: s });
-          for (const [, a] of s.kw) use(a, { k: 'op', op: s });
+          // one use record per op, shared by its operands (uses are only read)
+          const u: Use = { k: 'op', op: s };
+          for (const a of s.args) use(a, u);
+          for (const [, a] of s.kw) use(a, u);
           break;
         case 'if': {
           use(s.cond, { k: 'cond' });
@@ -90,12 +95,12 @@ export function viewOf(file: FileIR, method: Method, module?: ModuleIR): MethodV
             walk(s.then, depth + 1, [...path, `${s.span.start}:then`]);
             walk(s.else, depth + 1, [...path, `${s.span.start}:else`]);
           }
-          for (const p of s.phis) { v.phis.set(p.id, p.ins); p.ins.forEach((x) => use(x, { k: 'phi', id: p.id })); }
+          usePhis(s.phis);
           break;
         }
         case 'for':
           use(s.iter, { k: 'cond' });
-          for (const p of s.phis) { v.phis.set(p.id, p.ins); p.ins.forEach((x) => use(x, { k: 'phi', id: p.id })); }
+          usePhis(s.phis);
           walk(s.body, depth + 1, path);
           break;
         case 'return':
@@ -307,8 +312,18 @@ export function phiRead(view: MethodView, id: number, seen = new Set<number>()):
 
 /** `e` is `v`, or a phi that `v` flows into (the match then holds on that path). */
 export function reaches(view: MethodView, v: Expr, e: Expr, depth = 0): boolean {
-  if (JSON.stringify(v) === JSON.stringify(e)) return true;
+  if (sameJson(v, e)) return true;
   if (e.k !== 'ssa' || depth > 8) return false;
   const ins = view.phis.get(e.id);
   return !!ins && ins.some((x) => reaches(view, v, x, depth + 1));
+}
+
+/** JSON.stringify(a) === JSON.stringify(b), without building the strings where the answer is
+ *  plain: the same object, a different kind, or two values of different ids (most calls compare
+ *  two SSA values). */
+function sameJson(a: Expr, b: Expr): boolean {
+  if (a === b) return true;
+  if (a.k !== b.k) return false;
+  if (a.k === 'ssa' && b.k === 'ssa' && a.id !== b.id) return false;
+  return JSON.stringify(a) === JSON.stringify(b);
 }

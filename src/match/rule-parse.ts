@@ -7,6 +7,7 @@ import { addSemantics as addDslSemantics, markIndentation } from '../dsl/parse.j
 import { grammars } from '../dsl/grammars.js';
 import { fail, type Constraint, type Example, type Kernel, type PatArg, type PatOp, type Rewrite, type Rule } from './rule-ir.js';
 import { validateRule } from './rule-check.js';
+import { cachedParse, storeParse, type ParsedRule } from './rule-cache.js';
 import { describeSyntaxError, type SyntaxFailure } from './rule-syntax.js';
 
 let grammar: ohm.Grammar | undefined;
@@ -35,6 +36,15 @@ function positionOf(marked: string, index: number): { line: number; col: number 
 interface FailedMatch { getRightmostFailurePosition(): number; getRightmostFailures(): { type: string; getText(): string }[] }
 
 export function parseRules(text: string, file: string): Rule[] {
+  const parsed = cachedParse(text) ?? parseText(text, file);
+  const rules = parsed.map((r) => ({ ...r, file }));
+  for (const r of rules) validateRule(r);
+  return rules;
+}
+
+/** The rules of a text as the grammar parses them (no file attached, not validated), stored for
+ *  the next run. A text that does not parse is reported at file:line:col. */
+function parseText(text: string, file: string): ParsedRule[] {
   const { g, s } = load();
   const marked = markIndentation(text);
   const m = g.match(marked, 'RuleFile');
@@ -45,8 +55,8 @@ export function parseRules(text: string, file: string): Rule[] {
     const { line, col } = positionOf(marked, index);
     fail(file, line, col, `cannot parse the rule: ${message}`);
   }
-  const rules = (s(m).rule() as Omit<Rule, 'file'>[]).map((r) => ({ ...r, file }));
-  for (const r of rules) validateRule(r);
+  const rules = s(m).rule() as ParsedRule[];
+  storeParse(text, rules);
   return rules;
 }
 
@@ -134,7 +144,8 @@ export function addRuleSemantics(s: ohm.Semantics): void {
     CArg_ref(n) { return { k: 'ref', name: n.sourceString }; },
     Rewrite(_k, kind, _i, lines, _d) {
       const k = kind.rule() as { kind: Rewrite['kind']; target?: string };
-      const rw: Rewrite = { kind: k.kind, target: k.target, guards: [], code: [], noneAbsent: [], refused: [], line: lineCol(this as unknown as N).line };
+      // no `target` key where the kind has none: a parse read back from the rule cache has none
+      const rw: Rewrite = { kind: k.kind, ...(k.target === undefined ? {} : { target: k.target }), guards: [], code: [], noneAbsent: [], refused: [], line: lineCol(this as unknown as N).line };
       for (const l of lines.children) {
         const v = l.rule() as { kind: string; value: string; line: number };
         if (v.kind === 'guard') rw.guards.push(v.value);
