@@ -1,0 +1,52 @@
+// What bench:real's verification needs before the first file: the torch 2.x interpreter (checked
+// before the long scoring pass, so a missing one is said at once), the warm interpreter its
+// harness launches fork from, and the verdict cache with the context its keys are made of.
+import { join } from 'node:path';
+import { NATIVE_DIR } from '../verify/native.js';
+import { warmLaunches } from '../verify/forkserver.js';
+import { cacheDir } from './corpus.js';
+import { harnessHash, VerdictCache, type VerdictContext } from './real-verdict-cache.js';
+import { HARNESS_OPTIONS, verifyPython } from './real-verify.js';
+
+/** Where verdicts are kept unless --cache says otherwise. */
+export const defaultVerdictCache = (): string => join(cacheDir(), 'real-verify', 'verdicts.jsonl');
+
+export interface VerifySetupOptions {
+  root: string;
+  python?: string;
+  /** The verdict cache file; null: no cache (--no-cache). */
+  cache: string | null;
+}
+
+export type VerifySetup =
+  | { ok: true; torch: string; cache?: VerdictCache; context: VerdictContext; stop: () => Promise<void> }
+  | { ok: false; error: string };
+
+/** The verdict cache at `path`, saying how many verdicts it holds. */
+export function openVerdictCache(path: string): VerdictCache {
+  const cache = new VerdictCache(path);
+  const skipped = cache.skippedLines;
+  console.error(`bench:real: verdict cache ${path}: ${cache.size} verdicts${skipped.length ? ` (${skipped.length} unreadable lines skipped: ${skipped.slice(0, 3).map((n) => `${path}:${n}`).join(', ')})` : ''}`);
+  return cache;
+}
+
+/** The context every cached verdict is keyed by: the harness and kernel sources, the interpreter
+ *  and its torch, and the harness options. */
+export function verdictContext(python: string, torch: string): VerdictContext {
+  const harness = harnessHash([join(NATIVE_DIR, 'adopt_harness'), join(NATIVE_DIR, 'adopt_kernels')]);
+  const options = JSON.stringify({ ...HARNESS_OPTIONS, timeout_s: process.env.ADOPT_VERIFY_TIMEOUT ?? '60' });
+  return { harness, python, torch, options };
+}
+
+/** The interpreter, the warm server and the cache; or why verification cannot run. */
+export async function setUpVerification(o: VerifySetupOptions): Promise<VerifySetup> {
+  const python = verifyPython(o.root, o.python);
+  if ('error' in python) return { ok: false, error: python.error };
+  console.error(`bench:real: verifying with ${python.path} (torch ${python.torch})`);
+  process.env.ADOPT_PYTHON = python.path;
+  const w = await warmLaunches();
+  if ('error' in w) console.error(`bench:real: no warm Python (${w.error}); each verification starts its own interpreter`);
+  const stop = 'stop' in w ? w.stop : async () => {};
+  const cache = o.cache === null ? undefined : openVerdictCache(o.cache);
+  return { ok: true, torch: python.torch, cache, context: verdictContext(python.path, python.torch), stop };
+}
