@@ -131,12 +131,31 @@ def _wants_config(p):
     return "config" in p.name or (inspect.isclass(p.annotation) and p.annotation.__name__.endswith("Config"))
 
 
+def _only_varargs(fn):
+    kinds = [p.kind for p in list(inspect.signature(fn).parameters.values())[1:]]
+    return bool(kinds) and all(k in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD) for k in kinds)
+
+
+def init_signature(cls):
+    """The signature of the constructor the class's author wrote. A class decorator that replaces
+    __init__ with a `(self, *args, **kwargs)` wrapper without functools.wraps (the `kernels`
+    package's use_kernelized_func does) hides it; the wrapped __init__ is then the function of
+    that name the wrapper closes over."""
+    init = cls.__init__
+    if inspect.isfunction(init) and _only_varargs(init):
+        inner = [c.cell_contents for c in (init.__closure__ or ()) if inspect.isfunction(getattr(c, "cell_contents", None))]
+        wrapped = [f for f in inner if f.__name__ == "__init__" and not _only_varargs(f)]
+        if len(wrapped) == 1:
+            init = wrapped[0]
+    return inspect.signature(init)
+
+
 def constructor_kwargs(module, name, overrides, tiny=True):
     """Keyword arguments that build class `name` of `module`: the caller's overrides first, then a
     config where one is asked for, then the size table (for a defaulted size only when `tiny`)."""
     cls = getattr(module, name)
     kwargs = {}
-    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+    for p in list(init_signature(cls).parameters.values())[1:]:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.name in overrides:

@@ -78,6 +78,13 @@ def timings(a, b, inputs, repeats):
     return out
 
 
+def _float32(x):
+    """An input in float32 (a tuple of tensors, such as a rotary table, element by element)."""
+    if isinstance(x, tuple):
+        return tuple(_float32(t) for t in x)
+    return x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+
 def _build_pair(original, rewritten, name, overrides, dtype):
     """(original model, rewritten model, config) or a mismatch result for the rewrite."""
     kwargs = constructor_kwargs(original, name, overrides)
@@ -119,7 +126,7 @@ def check_class(original, rewritten, name, overrides, dtype, repeats):
         result["notes"] = notes
     if repeats and not problems:
         # timed in float32, the dtype models run in
-        result["timings"] = timings(a.float(), b.float(), [x.float() if x.is_floating_point() else x for x in args], repeats)
+        result["timings"] = timings(a.float(), b.float(), [_float32(x) for x in args], repeats)
     return result
 
 

@@ -107,10 +107,10 @@ export class VerdictCache {
 
 /** Verifies through the cache: a hit is returned as it was stored; a miss runs `verify` and keeps
  *  its verdict. `cached` says which it was. */
-export function cachedVerdict(cache: VerdictCache | undefined, key: string, verify: () => RealVerdict): { verdict: RealVerdict; cached: boolean } {
+export async function cachedVerdict(cache: VerdictCache | undefined, key: string, verify: () => RealVerdict | Promise<RealVerdict>): Promise<{ verdict: RealVerdict; cached: boolean }> {
   const hit = cache?.get(key);
   if (hit) return { verdict: hit, cached: true };
-  const verdict = verify();
+  const verdict = await verify();
   cache?.put(key, verdict);
   return { verdict, cached: false };
 }

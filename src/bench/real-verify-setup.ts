@@ -16,11 +16,22 @@ export interface VerifySetupOptions {
   python?: string;
   /** The verdict cache file; null: no cache (--no-cache). */
   cache: string | null;
+  /** The model files the run may verify: the warm interpreter imports them once. */
+  files: string[];
 }
 
-export type VerifySetup =
-  | { ok: true; torch: string; cache?: VerdictCache; context: VerdictContext; stop: () => Promise<void> }
-  | { ok: false; error: string };
+export interface Verification {
+  ok: true;
+  torch: string;
+  cache?: VerdictCache;
+  context: VerdictContext;
+  /** Starts the warm interpreter, once, before the first verification the cache does not answer
+   *  (a run the cache answers entirely never imports torch). */
+  warm: () => Promise<void>;
+  stop: () => Promise<void>;
+}
+
+export type VerifySetup = Verification | { ok: false; error: string };
 
 /** The verdict cache at `path`, saying how many verdicts it holds. */
 export function openVerdictCache(path: string): VerdictCache {
@@ -38,15 +49,32 @@ export function verdictContext(python: string, torch: string): VerdictContext {
   return { harness, python, torch, options };
 }
 
-/** The interpreter, the warm server and the cache; or why verification cannot run. */
-export async function setUpVerification(o: VerifySetupOptions): Promise<VerifySetup> {
+/** Starts the warm interpreter with torch and the run's model files imported (each check is then a
+ *  fork that imports only the rewrite); without one, each check starts its own interpreter. */
+function warmOnce(files: string[]): Pick<Verification, 'warm' | 'stop'> {
+  let started: Promise<() => Promise<void>> | undefined;
+  const warm = async () => {
+    started ??= (async () => {
+      const t0 = performance.now();
+      const w = await warmLaunches('torch,numpy', files);
+      if ('error' in w) {
+        console.error(`bench:real: no warm Python (${w.error}); each verification starts its own interpreter`);
+        return async () => {};
+      }
+      console.error(`bench:real: warm Python with ${files.length} model files imported in ${((performance.now() - t0) / 1000).toFixed(0)}s`);
+      return w.stop;
+    })();
+    await started;
+  };
+  return { warm, stop: async () => { if (started) await (await started)(); } };
+}
+
+/** The interpreter, the cache and the (lazily started) warm server; or why verification cannot run. */
+export function setUpVerification(o: VerifySetupOptions): VerifySetup {
   const python = verifyPython(o.root, o.python);
   if ('error' in python) return { ok: false, error: python.error };
   console.error(`bench:real: verifying with ${python.path} (torch ${python.torch})`);
   process.env.ADOPT_PYTHON = python.path;
-  const w = await warmLaunches();
-  if ('error' in w) console.error(`bench:real: no warm Python (${w.error}); each verification starts its own interpreter`);
-  const stop = 'stop' in w ? w.stop : async () => {};
   const cache = o.cache === null ? undefined : openVerdictCache(o.cache);
-  return { ok: true, torch: python.torch, cache, context: verdictContext(python.path, python.torch), stop };
+  return { ok: true, torch: python.torch, cache, context: verdictContext(python.path, python.torch), ...warmOnce(o.files) };
 }

@@ -14,8 +14,8 @@ import { ensurePackage } from './real-corpus.js';
 import { labelsPath, readLabels } from './real-labels.js';
 import { anchorMismatches, rewrittenOrInside, scoreView, type LabelledFile, type ListedSite, type ViewScore } from './real-score.js';
 import { verdictLine, verifyRewritten, type RealVerdict } from './real-verify.js';
-import { cachedVerdict, verdictKey, type VerdictCache, type VerdictContext } from './real-verdict-cache.js';
-import { defaultVerdictCache, setUpVerification } from './real-verify-setup.js';
+import { cachedVerdict, verdictKey } from './real-verdict-cache.js';
+import { defaultVerdictCache, setUpVerification, type Verification } from './real-verify-setup.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ADOPT = join(ROOT, 'bin', 'adopt.js');
@@ -78,14 +78,16 @@ function rewrittenText(path: string, extra: string[], scratch: string): string |
   return text;
 }
 
-interface VerifyRun { cache?: VerdictCache; context: VerdictContext; scratch: string; fromCache: number }
+interface VerifyRun { setup: Verification; scratch: string; fromCache: number }
 
 /** A changed file checked as the scoring pass rewrote it (`sites`: what adopt listed in it),
  *  through the verdict cache when there is one. */
-function verifyChanged(f: LabelledFile, text: string, sites: ListedSite[], run: VerifyRun): RealVerdict {
+async function verifyChanged(f: LabelledFile, text: string, sites: ListedSite[], run: VerifyRun): Promise<RealVerdict> {
   const rules = [...new Set(sites.filter((s) => s.file === f.path && s.decision === 'rewritten').map((s) => s.rule))].sort();
-  const { verdict, cached } = cachedVerdict(run.cache, verdictKey(f.key, f.source, text, run.context),
-    () => verifyRewritten({ key: f.key, path: f.path, rewritten: text, rules, alone: (rule) => rewrittenText(f.path, ['--rules', rule], run.scratch) }));
+  const { verdict, cached } = await cachedVerdict(run.setup.cache, verdictKey(f.key, f.source, text, run.setup.context), async () => {
+    await run.setup.warm();
+    return verifyRewritten({ key: f.key, path: f.path, rewritten: text, rules, alone: (rule) => rewrittenText(f.path, ['--rules', rule], run.scratch) });
+  });
   if (cached) run.fromCache++;
   process.stderr.write(`  verification${cached ? ' (cached)' : ''}: ${verdictLine(verdict)}\n`);
   return verdict;
@@ -94,19 +96,20 @@ function verifyChanged(f: LabelledFile, text: string, sites: ListedSite[], run: 
 async function main(): Promise<number> {
   const verify = !process.argv.includes('--no-verify');
   const cache = process.argv.includes('--no-cache') ? null : resolve(argValue('--cache') ?? defaultVerdictCache());
-  const setup = verify ? await setUpVerification({ root: ROOT, python: argValue('--python'), cache }) : undefined;
-  if (setup && !setup.ok) console.error(`bench:real: verification cannot run: ${setup.error}`);
-  const canVerify = !!setup?.ok;
   const doc = readLabels(labelsPath(ROOT));
   // --only A,B: the labelled files whose key contains A or B (a few files, or one package; the figures are then partial)
   const only = argValue('--only')?.split(',');
   const files = labelledFiles(doc).filter((f) => !only || only.some((o) => f.key.includes(o)));
+  // checked before the long scoring pass, so a missing torch 2.x is said at once
+  const setup = verify ? setUpVerification({ root: ROOT, python: argValue('--python'), cache, files: files.map((f) => f.path) }) : undefined;
+  if (setup && !setup.ok) console.error(`bench:real: verification cannot run: ${setup.error}`);
+  const canVerify = !!setup?.ok;
   const anchors = anchorMismatches(files);
   for (const m of anchors) console.error(`anchor mismatch: ${m.file}:${m.line} ${m.category}: expected '${m.anchor}', line reads '${m.found}'`);
 
   const scratch = mkdtempSync(join(tmpdir(), 'adopt-real-'));
   process.env.ADOPT_DB = join(scratch, 'records.jsonl');
-  const vrun: VerifyRun | undefined = setup?.ok ? { cache: setup.cache, context: setup.context, scratch, fromCache: 0 } : undefined;
+  const vrun: VerifyRun | undefined = setup?.ok ? { setup, scratch, fromCache: 0 } : undefined;
   const sites: ListedSite[] = [];
   const changed: LabelledFile[] = [];
   const verification: RealVerdict[] = [];
@@ -114,7 +117,7 @@ async function main(): Promise<number> {
   let seconds = 0;
   let verifySeconds = 0;
   // each file verified right after it is rewritten, so that an interrupted run has said what it found
-  files.forEach((f, i) => {
+  for (const [i, f] of files.entries()) {
     process.stderr.write(`[${i + 1}/${files.length}] ${f.key}\n`);
     const out = join(scratch, `${i}.py`);
     const t0 = performance.now();
@@ -122,13 +125,13 @@ async function main(): Promise<number> {
     seconds += (performance.now() - t0) / 1000;
     if (typeof run === 'string') failures.push(`${f.key}: ${run}`);
     else sites.push(...run.sites);
-    if (!existsSync(out)) return;
+    if (!existsSync(out)) continue;
     changed.push(f);
-    if (!vrun) return;
+    if (!vrun) continue;
     const t1 = performance.now();
-    verification.push(verifyChanged(f, readFileSync(out, 'utf8'), typeof run === 'string' ? [] : run.sites, vrun));
+    verification.push(await verifyChanged(f, readFileSync(out, 'utf8'), typeof run === 'string' ? [] : run.sites, vrun));
     verifySeconds += (performance.now() - t1) / 1000;
-  });
+  }
   if (setup?.ok) await setup.stop();
   const labelled = new Set(files.map((f) => f.path));
   const elsewhere = sites.filter((s) => !labelled.has(s.file)).map((s) => `${s.file}:${s.lines[0]}-${s.lines[1]} ${s.rule} ${s.decision}`);

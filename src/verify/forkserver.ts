@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pythonEnv, resolvePython } from './python.js';
 
@@ -20,13 +20,16 @@ function ready(child: ChildProcess, timeoutMs: number): Promise<string | null> {
   });
 }
 
-/** Starts a fork server and waits until it listens; throws why when it cannot. */
-export async function startForkServer(preload = 'torch,numpy'): Promise<ForkServer> {
+/** Starts a fork server and waits until it listens; throws why when it cannot. `files`: model
+ *  files it imports once as the file harness imports an original (their packages with them), for
+ *  a process that checks those files. */
+export async function startForkServer(preload = 'torch,numpy', files: string[] = []): Promise<ForkServer> {
   const python = resolvePython();
   if ('error' in python) throw new Error(python.error);
   const dir = mkdtempSync(join(tmpdir(), 'adopt-forkserver-'));
   const socket = join(dir, 'python.sock');
-  const child = spawn(python.path, ['-m', 'adopt_harness.forkserver', socket, '--preload', preload], { env: pythonEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+  const args = ['-m', 'adopt_harness.forkserver', socket, '--preload', preload, ...(files.length ? ['--preload-files', files.join(delimiter)] : [])];
+  const child = spawn(python.path, args, { env: pythonEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
   const exited = new Promise((done) => child.once('exit', done));
   const stop = async () => {
     child.stdin!.end();
@@ -35,7 +38,8 @@ export async function startForkServer(preload = 'torch,numpy'): Promise<ForkServ
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   };
-  const why = await ready(child, 120_000);
+  // a package's first file can take a minute to import on a loaded machine; its others far less
+  const why = await ready(child, 120_000 + 30_000 * files.length);
   if (why) {
     await stop();
     throw new Error(why);
@@ -45,9 +49,9 @@ export async function startForkServer(preload = 'torch,numpy'): Promise<ForkServ
 
 /** Starts a server for the resolved interpreter and points this process's launches at it; the
  *  returned function stops it. Without one (it does not start), launches start fresh interpreters. */
-export async function warmLaunches(preload = 'torch,numpy'): Promise<{ stop: () => Promise<void> } | { error: string }> {
+export async function warmLaunches(preload = 'torch,numpy', files: string[] = []): Promise<{ stop: () => Promise<void> } | { error: string }> {
   try {
-    const server = await startForkServer(preload);
+    const server = await startForkServer(preload, files);
     process.env.ADOPT_FORKSERVER = server.socket;
     process.env.ADOPT_FORKSERVER_PYTHON = server.python;
     return { stop: server.stop };

@@ -20,36 +20,36 @@ function countingChecker(status: 'verified' | 'mismatch' | 'not_runnable', reaso
   return check;
 }
 
-function verifyThrough(cache: VerdictCache, check: Checker, original = ORIGINAL, rewritten = REWRITTEN, context = ctx) {
+async function verifyThrough(cache: VerdictCache, check: Checker, original = ORIGINAL, rewritten = REWRITTEN, context = ctx) {
   const key = verdictKey('pkg==1:pkg/m.py', original, rewritten, context);
   return cachedVerdict(cache, key, () => verifyRewritten({ key: 'pkg==1:pkg/m.py', path: '/x/pkg/m.py', rewritten, rules: ['rmsnorm'], alone: () => 'alone' }, check));
 }
 
 describe('bench:real verdict cache', () => {
-  it('a miss runs the harness and keeps the verdict; the same file again is a hit, also in a new process', () => {
+  it('a miss runs the harness and keeps the verdict; the same file again is a hit, also for a later run reading the file', async () => {
     const path = join(scratch(), 'sub', 'verdicts.jsonl');
     const check = countingChecker('verified');
     const first = new VerdictCache(path);
-    const a = verifyThrough(first, check);
+    const a = await verifyThrough(first, check);
     expect(a.cached).toBe(false);
     expect(check.runs).toBe(1);
-    const b = verifyThrough(first, check);
+    const b = await verifyThrough(first, check);
     expect(b).toEqual({ verdict: a.verdict, cached: true });
     expect(check.runs).toBe(1);
     // a later run reads the file back
     const later = new VerdictCache(path);
     expect(later.size).toBe(1);
-    const c = verifyThrough(later, check);
+    const c = await verifyThrough(later, check);
     expect(c.cached).toBe(true);
     expect(c.verdict).toEqual(a.verdict);
     expect(check.runs).toBe(1);
     expect([later.hits, later.misses]).toEqual([1, 0]);
   });
 
-  it('any change to the original, the rewrite, the harness, the interpreter or torch is a miss', () => {
+  it('any change to the original, the rewrite, the harness, the interpreter or torch is a miss', async () => {
     const cache = new VerdictCache(join(scratch(), 'v.jsonl'));
     const check = countingChecker('verified');
-    verifyThrough(cache, check);
+    await verifyThrough(cache, check);
     const changed: [string, string, VerdictContext][] = [
       [ORIGINAL + '# edited\n', REWRITTEN, ctx],
       [ORIGINAL, REWRITTEN + '# edited\n', ctx],
@@ -58,14 +58,14 @@ describe('bench:real verdict cache', () => {
       [ORIGINAL, REWRITTEN, { ...ctx, torch: '2.15.0' }],
       [ORIGINAL, REWRITTEN, { ...ctx, options: '{"dtype":"fp32"}' }],
     ];
-    for (const [o, r, c] of changed) expect(verifyThrough(cache, check, o, r, c).cached).toBe(false);
+    for (const [o, r, c] of changed) expect((await verifyThrough(cache, check, o, r, c)).cached).toBe(false);
     expect(check.runs).toBe(1 + changed.length);
     expect(verdictKey('a:1', 'x', 'y', ctx)).not.toBe(verdictKey('a:2', 'x', 'y', ctx));
     // length-prefixed parts: moving text from one part to the next is a different key
     expect(verdictKey('f', 'ab', 'c', ctx)).not.toBe(verdictKey('f', 'a', 'bc', ctx));
   });
 
-  it('the harness hash changes with any file under the harness directories, and with nothing else', () => {
+  it('the harness hash changes with any file under the harness directories, and with nothing else', async () => {
     const root = scratch();
     mkdirSync(join(root, 'adopt_harness', '__pycache__'), { recursive: true });
     writeFileSync(join(root, 'adopt_harness', 'sizes.py'), 'A = 1\n');
@@ -82,27 +82,27 @@ describe('bench:real verdict cache', () => {
     expect(harnessHash(dirs)).not.toBe(edited);
   });
 
-  it('a verdict from a time limit or a killed harness is not kept', () => {
+  it('a verdict from a time limit or a killed harness is not kept', async () => {
     const path = join(scratch(), 'v.jsonl');
     const cache = new VerdictCache(path);
     const check = countingChecker('not_runnable', 'timed out after 60s');
-    const v = verifyThrough(cache, check);
+    const v = await verifyThrough(cache, check);
     expect(v.verdict.status).toBe('not_runnable');
     expect(isTransient(v.verdict)).toBe(true);
-    expect(verifyThrough(cache, check).cached).toBe(false);
+    expect((await verifyThrough(cache, check)).cached).toBe(false);
     expect(check.runs).toBe(2);
     expect(new VerdictCache(path).size).toBe(0);
     // a reason that is about the model, not the machine, is kept
     const kept = countingChecker('not_runnable', "cannot build M: no value for its parameter 'base'");
-    verifyThrough(cache, kept);
-    expect(verifyThrough(cache, kept).cached).toBe(true);
+    await verifyThrough(cache, kept);
+    expect((await verifyThrough(cache, kept)).cached).toBe(true);
     expect(kept.runs).toBe(1);
   });
 
-  it('a torn or foreign line is skipped, never trusted; the last verdict of a key wins', () => {
+  it('a torn or foreign line is skipped, never trusted; the last verdict of a key wins', async () => {
     const path = join(scratch(), 'v.jsonl');
     const cache = new VerdictCache(path);
-    verifyThrough(cache, countingChecker('verified'));
+    await verifyThrough(cache, countingChecker('verified'));
     const key = verdictKey('pkg==1:pkg/m.py', ORIGINAL, REWRITTEN, ctx);
     const newer: RealVerdict = { file: 'pkg==1:pkg/m.py', status: 'mismatch', rules: ['rmsnorm'], classes: { verified: 0, mismatch: 1, not_runnable: 0 }, fast_path_calls: 1, compiled_calls: 0 };
     appendFileSync(path, `{"key":"${key}","file":"pkg==1:pkg/m.py","verdict":{"status":"verif\n{"not":"an entry"}\n`);
@@ -113,11 +113,11 @@ describe('bench:real verdict cache', () => {
     expect(readFileSync(path, 'utf8').split('\n').filter(Boolean)).toHaveLength(4);
   });
 
-  it('without a cache every verification runs', () => {
+  it('without a cache every verification runs', async () => {
     const check = countingChecker('verified');
-    const run = () => cachedVerdict(undefined, 'k', () => verifyRewritten({ key: 'k', path: '/x/m.py', rewritten: REWRITTEN, rules: [], alone: () => '' }, check));
-    expect(run().cached).toBe(false);
-    expect(run().cached).toBe(false);
+    const run = async () => await cachedVerdict(undefined, 'k', () => verifyRewritten({ key: 'k', path: '/x/m.py', rewritten: REWRITTEN, rules: [], alone: () => '' }, check));
+    expect(run()).cached).toBe(false);
+    expect(run()).cached).toBe(false);
     expect(check.runs).toBe(2);
   });
 });
