@@ -62,6 +62,7 @@ function warmOnce(files: string[]): Pick<Verification, 'warm' | 'stop'> {
         return async () => {};
       }
       console.error(`bench:real: warm Python with ${files.length} model files imported in ${((performance.now() - t0) / 1000).toFixed(0)}s`);
+      for (const note of w.notes) console.error(`bench:real: warm Python: ${note}`);
       return w.stop;
     })();
     await started;

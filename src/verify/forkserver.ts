@@ -8,13 +8,22 @@ import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pythonEnv, resolvePython } from './python.js';
 
-export interface ForkServer { socket: string; python: string; stop: () => Promise<void> }
+export interface ForkServer {
+  socket: string;
+  python: string;
+  /** What the server said about itself while starting (a file it could not preload). */
+  notes: string[];
+  stop: () => Promise<void>;
+}
 
-function ready(child: ChildProcess, timeoutMs: number): Promise<string | null> {
+function ready(child: ChildProcess, timeoutMs: number, notes: string[]): Promise<string | null> {
   return new Promise((done) => {
     const timer = setTimeout(() => done(`no answer in ${timeoutMs / 1000}s`), timeoutMs);
     let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2000); });
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      stderr = `${stderr}${line}\n`.slice(-2000);
+      if (line.startsWith('forkserver: ')) notes.push(line.slice('forkserver: '.length));
+    });
     createInterface({ input: child.stdout! }).once('line', (line) => { clearTimeout(timer); done(line === 'ready' ? null : `said ${line}`); });
     child.on('exit', (code) => { clearTimeout(timer); done(`exited with ${code}: ${stderr.trim()}`); });
   });
@@ -39,22 +48,23 @@ export async function startForkServer(preload = 'torch,numpy', files: string[] =
     rmSync(dir, { recursive: true, force: true });
   };
   // a package's first file can take a minute to import on a loaded machine; its others far less
-  const why = await ready(child, 120_000 + 30_000 * files.length);
+  const notes: string[] = [];
+  const why = await ready(child, 120_000 + 30_000 * files.length, notes);
   if (why) {
     await stop();
     throw new Error(why);
   }
-  return { socket, python: python.path, stop };
+  return { socket, python: python.path, notes, stop };
 }
 
 /** Starts a server for the resolved interpreter and points this process's launches at it; the
  *  returned function stops it. Without one (it does not start), launches start fresh interpreters. */
-export async function warmLaunches(preload = 'torch,numpy', files: string[] = []): Promise<{ stop: () => Promise<void> } | { error: string }> {
+export async function warmLaunches(preload = 'torch,numpy', files: string[] = []): Promise<{ stop: () => Promise<void>; notes: string[] } | { error: string }> {
   try {
     const server = await startForkServer(preload, files);
     process.env.ADOPT_FORKSERVER = server.socket;
     process.env.ADOPT_FORKSERVER_PYTHON = server.python;
-    return { stop: server.stop };
+    return { stop: server.stop, notes: server.notes };
   } catch (e) {
     return { error: (e as Error).message };
   }
