@@ -76,6 +76,10 @@ export function setUpVerification(o: VerifySetupOptions): VerifySetup {
   if ('error' in python) return { ok: false, error: python.error };
   console.error(`bench:real: verifying with ${python.path} (torch ${python.torch})`);
   process.env.ADOPT_PYTHON = python.path;
+  // tiny models gain nothing from a second thread, and on a busy machine OpenMP's waiting threads
+  // cost several times the work itself (a BERT file: 8.3 CPU s with two threads, 1.3 with one);
+  // set before the warm interpreter starts, which reads it once
+  process.env.OMP_NUM_THREADS ??= '1';
   const cache = o.cache === null ? undefined : openVerdictCache(o.cache);
   return { ok: true, torch: python.torch, cache, context: verdictContext(python.path, python.torch), ...warmOnce(o.files) };
 }
