@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import inspect
 import os
+import re
 import sys
 import uuid
 
@@ -101,15 +102,25 @@ def _shrink_plain(config):
             setattr(config, k, 0.0)
 
 
+def _annotated_classes(annotation):
+    """Names of the classes an annotation names: one class, or each member of a union
+    (`CLIPVisionConfig | CLIPTextConfig`: a layer shared by two towers takes either config)."""
+    if inspect.isclass(annotation) and not getattr(annotation, "__args__", None):
+        return {annotation.__name__}
+    if isinstance(annotation, str):
+        return set(re.findall(r"[A-Za-z_]\w*", annotation)) - {"None", "Optional", "Union"}
+    return {a.__name__ for a in getattr(annotation, "__args__", ()) if inspect.isclass(a) and a is not type(None)}
+
+
 def config_for(module, cls, param, overrides, tiny=True):
     """The config a constructor parameter needs: the class's config_class, or a *Config class of the
     file that builds without arguments; shrunk when `tiny`, then the caller's overrides."""
-    want = param.annotation.__name__ if inspect.isclass(param.annotation) else None
+    want = _annotated_classes(param.annotation)
     config_class = getattr(cls, "config_class", None)
     candidates = [config_class] if inspect.isclass(config_class) else []
-    candidates += [o for n, o in vars(module).items() if inspect.isclass(o) and (n == want or n.endswith("Config"))]
+    candidates += [o for n, o in vars(module).items() if inspect.isclass(o) and (n in want or n.endswith("Config"))]
     if want:
-        candidates.sort(key=lambda c: c.__name__ != want)
+        candidates.sort(key=lambda c: c.__name__ not in want)
     for c in candidates:
         try:
             config = c()

@@ -73,6 +73,9 @@ def input_candidates(model, config):
         c = leaf.in_channels if isinstance(leaf, nn.Conv2d) else leaf.num_features
         yield "image", lambda: torch.randn(2, c, 16, 16)
         yield "image32", lambda: torch.randn(2, c, 32, 32)
+        size = getattr(config, "image_size", None)
+        if isinstance(size, int) and size not in (16, 32):  # a patch embedding that checks the size it was built for
+            yield f"image{size}", lambda: torch.randn(2, c, size, size)
     if isinstance(leaf, nn.Conv1d):
         yield "signal", lambda: torch.randn(2, leaf.in_channels, 16)
     if isinstance(leaf, nn.Conv3d):
@@ -87,8 +90,10 @@ def input_candidates(model, config):
 
 
 def required_inputs(model):
-    params = list(inspect.signature(model.forward).parameters.values())
-    return [p for p in params if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    """The forward's required positional parameters; where every one is optional (an embedding
+    taking `input_ids=None, inputs_embeds=None`), its first."""
+    params = [p for p in inspect.signature(model.forward).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [p for p in params if p.default is inspect.Parameter.empty] or params[:1]
 
 
 def _allows_none(p):
@@ -156,7 +161,7 @@ def find_inputs(model, config, dtype):
     another width)."""
     req = required_inputs(model)
     if not req:
-        raise RuntimeError(f"{type(model).__name__}.forward takes no required input")
+        raise RuntimeError(f"{type(model).__name__}.forward takes no positional input")
     candidates = list(input_candidates(model, config))
     floats = [make for label, make in candidates if label.startswith("float")]
     tried = []

@@ -30,6 +30,7 @@ _CONSTRUCTOR_ONLY = {
     "num_groups": 4, "temb_channels": 8,
     # the index of a layer in its stack (transformers' attention and decoder layers take one)
     "layer_idx": 0, "layer_id": 0,
+    "embedding_dim": 32, "padding_idx": 0,
 }
 CONSTRUCTOR_SIZES = {**_CONSTRUCTOR_ONLY, **CONFIG_SIZES}
 

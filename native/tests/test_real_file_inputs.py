@@ -137,3 +137,98 @@ def test_the_warm_interpreter_imports_files_as_originals_and_keeps_its_search_pa
         for name in [n for n in sys.modules if n.startswith("preloadpkg")]:
             del sys.modules[name]
         sys.path[:] = before
+
+
+# ---------------------------------------------------------------- configs and inputs of current model code
+
+def test_a_list_with_one_entry_per_layer_is_cut_with_the_layer_count():
+    from adopt_harness.hf_inputs import shrink_dict
+
+    d = {"num_hidden_layers": 32, "hidden_size": 4096, "layer_types": ["sliding_attention", "full_attention"] * 16, "long_factor": [1.0] * 32}
+    shrunk = shrink_dict(d, 0)
+    assert shrunk["num_hidden_layers"] == 2
+    assert shrunk["layer_types"] == ["sliding_attention", "full_attention"]
+    assert shrunk["long_factor"] == [1.0] * 32  # as long, but not named per layer: kept
+
+
+class VisionConfig:
+    def __init__(self):
+        self.hidden_size, self.image_size = 32, 48
+
+
+class TextConfig:
+    def __init__(self):
+        self.hidden_size, self.vocab_size = 32, 99
+
+
+class BothConfig:
+    def __init__(self):
+        self.text_config, self.vision_config = TextConfig(), VisionConfig()
+
+
+class SharedLayer(nn.Module):
+    def __init__(self, config: VisionConfig | TextConfig):
+        super().__init__()
+        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, x):
+        return self.proj(x)
+
+
+def test_a_layer_annotated_with_a_union_of_configs_gets_one_of_them_not_another_config_of_the_file():
+    m = type(sys)("m")
+    m.BothConfig, m.VisionConfig, m.TextConfig, m.SharedLayer = BothConfig, VisionConfig, TextConfig, SharedLayer
+    config = constructor_kwargs(m, "SharedLayer", {})["config"]
+    assert type(config) in (VisionConfig, TextConfig)
+
+
+class PatchEmbeddings(nn.Module):
+    def __init__(self, config: VisionConfig):
+        super().__init__()
+        self.image_size = config.image_size
+        self.proj = nn.Conv2d(3, config.hidden_size, 16, 16)
+
+    def forward(self, pixel_values):
+        if pixel_values.shape[-1] != self.image_size:
+            raise ValueError(f"Input image size ({pixel_values.shape[-1]}) doesn't match model ({self.image_size}).")
+        return self.proj(pixel_values).flatten(2).transpose(1, 2)
+
+
+class Embeddings(nn.Module):
+    def __init__(self, vocab_size=99, hidden_size=32):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, hidden_size)
+
+    def forward(self, input_ids=None, inputs_embeds=None):
+        return self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+
+
+def test_a_patch_embedding_is_fed_images_of_the_size_its_config_says():
+    config = VisionConfig()
+    args, label = find_inputs(PatchEmbeddings(config).double(), config, torch.float64)
+    assert label == "image48" and args[0].shape == (2, 3, 48, 48)
+
+
+def test_an_embedding_whose_inputs_are_all_optional_is_fed_its_first():
+    args, label = find_inputs(Embeddings(), None, torch.float64)
+    assert label == "ids" and args[0].dtype == torch.long
+
+
+class WeightlessNorm(nn.Module):
+    """OLMo's LayerNorm: no parameters, no submodules; only its constructor says its width."""
+
+    def __init__(self, hidden_size):
+        super().__init__()
+        self.normalized_shape = (hidden_size,)
+
+    def forward(self, x):
+        return nn.functional.layer_norm(x, self.normalized_shape, None, None, eps=1e-5)
+
+
+def test_a_class_built_from_sizes_alone_is_fed_by_those_sizes():
+    from adopt_harness.verify_file import check_class
+
+    m = module_of(WeightlessNorm)
+    r = check_class(m, m, "WeightlessNorm", {}, torch.float64, 0)
+    assert r["status"] == "verified", r
+    assert r["inputs"] == f"float(2,7,{CONFIG_SIZES['hidden_size']})"
