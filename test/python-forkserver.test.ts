@@ -101,3 +101,24 @@ describe('runs through the fork server', () => {
     expect(r).toMatchObject({ ok: true, status: 0, stdout: 'False\n' });
   });
 });
+
+describe('a fork server that preloads model files', () => {
+  it('hands its runs the files already imported, with the search path a fresh run has, and says which it could not import', async () => {
+    const dir = tempProject({
+      'pkg/warmpkg/__init__.py': '', 'pkg/warmpkg/model.py': 'print("imported")\nfrom . import helper\n', 'pkg/warmpkg/helper.py': 'VALUE = 7\n',
+      'pkg/warmpkg/broken.py': 'raise ImportError("needs a package that is not installed")\n',
+    });
+    const files = [join(dir, 'pkg/warmpkg/model.py'), join(dir, 'pkg/warmpkg/broken.py')];
+    const warm = await startForkServer('torch', files);
+    try {
+      expect(warm.notes).toEqual([`${files[1]} not preloaded: ImportError: needs a package that is not installed`]);
+      const probe = `import sys\nprint('warmpkg.model' in sys.modules, ${JSON.stringify(join(dir, 'pkg'))} in sys.path)`;
+      const forked = through(warm.socket, () => runPython(['-c', probe], { python: warm.python }));
+      const fresh = through(null, () => runPython(['-c', probe], { python: warm.python }));
+      expect(forked.ok && forked.stdout).toBe('True False\n');
+      expect(fresh.ok && fresh.stdout).toBe('False False\n');
+    } finally {
+      await warm.stop();
+    }
+  });
+});

@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import inspect
 import os
+import re
 import sys
 import uuid
 
@@ -101,15 +102,25 @@ def _shrink_plain(config):
             setattr(config, k, 0.0)
 
 
+def _annotated_classes(annotation):
+    """Names of the classes an annotation names: one class, or each member of a union
+    (`CLIPVisionConfig | CLIPTextConfig`: a layer shared by two towers takes either config)."""
+    if inspect.isclass(annotation) and not getattr(annotation, "__args__", None):
+        return {annotation.__name__}
+    if isinstance(annotation, str):
+        return set(re.findall(r"[A-Za-z_]\w*", annotation)) - {"None", "Optional", "Union"}
+    return {a.__name__ for a in getattr(annotation, "__args__", ()) if inspect.isclass(a) and a is not type(None)}
+
+
 def config_for(module, cls, param, overrides, tiny=True):
     """The config a constructor parameter needs: the class's config_class, or a *Config class of the
     file that builds without arguments; shrunk when `tiny`, then the caller's overrides."""
-    want = param.annotation.__name__ if inspect.isclass(param.annotation) else None
+    want = _annotated_classes(param.annotation)
     config_class = getattr(cls, "config_class", None)
     candidates = [config_class] if inspect.isclass(config_class) else []
-    candidates += [o for n, o in vars(module).items() if inspect.isclass(o) and (n == want or n.endswith("Config"))]
+    candidates += [o for n, o in vars(module).items() if inspect.isclass(o) and (n in want or n.endswith("Config"))]
     if want:
-        candidates.sort(key=lambda c: c.__name__ != want)
+        candidates.sort(key=lambda c: c.__name__ not in want)
     for c in candidates:
         try:
             config = c()
@@ -131,12 +142,31 @@ def _wants_config(p):
     return "config" in p.name or (inspect.isclass(p.annotation) and p.annotation.__name__.endswith("Config"))
 
 
+def _only_varargs(fn):
+    kinds = [p.kind for p in list(inspect.signature(fn).parameters.values())[1:]]
+    return bool(kinds) and all(k in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD) for k in kinds)
+
+
+def init_signature(cls):
+    """The signature of the constructor the class's author wrote. A class decorator that replaces
+    __init__ with a `(self, *args, **kwargs)` wrapper without functools.wraps (the `kernels`
+    package's use_kernelized_func does) hides it; the wrapped __init__ is then the function of
+    that name the wrapper closes over."""
+    init = cls.__init__
+    if inspect.isfunction(init) and _only_varargs(init):
+        inner = [c.cell_contents for c in (init.__closure__ or ()) if inspect.isfunction(getattr(c, "cell_contents", None))]
+        wrapped = [f for f in inner if f.__name__ == "__init__" and not _only_varargs(f)]
+        if len(wrapped) == 1:
+            init = wrapped[0]
+    return inspect.signature(init)
+
+
 def constructor_kwargs(module, name, overrides, tiny=True):
     """Keyword arguments that build class `name` of `module`: the caller's overrides first, then a
     config where one is asked for, then the size table (for a defaulted size only when `tiny`)."""
     cls = getattr(module, name)
     kwargs = {}
-    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+    for p in list(init_signature(cls).parameters.values())[1:]:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.name in overrides:

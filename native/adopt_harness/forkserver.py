@@ -10,7 +10,7 @@ The client exits with the child's status. A client that goes away takes its chil
 run whose environment differs from the server's in what is read only at startup (READ_AT_START:
 thread pools, hashing, stdio encoding) is sent back to start an interpreter of its own.
 
-Usage: python -m adopt_harness.forkserver SOCKET [--preload torch,numpy]
+Usage: python -m adopt_harness.forkserver SOCKET [--preload torch,numpy] [--preload-files A.py:B.py]
 Prints `ready` on stdout once it listens; ends when its stdin closes (its launcher is gone).
 """
 import json
@@ -221,14 +221,42 @@ class Server:
             pass
 
 
+def preload_files(paths):
+    """Imports each file as the file harness imports an original (build.load), so that a run
+    checking it finds it, and the package modules it pulls in, already imported and compiled.
+    Anything a module prints goes to stderr (stdout says `ready`), and sys.path is restored: a
+    run's search path is its own. A file that does not import is only reported: the run that
+    checks it meets the same error and says it."""
+    import contextlib
+    import threading
+
+    from adopt_harness.build import load
+
+    saved = list(sys.path)
+    with contextlib.redirect_stdout(sys.stderr):
+        for path in paths:
+            try:
+                load(path, True)
+            except BaseException as e:  # SystemExit or KeyboardInterrupt from module code too
+                print(f"forkserver: {path} not preloaded: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
+    sys.path[:] = saved
+    if threading.active_count() > 1:
+        # a fork copies only this thread: say so, since a lock another thread holds would hang a run
+        print(f"forkserver: {threading.active_count() - 1} threads started while preloading", file=sys.stderr)
+
+
 def main(argv):
-    if not argv or argv[0].startswith("-"):
-        print("usage: python -m adopt_harness.forkserver SOCKET [--preload torch,numpy]", file=sys.stderr)
-        return 2
-    preload = argv[2].split(",") if len(argv) > 2 and argv[1] == "--preload" else ["torch"]
-    for name in filter(None, preload):
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m adopt_harness.forkserver")
+    p.add_argument("socket")
+    p.add_argument("--preload", default="torch", help="comma-separated modules to import once")
+    p.add_argument("--preload-files", default="", help=f"{os.pathsep}-separated model files to import once, as the file harness imports an original")
+    args = p.parse_args(argv)
+    for name in filter(None, args.preload.split(",")):
         __import__(name)
-    server = Server(argv[0])
+    preload_files([f for f in args.preload_files.split(os.pathsep) if f])
+    server = Server(args.socket)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.serve()

@@ -78,6 +78,15 @@ def _shrink_lists(d, original):
             d[key] = 8 * heads[0] if all((8 * heads[0] * 2 ** i) % h == 0 for i, h in enumerate(heads)) else v
 
 
+def _per_layer_lists(d, original):
+    """Lists with one entry per layer (`layer_types`: which layers attend in a sliding window) cut to
+    the shrunk layer count: a config checks that the two agree and refuses the shrink otherwise."""
+    for count in [k for k in LAYERS if _int(original.get(k)) and d.get(k) != original[k]]:
+        for key, v in list(d.items()):
+            if "layer" in key and isinstance(v, list) and len(v) == original[count]:
+                d[key] = v[:d[count]]
+
+
 def _shrink_inputs(d):
     """Images of four patches a side (64 pixels for small patches), at most four frames."""
     patch = d.get("patch_size")
@@ -165,6 +174,7 @@ def shrink_dict(d, rung):
             d[key] = min(v, LAYERS[key])
         elif _int(v) and rung < 2 and key in WIDTHS:
             d[key] = WIDTHS[key]
+    _per_layer_lists(d, original)
     if rung < 2:
         _shrink_lists(d, original)
         if _int(d.get("head_dim")):

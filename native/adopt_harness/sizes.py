@@ -28,6 +28,9 @@ _CONSTRUCTOR_ONLY = {
     "block_size": 64, "seq_len": 64, "max_seq_len": 64, "kernel_size": 3, "stride": 1, "eps": 1e-5,
     "num_classes": 10, "num_labels": 3, "head_dim": 8, "n_kv_heads": 2,
     "num_groups": 4, "temb_channels": 8,
+    # the index of a layer in its stack (transformers' attention and decoder layers take one)
+    "layer_idx": 0, "layer_id": 0,
+    "embedding_dim": 32, "padding_idx": 0,
 }
 CONSTRUCTOR_SIZES = {**_CONSTRUCTOR_ONLY, **CONFIG_SIZES}
 

@@ -22,6 +22,7 @@ import os
 import statistics
 import time
 import traceback
+import types
 
 import torch
 
@@ -78,6 +79,20 @@ def timings(a, b, inputs, repeats):
     return out
 
 
+def _float32(x):
+    """An input in float32 (a tuple of tensors, such as a rotary table, element by element)."""
+    if isinstance(x, tuple):
+        return tuple(_float32(t) for t in x)
+    return x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+
+def _sizes_of(kwargs):
+    """The sizes a class built without a config was given (hidden_size=32), read by the input
+    finder as it reads a config's: a LayerNorm without weights has no other width to go by."""
+    ints = {k: v for k, v in kwargs.items() if isinstance(v, int) and not isinstance(v, bool)}
+    return types.SimpleNamespace(**ints) if ints else None
+
+
 def _build_pair(original, rewritten, name, overrides, dtype):
     """(original model, rewritten model, config) or a mismatch result for the rewrite."""
     kwargs = constructor_kwargs(original, name, overrides)
@@ -94,7 +109,7 @@ def _build_pair(original, rewritten, name, overrides, dtype):
     wrong = load_strict(b, a.state_dict())
     if wrong:
         return None, {"status": "mismatch", "problems": [wrong], "strict_load": False}
-    return (a.to(dtype), b.to(dtype), config_of(kwargs)), None
+    return (a.to(dtype), b.to(dtype), config_of(kwargs) or _sizes_of(kwargs)), None
 
 
 def check_class(original, rewritten, name, overrides, dtype, repeats):
@@ -119,7 +134,7 @@ def check_class(original, rewritten, name, overrides, dtype, repeats):
         result["notes"] = notes
     if repeats and not problems:
         # timed in float32, the dtype models run in
-        result["timings"] = timings(a.float(), b.float(), [x.float() if x.is_floating_point() else x for x in args], repeats)
+        result["timings"] = timings(a.float(), b.float(), [_float32(x) for x in args], repeats)
     return result
 
 

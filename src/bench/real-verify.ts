@@ -72,7 +72,10 @@ const sum = (results: ClassResult[], k: 'fast_path_calls' | 'compiled_calls') =>
 /** Runs the harness on an original and its rewritten variants (name → text). */
 export type Checker = (path: string, variants: Record<string, string>) => FileCheckResult;
 
-const harness: Checker = (path, variants) => checkFile(path, variants, { repeats: 0 });
+/** How the harness checks each file (part of every cached verdict's key). */
+export const HARNESS_OPTIONS = { dtype: 'fp64', repeats: 0 } as const;
+
+const harness: Checker = (path, variants) => checkFile(path, variants, { ...HARNESS_OPTIONS });
 
 function byRule(f: ToVerify, check: Checker): RuleAlone[] {
   const variants: Record<string, string> = {};

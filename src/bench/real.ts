@@ -2,7 +2,8 @@
 // labels (fixtures/real/labels.json): location-level precision and recall per category, in two
 // views (found: listed with any decision; rewritten), then every rewritten file verified in torch
 // 2.x (real-verify.ts; --python PATH, else the venv scripts/setup-torch2.sh makes; --no-verify
-// skips it). adopt runs as a subprocess through its CLI, one file at a time.
+// skips it), each verdict kept in a cache keyed by what it depends on (real-verdict-cache.ts;
+// --cache FILE, --no-cache). adopt runs as a subprocess through its CLI, one file at a time.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,8 +13,9 @@ import { pct, round } from './format.js';
 import { ensurePackage } from './real-corpus.js';
 import { labelsPath, readLabels } from './real-labels.js';
 import { anchorMismatches, rewrittenOrInside, scoreView, type LabelledFile, type ListedSite, type ViewScore } from './real-score.js';
-import { warmLaunches } from '../verify/forkserver.js';
-import { verdictLine, verifyPython, verifyRewritten, type RealVerdict } from './real-verify.js';
+import { verdictLine, verifyRewritten, type RealVerdict } from './real-verify.js';
+import { cachedVerdict, verdictKey } from './real-verdict-cache.js';
+import { defaultVerdictCache, setUpVerification, type Verification } from './real-verify-setup.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ADOPT = join(ROOT, 'bin', 'adopt.js');
@@ -76,42 +78,38 @@ function rewrittenText(path: string, extra: string[], scratch: string): string |
   return text;
 }
 
-/** A changed file checked as the scoring pass rewrote it (`sites`: what adopt listed in it). */
-function verifyChanged(f: LabelledFile, text: string, sites: ListedSite[], scratch: string): RealVerdict {
-  const rules = [...new Set(sites.filter((s) => s.file === f.path && s.decision === 'rewritten').map((s) => s.rule))].sort();
-  const v = verifyRewritten({ key: f.key, path: f.path, rewritten: text, rules, alone: (rule) => rewrittenText(f.path, ['--rules', rule], scratch) });
-  process.stderr.write(`  verification: ${verdictLine(v)}\n`);
-  return v;
-}
+interface VerifyRun { setup: Verification; scratch: string; fromCache: number }
 
-/** The warm interpreter for the harness's launches (torch imported once), when one starts. */
-async function warm(): Promise<() => Promise<void>> {
-  const w = await warmLaunches();
-  if ('stop' in w) return w.stop;
-  console.error(`bench:real: no warm Python (${w.error}); each verification starts its own interpreter`);
-  return async () => {};
+/** A changed file checked as the scoring pass rewrote it (`sites`: what adopt listed in it),
+ *  through the verdict cache when there is one. */
+async function verifyChanged(f: LabelledFile, text: string, sites: ListedSite[], run: VerifyRun): Promise<RealVerdict> {
+  const rules = [...new Set(sites.filter((s) => s.file === f.path && s.decision === 'rewritten').map((s) => s.rule))].sort();
+  const { verdict, cached } = await cachedVerdict(run.setup.cache, verdictKey(f.key, f.source, text, run.setup.context), async () => {
+    await run.setup.warm();
+    return verifyRewritten({ key: f.key, path: f.path, rewritten: text, rules, alone: (rule) => rewrittenText(f.path, ['--rules', rule], run.scratch) });
+  });
+  if (cached) run.fromCache++;
+  process.stderr.write(`  verification${cached ? ' (cached)' : ''}: ${verdictLine(verdict)}\n`);
+  return verdict;
 }
 
 async function main(): Promise<number> {
   const verify = !process.argv.includes('--no-verify');
-  // checked before the long scoring pass, so a missing torch 2.x is said at once
-  const python = verify ? verifyPython(ROOT, argValue('--python')) : undefined;
-  if (python && 'error' in python) console.error(`bench:real: verification cannot run: ${python.error}`);
-  else if (python) {
-    console.error(`bench:real: verifying with ${python.path} (torch ${python.torch})`);
-    process.env.ADOPT_PYTHON = python.path;
-  }
-  const canVerify = !!python && !('error' in python);
-  const stopWarm = canVerify ? await warm() : async () => {};
+  const cache = process.argv.includes('--no-cache') ? null : resolve(argValue('--cache') ?? defaultVerdictCache());
   const doc = readLabels(labelsPath(ROOT));
   // --only A,B: the labelled files whose key contains A or B (a few files, or one package; the figures are then partial)
   const only = argValue('--only')?.split(',');
   const files = labelledFiles(doc).filter((f) => !only || only.some((o) => f.key.includes(o)));
+  // checked before the long scoring pass, so a missing torch 2.x is said at once
+  const setup = verify ? setUpVerification({ root: ROOT, python: argValue('--python'), cache, files: files.map((f) => f.path) }) : undefined;
+  if (setup && !setup.ok) console.error(`bench:real: verification cannot run: ${setup.error}`);
+  const canVerify = !!setup?.ok;
   const anchors = anchorMismatches(files);
   for (const m of anchors) console.error(`anchor mismatch: ${m.file}:${m.line} ${m.category}: expected '${m.anchor}', line reads '${m.found}'`);
 
   const scratch = mkdtempSync(join(tmpdir(), 'adopt-real-'));
   process.env.ADOPT_DB = join(scratch, 'records.jsonl');
+  const vrun: VerifyRun | undefined = setup?.ok ? { setup, scratch, fromCache: 0 } : undefined;
   const sites: ListedSite[] = [];
   const changed: LabelledFile[] = [];
   const verification: RealVerdict[] = [];
@@ -119,7 +117,7 @@ async function main(): Promise<number> {
   let seconds = 0;
   let verifySeconds = 0;
   // each file verified right after it is rewritten, so that an interrupted run has said what it found
-  files.forEach((f, i) => {
+  for (const [i, f] of files.entries()) {
     process.stderr.write(`[${i + 1}/${files.length}] ${f.key}\n`);
     const out = join(scratch, `${i}.py`);
     const t0 = performance.now();
@@ -127,14 +125,14 @@ async function main(): Promise<number> {
     seconds += (performance.now() - t0) / 1000;
     if (typeof run === 'string') failures.push(`${f.key}: ${run}`);
     else sites.push(...run.sites);
-    if (!existsSync(out)) return;
+    if (!existsSync(out)) continue;
     changed.push(f);
-    if (!canVerify) return;
+    if (!vrun) continue;
     const t1 = performance.now();
-    verification.push(verifyChanged(f, readFileSync(out, 'utf8'), typeof run === 'string' ? [] : run.sites, scratch));
+    verification.push(await verifyChanged(f, readFileSync(out, 'utf8'), typeof run === 'string' ? [] : run.sites, vrun));
     verifySeconds += (performance.now() - t1) / 1000;
-  });
-  await stopWarm();
+  }
+  if (setup?.ok) await setup.stop();
   const labelled = new Set(files.map((f) => f.path));
   const elsewhere = sites.filter((s) => !labelled.has(s.file)).map((s) => `${s.file}:${s.lines[0]}-${s.lines[1]} ${s.rule} ${s.decision}`);
   const found = scoreView(files, sites, () => true);
@@ -153,9 +151,10 @@ async function main(): Promise<number> {
   if (failures.length) console.log(`\nadopt could not run on ${failures.length} files:\n  ${failures.join('\n  ')}`);
   if (elsewhere.length) console.log(`\n${elsewhere.length} sites listed in files outside the labelled set (not scored; see ${OUT}/real.json)`);
   if (!verify) console.log('\nverification skipped (--no-verify)');
-  else if (python && 'error' in python) console.log(`\nverification not run: ${python.error}`);
+  else if (!setup?.ok) console.log(`\nverification not run: ${setup?.error}`);
   else {
-    console.log(`\nverification (torch ${python!.torch}, ${round(verifySeconds, 0)}s): ${count('verified')} of ${changed.length} rewritten files verified (${exercised} of them through the fast path), ${count('mismatch')} mismatch, ${count('not_runnable')} not runnable`);
+    const cached = setup.cache ? `; ${vrun!.fromCache} of ${verification.length} verdicts from the cache ${setup.cache.path}` : '; no verdict cache (--no-cache)';
+    console.log(`\nverification (torch ${setup.torch}, ${round(verifySeconds, 0)}s${cached}): ${count('verified')} of ${changed.length} rewritten files verified (${exercised} of them through the fast path), ${count('mismatch')} mismatch, ${count('not_runnable')} not runnable`);
     for (const v of verification) console.log(`  ${v.file}: ${verdictLine(v)}`);
   }
   console.log(`anchor mismatches: ${anchors.length}`);
@@ -174,10 +173,11 @@ async function main(): Promise<number> {
     files: files.length, sites: labelCount, packages,
     verified: canVerify ? count('verified') : null, verify_attempted: canVerify ? changed.length : 0, mismatch: canVerify ? count('mismatch') : null, not_runnable: canVerify ? count('not_runnable') : null,
     verified_through_fast_path: canVerify ? exercised : null, fast_path_calls: verification.reduce((a, v) => a + v.fast_path_calls, 0),
+    verdicts_from_cache: canVerify ? vrun!.fromCache : null, verify_seconds: canVerify ? round(verifySeconds, 0) : null,
     anchor_mismatches: anchors.length, adopt_failures: failures.length, per_category: perCategory,
   }));
   // verification asked for and unable to run: the figures above are printed, and the run says so
-  return verify && python && 'error' in python ? 2 : 0;
+  return setup && !setup.ok ? 2 : 0;
 }
 
 if (process.argv[1]?.endsWith('real.js')) {
