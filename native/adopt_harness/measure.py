@@ -109,11 +109,15 @@ def _child_run(state, cmd):
         except AssertionError as e:
             return {"status": "wrong", "error": str(e).splitlines()[0][:300] if str(e) else "check failed"}
     clock = CLOCKS[cmd.get("clock", "wall")]
+    # a sample of ``inner`` back-to-back runs, so that one sample outlasts the clock's jitter and a
+    # short preemption; its time is per run
+    inner = max(1, int(cmd.get("inner", 1)))
     times = []
     for _ in range(int(cmd.get("repeats", 1))):
         t = clock()
-        run(schedule)
-        times.append(clock() - t)
+        for _ in range(inner):
+            run(schedule)
+        times.append((clock() - t) / inner)
     return {"status": "ok", "times_s": times}
 
 
@@ -306,6 +310,26 @@ def _shrunk_enough(kernel, workload, child, max_run_s, field):
     return workload[field] // 2 < MIN_SIZE.get(field, 1)
 
 
+def _runs_per_sample(kernel, child, min_sample_s, clock):
+    """How many runs one timed sample holds so that it lasts at least ``min_sample_s`` (from the
+    default schedule's median of three)."""
+    answer = child.ask({"op": "run", "schedule": dict(kernel.space.default), "check": False, "warmup": 1, "repeats": 3,
+                        "allow_fallback": True, "clock": clock}, 120)
+    if answer.get("status") != "ok":
+        return 1
+    one = max(statistics.median(answer["times_s"]), 1e-6)
+    return max(1, int(-(-min_sample_s // one)))
+
+
+def _held_at_one_thread(kernel, threads):
+    """At one thread the call-time OpenMP schedule (kind, chunk) only reorders one thread's own
+    loop: it does not change the code, so it cannot move the time for a reason. Such parameters are
+    held at their default when measuring at one thread."""
+    if threads != 1:
+        return {}
+    return {name: kernel.space.default[name] for name in kernel.space.omp.values() if name in kernel.space.params}
+
+
 def _subspace(kernel, fixed):
     names = [n for n in kernel.space.params if n not in fixed]
     params = {n: list(kernel.space.params[n]) for n in names}
@@ -329,6 +353,8 @@ def exhaustive(args):
         fix = {k: v for k, v in fixed.items() if k in kernel.space.params and v in kernel.space.params[k]}
         if len(kernel.space.params) > 0 and _space_size(kernel) <= args.full_below:
             fix = {}
+        if not args.keep_omp:
+            fix.update(_held_at_one_thread(kernel, args.threads))
         workloads = []  # float32 throughout (one compile per schedule); a bfloat16 example is taken at float32
         for w in kernel.example_workloads:
             w = dict(w, dtype="float32") if "dtype" in w else dict(w)
@@ -348,9 +374,10 @@ def exhaustive(args):
                     _emit({"progress": name, "workload": w2, "skipped": "the same as an earlier workload once shrunk"}, sys.stderr)
                     continue
                 child.reinit(w2)
+                inner = _runs_per_sample(kernel, child, args.min_sample_ms / 1000.0, args.clock)
                 legal = [s for s in all_legal if kernel.space.legal(s, w2)]
-                res = _exhaustive_workload(kernel, legal, child, args, check=(i == 0))
-                entries.append({"workload": w2, "example_workload": w, "results": res})
+                res = _exhaustive_workload(kernel, legal, child, args, check=(i == 0), inner=inner)
+                entries.append({"workload": w2, "example_workload": w, "runs_per_sample": inner, "results": res})
                 _emit({"progress": name, "workload": w2, "measured": len(res)}, sys.stderr)
         finally:
             child.stop()
@@ -406,7 +433,7 @@ def _key(schedule):
     return json.dumps(schedule, sort_keys=True)
 
 
-def _exhaustive_workload(kernel, legal, child, args, check):
+def _exhaustive_workload(kernel, legal, child, args, check, inner=1):
     """Every legal schedule at the child's workload: a (checked) warm-up, then ``repeats`` interleaved rounds."""
     status, errors = {}, {}
     times = {_key(s): [] for s in legal}
@@ -420,7 +447,7 @@ def _exhaustive_workload(kernel, legal, child, args, check):
             if status[_key(s)] != "ok":
                 continue
             a = child.ask({"op": "run", "schedule": s, "check": False, "warmup": 0, "repeats": 1, "allow_fallback": True,
-                           "clock": args.clock}, args.timeout)
+                           "clock": args.clock, "inner": inner}, args.timeout)
             if a.get("status") == "ok":
                 times[_key(s)].extend(a["times_s"])
             else:
@@ -440,11 +467,13 @@ def main(argv=None):
     p.add_argument("--request", default="-", help="the request JSON file ('-': stdin)")
     p.add_argument("--info", action="store_true", help="print this target's fingerprint and every kernel's template hash")
     p.add_argument("--exhaustive", action="store_true", help="measure whole spaces into replay files")
-    p.add_argument("--kernels", default="rms_norm,softmax,adamw,gated_act,bias_gelu,rope")
+    p.add_argument("--kernels", default="rms_norm,softmax,layer_norm,adamw,gated_act,bias_gelu,rope,flash_attention")
     p.add_argument("--workloads", type=int, default=5)
-    p.add_argument("--fix", default="vec_bits=256", help="parameters held at one value in spaces larger than --full-below")
+    p.add_argument("--fix", default="", help="parameters held at one value in spaces larger than --full-below (NAME=VALUE,...)")
     p.add_argument("--full-below", type=int, default=48, help="spaces of at most this many schedules are measured whole")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds over the space; the median is kept")
+    p.add_argument("--min-sample-ms", type=float, default=20.0, help="runs per timed sample: enough for the default schedule to take this long")
+    p.add_argument("--keep-omp", action="store_true", help="measure the OpenMP schedule parameters at one thread too (held at their default otherwise)")
     p.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
                    help="what a run's time is: cpu (process CPU time; right at --threads 1 on a loaded machine) or wall")
     p.add_argument("--threads", type=int, default=os.cpu_count())

@@ -109,3 +109,23 @@ def test_the_worker_speaks_json_lines_and_ends_with_the_result(fake, tmp_path):
     last = lines[-1]
     assert [r["status"] for r in last["results"]] == ["ok", "crash"]
     assert last["target"]["key"]
+
+
+def test_a_timed_sample_runs_the_schedule_several_times_and_gives_the_time_of_one(fake):
+    child = measure.Child({"kernel": "fake", "workload": {"n": 4, "dtype": "float32"}, "imports": [fake]})
+    try:
+        t0 = measure.time.perf_counter()
+        answer = child.ask({"op": "run", "schedule": {"mode": "idle"}, "repeats": 2, "inner": 4, "clock": "wall"}, 30)
+        elapsed = measure.time.perf_counter() - t0
+    finally:
+        child.stop()
+    assert answer["status"] == "ok" and len(answer["times_s"]) == 2
+    assert elapsed >= 2 * 4 * 0.05  # every sample ran the schedule four times
+    assert all(0.05 <= t < 0.1 for t in answer["times_s"])  # and reports one run's time
+
+
+def test_at_one_thread_the_openmp_schedule_is_held_at_its_default():
+    kernel = measure._load_registry().KERNELS["rms_norm"]
+    held = measure._held_at_one_thread(kernel, 1)
+    assert held == {name: kernel.space.default[name] for name in ("chunk", "omp_kind")}
+    assert measure._held_at_one_thread(kernel, 2) == {}

@@ -2,7 +2,7 @@
 // parameter matters, on a space whose times are built from its parameters.
 import { describe, expect, it } from 'vitest';
 import { type ReplayFile, fromReplayFile } from '../../src/tune/replay.js';
-import { formatSpaceStats, spaceStats } from '../../src/tune/space-stats.js';
+import { formatSpaceStats, repeatSpearman, spaceStats, spearman } from '../../src/tune/space-stats.js';
 import { Space } from '../../src/tune/space.js';
 
 const SPACE = new Space({ unroll: [1, 2, 4, 8], kind: ['static', 'dynamic'] }, { unroll: 1, kind: 'static' });
@@ -38,5 +38,26 @@ describe('spaceStats', () => {
     expect(st.spread.unroll).toBeGreaterThan(0.4);
     expect(st.spread.kind).toBeLessThan(0.1);
     expect(formatSpaceStats([st])).toMatch(/parameters by spread of mean log2 time: unroll [0-9.]+, kind/);
+  });
+});
+
+describe('repeatability between repeats', () => {
+  it('is 1 for an order that repeats, -1 for one that reverses, and ranks ties by their mean rank', () => {
+    expect(spearman([1, 2, 3, 4], [10, 20, 30, 40])).toBeCloseTo(1);
+    expect(spearman([1, 2, 3, 4], [4, 3, 2, 1])).toBeCloseTo(-1);
+    // ranks [1, 2.5, 2.5, 4] against [1, 2, 3, 4]: 4.5 / sqrt(4.5 * 5)
+    expect(spearman([1, 2, 2, 3], [1, 2, 3, 4])).toBeCloseTo(4.5 / Math.sqrt(4.5 * 5));
+    expect(spearman([1, 2], [1, 2])).toBeNaN();
+  });
+
+  it('compares the first and second timed repeat of each schedule, and is printed per workload', () => {
+    // first repeats in order 1 < 2 < 3, second repeats reversed: the order is noise
+    expect(repeatSpearman([[1, 3, 9], [2, 2, 9], [3, 1, 9]])).toBeCloseTo(-1);
+    expect(repeatSpearman([[1, 1], [2, 2], [3, 3], [4]])).toBeCloseTo(1);
+    const f = file();
+    f.workloads[0].results = f.workloads[0].results.map((r, i) => ({ ...r, times_s: [i, i + 0.5] }));
+    const st = spaceStats(fromReplayFile(f));
+    expect(st.workloads[0].repeatRho).toBeCloseTo(1);
+    expect(formatSpaceStats([st]).split('\n')[1]).toMatch(/ 1\.00 {3}\{"rows":8\}/);
   });
 });

@@ -14,13 +14,23 @@ def render(template, schedule, dtype, **extra):
     """C++ source: ``$name`` placeholders filled from the schedule, the dtype and ``extra``.
 
     ``$scalar_t`` is the storage type of the dtype; every schedule parameter is available by
-    name, as is ``$omp_schedule`` for the parallel loop's scheduling clause.
+    name, as is ``$omp_schedule`` for the parallel loop's scheduling clause, and ``$vec_pragma``
+    the pragma that sets the vector width: ``vec_bits`` 0 turns the vectoriser off (scalar code,
+    the baseline AVX2 is measured against), 128 or 256 make it prefer that width.
     """
     subs = {k: str(v) for k, v in schedule.items()}
+    if "vec_bits" in schedule:
+        subs["vec_pragma"] = vec_pragma(schedule["vec_bits"])
     subs.update({k: str(v) for k, v in extra.items()})
     subs["scalar_t"] = SCALAR[dtype]
     subs["dtype"] = dtype
     return f"// adopt kernel, dtype={dtype}, schedule={sorted(schedule.items())}\n" + string.Template(template).substitute(subs)
+
+
+def vec_pragma(vec_bits):
+    if int(vec_bits) == 0:
+        return '#pragma GCC optimize("no-tree-vectorize")'
+    return f'#pragma GCC target("prefer-vector-width={int(vec_bits)}")'
 
 
 def rows_view(x):

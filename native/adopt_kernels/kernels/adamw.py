@@ -10,7 +10,7 @@ rounded and fused as torch's CPU ops do, so float32 results equal torch's to the
 bfloat16 parameters keep float32 moments and are rounded once per step.
 
 Schedule: ``chunk`` elements per OpenMP work item (the group's tensors are cut into chunks so
-that small and large tensors spread over threads alike), ``vec_bits`` the vector width,
+that small and large tensors spread over threads alike), ``vec_bits`` the vector width (0: not vectorised),
 ``unroll`` the inner loop's unroll factor, ``omp_kind`` the OpenMP schedule kind.
 """
 
@@ -24,7 +24,7 @@ from ..registry import Kernel, Space, register
 from ._common import TORCH_DTYPE, assert_matches, render
 
 TEMPLATE = r"""
-#pragma GCC target("prefer-vector-width=$vec_bits")
+$vec_pragma
 typedef $scalar_t scalar_t;
 #define CHUNK $chunk
 
@@ -93,7 +93,7 @@ extern "C" void adam_step(const int64_t* params, const int64_t* grads, const int
 SPACE = Space(
     params={
         "chunk": (4096, 16384, 65536, 262144),
-        "vec_bits": (128, 256),
+        "vec_bits": (0, 128, 256),
         "unroll": (1, 2, 4, 8),
         "omp_kind": ("static", "dynamic", "guided"),
         "omp_chunk": (1, 2, 4, 8),

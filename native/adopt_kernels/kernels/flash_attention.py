@@ -286,7 +286,7 @@ extern "C" void attn_fwd(const scalar_t* q, const scalar_t* k, const scalar_t* v
   #pragma omp parallel num_threads(nthreads)
   {
     FwdScratch w{falloc(BQ * Dp), falloc(BQ * BK), falloc(BQ * Dvp), falloc(BQ), falloc(BQ)};
-    #pragma omp for schedule($omp_kind)
+    #pragma omp for schedule(runtime)
     for (int64_t t = 0; t < tasks; ++t) fwd_task(q, kp, vp, bias, add, keep, out, lse, meta, scale, p_drop, t, w);
     for (float* p : {w.q, w.s, w.o, w.m, w.l}) std::free(p);
   }
@@ -360,7 +360,7 @@ extern "C" void attn_bwd(const scalar_t* q, const scalar_t* k, const scalar_t* v
   {
     BwdScratch w{falloc(BK * Dp), falloc(BK * Dp), falloc(BK * Dvp), falloc(BQ * Dp), falloc(BQ * Dvp),
                  falloc(BQ * BK), falloc(BQ * BK), falloc(BQ * BK), falloc(BK * Dp), falloc(BK * Dvp)};
-    #pragma omp for collapse(2) schedule($omp_kind)
+    #pragma omp for collapse(2) schedule(runtime)
     for (int64_t bh = 0; bh < B * H; ++bh)
       for (int64_t g = 0; g < groups; ++g) {
         const int64_t b = bh / H, h = bh % H;
@@ -389,6 +389,7 @@ SPACE = Space(
     params={"block_q": (16, 32, 64), "block_k": (32, 64, 128), "vec_bits": (128, 256), "loop": ("axpy", "dot"),
             "omp_kind": ("static", "dynamic")},
     default={"block_q": 32, "block_k": 64, "vec_bits": 256, "loop": "axpy", "omp_kind": "dynamic"},
+    omp={"kind": "omp_kind"},
 )
 DQ_PAD = 16  # dQ's float32 rows are padded to a multiple of every vector length
 

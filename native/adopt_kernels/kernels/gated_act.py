@@ -11,7 +11,7 @@ code (libm calls are not vectorised without -ffast-math); the erf is accurate to
 
 Schedule: the parallel loop runs over tiles of one row by ``block`` columns, ``chunk`` tiles
 per OpenMP chunk (``omp_kind`` scheduled), so a handful of rows (decoding) still spreads over
-the threads; ``vec_bits`` is the vector width the compiler is told to prefer, ``unroll`` the
+the threads; ``vec_bits`` is the vector width the compiler is told to prefer (0: not vectorised), ``unroll`` the
 unroll factor of the inner loop.
 """
 
@@ -114,7 +114,7 @@ extern "C" void gated_erf_probe(const float* x, float* y, int64_t n) {
 """
 
 TEMPLATE = r"""
-#pragma GCC target("prefer-vector-width=$vec_bits")
+$vec_pragma
 """ + MATH + r"""
 typedef $scalar_t scalar_t;
 #define BLOCK ((int64_t)$block)
@@ -200,7 +200,7 @@ SPACE = Space(
     params={
         "chunk": (1, 2, 4, 8, 16, 64),
         "block": (512, 2048, 8192),
-        "vec_bits": (128, 256),
+        "vec_bits": (0, 128, 256),
         "unroll": (1, 2, 4, 8),
         "omp_kind": ("static", "dynamic", "guided"),
     },

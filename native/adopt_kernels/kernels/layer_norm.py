@@ -7,7 +7,7 @@ torch's default generator, so the backward regenerates the mask instead of stori
 the seed and each row's mean (relative to the row's first element, which keeps its digits when
 the mean is large) and reciprocal deviation are saved besides the inputs.
 
-Schedule: ``chunk`` rows per OpenMP task, ``vec_bits`` the preferred vector width, ``unroll``
+Schedule: ``chunk`` rows per OpenMP task, ``vec_bits`` the preferred vector width (0: not vectorised), ``unroll``
 of the inner loops, ``stats`` one pass (sum and sum of squares) or two passes (mean, then
 squared deviations) over the row buffer, ``omp_kind`` the OpenMP schedule kind.
 """
@@ -114,7 +114,7 @@ static inline void row_keep(float* m, int64_t r, int64_t n, const PhiloxKeys& ke
 """
 
 TEMPLATE = r"""
-#pragma GCC target("prefer-vector-width=$vec_bits")
+$vec_pragma
 typedef $scalar_t scalar_t;
 #define OMP_SCHED schedule(runtime)  // kind and chunk set at each call (Space.omp)
 #define TWO_PASS $two_pass
@@ -317,7 +317,7 @@ extern "C" void ln_dropout_keep(float* out, int64_t rows, int64_t n, uint64_t se
 SPACE = Space(
     params={
         "chunk": (1, 2, 4, 8, 16, 32, 64, 128),
-        "vec_bits": (128, 256),
+        "vec_bits": (0, 128, 256),
         "unroll": (1, 2, 4, 8),
         "stats": ("onepass", "twopass"),
         "omp_kind": ("static", "dynamic", "guided"),

@@ -5,7 +5,7 @@ cast back to the input dtype before the weight) and Gemma's ``(1 + weight)`` off
 reads a row, one writes it; the backward regenerates the normalised row from the saved
 reciprocal (one float per row) instead of storing it.
 
-Schedule: ``chunk`` rows per OpenMP task, ``vec_bits`` the vector width the compiler is told to prefer,
+Schedule: ``chunk`` rows per OpenMP task, ``vec_bits`` the vector width the compiler is told to prefer (0: not vectorised),
 ``unroll`` the unroll factor of the inner loops, ``dynamic`` the OpenMP schedule kind.
 """
 
@@ -16,7 +16,7 @@ from ..registry import Kernel, Space, register
 from ._common import TORCH_DTYPE, assert_matches, render, rows_view
 
 TEMPLATE = r"""
-#pragma GCC target("prefer-vector-width=$vec_bits")
+$vec_pragma
 typedef $scalar_t scalar_t;
 #define OMP_SCHED schedule(runtime)  // kind and chunk set at each call (Space.omp)
 
@@ -80,7 +80,7 @@ extern "C" void rms_norm_bwd(const scalar_t* x, const scalar_t* w, const scalar_
 """
 
 SPACE = Space(
-    params={"chunk": (1, 2, 4, 8, 16, 32, 64, 128), "vec_bits": (128, 256), "unroll": (1, 2, 4, 8),
+    params={"chunk": (1, 2, 4, 8, 16, 32, 64, 128), "vec_bits": (0, 128, 256), "unroll": (1, 2, 4, 8),
             "omp_kind": ("static", "dynamic", "guided")},
     default={"chunk": 16, "vec_bits": 256, "unroll": 2, "omp_kind": "static"},
     omp={"kind": "omp_kind", "chunk": "chunk"},

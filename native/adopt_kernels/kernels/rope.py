@@ -13,7 +13,7 @@ being the outer dimension along which the table rows change). Schedule: ``parall
 runs the threads over (batch, position) with every head of q and then of k inner, so that a
 table row serves all heads while it is in cache; "heads" over (tensor, batch, head) with the
 positions inner; ``chunk`` units per OpenMP chunk (``omp_kind`` scheduled), ``vec_bits`` the
-vector width the compiler prefers, ``unroll`` the unroll factor of the loop along a row.
+vector width the compiler prefers (0: not vectorised), ``unroll`` the unroll factor of the loop along a row.
 """
 
 import collections
@@ -26,7 +26,7 @@ from ..registry import Kernel, Space, register
 from ._common import TORCH_DTYPE, assert_matches, render
 
 TEMPLATE = r"""
-#pragma GCC target("prefer-vector-width=$vec_bits")
+$vec_pragma
 typedef $scalar_t scalar_t;
 #define PAR_SEQ $par_seq
 enum { HALF_SPLIT = 0, PAIRS = 1, PAIRS_HALF_TABLE = 2 };
@@ -90,7 +90,7 @@ static void rope(const Side* sides, int nsides, int64_t d, int nthreads) {
   const Side& q = sides[0];
   const bool same = nsides == 1 || (sides[1].n0 == q.n0 && sides[1].n2 == q.n2);
   if (PAR_SEQ && same) {
-    #pragma omp parallel for schedule($omp_kind, $chunk) num_threads(nthreads)
+    #pragma omp parallel for schedule(runtime) num_threads(nthreads)
     for (int64_t u = 0; u < q.n0 * q.n2; ++u) {
       const int64_t i0 = u / q.n2, i2 = u % q.n2;
       for (int k = 0; k < nsides; ++k)
@@ -98,7 +98,7 @@ static void rope(const Side* sides, int nsides, int64_t d, int nthreads) {
     }
   } else {
     const int64_t units_q = q.n0 * q.n1, units = units_q + (nsides > 1 ? sides[1].n0 * sides[1].n1 : 0);
-    #pragma omp parallel for schedule($omp_kind, $chunk) num_threads(nthreads)
+    #pragma omp parallel for schedule(runtime) num_threads(nthreads)
     for (int64_t u = 0; u < units; ++u) {
       const Side& t = u < units_q ? q : sides[1];
       const int64_t v = u < units_q ? u : u - units_q;
@@ -127,11 +127,12 @@ SPACE = Space(
     params={
         "parallel": ("seq", "heads"),
         "chunk": (1, 2, 8, 32),
-        "vec_bits": (128, 256),
+        "vec_bits": (0, 128, 256),
         "unroll": (1, 2, 4),
         "omp_kind": ("static", "dynamic"),
     },
     default={"parallel": "seq", "chunk": 2, "vec_bits": 256, "unroll": 2, "omp_kind": "static"},
+    omp={"kind": "omp_kind", "chunk": "chunk"},
 )
 
 HALF_SPLIT, PAIRS, PAIRS_HALF_TABLE = 0, 1, 2

@@ -27,23 +27,24 @@ export function labels(s: SearchState): { schedules: Schedule[]; y: number[] } {
 
 /** The n best unmeasured schedules by `score`, each slot random instead with probability epsilon. */
 export function pickTop(s: SearchState, n: number, scores: Map<string, number>, epsilon: number, key: (x: Schedule) => string): Schedule[] {
-  const rest = s.remaining();
-  const ranked = [...rest].sort((a, b) => (scores.get(key(b)) ?? -Infinity) - (scores.get(key(a)) ?? -Infinity));
+  // keys once per call: a search ranks the whole remaining space every batch
+  const rest = s.remaining().map((x) => ({ x, k: key(x) }));
+  const ranked = [...rest].sort((a, b) => (scores.get(b.k) ?? -Infinity) - (scores.get(a.k) ?? -Infinity));
   const out: Schedule[] = [];
   const used = new Set<string>();
   let r = 0;
   while (out.length < n && used.size < rest.length) {
-    let pick: Schedule | undefined;
+    let pick: { x: Schedule; k: string } | undefined;
     if (s.rng.next() < epsilon) {
-      const pool = rest.filter((x) => !used.has(key(x)));
+      const pool = rest.filter((e) => !used.has(e.k));
       pick = pool.length ? s.rng.choice(pool) : undefined;
     } else {
-      while (r < ranked.length && used.has(key(ranked[r]))) r++;
+      while (r < ranked.length && used.has(ranked[r].k)) r++;
       pick = ranked[r];
     }
     if (!pick) break;
-    used.add(key(pick));
-    out.push(pick);
+    used.add(pick.k);
+    out.push(pick.x);
   }
   return out;
 }
