@@ -31,6 +31,12 @@ describe('result schema', () => {
     expect(() => readLine('hf', line('hf', 'result', { ...good, timings: { eval: { original_s: 0.1 } } }))).toThrow('result.timings.eval.rewritten_s: missing (required)');
   });
 
+  it('reads the LM-head harness as a check of its own harness', () => {
+    const good = { status: 'verified', model: 'gpt2', class: 'GPT2LMHeadModel, GPT2DoubleHeadsModel', compiled_kernels: { linear_cross_entropy: 4 }, notes: ['GPT2DoubleHeadsModel: not runnable: no inputs'] };
+    expect(readLine('hf_lm', line('hf_lm', 'result', good))).toEqual({ kind: 'result', result: good });
+    expect(() => readLine('hf_lm', line('hf_lm', 'result', { ...good, compiled_kernels: { linear_cross_entropy: 'x' } }))).toThrow(/harness hf_lm: malformed result: result\.compiled_kernels/);
+  });
+
   it('checks the envelope and the harness it comes from', () => {
     expect(() => readLine('file', 'Traceback (most recent call last):')).toThrow('harness file: not a JSON line');
     expect(() => readLine('file', JSON.stringify({ adopt: 1, harness: 'file', kind: 'done' }))).toThrow(/line\.kind: expected one of "progress", "result"/);

@@ -10,7 +10,9 @@ runs once in a process of its own whose peak resident size is reset after the in
 (/proc/self/clear_refs), so what is counted is what the run adds. Prints a table and ends with one JSON line.
 
 Usage: python -m adopt_harness.linear_ce_bench [--tokens 8192] [--hidden 768] [--vocab 32000]
-       [--threads N] [--repeats 3] [--dtype float32]
+       [--threads N] [--repeats 3] [--dtype float32] [--variants eager,kernel]
+(--variants: a subset, for a run at a size where each pass takes minutes; a ratio needs its
+baseline, so a logits variant brings eager+logits and the kernel brings eager.)
 """
 import argparse
 import json
@@ -67,6 +69,23 @@ def variants(h, w, labels):
     return {"eager": eager(False), "kernel": kernel, "eager+logits": eager(True), "kernel+logits": kernel_logits}
 
 
+VARIANTS = ("eager", "kernel", "eager+logits", "kernel+logits")
+
+
+def baseline(variant):
+    return "eager+logits" if variant.endswith("+logits") else "eager"
+
+
+def chosen(spec, parser):
+    """The variants named in ``spec`` (all when empty), each with the baseline its ratio needs."""
+    names = [n.strip() for n in spec.split(",") if n.strip()] or list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    keep = set(names) | {baseline(n) for n in names}
+    return [v for v in VARIANTS if v in keep]
+
+
 def _status(field):
     with open("/proc/self/status") as f:
         for line in f:
@@ -79,7 +98,7 @@ def probe(args, variant):
     """Peak resident bytes one run of ``variant`` adds above its inputs, in a fresh process
     (a forked one would inherit OpenMP's threads and hang in the first GEMM)."""
     cmd = [sys.executable, "-m", "adopt_harness.linear_ce_bench", "--probe", variant] + [
-        f"--{k}={getattr(args, k)}" for k in ("tokens", "hidden", "vocab", "threads", "dtype")]
+        f"--{k}={getattr(args, k)}" for k in ("tokens", "hidden", "vocab", "threads", "dtype", "variants")]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"the memory probe of {variant} failed: {out.stderr.strip()[-300:]}")
@@ -116,12 +135,14 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--variants", default="", help="comma-separated subset of: " + ", ".join(VARIANTS))
     p.add_argument("--probe", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    wanted = chosen(args.variants, p)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     h, w, labels = make_inputs(args.tokens, args.hidden, args.vocab, getattr(torch, args.dtype))
-    runs = variants(h, w, labels)
+    runs = {k: fn for k, fn in variants(h, w, labels).items() if k in wanted}
     if args.probe:
         return _probe_main(args, runs)
     peaks = {k: probe(args, k) for k in runs}
@@ -130,7 +151,7 @@ def main(argv=None):
     print(f"{'variant':<15}{'fwd+bwd s':>11}{'vs eager':>10}{'peak MiB':>11}{'vs eager':>10}")
     rows = {}
     for k in runs:
-        base = "eager+logits" if k.endswith("+logits") else "eager"
+        base = baseline(k)
         rows[k] = {"seconds": secs[k], "peak_bytes": peaks[k], "time_ratio": secs[k] / secs[base], "memory_ratio": peaks[k] / max(1, peaks[base])}
         print(f"{k:<15}{secs[k]:>11.3f}{rows[k]['time_ratio']:>10.2f}{peaks[k] / 2**20:>11.0f}{rows[k]['memory_ratio']:>10.3f}")
     print(json.dumps({"tokens": args.tokens, "hidden": args.hidden, "vocab": args.vocab, "dtype": args.dtype, "threads": args.threads, "variants": rows}))

@@ -2,7 +2,7 @@
 to results.schema.json, which the TypeScript side validates every line it reads against.
 
 Every line a harness writes on stdout is an envelope:
-    {"adopt": 1, "harness": "pair" | "file" | "hf" | "speed", "kind": "progress" | "result", ...}
+    {"adopt": 1, "harness": "pair" | "file" | "hf" | "hf_lm" | "speed", "kind": "progress" | "result", ...}
 with the payload under "progress" or "result". `python -m adopt_harness.schema --write`
 regenerates the file; a test fails while it is out of date.
 """
@@ -11,7 +11,7 @@ import os
 import sys
 
 SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.schema.json")
-HARNESSES = ("pair", "file", "hf", "speed")
+HARNESSES = ("pair", "file", "hf", "hf_lm", "speed")
 
 STR = {"type": "string"}
 NUM = {"type": "number"}
@@ -71,7 +71,7 @@ SPEED_ROW = obj({"model": STR}, {
 
 PROGRESS = obj({}, {"model": STR, "status": STR, "message": STR}, extra=True)
 
-RESULTS = {"pair": "Check", "file": "FileResult", "hf": "Check", "speed": "SpeedRow"}
+RESULTS = {"pair": "Check", "file": "FileResult", "hf": "Check", "hf_lm": "Check", "speed": "SpeedRow"}
 
 ENVELOPE = obj({"adopt": {"const": 1}, "harness": {"type": "string", "enum": list(HARNESSES)}, "kind": {"type": "string", "enum": ["progress", "result"]}},
                {"progress": ref("Progress"), "result": {"type": "object"}})

@@ -12,6 +12,8 @@ import { pct, round } from './format.js';
 import { writeHtmlReport } from './report.js';
 import { rewriteCorpus, verifyCorpus, type ModelRow } from './run.js';
 import { score } from './score.js';
+import { printLm, verifyLmHeads } from './hf-lm.js';
+import type { FileResult } from '../synth/synthesize.js';
 
 /** A model of HF-199 and what became of it (the report's and the JSON's row). */
 export type ModelResult = ModelRow;
@@ -29,7 +31,11 @@ export async function benchHf(opts: HfBenchOptions = {}) {
   const rewriteSeconds = result.times.total;
   // the harness imports each rewritten model from a copy of the package, for its relative imports
   const { mirror } = writeMirror(pkg, result.files, out);
-  const verifySeconds = opts.verify ? await verifyCorpus(run, hfVerifier(join(out, 'hf-verify.jsonl'), ensurePythonDeps(), !!opts.float32), 'bench --hf', (f) => join(mirror, relative(pkg, resolve(f.path)))) : 0;
+  const where = (f: FileResult) => join(mirror, relative(pkg, resolve(f.path)));
+  const deps = opts.verify ? ensurePythonDeps() : '';
+  const verifySeconds = opts.verify ? await verifyCorpus(run, hfVerifier(join(out, 'hf-verify.jsonl'), deps, !!opts.float32), 'bench --hf', where) : 0;
+  // the bare models have no LM head: the lm_head_ce rewrites are checked on the LM classes
+  const lm = opts.verify ? await verifyLmHeads(run, hfVerifier(join(out, 'hf-lm-verify.jsonl'), deps, true, 'hf_lm'), where) : null;
   const { cells, perRule } = adopterScores(models, result.plan.program, result.plan.sites, readGroundTruth());
   const total = score(cells);
   const rewritten = rows.filter((r) => r.status !== 'not_rewritten');
@@ -47,12 +53,13 @@ export async function benchHf(opts: HfBenchOptions = {}) {
     compiled_calls: verified.reduce((n, r) => n + (r.compiled_calls ?? 0), 0),
     precision: round(total.precision), recall: round(total.recall),
     seconds: round((performance.now() - t0) / 1000), rewrite_seconds: round(rewriteSeconds), verify_seconds: round(verifySeconds), verified_run: !!opts.verify,
+    ...(lm?.summary ?? {}),
   };
-  const stages = { ...result.times, verify: verifySeconds };
-  writeFileSync(join(out, 'hf.json'), JSON.stringify({ summary, per_rule: perRule, stage_seconds: stages, models: rows }, null, 1));
+  const stages = { ...result.times, verify: verifySeconds, verify_lm_heads: lm?.summary.lm_verify_seconds ?? 0 };
+  writeFileSync(join(out, 'hf.json'), JSON.stringify({ summary, per_rule: perRule, stage_seconds: stages, models: rows, lm_head_models: lm?.rows ?? [] }, null, 1));
   const report = resolve(opts.report ?? join(out, 'hf-report.html'));
   writeHtmlReport(report, { title: `adopt on HF-199 (transformers ${opts.version ?? TRANSFORMERS_VERSION})`, summary, rows, sites: result.sites, perRule, stages, verified: !!opts.verify, out });
-  return { summary, rows, perRule, report };
+  return { summary, rows, perRule, report, lm };
 }
 
 export function printHf(r: Awaited<ReturnType<typeof benchHf>>): void {
@@ -62,6 +69,7 @@ export function printHf(r: Awaited<ReturnType<typeof benchHf>>): void {
   console.log('model                               sites  status         reason');
   for (const m of r.rows) if (m.status !== 'not_rewritten') console.log(`${m.model.padEnd(36)}${String(m.sites ?? 0).padStart(5)}  ${m.status.padEnd(13)}  ${(m.reason ?? (m.problems ?? []).join('; ')).slice(0, 90)}`);
   const s = r.summary;
+  if (r.lm) printLm(r.lm.summary, r.lm.rows);
   console.log(`\n${s.rewritten_models} models rewritten; ${s.verified_run ? `runnable ${s.runnable} (${((s.runnable_ratio ?? 0) * 100).toFixed(1)}%), verified ${s.verified}, mismatch ${s.mismatch}` : 'not verified (--verify)'}; ${s.seconds}s; report ${r.report}`);
   console.log(JSON.stringify(s));
 }

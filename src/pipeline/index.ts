@@ -14,7 +14,7 @@ export { planRewrite, synthesizePlan, type PlanOptions, type RewritePlan, type S
 export { MEASURED_ON, verifiedRewrite, type RuleVerifyOptions } from './rule-verify.js';
 export type { FileVerification, RewriteRun, RuleVerdict, Stage, StageEvent, Withhold } from './types.js';
 export { checkFile, verdictOf, type PhaseTiming, type Verdict, type VerifyStatus } from './check.js';
-export { fileVerifier, hfVerifier, verifyModels, type ModelVerdict, type Verifier, type VerifyProgress, type VerifyTarget } from './model-verify.js';
+export { fileVerifier, hfVerifier, verifyModels, type HfHarness, type ModelVerdict, type Verifier, type VerifyProgress, type VerifyTarget } from './model-verify.js';
 export { withholdMeasuredSlower } from './learned.js';
 export { destinationsUnder, writeInPlace, writeMirror, writeTo, type Written } from './emit.js';
 

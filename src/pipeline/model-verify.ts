@@ -8,13 +8,21 @@ import { checkFile, verdictOf, type Verdict } from './check.js';
 
 /** One model to verify: its name, the original file and the rewritten text (and where it is on
  *  disk, for a verifier that imports it from a rewritten copy of its package). */
-export interface VerifyTarget { model: string; original: string; rewrittenText: string; rewrittenPath?: string }
+export interface VerifyTarget {
+  model: string; original: string; rewrittenText: string; rewrittenPath?: string;
+  /** The classes to compare (the HF LM harness: those whose code was rewritten). */
+  classes?: string[];
+}
 
 /** A verdict, with what the HF harness also reports. */
 export interface ModelVerdict extends Verdict {
   model: string;
   fast_path_calls?: number;
   compiled_calls?: number;
+  /** Compiled-kernel calls per kernel (registry name). */
+  compiled_kernels?: Record<string, number>;
+  /** The model class compared. */
+  class?: string;
   max_abs?: number;
   seconds?: number;
 }
@@ -47,12 +55,15 @@ export function fileVerifier(repeats: number): Verifier {
 
 const CHUNK = 25;
 
+/** MODEL=PATH, or MODEL:CLASS,...=PATH for a target naming its classes. */
+const harnessArg = (m: VerifyTarget) => `${m.model}${m.classes?.length ? `:${m.classes.join(',')}` : ''}=${m.rewrittenPath}`;
+
 /** One HF harness process per chunk of models; each model's result line is validated and
  *  appended to `jsonl` as it comes, so a run that dies keeps what it did. */
-async function verifyChunk(chunk: VerifyTarget[], jsonl: string, deps: string, float32: boolean, tick: (model: string) => void): Promise<ModelVerdict[]> {
+async function verifyChunk(harness: HfHarness, chunk: VerifyTarget[], jsonl: string, deps: string, float32: boolean, tick: (model: string) => void): Promise<ModelVerdict[]> {
   const reported = new Map<string, ModelVerdict>();
   const write = (v: ModelVerdict) => { writeFileSync(jsonl, `${JSON.stringify(v)}\n`, { flag: 'a' }); reported.set(v.model, v); tick(v.model); };
-  const run = await streamHarness('hf', chunk.map((m) => `${m.model}=${m.rewrittenPath}`), {
+  const run = await streamHarness(harness, chunk.map(harnessArg), {
     pythonPath: [deps], timeoutMs: 90_000 * chunk.length,
     env: { OMP_NUM_THREADS: '2', ...(float32 ? { ADOPT_VERIFY_DTYPE: 'float32' } : {}) },
     onResult: (r) => write({ ...r, model: r.model ?? '', status: r.status }),
@@ -64,16 +75,20 @@ async function verifyChunk(chunk: VerifyTarget[], jsonl: string, deps: string, f
   return [...reported.values()];
 }
 
-/** The HF harness (adopt_harness.hf_verify) on chunks of models, each imported from the rewritten
- *  copy of its package (`rewrittenPath`); results are appended to `jsonl` as they come.
- *  `deps`: the Python dependencies' path. */
-export function hfVerifier(jsonl: string, deps: string, float32: boolean): Verifier {
+/** Which model class of a transformers file the HF harness compares: the bare model (hf_verify),
+ *  or the causal/masked LM class fed labels, in float32 (hf_lm_verify). */
+export type HfHarness = 'hf' | 'hf_lm';
+
+/** The HF harness (adopt_harness.hf_verify, or hf_lm_verify) on chunks of models, each imported
+ *  from the rewritten copy of its package (`rewrittenPath`); results are appended to `jsonl` as
+ *  they come. `deps`: the Python dependencies' path. */
+export function hfVerifier(jsonl: string, deps: string, float32: boolean, harness: HfHarness = 'hf'): Verifier {
   return async (targets, tick) => {
     const nowhere = targets.find((t) => !t.rewrittenPath);
     if (nowhere) throw new Error(`the HF harness imports the rewrite from disk, and ${nowhere.model} has no rewritten path`);
     rmSync(jsonl, { force: true });
     const out: ModelVerdict[] = [];
-    for (let i = 0; i < targets.length; i += CHUNK) out.push(...await verifyChunk(targets.slice(i, i + CHUNK), jsonl, deps, float32, tick));
+    for (let i = 0; i < targets.length; i += CHUNK) out.push(...await verifyChunk(harness, targets.slice(i, i + CHUNK), jsonl, deps, float32, tick));
     return out;
   };
 }

@@ -13,7 +13,7 @@ import { readLine, type Harness, type Progress, type ResultOf } from './results.
 export { NATIVE_DIR };
 
 const HARNESS_MODULES: Record<Harness, string> = {
-  pair: 'adopt_harness.check_pair', file: 'adopt_harness.verify_file', hf: 'adopt_harness.hf_verify', speed: 'adopt_harness.speed',
+  pair: 'adopt_harness.check_pair', file: 'adopt_harness.verify_file', hf: 'adopt_harness.hf_verify', hf_lm: 'adopt_harness.hf_lm_verify', speed: 'adopt_harness.speed',
 };
 
 let resolved: { path: string } | { error: string } | null = null;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { NATIVE_DIR } from './native.js';
 import { validate, type Schema } from './schema.js';
 
-export type Harness = 'pair' | 'file' | 'hf' | 'speed';
+export type Harness = 'pair' | 'file' | 'hf' | 'hf_lm' | 'speed';
 export type CheckStatus = 'verified' | 'mismatch' | 'not_runnable';
 
 export interface Timing { original_s: number; rewritten_s: number; ratio?: number | null; ratio_best?: number | null }
@@ -60,7 +60,7 @@ export function speedEntries(row: SpeedRow): [string, SpeedEntry][] {
   return Object.entries(row).filter(([k]) => /^(seq\d+|image\d+)$/.test(k)).map(([k, v]) => [k, v as SpeedEntry]);
 }
 
-export interface ResultOf { pair: Check; file: FileResult; hf: Check; speed: SpeedRow }
+export interface ResultOf { pair: Check; file: FileResult; hf: Check; hf_lm: Check; speed: SpeedRow }
 
 export type Progress = Record<string, unknown> & { model?: string; status?: string; message?: string };
 
