@@ -66,7 +66,7 @@ describe('lm_head_ce through self.loss_function', () => {
     const text = rewritten().text;
     const after = written(text);
     const torch2 = { ADOPT_PYTHON: TORCH2 };
-    for (const cls of ['TinyForCausalLM', 'PositionalHelperLM', 'TinyForMaskedLM']) {
+    for (const cls of ['TinyForCausalLM', 'TinyForMaskedLM']) {
       const { code, out } = verify(after, cls, torch2);
       expect(code, JSON.stringify(out)).toBe(0);
       expect(out.status).toBe('verified');
