@@ -19,13 +19,16 @@ class TinyBase(nn.Module):
         return shifted_cross_entropy
 
 
-class ScaledLogitsLM(TinyBase):
-    def __init__(self, vocab_size=50, hidden_size=16, logit_scale=0.0625):
+class TinyLM(TinyBase):
+    def __init__(self, vocab_size=50, hidden_size=16, logit_scale=0.0625, final_logit_softcapping=30.0):
         super().__init__()
         self.vocab_size = vocab_size
         self.logit_scale = logit_scale
+        self.final_logit_softcapping = final_logit_softcapping
         self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
 
+
+class ScaledLogitsLM(TinyLM):
     def forward(self, hidden_states: torch.Tensor, labels: Optional[torch.Tensor] = None, **kwargs):
         logits = self.lm_head(hidden_states)  # refuse: the logits are changed by 'mul'
         logits = logits * self.logit_scale
@@ -35,20 +38,10 @@ class ScaledLogitsLM(TinyBase):
         return loss, logits
 
 
-class SoftCappedHelperLM(TinyBase):
-    def __init__(self, vocab_size=50, hidden_size=16, final_logit_softcapping=30.0):
-        super().__init__()
-        self.vocab_size = vocab_size
-        self.final_logit_softcapping = final_logit_softcapping
-        self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
-
+class SoftCappedHelperLM(TinyLM):
     def forward(self, hidden_states: torch.Tensor, labels: Optional[torch.Tensor] = None, **kwargs):
         logits = self.lm_head(hidden_states)  # refuse: on one path before the loss
-        if self.final_logit_softcapping is not None:
-            logits = logits / self.final_logit_softcapping
-            logits = torch.tanh(logits)
-            logits = logits * self.final_logit_softcapping
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(logits, labels, self.vocab_size, **kwargs)
-        return loss, logits
+        cap = self.final_logit_softcapping
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return (self.loss_function(logits, labels, self.vocab_size, **kwargs) if labels is not None else None), logits
