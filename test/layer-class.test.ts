@@ -69,15 +69,17 @@ describe('LM head with its loss through a helper', () => {
     expect(ops.some((o) => o.via?.some((v) => v.endsWith('loss_function')))).toBe(false);
   });
 
-  it('keyword, positional, scaled and soft-capped forms are listed, not rewritten, with the reason in words', () => {
+  it('the keyword form is rewritten under a run-time check of the helper; scaled and soft-capped forms are listed with the reason in words', () => {
     const run = runRewrite([lm]);
     const sites = run.sites.filter((s) => s.rule === 'lm_head_ce');
     expect(sites.map((s) => s.owner)).toEqual(['TinyForCausalLM', 'TinyScaledForCausalLM', 'TinySoftcappedForCausalLM']);
-    for (const s of sites) {
+    const [plain, ...changed] = sites;
+    expect(plain.decision, plain.reason).toBe('rewritten');
+    expect(run.files[0].rewritten).toContain('_adopt.causal_lm_loss(self.loss_function, self.lm_head, self.config.vocab_size, kwargs) is not None');
+    for (const s of changed) {
       expect(s.decision).toBe('skipped');
-      expect(s.reason).toMatch(/self\.loss_function, a helper the model.s configuration chooses at run time|scal|soft-cap/);
+      expect(s.reason).toMatch(/before self\.loss_function \(scaling or soft-capping\)|on one path before the loss \(scaling or soft-capping under a condition\)/);
     }
-    expect(run.files.every((f) => f.rewritten === f.original)).toBe(true);
   });
 
   it('detect is for rules without a rewrite', () => {

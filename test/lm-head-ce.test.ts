@@ -54,8 +54,8 @@ describe('lm_head_ce rewrite', () => {
     const file = join(repoRoot, 'rules', 'lm_head_ce', 'refuse', 'loss_forms.py');
     const run = runRewrite([file], { rules: 'lm_head_ce', whyNot: true });
     const reasons = run.sites.filter((s) => s.rule === 'lm_head_ce').map((s) => `${s.decision}: ${s.reason}`);
-    expect(reasons).toHaveLength(5);
-    for (const want of [/soft-capping/, /class weights/, /label smoothing/, /through \* or \*\*/, /shifted by one position but the labels are not/]) {
+    expect(reasons).toHaveLength(6);
+    for (const want of [/soft-capping/, /class weights/, /label smoothing/, /through \* or \*\*/, /shifted by one position but the labels are not/, /on one path before the loss/]) {
       expect(reasons.some((r) => r.startsWith('skipped') && want.test(r)), `${want} in ${reasons.join('\n')}`).toBe(true);
     }
   }, 120_000);

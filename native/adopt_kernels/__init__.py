@@ -13,6 +13,7 @@ from ._impl.batch_norm import FusedSequential, conv_bn, conv_bn_act, linear_bn
 from ._impl.cross_entropy import linear_cross_entropy
 from ._impl.dropout_layer_norm import dropout_add_layer_norm
 from ._impl.gelu import gelu_kind, linear_gelu
+from ._impl.loss_helpers import causal_lm_loss
 from ._impl.modules import built_as
 from ._impl.optim import FusedAdam, FusedAdamW, fused_optimizer_class, optimizer_kwargs
 from ._impl.products import product_dtype
@@ -46,6 +47,7 @@ __all__ = [
     "attention",
     "attention_supported",
     "built_as",
+    "causal_lm_loss",
     "conv_bn",
     "conv_bn_act",
     "dropout_add_layer_norm",

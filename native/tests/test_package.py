@@ -23,7 +23,8 @@ SIGNATURES = {
     "built_as": ["mod", "qualname"],
     "apply_rope": ["q", "k", "cos", "sin", "position_ids", "unsqueeze_dim", "k_cos", "k_sin"],
     "apply_rope_interleaved": ["q", "k", "cos", "sin", "position_ids", "unsqueeze_dim"],
-    "linear_cross_entropy": ["hidden", "lm_head", "labels", "ignore_index", "shift", "reduction", "return_logits", "logits_dtype"],
+    "linear_cross_entropy": ["hidden", "lm_head", "labels", "ignore_index", "shift", "reduction", "return_logits", "logits_dtype", "loss_dtype", "divide_by"],
+    "causal_lm_loss": ["loss_function", "lm_head", "vocab_size", "kwargs"],
     "optimizer_kwargs": ["optimizer_cls", "params"],
     "enabled": ["name"],
     "outputs_recorded": ["kind"],
@@ -64,6 +65,8 @@ DEFAULTS = {
     ("linear_cross_entropy", "reduction"): "mean",
     ("linear_cross_entropy", "return_logits"): False,
     ("linear_cross_entropy", "logits_dtype"): None,
+    ("linear_cross_entropy", "loss_dtype"): None,
+    ("linear_cross_entropy", "divide_by"): None,
 }
 
 

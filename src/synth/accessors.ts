@@ -98,6 +98,12 @@ function moduleOf(op: Op, cx: AccessorContext): string | undefined {
     const fn = calledAs(op, cx);
     return fn && /^[A-Za-z_][\w.]*$/.test(fn) ? fn : '"gelu"';
   }
+  // a GELU function object called by its name (RoBERTa's `gelu` from transformers.activations,
+  // a module instance): the guard judges what the name holds at run time
+  if (op.kind === 'call') {
+    const fn = calledAs(op, cx);
+    return fn && /^[A-Za-z_][\w.]*$/.test(fn) ? fn : undefined;
+  }
   // functional dropout: the kernel takes the probability
   const p = keywordOf(op, 'p') ?? op.args[1];
   return p ? cx.expr(p) : op.callee === 'dropout' ? '0.5' : undefined;
@@ -159,7 +165,11 @@ const ENTRIES: Accessor[] = [
     name: 'lm_logits', on: 'op', description: 'for a cross-entropy over an LM head\'s logits: the variable holding the logits as the code keeps them (after a `.float()`), which the rewrite assigns',
     read: (op, cx) => { const r = readLmLoss(op, cx); return typeof r === 'string' ? cx.refuse(r) : r.logits; },
   },
-  { name: 'module', on: 'op', description: 'the submodule (or table lookup) a module op calls; for functional GELU the function or its hidden_act name; for functional dropout its probability', read: moduleOf },
+  {
+    name: 'lm_guard', on: 'op', description: 'for a cross-entropy over an LM head\'s logits: the run-time check the kernel needs (`True` for a loss written out; for `self.loss_function`, that it is transformers\' causal- or masked-LM loss with keywords the kernel takes)',
+    read: (op, cx) => { const r = readLmLoss(op, cx); return typeof r === 'string' ? cx.refuse(r) : r.guard ?? 'True'; },
+  },
+  { name: 'module', on: 'op', description: 'the submodule (or table lookup) a module op calls; for functional GELU the function or its hidden_act name; for a function called by name, that name; for functional dropout its probability', read: moduleOf },
   { name: 'absent', on: 'op or metavariable', description: 'nothing when the optional line (or the line binding the metavariable) is absent or left to the original code; otherwise the site is not rewritten (the kernel does not cover it)' },
   ...KEYWORDS.map(([k, what]): Accessor => ({ name: k, on: 'op', description: `keyword \`${k}\` of the matched call (or of the module's constructor): ${what}`, read: keyword(k) })),
 ];

@@ -326,15 +326,17 @@ export class Expressions {
 }
 
 /** Where a branch or loop of an inlined helper was called from: the call span its ops carry
- *  (their call lies outside the statement); undefined for the method's own statement; null when
- *  it is inlined but the call cannot be told (a helper in another file, no ops inside). */
+ *  (their call lies outside the statement, or for a helper of another file, in this file);
+ *  undefined for the method's own statement; null when it is inlined but the call cannot be told
+ *  (no ops inside, or calls from several places). */
 export function inlinedSite(st: IfStmt | ForStmt, own: Span): Span | null | undefined {
   const ops: Op[] = [];
   const walk = (xs: Stmt[]) => { for (const x of xs) { if (x.k === 'op') ops.push(x); else if (x.k === 'if') { walk(x.then); walk(x.else); } else if (x.k === 'for') walk(x.body); } };
   walk(st.k === 'if' ? [...st.then, ...st.else] : st.body);
-  const outside = ops.filter((o) => o.via?.length && o.site && !(o.site.start >= st.span.start && o.site.end <= st.span.end));
+  // in a helper of another file, every op's call site in this file lies outside the statement
+  const outside = ops.filter((o) => o.via?.length && o.site && (st.span.file ? !o.site.file : !(o.site.start >= st.span.start && o.site.end <= st.span.end)));
   const sites = new Set(outside.map((o) => `${o.site!.start}:${o.site!.end}`));
-  if (sites.size === 1) return st.span.file ? null : outside[0].site!;
+  if (sites.size === 1) return outside[0].site!;
   if (sites.size > 1) return null;
   return st.span.file || st.span.start < own.start || st.span.end > own.end ? null : undefined;
 }

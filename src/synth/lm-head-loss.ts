@@ -3,6 +3,8 @@
 // position, the ignore index and the reduction, and the dtype the logits are cast to. Each form
 // the fused kernel does not compute the same way is refused with the reason a user reads.
 import type { Expr, Op } from '../dsl/ir.js';
+import { readLossFunction } from './loss-function.js';
+import { changedOnAPath } from './logits-paths.js';
 
 /** What the reading needs of the site. */
 export interface LossContext {
@@ -22,6 +24,8 @@ export interface LmLoss {
   args: string;
   /** The variable holding the logits as the code returns them (after a cast, if any). */
   logits: string;
+  /** A run-time condition for the kernel to compute the same loss (a loss helper's identity). */
+  guard?: string;
 }
 
 const kwOf = (kw: [string, Expr][], name: string) => kw.find(([k]) => k === name)?.[1];
@@ -135,6 +139,8 @@ function readLogits(input: Expr, cx: LossContext): { shifted: boolean; named: Op
       // guard excludes)
       const into = merged.find(isHead);
       if (!into) return 'the logits reach the loss through a branch merge adopt cannot follow';
+      const changed = changedOnAPath(merged, into, cx);
+      if (changed) return changed;
       e = into;
       continue;
     }
@@ -158,10 +164,7 @@ function readLogits(input: Expr, cx: LossContext): { shifted: boolean; named: Op
 /** The kernel arguments after the head for a loss `ce` over an LM head's logits, or why the
  *  kernel would compute something else. */
 export function readLmLoss(ce: Op, cx: LossContext): LmLoss | string {
-  if (/loss_function$/.test(ce.callee)) {
-    const star = ce.kw.some(([k, v]) => k === '**' || v.k === 'star') || ce.args.some((a) => a.k === 'star');
-    return `the loss goes through self.loss_function, a helper the model's configuration chooses at run time (its label shift, reduction and ignore index are not in this code${star ? ', and more keywords reach it through **' : ''})`;
-  }
+  if (/loss_function$/.test(ce.callee)) return readLossFunction(ce, cx);
   const input = kwOf(ce.kw, 'input') ?? ce.args[0];
   const target = kwOf(ce.kw, 'target') ?? ce.args[1];
   if (!input || !target) return `the loss at ${at(ce)} is not called with the logits and the labels`;

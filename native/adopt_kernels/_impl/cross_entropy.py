@@ -105,13 +105,16 @@ def _compiled(hidden, lm_head, labels, ignore_index, count, logits_dtype=None, r
     return kernel.linear_cross_entropy_rows(hidden, lm_head.weight, lm_head.bias, labels, ignore_index, scale, max_rows=rows)
 
 
-def _reference(hidden, lm_head, labels, ignore_index, shift, reduction, logits_dtype=None, return_logits=False):
+def _reference(hidden, lm_head, labels, ignore_index, shift, reduction, logits_dtype=None, return_logits=False, loss_dtype=None):
     """The eager code: the head's logits (cast when the caller's code casts them), then
-    cross entropy over them, shifted by one position when ``shift``."""
+    cross entropy over them (cast to ``loss_dtype`` for the loss alone when given), shifted by
+    one position when ``shift``."""
     logits = lm_head(hidden)
     if logits_dtype is not None:
         logits = logits.to(logits_dtype)
     returned = logits
+    if loss_dtype is not None:
+        logits = logits.to(loss_dtype)
     if shift:
         logits = logits[..., :-1, :]
         labels = labels[..., 1:]
@@ -132,7 +135,7 @@ def _reduce(losses, labels, shift, reduction, count):
     return total / count
 
 
-def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True, reduction="mean", return_logits=False, logits_dtype=None):
+def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True, reduction="mean", return_logits=False, logits_dtype=None, loss_dtype=None, divide_by=None):
     """Replaces::
 
         logits = lm_head(hidden)
@@ -150,14 +153,33 @@ def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True,
     when given (the code replaced calls ``logits.float()``): they are computed once and
     returned, while the log-softmax and the logits' gradient are still never held whole; a
     gradient reaching the returned logits is back-propagated too. The loss then has the
-    logits' dtype, as cross entropy over them gives it.
+    logits' dtype, as cross entropy over them gives it, unless ``loss_dtype`` is given: the
+    loss is then taken over the logits cast to it (transformers' loss helpers call
+    ``logits.float()`` for the loss alone), while the returned logits keep their own dtype.
+
+    ``divide_by`` (with ``reduction="sum"``) divides the summed loss by a token count the
+    caller gives (transformers' ``num_items_in_batch``), moved to the loss's device when a
+    tensor.
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if divide_by is not None and reduction != "sum":
+        raise ValueError(f"divide_by divides a summed loss; reduction is {reduction!r}")
+    out = _linear_cross_entropy(hidden, lm_head, labels, ignore_index, shift, reduction, return_logits, logits_dtype, loss_dtype)
+    if divide_by is None:
+        return out
+    loss, logits = out if return_logits else (out, None)
+    if torch.is_tensor(divide_by):
+        divide_by = divide_by.to(loss.device)
+    loss = loss / divide_by
+    return (loss, logits) if return_logits else loss
+
+
+def _linear_cross_entropy(hidden, lm_head, labels, ignore_index, shift, reduction, return_logits, logits_dtype, loss_dtype):
     # the replaced code moves the labels to the logits' device (model parallelism)
     labels = labels.to(hidden.device)
     if not (enabled("linear_cross_entropy") and is_plain_linear(lm_head)):
-        return _reference(hidden, lm_head, labels, ignore_index, shift, reduction, logits_dtype, return_logits)
+        return _reference(hidden, lm_head, labels, ignore_index, shift, reduction, logits_dtype, return_logits, loss_dtype)
     given = labels
     if shift:
         # Shifting the labels instead of the hidden states avoids copying the hidden states;
@@ -170,15 +192,16 @@ def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True,
     if return_logits:
         out = _with_logits(hidden, lm_head, labels, ignore_index, count, logits_dtype)
         if out is None:
-            return _reference(hidden, lm_head, given, ignore_index, shift, reduction, logits_dtype, True)
+            return _reference(hidden, lm_head, given, ignore_index, shift, reduction, logits_dtype, True, loss_dtype)
         losses, logits = out
-        return _reduce(losses, labels, shift, reduction, count).to(logits.dtype), logits
+        return _reduce(losses, labels, shift, reduction, count).to(loss_dtype or logits.dtype), logits
     losses = None
     if hidden.dtype in (torch.float32, torch.bfloat16):
         losses = _compiled(flat_hidden, lm_head, flat_labels, ignore_index, count)
     if losses is None:
         losses = _LinearCrossEntropy.apply(flat_hidden, lm_head.weight, lm_head.bias, flat_labels, ignore_index)
-    return _reduce(losses, labels, shift, reduction, count)
+    loss = _reduce(losses, labels, shift, reduction, count)
+    return loss if loss_dtype is None else loss.to(loss_dtype)
 
 
 def _with_logits(hidden, lm_head, labels, ignore_index, count, logits_dtype):

@@ -74,3 +74,24 @@ class HalfShiftedLM(nn.Module):
         if labels is not None:
             loss = F.cross_entropy(logits[..., :-1, :].reshape(-1, logits.size(-1)), labels.reshape(-1))
         return loss, logits
+
+
+class ConditionallyCappedLM(nn.Module):
+    """Soft-capping under a condition: the fast path would take the head's branch of the merge
+    and skip the capping, so the site is refused."""
+
+    def __init__(self, vocab_size=50, hidden_size=16, cap=30.0):
+        super().__init__()
+        self.cap = cap
+        self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
+
+    def forward(self, hidden_states: torch.Tensor, labels: Optional[torch.Tensor] = None):
+        logits = self.lm_head(hidden_states)  # refuse: on one path before the loss
+        if self.cap is not None:
+            logits = logits / self.cap
+            logits = torch.tanh(logits)
+            logits = logits * self.cap
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[..., :-1, :].reshape(-1, logits.size(-1)), labels[..., 1:].reshape(-1))
+        return loss, logits

@@ -1,5 +1,7 @@
-"""Refuse case: an LM head whose loss goes through a helper the base class provides:
-the helper decides the shift, reduction and ignore index at run time, so the site is listed and left as it is."""
+"""Refuse cases: an LM head whose loss goes through a helper the base class provides
+(`self.loss_function`, as current transformers models call it), with the logits changed before
+the helper: scaled (Cohere, Granite) or soft-capped under a condition (Gemma 2). The kernel takes
+the head's logits as they are, so each site is listed and left as it is."""
 from typing import Optional
 
 import torch
@@ -17,16 +19,29 @@ class TinyBase(nn.Module):
         return shifted_cross_entropy
 
 
-class TinyCausalLM(TinyBase):
-    def __init__(self, vocab_size=50, hidden_size=16):
+class TinyLM(TinyBase):
+    def __init__(self, vocab_size=50, hidden_size=16, logit_scale=0.0625, final_logit_softcapping=30.0):
         super().__init__()
         self.vocab_size = vocab_size
-        self.embed = nn.Embedding(vocab_size, hidden_size)
+        self.logit_scale = logit_scale
+        self.final_logit_softcapping = final_logit_softcapping
         self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
 
-    def forward(self, input_ids: torch.Tensor, labels: Optional[torch.Tensor] = None, **kwargs):
-        logits = self.lm_head(self.embed(input_ids))
+
+class ScaledLogitsLM(TinyLM):
+    def forward(self, hidden_states: torch.Tensor, labels: Optional[torch.Tensor] = None, **kwargs):
+        logits = self.lm_head(hidden_states)  # refuse: the logits are changed by 'mul'
+        logits = logits * self.logit_scale
         loss = None
         if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.vocab_size, **kwargs)  # refuse: the loss goes through self.loss_function
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.vocab_size, **kwargs)
         return loss, logits
+
+
+class SoftCappedHelperLM(TinyLM):
+    def forward(self, hidden_states: torch.Tensor, labels: Optional[torch.Tensor] = None, **kwargs):
+        logits = self.lm_head(hidden_states)  # refuse: on one path before the loss
+        cap = self.final_logit_softcapping
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return (self.loss_function(logits, labels, self.vocab_size, **kwargs) if labels is not None else None), logits
