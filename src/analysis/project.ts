@@ -103,25 +103,11 @@ export class Project {
       const parts = module.split('.');
       const asFile = join(base, ...parts) + '.py';
       const asPkg = join(base, ...parts, '__init__.py');
-      const hit = this.exists(asFile) ? asFile : this.exists(asPkg) ? asPkg : undefined;
+      const hit = existsSync(asFile) ? asFile : existsSync(asPkg) ? asPkg : undefined;
       if (hit && isUnder(hit, this.root)) { found = this.unitFor(hit); break; }
     }
     this.byModule.set(module, found ?? null);
     return found;
-  }
-
-  /** Each directory's entry names, listed once: imports ask for many module names that are no
-   *  file (every prefix of `torch.nn.functional.softmax`), and a name not listed needs no stat. */
-  private listings = new Map<string, Set<string> | null>();
-  private exists(path: string): boolean {
-    const dir = dirname(path);
-    let names = this.listings.get(dir);
-    if (names === undefined) {
-      try { names = new Set(readdirSync(dir)); } catch { names = null; }
-      this.listings.set(dir, names);
-    }
-    // listed: still asked, as before (a broken link is listed and does not exist)
-    return names === null ? existsSync(path) : names.has(basename(path)) && existsSync(path);
   }
 
   private bases?: string[];
