@@ -82,6 +82,7 @@ SCHEDULES = [
     dict(kernel.SPACE.default, chunk=8, omp_kind="guided"),
     dict(kernel.SPACE.default, chunk=32, omp_kind="dynamic"),
     dict(kernel.SPACE.default, chunk=128),
+    dict(kernel.SPACE.default, vec_bits=0, stats="onepass"),  # scalar code
 ]
 BF16_SCHEDULE = {"chunk": 16, "vec_bits": 128, "unroll": 4, "stats": "twopass", "omp_kind": "dynamic"}
 
