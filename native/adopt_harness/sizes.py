@@ -31,6 +31,8 @@ _CONSTRUCTOR_ONLY = {
     # the index of a layer in its stack (transformers' attention and decoder layers take one)
     "layer_idx": 0, "layer_id": 0,
     "embedding_dim": 32, "padding_idx": 0,
+    # spellings of current vision and diffusion code (timm's in_chs, vit-pytorch's dim_in and mult)
+    "in_chs": 8, "out_chs": 8, "dim_in": 32, "dim_out": 32, "mult": 2, "cross_attention_dim": 32,
 }
 CONSTRUCTOR_SIZES = {**_CONSTRUCTOR_ONLY, **CONFIG_SIZES}
 

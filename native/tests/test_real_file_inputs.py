@@ -232,3 +232,17 @@ def test_a_class_built_from_sizes_alone_is_fed_by_those_sizes():
     r = check_class(m, m, "WeightlessNorm", {}, torch.float64, 0)
     assert r["status"] == "verified", r
     assert r["inputs"] == f"float(2,7,{CONFIG_SIZES['hidden_size']})"
+
+
+class TimmBlock(nn.Module):
+    def __init__(self, in_chs, out_chs, dim_in, dim_out, mult, cross_attention_dim):
+        super().__init__()
+        self.conv = nn.Conv2d(in_chs, out_chs, 1)
+        self.ff = nn.Linear(dim_in, dim_out * mult)
+        self.kv = nn.Linear(cross_attention_dim, dim_out)
+
+
+def test_the_size_table_knows_the_spellings_of_current_vision_and_diffusion_code():
+    kwargs = constructor_kwargs(module_of(TimmBlock), "TimmBlock", {})
+    assert set(kwargs) == {"in_chs", "out_chs", "dim_in", "dim_out", "mult", "cross_attention_dim"}
+    TimmBlock(**kwargs)
