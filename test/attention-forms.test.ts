@@ -78,14 +78,20 @@ describe('a module-level attention function that returns its weights (attention_
     expect(refused('    def forward(self, q, k, v, **kwargs):\n        kwargs.pop("output_attentions", None)\n        return attend(self, q, k, v, 0.5, **kwargs)\n'))
       .toMatch(/takes output_attentions out of the keywords at line 14/);
   });
+  const capturing = `import torch\nfrom torch import nn\nfrom .output_capturing import capture_outputs\n\n\ndef attend(module, q, k, v, scaling, **kwargs):\n    w = torch.matmul(q, k.transpose(2, 3)) * scaling\n    w = nn.functional.softmax(w, dim=-1)\n    out = torch.matmul(w, v)\n    return out, w\n\n\nclass A(nn.Module):\n    def forward(self, q, k, v, **kwargs):\n        o, w = attend(self, q, k, v, 0.5, **kwargs)\n        return o, w\n\n\nclass Model(nn.Module):\n    @capture_outputs\n    def forward(self, q, k, v, **kwargs):\n        kwargs.pop("output_attentions", None)\n        return self.attn(q, k, v, **kwargs)[0]\n`;
   it('asks the output collector in a file whose models record outputs with @capture_outputs (transformers 5)', () => {
-    const dir = tempProject({
-      'f.py': `import torch\nfrom torch import nn\nfrom .output_capturing import capture_outputs\n\n\ndef attend(module, q, k, v, scaling, **kwargs):\n    w = torch.matmul(q, k.transpose(2, 3)) * scaling\n    w = nn.functional.softmax(w, dim=-1)\n    out = torch.matmul(w, v)\n    return out, w\n\n\nclass A(nn.Module):\n    def forward(self, q, k, v, output_attentions=False, **kwargs):\n        o, w = attend(self, q, k, v, 0.5, **kwargs)\n        return o, w\n\n\nclass Model(nn.Module):\n    @capture_outputs\n    def forward(self, q, k, v, **kwargs):\n        kwargs.pop("output_attentions", None)\n        return self.attn(q, k, v, **kwargs)[0]\n`,
-    });
+    const dir = tempProject({ 'f.py': capturing });
     const run = attentionSites(join(dir, 'f.py'));
     const s = run.sites.find((x) => x.rule === 'attention')!;
     expect(s.decision, s.reason).toBe('rewritten');
     expect(unwrapped(run.files[0].rewritten)).toContain('or (_adopt is not None and _adopt.outputs_recorded("attentions")))');
+  });
+  it('is refused there too for a caller that takes output_attentions and does not pass it on', () => {
+    // a direct call with output_attentions=True expects the weights, which the function cannot see
+    const dir = tempProject({ 'f.py': capturing.replace('def forward(self, q, k, v, **kwargs):\n        o, w', 'def forward(self, q, k, v, output_attentions=False, **kwargs):\n        o, w') });
+    const s = attentionSites(join(dir, 'f.py')).sites.find((x) => x.rule === 'attention')!;
+    expect(s.decision).toBe('skipped');
+    expect(s.reason).toMatch(/takes output_attentions and does not pass it on \(a caller passing it expects the weights back/);
   });
   it('is allowed for a caller that reads the weights under the flag it passes on', () => {
     const dir = tempProject({

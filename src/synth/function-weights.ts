@@ -11,8 +11,9 @@
 // and read the weights only by returning them or under that flag. A file whose models collect
 // outputs with `@capture_outputs` (transformers 5) takes the flag out of the keywords at the
 // model's entry and records the weights with hooks on the attention modules while a collector is
-// active: there the fast path also asks the collector (`_adopt.outputs_recorded("attentions")`),
-// and a caller need not pass a flag it no longer uses.
+// active: there the fast path also asks the collector (`_adopt.outputs_recorded("attentions")`).
+// A caller that still takes the flag must pass it on even there: whoever calls that caller with
+// `output_attentions=True` expects the weights back.
 import type { SyntaxNode } from '../parse/python.js';
 import { KERNELS_ALIAS } from './edits.js';
 import { identifierNodes, lineAt, readCondition, type SynthFile } from './source.js';
@@ -88,7 +89,8 @@ function callerProblem(f: SynthFile, call: SyntaxNode, index: number, count: num
   const passed = args?.namedChildren.find((a) => a.type === 'keyword_argument' && a.childForFieldName('name')?.text === FLAG)?.childForFieldName('value')?.text;
   const params = fn.childForFieldName('parameters')!.namedChildren;
   const ownFlag = params.some((p) => (p.type === 'identifier' ? p.text : p.namedChildren[0]?.text) === FLAG);
-  if (ownFlag && passed === undefined && !capture) return `takes ${FLAG} and does not pass it on`;
+  // even where hooks record the weights, a direct caller that passes the flag expects them back
+  if (ownFlag && passed === undefined) return `takes ${FLAG} and does not pass it on${capture ? ' (a caller passing it expects the weights back, which the fast path cannot see)' : ''}`;
   const parent = call.parent;
   if (parent?.type === 'return_statement') return undefined;
   if (parent?.type !== 'assignment' || parent.childForFieldName('right') !== call) return 'uses its result in an expression';
