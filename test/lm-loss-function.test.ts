@@ -18,6 +18,8 @@ import { adopt, repoRoot } from './helpers/cli.js';
 
 const FIXTURE = join(repoRoot, 'fixtures', 'models', 'lm_loss_function.py');
 const TORCH2 = join(repoRoot, TORCH2_PYTHON);
+// current transformers' LLaMA, as bench:real installs it into the cache
+const LLAMA = join(repoRoot, '.cache', 'real', 'transformers-5.25.0', 'src', 'transformers', 'models', 'llama', 'modeling_llama.py');
 
 function rewritten(): { text: string; sites: ReturnType<typeof runRewrite>['sites'] } {
   const run = runRewrite([FIXTURE], { rules: 'lm_head_ce' });
@@ -78,4 +80,17 @@ describe('lm_head_ce through self.loss_function', () => {
     expect(bad.code).toBe(1);
     expect(bad.out.status).toBe('mismatch');
   }, 600_000);
+
+  it.skipIf(!existsSync(TORCH2) || !existsSync(LLAMA))('transformers\' own LlamaForCausalLM, rewritten, computes what the original does through the kernel', () => {
+    const run = runRewrite([LLAMA], { rules: 'lm_head_ce' });
+    expect(run.sites.filter((s) => s.rule === 'lm_head_ce').map((s) => s.decision)).toEqual(['rewritten']);
+    const after = written(run.files[0].rewritten);
+    const env = { ...process.env, PYTHONPATH: join(repoRoot, 'native') };
+    const check = (file: string) => spawnSync(TORCH2, [join(repoRoot, 'native', 'tests', 'hf_causal_lm_check.py'), file], { encoding: 'utf8', env });
+    const good = check(after);
+    expect(good.status, good.stderr.slice(-2000)).toBe(0);
+    // the check sees the kernel handed the wrong shift
+    const wrong = written(run.files[0].rewritten.replace(/\*\*(_adopt\.causal_lm_loss\([^)]*\)),/, '**dict($1, shift=False),'));
+    expect(check(wrong).status).not.toBe(0);
+  }, 300_000);
 });
