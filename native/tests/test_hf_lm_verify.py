@@ -15,19 +15,10 @@ from adopt_harness.lm_labels import LABELLED, add_lm_labels  # noqa: E402
 from adopt_harness.protocol import results  # noqa: E402
 
 SOURCE = open(gpt2.__file__).read()
-HEAD_AND_LOSS = """        lm_logits = self.lm_head(hidden_states)
-
-        loss = None
-        if labels is not None:
-            # move labels to correct device to enable model parallelism
-            labels = labels.to(lm_logits.device)
-            # Shift so that tokens < n predict n
-            shift_logits = lm_logits[..., :-1, :].contiguous()
-            shift_labels = labels[..., 1:].contiguous()
-            # Flatten the tokens
-            loss_fct = CrossEntropyLoss()
-            loss = loss_fct(shift_logits.view(-1, shift_logits.size(-1)), shift_labels.view(-1))
-"""
+# GPT2LMHeadModel's head and loss, as the installed file spells them: from the head's call to the
+# return of the outputs
+_HEAD = SOURCE.index("        lm_logits = self.lm_head(hidden_states)\n")
+HEAD_AND_LOSS = SOURCE[_HEAD:SOURCE.index("        if not return_dict:", _HEAD)]
 FUSED = """        loss = None
         if labels is not None:
             import adopt_kernels
@@ -49,6 +40,7 @@ def run(tmp_path, text, target="gpt2:GPT2LMHeadModel"):
 
 def fused(shift):
     assert SOURCE.count(HEAD_AND_LOSS) == 1
+    assert "loss_fct(shift_logits" in HEAD_AND_LOSS
     return SOURCE.replace(HEAD_AND_LOSS, FUSED.replace("SHIFT", str(shift)))
 
 

@@ -82,6 +82,6 @@ export async function verifyLmHeads(run: CorpusRun, verifier: Verifier, where: (
 
 export function printLm(s: LmSummary, rows: LmRow[]): void {
   console.log(`\nLM heads (${LM_RULE} rewritten, LM class with labels, float32)`);
-  for (const r of rows) console.log(`${r.model.padEnd(36)}${(r.class ?? '').padEnd(32)}${r.status.padEnd(16)}${String(r.fused_calls).padStart(4)}  ${(r.reason ?? (r.problems ?? []).join('; ')).slice(0, 80)}`);
+  for (const r of rows) console.log(`${r.model.padEnd(24)} ${(r.class ?? '').padEnd(48)} ${r.status.padEnd(15)}${String(r.fused_calls).padStart(4)}  ${(r.reason ?? (r.problems ?? []).join('; ')).slice(0, 80)}`);
   console.log(`${s.lm_head_rewritten} models with ${LM_RULE} rewritten; runnable ${s.lm_runnable}, verified ${s.lm_verified} (${FUSED_KERNEL} ran: ${s.lm_fused_calls} calls), kernel not run ${s.lm_kernel_not_run}, mismatch ${s.lm_mismatch}; ${s.lm_verify_seconds}s`);
 }
