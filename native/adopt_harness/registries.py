@@ -14,6 +14,7 @@ themselves are taken from the rewritten module, built and compared as any others
 import contextlib
 import inspect
 import sys
+import types
 
 
 def _defined_in(module):
@@ -25,18 +26,24 @@ def _defined_in(module):
 
 def _dicts_of(module):
     """The plain dicts a module holds: its globals' values, and their attributes one level down
-    (a mapping object's table, such as transformers' `_extra_content`)."""
+    (a registry object's table, such as transformers' `_extra_content`). Types are read with
+    type(), never isinstance, and attributes past any __getattr__: a lazy or deprecated object
+    (torch.distributed.reduce_op) would warn or load something when asked for its __class__."""
     try:
         values = list(vars(module).values())
     except TypeError:
         return
     for v in values:
-        if isinstance(v, dict):
+        kind = type(v)
+        if issubclass(kind, dict):
             yield v
-        elif not inspect.ismodule(v) and not inspect.isroutine(v):
-            attrs = getattr(v, "__dict__", None)
-            if isinstance(attrs, dict):
-                yield from (a for a in list(attrs.values()) if isinstance(a, dict))
+        elif not issubclass(kind, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)):
+            try:
+                attrs = object.__getattribute__(v, "__dict__")
+            except Exception:  # no instance dict (slots, a C object)
+                continue
+            if type(attrs) is dict:
+                yield from (a for a in list(attrs.values()) if issubclass(type(a), dict))
 
 
 def registries_holding(module):
