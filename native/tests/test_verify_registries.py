@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 from adopt_harness.protocol import results
+from test_verify_file import GOOD
 
 NATIVE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,27 +25,13 @@ API = textwrap.dedent('''
         return wrapper
 ''')
 
-NET = textwrap.dedent('''
-    import torch
-    from torch import nn
-
-    from ._api import register_model
-
-    __all__ = ["Net", "net"]
-
-
-    class Net(nn.Module):
-        def __init__(self, dim=16):
-            super().__init__()
-            self.proj = nn.Linear(dim, dim)
-
-        def forward(self, x):
-            return torch.softmax(self.proj(x), dim=-1)
+# torchvision's shape: the model module registers a builder of its class by name
+NET = GOOD.replace("from torch import nn\n", "from torch import nn\n\nfrom ._api import register_model\n") + textwrap.dedent('''
 
 
     @register_model()
     def net():
-        return Net()
+        return Block()
 ''')
 
 SAME = NET.replace("torch.softmax(self.proj(x), dim=-1)", "nn.functional.softmax(self.proj(x), -1)")
@@ -75,7 +62,7 @@ def test_a_rewrite_beside_its_original_registers_again_without_colliding(tmp_pat
     rewritten = tmp_path / "net_rewritten.py"
     rewritten.write_text(SAME)
     r = verify(original, rewritten)
-    assert r["Net"]["status"] == "verified", r
+    assert r["Block"]["status"] == "verified", r
     assert None not in r  # the rewrite imported
 
 
@@ -84,8 +71,8 @@ def test_the_check_stays_real_a_wrong_rewrite_in_such_a_package_is_a_mismatch(tm
     rewritten = tmp_path / "net_rewritten.py"
     rewritten.write_text(WRONG)
     r = verify(original, rewritten)
-    assert r["Net"]["status"] == "mismatch"
-    assert any(p.startswith("eval output 0") for p in r["Net"]["problems"])
+    assert r["Block"]["status"] == "mismatch"
+    assert any(p.startswith("eval output 0") for p in r["Block"]["problems"])
 
 
 def test_a_rewrite_in_a_renamed_copy_of_the_package_imports_once_more_without_colliding(tmp_path):
@@ -94,7 +81,7 @@ def test_a_rewrite_in_a_renamed_copy_of_the_package_imports_once_more_without_co
     shutil.copytree(tmp_path / "pkg" / "fakevision", copy)
     (copy / "models" / "net.py").write_text(SAME)
     r = verify(original, copy / "models" / "net.py", "--own-package")
-    assert r["Net"]["status"] == "verified", r
+    assert r["Block"]["status"] == "verified", r
 
 
 def test_registries_are_restored_exactly_after_the_rewrite_is_imported(tmp_path):
@@ -106,7 +93,7 @@ def test_registries_are_restored_exactly_after_the_rewrite_is_imported(tmp_path)
         a = load({str(original)!r}, True)
         b = load({str(rewritten)!r}, False, package_from={str(original)!r})
         from fakevision.models._api import BUILTIN_MODELS
-        assert b.net is not a.net and b.Net is not a.Net
+        assert b.net is not a.net and b.Block is not a.Block
         assert BUILTIN_MODELS == {{"net": a.net}}, BUILTIN_MODELS
         print("ok")
     ''')
