@@ -16,6 +16,7 @@ from torch import nn
 
 from adopt_harness.sizes import CONFIG_SIZES, CONSTRUCTOR_SIZES, HEAD_DIM
 from adopt_harness.dropout import DROPOUT_WORDS
+from adopt_harness.registries import set_aside
 
 
 # ---------------------------------------------------------------- loading
@@ -45,7 +46,8 @@ def load_as(path, package, tag="adopt"):
 
 def load(path, as_original, package_from=None):
     """An original is imported under its package name where it has one; a rewritten file is loaded
-    as a sibling of the original (`package_from`), so both see the same package."""
+    as a sibling of the original (`package_from`), so both see the same package, with the
+    package's registries of the original's names set aside meanwhile (registries.py)."""
     package, top = package_of(package_from or path)
     if top not in sys.path:
         sys.path.insert(0, top)
@@ -56,7 +58,20 @@ def load(path, as_original, package_from=None):
         except ModuleNotFoundError as e:
             if e.name != f"{package}.{stem}":
                 raise
-    return load_as(path, package)
+    if as_original or not package:
+        return load_as(path, package)
+    with set_aside(_imported_original(package, stem)):
+        return load_as(path, package)
+
+
+def _imported_original(package, stem):
+    """The package's own module of this name, once the package is imported (its __init__ may
+    import the module and so fill the registries a rewrite beside it would collide with)."""
+    try:
+        importlib.import_module(package)
+    except Exception:  # the rewrite's own import then reports what is wrong, in its words
+        return None
+    return sys.modules.get(f"{package}.{stem}")
 
 
 def module_classes(module):

@@ -28,6 +28,13 @@ function packageRoot(file: string): string | undefined {
   return top;
 }
 
+/** Whether a file's own check found nothing of its own to run: it imported and has no model class,
+ *  so it is checked through its package's users. A rewrite that does not import is a result of
+ *  its own (a mismatch), never a reason to check every other file of the package. */
+export function isHelperModule(direct: FileCheckResult): boolean {
+  return direct.ok && direct.results.length === 0;
+}
+
 /**
  * Checks rewritten texts of `file` (variant name → text). A file with no model classes of its own
  * (a helper module) is checked through the files of its package that use it: each variant is
@@ -37,7 +44,7 @@ function packageRoot(file: string): string | undefined {
 export function checkFile(file: string, variants: Record<string, string>, opts: FileCheckOptions): FileCheckResult {
   const direct = checkVariants(file, variants, opts);
   const top = packageRoot(file);
-  if (!direct.ok || direct.results.some((r) => r.class) || !top) return direct;
+  if (!top || !isHelperModule(direct)) return direct;
   const tmp = mkdtempSync(join(tmpdir(), 'adopt-package-'));
   try {
     const copies: Record<string, string> = {};
