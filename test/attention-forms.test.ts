@@ -102,15 +102,21 @@ describe('a module-level attention function that returns its weights (attention_
   });
 });
 
-describe('einsum, in-place scaling and an assert (attention_forms fixture)', () => {
-  const path = join(modelsDir, 'attention_forms.py');
+/** A fixture's attention sites, its rewritten text unwrapped, its lines, and the site that
+ *  holds the first line containing a needle. */
+function fixtureSites(name: string) {
+  const path = join(modelsDir, name);
   const run = attentionSites(path);
-  const text = unwrapped(run.files[0].rewritten);
   const lines = readFileSync(path, 'utf8').split('\n');
   const siteAt = (needle: string) => {
     const line = lines.findIndex((l) => l.includes(needle)) + 1;
     return run.sites.find((s) => s.rule === 'attention' && s.lines[0] <= line && line <= s.lines[1]);
   };
+  return { path, run, text: unwrapped(run.files[0].rewritten), lines, siteAt };
+}
+
+describe('einsum, in-place scaling and an assert (attention_forms fixture)', () => {
+  const { text, lines, siteAt } = fixtureSites('attention_forms.py');
 
   it('rewrites each form', () => {
     for (const needle of ["einsum('b i d, b j d -> b i j'", 'einsum("bct,bcs->bts"', 'logits.div_(', 'attn = (q @ k.transpose(-2, -1)).softmax']) {
@@ -135,14 +141,7 @@ describe('einsum, in-place scaling and an assert (attention_forms fixture)', () 
 });
 
 describe('a mask through helpers and an f-string einsum (attention_helpers fixture)', () => {
-  const path = join(modelsDir, 'attention_helpers.py');
-  const run = attentionSites(path);
-  const text = unwrapped(run.files[0].rewritten);
-  const lines = readFileSync(path, 'utf8').split('\n');
-  const siteAt = (needle: string) => {
-    const line = lines.findIndex((l) => l.includes(needle)) + 1;
-    return run.sites.find((s) => s.rule === 'attention' && s.lines[0] <= line && line <= s.lines[1]);
-  };
+  const { path, run, text, lines, siteAt } = fixtureSites('attention_helpers.py');
 
   it('rewrites both forms', () => {
     for (const needle of ['attn = q @ k.transpose(-2, -1)', 'sim = einsum(f"b h i d']) expect(siteAt(needle)?.decision, needle).toBe('rewritten');
