@@ -75,7 +75,7 @@ describe('LM head with its loss through a helper', () => {
     expect(sites.map((s) => s.owner)).toEqual(['TinyForCausalLM', 'TinyScaledForCausalLM', 'TinySoftcappedForCausalLM']);
     const [plain, ...changed] = sites;
     expect(plain.decision, plain.reason).toBe('rewritten');
-    expect(run.files[0].rewritten).toContain('_adopt.causal_lm_loss(self.loss_function, self.lm_head, self.config.vocab_size, kwargs) is not None');
+    expect(run.files[0].rewritten).toContain('(_adopt_lm_loss := _adopt.causal_lm_loss(self.loss_function, self.lm_head, self.config.vocab_size, kwargs)) is not None');
     for (const s of changed) {
       expect(s.decision).toBe('skipped');
       expect(s.reason).toMatch(/before self\.loss_function \(scaling or soft-capping\)|on one path before the loss \(scaling or soft-capping under a condition\)/);

@@ -46,7 +46,7 @@ describe('lm_head_ce through self.loss_function', () => {
     expect(sites.map((s) => s.lines[0]).sort()).toEqual(labels.map((l) => l.lines[0]).sort());
     for (const s of sites) expect(s.decision, s.reason).toBe('rewritten');
     // the kept positions' hidden states, the keywords through **, and those named in the call
-    expect(text).toContain('_adopt.causal_lm_loss(self.loss_function, self.lm_head, self.vocab_size, kwargs) is not None');
+    expect(text).toContain('(_adopt_lm_loss := _adopt.causal_lm_loss(self.loss_function, self.lm_head, self.vocab_size, kwargs)) is not None');
     expect(text).toContain('hidden_states[:, slice_indices, :],');
     expect(text).toContain('_adopt.causal_lm_loss(self.loss_function, self.lm_head, self.vocab_size, {"num_items_in_batch": num_items_in_batch})');
     expect(text).toContain('_adopt.causal_lm_loss(self.loss_function, self.generator_lm_head, self.vocab_size, kwargs)');
@@ -74,8 +74,8 @@ describe('lm_head_ce through self.loss_function', () => {
       expect(out.status).toBe('verified');
       expect(out.fast_path_calls ?? 0).toBeGreaterThan(0);
     }
-    // the kernel handed the masked-LM setting for a causal LM: the check must see it
-    const wrong = written(text.replace(/\*\*_adopt\.causal_lm_loss\(self\.loss_function, self\.lm_head, self\.vocab_size, kwargs\)/, '**dict(_adopt.causal_lm_loss(self.loss_function, self.lm_head, self.vocab_size, kwargs), shift=False)'));
+    // the kernel handed the masked-LM setting for a causal LM (the file's first site): the check must see it
+    const wrong = written(text.replace('**_adopt_lm_loss,', '**dict(_adopt_lm_loss, shift=False),'));
     const bad = verify(wrong, 'TinyForCausalLM', torch2);
     expect(bad.code).toBe(1);
     expect(bad.out.status).toBe('mismatch');
@@ -90,7 +90,7 @@ describe('lm_head_ce through self.loss_function', () => {
     const good = check(after);
     expect(good.status, good.stderr.slice(-2000)).toBe(0);
     // the check sees the kernel handed the wrong shift
-    const wrong = written(run.files[0].rewritten.replace(/\*\*(_adopt\.causal_lm_loss\([^)]*\)),/, '**dict($1, shift=False),'));
+    const wrong = written(run.files[0].rewritten.replace('**_adopt_lm_loss,', '**dict(_adopt_lm_loss, shift=False),'));
     expect(check(wrong).status).not.toBe(0);
   }, 300_000);
 });

@@ -4,6 +4,9 @@
 // `_adopt.causal_lm_loss(self.loss_function, head, vocab_size, kwargs)` is not None only for
 // transformers' own causal- and masked-LM losses with keywords the kernel computes the same
 // way, and then gives the kernel's settings (shift, ignore index, reduction, the float32 loss).
+// The check runs once: the guard binds its answer (`:=`) and the kernel's keywords read the name.
+// `self.loss_function` exists only in transformers releases that need Python 3.9 or later, so the
+// assignment expression (3.8) runs wherever the original code does.
 // Read statically: the helper must get the head's logits as they are, by keyword or position.
 import type { Expr, Op } from '../dsl/ir.js';
 import { changedOnAPath } from './logits-paths.js';
@@ -21,6 +24,9 @@ export interface HelperLoss { args: string; logits: string; guard: string }
 
 /** The helper's own parameters, in order: the rest are keywords the run-time check reads. */
 const DATA = ['logits', 'labels', 'vocab_size'] as const;
+
+/** The name the guard binds the check's answer to (the rewrites' `_adopt_` prefix). */
+const SETTINGS = '_adopt_lm_loss';
 
 const at = (op: Op) => `line ${op.span.from.line}`;
 
@@ -89,5 +95,5 @@ export function readLossFunction(call: Op, cx: HelperContext): HelperLoss | stri
   if (labelText === undefined) return 'the labels cannot be written where the rewrite runs (a statement before the loss reassigns them, or they are built there)';
   if (vocabText === undefined) return `the vocab_size given to self.loss_function at ${at(call)} cannot be written where the rewrite runs`;
   const check = `_adopt.causal_lm_loss(${call.callee}, ${head.callee}, ${vocabText}, ${args.rest})`;
-  return { logits: name, args: `${labelText}, **${check}`, guard: `${check} is not None` };
+  return { logits: name, args: `${labelText}, **${SETTINGS}`, guard: `(${SETTINGS} := ${check}) is not None` };
 }
