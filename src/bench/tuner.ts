@@ -11,12 +11,12 @@
 // other workloads on this target as a reuse database (priors: the schedules best on average over
 // them; nearest_reuse: the best of the nearest workloads). Ends with one JSON line.
 import { mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { type CostModel, backendInfo, kendallTau, loadTf, topKRecall } from '../tune/cost-model.js';
 import { featurize } from '../tune/features.js';
 import { LocalMeasurer, type Measurer, type Target } from '../tune/measurer.js';
-import { MODEL_DIR, PRETRAINED_PATH, REPLAY_DIR, catalogOf, pretrain } from '../tune/pretrain.js';
+import { REPLAY_DIR, catalogOf, pretrain } from '../tune/pretrain.js';
 import type { TuneRecord } from '../tune/records.js';
+import { modelLocation } from './tuner-models.js';
 import { ReplayMeasurer, type ReplaySpace, loadReplayDir, replayRecords } from '../tune/replay.js';
 import { formatSpaceStats, spaceStats } from '../tune/space-stats.js';
 import { autotvm, gridSearch, randomSearch } from '../tune/strategies/baselines.js';
@@ -251,7 +251,8 @@ function printTable(tally: Tally, names: string[]): void {
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   const t0 = performance.now();
-  let spaces = loadReplayDir(args.replay);
+  const loaded = loadReplayDir(args.replay);
+  let spaces = loaded;
   if (args.kernels) spaces = spaces.filter((s) => args.kernels!.includes(s.kernel));
   if (!spaces.length) {
     process.stderr.write(`no replay data in ${args.replay}: run PYTHONPATH=native python3 -m adopt_harness.measure --exhaustive\n`);
@@ -266,12 +267,10 @@ async function main(): Promise<number> {
   const foldCount = Math.max(...spaces.map((s) => s.workloads.length));
   process.stdout.write(`tuner benchmark: ${spaces.length} kernels x ${foldCount} workloads replayed (${spaces.map((s) => `${s.kernel} ${s.space.size}`).join(', ')} schedules), ${seeds} seeds; tfjs ${backendInfo().backend}${backendInfo().note ? ` (${backendInfo().note})` : ''}\n`);
   const tp = performance.now();
-  // the shipped models are those of the shipped replay data; another replay directory keeps its own
-  const modelDir = resolve(args.replay) === resolve(REPLAY_DIR) ? MODEL_DIR : join(args.replay, 'model');
-  const folds = await pretrainFolds(spaces, foldCount, targets, modelDir);
-  const full = await pretrain(catalogOf(spaces), spaces.flatMap((s) => replayRecords(s)), targets,
-    { cachePath: modelDir === MODEL_DIR ? PRETRAINED_PATH : join(modelDir, 'pretrained.json'), seed: 0 });
-  process.stdout.write(`pre-training: ${folds.filter((f) => f.cached).length + (full.cached ? 1 : 0)}/${folds.length + 1} models loaded from ${modelDir}, the rest trained (${fmt((performance.now() - tp) / 1000, 1)} s)\n`);
+  const models = modelLocation(args.replay, loaded.map((s) => s.kernel), spaces.map((s) => s.kernel));
+  const folds = await pretrainFolds(spaces, foldCount, targets, models.dir);
+  const full = await pretrain(catalogOf(spaces), spaces.flatMap((s) => replayRecords(s)), targets, { cachePath: models.pretrained, seed: 0 });
+  process.stdout.write(`pre-training: ${folds.filter((f) => f.cached).length + (full.cached ? 1 : 0)}/${folds.length + 1} models loaded from ${models.dir}, the rest trained (${fmt((performance.now() - tp) / 1000, 1)} s)\n`);
   const ev = evaluateModel(spaces, folds);
   process.stdout.write(`cost model on held-out workloads: Kendall tau ${fmt(ev.tau, 3)}, top-5 recall ${fmt(ev.recall5, 3)} (mean over ${ev.per.length} kernel x workload)\n`);
   for (const s of spaces) {
