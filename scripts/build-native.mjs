@@ -2,10 +2,11 @@
 // Builds the native syntax-tree walk (src/parse/native/flat_tree.c) into build/native/, linked
 // with tree-sitter's C runtime from the tree-sitter package; the Python grammar itself comes
 // from tree-sitter-python's prebuilt binding at run time. Run by `npm run build` (and so by
-// `npm install` and `npm start`). The output is kept while its inputs are unchanged. Without a
-// C compiler or Node's headers it prints one note and exits 0: adopt then copies the tree
-// through tree-sitter's cursor (slower, same result); so does a compiler that fails, after its
-// messages.
+// `npm install` and `npm start` in a checkout) and as the package's install script (an installed
+// package has no `prepare`: this script and the C source are in its files). The output is kept
+// while its inputs are unchanged. Without a C compiler or Node's headers it prints one note and
+// exits 0: adopt then copies the tree through tree-sitter's cursor (slower, same result) and says
+// so where it runs; so does a compiler that fails, after its messages.
 //
 //   node scripts/build-native.mjs [--force]
 import { spawnSync } from 'node:child_process';

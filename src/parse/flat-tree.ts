@@ -1,8 +1,10 @@
 // The syntax tree from the native walk (src/parse/native/flat_tree.c): one call parses a file and returns
 // every node as a fixed-size record in pre-order, so nodes are made in JavaScript without calls
-// into native code, each level on first use. The addon is built by scripts/build-native.mjs;
-// when it is missing (no compiler at install) the front end copies the tree through
-// tree-sitter's cursor instead (cursor-copy.ts), with the same result.
+// into native code, each level on first use. The addon is built by scripts/build-native.mjs (the
+// package's install script, and `npm run build`); when it is missing (no compiler at install, or
+// install scripts not run) or does not load, the front end copies the tree through tree-sitter's
+// cursor instead (cursor-copy.ts), with the same result, after one note saying so: npm does not
+// show what an installed package's build printed, so the note is given where adopt runs.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +15,7 @@ const require = createRequire(import.meta.url);
 
 /** Where scripts/build-native.mjs writes the addon (from src/parse or dist/parse alike). */
 export const ADDON_PATH = fileURLToPath(new URL('../../build/native/flat_tree.node', import.meta.url));
+const BUILD_SCRIPT = fileURLToPath(new URL('../../scripts/build-native.mjs', import.meta.url));
 
 /** `0`: copy the tree through tree-sitter's cursor even where the addon is built; a path: load
  *  the addon from there instead of ADDON_PATH. */
@@ -112,23 +115,28 @@ export class FlatTree implements ChildMaker {
 
 let loaded: FlatParser | null | undefined;
 
+function fallBack(what: string): void {
+  process.stderr.write(`adopt: note: the native syntax-tree walk ${what}; copying syntax trees through tree-sitter's cursor instead (slower, same results). Build it with 'node ${BUILD_SCRIPT}', which says what it needs.\n`);
+}
+
 /** The native walk for `language` (tree-sitter-python's `language` external), or null when it is
- *  not built, turned off, or fails to load (then with one note on stderr). */
+ *  turned off, or not built or fails to load (then with one note on stderr). */
 export function flatParser(language: unknown): FlatParser | null {
   if (loaded !== undefined) return loaded;
   loaded = null;
   const setting = process.env[NATIVE_TREE_ENV] ?? '';
   if (setting === '0') return loaded;
   const path = setting || ADDON_PATH;
-  // not built here (no compiler at install: the build said so then)
-  if (!setting && !existsSync(path)) return loaded;
+  if (!setting && !existsSync(path)) {
+    fallBack(`is not built (${path})`);
+    return loaded;
+  }
   try {
     const addon = require(path) as Addon;
     addon.setLanguage(language);
     loaded = new FlatParser(addon);
   } catch (e) {
-    const reason = (e as Error).message.split('\n')[0];
-    process.stderr.write(`adopt: note: the native syntax-tree walk ${path} did not load (${reason}); copying syntax trees through tree-sitter's cursor instead (slower, same results). Rebuild it with 'node scripts/build-native.mjs'.\n`);
+    fallBack(`${path} did not load (${(e as Error).message.split('\n')[0]})`);
   }
   return loaded;
 }
