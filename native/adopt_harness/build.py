@@ -31,11 +31,16 @@ def package_of(path):
     return (".".join(parts), d) if parts else (None, os.path.dirname(os.path.abspath(path)))
 
 
-def load_as(path, package, tag="adopt"):
+def fresh_name(path, package, tag="adopt"):
+    """A module name inside `package` (or at top level) that nothing has used."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return f"{package + '.' if package else ''}{tag}_{stem}_{uuid.uuid4().hex[:8]}"
+
+
+def load_as(path, package, tag="adopt", name=None):
     """Imports `path` as a fresh module inside `package` (or at top level), so its relative
     imports resolve the way the original's do."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    name = f"{package + '.' if package else ''}{tag}_{stem}_{uuid.uuid4().hex[:8]}"
+    name = name or fresh_name(path, package, tag)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     module.__package__ = package or ""
@@ -60,8 +65,9 @@ def load(path, as_original, package_from=None):
                 raise
     if as_original or not package:
         return load_as(path, package)
-    with set_aside(_imported_original(package, stem)):
-        return load_as(path, package)
+    name = fresh_name(path, package)
+    with set_aside(_imported_original(package, stem), rewrite=name):
+        return load_as(path, package, name=name)
 
 
 def _imported_original(package, stem):

@@ -7,9 +7,12 @@ every registration, so it would fail to import for a reason that says nothing ab
 
 While the rewrite is imported, each registry (a dict held by a loaded module, at module level or as
 an attribute of a module-level object) that holds objects the original module defines has those
-entries taken out; afterwards the registry is put back exactly as it was, so the original stays
-what the package sees and the rewrite's own registrations leave no trace. The rewritten classes
-themselves are taken from the rewritten module, built and compared as any others.
+entries taken out; afterwards those entries are put back and what the rewrite itself registered
+(objects its module defines) is taken out again, so the original stays what the package sees and
+the rewrite's own registrations leave no trace. Entries that other code added meanwhile stay: the
+rewrite's import may be the first to import another module of the package, whose registrations
+the package keeps as it would after any import. The rewritten classes themselves are taken from
+the rewritten module, built and compared as any others.
 """
 import contextlib
 import inspect
@@ -69,21 +72,44 @@ def registries_holding(module):
     return found
 
 
+def _made_by(value, module_name):
+    """Whether a registry's value is something the module named `module_name` defines: one of its
+    functions or classes, or an instance of one of its classes."""
+    if inspect.isfunction(value) or inspect.isclass(value):
+        return getattr(value, "__module__", None) == module_name
+    return getattr(type(value), "__module__", None) == module_name
+
+
+def _restore(d, before, keys, rewrite):
+    """`d` after the block: the rewrite's own entries out (or back to what the key held before),
+    then the original's entries (`keys`) back as they were; every other entry as the block left it."""
+    if rewrite is not None:
+        for k, v in list(d.items()):
+            if _made_by(v, rewrite):
+                if k in before:
+                    d[k] = before[k]
+                else:
+                    del d[k]
+    for k in keys:
+        d[k] = before[k]
+
+
 @contextlib.contextmanager
-def set_aside(original):
-    """Within the block, registries hold none of `original`'s entries; after it, each is restored
-    exactly (entries the block added under any name are dropped)."""
+def set_aside(original, rewrite=None):
+    """Within the block, registries hold none of `original`'s entries; after it, each holds them
+    again, and none of the module named `rewrite` (imported in the block), whose registrations
+    under a new name are dropped and under an existing one undone. Entries the block added
+    otherwise are kept."""
     if original is None:
         yield
         return
     saved = []
     for d, keys in registries_holding(original):
-        saved.append((d, dict(d)))
+        saved.append((d, dict(d), keys))
         for k in keys:
             d.pop(k, None)
     try:
         yield
     finally:
-        for d, before in saved:
-            d.clear()
-            d.update(before)
+        for d, before, keys in saved:
+            _restore(d, before, keys, rewrite)

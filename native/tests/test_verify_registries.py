@@ -100,3 +100,48 @@ def test_registries_are_restored_exactly_after_the_rewrite_is_imported(tmp_path)
     env = {**os.environ, "PYTHONPATH": NATIVE}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
+
+
+# the rewrite's import reaches a module of the package nothing had imported: it registers a model
+# of its own, which is no trace of the rewrite and must stay; the rewrite's registration of a
+# name the original does not have must not
+EXTRA = textwrap.dedent('''
+    from torch import nn
+
+    from ._api import register_model
+
+
+    @register_model()
+    def extra_net():
+        return nn.Identity()
+''')
+
+REACHING = SAME.replace("from ._api import register_model\n", "from ._api import register_model\nfrom . import extra  # noqa: F401\n") + textwrap.dedent('''
+
+
+    @register_model()
+    def net_of_the_rewrite():
+        return Block()
+''')
+
+
+def test_an_entry_added_during_the_rewrites_import_survives_the_restore(tmp_path):
+    original = make_package(tmp_path / "pkg")
+    (original.parent / "extra.py").write_text(EXTRA)
+    rewritten = tmp_path / "net_rewritten.py"
+    rewritten.write_text(REACHING)
+    code = textwrap.dedent(f'''
+        import sys
+        from adopt_harness.build import load
+        a = load({str(original)!r}, True)
+        from fakevision.models._api import BUILTIN_MODELS
+        assert "fakevision.models.extra" not in sys.modules and set(BUILTIN_MODELS) == {{"net"}}
+        b = load({str(rewritten)!r}, False, package_from={str(original)!r})
+        extra = sys.modules["fakevision.models.extra"]
+        assert b.net is not a.net and b.net_of_the_rewrite
+        assert BUILTIN_MODELS == {{"net": a.net, "extra_net": extra.extra_net}}, BUILTIN_MODELS
+        print("ok")
+    ''')
+    env = {**os.environ, "PYTHONPATH": NATIVE}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
