@@ -1,10 +1,13 @@
-import { renameSync, writeFileSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { writeAtomically } from '../atomic-write.js';
+import { AdoptError } from '../diag.js';
 
-/** Writes to stdout, or atomically to a file (temp file + rename), so no reader sees half a file. */
+/** Writes to stdout, or atomically to a file (temp file + rename), so no reader sees half a file.
+ *  A file that cannot be written is the user's error: the command stops, saying which. */
 export function writeOutput(path: string | undefined, text: string): void {
   if (!path || path === '-') { process.stdout.write(text); return; }
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
+  try {
+    writeAtomically(path, text);
+  } catch (e) {
+    throw new AdoptError(`cannot write ${path}: ${(e as Error).message}`);
+  }
 }

@@ -3,8 +3,9 @@
 // expected output must not change when rewritten again, and the pair is run in Python: the
 // rewritten model must load the original state dict strictly, take the fast path, and match the
 // original forward and backward within the example's tolerances.
-import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
+import { writeAtomically } from '../atomic-write.js';
 import { AdoptError } from '../diag.js';
 import { selectRules, type Rule } from '../match/rule.js';
 import { exampleFile } from '../match/rule-examples.js';
@@ -50,9 +51,13 @@ export function testExample(r: Rule, ex: Rule['examples'][number], opts: { updat
   if (!rewritten.length) problems.push(`the rule rewrote nothing in ${ex.before}${run.sites.length ? ` (${run.sites.map((s) => s.reason).join('; ')})` : ''}`);
   if (opts.update) {
     if (!file || problems.length) return problems;
-    const tmp = `${after}.adopt-${process.pid}.tmp`;
-    writeFileSync(tmp, file.rewritten);
-    renameSync(tmp, after);
+    // an expected output that cannot be written stops the command: later examples would be
+    // checked against outputs the user asked to replace
+    try {
+      writeAtomically(after, file.rewritten);
+    } catch (e) {
+      throw new AdoptError(`cannot write the expected output ${after}: ${(e as Error).message}`);
+    }
   }
   let expected: string;
   try { expected = readFileSync(after, 'utf8'); } catch { return [...problems, `missing expected output ${ex.after} (adopt rules test --update writes it)`]; }

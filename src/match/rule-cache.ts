@@ -7,11 +7,12 @@
 // registries a rule is checked against are always the current ones. The cache is an optimisation
 // only: a directory that cannot be read or written is the same as an empty one.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
+import { writeAtomically } from '../atomic-write.js';
 import { grammarPath } from '../dsl/grammars.js';
 import type { Rule } from './rule-ir.js';
 
@@ -86,12 +87,8 @@ export function storeParse(text: string, rules: ParsedRule[]): void {
   if (!path) return;
   const json = JSON.stringify(rules);
   if (!isDeepStrictEqual(JSON.parse(json), rules)) return;
-  const tmp = `${path}.${process.pid}.tmp`;
   try {
     mkdirSync(ruleCacheDir(), { recursive: true });
-    writeFileSync(tmp, json);
-    renameSync(tmp, path);
-  } catch {
-    rmSync(tmp, { force: true });
-  }
+    writeAtomically(path, json);
+  } catch { /* a cache that cannot be written is an empty one: the rules parse again next time */ }
 }

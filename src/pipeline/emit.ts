@@ -1,13 +1,14 @@
 // The last stage: rewritten text onto disk. In place (all files or none), into an output path or
 // tree, or into a mirror of a package for the benchmarks. Nothing here prints: each writer returns
 // what it wrote and, for what it could not write, why.
-import { accessSync, chmodSync, constants, copyFileSync, cpSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, copyFileSync, cpSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
+import { commit, discard, stage, writeAtomically } from '../atomic-write.js';
 import type { FileResult } from '../synth/synthesize.js';
 
+// A file that cannot be written is a message in `errors`, never a throw: the caller reports each
+// and decides the exit code.
 export interface Written { written: FileResult[]; errors: string[] }
-
-const removeQuietly = (p: string) => { try { unlinkSync(p); } catch { /* not created, or already gone */ } };
 
 /** Why `f` cannot be replaced in place, or null. */
 function cannotReplace(f: FileResult, now: string | Error): string | null {
@@ -32,18 +33,14 @@ export function writeInPlace(files: FileResult[], backup: boolean): Written {
     if (why) { problems.push(`${f.path}: ${why}; the file is unchanged`); continue; }
     if (problems.length) continue;
     const bom = (now as string).startsWith('\uFEFF') ? '\uFEFF' : '';
-    const tmp = join(dirname(f.path), `.${f.path.split('/').pop()}.adopt-${process.pid}.tmp`);
     try {
-      writeFileSync(tmp, bom + f.rewritten);
-      chmodSync(tmp, statSync(f.path).mode & 0o7777);
-      staged.push({ f, tmp });
+      staged.push({ f, tmp: stage(f.path, bom + f.rewritten, statSync(f.path).mode & 0o7777) });
     } catch (e) {
-      removeQuietly(tmp);
       problems.push(`${f.path}: cannot write: ${(e as NodeJS.ErrnoException).code === 'ENOSPC' ? 'no space left on device' : (e as Error).message}; the file is unchanged`);
     }
   }
   if (problems.length) {
-    for (const { tmp } of staged) removeQuietly(tmp);
+    for (const { tmp } of staged) discard(tmp);
     if (files.length > 1) problems.push(`no file was rewritten (--in-place replaces all ${files.length} files or none)`);
     return { written: [], errors: problems };
   }
@@ -52,10 +49,10 @@ export function writeInPlace(files: FileResult[], backup: boolean): Written {
   for (const { f, tmp } of staged) {
     try {
       if (backup) copyFileSync(f.path, `${f.path}.orig`);
-      renameSync(tmp, f.path);
+      commit(tmp, f.path);
       written.push(f);
     } catch (e) {
-      removeQuietly(tmp);
+      discard(tmp);
       errors.push(`${f.path}: cannot replace: ${(e as Error).message}; the file is unchanged`);
     }
   }
@@ -78,14 +75,11 @@ export function writeTo(out: string, files: FileResult[], inputs: string[]): Wri
   const errors: string[] = [];
   for (const f of files) {
     const dest = destination(f.path);
-    const tmp = `${dest}.adopt-${process.pid}.tmp`;
     try {
       mkdirSync(dirname(dest), { recursive: true });
-      writeFileSync(tmp, f.rewritten);
-      renameSync(tmp, dest);
+      writeAtomically(dest, f.rewritten);
       written.push(f);
     } catch (e) {
-      removeQuietly(tmp);
       errors.push(`cannot write ${dest}: ${(e as Error).message}`);
     }
   }

@@ -3,8 +3,9 @@
 // further. The store is rewritten through a temporary file and one rename, so a reader never
 // sees half a file; lines the filter does not select (other kinds, corrupt lines) are kept as
 // they were, byte for byte.
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { writeAtomically } from '../atomic-write.js';
 import { AdoptError } from '../diag.js';
 
 export interface ClearFilter {
@@ -58,12 +59,10 @@ export function clearRecords(path: string, f: ClearFilter): ClearResult {
     rmSync(path);
     return out;
   }
-  const tmp = `${path}.clear-${process.pid}`;
+  // a store that cannot be rewritten is the user's error: the command stops, the store unchanged
   try {
-    writeFileSync(tmp, keep.length ? `${keep.join('\n')}\n` : '');
-    renameSync(tmp, path);
+    writeAtomically(path, keep.length ? `${keep.join('\n')}\n` : '');
   } catch (e) {
-    try { rmSync(tmp, { force: true }); } catch { /* nothing to undo */ }
     throw new AdoptError(`cannot rewrite the record store ${path}: ${(e as Error).message}`);
   }
   return out;
