@@ -79,8 +79,29 @@ def test_schedules_agree(schedule):
         check_against_float64(gate, up, act, "float32", schedule)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("vec_bits", [0, 256])
+def test_the_library_exp_matches_float64(dtype, vec_bits):
+    schedule = dict(kernel.SPACE.default, math="libm", vec_bits=vec_bits)
+    for act in kernel.ACTIVATIONS:
+        gate, up = inputs((3, 5, 123), dtype, stacked=True, seed=5)
+        check_against_float64(gate, up, act, dtype, schedule)
+
+
+def test_negative_control_a_wrong_library_exp_fails_the_check(monkeypatch):
+    # exp2 for exp in the math=libm branch alone: the polynomial schedules would not notice it
+    wrong = kernel.TEMPLATE.replace("return std::exp(x);", "return std::exp2(x);")
+    assert wrong != kernel.TEMPLATE
+    monkeypatch.setattr(kernel, "TEMPLATE", wrong)
+    monkeypatch.setattr(_dispatch, "_functions", {})
+    gate, up = inputs((3, 50), "float32", stacked=True)
+    check_against_float64(gate, up, "silu", "float32", dict(kernel.SPACE.default))
+    with pytest.raises(AssertionError, match="max abs error"):
+        check_against_float64(gate, up, "silu", "float32", dict(kernel.SPACE.default, math="libm"))
+
+
 def test_bfloat16_with_another_schedule():
-    schedule = {"chunk": 1, "block": 512, "vec_bits": 128, "unroll": 4, "omp_kind": "dynamic"}
+    schedule = {"chunk": 1, "block": 512, "vec_bits": 128, "unroll": 4, "math": "poly", "omp_kind": "dynamic"}
     gate, up = inputs((3, 700), "bfloat16", stacked=False, seed=5)
     check_against_float64(gate, up, "silu", "bfloat16", schedule)
 
