@@ -88,13 +88,18 @@ def test_the_library_exp_matches_float64(dtype, vec_bits):
         check_against_float64(gate, up, act, dtype, schedule)
 
 
-def test_negative_control_a_wrong_library_exp_fails_the_check(monkeypatch):
-    # exp2 for exp in the math=libm branch alone: the polynomial schedules would not notice it
-    wrong = kernel.TEMPLATE.replace("return std::exp(x);", "return std::exp2(x);")
+def _patched_template(monkeypatch, old, new):
+    """The template with ``old`` replaced by ``new`` (which must occur), builds forgotten; inputs to check it on."""
+    wrong = kernel.TEMPLATE.replace(old, new)
     assert wrong != kernel.TEMPLATE
     monkeypatch.setattr(kernel, "TEMPLATE", wrong)
     monkeypatch.setattr(_dispatch, "_functions", {})
-    gate, up = inputs((3, 50), "float32", stacked=True)
+    return inputs((3, 50), "float32", stacked=True)
+
+
+def test_negative_control_a_wrong_library_exp_fails_the_check(monkeypatch):
+    # exp2 for exp in the math=libm branch alone: the polynomial schedules would not notice it
+    gate, up = _patched_template(monkeypatch, "return std::exp(x);", "return std::exp2(x);")
     check_against_float64(gate, up, "silu", "float32", dict(kernel.SPACE.default))
     with pytest.raises(AssertionError, match="max abs error"):
         check_against_float64(gate, up, "silu", "float32", dict(kernel.SPACE.default, math="libm"))
@@ -175,22 +180,14 @@ def test_unsupported_inputs_are_refused(case, monkeypatch):
 
 def test_negative_control_a_wrong_kernel_fails_the_check(monkeypatch):
     # one operator changed in the forward: the same check must reject it
-    wrong = kernel.TEMPLATE.replace("store_f(yr, j, a * load_f(ur, j));", "store_f(yr, j, a + load_f(ur, j));")
-    assert wrong != kernel.TEMPLATE
-    monkeypatch.setattr(kernel, "TEMPLATE", wrong)
-    monkeypatch.setattr(_dispatch, "_functions", {})
-    gate, up = inputs((3, 50), "float32", stacked=True)
+    gate, up = _patched_template(monkeypatch, "store_f(yr, j, a * load_f(ur, j));", "store_f(yr, j, a + load_f(ur, j));")
     with pytest.raises(AssertionError, match="max abs error"):
         check_against_float64(gate, up, "silu", "float32")
 
 
 def test_negative_control_a_wrong_backward_fails_the_check(monkeypatch):
-    wrong = kernel.TEMPLATE.replace("if (ACT == SILU) { float s = v_sigmoid(x); return s * (1.f + x * (1.f - s)); }",
-                                    "if (ACT == SILU) { float s = v_sigmoid(x); return s * (1.f - x * (1.f - s)); }")
-    assert wrong != kernel.TEMPLATE
-    monkeypatch.setattr(kernel, "TEMPLATE", wrong)
-    monkeypatch.setattr(_dispatch, "_functions", {})
-    gate, up = inputs((3, 50), "float32", stacked=True)
+    gate, up = _patched_template(monkeypatch, "if (ACT == SILU) { float s = v_sigmoid(x); return s * (1.f + x * (1.f - s)); }",
+                                 "if (ACT == SILU) { float s = v_sigmoid(x); return s * (1.f - x * (1.f - s)); }")
     with pytest.raises(AssertionError, match="max abs error"):
         check_against_float64(gate, up, "silu", "float32")
 
