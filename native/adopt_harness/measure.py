@@ -285,8 +285,7 @@ def _shrink(kernel, workload, child, max_run_s, prefer="", taken=()):
     """Halves the workload's leading size (its first field among SCALABLE, or ``prefer``) until the
     default schedule runs within ``max_run_s``; where that lands on a workload already ``taken``,
     the size before the last halving (so that every example stays a workload of its own)."""
-    fields = ([prefer] if prefer else []) + list(kernel.workload_fields)
-    field = next((f for f in fields if f in SCALABLE and isinstance(workload.get(f), int)), None)
+    field = _shrink_field(kernel, workload, prefer)
     tried = []
     while True:
         tried.append(workload)
@@ -299,6 +298,13 @@ def _shrink(kernel, workload, child, max_run_s, prefer="", taken=()):
         workload = dict(workload, **{field: workload[field] // 2})
         if field == "q_len" and "k_len" in workload:
             workload["k_len"] = workload["q_len"]
+
+
+def _shrink_field(kernel, workload, prefer=""):
+    """The field ``_shrink`` halves: ``prefer``, else the first of SCALABLE the kernel has, in
+    SCALABLE's order (attention lists batch before q_len, and a batch of 1 cannot be halved)."""
+    fields = ([prefer] if prefer else []) + [f for f in SCALABLE if f in kernel.workload_fields]
+    return next((f for f in fields if f in SCALABLE and isinstance(workload.get(f), int)), None)
 
 
 def _shrunk_enough(kernel, workload, child, max_run_s, field):

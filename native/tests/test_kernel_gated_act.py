@@ -79,8 +79,34 @@ def test_schedules_agree(schedule):
         check_against_float64(gate, up, act, "float32", schedule)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("vec_bits", [0, 256])
+def test_the_library_exp_matches_float64(dtype, vec_bits):
+    schedule = dict(kernel.SPACE.default, math="libm", vec_bits=vec_bits)
+    for act in kernel.ACTIVATIONS:
+        gate, up = inputs((3, 5, 123), dtype, stacked=True, seed=5)
+        check_against_float64(gate, up, act, dtype, schedule)
+
+
+def _patched_template(monkeypatch, old, new):
+    """The template with ``old`` replaced by ``new`` (which must occur), builds forgotten; inputs to check it on."""
+    wrong = kernel.TEMPLATE.replace(old, new)
+    assert wrong != kernel.TEMPLATE
+    monkeypatch.setattr(kernel, "TEMPLATE", wrong)
+    monkeypatch.setattr(_dispatch, "_functions", {})
+    return inputs((3, 50), "float32", stacked=True)
+
+
+def test_negative_control_a_wrong_library_exp_fails_the_check(monkeypatch):
+    # exp2 for exp in the math=libm branch alone: the polynomial schedules would not notice it
+    gate, up = _patched_template(monkeypatch, "return std::exp(x);", "return std::exp2(x);")
+    check_against_float64(gate, up, "silu", "float32", dict(kernel.SPACE.default))
+    with pytest.raises(AssertionError, match="max abs error"):
+        check_against_float64(gate, up, "silu", "float32", dict(kernel.SPACE.default, math="libm"))
+
+
 def test_bfloat16_with_another_schedule():
-    schedule = {"chunk": 1, "block": 512, "vec_bits": 128, "unroll": 4, "omp_kind": "dynamic"}
+    schedule = {"chunk": 1, "block": 512, "vec_bits": 128, "unroll": 4, "math": "poly", "omp_kind": "dynamic"}
     gate, up = inputs((3, 700), "bfloat16", stacked=False, seed=5)
     check_against_float64(gate, up, "silu", "bfloat16", schedule)
 
@@ -154,22 +180,14 @@ def test_unsupported_inputs_are_refused(case, monkeypatch):
 
 def test_negative_control_a_wrong_kernel_fails_the_check(monkeypatch):
     # one operator changed in the forward: the same check must reject it
-    wrong = kernel.TEMPLATE.replace("store_f(yr, j, a * load_f(ur, j));", "store_f(yr, j, a + load_f(ur, j));")
-    assert wrong != kernel.TEMPLATE
-    monkeypatch.setattr(kernel, "TEMPLATE", wrong)
-    monkeypatch.setattr(_dispatch, "_functions", {})
-    gate, up = inputs((3, 50), "float32", stacked=True)
+    gate, up = _patched_template(monkeypatch, "store_f(yr, j, a * load_f(ur, j));", "store_f(yr, j, a + load_f(ur, j));")
     with pytest.raises(AssertionError, match="max abs error"):
         check_against_float64(gate, up, "silu", "float32")
 
 
 def test_negative_control_a_wrong_backward_fails_the_check(monkeypatch):
-    wrong = kernel.TEMPLATE.replace("if (ACT == SILU) { float s = v_sigmoid(x); return s * (1.f + x * (1.f - s)); }",
-                                    "if (ACT == SILU) { float s = v_sigmoid(x); return s * (1.f - x * (1.f - s)); }")
-    assert wrong != kernel.TEMPLATE
-    monkeypatch.setattr(kernel, "TEMPLATE", wrong)
-    monkeypatch.setattr(_dispatch, "_functions", {})
-    gate, up = inputs((3, 50), "float32", stacked=True)
+    gate, up = _patched_template(monkeypatch, "if (ACT == SILU) { float s = v_sigmoid(x); return s * (1.f + x * (1.f - s)); }",
+                                 "if (ACT == SILU) { float s = v_sigmoid(x); return s * (1.f - x * (1.f - s)); }")
     with pytest.raises(AssertionError, match="max abs error"):
         check_against_float64(gate, up, "silu", "float32")
 

@@ -67,3 +67,25 @@ def test_negative_control_a_wrong_template_fails_the_check(monkeypatch):
     finally:
         monkeypatch.undo()
         _dispatch.forget()
+
+
+@pytest.mark.parametrize("acc", K.SPACE.params["acc"])
+@pytest.mark.parametrize("n", [7, 123, 1000])
+def test_every_accumulator_count_sums_the_whole_row(acc, n):
+    # rows shorter than, and not a multiple of, the partial sums' lanes take the scalar tail
+    run, _, check = K.make_case({"rows": 5, "n": n, "dtype": "float32"}, seed=acc)
+    check(run(dict(K.SPACE.default, acc=acc, vec_bits=128)))
+
+
+def test_negative_control_a_partial_sum_left_out_fails_the_check(monkeypatch):
+    # the last of the forward's partial sums never added: a plausible slip in the final reduction
+    monkeypatch.setattr(K, "TEMPLATE", K.TEMPLATE.replace("for (int l = 0; l < LANES; ++l) ss += s[l];",
+                                                          "for (int l = 0; l < LANES - 1; ++l) ss += s[l];", 1))
+    _dispatch.forget()
+    try:
+        run, _, check = K.make_case({"rows": 9, "n": 256, "dtype": "float32"}, seed=1)
+        with pytest.raises(AssertionError):
+            check(run(dict(K.SPACE.default, acc=2)))
+    finally:
+        monkeypatch.undo()
+        _dispatch.forget()

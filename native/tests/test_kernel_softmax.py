@@ -121,6 +121,49 @@ def test_unsupported_inputs_take_the_reference_path(monkeypatch):
     assert _dispatch.CALLS["softmax"] == before
 
 
+LIBM = dict(K.SPACE.default, math="libm")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("kind", [None, "additive", "bool", "causal"])
+def test_the_library_exp_matches_float64(dtype, kind):
+    shape = (2, 3, 37, 45)
+    g = torch.Generator().manual_seed(11)
+    t = K.TORCH_DTYPE[dtype]
+    x = (3 * torch.randn(shape, generator=g)).to(t)
+    dy = torch.randn(shape, generator=g).to(t)
+    mask = _mask(None if kind == "causal" else kind, shape, g)
+    got = _run(lambda a, m: K.softmax(a, 0.7, m, kind == "causal", schedule=LIBM), x, dy, mask)
+    wide = mask.double() if mask is not None and mask.is_floating_point() else mask
+    want = _run(lambda a, m: K.reference(a, 0.7, m, kind == "causal"), x.double(), dy.double(), wide)
+    for name, a, e in zip(("output", "grad x"), got, want):
+        K.assert_matches(a.double(), e, dtype, name)
+
+
+def test_the_library_exp_keeps_a_fully_masked_row_nan():
+    x = torch.randn(3, 6)
+    keep = torch.ones(3, 6, dtype=torch.bool)
+    keep[1] = False
+    y = K.softmax(x, 1.0, keep, schedule=LIBM)
+    assert torch.isnan(y[1]).all()
+    torch.testing.assert_close(y[[0, 2]], torch.softmax(x, dim=-1)[[0, 2]])
+
+
+def test_negative_control_a_wrong_library_exp_fails_the_check(monkeypatch):
+    # exp2 for exp in the math=libm branch alone: the polynomial schedules would not notice it
+    monkeypatch.setattr(K, "TEMPLATE", K.TEMPLATE.replace("float e = std::exp(z[j] - m); z[j] = e; sl += e;",
+                                                          "float e = std::exp2(z[j] - m); z[j] = e; sl += e;"))
+    _dispatch.forget()
+    try:
+        run, _, check = K.make_case({"rows": 9, "n": 40, "dtype": "float32"}, seed=1)
+        check(run(None))
+        with pytest.raises(AssertionError):
+            check(run(LIBM))
+    finally:
+        monkeypatch.undo()
+        _dispatch.forget()
+
+
 def test_negative_control_a_wrong_template_fails_the_check(monkeypatch):
     # the backward's row sum subtracted with the wrong sign
     monkeypatch.setattr(K, "TEMPLATE", K.TEMPLATE.replace("vload(gr + j) - dot", "vload(gr + j) + dot"))

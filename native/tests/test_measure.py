@@ -129,3 +129,13 @@ def test_at_one_thread_the_openmp_schedule_is_held_at_its_default():
     held = measure._held_at_one_thread(kernel, 1)
     assert held == {name: kernel.space.default[name] for name in ("chunk", "omp_kind")}
     assert measure._held_at_one_thread(kernel, 2) == {}
+
+
+def test_a_workload_is_shrunk_along_the_first_scalable_field_in_that_order():
+    kernels = measure._load_registry().KERNELS
+    attention = dict(kernels["flash_attention"].example_workloads[0])
+    # batch comes first among attention's fields, but the sequence is halved first
+    assert kernels["flash_attention"].workload_fields.index("batch") < kernels["flash_attention"].workload_fields.index("q_len")
+    assert measure._shrink_field(kernels["flash_attention"], attention) == "q_len"
+    assert measure._shrink_field(kernels["flash_attention"], attention, prefer="batch") == "batch"
+    assert measure._shrink_field(kernels["rms_norm"], {"rows": 64, "n": 8, "dtype": "float32"}) == "rows"

@@ -12,7 +12,8 @@ code (libm calls are not vectorised without -ffast-math); the erf is accurate to
 Schedule: the parallel loop runs over tiles of one row by ``block`` columns, ``chunk`` tiles
 per OpenMP chunk (``omp_kind`` scheduled), so a handful of rows (decoding) still spreads over
 the threads; ``vec_bits`` is the vector width the compiler is told to prefer (0: not vectorised), ``unroll`` the
-unroll factor of the inner loop.
+unroll factor of the inner loop, ``math`` where exp comes from: the polynomial (``poly``) or the C
+library (``libm``: a call per element, so the loop stays scalar whatever ``vec_bits`` says).
 """
 
 import torch
@@ -25,7 +26,12 @@ ACTIVATIONS = ("silu", "gelu", "gelu_tanh")
 
 # Vectorisable elementary functions (NaN and inf inputs give what torch's activations give).
 MATH = r"""
+#define MATH_$math 1
 static inline float v_exp(float x) {
+#ifdef MATH_libm
+  // math=libm: the C library's expf, exact to an ulp but a call, which keeps the loop scalar
+  return std::exp(x);
+#endif
   // |x| is clamped to 88.5 on the float's bits: an integer min is one instruction, a float
   // clamp that keeps NaN costs compares and blends. 2^n then reaches infinity (biased exponent
   // 255) above 88.03, a little before expf overflows, and the biased exponent floored at 0
@@ -202,9 +208,10 @@ SPACE = Space(
         "block": (512, 2048, 8192),
         "vec_bits": (0, 128, 256),
         "unroll": (1, 2, 4, 8),
+        "math": ("poly", "libm"),
         "omp_kind": ("static", "dynamic", "guided"),
     },
-    default={"chunk": 4, "block": 2048, "vec_bits": 256, "unroll": 2, "omp_kind": "static"},
+    default={"chunk": 4, "block": 2048, "vec_bits": 256, "unroll": 2, "math": "poly", "omp_kind": "static"},
     omp={"kind": "omp_kind", "chunk": "chunk"},
 )
 

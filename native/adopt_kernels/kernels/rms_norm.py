@@ -6,7 +6,8 @@ reads a row, one writes it; the backward regenerates the normalised row from the
 reciprocal (one float per row) instead of storing it.
 
 Schedule: ``chunk`` rows per OpenMP task, ``vec_bits`` the vector width the compiler is told to prefer (0: not vectorised),
-``unroll`` the unroll factor of the inner loops, ``dynamic`` the OpenMP schedule kind.
+``unroll`` the unroll factor of the inner loops, ``acc`` the independent partial sums of a row's
+reductions (in vectors of 256 bits: see sum_sq), ``omp_kind`` the OpenMP schedule kind.
 """
 
 import torch
@@ -19,6 +20,40 @@ TEMPLATE = r"""
 $vec_pragma
 typedef $scalar_t scalar_t;
 #define OMP_SCHED schedule(runtime)  // kind and chunk set at each call (Space.omp)
+#define LANES (8 * $acc)
+
+// A row's reduction in LANES partial sums, consecutive elements to consecutive sums, added at
+// the end: the vectoriser makes them $acc vectors of 256 bits (twice as many of 128), each its own
+// chain of dependent adds. One sum is one chain, each add waiting for the last, and the unroller
+// does not split it (reassociation is allowed, variable expansion is not on).
+static inline float sum_sq(const scalar_t* xr, int64_t n) {
+  float s[LANES] = {};
+  int64_t j = 0;
+  #pragma GCC unroll $unroll
+  for (; j + LANES <= n; j += LANES) {
+    #pragma GCC unroll 64
+    for (int l = 0; l < LANES; ++l) { float v = load_f(xr, j + l); s[l] += v * v; }
+  }
+  float ss = 0.f;
+  for (; j < n; ++j) { float v = load_f(xr, j); ss += v * v; }
+  for (int l = 0; l < LANES; ++l) ss += s[l];
+  return ss;
+}
+
+// sum(dy * (offset + w) * x) over a row, in LANES partial sums as sum_sq
+static inline float sum_gx(const scalar_t* gr, const scalar_t* xr, const scalar_t* w, float offset, int64_t n) {
+  float s[LANES] = {};
+  int64_t j = 0;
+  #pragma GCC unroll $unroll
+  for (; j + LANES <= n; j += LANES) {
+    #pragma GCC unroll 64
+    for (int l = 0; l < LANES; ++l) s[l] += load_f(gr, j + l) * (w ? offset + load_f(w, j + l) : 1.f) * load_f(xr, j + l);
+  }
+  float d = 0.f;
+  for (; j < n; ++j) d += load_f(gr, j) * (w ? offset + load_f(w, j) : 1.f) * load_f(xr, j);
+  for (int l = 0; l < LANES; ++l) d += s[l];
+  return d;
+}
 
 extern "C" void rms_norm_fwd(const scalar_t* x, const scalar_t* w, scalar_t* y, float* rstd_out,
                              int64_t rows, int64_t n, float eps, float offset, int nthreads) {
@@ -26,10 +61,7 @@ extern "C" void rms_norm_fwd(const scalar_t* x, const scalar_t* w, scalar_t* y, 
   for (int64_t r = 0; r < rows; ++r) {
     const scalar_t* xr = x + r * n;
     scalar_t* yr = y + r * n;
-    float ss = 0.f;
-    #pragma GCC ivdep
-    #pragma GCC unroll $unroll
-    for (int64_t j = 0; j < n; ++j) { float v = load_f(xr, j); ss += v * v; }
+    float ss = sum_sq(xr, n);
     float rs = 1.f / std::sqrt(ss / (float)n + eps);
     rstd_out[r] = rs;
     #pragma GCC ivdep
@@ -57,14 +89,7 @@ extern "C" void rms_norm_bwd(const scalar_t* x, const scalar_t* w, const scalar_
       const scalar_t* gr = dy + r * n;
       scalar_t* dxr = dx + r * n;
       float rs = rstd[r];
-      float dot = 0.f;
-      #pragma GCC ivdep
-      #pragma GCC unroll $unroll
-      for (int64_t j = 0; j < n; ++j) {
-        float g = load_f(gr, j) * (w ? offset + load_f(w, j) : 1.f);
-        dot += g * load_f(xr, j) * rs;
-      }
-      float m = dot / (float)n;
+      float m = sum_gx(gr, xr, w, offset, n) * rs / (float)n;
       #pragma GCC ivdep
       #pragma GCC unroll $unroll
       for (int64_t j = 0; j < n; ++j) {
@@ -81,8 +106,8 @@ extern "C" void rms_norm_bwd(const scalar_t* x, const scalar_t* w, const scalar_
 
 SPACE = Space(
     params={"chunk": (1, 2, 4, 8, 16, 32, 64, 128), "vec_bits": (0, 128, 256), "unroll": (1, 2, 4, 8),
-            "omp_kind": ("static", "dynamic", "guided")},
-    default={"chunk": 16, "vec_bits": 256, "unroll": 2, "omp_kind": "static"},
+            "acc": (1, 2, 4, 8), "omp_kind": ("static", "dynamic", "guided")},
+    default={"chunk": 16, "vec_bits": 256, "unroll": 2, "acc": 4, "omp_kind": "static"},
     omp={"kind": "omp_kind", "chunk": "chunk"},
 )
 

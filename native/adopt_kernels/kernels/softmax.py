@@ -8,7 +8,9 @@ per-thread float32 scratch row (scores, then exponentials) and written once; the
 ``dx = scale * p * (dy - sum(dy * p))`` reads the saved probabilities.
 
 Schedule: ``chunk`` rows per OpenMP task, ``vec_bits`` the width of the explicit vectors,
-``unroll`` the unroll factor of the row loops, ``omp_kind`` the OpenMP schedule kind.
+``unroll`` the unroll factor of the row loops, ``math`` where the exponentials come from (``poly``:
+the vector polynomial ``vexp``; ``libm``: the C library's expf, a call per element),
+``omp_kind`` the OpenMP schedule kind.
 """
 
 import math
@@ -75,6 +77,7 @@ static inline vf vexp(vf x) {
 TEMPLATE = r"""
 #pragma GCC target("prefer-vector-width=$vec_bits")
 #include <cstdlib>
+#define MATH_$math 1
 $helpers
 typedef $scalar_t scalar_t;
 #define OMP_SCHED schedule(runtime)  // kind and chunk set at each call (Space.omp)
@@ -113,6 +116,12 @@ static float scores_row(const scalar_t* x, float* z, int64_t n, float scale, con
 // z <- exp(z - m) in place; returns the sum. A row of -inf gives NaN, as eager softmax does.
 static float exp_row(float* z, int64_t n, float m) {
   if (m == NEG_INF) m = __builtin_nanf("");
+#ifdef MATH_libm
+  // math=libm: the C library's expf, a call per element (the loop stays scalar)
+  float sl = 0.f;
+  for (int64_t j = 0; j < n; ++j) { float e = std::exp(z[j] - m); z[j] = e; sl += e; }
+  return sl;
+#endif
   vf vs = vsplat(0.f);
   int64_t j = 0;
   #pragma GCC unroll $unroll
@@ -186,8 +195,8 @@ extern "C" void softmax_bwd(const scalar_t* y, const scalar_t* dy, const uint8_t
 
 SPACE = Space(
     params={"chunk": (1, 2, 4, 8, 16, 32, 64, 128), "vec_bits": (128, 256), "unroll": (1, 2, 4, 8),
-            "omp_kind": ("static", "dynamic", "guided")},
-    default={"chunk": 4, "vec_bits": 256, "unroll": 2, "omp_kind": "static"},
+            "math": ("poly", "libm"), "omp_kind": ("static", "dynamic", "guided")},
+    default={"chunk": 4, "vec_bits": 256, "unroll": 2, "math": "poly", "omp_kind": "static"},
     omp={"kind": "omp_kind", "chunk": "chunk"},
 )
 
