@@ -57,10 +57,18 @@ def read(path):
         if kernel is None:
             _warn(f"{where} names unknown kernel {e.get('kernel')!r}; skipped")
             continue
-        if not kernel.space.legal(e["schedule"], e["workload"]):
+        schedule = e["schedule"]
+        # a file tuned before the space gained a parameter keeps its tuned values; the new
+        # parameter takes its default (the schedule the file's measurements ran)
+        added = [k for k in kernel.space.params if k not in schedule]
+        if added and set(schedule) < set(kernel.space.params):
+            schedule = {**{k: kernel.space.default[k] for k in added}, **schedule}
+        if not kernel.space.legal(schedule, e["workload"]):
             _warn(f"{where}: schedule {e['schedule']} is not legal for {kernel.name}; its default is used")
             continue
-        good.append((kernel.name, e["workload"], e["schedule"]))
+        if added:
+            _warn(f"{where}: schedule for {kernel.name} predates its parameter(s) {', '.join(added)}; their defaults are used")
+        good.append((kernel.name, e["workload"], schedule))
     return good
 
 

@@ -156,6 +156,15 @@ def test_a_module_path_loads_the_schedule_file_beside_it(tmp_path, fresh_schedul
     schedules.use(str(tmp_path / "elsewhere" / "modeling_y.py"))
 
 
+def test_a_schedule_written_before_a_parameter_existed_keeps_its_tuned_values(tmp_path, fresh_schedules):
+    new = next(iter(K.SPACE.params))
+    tuned = {k: v for k, v in dict(K.SPACE.default, unroll=4).items() if k != new}
+    workload = {"rows": 64, "n": 96, "dtype": "float32"}
+    with pytest.warns(schedules.ScheduleFileWarning, match=f"predates its parameter.*{new}"):
+        schedules.use(_schedule_file(tmp_path, [{"kernel": "rms_norm", "workload": workload, "schedule": tuned}]))
+    assert schedules.lookup(K.KERNEL, workload) == dict(tuned, **{new: K.SPACE.default[new]})
+
+
 def test_compiled_calls_are_counted_per_workload():
     import adopt_kernels
 
