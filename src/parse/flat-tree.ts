@@ -67,17 +67,23 @@ export class FlatTree implements ChildMaker {
 
   makeChildren(node: SyntaxNode, at: number): void {
     const d = this.data;
-    const kids: SyntaxNode[] = [];
-    let fields: (string | null)[] | null = null;
     const end = at + d[at * WORDS + 3];
-    for (let i = at + 1; i < end;) {
+    // Every tree is held to the end of the run: lists grown by push keep up to 16 spare slots
+    // each, which the collector then copies, so count first and allocate each list exactly.
+    let count = 0;
+    let withField = false;
+    for (let i = at + 1; i < end; i += d[i * WORDS + 3]) {
+      count++;
+      if ((d[i * WORDS] >>> 16) & 0xff) withField = true;
+    }
+    const kids = new Array<SyntaxNode>(count);
+    const fields = withField ? new Array<string | null>(count) : null;
+    for (let i = at + 1, k = 0; i < end; k++) {
       const w = i * WORDS;
       const head = d[w];
       const size = d[w + 3];
-      const fid = (head >>> 16) & 0xff;
-      if (fid && !fields) fields = new Array<string | null>(kids.length).fill(null);
-      if (fields) fields.push(fid ? this.fields[fid] : null);
-      kids.push(new SyntaxNode(this.types[head & 0xffff], ((head >>> 24) & NAMED) !== 0, d[w + 1], d[w + 2], node, this.text, size > 1 ? this : null, i));
+      if (fields) fields[k] = this.fields[(head >>> 16) & 0xff];
+      kids[k] = new SyntaxNode(this.types[head & 0xffff], ((head >>> 24) & NAMED) !== 0, d[w + 1], d[w + 2], node, this.text, size > 1 ? this : null, i);
       i += size;
     }
     SyntaxNode.setChildren(node, kids, fields);

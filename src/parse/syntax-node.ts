@@ -41,7 +41,7 @@ export class SyntaxNode {
     }
     return this._children;
   }
-  get namedChildren(): SyntaxNode[] { return (this._named ??= this.children.filter((c) => c.isNamed)); }
+  get namedChildren(): SyntaxNode[] { return (this._named ??= namedOf(this.children)); }
   get childCount(): number { return this.children.length; }
   child(i: number): SyntaxNode | null { return this.children[i] ?? null; }
   fieldNameForChild(i: number): string | null {
@@ -71,6 +71,19 @@ export class SyntaxNode {
 }
 
 const NO_CHILDREN: SyntaxNode[] = Object.freeze([]) as unknown as SyntaxNode[];
+
+/** The named ones of `kids`: `kids` itself when all are named (both lists are read-only), else an
+ *  exactly sized list, as trees are held to the end of a run. */
+function namedOf(kids: SyntaxNode[]): SyntaxNode[] {
+  let count = 0;
+  for (const c of kids) if (c.isNamed) count++;
+  if (count === kids.length) return kids;
+  if (count === 0) return NO_CHILDREN;
+  const out = new Array<SyntaxNode>(count);
+  let k = 0;
+  for (const c of kids) if (c.isNamed) out[k++] = c;
+  return out;
+}
 
 export function sameNode(a: SyntaxNode | null, b: SyntaxNode | null): boolean {
   return !!a && !!b && a.startIndex === b.startIndex && a.endIndex === b.endIndex && a.type === b.type;
