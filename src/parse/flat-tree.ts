@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { ScanNode } from './syntax-errors.js';
-import { SyntaxNode, type ChildMaker } from './syntax-node.js';
+import { SyntaxNode, type SourceTree } from './syntax-node.js';
 
 const require = createRequire(import.meta.url);
 
@@ -49,10 +49,10 @@ export class FlatParser {
   }
 }
 
-export class FlatTree implements ChildMaker {
+export class FlatTree implements SourceTree {
   constructor(
     private readonly data: Uint32Array,
-    private readonly text: string,
+    readonly text: string,
     private readonly types: string[],
     private readonly fields: (string | null)[],
   ) {}
@@ -62,31 +62,25 @@ export class FlatTree implements ChildMaker {
   /** The root as a SyntaxNode; its descendants are made as they are asked for. */
   root(): SyntaxNode {
     const d = this.data;
-    return new SyntaxNode(this.types[d[0] & 0xffff], (d[0] >>> 24 & NAMED) !== 0, d[1], d[2], null, this.text, d[3] > 1 ? this : null, 0);
+    return new SyntaxNode(this.types[d[0] & 0xffff], (d[0] >>> 24 & NAMED) !== 0, d[1], d[2], null, null, this, d[3] > 1, 0);
   }
 
   makeChildren(node: SyntaxNode, at: number): void {
     const d = this.data;
     const end = at + d[at * WORDS + 3];
-    // Every tree is held to the end of the run: lists grown by push keep up to 16 spare slots
-    // each, which the collector then copies, so count first and allocate each list exactly.
+    // Every tree is held to the end of the run: a list grown by push keeps up to 16 spare slots,
+    // which the collector then copies, so count first and allocate the list exactly.
     let count = 0;
-    let withField = false;
-    for (let i = at + 1; i < end; i += d[i * WORDS + 3]) {
-      count++;
-      if ((d[i * WORDS] >>> 16) & 0xff) withField = true;
-    }
+    for (let i = at + 1; i < end; i += d[i * WORDS + 3]) count++;
     const kids = new Array<SyntaxNode>(count);
-    const fields = withField ? new Array<string | null>(count) : null;
     for (let i = at + 1, k = 0; i < end; k++) {
       const w = i * WORDS;
       const head = d[w];
       const size = d[w + 3];
-      if (fields) fields[k] = this.fields[(head >>> 16) & 0xff];
-      kids[k] = new SyntaxNode(this.types[head & 0xffff], ((head >>> 24) & NAMED) !== 0, d[w + 1], d[w + 2], node, this.text, size > 1 ? this : null, i);
+      kids[k] = new SyntaxNode(this.types[head & 0xffff], ((head >>> 24) & NAMED) !== 0, d[w + 1], d[w + 2], node, this.fields[(head >>> 16) & 0xff], this, size > 1, i);
       i += size;
     }
-    SyntaxNode.setChildren(node, kids, fields);
+    SyntaxNode.setChildren(node, kids);
   }
 
   /** The top-level nodes: ranges and whether each is a comment. */
