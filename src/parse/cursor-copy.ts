@@ -2,12 +2,14 @@
 // into native code per node. Used when the native walk (flat-tree.ts) is not built or is turned
 // off; both give the same tree.
 import type Parser from 'tree-sitter';
-import { SyntaxNode, type SourceTree } from './syntax-node.js';
+import { NodeKinds, SyntaxNode, type SourceTree } from './syntax-node.js';
 
 // Type and field names by id, read from native code once per id.
 const typeNames: string[] = [];
 const typeNamed: boolean[] = [];
 const fieldNames: (string | null)[] = [];
+/** Kinds by type id and field id (type id + 65536 × field id). */
+const kinds = new NodeKinds();
 
 type NodeTypeInfo = { type: string; named: boolean; fields?: Record<string, unknown> }[];
 
@@ -73,14 +75,15 @@ function copyChildren(cursor: Parser.TreeCursor, top: SyntaxNode, tree: SourceTr
     const shape = clean ? shapes[tid] : Shape.Any;
     const start = cursor.startIndex;
     let field: string | null = null;
-    const fid = fields ? cursor.currentFieldId : 0;
+    const fid = (fields && cursor.currentFieldId) || 0; // undefined where the node has no field
     if (fid) {
       field = fieldNames[fid] as string | null;
       if (field === undefined) field = fieldNames[fid] = cursor.currentFieldName;
     }
     const end = shape === Shape.Literal ? start + type.length : cursor.endIndex;
     const defer = deferBodies && type === 'block' && parent.type === 'function_definition';
-    const node = new SyntaxNode(type, typeNamed[tid], start, end, parent, field, defer ? new DeferredBody(cursor.currentNode, tree) : tree, defer);
+    const kind = kinds.get(tid + 65536 * fid, type, typeNamed[tid], field);
+    const node = new SyntaxNode(kind, start, end, parent, defer ? new DeferredBody(cursor.currentNode, tree) : tree, defer);
     SyntaxNode.add(parent, node);
     if (!defer && shape === Shape.Any && cursor.gotoFirstChild()) { parent = node; fields = !fieldless.has(type); continue; }
     while (!cursor.gotoNextSibling()) {
@@ -97,7 +100,8 @@ export function copyTree(tree: Parser.Tree, text: string, nodeTypes: NodeTypeInf
   if (!fieldless.size) fieldless = fieldlessTypes(nodeTypes);
   const cursor = tree.walk();
   const copied = new CopiedTree(text);
-  const root = new SyntaxNode(cursor.nodeType, cursor.nodeIsNamed, cursor.startIndex, cursor.endIndex, null, null, copied, false);
+  const kind = { type: cursor.nodeType, isNamed: cursor.nodeIsNamed, field: null };
+  const root = new SyntaxNode(kind, cursor.startIndex, cursor.endIndex, null, copied, false);
   copyChildren(cursor, root, copied, true, !tree.rootNode.hasError);
   return root;
 }

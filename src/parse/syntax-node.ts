@@ -9,12 +9,30 @@ export interface SourceTree {
   makeChildren(node: SyntaxNode, at: number): void;
 }
 
+/** What a node is, shared by every node of one type in one field: the type, whether it is
+ *  named, and the field name it has in its parent. */
+export interface NodeKind {
+  readonly type: string;
+  readonly isNamed: boolean;
+  readonly field: string | null;
+}
+
+/** The kinds met so far, by a key the front end computes from the type's and field's ids. */
+export class NodeKinds {
+  private readonly byKey = new Map<number, NodeKind>();
+  get(key: number, type: string, isNamed: boolean, field: string | null): NodeKind {
+    let kind = this.byKey.get(key);
+    if (!kind) this.byKey.set(key, (kind = { type, isNamed, field }));
+    return kind;
+  }
+}
+
 /**
  * A syntax tree node in plain JavaScript. tree-sitter's Node.js nodes cross into native code on
  * every property access and are re-created on every walk, while the analysis reads each node
  * many times (helpers are inlined once per call site), so the tree is held in JavaScript. Every
- * tree read is held to the end of a run, so a node keeps few fields: its field name is its own
- * (not a list on the parent), and the tree holds the text.
+ * tree read is held to the end of a run, so a node keeps few fields: its type, named flag and
+ * field name are one shared kind, and the tree holds the text.
  */
 export class SyntaxNode {
   /** UNMADE until the tree makes them; leaves share one empty list. */
@@ -22,13 +40,10 @@ export class SyntaxNode {
   private _named?: SyntaxNode[];
 
   constructor(
-    readonly type: string,
-    readonly isNamed: boolean,
+    private readonly kind: NodeKind,
     readonly startIndex: number,
     readonly endIndex: number,
     readonly parent: SyntaxNode | null,
-    /** The field name this node has in its parent. */
-    readonly field: string | null,
     private readonly tree: SourceTree,
     /** Whether the tree makes the children on first use (else they are added, or there are none). */
     deferred: boolean,
@@ -37,6 +52,10 @@ export class SyntaxNode {
     this._children = deferred ? UNMADE : NO_CHILDREN;
   }
 
+  get type(): string { return this.kind.type; }
+  get isNamed(): boolean { return this.kind.isNamed; }
+  /** The field name this node has in its parent. */
+  get field(): string | null { return this.kind.field; }
   get text(): string { return this.tree.text.slice(this.startIndex, this.endIndex); }
   get children(): SyntaxNode[] {
     if (this._children === UNMADE) {
