@@ -3,7 +3,7 @@
 // and is renamed onto it. What a failure means is the caller's to say (an error for the user, a
 // message in a list, nothing for a cache): these functions throw, always with the temporary
 // file removed. Depends on nothing of adopt's, so any layer may use it.
-import { chmodSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /** The temporary file beside `target`: hidden, and named by the process, so that two processes
@@ -17,12 +17,18 @@ export function discard(tmp: string): void {
   try { rmSync(tmp, { force: true }); } catch { /* not removable: nothing more to undo */ }
 }
 
-/** Writes `text` to the temporary file beside `target` (with permission bits `mode`, when given)
- *  and returns its path, for `commit`; on failure, throws with it removed. */
-export function stage(target: string, text: string, mode?: number): string {
+/** Writes `text` (one string, or pieces written as they come) to the temporary file beside
+ *  `target` (with permission bits `mode`, when given) and returns its path, for `commit`; on
+ *  failure, throws with it removed. */
+export function stage(target: string, text: string | Iterable<string>, mode?: number): string {
   const tmp = tempBeside(target);
   try {
-    writeFileSync(tmp, text);
+    const fd = openSync(tmp, 'w');
+    try {
+      for (const piece of typeof text === 'string' ? [text] : text) writeSync(fd, piece);
+    } finally {
+      closeSync(fd);
+    }
     if (mode !== undefined) chmodSync(tmp, mode);
   } catch (e) {
     discard(tmp);
@@ -43,6 +49,6 @@ export function commit(tmp: string, target: string): void {
 }
 
 /** `stage` then `commit`: the whole write of one file. */
-export function writeAtomically(target: string, text: string, mode?: number): void {
+export function writeAtomically(target: string, text: string | Iterable<string>, mode?: number): void {
   commit(stage(target, text, mode), target);
 }

@@ -14,7 +14,8 @@ import { field, paramNames, type FuncDef } from './symbols.js';
 export { LIMITS, exprText, isTorchScript, sameExpr } from './lower-support.js';
 
 /** A block's statements without comments, listed once: a helper's body is lowered again at
- *  every call site it is inlined into. Only read. */
+ *  every call site it is inlined into. Only read. Only blocks that hold a comment are listed
+ *  here: the others' statements are their named children as they are. */
 const blockStatements = new WeakMap<SyntaxNode, SyntaxNode[]>();
 
 export class MethodLowerer extends CallLowerer {
@@ -54,8 +55,10 @@ export class MethodLowerer extends CallLowerer {
 
   protected block(node: SyntaxNode | null): Flow {
     if (!node) return { terminal: null };
+    const named = node.namedChildren;
+    if (named.every(notComment)) return this.stmts(named, 0);
     let list = blockStatements.get(node);
-    if (!list) blockStatements.set(node, (list = node.namedChildren.filter(notComment)));
+    if (!list) blockStatements.set(node, (list = named.filter(notComment)));
     return this.stmts(list, 0);
   }
 

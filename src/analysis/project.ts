@@ -17,6 +17,8 @@ export interface FileUnit {
   isPackage: boolean;
   parsed?: ParsedFile;
   symbols?: FileSymbols;
+  /** Set once a read was tried and failed (the reason is in diagnostics). */
+  unreadable?: true;
   diagnostics: Diagnostic[];
 }
 
@@ -74,9 +76,10 @@ export class Project {
 
   /** Reads, parses and indexes a file once. Returns undefined when it cannot be read. */
   load(unit: FileUnit): FileSymbols | undefined {
-    if (unit.symbols || unit.parsed) return unit.symbols;
+    if (unit.symbols || unit.parsed || unit.unreadable) return unit.symbols;
     const read = readSource(unit.abs, this.maxBytes);
     if (!read.ok) {
+      unit.unreadable = true;
       unit.diagnostics.push({ ...read.diagnostic, file: unit.path });
       return undefined;
     }

@@ -1,12 +1,12 @@
 // bench:explain — `adopt explain` over the 199 HF modeling files: every file analysed without a
 // crash, per-file counts, and the CPU time of `explain --json` as a multiple of tree-sitter's
 // parse-only time of the same files (the floor), both measured in this run.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { devNull } from 'node:os';
 import type { FileIR, Stmt } from '../dsl/ir.js';
 import { analyse } from '../pipeline/index.js';
-import { programJson } from '../dsl/print.js';
+import { programJsonChunks } from '../dsl/print.js';
 import { ensureTransformers, hf199Files } from './corpus.js';
 import { round } from './format.js';
 import { measure, parseFloor, ratioLine, ratioSummary } from './parse-floor.js';
@@ -49,7 +49,10 @@ async function main(): Promise<void> {
   let failed = 0;
   const { value: program, cost } = measure(() => {
     const program = analyse(files.map((f) => f.file), { root: pkg });
-    writeFileSync(devNull, programJson(program));
+    // written as `explain --json -o FILE` writes it, piece by piece
+    const fd = openSync(devNull, 'w');
+    for (const piece of programJsonChunks(program)) writeSync(fd, piece);
+    closeSync(fd);
     return program;
   });
   program.files.forEach((f, i) => {

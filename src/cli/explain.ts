@@ -1,6 +1,6 @@
 import { formatDiagnostic } from '../diag.js';
 import { maxFileSizeBytes } from '../parse/limits.js';
-import { printProgram, programJson } from '../dsl/print.js';
+import { printProgram, programJsonChunks } from '../dsl/print.js';
 import { analyse, inputErrors, isEmptyProgram } from '../pipeline/index.js';
 import { writeOutput } from './output.js';
 import { exitCode, NOTHING_TO_ANALYSE } from './policy.js';
@@ -12,7 +12,7 @@ export function explainCommand(paths: string[], opts: ExplainOptions): number {
   for (const f of program.files) {
     for (const d of f.diagnostics) if (d.severity !== 'note' || program.files.length === 1) process.stderr.write(`${formatDiagnostic(d)}\n`);
   }
-  writeOutput(opts.output, opts.json ? programJson(program) : printProgram(program));
+  writeOutput(opts.output, opts.json ? programJsonChunks(program) : printProgram(program));
   const empty = isEmptyProgram(program);
   if (empty) process.stderr.write(NOTHING_TO_ANALYSE);
   return exitCode({ inputErrors: [...inputErrors(program).values()].filter(Boolean).length, empty });

@@ -2,12 +2,14 @@
 // into native code per node. Used when the native walk (flat-tree.ts) is not built or is turned
 // off; both give the same tree.
 import type Parser from 'tree-sitter';
-import { SyntaxNode, type ChildMaker } from './syntax-node.js';
+import { NodeKinds, SyntaxNode, type SourceTree } from './syntax-node.js';
 
 // Type and field names by id, read from native code once per id.
 const typeNames: string[] = [];
 const typeNamed: boolean[] = [];
 const fieldNames: (string | null)[] = [];
+/** Kinds by type id and field id (type id + 65536 × field id). */
+const kinds = new NodeKinds();
 
 type NodeTypeInfo = { type: string; named: boolean; fields?: Record<string, unknown> }[];
 
@@ -36,18 +38,29 @@ function shapeOf(type: string, named: boolean): Shape {
   return NAMED_TOKENS.has(type) ? Shape.Token : Shape.Any;
 }
 
-/** A function body left for later: copied from its tree-sitter node on first use. */
-class DeferredBody implements ChildMaker {
-  constructor(private readonly raw: Parser.SyntaxNode, private readonly text: string) {}
+/** The text of a copied tree; its nodes' children are all copied up front. */
+class CopiedTree implements SourceTree {
+  constructor(readonly text: string) {}
+  makeChildren(): void {}
+}
+
+/** A function body left for later: copied from its tree-sitter node on first use (which then
+ *  lets tree-sitter's tree go). */
+class DeferredBody implements SourceTree {
+  constructor(private raw: Parser.SyntaxNode | null, private readonly tree: SourceTree) {}
+  get text(): string { return this.tree.text; }
   makeChildren(node: SyntaxNode): void {
-    copyChildren(this.raw.walk(), node, this.text, false, !this.raw.hasError);
+    const raw = this.raw;
+    if (!raw) return;
+    this.raw = null;
+    copyChildren(raw.walk(), node, this.tree, false, !raw.hasError);
   }
 }
 
 /** Copies the subtree under the cursor's current node into `top` (iteratively: generated files
  *  can nest deeper than the JS stack). With `deferBodies`, function bodies are left for later.
  *  `clean`: the subtree has no syntax errors, so token shapes can be trusted. */
-function copyChildren(cursor: Parser.TreeCursor, top: SyntaxNode, text: string, deferBodies: boolean, clean: boolean): void {
+function copyChildren(cursor: Parser.TreeCursor, top: SyntaxNode, tree: SourceTree, deferBodies: boolean, clean: boolean): void {
   if (!cursor.gotoFirstChild()) return;
   let parent = top;
   let fields = !fieldless.has(top.type);
@@ -61,16 +74,18 @@ function copyChildren(cursor: Parser.TreeCursor, top: SyntaxNode, text: string, 
     }
     const shape = clean ? shapes[tid] : Shape.Any;
     const start = cursor.startIndex;
-    const node = new SyntaxNode(type, typeNamed[tid], start, shape === Shape.Literal ? start + type.length : cursor.endIndex, parent, text);
     let field: string | null = null;
-    const fid = fields ? cursor.currentFieldId : 0;
+    const fid = (fields && cursor.currentFieldId) || 0; // undefined where the node has no field
     if (fid) {
       field = fieldNames[fid] as string | null;
       if (field === undefined) field = fieldNames[fid] = cursor.currentFieldName;
     }
-    SyntaxNode.add(parent, node, field);
-    if (deferBodies && type === 'block' && parent.type === 'function_definition') SyntaxNode.defer(node, new DeferredBody(cursor.currentNode, text));
-    else if (shape === Shape.Any && cursor.gotoFirstChild()) { parent = node; fields = !fieldless.has(type); continue; }
+    const end = shape === Shape.Literal ? start + type.length : cursor.endIndex;
+    const defer = deferBodies && type === 'block' && parent.type === 'function_definition';
+    const kind = kinds.get(tid + 65536 * fid, type, typeNamed[tid], field);
+    const node = new SyntaxNode(kind, start, end, parent, defer ? new DeferredBody(cursor.currentNode, tree) : tree, defer);
+    SyntaxNode.add(parent, node);
+    if (!defer && shape === Shape.Any && cursor.gotoFirstChild()) { parent = node; fields = !fieldless.has(type); continue; }
     while (!cursor.gotoNextSibling()) {
       if (!cursor.gotoParent() || parent === top) return;
       parent = parent.parent!;
@@ -84,7 +99,9 @@ function copyChildren(cursor: Parser.TreeCursor, top: SyntaxNode, text: string, 
 export function copyTree(tree: Parser.Tree, text: string, nodeTypes: NodeTypeInfo): SyntaxNode {
   if (!fieldless.size) fieldless = fieldlessTypes(nodeTypes);
   const cursor = tree.walk();
-  const root = new SyntaxNode(cursor.nodeType, cursor.nodeIsNamed, cursor.startIndex, cursor.endIndex, null, text);
-  copyChildren(cursor, root, text, true, !tree.rootNode.hasError);
+  const copied = new CopiedTree(text);
+  const kind = { type: cursor.nodeType, isNamed: cursor.nodeIsNamed, field: null };
+  const root = new SyntaxNode(kind, cursor.startIndex, cursor.endIndex, null, copied, false);
+  copyChildren(cursor, root, copied, true, !tree.rootNode.hasError);
   return root;
 }

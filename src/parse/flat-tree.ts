@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { ScanNode } from './syntax-errors.js';
-import { SyntaxNode, type ChildMaker } from './syntax-node.js';
+import { NodeKinds, SyntaxNode, type NodeKind, type SourceTree } from './syntax-node.js';
 
 const require = createRequire(import.meta.url);
 
@@ -32,10 +32,14 @@ const WORDS = 4;
 const NAMED = 1;
 const MISSING = 2;
 const HAS_ERROR = 4;
+/** The bits of a record's first word that make its kind: symbol, field, named flag. */
+const KIND_BITS = 0x01ffffff;
+const FIELD_BITS = 0xff << 16;
 
 export class FlatParser {
   private readonly types: string[];
   private readonly fields: (string | null)[];
+  private readonly kinds = new NodeKinds();
 
   constructor(private readonly addon: Addon) {
     ({ types: this.types, fields: this.fields } = addon.names());
@@ -43,47 +47,53 @@ export class FlatParser {
 
   /** The whole tree of `text`. */
   parse(text: string): FlatTree {
-    return new FlatTree(this.addon.parse(text), text, this.types, this.fields);
+    return new FlatTree(this.addon.parse(text), text, this.types, this.fields, this.kinds);
   }
 
   /** The root and the nodes down to `depth` levels below it (their ranges and flags only). */
   shallow(text: string, depth: number): FlatTree {
-    return new FlatTree(this.addon.parse(text, depth), text, this.types, this.fields);
+    return new FlatTree(this.addon.parse(text, depth), text, this.types, this.fields, this.kinds);
   }
 }
 
-export class FlatTree implements ChildMaker {
+export class FlatTree implements SourceTree {
   constructor(
     private readonly data: Uint32Array,
-    private readonly text: string,
+    readonly text: string,
     private readonly types: string[],
     private readonly fields: (string | null)[],
+    private readonly kinds: NodeKinds,
   ) {}
+
+  /** The kind of the record whose first word is `head`: its symbol, field and named flag. */
+  private kind(head: number): NodeKind {
+    return this.kinds.get(head & KIND_BITS, this.types[head & 0xffff], ((head >>> 24) & NAMED) !== 0, this.fields[(head >>> 16) & 0xff]);
+  }
 
   get hasError(): boolean { return ((this.data[0] >>> 24) & HAS_ERROR) !== 0; }
 
   /** The root as a SyntaxNode; its descendants are made as they are asked for. */
   root(): SyntaxNode {
     const d = this.data;
-    return new SyntaxNode(this.types[d[0] & 0xffff], (d[0] >>> 24 & NAMED) !== 0, d[1], d[2], null, this.text, d[3] > 1 ? this : null, 0);
+    return new SyntaxNode(this.kind(d[0] & ~FIELD_BITS), d[1], d[2], null, this, d[3] > 1, 0);
   }
 
   makeChildren(node: SyntaxNode, at: number): void {
     const d = this.data;
-    const kids: SyntaxNode[] = [];
-    let fields: (string | null)[] | null = null;
     const end = at + d[at * WORDS + 3];
-    for (let i = at + 1; i < end;) {
+    // Every tree is held to the end of the run: a list grown by push keeps up to 16 spare slots,
+    // which the collector then copies, so count first and allocate the list exactly.
+    let count = 0;
+    for (let i = at + 1; i < end; i += d[i * WORDS + 3]) count++;
+    const kids = new Array<SyntaxNode>(count);
+    for (let i = at + 1, k = 0; i < end; k++) {
       const w = i * WORDS;
       const head = d[w];
       const size = d[w + 3];
-      const fid = (head >>> 16) & 0xff;
-      if (fid && !fields) fields = new Array<string | null>(kids.length).fill(null);
-      if (fields) fields.push(fid ? this.fields[fid] : null);
-      kids.push(new SyntaxNode(this.types[head & 0xffff], ((head >>> 24) & NAMED) !== 0, d[w + 1], d[w + 2], node, this.text, size > 1 ? this : null, i));
+      kids[k] = new SyntaxNode(this.kind(head), d[w + 1], d[w + 2], node, this, size > 1, i);
       i += size;
     }
-    SyntaxNode.setChildren(node, kids, fields);
+    SyntaxNode.setChildren(node, kids);
   }
 
   /** The top-level nodes: ranges and whether each is a comment. */

@@ -2,75 +2,103 @@
 // use by whichever front end parsed the file (the flat records of the native walk, or a copy
 // through tree-sitter's cursor).
 
-/** Makes a node's children when they are first asked for. `at` is what the maker gave the node
- *  (a record index, or nothing). */
-export interface ChildMaker {
+/** The text a tree was parsed from, and the maker of a node's children when they are first
+ *  asked for. `at` is what the maker gave the node (a record index, or nothing). */
+export interface SourceTree {
+  readonly text: string;
   makeChildren(node: SyntaxNode, at: number): void;
+}
+
+/** What a node is, shared by every node of one type in one field: the type, whether it is
+ *  named, and the field name it has in its parent. */
+export interface NodeKind {
+  readonly type: string;
+  readonly isNamed: boolean;
+  readonly field: string | null;
+}
+
+/** The kinds met so far, by a key the front end computes from the type's and field's ids. */
+export class NodeKinds {
+  private readonly byKey = new Map<number, NodeKind>();
+  get(key: number, type: string, isNamed: boolean, field: string | null): NodeKind {
+    let kind = this.byKey.get(key);
+    if (!kind) this.byKey.set(key, (kind = { type, isNamed, field }));
+    return kind;
+  }
 }
 
 /**
  * A syntax tree node in plain JavaScript. tree-sitter's Node.js nodes cross into native code on
  * every property access and are re-created on every walk, while the analysis reads each node
- * many times (helpers are inlined once per call site), so the tree is held in JavaScript.
+ * many times (helpers are inlined once per call site), so the tree is held in JavaScript. Every
+ * tree read is held to the end of a run, so a node keeps few fields: its type, named flag and
+ * field name are one shared kind, and the tree holds the text.
  */
 export class SyntaxNode {
-  /** Leaves share one empty list; a node's own list is made when its first child is added. */
-  private _children: SyntaxNode[] = NO_CHILDREN;
-  /** Field name of each child, when any child has one. */
-  private _fields: (string | null)[] | null = null;
+  /** UNMADE until the tree makes them; leaves share one empty list. */
+  private _children: SyntaxNode[];
   private _named?: SyntaxNode[];
 
   constructor(
-    readonly type: string,
-    readonly isNamed: boolean,
+    private readonly kind: NodeKind,
     readonly startIndex: number,
     readonly endIndex: number,
     readonly parent: SyntaxNode | null,
-    private readonly source: string,
-    /** Makes the children on first use; null once they are made (or when there are none). */
-    private maker: ChildMaker | null = null,
+    private readonly tree: SourceTree,
+    /** Whether the tree makes the children on first use (else they are added, or there are none). */
+    deferred: boolean,
     private readonly at = 0,
-  ) {}
+  ) {
+    this._children = deferred ? UNMADE : NO_CHILDREN;
+  }
 
-  get text(): string { return this.source.slice(this.startIndex, this.endIndex); }
+  get type(): string { return this.kind.type; }
+  get isNamed(): boolean { return this.kind.isNamed; }
+  /** The field name this node has in its parent. */
+  get field(): string | null { return this.kind.field; }
+  get text(): string { return this.tree.text.slice(this.startIndex, this.endIndex); }
   get children(): SyntaxNode[] {
-    if (this.maker) {
-      const maker = this.maker;
-      this.maker = null;
-      maker.makeChildren(this, this.at);
+    if (this._children === UNMADE) {
+      this._children = NO_CHILDREN;
+      this.tree.makeChildren(this, this.at);
     }
     return this._children;
   }
-  get namedChildren(): SyntaxNode[] { return (this._named ??= this.children.filter((c) => c.isNamed)); }
+  get namedChildren(): SyntaxNode[] { return (this._named ??= namedOf(this.children)); }
   get childCount(): number { return this.children.length; }
   child(i: number): SyntaxNode | null { return this.children[i] ?? null; }
-  fieldNameForChild(i: number): string | null {
-    const kids = this.children;
-    return (this._fields && i < kids.length ? this._fields[i] : null) ?? null;
-  }
+  fieldNameForChild(i: number): string | null { return this.children[i]?.field ?? null; }
   childForFieldName(name: string): SyntaxNode | null {
-    const kids = this.children;
-    const i = this._fields ? this._fields.indexOf(name) : -1;
-    return i >= 0 ? kids[i] : null;
+    for (const c of this.children) if (c.field === name) return c;
+    return null;
   }
 
   /** @internal used while copying: appends one child */
-  static add(parent: SyntaxNode, child: SyntaxNode, field: string | null): void {
+  static add(parent: SyntaxNode, child: SyntaxNode): void {
     if (parent._children === NO_CHILDREN) parent._children = [];
-    if (field && !parent._fields) parent._fields = new Array(parent._children.length).fill(null);
-    if (parent._fields) parent._fields.push(field);
     parent._children.push(child);
   }
-  /** @internal sets every child at once (`fields` null when none has a field name) */
-  static setChildren(parent: SyntaxNode, children: SyntaxNode[], fields: (string | null)[] | null): void {
+  /** @internal sets every child at once */
+  static setChildren(parent: SyntaxNode, children: SyntaxNode[]): void {
     parent._children = children;
-    parent._fields = fields;
   }
-  /** @internal leaves the children to `maker`, on first use */
-  static defer(node: SyntaxNode, maker: ChildMaker): void { node.maker = maker; }
 }
 
 const NO_CHILDREN: SyntaxNode[] = Object.freeze([]) as unknown as SyntaxNode[];
+const UNMADE: SyntaxNode[] = Object.freeze([]) as unknown as SyntaxNode[];
+
+/** The named ones of `kids`: `kids` itself when all are named (both lists are read-only), else an
+ *  exactly sized list, as trees are held to the end of a run. */
+function namedOf(kids: SyntaxNode[]): SyntaxNode[] {
+  let count = 0;
+  for (const c of kids) if (c.isNamed) count++;
+  if (count === kids.length) return kids;
+  if (count === 0) return NO_CHILDREN;
+  const out = new Array<SyntaxNode>(count);
+  let k = 0;
+  for (const c of kids) if (c.isNamed) out[k++] = c;
+  return out;
+}
 
 export function sameNode(a: SyntaxNode | null, b: SyntaxNode | null): boolean {
   return !!a && !!b && a.startIndex === b.startIndex && a.endIndex === b.endIndex && a.type === b.type;

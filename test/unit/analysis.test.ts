@@ -309,3 +309,21 @@ describe('in-place tensor methods', () => {
     expect(sm.args[0]).toEqual(ssa(fill));
   });
 });
+
+describe('targets read once', () => {
+  it('a target that cannot be read says so once, also when another target imports it', () => {
+    const dir = tempProject({
+      'pkg/__init__.py': '',
+      'pkg/a.py': 'import torch\nfrom pkg.b import helper\nclass A(torch.nn.Module):\n    def forward(self, x):\n        return helper(x)\n',
+      'pkg/b.py': Buffer.from('def helper(x):\n    return "\xff"\n', 'latin1'),
+    });
+    const { program } = analyzePaths([join(dir, 'pkg/a.py'), join(dir, 'pkg/b.py')], { root: dir });
+    const [a, b] = program.files;
+    expect(a.modules.map((m) => m.name)).toEqual(['A']);
+    expect(b.diagnostics.filter((d) => d.code === 'encoding')).toHaveLength(1);
+    // each read of an unreadable file adds its reason: loaded twice, it would be listed twice
+    const { program: again } = analyzePaths([join(dir, 'pkg/b.py'), join(dir, 'pkg/b.py')], { root: dir });
+    expect(again.files).toHaveLength(2);
+    for (const f of again.files) expect(f.diagnostics.filter((d) => d.code === 'encoding')).toHaveLength(1);
+  });
+});
