@@ -12,8 +12,8 @@ from test_attention import eager_attention, qkv
 @pytest.mark.parametrize("is_causal", [False, True])
 @pytest.mark.parametrize("scale", [1.0, 0.3])
 def test_learned_bias_runs_the_compiled_softmax(bias_batch, is_causal, scale):
-    # the blocked kernel gives no mask gradient: a bias that needs one goes through the compiled
-    # masked softmax between two BLAS products, and its gradient is summed over the batch
+    # the blocked kernel gives no mask gradient: a bias that needs one is added to the BLAS
+    # product before the compiled softmax, and its gradient is summed over the batch
     q, k, v = qkv(2, 3, 7, 7, 5, torch.float32)
     bias = torch.randn(bias_batch, 3, 7, 7)
     before = _dispatch.CALLS["softmax"]
