@@ -9,7 +9,7 @@ move over its time, as a fraction of that copy's bandwidth. Both sides use the s
 threads, the machine's core count unless ``--threads`` says otherwise.
 
 Usage: python -m adopt_harness.kernels_bench [--kernels a,b] [--threads N] [--repeats 7]
-       [--sample 8] [--workloads 2] [--json OUT]
+       [--sample 8] [--workloads 2] [--clock wall|cpu] [--json OUT]
 Ends with one JSON line.
 """
 
@@ -27,13 +27,18 @@ from adopt_kernels import registry
 from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
 
 
-def _time(fn):
-    t = time.perf_counter()
+# wall time, or the process's CPU time: with one thread on an oversubscribed machine the latter
+# counts the work done, not the time slices other processes took
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _time(fn, clock):
+    t = clock()
     fn()
-    return time.perf_counter() - t
+    return clock() - t
 
 
-def interleaved(variants, repeats, warmup=1):
+def interleaved(variants, repeats, warmup=1, clock=time.perf_counter):
     """Median seconds per variant, timed round-robin so drift hits them alike."""
     for _ in range(warmup):
         for fn in variants.values():
@@ -41,18 +46,18 @@ def interleaved(variants, repeats, warmup=1):
     times = {k: [] for k in variants}
     for _ in range(repeats):
         for k, fn in variants.items():
-            times[k].append(_time(fn))
+            times[k].append(_time(fn, clock))
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def copy_bandwidth(repeats, nbytes=256 << 20):
+def copy_bandwidth(repeats, nbytes=256 << 20, clock=time.perf_counter):
     src = torch.ones(nbytes // 4)
     dst = torch.empty_like(src)
-    t = interleaved({"copy": lambda: dst.copy_(src)}, repeats)["copy"]
+    t = interleaved({"copy": lambda: dst.copy_(src)}, repeats, clock=clock)["copy"]
     return 2 * nbytes / t
 
 
-def best_schedule(kernel, workload, run, check, sample, seed=0):
+def best_schedule(kernel, workload, run, check, sample, seed=0, clock=time.perf_counter):
     """The fastest of the default and ``sample`` random legal schedules that pass the check."""
     rng = random.Random(seed)
     candidates = [dict(kernel.space.default)]
@@ -70,25 +75,26 @@ def best_schedule(kernel, workload, run, check, sample, seed=0):
             print(f"  {kernel.name} {s}: rejected ({type(e).__name__}: {str(e).splitlines()[0][:100]})", file=sys.stderr)
             continue
         timed[tuple(sorted(s.items()))] = s
-    medians = interleaved({k: (lambda s=s: run(s)) for k, s in timed.items()}, 3)
+    medians = interleaved({k: (lambda s=s: run(s)) for k, s in timed.items()}, 3, clock=clock)
     return timed[min(medians, key=medians.get)]
 
 
 def bench_workload(kernel, workload, args, copy_bw):
     run, eager, check = kernel.make_case(workload, seed=0)
     check(run(None))
-    best = best_schedule(kernel, workload, run, check, args.sample)
+    clock = CLOCKS[args.clock]
+    best = best_schedule(kernel, workload, run, check, args.sample, clock=clock)
     default = dict(kernel.space.default)
     fwd = interleaved({
         "eager": lambda: eager(False),
         "default": lambda: run(default, False),
         "best": lambda: run(best, False),
-    }, args.repeats)
+    }, args.repeats, clock=clock)
     both = interleaved({
         "eager": lambda: eager(True),
         "default": lambda: run(default, True),
         "best": lambda: run(best, True),
-    }, args.repeats)
+    }, args.repeats, clock=clock)
     bw = kernel.bytes_moved(workload) / fwd["best"] / copy_bw if kernel.bytes_moved else None
     return {
         "workload": workload,
@@ -112,6 +118,8 @@ def main(argv=None):
     p.add_argument("--sample", type=int, default=6, help="random schedules tried besides the default")
     p.add_argument("--workloads", type=int, default=2, help="example workloads per kernel")
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                   help="cpu: the process's CPU time (meaningful with --threads 1 on a busy machine)")
     p.add_argument("--json", default="")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -120,8 +128,8 @@ def main(argv=None):
     if unknown:
         print(f"adopt bench:kernels: unknown kernel(s) {', '.join(unknown)}; known: {', '.join(sorted(registry.KERNELS))}", file=sys.stderr)
         return 2
-    copy_bw = copy_bandwidth(args.repeats)
-    print(f"threads {args.threads} (eager and kernels alike); copy bandwidth {copy_bw / 1e9:.1f} GB/s")
+    copy_bw = copy_bandwidth(args.repeats, clock=CLOCKS[args.clock])
+    print(f"threads {args.threads} (eager and kernels alike), {args.clock} clock; copy bandwidth {copy_bw / 1e9:.1f} GB/s")
     print(f"{'kernel':<18} {'workload':<34} {'eager fwd':>9} {'ours':>8} {'x fwd':>6} {'eager f+b':>9} {'ours':>8} {'x f+b':>6} {'x dflt':>6} {'bw':>5}")
     results = {}
     for name in names:
@@ -141,7 +149,7 @@ def main(argv=None):
             "speedup_default": med("speedup_default"), "bw_fraction": med("bw_fraction"), "workloads": rows,
         }
     summary = {
-        "threads": args.threads, "dtype": args.dtype, "copy_gbps": copy_bw / 1e9,
+        "threads": args.threads, "clock": args.clock, "dtype": args.dtype, "copy_gbps": copy_bw / 1e9,
         "median_speedup_fwdbwd": statistics.median(r["speedup_fwdbwd"] for r in results.values()) if results else None,
         "kernels": {k: {kk: v for kk, v in r.items() if kk != "workloads"} for k, r in results.items()},
     }

@@ -132,8 +132,11 @@ class T5LayerNorm(nn.Module):
 def test_matches_t5_layer_norm(dtype, shape):
     norm = T5LayerNorm(shape[-1], 1e-6, dtype)
     x = torch.randn(shape, dtype=dtype) * 3
+    before = _dispatch.CALLS["rms_norm"]
     _, out = compare(lambda x, m: m(x), lambda x, m: ak.rms_norm_variance_fp32(x, m.weight, m.variance_epsilon), [x], [norm], dtype=dtype)
     assert out[0].dtype == dtype
+    # float32 input and weight: the LLaMA form exactly, run by the compiled kernel
+    assert (_dispatch.CALLS["rms_norm"] > before) == (dtype == torch.float32)
 
 
 def test_t5_half_input_with_float32_weight_stays_float32_like_the_original():

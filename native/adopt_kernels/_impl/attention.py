@@ -284,6 +284,36 @@ def _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropo
     return out if out is None or q.dim() == 4 else out.squeeze(0)
 
 
+def _compiled_scores(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p, training):
+    """The scores in BLAS with the scale and mask added in place, the compiled softmax (causal
+    folded in), then the values in BLAS: for a float32 CPU call whose additive mask takes a
+    gradient (T5's learned position bias), which the blocked kernel does not produce; None
+    elsewhere.
+
+    Adding in place to the product, which nothing else reads, is what T5 itself does: autograd's
+    add hands the mask the scores' gradient without a copy (the masked softmax kernel writes a
+    second gradient array for the mask, measured 14% slower over the whole attention at 512)."""
+    if fills or bias is not None or isinstance(scale, torch.Tensor) or softmax_dtype not in (None, torch.float32):
+        return None
+    if mask is None or not mask.requires_grad or not torch.is_grad_enabled() or mask.dtype != torch.float32:
+        return None
+    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in (q, k, v)):
+        return None
+    from ..kernels import softmax as kernel
+
+    scores = torch.matmul(q, k.transpose(-2, -1))
+    if not kernel.supported(scores, None, is_causal) or torch.broadcast_shapes(scores.shape, mask.shape) != scores.shape:
+        return None
+    if scale != 1.0:
+        scores.mul_(scale)
+    probs = kernel.softmax(scores.add_(mask), 1.0, is_causal=is_causal)
+    if probs is None:
+        return None
+    if training and dropout_p > 0:
+        probs = F.dropout(probs, dropout_p, training=True)
+    return torch.matmul(probs, v)
+
+
 def attention(
     q,
     k,
@@ -392,6 +422,9 @@ def attention(
     applies_dropout = training and dropout_p > 0
     if enabled("attention"):
         out = _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p if applies_dropout else 0.0)
+        if out is not None:
+            return out
+        out = _compiled_scores(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p, applies_dropout)
         if out is not None:
             return out
     if enabled("attention") and not applies_dropout:

@@ -29,7 +29,12 @@ def rms_norm_variance_fp32(x, weight, eps):
 
     The scaled input keeps its own precision (float64 stays float64), and nothing is cast back:
     a half-precision input times the float32 reciprocal is float32, as in the original.
+    For a float32 input and weight this is the LLaMA form exactly, so the compiled kernel runs it.
     """
+    if x.dtype == torch.float32 and (weight is None or weight.dtype == torch.float32) and enabled("rms_norm"):
+        out = _compiled(x, weight, eps, 0.0)
+        if out is not None:
+            return out
     variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
     h = x * torch.rsqrt(variance + eps)
     return h if weight is None else weight * h

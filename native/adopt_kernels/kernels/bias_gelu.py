@@ -369,13 +369,15 @@ def _apply(h0, bias, approximate, fns, own_h0):
     tanh_form = int(approximate == "tanh")
     if torch.is_grad_enabled() and (h0.requires_grad or bias.requires_grad):
         return BiasGeluFunction.apply(h0, bias, tanh_form, own_h0, *fns)
-    # nothing to differentiate: the epilogue overwrites the product it was handed
+    # nothing to differentiate: the epilogue overwrites a product made for this call, and
+    # writes anyone else's to a new tensor in the same pass (a copy first would read it twice)
     h2 = rows_view(h0)
+    y = h2 if own_h0 and h2.data_ptr() == h0.data_ptr() else torch.empty_like(h2)
     b = bias.contiguous()
-    fns[0](_dispatch.ptr(h2), _dispatch.ptr(b), _dispatch.ptr(h2), _dispatch.ptr(None), _dispatch.i64(h2.size(0)), _dispatch.i64(h2.size(1)),
+    fns[0](_dispatch.ptr(h2), _dispatch.ptr(b), _dispatch.ptr(y), _dispatch.ptr(None), _dispatch.i64(h2.size(0)), _dispatch.i64(h2.size(1)),
            _int(tanh_form), _dispatch.threads())
     _dispatch.CALLS[KERNEL.name] += 1
-    return h2.view(h0.shape)
+    return y.view(h0.shape)
 
 
 def bias_gelu(h0, bias, approximate="none", schedule=None):
@@ -385,8 +387,6 @@ def bias_gelu(h0, bias, approximate="none", schedule=None):
     fns = _functions(h0.dtype, h0.numel() // h0.size(-1), h0.size(-1), approximate, schedule)
     if fns is None:
         return None
-    if not (torch.is_grad_enabled() and (h0.requires_grad or bias.requires_grad)):
-        h0 = h0.clone()
     return _apply(h0, bias, approximate, fns, own_h0=False)
 
 
