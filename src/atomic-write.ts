@@ -17,18 +17,24 @@ export function discard(tmp: string): void {
   try { rmSync(tmp, { force: true }); } catch { /* not removable: nothing more to undo */ }
 }
 
+/** Writes `text` (one string, or pieces written as they come) to `path`, in place: a temporary
+ *  file, or a sink such as the null device. */
+export function writePieces(path: string, text: string | Iterable<string>): void {
+  const fd = openSync(path, 'w');
+  try {
+    for (const piece of typeof text === 'string' ? [text] : text) writeSync(fd, piece);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Writes `text` (one string, or pieces written as they come) to the temporary file beside
  *  `target` (with permission bits `mode`, when given) and returns its path, for `commit`; on
  *  failure, throws with it removed. */
 export function stage(target: string, text: string | Iterable<string>, mode?: number): string {
   const tmp = tempBeside(target);
   try {
-    const fd = openSync(tmp, 'w');
-    try {
-      for (const piece of typeof text === 'string' ? [text] : text) writeSync(fd, piece);
-    } finally {
-      closeSync(fd);
-    }
+    writePieces(tmp, text);
     if (mode !== undefined) chmodSync(tmp, mode);
   } catch (e) {
     discard(tmp);

@@ -1,12 +1,13 @@
 // bench:explain — `adopt explain` over the 199 HF modeling files: every file analysed without a
 // crash, per-file counts, and the CPU time of `explain --json` as a multiple of tree-sitter's
 // parse-only time of the same files (the floor), both measured in this run.
-import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { devNull } from 'node:os';
 import type { FileIR, Stmt } from '../dsl/ir.js';
 import { analyse } from '../pipeline/index.js';
 import { programJsonChunks } from '../dsl/print.js';
+import { writePieces } from '../atomic-write.js';
 import { ensureTransformers, hf199Files } from './corpus.js';
 import { round } from './format.js';
 import { measure, parseFloor, ratioLine, ratioSummary } from './parse-floor.js';
@@ -50,9 +51,7 @@ async function main(): Promise<void> {
   const { value: program, cost } = measure(() => {
     const program = analyse(files.map((f) => f.file), { root: pkg });
     // written as `explain --json -o FILE` writes it, piece by piece
-    const fd = openSync(devNull, 'w');
-    for (const piece of programJsonChunks(program)) writeSync(fd, piece);
-    closeSync(fd);
+    writePieces(devNull, programJsonChunks(program));
     return program;
   });
   program.files.forEach((f, i) => {
