@@ -7,14 +7,22 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 # --hf: transformers 4.35.0 (pure Python) for the HF-199 verification, into .cache/pydeps, with
 # the pip of the Python on PATH (same CPython minor version as Debian's: the wheels fit both).
+# Also Triton 3.6 into .cache/triton, whose interpreter runs the GPU kernels' tests on the CPU
+# (the tests put it on the path themselves; nothing else imports Triton without a GPU).
 if [ "${1:-}" = "--hf" ]; then
   "$0"
   DEPS="$ROOT/.cache/pydeps"
-  if PYTHONPATH="$DEPS" "$PY" -c 'import transformers' 2>/dev/null; then exit 0; fi
-  mkdir -p "$DEPS"
-  python3 -m pip install --quiet --no-deps --target "$DEPS" transformers==4.35.0 huggingface-hub==0.17.3 tokenizers==0.14.1 \
-    safetensors==0.4.0 filelock packaging pyyaml regex requests tqdm urllib3 idna certifi charset-normalizer fsspec typing-extensions
-  PYTHONPATH="$DEPS" "$PY" -c 'import transformers; print("adopt: transformers", transformers.__version__, "ready")' >&2
+  if ! PYTHONPATH="$DEPS" "$PY" -c 'import transformers' 2>/dev/null; then
+    mkdir -p "$DEPS"
+    python3 -m pip install --quiet --no-deps --target "$DEPS" transformers==4.35.0 huggingface-hub==0.17.3 tokenizers==0.14.1 \
+      safetensors==0.4.0 filelock packaging pyyaml regex requests tqdm urllib3 idna certifi charset-normalizer fsspec typing-extensions
+    PYTHONPATH="$DEPS" "$PY" -c 'import transformers; print("adopt: transformers", transformers.__version__, "ready")' >&2
+  fi
+  TRITON="$ROOT/.cache/triton"
+  if ! PYTHONPATH="$TRITON" "$PY" -c 'import triton' 2>/dev/null; then
+    python3 -m pip install --quiet --no-deps --target "$TRITON" triton==3.6.0 ||
+      echo "adopt: Triton could not be installed; the GPU kernels' interpreter tests will be skipped" >&2
+  fi
   exit 0
 fi
 

@@ -110,6 +110,64 @@ class OmpScheduled:
             self.set_schedule(kind, chunk)
 
 
+_GPU_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+def on_gpu(*tensors):
+    """True when these tensors go to the kernel's Triton path: on a CUDA device, or on the CPU
+    under Triton's interpreter (tests)."""
+    from . import gpu
+
+    present = [t for t in tensors if t is not None]
+    if not present:
+        return False
+    if all(t.is_cuda for t in present):
+        return True
+    return gpu.interpreting() and all(t.device.type == "cpu" for t in present)
+
+
+def gpu_function(kernel, symbol, dtype, workload, schedule=None):
+    """The Triton ``symbol`` of ``kernel`` bound to the workload's schedule, or None (reference
+    path: switch off, dtype not handled, no Triton). A schedule that fails to compile (too much
+    shared memory, say) falls back to the default, once said."""
+    if not (enabled("native") and enabled(kernel.switch)) or kernel.cuda_space is None:
+        return None
+    name = _GPU_DTYPES.get(dtype)
+    if name is None:
+        return None
+    from . import gpu
+
+    try:
+        mod = gpu.module(kernel)
+    except ImportError as e:
+        say_once(("gpu", kernel.name), f"{kernel.name}: Triton kernel unavailable ({e}); running its reference path")
+        return None
+    WORKLOADS[(kernel.name, tuple(sorted(dict(workload, dtype=name, device="cuda").items())))] += 1
+    if schedule is None:
+        schedule = schedules.lookup(kernel, dict(workload, dtype=name), device="cuda")
+    fn = getattr(mod, symbol)
+    default = kernel.cuda_space.default
+
+    def call(*args, **kwargs):
+        try:
+            out = fn(*args, schedule=schedule, **kwargs)
+        except Exception as e:  # a schedule the device cannot take (resources) falls back
+            if schedule == default or not _is_resource_error(e):
+                raise
+            say_once(("gpu-schedule", kernel.name, tuple(sorted(schedule.items()))),
+                     f"{kernel.name} schedule {schedule} cannot run on this device ({type(e).__name__}); using the default")
+            out = fn(*args, schedule=dict(default), **kwargs)
+        CALLS[kernel.name] += 1
+        return out
+
+    return call
+
+
+def _is_resource_error(e):
+    name = type(e).__name__
+    return name in ("OutOfResources", "CompilationError", "PTXASError") or "out of resource" in str(e).lower()
+
+
 def ptr(t):
     return ctypes.c_void_p(t.data_ptr()) if t is not None else ctypes.c_void_p(0)
 

@@ -174,8 +174,23 @@ class Kernel:
     make_case: Optional[Callable] = None
     bytes_moved: Optional[Callable] = None  # workload -> bytes a fused pass must move (forward)
     example_workloads: tuple = ()
-    targets: tuple = ("cpu",)
+    # The Triton kernel's schedule space (block sizes, num_warps, num_stages) when the kernel
+    # has a GPU implementation in ``adopt_kernels.gpu.<name>``; data only, so reading the
+    # registry never imports Triton.
+    cuda_space: Optional[Space] = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def targets(self):
+        return ("cpu", "cuda") if self.cuda_space is not None else ("cpu",)
+
+    def space_for(self, device):
+        """The schedule space on ``device`` ("cpu" or "cuda"); KeyError where there is none."""
+        if device == "cpu":
+            return self.space
+        if device == "cuda" and self.cuda_space is not None:
+            return self.cuda_space
+        raise KeyError(f"kernel {self.name} has no {device} implementation")
 
     def source(self, schedule, dtype):
         """The C++ source of ``schedule``: schedules differing only in their OpenMP schedule share it."""
@@ -189,6 +204,7 @@ class Kernel:
             "signature": {k: list(v) for k, v in self.signature.items()},
             "switch": self.switch,
             "space": self.space.to_json(),
+            **({"cuda_space": self.cuda_space.to_json()} if self.cuda_space is not None else {}),
             "workload_fields": list(self.workload_fields),
             "dtypes": list(self.dtypes),
             "targets": list(self.targets),

@@ -37,7 +37,8 @@ def _warn(msg):
 
 
 def read(path):
-    """Entries of a schedule file, validated against the registry; problems are warnings."""
+    """Entries of a schedule file as ``((kernel, device), workload, schedule)``, validated against
+    the registry's space for the file's target device; problems are warnings."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -47,6 +48,8 @@ def read(path):
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entries"), list):
         _warn(f"{path} is not an adopt schedule file (format {FORMAT!r}); default schedules are used")
         return []
+    target = data.get("target")
+    device = target.get("device", "cpu") if isinstance(target, dict) else "cpu"
     good = []
     for i, e in enumerate(data["entries"]):
         where = f"{path}: entry {i}"
@@ -57,18 +60,23 @@ def read(path):
         if kernel is None:
             _warn(f"{where} names unknown kernel {e.get('kernel')!r}; skipped")
             continue
+        try:
+            space = kernel.space_for(device)
+        except KeyError:
+            _warn(f"{where}: {kernel.name} has no {device} kernel; skipped")
+            continue
         schedule = e["schedule"]
         # a file tuned before the space gained a parameter keeps its tuned values; the new
         # parameter takes its default (the schedule the file's measurements ran)
-        added = [k for k in kernel.space.params if k not in schedule]
-        if added and set(schedule) < set(kernel.space.params):
-            schedule = {**{k: kernel.space.default[k] for k in added}, **schedule}
-        if not kernel.space.legal(schedule, e["workload"]):
+        added = [k for k in space.params if k not in schedule]
+        if added and set(schedule) < set(space.params):
+            schedule = {**{k: space.default[k] for k in added}, **schedule}
+        if not space.legal(schedule, e["workload"]):
             _warn(f"{where}: schedule {e['schedule']} is not legal for {kernel.name}; its default is used")
             continue
         if added:
             _warn(f"{where}: schedule for {kernel.name} predates its parameter(s) {', '.join(added)}; their defaults are used")
-        good.append((kernel.name, e["workload"], schedule))
+        good.append(((kernel.name, device), e["workload"], schedule))
     return good
 
 
@@ -91,9 +99,9 @@ def use(path):
         _loaded_paths.add(path)
     if not os.path.exists(path):
         return
-    for name, workload, schedule in read(path):
+    for key, workload, schedule in read(path):
         with _lock:
-            _entries.setdefault(name, []).append((workload, schedule))
+            _entries.setdefault(key, []).append((workload, schedule))
             _lookup_cache.clear()
 
 
@@ -120,22 +128,23 @@ def _distance(a, b):
     return d
 
 
-def lookup(kernel, workload):
-    """The schedule for ``workload``: an exact entry, else the nearest entry of the same dtype
-    legalised for this workload, else the kernel's default."""
+def lookup(kernel, workload, device="cpu"):
+    """The schedule for ``workload`` on ``device``: an exact entry, else the nearest entry of the
+    same dtype legalised for this workload, else the kernel's default."""
     env = os.environ.get("ADOPT_SCHEDULES")
     if env:
         use(env)
-    key = (kernel.name, tuple(sorted(workload.items())))
+    key = (kernel.name, device, tuple(sorted(workload.items())))
     hit = _lookup_cache.get(key)
     if hit is not None:
         return hit
+    space = kernel.space_for(device)
     best, best_d = None, math.inf
-    for w, s in _entries.get(kernel.name, ()):
+    for w, s in _entries.get((kernel.name, device), ()):
         d = 0.0 if w == workload else _distance(workload, w)
         if d < best_d:
             best, best_d = s, d
-    schedule = dict(kernel.space.default) if best is None else kernel.space.legalise(best, workload)
+    schedule = dict(space.default) if best is None else space.legalise(best, workload)
     _lookup_cache[key] = schedule
     return schedule
 

@@ -5,9 +5,10 @@ import string
 import torch
 
 SCALAR = {"float32": "float", "bfloat16": "bf16_t"}
-TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+TORCH_DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # forward/backward tolerances against a float64 reference, per dtype
-TOLERANCE = {"float32": dict(rtol=2e-4, atol=2e-5), "bfloat16": dict(rtol=2e-2, atol=2e-2)}
+TOLERANCE = {"float32": dict(rtol=2e-4, atol=2e-5), "bfloat16": dict(rtol=2e-2, atol=2e-2),
+             "float16": dict(rtol=5e-3, atol=5e-3)}
 
 
 def render(template, schedule, dtype, **extra):

@@ -167,6 +167,11 @@ class RMSNormFunction(torch.autograd.Function):
 
 def rms_norm(x, weight, eps, offset=0.0, schedule=None):
     """The compiled RMSNorm, or None when it cannot run here (the caller runs the original)."""
+    if _dispatch.on_gpu(x, weight):
+        if weight is not None and (weight.dim() != 1 or weight.numel() != x.size(-1) or weight.dtype != x.dtype) or x.numel() == 0:
+            return None
+        fn = _dispatch.gpu_function(KERNEL, "rms_norm", x.dtype, {"rows": x.numel() // x.size(-1), "n": x.size(-1)}, schedule)
+        return None if fn is None else fn(x, weight, eps, offset)
     if not supported(x, weight):
         return None
     workload = {"rows": x.numel() // x.size(-1), "n": x.size(-1)}
@@ -177,14 +182,14 @@ def rms_norm(x, weight, eps, offset=0.0, schedule=None):
     return RMSNormFunction.apply(x, weight, float(eps), float(offset), fwd, bwd)
 
 
-def make_case(workload, seed=0):
-    """Inputs for ``workload``; ``run(schedule)`` does forward and backward, ``check`` compares
-    with the float64 reference."""
+def make_case(workload, seed=0, device="cpu"):
+    """Inputs for ``workload`` on ``device``; ``run(schedule)`` does forward and backward,
+    ``check`` compares with the float64 reference."""
     dtype = TORCH_DTYPE[workload["dtype"]]
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(workload["rows"], workload["n"], generator=g).to(dtype)
-    w = (1 + 0.1 * torch.randn(workload["n"], generator=g)).to(dtype)
-    dy = torch.randn(workload["rows"], workload["n"], generator=g).to(dtype)
+    x = torch.randn(workload["rows"], workload["n"], generator=g).to(device, dtype)
+    w = (1 + 0.1 * torch.randn(workload["n"], generator=g)).to(device, dtype)
+    dy = torch.randn(workload["rows"], workload["n"], generator=g).to(device, dtype)
 
     def run(schedule, backward=True):
         xl = x.detach().requires_grad_(backward)
@@ -231,4 +236,8 @@ KERNEL = register(Kernel(
     make_case=make_case,
     bytes_moved=lambda w: 2 * w["rows"] * w["n"] * (2 if w["dtype"] == "bfloat16" else 4),
     example_workloads=tuple({"rows": r, "n": n, "dtype": "float32"} for r, n in ((2048, 768), (4096, 1024), (1024, 4096), (8192, 2048), (512, 3072))),
+    cuda_space=Space(
+        params={"rows": (1, 2, 4, 8), "bwd_rows": (8, 32, 128), "num_warps": (1, 2, 4, 8, 16)},
+        default={"rows": 1, "bwd_rows": 32, "num_warps": 4},
+    ),
 ))

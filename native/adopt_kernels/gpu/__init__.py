@@ -1,0 +1,56 @@
+"""Triton kernels for CUDA devices, one module per kernel, named as the kernel is.
+
+Nothing here imports Triton until a CUDA tensor reaches a kernel: the registry keeps each
+kernel's GPU schedule space as data (``Kernel.cuda_space``), and :func:`module` imports
+``adopt_kernels.gpu.<name>`` on first use. Where Triton or CUDA is missing the caller runs the
+reference, and the reason is said once.
+
+Each module defines, for every API function of its kernel, a function of the same name that
+takes the same arguments plus ``schedule`` (a dict legal in ``cuda_space``), and ``TEST_WORKLOADS``:
+small odd shapes the kernel tests run. ``$ADOPT_TRITON_INTERPRET=1`` (with ``$TRITON_INTERPRET=1``)
+routes CPU tensors through these modules under Triton's interpreter, so the kernels are checked
+on machines without a GPU.
+"""
+
+import importlib
+import os
+
+_modules = {}
+_unavailable = {}
+
+
+def interpreting():
+    """True when CPU tensors go through the Triton kernels in Triton's interpreter (tests)."""
+    return os.environ.get("ADOPT_TRITON_INTERPRET") == "1" and os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def triton_state():
+    """None when Triton kernels can run here, else why not."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "Triton is not installed"
+    if interpreting():
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    return None
+
+
+def module(kernel):
+    """The Triton module of ``kernel``; raises ImportError saying why it cannot be had."""
+    if kernel.name in _modules:
+        return _modules[kernel.name]
+    if kernel.name in _unavailable:
+        raise ImportError(_unavailable[kernel.name])
+    if kernel.cuda_space is None:
+        raise ImportError(f"{kernel.name} has no Triton kernel")
+    why = triton_state()
+    if why is not None:
+        _unavailable[kernel.name] = why
+        raise ImportError(why)
+    mod = importlib.import_module(f"{__name__}.{kernel.name}")
+    _modules[kernel.name] = mod
+    return mod
