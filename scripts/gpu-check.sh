@@ -11,6 +11,12 @@
 #     3. bench:models on the GPU in bf16: forward and training step, original vs rewritten, and
 #        each against the original in float32
 # Results land in OUT: env.txt, pytest.txt, hf-verify-torch2.jsonl, models-gpu.jsonl (harness result lines), *.log.
+#
+#   scripts/gpu-check.sh kernels OUT   on the GPU machine, the Triton kernels alone (no preparing):
+#     1. native/tests/test_gpu_*.py on CUDA: each kernel against its float64 reference
+#     2. adopt_harness.gpu_bench: eager against ours, bandwidth against a copy, peak memory, and
+#        every GPU schedule space measured for the tuner's replay (OUT/replay.tar.gz)
+#     GPU_BENCH_S (default 330) bounds step 2; GPU_BENCH_ARGS adds arguments to it.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 pack=$here/.gpucheck
@@ -80,8 +86,33 @@ EOF
   tail -40 "$out/models-gpu.jsonl"
 }
 
+kernels() {
+  local out=$1 work
+  mkdir -p "$out"
+  work=$(mktemp -d)
+  export PYTHONPATH="$here/native" PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+  {
+    nvidia-smi -L
+    python3 -c 'import sys, torch, triton; print(sys.version.split()[0], "torch", torch.__version__, "triton", triton.__version__, torch.cuda.get_device_name())'
+    nproc
+  } >"$out/env.txt" 2>&1
+  cat "$out/env.txt"
+  echo "== 1. Triton kernels against their references"
+  (cd "$here" && timeout "${GPU_TEST_S:-150}" python3 -m pytest -q -p no:cacheprovider native/tests/test_gpu_*.py -rfE) >"$out/pytest-gpu.txt" 2>&1
+  grep -E "passed|failed|error" "$out/pytest-gpu.txt" | tail -5
+  grep -E "^(FAILED|ERROR)" "$out/pytest-gpu.txt" | head -30
+  echo "== 2. gpu_bench"
+  local limit=${GPU_BENCH_S:-330}
+  # shellcheck disable=SC2086
+  timeout "$limit" python3 -m adopt_harness.gpu_bench --replay-out "$work/replay" --json "$out/gpu-bench.json" \
+    --deadline-s $((limit - 45)) ${GPU_BENCH_ARGS:-} 2>"$out/gpu-bench.log" | tee "$out/gpu-bench.txt"
+  tail -5 "$out/gpu-bench.log"
+  tar -czf "$out/replay.tar.gz" -C "$work" replay 2>/dev/null
+}
+
 case "${1:-}" in
   prepare) prepare ;;
+  kernels) kernels "${2:?usage: gpu-check.sh kernels OUT}" ;;
   run) run "${2:?usage: gpu-check.sh run OUT}" ;;
-  *) echo "usage: scripts/gpu-check.sh prepare | run OUT" >&2; exit 2 ;;
+  *) echo "usage: scripts/gpu-check.sh prepare | run OUT | kernels OUT" >&2; exit 2 ;;
 esac

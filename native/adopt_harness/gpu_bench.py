@@ -1,0 +1,296 @@
+"""The Triton kernels on a CUDA device: each against the eager torch composite it replaces, and
+each GPU schedule space measured exhaustively for the tuner's replay.
+
+For every kernel with a ``cuda_space`` and each of its example workloads, grown until a forward
+moves at least ``--min-mib`` (small GPU launches measure the launch, not the kernel): every legal
+schedule is checked against the float64 reference and timed, interleaved over ``--repeats``
+rounds, with CUDA events around enough calls to fill a millisecond; the eager composite is timed
+in the same rounds. The physical limit is a device-to-device copy measured in the same run:
+``bw_fraction`` is the bytes a fused forward must move over its time as a fraction of it.
+
+Compiling is most of the cost of a GPU space, so ``--jobs`` processes compile every schedule first
+(Triton's on-disk cache then serves the measuring process). ``--deadline-s`` stops starting new
+work past that many seconds, so one short run on a lent GPU always writes what it has.
+
+Usage: python -m adopt_harness.gpu_bench [--kernels a,b] [--dtype bfloat16] [--workloads 5]
+       [--repeats 5] [--min-mib 128] [--replay-out DIR] [--json OUT] [--jobs N] [--deadline-s S]
+Ends with one JSON line.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+from adopt_kernels import registry, target
+from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
+
+SCALABLE = ("rows", "tokens", "params", "batch", "seq", "q_len")
+
+
+def grown(kernel, workload, min_bytes, limit=64):
+    """``workload`` with its leading size doubled until a forward moves ``min_bytes``."""
+    field = next((f for f in SCALABLE if isinstance(workload.get(f), int)), None)
+    if field is None or kernel.bytes_moved is None:
+        return workload
+    w, factor = dict(workload), 1
+    while kernel.bytes_moved(w) < min_bytes and factor < limit:
+        factor *= 2
+        w[field] = workload[field] * factor
+    return w
+
+
+DEVICE = "cuda"  # "cpu" with --interpret: the same flow through Triton's interpreter (a dry run)
+
+
+def tiny(workload):
+    """The interpreter's stand-in for a workload: its leading size cut to a handful of rows."""
+    field = next((f for f in SCALABLE if isinstance(workload.get(f), int)), None)
+    return workload if field is None else dict(workload, **{field: min(workload[field], 4)})
+
+
+def gpu_seconds(fn, inner):
+    if DEVICE == "cpu":
+        t = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        return (time.perf_counter() - t) / inner
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(inner):
+        fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3 / inner
+
+
+def inner_count(fn, min_s=1e-3):
+    one = max(gpu_seconds(fn, 1), 1e-6)
+    return max(1, min(200, int(-(-min_s // one))))
+
+
+def interleaved(variants, repeats):
+    """Median seconds per variant, round-robin over ``repeats`` rounds (drift hits all alike)."""
+    inner = {k: inner_count(fn) for k, fn in variants.items()}
+    times = {k: [] for k in variants}
+    for _ in range(repeats):
+        for k, fn in variants.items():
+            times[k].append(gpu_seconds(fn, inner[k]))
+    return {k: statistics.median(v) for k, v in times.items()}, times
+
+
+def copy_bandwidth(nbytes=1 << 30):
+    src = torch.ones(nbytes // 4, device=DEVICE)
+    dst = torch.empty_like(src)
+    t, _ = interleaved({"copy": lambda: dst.copy_(src)}, 7)
+    return 2 * nbytes / t["copy"]
+
+
+def _compile_one(task):
+    name, workload, schedule = task
+    try:
+        run, _eager, _check = registry.KERNELS[name].make_case(workload, seed=0, device="cuda")
+        run(schedule)
+        torch.cuda.synchronize()
+        return None
+    except Exception as e:  # the measuring process records the failure itself
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+
+
+def precompile(kernel, workloads, schedules, jobs):
+    """Compile every schedule at every workload in ``jobs`` processes; returns wall seconds."""
+    t0 = time.perf_counter()
+    tasks = [(kernel.name, w, s) for w in workloads for s in schedules]
+    if jobs <= 1 or len(tasks) < 4 or DEVICE != "cuda":
+        return 0.0
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        list(pool.map(_compile_one, tasks))
+    return time.perf_counter() - t0
+
+
+def measure_space(kernel, workload, schedules, repeats):
+    """Every schedule at ``workload``: checked, then timed interleaved with the eager composite."""
+    run, eager, check = kernel.make_case(workload, seed=0, device=DEVICE)
+    status, errors, fns = {}, {}, {}
+    for s in schedules:
+        key = json.dumps(s, sort_keys=True)
+        try:
+            check(run(s))
+            status[key] = "ok"
+            fns[key] = (lambda s=s: run(s))
+        except Exception as e:  # a schedule that fails is recorded and never chosen
+            status[key] = "wrong" if isinstance(e, AssertionError) else "crash"
+            errors[key] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+    both, samples = interleaved({**fns, "eager": lambda: eager(True)}, repeats)
+    results = []
+    for s in schedules:
+        key = json.dumps(s, sort_keys=True)
+        ok = status[key] == "ok"
+        results.append({"schedule": s, "status": status[key], "median_s": both[key] if ok else None,
+                        "times_s": [round(t, 9) for t in samples[key]] if ok else [],
+                        **({"error": errors[key]} if key in errors else {})})
+    ok = [r for r in results if r["status"] == "ok"]
+    summary = None
+    if ok:
+        best = min(ok, key=lambda r: r["median_s"])["schedule"]
+        default = dict(kernel.cuda_space.default)
+        fwd, _ = interleaved({"eager": lambda: eager(False), "best": lambda: run(best, False),
+                              "default": lambda: run(default, False)}, repeats)
+        summary = {"best_schedule": best, "eager_fwd_ms": fwd["eager"] * 1e3, "kernel_fwd_ms": fwd["best"] * 1e3,
+                   "eager_fwdbwd_ms": both["eager"] * 1e3, "kernel_fwdbwd_ms": both[json.dumps(best, sort_keys=True)] * 1e3,
+                   "speedup_fwd": fwd["eager"] / fwd["best"], "speedup_fwd_default": fwd["eager"] / fwd["default"],
+                   "speedup_fwdbwd": both["eager"] / both[json.dumps(best, sort_keys=True)],
+                   "speedup_default": (both["eager"] / both[json.dumps(default, sort_keys=True)]
+                                       if status.get(json.dumps(default, sort_keys=True)) == "ok" else None)}
+    return results, summary
+
+
+def bench_kernel(kernel, args, copy_bw, fingerprint, deadline):
+    space = kernel.cuda_space
+    workloads = []
+    for w in kernel.example_workloads:
+        w = dict(w, dtype=args.dtype) if args.dtype in kernel.dtypes and "dtype" in w else dict(w)
+        w = grown(kernel, w, args.min_mib << 20) if DEVICE == "cuda" else tiny(w)
+        if w not in workloads:
+            workloads.append(w)
+    workloads = workloads[: args.workloads]
+    legal_all = list(space.enumerate())
+    compile_s = precompile(kernel, workloads, legal_all, args.jobs)
+    entries, rows = [], []
+    for w in workloads:
+        if time.perf_counter() > deadline:
+            print(f"  {kernel.name}: deadline reached, {w} not measured", file=sys.stderr)
+            break
+        legal = [s for s in legal_all if space.legal(s, w)]
+        results, summary = measure_space(kernel, w, legal, args.repeats)
+        entries.append({"workload": w, "example_workload": w, "runs_per_sample": 1, "results": results})
+        if summary:
+            summary["bw_fraction"] = kernel.bytes_moved(w) / (summary["kernel_fwd_ms"] / 1e3) / copy_bw if kernel.bytes_moved else None
+            rows.append({"workload": w, **summary})
+            wl = ",".join(f"{k}={v}" for k, v in w.items() if k != "dtype")
+            bw = f"{summary['bw_fraction']:.0%}" if summary["bw_fraction"] is not None else "-"
+            print(f"{kernel.name:<16} {wl:<40} {summary['eager_fwd_ms']:8.3f} {summary['kernel_fwd_ms']:8.3f} {summary['speedup_fwd']:6.2f} "
+                  f"{summary['eager_fwdbwd_ms']:9.3f} {summary['kernel_fwdbwd_ms']:8.3f} {summary['speedup_fwdbwd']:6.2f} "
+                  f"{summary['speedup_default'] or float('nan'):6.2f} {bw:>5}  ok {sum(r['status'] == 'ok' for r in results)}/{len(results)}", flush=True)
+        else:
+            print(f"{kernel.name:<16} {w}: no schedule passed its check: {results[0].get('error')}", flush=True)
+    if args.replay_out and entries:
+        data = {"format": "adopt-replay/1", "kernel": kernel.name, "target": fingerprint, "template_hash": template_hash(kernel),
+                "space": space.to_json(), "fixed": {}, "repeats": args.repeats, "threads": None, "clock": "cuda-events",
+                "compile_s": {"all": compile_s}, "workloads": entries}
+        os.makedirs(args.replay_out, exist_ok=True)
+        with open(os.path.join(args.replay_out, f"{kernel.name}.cuda-{fingerprint['key']}.json"), "w", encoding="utf-8") as f:
+            json.dump(data, f, sort_keys=True)
+            f.write("\n")
+    memory = memory_sweep(kernel, args.dtype) if DEVICE == "cuda" and time.perf_counter() < deadline else []
+    med = lambda key: statistics.median(r[key] for r in rows if r[key] is not None) if any(r[key] is not None for r in rows) else None  # noqa: E731
+    return {"memory": memory, "speedup_fwd": med("speedup_fwd"), "speedup_fwdbwd": med("speedup_fwdbwd"), "speedup_default": med("speedup_default"),
+            "bw_fraction": med("bw_fraction"), "compile_s": compile_s, "workloads": rows}
+
+
+# Peak memory against sequence length (attention) and vocabulary (linear + cross-entropy): what
+# the fused kernels exist to keep linear, or a fraction of eager's.
+MEMORY_SWEEPS = {
+    "flash_attention": [{"batch": 1, "heads": 12, "q_len": n, "k_len": n, "head_dim": 64} for n in (1024, 2048, 4096, 8192)],
+    "linear_ce": [{"tokens": 8192, "hidden": h, "vocab": v} for h, v in ((768, 32000), (768, 50257), (2048, 32000))],
+}
+
+
+def peak_bytes(fn):
+    """Bytes allocated at the peak of ``fn`` beyond what was allocated before it."""
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    out = fn()
+    torch.cuda.synchronize()
+    del out
+    return torch.cuda.max_memory_allocated() - base
+
+
+def memory_sweep(kernel, dtype):
+    rows = []
+    for w in MEMORY_SWEEPS.get(kernel.name, ()):
+        w = dict(w, dtype=dtype)
+        run, eager, _check = kernel.make_case(w, seed=0, device=DEVICE)
+        default = dict(kernel.cuda_space.default)
+        ours, theirs = peak_bytes(lambda: run(default)), peak_bytes(lambda: eager(True))
+        times, _ = interleaved({"eager": lambda: eager(True), "ours": lambda: run(default)}, 3)
+        rows.append({"workload": w, "peak_mib": ours / 2**20, "eager_peak_mib": theirs / 2**20, "memory_ratio": ours / max(1, theirs),
+                     "time_ratio": times["ours"] / times["eager"]})
+        wl = ",".join(f"{k}={v}" for k, v in w.items() if k != "dtype")
+        print(f"  memory {kernel.name:<16} {wl:<44} peak {ours / 2**20:9.1f} MiB, eager {theirs / 2**20:9.1f} MiB "
+              f"(x{ours / max(1, theirs):.3f}); time ours/eager {times['ours'] / times['eager']:.2f}", flush=True)
+    return rows
+
+
+def template_hash(kernel):
+    """A hash of the kernel's Triton module source: replay data from another version is not this one's."""
+    import hashlib
+
+    path = os.path.join(os.path.dirname(registry.__file__), "gpu", f"{kernel.name}.py")
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--kernels", default="")
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--workloads", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--min-mib", type=int, default=128)
+    p.add_argument("--replay-out", default="")
+    p.add_argument("--json", default="")
+    p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 2))
+    p.add_argument("--deadline-s", type=float, default=float("inf"))
+    p.add_argument("--interpret", action="store_true", help="a dry run on the CPU through Triton's interpreter (tiny sizes)")
+    args = p.parse_args(argv)
+    global DEVICE
+    if args.interpret:
+        DEVICE = "cpu"
+        os.environ["TRITON_INTERPRET"] = os.environ["ADOPT_TRITON_INTERPRET"] = "1"
+        if not hasattr(torch.Tensor, "untyped_storage"):  # torch 1.x: what the interpreter reads
+            torch.Tensor.untyped_storage = lambda self: self.storage().untyped()
+    elif not torch.cuda.is_available():
+        print("adopt gpu_bench: no CUDA device; the Triton kernels are checked on the CPU by native/tests/test_gpu_kernels.py", file=sys.stderr)
+        return 2
+    deadline = time.perf_counter() + args.deadline_s
+    names = [n for n in args.kernels.split(",") if n] or sorted(k for k, v in registry.KERNELS.items() if v.cuda_space is not None)
+    unknown = [n for n in names if n not in registry.KERNELS or registry.KERNELS[n].cuda_space is None]
+    if unknown:
+        print(f"adopt gpu_bench: no Triton kernel for {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    fingerprint = target.fingerprint("cuda") if DEVICE == "cuda" else {"device": "cuda", "gpu": "Triton interpreter", "triton": None, "key": "interpreter"}
+    copy_bw = copy_bandwidth()
+    print(f"{fingerprint['gpu']}, torch {torch.__version__}, Triton {fingerprint['triton']}; copy bandwidth {copy_bw / 1e9:.0f} GB/s; {args.dtype}")
+    print(f"{'kernel':<16} {'workload':<40} {'eager fwd':>8} {'ours':>8} {'x fwd':>6} {'eager f+b':>9} {'ours':>8} {'x f+b':>6} {'x dflt':>6} {'bw':>5}")
+    results = {}
+    for name in names:
+        if time.perf_counter() > deadline:
+            print(f"  deadline reached before {name}", file=sys.stderr)
+            break
+        try:
+            results[name] = bench_kernel(registry.KERNELS[name], args, copy_bw, fingerprint, deadline)
+        except Exception as e:  # one kernel's failure must not lose the others' figures
+            print(f"{name}: FAILED {type(e).__name__}: {e}", flush=True)
+            results[name] = {"error": f"{type(e).__name__}: {e}"}
+    done = [r for r in results.values() if r.get("speedup_fwdbwd")]
+    summary = {"device": fingerprint["gpu"], "dtype": args.dtype, "copy_gbps": copy_bw / 1e9,
+               "median_speedup_fwdbwd": statistics.median(r["speedup_fwdbwd"] for r in done) if done else None,
+               "kernels": {k: {kk: v for kk, v in r.items() if kk not in ("workloads", "memory")} for k, r in results.items()}}
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({**summary, "detail": results}, f, indent=1)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
