@@ -1,7 +1,7 @@
 // `adopt tune` and `adopt records`: a budget of 0 with an empty store gives the default schedule
 // and says so; a tuning run records every measurement, an exact record then costs nothing, and
 // records of another target are ignored (in process, over a synthetic replay space).
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import { scheduleFileText, tuneWorkload } from '../src/tune/tuner.js';
 import { adopt, looksLikeCrash } from './helpers/cli.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'adopt-tune-'));
+const TRITON = join(__dirname, '..', '.cache', 'triton');
 
 describe('adopt tune (CLI)', () => {
   it('with --budget 0 and an empty store gives the default schedule and a clear note', () => {
@@ -39,6 +40,22 @@ describe('adopt tune (CLI)', () => {
       expect(r.stderr).toMatch(/adopt: /);
     }
   }, 180_000);
+
+  // Triton's interpreter stands in for the GPU: the same measurer, space and records as on a device
+  it.skipIf(!existsSync(TRITON))('--target cuda tunes the Triton kernel in its own space, recorded under a cuda target', () => {
+    const db = join(tmp(), 'records.jsonl');
+    const env = { TRITON_INTERPRET: '1', ADOPT_TRITON_INTERPRET: '1', PYTHONPATH: TRITON };
+    const r = adopt(['tune', '--kernel', 'rms_norm', '--shape', 'rows=8,n=100', '--target', 'cuda', '--budget', '3', '--db', db, '--json'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(Object.keys(s.schedule).sort()).toEqual(['bwd_rows', 'num_warps', 'rows']);
+    expect(s.measurements).toBeGreaterThan(0);
+    const recs = readFileSync(db, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(recs.every((x) => x.target === s.target)).toBe(true);
+    const bad = adopt(['tune', '--kernel', 'rms_norm', '--shape', 'rows=8,n=100', '--target', 'tpu', '--db', db]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--target must be cpu or cuda, not 'tpu'/);
+  }, 240_000);
 });
 
 const PARAMS = { block: [1, 2, 4, 8, 16], unroll: [1, 2, 4] };

@@ -29,6 +29,7 @@ import time
 import torch
 
 from adopt_kernels import registry, target
+from adopt_harness.measure import template_hash
 from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
 
 SCALABLE = ("rows", "tokens", "params", "batch", "seq", "q_len")
@@ -182,7 +183,7 @@ def bench_kernel(kernel, args, copy_bw, fingerprint, deadline):
         else:
             print(f"{kernel.name:<16} {w}: no schedule passed its check: {results[0].get('error')}", flush=True)
     if args.replay_out and entries:
-        data = {"format": "adopt-replay/1", "kernel": kernel.name, "target": fingerprint, "template_hash": template_hash(kernel),
+        data = {"format": "adopt-replay/1", "kernel": kernel.name, "target": fingerprint, "template_hash": template_hash(kernel, args.dtype, "cuda"),
                 "space": space.to_json(), "fixed": {}, "repeats": args.repeats, "threads": None, "clock": "cuda-events",
                 "compile_s": {"all": compile_s}, "workloads": entries}
         os.makedirs(args.replay_out, exist_ok=True)
@@ -230,15 +231,6 @@ def memory_sweep(kernel, dtype):
     return rows
 
 
-def template_hash(kernel):
-    """A hash of the kernel's Triton module source: replay data from another version is not this one's."""
-    import hashlib
-
-    path = os.path.join(os.path.dirname(registry.__file__), "gpu", f"{kernel.name}.py")
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()[:16]
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--kernels", default="")
@@ -256,8 +248,6 @@ def main(argv=None):
     if args.interpret:
         DEVICE = "cpu"
         os.environ["TRITON_INTERPRET"] = os.environ["ADOPT_TRITON_INTERPRET"] = "1"
-        if not hasattr(torch.Tensor, "untyped_storage"):  # torch 1.x: what the interpreter reads
-            torch.Tensor.untyped_storage = lambda self: self.storage().untyped()
     elif not torch.cuda.is_available():
         print("adopt gpu_bench: no CUDA device; the Triton kernels are checked on the CPU by native/tests/test_gpu_kernels.py", file=sys.stderr)
         return 2

@@ -58,8 +58,14 @@ def _load_registry(imports=()):
     return registry
 
 
-def template_hash(kernel, dtype):
-    """A hash of the source rendered for the default schedule: it changes when the template does."""
+def template_hash(kernel, dtype, device="cpu"):
+    """A hash of the source rendered for the default schedule (on a GPU, of the kernel's Triton
+    module): it changes when the template does."""
+    if device == "cuda":
+        from adopt_kernels import gpu
+
+        with open(gpu.source_path(kernel), "rb") as f:
+            return hashlib.sha256(f.read() + dtype.encode()).hexdigest()[:16]
     source = kernel.source(dict(kernel.space.default), dtype) if kernel.render else kernel.name
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
@@ -82,8 +88,9 @@ def _child_main():
                 kernel = registry.KERNELS[cmd["kernel"]]
                 if cmd.get("threads"):
                     torch.set_num_threads(int(cmd["threads"]))
-                run, _eager, check = kernel.make_case(dict(cmd["workload"]), cmd.get("seed") or 0)
-                state.update(kernel=kernel, run=run, check=check, registry=registry)
+                device = cmd.get("device") or "cpu"
+                run, _eager, check = kernel.make_case(dict(cmd["workload"]), cmd.get("seed") or 0, **_device_arg(device))
+                state.update(kernel=kernel, run=run, check=check, registry=registry, sync=_synchronizer(device))
                 _emit({"ok": True}, out)
             elif cmd["op"] == "run":
                 _emit(_child_run(state, cmd), out)
@@ -112,13 +119,34 @@ def _child_run(state, cmd):
     # a sample of ``inner`` back-to-back runs, so that one sample outlasts the clock's jitter and a
     # short preemption; its time is per run
     inner = max(1, int(cmd.get("inner", 1)))
+    sync = state["sync"]
     times = []
     for _ in range(int(cmd.get("repeats", 1))):
+        sync()
         t = clock()
         for _ in range(inner):
             run(schedule)
+        sync()
         times.append((clock() - t) / inner)
     return {"status": "ok", "times_s": times}
+
+
+def _device_arg(device):
+    """make_case's device: CUDA's, or the CPU standing in for it under Triton's interpreter."""
+    if device == "cpu":
+        return {}
+    from adopt_kernels import gpu
+
+    return {"device": "cpu" if gpu.interpreting() else device}
+
+
+def _synchronizer(device):
+    """What makes a timed region end when the device's work does (GPU launches return at once)."""
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        return torch.cuda.synchronize
+    return lambda: None
 
 
 class Child:
@@ -135,7 +163,7 @@ class Child:
         self.proc = subprocess.Popen([sys.executable, "-m", "adopt_harness.measure", "--child"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True, bufsize=1)
         init = {"op": "init", "kernel": self.request["kernel"], "workload": self.request["workload"], "seed": self.request.get("seed") or 0,
-                "threads": self.request.get("threads"), "imports": self.request.get("imports") or []}
+                "threads": self.request.get("threads"), "imports": self.request.get("imports") or [], "device": self.request.get("device")}
         r = self.ask(init,
                      self.request.get("init_timeout_s", 120))
         if r.get("ok") is not True:
@@ -170,7 +198,8 @@ class Child:
             self._start()
             return
         r = self.ask({"op": "init", "kernel": self.request["kernel"], "workload": workload, "seed": self.request.get("seed") or 0,
-                      "threads": self.request.get("threads"), "imports": self.request.get("imports") or []}, 120)
+                      "threads": self.request.get("threads"), "imports": self.request.get("imports") or [],
+                      "device": self.request.get("device")}, 120)
         if r.get("ok") is not True:
             self.stop()
             raise RuntimeError(f"the measuring child did not take workload {workload}: {r.get('error', r)}")
@@ -209,6 +238,11 @@ def measure(request, progress=None):
         raise KeyError(f"unknown kernel {request['kernel']!r}; known: {', '.join(sorted(registry.KERNELS))}")
     workload = dict(request["workload"])
     dtype = workload.get("dtype", "float32")
+    device = request.get("device") or "cpu"
+    try:
+        space = kernel.space_for(device)
+    except KeyError as e:
+        raise KeyError(f"{e.args[0]} (targets: {', '.join(kernel.targets)})") from None
     schedules = [dict(s) for s in request["schedules"]]
     checks = request.get("check", True)
     checks = [bool(checks)] * len(schedules) if not isinstance(checks, list) else [bool(c) for c in checks]
@@ -216,9 +250,11 @@ def measure(request, progress=None):
     results = [{"schedule": s, "status": None, "median_s": None, "times_s": [], "compile_s": 0.0, "cached": True, "error": None}
                for s in schedules]
     for r in results:
-        if not kernel.space.legal(r["schedule"], workload):
+        if not space.legal(r["schedule"], workload):
             r.update(status="compile_error", error="not a legal schedule of this space at this workload")
             continue
+        if device != "cpu":
+            continue  # Triton compiles at the first (warm-up) run
         secs, cached, err = compile_schedule(kernel, r["schedule"], dtype)
         r.update(compile_s=secs, cached=cached)
         if err:
@@ -238,7 +274,7 @@ def measure(request, progress=None):
                     progress({"progress": i + 1, "of": len(results), "result": r})
     finally:
         child.stop()
-    return {"kernel": kernel.name, "workload": workload, "template_hash": template_hash(kernel, dtype), "op": request.get("op", "measure"),
+    return {"kernel": kernel.name, "workload": workload, "template_hash": template_hash(kernel, dtype, device), "op": request.get("op", "measure"),
             "results": results}
 
 
@@ -472,6 +508,7 @@ def main(argv=None):
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--request", default="-", help="the request JSON file ('-': stdin)")
     p.add_argument("--info", action="store_true", help="print this target's fingerprint and every kernel's template hash")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="the target --info describes")
     p.add_argument("--exhaustive", action="store_true", help="measure whole spaces into replay files")
     p.add_argument("--kernels", default="rms_norm,softmax,layer_norm,adamw,gated_act,bias_gelu,rope,flash_attention")
     p.add_argument("--workloads", type=int, default=5)
@@ -493,8 +530,9 @@ def main(argv=None):
         return _child_main()
     if args.info:
         registry = _load_registry()
-        _emit({"target": target_fingerprint("cpu"),
-               "templates": {n: {d: template_hash(k, d) for d in k.dtypes} for n, k in sorted(registry.KERNELS.items())}})
+        kernels = {n: k for n, k in sorted(registry.KERNELS.items()) if args.device in k.targets}
+        _emit({"target": target_fingerprint(args.device),
+               "templates": {n: {d: template_hash(k, d, args.device) for d in k.dtypes} for n, k in kernels.items()}})
         return 0
     if args.exhaustive:
         return exhaustive(args)

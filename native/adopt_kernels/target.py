@@ -34,6 +34,12 @@ def _cpu_info():
 def fingerprint(device="cpu"):
     """A dict naming the target; ``key`` is a short hash of everything else in it."""
     if device == "cuda":
+        from . import gpu
+
+        if not torch.cuda.is_available() and gpu.interpreting():
+            info = {"device": "cuda", "gpu": "Triton interpreter (CPU)", "torch": torch.__version__}
+            info["key"] = hashlib.sha256(repr(sorted(info.items())).encode()).hexdigest()[:16]
+            return info
         if not torch.cuda.is_available():
             raise RuntimeError("no CUDA device: cannot fingerprint target 'cuda'")
         props = torch.cuda.get_device_properties(0)

@@ -31,8 +31,6 @@ SAMPLED = 2  # schedules besides the default, per workload
 def _triton_path(monkeypatch):
     if not HAVE_CUDA:
         monkeypatch.setenv("ADOPT_TRITON_INTERPRET", "1")
-        if not hasattr(torch.Tensor, "untyped_storage"):  # torch 1.x: what the interpreter reads
-            monkeypatch.setattr(torch.Tensor, "untyped_storage", lambda self: self.storage().untyped(), raising=False)
 
 
 def _cases():

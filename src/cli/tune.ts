@@ -9,7 +9,7 @@ import { discoverRewrites } from '../tune/rewrite.js';
 import { Progress } from '../bench/progress.js';
 import { AdoptError } from '../diag.js';
 import { LocalMeasurer, type TargetInfo, localTargetInfo } from '../tune/measurer.js';
-import { type Workload, loadRegistry } from '../tune/space.js';
+import { type Device, type Workload, loadRegistry } from '../tune/space.js';
 import { STRATEGIES, type StrategyName, type TuneSummary, scheduleFileText, tuneWorkload } from '../tune/tuner.js';
 
 export interface TuneCliOptions {
@@ -65,12 +65,12 @@ export function wholeNumber(flag: string, text: string | undefined, dflt: number
   return n;
 }
 
-function commonOptions(opts: TuneCliOptions): { strategy: StrategyName; budget: number } {
-  const target = opts.target ?? 'cpu';
-  if (target !== 'cpu') throw new AdoptError(`--target ${target}: only the local CPU measurer exists so far (the schedule spaces for cuda are measured with Triton on a GPU machine)`);
+function commonOptions(opts: TuneCliOptions): { strategy: StrategyName; budget: number; device: Device } {
+  const device = opts.target ?? 'cpu';
+  if (device !== 'cpu' && device !== 'cuda') throw new AdoptError(`--target must be cpu or cuda, not '${device}'`);
   const strategy = (opts.strategy ?? 'auto') as StrategyName;
   if (!STRATEGIES.includes(strategy)) throw new AdoptError(`--strategy must be one of ${STRATEGIES.join(', ')}, not '${opts.strategy}'`);
-  return { strategy, budget: wholeNumber('--budget', opts.budget, 32) };
+  return { strategy, budget: wholeNumber('--budget', opts.budget, 32), device };
 }
 
 export async function tuneCommand(file: string | undefined, opts: TuneCliOptions): Promise<number> {
@@ -79,25 +79,27 @@ export async function tuneCommand(file: string | undefined, opts: TuneCliOptions
     return tuneModelCommand(file, opts);
   }
   if (!opts.kernel || !opts.shape) throw new AdoptError('adopt tune needs a model file, or --kernel K and --shape NAME=VALUE,... (e.g. --kernel rms_norm --shape rows=4096,n=768)');
-  const { strategy, budget } = commonOptions(opts);
+  const { strategy, budget, device } = commonOptions(opts);
   let reg;
   try { reg = loadRegistry(); } catch (e) { throw new AdoptError((e as Error).message); }
   const k = reg.kernels[opts.kernel];
   if (!k) throw new AdoptError(`unknown kernel '${opts.kernel}'; known: ${Object.keys(reg.kernels).sort().join(', ')}`);
   const workload = parseShape(opts.shape);
   const dtype = opts.dtype ?? String(workload.dtype ?? 'float32');
-  if (!k.dtypes.includes(dtype)) throw new AdoptError(`${opts.kernel} takes dtype ${k.dtypes.join(' or ')}, not '${dtype}'`);
+  if (device === 'cuda' && !k.cuda_space) throw new AdoptError(`${opts.kernel} has no GPU (Triton) kernel to tune; kernels with one: ${Object.keys(reg.kernels).filter((n) => reg.kernels[n].cuda_space).sort().join(', ')}`);
+  const dtypes = device === 'cuda' ? [...k.dtypes, 'float16'] : k.dtypes;
+  if (!dtypes.includes(dtype)) throw new AdoptError(`${opts.kernel} takes dtype ${dtypes.join(' or ')}, not '${dtype}'`);
   workload.dtype = dtype;
   const missing = k.workload_fields.filter((f) => f !== 'dtype' && !(f in workload));
   const extra = Object.keys(workload).filter((f) => !k.workload_fields.includes(f));
   if (missing.length || extra.length) {
     throw new AdoptError(`--shape for ${opts.kernel} names ${k.workload_fields.filter((f) => f !== 'dtype').join(', ')}${missing.length ? `; missing: ${missing.join(', ')}` : ''}${extra.length ? `; unknown: ${extra.join(', ')}` : ''}`);
   }
-  const info = targetInfo();
+  const info = targetInfo(device);
   const bar = new Progress('tuning', budget);
   const summary = await tuneWorkload({
-    kernel: opts.kernel, workload, budget, strategy, db: opts.db, seed: Number(opts.seed ?? '0'), force: !!opts.force, registry: reg, targetInfo: info,
-    measurer: new LocalMeasurer({ repeats: opts.repeats ? Number(opts.repeats) : undefined }),
+    kernel: opts.kernel, workload, budget, strategy, db: opts.db, seed: Number(opts.seed ?? '0'), force: !!opts.force, registry: reg, targetInfo: info, device,
+    measurer: new LocalMeasurer({ device, repeats: opts.repeats ? Number(opts.repeats) : undefined }),
     onTrial: (t) => bar.tick(`${t.status} ${t.median_s !== null ? (t.median_s * 1e3).toFixed(2) + 'ms' : ''}`),
   });
   bar.end();
@@ -138,8 +140,8 @@ export function workloadText(w: Record<string, string | number>): string {
 
 /** Tunes the discovered workloads; exit 2 when the model could not be run at all. */
 /** This target's fingerprint (the Python side computes it once per call, so callers keep it). */
-export function targetInfo(): TargetInfo {
-  try { return localTargetInfo(); } catch (e) { throw new AdoptError((e as Error).message); }
+export function targetInfo(device: Device = 'cpu'): TargetInfo {
+  try { return localTargetInfo(undefined, device); } catch (e) { throw new AdoptError((e as Error).message); }
 }
 
 export async function tuneDiscovered(discovery: Discovery, opts: TuneCliOptions, label: string, info: TargetInfo): Promise<ModelTuneSummary | null> {
@@ -150,15 +152,25 @@ export async function tuneDiscovered(discovery: Discovery, opts: TuneCliOptions,
     process.stderr.write(`adopt: ${label}: the model ran, but no compiled kernel was called (CPU, float32/bfloat16 only); nothing to tune\n`);
     return null;
   }
-  const { strategy, budget } = commonOptions(opts);
-  const bar = new Progress('tuning', discovery.workloads.length * Math.max(budget, 1));
-  const summary = await tuneWorkloads(discovery.workloads, {
-    budget, strategy, db: opts.db, seed: Number(opts.seed ?? '0'), force: !!opts.force, targetInfo: info,
-    measurer: new LocalMeasurer({ repeats: opts.repeats ? Number(opts.repeats) : undefined }),
+  const { strategy, budget, device } = commonOptions(opts);
+  const workloads = device === 'cpu' ? discovery.workloads : gpuWorkloads(discovery.workloads);
+  const bar = new Progress('tuning', workloads.length * Math.max(budget, 1));
+  const summary = await tuneWorkloads(workloads, {
+    budget, strategy, db: opts.db, seed: Number(opts.seed ?? '0'), force: !!opts.force, targetInfo: info, device,
+    measurer: new LocalMeasurer({ device, repeats: opts.repeats ? Number(opts.repeats) : undefined }),
     onTrial: (t) => bar.tick(`${t.status}`),
   });
   bar.end();
   return summary;
+}
+
+/** The workloads of kernels that have a Triton kernel (the model's shapes are the same on the GPU);
+ *  the rest are named once. */
+function gpuWorkloads(workloads: Discovery['workloads']): Discovery['workloads'] {
+  const reg = loadRegistry();
+  const skipped = [...new Set(workloads.filter((w) => !reg.kernels[w.kernel]?.cuda_space).map((w) => w.kernel))];
+  if (skipped.length) process.stderr.write(`adopt: note: no GPU kernel for ${skipped.join(', ')}: not tuned for cuda\n`);
+  return workloads.filter((w) => reg.kernels[w.kernel]?.cuda_space);
 }
 
 export function printModelSummary(s: ModelTuneSummary, discovery: Discovery, out: NodeJS.WritableStream = process.stdout): void {
@@ -181,7 +193,7 @@ async function tuneModelCommand(file: string, opts: TuneCliOptions): Promise<num
     process.stdout.write(`${file}: no site is rewritten into a kernel, so there is nothing to tune\n`);
     return 0;
   }
-  const info = targetInfo();
+  const info = targetInfo(commonOptions(opts).device);
   const summary = await tuneDiscovered(discovery, opts, file, info);
   if (!summary) return 0;
   if (opts.schedules) writeFileSync(opts.schedules, scheduleFileText(opts.schedules, info.target, summary.entries));

@@ -54,6 +54,8 @@ export interface Measurer {
 }
 
 export interface LocalOptions {
+  /** Where the schedules run: this machine's CPU, or its CUDA device through the Triton kernels. */
+  device?: 'cpu' | 'cuda';
   repeats?: number;
   warmup?: number;
   timeoutS?: number;
@@ -95,7 +97,7 @@ export class LocalMeasurer implements Measurer {
     const o = this.opts;
     const warmup = o.warmup ?? 1;
     const full = {
-      ...req, warmup, repeats: o.repeats ?? 5, timeout_s: o.timeoutS ?? 30, threads: o.threads ?? null, clock: o.clock ?? 'wall', seed: o.seed ?? 0, imports: o.imports ?? [],
+      ...req, device: o.device ?? 'cpu', warmup, repeats: o.repeats ?? 5, timeout_s: o.timeoutS ?? 30, threads: o.threads ?? null, clock: o.clock ?? 'wall', seed: o.seed ?? 0, imports: o.imports ?? [],
     };
     const n = (req.schedules as unknown[]).length;
     const limitMs = ((o.timeoutS ?? 30) * (n + 2) + 300) * 1000;
@@ -127,20 +129,22 @@ export interface TargetInfo {
   templates: Record<string, Record<string, string>>;
 }
 
-let targetCache: TargetInfo | null = null;
+const targetCache = new Map<string, TargetInfo>();
 
-/** This machine's target fingerprint and every kernel's template hash (one Python call per process). */
-export function localTargetInfo(env?: Record<string, string>): TargetInfo {
-  if (targetCache && !env) return targetCache;
-  const r = runPython(['-W', 'ignore', '-m', 'adopt_harness.measure', '--info'], { timeoutMs: 300_000, env });
+/** This machine's target fingerprint and every kernel's template hash, for its CPU or its CUDA
+ *  device (one Python call per process and device). */
+export function localTargetInfo(env?: Record<string, string>, device: 'cpu' | 'cuda' = 'cpu'): TargetInfo {
+  const cached = targetCache.get(device);
+  if (cached && !env) return cached;
+  const r = runPython(['-W', 'ignore', '-m', 'adopt_harness.measure', '--info', '--device', device], { timeoutMs: 300_000, env });
   const last = (r.ok ? r.stdout : '').trim().split('\n').pop() ?? '';
   try {
     const info = JSON.parse(last) as TargetInfo;
     if (!info.target?.key) throw new Error('no target key');
-    if (!env) targetCache = info;
+    if (!env) targetCache.set(device, info);
     return info;
   } catch {
     const why = r.ok ? (r.stderr || '').trim().split('\n').slice(-3).join(' | ') : r.error;
-    throw new Error(`cannot fingerprint this target (python -m adopt_harness.measure --info): ${why || 'no output'}`);
+    throw new Error(`cannot fingerprint this target (python -m adopt_harness.measure --info --device ${device}): ${why || 'no output'}`);
   }
 }

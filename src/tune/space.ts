@@ -24,6 +24,8 @@ export interface KernelInfo {
   api: string[];
   switch: string;
   space: SpaceJson;
+  /** The Triton kernel's schedule space, where the kernel has one. */
+  cuda_space?: SpaceJson;
   workload_fields: string[];
   dtypes: string[];
   targets?: string[];
@@ -305,8 +307,15 @@ export function setRegistry(reg: Registry | null): void {
   cached = reg;
 }
 
-export function kernelSpace(kernel: string, reg: Registry = loadRegistry()): Space {
+export type Device = 'cpu' | 'cuda';
+
+/** The schedule space of `kernel` on `device` (the C++ template's, or the Triton kernel's). */
+export function kernelSpace(kernel: string, reg: Registry = loadRegistry(), device: Device = 'cpu'): Space {
   const k = reg.kernels[kernel];
   if (!k) throw new Error(`unknown kernel '${kernel}'; known: ${Object.keys(reg.kernels).sort().join(', ')}`);
+  if (device === 'cuda') {
+    if (!k.cuda_space) throw new Error(`kernel '${kernel}' has no GPU (Triton) implementation; kernels that do: ${Object.keys(reg.kernels).filter((n) => reg.kernels[n].cuda_space).sort().join(', ') || 'none'}`);
+    return Space.fromJson(k.cuda_space);
+  }
   return Space.fromJson(k.space);
 }

@@ -8,7 +8,7 @@ import type { CostModel } from './cost-model.js';
 import { type Batch, LocalMeasurer, type Measurer, type MeasureOptions, type Target, type TargetInfo, localTargetInfo } from './measurer.js';
 import { PRETRAINED_PATH } from './pretrain.js';
 import { RecordStore, type TuneRecord } from './records.js';
-import { type Registry, type Schedule, type Space, type Workload, kernelSpace, loadRegistry, sameSchedule, scheduleKey } from './space.js';
+import { type Device, type Registry, type Schedule, type Space, type Workload, kernelSpace, loadRegistry, sameSchedule, scheduleKey } from './space.js';
 import { autotvm, gridSearch, randomSearch } from './strategies/baselines.js';
 import { guided } from './strategies/guided.js';
 import { consensusPriors, exactHit, nearestPriors } from './strategies/reuse.js';
@@ -27,6 +27,8 @@ export interface TuneOptions {
   force?: boolean;
   measurer?: Measurer;
   targetInfo?: TargetInfo;
+  /** The device tuned for (default cpu); its space is the kernel's space there. */
+  device?: Device;
   registry?: Registry;
   model?: CostModel | null;
   /** Load the pre-trained model from fixtures when `model` is not given (default true). */
@@ -131,8 +133,9 @@ export async function tuneWorkload(opts: TuneOptions): Promise<TuneSummary> {
   const t0 = performance.now();
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`adopt: ${m}\n`));
   const reg = opts.registry ?? loadRegistry();
-  const space = kernelSpace(opts.kernel, reg);
-  const info = opts.targetInfo ?? localTargetInfo();
+  const device = opts.device ?? 'cpu';
+  const space = kernelSpace(opts.kernel, reg, device);
+  const info = opts.targetInfo ?? localTargetInfo(undefined, device);
   const dtype = String(opts.workload.dtype ?? 'float32');
   const template = info.templates[opts.kernel]?.[dtype] ?? 'unknown';
   const store = new RecordStore(opts.db, warn);
@@ -155,7 +158,7 @@ export async function tuneWorkload(opts: TuneOptions): Promise<TuneSummary> {
   if (name === 'diffusion') notes.push('diffusion needs a group of workloads; for one workload it is nearest-workload reuse');
   if (name === 'auto') name = priors.length ? 'nearest' : 'guided';
   const model = opts.model !== undefined ? opts.model : opts.pretrained === false ? null : await loadPretrained(warn);
-  const measurer = new RecordingMeasurer(opts.measurer ?? new LocalMeasurer(), store, { template, target: info.target });
+  const measurer = new RecordingMeasurer(opts.measurer ?? new LocalMeasurer({ device }), store, { template, target: info.target });
   const task = { kernel: opts.kernel, workload: opts.workload, space, target: info.target };
   const outcome: Outcome = await strategyFor(name).run(task, {
     measurer, budget: opts.budget, seed: opts.seed ?? 0, model, priors, onTrial: opts.onTrial,

@@ -39,6 +39,11 @@ def triton_state():
     return None
 
 
+def source_path(kernel):
+    """The file of ``kernel``'s Triton module (read for its template hash without importing it)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{kernel.name}.py")
+
+
 def module(kernel):
     """The Triton module of ``kernel``; raises ImportError saying why it cannot be had."""
     if kernel.name in _modules:
@@ -51,6 +56,17 @@ def module(kernel):
     if why is not None:
         _unavailable[kernel.name] = why
         raise ImportError(why)
+    if interpreting():
+        _interpreter_on_torch1()
     mod = importlib.import_module(f"{__name__}.{kernel.name}")
     _modules[kernel.name] = mod
     return mod
+
+
+def _interpreter_on_torch1():
+    """Triton's interpreter reads a tensor's ``untyped_storage()``, which torch 1.x spells
+    ``storage().untyped()``: lend it that name (only where it is missing, only when interpreting)."""
+    import torch
+
+    if not hasattr(torch.Tensor, "untyped_storage"):
+        torch.Tensor.untyped_storage = lambda self: self.storage().untyped()
