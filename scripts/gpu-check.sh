@@ -17,6 +17,7 @@
 #     2. adopt_harness.gpu_bench: eager against ours, bandwidth against a copy, peak memory, and
 #        every GPU schedule space measured for the tuner's replay (OUT/replay.tar.gz)
 #     GPU_BENCH_S (default 330) bounds step 2; GPU_BENCH_ARGS adds arguments to it.
+#   scripts/gpu-check.sh models OUT    on the GPU machine, step 3 of run alone (after prepare here)
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 pack=$here/.gpucheck
@@ -40,10 +41,7 @@ prepare() {
   du -sh "$pack"
 }
 
-run() {
-  local out=$1
-  mkdir -p "$out"
-  local work
+unpack() {
   work=$(mktemp -d)
   mkdir -p "$work/deps" "$work/rw"
   tar -xJf "$pack/deps.tar.xz" -C "$work/deps"
@@ -51,6 +49,22 @@ run() {
   tar -xJf "$pack/variants.tar.xz" -C "$work"
   # GPU_CHECK_PATH: more folders to search last (pure-Python packages the machine lacks)
   export PYTHONPATH="$here/native:$work/deps${GPU_CHECK_PATH:+:$GPU_CHECK_PATH}" PYTHONDONTWRITEBYTECODE=1
+}
+
+models() {
+  local out=$1 variants="" rule
+  echo "== 3. bench:models on the GPU"
+  for rule in $(ls "$work/speed-variants"); do variants="$variants --variant $rule=$work/speed-variants/$rule"; done
+  # shellcheck disable=SC2086
+  timeout "${GPU_MODELS_S:-240}" python3 -m adopt_harness.speed "$work/rw/transformers/models" $variants \
+    --seq "${GPU_CHECK_SEQ:-128,512}" --repeats "${GPU_CHECK_REPEATS:-10}" >"$out/models-gpu.jsonl" 2>"$out/speed.log"
+  tail -40 "$out/models-gpu.jsonl"
+}
+
+run() {
+  local out=$1 work
+  mkdir -p "$out"
+  unpack
   {
     nvidia-smi -L
     python3 -c 'import sys, torch, numpy, transformers; print(sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else "", "numpy", numpy.__version__, "transformers", transformers.__version__)'
@@ -66,7 +80,7 @@ run() {
   : >"$out/hf-verify-torch2.jsonl"
   (cd "$work/rw" && sed 's/=/ /' "$pack/hf-models.txt" | awk -v d="$work/rw" '{print $1 "=" d "/" $2}' |
     OMP_NUM_THREADS=1 timeout 300 xargs -P "$(($(nproc) > 2 ? $(nproc) - 2 : 1))" -n 8 python3 -m adopt_harness.hf_verify >"$out/hf-verify-torch2.jsonl" 2>"$out/hf-verify.log")
-  python3 - "$out/hf-verify-torch2.jsonl" <<'EOF'
+  python3 - "$out/hf-verify-torch2.jsonl" <<'EOF2'
 import collections, json, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 rows = [e["result"] for e in lines if e.get("kind") == "result"]
@@ -75,15 +89,8 @@ print(len(rows), "models:", dict(collections.Counter(r["status"] for r in rows))
 for r in rows:
     if r["status"] == "mismatch":
         print("  mismatch", r["model"], r["problems"][:2])
-EOF
-
-  echo "== 3. bench:models on the GPU"
-  local variants="" rule
-  for rule in $(ls "$work/speed-variants"); do variants="$variants --variant $rule=$work/speed-variants/$rule"; done
-  # shellcheck disable=SC2086
-  timeout 240 python3 -m adopt_harness.speed "$work/rw/transformers/models" $variants \
-    --seq "${GPU_CHECK_SEQ:-128,512}" --repeats "${GPU_CHECK_REPEATS:-10}" >"$out/models-gpu.jsonl" 2>"$out/speed.log"
-  tail -40 "$out/models-gpu.jsonl"
+EOF2
+  models "$out"
 }
 
 kernels() {
@@ -113,6 +120,7 @@ kernels() {
 case "${1:-}" in
   prepare) prepare ;;
   kernels) kernels "${2:?usage: gpu-check.sh kernels OUT}" ;;
+  models) mkdir -p "${2:?usage: gpu-check.sh models OUT}" && unpack && models "$2" ;;
   run) run "${2:?usage: gpu-check.sh run OUT}" ;;
-  *) echo "usage: scripts/gpu-check.sh prepare | run OUT | kernels OUT" >&2; exit 2 ;;
+  *) echo "usage: scripts/gpu-check.sh prepare | run OUT | kernels OUT | models OUT" >&2; exit 2 ;;
 esac
