@@ -27,11 +27,19 @@ prepare() {
   npm run -s bench:rewrite >/dev/null
   npm run -s bench:models -- --prepare-only >/dev/null
   rm -rf "$pack" && mkdir -p "$pack"
-  node -e '
-    const fs = require("fs");
-    const rows = fs.readFileSync("bench-results/hf-verify.jsonl", "utf8").trim().split("\n").map(JSON.parse);
-    fs.writeFileSync(process.argv[1], rows.map((r) => `${r.model}=transformers/models/${r.model}/modeling_${r.model}.py\n`).join(""));
-  ' "$pack/hf-models.txt"
+  # the verified models where bench:hf --verify has run, else every rewritten modeling file
+  if [ -f bench-results/hf-verify.jsonl ]; then
+    node -e '
+      const fs = require("fs");
+      const rows = fs.readFileSync("bench-results/hf-verify.jsonl", "utf8").trim().split("\n").map(JSON.parse);
+      fs.writeFileSync(process.argv[1], rows.map((r) => `${r.model}=transformers/models/${r.model}/modeling_${r.model}.py\n`).join(""));
+    ' "$pack/hf-models.txt"
+  else
+    (cd bench-results/hf199-rewritten && for f in transformers/models/*/modeling_*.py; do
+      m=${f#transformers/models/}; m=${m%%/*}
+      [ "$f" = "transformers/models/$m/modeling_$m.py" ] && echo "$m=$f"
+    done) >"$pack/hf-models.txt"
+  fi
   # shellcheck disable=SC2046
   tar -cJf "$pack/rewritten.tar.xz" -C bench-results/hf199-rewritten $(cut -d= -f2 "$pack/hf-models.txt")
   tar -cJf "$pack/variants.tar.xz" -C bench-results speed-variants
