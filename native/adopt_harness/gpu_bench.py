@@ -94,26 +94,33 @@ def copy_bandwidth(nbytes=1 << 30):
 
 
 def _compile_one(task):
+    """Runs one schedule once in a fresh process: Triton compiles it into its on-disk cache.
+    Returns (error or None, seconds of that first run: mostly the compile)."""
     name, workload, schedule = task
     try:
         run, _eager, _check = registry.KERNELS[name].make_case(workload, seed=0, device="cuda")
+        torch.cuda.synchronize()
+        t = time.perf_counter()
         run(schedule)
         torch.cuda.synchronize()
-        return None
+        return None, time.perf_counter() - t
     except Exception as e:  # the measuring process records the failure itself
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}", 0.0
 
 
 def precompile(kernel, workloads, schedules, jobs):
-    """Compile every schedule at every workload in ``jobs`` processes; returns wall seconds."""
+    """Compiles every schedule at every workload in ``jobs`` processes. Returns the wall seconds and,
+    per schedule, the seconds of its first run at the first workload (the replay's compile cost)."""
     t0 = time.perf_counter()
     tasks = [(kernel.name, w, s) for w in workloads for s in schedules]
     if jobs <= 1 or len(tasks) < 4 or DEVICE != "cuda":
-        return 0.0
+        return 0.0, {}
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        list(pool.map(_compile_one, tasks))
-    return time.perf_counter() - t0
+        answers = list(pool.map(_compile_one, tasks))
+    per = {json.dumps(s, sort_keys=True): {"seconds": round(secs, 3), "cached": False, "error": err}
+           for (_n, _w, s), (err, secs) in zip(tasks[: len(schedules)], answers[: len(schedules)])}
+    return time.perf_counter() - t0, per
 
 
 def measure_space(kernel, workload, schedules, repeats):
@@ -163,7 +170,7 @@ def bench_kernel(kernel, args, copy_bw, fingerprint, deadline):
             workloads.append(w)
     workloads = workloads[: args.workloads]
     legal_all = list(space.enumerate())
-    compile_s = precompile(kernel, workloads, legal_all, args.jobs)
+    compile_s, per_schedule = precompile(kernel, workloads, legal_all, args.jobs)
     entries, rows = [], []
     for w in workloads:
         if time.perf_counter() > deadline:
@@ -185,7 +192,7 @@ def bench_kernel(kernel, args, copy_bw, fingerprint, deadline):
     if args.replay_out and entries:
         data = {"format": "adopt-replay/1", "kernel": kernel.name, "target": fingerprint, "template_hash": template_hash(kernel, args.dtype, "cuda"),
                 "space": space.to_json(), "fixed": {}, "repeats": args.repeats, "threads": None, "clock": "cuda-events",
-                "compile_s": {"all": compile_s}, "workloads": entries}
+                "compile_s": per_schedule, "compile_wall_s": compile_s, "workloads": entries}
         os.makedirs(args.replay_out, exist_ok=True)
         with open(os.path.join(args.replay_out, f"{kernel.name}.cuda-{fingerprint['key']}.json"), "w", encoding="utf-8") as f:
             json.dump(data, f, sort_keys=True)
