@@ -102,27 +102,28 @@ class _FusedAdamStep:
         return loss
 
     def _plan(self, group):
-        """``{dtype: (function, params)}`` when the kernel takes the whole group, else None."""
-        from .. import _dispatch, schedules
+        """``{(device, dtype): (function, params)}`` when a kernel takes the whole group, else
+        None: the compiled CPU step for CPU tensors, the Triton one for CUDA tensors."""
+        from .. import _dispatch
         from ..kernels import adamw as kernel
 
         if not _group_ok(group):
             return None
         live = [p for p in group["params"] if p.grad is not None]
-        if live and not _dispatch.native_ok(kernel.KERNEL, *live):
+        gpu = _dispatch.on_gpu(*live)
+        if live and not gpu and not _dispatch.native_ok(kernel.KERNEL, *live):
             return None
-        if not all(kernel.tensor_ok(p, p.grad, self.state[p]) for p in live):
+        if not all(kernel.tensor_ok(p, p.grad, self.state[p], gpu) for p in live):
             return None
         plan = {}
         for p in live:
-            plan.setdefault(p.dtype, []).append(p)
-        for dtype, params in plan.items():
-            workload = kernel.workload_of(params)
-            schedule = schedules.lookup(kernel.KERNEL, dict(workload, dtype=_dispatch.dtype_name(dtype)))
-            fn = kernel.step_function(dtype, workload, schedule)
+            plan.setdefault((p.device, p.dtype), []).append(p)
+        for key, params in plan.items():
+            # without a schedule the dispatcher looks one up (for the device the step runs on)
+            fn = kernel.step_function(key[1], kernel.workload_of(params), gpu=gpu)
             if fn is None:
                 return None
-            plan[dtype] = (fn, params)
+            plan[key] = (fn, params)
         return plan
 
     def _fused_group_step(self, group):
@@ -153,7 +154,7 @@ class _FusedAdamStep:
         for key in _MOMENTS:
             m = state.get(key)
             if m is None:
-                state[key] = torch.zeros(p.shape, dtype=torch.float32)
+                state[key] = torch.zeros(p.shape, dtype=torch.float32, device=p.device)
             elif m.dtype != torch.float32 or not m.is_contiguous():
                 state[key] = m.to(torch.float32).contiguous()
         return state

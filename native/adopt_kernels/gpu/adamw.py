@@ -1,0 +1,107 @@
+"""Adam/AdamW step in Triton: one launch per parameter group and dtype, over all its tensors.
+
+Each program updates ``block`` consecutive elements of one tensor; a table on the device says
+which tensor and where (built once per list of sizes), and the tensors' addresses travel in one
+packed table per step (gradients are reallocated between steps when zeroed to None). Every
+element is read once (parameter, gradient, both moments) and written once (parameter, moments),
+in one launch whatever the number of tensors, so a model of hundreds of small tensors does not
+pay hundreds of launches. The arithmetic is the compiled CPU kernel's, in its order, in float32;
+bfloat16 and float16 parameters keep float32 moments and are rounded once per step.
+
+Schedule (``cuda_space`` of the kernel): ``block`` elements per program, ``num_warps``.
+"""
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+MODES = {"none": 0, "l2": 1, "decoupled": 2}
+_TL = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
+
+
+@triton.jit
+def _step(ADDRS, SIZES, TENSOR, START, NEG_STEP, BC2, count, beta1, one_minus_beta1, beta2, one_minus_beta2,
+          eps, weight_decay, decay, MODE: tl.constexpr, P_TYPE: tl.constexpr, BLOCK: tl.constexpr):
+    pid = tl.program_id(0)
+    t = tl.load(TENSOR + pid)
+    n = tl.load(SIZES + t)
+    # ADDRS holds four rows of ``count`` addresses: parameters, gradients, first and second moments
+    p_ptr = tl.load(ADDRS + t).to(tl.pointer_type(P_TYPE))
+    g_ptr = tl.load(ADDRS + count + t).to(tl.pointer_type(P_TYPE))
+    m_ptr = tl.load(ADDRS + 2 * count + t).to(tl.pointer_type(tl.float32))
+    v_ptr = tl.load(ADDRS + 3 * count + t).to(tl.pointer_type(tl.float32))
+    offs = tl.load(START + pid) + tl.arange(0, BLOCK).to(tl.int64)
+    mask = offs < n
+    p = tl.load(p_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    m = tl.load(m_ptr + offs, mask=mask, other=0.0)
+    v = tl.load(v_ptr + offs, mask=mask, other=0.0)
+    if MODE == 1:
+        g = tl.fma(p, weight_decay, g)
+    if MODE == 2:
+        p = p * decay
+    m = tl.fma(g, one_minus_beta1, m * beta1)
+    v = tl.fma(one_minus_beta2 * g, g, v * beta2)
+    tl.store(m_ptr + offs, m, mask=mask)
+    tl.store(v_ptr + offs, v, mask=mask)
+    # correctly rounded, as torch's sqrt and division are: the update is memory-bound anyway
+    denom = tl.div_rn(tl.sqrt_rn(v), tl.load(BC2 + t)) + eps
+    p = p + tl.div_rn(tl.load(NEG_STEP + t) * m, denom)
+    tl.store(p_ptr + offs, p.to(P_TYPE), mask=mask)
+
+
+_tables = {}
+
+
+def _block_table(sizes, block, device):
+    """(tensor index, first element) of every program, kept per list of sizes: a model's
+    parameter list is the same at every step."""
+    key = (tuple(sizes), block, str(device))
+    table = _tables.get(key)
+    if table is None:
+        tensor, start = [], []
+        for i, n in enumerate(sizes):
+            k = triton.cdiv(n, block)
+            tensor.extend([i] * k)
+            start.extend(range(0, k * block, block))
+        table = (torch.tensor(tensor, dtype=torch.int32).to(device), torch.tensor(start, dtype=torch.int64).to(device))
+        if len(_tables) > 64:
+            _tables.clear()
+        _tables[key] = table
+    return table
+
+
+def apply_step(params, grads, exp_avgs, exp_avg_sqs, steps, lr, betas, eps, weight_decay, mode, *, schedule):
+    """One update of same-dtype tensors on one device, in place; ``steps`` are the step numbers
+    after this step's increment. Moments are float32 and contiguous; gradients contiguous.
+    Returns the updated tensors: the parameters, then the first and the second moments."""
+    beta1, beta2 = betas
+    live = [i for i, p in enumerate(params) if p.numel()]
+    device = params[0].device
+    if live:
+        pick = lambda ts: [ts[i] for i in live]  # noqa: E731
+        ps, gs, ms, vs = pick(params), pick(grads), pick(exp_avgs), pick(exp_avg_sqs)
+        sizes = [p.numel() for p in ps]
+        addrs = torch.tensor([t.data_ptr() for ts in (ps, gs, ms, vs) for t in ts] + sizes, dtype=torch.int64)
+        floats = torch.tensor([-(lr / (1 - beta1 ** steps[i])) for i in live] + [math.sqrt(1 - beta2 ** steps[i]) for i in live],
+                              dtype=torch.float32)
+        addrs, floats = addrs.to(device, non_blocking=True), floats.to(device, non_blocking=True)
+        block = schedule["block"]
+        tensor, start = _block_table(sizes, block, device)
+        k = len(ps)
+        hyper = (beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay, 1 - lr * weight_decay)
+        _step[(tensor.numel(),)](addrs, addrs[4 * k:], tensor, start, floats, floats[k:], k, *(float(x) for x in hyper), MODE=MODES[mode],
+                                 P_TYPE=_TL[params[0].dtype], BLOCK=block, num_warps=schedule["num_warps"])
+    return (*params, *exp_avgs, *exp_avg_sqs)
+
+
+# the functions the kernel module routes CUDA tensors to
+ENTRIES = ("apply_step",)
+
+# small odd shapes for the kernel tests (the interpreter runs them on a CPU): uneven tensors
+TEST_WORKLOADS = (
+    {"params": 5003, "tensors": 3, "dtype": "float32"},
+    {"params": 3001, "tensors": 4, "dtype": "bfloat16"},
+)
