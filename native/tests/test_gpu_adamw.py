@@ -12,7 +12,8 @@ from adopt_kernels import _dispatch  # noqa: E402
 from adopt_kernels._impl.optim import FusedAdam, FusedAdamW  # noqa: E402
 from adopt_kernels.kernels import _common  # noqa: E402
 
-SHAPES = [(37, 23), (123,), (0,), (5, 3, 7), (1,), (3001,)]
+# sizes a multiple of 16 (the vectorised launch) and odd ones (the other launch)
+SHAPES = [(37, 23), (16, 48), (123,), (0,), (5, 3, 7), (1,), (64,), (3001,)]
 
 
 def _params(dtypes, seed=0):
@@ -31,7 +32,7 @@ def _steps(opt, ps, steps=3):
 @pytest.mark.parametrize("cls,fused,wd", [(torch.optim.AdamW, FusedAdamW, 0.1), (torch.optim.Adam, FusedAdam, 0.1),
                                           (torch.optim.Adam, FusedAdam, 0.0)])
 def test_optimizer_steps_through_triton(cls, fused, wd):
-    dtypes = [torch.float32, torch.bfloat16, torch.float32, torch.float16, torch.float32, torch.bfloat16]
+    dtypes = [torch.float32, torch.bfloat16, torch.float32, torch.float32, torch.float16, torch.bfloat16, torch.float32, torch.bfloat16]
     a = [nn.Parameter(p.detach().double()) for p in _params(dtypes)]
     b = _params(dtypes)
     ref, opt = cls(a, lr=0.01, weight_decay=wd), fused(b, lr=0.01, weight_decay=wd)
@@ -56,7 +57,7 @@ def test_optimizer_steps_through_triton(cls, fused, wd):
 def test_refused_groups_are_stepped_by_torch():
     dtypes = [torch.float32] * len(SHAPES)
     a, b = _params(dtypes, seed=1), _params(dtypes, seed=1)
-    groups = lambda ps: [{"params": ps[:3]}, {"params": ps[3:], "amsgrad": True}]  # noqa: E731
+    groups = lambda ps: [{"params": ps[:4]}, {"params": ps[4:], "amsgrad": True}]  # noqa: E731
     ref, opt = torch.optim.AdamW(groups(a), lr=0.01), FusedAdamW(groups(b), lr=0.01)
     before = _dispatch.CALLS["adamw"]
     _steps(ref, a)

@@ -34,12 +34,17 @@ def _rows(L, T, LOSS, LSE, ROW_SCALE, V, stride, scale, FORWARD: tl.constexpr, W
     t = tl.load(T + r)
     counted = t >= 0  # an ignored row (-1) has no loss and a zero gradient
     cols = tl.arange(0, BLOCK_V)
+    # Loads and stores run to the padded row end (``stride``, a multiple of 16 elements), so that
+    # their masks stay constant over a vector and the accesses are vectorised whatever V is; the
+    # padding is read as -inf and what is written there (finite) is never read.
     if FORWARD:
-        x = tl.load(row + cols, mask=cols < V, other=float("-inf")).to(tl.float32)
+        x = tl.load(row + cols, mask=cols < stride, other=0.0).to(tl.float32)
+        x = tl.where(cols < V, x, float("-inf"))
         m = tl.max(x, axis=0)
         s = tl.sum(tl.exp(x - m), axis=0)
         for b in range(BLOCK_V, V, BLOCK_V):
-            x = tl.load(row + b + cols, mask=b + cols < V, other=float("-inf")).to(tl.float32)
+            x = tl.load(row + b + cols, mask=b + cols < stride, other=0.0).to(tl.float32)
+            x = tl.where(b + cols < V, x, float("-inf"))
             m_new = tl.maximum(m, tl.max(x, axis=0))
             # while every logit so far is -inf the sum stays 0 (exp(-inf - -inf) would be NaN)
             m_ref = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -58,10 +63,10 @@ def _rows(L, T, LOSS, LSE, ROW_SCALE, V, stride, scale, FORWARD: tl.constexpr, W
         sc = tl.where(counted, sc, 0.0)
         for b in range(0, V, BLOCK_V):
             idx = b + cols
-            x = tl.load(row + idx, mask=idx < V, other=0.0).to(tl.float32)
+            x = tl.load(row + idx, mask=idx < stride, other=0.0).to(tl.float32)
             g = tl.exp(x - lse) * sc
             g = tl.where(idx == t, g - sc, g)
-            tl.store(row + idx, g.to(L.dtype.element_ty), mask=idx < V)
+            tl.store(row + idx, g.to(L.dtype.element_ty), mask=idx < stride)
 
 
 def _sweep(logits, targets, losses, lse, scale, schedule, forward=True, want_grad=True, row_scale=None):
@@ -75,11 +80,16 @@ def _sweep(logits, targets, losses, lse, scale, schedule, forward=True, want_gra
 
 
 class _Chunks:
-    """The GEMMs around the row pass, over one reused logits buffer in the inputs' dtype."""
+    """The GEMMs around the row pass, over one reused logits buffer in the inputs' dtype, its
+    rows padded to a multiple of 16 elements (aligned rows for the row pass and for cuBLAS)."""
 
     def __init__(self, hidden, weight, bias, rows):
         self.hidden, self.weight, self.bias, self.rows = hidden, weight, bias, rows
-        self.buffer = torch.empty(min(rows, hidden.size(0)), weight.size(0), dtype=hidden.dtype, device=hidden.device)
+        vocab = weight.size(0)
+        padded = -(-vocab // 16) * 16
+        # zeroed once when padded: the row pass then never meets garbage (NaN, inf) in the padding
+        make = torch.zeros if padded != vocab else torch.empty
+        self.buffer = make(min(rows, hidden.size(0)), padded, dtype=hidden.dtype, device=hidden.device)[:, :vocab]
 
     def __iter__(self):
         n = self.hidden.size(0)
