@@ -79,7 +79,7 @@ def _sweep(logits, targets, losses, lse, scale, schedule, forward=True, want_gra
                    PER_ROW=row_scale is not None, BLOCK_V=schedule["block_v"], num_warps=schedule["num_warps"])
 
 
-class _Chunks:
+class _Chunks(K._Chunks):
     """The GEMMs around the row pass, over one reused logits buffer in the inputs' dtype, its
     rows padded to a multiple of 16 elements (aligned rows for the row pass and for cuBLAS)."""
 
@@ -91,27 +91,9 @@ class _Chunks:
         make = torch.zeros if padded != vocab else torch.empty
         self.buffer = make(min(rows, hidden.size(0)), padded, dtype=hidden.dtype, device=hidden.device)[:, :vocab]
 
-    def __iter__(self):
-        n = self.hidden.size(0)
-        for start in range(0, n, self.rows):
-            stop = min(n, start + self.rows)
-            h = self.hidden[start:stop]
-            logits = self.buffer[: stop - start]
-            K._project(h, self.weight, self.bias, logits)
-            yield start, stop, h, logits
-
-    def accumulate(self, start, h, grad_logits, grads):
-        """Add a chunk's gradient of the logits into the hidden, weight and bias gradients."""
-        grad_hidden, grad_weight, grad_bias = grads
-        if grad_hidden is not None:
-            torch.mm(grad_logits, self.weight, out=grad_hidden[start : start + h.size(0)])
-        if grad_weight is not None:
-            if start == 0:
-                torch.mm(grad_logits.t(), h, out=grad_weight)
-            else:
-                grad_weight.addmm_(grad_logits.t(), h)
-        if grad_bias is not None:
-            grad_bias.add_(grad_logits.sum(0, dtype=torch.float32))
+    @staticmethod
+    def operand(t):
+        return t  # half precision stays so: cuBLAS multiplies it on the tensor cores
 
 
 def _empty_grads(hidden, weight, wanted, zero=False):

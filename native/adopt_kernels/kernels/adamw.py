@@ -256,7 +256,7 @@ def make_case(workload, seed=0, decoupled=True, device="cpu"):
         # the functional forms live in submodules that `import torch` does not load on torch 1.13
         opt = importlib.import_module("torch.optim.adamw").adamw if decoupled else importlib.import_module("torch.optim.adam").adam
         b1, b2 = hyper["betas"]
-        opt(p, grads, m, v, [], [torch.tensor(2.0, device=device) for _ in p], foreach=True, amsgrad=False, beta1=b1, beta2=b2, lr=hyper["lr"],
+        opt(p, grads, m, v, [], [torch.tensor(2.0) for _ in p], foreach=True, amsgrad=False, beta1=b1, beta2=b2, lr=hyper["lr"],
             weight_decay=hyper["weight_decay"], eps=hyper["eps"], maximize=False)
         return p, m, v
 

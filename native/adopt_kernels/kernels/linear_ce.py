@@ -224,10 +224,15 @@ class _Chunks:
         n = self.hidden.size(0)
         for start in range(0, n, self.rows):
             stop = min(n, start + self.rows)
-            h = _floats(self.hidden[start:stop])
+            h = self.operand(self.hidden[start:stop])
             logits = self.buffer[: stop - start]
             _project(h, self.weight, self.bias, logits)
             yield start, stop, h, logits
+
+    @staticmethod
+    def operand(t):
+        """A chunk of hidden rows as the GEMMs take it (float32 here)."""
+        return _floats(t)
 
     def accumulate(self, start, h, grad_logits, grads):
         """Add a chunk's gradient of the logits into the hidden, weight and bias gradients."""
@@ -240,7 +245,7 @@ class _Chunks:
             else:
                 grad_weight.addmm_(grad_logits.t(), h)
         if grad_bias is not None:
-            grad_bias.add_(grad_logits.sum(0))
+            grad_bias.add_(grad_logits.sum(0, dtype=torch.float32))
 
 
 def _empty_grads(hidden, weight, wanted):
