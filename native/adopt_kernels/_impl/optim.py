@@ -78,11 +78,12 @@ def _group_ok(group):
 
 
 class _FusedAdamStep:
-    """``step()`` through the compiled Adam kernel for each parameter group it can take.
+    """``step()`` through the compiled Adam kernel for each parameter group it can take: the
+    C++ one for CPU tensors, the Triton one for CUDA tensors (a launch or two per dtype).
 
-    A group whose options or tensors the kernel does not implement (amsgrad, maximize, CUDA,
-    float64, sparse gradients, a switched-off kernel) is stepped by the parent class exactly as
-    torch would. State keys and formats are torch's, so checkpoints load both ways; bfloat16
+    A group whose options or tensors the kernels do not implement (amsgrad, maximize, float64,
+    sparse gradients, CPU and CUDA tensors mixed, a switched-off kernel, no Triton) is stepped
+    by the parent class exactly as torch would. State keys and formats are torch's, so checkpoints load both ways; bfloat16
     parameters keep float32 moments (torch would keep them in bfloat16).
     """
 
@@ -189,11 +190,11 @@ class _FusedAdamStep:
 
 
 class FusedAdam(_FusedAdamStep, torch.optim.Adam):
-    """``torch.optim.Adam`` whose CPU step is one compiled pass per parameter group."""
+    """``torch.optim.Adam`` whose step is one compiled pass per parameter group (CPU or CUDA)."""
 
 
 class FusedAdamW(_FusedAdamStep, torch.optim.AdamW):
-    """``torch.optim.AdamW`` whose CPU step is one compiled pass per parameter group."""
+    """``torch.optim.AdamW`` whose step is one compiled pass per parameter group (CPU or CUDA)."""
 
     _decoupled = True
 
