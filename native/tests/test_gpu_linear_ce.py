@@ -56,7 +56,7 @@ def _compare(got, want, dtype):
         _common.assert_matches(a.detach().double().cpu() / s, e.detach().double().cpu() / s, name, f"output {i}")
 
 
-def _both(dtype, bias, fn, eager, weigh):
+def _both(dtype, bias, fn, eager, weigh, compare_as=None):
     head, hidden, labels, z = _case(dtype, bias)
     head64 = nn.Linear(HIDDEN, VOCAB, bias=bias).double()
     head64.load_state_dict({k: v.double().cpu() for k, v in head.state_dict().items()})
@@ -64,7 +64,7 @@ def _both(dtype, bias, fn, eager, weigh):
     got = _run(lambda x, h: fn(x, h, labels), head, hidden, lambda out: weigh(out, z.to(DEVICE)))
     assert _dispatch.CALLS[KERNEL] > before, "the Triton kernel did not run"
     want = _run(lambda x, h: eager(x, h, labels.cpu()), head64, hidden.double().cpu(), lambda out: weigh(out, z.double()))
-    _compare(got, want, dtype)
+    _compare(got, want, compare_as or dtype)
 
 
 def _eager_loss(x, head, labels, reduction="mean", shift=True):
@@ -135,3 +135,20 @@ def test_chunks_bound_the_logits(return_logits, monkeypatch):
     loss = out[0] if return_logits else out
     (loss * torch.arange(loss.numel()).to(loss)).sum().backward()  # rows weighted apart: projected again
     assert len(shapes) > 2 and all(r <= 4 and v == VOCAB for r, v in shapes)
+
+
+def test_autocast_takes_the_kernel():
+    """A float32 head under autocast: the kernel runs in autocast's dtype, as F.linear would,
+    and the float32 weight gets its gradient through the cast."""
+    dtype = torch.bfloat16
+    with torch.autocast(DEVICE, dtype=dtype):
+        _both(torch.float32, True, lambda x, h, y: ak.linear_cross_entropy(x, h, y),
+              lambda x, h, y: _eager_loss(x.to(dtype).double(), _rounded(h, dtype), y), lambda out, z: out[0], dtype)
+
+
+def _rounded(head, dtype):
+    """``head`` with its parameters rounded to ``dtype`` (what autocast multiplies) in float64."""
+    with torch.no_grad():
+        for p in head.parameters():
+            p.copy_(p.to(dtype).double())
+    return head

@@ -110,7 +110,22 @@ def _compiled(hidden, lm_head, labels, ignore_index, count, logits_dtype=None, r
         return with_logits.linear_cross_entropy_logits_rows(
             hidden, lm_head.weight, lm_head.bias, labels, ignore_index, scale, logits_dtype, max_rows=rows
         )
-    return kernel.linear_cross_entropy_rows(hidden, lm_head.weight, lm_head.bias, labels, ignore_index, scale, max_rows=rows)
+    return kernel.linear_cross_entropy_rows(*_as_autocast_multiplies(hidden, lm_head), labels, ignore_index, scale, max_rows=rows)
+
+
+def _as_autocast_multiplies(hidden, lm_head):
+    """``(hidden, weight, bias)`` as the head's matmul takes them: on the Triton kernel's device
+    with autocast on, cast to autocast's dtype as ``F.linear`` would cast them (the gradients
+    flow back through the casts to float32 weights), so that a model trained under autocast
+    takes the kernel instead of the reference; else as they are."""
+    from .._dispatch import on_gpu
+    from .products import _AUTOCAST_ELIGIBLE, _autocast_dtype
+
+    tensors = (hidden, lm_head.weight, lm_head.bias)
+    dtype = _autocast_dtype(hidden.device.type) if on_gpu(hidden) else False
+    if not dtype:
+        return tensors
+    return tuple(t if t is None or t.dtype not in _AUTOCAST_ELIGIBLE else t.to(dtype) for t in tensors)
 
 
 def _reference(hidden, lm_head, labels, ignore_index, shift, reduction, logits_dtype=None, return_logits=False, loss_dtype=None):

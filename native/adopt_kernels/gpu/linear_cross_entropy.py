@@ -158,6 +158,11 @@ def _finish(grads, like):
     return tuple(None if g is None else g.to(t.dtype) for g, t in zip(grads, like))
 
 
+def _plain(device):
+    """Autocast off: the kernel's GEMMs take the dtypes they are given (and their ``out=``)."""
+    return torch.autocast(device.type, enabled=False)
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """Per-row losses of ``cross_entropy(hidden @ weight.T + bias, targets)``; targets < 0 are
     ignored. ``scale`` is the upstream gradient the forward assumes for every counted row."""
@@ -177,6 +182,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_losses):
+        with _plain(grad_losses.device):
+            return _LinearCrossEntropy.gradients(ctx, grad_losses)
+
+    @staticmethod
+    def gradients(ctx, grad_losses):
         hidden, weight, bias, targets, lse, keep = ctx.saved_tensors
         # ignored rows get zero gradient whatever grad_losses holds there, as cross_entropy's backward
         counted = K._rows(grad_losses.float(), keep)
@@ -212,6 +222,11 @@ class _LinearCrossEntropyLogits(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_losses, grad_logits):
+        with _plain(ctx.saved_tensors[0].device):
+            return _LinearCrossEntropyLogits.gradients(ctx, grad_losses, grad_logits)
+
+    @staticmethod
+    def gradients(ctx, grad_losses, grad_logits):
         hidden, weight, bias, targets, lse = ctx.saved_tensors
         wanted = tuple(ctx.needs_input_grad[:3])
         grads, ctx.grads = ctx.grads, None
@@ -246,15 +261,18 @@ def _add_logits_grad(hidden, weight, grad_logits, grads):
 
 def linear_cross_entropy_rows(hidden, weight, bias, labels, ignore_index=-100, scale=1.0, max_rows=None, *, schedule):
     targets = K.targets_for(labels, ignore_index, weight.size(0))
-    return _LinearCrossEntropy.apply(hidden.contiguous(), weight, bias, targets, float(scale), K.wanted_grads(hidden, weight, bias),
-                                     schedule, K.chunk_rows(schedule, max_rows))
+    with _plain(hidden.device):
+        return _LinearCrossEntropy.apply(hidden.contiguous(), weight, bias, targets, float(scale),
+                                         K.wanted_grads(hidden, weight, bias), schedule, K.chunk_rows(schedule, max_rows))
 
 
 def linear_cross_entropy_logits_rows(hidden, weight, bias, labels, ignore_index=-100, scale=1.0, logits_dtype=None, max_rows=None,
                                      *, schedule):
     targets = K.targets_for(labels, ignore_index, weight.size(0))
-    return _LinearCrossEntropyLogits.apply(hidden.contiguous(), weight, bias, targets, float(scale), K.wanted_grads(hidden, weight, bias),
-                                           schedule, K.chunk_rows(schedule, max_rows), logits_dtype or hidden.dtype)
+    with _plain(hidden.device):
+        return _LinearCrossEntropyLogits.apply(hidden.contiguous(), weight, bias, targets, float(scale),
+                                               K.wanted_grads(hidden, weight, bias), schedule, K.chunk_rows(schedule, max_rows),
+                                               logits_dtype or hidden.dtype)
 
 
 # the functions the kernel modules route CUDA tensors to
