@@ -152,3 +152,30 @@ def _rounded(head, dtype):
         for p in head.parameters():
             p.copy_(p.to(dtype).double())
     return head
+
+
+def test_masked_vocabulary():
+    """Logits of -inf (a bias masking part of the vocabulary) over whole blocks of the sweep,
+    the first ones included: the running sum stays finite and those logits get no gradient."""
+    from adopt_kernels.kernels import linear_ce
+
+    g = torch.Generator().manual_seed(3)
+    vocab, masked = 5000, 2100
+    hidden = torch.randn(9, HIDDEN, generator=g)
+    weight = torch.randn(vocab, HIDDEN, generator=g) / HIDDEN ** 0.5
+    bias = torch.zeros(vocab)
+    bias[:masked] = float("-inf")
+    labels = torch.randint(masked, vocab, (9,), generator=g)
+    schedule = {"chunk_rows": 256, "block_v": 1024, "num_warps": 4}
+    got, want = [], []
+    for out, dtype, dev in ((got, torch.float32, DEVICE), (want, torch.float64, "cpu")):
+        h, w, b = (t.to(dev, dtype, copy=True).requires_grad_(True) for t in (hidden, weight, bias))
+        y = labels.to(dev)
+        if dev == "cpu" and dtype == torch.float64:
+            loss = F.cross_entropy(F.linear(h, w, b), y, reduction="sum")
+        else:
+            loss = linear_ce.linear_cross_entropy_rows(h, w, b, y, schedule=schedule).sum()
+        loss.backward()
+        out.extend([loss, h.grad, w.grad, b.grad])
+    assert torch.isfinite(got[0]) and not got[3][:masked].abs().any()
+    _compare(got, want, torch.float32)

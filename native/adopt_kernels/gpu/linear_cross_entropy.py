@@ -36,13 +36,11 @@ def _rows(L, T, LOSS, LSE, ROW_SCALE, V, stride, scale, FORWARD: tl.constexpr, W
     cols = tl.arange(0, BLOCK_V)
     # Loads and stores run to the padded row end (``stride``, a multiple of 16 elements), so that
     # their masks stay constant over a vector and the accesses are vectorised whatever V is; the
-    # padding is read as -inf and what is written there (finite) is never read.
+    # padding is read as -inf and what is written there is never read.
     if FORWARD:
-        x = tl.load(row + cols, mask=cols < stride, other=0.0).to(tl.float32)
-        x = tl.where(cols < V, x, float("-inf"))
-        m = tl.max(x, axis=0)
-        s = tl.sum(tl.exp(x - m), axis=0)
-        for b in range(BLOCK_V, V, BLOCK_V):
+        m = tl.full((), float("-inf"), tl.float32)
+        s = tl.zeros((), tl.float32)
+        for b in range(0, V, BLOCK_V):
             x = tl.load(row + b + cols, mask=b + cols < stride, other=0.0).to(tl.float32)
             x = tl.where(b + cols < V, x, float("-inf"))
             m_new = tl.maximum(m, tl.max(x, axis=0))
