@@ -68,12 +68,11 @@ def _block_table(sizes, block, device):
     key = (tuple(sizes), block, str(device))
     table = _tables.get(key)
     if table is None:
-        tensor, start = [], []
-        for i, n in enumerate(sizes):
-            k = triton.cdiv(n, block)
-            tensor.extend([i] * k)
-            start.extend(range(0, k * block, block))
-        table = (torch.tensor(tensor, dtype=torch.int32).to(device), torch.tensor(start, dtype=torch.int64).to(device))
+        counts = torch.tensor([triton.cdiv(n, block) for n in sizes], dtype=torch.int64)
+        tensor = torch.repeat_interleave(torch.arange(len(sizes)), counts)
+        first = torch.cumsum(counts, 0) - counts  # each tensor's first program
+        start = (torch.arange(tensor.numel()) - first[tensor]) * block
+        table = (tensor.to(device, torch.int32), start.to(device))
         if len(_tables) > 64:
             _tables.clear()
         _tables[key] = table
