@@ -169,8 +169,8 @@ def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True,
     tokens at a time, so neither the full logits nor their gradient is ever held. On the CPU
     in float32/bfloat16 a compiled kernel does it, and on CUDA (also float16) a Triton one,
     skipping rows whose label is ignored and forming the gradients during the forward pass;
-    elsewhere the logits are recomputed in backward. The loss is accumulated in float32 (float64 for float64 inputs), as models that
-    call ``logits.float()`` before the loss do.
+    elsewhere the logits are recomputed in backward. The loss is accumulated in float32
+    (float64 for float64 inputs), as models that call ``logits.float()`` before the loss do.
 
     With ``return_logits`` it returns ``(loss, logits)``, the logits cast to ``logits_dtype``
     when given (the code replaced calls ``logits.float()``): they are computed once and

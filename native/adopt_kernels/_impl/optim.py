@@ -83,8 +83,9 @@ class _FusedAdamStep:
 
     A group whose options or tensors the kernels do not implement (amsgrad, maximize, float64,
     sparse gradients, CPU and CUDA tensors mixed, a switched-off kernel, no Triton) is stepped
-    by the parent class exactly as torch would. State keys and formats are torch's, so checkpoints load both ways; bfloat16
-    parameters keep float32 moments (torch would keep them in bfloat16).
+    by the parent class exactly as torch would. State keys and formats are torch's, so
+    checkpoints load both ways; bfloat16 (and float16) parameters keep float32 moments (torch
+    would keep them in their own dtype).
     """
 
     _decoupled = False

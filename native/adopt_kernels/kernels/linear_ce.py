@@ -409,6 +409,7 @@ def chunk_rows(schedule, max_rows):
 
 
 def wanted_grads(hidden, weight, bias):
+    """Which of hidden, weight and bias want a gradient (none with grad mode off)."""
     grad_on = torch.is_grad_enabled()
     return tuple(bool(grad_on and t is not None and t.requires_grad) for t in (hidden, weight, bias))
 
