@@ -11,6 +11,7 @@ bfloat16 and float16 parameters keep float32 moments and are rounded once per st
 Schedule (``cuda_space`` of the kernel): ``block`` elements per program, ``num_warps``.
 """
 
+import contextlib
 import math
 
 import torch
@@ -91,8 +92,11 @@ def _launch(tensors, steps, lr, betas, eps, weight_decay, mode, schedule, aligne
     addrs, floats = addrs.to(device, non_blocking=True), floats.to(device, non_blocking=True)
     tensor, start = _block_table(sizes, block, device)
     hyper = (beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay, 1 - lr * weight_decay)
-    _step[(tensor.numel(),)](addrs, addrs[4 * k:], tensor, start, floats, floats[k:], k, *(float(x) for x in hyper), MODE=MODES[mode],
-                             P_TYPE=_TL[ps[0].dtype], ALIGNED=aligned, BLOCK=block, num_warps=schedule["num_warps"])
+    # Triton launches on the current device, which need not be the parameters'
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        _step[(tensor.numel(),)](addrs, addrs[4 * k:], tensor, start, floats, floats[k:], k, *(float(x) for x in hyper),
+                                 MODE=MODES[mode], P_TYPE=_TL[ps[0].dtype], ALIGNED=aligned, BLOCK=block,
+                                 num_warps=schedule["num_warps"])
 
 
 def _is_aligned(tensors, i):

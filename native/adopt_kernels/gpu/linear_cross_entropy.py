@@ -19,6 +19,8 @@ Schedule (``cuda_space`` of the kernel): ``chunk_rows`` rows per logits chunk (b
 caller's ``max_rows``), ``block_v`` logits per step of a row's sweep, ``num_warps`` per row.
 """
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
@@ -156,9 +158,16 @@ def _finish(grads, like):
     return tuple(None if g is None else g.to(t.dtype) for g, t in zip(grads, like))
 
 
+@contextlib.contextmanager
 def _plain(device):
-    """Autocast off: the kernel's GEMMs take the dtypes they are given (and their ``out=``)."""
-    return torch.autocast(device.type, enabled=False)
+    """Autocast off, so that the kernel's GEMMs take the dtypes they are given (and their
+    ``out=``), and ``device`` current: Triton launches on the current device."""
+    with torch.autocast(device.type, enabled=False):
+        if device.type != "cuda":
+            yield
+            return
+        with torch.cuda.device(device):
+            yield
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
