@@ -291,8 +291,9 @@ KERNEL = register(Kernel(
     ),
     cuda_space=Space(
         params={"block": (1024, 2048, 4096, 8192), "num_warps": (2, 4, 8, 16)},
-        default={"block": 4096, "num_warps": 8},
-        # at least four elements a thread, so that loads can be vectorised
-        constraints=("block >= 128 * num_warps",),
+        default={"block": 2048, "num_warps": 8},
+        # four to sixteen elements a thread: vectorised loads, and no register spills (four
+        # streams of 64-bit addresses per element)
+        constraints=("block >= 128 * num_warps", "block <= 512 * num_warps"),
     ),
 ))
