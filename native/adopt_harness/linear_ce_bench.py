@@ -7,10 +7,12 @@ Four variants on the same inputs, at one workload (tokens x hidden -> vocab):
   kernel+logits  the kernel variant that returns the logits (linear_cross_entropy(return_logits=True))
 Time: the median of interleaved repeats, at one thread count for all. Peak memory: each variant
 runs once in a process of its own whose peak resident size is reset after the inputs are made
-(/proc/self/clear_refs), so what is counted is what the run adds. Prints a table and ends with one JSON line.
+(/proc/self/clear_refs), so what is counted is what the run adds; on CUDA (``--device cuda``, the
+Triton kernel) the allocator's peak above the inputs, in this process, each run synchronised.
+Prints a table and ends with one JSON line.
 
 Usage: python -m adopt_harness.linear_ce_bench [--tokens 8192] [--hidden 768] [--vocab 32000]
-       [--threads N] [--repeats 3] [--dtype float32] [--variants eager,kernel]
+       [--threads N] [--repeats 3] [--dtype float32] [--variants eager,kernel] [--device cpu]
 (--variants: a subset, for a run at a size where each pass takes minutes; a ratio needs its
 baseline, so a logits variant brings eager+logits and the kernel brings eager.)
 """
@@ -29,13 +31,13 @@ from adopt_kernels.kernels import linear_ce as K
 from adopt_kernels.kernels import linear_ce_logits as KL
 
 
-def make_inputs(tokens, hidden, vocab, dtype, seed=0):
+def make_inputs(tokens, hidden, vocab, dtype, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    h = torch.randn(tokens, hidden, generator=g).to(dtype)
-    w = (torch.randn(vocab, hidden, generator=g) * 2 / hidden ** 0.5).to(dtype)
+    h = torch.randn(tokens, hidden, generator=g).to(device, dtype)
+    w = (torch.randn(vocab, hidden, generator=g) * 2 / hidden ** 0.5).to(device, dtype)
     labels = torch.randint(0, vocab, (tokens,), generator=g)
     labels[torch.rand(tokens, generator=g) < 0.1] = -100
-    return h, w, labels
+    return h, w, labels.to(device)
 
 
 def variants(h, w, labels):
@@ -105,6 +107,17 @@ def probe(args, variant):
     return int(out.stdout.strip().splitlines()[-1])
 
 
+def cuda_peak(run):
+    """Bytes the CUDA allocator's peak rises above what is allocated before ``run``."""
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    out = run()
+    torch.cuda.synchronize()
+    del out
+    return torch.cuda.max_memory_allocated() - base
+
+
 def _probe_main(args, runs):
     base = _status("VmRSS:")
     with open("/proc/self/clear_refs", "w") as f:
@@ -114,15 +127,18 @@ def _probe_main(args, runs):
     print(_status("VmHWM:") - base)
 
 
-def timed(runs, repeats):
-    """Median seconds per variant, the variants interleaved in each round after a warm-up."""
+def timed(runs, repeats, sync=lambda: None):
+    """Median seconds per variant, the variants interleaved in each round after a warm-up;
+    ``sync`` waits for the device before each clock reading."""
     times = {k: [] for k in runs}
     for fn in runs.values():
         fn()
     for _ in range(repeats):
         for k, fn in runs.items():
+            sync()
             t0 = time.perf_counter()
             fn()
+            sync()
             times[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -134,27 +150,31 @@ def main(argv=None):
     p.add_argument("--vocab", type=int, default=32000)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--variants", default="", help="comma-separated subset of: " + ", ".join(VARIANTS))
     p.add_argument("--probe", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     wanted = chosen(args.variants, p)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    h, w, labels = make_inputs(args.tokens, args.hidden, args.vocab, getattr(torch, args.dtype))
+    h, w, labels = make_inputs(args.tokens, args.hidden, args.vocab, getattr(torch, args.dtype), device=args.device)
     runs = {k: fn for k, fn in variants(h, w, labels).items() if k in wanted}
     if args.probe:
         return _probe_main(args, runs)
-    peaks = {k: probe(args, k) for k in runs}
-    secs = timed(runs, args.repeats)
-    print(f"linear + cross-entropy, {args.tokens} tokens x {args.hidden} -> {args.vocab}, {args.dtype}, {args.threads} threads, median of {args.repeats}")
+    cuda = args.device == "cuda"
+    peaks = {k: cuda_peak(fn) if cuda else probe(args, k) for k, fn in runs.items()}
+    secs = timed(runs, args.repeats, torch.cuda.synchronize if cuda else lambda: None)
+    where = torch.cuda.get_device_name() if cuda else f"{args.threads} threads"
+    print(f"linear + cross-entropy, {args.tokens} tokens x {args.hidden} -> {args.vocab}, {args.dtype}, {where}, median of {args.repeats}")
     print(f"{'variant':<15}{'fwd+bwd s':>11}{'vs eager':>10}{'peak MiB':>11}{'vs eager':>10}")
     rows = {}
     for k in runs:
         base = baseline(k)
         rows[k] = {"seconds": secs[k], "peak_bytes": peaks[k], "time_ratio": secs[k] / secs[base], "memory_ratio": peaks[k] / max(1, peaks[base])}
         print(f"{k:<15}{secs[k]:>11.3f}{rows[k]['time_ratio']:>10.2f}{peaks[k] / 2**20:>11.0f}{rows[k]['memory_ratio']:>10.3f}")
-    print(json.dumps({"tokens": args.tokens, "hidden": args.hidden, "vocab": args.vocab, "dtype": args.dtype, "threads": args.threads, "variants": rows}))
+    print(json.dumps({"tokens": args.tokens, "hidden": args.hidden, "vocab": args.vocab, "dtype": args.dtype, "threads": args.threads,
+                      "device": args.device, "variants": rows}))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,14 @@ def _chunk_rows(vocab):
     return max(1, CHUNK_ELEMENTS // max(1, vocab))
 
 
+def _kernel_dtype(hidden):
+    """Whether a kernel takes ``hidden``'s dtype: float32 and bfloat16, and float16 on the
+    Triton kernel's device."""
+    from .._dispatch import on_gpu
+
+    return hidden.dtype in (torch.float32, torch.bfloat16) or (hidden.dtype == torch.float16 and on_gpu(hidden))
+
+
 def _compute_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -102,7 +110,22 @@ def _compiled(hidden, lm_head, labels, ignore_index, count, logits_dtype=None, r
         return with_logits.linear_cross_entropy_logits_rows(
             hidden, lm_head.weight, lm_head.bias, labels, ignore_index, scale, logits_dtype, max_rows=rows
         )
-    return kernel.linear_cross_entropy_rows(hidden, lm_head.weight, lm_head.bias, labels, ignore_index, scale, max_rows=rows)
+    return kernel.linear_cross_entropy_rows(*_as_autocast_multiplies(hidden, lm_head), labels, ignore_index, scale, max_rows=rows)
+
+
+def _as_autocast_multiplies(hidden, lm_head):
+    """``(hidden, weight, bias)`` as the head's matmul takes them: on the Triton kernel's device
+    with autocast on, cast to autocast's dtype as ``F.linear`` would cast them (the gradients
+    flow back through the casts to float32 weights), so that a model trained under autocast
+    takes the kernel instead of the reference; else as they are."""
+    from .._dispatch import on_gpu
+    from .products import _AUTOCAST_ELIGIBLE, _autocast_dtype
+
+    tensors = (hidden, lm_head.weight, lm_head.bias)
+    dtype = _autocast_dtype(hidden.device.type) if on_gpu(hidden) else False
+    if not dtype:
+        return tensors
+    return tuple(t if t is None or t.dtype not in _AUTOCAST_ELIGIBLE else t.to(dtype) for t in tensors)
 
 
 def _reference(hidden, lm_head, labels, ignore_index, shift, reduction, logits_dtype=None, return_logits=False, loss_dtype=None):
@@ -144,10 +167,10 @@ def linear_cross_entropy(hidden, lm_head, labels, ignore_index=-100, shift=True,
 
     (without the shift when ``shift=False``). Logits are produced and consumed a chunk of
     tokens at a time, so neither the full logits nor their gradient is ever held. On the CPU
-    in float32/bfloat16 a compiled kernel does it, skipping rows whose label is ignored and
-    forming the gradients during the forward pass; elsewhere the logits are recomputed in
-    backward. The loss is accumulated in float32 (float64 for float64 inputs), as models that
-    call ``logits.float()`` before the loss do.
+    in float32/bfloat16 a compiled kernel does it, and on CUDA (also float16) a Triton one,
+    skipping rows whose label is ignored and forming the gradients during the forward pass;
+    elsewhere the logits are recomputed in backward. The loss is accumulated in float32
+    (float64 for float64 inputs), as models that call ``logits.float()`` before the loss do.
 
     With ``return_logits`` it returns ``(loss, logits)``, the logits cast to ``logits_dtype``
     when given (the code replaced calls ``logits.float()``): they are computed once and
@@ -196,7 +219,7 @@ def _linear_cross_entropy(hidden, lm_head, labels, ignore_index, shift, reductio
         losses, logits = out
         return _reduce(losses, labels, shift, reduction, count).to(loss_dtype or logits.dtype), logits
     losses = None
-    if hidden.dtype in (torch.float32, torch.bfloat16):
+    if _kernel_dtype(hidden):
         losses = _compiled(flat_hidden, lm_head, flat_labels, ignore_index, count)
     if losses is None:
         losses = _LinearCrossEntropy.apply(flat_hidden, lm_head.weight, lm_head.bias, flat_labels, ignore_index)
@@ -208,7 +231,7 @@ def _with_logits(hidden, lm_head, labels, ignore_index, count, logits_dtype):
     """Per-row losses and the logits (shaped as the head gives them) from the compiled kernel;
     None where it cannot run, and the caller runs the eager code: the logits are held either
     way, so the chunked torch path would save little."""
-    if hidden.dtype not in (torch.float32, torch.bfloat16) or logits_dtype not in (None, hidden.dtype, torch.float32):
+    if not _kernel_dtype(hidden) or logits_dtype not in (None, hidden.dtype, torch.float32):
         return None
     flat_hidden = hidden.reshape(-1, hidden.size(-1))
     out = _compiled(flat_hidden, lm_head, labels.reshape(-1), ignore_index, count, logits_dtype, True)

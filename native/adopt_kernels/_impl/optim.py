@@ -78,12 +78,14 @@ def _group_ok(group):
 
 
 class _FusedAdamStep:
-    """``step()`` through the compiled Adam kernel for each parameter group it can take.
+    """``step()`` through the compiled Adam kernel for each parameter group it can take: the
+    C++ one for CPU tensors, the Triton one for CUDA tensors (a launch or two per dtype).
 
-    A group whose options or tensors the kernel does not implement (amsgrad, maximize, CUDA,
-    float64, sparse gradients, a switched-off kernel) is stepped by the parent class exactly as
-    torch would. State keys and formats are torch's, so checkpoints load both ways; bfloat16
-    parameters keep float32 moments (torch would keep them in bfloat16).
+    A group whose options or tensors the kernels do not implement (amsgrad, maximize, float64,
+    sparse gradients, CPU and CUDA tensors mixed, a switched-off kernel, no Triton) is stepped
+    by the parent class exactly as torch would. State keys and formats are torch's, so
+    checkpoints load both ways; bfloat16 (and float16) parameters keep float32 moments (torch
+    would keep them in their own dtype).
     """
 
     _decoupled = False
@@ -102,27 +104,28 @@ class _FusedAdamStep:
         return loss
 
     def _plan(self, group):
-        """``{dtype: (function, params)}`` when the kernel takes the whole group, else None."""
-        from .. import _dispatch, schedules
+        """``{(device, dtype): (function, params)}`` when a kernel takes the whole group, else
+        None: the compiled CPU step for CPU tensors, the Triton one for CUDA tensors."""
+        from .. import _dispatch
         from ..kernels import adamw as kernel
 
         if not _group_ok(group):
             return None
         live = [p for p in group["params"] if p.grad is not None]
-        if live and not _dispatch.native_ok(kernel.KERNEL, *live):
+        gpu = _dispatch.on_gpu(*live)
+        if live and not gpu and not _dispatch.native_ok(kernel.KERNEL, *live):
             return None
-        if not all(kernel.tensor_ok(p, p.grad, self.state[p]) for p in live):
+        if not all(kernel.tensor_ok(p, p.grad, self.state[p], gpu) for p in live):
             return None
         plan = {}
         for p in live:
-            plan.setdefault(p.dtype, []).append(p)
-        for dtype, params in plan.items():
-            workload = kernel.workload_of(params)
-            schedule = schedules.lookup(kernel.KERNEL, dict(workload, dtype=_dispatch.dtype_name(dtype)))
-            fn = kernel.step_function(dtype, workload, schedule)
+            plan.setdefault((p.device, p.dtype), []).append(p)
+        for key, params in plan.items():
+            # without a schedule the dispatcher looks one up (for the device the step runs on)
+            fn = kernel.step_function(key[1], kernel.workload_of(params), gpu=gpu)
             if fn is None:
                 return None
-            plan[dtype] = (fn, params)
+            plan[key] = (fn, params)
         return plan
 
     def _fused_group_step(self, group):
@@ -153,7 +156,7 @@ class _FusedAdamStep:
         for key in _MOMENTS:
             m = state.get(key)
             if m is None:
-                state[key] = torch.zeros(p.shape, dtype=torch.float32)
+                state[key] = torch.zeros(p.shape, dtype=torch.float32, device=p.device)
             elif m.dtype != torch.float32 or not m.is_contiguous():
                 state[key] = m.to(torch.float32).contiguous()
         return state
@@ -188,11 +191,11 @@ class _FusedAdamStep:
 
 
 class FusedAdam(_FusedAdamStep, torch.optim.Adam):
-    """``torch.optim.Adam`` whose CPU step is one compiled pass per parameter group."""
+    """``torch.optim.Adam`` whose step is one compiled pass per parameter group (CPU or CUDA)."""
 
 
 class FusedAdamW(_FusedAdamStep, torch.optim.AdamW):
-    """``torch.optim.AdamW`` whose CPU step is one compiled pass per parameter group."""
+    """``torch.optim.AdamW`` whose step is one compiled pass per parameter group (CPU or CUDA)."""
 
     _decoupled = True
 

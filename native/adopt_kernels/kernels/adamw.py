@@ -125,10 +125,12 @@ def reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wei
     return p, m, v
 
 
-def tensor_ok(p, grad, state):
-    """A parameter the compiled step takes: dense contiguous float32/bfloat16 on the CPU, its
-    gradient of the same dtype and shape, float32-castable moments of its shape."""
-    if p.device.type != "cpu" or p.dtype not in (torch.float32, torch.bfloat16) or not p.is_contiguous():
+def tensor_ok(p, grad, state, gpu=False):
+    """A parameter the compiled step takes: dense contiguous float32/bfloat16 on the CPU (with
+    ``gpu``, float32/bfloat16/float16 on the Triton kernel's device), its gradient of the same
+    dtype and shape, float32-castable moments of its shape."""
+    dtypes = (torch.float32, torch.bfloat16, torch.float16) if gpu else (torch.float32, torch.bfloat16)
+    if (p.device.type != "cpu" and not gpu) or p.dtype not in dtypes or not p.is_contiguous():
         return False
     if grad.is_sparse or grad.dtype != p.dtype or grad.shape != p.shape or grad.device != p.device:
         return False
@@ -139,8 +141,11 @@ def tensor_ok(p, grad, state):
     return True
 
 
-def step_function(dtype, workload, schedule=None):
-    """The compiled group step for parameters of ``dtype``, or None (reference path)."""
+def step_function(dtype, workload, schedule=None, gpu=False):
+    """The compiled group step for parameters of ``dtype`` (with ``gpu``, the Triton one), or
+    None (reference path)."""
+    if gpu:
+        return _dispatch.gpu_function(KERNEL, "apply_step", dtype, workload, schedule)
     return _dispatch.function(KERNEL, "adam_step", dtype, workload, schedule)
 
 
@@ -154,7 +159,11 @@ def _addresses(tensors):
 
 def apply_step(fn, params, grads, exp_avgs, exp_avg_sqs, steps, lr, betas, eps, weight_decay, mode):
     """One compiled update of same-dtype tensors; ``steps`` are the step numbers after this
-    step's increment. Moments are float32 and contiguous; gradients contiguous."""
+    step's increment. Moments are float32 and contiguous; gradients contiguous. ``fn`` is a
+    :func:`step_function`. Returns the updated tensors: the parameters, then the first and the
+    second moments."""
+    if _dispatch.on_gpu(*params):
+        return fn(params, grads, exp_avgs, exp_avg_sqs, steps, lr, betas, eps, weight_decay, mode)
     beta1, beta2 = betas
     sizes = [p.numel() for p in params]
     step_sizes = torch.tensor([-(lr / (1 - beta1 ** s)) for s in steps], dtype=torch.float32)
@@ -166,6 +175,7 @@ def apply_step(fn, params, grads, exp_avgs, exp_avg_sqs, steps, lr, betas, eps, 
        _dispatch.ptr(step_sizes), _dispatch.ptr(bc2), _dispatch.i64(len(params)), f(beta1), f(1 - beta1), f(beta2), f(1 - beta2),
        f(eps), f(weight_decay), f(1 - lr * weight_decay), MODES[mode], _dispatch.threads())
     _dispatch.CALLS[KERNEL.name] += 1
+    return (*params, *exp_avgs, *exp_avg_sqs)
 
 
 def mode_of(decoupled, weight_decay):
@@ -192,6 +202,17 @@ def parameter_shapes(total):
     return shapes
 
 
+def shapes_of(workload):
+    """The tensor shapes of ``workload``: BERT-like (:func:`parameter_shapes`), unless ``tensors``
+    (above 1) asks for another count; then that many flat tensors of uneven sizes."""
+    shapes = parameter_shapes(workload["params"])
+    k, total = workload.get("tensors", 0), workload["params"]
+    if k <= 1 or k == len(shapes):
+        return shapes
+    cuts = [total * (i * (i + 1) // 2) // (k * (k + 1) // 2) for i in range(k + 1)]
+    return [(b - a,) for a, b in zip(cuts, cuts[1:])]
+
+
 def _copies(params, ms, vs, moment_dtype):
     return [t.clone() for t in params], [t.to(moment_dtype, copy=True) for t in ms], [t.to(moment_dtype, copy=True) for t in vs]
 
@@ -203,16 +224,18 @@ def _refill(work, params, ms, vs):
     return work
 
 
-def make_case(workload, seed=0, decoupled=True):
-    """A parameter list of ``workload['params']`` elements at step 3; ``run(schedule)`` applies
-    one compiled step, ``eager`` torch's foreach AdamW, ``check`` compares with float64."""
+def make_case(workload, seed=0, decoupled=True, device="cpu"):
+    """A parameter list of ``workload['params']`` elements at step 3 on ``device``;
+    ``run(schedule)`` applies one compiled step, ``eager`` torch's foreach AdamW, ``check``
+    compares with float64."""
     dtype = TORCH_DTYPE[workload["dtype"]]
     g = torch.Generator().manual_seed(seed)
-    shapes = parameter_shapes(workload["params"])
-    params = [torch.randn(s, generator=g).to(dtype) for s in shapes]
-    grads = [torch.randn(s, generator=g).to(dtype) for s in shapes]
-    ms = [0.1 * torch.randn(s, generator=g) for s in shapes]
-    vs = [0.01 * torch.rand(s, generator=g) for s in shapes]
+    shapes = shapes_of(workload)
+    params = [torch.randn(s, generator=g).to(device, dtype) for s in shapes]
+    grads = [torch.randn(s, generator=g).to(device, dtype) for s in shapes]
+    ms = [(0.1 * torch.randn(s, generator=g)).to(device) for s in shapes]
+    vs = [(0.01 * torch.rand(s, generator=g)).to(device) for s in shapes]
+    gpu = _dispatch.on_gpu(*params)
     hyper = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     mode = mode_of(decoupled, hyper["weight_decay"])
 
@@ -221,11 +244,12 @@ def make_case(workload, seed=0, decoupled=True):
     work = {"kernel": _copies(params, ms, vs, torch.float32), "eager": _copies(params, ms, vs, dtype)}
 
     def run(schedule, backward=True):
-        schedule = schedule or dict(SPACE.default)
+        schedule = schedule or dict((KERNEL.cuda_space if gpu else SPACE).default)
         p, m, v = _refill(work["kernel"], params, ms, vs)
-        fn = step_function(dtype, workload_of(p), schedule)
-        apply_step(fn, p, grads, m, v, [3] * len(p), mode=mode, **hyper)
-        return p, m, v
+        fn = step_function(dtype, workload_of(p), schedule, gpu=gpu)
+        out = apply_step(fn, p, grads, m, v, [3] * len(p), mode=mode, **hyper)
+        k = len(p)
+        return out[:k], out[k : 2 * k], out[2 * k :]
 
     def eager(backward=True):
         p, m, v = _refill(work["eager"], params, ms, vs)
@@ -239,10 +263,10 @@ def make_case(workload, seed=0, decoupled=True):
     def check(outputs):
         b1, b2 = hyper["betas"]
         for i, (p, m, v) in enumerate(zip(*outputs)):
-            want = reference(params[i].double(), grads[i].double(), ms[i].double(), vs[i].double(), 3, hyper["lr"], b1, b2,
-                             hyper["eps"], hyper["weight_decay"], decoupled)
+            want = reference(params[i].double().cpu(), grads[i].double().cpu(), ms[i].double().cpu(), vs[i].double().cpu(), 3,
+                             hyper["lr"], b1, b2, hyper["eps"], hyper["weight_decay"], decoupled)
             for name, a, e in zip(("param", "exp_avg", "exp_avg_sq"), (p, m, v), want):
-                assert_matches(a.double(), e, workload["dtype"] if name == "param" else "float32", f"adam {name} {i}")
+                assert_matches(a.double().cpu(), e, workload["dtype"] if name == "param" else "float32", f"adam {name} {i}")
 
     return run, eager, check
 
@@ -260,9 +284,16 @@ KERNEL = register(Kernel(
     reference=reference,
     make_case=make_case,
     # parameter read and written, gradient read, both float32 moments read and written
-    bytes_moved=lambda w: w["params"] * (3 * (2 if w["dtype"] == "bfloat16" else 4) + 16),
+    bytes_moved=lambda w: w["params"] * (3 * (4 if w["dtype"] == "float32" else 2) + 16),
     example_workloads=tuple(
         {"params": n, "tensors": len(parameter_shapes(n)), "dtype": "float32"}
         for n in (1_000_000, 7_087_872, 21_000_000, 85_054_464, 110_000_000)
+    ),
+    cuda_space=Space(
+        params={"block": (1024, 2048, 4096, 8192), "num_warps": (2, 4, 8, 16)},
+        default={"block": 2048, "num_warps": 8},
+        # four to sixteen elements a thread: vectorised loads, and no register spills (four
+        # streams of 64-bit addresses per element)
+        constraints=("block >= 128 * num_warps", "block <= 512 * num_warps"),
     ),
 ))

@@ -191,15 +191,18 @@ def reference(hidden, weight, bias, labels, ignore_index=-100, reduction="mean")
 
 def supported(hidden, weight, bias):
     """2-D hidden rows and a (vocab, hidden) weight of one float32/bfloat16 dtype on the CPU."""
+    return shapes_ok(hidden, weight, bias) and _dispatch.native_ok(KERNEL, hidden, weight, bias)
+
+
+def shapes_ok(hidden, weight, bias):
+    """2-D hidden rows and a (vocab, hidden) weight (and a (vocab,) bias) of one dtype."""
     if not all(isinstance(t, torch.Tensor) for t in (hidden, weight)):
         return False
     if hidden.dim() != 2 or weight.dim() != 2 or hidden.size(1) != weight.size(1):
         return False
     if hidden.numel() == 0 or weight.numel() == 0 or weight.dtype != hidden.dtype:
         return False
-    if bias is not None and (bias.shape != (weight.size(0),) or bias.dtype != weight.dtype):
-        return False
-    return _dispatch.native_ok(KERNEL, hidden, weight, bias)
+    return bias is None or (bias.shape == (weight.size(0),) and bias.dtype == weight.dtype)
 
 
 def _floats(t):
@@ -221,10 +224,15 @@ class _Chunks:
         n = self.hidden.size(0)
         for start in range(0, n, self.rows):
             stop = min(n, start + self.rows)
-            h = _floats(self.hidden[start:stop])
+            h = self.operand(self.hidden[start:stop])
             logits = self.buffer[: stop - start]
             _project(h, self.weight, self.bias, logits)
             yield start, stop, h, logits
+
+    @staticmethod
+    def operand(t):
+        """A chunk of hidden rows as the GEMMs take it (float32 here)."""
+        return _floats(t)
 
     def accumulate(self, start, h, grad_logits, grads):
         """Add a chunk's gradient of the logits into the hidden, weight and bias gradients."""
@@ -237,7 +245,7 @@ class _Chunks:
             else:
                 grad_weight.addmm_(grad_logits.t(), h)
         if grad_bias is not None:
-            grad_bias.add_(grad_logits.sum(0))
+            grad_bias.add_(grad_logits.sum(0, dtype=torch.float32))
 
 
 def _empty_grads(hidden, weight, wanted):
@@ -280,7 +288,7 @@ def _spread(t, keep, n):
     """Values of the counted rows back at their places among ``n`` rows, zero elsewhere."""
     if keep is None or t is None:
         return t
-    return torch.zeros((n,) + tuple(t.shape[1:]), dtype=t.dtype).index_copy_(0, keep, t)
+    return torch.zeros((n,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device).index_copy_(0, keep, t)
 
 
 def _forward_rows(hidden, weight, bias, targets, scale, want_any, wanted, fwd, rows):
@@ -359,7 +367,7 @@ def targets_for(labels, ignore_index, vocab):
     bad = valid & ((labels < 0) | (labels >= vocab))
     if bool(bad.any()):
         raise RuntimeError(f"cross entropy target {labels[bad][0].item()} is out of bounds for {vocab} classes")
-    return torch.where(valid, labels, torch.full((), -1, dtype=torch.long)).contiguous()
+    return torch.where(valid, labels, labels.new_full((), -1)).contiguous()
 
 
 def linear_cross_entropy_rows(hidden, weight, bias, labels, ignore_index=-100, scale=1.0, max_rows=None, schedule=None):
@@ -367,6 +375,9 @@ def linear_cross_entropy_rows(hidden, weight, bias, labels, ignore_index=-100, s
     cannot run here. ``scale`` is the upstream gradient expected per counted row: 1/count
     for a mean, 1 for a sum; another one costs the backward a recomputation of the logits.
     ``max_rows`` bounds the rows of a logits chunk."""
+    if _dispatch.on_gpu(hidden, weight, bias):
+        fn = gpu_function("linear_cross_entropy_rows", hidden, weight, bias, schedule)
+        return None if fn is None else fn(hidden, weight, bias, labels, ignore_index, scale, max_rows)
     if not supported(hidden, weight, bias):
         return None
     n, d = hidden.shape
@@ -379,22 +390,41 @@ def linear_cross_entropy_rows(hidden, weight, bias, labels, ignore_index=-100, s
     if fwd is None or bwd is None:
         return None
     targets = targets_for(labels, ignore_index, vocab)
-    rows = max(1, min(schedule["chunk_rows"], max_rows or schedule["chunk_rows"]))
+    rows = chunk_rows(schedule, max_rows)
+    return LinearCrossEntropyFunction.apply(hidden.contiguous(), weight, bias, targets, float(scale), wanted_grads(hidden, weight, bias),
+                                            (fwd, bwd), rows)
+
+
+def gpu_function(symbol, hidden, weight, bias, schedule):
+    """The Triton ``symbol`` for these tensors, or None (the caller runs the reference)."""
+    if not shapes_ok(hidden, weight, bias):
+        return None
+    workload = {"tokens": hidden.size(0), "hidden": hidden.size(1), "vocab": weight.size(0)}
+    return _dispatch.gpu_function(KERNEL, symbol, hidden.dtype, workload, schedule)
+
+
+def chunk_rows(schedule, max_rows):
+    """Rows of a logits chunk: the schedule's, bounded by the caller's ``max_rows``."""
+    return max(1, min(schedule["chunk_rows"], max_rows or schedule["chunk_rows"]))
+
+
+def wanted_grads(hidden, weight, bias):
+    """Which of hidden, weight and bias want a gradient (none with grad mode off)."""
     grad_on = torch.is_grad_enabled()
-    wanted = tuple(bool(grad_on and t is not None and t.requires_grad) for t in (hidden, weight, bias))
-    return LinearCrossEntropyFunction.apply(hidden.contiguous(), weight, bias, targets, float(scale), wanted, (fwd, bwd), rows)
+    return tuple(bool(grad_on and t is not None and t.requires_grad) for t in (hidden, weight, bias))
 
 
-def make_case(workload, seed=0):
-    """Inputs for ``workload``; ``run(schedule)`` is the mean loss with its hidden and weight
-    gradients, ``eager`` the same through ``F.linear`` and ``F.cross_entropy``."""
+def make_case(workload, seed=0, device="cpu"):
+    """Inputs for ``workload`` on ``device``; ``run(schedule)`` is the mean loss with its hidden
+    and weight gradients, ``eager`` the same through ``F.linear`` and ``F.cross_entropy``."""
     dtype = TORCH_DTYPE[workload["dtype"]]
     n, d, vocab = workload["tokens"], workload["hidden"], workload["vocab"]
     g = torch.Generator().manual_seed(seed)
-    hidden = torch.randn(n, d, generator=g).to(dtype)
-    weight = (torch.randn(vocab, d, generator=g) * 2 / d ** 0.5).to(dtype)
+    hidden = torch.randn(n, d, generator=g).to(device, dtype)
+    weight = (torch.randn(vocab, d, generator=g) * 2 / d ** 0.5).to(device, dtype)
     labels = torch.randint(0, vocab, (n,), generator=g)
     labels[torch.rand(n, generator=g) < 0.1] = -100
+    labels = labels.to(device)
 
     def run(schedule, backward=True):
         h = hidden.detach().requires_grad_(backward)
@@ -416,14 +446,14 @@ def make_case(workload, seed=0):
         return (loss,)
 
     def check(outputs):
-        h = hidden.double().requires_grad_(True)
-        w = weight.double().requires_grad_(True)
-        loss = reference(h, w, None, labels)
+        h = hidden.double().cpu().requires_grad_(True)
+        w = weight.double().cpu().requires_grad_(True)
+        loss = reference(h, w, None, labels.cpu())
         loss.backward()
         for name, a, e in zip(("loss", "grad hidden", "grad weight"), outputs, (loss, h.grad, w.grad)):
             # gradients are O(1/tokens) per element: compare them relative to their largest
             s = max(e.abs().max().item(), 1e-30) if name != "loss" else 1.0
-            assert_matches(a.double() / s, e / s, workload["dtype"], f"linear_cross_entropy {name}")
+            assert_matches(a.double().cpu() / s, e / s, workload["dtype"], f"linear_cross_entropy {name}")
 
     return run, eager, check
 
@@ -443,5 +473,11 @@ KERNEL = register(Kernel(
     example_workloads=tuple(
         {"tokens": n, "hidden": d, "vocab": v, "dtype": "float32"}
         for n, d, v in ((8192, 768, 32000), (8192, 768, 50257), (8192, 2048, 32000), (4096, 1024, 50257), (8192, 2048, 49152))
+    ),
+    cuda_space=Space(
+        params={"chunk_rows": (256, 512, 1024), "block_v": (1024, 2048, 4096, 8192), "num_warps": (4, 8, 16)},
+        default={"chunk_rows": 1024, "block_v": 4096, "num_warps": 8},
+        # at least four logits a thread per step, so that loads can be vectorised
+        constraints=("block_v >= 128 * num_warps",),
     ),
 ))

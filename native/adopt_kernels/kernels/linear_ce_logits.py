@@ -119,6 +119,9 @@ def linear_cross_entropy_logits_rows(hidden, weight, bias, labels, ignore_index=
     Losses are float32 (0 for ignored rows); the logits are ``logits_dtype`` (the input's dtype
     by default). ``scale`` is the upstream gradient expected per counted row (1/count for a
     mean, 1 for a sum)."""
+    if _dispatch.on_gpu(hidden, weight, bias):
+        fn = K.gpu_function("linear_cross_entropy_logits_rows", hidden, weight, bias, schedule)
+        return None if fn is None else fn(hidden, weight, bias, labels, ignore_index, scale, logits_dtype, max_rows)
     if not K.supported(hidden, weight, bias):
         return None
     n, d = hidden.shape
@@ -131,8 +134,6 @@ def linear_cross_entropy_logits_rows(hidden, weight, bias, labels, ignore_index=
     if fwd is None or bwd is None:
         return None
     targets = K.targets_for(labels, ignore_index, vocab)
-    rows = max(1, min(schedule["chunk_rows"], max_rows or schedule["chunk_rows"]))
-    grad_on = torch.is_grad_enabled()
-    wanted = tuple(bool(grad_on and t is not None and t.requires_grad) for t in (hidden, weight, bias))
     dtype = logits_dtype or hidden.dtype
-    return LinearCrossEntropyLogitsFunction.apply(hidden.contiguous(), weight, bias, targets, float(scale), wanted, (fwd, bwd), rows, dtype)
+    return LinearCrossEntropyLogitsFunction.apply(hidden.contiguous(), weight, bias, targets, float(scale), K.wanted_grads(hidden, weight, bias),
+                                                  (fwd, bwd), K.chunk_rows(schedule, max_rows), dtype)
