@@ -115,9 +115,8 @@ def linear_gelu(x, weight, bias, approximate="none", *, schedule):
 ENTRIES = ("bias_gelu", "linear_gelu")
 
 # small odd shapes for the kernel tests (the interpreter runs them on a CPU)
-TEST_WORKLOADS = (
-    {"rows": 13, "n": 200, "approximate": "none", "dtype": "float32"},
-    {"rows": 9, "n": 77, "approximate": "tanh", "dtype": "float32"},
-    {"rows": 11, "n": 150, "approximate": "none", "dtype": "bfloat16"},
-    {"rows": 6, "n": 96, "approximate": "tanh", "dtype": "bfloat16"},
+TEST_WORKLOADS = tuple(
+    {"rows": rows, "n": n, "approximate": form, "dtype": dtype}
+    for rows, n, form, dtype in ((13, 200, "none", "float32"), (9, 77, "tanh", "float32"), (11, 150, "none", "bfloat16"),
+                                 (6, 96, "tanh", "bfloat16"))
 )

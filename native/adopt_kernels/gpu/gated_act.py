@@ -18,13 +18,20 @@ from ._pointwise import ACT_CODES, act_grad, act_value, programs, tile
 
 
 @triton.jit
-def _fwd(G, U, Y, rows, n, ldg, ldu, ACT: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+def _gate_up(G, U, rows, n, ldg, ldu, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's rows and columns (as a column and a row), their mask, and gate and up there."""
     row0, cols = tile(tl.program_id(0), n, ROWS, BLOCK)
     r = (row0 + tl.arange(0, ROWS))[:, None]
     c = cols[None, :]
     mask = (r < rows) & (c < n)
     x = tl.load(G + r * ldg + c, mask=mask, other=0.0).to(tl.float32)
     u = tl.load(U + r * ldu + c, mask=mask, other=0.0).to(tl.float32)
+    return r, c, mask, x, u
+
+
+@triton.jit
+def _fwd(G, U, Y, rows, n, ldg, ldu, ACT: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+    r, c, mask, x, u = _gate_up(G, U, rows, n, ldg, ldu, ROWS, BLOCK)
     # the activation is rounded to the storage dtype before the product, as eager code keeps it
     a = act_value(x, ACT).to(Y.dtype.element_ty).to(tl.float32)
     tl.store(Y + r * n + c, (a * u).to(Y.dtype.element_ty), mask=mask)
@@ -32,12 +39,7 @@ def _fwd(G, U, Y, rows, n, ldg, ldu, ACT: tl.constexpr, ROWS: tl.constexpr, BLOC
 
 @triton.jit
 def _bwd(G, U, DY, DG, DU, rows, n, ldg, ldu, lddg, lddu, ACT: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
-    row0, cols = tile(tl.program_id(0), n, ROWS, BLOCK)
-    r = (row0 + tl.arange(0, ROWS))[:, None]
-    c = cols[None, :]
-    mask = (r < rows) & (c < n)
-    x = tl.load(G + r * ldg + c, mask=mask, other=0.0).to(tl.float32)
-    u = tl.load(U + r * ldu + c, mask=mask, other=0.0).to(tl.float32)
+    r, c, mask, x, u = _gate_up(G, U, rows, n, ldg, ldu, ROWS, BLOCK)
     d = tl.load(DY + r * n + c, mask=mask, other=0.0).to(tl.float32)
     dt = DG.dtype.element_ty
     a = act_value(x, ACT).to(dt).to(tl.float32)
@@ -100,10 +102,8 @@ def gated_act_stacked(h, kind, *, schedule):
 ENTRIES = ("gated_act", "gated_act_stacked")
 
 # small odd shapes for the kernel tests (the interpreter runs them on a CPU)
-TEST_WORKLOADS = (
-    {"rows": 11, "n": 150, "act": "silu", "dtype": "float32"},
-    {"rows": 7, "n": 90, "act": "gelu", "dtype": "float32"},
-    {"rows": 9, "n": 65, "act": "gelu_tanh", "dtype": "float32"},
-    {"rows": 10, "n": 120, "act": "silu", "dtype": "bfloat16"},
-    {"rows": 5, "n": 70, "act": "gelu", "dtype": "bfloat16"},
+TEST_WORKLOADS = tuple(
+    {"rows": rows, "n": n, "act": act, "dtype": dtype}
+    for rows, n, act, dtype in ((11, 150, "silu", "float32"), (7, 90, "gelu", "float32"), (9, 65, "gelu_tanh", "float32"),
+                                (10, 120, "silu", "bfloat16"), (5, 70, "gelu", "bfloat16"))
 )

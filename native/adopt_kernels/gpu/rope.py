@@ -13,6 +13,8 @@ a program's rows run over heads (one table row shared, rows adjacent in a (batch
 layout) or over positions, ``num_warps``.
 """
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -96,7 +98,7 @@ def _side(x, y, tab):
     return [x, y, tab.cos, tab.sin, pos], [n0 * n1 * n2, n1, n2, *xs, *ys, *ts, tab.row]
 
 
-def _launch(mode, xs, tabs, bwd, schedule):
+def _launch(mode, xs, tabs, bwd, *, schedule):
     """Rotate every (input, tables) pair in one launch; returns the contiguous outputs."""
     xs = [spec.last_contiguous(x) for x in xs]
     ys = [torch.empty(x.shape, dtype=x.dtype, device=x.device) for x in xs]
@@ -112,37 +114,10 @@ def _launch(mode, xs, tabs, bwd, schedule):
     return ys
 
 
-class _Rope(torch.autograd.Function):
-    """Rotates q and, when given, k; the tables get no gradient."""
-
-    @staticmethod
-    def forward(ctx, q, k, q_tab, k_tab, mode, schedule):
-        ctx.set_materialize_grads(False)
-        xs, tabs = ([q], [q_tab]) if k is None else ([q, k], [q_tab, k_tab])
-        ys = _launch(mode, xs, tabs, False, schedule)
-        # saved, not kept on ctx, so that an in-place change to a table before the backward
-        # is an error, as it is for the eager code
-        ctx.save_for_backward(*(t for tab in tabs for t in (tab.cos, tab.sin, tab.pos)))
-        ctx.tables, ctx.mode, ctx.schedule = [tab._replace(cos=None, sin=None, pos=None) for tab in tabs], mode, schedule
-        return ys[0] if k is None else tuple(ys)
-
-    @staticmethod
-    def backward(ctx, *grads):
-        saved = ctx.saved_tensors
-        tables = [tab._replace(cos=saved[3 * i], sin=saved[3 * i + 1], pos=saved[3 * i + 2]) for i, tab in enumerate(ctx.tables)]
-        todo = [(i, g) for i, g in enumerate(grads) if g is not None and ctx.needs_input_grad[i]]
-        out = [None, None]
-        if todo:
-            dxs = _launch(ctx.mode, [g for _, g in todo], [tables[i] for i, _ in todo], True, ctx.schedule)
-            for (i, _), dx in zip(todo, dxs):
-                out[i] = dx
-        return out[0], out[1], None, None, None, None
-
-
 def rope(q, k, mode, q_tab, k_tab, *, schedule):
     """q (and k) rotated by the tables ``kernels.rope`` resolved for them (``mode``: half-split,
     pairs, pairs with a half-width table)."""
-    return _Rope.apply(q, k, q_tab, k_tab, mode, schedule)
+    return spec.RopeFunction.apply(q, k, q_tab, k_tab, mode, functools.partial(_launch, schedule=schedule))
 
 
 # the functions the kernel module routes CUDA tensors to

@@ -19,6 +19,7 @@ vector width the compiler prefers (0: not vectorised), ``unroll`` the unroll fac
 import collections
 import ctypes
 import dataclasses
+import functools
 
 import torch
 
@@ -255,19 +256,25 @@ def _call(fn, mode, xs, tables, d):
     return ys
 
 
+def _compiled_rotation(fwd, bwd, mode, xs, tables, backward):
+    """The compiled kernel as RopeFunction's ``rotate``."""
+    return _call(bwd if backward else fwd, mode, xs, tables, xs[0].size(-1))
+
+
 class RopeFunction(torch.autograd.Function):
-    """Rotates q and, when given, k; the tables (plain tensors in ``q_tab``/``k_tab``) get no gradient."""
+    """Rotates q and, when given, k; the tables (plain tensors in ``q_tab``/``k_tab``) get no
+    gradient. ``rotate(mode, xs, tables, backward)`` runs a kernel over every (input, tables)
+    pair at once and returns the outputs: the compiled one or the Triton one."""
 
     @staticmethod
-    def forward(ctx, q, k, q_tab, k_tab, mode, fwd, bwd):
+    def forward(ctx, q, k, q_tab, k_tab, mode, rotate):
         ctx.set_materialize_grads(False)
         xs, tabs = ([q], [q_tab]) if k is None else ([q, k], [q_tab, k_tab])
-        ys = _call(fwd, mode, xs, tabs, q.size(-1))
+        ys = rotate(mode, xs, tabs, False)
         # saved, not kept on ctx, so that an in-place change to a table before the backward
         # is an error, as it is for the eager code
         ctx.save_for_backward(*(t for tab in tabs for t in (tab.cos, tab.sin, tab.pos)))
-        ctx.tables, ctx.mode, ctx.bwd = [tab._replace(cos=None, sin=None, pos=None) for tab in tabs], mode, bwd
-        _dispatch.CALLS[KERNEL.name] += 1
+        ctx.tables, ctx.mode, ctx.rotate = [tab._replace(cos=None, sin=None, pos=None) for tab in tabs], mode, rotate
         return ys[0] if k is None else tuple(ys)
 
     @staticmethod
@@ -277,11 +284,10 @@ class RopeFunction(torch.autograd.Function):
         todo = [(i, g) for i, g in enumerate(grads) if g is not None and ctx.needs_input_grad[i]]
         out = [None, None]
         if todo:
-            dys = [g for _, g in todo]
-            dxs = _call(ctx.bwd, ctx.mode, dys, [tables[i] for i, _ in todo], dys[0].size(-1))
+            dxs = ctx.rotate(ctx.mode, [g for _, g in todo], [tables[i] for i, _ in todo], True)
             for (i, _), dx in zip(todo, dxs):
                 out[i] = dx
-        return out[0], out[1], None, None, None, None, None
+        return out[0], out[1], None, None, None, None
 
 
 def _shapes_ok(q, k):
@@ -346,7 +352,9 @@ def rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1, interleaved=False, 
     bwd = _dispatch.function(KERNEL, "rope_bwd", q.dtype, workload, schedule)
     if fwd is None or bwd is None:
         return None
-    return RopeFunction.apply(q, k, q_tab, k_tab, mode, fwd, bwd)
+    out = RopeFunction.apply(q, k, q_tab, k_tab, mode, functools.partial(_compiled_rotation, fwd, bwd))
+    _dispatch.CALLS[KERNEL.name] += 1
+    return out
 
 
 def reference(q, k, cos, sin, position_ids=None, unsqueeze_dim=1, interleaved=False):
