@@ -11,10 +11,11 @@ import triton.language as tl
 SILU, GELU, GELU_TANH = 0, 1, 2
 ACT_CODES = {"silu": SILU, "gelu": GELU, "gelu_tanh": GELU_TANH}
 
-_SQRT_HALF = 0.7071067811865476
-_INV_SQRT_2PI = 0.3989422804014327
-_TWO_K_TANH = 1.5957691216057308  # 2 * sqrt(2 / pi): 0.5 * (1 + tanh(u)) = sigmoid(2u)
-_CUBE = 0.044715
+# constexpr: compiled Triton reads no other globals (the interpreter does not object)
+_SQRT_HALF = tl.constexpr(0.7071067811865476)
+_INV_SQRT_2PI = tl.constexpr(0.3989422804014327)
+_TWO_K_TANH = tl.constexpr(1.5957691216057308)  # 2 * sqrt(2 / pi): 0.5 * (1 + tanh(u)) = sigmoid(2u)
+_CUBE = tl.constexpr(0.044715)
 
 
 @triton.jit

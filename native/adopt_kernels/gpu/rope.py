@@ -23,6 +23,21 @@ from ..kernels import rope as spec
 
 
 @triton.jit
+def _pairs(PTR, at, j, half, mask, MODE: tl.constexpr):
+    """The two elements each rotation pairs, in float32, of the rows that start at ``at``: the
+    two halves (MODE 0), or the even and odd elements, read as whole rows and split (else)."""
+    if MODE == 0:
+        a = tl.load(PTR + at + j[None, :], mask=mask, other=0.0)
+        b = tl.load(PTR + at + (j + half)[None, :], mask=mask, other=0.0)
+    else:
+        # one contiguous load of (even, odd) pairs instead of two strided ones: vector loads
+        k = tl.arange(0, 2)[None, None, :]
+        pairs = tl.load(PTR + at[:, :, None] + (2 * j)[None, :, None] + k, mask=mask[:, :, None] & (k < 2), other=0.0)
+        a, b = tl.split(pairs)
+    return a.to(tl.float32), b.to(tl.float32)
+
+
+@triton.jit
 def _rotate(X, Y, C, S, P, prog, nrows, n1, n2, xs0, xs1, xs2, ys0, ys1, ys2, ts0, ts1, ts2, trow, half,
             MODE: tl.constexpr, BWD: tl.constexpr, HAS_POS: tl.constexpr, HEADS_INNER: tl.constexpr,
             ROWS: tl.constexpr, BLOCK: tl.constexpr):
@@ -43,38 +58,27 @@ def _rotate(X, Y, C, S, P, prog, nrows, n1, n2, xs0, xs1, xs2, ys0, ys1, ys2, ts
     t_at = t_at[:, None]
     j = tl.arange(0, BLOCK)
     mask = rmask[:, None] & (j < half)[None, :]
-    # the two elements a rotation pairs, and where their cos/sin entries are
-    if MODE == 0:
-        e = j
-        o = j + half
-        te = e
-        to = o
+    x0, x1 = _pairs(X, x_at, j, half, mask, MODE)
+    if MODE == 2:  # a half-width table: one entry per pair
+        c0 = tl.load(C + t_at + j[None, :], mask=mask, other=0.0).to(tl.float32)
+        s0 = tl.load(S + t_at + j[None, :], mask=mask, other=0.0).to(tl.float32)
+        c1 = c0
+        s1 = s0
     else:
-        e = 2 * j
-        o = 2 * j + 1
-        if MODE == 1:
-            te = e
-            to = o
-        else:  # a half-width table: one entry per pair
-            te = j
-            to = j
-    e, o, te, to = e[None, :], o[None, :], te[None, :], to[None, :]
-    x0 = tl.load(X + x_at + e, mask=mask, other=0.0).to(tl.float32)
-    x1 = tl.load(X + x_at + o, mask=mask, other=0.0).to(tl.float32)
-    c0 = tl.load(C + t_at + te, mask=mask, other=0.0).to(tl.float32)
-    c1 = tl.load(C + t_at + to, mask=mask, other=0.0).to(tl.float32)
-    if BWD:
-        s0 = -tl.load(S + t_at + to, mask=mask, other=0.0).to(tl.float32)
-        s1 = -tl.load(S + t_at + te, mask=mask, other=0.0).to(tl.float32)
-    else:
-        s0 = tl.load(S + t_at + te, mask=mask, other=0.0).to(tl.float32)
-        s1 = tl.load(S + t_at + to, mask=mask, other=0.0).to(tl.float32)
+        c0, c1 = _pairs(C, t_at, j, half, mask, MODE)
+        s0, s1 = _pairs(S, t_at, j, half, mask, MODE)
+    if BWD:  # the transposed rotation: each element takes its partner's sine, negated
+        s0, s1 = -s1, -s0
     dt = Y.dtype.element_ty
     # each product rounded to the storage dtype before the sum, as the eager composite's are
-    y0 = (x0 * c0).to(dt).to(tl.float32) - (x1 * s0).to(dt).to(tl.float32)
-    y1 = (x1 * c1).to(dt).to(tl.float32) + (x0 * s1).to(dt).to(tl.float32)
-    tl.store(Y + y_at + e, y0.to(dt), mask=mask)
-    tl.store(Y + y_at + o, y1.to(dt), mask=mask)
+    y0 = ((x0 * c0).to(dt).to(tl.float32) - (x1 * s0).to(dt).to(tl.float32)).to(dt)
+    y1 = ((x1 * c1).to(dt).to(tl.float32) + (x0 * s1).to(dt).to(tl.float32)).to(dt)
+    if MODE == 0:
+        tl.store(Y + y_at + j[None, :], y0, mask=mask)
+        tl.store(Y + y_at + (j + half)[None, :], y1, mask=mask)
+    else:
+        k = tl.arange(0, 2)[None, None, :]
+        tl.store(Y + y_at[:, :, None] + (2 * j)[None, :, None] + k, tl.join(y0, y1), mask=mask[:, :, None] & (k < 2))
 
 
 @triton.jit

@@ -394,7 +394,8 @@ KERNEL = register(Kernel(
     cuda_space=Space(
         params={"block": (256, 512, 1024, 2048), "rows": (1, 2, 4), "num_warps": (4, 8)},
         default={"block": 1024, "rows": 2, "num_warps": 4},
-        # a tile of 512 to 4096 values, no wider than a row needs
-        constraints=("block * rows >= 512", "block * rows <= 4096", "block < 2 * n + 256"),
+        # a tile of at least 512 values, at most 16 a thread (more spill the backward's
+        # registers), no wider than a row needs
+        constraints=("block * rows >= 512", "block * rows <= 512 * num_warps", "block < 2 * n + 256"),
     ),
 ))

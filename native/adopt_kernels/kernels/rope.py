@@ -454,7 +454,8 @@ KERNEL = register(Kernel(
     cuda_space=Space(
         params={"rows": (2, 4, 8, 16, 32), "heads_inner": (0, 1), "num_warps": (2, 4, 8)},
         default={"rows": 8, "heads_inner": 1, "num_warps": 4},
-        # a program's tile of rows x dim values between 256 and 8192
-        constraints=("rows * dim >= 256", "rows * dim <= 8192"),
+        # a program's tile of rows x dim values: at least 256, at most 16 a thread (32 spill
+        # registers)
+        constraints=("rows * dim >= 256", "rows * dim <= 512 * num_warps"),
     ),
 ))
