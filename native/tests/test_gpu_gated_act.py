@@ -1,6 +1,8 @@
 """The Triton gated activation through the public ``gated_mlp`` and ``gated_act`` (on a CUDA
 device, else in Triton's interpreter): stacked halves, separate tensors, float16."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -30,9 +32,9 @@ def test_gated_mlp_public_route(kind):
     y.sum().backward()
     got = (y, x.grad, gate.weight.grad, up.bias.grad)
     xd = x.detach().double().requires_grad_(True)
-    mods = [m.double() for m in (gate, up, down)]
+    mods = [copy.deepcopy(m).double() for m in (gate, up, down)]
     for m in mods:
-        m.zero_grad()
+        m.zero_grad(set_to_none=True)
     yd = mods[2](ACTS[kind](mods[0](xd)) * mods[1](xd))
     yd.sum().backward()
     _grads_match(got, (yd, xd.grad, mods[0].weight.grad, mods[1].bias.grad), "float32", f"gated_mlp {kind}")
