@@ -20,6 +20,7 @@ import collections
 import ctypes
 import dataclasses
 import functools
+import weakref
 
 import torch
 
@@ -182,6 +183,29 @@ def _broadcast_tables(x, cos, sin, unsqueeze_dim):
     return Tables(cos, sin, None, _outer3(ce.stride()[:-1], 0), 0, width)
 
 
+# The bounds of recent position ids, by tensor: a model hands the same ids to every layer, and
+# on a GPU reading them back waits for the device, so they are read once while the tensor
+# stays as it was (same object, same version).
+_BOUNDS = {}
+
+
+def _bounds(position_ids):
+    """(smallest, largest) of ``position_ids``, read in one transfer."""
+    try:
+        key = (id(position_ids), position_ids._version)
+    except RuntimeError:  # an inference tensor keeps no version: read it every time
+        key = None
+    hit = _BOUNDS.get(key)
+    if hit is not None and hit[0]() is position_ids:
+        return hit[1]
+    bounds = tuple(torch.stack(torch.aminmax(position_ids)).tolist())
+    if key is not None:
+        if len(_BOUNDS) >= 64:
+            _BOUNDS.clear()
+        _BOUNDS[key] = (weakref.ref(position_ids), bounds)
+    return bounds
+
+
 def _selected_tables(x, cos, sin, position_ids, unsqueeze_dim):
     """Table rows chosen by ``position_ids`` (``cos[position_ids].unsqueeze(unsqueeze_dim)``)."""
     if cos.dim() != 2 or cos.stride() != sin.stride() or (cos.size(1) > 1 and cos.stride(1) != 1):
@@ -198,8 +222,7 @@ def _selected_tables(x, cos, sin, position_ids, unsqueeze_dim):
     if pos.dim() > x.dim() - 1:
         return None
     pe = pos.expand(x.shape[:-1])
-    # one read of both bounds: on a GPU each read waits for the device
-    lo, hi = torch.stack(torch.aminmax(position_ids)).tolist()
+    lo, hi = _bounds(position_ids)
     # negative ids wrap in torch indexing and out-of-range ones raise: both go to the original
     if lo < 0 or hi >= cos.size(0):
         return None
