@@ -48,6 +48,7 @@ def test_no_grad_writes_a_new_output_for_a_given_product():
     h0 = torch.randn(7, 40, generator=torch.Generator().manual_seed(3)).to(DEVICE)
     b = torch.randn(40, generator=torch.Generator().manual_seed(4)).to(DEVICE)
     kept = h0.clone()
+    before = _dispatch.CALLS["bias_gelu"]
     with torch.no_grad():
         y = kernel.bias_gelu(h0, b, "none")
     assert torch.equal(h0, kept), "bias_gelu modified the caller's product"
@@ -55,7 +56,9 @@ def test_no_grad_writes_a_new_output_for_a_given_product():
     with torch.no_grad():
         lin = _linear(12, 40, torch.float32)
         x = torch.randn(7, 12).to(DEVICE)
-        assert_matches(adopt_kernels.linear_gelu(x, lin, "tanh"), F.gelu(lin(x), approximate="tanh"), "float32", "linear_gelu no-grad")
+        y = adopt_kernels.linear_gelu(x, lin, "tanh")
+        assert_matches(y, F.gelu(lin(x), approximate="tanh"), "float32", "linear_gelu no-grad")
+    assert _dispatch.CALLS["bias_gelu"] == before + 2, "the no-grad calls did not reach the Triton epilogue"
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
