@@ -13,6 +13,9 @@ the lower tail (2e-5 down to Phi = 1e-12).
 Schedule: ``cblock`` columns and ``rchunk`` rows per tile (the OpenMP work item), ``vec_bits``
 the width of the vector type the math is written in, ``unroll`` how many independent vectors
 go through each step of the formulas together, ``omp_kind`` the schedule kind.
+
+CUDA tensors go to the Triton kernel in ``adopt_kernels.gpu.bias_gelu`` (its own schedule space,
+``cuda_space``), with the same numerics.
 """
 
 import ctypes

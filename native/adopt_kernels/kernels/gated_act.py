@@ -14,6 +14,9 @@ per OpenMP chunk (``omp_kind`` scheduled), so a handful of rows (decoding) still
 the threads; ``vec_bits`` is the vector width the compiler is told to prefer (0: not vectorised), ``unroll`` the
 unroll factor of the inner loop, ``math`` where exp comes from: the polynomial (``poly``) or the C
 library (``libm``: a call per element, so the loop stays scalar whatever ``vec_bits`` says).
+
+CUDA tensors go to the Triton kernel in ``adopt_kernels.gpu.gated_act`` (its own schedule space,
+``cuda_space``), with the same numerics.
 """
 
 import torch

@@ -14,6 +14,9 @@ runs the threads over (batch, position) with every head of q and then of k inner
 table row serves all heads while it is in cache; "heads" over (tensor, batch, head) with the
 positions inner; ``chunk`` units per OpenMP chunk (``omp_kind`` scheduled), ``vec_bits`` the
 vector width the compiler prefers (0: not vectorised), ``unroll`` the unroll factor of the loop along a row.
+
+CUDA tensors go to the Triton kernel in ``adopt_kernels.gpu.rope`` (its own schedule space,
+``cuda_space``), with the same numerics.
 """
 
 import collections
