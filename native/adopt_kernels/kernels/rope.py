@@ -348,7 +348,7 @@ def _plan(q, k, cos, sin, position_ids, unsqueeze_dim, interleaved, k_cos, k_sin
 
 def _gpu_rope(switch, q, k, plan, interleaved, schedule):
     """The Triton rotation; the dispatcher's switch test is made under this API's own switch."""
-    kernel = _GPU_KERNELS.setdefault(switch, dataclasses.replace(KERNEL, switch=switch))
+    kernel = _GPU_KERNELS.get(switch) or _GPU_KERNELS.setdefault(switch, dataclasses.replace(KERNEL, switch=switch))
     fn = _dispatch.gpu_function(kernel, "rope", q.dtype, _workload(q, k, plan[1], interleaved), schedule)
     return None if fn is None else fn(q, k, *plan)
 
