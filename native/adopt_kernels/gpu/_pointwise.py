@@ -23,8 +23,9 @@ def _logistic(z):
     """sigmoid(z) and 1 - sigmoid(z), the second without cancelling where sigmoid is near 1."""
     e = tl.exp(-z)
     s = 1.0 / (1.0 + e)
-    # e is inf where z is very negative: s is then 0 and its complement 1, not inf * 0
-    return s, tl.where(e < 1.0, e * s, 1.0 - s)
+    # e is inf where z is very negative: s is then 0 and its complement 1 (the clamp keeps the
+    # branch not taken from computing inf * 0)
+    return s, tl.where(e < 1.0, tl.minimum(e, 1.0) * s, 1.0 - s)
 
 
 @triton.jit
