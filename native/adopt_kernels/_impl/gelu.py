@@ -89,8 +89,9 @@ def gelu_kind(act):
 def linear_gelu(x, linear, approximate="none"):
     """Replaces ``gelu(linear(x))`` with ``gelu`` exact (``'none'``) or tanh-approximated.
 
-    On CPU in float32 and bfloat16, for a plain ``nn.Linear`` with a bias, the product runs in
-    BLAS without its bias and one compiled pass adds the bias and applies GELU.
+    For a plain ``nn.Linear`` with a bias, on CPU in float32 and bfloat16 or on CUDA (also in
+    float16), the product runs in BLAS without its bias and one compiled (CPU) or Triton (CUDA)
+    pass adds the bias and applies GELU.
     """
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")

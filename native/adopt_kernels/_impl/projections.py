@@ -236,9 +236,10 @@ def gated_mlp(x, gate_proj, up_proj, down_proj, act):
 
     ``gate_proj`` and ``up_proj`` run as one matmul when they are plain ``nn.Linear`` layers
     of matching dtype and device and ``act`` is known not to modify its input. When ``act`` is
-    a plain SiLU or GELU (exact or tanh), on CPU in float32/bfloat16, ``act(gate) * up`` is one
-    compiled pass over the matmul's output (and its backward one pass writing the gradient of
-    it); any other ``act`` is called as given. ``down_proj`` is always called as given.
+    a plain SiLU or GELU (exact or tanh), on CPU in float32/bfloat16 or on CUDA (Triton, also
+    float16), ``act(gate) * up`` is one pass over the matmul's output (and its backward one
+    pass writing the gradient of it); any other ``act`` is called as given. ``down_proj`` is
+    always called as given.
     """
     kind = _compiled_activation(act) if enabled("gated_mlp") else None
     if enabled("gated_mlp") and _concatenable((gate_proj, up_proj)) and _out_of_place(act):
@@ -277,9 +278,10 @@ def gated_act(gate, up, act):
     two (``gate, up = proj(x).chunk(2, dim=-1)``: GEGLU, SwiGLU, phi-style ``gate_up_proj``,
     MoE experts' ``F.linear(x, w[i]).chunk(2, dim=-1)``).
 
-    When ``act`` is a plain SiLU or GELU (exact or tanh), on CPU in float32/bfloat16, the
-    product is one compiled pass; the halves of a contiguous ``chunk`` are read in place when
-    the gate is the first half. Anything else runs ``act(gate) * up`` as given.
+    When ``act`` is a plain SiLU or GELU (exact or tanh), on CPU in float32/bfloat16 or on
+    CUDA, the product is one compiled (CPU) or Triton (CUDA) pass; the halves of a contiguous
+    ``chunk`` are read in place when the gate is the first half. Anything else runs
+    ``act(gate) * up`` as given.
     """
     kind = _compiled_activation(act) if enabled("gated_mlp") else None
     if kind is not None:

@@ -28,9 +28,8 @@ def _unit_stride(table):
 
 
 def _compiled(q, k, cos, sin, position_ids, unsqueeze_dim, interleaved, k_cos=None, k_sin=None):
-    """The compiled kernel's result, or None when it does not take these inputs."""
-    if q.device.type != "cpu":
-        return None
+    """The compiled (CPU) or Triton (CUDA) kernel's result, or None when it does not take these
+    inputs."""
     from ..kernels import rope as kernel
 
     # tables read off complex rotations (freqs_cis.real / .imag) step over the imaginary parts;
@@ -54,10 +53,10 @@ def apply_rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1, k_cos=None, k
     and ``k_sin``, when given, are k's own tables (Falcon repeats them per key head). With ``k``
     None only ``q``'s result is returned.
 
-    On CPU in float32/bfloat16 a compiled kernel rotates q and k in one pass when the tables
-    broadcast against them without widening them (e.g. (batch or 1, 1, seq, dim) or (seq, dim),
-    in either layout) or are picked by ``position_ids``, and do not require grad; other inputs
-    run the composite below.
+    On CPU in float32/bfloat16, or on CUDA (Triton, also float16), one kernel rotates q and k
+    in one pass when the tables broadcast against them without widening them (e.g. (batch or
+    1, 1, seq, dim) or (seq, dim), in either layout) or are picked by ``position_ids``, and do
+    not require grad; other inputs run the composite below.
     """
     if enabled("apply_rope"):
         out = _compiled(q, k, cos, sin, position_ids, unsqueeze_dim, False, k_cos, k_sin)
@@ -84,7 +83,7 @@ def apply_rope_interleaved(q, k, cos, sin, position_ids=None, unsqueeze_dim=1):
     ``cos``/``sin`` may be full width with each frequency repeated twice adjacently, or half
     width (one entry per pair), in which case they are repeated as GPT-J's
     ``repeat_interleave(2)`` does. With ``k`` None only ``q``'s result is returned. On CPU in
-    float32/bfloat16 a compiled kernel runs when it takes the inputs, as for :func:`apply_rope`
+    float32/bfloat16 or on CUDA a kernel runs when it takes the inputs, as for :func:`apply_rope`
     (half-width tables are read as they are).
     """
     if enabled("apply_rope_interleaved"):

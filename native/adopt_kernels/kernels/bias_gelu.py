@@ -13,6 +13,9 @@ the lower tail (2e-5 down to Phi = 1e-12).
 Schedule: ``cblock`` columns and ``rchunk`` rows per tile (the OpenMP work item), ``vec_bits``
 the width of the vector type the math is written in, ``unroll`` how many independent vectors
 go through each step of the formulas together, ``omp_kind`` the schedule kind.
+
+CUDA tensors go to the Triton kernel in ``adopt_kernels.gpu.bias_gelu`` (its own schedule space,
+``cuda_space``), with the same numerics.
 """
 
 import ctypes
@@ -301,23 +304,31 @@ def reference(h0, bias, approximate="none"):
     return F.gelu(h0 + bias, approximate=approximate)
 
 
-def supported(h0, bias):
-    """Shapes and dtypes the epilogue takes; anything else runs the reference."""
+def _shapes_ok(h0, bias):
     if not isinstance(h0, torch.Tensor) or not isinstance(bias, torch.Tensor):
         return False
-    if h0.dim() == 0 or h0.numel() == 0 or bias.dim() != 1 or bias.numel() != h0.size(-1) or bias.dtype != h0.dtype:
-        return False
-    return _dispatch.native_ok(KERNEL, h0, bias)
+    return not (h0.dim() == 0 or h0.numel() == 0 or bias.dim() != 1 or bias.numel() != h0.size(-1) or bias.dtype != h0.dtype)
 
 
-def _linear_supported(x, weight, bias):
+def supported(h0, bias):
+    """Shapes and dtypes the epilogue takes; anything else runs the reference."""
+    return _shapes_ok(h0, bias) and _dispatch.native_ok(KERNEL, h0, bias)
+
+
+def _linear_shapes_ok(x, weight, bias):
     if not all(isinstance(t, torch.Tensor) for t in (x, weight, bias)):
         return False
     if x.dim() == 0 or weight.dim() != 2 or x.size(-1) != weight.size(1) or x.dtype != weight.dtype:
         return False
-    if x.numel() == 0 or weight.size(0) == 0 or bias.dim() != 1 or bias.numel() != weight.size(0) or bias.dtype != x.dtype:
-        return False
-    return _dispatch.native_ok(KERNEL, x, weight, bias)
+    return not (x.numel() == 0 or weight.size(0) == 0 or bias.dim() != 1 or bias.numel() != weight.size(0) or bias.dtype != x.dtype)
+
+
+def _linear_supported(x, weight, bias):
+    return _linear_shapes_ok(x, weight, bias) and _dispatch.native_ok(KERNEL, x, weight, bias)
+
+
+def _workload(t, n, approximate):
+    return {"rows": t.numel() // t.size(-1), "n": n, "approximate": approximate}
 
 
 def _int(v):
@@ -358,8 +369,7 @@ class BiasGeluFunction(torch.autograd.Function):
         return dh.view(ctx.shape), db, None, None, None, None
 
 
-def _functions(dtype, rows, n, approximate, schedule):
-    workload = {"rows": rows, "n": n, "approximate": approximate}
+def _functions(dtype, workload, schedule):
     fwd = _dispatch.function(KERNEL, "bias_gelu_fwd", dtype, workload, schedule)
     bwd = _dispatch.function(KERNEL, "bias_gelu_bwd", dtype, workload, schedule)
     return (fwd, bwd) if fwd is not None and bwd is not None else None
@@ -382,9 +392,14 @@ def _apply(h0, bias, approximate, fns, own_h0):
 
 def bias_gelu(h0, bias, approximate="none", schedule=None):
     """The compiled ``gelu(h0 + bias)``, or None when it cannot run here. ``h0`` is not modified."""
+    if approximate in ("none", "tanh") and _dispatch.on_gpu(h0, bias):
+        if not _shapes_ok(h0, bias):
+            return None
+        fn = _dispatch.gpu_function(KERNEL, "bias_gelu", h0.dtype, _workload(h0, h0.size(-1), approximate), schedule)
+        return None if fn is None else fn(h0, bias, approximate)
     if approximate not in ("none", "tanh") or not supported(h0, bias):
         return None
-    fns = _functions(h0.dtype, h0.numel() // h0.size(-1), h0.size(-1), approximate, schedule)
+    fns = _functions(h0.dtype, _workload(h0, h0.size(-1), approximate), schedule)
     if fns is None:
         return None
     return _apply(h0, bias, approximate, fns, own_h0=False)
@@ -393,23 +408,29 @@ def bias_gelu(h0, bias, approximate="none", schedule=None):
 def linear_gelu(x, weight, bias, approximate="none", schedule=None):
     """The compiled ``gelu(F.linear(x, weight, bias))``: the product in BLAS, the bias and GELU
     in one fused pass. None when it cannot run here (checked before the product is computed)."""
+    if approximate in ("none", "tanh") and _dispatch.on_gpu(x, weight, bias):
+        if not _linear_shapes_ok(x, weight, bias):
+            return None
+        fn = _dispatch.gpu_function(KERNEL, "linear_gelu", x.dtype, _workload(x, weight.size(0), approximate), schedule)
+        return None if fn is None else fn(x, weight, bias, approximate)
     if approximate not in ("none", "tanh") or not _linear_supported(x, weight, bias):
         return None
-    fns = _functions(x.dtype, x.numel() // x.size(-1), weight.size(0), approximate, schedule)
+    fns = _functions(x.dtype, _workload(x, weight.size(0), approximate), schedule)
     if fns is None:
         return None
     return _apply(F.linear(x, weight), bias, approximate, fns, own_h0=True)
 
 
-def make_case(workload, seed=0):
-    """The epilogue alone at ``workload`` (rows x n product, ``approximate``); ``run(schedule)``
-    does forward and backward, ``eager`` is ``F.gelu(h + b)``, ``check`` compares with float64."""
+def make_case(workload, seed=0, device="cpu"):
+    """The epilogue alone at ``workload`` (rows x n product, ``approximate``) on ``device``;
+    ``run(schedule)`` does forward and backward, ``eager`` is ``F.gelu(h + b)``, ``check``
+    compares with float64."""
     dtype = TORCH_DTYPE[workload["dtype"]]
     rows, n, approximate = workload["rows"], workload["n"], workload.get("approximate", "none")
     g = torch.Generator().manual_seed(seed)
-    h0 = (2 * torch.randn(rows, n, generator=g)).to(dtype)
-    b = (0.5 * torch.randn(n, generator=g)).to(dtype)
-    dy = torch.randn(rows, n, generator=g).to(dtype)
+    h0 = (2 * torch.randn(rows, n, generator=g)).to(device, dtype)
+    b = (0.5 * torch.randn(n, generator=g)).to(device, dtype)
+    dy = torch.randn(rows, n, generator=g).to(device, dtype)
 
     def finish(y, ins, backward):
         if not backward:
@@ -452,5 +473,12 @@ KERNEL = register(Kernel(
         {"rows": r, "n": n, "approximate": a, "dtype": d}
         for r, n, a, d in ((512, 3072, "none", "float32"), (2048, 3072, "none", "float32"), (8192, 3072, "tanh", "float32"),
                            (4096, 4096, "none", "float32"), (2048, 3072, "none", "bfloat16"))
+    ),
+    cuda_space=Space(
+        params={"block": (256, 512, 1024, 2048), "rows": (1, 2, 4), "bwd_rows": (16, 64), "num_warps": (4, 8)},
+        default={"block": 1024, "rows": 2, "bwd_rows": 16, "num_warps": 4},
+        # a tile of at least 512 values, at most 16 a thread (more spill the backward's
+        # registers), no wider than a row needs
+        constraints=("block * rows >= 512", "block * rows <= 512 * num_warps", "block < 2 * n + 256", "bwd_rows % rows == 0"),
     ),
 ))

@@ -14,6 +14,9 @@ per OpenMP chunk (``omp_kind`` scheduled), so a handful of rows (decoding) still
 the threads; ``vec_bits`` is the vector width the compiler is told to prefer (0: not vectorised), ``unroll`` the
 unroll factor of the inner loop, ``math`` where exp comes from: the polynomial (``poly``) or the C
 library (``libm``: a call per element, so the loop stays scalar whatever ``vec_bits`` says).
+
+CUDA tensors go to the Triton kernel in ``adopt_kernels.gpu.gated_act`` (its own schedule space,
+``cuda_space``), with the same numerics.
 """
 
 import torch
@@ -235,20 +238,28 @@ def _tensor_ok(t):
     return isinstance(t, torch.Tensor) and t.dim() >= 1 and t.numel() > 0
 
 
-def supported(gate, up, kind):
-    """Two tensors of one shape and dtype (the compiled kernel does not broadcast)."""
+def _pair_ok(gate, up, kind):
     if kind not in ACTIVATIONS or not (_tensor_ok(gate) and _tensor_ok(up)):
         return False
-    if gate.shape != up.shape or gate.dtype != up.dtype:
-        return False
-    return _dispatch.native_ok(KERNEL, gate, up)
+    return gate.shape == up.shape and gate.dtype == up.dtype
+
+
+def _stacked_ok(h, kind):
+    return kind in ACTIVATIONS and _tensor_ok(h) and h.size(-1) % 2 == 0
+
+
+def supported(gate, up, kind):
+    """Two tensors of one shape and dtype (the compiled kernel does not broadcast)."""
+    return _pair_ok(gate, up, kind) and _dispatch.native_ok(KERNEL, gate, up)
 
 
 def supported_stacked(h, kind):
     """One tensor whose last dimension holds gate then up, of equal widths."""
-    if kind not in ACTIVATIONS or not _tensor_ok(h) or h.size(-1) % 2:
-        return False
-    return _dispatch.native_ok(KERNEL, h)
+    return _stacked_ok(h, kind) and _dispatch.native_ok(KERNEL, h)
+
+
+def _workload(t, n, kind):
+    return {"rows": t.numel() // t.size(-1), "n": n, "act": kind}
 
 
 def _halves(h2):
@@ -306,30 +317,39 @@ def _functions(kind, dtype, workload, schedule):
 
 def gated_act(gate, up, kind, schedule=None):
     """Compiled ``act(gate) * up`` of two tensors, or None when it cannot run here."""
+    if _dispatch.on_gpu(gate, up):
+        if not _pair_ok(gate, up, kind):
+            return None
+        fn = _dispatch.gpu_function(KERNEL, "gated_act", gate.dtype, _workload(gate, gate.size(-1), kind), schedule)
+        return None if fn is None else fn(gate, up, kind)
     if not supported(gate, up, kind):
         return None
-    workload = {"rows": gate.numel() // gate.size(-1), "n": gate.size(-1), "act": kind}
-    fns = _functions(kind, gate.dtype, workload, schedule)
+    fns = _functions(kind, gate.dtype, _workload(gate, gate.size(-1), kind), schedule)
     return None if fns is None else GatedActFunction.apply(gate, up, *fns)
 
 
 def gated_act_stacked(h, kind, schedule=None):
     """Compiled ``act(gate) * up`` where ``gate, up = h.chunk(2, -1)``, or None."""
+    if _dispatch.on_gpu(h):
+        if not _stacked_ok(h, kind):
+            return None
+        fn = _dispatch.gpu_function(KERNEL, "gated_act_stacked", h.dtype, _workload(h, h.size(-1) // 2, kind), schedule)
+        return None if fn is None else fn(h, kind)
     if not supported_stacked(h, kind):
         return None
-    workload = {"rows": h.numel() // h.size(-1), "n": h.size(-1) // 2, "act": kind}
-    fns = _functions(kind, h.dtype, workload, schedule)
+    fns = _functions(kind, h.dtype, _workload(h, h.size(-1) // 2, kind), schedule)
     return None if fns is None else GatedActFunction.apply(h, None, *fns)
 
 
-def make_case(workload, seed=0):
-    """The stacked layout ``gated_mlp`` produces; ``run(schedule)`` does forward and backward,
-    ``eager`` the split, activation and product in torch, ``check`` compares with float64."""
+def make_case(workload, seed=0, device="cpu"):
+    """The stacked layout ``gated_mlp`` produces, on ``device``; ``run(schedule)`` does forward
+    and backward, ``eager`` the split, activation and product in torch, ``check`` compares with
+    float64."""
     dtype = TORCH_DTYPE[workload["dtype"]]
     kind = workload.get("act", "silu")
     g = torch.Generator().manual_seed(seed)
-    h = (2 * torch.randn(workload["rows"], 2 * workload["n"], generator=g)).to(dtype)
-    dy = torch.randn(workload["rows"], workload["n"], generator=g).to(dtype)
+    h = (2 * torch.randn(workload["rows"], 2 * workload["n"], generator=g)).to(device, dtype)
+    dy = torch.randn(workload["rows"], workload["n"], generator=g).to(device, dtype)
 
     def run(schedule, backward=True):
         hl = h.detach().requires_grad_(backward)
@@ -373,5 +393,12 @@ KERNEL = register(Kernel(
     example_workloads=tuple(
         {"rows": r, "n": n, "act": act, "dtype": "float32"}
         for r, n, act in ((2048, 2816, "silu"), (512, 11008, "silu"), (4096, 5632, "silu"), (1024, 8192, "gelu_tanh"), (2048, 3072, "gelu"))
+    ),
+    cuda_space=Space(
+        params={"block": (256, 512, 1024, 2048), "rows": (1, 2, 4), "num_warps": (4, 8)},
+        default={"block": 1024, "rows": 2, "num_warps": 4},
+        # a tile of at least 512 values, at most 16 a thread (more spill the backward's
+        # registers), no wider than a row needs
+        constraints=("block * rows >= 512", "block * rows <= 512 * num_warps", "block < 2 * n + 256"),
     ),
 ))

@@ -14,10 +14,16 @@ runs the threads over (batch, position) with every head of q and then of k inner
 table row serves all heads while it is in cache; "heads" over (tensor, batch, head) with the
 positions inner; ``chunk`` units per OpenMP chunk (``omp_kind`` scheduled), ``vec_bits`` the
 vector width the compiler prefers (0: not vectorised), ``unroll`` the unroll factor of the loop along a row.
+
+CUDA tensors go to the Triton kernel in ``adopt_kernels.gpu.rope`` (its own schedule space,
+``cuda_space``), with the same numerics.
 """
 
 import collections
 import ctypes
+import dataclasses
+import functools
+import weakref
 
 import torch
 
@@ -180,11 +186,34 @@ def _broadcast_tables(x, cos, sin, unsqueeze_dim):
     return Tables(cos, sin, None, _outer3(ce.stride()[:-1], 0), 0, width)
 
 
+# The bounds of recent position ids, by tensor: a model hands the same ids to every layer, and
+# on a GPU reading them back waits for the device, so they are read once while the tensor
+# stays as it was (same object, same version).
+_BOUNDS = {}
+
+
+def _bounds(position_ids):
+    """(smallest, largest) of ``position_ids``, read in one transfer."""
+    try:
+        key = (id(position_ids), position_ids._version)
+    except RuntimeError:  # an inference tensor keeps no version: read it every time
+        key = None
+    hit = _BOUNDS.get(key)
+    if hit is not None and hit[0]() is position_ids:
+        return hit[1]
+    bounds = tuple(torch.stack(torch.aminmax(position_ids)).tolist())
+    if key is not None:
+        if len(_BOUNDS) >= 64:
+            _BOUNDS.clear()
+        _BOUNDS[key] = (weakref.ref(position_ids), bounds)
+    return bounds
+
+
 def _selected_tables(x, cos, sin, position_ids, unsqueeze_dim):
     """Table rows chosen by ``position_ids`` (``cos[position_ids].unsqueeze(unsqueeze_dim)``)."""
     if cos.dim() != 2 or cos.stride() != sin.stride() or (cos.size(1) > 1 and cos.stride(1) != 1):
         return None
-    if position_ids.dtype not in (torch.int64, torch.int32) or position_ids.device.type != "cpu" or position_ids.numel() == 0:
+    if position_ids.dtype not in (torch.int64, torch.int32) or position_ids.device != x.device or position_ids.numel() == 0:
         return None
     pos = position_ids.long()
     if unsqueeze_dim is not None:
@@ -196,9 +225,9 @@ def _selected_tables(x, cos, sin, position_ids, unsqueeze_dim):
     if pos.dim() > x.dim() - 1:
         return None
     pe = pos.expand(x.shape[:-1])
-    lo, hi = torch.aminmax(position_ids)
+    lo, hi = _bounds(position_ids)
     # negative ids wrap in torch indexing and out-of-range ones raise: both go to the original
-    if lo.item() < 0 or hi.item() >= cos.size(0):
+    if lo < 0 or hi >= cos.size(0):
         return None
     return Tables(cos, sin, pos, _outer3(pe.stride(), 0), cos.stride(0), cos.size(1))
 
@@ -227,42 +256,51 @@ def _seq_first(tables):
     return tables.strides[1] != 0 and tables.strides[2] == 0
 
 
+def dims(x, y, tables):
+    """One tensor as (batch, heads, seq): its sizes, the strides of x (its input), of y (its
+    output) and of its table rows (or of pos), each three numbers."""
+    out = [_outer3(x.shape[:-1], 1), _outer3(x.stride()[:-1], 0), _outer3(y.stride()[:-1], 0), tables.strides]
+    return [(a, c, b) for a, b, c in out] if _seq_first(tables) else out
+
+
 def _side(x, y, tables):
-    """The C description of one tensor as (batch, heads, seq): x its input (last dimension
-    contiguous), y its output."""
-    dims = [_outer3(x.shape[:-1], 1), _outer3(x.stride()[:-1], 0), _outer3(y.stride()[:-1], 0), tables.strides]
-    if _seq_first(tables):
-        dims = [(a, c, b) for a, b, c in dims]
+    """The C description of one tensor: x its input (last dimension contiguous), y its output."""
     return Side(x.data_ptr(), y.data_ptr(), tables.cos.data_ptr(), tables.sin.data_ptr(),
-                tables.pos.data_ptr() if tables.pos is not None else None, *(v for d in dims for v in d), tables.row)
+                tables.pos.data_ptr() if tables.pos is not None else None, *(v for d in dims(x, y, tables) for v in d), tables.row)
 
 
-def _last_contiguous(t):
+def last_contiguous(t):
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
 def _call(fn, mode, xs, tables, d):
     """Run ``fn`` over every (input, tables) pair at once; returns the contiguous outputs."""
-    xs = [_last_contiguous(x) for x in xs]
+    xs = [last_contiguous(x) for x in xs]
     ys = [torch.empty(x.shape, dtype=x.dtype) for x in xs]
     sides = (Side * len(xs))(*(_side(x, y, t) for x, y, t in zip(xs, ys, tables)))
     fn(ctypes.c_int(mode), sides, ctypes.c_int(len(xs)), _dispatch.i64(d), _dispatch.threads())
     return ys
 
 
+def _compiled_rotation(fwd, bwd, mode, xs, tables, backward):
+    """The compiled kernel as RopeFunction's ``rotate``."""
+    return _call(bwd if backward else fwd, mode, xs, tables, xs[0].size(-1))
+
+
 class RopeFunction(torch.autograd.Function):
-    """Rotates q and, when given, k; the tables (plain tensors in ``q_tab``/``k_tab``) get no gradient."""
+    """Rotates q and, when given, k; the tables (plain tensors in ``q_tab``/``k_tab``) get no
+    gradient. ``rotate(mode, xs, tables, backward)`` runs a kernel over every (input, tables)
+    pair at once and returns the outputs: the compiled one or the Triton one."""
 
     @staticmethod
-    def forward(ctx, q, k, q_tab, k_tab, mode, fwd, bwd):
+    def forward(ctx, q, k, q_tab, k_tab, mode, rotate):
         ctx.set_materialize_grads(False)
         xs, tabs = ([q], [q_tab]) if k is None else ([q, k], [q_tab, k_tab])
-        ys = _call(fwd, mode, xs, tabs, q.size(-1))
+        ys = rotate(mode, xs, tabs, False)
         # saved, not kept on ctx, so that an in-place change to a table before the backward
         # is an error, as it is for the eager code
         ctx.save_for_backward(*(t for tab in tabs for t in (tab.cos, tab.sin, tab.pos)))
-        ctx.tables, ctx.mode, ctx.bwd = [tab._replace(cos=None, sin=None, pos=None) for tab in tabs], mode, bwd
-        _dispatch.CALLS[KERNEL.name] += 1
+        ctx.tables, ctx.mode, ctx.rotate = [tab._replace(cos=None, sin=None, pos=None) for tab in tabs], mode, rotate
         return ys[0] if k is None else tuple(ys)
 
     @staticmethod
@@ -272,11 +310,10 @@ class RopeFunction(torch.autograd.Function):
         todo = [(i, g) for i, g in enumerate(grads) if g is not None and ctx.needs_input_grad[i]]
         out = [None, None]
         if todo:
-            dys = [g for _, g in todo]
-            dxs = _call(ctx.bwd, ctx.mode, dys, [tables[i] for i, _ in todo], dys[0].size(-1))
+            dxs = ctx.rotate(ctx.mode, [g for _, g in todo], [tables[i] for i, _ in todo], True)
             for (i, _), dx in zip(todo, dxs):
                 out[i] = dx
-        return out[0], out[1], None, None, None, None, None
+        return out[0], out[1], None, None, None, None
 
 
 def _shapes_ok(q, k):
@@ -295,12 +332,8 @@ def _workload(q, k, tables, interleaved):
     return {"batch": n0, "heads": heads, "kv_heads": kv, "seq": seq, "dim": q.size(-1), "interleaved": int(interleaved)}
 
 
-def rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1, interleaved=False, k_cos=None, k_sin=None, schedule=None):
-    """The compiled rotation of q (and k), or None when it cannot run here (the caller runs the
-    original). Same parameters as ``apply_rope``; returns q's result alone when k is None."""
-    switch = "apply_rope_interleaved" if interleaved else "apply_rope"
-    if not _shapes_ok(q, k) or not _native_ok(switch, q, k, cos, sin, k_cos, k_sin):
-        return None
+def _plan(q, k, cos, sin, position_ids, unsqueeze_dim, interleaved, k_cos, k_sin):
+    """(mode, q's tables, k's tables or None) when the kernel takes these inputs, else None."""
     if (k_cos is None) != (k_sin is None) or (interleaved and k_cos is not None):
         return None
     q_tab = _tables(q, cos, sin, position_ids, unsqueeze_dim)
@@ -310,14 +343,44 @@ def rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1, interleaved=False, 
         if k_tab is None or q_tab is None or _mode(k_tab, k.size(-1), interleaved) != _mode(q_tab, q.size(-1), interleaved):
             return None
     mode = None if q_tab is None else _mode(q_tab, q.size(-1), interleaved)
-    if mode is None:
+    return None if mode is None else (mode, q_tab, k_tab)
+
+
+def _gpu_rope(switch, q, k, plan, interleaved, schedule):
+    """The Triton rotation; the dispatcher's switch test is made under this API's own switch."""
+    kernel = _GPU_KERNELS.get(switch) or _GPU_KERNELS.setdefault(switch, dataclasses.replace(KERNEL, switch=switch))
+    fn = _dispatch.gpu_function(kernel, "rope", q.dtype, _workload(q, k, plan[1], interleaved), schedule)
+    return None if fn is None else fn(q, k, *plan)
+
+
+_GPU_KERNELS = {}
+
+
+def rope(q, k, cos, sin, position_ids=None, unsqueeze_dim=1, interleaved=False, k_cos=None, k_sin=None, schedule=None):
+    """The compiled rotation of q (and k), or None when it cannot run here (the caller runs the
+    original). Same parameters as ``apply_rope``; returns q's result alone when k is None. CUDA
+    tensors go to the Triton kernel (``adopt_kernels.gpu.rope``), which takes the resolved
+    tables rather than these parameters."""
+    switch = "apply_rope_interleaved" if interleaved else "apply_rope"
+    if not _shapes_ok(q, k):
         return None
+    if _dispatch.on_gpu(q, k, cos, sin, k_cos, k_sin, position_ids):
+        plan = _plan(q, k, cos, sin, position_ids, unsqueeze_dim, interleaved, k_cos, k_sin)
+        return None if plan is None else _gpu_rope(switch, q, k, plan, interleaved, schedule)
+    if not _native_ok(switch, q, k, cos, sin, k_cos, k_sin):
+        return None
+    plan = _plan(q, k, cos, sin, position_ids, unsqueeze_dim, interleaved, k_cos, k_sin)
+    if plan is None:
+        return None
+    mode, q_tab, k_tab = plan
     workload = _workload(q, k, q_tab, interleaved)
     fwd = _dispatch.function(KERNEL, "rope_fwd", q.dtype, workload, schedule)
     bwd = _dispatch.function(KERNEL, "rope_bwd", q.dtype, workload, schedule)
     if fwd is None or bwd is None:
         return None
-    return RopeFunction.apply(q, k, q_tab, k_tab, mode, fwd, bwd)
+    out = RopeFunction.apply(q, k, q_tab, k_tab, mode, functools.partial(_compiled_rotation, fwd, bwd))
+    _dispatch.CALLS[KERNEL.name] += 1
+    return out
 
 
 def reference(q, k, cos, sin, position_ids=None, unsqueeze_dim=1, interleaved=False):
@@ -329,33 +392,33 @@ def reference(q, k, cos, sin, position_ids=None, unsqueeze_dim=1, interleaved=Fa
     return fn(q, k, cos, sin, position_ids, unsqueeze_dim)
 
 
-def _tables_for(workload, dtype):
+def _tables_for(workload, dtype, device="cpu"):
     """cos/sin as LLaMA computes them (per batch row, full width) or GPT-J stores them (a
     half-width table indexed by position ids)."""
     d, seq = workload["dim"], workload["seq"]
     inv_freq = 1.0 / (10000 ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
     freqs = torch.outer(torch.arange(seq, dtype=torch.float64), inv_freq)
     if workload["interleaved"]:
-        return freqs.cos().to(dtype), freqs.sin().to(dtype), torch.arange(seq).expand(workload["batch"], seq)
+        return freqs.cos().to(device, dtype), freqs.sin().to(device, dtype), torch.arange(seq, device=device).expand(workload["batch"], seq)
     emb = torch.cat((freqs, freqs), dim=-1).expand(workload["batch"], seq, d)
-    return emb.cos().to(dtype).contiguous(), emb.sin().to(dtype).contiguous(), None
+    return emb.cos().to(device, dtype).contiguous(), emb.sin().to(device, dtype).contiguous(), None
 
 
-def make_case(workload, seed=0):
-    """q and k as attention code hands them over: LLaMA's (B, H, L, D) transposed views of the
-    projections with per-batch tables, or GPT-J's (B, L, H, D) with position ids into a
-    half-width table. ``run(schedule)`` does forward and backward, ``eager`` the composite,
-    ``check`` compares with float64."""
+def make_case(workload, seed=0, device="cpu"):
+    """q and k as attention code hands them over, on ``device``: LLaMA's (B, H, L, D) transposed
+    views of the projections with per-batch tables, or GPT-J's (B, L, H, D) with position ids
+    into a half-width table. ``run(schedule)`` does forward and backward, ``eager`` the
+    composite, ``check`` compares with float64."""
     dtype = TORCH_DTYPE[workload["dtype"]]
     b, h, kvh, seq, d = (workload[f] for f in ("batch", "heads", "kv_heads", "seq", "dim"))
     interleaved = bool(workload["interleaved"])
     g = torch.Generator().manual_seed(seed)
-    q = torch.randn(b, seq, h, d, generator=g).to(dtype)
-    k = torch.randn(b, seq, kvh, d, generator=g).to(dtype)
-    dq, dk = torch.randn(q.shape, generator=g).to(dtype), torch.randn(k.shape, generator=g).to(dtype)
+    q = torch.randn(b, seq, h, d, generator=g).to(device, dtype)
+    k = torch.randn(b, seq, kvh, d, generator=g).to(device, dtype)
+    dq, dk = (torch.randn(t.shape, generator=g).to(device, dtype) for t in (q, k))
     if not interleaved:
         q, k, dq, dk = (t.transpose(1, 2) for t in (q, k, dq, dk))
-    cos, sin, pos = _tables_for(workload, dtype)
+    cos, sin, pos = _tables_for(workload, dtype, device)
     udim = 2 if interleaved else 1
 
     def go(fn, backward, cast=None):
@@ -413,5 +476,12 @@ KERNEL = register(Kernel(
             (8, 12, 12, 512, 64, 0),
             (2, 16, 16, 2048, 64, 1),  # GPT-J 6B: its 64 rotary channels per head
         )
+    ),
+    cuda_space=Space(
+        params={"rows": (2, 4, 8, 16, 32), "heads_inner": (0, 1), "num_warps": (2, 4, 8)},
+        default={"rows": 8, "heads_inner": 1, "num_warps": 4},
+        # a program's tile of rows x dim values: at least 256, at most 16 a thread (32 spill
+        # registers)
+        constraints=("rows * dim >= 256", "rows * dim <= 512 * num_warps"),
     ),
 ))
