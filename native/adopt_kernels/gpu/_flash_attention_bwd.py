@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .flash_attention import LOG2E, _dropped, _masked, _op
+from .flash_attention import LOG2E, _dropped, _kept, _mask_rows, _masked, _op, _program, _tile
 
 
 @triton.jit
@@ -28,50 +28,37 @@ def _delta(O, DO, DELTA, sdb, sdh, sdm, H, L, DV, BLOCK: tl.constexpr, BLOCK_DV:
 
 
 @triton.jit(do_not_specialize=["seed"])
-def _dkdv(Q, K, V, BIAS, ADD, KEEP, DO, LSE, DELTA, DK, DVAL,
-          sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdb, sdh, sdm,
-          sbb, sbh, sbm, sbn, sab, sah, sam, san, spb, sph, spm, spn,
-          H, L, S, D, DV, scale, p_drop, seed,
+def _dkdv(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, QS, KS, VS, DS, MS, H, L, S, D, DV, scale, p_drop, seed,
           HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, HAS_KEEP: tl.constexpr, CAUSAL: tl.constexpr,
           DROPOUT: tl.constexpr, F32: tl.constexpr, PREC: tl.constexpr,
           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     # scores are held transposed, keys by queries: the products then need no transposed result
-    pid_n = tl.program_id(0)
-    bh = tl.program_id(1).to(tl.int64)
-    b = bh // H
-    h = bh % H
-    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    bh, b, h, cols, d, dv = _program(H, BLOCK_N, BLOCK_D, BLOCK_DV)
     cols64 = cols.to(tl.int64)
-    d = tl.arange(0, BLOCK_D)
-    dv = tl.arange(0, BLOCK_DV)
-    k = tl.load(K + b * skb + h * skh + cols64[:, None] * skn + d[None, :], mask=(cols < S)[:, None] & (d < D)[None, :], other=0.0)
-    v = tl.load(V + b * svb + h * svh + cols64[:, None] * svn + dv[None, :], mask=(cols < S)[:, None] & (dv < DV)[None, :], other=0.0)
-    k = _op(k, K, F32)
-    v = _op(v, V, F32)
+    k = _tile(K, KS, b, h, cols[:, None], S, d[None, :], D, F32)
+    v = _tile(V, VS, b, h, cols[:, None], S, dv[None, :], DV, F32)
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dval = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
     lo = 0
     if CAUSAL:  # query rows before the first that sees this key block see none of it
-        lo = tl.maximum(0, pid_n * BLOCK_N - (S - L)) // BLOCK_M * BLOCK_M
+        lo = tl.maximum(0, tl.program_id(0) * BLOCK_N - (S - L)) // BLOCK_M * BLOCK_M
     for start in range(lo, L, BLOCK_M):
         rows = start + tl.arange(0, BLOCK_M)
         rows64 = rows.to(tl.int64)
-        qt = tl.load(Q + b * sqb + h * sqh + rows64[None, :] * sqm + d[:, None], mask=(rows < L)[None, :] & (d < D)[:, None], other=0.0)
-        qt = _op(qt, Q, F32)
+        qt = _tile(Q, QS, b, h, rows[None, :], L, d[:, None], D, F32)
         st = tl.dot(k, qt, input_precision=PREC)
-        st = _masked(st, rows[None, :], cols[:, None], L, S, scale,
-                     BIAS, (b * sbb + h * sbh + rows64 * sbm)[None, :], sbn, ADD, (b * sab + h * sah + rows64 * sam)[None, :], san,
-                     KEEP, (b * spb + h * sph + rows64 * spm)[None, :], spn, HAS_BIAS, HAS_ADD, HAS_KEEP, CAUSAL)
+        st = _masked(st, rows[None, :], cols[:, None], L, S, scale, MASKS, _mask_rows(MS, b, h, rows64[None, :]), MS,
+                     HAS_BIAS, HAS_ADD, HAS_KEEP, CAUSAL)
         # rows past the end read an infinite log-sum-exp: probability 0
         lse = tl.load(LSE + bh * L + rows64, mask=rows < L, other=float("inf"))
         delta = tl.load(DELTA + bh * L + rows64, mask=rows < L, other=0.0)
         pt = tl.exp2((st - lse[None, :]) * LOG2E)
-        do = tl.load(DO + b * sdb + h * sdh + rows64[:, None] * sdm + dv[None, :], mask=(rows < L)[:, None] & (dv < DV)[None, :], other=0.0)
-        do = _op(do, DO, F32)
+        do = _tile(DO, DS, b, h, rows[:, None], L, dv[None, :], DV, F32)
         dpt = tl.dot(v, tl.trans(do), input_precision=PREC)
-        if DROPOUT:
-            dval = tl.dot(_op(_dropped(pt, seed, bh, rows[None, :], cols[:, None], L, S, p_drop), V, F32), do, dval, input_precision=PREC)
-            dpt = _dropped(dpt, seed, bh, rows[None, :], cols[:, None], L, S, p_drop)
+        if DROPOUT:  # one draw serves the kept probabilities and their gradient
+            kept = _kept(seed, bh, rows[None, :], cols[:, None], L, S, p_drop)
+            dval = tl.dot(_op(_dropped(pt, kept, p_drop), V, F32), do, dval, input_precision=PREC)
+            dpt = _dropped(dpt, kept, p_drop)
         else:
             dval = tl.dot(_op(pt, V, F32), do, dval, input_precision=PREC)
         dst = pt * (dpt - delta[None, :])
@@ -82,49 +69,30 @@ def _dkdv(Q, K, V, BIAS, ADD, KEEP, DO, LSE, DELTA, DK, DVAL,
 
 
 @triton.jit(do_not_specialize=["seed"])
-def _dq(Q, K, V, BIAS, ADD, KEEP, DO, LSE, DELTA, DQ,
-        sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdb, sdh, sdm,
-        sbb, sbh, sbm, sbn, sab, sah, sam, san, spb, sph, spm, spn,
-        H, L, S, D, DV, scale, p_drop, seed,
+def _dq(Q, K, V, MASKS, DO, LSE, DELTA, DQ, QS, KS, VS, DS, MS, H, L, S, D, DV, scale, p_drop, seed,
         HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, HAS_KEEP: tl.constexpr, CAUSAL: tl.constexpr,
         DROPOUT: tl.constexpr, F32: tl.constexpr, PREC: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
-    pid_m = tl.program_id(0)
-    bh = tl.program_id(1).to(tl.int64)
-    b = bh // H
-    h = bh % H
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    bh, b, h, rows, d, dv = _program(H, BLOCK_M, BLOCK_D, BLOCK_DV)
     rows64 = rows.to(tl.int64)
-    d = tl.arange(0, BLOCK_D)
-    dv = tl.arange(0, BLOCK_DV)
-    q = tl.load(Q + b * sqb + h * sqh + rows64[:, None] * sqm + d[None, :], mask=(rows < L)[:, None] & (d < D)[None, :], other=0.0)
-    do = tl.load(DO + b * sdb + h * sdh + rows64[:, None] * sdm + dv[None, :], mask=(rows < L)[:, None] & (dv < DV)[None, :], other=0.0)
-    q = _op(q, Q, F32)
-    do = _op(do, DO, F32)
+    q = _tile(Q, QS, b, h, rows[:, None], L, d[None, :], D, F32)
+    do = _tile(DO, DS, b, h, rows[:, None], L, dv[None, :], DV, F32)
     lse = tl.load(LSE + bh * L + rows64, mask=rows < L, other=float("inf"))
     delta = tl.load(DELTA + bh * L + rows64, mask=rows < L, other=0.0)
-    bias_row = (b * sbb + h * sbh + rows64 * sbm)[:, None]
-    add_row = (b * sab + h * sah + rows64 * sam)[:, None]
-    keep_row = (b * spb + h * sph + rows64 * spm)[:, None]
-    k_base = K + b * skb + h * skh
-    v_base = V + b * svb + h * svh
+    offsets = _mask_rows(MS, b, h, rows64[:, None])
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     hi = S
     if CAUSAL:
-        hi = tl.minimum(S, (pid_m + 1) * BLOCK_M + S - L)
+        hi = tl.minimum(S, (tl.program_id(0) + 1) * BLOCK_M + S - L)
     for start in range(0, hi, BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
-        cols64 = cols.to(tl.int64)
-        kt = tl.load(k_base + cols64[None, :] * skn + d[:, None], mask=(cols < S)[None, :] & (d < D)[:, None], other=0.0)
-        vt = tl.load(v_base + cols64[None, :] * svn + dv[:, None], mask=(cols < S)[None, :] & (dv < DV)[:, None], other=0.0)
-        kt = _op(kt, K, F32)
+        kt = _tile(K, KS, b, h, cols[None, :], S, d[:, None], D, F32)
         s = tl.dot(q, kt, input_precision=PREC)
-        s = _masked(s, rows[:, None], cols[None, :], L, S, scale, BIAS, bias_row, sbn, ADD, add_row, san, KEEP, keep_row, spn,
-                    HAS_BIAS, HAS_ADD, HAS_KEEP, CAUSAL)
+        s = _masked(s, rows[:, None], cols[None, :], L, S, scale, MASKS, offsets, MS, HAS_BIAS, HAS_ADD, HAS_KEEP, CAUSAL)
         p = tl.exp2((s - lse[:, None]) * LOG2E)
-        dp = tl.dot(do, _op(vt, V, F32), input_precision=PREC)
+        dp = tl.dot(do, _tile(V, VS, b, h, cols[None, :], S, dv[:, None], DV, F32), input_precision=PREC)
         if DROPOUT:
-            dp = _dropped(dp, seed, bh, rows[:, None], cols[None, :], L, S, p_drop)
+            dp = _dropped(dp, _kept(seed, bh, rows[:, None], cols[None, :], L, S, p_drop), p_drop)
         ds = p * (dp - delta[:, None])
         dq = tl.dot(_op(ds, K, F32), tl.trans(kt), dq, input_precision=PREC)
     tl.store(DQ + (bh * L + rows64)[:, None] * D + d[None, :], (dq * scale).to(DQ.dtype.element_ty), mask=(rows < L)[:, None] & (d < D)[None, :])
@@ -140,12 +108,12 @@ def _grads(run, out, lse, dout, schedule):
     dk = torch.empty(B, H, S, D, dtype=k.dtype if k.shape == (B, H, S, D) else torch.float32, device=q.device)
     dv = torch.empty(B, H, S, DV, dtype=v.dtype if v.shape == (B, H, S, DV) else torch.float32, device=q.device)
     dq = torch.empty(B, H, L, D, dtype=q.dtype, device=q.device)
-    masks, strides = run.mask_args()[:3], run.mask_args()[3:]
-    common = [*q.stride()[:3], *run.kstrides, *run.vstrides, *dout.stride()[:3], *strides, *run.sizes()]
+    masks, mask_strides = run.mask_args()
+    common = [*run.strides(), dout.stride()[:3], mask_strides, *run.sizes()]
     held, step = schedule["bwd_block"], schedule["bwd_step"]
     launch = dict(flags, num_warps=schedule["bwd_warps"], num_stages=schedule["num_stages"])
-    _dkdv[(triton.cdiv(S, held), B * H)](q, k, v, *masks, dout, lse, delta, dk, dv, *common, BLOCK_M=step, BLOCK_N=held, **launch)
-    _dq[(triton.cdiv(L, held), B * H)](q, k, v, *masks, dout, lse, delta, dq, *common, BLOCK_M=held, BLOCK_N=step, **launch)
+    _dkdv[(triton.cdiv(S, held), B * H)](q, k, v, masks, dout, lse, delta, dk, dv, *common, BLOCK_M=step, BLOCK_N=held, **launch)
+    _dq[(triton.cdiv(L, held), B * H)](q, k, v, masks, dout, lse, delta, dq, *common, BLOCK_M=held, BLOCK_N=step, **launch)
     return dq, dk.sum_to_size(k.shape).to(k.dtype), dv.sum_to_size(v.shape).to(v.dtype)
 
 

@@ -44,68 +44,83 @@ def _op(x, REF, F32: tl.constexpr):
 
 
 @triton.jit
-def _masked(s, rows, cols, L, S, scale, BIAS, bias_row, sbn, ADD, add_row, san, KEEP, keep_row, skn,
+def _tile(P, ST, b, h, idx, n, cols, ncols, F32: tl.constexpr):
+    """The rows ``idx`` (< n) and columns ``cols`` (< ncols) of a (batch, head, row, column)
+    tensor with strides ``ST`` over the first three, as a ``tl.dot`` operand: ``idx`` and
+    ``cols`` broadcast to the tile's shape, so either orientation can be read."""
+    x = tl.load(P + b * ST[0] + h * ST[1] + idx.to(tl.int64) * ST[2] + cols, mask=(idx < n) & (cols < ncols), other=0.0)
+    return _op(x, P, F32)
+
+
+@triton.jit
+def _program(H, BLOCK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+    """This program's (batch * heads + head, batch, head) as int64, the rows of its block
+    (the first grid axis counts blocks), the columns of a key and of a value."""
+    bh = tl.program_id(1).to(tl.int64)
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    return bh, bh // H, bh % H, rows, tl.arange(0, BLOCK_D), tl.arange(0, BLOCK_DV)
+
+
+@triton.jit
+def _mask_rows(MS, b, h, rows):
+    """The int64 offsets of each query row's row in the bias, the mask and the keep-mask
+    (``MS``: their strides over the scores), shaped as ``rows``."""
+    return (b * MS[0][0] + h * MS[0][1] + rows * MS[0][2], b * MS[1][0] + h * MS[1][1] + rows * MS[1][2],
+            b * MS[2][0] + h * MS[2][1] + rows * MS[2][2])
+
+
+@triton.jit
+def _masked(s, rows, cols, L, S, scale, MASKS, offsets, MS,
             HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, HAS_KEEP: tl.constexpr, CAUSAL: tl.constexpr):
     """Raw scores ``s`` scaled, biased and masked: -inf where a key is dropped by the keep-mask,
     lies past the causal limit or past the last key. ``rows`` and ``cols`` broadcast to ``s``
-    (either orientation), ``*_row`` the int64 offsets of each row's mask row, shaped as ``rows``."""
+    (either orientation); ``offsets`` are :func:`_mask_rows`' for ``rows``."""
     inside = (rows < L) & (cols < S)
     s = s * scale
     if HAS_BIAS:
-        s += tl.load(BIAS + bias_row + cols * sbn, mask=inside, other=0.0).to(tl.float32)
+        s += tl.load(MASKS[0] + offsets[0] + cols * MS[0][3], mask=inside, other=0.0).to(tl.float32)
     if HAS_ADD:
-        s += tl.load(ADD + add_row + cols * san, mask=inside, other=0.0).to(tl.float32)
+        s += tl.load(MASKS[1] + offsets[1] + cols * MS[1][3], mask=inside, other=0.0).to(tl.float32)
     keep = cols < S
     if HAS_KEEP:
-        keep = keep & (tl.load(KEEP + keep_row + cols * skn, mask=inside, other=1) != 0)
+        keep = keep & (tl.load(MASKS[2] + offsets[2] + cols * MS[2][3], mask=inside, other=1) != 0)
     if CAUSAL:
         keep = keep & (cols <= rows + (S - L))
     return tl.where(keep, s, float("-inf"))
 
 
 @triton.jit
-def _dropped(x, seed, bh, rows, cols, L, S, p_drop):
-    """``x`` where dropout keeps the score (scaled by ``1 / (1 - p)``), else 0."""
-    offsets = (bh * L + rows) * S + cols
-    kept = tl.rand(seed, offsets) >= p_drop
+def _kept(seed, bh, rows, cols, L, S, p_drop):
+    """Where dropout keeps a score: Philox over the score's flat index."""
+    return tl.rand(seed, (bh * L + rows) * S + cols) >= p_drop
+
+
+@triton.jit
+def _dropped(x, kept, p_drop):
+    """``x`` where dropout keeps the score, scaled by ``1 / (1 - p)``; else 0."""
     return tl.where(kept, x * (1.0 / (1.0 - p_drop)), 0.0)
 
 
 @triton.jit(do_not_specialize=["seed"])
-def _fwd(Q, K, V, BIAS, ADD, KEEP, O, LSE,
-         sqb, sqh, sqm, skb, skh, skn, svb, svh, svn,
-         sbb, sbh, sbm, sbn, sab, sah, sam, san, spb, sph, spm, spn,
-         H, L, S, D, DV, scale, p_drop, seed,
+def _fwd(Q, K, V, MASKS, O, LSE, QS, KS, VS, MS, H, L, S, D, DV, scale, p_drop, seed,
          HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, HAS_KEEP: tl.constexpr, CAUSAL: tl.constexpr,
          DROPOUT: tl.constexpr, F32: tl.constexpr, PREC: tl.constexpr,
          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
-    pid_m = tl.program_id(0)
-    bh = tl.program_id(1).to(tl.int64)
-    b = bh // H
-    h = bh % H
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    d = tl.arange(0, BLOCK_D)
-    dv = tl.arange(0, BLOCK_DV)
+    # QS, KS, VS: strides of q, k and v over (batch, head, row), 0 where shared
+    bh, b, h, rows, d, dv = _program(H, BLOCK_M, BLOCK_D, BLOCK_DV)
     rows64 = rows.to(tl.int64)
-    q = tl.load(Q + b * sqb + h * sqh + rows64[:, None] * sqm + d[None, :], mask=(rows < L)[:, None] & (d < D)[None, :], other=0.0)
-    q = _op(q, Q, F32)
-    k_base = K + b * skb + h * skh
-    v_base = V + b * svb + h * svh
-    bias_row = (b * sbb + h * sbh + rows64 * sbm)[:, None]
-    add_row = (b * sab + h * sah + rows64 * sam)[:, None]
-    keep_row = (b * spb + h * sph + rows64 * spm)[:, None]
+    q = _tile(Q, QS, b, h, rows[:, None], L, d[None, :], D, F32)
+    offsets = _mask_rows(MS, b, h, rows64[:, None])
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)
     hi = S
     if CAUSAL:  # keys past the block's last row's limit are all masked
-        hi = tl.minimum(S, (pid_m + 1) * BLOCK_M + S - L)
+        hi = tl.minimum(S, (tl.program_id(0) + 1) * BLOCK_M + S - L)
     for start in range(0, hi, BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
-        kt = tl.load(k_base + cols[None, :].to(tl.int64) * skn + d[:, None], mask=(cols < S)[None, :] & (d < D)[:, None], other=0.0)
-        s = tl.dot(q, _op(kt, K, F32), input_precision=PREC)
-        s = _masked(s, rows[:, None], cols[None, :], L, S, scale, BIAS, bias_row, sbn, ADD, add_row, san, KEEP, keep_row, spn,
-                    HAS_BIAS, HAS_ADD, HAS_KEEP, CAUSAL)
+        s = tl.dot(q, _tile(K, KS, b, h, cols[None, :], S, d[:, None], D, F32), input_precision=PREC)
+        s = _masked(s, rows[:, None], cols[None, :], L, S, scale, MASKS, offsets, MS, HAS_BIAS, HAS_ADD, HAS_KEEP, CAUSAL)
         m_new = tl.maximum(m_i, tl.max(s, 1))
         # a row masked so far keeps a finite reference point, so exp gives 0, not NaN
         m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -114,9 +129,9 @@ def _fwd(Q, K, V, BIAS, ADD, KEEP, O, LSE,
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
         if DROPOUT:
-            p = _dropped(p, seed, bh, rows[:, None], cols[None, :], L, S, p_drop)
-        v = tl.load(v_base + cols[:, None].to(tl.int64) * svn + dv[None, :], mask=(cols < S)[:, None] & (dv < DV)[None, :], other=0.0)
-        acc = tl.dot(_op(p, V, F32), _op(v, V, F32), acc, input_precision=PREC)
+            p = _dropped(p, _kept(seed, bh, rows[:, None], cols[None, :], L, S, p_drop), p_drop)
+        v = _tile(V, VS, b, h, cols[:, None], S, dv[None, :], DV, F32)
+        acc = tl.dot(_op(p, V, F32), v, acc, input_precision=PREC)
         m_i = m_new
     empty = m_i == float("-inf")  # every key masked: NaN, as eager softmax gives
     l_use = tl.where(empty, 1.0, l_i)
@@ -166,9 +181,12 @@ class Launch:
         self.vstrides = v.expand(B, H, self.S, self.DV).stride()[:3]
 
     def mask_args(self):
-        """Mask pointers (q where absent), then their strides over the scores."""
-        ptrs = [t if t is not None else self.q for t, _ in self.masks]
-        return ptrs + [s for _, strides in self.masks for s in strides]
+        """The masks (q where absent) and their strides over the scores."""
+        return tuple(t if t is not None else self.q for t, _ in self.masks), tuple(strides for _, strides in self.masks)
+
+    def strides(self):
+        """Strides of q, k and v over (batch, head, row), 0 where k or v is shared."""
+        return self.q.stride()[:3], self.kstrides, self.vstrides
 
     def flags(self):
         q = self.q
@@ -186,10 +204,10 @@ def forward(run, schedule):
     out = torch.empty(run.B, run.H, run.L, run.DV, dtype=q.dtype, device=q.device)
     lse = torch.empty(run.B * run.H, run.L, dtype=torch.float32, device=q.device)
     bm = schedule["block_m"]
+    masks, mask_strides = run.mask_args()
     _fwd[(triton.cdiv(run.L, bm), run.B * run.H)](
-        q, run.k, run.v, *run.mask_args()[:3], out, lse, *q.stride()[:3], *run.kstrides, *run.vstrides, *run.mask_args()[3:],
-        *run.sizes(), **run.flags(), BLOCK_M=bm, BLOCK_N=schedule["block_n"],
-        num_warps=schedule["num_warps"], num_stages=schedule["num_stages"])
+        q, run.k, run.v, masks, out, lse, *run.strides(), mask_strides, *run.sizes(), **run.flags(),
+        BLOCK_M=bm, BLOCK_N=schedule["block_n"], num_warps=schedule["num_warps"], num_stages=schedule["num_stages"])
     return out, lse
 
 
