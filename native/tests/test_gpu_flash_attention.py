@@ -49,6 +49,13 @@ def test_float16(mask):
     _ran(before)
 
 
+@pytest.mark.parametrize("head_dim,dtype", [(64, "bfloat16"), (128, "float32"), (128, "bfloat16")])
+def test_model_head_dims(head_dim, dtype):
+    workload = {"batch": 1, "heads": 1, "q_len": 17, "k_len": 33, "head_dim": head_dim, "dtype": dtype, "mask": "bias+keep+causal"}
+    run, _, check = KERNEL.make_case(workload, seed=3, device=DEVICE)
+    check(run(None))
+
+
 @pytest.mark.parametrize("kv_lead", [(1, 2), (2, 1), (1, 1)], ids=str)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_shared_keys_and_values_with_their_own_head_dim(kv_lead, dtype):
