@@ -2,8 +2,9 @@
 
 Three launches: ``delta = rowsum(dO * O)`` per query row; then per (batch, head, block of keys)
 the probabilities recomputed from the saved log-sum-exp for each block of queries, accumulating
-``dV += P^T dO`` and ``dK += dS^T Q`` in registers, ``dS = P * (dP - delta)``; then per (batch,
-head, block of queries) the same probabilities again for ``dQ += dS K``. Recomputing the scores
+``dV += P^T dO`` and ``dK += dS^T Q`` in registers, ``dS = P * (dP - delta)``; then (the same
+kernel's dQ pass) per (batch, head, block of queries) the same probabilities again for
+``dQ += dS K``. Recomputing the scores
 twice buys a deterministic dQ with no float32 atomics and no partial sums to add. Dropout's mask
 is regenerated from the seed; keys and values shared by the batch or the heads get their
 gradients per (batch, head) in float32, summed after.
@@ -13,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .flash_attention import LOG2E, _dropped, _kept, _mask_rows, _masked, _op, _program, _tile
+from .flash_attention import LOG2E, _dropped, _kept, _key_end, _mask_rows, _masked, _op, _program, _tile
 
 
 @triton.jit
@@ -28,74 +29,64 @@ def _delta(O, DO, DELTA, sdb, sdh, sdm, H, L, DV, BLOCK: tl.constexpr, BLOCK_DV:
 
 
 @triton.jit(do_not_specialize=["seed"])
-def _dkdv(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, QS, KS, VS, DS, MS, H, L, S, D, DV, scale, p_drop, seed,
-          HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, HAS_KEEP: tl.constexpr, CAUSAL: tl.constexpr,
-          DROPOUT: tl.constexpr, F32: tl.constexpr, PREC: tl.constexpr,
-          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
-    # scores are held transposed, keys by queries: the products then need no transposed result
-    bh, b, h, cols, d, dv = _program(H, BLOCK_N, BLOCK_D, BLOCK_DV)
-    cols64 = cols.to(tl.int64)
-    k = _tile(K, KS, b, h, cols[:, None], S, d[None, :], D, F32)
-    v = _tile(V, VS, b, h, cols[:, None], S, dv[None, :], DV, F32)
-    dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
-    dval = tl.zeros([BLOCK_N, BLOCK_DV], tl.float32)
-    lo = 0
-    if CAUSAL:  # query rows before the first that sees this key block see none of it
-        lo = tl.maximum(0, tl.program_id(0) * BLOCK_N - (S - L)) // BLOCK_M * BLOCK_M
-    for start in range(lo, L, BLOCK_M):
-        rows = start + tl.arange(0, BLOCK_M)
-        rows64 = rows.to(tl.int64)
-        qt = _tile(Q, QS, b, h, rows[None, :], L, d[:, None], D, F32)
-        st = tl.dot(k, qt, input_precision=PREC)
-        st = _masked(st, rows[None, :], cols[:, None], L, S, scale, MASKS, _mask_rows(MS, b, h, rows64[None, :]), MS,
-                     HAS_BIAS, HAS_ADD, HAS_KEEP, CAUSAL)
-        # rows past the end read an infinite log-sum-exp: probability 0
-        lse = tl.load(LSE + bh * L + rows64, mask=rows < L, other=float("inf"))
-        delta = tl.load(DELTA + bh * L + rows64, mask=rows < L, other=0.0)
-        pt = tl.exp2((st - lse[None, :]) * LOG2E)
+def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, QS, KS, VS, DS, MS, H, L, S, D, DV, scale, p_drop, seed,
+         HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, HAS_KEEP: tl.constexpr, CAUSAL: tl.constexpr,
+         DROPOUT: tl.constexpr, F32: tl.constexpr, PREC: tl.constexpr, DQ_PASS: tl.constexpr,
+         HELD: tl.constexpr, STEP: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
+    # a program holds HELD keys (dK and dV) or, in the dQ pass, HELD queries, and streams the other side STEP rows at a time
+    bh, b, h, held, d, dv = _program(H, HELD, BLOCK_D, BLOCK_DV)
+    held64 = held.to(tl.int64)
+    if DQ_PASS:
+        rows = held
+        q = _tile(Q, QS, b, h, rows[:, None], L, d[None, :], D, F32)
         do = _tile(DO, DS, b, h, rows[:, None], L, dv[None, :], DV, F32)
-        dpt = tl.dot(v, tl.trans(do), input_precision=PREC)
-        if DROPOUT:  # one draw serves the kept probabilities and their gradient
-            kept = _kept(seed, bh, rows[None, :], cols[:, None], L, S, p_drop)
-            dval = tl.dot(_op(_dropped(pt, kept, p_drop), V, F32), do, dval, input_precision=PREC)
-            dpt = _dropped(dpt, kept, p_drop)
-        else:
-            dval = tl.dot(_op(pt, V, F32), do, dval, input_precision=PREC)
-        dst = pt * (dpt - delta[None, :])
-        dk = tl.dot(_op(dst, Q, F32), tl.trans(qt), dk, input_precision=PREC)
-    out = (bh * S + cols64)[:, None]
-    tl.store(DK + out * D + d[None, :], (dk * scale).to(DK.dtype.element_ty), mask=(cols < S)[:, None] & (d < D)[None, :])
-    tl.store(DVAL + out * DV + dv[None, :], dval.to(DVAL.dtype.element_ty), mask=(cols < S)[:, None] & (dv < DV)[None, :])
-
-
-@triton.jit(do_not_specialize=["seed"])
-def _dq(Q, K, V, MASKS, DO, LSE, DELTA, DQ, QS, KS, VS, DS, MS, H, L, S, D, DV, scale, p_drop, seed,
-        HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, HAS_KEEP: tl.constexpr, CAUSAL: tl.constexpr,
-        DROPOUT: tl.constexpr, F32: tl.constexpr, PREC: tl.constexpr,
-        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
-    bh, b, h, rows, d, dv = _program(H, BLOCK_M, BLOCK_D, BLOCK_DV)
-    rows64 = rows.to(tl.int64)
-    q = _tile(Q, QS, b, h, rows[:, None], L, d[None, :], D, F32)
-    do = _tile(DO, DS, b, h, rows[:, None], L, dv[None, :], DV, F32)
-    lse = tl.load(LSE + bh * L + rows64, mask=rows < L, other=float("inf"))
-    delta = tl.load(DELTA + bh * L + rows64, mask=rows < L, other=0.0)
-    offsets = _mask_rows(MS, b, h, rows64[:, None])
-    dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    hi = S
-    if CAUSAL:
-        hi = tl.minimum(S, (tl.program_id(0) + 1) * BLOCK_M + S - L)
-    for start in range(0, hi, BLOCK_N):
-        cols = start + tl.arange(0, BLOCK_N)
-        kt = _tile(K, KS, b, h, cols[None, :], S, d[:, None], D, F32)
-        s = tl.dot(q, kt, input_precision=PREC)
-        s = _masked(s, rows[:, None], cols[None, :], L, S, scale, MASKS, offsets, MS, HAS_BIAS, HAS_ADD, HAS_KEEP, CAUSAL)
-        p = tl.exp2((s - lse[:, None]) * LOG2E)
-        dp = tl.dot(do, _tile(V, VS, b, h, cols[None, :], S, dv[:, None], DV, F32), input_precision=PREC)
-        if DROPOUT:
-            dp = _dropped(dp, _kept(seed, bh, rows[:, None], cols[None, :], L, S, p_drop), p_drop)
-        ds = p * (dp - delta[:, None])
-        dq = tl.dot(_op(ds, K, F32), tl.trans(kt), dq, input_precision=PREC)
-    tl.store(DQ + (bh * L + rows64)[:, None] * D + d[None, :], (dq * scale).to(DQ.dtype.element_ty), mask=(rows < L)[:, None] & (d < D)[None, :])
+        # rows past the end read an infinite log-sum-exp: probability 0
+        lse = tl.load(LSE + bh * L + held64, mask=rows < L, other=float("inf"))
+        delta = tl.load(DELTA + bh * L + held64, mask=rows < L, other=0.0)
+        offsets = _mask_rows(MS, b, h, held64[:, None])
+        dq = tl.zeros([HELD, BLOCK_D], tl.float32)
+        for start in range(0, _key_end(L, S, HELD, CAUSAL), STEP):
+            cols = start + tl.arange(0, STEP)
+            kt = _tile(K, KS, b, h, cols[None, :], S, d[:, None], D, F32)
+            s = _masked(tl.dot(q, kt, input_precision=PREC), rows[:, None], cols[None, :], L, S, scale, MASKS, offsets, MS,
+                        HAS_BIAS, HAS_ADD, HAS_KEEP, CAUSAL)
+            p = tl.exp2((s - lse[:, None]) * LOG2E)
+            dp = tl.dot(do, _tile(V, VS, b, h, cols[None, :], S, dv[:, None], DV, F32), input_precision=PREC)
+            if DROPOUT:
+                dp = _dropped(dp, _kept(seed, bh, rows[:, None], cols[None, :], L, S, p_drop), p_drop)
+            dq = tl.dot(_op(p * (dp - delta[:, None]), K, F32), tl.trans(kt), dq, input_precision=PREC)
+        tl.store(DQ + (bh * L + held64)[:, None] * D + d[None, :], (dq * scale).to(DQ.dtype.element_ty), mask=(rows < L)[:, None] & (d < D)[None, :])
+    else:
+        # scores are held transposed, keys by queries: the products then need no transposed result
+        cols = held
+        k = _tile(K, KS, b, h, cols[:, None], S, d[None, :], D, F32)
+        v = _tile(V, VS, b, h, cols[:, None], S, dv[None, :], DV, F32)
+        dk = tl.zeros([HELD, BLOCK_D], tl.float32)
+        dval = tl.zeros([HELD, BLOCK_DV], tl.float32)
+        lo = 0
+        if CAUSAL:  # query rows before the first that sees this key block see none of it
+            lo = tl.maximum(0, tl.program_id(0) * HELD - (S - L)) // STEP * STEP
+        for start in range(lo, L, STEP):
+            rows = start + tl.arange(0, STEP)
+            rows64 = rows.to(tl.int64)
+            qt = _tile(Q, QS, b, h, rows[None, :], L, d[:, None], D, F32)
+            st = _masked(tl.dot(k, qt, input_precision=PREC), rows[None, :], cols[:, None], L, S, scale, MASKS,
+                         _mask_rows(MS, b, h, rows64[None, :]), MS, HAS_BIAS, HAS_ADD, HAS_KEEP, CAUSAL)
+            lse = tl.load(LSE + bh * L + rows64, mask=rows < L, other=float("inf"))
+            delta = tl.load(DELTA + bh * L + rows64, mask=rows < L, other=0.0)
+            pt = tl.exp2((st - lse[None, :]) * LOG2E)
+            do = _tile(DO, DS, b, h, rows[:, None], L, dv[None, :], DV, F32)
+            dpt = tl.dot(v, tl.trans(do), input_precision=PREC)
+            if DROPOUT:  # one draw serves the kept probabilities and their gradient
+                kept = _kept(seed, bh, rows[None, :], cols[:, None], L, S, p_drop)
+                dval = tl.dot(_op(_dropped(pt, kept, p_drop), V, F32), do, dval, input_precision=PREC)
+                dpt = _dropped(dpt, kept, p_drop)
+            else:
+                dval = tl.dot(_op(pt, V, F32), do, dval, input_precision=PREC)
+            dk = tl.dot(_op(pt * (dpt - delta[None, :]), Q, F32), tl.trans(qt), dk, input_precision=PREC)
+        out = (bh * S + held64)[:, None]
+        tl.store(DK + out * D + d[None, :], (dk * scale).to(DK.dtype.element_ty), mask=(cols < S)[:, None] & (d < D)[None, :])
+        tl.store(DVAL + out * DV + dv[None, :], dval.to(DVAL.dtype.element_ty), mask=(cols < S)[:, None] & (dv < DV)[None, :])
 
 
 def _grads(run, out, lse, dout, schedule):
@@ -112,8 +103,8 @@ def _grads(run, out, lse, dout, schedule):
     common = [*run.strides(), dout.stride()[:3], mask_strides, *run.sizes()]
     held, step = schedule["bwd_block"], schedule["bwd_step"]
     launch = dict(flags, num_warps=schedule["bwd_warps"], num_stages=schedule["num_stages"])
-    _dkdv[(triton.cdiv(S, held), B * H)](q, k, v, masks, dout, lse, delta, dk, dv, *common, BLOCK_M=step, BLOCK_N=held, **launch)
-    _dq[(triton.cdiv(L, held), B * H)](q, k, v, masks, dout, lse, delta, dq, *common, BLOCK_M=held, BLOCK_N=step, **launch)
+    for dq_pass, n in ((False, S), (True, L)):
+        _bwd[(triton.cdiv(n, held), B * H)](q, k, v, masks, dout, lse, delta, dk, dv, dq, *common, DQ_PASS=dq_pass, HELD=held, STEP=step, **launch)
     return dq, dk.sum_to_size(k.shape).to(k.dtype), dv.sum_to_size(v.shape).to(v.dtype)
 
 

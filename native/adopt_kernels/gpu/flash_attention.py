@@ -62,6 +62,16 @@ def _program(H, BLOCK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constex
 
 
 @triton.jit
+def _key_end(L, S, BLOCK: tl.constexpr, CAUSAL: tl.constexpr):
+    """The end of the keys this program's block of BLOCK query rows visits: with a causal mask,
+    keys past its last row's limit are all masked."""
+    end = S
+    if CAUSAL:
+        end = tl.minimum(S, (tl.program_id(0) + 1) * BLOCK + S - L)
+    return end
+
+
+@triton.jit
 def _mask_rows(MS, b, h, rows):
     """The int64 offsets of each query row's row in the bias, the mask and the keep-mask
     (``MS``: their strides over the scores), shaped as ``rows``."""
@@ -114,10 +124,7 @@ def _fwd(Q, K, V, MASKS, O, LSE, QS, KS, VS, MS, H, L, S, D, DV, scale, p_drop, 
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)
-    hi = S
-    if CAUSAL:  # keys past the block's last row's limit are all masked
-        hi = tl.minimum(S, (tl.program_id(0) + 1) * BLOCK_M + S - L)
-    for start in range(0, hi, BLOCK_N):
+    for start in range(0, _key_end(L, S, BLOCK_M, CAUSAL), BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
         s = tl.dot(q, _tile(K, KS, b, h, cols[None, :], S, d[:, None], D, F32), input_precision=PREC)
         s = _masked(s, rows[:, None], cols[None, :], L, S, scale, MASKS, offsets, MS, HAS_BIAS, HAS_ADD, HAS_KEEP, CAUSAL)
