@@ -14,6 +14,9 @@ matmuls, the scores and probabilities are not rounded, only the output and the g
 Schedule: ``block_q`` query rows per task, ``block_k`` keys per block, ``vec_bits`` the vector
 width, ``loop`` the score product's order ("axpy": a broadcast query element times a transposed
 key block; "dot": dot products over the head dimension), ``omp_kind`` the OpenMP schedule kind.
+
+CUDA tensors (and CPU ones under Triton's interpreter, in tests) run the Triton kernel of
+``gpu/flash_attention.py`` instead, scheduled by ``cuda_space``.
 """
 
 import math
@@ -136,7 +139,7 @@ def keep_and_mask(mask, keep):
 
 
 def dropout_seed():
-    """The dropout hash's seed: one draw of torch's generator."""
+    """The seed of a call's dropout mask: one draw of torch's generator."""
     return int(torch.empty((), dtype=torch.int64).random_().item())
 
 
