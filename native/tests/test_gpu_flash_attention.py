@@ -196,4 +196,6 @@ def test_masks_and_inputs_the_kernel_cannot_take_go_back_to_the_caller():
     assert K.flash_attention(q, k, v, mask=torch.zeros(3, 1, 9, 11).to(DEVICE)) is None
     assert K.flash_attention(q, k, v, bias=torch.zeros(1, 3, 9, 11, device=DEVICE, requires_grad=True)) is None
     assert K.flash_attention(q, k, v, dropout_p=1.0) is None
+    wide = torch.randn(2, 3, 9, 160).to(DEVICE)
+    assert K.flash_attention(wide, wide, wide) is None  # head dims past 128 are left to SDPA
     assert math.isfinite(K.flash_attention(q, k, v).sum().item())

@@ -192,7 +192,7 @@ def flash_attention(q, k, v, scale=None, bias=None, mask=None, keep=None, is_cau
     with every key masked gives NaN, as eager softmax does. CUDA tensors (float16 too) run the
     Triton kernel (``gpu/flash_attention.py``), whose dropout mask is Philox's, not the hash's."""
     if _dispatch.on_gpu(q, k, v):
-        if not _fits(q, k, v, bias, mask, keep, dropout_p, GPU_FLOATS):
+        if not _fits(q, k, v, bias, mask, keep, dropout_p, GPU_FLOATS) or max(q.size(-1), v.size(-1)) > GPU_MAX_HEAD_DIM:
             return None
         fn = _dispatch.gpu_function(KERNEL, "flash_attention", q.dtype, _workload(q, k), schedule)
         return None if fn is None else fn(q, k, v, scale, bias, mask, keep, bool(is_causal), float(dropout_p), seed)
@@ -208,6 +208,8 @@ def flash_attention(q, k, v, scale=None, bias=None, mask=None, keep=None, is_cau
 
 
 GPU_FLOATS = (torch.float32, torch.bfloat16, torch.float16)
+# past it a program's accumulators spill and float32 tiles outgrow shared memory: SDPA serves
+GPU_MAX_HEAD_DIM = 128
 
 
 def _workload(q, k):
