@@ -36,6 +36,12 @@ def _compare(got, want, dtype):
         K.assert_matches(a, e, dtype, name)
 
 
+def _close(got, want):
+    """float32 results within the kernels' float32 tolerance (a GPU's three-pass TF32 products
+    are near, not equal to, torch's float32 ones)."""
+    K.assert_matches(got, want, "float32", "attention")
+
+
 def _ran(before):
     assert _dispatch.on_gpu(torch.empty(1, device=DEVICE)), "these tensors go to the C++ kernel"
     assert _dispatch.CALLS["flash_attention"] > before, "the Triton kernel did not run"
@@ -89,7 +95,7 @@ def test_a_fully_masked_row_is_nan_as_in_eager_code():
     out = K.flash_attention(q, k, v, mask=keep)
     ref = K.reference(q, k, v, 0.25, mask=keep)
     assert torch.isnan(out[..., 2, :]).all() and torch.isnan(ref[..., 2, :]).all()
-    torch.testing.assert_close(out[..., [0, 1, 3, 4], :], ref[..., [0, 1, 3, 4], :])
+    _close(out[..., [0, 1, 3, 4], :], ref[..., [0, 1, 3, 4], :])
 
 
 def _covering(schedules):
@@ -166,17 +172,17 @@ def test_negative_control_a_wrong_delta_fails_the_check(monkeypatch):
 def test_attention_reaches_the_triton_kernel():
     q, k, v = (torch.randn(2, 3, n, 16).to(DEVICE) for n in (9, 11, 11))
     before = _dispatch.CALLS["flash_attention"]
-    torch.testing.assert_close(ak.attention(q, k, v, is_causal=True), K.reference(q, k, v, 0.25, is_causal=True))
+    _close(ak.attention(q, k, v, is_causal=True), K.reference(q, k, v, 0.25, is_causal=True))
     # (batch * heads, L, D) with the mask on the 4-D view
     mask = torch.randn(2, 1, 9, 11).to(DEVICE)
     qf, kf, vf = (t.reshape(6, t.size(2), 16) for t in (q, k, v))
     want = (torch.softmax((qf @ kf.transpose(1, 2)).view(2, 3, 9, 11) + mask, dim=-1).view(6, 9, 11) @ vf)
-    torch.testing.assert_close(ak.attention(qf, kf, vf, mask=mask, scale=1.0, mask_heads=3), want)
+    _close(ak.attention(qf, kf, vf, mask=mask, scale=1.0, mask_heads=3), want)
     # GPT-2's causal buffer through torch.where with float32's minimum
     buf = torch.tril(torch.ones(11, 11, dtype=torch.bool, device=DEVICE))[2:].view(1, 1, 9, 11)
     fill = torch.tensor(torch.finfo(torch.float32).min)
     want = torch.softmax(torch.where(buf, q @ k.transpose(-2, -1) / 4, fill.to(DEVICE)), dim=-1) @ v
-    torch.testing.assert_close(ak.attention(q, k, v, keep=buf, keep_fill=fill), want)
+    _close(ak.attention(q, k, v, keep=buf, keep_fill=fill), want)
     # float16, and dropout in training
     h = [t.half() for t in (q, k, v)]
     K.assert_matches(ak.attention(*h, is_causal=True), K.reference(*(t.double() for t in h), 0.25, is_causal=True), "float16", "float16")
@@ -184,7 +190,7 @@ def test_attention_reaches_the_triton_kernel():
     out = ak.attention(q, k, v, dropout_p=0.25, training=True)
     torch.manual_seed(3)
     kept = _module(KERNEL).dropout_keep(K.dropout_seed(), 2, 3, 9, 11, 0.25, DEVICE)
-    torch.testing.assert_close(out, K.reference(q, k, v, 0.25, dropout=kept, dropout_p=0.25))
+    _close(out, K.reference(q, k, v, 0.25, dropout=kept, dropout_p=0.25))
     assert _dispatch.CALLS["flash_attention"] == before + 5
     _ran(before)
 
