@@ -263,12 +263,18 @@ def _compiled_masks(q, mask, fills):
 
 
 def _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p):
-    """The compiled flash attention where it computes what :func:`_reference` does, else None.
+    """The compiled flash attention where it computes what :func:`_reference` does, else None:
+    the C++ kernel on the CPU, the Triton one on CUDA (float16 too).
 
     Float32 and bfloat16 compute their scores and softmax in float32, as the original does
-    (bfloat16 scores are upcast); dropout draws its mask from a counter-based hash seeded by one
-    draw of torch's generator, not from ``F.dropout``'s stream."""
-    if q.device.type != "cpu" or q.dtype not in (torch.float32, torch.bfloat16) or isinstance(scale, torch.Tensor):
+    (bfloat16 scores are upcast); dropout draws its mask from a counter-based generator seeded by
+    one draw of torch's generator, not from ``F.dropout``'s stream."""
+    from .. import _dispatch
+
+    gpu = _dispatch.on_gpu(q, k, v)
+    if isinstance(scale, torch.Tensor) or not (gpu or q.device.type == "cpu"):
+        return None
+    if q.dtype not in ((torch.float32, torch.bfloat16, torch.float16) if gpu else (torch.float32, torch.bfloat16)):
         return None
     if softmax_dtype is not None and softmax_dtype != torch.float32:
         return None
@@ -345,11 +351,12 @@ def attention(
     1 where True, not "keep"); ``mask_heads`` says the inputs are (batch * heads, L, D) and the mask is added to the
     scores viewed as (batch, heads, L, S). Half/bfloat16 scores go through the softmax in float32. Dropout applies only when
     ``training``. On the CPU, float32 and bfloat16 run the compiled blocked attention
-    (``kernels/flash_attention.py``) wherever its arguments fit, dropout included: its mask comes
-    from a counter-based hash seeded by one draw of torch's generator, so it differs from the
-    ``F.dropout`` draw of eager code (``ADOPT_DISABLE=native`` restores that). Elsewhere dropout
-    is drawn with ``F.dropout`` on the probabilities, as eager code does, and the fused SDPA
-    kernel is used whenever no dropout is applied.
+    (``kernels/flash_attention.py``) wherever its arguments fit, dropout included, and on CUDA
+    its Triton kernel (float16 too): the dropout mask comes from a counter-based generator
+    seeded by one draw of torch's generator, so it differs from the ``F.dropout`` draw of eager
+    code (``ADOPT_DISABLE=native`` restores that). Elsewhere dropout is drawn with ``F.dropout``
+    on the probabilities, as eager code does, and the fused SDPA kernel is used whenever no
+    dropout is applied.
 
     ``bias`` is added to the scaled scores before anything else (Bloom's ALiBi, GPT-NeoX's
     ``baddbmm`` input); ``keep``/``keep_fill`` replace ``torch.where(keep, scores, keep_fill)`` and

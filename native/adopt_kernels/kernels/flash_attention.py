@@ -14,6 +14,9 @@ matmuls, the scores and probabilities are not rounded, only the output and the g
 Schedule: ``block_q`` query rows per task, ``block_k`` keys per block, ``vec_bits`` the vector
 width, ``loop`` the score product's order ("axpy": a broadcast query element times a transposed
 key block; "dot": dot products over the head dimension), ``omp_kind`` the OpenMP schedule kind.
+
+CUDA tensors (and CPU ones under Triton's interpreter, in tests) run the Triton kernel of
+``gpu/flash_attention.py`` instead, scheduled by ``cuda_space``.
 """
 
 import math
@@ -62,11 +65,11 @@ def reference(q, k, v, scale, bias=None, mask=None, keep=None, is_causal=False, 
     return torch.matmul(probs, v)
 
 
-def _mask_fits(t, shape, kinds):
+def _mask_fits(t, shape, kinds, device):
     if t is None:
         return True
     # a learned bias needs its gradient, which the eager path computes
-    if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or t.dtype not in kinds or t.dim() > 4 or (t.requires_grad and torch.is_grad_enabled()):
+    if not isinstance(t, torch.Tensor) or t.device != device or t.dtype not in kinds or t.dim() > 4 or (t.requires_grad and torch.is_grad_enabled()):
         return False
     try:
         return torch.broadcast_shapes(t.shape, shape) == shape
@@ -74,10 +77,13 @@ def _mask_fits(t, shape, kinds):
         return False
 
 
-def supported(q, k, v, bias=None, mask=None, keep=None, dropout_p=0.0):
-    """4-D (batch, heads, length, head_dim) float32/bfloat16 CPU tensors of one dtype, keys and
-    values whose batch and heads are the queries' or 1, masks that broadcast to the scores."""
-    if not all(isinstance(t, torch.Tensor) and t.dim() == 4 and t.numel() and t.dtype == q.dtype for t in (q, k, v)):
+def _fits(q, k, v, bias, mask, keep, dropout_p, floats):
+    """4-D (batch, heads, length, head_dim) tensors of one dtype among ``floats`` and one device,
+    keys and values whose batch and heads are the queries' or 1, masks there that broadcast to
+    the scores."""
+    if not all(isinstance(t, torch.Tensor) and t.dim() == 4 and t.numel() and t.dtype == q.dtype and t.device == q.device for t in (q, k, v)):
+        return False
+    if q.dtype not in floats:
         return False
     B, H, L, D = q.shape
     if k.size(-1) != D or k.size(-2) != v.size(-2):
@@ -85,22 +91,28 @@ def supported(q, k, v, bias=None, mask=None, keep=None, dropout_p=0.0):
     if any(t.size(0) not in (1, B) or t.size(1) not in (1, H) for t in (k, v)) or not 0.0 <= dropout_p < 1.0:
         return False
     shape = torch.Size((B, H, L, k.size(-2)))
+    return (_mask_fits(bias, shape, floats, q.device) and _mask_fits(mask, shape, floats + (torch.bool,), q.device)
+            and _mask_fits(keep, shape, (torch.bool,), q.device))
+
+
+def supported(q, k, v, bias=None, mask=None, keep=None, dropout_p=0.0):
+    """What the compiled CPU kernel takes: float32/bfloat16 CPU tensors that :func:`_fits`."""
     floats = (torch.float32, torch.bfloat16)
-    masks_fit = _mask_fits(bias, shape, floats) and _mask_fits(mask, shape, floats + (torch.bool,)) and _mask_fits(keep, shape, (torch.bool,))
-    return masks_fit and _dispatch.native_ok(KERNEL, q, k, v)
+    return isinstance(q, torch.Tensor) and q.device.type == "cpu" and _fits(q, k, v, bias, mask, keep, dropout_p, floats) \
+        and _dispatch.native_ok(KERNEL, q, k, v)
 
 
 def _unit_last(t):
     return t if t.size(-1) == 1 or t.stride(-1) == 1 else t.contiguous()
 
 
-def _mask_arg(t, shape):
-    """A mask as the kernel reads it: float32 or uint8 values and their strides over the scores
-    (0 where it broadcasts), the last one 0 or 1."""
+def _mask_arg(t, shape, widen=True):
+    """A mask as the kernel reads it: float32 (its own float dtype where not ``widen``) or uint8
+    values and their strides over the scores (0 where it broadcasts), the last one 0 or 1."""
     if t is None:
         return None, (0, 0, 0, 0)
     t = t.reshape(1, 1) if t.dim() == 0 else t  # `scores + 0.5`: one value everywhere
-    t = _unit_last(t.view(torch.uint8) if t.dtype == torch.bool else t.float())
+    t = _unit_last(t.view(torch.uint8) if t.dtype == torch.bool else t.float() if widen else t)
     return t, t.expand(shape).stride()
 
 
@@ -118,18 +130,28 @@ def _groups(B, H, S):
     return max(1, min(-(-8 * torch.get_num_threads() // (B * H)), -(-S // 128)))
 
 
+def keep_and_mask(mask, keep):
+    """(additive mask, keep-mask): a boolean mask is a keep-mask; with an explicit keep-mask
+    too, the two are and-ed."""
+    if mask is not None and mask.dtype == torch.bool:
+        return None, mask if keep is None else mask & keep
+    return mask, keep
+
+
+def dropout_seed():
+    """The seed of a call's dropout mask: one draw of torch's generator."""
+    return int(torch.empty((), dtype=torch.int64).random_().item())
+
+
 class FlashAttentionFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, bias, mask, keep, scale, causal, dropout_p, fwd, bwd):
+    def forward(ctx, q, k, v, bias, mask, keep, scale, causal, dropout_p, seed, fwd, bwd):
         q, k, v = (_unit_last(t) for t in (q, k, v))
         B, H, L, _ = q.shape
         shape = (B, H, L, k.size(2))
-        # a boolean mask is a keep-mask; with an explicit keep-mask too, the two are and-ed
-        if mask is not None and mask.dtype == torch.bool:
-            keep = mask if keep is None else mask & keep
-            mask = None
+        mask, keep = keep_and_mask(mask, keep)
         masks = [_mask_arg(t, shape) for t in (bias, mask, keep)]
-        seed = int(torch.empty((), dtype=torch.int64).random_().item()) if dropout_p > 0 else 0
+        seed = (dropout_seed() if seed is None else seed) if dropout_p > 0 else 0
         meta = _meta(q, k, v, masks, causal, dropout_p > 0, seed)
         out = torch.empty(B, H, L, v.size(3), dtype=q.dtype)
         lse = torch.empty(B, H, L, dtype=torch.float32)
@@ -156,44 +178,85 @@ class FlashAttentionFunction(torch.autograd.Function):
                 _dispatch.ptr(lse), _dispatch.ptr(delta), _dispatch.ptr(dq), _dispatch.ptr(dk), _dispatch.ptr(dv), _dispatch.ptr(meta),
                 _dispatch.f32(ctx.scale), _dispatch.f32(ctx.dropout_p), _dispatch.i64(groups), _dispatch.threads())
         dq = (dq[0] if groups == 1 else dq.sum(0))[..., :D].to(q.dtype)
-        return (dq, dk.sum_to_size(k.shape).to(k.dtype), dv.sum_to_size(v.shape).to(v.dtype)) + (None,) * 8
+        return (dq, dk.sum_to_size(k.shape).to(k.dtype), dv.sum_to_size(v.shape).to(v.dtype)) + (None,) * 9
 
 
-def flash_attention(q, k, v, scale=None, bias=None, mask=None, keep=None, is_causal=False, dropout_p=0.0, schedule=None):
+def flash_attention(q, k, v, scale=None, bias=None, mask=None, keep=None, is_causal=False, dropout_p=0.0, schedule=None, seed=None):
     """The compiled attention of 4-D (batch, heads, length, head_dim) tensors, or None when it
     cannot run here (the caller runs the original).
 
     ``scale`` None means ``1 / sqrt(head_dim)``; ``bias`` and a float ``mask`` are added to the
     scaled scores in that order; a boolean ``mask`` or ``keep`` keeps where True; ``is_causal``
     masks bottom-right aligned; ``dropout_p`` > 0 drops probabilities (the caller decides whether
-    it is training). A row with every key masked gives NaN, as eager softmax does."""
+    it is training), from a mask drawn with ``seed`` (None: one draw of torch's generator). A row
+    with every key masked gives NaN, as eager softmax does. CUDA tensors (float16 too) run the
+    Triton kernel (``gpu/flash_attention.py``), whose dropout mask is Philox's, not the hash's."""
+    if _dispatch.on_gpu(q, k, v):
+        if not _fits(q, k, v, bias, mask, keep, dropout_p, GPU_FLOATS) or max(q.size(-1), v.size(-1)) > GPU_MAX_HEAD_DIM:
+            return None
+        fn = _dispatch.gpu_function(KERNEL, "flash_attention", q.dtype, _workload(q, k), schedule)
+        return None if fn is None else fn(q, k, v, scale, bias, mask, keep, bool(is_causal), float(dropout_p), seed)
     if not supported(q, k, v, bias, mask, keep, dropout_p):
         return None
-    workload = {"batch": q.size(0), "heads": q.size(1), "q_len": q.size(2), "k_len": k.size(2), "head_dim": q.size(3)}
+    workload = _workload(q, k)
     fwd = _dispatch.function(KERNEL, "attn_fwd", q.dtype, workload, schedule)
     bwd = _dispatch.function(KERNEL, "attn_bwd", q.dtype, workload, schedule)
     if fwd is None or bwd is None:
         return None
     scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else float(scale)
-    return FlashAttentionFunction.apply(q, k, v, bias, mask, keep, scale, bool(is_causal), float(dropout_p), fwd, bwd)
+    return FlashAttentionFunction.apply(q, k, v, bias, mask, keep, scale, bool(is_causal), float(dropout_p), seed, fwd, bwd)
 
 
-def _case_inputs(workload, seed):
+GPU_FLOATS = (torch.float32, torch.bfloat16, torch.float16)
+# past it a program's accumulators spill and float32 tiles outgrow shared memory: SDPA serves
+GPU_MAX_HEAD_DIM = 128
+
+
+def _workload(q, k):
+    return {"batch": q.size(0), "heads": q.size(1), "q_len": q.size(2), "k_len": k.size(2), "head_dim": q.size(3)}
+
+
+def _case_inputs(workload, seed, device):
     dtype = TORCH_DTYPE[workload["dtype"]]
     g = torch.Generator().manual_seed(seed)
     B, H, L, S, D = (workload[f] for f in ("batch", "heads", "q_len", "k_len", "head_dim"))
-    q, k, v, dout = (torch.randn(B, H, n, D, generator=g).to(dtype) for n in (L, S, S, L))
-    # a padding mask as BERT-style models build it: the batch's last keys masked with the minimum
-    mask = torch.zeros(B, 1, 1, S, dtype=dtype)
-    mask[..., S - S // 8:] = torch.finfo(dtype).min
-    return q, k, v, mask, dout
+    q, k, v, dout = (torch.randn(B, H, n, D, generator=g).to(device, dtype) for n in (L, S, S, L))
+    kind = workload.get("mask", "padding")
+    bias = mask = keep = None
+    if kind == "padding":  # as BERT-style models build it: the batch's last keys masked with the minimum
+        mask = torch.zeros(B, 1, 1, S, dtype=dtype)
+        mask[..., S - S // 8:] = torch.finfo(dtype).min
+    elif kind == "bool":  # a keep-mask of every score; each row keeps its last key
+        mask = torch.rand(B, H, L, S, generator=g) > 0.3
+        mask[..., -1] = True
+    elif kind == "bias+keep+causal":  # ALiBi-like bias per head, keys kept for every query, the first always
+        bias = torch.randn(H, L, S, generator=g).to(dtype)
+        keep = torch.rand(1, 1, 1, S, generator=g) > 0.1
+        keep[..., 0] = True
+    elif kind not in ("causal", "none"):
+        raise ValueError(f"unknown mask kind {kind!r}")
+    masks = tuple(None if t is None else t.to(device) for t in (bias, mask, keep))
+    return (q, k, v) + masks + ("causal" in kind, dout)
 
 
-def make_case(workload, seed=0):
-    """``run(schedule)`` is the compiled attention forward and backward with a padding mask;
-    ``eager`` the torch composite; ``check`` compares with float64, one head at a time."""
-    q, k, v, mask, dout = _case_inputs(workload, seed)
+def make_case(workload, seed=0, device="cpu"):
+    """Inputs on ``device``; ``run(schedule)`` is the compiled attention forward and backward,
+    ``eager`` the torch composite; ``check`` compares with float64, one head at a time.
+
+    The masks are a padding mask unless the workload's ``mask`` says otherwise ("bool",
+    "bias+keep+causal", "causal", "none"); its ``dropout`` (Triton kernel only) drops with a fixed
+    seed, whose mask the reference gets from the kernel's own draw (``dropout_keep``)."""
+    q, k, v, bias, mask, keep, causal, dout = _case_inputs(workload, seed, device)
     scale = 1.0 / math.sqrt(q.size(-1))
+    p = workload.get("dropout", 0.0)
+    drop_seed = 1000 + seed
+    kept = None
+    if p > 0:
+        if not _dispatch.on_gpu(q):
+            raise ValueError("dropout cases run the Triton kernel (a CUDA device or Triton's interpreter)")
+        from ..gpu.flash_attention import dropout_keep
+
+        kept = dropout_keep(drop_seed, q.size(0), q.size(1), q.size(2), k.size(2), p, device)
 
     def forward_backward(fn, backward):
         ql, kl, vl = (t.detach().requires_grad_(backward) for t in (q, k, v))
@@ -204,15 +267,19 @@ def make_case(workload, seed=0):
         return out, ql.grad, kl.grad, vl.grad
 
     def run(schedule, backward=True):
-        return forward_backward(lambda q, k, v: flash_attention(q, k, v, scale, mask=mask, schedule=schedule), backward)
+        return forward_backward(lambda q, k, v: flash_attention(q, k, v, scale, bias, mask, keep, causal, p, schedule=schedule, seed=drop_seed),
+                                backward)
 
     def eager(backward=True):
-        return forward_backward(lambda q, k, v: torch.matmul(torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * scale + mask, dim=-1), v), backward)
+        return forward_backward(lambda q, k, v: reference(q, k, v, scale, bias, mask, keep, causal, kept, p), backward)
 
     def check(outputs):
+        shape = (q.size(0), q.size(1), q.size(2), k.size(2))
         for b, h in ((b, h) for b in range(q.size(0)) for h in range(q.size(1))):
             ql, kl, vl = (t[b:b + 1, h:h + 1].double().requires_grad_(True) for t in (q, k, v))
-            out = reference(ql, kl, vl, scale, mask=mask[b:b + 1].double())
+            one = [None if t is None else t.expand(shape)[b:b + 1, h:h + 1] for t in (bias, mask, keep, kept)]
+            one = [t.double() if t is not None and t.is_floating_point() else t for t in one]
+            out = reference(ql, kl, vl, scale, *one[:3], causal, one[3], p)
             out.backward(dout[b:b + 1, h:h + 1].double())
             for name, a, e in zip(("output", "grad q", "grad k", "grad v"), outputs, (out, ql.grad, kl.grad, vl.grad)):
                 assert_matches(a[b:b + 1, h:h + 1], e, workload["dtype"], f"attention {name} (batch {b}, head {h})")
@@ -234,9 +301,23 @@ KERNEL = register(Kernel(
     make_case=make_case,
     # what a fused forward must move: q, k, v, the output and the padding mask
     bytes_moved=lambda w: (2 * w["batch"] * w["heads"] * w["head_dim"] * (w["q_len"] + w["k_len"]) + w["batch"] * w["k_len"])
-    * (2 if w["dtype"] == "bfloat16" else 4),
+    * (4 if w["dtype"] == "float32" else 2),
     example_workloads=tuple(
         {"batch": b, "heads": h, "q_len": n, "k_len": n, "head_dim": d, "dtype": "float32"}
         for b, h, n, d in ((1, 12, 1024, 64), (2, 12, 2048, 64), (4, 12, 1024, 64), (1, 16, 2048, 80), (1, 12, 4096, 64))
+    ),
+    cuda_space=Space(
+        params={"block_m": (32, 64, 128), "block_n": (32, 64, 128), "num_warps": (2, 4, 8), "num_stages": (2, 3),
+                "bwd_block": (64, 128), "bwd_step": (16, 32), "bwd_warps": (4, 8)},
+        default={"block_m": 64, "block_n": 64, "num_warps": 4, "num_stages": 2, "bwd_block": 64, "bwd_step": 32, "bwd_warps": 4},
+        constraints=(
+            # sixteen rows a warp; a key step no wider than the query block nor under half of it
+            "block_m == 16 * num_warps", "block_n <= block_m", "2 * block_n >= block_m", "bwd_block == 16 * bwd_warps",
+            # 16-bit shared memory within 192 KiB for the head dimension padded to 64 or 128: the
+            # query block and the pipelined key and value steps, the held keys and values and the
+            # pipelined query and gradient steps (a float32 schedule past it falls back to the default)
+            "64 * ((head_dim + 63) // 64) * (block_m + 2 * num_stages * block_n) <= 98304",
+            "64 * ((head_dim + 63) // 64) * (2 * bwd_block + 2 * num_stages * bwd_step) <= 98304",
+        ),
     ),
 ))
