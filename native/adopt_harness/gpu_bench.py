@@ -198,6 +198,11 @@ def bench_kernel(kernel, args, copy_bw, fingerprint, deadline):
             json.dump(data, f, sort_keys=True)
             f.write("\n")
     memory = memory_sweep(kernel, args.dtype) if DEVICE == "cuda" and time.perf_counter() < deadline else []
+    if kernel.name == "flash_attention" and DEVICE == "cuda" and time.perf_counter() < deadline:
+        try:
+            memory.append({"vs_sdpa": attention_vs_sdpa(args.repeats)})
+        except Exception as e:  # the comparison must not lose the kernel's own figures
+            print(f"  attention vs SDPA failed: {type(e).__name__}: {e}", flush=True)
     med = lambda key: statistics.median(r[key] for r in rows if r[key] is not None) if any(r[key] is not None for r in rows) else None  # noqa: E731
     return {"memory": memory, "speedup_fwd": med("speedup_fwd"), "speedup_fwdbwd": med("speedup_fwdbwd"), "speedup_default": med("speedup_default"),
             "bw_fraction": med("bw_fraction"), "compile_s": compile_s, "workloads": rows}
@@ -209,6 +214,39 @@ MEMORY_SWEEPS = {
     "flash_attention": [{"batch": 1, "heads": 12, "q_len": n, "k_len": n, "head_dim": 64} for n in (1024, 2048, 4096, 8192)],
     "linear_ce": [{"tokens": 8192, "hidden": h, "vocab": v} for h, v in ((768, 32000), (768, 50257), (2048, 32000))],
 }
+
+
+def attention_vs_sdpa(repeats):
+    """The blocked attention against torch's own fused attention (SDPA picks flash or cuDNN on a
+    recent GPU): forward+backward, bf16, a padding mask and causal. What decides whether a
+    rewritten model should call it on this device rather than hand the work to SDPA."""
+    from adopt_kernels.kernels import flash_attention as fa
+    import torch.nn.functional as F
+
+    rows = []
+    for (b, h, n, d), form in [((4, 12, 1024, 64), "padding"), ((2, 12, 4096, 64), "padding"),
+                               ((4, 32, 2048, 128), "causal"), ((2, 16, 4096, 128), "causal")]:
+        g = torch.Generator(device=DEVICE).manual_seed(0)
+        q, k, v = (torch.randn(b, h, n, d, device=DEVICE, dtype=torch.bfloat16, generator=g).requires_grad_() for _ in range(3))
+        dy = torch.randn(b, h, n, d, device=DEVICE, dtype=torch.bfloat16, generator=g)
+        keep = torch.ones(b, 1, 1, n, dtype=torch.bool, device=DEVICE)
+        keep[..., int(n * 0.9):] = False
+        causal = form == "causal"
+
+        def ours():
+            out = fa.flash_attention(q, k, v, keep=None if causal else keep, is_causal=causal)
+            out.backward(dy)
+
+        def sdpa():
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=None if causal else keep, is_causal=causal)
+            out.backward(dy)
+
+        times, _ = interleaved({"ours": ours, "sdpa": sdpa}, repeats)
+        rows.append({"shape": [b, h, n, d], "form": form, "ours_ms": times["ours"] * 1e3, "sdpa_ms": times["sdpa"] * 1e3,
+                     "ours_over_sdpa": times["ours"] / times["sdpa"]})
+        print(f"  attention vs SDPA  b={b} h={h} n={n} d={d} {form:<8} ours {times['ours'] * 1e3:8.3f} ms, SDPA {times['sdpa'] * 1e3:8.3f} ms "
+              f"(ours/SDPA {times['ours'] / times['sdpa']:.2f})", flush=True)
+    return rows
 
 
 def peak_bytes(fn):
