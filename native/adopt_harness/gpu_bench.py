@@ -169,7 +169,10 @@ def bench_kernel(kernel, args, copy_bw, fingerprint, deadline):
         if w not in workloads:
             workloads.append(w)
     workloads = workloads[: args.workloads]
-    legal_all = list(space.enumerate())
+    # constraints may name workload fields: the union of what is legal at each workload
+    legal_all = []
+    for w in workloads:
+        legal_all += [s for s in space.enumerate(w) if s not in legal_all]
     compile_s, per_schedule = precompile(kernel, workloads, legal_all, args.jobs)
     entries, rows = [], []
     for w in workloads:
@@ -188,7 +191,7 @@ def bench_kernel(kernel, args, copy_bw, fingerprint, deadline):
                   f"{summary['eager_fwdbwd_ms']:9.3f} {summary['kernel_fwdbwd_ms']:8.3f} {summary['speedup_fwdbwd']:6.2f} "
                   f"{summary['speedup_default'] or float('nan'):6.2f} {bw:>5}  ok {sum(r['status'] == 'ok' for r in results)}/{len(results)}", flush=True)
         else:
-            print(f"{kernel.name:<16} {w}: no schedule passed its check: {results[0].get('error')}", flush=True)
+            print(f"{kernel.name:<16} {w}: no schedule passed its check: {results[0].get('error') if results else 'no legal schedule'}", flush=True)
     if args.replay_out and entries:
         data = {"format": "adopt-replay/1", "kernel": kernel.name, "target": fingerprint, "template_hash": template_hash(kernel, args.dtype, "cuda"),
                 "space": space.to_json(), "fixed": {}, "repeats": args.repeats, "threads": None, "clock": "cuda-events",
