@@ -12,9 +12,9 @@ import torch
 from test_gpu_kernels import DEVICE, _module, _triton_path  # noqa: F401  (sets Triton's interpreter up)
 from test_kernel_layer_norm import block, check_against_reference, philox_words
 
-import adopt_kernels as ak  # noqa: E402
-from adopt_kernels import _dispatch  # noqa: E402
-from adopt_kernels.kernels import layer_norm as kernel  # noqa: E402
+import adopt_kernels as ak
+from adopt_kernels import _dispatch
+from adopt_kernels.kernels import layer_norm as kernel
 
 SCHEDULES = [
     {"rows": 1, "bwd_rows": 16, "num_warps": 2},
@@ -128,3 +128,12 @@ def test_negative_control_another_mask_fails_the_check(monkeypatch):
     run, _, check = kernel.make_case(mod.TEST_WORKLOADS[0], seed=1, device=DEVICE)
     with pytest.raises(AssertionError):
         check(run(dict(kernel.KERNEL.cuda_space.default)))
+
+
+def test_the_words_interleave_with_join_and_column_by_column_alike(monkeypatch):
+    mod = _module(kernel.KERNEL)
+    joined = kernel.keep_factors(5, 70, 0.4, 3, device=DEVICE)
+    assert mod._join, "tl.join did not compile here: the kernels draw their words column by column"
+    monkeypatch.setattr(mod, "_join", False)
+    assert torch.equal(kernel.keep_factors(5, 70, 0.4, 3, device=DEVICE), joined)
+    check_against_reference((3, 70), "float32", 0.4, affine=True, device=DEVICE)

@@ -10,38 +10,11 @@ import pytest
 import torch
 
 from test_gpu_kernels import DEVICE, _triton_path  # noqa: F401  (sets Triton's interpreter up)
-from test_kernel_softmax import SHAPES, _mask, _run
+from test_kernel_softmax import SHAPES, _run, check_float64, check_public_route
 
-import adopt_kernels as ak  # noqa: E402
-from adopt_kernels import _dispatch  # noqa: E402
-from adopt_kernels.kernels import softmax as K  # noqa: E402
+from adopt_kernels.kernels import softmax as K
 
 LOOPED = {"rows": 1, "block": 32, "num_warps": 4}  # blocks far narrower than the rows, to loop
-
-
-def _compare(shape, kind, dtype, schedule=None, mask_dtype=torch.float32):
-    g = torch.Generator().manual_seed(sum(shape))
-    t = K.TORCH_DTYPE[dtype]
-    x = (3 * torch.randn(shape, generator=g)).to(t)
-    dy = torch.randn(shape, generator=g).to(t)
-    mask = _mask(None if kind == "causal" else kind, shape, g)
-    if mask is not None and mask.is_floating_point():
-        mask = mask.to(mask_dtype)
-    causal = kind == "causal"
-    before = _dispatch.CALLS["softmax"]
-    on = mask.to(DEVICE) if mask is not None else None
-    got = _run(lambda a, m: K.softmax(a, 0.7, m, causal, schedule=schedule), x.to(DEVICE), dy.to(DEVICE), on)
-    assert _dispatch.CALLS["softmax"] == before + 1, "the Triton kernel did not run"
-    wide = mask.double() if mask is not None and mask.is_floating_point() else mask
-    want = _run(lambda a, m: K.reference(a, 0.7, m, causal), x.double(), dy.double(), wide)
-    for name, a, e in zip(("output", "grad x", "grad mask"), got, want):
-        if e is None:
-            assert a is None
-            continue
-        # a mask's gradient sums over the rows it broadcasts to
-        scale = (x.numel() / e.numel()) ** 0.5 if name == "grad mask" else 1.0
-        assert a.dtype == (mask_dtype if name == "grad mask" else t)
-        K.assert_matches(a.cpu().double() / scale, e / scale, dtype, name)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
@@ -50,18 +23,18 @@ def _compare(shape, kind, dtype, schedule=None, mask_dtype=torch.float32):
 def test_forward_and_gradients_match_float64(dtype, shape, kind):
     if kind == "causal" and len(shape) < 2:
         pytest.skip("causal needs a query axis")
-    _compare(shape, kind, dtype)
+    check_float64(shape, kind, dtype, device=DEVICE)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("kind", [None, "additive", "bool", "padding", "causal"])
 def test_the_looped_kernel_matches_float64(dtype, kind):
-    _compare((2, 3, 45), kind, dtype, schedule=LOOPED)
+    check_float64((2, 3, 45), kind, dtype, LOOPED, DEVICE)
 
 
 def test_a_row_too_long_for_registers_loops_whatever_the_schedule():
     assert K.KERNEL.cuda_space.default["block"] == 0
-    _compare((2, 40000), "padding", "float32", schedule=dict(K.KERNEL.cuda_space.default))
+    check_float64((2, 40000), "padding", "float32", dict(K.KERNEL.cuda_space.default), DEVICE)
 
 
 @pytest.mark.parametrize("mask_shape", [(2, 1, 4, 1, 9), (2, 1, 4, 5, 1), (1, 3, 1, 5, 9), (4, 5, 9), (9,)], ids=str)
@@ -104,15 +77,7 @@ def test_a_fully_masked_row_is_nan_with_a_zero_gradient(schedule):
 
 
 def test_the_public_softmax_reaches_the_triton_kernel():
-    x = torch.randn(3, 5, 7).to(DEVICE)
-    before = _dispatch.CALLS["softmax"]
-    torch.testing.assert_close(ak.softmax(x, dim=2).cpu(), torch.softmax(x.cpu(), dim=-1))
-    ak.softmax(x.half())
-    assert _dispatch.CALLS["softmax"] == before + 2
-    ak.softmax(x, dim=1)
-    ak.softmax(x, dtype=torch.float64)
-    ak.softmax(x.double())
-    assert _dispatch.CALLS["softmax"] == before + 2
+    check_public_route(torch.randn(3, 5, 7).to(DEVICE), (torch.bfloat16, torch.float16))
 
 
 def test_unsupported_inputs_take_the_reference_path(monkeypatch):

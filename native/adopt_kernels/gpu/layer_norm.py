@@ -7,7 +7,8 @@ dropped ``x``, the sum). The dropout mask comes from Philox-4x32-10 keyed by a 6
 counter ``row * ceil(n / 4) + j // 4`` gives the four words of columns ``j .. j + 3``, and an
 element is kept when its word is at least the 32-bit threshold, so the backward (and
 :func:`keep_factors`, which checks use) regenerates the mask from the seed instead of storing
-it. Besides the inputs only each row's mean and reciprocal deviation are saved.
+it. The four words go back into column order with ``tl.join``; where a Triton cannot compile
+that, every column runs its counter's Philox itself, which draws the same words. Besides the inputs only each row's mean and reciprocal deviation are saved.
 
 The backward regenerates the normalised row, writes the gradient of the sum to ``residual``
 and through the mask to ``x`` (one tensor for both without dropout), and sums the weight's and
@@ -22,6 +23,7 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
+from .. import _dispatch
 from ..kernels.layer_norm import threshold
 
 # the widest row the kernels take (held whole in registers); wider rows run the reference
@@ -29,34 +31,42 @@ MAX_N = 32768
 
 
 @triton.jit
-def _keep(seed, r, n, thr, scale, R: tl.constexpr, BLOCK: tl.constexpr):
-    # the keep factors (0 or scale) of rows r [R, 1], columns 0 .. BLOCK - 1: one Philox call
-    # per four columns, its words interleaved back into column order
-    q = tl.arange(0, BLOCK // 4)[None, :]
-    w0, w1, w2, w3 = tl.randint4x(seed, r * ((n + 3) // 4) + q)
-    words = tl.reshape(tl.join(tl.join(w0, w2), tl.join(w1, w3)), (R, BLOCK))
+def _keep(seed, r, n, thr, scale, R: tl.constexpr, BLOCK: tl.constexpr, JOIN: tl.constexpr):
+    # the keep factors (0 or scale) of rows r [R, 1], columns 0 .. BLOCK - 1
+    if JOIN:
+        # one Philox call per four columns, its words interleaved back into column order
+        q = tl.arange(0, BLOCK // 4)[None, :]
+        w0, w1, w2, w3 = tl.randint4x(seed, r * ((n + 3) // 4) + q)
+        words = tl.reshape(tl.join(tl.join(w0, w2), tl.join(w1, w3)), (R, BLOCK))
+    else:
+        # the same words, each column running its counter's Philox itself (four times the work)
+        cols = tl.arange(0, BLOCK)[None, :]
+        w0, w1, w2, w3 = tl.randint4x(seed, r * ((n + 3) // 4) + cols // 4)
+        k = cols % 4
+        words = tl.where(k == 0, w0, tl.where(k == 1, w1, tl.where(k == 2, w2, w3)))
     return tl.where(words >= thr, scale, 0.0)
 
 
 @triton.jit
-def _sum(X, RES, r, cols, rows, n, seed, thr, scale, DROP: tl.constexpr, R: tl.constexpr, BLOCK: tl.constexpr):
+def _sum(X, RES, r, cols, rows, n, seed, thr, scale, DROP: tl.constexpr, R: tl.constexpr, BLOCK: tl.constexpr,
+         JOIN: tl.constexpr):
     # h = dropout(x) + residual in float32, rounded as eager code rounds it; 0 outside the rows
     inside = (r < rows) & (cols < n)
     x = tl.load(X + r * n + cols, mask=inside, other=0.0).to(tl.float32)
     keep = x
     if DROP:
-        keep = _keep(seed, r, n, thr, scale, R, BLOCK)
+        keep = _keep(seed, r, n, thr, scale, R, BLOCK, JOIN)
         x = (x * keep).to(X.dtype.element_ty).to(tl.float32)
     res = tl.load(RES + r * n + cols, mask=inside, other=0.0).to(tl.float32)
     return (x + res).to(X.dtype.element_ty).to(tl.float32), keep, inside
 
 
 @triton.jit
-def _fwd(X, RES, W, B, Y, MEAN, RSTD, rows, n, eps, seed, thr, scale, DROP: tl.constexpr, HAS_W: tl.constexpr,
-         HAS_B: tl.constexpr, R: tl.constexpr, BLOCK: tl.constexpr):
+def _fwd(X, RES, W, B, Y, STATS, rows, n, eps, seed, thr, scale, DROP: tl.constexpr, HAS_W: tl.constexpr,
+         HAS_B: tl.constexpr, R: tl.constexpr, BLOCK: tl.constexpr, JOIN: tl.constexpr):
     r = (tl.program_id(0).to(tl.int64) * R + tl.arange(0, R))[:, None]
     cols = tl.arange(0, BLOCK)[None, :]
-    h, _keep_unused, inside = _sum(X, RES, r, cols, rows, n, seed, thr, scale, DROP, R, BLOCK)
+    h, _unused, inside = _sum(X, RES, r, cols, rows, n, seed, thr, scale, DROP, R, BLOCK, JOIN)
     mean = tl.sum(h, axis=1) / n
     # two passes over registers: the deviations, then their squares, free of cancellation
     d = tl.where(inside, h - mean[:, None], 0.0)
@@ -67,13 +77,14 @@ def _fwd(X, RES, W, B, Y, MEAN, RSTD, rows, n, eps, seed, thr, scale, DROP: tl.c
     if HAS_B:
         y = y + tl.load(B + cols, mask=cols < n, other=0.0).to(tl.float32)
     tl.store(Y + r * n + cols, y.to(Y.dtype.element_ty), mask=inside)
-    tl.store(MEAN + r, mean[:, None], mask=r < rows)
-    tl.store(RSTD + r, rstd[:, None], mask=r < rows)
+    tl.store(STATS + r, mean[:, None], mask=r < rows)
+    tl.store(STATS + rows + r, rstd[:, None], mask=r < rows)
 
 
 @triton.jit
-def _bwd(X, RES, W, DY, MEAN, RSTD, DX, DRES, DW, DB, rows, n, seed, thr, scale, DROP: tl.constexpr,
-         HAS_W: tl.constexpr, WANT_DW: tl.constexpr, WANT_DB: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+def _bwd(X, RES, W, DY, STATS, DX, DRES, DW, DB, rows, n, seed, thr, scale, DROP: tl.constexpr,
+         HAS_W: tl.constexpr, WANT_DW: tl.constexpr, WANT_DB: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+         JOIN: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)[None, :]
     if HAS_W:
@@ -84,13 +95,14 @@ def _bwd(X, RES, W, DY, MEAN, RSTD, DX, DRES, DW, DB, rows, n, seed, thr, scale,
         row = pid * ROWS + i
         if row < rows:
             r = row + tl.zeros((1, 1), dtype=tl.int64)
-            h, keep, inside = _sum(X, RES, r, cols, rows, n, seed, thr, scale, DROP, 1, BLOCK)
-            xh = tl.where(inside, (h - tl.load(MEAN + r)) * tl.load(RSTD + r), 0.0)
+            h, keep, inside = _sum(X, RES, r, cols, rows, n, seed, thr, scale, DROP, 1, BLOCK, JOIN)
+            rstd = tl.load(STATS + rows + r)
+            xh = tl.where(inside, (h - tl.load(STATS + r)) * rstd, 0.0)
             dy = tl.load(DY + r * n + cols, mask=inside, other=0.0).to(tl.float32)
             g = dy * w if HAS_W else dy
             a = tl.sum(g, axis=1)[:, None] / n
             c = tl.sum(g * xh, axis=1)[:, None] / n
-            dh = (tl.load(RSTD + r) * (g - a - xh * c)).to(DX.dtype.element_ty)
+            dh = (rstd * (g - a - xh * c)).to(DX.dtype.element_ty)
             if DROP:
                 tl.store(DRES + r * n + cols, dh, mask=inside)
                 dh = (dh.to(tl.float32) * keep).to(DX.dtype.element_ty)
@@ -106,15 +118,36 @@ def _bwd(X, RES, W, DY, MEAN, RSTD, DX, DRES, DW, DB, rows, n, seed, thr, scale,
 
 
 @triton.jit
-def _keep_rows(OUT, n, seed, thr, scale, BLOCK: tl.constexpr):
+def _keep_rows(OUT, n, seed, thr, scale, BLOCK: tl.constexpr, JOIN: tl.constexpr):
     r = tl.program_id(0).to(tl.int64) + tl.zeros((1, 1), dtype=tl.int64)
     cols = tl.arange(0, BLOCK)[None, :]
-    tl.store(OUT + r * n + cols, _keep(seed, r, n, thr, scale, 1, BLOCK), mask=cols < n)
+    tl.store(OUT + r * n + cols, _keep(seed, r, n, thr, scale, 1, BLOCK, JOIN), mask=cols < n)
 
 
 def _block(n):
     # at least one Philox call's four words
     return max(16, triton.next_power_of_2(n))
+
+
+# whether the kernels interleave Philox's four words with tl.join; cleared where this Triton
+# cannot compile that, after which every kernel draws the same words column by column
+_join = True
+
+
+def _launch(kernel, grid, *args, **kwargs):
+    global _join
+    if _join:
+        try:
+            return kernel[grid](*args, JOIN=True, **kwargs)
+        except Exception as e:  # noqa: BLE001  (a compiler's failure has no one type)
+            if type(e).__name__ == "OutOfResources":
+                raise  # the schedule's, not the join's: the dispatcher falls back to the default
+            out = kernel[grid](*args, JOIN=False, **kwargs)
+            _join = False
+            _dispatch.say_once("layer_norm-join", f"layer_norm: interleaving the dropout words failed to compile "
+                                                  f"({type(e).__name__}); drawing them column by column")
+            return out
+    return kernel[grid](*args, JOIN=False, **kwargs)
 
 
 class _DropoutAddLayerNorm(torch.autograd.Function):
@@ -128,33 +161,34 @@ class _DropoutAddLayerNorm(torch.autograd.Function):
         thr = threshold(p)
         scale = 1.0 / (1.0 - p)
         y = torch.empty_like(x2)
-        mean = torch.empty(rows, dtype=torch.float32, device=x.device)
-        rstd = torch.empty(rows, dtype=torch.float32, device=x.device)
+        # each row's mean, then each row's reciprocal deviation
+        stats = torch.empty(2, rows, dtype=torch.float32, device=x.device)
         per = schedule["rows"]
-        _fwd[(triton.cdiv(rows, per),)](x2, r2, x2 if w is None else w, x2 if b is None else b, y, mean, rstd, rows, n,
-                                          eps, seed, thr, scale, DROP=thr > 0, HAS_W=w is not None, HAS_B=b is not None,
-                                          R=per, BLOCK=_block(n), num_warps=schedule["num_warps"])
-        ctx.save_for_backward(x2, r2, w, mean, rstd)
-        ctx.seed, ctx.thr, ctx.scale, ctx.schedule, ctx.shape = seed, thr, scale, schedule, x.shape
+        _launch(_fwd, (triton.cdiv(rows, per),), x2, r2, x2 if w is None else w, x2 if b is None else b, y, stats,
+                rows, n, eps, seed, thr, scale, DROP=thr > 0, HAS_W=w is not None, HAS_B=b is not None, R=per,
+                BLOCK=_block(n), num_warps=schedule["num_warps"])
+        ctx.save_for_backward(x2, r2, w, stats)
+        ctx.dropout, ctx.schedule, ctx.shape = (seed, thr, scale), schedule, x.shape
         return y.view(x.shape)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy):
-        x2, r2, w, mean, rstd = ctx.saved_tensors
+        x2, r2, w, stats = ctx.saved_tensors
         rows, n = x2.shape
-        dy2 = dy.to(x2.dtype).contiguous().view(-1, n)
+        seed, thr, scale = ctx.dropout
         dx = torch.empty_like(x2)
         # without dropout both inputs get the same gradient, as the eager add's backward gives
-        dres = torch.empty_like(x2) if ctx.thr else dx
+        dres = torch.empty_like(x2) if thr else dx
         per = ctx.schedule["bwd_rows"]
         programs = triton.cdiv(rows, per)
         want_dw, want_db = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
-        dw = torch.empty(programs, n, dtype=torch.float32, device=x2.device) if want_dw else mean
-        db = torch.empty(programs, n, dtype=torch.float32, device=x2.device) if want_db else mean
-        _bwd[(programs,)](x2, r2, x2 if w is None else w, dy2, mean, rstd, dx, dres, dw, db, rows, n, ctx.seed, ctx.thr,
-                          ctx.scale, DROP=ctx.thr > 0, HAS_W=w is not None, WANT_DW=want_dw, WANT_DB=want_db,
-                          ROWS=per, BLOCK=_block(n), num_warps=ctx.schedule["num_warps"])
+        dw = torch.empty(programs, n, dtype=torch.float32, device=x2.device) if want_dw else stats
+        db = torch.empty(programs, n, dtype=torch.float32, device=x2.device) if want_db else stats
+        dy2 = dy.to(x2.dtype).contiguous().view(-1, n)
+        _launch(_bwd, (programs,), x2, r2, x2 if w is None else w, dy2, stats, dx, dres, dw, db, rows, n, seed, thr, scale,
+                DROP=thr > 0, HAS_W=w is not None, WANT_DW=want_dw, WANT_DB=want_db, ROWS=per,
+                BLOCK=_block(n), num_warps=ctx.schedule["num_warps"])
         dw = dw.sum(0).to(x2.dtype) if want_dw else None
         db = db.sum(0).to(x2.dtype) if want_db else None
         return dx.view(ctx.shape), dres.view(ctx.shape), dw, db, None, None, None, None
@@ -168,7 +202,7 @@ def keep_factors(rows, n, p, seed, device):
     """The (rows, n) float32 keep factors (0 or ``1 / (1 - p)``) the kernels apply for ``p`` and
     ``seed``, on ``device``."""
     out = torch.empty(rows, n, dtype=torch.float32, device=device)
-    _keep_rows[(rows,)](out, n, int(seed), threshold(p), 1.0 / (1.0 - p), BLOCK=_block(n))
+    _launch(_keep_rows, (rows,), out, n, int(seed), threshold(p), 1.0 / (1.0 - p), BLOCK=_block(n))
     return out
 
 
