@@ -434,7 +434,7 @@ def dropout_add_layer_norm(x, residual, weight, bias, eps, p=0.0, seed=None, sch
     counters out differently: a seed gives another mask there.
     """
     p = float(p)
-    if _dispatch.on_gpu(x, residual, weight, bias):
+    if _dispatch.on_gpu(*(t for t in (x, residual, weight, bias) if isinstance(t, torch.Tensor))):
         if not _fits(x, residual, weight, bias, p) or x.size(-1) > GPU_MAX_N:
             return None
         fn = _dispatch.gpu_function(KERNEL, "dropout_add_layer_norm", x.dtype, {"rows": x.numel() // x.size(-1), "n": x.size(-1)}, schedule)

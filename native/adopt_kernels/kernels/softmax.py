@@ -306,7 +306,7 @@ def softmax(x, scale=1.0, mask=None, is_causal=False, schedule=None):
     A gradient reaches an additive mask that requires one (in float32, summed over the
     dimensions it broadcasts along, then cast to the mask's dtype). CUDA tensors (float16 too)
     go to the Triton kernel."""
-    if _dispatch.on_gpu(x, mask):
+    if isinstance(x, torch.Tensor) and _dispatch.on_gpu(x, mask if isinstance(mask, torch.Tensor) else None):
         if not _gpu_fits(x, mask, is_causal):
             return None
         fn = _dispatch.gpu_function(KERNEL, "softmax", x.dtype, {"rows": x.numel() // x.size(-1), "n": x.size(-1)}, schedule)
