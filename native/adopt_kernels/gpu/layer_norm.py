@@ -15,7 +15,8 @@ and through the mask to ``x`` (one tensor for both without dropout), and sums th
 bias's gradients in per-program partial rows, added up at the end.
 
 Schedule (``cuda_space`` of the kernel): ``rows`` rows per program in the forward,
-``bwd_rows`` rows per program in the backward, ``num_warps`` per program.
+``bwd_rows`` rows per program in the backward, ``num_warps`` per program (the backward takes
+more for wide rows, see ``BWD_COLUMNS_PER_WARP``).
 """
 
 import torch
@@ -26,8 +27,11 @@ from torch.autograd.function import once_differentiable
 from .. import _dispatch
 from ..kernels.layer_norm import threshold
 
-# the widest row the kernels take (held whole in registers); wider rows run the reference
-MAX_N = 32768
+# The backward keeps about six float32 values of each column live (the normalised row, the
+# upstream gradient, the weight, the gradient under way, the two partial sums): it runs at least
+# one warp per 256 columns, eight values a thread, whatever the forward's num_warps (measured
+# with ptxas for sm_90: 4096 columns on 8 warps use 255 registers, 8192 on 16 spill 2 KiB)
+BWD_COLUMNS_PER_WARP = 256
 
 
 @triton.jit
@@ -188,7 +192,7 @@ class _DropoutAddLayerNorm(torch.autograd.Function):
         dy2 = dy.to(x2.dtype).contiguous().view(-1, n)
         _launch(_bwd, (programs,), x2, r2, x2 if w is None else w, dy2, stats, dx, dres, dw, db, rows, n, seed, thr, scale,
                 DROP=thr > 0, HAS_W=w is not None, WANT_DW=want_dw, WANT_DB=want_db, ROWS=per,
-                BLOCK=_block(n), num_warps=ctx.schedule["num_warps"])
+                BLOCK=_block(n), num_warps=max(ctx.schedule["num_warps"], min(32, _block(n) // BWD_COLUMNS_PER_WARP)))
         dw = dw.sum(0).to(x2.dtype) if want_dw else None
         db = db.sum(0).to(x2.dtype) if want_db else None
         return dx.view(ctx.shape), dres.view(ctx.shape), dw, db, None, None, None, None

@@ -389,8 +389,10 @@ KERNEL = register(Kernel(
             "(block == 0) + (n > block) >= 1",
             "(block == 0) + (rows == 1) >= 1",
             "(rows == 1) + (rows * n <= 8192) >= 1",
-            "(block > 0) + (n <= num_warps * 4096) >= 1",
-            "rows * n >= num_warps * 32",
+            # at most 64 values to a thread, at least one
+            "(block > 0) + (rows * n <= num_warps * 2048) >= 1",
+            "(block == 0) + (block <= num_warps * 2048) >= 1",
+            "(block > 0) + (rows * n >= num_warps * 32) >= 1",
         ),
     ),
 ))
