@@ -27,6 +27,9 @@ from torch.autograd.function import once_differentiable
 from .. import _dispatch
 from ..kernels.layer_norm import threshold
 
+# the seed changes at every call, the row count often: one compiled kernel serves them all
+_GENERIC = ("rows", "seed", "thr")
+
 # The backward keeps about six float32 values of each column live (the normalised row, the
 # upstream gradient, the weight, the gradient under way, the two partial sums): it runs at least
 # one warp per 256 columns, eight values a thread, whatever the forward's num_warps (measured
@@ -65,7 +68,7 @@ def _sum(X, RES, r, cols, rows, n, seed, thr, scale, DROP: tl.constexpr, R: tl.c
     return (x + res).to(X.dtype.element_ty).to(tl.float32), keep, inside
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_GENERIC)
 def _fwd(X, RES, W, B, Y, STATS, rows, n, eps, seed, thr, scale, DROP: tl.constexpr, HAS_W: tl.constexpr,
          HAS_B: tl.constexpr, R: tl.constexpr, BLOCK: tl.constexpr, JOIN: tl.constexpr):
     r = (tl.program_id(0).to(tl.int64) * R + tl.arange(0, R))[:, None]
@@ -85,7 +88,7 @@ def _fwd(X, RES, W, B, Y, STATS, rows, n, eps, seed, thr, scale, DROP: tl.conste
     tl.store(STATS + rows + r, rstd[:, None], mask=r < rows)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_GENERIC)
 def _bwd(X, RES, W, DY, STATS, DX, DRES, DW, DB, rows, n, seed, thr, scale, DROP: tl.constexpr,
          HAS_W: tl.constexpr, WANT_DW: tl.constexpr, WANT_DB: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
          JOIN: tl.constexpr):
@@ -121,7 +124,7 @@ def _bwd(X, RES, W, DY, STATS, DX, DRES, DW, DB, rows, n, seed, thr, scale, DROP
         tl.store(DB + pid * n + cols, db, mask=cols < n)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=("seed", "thr"))
 def _keep_rows(OUT, n, seed, thr, scale, BLOCK: tl.constexpr, JOIN: tl.constexpr):
     r = tl.program_id(0).to(tl.int64) + tl.zeros((1, 1), dtype=tl.int64)
     cols = tl.arange(0, BLOCK)[None, :]

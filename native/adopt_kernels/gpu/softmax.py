@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+# row counts, mask strides and sizes vary from call to call: one compiled kernel serves them all
+_GENERIC = ("rows", "q_len", "d1", "d2", "s0", "s1", "s2")
 # the widest row held whole in registers; longer rows loop (also where a schedule says 0)
 WHOLE_MAX = 32768
 LONG_BLOCK = 4096
@@ -49,7 +51,7 @@ def _scores(X, M, r, cols, rows, n, scale, q_len, d1, d2, s0, s1, s2,
     return tl.where(inside, z, float("-inf"))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_GENERIC)
 def _fwd(X, Y, M, EMPTY, rows, n, scale, q_len, d1, d2, s0, s1, s2,
          MASK: tl.constexpr, MASK_ROW: tl.constexpr, CAUSAL: tl.constexpr, R: tl.constexpr, BLOCK: tl.constexpr):
     r = (tl.program_id(0).to(tl.int64) * R + tl.arange(0, R))[:, None]
@@ -63,7 +65,7 @@ def _fwd(X, Y, M, EMPTY, rows, n, scale, q_len, d1, d2, s0, s1, s2,
     tl.store(EMPTY + r, (m == float("-inf")).to(tl.int8)[:, None], mask=r < rows)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_GENERIC)
 def _fwd_long(X, Y, M, EMPTY, rows, n, scale, q_len, d1, d2, s0, s1, s2,
               MASK: tl.constexpr, MASK_ROW: tl.constexpr, CAUSAL: tl.constexpr, BLOCK: tl.constexpr):
     r = tl.program_id(0).to(tl.int64) + tl.zeros((1, 1), dtype=tl.int64)
@@ -104,7 +106,7 @@ def _store_grad(EMPTY, DX, DZ, r, cols, rows, n, scale, y, dy, dot, ZERO_EMPTY: 
         tl.store(DZ + r * n + cols, dz.to(DZ.dtype.element_ty), mask=inside)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=("rows",))
 def _bwd(Y, DY, EMPTY, DX, DZ, rows, n, scale, ZERO_EMPTY: tl.constexpr, WANT_DZ: tl.constexpr,
          R: tl.constexpr, BLOCK: tl.constexpr):
     r = (tl.program_id(0).to(tl.int64) * R + tl.arange(0, R))[:, None]
@@ -114,7 +116,7 @@ def _bwd(Y, DY, EMPTY, DX, DZ, rows, n, scale, ZERO_EMPTY: tl.constexpr, WANT_DZ
     _store_grad(EMPTY, DX, DZ, r, cols, rows, n, scale, y, dy, dot, ZERO_EMPTY, WANT_DZ)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=("rows",))
 def _bwd_long(Y, DY, EMPTY, DX, DZ, rows, n, scale, ZERO_EMPTY: tl.constexpr, WANT_DZ: tl.constexpr,
               BLOCK: tl.constexpr):
     r = tl.program_id(0).to(tl.int64) + tl.zeros((1, 1), dtype=tl.int64)
