@@ -25,9 +25,14 @@ SCHEDULES = [
 ]
 
 
-@pytest.mark.parametrize("dtype_name", ["float32", "bfloat16", "float16"])
-@pytest.mark.parametrize("shape", [(3, 5, 123), (2, 7, 80), (1, 1, 13), (6, 768), (2, 3)], ids=str)
-@pytest.mark.parametrize("p", [0.0, 0.25, 0.7])
+# every shape in float32 with and without dropout, a few in the half types and at a high rate
+# (each pairing is a compilation on a GPU)
+CASES = [("float32", s, p) for s in ((3, 5, 123), (2, 7, 80), (1, 1, 13), (6, 768), (2, 3)) for p in (0.0, 0.25)] + [
+    ("bfloat16", (3, 5, 123), 0.25), ("bfloat16", (6, 768), 0.7), ("float16", (2, 7, 80), 0.25),
+    ("float16", (1, 1, 13), 0.0), ("float32", (2, 3), 0.7)]
+
+
+@pytest.mark.parametrize("dtype_name,shape,p", CASES, ids=str)
 def test_matches_float64_reference(dtype_name, shape, p):
     before = _dispatch.CALLS["layer_norm"]
     check_against_reference(shape, dtype_name, p, affine=True, device=DEVICE)
