@@ -10,15 +10,15 @@ from adopt_kernels import _dispatch
 from adopt_kernels.kernels import layer_norm as kernel
 from adopt_kernels.kernels._common import assert_matches
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def inputs(shape, dtype, affine=True, seed=0):
+def inputs(shape, dtype, affine=True, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    x, r, dy = (torch.randn(shape, generator=g).to(dtype) for _ in range(3))
+    x, r, dy = (torch.randn(shape, generator=g).to(device, dtype) for _ in range(3))
     n = shape[-1]
-    w = (1 + 0.2 * torch.randn(n, generator=g)).to(dtype) if affine else None
-    b = (0.2 * torch.randn(n, generator=g)).to(dtype) if affine else None
+    w = (1 + 0.2 * torch.randn(n, generator=g)).to(device, dtype) if affine else None
+    b = (0.2 * torch.randn(n, generator=g)).to(device, dtype) if affine else None
     return x, r, w, b, dy
 
 
@@ -30,16 +30,16 @@ def grads(tensors):
     return [t.grad if t is not None else None for t in tensors]
 
 
-def check_against_reference(shape, dtype_name, p, affine, schedule=None, seed=0):
+def check_against_reference(shape, dtype_name, p, affine, schedule=None, seed=0, device="cpu"):
     """Kernel outputs and gradients equal the float64 reference under the kernel's own mask."""
-    x, r, w, b, dy = inputs(shape, DTYPES[dtype_name], affine, seed)
+    x, r, w, b, dy = inputs(shape, DTYPES[dtype_name], affine, seed, device)
     mask_seed = 1234 + seed
     ins = leaves((x, r, w, b))
     y = kernel.dropout_add_layer_norm(*ins, 1e-5, p, seed=mask_seed, schedule=schedule)
     assert y is not None and y.dtype == x.dtype and y.shape == x.shape
     y.backward(dy)
     rows, n = x.numel() // shape[-1], shape[-1]
-    keep = kernel.keep_factors(rows, n, p, mask_seed).double().view(shape) if p > 0 else None
+    keep = kernel.keep_factors(rows, n, p, mask_seed, device=device).double().view(shape) if p > 0 else None
     ref = leaves([t.double() if t is not None else None for t in (x, r, w, b)])
     y_ref = kernel.reference(*ref, 1e-5, keep)
     y_ref.backward(dy.double())

@@ -41,21 +41,20 @@ def _run(fn, x, dy, mask):
     return y, x.grad, mask.grad if additive else None
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("kind", [None, "additive", "bool", "padding", "causal"])
-def test_forward_and_gradients_match_float64(dtype, shape, kind):
-    if kind == "causal" and len(shape) < 2:
-        pytest.skip("causal needs a query axis")
+def check_float64(shape, kind, dtype, schedule=None, device="cpu", mask_dtype=torch.float32):
+    """The kernel's output and gradients (inputs on ``device``) against float64; it must run."""
     g = torch.Generator().manual_seed(sum(shape))
     t = K.TORCH_DTYPE[dtype]
     x = (3 * torch.randn(shape, generator=g)).to(t)
     dy = torch.randn(shape, generator=g).to(t)
     mask = _mask(None if kind == "causal" else kind, shape, g)
+    if mask is not None and mask.is_floating_point():
+        mask = mask.to(mask_dtype)
     causal = kind == "causal"
     before = _dispatch.CALLS["softmax"]
-    got = _run(lambda a, m: K.softmax(a, 0.7, m, causal), x, dy, mask)
-    assert _dispatch.CALLS["softmax"] == before + 1
+    on = mask.to(device) if mask is not None else None
+    got = _run(lambda a, m: K.softmax(a, 0.7, m, causal, schedule=schedule), x.to(device), dy.to(device), on)
+    assert _dispatch.CALLS["softmax"] == before + 1, "the kernel did not run"
     wide = mask.double() if mask is not None and mask.is_floating_point() else mask
     want = _run(lambda a, m: K.reference(a, 0.7, m, causal), x.double(), dy.double(), wide)
     for name, a, e in zip(("output", "grad x", "grad mask"), got, want):
@@ -64,8 +63,17 @@ def test_forward_and_gradients_match_float64(dtype, shape, kind):
             continue
         # a mask's gradient sums over the rows it broadcasts to
         scale = (x.numel() / e.numel()) ** 0.5 if name == "grad mask" else 1.0
-        assert name == "grad mask" or a.dtype == t
-        K.assert_matches(a.double() / scale, e / scale, dtype, name)
+        assert a.dtype == (mask_dtype if name == "grad mask" else t)
+        K.assert_matches(a.cpu().double() / scale, e / scale, dtype, name)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("kind", [None, "additive", "bool", "padding", "causal"])
+def test_forward_and_gradients_match_float64(dtype, shape, kind):
+    if kind == "causal" and len(shape) < 2:
+        pytest.skip("causal needs a query axis")
+    check_float64(shape, kind, dtype)
 
 
 def test_a_fully_masked_row_is_nan_as_in_eager_softmax():
@@ -94,16 +102,23 @@ def test_every_sampled_schedule_gives_the_same_result(schedule):
     check(run(schedule))
 
 
-def test_the_public_softmax_takes_the_compiled_path_where_it_can():
-    x = torch.randn(3, 5, 7)
+def check_public_route(x, other_dtypes=()):
+    """``ak.softmax`` over the last axis of the 3-d ``x`` (and of ``x`` cast to ``other_dtypes``)
+    runs the kernel; over another axis, with a dtype cast, or in float64 torch's own softmax."""
     before = _dispatch.CALLS["softmax"]
-    torch.testing.assert_close(ak.softmax(x, dim=2), torch.softmax(x, dim=-1))
-    assert _dispatch.CALLS["softmax"] == before + 1
-    # another axis, a dtype cast, float64: torch's own softmax
+    torch.testing.assert_close(ak.softmax(x, dim=2).cpu(), torch.softmax(x.cpu(), dim=-1))
+    for dtype in other_dtypes:
+        ak.softmax(x.to(dtype))
+    ran = before + 1 + len(other_dtypes)
+    assert _dispatch.CALLS["softmax"] == ran
     ak.softmax(x, dim=1)
     ak.softmax(x, dtype=torch.float64)
     ak.softmax(x.double())
-    assert _dispatch.CALLS["softmax"] == before + 1
+    assert _dispatch.CALLS["softmax"] == ran
+
+
+def test_the_public_softmax_takes_the_compiled_path_where_it_can():
+    check_public_route(torch.randn(3, 5, 7))
 
 
 def test_unsupported_inputs_take_the_reference_path(monkeypatch):

@@ -40,7 +40,8 @@ def dropout_add_layer_norm(x, residual, layer_norm, dropout, training):
     its probability. Dropout is applied only when ``training``.
 
     On CPU in float32 and bfloat16, with a plain ``nn.LayerNorm`` over the last dim, the
-    compiled kernel runs: its dropout mask comes from its own counter-based generator, seeded
+    compiled kernel runs (on CUDA, in float16 too, the Triton kernel, rows of up to 16384):
+    its dropout mask comes from its own counter-based generator, seeded
     by one draw of torch's default generator (so it is reproducible under
     ``torch.manual_seed``, keeps each element with probability ``1 - p`` and scales kept ones
     by ``1 / (1 - p)``), and the backward regenerates the same mask. Elsewhere (and with

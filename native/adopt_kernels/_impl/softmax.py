@@ -13,8 +13,9 @@ def softmax(x, dim=-1, dtype=None):
     """Replaces ``torch.softmax(x, dim=dim, dtype=dtype)`` (and ``F.softmax``/``x.softmax``).
 
     Over the last dimension of a float32/bfloat16 CPU tensor, with no ``dtype`` cast, the compiled
-    kernel runs (arithmetic in float32, output in ``x``'s dtype, as torch computes it); anything
-    else is torch's own softmax. A positive ``dim`` naming the last axis counts as the last.
+    kernel runs (arithmetic in float32, output in ``x``'s dtype, as torch computes it), and of a
+    float32/bfloat16/float16 CUDA tensor the Triton kernel; anything else is torch's own
+    softmax. A positive ``dim`` naming the last axis counts as the last.
     """
     if dim < 0:
         dim += x.dim()

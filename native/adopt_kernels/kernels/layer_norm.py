@@ -356,8 +356,8 @@ def reference(x, residual, weight, bias, eps, keep=None):
     return torch.nn.functional.layer_norm(h, (h.size(-1),), weight, bias, eps)
 
 
-def supported(x, residual, weight, bias, p):
-    """Shapes and dtypes the compiled kernel takes; anything else runs the reference."""
+def _fits(x, residual, weight, bias, p):
+    """The shapes, dtypes and probabilities both kernels take."""
     if not isinstance(x, torch.Tensor) or not isinstance(residual, torch.Tensor):
         return False
     if x.dim() == 0 or x.numel() == 0 or x.shape != residual.shape or x.dtype != residual.dtype:
@@ -368,7 +368,16 @@ def supported(x, residual, weight, bias, p):
     for t in (weight, bias):
         if t is not None and (t.dim() != 1 or t.numel() != n or t.dtype != x.dtype):
             return False
-    return _dispatch.native_ok(KERNEL, x, residual, weight, bias)
+    return True
+
+
+def supported(x, residual, weight, bias, p):
+    """Shapes and dtypes the compiled kernel takes; anything else runs the reference."""
+    return _fits(x, residual, weight, bias, p) and _dispatch.native_ok(KERNEL, x, residual, weight, bias)
+
+
+# the widest row the Triton kernel takes (it holds whole rows in registers); wider ones run the reference
+GPU_MAX_N = 16384
 
 
 def _affine(t, n, dtype, fill):
@@ -420,9 +429,18 @@ def dropout_add_layer_norm(x, residual, weight, bias, eps, p=0.0, seed=None, sch
     """The compiled ``layer_norm(dropout(x, p) + residual)``, or None when it cannot run here.
 
     ``p`` is the dropout probability in effect (0 when not training). The generator is seeded
-    from torch's default generator (one draw) when ``p > 0`` and ``seed`` is None.
+    from torch's default generator (one draw) when ``p > 0`` and ``seed`` is None. CUDA tensors
+    (float16 too) go to the Triton kernel, whose generator is Philox as well but lays its
+    counters out differently: a seed gives another mask there.
     """
     p = float(p)
+    if _dispatch.on_gpu(*(t for t in (x, residual, weight, bias) if isinstance(t, torch.Tensor))):
+        if not _fits(x, residual, weight, bias, p) or x.size(-1) > GPU_MAX_N:
+            return None
+        fn = _dispatch.gpu_function(KERNEL, "dropout_add_layer_norm", x.dtype, {"rows": x.numel() // x.size(-1), "n": x.size(-1)}, schedule)
+        if fn is None:
+            return None
+        return fn(x, residual, weight, bias, float(eps), p, draw_seed() if p > 0.0 and seed is None else int(seed or 0))
     if not supported(x, residual, weight, bias, p):
         return None
     workload = {"rows": x.numel() // x.size(-1), "n": x.size(-1)}
@@ -435,8 +453,18 @@ def dropout_add_layer_norm(x, residual, weight, bias, eps, p=0.0, seed=None, sch
     return DropoutAddLayerNormFunction.apply(x, residual, weight, bias, float(eps), p, int(seed or 0), fwd, bwd)
 
 
-def keep_factors(rows, n, p, seed, dtype=torch.float32, schedule=None):
-    """The (rows, n) keep factors the kernel applies for ``p`` and ``seed``; None without a build."""
+def keep_factors(rows, n, p, seed, dtype=torch.float32, schedule=None, device="cpu"):
+    """The (rows, n) keep factors the kernel applies for ``p`` and ``seed``; None without a build.
+
+    On ``device``: the Triton kernel's where tensors there go to it (a CUDA device, or the CPU
+    in Triton's interpreter), else the compiled CPU kernel's."""
+    if _dispatch.on_gpu(torch.empty(0, device=device)):
+        from .. import gpu
+
+        try:
+            return gpu.module(KERNEL).keep_factors(rows, n, p, seed, device)
+        except ImportError:
+            return None
     workload = {"rows": rows, "n": n}
     fn = _dispatch.function(KERNEL, "ln_dropout_keep", dtype, workload, schedule)
     if fn is None:
@@ -447,15 +475,16 @@ def keep_factors(rows, n, p, seed, dtype=torch.float32, schedule=None):
     return out
 
 
-def make_case(workload, seed=0):
-    """Inputs for ``workload`` (training, dropout 0.1); ``run(schedule)`` does forward and
-    backward, ``check`` compares with the float64 reference under the kernel's own mask."""
+def make_case(workload, seed=0, device="cpu"):
+    """Inputs for ``workload`` (training, dropout 0.1) on ``device``; ``run(schedule)`` does
+    forward and backward, ``check`` compares with the float64 reference under the kernel's own
+    mask."""
     dtype = TORCH_DTYPE[workload["dtype"]]
     rows, n, p = workload["rows"], workload["n"], workload.get("p", 0.1)
     g = torch.Generator().manual_seed(seed)
-    x, r, dy = (torch.randn(rows, n, generator=g).to(dtype) for _ in range(3))
-    w = (1 + 0.1 * torch.randn(n, generator=g)).to(dtype)
-    b = (0.1 * torch.randn(n, generator=g)).to(dtype)
+    x, r, dy = (torch.randn(rows, n, generator=g).to(device, dtype) for _ in range(3))
+    w = (1 + 0.1 * torch.randn(n, generator=g)).to(device, dtype)
+    b = (0.1 * torch.randn(n, generator=g)).to(device, dtype)
     mask_seed = seed * 7919 + 17
 
     def leaves(backward):
@@ -478,7 +507,7 @@ def make_case(workload, seed=0):
         return finish(y, ins, backward)
 
     def check(outputs):
-        keep = keep_factors(rows, n, p, mask_seed).double() if p > 0 else None
+        keep = keep_factors(rows, n, p, mask_seed, device=device).double() if p > 0 else None
         ins = [t.double().requires_grad_(True) for t in (x, r, w, b)]
         y = reference(*ins, 1e-5, keep)
         y.backward(dy.double())
@@ -507,5 +536,13 @@ KERNEL = register(Kernel(
         {"rows": r, "n": n, "dtype": d}
         for r, n, d in ((2048, 768, "float32"), (4096, 1024, "float32"), (8192, 768, "float32"), (1024, 4096, "float32"),
                         (4096, 2048, "bfloat16"))
+    ),
+    # rows: rows per program in the forward; bwd_rows: rows per program in the backward (the
+    # partial weight and bias gradients it sums in registers); num_warps per program
+    cuda_space=Space(
+        params={"rows": (1, 2, 4, 8), "bwd_rows": (16, 64, 256), "num_warps": (2, 4, 8, 16)},
+        default={"rows": 1, "bwd_rows": 64, "num_warps": 4},
+        # at most 32 values of a tensor to a thread, at least one
+        constraints=("(rows == 1) + (rows * n <= 4096) >= 1", "rows * n <= num_warps * 1024", "rows * n >= num_warps * 32"),
     ),
 ))

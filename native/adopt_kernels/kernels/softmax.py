@@ -221,12 +221,12 @@ def reference(x, scale=1.0, mask=None, is_causal=False):
     return torch.softmax(z, dim=-1)
 
 
-def _mask_fits(x, mask):
+def _mask_fits(x, mask, dtypes=(torch.bool, torch.float32, torch.bfloat16)):
     if mask is None:
         return True
-    if not isinstance(mask, torch.Tensor) or mask.device.type != "cpu" or mask.dim() > x.dim():
+    if not isinstance(mask, torch.Tensor) or mask.device != x.device or mask.dim() > x.dim():
         return False
-    if mask.dtype not in (torch.bool, torch.float32, torch.bfloat16):
+    if mask.dtype not in dtypes:
         return False
     try:
         return torch.broadcast_shapes(x.shape, mask.shape) == x.shape
@@ -243,6 +243,13 @@ def supported(x, mask=None, is_causal=False):
     if is_causal and x.dim() < 2:
         return False
     return _mask_fits(x, mask) and _dispatch.native_ok(KERNEL, x)
+
+
+def _gpu_fits(x, mask, is_causal):
+    """What the Triton kernel takes: as :func:`supported`, float16 besides, on the input's device."""
+    if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.numel() == 0 or (is_causal and x.dim() < 2):
+        return False
+    return _mask_fits(x, mask, (torch.bool, torch.float32, torch.bfloat16, torch.float16))
 
 
 def _mask_rows(x, mask):
@@ -297,7 +304,13 @@ def softmax(x, scale=1.0, mask=None, is_causal=False, schedule=None):
     """The compiled masked softmax, or None when it cannot run here (the caller runs the original).
 
     A gradient reaches an additive mask that requires one (in float32, summed over the
-    dimensions it broadcasts along, then cast to the mask's dtype)."""
+    dimensions it broadcasts along, then cast to the mask's dtype). CUDA tensors (float16 too)
+    go to the Triton kernel."""
+    if isinstance(x, torch.Tensor) and _dispatch.on_gpu(x, mask if isinstance(mask, torch.Tensor) else None):
+        if not _gpu_fits(x, mask, is_causal):
+            return None
+        fn = _dispatch.gpu_function(KERNEL, "softmax", x.dtype, {"rows": x.numel() // x.size(-1), "n": x.size(-1)}, schedule)
+        return None if fn is None else fn(x, float(scale), mask, bool(is_causal))
     if not supported(x, mask, is_causal):
         return None
     workload = {"rows": x.numel() // x.size(-1), "n": x.size(-1)}
@@ -311,21 +324,21 @@ def softmax(x, scale=1.0, mask=None, is_causal=False, schedule=None):
 CASE_SCALE = 0.125
 
 
-def _case_inputs(workload, seed):
+def _case_inputs(workload, seed, device="cpu"):
     dtype = TORCH_DTYPE[workload["dtype"]]
     g = torch.Generator().manual_seed(seed)
     rows, n = workload["rows"], workload["n"]
-    x = (4 * torch.randn(rows, n, generator=g)).to(dtype)
+    x = (4 * torch.randn(rows, n, generator=g)).to(device, dtype)
     # a padding mask shared by every row, as attention scores get one
-    mask = torch.zeros(n, dtype=dtype).masked_fill_(torch.rand(n, generator=g) < 0.1, torch.finfo(dtype).min)
-    dy = torch.randn(rows, n, generator=g).to(dtype)
+    mask = torch.zeros(n, dtype=dtype).masked_fill_(torch.rand(n, generator=g) < 0.1, torch.finfo(dtype).min).to(device)
+    dy = torch.randn(rows, n, generator=g).to(device, dtype)
     return x, mask, dy
 
 
-def make_case(workload, seed=0):
-    """``run(schedule)`` is the compiled ``softmax(x * scale + mask)`` forward and backward;
-    ``eager`` the torch composite; ``check`` compares with float64."""
-    x, mask, dy = _case_inputs(workload, seed)
+def make_case(workload, seed=0, device="cpu"):
+    """Inputs on ``device``: ``run(schedule)`` is the compiled ``softmax(x * scale + mask)``
+    forward and backward; ``eager`` the torch composite; ``check`` compares with float64."""
+    x, mask, dy = _case_inputs(workload, seed, device)
 
     def run(schedule, backward=True):
         xl = x.detach().requires_grad_(backward)
@@ -366,4 +379,20 @@ KERNEL = register(Kernel(
     make_case=make_case,
     bytes_moved=lambda w: 2 * w["rows"] * w["n"] * (2 if w["dtype"] == "bfloat16" else 4),
     example_workloads=tuple({"rows": r, "n": n, "dtype": "float32"} for r, n in ((12 * 512, 512), (12 * 1024, 1024), (4096, 2048), (1024, 8192), (8192, 4096))),
+    # rows: rows per program for whole rows; block: 0 for a whole row in registers, else the
+    # blocks a long row loops over (one row per program); num_warps per program
+    cuda_space=Space(
+        params={"rows": (1, 2, 4, 8, 16), "block": (0, 1024, 4096), "num_warps": (1, 2, 4, 8, 16)},
+        default={"rows": 1, "block": 0, "num_warps": 4},
+        constraints=(
+            "(block > 0) + (n <= 32768) >= 1",
+            "(block == 0) + (n > block) >= 1",
+            "(block == 0) + (rows == 1) >= 1",
+            "(rows == 1) + (rows * n <= 8192) >= 1",
+            # at most 64 values to a thread, at least one
+            "(block > 0) + (rows * n <= num_warps * 2048) >= 1",
+            "(block == 0) + (block <= num_warps * 2048) >= 1",
+            "(block > 0) + (rows * n >= num_warps * 32) >= 1",
+        ),
+    ),
 ))
