@@ -1,19 +1,17 @@
-"""Compile every Triton launch the interpreter tests make for a real GPU target, on the CPU.
+"""Compile every Triton launch the interpreter tests make for a real GPU (sm_90), on the CPU.
 
-Triton's interpreter runs a kernel as numpy, so it accepts what the compiler rejects (``tl.dot``
-shapes and dtypes, layouts, shared memory) and says nothing of registers. Inside
-:func:`checking`, each ``kernel[grid](...)`` the interpreter runs is also compiled for sm_90
-(PTX, then a cubin from ``ptxas``, which needs no GPU), specialised from the call's own
-arguments by Triton's own launcher code: pointer dtypes, 16-divisible pointers and ints, ints
-equal to 1 made constant, the constexprs, ``num_warps`` and ``num_stages``. Each distinct
-specialisation compiles once; failures keep the compiler's message.
-
-    python -m adopt_kernels.gpu.compile_check native/tests/test_gpu_kernels.py [more test files]
-
-prints a table per kernel and one JSON line, and exits non-zero when a launch fails to compile.
+Triton's interpreter runs a kernel as numpy: it accepts what the compiler rejects (``tl.dot``
+shapes, layouts, shared memory) and says nothing of registers. Inside :func:`checking` each
+``kernel[grid](...)`` it runs is also compiled to a cubin (``ptxas`` needs no GPU), specialised
+by Triton's own launcher code from the call's arguments: pointer dtypes, 16-divisible pointers
+and ints, ints equal to 1 made constants, constexprs, ``num_warps``, ``num_stages``. Each
+specialisation compiles once. ``python -m adopt_kernels.gpu.compile_check TEST_FILE...`` runs
+pytest so, prints a table per kernel and a JSON line, and exits 1 if a launch fails to compile.
 """
 
 import contextlib
+import functools
+import importlib
 import io
 import json
 import os
@@ -24,6 +22,9 @@ import sys
 import tempfile
 
 ARCH = 90
+# shared memory a block may have, by compute capability: the launcher checks it as it loads a
+# kernel onto a device, so a compile alone would pass a kernel that can never launch
+SHARED_LIMIT = {80: 166912, 86: 101376, 89: 101376, 90: 232448, 100: 232448, 120: 101376}
 
 
 class Check:
@@ -48,10 +49,9 @@ class Check:
         name = f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__qualname__}"
         try:
             jit = self._jit.get(fn) or self._jit.setdefault(fn, JITFunction(fn, **interpreted.kwargs))
-            kwargs = dict(kwargs)
             # what JITFunction.run adds before it binds
-            kwargs["debug"] = kwargs.get("debug", jit.debug) or knobs.runtime.debug
-            kwargs["instrumentation_mode"] = knobs.compilation.instrumentation_mode
+            kwargs = dict(kwargs, debug=kwargs.get("debug", jit.debug) or knobs.runtime.debug,
+                          instrumentation_mode=knobs.compilation.instrumentation_mode)
             bind = create_function_from_signature(jit.signature, jit.params, self.backend)
             bound, spec, _ = bind(*args, **kwargs)
             options, signature, constexprs, attrs = jit._pack_args(self.backend, kwargs, bound, spec, None)
@@ -61,16 +61,14 @@ class Check:
         else:
             constexprs = {k: _portable(v) for k, v in constexprs.items()}
             key = (name, repr(signature), repr(constexprs), repr(sorted(attrs.items())), repr(options))
-            spec = ", ".join(f"{k}={v!r}" if signature[k] == "constexpr" else
-                             f"{k}:{signature[k]}{'/16' if attrs.get((i,)) else ''}={_describe(v)}"
+            spec = ", ".join(f"{k}{'=' if signature[k] == 'constexpr' else ':'}{_arg(signature[k], v, attrs, (i,))}"
                              for i, (k, v) in enumerate(bound.items()))
         if key in self.results:
             return self.results[key]
-        result = self.results[key] = {
-            "kernel": name, "spec": spec, "num_warps": getattr(options, "num_warps", None),
-            "num_stages": getattr(options, "num_stages", None), "ok": False, "regs": None, "spills": None,
-            "error": None if options else f"the launcher would not bind these arguments: {key[2]}",
-        }
+        result = self.results[key] = dict(
+            kernel=name, spec=spec, num_warps=getattr(options, "num_warps", None), ok=False, regs=None, spills=None,
+            num_stages=getattr(options, "num_stages", None), shared=None,
+            error=None if options else f"the launcher would not bind these arguments: {key[2]}")
         if options is None:
             return result
         request = (list(sys.path), pickle.dumps((self.target.arch, fn.__module__, fn.__qualname__, signature,
@@ -95,7 +93,7 @@ class Check:
 
     def close(self):
         if self._worker is not None:
-            self._worker.stdin.close()
+            self._worker.stdin.close()  # its end of input: it returns
             self._worker.wait()
             self._worker = None
 
@@ -103,21 +101,22 @@ class Check:
         return [r for r in self.results.values() if not r["ok"]]
 
     def summary(self):
-        """Per kernel: specialisations, how many failed, most registers, most spilled bytes."""
+        """Per kernel: specialisations, how many failed, the most registers, spilled and shared bytes."""
         rows = {}
         for r in self.results.values():
-            row = rows.setdefault(r["kernel"], {"kernel": r["kernel"], "specs": 0, "failed": 0, "regs": 0, "spills": 0})
+            row = rows.setdefault(r["kernel"], dict(kernel=r["kernel"], specs=0, failed=0, regs=0, spills=0, shared=0))
             row["specs"] += 1
             row["failed"] += not r["ok"]
-            row["regs"] = max(row["regs"], r["regs"] or 0)
-            row["spills"] = max(row["spills"], r["spills"] or 0)
+            for k in ("regs", "spills", "shared"):
+                row[k] = max(row[k], r[k] or 0)
         return sorted(rows.values(), key=lambda row: row["kernel"])
 
     def report(self):
-        lines = [f"{'kernel':32} {'specs':>5} {'result':>10} {'max regs':>8} {'spills':>7}"]
+        lines = [f"{'kernel':32} {'specs':>5} {'result':>10} {'max regs':>8} {'spills':>7} {'shared':>7}"]
         for row in self.summary():
             result = f"{row['failed']} failed" if row["failed"] else "ok"
-            lines.append(f"{row['kernel']:32} {row['specs']:5} {result:>10} {row['regs']:8} {row['spills']:7}")
+            lines.append(f"{row['kernel']:32} {row['specs']:5} {result:>10} {row['regs']:8} {row['spills']:7}"
+                         f" {row['shared']:7}")
         for r in self.failures():
             lines += ["", f"FAILED {r['kernel']} num_warps={r['num_warps']} num_stages={r['num_stages']}",
                       f"  {r['spec']}", "  " + _tail(r["error"]).replace("\n", "\n  ")]
@@ -132,13 +131,21 @@ class Check:
 
 def _describe(v):
     """An argument as a report shows it: a tensor by its shape (its dtype is in the signature)."""
+    if isinstance(v, tuple):
+        return f"({', '.join(map(_describe, v))})"
     return str(list(v.shape)) if hasattr(v, "data_ptr") and hasattr(v, "shape") else repr(v)
+
+
+def _arg(ty, v, attrs, path):
+    """One argument's specialisation: ``*bf16/16=[7, 80]`` (a 16-aligned pointer), ``i32=7``, ``128``."""
+    if isinstance(ty, tuple):
+        return f"({', '.join(_arg(t, x, attrs, path + (j,)) for j, (t, x) in enumerate(zip(ty, v)))})"
+    return repr(v) if ty == "constexpr" else f"{ty}{'/16' if attrs.get(path) else ''}={_describe(v)}"
 
 
 def _tail(message, lines=12):
     """A compiler message is long (source excerpt, a traceback, the ptxas command); the cause is at its end."""
-    message = message or ""
-    kept = message.strip().splitlines()
+    kept = (message or "").strip().splitlines()
     return "\n".join(kept[:2] + (["..."] if len(kept) > lines + 2 else []) + kept[2:][-lines:])
 
 
@@ -165,24 +172,18 @@ def checking(arch=ARCH):
 def _portable(value):
     """A constexpr as it can cross to the compiling process: a kernel passed as one goes by name."""
     fn = getattr(value, "fn", None)
-    if callable(fn) and hasattr(value, "arg_names"):
-        return ("<jit>", fn.__module__, fn.__qualname__)
-    return value
+    return ("<jit>", fn.__module__, fn.__qualname__) if hasattr(value, "arg_names") and callable(fn) else value
 
 
 def _find(module, qualname):
-    import importlib
-
-    found = importlib.import_module(module)
-    for part in qualname.split("."):
-        found = getattr(found, part)
-    return found
+    return functools.reduce(getattr, qualname.split("."), importlib.import_module(module))
 
 
 def _compile(arch, module, qualname, signature, constexprs, attrs, options):
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
+    from triton.runtime.errors import OutOfResources
 
     log = io.StringIO()
     try:
@@ -191,14 +192,17 @@ def _compile(arch, module, qualname, signature, constexprs, attrs, options):
                       for k, v in constexprs.items()}
         # ptxas prints its -v report (registers, spills) only when asked, and then to stdout
         with contextlib.redirect_stdout(log):
-            triton.compile(ASTSource(fn, signature, constexprs, attrs), target=GPUTarget("cuda", arch, 32),
-                           options=options)
+            kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=GPUTarget("cuda", arch, 32),
+                                    options=options)
+        if kernel.metadata.shared > SHARED_LIMIT.get(arch, SHARED_LIMIT[ARCH]):
+            raise OutOfResources(kernel.metadata.shared, SHARED_LIMIT.get(arch, SHARED_LIMIT[ARCH]), "shared memory")
     except Exception as e:  # noqa: BLE001 - every compiler stage raises its own kind
         return {"error": f"{type(e).__name__}: {e}".strip()}
-    regs = [int(x) for x in re.findall(r"Used (\d+) registers", log.getvalue())]
-    spills = [int(a) + int(b) for a, b in re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads",
-                                                     log.getvalue())]
-    return {"ok": True, "regs": max(regs, default=None), "spills": max(spills, default=None)}
+    log = log.getvalue()
+    regs = [int(x) for x in re.findall(r"Used (\d+) registers", log)]
+    spills = [int(a) + int(b) for a, b in re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)]
+    return {"ok": True, "regs": max(regs, default=None), "spills": max(spills, default=None),
+            "shared": kernel.metadata.shared}
 
 
 def _serve():
@@ -217,7 +221,6 @@ def _serve():
             sys.path[:] = path
             if knobs is None:
                 from triton import knobs
-
                 # set, not left to the environment: a test module may export TRITON_INTERPRET as it loads
                 knobs.runtime.interpret = False
                 # a cache hit skips ptxas, and with it the register report
@@ -231,8 +234,7 @@ def main(argv=None):
     if argv == ["--serve"]:
         return _serve()
     # the kernels must be decorated as interpreted ones, so before anything imports them
-    os.environ["TRITON_INTERPRET"] = "1"
-    os.environ["ADOPT_TRITON_INTERPRET"] = "1"
+    os.environ.update(TRITON_INTERPRET="1", ADOPT_TRITON_INTERPRET="1")
     import pytest
 
     with checking() as check:
