@@ -113,7 +113,7 @@ kernels() {
   } >"$out/env.txt" 2>&1
   cat "$out/env.txt"
   echo "== 1. Triton kernels against their references"
-  (cd "$here" && timeout "${GPU_TEST_S:-150}" python3 -m pytest -q -p no:cacheprovider native/tests/test_gpu_*.py native/tests/test_kernels_on_device.py -rfE) >"$out/pytest-gpu.txt" 2>&1
+  (cd "$here" && timeout "${GPU_TEST_S:-150}" python3 -m pytest -q -p no:cacheprovider -n "${GPU_TEST_JOBS:-12}" native/tests/test_gpu_*.py native/tests/test_kernels_on_device.py -rfE) >"$out/pytest-gpu.txt" 2>&1
   grep -E "passed|failed|error" "$out/pytest-gpu.txt" | tail -5
   grep -E "^(FAILED|ERROR)" "$out/pytest-gpu.txt" | head -30
   echo "== 2. gpu_bench"
