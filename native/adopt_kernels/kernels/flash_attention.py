@@ -58,7 +58,7 @@ def reference(q, k, v, scale, bias=None, mask=None, keep=None, is_causal=False, 
     if keep is not None:
         scores = torch.where(keep, scores, scores.new_tensor(-math.inf))
     if is_causal:
-        scores = torch.where(causal_keep(q.size(-2), k.size(-2)), scores, scores.new_tensor(-math.inf))
+        scores = torch.where(causal_keep(q.size(-2), k.size(-2)).to(scores.device), scores, scores.new_tensor(-math.inf))
     probs = torch.softmax(scores, dim=-1)
     if dropout is not None:
         probs = probs * dropout / (1 - dropout_p)
