@@ -293,6 +293,7 @@ def main(argv=None):
     p.add_argument("--interpret", action="store_true", help="a dry run on the CPU through Triton's interpreter (tiny sizes)")
     args = p.parse_args(argv)
     global DEVICE
+    os.environ["ADOPT_TRITON_MIN_BYTES"] = "0"  # the kernels themselves are measured, whatever the size
     if args.interpret:
         DEVICE = "cpu"
         os.environ["TRITON_INTERPRET"] = os.environ["ADOPT_TRITON_INTERPRET"] = "1"

@@ -178,6 +178,9 @@ class Kernel:
     # has a GPU implementation in ``adopt_kernels.gpu.<name>``; data only, so reading the
     # registry never imports Triton.
     cuda_space: Optional[Space] = None
+    # The smallest forward (bytes moved) for which the Triton kernel is launched on CUDA; smaller
+    # calls run torch's own kernels. None: the dispatcher's default floor; 0: always.
+    gpu_min_bytes: Optional[float] = None
     extra: dict = field(default_factory=dict)
 
     @property

@@ -87,3 +87,19 @@ def test_negative_control(name, monkeypatch):
     run, _eager, check = kernel.make_case(mod.TEST_WORKLOADS[0], seed=1, device=DEVICE)
     with pytest.raises(AssertionError):
         check(run(dict(kernel.cuda_space.default)))
+
+
+def test_small_cuda_calls_run_torchs_kernels_unless_asked(monkeypatch):
+    """Below the size floor the launch costs more than the fusion saves: the caller's torch path
+    runs; above it, or with the floor at 0, the Triton kernel does."""
+    kernel = registry.KERNELS["rms_norm"]
+    run, _eager, check = kernel.make_case({"rows": 8, "n": 64, "dtype": "float32"}, seed=1, device=DEVICE)
+    monkeypatch.delenv("ADOPT_TRITON_MIN_BYTES")
+    before = _dispatch.CALLS["rms_norm"]
+    assert kernel.gpu_min_bytes is None and _dispatch.GPU_MIN_BYTES > 8 * 64 * 4 * 2
+    assert not _dispatch.worth_a_launch(kernel, {"rows": 8, "n": 64, "dtype": "float32"})
+    monkeypatch.setattr(_dispatch, "GPU_MIN_BYTES", 1024)
+    check(run(dict(kernel.cuda_space.default)))
+    assert _dispatch.CALLS["rms_norm"] > before
+    monkeypatch.setenv("ADOPT_TRITON_MIN_BYTES", str(1 << 30))
+    assert not _dispatch.worth_a_launch(kernel, {"rows": 8, "n": 64, "dtype": "float32"})

@@ -289,6 +289,8 @@ KERNEL = register(Kernel(
         {"params": n, "tensors": len(parameter_shapes(n)), "dtype": "float32"}
         for n in (1_000_000, 7_087_872, 21_000_000, 85_054_464, 110_000_000)
     ),
+    # one pass over the whole parameter group: never a small call
+    gpu_min_bytes=0,
     cuda_space=Space(
         params={"block": (1024, 2048, 4096, 8192), "num_warps": (2, 4, 8, 16)},
         default={"block": 2048, "num_warps": 8},

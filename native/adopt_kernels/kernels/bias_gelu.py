@@ -474,6 +474,9 @@ KERNEL = register(Kernel(
         for r, n, a, d in ((512, 3072, "none", "float32"), (2048, 3072, "none", "float32"), (8192, 3072, "tanh", "float32"),
                            (4096, 4096, "none", "float32"), (2048, 3072, "none", "bfloat16"))
     ),
+    # on an H200 the forward ran 1.65-1.78x faster than eager at 16384 x 3072, forward+backward
+    # 0.75-0.80x (eager fuses the bias into the product): launched only when asked
+    gpu_min_bytes=float("inf"),
     cuda_space=Space(
         params={"block": (256, 512, 1024, 2048), "rows": (1, 2, 4), "bwd_rows": (16, 64), "num_warps": (4, 8)},
         default={"block": 1024, "rows": 2, "bwd_rows": 16, "num_warps": 4},

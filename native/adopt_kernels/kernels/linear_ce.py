@@ -474,6 +474,8 @@ KERNEL = register(Kernel(
         {"tokens": n, "hidden": d, "vocab": v, "dtype": "float32"}
         for n, d, v in ((8192, 768, 32000), (8192, 768, 50257), (8192, 2048, 32000), (4096, 1024, 50257), (8192, 2048, 49152))
     ),
+    # its point is memory (no full logits), whatever the size
+    gpu_min_bytes=0,
     cuda_space=Space(
         params={"chunk_rows": (256, 512, 1024), "block_v": (1024, 2048, 4096, 8192), "num_warps": (4, 8, 16)},
         default={"chunk_rows": 1024, "block_v": 4096, "num_warps": 8},
