@@ -29,6 +29,7 @@ import time
 import torch
 
 from adopt_kernels import registry, target
+from adopt_harness.linear_ce_bench import cuda_peak
 from adopt_harness.measure import template_hash
 from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
 
@@ -252,24 +253,13 @@ def attention_vs_sdpa(repeats):
     return rows
 
 
-def peak_bytes(fn):
-    """Bytes allocated at the peak of ``fn`` beyond what was allocated before it."""
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    out = fn()
-    torch.cuda.synchronize()
-    del out
-    return torch.cuda.max_memory_allocated() - base
-
-
 def memory_sweep(kernel, dtype):
     rows = []
     for w in MEMORY_SWEEPS.get(kernel.name, ()):
         w = dict(w, dtype=dtype)
         run, eager, _check = kernel.make_case(w, seed=0, device=DEVICE)
         default = dict(kernel.cuda_space.default)
-        ours, theirs = peak_bytes(lambda: run(default)), peak_bytes(lambda: eager(True))
+        ours, theirs = cuda_peak(lambda: run(default)), cuda_peak(lambda: eager(True))
         times, _ = interleaved({"eager": lambda: eager(True), "ours": lambda: run(default)}, 3)
         rows.append({"workload": w, "peak_mib": ours / 2**20, "eager_peak_mib": theirs / 2**20, "memory_ratio": ours / max(1, theirs),
                      "time_ratio": times["ours"] / times["eager"]})
