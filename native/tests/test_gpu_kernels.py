@@ -103,3 +103,24 @@ def test_small_cuda_calls_run_torchs_kernels_unless_asked(monkeypatch):
     assert _dispatch.CALLS["rms_norm"] > before
     monkeypatch.setenv("ADOPT_TRITON_MIN_BYTES", str(1 << 30))
     assert not _dispatch.worth_a_launch(kernel, {"rows": 8, "n": 64, "dtype": "float32"})
+
+
+@pytest.mark.parametrize("name", GPU_KERNELS)
+def test_the_routing_gives_the_size_floor_what_it_needs(name, monkeypatch):
+    """The floor reads the kernel's bytes_moved from the workload the routing passes: a field it
+    lacks would launch every call, however small."""
+    kernel = registry.KERNELS[name]
+    seen = []
+    real = _dispatch.gpu_function
+
+    def spy(k, symbol, dtype, workload, schedule=None):
+        seen.append((k, dict(workload, dtype=_dispatch._GPU_DTYPES[dtype])))
+        return real(k, symbol, dtype, workload, schedule)
+
+    monkeypatch.setattr(_dispatch, "gpu_function", spy)
+    run, _eager, _check = kernel.make_case(_module(kernel).TEST_WORKLOADS[0], seed=1, device=DEVICE)
+    run(dict(kernel.cuda_space.default))
+    assert seen, "the routing did not ask the dispatcher"
+    for k, workload in seen:
+        if k.bytes_moved is not None:
+            assert k.bytes_moved(workload) > 0
