@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from adopt_kernels import registry, target
+from adopt_kernels import _dispatch, registry, target
 from adopt_harness.linear_ce_bench import cuda_peak
 from adopt_harness.measure import template_hash
 from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
@@ -131,11 +131,14 @@ def measure_space(kernel, workload, schedules, repeats):
     for s in schedules:
         key = json.dumps(s, sort_keys=True)
         try:
+            fell_back = _dispatch.FALLBACKS[kernel.name]
             check(run(s))
+            if _dispatch.FALLBACKS[kernel.name] != fell_back:
+                raise RuntimeError("the device could not take this schedule; the default ran instead")
             status[key] = "ok"
             fns[key] = (lambda s=s: run(s))
         except Exception as e:  # a schedule that fails is recorded and never chosen
-            status[key] = "wrong" if isinstance(e, AssertionError) else "crash"
+            status[key] = "wrong" if isinstance(e, AssertionError) else "compile_error" if "could not take" in str(e) else "crash"
             errors[key] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
     both, samples = interleaved({**fns, "eager": lambda: eager(True)}, repeats)
     results = []
@@ -165,7 +168,7 @@ def bench_kernel(kernel, args, copy_bw, fingerprint, deadline):
     space = kernel.cuda_space
     workloads = []
     for w in kernel.example_workloads:
-        w = dict(w, dtype=args.dtype) if args.dtype in kernel.dtypes and "dtype" in w else dict(w)
+        w = dict(w, dtype=args.dtype) if args.dtype in kernel.dtypes + ("float16",) and "dtype" in w else dict(w)
         w = grown(kernel, w, args.min_mib << 20) if DEVICE == "cuda" else tiny(w)
         if w not in workloads:
             workloads.append(w)

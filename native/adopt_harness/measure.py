@@ -109,8 +109,12 @@ def _child_run(state, cmd):
     for _ in range(int(cmd.get("warmup", 0))):
         run(schedule)
     if cmd.get("check"):
-        before = registry.compiled_calls()
+        from adopt_kernels import _dispatch
+
+        before, fell_back = registry.compiled_calls(), sum(_dispatch.FALLBACKS.values())
         outputs = run(schedule)
+        if sum(_dispatch.FALLBACKS.values()) != fell_back:
+            return {"status": "compile_error", "error": "the device could not take this schedule (the default ran instead)"}
         if registry.compiled_calls() == before and not cmd.get("allow_fallback"):
             return {"status": "crash", "error": "the compiled path did not run (the reference ran instead)"}
         try:
@@ -534,7 +538,8 @@ def main(argv=None):
         registry = _load_registry()
         kernels = {n: k for n, k in sorted(registry.KERNELS.items()) if args.device in k.targets}
         _emit({"target": target_fingerprint(args.device),
-               "templates": {n: {d: template_hash(k, d, args.device) for d in k.dtypes} for n, k in kernels.items()}})
+               "templates": {n: {d: template_hash(k, d, args.device) for d in k.dtypes + (("float16",) if args.device == "cuda" else ())}
+                             for n, k in kernels.items()}})
         return 0
     if args.exhaustive:
         return exhaustive(args)

@@ -150,26 +150,65 @@ def gpu_function(kernel, symbol, dtype, workload, schedule=None):
         schedule = schedules.lookup(kernel, dict(workload, dtype=name), device="cuda")
     fn = getattr(mod, symbol)
     default = kernel.cuda_space.default
+    if (kernel.name, tuple(sorted(schedule.items()))) in _FAILED_SCHEDULES:
+        schedule = dict(default)
 
     def call(*args, **kwargs):
-        try:
-            out = fn(*args, schedule=schedule, **kwargs)
-        except Exception as e:  # a schedule the device cannot take (resources) falls back
-            if schedule == default or not _is_resource_error(e):
-                raise
-            say_once(("gpu-schedule", kernel.name, tuple(sorted(schedule.items()))),
-                     f"{kernel.name} schedule {schedule} cannot run on this device ({type(e).__name__}); using the default")
-            out = fn(*args, schedule=dict(default), **kwargs)
+        with _on_device_of(args):
+            try:
+                out = fn(*args, schedule=schedule, **kwargs)
+            except Exception as e:
+                if schedule != default and _is_resource_error(e):
+                    # a schedule the device cannot take (resources): the default, from now on
+                    _FAILED_SCHEDULES.add((kernel.name, tuple(sorted(schedule.items()))))
+                    FALLBACKS[kernel.name] += 1
+                    say_once(("gpu-schedule", kernel.name, tuple(sorted(schedule.items()))),
+                             f"{kernel.name} schedule {schedule} cannot run on this device ({type(e).__name__}); using the default")
+                    out = fn(*args, schedule=dict(default), **kwargs)
+                elif (kernel.name, symbol) not in _LAUNCHED:
+                    return _first_launch_failed(kernel, mod, e)
+                else:
+                    raise
+        _LAUNCHED.add((kernel.name, symbol))
         CALLS[kernel.name] += 1
         return out
 
     return call
 
 
-# Below this a launch costs more than the fusion saves: on an H200, rewritten BERT, RoBERTa and a
-# LLaMA-style decoder at batch 8 x 512 (6-25 MB per call) ran 1.2-1.7x slower with the
-# memory-bound Triton kernels than with torch's own, while at 128 MiB and more the same kernels
-# ran up to 5x faster than eager code (docs/kernels.md).
+FALLBACKS = collections.Counter()  # calls whose schedule could not run and took the default
+_FAILED_SCHEDULES = set()
+_LAUNCHED = set()  # (kernel, entry) that ran once: later errors are the caller's, not the build's
+
+
+def _first_launch_failed(kernel, mod, e):
+    """A kernel that cannot build or launch here (no host compiler for Triton's launcher, a GPU
+    too old for its instructions) is switched off for the process and its caller runs the torch
+    path; an in-place kernel cannot hand its work back, so its error stands."""
+    from . import gpu
+
+    gpu.give_up(kernel, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+    say_once(("gpu-build", kernel.name), f"{kernel.name}: the Triton kernel failed at its first launch ({type(e).__name__}: {e}); "
+             "running the torch path from now on")
+    if getattr(mod, "IN_PLACE", False):
+        raise e
+    return None
+
+
+def _on_device_of(args):
+    """Triton launches on the current device: make it the tensors' device (a model on cuda:1)."""
+    import contextlib
+
+    dev = next((a.device for a in args if isinstance(a, torch.Tensor) and a.is_cuda), None)
+    if dev is None or dev.index is None or dev.index == torch.cuda.current_device():
+        return contextlib.nullcontext()
+    return torch.cuda.device(dev)
+
+
+# Below this a launch costs more than the fusion saves: on an H200 the forwards of rewritten BERT,
+# RoBERTa, ALBERT and a LLaMA-style decoder at batch 8 x 512 (6-25 MB per call) ran 1.3-1.7x
+# slower with every call on the Triton kernels than the originals, while at 128 MiB and more the
+# same kernels ran up to 5x faster than eager code (docs/kernels.md).
 GPU_MIN_BYTES = 64 << 20
 
 
@@ -177,7 +216,12 @@ def worth_a_launch(kernel, workload):
     """Whether a CUDA call of ``kernel`` at ``workload`` takes the Triton kernel (size floor;
     ``$ADOPT_TRITON_MIN_BYTES`` overrides it for every kernel, 0 always launches)."""
     env = os.environ.get("ADOPT_TRITON_MIN_BYTES")
-    floor = float(env) if env else (GPU_MIN_BYTES if kernel.gpu_min_bytes is None else kernel.gpu_min_bytes)
+    floor = GPU_MIN_BYTES if kernel.gpu_min_bytes is None else kernel.gpu_min_bytes
+    if env:
+        try:
+            floor = float(env)
+        except ValueError:
+            say_once("gpu-min-env", f"ADOPT_TRITON_MIN_BYTES={env!r} is not a number of bytes; ignored")
     if floor <= 0:
         return True
     try:

@@ -124,3 +124,32 @@ def test_the_routing_gives_the_size_floor_what_it_needs(name, monkeypatch):
     for k, workload in seen:
         if k.bytes_moved is not None:
             assert k.bytes_moved(workload) > 0
+
+
+def test_a_kernel_that_cannot_launch_hands_its_calls_back(monkeypatch):
+    """A first launch that fails (no host compiler for Triton's launcher, an old GPU) switches the
+    kernel off with one message and its caller runs the torch path; an in-place kernel's error
+    stands, since its work cannot be handed back."""
+    kernel = registry.KERNELS["rms_norm"]
+    mod = _module(kernel)
+    monkeypatch.setattr(_dispatch, "_LAUNCHED", set())
+    monkeypatch.setattr(gpu, "_unavailable", dict(gpu._unavailable))
+    monkeypatch.setattr(gpu, "_modules", dict(gpu._modules))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Failed to find C compiler")
+
+    monkeypatch.setattr(mod, "rms_norm", broken)
+    from adopt_kernels.kernels import rms_norm as cpu_module
+
+    x = torch.randn(4, 32, device=DEVICE)
+    assert cpu_module.rms_norm(x, torch.ones(32, device=DEVICE), 1e-6) is None
+    assert "rms_norm" in gpu._unavailable
+    assert _dispatch.gpu_function(kernel, "rms_norm", x.dtype, {"rows": 4, "n": 32}) is None
+
+    adam = registry.KERNELS["adamw"]
+    amod = _module(adam)
+    monkeypatch.setattr(amod, "apply_step", broken)
+    fn = _dispatch.gpu_function(adam, "apply_step", torch.float32, {"params": 32, "tensors": 1})
+    with pytest.raises(RuntimeError, match="C compiler"):
+        fn([x], [x], [x], [x], [1], 1e-3, (0.9, 0.999), 1e-8, 0.0, 0)

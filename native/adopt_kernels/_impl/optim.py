@@ -178,7 +178,8 @@ class _FusedAdamStep:
             self.param_groups = saved
 
     def load_state_dict(self, state_dict):
-        """torch's load, except that float32 moments of bfloat16 parameters stay float32."""
+        """torch's load, except that float32 moments of 16-bit parameters stay float32 (a float16
+        second moment of ~1e-9 would underflow to 0)."""
         super().load_state_dict(state_dict)
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
         params = [p for g in self.param_groups for p in g["params"]]
@@ -186,7 +187,7 @@ class _FusedAdamStep:
             saved = state_dict["state"].get(i, {})
             for key in _MOMENTS:
                 m = saved.get(key)
-                if p.dtype == torch.bfloat16 and torch.is_tensor(m) and m.dtype == torch.float32 and p in self.state:
+                if p.dtype in (torch.bfloat16, torch.float16) and torch.is_tensor(m) and m.dtype == torch.float32 and p in self.state:
                     self.state[p][key] = m.to(p.device, copy=True)
 
 

@@ -36,6 +36,8 @@ def triton_state():
 
     if not torch.cuda.is_available():
         return "no CUDA device"
+    if torch.cuda.get_device_capability() < (8, 0):
+        return "the GPU is older than sm_80 (the kernels use bfloat16 and TF32 instructions)"
     return None
 
 
@@ -61,6 +63,12 @@ def module(kernel):
     mod = importlib.import_module(f"{__name__}.{kernel.name}")
     _modules[kernel.name] = mod
     return mod
+
+
+def give_up(kernel, why):
+    """Switch ``kernel``'s Triton module off for this process (it failed to build or launch)."""
+    _modules.pop(kernel.name, None)
+    _unavailable[kernel.name] = why
 
 
 def _interpreter_on_torch1():

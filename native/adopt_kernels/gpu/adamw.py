@@ -121,6 +121,8 @@ def apply_step(params, grads, exp_avgs, exp_avg_sqs, steps, lr, betas, eps, weig
 
 # the functions the kernel module routes CUDA tensors to
 ENTRIES = ("apply_step",)
+# the step updates its tensors in place: a failed launch cannot be handed back to torch
+IN_PLACE = True
 
 # small odd shapes for the kernel tests (the interpreter runs them on a CPU): uneven tensors
 TEST_WORKLOADS = (

@@ -468,7 +468,7 @@ KERNEL = register(Kernel(
     render=_render,
     reference=reference,
     make_case=make_case,
-    bytes_moved=lambda w: 2 * w["rows"] * w["n"] * (2 if w["dtype"] == "bfloat16" else 4),
+    bytes_moved=lambda w: 2 * w["rows"] * w["n"] * (4 if w["dtype"] == "float32" else 2),
     example_workloads=tuple(
         {"rows": r, "n": n, "approximate": a, "dtype": d}
         for r, n, a, d in ((512, 3072, "none", "float32"), (2048, 3072, "none", "float32"), (8192, 3072, "tanh", "float32"),

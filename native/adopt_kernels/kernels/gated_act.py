@@ -389,7 +389,7 @@ KERNEL = register(Kernel(
     reference=reference,
     make_case=make_case,
     # reads gate and up, writes the product
-    bytes_moved=lambda w: 3 * w["rows"] * w["n"] * (2 if w["dtype"] == "bfloat16" else 4),
+    bytes_moved=lambda w: 3 * w["rows"] * w["n"] * (4 if w["dtype"] == "float32" else 2),
     example_workloads=tuple(
         {"rows": r, "n": n, "act": act, "dtype": "float32"}
         for r, n, act in ((2048, 2816, "silu"), (512, 11008, "silu"), (4096, 5632, "silu"), (1024, 8192, "gelu_tanh"), (2048, 3072, "gelu"))

@@ -531,7 +531,7 @@ KERNEL = register(Kernel(
     render=_render,
     reference=reference,
     make_case=make_case,
-    bytes_moved=lambda w: 3 * w["rows"] * w["n"] * (2 if w["dtype"] == "bfloat16" else 4),
+    bytes_moved=lambda w: 3 * w["rows"] * w["n"] * (4 if w["dtype"] == "float32" else 2),
     example_workloads=tuple(
         {"rows": r, "n": n, "dtype": d}
         for r, n, d in ((2048, 768, "float32"), (4096, 1024, "float32"), (8192, 768, "float32"), (1024, 4096, "float32"),

@@ -469,7 +469,7 @@ KERNEL = register(Kernel(
     render=_render,
     reference=reference,
     make_case=make_case,
-    bytes_moved=lambda w: (w["tokens"] + w["vocab"]) * w["hidden"] * (2 if w["dtype"] == "bfloat16" else 4) + 12 * w["tokens"],
+    bytes_moved=lambda w: (w["tokens"] + w["vocab"]) * w["hidden"] * (4 if w["dtype"] == "float32" else 2) + 12 * w["tokens"],
     example_workloads=tuple(
         {"tokens": n, "hidden": d, "vocab": v, "dtype": "float32"}
         for n, d, v in ((8192, 768, 32000), (8192, 768, 50257), (8192, 2048, 32000), (4096, 1024, 50257), (8192, 2048, 49152))

@@ -234,7 +234,7 @@ KERNEL = register(Kernel(
     render=_render,
     reference=reference,
     make_case=make_case,
-    bytes_moved=lambda w: 2 * w["rows"] * w["n"] * (2 if w["dtype"] == "bfloat16" else 4),
+    bytes_moved=lambda w: 2 * w["rows"] * w["n"] * (4 if w["dtype"] == "float32" else 2),
     example_workloads=tuple({"rows": r, "n": n, "dtype": "float32"} for r, n in ((2048, 768), (4096, 1024), (1024, 4096), (8192, 2048), (512, 3072))),
     cuda_space=Space(
         params={"rows": (1, 2, 4, 8), "bwd_rows": (8, 32, 128), "num_warps": (1, 2, 4, 8, 16)},

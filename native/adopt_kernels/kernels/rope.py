@@ -449,7 +449,7 @@ def make_case(workload, seed=0, device="cpu"):
 def _bytes_moved(w):
     rows = w["batch"] * w["seq"] * (w["heads"] + w["kv_heads"])
     table = 2 * w["batch"] * w["seq"] * w["dim"] // (2 if w["interleaved"] else 1)
-    return (2 * rows * w["dim"] + table) * (2 if w["dtype"] == "bfloat16" else 4)
+    return (2 * rows * w["dim"] + table) * (4 if w["dtype"] == "float32" else 2)
 
 
 KERNEL = register(Kernel(

@@ -377,7 +377,7 @@ KERNEL = register(Kernel(
     render=_render,
     reference=reference,
     make_case=make_case,
-    bytes_moved=lambda w: 2 * w["rows"] * w["n"] * (2 if w["dtype"] == "bfloat16" else 4),
+    bytes_moved=lambda w: 2 * w["rows"] * w["n"] * (4 if w["dtype"] == "float32" else 2),
     example_workloads=tuple({"rows": r, "n": n, "dtype": "float32"} for r, n in ((12 * 512, 512), (12 * 1024, 1024), (4096, 2048), (1024, 8192), (8192, 4096))),
     # rows: rows per program for whole rows; block: 0 for a whole row in registers, else the
     # blocks a long row loops over (one row per program); num_warps per program
