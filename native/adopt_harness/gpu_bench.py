@@ -10,7 +10,7 @@ in the same rounds. The physical limit is a device-to-device copy measured in th
 
 Compiling is most of the cost of a GPU space, so ``--jobs`` processes compile every schedule first
 (Triton's on-disk cache then serves the measuring process). ``--deadline-s`` stops starting new
-work past that many seconds, so one short run on a lent GPU always writes what it has.
+work past that many seconds, so one short run on a GPU machine always writes what it has.
 
 Usage: python -m adopt_harness.gpu_bench [--kernels a,b] [--dtype bfloat16] [--workloads 5]
        [--repeats 5] [--min-mib 128] [--replay-out DIR] [--json OUT] [--jobs N] [--deadline-s S]
@@ -219,7 +219,7 @@ def bench_kernel(kernel, args, copy_bw, fingerprint, deadline):
 # the fused kernels exist to keep linear, or a fraction of eager's.
 MEMORY_SWEEPS = {
     "flash_attention": [{"batch": 1, "heads": 12, "q_len": n, "k_len": n, "head_dim": 64} for n in (1024, 2048, 4096, 8192)],
-    "linear_ce": [{"tokens": 8192, "hidden": h, "vocab": v} for h, v in ((768, 32000), (768, 50257), (2048, 32000))],
+    "linear_cross_entropy": [{"tokens": 8192, "hidden": h, "vocab": v} for h, v in ((768, 32000), (768, 50257), (2048, 32000))],
 }
 
 
