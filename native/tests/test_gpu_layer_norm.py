@@ -3,15 +3,14 @@ beyond the generic kernel check: odd shapes in float32, bfloat16 and float16, wi
 dropout and affine parameters, every value of every schedule parameter, the mask being Philox
 with four words per counter, its keep rate, the forward and backward agreeing on it, and the
 public ``dropout_add_layer_norm`` reaching the Triton path. On a CUDA device where there is one,
-else in Triton's interpreter, and then compiled for Hopper besides."""
+else in Triton's interpreter (test_gpu_compile.py compiles the kernels for Hopper)."""
 
 import numpy as np
 import pytest
 import torch
 
-from test_gpu_kernels import DEVICE, HAVE_CUDA, _module, _triton_path  # noqa: F401  (sets Triton's interpreter up)
+from test_gpu_kernels import DEVICE, _module, _triton_path  # noqa: F401  (sets Triton's interpreter up)
 from test_kernel_layer_norm import block, check_against_reference, philox_words
-from triton_compile import check_compiles, variant
 
 import adopt_kernels as ak
 from adopt_kernels import _dispatch
@@ -143,36 +142,3 @@ def test_the_words_interleave_with_join_and_column_by_column_alike(monkeypatch):
     monkeypatch.setattr(mod, "_join", False)
     assert torch.equal(kernel.keep_factors(5, 70, 0.4, 3, device=DEVICE), joined)
     check_against_reference((3, 70), "float32", 0.4, affine=True, device=DEVICE)
-
-
-def _ln_variant(fn, dt, consts, warps, thr="i32"):
-    common = {"rows": "i32", "n": "i32", "seed": "i64", "thr": thr, "scale": "fp32"}
-    if fn == "_fwd":
-        sig = {"X": dt, "RES": dt, "W": dt, "B": dt, "Y": dt, "STATS": "*fp32", "eps": "fp32", **common}
-    elif fn == "_bwd":
-        sig = {"X": dt, "RES": dt, "W": dt, "DY": dt, "STATS": "*fp32", "DX": dt, "DRES": dt, "DW": "*fp32", "DB": "*fp32", **common}
-    else:
-        sig = {"OUT": "*fp32", "n": "i32", "seed": "i64", "thr": thr, "scale": "fp32"}
-    return variant(fn, sig, consts, warps)
-
-
-# the corners of the schedule space (the backward's warps as it picks them) and every flag, for Hopper
-HOPPER_VARIANTS = [
-    _ln_variant("_fwd", "*bf16", {"DROP": True, "HAS_W": True, "HAS_B": True, "R": 4, "BLOCK": 1024, "JOIN": True}, 4),
-    _ln_variant("_fwd", "*fp32", {"DROP": False, "HAS_W": False, "HAS_B": False, "R": 1, "BLOCK": 16384, "JOIN": True}, 16),
-    _ln_variant("_fwd", "*fp16", {"DROP": True, "HAS_W": True, "HAS_B": False, "R": 2, "BLOCK": 256, "JOIN": False}, 2, "u32"),
-    _ln_variant("_bwd", "*bf16", {"DROP": True, "HAS_W": True, "WANT_DW": True, "WANT_DB": True, "ROWS": 256, "BLOCK": 8192,
-                                  "JOIN": True}, 32),
-    _ln_variant("_bwd", "*bf16", {"DROP": True, "HAS_W": True, "WANT_DW": True, "WANT_DB": True, "ROWS": 16, "BLOCK": 16384,
-                                  "JOIN": True}, 32, "u32"),
-    _ln_variant("_bwd", "*fp32", {"DROP": False, "HAS_W": False, "WANT_DW": False, "WANT_DB": True, "ROWS": 64, "BLOCK": 1024,
-                                  "JOIN": True}, 4),
-    _ln_variant("_bwd", "*fp16", {"DROP": True, "HAS_W": True, "WANT_DW": True, "WANT_DB": False, "ROWS": 16, "BLOCK": 512,
-                                  "JOIN": False}, 2),
-    _ln_variant("_keep_rows", None, {"BLOCK": 256, "JOIN": True}, 4, "u32"),
-]
-
-
-@pytest.mark.skipif(HAVE_CUDA, reason="the tests above compile the kernels on this GPU")
-def test_compiles_for_hopper():
-    check_compiles("layer_norm", HOPPER_VARIANTS)

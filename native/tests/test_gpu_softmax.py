@@ -2,16 +2,15 @@
 kind at odd shapes in float32, bfloat16 and float16, the looped kernel for long rows, masks
 whose leading dimensions do not collapse, a mask's gradient in its own dtype, fully masked rows,
 and the public ``softmax`` reaching the Triton path. On a CUDA device where there is one, else
-in Triton's interpreter, and then compiled for Hopper besides."""
+in Triton's interpreter (test_gpu_compile.py compiles the kernels for Hopper)."""
 
 import math
 
 import pytest
 import torch
 
-from test_gpu_kernels import DEVICE, HAVE_CUDA, _triton_path  # noqa: F401  (sets Triton's interpreter up)
+from test_gpu_kernels import DEVICE, _triton_path  # noqa: F401  (sets Triton's interpreter up)
 from test_kernel_softmax import SHAPES, _run, check_float64, check_public_route
-from triton_compile import check_compiles, variant
 
 from adopt_kernels.kernels import softmax as K
 
@@ -93,29 +92,3 @@ def test_unsupported_inputs_take_the_reference_path(monkeypatch):
     assert K.softmax(torch.randn(8).to(DEVICE), is_causal=True) is None
     monkeypatch.setenv("ADOPT_DISABLE", "softmax")
     assert K.softmax(x) is None
-
-
-def _softmax_variant(fn, dt, consts, warps, mask="*u8", dz=None):
-    if fn.startswith("_fwd"):
-        sig = {"X": dt, "Y": dt, "M": mask, "EMPTY": "*i8", "scale": "fp32", "rows": "i32", "n": "i32", "q_len": "i32",
-               "d1": "i32", "d2": "i32", "s0": "i64", "s1": "i64", "s2": "i64"}
-    else:
-        sig = {"Y": dt, "DY": dt, "EMPTY": "*i8", "DX": dt, "DZ": dz or dt, "scale": "fp32", "rows": "i32", "n": "i32"}
-    return variant(fn, sig, consts, warps)
-
-
-# the corners of the schedule space and every flag, for Hopper
-HOPPER_VARIANTS = [
-    _softmax_variant("_fwd", "*fp32", {"MASK": 1, "MASK_ROW": True, "CAUSAL": True, "R": 4, "BLOCK": 512}, 4, "*fp32"),
-    _softmax_variant("_fwd", "*bf16", {"MASK": 2, "MASK_ROW": False, "CAUSAL": False, "R": 1, "BLOCK": 32768}, 16),
-    _softmax_variant("_fwd", "*fp16", {"MASK": 0, "MASK_ROW": False, "CAUSAL": False, "R": 16, "BLOCK": 128}, 1),
-    _softmax_variant("_fwd_long", "*bf16", {"MASK": 1, "MASK_ROW": True, "CAUSAL": True, "BLOCK": 4096}, 2, "*bf16"),
-    _softmax_variant("_bwd", "*fp32", {"ZERO_EMPTY": True, "WANT_DZ": True, "R": 2, "BLOCK": 1024}, 4),
-    _softmax_variant("_bwd", "*bf16", {"ZERO_EMPTY": False, "WANT_DZ": True, "R": 1, "BLOCK": 32768}, 16, dz="*fp32"),
-    _softmax_variant("_bwd_long", "*fp16", {"ZERO_EMPTY": True, "WANT_DZ": False, "BLOCK": 1024}, 1),
-]
-
-
-@pytest.mark.skipif(HAVE_CUDA, reason="the tests above compile the kernels on this GPU")
-def test_compiles_for_hopper():
-    check_compiles("softmax", HOPPER_VARIANTS)

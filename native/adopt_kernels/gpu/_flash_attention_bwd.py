@@ -14,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .flash_attention import COMPILED_FLAGS  # noqa: F401  (for compile_check: the kernels here take F32 too)
 from .flash_attention import LOG2E, _dropped, _kept, _key_end, _mask_rows, _masked, _op, _program, _tile
 
 

@@ -4,11 +4,14 @@ Triton's interpreter runs a kernel as numpy: it accepts what the compiler reject
 shapes, layouts, shared memory) and says nothing of registers. Inside :func:`checking` each
 ``kernel[grid](...)`` it runs is also compiled to a cubin (``ptxas`` needs no GPU), specialised
 by Triton's own launcher code from the call's arguments: pointer dtypes, 16-divisible pointers
-and ints, ints equal to 1 made constants, constexprs, ``num_warps``, ``num_stages``. Each
-specialisation compiles once. ``python -m adopt_kernels.gpu.compile_check TEST_FILE...`` runs
-pytest so, prints a table per kernel and a JSON line, and exits 1 if a launch fails to compile.
+and ints, ints equal to 1 made constants, constexprs, ``num_warps``, ``num_stages``; a
+constexpr the interpreter alone sets is compiled as a GPU launch sets it, from the kernel
+module's ``COMPILED_FLAGS``. Each specialisation compiles once, up to :data:`JOBS` at a time.
+``python -m adopt_kernels.gpu.compile_check TEST_FILE...`` runs pytest so, prints a table per
+kernel and a JSON line, and exits 1 if a launch fails to compile.
 """
 
+import collections
 import contextlib
 import functools
 import importlib
@@ -25,28 +28,47 @@ ARCH = 90
 # shared memory a block may have, by compute capability: the launcher checks it as it loads a
 # kernel onto a device, so a compile alone would pass a kernel that can never launch
 SHARED_LIMIT = {80: 166912, 86: 101376, 89: 101376, 90: 232448, 100: 232448, 120: 101376}
+# compiling processes at once (each holds a Triton and an LLVM), and requests queued to each
+JOBS = min(8, os.cpu_count() or 1)
+QUEUED = 4
 
 
 class Check:
     """The specialisations seen so far and how each compiled."""
 
-    def __init__(self, arch=ARCH):
+    def __init__(self, arch=ARCH, jobs=None):
         from triton.backends.compiler import GPUTarget
         from triton.compiler import make_backend
 
         self.target = GPUTarget("cuda", arch, 32)
         self.backend = make_backend(self.target)
-        self.results = {}  # specialisation key -> result dict
+        self.jobs = max(1, jobs or JOBS)
+        self._results = {}  # specialisation key -> result dict
         self._jit = {}  # python function -> a JITFunction of it, for its launcher
-        self._worker = None
+        self._workers = []  # (process, its results still to be answered, oldest first)
+
+    @property
+    def results(self):
+        """Specialisation key -> result dict, once every compile asked for has answered."""
+        self.wait()
+        return self._results
+
+    def keys(self):
+        """The specialisations launched so far, in order, whether or not compiled yet."""
+        return list(self._results)
 
     def launch(self, interpreted, args, kwargs):
-        """Compile one launch, unless its specialisation has been compiled already."""
+        """Compile one launch, unless its specialisation has been compiled already; the result
+        returned is filled in as the compile answers (:meth:`wait`)."""
         from triton import knobs
         from triton.runtime.jit import JITFunction, create_function_from_signature
 
         fn = interpreted.fn
         name = f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__qualname__}"
+        # a flag only the interpreter sets (flash attention's bfloat16 products taken in float32)
+        # would compile a kernel no GPU launches
+        flags = getattr(sys.modules.get(fn.__module__), "COMPILED_FLAGS", {})
+        kwargs = {**kwargs, **{k: v for k, v in flags.items() if k in kwargs}}
         try:
             jit = self._jit.get(fn) or self._jit.setdefault(fn, JITFunction(fn, **interpreted.kwargs))
             # what JITFunction.run adds before it binds
@@ -63,9 +85,9 @@ class Check:
             key = (name, repr(signature), repr(constexprs), repr(sorted(attrs.items())), repr(options))
             spec = ", ".join(f"{k}{'=' if signature[k] == 'constexpr' else ':'}{_arg(signature[k], v, attrs, (i,))}"
                              for i, (k, v) in enumerate(bound.items()))
-        if key in self.results:
-            return self.results[key]
-        result = self.results[key] = dict(
+        if key in self._results:
+            return self._results[key]
+        result = self._results[key] = dict(
             kernel=name, spec=spec, num_warps=getattr(options, "num_warps", None), ok=False, regs=None, spills=None,
             num_stages=getattr(options, "num_stages", None), shared=None,
             error=None if options else f"the launcher would not bind these arguments: {key[2]}")
@@ -73,29 +95,61 @@ class Check:
             return result
         request = (list(sys.path), pickle.dumps((self.target.arch, fn.__module__, fn.__qualname__, signature,
                                                  constexprs, attrs, options.__dict__)))
-        result.update(self._ask(request))
+        self._send(request, result)
         return result
 
-    def _ask(self, request):
+    def _send(self, request, result):
         """Compile in a process of its own: there the kernels (and triton.language's own @jit
-        helpers, ``tl.sum`` among them) are compiler functions, not the interpreter's."""
-        if self._worker is None or self._worker.poll() is not None:
+        helpers, ``tl.sum`` among them) are compiler functions, not the interpreter's. The
+        launch goes on meanwhile; up to ``jobs`` processes compile at once, the least busy
+        taking the next request."""
+        worker = min(self._workers, key=lambda w: len(w[1]), default=None)
+        if worker is None or (worker[1] and len(self._workers) < self.jobs):
             env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "ADOPT_TRITON_INTERPRET")}
-            self._worker = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"], env=env,
-                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"], env=env,
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            worker = (process, collections.deque())
+            self._workers.append(worker)
+        # a few requests queued ahead of each process keep it busy; more could fill the pipes
+        while len(worker[1]) >= QUEUED and worker in self._workers:
+            self._answer(worker)
+        if worker not in self._workers:
+            return self._send(request, result)
+        worker[1].append((request, result))
         try:
-            pickle.dump(request, self._worker.stdin)
-            self._worker.stdin.flush()
-            return pickle.load(self._worker.stdout)
+            pickle.dump(request, worker[0].stdin)
+            worker[0].stdin.flush()
+        except OSError:  # it has died: what it answered before, then who killed it
+            self._drain(worker)
+
+    def _answer(self, worker):
+        """Read the oldest answer ``worker`` owes. If it died, the compile it was on is blamed
+        and those queued behind it go to another process."""
+        process, pending = worker
+        try:
+            pending[0][1].update(pickle.load(process.stdout))
+            pending.popleft()
         except (EOFError, OSError, pickle.UnpicklingError):
-            code = self._worker.wait()
-            return {"error": f"the compiler's process died (exit status {code})"}
+            self._workers.remove(worker)
+            pending.popleft()[1]["error"] = f"the compiler's process died (exit status {process.wait()})"
+            while pending:
+                self._send(*pending.popleft())
+
+    def _drain(self, worker):
+        while worker[1] and worker in self._workers:
+            self._answer(worker)
+
+    def wait(self):
+        """Until every compile asked for has answered (a process that died hands its queue on)."""
+        while any(pending for _, pending in self._workers):
+            self._drain(next(w for w in self._workers if w[1]))
 
     def close(self):
-        if self._worker is not None:
-            self._worker.stdin.close()  # its end of input: it returns
-            self._worker.wait()
-            self._worker = None
+        self.wait()
+        for process, _ in self._workers:
+            process.stdin.close()  # its end of input: it returns
+            process.wait()
+        self._workers = []
 
     def failures(self):
         return [r for r in self.results.values() if not r["ok"]]
@@ -118,8 +172,7 @@ class Check:
             lines.append(f"{row['kernel']:32} {row['specs']:5} {result:>10} {row['regs']:8} {row['spills']:7}"
                          f" {row['shared']:7}")
         for r in self.failures():
-            lines += ["", f"FAILED {r['kernel']} num_warps={r['num_warps']} num_stages={r['num_stages']}",
-                      f"  {r['spec']}", "  " + _tail(r["error"]).replace("\n", "\n  ")]
+            lines += ["", "FAILED " + describe(r)]
         for r in self.results.values():
             if r["spills"]:
                 lines.append(f"SPILLS {r['kernel']} {r['spills']} bytes ({r['regs']} registers) num_warps="
@@ -127,6 +180,12 @@ class Check:
         lines.append(json.dumps({"arch": f"sm_{self.target.arch}", "kernels": self.summary(),
                                  "failures": [dict(r, error=_tail(r["error"])) for r in self.failures()]}))
         return "\n".join(lines)
+
+
+def describe(result):
+    """A failed compile as a report gives it: the kernel, its specialisation, the compiler's cause."""
+    return (f"{result['kernel']} num_warps={result['num_warps']} num_stages={result['num_stages']}\n"
+            f"  {result['spec']}\n  " + _tail(result["error"]).replace("\n", "\n  "))
 
 
 def _describe(v):
@@ -150,11 +209,12 @@ def _tail(message, lines=12):
 
 
 @contextlib.contextmanager
-def checking(arch=ARCH):
-    """While open, every launch the interpreter runs is also compiled; yields the :class:`Check`."""
+def checking(arch=ARCH, jobs=None):
+    """While open, every launch the interpreter runs is also compiled (in up to ``jobs``
+    processes, :data:`JOBS` unless given); yields the :class:`Check`."""
     from triton.runtime.interpreter import InterpretedFunction
 
-    check = Check(arch)
+    check = Check(arch, jobs)
     run = InterpretedFunction.run
 
     def run_and_compile(self, *args, grid, warmup, **kwargs):

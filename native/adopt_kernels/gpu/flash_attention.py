@@ -167,6 +167,11 @@ def interpreted():
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+# what a compiled launch passes for the flags :func:`interpreted` sets otherwise (read by
+# compile_check, which compiles what a GPU would launch)
+COMPILED_FLAGS = {"F32": False}
+
+
 def block(n):
     """A head dimension padded to a power of two, at least a tensor-core tile."""
     return max(16, triton.next_power_of_2(n))
