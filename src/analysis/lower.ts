@@ -19,6 +19,9 @@ export { LIMITS, exprText, isTorchScript, sameExpr } from './lower-support.js';
 const blockStatements = new WeakMap<SyntaxNode, SyntaxNode[]>();
 
 export class MethodLowerer extends CallLowerer {
+  /** Names deleted from an env so far: an `if` merges into its branch's env only when none was. */
+  private envDeletes = 0;
+
   lower(fn: FuncDef, cls?: ClassInfo): Method {
     const syms = this.resolver.symbolsOf(fn.module)!;
     const env = new Map<string, Val>();
@@ -177,7 +180,7 @@ export class MethodLowerer extends CallLowerer {
       this.frame.env.set(loopVar.text, item);
       return this.expr(body);
     });
-    if (saved) this.frame.env.set(loopVar.text, saved); else this.frame.env.delete(loopVar.text);
+    if (saved) this.frame.env.set(loopVar.text, saved); else { this.frame.env.delete(loopVar.text); this.envDeletes++; }
     // the generated tuple unpacked: element i spans its target name, as `a, b = f(x)` does
     const all: Expr = { k: 'tuple', items: values.map((v) => v.e) };
     targets.forEach((t, i) => this.assign(t, this.emit('op', 'getitem', [all, num(i)], [], t), stmt));
@@ -228,6 +231,7 @@ export class MethodLowerer extends CallLowerer {
 
   protected ifChain(node: SyntaxNode, condNode: SyntaxNode, thenNode: SyntaxNode | null, alts: SyntaxNode[], rest: SyntaxNode[]): { flow: Flow; consumedRest: boolean } {
     const cond = this.expr(condNode).e;
+    const deletes = this.envDeletes;
     const before = new Map(this.frame.env);
     const outer = this.out;
     const thenOut: Stmt[] = [];
@@ -277,23 +281,31 @@ export class MethodLowerer extends CallLowerer {
       this.frame.env = thenEnv;
     } else if (thenFlow.terminal) this.frame.env = elseEnv;
     else if (elseFlow.terminal) this.frame.env = thenEnv;
-    else {
-      const merged = new Map(before);
-      const names = new Set(thenEnv.keys());
-      for (const name of elseEnv.keys()) names.add(name);
-      for (const name of names) {
-        const a = thenEnv.get(name);
-        const b = elseEnv.get(name);
-        if (a && b && (a === b || sameExpr(a.e, b.e))) { merged.set(name, a); continue; }
-        const id = this.id();
-        phis.push({ id, v: name, ins: [a?.e ?? NONE, b?.e ?? NONE] });
-        const types = [...new Set([...(a?.types ?? []), ...(b?.types ?? [])])];
-        merged.set(name, { e: { k: 'ssa', id }, ...(types.length ? { types } : {}) });
-      }
-      this.frame.env = merged;
-    }
+    else this.frame.env = this.merge(deletes === this.envDeletes ? thenEnv : new Map(before), thenEnv, elseEnv, phis);
     this.out.push(stmt);
     return { flow, consumedRest };
+  }
+
+  /** The env after an `if` whose branches both continue: `base` (the env before it) with each
+   *  name the branches bind alike, and a phi for each they bind apart, in the order of the names
+   *  of `thenEnv` and then those only in `elseEnv`. When no name was deleted meanwhile, `thenEnv`
+   *  is its own base: it holds every name bound before the `if`, in their order, followed by
+   *  those the branch added, and each of its names already has the value the merge keeps. */
+  private merge(base: Map<string, Val>, thenEnv: Map<string, Val>, elseEnv: Map<string, Val>, phis: Phi[]): Map<string, Val> {
+    const inPlace = base === thenEnv;
+    for (const [name, a] of thenEnv) {
+      const b = elseEnv.get(name);
+      if (a && b && (a === b || sameExpr(a.e, b.e))) { if (!inPlace) base.set(name, a); } else base.set(name, this.phi(phis, name, a, b));
+    }
+    for (const [name, b] of elseEnv) if (!thenEnv.has(name)) base.set(name, this.phi(phis, name, undefined, b));
+    return base;
+  }
+
+  private phi(phis: Phi[], name: string, a: Val | undefined, b: Val | undefined): Val {
+    const id = this.id();
+    phis.push({ id, v: name, ins: [a?.e ?? NONE, b?.e ?? NONE] });
+    const types = a?.types || b?.types ? [...new Set([...(a?.types ?? []), ...(b?.types ?? [])])] : [];
+    return { e: { k: 'ssa', id }, ...(types.length ? { types } : {}) };
   }
 
   protected loop(s: SyntaxNode): void {
