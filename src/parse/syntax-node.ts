@@ -35,8 +35,10 @@ export class NodeKinds {
  * field name are one shared kind, and the tree holds the text.
  */
 export class SyntaxNode {
-  /** UNMADE until the tree makes them; leaves share one empty list. */
-  private _children: SyntaxNode[];
+  /** Until the tree makes them, what it gave the node to make them from (every tree read is
+   *  held to the end of a run, and one field less is a tenth of a node's size); leaves share
+   *  one empty list. */
+  private _children: SyntaxNode[] | number;
   private _named?: SyntaxNode[];
 
   constructor(
@@ -47,9 +49,9 @@ export class SyntaxNode {
     private readonly tree: SourceTree,
     /** Whether the tree makes the children on first use (else they are added, or there are none). */
     deferred: boolean,
-    private readonly at = 0,
+    at = 0,
   ) {
-    this._children = deferred ? UNMADE : NO_CHILDREN;
+    this._children = deferred ? at : NO_CHILDREN;
   }
 
   get type(): string { return this.kind.type; }
@@ -58,11 +60,11 @@ export class SyntaxNode {
   get field(): string | null { return this.kind.field; }
   get text(): string { return this.tree.text.slice(this.startIndex, this.endIndex); }
   get children(): SyntaxNode[] {
-    if (this._children === UNMADE) {
-      this._children = NO_CHILDREN;
-      this.tree.makeChildren(this, this.at);
-    }
-    return this._children;
+    const at = this._children;
+    if (typeof at !== 'number') return at;
+    this._children = NO_CHILDREN;
+    this.tree.makeChildren(this, at);
+    return this._children as SyntaxNode[];
   }
   get namedChildren(): SyntaxNode[] { return (this._named ??= namedOf(this.children)); }
   get childCount(): number { return this.children.length; }
@@ -76,7 +78,7 @@ export class SyntaxNode {
   /** @internal used while copying: appends one child */
   static add(parent: SyntaxNode, child: SyntaxNode): void {
     if (parent._children === NO_CHILDREN) parent._children = [];
-    parent._children.push(child);
+    (parent._children as SyntaxNode[]).push(child);
   }
   /** @internal sets every child at once */
   static setChildren(parent: SyntaxNode, children: SyntaxNode[]): void {
@@ -85,7 +87,6 @@ export class SyntaxNode {
 }
 
 const NO_CHILDREN: SyntaxNode[] = Object.freeze([]) as unknown as SyntaxNode[];
-const UNMADE: SyntaxNode[] = Object.freeze([]) as unknown as SyntaxNode[];
 
 /** The named ones of `kids`: `kids` itself when all are named (both lists are read-only), else an
  *  exactly sized list, as trees are held to the end of a run. */
