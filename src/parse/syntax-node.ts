@@ -7,6 +7,11 @@
 export interface SourceTree {
   readonly text: string;
   makeChildren(node: SyntaxNode, at: number): void;
+  /** The named children alone (a third of the nodes are punctuation and keywords, which most
+   *  reads never reach). A tree without it makes them all. */
+  makeNamed?(node: SyntaxNode, at: number): void;
+  /** The child in field `name`, making no more children than that takes. */
+  fieldChild?(node: SyntaxNode, at: number, name: string): SyntaxNode | null;
 }
 
 /** What a node is, shared by every node of one type in one field: the type, whether it is
@@ -66,11 +71,19 @@ export class SyntaxNode {
     this.tree.makeChildren(this, at);
     return this._children as SyntaxNode[];
   }
-  get namedChildren(): SyntaxNode[] { return (this._named ??= namedOf(this.children)); }
+  get namedChildren(): SyntaxNode[] {
+    if (this._named) return this._named;
+    const at = this._children;
+    if (typeof at === 'number' && this.tree.makeNamed) this.tree.makeNamed(this, at);
+    else this._named = namedOf(this.children);
+    return this._named!;
+  }
   get childCount(): number { return this.children.length; }
   child(i: number): SyntaxNode | null { return this.children[i] ?? null; }
   fieldNameForChild(i: number): string | null { return this.children[i]?.field ?? null; }
   childForFieldName(name: string): SyntaxNode | null {
+    const at = this._children;
+    if (typeof at === 'number' && this.tree.fieldChild) return this.tree.fieldChild(this, at, name);
     for (const c of this.children) if (c.field === name) return c;
     return null;
   }
@@ -83,6 +96,14 @@ export class SyntaxNode {
   /** @internal sets every child at once */
   static setChildren(parent: SyntaxNode, children: SyntaxNode[]): void {
     parent._children = children;
+  }
+  /** @internal sets the named children (none: null), before or without the others */
+  static setNamed(parent: SyntaxNode, named: SyntaxNode[] | null): void {
+    parent._named = named ?? NO_CHILDREN;
+  }
+  /** @internal the named children, where they were made before the others */
+  static namedMade(parent: SyntaxNode): SyntaxNode[] | undefined {
+    return parent._named;
   }
 }
 
