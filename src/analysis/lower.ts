@@ -293,11 +293,12 @@ export class MethodLowerer extends CallLowerer {
    *  those the branch added, and each of its names already has the value the merge keeps. */
   private merge(base: Map<string, Val>, thenEnv: Map<string, Val>, elseEnv: Map<string, Val>, phis: Phi[]): Map<string, Val> {
     const inPlace = base === thenEnv;
-    for (const [name, a] of thenEnv) {
+    // forEach: an entries loop makes a pair per name, and every `if` walks every name in scope
+    thenEnv.forEach((a, name) => {
       const b = elseEnv.get(name);
       if (a && b && (a === b || sameExpr(a.e, b.e))) { if (!inPlace) base.set(name, a); } else base.set(name, this.phi(phis, name, a, b));
-    }
-    for (const [name, b] of elseEnv) if (!thenEnv.has(name)) base.set(name, this.phi(phis, name, undefined, b));
+    });
+    elseEnv.forEach((b, name) => { if (!thenEnv.has(name)) base.set(name, this.phi(phis, name, undefined, b)); });
     return base;
   }
 
