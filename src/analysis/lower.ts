@@ -239,7 +239,9 @@ export class MethodLowerer extends CallLowerer {
     this.out = thenOut;
     let thenFlow = this.block(thenNode);
     let thenEnv = this.frame.env;
-    this.frame.env = new Map(before);
+    // With no `else`, the other path takes `before` itself: it runs nothing unless it is the code
+    // after an early return, and then no merge reads `before` afterwards.
+    this.frame.env = alts.length ? new Map(before) : before;
     this.out = elseOut;
     let elseFlow: Flow = { terminal: null };
     let consumedRest = false;
