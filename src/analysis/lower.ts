@@ -18,6 +18,8 @@ export { LIMITS, exprText, isTorchScript, sameExpr } from './lower-support.js';
  *  here: the others' statements are their named children as they are. */
 const blockStatements = new WeakMap<SyntaxNode, SyntaxNode[]>();
 
+type Rest = { list: SyntaxNode[]; from: number };
+
 export class MethodLowerer extends CallLowerer {
   /** Names deleted from an env so far: an `if` merges into its branch's env only when none was. */
   private envDeletes = 0;
@@ -85,7 +87,7 @@ export class MethodLowerer extends CallLowerer {
             this.note(s, clip(s.text, 80));
             return { terminal: 'raise' };
           case 'if_statement': {
-            const r = this.ifStmt(s, list.slice(i + 1));
+            const r = this.ifStmt(s, { list, from: i + 1 });
             if (r.consumedRest || r.flow.terminal) return r.flow;
             break;
           }
@@ -224,12 +226,14 @@ export class MethodLowerer extends CallLowerer {
     }
   }
 
-  protected ifStmt(s: SyntaxNode, rest: SyntaxNode[]): { flow: Flow; consumedRest: boolean } {
+  /** `rest`: the statements after the `if` (list[from..]), lowered as a branch's continuation
+   *  when the other returns early; passed by position, as an `if` rarely consumes them. */
+  protected ifStmt(s: SyntaxNode, rest: Rest): { flow: Flow; consumedRest: boolean } {
     const alts = s.namedChildren.filter((c) => c.type === 'elif_clause' || c.type === 'else_clause');
     return this.ifChain(s, field(s, 'condition')!, field(s, 'consequence'), alts, rest);
   }
 
-  protected ifChain(node: SyntaxNode, condNode: SyntaxNode, thenNode: SyntaxNode | null, alts: SyntaxNode[], rest: SyntaxNode[]): { flow: Flow; consumedRest: boolean } {
+  protected ifChain(node: SyntaxNode, condNode: SyntaxNode, thenNode: SyntaxNode | null, alts: SyntaxNode[], rest: Rest): { flow: Flow; consumedRest: boolean } {
     const cond = this.expr(condNode).e;
     const deletes = this.envDeletes;
     const before = new Map(this.frame.env);
@@ -255,15 +259,15 @@ export class MethodLowerer extends CallLowerer {
     }
     let elseEnv = this.frame.env;
     // An early return makes the code after the `if` the other branch's continuation.
-    if (!consumedRest && rest.length) {
+    if (!consumedRest && rest.from < rest.list.length) {
       if (thenFlow.terminal === 'return' && !elseFlow.terminal) {
-        elseFlow = this.stmts(rest, 0);
+        elseFlow = this.stmts(rest.list, rest.from);
         elseEnv = this.frame.env;
         consumedRest = true;
       } else if (elseFlow.terminal === 'return' && !thenFlow.terminal) {
         this.out = thenOut;
         this.frame.env = thenEnv;
-        thenFlow = this.stmts(rest, 0);
+        thenFlow = this.stmts(rest.list, rest.from);
         thenEnv = this.frame.env;
         consumedRest = true;
       }
