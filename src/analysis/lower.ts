@@ -18,7 +18,12 @@ export { LIMITS, exprText, isTorchScript, sameExpr } from './lower-support.js';
  *  here: the others' statements are their named children as they are. */
 const blockStatements = new WeakMap<SyntaxNode, SyntaxNode[]>();
 
+type Rest = { list: SyntaxNode[]; from: number };
+
 export class MethodLowerer extends CallLowerer {
+  /** Names deleted from an env so far: an `if` merges into its branch's env only when none was. */
+  private envDeletes = 0;
+
   lower(fn: FuncDef, cls?: ClassInfo): Method {
     const syms = this.resolver.symbolsOf(fn.module)!;
     const env = new Map<string, Val>();
@@ -82,7 +87,7 @@ export class MethodLowerer extends CallLowerer {
             this.note(s, clip(s.text, 80));
             return { terminal: 'raise' };
           case 'if_statement': {
-            const r = this.ifStmt(s, list.slice(i + 1));
+            const r = this.ifStmt(s, { list, from: i + 1 });
             if (r.consumedRest || r.flow.terminal) return r.flow;
             break;
           }
@@ -177,7 +182,7 @@ export class MethodLowerer extends CallLowerer {
       this.frame.env.set(loopVar.text, item);
       return this.expr(body);
     });
-    if (saved) this.frame.env.set(loopVar.text, saved); else this.frame.env.delete(loopVar.text);
+    if (saved) this.frame.env.set(loopVar.text, saved); else { this.frame.env.delete(loopVar.text); this.envDeletes++; }
     // the generated tuple unpacked: element i spans its target name, as `a, b = f(x)` does
     const all: Expr = { k: 'tuple', items: values.map((v) => v.e) };
     targets.forEach((t, i) => this.assign(t, this.emit('op', 'getitem', [all, num(i)], [], t), stmt));
@@ -221,13 +226,16 @@ export class MethodLowerer extends CallLowerer {
     }
   }
 
-  protected ifStmt(s: SyntaxNode, rest: SyntaxNode[]): { flow: Flow; consumedRest: boolean } {
+  /** `rest`: the statements after the `if` (list[from..]), lowered as a branch's continuation
+   *  when the other returns early; passed by position, as an `if` rarely consumes them. */
+  protected ifStmt(s: SyntaxNode, rest: Rest): { flow: Flow; consumedRest: boolean } {
     const alts = s.namedChildren.filter((c) => c.type === 'elif_clause' || c.type === 'else_clause');
     return this.ifChain(s, field(s, 'condition')!, field(s, 'consequence'), alts, rest);
   }
 
-  protected ifChain(node: SyntaxNode, condNode: SyntaxNode, thenNode: SyntaxNode | null, alts: SyntaxNode[], rest: SyntaxNode[]): { flow: Flow; consumedRest: boolean } {
+  protected ifChain(node: SyntaxNode, condNode: SyntaxNode, thenNode: SyntaxNode | null, alts: SyntaxNode[], rest: Rest): { flow: Flow; consumedRest: boolean } {
     const cond = this.expr(condNode).e;
+    const deletes = this.envDeletes;
     const before = new Map(this.frame.env);
     const outer = this.out;
     const thenOut: Stmt[] = [];
@@ -235,7 +243,9 @@ export class MethodLowerer extends CallLowerer {
     this.out = thenOut;
     let thenFlow = this.block(thenNode);
     let thenEnv = this.frame.env;
-    this.frame.env = new Map(before);
+    // With no `else`, the other path takes `before` itself: it runs nothing unless it is the code
+    // after an early return, and then no merge reads `before` afterwards.
+    this.frame.env = alts.length ? new Map(before) : before;
     this.out = elseOut;
     let elseFlow: Flow = { terminal: null };
     let consumedRest = false;
@@ -249,15 +259,15 @@ export class MethodLowerer extends CallLowerer {
     }
     let elseEnv = this.frame.env;
     // An early return makes the code after the `if` the other branch's continuation.
-    if (!consumedRest && rest.length) {
+    if (!consumedRest && rest.from < rest.list.length) {
       if (thenFlow.terminal === 'return' && !elseFlow.terminal) {
-        elseFlow = this.stmts(rest, 0);
+        elseFlow = this.stmts(rest.list, rest.from);
         elseEnv = this.frame.env;
         consumedRest = true;
       } else if (elseFlow.terminal === 'return' && !thenFlow.terminal) {
         this.out = thenOut;
         this.frame.env = thenEnv;
-        thenFlow = this.stmts(rest, 0);
+        thenFlow = this.stmts(rest.list, rest.from);
         thenEnv = this.frame.env;
         consumedRest = true;
       }
@@ -277,23 +287,32 @@ export class MethodLowerer extends CallLowerer {
       this.frame.env = thenEnv;
     } else if (thenFlow.terminal) this.frame.env = elseEnv;
     else if (elseFlow.terminal) this.frame.env = thenEnv;
-    else {
-      const merged = new Map(before);
-      const names = new Set(thenEnv.keys());
-      for (const name of elseEnv.keys()) names.add(name);
-      for (const name of names) {
-        const a = thenEnv.get(name);
-        const b = elseEnv.get(name);
-        if (a && b && (a === b || sameExpr(a.e, b.e))) { merged.set(name, a); continue; }
-        const id = this.id();
-        phis.push({ id, v: name, ins: [a?.e ?? NONE, b?.e ?? NONE] });
-        const types = [...new Set([...(a?.types ?? []), ...(b?.types ?? [])])];
-        merged.set(name, { e: { k: 'ssa', id }, ...(types.length ? { types } : {}) });
-      }
-      this.frame.env = merged;
-    }
+    else this.frame.env = this.merge(deletes === this.envDeletes ? thenEnv : new Map(before), thenEnv, elseEnv, phis);
     this.out.push(stmt);
     return { flow, consumedRest };
+  }
+
+  /** The env after an `if` whose branches both continue: `base` (the env before it) with each
+   *  name the branches bind alike, and a phi for each they bind apart, in the order of the names
+   *  of `thenEnv` and then those only in `elseEnv`. When no name was deleted meanwhile, `thenEnv`
+   *  is its own base: it holds every name bound before the `if`, in their order, followed by
+   *  those the branch added, and each of its names already has the value the merge keeps. */
+  private merge(base: Map<string, Val>, thenEnv: Map<string, Val>, elseEnv: Map<string, Val>, phis: Phi[]): Map<string, Val> {
+    const inPlace = base === thenEnv;
+    // forEach: an entries loop makes a pair per name, and every `if` walks every name in scope
+    thenEnv.forEach((a, name) => {
+      const b = elseEnv.get(name);
+      if (a && b && (a === b || sameExpr(a.e, b.e))) { if (!inPlace) base.set(name, a); } else base.set(name, this.phi(phis, name, a, b));
+    });
+    elseEnv.forEach((b, name) => { if (!thenEnv.has(name)) base.set(name, this.phi(phis, name, undefined, b)); });
+    return base;
+  }
+
+  private phi(phis: Phi[], name: string, a: Val | undefined, b: Val | undefined): Val {
+    const id = this.id();
+    phis.push({ id, v: name, ins: [a?.e ?? NONE, b?.e ?? NONE] });
+    const types = a?.types || b?.types ? [...new Set([...(a?.types ?? []), ...(b?.types ?? [])])] : [];
+    return { e: { k: 'ssa', id }, ...(types.length ? { types } : {}) };
   }
 
   protected loop(s: SyntaxNode): void {

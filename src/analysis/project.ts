@@ -102,8 +102,11 @@ export class Project {
     const known = this.byModule.get(module);
     if (known !== undefined) return known ?? undefined;
     let found: FileUnit | undefined;
+    const parts = module.split('.');
     for (const base of this.searchBases()) {
-      const parts = module.split('.');
+      // Most names looked up are attributes in packages outside the root (torch.nn.functional.
+      // softmax, one lookup per prefix): no file can lie in a directory that is not there.
+      if (!this.dirExists(base, parts, parts.length - 1)) continue;
       const asFile = join(base, ...parts) + '.py';
       const asPkg = join(base, ...parts, '__init__.py');
       const hit = existsSync(asFile) ? asFile : existsSync(asPkg) ? asPkg : undefined;
@@ -111,6 +114,16 @@ export class Project {
     }
     this.byModule.set(module, found ?? null);
     return found;
+  }
+
+  private dirs = new Map<string, boolean>();
+  /** Whether the directory of the first `n` parts under `base` exists, each level checked once. */
+  private dirExists(base: string, parts: string[], n: number): boolean {
+    if (n === 0) return true;
+    const dir = join(base, ...parts.slice(0, n));
+    let known = this.dirs.get(dir);
+    if (known === undefined) this.dirs.set(dir, (known = this.dirExists(base, parts, n - 1) && existsSync(dir)));
+    return known;
   }
 
   private bases?: string[];

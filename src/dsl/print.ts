@@ -23,7 +23,11 @@ export function* programJsonChunks(p: Program): Generator<string> {
   for (const [key, value] of Object.entries(p)) {
     if (key === 'files') {
       yield `${sep}${JSON.stringify(key)}:[`;
-      for (const [i, f] of p.files.entries()) yield `${i ? ',' : ''}${JSON.stringify(f)}`;
+      // the comma on its own: joined to a file's text, it makes a string that writing copies whole
+      for (const [i, f] of p.files.entries()) {
+        if (i) yield ',';
+        yield JSON.stringify(f);
+      }
       yield ']';
     } else {
       const text = JSON.stringify(value);

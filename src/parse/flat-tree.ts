@@ -78,6 +78,7 @@ export class FlatTree implements SourceTree {
     return new SyntaxNode(this.kind(d[0] & ~FIELD_BITS), d[1], d[2], null, this, d[3] > 1, 0);
   }
 
+  /** Every child; those named that were made before are kept, so each node is made once. */
   makeChildren(node: SyntaxNode, at: number): void {
     const d = this.data;
     const end = at + d[at * WORDS + 3];
@@ -85,15 +86,54 @@ export class FlatTree implements SourceTree {
     // which the collector then copies, so count first and allocate the list exactly.
     let count = 0;
     for (let i = at + 1; i < end; i += d[i * WORDS + 3]) count++;
+    const named = SyntaxNode.namedMade(node);
     const kids = new Array<SyntaxNode>(count);
-    for (let i = at + 1, k = 0; i < end; k++) {
+    for (let i = at + 1, k = 0, n = 0; i < end; k++) {
       const w = i * WORDS;
       const head = d[w];
-      const size = d[w + 3];
-      kids[k] = new SyntaxNode(this.kind(head), d[w + 1], d[w + 2], node, this, size > 1, i);
-      i += size;
+      kids[k] = named && ((head >>> 24) & NAMED) !== 0 ? named[n++] : this.make(node, i);
+      i += d[w + 3];
     }
     SyntaxNode.setChildren(node, kids);
+  }
+
+  makeNamed(node: SyntaxNode, at: number): void {
+    const d = this.data;
+    const end = at + d[at * WORDS + 3];
+    let count = 0;
+    let named = 0;
+    for (let i = at + 1; i < end; i += d[i * WORDS + 3]) {
+      count++;
+      if (((d[i * WORDS] >>> 24) & NAMED) !== 0) named++;
+    }
+    if (named === count) {
+      this.makeChildren(node, at);
+      SyntaxNode.setNamed(node, node.children);
+      return;
+    }
+    const kids = named ? new Array<SyntaxNode>(named) : null;
+    for (let i = at + 1, k = 0; kids && i < end; i += d[i * WORDS + 3]) {
+      if (((d[i * WORDS] >>> 24) & NAMED) !== 0) kids[k++] = this.make(node, i);
+    }
+    SyntaxNode.setNamed(node, kids);
+  }
+
+  fieldChild(node: SyntaxNode, at: number, name: string): SyntaxNode | null {
+    const d = this.data;
+    const end = at + d[at * WORDS + 3];
+    for (let i = at + 1, k = 0, n = 0; i < end; i += d[i * WORDS + 3], k++) {
+      const head = d[i * WORDS];
+      const isNamed = ((head >>> 24) & NAMED) !== 0;
+      if (this.fields[(head >>> 16) & 0xff] === name) return isNamed ? node.namedChildren[n] : node.children[k];
+      if (isNamed) n++;
+    }
+    return null;
+  }
+
+  private make(parent: SyntaxNode, i: number): SyntaxNode {
+    const w = i * WORDS;
+    const size = this.data[w + 3];
+    return new SyntaxNode(this.kind(this.data[w]), this.data[w + 1], this.data[w + 2], parent, this, size > 1, i);
   }
 
   /** The top-level nodes: ranges and whether each is a comment. */

@@ -7,6 +7,11 @@
 export interface SourceTree {
   readonly text: string;
   makeChildren(node: SyntaxNode, at: number): void;
+  /** The named children alone (a third of the nodes are punctuation and keywords, which most
+   *  reads never reach). A tree without it makes them all. */
+  makeNamed?(node: SyntaxNode, at: number): void;
+  /** The child in field `name`, making no more children than that takes. */
+  fieldChild?(node: SyntaxNode, at: number, name: string): SyntaxNode | null;
 }
 
 /** What a node is, shared by every node of one type in one field: the type, whether it is
@@ -35,8 +40,10 @@ export class NodeKinds {
  * field name are one shared kind, and the tree holds the text.
  */
 export class SyntaxNode {
-  /** UNMADE until the tree makes them; leaves share one empty list. */
-  private _children: SyntaxNode[];
+  /** Until the tree makes them, what it gave the node to make them from (every tree read is
+   *  held to the end of a run, and one field less is a tenth of a node's size); leaves share
+   *  one empty list. */
+  private _children: SyntaxNode[] | number;
   private _named?: SyntaxNode[];
 
   constructor(
@@ -47,9 +54,9 @@ export class SyntaxNode {
     private readonly tree: SourceTree,
     /** Whether the tree makes the children on first use (else they are added, or there are none). */
     deferred: boolean,
-    private readonly at = 0,
+    at = 0,
   ) {
-    this._children = deferred ? UNMADE : NO_CHILDREN;
+    this._children = deferred ? at : NO_CHILDREN;
   }
 
   get type(): string { return this.kind.type; }
@@ -58,17 +65,25 @@ export class SyntaxNode {
   get field(): string | null { return this.kind.field; }
   get text(): string { return this.tree.text.slice(this.startIndex, this.endIndex); }
   get children(): SyntaxNode[] {
-    if (this._children === UNMADE) {
-      this._children = NO_CHILDREN;
-      this.tree.makeChildren(this, this.at);
-    }
-    return this._children;
+    const at = this._children;
+    if (typeof at !== 'number') return at;
+    this._children = NO_CHILDREN;
+    this.tree.makeChildren(this, at);
+    return this._children as SyntaxNode[];
   }
-  get namedChildren(): SyntaxNode[] { return (this._named ??= namedOf(this.children)); }
+  get namedChildren(): SyntaxNode[] {
+    if (this._named) return this._named;
+    const at = this._children;
+    if (typeof at === 'number' && this.tree.makeNamed) this.tree.makeNamed(this, at);
+    else this._named = namedOf(this.children);
+    return this._named!;
+  }
   get childCount(): number { return this.children.length; }
   child(i: number): SyntaxNode | null { return this.children[i] ?? null; }
   fieldNameForChild(i: number): string | null { return this.children[i]?.field ?? null; }
   childForFieldName(name: string): SyntaxNode | null {
+    const at = this._children;
+    if (typeof at === 'number' && this.tree.fieldChild) return this.tree.fieldChild(this, at, name);
     for (const c of this.children) if (c.field === name) return c;
     return null;
   }
@@ -76,16 +91,23 @@ export class SyntaxNode {
   /** @internal used while copying: appends one child */
   static add(parent: SyntaxNode, child: SyntaxNode): void {
     if (parent._children === NO_CHILDREN) parent._children = [];
-    parent._children.push(child);
+    (parent._children as SyntaxNode[]).push(child);
   }
   /** @internal sets every child at once */
   static setChildren(parent: SyntaxNode, children: SyntaxNode[]): void {
     parent._children = children;
   }
+  /** @internal sets the named children (none: null), before or without the others */
+  static setNamed(parent: SyntaxNode, named: SyntaxNode[] | null): void {
+    parent._named = named ?? NO_CHILDREN;
+  }
+  /** @internal the named children, where they were made before the others */
+  static namedMade(parent: SyntaxNode): SyntaxNode[] | undefined {
+    return parent._named;
+  }
 }
 
 const NO_CHILDREN: SyntaxNode[] = Object.freeze([]) as unknown as SyntaxNode[];
-const UNMADE: SyntaxNode[] = Object.freeze([]) as unknown as SyntaxNode[];
 
 /** The named ones of `kids`: `kids` itself when all are named (both lists are read-only), else an
  *  exactly sized list, as trees are held to the end of a run. */
