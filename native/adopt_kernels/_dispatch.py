@@ -10,6 +10,7 @@ workload, so the tuner can learn which workloads a model runs.
 """
 
 import collections
+import contextlib
 import ctypes
 import os
 import sys
@@ -17,7 +18,7 @@ import threading
 
 import torch
 
-from . import _build, schedules
+from . import _build, gpu, schedules
 from ._impl.switches import enabled
 
 CALLS = collections.Counter()
@@ -117,8 +118,6 @@ _GPU_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float
 def on_gpu(*tensors):
     """True when these tensors go to the kernel's Triton path: on a CUDA device, or on the CPU
     under Triton's interpreter (tests)."""
-    from . import gpu
-
     present = [t for t in tensors if t is not None]
     if not present:
         return False
@@ -136,44 +135,50 @@ def gpu_function(kernel, symbol, dtype, workload, schedule=None):
     name = _GPU_DTYPES.get(dtype)
     if name is None:
         return None
-    from . import gpu
-
     try:
         mod = gpu.module(kernel)
     except ImportError as e:
         say_once(("gpu", kernel.name), f"{kernel.name}: Triton kernel unavailable ({e}); running its reference path")
         return None
-    if not worth_a_launch(kernel, dict(workload, dtype=name)):
+    workload = dict(workload, dtype=name)
+    if not worth_a_launch(kernel, workload):
         return None
-    WORKLOADS[(kernel.name, tuple(sorted(dict(workload, dtype=name, device="cuda").items())))] += 1
+    WORKLOADS[(kernel.name, tuple(sorted(dict(workload, device="cuda").items())))] += 1
     if schedule is None:
-        schedule = schedules.lookup(kernel, dict(workload, dtype=name), device="cuda")
-    fn = getattr(mod, symbol)
-    default = kernel.cuda_space.default
+        schedule = schedules.lookup(kernel, workload, device="cuda")
     if (kernel.name, tuple(sorted(schedule.items()))) in _FAILED_SCHEDULES:
-        schedule = dict(default)
+        schedule = dict(kernel.cuda_space.default)
+    fn = getattr(mod, symbol)
 
     def call(*args, **kwargs):
         with _on_device_of(args):
             try:
-                out = fn(*args, schedule=schedule, **kwargs)
+                out = with_fallback(kernel, schedule, lambda s: fn(*args, schedule=s, **kwargs))
             except Exception as e:
-                if schedule != default and _is_resource_error(e):
-                    # a schedule the device cannot take (resources): the default, from now on
-                    _FAILED_SCHEDULES.add((kernel.name, tuple(sorted(schedule.items()))))
-                    FALLBACKS[kernel.name] += 1
-                    say_once(("gpu-schedule", kernel.name, tuple(sorted(schedule.items()))),
-                             f"{kernel.name} schedule {schedule} cannot run on this device ({type(e).__name__}); using the default")
-                    out = fn(*args, schedule=dict(default), **kwargs)
-                elif (kernel.name, symbol) not in _LAUNCHED:
-                    return _first_launch_failed(kernel, mod, e)
-                else:
+                if (kernel.name, symbol) in _LAUNCHED:
                     raise
+                return _first_launch_failed(kernel, mod, e)
         _LAUNCHED.add((kernel.name, symbol))
         CALLS[kernel.name] += 1
         return out
 
     return call
+
+
+def with_fallback(kernel, schedule, launch):
+    """``launch(schedule)``; a schedule the device cannot take (resources) runs the default
+    instead, and is remembered, counted in FALLBACKS and said once."""
+    default = kernel.cuda_space.default
+    try:
+        return launch(schedule)
+    except Exception as e:
+        if schedule == default or not _is_resource_error(e):
+            raise
+        key = (kernel.name, tuple(sorted(schedule.items())))
+        _FAILED_SCHEDULES.add(key)
+        FALLBACKS[kernel.name] += 1
+        say_once(("gpu-schedule",) + key, f"{kernel.name} schedule {schedule} cannot run on this device ({type(e).__name__}); using the default")
+        return launch(dict(default))
 
 
 FALLBACKS = collections.Counter()  # calls whose schedule could not run and took the default
@@ -185,8 +190,6 @@ def _first_launch_failed(kernel, mod, e):
     """A kernel that cannot build or launch here (no host compiler for Triton's launcher, a GPU
     too old for its instructions) is switched off for the process and its caller runs the torch
     path; an in-place kernel cannot hand its work back, so its error stands."""
-    from . import gpu
-
     gpu.give_up(kernel, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
     say_once(("gpu-build", kernel.name), f"{kernel.name}: the Triton kernel failed at its first launch ({type(e).__name__}: {e}); "
              "running the torch path from now on")
@@ -197,8 +200,6 @@ def _first_launch_failed(kernel, mod, e):
 
 def _on_device_of(args):
     """Triton launches on the current device: make it the tensors' device (a model on cuda:1)."""
-    import contextlib
-
     dev = next((a.device for a in args if isinstance(a, torch.Tensor) and a.is_cuda), None)
     if dev is None or dev.index is None or dev.index == torch.cuda.current_device():
         return contextlib.nullcontext()

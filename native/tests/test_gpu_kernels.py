@@ -153,3 +153,39 @@ def test_a_kernel_that_cannot_launch_hands_its_calls_back(monkeypatch):
     fn = _dispatch.gpu_function(adam, "apply_step", torch.float32, {"params": 32, "tensors": 1})
     with pytest.raises(RuntimeError, match="C compiler"):
         fn([x], [x], [x], [x], [1], 1e-3, (0.9, 0.999), 1e-8, 0.0, 0)
+
+
+def test_a_schedule_the_device_refuses_is_remembered_counted_and_replaced(monkeypatch):
+    """Too much shared memory, say: the default runs instead, FALLBACKS counts it (the measurers
+    record such a schedule as a compile error), and later bindings go straight to the default."""
+    kernel = registry.KERNELS["rms_norm"]
+    mod = _module(kernel)
+    monkeypatch.setattr(_dispatch, "_FAILED_SCHEDULES", set())
+    default = dict(kernel.cuda_space.default)
+    other = dict(default, rows=2)
+    real, seen = mod.rms_norm, []
+
+    class OutOfResources(Exception):
+        pass
+
+    def picky(*args, schedule, **kwargs):
+        seen.append(schedule)
+        if schedule != default:
+            raise OutOfResources("out of resource: shared memory")
+        return real(*args, schedule=schedule, **kwargs)
+
+    monkeypatch.setattr(mod, "rms_norm", picky)
+    x, w = torch.randn(4, 32, device=DEVICE), torch.ones(32, device=DEVICE)
+    before = _dispatch.FALLBACKS["rms_norm"]
+    _dispatch.gpu_function(kernel, "rms_norm", x.dtype, {"rows": 4, "n": 32}, other)(x, w, 1e-6, 0.0)
+    assert seen == [other, default] and _dispatch.FALLBACKS["rms_norm"] == before + 1
+    _dispatch.gpu_function(kernel, "rms_norm", x.dtype, {"rows": 4, "n": 32}, other)(x, w, 1e-6, 0.0)
+    assert seen[2:] == [default]
+
+
+def test_a_malformed_size_floor_is_said_and_ignored(monkeypatch, capsys):
+    kernel = registry.KERNELS["rms_norm"]
+    monkeypatch.setenv("ADOPT_TRITON_MIN_BYTES", "lots")
+    monkeypatch.setattr(_dispatch, "_said", set())
+    assert not _dispatch.worth_a_launch(kernel, {"rows": 8, "n": 64, "dtype": "float32"})
+    assert "ADOPT_TRITON_MIN_BYTES='lots' is not a number of bytes" in capsys.readouterr().err

@@ -111,17 +111,9 @@ def _grads(run, out, lse, dout, schedule):
 
 def backward(run, out, lse, dout, schedule):
     """dQ, dK and dV; a schedule the device cannot take (shared memory, say) falls back to the
-    default, as ``_dispatch.gpu_function`` does for the forward."""
+    default through the dispatcher, as the forward does."""
     from .. import _dispatch, registry
     from ..kernels.flash_attention import _unit_last
 
     dout = _unit_last(dout.to(run.q.dtype))
-    default = registry.KERNELS["flash_attention"].cuda_space.default
-    try:
-        return _grads(run, out, lse, dout, schedule)
-    except Exception as e:  # noqa: BLE001 (re-raised unless it is a resource error)
-        if schedule == default or not _dispatch._is_resource_error(e):
-            raise
-        _dispatch.say_once(("gpu-schedule-bwd", tuple(sorted(schedule.items()))),
-                           f"flash_attention backward schedule {schedule} cannot run on this device ({type(e).__name__}); using the default")
-        return _grads(run, out, lse, dout, dict(default))
+    return _dispatch.with_fallback(registry.KERNELS["flash_attention"], schedule, lambda s: _grads(run, out, lse, dout, s))
