@@ -196,6 +196,57 @@ def test_fused_qkv_leaves_no_gradient_on_a_projection_whose_output_is_unused():
     torch.testing.assert_close(got_x, x.grad)
 
 
+def _separate_and_fused_grads(attn, x, frozen=()):
+    """Gradients of x and of every trainable parameter, from separate calls and from fused_qkv,
+    each after two backward passes (the second accumulates into the first's .grad)."""
+    for name in frozen:
+        attn.get_parameter(name).requires_grad_(False)
+    out = {}
+    for how in ("separate", "fused"):
+        attn.zero_grad(set_to_none=True)
+        xl = x.detach().requires_grad_()
+        for step in range(2):
+            if how == "separate":
+                q, k, v = attn.q_proj(xl), attn.k_proj(xl), attn.v_proj(xl)
+            else:
+                q, k, v = ak.fused_qkv(xl, attn.q_proj, attn.k_proj, attn.v_proj)
+            ((q * (step + 1)).sum() + k.pow(2).sum() + (v * v.detach().sign()).sum()).backward()
+        out[how] = {"x": xl.grad, **{n: p.grad.clone() for n, p in attn.named_parameters() if p.grad is not None}}
+    return out["separate"], out["fused"]
+
+
+@pytest.mark.parametrize("biases", [(True, True, True), (False, False, False), (True, False, True)])
+@pytest.mark.parametrize("frozen", [(), ("q_proj.weight", "k_proj.weight", "v_proj.weight")])
+def test_fused_qkv_backward_over_the_stacked_gradient(biases, frozen, monkeypatch):
+    # every output has a gradient: the backward runs two matmuls over the stacked gradient, not
+    # the per-layer loop; gradients accumulated over two passes and frozen weights as separate calls
+    def per_layer_not_expected(*a):
+        raise AssertionError("the per-layer backward ran")
+
+    monkeypatch.setattr(projections._StackedLinear, "_backward_per_layer", staticmethod(per_layer_not_expected))
+    attn = Attn(13, 12, 6, biases, torch.float64)
+    ref, got = _separate_and_fused_grads(attn, torch.randn(3, 5, 13, dtype=torch.float64), frozen)
+    assert ref.keys() == got.keys()
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name])
+
+
+def test_fused_qkv_stacked_backward_negative_control(monkeypatch):
+    # the comparison above catches a stacked backward that hands the layers each other's rows
+    real = projections._StackedLinear._backward_stacked
+
+    def swapped(ctx, x, weights, grads):
+        out = list(real(ctx, x, weights, grads))
+        out[2], out[4] = out[4], out[2]  # q's and k's weight gradients exchanged
+        return tuple(out)
+
+    monkeypatch.setattr(projections._StackedLinear, "_backward_stacked", staticmethod(swapped))
+    attn = Attn(13, 12, 12, (True, True, True), torch.float64)
+    ref, got = _separate_and_fused_grads(attn, torch.randn(3, 5, 13, dtype=torch.float64))
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(got["q_proj.weight"], ref["q_proj.weight"])
+
+
 def test_fused_qkv_backward_under_autocast():
     # mixed-precision training: the outputs are bf16, the saved input and weights fp32
     attn = Attn(13, 12, 6, (True, True, True), torch.float32)

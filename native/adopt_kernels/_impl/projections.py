@@ -76,6 +76,8 @@ class _StackedLinear(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         weight, bias = _stacked(layers)
         out = F.linear(x, weight, bias)
+        # the layers' own weights are saved, not the stacked copy: the backward stacks them
+        # again, so that training keeps no second copy of the weights alive between the passes
         ctx.save_for_backward(x, *params[0::2])
         ctx.has_bias = [b is not None for b in params[1::2]]
         widths = [layer.out_features for layer in layers]
@@ -84,15 +86,44 @@ class _StackedLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         x, *weights = ctx.saved_tensors
+        if any(g is None for g in grads) or len({g.dtype for g in grads}) != 1:
+            return _StackedLinear._backward_per_layer(ctx, x, weights, grads)
+        return _StackedLinear._backward_stacked(ctx, x, weights, grads)
+
+    @staticmethod
+    def _backward_stacked(ctx, x, weights, grads):
+        """Every output has a gradient: two matmuls over the stacked gradient, as the forward's
+        one over the stacked weights. Per layer they would be three small matmuls for the input's
+        gradient, summed, and three for the weights'; on CPU the stacked pair measured 1.5-2x
+        faster (QKV of a 768-wide layer, 788 tokens, 2 threads)."""
+        # under autocast the outputs (and so their gradients) are in the autocast dtype while
+        # x and the weights were saved as they are: compute in the gradient's dtype and hand
+        # back each gradient in its input's dtype, as autograd would
+        dtype = grads[0].dtype
+        g = torch.cat(grads, dim=-1)
+        g2 = g.reshape(-1, g.shape[-1])
+        widths = [w.shape[0] for w in weights]
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = g.matmul(torch.cat([w.to(dtype) for w in weights], dim=0)).to(x.dtype)
+        want_w = [ctx.needs_input_grad[2 + 2 * i] for i in range(len(weights))]
+        want_b = [has_bias and ctx.needs_input_grad[3 + 2 * i] for i, has_bias in enumerate(ctx.has_bias)]
+        grad_w = g2.t().matmul(x.reshape(-1, x.shape[-1]).to(dtype)).split(widths, dim=0) if any(want_w) else [None] * len(weights)
+        grad_b = g2.sum(0).split(widths) if any(want_b) else [None] * len(weights)
+        grad_params = []
+        for w, gw, gb, ww, wb in zip(weights, grad_w, grad_b, want_w, want_b):
+            grad_params += [gw.to(w.dtype) if ww else None, gb.to(w.dtype) if wb else None]
+        return (grad_x, None, *grad_params)
+
+    @staticmethod
+    def _backward_per_layer(ctx, x, weights, grads):
+        """Some output received no gradient: each layer's gradients from its own output."""
         grad_x = None
         grad_params = []
         for i, (g, w, has_bias) in enumerate(zip(grads, weights, ctx.has_bias)):
             if g is None:
                 grad_params += [None, None]
                 continue
-            # under autocast the outputs (and so their gradients) are in the autocast dtype while
-            # x and the weights were saved as they are: compute in the gradient's dtype and hand
-            # back each gradient in its input's dtype, as autograd would
             g2 = g.reshape(-1, g.shape[-1])
             x2 = x.reshape(-1, x.shape[-1]).to(g.dtype)
             if ctx.needs_input_grad[0]:
