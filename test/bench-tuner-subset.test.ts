@@ -41,4 +41,10 @@ describe('bench:tuner on a subset of the kernels', () => {
     expect(again.out).toMatch(/pre-training: (\d+)\/\1 models loaded from /);
     expect(again.out).toContain(`loaded from ${written},`);
   }, 120_000);
+
+  it('refuses a kernel it has no replay data for, naming the ones it has', () => {
+    const r = bench(join(repoRoot, 'fixtures', 'tuning', 'replay'), join(tempProject({}), 'cache'), 'rms_norm,no_such_kernel');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--kernels: no replay data for no_such_kernel in .*\(there is: .*rms_norm/);
+  });
 });

@@ -253,6 +253,13 @@ async function main(): Promise<number> {
   const t0 = performance.now();
   const loaded = loadReplayDir(args.replay);
   let spaces = loaded;
+  for (const [flag, names] of [['--kernels', args.kernels], ['--live-kernels', args.liveKernels]] as const) {
+    const unknown = (names ?? []).filter((k) => !loaded.some((s) => s.kernel === k));
+    if (unknown.length) {
+      process.stderr.write(`${flag}: no replay data for ${unknown.join(', ')} in ${args.replay} (there is: ${[...new Set(loaded.map((s) => s.kernel))].join(', ') || 'none'})\n`);
+      return 2;
+    }
+  }
   if (args.kernels) spaces = spaces.filter((s) => args.kernels!.includes(s.kernel));
   if (!spaces.length) {
     process.stderr.write(`no replay data in ${args.replay}: run PYTHONPATH=native python3 -m adopt_harness.measure --exhaustive\n`);
