@@ -44,6 +44,20 @@ describe('adopt tune MODEL', () => {
     expect(rms.workload).toEqual({ dtype: 'float32', n: 96, rows: 16 });
   });
 
+  it('tunes the workloads in the dtype the model runs in (--dtype), and refuses one a kernel lacks', () => {
+    const { r, dir } = tune(['--batch', '1', '--seq', '16', '--dtype', 'bfloat16']);
+    expect(r.code, r.stderr).toBe(0);
+    const found = JSON.parse(r.stdout).tuned as Found[];
+    expect(found.length).toBeGreaterThan(0);
+    expect(found.every((w) => w.workload.dtype === 'bfloat16')).toBe(true);
+    const file = JSON.parse(readFileSync(join(dir, 's.json'), 'utf8'));
+    expect(file.entries.every((e: Found) => e.workload.dtype === 'bfloat16')).toBe(true);
+    const bad = tune(['--batch', '1', '--seq', '16', '--dtype', 'float64']).r;
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--dtype float64: \w+ takes float32 or bfloat16/);
+    expect(looksLikeCrash(bad.stderr)).toBe(false);
+  });
+
   it('says when there is nothing to tune, and refuses a model it cannot build at its real size', () => {
     const dir = tmp();
     const plain = join(dir, 'plain.py');

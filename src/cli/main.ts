@@ -131,7 +131,7 @@ function registerTuneCommands(program: Command, done: (code: number) => void): v
     .option('--rules <rules>', 'with a model: the rules to rewrite with (as for adopt rewrite)')
     .option('--kernel <name>', 'the kernel (see adopt kernels status)')
     .option('--shape <sizes>', 'the workload, e.g. rows=4096,n=768')
-    .option('--dtype <dtype>', 'float32 or bfloat16', undefined)
+    .option('--dtype <dtype>', 'float32 or bfloat16 (float16 too with --target cuda): with --kernel, the workload\'s; with a model, the dtype it runs in (default: float32 on the CPU, bfloat16 with --target cuda)', undefined)
     .option('--target <cpu|cuda>', 'the device to tune for', 'cpu')
     .option('--budget <n>', 'measurements allowed per workload (0: records only)', '32')
     .option('--strategy <name>', 'auto, guided, nearest, diffusion, random, grid, autotvm64, autotvm8', 'auto')

@@ -153,7 +153,7 @@ export async function tuneDiscovered(discovery: Discovery, opts: TuneCliOptions,
     return null;
   }
   const { strategy, budget, device } = commonOptions(opts);
-  const workloads = device === 'cpu' ? discovery.workloads : gpuWorkloads(discovery.workloads);
+  const workloads = inDtype(device === 'cpu' ? discovery.workloads : gpuWorkloads(discovery.workloads), opts.dtype, device);
   const bar = new Progress('tuning', workloads.length * Math.max(budget, 1));
   const summary = await tuneWorkloads(workloads, {
     budget, strategy, db: opts.db, seed: Number(opts.seed ?? '0'), force: !!opts.force, targetInfo: info, device,
@@ -162,6 +162,27 @@ export async function tuneDiscovered(discovery: Discovery, opts: TuneCliOptions,
   });
   bar.end();
   return summary;
+}
+
+/** The model's workloads in the dtype it will run in: `--dtype`, else bfloat16 on a GPU. The run
+ *  that finds them is a float32 one on the CPU, and a schedule is looked up by dtype, so float32
+ *  records would never be read by a bfloat16 model. Workloads that become one are merged. */
+function inDtype(workloads: Discovery['workloads'], asked: string | undefined, device: Device): Discovery['workloads'] {
+  const dtype = asked ?? (device === 'cuda' ? 'bfloat16' : undefined);
+  if (!dtype) return workloads;
+  const reg = loadRegistry();
+  const merged = new Map<string, Discovery['workloads'][number]>();
+  for (const w of workloads) {
+    const k = reg.kernels[w.kernel];
+    const dtypes = device === 'cuda' ? [...k.dtypes, 'float16'] : k.dtypes;
+    if (!dtypes.includes(dtype)) throw new AdoptError(`--dtype ${dtype}: ${w.kernel} takes ${dtypes.join(' or ')}${device === 'cuda' ? ' on a GPU' : ''}`);
+    const workload = 'dtype' in w.workload ? { ...w.workload, dtype } : w.workload;
+    const key = `${w.kernel} ${JSON.stringify(Object.entries(workload).sort())}`;
+    const seen = merged.get(key);
+    if (seen) merged.set(key, { ...seen, calls: seen.calls + w.calls, files: [...new Set([...seen.files, ...w.files])] });
+    else merged.set(key, { ...w, workload });
+  }
+  return [...merged.values()];
 }
 
 /** The workloads of kernels that have a Triton kernel (the model's shapes are the same on the GPU);
