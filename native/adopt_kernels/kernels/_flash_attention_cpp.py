@@ -343,6 +343,9 @@ extern "C" void attn_bwd(const scalar_t* q, const scalar_t* k, const scalar_t* v
       for (int64_t g = 0; g < groups; ++g) {
         const int64_t b = bh / H, h = bh % H;
         float* dqg = dq + g * B * H * L * rup(D, DQ_PAD);
+        // this task alone accumulates into these rows: it zeroes them (the caller's buffer is
+        // not zeroed, which would fault in every page from one thread and pass over it once more)
+        std::memset(dqg + bh * L * rup(D, DQ_PAD), 0, L * rup(D, DQ_PAD) * 4);
         for (int64_t kb = g * nkb / groups; kb < (g + 1) * nkb / groups; ++kb) {
           const int64_t j0 = kb * BK, nk = std::min<int64_t>(BK, S - j0);
           pack_block(k, v, meta, b, h, j0, w);

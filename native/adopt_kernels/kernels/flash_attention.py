@@ -171,7 +171,7 @@ class FlashAttentionFunction(torch.autograd.Function):
         dout = dout.to(q.dtype).contiguous()
         delta = (dout.float() * out.float()).sum(-1)
         groups = _groups(B, H, S)
-        dq = torch.zeros(groups, B, H, L, -(-D // DQ_PAD) * DQ_PAD, dtype=torch.float32)
+        dq = torch.empty(groups, B, H, L, -(-D // DQ_PAD) * DQ_PAD, dtype=torch.float32)  # zeroed by the kernel
         dk = torch.empty(B, H, S, D, dtype=torch.float32)
         dv = torch.empty(B, H, S, v.size(3), dtype=torch.float32)
         ctx.bwd(_dispatch.ptr(q), _dispatch.ptr(k), _dispatch.ptr(v), *(_dispatch.ptr(t) for t in masks), _dispatch.ptr(dout),
