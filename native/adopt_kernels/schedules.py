@@ -130,7 +130,7 @@ def _distance(a, b):
 
 def lookup(kernel, workload, device="cpu"):
     """The schedule for ``workload`` on ``device``: an exact entry, else the nearest entry of the
-    same dtype legalised for this workload, else the kernel's default."""
+    same dtype legalised for this workload, else the kernel's default (legalised likewise)."""
     env = os.environ.get("ADOPT_SCHEDULES")
     if env:
         use(env)
@@ -144,7 +144,12 @@ def lookup(kernel, workload, device="cpu"):
         d = 0.0 if w == workload else _distance(workload, w)
         if d < best_d:
             best, best_d = s, d
-    schedule = dict(space.default) if best is None else space.legalise(best, workload)
+    if best is None:
+        # the default is legalised too: a space's constraints name workload sizes (a block no
+        # wider than the row, say), and no single schedule meets them at every size
+        schedule = dict(space.default) if space.legal(space.default, workload) else space.legalise(space.default, workload)
+    else:
+        schedule = space.legalise(best, workload)
     _lookup_cache[key] = schedule
     return schedule
 

@@ -165,6 +165,22 @@ def test_a_schedule_written_before_a_parameter_existed_keeps_its_tuned_values(tm
     assert schedules.lookup(K.KERNEL, workload) == dict(tuned, **{new: K.SPACE.default[new]})
 
 
+@pytest.mark.parametrize("name, workload", [
+    ("gated_act", {"rows": 64, "n": 128, "act": "silu", "dtype": "bfloat16"}),  # a block wider than twice the row
+    ("layer_norm", {"rows": 64, "n": 64, "dtype": "bfloat16"}),  # a row too short for the default's warps
+    ("rope", {"batch": 1, "heads": 4, "kv_heads": 4, "seq": 16, "dim": 256, "interleaved": 0, "dtype": "bfloat16"}),
+])
+def test_a_default_the_workload_forbids_is_legalised(name, workload, fresh_schedules):
+    space = registry.KERNELS[name].cuda_space
+    assert not space.legal(space.default, workload)  # else this case tests nothing
+    got = schedules.lookup(registry.KERNELS[name], workload, device="cuda")
+    assert space.legal(got, workload)
+    assert got == space.legalise(space.default, workload)
+    # where the default is legal it is taken as it is
+    big = dict(workload, **{"n": 4096} if "n" in workload else {"dim": 128})
+    assert schedules.lookup(registry.KERNELS[name], big, device="cuda") == space.default
+
+
 def test_compiled_calls_are_counted_per_workload():
     import adopt_kernels
 

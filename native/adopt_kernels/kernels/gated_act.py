@@ -396,7 +396,10 @@ KERNEL = register(Kernel(
     ),
     cuda_space=Space(
         params={"block": (256, 512, 1024, 2048), "rows": (1, 2, 4), "num_warps": (4, 8)},
-        default={"block": 1024, "rows": 2, "num_warps": 4},
+        # the schedule nearest the optimum over the H200 replay workloads (fixtures/tuning/replay-cuda).
+        # Chosen on all but one workload, the held-out one ran at 0.99 of its optimum (geometric mean
+        # over the workloads left out), the previous default at 0.89
+        default={"block": 2048, "rows": 2, "num_warps": 8},
         # a tile of at least 512 values, at most 16 a thread (more spill the backward's
         # registers), no wider than a row needs
         constraints=("block * rows >= 512", "block * rows <= 512 * num_warps", "block < 2 * n + 256"),

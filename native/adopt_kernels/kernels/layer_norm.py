@@ -541,7 +541,10 @@ KERNEL = register(Kernel(
     # partial weight and bias gradients it sums in registers); num_warps per program
     cuda_space=Space(
         params={"rows": (1, 2, 4, 8), "bwd_rows": (16, 64, 256), "num_warps": (2, 4, 8, 16)},
-        default={"rows": 1, "bwd_rows": 64, "num_warps": 4},
+        # the schedule nearest the optimum over the H200 replay workloads (fixtures/tuning/replay-cuda).
+        # Chosen on all but one workload, the held-out one ran at 0.92 of its optimum (geometric mean
+        # over the workloads left out), the previous default at 0.88
+        default={"rows": 1, "bwd_rows": 64, "num_warps": 8},
         # at most 32 values of a tensor to a thread, at least one
         constraints=("(rows == 1) + (rows * n <= 4096) >= 1", "rows * n <= num_warps * 1024", "rows * n >= num_warps * 32"),
     ),

@@ -238,6 +238,9 @@ KERNEL = register(Kernel(
     example_workloads=tuple({"rows": r, "n": n, "dtype": "float32"} for r, n in ((2048, 768), (4096, 1024), (1024, 4096), (8192, 2048), (512, 3072))),
     cuda_space=Space(
         params={"rows": (1, 2, 4, 8), "bwd_rows": (8, 32, 128), "num_warps": (1, 2, 4, 8, 16)},
-        default={"rows": 1, "bwd_rows": 32, "num_warps": 4},
+        # the schedule nearest the optimum over the H200 replay workloads (fixtures/tuning/replay-cuda).
+        # Chosen on all but one workload, the held-out one ran at 0.94 of its optimum (geometric mean
+        # over the workloads left out), the previous default at 0.82
+        default={"rows": 2, "bwd_rows": 128, "num_warps": 4},
     ),
 ))

@@ -479,7 +479,10 @@ KERNEL = register(Kernel(
     ),
     cuda_space=Space(
         params={"rows": (2, 4, 8, 16, 32), "heads_inner": (0, 1), "num_warps": (2, 4, 8)},
-        default={"rows": 8, "heads_inner": 1, "num_warps": 4},
+        # the schedule nearest the optimum over the H200 replay workloads (fixtures/tuning/replay-cuda).
+        # Chosen on all but one workload, the held-out one ran at 0.90 of its optimum (geometric mean
+        # over the workloads left out), the previous default at 0.80
+        default={"rows": 16, "heads_inner": 1, "num_warps": 4},
         # a program's tile of rows x dim values: at least 256, at most 16 a thread (32 spill
         # registers)
         constraints=("rows * dim >= 256", "rows * dim <= 512 * num_warps"),
