@@ -14,7 +14,8 @@
 #
 #   scripts/gpu-check.sh kernels OUT   on the GPU machine, the Triton kernels alone (no preparing):
 #     1. native/tests/test_gpu_*.py on CUDA: each kernel against its float64 reference
-#     2. adopt_harness.gpu_bench: eager against ours, bandwidth against a copy, peak memory, and
+#     2. adopt_harness.gpu_bench: eager against ours, bandwidth against a copy, peak memory, ours
+#        against torch.compile of the eager composite (first workload of each kernel), and
 #        every GPU schedule space measured for the tuner's replay (OUT/replay.tar.gz)
 #     GPU_BENCH_S (default 330) bounds step 2; GPU_BENCH_ARGS adds arguments to it.
 #   scripts/gpu-check.sh models OUT    on the GPU machine, step 3 of run alone (after prepare here)

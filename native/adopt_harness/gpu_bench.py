@@ -6,7 +6,9 @@ moves at least ``--min-mib`` (small GPU launches measure the launch, not the ker
 schedule is checked against the float64 reference and timed, interleaved over ``--repeats``
 rounds, with CUDA events around enough calls to fill a millisecond; the eager composite is timed
 in the same rounds. The physical limit is a device-to-device copy measured in the same run:
-``bw_fraction`` is the bytes a fused forward must move over its time as a fraction of it.
+``bw_fraction`` is the bytes a fused forward must move over its time as a fraction of it. At
+each kernel's first workload the best schedule is also timed against ``torch.compile`` of the
+eager composite (``--no-vs-compiled`` skips it: compiling takes tens of seconds a kernel).
 
 Compiling is most of the cost of a GPU space, so ``--jobs`` processes compile every schedule first
 (Triton's on-disk cache then serves the measuring process). ``--deadline-s`` stops starting new
@@ -14,6 +16,7 @@ work past that many seconds, so one short run on a GPU machine always writes wha
 
 Usage: python -m adopt_harness.gpu_bench [--kernels a,b] [--dtype bfloat16] [--workloads 5]
        [--repeats 5] [--min-mib 128] [--replay-out DIR] [--json OUT] [--jobs N] [--deadline-s S]
+       [--no-vs-compiled] [--interpret]
 Ends with one JSON line.
 """
 
@@ -172,6 +175,29 @@ def measure_space(kernel, workload, schedules, repeats):
     return results, summary
 
 
+def vs_compiled(kernel, workload, schedule, repeats):
+    """Forward+backward at one workload against ``torch.compile`` of the eager composite the kernel
+    replaces: the peer a user would reach for. Compiling takes tens of seconds a workload, so the
+    caller asks for one."""
+    if not hasattr(torch, "compile"):
+        return {"error": f"torch {torch.__version__} has no torch.compile"}
+    run, eager, _check = kernel.make_case(workload, seed=0, device=DEVICE)
+    try:
+        compiled = torch.compile(eager, dynamic=False)
+        t0 = time.perf_counter()
+        compiled(True)
+        compiled(True)
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
+        compile_s = time.perf_counter() - t0
+    except Exception as e:  # the comparison must not lose the kernel's own figures
+        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+    times, _ = interleaved({"ours": lambda: run(schedule, True), "compiled": lambda: compiled(True), "eager": lambda: eager(True)}, repeats)
+    return {"workload": workload, "kernel_fwdbwd_ms": times["ours"] * 1e3, "compiled_fwdbwd_ms": times["compiled"] * 1e3,
+            "eager_fwdbwd_ms": times["eager"] * 1e3, "speedup_vs_compiled": times["compiled"] / times["ours"],
+            "compiled_over_eager": times["compiled"] / times["eager"], "compile_s": compile_s}
+
+
 def bench_kernel(kernel, args, copy_bw, fingerprint, deadline):
     space = kernel.cuda_space
     workloads = []
@@ -212,6 +238,15 @@ def bench_kernel(kernel, args, copy_bw, fingerprint, deadline):
         with open(os.path.join(args.replay_out, f"{kernel.name}.cuda-{fingerprint['key']}.json"), "w", encoding="utf-8") as f:
             json.dump(data, f, sort_keys=True)
             f.write("\n")
+    peer = None
+    if args.vs_compiled and rows and time.perf_counter() < deadline:
+        peer = vs_compiled(kernel, rows[0]["workload"], rows[0]["best_schedule"], args.repeats)
+        if "error" in peer:
+            print(f"  {kernel.name} vs torch.compile: not measured ({peer['error']})", flush=True)
+        else:
+            print(f"  {kernel.name} vs torch.compile (first workload, forward+backward): ours {peer['kernel_fwdbwd_ms']:.3f} ms, "
+                  f"compiled {peer['compiled_fwdbwd_ms']:.3f} ms (x{peer['speedup_vs_compiled']:.2f}), eager {peer['eager_fwdbwd_ms']:.3f} ms; "
+                  f"compiling took {peer['compile_s']:.0f} s", flush=True)
     memory = memory_sweep(kernel, args.dtype) if DEVICE == "cuda" and time.perf_counter() < deadline else []
     if kernel.name == "flash_attention" and DEVICE == "cuda" and time.perf_counter() < deadline:
         try:
@@ -219,7 +254,7 @@ def bench_kernel(kernel, args, copy_bw, fingerprint, deadline):
         except Exception as e:  # the comparison must not lose the kernel's own figures
             print(f"  attention vs SDPA failed: {type(e).__name__}: {e}", flush=True)
     med = lambda key: statistics.median(r[key] for r in rows if r[key] is not None) if any(r[key] is not None for r in rows) else None  # noqa: E731
-    return {"memory": memory, "speedup_fwd": med("speedup_fwd"), "speedup_fwdbwd": med("speedup_fwdbwd"), "speedup_default": med("speedup_default"),
+    return {"memory": memory, "vs_compiled": peer, "speedup_fwd": med("speedup_fwd"), "speedup_fwdbwd": med("speedup_fwdbwd"), "speedup_default": med("speedup_default"),
             "bw_fraction": med("bw_fraction"), "compile_s": compile_s, "workloads": rows}
 
 
@@ -280,6 +315,11 @@ def memory_sweep(kernel, dtype):
     return rows
 
 
+def _median_peer(results):
+    ratios = [r["vs_compiled"]["speedup_vs_compiled"] for r in results if (r.get("vs_compiled") or {}).get("speedup_vs_compiled")]
+    return statistics.median(ratios) if ratios else None
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--kernels", default="")
@@ -292,6 +332,8 @@ def main(argv=None):
     p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     p.add_argument("--deadline-s", type=float, default=float("inf"))
     p.add_argument("--interpret", action="store_true", help="a dry run on the CPU through Triton's interpreter (tiny sizes)")
+    p.add_argument("--no-vs-compiled", dest="vs_compiled", action="store_false",
+                   help="skip the comparison with torch.compile of the eager composite (at each kernel's first workload)")
     args = p.parse_args(argv)
     global DEVICE
     os.environ["ADOPT_TRITON_MIN_BYTES"] = "0"  # the kernels themselves are measured, whatever the size
@@ -324,6 +366,7 @@ def main(argv=None):
     done = [r for r in results.values() if r.get("speedup_fwdbwd")]
     summary = {"device": fingerprint["gpu"], "dtype": args.dtype, "copy_gbps": copy_bw / 1e9,
                "median_speedup_fwdbwd": statistics.median(r["speedup_fwdbwd"] for r in done) if done else None,
+               "median_speedup_vs_compiled": _median_peer(results.values()),
                "kernels": {k: {kk: v for kk, v in r.items() if kk not in ("workloads", "memory")} for k, r in results.items()}}
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
