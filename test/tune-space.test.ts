@@ -3,6 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../src/tune/rng.js';
 import { Space, checkConstraint, loadRegistry, scheduleKey } from '../src/tune/space.js';
+
+const sameAsDefault = (a: Record<string, unknown>, b: Record<string, unknown>) => scheduleKey(a as never) === scheduleKey(b as never);
 import { runPython } from '../src/verify/python.js';
 
 function py(script: string, input: unknown): unknown {
@@ -63,6 +65,28 @@ describe('schedule space', () => {
       });
     }
   }, 120_000);
+
+  it('runs the default as dispatch does: legalised where the workload forbids it, as Python\'s lookup', () => {
+    const reg = loadRegistry();
+    const cases = [
+      { kernel: 'gated_act', workload: { rows: 64, n: 128, act: 'silu', dtype: 'bfloat16' } },
+      { kernel: 'layer_norm', workload: { rows: 64, n: 64, dtype: 'bfloat16' } },
+      { kernel: 'gated_act', workload: { rows: 64, n: 4096, act: 'silu', dtype: 'bfloat16' } },
+    ];
+    const script = `
+import json, sys
+from adopt_kernels import registry, schedules
+from adopt_kernels import kernels
+print(json.dumps([schedules.lookup(registry.KERNELS[c["kernel"]], c["workload"], device="cuda") for c in json.load(sys.stdin)]))`;
+    const theirs = py(script, cases) as Record<string, unknown>[];
+    cases.forEach((c, i) => {
+      const space = Space.fromJson(reg.kernels[c.kernel].cuda_space!);
+      const mine = space.defaultAt(c.workload);
+      expect(space.legal(mine, c.workload), c.kernel).toBe(true);
+      expect(mine).toEqual(theirs[i]);
+      expect(sameAsDefault(mine, space.defaults)).toBe(space.legal(space.defaults, c.workload));
+    });
+  });
 
   it('evaluates constraints as Python does (%, //, /, comparisons, unary minus)', () => {
     const params = { block: [1, 2, 3, 4, 8, 16], warps: [1, 2, 4] };

@@ -252,6 +252,11 @@ export class Space {
     return d;
   }
 
+  /** The default as dispatch runs it at `workload`: legalised where the workload's constraints forbid it. */
+  defaultAt(workload: Workload = {}): Schedule {
+    return this.legal(this.defaults, workload) ? { ...this.defaults } : this.legalise(this.defaults, workload);
+  }
+
   /** The legal schedule at `workload` nearest to `s` (taken from another shape); the default when none is legal. */
   legalise(s: Schedule, workload: Workload = {}): Schedule {
     let best: Schedule | null = null;

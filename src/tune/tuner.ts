@@ -125,7 +125,7 @@ function recordsOnly(space: Space, workload: Workload, recs: TuneRecord[], base:
     return { ...base, schedule: near[0], source: 'nearest-record', measurements: 0, default_s: null, best_s: null, speedup: null, failures: 0,
       notes: [...base.notes, 'budget 0: the best schedule of the nearest recorded workload, legalised for this one (not measured here)'] };
   }
-  return { ...base, schedule: { ...space.defaults }, source: 'default', measurements: 0, default_s: null, best_s: null, speedup: null, failures: 0,
+  return { ...base, schedule: space.defaultAt(workload), source: 'default', measurements: 0, default_s: null, best_s: null, speedup: null, failures: 0,
     notes: [...base.notes, 'budget 0 and no record of this kernel on this target: the default schedule (nothing measured)'] };
 }
 
@@ -172,7 +172,7 @@ async function settle(measurer: RecordingMeasurer, task: { kernel: string; workl
   const failures = outcome.trials.filter((t) => t.status !== 'ok').length;
   const ok = outcome.trials.filter((t) => t.status === 'ok' && t.median_s !== null).sort((a, b) => (a.median_s as number) - (b.median_s as number));
   const finalists: Schedule[] = ok.slice(0, 3).map((t) => t.schedule);
-  const def = { ...task.space.defaults };
+  const def = task.space.defaultAt(task.workload);
   if (!finalists.some((s) => sameSchedule(s, def))) finalists.push(def);
   const defaultMeasured = outcome.trials.some((t) => sameSchedule(t.schedule, def));
   let retimed: Batch | null = null;
