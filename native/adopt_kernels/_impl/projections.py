@@ -117,7 +117,8 @@ class _StackedLinear(torch.autograd.Function):
 
     @staticmethod
     def _backward_per_layer(ctx, x, weights, grads):
-        """Some output received no gradient: each layer's gradients from its own output."""
+        """Some output received no gradient (or the gradients differ in dtype): each layer's
+        gradients from its own output."""
         grad_x = None
         grad_params = []
         for i, (g, w, has_bias) in enumerate(zip(grads, weights, ctx.has_bias)):
