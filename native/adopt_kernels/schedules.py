@@ -144,12 +144,7 @@ def lookup(kernel, workload, device="cpu"):
         d = 0.0 if w == workload else _distance(workload, w)
         if d < best_d:
             best, best_d = s, d
-    if best is None:
-        # the default is legalised too: a space's constraints name workload sizes (a block no
-        # wider than the row, say), and no single schedule meets them at every size
-        schedule = dict(space.default) if space.legal(space.default, workload) else space.legalise(space.default, workload)
-    else:
-        schedule = space.legalise(best, workload)
+    schedule = space.default_at(workload) if best is None else space.legalise(best, workload)
     _lookup_cache[key] = schedule
     return schedule
 

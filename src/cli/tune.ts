@@ -9,7 +9,7 @@ import { discoverRewrites } from '../tune/rewrite.js';
 import { Progress } from '../bench/progress.js';
 import { AdoptError } from '../diag.js';
 import { LocalMeasurer, type TargetInfo, localTargetInfo } from '../tune/measurer.js';
-import { type Device, type Workload, loadRegistry } from '../tune/space.js';
+import { type Device, type Workload, loadRegistry, workloadKey } from '../tune/space.js';
 import { STRATEGIES, type StrategyName, type TuneSummary, scheduleFileText, tuneWorkload } from '../tune/tuner.js';
 
 export interface TuneCliOptions {
@@ -87,7 +87,7 @@ export async function tuneCommand(file: string | undefined, opts: TuneCliOptions
   const workload = parseShape(opts.shape);
   const dtype = opts.dtype ?? String(workload.dtype ?? 'float32');
   if (device === 'cuda' && !k.cuda_space) throw new AdoptError(`${opts.kernel} has no GPU (Triton) kernel to tune; kernels with one: ${Object.keys(reg.kernels).filter((n) => reg.kernels[n].cuda_space).sort().join(', ')}`);
-  const dtypes = device === 'cuda' ? [...k.dtypes, 'float16'] : k.dtypes;
+  const dtypes = dtypesOn(k, device);
   if (!dtypes.includes(dtype)) throw new AdoptError(`${opts.kernel} takes dtype ${dtypes.join(' or ')}, not '${dtype}'`);
   workload.dtype = dtype;
   const missing = k.workload_fields.filter((f) => f !== 'dtype' && !(f in workload));
@@ -164,6 +164,11 @@ export async function tuneDiscovered(discovery: Discovery, opts: TuneCliOptions,
   return summary;
 }
 
+/** The dtypes a kernel takes on a device (its Triton kernels take float16 too). */
+function dtypesOn(k: { dtypes: string[] }, device: Device): string[] {
+  return device === 'cuda' ? [...k.dtypes, 'float16'] : k.dtypes;
+}
+
 /** The model's workloads in the dtype it will run in: `--dtype`, else bfloat16 on a GPU. The run
  *  that finds them is a float32 one on the CPU, and a schedule is looked up by dtype, so float32
  *  records would never be read by a bfloat16 model. Workloads that become one are merged. */
@@ -173,11 +178,10 @@ function inDtype(workloads: Discovery['workloads'], asked: string | undefined, d
   const reg = loadRegistry();
   const merged = new Map<string, Discovery['workloads'][number]>();
   for (const w of workloads) {
-    const k = reg.kernels[w.kernel];
-    const dtypes = device === 'cuda' ? [...k.dtypes, 'float16'] : k.dtypes;
+    const dtypes = dtypesOn(reg.kernels[w.kernel], device);
     if (!dtypes.includes(dtype)) throw new AdoptError(`--dtype ${dtype}: ${w.kernel} takes ${dtypes.join(' or ')}${device === 'cuda' ? ' on a GPU' : ''}`);
     const workload = 'dtype' in w.workload ? { ...w.workload, dtype } : w.workload;
-    const key = `${w.kernel} ${JSON.stringify(Object.entries(workload).sort())}`;
+    const key = `${w.kernel} ${workloadKey(workload)}`;
     const seen = merged.get(key);
     if (seen) merged.set(key, { ...seen, calls: seen.calls + w.calls, files: [...new Set([...seen.files, ...w.files])] });
     else merged.set(key, { ...w, workload });
