@@ -203,7 +203,6 @@ def test_unsupported_inputs_take_the_reference_path(monkeypatch):
     assert K.flash_attention(q, k, v, dropout_p=1.0) is None
     assert K.flash_attention(q, k, v, mask=torch.zeros(2, 1, 9, 11, dtype=torch.float64)) is None
     assert K.flash_attention(q, k, v, mask=torch.zeros(3, 1, 9, 11)) is None
-    assert K.flash_attention(q, k, v, bias=torch.zeros(1, 3, 9, 11, requires_grad=True)) is None  # needs its gradient
     before = _dispatch.CALLS["flash_attention"]
     ak.attention(q, k, v, fill_mask=torch.rand(9, 11) > 0.5, fill_value=-1e4)  # a fill that cannot be folded exactly
     ak.attention(q, k, v, softmax_dtype=torch.bfloat16)
@@ -218,12 +217,18 @@ def test_unsupported_inputs_take_the_reference_path(monkeypatch):
     ("FORWARD", "w.l[r] * alpha + sum", "w.l[r] + sum"),
     # dS = P * (dP + delta): the backward's sign slip
     ("BACKWARD", "vload(ds + jj) - dl", "vload(ds + jj) + dl"),
+    # a learned bias's gradient written one key to the left
+    ("BACKWARD", "S + j0, ds, nk * 4", "S + j0, ds + 1, nk * 4"),
 ])
 def test_negative_control_a_wrong_template_fails_the_check(monkeypatch, where, old, new):
     assert old in getattr(K, where)
     monkeypatch.setattr(K, where, getattr(K, where).replace(old, new))
     _dispatch.forget()
     try:
+        if "j0, ds," in old:
+            with pytest.raises(AssertionError):
+                test_a_learned_bias_and_mask_get_their_gradients("float32", "padding", False)
+            return
         run, _, check = K.make_case({"batch": 1, "heads": 2, "q_len": 40, "k_len": 200, "head_dim": 16, "dtype": "float32"}, seed=1)
         with pytest.raises(AssertionError):
             check(run(None))
@@ -245,3 +250,74 @@ def test_a_mask_of_one_value_broadcasts_over_every_score(mask, monkeypatch):
     assert _dispatch.CALLS["flash_attention"] == before + 1
     monkeypatch.setenv("ADOPT_DISABLE", "native")
     torch.testing.assert_close(got, ak.attention(q, k, v, mask=mask), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("pad", ["padding", None])
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_learned_bias_and_mask_get_their_gradients(dtype, pad, causal):
+    """T5's position bias (one per head, learned, laid out heads-innermost as its embedding's
+    permutation leaves it) plus a padding mask, and a learned per-batch mask beside it. Padded
+    keys make whole key blocks underflow, and a causal mask skips query blocks: their gradient
+    is 0, written, not left unset."""
+    b, h, lq, lk, d = 2, 3, 70, 150, 16
+    (q, k, v, dout), g = _inputs(b, h, lq, lk, d, d, dtype, seed=11)
+    bias = torch.randn(lq, lk, h, generator=g).permute(2, 0, 1).unsqueeze(0)  # (1, heads, L, S), heads innermost
+    learned = torch.randn(b, 1, lq, lk, generator=g)
+    padding = torch.zeros(b, 1, 1, lk)
+    if pad:
+        padding[..., lk - 90:] = torch.finfo(torch.float32).min
+
+    def run(fn, dt):
+        leaves = _leaves((q, k, v, bias, learned), dt)
+        out = fn(*leaves[:3], leaves[3], leaves[4] + padding.to(dt))
+        out.backward(dout.to(dt))
+        return [out] + [t.grad for t in leaves]
+
+    before = _dispatch.CALLS["flash_attention"]
+    got = run(lambda q, k, v, bias, mask: K.flash_attention(q, k, v, 0.5, bias, mask, is_causal=causal), K.TORCH_DTYPE[dtype])
+    assert _dispatch.CALLS["flash_attention"] == before + 1
+    want = run(lambda q, k, v, bias, mask: K.reference(q, k, v, 0.5, bias, mask, is_causal=causal), torch.float64)
+    assert got[4].shape == bias.shape and got[5].shape == learned.shape and got[4].dtype == q.dtype
+    for name, a, e in zip(("output", "grad q", "grad k", "grad v", "grad bias", "grad mask"), got, want):
+        K.assert_matches(a, e, dtype, name)
+
+
+def test_a_learned_bias_takes_the_kernels_dropout_mask_in_its_gradient():
+    (q, k, v, dout), g = _inputs(2, 3, 37, 70, 16, 16, "float32", seed=9)
+    bias = torch.randn(1, 3, 37, 70, generator=g)
+    p = 0.2
+
+    def run(fn, dt):
+        leaves = _leaves((q, k, v, bias), dt)
+        out = fn(*leaves)
+        out.backward(dout.to(dt))
+        return [out] + [t.grad for t in leaves]
+
+    torch.manual_seed(4)
+    got = run(lambda q, k, v, bias: K.flash_attention(q, k, v, 0.25, bias, is_causal=True, dropout_p=p), torch.float32)
+    torch.manual_seed(4)
+    kept = dropout_keep(int(torch.empty((), dtype=torch.int64).random_().item()), 2, 3, 37, 70, p)
+    want = run(lambda q, k, v, bias: K.reference(q, k, v, 0.25, bias, is_causal=True, dropout=kept, dropout_p=p), torch.float64)
+    for name, a, e in zip(("output", "grad q", "grad k", "grad v", "grad bias"), got, want):
+        K.assert_matches(a, e, "float32", name)
+
+
+def test_a_mask_shared_by_every_layer_is_copied_once(monkeypatch):
+    """A mask the kernel cannot read in place (heads innermost) is copied once for all the calls
+    that pass the same tensor, and again once it changes in place."""
+    q, k, v = (torch.randn(2, 3, 20, 8, requires_grad=True) for _ in range(3))
+    mask = torch.randn(20, 20, 3).permute(2, 0, 1).unsqueeze(0).requires_grad_()
+    copies = []
+    real = torch.Tensor.contiguous
+    monkeypatch.setattr(torch.Tensor, "contiguous", lambda t, *a, **kw: copies.append(t.shape) or real(t, *a, **kw))
+    outs = [K.flash_attention(q, k, v, mask=mask) for _ in range(3)]
+    assert copies.count(mask.shape) == 1
+    with torch.no_grad():
+        mask.mul_(2)
+    outs.append(K.flash_attention(q, k, v, mask=mask))
+    assert copies.count(mask.shape) == 2
+    monkeypatch.undo()
+    torch.testing.assert_close(outs[-1], K.reference(q, k, v, 8 ** -0.5, mask=mask))
+    sum(o.sum() for o in outs).backward()
+    assert mask.grad is not None and q.grad is not None

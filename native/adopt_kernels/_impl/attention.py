@@ -298,8 +298,9 @@ def _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropo
 def _compiled_scores(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p, training):
     """The scores in BLAS with the scale and mask added in place, the compiled softmax (causal
     folded in), then the values in BLAS: for a float32 CPU call whose additive mask takes a
-    gradient (T5's learned position bias), which the blocked kernel does not produce; None
-    elsewhere.
+    gradient (a learned position bias) in a layout the blocked kernel cannot take (more than
+    four dimensions); None elsewhere. Four-dimensional ones, T5's among them, run the blocked
+    kernel, whose backward writes the mask's gradient.
 
     Adding in place to the product, which nothing else reads, is what T5 itself does: autograd's
     add hands the mask the scores' gradient without a copy (the masked softmax kernel writes a

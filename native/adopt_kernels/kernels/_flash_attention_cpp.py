@@ -279,7 +279,7 @@ struct BwdScratch { float *kt, *kr, *vt, *q, *dout, *p, *ds, *pd, *dk, *dv; };
 // One (query block, key block) pair: recompute the probabilities from the saved log-sum-exp,
 // then dV += P^T dO, dS = P * (dP - delta), dK += dS^T Q, dQ += dS K (scale folded into dS).
 static void bwd_pair(const scalar_t* q, const scalar_t* dout, const float* bias, const float* add, const uint8_t* keep,
-                     const float* lse, const float* delta, float* dq, const int64_t* meta, float scale, float p_drop,
+                     const float* lse, const float* delta, float* dq, float* dbias, const int64_t* meta, float scale, float p_drop,
                      int64_t b, int64_t h, int64_t i0, int64_t j0, const BwdScratch& w) {
   const int64_t H = meta[H_], L = meta[L_], S = meta[S_], D = meta[D_], Dv = meta[DV_];
   const int64_t Dp = rup(D, VL), Dvp = rup(Dv, VL), bh = b * H + h;
@@ -293,7 +293,10 @@ static void bwd_pair(const scalar_t* q, const scalar_t* dout, const float* bias,
     mask_row(w.p + r * BK, row_mask(bias, add, keep, meta, b, h, i, j0), scale, nk, key_limit(meta, i) - j0);
     mass |= !(exp_row(w.p + r * BK, lse[bh * L + i]) == 0.f);
   }
-  if (!mass) return;  // every probability of the pair underflowed to 0 (a masked block): nothing to add
+  if (!mass) {  // every probability of the pair underflowed to 0 (a masked block): nothing to add
+    if (dbias) for (int64_t r = 0; r < nq; ++r) std::memset(dbias + (bh * L + i0 + r) * S + j0, 0, nk * 4);
+    return;
+  }
   load_rows(w.dout, Dvp, dout + (bh * L + i0) * Dv, Dv, nq, Dv);
   if (LOOP_DOT) dot_nt(w.ds, BK, w.dout, Dvp, w.vt, Dvp, nq, BK, Dvp);
   else mm(w.ds, BK, w.dout, Dvp, 1, w.vt, BK, nq, BK, Dv, false);
@@ -306,7 +309,13 @@ static void bwd_pair(const scalar_t* q, const scalar_t* dout, const float* bias,
       for (float* t : {pd, ds}) dropout_row(t, row_key(meta, bh, i), hi, j0, thresh, 1.f / (1.f - p_drop));
     }
     const float dl = delta[bh * L + i];
-    for (int64_t jj = 0; jj < BK; jj += VL) vstore(ds + jj, vload(p + jj) * (vload(ds + jj) - dl) * scale);
+    if (dbias) {  // the scores' gradient is the added bias's; the product's is it times the scale
+      for (int64_t jj = 0; jj < BK; jj += VL) vstore(ds + jj, vload(p + jj) * (vload(ds + jj) - dl));
+      std::memcpy(dbias + (bh * L + i) * S + j0, ds, nk * 4);
+      for (int64_t jj = 0; jj < BK; jj += VL) vstore(ds + jj, vload(ds + jj) * scale);
+    } else {
+      for (int64_t jj = 0; jj < BK; jj += VL) vstore(ds + jj, vload(p + jj) * (vload(ds + jj) - dl) * scale);
+    }
   }
   mm(w.dv, Dvp, meta[DROP_] ? w.pd : w.p, 1, BK, w.dout, Dvp, nk, Dvp, nq, true);
   mm(w.dk, Dp, w.ds, 1, BK, w.q, Dp, nk, Dp, nq, true);
@@ -331,7 +340,8 @@ static void pack_block(const scalar_t* k, const scalar_t* v, const int64_t* meta
 
 extern "C" void attn_bwd(const scalar_t* q, const scalar_t* k, const scalar_t* v, const float* bias, const float* add,
                          const uint8_t* keep, const scalar_t* dout, const float* lse, const float* delta, float* dq,
-                         float* dk, float* dv, const int64_t* meta, float scale, float p_drop, int64_t groups, int nthreads) {
+                         float* dk, float* dv, float* dbias, const int64_t* meta, float scale, float p_drop, int64_t groups,
+                         int nthreads) {
   const int64_t B = meta[B_], H = meta[H_], L = meta[L_], S = meta[S_], D = meta[D_], Dv = meta[DV_];
   const int64_t Dp = rup(D, VL), Dvp = rup(Dv, VL), nkb = rup(S, BK) / BK;
   #pragma omp parallel num_threads(nthreads)
@@ -353,8 +363,10 @@ extern "C" void attn_bwd(const scalar_t* q, const scalar_t* k, const scalar_t* v
           std::memset(w.dv, 0, BK * Dvp * 4);
           // with a causal mask, query rows before the first that sees this block are skipped
           const int64_t first = meta[CAUSAL_] ? std::max<int64_t>(0, j0 - (S - L)) : 0;
+          // the bias gradient of every (row, key) pair this task owns is written, 0 where skipped
+          if (dbias) for (int64_t i = 0; i < first / BQ * BQ; ++i) std::memset(dbias + (bh * L + i) * S + j0, 0, nk * 4);
           for (int64_t i0 = first / BQ * BQ; i0 < L; i0 += BQ)
-            bwd_pair(q, dout, bias, add, keep, lse, delta, dqg, meta, scale, p_drop, b, h, i0, j0, w);
+            bwd_pair(q, dout, bias, add, keep, lse, delta, dqg, dbias, meta, scale, p_drop, b, h, i0, j0, w);
           for (int64_t j = 0; j < nk; ++j) {
             std::memcpy(dk + ((bh * S) + j0 + j) * D, w.dk + j * Dp, D * 4);
             std::memcpy(dv + ((bh * S) + j0 + j) * Dv, w.dv + j * Dvp, Dv * 4);

@@ -5,7 +5,8 @@ and mask, boolean keep-mask and bottom-right causal mask, a running maximum and 
 output accumulated in float32; the L x S probabilities never exist. The forward saves a
 log-sum-exp per row; the backward (flash-attention-2 style) recomputes probabilities block by
 block per (batch, head, group of key blocks): dK and dV accumulate privately, dQ in one float32
-buffer per key group. Dropout keeps a score where a counter-based hash of (seed, batch * heads +
+buffer per key group; a bias or mask that takes a gradient (T5's learned position bias) gets every
+score's gradient, written by the pair of blocks that owns it. Dropout keeps a score where a counter-based hash of (seed, batch * heads +
 head, row, key) clears a threshold, so the backward regenerates the mask from the seed. Keys and
 values are packed as float32 blocks, so every inner product is a unit-stride vector loop over a
 register tile of rows. Bfloat16 inputs are computed in float32 throughout: unlike eager bfloat16
@@ -20,6 +21,7 @@ CUDA tensors (and CPU ones under Triton's interpreter, in tests) run the Triton 
 """
 
 import math
+import weakref
 
 import torch
 
@@ -65,11 +67,11 @@ def reference(q, k, v, scale, bias=None, mask=None, keep=None, is_causal=False, 
     return torch.matmul(probs, v)
 
 
-def _mask_fits(t, shape, kinds, device):
+def _mask_fits(t, shape, kinds, device, learned):
     if t is None:
         return True
-    # a learned bias needs its gradient, which the eager path computes
-    if not isinstance(t, torch.Tensor) or t.device != device or t.dtype not in kinds or t.dim() > 4 or (t.requires_grad and torch.is_grad_enabled()):
+    # a learned bias (T5's position bias) takes its gradient from the CPU kernel's backward only
+    if not isinstance(t, torch.Tensor) or t.device != device or t.dtype not in kinds or t.dim() > 4 or (t.requires_grad and torch.is_grad_enabled() and not learned):
         return False
     try:
         return torch.broadcast_shapes(t.shape, shape) == shape
@@ -77,10 +79,10 @@ def _mask_fits(t, shape, kinds, device):
         return False
 
 
-def _fits(q, k, v, bias, mask, keep, dropout_p, floats):
+def _fits(q, k, v, bias, mask, keep, dropout_p, floats, learned=False):
     """4-D (batch, heads, length, head_dim) tensors of one dtype among ``floats`` and one device,
     keys and values whose batch and heads are the queries' or 1, masks there that broadcast to
-    the scores."""
+    the scores; float masks that take a gradient only where ``learned``."""
     if not all(isinstance(t, torch.Tensor) and t.dim() == 4 and t.numel() and t.dtype == q.dtype and t.device == q.device for t in (q, k, v)):
         return False
     if q.dtype not in floats:
@@ -91,19 +93,40 @@ def _fits(q, k, v, bias, mask, keep, dropout_p, floats):
     if any(t.size(0) not in (1, B) or t.size(1) not in (1, H) for t in (k, v)) or not 0.0 <= dropout_p < 1.0:
         return False
     shape = torch.Size((B, H, L, k.size(-2)))
-    return (_mask_fits(bias, shape, floats, q.device) and _mask_fits(mask, shape, floats + (torch.bool,), q.device)
-            and _mask_fits(keep, shape, (torch.bool,), q.device))
+    return (_mask_fits(bias, shape, floats, q.device, learned) and _mask_fits(mask, shape, floats + (torch.bool,), q.device, learned)
+            and _mask_fits(keep, shape, (torch.bool,), q.device, False))
 
 
 def supported(q, k, v, bias=None, mask=None, keep=None, dropout_p=0.0):
     """What the compiled CPU kernel takes: float32/bfloat16 CPU tensors that :func:`_fits`."""
     floats = (torch.float32, torch.bfloat16)
-    return isinstance(q, torch.Tensor) and q.device.type == "cpu" and _fits(q, k, v, bias, mask, keep, dropout_p, floats) \
+    return isinstance(q, torch.Tensor) and q.device.type == "cpu" and _fits(q, k, v, bias, mask, keep, dropout_p, floats, learned=True) \
         and _dispatch.native_ok(KERNEL, q, k, v)
 
 
 def _unit_last(t):
     return t if t.size(-1) == 1 or t.stride(-1) == 1 else t.contiguous()
+
+
+# Masks copied for the kernel, by source: (source, its version, widen, copy), weakly held. Every
+# layer of T5 adds the one position bias the first computed, laid out heads-innermost: one copy
+# serves them all (the copy lives as long as a layer's saved tensors hold it).
+_COPIES = []
+
+
+def _copied(t, widen):
+    """``t`` as float32 (where ``widen``) with a unit last stride, copied at most once while the
+    same unchanged tensor comes again."""
+    if (t.dtype == torch.float32 or not widen) and (t.size(-1) == 1 or t.stride(-1) == 1):
+        return t
+    for src, version, wide, copy in _COPIES:
+        c = copy()
+        if src() is t and version == t._version and wide == widen and c is not None:
+            return c
+    ready = _unit_last(t.float() if widen else t)
+    _COPIES[:] = [e for e in _COPIES if e[0]() is not None and e[3]() is not None][-3:]
+    _COPIES.append((weakref.ref(t), t._version, widen, weakref.ref(ready)))
+    return ready
 
 
 def _mask_arg(t, shape, widen=True):
@@ -112,7 +135,7 @@ def _mask_arg(t, shape, widen=True):
     if t is None:
         return None, (0, 0, 0, 0)
     t = t.reshape(1, 1) if t.dim() == 0 else t  # `scores + 0.5`: one value everywhere
-    t = _unit_last(t.view(torch.uint8) if t.dtype == torch.bool else t.float() if widen else t)
+    t = _unit_last(t.view(torch.uint8)) if t.dtype == torch.bool else _copied(t, widen)
     return t, t.expand(shape).stride()
 
 
@@ -160,6 +183,8 @@ class FlashAttentionFunction(torch.autograd.Function):
             _dispatch.f32(scale), _dispatch.f32(dropout_p), _dispatch.threads())
         ctx.save_for_backward(q, k, v, out, lse, meta, *(t for t, _ in masks))
         ctx.scale, ctx.dropout_p, ctx.bwd = scale, dropout_p, bwd
+        # the shapes and dtypes a learned bias or float mask takes its gradient in
+        ctx.learned = [(t.shape, t.dtype) if want else None for t, want in ((bias, ctx.needs_input_grad[3]), (mask, ctx.needs_input_grad[4]))]
         _dispatch.CALLS[KERNEL.name] += 1
         return out
 
@@ -174,11 +199,14 @@ class FlashAttentionFunction(torch.autograd.Function):
         dq = torch.empty(groups, B, H, L, -(-D // DQ_PAD) * DQ_PAD, dtype=torch.float32)  # zeroed by the kernel
         dk = torch.empty(B, H, S, D, dtype=torch.float32)
         dv = torch.empty(B, H, S, v.size(3), dtype=torch.float32)
+        # every score's gradient, written by the kernel where a bias or mask is learned
+        dscores = torch.empty(B, H, L, S, dtype=torch.float32) if any(ctx.learned) else None
         ctx.bwd(_dispatch.ptr(q), _dispatch.ptr(k), _dispatch.ptr(v), *(_dispatch.ptr(t) for t in masks), _dispatch.ptr(dout),
-                _dispatch.ptr(lse), _dispatch.ptr(delta), _dispatch.ptr(dq), _dispatch.ptr(dk), _dispatch.ptr(dv), _dispatch.ptr(meta),
-                _dispatch.f32(ctx.scale), _dispatch.f32(ctx.dropout_p), _dispatch.i64(groups), _dispatch.threads())
+                _dispatch.ptr(lse), _dispatch.ptr(delta), _dispatch.ptr(dq), _dispatch.ptr(dk), _dispatch.ptr(dv), _dispatch.ptr(dscores),
+                _dispatch.ptr(meta), _dispatch.f32(ctx.scale), _dispatch.f32(ctx.dropout_p), _dispatch.i64(groups), _dispatch.threads())
         dq = (dq[0] if groups == 1 else dq.sum(0))[..., :D].to(q.dtype)
-        return (dq, dk.sum_to_size(k.shape).to(k.dtype), dv.sum_to_size(v.shape).to(v.dtype)) + (None,) * 9
+        learned = tuple(None if want is None else dscores.sum_to_size(want[0]).to(want[1]) for want in ctx.learned)
+        return (dq, dk.sum_to_size(k.shape).to(k.dtype), dv.sum_to_size(v.shape).to(v.dtype)) + learned + (None,) * 7
 
 
 def flash_attention(q, k, v, scale=None, bias=None, mask=None, keep=None, is_causal=False, dropout_p=0.0, schedule=None, seed=None):
