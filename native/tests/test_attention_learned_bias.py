@@ -49,10 +49,3 @@ def test_a_layout_the_blocked_kernel_cannot_take_runs_the_compiled_softmax():
     assert _dispatch.CALLS["softmax"] == before.get("softmax", 0) + 1
     assert _dispatch.CALLS["flash_attention"] == before.get("flash_attention", 0)
 
-
-def test_attention_supported_respects_switch(monkeypatch):
-    q, k, v = qkv(2, 2, 4, 4, 6, torch.float32)
-    monkeypatch.setenv("ADOPT_DISABLE", "attention")
-    assert not ak.attention_supported(q, k, v)
-    monkeypatch.setenv("ADOPT_DISABLE", "rms_norm")
-    assert ak.attention_supported(q, k, v)
