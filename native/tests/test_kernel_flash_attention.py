@@ -321,3 +321,12 @@ def test_a_mask_shared_by_every_layer_is_copied_once(monkeypatch):
     torch.testing.assert_close(outs[-1], K.reference(q, k, v, 8 ** -0.5, mask=mask))
     sum(o.sum() for o in outs).backward()
     assert mask.grad is not None and q.grad is not None
+
+
+def test_a_strided_mask_under_inference_mode_is_copied_each_call():
+    """Inference tensors keep no version counter: nothing is reused, the result is still right."""
+    with torch.inference_mode():
+        q, k, v = (torch.randn(2, 3, 20, 8) for _ in range(3))
+        mask = torch.randn(20, 20, 3).permute(2, 0, 1).unsqueeze(0)
+        for _ in range(2):
+            torch.testing.assert_close(K.flash_attention(q, k, v, mask=mask), K.reference(q, k, v, 8 ** -0.5, mask=mask))
