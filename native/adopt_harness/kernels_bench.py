@@ -9,7 +9,7 @@ move over its time, as a fraction of that copy's bandwidth. Both sides use the s
 threads, the machine's core count unless ``--threads`` says otherwise.
 
 Usage: python -m adopt_harness.kernels_bench [--kernels a,b] [--threads N] [--repeats 7]
-       [--sample 8] [--workloads 2] [--clock wall|cpu] [--json OUT]
+       [--sample 8] [--workloads 2] [--clock wall|cpu] [--json OUT] [--workload JSON ...]
 Ends with one JSON line.
 """
 
@@ -121,12 +121,22 @@ def main(argv=None):
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                    help="cpu: the process's CPU time (meaningful with --threads 1 on a busy machine)")
     p.add_argument("--json", default="")
+    p.add_argument("--workload", action="append", default=[], metavar="JSON",
+                   help='a workload of its own instead of the examples (one --kernels): \'{"batch": 4, "heads": 8, ...}\'')
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = [n for n in args.kernels.split(",") if n] or sorted(registry.KERNELS)
     unknown = [n for n in names if n not in registry.KERNELS]
     if unknown:
         print(f"adopt bench:kernels: unknown kernel(s) {', '.join(unknown)}; known: {', '.join(sorted(registry.KERNELS))}", file=sys.stderr)
+        return 2
+    try:
+        own = [json.loads(w) for w in args.workload]
+    except json.JSONDecodeError as e:
+        print(f"adopt bench:kernels: --workload is not JSON: {e}", file=sys.stderr)
+        return 2
+    if own and (len(names) != 1 or not all(isinstance(w, dict) for w in own)):
+        print("adopt bench:kernels: --workload takes a JSON object and exactly one kernel in --kernels", file=sys.stderr)
         return 2
     copy_bw = copy_bandwidth(args.repeats, clock=CLOCKS[args.clock])
     print(f"threads {args.threads} (eager and kernels alike), {args.clock} clock; copy bandwidth {copy_bw / 1e9:.1f} GB/s")
@@ -135,7 +145,7 @@ def main(argv=None):
     for name in names:
         kernel = registry.KERNELS[name]
         rows = []
-        for w in kernel.example_workloads[: args.workloads]:
+        for w in own or kernel.example_workloads[: args.workloads]:
             w = dict(w, dtype=args.dtype) if args.dtype in kernel.dtypes else dict(w)
             r = bench_workload(kernel, w, args, copy_bw)
             rows.append(r)

@@ -25,3 +25,19 @@ def test_cpu_clock_is_an_option(capsys):
     # an unknown kernel stops before any timing: the option itself is what is checked
     assert kernels_bench.main(["--kernels", "no_such_kernel", "--clock", "cpu"]) == 2
     assert "unknown kernel" in capsys.readouterr().err
+
+
+def test_a_workload_of_its_own_is_benched(capsys):
+    """``--workload`` replaces the examples: T5's learned position bias at a small size, its
+    gradient timed on both sides."""
+    w = '{"batch": 1, "heads": 2, "q_len": 40, "k_len": 40, "head_dim": 16, "dtype": "float32", "mask": "learned"}'
+    assert kernels_bench.main(["--kernels", "flash_attention", "--workload", w, "--repeats", "1", "--sample", "0", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "mask=learned" in out and '"flash_attention"' in out.splitlines()[-1]
+
+
+def test_a_workload_needs_one_kernel_and_json(capsys):
+    assert kernels_bench.main(["--kernels", "flash_attention", "--workload", "{batch: 1}"]) == 2
+    assert "not JSON" in capsys.readouterr().err
+    assert kernels_bench.main(["--kernels", "flash_attention,softmax", "--workload", "{}"]) == 2
+    assert "exactly one kernel" in capsys.readouterr().err

@@ -263,6 +263,8 @@ def _case_inputs(workload, seed, device):
         bias = torch.randn(H, L, S, generator=g).to(dtype)
         keep = torch.rand(1, 1, 1, S, generator=g) > 0.1
         keep[..., 0] = True
+    elif kind == "learned":  # T5's position bias: one per head, learned, heads innermost as its embedding leaves it
+        mask = torch.randn(L, S, H, generator=g).to(dtype).permute(2, 0, 1).unsqueeze(0)
     elif kind not in ("causal", "none"):
         raise ValueError(f"unknown mask kind {kind!r}")
     masks = tuple(None if t is None else t.to(device) for t in (bias, mask, keep))
@@ -274,8 +276,9 @@ def make_case(workload, seed=0, device="cpu"):
     ``eager`` the torch composite; ``check`` compares with float64, one head at a time.
 
     The masks are a padding mask unless the workload's ``mask`` says otherwise ("bool",
-    "bias+keep+causal", "causal", "none"); its ``dropout`` (Triton kernel only) drops with a fixed
-    seed, whose mask the reference gets from the kernel's own draw (``dropout_keep``)."""
+    "bias+keep+causal", "causal", "none", or "learned": T5's position bias, which takes a
+    gradient); its ``dropout`` (Triton kernel only) drops with a fixed seed, whose mask the
+    reference gets from the kernel's own draw (``dropout_keep``)."""
     q, k, v, bias, mask, keep, causal, dout = _case_inputs(workload, seed, device)
     scale = 1.0 / math.sqrt(q.size(-1))
     p = workload.get("dropout", 0.0)
@@ -288,20 +291,24 @@ def make_case(workload, seed=0, device="cpu"):
 
         kept = dropout_keep(drop_seed, q.size(0), q.size(1), q.size(2), k.size(2), p, device)
 
+    learned = workload.get("mask") == "learned"
+
     def forward_backward(fn, backward):
         ql, kl, vl = (t.detach().requires_grad_(backward) for t in (q, k, v))
-        out = fn(ql, kl, vl)
+        # a learned mask takes its gradient too: a fresh leaf each run, in the layout it came in
+        ml = mask.detach().requires_grad_(backward) if learned else mask
+        out = fn(ql, kl, vl, ml)
         if not backward:
             return (out,)
         out.backward(dout)
         return out, ql.grad, kl.grad, vl.grad
 
     def run(schedule, backward=True):
-        return forward_backward(lambda q, k, v: flash_attention(q, k, v, scale, bias, mask, keep, causal, p, schedule=schedule, seed=drop_seed),
+        return forward_backward(lambda q, k, v, m: flash_attention(q, k, v, scale, bias, m, keep, causal, p, schedule=schedule, seed=drop_seed),
                                 backward)
 
     def eager(backward=True):
-        return forward_backward(lambda q, k, v: reference(q, k, v, scale, bias, mask, keep, causal, kept, p), backward)
+        return forward_backward(lambda q, k, v, m: reference(q, k, v, scale, bias, m, keep, causal, kept, p), backward)
 
     def check(outputs):
         shape = (q.size(0), q.size(1), q.size(2), k.size(2))
