@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .modules import is_plain_linear
+from .modules import is_plain_conv1d, is_plain_linear
 from .switches import enabled
 
 _EXACT_NAMES = frozenset({"GELUActivation"})
@@ -86,19 +86,30 @@ def gelu_kind(act):
     return None
 
 
+def _weight_out_in(linear):
+    """The layer's weight as (out, in), where it is a plain linear layer with a bias: nn.Linear's
+    own, or transformers' Conv1D's (stored (in, out)) as a transposed view; else None."""
+    if is_plain_linear(linear) and linear.bias is not None:
+        return linear.weight
+    if is_plain_conv1d(linear):
+        return linear.weight.t()
+    return None
+
+
 def linear_gelu(x, linear, approximate="none"):
     """Replaces ``gelu(linear(x))`` with ``gelu`` exact (``'none'``) or tanh-approximated.
 
-    For a plain ``nn.Linear`` with a bias, on CPU in float32 and bfloat16 or on CUDA (also in
-    float16), the product runs in BLAS without its bias and one compiled (CPU) or Triton (CUDA)
-    pass adds the bias and applies GELU.
+    For a plain ``nn.Linear`` with a bias, or transformers' ``Conv1D`` (GPT-2's MLP), on CPU in
+    float32 and bfloat16 or on CUDA (also in float16), the product runs in BLAS without its
+    bias and one compiled (CPU) or Triton (CUDA) pass adds the bias and applies GELU.
     """
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
-    if enabled("linear_gelu") and is_plain_linear(linear) and linear.bias is not None:
+    weight = _weight_out_in(linear) if enabled("linear_gelu") else None
+    if weight is not None:
         from ..kernels import bias_gelu as kernel
 
-        out = kernel.linear_gelu(x, linear.weight, linear.bias, approximate)
+        out = kernel.linear_gelu(x, weight, linear.bias, approximate)
         if out is not None:
             return out
     h = F.linear(x, linear.weight, linear.bias) if is_plain_linear(linear) else linear(x)

@@ -40,6 +40,16 @@ def is_plain_linear(mod):
     return is_plain(mod, nn.Linear)
 
 
+def is_plain_conv1d(mod):
+    """transformers' ``Conv1D`` (GPT-2's linear layer, weight stored (in, out), computing
+    ``addmm(bias, x, weight)``), exactly that class and nothing in the way. Only a module whose
+    class comes from transformers is looked at, so nothing is imported for any other."""
+    if type(mod).__name__ != "Conv1D" or type(mod).__module__ != "transformers.pytorch_utils":
+        return False
+    cls = _class_named("transformers.pytorch_utils.Conv1D")
+    return cls is not None and is_plain(mod, cls) and getattr(mod, "bias", None) is not None and mod.weight.dim() == 2
+
+
 @functools.lru_cache(maxsize=None)
 def _class_named(qualname):
     """The class a dotted name refers to (``torch.nn.BatchNorm2d``), or None when it cannot be
