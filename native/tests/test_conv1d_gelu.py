@@ -55,23 +55,23 @@ def test_negative_control_the_weight_read_untransposed_fails(monkeypatch):
     assert _dispatch.CALLS["bias_gelu"] == before + 1
 
 
-class Conv1D(nn.Module):
-    """A class of the same name and the same parameters, defined elsewhere: not taken."""
+def _example_conv1d():
+    """The look-alike of the rule's own example: a Conv1D class of the same name and
+    parameters, defined outside transformers."""
+    import importlib.util
+    from pathlib import Path
 
-    def __init__(self, nf, nx):
-        super().__init__()
-        self.nf = nf
-        self.weight = nn.Parameter(torch.randn(nx, nf) * 0.02)
-        self.bias = nn.Parameter(torch.zeros(nf))
-
-    def forward(self, x):
-        return torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight).view(*x.shape[:-1], self.nf)
+    path = Path(__file__).resolve().parents[2] / "rules" / "conv1d_gelu" / "before.py"
+    spec = importlib.util.spec_from_file_location("conv1d_gelu_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Conv1D
 
 
 def test_a_look_alike_conv1d_and_a_hooked_one_run_the_original_code():
     torch.manual_seed(2)
     x = torch.randn(2, 7, 20)
-    for mlp in (Mlp(Conv1D), Mlp(pytorch_utils.Conv1D)):
+    for mlp in (Mlp(_example_conv1d()), Mlp(pytorch_utils.Conv1D)):
         if isinstance(mlp.c_fc, pytorch_utils.Conv1D):
             mlp.c_fc.register_forward_hook(lambda m, i, o: o * 2)
         before = _dispatch.CALLS["bias_gelu"]
