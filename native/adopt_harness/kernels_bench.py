@@ -146,7 +146,8 @@ def main(argv=None):
         kernel = registry.KERNELS[name]
         rows = []
         for w in own or kernel.example_workloads[: args.workloads]:
-            w = dict(w, dtype=args.dtype) if args.dtype in kernel.dtypes else dict(w)
+            # a workload of one's own keeps the dtype it names; the examples take --dtype
+            w = dict(w) if "dtype" in w and own else dict(w, dtype=args.dtype) if args.dtype in kernel.dtypes else dict(w)
             r = bench_workload(kernel, w, args, copy_bw)
             rows.append(r)
             wl = ",".join(f"{k}={v}" for k, v in w.items() if k != "dtype")

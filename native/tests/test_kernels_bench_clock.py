@@ -1,5 +1,6 @@
 """The kernel benchmark times with the clock it is given (wall time, or the process's CPU time)."""
 
+import json
 import time
 
 from adopt_harness import kernels_bench
@@ -27,13 +28,17 @@ def test_cpu_clock_is_an_option(capsys):
     assert "unknown kernel" in capsys.readouterr().err
 
 
-def test_a_workload_of_its_own_is_benched(capsys):
+def test_a_workload_of_its_own_is_benched(capsys, tmp_path):
     """``--workload`` replaces the examples: T5's learned position bias at a small size, its
     gradient timed on both sides."""
-    w = '{"batch": 1, "heads": 2, "q_len": 40, "k_len": 40, "head_dim": 16, "dtype": "float32", "mask": "learned"}'
-    assert kernels_bench.main(["--kernels", "flash_attention", "--workload", w, "--repeats", "1", "--sample", "0", "--threads", "1"]) == 0
+    w = '{"batch": 1, "heads": 2, "q_len": 40, "k_len": 40, "head_dim": 16, "dtype": "bfloat16", "mask": "learned"}'
+    out_json = tmp_path / "out.json"
+    assert kernels_bench.main(["--kernels", "flash_attention", "--workload", w, "--repeats", "1", "--sample", "0", "--threads", "1",
+                               "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     assert "mask=learned" in out and '"flash_attention"' in out.splitlines()[-1]
+    # the dtype it names, not --dtype's default
+    assert json.loads(out_json.read_text())["detail"]["flash_attention"]["workloads"][0]["workload"]["dtype"] == "bfloat16"
 
 
 def test_a_workload_needs_one_kernel_and_json(capsys):
