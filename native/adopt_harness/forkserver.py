@@ -28,7 +28,7 @@ HEADER = struct.Struct("!I")
 # gets a fresh interpreter instead of a fork that would ignore it.
 READ_AT_START = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "CUDA_", "PYTORCH_", "TORCH_", "LD_", "LC_",
                  "LANG", "PYTHONHASHSEED", "PYTHONWARNINGS", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONMALLOC",
-                 "PYTHONOPTIMIZE", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONSAFEPATH")
+                 "PYTHONOPTIMIZE", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONSAFEPATH", "MALLOC_", "GLIBC_TUNABLES")
 
 
 def read_at_start(env):

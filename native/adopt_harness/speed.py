@@ -29,6 +29,7 @@ from adopt_harness.counting import FastPathCounter
 from adopt_harness.dropout import config_without_dropout, no_dropout
 from adopt_harness.inputs import timing_inputs
 from adopt_harness.protocol import Channel
+from adopt_kernels import memory
 
 MODELS = {
     # name: (module, class, config overrides)
@@ -186,7 +187,8 @@ def measure(variants, inputs, device, args):
 
 
 def model_row(key, args, device, dtype, channel):
-    row = {"model": key, "device": device, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(), "clock": args.clock}
+    row = {"model": key, "device": device, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(), "clock": args.clock,
+           "malloc": "kept" if memory.kept() else "system"}
     try:
         cls_a, config, variants = build_variants(key, args, device, dtype)
         row["rules"] = [k for k in variants if k not in ("original", "rewritten")]
@@ -219,7 +221,11 @@ def main():
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                    help="cpu: the process's CPU time (meaningful with --threads 1 on a busy machine)")
     p.add_argument("--profile", action="store_true", help="also profile one training step of each: the share of time outside matmuls")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="malloc keeps freed blocks (adopt_kernels.memory), for both sides: no page faults for reused memory")
     args = p.parse_args()
+    if args.keep_freed_memory and not memory.keep_freed_memory():
+        p.error("--keep-freed-memory: this C library cannot keep freed memory (not glibc)")
     channel = Channel("speed")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32

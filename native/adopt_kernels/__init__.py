@@ -5,7 +5,8 @@ computes exactly what the original composition of PyTorch ops computes (within f
 tolerance): through a compiled kernel (``adopt_kernels.kernels``, generated C++ with OpenMP,
 built on first use) where one takes the tensors at hand, else through faster formulations from
 plain torch ops where they exist, else through the original ops. Set
-``ADOPT_DISABLE=name[,name...]`` (or ``all``) to turn kernels off at run time.
+``ADOPT_DISABLE=name[,name...]`` (or ``all``) to turn kernels off at run time, and
+``ADOPT_KEEP_FREED_MEMORY=1`` to have malloc keep freed blocks for reuse (``memory``).
 """
 
 from ._impl.attention import attention, attention_supported
@@ -29,7 +30,11 @@ __version__ = "0.1.0"
 
 from . import kernels as _kernels  # noqa: E402,F401  (registers the compiled kernels)
 from .registry import switch_names as _switch_names  # noqa: E402
+from .memory import from_environment as _memory_from_environment  # noqa: E402
+from .memory import keep_freed_memory  # noqa: E402
 from .schedules import use as use_schedules  # noqa: E402
+
+_memory_from_environment()
 
 # The names ``enabled`` and ``$ADOPT_DISABLE`` understand, from the kernel registry: one per
 # kernel, plus ``native`` (every compiled kernel; the torch formulations still run).
@@ -57,6 +62,7 @@ __all__ = [
     "gated_act",
     "gated_mlp",
     "gelu_kind",
+    "keep_freed_memory",
     "linear_bn",
     "linear_cross_entropy",
     "linear_gelu",
