@@ -8,8 +8,14 @@ of a large buffer measured in the same run: ``bw_fraction`` is the bytes a fused
 move over its time, as a fraction of that copy's bandwidth. Both sides use the same number of
 threads, the machine's core count unless ``--threads`` says otherwise.
 
+A kernel writes its outputs into new tensors. With the system's malloc every such tensor larger
+than its mmap threshold is fresh pages, each faulted in at first touch, and so is every eager
+intermediate: the header also prints the bandwidth of a copy into a new tensor, to show that
+cost. ``--keep-freed-memory`` has malloc reuse freed blocks (``adopt_kernels.memory``), for both
+sides alike, so that the fraction measures the kernel's loops rather than the page faults.
+
 Usage: python -m adopt_harness.kernels_bench [--kernels a,b] [--threads N] [--repeats 7]
-       [--sample 8] [--workloads 2] [--clock wall|cpu] [--json OUT] [--workload JSON ...]
+       [--sample 8] [--workloads 2] [--clock wall|cpu] [--keep-freed-memory] [--json OUT] [--workload JSON ...]
 Ends with one JSON line.
 """
 
@@ -23,7 +29,7 @@ import time
 
 import torch
 
-from adopt_kernels import registry
+from adopt_kernels import memory, registry
 from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
 
 
@@ -51,10 +57,11 @@ def interleaved(variants, repeats, warmup=1, clock=time.perf_counter):
 
 
 def copy_bandwidth(repeats, nbytes=256 << 20, clock=time.perf_counter):
+    """Bytes moved per second by a copy into an existing tensor (the limit) and into a new one."""
     src = torch.ones(nbytes // 4)
     dst = torch.empty_like(src)
-    t = interleaved({"copy": lambda: dst.copy_(src)}, repeats, clock=clock)["copy"]
-    return 2 * nbytes / t
+    t = interleaved({"copy": lambda: dst.copy_(src), "clone": src.clone}, repeats, clock=clock)
+    return 2 * nbytes / t["copy"], 2 * nbytes / t["clone"]
 
 
 def best_schedule(kernel, workload, run, check, sample, seed=0, clock=time.perf_counter):
@@ -120,6 +127,8 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32")
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                    help="cpu: the process's CPU time (meaningful with --threads 1 on a busy machine)")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="malloc reuses freed blocks for both sides (no page faults for reused memory)")
     p.add_argument("--json", default="")
     p.add_argument("--workload", action="append", default=[], metavar="JSON",
                    help='a workload of its own instead of the examples (one --kernels): \'{"batch": 4, "heads": 8, ...}\'')
@@ -138,8 +147,13 @@ def main(argv=None):
     if own and (len(names) != 1 or not all(isinstance(w, dict) for w in own)):
         print("adopt bench:kernels: --workload takes a JSON object and exactly one kernel in --kernels", file=sys.stderr)
         return 2
-    copy_bw = copy_bandwidth(args.repeats, clock=CLOCKS[args.clock])
-    print(f"threads {args.threads} (eager and kernels alike), {args.clock} clock; copy bandwidth {copy_bw / 1e9:.1f} GB/s")
+    if args.keep_freed_memory and not memory.keep_freed_memory():
+        print("adopt bench:kernels: --keep-freed-memory: this C library cannot keep freed memory (not glibc)", file=sys.stderr)
+        return 2
+    malloc = "kept" if memory.kept() else "system"
+    copy_bw, clone_bw = copy_bandwidth(args.repeats, clock=CLOCKS[args.clock])
+    print(f"threads {args.threads} (eager and kernels alike), {args.clock} clock; copy bandwidth {copy_bw / 1e9:.1f} GB/s "
+          f"(into a new tensor {clone_bw / 1e9:.1f} GB/s); malloc: {'keeps freed memory' if malloc == 'kept' else 'the system' + chr(39) + 's'}")
     print(f"{'kernel':<18} {'workload':<34} {'eager fwd':>9} {'ours':>8} {'x fwd':>6} {'eager f+b':>9} {'ours':>8} {'x f+b':>6} {'x dflt':>6} {'bw':>5}")
     results = {}
     for name in names:
@@ -160,7 +174,8 @@ def main(argv=None):
             "speedup_default": med("speedup_default"), "bw_fraction": med("bw_fraction"), "workloads": rows,
         }
     summary = {
-        "threads": args.threads, "clock": args.clock, "dtype": args.dtype, "copy_gbps": copy_bw / 1e9,
+        "threads": args.threads, "clock": args.clock, "dtype": args.dtype, "malloc": malloc, "copy_gbps": copy_bw / 1e9,
+        "clone_gbps": clone_bw / 1e9,
         "median_speedup_fwdbwd": statistics.median(r["speedup_fwdbwd"] for r in results.values()) if results else None,
         "kernels": {k: {kk: v for kk, v in r.items() if kk != "workloads"} for k, r in results.items()},
     }

@@ -151,9 +151,9 @@ def test_a_fully_masked_row_is_nan_as_in_eager_code():
 # four schedules of the space that between them take every value of every parameter
 SCHEDULES = [
     dict(K.SPACE.default),
-    {"block_q": 16, "block_k": 128, "vec_bits": 128, "loop": "dot", "omp_kind": "static"},
-    {"block_q": 64, "block_k": 32, "vec_bits": 128, "loop": "axpy", "omp_kind": "static"},
-    {"block_q": 64, "block_k": 128, "vec_bits": 256, "loop": "dot", "omp_kind": "dynamic"},
+    {"block_q": 16, "block_k": 128, "vec_bits": 128, "loop": "dot", "tile_rows": 4, "tile_vecs": 1, "omp_kind": "static"},
+    {"block_q": 64, "block_k": 32, "vec_bits": 128, "loop": "axpy", "tile_rows": 8, "tile_vecs": 4, "omp_kind": "static"},
+    {"block_q": 64, "block_k": 128, "vec_bits": 256, "loop": "dot", "tile_rows": 4, "tile_vecs": 4, "omp_kind": "dynamic"},
 ]
 
 

@@ -11,7 +11,8 @@ typedef $scalar_t scalar_t;
 #define BQ $block_q
 #define BK $block_k
 #define LOOP_DOT $loop_dot
-#define RM 4  /* rows per register tile, of two vectors each */
+#define RM $tile_rows  /* rows of a register tile */
+#define TILE_V $tile_vecs  /* vectors of a register tile (the dot loop: two) */
 // row-level helpers stay out of line: one copy each keeps the build near two seconds
 #define NOINLINE __attribute__((noinline))
 
@@ -56,12 +57,12 @@ static inline void mm_rows(float* C, int64_t ldc, const float* A, int64_t a_rs, 
   mm_tail<NV>(M - i, C + i * ldc, ldc, A + i * a_rs, a_rs, a_ks, B, ldb, K, acc);
 }
 
-// panels of two vectors, then one where N (a multiple of VL) leaves a single vector
+// panels of TILE_V vectors, then panels of one for what N (a multiple of VL) leaves
 NOINLINE static void mm(float* C, int64_t ldc, const float* A, int64_t a_rs, int64_t a_ks, const float* B, int64_t ldb,
                         int64_t M, int64_t N, int64_t K, bool acc) {
   int64_t n0 = 0;
-  for (; n0 + 2 * VL <= N; n0 += 2 * VL) mm_rows<2>(C + n0, ldc, A, a_rs, a_ks, B + n0, ldb, M, K, acc);
-  if (n0 < N) mm_rows<1>(C + n0, ldc, A, a_rs, a_ks, B + n0, ldb, M, K, acc);
+  for (; n0 + TILE_V * VL <= N; n0 += TILE_V * VL) mm_rows<TILE_V>(C + n0, ldc, A, a_rs, a_ks, B + n0, ldb, M, K, acc);
+  for (; n0 < N; n0 += VL) mm_rows<1>(C + n0, ldc, A, a_rs, a_ks, B + n0, ldb, M, K, acc);
 }
 
 // S[M x N] = X Y^T by vector dot products over the (zero-padded) inner dimension P.

@@ -14,7 +14,10 @@ matmuls, the scores and probabilities are not rounded, only the output and the g
 
 Schedule: ``block_q`` query rows per task, ``block_k`` keys per block, ``vec_bits`` the vector
 width, ``loop`` the score product's order ("axpy": a broadcast query element times a transposed
-key block; "dot": dot products over the head dimension), ``omp_kind`` the OpenMP schedule kind.
+key block; "dot": dot products over the head dimension), ``tile_rows`` and ``tile_vecs`` the
+register tile of the block products (rows by vectors: its accumulators, with one vector per
+column panel and a broadcast, must fit the registers, 16 with AVX2 and 32 with AVX-512, or they
+spill; the dot loop's score tile stays two columns wide), ``omp_kind`` the OpenMP schedule kind.
 
 CUDA tensors (and CPU ones under Triton's interpreter, in tests) run the Triton kernel of
 ``gpu/flash_attention.py`` instead, scheduled by ``cuda_space``.
@@ -33,8 +36,8 @@ from .softmax import VECTOR_HELPERS, causal_keep
 
 SPACE = Space(
     params={"block_q": (16, 32, 64), "block_k": (32, 64, 128), "vec_bits": (128, 256), "loop": ("axpy", "dot"),
-            "omp_kind": ("static", "dynamic")},
-    default={"block_q": 32, "block_k": 64, "vec_bits": 256, "loop": "axpy", "omp_kind": "dynamic"},
+            "tile_rows": (4, 6, 8), "tile_vecs": (1, 2, 4), "omp_kind": ("static", "dynamic")},
+    default={"block_q": 32, "block_k": 64, "vec_bits": 256, "loop": "axpy", "tile_rows": 6, "tile_vecs": 2, "omp_kind": "dynamic"},
     omp={"kind": "omp_kind"},
 )
 DQ_PAD = 16  # dQ's float32 rows are padded to a multiple of every vector length
