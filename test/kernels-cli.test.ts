@@ -27,6 +27,15 @@ describe('adopt kernels status', () => {
     expect(other.stderr).toMatch(/\/nonexistent\/python3 not found/);
     expect(looksLikeCrash(other.stderr)).toBe(false);
   });
+
+  it('says whether malloc keeps freed CPU memory, and how to make it', () => {
+    const off = adopt(['kernels', 'status'], { env: { ADOPT_KEEP_FREED_MEMORY: '0' } });
+    expect(off.code, off.stderr).toBe(0);
+    expect(off.stdout).toMatch(/malloc: +the system's \(ADOPT_KEEP_FREED_MEMORY=1 keeps freed CPU memory/);
+    const on = adopt(['kernels', 'status', '--json'], { env: { ADOPT_KEEP_FREED_MEMORY: '1' } });
+    expect(on.code, on.stderr).toBe(0);
+    expect(JSON.parse(on.stdout).malloc).toEqual({ kept: true, glibc: true });
+  });
 });
 
 describe('a closed pipe', () => {

@@ -5,7 +5,7 @@ import { runPythonJson } from '../verify/python.js';
 
 interface KernelRow { kernel: string; api: string[]; enabled: boolean; cpu: Record<string, string>; picks: string }
 interface Installed { importable: boolean; file?: string; version?: string; error?: string; python: string; install: string }
-interface StatusResult { command: 'status'; installed?: Installed; compiler: string | null; cache: string; cuda: string; disabled: string; target: { key: string; cpu?: string; cores?: number; torch: string }; kernels: KernelRow[] }
+interface StatusResult { command: 'status'; installed?: Installed; compiler: string | null; cache: string; cuda: string; disabled: string; malloc?: { kept: boolean; glibc: boolean }; target: { key: string; cpu?: string; cores?: number; torch: string }; kernels: KernelRow[] }
 interface BuildResult { command: 'build'; ok: boolean; error?: string; cache?: string; built?: { kernel: string; dtype: string; ok: boolean; seconds?: number; error?: string }[] }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -26,6 +26,8 @@ function printStatus(s: StatusResult): void {
   out.write(`cuda:     ${s.cuda}\n`);
   out.write(`cache:    ${s.cache}\n`);
   if (s.disabled) out.write(`disabled: ${s.disabled} ($ADOPT_DISABLE)\n`);
+  if (s.malloc?.kept) out.write('malloc:   keeps freed CPU memory for reuse ($ADOPT_KEEP_FREED_MEMORY)\n');
+  else if (s.malloc?.glibc) out.write("malloc:   the system's (ADOPT_KEEP_FREED_MEMORY=1 keeps freed CPU memory for reuse: no page faults for large tensors made again; see docs/kernels.md)\n");
   const i = s.installed;
   if (i?.importable) out.write(`package:  adopt_kernels ${i.version} installed (${i.file}): rewritten code uses it\n`);
   else if (i) {
