@@ -4,6 +4,7 @@ Tuning records and schedule files carry it: a schedule measured on one CPU, comp
 is never taken as this target's own.
 """
 
+import functools
 import hashlib
 import os
 import platform
@@ -29,6 +30,13 @@ def _cpu_info():
     except OSError:
         pass
     return model, sorted(f for f in flags if f in _FLAGS_OF_INTEREST)
+
+
+@functools.lru_cache(maxsize=1)
+def native_bf16_products():
+    """True where this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX): torch's bfloat16
+    matmuls (oneDNN) use those instructions, while the compiled kernels compute in float32."""
+    return bool({"avx512_bf16", "amx_tile"} & set(_cpu_info()[1]))
 
 
 def fingerprint(device="cpu"):
