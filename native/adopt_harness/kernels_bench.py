@@ -152,8 +152,9 @@ def main(argv=None):
         return 2
     malloc = "kept" if memory.kept() else "system"
     copy_bw, clone_bw = copy_bandwidth(args.repeats, clock=CLOCKS[args.clock])
+    said = "keeps freed memory" if malloc == "kept" else "the system's"
     print(f"threads {args.threads} (eager and kernels alike), {args.clock} clock; copy bandwidth {copy_bw / 1e9:.1f} GB/s "
-          f"(into a new tensor {clone_bw / 1e9:.1f} GB/s); malloc: {'keeps freed memory' if malloc == 'kept' else 'the system' + chr(39) + 's'}")
+          f"(into a new tensor {clone_bw / 1e9:.1f} GB/s); malloc: {said}")
     print(f"{'kernel':<18} {'workload':<34} {'eager fwd':>9} {'ours':>8} {'x fwd':>6} {'eager f+b':>9} {'ours':>8} {'x f+b':>6} {'x dflt':>6} {'bw':>5}")
     results = {}
     for name in names:
