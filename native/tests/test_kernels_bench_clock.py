@@ -46,3 +46,21 @@ def test_a_workload_needs_one_kernel_and_json(capsys):
     assert "not JSON" in capsys.readouterr().err
     assert kernels_bench.main(["--kernels", "flash_attention,softmax", "--workload", "{}"]) == 2
     assert "exactly one kernel" in capsys.readouterr().err
+
+
+def test_keep_freed_memory_is_stated_in_the_result():
+    """``--keep-freed-memory`` (process-wide, so in a child interpreter) is said in the header and
+    the JSON; without it the result says the system's malloc ran."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.path.join(os.path.dirname(__file__), ".."), os.environ.get("PYTHONPATH")])))
+    env.pop("ADOPT_KEEP_FREED_MEMORY", None)
+    w = '{"rows": 8, "n": 64, "dtype": "float32"}'
+    for flag, said, malloc in ((["--keep-freed-memory"], "malloc: keeps freed memory", "kept"), ([], "malloc: the system's", "system")):
+        p = subprocess.run([sys.executable, "-m", "adopt_harness.kernels_bench", "--kernels", "softmax", "--workload", w, "--repeats", "1",
+                            "--sample", "0", "--threads", "1", *flag], env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        assert said in p.stdout
+        assert json.loads(p.stdout.strip().splitlines()[-1])["malloc"] == malloc
