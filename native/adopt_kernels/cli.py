@@ -71,7 +71,7 @@ def status():
         "command": "status", "ok": True, "compiler": ident, "compiler_command": cxx,
         "cache": _build.cache_dir(), "target": target.fingerprint("cpu"), "cuda": _cuda_state(),
         "disabled": os.environ.get("ADOPT_DISABLE", ""), "kernels": rows, "installed": installed_state(),
-        "malloc": {"kept": memory.kept(), "glibc": memory._glibc() is not None},
+        "malloc": {"kept": memory.kept(), "glibc": memory.available()},
     }
 
 

@@ -49,6 +49,11 @@ def _glibc():
         return None
 
 
+def available():
+    """Whether this process's malloc can be told to keep freed memory (glibc's can)."""
+    return _glibc() is not None
+
+
 def keep_freed_memory():
     """Make this process's malloc keep freed blocks for reuse (see the module's doc). Returns
     True when it is in effect, False (with one message) where the C library is not glibc."""

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from adopt_kernels import memory
+
 NATIVE = os.path.join(os.path.dirname(__file__), "..")
 
 PROBE = r"""
@@ -47,17 +49,7 @@ def _probe(env_value=None, mode="env"):
     return json.loads(p.stdout.strip().splitlines()[-1]), p.stderr
 
 
-def _glibc():
-    import ctypes
-
-    try:
-        ctypes.CDLL(None).gnu_get_libc_version
-        return sys.platform.startswith("linux")
-    except (OSError, AttributeError):
-        return False
-
-
-needs_glibc = pytest.mark.skipif(not _glibc(), reason="keep_freed_memory needs glibc's mallopt")
+needs_glibc = pytest.mark.skipif(not memory.available(), reason="keep_freed_memory needs glibc's mallopt")
 
 
 @needs_glibc
@@ -93,7 +85,7 @@ def test_bad_value_is_reported_and_ignored():
 
 
 def test_not_glibc_says_so_and_changes_nothing(monkeypatch, capsys):
-    from adopt_kernels import _dispatch, memory
+    from adopt_kernels import _dispatch
 
     monkeypatch.setattr(memory, "_glibc", lambda: None)
     monkeypatch.setattr(memory, "_state", {"kept": False})

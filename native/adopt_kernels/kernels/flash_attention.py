@@ -8,8 +8,8 @@ block per (batch, head, group of key blocks): dK and dV accumulate privately, dQ
 buffer per key group; a bias or mask that takes a gradient (T5's learned position bias) gets
 every score's gradient, written by the pair of blocks that owns it. Dropout keeps a score where a
 counter-based hash of (seed, batch * heads + head, row, key) clears a threshold, so the backward
-regenerates the mask from the seed. Keys and values are packed as float32 blocks, so every inner product is a unit-stride vector loop over a
-register tile of rows. Bfloat16 inputs are computed in float32 throughout: unlike eager bfloat16
+regenerates the mask from the seed. Keys and values are packed as float32 blocks, so every
+inner product is a unit-stride vector loop over a register tile of rows. Bfloat16 inputs are computed in float32 throughout: unlike eager bfloat16
 matmuls, the scores and probabilities are not rounded, only the output and the gradients.
 
 Schedule: ``block_q`` query rows per task, ``block_k`` keys per block, ``vec_bits`` the vector
