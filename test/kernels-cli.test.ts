@@ -36,6 +36,26 @@ describe('adopt kernels status', () => {
     expect(on.code, on.stderr).toBe(0);
     expect(JSON.parse(on.stdout).malloc).toEqual({ kept: true, glibc: true });
   });
+
+  it('says whether idle BLAS and OpenMP threads spin, and the settings that make them sleep', () => {
+    const env = { ADOPT_QUIET_BLAS_THREADS: '0', OMP_WAIT_POLICY: '', OPENBLAS_THREAD_TIMEOUT: '' };
+    const off = adopt(['kernels', 'status'], { env });
+    expect(off.code, off.stderr).toBe(0);
+    expect(off.stdout).toMatch(/OpenMP spins after each parallel loop \(OMP_WAIT_POLICY=passive/);
+    const offJson = JSON.parse(adopt(['kernels', 'status', '--json'], { env }).stdout).idle_threads;
+    const on = adopt(['kernels', 'status', '--json'], { env: { ...env, ADOPT_QUIET_BLAS_THREADS: '1', OMP_WAIT_POLICY: 'passive' } });
+    expect(on.code, on.stderr).toBe(0);
+    const onJson = JSON.parse(on.stdout).idle_threads;
+    expect(onJson.openmp_idle).toBe('sleep');
+    if (offJson.openblas?.threading === 'pthreads') {
+      // Debian's torch links the pthread OpenBLAS: it spins unless told, and sleeps once quieted
+      expect(off.stdout).toMatch(/OpenBLAS \(pthreads, \d+ threads\) spins after each call \(ADOPT_QUIET_BLAS_THREADS=1/);
+      expect(onJson.openblas).toMatchObject({ threading: 'pthreads', idle: 'sleep', timeout_env: 4 });
+    } else {
+      expect(off.stdout).not.toMatch(/OpenBLAS .* spins/);
+      expect(onJson.openblas?.idle ?? 'none').not.toBe('spin');
+    }
+  });
 });
 
 describe('a closed pipe', () => {

@@ -12,7 +12,7 @@ Models are loaded, freed of dropout, fed and counted through the harness library
 dropout.py, inputs.py, counting.py), like every other entry point.
 
 Usage: python -m adopt_harness.speed REWRITTEN_MODELS_DIR [--variant RULE=DIR ...] [--seq 128,512] [--repeats 5]
-       [--batch N] [--threads N] [--clock wall|cpu] [--profile]
+       [--batch N] [--threads N] [--clock wall|cpu] [--profile] [--keep-freed-memory] [--quiet-blas-threads]
 Writes progress lines as it measures and one result line per model (schema.py: SpeedRow).
 """
 import argparse
@@ -29,7 +29,7 @@ from adopt_harness.counting import FastPathCounter
 from adopt_harness.dropout import config_without_dropout, no_dropout
 from adopt_harness.inputs import timing_inputs
 from adopt_harness.protocol import Channel
-from adopt_kernels import memory
+from adopt_kernels import idle_threads, memory
 
 MODELS = {
     # name: (module, class, config overrides)
@@ -186,9 +186,16 @@ def measure(variants, inputs, device, args):
     return entry
 
 
+def idle_threads_setting():
+    """How idle BLAS and OpenMP threads wait in this process, for the result row: "blas sleep,
+    openmp spin" and the like ("blas none" where no OpenBLAS is loaded)."""
+    r = idle_threads.report()
+    return f"blas {(r['openblas'] or {}).get('idle', 'none')}, openmp {r['openmp_idle']}"
+
+
 def model_row(key, args, device, dtype, channel):
     row = {"model": key, "device": device, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(), "clock": args.clock,
-           "malloc": "kept" if memory.kept() else "system"}
+           "malloc": "kept" if memory.kept() else "system", "idle_threads": idle_threads_setting()}
     try:
         cls_a, config, variants = build_variants(key, args, device, dtype)
         row["rules"] = [k for k in variants if k not in ("original", "rewritten")]
@@ -223,7 +230,11 @@ def main():
     p.add_argument("--profile", action="store_true", help="also profile one training step of each: the share of time outside matmuls")
     p.add_argument("--keep-freed-memory", action="store_true",
                    help="malloc keeps freed blocks (adopt_kernels.memory), for both sides: no page faults for reused memory")
+    p.add_argument("--quiet-blas-threads", action="store_true",
+                   help="OpenBLAS's idle threads sleep instead of spinning (adopt_kernels.idle_threads), for both sides")
     args = p.parse_args()
+    if args.quiet_blas_threads and not idle_threads.quiet_blas_threads():
+        p.error("--quiet-blas-threads: no pthread OpenBLAS is loaded in this process, nothing to quiet")
     if args.keep_freed_memory and not memory.keep_freed_memory():
         p.error("--keep-freed-memory: this C library cannot keep freed memory (not glibc)")
     channel = Channel("speed")

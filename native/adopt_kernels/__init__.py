@@ -6,7 +6,9 @@ tolerance): through a compiled kernel (``adopt_kernels.kernels``, generated C++ 
 built on first use) where one takes the tensors at hand, else through faster formulations from
 plain torch ops where they exist, else through the original ops. Set
 ``ADOPT_DISABLE=name[,name...]`` (or ``all``) to turn kernels off at run time, and
-``ADOPT_KEEP_FREED_MEMORY=1`` to have malloc keep freed blocks for reuse (``memory``).
+``ADOPT_KEEP_FREED_MEMORY=1`` to have malloc keep freed blocks for reuse (``memory``), and
+``ADOPT_QUIET_BLAS_THREADS=1`` to have OpenBLAS's idle threads sleep instead of spin
+(``idle_threads``).
 """
 
 from ._impl.attention import attention, attention_supported
@@ -32,9 +34,12 @@ from . import kernels as _kernels  # noqa: E402,F401  (registers the compiled ke
 from .registry import switch_names as _switch_names  # noqa: E402
 from .memory import from_environment as _memory_from_environment  # noqa: E402
 from .memory import keep_freed_memory  # noqa: E402
+from .idle_threads import from_environment as _idle_threads_from_environment  # noqa: E402
+from .idle_threads import quiet_blas_threads  # noqa: E402
 from .schedules import use as use_schedules  # noqa: E402
 
 _memory_from_environment()
+_idle_threads_from_environment()
 
 # The names ``enabled`` and ``$ADOPT_DISABLE`` understand, from the kernel registry: one per
 # kernel, plus ``native`` (every compiled kernel; the torch formulations still run).
@@ -69,6 +74,7 @@ __all__ = [
     "optimizer_kwargs",
     "outputs_recorded",
     "product_dtype",
+    "quiet_blas_threads",
     "rms_norm",
     "rms_norm_variance_fp32",
     "softmax",

@@ -21,7 +21,7 @@ import ctypes
 import os
 import sys
 
-from . import _dispatch
+from . import _dispatch, _process_switch
 
 # mallopt's parameter numbers (malloc.h)
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4
@@ -79,10 +79,4 @@ def kept():
 def from_environment(environ=os.environ):
     """Apply ``ADOPT_KEEP_FREED_MEMORY``: "1" (or "true", "yes", "on") keeps freed memory; unset,
     "0" and the like leave malloc alone; anything else is reported once and ignored."""
-    value = environ.get(ENV, "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    if value in ("1", "true", "yes", "on"):
-        return keep_freed_memory()
-    _dispatch.say_once("keep-freed-memory-env", f"{ENV}={environ[ENV]!r} is not 0 or 1; malloc is left as it is")
-    return False
+    return _process_switch.from_environment(environ, ENV, keep_freed_memory, "malloc is left as it is")

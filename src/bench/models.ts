@@ -42,15 +42,19 @@ async function main(): Promise<void> {
   const deps = ensurePythonDeps();
   mkdirSync(OUT, { recursive: true });
   const out = resolve(OUT, 'models.json');
-  const extra = [...(process.argv.includes('--profile') ? ['--profile'] : []), ...(process.argv.includes('--batch') ? ['--batch', arg('--batch', '4')] : []), ...(process.argv.includes('--threads') ? ['--threads', arg('--threads', '2')] : []), ...(process.argv.includes('--clock') ? ['--clock', arg('--clock', 'wall')] : []), ...(process.argv.includes('--keep-freed-memory') ? ['--keep-freed-memory'] : [])];
-  const r = await streamHarness('speed', [join(mirror, 'models'), ...(process.argv.includes('--no-per-rule') ? [] : variantArgs), ...extra, '--seq', arg('--seq', '128,512'), '--repeats', arg('--repeats', '5'), '--models', arg('--models', 'bert-base,roberta-base,albert-base,gpt2,t5-small,vit-base,llama-style')], {
-    pythonPath: [deps], timeoutMs: 3_600_000, stderr: 'inherit', onProgress: (p) => console.log(JSON.stringify(p)),
+  const flag = (name: string) => process.argv.includes(name);
+  const valued = ['--batch', '--threads', '--clock'].filter(flag).flatMap((name) => [name, arg(name, '')]);
+  const extra = [...(flag('--profile') ? ['--profile'] : []), ...valued, ...['--keep-freed-memory', '--quiet-blas-threads'].filter(flag)];
+  // OpenMP reads its wait policy once, when it loads: it is set for the harness process, both sides alike
+  const env = flag('--omp-passive') ? { OMP_WAIT_POLICY: 'passive' } : undefined;
+  const r = await streamHarness('speed', [join(mirror, 'models'), ...(flag('--no-per-rule') ? [] : variantArgs), ...extra, '--seq', arg('--seq', '128,512'), '--repeats', arg('--repeats', '5'), '--models', arg('--models', 'bert-base,roberta-base,albert-base,gpt2,t5-small,vit-base,llama-style')], {
+    pythonPath: [deps], env, timeoutMs: 3_600_000, stderr: 'inherit', onProgress: (p) => console.log(JSON.stringify(p)),
   });
   if (!r.ok) process.stderr.write(`${r.error}\n`);
   const rows = r.results;
   writeFileSync(out, JSON.stringify(rows, null, 1));
   const device = rows.find((x) => x.device)?.device;
-  console.log(`\nratios are rewritten time over original time (below 1 is faster); threads ${rows.find((x) => x.threads)?.threads ?? '?'} for both; ${rows.find((x) => x.clock)?.clock === 'cpu' ? 'CPU time of the process' : 'wall time'}; ${rows.find((x) => x.malloc)?.malloc === 'kept' ? 'malloc keeps freed memory (both sides)' : "the system's malloc"}`);
+  console.log(`\nratios are rewritten time over original time (below 1 is faster); threads ${rows.find((x) => x.threads)?.threads ?? '?'} for both; ${rows.find((x) => x.clock)?.clock === 'cpu' ? 'CPU time of the process' : 'wall time'}; ${rows.find((x) => x.malloc)?.malloc === 'kept' ? 'malloc keeps freed memory (both sides)' : "the system's malloc"}; idle threads: ${rows.find((x) => x.idle_threads)?.idle_threads ?? '?'}`);
   console.log(`\nmodel          input     forward orig  rewritten  ratio   train orig  rewritten  ratio   memory ratio   (${device}, median, side by side)`);
   const summary: Record<string, unknown> = {};
   const ruleRows: string[] = [];
@@ -66,7 +70,7 @@ async function main(): Promise<void> {
       }
       summary[`${row.model}@${k}`] = {
         ...(e.profile ? { non_matmul_share: round(e.profile.original.non_matmul_share ?? 0), removed_of_non_matmul: round(e.profile.removed_of_non_matmul ?? 0) } : {}),
-        forward_ratio: round(e.forward_ratio), train_ratio: round(e.train_ratio), memory_ratio: e.memory_ratio ? round(e.memory_ratio) : null, device: row.device, dtype: row.dtype, malloc: row.malloc,
+        forward_ratio: round(e.forward_ratio), train_ratio: round(e.train_ratio), memory_ratio: e.memory_ratio ? round(e.memory_ratio) : null, device: row.device, dtype: row.dtype, malloc: row.malloc, idle_threads: row.idle_threads,
         per_rule: Object.fromEntries(Object.entries(e.per_rule ?? {}).map(([rule, pr]) => [rule, { forward_ratio: round(pr.forward_ratio), train_ratio: round(pr.train_ratio) }])),
       };
     }

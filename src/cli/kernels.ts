@@ -5,7 +5,8 @@ import { runPythonJson } from '../verify/python.js';
 
 interface KernelRow { kernel: string; api: string[]; enabled: boolean; cpu: Record<string, string>; picks: string }
 interface Installed { importable: boolean; file?: string; version?: string; error?: string; python: string; install: string }
-interface StatusResult { command: 'status'; installed?: Installed; compiler: string | null; cache: string; cuda: string; disabled: string; malloc?: { kept: boolean; glibc: boolean }; target: { key: string; cpu?: string; cores?: number; torch: string }; kernels: KernelRow[] }
+interface StatusResult { command: 'status'; installed?: Installed; compiler: string | null; cache: string; cuda: string; disabled: string; malloc?: { kept: boolean; glibc: boolean }; idle_threads?: IdleThreads; target: { key: string; cpu?: string; cores?: number; torch: string }; kernels: KernelRow[] }
+interface IdleThreads { openblas: { path: string; threading: string; threads: number; idle: string } | null; openmp_idle: string }
 interface BuildResult { command: 'build'; ok: boolean; error?: string; cache?: string; built?: { kernel: string; dtype: string; ok: boolean; seconds?: number; error?: string }[] }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -28,6 +29,7 @@ function printStatus(s: StatusResult): void {
   if (s.disabled) out.write(`disabled: ${s.disabled} ($ADOPT_DISABLE)\n`);
   if (s.malloc?.kept) out.write('malloc:   keeps freed CPU memory for reuse ($ADOPT_KEEP_FREED_MEMORY)\n');
   else if (s.malloc?.glibc) out.write("malloc:   the system's (ADOPT_KEEP_FREED_MEMORY=1 keeps freed CPU memory for reuse: no page faults for large tensors made again; see docs/kernels.md)\n");
+  if (s.idle_threads) printIdleThreads(s.idle_threads);
   const i = s.installed;
   if (i?.importable) out.write(`package:  adopt_kernels ${i.version} installed (${i.file}): rewritten code uses it\n`);
   else if (i) {
@@ -38,6 +40,18 @@ function printStatus(s: StatusResult): void {
     const builds = Object.entries(k.cpu).map(([d, st]) => `${d} ${st}`).join(', ');
     out.write(`  ${k.kernel.padEnd(20)} ${(k.enabled ? k.picks : 'switched off').padEnd(16)} ${builds}   (${k.api.join(', ')})\n`);
   }
+}
+
+// Spinning idle threads share the cores with the next stage's workers (docs/kernels.md): say
+// which pools spin here, and the setting that makes each sleep.
+function printIdleThreads(t: IdleThreads): void {
+  const out = process.stdout;
+  const b = t.openblas;
+  if (b?.idle === 'sleep') out.write(`threads:  OpenBLAS (${b.threading}, ${b.threads} threads) sleeps when idle ($ADOPT_QUIET_BLAS_THREADS or OPENBLAS_THREAD_TIMEOUT)\n`);
+  else if (b?.idle === 'spin') out.write(`threads:  OpenBLAS (${b.threading}, ${b.threads} threads) spins after each call (ADOPT_QUIET_BLAS_THREADS=1 makes it sleep: the kernels that follow a product get their cores)\n`);
+  const lead = b?.idle === 'sleep' || b?.idle === 'spin' ? '          ' : 'threads:  ';
+  if (t.openmp_idle === 'sleep') out.write(`${lead}OpenMP sleeps when idle (OMP_WAIT_POLICY / GOMP_SPINCOUNT)\n`);
+  else out.write(`${lead}OpenMP spins after each parallel loop (OMP_WAIT_POLICY=passive, set before the process starts, makes it sleep)\n`);
 }
 
 export function kernelsCommand(cmd: 'build' | 'status', opts: { target?: string; kernels?: string; json?: boolean; python?: string }): number {
