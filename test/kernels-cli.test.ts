@@ -47,7 +47,11 @@ describe('adopt kernels status', () => {
     expect(on.code, on.stderr).toBe(0);
     const onJson = JSON.parse(on.stdout).idle_threads;
     expect(onJson.openmp_idle).toBe('sleep');
+    expect(off.stdout).toMatch(/process: .*export .*OMP_WAIT_POLICY=passive/);
+    const all = adopt(['kernels', 'status'], { env: { ...env, ADOPT_QUIET_BLAS_THREADS: '1', OMP_WAIT_POLICY: 'passive', ADOPT_KEEP_FREED_MEMORY: '1' } });
+    expect(all.stdout).not.toMatch(/process: /);
     if (offJson.openblas?.threading === 'pthreads') {
+      expect(off.stdout).toMatch(/process: .*export .*ADOPT_QUIET_BLAS_THREADS=1/);
       // Debian's torch links the pthread OpenBLAS: it spins unless told, and sleeps once quieted
       expect(off.stdout).toMatch(/OpenBLAS \(pthreads, \d+ threads\) spins after each call \(ADOPT_QUIET_BLAS_THREADS=1/);
       expect(onJson.openblas).toMatchObject({ threading: 'pthreads', idle: 'sleep', timeout_env: 4 });

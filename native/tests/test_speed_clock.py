@@ -32,3 +32,11 @@ def test_time_pair_measures_with_the_given_clock():
 
 def test_clocks_offered():
     assert speed.CLOCKS == {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def test_rows_say_how_idle_threads_wait(monkeypatch):
+    reports = [({"openblas": {"idle": "sleep"}, "openmp_idle": "spin"}, "blas sleep, openmp spin"),
+               ({"openblas": None, "openmp_idle": "sleep"}, "blas none, openmp sleep")]
+    for report, said in reports:
+        monkeypatch.setattr(speed.idle_threads, "report", lambda report=report: report)
+        assert speed.idle_threads_setting() == said

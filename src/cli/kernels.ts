@@ -30,6 +30,8 @@ function printStatus(s: StatusResult): void {
   if (s.malloc?.kept) out.write('malloc:   keeps freed CPU memory for reuse ($ADOPT_KEEP_FREED_MEMORY)\n');
   else if (s.malloc?.glibc) out.write("malloc:   the system's (ADOPT_KEEP_FREED_MEMORY=1 keeps freed CPU memory for reuse: no page faults for large tensors made again; see docs/kernels.md)\n");
   if (s.idle_threads) printIdleThreads(s.idle_threads);
+  const settings = processSettings(s);
+  if (settings.length) out.write(`process:  for the whole process, original code too (docs/kernels.md): export ${settings.join(' ')}\n`);
   const i = s.installed;
   if (i?.importable) out.write(`package:  adopt_kernels ${i.version} installed (${i.file}): rewritten code uses it\n`);
   else if (i) {
@@ -52,6 +54,16 @@ function printIdleThreads(t: IdleThreads): void {
   const lead = b?.idle === 'sleep' || b?.idle === 'spin' ? '          ' : 'threads:  ';
   if (t.openmp_idle === 'sleep') out.write(`${lead}OpenMP sleeps when idle (OMP_WAIT_POLICY / GOMP_SPINCOUNT)\n`);
   else out.write(`${lead}OpenMP spins after each parallel loop (OMP_WAIT_POLICY=passive, set before the process starts, makes it sleep)\n`);
+}
+
+// The process-wide settings not yet in effect here, as the line a user would export before
+// starting Python: each speeds up the original code as much as the kernels, so adopt only advises.
+function processSettings(s: StatusResult): string[] {
+  const out: string[] = [];
+  if (s.malloc?.glibc && !s.malloc.kept) out.push('ADOPT_KEEP_FREED_MEMORY=1');
+  if (s.idle_threads?.openblas?.idle === 'spin') out.push('ADOPT_QUIET_BLAS_THREADS=1');
+  if (s.idle_threads && s.idle_threads.openmp_idle !== 'sleep') out.push('OMP_WAIT_POLICY=passive');
+  return out;
 }
 
 export function kernelsCommand(cmd: 'build' | 'status', opts: { target?: string; kernels?: string; json?: boolean; python?: string }): number {
