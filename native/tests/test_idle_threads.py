@@ -7,17 +7,12 @@ sleeping one is not. Thread states, not times, so the figures depend neither on 
 speed nor on its load (a spinner that yields to other processes is still runnable).
 """
 
-import json
-import os
-import subprocess
-import sys
 
 import pytest
+from fresh_interpreter import probe
 import torch
 
 from adopt_kernels import idle_threads
-
-NATIVE = os.path.join(os.path.dirname(__file__), "..")
 
 PROBE = r"""
 import json, os, sys, threading, time
@@ -55,13 +50,7 @@ print(json.dumps({"quieted": idle_threads.quieted(), "spinning_share": sum(x > 0
 
 
 def _probe(env_value=None, mode="env"):
-    env = {k: v for k, v in os.environ.items() if k not in ("ADOPT_QUIET_BLAS_THREADS", "OPENBLAS_THREAD_TIMEOUT")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [NATIVE, env.get("PYTHONPATH")]))
-    if env_value is not None:
-        env["ADOPT_QUIET_BLAS_THREADS"] = env_value
-    p = subprocess.run([sys.executable, "-c", PROBE, mode], env=env, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout.strip().splitlines()[-1]), p.stderr
+    return probe(PROBE, mode, "ADOPT_QUIET_BLAS_THREADS", env_value, unset=("OPENBLAS_THREAD_TIMEOUT",))
 
 
 _blas = idle_threads.openblas()

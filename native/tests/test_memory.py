@@ -7,16 +7,11 @@ between two rounds may be carved from the freed block, so the second round can s
 from the third on the heap holds a block that fits.
 """
 
-import json
-import os
-import subprocess
-import sys
 
 import pytest
+from fresh_interpreter import probe
 
 from adopt_kernels import memory
-
-NATIVE = os.path.join(os.path.dirname(__file__), "..")
 
 PROBE = r"""
 import json, resource, sys
@@ -40,13 +35,7 @@ print(json.dumps({"kept": memory.kept(), "first": faults[0], "later": faults[2:]
 
 
 def _probe(env_value=None, mode="env"):
-    env = {k: v for k, v in os.environ.items() if k != "ADOPT_KEEP_FREED_MEMORY"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [NATIVE, env.get("PYTHONPATH")]))
-    if env_value is not None:
-        env["ADOPT_KEEP_FREED_MEMORY"] = env_value
-    p = subprocess.run([sys.executable, "-c", PROBE, mode], env=env, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout.strip().splitlines()[-1]), p.stderr
+    return probe(PROBE, mode, "ADOPT_KEEP_FREED_MEMORY", env_value)
 
 
 needs_glibc = pytest.mark.skipif(not memory.available(), reason="keep_freed_memory needs glibc's mallopt")
