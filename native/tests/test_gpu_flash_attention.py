@@ -1,8 +1,8 @@
 """The Triton attention beyond the generic kernel tests: float16, value head dims unlike the
 keys', keys and values shared by the batch or the heads, strided queries, a fully masked row,
 every legal schedule of one shape, dropout's keep rate and its replay, the backward's fallback
-from a schedule the device cannot take, the public ``attention`` route, and a backward negative
-control. On a CUDA device where there is one, else in Triton's interpreter."""
+from a schedule the device cannot take, a learned bias's and mask's gradients (T5's position
+bias), the public ``attention`` route, and backward negative controls. On a CUDA device where there is one, else in Triton's interpreter."""
 
 import math
 
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from test_gpu_kernels import DEVICE, _module, _triton_path  # noqa: F401 (the fixture routes CPU tensors to Triton)
+from test_kernel_flash_attention import _inputs
 
 import adopt_kernels as ak  # noqa: E402
 from adopt_kernels import _dispatch, registry  # noqa: E402
@@ -141,11 +142,11 @@ def test_a_backward_schedule_the_device_cannot_take_falls_back_to_the_default(mo
 
     real, seen = B._grads, []
 
-    def grads(run, out, lse, dout, schedule):
+    def grads(run, out, lse, dout, schedule, learned):
         seen.append(schedule)
         if schedule != KERNEL.cuda_space.default:
             raise OutOfResources("out of resource: shared memory")
-        return real(run, out, lse, dout, schedule)
+        return real(run, out, lse, dout, schedule, learned)
 
     monkeypatch.setattr(B, "_grads", grads)
     monkeypatch.setattr(_dispatch, "_FAILED_SCHEDULES", set())  # what the fallback remembers stays here
@@ -203,8 +204,84 @@ def test_masks_and_inputs_the_kernel_cannot_take_go_back_to_the_caller():
     assert K.flash_attention(q.double(), k.double(), v.double()) is None
     assert K.flash_attention(q, torch.randn(2, 2, 11, 8).to(DEVICE), torch.randn(2, 2, 11, 8).to(DEVICE)) is None
     assert K.flash_attention(q, k, v, mask=torch.zeros(3, 1, 9, 11).to(DEVICE)) is None
-    assert K.flash_attention(q, k, v, bias=torch.zeros(1, 3, 9, 11, device=DEVICE, requires_grad=True)) is None
     assert K.flash_attention(q, k, v, dropout_p=1.0) is None
     wide = torch.randn(2, 3, 9, 160).to(DEVICE)
     assert K.flash_attention(wide, wide, wide) is None  # head dims past 128 are left to SDPA
     assert math.isfinite(K.flash_attention(q, k, v).sum().item())
+
+
+def _learned_case(dtype, pad, causal, dropout_p=0.0):
+    """T5's position bias (one per head, heads innermost as its embedding's permutation leaves
+    it) plus a padding mask, and a learned per-batch mask beside it: every output and gradient,
+    from the Triton kernel and from the float64 reference (with the kernel's dropout mask)."""
+    b, h, lq, lk, d = 2, 3, 37, 70, 16
+    (q, k, v, dout), g = _inputs(b, h, lq, lk, d, d, dtype, seed=11)
+    bias = torch.randn(lq, lk, h, generator=g).permute(2, 0, 1).unsqueeze(0)
+    learned = torch.randn(b, 1, lq, lk, generator=g)
+    padding = torch.zeros(b, 1, 1, lk)
+    if pad:
+        padding[..., lk - 40:] = torch.finfo(torch.float32).min  # whole key blocks underflow
+    q, k, v, dout, bias, learned, padding = (t.to(DEVICE) for t in (q, k, v, dout, bias, learned, padding))
+
+    def run(fn, dt):
+        leaves = [t.detach().to(dt).requires_grad_(True) for t in (q, k, v, bias, learned)]
+        out = fn(*leaves[:3], leaves[3], leaves[4] + padding.to(dt))
+        out.backward(dout.to(dt))
+        return [out] + [t.grad for t in leaves]
+
+    seed = 1234
+    before = _dispatch.CALLS["flash_attention"]
+    got = run(lambda q, k, v, bias, mask: K.flash_attention(q, k, v, 0.5, bias, mask, is_causal=causal, dropout_p=dropout_p, seed=seed),
+              K.TORCH_DTYPE[dtype])
+    _ran(before)
+    kept = _module(KERNEL).dropout_keep(seed, b, h, lq, lk, dropout_p, DEVICE) if dropout_p else None
+    want = run(lambda q, k, v, bias, mask: K.reference(q, k, v, 0.5, bias, mask, is_causal=causal, dropout=kept, dropout_p=dropout_p),
+               torch.float64)
+    assert got[4].shape == bias.shape and got[5].shape == learned.shape and got[4].dtype == q.dtype
+    return got, want
+
+
+def _compare_learned(got, want, dtype):
+    for name, a, e in zip(("output", "grad q", "grad k", "grad v", "grad bias", "grad mask"), got, want):
+        K.assert_matches(a, e, dtype, name)
+
+
+@pytest.mark.parametrize("dtype,pad,causal", [("float32", True, False), ("float32", False, True), ("bfloat16", True, True)])
+def test_a_learned_bias_and_mask_get_their_gradients(dtype, pad, causal):
+    """Causal query blocks skip key blocks past their limit: their scores' gradient is 0, written."""
+    got, want = _learned_case(dtype, pad, causal)
+    _compare_learned(got, want, dtype)
+
+
+def test_a_learned_bias_takes_the_kernels_dropout_mask_in_its_gradient():
+    got, want = _learned_case("float32", True, True, dropout_p=0.2)
+    _compare_learned(got, want, "float32")
+
+
+def test_negative_control_a_learned_bias_gradient_one_key_off_fails_the_check(monkeypatch):
+    from adopt_kernels.gpu import _flash_attention_bwd as B
+
+    real = B._grads
+
+    def shifted(*args):
+        grads = real(*args)
+        return grads[:3] + tuple(None if g is None else torch.roll(g, 1, dims=-1) for g in grads[3:])
+
+    monkeypatch.setattr(B, "_grads", shifted)
+    got, want = _learned_case("float32", True, False)
+    _compare_learned(got[:4], want[:4], "float32")  # the rest is untouched
+    with pytest.raises(AssertionError, match="grad bias"):
+        _compare_learned(got, want, "float32")
+
+
+def test_t5_style_attention_with_dropout_in_training_reaches_the_triton_kernel():
+    """On a GPU SDPA takes calls without dropout; with dropout a learned bias used to send the
+    call to the eager composite, and now runs the Triton kernel with its gradient."""
+    g = torch.Generator().manual_seed(8)
+    q, k, v = (torch.randn(2, 3, 13, 16, generator=g).to(DEVICE) for _ in range(3))
+    bias = torch.randn(1, 3, 13, 13, generator=g).to(DEVICE).requires_grad_(True)
+    before = _dispatch.CALLS["flash_attention"]
+    out = ak.attention(q, k, v, mask=bias, scale=1.0, dropout_p=0.1, training=True)
+    _ran(before)
+    out.sum().backward()
+    assert bias.grad is not None and bias.grad.shape == bias.shape and torch.isfinite(bias.grad).all()

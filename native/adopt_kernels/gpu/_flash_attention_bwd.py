@@ -4,7 +4,8 @@ Three launches: ``delta = rowsum(dO * O)`` per query row; then per (batch, head,
 the probabilities recomputed from the saved log-sum-exp for each block of queries, accumulating
 ``dV += P^T dO`` and ``dK += dS^T Q`` in registers, ``dS = P * (dP - delta)``; then (the same
 kernel's dQ pass) per (batch, head, block of queries) the same probabilities again for
-``dQ += dS K``. Recomputing the scores
+``dQ += dS K``, writing ``dS`` itself where a bias or mask takes a gradient (T5's learned position
+bias: summed to its shape after). Recomputing the scores
 twice buys a deterministic dQ with no float32 atomics and no partial sums to add. Dropout's mask
 is regenerated from the seed; keys and values shared by the batch or the heads get their
 gradients per (batch, head) in float32, summed after.
@@ -30,9 +31,9 @@ def _delta(O, DO, DELTA, sdb, sdh, sdm, H, L, DV, BLOCK: tl.constexpr, BLOCK_DV:
 
 
 @triton.jit(do_not_specialize=["seed"])
-def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, QS, KS, VS, DS, MS, H, L, S, D, DV, scale, p_drop, seed,
+def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, DSC, QS, KS, VS, DS, MS, H, L, S, D, DV, scale, p_drop, seed,
          HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, HAS_KEEP: tl.constexpr, CAUSAL: tl.constexpr,
-         DROPOUT: tl.constexpr, F32: tl.constexpr, PREC: tl.constexpr, DQ_PASS: tl.constexpr,
+         DROPOUT: tl.constexpr, F32: tl.constexpr, PREC: tl.constexpr, DQ_PASS: tl.constexpr, LEARNED: tl.constexpr,
          HELD: tl.constexpr, STEP: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     # a program holds HELD keys (dK and dV) or, in the dQ pass, HELD queries, and streams the other side STEP rows at a time
     bh, b, h, held, d, dv = _program(H, HELD, BLOCK_D, BLOCK_DV)
@@ -55,7 +56,10 @@ def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, QS, KS, VS, DS, MS, H, L,
             dp = tl.dot(do, _tile(V, VS, b, h, cols[None, :], S, dv[:, None], DV, F32), input_precision=PREC)
             if DROPOUT:
                 dp = _dropped(dp, _kept(seed, bh, rows[:, None], cols[None, :], L, S, p_drop), p_drop)
-            dq = tl.dot(_op(p * (dp - delta[:, None]), K, F32), tl.trans(kt), dq, input_precision=PREC)
+            ds = p * (dp - delta[:, None])
+            if LEARNED:  # the scores' gradient is the learned bias's and mask's: each written once, by its query block
+                tl.store(DSC + (bh * L + held64)[:, None] * S + cols[None, :], ds, mask=(rows < L)[:, None] & (cols < S)[None, :])
+            dq = tl.dot(_op(ds, K, F32), tl.trans(kt), dq, input_precision=PREC)
         tl.store(DQ + (bh * L + held64)[:, None] * D + d[None, :], (dq * scale).to(DQ.dtype.element_ty), mask=(rows < L)[:, None] & (d < D)[None, :])
     else:
         # scores are held transposed, keys by queries: the products then need no transposed result
@@ -90,7 +94,7 @@ def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, QS, KS, VS, DS, MS, H, L,
         tl.store(DVAL + out * DV + dv[None, :], dval.to(DVAL.dtype.element_ty), mask=(cols < S)[:, None] & (dv < DV)[None, :])
 
 
-def _grads(run, out, lse, dout, schedule):
+def _grads(run, out, lse, dout, schedule, learned):
     q, k, v = run.q, run.k, run.v
     B, H, L, S, D, DV = run.B, run.H, run.L, run.S, run.D, run.DV
     flags = run.flags()
@@ -100,20 +104,25 @@ def _grads(run, out, lse, dout, schedule):
     dk = torch.empty(B, H, S, D, dtype=k.dtype if k.shape == (B, H, S, D) else torch.float32, device=q.device)
     dv = torch.empty(B, H, S, DV, dtype=v.dtype if v.shape == (B, H, S, DV) else torch.float32, device=q.device)
     dq = torch.empty(B, H, L, D, dtype=q.dtype, device=q.device)
+    # every score's gradient where a bias or mask is learned; zeros, since a causal query block
+    # never visits the keys past its limit
+    dscores = torch.zeros(B, H, L, S, dtype=torch.float32, device=q.device) if any(learned) else q
     masks, mask_strides = run.mask_args()
     common = [*run.strides(), dout.stride()[:3], mask_strides, *run.sizes()]
     held, step = schedule["bwd_block"], schedule["bwd_step"]
-    launch = dict(flags, num_warps=schedule["bwd_warps"], num_stages=schedule["num_stages"])
+    launch = dict(flags, num_warps=schedule["bwd_warps"], num_stages=schedule["num_stages"], LEARNED=any(learned))
     for dq_pass, n in ((False, S), (True, L)):
-        _bwd[(triton.cdiv(n, held), B * H)](q, k, v, masks, dout, lse, delta, dk, dv, dq, *common, DQ_PASS=dq_pass, HELD=held, STEP=step, **launch)
-    return dq, dk.sum_to_size(k.shape).to(k.dtype), dv.sum_to_size(v.shape).to(v.dtype)
+        _bwd[(triton.cdiv(n, held), B * H)](q, k, v, masks, dout, lse, delta, dk, dv, dq, dscores, *common, DQ_PASS=dq_pass, HELD=held, STEP=step, **launch)
+    grads = tuple(None if want is None else dscores.sum_to_size(want[0]).to(want[1]) for want in learned)
+    return (dq, dk.sum_to_size(k.shape).to(k.dtype), dv.sum_to_size(v.shape).to(v.dtype)) + grads
 
 
-def backward(run, out, lse, dout, schedule):
-    """dQ, dK and dV; a schedule the device cannot take (shared memory, say) falls back to the
-    default through the dispatcher, as the forward does."""
+def backward(run, out, lse, dout, schedule, learned=(None, None)):
+    """dQ, dK and dV, then the gradients of the bias and the float mask where ``learned`` gives
+    the (shape, dtype) each takes it in (None: not learned); a schedule the device cannot take
+    (shared memory, say) falls back to the default through the dispatcher, as the forward does."""
     from .. import _dispatch, registry
     from ..kernels.flash_attention import _unit_last
 
     dout = _unit_last(dout.to(run.q.dtype))
-    return _dispatch.with_fallback(registry.KERNELS["flash_attention"], schedule, lambda s: _grads(run, out, lse, dout, s))
+    return _dispatch.with_fallback(registry.KERNELS["flash_attention"], schedule, lambda s: _grads(run, out, lse, dout, s, learned))

@@ -230,6 +230,8 @@ class _FlashAttention(torch.autograd.Function):
         out, lse = forward(run, schedule)
         ctx.save_for_backward(q, k, v, out, lse, *(t for t, _ in run.masks))
         ctx.run, ctx.schedule = run, schedule
+        # the shapes and dtypes a learned bias or float mask takes its gradient in
+        ctx.learned = tuple((t.shape, t.dtype) if want else None for t, want in ((bias, ctx.needs_input_grad[3]), (mask, ctx.needs_input_grad[4])))
         return out
 
     @staticmethod
@@ -237,8 +239,8 @@ class _FlashAttention(torch.autograd.Function):
         from . import _flash_attention_bwd
 
         q, k, v, out, lse, *_ = ctx.saved_tensors
-        dq, dk, dv = _flash_attention_bwd.backward(ctx.run, out, lse, dout, ctx.schedule)
-        return (dq, dk, dv) + (None,) * 8
+        grads = _flash_attention_bwd.backward(ctx.run, out, lse, dout, ctx.schedule, ctx.learned)
+        return grads + (None,) * 6
 
 
 def flash_attention(q, k, v, scale=None, bias=None, mask=None, keep=None, is_causal=False, dropout_p=0.0, seed=None, *, schedule):

@@ -70,11 +70,11 @@ def reference(q, k, v, scale, bias=None, mask=None, keep=None, is_causal=False, 
     return torch.matmul(probs, v)
 
 
-def _mask_fits(t, shape, kinds, device, learned):
+def _mask_fits(t, shape, kinds, device):
+    # a float mask may take a gradient (T5's learned position bias): both kernels give it
     if t is None:
         return True
-    # a learned bias (T5's position bias) takes its gradient from the CPU kernel's backward only
-    if not isinstance(t, torch.Tensor) or t.device != device or t.dtype not in kinds or t.dim() > 4 or (t.requires_grad and torch.is_grad_enabled() and not learned):
+    if not isinstance(t, torch.Tensor) or t.device != device or t.dtype not in kinds or t.dim() > 4:
         return False
     try:
         return torch.broadcast_shapes(t.shape, shape) == shape
@@ -82,10 +82,10 @@ def _mask_fits(t, shape, kinds, device, learned):
         return False
 
 
-def _fits(q, k, v, bias, mask, keep, dropout_p, floats, learned=False):
+def _fits(q, k, v, bias, mask, keep, dropout_p, floats):
     """4-D (batch, heads, length, head_dim) tensors of one dtype among ``floats`` and one device,
     keys and values whose batch and heads are the queries' or 1, masks there that broadcast to
-    the scores; float masks that take a gradient only where ``learned``."""
+    the scores."""
     if not all(isinstance(t, torch.Tensor) and t.dim() == 4 and t.numel() and t.dtype == q.dtype and t.device == q.device for t in (q, k, v)):
         return False
     if q.dtype not in floats:
@@ -96,14 +96,14 @@ def _fits(q, k, v, bias, mask, keep, dropout_p, floats, learned=False):
     if any(t.size(0) not in (1, B) or t.size(1) not in (1, H) for t in (k, v)) or not 0.0 <= dropout_p < 1.0:
         return False
     shape = torch.Size((B, H, L, k.size(-2)))
-    return (_mask_fits(bias, shape, floats, q.device, learned) and _mask_fits(mask, shape, floats + (torch.bool,), q.device, learned)
-            and _mask_fits(keep, shape, (torch.bool,), q.device, False))
+    return (_mask_fits(bias, shape, floats, q.device) and _mask_fits(mask, shape, floats + (torch.bool,), q.device)
+            and _mask_fits(keep, shape, (torch.bool,), q.device))
 
 
 def supported(q, k, v, bias=None, mask=None, keep=None, dropout_p=0.0):
     """What the compiled CPU kernel takes: float32/bfloat16 CPU tensors that :func:`_fits`."""
     floats = (torch.float32, torch.bfloat16)
-    return isinstance(q, torch.Tensor) and q.device.type == "cpu" and _fits(q, k, v, bias, mask, keep, dropout_p, floats, learned=True) \
+    return isinstance(q, torch.Tensor) and q.device.type == "cpu" and _fits(q, k, v, bias, mask, keep, dropout_p, floats) \
         and _dispatch.native_ok(KERNEL, q, k, v)
 
 
