@@ -109,7 +109,8 @@ def report(environ=os.environ):
     """What the status shows: the BLAS threads and OpenMP's wait policy in this process."""
     blas = openblas()
     if blas is not None:
-        blas["idle"] = "sleep" if quieted() or blas["timeout_env"] == QUIET_TIMEOUT else (
+        # a timeout of 2^12 cycles or less (a microsecond or so) is asleep for this purpose
+        blas["idle"] = "sleep" if quieted() or 0 < blas["timeout_env"] <= 12 else (
             "spin" if blas["threading"] == "pthreads" else "as its OpenMP")
     policy = environ.get("OMP_WAIT_POLICY", "").strip().lower()
     spin = environ.get("GOMP_SPINCOUNT", "").strip()
