@@ -8,6 +8,7 @@ from torch import nn
 import adopt_kernels as ak
 from adopt_kernels import _dispatch
 from adopt_kernels.kernels import layer_norm as kernel
+from adopt_kernels.kernels import _common
 from adopt_kernels.kernels._common import assert_matches
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -66,7 +67,7 @@ def test_without_affine(dtype_name):
 @pytest.mark.parametrize("dtype_name", ["float32", "bfloat16"])
 def test_streaming_stores(dtype_name, monkeypatch):
     # rows of 123 values start off any alignment: the streamed rows have heads and tails
-    monkeypatch.setattr(kernel, "STREAM_BYTES", 0)
+    monkeypatch.setattr(_common, "STREAM_BYTES", 0)
     check_against_reference((3, 5, 123), dtype_name, 0.25, affine=True)
     check_against_reference((3, 5, 123), dtype_name, 0.0, affine=True)
 

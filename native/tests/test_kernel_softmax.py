@@ -9,6 +9,7 @@ import torch
 
 import adopt_kernels as ak
 from adopt_kernels import _dispatch
+from adopt_kernels.kernels import _common
 from adopt_kernels.kernels import softmax as K
 from checks import sampled_schedules
 
@@ -94,6 +95,34 @@ def test_non_contiguous_input_and_a_mask_with_strided_rows():
     mask = torch.randn(50, 4).t().unsqueeze(1)  # (4, 1, 50), last-dimension stride 4
     torch.testing.assert_close(K.softmax(x, 0.5, mask), K.reference(x, 0.5, mask))
 
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("kind", [None, "additive", "causal"])
+@pytest.mark.parametrize("vec_bits", [128, 256])
+def test_streaming_stores(dtype, kind, vec_bits, monkeypatch):
+    """Outputs past the size threshold are streamed: rows of 123 (and 80) values start off any
+    alignment, so each has an unaligned head, streamed vectors and a tail."""
+    monkeypatch.setattr(_common, "STREAM_BYTES", 0)
+    for shape in ((3, 5, 123), (2, 9, 80)):
+        check_float64(shape, kind, dtype, schedule=dict(K.SPACE.default, vec_bits=vec_bits))
+
+
+def test_negative_control_a_wrong_streamed_vector_fails_the_check(monkeypatch):
+    # the streamed vectors one element off: only the streamed path carries the slip
+    monkeypatch.setattr(_common, "STREAM_BYTES", 0)
+    wrong = K.TEMPLATE.replace("vstream((float*)(yr + j), vload(z + j) * inv)", "vstream((float*)(yr + j), vload(z + j + 1) * inv)")
+    assert wrong != K.TEMPLATE
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(K, "TEMPLATE", wrong)
+            _dispatch.forget()
+            with pytest.raises(AssertionError, match="output"):
+                check_float64((3, 5, 123), None, "float32")
+        _dispatch.forget()
+        check_float64((3, 5, 123), None, "float32")  # the template as it is, streamed, passes
+    finally:
+        _dispatch.forget()
 
 
 @pytest.mark.parametrize("schedule", sampled_schedules(K.SPACE, 4), ids=str)

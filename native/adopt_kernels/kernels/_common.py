@@ -1,5 +1,6 @@
 """What the kernel modules share: template rendering, row views, timing cases."""
 
+import ctypes
 import string
 
 import torch
@@ -32,6 +33,15 @@ def vec_pragma(vec_bits):
     if int(vec_bits) == 0:
         return '#pragma GCC optimize("no-tree-vectorize")'
     return f'#pragma GCC target("prefer-vector-width={int(vec_bits)}")'
+
+
+# outputs at least this large are written with streaming stores: they would not stay in cache
+STREAM_BYTES = 8 << 20
+
+
+def stream_output(t):
+    """The kernels' ``stream`` argument for output ``t``: 1 where it is at least STREAM_BYTES."""
+    return ctypes.c_int(int(t.numel() * t.element_size() >= STREAM_BYTES))
 
 
 def rows_view(x):

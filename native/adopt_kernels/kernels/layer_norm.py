@@ -19,7 +19,7 @@ from torch.autograd.function import once_differentiable
 
 from .. import _dispatch
 from ..registry import Kernel, Space, register
-from ._common import TORCH_DTYPE, assert_matches, render, rows_view
+from ._common import TORCH_DTYPE, assert_matches, render, rows_view, stream_output
 
 # Philox-4x32-10 (Salmon et al., SC'11). The keep factor of element j of row r comes from word
 # (j / 8) % 4 of counter (8 * (j / 32) + j % 8, r_lo, r_hi, 0): eight consecutive counters fill
@@ -331,14 +331,6 @@ def _render(schedule, dtype):
     return render(TEMPLATE, schedule, dtype, philox=PHILOX, two_pass=int(schedule["stats"] == "twopass"))
 
 
-# outputs at least this large are written with streaming stores (they would not stay in cache)
-STREAM_BYTES = 8 << 20
-
-
-def _stream(t):
-    return ctypes.c_int(int(t.numel() * t.element_size() >= STREAM_BYTES))
-
-
 def threshold(p):
     """The 32-bit threshold below which a random word drops its element: P(drop) = thr / 2^32."""
     return min(int(round(p * 2.0 ** 32)), 2 ** 32 - 1)
@@ -397,7 +389,7 @@ class DropoutAddLayerNormFunction(torch.autograd.Function):
         rstd = torch.empty(rows, dtype=torch.float32)
         fwd(_dispatch.ptr(x2), _dispatch.ptr(r2), _dispatch.ptr(w), _dispatch.ptr(b), _dispatch.ptr(y), _dispatch.ptr(mean),
             _dispatch.ptr(rstd), _dispatch.i64(rows), _dispatch.i64(n), _dispatch.f32(eps), ctypes.c_uint64(seed),
-            ctypes.c_uint32(thr), _dispatch.f32(scale), _stream(y), _dispatch.threads())
+            ctypes.c_uint32(thr), _dispatch.f32(scale), stream_output(y), _dispatch.threads())
         ctx.save_for_backward(x2, r2, w, mean, rstd)
         ctx.seed, ctx.thr, ctx.scale, ctx.bwd, ctx.shape = seed, thr, scale, bwd, x.shape
         _dispatch.CALLS[KERNEL.name] += 1
@@ -419,7 +411,7 @@ class DropoutAddLayerNormFunction(torch.autograd.Function):
         ctx.bwd(_dispatch.ptr(x2), _dispatch.ptr(r2), _dispatch.ptr(w), _dispatch.ptr(dy2), _dispatch.ptr(mean), _dispatch.ptr(rstd),
                 _dispatch.ptr(dx), _dispatch.ptr(dres), _dispatch.ptr(dw_partial), _dispatch.ptr(db_partial),
                 _dispatch.i64(rows), _dispatch.i64(n), ctypes.c_uint64(ctx.seed), ctypes.c_uint32(ctx.thr),
-                _dispatch.f32(ctx.scale), _stream(dx), ctypes.c_int(nthreads))
+                _dispatch.f32(ctx.scale), stream_output(dx), ctypes.c_int(nthreads))
         dw = dw_partial.sum(0).to(w.dtype) if ctx.needs_input_grad[2] else None
         db = db_partial.sum(0).to(w.dtype) if ctx.needs_input_grad[3] else None
         return dx.view(ctx.shape), dres.view(ctx.shape), dw, db, None, None, None, None, None

@@ -19,7 +19,7 @@ import torch
 
 from .. import _dispatch
 from ..registry import Kernel, Space, register
-from ._common import TORCH_DTYPE, assert_matches, render, rows_view
+from ._common import TORCH_DTYPE, assert_matches, render, rows_view, stream_output
 
 # Explicit GCC vectors shared with the attention kernel: loads and stores for float32 and
 # bfloat16, and an exp accurate to a few ulp that maps -inf to 0 and keeps NaN.
@@ -81,6 +81,32 @@ TEMPLATE = r"""
 $helpers
 typedef $scalar_t scalar_t;
 #define OMP_SCHED schedule(runtime)  // kind and chunk set at each call (Space.omp)
+#include <immintrin.h>
+
+// Outputs too large to stay in cache (the caller says ``stream``) are written with streaming
+// stores, which skip reading the destination's lines first: a third of a float32 pass's traffic.
+// They need aligned vectors, so a row's first elements up to the alignment are stored as usual.
+static const bool STREAMS = sizeof(scalar_t) == 4;
+static inline bool vstream(float* p, vf v) {
+#if defined(__AVX__) && VL == 8
+  _mm256_stream_ps(p, (__m256)v);
+  return true;
+#elif defined(__SSE__) && VL == 4
+  _mm_stream_ps(p, (__m128)v);
+  return true;
+#else
+  return false;
+#endif
+}
+static inline int64_t unaligned_head(const void* p, int64_t n) {
+  int64_t head = (int64_t)((VL * 4 - ((uintptr_t)p & (VL * 4 - 1))) & (VL * 4 - 1)) / 4;
+  return head < n ? head : n;
+}
+static inline void streams_done(bool stream) {
+#ifdef __SSE__
+  if (stream) _mm_sfence();  // streaming stores are weakly ordered: publish them before the threads join
+#endif
+}
 
 // The scores of one row into z: x * scale, plus the additive mask, -inf where the boolean mask
 // drops a key or the key lies past the causal limit ``lim``. Returns the row's maximum.
@@ -137,7 +163,7 @@ static float exp_row(float* z, int64_t n, float m) {
 
 extern "C" void softmax_fwd(const scalar_t* x, scalar_t* y, uint8_t* empty, const float* madd, const uint8_t* mkeep,
                             const int64_t* moff, int64_t mstep, int64_t rows, int64_t n, float scale,
-                            int64_t q_len, int nthreads) {
+                            int64_t q_len, int stream, int nthreads) {
   #pragma omp parallel num_threads(nthreads)
   {
     float* z = (float*)std::aligned_alloc(64, ((n * 4 + 63) / 64) * 64);
@@ -151,10 +177,15 @@ extern "C" void softmax_fwd(const scalar_t* x, scalar_t* y, uint8_t* empty, cons
       float inv = 1.f / exp_row(z, n, m);
       scalar_t* yr = y + r * n;
       int64_t j = 0;
+      if (STREAMS && stream) {
+        for (int64_t h = unaligned_head(yr, n); j < h; ++j) store_f(yr, j, z[j] * inv);
+        for (; j + VL <= n && vstream((float*)(yr + j), vload(z + j) * inv); j += VL) {}
+      }
       #pragma GCC unroll $unroll
       for (; j + VL <= n; j += VL) vstore(yr + j, vload(z + j) * inv);
       for (; j < n; ++j) store_f(yr, j, z[j] * inv);
     }
+    streams_done(stream);
     std::free(z);
   }
 }
@@ -163,8 +194,10 @@ extern "C" void softmax_fwd(const scalar_t* x, scalar_t* y, uint8_t* empty, cons
 // Rows flagged in ``zero`` (every score masked by a boolean or causal mask) get zeros, as the
 // gradient of eager code's torch.where is there.
 extern "C" void softmax_bwd(const scalar_t* y, const scalar_t* dy, const uint8_t* zero, scalar_t* dx, float* dz_out,
-                            int64_t rows, int64_t n, float scale, int nthreads) {
-  #pragma omp parallel for OMP_SCHED num_threads(nthreads)
+                            int64_t rows, int64_t n, float scale, int stream, int nthreads) {
+  #pragma omp parallel num_threads(nthreads)
+  {
+  #pragma omp for OMP_SCHED
   for (int64_t r = 0; r < rows; ++r) {
     const scalar_t* yr = y + r * n;
     const scalar_t* gr = dy + r * n;
@@ -177,18 +210,23 @@ extern "C" void softmax_bwd(const scalar_t* y, const scalar_t* dy, const uint8_t
     float dot = hsum(vd);
     for (; j < n; ++j) dot += load_f(yr, j) * load_f(gr, j);
     const float keep = (zero && zero[r]) ? 0.f : 1.f;
-    j = 0;
-    #pragma GCC unroll $unroll
-    for (; j + VL <= n; j += VL) {
-      vf dz = keep ? vload(yr + j) * (vload(gr + j) - dot) : vsplat(0.f);
-      vstore(dxr + j, dz * scale);
-      if (dzr) vstore(dzr + j, dz);
-    }
-    for (; j < n; ++j) {
+    auto one = [&](int64_t j) {
       float dz = keep ? load_f(yr, j) * (load_f(gr, j) - dot) : 0.f;
       store_f(dxr, j, dz * scale);
       if (dzr) dzr[j] = dz;
+    };
+    j = 0;
+    const bool streamed = STREAMS && stream;
+    if (streamed) for (int64_t h = unaligned_head(dxr, n); j < h; ++j) one(j);
+    #pragma GCC unroll $unroll
+    for (; j + VL <= n; j += VL) {
+      vf dz = keep ? vload(yr + j) * (vload(gr + j) - dot) : vsplat(0.f);
+      if (!(streamed && vstream((float*)(dxr + j), dz * scale))) vstore(dxr + j, dz * scale);
+      if (dzr) vstore(dzr + j, dz);
     }
+    for (; j < n; ++j) one(j);
+  }
+  streams_done(stream);
   }
 }
 """
@@ -278,7 +316,7 @@ class SoftmaxFunction(torch.autograd.Function):
         q_len = x.size(-2) if is_causal else 0
         fwd(_dispatch.ptr(x2), _dispatch.ptr(y), _dispatch.ptr(empty), _dispatch.ptr(values if is_add else None), _dispatch.ptr(None if is_add else values),
             _dispatch.ptr(offsets), _dispatch.i64(step), _dispatch.i64(rows), _dispatch.i64(n), _dispatch.f32(scale),
-            _dispatch.i64(q_len), _dispatch.threads())
+            _dispatch.i64(q_len), stream_output(y), _dispatch.threads())
         # where-style masks (boolean, causal) give a fully masked row a zero gradient in eager
         # code; an additive -inf mask passes the NaN on
         ctx.save_for_backward(y, empty if is_causal or (mask is not None and mask.dtype == torch.bool) else None)
@@ -295,7 +333,7 @@ class SoftmaxFunction(torch.autograd.Function):
         dx = torch.empty_like(y)
         dz = torch.empty(rows, n, dtype=torch.float32) if ctx.needs_input_grad[1] else None
         ctx.bwd(_dispatch.ptr(y), _dispatch.ptr(dy2), _dispatch.ptr(zero), _dispatch.ptr(dx), _dispatch.ptr(dz), _dispatch.i64(rows), _dispatch.i64(n),
-                _dispatch.f32(ctx.scale), _dispatch.threads())
+                _dispatch.f32(ctx.scale), stream_output(dx), _dispatch.threads())
         dmask = dz.view(ctx.shape).sum_to_size(ctx.mask_meta[0]).to(ctx.mask_meta[1]) if dz is not None else None
         return dx.view(ctx.shape), dmask, None, None, None, None
 
