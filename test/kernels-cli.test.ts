@@ -38,7 +38,7 @@ describe('adopt kernels status', () => {
   });
 
   it('says whether idle BLAS and OpenMP threads spin, and the settings that make them sleep', () => {
-    const env = { ADOPT_QUIET_BLAS_THREADS: '0', OMP_WAIT_POLICY: '', OPENBLAS_THREAD_TIMEOUT: '' };
+    const env = { ADOPT_QUIET_BLAS_THREADS: '0', OMP_WAIT_POLICY: '', GOMP_SPINCOUNT: '', OPENBLAS_THREAD_TIMEOUT: '' };
     const off = adopt(['kernels', 'status'], { env });
     expect(off.code, off.stderr).toBe(0);
     expect(off.stdout).toMatch(/OpenMP spins after each parallel loop \(OMP_WAIT_POLICY=passive/);

@@ -234,7 +234,7 @@ def main():
                    help="OpenBLAS's idle threads sleep instead of spinning (adopt_kernels.idle_threads), for both sides")
     args = p.parse_args()
     if args.quiet_blas_threads and not idle_threads.quiet_blas_threads():
-        p.error("--quiet-blas-threads: no pthread OpenBLAS is loaded in this process, nothing to quiet")
+        p.error("--quiet-blas-threads: no OpenBLAS thread here could be quieted (the message above says why)")
     if args.keep_freed_memory and not memory.keep_freed_memory():
         p.error("--keep-freed-memory: this C library cannot keep freed memory (not glibc)")
     channel = Channel("speed")

@@ -46,58 +46,84 @@ def _loaded_paths(marker):
     return sorted(names)
 
 
-def _openblas():
-    """(path, handle) of the OpenBLAS this process has loaded, or (None, None)."""
+def _openblases():
+    """(path, handle, threading) of every OpenBLAS this process has loaded: torch's, and any other
+    a wheel brought (numpy's or scipy's own copy), pthread builds first."""
+    found = []
     for path in _loaded_paths("libopenblas"):
         try:
             lib = ctypes.CDLL(path)
             lib.openblas_get_parallel.restype = ctypes.c_int
             lib.openblas_get_num_threads.restype = ctypes.c_int
             lib.openblas_thread_timeout.restype = ctypes.c_int
-            return path, lib
+            found.append((path, lib, PARALLEL.get(lib.openblas_get_parallel(), "unknown")))
         except (OSError, AttributeError):
             continue
-    return None, None
+    return sorted(found, key=lambda f: f[2] != "pthreads")
+
+
+def _idle(threading, timeout_env):
+    """How a library's threads wait: a pthread build spins unless its timeout is 2^12 cycles
+    (a microsecond or so) or less; an OpenMP build waits as OpenMP does; a sequential one has none."""
+    if threading == "pthreads":
+        return "sleep" if 0 < timeout_env <= 12 else "spin"
+    return "none" if threading == "sequential" else "as its OpenMP"
 
 
 def openblas():
-    """What the loaded OpenBLAS is: ``{"path", "threading", "threads", "timeout_env"}`` (the
-    exponent it read from ``OPENBLAS_THREAD_TIMEOUT``, 0 when unset: its built-in 2^28 cycles), or
-    None where no OpenBLAS is loaded (torch linked to MKL, or statically)."""
-    path, lib = _openblas()
-    if lib is None:
+    """What the loaded OpenBLAS is (a pthread one where several are loaded): ``{"path",
+    "threading", "threads", "timeout_env", "idle", "copies"}``, ``timeout_env`` the exponent it
+    read from ``OPENBLAS_THREAD_TIMEOUT`` (0 when unset: its built-in 2^28 cycles), ``copies`` how
+    many are loaded; None where none is (torch linked to MKL, or statically)."""
+    found = _openblases()
+    if not found:
         return None
-    return {"path": path, "threading": PARALLEL.get(lib.openblas_get_parallel(), "unknown"),
-            "threads": lib.openblas_get_num_threads(), "timeout_env": lib.openblas_thread_timeout()}
+    path, lib, threading = found[0]
+    timeout_env = lib.openblas_thread_timeout()
+    return {"path": path, "threading": threading, "threads": lib.openblas_get_num_threads(), "timeout_env": timeout_env,
+            "idle": _idle(threading, timeout_env), "copies": len(found)}
 
 
-def quiet_blas_threads():
-    """Make a pthread OpenBLAS's idle threads sleep at once (see the module's doc). Returns True
-    when that is in effect, False (with one message) where there is nothing to quiet: no OpenBLAS
-    loaded, one built without threads or on OpenMP's, or one without the entry points used."""
-    if _state["quieted"]:
-        return True
-    path, lib = _openblas()
-    if lib is None:
-        _dispatch.say_once("quiet-blas", "quiet_blas_threads: no OpenBLAS is loaded in this process; nothing to change")
-        return False
-    threading = PARALLEL.get(lib.openblas_get_parallel(), "unknown")
-    if threading != "pthreads":
-        _dispatch.say_once("quiet-blas", f"quiet_blas_threads: {path} uses {threading} threads, not its own; nothing to change")
-        return False
+def _quiet(path, lib):
+    """One pthread OpenBLAS's idle threads put to sleep; an error message, or None."""
     if not all(hasattr(lib, f) for f in ("openblas_read_env", "blas_thread_shutdown_")):
-        _dispatch.say_once("quiet-blas", f"quiet_blas_threads: {path} lacks the entry points to restart its threads; left as it is")
-        return False
+        return f"{path} lacks the entry points to restart its threads; left as it is"
     # the library reads its environment once, at load: set it, have it read again, and stop its
     # threads; its next call starts them with the new timeout
+    before = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
     os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(QUIET_TIMEOUT)
     lib.openblas_read_env()
     if lib.openblas_thread_timeout() != QUIET_TIMEOUT:
-        _dispatch.say_once("quiet-blas", f"quiet_blas_threads: {path} did not take OPENBLAS_THREAD_TIMEOUT; left as it is")
-        return False
+        if before is None:
+            os.environ.pop("OPENBLAS_THREAD_TIMEOUT", None)
+        else:
+            os.environ["OPENBLAS_THREAD_TIMEOUT"] = before
+        lib.openblas_read_env()
+        return f"{path} did not take OPENBLAS_THREAD_TIMEOUT; left as it is"
     lib.blas_thread_shutdown_()
-    _state["quieted"] = True
-    return True
+    return None
+
+
+def quiet_blas_threads():
+    """Make every loaded pthread OpenBLAS's idle threads sleep at once (see the module's doc).
+    Returns True when that is in effect for at least one, False (with one message) where there is
+    nothing to quiet: no OpenBLAS loaded, one built without threads or on OpenMP's, or one without
+    the entry points used. A timeout the user set in ``OPENBLAS_THREAD_TIMEOUT`` is replaced."""
+    if _state["quieted"]:
+        return True
+    found = _openblases()
+    if not found:
+        _dispatch.say_once("quiet-blas", "quiet_blas_threads: no OpenBLAS is loaded in this process; nothing to change")
+        return False
+    pthread = [(path, lib) for path, lib, threading in found if threading == "pthreads"]
+    if not pthread:
+        _dispatch.say_once("quiet-blas", f"quiet_blas_threads: {found[0][0]} uses {found[0][2]} threads, not its own; nothing to change")
+        return False
+    errors = [e for e in (_quiet(path, lib) for path, lib in pthread) if e]
+    for e in errors:
+        _dispatch.say_once(f"quiet-blas {e}", f"quiet_blas_threads: {e}")
+    _state["quieted"] = len(errors) < len(pthread)
+    return _state["quieted"]
 
 
 def quieted():
@@ -106,15 +132,18 @@ def quieted():
 
 
 def report(environ=os.environ):
-    """What the status shows: the BLAS threads and OpenMP's wait policy in this process."""
+    """What the status shows: the BLAS threads and OpenMP's wait policy in this process (as the
+    environment says now: GNU OpenMP read it when it loaded)."""
     blas = openblas()
-    if blas is not None:
-        # a timeout of 2^12 cycles or less (a microsecond or so) is asleep for this purpose
-        blas["idle"] = "sleep" if quieted() or 0 < blas["timeout_env"] <= 12 else (
-            "spin" if blas["threading"] == "pthreads" else "as its OpenMP")
-    policy = environ.get("OMP_WAIT_POLICY", "").strip().lower()
+    if blas is not None and quieted() and blas["threading"] == "pthreads":
+        blas["idle"] = "sleep"
+    # GOMP_SPINCOUNT, where set, decides; OMP_WAIT_POLICY only where it is not
     spin = environ.get("GOMP_SPINCOUNT", "").strip()
-    openmp_idle = "sleep" if policy == "passive" or spin == "0" else ("spin" if not spin else f"spin {spin}")
+    policy = environ.get("OMP_WAIT_POLICY", "").strip().lower()
+    if spin:
+        openmp_idle = "sleep" if spin == "0" else f"spin {spin}"
+    else:
+        openmp_idle = "sleep" if policy == "passive" else "spin"
     return {"openblas": blas, "quiet_blas_env": environ.get(ENV, ""), "openmp_idle": openmp_idle}
 
 

@@ -17,5 +17,5 @@ def probe(script, arg, variable, value=None, unset=()):
     if value is not None:
         env[variable] = value
     p = subprocess.run([sys.executable, "-c", script, arg], env=env, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 0 and p.stdout.strip(), p.stderr
     return json.loads(p.stdout.strip().splitlines()[-1]), p.stderr

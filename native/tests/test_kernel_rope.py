@@ -6,6 +6,7 @@ import torch
 import adopt_kernels as ak
 from adopt_kernels import _dispatch
 from adopt_kernels._impl import rope as eager
+from adopt_kernels.kernels import _common
 from adopt_kernels.kernels import rope as kernel
 from adopt_kernels.kernels._common import assert_matches
 
@@ -131,6 +132,33 @@ def test_interleaved_half_width_tables(dtype, b, t, h, d):
     cos, sin = tables(20, d, TORCH[dtype], half=True)
     position_ids = torch.stack([torch.randperm(20)[:t] for _ in range(b)])
     run_both(q, k, cos, sin, interleaved=True, position_ids=position_ids, unsqueeze_dim=2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_streaming_stores(dtype, monkeypatch):
+    """Outputs past the size threshold are rotated in a row buffer and streamed out: odd head
+    dims start rows off any alignment (heads and tails), both modes, forward and backward."""
+    monkeypatch.setattr(_common, "STREAM_BYTES", 0)
+    q, k = qk((3, 5, 7, 6), (3, 5, 7, 6), dtype)
+    cos, sin = tables(20, 6, TORCH[dtype])
+    run_both(q, k, cos, sin, position_ids=torch.stack([torch.randperm(20)[:7] for _ in range(3)]))
+    q, k = qk((2, 11, 3, 10), (2, 11, 3, 10), dtype)
+    cos, sin = tables(20, 10, TORCH[dtype], half=True)
+    run_both(q, k, cos, sin, interleaved=True, position_ids=torch.stack([torch.randperm(20)[:11] for _ in range(2)]), unsqueeze_dim=2)
+
+
+def test_negative_control_a_wrong_streamed_row_fails_the_check(monkeypatch):
+    # the buffered row stored from one element on: only the streamed path carries the slip
+    monkeypatch.setattr(_common, "STREAM_BYTES", 0)
+    old = "if (buffered) store_row(y, buf, d, true);"
+    wrong = kernel.TEMPLATE.replace(old, "if (buffered) store_row(y, buf + 1, d, true);")
+    assert wrong != kernel.TEMPLATE
+    monkeypatch.setattr(kernel, "TEMPLATE", wrong)
+    monkeypatch.setattr(_dispatch, "_functions", {})
+    q, k = qk((2, 3, 5, 8), (2, 3, 5, 8), "float32")
+    cos, sin = tables(5, 8, torch.float32)
+    with pytest.raises(AssertionError):
+        run_both(q, k, cos, sin, unsqueeze_dim=0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -104,15 +104,18 @@ def _grads(run, out, lse, dout, schedule, learned):
     dk = torch.empty(B, H, S, D, dtype=k.dtype if k.shape == (B, H, S, D) else torch.float32, device=q.device)
     dv = torch.empty(B, H, S, DV, dtype=v.dtype if v.shape == (B, H, S, DV) else torch.float32, device=q.device)
     dq = torch.empty(B, H, L, D, dtype=q.dtype, device=q.device)
-    # every score's gradient where a bias or mask is learned; zeros, since a causal query block
-    # never visits the keys past its limit
-    dscores = torch.zeros(B, H, L, S, dtype=torch.float32, device=q.device) if any(learned) else q
+    # every score's gradient where a bias or mask is learned (B*H*L*S float32, as the CPU
+    # kernel's); zeroed where causal query blocks never visit the keys past their limit
+    alloc = torch.zeros if run.causal else torch.empty
+    dscores = alloc(B, H, L, S, dtype=torch.float32, device=q.device) if any(learned) else q
     masks, mask_strides = run.mask_args()
     common = [*run.strides(), dout.stride()[:3], mask_strides, *run.sizes()]
     held, step = schedule["bwd_block"], schedule["bwd_step"]
-    launch = dict(flags, num_warps=schedule["bwd_warps"], num_stages=schedule["num_stages"], LEARNED=any(learned))
+    launch = dict(flags, num_warps=schedule["bwd_warps"], num_stages=schedule["num_stages"])
     for dq_pass, n in ((False, S), (True, L)):
-        _bwd[(triton.cdiv(n, held), B * H)](q, k, v, masks, dout, lse, delta, dk, dv, dq, dscores, *common, DQ_PASS=dq_pass, HELD=held, STEP=step, **launch)
+        # only the dQ pass writes the scores' gradient: the dK/dV pass keeps its one compiled variant
+        _bwd[(triton.cdiv(n, held), B * H)](q, k, v, masks, dout, lse, delta, dk, dv, dq, dscores, *common, DQ_PASS=dq_pass,
+                                            LEARNED=dq_pass and any(learned), HELD=held, STEP=step, **launch)
     grads = tuple(None if want is None else dscores.sum_to_size(want[0]).to(want[1]) for want in learned)
     return (dq, dk.sum_to_size(k.shape).to(k.dtype), dv.sum_to_size(v.shape).to(v.dtype)) + grads
 

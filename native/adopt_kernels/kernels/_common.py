@@ -39,9 +39,38 @@ def vec_pragma(vec_bits):
 STREAM_BYTES = 8 << 20
 
 
-def stream_output(t):
-    """The kernels' ``stream`` argument for output ``t``: 1 where it is at least STREAM_BYTES."""
-    return ctypes.c_int(int(t.numel() * t.element_size() >= STREAM_BYTES))
+def stream_output(*outputs):
+    """The kernels' ``stream`` argument for these outputs: 1 where together they are at least
+    STREAM_BYTES."""
+    return ctypes.c_int(int(sum(t.numel() * t.element_size() for t in outputs) >= STREAM_BYTES))
+
+
+# C++ (needs <immintrin.h> and scalar_t): a row finished in a cache-resident buffer goes to the output
+STORE_ROW = r"""
+// A finished row goes from its cache-resident buffer to the output. Outputs too large to stay
+// in cache are written with streaming stores, which skip reading the destination lines first.
+static inline void store_row(scalar_t* dst, const scalar_t* src, int64_t n, bool stream) {
+  const size_t bytes = (size_t)n * sizeof(scalar_t);
+#ifdef __AVX__
+  if (stream) {
+    char* d = (char*)dst;
+    const char* s = (const char*)src;
+    size_t i = std::min(bytes, (size_t)((32 - ((uintptr_t)d & 31)) & 31));
+    std::memcpy(d, s, i);
+    for (; i + 32 <= bytes; i += 32) _mm256_stream_si256((__m256i*)(d + i), _mm256_loadu_si256((const __m256i*)(s + i)));
+    std::memcpy(d + i, s + i, bytes - i);
+    return;
+  }
+#endif
+  std::memcpy(dst, src, bytes);
+}
+
+static inline void stores_done() {
+#ifdef __AVX__
+  _mm_sfence();  // streaming stores are weakly ordered: publish them before the threads join
+#endif
+}
+""".strip("\n")
 
 
 def rows_view(x):

@@ -19,7 +19,7 @@ from torch.autograd.function import once_differentiable
 
 from .. import _dispatch
 from ..registry import Kernel, Space, register
-from ._common import TORCH_DTYPE, assert_matches, render, rows_view, stream_output
+from ._common import STORE_ROW, TORCH_DTYPE, assert_matches, render, rows_view, stream_output
 
 # Philox-4x32-10 (Salmon et al., SC'11). The keep factor of element j of row r comes from word
 # (j / 8) % 4 of counter (8 * (j / 32) + j % 8, r_lo, r_hi, 0): eight consecutive counters fill
@@ -134,29 +134,7 @@ static inline float rnd(float v) {
   return out;
 }
 
-// A finished row goes from its cache-resident buffer to the output. Outputs too large to stay
-// in cache are written with streaming stores, which skip reading the destination lines first.
-static inline void store_row(scalar_t* dst, const scalar_t* src, int64_t n, bool stream) {
-  const size_t bytes = (size_t)n * sizeof(scalar_t);
-#ifdef __AVX__
-  if (stream) {
-    char* d = (char*)dst;
-    const char* s = (const char*)src;
-    size_t i = std::min(bytes, (size_t)((32 - ((uintptr_t)d & 31)) & 31));
-    std::memcpy(d, s, i);
-    for (; i + 32 <= bytes; i += 32) _mm256_stream_si256((__m256i*)(d + i), _mm256_loadu_si256((const __m256i*)(s + i)));
-    std::memcpy(d + i, s + i, bytes - i);
-    return;
-  }
-#endif
-  std::memcpy(dst, src, bytes);
-}
-
-static inline void stores_done() {
-#ifdef __AVX__
-  _mm_sfence();  // streaming stores are weakly ordered: publish them before the threads join
-#endif
-}
+$store_row
 
 template <bool DROP>
 static inline float make_h(const scalar_t* xr, const scalar_t* rr, const float* m, int64_t j) {
@@ -328,7 +306,7 @@ SPACE = Space(
 
 
 def _render(schedule, dtype):
-    return render(TEMPLATE, schedule, dtype, philox=PHILOX, two_pass=int(schedule["stats"] == "twopass"))
+    return render(TEMPLATE, schedule, dtype, philox=PHILOX, two_pass=int(schedule["stats"] == "twopass"), store_row=STORE_ROW)
 
 
 def threshold(p):

@@ -29,12 +29,18 @@ import torch
 
 from .. import _dispatch
 from ..registry import Kernel, Space, register
-from ._common import TORCH_DTYPE, assert_matches, render
+from ._common import STORE_ROW, TORCH_DTYPE, assert_matches, render, stream_output
 
 TEMPLATE = r"""
 $vec_pragma
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 typedef $scalar_t scalar_t;
 #define PAR_SEQ $par_seq
+$store_row
+// rows up to this long are rotated in a buffer and then stored (streamed when the outputs are large)
+#define BUFFERED_ROW 512
 enum { HALF_SPLIT = 0, PAIRS = 1, PAIRS_HALF_TABLE = 2 };
 
 // the eager code rounds every op's result to the storage dtype
@@ -83,49 +89,56 @@ static inline void rotate_row(const scalar_t* x, scalar_t* y, const scalar_t* c,
 // not inlined: both loop orders share one copy of each vectorised row loop (half the code
 // to compile), at the cost of a call per row of d elements
 template <int MODE, bool BWD>
-__attribute__((noinline)) static void one_row(const Side& t, int64_t i0, int64_t i1, int64_t i2, int64_t d) {
+__attribute__((noinline)) static void one_row(const Side& t, int64_t i0, int64_t i1, int64_t i2, int64_t d, bool stream) {
   const scalar_t* x = t.x + i0 * t.xs0 + i1 * t.xs1 + i2 * t.xs2;
   scalar_t* y = t.y + i0 * t.ys0 + i1 * t.ys1 + i2 * t.ys2;
   const int64_t at = i0 * t.ts0 + i1 * t.ts1 + i2 * t.ts2;
   const int64_t off = t.pos ? t.pos[at] * t.row : at;
-  rotate_row<MODE, BWD>(x, y, t.cos + off, t.sin + off, d);
+  alignas(64) scalar_t buf[BUFFERED_ROW];
+  const bool buffered = stream && d <= BUFFERED_ROW;
+  rotate_row<MODE, BWD>(x, buffered ? buf : y, t.cos + off, t.sin + off, d);
+  if (buffered) store_row(y, buf, d, true);
 }
 
 template <int MODE, bool BWD>
-static void rope(const Side* sides, int nsides, int64_t d, int nthreads) {
+static void rope(const Side* sides, int nsides, int64_t d, bool stream, int nthreads) {
   const Side& q = sides[0];
   const bool same = nsides == 1 || (sides[1].n0 == q.n0 && sides[1].n2 == q.n2);
-  if (PAR_SEQ && same) {
-    #pragma omp parallel for schedule(runtime) num_threads(nthreads)
-    for (int64_t u = 0; u < q.n0 * q.n2; ++u) {
-      const int64_t i0 = u / q.n2, i2 = u % q.n2;
-      for (int k = 0; k < nsides; ++k)
-        for (int64_t i1 = 0; i1 < sides[k].n1; ++i1) one_row<MODE, BWD>(sides[k], i0, i1, i2, d);
+  #pragma omp parallel num_threads(nthreads)
+  {
+    if (PAR_SEQ && same) {
+      #pragma omp for schedule(runtime) nowait
+      for (int64_t u = 0; u < q.n0 * q.n2; ++u) {
+        const int64_t i0 = u / q.n2, i2 = u % q.n2;
+        for (int k = 0; k < nsides; ++k)
+          for (int64_t i1 = 0; i1 < sides[k].n1; ++i1) one_row<MODE, BWD>(sides[k], i0, i1, i2, d, stream);
+      }
+    } else {
+      const int64_t units_q = q.n0 * q.n1, units = units_q + (nsides > 1 ? sides[1].n0 * sides[1].n1 : 0);
+      #pragma omp for schedule(runtime) nowait
+      for (int64_t u = 0; u < units; ++u) {
+        const Side& t = u < units_q ? q : sides[1];
+        const int64_t v = u < units_q ? u : u - units_q;
+        for (int64_t i2 = 0; i2 < t.n2; ++i2) one_row<MODE, BWD>(t, v / t.n1, v % t.n1, i2, d, stream);
+      }
     }
-  } else {
-    const int64_t units_q = q.n0 * q.n1, units = units_q + (nsides > 1 ? sides[1].n0 * sides[1].n1 : 0);
-    #pragma omp parallel for schedule(runtime) num_threads(nthreads)
-    for (int64_t u = 0; u < units; ++u) {
-      const Side& t = u < units_q ? q : sides[1];
-      const int64_t v = u < units_q ? u : u - units_q;
-      for (int64_t i2 = 0; i2 < t.n2; ++i2) one_row<MODE, BWD>(t, v / t.n1, v % t.n1, i2, d);
-    }
+    if (stream) stores_done();
   }
 }
 
 template <bool BWD>
-static void rope_mode(int mode, const Side* sides, int nsides, int64_t d, int nthreads) {
-  if (mode == HALF_SPLIT) rope<HALF_SPLIT, BWD>(sides, nsides, d, nthreads);
-  else if (mode == PAIRS) rope<PAIRS, BWD>(sides, nsides, d, nthreads);
-  else rope<PAIRS_HALF_TABLE, BWD>(sides, nsides, d, nthreads);
+static void rope_mode(int mode, const Side* sides, int nsides, int64_t d, bool stream, int nthreads) {
+  if (mode == HALF_SPLIT) rope<HALF_SPLIT, BWD>(sides, nsides, d, stream, nthreads);
+  else if (mode == PAIRS) rope<PAIRS, BWD>(sides, nsides, d, stream, nthreads);
+  else rope<PAIRS_HALF_TABLE, BWD>(sides, nsides, d, stream, nthreads);
 }
 
-extern "C" void rope_fwd(int mode, const Side* sides, int nsides, int64_t d, int nthreads) {
-  rope_mode<false>(mode, sides, nsides, d, nthreads);
+extern "C" void rope_fwd(int mode, const Side* sides, int nsides, int64_t d, int stream, int nthreads) {
+  rope_mode<false>(mode, sides, nsides, d, stream, nthreads);
 }
 
-extern "C" void rope_bwd(int mode, const Side* sides, int nsides, int64_t d, int nthreads) {
-  rope_mode<true>(mode, sides, nsides, d, nthreads);
+extern "C" void rope_bwd(int mode, const Side* sides, int nsides, int64_t d, int stream, int nthreads) {
+  rope_mode<true>(mode, sides, nsides, d, stream, nthreads);
 }
 """
 
@@ -145,7 +158,7 @@ HALF_SPLIT, PAIRS, PAIRS_HALF_TABLE = 0, 1, 2
 
 
 def _render(schedule, dtype):
-    return render(TEMPLATE, schedule, dtype, par_seq=int(schedule["parallel"] == "seq"))
+    return render(TEMPLATE, schedule, dtype, par_seq=int(schedule["parallel"] == "seq"), store_row=STORE_ROW)
 
 
 class Side(ctypes.Structure):
@@ -278,7 +291,7 @@ def _call(fn, mode, xs, tables, d):
     xs = [last_contiguous(x) for x in xs]
     ys = [torch.empty(x.shape, dtype=x.dtype) for x in xs]
     sides = (Side * len(xs))(*(_side(x, y, t) for x, y, t in zip(xs, ys, tables)))
-    fn(ctypes.c_int(mode), sides, ctypes.c_int(len(xs)), _dispatch.i64(d), _dispatch.threads())
+    fn(ctypes.c_int(mode), sides, ctypes.c_int(len(xs)), _dispatch.i64(d), stream_output(*ys), _dispatch.threads())
     return ys
 
 

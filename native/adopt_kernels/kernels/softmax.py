@@ -81,7 +81,9 @@ TEMPLATE = r"""
 $helpers
 typedef $scalar_t scalar_t;
 #define OMP_SCHED schedule(runtime)  // kind and chunk set at each call (Space.omp)
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#endif
 
 // Outputs too large to stay in cache (the caller says ``stream``) are written with streaming
 // stores, which skip reading the destination's lines first: a third of a float32 pass's traffic.
@@ -167,7 +169,7 @@ extern "C" void softmax_fwd(const scalar_t* x, scalar_t* y, uint8_t* empty, cons
   #pragma omp parallel num_threads(nthreads)
   {
     float* z = (float*)std::aligned_alloc(64, ((n * 4 + 63) / 64) * 64);
-    #pragma omp for OMP_SCHED
+    #pragma omp for OMP_SCHED nowait
     for (int64_t r = 0; r < rows; ++r) {
       int64_t off = moff ? moff[r] : 0;
       // bottom-right aligned: query i of q_len sees keys up to i + n - q_len
@@ -197,7 +199,7 @@ extern "C" void softmax_bwd(const scalar_t* y, const scalar_t* dy, const uint8_t
                             int64_t rows, int64_t n, float scale, int stream, int nthreads) {
   #pragma omp parallel num_threads(nthreads)
   {
-  #pragma omp for OMP_SCHED
+  #pragma omp for OMP_SCHED nowait
   for (int64_t r = 0; r < rows; ++r) {
     const scalar_t* yr = y + r * n;
     const scalar_t* gr = dy + r * n;
