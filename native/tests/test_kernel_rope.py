@@ -134,6 +134,14 @@ def test_interleaved_half_width_tables(dtype, b, t, h, d):
     run_both(q, k, cos, sin, interleaved=True, position_ids=position_ids, unsqueeze_dim=2)
 
 
+def _wrong_template(monkeypatch, old, new):
+    """The kernel built from its template with ``old`` replaced by ``new`` (for negative controls)."""
+    wrong = kernel.TEMPLATE.replace(old, new)
+    assert wrong != kernel.TEMPLATE
+    monkeypatch.setattr(kernel, "TEMPLATE", wrong)
+    monkeypatch.setattr(_dispatch, "_functions", {})
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_streaming_stores(dtype, monkeypatch):
     """Outputs past the size threshold are rotated in a row buffer and streamed out: odd head
@@ -150,11 +158,7 @@ def test_streaming_stores(dtype, monkeypatch):
 def test_negative_control_a_wrong_streamed_row_fails_the_check(monkeypatch):
     # the buffered row stored from one element on: only the streamed path carries the slip
     monkeypatch.setattr(_common, "STREAM_BYTES", 0)
-    old = "if (buffered) store_row(y, buf, d, true);"
-    wrong = kernel.TEMPLATE.replace(old, "if (buffered) store_row(y, buf + 1, d, true);")
-    assert wrong != kernel.TEMPLATE
-    monkeypatch.setattr(kernel, "TEMPLATE", wrong)
-    monkeypatch.setattr(_dispatch, "_functions", {})
+    _wrong_template(monkeypatch, "if (buffered) store_row(y, buf, d, true);", "if (buffered) store_row(y, buf + 1, d, true);")
     q, k = qk((2, 3, 5, 8), (2, 3, 5, 8), "float32")
     cos, sin = tables(5, 8, torch.float32)
     with pytest.raises(AssertionError):
@@ -274,10 +278,7 @@ def test_position_out_of_range_raises_like_the_original():
 def test_negative_control_a_wrong_kernel_fails_the_check(monkeypatch):
     # one operator changed in the half-split forward: the same check must reject it
     old = "store_f(y, j, rnd(x0 * load_f(c, j)) - rnd(x1 * s0));"
-    wrong = kernel.TEMPLATE.replace(old, old.replace(" - ", " + "))
-    assert wrong != kernel.TEMPLATE
-    monkeypatch.setattr(kernel, "TEMPLATE", wrong)
-    monkeypatch.setattr(_dispatch, "_functions", {})
+    _wrong_template(monkeypatch, old, old.replace(" - ", " + "))
     q, k = qk((2, 3, 5, 8), (2, 3, 5, 8), "float32")
     cos, sin = tables(5, 8, torch.float32)
     with pytest.raises(AssertionError, match="max abs error"):
@@ -286,11 +287,8 @@ def test_negative_control_a_wrong_kernel_fails_the_check(monkeypatch):
 
 def test_negative_control_a_wrong_backward_fails_the_check(monkeypatch):
     # the backward's rotation not transposed: forward right, gradients wrong
-    old = "float s0 = BWD ? -load_f(s, o) : load_f(s, e), s1 = BWD ? -load_f(s, e) : load_f(s, o);"
-    wrong = kernel.TEMPLATE.replace(old, "float s0 = load_f(s, e), s1 = load_f(s, o);")
-    assert wrong != kernel.TEMPLATE
-    monkeypatch.setattr(kernel, "TEMPLATE", wrong)
-    monkeypatch.setattr(_dispatch, "_functions", {})
+    _wrong_template(monkeypatch, "float s0 = BWD ? -load_f(s, o) : load_f(s, e), s1 = BWD ? -load_f(s, e) : load_f(s, o);",
+                    "float s0 = load_f(s, e), s1 = load_f(s, o);")
     q, k = qk((2, 5, 3, 8), (2, 5, 3, 8), "float32")
     cos, sin = tables(5, 8, torch.float32, half=True)
     with pytest.raises(AssertionError, match="rope grad"):
