@@ -87,11 +87,12 @@ def inner_count(fn, min_s=1e-3):
 
 
 def interleaved(variants, repeats):
-    """Median seconds per variant, round-robin over ``repeats`` rounds (drift hits all alike)."""
+    """Median seconds per variant, round-robin over ``repeats`` rounds (drift hits all alike),
+    every other round backwards (no variant always follows the same one)."""
     inner = {k: inner_count(fn) for k, fn in variants.items()}
     times = {k: [] for k in variants}
-    for _ in range(repeats):
-        for k, fn in variants.items():
+    for r in range(repeats):
+        for k, fn in (list(variants.items()) if r % 2 == 0 else list(variants.items())[::-1]):
             times[k].append(gpu_seconds(fn, inner[k]))
     return {k: statistics.median(v) for k, v in times.items()}, times
 

@@ -3,7 +3,7 @@
 For every kernel in the registry and each of its example workloads: the eager composite, the
 kernel at its default schedule and at the best schedule found among a sample of its space
 (every sampled schedule is checked against the float64 reference before it may win), timed
-interleaved (A B C A B C ...) after warm-up, medians reported. The physical limit is a copy
+interleaved (A B C, C B A, ...) after warm-up, medians reported. The physical limit is a copy
 of a large buffer measured in the same run: ``bw_fraction`` is the bytes a fused forward must
 move over its time, as a fraction of that copy's bandwidth. Both sides use the same number of
 threads, the machine's core count unless ``--threads`` says otherwise.
@@ -45,13 +45,14 @@ def _time(fn, clock):
 
 
 def interleaved(variants, repeats, warmup=1, clock=time.perf_counter):
-    """Median seconds per variant, timed round-robin so drift hits them alike."""
+    """Median seconds per variant, timed round-robin so drift hits them alike; every other round
+    runs them backwards, so no variant always follows the same one."""
     for _ in range(warmup):
         for fn in variants.values():
             fn()
     times = {k: [] for k in variants}
-    for _ in range(repeats):
-        for k, fn in variants.items():
+    for r in range(repeats):
+        for k, fn in (list(variants.items()) if r % 2 == 0 else list(variants.items())[::-1]):
             times[k].append(_time(fn, clock))
     return {k: statistics.median(v) for k, v in times.items()}
 

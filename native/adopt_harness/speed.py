@@ -2,7 +2,7 @@
 
 For each model the original transformers class and the rewritten file's class are built with the
 same seed and weights (the rewritten model loads the original's state dict strictly), then
-forward passes and training steps are timed alternately, A B A B ..., after warm-up; medians are
+forward passes and training steps are timed alternately, A B, B A, ..., after warm-up; medians are
 reported with their ratio. On a GPU it runs in bf16 and reports peak memory per variant.
 
 Besides the rewrite with every rule ("rewritten"), each `--variant RULE=DIR` is a rewrite with that
@@ -82,15 +82,17 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def time_pair(models, inputs, device, repeats, train, clock=time.perf_counter):
-    """Median seconds per variant, A B A B ..., after two warm-up rounds. ``clock`` may be the
-    process's CPU time: with one thread on an oversubscribed machine it counts the work done,
-    not the time slices other processes took."""
+    """Median seconds per variant, A B, B A, A B ..., after two warm-up rounds: each round runs
+    the variants in the order the last ran them backwards, so neither side always goes first
+    (a step's time depends on what ran before it: caches, the allocator's free blocks, threads
+    still spinning). ``clock`` may be the process's CPU time: with one thread on an
+    oversubscribed machine it counts the work done, not the time slices other processes took."""
     times = {k: [] for k in models}
     peak = {}
     for k, m in models.items():
         m.train(train)
     for r in range(repeats + 2):
-        for k, m in models.items():
+        for k, m in (list(models.items()) if r % 2 == 0 else list(models.items())[::-1]):
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             sync(device)

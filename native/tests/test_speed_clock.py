@@ -40,3 +40,22 @@ def test_rows_say_how_idle_threads_wait(monkeypatch):
     for report, said in reports:
         monkeypatch.setattr(speed.idle_threads, "report", lambda report=report: report)
         assert speed.idle_threads_setting() == said
+
+
+def test_rounds_alternate_which_variant_goes_first():
+    # a step's time depends on what ran before it: neither side may always go first
+    order = []
+
+    class Logged(Ticking):
+        def forward(self, x):
+            order.append(self.name)
+            return super().forward(x)
+
+    now = [0.0]
+    models = {}
+    for name in ("original", "rewritten"):
+        models[name] = Logged(now, 1.0)
+        models[name].name = name
+    speed.time_pair(models, {"x": torch.ones(3)}, "cpu", 2, False, clock=lambda: now[0])
+    rounds = [tuple(order[i:i + 2]) for i in range(0, len(order), 2)]
+    assert rounds == [("original", "rewritten"), ("rewritten", "original")] * 2
