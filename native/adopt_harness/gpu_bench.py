@@ -33,6 +33,7 @@ import torch
 
 from adopt_kernels import _dispatch, registry, target
 from adopt_harness.linear_ce_bench import cuda_peak
+from adopt_harness.rounds import in_round
 from adopt_harness.measure import template_hash
 from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
 
@@ -88,11 +89,11 @@ def inner_count(fn, min_s=1e-3):
 
 def interleaved(variants, repeats):
     """Median seconds per variant, round-robin over ``repeats`` rounds (drift hits all alike),
-    every other round backwards (no variant always follows the same one)."""
+    every other round backwards (rounds.py)."""
     inner = {k: inner_count(fn) for k, fn in variants.items()}
     times = {k: [] for k in variants}
     for r in range(repeats):
-        for k, fn in (list(variants.items()) if r % 2 == 0 else list(variants.items())[::-1]):
+        for k, fn in in_round(variants, r):
             times[k].append(gpu_seconds(fn, inner[k]))
     return {k: statistics.median(v) for k, v in times.items()}, times
 

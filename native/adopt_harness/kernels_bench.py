@@ -29,6 +29,7 @@ import time
 
 import torch
 
+from adopt_harness.rounds import in_round
 from adopt_kernels import memory, registry
 from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
 
@@ -45,14 +46,14 @@ def _time(fn, clock):
 
 
 def interleaved(variants, repeats, warmup=1, clock=time.perf_counter):
-    """Median seconds per variant, timed round-robin so drift hits them alike; every other round
-    runs them backwards, so no variant always follows the same one."""
+    """Median seconds per variant, timed round-robin so drift hits them alike, every other round
+    backwards (rounds.py)."""
     for _ in range(warmup):
         for fn in variants.values():
             fn()
     times = {k: [] for k in variants}
     for r in range(repeats):
-        for k, fn in (list(variants.items()) if r % 2 == 0 else list(variants.items())[::-1]):
+        for k, fn in in_round(variants, r):
             times[k].append(_time(fn, clock))
     return {k: statistics.median(v) for k, v in times.items()}
 

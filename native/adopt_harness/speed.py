@@ -29,6 +29,7 @@ from adopt_harness.counting import FastPathCounter
 from adopt_harness.dropout import config_without_dropout, no_dropout
 from adopt_harness.inputs import timing_inputs
 from adopt_harness.protocol import Channel
+from adopt_harness.rounds import in_round
 from adopt_kernels import idle_threads, memory
 
 MODELS = {
@@ -82,17 +83,15 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def time_pair(models, inputs, device, repeats, train, clock=time.perf_counter):
-    """Median seconds per variant, A B, B A, A B ..., after two warm-up rounds: each round runs
-    the variants in the order the last ran them backwards, so neither side always goes first
-    (a step's time depends on what ran before it: caches, the allocator's free blocks, threads
-    still spinning). ``clock`` may be the process's CPU time: with one thread on an
+    """Median seconds per variant, A B, B A, A B ... (rounds.py), after two warm-up rounds.
+    ``clock`` may be the process's CPU time: with one thread on an
     oversubscribed machine it counts the work done, not the time slices other processes took."""
     times = {k: [] for k in models}
     peak = {}
     for k, m in models.items():
         m.train(train)
     for r in range(repeats + 2):
-        for k, m in (list(models.items()) if r % 2 == 0 else list(models.items())[::-1]):
+        for k, m in in_round(models, r):
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             sync(device)

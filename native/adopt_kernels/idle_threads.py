@@ -134,9 +134,7 @@ def quieted():
 def report(environ=os.environ):
     """What the status shows: the BLAS threads and OpenMP's wait policy in this process (as the
     environment says now: GNU OpenMP read it when it loaded)."""
-    blas = openblas()
-    if blas is not None and quieted() and blas["threading"] == "pthreads":
-        blas["idle"] = "sleep"
+    blas = openblas()  # a quieted library reports the short timeout it took
     # GOMP_SPINCOUNT, where set, decides; OMP_WAIT_POLICY only where it is not
     spin = environ.get("GOMP_SPINCOUNT", "").strip()
     policy = environ.get("OMP_WAIT_POLICY", "").strip().lower()
