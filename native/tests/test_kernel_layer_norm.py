@@ -272,15 +272,16 @@ def test_numpy_philox_matches_known_answers():
 
 
 def test_kernel_mask_is_philox():
-    """Element j of row r keeps when word (j / 8) % 4 of counter (8 * (j / 32) + j % 8, r, 0, 0)
-    under key (seed_lo, seed_hi) is at least p * 2^32."""
-    rows, n, p, seed = 3, 77, 0.3, (0x12345678 << 32) | 0x9ABCDEF0
+    """Element j of row r keeps when half (j / 32) % 2 of word (j / 8) % 4 of counter
+    (8 * (j / 64) + j % 8, r, 0, 0) under key (seed_lo, seed_hi) is at least p * 2^16."""
+    rows, n, p, seed = 3, 141, 0.3, (0x12345678 << 32) | 0x9ABCDEF0
     j = np.arange(n)
     expected = np.zeros((rows, n), dtype=bool)
     for r in range(rows):
-        counters = np.stack([8 * (j // 32) + j % 8, np.full(n, r), np.zeros(n), np.zeros(n)], 1).astype(np.uint64)
+        counters = np.stack([8 * (j // 64) + j % 8, np.full(n, r), np.zeros(n), np.zeros(n)], 1).astype(np.uint64)
         words = philox_words(counters, [seed & 0xFFFFFFFF, seed >> 32])
-        expected[r] = words[j, (j // 8) % 4] >= kernel.threshold(p)
+        halves = (words[j, (j // 8) % 4] >> (16 * ((j // 32) % 2)).astype(np.uint64)) & np.uint64(0xFFFF)
+        expected[r] = halves >= kernel.threshold16(p)
     keep = kernel.keep_factors(rows, n, p, seed)
     assert np.array_equal(keep.numpy() > 0, expected)
 
