@@ -8,11 +8,13 @@ reported with their ratio. On a GPU it runs in bf16 and reports peak memory per 
 Besides the rewrite with every rule ("rewritten"), each `--variant RULE=DIR` is a rewrite with that
 one rule only, timed in the same interleaved loop, so the table shows what each rule contributes.
 
-Models are loaded, freed of dropout, fed and counted through the harness library (build.py,
+Models are loaded, freed of dropout (``--dropout config`` keeps what their configuration sets: the
+training step as it is run, both sides alike), fed and counted through the harness library (build.py,
 dropout.py, inputs.py, counting.py), like every other entry point.
 
 Usage: python -m adopt_harness.speed REWRITTEN_MODELS_DIR [--variant RULE=DIR ...] [--seq 128,512] [--repeats 5]
        [--batch N] [--threads N] [--clock wall|cpu] [--profile] [--keep-freed-memory] [--quiet-blas-threads]
+       [--dropout off|config]
 Writes progress lines as it measures and one result line per model (schema.py: SpeedRow).
 """
 import argparse
@@ -143,7 +145,9 @@ def build_variants(key, args, device, dtype):
     original = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
     rewritten = load_rewritten(module, f"{args.rewritten_dir}/{module}/modeling_{module}.py")
     cls_a, cls_b = getattr(original, cls_name), getattr(rewritten, cls_name)
-    config = config_without_dropout(cls_a.config_class(**overrides))
+    config = cls_a.config_class(**overrides)
+    if args.dropout == "off":
+        config = config_without_dropout(config)
     torch.manual_seed(0)
     a = cls_a(config).to(device=device, dtype=dtype)
     variants = {"original": a, "rewritten": cls_b(config).to(device=device, dtype=dtype)}
@@ -154,7 +158,8 @@ def build_variants(key, args, device, dtype):
             variants[rule] = getattr(load_rewritten(module, path, rule), cls_name)(config).to(device=device, dtype=dtype)
     for m in variants.values():
         m.load_state_dict(a.state_dict(), strict=True)
-        no_dropout(m)
+        if args.dropout == "off":
+            no_dropout(m)
     return cls_a, config, variants
 
 
@@ -196,7 +201,7 @@ def idle_threads_setting():
 
 def model_row(key, args, device, dtype, channel):
     row = {"model": key, "device": device, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(), "clock": args.clock,
-           "malloc": "kept" if memory.kept() else "system", "idle_threads": idle_threads_setting()}
+           "malloc": "kept" if memory.kept() else "system", "idle_threads": idle_threads_setting(), "dropout": args.dropout}
     try:
         cls_a, config, variants = build_variants(key, args, device, dtype)
         row["rules"] = [k for k in variants if k not in ("original", "rewritten")]
@@ -233,6 +238,9 @@ def main():
                    help="malloc keeps freed blocks (adopt_kernels.memory), for both sides: no page faults for reused memory")
     p.add_argument("--quiet-blas-threads", action="store_true",
                    help="OpenBLAS's idle threads sleep instead of spinning (adopt_kernels.idle_threads), for both sides")
+    p.add_argument("--dropout", choices=("off", "config"), default="off",
+                   help="off: every dropout 0, so nothing random differs between the sides; config: the training "
+                        "step as the model's configuration has it (its dropout on, both sides alike)")
     args = p.parse_args()
     if args.quiet_blas_threads and not idle_threads.quiet_blas_threads():
         p.error("--quiet-blas-threads: no OpenBLAS thread here could be quieted (the message above says why)")
