@@ -27,6 +27,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from adopt_harness.rounds import in_round
 from adopt_kernels.kernels import linear_ce as K
 from adopt_kernels.kernels import linear_ce_logits as KL
 
@@ -128,13 +129,14 @@ def _probe_main(args, runs):
 
 
 def timed(runs, repeats, sync=lambda: None):
-    """Median seconds per variant, the variants interleaved in each round after a warm-up;
+    """Median seconds per variant, the variants interleaved in each round (every other round
+    backwards: rounds.py) after a warm-up;
     ``sync`` waits for the device before each clock reading."""
     times = {k: [] for k in runs}
     for fn in runs.values():
         fn()
-    for _ in range(repeats):
-        for k, fn in runs.items():
+    for r in range(repeats):
+        for k, fn in in_round(runs, r):
             sync()
             t0 = time.perf_counter()
             fn()

@@ -37,6 +37,8 @@ import sys
 import time
 import traceback
 
+from adopt_harness.rounds import in_round
+
 STATUSES = ("ok", "compile_error", "crash", "timeout", "wrong")
 # "cpu" is the process's CPU time: at one thread it is the run's own time, without the time other
 # processes held the core (on a loaded machine wall time mostly measures them); "wall" is latency.
@@ -295,7 +297,8 @@ def _record(result, answer):
 
 
 def _retime(child, request, results, timeout):
-    """Finalists timed round-robin: one run of each per round, after a warm-up (and check) round."""
+    """Finalists timed round-robin: one run of each per round, every other round backwards
+    (rounds.py), after a warm-up (and check) round."""
     live = [r for r in results if r["status"] is None]
     for r in live:
         answer = child.ask({"op": "run", "schedule": r["schedule"], "check": bool(request.get("check", False)),
@@ -304,8 +307,8 @@ def _retime(child, request, results, timeout):
             _record(r, answer)
         else:
             r["status"] = "ok"
-    for _ in range(int(request.get("repeats", 5))):
-        for r in live:
+    for n in range(int(request.get("repeats", 5))):
+        for r in in_round(live, n):
             if r["status"] == "ok":
                 _record(r, child.ask({"op": "run", "schedule": r["schedule"], "check": False, "warmup": 0, "repeats": 1,
                                       "allow_fallback": True, "clock": request.get("clock", "wall")}, timeout))
@@ -482,7 +485,8 @@ def _key(schedule):
 
 
 def _exhaustive_workload(kernel, legal, child, args, check, inner=1):
-    """Every legal schedule at the child's workload: a (checked) warm-up, then ``repeats`` interleaved rounds."""
+    """Every legal schedule at the child's workload: a (checked) warm-up, then ``repeats`` interleaved
+    rounds, every other one backwards (rounds.py)."""
     status, errors = {}, {}
     times = {_key(s): [] for s in legal}
     for s in legal:
@@ -490,8 +494,8 @@ def _exhaustive_workload(kernel, legal, child, args, check, inner=1):
         status[_key(s)] = a.get("status", "crash")
         if status[_key(s)] != "ok":
             errors[_key(s)] = a.get("error")
-    for _ in range(args.repeats):
-        for s in legal:
+    for n in range(args.repeats):
+        for s in in_round(legal, n):
             if status[_key(s)] != "ok":
                 continue
             a = child.ask({"op": "run", "schedule": s, "check": False, "warmup": 0, "repeats": 1, "allow_fallback": True,

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 import adopt_kernels
+from adopt_harness.rounds import in_round
 
 
 def _case(tokens, width, seed=0):
@@ -43,8 +44,8 @@ def measure(tokens, width, repeats):
         fn()
         fn()
     times = {k: [] for k in variants}
-    for _ in range(repeats):
-        for k, fn in variants.items():
+    for r in range(repeats):
+        for k, fn in in_round(variants, r):
             for layer in layers:
                 layer.zero_grad(set_to_none=True)
             t0 = time.perf_counter()

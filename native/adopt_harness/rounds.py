@@ -6,6 +6,6 @@ variant always goes first or always follows the same one."""
 
 
 def in_round(variants, r):
-    """The (name, value) pairs of the dict ``variants`` in round ``r``'s order."""
-    items = list(variants.items())
+    """The (name, value) pairs of the dict ``variants``, or the elements of a list, in round ``r``'s order."""
+    items = list(variants.items()) if isinstance(variants, dict) else list(variants)
     return items if r % 2 == 0 else items[::-1]

@@ -3,7 +3,8 @@
 `npm run bench:tuned` lands here after tuning. One process, one model built three ways from the
 same weights (the rewritten class is built once: the two rewritten variants differ only in the
 schedule table the dispatcher reads, which is switched before each of their steps), timed
-interleaved (original, default, tuned, original, ...) after warm-up, median of the repeats.
+interleaved (original, default, tuned, then tuned, default, original: rounds.py) after warm-up, median
+of the repeats.
 Dropout is off so the three compute the same thing; the tuned and default outputs are also
 compared against the original's.
 
@@ -19,6 +20,7 @@ import torch
 
 from adopt_harness.compare import first_tensor
 from adopt_harness.dropout import config_without_dropout
+from adopt_harness.rounds import in_round
 from adopt_harness.speed import MODELS, inputs_for, load_rewritten
 
 
@@ -73,7 +75,7 @@ def main():
         times = {"original": [], "default": [], "tuned": []}
         calls = dict(_dispatch.CALLS)
         for r in range(args.repeats + 2):
-            for which in times:
+            for which, _ in in_round(times, r):
                 if which == "original":
                     t = step(a, inputs)
                 else:
