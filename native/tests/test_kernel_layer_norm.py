@@ -1,12 +1,17 @@
 """The compiled dropout + residual + LayerNorm kernel against a float64 reference."""
 
+import ctypes
+import platform
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import adopt_kernels as ak
-from adopt_kernels import _dispatch
+from adopt_kernels import _build, _dispatch
 from adopt_kernels.kernels import layer_norm as kernel
 from adopt_kernels.kernels import _common
 from adopt_kernels.kernels._common import assert_matches
@@ -284,6 +289,62 @@ def test_kernel_mask_is_philox():
         expected[r] = halves >= kernel.threshold16(p)
     keep = kernel.keep_factors(rows, n, p, seed)
     assert np.array_equal(keep.numpy() > 0, expected)
+
+
+KEEP_ENTRY = r"""
+extern "C" void keep_rows(float* out, int64_t rows, int64_t n, uint64_t seed, uint32_t thr, float scale) {
+  float* m = new float[padded64(n)];
+  const PhiloxKeys keys = philox_keys(seed);
+  for (int64_t r = 0; r < rows; ++r) {
+    row_keep(m, r, n, keys, thr, scale);
+    std::memcpy(out + r * n, m, n * sizeof(float));
+  }
+  delete[] m;
+}
+"""
+
+
+# (-march, the CPU flags its code needs): the generator's scalar, AVX2 and AVX-512 paths
+GENERATOR_BUILDS = [("x86-64", ()), ("haswell", ("avx2", "fma")), ("skylake-avx512", ("avx512f", "avx512bw", "avx512vl", "avx512dq"))]
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return {w for line in f if line.startswith("flags") for w in line.split(":", 1)[1].split()}
+    except OSError:
+        return set()
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or shutil.which(_build.compiler()) is None,
+                    reason="the generator's paths are x86 builds of the host compiler")
+@pytest.mark.parametrize("arch,needs", GENERATOR_BUILDS, ids=[a for a, _ in GENERATOR_BUILDS])
+def test_every_generator_path_gives_the_kernels_mask(arch, needs, tmp_path):
+    """The generator built for a plain x86-64 (scalar), for AVX2 and for AVX-512 gives the mask
+    the kernel built for this machine applies, on rows with a pair of blocks and a tail."""
+    missing = set(needs) - _cpu_flags()
+    if missing:
+        pytest.skip(f"this CPU cannot run the {arch} build (no {', '.join(sorted(missing))})")
+    rows, n, p, seed = 5, 141, 0.3, (0x0BADCAFE << 32) | 0x13572468
+    src, lib = tmp_path / "keep.cc", tmp_path / "keep.so"
+    src.write_text("#include <cstdint>\n#include <cstring>\n" + kernel.PHILOX + KEEP_ENTRY)
+    subprocess.run([_build.compiler(), "-O2", f"-march={arch}", "-shared", "-fPIC", str(src), "-o", str(lib)], check=True, timeout=120)
+    fn = ctypes.CDLL(str(lib)).keep_rows
+    out = torch.empty(rows, n)
+    fn(ctypes.c_void_p(out.data_ptr()), ctypes.c_int64(rows), ctypes.c_int64(n), ctypes.c_uint64(seed),
+       ctypes.c_uint32(kernel.threshold16(p)), ctypes.c_float(1 / (1 - p)))
+    assert torch.equal(out, kernel.keep_factors(rows, n, p, seed))
+
+
+def test_a_probability_below_half_of_one_in_65536_keeps_every_element_and_still_scales():
+    p = 1e-6
+    assert kernel.threshold16(p) == 0
+    keep = kernel.keep_factors(4, 100, p, seed=3)
+    assert torch.equal(keep, torch.full_like(keep, 1 / (1 - p)))
+    x, r, _, _ = dropout_run(p)
+    # dropout is on: x's gradient is the residual's times the scale, not the same tensor
+    torch.testing.assert_close(x.grad, r.grad * torch.tensor(1 / (1 - p), dtype=torch.float32), rtol=1e-6, atol=0)
+    assert not torch.equal(x.grad, r.grad)
 
 
 # ---------------------------------------------------------------- negative control

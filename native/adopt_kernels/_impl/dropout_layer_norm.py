@@ -43,8 +43,8 @@ def dropout_add_layer_norm(x, residual, layer_norm, dropout, training):
     compiled kernel runs (on CUDA, in float16 too, the Triton kernel, rows of up to 16384):
     its dropout mask comes from its own counter-based generator, seeded
     by one draw of torch's default generator (so it is reproducible under
-    ``torch.manual_seed``, keeps each element with probability ``1 - p`` and scales kept ones
-    by ``1 / (1 - p)``), and the backward regenerates the same mask. Elsewhere (and with
+    ``torch.manual_seed``, keeps each element with probability ``1 - p``, on CPU with ``p`` to
+    the nearest 1/65536, and scales kept ones by ``1 / (1 - p)``), and the backward regenerates the same mask. Elsewhere (and with
     ``ADOPT_DISABLE=native``) dropout goes through ``F.dropout`` with the same arguments the
     module uses, so it draws from the RNG exactly as the original does and a seeded run gives
     bit-identical masks. Modules carrying hooks or their own forward are called as they are.
