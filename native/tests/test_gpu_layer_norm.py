@@ -1,7 +1,7 @@
 """The Triton dropout + residual + LayerNorm against the float64 reference under its own mask,
 beyond the generic kernel check: odd shapes in float32, bfloat16 and float16, with and without
 dropout and affine parameters, every value of every schedule parameter, the mask being Philox
-with four words per counter, its keep rate, the forward and backward agreeing on it, and the
+with eight half-words per counter, its keep rate, the forward and backward agreeing on it, and the
 public ``dropout_add_layer_norm`` reaching the Triton path. On a CUDA device where there is one,
 else in Triton's interpreter (test_gpu_compile.py compiles the kernels for Hopper)."""
 
@@ -56,17 +56,19 @@ def test_schedules_agree(schedule, dtype_name):
     check_against_reference((5, 7, 123), dtype_name, 0.2, affine=True, schedule=schedule, seed=3, device=DEVICE)
 
 
-def test_the_mask_is_philox_four_words_per_counter():
-    """Element j of row r keeps when word j % 4 of counter (c_lo, c_hi, 0, 0), c = r * ceil(n / 4)
-    + j / 4, under key (seed_lo, seed_hi) is at least p * 2^32."""
+def test_the_mask_is_philox_eight_half_words_per_counter():
+    """Element j of row r keeps when the low (j even) or high 16 bits of word (j % 8) / 2 of
+    counter (c_lo, c_hi, 0, 0), c = r * ceil(n / 8) + j / 8, under key (seed_lo, seed_hi) are at
+    least p * 2^16."""
     rows, n, p, seed = 3, 77, 0.3, (0x12345678 << 32) | 0x9ABCDEF0
     j = np.arange(n)
     expected = np.zeros((rows, n), dtype=bool)
     for r in range(rows):
-        c = r * ((n + 3) // 4) + j // 4
+        c = r * ((n + 7) // 8) + j // 8
         counters = np.stack([c & 0xFFFFFFFF, c >> 32, np.zeros(n), np.zeros(n)], 1).astype(np.uint64)
         words = philox_words(counters, [seed & 0xFFFFFFFF, seed >> 32])
-        expected[r] = words[j, j % 4] >= kernel.threshold(p)
+        halves = (words[j, (j % 8) // 2] >> (16 * (j % 2)).astype(np.uint64)) & np.uint64(0xFFFF)
+        expected[r] = halves >= kernel.threshold16(p)
     keep = kernel.keep_factors(rows, n, p, seed, device=DEVICE).cpu()
     assert np.array_equal(keep.numpy() > 0, expected)
 

@@ -4,11 +4,13 @@ last dimension, forward and backward, a whole row in registers.
 The forward reads ``x`` and ``residual`` once and writes the normalised row once; the sum
 lives only in registers, rounded to the input dtype where eager code materialises it (the
 dropped ``x``, the sum). The dropout mask comes from Philox-4x32-10 keyed by a 64-bit seed:
-counter ``row * ceil(n / 4) + j // 4`` gives the four words of columns ``j .. j + 3``, and an
-element is kept when its word is at least the 32-bit threshold, so the backward (and
-:func:`keep_factors`, which checks use) regenerates the mask from the seed instead of storing
-it. The four words go back into column order with ``tl.join``; where a Triton cannot compile
-that, every column runs its counter's Philox itself, which draws the same words. Besides the inputs only each row's mean and reciprocal deviation are saved.
+counter ``row * ceil(n / 8) + j // 8`` gives the four words of columns ``j .. j + 7``, column
+``j`` taking the low (``j`` even) or high 16 bits of word ``(j % 8) // 2``, and an element is
+kept when its half-word is at least the 16-bit threshold (``p`` to the nearest 1/65536, as the
+CPU kernel has it): one generator call serves eight columns, half the work of a word each. The
+backward (and :func:`keep_factors`, which checks use) regenerates the mask from the seed instead
+of storing it. The half-words go back into column order with ``tl.join``; where a Triton cannot
+compile that, every column runs its counter's Philox itself, which draws the same words. Besides the inputs only each row's mean and reciprocal deviation are saved.
 
 The backward regenerates the normalised row, writes the gradient of the sum to ``residual``
 and through the mask to ``x`` (one tensor for both without dropout), and sums the weight's and
@@ -25,7 +27,7 @@ import triton.language as tl
 from torch.autograd.function import once_differentiable
 
 from .. import _dispatch
-from ..kernels.layer_norm import threshold
+from ..kernels.layer_norm import threshold16
 
 # the seed changes at every call, the row count often: one compiled kernel serves them all
 _GENERIC = ("rows", "seed", "thr")
@@ -41,17 +43,21 @@ BWD_COLUMNS_PER_WARP = 256
 def _keep(seed, r, n, thr, scale, R: tl.constexpr, BLOCK: tl.constexpr, JOIN: tl.constexpr):
     # the keep factors (0 or scale) of rows r [R, 1], columns 0 .. BLOCK - 1
     if JOIN:
-        # one Philox call per four columns, its words interleaved back into column order
-        q = tl.arange(0, BLOCK // 4)[None, :]
-        w0, w1, w2, w3 = tl.randint4x(seed, r * ((n + 3) // 4) + q)
-        words = tl.reshape(tl.join(tl.join(w0, w2), tl.join(w1, w3)), (R, BLOCK))
+        # one Philox call per eight columns, its half-words interleaved back into column order:
+        # joined innermost last, (word // 2, word % 2, half) flattens to 2 * word + half
+        q = tl.arange(0, BLOCK // 8)[None, :]
+        w0, w1, w2, w3 = tl.randint4x(seed, r * ((n + 7) // 8) + q)
+        lo = tl.join(tl.join(w0 & 0xFFFF, w2 & 0xFFFF), tl.join(w1 & 0xFFFF, w3 & 0xFFFF))
+        hi = tl.join(tl.join((w0 >> 16) & 0xFFFF, (w2 >> 16) & 0xFFFF), tl.join((w1 >> 16) & 0xFFFF, (w3 >> 16) & 0xFFFF))
+        halves = tl.reshape(tl.join(lo, hi), (R, BLOCK))
     else:
-        # the same words, each column running its counter's Philox itself (four times the work)
+        # the same half-words, each column running its counter's Philox itself (eight times the work)
         cols = tl.arange(0, BLOCK)[None, :]
-        w0, w1, w2, w3 = tl.randint4x(seed, r * ((n + 3) // 4) + cols // 4)
-        k = cols % 4
-        words = tl.where(k == 0, w0, tl.where(k == 1, w1, tl.where(k == 2, w2, w3)))
-    return tl.where(words >= thr, scale, 0.0)
+        w0, w1, w2, w3 = tl.randint4x(seed, r * ((n + 7) // 8) + cols // 8)
+        k = (cols % 8) // 2
+        word = tl.where(k == 0, w0, tl.where(k == 1, w1, tl.where(k == 2, w2, w3)))
+        halves = tl.where(cols % 2 == 0, word & 0xFFFF, (word >> 16) & 0xFFFF)
+    return tl.where(halves >= thr, scale, 0.0)
 
 
 @triton.jit
@@ -132,7 +138,7 @@ def _keep_rows(OUT, n, seed, thr, scale, BLOCK: tl.constexpr, JOIN: tl.constexpr
 
 
 def _block(n):
-    # at least one Philox call's four words
+    # at least two Philox calls' eight half-words
     return max(16, triton.next_power_of_2(n))
 
 
@@ -165,17 +171,17 @@ class _DropoutAddLayerNorm(torch.autograd.Function):
         rows = x2.size(0)
         w = weight.detach().contiguous() if weight is not None else None
         b = bias.detach().contiguous() if bias is not None else None
-        thr = threshold(p)
+        thr = threshold16(p)
         scale = 1.0 / (1.0 - p)
         y = torch.empty_like(x2)
         # each row's mean, then each row's reciprocal deviation
         stats = torch.empty(2, rows, dtype=torch.float32, device=x.device)
         per = schedule["rows"]
         _launch(_fwd, (triton.cdiv(rows, per),), x2, r2, x2 if w is None else w, x2 if b is None else b, y, stats,
-                rows, n, eps, seed, thr, scale, DROP=thr > 0, HAS_W=w is not None, HAS_B=b is not None, R=per,
+                rows, n, eps, seed, thr, scale, DROP=p > 0, HAS_W=w is not None, HAS_B=b is not None, R=per,
                 BLOCK=_block(n), num_warps=schedule["num_warps"])
         ctx.save_for_backward(x2, r2, w, stats)
-        ctx.dropout, ctx.schedule, ctx.shape = (seed, thr, scale), schedule, x.shape
+        ctx.dropout, ctx.schedule, ctx.shape = (seed, thr, scale, p > 0), schedule, x.shape
         return y.view(x.shape)
 
     @staticmethod
@@ -183,10 +189,10 @@ class _DropoutAddLayerNorm(torch.autograd.Function):
     def backward(ctx, dy):
         x2, r2, w, stats = ctx.saved_tensors
         rows, n = x2.shape
-        seed, thr, scale = ctx.dropout
+        seed, thr, scale, drop = ctx.dropout
         dx = torch.empty_like(x2)
         # without dropout both inputs get the same gradient, as the eager add's backward gives
-        dres = torch.empty_like(x2) if thr else dx
+        dres = torch.empty_like(x2) if drop else dx
         per = ctx.schedule["bwd_rows"]
         programs = triton.cdiv(rows, per)
         want_dw, want_db = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
@@ -194,7 +200,7 @@ class _DropoutAddLayerNorm(torch.autograd.Function):
         db = torch.empty(programs, n, dtype=torch.float32, device=x2.device) if want_db else stats
         dy2 = dy.to(x2.dtype).contiguous().view(-1, n)
         _launch(_bwd, (programs,), x2, r2, x2 if w is None else w, dy2, stats, dx, dres, dw, db, rows, n, seed, thr, scale,
-                DROP=thr > 0, HAS_W=w is not None, WANT_DW=want_dw, WANT_DB=want_db, ROWS=per,
+                DROP=drop, HAS_W=w is not None, WANT_DW=want_dw, WANT_DB=want_db, ROWS=per,
                 BLOCK=_block(n), num_warps=max(ctx.schedule["num_warps"], min(32, _block(n) // BWD_COLUMNS_PER_WARP)))
         dw = dw.sum(0).to(x2.dtype) if want_dw else None
         db = db.sum(0).to(x2.dtype) if want_db else None
@@ -209,7 +215,7 @@ def keep_factors(rows, n, p, seed, device):
     """The (rows, n) float32 keep factors (0 or ``1 / (1 - p)``) the kernels apply for ``p`` and
     ``seed``, on ``device``."""
     out = torch.empty(rows, n, dtype=torch.float32, device=device)
-    _launch(_keep_rows, (rows,), out, n, int(seed), threshold(p), 1.0 / (1.0 - p), BLOCK=_block(n))
+    _launch(_keep_rows, (rows,), out, n, int(seed), threshold16(p), 1.0 / (1.0 - p), BLOCK=_block(n))
     return out
 
 

@@ -362,14 +362,8 @@ def _render(schedule, dtype):
     return render(TEMPLATE, schedule, dtype, philox=PHILOX, two_pass=int(schedule["stats"] == "twopass"), store_row=STORE_ROW)
 
 
-def threshold(p):
-    """The Triton kernel's 32-bit threshold below which a random word drops its element:
-    P(drop) = thr / 2^32."""
-    return min(int(round(p * 2.0 ** 32)), 2 ** 32 - 1)
-
-
 def threshold16(p):
-    """The compiled kernel's 16-bit threshold below which half a random word drops its element:
+    """Both kernels' 16-bit threshold below which half a random word drops its element:
     P(drop) = thr / 2^16, ``p`` to the nearest 1/65536 (for p = 0.1, 0.100006)."""
     return min(int(round(p * 2.0 ** 16)), 2 ** 16 - 1)
 
