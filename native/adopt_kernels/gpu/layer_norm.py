@@ -142,7 +142,7 @@ def _block(n):
     return max(16, triton.next_power_of_2(n))
 
 
-# whether the kernels interleave Philox's four words with tl.join; cleared where this Triton
+# whether the kernels interleave Philox's half-words with tl.join; cleared where this Triton
 # cannot compile that, after which every kernel draws the same words column by column
 _join = True
 
