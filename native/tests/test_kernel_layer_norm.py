@@ -291,19 +291,6 @@ def test_kernel_mask_is_philox():
     assert np.array_equal(keep.numpy() > 0, expected)
 
 
-KEEP_ENTRY = r"""
-extern "C" void keep_rows(float* out, int64_t rows, int64_t n, uint64_t seed, uint32_t thr, float scale) {
-  float* m = new float[padded64(n)];
-  const PhiloxKeys keys = philox_keys(seed);
-  for (int64_t r = 0; r < rows; ++r) {
-    row_keep(m, r, n, keys, thr, scale);
-    std::memcpy(out + r * n, m, n * sizeof(float));
-  }
-  delete[] m;
-}
-"""
-
-
 # (-march, the CPU flags its code needs): the generator's scalar, AVX2 and AVX-512 paths
 GENERATOR_BUILDS = [("x86-64", ()), ("haswell", ("avx2", "fma")), ("skylake-avx512", ("avx512f", "avx512bw", "avx512vl", "avx512dq"))]
 
@@ -326,13 +313,14 @@ def test_every_generator_path_gives_the_kernels_mask(arch, needs, tmp_path):
     if missing:
         pytest.skip(f"this CPU cannot run the {arch} build (no {', '.join(sorted(missing))})")
     rows, n, p, seed = 5, 141, 0.3, (0x0BADCAFE << 32) | 0x13572468
-    src, lib = tmp_path / "keep.cc", tmp_path / "keep.so"
-    src.write_text("#include <cstdint>\n#include <cstring>\n" + kernel.PHILOX + KEEP_ENTRY)
-    subprocess.run([_build.compiler(), "-O2", f"-march={arch}", "-shared", "-fPIC", str(src), "-o", str(lib)], check=True, timeout=120)
-    fn = ctypes.CDLL(str(lib)).keep_rows
+    # the kernel's own source, built as the cache builds it but for that instruction set
+    src, lib = tmp_path / "layer_norm.cpp", tmp_path / "layer_norm.so"
+    src.write_text(_build.PRELUDE + kernel.KERNEL.source(dict(kernel.SPACE.default), "float32"))
+    flags = [f"-march={arch}" if f == "-march=native" else f for f in _build.FLAGS]
+    subprocess.run([_build.compiler(), *flags, str(src), "-o", str(lib)], check=True, timeout=120)
     out = torch.empty(rows, n)
-    fn(ctypes.c_void_p(out.data_ptr()), ctypes.c_int64(rows), ctypes.c_int64(n), ctypes.c_uint64(seed),
-       ctypes.c_uint32(kernel.threshold16(p)), ctypes.c_float(1 / (1 - p)))
+    ctypes.CDLL(str(lib)).ln_dropout_keep(ctypes.c_void_p(out.data_ptr()), ctypes.c_int64(rows), ctypes.c_int64(n), ctypes.c_uint64(seed),
+                                          ctypes.c_uint32(kernel.threshold16(p)), ctypes.c_float(1 / (1 - p)), ctypes.c_int(1))
     assert torch.equal(out, kernel.keep_factors(rows, n, p, seed))
 
 
