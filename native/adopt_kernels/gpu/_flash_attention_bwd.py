@@ -30,8 +30,8 @@ def _delta(O, DO, DELTA, sdb, sdh, sdm, H, L, DV, BLOCK: tl.constexpr, BLOCK_DV:
     tl.store(DELTA + bh * L + rows, tl.sum(o * do, 1), mask=rows < L)
 
 
-@triton.jit(do_not_specialize=["seed"])
-def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, DSC, QS, KS, VS, DS, MS, H, L, S, D, DV, scale, p_drop, seed,
+@triton.jit(do_not_specialize=["thr", "seed"])
+def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, DSC, QS, KS, VS, DS, MS, H, L, S, D, DV, scale, p_drop, thr, seed,
          HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, HAS_KEEP: tl.constexpr, CAUSAL: tl.constexpr,
          DROPOUT: tl.constexpr, F32: tl.constexpr, PREC: tl.constexpr, DQ_PASS: tl.constexpr, LEARNED: tl.constexpr,
          HELD: tl.constexpr, STEP: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
@@ -55,7 +55,7 @@ def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, DSC, QS, KS, VS, DS, MS, 
             p = tl.exp2((s - lse[:, None]) * LOG2E)
             dp = tl.dot(do, _tile(V, VS, b, h, cols[None, :], S, dv[:, None], DV, F32), input_precision=PREC)
             if DROPOUT:
-                dp = _dropped(dp, _kept(seed, bh, rows[:, None], cols[None, :], L, S, p_drop), p_drop)
+                dp = _dropped(dp, _kept(seed, bh, held64, start, L, S, thr, HELD, STEP), p_drop)
             ds = p * (dp - delta[:, None])
             if LEARNED:  # the scores' gradient is the learned bias's and mask's: each written once, by its query block
                 tl.store(DSC + (bh * L + held64)[:, None] * S + cols[None, :], ds, mask=(rows < L)[:, None] & (cols < S)[None, :])
@@ -83,7 +83,7 @@ def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, DSC, QS, KS, VS, DS, MS, 
             do = _tile(DO, DS, b, h, rows[:, None], L, dv[None, :], DV, F32)
             dpt = tl.dot(v, tl.trans(do), input_precision=PREC)
             if DROPOUT:  # one draw serves the kept probabilities and their gradient
-                kept = _kept(seed, bh, rows[None, :], cols[:, None], L, S, p_drop)
+                kept = tl.trans(_kept(seed, bh, rows64, tl.program_id(0) * HELD, L, S, thr, STEP, HELD))
                 dval = tl.dot(_op(_dropped(pt, kept, p_drop), V, F32), do, dval, input_precision=PREC)
                 dpt = _dropped(dpt, kept, p_drop)
             else:

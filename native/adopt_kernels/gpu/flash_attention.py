@@ -7,9 +7,11 @@ accumulated in float32; the L x S probabilities never exist. With a causal mask 
 past a query block's last visible key are not visited. The forward saves a log-sum-exp per row;
 the backward (``_flash_attention_bwd``) recomputes the probabilities from it.
 
-Dropout keeps a probability where ``tl.rand(seed, (batch * heads + head) * L * S + row * S + key)``
-clears ``dropout_p``: Philox over the score's flat index, so the backward regenerates the mask and
-:func:`dropout_keep` gives it to a reference. The seed is one draw of torch's generator.
+Dropout keeps a probability where its key's sixteen bits of Philox clear the threshold of
+``dropout_p`` (``_philox.py``: eight keys a generator call, the counters of query row ``r`` of
+``(batch, head)`` starting at ``((batch * heads + head) * L + r) * ceil(S / 8)``), so the backward
+regenerates the mask and :func:`dropout_keep` gives it to a reference. The seed is one draw of
+torch's generator.
 
 Numerics: float32 inputs multiply in three-pass TF32 (float32 accuracy on the tensor cores);
 bfloat16 and float16 inputs multiply in their own dtype with float32 sums, and the probabilities
@@ -27,6 +29,9 @@ import os
 import torch
 import triton
 import triton.language as tl
+
+from ..kernels.layer_norm import threshold16
+from ._philox import kept16
 
 LOG2E = tl.constexpr(1.4426950408889634)
 # float32 products: three TF32 passes keep float32 accuracy ("ieee" is the exact, slower choice)
@@ -100,9 +105,9 @@ def _masked(s, rows, cols, L, S, scale, MASKS, offsets, MS,
 
 
 @triton.jit
-def _kept(seed, bh, rows, cols, L, S, p_drop):
-    """Where dropout keeps a score: Philox over the score's flat index."""
-    return tl.rand(seed, (bh * L + rows) * S + cols) >= p_drop
+def _kept(seed, bh, rows, col0, L, S, thr, R: tl.constexpr, C: tl.constexpr):
+    """Where dropout keeps the [R, C] scores of query ``rows`` (int64) and keys ``col0 ..``."""
+    return kept16(seed, ((bh * L + rows) * ((S + 7) // 8))[:, None], col0, thr, R, C, True)
 
 
 @triton.jit
@@ -111,8 +116,8 @@ def _dropped(x, kept, p_drop):
     return tl.where(kept, x * (1.0 / (1.0 - p_drop)), 0.0)
 
 
-@triton.jit(do_not_specialize=["seed"])
-def _fwd(Q, K, V, MASKS, O, LSE, QS, KS, VS, MS, H, L, S, D, DV, scale, p_drop, seed,
+@triton.jit(do_not_specialize=["thr", "seed"])
+def _fwd(Q, K, V, MASKS, O, LSE, QS, KS, VS, MS, H, L, S, D, DV, scale, p_drop, thr, seed,
          HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, HAS_KEEP: tl.constexpr, CAUSAL: tl.constexpr,
          DROPOUT: tl.constexpr, F32: tl.constexpr, PREC: tl.constexpr,
          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
@@ -136,7 +141,7 @@ def _fwd(Q, K, V, MASKS, O, LSE, QS, KS, VS, MS, H, L, S, D, DV, scale, p_drop, 
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
         if DROPOUT:
-            p = _dropped(p, _kept(seed, bh, rows[:, None], cols[None, :], L, S, p_drop), p_drop)
+            p = _dropped(p, _kept(seed, bh, rows64, start, L, S, thr, BLOCK_M, BLOCK_N), p_drop)
         v = _tile(V, VS, b, h, cols[:, None], S, dv[None, :], DV, F32)
         acc = tl.dot(_op(p, V, F32), v, acc, input_precision=PREC)
         m_i = m_new
@@ -147,18 +152,21 @@ def _fwd(Q, K, V, MASKS, O, LSE, QS, KS, VS, MS, H, L, S, D, DV, scale, p_drop, 
     tl.store(LSE + bh * L + rows64, tl.where(empty, float("nan"), m_i + tl.log(l_use)), mask=rows < L)
 
 
-@triton.jit(do_not_specialize=["seed"])
-def _keep_pattern(OUT, n, seed, p_drop, BLOCK: tl.constexpr):
-    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    tl.store(OUT + offsets, (tl.rand(seed, offsets) >= p_drop).to(tl.int8), mask=offsets < n)
+@triton.jit(do_not_specialize=["thr", "seed"])
+def _keep_pattern(OUT, S, seed, thr, BLOCK: tl.constexpr):
+    # one query row of one (batch, head) per program on the first axis, BLOCK keys per program on the second
+    row = tl.program_id(0).to(tl.int64) + tl.zeros([1], tl.int64)
+    col0 = tl.program_id(1) * BLOCK
+    cols = col0 + tl.arange(0, BLOCK)[None, :]
+    kept = _kept(seed, 0, row, col0, 1, S, thr, 1, BLOCK)
+    tl.store(OUT + row[:, None] * S + cols, kept.to(tl.int8), mask=cols < S)
 
 
 def dropout_keep(seed, batch, heads, q_len, k_len, p, device="cpu"):
     """The kernels' dropout mask for ``seed``, True where a probability is kept, (batch, heads,
-    q_len, k_len): the same Philox draws over the scores' flat index."""
-    n = batch * heads * q_len * k_len
-    out = torch.empty(n, dtype=torch.int8, device=device)
-    _keep_pattern[(triton.cdiv(n, 1024),)](out, n, seed, float(p), BLOCK=1024)
+    q_len, k_len): the same Philox draws the kernels make."""
+    out = torch.empty(batch * heads * q_len, k_len, dtype=torch.int8, device=device)
+    _keep_pattern[(batch * heads * q_len, triton.cdiv(k_len, 128))](out, k_len, seed, threshold16(p), BLOCK=128)
     return out.view(batch, heads, q_len, k_len).bool()
 
 
@@ -207,7 +215,7 @@ class Launch:
                     PREC=FP32_DOT if q.dtype == torch.float32 else "tf32", BLOCK_D=block(self.D), BLOCK_DV=block(self.DV))
 
     def sizes(self):
-        return [self.H, self.L, self.S, self.D, self.DV, self.scale, self.p_drop, self.seed]
+        return [self.H, self.L, self.S, self.D, self.DV, self.scale, self.p_drop, threshold16(self.p_drop), self.seed]
 
 
 def forward(run, schedule):

@@ -3,14 +3,12 @@ last dimension, forward and backward, a whole row in registers.
 
 The forward reads ``x`` and ``residual`` once and writes the normalised row once; the sum
 lives only in registers, rounded to the input dtype where eager code materialises it (the
-dropped ``x``, the sum). The dropout mask comes from Philox-4x32-10 keyed by a 64-bit seed:
-counter ``row * ceil(n / 8) + j // 8`` gives the four words of columns ``j .. j + 7``, column
-``j`` taking the low (``j`` even) or high 16 bits of word ``(j % 8) // 2``, and an element is
-kept when its half-word is at least the 16-bit threshold (``p`` to the nearest 1/65536, as the
-CPU kernel has it): one generator call serves eight columns, half the work of a word each. The
-backward (and :func:`keep_factors`, which checks use) regenerates the mask from the seed instead
-of storing it. The half-words go back into column order with ``tl.join``; where a Triton cannot
-compile that, every column runs its counter's Philox itself, which draws the same words. Besides the inputs only each row's mean and reciprocal deviation are saved.
+dropped ``x``, the sum). The dropout mask comes from Philox-4x32-10 keyed by a 64-bit seed,
+sixteen bits a column (``_philox.py``), row ``r``'s counters starting at ``r * ceil(n / 8)``, so
+the backward (and :func:`keep_factors`, which checks use) regenerates the mask from the seed
+instead of storing it. The half-words go back into column order with ``tl.join``; where a
+Triton cannot compile that, every column runs its counter's Philox itself, which draws the same
+words. Besides the inputs only each row's mean and reciprocal deviation are saved.
 
 The backward regenerates the normalised row, writes the gradient of the sum to ``residual``
 and through the mask to ``x`` (one tensor for both without dropout), and sums the weight's and
@@ -28,6 +26,7 @@ from torch.autograd.function import once_differentiable
 
 from .. import _dispatch
 from ..kernels.layer_norm import threshold16
+from ._philox import kept16
 
 # the seed changes at every call, the row count often: one compiled kernel serves them all
 _GENERIC = ("rows", "seed", "thr")
@@ -42,22 +41,7 @@ BWD_COLUMNS_PER_WARP = 256
 @triton.jit
 def _keep(seed, r, n, thr, scale, R: tl.constexpr, BLOCK: tl.constexpr, JOIN: tl.constexpr):
     # the keep factors (0 or scale) of rows r [R, 1], columns 0 .. BLOCK - 1
-    if JOIN:
-        # one Philox call per eight columns, its half-words interleaved back into column order:
-        # joined innermost last, (word // 2, word % 2, half) flattens to 2 * word + half
-        q = tl.arange(0, BLOCK // 8)[None, :]
-        w0, w1, w2, w3 = tl.randint4x(seed, r * ((n + 7) // 8) + q)
-        lo = tl.join(tl.join(w0 & 0xFFFF, w2 & 0xFFFF), tl.join(w1 & 0xFFFF, w3 & 0xFFFF))
-        hi = tl.join(tl.join((w0 >> 16) & 0xFFFF, (w2 >> 16) & 0xFFFF), tl.join((w1 >> 16) & 0xFFFF, (w3 >> 16) & 0xFFFF))
-        halves = tl.reshape(tl.join(lo, hi), (R, BLOCK))
-    else:
-        # the same half-words, each column running its counter's Philox itself (eight times the work)
-        cols = tl.arange(0, BLOCK)[None, :]
-        w0, w1, w2, w3 = tl.randint4x(seed, r * ((n + 7) // 8) + cols // 8)
-        k = (cols % 8) // 2
-        word = tl.where(k == 0, w0, tl.where(k == 1, w1, tl.where(k == 2, w2, w3)))
-        halves = tl.where(cols % 2 == 0, word & 0xFFFF, (word >> 16) & 0xFFFF)
-    return tl.where(halves >= thr, scale, 0.0)
+    return tl.where(kept16(seed, r * ((n + 7) // 8), 0, thr, R, BLOCK, JOIN), scale, 0.0)
 
 
 @triton.jit
