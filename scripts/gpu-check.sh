@@ -18,6 +18,7 @@
 #        against torch.compile of the eager composite (first workload of each kernel), and
 #        every GPU schedule space measured for the tuner's replay (OUT/replay.tar.gz)
 #     GPU_BENCH_S (default 330) bounds step 2; GPU_BENCH_ARGS adds arguments to it.
+#     3. gpu_bench of the attention with dropout 0.1 at BERT's shape (GPU_DROPOUT_S, default 90)
 #   scripts/gpu-check.sh models OUT    on the GPU machine, step 3 of run alone (after prepare here)
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -124,6 +125,10 @@ kernels() {
     --deadline-s $((limit - 45)) ${GPU_BENCH_ARGS:-} 2>"$out/gpu-bench.log" | tee "$out/gpu-bench.txt"
   tail -5 "$out/gpu-bench.log"
   tar -czf "$out/replay.tar.gz" -C "$work" replay 2>/dev/null
+  echo "== 3. the attention with dropout (the path rewritten models take on a GPU when training)"
+  timeout "${GPU_DROPOUT_S:-90}" python3 -m adopt_harness.gpu_bench --kernels flash_attention --workloads 1 --no-vs-compiled \
+    --workload '{"batch": 4, "heads": 12, "q_len": 512, "k_len": 512, "head_dim": 64, "mask": "padding", "dropout": 0.1}' \
+    --json "$out/gpu-bench-dropout.json" --deadline-s $((${GPU_DROPOUT_S:-90} - 20)) 2>"$out/gpu-bench-dropout.log" | tee "$out/gpu-bench-dropout.txt"
 }
 
 case "${1:-}" in

@@ -14,7 +14,7 @@ Compiling is most of the cost of a GPU space, so ``--jobs`` processes compile ev
 (Triton's on-disk cache then serves the measuring process). ``--deadline-s`` stops starting new
 work past that many seconds, so one short run on a GPU machine always writes what it has.
 
-Usage: python -m adopt_harness.gpu_bench [--kernels a,b] [--dtype bfloat16] [--workloads 5]
+Usage: python -m adopt_harness.gpu_bench [--kernels a,b] [--dtype bfloat16] [--workloads 5] [--workload JSON ...]
        [--repeats 5] [--min-mib 128] [--replay-out DIR] [--json OUT] [--jobs N] [--deadline-s S]
        [--no-vs-compiled] [--interpret]
 Ends with one JSON line.
@@ -203,8 +203,10 @@ def vs_compiled(kernel, workload, schedule, repeats):
 def bench_kernel(kernel, args, copy_bw, fingerprint, deadline):
     space = kernel.cuda_space
     workloads = []
-    for w in kernel.example_workloads:
-        w = dict(w, dtype=args.dtype) if args.dtype in kernel.dtypes + ("float16",) and "dtype" in w else dict(w)
+    for w in args.own or kernel.example_workloads:
+        # a workload of one's own keeps the dtype it names; the examples (and one naming none) take --dtype
+        if "dtype" not in w or not args.own:
+            w = dict(w, dtype=args.dtype) if args.dtype in kernel.dtypes + ("float16",) and ("dtype" in w or args.own) else dict(w)
         w = grown(kernel, w, args.min_mib << 20) if DEVICE == "cuda" else tiny(w)
         if w not in workloads:
             workloads.append(w)
@@ -336,7 +338,18 @@ def main(argv=None):
     p.add_argument("--interpret", action="store_true", help="a dry run on the CPU through Triton's interpreter (tiny sizes)")
     p.add_argument("--no-vs-compiled", dest="vs_compiled", action="store_false",
                    help="skip the comparison with torch.compile of the eager composite (at each kernel's first workload)")
+    p.add_argument("--workload", action="append", default=[], metavar="JSON",
+                   help='a workload of its own instead of the examples (one --kernels), grown like them: '
+                        '\'{"batch": 1, "heads": 12, "q_len": 1024, "k_len": 1024, "head_dim": 64, "dropout": 0.1}\'')
     args = p.parse_args(argv)
+    try:
+        args.own = [json.loads(w) for w in args.workload]
+    except json.JSONDecodeError as e:
+        print(f"adopt gpu_bench: --workload is not JSON: {e}", file=sys.stderr)
+        return 2
+    if args.own and (len([n for n in args.kernels.split(",") if n]) != 1 or not all(isinstance(w, dict) for w in args.own)):
+        print("adopt gpu_bench: --workload takes a JSON object and exactly one kernel in --kernels", file=sys.stderr)
+        return 2
     global DEVICE
     os.environ["ADOPT_TRITON_MIN_BYTES"] = "0"  # the kernels themselves are measured, whatever the size
     if args.interpret:

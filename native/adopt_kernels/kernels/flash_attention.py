@@ -290,9 +290,9 @@ def make_case(workload, seed=0, device="cpu"):
     if p > 0:
         if not _dispatch.on_gpu(q):
             raise ValueError("dropout cases run the Triton kernel (a CUDA device or Triton's interpreter)")
-        from ..gpu.flash_attention import dropout_keep
+        from .. import gpu  # through gpu.module: the interpreter's setup comes with it
 
-        kept = dropout_keep(drop_seed, q.size(0), q.size(1), q.size(2), k.size(2), p, device)
+        kept = gpu.module(KERNEL).dropout_keep(drop_seed, q.size(0), q.size(1), q.size(2), k.size(2), p, device)
 
     learned = workload.get("mask") == "learned"
 
