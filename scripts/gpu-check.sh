@@ -126,7 +126,7 @@ kernels() {
   tail -5 "$out/gpu-bench.log"
   tar -czf "$out/replay.tar.gz" -C "$work" replay 2>/dev/null
   echo "== 3. the attention with dropout (the path rewritten models take on a GPU when training)"
-  timeout "${GPU_DROPOUT_S:-90}" python3 -m adopt_harness.gpu_bench --kernels flash_attention --workloads 1 --no-vs-compiled \
+  timeout "${GPU_DROPOUT_S:-90}" python3 -m adopt_harness.gpu_bench --kernels flash_attention --workloads 1 --no-vs-compiled --min-mib 0 \
     --workload '{"batch": 4, "heads": 12, "q_len": 512, "k_len": 512, "head_dim": 64, "mask": "padding", "dropout": 0.1}' \
     --json "$out/gpu-bench-dropout.json" --deadline-s $((${GPU_DROPOUT_S:-90} - 20)) 2>"$out/gpu-bench-dropout.log" | tee "$out/gpu-bench-dropout.txt"
 }

@@ -110,9 +110,11 @@ def _covering(schedules):
     return chosen
 
 
-def test_every_legal_schedule_gives_the_same_result():
-    """Every one in the interpreter; on a GPU, where each compiles, a set covering each value."""
-    workload = dict(SMALL, mask="bias+keep+causal")
+@pytest.mark.parametrize("extra", [{"mask": "bias+keep+causal"}, {"mask": "padding", "dropout": 0.2}], ids=["masks", "dropout"])
+def test_every_legal_schedule_gives_the_same_result(extra):
+    """Every one in the interpreter; on a GPU, where each compiles, a set covering each value.
+    With dropout every block size draws its keys' mask from its own first key."""
+    workload = dict(SMALL, **extra)
     schedules = list(KERNEL.cuda_space.enumerate(workload))
     assert KERNEL.cuda_space.default in schedules and 20 <= len(schedules) <= 60
     if DEVICE == "cuda":
