@@ -124,6 +124,17 @@ def test_every_legal_schedule_gives_the_same_result(extra):
         check(run(schedule))
 
 
+def test_the_dropout_words_interleave_with_join_and_column_by_column_alike(G, monkeypatch):
+    from adopt_kernels.gpu import _philox
+
+    joined = G.dropout_keep(7, 2, 3, 21, 35, 0.3, DEVICE)
+    assert _philox._join, "tl.join did not compile here: the kernels draw their words column by column"
+    monkeypatch.setattr(_philox, "_join", False)
+    assert torch.equal(G.dropout_keep(7, 2, 3, 21, 35, 0.3, DEVICE), joined)
+    run, _, check = KERNEL.make_case(dict(SMALL, mask="padding", dropout=0.3), seed=2, device=DEVICE)
+    check(run(dict(KERNEL.cuda_space.default)))
+
+
 def test_dropout_keeps_its_rate_and_each_seed_its_own_mask(G):
     p = 0.3
     kept = G.dropout_keep(11, 2, 3, 37, 70, p, DEVICE)

@@ -138,9 +138,11 @@ def test_negative_control_another_mask_fails_the_check(monkeypatch):
 
 
 def test_the_words_interleave_with_join_and_column_by_column_alike(monkeypatch):
-    mod = _module(kernel.KERNEL)
+    _module(kernel.KERNEL)
+    from adopt_kernels.gpu import _philox
+
     joined = kernel.keep_factors(5, 70, 0.4, 3, device=DEVICE)
-    assert mod._join, "tl.join did not compile here: the kernels draw their words column by column"
-    monkeypatch.setattr(mod, "_join", False)
+    assert _philox._join, "tl.join did not compile here: the kernels draw their words column by column"
+    monkeypatch.setattr(_philox, "_join", False)
     assert torch.equal(kernel.keep_factors(5, 70, 0.4, 3, device=DEVICE), joined)
     check_against_reference((3, 70), "float32", 0.4, affine=True, device=DEVICE)

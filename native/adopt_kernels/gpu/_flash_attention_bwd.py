@@ -15,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._philox import launch
 from .flash_attention import COMPILED_FLAGS  # noqa: F401  (for compile_check: the kernels here take F32 too)
 from .flash_attention import LOG2E, _dropped, _kept, _key_end, _mask_rows, _masked, _op, _program, _tile
 
@@ -33,7 +34,7 @@ def _delta(O, DO, DELTA, sdb, sdh, sdm, H, L, DV, BLOCK: tl.constexpr, BLOCK_DV:
 @triton.jit(do_not_specialize=["thr", "seed"])
 def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, DSC, QS, KS, VS, DS, MS, H, L, S, D, DV, scale, p_drop, thr, seed,
          HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, HAS_KEEP: tl.constexpr, CAUSAL: tl.constexpr,
-         DROPOUT: tl.constexpr, F32: tl.constexpr, PREC: tl.constexpr, DQ_PASS: tl.constexpr, LEARNED: tl.constexpr,
+         DROPOUT: tl.constexpr, F32: tl.constexpr, PREC: tl.constexpr, JOIN: tl.constexpr, DQ_PASS: tl.constexpr, LEARNED: tl.constexpr,
          HELD: tl.constexpr, STEP: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     # a program holds HELD keys (dK and dV) or, in the dQ pass, HELD queries, and streams the other side STEP rows at a time
     bh, b, h, held, d, dv = _program(H, HELD, BLOCK_D, BLOCK_DV)
@@ -55,7 +56,7 @@ def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, DSC, QS, KS, VS, DS, MS, 
             p = tl.exp2((s - lse[:, None]) * LOG2E)
             dp = tl.dot(do, _tile(V, VS, b, h, cols[None, :], S, dv[:, None], DV, F32), input_precision=PREC)
             if DROPOUT:
-                dp = _dropped(dp, _kept(seed, bh, held64, start, L, S, thr, HELD, STEP), p_drop)
+                dp = _dropped(dp, _kept(seed, bh, held64, start, L, S, thr, HELD, STEP, JOIN), p_drop)
             ds = p * (dp - delta[:, None])
             if LEARNED:  # the scores' gradient is the learned bias's and mask's: each written once, by its query block
                 tl.store(DSC + (bh * L + held64)[:, None] * S + cols[None, :], ds, mask=(rows < L)[:, None] & (cols < S)[None, :])
@@ -83,7 +84,7 @@ def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, DSC, QS, KS, VS, DS, MS, 
             do = _tile(DO, DS, b, h, rows[:, None], L, dv[None, :], DV, F32)
             dpt = tl.dot(v, tl.trans(do), input_precision=PREC)
             if DROPOUT:  # one draw serves the kept probabilities and their gradient
-                kept = tl.trans(_kept(seed, bh, rows64, tl.program_id(0) * HELD, L, S, thr, STEP, HELD))
+                kept = tl.trans(_kept(seed, bh, rows64, tl.program_id(0) * HELD, L, S, thr, STEP, HELD, JOIN))
                 dval = tl.dot(_op(_dropped(pt, kept, p_drop), V, F32), do, dval, input_precision=PREC)
                 dpt = _dropped(dpt, kept, p_drop)
             else:
@@ -111,11 +112,11 @@ def _grads(run, out, lse, dout, schedule, learned):
     masks, mask_strides = run.mask_args()
     common = [*run.strides(), dout.stride()[:3], mask_strides, *run.sizes()]
     held, step = schedule["bwd_block"], schedule["bwd_step"]
-    launch = dict(flags, num_warps=schedule["bwd_warps"], num_stages=schedule["num_stages"])
+    options = dict(flags, num_warps=schedule["bwd_warps"], num_stages=schedule["num_stages"])
     for dq_pass, n in ((False, S), (True, L)):
         # only the dQ pass writes the scores' gradient: the dK/dV pass keeps its one compiled variant
-        _bwd[(triton.cdiv(n, held), B * H)](q, k, v, masks, dout, lse, delta, dk, dv, dq, dscores, *common, DQ_PASS=dq_pass,
-                                            LEARNED=dq_pass and any(learned), HELD=held, STEP=step, **launch)
+        launch(_bwd, (triton.cdiv(n, held), B * H), q, k, v, masks, dout, lse, delta, dk, dv, dq, dscores, *common,
+               DQ_PASS=dq_pass, LEARNED=dq_pass and any(learned), HELD=held, STEP=step, **options)
     grads = tuple(None if want is None else dscores.sum_to_size(want[0]).to(want[1]) for want in learned)
     return (dq, dk.sum_to_size(k.shape).to(k.dtype), dv.sum_to_size(v.shape).to(v.dtype)) + grads
 

@@ -11,6 +11,29 @@ columns, an eighth of the work of a call per column.
 import triton
 import triton.language as tl
 
+from .. import _dispatch
+
+# whether the kernels interleave the half-words with tl.join; cleared where this Triton cannot
+# compile that, after which every kernel draws the same words column by column
+_join = True
+
+
+def launch(kernel, grid, *args, **kwargs):
+    """``kernel[grid](*args, **kwargs)`` with its ``JOIN`` set: True until it fails to compile."""
+    global _join
+    if _join:
+        try:
+            return kernel[grid](*args, JOIN=True, **kwargs)
+        except Exception as e:  # noqa: BLE001  (a compiler's failure has no one type)
+            if type(e).__name__ == "OutOfResources":
+                raise  # the schedule's, not the join's: the dispatcher falls back to the default
+            out = kernel[grid](*args, JOIN=False, **kwargs)
+            _join = False
+            _dispatch.say_once("dropout-join", f"dropout masks: interleaving the generator's words failed to compile "
+                                               f"({type(e).__name__}); drawing them column by column")
+            return out
+    return kernel[grid](*args, JOIN=False, **kwargs)
+
 
 @triton.jit
 def kept16(seed, base, col0, thr, R: tl.constexpr, C: tl.constexpr, JOIN: tl.constexpr):

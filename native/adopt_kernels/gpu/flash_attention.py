@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 
 from ..kernels.layer_norm import threshold16
-from ._philox import kept16
+from ._philox import kept16, launch
 
 LOG2E = tl.constexpr(1.4426950408889634)
 # float32 products: three TF32 passes keep float32 accuracy ("ieee" is the exact, slower choice)
@@ -105,9 +105,9 @@ def _masked(s, rows, cols, L, S, scale, MASKS, offsets, MS,
 
 
 @triton.jit
-def _kept(seed, bh, rows, col0, L, S, thr, R: tl.constexpr, C: tl.constexpr):
+def _kept(seed, bh, rows, col0, L, S, thr, R: tl.constexpr, C: tl.constexpr, JOIN: tl.constexpr):
     """Where dropout keeps the [R, C] scores of query ``rows`` (int64) and keys ``col0 ..``."""
-    return kept16(seed, ((bh * L + rows) * ((S + 7) // 8))[:, None], col0, thr, R, C, True)
+    return kept16(seed, ((bh * L + rows) * ((S + 7) // 8))[:, None], col0, thr, R, C, JOIN)
 
 
 @triton.jit
@@ -119,7 +119,7 @@ def _dropped(x, kept, p_drop):
 @triton.jit(do_not_specialize=["thr", "seed"])
 def _fwd(Q, K, V, MASKS, O, LSE, QS, KS, VS, MS, H, L, S, D, DV, scale, p_drop, thr, seed,
          HAS_BIAS: tl.constexpr, HAS_ADD: tl.constexpr, HAS_KEEP: tl.constexpr, CAUSAL: tl.constexpr,
-         DROPOUT: tl.constexpr, F32: tl.constexpr, PREC: tl.constexpr,
+         DROPOUT: tl.constexpr, F32: tl.constexpr, PREC: tl.constexpr, JOIN: tl.constexpr,
          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr):
     # QS, KS, VS: strides of q, k and v over (batch, head, row), 0 where shared
     bh, b, h, rows, d, dv = _program(H, BLOCK_M, BLOCK_D, BLOCK_DV)
@@ -141,7 +141,7 @@ def _fwd(Q, K, V, MASKS, O, LSE, QS, KS, VS, MS, H, L, S, D, DV, scale, p_drop, 
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None]
         if DROPOUT:
-            p = _dropped(p, _kept(seed, bh, rows64, start, L, S, thr, BLOCK_M, BLOCK_N), p_drop)
+            p = _dropped(p, _kept(seed, bh, rows64, start, L, S, thr, BLOCK_M, BLOCK_N, JOIN), p_drop)
         v = _tile(V, VS, b, h, cols[:, None], S, dv[None, :], DV, F32)
         acc = tl.dot(_op(p, V, F32), v, acc, input_precision=PREC)
         m_i = m_new
@@ -153,12 +153,12 @@ def _fwd(Q, K, V, MASKS, O, LSE, QS, KS, VS, MS, H, L, S, D, DV, scale, p_drop, 
 
 
 @triton.jit(do_not_specialize=["thr", "seed"])
-def _keep_pattern(OUT, S, seed, thr, BLOCK: tl.constexpr):
+def _keep_pattern(OUT, S, seed, thr, BLOCK: tl.constexpr, JOIN: tl.constexpr):
     # one query row of one (batch, head) per program on the first axis, BLOCK keys per program on the second
     row = tl.program_id(0).to(tl.int64) + tl.zeros([1], tl.int64)
     col0 = tl.program_id(1) * BLOCK
     cols = col0 + tl.arange(0, BLOCK)[None, :]
-    kept = _kept(seed, 0, row, col0, 1, S, thr, 1, BLOCK)
+    kept = _kept(seed, 0, row, col0, 1, S, thr, 1, BLOCK, JOIN)
     tl.store(OUT + row[:, None] * S + cols, kept.to(tl.int8), mask=cols < S)
 
 
@@ -166,7 +166,7 @@ def dropout_keep(seed, batch, heads, q_len, k_len, p, device="cpu"):
     """The kernels' dropout mask for ``seed``, True where a probability is kept, (batch, heads,
     q_len, k_len): the same Philox draws the kernels make."""
     out = torch.empty(batch * heads * q_len, k_len, dtype=torch.int8, device=device)
-    _keep_pattern[(batch * heads * q_len, triton.cdiv(k_len, 128))](out, k_len, seed, threshold16(p), BLOCK=128)
+    launch(_keep_pattern, (batch * heads * q_len, triton.cdiv(k_len, 128)), out, k_len, seed, threshold16(p), BLOCK=128)
     return out.view(batch, heads, q_len, k_len).bool()
 
 
@@ -225,8 +225,8 @@ def forward(run, schedule):
     lse = torch.empty(run.B * run.H, run.L, dtype=torch.float32, device=q.device)
     bm = schedule["block_m"]
     masks, mask_strides = run.mask_args()
-    _fwd[(triton.cdiv(run.L, bm), run.B * run.H)](
-        q, run.k, run.v, masks, out, lse, *run.strides(), mask_strides, *run.sizes(), **run.flags(),
+    launch(
+        _fwd, (triton.cdiv(run.L, bm), run.B * run.H), q, run.k, run.v, masks, out, lse, *run.strides(), mask_strides, *run.sizes(), **run.flags(),
         BLOCK_M=bm, BLOCK_N=schedule["block_n"], num_warps=schedule["num_warps"], num_stages=schedule["num_stages"])
     return out, lse
 

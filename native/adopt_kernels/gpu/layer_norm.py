@@ -26,7 +26,7 @@ from torch.autograd.function import once_differentiable
 
 from .. import _dispatch
 from ..kernels.layer_norm import threshold16
-from ._philox import kept16
+from ._philox import kept16, launch
 
 # the seed changes at every call, the row count often: one compiled kernel serves them all
 _GENERIC = ("rows", "seed", "thr")
@@ -126,27 +126,6 @@ def _block(n):
     return max(16, triton.next_power_of_2(n))
 
 
-# whether the kernels interleave Philox's half-words with tl.join; cleared where this Triton
-# cannot compile that, after which every kernel draws the same words column by column
-_join = True
-
-
-def _launch(kernel, grid, *args, **kwargs):
-    global _join
-    if _join:
-        try:
-            return kernel[grid](*args, JOIN=True, **kwargs)
-        except Exception as e:  # noqa: BLE001  (a compiler's failure has no one type)
-            if type(e).__name__ == "OutOfResources":
-                raise  # the schedule's, not the join's: the dispatcher falls back to the default
-            out = kernel[grid](*args, JOIN=False, **kwargs)
-            _join = False
-            _dispatch.say_once("layer_norm-join", f"layer_norm: interleaving the dropout words failed to compile "
-                                                  f"({type(e).__name__}); drawing them column by column")
-            return out
-    return kernel[grid](*args, JOIN=False, **kwargs)
-
-
 class _DropoutAddLayerNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, residual, weight, bias, eps, p, seed, schedule):
@@ -161,7 +140,7 @@ class _DropoutAddLayerNorm(torch.autograd.Function):
         # each row's mean, then each row's reciprocal deviation
         stats = torch.empty(2, rows, dtype=torch.float32, device=x.device)
         per = schedule["rows"]
-        _launch(_fwd, (triton.cdiv(rows, per),), x2, r2, x2 if w is None else w, x2 if b is None else b, y, stats,
+        launch(_fwd, (triton.cdiv(rows, per),), x2, r2, x2 if w is None else w, x2 if b is None else b, y, stats,
                 rows, n, eps, seed, thr, scale, DROP=p > 0, HAS_W=w is not None, HAS_B=b is not None, R=per,
                 BLOCK=_block(n), num_warps=schedule["num_warps"])
         ctx.save_for_backward(x2, r2, w, stats)
@@ -183,7 +162,7 @@ class _DropoutAddLayerNorm(torch.autograd.Function):
         dw = torch.empty(programs, n, dtype=torch.float32, device=x2.device) if want_dw else stats
         db = torch.empty(programs, n, dtype=torch.float32, device=x2.device) if want_db else stats
         dy2 = dy.to(x2.dtype).contiguous().view(-1, n)
-        _launch(_bwd, (programs,), x2, r2, x2 if w is None else w, dy2, stats, dx, dres, dw, db, rows, n, seed, thr, scale,
+        launch(_bwd, (programs,), x2, r2, x2 if w is None else w, dy2, stats, dx, dres, dw, db, rows, n, seed, thr, scale,
                 DROP=drop, HAS_W=w is not None, WANT_DW=want_dw, WANT_DB=want_db, ROWS=per,
                 BLOCK=_block(n), num_warps=max(ctx.schedule["num_warps"], min(32, _block(n) // BWD_COLUMNS_PER_WARP)))
         dw = dw.sum(0).to(x2.dtype) if want_dw else None
@@ -199,7 +178,7 @@ def keep_factors(rows, n, p, seed, device):
     """The (rows, n) float32 keep factors (0 or ``1 / (1 - p)``) the kernels apply for ``p`` and
     ``seed``, on ``device``."""
     out = torch.empty(rows, n, dtype=torch.float32, device=device)
-    _launch(_keep_rows, (rows,), out, n, int(seed), threshold16(p), 1.0 / (1.0 - p), BLOCK=_block(n))
+    launch(_keep_rows, (rows,), out, n, int(seed), threshold16(p), 1.0 / (1.0 - p), BLOCK=_block(n))
     return out
 
 
