@@ -15,12 +15,14 @@ cost. ``--keep-freed-memory`` has malloc reuse freed blocks (``adopt_kernels.mem
 sides alike, so that the fraction measures the kernel's loops rather than the page faults.
 
 Usage: python -m adopt_harness.kernels_bench [--kernels a,b] [--threads N] [--repeats 7]
-       [--sample 8] [--workloads 2] [--clock wall|cpu] [--keep-freed-memory] [--json OUT] [--workload JSON ...]
+       [--sample 8] [--workloads 2] [--clock wall|cpu] [--min-sample-ms 0] [--keep-freed-memory] [--json OUT]
+       [--workload JSON ...]
 Ends with one JSON line.
 """
 
 import argparse
 import json
+import math
 import os
 import random
 import statistics
@@ -45,16 +47,20 @@ def _time(fn, clock):
     return clock() - t
 
 
-def interleaved(variants, repeats, warmup=1, clock=time.perf_counter):
-    """Median seconds per variant, timed round-robin so drift hits them alike, every other round
-    backwards (rounds.py)."""
-    for _ in range(warmup):
-        for fn in variants.values():
-            fn()
+def interleaved(variants, repeats, warmup=1, clock=time.perf_counter, min_sample_s=0.0):
+    """Median seconds per call of each variant, timed round-robin so drift hits them alike, every
+    other round backwards (rounds.py). A sample times enough calls in a row that the fastest
+    variant's reaches ``min_sample_s`` (at most 64), the same count for every variant: one
+    millisecond call is at the mercy of a time slice taken by another process."""
+    calls = 1
+    for w in range(warmup):
+        took = {k: _time(fn, clock) for k, fn in variants.items()}
+        if w == warmup - 1 and min_sample_s > 0:
+            calls = max(1, min(64, math.ceil(min_sample_s / max(min(took.values()), 1e-9))))
     times = {k: [] for k in variants}
     for r in range(repeats):
         for k, fn in in_round(variants, r):
-            times[k].append(_time(fn, clock))
+            times[k].append(_time(lambda fn=fn: [fn() for _ in range(calls)], clock) / calls)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -94,16 +100,17 @@ def bench_workload(kernel, workload, args, copy_bw):
     clock = CLOCKS[args.clock]
     best = best_schedule(kernel, workload, run, check, args.sample, clock=clock)
     default = dict(kernel.space.default)
+    sample_s = args.min_sample_ms / 1e3
     fwd = interleaved({
         "eager": lambda: eager(False),
         "default": lambda: run(default, False),
         "best": lambda: run(best, False),
-    }, args.repeats, clock=clock)
+    }, args.repeats, clock=clock, min_sample_s=sample_s)
     both = interleaved({
         "eager": lambda: eager(True),
         "default": lambda: run(default, True),
         "best": lambda: run(best, True),
-    }, args.repeats, clock=clock)
+    }, args.repeats, clock=clock, min_sample_s=sample_s)
     bw = kernel.bytes_moved(workload) / fwd["best"] / copy_bw if kernel.bytes_moved else None
     return {
         "workload": workload,
@@ -129,6 +136,9 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32")
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                    help="cpu: the process's CPU time (meaningful with --threads 1 on a busy machine)")
+    p.add_argument("--min-sample-ms", type=float, default=0.0,
+                   help="each sample times enough calls in a row to last this long (the fastest variant's; 0: one "
+                        "call): steadier for millisecond kernels, whose repeated calls then find their data in cache")
     p.add_argument("--keep-freed-memory", action="store_true",
                    help="malloc reuses freed blocks for both sides (no page faults for reused memory)")
     p.add_argument("--json", default="")

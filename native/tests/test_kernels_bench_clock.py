@@ -18,6 +18,23 @@ def test_interleaved_measures_with_the_given_clock():
     assert medians == {"eager": 3.0, "kernel": 1.0}
 
 
+def test_a_sample_times_enough_calls_to_last_the_minimum():
+    now, calls = [0.0], {"eager": 0, "kernel": 0}
+
+    def costs(name, seconds):
+        def fn():
+            calls[name] += 1
+            now[0] += seconds
+        return fn
+
+    ms = 2.0 ** -10  # about a millisecond, exact in binary: the fake clock's sums stay exact
+    medians = kernels_bench.interleaved({"eager": costs("eager", 3 * ms), "kernel": costs("kernel", ms)}, 5,
+                                        clock=lambda: now[0], min_sample_s=20 * ms)
+    assert medians == {"eager": 3 * ms, "kernel": ms}
+    # one warm-up call each, then 20 calls a sample (the faster variant's 1 ms into 20 ms) for both
+    assert calls == {"eager": 1 + 5 * 20, "kernel": 1 + 5 * 20}
+
+
 def test_clocks_offered():
     assert kernels_bench.CLOCKS == {"wall": time.perf_counter, "cpu": time.process_time}
 
