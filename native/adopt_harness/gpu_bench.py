@@ -32,6 +32,7 @@ import time
 import torch
 
 from adopt_kernels import _dispatch, registry, target
+from adopt_harness.kernels_bench import own_workloads
 from adopt_harness.linear_ce_bench import cuda_peak
 from adopt_harness.rounds import in_round
 from adopt_harness.measure import template_hash
@@ -204,9 +205,9 @@ def bench_kernel(kernel, args, copy_bw, fingerprint, deadline):
     space = kernel.cuda_space
     workloads = []
     for w in args.own or kernel.example_workloads:
-        # a workload of one's own keeps the dtype it names; the examples (and one naming none) take --dtype
-        if "dtype" not in w or not args.own:
-            w = dict(w, dtype=args.dtype) if args.dtype in kernel.dtypes + ("float16",) and ("dtype" in w or args.own) else dict(w)
+        # --dtype replaces an example's dtype and fills in one a workload of one's own leaves out
+        if args.dtype in kernel.dtypes + ("float16",) and ("dtype" not in w if args.own else "dtype" in w):
+            w = dict(w, dtype=args.dtype)
         w = grown(kernel, w, args.min_mib << 20) if DEVICE == "cuda" else tiny(w)
         if w not in workloads:
             workloads.append(w)
@@ -343,12 +344,9 @@ def main(argv=None):
                         '\'{"batch": 1, "heads": 12, "q_len": 1024, "k_len": 1024, "head_dim": 64, "dropout": 0.1}\'')
     args = p.parse_args(argv)
     try:
-        args.own = [json.loads(w) for w in args.workload]
-    except json.JSONDecodeError as e:
-        print(f"adopt gpu_bench: --workload is not JSON: {e}", file=sys.stderr)
-        return 2
-    if args.own and (len([n for n in args.kernels.split(",") if n]) != 1 or not all(isinstance(w, dict) for w in args.own)):
-        print("adopt gpu_bench: --workload takes a JSON object and exactly one kernel in --kernels", file=sys.stderr)
+        args.own = own_workloads(args.workload, [n for n in args.kernels.split(",") if n])
+    except ValueError as e:
+        print(f"adopt gpu_bench: {e}", file=sys.stderr)
         return 2
     global DEVICE
     os.environ["ADOPT_TRITON_MIN_BYTES"] = "0"  # the kernels themselves are measured, whatever the size

@@ -64,6 +64,18 @@ def interleaved(variants, repeats, warmup=1, clock=time.perf_counter, min_sample
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def own_workloads(texts, kernels):
+    """The workloads ``--workload`` gave (JSON objects, for exactly one kernel), or a ValueError
+    saying what is wrong with them."""
+    try:
+        own = [json.loads(w) for w in texts]
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--workload is not JSON: {e}") from None
+    if own and (len(kernels) != 1 or not all(isinstance(w, dict) for w in own)):
+        raise ValueError("--workload takes a JSON object and exactly one kernel in --kernels")
+    return own
+
+
 def copy_bandwidth(repeats, nbytes=256 << 20, clock=time.perf_counter):
     """Bytes moved per second by a copy into an existing tensor (the limit) and into a new one."""
     src = torch.ones(nbytes // 4)
@@ -152,12 +164,9 @@ def main(argv=None):
         print(f"adopt bench:kernels: unknown kernel(s) {', '.join(unknown)}; known: {', '.join(sorted(registry.KERNELS))}", file=sys.stderr)
         return 2
     try:
-        own = [json.loads(w) for w in args.workload]
-    except json.JSONDecodeError as e:
-        print(f"adopt bench:kernels: --workload is not JSON: {e}", file=sys.stderr)
-        return 2
-    if own and (len(names) != 1 or not all(isinstance(w, dict) for w in own)):
-        print("adopt bench:kernels: --workload takes a JSON object and exactly one kernel in --kernels", file=sys.stderr)
+        own = own_workloads(args.workload, names)
+    except ValueError as e:
+        print(f"adopt bench:kernels: {e}", file=sys.stderr)
         return 2
     if args.keep_freed_memory and not memory.keep_freed_memory():
         print("adopt bench:kernels: --keep-freed-memory: this C library cannot keep freed memory (not glibc)", file=sys.stderr)

@@ -4,7 +4,7 @@ share (dropout + LayerNorm, flash attention).
 A row's counters are ``base + c // 8`` for column ``c``: one ``tl.randint4x`` call gives the four
 words of eight columns, column ``c`` taking the low (``c`` even) or high 16 bits of word
 ``(c % 8) // 2``, and it is kept where that half-word is at least the 16-bit threshold
-(``kernels.layer_norm.threshold16``: ``p`` to the nearest 1/65536). One call serves eight
+(``kernels._common.threshold16``: ``p`` to the nearest 1/65536). One call serves eight
 columns, an eighth of the work of a call per column.
 """
 

@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..kernels.layer_norm import threshold16
+from ..kernels._common import threshold16
 from ._philox import kept16, launch
 
 LOG2E = tl.constexpr(1.4426950408889634)

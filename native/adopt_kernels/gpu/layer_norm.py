@@ -25,7 +25,7 @@ import triton.language as tl
 from torch.autograd.function import once_differentiable
 
 from .. import _dispatch
-from ..kernels.layer_norm import threshold16
+from ..kernels._common import threshold16
 from ._philox import kept16, launch
 
 # the seed changes at every call, the row count often: one compiled kernel serves them all

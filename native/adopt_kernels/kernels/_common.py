@@ -35,6 +35,13 @@ def vec_pragma(vec_bits):
     return f'#pragma GCC target("prefer-vector-width={int(vec_bits)}")'
 
 
+def threshold16(p):
+    """The dropout kernels' 16-bit threshold below which half a random word drops its element
+    (LayerNorm on CPU and GPU, the Triton attention): P(drop) = thr / 2^16, ``p`` to the nearest
+    1/65536 (for p = 0.1, 0.100006)."""
+    return min(int(round(p * 2.0 ** 16)), 2 ** 16 - 1)
+
+
 # outputs at least this large are written with streaming stores: they would not stay in cache
 STREAM_BYTES = 8 << 20
 

@@ -19,7 +19,7 @@ from torch.autograd.function import once_differentiable
 
 from .. import _dispatch
 from ..registry import Kernel, Space, register
-from ._common import STORE_ROW, TORCH_DTYPE, assert_matches, render, rows_view, stream_output
+from ._common import STORE_ROW, TORCH_DTYPE, assert_matches, render, rows_view, stream_output, threshold16
 
 # Philox-4x32-10 (Salmon et al., SC'11). The keep factor of element j of row r comes from half
 # (j / 32) % 2 (low, then high 16 bits) of word (j / 8) % 4 of counter (8 * (j / 64) + j % 8, r_lo,
@@ -360,12 +360,6 @@ SPACE = Space(
 
 def _render(schedule, dtype):
     return render(TEMPLATE, schedule, dtype, philox=PHILOX, two_pass=int(schedule["stats"] == "twopass"), store_row=STORE_ROW)
-
-
-def threshold16(p):
-    """Both kernels' 16-bit threshold below which half a random word drops its element:
-    P(drop) = thr / 2^16, ``p`` to the nearest 1/65536 (for p = 0.1, 0.100006)."""
-    return min(int(round(p * 2.0 ** 16)), 2 ** 16 - 1)
 
 
 def draw_seed():
