@@ -48,7 +48,7 @@ describe('adopt kernels status', () => {
     const onJson = JSON.parse(on.stdout).idle_threads;
     expect(onJson.openmp_idle).toBe('sleep');
     expect(off.stdout).toMatch(/process: .*export .*OMP_WAIT_POLICY=passive/);
-    const all = adopt(['kernels', 'status'], { env: { ...env, ADOPT_QUIET_BLAS_THREADS: '1', OMP_WAIT_POLICY: 'passive', ADOPT_KEEP_FREED_MEMORY: '1' } });
+    const all = adopt(['kernels', 'status'], { env: { ...env, ADOPT_QUIET_BLAS_THREADS: '1', OMP_WAIT_POLICY: 'passive', ADOPT_KEEP_FREED_MEMORY: '1', ADOPT_BLAS_CORE: '1' } });
     expect(all.stdout).not.toMatch(/process: /);
     if (offJson.openblas?.threading === 'pthreads') {
       expect(off.stdout).toMatch(/process: .*export .*ADOPT_QUIET_BLAS_THREADS=1/);
@@ -58,6 +58,27 @@ describe('adopt kernels status', () => {
     } else {
       expect(off.stdout).not.toMatch(/OpenBLAS .* spins/);
       expect(onJson.openblas?.idle ?? 'none').not.toBe('spin');
+    }
+  });
+
+  it('says which kernels OpenBLAS runs, and the core the CPU calls for when they are narrower', () => {
+    // the generic kernels a library picks on a CPU it does not know, forced here
+    const env = { OPENBLAS_CORETYPE: 'Prescott', ADOPT_BLAS_CORE: '0' };
+    const r = adopt(['kernels', 'status', '--json'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const b = JSON.parse(r.stdout).blas_core;
+    if (b === null) return; // torch without an OpenBLAS that names its kernels (MKL, or a static one)
+    expect(b).toMatchObject({ core: 'Prescott', chosen_by: 'OPENBLAS_CORETYPE' });
+    const text = adopt(['kernels', 'status'], { env }).stdout;
+    if (b.wanted) {
+      expect(text).toContain(`blas:     OpenBLAS runs its Prescott kernels ($OPENBLAS_CORETYPE) on a CPU whose instructions call for ${b.wanted}`);
+      expect(text).toMatch(new RegExp(`process: .*export .*OPENBLAS_CORETYPE=${b.wanted}`));
+      // matched by adopt: the CPU's own core, and nothing more to advise about it
+      const matched = JSON.parse(adopt(['kernels', 'status', '--json'], { env: { OPENBLAS_CORETYPE: '', ADOPT_BLAS_CORE: '1' } }).stdout).blas_core;
+      expect(matched.wanted).toBe(null);
+      expect(matched.core).not.toBe('Prescott');
+    } else {
+      expect(text).toContain('blas:     OpenBLAS runs its Prescott kernels ($OPENBLAS_CORETYPE)\n');
     }
   });
 });

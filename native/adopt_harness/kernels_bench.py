@@ -31,6 +31,7 @@ import time
 
 import torch
 
+from adopt_harness import blas_setting
 from adopt_harness.rounds import in_round
 from adopt_kernels import memory, registry
 from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
@@ -156,6 +157,7 @@ def main(argv=None):
     p.add_argument("--json", default="")
     p.add_argument("--workload", action="append", default=[], metavar="JSON",
                    help='a workload of its own instead of the examples (one --kernels): \'{"batch": 4, "heads": 8, ...}\'')
+    blas_setting.add_option(p)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = [n for n in args.kernels.split(",") if n] or sorted(registry.KERNELS)
@@ -172,10 +174,11 @@ def main(argv=None):
         print("adopt bench:kernels: --keep-freed-memory: this C library cannot keep freed memory (not glibc)", file=sys.stderr)
         return 2
     malloc = "kept" if memory.kept() else "system"
+    blas = blas_setting.apply(args)
     copy_bw, clone_bw = copy_bandwidth(args.repeats, clock=CLOCKS[args.clock])
     said = "keeps freed memory" if malloc == "kept" else "the system's"
     print(f"threads {args.threads} (eager and kernels alike), {args.clock} clock; copy bandwidth {copy_bw / 1e9:.1f} GB/s "
-          f"(into a new tensor {clone_bw / 1e9:.1f} GB/s); malloc: {said}")
+          f"(into a new tensor {clone_bw / 1e9:.1f} GB/s); malloc: {said}; BLAS: {blas}")
     print(f"{'kernel':<18} {'workload':<34} {'eager fwd':>9} {'ours':>8} {'x fwd':>6} {'eager f+b':>9} {'ours':>8} {'x f+b':>6} {'x dflt':>6} {'bw':>5}")
     results = {}
     for name in names:
@@ -196,7 +199,7 @@ def main(argv=None):
             "speedup_default": med("speedup_default"), "bw_fraction": med("bw_fraction"), "workloads": rows,
         }
     summary = {
-        "threads": args.threads, "clock": args.clock, "dtype": args.dtype, "malloc": malloc, "copy_gbps": copy_bw / 1e9,
+        "threads": args.threads, "clock": args.clock, "dtype": args.dtype, "malloc": malloc, "blas": blas, "copy_gbps": copy_bw / 1e9,
         "clone_gbps": clone_bw / 1e9,
         "median_speedup_fwdbwd": statistics.median(r["speedup_fwdbwd"] for r in results.values()) if results else None,
         "kernels": {k: {kk: v for kk, v in r.items() if kk != "workloads"} for k, r in results.items()},

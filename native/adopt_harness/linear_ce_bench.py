@@ -27,6 +27,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from adopt_harness import blas_setting
 from adopt_harness.rounds import in_round
 from adopt_kernels.kernels import linear_ce as K
 from adopt_kernels.kernels import linear_ce_logits as KL
@@ -101,7 +102,7 @@ def probe(args, variant):
     """Peak resident bytes one run of ``variant`` adds above its inputs, in a fresh process
     (a forked one would inherit OpenMP's threads and hang in the first GEMM)."""
     cmd = [sys.executable, "-m", "adopt_harness.linear_ce_bench", "--probe", variant] + [
-        f"--{k}={getattr(args, k)}" for k in ("tokens", "hidden", "vocab", "threads", "dtype", "variants")]
+        f"--{k.replace('_', '-')}={getattr(args, k)}" for k in ("tokens", "hidden", "vocab", "threads", "dtype", "variants", "blas_core")]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"the memory probe of {variant} failed: {out.stderr.strip()[-300:]}")
@@ -156,7 +157,9 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--variants", default="", help="comma-separated subset of: " + ", ".join(VARIANTS))
     p.add_argument("--probe", default="", help=argparse.SUPPRESS)
+    blas_setting.add_option(p)
     args = p.parse_args(argv)
+    blas = blas_setting.apply(args)
     wanted = chosen(args.variants, p)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -168,14 +171,14 @@ def main(argv=None):
     peaks = {k: cuda_peak(fn) if cuda else probe(args, k) for k, fn in runs.items()}
     secs = timed(runs, args.repeats, torch.cuda.synchronize if cuda else lambda: None)
     where = torch.cuda.get_device_name() if cuda else f"{args.threads} threads"
-    print(f"linear + cross-entropy, {args.tokens} tokens x {args.hidden} -> {args.vocab}, {args.dtype}, {where}, median of {args.repeats}")
+    print(f"linear + cross-entropy, {args.tokens} tokens x {args.hidden} -> {args.vocab}, {args.dtype}, {where}, median of {args.repeats}; BLAS: {blas}")
     print(f"{'variant':<15}{'fwd+bwd s':>11}{'vs eager':>10}{'peak MiB':>11}{'vs eager':>10}")
     rows = {}
     for k in runs:
         base = baseline(k)
         rows[k] = {"seconds": secs[k], "peak_bytes": peaks[k], "time_ratio": secs[k] / secs[base], "memory_ratio": peaks[k] / max(1, peaks[base])}
         print(f"{k:<15}{secs[k]:>11.3f}{rows[k]['time_ratio']:>10.2f}{peaks[k] / 2**20:>11.0f}{rows[k]['memory_ratio']:>10.3f}")
-    print(json.dumps({"tokens": args.tokens, "hidden": args.hidden, "vocab": args.vocab, "dtype": args.dtype, "threads": args.threads,
+    print(json.dumps({"tokens": args.tokens, "hidden": args.hidden, "vocab": args.vocab, "dtype": args.dtype, "threads": args.threads, "blas": blas,
                       "device": args.device, "variants": rows}))
 
 

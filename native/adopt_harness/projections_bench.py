@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 import adopt_kernels
+from adopt_harness import blas_setting
 from adopt_harness.rounds import in_round
 
 
@@ -61,14 +62,16 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--shapes", default="788x768,2048x768,2048x512", help="TOKENSxWIDTH,... (tokens a multiple of 4)")
+    blas_setting.add_option(p)
     args = p.parse_args(argv)
+    blas = blas_setting.apply(args)
     torch.set_num_threads(args.threads)
     rows = [measure(*map(int, s.split("x")), args.repeats) for s in args.shapes.split(",") if s]
-    print(f"stacked projections (fused_qkv) vs three linear layers, forward+backward, {args.threads} threads, median of {args.repeats}")
+    print(f"stacked projections (fused_qkv) vs three linear layers, forward+backward, {args.threads} threads, median of {args.repeats}; BLAS: {blas}")
     print(f"{'tokens':>7} {'width':>6} {'separate ms':>12} {'stacked ms':>11} {'speed-up':>9}")
     for r in rows:
         print(f"{r['tokens']:>7} {r['width']:>6} {r['separate_ms']:>12.1f} {r['stacked_ms']:>11.1f} {r['speedup']:>8.2f}x")
-    print(json.dumps({"bench": "projections", "threads": args.threads, "repeats": args.repeats, "workloads": rows}))
+    print(json.dumps({"bench": "projections", "threads": args.threads, "blas": blas, "repeats": args.repeats, "workloads": rows}))
     return 0
 
 

@@ -66,7 +66,7 @@ SPEED_ENTRY = obj({
     "memory_ratio": NUM_OR_NULL,
 }, {"peak_original_bytes": INT, "peak_rewritten_bytes": INT, "profile": {"type": "object"}})
 SPEED_ROW = obj({"model": STR}, {
-    "device": STR, "dtype": STR, "threads": INT, "clock": STR, "malloc": STR, "idle_threads": STR, "dropout": STR, "rules": array(STR), "sdpa_alternative": STR, "error": STR,
+    "device": STR, "dtype": STR, "threads": INT, "clock": STR, "malloc": STR, "idle_threads": STR, "dropout": STR, "blas": STR, "rules": array(STR), "sdpa_alternative": STR, "error": STR,
 }, patterns={"^(seq\\d+|image\\d+)$": ref("SpeedEntry"), "^agreement_seq\\d+$": ref("Agreement")})
 
 PROGRESS = obj({}, {"model": STR, "status": STR, "message": STR}, extra=True)

@@ -25,6 +25,7 @@ import time
 
 import torch
 
+from adopt_harness import blas_setting
 from adopt_harness.build import load_as
 from adopt_harness.compare import first_tensor
 from adopt_harness.counting import FastPathCounter
@@ -201,7 +202,8 @@ def idle_threads_setting():
 
 def model_row(key, args, device, dtype, channel):
     row = {"model": key, "device": device, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(), "clock": args.clock,
-           "malloc": "kept" if memory.kept() else "system", "idle_threads": idle_threads_setting(), "dropout": args.dropout}
+           "malloc": "kept" if memory.kept() else "system", "idle_threads": idle_threads_setting(), "dropout": args.dropout,
+           "blas": args.blas}
     try:
         cls_a, config, variants = build_variants(key, args, device, dtype)
         row["rules"] = [k for k in variants if k not in ("original", "rewritten")]
@@ -241,7 +243,9 @@ def main():
     p.add_argument("--dropout", choices=("off", "config"), default="off",
                    help="off: every dropout 0, so nothing random differs between the sides; config: the training "
                         "step as the model's configuration has it (its dropout on, both sides alike)")
+    blas_setting.add_option(p)
     args = p.parse_args()
+    args.blas = blas_setting.apply(args)
     if args.quiet_blas_threads and not idle_threads.quiet_blas_threads():
         p.error("--quiet-blas-threads: no OpenBLAS thread here could be quieted (the message above says why)")
     if args.keep_freed_memory and not memory.keep_freed_memory():

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from adopt_harness import blas_setting
 from adopt_harness.compare import first_tensor
 from adopt_harness.dropout import config_without_dropout
 from adopt_harness.rounds import in_round
@@ -42,7 +43,9 @@ def main():
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
+    blas_setting.add_option(p)
     args = p.parse_args()
+    blas = blas_setting.apply(args)
     torch.set_num_threads(args.threads)
     from adopt_kernels import _dispatch, schedules
 
@@ -84,7 +87,7 @@ def main():
                 if r >= 2:
                     times[which].append(t)
         med = {k: statistics.median(v) for k, v in times.items()}
-        row = {"model": args.model, "seq": seq, "batch": args.batch, "threads": torch.get_num_threads(),
+        row = {"model": args.model, "seq": seq, "batch": args.batch, "threads": torch.get_num_threads(), "blas": blas,
                "train_original_s": med["original"], "train_default_s": med["default"], "train_tuned_s": med["tuned"],
                "default_over_original": med["default"] / med["original"], "tuned_over_original": med["tuned"] / med["original"],
                "tuned_over_default": med["tuned"] / med["default"], "max_rel_error": agree,

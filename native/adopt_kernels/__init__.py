@@ -8,7 +8,8 @@ plain torch ops where they exist, else through the original ops. Set
 ``ADOPT_DISABLE=name[,name...]`` (or ``all``) to turn kernels off at run time, and
 ``ADOPT_KEEP_FREED_MEMORY=1`` to have malloc keep freed blocks for reuse (``memory``), and
 ``ADOPT_QUIET_BLAS_THREADS=1`` to have OpenBLAS's idle threads sleep instead of spin
-(``idle_threads``).
+(``idle_threads``), and ``ADOPT_BLAS_CORE=1`` to have an OpenBLAS that mistook the CPU run the
+kernels of its instruction set (``blas_core``).
 """
 
 from ._impl.attention import attention, attention_supported
@@ -36,10 +37,13 @@ from .memory import from_environment as _memory_from_environment  # noqa: E402
 from .memory import keep_freed_memory  # noqa: E402
 from .idle_threads import from_environment as _idle_threads_from_environment  # noqa: E402
 from .idle_threads import quiet_blas_threads  # noqa: E402
+from .blas_core import from_environment as _blas_core_from_environment  # noqa: E402
+from .blas_core import match as match_blas_core  # noqa: E402
 from .schedules import use as use_schedules  # noqa: E402
 
 _memory_from_environment()
 _idle_threads_from_environment()
+_blas_core_from_environment()
 
 # The names ``enabled`` and ``$ADOPT_DISABLE`` understand, from the kernel registry: one per
 # kernel, plus ``native`` (every compiled kernel; the torch formulations still run).
@@ -71,6 +75,7 @@ __all__ = [
     "linear_bn",
     "linear_cross_entropy",
     "linear_gelu",
+    "match_blas_core",
     "optimizer_kwargs",
     "outputs_recorded",
     "product_dtype",

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from . import _build, _dispatch, idle_threads, memory, registry, target
+from . import _build, _dispatch, blas_core, idle_threads, memory, registry, target
 from . import kernels as _kernels  # noqa: F401  (registers them)
 from ._impl.switches import enabled
 
@@ -72,7 +72,7 @@ def status():
         "cache": _build.cache_dir(), "target": target.fingerprint("cpu"), "cuda": _cuda_state(),
         "disabled": os.environ.get("ADOPT_DISABLE", ""), "kernels": rows, "installed": installed_state(),
         "malloc": {"kept": memory.kept(), "glibc": memory.available()},
-        "idle_threads": idle_threads.report(),
+        "idle_threads": idle_threads.report(), "blas_core": blas_core.report(),
     }
 
 

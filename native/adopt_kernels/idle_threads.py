@@ -46,7 +46,7 @@ def _loaded_paths(marker):
     return sorted(names)
 
 
-def _openblases():
+def loaded_openblases():
     """(path, handle, threading) of every OpenBLAS this process has loaded: torch's, and any other
     a wheel brought (numpy's or scipy's own copy), pthread builds first."""
     found = []
@@ -75,7 +75,7 @@ def openblas():
     "threading", "threads", "timeout_env", "idle", "copies"}``, ``timeout_env`` the exponent it
     read from ``OPENBLAS_THREAD_TIMEOUT`` (0 when unset: its built-in 2^28 cycles), ``copies`` how
     many are loaded; None where none is (torch linked to MKL, or statically)."""
-    found = _openblases()
+    found = loaded_openblases()
     if not found:
         return None
     path, lib, threading = found[0]
@@ -111,7 +111,7 @@ def quiet_blas_threads():
     the entry points used. A timeout the user set in ``OPENBLAS_THREAD_TIMEOUT`` is replaced."""
     if _state["quieted"]:
         return True
-    found = _openblases()
+    found = loaded_openblases()
     if not found:
         _dispatch.say_once("quiet-blas", "quiet_blas_threads: no OpenBLAS is loaded in this process; nothing to change")
         return False

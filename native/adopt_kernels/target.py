@@ -16,8 +16,11 @@ from . import _build
 _FLAGS_OF_INTEREST = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_tile", "neon", "asimd", "sve")
 
 
-def _cpu_info():
-    model, flags = platform.processor() or platform.machine(), set()
+@functools.lru_cache(maxsize=1)
+def cpu_identity():
+    """``{"model", "vendor", "flags"}`` of this CPU from ``/proc/cpuinfo`` (every flag; the
+    platform's name and no flags where that file cannot be read)."""
+    model, vendor, flags = platform.processor() or platform.machine(), "", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -25,11 +28,18 @@ def _cpu_info():
                 key = key.strip()
                 if key == "model name" and value.strip():
                     model = value.strip()
+                elif key == "vendor_id":
+                    vendor = value.strip()
                 elif key in ("flags", "Features"):
                     flags.update(value.split())
     except OSError:
         pass
-    return model, sorted(f for f in flags if f in _FLAGS_OF_INTEREST)
+    return {"model": model, "vendor": vendor, "flags": frozenset(flags)}
+
+
+def _cpu_info():
+    info = cpu_identity()
+    return info["model"], sorted(f for f in info["flags"] if f in _FLAGS_OF_INTEREST)
 
 
 @functools.lru_cache(maxsize=1)

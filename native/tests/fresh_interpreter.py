@@ -9,10 +9,12 @@ import sys
 NATIVE = os.path.join(os.path.dirname(__file__), "..")
 
 
-def probe(script, arg, variable, value=None, unset=()):
+def probe(script, arg, variable, value=None, unset=(), also=None):
     """Run ``script`` with ``sys.argv[1] == arg`` and ``variable`` set to ``value`` (None: unset,
-    as are the names in ``unset``); returns (its last stdout line as JSON, its stderr)."""
+    as are the names in ``unset``; ``also`` sets more); returns (its last stdout line as JSON, its
+    stderr)."""
     env = {k: v for k, v in os.environ.items() if k != variable and k not in unset}
+    env.update(also or {})
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [NATIVE, env.get("PYTHONPATH")]))
     if value is not None:
         env[variable] = value

@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   mkdirSync(OUT, { recursive: true });
   const out = resolve(OUT, 'models.json');
   const flag = (name: string) => process.argv.includes(name);
-  const valued = ['--batch', '--threads', '--clock'].filter(flag).flatMap((name) => [name, arg(name, '')]);
+  const valued = ['--batch', '--threads', '--clock', '--blas-core'].filter(flag).flatMap((name) => [name, arg(name, '')]);
   const extra = [...(flag('--profile') ? ['--profile'] : []), ...valued, ...['--keep-freed-memory', '--quiet-blas-threads'].filter(flag),
     // the training step as each model's configuration runs it: its dropout on, for both sides
     ...(flag('--with-dropout') ? ['--dropout', 'config'] : [])];
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   const rows = r.results;
   writeFileSync(out, JSON.stringify(rows, null, 1));
   const device = rows.find((x) => x.device)?.device;
-  console.log(`\nratios are rewritten time over original time (below 1 is faster); threads ${rows.find((x) => x.threads)?.threads ?? '?'} for both; ${rows.find((x) => x.clock)?.clock === 'cpu' ? 'CPU time of the process' : 'wall time'}; ${rows.find((x) => x.malloc)?.malloc === 'kept' ? 'malloc keeps freed memory (both sides)' : "the system's malloc"}; idle threads: ${rows.find((x) => x.idle_threads)?.idle_threads ?? '?'}; dropout: ${rows.find((x) => x.dropout)?.dropout === 'config' ? "as each model's configuration sets it" : 'off'}`);
+  console.log(`\nratios are rewritten time over original time (below 1 is faster); threads ${rows.find((x) => x.threads)?.threads ?? '?'} for both; ${rows.find((x) => x.clock)?.clock === 'cpu' ? 'CPU time of the process' : 'wall time'}; ${rows.find((x) => x.malloc)?.malloc === 'kept' ? 'malloc keeps freed memory (both sides)' : "the system's malloc"}; idle threads: ${rows.find((x) => x.idle_threads)?.idle_threads ?? '?'}; dropout: ${rows.find((x) => x.dropout)?.dropout === 'config' ? "as each model's configuration sets it" : 'off'}; BLAS: ${rows.find((x) => x.blas)?.blas ?? '?'}`);
   console.log(`\nmodel          input     forward orig  rewritten  ratio   train orig  rewritten  ratio   memory ratio   (${device}, median, side by side)`);
   const summary: Record<string, unknown> = {};
   const ruleRows: string[] = [];
@@ -72,7 +72,7 @@ async function main(): Promise<void> {
       }
       summary[`${row.model}@${k}`] = {
         ...(e.profile ? { non_matmul_share: round(e.profile.original.non_matmul_share ?? 0), removed_of_non_matmul: round(e.profile.removed_of_non_matmul ?? 0) } : {}),
-        forward_ratio: round(e.forward_ratio), train_ratio: round(e.train_ratio), memory_ratio: e.memory_ratio ? round(e.memory_ratio) : null, device: row.device, dtype: row.dtype, malloc: row.malloc, idle_threads: row.idle_threads, dropout: row.dropout,
+        forward_ratio: round(e.forward_ratio), train_ratio: round(e.train_ratio), memory_ratio: e.memory_ratio ? round(e.memory_ratio) : null, device: row.device, dtype: row.dtype, malloc: row.malloc, idle_threads: row.idle_threads, dropout: row.dropout, blas: row.blas,
         per_rule: Object.fromEntries(Object.entries(e.per_rule ?? {}).map(([rule, pr]) => [rule, { forward_ratio: round(pr.forward_ratio), train_ratio: round(pr.train_ratio) }])),
       };
     }

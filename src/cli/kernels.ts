@@ -5,8 +5,9 @@ import { runPythonJson } from '../verify/python.js';
 
 interface KernelRow { kernel: string; api: string[]; enabled: boolean; cpu: Record<string, string>; picks: string }
 interface Installed { importable: boolean; file?: string; version?: string; error?: string; python: string; install: string }
-interface StatusResult { command: 'status'; installed?: Installed; compiler: string | null; cache: string; cuda: string; disabled: string; malloc?: { kept: boolean; glibc: boolean }; idle_threads?: IdleThreads; target: { key: string; cpu?: string; cores?: number; torch: string }; kernels: KernelRow[] }
+interface StatusResult { command: 'status'; installed?: Installed; compiler: string | null; cache: string; cuda: string; disabled: string; malloc?: { kept: boolean; glibc: boolean }; idle_threads?: IdleThreads; blas_core?: BlasCore | null; target: { key: string; cpu?: string; cores?: number; torch: string }; kernels: KernelRow[] }
 interface IdleThreads { openblas: { path: string; threading: string; threads: number; idle: string } | null; openmp_idle: string }
+interface BlasCore { path: string; core: string; wanted: string | null; chosen_by: string }
 interface BuildResult { command: 'build'; ok: boolean; error?: string; cache?: string; built?: { kernel: string; dtype: string; ok: boolean; seconds?: number; error?: string }[] }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -30,6 +31,7 @@ function printStatus(s: StatusResult): void {
   if (s.malloc?.kept) out.write('malloc:   keeps freed CPU memory for reuse ($ADOPT_KEEP_FREED_MEMORY)\n');
   else if (s.malloc?.glibc) out.write("malloc:   the system's (ADOPT_KEEP_FREED_MEMORY=1 keeps freed CPU memory for reuse: no page faults for large tensors made again; see docs/kernels.md)\n");
   if (s.idle_threads) printIdleThreads(s.idle_threads);
+  if (s.blas_core) printBlasCore(s.blas_core);
   const settings = processSettings(s);
   if (settings.length) out.write(`process:  for the whole process, original code too (docs/kernels.md): export ${settings.join(' ')}\n`);
   const i = s.installed;
@@ -56,6 +58,14 @@ function printIdleThreads(t: IdleThreads): void {
   else out.write(`${lead}OpenMP spins after each parallel loop (OMP_WAIT_POLICY=passive, set before the process starts, makes it sleep)\n`);
 }
 
+// An OpenBLAS that mistook the CPU runs generic kernels, several times slower at every product
+// (docs/kernels.md): say which it runs, and the core the CPU's instructions call for.
+function printBlasCore(b: BlasCore): void {
+  const by = b.chosen_by === 'library' ? 'its own pick' : b.chosen_by === 'adopt' ? '$ADOPT_BLAS_CORE' : '$OPENBLAS_CORETYPE';
+  if (b.wanted) process.stdout.write(`blas:     OpenBLAS runs its ${b.core} kernels (${by}) on a CPU whose instructions call for ${b.wanted}: every matrix product is several times slower\n`);
+  else process.stdout.write(`blas:     OpenBLAS runs its ${b.core} kernels (${by})\n`);
+}
+
 // The process-wide settings not yet in effect here, as the line a user would export before
 // starting Python: each speeds up the original code as much as the kernels, so adopt only advises.
 function processSettings(s: StatusResult): string[] {
@@ -63,6 +73,7 @@ function processSettings(s: StatusResult): string[] {
   if (s.malloc?.glibc && !s.malloc.kept) out.push('ADOPT_KEEP_FREED_MEMORY=1');
   if (s.idle_threads?.openblas?.idle === 'spin') out.push('ADOPT_QUIET_BLAS_THREADS=1');
   if (s.idle_threads && s.idle_threads.openmp_idle !== 'sleep') out.push('OMP_WAIT_POLICY=passive');
+  if (s.blas_core?.wanted) out.push(`OPENBLAS_CORETYPE=${s.blas_core.wanted}`);
   return out;
 }
 

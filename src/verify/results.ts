@@ -51,7 +51,7 @@ export interface SpeedEntry {
 
 /** One model of a speed run; its entries are keyed seq<N> or image<N>, agreements agreement_seq<N>. */
 export interface SpeedRow {
-  model: string; device?: string; dtype?: string; threads?: number; clock?: string; malloc?: string; idle_threads?: string; dropout?: string; rules?: string[]; sdpa_alternative?: string; error?: string;
+  model: string; device?: string; dtype?: string; threads?: number; clock?: string; malloc?: string; idle_threads?: string; dropout?: string; blas?: string; rules?: string[]; sdpa_alternative?: string; error?: string;
   [entry: string]: SpeedEntry | Agreement | string | number | string[] | undefined;
 }
 
