@@ -2,7 +2,7 @@
 // the registry's kernels: enumeration counts, legality, legalisation; constraints alike.
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../src/tune/rng.js';
-import { Space, checkConstraint, loadRegistry, scheduleKey } from '../src/tune/space.js';
+import { Space, checkConstraint, loadRegistry, scheduleKey, vectorLevel } from '../src/tune/space.js';
 
 const sameAsDefault = (a: Record<string, unknown>, b: Record<string, unknown>) => scheduleKey(a as never) === scheduleKey(b as never);
 import { runPython } from '../src/verify/python.js';
@@ -28,16 +28,37 @@ for name, cases in req.items():
 print(json.dumps(out))
 `;
 
+// this machine's CPU flags, as the Python side reads them: its defaults are this machine's
+const hostFlags = () => py('import json, sys; from adopt_kernels import target; print(json.dumps(sorted(target.cpu_identity()["flags"])))', null) as string[];
+
 describe('schedule space', () => {
+  it('takes a target default on its vector level only, as Python does', () => {
+    const j = { params: { vec_bits: [128, 256, 512], block: [8, 16] }, default: { vec_bits: 256, block: 8 }, constraints: [], target_defaults: { avx512: { vec_bits: 512 } } };
+    expect(Space.fromJson(j, ['avx2', 'fma', 'avx512f']).defaults).toEqual({ vec_bits: 512, block: 8 });
+    expect(Space.fromJson(j, ['avx2', 'fma']).defaults).toEqual({ vec_bits: 256, block: 8 });
+    expect(Space.fromJson(j).defaults).toEqual({ vec_bits: 256, block: 8 });
+    expect(vectorLevel(['sse4_2'])).toBe(null);
+    const reg = loadRegistry();
+    const want = py(`
+import json
+from adopt_kernels import registry
+print(json.dumps({n: {lv: k.space.default_for(lv) for lv in ("avx2", "avx512")} for n, k in registry.KERNELS.items()}))`, null) as Record<string, Record<string, unknown>>;
+    for (const [n, k] of Object.entries(reg.kernels)) {
+      expect(Space.fromJson(k.space, ['avx2']).defaults, n).toEqual(want[n].avx2);
+      expect(Space.fromJson(k.space, ['avx2', 'avx512f']).defaults, n).toEqual(want[n].avx512);
+    }
+  });
+
   it('agrees with Python on every registered kernel: counts, legality, legalise', () => {
     const reg = loadRegistry();
+    const flags = hostFlags();
     const names = Object.keys(reg.kernels);
     expect(names.length).toBeGreaterThan(0);
     const rng = new Rng(3);
     const req: Record<string, { workload: Record<string, unknown>; schedules: Record<string, unknown>[] }[]> = {};
     for (const n of names) {
       const k = reg.kernels[n];
-      const space = Space.fromJson(k.space);
+      const space = Space.fromJson(k.space, flags);
       req[n] = k.example_workloads.slice(0, 2).map((w) => {
         const schedules: Record<string, unknown>[] = [space.sample(rng, w), space.mutate(space.defaults, rng, w), { ...space.defaults }];
         const [p0] = space.names;
@@ -50,7 +71,7 @@ describe('schedule space', () => {
     }
     const out = py(PY_CHECK, req) as Record<string, { count: number; legal: boolean[]; legalised: Record<string, unknown>[] }[]>;
     for (const n of names) {
-      const space = Space.fromJson(reg.kernels[n].space);
+      const space = Space.fromJson(reg.kernels[n].space, flags);
       req[n].forEach((c, i) => {
         const w = c.workload as Record<string, number>;
         expect(space.enumerate(w).length, `${n} count`).toBe(out[n][i].count);

@@ -61,14 +61,14 @@ def _load_registry(imports=()):
 
 
 def template_hash(kernel, dtype, device="cpu"):
-    """A hash of the source rendered for the default schedule (on a GPU, of the kernel's Triton
-    module): it changes when the template does."""
+    """A hash of the source rendered for the portable default schedule (on a GPU, of the kernel's
+    Triton module): it changes when the template does, and not with the machine's default."""
     if device == "cuda":
         from adopt_kernels import gpu
 
         with open(gpu.source_path(kernel), "rb") as f:
             return hashlib.sha256(f.read() + dtype.encode()).hexdigest()[:16]
-    source = kernel.source(dict(kernel.space.default), dtype) if kernel.render else kernel.name
+    source = kernel.source(dict(kernel.space.portable_default), dtype) if kernel.render else kernel.name
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 

@@ -20,6 +20,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from . import target
+
 _BINOPS = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod, ast.Div: operator.truediv,
@@ -52,6 +54,14 @@ def check_constraint(text, env):
     return bool(_evaluate(ast.parse(text, mode="eval"), env))
 
 
+# the vector levels a schedule's default may depend on (``target.vector_level``)
+VECTOR_LEVELS = ("avx2", "avx512")
+
+
+def _host_level():
+    return target.vector_level(target.cpu_identity()["flags"])
+
+
 # omp_sched_t's values (OpenMP 3.0 on)
 OMP_KINDS = {"static": 1, "dynamic": 2, "guided": 3}
 
@@ -67,9 +77,25 @@ class Space:
     # template), not rendered into its source: {"kind": param, "chunk": param or absent}. One
     # build then serves every kind and chunk, which keeps the tuner's compile count down.
     omp: dict = field(default_factory=dict)
+    # Overrides of the default on targets of a vector level (``target.vector_level``): an
+    # AVX-512 CPU runs 512-bit vectors where they pay. ``default`` is then this machine's default
+    # (the kernels are built for the machine they run on); ``portable_default`` and these
+    # overrides are what the registry's JSON carries, so it reads the same on every machine.
+    target_defaults: dict = field(default_factory=dict)
+    level: Optional[str] = None  # the vector level ``default`` is resolved for; None: this machine's
 
     def __post_init__(self):
-        for name, value in self.default.items():
+        for levels, overrides in self.target_defaults.items():
+            if levels not in VECTOR_LEVELS:
+                raise ValueError(f"target default for {levels!r}: levels are {', '.join(VECTOR_LEVELS)}")
+            self._check_default({**self.default, **overrides})
+        self._check_default(self.default)
+        object.__setattr__(self, "portable_default", dict(self.default))
+        level = self.level if self.level is not None else (_host_level() if self.target_defaults else None)
+        object.__setattr__(self, "default", self.default_for(level))
+
+    def _check_default(self, default):
+        for name, value in default.items():
             if value not in self.params.get(name, ()):
                 raise ValueError(f"default {name}={value!r} is not among {self.params.get(name)}")
         for role, name in self.omp.items():
@@ -77,6 +103,10 @@ class Space:
                 raise ValueError(f"omp {role}={name!r}: roles are kind and chunk, each naming a parameter")
         if any(v not in OMP_KINDS for v in self.params.get(self.omp.get("kind"), ())):
             raise ValueError(f"an OpenMP kind is one of {', '.join(OMP_KINDS)}")
+
+    def default_for(self, level):
+        """The default on targets of ``level`` (None: the portable one)."""
+        return {**self.portable_default, **self.target_defaults.get(level, {})}
 
     def compiled(self, schedule):
         """The parameters rendered into the source (the OpenMP schedule is applied at call time)."""
@@ -150,9 +180,11 @@ class Space:
         return dict(self.default) if best is None else best
 
     def to_json(self):
-        out = {"params": {k: list(v) for k, v in self.params.items()}, "default": self.default, "constraints": list(self.constraints)}
+        out = {"params": {k: list(v) for k, v in self.params.items()}, "default": self.portable_default, "constraints": list(self.constraints)}
         if self.omp:
             out["omp"] = dict(self.omp)
+        if self.target_defaults:
+            out["target_defaults"] = {k: dict(v) for k, v in self.target_defaults.items()}
         return out
 
 

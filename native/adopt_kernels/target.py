@@ -37,6 +37,16 @@ def cpu_identity():
     return {"model": model, "vendor": vendor, "flags": frozenset(flags)}
 
 
+def vector_level(flags):
+    """The widest vectors the compiled kernels can use on a CPU with these flags: "avx512"
+    (AVX-512F: 512-bit vectors and 32 registers), "avx2", or None. The TypeScript tuner resolves
+    a schedule space's target defaults with the same rule (``vectorLevel`` in src/tune/space.ts)."""
+    flags = set(flags)
+    if "avx512f" in flags:
+        return "avx512"
+    return "avx2" if "avx2" in flags else None
+
+
 def _cpu_info():
     info = cpu_identity()
     return info["model"], sorted(f for f in info["flags"] if f in _FLAGS_OF_INTEREST)

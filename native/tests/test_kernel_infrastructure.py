@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from adopt_kernels import _build, _dispatch, registry, schedules
+from adopt_kernels import _build, _dispatch, registry, schedules, target
 from adopt_kernels.kernels import rms_norm as K
 from adopt_kernels.registry import Space
 
@@ -113,6 +113,34 @@ def test_a_default_outside_its_space_is_refused():
         Space(params={"block": (8, 16)}, default={"block": 32})
 
 
+def test_a_target_default_applies_on_its_vector_level_only():
+    params = {"vec_bits": (128, 256, 512), "block": (8, 16)}
+    kw = dict(params=params, default={"vec_bits": 256, "block": 8}, target_defaults={"avx512": {"vec_bits": 512}})
+    assert Space(**kw, level="avx512").default == {"vec_bits": 512, "block": 8}
+    assert Space(**kw, level="avx2").default == {"vec_bits": 256, "block": 8}
+    wide = Space(**kw, level="avx512")
+    # the JSON the TypeScript side reads is the same on every machine
+    assert wide.to_json()["default"] == {"vec_bits": 256, "block": 8}
+    assert wide.to_json()["target_defaults"] == {"avx512": {"vec_bits": 512}}
+    assert wide.portable_default == Space(**kw, level="avx2").default
+    with pytest.raises(ValueError, match="levels are"):
+        Space(params=params, default={"vec_bits": 256, "block": 8}, target_defaults={"sse": {"vec_bits": 128}})
+    with pytest.raises(ValueError, match="is not among"):
+        Space(params=params, default={"vec_bits": 256, "block": 8}, target_defaults={"avx512": {"vec_bits": 1024}})
+
+
+@pytest.mark.parametrize("flags, level", [({"avx", "avx2", "fma", "avx512f"}, "avx512"), ({"avx", "avx2"}, "avx2"), ({"sse4_2"}, None)])
+def test_the_vector_level_follows_the_flags(flags, level):
+    assert target.vector_level(flags) == level
+
+
+def test_the_machines_default_is_its_levels():
+    space = registry.KERNELS["flash_attention"].space
+    here = target.vector_level(target.cpu_identity()["flags"])
+    assert space.default == space.default_for(here)
+    assert space.default_for(None) == space.portable_default
+
+
 def test_the_registry_exports_as_json():
     out = subprocess.run([sys.executable, "-m", "adopt_kernels.cli", "registry"], capture_output=True, text=True, check=True)
     data = json.loads(out.stdout)
@@ -206,8 +234,6 @@ def test_a_bad_schedule_file_warns_and_keeps_the_default(tmp_path, fresh_schedul
 
 
 def test_the_target_fingerprint_names_this_machine():
-    from adopt_kernels import target
-
     t = target.fingerprint("cpu")
     assert t["device"] == "cpu" and t["cores"] >= 1 and t["torch"] == torch.__version__ and len(t["key"]) == 16
     assert target.fingerprint("cpu")["key"] == t["key"]

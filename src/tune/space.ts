@@ -17,6 +17,16 @@ export interface SpaceJson {
   constraints: string[];
   /** The parameters applied at call time as the OpenMP schedule ({kind, chunk}); one build serves all their values. */
   omp?: { kind?: string; chunk?: string };
+  /** Overrides of the default on targets of a vector level (see vectorLevel): 512-bit vectors on AVX-512. */
+  target_defaults?: Record<string, Schedule>;
+}
+
+/** The widest vectors the compiled kernels use on a CPU with these flags: the rule of
+ *  target.vector_level in native/adopt_kernels, which the target's fingerprint flags allow. */
+export function vectorLevel(flags: readonly string[] | undefined): string | null {
+  if (!flags) return null;
+  if (flags.includes('avx512f')) return 'avx512';
+  return flags.includes('avx2') ? 'avx2' : null;
 }
 
 export interface KernelInfo {
@@ -175,8 +185,11 @@ export class Space {
     }
   }
 
-  static fromJson(j: SpaceJson): Space {
-    return new Space(j.params, j.default, j.constraints ?? [], j.omp ?? {});
+  /** The space with its default for a target of these CPU flags (the portable default without them). */
+  static fromJson(j: SpaceJson, flags?: readonly string[]): Space {
+    const level = vectorLevel(flags);
+    const overrides = level ? j.target_defaults?.[level] ?? {} : {};
+    return new Space(j.params, { ...j.default, ...overrides }, j.constraints ?? [], j.omp ?? {});
   }
 
   toJson(): SpaceJson {
@@ -314,13 +327,14 @@ export function setRegistry(reg: Registry | null): void {
 
 export type Device = 'cpu' | 'cuda';
 
-/** The schedule space of `kernel` on `device` (the C++ template's, or the Triton kernel's). */
-export function kernelSpace(kernel: string, reg: Registry = loadRegistry(), device: Device = 'cpu'): Space {
+/** The schedule space of `kernel` on `device` (the C++ template's, or the Triton kernel's), with
+ *  the default of a CPU with `flags` (the target's fingerprint flags). */
+export function kernelSpace(kernel: string, reg: Registry = loadRegistry(), device: Device = 'cpu', flags?: readonly string[]): Space {
   const k = reg.kernels[kernel];
   if (!k) throw new Error(`unknown kernel '${kernel}'; known: ${Object.keys(reg.kernels).sort().join(', ')}`);
   if (device === 'cuda') {
     if (!k.cuda_space) throw new Error(`kernel '${kernel}' has no GPU (Triton) implementation; kernels that do: ${Object.keys(reg.kernels).filter((n) => reg.kernels[n].cuda_space).sort().join(', ') || 'none'}`);
     return Space.fromJson(k.cuda_space);
   }
-  return Space.fromJson(k.space);
+  return Space.fromJson(k.space, flags);
 }

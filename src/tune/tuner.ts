@@ -134,8 +134,8 @@ export async function tuneWorkload(opts: TuneOptions): Promise<TuneSummary> {
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`adopt: ${m}\n`));
   const reg = opts.registry ?? loadRegistry();
   const device = opts.device ?? 'cpu';
-  const space = kernelSpace(opts.kernel, reg, device);
   const info = opts.targetInfo ?? localTargetInfo(undefined, device);
+  const space = kernelSpace(opts.kernel, reg, device, info.target.flags);
   const dtype = String(opts.workload.dtype ?? 'float32');
   const template = info.templates[opts.kernel]?.[dtype] ?? 'unknown';
   const store = new RecordStore(opts.db, warn);
