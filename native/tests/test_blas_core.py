@@ -98,3 +98,17 @@ def test_no_openblas_means_nothing_to_match(monkeypatch):
     assert blas_core.report() is None
     assert blas_core.match() is None
     assert blas_core.setting() == "no OpenBLAS"
+
+
+def test_the_benchmarks_match_the_core_unless_told_not_to(monkeypatch):
+    import argparse
+
+    from adopt_harness import blas_setting
+
+    calls = []
+    monkeypatch.setattr(blas_setting.blas_core, "match", lambda: calls.append("match"))
+    monkeypatch.setattr(blas_setting.blas_core, "setting", lambda: "OpenBLAS Haswell")
+    p = argparse.ArgumentParser()
+    blas_setting.add_option(p)
+    assert blas_setting.apply(p.parse_args([])) == "OpenBLAS Haswell" and calls == ["match"]
+    assert blas_setting.apply(p.parse_args(["--blas-core", "as-loaded"])) == "OpenBLAS Haswell" and calls == ["match"]
