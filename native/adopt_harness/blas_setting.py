@@ -18,7 +18,11 @@ def add_option(parser):
 
 def apply(args):
     """Match the core where asked (a message says why where it could not); the phrase for the
-    result rows."""
+    result rows. ``as-loaded`` cannot undo a match ``ADOPT_BLAS_CORE=1`` made at import: it
+    stops with a message instead of measuring under a name that is not true."""
     if args.blas_core == "matched":
         blas_core.match()
+    elif blas_core.matched():
+        raise SystemExit(f"--blas-core as-loaded: {blas_core.ENV}=1 matched the core when adopt_kernels was imported; "
+                         f"unset it to measure the library's own pick")
     return blas_core.setting()

@@ -433,7 +433,7 @@ def exhaustive(args):
         finally:
             child.stop()
         data = {"format": "adopt-replay/1", "kernel": name, "target": target, "template_hash": template_hash(kernel, "float32"),
-                "space": {"params": _subspace(kernel, fix), "default": kernel.space.default, "constraints": list(kernel.space.constraints)},
+                "space": {"params": _subspace(kernel, fix), "default": {**kernel.space.default, **fix}, "constraints": list(kernel.space.constraints)},
                 "fixed": fix, "repeats": args.repeats, "threads": args.threads, "clock": args.clock,
                 "load_avg": {"start": load_start, "end": _load_avg()}, "compile_s": compile_s, "workloads": entries,
                 "seconds": time.perf_counter() - t0}

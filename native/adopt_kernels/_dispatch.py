@@ -77,9 +77,14 @@ def function(kernel, symbol, dtype, workload, schedule=None):
             say_once("compiler", str(e))
             return None
         except (_build.KernelBuildError, OSError) as e:
-            if schedule != kernel.space.default:
-                say_once(("schedule", key), f"{kernel.name} schedule {schedule} failed to build ({e}); using the default")
-                return function(kernel, symbol, dtype, workload, dict(kernel.space.default))
+            # a tuned schedule falls back to this machine's default, that to the portable one (a
+            # target default may be what failed), that to the reference path
+            chain = [kernel.space.default, kernel.space.portable_default]
+            later = chain[chain.index(schedule) + 1:] if schedule in chain else chain
+            fallback = next((s for s in later if s != schedule), None)
+            if fallback is not None:
+                say_once(("schedule", key), f"{kernel.name} schedule {schedule} failed to build ({e}); using the default {fallback}")
+                return function(kernel, symbol, dtype, workload, dict(fallback))
             say_once(("build", kernel.name, name), f"{kernel.name} ({name}) failed to build; running its reference path:\n{e}")
             return None
         fn = getattr(lib, symbol)

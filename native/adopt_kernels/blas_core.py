@@ -9,7 +9,8 @@ step then spent 97% of its time in matrix products, which no fusion can touch.
 
 :func:`match` switches a loaded OpenBLAS to the kernels of the CPU's instruction set, through
 the library's own start-up (``gotoblas_dynamic_quit``, ``OPENBLAS_CORETYPE``,
-``gotoblas_dynamic_init``), as if the variable had been set before it loaded. It changes the
+``gotoblas_dynamic_init``): the kernel selection the variable makes when set before the library
+loads (its thread pool and buffers, sized alike for every core, stay as they are). It changes the
 whole process, so it is never done unasked: ``ADOPT_BLAS_CORE=1`` at import, or a call before
 any other thread uses BLAS. A core the user chose in ``OPENBLAS_CORETYPE`` is left alone. The
 benchmarks match the core for both sides of every comparison and say so.
@@ -17,6 +18,7 @@ benchmarks match the core for both sides of every comparison and say so.
 
 import ctypes
 import os
+import threading
 
 from . import _dispatch, _process_switch, idle_threads, target
 
@@ -48,17 +50,16 @@ def cpu_level(flags):
 def wanted_core(flags, vendor, has_core):
     """The OpenBLAS core for this CPU: Cooperlake where bfloat16 products exist, else SkylakeX;
     Zen on AMD's AVX2 CPUs, else Haswell; Sandybridge for AVX alone. ``has_core(name)`` says
-    whether the loaded library carries a core's kernels."""
-    level = cpu_level(flags)
-    if level == "avx512":
-        choices = ("Cooperlake", "SkylakeX") if "avx512_bf16" in set(flags) else ("SkylakeX",)
-    elif level == "avx2":
-        choices = ("Zen", "Haswell") if vendor == "AuthenticAMD" else ("Haswell",)
-    elif level == "avx":
-        choices = ("Sandybridge",)
-    else:
-        return None
-    return next((c for c in choices if has_core(c)), None)
+    whether the loaded library carries a core's kernels; where it lacks the CPU's level (a build
+    without AVX-512 kernels), the next level down."""
+    flags = set(flags)
+    choices = {
+        "avx512": ("Cooperlake", "SkylakeX") if "avx512_bf16" in flags else ("SkylakeX",),
+        "avx2": ("Zen", "Haswell") if vendor == "AuthenticAMD" else ("Haswell",),
+        "avx": ("Sandybridge",),
+    }
+    levels = _ORDER[1:_ORDER.index(cpu_level(flags)) + 1]
+    return next((c for level in reversed(levels) for c in choices[level] if has_core(c)), None)
 
 
 def _library():
@@ -94,38 +95,55 @@ def report(environ=os.environ):
 
 
 _state = {"matched": False}
+_lock = threading.Lock()
 
 
-def match(environ=os.environ):
+def _switch(lib, core):
+    """Restart the library's kernel selection with ``OPENBLAS_CORETYPE=core``; the core it then
+    names. The variable is put back as it was: the library reads it only while it starts."""
+    before = os.environ.get("OPENBLAS_CORETYPE")
+    os.environ["OPENBLAS_CORETYPE"] = core
+    try:
+        lib.gotoblas_dynamic_quit()
+        lib.gotoblas_dynamic_init()
+    finally:
+        if before is None:
+            os.environ.pop("OPENBLAS_CORETYPE", None)
+        else:
+            os.environ["OPENBLAS_CORETYPE"] = before
+    return lib.openblas_get_corename().decode()
+
+
+def match():
     """Switch the loaded OpenBLAS to the core of this CPU's instruction set where it runs a
-    narrower one (see the module's doc). Returns the core now running, or None (with one
-    message) where nothing was changed for a reason the caller should hear: no OpenBLAS that
-    can switch, a core the user set, or a switch that did not take."""
-    r = report(environ)
-    if r is None:
-        _dispatch.say_once("blas-core", "blas core: no OpenBLAS that names its kernels is loaded; nothing to match")
-        return None
-    if r["wanted"] is None:
-        return r["core"]
-    if r["chosen_by"] == "OPENBLAS_CORETYPE":
-        _dispatch.say_once("blas-core", f"blas core: OPENBLAS_CORETYPE={environ['OPENBLAS_CORETYPE']} "
-                           f"runs {r['core']} on a CPU that {r['wanted']} suits; left as set")
-        return None
-    _, lib = _library()
-    before = environ.get("OPENBLAS_CORETYPE")
-    environ["OPENBLAS_CORETYPE"] = r["wanted"]
-    lib.gotoblas_dynamic_quit()
-    lib.gotoblas_dynamic_init()
-    now = lib.openblas_get_corename().decode()
-    if before is None:
-        environ.pop("OPENBLAS_CORETYPE", None)
-    else:
-        environ["OPENBLAS_CORETYPE"] = before
-    if now.lower() != r["wanted"].lower():
-        _dispatch.say_once("blas-core", f"blas core: asked OpenBLAS for {r['wanted']}, it runs {now}")
-        return None
-    _state["matched"] = True
-    return now
+    narrower one (see the module's doc). Returns the core now running; None where no OpenBLAS
+    that can switch is loaded (the status and the benchmarks' headers say so), or, with one
+    message, where a core the user set is kept or a switch did not take (the library is then
+    put back on the core it ran).
+
+    Call it before any other thread uses BLAS: while the library restarts its selection, a
+    product on another thread would find no kernels. Done at most once per process."""
+    with _lock:
+        r = report()
+        if r is None or r["wanted"] is None:
+            return None if r is None else r["core"]
+        if r["chosen_by"] == "OPENBLAS_CORETYPE":
+            _dispatch.say_once("blas-core-user", f"blas core: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} "
+                               f"runs {r['core']} on a CPU that {r['wanted']} suits; left as set")
+            return None
+        if threading.active_count() > 1:
+            _dispatch.say_once("blas-core-threads", "blas core: switching OpenBLAS's kernels while other Python threads "
+                               "run; a product on one of them during the switch would fail")
+        _, lib = _library()
+        now = _switch(lib, r["wanted"])
+        if now.lower() != r["wanted"].lower():
+            # the library takes a core it does not find for the generic one: put back what ran
+            back = _switch(lib, r["core"])
+            _dispatch.say_once("blas-core-failed", f"blas core: asked OpenBLAS for {r['wanted']}, it ran {now}; "
+                               f"back on {back}")
+            return None
+        _state["matched"] = True
+        return now
 
 
 def matched():
@@ -147,4 +165,4 @@ def setting():
 
 def from_environment(environ=os.environ):
     """Apply ``ADOPT_BLAS_CORE``: on matches the core, off or unset leaves it."""
-    return _process_switch.from_environment(environ, ENV, lambda: match(environ) is not None, "the BLAS core is left as it is")
+    return _process_switch.from_environment(environ, ENV, lambda: match() is not None, "the BLAS core is left as it is")

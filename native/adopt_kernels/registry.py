@@ -81,23 +81,30 @@ class Space:
     # AVX-512 CPU runs 512-bit vectors where they pay. ``default`` is then this machine's default
     # (the kernels are built for the machine they run on); ``portable_default`` and these
     # overrides are what the registry's JSON carries, so it reads the same on every machine.
+    # Levels do not stack: an "avx2" override does not reach AVX-512 CPUs unless repeated there.
     target_defaults: dict = field(default_factory=dict)
-    level: Optional[str] = None  # the vector level ``default`` is resolved for; None: this machine's
+    # the vector level ``default`` is resolved for: "host" (this machine's), a level, or None
+    # (the portable default)
+    level: Optional[str] = "host"
 
     def __post_init__(self):
-        for levels, overrides in self.target_defaults.items():
-            if levels not in VECTOR_LEVELS:
-                raise ValueError(f"target default for {levels!r}: levels are {', '.join(VECTOR_LEVELS)}")
-            self._check_default({**self.default, **overrides})
+        if self.level not in ("host", None, *VECTOR_LEVELS):
+            raise ValueError(f"level {self.level!r}: one of host, None, {', '.join(VECTOR_LEVELS)}")
+        for level, overrides in self.target_defaults.items():
+            if level not in VECTOR_LEVELS:
+                raise ValueError(f"target default for {level!r}: levels are {', '.join(VECTOR_LEVELS)}")
+            self._check_default({**self.default, **overrides}, f" on {level}")
         self._check_default(self.default)
+        # ``default`` becomes the resolved one; the declared one is kept beside it (not a field:
+        # build another Space from ``portable_default``, never from a resolved ``default``)
         object.__setattr__(self, "portable_default", dict(self.default))
-        level = self.level if self.level is not None else (_host_level() if self.target_defaults else None)
+        level = (_host_level() if self.target_defaults else None) if self.level == "host" else self.level
         object.__setattr__(self, "default", self.default_for(level))
 
-    def _check_default(self, default):
+    def _check_default(self, default, where=""):
         for name, value in default.items():
             if value not in self.params.get(name, ()):
-                raise ValueError(f"default {name}={value!r} is not among {self.params.get(name)}")
+                raise ValueError(f"default{where} {name}={value!r} is not among {self.params.get(name)}")
         for role, name in self.omp.items():
             if role not in ("kind", "chunk") or name not in self.params:
                 raise ValueError(f"omp {role}={name!r}: roles are kind and chunk, each naming a parameter")

@@ -20,6 +20,7 @@ import threading
 import warnings
 
 from .registry import KERNELS
+from .target import vector_level
 
 FORMAT = "adopt-schedules/1"
 _lock = threading.Lock()
@@ -50,6 +51,8 @@ def read(path):
         return []
     target = data.get("target")
     device = target.get("device", "cpu") if isinstance(target, dict) else "cpu"
+    flags = target.get("flags") if isinstance(target, dict) and isinstance(target.get("flags"), list) else ()
+    level = vector_level(flags) if device == "cpu" else None
     good = []
     for i, e in enumerate(data["entries"]):
         where = f"{path}: entry {i}"
@@ -66,11 +69,12 @@ def read(path):
             _warn(f"{where}: {kernel.name} has no {device} kernel; skipped")
             continue
         schedule = e["schedule"]
+        file_default = space.default_for(level)
         # a file tuned before the space gained a parameter keeps its tuned values; the new
-        # parameter takes its default (the schedule the file's measurements ran)
+        # parameter takes its default on the file's target (the schedule its measurements ran)
         added = [k for k in space.params if k not in schedule]
         if added and set(schedule) < set(space.params):
-            schedule = {**{k: space.default[k] for k in added}, **schedule}
+            schedule = {**{k: file_default[k] for k in added}, **schedule}
         if not space.legal(schedule, e["workload"]):
             _warn(f"{where}: schedule {e['schedule']} is not legal for {kernel.name}; its default is used")
             continue

@@ -20,7 +20,7 @@ _FLAGS_OF_INTEREST = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_bf16"
 def cpu_identity():
     """``{"model", "vendor", "flags"}`` of this CPU from ``/proc/cpuinfo`` (every flag; the
     platform's name and no flags where that file cannot be read)."""
-    model, vendor, flags = platform.processor() or platform.machine(), "", set()
+    model, vendor, flags = "", "", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -34,7 +34,8 @@ def cpu_identity():
                     flags.update(value.split())
     except OSError:
         pass
-    return {"model": model, "vendor": vendor, "flags": frozenset(flags)}
+    # platform.processor() runs a program on Linux: only where /proc/cpuinfo named no model
+    return {"model": model or platform.processor() or platform.machine(), "vendor": vendor, "flags": frozenset(flags)}
 
 
 def vector_level(flags):

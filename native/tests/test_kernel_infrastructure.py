@@ -72,6 +72,31 @@ def test_a_failing_tuned_schedule_falls_back_to_the_default(monkeypatch, capsys)
         _dispatch.forget()
 
 
+def test_a_target_default_that_fails_to_build_falls_back_to_the_portable_one(monkeypatch, capsys):
+    space = K.SPACE
+    wide = Space(params=space.params, default=space.portable_default, omp=space.omp,
+                 target_defaults={"avx512": {"vec_bits": 128}}, level="avx512")
+    real = K._render
+
+    def render(schedule, dtype):
+        src = real(schedule, dtype)
+        return src + "\n#error deliberately broken\n" if schedule["vec_bits"] == 128 else src
+
+    monkeypatch.setattr(K.KERNEL, "space", wide)
+    monkeypatch.setattr(K.KERNEL, "render", render)
+    monkeypatch.setattr(_dispatch, "_said", set())
+    schedules.clear()
+    _dispatch.forget()
+    try:
+        fn = _dispatch.function(K.KERNEL, "rms_norm_fwd", torch.float32, {"rows": 2, "n": 4})
+        assert fn is not None
+        err = capsys.readouterr().err
+        assert "failed to build" in err and "'vec_bits': 256" in err.split("using the default", 1)[1]
+    finally:
+        monkeypatch.undo()
+        _dispatch.forget()
+
+
 SPACE = Space(params={"block": (8, 16, 32, 64), "vec": (4, 8)}, default={"block": 16, "vec": 8},
               constraints=("block % vec == 0", "block <= n"))
 
@@ -125,8 +150,11 @@ def test_a_target_default_applies_on_its_vector_level_only():
     assert wide.portable_default == Space(**kw, level="avx2").default
     with pytest.raises(ValueError, match="levels are"):
         Space(params=params, default={"vec_bits": 256, "block": 8}, target_defaults={"sse": {"vec_bits": 128}})
-    with pytest.raises(ValueError, match="is not among"):
+    with pytest.raises(ValueError, match="default on avx512 vec_bits=1024 is not among"):
         Space(params=params, default={"vec_bits": 256, "block": 8}, target_defaults={"avx512": {"vec_bits": 1024}})
+    assert Space(**kw, level=None).default == {"vec_bits": 256, "block": 8}
+    with pytest.raises(ValueError, match="level 'avx9'"):
+        Space(**kw, level="avx9")
 
 
 @pytest.mark.parametrize("flags, level", [({"avx", "avx2", "fma", "avx512f"}, "avx512"), ({"avx", "avx2"}, "avx2"), ({"sse4_2"}, None)])
@@ -136,9 +164,9 @@ def test_the_vector_level_follows_the_flags(flags, level):
 
 def test_the_machines_default_is_its_levels():
     space = registry.KERNELS["flash_attention"].space
-    here = target.vector_level(target.cpu_identity()["flags"])
-    assert space.default == space.default_for(here)
-    assert space.default_for(None) == space.portable_default
+    wide = "avx512f" in target.cpu_identity()["flags"]
+    assert space.default["vec_bits"] == (512 if wide else 256)
+    assert space.portable_default["vec_bits"] == 256
 
 
 def test_the_registry_exports_as_json():

@@ -2,7 +2,7 @@
 // the LLaMA-style decoder of bench:models) is rewritten, its workloads found at the bench's size
 // and tuned on this CPU, and one training step is timed three ways side by side in one process:
 // the original, the rewrite with default schedules, the rewrite with the tuned schedules.
-// Options: --models bert-base,llama-style --budget 16 --seq 128 --batch 4 --threads 2 --repeats 7
+// Options: --models bert-base,llama-style --budget 16 --seq 128 --batch 4 --threads 2 --repeats 7 --blas-core matched|as-loaded
 //          --db FILE (default: a fresh store under bench-results/, so every run tunes from scratch)
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -40,6 +40,8 @@ async function main(): Promise<void> {
   const seqs = arg('--seq', '128');
   const batch = Number(arg('--batch', '4'));
   const threads = Number(arg('--threads', '2'));
+  const blasCore = arg('--blas-core', 'matched');
+  if (blasCore !== 'matched' && blasCore !== 'as-loaded') throw new Error(`--blas-core must be matched or as-loaded, not '${blasCore}'`);
   const info = localTargetInfo();
   const summary: Record<string, unknown> = {};
   for (const key of arg('--models', 'bert-base,llama-style').split(',')) {
@@ -55,14 +57,16 @@ async function main(): Promise<void> {
     if (!d.workloads.length) throw new Error(`${key}: no workload found (${JSON.stringify(d.errors.concat(d.classes.filter((c) => c.status === 'not_run').map((c) => ({ file: c.class, error: c.reason ?? '' }))))})`);
     const discover_s = (performance.now() - t0) / 1000;
     process.stderr.write(`${key}: ${d.workloads.length} workload(s) found in ${discover_s.toFixed(1)} s; tuning, ${budget} measurements each\n`);
-    const tuned = await tuneWorkloads(d.workloads, { budget, db, targetInfo: info, measurer: new LocalMeasurer({ threads }), warn: (msg) => process.stderr.write(`  ${msg}\n`) });
+    // the kernels are tuned under the BLAS core they are timed under (linear + cross-entropy calls BLAS)
+    const measurerEnv = blasCore === 'matched' ? { ADOPT_BLAS_CORE: '1' } : undefined;
+    const tuned = await tuneWorkloads(d.workloads, { budget, db, targetInfo: info, measurer: new LocalMeasurer({ threads, env: measurerEnv }), warn: (msg) => process.stderr.write(`  ${msg}\n`) });
     const schedules = join(out, key, 'adopt-schedules.json');
     rmSync(schedules, { force: true });
     writeFileSync(schedules, scheduleFileText(schedules, info.target, tuned.entries));
     for (const t of tuned.tuned) process.stderr.write(`  ${t.kernel} ${JSON.stringify(t.workload)}: ${t.measurements} measurements, ${t.speedup !== null ? `${t.speedup.toFixed(2)}x over default` : t.source}\n`);
     const timing = join(out, key, 'timing.json');
     const r = spawnSync(pythonExecutable(), ['-m', 'adopt_harness.tuned_speed', timing, '--model', key, '--rewritten', rewritten, '--schedules', schedules,
-      '--seq', seqs, '--batch', String(batch), '--threads', String(threads), '--repeats', arg('--repeats', '7')], {
+      '--seq', seqs, '--batch', String(batch), '--threads', String(threads), '--repeats', arg('--repeats', '7'), '--blas-core', blasCore], {
       stdio: ['ignore', 'inherit', 'inherit'], timeout: 3_600_000, env: { ...process.env, PYTHONPATH: [NATIVE_DIR, deps].join(':'), PYTHONUNBUFFERED: '1' },
     });
     if (r.status !== 0) throw new Error(`${key}: timing harness exited with ${r.status ?? r.signal}`);
