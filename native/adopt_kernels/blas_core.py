@@ -122,7 +122,7 @@ def match():
     put back on the core it ran).
 
     Call it before any other thread uses BLAS: while the library restarts its selection, a
-    product on another thread would find no kernels. Done at most once per process."""
+    product on another thread would find no kernels. Once matched, later calls change nothing."""
     with _lock:
         r = report()
         if r is None or r["wanted"] is None:
