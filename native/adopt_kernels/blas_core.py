@@ -76,22 +76,28 @@ def _has_core(lib):
     return lambda name: hasattr(lib, "gotoblas_" + name.upper())
 
 
-def report(environ=os.environ):
-    """``{"path", "core", "wanted", "chosen_by"}`` for the loaded OpenBLAS: the core it runs, the
-    core this CPU's instruction set calls for (None where it already runs one as wide, or the
-    level is unknown), and who chose (``"library"``, ``"OPENBLAS_CORETYPE"`` or ``"adopt"``).
-    None where no OpenBLAS that names its core is loaded."""
+def _status():
+    """(the report below, the library's handle), or (None, None) where no OpenBLAS that names
+    its core is loaded."""
     found = _library()
     if found is None:
-        return None
+        return None, None
     path, lib = found
     core = lib.openblas_get_corename().decode()
     info = target.cpu_identity()
     want = wanted_core(info["flags"], info["vendor"], _has_core(lib))
     level = _LEVEL_OF.get(core.lower())
     behind = level is not None and want is not None and _ORDER.index(level) < _ORDER.index(_LEVEL_OF[want.lower()])
-    chosen = "adopt" if _state["matched"] else ("OPENBLAS_CORETYPE" if environ.get("OPENBLAS_CORETYPE") else "library")
-    return {"path": path, "core": core, "wanted": want if behind else None, "chosen_by": chosen}
+    chosen = "adopt" if _state["matched"] else ("OPENBLAS_CORETYPE" if os.environ.get("OPENBLAS_CORETYPE") else "library")
+    return {"path": path, "core": core, "wanted": want if behind else None, "chosen_by": chosen}, lib
+
+
+def report():
+    """``{"path", "core", "wanted", "chosen_by"}`` for the loaded OpenBLAS: the core it runs, the
+    core this CPU's instruction set calls for (None where it already runs one as wide, or the
+    level is unknown), and who chose (``"library"``, ``"OPENBLAS_CORETYPE"`` or ``"adopt"``).
+    None where no OpenBLAS that names its core is loaded."""
+    return _status()[0]
 
 
 _state = {"matched": False}
@@ -124,7 +130,7 @@ def match():
     Call it before any other thread uses BLAS: while the library restarts its selection, a
     product on another thread would find no kernels. Once matched, later calls change nothing."""
     with _lock:
-        r = report()
+        r, lib = _status()
         if r is None or r["wanted"] is None:
             return None if r is None else r["core"]
         if r["chosen_by"] == "OPENBLAS_CORETYPE":
@@ -134,7 +140,6 @@ def match():
         if threading.active_count() > 1:
             _dispatch.say_once("blas-core-threads", "blas core: switching OpenBLAS's kernels while other Python threads "
                                "run; a product on one of them during the switch would fail")
-        _, lib = _library()
         now = _switch(lib, r["wanted"])
         if now.lower() != r["wanted"].lower():
             # the library takes a core it does not find for the generic one: put back what ran
