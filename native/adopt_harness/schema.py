@@ -59,12 +59,14 @@ CHECK = obj({"status": STATUS}, {
 FILE_RESULT = obj({"results": array(ref("Check")), "torch": STR}, {"error": STR})
 
 AGREEMENT = obj({"error_vs_fp32_original": NUM, "error_vs_fp32_rewritten": NUM}, COUNTS)
+PAIRED_RATIO = obj({"median": NUM, "q1": NUM, "q3": NUM, "rounds": INT})
 SPEED_ENTRY = obj({
     "forward_original_s": NUM, "forward_rewritten_s": NUM, "forward_ratio": NUM,
     "train_original_s": NUM, "train_rewritten_s": NUM, "train_ratio": NUM,
     "per_rule": {"type": "object", "additionalProperties": obj({"forward_ratio": NUM, "train_ratio": NUM}, {"memory_ratio": NUM})},
     "memory_ratio": NUM_OR_NULL,
-}, {"peak_original_bytes": INT, "peak_rewritten_bytes": INT, "profile": {"type": "object"}})
+}, {"peak_original_bytes": INT, "peak_rewritten_bytes": INT, "profile": {"type": "object"},
+    "paired": obj({"forward": PAIRED_RATIO, "train": PAIRED_RATIO})})
 SPEED_ROW = obj({"model": STR}, {
     "device": STR, "dtype": STR, "threads": INT, "clock": STR, "malloc": STR, "idle_threads": STR, "dropout": STR, "blas": STR, "rules": array(STR), "sdpa_alternative": STR, "error": STR,
 }, patterns={"^(seq\\d+|image\\d+)$": ref("SpeedEntry"), "^agreement_seq\\d+$": ref("Agreement")})

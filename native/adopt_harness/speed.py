@@ -12,8 +12,12 @@ Models are loaded, freed of dropout (``--dropout config`` keeps what their confi
 training step as it is run, both sides alike), fed and counted through the harness library (build.py,
 dropout.py, inputs.py, counting.py), like every other entry point.
 
+Besides the ratio of the medians, each entry carries the ratio paired round by round (its median
+and quartiles, ``paired``): on a shared machine a slow spell moves one side's median, while both
+steps of one round share it.
+
 Usage: python -m adopt_harness.speed REWRITTEN_MODELS_DIR [--variant RULE=DIR ...] [--seq 128,512] [--repeats 5]
-       [--batch N] [--threads N] [--clock wall|cpu] [--profile] [--keep-freed-memory] [--quiet-blas-threads]
+       [--train-repeats N] [--batch N] [--threads N] [--clock wall|cpu] [--profile] [--keep-freed-memory] [--quiet-blas-threads]
        [--dropout off|config]
 Writes progress lines as it measures and one result line per model (schema.py: SpeedRow).
 """
@@ -86,7 +90,8 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def time_pair(models, inputs, device, repeats, train, clock=time.perf_counter):
-    """Median seconds per variant, A B, B A, A B ... (rounds.py), after two warm-up rounds.
+    """Seconds per variant, A B, B A, A B ... (rounds.py), after two warm-up rounds: the median of
+    each variant, its peak memory on a GPU, and every round's times (for :func:`paired_ratio`).
     ``clock`` may be the process's CPU time: with one thread on an
     oversubscribed machine it counts the work done, not the time slices other processes took."""
     times = {k: [] for k in models}
@@ -111,7 +116,19 @@ def time_pair(models, inputs, device, repeats, train, clock=time.perf_counter):
                 times[k].append(clock() - t0)
             if device == "cuda":
                 peak[k] = max(peak.get(k, 0), torch.cuda.max_memory_allocated())
-    return {k: statistics.median(v) for k, v in times.items()}, peak
+    return {k: statistics.median(v) for k, v in times.items()}, peak, times
+
+
+def paired_ratio(times, variant, base="original"):
+    """The ratio variant/base round by round: its median and quartiles, and the rounds counted.
+
+    A round times the two back to back, so a slow spell of a shared machine lands on both sides
+    of one round's ratio, where it would move one side's median alone; the quartiles say how far
+    the rounds disagree (a reading is slower with confidence only when its first quartile is
+    above 1)."""
+    ratios = sorted(a / b for a, b in zip(times[variant], times[base]))
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    return {"median": statistics.median(ratios), "q1": q1, "q3": q3, "rounds": len(ratios)}
 
 
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm", "aten::_convolution", "aten::mkldnn_convolution",
@@ -167,13 +184,14 @@ def build_variants(key, args, device, dtype):
 def measure(variants, inputs, device, args):
     """Forward and training-step times of every variant, as one SpeedEntry."""
     clock = CLOCKS[args.clock]
-    fwd, _ = time_pair(variants, inputs, device, args.repeats, train=False, clock=clock)
-    trn, peak_t = time_pair(variants, inputs, device, max(3, args.repeats // 2), train=True, clock=clock)
+    fwd, _, fwd_rounds = time_pair(variants, inputs, device, args.repeats, train=False, clock=clock)
+    trn, peak_t, trn_rounds = time_pair(variants, inputs, device, args.train_repeats or args.repeats, train=True, clock=clock)
     entry = {
         "forward_original_s": fwd["original"], "forward_rewritten_s": fwd["rewritten"],
         "forward_ratio": fwd["rewritten"] / fwd["original"],
         "train_original_s": trn["original"], "train_rewritten_s": trn["rewritten"],
         "train_ratio": trn["rewritten"] / trn["original"],
+        "paired": {"forward": paired_ratio(fwd_rounds, "rewritten"), "train": paired_ratio(trn_rounds, "rewritten")},
         "per_rule": {k: {"forward_ratio": fwd[k] / fwd["original"], "train_ratio": trn[k] / trn["original"],
                          **({"memory_ratio": peak_t[k] / peak_t["original"]} if peak_t else {})}
                      for k in variants if k not in ("original", "rewritten")},
@@ -228,7 +246,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("rewritten_dir")
     p.add_argument("--seq", default="128,512")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds of forward passes (after two warm-up rounds)")
+    p.add_argument("--train-repeats", type=int, default=0, help="timed rounds of training steps (default: --repeats)")
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--variant", action="append", default=[], help="RULE=DIR: the models rewritten with that rule only")
     p.add_argument("--batch", type=int, default=0, help="default: 4 on CPU, 8 on a GPU")

@@ -8,6 +8,7 @@ import { speedEntries } from '../verify/results.js';
 import { ensurePythonDeps, ensureTransformers, hf199Files } from './corpus.js';
 import { runPipeline, synthesizePlan, writeMirror } from '../pipeline/index.js';
 import { round } from './format.js';
+import { headlineLines, modelHeadline } from './models-headline.js';
 
 const OUT = 'bench-results';
 const MODULES = ['bert', 'roberta', 'albert', 'gpt2', 't5', 'vit', 'llama'];
@@ -43,7 +44,7 @@ async function main(): Promise<void> {
   mkdirSync(OUT, { recursive: true });
   const out = resolve(OUT, 'models.json');
   const flag = (name: string) => process.argv.includes(name);
-  const valued = ['--batch', '--threads', '--clock', '--blas-core'].filter(flag).flatMap((name) => [name, arg(name, '')]);
+  const valued = ['--batch', '--threads', '--clock', '--blas-core', '--train-repeats'].filter(flag).flatMap((name) => [name, arg(name, '')]);
   const extra = [...(flag('--profile') ? ['--profile'] : []), ...valued, ...['--keep-freed-memory', '--quiet-blas-threads'].filter(flag),
     // the training step as each model's configuration runs it: its dropout on, for both sides
     ...(flag('--with-dropout') ? ['--dropout', 'config'] : [])];
@@ -57,14 +58,16 @@ async function main(): Promise<void> {
   writeFileSync(out, JSON.stringify(rows, null, 1));
   const device = rows.find((x) => x.device)?.device;
   console.log(`\nratios are rewritten time over original time (below 1 is faster); threads ${rows.find((x) => x.threads)?.threads ?? '?'} for both; ${rows.find((x) => x.clock)?.clock === 'cpu' ? 'CPU time of the process' : 'wall time'}; ${rows.find((x) => x.malloc)?.malloc === 'kept' ? 'malloc keeps freed memory (both sides)' : "the system's malloc"}; idle threads: ${rows.find((x) => x.idle_threads)?.idle_threads ?? '?'}; dropout: ${rows.find((x) => x.dropout)?.dropout === 'config' ? "as each model's configuration sets it" : 'off'}; BLAS: ${rows.find((x) => x.blas)?.blas ?? '?'}`);
-  console.log(`\nmodel          input     forward orig  rewritten  ratio   train orig  rewritten  ratio   memory ratio   (${device}, median, side by side)`);
+  console.log(`\nmodel          input     forward orig  rewritten  ratio   train orig  rewritten  ratio   paired (quartiles)   memory ratio   (${device}, median, side by side)`);
   const summary: Record<string, unknown> = {};
   const ruleRows: string[] = [];
   for (const row of rows) {
     if (row.error) { console.log(`${String(row.model).padEnd(15)}error: ${row.error}`); summary[String(row.model)] = { error: row.error }; continue; }
     for (const [k, e] of speedEntries(row)) {
       const slower = e.forward_ratio > 1.05 || e.train_ratio > 1.05 ? '  slower' : '';
-      console.log(`${String(row.model).padEnd(15)}${k.padEnd(10)}${e.forward_original_s.toFixed(4).padStart(12)}${e.forward_rewritten_s.toFixed(4).padStart(11)}${e.forward_ratio.toFixed(3).padStart(7)}${e.train_original_s.toFixed(4).padStart(13)}${e.train_rewritten_s.toFixed(4).padStart(11)}${e.train_ratio.toFixed(3).padStart(7)}${(e.memory_ratio ? e.memory_ratio.toFixed(3) : 'n/a').padStart(15)}${slower}`);
+      const p = e.paired?.train;
+      const paired = p ? `${p.median.toFixed(3)} (${p.q1.toFixed(2)}-${p.q3.toFixed(2)})` : 'n/a';
+      console.log(`${String(row.model).padEnd(15)}${k.padEnd(10)}${e.forward_original_s.toFixed(4).padStart(12)}${e.forward_rewritten_s.toFixed(4).padStart(11)}${e.forward_ratio.toFixed(3).padStart(7)}${e.train_original_s.toFixed(4).padStart(13)}${e.train_rewritten_s.toFixed(4).padStart(11)}${e.train_ratio.toFixed(3).padStart(7)}${paired.padStart(21)}${(e.memory_ratio ? e.memory_ratio.toFixed(3) : 'n/a').padStart(15)}${slower}`);
       if (e.profile) console.log(`${''.padEnd(25)}training step outside matmuls: ${((e.profile.original.non_matmul_share ?? 0) * 100).toFixed(1)}% of the original's; the rewrite removed ${((e.profile.removed_of_non_matmul ?? 0) * 100).toFixed(1)}% of that time`);
       for (const [rule, pr] of Object.entries(e.per_rule ?? {})) {
         const mark = pr.forward_ratio > 1.05 || pr.train_ratio > 1.05 ? '  slower' : '';
@@ -72,13 +75,20 @@ async function main(): Promise<void> {
       }
       summary[`${row.model}@${k}`] = {
         ...(e.profile ? { non_matmul_share: round(e.profile.original.non_matmul_share ?? 0), removed_of_non_matmul: round(e.profile.removed_of_non_matmul ?? 0) } : {}),
-        forward_ratio: round(e.forward_ratio), train_ratio: round(e.train_ratio), memory_ratio: e.memory_ratio ? round(e.memory_ratio) : null, device: row.device, dtype: row.dtype, malloc: row.malloc, idle_threads: row.idle_threads, dropout: row.dropout, blas: row.blas,
+        forward_ratio: round(e.forward_ratio), train_ratio: round(e.train_ratio),
+        ...(e.paired ? { train_ratio_paired: round(e.paired.train.median), train_ratio_quartiles: [round(e.paired.train.q1), round(e.paired.train.q3)], forward_ratio_paired: round(e.paired.forward.median) } : {}),
+        memory_ratio: e.memory_ratio ? round(e.memory_ratio) : null, device: row.device, dtype: row.dtype, malloc: row.malloc, idle_threads: row.idle_threads, dropout: row.dropout, blas: row.blas,
         per_rule: Object.fromEntries(Object.entries(e.per_rule ?? {}).map(([rule, pr]) => [rule, { forward_ratio: round(pr.forward_ratio), train_ratio: round(pr.train_ratio) }])),
       };
     }
   }
-  console.log('\nper rule (that rule alone)                         forward   train');
-  for (const l of ruleRows) console.log(l);
+  if (ruleRows.length) {
+    console.log('\nper rule (that rule alone)                         forward   train');
+    for (const l of ruleRows) console.log(l);
+  }
+  const headline = modelHeadline(rows);
+  console.log(`\n${headlineLines(headline).join('\n')}`);
+  summary.headline = headline;
   writeFileSync(resolve(OUT, 'models-summary.json'), JSON.stringify(summary, null, 1));
   console.log(JSON.stringify(summary));
 }

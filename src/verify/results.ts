@@ -47,7 +47,11 @@ export interface SpeedEntry {
   memory_ratio: number | null;
   peak_original_bytes?: number; peak_rewritten_bytes?: number;
   profile?: { original: { non_matmul_share: number | null }; removed_of_non_matmul?: number | null } & Record<string, unknown>;
+  /** the ratio rewritten/original round by round: its median and quartiles */
+  paired?: { forward: PairedRatio; train: PairedRatio };
 }
+
+export interface PairedRatio { median: number; q1: number; q3: number; rounds: number }
 
 /** One model of a speed run; its entries are keyed seq<N> or image<N>, agreements agreement_seq<N>. */
 export interface SpeedRow {
