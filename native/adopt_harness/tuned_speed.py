@@ -4,7 +4,7 @@
 same weights (the rewritten class is built once: the two rewritten variants differ only in the
 schedule table the dispatcher reads, which is switched before each of their steps), timed
 interleaved (original, default, tuned, then tuned, default, original: rounds.py) after warm-up, median
-of the repeats.
+of the repeats, and each ratio paired round by round as well (speed.paired_ratio).
 Dropout is off so the three compute the same thing; the tuned and default outputs are also
 compared against the original's.
 
@@ -22,7 +22,7 @@ from adopt_harness import blas_setting
 from adopt_harness.compare import first_tensor
 from adopt_harness.dropout import config_without_dropout
 from adopt_harness.rounds import in_round
-from adopt_harness.speed import MODELS, inputs_for, load_rewritten
+from adopt_harness.speed import MODELS, inputs_for, load_rewritten, paired_ratio
 
 
 def step(model, inputs):
@@ -91,7 +91,9 @@ def main():
                "train_original_s": med["original"], "train_default_s": med["default"], "train_tuned_s": med["tuned"],
                "default_over_original": med["default"] / med["original"], "tuned_over_original": med["tuned"] / med["original"],
                "tuned_over_default": med["tuned"] / med["default"], "max_rel_error": agree,
-               "compiled_calls": sum(_dispatch.CALLS.values()) - sum(calls.values())}
+               "compiled_calls": sum(_dispatch.CALLS.values()) - sum(calls.values()),
+               # the same ratios round by round (median and quartiles): speed.paired_ratio
+               "paired": {f"{x}_over_{y}": paired_ratio(times, x, y) for x, y in (("tuned", "original"), ("default", "original"), ("tuned", "default"))}}
         print(json.dumps(row), flush=True)
         rows.append(row)
     schedules.clear()

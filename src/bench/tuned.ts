@@ -12,6 +12,7 @@ import { discoverWorkloads, tuneWorkloads } from '../tune/model.js';
 import { LocalMeasurer, localTargetInfo } from '../tune/measurer.js';
 import { scheduleFileText } from '../tune/tuner.js';
 import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
+import type { PairedRatio } from '../verify/results.js';
 import { ensurePythonDeps, ensureTransformers } from './corpus.js';
 import { round } from './format.js';
 
@@ -21,7 +22,10 @@ const MODELS: Record<string, { module: string; cls: string; config: Record<strin
   'llama-style': { module: 'llama', cls: 'LlamaModel', config: { hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 8, vocab_size: 32000 } },
 };
 
-interface Row { model: string; seq: number; train_original_s: number; train_default_s: number; train_tuned_s: number; default_over_original: number; tuned_over_original: number; tuned_over_default: number; max_rel_error: Record<string, number>; compiled_calls: number }
+interface Row { model: string; seq: number; train_original_s: number; train_default_s: number; train_tuned_s: number; default_over_original: number; tuned_over_original: number; tuned_over_default: number; max_rel_error: Record<string, number>; compiled_calls: number;
+  /** the ratios round by round (speed.paired_ratio) */
+  paired?: Record<'tuned_over_original' | 'default_over_original' | 'tuned_over_default', PairedRatio> }
+type Ratios = { tuned_over_original: number; default_over_original: number; tuned_over_default: number; paired?: Record<string, number> };
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(name);
@@ -74,14 +78,18 @@ async function main(): Promise<void> {
     summary[key] = {
       workloads: tuned.tuned.length, measurements: tuned.measurements, tuning_s: round(tuned.seconds, 1), discover_s: round(discover_s, 1),
       kernel_speedup_geomean: tuned.speedup === null ? null : round(tuned.speedup, 3),
-      train: Object.fromEntries(rows.map((x) => [`seq${x.seq}`, { tuned_over_original: round(x.tuned_over_original, 3), default_over_original: round(x.default_over_original, 3), tuned_over_default: round(x.tuned_over_default, 3) }])),
+      train: Object.fromEntries(rows.map((x) => [`seq${x.seq}`, {
+        tuned_over_original: round(x.tuned_over_original, 3), default_over_original: round(x.default_over_original, 3), tuned_over_default: round(x.tuned_over_default, 3),
+        ...(x.paired ? { paired: Object.fromEntries(Object.entries(x.paired).map(([k, p]) => [k, round(p.median, 3)])) } : {}),
+      } satisfies Ratios])),
     };
   }
-  console.log(`\nratios are time over time (below 1 is faster); batch ${batch}, ${threads} threads for all three, fp32, median of interleaved repeats`);
-  console.log('model          workloads  meas.  tuning s  kernel speed-up   seq  tuned/orig  default/orig  tuned/default');
-  for (const [key, s] of Object.entries(summary) as [string, { workloads: number; measurements: number; tuning_s: number; kernel_speedup_geomean: number | null; train: Record<string, { tuned_over_original: number; default_over_original: number; tuned_over_default: number }> }][]) {
+  console.log(`\nratios are time over time (below 1 is faster); batch ${batch}, ${threads} threads for all three, fp32, median of interleaved repeats, and [in brackets] the median of the ratios paired round by round`);
+  console.log('model          workloads  meas.  tuning s  kernel speed-up   seq       tuned/orig     default/orig    tuned/default');
+  for (const [key, s] of Object.entries(summary) as [string, { workloads: number; measurements: number; tuning_s: number; kernel_speedup_geomean: number | null; train: Record<string, Ratios> }][]) {
     for (const [seq, t] of Object.entries(s.train)) {
-      console.log(`${key.padEnd(14)} ${String(s.workloads).padStart(9)}  ${String(s.measurements).padStart(5)}  ${String(s.tuning_s).padStart(8)}  ${(s.kernel_speedup_geomean === null ? '-' : `${s.kernel_speedup_geomean}x`).padStart(15)}   ${seq.replace('seq', '').padStart(3)}  ${String(t.tuned_over_original).padStart(10)}  ${String(t.default_over_original).padStart(12)}  ${String(t.tuned_over_default).padStart(13)}`);
+      const cell = (k: 'tuned_over_original' | 'default_over_original' | 'tuned_over_default') => `${t[k]}${t.paired ? ` [${t.paired[k]}]` : ''}`.padStart(17);
+      console.log(`${key.padEnd(14)} ${String(s.workloads).padStart(9)}  ${String(s.measurements).padStart(5)}  ${String(s.tuning_s).padStart(8)}  ${(s.kernel_speedup_geomean === null ? '-' : `${s.kernel_speedup_geomean}x`).padStart(15)}   ${seq.replace('seq', '').padStart(3)}${cell('tuned_over_original')}${cell('default_over_original')}${cell('tuned_over_default')}`);
     }
   }
   console.log(JSON.stringify({ bench: 'tuned', target: info.target.key, batch, threads, budget, models: summary }));
