@@ -59,7 +59,7 @@ CHECK = obj({"status": STATUS}, {
 FILE_RESULT = obj({"results": array(ref("Check")), "torch": STR}, {"error": STR})
 
 AGREEMENT = obj({"error_vs_fp32_original": NUM, "error_vs_fp32_rewritten": NUM}, COUNTS)
-PAIRED_RATIO = obj({"median": NUM, "q1": NUM, "q3": NUM, "rounds": INT})
+PAIRED_RATIO = obj({"median": NUM, "q1": NUM, "q3": NUM, "rounds": INT, "slower_rounds": INT, "p_slower": NUM})
 SPEED_ENTRY = obj({
     "forward_original_s": NUM, "forward_rewritten_s": NUM, "forward_ratio": NUM,
     "train_original_s": NUM, "train_rewritten_s": NUM, "train_ratio": NUM,

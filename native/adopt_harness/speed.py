@@ -16,13 +16,14 @@ Besides the ratio of the medians, each entry carries the ratio paired round by r
 and quartiles, ``paired``): on a shared machine a slow spell moves one side's median, while both
 steps of one round share it.
 
-Usage: python -m adopt_harness.speed REWRITTEN_MODELS_DIR [--variant RULE=DIR ...] [--seq 128,512] [--repeats 5]
+Usage: python -m adopt_harness.speed REWRITTEN_MODELS_DIR [--variant RULE=DIR ...] [--seq 128,512] [--repeats 6]
        [--train-repeats N] [--batch N] [--threads N] [--clock wall|cpu] [--profile] [--keep-freed-memory] [--quiet-blas-threads]
        [--dropout off|config]
 Writes progress lines as it measures and one result line per model (schema.py: SpeedRow).
 """
 import argparse
 import importlib
+import math
 import os
 import statistics
 import time
@@ -120,15 +121,22 @@ def time_pair(models, inputs, device, repeats, train, clock=time.perf_counter):
 
 
 def paired_ratio(times, variant, base="original"):
-    """The ratio variant/base round by round: its median and quartiles, and the rounds counted.
+    """The ratio variant/base round by round: its median and quartiles, how many rounds found
+    the variant slower, and a one-sided sign test of that count.
 
     A round times the two back to back, so a slow spell of a shared machine lands on both sides
-    of one round's ratio, where it would move one side's median alone; the quartiles say how far
-    the rounds disagree (a reading is slower with confidence only when its first quartile is
-    above 1)."""
-    ratios = sorted(a / b for a, b in zip(times[variant], times[base]))
-    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
-    return {"median": statistics.median(ratios), "q1": q1, "q3": q3, "rounds": len(ratios)}
+    of one round's ratio, where it would move one side's median alone. Rounds alternate which
+    side goes first (rounds.py) and the step that goes second can run faster or slower for it:
+    an odd last round is left out, so that both orders count equally. ``p_slower`` is the chance
+    of at least that many slower rounds if neither side were faster (binomial, one half): with
+    six rounds only all six slower gives under 0.05."""
+    pairs = list(zip(times[variant], times[base]))
+    pairs = pairs[: len(pairs) // 2 * 2] or pairs  # a single round stands alone
+    ratios = sorted(a / b for a, b in pairs)
+    n, slower = len(ratios), sum(r > 1 for r in ratios)
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if n > 1 else ratios * 3
+    p_slower = sum(math.comb(n, k) for k in range(slower, n + 1)) / 2 ** n
+    return {"median": statistics.median(ratios), "q1": q1, "q3": q3, "rounds": n, "slower_rounds": slower, "p_slower": p_slower}
 
 
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm", "aten::_convolution", "aten::mkldnn_convolution",
@@ -242,12 +250,19 @@ def model_row(key, args, device, dtype, channel):
     return row
 
 
+def positive(text):
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a count of at least 1, got {text}")
+    return n
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("rewritten_dir")
     p.add_argument("--seq", default="128,512")
-    p.add_argument("--repeats", type=int, default=5, help="timed rounds of forward passes (after two warm-up rounds)")
-    p.add_argument("--train-repeats", type=int, default=0, help="timed rounds of training steps (default: --repeats)")
+    p.add_argument("--repeats", type=positive, default=6, help="timed rounds of forward passes (after two warm-up rounds)")
+    p.add_argument("--train-repeats", type=positive, default=None, help="timed rounds of training steps (default: --repeats)")
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--variant", action="append", default=[], help="RULE=DIR: the models rewritten with that rule only")
     p.add_argument("--batch", type=int, default=0, help="default: 4 on CPU, 8 on a GPU")

@@ -50,15 +50,15 @@ async function main(): Promise<void> {
     ...(flag('--with-dropout') ? ['--dropout', 'config'] : [])];
   // OpenMP reads its wait policy once, when it loads: it is set for the harness process, both sides alike
   const env = flag('--omp-passive') ? { OMP_WAIT_POLICY: 'passive' } : undefined;
-  const r = await streamHarness('speed', [join(mirror, 'models'), ...(flag('--no-per-rule') ? [] : variantArgs), ...extra, '--seq', arg('--seq', '128,512'), '--repeats', arg('--repeats', '5'), '--models', arg('--models', 'bert-base,roberta-base,albert-base,gpt2,t5-small,vit-base,llama-style')], {
+  const r = await streamHarness('speed', [join(mirror, 'models'), ...(flag('--no-per-rule') ? [] : variantArgs), ...extra, '--seq', arg('--seq', '128,512'), '--repeats', arg('--repeats', '6'), '--models', arg('--models', 'bert-base,roberta-base,albert-base,gpt2,t5-small,vit-base,llama-style')], {
     pythonPath: [deps], env, timeoutMs: 3_600_000, stderr: 'inherit', onProgress: (p) => console.log(JSON.stringify(p)),
   });
   if (!r.ok) process.stderr.write(`${r.error}\n`);
   const rows = r.results;
   writeFileSync(out, JSON.stringify(rows, null, 1));
   const device = rows.find((x) => x.device)?.device;
-  console.log(`\nratios are rewritten time over original time (below 1 is faster); threads ${rows.find((x) => x.threads)?.threads ?? '?'} for both; ${rows.find((x) => x.clock)?.clock === 'cpu' ? 'CPU time of the process' : 'wall time'}; ${rows.find((x) => x.malloc)?.malloc === 'kept' ? 'malloc keeps freed memory (both sides)' : "the system's malloc"}; idle threads: ${rows.find((x) => x.idle_threads)?.idle_threads ?? '?'}; dropout: ${rows.find((x) => x.dropout)?.dropout === 'config' ? "as each model's configuration sets it" : 'off'}; BLAS: ${rows.find((x) => x.blas)?.blas ?? '?'}`);
-  console.log(`\nmodel          input     forward orig  rewritten  ratio   train orig  rewritten  ratio   paired (quartiles)   memory ratio   (${device}, median, side by side)`);
+  console.log(`\nratios are rewritten time over original time (below 1 is faster); threads ${rows.find((x) => x.threads)?.threads ?? '?'} for both; ${rows.find((x) => x.clock)?.clock === 'cpu' ? 'CPU time of the process' : 'wall time'}; ${rows.find((x) => x.malloc)?.malloc === 'kept' ? 'malloc keeps freed memory (both sides)' : "the system's malloc"}; idle threads: ${rows.find((x) => x.idle_threads)?.idle_threads ?? '?'}; dropout: ${rows.find((x) => x.dropout)?.dropout === 'config' ? "as each model's configuration sets it" : 'off'}; BLAS: ${rows.find((x) => x.blas)?.blas ?? '?'}; \`slower\`: a ratio of medians above 1.05 (the headline's sign test asks the rounds)`);
+  console.log(`\nmodel          input     forward orig  rewritten  ratio   train orig  rewritten  ratio     paired (quartiles)   memory ratio   (${device}, median, side by side)`);
   const summary: Record<string, unknown> = {};
   const ruleRows: string[] = [];
   for (const row of rows) {
@@ -66,8 +66,8 @@ async function main(): Promise<void> {
     for (const [k, e] of speedEntries(row)) {
       const slower = e.forward_ratio > 1.05 || e.train_ratio > 1.05 ? '  slower' : '';
       const p = e.paired?.train;
-      const paired = p ? `${p.median.toFixed(3)} (${p.q1.toFixed(2)}-${p.q3.toFixed(2)})` : 'n/a';
-      console.log(`${String(row.model).padEnd(15)}${k.padEnd(10)}${e.forward_original_s.toFixed(4).padStart(12)}${e.forward_rewritten_s.toFixed(4).padStart(11)}${e.forward_ratio.toFixed(3).padStart(7)}${e.train_original_s.toFixed(4).padStart(13)}${e.train_rewritten_s.toFixed(4).padStart(11)}${e.train_ratio.toFixed(3).padStart(7)}${paired.padStart(21)}${(e.memory_ratio ? e.memory_ratio.toFixed(3) : 'n/a').padStart(15)}${slower}`);
+      const paired = p ? `${p.median.toFixed(3)} (${p.q1.toFixed(3)}-${p.q3.toFixed(3)})` : 'n/a';
+      console.log(`${String(row.model).padEnd(15)}${k.padEnd(10)}${e.forward_original_s.toFixed(4).padStart(12)}${e.forward_rewritten_s.toFixed(4).padStart(11)}${e.forward_ratio.toFixed(3).padStart(7)}${e.train_original_s.toFixed(4).padStart(13)}${e.train_rewritten_s.toFixed(4).padStart(11)}${e.train_ratio.toFixed(3).padStart(7)}${paired.padStart(23)}${(e.memory_ratio ? e.memory_ratio.toFixed(3) : 'n/a').padStart(15)}${slower}`);
       if (e.profile) console.log(`${''.padEnd(25)}training step outside matmuls: ${((e.profile.original.non_matmul_share ?? 0) * 100).toFixed(1)}% of the original's; the rewrite removed ${((e.profile.removed_of_non_matmul ?? 0) * 100).toFixed(1)}% of that time`);
       for (const [rule, pr] of Object.entries(e.per_rule ?? {})) {
         const mark = pr.forward_ratio > 1.05 || pr.train_ratio > 1.05 ? '  slower' : '';
@@ -88,6 +88,7 @@ async function main(): Promise<void> {
   }
   const headline = modelHeadline(rows);
   console.log(`\n${headlineLines(headline).join('\n')}`);
+  // beside the readings (keyed model@input), the headline under its own key
   summary.headline = headline;
   writeFileSync(resolve(OUT, 'models-summary.json'), JSON.stringify(summary, null, 1));
   console.log(JSON.stringify(summary));

@@ -51,7 +51,9 @@ export interface SpeedEntry {
   paired?: { forward: PairedRatio; train: PairedRatio };
 }
 
-export interface PairedRatio { median: number; q1: number; q3: number; rounds: number }
+/** speed.paired_ratio: the median and quartiles of the per-round ratios, over an even number of
+ *  rounds; how many found the variant slower, and the one-sided sign test's chance of that many */
+export interface PairedRatio { median: number; q1: number; q3: number; rounds: number; slower_rounds: number; p_slower: number }
 
 /** One model of a speed run; its entries are keyed seq<N> or image<N>, agreements agreement_seq<N>. */
 export interface SpeedRow {
