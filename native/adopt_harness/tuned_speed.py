@@ -22,7 +22,7 @@ from adopt_harness import blas_setting
 from adopt_harness.compare import first_tensor
 from adopt_harness.dropout import config_without_dropout
 from adopt_harness.rounds import in_round
-from adopt_harness.speed import MODELS, inputs_for, load_rewritten, paired_ratio
+from adopt_harness.speed import MODELS, idle_threads_setting, inputs_for, load_rewritten, paired_ratio
 
 
 def step(model, inputs):
@@ -47,7 +47,7 @@ def main():
     args = p.parse_args()
     blas = blas_setting.apply(args)
     torch.set_num_threads(args.threads)
-    from adopt_kernels import _dispatch, schedules
+    from adopt_kernels import _dispatch, memory, schedules
 
     module, cls_name, overrides = MODELS[args.model]
     original = importlib.import_module(f"transformers.models.{module}.modeling_{module}")
@@ -88,6 +88,8 @@ def main():
                     times[which].append(t)
         med = {k: statistics.median(v) for k, v in times.items()}
         row = {"model": args.model, "seq": seq, "batch": args.batch, "threads": torch.get_num_threads(), "blas": blas,
+               # the process settings bench:tuned passed on ($ADOPT_KEEP_FREED_MEMORY, ...), for all three alike
+               "malloc": "kept" if memory.kept() else "system", "idle_threads": idle_threads_setting(),
                "train_original_s": med["original"], "train_default_s": med["default"], "train_tuned_s": med["tuned"],
                "default_over_original": med["default"] / med["original"], "tuned_over_original": med["tuned"] / med["original"],
                "tuned_over_default": med["tuned"] / med["default"], "max_rel_error": agree,

@@ -22,7 +22,7 @@ const MODELS: Record<string, { module: string; cls: string; config: Record<strin
   'llama-style': { module: 'llama', cls: 'LlamaModel', config: { hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 8, vocab_size: 32000 } },
 };
 
-interface Row { model: string; seq: number; train_original_s: number; train_default_s: number; train_tuned_s: number; default_over_original: number; tuned_over_original: number; tuned_over_default: number; max_rel_error: Record<string, number>; compiled_calls: number;
+interface Row { model: string; seq: number; train_original_s: number; train_default_s: number; train_tuned_s: number; default_over_original: number; tuned_over_original: number; tuned_over_default: number; max_rel_error: Record<string, number>; compiled_calls: number; malloc: string; idle_threads: string;
   /** the ratios round by round (speed.paired_ratio) */
   paired?: Record<'tuned_over_original' | 'default_over_original' | 'tuned_over_default', PairedRatio> }
 type Ratios = { tuned_over_original: number; default_over_original: number; tuned_over_default: number; paired?: Record<string, number> };
@@ -46,8 +46,16 @@ async function main(): Promise<void> {
   const threads = Number(arg('--threads', '2'));
   const blasCore = arg('--blas-core', 'matched');
   if (blasCore !== 'matched' && blasCore !== 'as-loaded') throw new Error(`--blas-core must be matched or as-loaded, not '${blasCore}'`);
+  // bench:models' process settings, asked for by the same flags: for the measurer and the
+  // timing harness alike, so that the schedules are tuned as they are then timed
+  const processEnv: Record<string, string> = {
+    ...(process.argv.includes('--keep-freed-memory') ? { ADOPT_KEEP_FREED_MEMORY: '1' } : {}),
+    ...(process.argv.includes('--quiet-blas-threads') ? { ADOPT_QUIET_BLAS_THREADS: '1' } : {}),
+    ...(process.argv.includes('--omp-passive') ? { OMP_WAIT_POLICY: 'passive' } : {}),
+  };
   const info = localTargetInfo();
   const summary: Record<string, unknown> = {};
+  let settings = '';
   for (const key of arg('--models', 'bert-base,llama-style').split(',')) {
     const m = MODELS[key];
     if (!m) throw new Error(`unknown model '${key}'; known: ${Object.keys(MODELS).join(', ')}`);
@@ -62,7 +70,7 @@ async function main(): Promise<void> {
     const discover_s = (performance.now() - t0) / 1000;
     process.stderr.write(`${key}: ${d.workloads.length} workload(s) found in ${discover_s.toFixed(1)} s; tuning, ${budget} measurements each\n`);
     // the kernels are tuned under the BLAS core they are timed under (linear + cross-entropy calls BLAS)
-    const measurerEnv = blasCore === 'matched' ? { ADOPT_BLAS_CORE: '1' } : undefined;
+    const measurerEnv = { ...processEnv, ...(blasCore === 'matched' ? { ADOPT_BLAS_CORE: '1' } : {}) };
     const tuned = await tuneWorkloads(d.workloads, { budget, db, targetInfo: info, measurer: new LocalMeasurer({ threads, env: measurerEnv }), warn: (msg) => process.stderr.write(`  ${msg}\n`) });
     const schedules = join(out, key, 'adopt-schedules.json');
     rmSync(schedules, { force: true });
@@ -71,10 +79,11 @@ async function main(): Promise<void> {
     const timing = join(out, key, 'timing.json');
     const r = spawnSync(pythonExecutable(), ['-m', 'adopt_harness.tuned_speed', timing, '--model', key, '--rewritten', rewritten, '--schedules', schedules,
       '--seq', seqs, '--batch', String(batch), '--threads', String(threads), '--repeats', arg('--repeats', '7'), '--blas-core', blasCore], {
-      stdio: ['ignore', 'inherit', 'inherit'], timeout: 3_600_000, env: { ...process.env, PYTHONPATH: [NATIVE_DIR, deps].join(':'), PYTHONUNBUFFERED: '1' },
+      stdio: ['ignore', 'inherit', 'inherit'], timeout: 3_600_000, env: { ...process.env, ...processEnv, PYTHONPATH: [NATIVE_DIR, deps].join(':'), PYTHONUNBUFFERED: '1' },
     });
     if (r.status !== 0) throw new Error(`${key}: timing harness exited with ${r.status ?? r.signal}`);
     const rows = JSON.parse(readFileSync(timing, 'utf8')) as Row[];
+    settings = rows.length ? `malloc ${rows[0].malloc}, idle threads: ${rows[0].idle_threads}` : settings;
     summary[key] = {
       workloads: tuned.tuned.length, measurements: tuned.measurements, tuning_s: round(tuned.seconds, 1), discover_s: round(discover_s, 1),
       kernel_speedup_geomean: tuned.speedup === null ? null : round(tuned.speedup, 3),
@@ -84,7 +93,7 @@ async function main(): Promise<void> {
       } satisfies Ratios])),
     };
   }
-  console.log(`\nratios are time over time (below 1 is faster); batch ${batch}, ${threads} threads for all three, fp32, median of interleaved repeats, and [in brackets] the median of the ratios paired round by round`);
+  console.log(`\nratios are time over time (below 1 is faster); batch ${batch}, ${threads} threads for all three, fp32, ${settings}, median of interleaved repeats, and [in brackets] the median of the ratios paired round by round`);
   console.log('model          workloads  meas.  tuning s  kernel speed-up   seq       tuned/orig     default/orig    tuned/default');
   for (const [key, s] of Object.entries(summary) as [string, { workloads: number; measurements: number; tuning_s: number; kernel_speedup_geomean: number | null; train: Record<string, Ratios> }][]) {
     for (const [seq, t] of Object.entries(s.train)) {
@@ -92,7 +101,7 @@ async function main(): Promise<void> {
       console.log(`${key.padEnd(14)} ${String(s.workloads).padStart(9)}  ${String(s.measurements).padStart(5)}  ${String(s.tuning_s).padStart(8)}  ${(s.kernel_speedup_geomean === null ? '-' : `${s.kernel_speedup_geomean}x`).padStart(15)}   ${seq.replace('seq', '').padStart(3)}${cell('tuned_over_original')}${cell('default_over_original')}${cell('tuned_over_default')}`);
     }
   }
-  console.log(JSON.stringify({ bench: 'tuned', target: info.target.key, batch, threads, budget, models: summary }));
+  console.log(JSON.stringify({ bench: 'tuned', target: info.target.key, batch, threads, budget, settings, models: summary }));
 }
 
 main().catch((e) => { process.stderr.write(`bench:tuned: ${(e as Error).message}\n`); process.exit(1); });
