@@ -171,6 +171,10 @@ class Space:
         Distance: the log2 ratio for numeric parameters, 1 for a differing choice; ties go
         to the default's values. The default when nothing is legal.
         """
+        # a schedule legal here is its own nearest: no need to walk the space (thousands of
+        # points for the attention, milliseconds on the first call of every workload)
+        if self.legal(schedule, workload):
+            return dict(schedule)
         def distance(s):
             d = 0.0
             for name, v in s.items():

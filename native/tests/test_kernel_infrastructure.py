@@ -126,6 +126,20 @@ def test_legalise_carries_a_schedule_to_another_shape():
     assert SPACE.legalise({"block": 8, "vec": 8}, {"n": 4}) == SPACE.default
 
 
+def test_legalise_gives_back_a_schedule_legal_at_the_workload_as_the_walk_over_the_space_would():
+    from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
+    rng = random.Random(7)
+    for kernel in registry.KERNELS.values():
+        w = dict(kernel.example_workloads[0])
+        for s in [kernel.space.sample(rng, w) for _ in range(3)] + [dict(kernel.space.default)]:
+            if not kernel.space.legal(s, w):
+                continue
+            assert kernel.space.legalise(s, w) == s, kernel.name
+            # the walk: nothing legal is nearer than the schedule itself
+            nearest = min(kernel.space.enumerate(w), key=lambda c: (sum(c[k] != s[k] for k in s), c != s))
+            assert nearest == s, kernel.name
+
+
 def test_constraints_reject_anything_but_arithmetic():
     with pytest.raises(ValueError):
         registry.check_constraint("__import__('os')", {})

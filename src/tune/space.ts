@@ -272,6 +272,8 @@ export class Space {
 
   /** The legal schedule at `workload` nearest to `s` (taken from another shape); the default when none is legal. */
   legalise(s: Schedule, workload: Workload = {}): Schedule {
+    // a schedule legal here is its own nearest (as in registry.Space.legalise)
+    if (this.legal(s, workload)) return { ...s };
     let best: Schedule | null = null;
     let bestD = Infinity;
     for (const c of this.enumerate(workload)) {
