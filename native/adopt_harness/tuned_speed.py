@@ -3,8 +3,8 @@
 `npm run bench:tuned` lands here after tuning. One process, one model built three ways from the
 same weights (the rewritten class is built once: the two rewritten variants differ only in the
 schedule table the dispatcher reads, which is switched before each of their steps), timed
-interleaved (original, default, tuned, then tuned, default, original: rounds.py) after warm-up, median
-of the repeats, and each ratio paired round by round as well (speed.paired_ratio).
+interleaved (every other round backwards, and the first of the three turning each pair of rounds:
+rounds.py) after warm-up, median of the repeats, and each ratio paired round by round as well (speed.paired_ratio).
 Dropout is off so the three compute the same thing; the tuned and default outputs are also
 compared against the original's.
 

@@ -163,7 +163,7 @@ class Space:
     def default_at(self, workload=None):
         """The default as dispatch runs it at ``workload``: legalised where the workload's
         constraints forbid it (they name sizes, and no single schedule meets them at every size)."""
-        return dict(self.default) if self.legal(self.default, workload) else self.legalise(self.default, workload)
+        return self.legalise(self.default, workload)
 
     def legalise(self, schedule, workload=None):
         """The legal schedule here nearest to ``schedule`` (taken from another shape).

@@ -24,8 +24,9 @@ const MODELS: Record<string, { module: string; cls: string; config: Record<strin
 
 interface Row { model: string; seq: number; train_original_s: number; train_default_s: number; train_tuned_s: number; default_over_original: number; tuned_over_original: number; tuned_over_default: number; max_rel_error: Record<string, number>; compiled_calls: number; malloc: string; idle_threads: string;
   /** the ratios round by round (speed.paired_ratio) */
-  paired?: Record<'tuned_over_original' | 'default_over_original' | 'tuned_over_default', PairedRatio> }
-type Ratios = { tuned_over_original: number; default_over_original: number; tuned_over_default: number; paired?: Record<string, number> };
+  paired?: Record<RatioName, PairedRatio> }
+type RatioName = 'tuned_over_original' | 'default_over_original' | 'tuned_over_default';
+type Ratios = Record<RatioName, number> & { paired?: Record<string, number> };
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(name);
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
   console.log('model          workloads  meas.  tuning s  kernel speed-up   seq       tuned/orig     default/orig    tuned/default');
   for (const [key, s] of Object.entries(summary) as [string, { workloads: number; measurements: number; tuning_s: number; kernel_speedup_geomean: number | null; train: Record<string, Ratios> }][]) {
     for (const [seq, t] of Object.entries(s.train)) {
-      const cell = (k: 'tuned_over_original' | 'default_over_original' | 'tuned_over_default') => `${t[k]}${t.paired ? ` [${t.paired[k]}]` : ''}`.padStart(17);
+      const cell = (k: RatioName) => `${t[k]}${t.paired ? ` [${t.paired[k]}]` : ''}`.padStart(17);
       console.log(`${key.padEnd(14)} ${String(s.workloads).padStart(9)}  ${String(s.measurements).padStart(5)}  ${String(s.tuning_s).padStart(8)}  ${(s.kernel_speedup_geomean === null ? '-' : `${s.kernel_speedup_geomean}x`).padStart(15)}   ${seq.replace('seq', '').padStart(3)}${cell('tuned_over_original')}${cell('default_over_original')}${cell('tuned_over_default')}`);
     }
   }

@@ -267,7 +267,7 @@ export class Space {
 
   /** The default as dispatch runs it at `workload`: legalised where the workload's constraints forbid it. */
   defaultAt(workload: Workload = {}): Schedule {
-    return this.legal(this.defaults, workload) ? { ...this.defaults } : this.legalise(this.defaults, workload);
+    return this.legalise(this.defaults, workload);
   }
 
   /** The legal schedule at `workload` nearest to `s` (taken from another shape); the default when none is legal. */
