@@ -240,6 +240,23 @@ def test_negative_control_a_wrong_template_fails_the_check(monkeypatch, where, o
         _dispatch.forget()
 
 
+def test_the_last_key_blocks_short_width_covers_every_key(monkeypatch):
+    """A length short of a whole key block computes whole vectors of scores, not the whole block:
+    41 keys leave 9 in the last 32-key block, a width that no vector length divides."""
+    run, _, check = K.make_case({"batch": 1, "heads": 2, "q_len": 19, "k_len": 41, "head_dim": 16, "dtype": "float32"}, seed=2)
+    for vec_bits in (128, 256, 512):
+        check(run(dict(K.SPACE.portable_default, block_k=32, vec_bits=vec_bits)))
+    # negative control: a width rounded down drops the block's last keys
+    monkeypatch.setattr(K, "TEMPLATE", K.TEMPLATE.replace("return rup(nk, VL); }", "return nk / VL * VL; }"))
+    _dispatch.forget()
+    try:
+        with pytest.raises(AssertionError):
+            check(run(dict(K.SPACE.portable_default, block_k=32)))
+    finally:
+        monkeypatch.undo()
+        _dispatch.forget()
+
+
 @pytest.mark.parametrize("mask", [0.5, torch.tensor(0.25), torch.tensor(True)], ids=["number", "0-d float", "0-d bool"])
 def test_a_mask_of_one_value_broadcasts_over_every_score(mask, monkeypatch):
     """`scores + 0.5` (a number, or a 0-d tensor) reaches the kernel as a 0-d mask."""

@@ -21,6 +21,10 @@ enum { B_, H_, L_, S_, D_, DV_, CAUSAL_, KB_, KH_, VB_, VH_, QS_, KS_ = QS_ + 3,
        BIAS_ = VS_ + 3, ADD_ = BIAS_ + 4, KEEP_ = ADD_ + 4, DROP_ = KEEP_ + 4, SEED_, META_N };
 
 static inline int64_t rup(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+// The score columns computed for a key block of nk keys: whole vectors, not the whole block, so
+// that the last block of a length short of a multiple of BK (ViT's 197 keys: 5 in the last of
+// four 64-key blocks) costs what its keys do. Columns from nk on are -inf scores, 0 probabilities.
+static inline int64_t cols(int64_t nk) { return rup(nk, VL); }
 static inline float* falloc(int64_t n) { return (float*)std::memset(std::aligned_alloc(64, rup(n * 4 + 64, 64)), 0, n * 4); }
 
 // C[M x N] (+)= A B: A element (row r, k) at A[r * a_rs + k * a_ks] (broadcast), B row-major with
@@ -95,11 +99,11 @@ static inline uint32_t row_key(const int64_t* meta, int64_t bh, int64_t i) {
   uint32_t a = fmix1(lo ^ ((uint32_t)bh * 0x9e3779b1u));
   return fmix1((a ^ ((uint32_t)i * 0x85ebca77u)) + hi);
 }
-// s[j] *= keep(j) / (1 - p) for the keys j0 .. j0 + BK of one row
-NOINLINE static void dropout_row(float* s, uint32_t key, uint32_t hi, int64_t j0, uint32_t thresh, float inv_keep) {
+// s[j] *= keep(j) / (1 - p) for the keys j0 .. j0 + n of one row
+NOINLINE static void dropout_row(float* s, int64_t n, uint32_t key, uint32_t hi, int64_t j0, uint32_t thresh, float inv_keep) {
   vu j;
   for (int t = 0; t < VL; ++t) j[t] = (uint32_t)(j0 + t);
-  for (int64_t jj = 0; jj < BK; jj += VL, j += VL) {
+  for (int64_t jj = 0; jj < n; jj += VL, j += VL) {
     vu h = fmix(fmix(key ^ (j * 0xc2b2ae3du)) + hi);
     vi kept = (vi)(h >> 8) >= (vi)(vu{} + thresh);
     vstore(s + jj, kept ? vload(s + jj) * inv_keep : vsplat(0.f));
@@ -140,16 +144,18 @@ NOINLINE static float mask_row(float* s, const RowMask& m, float scale, int64_t 
     s[jj] = x;
     mx = std::max(mx, x);
   }
-  for (; jj < BK; ++jj) s[jj] = NEG_INF;
+  for (; jj < cols(nk); ++jj) s[jj] = NEG_INF;
   return mx;  // the row's maximum
 }
 
-// s <- exp(s - m); returns the sum
-NOINLINE static float exp_row(float* s, float m) {
+// s <- exp(s - m) over n columns (a multiple of VL); returns the sum
+static inline __attribute__((always_inline)) float exp_cols(float* s, int64_t n, float m) {
   vf sum = vsplat(0.f);
-  for (int64_t jj = 0; jj < BK; jj += VL) { vf e = vexp(vload(s + jj) - m); vstore(s + jj, e); sum += e; }
+  for (int64_t jj = 0; jj < n; jj += VL) { vf e = vexp(vload(s + jj) - m); vstore(s + jj, e); sum += e; }
   return hsum(sum);
 }
+// a whole block's row with BK known to the compiler (unrolled), a short one's with n
+NOINLINE static float exp_row(float* s, int64_t n, float m) { return n == BK ? exp_cols(s, BK, m) : exp_cols(s, n, m); }
 
 // The causal limit of query row i: the last key it may see (bottom-right aligned), or S.
 static inline int64_t key_limit(const int64_t* meta, int64_t i) {
@@ -197,20 +203,20 @@ struct FwdScratch { float *q, *s, *o, *m, *l; };
 
 // Online softmax over one score block: the running max and sum of each row, the output
 // rows rescaled, the block turned into (dropped-out) probabilities. False where they all are 0.
-static bool softmax_block(const FwdScratch& w, int64_t nq, int64_t Dvp, const float* bmax, const uint32_t* keys, uint32_t hi,
+static bool softmax_block(const FwdScratch& w, int64_t nq, int64_t n, int64_t Dvp, const float* bmax, const uint32_t* keys, uint32_t hi,
                           int64_t j0, uint32_t thresh, float inv_keep) {
   bool mass = false;
   for (int64_t r = 0; r < nq; ++r) {
     float* s = w.s + r * BK;
     float mnew = std::max(w.m[r], bmax[r]);
     if (mnew == NEG_INF) { std::memset(s, 0, BK * 4); continue; }
-    float alpha = std::exp(w.m[r] - mnew), sum = exp_row(s, mnew);
+    float alpha = std::exp(w.m[r] - mnew), sum = exp_row(s, n, mnew);
     mass |= !(sum == 0.f);
     w.l[r] = w.l[r] * alpha + sum;
     w.m[r] = mnew;
     if (alpha != 1.f)
       for (float* o = w.o + r * Dvp; o < w.o + (r + 1) * Dvp; o += VL) vstore(o, vload(o) * alpha);
-    if (keys) dropout_row(s, keys[r], hi, j0, thresh, inv_keep);
+    if (keys) dropout_row(s, n, keys[r], hi, j0, thresh, inv_keep);
   }
   return mass;
 }
@@ -236,12 +242,12 @@ static void fwd_task(const scalar_t* q, const float* kp, const float* vp, const 
   for (int64_t kb = 0; kb < kb_end; ++kb) {
     const int64_t j0 = kb * BK, nk = std::min<int64_t>(BK, S - j0);
     const float* kblk = kh + kb * BK * Dp;
-    if (LOOP_DOT) dot_nt(w.s, BK, w.q, Dp, kblk, Dp, nq, BK, Dp);
-    else mm(w.s, BK, w.q, Dp, 1, kblk, BK, nq, BK, D, false);
+    if (LOOP_DOT) dot_nt(w.s, BK, w.q, Dp, kblk, Dp, nq, cols(nk), Dp);
+    else mm(w.s, BK, w.q, Dp, 1, kblk, BK, nq, cols(nk), D, false);
     float bmax[BQ];
     for (int64_t r = 0; r < nq; ++r)
       bmax[r] = mask_row(w.s + r * BK, row_mask(bias, add, keep, meta, b, h, i0 + r, j0), scale, nk, key_limit(meta, i0 + r) - j0);
-    if (softmax_block(w, nq, Dvp, bmax, meta[DROP_] ? keys : nullptr, hi, j0, thresh, 1.f / (1.f - p_drop)))
+    if (softmax_block(w, nq, cols(nk), Dvp, bmax, meta[DROP_] ? keys : nullptr, hi, j0, thresh, 1.f / (1.f - p_drop)))
       mm(w.o, Dvp, w.s, BK, 1, vh + kb * BK * Dvp, Dvp, nq, Dvp, nk, true);
   }
   for (int64_t r = 0; r < nq; ++r) {
@@ -286,36 +292,37 @@ static void bwd_pair(const scalar_t* q, const scalar_t* dout, const float* bias,
   const int64_t Dp = rup(D, VL), Dvp = rup(Dv, VL), bh = b * H + h;
   const int64_t nq = std::min<int64_t>(BQ, L - i0), nk = std::min<int64_t>(BK, S - j0);
   load_rows(w.q, Dp, q + b * meta[QS_] + h * meta[QS_ + 1] + i0 * meta[QS_ + 2], meta[QS_ + 2], nq, D);
-  if (LOOP_DOT) dot_nt(w.p, BK, w.q, Dp, w.kr, Dp, nq, BK, Dp);
-  else mm(w.p, BK, w.q, Dp, 1, w.kt, BK, nq, BK, D, false);
+  const int64_t n = cols(nk);
+  if (LOOP_DOT) dot_nt(w.p, BK, w.q, Dp, w.kr, Dp, nq, n, Dp);
+  else mm(w.p, BK, w.q, Dp, 1, w.kt, BK, nq, n, D, false);
   bool mass = false;
   for (int64_t r = 0; r < nq; ++r) {
     const int64_t i = i0 + r;
     mask_row(w.p + r * BK, row_mask(bias, add, keep, meta, b, h, i, j0), scale, nk, key_limit(meta, i) - j0);
-    mass |= !(exp_row(w.p + r * BK, lse[bh * L + i]) == 0.f);
+    mass |= !(exp_row(w.p + r * BK, n, lse[bh * L + i]) == 0.f);
   }
   if (!mass) {  // every probability of the pair underflowed to 0 (a masked block): nothing to add
     if (dbias) for (int64_t r = 0; r < nq; ++r) std::memset(dbias + (bh * L + i0 + r) * S + j0, 0, nk * 4);
     return;
   }
   load_rows(w.dout, Dvp, dout + (bh * L + i0) * Dv, Dv, nq, Dv);
-  if (LOOP_DOT) dot_nt(w.ds, BK, w.dout, Dvp, w.vt, Dvp, nq, BK, Dvp);
-  else mm(w.ds, BK, w.dout, Dvp, 1, w.vt, BK, nq, BK, Dv, false);
+  if (LOOP_DOT) dot_nt(w.ds, BK, w.dout, Dvp, w.vt, Dvp, nq, n, Dvp);
+  else mm(w.ds, BK, w.dout, Dvp, 1, w.vt, BK, nq, n, Dv, false);
   const uint32_t hi = (uint32_t)((uint64_t)meta[SEED_] >> 32), thresh = (uint32_t)std::min(16777216.0, (double)p_drop * 16777216.0);
   for (int64_t r = 0; r < nq; ++r) {
     const int64_t i = i0 + r;
     float *p = w.p + r * BK, *ds = w.ds + r * BK, *pd = w.pd + r * BK;
     if (meta[DROP_]) {  // dropped-out probabilities multiply dO; dP's kept entries scale alike
-      std::memcpy(pd, p, BK * 4);
-      for (float* t : {pd, ds}) dropout_row(t, row_key(meta, bh, i), hi, j0, thresh, 1.f / (1.f - p_drop));
+      std::memcpy(pd, p, n * 4);
+      for (float* t : {pd, ds}) dropout_row(t, n, row_key(meta, bh, i), hi, j0, thresh, 1.f / (1.f - p_drop));
     }
     const float dl = delta[bh * L + i];
     if (dbias) {  // the scores' gradient is the added bias's; the product's is it times the scale
-      for (int64_t jj = 0; jj < BK; jj += VL) vstore(ds + jj, vload(p + jj) * (vload(ds + jj) - dl));
+      for (int64_t jj = 0; jj < n; jj += VL) vstore(ds + jj, vload(p + jj) * (vload(ds + jj) - dl));
       std::memcpy(dbias + (bh * L + i) * S + j0, ds, nk * 4);
-      for (int64_t jj = 0; jj < BK; jj += VL) vstore(ds + jj, vload(ds + jj) * scale);
+      for (int64_t jj = 0; jj < n; jj += VL) vstore(ds + jj, vload(ds + jj) * scale);
     } else {
-      for (int64_t jj = 0; jj < BK; jj += VL) vstore(ds + jj, vload(p + jj) * (vload(ds + jj) - dl) * scale);
+      for (int64_t jj = 0; jj < n; jj += VL) vstore(ds + jj, vload(p + jj) * (vload(ds + jj) - dl) * scale);
     }
   }
   mm(w.dv, Dvp, meta[DROP_] ? w.pd : w.p, 1, BK, w.dout, Dvp, nk, Dvp, nq, true);
