@@ -33,7 +33,7 @@ import torch
 
 from adopt_harness import blas_setting
 from adopt_harness.rounds import in_round
-from adopt_kernels import memory, registry
+from adopt_kernels import memory, registry, threads
 from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
 
 
@@ -159,7 +159,7 @@ def main(argv=None):
                    help='a workload of its own instead of the examples (one --kernels): \'{"batch": 4, "heads": 8, ...}\'')
     blas_setting.add_option(p)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    threads.set_threads(args.threads)
     names = [n for n in args.kernels.split(",") if n] or sorted(registry.KERNELS)
     unknown = [n for n in names if n not in registry.KERNELS]
     if unknown:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from adopt_harness import blas_setting
 from adopt_harness.rounds import in_round
 from adopt_kernels.kernels import linear_ce as K
+from adopt_kernels.threads import set_threads
 from adopt_kernels.kernels import linear_ce_logits as KL
 
 
@@ -161,7 +162,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     blas = blas_setting.apply(args)
     wanted = chosen(args.variants, p)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     h, w, labels = make_inputs(args.tokens, args.hidden, args.vocab, getattr(torch, args.dtype), device=args.device)
     runs = {k: fn for k, fn in variants(h, w, labels).items() if k in wanted}

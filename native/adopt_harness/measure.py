@@ -79,7 +79,7 @@ def _child_main():
     """Reads one JSON command a line from stdin, answers one line on stdout (kept for answers)."""
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     sys.stdout = sys.stderr  # prints of kernels or torch must not garble the protocol
-    import torch
+    from adopt_kernels.threads import set_threads  # BLAS's threads too: a kernel may call products
 
     state = {}
     for line in sys.stdin:
@@ -89,7 +89,7 @@ def _child_main():
                 registry = _load_registry(cmd.get("imports"))
                 kernel = registry.KERNELS[cmd["kernel"]]
                 if cmd.get("threads"):
-                    torch.set_num_threads(int(cmd["threads"]))
+                    set_threads(int(cmd["threads"]))
                 device = cmd.get("device") or "cpu"
                 if device != "cpu":
                     os.environ["ADOPT_TRITON_MIN_BYTES"] = "0"  # the Triton kernel is what is tuned

@@ -20,6 +20,7 @@ from torch import nn
 import adopt_kernels
 from adopt_harness import blas_setting
 from adopt_harness.rounds import in_round
+from adopt_kernels.threads import set_threads
 
 
 def _case(tokens, width, seed=0):
@@ -65,7 +66,7 @@ def main(argv=None):
     blas_setting.add_option(p)
     args = p.parse_args(argv)
     blas = blas_setting.apply(args)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     rows = [measure(*map(int, s.split("x")), args.repeats) for s in args.shapes.split(",") if s]
     print(f"stacked projections (fused_qkv) vs three linear layers, forward+backward, {args.threads} threads, median of {args.repeats}; BLAS: {blas}")
     print(f"{'tokens':>7} {'width':>6} {'separate ms':>12} {'stacked ms':>11} {'speed-up':>9}")

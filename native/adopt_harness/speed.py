@@ -38,7 +38,7 @@ from adopt_harness.dropout import config_without_dropout, no_dropout
 from adopt_harness.inputs import timing_inputs
 from adopt_harness.protocol import Channel
 from adopt_harness.rounds import in_round
-from adopt_kernels import idle_threads, memory
+from adopt_kernels import idle_threads, memory, threads
 
 MODELS = {
     # name: (module, class, config overrides)
@@ -266,7 +266,7 @@ def main():
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--variant", action="append", default=[], help="RULE=DIR: the models rewritten with that rule only")
     p.add_argument("--batch", type=int, default=0, help="default: 4 on CPU, 8 on a GPU")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and the kernels alike (default: every core)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch, the kernels and OpenBLAS alike (default: every core)")
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                    help="cpu: the process's CPU time (meaningful with --threads 1 on a busy machine)")
     p.add_argument("--profile", action="store_true", help="also profile one training step of each: the share of time outside matmuls")
@@ -288,7 +288,7 @@ def main():
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     # Debian's torch starts with one thread: both sides get the same count, stated in the result
-    torch.set_num_threads(args.threads)
+    threads.set_threads(args.threads)
     for key in args.models.split(","):
         if key not in MODELS:
             p.error(f"unknown model {key!r}: one of {', '.join(MODELS)}")

@@ -22,6 +22,7 @@ from adopt_harness import blas_setting
 from adopt_harness.compare import first_tensor
 from adopt_harness.dropout import config_without_dropout
 from adopt_harness.rounds import in_round
+from adopt_kernels.threads import set_threads
 from adopt_harness.speed import MODELS, idle_threads_setting, inputs_for, load_rewritten, paired_ratio
 
 
@@ -46,7 +47,7 @@ def main():
     blas_setting.add_option(p)
     args = p.parse_args()
     blas = blas_setting.apply(args)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     from adopt_kernels import _dispatch, memory, schedules
 
     module, cls_name, overrides = MODELS[args.model]

@@ -133,9 +133,11 @@ def main():
     p.add_argument("--timeout", type=int, default=600, help="seconds per class")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     from adopt_kernels import _dispatch
+    from adopt_kernels.threads import set_threads
+
+    if args.threads:
+        set_threads(args.threads)
 
     overrides = json.loads(args.config)
     module = load(args.rewritten, False, package_from=args.original)
