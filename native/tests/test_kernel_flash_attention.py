@@ -242,11 +242,14 @@ def test_negative_control_a_wrong_template_fails_the_check(monkeypatch, where, o
 
 def test_the_last_key_blocks_short_width_covers_every_key(monkeypatch):
     """A length short of a whole key block computes whole vectors of scores, not the whole block:
-    41 keys leave 9 in the last 32-key block, a width that no vector length divides."""
-    run, _, check = K.make_case({"batch": 1, "heads": 2, "q_len": 19, "k_len": 41, "head_dim": 16, "dtype": "float32"}, seed=2)
-    for vec_bits in (128, 256, 512):
-        check(run(dict(K.SPACE.portable_default, block_k=32, vec_bits=vec_bits)))
-    # negative control: a width rounded down drops the block's last keys
+    41 keys leave 9 in the last 32-key block, a width that no vector length divides. No mask, so
+    every key of that block takes part."""
+    run, _, check = K.make_case({"batch": 1, "heads": 2, "q_len": 19, "k_len": 41, "head_dim": 16, "dtype": "float32", "mask": "none"}, seed=2)
+    for loop in ("axpy", "dot"):
+        for vec_bits in (128, 256, 512):
+            check(run(dict(K.SPACE.portable_default, block_k=32, vec_bits=vec_bits, loop=loop)))
+    # negative control: a width rounded down leaves the block's last key out of the scores
+    assert "return rup(nk, VL); }" in K.TEMPLATE
     monkeypatch.setattr(K, "TEMPLATE", K.TEMPLATE.replace("return rup(nk, VL); }", "return nk / VL * VL; }"))
     _dispatch.forget()
     try:
