@@ -188,7 +188,7 @@ def test_the_registry_exports_as_json():
     data = json.loads(out.stdout)
     assert data["format"] == "adopt-kernel-registry/1"
     rms = data["kernels"]["rms_norm"]
-    assert rms["space"]["default"] == K.SPACE.default
+    assert rms["space"]["default"] == K.SPACE.portable_default  # the file reads the same on every machine
     assert "rms_norm" in data["switches"] and "native" in data["switches"]
     for kernel in data["kernels"].values():
         assert set(kernel["space"]["default"]) == set(kernel["space"]["params"])

@@ -99,7 +99,7 @@ def test_non_contiguous_input_and_a_mask_with_strided_rows():
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("kind", [None, "additive", "causal"])
-@pytest.mark.parametrize("vec_bits", [128, 256])
+@pytest.mark.parametrize("vec_bits", [128, 256, 512])  # 512: AVX-512's streaming stores where the CPU has them
 def test_streaming_stores(dtype, kind, vec_bits, monkeypatch):
     """Outputs past the size threshold are streamed: rows of 123 (and 80) values start off any
     alignment, so each has an unaligned head, streamed vectors and a tail."""

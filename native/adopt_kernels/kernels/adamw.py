@@ -93,13 +93,15 @@ extern "C" void adam_step(const int64_t* params, const int64_t* grads, const int
 SPACE = Space(
     params={
         "chunk": (4096, 16384, 65536, 262144),
-        "vec_bits": (0, 128, 256),
+        "vec_bits": (0, 128, 256, 512),
         "unroll": (1, 2, 4, 8),
         "omp_kind": ("static", "dynamic", "guided"),
         "omp_chunk": (1, 2, 4, 8),
     },
     default={"chunk": 65536, "vec_bits": 256, "unroll": 2, "omp_kind": "static", "omp_chunk": 1},
     omp={"kind": "omp_kind", "chunk": "omp_chunk"},
+    # 512-bit vectors on AVX-512 CPUs: 5-30% faster there, in cache and out (docs/kernels.md)
+    target_defaults={"avx512": {"vec_bits": 512}},
 )
 
 MODES = {"none": 0, "l2": 1, "decoupled": 2}

@@ -348,13 +348,15 @@ extern "C" void ln_dropout_keep(float* out, int64_t rows, int64_t n, uint64_t se
 SPACE = Space(
     params={
         "chunk": (1, 2, 4, 8, 16, 32, 64, 128),
-        "vec_bits": (0, 128, 256),
+        "vec_bits": (0, 128, 256, 512),
         "unroll": (1, 2, 4, 8),
         "stats": ("onepass", "twopass"),
         "omp_kind": ("static", "dynamic", "guided"),
     },
     default={"chunk": 4, "vec_bits": 256, "unroll": 2, "stats": "twopass", "omp_kind": "static"},
     omp={"kind": "omp_kind", "chunk": "chunk"},
+    # 512-bit vectors on AVX-512 CPUs: 5-30% faster there, in cache and out (docs/kernels.md)
+    target_defaults={"avx512": {"vec_bits": 512}},
 )
 
 
