@@ -16,6 +16,7 @@ from torch.profiler import ProfilerActivity, profile
 from adopt_harness.compare import first_tensor
 from adopt_harness.dropout import config_without_dropout, no_dropout
 from adopt_harness.speed import MATMUL_OPS, MODELS, inputs_for, load_rewritten
+from adopt_kernels.threads import set_threads
 
 
 def step(model, inputs, train):
@@ -38,7 +39,7 @@ def main():
     p.add_argument("--rows", type=int, default=14, help="ops listed per variant")
     p.add_argument("--only", choices=("original", "rewritten"), help="profile one variant")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)  # OpenBLAS's own threads too
     module, cls_name, overrides = MODELS[args.model]
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32

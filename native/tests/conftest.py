@@ -1,4 +1,23 @@
 import pytest
+import torch
+
+from adopt_kernels import idle_threads
+
+
+# the OpenBLAS copies torch loaded (found once: reading the process's maps each test would cost)
+_THREADED_BLAS = [lib for _, lib, threading in idle_threads.loaded_openblases() if threading != "sequential"]
+
+
+@pytest.fixture(autouse=True)
+def _thread_counts_restored():
+    """Benchmarks run in-process set torch's and OpenBLAS's thread counts (adopt_kernels.threads):
+    each test leaves them as it found them, so later tests run as the suite started."""
+    blas = [(lib, lib.openblas_get_num_threads()) for lib in _THREADED_BLAS]
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+    for lib, n in blas:
+        lib.openblas_set_num_threads(n)
 
 
 @pytest.fixture(autouse=True)

@@ -104,8 +104,10 @@ def test_streaming_stores(dtype, kind, vec_bits, monkeypatch):
     """Outputs past the size threshold are streamed: rows of 123 (and 80) values start off any
     alignment, so each has an unaligned head, streamed vectors and a tail."""
     monkeypatch.setattr(_common, "STREAM_BYTES", 0)
+    schedule = dict(K.SPACE.default, vec_bits=vec_bits)
+    _dispatch.library(K.KERNEL, schedule, dtype)  # built as asked: a failed build raises, never falls back unseen
     for shape in ((3, 5, 123), (2, 9, 80)):
-        check_float64(shape, kind, dtype, schedule=dict(K.SPACE.default, vec_bits=vec_bits))
+        check_float64(shape, kind, dtype, schedule=schedule)
 
 
 def test_negative_control_a_wrong_streamed_vector_fails_the_check(monkeypatch):

@@ -316,11 +316,8 @@ def test_projections_bench_prints_its_table_and_one_json_line(capsys):
 
     from adopt_harness import projections_bench
 
-    threads = torch.get_num_threads()
-    try:
-        assert projections_bench.main(["--threads", "1", "--repeats", "1", "--shapes", "8x16,12x8"]) == 0
-    finally:
-        torch.set_num_threads(threads)  # the bench sets the process's count; later tests keep theirs
+    # the bench sets the process's thread counts; conftest restores them after the test
+    assert projections_bench.main(["--threads", "1", "--repeats", "1", "--shapes", "8x16,12x8"]) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [(w["tokens"], w["width"]) for w in last["workloads"]] == [(8, 16), (12, 8)]
     assert all(w["separate_ms"] > 0 and w["stacked_ms"] > 0 for w in last["workloads"])

@@ -1,4 +1,5 @@
-"""One thread count for torch, the kernels and OpenBLAS (adopt_kernels.threads)."""
+"""One thread count for torch, the kernels and OpenBLAS (adopt_kernels.threads); conftest restores the
+counts after each test."""
 
 import os
 
@@ -11,26 +12,20 @@ from adopt_kernels.threads import set_threads
 THREADED = [(path, lib) for path, lib, threading in idle_threads.loaded_openblases() if threading != "sequential"]
 
 
-@pytest.fixture
-def restore_threads():
-    before = torch.get_num_threads()
-    blas = [lib.openblas_get_num_threads() for _, lib in THREADED]
-    yield
-    torch.set_num_threads(before)
-    for (_, lib), n in zip(THREADED, blas):
-        lib.openblas_set_num_threads(n)
+TWO_CORES = (os.cpu_count() or 1) >= 2
 
 
-@pytest.mark.skipif(not THREADED, reason="no threaded OpenBLAS in this process (torch linked to MKL, or statically)")
-def test_one_thread_reaches_torch_and_every_openblas(restore_threads):
+@pytest.mark.skipif(not THREADED or not TWO_CORES, reason="needs a threaded OpenBLAS and two cores")
+def test_one_thread_reaches_torch_and_every_openblas():
+    assert set_threads(2) == [2] * len(THREADED)  # from two, so that one is a change
     counts = set_threads(1)
     assert torch.get_num_threads() == 1
     assert counts == [1] * len(THREADED)
     assert [lib.openblas_get_num_threads() for _, lib in THREADED] == counts
 
 
-@pytest.mark.skipif(not THREADED or (os.cpu_count() or 1) < 2, reason="needs a threaded OpenBLAS and two cores")
-def test_negative_control_torch_alone_leaves_openblas_at_its_own_count(restore_threads):
+@pytest.mark.skipif(not THREADED or not TWO_CORES, reason="needs a threaded OpenBLAS and two cores")
+def test_negative_control_torch_alone_leaves_openblas_at_its_own_count():
     set_threads(2)
     torch.set_num_threads(1)  # what the benchmarks did before: OpenBLAS keeps its two threads
     assert [lib.openblas_get_num_threads() for _, lib in THREADED] == [2] * len(THREADED)

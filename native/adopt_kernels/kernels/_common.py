@@ -18,7 +18,7 @@ def render(template, schedule, dtype, **extra):
     ``$scalar_t`` is the storage type of the dtype; every schedule parameter is available by
     name, as is ``$omp_schedule`` for the parallel loop's scheduling clause, and ``$vec_pragma``
     the pragma that sets the vector width: ``vec_bits`` 0 turns the vectoriser off (scalar code,
-    the baseline AVX2 is measured against), 128 or 256 make it prefer that width.
+    the baseline AVX2 is measured against), 128, 256 or 512 make it prefer that width.
     """
     subs = {k: str(v) for k, v in schedule.items()}
     if "vec_bits" in schedule:

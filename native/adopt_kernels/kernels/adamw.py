@@ -100,7 +100,7 @@ SPACE = Space(
     },
     default={"chunk": 65536, "vec_bits": 256, "unroll": 2, "omp_kind": "static", "omp_chunk": 1},
     omp={"kind": "omp_kind", "chunk": "omp_chunk"},
-    # 512-bit vectors on AVX-512 CPUs: 5-30% faster there, in cache and out (docs/kernels.md)
+    # 512-bit vectors on AVX-512 CPUs: 5% less time (docs/kernels.md)
     target_defaults={"avx512": {"vec_bits": 512}},
 )
 

@@ -216,7 +216,7 @@ SPACE = Space(
     },
     default={"chunk": 4, "block": 2048, "vec_bits": 256, "unroll": 2, "math": "poly", "omp_kind": "static"},
     omp={"kind": "omp_kind", "chunk": "chunk"},
-    # 512-bit vectors on AVX-512 CPUs: 5-30% faster there, in cache and out (docs/kernels.md)
+    # 512-bit vectors on AVX-512 CPUs: 12-28% less time (docs/kernels.md)
     target_defaults={"avx512": {"vec_bits": 512}},
 )
 

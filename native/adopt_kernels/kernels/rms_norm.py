@@ -109,7 +109,7 @@ SPACE = Space(
             "acc": (1, 2, 4, 8), "omp_kind": ("static", "dynamic", "guided")},
     default={"chunk": 16, "vec_bits": 256, "unroll": 2, "acc": 4, "omp_kind": "static"},
     omp={"kind": "omp_kind", "chunk": "chunk"},
-    # 512-bit vectors on AVX-512 CPUs: 5-30% faster there, in cache and out (docs/kernels.md)
+    # 512-bit vectors on AVX-512 CPUs: 2-4% less time (docs/kernels.md)
     target_defaults={"avx512": {"vec_bits": 512}},
 )
 

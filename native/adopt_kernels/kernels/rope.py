@@ -152,7 +152,7 @@ SPACE = Space(
     },
     default={"parallel": "seq", "chunk": 2, "vec_bits": 256, "unroll": 2, "omp_kind": "static"},
     omp={"kind": "omp_kind", "chunk": "chunk"},
-    # 512-bit vectors on AVX-512 CPUs: 5-30% faster there, in cache and out (docs/kernels.md)
+    # 512-bit vectors on AVX-512 CPUs: 1-9% less time (docs/kernels.md)
     target_defaults={"avx512": {"vec_bits": 512}},
 )
 

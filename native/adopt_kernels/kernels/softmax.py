@@ -241,7 +241,7 @@ SPACE = Space(
             "math": ("poly", "libm"), "omp_kind": ("static", "dynamic", "guided")},
     default={"chunk": 4, "vec_bits": 256, "unroll": 2, "math": "poly", "omp_kind": "static"},
     omp={"kind": "omp_kind", "chunk": "chunk"},
-    # 512-bit vectors on AVX-512 CPUs: 5-30% faster there, in cache and out (docs/kernels.md)
+    # 512-bit vectors on AVX-512 CPUs: 9-10% less time (docs/kernels.md)
     target_defaults={"avx512": {"vec_bits": 512}},
 )
 
