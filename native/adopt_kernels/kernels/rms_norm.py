@@ -109,8 +109,8 @@ SPACE = Space(
             "acc": (1, 2, 4, 8), "omp_kind": ("static", "dynamic", "guided")},
     default={"chunk": 16, "vec_bits": 256, "unroll": 2, "acc": 4, "omp_kind": "static"},
     omp={"kind": "omp_kind", "chunk": "chunk"},
-    # 512-bit vectors on AVX-512 CPUs: 2-4% less time (docs/kernels.md)
-    target_defaults={"avx512": {"vec_bits": 512}},
+    # no AVX-512 default: acc counts 256-bit vectors, and 512 bits with acc 8 (the same chains of
+    # partial sums) came out level with the 256-bit default (docs/kernels.md); the tuner has both
 )
 
 
