@@ -14,15 +14,18 @@ import torch
 from . import _dispatch, idle_threads
 
 
+def threaded_openblases():
+    """(path, library) of every loaded OpenBLAS that runs threads of its own or OpenMP's."""
+    return [(path, lib) for path, lib, threading in idle_threads.loaded_openblases() if threading != "sequential"]
+
+
 def set_threads(n):
     """Run torch, the kernels and every loaded OpenBLAS with ``n`` threads. Returns the BLAS
     libraries' thread counts after the call (empty where no OpenBLAS is loaded: torch linked to
     MKL, which follows ``torch.set_num_threads`` itself, or statically)."""
     torch.set_num_threads(n)
     counts = []
-    for path, lib, threading in idle_threads.loaded_openblases():
-        if threading == "sequential":
-            continue
+    for path, lib in threaded_openblases():
         try:
             lib.openblas_set_num_threads(int(n))
         except AttributeError:

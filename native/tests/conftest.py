@@ -1,11 +1,10 @@
 import pytest
 import torch
 
-from adopt_kernels import idle_threads
-
+from adopt_kernels.threads import threaded_openblases
 
 # the OpenBLAS copies torch loaded (found once: reading the process's maps each test would cost)
-_THREADED_BLAS = [lib for _, lib, threading in idle_threads.loaded_openblases() if threading != "sequential"]
+_THREADED_BLAS = [lib for _, lib in threaded_openblases()]
 
 
 @pytest.fixture(autouse=True)

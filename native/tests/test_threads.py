@@ -6,11 +6,9 @@ import os
 import pytest
 import torch
 
-from adopt_kernels import idle_threads
-from adopt_kernels.threads import set_threads
+from adopt_kernels.threads import set_threads, threaded_openblases
 
-THREADED = [(path, lib) for path, lib, threading in idle_threads.loaded_openblases() if threading != "sequential"]
-
+THREADED = threaded_openblases()
 
 TWO_CORES = (os.cpu_count() or 1) >= 2
 
