@@ -3,6 +3,8 @@
 import json
 import time
 
+import pytest
+
 from adopt_harness import kernels_bench
 
 
@@ -81,3 +83,26 @@ def test_keep_freed_memory_is_stated_in_the_result():
         assert p.returncode == 0, p.stderr
         assert said in p.stdout
         assert json.loads(p.stdout.strip().splitlines()[-1])["malloc"] == malloc
+
+
+@pytest.mark.parametrize("level, timed", [("avx512", True), (None, False)])
+def test_the_portable_default_is_timed_beside_a_target_default(level, timed, capsys, tmp_path, monkeypatch):
+    """Where a target default differs from the portable one (softmax: 512-bit vectors on AVX-512),
+    both are timed and ``speedup_portable`` says the portable one's; where they are one, it is null."""
+    import dataclasses
+
+    from adopt_kernels import registry
+
+    kernel = registry.KERNELS["softmax"]
+    s = kernel.space
+    space = registry.Space(params=s.params, default=s.portable_default, constraints=s.constraints, omp=s.omp,
+                           target_defaults=s.target_defaults, level=level)
+    assert (space.default != space.portable_default) == timed
+    monkeypatch.setitem(registry.KERNELS, "softmax", dataclasses.replace(kernel, space=space))
+    out_json = tmp_path / "out.json"
+    assert kernels_bench.main(["--kernels", "softmax", "--workload", '{"rows": 8, "n": 64, "dtype": "float32"}', "--repeats", "1",
+                               "--sample", "0", "--threads", "1", "--json", str(out_json)]) == 0
+    assert "x port" in capsys.readouterr().out
+    row = json.loads(out_json.read_text())["detail"]["softmax"]["workloads"][0]
+    assert (row["speedup_portable"] is not None) == timed
+    assert row["speedup_portable"] is None or row["speedup_portable"] > 0
