@@ -6,7 +6,7 @@ import { isTorchScript, sameExpr } from '../analysis/lower.js';
 import { checkConstraint } from './constraints.js';
 import { partialMatch, requiredLines, type NearMiss } from './why-not.js';
 import { PlaceTable, type NearMissTable } from './near-miss-table.js';
-import { attrOf, reaches, usersOf, viewOf, type MethodView } from './method.js';
+import { attrOf, exclusive, reaches, usersOf, viewOf, type MethodView } from './method.js';
 import { layerClassOf, sequentialArgs } from '../analysis/layer-class.js';
 import { typeName } from '../analysis/classes.js';
 import { ABSENT_IF_NONE } from '../analysis/optional-add.js';
@@ -216,6 +216,12 @@ function anchorsOf(view: MethodView, index: AnchorIndex): Op[][] {
   return out;
 }
 
+/** How many sites one anchor may start, and how many searches it may take to find them. */
+const MAX_SITES_PER_ANCHOR = 6;
+const MAX_ATTEMPTS_PER_ANCHOR = 16;
+/** How many times the last op of a match may be banned in a row. */
+const MAX_CHAIN = 4;
+
 /** `anchors`: the ops of the view that can start the rule's match, when already known. */
 export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolean; analysed?: Set<string>; anchors?: Op[] } = {}): MatchResult {
   const sites: Site[] = [];
@@ -232,21 +238,43 @@ export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolea
     anchored = true;
     const trace: Trace = { why: [], depth: 0, matched: 0, constraint: false, constraintFailures: 0 };
     // One anchor can start several sites (a value feeding both branches of an if): after each
-    // match, its last op is banned and the search repeats.
-    const banned = new Set<number>();
+    // match, its last op is banned and the search repeats. Where k and v are projected in each
+    // clause of an if/elif chain, the site wanted shares only its first op with the first match,
+    // so each other op of a required line is banned in turn too, after the chain of last ops; a
+    // site found so must bind the same pattern lines as the first match, so that banning an op
+    // never turns an optional line into an absent one.
+    const queue: { banned: Set<number>; chain: boolean }[] = [{ banned: new Set(), chain: true }];
+    const tried = new Set<string>(['']);
+    const keys = new Set<string>();
+    let lines: string | undefined;
     let found = 0;
-    for (let k = 0; k < 4; k++) {
+    for (let attempts = 0; queue.length && found < MAX_SITES_PER_ANCHOR && attempts < MAX_ATTEMPTS_PER_ANCHOR; attempts++) {
+      const { banned, chain } = queue.shift()!;
       const st: Growing = banned.size === 0 && spare ? spare : { vals: new Map(), ops: new Map(), metas: new Map(), used: new Set(banned), forms: new Map(), log: [] };
       spare = undefined;
       if (!extend(rule, view, 0, st, op, trace)) {
         if (banned.size === 0) spare = st;
-        break;
+        continue;
       }
-      sites.push(toSite(rule, view, st, opts.analysed));
-      found++;
-      const lastOp = [...st.ops.values()].filter((o): o is Op => !!o).pop();
-      if (!lastOp || lastOp.id === op.id) break;
-      banned.add(lastOp.id);
+      const bound = rule.pattern.filter((p) => st.ops.get(p.name)).map((p) => p.name).join(',');
+      lines ??= bound;
+      if (!chain && bound !== lines) continue;
+      const real = [...st.ops.values()].filter((o): o is Op => !!o);
+      // ops on different branches of one `if` never run together: not a site (k from one clause
+      // of a chain, v from another), though banning one of them may lead to one
+      const feasible = real.every((x, i) => real.slice(i + 1).every((y) => !exclusive(view, x.id, y.id)));
+      const site = feasible ? toSite(rule, view, st, opts.analysed) : undefined;
+      const key = site && siteKey(site);
+      if (site && key && !keys.has(key)) { keys.add(key); sites.push(site); found++; }
+      const last = real[real.length - 1];
+      const required = rule.pattern.filter((p) => !p.optional).map((p) => st.ops.get(p.name)).filter((o): o is Op => !!o && o.id !== op.id && o.id !== last.id).reverse();
+      for (const o of last.id === op.id ? [] : [last, ...required]) {
+        const next = new Set(banned).add(o.id);
+        const id = [...next].sort((a, b) => a - b).join(',');
+        if (tried.has(id)) continue;
+        tried.add(id);
+        if (chain && o === last) { if (next.size < MAX_CHAIN) queue.unshift({ banned: next, chain: true }); } else queue.push({ banned: next, chain: false });
+      }
     }
     if (!found) {
       nearMisses.push({ rule: rule.name, file: op.span.file ?? view.file.path, line: op.span.from.line, col: op.span.from.col, owner: view.module?.name ?? '', reason: trace.why[0] ?? 'the pattern does not continue here', matched: trace.matched, of: requiredLines(rule), ...(trace.constraint ? { constraint: true } : {}) });

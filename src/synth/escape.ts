@@ -32,15 +32,18 @@ export function moduleCallsOf(s: Site): Span[] {
 export type Escape = { names: string[]; cond: string; askedByCallers?: boolean; edits?: Edit[] } | string | undefined;
 
 /**
- * Names the original statements assign that the fast path does not, but later code reads. When
+ * Names the original statements assign that the fast path does not, but later code reads (`untaken`:
+ * clauses that do not run where the fast path runs). When
  * every later read sits under one condition (`(ctx, probs) if output_attentions else (ctx,)`),
  * the rewrite is still possible: it runs only when that condition is false, and the name is set
  * to None on the fast path. Otherwise the reason it is not possible.
  */
-export function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block: SyntaxNode, after: number, rule: string, moduleCalls: () => Span[] = () => []): Escape {
+export function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[], block: SyntaxNode, after: number, rule: string, moduleCalls: () => Span[] = () => [], untaken: SyntaxNode[] = []): Escape {
   const assigned = new Set<string>();
   const edits: Edit[] = [];
   const collect = (n: SyntaxNode) => {
+    // a clause that does not run where the fast path runs assigns nothing there
+    if (untaken.some((u) => u.startIndex === n.startIndex && u.endIndex === n.endIndex)) return;
     if (n.type === 'assignment' || n.type === 'augmented_assignment') {
       const left = n.childForFieldName('left');
       const walk = (t: SyntaxNode | null) => {

@@ -60,6 +60,8 @@ interface Region {
   extraGuards: string[];
   /** Statements moved ahead of the guard, and the reads they make off the query instead. */
   hoisted: SyntaxNode[];
+  /** Clauses of `if` chains that do not run where the fast path runs. */
+  untaken: SyntaxNode[];
   substitutions: Map<SyntaxNode, Map<SyntaxNode, string>>;
   /** Lines the fast path runs before the kernel call. */
   fastFirst: string[];
@@ -84,7 +86,7 @@ export function planStatements(f: SynthFile, s: Site, code: string[], renderGuar
   const idx = top.map((t) => kids.findIndex((k) => k.startIndex === t.startIndex && k.endIndex === t.endIndex));
   const r: Region = {
     f, s, ctx, opts, holdsOther, kids, top, stmts, idx, first: Math.min(...idx), last: Math.max(...idx), block,
-    extraGuards: [], hoisted: [], substitutions: new Map(), fastFirst: [], firstWrites: [], condAt: [],
+    extraGuards: [], hoisted: [], untaken: [], substitutions: new Map(), fastFirst: [], firstWrites: [], condAt: [],
     skippable: new Set([...code.join('\n').matchAll(/\{([A-Za-z_]\w*)\.absent\}/g)].map((m) => m[1]).concat([...leftOut])),
   };
   for (let i = r.first; i <= r.last; i++) {
@@ -94,20 +96,39 @@ export function planStatements(f: SynthFile, s: Site, code: string[], renderGuar
   return assemble(r, code, renderGuard);
 }
 
-/** The branch of `if cond: ... else: ...` holding the matched statements: the fast path runs
- *  where the condition takes that branch (the original code, else branch included, runs
- *  otherwise). A reason when they are spread over both branches or under an `elif`. */
-function takenBranch(k: SyntaxNode, stmts: SyntaxNode[]): { block: SyntaxNode | null; hasElse: boolean; inElse: boolean } | string {
+/** The clause of `if c0: ... elif c1: ... else: ...` holding the matched statements: the fast
+ *  path runs where the chain takes that clause (the original code, every other clause included,
+ *  runs otherwise), so the guard holds each earlier condition false and the clause's own true, in
+ *  the order the chain tests them. A reason when the matched code is spread over several clauses. */
+function takenBranch(k: SyntaxNode, stmts: SyntaxNode[]): { block: SyntaxNode | null; hasAlternatives: boolean; conds: { cond: SyntaxNode; holds: boolean }[]; untaken: SyntaxNode[] } | string {
   const alts = alternativesOf(k);
-  const consequence = k.childForFieldName('consequence');
-  if (!alts.length) return { block: consequence, hasElse: false, inElse: false };
-  if (alts.some((c) => c.type === 'elif_clause')) return 'the matched code is in a branch of an if/elif chain';
+  const clauses = [
+    { cond: k.childForFieldName('condition'), body: k.childForFieldName('consequence') },
+    ...alts.map((c) => ({ cond: c.type === 'elif_clause' ? c.childForFieldName('condition') : null, body: c.childForFieldName(c.type === 'elif_clause' ? 'consequence' : 'body') })),
+  ];
+  const hasAlternatives = alts.length > 0;
   const within = (n: SyntaxNode, b: SyntaxNode | null | undefined) => !!b && n.startIndex >= b.startIndex && n.endIndex <= b.endIndex;
-  const alternative = alts[0].childForFieldName('body');
   const here = stmts.filter((m) => within(m, k));
-  if (here.length && here.every((m) => within(m, consequence))) return { block: consequence, hasElse: true, inElse: false };
-  if (here.length && here.every((m) => within(m, alternative))) return { block: alternative, hasElse: true, inElse: true };
-  return 'the matched code is spread over both branches of an if/else';
+  const j = clauses.findIndex((c) => here.length > 0 && here.every((m) => within(m, c.body)));
+  if (j < 0) return `the matched code is spread over ${clauses.length > 2 ? 'several clauses of an if/elif chain' : 'both branches of an if/else'}`;
+  const conds = clauses.slice(0, j + 1).flatMap((c, i) => (c.cond ? [{ cond: c.cond, holds: i === j }] : []));
+  const untaken = clauses.flatMap((c, i) => (i !== j && c.body ? [c.body] : []));
+  return { block: clauses[j].body, hasAlternatives, conds, untaken };
+}
+
+/** The operands of a chain of `and` (the condition itself when it is not one). */
+function conjuncts(c: SyntaxNode): SyntaxNode[] {
+  let n = c;
+  while (n.type === 'parenthesized_expression' && n.namedChildren.length === 1) n = n.namedChildren[0];
+  if (n.type !== 'boolean_operator' || n.childForFieldName('operator')?.text !== 'and') return [n];
+  return [n.childForFieldName('left'), n.childForFieldName('right')].flatMap((x) => (x ? conjuncts(x) : []));
+}
+
+/** `not (c)` as it would be written by hand: `x is None` for `x is not None`, `not x` for a name. */
+function negation(c: string): string {
+  const none = /^([A-Za-z_][\w.]*) is not None$/.exec(c);
+  if (none) return `${none[1]} is None`;
+  return /^[A-Za-z_][\w.]*$/.test(c) ? `not ${c}` : `not (${c})`;
 }
 
 /** A matched top statement: when it is `if cond:` (with or without an else) around the matched code, what the
@@ -141,14 +162,14 @@ function matchedBranch(r: Region, i: number): string | undefined {
   const stray = body.find((b, j) => !matchedHere(b) && !isRaiseOnly(b) && !runsFirst(b, j));
   const inside = Object.entries(s.ops).filter(([, o]) => { const n = o && nodeOfSpan(f, o.span); return n && n.startIndex >= k.startIndex && n.endIndex <= k.endIndex; }).map(([name]) => name);
   // with an else, the fast path can only stand for the branch the matched code is in
-  const skipped = !taken.hasElse && inside.length > 0 && inside.every((n) => r.skippable.has(n));
+  const skipped = !taken.hasAlternatives && inside.length > 0 && inside.every((n) => r.skippable.has(n));
   // a branch the fast path skips as a whole may hold anything (what it assigns and is read
   // later is caught below); one the fast path runs must hold only the pattern
   if (stray && !skipped) return `line ${lineOf(f, stray)}: the branch around the matched code holds statements outside the pattern`;
-  // the condition goes into the guard, which runs before the matched statements
+  // the conditions go into the guard, which runs before the matched statements
   const branchCond = k.childForFieldName('condition')!;
   const writtenBefore = writesOf(priorMatched);
-  if (identifierNodes(branchCond).some((n) => writtenBefore.has(n.text))) return `line ${lineOf(f, k)}: the branch condition reads what the matched statements before it compute`;
+  if (taken.conds.some(({ cond }) => identifierNodes(cond).some((n) => writtenBefore.has(n.text)))) return `line ${lineOf(f, k)}: the branch condition reads what the matched statements before it compute`;
   if (skipped) {
     // only optional ops the kernel does not cover are in the branch (`if head_mask is
     // not None: probs = probs * head_mask`): the fast path runs when the branch does not
@@ -156,12 +177,19 @@ function matchedBranch(r: Region, i: number): string | undefined {
     r.condAt.push({ cond: branchCond, at: k.startIndex });
     for (const n of inside) ctx.notTaken.add(n);
     ctx.skipped.push(k);
-  } else if (!taken.hasElse && noneMeansAbsent(k, inside, s, r.opts.noneGroups) && body.every((b) => matchedHere(b) || isRaiseOnly(b))) {
+  } else if (!taken.hasAlternatives && noneMeansAbsent(k, inside, s, r.opts.noneGroups) && body.every((b) => matchedHere(b) || isRaiseOnly(b))) {
     // `if mask is not None: scores = scores + mask`: with the branch not taken the kernel
     // gets mask=None, which the rule declares the same as the lines being absent
   } else {
-    r.extraGuards.push(taken.inElse ? `not (${branchCond.text})` : `(${branchCond.text})`);
-    r.condAt.push({ cond: branchCond, at: k.startIndex });
+    // the other clauses do not run where the fast path does: what they assign is not left out
+    r.untaken.push(...taken.untaken);
+    const negated = taken.conds.filter((c) => !c.holds).map((c) => c.cond.text);
+    for (const { cond, holds } of taken.conds) {
+      // `not (a and b)` says nothing more where `not (a)` is also required
+      if (!holds && conjuncts(cond).some((c) => c.text !== cond.text && negated.includes(c.text))) continue;
+      r.extraGuards.push(holds ? `(${cond.text})` : negation(cond.text));
+      r.condAt.push({ cond, at: k.startIndex });
+    }
     // the branch runs on the fast path: its other assignments run there too, first
     for (const b of body) {
       if (matchedHere(b) || isRaiseOnly(b)) continue;
@@ -231,11 +259,15 @@ function assemble(r: Region, code: string[], renderGuard: () => string | undefin
   let original = f.source.text.slice(start, end);
   const hoistedText: string[] = [];
   for (const h of [...hoisted].reverse()) {
-    const hs = lineStartIndex(f.source, h.startIndex) - start;
+    // the comment lines right above a statement go with it
+    let hs = lineStartIndex(f.source, h.startIndex) - start;
+    for (let above = original.lastIndexOf('\n', hs - 2) + 1; hs > 0 && original.slice(above, hs).trim().startsWith('#'); above = original.lastIndexOf('\n', hs - 2) + 1) hs = above;
     const he = lineEndIndex(f.source, h.endIndex) - start;
     // `scores.device` -> `query.device`
     hoistedText.unshift(substitute(original.slice(hs, he), start + hs, r.substitutions.get(h)));
-    original = original.slice(0, hs) + original.slice(he).replace(/^\r?\n/, '');
+    // one blank line where the statement stood between two
+    const rest = original.slice(he).replace(/^\r?\n/, '');
+    original = original.slice(0, hs) + (/(^|\n)[ \t]*\r?\n$/.test(original.slice(0, hs)) ? rest.replace(/^[ \t]*\r?\n/, '') : rest);
   }
   if (hasMultilineString(kids.slice(first, last + 1))) return 'a multi-line string inside the statements cannot be re-indented safely';
   ctx.range = [kids[first].startIndex, kids[last].endIndex];
@@ -246,7 +278,7 @@ function assemble(r: Region, code: string[], renderGuard: () => string | undefin
   ctx.region = kids.slice(first, last + 1).filter((k) => !hoisted.includes(k));
   const lines = fastPath(r, code, guard);
   if (typeof lines === 'string') return lines;
-  const escaping = escapingNames(f, ctx.region, lines, r.block, kids[last].endIndex, s.rule, () => moduleCallsOf(s));
+  const escaping = escapingNames(f, ctx.region, lines, r.block, kids[last].endIndex, s.rule, () => moduleCallsOf(s), r.untaken);
   if (typeof escaping === 'string') return escaping;
   if (escaping) {
     // read later only when `cond` holds: the fast path runs when it does not
@@ -298,7 +330,11 @@ function fastPath(r: Region, code: string[], guard: string): string[] | string {
   for (const [j, own] of ctx.spilledNodes().entries()) {
     // what the other statements of the region write (the statement's own target only counts
     // where another statement also writes it: then it would read a stale value)
-    const regionWrites = writesOf(ctx.region.filter((x) => x.startIndex !== own.startIndex));
+    // (one in a clause of an `if` chain the fast path takes: what the rest of that clause writes)
+    const same = (a: SyntaxNode, b: SyntaxNode) => a.startIndex === b.startIndex && a.endIndex === b.endIndex;
+    const holder = ctx.region.find((x) => own.startIndex >= x.startIndex && own.endIndex <= x.endIndex);
+    const clause = holder && !same(holder, own) ? own.parent?.namedChildren.filter((c) => !same(c, own)) ?? [] : [];
+    const regionWrites = writesOf([...ctx.region.filter((x) => !holder || !same(x, holder)), ...clause]);
     const missing = ctx.readsAround(own).find((n) => regionWrites.has(n) && !fastWrites.has(n));
     if (missing) return `'${missing}' is read where the result is used but only the original statements compute it`;
     for (const t of assignedByLines([spilled[j]])) fastWrites.add(t);

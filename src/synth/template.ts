@@ -8,7 +8,7 @@ import type { SyntaxNode } from '../parse/python.js';
 import type { SiteResult } from './edits.js';
 import { Expressions } from './expressions.js';
 import { ACCESSORS, type AccessorContext } from './accessors.js';
-import { identifierNodes, nodeOfSpan, type SynthFile } from './source.js';
+import { identifierNodes, nodeOfSpan, statementOf, type SynthFile } from './source.js';
 
 /** Forms a rule matches so that the site is listed, but no kernel takes, in a reader's words
  *  (keyed by the op the template's `{line.absent}` names). */
@@ -35,6 +35,16 @@ function bindsTightly(text: string): boolean {
     else if (depth === 0 && !/[\w.]/.test(ch)) return false;
   }
   return text.length > 0;
+}
+
+/** Whether only `if`/`elif`/`else` clauses lie between a statement and the matched top statement
+ *  holding it (the statement itself, or one in a clause the planner has made the fast path take). */
+function onlyClausesBetween(stmt: SyntaxNode, top: SyntaxNode): boolean {
+  for (let n: SyntaxNode | null = stmt; n; n = n.parent) {
+    if (n.startIndex === top.startIndex && n.endIndex === top.endIndex) return true;
+    if (n !== stmt && !['block', 'if_statement', 'elif_clause', 'else_clause'].includes(n.type)) return false;
+  }
+  return false;
 }
 
 /** Fills `{name}`, `{name.module}`, `{name.<kw>}` placeholders with source text. */
@@ -185,8 +195,11 @@ export class Render extends Expressions {
    *  the fast path names it and then runs that statement around the name. */
   private spill(name: string, op: Op): string | undefined {
     const node = nodeOfSpan(this.f, op.span);
-    const stmt = node && this.statements.find((st) => node.startIndex >= st.startIndex && node.endIndex <= st.endIndex);
-    if (!node || !stmt) return undefined;
+    const top = node && this.statements.find((st) => node.startIndex >= st.startIndex && node.endIndex <= st.endIndex);
+    if (!node || !top) return undefined;
+    // a statement in the clause of an `if` chain the fast path takes is run there as it is
+    const stmt = statementOf(node);
+    if (!stmt || !onlyClausesBetween(stmt, top)) return undefined;
     const assigns = stmt.type === 'expression_statement' && stmt.namedChildren[0]?.type === 'assignment';
     if (!assigns && stmt.type !== 'return_statement') return undefined;
     const fresh = `_adopt_${name}`;

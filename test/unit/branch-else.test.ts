@@ -35,7 +35,7 @@ describe('a match beginning in a branch of an if/else', () => {
             attn = q @ k.transpose(-2, -1) * self.scale`);
     const plain = sites.find((s) => s.lines[0] === 15)!;
     expect(plain, JSON.stringify(sites)).toMatchObject({ decision: 'rewritten' });
-    expect(text).toMatch(/if \(\n\s+not \(self\.cosine\)\n\s+and _adopt is not None/);
+    expect(text).toMatch(/if \(\n\s+not self\.cosine\n\s+and _adopt is not None/);
   });
 
   it('in the if branch: the fast path runs where the condition holds', () => {
@@ -48,15 +48,69 @@ describe('a match beginning in a branch of an if/else', () => {
     expect(text).toMatch(/if \(\n\s+\(self\.cosine\)\n\s+and _adopt is not None/);
   });
 
-  it('under an elif chain: listed with the reason, not rewritten', () => {
-    const { sites } = attentionSite(`        if self.cosine:
-            attn = q @ k.transpose(-2, -1) * self.scale
-        elif self.scale > 1:
+  it('in the else of an if/elif chain: the guard holds every condition false, in the order the chain tests them', () => {
+    const { sites, text } = attentionSite(`        if self.cosine:
             attn = torch.zeros(q.shape[0], q.shape[1], k.shape[1])
+        elif self.scale > 1:
+            attn = torch.ones(q.shape[0], q.shape[1], k.shape[1])
         else:
-            attn = q @ k.transpose(-2, -1)`);
-    const site = sites.find((s) => s.lines[0] === 13)!;
-    expect(site, JSON.stringify(sites)).toMatchObject({ decision: 'skipped' });
-    expect(site.reason).toMatch(/if\/elif chain/);
+            attn = q @ k.transpose(-2, -1) * self.scale`);
+    const site = sites.find((s) => s.lines[0] === 17)!;
+    expect(site, JSON.stringify(sites)).toMatchObject({ decision: 'rewritten' });
+    expect(text).toMatch(/if \(\n\s+not self\.cosine\n\s+and not \(self\.scale > 1\)\n\s+and _adopt is not None/);
+  });
+
+  it('in an elif clause: the earlier condition false and its own true', () => {
+    const { sites, text } = attentionSite(`        if self.cosine:
+            attn = torch.zeros(q.shape[0], q.shape[1], k.shape[1])
+        elif self.scale > 1:
+            attn = q @ k.transpose(-2, -1) * self.scale
+        else:
+            attn = torch.ones(q.shape[0], q.shape[1], k.shape[1])`);
+    const site = sites.find((s) => s.lines[0] === 15)!;
+    expect(site, JSON.stringify(sites)).toMatchObject({ decision: 'rewritten' });
+    expect(text).toMatch(/if \(\n\s+not self\.cosine\n\s+and \(self\.scale > 1\)\n\s+and _adopt is not None/);
+  });
+
+  it('a negated conjunction another condition already excludes is left out', () => {
+    const { sites, text } = attentionSite(`        if self.cosine and self.scale > 1:
+            attn = torch.zeros(q.shape[0], q.shape[1], k.shape[1])
+        elif self.cosine:
+            attn = torch.ones(q.shape[0], q.shape[1], k.shape[1])
+        else:
+            attn = q @ k.transpose(-2, -1) * self.scale`);
+    expect(sites.find((s) => s.lines[0] === 17), JSON.stringify(sites)).toMatchObject({ decision: 'rewritten' });
+    expect(text).toMatch(/if \(\n\s+not self\.cosine\n\s+and _adopt is not None/);
+    expect(text).not.toMatch(/not \(self\.cosine and/);
+  });
+
+  it('projections in two clauses of a chain never run together: not a site', () => {
+    const dir = tempProject({ 'm.py': `import torch
+from torch import nn
+
+
+class Proj(nn.Module):
+    def __init__(self, d=8, mode=0):
+        super().__init__()
+        self.q = nn.Linear(d, d)
+        self.k = nn.Linear(d, d)
+        self.v = nn.Linear(d, d)
+        self.mode = mode
+
+    def forward(self, x):
+        q = self.q(x)
+        if self.mode == 0:
+            k = self.k(x)
+            v = x
+        elif self.mode == 1:
+            k = x
+            v = self.v(x)
+        else:
+            k = x
+            v = x
+        return q, k, v
+` });
+    const run = runRewrite([`${dir}/m.py`], { rules: 'qkv_fusion', whyNot: true });
+    expect(run.sites.filter((s) => s.rule === 'qkv_fusion'), JSON.stringify(run.sites)).toEqual([]);
   });
 });
