@@ -83,6 +83,9 @@ describe('q first, k and v in the last clause of an if/elif chain', () => {
   it('is rewritten with the chain\'s conditions in the guard, and the comment moves with the statement hoisted', () => {
     const rewritten = run.sites.filter((s) => s.rule === 'qkv_fusion' && s.decision === 'rewritten');
     expect(rewritten.map((s) => s.lines)).toEqual([[44, 66]]);
+    // the cached-keys clause projects from the same hidden states, but concatenates the cache after
+    const cached = run.sites.filter((s) => s.rule === 'qkv_fusion' && s.decision !== 'rewritten');
+    expect(cached.map((s) => [s.lines, s.reason])).toEqual([[[44, 61], 'line 62: the branch around the matched code holds statements outside the pattern']]);
     expect(text).toMatch(/# encoder's padding is what the mask must hide\.\n\s+is_cross_attention = encoder_hidden_states is not None\n\s+if \(\n\s+not is_cross_attention\n\s+and past_key_value is None\n\s+and _adopt is not None/);
   });
 
@@ -96,10 +99,11 @@ describe('q first, k and v in the last clause of an if/elif chain', () => {
     expect(paths.cross.fused_calls + paths.cross_cached.fused_calls + paths.self_cached.fused_calls).toBe(0);
   }, 120_000);
 
-  it('negative control: a guard that forgets the chain\'s earlier conditions is caught on the cross-attention path', () => {
+  it('negative control: a guard that forgets the chain\'s earlier conditions is caught on the cross-attention and cached paths', () => {
     const broken = text.replace(/\n\s+not is_cross_attention\n\s+and past_key_value is None\n\s+and /, '\n            ');
     expect(broken).not.toBe(text);
     const paths = runPaths(broken);
     expect(paths.cross.max_err).toBeGreaterThan(1e-3);
+    expect(paths.self_cached.max_err).toBeGreaterThan(1e-3);
   }, 120_000);
 });

@@ -219,8 +219,8 @@ function anchorsOf(view: MethodView, index: AnchorIndex): Op[][] {
 /** How many sites one anchor may start, and how many searches it may take to find them. */
 const MAX_SITES_PER_ANCHOR = 6;
 const MAX_ATTEMPTS_PER_ANCHOR = 16;
-/** How many times the last op of a match may be banned in a row. */
-const MAX_CHAIN = 4;
+/** How many searches the chain of last ops may take (the first, then three with one more banned). */
+const MAX_CHAIN_SEARCHES = 4;
 
 /** `anchors`: the ops of the view that can start the rule's match, when already known. */
 export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolean; analysed?: Set<string>; anchors?: Op[] } = {}): MatchResult {
@@ -239,14 +239,16 @@ export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolea
     const trace: Trace = { why: [], depth: 0, matched: 0, constraint: false, constraintFailures: 0 };
     // One anchor can start several sites (a value feeding both branches of an if): after each
     // match, its last op is banned and the search repeats. Where k and v are projected in each
-    // clause of an if/elif chain, the site wanted shares only its first op with the first match,
-    // so each other op of a required line is banned in turn too, after the chain of last ops; a
-    // site found so must bind the same pattern lines as the first match, so that banning an op
-    // never turns an optional line into an absent one.
+    // clause of an if/elif chain, the site wanted shares only its first op with the first match:
+    // where a match has an op under an `if`, each other op of a required line (and each op of a
+    // pair that never runs together) is banned in turn too, after the chain of last ops. A site
+    // found so must bind the same pattern lines as the first site, so that banning an op never
+    // turns an optional line into an absent one.
     const queue: { banned: Set<number>; chain: boolean }[] = [{ banned: new Set(), chain: true }];
     const tried = new Set<string>(['']);
     const keys = new Set<string>();
-    let lines: string | undefined;
+    let firstBound: string | undefined;
+    let apart: string | undefined;
     let found = 0;
     for (let attempts = 0; queue.length && found < MAX_SITES_PER_ANCHOR && attempts < MAX_ATTEMPTS_PER_ANCHOR; attempts++) {
       const { banned, chain } = queue.shift()!;
@@ -256,28 +258,32 @@ export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolea
         if (banned.size === 0) spare = st;
         continue;
       }
-      const bound = rule.pattern.filter((p) => st.ops.get(p.name)).map((p) => p.name).join(',');
-      lines ??= bound;
-      if (!chain && bound !== lines) continue;
       const real = [...st.ops.values()].filter((o): o is Op => !!o);
       // ops on different branches of one `if` never run together: not a site (k from one clause
       // of a chain, v from another), though banning one of them may lead to one
-      const feasible = real.every((x, i) => real.slice(i + 1).every((y) => !exclusive(view, x.id, y.id)));
-      const site = feasible ? toSite(rule, view, st, opts.analysed) : undefined;
-      const key = site && siteKey(site);
-      if (site && key && !keys.has(key)) { keys.add(key); sites.push(site); found++; }
+      const conflict = exclusivePair(view, real);
+      const bound = rule.pattern.filter((p) => st.ops.get(p.name)).map((p) => p.name).join(',');
+      if (conflict) apart ??= `every match puts ops on different branches of one if (lines ${conflict[0].span.from.line} and ${conflict[1].span.from.line}), which never run together`;
+      else {
+        firstBound ??= bound;
+        const site = chain || bound === firstBound ? toSite(rule, view, st, opts.analysed) : undefined;
+        const key = site && siteKey(site);
+        if (site && key && !keys.has(key)) { keys.add(key); sites.push(site); found++; }
+      }
       const last = real[real.length - 1];
-      const required = rule.pattern.filter((p) => !p.optional).map((p) => st.ops.get(p.name)).filter((o): o is Op => !!o && o.id !== op.id && o.id !== last.id).reverse();
-      for (const o of last.id === op.id ? [] : [last, ...required]) {
+      const branched = !!conflict || real.some((o) => (view.paths.get(o.id)?.length ?? 0) > 0);
+      const required = rule.pattern.filter((p) => !p.optional).map((p) => st.ops.get(p.name)).filter((o): o is Op => !!o);
+      const others = branched ? [...required.reverse(), ...(conflict ?? [])].filter((o) => o.id !== op.id && o.id !== last.id) : [];
+      for (const o of last.id === op.id ? [] : [last, ...others]) {
         const next = new Set(banned).add(o.id);
         const id = [...next].sort((a, b) => a - b).join(',');
         if (tried.has(id)) continue;
         tried.add(id);
-        if (chain && o === last) { if (next.size < MAX_CHAIN) queue.unshift({ banned: next, chain: true }); } else queue.push({ banned: next, chain: false });
+        if (chain && o === last) { if (next.size < MAX_CHAIN_SEARCHES) queue.unshift({ banned: next, chain: true }); } else queue.push({ banned: next, chain: false });
       }
     }
     if (!found) {
-      nearMisses.push({ rule: rule.name, file: op.span.file ?? view.file.path, line: op.span.from.line, col: op.span.from.col, owner: view.module?.name ?? '', reason: trace.why[0] ?? 'the pattern does not continue here', matched: trace.matched, of: requiredLines(rule), ...(trace.constraint ? { constraint: true } : {}) });
+      nearMisses.push({ rule: rule.name, file: op.span.file ?? view.file.path, line: op.span.from.line, col: op.span.from.col, owner: view.module?.name ?? '', reason: apart ?? trace.why[0] ?? 'the pattern does not continue here', matched: trace.matched, of: requiredLines(rule), ...(trace.constraint ? { constraint: true } : {}) });
     }
   }
   if (!anchored && opts.partial) {
@@ -285,6 +291,12 @@ export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolea
     if (partial) nearMisses.push(partial);
   }
   return { sites, nearMisses };
+}
+
+/** Two ops of a match on different branches of one `if`, if there are such. */
+function exclusivePair(view: MethodView, ops: Op[]): [Op, Op] | undefined {
+  for (let i = 0; i < ops.length; i++) for (let j = i + 1; j < ops.length; j++) if (exclusive(view, ops[i].id, ops[j].id)) return [ops[i], ops[j]];
+  return undefined;
 }
 
 /** `analysed`: the files of the program; a helper in one of them keeps its sites where it is. */

@@ -31,6 +31,8 @@ export class Expressions {
   readonly runFirst: SyntaxNode[] = [];
   /** Branches the guard excludes: on the fast path they have not run. */
   readonly skipped: SyntaxNode[] = [];
+  /** The bodies of the `if` clauses the guard makes the fast path take. */
+  readonly takenClauses: SyntaxNode[] = [];
   private readonly assignsAt = new Map<number, Assignment[]>();
   constructor(protected readonly f: SynthFile, protected readonly s: Site) {}
 

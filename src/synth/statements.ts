@@ -7,7 +7,7 @@ import type { SyntaxNode } from '../parse/python.js';
 import type { Edit } from './edits.js';
 import { escapingNames, moduleCallsOf } from './escape.js';
 import { RETURN_TARGET } from './expressions.js';
-import { alternativesOf, ancestorIn, assignedByLines, assignedIn, commonBlock, commutes, dedentedLines, deviceReads, hasMultilineString, isRaiseOnly, literalElse, substitute, writesOf } from './region.js';
+import { alternativesOf, ancestorIn, assignedByLines, assignedIn, commonBlock, commutes, dedentedLines, deviceReads, hasMultilineString, isRaiseOnly, literalElse, RANDOM, substitute, writesOf } from './region.js';
 import { identifierNodes, indentationAt, lineAt, lineEndIndex, lineStartIndex, namesIn, nodeOfSpan, statementOf, type SynthFile } from './source.js';
 import type { Render } from './template.js';
 import { ifHeader, wrapCall } from './wrap.js';
@@ -159,6 +159,10 @@ function matchedBranch(r: Region, i: number): string | undefined {
     readsOff.set(b, subs);
     return true;
   };
+  // matched code nested deeper in the branch (`if flag: k = ...`) runs under a condition the
+  // guard does not ask for
+  const nested = body.find((b) => !matchedHere(b) && stmts.some((m) => m.startIndex >= b.startIndex && m.endIndex <= b.endIndex));
+  if (nested) return `line ${lineOf(f, nested)}: matched code is nested under a statement of the branch`;
   const stray = body.find((b, j) => !matchedHere(b) && !isRaiseOnly(b) && !runsFirst(b, j));
   const inside = Object.entries(s.ops).filter(([, o]) => { const n = o && nodeOfSpan(f, o.span); return n && n.startIndex >= k.startIndex && n.endIndex <= k.endIndex; }).map(([name]) => name);
   // with an else, the fast path can only stand for the branch the matched code is in
@@ -181,8 +185,13 @@ function matchedBranch(r: Region, i: number): string | undefined {
     // `if mask is not None: scores = scores + mask`: with the branch not taken the kernel
     // gets mask=None, which the rule declares the same as the lines being absent
   } else {
+    // a condition that draws random numbers (`random.random() < p`) would draw again in the
+    // original code whenever a later part of the guard fails
+    const random = taken.conds.find(({ cond }) => RANDOM.test(cond.text) && cond.text.includes('('));
+    if (random) return `line ${lineOf(f, random.cond)}: the branch condition draws random numbers, and the guard would draw them again`;
     // the other clauses do not run where the fast path does: what they assign is not left out
     r.untaken.push(...taken.untaken);
+    if (taken.block) ctx.takenClauses.push(taken.block);
     const negated = taken.conds.filter((c) => !c.holds).map((c) => c.cond.text);
     for (const { cond, holds } of taken.conds) {
       // `not (a and b)` says nothing more where `not (a)` is also required
@@ -259,9 +268,11 @@ function assemble(r: Region, code: string[], renderGuard: () => string | undefin
   let original = f.source.text.slice(start, end);
   const hoistedText: string[] = [];
   for (const h of [...hoisted].reverse()) {
-    // the comment lines right above a statement go with it
+    // the comment lines right above a statement, at its indentation, go with it
     let hs = lineStartIndex(f.source, h.startIndex) - start;
-    for (let above = original.lastIndexOf('\n', hs - 2) + 1; hs > 0 && original.slice(above, hs).trim().startsWith('#'); above = original.lastIndexOf('\n', hs - 2) + 1) hs = above;
+    const own = indentationAt(f.source, h.startIndex);
+    const commentAbove = (line: string) => line.startsWith(`${own}#`) && !/^\s*#\s*(type:|noqa|pragma|fmt:)/.test(line);
+    for (let above = original.lastIndexOf('\n', hs - 2) + 1; hs > 0 && commentAbove(original.slice(above, hs).replace(/\r?\n$/, '')); above = original.lastIndexOf('\n', hs - 2) + 1) hs = above;
     const he = lineEndIndex(f.source, h.endIndex) - start;
     // `scores.device` -> `query.device`
     hoistedText.unshift(substitute(original.slice(hs, he), start + hs, r.substitutions.get(h)));

@@ -37,16 +37,6 @@ function bindsTightly(text: string): boolean {
   return text.length > 0;
 }
 
-/** Whether only `if`/`elif`/`else` clauses lie between a statement and the matched top statement
- *  holding it (the statement itself, or one in a clause the planner has made the fast path take). */
-function onlyClausesBetween(stmt: SyntaxNode, top: SyntaxNode): boolean {
-  for (let n: SyntaxNode | null = stmt; n; n = n.parent) {
-    if (n.startIndex === top.startIndex && n.endIndex === top.endIndex) return true;
-    if (n !== stmt && !['block', 'if_statement', 'elif_clause', 'else_clause'].includes(n.type)) return false;
-  }
-  return false;
-}
-
 /** Fills `{name}`, `{name.module}`, `{name.<kw>}` placeholders with source text. */
 export class Render extends Expressions {
   /** Optional ops in a branch the guard excludes: absent on the fast path. */
@@ -197,9 +187,10 @@ export class Render extends Expressions {
     const node = nodeOfSpan(this.f, op.span);
     const top = node && this.statements.find((st) => node.startIndex >= st.startIndex && node.endIndex <= st.endIndex);
     if (!node || !top) return undefined;
-    // a statement in the clause of an `if` chain the fast path takes is run there as it is
+    // a statement directly in the clause of an `if` chain the fast path takes is run there as it is
     const stmt = statementOf(node);
-    if (!stmt || !onlyClausesBetween(stmt, top)) return undefined;
+    const same = (a: SyntaxNode, b: SyntaxNode) => a.startIndex === b.startIndex && a.endIndex === b.endIndex;
+    if (!stmt || !(same(stmt, top) || (stmt.parent && this.takenClauses.some((c) => same(c, stmt.parent!))))) return undefined;
     const assigns = stmt.type === 'expression_statement' && stmt.namedChildren[0]?.type === 'assignment';
     if (!assigns && stmt.type !== 'return_statement') return undefined;
     const fresh = `_adopt_${name}`;

@@ -84,21 +84,8 @@ describe('a match beginning in a branch of an if/else', () => {
     expect(text).not.toMatch(/not \(self\.cosine and/);
   });
 
-  it('projections in two clauses of a chain never run together: not a site', () => {
-    const dir = tempProject({ 'm.py': `import torch
-from torch import nn
-
-
-class Proj(nn.Module):
-    def __init__(self, d=8, mode=0):
-        super().__init__()
-        self.q = nn.Linear(d, d)
-        self.k = nn.Linear(d, d)
-        self.v = nn.Linear(d, d)
-        self.mode = mode
-
-    def forward(self, x):
-        q = self.q(x)
+  it('projections in two clauses of a chain never run together: not a site, and the near miss says why', () => {
+    const run = qkvRun(`        q = self.q(x)
         if self.mode == 0:
             k = self.k(x)
             v = x
@@ -107,10 +94,93 @@ class Proj(nn.Module):
             v = self.v(x)
         else:
             k = x
-            v = x
-        return q, k, v
-` });
-    const run = runRewrite([`${dir}/m.py`], { rules: 'qkv_fusion', whyNot: true });
+            v = x`);
     expect(run.sites.filter((s) => s.rule === 'qkv_fusion'), JSON.stringify(run.sites)).toEqual([]);
+    const miss = run.nearMisses.find((n) => n.rule === 'qkv_fusion' && n.line === 17);
+    expect(miss?.reason, JSON.stringify(run.nearMisses)).toMatch(/different branches of one if \(lines 19 and 23\)/);
+  });
+
+  it('k and v nested under a further if inside the taken clause: listed, not rewritten', () => {
+    const run = qkvRun(`        q = self.q(x)
+        if self.mode == 0:
+            k = x
+            v = x
+        else:
+            if self.flag:
+                k = self.k(x)
+                v = self.v(x)
+            else:
+                k = x
+                v = x`);
+    const [site] = run.sites.filter((s) => s.rule === 'qkv_fusion');
+    expect(site, JSON.stringify(run.sites)).toMatchObject({ decision: 'skipped' });
+    expect(site.reason).toMatch(/nested under a statement of the branch/);
+  });
+
+  it('a clause condition that reads what the matched statements before it compute: listed, not rewritten', () => {
+    const run = qkvRun(`        q = self.q(x)
+        if q.shape[0] > 1:
+            k = x
+            v = x
+        else:
+            k = self.k(x)
+            v = self.v(x)`);
+    const [site] = run.sites.filter((s) => s.rule === 'qkv_fusion');
+    expect(site, JSON.stringify(run.sites)).toMatchObject({ decision: 'skipped' });
+    expect(site.reason).toMatch(/reads what the matched statements before it compute/);
+  });
+
+  it('a clause condition that draws random numbers: listed, not rewritten (the guard would draw again)', () => {
+    const run = qkvRun(`        q = self.q(x)
+        if self.training and random.random() < 0.1:
+            k = x
+            v = x
+        else:
+            k = self.k(x)
+            v = self.v(x)`);
+    const [site] = run.sites.filter((s) => s.rule === 'qkv_fusion');
+    expect(site, JSON.stringify(run.sites)).toMatchObject({ decision: 'skipped' });
+    expect(site.reason).toMatch(/draws random numbers/);
+  });
+
+  it('a name only the taken clause assigns and later code reads stays computed on the fast path or refuses', () => {
+    const run = qkvRun(`        q = self.q(x)
+        if self.mode == 0:
+            k = x
+            v = x
+        else:
+            k = self.k(x)
+            v = self.v(x)
+            scale = 2.0`, 'q * scale, k, v');
+    const [site] = run.sites.filter((s) => s.rule === 'qkv_fusion');
+    expect(site, JSON.stringify(run.sites)).toBeDefined();
+    const text = run.files[0].rewritten;
+    // the fast path: from the guard to its `else:`
+    const fast = text.slice(text.indexOf("_adopt.enabled('fused_qkv')"), text.indexOf('\n        else:'));
+    if (site.decision === 'rewritten') expect(fast).toContain('scale = 2.0');
+    else expect(site.reason).toMatch(/scale/);
   });
 });
+
+function qkvRun(body: string, returns = 'q, k, v') {
+  const dir = tempProject({ 'm.py': `import random
+
+import torch
+from torch import nn
+
+
+class Proj(nn.Module):
+    def __init__(self, d=8, mode=0, flag=True):
+        super().__init__()
+        self.q = nn.Linear(d, d)
+        self.k = nn.Linear(d, d)
+        self.v = nn.Linear(d, d)
+        self.mode = mode
+        self.flag = flag
+
+    def forward(self, x):
+${body}
+        return ${returns}
+` });
+  return runRewrite([`${dir}/m.py`], { rules: 'qkv_fusion', whyNot: true });
+}
