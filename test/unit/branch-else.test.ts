@@ -112,9 +112,7 @@ describe('a match beginning in a branch of an if/else', () => {
             else:
                 k = x
                 v = x`);
-    const [site] = run.sites.filter((s) => s.rule === 'qkv_fusion');
-    expect(site, JSON.stringify(run.sites)).toMatchObject({ decision: 'skipped' });
-    expect(site.reason).toMatch(/nested under a statement of the branch/);
+    expectSkipped(run, /nested under a statement of the branch/);
   });
 
   it('a clause condition that reads what the matched statements before it compute: listed, not rewritten', () => {
@@ -125,9 +123,7 @@ describe('a match beginning in a branch of an if/else', () => {
         else:
             k = self.k(x)
             v = self.v(x)`);
-    const [site] = run.sites.filter((s) => s.rule === 'qkv_fusion');
-    expect(site, JSON.stringify(run.sites)).toMatchObject({ decision: 'skipped' });
-    expect(site.reason).toMatch(/reads what the matched statements before it compute/);
+    expectSkipped(run, /reads what the matched statements before it compute/);
   });
 
   it('a clause condition that draws random numbers: listed, not rewritten (the guard would draw again)', () => {
@@ -138,9 +134,7 @@ describe('a match beginning in a branch of an if/else', () => {
         else:
             k = self.k(x)
             v = self.v(x)`);
-    const [site] = run.sites.filter((s) => s.rule === 'qkv_fusion');
-    expect(site, JSON.stringify(run.sites)).toMatchObject({ decision: 'skipped' });
-    expect(site.reason).toMatch(/draws random numbers/);
+    expectSkipped(run, /draws random numbers/);
   });
 
   it('a name only the taken clause assigns and later code reads stays computed on the fast path or refuses', () => {
@@ -183,4 +177,11 @@ ${body}
         return ${returns}
 ` });
   return runRewrite([`${dir}/m.py`], { rules: 'qkv_fusion', whyNot: true });
+}
+
+/** The one qkv_fusion site of the run is listed, not rewritten, for the reason given. */
+function expectSkipped(run: ReturnType<typeof qkvRun>, reason: RegExp) {
+  const [site] = run.sites.filter((s) => s.rule === 'qkv_fusion');
+  expect(site, JSON.stringify(run.sites)).toMatchObject({ decision: 'skipped' });
+  expect(site.reason).toMatch(reason);
 }
