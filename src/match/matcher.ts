@@ -272,8 +272,8 @@ export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolea
       }
       const last = real[real.length - 1];
       const branched = !!conflict || real.some((o) => (view.paths.get(o.id)?.length ?? 0) > 0);
-      const required = rule.pattern.filter((p) => !p.optional).map((p) => st.ops.get(p.name)).filter((o): o is Op => !!o);
-      const others = branched ? [...required.reverse(), ...(conflict ?? [])].filter((o) => o.id !== op.id && o.id !== last.id) : [];
+      const required = () => rule.pattern.filter((p) => !p.optional).map((p) => st.ops.get(p.name)).filter((o): o is Op => !!o).reverse();
+      const others = branched ? [...required(), ...(conflict ?? [])].filter((o) => o.id !== op.id && o.id !== last.id) : [];
       for (const o of last.id === op.id ? [] : [last, ...others]) {
         const next = new Set(banned).add(o.id);
         const id = [...next].sort((a, b) => a - b).join(',');

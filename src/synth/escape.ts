@@ -2,7 +2,7 @@
 // the condition under which the rewrite may still run (the name set to None on the fast path).
 import type { Span, Stmt } from '../dsl/ir.js';
 import type { Site } from '../match/matcher.js';
-import type { SyntaxNode } from '../parse/python.js';
+import { sameNode, type SyntaxNode } from '../parse/python.js';
 import type { Edit } from './edits.js';
 import { flagCallers } from './flag.js';
 import { functionWeightsWanted } from './function-weights.js';
@@ -32,9 +32,9 @@ export function moduleCallsOf(s: Site): Span[] {
 export type Escape = { names: string[]; cond: string; askedByCallers?: boolean; edits?: Edit[] } | string | undefined;
 
 /**
- * Names the original statements assign that the fast path does not, but later code reads (`untaken`:
- * clauses that do not run where the fast path runs). When
- * every later read sits under one condition (`(ctx, probs) if output_attentions else (ctx,)`),
+ * Names the original statements assign that the fast path does not, but later code reads
+ * (`untaken`: clauses that do not run where the fast path runs). When every later read sits under
+ * one condition (`(ctx, probs) if output_attentions else (ctx,)`),
  * the rewrite is still possible: it runs only when that condition is false, and the name is set
  * to None on the fast path. Otherwise the reason it is not possible.
  */
@@ -43,7 +43,7 @@ export function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[],
   const edits: Edit[] = [];
   const collect = (n: SyntaxNode) => {
     // a clause that does not run where the fast path runs assigns nothing there
-    if (untaken.some((u) => u.startIndex === n.startIndex && u.endIndex === n.endIndex)) return;
+    if (untaken.some((u) => sameNode(u, n))) return;
     if (n.type === 'assignment' || n.type === 'augmented_assignment') {
       const left = n.childForFieldName('left');
       const walk = (t: SyntaxNode | null) => {

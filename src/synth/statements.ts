@@ -3,7 +3,7 @@
 // guarded on, or makes the site unrewritable, with the reason.
 import type { Site } from '../match/matcher.js';
 import { metaLines, type Rule } from '../match/rule.js';
-import type { SyntaxNode } from '../parse/python.js';
+import { sameNode, type SyntaxNode } from '../parse/python.js';
 import type { Edit } from './edits.js';
 import { escapingNames, moduleCallsOf } from './escape.js';
 import { RETURN_TARGET } from './expressions.js';
@@ -342,10 +342,9 @@ function fastPath(r: Region, code: string[], guard: string): string[] | string {
     // what the other statements of the region write (the statement's own target only counts
     // where another statement also writes it: then it would read a stale value)
     // (one in a clause of an `if` chain the fast path takes: what the rest of that clause writes)
-    const same = (a: SyntaxNode, b: SyntaxNode) => a.startIndex === b.startIndex && a.endIndex === b.endIndex;
     const holder = ctx.region.find((x) => own.startIndex >= x.startIndex && own.endIndex <= x.endIndex);
-    const clause = holder && !same(holder, own) ? own.parent?.namedChildren.filter((c) => !same(c, own)) ?? [] : [];
-    const regionWrites = writesOf([...ctx.region.filter((x) => !holder || !same(x, holder)), ...clause]);
+    const clause = holder && !sameNode(holder, own) ? own.parent?.namedChildren.filter((c) => !sameNode(c, own)) ?? [] : [];
+    const regionWrites = writesOf([...ctx.region.filter((x) => !holder || !sameNode(x, holder)), ...clause]);
     const missing = ctx.readsAround(own).find((n) => regionWrites.has(n) && !fastWrites.has(n));
     if (missing) return `'${missing}' is read where the result is used but only the original statements compute it`;
     for (const t of assignedByLines([spilled[j]])) fastWrites.add(t);

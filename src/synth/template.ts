@@ -4,7 +4,7 @@ import type { Expr, Op } from '../dsl/ir.js';
 import type { Site } from '../match/matcher.js';
 import { attrOf } from '../match/method.js';
 import { metaLines, type Rule } from '../match/rule.js';
-import type { SyntaxNode } from '../parse/python.js';
+import { sameNode, type SyntaxNode } from '../parse/python.js';
 import type { SiteResult } from './edits.js';
 import { Expressions } from './expressions.js';
 import { ACCESSORS, type AccessorContext } from './accessors.js';
@@ -189,8 +189,7 @@ export class Render extends Expressions {
     if (!node || !top) return undefined;
     // a statement directly in the clause of an `if` chain the fast path takes is run there as it is
     const stmt = statementOf(node);
-    const same = (a: SyntaxNode, b: SyntaxNode) => a.startIndex === b.startIndex && a.endIndex === b.endIndex;
-    if (!stmt || !(same(stmt, top) || (stmt.parent && this.takenClauses.some((c) => same(c, stmt.parent!))))) return undefined;
+    if (!stmt || !(sameNode(stmt, top) || this.takenClauses.some((c) => sameNode(c, stmt.parent)))) return undefined;
     const assigns = stmt.type === 'expression_statement' && stmt.namedChildren[0]?.type === 'assignment';
     if (!assigns && stmt.type !== 'return_statement') return undefined;
     const fresh = `_adopt_${name}`;
