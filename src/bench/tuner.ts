@@ -24,6 +24,7 @@ import { diffuse } from '../tune/strategies/diffusion.js';
 import { guided } from '../tune/strategies/guided.js';
 import { consensusPriors, nearestPriors } from '../tune/strategies/reuse.js';
 import { type Context, type Outcome, type Strategy, type Task, type Timing, type Trial } from '../tune/strategies/types.js';
+import { type Schedule, scheduleKey } from '../tune/space.js';
 
 const THRESHOLDS = [0.9, 0.95, 0.99] as const;
 const CHECKPOINTS = [8, 16, 32, 64] as const;
@@ -83,17 +84,23 @@ export function doneAt(trials: Trial[], best: number): boolean {
   return cur <= best || (best / cur >= 0.99 - 1e-12 && trials.length >= CHECKPOINTS[CHECKPOINTS.length - 1]);
 }
 
-interface RunStat { n: Record<string, number>; after: Record<number, number>; timing: Timing; measurements: number }
+/** `shipped`: as `n`, but 0 where the schedule the strategy ships before measuring anything (the default; a reuse strategy's records pick) already reaches the threshold. */
+interface RunStat { n: Record<string, number>; shipped: Record<string, number>; after: Record<number, number>; timing: Timing; measurements: number }
 
-class Tally {
+export class Tally {
   readonly runs = new Map<string, RunStat[]>();
 
-  add(strategy: string, o: Outcome, best: number, cap: number): void {
+  /** `zero`: the fraction of the optimum of what the strategy would ship with no measurement (NaN: not known, counted as measured). */
+  add(strategy: string, o: Outcome, best: number, cap: number, zero = NaN): void {
     const n: Record<string, number> = {};
-    for (const f of THRESHOLDS) n[String(f)] = reachAt(o.trials, best, f, cap);
+    const shipped: Record<string, number> = {};
+    for (const f of THRESHOLDS) {
+      n[String(f)] = reachAt(o.trials, best, f, cap);
+      shipped[String(f)] = zero >= f - 1e-12 ? 0 : n[String(f)];
+    }
     const after: Record<number, number> = {};
     for (const c of CHECKPOINTS) after[c] = fractionAfter(o.trials, best, c);
-    this.runs.set(strategy, [...(this.runs.get(strategy) ?? []), { n, after, timing: o.timing, measurements: o.trials.length }]);
+    this.runs.set(strategy, [...(this.runs.get(strategy) ?? []), { n, shipped, after, timing: o.timing, measurements: o.trials.length }]);
   }
 
   summary(strategy: string) {
@@ -102,6 +109,7 @@ class Tally {
     return {
       runs: rs.length,
       n90: median(rs.map((r) => r.n['0.9'])), n95: median(rs.map((r) => r.n['0.95'])), n99: median(rs.map((r) => r.n['0.99'])),
+      shipped: { n90: median(rs.map((r) => r.shipped['0.9'])), n95: median(rs.map((r) => r.shipped['0.95'])), n99: median(rs.map((r) => r.shipped['0.99'])) },
       after: Object.fromEntries(CHECKPOINTS.map((c) => [c, mean(rs.map((r) => r.after[c]))])),
       timing: { compile_s: mean(rs.map((r) => r.timing.compile_s)), run_s: mean(rs.map((r) => r.timing.run_s)), model_s: mean(rs.map((r) => r.timing.model_s)), search_s: mean(rs.map((r) => r.timing.search_s)) },
     };
@@ -111,7 +119,7 @@ class Tally {
 /** Where outcomes go: a tally, or several. */
 interface Sink { add: Tally['add'] }
 
-interface Fold { model: CostModel; cached: boolean; seconds: number }
+export interface Fold { model: CostModel; cached: boolean; seconds: number }
 
 async function pretrainFolds(spaces: ReplaySpace[], folds: number, targets: Map<string, Target>, modelDir: string): Promise<Fold[]> {
   const catalog = catalogOf(spaces);
@@ -142,20 +150,21 @@ function evaluateModel(spaces: ReplaySpace[], folds: Fold[]): { tau: number; rec
 }
 
 /** `seeds`: the ablations run on fewer seeds than the main comparison (tfjs training dominates the benchmark's time). */
-interface Variant { name: string; strategy: Strategy; ctx: (fold: Fold, reuse: TuneRecord[], task: Task) => Partial<Context>; ablation?: boolean }
+/** `zero`: what the variant ships before its first measurement (`adopt tune --budget 0` ships the nearest record where there is one, else the default). */
+interface Variant { name: string; strategy: Strategy; ctx: (fold: Fold, reuse: TuneRecord[], task: Task) => Partial<Context>; ablation?: boolean; zero: ZeroPick }
 
 function variants(): Variant[] {
   const g = guided();
   return [
-    { name: 'random', strategy: randomSearch, ctx: () => ({}) },
-    { name: 'grid', strategy: gridSearch, ctx: () => ({}) },
-    { name: 'autotvm64', strategy: autotvm(64), ctx: () => ({}) },
-    { name: 'autotvm8', strategy: autotvm(8), ctx: () => ({}) },
-    { name: 'ours', strategy: g, ctx: (f) => ({ model: f.model }) },
-    { name: 'ours_with_reuse', strategy: g, ctx: (f, reuse, t) => ({ model: f.model, priors: consensusPriors(reuse, t.space, t.workload, 4) }) },
-    { name: 'nearest_reuse', strategy: g, ctx: (f, reuse, t) => ({ model: f.model, priors: nearestPriors(reuse, t.space, t.workload, 4) }) },
-    { name: 'ablation_no_pretraining', strategy: g, ctx: () => ({ model: null }), ablation: true },
-    { name: 'ablation_no_finetuning', strategy: g, ctx: (f) => ({ model: f.model, finetune: false }), ablation: true },
+    { name: 'random', strategy: randomSearch, ctx: () => ({}), zero: 'default' },
+    { name: 'grid', strategy: gridSearch, ctx: () => ({}), zero: 'default' },
+    { name: 'autotvm64', strategy: autotvm(64), ctx: () => ({}), zero: 'default' },
+    { name: 'autotvm8', strategy: autotvm(8), ctx: () => ({}), zero: 'default' },
+    { name: 'ours', strategy: g, ctx: (f) => ({ model: f.model }), zero: 'default' },
+    { name: 'ours_with_reuse', strategy: g, ctx: (f, reuse, t) => ({ model: f.model, priors: consensusPriors(reuse, t.space, t.workload, 4) }), zero: 'consensus_record' },
+    { name: 'nearest_reuse', strategy: g, ctx: (f, reuse, t) => ({ model: f.model, priors: nearestPriors(reuse, t.space, t.workload, 4) }), zero: 'nearest_record' },
+    { name: 'ablation_no_pretraining', strategy: g, ctx: () => ({ model: null }), ablation: true, zero: 'default' },
+    { name: 'ablation_no_finetuning', strategy: g, ctx: (f) => ({ model: f.model, finetune: false }), ablation: true, zero: 'default' },
   ];
 }
 
@@ -173,6 +182,7 @@ async function runReplay(spaces: ReplaySpace[], folds: Fold[], seeds: number, ab
       const cap = Math.min(maxRun, s.space.enumerate(w.workload).length);
       const reuse = replayRecords(s, (_x, i) => i !== wi);
       const stop = (trials: Trial[]) => doneAt(trials, w.best_s);
+      const zero = zeroPicksAt(s, wi, folds);
       let grid: Outcome | null = null; // grid search is deterministic: one run stands for every seed
       for (let seed = 0; seed < seeds; seed++) {
         for (const v of vs) {
@@ -180,7 +190,7 @@ async function runReplay(spaces: ReplaySpace[], folds: Fold[], seeds: number, ab
           const ctx: Context = { measurer, budget: cap, seed: seed * 7919 + wi, stop, ...v.ctx(folds[wi % folds.length], reuse, tasks[wi]) };
           const o: Outcome = v.name === 'grid' && grid ? grid : await v.strategy.run(tasks[wi], ctx);
           if (v.name === 'grid') grid = o;
-          both.add(v.name, o, w.best_s, cap);
+          both.add(v.name, o, w.best_s, cap, zero[v.zero]);
         }
       }
     }
@@ -207,6 +217,53 @@ async function runDiffusion(s: ReplaySpace, tasks: Task[], folds: Fold[], seeds:
       else tally.add('diffusion_representative', o, s.workloads[i].best_s, cap);
     });
   }
+}
+
+/**
+ * What the tuner would ship with no measurement at all, as a fraction of the optimum (replay's
+ * time of the pick): the default schedule (what every search starts from), the best schedule of
+ * the nearest recorded workload (`adopt tune --budget 0`), the consensus prior (the first
+ * schedule reuse measures) and the cost model's top prediction (its fold never saw this
+ * workload). The reuse picks see only the kernel's other workloads.
+ */
+export function zeroMeasurementPicks(spaces: ReplaySpace[], folds: Fold[]): Record<ZeroPick, number[]> {
+  const out: Record<ZeroPick, number[]> = { default: [], nearest_record: [], consensus_record: [], model_top: [] };
+  for (const s of spaces) {
+    s.workloads.forEach((_w, wi) => {
+      const z = zeroPicksAt(s, wi, folds);
+      for (const k of ZERO_PICKS) out[k].push(z[k]);
+    });
+  }
+  return out;
+}
+
+const ZERO_PICKS = ['default', 'nearest_record', 'consensus_record', 'model_top'] as const;
+type ZeroPick = typeof ZERO_PICKS[number];
+
+/** The zero-measurement picks on one workload of a space, as fractions of its optimum (0 where replay lacks the pick). */
+function zeroPicksAt(s: ReplaySpace, wi: number, folds: Fold[]): Record<ZeroPick, number> {
+  const w = s.workloads[wi];
+  const fraction = (pick: Schedule | undefined): number => {
+    const e = pick && w.results.get(scheduleKey(pick));
+    return e && e.status === 'ok' && e.median_s ? w.best_s / e.median_s : 0;
+  };
+  const reuse = replayRecords(s, (_x, i) => i !== wi);
+  const legal = s.space.enumerate(w.workload);
+  const model = folds[wi % folds.length].model;
+  const scores = model.predict(legal.map((c) => featurize(model.features, s.kernel, w.workload, c, s.target)));
+  return {
+    default: fraction(s.space.defaultAt(w.workload)),
+    nearest_record: fraction(nearestPriors(reuse, s.space, w.workload, 1)[0]),
+    consensus_record: fraction(consensusPriors(reuse, s.space, w.workload, 1)[0]),
+    model_top: fraction(legal[scores.indexOf(Math.max(...scores))]),
+  };
+}
+
+function summariseZero(picks: Record<string, number[]>): Record<string, { mean: number; median: number; share90: number; share95: number; share99: number }> {
+  const share = (xs: number[], f: number) => xs.filter((x) => x >= f - 1e-12).length / Math.max(1, xs.length);
+  return Object.fromEntries(Object.entries(picks).map(([k, xs]) => [k, {
+    mean: xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length), median: median(xs), share90: share(xs, 0.9), share95: share(xs, 0.95), share99: share(xs, 0.99),
+  }]));
 }
 
 /** Live confirmation: guided against random on two kernels' first workload (`--live-kernels`, else the first two), 16 measurements each. */
@@ -246,6 +303,14 @@ function printTable(tally: Tally, names: string[]): void {
   }
   out.write('  nXX: median measurements to reach XX% of the optimum (optimum time / best time so far); @N: mean % of the optimum after N measurements;\n'
     + '  compile/run s: what the measurements cost when recorded (mean per run, from the replay data); model/search s: spent here.\n');
+  out.write(`\n${'counting what ships unmeasured'.padEnd(32)} ${'zero pick'.padEnd(17)} ${'n90'.padStart(5)} ${'n95'.padStart(5)} ${'n99'.padStart(5)}\n`);
+  for (const v of variants()) {
+    const s = tally.summary(v.name);
+    if (!s.runs) continue;
+    out.write(`${v.name.padEnd(32)} ${v.zero.padEnd(17)} ${fmt(s.shipped.n90).padStart(5)} ${fmt(s.shipped.n95).padStart(5)} ${fmt(s.shipped.n99).padStart(5)}\n`);
+  }
+  out.write('  as nXX, but 0 where the schedule a strategy ships before its first measurement already reaches XX% (a search ships the default;\n'
+    + '  a reuse strategy its first record pick, as `adopt tune --budget 0` would); the table above counts measured schedules only, so never below 1.\n');
 }
 
 async function main(): Promise<number> {
@@ -298,7 +363,13 @@ async function main(): Promise<number> {
   printTable(tally, names);
   const n95 = Object.fromEntries(names.map((n) => [n, tally.summary(n).n95]));
   n95.exact_reuse = 0;
+  const shipped95 = Object.fromEntries(names.map((n) => [n, tally.summary(n).shipped.n95]));
   const n99 = Object.fromEntries(names.map((n) => [n, tally.summary(n).n99]));
+  const zero = summariseZero(zeroMeasurementPicks(spaces, folds));
+  process.stdout.write(`\nwith no measurement (the pick shipped as it is; fraction of the optimum over ${spaces.reduce((a, s) => a + s.workloads.length, 0)} kernel x workload, reuse from the kernel's other workloads):\n`);
+  for (const [k, z] of Object.entries(zero)) {
+    process.stdout.write(`  ${k.padEnd(18)} mean ${fmt(100 * z.mean, 1).padStart(5)}%  median ${fmt(100 * z.median, 1).padStart(5)}%  at >=90/95/99% of the optimum on ${[z.share90, z.share95, z.share99].map((x) => `${fmt(100 * x, 0)}%`).join(' / ')}\n`);
+  }
   const live = args.live ? await runLive(spaces, folds, args.liveKernels) : null;
   if (live) for (const l of live) process.stdout.write(`live ${JSON.stringify(l)}\n`);
   const result = {
@@ -307,10 +378,13 @@ async function main(): Promise<number> {
     autotvm_over_ours: Math.min(n95.autotvm64, n95.autotvm8) / n95.ours,
     autotvm64_over_ours: n95.autotvm64 / n95.ours, autotvm8_over_ours: n95.autotvm8 / n95.ours,
     random_over_ours_with_reuse: n95.random / n95.ours_with_reuse,
+    // counting the schedule each strategy ships unmeasured (0 where it already reaches 95%)
+    n95_shipped: shipped95, reuse_within_tenth_of_random_shipped: shipped95.ours_with_reuse <= shipped95.random / 10,
     // at 99% too: where nearly every schedule is within 95% of the optimum, n95 cannot separate strategies
     n99, random_over_ours_n99: n99.random / n99.ours, autotvm_over_ours_n99: Math.min(n99.autotvm64, n99.autotvm8) / n99.ours,
     random_over_ours_with_reuse_n99: n99.random / n99.ours_with_reuse, n95_per_kernel: n95PerKernel,
     share95: Object.fromEntries(stats.map((st) => [st.kernel, median(st.workloads.map((w) => w.share['0.95']))])),
+    zero_measurement: zero,
     kendall_tau: ev.tau, top5_recall: ev.recall5, backend: backendInfo().backend, seconds: (performance.now() - t0) / 1000, live,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);
