@@ -1,5 +1,6 @@
 // `npm run bench:tuner`: the tuner's strategies compared on replayed, exhaustively measured spaces
-// (fixtures/tuning/replay/), medians over seeds; `-- --live` also tunes two kernels live.
+// (fixtures/tuning/replay/), medians over seeds; `-- --live` also tunes two kernels live; `-- --transfer DIR`
+// searches DIR's spaces, measured on another machine, with the model pre-trained here (tuner-transfer.ts).
 //
 // For each kernel and workload, every strategy searches until replay says it measured the optimum,
 // or holds 99% of it after 64 measurements (after which nothing it reports can change), and we read off the measurements it took to reach
@@ -17,24 +18,27 @@ import { LocalMeasurer, type Measurer, type Target } from '../tune/measurer.js';
 import { REPLAY_DIR, catalogOf, pretrain } from '../tune/pretrain.js';
 import type { TuneRecord } from '../tune/records.js';
 import { modelLocation } from './tuner-models.js';
+import { runTransfer } from './tuner-transfer.js';
 import { ReplayMeasurer, type ReplaySpace, loadReplayDir, replayRecords } from '../tune/replay.js';
 import { formatSpaceStats, spaceStats } from '../tune/space-stats.js';
 import { autotvm, gridSearch, randomSearch } from '../tune/strategies/baselines.js';
 import { diffuse } from '../tune/strategies/diffusion.js';
 import { guided } from '../tune/strategies/guided.js';
 import { consensusPriors, nearestPriors } from '../tune/strategies/reuse.js';
-import { type Context, type Outcome, type Strategy, type Task, type Timing, type Trial } from '../tune/strategies/types.js';
+import { type Context, type Outcome, type Strategy, type Task, type Trial } from '../tune/strategies/types.js';
 import { type Schedule, scheduleKey } from '../tune/space.js';
+import { CHECKPOINTS, type Sink, Tally, doneAt, fmt, median } from './tuner-tally.js';
 
-const THRESHOLDS = [0.9, 0.95, 0.99] as const;
-const CHECKPOINTS = [8, 16, 32, 64] as const;
+export { Tally, doneAt, median, reachAt } from './tuner-tally.js';
 
-interface Args { live: boolean; seeds: number; ablationSeeds: number; kernels: string[] | null; quick: boolean; spacesOnly: boolean; replay: string; liveOnly: boolean; liveKernels: string[] | null; cap: number }
+
+interface Args { transfer: string | null; live: boolean; seeds: number; ablationSeeds: number; kernels: string[] | null; quick: boolean; spacesOnly: boolean; replay: string; liveOnly: boolean; liveKernels: string[] | null; cap: number }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { live: false, seeds: 30, ablationSeeds: 10, kernels: null, quick: false, spacesOnly: false, replay: REPLAY_DIR, liveOnly: false, liveKernels: null, cap: Infinity };
+  const a: Args = { transfer: null, live: false, seeds: 30, ablationSeeds: 10, kernels: null, quick: false, spacesOnly: false, replay: REPLAY_DIR, liveOnly: false, liveKernels: null, cap: Infinity };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--live') a.live = true;
+    else if (argv[i] === '--transfer') a.transfer = argv[++i];
     else if (argv[i] === '--quick') a.quick = true;
     else if (argv[i] === '--spaces') a.spacesOnly = true;
     else if (argv[i] === '--replay') a.replay = argv[++i];
@@ -48,76 +52,6 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
-export function median(xs: number[]): number {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((p, q) => p - q);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-/** Measurements to reach `frac` of the optimum; budget + 1 when never reached. */
-export function reachAt(trials: Trial[], best: number, frac: number, cap: number): number {
-  let cur = Infinity;
-  for (let i = 0; i < trials.length; i++) {
-    const t = trials[i];
-    if (t.status === 'ok' && t.median_s !== null) cur = Math.min(cur, t.median_s);
-    if (best / cur >= frac - 1e-12) return i + 1;
-  }
-  return cap + 1;
-}
-
-/** The fraction of the optimum (optimum time / best time) after n measurements; a run stopped at the optimum stays there. */
-function fractionAfter(trials: Trial[], best: number, n: number): number {
-  let cur = Infinity;
-  for (const t of trials.slice(0, n)) if (t.status === 'ok' && t.median_s !== null) cur = Math.min(cur, t.median_s);
-  return Number.isFinite(cur) ? best / cur : 0;
-}
-
-/**
- * Where a replayed run may stop without changing any figure: at the optimum, or once it holds 99%
- * of it and has made the last checkpoint's measurements (n90/95/99 and @8..64 are then final).
- * The same rule for every strategy.
- */
-export function doneAt(trials: Trial[], best: number): boolean {
-  let cur = Infinity;
-  for (const t of trials) if (t.status === 'ok' && t.median_s !== null) cur = Math.min(cur, t.median_s);
-  return cur <= best || (best / cur >= 0.99 - 1e-12 && trials.length >= CHECKPOINTS[CHECKPOINTS.length - 1]);
-}
-
-/** `shipped`: as `n`, but 0 where the schedule the strategy ships before measuring anything (the default; a reuse strategy's records pick) already reaches the threshold. */
-interface RunStat { n: Record<string, number>; shipped: Record<string, number>; after: Record<number, number>; timing: Timing; measurements: number }
-
-export class Tally {
-  readonly runs = new Map<string, RunStat[]>();
-
-  /** `zero`: the fraction of the optimum of what the strategy would ship with no measurement (NaN: not known, counted as measured). */
-  add(strategy: string, o: Outcome, best: number, cap: number, zero = NaN): void {
-    const n: Record<string, number> = {};
-    const shipped: Record<string, number> = {};
-    for (const f of THRESHOLDS) {
-      n[String(f)] = reachAt(o.trials, best, f, cap);
-      shipped[String(f)] = zero >= f - 1e-12 ? 0 : n[String(f)];
-    }
-    const after: Record<number, number> = {};
-    for (const c of CHECKPOINTS) after[c] = fractionAfter(o.trials, best, c);
-    this.runs.set(strategy, [...(this.runs.get(strategy) ?? []), { n, shipped, after, timing: o.timing, measurements: o.trials.length }]);
-  }
-
-  summary(strategy: string) {
-    const rs = this.runs.get(strategy) ?? [];
-    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-    return {
-      runs: rs.length,
-      n90: median(rs.map((r) => r.n['0.9'])), n95: median(rs.map((r) => r.n['0.95'])), n99: median(rs.map((r) => r.n['0.99'])),
-      shipped: { n90: median(rs.map((r) => r.shipped['0.9'])), n95: median(rs.map((r) => r.shipped['0.95'])), n99: median(rs.map((r) => r.shipped['0.99'])) },
-      after: Object.fromEntries(CHECKPOINTS.map((c) => [c, mean(rs.map((r) => r.after[c]))])),
-      timing: { compile_s: mean(rs.map((r) => r.timing.compile_s)), run_s: mean(rs.map((r) => r.timing.run_s)), model_s: mean(rs.map((r) => r.timing.model_s)), search_s: mean(rs.map((r) => r.timing.search_s)) },
-    };
-  }
-}
-
-/** Where outcomes go: a tally, or several. */
-interface Sink { add: Tally['add'] }
 
 export interface Fold { model: CostModel; cached: boolean; seconds: number }
 
@@ -149,7 +83,6 @@ function evaluateModel(spaces: ReplaySpace[], folds: Fold[]): { tau: number; rec
   return { tau: mean(per.map((p) => p.tau)), recall5: mean(per.map((p) => p.recall5)), per };
 }
 
-/** `seeds`: the ablations run on fewer seeds than the main comparison (tfjs training dominates the benchmark's time). */
 /** `zero`: what the variant ships before its first measurement (`adopt tune --budget 0` ships the nearest record where there is one, else the default). */
 interface Variant { name: string; strategy: Strategy; ctx: (fold: Fold, reuse: TuneRecord[], task: Task) => Partial<Context>; ablation?: boolean; zero: ZeroPick }
 
@@ -288,10 +221,6 @@ async function runLive(spaces: ReplaySpace[], folds: Fold[], kernels: string[] |
   return out;
 }
 
-function fmt(x: number, d = 1): string {
-  return Number.isFinite(x) ? x.toFixed(d) : '-';
-}
-
 function printTable(tally: Tally, names: string[]): void {
   const out = process.stdout;
   out.write(`\n${'strategy'.padEnd(26)} ${'runs'.padStart(5)} ${'n90'.padStart(5)} ${'n95'.padStart(5)} ${'n99'.padStart(5)}   ${CHECKPOINTS.map((c) => `@${c}`.padStart(6)).join(' ')}   ${'compile s'.padStart(9)} ${'run s'.padStart(7)} ${'model s'.padStart(8)} ${'search s'.padStart(8)}\n`);
@@ -329,6 +258,19 @@ async function main(): Promise<number> {
   if (!spaces.length) {
     process.stderr.write(`no replay data in ${args.replay}: run PYTHONPATH=native python3 -m adopt_harness.measure --exhaustive\n`);
     return 2;
+  }
+  if (args.transfer) {
+    let target = loadReplayDir(args.transfer);
+    if (args.kernels) target = target.filter((s) => args.kernels!.includes(s.kernel));
+    if (!target.length) {
+      process.stderr.write(`--transfer: no replay data in ${args.transfer}: measure the new target with PYTHONPATH=native python3 -m adopt_harness.measure --exhaustive --out ${args.transfer}\n`);
+      return 2;
+    }
+    await loadTf();
+    process.stdout.write(`${formatSpaceStats(target.map(spaceStats))}\n`);
+    const result = await runTransfer(spaces, target, { sourceDir: args.replay, targetDir: args.transfer, seeds: args.quick ? 5 : args.seeds });
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return 0;
   }
   const stats = spaces.map(spaceStats);
   process.stdout.write(`${formatSpaceStats(stats)}\n`);
