@@ -18,7 +18,7 @@ steps of one round share it.
 
 Usage: python -m adopt_harness.speed REWRITTEN_MODELS_DIR [--variant RULE=DIR ...] [--seq 128,512] [--repeats 6]
        [--train-repeats N] [--batch N] [--threads N] [--clock wall|cpu] [--profile] [--keep-freed-memory] [--quiet-blas-threads]
-       [--dropout off|config]
+       [--dropout off|config] [--without KERNEL ...]
 Writes progress lines as it measures and one result line per model (schema.py: SpeedRow).
 """
 import argparse
@@ -38,7 +38,9 @@ from adopt_harness.dropout import config_without_dropout, no_dropout
 from adopt_harness.inputs import timing_inputs
 from adopt_harness.protocol import Channel
 from adopt_harness.rounds import in_round
+from adopt_kernels._impl.switches import ENV_VAR
 from adopt_kernels import idle_threads, memory, threads
+from adopt_kernels.registry import switch_names
 
 MODELS = {
     # name: (module, class, config overrides)
@@ -164,6 +166,28 @@ def non_matmul_share(model, inputs):
     return {"total_s": total, "matmul_s": mm, "non_matmul_s": total - mm, "non_matmul_share": (total - mm) / total if total else None}
 
 
+class Without(torch.nn.Module):
+    """The rewritten model with some kernels switched off (``$ADOPT_DISABLE`` set around each
+    forward, so they take the code they replace and their backward follows): the same instance,
+    weights and memory as the rewrite, so a round compares the kernels' share alone."""
+
+    def __init__(self, model, kernels):
+        super().__init__()
+        self.model = model
+        self.kernels = ",".join(kernels)
+
+    def forward(self, *args, **kwargs):
+        before = os.environ.get(ENV_VAR)
+        os.environ[ENV_VAR] = ",".join(filter(None, [before, self.kernels]))
+        try:
+            return self.model(*args, **kwargs)
+        finally:
+            if before is None:
+                del os.environ[ENV_VAR]
+            else:
+                os.environ[ENV_VAR] = before
+
+
 def build_variants(key, args, device, dtype):
     """The original class, its config and every variant (original, rewritten, one per rule), built
     with the same weights."""
@@ -186,6 +210,8 @@ def build_variants(key, args, device, dtype):
         m.load_state_dict(a.state_dict(), strict=True)
         if args.dropout == "off":
             no_dropout(m)
+    for kernel in args.without:
+        variants[f"without {kernel}"] = Without(variants["rewritten"], [kernel])
     return cls_a, config, variants
 
 
@@ -202,7 +228,12 @@ def measure(variants, inputs, device, args):
         "paired": {"forward": paired_ratio(fwd_rounds, "rewritten"), "train": paired_ratio(trn_rounds, "rewritten")},
         "per_rule": {k: {"forward_ratio": fwd[k] / fwd["original"], "train_ratio": trn[k] / trn["original"],
                          **({"memory_ratio": peak_t[k] / peak_t["original"]} if peak_t else {})}
-                     for k in variants if k not in ("original", "rewritten")},
+                     for k in variants if k not in ("original", "rewritten") and not k.startswith("without ")},
+        # each kernel's own share: the rewrite with it switched off over the rewrite, round by round
+        "without": {k[len("without "):]: {"train_paired_over_rewritten": paired_ratio(trn_rounds, k, base="rewritten"),
+                                          "forward_paired_over_rewritten": paired_ratio(fwd_rounds, k, base="rewritten"),
+                                          "train_ratio": trn[k] / trn["original"]}
+                    for k in variants if k.startswith("without ")},
     }
     if args.profile:
         entry["profile"] = {k: non_matmul_share(variants[k], inputs) for k in ("original", "rewritten")}
@@ -232,7 +263,7 @@ def model_row(key, args, device, dtype, channel):
            "blas": args.blas}
     try:
         cls_a, config, variants = build_variants(key, args, device, dtype)
-        row["rules"] = [k for k in variants if k not in ("original", "rewritten")]
+        row["rules"] = [k for k in variants if k not in ("original", "rewritten") and not k.startswith("without ")]
         row["sdpa_alternative"] = "not available in transformers 4.35 (attn_implementation arrived in 4.36)"
         for seq in [int(s) for s in args.seq.split(",")]:
             if key == "vit-base" and seq != 128:
@@ -265,6 +296,8 @@ def main():
     p.add_argument("--train-repeats", type=positive, default=None, help="timed rounds of training steps (default: --repeats)")
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--variant", action="append", default=[], help="RULE=DIR: the models rewritten with that rule only")
+    p.add_argument("--without", action="append", default=[], metavar="KERNEL",
+                   help="also time the rewrite with this kernel switched off ($ADOPT_DISABLE), paired with the rewrite")
     p.add_argument("--batch", type=int, default=0, help="default: 4 on CPU, 8 on a GPU")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch, the kernels and OpenBLAS alike (default: every core)")
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
@@ -289,6 +322,9 @@ def main():
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     # Debian's torch starts with one thread: both sides get the same count, stated in the result
     threads.set_threads(args.threads)
+    for kernel in args.without:
+        if kernel not in switch_names():
+            p.error(f"--without {kernel}: not a kernel switch; one of {', '.join(switch_names())}")
     for key in args.models.split(","):
         if key not in MODELS:
             p.error(f"unknown model {key!r}: one of {', '.join(MODELS)}")

@@ -47,7 +47,9 @@ async function main(): Promise<void> {
   const valued = ['--batch', '--threads', '--clock', '--blas-core', '--train-repeats'].filter(flag).flatMap((name) => [name, arg(name, '')]);
   const extra = [...(flag('--profile') ? ['--profile'] : []), ...valued, ...['--keep-freed-memory', '--quiet-blas-threads'].filter(flag),
     // the training step as each model's configuration runs it: its dropout on, for both sides
-    ...(flag('--with-dropout') ? ['--dropout', 'config'] : [])];
+    ...(flag('--with-dropout') ? ['--dropout', 'config'] : []),
+    // the rewrite with one kernel switched off, paired with the rewrite: that kernel's own share
+    ...process.argv.flatMap((a, i) => (a === '--without' && process.argv[i + 1] ? ['--without', process.argv[i + 1]] : []))];
   // OpenMP reads its wait policy once, when it loads: it is set for the harness process, both sides alike
   const env = flag('--omp-passive') ? { OMP_WAIT_POLICY: 'passive' } : undefined;
   const r = await streamHarness('speed', [join(mirror, 'models'), ...(flag('--no-per-rule') ? [] : variantArgs), ...extra, '--seq', arg('--seq', '128,512'), '--repeats', arg('--repeats', '6'), '--models', arg('--models', 'bert-base,roberta-base,albert-base,gpt2,t5-small,vit-base,llama-style')], {
@@ -61,6 +63,7 @@ async function main(): Promise<void> {
   console.log(`\nmodel          input     forward orig  rewritten  ratio   train orig  rewritten  ratio     paired (quartiles)   memory ratio   (${device}, median, side by side)`);
   const summary: Record<string, unknown> = {};
   const ruleRows: string[] = [];
+  const withoutRows: string[] = [];
   for (const row of rows) {
     if (row.error) { console.log(`${String(row.model).padEnd(15)}error: ${row.error}`); summary[String(row.model)] = { error: row.error }; continue; }
     for (const [k, e] of speedEntries(row)) {
@@ -73,14 +76,23 @@ async function main(): Promise<void> {
         const mark = pr.forward_ratio > 1.05 || pr.train_ratio > 1.05 ? '  slower' : '';
         ruleRows.push(`${String(row.model).padEnd(15)}${k.padEnd(10)}${rule.padEnd(24)}${pr.forward_ratio.toFixed(3).padStart(8)}${pr.train_ratio.toFixed(3).padStart(8)}${mark}`);
       }
+      for (const [kernel, w] of Object.entries(e.without ?? {})) {
+        const t = w.train_paired_over_rewritten;
+        withoutRows.push(`${String(row.model).padEnd(15)}${k.padEnd(10)}${kernel.padEnd(24)}${w.forward_paired_over_rewritten.median.toFixed(3).padStart(8)}${t.median.toFixed(3).padStart(8)} (${t.q1.toFixed(3)}-${t.q3.toFixed(3)}, slower in ${t.slower_rounds} of ${t.rounds})`);
+      }
       summary[`${row.model}@${k}`] = {
         ...(e.profile ? { non_matmul_share: round(e.profile.original.non_matmul_share ?? 0), removed_of_non_matmul: round(e.profile.removed_of_non_matmul ?? 0) } : {}),
         forward_ratio: round(e.forward_ratio), train_ratio: round(e.train_ratio),
         ...(e.paired ? { train_ratio_paired: round(e.paired.train.median), train_ratio_quartiles: [round(e.paired.train.q1), round(e.paired.train.q3)], forward_ratio_paired: round(e.paired.forward.median) } : {}),
         memory_ratio: e.memory_ratio ? round(e.memory_ratio) : null, device: row.device, dtype: row.dtype, malloc: row.malloc, idle_threads: row.idle_threads, dropout: row.dropout, blas: row.blas,
         per_rule: Object.fromEntries(Object.entries(e.per_rule ?? {}).map(([rule, pr]) => [rule, { forward_ratio: round(pr.forward_ratio), train_ratio: round(pr.train_ratio) }])),
+        ...(e.without ? { without: Object.fromEntries(Object.entries(e.without).map(([kernel, w]) => [kernel, { train_paired_over_rewritten: round(w.train_paired_over_rewritten.median), forward_paired_over_rewritten: round(w.forward_paired_over_rewritten.median) }])) } : {}),
       };
     }
+  }
+  if (withoutRows.length) {
+    console.log('\nthe rewrite with one kernel off, over the rewrite (paired by round; above 1: the kernel saves time)   forward   train');
+    for (const l of withoutRows) console.log(l);
   }
   if (ruleRows.length) {
     console.log('\nper rule (that rule alone)                         forward   train');

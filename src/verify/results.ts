@@ -49,6 +49,8 @@ export interface SpeedEntry {
   profile?: { original: { non_matmul_share: number | null }; removed_of_non_matmul?: number | null } & Record<string, unknown>;
   /** the ratio rewritten/original round by round: its median and quartiles */
   paired?: { forward: PairedRatio; train: PairedRatio };
+  /** per kernel switched off (`--without`): the rewrite without it over the rewrite, round by round */
+  without?: Record<string, { train_paired_over_rewritten: PairedRatio; forward_paired_over_rewritten: PairedRatio; train_ratio: number }>;
 }
 
 /** speed.paired_ratio: the median and quartiles of the per-round ratios, over an even number of
