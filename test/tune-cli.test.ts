@@ -5,6 +5,8 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { CostModel } from '../src/tune/cost-model.js';
+import { featureNames, featurize } from '../src/tune/features.js';
 import { ReplayMeasurer, fromReplayFile } from '../src/tune/replay.js';
 import { RecordStore } from '../src/tune/records.js';
 import { Space, type Registry } from '../src/tune/space.js';
@@ -92,6 +94,25 @@ describe('tuneWorkload (in process, replayed)', () => {
     expect(zero.source).toBe('nearest-record');
     expect(zero.measurements).toBe(0);
     expect(warn).toEqual([]);
+  });
+
+  it('adapts the cost model to this target on its records, leaving the given model as it was', async () => {
+    const db = join(tmp(), 'records.jsonl');
+    const other = { rows: 1024, dtype: 'float32' };
+    const two = fromReplayFile({
+      format: 'adopt-replay/1', kernel: 'synth', target: TARGET, template_hash: 'tpl', space: registry.kernels.synth.space,
+      workloads: [workload, other].map((w) => ({ workload: w, results: new Space(PARAMS, { block: 1, unroll: 1 }).enumerate().map((s) => ({ schedule: s, status: 'ok' as const, median_s: 1e-3 * (1 + Math.abs(Math.log2(s.block as number) - 3) + 0.1 * (s.unroll as number)) })) })),
+    });
+    const model = await CostModel.create(featureNames({ synth: { space: registry.kernels.synth.space, workload_fields: ['rows', 'dtype'] } }), [8], 0);
+    const probe = new Space(PARAMS, { block: 1, unroll: 1 }).enumerate().map((s) => featurize(model.features, 'synth', other, s, TARGET));
+    const before = model.predict(probe);
+    const cold = await tuneWorkload({ kernel: 'synth', workload: other, budget: 4, strategy: 'guided', db, registry, targetInfo: info, measurer: new ReplayMeasurer([two]), model });
+    expect(cold.notes.join(' ')).not.toMatch(/adapted/);
+    await tuneWorkload({ kernel: 'synth', workload, budget: 15, strategy: 'random', db, registry, targetInfo: info, measurer: new ReplayMeasurer([two]), model: null });
+    const warm = await tuneWorkload({ kernel: 'synth', workload: other, budget: 4, strategy: 'guided', db, registry, targetInfo: info, measurer: new ReplayMeasurer([two]), model, force: true });
+    expect(warm.notes.join(' ')).toMatch(/cost model adapted to this target on its records of 2 workload\(s\)/);
+    expect(model.predict(probe)).toEqual(before);
+    model.dispose();
   });
 
   it('merges a schedule file entry by kernel and workload', () => {

@@ -2,15 +2,16 @@
 // The model is pre-trained on the shipped replay data (other machines) and the strategies search
 // DIR's spaces, measured exhaustively on the new target: no model, the other target's model as it
 // is (zero-shot), the same model fine-tuned on this target's measurements as the search goes
-// (few-shot adaptation, the tuner's default), and, as the reference a long-lived installation
-// reaches, models pre-trained on the new target's other workloads, with and without their records
-// as reuse priors. It also scores the cost model itself on every workload of the new target:
+// (few-shot), the same model adapted first on the new target's records of the kernel's other
+// workloads (what `adopt tune` does once the store holds some), and, as a reference, models
+// pre-trained on the new target's other workloads alone, with and without their records as reuse
+// priors. It also scores the cost model itself on every workload of the new target:
 // the other target's model as it is, after fine-tuning on 8 random measurements of the workload,
 // and the new target's own held-out model.
 import { CostModel, kendallTau, topKRecall } from '../tune/cost-model.js';
 import { featurize } from '../tune/features.js';
 import type { Target } from '../tune/measurer.js';
-import { catalogOf, pretrain } from '../tune/pretrain.js';
+import { adaptToTarget, catalogOf, pretrain } from '../tune/pretrain.js';
 import { ReplayMeasurer, type ReplaySpace, replayRecords } from '../tune/replay.js';
 import { Rng } from '../tune/rng.js';
 import { autotvm, randomSearch } from '../tune/strategies/baselines.js';
@@ -78,7 +79,7 @@ export async function modelScores(target: ReplaySpace[], m: Models, seeds: numbe
   return out;
 }
 
-interface TransferVariant { name: string; strategy: Strategy; ctx: (m: Models, reuse: ReturnType<typeof replayRecords>, task: Task, wi: number) => Partial<Context> }
+interface TransferVariant { name: string; strategy: Strategy; ctx: (m: Models, reuse: ReturnType<typeof replayRecords>, task: Task, wi: number, adapted: CostModel) => Partial<Context> }
 
 function transferVariants(): TransferVariant[] {
   const g = guided();
@@ -88,6 +89,8 @@ function transferVariants(): TransferVariant[] {
     { name: 'no_model', strategy: g, ctx: () => ({ model: null }) },
     { name: 'other_target_zero_shot', strategy: g, ctx: (m) => ({ model: m.source, finetune: false }) },
     { name: 'other_target_few_shot', strategy: g, ctx: (m) => ({ model: m.source }) },
+    // what `adopt tune` does where the store holds this target's records of other workloads
+    { name: 'other_target_adapted', strategy: g, ctx: (_m, _r, _t, _wi, adapted) => ({ model: adapted }) },
     { name: 'this_target', strategy: g, ctx: (m, _r, _t, wi) => ({ model: m.folds[wi % m.folds.length] }) },
     { name: 'this_target_with_reuse', strategy: g, ctx: (m, reuse, t, wi) => ({ model: m.folds[wi % m.folds.length], priors: consensusPriors(reuse, t.space, t.workload, 4) }) },
   ];
@@ -114,6 +117,7 @@ export async function runTransfer(source: ReplaySpace[], target: ReplaySpace[], 
 
   const tally = new Tally();
   const measurer = new ReplayMeasurer(target);
+  const targets = new Map<string, Target>(target.map((s) => [s.target.key, s.target]));
   const vs = transferVariants();
   for (const s of target) {
     for (let wi = 0; wi < s.workloads.length; wi++) {
@@ -122,12 +126,14 @@ export async function runTransfer(source: ReplaySpace[], target: ReplaySpace[], 
       const cap = s.space.enumerate(w.workload).length;
       const reuse = replayRecords(s, (_x, i) => i !== wi);
       const stop = (trials: Trial[]) => doneAt(trials, w.best_s);
+      const adapted = (await adaptToTarget(m.source, reuse, targets)).model;
       for (let seed = 0; seed < opts.seeds; seed++) {
         for (const v of vs) {
-          const ctx: Context = { measurer, budget: cap, seed: seed * 7919 + wi, stop, ...v.ctx(m, reuse, task, wi) };
+          const ctx: Context = { measurer, budget: cap, seed: seed * 7919 + wi, stop, ...v.ctx(m, reuse, task, wi, adapted) };
           tally.add(v.name, await v.strategy.run(task, ctx), w.best_s, cap);
         }
       }
+      adapted.dispose();
     }
   }
   out.write(`\n${'strategy on the new target'.padEnd(26)} ${'runs'.padStart(5)} ${'n90'.padStart(5)} ${'n95'.padStart(5)} ${'n99'.padStart(5)}   ${CHECKPOINTS.map((c) => `@${c}`.padStart(6)).join(' ')}\n`);
@@ -143,6 +149,7 @@ export async function runTransfer(source: ReplaySpace[], target: ReplaySpace[], 
   return {
     bench: 'tuner', mode: 'transfer', seeds: opts.seeds, source_targets: [...new Set(source.map((s) => s.target.key))], target: target[0].target.key, kernels: target.map((s) => s.kernel),
     n95, n99, random_over_few_shot: n95.random / n95.other_target_few_shot, random_over_few_shot_n99: n99.random / n99.other_target_few_shot,
+    random_over_adapted: n95.random / n95.other_target_adapted, random_over_adapted_n99: n99.random / n99.other_target_adapted,
     tau: { zero_shot: mean(scores.map((r) => r.zero_shot)), few_shot: mean(scores.map((r) => r.few_shot)), own_target: mean(scores.map((r) => r.own)), few_shot_measurements: FEW_SHOT },
     per_workload: scores, seconds: (performance.now() - t0) / 1000,
   };

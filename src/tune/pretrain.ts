@@ -85,3 +85,19 @@ export async function pretrain(catalog: Catalog, records: TuneRecord[], targets:
   if (opts.cachePath) model.save(opts.cachePath);
   return { model, cached: false, seconds: (performance.now() - t0) / 1000 };
 }
+
+/** Steps of target adaptation: enough for this target's records to reorder what the other targets taught. */
+export const ADAPT_STEPS = 60;
+
+/**
+ * A copy of `model` fine-tuned on this target's own records (the workloads of the kernel tuned
+ * before): a model pre-trained on other machines ranks a new machine's schedules poorly
+ * (bench:tuner --transfer), and the records of the target's first tuned workloads are what fixes
+ * that. The copy is the caller's to dispose; `model` is left as it was.
+ */
+export async function adaptToTarget(model: CostModel, records: TuneRecord[], targets: Map<string, Target>, opts: { steps?: number; seed?: number } = {}): Promise<{ model: CostModel; groups: number }> {
+  const copy = await model.clone();
+  const groups = groupsOf(copy.features, records, targets);
+  if (groups.length) copy.train(groups, { steps: opts.steps ?? ADAPT_STEPS, lr: 3e-3, groupsPerStep: 8, rowsPerGroup: PRETRAIN_ROWS, seed: opts.seed ?? 0 });
+  return { model: copy, groups: groups.length };
+}
