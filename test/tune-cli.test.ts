@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CostModel } from '../src/tune/cost-model.js';
+import { CostModel, loadTf } from '../src/tune/cost-model.js';
 import { featureNames, featurize } from '../src/tune/features.js';
 import { ReplayMeasurer, fromReplayFile } from '../src/tune/replay.js';
 import { RecordStore } from '../src/tune/records.js';
@@ -109,9 +109,14 @@ describe('tuneWorkload (in process, replayed)', () => {
     const cold = await tuneWorkload({ kernel: 'synth', workload: other, budget: 4, strategy: 'guided', db, registry, targetInfo: info, measurer: new ReplayMeasurer([two]), model });
     expect(cold.notes.join(' ')).not.toMatch(/adapted/);
     await tuneWorkload({ kernel: 'synth', workload, budget: 15, strategy: 'random', db, registry, targetInfo: info, measurer: new ReplayMeasurer([two]), model: null });
+    const tf = await loadTf();
+    const tensors = tf.memory().numTensors;
     const warm = await tuneWorkload({ kernel: 'synth', workload: other, budget: 4, strategy: 'guided', db, registry, targetInfo: info, measurer: new ReplayMeasurer([two]), model, force: true });
+    expect(tf.memory().numTensors).toBe(tensors); // the adapted copy (and the search's) disposed
     expect(warm.notes.join(' ')).toMatch(/cost model adapted to this target on its records of 2 workload\(s\)/);
     expect(model.predict(probe)).toEqual(before);
+    const baseline = await tuneWorkload({ kernel: 'synth', workload: other, budget: 4, strategy: 'random', db, registry, targetInfo: info, measurer: new ReplayMeasurer([two]), model, force: true });
+    expect(baseline.notes.join(' ')).not.toMatch(/adapted/); // a strategy that reads no model adapts none
     model.dispose();
   });
 

@@ -68,7 +68,7 @@ SPEED_ENTRY = obj({
 }, {"peak_original_bytes": INT, "peak_rewritten_bytes": INT, "profile": {"type": "object"},
     "paired": obj({"forward": PAIRED_RATIO, "train": PAIRED_RATIO}),
     # per kernel switched off (--without): the rewrite without it over the rewrite, round by round
-    "without": {"type": "object", "additionalProperties": obj({"train_paired_over_rewritten": PAIRED_RATIO, "forward_paired_over_rewritten": PAIRED_RATIO, "train_ratio": NUM})}})
+    "without": {"type": "object", "additionalProperties": obj({"train_paired_over_rewritten": PAIRED_RATIO, "forward_paired_over_rewritten": PAIRED_RATIO, "train_over_original": NUM})}})
 SPEED_ROW = obj({"model": STR}, {
     "device": STR, "dtype": STR, "threads": INT, "clock": STR, "malloc": STR, "idle_threads": STR, "dropout": STR, "blas": STR, "rules": array(STR), "sdpa_alternative": STR, "error": STR,
 }, patterns={"^(seq\\d+|image\\d+)$": ref("SpeedEntry"), "^agreement_seq\\d+$": ref("Agreement")})

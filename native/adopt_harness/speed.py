@@ -166,6 +166,11 @@ def non_matmul_share(model, inputs):
     return {"total_s": total, "matmul_s": mm, "non_matmul_s": total - mm, "non_matmul_share": (total - mm) / total if total else None}
 
 
+# switches read outside the timed forward and backward (the optimizer's step), where --without
+# would time nothing of theirs
+ACTS_OUTSIDE_THE_STEP = ("fused_optimizer",)
+
+
 class Without(torch.nn.Module):
     """The rewritten model with some kernels switched off (``$ADOPT_DISABLE`` set around each
     forward, so they take the code they replace and their backward follows): the same instance,
@@ -232,7 +237,7 @@ def measure(variants, inputs, device, args):
         # each kernel's own share: the rewrite with it switched off over the rewrite, round by round
         "without": {k[len("without "):]: {"train_paired_over_rewritten": paired_ratio(trn_rounds, k, base="rewritten"),
                                           "forward_paired_over_rewritten": paired_ratio(fwd_rounds, k, base="rewritten"),
-                                          "train_ratio": trn[k] / trn["original"]}
+                                          "train_over_original": trn[k] / trn["original"]}
                     for k in variants if k.startswith("without ")},
     }
     if args.profile:
@@ -312,6 +317,10 @@ def main():
                         "step as the model's configuration has it (its dropout on, both sides alike)")
     blas_setting.add_option(p)
     args = p.parse_args()
+    timed = [k for k in switch_names() if k not in ACTS_OUTSIDE_THE_STEP]
+    for kernel in args.without:
+        if kernel not in timed:
+            p.error(f"--without {kernel}: not a switch of what a forward and backward run; one of {', '.join(timed)}")
     args.blas = blas_setting.apply(args)
     if args.quiet_blas_threads and not idle_threads.quiet_blas_threads():
         p.error("--quiet-blas-threads: no OpenBLAS thread here could be quieted (the message above says why)")
@@ -322,9 +331,6 @@ def main():
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     # Debian's torch starts with one thread: both sides get the same count, stated in the result
     threads.set_threads(args.threads)
-    for kernel in args.without:
-        if kernel not in switch_names():
-            p.error(f"--without {kernel}: not a kernel switch; one of {', '.join(switch_names())}")
     for key in args.models.split(","):
         if key not in MODELS:
             p.error(f"unknown model {key!r}: one of {', '.join(MODELS)}")

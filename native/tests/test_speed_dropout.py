@@ -16,7 +16,7 @@ SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "i
 def variants(monkeypatch, dropout):
     # the "rewritten" tree is transformers' own: what matters here is how both sides are built
     monkeypatch.setitem(speed.MODELS, "bert-small", ("bert", "BertModel", SMALL))
-    args = types.SimpleNamespace(rewritten_dir=os.path.dirname(os.path.dirname(bert.__file__)), variant=[], dropout=dropout)
+    args = types.SimpleNamespace(rewritten_dir=os.path.dirname(os.path.dirname(bert.__file__)), variant=[], without=[], dropout=dropout)
     return speed.build_variants("bert-small", args, "cpu", torch.float32)[2]
 
 

@@ -78,3 +78,35 @@ def test_time_pair_times_the_switched_off_variant_beside_the_rewrite(monkeypatch
     assert len(rounds["without fused_qkv"]) == 2
     # the rewrite ran with the kernel on, the wrapped calls with it off: 4 rounds each
     assert rewritten.seen.count(None) == 4 and rewritten.seen.count("fused_qkv") == 4
+
+
+def test_measure_pairs_each_switched_off_variant_with_the_rewrite(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    from types import SimpleNamespace
+
+    from adopt_harness import schema
+
+    rewritten = Projections()
+    variants = {"original": Projections(), "rewritten": rewritten, "without fused_qkv": speed.Without(rewritten, ["fused_qkv"])}
+    args = SimpleNamespace(clock="wall", repeats=2, train_repeats=None, profile=False)
+    entry = speed.measure(variants, {"x": torch.randn(4, 8)}, "cpu", args)
+    assert set(entry["without"]) == {"fused_qkv"}
+    assert entry["per_rule"] == {}  # a switched-off variant is not a rule's own rewrite
+    w = entry["without"]["fused_qkv"]
+    assert set(w) == {"train_paired_over_rewritten", "forward_paired_over_rewritten", "train_over_original"}
+    assert w["train_paired_over_rewritten"]["rounds"] == 2
+    # the entry's keys are those the results schema allows
+    allowed = set(schema.SPEED_ENTRY["properties"])
+    assert set(entry) <= allowed and "without" in allowed
+
+
+def test_a_switch_the_step_never_reads_is_refused(monkeypatch, capsys):
+    # the optimizer's switch is read at its step, which the harness does not time
+    monkeypatch.setattr("sys.argv", ["speed", "unused-dir", "--without", "fused_optimizer"])
+    with pytest.raises(SystemExit):
+        speed.main()
+    assert "--without fused_optimizer: not a switch of what a forward and backward run" in capsys.readouterr().err
+    monkeypatch.setattr("sys.argv", ["speed", "unused-dir", "--without", "fused_qkvv"])
+    with pytest.raises(SystemExit):
+        speed.main()
+    assert "--without fused_qkvv: not a switch" in capsys.readouterr().err

@@ -83,7 +83,7 @@ function evaluateModel(spaces: ReplaySpace[], folds: Fold[]): { tau: number; rec
   return { tau: mean(per.map((p) => p.tau)), recall5: mean(per.map((p) => p.recall5)), per };
 }
 
-/** `zero`: what the variant ships before its first measurement (`adopt tune --budget 0` ships the nearest record where there is one, else the default). */
+/** `zero`: what the variant would ship before its first measurement: its first prior where it has priors, else the default (`adopt tune --budget 0` ships the nearest record, else the default). */
 interface Variant { name: string; strategy: Strategy; ctx: (fold: Fold, reuse: TuneRecord[], task: Task) => Partial<Context>; ablation?: boolean; zero: ZeroPick }
 
 function variants(): Variant[] {
@@ -154,7 +154,7 @@ async function runDiffusion(s: ReplaySpace, tasks: Task[], folds: Fold[], seeds:
 
 /**
  * What the tuner would ship with no measurement at all, as a fraction of the optimum (replay's
- * time of the pick): the default schedule (what every search starts from), the best schedule of
+ * time of the pick): the default schedule (what a search ships when nothing it measured beats it), the best schedule of
  * the nearest recorded workload (`adopt tune --budget 0`), the consensus prior (the first
  * schedule reuse measures) and the cost model's top prediction (its fold never saw this
  * workload). The reuse picks see only the kernel's other workloads.
@@ -239,7 +239,8 @@ function printTable(tally: Tally, names: string[]): void {
     out.write(`${v.name.padEnd(32)} ${v.zero.padEnd(17)} ${fmt(s.shipped.n90).padStart(5)} ${fmt(s.shipped.n95).padStart(5)} ${fmt(s.shipped.n99).padStart(5)}\n`);
   }
   out.write('  as nXX, but 0 where the schedule a strategy ships before its first measurement already reaches XX% (a search ships the default;\n'
-    + '  a reuse strategy its first record pick, as `adopt tune --budget 0` would); the table above counts measured schedules only, so never below 1.\n');
+    + '  a reuse strategy its first prior: the consensus or the nearest record, the latter what `adopt tune --budget 0` ships); the table above\n'
+    + '  counts measured schedules only, so never below 1. A median of 0 leaves no ratio to random: it says the median workload needs no measurement.\n');
 }
 
 async function main(): Promise<number> {
@@ -260,15 +261,17 @@ async function main(): Promise<number> {
     return 2;
   }
   if (args.transfer) {
-    let target = loadReplayDir(args.transfer);
-    if (args.kernels) target = target.filter((s) => args.kernels!.includes(s.kernel));
+    const targetLoaded = loadReplayDir(args.transfer);
+    const target = args.kernels ? targetLoaded.filter((s) => args.kernels!.includes(s.kernel)) : targetLoaded;
     if (!target.length) {
       process.stderr.write(`--transfer: no replay data in ${args.transfer}: measure the new target with PYTHONPATH=native python3 -m adopt_harness.measure --exhaustive --out ${args.transfer}\n`);
       return 2;
     }
     await loadTf();
     process.stdout.write(`${formatSpaceStats(target.map(spaceStats))}\n`);
-    const result = await runTransfer(spaces, target, { sourceDir: args.replay, targetDir: args.transfer, seeds: args.quick ? 5 : args.seeds });
+    const result = await runTransfer(spaces, target, {
+      sourceDir: args.replay, targetDir: args.transfer, sourceKernels: loaded.map((s) => s.kernel), targetKernels: targetLoaded.map((s) => s.kernel), seeds: args.quick ? 5 : args.seeds,
+    });
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return 0;
   }
@@ -305,7 +308,7 @@ async function main(): Promise<number> {
   printTable(tally, names);
   const n95 = Object.fromEntries(names.map((n) => [n, tally.summary(n).n95]));
   n95.exact_reuse = 0;
-  const shipped95 = Object.fromEntries(names.map((n) => [n, tally.summary(n).shipped.n95]));
+  const shipped95 = Object.fromEntries(variants().map((v) => [v.name, tally.summary(v.name).shipped.n95]));
   const n99 = Object.fromEntries(names.map((n) => [n, tally.summary(n).n99]));
   const zero = summariseZero(zeroMeasurementPicks(spaces, folds));
   process.stdout.write(`\nwith no measurement (the pick shipped as it is; fraction of the optimum over ${spaces.reduce((a, s) => a + s.workloads.length, 0)} kernel x workload, reuse from the kernel's other workloads):\n`);

@@ -63,6 +63,13 @@ export interface SavedModel {
   meta: Record<string, unknown>;
 }
 
+/** A variable holding `t`'s values; `t` itself is released (a variable keeps its own handle, so the tensor would outlive the model). */
+function variableOf(tf: Tf, t: TF.Tensor): TF.Variable {
+  const v = tf.variable(t);
+  t.dispose();
+  return v;
+}
+
 export class CostModel {
   private vars: TF.Variable[] = [];
   meta: Record<string, unknown> = {};
@@ -78,8 +85,8 @@ export class CostModel {
     for (let i = 0; i + 1 < sizes.length; i++) {
       const std = Math.sqrt(2 / sizes[i]);
       const w = Array.from({ length: sizes[i] * sizes[i + 1] }, () => rng.normal() * std);
-      m.vars.push(tf.variable(tf.tensor2d(w, [sizes[i], sizes[i + 1]])));
-      m.vars.push(tf.variable(tf.zeros([sizes[i + 1]])));
+      m.vars.push(variableOf(tf, tf.tensor2d(w, [sizes[i], sizes[i + 1]])));
+      m.vars.push(variableOf(tf, tf.zeros([sizes[i + 1]])));
     }
     return m;
   }
@@ -88,7 +95,7 @@ export class CostModel {
     if (s.format !== 'adopt-cost-model/1') throw new Error(`not a cost model (format ${String(s.format)})`);
     const tf = await loadTf();
     const m = new CostModel(tf, s.features, s.hidden);
-    m.vars = s.weights.map((w, i) => tf.variable(tf.tensor(w, s.shapes[i])));
+    m.vars = s.weights.map((w, i) => variableOf(tf, tf.tensor(w, s.shapes[i])));
     m.meta = s.meta ?? {};
     return m;
   }

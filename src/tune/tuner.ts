@@ -157,16 +157,18 @@ export async function tuneWorkload(opts: TuneOptions): Promise<TuneSummary> {
     : name === 'nearest' || name === 'diffusion' ? nearestPriors(recs, space, opts.workload, 4) : [];
   if (name === 'diffusion') notes.push('diffusion needs a group of workloads; for one workload it is nearest-workload reuse');
   if (name === 'auto') name = priors.length ? 'nearest' : 'guided';
-  const given = opts.model !== undefined ? opts.model : opts.pretrained === false ? null : await loadPretrained(warn);
-  // a model pre-trained on other machines ranks this one's schedules poorly; this target's records
-  // of the kernel at other workloads adapt it first (bench:tuner --transfer: 5 measurements to 95%
-  // of the optimum without, 2 with, on a CPU the shipped model never saw)
-  const adapted = given && recs.length ? await adaptToTarget(given, recs, new Map([[info.target.key, info.target]]), { seed: opts.seed ?? 0 }) : null;
-  if (adapted?.groups) notes.push(`cost model adapted to this target on its records of ${adapted.groups} workload(s)`);
-  const model = adapted?.groups ? adapted.model : given;
-  const measurer = new RecordingMeasurer(opts.measurer ?? new LocalMeasurer({ device }), store, { template, target: info.target });
-  const task = { kernel: opts.kernel, workload: opts.workload, space, target: info.target };
+  // only the guided strategies read a model (the baselines rank with none or their own)
+  const usesModel = !['random', 'grid', 'autotvm64', 'autotvm8'].includes(name);
+  const given = !usesModel ? null : opts.model !== undefined ? opts.model : opts.pretrained === false ? null : await loadPretrained(warn);
+  let adapted: { model: CostModel; groups: number } | null = null;
   try {
+    // a model pre-trained on other machines ranks this one's schedules poorly; this target's
+    // records of the kernel (the workloads tuned before) adapt it first (bench:tuner --transfer)
+    adapted = given && recs.length ? await adaptToTarget(given, recs, new Map([[info.target.key, info.target]]), { seed: opts.seed ?? 0 }) : null;
+    if (adapted?.groups) notes.push(`cost model adapted to this target on its records of ${adapted.groups} workload(s)`);
+    const model = adapted?.groups ? adapted.model : given;
+    const measurer = new RecordingMeasurer(opts.measurer ?? new LocalMeasurer({ device }), store, { template, target: info.target });
+    const task = { kernel: opts.kernel, workload: opts.workload, space, target: info.target };
     const outcome: Outcome = await strategyFor(name).run(task, {
       measurer, budget: opts.budget, seed: opts.seed ?? 0, model, priors, onTrial: opts.onTrial,
     });

@@ -50,7 +50,7 @@ export interface SpeedEntry {
   /** the ratio rewritten/original round by round: its median and quartiles */
   paired?: { forward: PairedRatio; train: PairedRatio };
   /** per kernel switched off (`--without`): the rewrite without it over the rewrite, round by round */
-  without?: Record<string, { train_paired_over_rewritten: PairedRatio; forward_paired_over_rewritten: PairedRatio; train_ratio: number }>;
+  without?: Record<string, { train_paired_over_rewritten: PairedRatio; forward_paired_over_rewritten: PairedRatio; train_over_original: number }>;
 }
 
 /** speed.paired_ratio: the median and quartiles of the per-round ratios, over an even number of

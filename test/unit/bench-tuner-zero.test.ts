@@ -12,7 +12,7 @@ import { scheduleKey } from '../../src/tune/space.js';
 const spaces = loadReplayDir(REPLAY_DIR).filter((s) => s.kernel === 'softmax');
 const space = spaces[0];
 const features = featureNames(catalogOf(spaces));
-const unrollAt = features.indexOf(features.find((f) => f.includes('unroll')) ?? '');
+const unrollAt = features.indexOf('s.unroll');
 
 /** A scorer that prefers the largest unroll factor (a fixed rule, so the expected pick is known). */
 function fold(): Fold {
@@ -20,6 +20,8 @@ function fold(): Fold {
   return { model, cached: true, seconds: 0 };
 }
 
+/** The key of a workload's fastest schedule. */
+const bestKey = (w: (typeof space.workloads)[number]) => [...w.results.entries()].reduce((a, b) => ((b[1].median_s ?? Infinity) < (a[1].median_s ?? Infinity) ? b : a))[0];
 const timeOf = (wi: number, s: Record<string, unknown>) => space.workloads[wi].results.get(scheduleKey(s))?.median_s as number;
 
 describe('zeroMeasurementPicks', () => {
@@ -50,7 +52,12 @@ describe('zeroMeasurementPicks', () => {
       const candidates = others.map((o) => [...o.results.values()].reduce((a, b) => ((b.median_s ?? Infinity) < (a.median_s ?? Infinity) ? b : a)).schedule);
       const fractions = candidates.map((s) => w.best_s / timeOf(wi, space.space.legalise(s, w.workload)));
       expect(fractions.some((f) => Math.abs(f - picks.nearest_record[wi]) < 1e-12)).toBe(true);
+      // where no other workload has this one's optimum as its own best, a pick read from this
+      // workload's records (the optimum, fraction 1) would show here
+      if (!others.some((o) => bestKey(o) === bestKey(w))) expect(picks.nearest_record[wi]).toBeLessThan(1);
     });
+    // the check above must have had a workload to bite on
+    expect(space.workloads.some((w, wi) => !space.workloads.some((o, oi) => oi !== wi && bestKey(o) === bestKey(w)))).toBe(true);
   });
 
   it('scores a pick missing from the replay data as 0 (a negative control for the lookup)', () => {
