@@ -267,6 +267,13 @@ async function main(): Promise<number> {
       process.stderr.write(`--transfer: no replay data in ${args.transfer}: measure the new target with PYTHONPATH=native python3 -m adopt_harness.measure --exhaustive --out ${args.transfer}\n`);
       return 2;
     }
+    const missing = (args.kernels ?? []).filter((k) => !targetLoaded.some((s) => s.kernel === k));
+    if (missing.length) {
+      process.stderr.write(`--kernels: no replay data for ${missing.join(', ')} in ${args.transfer}\n`);
+      return 2;
+    }
+    const ignored = [args.live && '--live', Number.isFinite(args.cap) && '--cap', args.spacesOnly && '--spaces'].filter(Boolean);
+    if (ignored.length) process.stderr.write(`--transfer: ${ignored.join(', ')} ignored (a transfer run replays the new target's spaces whole)\n`);
     await loadTf();
     process.stdout.write(`${formatSpaceStats(target.map(spaceStats))}\n`);
     const result = await runTransfer(spaces, target, {
