@@ -5,6 +5,10 @@ import type { Outcome, Timing, Trial } from '../tune/strategies/types.js';
 export const THRESHOLDS = [0.9, 0.95, 0.99] as const;
 export const CHECKPOINTS = [8, 16, 32, 64] as const;
 
+export function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+}
+
 export function median(xs: number[]): number {
   if (!xs.length) return NaN;
   const s = [...xs].sort((p, q) => p - q);
@@ -62,7 +66,6 @@ export class Tally {
 
   summary(strategy: string) {
     const rs = this.runs.get(strategy) ?? [];
-    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
     return {
       runs: rs.length,
       n90: median(rs.map((r) => r.n['0.9'])), n95: median(rs.map((r) => r.n['0.95'])), n99: median(rs.map((r) => r.n['0.99'])),

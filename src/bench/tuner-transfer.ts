@@ -20,7 +20,8 @@ import { autotvm, randomSearch } from '../tune/strategies/baselines.js';
 import { guided } from '../tune/strategies/guided.js';
 import { consensusPriors, workloadDistance } from '../tune/strategies/reuse.js';
 import type { Context, Strategy, Task, Trial } from '../tune/strategies/types.js';
-import { CHECKPOINTS, Tally, doneAt, fmt } from './tuner-tally.js';
+import { CHECKPOINTS, Tally, doneAt, fmt, mean } from './tuner-tally.js';
+import { scheduleKey } from '../tune/space.js';
 import { type ModelLocation, modelLocation } from './tuner-models.js';
 
 /** Few-shot: measurements of a workload the other target's model is fine-tuned on before it is scored. */
@@ -124,12 +125,10 @@ async function earlierRun(s: ReplaySpace, wi: number, source: CostModel, measure
   const w = s.workloads[wi].workload;
   const others = s.workloads.map((x, i) => ({ i, d: workloadDistance(w, x.workload) })).filter((x) => x.i !== wi).sort((a, b) => a.d - b.d);
   if (!others.length) return [];
-  const near = s.workloads[others[0].i].workload;
-  const o = await guided().run({ kernel: s.kernel, workload: near, space: s.space, target: s.target }, { measurer, budget: EARLIER_BUDGET, seed: wi, model: source });
-  return o.trials.map((t) => ({
-    kind: 'tune', v: 1, kernel: s.kernel, template: s.templateHash, workload: near, target: s.target.key,
-    schedule: t.schedule, status: t.status, median_s: t.median_s, source: 'measure', at: '',
-  }));
+  const o = await guided().run({ kernel: s.kernel, workload: s.workloads[others[0].i].workload, space: s.space, target: s.target }, { measurer, budget: EARLIER_BUDGET, seed: wi, model: source });
+  // replay answered each measurement from its records: keep those it was asked for
+  const measured = new Set(o.trials.map((t) => scheduleKey(t.schedule)));
+  return replayRecords(s, (_x, i) => i === others[0].i).filter((r) => measured.has(scheduleKey(r.schedule)));
 }
 
 export async function runTransfer(source: ReplaySpace[], target: ReplaySpace[], opts: TransferOptions): Promise<Record<string, unknown>> {
@@ -145,7 +144,6 @@ export async function runTransfer(source: ReplaySpace[], target: ReplaySpace[], 
   out.write(`transfer: cost model pre-trained on ${[...new Set(source.map((s) => `${s.target.cpu ?? '?'} (${s.target.key})`))].join(', ')}; `
     + `searching ${target.map((s) => `${s.kernel} ${s.space.size}`).join(', ')} schedules measured on ${target[0].target.cpu ?? '?'} (${target[0].target.key}), ${opts.seeds} seeds\n`);
   const scores = await modelScores(target, m, Math.min(opts.seeds, 10));
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
   out.write(`\ncost model on the new target (Kendall tau over each workload's schedules, mean over ${scores.length} kernel x workload):\n`);
   out.write(`  ${'kernel'.padEnd(18)} ${'zero-shot'.padStart(10)} ${`few-shot (${FEW_SHOT})`.padStart(14)} ${'own target'.padStart(11)}   (few-shot: fine-tuned on ${FEW_SHOT} random schedules, scored on the rest)\n`);
   for (const k of [...new Set(scores.map((x) => x.kernel)), null]) {

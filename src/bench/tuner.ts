@@ -27,10 +27,9 @@ import { guided } from '../tune/strategies/guided.js';
 import { consensusPriors, nearestPriors } from '../tune/strategies/reuse.js';
 import { type Context, type Outcome, type Strategy, type Task, type Trial } from '../tune/strategies/types.js';
 import { type Schedule, scheduleKey } from '../tune/space.js';
-import { CHECKPOINTS, type Sink, Tally, doneAt, fmt, median } from './tuner-tally.js';
+import { CHECKPOINTS, type Sink, Tally, doneAt, fmt, mean, median } from './tuner-tally.js';
 
 export { Tally, doneAt, median, reachAt } from './tuner-tally.js';
-
 
 interface Args { transfer: string | null; live: boolean; seeds: number; ablationSeeds: number; kernels: string[] | null; quick: boolean; spacesOnly: boolean; replay: string; liveOnly: boolean; liveKernels: string[] | null; cap: number }
 
@@ -79,7 +78,6 @@ function evaluateModel(spaces: ReplaySpace[], folds: Fold[]): { tau: number; rec
       per.push({ kernel: s.kernel, fold: f, tau: kendallTau(pred, truth), recall5: topKRecall(pred, truth, 5) });
     });
   }
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
   return { tau: mean(per.map((p) => p.tau)), recall5: mean(per.map((p) => p.recall5)), per };
 }
 
@@ -102,11 +100,11 @@ function variants(): Variant[] {
 }
 
 /** `maxRun`: measurements a replayed run may make (--cap; the whole space by default); nXX beyond it is reported as cap + 1. */
-async function runReplay(spaces: ReplaySpace[], folds: Fold[], seeds: number, ablationSeeds: number, tally: Tally, maxRun: number): Promise<Record<string, Record<string, number>>> {
+async function runReplay(spaces: ReplaySpace[], folds: Fold[], zeros: Record<ZeroPick, number>[][], seeds: number, ablationSeeds: number, tally: Tally, maxRun: number): Promise<Record<string, Record<string, number>>> {
   const perKernel: Record<string, Record<string, number>> = {};
   const measurer = new ReplayMeasurer(spaces);
   const vs = variants();
-  for (const s of spaces) {
+  for (const [si, s] of spaces.entries()) {
     const kernelTally = new Tally(); // this kernel's alone, printed as soon as it is done
     const both: Sink = { add: (...a) => { tally.add(...a); kernelTally.add(...a); } };
     const tasks: Task[] = s.workloads.map((w) => ({ kernel: s.kernel, workload: w.workload, space: s.space, target: s.target }));
@@ -115,7 +113,7 @@ async function runReplay(spaces: ReplaySpace[], folds: Fold[], seeds: number, ab
       const cap = Math.min(maxRun, s.space.enumerate(w.workload).length);
       const reuse = replayRecords(s, (_x, i) => i !== wi);
       const stop = (trials: Trial[]) => doneAt(trials, w.best_s);
-      const zero = zeroPicksAt(s, wi, folds);
+      const zero = zeros[si][wi];
       let grid: Outcome | null = null; // grid search is deterministic: one run stands for every seed
       for (let seed = 0; seed < seeds; seed++) {
         for (const v of vs) {
@@ -154,20 +152,20 @@ async function runDiffusion(s: ReplaySpace, tasks: Task[], folds: Fold[], seeds:
 
 /**
  * What the tuner would ship with no measurement at all, as a fraction of the optimum (replay's
- * time of the pick): the default schedule (what a search ships when nothing it measured beats it), the best schedule of
- * the nearest recorded workload (`adopt tune --budget 0`), the consensus prior (the first
- * schedule reuse measures) and the cost model's top prediction (its fold never saw this
- * workload). The reuse picks see only the kernel's other workloads.
+ * time of the pick), per space and workload: the default schedule (what a search ships when
+ * nothing it measured beats it), the best schedule of the nearest recorded workload (`adopt tune
+ * --budget 0`), the consensus prior (the first schedule reuse measures) and the cost model's top
+ * prediction (its fold never saw this workload). The reuse picks see only the kernel's other
+ * workloads.
  */
-export function zeroMeasurementPicks(spaces: ReplaySpace[], folds: Fold[]): Record<ZeroPick, number[]> {
-  const out: Record<ZeroPick, number[]> = { default: [], nearest_record: [], consensus_record: [], model_top: [] };
-  for (const s of spaces) {
-    s.workloads.forEach((_w, wi) => {
-      const z = zeroPicksAt(s, wi, folds);
-      for (const k of ZERO_PICKS) out[k].push(z[k]);
-    });
-  }
-  return out;
+export function zeroPicks(spaces: ReplaySpace[], folds: Fold[]): Record<ZeroPick, number>[][] {
+  return spaces.map((s) => s.workloads.map((_w, wi) => zeroPicksAt(s, wi, folds)));
+}
+
+/** Each pick's fractions over every space and workload. */
+export function zeroMeasurementPicks(grid: Record<ZeroPick, number>[][]): Record<ZeroPick, number[]> {
+  const cells = grid.flat();
+  return Object.fromEntries(ZERO_PICKS.map((k) => [k, cells.map((z) => z[k])])) as Record<ZeroPick, number[]>;
 }
 
 const ZERO_PICKS = ['default', 'nearest_record', 'consensus_record', 'model_top'] as const;
@@ -195,7 +193,7 @@ function zeroPicksAt(s: ReplaySpace, wi: number, folds: Fold[]): Record<ZeroPick
 function summariseZero(picks: Record<string, number[]>): Record<string, { mean: number; median: number; share90: number; share95: number; share99: number }> {
   const share = (xs: number[], f: number) => xs.filter((x) => x >= f - 1e-12).length / Math.max(1, xs.length);
   return Object.fromEntries(Object.entries(picks).map(([k, xs]) => [k, {
-    mean: xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length), median: median(xs), share90: share(xs, 0.9), share95: share(xs, 0.95), share99: share(xs, 0.99),
+    mean: mean(xs), median: median(xs), share90: share(xs, 0.9), share95: share(xs, 0.95), share99: share(xs, 0.99),
   }]));
 }
 
@@ -309,7 +307,8 @@ async function main(): Promise<number> {
   }
   const tally = new Tally();
   const ablationSeeds = Math.min(seeds, args.ablationSeeds);
-  const n95PerKernel = await runReplay(spaces, folds, seeds, ablationSeeds, tally, args.cap);
+  const zeros = zeroPicks(spaces, folds);
+  const n95PerKernel = await runReplay(spaces, folds, zeros, seeds, ablationSeeds, tally, args.cap);
   process.stdout.write(`(main comparison over ${seeds} seeds; diffusion and the ablations over ${ablationSeeds}${Number.isFinite(args.cap) ? `; runs capped at ${args.cap} measurements` : ''})\n`);
   const names = ['random', 'grid', 'autotvm64', 'autotvm8', 'ours', 'ours_with_reuse', 'nearest_reuse', 'diffusion', 'diffusion_representative', 'ablation_no_pretraining', 'ablation_no_finetuning'];
   printTable(tally, names);
@@ -317,7 +316,7 @@ async function main(): Promise<number> {
   n95.exact_reuse = 0;
   const shipped95 = Object.fromEntries(variants().map((v) => [v.name, tally.summary(v.name).shipped.n95]));
   const n99 = Object.fromEntries(names.map((n) => [n, tally.summary(n).n99]));
-  const zero = summariseZero(zeroMeasurementPicks(spaces, folds));
+  const zero = summariseZero(zeroMeasurementPicks(zeros));
   process.stdout.write(`\nwith no measurement (the pick shipped as it is; fraction of the optimum over ${spaces.reduce((a, s) => a + s.workloads.length, 0)} kernel x workload, reuse from the kernel's other workloads):\n`);
   for (const [k, z] of Object.entries(zero)) {
     process.stdout.write(`  ${k.padEnd(18)} mean ${fmt(100 * z.mean, 1).padStart(5)}%  median ${fmt(100 * z.median, 1).padStart(5)}%  at >=90/95/99% of the optimum on ${[z.share90, z.share95, z.share99].map((x) => `${fmt(100 * x, 0)}%`).join(' / ')}\n`);

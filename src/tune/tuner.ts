@@ -90,14 +90,13 @@ class RecordingMeasurer implements Measurer {
   }
 }
 
+/** The strategies that search without our cost model (they rank with none, or with their own). */
+const BASELINES: Partial<Record<StrategyName, () => Strategy>> = {
+  random: () => randomSearch, grid: () => gridSearch, autotvm64: () => autotvm(64), autotvm8: () => autotvm(8),
+};
+
 export function strategyFor(name: StrategyName): Strategy {
-  switch (name) {
-    case 'random': return randomSearch;
-    case 'grid': return gridSearch;
-    case 'autotvm64': return autotvm(64);
-    case 'autotvm8': return autotvm(8);
-    default: return guided({ name });
-  }
+  return BASELINES[name]?.() ?? guided({ name });
 }
 
 async function loadPretrained(warn: (m: string) => void): Promise<CostModel | null> {
@@ -157,8 +156,7 @@ export async function tuneWorkload(opts: TuneOptions): Promise<TuneSummary> {
     : name === 'nearest' || name === 'diffusion' ? nearestPriors(recs, space, opts.workload, 4) : [];
   if (name === 'diffusion') notes.push('diffusion needs a group of workloads; for one workload it is nearest-workload reuse');
   if (name === 'auto') name = priors.length ? 'nearest' : 'guided';
-  // only the guided strategies read a model (the baselines rank with none or their own)
-  const usesModel = !['random', 'grid', 'autotvm64', 'autotvm8'].includes(name);
+  const usesModel = !BASELINES[name];
   const given = !usesModel ? null : opts.model !== undefined ? opts.model : opts.pretrained === false ? null : await loadPretrained(warn);
   let adapted: { model: CostModel; groups: number } | null = null;
   try {

@@ -2,7 +2,7 @@
 // exactly the schedule it names, and the reuse picks never see the workload they are scored on.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type Fold, Tally, zeroMeasurementPicks } from '../../src/bench/tuner.js';
+import { type Fold, Tally, zeroMeasurementPicks, zeroPicks } from '../../src/bench/tuner.js';
 import type { CostModel } from '../../src/tune/cost-model.js';
 import { featureNames, featurize } from '../../src/tune/features.js';
 import { REPLAY_DIR, catalogOf } from '../../src/tune/pretrain.js';
@@ -28,7 +28,7 @@ describe('zeroMeasurementPicks', () => {
   it('scores the default, the reuse picks and the model top as fractions of each workload optimum', () => {
     expect(space, `softmax replay data under ${join(REPLAY_DIR)}`).toBeDefined();
     expect(unrollAt).toBeGreaterThanOrEqual(0);
-    const picks = zeroMeasurementPicks(spaces, [fold()]);
+    const picks = zeroMeasurementPicks(zeroPicks(spaces, [fold()]));
     expect(Object.keys(picks).sort()).toEqual(['consensus_record', 'default', 'model_top', 'nearest_record']);
     space.workloads.forEach((w, wi) => {
       expect(picks.default[wi]).toBeCloseTo(w.best_s / timeOf(wi, space.space.defaultAt(w.workload)), 12);
@@ -46,7 +46,7 @@ describe('zeroMeasurementPicks', () => {
 
   it('takes the reuse picks from the other workloads only', () => {
     // the nearest-record pick is the optimum of some other workload, never read from this one
-    const picks = zeroMeasurementPicks(spaces, [fold()]);
+    const picks = zeroMeasurementPicks(zeroPicks(spaces, [fold()]));
     space.workloads.forEach((w, wi) => {
       const others = space.workloads.filter((_, i) => i !== wi);
       const candidates = others.map((o) => [...o.results.values()].reduce((a, b) => ((b.median_s ?? Infinity) < (a.median_s ?? Infinity) ? b : a)).schedule);
@@ -62,7 +62,7 @@ describe('zeroMeasurementPicks', () => {
 
   it('scores a pick missing from the replay data as 0 (a negative control for the lookup)', () => {
     const broken = { ...space, workloads: space.workloads.map((w) => ({ ...w, results: new Map() })) };
-    const picks = zeroMeasurementPicks([broken], [fold()]);
+    const picks = zeroMeasurementPicks(zeroPicks([broken], [fold()]));
     expect(picks.default.every((x) => x === 0)).toBe(true);
   });
 });
