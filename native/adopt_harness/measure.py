@@ -91,8 +91,8 @@ def _child_main():
                 if cmd.get("threads"):
                     set_threads(int(cmd["threads"]))
                 device = cmd.get("device") or "cpu"
-                if device != "cpu":
-                    os.environ["ADOPT_TRITON_MIN_BYTES"] = "0"  # the Triton kernel is what is tuned
+                # the compiled kernel is what is tuned, at any size (no floor hands it to torch)
+                os.environ["ADOPT_TRITON_MIN_BYTES" if device != "cpu" else "ADOPT_CPU_MIN_BYTES"] = "0"
                 run, _eager, check = kernel.make_case(dict(cmd["workload"]), cmd.get("seed") or 0, **_device_arg(device))
                 state.update(kernel=kernel, run=run, check=check, registry=registry, sync=_synchronizer(device))
                 _emit({"ok": True}, out)

@@ -19,6 +19,7 @@ import threading
 import torch
 
 from . import _build, gpu, schedules
+from .registry import CpuFloors
 from ._impl.switches import enabled
 
 CALLS = collections.Counter()
@@ -57,9 +58,13 @@ def library(kernel, schedule, dtype):
     return _build.load(kernel.source(schedule, dtype))
 
 
-def function(kernel, symbol, dtype, workload, schedule=None):
-    """The compiled ``symbol`` of ``kernel`` for this workload, or None (reference path)."""
+def function(kernel, symbol, dtype, workload, schedule=None, any_size=False):
+    """The compiled ``symbol`` of ``kernel`` for this workload, or None (reference path). A call
+    below the kernel's size floor gets None too, unless ``any_size`` (a helper that must run the
+    kernel's own code, such as its dropout mask)."""
     name = dtype_name(dtype) if not isinstance(dtype, str) else dtype
+    if not any_size and not worth_a_call(kernel, dict(workload, dtype=name)):
+        return None
     WORKLOADS[(kernel.name, tuple(sorted(dict(workload, dtype=name).items())))] += 1
     if schedule is None:
         schedule = schedules.lookup(kernel, dict(workload, dtype=name))
@@ -221,24 +226,91 @@ GPU_MIN_BYTES = 64 << 20
 def worth_a_launch(kernel, workload):
     """Whether a CUDA call of ``kernel`` at ``workload`` takes the Triton kernel (size floor;
     ``$ADOPT_TRITON_MIN_BYTES`` overrides it for every kernel, 0 always launches)."""
-    env = os.environ.get("ADOPT_TRITON_MIN_BYTES")
-    floor = GPU_MIN_BYTES if kernel.gpu_min_bytes is None else kernel.gpu_min_bytes
+    floor = _floor(GPU_MIN_BYTES_ENV, GPU_MIN_BYTES, kernel.gpu_min_bytes)
+    if _above(kernel, workload, floor):
+        return True
+    say_once(("gpu-small", kernel.name), f"{kernel.name}: CUDA calls under {_size(floor)} run torch's own kernels "
+             f"(the launch costs more than the fusion saves there); {GPU_MIN_BYTES_ENV}=0 launches the Triton kernel always")
+    return False
+
+
+# Below these a compiled CPU call costs more than the fusion saves: its fixed cost (the API's
+# checks, the schedule lookup, the autograd Function, the ctypes call, waking OpenMP's threads) is
+# some tens of microseconds, which eager torch code does not pay. Measured per kernel by
+# ``npm run bench:crossover`` (docs/kernels.md); a kernel's registration sets its own.
+CPU_MIN_BYTES = CpuFloors(inference=1 << 20, training=128 << 10)
+CPU_MIN_BYTES_ENV = "ADOPT_CPU_MIN_BYTES"
+GPU_MIN_BYTES_ENV = "ADOPT_TRITON_MIN_BYTES"
+
+
+def registered_floors(kernel):
+    """The kernel's own CPU floors, else the default ones (whatever the environment says)."""
+    return CPU_MIN_BYTES if kernel.cpu_min_bytes is None else kernel.cpu_min_bytes
+
+
+def cpu_floor(kernel, training=None):
+    """The bytes below which a CPU call of ``kernel`` runs the torch code: the training floor
+    where autograd records (``training`` None: as torch's grad mode says), else the inference
+    one. ``$ADOPT_CPU_MIN_BYTES`` overrides both for every kernel (0: always compiled)."""
+    own = registered_floors(kernel)
+    training = torch.is_grad_enabled() if training is None else training
+    return _floor(CPU_MIN_BYTES_ENV, None, own.training if training else own.inference)
+
+
+@contextlib.contextmanager
+def at_any_size():
+    """Every CPU call inside runs the compiled kernel whatever its size: a verification runs a
+    tiny instance of a model, and must check the kernels the model runs at its real size."""
+    before = os.environ.get(CPU_MIN_BYTES_ENV)
+    os.environ[CPU_MIN_BYTES_ENV] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[CPU_MIN_BYTES_ENV]
+        else:
+            os.environ[CPU_MIN_BYTES_ENV] = before
+
+
+def worth_a_call(kernel, workload):
+    """Whether a CPU call of ``kernel`` at ``workload`` (with its dtype) runs the compiled kernel."""
+    floor = cpu_floor(kernel)
+    if _above(kernel, workload, floor):
+        return True
+    mode = "with autograd" if torch.is_grad_enabled() else "under no_grad"
+    say_once(("cpu-small", kernel.name, mode), f"{kernel.name}: CPU calls {mode} under {_size(floor)} run the torch code (the "
+             f"compiled call's fixed cost is more than the fusion saves there); {CPU_MIN_BYTES_ENV}=0 runs the compiled kernel always")
+    return False
+
+
+def _floor(env_name, default, own):
+    floor = default if own is None else own
+    env = os.environ.get(env_name)
     if env:
         try:
             floor = float(env)
         except ValueError:
-            say_once("gpu-min-env", f"ADOPT_TRITON_MIN_BYTES={env!r} is not a number of bytes; ignored")
+            say_once(("min-env", env_name), f"{env_name}={env!r} is not a number of bytes; ignored")
+    return floor
+
+
+def _above(kernel, workload, floor):
     if floor <= 0:
         return True
     try:
         moved = kernel.bytes_moved(workload) if kernel.bytes_moved else None
     except (KeyError, TypeError):
         moved = None
-    if moved is None or moved >= floor:
-        return True
-    say_once(("gpu-small", kernel.name), f"{kernel.name}: CUDA calls under {floor / 2**20:.0f} MiB run torch's own kernels "
-             "(the launch costs more than the fusion saves there); ADOPT_TRITON_MIN_BYTES=0 launches the Triton kernel always")
-    return False
+    return moved is None or moved >= floor
+
+
+def _size(b):
+    if b == float("inf"):
+        return "any size"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if b >= scale:
+            return f"{b / scale:.0f} {unit}"
+    return f"{b:.0f} bytes"
 
 
 def _is_resource_error(e):

@@ -18,7 +18,7 @@ import math
 import operator
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from . import target
 
@@ -199,6 +199,16 @@ class Space:
         return out
 
 
+class CpuFloors(NamedTuple):
+    """Where a compiled CPU call starts to pay, in bytes its forward moves: without autograd
+    (``no_grad``, as generation runs) only the forward's fusion can repay the call's fixed cost;
+    with it the backward's fusion gains too, so the kernel pays from smaller calls. Measured by
+    ``npm run bench:crossover``."""
+
+    inference: float
+    training: float
+
+
 @dataclass
 class Kernel:
     """One kernel: what the rewritten code calls, how it is scheduled, what it must equal.
@@ -229,6 +239,16 @@ class Kernel:
     # The smallest forward (bytes moved) for which the Triton kernel is launched on CUDA; smaller
     # calls run torch's own kernels. None: the dispatcher's default floor; 0: always.
     gpu_min_bytes: Optional[float] = None
+    # The smallest call (bytes its forward moves) for which the compiled CPU kernel runs, in
+    # inference and in training; smaller calls run the torch code, which has no fixed cost to pay
+    # (``_dispatch.worth_a_call``). None: the dispatcher's default floors.
+    cpu_min_bytes: Optional["CpuFloors"] = None
+    # The workload fields that grow with the tokens (or parameters) a call handles: the axes
+    # ``adopt_harness.crossover_bench`` scales down to find where the kernel starts to pay.
+    size_axes: tuple = ()
+    # Workload fields that make ``make_case`` an inference call (no dropout, say), where the
+    # defaults make a training one: what the crossover benchmark times forward-only.
+    inference_fields: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @property

@@ -25,3 +25,5 @@ def _kernels_enabled(monkeypatch):
     monkeypatch.delenv("ADOPT_DISABLE", raising=False)
     # the tests' shapes are small: every CUDA (or interpreted) call takes the Triton kernel
     monkeypatch.setenv("ADOPT_TRITON_MIN_BYTES", "0")
+    # and every CPU call the compiled kernel, whose fixed cost a small call would not repay
+    monkeypatch.setenv("ADOPT_CPU_MIN_BYTES", "0")

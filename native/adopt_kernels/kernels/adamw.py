@@ -20,7 +20,7 @@ import math
 import torch
 
 from .. import _dispatch
-from ..registry import Kernel, Space, register
+from ..registry import CpuFloors, Kernel, register, Space
 from ._common import TORCH_DTYPE, assert_matches, render
 
 TEMPLATE = r"""
@@ -282,6 +282,9 @@ KERNEL = register(Kernel(
     switch="fused_optimizer",
     space=SPACE,
     workload_fields=("params", "tensors", "dtype"),
+    size_axes=("params",),
+    # bench:crossover, 2 threads, this machine: faster than foreach AdamW at every size measured (1.6-2.1x down to 244 parameters)
+    cpu_min_bytes=CpuFloors(inference=0, training=0),
     render=_render,
     reference=reference,
     make_case=make_case,

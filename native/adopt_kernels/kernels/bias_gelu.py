@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .. import _dispatch
-from ..registry import Kernel, Space, register
+from ..registry import CpuFloors, Kernel, register, Space
 from ._common import TORCH_DTYPE, assert_matches, render, rows_view
 
 # The element math is written on GCC vector types (``vf``: vec_bits / 32 floats) and on K of
@@ -467,6 +467,9 @@ KERNEL = register(Kernel(
     switch="linear_gelu",
     space=SPACE,
     workload_fields=("rows", "n", "approximate", "dtype"),
+    size_axes=("rows",),
+    # bench:crossover, 2 threads, this machine: forward faster from 1.5 MiB (rows 64 x 3072), forward + backward from 3 MiB
+    cpu_min_bytes=CpuFloors(inference=3 << 19, training=3 << 20),
     render=_render,
     reference=reference,
     make_case=make_case,

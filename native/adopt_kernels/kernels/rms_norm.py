@@ -13,7 +13,7 @@ reductions (in vectors of 256 bits: see sum_sq), ``omp_kind`` the OpenMP schedul
 import torch
 
 from .. import _dispatch
-from ..registry import Kernel, Space, register
+from ..registry import CpuFloors, Kernel, register, Space
 from ._common import TORCH_DTYPE, assert_matches, render, rows_view
 
 TEMPLATE = r"""
@@ -233,6 +233,9 @@ KERNEL = register(Kernel(
     switch="rms_norm",
     space=SPACE,
     workload_fields=("rows", "n", "dtype"),
+    size_axes=("rows",),
+    # bench:crossover, 2 threads, this machine: forward faster from 384-768 KiB (rows 64-128 x 768), forward + backward from 12-96 KiB
+    cpu_min_bytes=CpuFloors(inference=512 << 10, training=64 << 10),
     render=_render,
     reference=reference,
     make_case=make_case,

@@ -18,7 +18,7 @@ import math
 import torch
 
 from .. import _dispatch
-from ..registry import Kernel, Space, register
+from ..registry import CpuFloors, Kernel, register, Space
 from ._common import TORCH_DTYPE, assert_matches, render, rows_view, stream_output
 
 # Explicit GCC vectors shared with the attention kernel: loads and stores for float32 and
@@ -419,6 +419,9 @@ KERNEL = register(Kernel(
     switch="softmax",
     space=SPACE,
     workload_fields=("rows", "n", "dtype"),
+    size_axes=("rows",),
+    # bench:crossover, 2 threads, this machine: forward faster from 768 KiB-1.5 MiB (rows 192-384 x 512), forward + backward from 768 KiB
+    cpu_min_bytes=CpuFloors(inference=1 << 20, training=512 << 10),
     render=_render,
     reference=reference,
     make_case=make_case,

@@ -1,0 +1,190 @@
+"""Where each compiled CPU kernel starts to beat the eager code it replaces, by call size.
+
+A compiled call pays a fixed cost before its loops run (the API's checks, the schedule lookup,
+the autograd Function, the ctypes call, waking OpenMP's threads): some tens of microseconds that
+eager torch code does not pay. Below some size that cost is more than the fusion saves, and the
+dispatcher hands such calls to the torch code (``cpu_min_bytes`` in each kernel's registration,
+``$ADOPT_CPU_MIN_BYTES``). This benchmark measures where that size lies on this machine.
+
+For each kernel it takes an example workload and scales the axes that grow with the tokens
+(``size_axes`` in the registration) down by powers of two, to one row. At each size the whole
+API call (checks, lookup, dispatch: the compiled path forced on, whatever the floor) and the
+eager composite are timed interleaved, forward only (no autograd graph, as in generation) and
+forward + backward, each sample long enough (``--min-sample-ms``) that microsecond calls are
+timed in bulk. The crossover is the smallest size from which the kernel is faster at every larger
+size measured; the table also says what the registered floor does at each size: a call it hands
+to torch that the kernel would have run faster is counted as lost.
+
+Usage: python -m adopt_harness.crossover_bench [--kernels a,b] [--threads N] [--repeats 7]
+       [--steps 12] [--min-sample-ms 20] [--keep-freed-memory] [--json OUT]
+Ends with one JSON line.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from adopt_harness import blas_setting
+from adopt_harness.kernels_bench import CLOCKS, interleaved
+from adopt_kernels import _dispatch, memory, registry, threads
+from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
+
+
+def ladder(kernel, workload, steps):
+    """``workload`` and its copies with every size axis divided by 2, 4, ... (at least 1), up to
+    ``steps`` sizes, largest first; sizes that repeat (an axis already at 1) are dropped."""
+    out, seen = [], set()
+    for k in range(steps):
+        w = dict(workload)
+        for axis in kernel.size_axes:
+            w[axis] = max(1, workload[axis] >> k)
+        key = tuple(sorted(w.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(w)
+    return out
+
+
+def crossover(points, key):
+    """The bytes of the smallest point from which ``key`` (eager time over kernel time) stays
+    above 1 at every larger point; None when the kernel loses at the largest point."""
+    found = None
+    for p in sorted(points, key=lambda p: -p["bytes"]):
+        if p[key] <= 1.0:
+            break
+        found = p["bytes"]
+    return found
+
+
+# a float64 reference above this many bytes moved costs more than the timing (linear + CE's
+# vocabulary product); those sizes only check that the compiled path ran
+CHECK_BELOW_BYTES = 16 << 20
+
+
+def checked_case(kernel, workload, smallest):
+    """``make_case``'s run and eager, after one compiled run that is checked against the
+    reference (where affordable) and shown to have taken the compiled path."""
+    run, eager, check = kernel.make_case(workload, seed=0)
+    before = _dispatch.CALLS[kernel.name]
+    out = run(None)
+    if _dispatch.CALLS[kernel.name] == before:
+        raise RuntimeError(f"{kernel.name} at {workload}: the compiled path did not run (no compiler, or a build failed: see above)")
+    if smallest or kernel.bytes_moved(workload) <= CHECK_BELOW_BYTES:
+        check(out)
+    return run, eager
+
+
+def measure_point(kernel, workload, args, smallest):
+    clock, sample_s = CLOCKS[args.clock], args.min_sample_ms / 1e3
+    # forward only as inference runs it (no dropout, no graph); forward + backward as training
+    run, eager = checked_case(kernel, {**workload, **kernel.inference_fields}, smallest)
+    fwd = interleaved({"eager": lambda: eager(False), "ours": lambda: run(None, False)}, args.repeats, clock=clock, min_sample_s=sample_s)
+    run, eager = checked_case(kernel, workload, smallest) if kernel.inference_fields else (run, eager)
+    both = interleaved({"eager": lambda: eager(True), "ours": lambda: run(None, True)}, args.repeats, clock=clock, min_sample_s=sample_s)
+    return {
+        "workload": workload,
+        "bytes": kernel.bytes_moved(workload),
+        "eager_fwd_us": fwd["eager"] * 1e6, "ours_fwd_us": fwd["ours"] * 1e6,
+        "eager_fwdbwd_us": both["eager"] * 1e6, "ours_fwdbwd_us": both["ours"] * 1e6,
+        "speedup_fwd": fwd["eager"] / fwd["ours"], "speedup_fwdbwd": both["eager"] / both["ours"],
+    }
+
+
+def judge_floors(points, floors):
+    """Per mode (inference: forward only; training: forward + backward), the sizes the registered
+    floor hands to torch although the kernel was faster there, and the sizes it leaves on the
+    kernel although eager was faster."""
+    out = {}
+    for mode, key, floor in (("inference", "speedup_fwd", floors.inference), ("training", "speedup_fwdbwd", floors.training)):
+        out[mode] = {
+            "floor_bytes": floor,
+            "handed_to_torch_but_faster": sum(1 for p in points if p["bytes"] < floor and p[key] > 1.0),
+            "kept_but_slower": sum(1 for p in points if p["bytes"] >= floor and p[key] < 1.0),
+        }
+    return out
+
+
+def _size(b):
+    if b == float("inf"):
+        return "all"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if b >= scale:
+            return f"{b / scale:.1f} {unit}"
+    return f"{b:.0f} B"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--kernels", default="")
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--steps", type=int, default=12, help="sizes per kernel, halving from the example workload")
+    p.add_argument("--workload-index", type=int, default=0, help="which of the kernel's example workloads to scale down")
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
+    p.add_argument("--min-sample-ms", type=float, default=20.0,
+                   help="each sample times enough calls in a row to last this long (at most 64 calls)")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="malloc reuses freed blocks for both sides (no page faults for reused memory)")
+    p.add_argument("--json", default="")
+    blas_setting.add_option(p)
+    args = p.parse_args(argv)
+    names = [n for n in args.kernels.split(",") if n] or sorted(registry.KERNELS)
+    unknown = [n for n in names if n not in registry.KERNELS]
+    if unknown:
+        print(f"adopt bench:crossover: unknown kernel(s) {', '.join(unknown)}; known: {', '.join(sorted(registry.KERNELS))}", file=sys.stderr)
+        return 2
+    if args.keep_freed_memory and not memory.keep_freed_memory():
+        print("adopt bench:crossover: --keep-freed-memory: this C library cannot keep freed memory (not glibc)", file=sys.stderr)
+        return 2
+    threads.set_threads(args.threads)
+    blas = blas_setting.apply(args)
+    os.environ[_dispatch.CPU_MIN_BYTES_ENV] = "0"  # the kernel is timed at every size; the floor is judged, not applied
+    print(f"threads {args.threads} (eager and kernels alike), {args.clock} clock, samples of >= {args.min_sample_ms:g} ms; "
+          f"malloc: {'kept' if memory.kept() else 'the system' + chr(39) + 's'}; BLAS: {blas}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+    print(f"{'kernel':<16} {'workload':<44} {'bytes':>10} {'eager fwd':>10} {'ours':>9} {'x fwd':>6} {'eager f+b':>10} {'ours':>9} {'x f+b':>6}  floors send it to (inference/training)")
+    results = {}
+    for name in names:
+        kernel = registry.KERNELS[name]
+        base = kernel.example_workloads[min(args.workload_index, len(kernel.example_workloads) - 1)]
+        floors = _dispatch.registered_floors(kernel)
+        points = []
+        sizes = ladder(kernel, base, args.steps)
+        for w in sizes:
+            pt = measure_point(kernel, w, args, smallest=w is sizes[-1])
+            points.append(pt)
+            wl = ",".join(f"{k}={v}" for k, v in w.items() if k != "dtype")
+            side = "/".join("torch" if pt["bytes"] < f else "kernel" for f in floors)
+            print(f"{name:<16} {wl:<44} {_size(pt['bytes']):>10} {pt['eager_fwd_us']:10.1f} {pt['ours_fwd_us']:9.1f} {pt['speedup_fwd']:6.2f} "
+                  f"{pt['eager_fwdbwd_us']:10.1f} {pt['ours_fwdbwd_us']:9.1f} {pt['speedup_fwdbwd']:6.2f}  {side}", flush=True)
+        results[name] = {
+            "crossover_bytes_fwd": crossover(points, "speedup_fwd"),
+            "crossover_bytes_fwdbwd": crossover(points, "speedup_fwdbwd"),
+            **judge_floors(points, floors),
+            "points": points,
+        }
+    summary = {
+        "threads": args.threads, "clock": args.clock, "malloc": "kept" if memory.kept() else "system", "blas": blas,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "kernels": {k: {kk: v for kk, v in r.items() if kk != "points"} for k, r in results.items()},
+    }
+    print()
+    print("crossover: the smallest size from which the kernel wins at every larger size; lost: sizes the floor hands to torch "
+          "where the kernel won; slow kept: sizes it leaves on the kernel where eager won")
+    print(f"{'kernel':<16} {'crossover fwd':>14} {'inference floor':>16} {'lost':>5} {'slow kept':>9} "
+          f"{'crossover f+b':>14} {'training floor':>15} {'lost':>5} {'slow kept':>9}")
+    for k, r in summary["kernels"].items():
+        fmt = lambda b: _size(b) if b is not None else "never"  # noqa: E731
+        inf, tr = r["inference"], r["training"]
+        print(f"{k:<16} {fmt(r['crossover_bytes_fwd']):>14} {fmt(inf['floor_bytes']):>16} {inf['handed_to_torch_but_faster']:>5} "
+              f"{inf['kept_but_slower']:>9} {fmt(r['crossover_bytes_fwdbwd']):>14} {fmt(tr['floor_bytes']):>15} "
+              f"{tr['handed_to_torch_but_faster']:>5} {tr['kept_but_slower']:>9}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({**summary, "detail": results}, f, indent=1)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

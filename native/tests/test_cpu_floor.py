@@ -1,0 +1,198 @@
+"""The CPU size floor: calls too small to repay a compiled call's fixed cost run the torch code,
+with a floor for inference (no autograd) and one for training; verification and the tuner's
+measurer still run the compiled kernels at their tiny sizes."""
+
+import json
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+
+import adopt_kernels as ak
+from adopt_harness import crossover_bench
+from adopt_harness.compare import policy_for
+from adopt_harness.sidebyside import compare_rewrite, reference
+from adopt_kernels import _dispatch, registry
+from adopt_kernels.kernels import rms_norm as K
+from adopt_kernels.registry import CpuFloors
+
+ENV = _dispatch.CPU_MIN_BYTES_ENV
+KERNEL = registry.KERNELS["rms_norm"]
+
+
+@pytest.fixture
+def floors(monkeypatch):
+    """rms_norm with a known pair of floors (inference above training), the environment's
+    override removed, and the dispatcher's messages said afresh."""
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setattr(KERNEL, "cpu_min_bytes", CpuFloors(inference=64 << 10, training=8 << 10))
+    monkeypatch.setattr(_dispatch, "_said", set())
+    return KERNEL.cpu_min_bytes
+
+
+def _rows_moving(nbytes, n=256):
+    """Rows of width ``n`` whose float32 rms_norm forward moves ``nbytes`` (2 x rows x n x 4)."""
+    return max(1, nbytes // (2 * n * 4))
+
+
+def _calls():
+    return _dispatch.CALLS["rms_norm"]
+
+
+def test_a_small_inference_call_runs_the_torch_code_and_says_so_once(floors, capsys):
+    x, w = torch.randn(_rows_moving(floors.inference // 2), 256), torch.rand(256) + 0.5
+    before = _calls()
+    with torch.no_grad():
+        assert K.rms_norm(x, w, 1e-6) is None
+        got = ak.rms_norm(x, w, 1e-6)  # the public API answers through torch
+        ak.rms_norm(x, w, 1e-6)
+    assert _calls() == before
+    torch.testing.assert_close(got, x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * w)
+    err = capsys.readouterr().err
+    assert err.count("rms_norm: CPU calls under no_grad under 64 KiB run the torch code") == 1
+    assert f"{ENV}=0" in err
+
+
+def test_the_same_call_with_autograd_takes_the_training_floor(floors):
+    """Between the two floors: torch under no_grad, the compiled kernel when autograd records
+    (its backward gains too), forward and backward both compiled."""
+    rows = _rows_moving(floors.inference // 2)
+    assert floors.training <= KERNEL.bytes_moved({"rows": rows, "n": 256, "dtype": "float32"}) < floors.inference
+    x = torch.randn(rows, 256, requires_grad=True)
+    before = _calls()
+    y = ak.rms_norm(x, None, 1e-6)
+    assert _calls() == before + 1
+    y.sum().backward()
+    ref = x.detach().clone().requires_grad_(True)
+    (ref * torch.rsqrt(ref.pow(2).mean(-1, keepdim=True) + 1e-6)).sum().backward()
+    torch.testing.assert_close(x.grad, ref.grad)
+
+
+def test_a_call_at_the_floor_is_compiled_and_one_below_is_not(floors):
+    at = {"rows": _rows_moving(floors.inference), "n": 256, "dtype": "float32"}
+    assert KERNEL.bytes_moved(at) == floors.inference
+    below = dict(at, rows=at["rows"] - 1)
+    with torch.no_grad():
+        assert _dispatch.worth_a_call(KERNEL, at)
+        assert not _dispatch.worth_a_call(KERNEL, below)
+
+
+def test_workloads_under_the_floor_are_not_counted_for_tuning(floors):
+    """The tuner tunes what ran compiled: a workload handed to torch needs no schedule."""
+    x = torch.randn(2, 256)
+    key = ("rms_norm", tuple(sorted({"rows": 2, "n": 256, "dtype": "float32"}.items())))
+    before = _dispatch.WORKLOADS[key]
+    with torch.no_grad():
+        ak.rms_norm(x, None, 1e-6)
+    assert _dispatch.WORKLOADS[key] == before
+
+
+@pytest.mark.parametrize("value, compiled", [("0", True), (str(1 << 40), False)])
+def test_the_environment_moves_both_floors(floors, monkeypatch, value, compiled):
+    monkeypatch.setenv(ENV, value)
+    tiny, big = torch.randn(1, 256), torch.randn(4096, 256, requires_grad=True)
+    before = _calls()
+    with torch.no_grad():
+        ak.rms_norm(tiny, None, 1e-6)
+    ak.rms_norm(big, None, 1e-6)
+    assert _calls() - before == (2 if compiled else 0)
+
+
+def test_a_floor_that_is_not_a_number_is_said_and_ignored(floors, monkeypatch, capsys):
+    monkeypatch.setenv(ENV, "lots")
+    with torch.no_grad():
+        assert _dispatch.cpu_floor(KERNEL) == floors.inference
+    assert _dispatch.cpu_floor(KERNEL, training=True) == floors.training
+    assert f"{ENV}='lots' is not a number of bytes; ignored" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("before", [None, "12345"])
+def test_at_any_size_restores_the_environment_even_after_an_error(floors, monkeypatch, before):
+    if before is not None:
+        monkeypatch.setenv(ENV, before)
+    with pytest.raises(RuntimeError):
+        with _dispatch.at_any_size():
+            assert os.environ[ENV] == "0"
+            with torch.no_grad():
+                assert _dispatch.worth_a_call(KERNEL, {"rows": 1, "n": 8, "dtype": "float32"})
+            raise RuntimeError("inside")
+    assert os.environ.get(ENV) == before
+
+
+class _Tiny(nn.Module):
+    """A model at verification size: its rms_norm call moves a few hundred bytes."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(16, 16)
+
+    def forward(self, x):
+        h = self.proj(x)
+        return h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+
+class _TinyRewritten(_Tiny):
+    def forward(self, x):
+        return ak.rms_norm(self.proj(x), None, 1e-6)
+
+
+def test_verification_runs_the_compiled_kernel_at_its_tiny_size(floors):
+    torch.manual_seed(0)
+    a = _Tiny()
+    b = _TinyRewritten()
+    b.load_state_dict(a.state_dict())
+    inputs = ((torch.randn(2, 3, 16),), {})
+    # negative control: outside the comparison the floor hands this call to torch
+    before = _calls()
+    b(*inputs[0])
+    assert _calls() == before
+    cmp, _notes, _ = compare_rewrite(b, inputs, reference(a, inputs), policy_for(torch.float32))
+    assert not cmp.problems
+    assert _calls() > before
+    assert ENV not in os.environ
+
+
+def test_every_kernel_names_size_axes_among_its_workload_fields():
+    for kernel in registry.KERNELS.values():
+        assert kernel.size_axes, kernel.name
+        assert set(kernel.size_axes) <= set(kernel.workload_fields), kernel.name
+        floors = _dispatch.registered_floors(kernel)
+        assert floors.inference >= 0 and floors.training >= 0, kernel.name
+
+
+def test_the_ladder_halves_the_size_axes_down_to_one_without_repeats():
+    kernel = registry.KERNELS["flash_attention"]
+    base = {"batch": 1, "heads": 2, "q_len": 5, "k_len": 12, "head_dim": 8, "dtype": "float32"}
+    got = crossover_bench.ladder(kernel, base, 10)
+    assert [(w["q_len"], w["k_len"]) for w in got] == [(5, 12), (2, 6), (1, 3), (1, 1)]
+    assert all(w["heads"] == 2 and w["head_dim"] == 8 for w in got)
+
+
+def test_the_crossover_is_where_the_kernel_wins_at_every_larger_size():
+    points = [{"bytes": b, "speedup_fwd": s, "speedup_fwdbwd": 2.0} for b, s in
+              ((1, 0.5), (2, 1.2), (4, 0.9), (8, 1.1), (16, 1.5))]
+    assert crossover_bench.crossover(points, "speedup_fwd") == 8  # the win at 2 is cut off by the loss at 4
+    assert crossover_bench.crossover(points, "speedup_fwdbwd") == 1
+    assert crossover_bench.crossover([dict(p, speedup_fwd=0.9) for p in points], "speedup_fwd") is None
+    judged = crossover_bench.judge_floors(points, CpuFloors(inference=4, training=4))
+    assert judged["inference"] == {"floor_bytes": 4, "handed_to_torch_but_faster": 1, "kept_but_slower": 1}
+    assert judged["training"] == {"floor_bytes": 4, "handed_to_torch_but_faster": 2, "kept_but_slower": 0}
+
+
+def test_the_crossover_benchmark_runs_and_ends_with_its_json(capsys, tmp_path):
+    out = tmp_path / "x.json"
+    assert crossover_bench.main(["--kernels", "rms_norm", "--steps", "2", "--repeats", "1", "--min-sample-ms", "0",
+                                 "--threads", "1", "--json", str(out)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads(last)
+    r = summary["kernels"]["rms_norm"]
+    assert set(r) == {"crossover_bytes_fwd", "crossover_bytes_fwdbwd", "inference", "training"}
+    detail = json.loads(out.read_text())["detail"]["rms_norm"]["points"]
+    assert [p["workload"]["rows"] for p in detail] == [2048, 1024]
+    assert all(p["ours_fwd_us"] > 0 and p["eager_fwdbwd_us"] > 0 for p in detail)
+
+
+def test_the_crossover_benchmark_refuses_an_unknown_kernel(capsys):
+    assert crossover_bench.main(["--kernels", "nope"]) == 2
+    assert "unknown kernel(s) nope" in capsys.readouterr().err
