@@ -15,7 +15,7 @@ slower), the compiled calls each rewrite made per token, and the share of tokens
 picked as the original did.
 
 Usage: python -m adopt_harness.decode_bench REWRITTEN_MODELS_DIR [--models gpt2,llama-style] [--batch 1]
-       [--prompt 32] [--tokens 32] [--repeats 5] [--threads N] [--keep-freed-memory] [--quiet-blas-threads]
+       [--prompt 32] [--tokens 32] [--repeats 5] [--threads N] [--clock wall|cpu] [--keep-freed-memory] [--quiet-blas-threads]
 Ends with one JSON line.
 """
 
@@ -49,19 +49,30 @@ def every_call_compiled(on):
         yield
 
 
-def decode(model, prompt, tokens):
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def decode(model, prompt, tokens, clock=time.perf_counter):
     """Greedy tokens after ``prompt`` (batch x length), and the seconds the decoding loop took."""
     with torch.no_grad():
         out = model(input_ids=prompt, use_cache=True)
         past, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
         picked = [nxt]
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(tokens - 1):
             out = model(input_ids=nxt, past_key_values=past, use_cache=True)
             past, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
             picked.append(nxt)
-        took = time.perf_counter() - t0
+        took = clock() - t0
     return torch.cat(picked, 1), took
+
+
+def paired(times, variant, base="original"):
+    """The median and quartiles of ``variant``'s time over ``base``'s, round by round: both runs
+    of a round share whatever else the machine was doing then."""
+    ratios = sorted(v / b for v, b in zip(times[variant], times[base]) if b > 0)
+    q = lambda f: ratios[min(len(ratios) - 1, int(f * len(ratios)))]  # noqa: E731
+    return {"median": statistics.median(ratios), "q1": q(0.25), "q3": q(0.75)} if ratios else None
 
 
 def build(key, rewritten_dir):
@@ -90,7 +101,7 @@ def model_row(key, args):
         for k, (m, forced) in in_round(variants, r):
             before = sum(_dispatch.CALLS.values())
             with every_call_compiled(forced):
-                tokens, took = decode(m, prompt, args.tokens)
+                tokens, took = decode(m, prompt, args.tokens, CLOCKS[args.clock])
             calls[k] = sum(_dispatch.CALLS.values()) - before
             if r:
                 times[k].append(took / (args.tokens - 1))
@@ -103,6 +114,7 @@ def model_row(key, args):
         "model": key, "class": LM_CLASSES[key], "batch": args.batch, "prompt": args.prompt, "tokens": args.tokens,
         "seconds_per_token": med,
         "over_original": {k: med[k] / med["original"] for k in med if k != "original"},
+        "paired_over_original": {k: paired(times, k) for k in med if k != "original"},
         "compiled_calls_per_token": {k: calls[k] / args.tokens for k in calls if k != "original"},
         "tokens_as_original": agree,
     }
@@ -117,6 +129,8 @@ def main(argv=None):
     p.add_argument("--tokens", type=int, default=32)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                   help="cpu: the process's CPU time (with --threads 1 on a busy machine it counts the work, not the waits)")
     p.add_argument("--keep-freed-memory", action="store_true")
     p.add_argument("--quiet-blas-threads", action="store_true")
     blas_setting.add_option(p)
@@ -138,19 +152,22 @@ def main(argv=None):
     blas = blas_setting.apply(args)
     print(f"threads {args.threads} (all variants); batch {args.batch}, prompt {args.prompt}, {args.tokens} tokens greedy, "
           f"{args.repeats} interleaved rounds; malloc {'kept' if memory.kept() else 'the system' + chr(39) + 's'}; BLAS: {blas}")
-    print(f"{'model':<12} {'original ms/tok':>15} {'rewritten':>10} {'x':>6} {'calls/tok':>9} {'every call compiled':>20} {'x':>6} {'calls/tok':>9}")
+    print(f"{'model':<12} {'original ms/tok':>15} {'rewritten':>10} {'x':>6} {'paired':>16} {'calls/tok':>9} "
+          f"{'every call compiled':>20} {'x':>6} {'paired':>16} {'calls/tok':>9}")
     rows = []
     for key in keys:
         r = model_row(key, args)
         rows.append(r)
-        s, x, c = r["seconds_per_token"], r["over_original"], r["compiled_calls_per_token"]
-        print(f"{key:<12} {s['original'] * 1e3:15.2f} {s['rewritten'] * 1e3:10.2f} {x['rewritten']:6.3f} {c['rewritten']:9.1f} "
-              f"{s['every call compiled'] * 1e3:20.2f} {x['every call compiled']:6.3f} {c['every call compiled']:9.1f}", flush=True)
+        s, x, c, pr = r["seconds_per_token"], r["over_original"], r["compiled_calls_per_token"], r["paired_over_original"]
+        q = lambda k: f"{pr[k]['median']:.3f} [{pr[k]['q1']:.2f}-{pr[k]['q3']:.2f}]"  # noqa: E731
+        print(f"{key:<12} {s['original'] * 1e3:15.2f} {s['rewritten'] * 1e3:10.2f} {x['rewritten']:6.3f} {q('rewritten'):>16} "
+              f"{c['rewritten']:9.1f} {s['every call compiled'] * 1e3:20.2f} {x['every call compiled']:6.3f} "
+              f"{q('every call compiled'):>16} {c['every call compiled']:9.1f}", flush=True)
         for k, share in r["tokens_as_original"].items():
             if share < 1.0:
                 print(f"  {key}: {k} picked {share:.0%} of the tokens the original did", flush=True)
-    print("x: time over the original's (above 1 is slower)")
-    print(json.dumps({"threads": args.threads, "blas": blas, "models": rows}))
+    print("x: time over the original's (above 1 is slower), of the medians; paired: the median [quartiles] of the rounds' ratios")
+    print(json.dumps({"threads": args.threads, "clock": args.clock, "blas": blas, "models": rows}))
     return 0
 
 

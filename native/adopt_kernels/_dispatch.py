@@ -18,7 +18,7 @@ import threading
 
 import torch
 
-from . import _build, gpu, schedules
+from . import _build, gpu, registry, schedules
 from .registry import CpuFloors
 from ._impl.switches import enabled
 
@@ -277,10 +277,36 @@ def worth_a_call(kernel, workload):
     floor = cpu_floor(kernel)
     if _above(kernel, workload, floor):
         return True
-    mode = "with autograd" if torch.is_grad_enabled() else "under no_grad"
-    say_once(("cpu-small", kernel.name, mode), f"{kernel.name}: CPU calls {mode} under {_size(floor)} run the torch code (the "
-             f"compiled call's fixed cost is more than the fusion saves there); {CPU_MIN_BYTES_ENV}=0 runs the compiled kernel always")
+    _said_small(kernel, floor)
     return False
+
+
+def small(name, nbytes, tensor):
+    """True when a CPU call of kernel ``name`` moving about ``nbytes`` is below its floor: the API
+    function then runs its torch formulation at once. On a token-at-a-time decode every call is
+    small, and the checks only the compiled path needs (the module's, the kernel's, the schedule
+    lookup) cost tens of microseconds a call, as much as the torch code itself."""
+    if tensor.is_cuda or gpu.interpreting():
+        return False
+    kernel = registry.KERNELS[name]
+    floor = cpu_floor(kernel)
+    if floor <= 0 or nbytes >= floor:
+        return False
+    _said_small(kernel, floor)
+    return True
+
+
+def _said_small(kernel, floor):
+    key = ("cpu-small", kernel.name, torch.is_grad_enabled())
+    if key not in _said:  # said once; the message is not even formatted again (this path is per call)
+        mode = "with autograd" if key[2] else "under no_grad"
+        say_once(key, f"{kernel.name}: CPU calls {mode} under {_size(floor)} run the torch code (the compiled call's fixed "
+                      f"cost is more than the fusion saves there); {CPU_MIN_BYTES_ENV}=0 runs the compiled kernel always")
+
+
+def cpu_floor_override():
+    """The bytes ``$ADOPT_CPU_MIN_BYTES`` sets for every kernel, or None where it is unset."""
+    return _floor(CPU_MIN_BYTES_ENV, None, None)
 
 
 def _floor(env_name, default, own):
@@ -309,7 +335,7 @@ def _size(b):
         return "any size"
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if b >= scale:
-            return f"{b / scale:.0f} {unit}"
+            return f"{b / scale:.3g} {unit}"
     return f"{b:.0f} bytes"
 
 

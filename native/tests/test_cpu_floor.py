@@ -196,3 +196,83 @@ def test_the_crossover_benchmark_runs_and_ends_with_its_json(capsys, tmp_path):
 def test_the_crossover_benchmark_refuses_an_unknown_kernel(capsys):
     assert crossover_bench.main(["--kernels", "nope"]) == 2
     assert "unknown kernel(s) nope" in capsys.readouterr().err
+
+
+def _tiny_calls():
+    """Each public API at a decode-sized call, the kernel-module entry it reaches when the
+    compiled path is tried, and the eager code it replaces."""
+    torch.manual_seed(0)
+    x, r = torch.randn(1, 1, 64), torch.randn(1, 1, 64)
+    ln, w = nn.LayerNorm(64), torch.rand(64) + 0.5
+    q, k = torch.randn(1, 4, 1, 16), torch.randn(1, 4, 1, 16)
+    cos, sin = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)
+    kk, vv, mask = torch.randn(1, 4, 9, 16), torch.randn(1, 4, 9, 16), torch.zeros(1, 1, 1, 9)
+    lin = nn.Linear(64, 96)
+    gate, up = torch.randn(1, 1, 96), torch.randn(1, 1, 96)
+
+    def rot(t):
+        return torch.cat((-t[..., 8:], t[..., :8]), -1)
+
+    return [
+        ("rms_norm", "adopt_kernels.kernels.rms_norm", "rms_norm", lambda: ak.rms_norm(x, w, 1e-6),
+         lambda: w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))),
+        ("layer_norm", "adopt_kernels.kernels.layer_norm", "dropout_add_layer_norm",
+         lambda: ak.dropout_add_layer_norm(x, r, ln, 0.1, False), lambda: ln(x + r)),
+        ("rope", "adopt_kernels.kernels.rope", "rope", lambda: ak.apply_rope(q, k, cos, sin, unsqueeze_dim=None),
+         lambda: (q * cos + rot(q) * sin, k * cos + rot(k) * sin)),
+        ("softmax", "adopt_kernels.kernels.softmax", "softmax", lambda: ak.softmax(kk), lambda: torch.softmax(kk, -1)),
+        ("attention", "adopt_kernels._impl.attention", "_compiled",
+         lambda: ak.attention(q, kk, vv, mask=mask, scale=0.25, mask_added=True),
+         lambda: torch.softmax(q @ kk.transpose(-1, -2) * 0.25 + mask, -1) @ vv),
+        ("bias_gelu", "adopt_kernels.kernels.bias_gelu", "linear_gelu", lambda: ak.linear_gelu(x, lin),
+         lambda: torch.nn.functional.gelu(lin(x))),
+        ("gated_act", "adopt_kernels.kernels.gated_act", "gated_act", lambda: ak.gated_act(gate, up, nn.SiLU()),
+         lambda: torch.nn.functional.silu(gate) * up),
+    ]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_a_tiny_call_goes_to_torch_before_the_kernels_checks(index, monkeypatch):
+    """Below the floor the API runs its torch code without reaching the kernel module at all
+    (its checks cost as much as the torch code at a decoded token); with the floor at 0 the
+    same call reaches it (the negative control)."""
+    import importlib
+
+    name, module, entry, api, eager = _tiny_calls()[index]
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setattr(_dispatch, "_said", set())
+    reached = []
+    real = getattr(importlib.import_module(module), entry)
+    monkeypatch.setattr(importlib.import_module(module), entry, lambda *a, **kw: reached.append(1) or real(*a, **kw))
+    with torch.no_grad():
+        got = api()
+        assert not reached, name
+        torch.testing.assert_close(got, eager())
+        monkeypatch.setenv(ENV, "0")
+        torch.testing.assert_close(api(), eager())
+    assert reached, name
+
+
+def test_few_rows_run_the_projections_as_written_and_many_rows_stack(monkeypatch):
+    from adopt_kernels._impl import projections
+
+    monkeypatch.delenv(ENV, raising=False)
+    stacked = []
+    real = projections._stacked
+    monkeypatch.setattr(projections, "_stacked", lambda layers: stacked.append(len(layers)) or real(layers))
+    torch.manual_seed(0)
+    q, k, v = (nn.Linear(16, 16) for _ in range(3))
+    gate, upp, down = nn.Linear(16, 24), nn.Linear(16, 24), nn.Linear(24, 16)
+    few, many = torch.randn(1, projections.STACK_MIN_ROWS - 1, 16), torch.randn(1, projections.STACK_MIN_ROWS, 16)
+    with torch.no_grad():
+        for x in (few, many):
+            torch.testing.assert_close(ak.fused_qkv(x, q, k, v), (q(x), k(x), v(x)))
+            torch.testing.assert_close(ak.gated_mlp(x, gate, upp, down, nn.SiLU()), down(torch.nn.functional.silu(gate(x)) * upp(x)))
+            if x is few:
+                assert stacked == []
+        assert stacked == [3, 2]
+        # verification forces every size through the stacked path it checks
+        monkeypatch.setenv(ENV, "0")
+        projections._STACK_CACHE.clear()
+        ak.fused_qkv(few[:, :1], q, k, v)
+    assert stacked == [3, 2, 3]

@@ -7,6 +7,7 @@ import re
 import torch
 import torch.nn.functional as F
 
+from .. import _dispatch
 from .switches import enabled
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -459,7 +460,9 @@ def attention(
         out = _via_sdpa(q, k, v, mask, scale, is_causal, fills, bias)
         if out is not None:
             return out
-    if enabled("attention"):
+    # a call below the blocked kernel's floor (a decoded token) skips the checks only it needs
+    small = _dispatch.small("flash_attention", 2 * (q.numel() + k.numel()) * q.element_size(), q)
+    if enabled("attention") and not small:
         out = _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p if applies_dropout else 0.0)
         if out is not None:
             return out

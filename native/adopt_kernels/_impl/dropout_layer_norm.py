@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _dispatch
 from .modules import is_plain
 from .switches import enabled
 
@@ -19,6 +20,8 @@ def _dropout_p(dropout):
 def _compiled(x, residual, layer_norm, dropout, training):
     """The compiled kernel's result, or None where it does not apply: a plain ``nn.LayerNorm``
     over the last dim and a plain ``nn.Dropout`` or probability (the kernel checks the rest)."""
+    if isinstance(x, torch.Tensor) and _dispatch.small("layer_norm", 3 * x.numel() * x.element_size(), x):
+        return None
     if not enabled("dropout_add_layer_norm") or not is_plain(layer_norm, nn.LayerNorm):
         return None
     if isinstance(dropout, nn.Module) and not is_plain(dropout, nn.Dropout):

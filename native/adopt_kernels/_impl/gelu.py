@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _dispatch
 from .modules import is_plain_conv1d, is_plain_linear
 from .switches import enabled
 
@@ -106,6 +107,8 @@ def linear_gelu(x, linear, approximate="none"):
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
     weight = _weight_out_in(linear) if enabled("linear_gelu") else None
+    if weight is not None and _dispatch.small("bias_gelu", 2 * x.numel() // max(1, weight.size(1)) * weight.size(0) * x.element_size(), x):
+        weight = None
     if weight is not None:
         from ..kernels import bias_gelu as kernel
 

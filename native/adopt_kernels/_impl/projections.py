@@ -6,9 +6,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _dispatch
 from .gelu import _EXACT_NAMES, _TANH_NAMES, gelu_kind
 from .modules import is_plain, is_plain_linear
 from .switches import enabled
+
+
+# Below this many rows a CPU product over stacked weights streams the same weights as the
+# separate products (matrix-vector products, bound by memory), so it saves nothing, while the
+# checks and the outputs' copies apart cost: measured at 0.86-0.98 of the separate layers' speed
+# at 1-16 rows (hidden 512 and 768, one thread, no_grad). A decoded token is one row per sequence.
+STACK_MIN_ROWS = 32
+
+
+def _few_rows(x):
+    """A CPU input of fewer than STACK_MIN_ROWS rows: its layers run as they were written.
+    ``$ADOPT_CPU_MIN_BYTES``, where set, decides instead by the input's bytes, as it does for the
+    compiled kernels: 0 (verification, the tests) stacks at any size."""
+    if not isinstance(x, torch.Tensor) or x.is_cuda or x.dim() == 0:
+        return False
+    forced = _dispatch.cpu_floor_override()
+    if forced is not None:
+        return x.numel() * x.element_size() < forced
+    return x.numel() < STACK_MIN_ROWS * x.size(-1)
 
 
 def _concatenable(layers):
@@ -153,10 +173,11 @@ def fused_qkv(x, q_proj, k_proj, v_proj):
 
     Output widths may differ (grouped-query attention) and any bias may be None. Layers that
     are not plain ``nn.Linear`` (hooks, quantised subclasses) or that disagree on dtype,
-    device or input width are called one by one.
+    device or input width are called one by one, and so are the layers of a CPU input of fewer
+    than ``STACK_MIN_ROWS`` rows (a decoded token), where stacking saves nothing.
     """
     layers = (q_proj, k_proj, v_proj)
-    if not (enabled("fused_qkv") and _concatenable(layers)) or x.device.type != "cpu":
+    if _few_rows(x) or not (enabled("fused_qkv") and _concatenable(layers)) or x.device.type != "cpu":
         # on a GPU the outputs' copies apart (and, in training, the stacking on every step) cost
         # more launches than the two matmuls saved: measured slower on an H100 (bench:models,
         # forward 1.07-1.24x with stacked weights reused), so the layers run as they were
@@ -256,6 +277,9 @@ def _compiled_activation(act):
 
 def _compiled_gated(kind, gate, up=None):
     """``act(gate) * up`` from the compiled kernel (``up`` None: the halves of ``gate``), or None."""
+    # three arrays of the gate's size move; a stacked gate holds the up half as well
+    if _dispatch.small("gated_act", 3 * gate.numel() * gate.element_size() // (1 if up is not None else 2), gate):
+        return None
     from ..kernels import gated_act as kernel
 
     if up is None:
@@ -267,14 +291,15 @@ def gated_mlp(x, gate_proj, up_proj, down_proj, act):
     """Replaces ``down_proj(act(gate_proj(x)) * up_proj(x))`` (LLaMA/Mistral-style MLP).
 
     ``gate_proj`` and ``up_proj`` run as one matmul when they are plain ``nn.Linear`` layers
-    of matching dtype and device and ``act`` is known not to modify its input. When ``act`` is
+    of matching dtype and device and ``act`` is known not to modify its input (and the input
+    is not a CPU one of fewer than ``STACK_MIN_ROWS`` rows). When ``act`` is
     a plain SiLU or GELU (exact or tanh), on CPU in float32/bfloat16 or on CUDA (Triton, also
     float16), ``act(gate) * up`` is one pass over the matmul's output (and its backward one
     pass writing the gradient of it); any other ``act`` is called as given. ``down_proj`` is
     always called as given.
     """
     kind = _compiled_activation(act) if enabled("gated_mlp") else None
-    if enabled("gated_mlp") and _concatenable((gate_proj, up_proj)) and _out_of_place(act):
+    if enabled("gated_mlp") and not _few_rows(x) and _concatenable((gate_proj, up_proj)) and _out_of_place(act):
         weight, bias = _stacked((gate_proj, up_proj)) if torch.is_grad_enabled() else _stacked_for_inference((gate_proj, up_proj))
         h = F.linear(x, weight, bias)
         if kind is not None and gate_proj.out_features == up_proj.out_features:

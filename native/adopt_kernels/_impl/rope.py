@@ -2,6 +2,7 @@
 
 import torch
 
+from .. import _dispatch
 from .switches import enabled
 
 
@@ -30,6 +31,8 @@ def _unit_stride(table):
 def _compiled(q, k, cos, sin, position_ids, unsqueeze_dim, interleaved, k_cos=None, k_sin=None):
     """The compiled (CPU) or Triton (CUDA) kernel's result, or None when it does not take these
     inputs."""
+    if _dispatch.small("rope", 2 * (q.numel() + (k.numel() if k is not None else 0)) * q.element_size(), q):
+        return None
     from ..kernels import rope as kernel
 
     # tables read off complex rotations (freqs_cis.real / .imag) step over the imaginary parts;
