@@ -10,12 +10,15 @@ import { adopt, repoRoot } from './helpers/cli.js';
 const fixture = join(repoRoot, 'fixtures/models/llama_style.py');
 const tmp = () => mkdtempSync(join(tmpdir(), 'adopt-rewrite-tune-'));
 const tuneArgs = (dir: string) => ['--tune', '--budget', '0', '--batch', '2', '--seq', '16', '--db', join(dir, 'db.jsonl')];
+// the fixture's calls are far below the kernels' CPU size floors, where nothing is tuned: the
+// floors are set to 0 so that the tests see workloads to tune (test/tune-model-cli.test.ts checks the floors)
+const ANY_SIZE = { env: { ADOPT_CPU_MIN_BYTES: '0' } };
 
 describe('adopt rewrite --tune', () => {
   it('writes the schedules beside the written module, which loads them', () => {
     const dir = tmp();
     const out = join(dir, 'out', 'llama.py');
-    const r = adopt(['rewrite', fixture, '-o', out, ...tuneArgs(dir)]);
+    const r = adopt(['rewrite', fixture, '-o', out, ...tuneArgs(dir)], ANY_SIZE);
     expect(r.code, r.stderr).toBe(0);
     const sched = JSON.parse(readFileSync(join(dir, 'out', 'adopt-schedules.json'), 'utf8'));
     expect(sched.format).toBe('adopt-schedules/1');
@@ -29,7 +32,7 @@ describe('adopt rewrite --tune', () => {
     const dir = tmp();
     const model = join(dir, 'llama.py');
     copyFileSync(fixture, model);
-    const r = adopt(['rewrite', model, ...tuneArgs(dir)]);
+    const r = adopt(['rewrite', model, ...tuneArgs(dir)], ANY_SIZE);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('+    _adopt.use_schedules(__file__)');
     expect(existsSync(join(dir, 'adopt-schedules.json'))).toBe(true);

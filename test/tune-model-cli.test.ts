@@ -1,7 +1,7 @@
 // `adopt tune model.py`: the rewritten code is run once at the model's real size and every
 // workload its compiled kernels were called with is tuned (here with --budget 0: records only,
 // so the test measures nothing and checks the workloads found and the schedule file written).
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -13,9 +13,14 @@ const configDefault = (field: string) => Number(new RegExp(`${field}: int = (\\d
 
 type Found = { kernel: string; workload: Record<string, number | string> };
 
-function tune(args: string[]) {
+// The fixture's sizes are far below the kernels' CPU size floors (its calls would run the torch
+// code, and nothing would be tuned): these tests set the floors to 0, as the variable allows, to
+// check how workloads are found; the last test checks what the floors do at these sizes.
+const ANY_SIZE = { ADOPT_CPU_MIN_BYTES: '0' };
+
+function tune(args: string[], env: Record<string, string> = ANY_SIZE) {
   const dir = tmp();
-  const r = adopt(['tune', fixture, '--budget', '0', '--db', join(dir, 'r.jsonl'), '--schedules', join(dir, 's.json'), '--json', ...args]);
+  const r = adopt(['tune', fixture, '--budget', '0', '--db', join(dir, 'r.jsonl'), '--schedules', join(dir, 's.json'), '--json', ...args], { env });
   return { r, dir };
 }
 
@@ -56,6 +61,19 @@ describe('adopt tune MODEL', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--dtype float64: \w+ takes float32 or bfloat16/);
     expect(looksLikeCrash(bad.stderr)).toBe(false);
+  });
+
+  it('says which kernels ran only below their size floor, and tunes nothing of theirs', () => {
+    const { r, dir } = tune(['--batch', '1', '--seq', '8'], {});
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s.tuned).toEqual([]);
+    expect(s.below_floor).toEqual(['flash_attention', 'gated_act', 'rms_norm', 'rope']);
+    expect(r.stderr).toMatch(/every call of flash_attention, gated_act, rms_norm, rope was below the kernel's CPU size floor at these sizes/);
+    expect(r.stderr).toMatch(/ADOPT_CPU_MIN_BYTES=0 tunes them anyway/);
+    expect(existsSync(join(dir, 's.json'))).toBe(false);
+    // the negative control: the same run with the floors at 0 finds them all
+    expect((JSON.parse(tune(['--batch', '1', '--seq', '8']).r.stdout).tuned as Found[]).length).toBeGreaterThan(0);
   });
 
   it('says when there is nothing to tune, and refuses a model it cannot build at its real size', () => {

@@ -165,7 +165,9 @@ def main():
             signal.alarm(0)
             model = None
     workloads = [{"kernel": k, "workload": dict(w), "calls": n} for (k, w), n in sorted(_dispatch.WORKLOADS.items())]
-    print(json.dumps({"workloads": workloads, "classes": classes, "batch": args.batch, "seq": args.seq,
+    # kernels whose calls were all below their size floor ran the torch code: nothing of theirs to tune
+    below_floor = sorted(k for k in _dispatch.SMALL if not any(w["kernel"] == k for w in workloads))
+    print(json.dumps({"workloads": workloads, "classes": classes, "below_floor": below_floor, "batch": args.batch, "seq": args.seq,
                       "threads": torch.get_num_threads(), "torch": torch.__version__}))
     return 0
 

@@ -24,6 +24,8 @@ from ._impl.switches import enabled
 
 CALLS = collections.Counter()
 WORKLOADS = collections.Counter()
+# calls each kernel's CPU size floor handed to the torch code (the tuner says why it found nothing)
+SMALL = collections.Counter()
 _said = set()
 _functions = {}
 _lock = threading.RLock()
@@ -278,6 +280,7 @@ def worth_a_call(kernel, workload):
     if _above(kernel, workload, floor):
         return True
     _said_small(kernel, floor)
+    SMALL[kernel.name] += 1
     return False
 
 
@@ -293,6 +296,7 @@ def small(name, nbytes, tensor):
     if floor <= 0 or nbytes >= floor:
         return False
     _said_small(kernel, floor)
+    SMALL[name] += 1
     return True
 
 

@@ -12,6 +12,9 @@ import { LocalMeasurer, type TargetInfo, localTargetInfo } from '../tune/measure
 import { type Device, type Workload, loadRegistry, workloadKey } from '../tune/space.js';
 import { STRATEGIES, type StrategyName, type TuneSummary, scheduleFileText, tuneWorkload } from '../tune/tuner.js';
 
+/** The variable that moves every kernel's CPU size floor (adopt_kernels._dispatch). */
+const CPU_MIN_BYTES_ENV = 'ADOPT_CPU_MIN_BYTES';
+
 export interface TuneCliOptions {
   kernel?: string;
   shape?: string;
@@ -149,7 +152,10 @@ export async function tuneDiscovered(discovery: Discovery, opts: TuneCliOptions,
   for (const c of discovery.classes.filter((x) => x.status === 'not_run')) process.stderr.write(`adopt: note: ${c.file}: ${c.class} not run (${c.reason})\n`);
   if (!discovery.workloads.length) {
     if (!discovery.classes.some((c) => c.status === 'ran')) throw new AdoptError(`${label}: no model class could be built and run at its real size (above); give its sizes with --config '{"hidden_size": ...}' or name the model with --class`);
-    process.stderr.write(`adopt: ${label}: the model ran, but no compiled kernel was called (CPU, float32/bfloat16 only); nothing to tune\n`);
+    const below = discovery.belowFloor ?? [];
+    process.stderr.write(below.length
+      ? `adopt: ${label}: the model ran, but every call of ${below.join(', ')} was below the kernel's CPU size floor at these sizes (--batch, --seq, --config): those calls run the torch code, so there is nothing to tune (${CPU_MIN_BYTES_ENV}=0 tunes them anyway)\n`
+      : `adopt: ${label}: the model ran, but no compiled kernel was called (CPU, float32/bfloat16 only); nothing to tune\n`);
     return null;
   }
   const { strategy, budget, device } = commonOptions(opts);
@@ -220,9 +226,15 @@ async function tuneModelCommand(file: string, opts: TuneCliOptions): Promise<num
   }
   const info = targetInfo(commonOptions(opts).device);
   const summary = await tuneDiscovered(discovery, opts, file, info);
-  if (!summary) return 0;
+  if (!summary) {
+    if (opts.json) {
+      const nothing = { tuned: [], measurements: 0, seconds: 0, speedup: null, entries: [] };
+      process.stdout.write(`${JSON.stringify({ ...nothing, classes: discovery.classes, below_floor: discovery.belowFloor ?? [], schedules: null }, null, 1)}\n`);
+    }
+    return 0;
+  }
   if (opts.schedules) writeFileSync(opts.schedules, scheduleFileText(opts.schedules, info.target, summary.entries));
-  if (opts.json) process.stdout.write(`${JSON.stringify({ ...summary, classes: discovery.classes, schedules: opts.schedules ?? null }, null, 1)}\n`);
+  if (opts.json) process.stdout.write(`${JSON.stringify({ ...summary, classes: discovery.classes, below_floor: discovery.belowFloor ?? [], schedules: opts.schedules ?? null }, null, 1)}\n`);
   else {
     printModelSummary(summary, discovery);
     process.stdout.write(opts.schedules ? `schedules written to ${opts.schedules}\n` : `records: ${summary.tuned[0]?.db}; \`adopt rewrite --tune\` reuses them with no measurement\n`);

@@ -13,7 +13,13 @@ import { type TuneOptions, type TuneSummary, tuneWorkload } from './tuner.js';
 
 export interface ModelWorkload { kernel: string; workload: Workload; calls: number; files: string[] }
 export interface ClassRun { file: string; class: string; status: 'ran' | 'covered' | 'not_run'; reason?: string; inputs?: string; depth?: Record<string, { from: number; to: number }> }
-export interface Discovery { workloads: ModelWorkload[]; classes: ClassRun[]; errors: { file: string; error: string }[] }
+export interface Discovery {
+  workloads: ModelWorkload[];
+  classes: ClassRun[];
+  errors: { file: string; error: string }[];
+  /** Kernels called only below their CPU size floor (they ran the torch code): nothing to tune. */
+  belowFloor?: string[];
+}
 
 export interface DiscoverOptions {
   /** JSON object: constructor arguments or config attributes on top of the config class's defaults. */
@@ -41,7 +47,7 @@ function isWorkload(v: unknown): v is Workload {
 }
 
 /** Checks the harness's answer field by field: a malformed result is an error, never a cast. */
-function parseDiscovery(file: string, value: unknown): { workloads: ModelWorkload[]; classes: ClassRun[] } {
+function parseDiscovery(file: string, value: unknown): { workloads: ModelWorkload[]; classes: ClassRun[]; belowFloor: string[] } {
   const bad = (what: string) => new Error(`adopt_harness.workloads on ${file}: malformed result (${what})`);
   if (!isObject(value) || !Array.isArray(value.workloads) || !Array.isArray(value.classes)) throw bad('expected {workloads: [...], classes: [...]}');
   const workloads = value.workloads.map((w, i) => {
@@ -56,13 +62,16 @@ function parseDiscovery(file: string, value: unknown): { workloads: ModelWorkloa
     if (isObject(c.depth)) run.depth = c.depth as ClassRun['depth'];
     return run;
   });
-  return { workloads, classes };
+  const below = value.below_floor ?? [];
+  if (!Array.isArray(below) || !below.every((k) => typeof k === 'string')) throw bad('below_floor');
+  return { workloads, classes, belowFloor: below as string[] };
 }
 
 /** Runs each rewritten file once at its real size and collects the workloads of its compiled kernels. */
 export function discoverWorkloads(files: { path: string; rewritten: string }[], opts: DiscoverOptions): Discovery {
   const found = new Map<string, ModelWorkload>();
   const out: Discovery = { workloads: [], classes: [], errors: [] };
+  const below = new Set<string>();
   for (const f of files) {
     const dir = mkdtempSync(join(tmpdir(), 'adopt-tune-'));
     try {
@@ -77,6 +86,7 @@ export function discoverWorkloads(files: { path: string; rewritten: string }[], 
       if (!r.ok) { out.errors.push({ file: f.path, error: r.error }); continue; }
       const d = parseDiscovery(f.path, r.value);
       out.classes.push(...d.classes);
+      for (const k of d.belowFloor) below.add(k);
       for (const w of d.workloads) {
         const key = `${w.kernel}|${scheduleKey(w.workload)}`;
         const seen = found.get(key);
@@ -88,6 +98,7 @@ export function discoverWorkloads(files: { path: string; rewritten: string }[], 
     }
   }
   out.workloads = [...found.values()].sort((a, b) => a.kernel.localeCompare(b.kernel) || size(b.workload) - size(a.workload));
+  out.belowFloor = [...below].filter((k) => !out.workloads.some((w) => w.kernel === k)).sort();
   return out;
 }
 
