@@ -7,9 +7,11 @@ dispatcher hands such calls to the torch code (``cpu_min_bytes`` in each kernel'
 ``$ADOPT_CPU_MIN_BYTES``). This benchmark measures where that size lies on this machine.
 
 For each kernel it takes an example workload and scales the axes that grow with the tokens
-(``size_axes`` in the registration) down by powers of two, to one row. At each size the whole
-API call (checks, lookup, dispatch: the compiled path forced on, whatever the floor) and the
-eager composite are timed interleaved, forward only (no autograd graph, as in generation) and
+(``size_axes`` in the registration) down by powers of two, to one row. At each size the
+kernel's entry point (``adopt_kernels.kernels.*``: its checks, schedule lookup and dispatch,
+the compiled path forced on whatever the floor; not the public function's own guards) and the
+eager composite are timed interleaved, forward only (inputs that need no gradient: no autograd
+graph, as in generation) and
 forward + backward, each sample long enough (``--min-sample-ms``) that microsecond calls are
 timed in bulk. The crossover is the smallest size from which the kernel is faster at every larger
 size measured; the table also says what the registered floor does at each size: a call it hands

@@ -11,6 +11,7 @@ workload, so the tuner can learn which workloads a model runs.
 
 import collections
 import contextlib
+import contextvars
 import ctypes
 import os
 import sys
@@ -24,7 +25,9 @@ from ._impl.switches import enabled
 
 CALLS = collections.Counter()
 WORKLOADS = collections.Counter()
-# calls each kernel's CPU size floor handed to the torch code (the tuner says why it found nothing)
+# per kernel, the checks at which its CPU size floor handed a call to the torch code (a call that
+# looks up its forward and backward entry points counts twice there): which kernels ran only below
+# their floor is what the tuner reports when it finds nothing to tune
 SMALL = collections.Counter()
 _said = set()
 _functions = {}
@@ -60,12 +63,12 @@ def library(kernel, schedule, dtype):
     return _build.load(kernel.source(schedule, dtype))
 
 
-def function(kernel, symbol, dtype, workload, schedule=None, any_size=False):
+def function(kernel, symbol, dtype, workload, schedule=None, any_size=False, training=None):
     """The compiled ``symbol`` of ``kernel`` for this workload, or None (reference path). A call
     below the kernel's size floor gets None too, unless ``any_size`` (a helper that must run the
-    kernel's own code, such as its dropout mask)."""
+    kernel's own code, such as its dropout mask); ``training`` as for :func:`cpu_floor`."""
     name = dtype_name(dtype) if not isinstance(dtype, str) else dtype
-    if not any_size and not worth_a_call(kernel, dict(workload, dtype=name)):
+    if not any_size and not worth_a_call(kernel, dict(workload, dtype=name), training):
         return None
     WORKLOADS[(kernel.name, tuple(sorted(dict(workload, dtype=name).items())))] += 1
     if schedule is None:
@@ -91,7 +94,7 @@ def function(kernel, symbol, dtype, workload, schedule=None, any_size=False):
             fallback = next((s for s in later if s != schedule), None)
             if fallback is not None:
                 say_once(("schedule", key), f"{kernel.name} schedule {schedule} failed to build ({e}); using the default {fallback}")
-                return function(kernel, symbol, dtype, workload, dict(fallback))
+                return function(kernel, symbol, dtype, workload, dict(fallback), any_size, training)
             say_once(("build", kernel.name, name), f"{kernel.name} ({name}) failed to build; running its reference path:\n{e}")
             return None
         fn = getattr(lib, symbol)
@@ -252,31 +255,39 @@ def registered_floors(kernel):
 
 def cpu_floor(kernel, training=None):
     """The bytes below which a CPU call of ``kernel`` runs the torch code: the training floor
-    where autograd records (``training`` None: as torch's grad mode says), else the inference
-    one. ``$ADOPT_CPU_MIN_BYTES`` overrides both for every kernel (0: always compiled)."""
+    where autograd records, else the inference one. ``training`` None goes by torch's grad mode;
+    a call that applies dropout passes True: under reentrant checkpointing its first pass runs
+    without grad and its recomputation with, and both must take the same path, or the
+    recomputation would draw another dropout mask than the pass the loss used. An
+    :func:`at_any_size` block, then ``$ADOPT_CPU_MIN_BYTES``, override both for every kernel."""
+    override = cpu_floor_override()
+    if override is not None:
+        return override
     own = registered_floors(kernel)
     training = torch.is_grad_enabled() if training is None else training
-    return _floor(CPU_MIN_BYTES_ENV, None, own.training if training else own.inference)
+    return own.training if training else own.inference
+
+
+# the floor an at_any_size block sets, for its thread (and the tasks it starts) only
+_ANY_SIZE = contextvars.ContextVar("adopt_any_size", default=None)
 
 
 @contextlib.contextmanager
 def at_any_size():
     """Every CPU call inside runs the compiled kernel whatever its size: a verification runs a
-    tiny instance of a model, and must check the kernels the model runs at its real size."""
-    before = os.environ.get(CPU_MIN_BYTES_ENV)
-    os.environ[CPU_MIN_BYTES_ENV] = "0"
+    tiny instance of a model, and must check the kernels the model runs at its real size. The
+    setting is the block's own (a context variable): other threads keep their floors, and
+    nested or overlapping blocks restore what each found."""
+    token = _ANY_SIZE.set(0.0)
     try:
         yield
     finally:
-        if before is None:
-            del os.environ[CPU_MIN_BYTES_ENV]
-        else:
-            os.environ[CPU_MIN_BYTES_ENV] = before
+        _ANY_SIZE.reset(token)
 
 
-def worth_a_call(kernel, workload):
+def worth_a_call(kernel, workload, training=None):
     """Whether a CPU call of ``kernel`` at ``workload`` (with its dtype) runs the compiled kernel."""
-    floor = cpu_floor(kernel)
+    floor = cpu_floor(kernel, training)
     if _above(kernel, workload, floor):
         return True
     _said_small(kernel, floor)
@@ -284,15 +295,19 @@ def worth_a_call(kernel, workload):
     return False
 
 
-def small(name, nbytes, tensor):
-    """True when a CPU call of kernel ``name`` moving about ``nbytes`` is below its floor: the API
+def small(name, nbytes, tensor, training=None):
+    """True when a CPU call of kernel ``name`` moving ``nbytes`` is below its floor: the API
     function then runs its torch formulation at once. On a token-at-a-time decode every call is
     small, and the checks only the compiled path needs (the module's, the kernel's, the schedule
-    lookup) cost tens of microseconds a call, as much as the torch code itself."""
+    lookup) cost tens of microseconds a call, as much as the torch code itself. A call the
+    compiled kernel would not take anyway (switched off, float64) is not small: it is not
+    counted or announced as one. ``training`` as for :func:`cpu_floor`."""
     if tensor.is_cuda or gpu.interpreting():
         return False
     kernel = registry.KERNELS[name]
-    floor = cpu_floor(kernel)
+    if tensor.dtype not in _DTYPES or not (enabled("native") and enabled(kernel.switch)):
+        return False
+    floor = cpu_floor(kernel, training)
     if floor <= 0 or nbytes >= floor:
         return False
     _said_small(kernel, floor)
@@ -309,8 +324,10 @@ def _said_small(kernel, floor):
 
 
 def cpu_floor_override():
-    """The bytes ``$ADOPT_CPU_MIN_BYTES`` sets for every kernel, or None where it is unset."""
-    return _floor(CPU_MIN_BYTES_ENV, None, None)
+    """The floor set for every kernel, or None: an :func:`at_any_size` block's (0), else
+    ``$ADOPT_CPU_MIN_BYTES``'s."""
+    forced = _ANY_SIZE.get()
+    return forced if forced is not None else _floor(CPU_MIN_BYTES_ENV, None, None)
 
 
 def _floor(env_name, default, own):

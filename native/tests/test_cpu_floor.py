@@ -108,16 +108,29 @@ def test_a_floor_that_is_not_a_number_is_said_and_ignored(floors, monkeypatch, c
 
 
 @pytest.mark.parametrize("before", [None, "12345"])
-def test_at_any_size_restores_the_environment_even_after_an_error(floors, monkeypatch, before):
+def test_at_any_size_is_the_blocks_own_and_ends_with_it_even_after_an_error(floors, monkeypatch, before):
+    import threading
+
     if before is not None:
         monkeypatch.setenv(ENV, before)
+    tiny = {"rows": 1, "n": 8, "dtype": "float32"}
+    seen_elsewhere = []
     with pytest.raises(RuntimeError):
         with _dispatch.at_any_size():
-            assert os.environ[ENV] == "0"
             with torch.no_grad():
-                assert _dispatch.worth_a_call(KERNEL, {"rows": 1, "n": 8, "dtype": "float32"})
+                assert _dispatch.worth_a_call(KERNEL, tiny)
+                with _dispatch.at_any_size():  # nested: the outer block's setting survives the inner's end
+                    pass
+                assert _dispatch.worth_a_call(KERNEL, tiny)
+                # another thread keeps its floors
+                t = threading.Thread(target=lambda: seen_elsewhere.append(_dispatch.cpu_floor(KERNEL, training=False)))
+                t.start()
+                t.join()
             raise RuntimeError("inside")
+    assert seen_elsewhere == [float(before) if before else floors.inference]
     assert os.environ.get(ENV) == before
+    with torch.no_grad():
+        assert _dispatch.worth_a_call(KERNEL, tiny) == (before is not None and float(before) <= 8 * 4 * 2)
 
 
 class _Tiny(nn.Module):
@@ -157,8 +170,6 @@ def test_every_kernel_names_size_axes_among_its_workload_fields():
     for kernel in registry.KERNELS.values():
         assert kernel.size_axes, kernel.name
         assert set(kernel.size_axes) <= set(kernel.workload_fields), kernel.name
-        floors = _dispatch.registered_floors(kernel)
-        assert floors.inference >= 0 and floors.training >= 0, kernel.name
 
 
 def test_the_ladder_halves_the_size_axes_down_to_one_without_repeats():
@@ -276,3 +287,57 @@ def test_few_rows_run_the_projections_as_written_and_many_rows_stack(monkeypatch
         projections._STACK_CACHE.clear()
         ak.fused_qkv(few[:, :1], q, k, v)
     assert stacked == [3, 2, 3]
+
+
+def test_a_call_with_dropout_takes_one_path_in_both_passes_of_reentrant_checkpointing(monkeypatch):
+    """Reentrant checkpointing runs the forward without grad and recomputes it with: a LayerNorm
+    call with dropout between the two floors must take the same path both times, or the
+    recomputation draws another mask than the one the loss was computed with."""
+    from torch.utils.checkpoint import checkpoint
+
+    ln_kernel = registry.KERNELS["layer_norm"]
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setattr(ln_kernel, "cpu_min_bytes", CpuFloors(inference=1 << 30, training=1 << 10))
+    ln = nn.LayerNorm(64)
+    x0, r = torch.randn(2, 8, 64), torch.randn(2, 8, 64)
+
+    def grads(checkpointed):
+        x = x0.clone().requires_grad_(True)
+        torch.manual_seed(7)
+        fn = lambda t: ak.dropout_add_layer_norm(t, r, ln, 0.3, True)  # noqa: E731
+        y = checkpoint(fn, x, use_reentrant=True) if checkpointed else fn(x)
+        (y * torch.arange(64.0)).sum().backward()
+        return y.detach(), x.grad
+
+    plain, again = grads(False), grads(True)
+    torch.testing.assert_close(again[0], plain[0])
+    torch.testing.assert_close(again[1], plain[1])
+    # negative control: a floor chosen by grad mode alone sends the first pass to F.dropout and
+    # the recomputation to the kernel: the output comes from one mask, its gradient from another
+    real = _dispatch.cpu_floor
+    monkeypatch.setattr(_dispatch, "cpu_floor", lambda kernel, training=None: real(kernel, None))
+    broken = grads(True)
+    assert not torch.allclose(broken[0], plain[0])
+    torch.testing.assert_close(broken[1], plain[1])
+
+
+def test_the_dropout_mask_helper_runs_below_the_floor(floors, monkeypatch):
+    from adopt_kernels.kernels import layer_norm
+
+    monkeypatch.setattr(registry.KERNELS["layer_norm"], "cpu_min_bytes", CpuFloors(inference=1 << 30, training=1 << 30))
+    keep = layer_norm.keep_factors(1, 64, 0.5, seed=3)
+    assert keep is not None and keep.shape == (1, 64)
+    assert set(keep.unique().tolist()) <= {0.0, 2.0}
+
+
+def test_the_tuners_measurer_and_the_kernel_benchmark_run_the_kernels_below_the_floor(floors, capsys):
+    from adopt_harness import kernels_bench, measure
+
+    request = {"op": "measure", "kernel": "rms_norm", "workload": {"rows": 2, "n": 64, "dtype": "float32"},
+               "schedules": [dict(KERNEL.space.default)], "timeout_s": 60, "repeats": 1, "warmup": 1}
+    assert ENV not in os.environ
+    out = measure.measure(request)
+    assert [r["status"] for r in out["results"]] == ["ok"], out
+    assert kernels_bench.main(["--kernels", "rms_norm", "--workload", '{"rows": 2, "n": 64, "dtype": "float32"}', "--sample", "0",
+                               "--repeats", "1", "--threads", "1"]) == 0
+    assert '"rms_norm"' in capsys.readouterr().out.strip().splitlines()[-1]

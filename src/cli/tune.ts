@@ -133,6 +133,7 @@ export function modelWorkloads(paths: string[], opts: TuneCliOptions): { discove
   const discovery = discoverRewrites(run.files, {
     config: opts.config, batch: wholeNumber('--batch', opts.batch, 4, 1), seq: wholeNumber('--seq', opts.seq, 512, 1), classes: opts.class,
     threads: opts.threads ? wholeNumber('--threads', opts.threads, 1, 1) : undefined,
+    anySize: opts.target === 'cuda',
   });
   return { discovery, rewritten };
 }

@@ -31,6 +31,9 @@ export interface DiscoverOptions {
   optimizer?: boolean;
   threads?: number;
   timeoutMs?: number;
+  /** Find the workloads of every call whatever its size (the CPU size floors at 0): for a GPU
+   *  target, whose Triton kernels have floors of their own, the run on the CPU stands in for it. */
+  anySize?: boolean;
 }
 
 /** The rewritten code builds adopt's fused optimizer: its workloads come from an optimizer step. */
@@ -82,7 +85,7 @@ export function discoverWorkloads(files: { path: string; rewritten: string }[], 
       for (const c of opts.classes ?? []) args.push('--class', c);
       if (opts.optimizer) args.push('--optimizer');
       if (opts.threads) args.push('--threads', String(opts.threads));
-      const r = runPythonJson('adopt_harness.workloads', args, opts.timeoutMs ?? 1_800_000);
+      const r = runPythonJson('adopt_harness.workloads', args, opts.timeoutMs ?? 1_800_000, opts.anySize ? { env: { ADOPT_CPU_MIN_BYTES: '0' } } : {});
       if (!r.ok) { out.errors.push({ file: f.path, error: r.error }); continue; }
       const d = parseDiscovery(f.path, r.value);
       out.classes.push(...d.classes);

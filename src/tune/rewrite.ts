@@ -9,7 +9,7 @@ import { withScheduleLoading } from './schedule-file.js';
 export interface TunedRewrite {
   files: FileResult[];
   discovery: Discovery;
-  /** Null when no workload was found (nothing ran, or no compiled kernel was called). */
+  /** Null when no workload was found (nothing ran, no compiled kernel was called, or every call was below its size floor). */
   summary: ModelTuneSummary | null;
 }
 

@@ -460,12 +460,14 @@ def attention(
         out = _via_sdpa(q, k, v, mask, scale, is_causal, fills, bias)
         if out is not None:
             return out
-    # a call below the blocked kernel's floor (a decoded token) skips the checks only it needs
-    small = _dispatch.small("flash_attention", 2 * (q.numel() + k.numel()) * q.element_size(), q)
-    if enabled("attention") and not small:
-        out = _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p if applies_dropout else 0.0)
-        if out is not None:
-            return out
+    if enabled("attention"):
+        # a call below the blocked kernel's floor (a decoded token) skips the checks only it needs;
+        # its bytes as the kernel counts them: q and k at q's head count (grouped keys included)
+        moved = 2 * q.element_size() * (q.numel() + q.numel() // max(1, q.size(-2)) * k.size(-2))
+        if not _dispatch.small("flash_attention", moved, q, True if applies_dropout else None):
+            out = _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p if applies_dropout else 0.0)
+            if out is not None:
+                return out
         out = _compiled_scores(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p, applies_dropout)
         if out is not None:
             return out

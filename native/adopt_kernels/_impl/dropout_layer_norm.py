@@ -17,10 +17,18 @@ def _dropout_p(dropout):
     raise TypeError(f"dropout must be an nn.Dropout or a float, got {type(dropout).__name__}")
 
 
+def _applies_dropout(dropout):
+    if isinstance(dropout, nn.Dropout):
+        return dropout.p > 0
+    return isinstance(dropout, numbers.Real) and dropout > 0
+
+
 def _compiled(x, residual, layer_norm, dropout, training):
     """The compiled kernel's result, or None where it does not apply: a plain ``nn.LayerNorm``
     over the last dim and a plain ``nn.Dropout`` or probability (the kernel checks the rest)."""
-    if isinstance(x, torch.Tensor) and _dispatch.small("layer_norm", 3 * x.numel() * x.element_size(), x):
+    # a call with dropout takes the training floor whatever the grad mode (_dispatch.cpu_floor)
+    drops = True if training and _applies_dropout(dropout) else None
+    if isinstance(x, torch.Tensor) and _dispatch.small("layer_norm", 3 * x.numel() * x.element_size(), x, drops):
         return None
     if not enabled("dropout_add_layer_norm") or not is_plain(layer_norm, nn.LayerNorm):
         return None
@@ -42,7 +50,10 @@ def dropout_add_layer_norm(x, residual, layer_norm, dropout, training):
     ``layer_norm`` is an ``nn.LayerNorm`` (affine or not); ``dropout`` an ``nn.Dropout`` or
     its probability. Dropout is applied only when ``training``.
 
-    On CPU in float32 and bfloat16, with a plain ``nn.LayerNorm`` over the last dim, the
+    On CPU in float32 and bfloat16, with a plain ``nn.LayerNorm`` over the last dim, and a call
+    at or above the kernel's size floor (``_dispatch.cpu_floor``: below it the torch code runs,
+    dropout through ``F.dropout``, so the random stream a seeded run draws depends on the size;
+    a call with dropout takes the training floor in both passes of checkpointing), the
     compiled kernel runs (on CUDA, in float16 too, the Triton kernel, rows of up to 16384):
     its dropout mask comes from its own counter-based generator, seeded
     by one draw of torch's default generator (so it is reproducible under

@@ -23,7 +23,7 @@ def _few_rows(x):
     """A CPU input of fewer than STACK_MIN_ROWS rows: its layers run as they were written.
     ``$ADOPT_CPU_MIN_BYTES``, where set, decides instead by the input's bytes, as it does for the
     compiled kernels: 0 (verification, the tests) stacks at any size."""
-    if not isinstance(x, torch.Tensor) or x.is_cuda or x.dim() == 0:
+    if not isinstance(x, torch.Tensor) or x.is_cuda or x.dim() == 0 or _dispatch.gpu.interpreting():
         return False
     forced = _dispatch.cpu_floor_override()
     if forced is not None:

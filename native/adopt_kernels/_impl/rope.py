@@ -31,7 +31,10 @@ def _unit_stride(table):
 def _compiled(q, k, cos, sin, position_ids, unsqueeze_dim, interleaved, k_cos=None, k_sin=None):
     """The compiled (CPU) or Triton (CUDA) kernel's result, or None when it does not take these
     inputs."""
-    if _dispatch.small("rope", 2 * (q.numel() + (k.numel() if k is not None else 0)) * q.element_size(), q):
+    # q and k read and written, and the tables read (counted once: a table shared by the batch
+    # is counted as the kernel counts it only when it holds the batch's rows)
+    moved = (2 * (q.numel() + (k.numel() if k is not None else 0)) + 2 * cos.numel()) * q.element_size()
+    if _dispatch.small("rope", moved, q):
         return None
     from ..kernels import rope as kernel
 

@@ -234,8 +234,10 @@ def flash_attention(q, k, v, scale=None, bias=None, mask=None, keep=None, is_cau
     if not supported(q, k, v, bias, mask, keep, dropout_p):
         return None
     workload = _workload(q, k)
-    fwd = _dispatch.function(KERNEL, "attn_fwd", q.dtype, workload, schedule)
-    bwd = _dispatch.function(KERNEL, "attn_bwd", q.dtype, workload, schedule)
+    # a call with dropout takes the training floor whatever the grad mode (_dispatch.cpu_floor)
+    drops = True if dropout_p > 0 else None
+    fwd = _dispatch.function(KERNEL, "attn_fwd", q.dtype, workload, schedule, training=drops)
+    bwd = _dispatch.function(KERNEL, "attn_bwd", q.dtype, workload, schedule, training=drops)
     if fwd is None or bwd is None:
         return None
     scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else float(scale)

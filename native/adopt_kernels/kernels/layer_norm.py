@@ -464,8 +464,10 @@ def dropout_add_layer_norm(x, residual, weight, bias, eps, p=0.0, seed=None, sch
     if not supported(x, residual, weight, bias, p):
         return None
     workload = {"rows": x.numel() // x.size(-1), "n": x.size(-1)}
-    fwd = _dispatch.function(KERNEL, "ln_fwd", x.dtype, workload, schedule)
-    bwd = _dispatch.function(KERNEL, "ln_bwd", x.dtype, workload, schedule)
+    # a call with dropout takes the training floor whatever the grad mode (_dispatch.cpu_floor)
+    drops = True if p > 0.0 else None
+    fwd = _dispatch.function(KERNEL, "ln_fwd", x.dtype, workload, schedule, training=drops)
+    bwd = _dispatch.function(KERNEL, "ln_bwd", x.dtype, workload, schedule, training=drops)
     if fwd is None or bwd is None:
         return None
     if p > 0.0 and seed is None:
