@@ -23,12 +23,11 @@ Ends with one JSON line.
 """
 
 import argparse
-import json
 import os
 import sys
 
 from adopt_harness import blas_setting
-from adopt_harness.kernels_bench import CLOCKS, interleaved
+from adopt_harness.kernels_bench import CLOCKS, finish, interleaved, keeps_freed_memory, kernel_names
 from adopt_kernels import _dispatch, memory, registry, threads
 from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
 
@@ -107,15 +106,6 @@ def judge_floors(points, floors):
     return out
 
 
-def _size(b):
-    if b == float("inf"):
-        return "all"
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if b >= scale:
-            return f"{b / scale:.1f} {unit}"
-    return f"{b:.0f} B"
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--kernels", default="")
@@ -131,13 +121,11 @@ def main(argv=None):
     p.add_argument("--json", default="")
     blas_setting.add_option(p)
     args = p.parse_args(argv)
-    names = [n for n in args.kernels.split(",") if n] or sorted(registry.KERNELS)
-    unknown = [n for n in names if n not in registry.KERNELS]
-    if unknown:
-        print(f"adopt bench:crossover: unknown kernel(s) {', '.join(unknown)}; known: {', '.join(sorted(registry.KERNELS))}", file=sys.stderr)
-        return 2
-    if args.keep_freed_memory and not memory.keep_freed_memory():
-        print("adopt bench:crossover: --keep-freed-memory: this C library cannot keep freed memory (not glibc)", file=sys.stderr)
+    try:
+        names = kernel_names(args.kernels, "bench:crossover")
+        keeps_freed_memory(args.keep_freed_memory, "bench:crossover")
+    except ValueError as e:
+        print(e, file=sys.stderr)
         return 2
     threads.set_threads(args.threads)
     blas = blas_setting.apply(args)
@@ -157,7 +145,7 @@ def main(argv=None):
             points.append(pt)
             wl = ",".join(f"{k}={v}" for k, v in w.items() if k != "dtype")
             side = "/".join("torch" if pt["bytes"] < f else "kernel" for f in floors)
-            print(f"{name:<16} {wl:<44} {_size(pt['bytes']):>10} {pt['eager_fwd_us']:10.1f} {pt['ours_fwd_us']:9.1f} {pt['speedup_fwd']:6.2f} "
+            print(f"{name:<16} {wl:<44} {_dispatch.size_text(pt['bytes']):>10} {pt['eager_fwd_us']:10.1f} {pt['ours_fwd_us']:9.1f} {pt['speedup_fwd']:6.2f} "
                   f"{pt['eager_fwdbwd_us']:10.1f} {pt['ours_fwdbwd_us']:9.1f} {pt['speedup_fwdbwd']:6.2f}  {side}", flush=True)
         results[name] = {
             "crossover_bytes_fwd": crossover(points, "speedup_fwd"),
@@ -176,16 +164,12 @@ def main(argv=None):
     print(f"{'kernel':<16} {'crossover fwd':>14} {'inference floor':>16} {'lost':>5} {'slow kept':>9} "
           f"{'crossover f+b':>14} {'training floor':>15} {'lost':>5} {'slow kept':>9}")
     for k, r in summary["kernels"].items():
-        fmt = lambda b: _size(b) if b is not None else "never"  # noqa: E731
+        fmt = lambda b: _dispatch.size_text(b) if b is not None else "never"  # noqa: E731
         inf, tr = r["inference"], r["training"]
         print(f"{k:<16} {fmt(r['crossover_bytes_fwd']):>14} {fmt(inf['floor_bytes']):>16} {inf['handed_to_torch_but_faster']:>5} "
               f"{inf['kept_but_slower']:>9} {fmt(r['crossover_bytes_fwdbwd']):>14} {fmt(tr['floor_bytes']):>15} "
               f"{tr['handed_to_torch_but_faster']:>5} {tr['kept_but_slower']:>9}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({**summary, "detail": results}, f, indent=1)
-    print(json.dumps(summary))
-    return 0
+    return finish(summary, results, args.json)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,31 @@ def own_workloads(texts, kernels):
     return own
 
 
+def kernel_names(text, tool):
+    """The kernels ``--kernels`` names (all of them when empty), or a ValueError naming the
+    unknown ones, for ``tool``'s message."""
+    names = [n for n in text.split(",") if n] or sorted(registry.KERNELS)
+    unknown = [n for n in names if n not in registry.KERNELS]
+    if unknown:
+        raise ValueError(f"adopt {tool}: unknown kernel(s) {', '.join(unknown)}; known: {', '.join(sorted(registry.KERNELS))}")
+    return names
+
+
+def keeps_freed_memory(asked, tool):
+    """Switches malloc to keep freed blocks when ``asked``; a ValueError where it cannot."""
+    if asked and not memory.keep_freed_memory():
+        raise ValueError(f"adopt {tool}: --keep-freed-memory: this C library cannot keep freed memory (not glibc)")
+
+
+def finish(summary, detail, path):
+    """Writes the summary and the detail to ``path`` (when given) and ends with the summary's JSON line."""
+    if path:
+        with open(path, "w") as f:
+            json.dump({**summary, "detail": detail}, f, indent=1)
+    print(json.dumps(summary))
+    return 0
+
+
 def copy_bandwidth(repeats, nbytes=256 << 20, clock=time.perf_counter):
     """Bytes moved per second by a copy into an existing tensor (the limit) and into a new one."""
     src = torch.ones(nbytes // 4)
@@ -162,18 +187,15 @@ def main(argv=None):
     args = p.parse_args(argv)
     threads.set_threads(args.threads)
     os.environ[_dispatch.CPU_MIN_BYTES_ENV] = "0"  # the kernels themselves are timed, whatever the size
-    names = [n for n in args.kernels.split(",") if n] or sorted(registry.KERNELS)
-    unknown = [n for n in names if n not in registry.KERNELS]
-    if unknown:
-        print(f"adopt bench:kernels: unknown kernel(s) {', '.join(unknown)}; known: {', '.join(sorted(registry.KERNELS))}", file=sys.stderr)
-        return 2
     try:
-        own = own_workloads(args.workload, names)
+        names = kernel_names(args.kernels, "bench:kernels")
+        try:
+            own = own_workloads(args.workload, names)
+        except ValueError as e:
+            raise ValueError(f"adopt bench:kernels: {e}") from None
+        keeps_freed_memory(args.keep_freed_memory, "bench:kernels")
     except ValueError as e:
-        print(f"adopt bench:kernels: {e}", file=sys.stderr)
-        return 2
-    if args.keep_freed_memory and not memory.keep_freed_memory():
-        print("adopt bench:kernels: --keep-freed-memory: this C library cannot keep freed memory (not glibc)", file=sys.stderr)
+        print(e, file=sys.stderr)
         return 2
     malloc = "kept" if memory.kept() else "system"
     blas = blas_setting.apply(args)
@@ -208,11 +230,7 @@ def main(argv=None):
         "median_speedup_fwdbwd": statistics.median(r["speedup_fwdbwd"] for r in results.values()) if results else None,
         "kernels": {k: {kk: v for kk, v in r.items() if kk != "workloads"} for k, r in results.items()},
     }
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({**summary, "detail": results}, f, indent=1)
-    print(json.dumps(summary))
-    return 0
+    return finish(summary, results, args.json)
 
 
 if __name__ == "__main__":

@@ -234,7 +234,7 @@ def worth_a_launch(kernel, workload):
     floor = _floor(GPU_MIN_BYTES_ENV, GPU_MIN_BYTES, kernel.gpu_min_bytes)
     if _above(kernel, workload, floor):
         return True
-    say_once(("gpu-small", kernel.name), f"{kernel.name}: CUDA calls under {_size(floor)} run torch's own kernels "
+    say_once(("gpu-small", kernel.name), f"{kernel.name}: CUDA calls under {size_text(floor)} run torch's own kernels "
              f"(the launch costs more than the fusion saves there); {GPU_MIN_BYTES_ENV}=0 launches the Triton kernel always")
     return False
 
@@ -319,7 +319,7 @@ def _said_small(kernel, floor):
     key = ("cpu-small", kernel.name, torch.is_grad_enabled())
     if key not in _said:  # said once; the message is not even formatted again (this path is per call)
         mode = "with autograd" if key[2] else "under no_grad"
-        say_once(key, f"{kernel.name}: CPU calls {mode} under {_size(floor)} run the torch code (the compiled call's fixed "
+        say_once(key, f"{kernel.name}: CPU calls {mode} under {size_text(floor)} run the torch code (the compiled call's fixed "
                       f"cost is more than the fusion saves there); {CPU_MIN_BYTES_ENV}=0 runs the compiled kernel always")
 
 
@@ -351,7 +351,8 @@ def _above(kernel, workload, floor):
     return moved is None or moved >= floor
 
 
-def _size(b):
+def size_text(b):
+    """Bytes as people read them (1.5 MiB), for messages."""
     if b == float("inf"):
         return "any size"
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
