@@ -211,6 +211,9 @@ export function printModelSummary(s: ModelTuneSummary, discovery: Discovery, out
     const depth = Object.entries(c.depth ?? {}).map(([k, v]) => `${k} ${v.from} -> ${v.to}`).join(', ');
     out.write(`ran ${c.class} on ${c.inputs}${depth ? ` (depth cut for finding workloads: ${depth})` : ''}\n`);
   }
+  if (discovery.belowFloor?.length) {
+    out.write(`called only below their CPU size floor at these sizes (they run the torch code; not tuned): ${discovery.belowFloor.join(', ')}\n`);
+  }
   out.write(`\n${'kernel'.padEnd(18)} ${'workload'.padEnd(60)} ${'schedule from'.padEnd(15)} meas.  speed-up over default\n`);
   for (const t of s.tuned) {
     out.write(`${t.kernel.padEnd(18)} ${workloadText(t.workload).padEnd(60)} ${t.source.padEnd(15)} ${String(t.measurements).padStart(5)}  ${t.speedup !== null ? `${t.speedup.toFixed(2)}x` : '-'}\n`);
