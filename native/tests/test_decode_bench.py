@@ -29,10 +29,11 @@ def test_paired_ratios_are_taken_round_by_round():
 def test_every_call_compiled_forces_the_floor_and_restores_it(monkeypatch):
     monkeypatch.delenv(_dispatch.CPU_MIN_BYTES_ENV, raising=False)
     with decode_bench.every_call_compiled(True):
-        assert os.environ[_dispatch.CPU_MIN_BYTES_ENV] == "0"
-    assert _dispatch.CPU_MIN_BYTES_ENV not in os.environ
+        assert _dispatch.cpu_floor_override() == 0
+    assert _dispatch.cpu_floor_override() is None
     with decode_bench.every_call_compiled(False):
-        assert _dispatch.CPU_MIN_BYTES_ENV not in os.environ
+        assert _dispatch.cpu_floor_override() is None
+    assert _dispatch.CPU_MIN_BYTES_ENV not in os.environ
 
 
 def test_each_model_has_a_causal_lm_class_in_transformers():
