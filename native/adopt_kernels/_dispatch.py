@@ -68,11 +68,12 @@ def function(kernel, symbol, dtype, workload, schedule=None, any_size=False, tra
     below the kernel's size floor gets None too, unless ``any_size`` (a helper that must run the
     kernel's own code, such as its dropout mask); ``training`` as for :func:`cpu_floor`."""
     name = dtype_name(dtype) if not isinstance(dtype, str) else dtype
-    if not any_size and not worth_a_call(kernel, dict(workload, dtype=name), training):
+    keyed = dict(workload, dtype=name)
+    if not any_size and not worth_a_call(kernel, keyed, training):
         return None
-    WORKLOADS[(kernel.name, tuple(sorted(dict(workload, dtype=name).items())))] += 1
+    WORKLOADS[(kernel.name, tuple(sorted(keyed.items())))] += 1
     if schedule is None:
-        schedule = schedules.lookup(kernel, dict(workload, dtype=name))
+        schedule = schedules.lookup(kernel, keyed)
     key = (kernel.name, symbol, name, tuple(sorted(schedule.items())))
     fn = _functions.get(key)
     if fn is not None:
@@ -290,8 +291,7 @@ def worth_a_call(kernel, workload, training=None):
     floor = cpu_floor(kernel, training)
     if _above(kernel, workload, floor):
         return True
-    _said_small(kernel, floor)
-    SMALL[kernel.name] += 1
+    _handed_to_torch(kernel, floor)
     return False
 
 
@@ -310,12 +310,13 @@ def small(name, nbytes, tensor, training=None):
     floor = cpu_floor(kernel, training)
     if floor <= 0 or nbytes >= floor:
         return False
-    _said_small(kernel, floor)
-    SMALL[name] += 1
+    _handed_to_torch(kernel, floor)
     return True
 
 
-def _said_small(kernel, floor):
+def _handed_to_torch(kernel, floor):
+    """Counts a call the floor sent to the torch code, and says so once per kernel and mode."""
+    SMALL[kernel.name] += 1
     key = ("cpu-small", kernel.name, torch.is_grad_enabled())
     if key not in _said:  # said once; the message is not even formatted again (this path is per call)
         mode = "with autograd" if key[2] else "under no_grad"

@@ -17,17 +17,11 @@ def _dropout_p(dropout):
     raise TypeError(f"dropout must be an nn.Dropout or a float, got {type(dropout).__name__}")
 
 
-def _applies_dropout(dropout):
-    if isinstance(dropout, nn.Dropout):
-        return dropout.p > 0
-    return isinstance(dropout, numbers.Real) and dropout > 0
-
-
 def _compiled(x, residual, layer_norm, dropout, training):
     """The compiled kernel's result, or None where it does not apply: a plain ``nn.LayerNorm``
     over the last dim and a plain ``nn.Dropout`` or probability (the kernel checks the rest)."""
     # a call with dropout takes the training floor whatever the grad mode (_dispatch.cpu_floor)
-    drops = True if training and _applies_dropout(dropout) else None
+    drops = True if training and isinstance(dropout, (nn.Dropout, numbers.Real)) and _dropout_p(dropout) > 0 else None
     if isinstance(x, torch.Tensor) and _dispatch.small("layer_norm", 3 * x.numel() * x.element_size(), x, drops):
         return None
     if not enabled("dropout_add_layer_norm") or not is_plain(layer_norm, nn.LayerNorm):
