@@ -17,12 +17,18 @@ timed in bulk. The crossover is the smallest size from which the kernel is faste
 size measured; the table also says what the registered floor does at each size: a call it hands
 to torch that the kernel would have run faster is counted as lost.
 
+A decoded token is another ladder: attention's one query row against a key cache of any
+length. ``--workload`` gives the example to start from and ``--axes`` the axes that shrink:
+``--kernels flash_attention --workload '{"batch": 1, "heads": 32, "q_len": 1, "k_len": 4096,
+"head_dim": 64, "dtype": "float32"}' --axes k_len``.
+
 Usage: python -m adopt_harness.crossover_bench [--kernels a,b] [--threads N] [--repeats 7]
-       [--steps 12] [--min-sample-ms 20] [--keep-freed-memory] [--json OUT]
+       [--steps 12] [--workload JSON] [--axes a,b] [--min-sample-ms 20] [--keep-freed-memory] [--json OUT]
 Ends with one JSON line.
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -32,13 +38,14 @@ from adopt_kernels import _dispatch, memory, registry, threads
 from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
 
 
-def ladder(kernel, workload, steps):
-    """``workload`` and its copies with every size axis divided by 2, 4, ... (at least 1), up to
-    ``steps`` sizes, largest first; sizes that repeat (an axis already at 1) are dropped."""
+def ladder(kernel, workload, steps, axes=None):
+    """``workload`` and its copies with every size axis (or those of ``axes``) divided by 2, 4, ...
+    (at least 1), up to ``steps`` sizes, largest first; sizes that repeat (an axis already at 1)
+    are dropped."""
     out, seen = [], set()
     for k in range(steps):
         w = dict(workload)
-        for axis in kernel.size_axes:
+        for axis in axes or kernel.size_axes:
             w[axis] = max(1, workload[axis] >> k)
         key = tuple(sorted(w.items()))
         if key not in seen:
@@ -106,6 +113,30 @@ def judge_floors(points, floors):
     return out
 
 
+def given_ladder(names, workload, axes):
+    """(the workload given as JSON or None, the axes named or None), refused with the reason
+    where they do not fit the kernel."""
+    given = None
+    if workload:
+        if len(names) != 1:
+            raise ValueError("bench:crossover: --workload gives one kernel's workload: name that kernel alone with --kernels")
+        try:
+            given = json.loads(workload)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"bench:crossover: --workload is not JSON: {e}") from None
+        fields = registry.KERNELS[names[0]].workload_fields
+        missing = [f for f in fields if f not in given] if isinstance(given, dict) else list(fields)
+        if missing:
+            raise ValueError(f"bench:crossover: --workload lacks {', '.join(missing)} (a {names[0]} workload has {', '.join(fields)})")
+    named = [a for a in axes.split(",") if a] or None
+    for name in names if named else ():
+        fields = registry.KERNELS[name].workload_fields
+        bad = [a for a in named if a not in fields]
+        if bad:
+            raise ValueError(f"bench:crossover: {name} has no axis {', '.join(bad)} (its workload fields: {', '.join(fields)})")
+    return given, named
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--kernels", default="")
@@ -113,6 +144,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--steps", type=int, default=12, help="sizes per kernel, halving from the example workload")
     p.add_argument("--workload-index", type=int, default=0, help="which of the kernel's example workloads to scale down")
+    p.add_argument("--workload", default="", help="the example to scale down, as JSON (one kernel): instead of --workload-index")
+    p.add_argument("--axes", default="", help="the axes that shrink (comma-separated); default: the kernel's size axes")
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
     p.add_argument("--min-sample-ms", type=float, default=20.0,
                    help="each sample times enough calls in a row to last this long (at most 64 calls)")
@@ -124,6 +157,7 @@ def main(argv=None):
     try:
         names = kernel_names(args.kernels, "bench:crossover")
         keeps_freed_memory(args.keep_freed_memory, "bench:crossover")
+        given, axes = given_ladder(names, args.workload, args.axes)
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
@@ -136,10 +170,10 @@ def main(argv=None):
     results = {}
     for name in names:
         kernel = registry.KERNELS[name]
-        base = kernel.example_workloads[min(args.workload_index, len(kernel.example_workloads) - 1)]
+        base = given or kernel.example_workloads[min(args.workload_index, len(kernel.example_workloads) - 1)]
         floors = _dispatch.registered_floors(kernel)
         points = []
-        sizes = ladder(kernel, base, args.steps)
+        sizes = ladder(kernel, base, args.steps, axes)
         for w in sizes:
             pt = measure_point(kernel, w, args, smallest=w is sizes[-1])
             points.append(pt)

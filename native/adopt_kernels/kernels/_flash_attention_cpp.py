@@ -6,6 +6,7 @@ probabilities block by block. Rendered with the schedule's parameters by ``_comm
 TEMPLATE = r"""
 #pragma GCC target("prefer-vector-width=$vec_bits")
 #include <cstdlib>
+#include <vector>
 $helpers
 typedef $scalar_t scalar_t;
 #define BQ $block_q
@@ -18,7 +19,7 @@ typedef $scalar_t scalar_t;
 
 // meta: the integer arguments, by position
 enum { B_, H_, L_, S_, D_, DV_, CAUSAL_, KB_, KH_, VB_, VH_, QS_, KS_ = QS_ + 3, VS_ = KS_ + 3,
-       BIAS_ = VS_ + 3, ADD_ = BIAS_ + 4, KEEP_ = ADD_ + 4, DROP_ = KEEP_ + 4, SEED_, META_N };
+       BIAS_ = VS_ + 3, ADD_ = BIAS_ + 4, KEEP_ = ADD_ + 4, DROP_ = KEEP_ + 4, SEED_, DIRECT_, META_N };
 
 static inline int64_t rup(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // The score columns computed for a key block of nk keys: whole vectors, not the whole block, so
@@ -260,9 +261,119 @@ static void fwd_task(const scalar_t* q, const float* kp, const float* vp, const 
   }
 }
 
+// A few query rows (a decoded token: one row against a long key cache) read the keys and values
+// where they lie, once for all the rows of a (batch, head): packing them first, as the blocked
+// path must to tile many rows, would move every key and value three times for one row's products.
+// A (batch, head) too few to keep the threads busy splits its keys in chunks, each with its own
+// running maximum, sum and output rows, merged at the end as the online softmax merges blocks.
+// DR: the most rows this path takes (the caller sends more to the blocked path).
+#define DR 16
+struct DirectPart { float* o; float m[DR]; float l[DR]; };
+
+static void direct_chunk(const scalar_t* q, const scalar_t* k, const scalar_t* v, const float* bias, const float* add,
+                         const uint8_t* keep, const int64_t* meta, float scale, float p_drop, int64_t bh, int64_t j0, int64_t nk,
+                         float* qs, float* s, DirectPart& part) {
+  const int64_t H = meta[H_], L = meta[L_], D = meta[D_], Dv = meta[DV_], Dp = rup(D, VL), Dvp = rup(Dv, VL), ns = cols(nk);
+  const int64_t b = bh / H, h = bh % H, dv_vec = Dv / VL * VL, d_vec = D / VL * VL;
+  const scalar_t* kh = k + (meta[KB_] > 1 ? b : 0) * meta[KS_] + (meta[KH_] > 1 ? h : 0) * meta[KS_ + 1];
+  const scalar_t* vh = v + (meta[VB_] > 1 ? b : 0) * meta[VS_] + (meta[VH_] > 1 ? h : 0) * meta[VS_ + 1];
+  load_rows(qs, Dp, q + b * meta[QS_] + h * meta[QS_ + 1], meta[QS_ + 2], L, D);
+  // scores: each key row loaded once, its dot product with every query row
+  for (int64_t j = 0; j < nk; ++j) {
+    const scalar_t* kr = kh + (j0 + j) * meta[KS_ + 2];
+    vf acc[DR];
+    for (int64_t r = 0; r < L; ++r) acc[r] = vsplat(0.f);
+    for (int64_t d = 0; d < d_vec; d += VL) {
+      const vf kv = vload(kr + d);
+      for (int64_t r = 0; r < L; ++r) acc[r] += vload(qs + r * Dp + d) * kv;
+    }
+    for (int64_t r = 0; r < L; ++r) {
+      float x = hsum(acc[r]);
+      for (int64_t d = d_vec; d < D; ++d) x += qs[r * Dp + d] * load_f(kr, d);
+      s[r * ns + j] = x;
+    }
+  }
+  const uint32_t hi = (uint32_t)((uint64_t)meta[SEED_] >> 32), thresh = (uint32_t)std::min(16777216.0, (double)p_drop * 16777216.0);
+  for (int64_t r = 0; r < L; ++r) {
+    float* sr = s + r * ns;
+    const float m = mask_row(sr, row_mask(bias, add, keep, meta, b, h, r, j0), scale, nk, key_limit(meta, r) - j0);
+    part.m[r] = m;
+    if (m == NEG_INF) { part.l[r] = 0.f; std::memset(sr, 0, ns * 4); continue; }
+    part.l[r] = exp_cols(sr, ns, m);
+    if (meta[DROP_]) dropout_row(sr, ns, row_key(meta, bh, r), hi, j0, thresh, 1.f / (1.f - p_drop));
+  }
+  // the output rows: each value row loaded once, added into every row it weighs in
+  std::memset(part.o, 0, L * Dvp * 4);
+  for (int64_t j = 0; j < nk; ++j) {
+    const scalar_t* vr = vh + (j0 + j) * meta[VS_ + 2];
+    for (int64_t d = 0; d < dv_vec; d += VL) {
+      const vf vv = vload(vr + d);
+      for (int64_t r = 0; r < L; ++r) vstore(part.o + r * Dvp + d, vload(part.o + r * Dvp + d) + s[r * ns + j] * vv);
+    }
+    for (int64_t d = dv_vec; d < Dv; ++d) {
+      const float x = load_f(vr, d);
+      for (int64_t r = 0; r < L; ++r) part.o[r * Dvp + d] += s[r * ns + j] * x;
+    }
+  }
+}
+
+static void attn_fwd_direct(const scalar_t* q, const scalar_t* k, const scalar_t* v, const float* bias, const float* add,
+                            const uint8_t* keep, scalar_t* out, float* lse, const int64_t* meta, float scale, float p_drop,
+                            int nthreads) {
+  const int64_t BH = meta[B_] * meta[H_], L = meta[L_], S = meta[S_], Dv = meta[DV_], Dvp = rup(Dv, VL);
+  // chunks of at least 256 keys, enough of them for four tasks a thread
+  const int64_t want = (4 * (int64_t)nthreads + BH - 1) / BH;
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(want, S / 256));
+  const int64_t span = rup((S + chunks - 1) / chunks, VL);
+  const int64_t n_chunks = (S + span - 1) / span;
+  std::vector<DirectPart> parts(BH * n_chunks);
+  float* o_all = falloc(BH * n_chunks * L * Dvp);
+  #pragma omp parallel num_threads(nthreads)
+  {
+    float* qs = falloc(DR * rup(meta[D_], VL));
+    float* s = falloc(DR * span);
+    #pragma omp for schedule(runtime)
+    for (int64_t t = 0; t < BH * n_chunks; ++t) {
+      const int64_t j0 = (t % n_chunks) * span;
+      parts[t].o = o_all + t * L * Dvp;
+      direct_chunk(q, k, v, bias, add, keep, meta, scale, p_drop, t / n_chunks, j0, std::min<int64_t>(span, S - j0), qs, s, parts[t]);
+    }
+    std::free(qs);
+    std::free(s);
+  }
+  // merged as the online softmax would: each chunk's sum and output scaled to the common maximum
+  for (int64_t bh = 0; bh < BH; ++bh)
+    for (int64_t r = 0; r < L; ++r) {
+      float m = NEG_INF, l = 0.f;
+      for (int64_t c = 0; c < n_chunks; ++c) m = std::max(m, parts[bh * n_chunks + c].m[r]);
+      scalar_t* dst = out + (bh * L + r) * Dv;
+      if (m == NEG_INF) {  // every key masked: NaN, as eager softmax gives
+        for (int64_t d = 0; d < Dv; ++d) store_f(dst, d, __builtin_nanf(""));
+        lse[bh * L + r] = __builtin_nanf("");
+        continue;
+      }
+      float* acc = parts[bh * n_chunks].o + r * Dvp;  // the first chunk's row gathers the others
+      const float a0 = std::exp(parts[bh * n_chunks].m[r] - m);
+      l = parts[bh * n_chunks].l[r] * a0;
+      for (int64_t d = 0; d < Dv; ++d) acc[d] *= a0;
+      for (int64_t c = 1; c < n_chunks; ++c) {
+        const DirectPart& p = parts[bh * n_chunks + c];
+        if (p.m[r] == NEG_INF) continue;
+        const float a = std::exp(p.m[r] - m);
+        l += p.l[r] * a;
+        for (int64_t d = 0; d < Dv; ++d) acc[d] += p.o[r * Dvp + d] * a;
+      }
+      const float inv = 1.f / l;
+      for (int64_t d = 0; d < Dv; ++d) store_f(dst, d, acc[d] * inv);
+      lse[bh * L + r] = m + std::log(l);
+    }
+  std::free(o_all);
+}
+
 extern "C" void attn_fwd(const scalar_t* q, const scalar_t* k, const scalar_t* v, const float* bias, const float* add,
                          const uint8_t* keep, scalar_t* out, float* lse, const int64_t* meta, float scale, float p_drop,
                          int nthreads) {
+  if (meta[DIRECT_] && meta[L_] <= DR) return attn_fwd_direct(q, k, v, bias, add, keep, out, lse, meta, scale, p_drop, nthreads);
   const int64_t S = meta[S_], D = meta[D_], Dv = meta[DV_], Dp = rup(D, VL), Dvp = rup(Dv, VL), nkb = rup(S, BK) / BK;
   float* kp = falloc(meta[KB_] * meta[KH_] * nkb * BK * Dp);
   float* vp = falloc(meta[VB_] * meta[VH_] * nkb * BK * Dvp);

@@ -1,0 +1,105 @@
+"""The blocked attention's path for a few query rows (a decoded token against its key cache):
+keys and values read where they lie, split in chunks when the (batch, head) pairs are too few for
+the threads, merged as the online softmax merges blocks. Outputs and gradients against float64,
+every mask kind, the same dropout mask as the blocked path, the chunks' merge, and negative
+controls showing the checks fail for a deliberate error in this path."""
+
+import math
+
+import pytest
+import torch
+
+from adopt_kernels import _dispatch
+from adopt_kernels.kernels import flash_attention as K
+from test_kernel_flash_attention import _compare, _grads, _inputs, _masks, dropout_keep
+
+CASES = [  # batch, heads, q_len, k_len, head_dim, value head_dim
+    (1, 8, 1, 300, 64, 64),  # one decoded token
+    (2, 3, 3, 517, 80, 80),  # a few draft tokens, a head dim no vector length divides
+    (1, 2, K.DIRECT_ROWS, 33, 13, 9),  # the most rows the path takes; value width apart
+    (3, 1, 1, 1, 16, 16),  # the first token: one key
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("kind", [None, "additive", "padding", "bool", "causal", "bias+keep+causal"])
+def test_forward_and_gradients_match_float64(dtype, case, kind):
+    b, h, lq, lk, d, dv = case
+    (q, k, v, dout), g = _inputs(b, h, lq, lk, d, dv, dtype, seed=sum(case))
+    bias, mask, keep, causal = _masks(kind, b, h, lq, lk, g)
+    scale = 1 / math.sqrt(d)
+    before = _dispatch.CALLS["flash_attention"]
+    got = _grads(lambda q, k, v: K.flash_attention(q, k, v, scale, bias, mask, keep, causal), q, k, v, dout)
+    assert _dispatch.CALLS["flash_attention"] == before + 1
+    wide = [t.double() if t is not None and t.is_floating_point() else t for t in (bias, mask)]
+    want = _grads(lambda q, k, v: K.reference(q, k, v, scale, wide[0], wide[1], keep, causal), q, k, v, dout, torch.float64)
+    _compare(got, want, dtype)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_keys_split_in_chunks_merge_as_one_softmax(threads):
+    """One (batch, head) and four threads: 4099 keys in 16 chunks, some of them fully masked
+    (the padding mask covers the last fifth), merged into each row's softmax."""
+    torch.set_num_threads(threads)  # conftest restores the count
+    run, _, check = K.make_case({"batch": 1, "heads": 1, "q_len": 2, "k_len": 4099, "head_dim": 64, "dtype": "float32"}, seed=3)
+    check(run(None))
+
+
+def test_the_few_rows_agree_with_the_blocked_path(monkeypatch):
+    (q, k, v, _), g = _inputs(2, 4, 5, 700, 32, 32, "float32", seed=11)
+    bias, mask, keep, causal = _masks("bias+keep+causal", 2, 4, 5, 700, g)
+    few = K.flash_attention(q, k, v, 0.2, bias, mask, keep, causal)
+    monkeypatch.setattr(K, "DIRECT_ROWS", 0)
+    blocked = K.flash_attention(q, k, v, 0.2, bias, mask, keep, causal)
+    torch.testing.assert_close(few, blocked, rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_takes_the_blocked_paths_mask():
+    """The hash of (seed, batch * heads + head, row, key) decides each key whichever path runs,
+    so the backward (always blocked) replays the forward's mask."""
+    (q, k, v, dout), _ = _inputs(2, 3, 3, 70, 16, 16, "float32", seed=7)
+    p = 0.3
+    torch.manual_seed(5)
+    got = _grads(lambda q, k, v: K.flash_attention(q, k, v, 0.25, is_causal=True, dropout_p=p), q, k, v, dout)
+    torch.manual_seed(5)
+    seed = int(torch.empty((), dtype=torch.int64).random_().item())
+    kept = dropout_keep(seed, 2, 3, 3, 70, p)
+    want = _grads(lambda q, k, v: K.reference(q, k, v, 0.25, is_causal=True, dropout=kept, dropout_p=p), q, k, v, dout, torch.float64)
+    _compare(got, want, "float32")
+
+
+def test_a_fully_masked_row_is_nan_as_in_eager_code():
+    q, k, v = torch.randn(1, 2, 3, 8), torch.randn(1, 2, 600, 8), torch.randn(1, 2, 600, 8)
+    keep = torch.ones(1, 1, 3, 600, dtype=torch.bool)
+    keep[..., 1, :] = False
+    torch.set_num_threads(4)  # chunks, every one of them masked for that row
+    out = K.flash_attention(q, k, v, mask=keep)
+    ref = K.reference(q, k, v, 1 / math.sqrt(8), mask=keep)
+    assert torch.isnan(out[..., 1, :]).all() and torch.isnan(ref[..., 1, :]).all()
+    torch.testing.assert_close(out[..., [0, 2], :], ref[..., [0, 2], :])
+
+
+@pytest.mark.parametrize("old,new,threads", [
+    # a score of the few-row path halved: shows that these calls take that path
+    ("s[r * ns + j] = x;", "s[r * ns + j] = x * 0.5f;", 1),
+    # a value row's last elements (past whole vectors) left out of the output
+    ("part.o[r * Dvp + d] += s[r * ns + j] * x;", "(void)x;", 1),
+    # chunks merged without rescaling their sums to the common maximum
+    ("l += p.l[r] * a;", "l += p.l[r];", 4),
+])
+def test_negative_control_a_wrong_few_row_path_fails_the_check(monkeypatch, old, new, threads):
+    assert old in K.FORWARD
+    monkeypatch.setattr(K, "FORWARD", K.FORWARD.replace(old, new))
+    _dispatch.forget()
+    torch.set_num_threads(threads)
+    try:
+        run, _, check = K.make_case({"batch": 1, "heads": 1, "q_len": 2, "k_len": 1500, "head_dim": 20, "dtype": "float32"}, seed=4)
+        with pytest.raises(AssertionError):
+            check(run(None))
+        # the same error where the rows take the blocked path instead: the check passes
+        monkeypatch.setattr(K, "DIRECT_ROWS", 0)
+        check(run(None))
+    finally:
+        monkeypatch.undo()
+        _dispatch.forget()
