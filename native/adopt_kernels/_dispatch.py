@@ -19,7 +19,7 @@ import threading
 
 import torch
 
-from . import _build, gpu, registry, schedules
+from . import _build, environ, gpu, registry, schedules
 from .registry import CpuFloors
 from ._impl.switches import enabled
 
@@ -333,7 +333,7 @@ def cpu_floor_override():
 
 def _floor(env_name, default, own):
     floor = default if own is None else own
-    env = os.environ.get(env_name)
+    env = environ.get(env_name)
     if env:
         try:
             floor = float(env)

@@ -39,3 +39,25 @@ def test_variable_read_on_every_call(monkeypatch):
     monkeypatch.setenv("ADOPT_DISABLE", "fused_qkv")
     assert ak.enabled("gated_mlp")
     assert not ak.enabled("fused_qkv")
+
+
+def test_the_environment_is_read_as_os_environ_reads_it(monkeypatch):
+    """adopt_kernels.environ reads os.environ's own dictionary (a decoded token makes dozens of
+    reads a layer): every change made through os.environ shows at once, as it does there."""
+    import os
+
+    from adopt_kernels import environ
+
+    name = "ADOPT_TEST_ENVIRON_READ"
+    monkeypatch.delenv(name, raising=False)
+    assert environ.get(name) is None and environ.get(name, "x") == "x"
+    for value in ("1", "", "0", "caf\u00e9", "a,b , c", "1"):
+        monkeypatch.setenv(name, value)
+        assert environ.get(name) == os.environ.get(name) == value
+    os.environ[name] = "direct"
+    assert environ.get(name) == "direct"
+    del os.environ[name]
+    assert environ.get(name) is None
+    os.environ.update({name: "updated"})
+    assert environ.get(name, "x") == "updated"
+    monkeypatch.delenv(name, raising=False)

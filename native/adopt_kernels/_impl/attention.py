@@ -35,13 +35,16 @@ def attention_supported(q, k, v, mask=None, head_mask=None, output_attentions=Fa
         return False
     if head_mask is not None or output_attentions:
         return False
-    if not all(isinstance(t, torch.Tensor) for t in (q, k, v)) or q.dim() not in (3, 4):
+    if not (isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor)) or q.dim() not in (3, 4):
         return False
-    if not all(2 <= t.dim() <= q.dim() for t in (k, v)):
+    if not (2 <= k.dim() <= q.dim() and 2 <= v.dim() <= q.dim()):
         return False
+    lead = q.shape[:-2]
+    if k.shape[:-2] == lead and v.shape[:-2] == lead:  # the common case, without broadcast_shapes' cost
+        return True
     # keys and values shared across the batch (a learned memory) broadcast as matmul does
     try:
-        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        torch.broadcast_shapes(lead, k.shape[:-2], v.shape[:-2])
     except RuntimeError:
         return False
     return True

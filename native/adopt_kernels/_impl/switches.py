@@ -1,7 +1,8 @@
 """Run-time switches shared by every guard."""
 
 import functools
-import os
+
+from .. import environ
 
 ENV_VAR = "ADOPT_DISABLE"
 
@@ -17,5 +18,8 @@ def enabled(name):
     The variable is read on every call, so a process can switch kernels off without a restart
     and tests can flip it with ``monkeypatch.setenv``.
     """
-    disabled = _disabled_names(os.environ.get(ENV_VAR, ""))
+    raw = environ.get(ENV_VAR)
+    if not raw:
+        return True
+    disabled = _disabled_names(raw)
     return not ("all" in disabled or name.lower() in disabled)

@@ -15,13 +15,15 @@ on machines without a GPU.
 import importlib
 import os
 
+from .. import environ
+
 _modules = {}
 _unavailable = {}
 
 
 def interpreting():
     """True when CPU tensors go through the Triton kernels in Triton's interpreter (tests)."""
-    return os.environ.get("ADOPT_TRITON_INTERPRET") == "1" and os.environ.get("TRITON_INTERPRET") == "1"
+    return environ.get("ADOPT_TRITON_INTERPRET") == "1" and environ.get("TRITON_INTERPRET") == "1"
 
 
 def triton_state():
