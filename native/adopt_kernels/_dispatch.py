@@ -295,31 +295,39 @@ def worth_a_call(kernel, workload, training=None):
     return False
 
 
-def small(name, nbytes, tensor, training=None):
+def small(name, nbytes, tensor, training=None, nothing_to_save=None):
     """True when a CPU call of kernel ``name`` moving ``nbytes`` is below its floor: the API
     function then runs its torch formulation at once. On a token-at-a-time decode every call is
     small, and the checks only the compiled path needs (the module's, the kernel's, the schedule
     lookup) cost tens of microseconds a call, as much as the torch code itself. A call the
     compiled kernel would not take anyway (switched off, float64) is not small: it is not
-    counted or announced as one. ``training`` as for :func:`cpu_floor`."""
+    counted or announced as one. ``training`` as for :func:`cpu_floor`.
+
+    ``nothing_to_save``, where given, says why a call of any size is handed to torch (a shape at
+    which the fusion has no traffic to remove); a floor of 0 (:func:`at_any_size`,
+    ``$ADOPT_CPU_MIN_BYTES=0``) still runs the kernel."""
     if tensor.is_cuda or gpu.interpreting():
         return False
     kernel = registry.KERNELS[name]
     if tensor.dtype not in _DTYPES or not (enabled("native") and enabled(kernel.switch)):
         return False
     floor = cpu_floor(kernel, training)
-    if floor <= 0 or nbytes >= floor:
+    if floor <= 0 or (nbytes >= floor and not nothing_to_save):
         return False
-    _handed_to_torch(kernel, floor)
+    _handed_to_torch(kernel, floor, nothing_to_save if nbytes >= floor else None)
     return True
 
 
-def _handed_to_torch(kernel, floor):
-    """Counts a call the floor sent to the torch code, and says so once per kernel and mode."""
+def _handed_to_torch(kernel, floor, why=None):
+    """Counts a call the floor sent to the torch code, and says so once per kernel and mode (and
+    reason, where a shape rather than a size sent it)."""
     SMALL[kernel.name] += 1
-    key = ("cpu-small", kernel.name, torch.is_grad_enabled())
+    key = ("cpu-small", kernel.name, torch.is_grad_enabled(), why)
     if key not in _said:  # said once; the message is not even formatted again (this path is per call)
         mode = "with autograd" if key[2] else "under no_grad"
+        if why:
+            say_once(key, f"{kernel.name}: CPU calls {mode} {why} run the torch code; {CPU_MIN_BYTES_ENV}=0 runs the compiled kernel always")
+            return
         say_once(key, f"{kernel.name}: CPU calls {mode} under {size_text(floor)} run the torch code (the compiled call's fixed "
                       f"cost is more than the fusion saves there); {CPU_MIN_BYTES_ENV}=0 runs the compiled kernel always")
 

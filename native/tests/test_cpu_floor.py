@@ -341,3 +341,33 @@ def test_the_tuners_measurer_and_the_kernel_benchmark_run_the_kernels_below_the_
     assert kernels_bench.main(["--kernels", "rms_norm", "--workload", '{"rows": 2, "n": 64, "dtype": "float32"}', "--sample", "0",
                                "--repeats", "1", "--threads", "1"]) == 0
     assert '"rms_norm"' in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_one_query_row_without_autograd_goes_to_torch_at_any_length(monkeypatch, capsys):
+    """A decoded token's attention has nothing to fuse away (its keys and values stream once
+    either way): torch takes it under no_grad however long the cache, with its own message. Two
+    rows of the same cache, or one row that autograd records, are above the floors and compiled;
+    with the floor at 0 the one row is compiled too (verification)."""
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setattr(_dispatch, "_said", set())
+    k, v, mask = torch.randn(1, 8, 4096, 64), torch.randn(1, 8, 4096, 64), torch.zeros(1, 1, 1, 4096)
+    floor = _dispatch.cpu_floor(registry.KERNELS["flash_attention"], training=False)
+    assert 2 * 4 * (8 * 64 + 8 * 4096 * 64) > 4 * floor  # far above the size floor
+
+    def compiled(q, grad=False):
+        before = _dispatch.CALLS["flash_attention"]
+        with torch.set_grad_enabled(grad):
+            out = ak.attention(q, k, v, mask=mask, scale=0.125, mask_added=True)
+        want = torch.softmax(q @ k.transpose(-1, -2) * 0.125 + mask, -1) @ v
+        torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-5)
+        return _dispatch.CALLS["flash_attention"] > before
+
+    one, two = torch.randn(1, 8, 1, 64), torch.randn(1, 8, 2, 64)
+    assert not compiled(one)
+    assert not compiled(one)
+    assert compiled(two)
+    assert compiled(one.requires_grad_(), grad=True)
+    err = capsys.readouterr().err
+    assert err.count("flash_attention: CPU calls under no_grad of one query row (a decoded token) run the torch code") == 1
+    monkeypatch.setenv(ENV, "0")
+    assert compiled(one.detach())

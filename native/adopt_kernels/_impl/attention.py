@@ -467,7 +467,13 @@ def attention(
         # a call below the blocked kernel's floor (a decoded token) skips the checks only it needs;
         # its bytes as the kernel counts them: q and k at q's head count (grouped keys included)
         moved = 2 * q.element_size() * (q.numel() + q.numel() // max(1, q.size(-2)) * k.size(-2))
-        if not _dispatch.small("flash_attention", moved, q, True if applies_dropout else None):
+        # One query row without autograd (a decoded token) has nothing a fusion removes: its keys
+        # and values stream once either way, and its scores are one row. In a decoding model they
+        # come from memory, not cache, and the compiled call measured level with eager at one
+        # thread and 6-12% slower at two (docs/kernels.md): torch takes it at any length.
+        one_row = q.size(-2) == 1 and not applies_dropout and not torch.is_grad_enabled()
+        if not _dispatch.small("flash_attention", moved, q, True if applies_dropout else None,
+                               "of one query row (a decoded token)" if one_row else None):
             out = _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p if applies_dropout else 0.0)
             if out is not None:
                 return out
