@@ -371,3 +371,25 @@ def test_one_query_row_without_autograd_goes_to_torch_at_any_length(monkeypatch,
     assert err.count("flash_attention: CPU calls under no_grad of one query row (a decoded token) run the torch code") == 1
     monkeypatch.setenv(ENV, "0")
     assert compiled(one.detach())
+
+
+def test_the_decode_ladder_holds_one_query_row_and_halves_the_keys(capsys):
+    kernel = registry.KERNELS["flash_attention"]
+    base = {"batch": 1, "heads": 2, "q_len": 1, "k_len": 40, "head_dim": 8, "dtype": "float32"}
+    assert [w["k_len"] for w in crossover_bench.ladder(kernel, base, 3, ["k_len"])] == [40, 20, 10]
+    assert crossover_bench.main(["--kernels", "flash_attention", "--workload", json.dumps(base), "--axes", "k_len",
+                                 "--steps", "2", "--repeats", "1", "--min-sample-ms", "0", "--threads", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(summary["kernels"]) == {"flash_attention"}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--kernels", "rms_norm,rope", "--workload", "{}"], "name that kernel alone"),
+    (["--kernels", "flash_attention", "--workload", "{nope"], "--workload is not JSON"),
+    (["--kernels", "flash_attention", "--workload", '{"batch": 1}'], "--workload lacks heads, q_len"),
+    (["--kernels", "flash_attention", "--workload", "[1]"], "--workload lacks batch"),
+    (["--kernels", "flash_attention", "--axes", "k_len,rows"], "flash_attention has no axis rows"),
+])
+def test_the_crossover_benchmark_refuses_a_workload_or_axes_that_do_not_fit(args, message, capsys):
+    assert crossover_bench.main(args) == 2
+    assert message in capsys.readouterr().err

@@ -57,7 +57,12 @@ def fake(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{measure.os.environ.get('PYTHONPATH', '')}")
     monkeypatch.setenv("ADOPT_KERNEL_CACHE", str(tmp_path / "cache"))
-    return "fake_kernel_for_measure"
+    yield "fake_kernel_for_measure"
+    # the fake leaves the registry with its test: tests that walk every kernel take only real ones
+    from adopt_kernels.registry import KERNELS
+
+    KERNELS.pop("fake", None)
+    sys.modules.pop("fake_kernel_for_measure", None)
 
 
 def _request(module, modes, **extra):
