@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { adopt, looksLikeCrash, repoRoot } from './helpers/cli.js';
+import { sizeText } from '../src/cli/kernels.js';
 
 describe('adopt kernels status', () => {
   it('says the package is not installed, and how to install it, when only the checkout has it', () => {
@@ -59,6 +60,27 @@ describe('adopt kernels status', () => {
       expect(off.stdout).not.toMatch(/OpenBLAS .* spins/);
       expect(onJson.openblas?.idle ?? 'none').not.toBe('spin');
     }
+  });
+
+  it('says from which size each kernel runs compiled on the CPU, and what $ADOPT_CPU_MIN_BYTES sets instead', () => {
+    const json = adopt(['kernels', 'status', '--json'], { env: { ADOPT_CPU_MIN_BYTES: '' } });
+    expect(json.code, json.stderr).toBe(0);
+    const s = JSON.parse(json.stdout);
+    expect(s.cpu_floor_override).toBeNull();
+    const rms = s.kernels.find((k: { kernel: string }) => k.kernel === 'rms_norm');
+    // inference above training: under no_grad only the forward's fusion repays a call
+    expect(rms.cpu_floor.inference).toBeGreaterThan(rms.cpu_floor.training);
+    const text = adopt(['kernels', 'status'], { env: { ADOPT_CPU_MIN_BYTES: '' } });
+    expect(text.stdout).toMatch(/floors: +smaller CPU calls run the torch code/);
+    const row = text.stdout.split('\n').find((l) => l.trim().startsWith('rms_norm '));
+    expect(row).toContain(`compiled from ${sizeText(rms.cpu_floor.inference)} / ${sizeText(rms.cpu_floor.training)}`);
+    // a kernel with no floor (the optimizer step wins at every size) says so rather than "from 0"
+    const free = s.kernels.find((k: { cpu_floor: { inference: number; training: number } }) => k.cpu_floor.inference === 0 && k.cpu_floor.training === 0);
+    expect(free).toBeDefined();
+    expect(text.stdout.split('\n').find((l) => l.trim().startsWith(`${free.kernel} `))).toContain('compiled at any size');
+    const forced = adopt(['kernels', 'status'], { env: { ADOPT_CPU_MIN_BYTES: '0' } });
+    expect(forced.stdout).toMatch(/floors: +\$ADOPT_CPU_MIN_BYTES=0 for every kernel: CPU calls of any size run compiled/);
+    expect(forced.stdout.split('\n').find((l) => l.trim().startsWith('rms_norm '))).not.toContain('compiled from');
   });
 
   it('says which kernels OpenBLAS runs, and the core the CPU calls for when they are narrower', () => {

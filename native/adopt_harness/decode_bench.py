@@ -33,7 +33,7 @@ import torch
 from adopt_harness import blas_setting
 from adopt_harness.dropout import config_without_dropout
 from adopt_harness.rounds import in_round
-from adopt_harness.speed import MODELS, load_rewritten
+from adopt_harness.speed import MODELS, load_rewritten, paired_ratio
 from adopt_kernels import _dispatch, idle_threads, memory, threads
 
 # the causal LM class of each model speed.py knows that generates text
@@ -65,14 +65,6 @@ def decode(model, prompt, tokens, clock=time.perf_counter):
             picked.append(nxt)
         took = clock() - t0
     return torch.cat(picked, 1), took
-
-
-def paired(times, variant, base="original"):
-    """The median and quartiles of ``variant``'s time over ``base``'s, round by round: both runs
-    of a round share whatever else the machine was doing then."""
-    ratios = sorted(v / b for v, b in zip(times[variant], times[base]) if b > 0)
-    q = lambda f: ratios[min(len(ratios) - 1, int(f * len(ratios)))]  # noqa: E731
-    return {"median": statistics.median(ratios), "q1": q(0.25), "q3": q(0.75)} if ratios else None
 
 
 def build(key, rewritten_dir):
@@ -114,7 +106,7 @@ def model_row(key, args):
         "model": key, "class": LM_CLASSES[key], "batch": args.batch, "prompt": args.prompt, "tokens": args.tokens,
         "seconds_per_token": med,
         "over_original": {k: med[k] / med["original"] for k in med if k != "original"},
-        "paired_over_original": {k: paired(times, k) for k in med if k != "original"},
+        "paired_over_original": {k: paired_ratio(times, k) for k in med if k != "original"},
         "compiled_calls_per_token": {k: calls[k] / args.tokens for k in calls if k != "original"},
         "tokens_as_original": agree,
     }
@@ -139,6 +131,9 @@ def main(argv=None):
     unknown = [k for k in keys if k not in LM_CLASSES]
     if unknown:
         print(f"adopt decode_bench: unknown model(s) {', '.join(unknown)}; known: {', '.join(LM_CLASSES)}", file=sys.stderr)
+        return 2
+    if args.repeats < 1:
+        print("adopt decode_bench: --repeats must be at least 1 (a first round warms up and is not timed)", file=sys.stderr)
         return 2
     if args.tokens < 2:
         print("adopt decode_bench: --tokens must be at least 2 (the first token comes from the prompt's pass)", file=sys.stderr)

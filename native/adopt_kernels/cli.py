@@ -65,12 +65,16 @@ def status():
     for name, k in sorted(registry.KERNELS.items()):
         on = enabled("native") and enabled(k.switch)
         state = {d: (_compiled_state(k, d) if ident else "no compiler") for d in k.dtypes}
+        floors = _dispatch.registered_floors(k)
         rows.append({"kernel": name, "api": list(k.api), "switch": k.switch, "enabled": on, "cpu": state,
-                     "picks": ("compiled kernel" if on and ident else "reference path")})
+                     "picks": ("compiled kernel" if on and ident else "reference path"),
+                     "cpu_floor": {"inference": floors.inference, "training": floors.training}})
     return {
         "command": "status", "ok": True, "compiler": ident, "compiler_command": cxx,
         "cache": _build.cache_dir(), "target": target.fingerprint("cpu"), "cuda": _cuda_state(),
         "disabled": os.environ.get("ADOPT_DISABLE", ""), "kernels": rows, "installed": installed_state(),
+        # what $ADOPT_CPU_MIN_BYTES sets for every kernel, or None: each kernel's own floors apply
+        "cpu_floor_override": _dispatch.cpu_floor_override(),
         "malloc": {"kept": memory.kept(), "glibc": memory.available()},
         "idle_threads": idle_threads.report(), "blas_core": blas_core.report(),
     }

@@ -3,9 +3,9 @@
 import { AdoptError } from '../diag.js';
 import { runPythonJson } from '../verify/python.js';
 
-interface KernelRow { kernel: string; api: string[]; enabled: boolean; cpu: Record<string, string>; picks: string }
+interface KernelRow { kernel: string; api: string[]; enabled: boolean; cpu: Record<string, string>; picks: string; cpu_floor?: { inference: number; training: number } }
 interface Installed { importable: boolean; file?: string; version?: string; error?: string; python: string; install: string }
-interface StatusResult { command: 'status'; installed?: Installed; compiler: string | null; cache: string; cuda: string; disabled: string; malloc?: { kept: boolean; glibc: boolean }; idle_threads?: IdleThreads; blas_core?: BlasCore | null; target: { key: string; cpu?: string; cores?: number; torch: string }; kernels: KernelRow[] }
+interface StatusResult { command: 'status'; installed?: Installed; compiler: string | null; cache: string; cuda: string; disabled: string; cpu_floor_override?: number | null; malloc?: { kept: boolean; glibc: boolean }; idle_threads?: IdleThreads; blas_core?: BlasCore | null; target: { key: string; cpu?: string; cores?: number; torch: string }; kernels: KernelRow[] }
 interface IdleThreads { openblas: { path: string; threading: string; threads: number; idle: string } | null; openmp_idle: string }
 interface BlasCore { path: string; core: string; wanted: string | null; chosen_by: string }
 interface BuildResult { command: 'build'; ok: boolean; error?: string; cache?: string; built?: { kernel: string; dtype: string; ok: boolean; seconds?: number; error?: string }[] }
@@ -40,10 +40,33 @@ function printStatus(s: StatusResult): void {
     out.write(`package:  NOT installed for ${i.python} (${i.error}): rewritten code runs its original path there\n`);
     out.write(`          install it with: ${i.python} -m pip install ${i.install}\n`);
   }
+  const forced = s.cpu_floor_override;
+  if (forced !== undefined && forced !== null) {
+    out.write(`floors:   $ADOPT_CPU_MIN_BYTES=${forced} for every kernel: CPU calls ${forced > 0 ? `from ${sizeText(forced)}` : 'of any size'} run compiled\n`);
+  } else {
+    out.write('floors:   smaller CPU calls run the torch code, where a compiled call costs more than it saves (inference / with autograd; $ADOPT_CPU_MIN_BYTES overrides)\n');
+  }
   for (const k of s.kernels) {
     const builds = Object.entries(k.cpu).map(([d, st]) => `${d} ${st}`).join(', ');
-    out.write(`  ${k.kernel.padEnd(20)} ${(k.enabled ? k.picks : 'switched off').padEnd(16)} ${builds}   (${k.api.join(', ')})\n`);
+    const floor = k.cpu_floor && (forced === undefined || forced === null) ? `   ${floorText(k.cpu_floor)}` : '';
+    out.write(`  ${k.kernel.padEnd(20)} ${(k.enabled ? k.picks : 'switched off').padEnd(16)} ${builds}${floor}   (${k.api.join(', ')})\n`);
   }
+}
+
+/** A kernel's CPU floors (inference / with autograd) as the status line says them. */
+function floorText(f: { inference: number; training: number }): string {
+  if (f.inference <= 0 && f.training <= 0) return 'compiled at any size';
+  const one = (b: number) => (b <= 0 ? '0 B' : sizeText(b));
+  return `compiled from ${one(f.inference)} / ${one(f.training)}`;
+}
+
+/** Bytes as the dispatcher says them (1.5 MiB, 64 KiB, any size). */
+export function sizeText(bytes: number): string {
+  if (bytes <= 0) return 'any size';
+  for (const [unit, size] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) {
+    if (bytes >= size) return `${Number((bytes / size).toFixed(2))} ${unit}`;
+  }
+  return `${bytes} B`;
 }
 
 // Spinning idle threads share the cores with the next stage's workers (docs/kernels.md): say
