@@ -81,6 +81,10 @@ describe('adopt kernels status', () => {
     const forced = adopt(['kernels', 'status'], { env: { ADOPT_CPU_MIN_BYTES: '0' } });
     expect(forced.stdout).toMatch(/floors: +\$ADOPT_CPU_MIN_BYTES=0 for every kernel: CPU calls of any size run compiled/);
     expect(forced.stdout.split('\n').find((l) => l.trim().startsWith('rms_norm '))).not.toContain('compiled from');
+    // a floor JSON cannot carry as a number still reads
+    const never = adopt(['kernels', 'status'], { env: { ADOPT_CPU_MIN_BYTES: 'inf' } });
+    expect(never.code, never.stderr).toBe(0);
+    expect(never.stdout).toMatch(/floors: +\$ADOPT_CPU_MIN_BYTES=inf for every kernel: no CPU call runs compiled/);
   });
 
   it('says which kernels OpenBLAS runs, and the core the CPU calls for when they are narrower', () => {

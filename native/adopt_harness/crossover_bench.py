@@ -35,6 +35,7 @@ import sys
 from adopt_harness import blas_setting
 from adopt_harness.kernels_bench import CLOCKS, finish, interleaved, keeps_freed_memory, kernel_names
 from adopt_kernels import _dispatch, memory, registry, threads
+from adopt_kernels._impl import attention as attention_impl
 from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
 
 
@@ -99,16 +100,25 @@ def measure_point(kernel, workload, args, smallest):
     }
 
 
-def judge_floors(points, floors):
-    """Per mode (inference: forward only; training: forward + backward), the sizes the registered
-    floor hands to torch although the kernel was faster there, and the sizes it leaves on the
-    kernel although eager was faster."""
+def to_torch(kernel, point, mode, floor):
+    """Whether the public API hands this call to torch: below the mode's floor, or (attention)
+    one query row without autograd, which goes to torch at any size."""
+    if kernel is not None and kernel.name == "flash_attention" and mode == "inference" \
+            and attention_impl.nothing_to_fuse(point["workload"]["q_len"], False, False):
+        return True
+    return point["bytes"] < floor
+
+
+def judge_floors(points, floors, kernel=None):
+    """Per mode (inference: forward only; training: forward + backward), the sizes the dispatcher
+    hands to torch although the kernel was faster there, and the sizes it leaves on the kernel
+    although eager was faster."""
     out = {}
     for mode, key, floor in (("inference", "speedup_fwd", floors.inference), ("training", "speedup_fwdbwd", floors.training)):
         out[mode] = {
             "floor_bytes": floor,
-            "handed_to_torch_but_faster": sum(1 for p in points if p["bytes"] < floor and p[key] > 1.0),
-            "kept_but_slower": sum(1 for p in points if p["bytes"] >= floor and p[key] < 1.0),
+            "handed_to_torch_but_faster": sum(1 for p in points if to_torch(kernel, p, mode, floor) and p[key] > 1.0),
+            "kept_but_slower": sum(1 for p in points if not to_torch(kernel, p, mode, floor) and p[key] < 1.0),
         }
     return out
 
@@ -129,11 +139,14 @@ def given_ladder(names, workload, axes):
         if missing:
             raise ValueError(f"bench:crossover: --workload lacks {', '.join(missing)} (a {names[0]} workload has {', '.join(fields)})")
     named = [a for a in axes.split(",") if a] or None
-    for name in names if named else ():
-        fields = registry.KERNELS[name].workload_fields
-        bad = [a for a in named if a not in fields]
+    for name in names:
+        kernel = registry.KERNELS[name]
+        base = given or kernel.example_workloads[0]
+        sizes = [f for f in kernel.workload_fields if isinstance(base.get(f), int) and not isinstance(base.get(f), bool) and base[f] > 0]
+        bad = [a for a in named or kernel.size_axes if a not in sizes]
         if bad:
-            raise ValueError(f"bench:crossover: {name} has no axis {', '.join(bad)} (its workload fields: {', '.join(fields)})")
+            raise ValueError(f"bench:crossover: {name} has no size axis {', '.join(bad)} in that workload "
+                             f"(its positive whole-number fields: {', '.join(sizes)})")
     return given, named
 
 
@@ -178,13 +191,13 @@ def main(argv=None):
             pt = measure_point(kernel, w, args, smallest=w is sizes[-1])
             points.append(pt)
             wl = ",".join(f"{k}={v}" for k, v in w.items() if k != "dtype")
-            side = "/".join("torch" if pt["bytes"] < f else "kernel" for f in floors)
+            side = "/".join("torch" if to_torch(kernel, pt, mode, f) else "kernel" for mode, f in zip(("inference", "training"), floors))
             print(f"{name:<16} {wl:<44} {_dispatch.size_text(pt['bytes']):>10} {pt['eager_fwd_us']:10.1f} {pt['ours_fwd_us']:9.1f} {pt['speedup_fwd']:6.2f} "
                   f"{pt['eager_fwdbwd_us']:10.1f} {pt['ours_fwdbwd_us']:9.1f} {pt['speedup_fwdbwd']:6.2f}  {side}", flush=True)
         results[name] = {
             "crossover_bytes_fwd": crossover(points, "speedup_fwd"),
             "crossover_bytes_fwdbwd": crossover(points, "speedup_fwdbwd"),
-            **judge_floors(points, floors),
+            **judge_floors(points, floors, kernel),
             "points": points,
         }
     summary = {

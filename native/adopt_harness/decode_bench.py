@@ -11,11 +11,12 @@ built with the same weights and run in interleaved rounds (A B C, C B A, ...):
   compiled kernels (what the rewrite did before the floors).
 
 Reported: the median seconds per token of each, their ratios over the original (above 1 is
-slower), the compiled calls each rewrite made per token, and the share of tokens each rewrite
-picked as the original did.
+slower), the paired ratio (``speed.paired_ratio``: round by round, rounds taken two by two so
+that both orders count alike), the compiled calls each rewrite made per token, and the share of
+tokens each rewrite picked as the original did.
 
 Usage: python -m adopt_harness.decode_bench REWRITTEN_MODELS_DIR [--models gpt2,llama-style] [--batch 1]
-       [--prompt 32] [--tokens 32] [--repeats 5] [--threads N] [--clock wall|cpu] [--keep-freed-memory] [--quiet-blas-threads]
+       [--prompt 32] [--tokens 32] [--repeats 6] [--threads N] [--clock wall|cpu] [--keep-freed-memory] [--quiet-blas-threads]
 Ends with one JSON line.
 """
 
@@ -119,7 +120,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--prompt", type=int, default=32)
     p.add_argument("--tokens", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=6, help="timed rounds; the paired ratio takes them two by two (both orders), an odd last one left out")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                    help="cpu: the process's CPU time (with --threads 1 on a busy machine it counts the work, not the waits)")

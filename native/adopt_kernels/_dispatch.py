@@ -26,8 +26,9 @@ from ._impl.switches import enabled
 CALLS = collections.Counter()
 WORKLOADS = collections.Counter()
 # per kernel, the checks at which its CPU size floor handed a call to the torch code (a call that
-# looks up its forward and backward entry points counts twice there): which kernels ran only below
-# their floor is what the tuner reports when it finds nothing to tune
+# looks up its forward and backward entry points counts twice there), and the calls a shape sent
+# there at any size (attention's one query row without autograd): which kernels ran only so is
+# what the tuner reports when it finds nothing to tune
 SMALL = collections.Counter()
 _said = set()
 _functions = {}

@@ -5,6 +5,7 @@ Prints a human table on stderr and one JSON object as the last stdout line.
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -58,6 +59,11 @@ def installed_state():
             "install": checkout}
 
 
+def _json_number(x):
+    """``x`` where JSON can carry it; "inf" (every CPU call to torch) or "nan" as text."""
+    return x if x is None or math.isfinite(x) else str(x)
+
+
 def status():
     cxx = _build.compiler()
     ident = _build.compiler_identity(cxx)
@@ -74,7 +80,7 @@ def status():
         "cache": _build.cache_dir(), "target": target.fingerprint("cpu"), "cuda": _cuda_state(),
         "disabled": os.environ.get("ADOPT_DISABLE", ""), "kernels": rows, "installed": installed_state(),
         # what $ADOPT_CPU_MIN_BYTES sets for every kernel, or None: each kernel's own floors apply
-        "cpu_floor_override": _dispatch.cpu_floor_override(),
+        "cpu_floor_override": _json_number(_dispatch.cpu_floor_override()),
         "malloc": {"kept": memory.kept(), "glibc": memory.available()},
         "idle_threads": idle_threads.report(), "blas_core": blas_core.report(),
     }

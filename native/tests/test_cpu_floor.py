@@ -369,18 +369,32 @@ def test_one_query_row_without_autograd_goes_to_torch_at_any_length(monkeypatch,
     assert compiled(one.requires_grad_(), grad=True)
     err = capsys.readouterr().err
     assert err.count("flash_attention: CPU calls under no_grad of one query row (a decoded token) run the torch code") == 1
+    with _dispatch.at_any_size():  # verification
+        assert compiled(one.detach())
     monkeypatch.setenv(ENV, "0")
     assert compiled(one.detach())
 
 
-def test_the_decode_ladder_holds_one_query_row_and_halves_the_keys(capsys):
+def test_the_decode_ladder_holds_the_query_rows_and_halves_the_keys(capsys, tmp_path):
     kernel = registry.KERNELS["flash_attention"]
-    base = {"batch": 1, "heads": 2, "q_len": 1, "k_len": 40, "head_dim": 8, "dtype": "float32"}
-    assert [w["k_len"] for w in crossover_bench.ladder(kernel, base, 3, ["k_len"])] == [40, 20, 10]
+    base = {"batch": 1, "heads": 2, "q_len": 4, "k_len": 40, "head_dim": 8, "dtype": "float32"}
+    assert [(w["q_len"], w["k_len"]) for w in crossover_bench.ladder(kernel, base, 3, ["k_len"])] == [(4, 40), (4, 20), (4, 10)]
+    out = tmp_path / "x.json"
     assert crossover_bench.main(["--kernels", "flash_attention", "--workload", json.dumps(base), "--axes", "k_len",
-                                 "--steps", "2", "--repeats", "1", "--min-sample-ms", "0", "--threads", "1"]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(summary["kernels"]) == {"flash_attention"}
+                                 "--steps", "2", "--repeats", "1", "--min-sample-ms", "0", "--threads", "1", "--json", str(out)]) == 0
+    points = json.loads(out.read_text())["detail"]["flash_attention"]["points"]
+    assert [(p["workload"]["q_len"], p["workload"]["k_len"]) for p in points] == [(4, 40), (4, 20)]
+
+
+def test_one_query_row_without_autograd_is_judged_as_handed_to_torch_at_any_size():
+    kernel = registry.KERNELS["flash_attention"]
+    row = {"workload": {"q_len": 1}, "bytes": 1 << 30, "speedup_fwd": 1.2, "speedup_fwdbwd": 1.2}
+    rows = dict(row, workload={"q_len": 2})
+    floors = CpuFloors(inference=1 << 20, training=1 << 20)
+    judged = crossover_bench.judge_floors([row, rows], floors, kernel)
+    assert judged["inference"]["handed_to_torch_but_faster"] == 1  # the one row, however large
+    assert judged["training"]["handed_to_torch_but_faster"] == 0
+    assert crossover_bench.judge_floors([row, rows], floors)["inference"]["handed_to_torch_but_faster"] == 0  # no kernel: the floor alone
 
 
 @pytest.mark.parametrize("args,message", [
@@ -388,7 +402,10 @@ def test_the_decode_ladder_holds_one_query_row_and_halves_the_keys(capsys):
     (["--kernels", "flash_attention", "--workload", "{nope"], "--workload is not JSON"),
     (["--kernels", "flash_attention", "--workload", '{"batch": 1}'], "--workload lacks heads, q_len"),
     (["--kernels", "flash_attention", "--workload", "[1]"], "--workload lacks batch"),
-    (["--kernels", "flash_attention", "--axes", "k_len,rows"], "flash_attention has no axis rows"),
+    (["--kernels", "flash_attention", "--axes", "k_len,rows"], "flash_attention has no size axis rows"),
+    (["--kernels", "flash_attention", "--axes", "dtype"], "flash_attention has no size axis dtype"),
+    (["--kernels", "flash_attention", "--workload", '{"batch": 1, "heads": 2, "q_len": "4", "k_len": 8, "head_dim": 8, "dtype": "float32"}'],
+     "flash_attention has no size axis q_len"),
 ])
 def test_the_crossover_benchmark_refuses_a_workload_or_axes_that_do_not_fit(args, message, capsys):
     assert crossover_bench.main(args) == 2

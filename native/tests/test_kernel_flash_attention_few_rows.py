@@ -103,3 +103,34 @@ def test_negative_control_a_wrong_few_row_path_fails_the_check(monkeypatch, old,
     finally:
         monkeypatch.undo()
         _dispatch.forget()
+
+
+def test_chunks_masked_whole_leave_the_merge_to_the_others():
+    """Four threads, one (batch, head): 16 chunks of keys. The first row sees only keys from
+    3000 (its first eleven chunks are all -inf, the first of them the one the merge starts
+    from), the second only keys below 300 (the later chunks are all -inf)."""
+    torch.set_num_threads(4)
+    (q, k, v, _), _ = _inputs(1, 1, 2, 4099, 64, 64, "float32", seed=12)
+    keep = torch.zeros(1, 1, 2, 4099, dtype=torch.bool)
+    keep[..., 0, 3000:] = True
+    keep[..., 1, :300] = True
+    got = K.flash_attention(q, k, v, 0.125, mask=keep)
+    want = K.reference(q.double(), k.double(), v.double(), 0.125, mask=keep)
+    K.assert_matches(got, want, "float32", "output")
+
+
+@pytest.mark.parametrize("kv_lead", [(1, 3), (2, 1), (1, 1)], ids=str)
+def test_keys_and_values_shared_by_the_batch_or_the_heads(kv_lead):
+    (q, k, v, dout), _ = _inputs(2, 3, 3, 50, 16, 16, "float32", seed=5, kv_lead=kv_lead)
+    got = _grads(lambda q, k, v: K.flash_attention(q, k, v, 0.3, is_causal=True), q, k, v, dout)
+    want = _grads(lambda q, k, v: K.reference(q, k, v, 0.3, is_causal=True), q, k, v, dout, torch.float64)
+    _compare(got, want, "float32")
+
+
+def test_strided_queries_keys_and_values_are_read_in_place():
+    """(batch, length, heads, dim) tensors transposed to (batch, heads, length, dim), as models
+    hold them; a head dim under one vector (7)."""
+    q = torch.randn(2, 2, 3, 7).transpose(1, 2)
+    k, v = (torch.randn(2, 300, 3, 7).transpose(1, 2) for _ in range(2))
+    assert not k.is_contiguous()
+    K.assert_matches(K.flash_attention(q, k, v, 0.4), K.reference(q.double(), k.double(), v.double(), 0.4), "float32", "output")

@@ -5,7 +5,7 @@ import { runPythonJson } from '../verify/python.js';
 
 interface KernelRow { kernel: string; api: string[]; enabled: boolean; cpu: Record<string, string>; picks: string; cpu_floor?: { inference: number; training: number } }
 interface Installed { importable: boolean; file?: string; version?: string; error?: string; python: string; install: string }
-interface StatusResult { command: 'status'; installed?: Installed; compiler: string | null; cache: string; cuda: string; disabled: string; cpu_floor_override?: number | null; malloc?: { kept: boolean; glibc: boolean }; idle_threads?: IdleThreads; blas_core?: BlasCore | null; target: { key: string; cpu?: string; cores?: number; torch: string }; kernels: KernelRow[] }
+interface StatusResult { command: 'status'; installed?: Installed; compiler: string | null; cache: string; cuda: string; disabled: string; cpu_floor_override?: number | string | null; malloc?: { kept: boolean; glibc: boolean }; idle_threads?: IdleThreads; blas_core?: BlasCore | null; target: { key: string; cpu?: string; cores?: number; torch: string }; kernels: KernelRow[] }
 interface IdleThreads { openblas: { path: string; threading: string; threads: number; idle: string } | null; openmp_idle: string }
 interface BlasCore { path: string; core: string; wanted: string | null; chosen_by: string }
 interface BuildResult { command: 'build'; ok: boolean; error?: string; cache?: string; built?: { kernel: string; dtype: string; ok: boolean; seconds?: number; error?: string }[] }
@@ -41,7 +41,9 @@ function printStatus(s: StatusResult): void {
     out.write(`          install it with: ${i.python} -m pip install ${i.install}\n`);
   }
   const forced = s.cpu_floor_override;
-  if (forced !== undefined && forced !== null) {
+  if (typeof forced === 'string') {
+    out.write(`floors:   $ADOPT_CPU_MIN_BYTES=${forced} for every kernel: no CPU call runs compiled\n`);
+  } else if (forced !== undefined && forced !== null) {
     out.write(`floors:   $ADOPT_CPU_MIN_BYTES=${forced} for every kernel: CPU calls ${forced > 0 ? `from ${sizeText(forced)}` : 'of any size'} run compiled\n`);
   } else {
     out.write('floors:   smaller CPU calls run the torch code, where a compiled call costs more than it saves (inference / with autograd; $ADOPT_CPU_MIN_BYTES overrides)\n');
@@ -60,7 +62,7 @@ function floorText(f: { inference: number; training: number }): string {
   return `compiled from ${one(f.inference)} / ${one(f.training)}`;
 }
 
-/** Bytes as the dispatcher says them (1.5 MiB, 64 KiB, any size). */
+/** Bytes in the largest binary unit they reach (1.5 MiB, 64 KiB); 0, a floor that lets every call through, as any size. */
 export function sizeText(bytes: number): string {
   if (bytes <= 0) return 'any size';
   for (const [unit, size] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) {

@@ -50,6 +50,12 @@ def attention_supported(q, k, v, mask=None, head_mask=None, output_attentions=Fa
     return True
 
 
+def nothing_to_fuse(q_len, grad_enabled, applies_dropout):
+    """One query row without autograd or dropout (a decoded token): a fused attention has nothing
+    to remove there, so such a CPU call runs torch's code at any size (:func:`attention`)."""
+    return q_len == 1 and not grad_enabled and not applies_dropout
+
+
 def _causal_keep(q_len, k_len, device):
     """Boolean (q_len, k_len) mask, True where allowed, aligned to the bottom-right corner.
 
@@ -471,7 +477,7 @@ def attention(
         # and values stream once either way, and its scores are one row. In a decoding model they
         # come from memory, not cache, and the compiled call measured level with eager at one
         # thread and 6-12% slower at two (docs/kernels.md): torch takes it at any length.
-        one_row = q.size(-2) == 1 and not applies_dropout and not torch.is_grad_enabled()
+        one_row = nothing_to_fuse(q.size(-2), torch.is_grad_enabled(), applies_dropout)
         if not _dispatch.small("flash_attention", moved, q, True if applies_dropout else None,
                                "of one query row (a decoded token)" if one_row else None):
             out = _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p if applies_dropout else 0.0)

@@ -14,6 +14,7 @@ typedef $scalar_t scalar_t;
 #define LOOP_DOT $loop_dot
 #define RM $tile_rows  /* rows of a register tile */
 #define TILE_V $tile_vecs  /* vectors of a register tile (the dot loop: two) */
+#define DR $direct_max_rows  /* the most query rows the forward's direct path takes */
 // row-level helpers stay out of line: one copy each keeps the build near two seconds
 #define NOINLINE __attribute__((noinline))
 
@@ -26,7 +27,8 @@ static inline int64_t rup(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // that the last block of a length short of a multiple of BK (ViT's 197 keys: 5 in the last of
 // four 64-key blocks) costs what its keys do. Columns from nk on are -inf scores, 0 probabilities.
 static inline int64_t cols(int64_t nk) { return rup(nk, VL); }
-static inline float* falloc(int64_t n) { return (float*)std::memset(std::aligned_alloc(64, rup(n * 4 + 64, 64)), 0, n * 4); }
+static inline float* ualloc(int64_t n) { return (float*)std::aligned_alloc(64, rup(n * 4 + 64, 64)); }
+static inline float* falloc(int64_t n) { return (float*)std::memset(ualloc(n), 0, n * 4); }
 
 // C[M x N] (+)= A B: A element (row r, k) at A[r * a_rs + k * a_ks] (broadcast), B row-major with
 // unit-stride vectors; N a multiple of VL. A register tile is R rows by NV vectors.
@@ -266,8 +268,7 @@ static void fwd_task(const scalar_t* q, const float* kp, const float* vp, const 
 // path must to tile many rows, would move every key and value three times for one row's products.
 // A (batch, head) too few to keep the threads busy splits its keys in chunks, each with its own
 // running maximum, sum and output rows, merged at the end as the online softmax merges blocks.
-// DR: the most rows this path takes (the caller sends more to the blocked path).
-#define DR 16
+// DR (the template's head): the most rows this path takes; the caller sends more to the blocked path.
 struct DirectPart { float* o; float m[DR]; float l[DR]; };
 
 static void direct_chunk(const scalar_t* q, const scalar_t* k, const scalar_t* v, const float* bias, const float* add,
@@ -327,11 +328,13 @@ static void attn_fwd_direct(const scalar_t* q, const scalar_t* k, const scalar_t
   const int64_t span = rup((S + chunks - 1) / chunks, VL);
   const int64_t n_chunks = (S + span - 1) / span;
   std::vector<DirectPart> parts(BH * n_chunks);
-  float* o_all = falloc(BH * n_chunks * L * Dvp);
+  // not cleared: direct_chunk writes every element it reads (each row's scores up to cols(nk),
+  // its output rows, the query rows up to D)
+  float* o_all = ualloc(BH * n_chunks * L * Dvp);
   #pragma omp parallel num_threads(nthreads)
   {
-    float* qs = falloc(DR * rup(meta[D_], VL));
-    float* s = falloc(DR * span);
+    float* qs = ualloc(L * rup(meta[D_], VL));
+    float* s = ualloc(L * span);
     #pragma omp for schedule(runtime)
     for (int64_t t = 0; t < BH * n_chunks; ++t) {
       const int64_t j0 = (t % n_chunks) * span;

@@ -50,7 +50,7 @@ def _part(text, schedule, dtype):
 
 
 def _render(schedule, dtype):
-    return render(TEMPLATE, schedule, dtype, helpers=_part(VECTOR_HELPERS, schedule, dtype),
+    return render(TEMPLATE, schedule, dtype, helpers=_part(VECTOR_HELPERS, schedule, dtype), direct_max_rows=DIRECT_MAX_ROWS,
                   fwd=_part(FORWARD, schedule, dtype), bwd=_part(BACKWARD, schedule, dtype).replace("DQ_PAD", str(DQ_PAD)),
                   loop_dot=int(schedule["loop"] == "dot"))
 
@@ -151,13 +151,15 @@ def _meta(q, k, v, masks, causal, dropout, seed):
     B, H, L, D = q.shape
     values = [B, H, L, k.size(2), D, v.size(3), int(causal), k.size(0), k.size(1), v.size(0), v.size(1)]
     values += [s for t in (q, k, v) for s in t.stride()[:3]] + [s for _, strides in masks for s in strides]
-    return torch.tensor(values + [int(dropout), seed, int(L <= DIRECT_ROWS)], dtype=torch.int64)
+    return torch.tensor(values + [int(dropout), seed, int(L <= min(DIRECT_ROWS, DIRECT_MAX_ROWS))], dtype=torch.int64)
 
 
-# Up to this many query rows the forward reads keys and values where they lie (the template's
-# direct path, at most its DR rows) instead of packing them into blocks: one decoded token
-# against a cache of 1-4k keys ran 2-5x eager's time through the packed blocks (docs/kernels.md).
-DIRECT_ROWS = 16
+# Up to this many query rows the forward reads keys and values where they lie instead of packing
+# them into blocks: one decoded token against a cache of 1-4k keys ran 2-5x eager's time through
+# the packed blocks (docs/kernels.md). DIRECT_MAX_ROWS is what the template's path can take (its
+# DR: one accumulator a row), DIRECT_ROWS what the dispatcher sends it (tests set 0: blocked).
+DIRECT_MAX_ROWS = 16
+DIRECT_ROWS = DIRECT_MAX_ROWS
 
 
 def _groups(B, H, S):
