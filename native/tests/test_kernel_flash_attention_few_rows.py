@@ -11,7 +11,7 @@ import torch
 
 from adopt_kernels import _dispatch
 from adopt_kernels.kernels import flash_attention as K
-from test_kernel_flash_attention import _compare, _grads, _inputs, _masks, dropout_keep
+from test_kernel_flash_attention import _compare, _grads, _inputs, _masks, check_case, dropout_keep
 
 CASES = [  # batch, heads, q_len, k_len, head_dim, value head_dim
     (1, 8, 1, 300, 64, 64),  # one decoded token
@@ -25,22 +25,14 @@ CASES = [  # batch, heads, q_len, k_len, head_dim, value head_dim
 @pytest.mark.parametrize("case", CASES, ids=str)
 @pytest.mark.parametrize("kind", [None, "additive", "padding", "bool", "causal", "bias+keep+causal"])
 def test_forward_and_gradients_match_float64(dtype, case, kind):
-    b, h, lq, lk, d, dv = case
-    (q, k, v, dout), g = _inputs(b, h, lq, lk, d, dv, dtype, seed=sum(case))
-    bias, mask, keep, causal = _masks(kind, b, h, lq, lk, g)
-    scale = 1 / math.sqrt(d)
-    before = _dispatch.CALLS["flash_attention"]
-    got = _grads(lambda q, k, v: K.flash_attention(q, k, v, scale, bias, mask, keep, causal), q, k, v, dout)
-    assert _dispatch.CALLS["flash_attention"] == before + 1
-    wide = [t.double() if t is not None and t.is_floating_point() else t for t in (bias, mask)]
-    want = _grads(lambda q, k, v: K.reference(q, k, v, scale, wide[0], wide[1], keep, causal), q, k, v, dout, torch.float64)
-    _compare(got, want, dtype)
+    check_case(dtype, case, kind)
 
 
 @pytest.mark.parametrize("threads", [1, 4])
 def test_keys_split_in_chunks_merge_as_one_softmax(threads):
-    """One (batch, head) and four threads: 4099 keys in 16 chunks, some of them fully masked
-    (the padding mask covers the last fifth), merged into each row's softmax."""
+    """One (batch, head): 4099 keys in one chunk at one thread, in 16 at four (the last of 19 or
+    139 keys), the last eighth padded out with the dtype's minimum, merged into each row's
+    softmax. Chunks masked whole: the test below."""
     torch.set_num_threads(threads)  # conftest restores the count
     run, _, check = K.make_case({"batch": 1, "heads": 1, "q_len": 2, "k_len": 4099, "head_dim": 64, "dtype": "float32"}, seed=3)
     check(run(None))
