@@ -310,7 +310,7 @@ def small(name, nbytes, tensor, training=None, nothing_to_save=None):
     if tensor.is_cuda or gpu.interpreting():
         return False
     kernel = registry.KERNELS[name]
-    if tensor.dtype not in _DTYPES or not (enabled("native") and enabled(kernel.switch)):
+    if tensor.dtype not in _DTYPES or not enabled("native", kernel.switch):
         return False
     floor = cpu_floor(kernel, training)
     if floor <= 0 or (nbytes >= floor and not nothing_to_save):

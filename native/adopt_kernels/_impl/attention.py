@@ -465,11 +465,12 @@ def attention(
     # on an H200: it goes first where it computes the same thing. With dropout it would draw
     # another mask than F.dropout's, so the Triton kernel (dropout fused) takes those calls.
     sdpa_first = q.is_cuda and not applies_dropout
-    if enabled("attention") and sdpa_first:
+    on = enabled("attention")
+    if on and sdpa_first:
         out = _via_sdpa(q, k, v, mask, scale, is_causal, fills, bias)
         if out is not None:
             return out
-    if enabled("attention"):
+    if on:
         # a call below the blocked kernel's floor (a decoded token) skips the checks only it needs;
         # its bytes as the kernel counts them: q and k at q's head count (grouped keys included)
         moved = 2 * q.element_size() * (q.numel() + q.numel() // max(1, q.size(-2)) * k.size(-2))
@@ -486,7 +487,7 @@ def attention(
         out = _compiled_scores(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p, applies_dropout)
         if out is not None:
             return out
-    if enabled("attention") and not applies_dropout and not sdpa_first:
+    if on and not applies_dropout and not sdpa_first:
         out = _via_sdpa(q, k, v, mask, scale, is_causal, fills, bias)
         if out is not None:
             return out

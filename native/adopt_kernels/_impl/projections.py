@@ -298,10 +298,11 @@ def gated_mlp(x, gate_proj, up_proj, down_proj, act):
     pass writing the gradient of it); any other ``act`` is called as given. ``down_proj`` is
     always called as given.
     """
-    kind = _compiled_activation(act) if enabled("gated_mlp") else None
-    if enabled("gated_mlp") and not _few_rows(x) and _concatenable((gate_proj, up_proj)) and _out_of_place(act):
+    on = enabled("gated_mlp")
+    if on and not _few_rows(x) and _concatenable((gate_proj, up_proj)) and _out_of_place(act):
         weight, bias = _stacked((gate_proj, up_proj)) if torch.is_grad_enabled() else _stacked_for_inference((gate_proj, up_proj))
         h = F.linear(x, weight, bias)
+        kind = _compiled_activation(act)
         if kind is not None and gate_proj.out_features == up_proj.out_features:
             out = _compiled_gated(kind, h)
             if out is not None:
@@ -309,6 +310,7 @@ def gated_mlp(x, gate_proj, up_proj, down_proj, act):
         gate, up = h.split([gate_proj.out_features, up_proj.out_features], dim=-1)
     else:
         gate, up = gate_proj(x), up_proj(x)
+        kind = _compiled_activation(act) if on else None
         out = _compiled_gated(kind, gate, up) if kind is not None else None
         if out is not None:
             return down_proj(out)
