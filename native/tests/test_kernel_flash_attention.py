@@ -82,6 +82,7 @@ def _compare(got, want, dtype):
 
 
 CASES = [  # batch, heads, q_len, k_len, head_dim, value head_dim
+    (2, 3, 20, 150, 80, 80),  # one query block a head: its key and value blocks packed in the task
     (1, 2, 37, 45, 16, 16),
     (2, 3, 100, 130, 80, 80),
     (1, 2, 129, 257, 64, 32),
@@ -358,3 +359,37 @@ def test_a_strided_mask_under_inference_mode_is_copied_each_call():
         mask = torch.randn(20, 20, 3).permute(2, 0, 1).unsqueeze(0)
         for _ in range(2):
             torch.testing.assert_close(K.flash_attention(q, k, v, mask=mask), K.reference(q, k, v, 8 ** -0.5, mask=mask))
+
+
+@pytest.mark.parametrize("loop", ["axpy", "dot"])
+def test_blocks_packed_in_the_task_agree_with_blocks_packed_ahead(loop, monkeypatch):
+    """20 query rows: with 32-row query blocks each head has one, and its tasks pack the key and
+    value blocks they reach; with 16-row blocks (two a head) every block is packed ahead. A short
+    last key block (150 = 2 x 64 + 22) reuses the task's buffer. A negative control that leaves
+    the task's value block unpacked fails the first and not the second."""
+    run, _, check = K.make_case({"batch": 2, "heads": 2, "q_len": 20, "k_len": 150, "head_dim": 24, "dtype": "float32",
+                                 "mask": "bias+keep+causal"}, seed=9)
+    one = dict(K.SPACE.portable_default, loop=loop, block_q=32)
+    two = dict(one, block_q=16)
+    check(run(one))
+    check(run(two))
+    old = "if (!vh) pack_v_block(v, w.vb, meta, vx, kb);"
+    assert old in K.FORWARD
+    monkeypatch.setattr(K, "FORWARD", K.FORWARD.replace(old, ""))
+    _dispatch.forget()
+    try:
+        with pytest.raises(AssertionError):
+            check(run(one))
+        check(run(two))
+    finally:
+        monkeypatch.undo()
+        _dispatch.forget()
+
+
+def test_a_few_query_blocks_against_a_long_cache_pack_in_the_task():
+    """80 query rows against 4100 keys of 16 heads: the packed copies would take 33 MiB, so with
+    two or three query blocks a head (64- and 32-row blocks) each task packs the blocks it
+    reaches, and with five (16-row blocks) they are packed ahead; each against float64."""
+    run, _, check = K.make_case({"batch": 1, "heads": 16, "q_len": 80, "k_len": 4100, "head_dim": 64, "dtype": "float32"}, seed=10)
+    for block_q in (64, 32, 16):
+        check(run(dict(K.SPACE.portable_default, block_q=block_q), backward=False))

@@ -182,27 +182,34 @@ $bwd
 FORWARD = r"""
 // Keys and values of every distinct (batch, head) as float32 blocks: transposed keys
 // (D x BK per block) for "axpy", row-major padded keys for "dot"; row-major padded values.
+// Key block kb of key head x (batch * key heads + head) into dst, in the loop's layout.
+static inline void pack_k_block(const scalar_t* k, float* dst, const int64_t* meta, int64_t x, int64_t kb) {
+  const int64_t S = meta[S_], D = meta[D_], Dp = rup(D, VL), j0 = kb * BK, nk = std::min<int64_t>(BK, S - j0);
+  const scalar_t* ks = k + (x / meta[KH_]) * meta[KS_] + (x % meta[KH_]) * meta[KS_ + 1] + j0 * meta[KS_ + 2];
+  if (LOOP_DOT) load_rows(dst, Dp, ks, meta[KS_ + 2], nk, D);
+  else for (int64_t j = 0; j < nk; ++j) for (int64_t d = 0; d < D; ++d) dst[d * BK + j] = load_f(ks + j * meta[KS_ + 2], d);
+}
+static inline void pack_v_block(const scalar_t* v, float* dst, const int64_t* meta, int64_t x, int64_t kb) {
+  const int64_t S = meta[S_], Dv = meta[DV_], Dvp = rup(Dv, VL), j0 = kb * BK, nk = std::min<int64_t>(BK, S - j0);
+  const scalar_t* vs = v + (x / meta[VH_]) * meta[VS_] + (x % meta[VH_]) * meta[VS_ + 1] + j0 * meta[VS_ + 2];
+  load_rows(dst, Dvp, vs, meta[VS_ + 2], nk, Dv);
+}
+
 static void pack_kv(const scalar_t* k, const scalar_t* v, float* kp, float* vp, const int64_t* meta, int nthreads) {
   const int64_t S = meta[S_], D = meta[D_], Dv = meta[DV_], Dp = rup(D, VL), Dvp = rup(Dv, VL), nkb = rup(S, BK) / BK;
   const int64_t nk_heads = meta[KB_] * meta[KH_], nv_heads = meta[VB_] * meta[VH_];
   #pragma omp parallel for collapse(2) schedule(static) num_threads(nthreads)
   for (int64_t x = 0; x < std::max(nk_heads, nv_heads); ++x)
     for (int64_t kb = 0; kb < nkb; ++kb) {
-      const int64_t j0 = kb * BK, nk = std::min<int64_t>(BK, S - j0);
-      if (x < nk_heads) {
-        const scalar_t* ks = k + (x / meta[KH_]) * meta[KS_] + (x % meta[KH_]) * meta[KS_ + 1] + j0 * meta[KS_ + 2];
-        float* dst = kp + (x * nkb + kb) * BK * Dp;
-        if (LOOP_DOT) load_rows(dst, Dp, ks, meta[KS_ + 2], nk, D);
-        else for (int64_t j = 0; j < nk; ++j) for (int64_t d = 0; d < D; ++d) dst[d * BK + j] = load_f(ks + j * meta[KS_ + 2], d);
-      }
-      if (x < nv_heads) {
-        const scalar_t* vs = v + (x / meta[VH_]) * meta[VS_] + (x % meta[VH_]) * meta[VS_ + 1] + j0 * meta[VS_ + 2];
-        load_rows(vp + (x * nkb + kb) * BK * Dvp, Dvp, vs, meta[VS_ + 2], nk, Dv);
-      }
+      if (x < nk_heads) pack_k_block(k, kp + (x * nkb + kb) * BK * Dp, meta, x, kb);
+      if (x < nv_heads) pack_v_block(v, vp + (x * nkb + kb) * BK * Dvp, meta, x, kb);
     }
 }
 
-struct FwdScratch { float *q, *s, *o, *m, *l; };
+// kb, vb: a task's own key and value block, packed as it reaches them when the keys are not
+// packed ahead (one query block a head: each block is packed once either way, and packing it
+// in the task spares writing and reading back a copy of every key and value)
+struct FwdScratch { float *q, *s, *o, *m, *l, *kb, *vb; };
 
 // Online softmax over one score block: the running max and sum of each row, the output
 // rows rescaled, the block turned into (dropped-out) probabilities. False where they all are 0.
@@ -224,13 +231,16 @@ static bool softmax_block(const FwdScratch& w, int64_t nq, int64_t n, int64_t Dv
   return mass;
 }
 
-static void fwd_task(const scalar_t* q, const float* kp, const float* vp, const float* bias, const float* add, const uint8_t* keep,
-                     scalar_t* out, float* lse, const int64_t* meta, float scale, float p_drop, int64_t task, const FwdScratch& w) {
+static void fwd_task(const scalar_t* q, const scalar_t* k, const scalar_t* v, const float* kp, const float* vp, const float* bias,
+                     const float* add, const uint8_t* keep, scalar_t* out, float* lse, const int64_t* meta, float scale, float p_drop,
+                     int64_t task, const FwdScratch& w) {
   const int64_t H = meta[H_], L = meta[L_], S = meta[S_], D = meta[D_], Dv = meta[DV_];
   const int64_t Dp = rup(D, VL), Dvp = rup(Dv, VL), nkb = rup(S, BK) / BK, nqb = rup(L, BQ) / BQ;
   const int64_t bh = task / nqb, b = bh / H, h = bh % H, i0 = (task % nqb) * BQ, nq = std::min<int64_t>(BQ, L - i0);
-  const float* kh = kp + ((meta[KB_] > 1 ? b : 0) * meta[KH_] + (meta[KH_] > 1 ? h : 0)) * nkb * BK * Dp;
-  const float* vh = vp + ((meta[VB_] > 1 ? b : 0) * meta[VH_] + (meta[VH_] > 1 ? h : 0)) * nkb * BK * Dvp;
+  const int64_t kx = (meta[KB_] > 1 ? b : 0) * meta[KH_] + (meta[KH_] > 1 ? h : 0);
+  const int64_t vx = (meta[VB_] > 1 ? b : 0) * meta[VH_] + (meta[VH_] > 1 ? h : 0);
+  const float* kh = kp ? kp + kx * nkb * BK * Dp : nullptr;
+  const float* vh = vp ? vp + vx * nkb * BK * Dvp : nullptr;
   load_rows(w.q, Dp, q + b * meta[QS_] + h * meta[QS_ + 1] + i0 * meta[QS_ + 2], meta[QS_ + 2], nq, D);
   std::memset(w.o, 0, BQ * Dvp * 4);
   uint32_t keys[BQ];
@@ -244,14 +254,17 @@ static void fwd_task(const scalar_t* q, const float* kp, const float* vp, const 
   int64_t kb_end = last < 0 ? 0 : last / BK + 1;
   for (int64_t kb = 0; kb < kb_end; ++kb) {
     const int64_t j0 = kb * BK, nk = std::min<int64_t>(BK, S - j0);
-    const float* kblk = kh + kb * BK * Dp;
+    const float* kblk = kh ? kh + kb * BK * Dp : w.kb;
+    if (!kh) pack_k_block(k, w.kb, meta, kx, kb);
     if (LOOP_DOT) dot_nt(w.s, BK, w.q, Dp, kblk, Dp, nq, cols(nk), Dp);
     else mm(w.s, BK, w.q, Dp, 1, kblk, BK, nq, cols(nk), D, false);
     float bmax[BQ];
     for (int64_t r = 0; r < nq; ++r)
       bmax[r] = mask_row(w.s + r * BK, row_mask(bias, add, keep, meta, b, h, i0 + r, j0), scale, nk, key_limit(meta, i0 + r) - j0);
-    if (softmax_block(w, nq, cols(nk), Dvp, bmax, meta[DROP_] ? keys : nullptr, hi, j0, thresh, 1.f / (1.f - p_drop)))
-      mm(w.o, Dvp, w.s, BK, 1, vh + kb * BK * Dvp, Dvp, nq, Dvp, nk, true);
+    if (softmax_block(w, nq, cols(nk), Dvp, bmax, meta[DROP_] ? keys : nullptr, hi, j0, thresh, 1.f / (1.f - p_drop))) {
+      if (!vh) pack_v_block(v, w.vb, meta, vx, kb);
+      mm(w.o, Dvp, w.s, BK, 1, vh ? vh + kb * BK * Dvp : w.vb, Dvp, nq, Dvp, nk, true);
+    }
   }
   for (int64_t r = 0; r < nq; ++r) {
     const int64_t i = i0 + r;
@@ -378,16 +391,25 @@ extern "C" void attn_fwd(const scalar_t* q, const scalar_t* k, const scalar_t* v
                          int nthreads) {
   if (meta[DIRECT_] && meta[L_] <= DR) return attn_fwd_direct(q, k, v, bias, add, keep, out, lse, meta, scale, p_drop, nthreads);
   const int64_t S = meta[S_], D = meta[D_], Dv = meta[DV_], Dp = rup(D, VL), Dvp = rup(Dv, VL), nkb = rup(S, BK) / BK;
-  float* kp = falloc(meta[KB_] * meta[KH_] * nkb * BK * Dp);
-  float* vp = falloc(meta[VB_] * meta[VH_] * nkb * BK * Dvp);
-  pack_kv(k, v, kp, vp, meta, nthreads);
-  const int64_t tasks = meta[B_] * meta[H_] * (rup(meta[L_], BQ) / BQ);
+  // Each task packs its own blocks as it goes (FwdScratch) where a head has one query block (each
+  // block is packed once either way), and where it has up to four and the packed copies would
+  // outgrow the caches (a few rows against a long cache: writing the copy and reading it back
+  // from memory cost more than packing a block again per query block). Training's L x L shapes
+  // (BERT at 128: 3 MiB of copies; at 512: 16 query blocks) pack ahead.
+  const int64_t nqb = rup(meta[L_], BQ) / BQ, k_floats = meta[KB_] * meta[KH_] * nkb * BK * Dp;
+  const int64_t v_floats = meta[VB_] * meta[VH_] * nkb * BK * Dvp;
+  const bool ahead = nqb > 4 || (nqb > 1 && (k_floats + v_floats) * 4 <= (16 << 20));
+  float* kp = ahead ? falloc(k_floats) : nullptr;
+  float* vp = ahead ? falloc(v_floats) : nullptr;
+  if (ahead) pack_kv(k, v, kp, vp, meta, nthreads);
+  const int64_t tasks = meta[B_] * meta[H_] * nqb;
   #pragma omp parallel num_threads(nthreads)
   {
-    FwdScratch w{falloc(BQ * Dp), falloc(BQ * BK), falloc(BQ * Dvp), falloc(BQ), falloc(BQ)};
+    FwdScratch w{falloc(BQ * Dp), falloc(BQ * BK), falloc(BQ * Dvp), falloc(BQ), falloc(BQ),
+                 ahead ? nullptr : falloc(BK * Dp), ahead ? nullptr : falloc(BK * Dvp)};
     #pragma omp for schedule(runtime)
-    for (int64_t t = 0; t < tasks; ++t) fwd_task(q, kp, vp, bias, add, keep, out, lse, meta, scale, p_drop, t, w);
-    for (float* p : {w.q, w.s, w.o, w.m, w.l}) std::free(p);
+    for (int64_t t = 0; t < tasks; ++t) fwd_task(q, k, v, kp, vp, bias, add, keep, out, lse, meta, scale, p_drop, t, w);
+    for (float* p : {w.q, w.s, w.o, w.m, w.l, w.kb, w.vb}) std::free(p);
   }
   std::free(kp);
   std::free(vp);
