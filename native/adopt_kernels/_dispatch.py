@@ -21,7 +21,7 @@ import torch
 
 from . import _build, environ, gpu, registry, schedules
 from .registry import CpuFloors
-from ._impl.switches import enabled
+from ._impl.switches import all_enabled, enabled
 
 CALLS = collections.Counter()
 WORKLOADS = collections.Counter()
@@ -310,7 +310,7 @@ def small(name, nbytes, tensor, training=None, nothing_to_save=None):
     if tensor.is_cuda or gpu.interpreting():
         return False
     kernel = registry.KERNELS[name]
-    if tensor.dtype not in _DTYPES or not enabled("native", kernel.switch):
+    if tensor.dtype not in _DTYPES or not all_enabled("native", kernel.switch):
         return False
     floor = cpu_floor(kernel, training)
     if floor <= 0 or (nbytes >= floor and not nothing_to_save):

@@ -387,7 +387,7 @@ def test_blocks_packed_in_the_task_agree_with_blocks_packed_ahead(loop, monkeypa
 
 
 def test_a_few_query_blocks_against_a_long_cache_pack_in_the_task():
-    """80 query rows against 4100 keys of 16 heads: the packed copies would take 33 MiB, so with
+    """80 query rows against 4100 keys of 16 heads: the packed copies would take 32.5 MiB, so with
     two or three query blocks a head (64- and 32-row blocks) each task packs the blocks it
     reaches, and with five (16-row blocks) they are packed ahead; each against float64."""
     run, _, check = K.make_case({"batch": 1, "heads": 16, "q_len": 80, "k_len": 4100, "head_dim": 64, "dtype": "float32"}, seed=10)

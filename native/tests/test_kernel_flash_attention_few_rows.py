@@ -39,8 +39,8 @@ def test_keys_split_in_chunks_merge_as_one_softmax(threads):
 
 
 def test_the_few_rows_agree_with_the_blocked_path(monkeypatch):
-    (q, k, v, _), g = _inputs(2, 4, 5, 700, 32, 32, "float32", seed=11)
-    bias, mask, keep, causal = _masks("bias+keep+causal", 2, 4, 5, 700, g)
+    (q, k, v, _), g = _inputs(2, 4, K.DIRECT_ROWS, 700, 32, 32, "float32", seed=11)
+    bias, mask, keep, causal = _masks("bias+keep+causal", 2, 4, K.DIRECT_ROWS, 700, g)
     few = K.flash_attention(q, k, v, 0.2, bias, mask, keep, causal)
     monkeypatch.setattr(K, "DIRECT_ROWS", 0)
     blocked = K.flash_attention(q, k, v, 0.2, bias, mask, keep, causal)
@@ -126,3 +126,11 @@ def test_strided_queries_keys_and_values_are_read_in_place():
     k, v = (torch.randn(2, 300, 3, 7).transpose(1, 2) for _ in range(2))
     assert not k.is_contiguous()
     K.assert_matches(K.flash_attention(q, k, v, 0.4), K.reference(q.double(), k.double(), v.double(), 0.4), "float32", "output")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("kind", ["padding", "bias+keep+causal"])
+def test_the_path_takes_as_many_rows_as_its_template_holds(dtype, kind, monkeypatch):
+    """The dispatcher sends it up to DIRECT_ROWS rows; the template holds DIRECT_MAX_ROWS."""
+    monkeypatch.setattr(K, "DIRECT_ROWS", K.DIRECT_MAX_ROWS)
+    check_case(dtype, (1, 3, K.DIRECT_MAX_ROWS, 77, 24, 24), kind)

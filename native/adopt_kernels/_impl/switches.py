@@ -12,12 +12,18 @@ def _disabled_names(raw):
     return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
 
 
-def enabled(*names):
-    """False when ``$ADOPT_DISABLE`` (comma-separated) names ``all`` or any of ``names``.
+def enabled(name):
+    """False when ``$ADOPT_DISABLE`` (comma-separated) names ``name`` or ``all``.
 
-    The variable is read on every call (once for all the names), so a process can switch
-    kernels off without a restart and tests can flip it with ``monkeypatch.setenv``.
+    The variable is read on every call, so a process can switch kernels off without a restart
+    and tests can flip it with ``monkeypatch.setenv``. (The rewritten code calls this: its
+    signature is part of the package's interface.)
     """
+    return all_enabled(name)
+
+
+def all_enabled(*names):
+    """:func:`enabled` for several names at once, the variable read once."""
     raw = environ.get(ENV_VAR)
     if not raw:
         return True

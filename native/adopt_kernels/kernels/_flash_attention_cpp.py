@@ -391,18 +391,20 @@ extern "C" void attn_fwd(const scalar_t* q, const scalar_t* k, const scalar_t* v
                          int nthreads) {
   if (meta[DIRECT_] && meta[L_] <= DR) return attn_fwd_direct(q, k, v, bias, add, keep, out, lse, meta, scale, p_drop, nthreads);
   const int64_t S = meta[S_], D = meta[D_], Dv = meta[DV_], Dp = rup(D, VL), Dvp = rup(Dv, VL), nkb = rup(S, BK) / BK;
-  // Each task packs its own blocks as it goes (FwdScratch) where a head has one query block (each
-  // block is packed once either way), and where it has up to four and the packed copies would
-  // outgrow the caches (a few rows against a long cache: writing the copy and reading it back
-  // from memory cost more than packing a block again per query block). Training's L x L shapes
-  // (BERT at 128: 3 MiB of copies; at 512: 16 query blocks) pack ahead.
-  const int64_t nqb = rup(meta[L_], BQ) / BQ, k_floats = meta[KB_] * meta[KH_] * nkb * BK * Dp;
-  const int64_t v_floats = meta[VB_] * meta[VH_] * nkb * BK * Dvp;
-  const bool ahead = nqb > 4 || (nqb > 1 && (k_floats + v_floats) * 4 <= (16 << 20));
+  // Each task packs its own blocks as it goes (FwdScratch) where every head has keys and values
+  // of its own and one query block (each block is then packed once either way), or a few query
+  // rows (at most four blocks, a quarter of the keys) against copies that would outgrow the caches
+  // (writing the copy and reading it back from memory cost more than packing a block again per
+  // query block). Keys shared by heads or batch, and training's L x L shapes, pack ahead.
+  const int64_t L = meta[L_], nqb = rup(L, BQ) / BQ, k_floats = meta[KB_] * meta[KH_] * nkb * BK * Dp;
+  const int64_t v_floats = meta[VB_] * meta[VH_] * nkb * BK * Dvp, BH = meta[B_] * meta[H_];
+  const bool own = meta[KB_] * meta[KH_] == BH && meta[VB_] * meta[VH_] == BH;
+  const bool few_rows_long_cache = nqb <= 4 && 4 * L <= S && (k_floats + v_floats) * 4 > (16 << 20);
+  const bool ahead = !(own && (nqb == 1 || few_rows_long_cache));
   float* kp = ahead ? falloc(k_floats) : nullptr;
   float* vp = ahead ? falloc(v_floats) : nullptr;
   if (ahead) pack_kv(k, v, kp, vp, meta, nthreads);
-  const int64_t tasks = meta[B_] * meta[H_] * nqb;
+  const int64_t tasks = BH * nqb;
   #pragma omp parallel num_threads(nthreads)
   {
     FwdScratch w{falloc(BQ * Dp), falloc(BQ * BK), falloc(BQ * Dvp), falloc(BQ), falloc(BQ),

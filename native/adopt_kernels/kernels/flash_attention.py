@@ -154,12 +154,12 @@ def _meta(q, k, v, masks, causal, dropout, seed):
     return torch.tensor(values + [int(dropout), seed, int(L <= min(DIRECT_ROWS, DIRECT_MAX_ROWS))], dtype=torch.int64)
 
 
-# Up to this many query rows the forward reads keys and values where they lie instead of packing
-# them into blocks: one decoded token against a cache of 1-4k keys ran 2-5x eager's time through
-# the packed blocks (docs/kernels.md). DIRECT_MAX_ROWS is what the template's path can take (its
-# DR: one accumulator a row), DIRECT_ROWS what the dispatcher sends it (tests set 0: blocked).
+# Up to DIRECT_ROWS query rows the forward reads keys and values where they lie instead of
+# tiling them into blocks: at 1-4 rows it ran 1.1-1.6x the blocked path's speed, at 8 level, at 16
+# 0.5-0.7x (docs/kernels.md). DIRECT_MAX_ROWS is what the template's path can take (its DR: one
+# accumulator a row); tests set DIRECT_ROWS to 0 to run the blocked path.
 DIRECT_MAX_ROWS = 16
-DIRECT_ROWS = DIRECT_MAX_ROWS
+DIRECT_ROWS = 4
 
 
 def _groups(B, H, S):
