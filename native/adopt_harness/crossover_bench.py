@@ -35,7 +35,6 @@ import sys
 from adopt_harness import blas_setting
 from adopt_harness.kernels_bench import CLOCKS, finish, interleaved, keeps_freed_memory, kernel_names
 from adopt_kernels import _dispatch, memory, registry, threads
-from adopt_kernels._impl import attention as attention_impl
 from adopt_kernels import kernels as _kernels  # noqa: F401  (registers them)
 
 
@@ -101,10 +100,11 @@ def measure_point(kernel, workload, args, smallest):
 
 
 def to_torch(kernel, point, mode, floor):
-    """Whether the public API hands this call to torch: below the mode's floor, or (attention)
-    one query row without autograd, which goes to torch at any size."""
-    if kernel is not None and kernel.name == "flash_attention" and mode == "inference" \
-            and attention_impl.nothing_to_fuse(point["workload"]["q_len"], False, False):
+    """Whether the public API hands this call to torch: below the mode's floor, or, without
+    autograd, at a shape the kernel's registration sends there at any size (``inference_to_torch``:
+    attention's one query row)."""
+    shaped = kernel is not None and mode == "inference" and kernel.inference_to_torch is not None
+    if shaped and kernel.inference_to_torch(point["workload"]):
         return True
     return point["bytes"] < floor
 

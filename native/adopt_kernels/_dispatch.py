@@ -326,11 +326,9 @@ def _handed_to_torch(kernel, floor, why=None):
     key = ("cpu-small", kernel.name, torch.is_grad_enabled(), why)
     if key not in _said:  # said once; the message is not even formatted again (this path is per call)
         mode = "with autograd" if key[2] else "under no_grad"
-        if why:
-            say_once(key, f"{kernel.name}: CPU calls {mode} {why} run the torch code; {CPU_MIN_BYTES_ENV}=0 runs the compiled kernel always")
-            return
-        say_once(key, f"{kernel.name}: CPU calls {mode} under {size_text(floor)} run the torch code (the compiled call's fixed "
-                      f"cost is more than the fusion saves there); {CPU_MIN_BYTES_ENV}=0 runs the compiled kernel always")
+        which = why or f"under {size_text(floor)}"
+        because = "" if why else " (the compiled call's fixed cost is more than the fusion saves there)"
+        say_once(key, f"{kernel.name}: CPU calls {mode} {which} run the torch code{because}; {CPU_MIN_BYTES_ENV}=0 runs the compiled kernel always")
 
 
 def cpu_floor_override():

@@ -249,6 +249,10 @@ class Kernel:
     # Workload fields that make ``make_case`` an inference call (no dropout, say), where the
     # defaults make a training one: what the crossover benchmark times forward-only.
     inference_fields: dict = field(default_factory=dict)
+    # workload -> why an inference CPU call of that shape runs the torch code at any size (a shape
+    # with nothing for the fusion to remove), or None: read by the API function and the crossover
+    # benchmark alike (``_dispatch.small``'s ``nothing_to_save``).
+    inference_to_torch: Optional[Callable] = None
     extra: dict = field(default_factory=dict)
 
     @property

@@ -129,19 +129,25 @@ def test_strided_queries_are_read_in_place():
 
 
 def test_dropout_is_replayed_from_the_seed_in_the_backward():
-    (q, k, v, dout), _ = _inputs(2, 3, 37, 70, 16, 16, "float32", seed=7)
-    p = 0.3
+    q, k, v, p, kept = check_dropout_replay(37)
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.02
+    # another draw, another mask
+    assert not torch.allclose(K.flash_attention(q, k, v, 0.25, dropout_p=p), K.flash_attention(q, k, v, 0.25, dropout_p=p))
+
+
+def check_dropout_replay(q_len, p=0.3):
+    """``q_len`` causal rows with dropout against the float64 reference given the kernel's own
+    mask, which its backward must replay; (q, k, v, p, the mask)."""
+    (q, k, v, dout), _ = _inputs(2, 3, q_len, 70, 16, 16, "float32", seed=7)
     torch.manual_seed(5)
     got = _grads(lambda q, k, v: K.flash_attention(q, k, v, 0.25, is_causal=True, dropout_p=p), q, k, v, dout)
     # the kernel draws its seed once from torch's generator
     torch.manual_seed(5)
     seed = int(torch.empty((), dtype=torch.int64).random_().item())
-    kept = dropout_keep(seed, 2, 3, 37, 70, p)
-    assert abs(kept.float().mean().item() - (1 - p)) < 0.02
+    kept = dropout_keep(seed, 2, 3, q_len, 70, p)
     want = _grads(lambda q, k, v: K.reference(q, k, v, 0.25, is_causal=True, dropout=kept, dropout_p=p), q, k, v, dout, torch.float64)
     _compare(got, want, "float32")
-    # another draw, another mask
-    assert not torch.allclose(K.flash_attention(q, k, v, 0.25, dropout_p=p), K.flash_attention(q, k, v, 0.25, dropout_p=p))
+    return q, k, v, p, kept
 
 
 def test_a_fully_masked_row_is_nan_as_in_eager_code():

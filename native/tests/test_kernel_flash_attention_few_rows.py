@@ -11,7 +11,7 @@ import torch
 
 from adopt_kernels import _dispatch
 from adopt_kernels.kernels import flash_attention as K
-from test_kernel_flash_attention import _compare, _grads, _inputs, _masks, check_case, dropout_keep
+from test_kernel_flash_attention import _compare, _grads, _inputs, _masks, check_case, check_dropout_replay
 
 CASES = [  # batch, heads, q_len, k_len, head_dim, value head_dim
     (1, 8, 1, 300, 64, 64),  # one decoded token
@@ -50,15 +50,7 @@ def test_the_few_rows_agree_with_the_blocked_path(monkeypatch):
 def test_dropout_takes_the_blocked_paths_mask():
     """The hash of (seed, batch * heads + head, row, key) decides each key whichever path runs,
     so the backward (always blocked) replays the forward's mask."""
-    (q, k, v, dout), _ = _inputs(2, 3, 3, 70, 16, 16, "float32", seed=7)
-    p = 0.3
-    torch.manual_seed(5)
-    got = _grads(lambda q, k, v: K.flash_attention(q, k, v, 0.25, is_causal=True, dropout_p=p), q, k, v, dout)
-    torch.manual_seed(5)
-    seed = int(torch.empty((), dtype=torch.int64).random_().item())
-    kept = dropout_keep(seed, 2, 3, 3, 70, p)
-    want = _grads(lambda q, k, v: K.reference(q, k, v, 0.25, is_causal=True, dropout=kept, dropout_p=p), q, k, v, dout, torch.float64)
-    _compare(got, want, "float32")
+    check_dropout_replay(3)
 
 
 def test_a_fully_masked_row_is_nan_as_in_eager_code():

@@ -7,7 +7,7 @@ import re
 import torch
 import torch.nn.functional as F
 
-from .. import _dispatch
+from .. import _dispatch, registry
 from .switches import enabled
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -48,12 +48,6 @@ def attention_supported(q, k, v, mask=None, head_mask=None, output_attentions=Fa
     except RuntimeError:
         return False
     return True
-
-
-def nothing_to_fuse(q_len, grad_enabled, applies_dropout):
-    """One query row without autograd or dropout (a decoded token): a fused attention has nothing
-    to remove there, so such a CPU call runs torch's code at any size (:func:`attention`)."""
-    return q_len == 1 and not grad_enabled and not applies_dropout
 
 
 def _causal_keep(q_len, k_len, device):
@@ -474,13 +468,9 @@ def attention(
         # a call below the blocked kernel's floor (a decoded token) skips the checks only it needs;
         # its bytes as the kernel counts them: q and k at q's head count (grouped keys included)
         moved = 2 * q.element_size() * (q.numel() + q.numel() // max(1, q.size(-2)) * k.size(-2))
-        # One query row without autograd (a decoded token) has nothing a fusion removes: its keys
-        # and values stream once either way, and its scores are one row. In a decoding model they
-        # come from memory, not cache, and the compiled call measured level with eager at one
-        # thread and 6-12% slower at two (docs/kernels.md): torch takes it at any length.
-        one_row = nothing_to_fuse(q.size(-2), torch.is_grad_enabled(), applies_dropout)
-        if not _dispatch.small("flash_attention", moved, q, True if applies_dropout else None,
-                               "of one query row (a decoded token)" if one_row else None):
+        # shapes the fusion cannot repay at any size (one query row: kernels/flash_attention.py)
+        why = None if applies_dropout or torch.is_grad_enabled() else registry.KERNELS["flash_attention"].inference_to_torch({"q_len": q.size(-2)})
+        if not _dispatch.small("flash_attention", moved, q, True if applies_dropout else None, why):
             out = _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropout_p if applies_dropout else 0.0)
             if out is not None:
                 return out

@@ -252,6 +252,14 @@ def flash_attention(q, k, v, scale=None, bias=None, mask=None, keep=None, is_cau
     return FlashAttentionFunction.apply(q, k, v, bias, mask, keep, scale, bool(is_causal), float(dropout_p), seed, fwd, bwd)
 
 
+def one_query_row(workload):
+    """One query row (a decoded token) has nothing a fusion removes: its keys and values stream
+    once either way and its scores are one row. In a decoding model they come from memory, not
+    cache, and the compiled call measured level with eager at one thread and 6-12% slower at two
+    (docs/kernels.md), so without autograd torch takes it at any length."""
+    return "of one query row (a decoded token)" if workload["q_len"] == 1 else None
+
+
 GPU_FLOATS = (torch.float32, torch.bfloat16, torch.float16)
 # past it a program's accumulators spill and float32 tiles outgrow shared memory: SDPA serves
 GPU_MAX_HEAD_DIM = 128
@@ -349,6 +357,7 @@ KERNEL = register(Kernel(
     space=SPACE,
     workload_fields=("batch", "heads", "q_len", "k_len", "head_dim", "dtype"),
     size_axes=("q_len", "k_len"),
+    inference_to_torch=one_query_row,
     # bench:crossover, 2 threads, this machine: forward faster from 1.5 MiB (12 heads x 128 x 64), forward + backward from 768 KiB
     cpu_min_bytes=CpuFloors(inference=3 << 19, training=3 << 18),
     render=_render,
