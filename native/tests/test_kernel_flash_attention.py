@@ -399,3 +399,79 @@ def test_a_few_query_blocks_against_a_long_cache_pack_in_the_task():
     run, _, check = K.make_case({"batch": 1, "heads": 16, "q_len": 80, "k_len": 4100, "head_dim": 64, "dtype": "float32"}, seed=10)
     for block_q in (64, 32, 16):
         check(run(dict(K.SPACE.portable_default, block_q=block_q), backward=False))
+
+
+def masked_row_gradients(fill, q_len, fn=None, device="cpu"):
+    """Gradients of a float32 attention whose query row 0 has every key masked by the additive
+    ``fill`` (a fully padded row of an eager extended mask), against eager float32 code, which
+    rounds those scores the same way: max |difference| of q, k, v's gradients over max |eager|."""
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 2, n, 16, generator=g).to(device) for n in (q_len, 8, 8))
+    mask = torch.randn(1, 1, q_len, 8, generator=g).to(device)
+    mask[..., 0, :] = fill
+    dout = torch.randn(1, 2, q_len, 16, generator=g).to(device)
+    fn = fn or (lambda q, k, v: K.flash_attention(q, k, v, 0.25, mask=mask))
+    before = _dispatch.CALLS["flash_attention"]
+    got = _grads(fn, q, k, v, dout)
+    assert _dispatch.CALLS["flash_attention"] == before + 1, "the compiled kernel did not run"
+    want = _grads(lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1) * 0.25 + mask, -1) @ v, q, k, v, dout)
+    return max(float((a - e).abs().max() / e.abs().max()) for a, e in zip(got, want))
+
+
+@pytest.mark.parametrize("fill", [torch.finfo(torch.float32).min, -1e9, -1e4])
+@pytest.mark.parametrize("q_len", [2, 9], ids=["few-rows", "blocked"])
+def test_a_row_masked_throughout_by_a_huge_value_keeps_its_gradients(fill, q_len):
+    """The backward rebuilds each probability from its row's maximum and log-sum, kept apart: their
+    sum in one float32 rounds the log away next to float32's minimum or -1e9 (every probability
+    of the row then came back as 1, not 1/S) and loses 1e-3 of it next to -1e4."""
+    assert masked_row_gradients(fill, q_len) < 1e-5
+
+
+def test_negative_control_a_log_sum_folded_into_the_maximum_fails_the_masked_row_check(monkeypatch):
+    old = "lse[bh * L + i], std::exp(-lse[meta[B_] * H * L + bh * L + i])"
+    assert old in K.BACKWARD
+    monkeypatch.setattr(K, "BACKWARD", K.BACKWARD.replace(old, "lse[bh * L + i] + lse[meta[B_] * H * L + bh * L + i], 1.f"))
+    _dispatch.forget()
+    try:
+        assert masked_row_gradients(-1e9, 9) > 1.0
+        assert masked_row_gradients(-1e4, 9) > 1e-5
+    finally:
+        monkeypatch.undo()
+        _dispatch.forget()
+
+
+def gpt2_left_padded_gradients():
+    """GPT-2's ``torch.where(causal, w, finfo.min) + padding`` with three left-padded keys, so that
+    rows 0-2 see only padded keys: the filled scores tie with the kept ones there, and eager's
+    ``where`` passes them no gradient. (compiled calls, max |difference| of the gradients)."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v, dout = (torch.randn(1, 2, 7, 16, generator=g) for _ in range(4))
+    causal = torch.tril(torch.ones(7, 7, dtype=torch.bool)).view(1, 1, 7, 7)
+    pad = torch.zeros(1, 1, 1, 7)
+    pad[..., :3] = torch.finfo(torch.float32).min
+    fill = torch.tensor(torch.finfo(torch.float32).min)
+    before = _dispatch.CALLS["flash_attention"]
+    got = _grads(lambda q, k, v: ak.attention(q, k, v, mask=pad, scale=0.25, keep=causal, keep_fill=fill), q, k, v, dout)
+    calls = _dispatch.CALLS["flash_attention"] - before
+    want = _grads(lambda q, k, v: torch.softmax(torch.where(causal, q @ k.transpose(-2, -1) * 0.25, fill) + pad, -1) @ v, q, k, v, dout)
+    return calls, max(float((a - e).abs().max()) for a, e in zip(got, want))
+
+
+def test_a_left_padded_row_under_a_causal_fill_takes_eagers_gradients():
+    calls, diff = gpt2_left_padded_gradients()
+    assert diff < 1e-6
+    assert calls == 0  # such rows go to the reference path; without them the kernel runs:
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(1, 2, 7, 16, generator=g, requires_grad=True) for _ in range(3))
+    before = _dispatch.CALLS["flash_attention"]
+    ak.attention(q, k, v, mask=torch.zeros(1, 1, 1, 7), keep=torch.tril(torch.ones(7, 7, dtype=torch.bool)),
+                 keep_fill=torch.tensor(torch.finfo(torch.float32).min)).sum().backward()
+    assert _dispatch.CALLS["flash_attention"] == before + 1
+
+
+def test_negative_control_folding_the_fill_of_a_left_padded_row_fails(monkeypatch):
+    from adopt_kernels._impl import attention as api
+
+    monkeypatch.setattr(api, "_every_row_keeps_a_key", lambda mask, fills: True)
+    calls, diff = gpt2_left_padded_gradients()
+    assert calls == 1 and diff > 1e-2

@@ -354,3 +354,35 @@ def test_negative_control_detects_wrong_kernel(wrong, monkeypatch):
     finally:
         monkeypatch.undo()
         _dispatch.forget()
+
+
+def _leaf_grads_are_their_own(fn):
+    """After one backward through ``fn(x, residual)`` with both leaves, scaling x.grad in place
+    (a per-parameter clip) leaves residual.grad as it was, as eager's add gives two tensors."""
+    x, r = torch.randn(4, 6, 48, requires_grad=True), torch.randn(4, 6, 48, requires_grad=True)
+    fn(x, r).mul(torch.randn(4, 6, 48)).sum().backward()
+    before = r.grad.clone()
+    x.grad.mul_(0.5)
+    return torch.equal(r.grad, before)
+
+
+def test_without_dropout_the_inputs_gradients_do_not_share_memory():
+    ln, drop = block(48, 0.1)
+    before = _dispatch.CALLS["layer_norm"]
+    assert _leaf_grads_are_their_own(lambda x, r: ak.dropout_add_layer_norm(x, r, ln, drop, training=False))
+    assert _dispatch.CALLS["layer_norm"] == before + 1
+    assert _leaf_grads_are_their_own(lambda x, r: ln(x + r))
+
+
+def test_negative_control_gradients_as_two_views_of_one_buffer_fail_the_check():
+    class AddAsViews(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, r):
+            return x + r
+
+        @staticmethod
+        def backward(ctx, g):
+            g = g.contiguous()
+            return g.view(g.shape), g.view(g.shape)
+
+    assert not _leaf_grads_are_their_own(lambda x, r: AddAsViews.apply(x, r))

@@ -250,7 +250,7 @@ def _as_four_dims(q, k, v, tensors):
     return tuple(t.reshape((1,) * (4 - t.dim()) + tuple(t.shape)) for t in (q, k, v))
 
 
-def _compiled_masks(q, mask, fills):
+def _compiled_masks(q, k, mask, fills):
     """(additive, boolean keep) masks equal to the fills then ``mask``; None where the fills
     cannot be folded exactly (see :func:`_fills_as_mask`)."""
     added, kept = (mask, None) if mask is None or mask.dtype != torch.bool else (None, mask)
@@ -261,9 +261,34 @@ def _compiled_masks(q, mask, fills):
         if folded.dtype == torch.bool:
             kept = folded if kept is None else kept & folded
         else:
+            if _records_score_gradients(q, k) and not _every_row_keeps_a_key(mask, fills):
+                return None
             # the fill's value absorbs the scores it replaces; the mask is added after it
             added = folded if added is None else folded + added
     return added, kept
+
+
+def _records_score_gradients(q, k):
+    return torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
+
+
+def _every_row_keeps_a_key(mask, fills):
+    """Whether every query row keeps a key (no fill replaces it) that the mask leaves above -1e30.
+
+    A finite fill folded into an additive mask gives the forward exactly, but in a row with no such
+    key (a left-padded row under GPT-2's causal fill) the replaced scores tie with the kept ones
+    and carry probability: eager's ``where`` passes them no gradient, the kernel's add would."""
+    replaced = None
+    for where, _, keeps in fills:
+        hit = ~where if keeps else where
+        replaced = hit if replaced is None else replaced | hit
+    usable = ~replaced
+    try:
+        if mask is not None:
+            usable = usable & (mask if mask.dtype == torch.bool else mask > -1e30)
+        return bool(usable.any(-1).all())
+    except RuntimeError:  # shapes that broadcast only against the scores: the reference decides
+        return False
 
 
 def _via_sdpa(q, k, v, mask, scale, is_causal, fills, bias):
@@ -302,7 +327,7 @@ def _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropo
         return None
     if softmax_dtype is not None and softmax_dtype != torch.float32:
         return None
-    masks = _compiled_masks(q, mask, fills)
+    masks = _compiled_masks(q, k, mask, fills)
     if masks is None:
         return None
     four = _as_four_dims(q, k, v, (bias, *masks))

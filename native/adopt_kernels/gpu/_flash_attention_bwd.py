@@ -43,8 +43,9 @@ def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, DSC, QS, KS, VS, DS, MS, 
         rows = held
         q = _tile(Q, QS, b, h, rows[:, None], L, d[None, :], D, F32)
         do = _tile(DO, DS, b, h, rows[:, None], L, dv[None, :], DV, F32)
-        # rows past the end read an infinite log-sum-exp: probability 0
+        # rows past the end read an infinite maximum: probability 0
         lse = tl.load(LSE + bh * L + held64, mask=rows < L, other=float("inf"))
+        logsum = tl.load(LSE + tl.num_programs(1).to(tl.int64) * L + bh * L + held64, mask=rows < L, other=0.0)
         delta = tl.load(DELTA + bh * L + held64, mask=rows < L, other=0.0)
         offsets = _mask_rows(MS, b, h, held64[:, None])
         dq = tl.zeros([HELD, BLOCK_D], tl.float32)
@@ -53,7 +54,7 @@ def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, DSC, QS, KS, VS, DS, MS, 
             kt = _tile(K, KS, b, h, cols[None, :], S, d[:, None], D, F32)
             s = _masked(tl.dot(q, kt, input_precision=PREC), rows[:, None], cols[None, :], L, S, scale, MASKS, offsets, MS,
                         HAS_BIAS, HAS_ADD, HAS_KEEP, CAUSAL)
-            p = tl.exp2((s - lse[:, None]) * LOG2E)
+            p = tl.exp2((s - lse[:, None]) * LOG2E) * tl.exp2(-logsum * LOG2E)[:, None]
             dp = tl.dot(do, _tile(V, VS, b, h, cols[None, :], S, dv[:, None], DV, F32), input_precision=PREC)
             if DROPOUT:
                 dp = _dropped(dp, _kept(seed, bh, held64, start, L, S, thr, HELD, STEP, JOIN), p_drop)
@@ -79,8 +80,9 @@ def _bwd(Q, K, V, MASKS, DO, LSE, DELTA, DK, DVAL, DQ, DSC, QS, KS, VS, DS, MS, 
             st = _masked(tl.dot(k, qt, input_precision=PREC), rows[None, :], cols[:, None], L, S, scale, MASKS,
                          _mask_rows(MS, b, h, rows64[None, :]), MS, HAS_BIAS, HAS_ADD, HAS_KEEP, CAUSAL)
             lse = tl.load(LSE + bh * L + rows64, mask=rows < L, other=float("inf"))
+            logsum = tl.load(LSE + tl.num_programs(1).to(tl.int64) * L + bh * L + rows64, mask=rows < L, other=0.0)
             delta = tl.load(DELTA + bh * L + rows64, mask=rows < L, other=0.0)
-            pt = tl.exp2((st - lse[None, :]) * LOG2E)
+            pt = tl.exp2((st - lse[None, :]) * LOG2E) * tl.exp2(-logsum * LOG2E)[None, :]
             do = _tile(DO, DS, b, h, rows[:, None], L, dv[None, :], DV, F32)
             dpt = tl.dot(v, tl.trans(do), input_precision=PREC)
             if DROPOUT:  # one draw serves the kept probabilities and their gradient
@@ -99,7 +101,7 @@ def _grads(run, out, lse, dout, schedule, learned):
     q, k, v = run.q, run.k, run.v
     B, H, L, S, D, DV = run.B, run.H, run.L, run.S, run.D, run.DV
     flags = run.flags()
-    delta = torch.empty_like(lse)
+    delta = torch.empty_like(lse[0])
     _delta[(triton.cdiv(L, 64), B * H)](out, dout, delta, *dout.stride()[:3], H, L, DV, BLOCK=64, BLOCK_DV=flags["BLOCK_DV"])
     # keys and values shared across the batch or heads: per (batch, head) in float32, summed below
     dk = torch.empty(B, H, S, D, dtype=k.dtype if k.shape == (B, H, S, D) else torch.float32, device=q.device)

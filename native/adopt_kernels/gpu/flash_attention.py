@@ -149,7 +149,11 @@ def _fwd(Q, K, V, MASKS, O, LSE, QS, KS, VS, MS, H, L, S, D, DV, scale, p_drop, 
     l_use = tl.where(empty, 1.0, l_i)
     out = tl.where(empty[:, None], float("nan"), acc / l_use[:, None])
     tl.store(O + (bh * L + rows64)[:, None] * DV + dv[None, :], out.to(O.dtype.element_ty), mask=(rows < L)[:, None] & (dv < DV)[None, :])
-    tl.store(LSE + bh * L + rows64, tl.where(empty, float("nan"), m_i + tl.log(l_use)), mask=rows < L)
+    # each row's maximum and log-sum apart, (2, B * H, L): their sum rounded to one float loses the
+    # log to the maximum's magnitude in a row masked throughout by a huge finite value (float32's
+    # minimum, -1e9), and the backward would rebuild its probabilities as 1 instead of 1 / S
+    tl.store(LSE + bh * L + rows64, tl.where(empty, float("nan"), m_i), mask=rows < L)
+    tl.store(LSE + tl.num_programs(1).to(tl.int64) * L + bh * L + rows64, tl.where(empty, float("nan"), tl.log(l_use)), mask=rows < L)
 
 
 @triton.jit(do_not_specialize=["thr", "seed"])
@@ -222,7 +226,7 @@ def forward(run, schedule):
     """Output and log-sum-exp of one call."""
     q = run.q
     out = torch.empty(run.B, run.H, run.L, run.DV, dtype=q.dtype, device=q.device)
-    lse = torch.empty(run.B * run.H, run.L, dtype=torch.float32, device=q.device)
+    lse = torch.empty(2, run.B * run.H, run.L, dtype=torch.float32, device=q.device)
     bm = schedule["block_m"]
     masks, mask_strides = run.mask_args()
     launch(

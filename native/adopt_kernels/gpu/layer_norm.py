@@ -167,7 +167,10 @@ class _DropoutAddLayerNorm(torch.autograd.Function):
                 BLOCK=_block(n), num_warps=max(ctx.schedule["num_warps"], min(32, _block(n) // BWD_COLUMNS_PER_WARP)))
         dw = dw.sum(0).to(x2.dtype) if want_dw else None
         db = db.sum(0).to(x2.dtype) if want_db else None
-        return dx.view(ctx.shape), dres.view(ctx.shape), dw, db, None, None, None, None
+        # without dropout the one tensor goes to both inputs, as the eager add's backward hands it:
+        # two views of one buffer would each become a leaf's .grad, sharing memory
+        gx = dx.view(ctx.shape)
+        return gx, gx if dres is dx else dres.view(ctx.shape), dw, db, None, None, None, None
 
 
 def dropout_add_layer_norm(x, residual, weight, bias, eps, p=0.0, seed=0, *, schedule):

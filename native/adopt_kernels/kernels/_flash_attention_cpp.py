@@ -152,13 +152,17 @@ NOINLINE static float mask_row(float* s, const RowMask& m, float scale, int64_t 
 }
 
 // s <- exp(s - m) over n columns (a multiple of VL); returns the sum
-static inline __attribute__((always_inline)) float exp_cols(float* s, int64_t n, float m) {
+// exp(s - m) * k: the row's maximum m, then k (the backward's 1 / the row's sum) as a factor, so that
+// a row whose scores all sit near a huge mask value (float32's minimum, -1e9) keeps its
+// probabilities: m + log(sum) rounded to one float loses the log to m's magnitude (and with
+// -fassociative-math a second subtraction may be folded into the first).
+static inline __attribute__((always_inline)) float exp_cols(float* s, int64_t n, float m, float k) {
   vf sum = vsplat(0.f);
-  for (int64_t jj = 0; jj < n; jj += VL) { vf e = vexp(vload(s + jj) - m); vstore(s + jj, e); sum += e; }
+  for (int64_t jj = 0; jj < n; jj += VL) { vf e = vexp(vload(s + jj) - m) * k; vstore(s + jj, e); sum += e; }
   return hsum(sum);
 }
 // a whole block's row with BK known to the compiler (unrolled), a short one's with n
-NOINLINE static float exp_row(float* s, int64_t n, float m) { return n == BK ? exp_cols(s, BK, m) : exp_cols(s, n, m); }
+NOINLINE static float exp_row(float* s, int64_t n, float m, float k) { return n == BK ? exp_cols(s, BK, m, k) : exp_cols(s, n, m, k); }
 
 // The causal limit of query row i: the last key it may see (bottom-right aligned), or S.
 static inline int64_t key_limit(const int64_t* meta, int64_t i) {
@@ -220,7 +224,7 @@ static bool softmax_block(const FwdScratch& w, int64_t nq, int64_t n, int64_t Dv
     float* s = w.s + r * BK;
     float mnew = std::max(w.m[r], bmax[r]);
     if (mnew == NEG_INF) { std::memset(s, 0, BK * 4); continue; }
-    float alpha = std::exp(w.m[r] - mnew), sum = exp_row(s, n, mnew);
+    float alpha = std::exp(w.m[r] - mnew), sum = exp_row(s, n, mnew, 1.f);
     mass |= !(sum == 0.f);
     w.l[r] = w.l[r] * alpha + sum;
     w.m[r] = mnew;
@@ -272,7 +276,8 @@ static void fwd_task(const scalar_t* q, const scalar_t* k, const scalar_t* v, co
     const float inv = empty ? __builtin_nanf("") : 1.f / w.l[r];
     scalar_t* dst = out + (bh * L + i) * Dv;
     for (int64_t d = 0; d < Dv; ++d) store_f(dst, d, w.o[r * Dvp + d] * inv);
-    lse[bh * L + i] = empty ? __builtin_nanf("") : w.m[r] + std::log(w.l[r]);
+    lse[bh * L + i] = empty ? __builtin_nanf("") : w.m[r];
+    lse[meta[B_] * H * L + bh * L + i] = empty ? __builtin_nanf("") : std::log(w.l[r]);
   }
 }
 
@@ -313,7 +318,7 @@ static void direct_chunk(const scalar_t* q, const scalar_t* k, const scalar_t* v
     const float m = mask_row(sr, row_mask(bias, add, keep, meta, b, h, r, j0), scale, nk, key_limit(meta, r) - j0);
     part.m[r] = m;
     if (m == NEG_INF) { part.l[r] = 0.f; std::memset(sr, 0, ns * 4); continue; }
-    part.l[r] = exp_cols(sr, ns, m);
+    part.l[r] = exp_cols(sr, ns, m, 1.f);
     if (meta[DROP_]) dropout_row(sr, ns, row_key(meta, bh, r), hi, j0, thresh, 1.f / (1.f - p_drop));
   }
   // the output rows: each value row loaded once, added into every row it weighs in
@@ -365,7 +370,7 @@ static void attn_fwd_direct(const scalar_t* q, const scalar_t* k, const scalar_t
       scalar_t* dst = out + (bh * L + r) * Dv;
       if (m == NEG_INF) {  // every key masked: NaN, as eager softmax gives
         for (int64_t d = 0; d < Dv; ++d) store_f(dst, d, __builtin_nanf(""));
-        lse[bh * L + r] = __builtin_nanf("");
+        lse[bh * L + r] = lse[BH * L + bh * L + r] = __builtin_nanf("");
         continue;
       }
       float* acc = parts[bh * n_chunks].o + r * Dvp;  // the first chunk's row gathers the others
@@ -381,11 +386,13 @@ static void attn_fwd_direct(const scalar_t* q, const scalar_t* k, const scalar_t
       }
       const float inv = 1.f / l;
       for (int64_t d = 0; d < Dv; ++d) store_f(dst, d, acc[d] * inv);
-      lse[bh * L + r] = m + std::log(l);
+      lse[bh * L + r] = m;
+      lse[BH * L + bh * L + r] = std::log(l);
     }
   std::free(o_all);
 }
 
+// lse: (2, B, H, L), each row's score maximum, then the log of its sum of exponentials (apart: see exp_cols)
 extern "C" void attn_fwd(const scalar_t* q, const scalar_t* k, const scalar_t* v, const float* bias, const float* add,
                          const uint8_t* keep, scalar_t* out, float* lse, const int64_t* meta, float scale, float p_drop,
                          int nthreads) {
@@ -421,7 +428,7 @@ extern "C" void attn_fwd(const scalar_t* q, const scalar_t* k, const scalar_t* v
 BACKWARD = r"""
 struct BwdScratch { float *kt, *kr, *vt, *q, *dout, *p, *ds, *pd, *dk, *dv; };
 
-// One (query block, key block) pair: recompute the probabilities from the saved log-sum-exp,
+// One (query block, key block) pair: recompute the probabilities from each row's saved maximum and log-sum,
 // then dV += P^T dO, dS = P * (dP - delta), dK += dS^T Q, dQ += dS K (scale folded into dS).
 static void bwd_pair(const scalar_t* q, const scalar_t* dout, const float* bias, const float* add, const uint8_t* keep,
                      const float* lse, const float* delta, float* dq, float* dbias, const int64_t* meta, float scale, float p_drop,
@@ -437,7 +444,7 @@ static void bwd_pair(const scalar_t* q, const scalar_t* dout, const float* bias,
   for (int64_t r = 0; r < nq; ++r) {
     const int64_t i = i0 + r;
     mask_row(w.p + r * BK, row_mask(bias, add, keep, meta, b, h, i, j0), scale, nk, key_limit(meta, i) - j0);
-    mass |= !(exp_row(w.p + r * BK, n, lse[bh * L + i]) == 0.f);
+    mass |= !(exp_row(w.p + r * BK, n, lse[bh * L + i], std::exp(-lse[meta[B_] * H * L + bh * L + i])) == 0.f);
   }
   if (!mass) {  // every probability of the pair underflowed to 0 (a masked block): nothing to add
     if (dbias) for (int64_t r = 0; r < nq; ++r) std::memset(dbias + (bh * L + i0 + r) * S + j0, 0, nk * 4);

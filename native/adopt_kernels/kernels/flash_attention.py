@@ -192,7 +192,8 @@ class FlashAttentionFunction(torch.autograd.Function):
         seed = (dropout_seed() if seed is None else seed) if dropout_p > 0 else 0
         meta = _meta(q, k, v, masks, causal, dropout_p > 0, seed)
         out = torch.empty(B, H, L, v.size(3), dtype=q.dtype)
-        lse = torch.empty(B, H, L, dtype=torch.float32)
+        # each row's maximum and log-sum, kept apart (the template's exp_cols says why)
+        lse = torch.empty(2, B, H, L, dtype=torch.float32)
         ptrs = [_dispatch.ptr(t) for t, _ in masks]
         fwd(_dispatch.ptr(q), _dispatch.ptr(k), _dispatch.ptr(v), *ptrs, _dispatch.ptr(out), _dispatch.ptr(lse), _dispatch.ptr(meta),
             _dispatch.f32(scale), _dispatch.f32(dropout_p), _dispatch.threads())

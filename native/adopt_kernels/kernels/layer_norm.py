@@ -442,7 +442,10 @@ class DropoutAddLayerNormFunction(torch.autograd.Function):
                 _dispatch.f32(ctx.scale), ctypes.c_int(ctx.drop), stream_output(dx), ctypes.c_int(nthreads))
         dw = dw_partial.sum(0).to(w.dtype) if ctx.needs_input_grad[2] else None
         db = db_partial.sum(0).to(w.dtype) if ctx.needs_input_grad[3] else None
-        return dx.view(ctx.shape), dres.view(ctx.shape), dw, db, None, None, None, None, None
+        # without dropout the one tensor goes to both inputs, as the eager add's backward hands it:
+        # two views of one buffer would each become a leaf's .grad, sharing memory
+        gx = dx.view(ctx.shape)
+        return gx, gx if dres is dx else dres.view(ctx.shape), dw, db, None, None, None, None, None
 
 
 def dropout_add_layer_norm(x, residual, weight, bias, eps, p=0.0, seed=None, schedule=None):
