@@ -161,8 +161,10 @@ static inline __attribute__((always_inline)) float exp_cols(float* s, int64_t n,
   for (int64_t jj = 0; jj < n; jj += VL) { vf e = vexp(vload(s + jj) - m) * k; vstore(s + jj, e); sum += e; }
   return hsum(sum);
 }
-// a whole block's row with BK known to the compiler (unrolled), a short one's with n
-NOINLINE static float exp_row(float* s, int64_t n, float m, float k) { return n == BK ? exp_cols(s, BK, m, k) : exp_cols(s, n, m, k); }
+// a whole block's row with BK known to the compiler (unrolled), a short one's with n; the forward's
+// with no factor (a literal 1, folded away), the backward's with its row's 1 / sum
+NOINLINE static float exp_row(float* s, int64_t n, float m) { return n == BK ? exp_cols(s, BK, m, 1.f) : exp_cols(s, n, m, 1.f); }
+NOINLINE static float exp_row_scaled(float* s, int64_t n, float m, float k) { return n == BK ? exp_cols(s, BK, m, k) : exp_cols(s, n, m, k); }
 
 // The causal limit of query row i: the last key it may see (bottom-right aligned), or S.
 static inline int64_t key_limit(const int64_t* meta, int64_t i) {
@@ -224,7 +226,7 @@ static bool softmax_block(const FwdScratch& w, int64_t nq, int64_t n, int64_t Dv
     float* s = w.s + r * BK;
     float mnew = std::max(w.m[r], bmax[r]);
     if (mnew == NEG_INF) { std::memset(s, 0, BK * 4); continue; }
-    float alpha = std::exp(w.m[r] - mnew), sum = exp_row(s, n, mnew, 1.f);
+    float alpha = std::exp(w.m[r] - mnew), sum = exp_row(s, n, mnew);
     mass |= !(sum == 0.f);
     w.l[r] = w.l[r] * alpha + sum;
     w.m[r] = mnew;
@@ -444,7 +446,7 @@ static void bwd_pair(const scalar_t* q, const scalar_t* dout, const float* bias,
   for (int64_t r = 0; r < nq; ++r) {
     const int64_t i = i0 + r;
     mask_row(w.p + r * BK, row_mask(bias, add, keep, meta, b, h, i, j0), scale, nk, key_limit(meta, i) - j0);
-    mass |= !(exp_row(w.p + r * BK, n, lse[bh * L + i], std::exp(-lse[meta[B_] * H * L + bh * L + i])) == 0.f);
+    mass |= !(exp_row_scaled(w.p + r * BK, n, lse[bh * L + i], std::exp(-lse[meta[B_] * H * L + bh * L + i])) == 0.f);
   }
   if (!mass) {  // every probability of the pair underflowed to 0 (a masked block): nothing to add
     if (dbias) for (int64_t r = 0; r < nq; ++r) std::memset(dbias + (bh * L + i0 + r) * S + j0, 0, nk * 4);
