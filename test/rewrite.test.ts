@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runRewrite } from '../src/cli/rewrite.js';
@@ -391,7 +391,7 @@ describe('adopt rewrite: bad input', () => {
     const dir = tempProject({ 'unbound.rule': 'rule unbound\n  match\n    y = softmax($x, ...)\n  rewrite expr y\n    "fast({z})"\n' });
     const r = adopt(['rules', 'check', join(dir, 'unbound.rule')]);
     expect(r.code).toBe(2);
-    expect(unwrapped(r.stderr)).toMatch(/unbound\.rule:4:1: error: rewrite uses \{z\}, but 'z' is not bound by the pattern \(unbound metavariable\)/);
+    expect(unwrapped(r.stderr)).toMatch(/unbound\.rule:5:11: error: rewrite uses \{z\}, but 'z' is not bound by the pattern \(unbound metavariable\)/);
   });
 
   it('a rule with an unknown constraint or a dangling reference is rejected', () => {
@@ -437,13 +437,13 @@ describe('adopt rewrite: bad input', () => {
     expect(j.sites.find((s: { rule: string }) => s.rule === 'low').reason).toMatch(/overlaps the high rewrite/);
   });
 
-  it('a rewrite that would not parse is refused and nothing is written', () => {
+  it('a rule whose rewrite would not parse is refused at its rule file line, and nothing is written', () => {
     const broken = 'rule broken\n  match\n    y = softmax($x, ...)\n  rewrite expr y\n    guard "True"\n    "fast({x}))("\n';
     const dir = tempProject({ 'b.rule': broken, 'm.py': model });
     const f = join(dir, 'm.py');
     const r = adopt(['rewrite', '--in-place', '--rules', join(dir, 'b.rule'), '--no-builtin-rules', f]);
     expect(r.code).toBe(2);
-    expect(unwrapped(r.stderr)).toMatch(/the rewritten code would not parse/);
+    expect(unwrapped(r.stderr)).toMatch(/b\.rule:6:5: error: rule broken: the rewrite expression would not be Python/);
     expect(readFileSync(f, 'utf8')).toBe(model);
   });
 
@@ -454,12 +454,13 @@ describe('adopt rewrite: bad input', () => {
     expect(existsSync(join(dir, 'm.py.orig'))).toBe(false);
   });
 
-  it('a file with a syntax error elsewhere is still rewritten around it', () => {
+  it('a file with a syntax error away from its sites is reported and not rewritten', () => {
     const dir = tempProject({ 's.py': `${model}\n\ndef broken(:\n    pass\n` });
-    mkdirSync(join(dir, 'x'), { recursive: true });
-    const r = adopt(['rewrite', join(dir, 's.py')]);
+    const r = adopt(['rewrite', '--in-place', join(dir, 's.py')]);
     expect(looksLikeCrash(r.stderr)).toBe(false);
-    expect(unwrapped(r.stderr)).toMatch(/s\.py:\d+:\d+: error: syntax error/);
+    expect(r.code).toBe(2);
+    expect(unwrapped(r.stderr)).toMatch(/s\.py:10:\d+: error: syntax error/);
+    expect(readFileSync(join(dir, 's.py'), 'utf8')).toBe(`${model}\n\ndef broken(:\n    pass\n`);
   });
 });
 

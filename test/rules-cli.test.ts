@@ -76,7 +76,8 @@ describe('adopt rules', () => {
     expect(r.stderr).toMatch(/also_broken\.rule:3:\d+: error: cannot parse the rule: the line ends before its brackets are closed/);
     expect(r.stderr).toMatch(/broken\.rule:2:3: error: cannot parse the rule: 'titel' is not a rule item/);
     expect(r.stderr).toMatch(/missing\.rule:10:3: error: rule missing: example file cases\/before\.py does not exist \(paths are relative to the rule file's directory/);
-    expect(r.stderr).toMatch(/template\.rule:7:3: error: rule template: the rewrite expression would not be Python/);
+    // at the template's own line, below `rewrite expr y` (7) and its guard (8)
+    expect(r.stderr).toMatch(/template\.rule:9:5: error: rule template: the rewrite expression would not be Python/);
     expect(r.stdout).toMatch(/good\.rule:1: rule my_softmax: ok/);
   });
 

@@ -1,3 +1,5 @@
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -133,6 +135,9 @@ ACTIVATIONS = {
     "inplace_silu": (lambda: nn.SiLU(inplace=True), False),
     "inplace_relu": (lambda: nn.ReLU(inplace=True), False),
     "lambda": (lambda: (lambda x: x * torch.sigmoid(x)), False),
+    # what a rewrite passes for `F.gelu(gate, approximate="tanh")`: out of place like F.gelu
+    "partial_gelu_tanh": (lambda: functools.partial(F.gelu, approximate="tanh"), True),
+    "partial_inplace_silu": (lambda: functools.partial(F.silu, inplace=True), False),
 }
 
 

@@ -6,6 +6,7 @@ import { explainCommand } from './explain.js';
 import { kernelsCommand } from './kernels.js';
 import { EXIT } from './policy.js';
 import { recordsCommand } from './records.js';
+import { placed } from './rule-errors.js';
 import { rewriteCommand } from './rewrite.js';
 import { collectRules, NO_BUILTIN_RULES_HELP, registerRulesCommands, RULES_HELP, WHY_NOT_ALL } from './rules.js';
 import { tuneCommand } from './tune.js';
@@ -105,7 +106,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.input;
     if (e instanceof AdoptError) {
-      if (e.diagnostics.length) for (const d of e.diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
+      if (e.diagnostics.length) for (const d of placed(e)) process.stderr.write(`${formatDiagnostic(d)}\n`);
       else process.stderr.write(`adopt: ${e.message}\n`);
       return EXIT.input;
     }

@@ -1,7 +1,9 @@
 // `adopt rewrite`: options, then the pipeline, then printing (a diff, JSON or a summary) and the
 // exit code of the shared policy (./policy.ts).
+import { relative, resolve } from 'node:path';
 import { AdoptError, formatDiagnostic } from '../diag.js';
-import { destinationsUnder, runPipeline, withholdMeasuredSlower, writeInPlace, writeTo, type PipelineResult, type Written } from '../pipeline/index.js';
+import { defaultRulesDir, selectRules, type Rule } from '../match/rule.js';
+import { destinationsUnder, filesWithSyntaxErrors, runPipeline, UNPARSED, withholdMeasuredSlower, writeInPlace, writeTo, type PipelineResult, type Written } from '../pipeline/index.js';
 import { writeScheduleFiles } from '../tune/schedule-file.js';
 import { type TuneCliOptions, checkConfig, printModelSummary, targetInfo, tuneDiscovered, wholeNumber } from './tune.js';
 import { tuneRewrites } from '../tune/rewrite.js';
@@ -10,6 +12,7 @@ import { maxFileSizeBytes } from '../parse/limits.js';
 import { diffBase, unifiedDiff } from '../synth/diff.js';
 import type { FileResult } from '../synth/synthesize.js';
 import { exitCode, NOTHING_TO_ANALYSE } from './policy.js';
+import { checkTemplates } from './rule-errors.js';
 
 // the pipeline's entry for callers that used to find it here
 export { runRewrite } from '../pipeline/index.js';
@@ -41,8 +44,13 @@ export async function rewriteCommand(paths: string[], opts: RewriteOptions): Pro
   checkOptions(opts);
   if (opts.whyNotAll) opts.whyNot = true;
   const named = new Set((opts.rules ?? '').split(',').map((x) => x.trim()));
+  const library = resolve(defaultRulesDir());
+  const given = (r: Rule) => relative(library, resolve(r.file)).startsWith('..');
+  // before any input is read: a broken rule file stops the command at its own line, where
+  // synthesis would only refuse each site it matched, without naming the rule file
+  const rules = checkTemplates(selectRules(opts.rules, { builtin: opts.builtinRules }).rules, given);
   let result = runPipeline(paths, {
-    rules: opts.rules, builtinRules: opts.builtinRules, root: opts.root, whyNot: opts.whyNot, maxBytes: maxFileSizeBytes(opts.maxFileSize),
+    rules, builtinRules: opts.builtinRules, root: opts.root, whyNot: opts.whyNot, maxBytes: maxFileSizeBytes(opts.maxFileSize),
     withhold: opts.learned === false ? undefined : withholdMeasuredSlower(named),
     verify: opts.verify ? { config: opts.config, repeats: Number(opts.repeats ?? 20), say: opts.json ? () => {} : say } : undefined,
   });
@@ -50,9 +58,12 @@ export async function rewriteCommand(paths: string[], opts: RewriteOptions): Pro
   for (const f of result.files) if (f.error) say(`adopt: error: ${f.error}`);
   const tuned = opts.tune ? await tuneStage(result, opts) : null;
   if (tuned) result = { ...result, files: tuned.files };
-  const changed = result.files.filter((f) => !f.error && f.rewritten !== f.original);
+  // the pipeline leaves a file that does not parse alone; nothing reaches the disk or a diff from it
+  const unparsed = filesWithSyntaxErrors(result.plan.program);
+  const changed = result.files.filter((f) => !f.error && f.rewritten !== f.original && !unparsed.has(f.path));
   const emitted: Written = opts.inPlace ? writeInPlace(changed, !!opts.backup) : opts.output ? writeTo(opts.output, changed, paths) : { written: changed, errors: [] };
   for (const e of emitted.errors) say(`adopt: error: ${e}`);
+  if (emitted.copied?.length && !opts.json) say(`adopt: ${emitted.copied.length} other file(s) of the input copied unchanged into ${opts.output}`);
   if (tuned?.entries.length && !emitted.errors.length) {
     // beside each written module; beside the original for a diff, which is applied there
     const to = opts.output ? destinationsUnder(opts.output, paths) : (p: string) => p;
@@ -110,9 +121,10 @@ function printSummary(result: PipelineResult, written: FileResult[], opts: Rewri
     for (const n of result.nearMisses) say(formatNearMiss(n));
     if (hidden) say(`adopt: ${hidden} more near miss(es) matched less of their pattern; --why-not=all shows them`);
   }
-  for (const s of result.sites) if (s.decision === 'skipped' && (opts.whyNot || !opts.quiet)) say(`${s.file}:${s.lines[0]}: ${s.rule}: found, not rewritten: ${s.reason}`);
+  // a file with a syntax error has said so once; its sites need not each say it again
+  for (const s of result.sites) if (s.decision === 'skipped' && s.reason !== UNPARSED && (opts.whyNot || !opts.quiet)) say(`${s.file}:${s.lines[0]}: ${s.rule}: found, not rewritten: ${s.reason}`);
   // what was written, when writing: a file left unchanged does not count
   const writtenPaths = new Set(written.map((f) => f.path));
-  const n = result.sites.filter((s) => s.decision === 'rewritten' && (!opts.inPlace || writtenPaths.has(s.file))).length;
+  const n = result.sites.filter((s) => s.decision === 'rewritten' && writtenPaths.has(s.file)).length;
   say(`adopt: ${result.sites.length} site(s) found, ${n} rewritten in ${written.length} file(s)`);
 }

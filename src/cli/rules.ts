@@ -4,9 +4,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { AdoptError } from '../diag.js';
 import { loadRuleFile, RuleError, ruleFilesIn, ruleSummary, selectRules, type Rule } from '../match/rule.js';
-import { exampleFile } from '../match/rule-examples.js';
 import { ruleReference } from '../match/rule-reference.js';
-import { templateProblems } from '../match/rule-template.js';
+import { placed, ruleProblems } from './rule-errors.js';
 import { testRules } from './rules-test.js';
 
 export const RULES_HELP = 'rules to use besides the built-in library: library rule names (which then select from it), .rule files and directories; comma-separated, repeatable';
@@ -61,19 +60,13 @@ function checkRules(paths: string[]): number {
   for (const f of ruleFilesIn(paths)) {
     try { rules.push(...loadRuleFile(f)); } catch (e) {
       if (!(e instanceof RuleError)) throw e;
-      for (const d of e.diagnostics) process.stderr.write(`${d.file}:${d.line}:${d.col}: error: ${d.message}\n`);
+      for (const d of placed(e)) process.stderr.write(`${d.file}:${d.line}:${d.col}: error: ${d.message}\n`);
       failed++;
     }
   }
   for (const r of rules) {
-    const problems: { line: number; message: string }[] = [];
-    for (const ex of r.examples) {
-      for (const which of ['before', 'after'] as const) {
-        if (!existsSync(exampleFile(r, ex[which]))) problems.push({ line: ex.line, message: `example file ${ex[which]} does not exist (paths are relative to the rule file's directory: looked for ${exampleFile(r, ex[which])})` });
-      }
-    }
-    for (const m of templateProblems(r)) problems.push({ line: r.rewrite!.line, message: m });
-    for (const p of problems) process.stderr.write(`${r.file}:${p.line}:3: error: rule ${r.name}: ${p.message}\n`);
+    const problems = ruleProblems(r, { examples: true });
+    for (const d of problems) process.stderr.write(`${d.file}:${d.line}:${d.col}: error: ${d.message}\n`);
     if (problems.length) failed++;
     else process.stdout.write(`${r.file}:${r.line}: rule ${r.name}: ok (${r.pattern.length} pattern lines, ${r.examples.length} example(s))\n`);
   }

@@ -3,14 +3,19 @@
 // --class and --shape it checks that class on that input; otherwise every class the file defines,
 // built tiny, on inputs the harness finds (a helper module without classes: through the files of
 // its package that use it, as `rewrite --verify` checks it).
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { AdoptError } from '../diag.js';
 import { checkFile } from '../pipeline/index.js';
 import { checkPair } from '../verify/pair.js';
+import { EXIT } from './policy.js';
 
 export interface VerifyOptions { class?: string; shape?: string; dtype?: string; json?: boolean; config?: string }
 
 export function verifyCommand(original: string, rewritten: string, opts: VerifyOptions): number {
+  const missing = [original, rewritten].filter((p) => !existsSync(p));
+  // both named, not only the first: the user fixes the command once
+  for (const p of missing) process.stderr.write(`adopt: ${p}: no such file\n`);
+  if (missing.length) return EXIT.input;
   if (opts.shape && !opts.class) throw new AdoptError('--shape needs --class: the class the input is for');
   if (opts.shape && !/^\d+(,\d+)*$/.test(opts.shape)) throw new AdoptError('--shape must be comma-separated sizes of the input, e.g. 2,7,32');
   if (opts.config) {

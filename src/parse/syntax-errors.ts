@@ -1,4 +1,4 @@
-// Syntax errors of a parsed file as diagnostics: every ERROR and MISSING node, in file order.
+// The syntax error of a parsed file as a diagnostic: its first ERROR or MISSING node.
 import type { Diagnostic } from '../diag.js';
 import { posAt, type SourceText } from './source.js';
 
@@ -14,11 +14,13 @@ export interface ScanNode {
   child(i: number): ScanNode | null;
 }
 
-const MAX_SYNTAX_REPORTS = 50;
-
+/** The file's first syntax error, as Python reports only its first. tree-sitter recovers from an
+ *  error by guessing where the broken statement ends, and what it reports after that guess is often
+ *  a valid line misread (an unmatched `)` makes the next line an error too). */
 export function collectSyntaxErrors(source: SourceText, root: ScanNode, out: Diagnostic[]): void {
+  // a preorder walk, children left to right, meets nodes in the order they start in the file
   const stack: ScanNode[] = [root];
-  while (stack.length && out.length < MAX_SYNTAX_REPORTS) {
+  while (stack.length) {
     const node = stack.pop()!;
     if (node.type === 'ERROR' || node.isMissing) {
       const p = posAt(source, node.startIndex);
@@ -27,13 +29,9 @@ export function collectSyntaxErrors(source: SourceText, root: ScanNode, out: Dia
         severity: 'error', code: 'syntax', file: source.path, line: p.line, col: p.col,
         message: node.isMissing ? `syntax error: missing '${node.type}'` : `syntax error near '${snippet}'`,
       });
-      if (node.type === 'ERROR') continue;
+      return;
     }
     if (!node.hasError) continue;
     for (let i = node.childCount - 1; i >= 0; i--) stack.push(node.child(i)!);
-  }
-  out.sort((a, b) => a.line - b.line || a.col - b.col);
-  if (out.length >= MAX_SYNTAX_REPORTS) {
-    out.push({ severity: 'note', code: 'syntax', file: source.path, line: out[out.length - 1].line, col: 1, message: `further syntax errors not listed (limit ${MAX_SYNTAX_REPORTS})` });
   }
 }

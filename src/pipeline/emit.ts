@@ -1,14 +1,14 @@
 // The last stage: rewritten text onto disk. In place (all files or none), into an output path or
 // tree, or into a mirror of a package for the benchmarks. Nothing here prints: each writer returns
 // what it wrote and, for what it could not write, why.
-import { accessSync, constants, copyFileSync, cpSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { accessSync, constants, copyFileSync, cpSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { commit, discard, stage, writeAtomically } from '../atomic-write.js';
 import type { FileResult } from '../synth/synthesize.js';
 
 // A file that cannot be written is a message in `errors`, never a throw: the caller reports each
 // and decides the exit code.
-export interface Written { written: FileResult[]; errors: string[] }
+export interface Written { written: FileResult[]; errors: string[]; copied?: string[] }
 
 /** Why `f` cannot be replaced in place, or null. */
 function cannotReplace(f: FileResult, now: string | Error): string | null {
@@ -59,20 +59,91 @@ export function writeInPlace(files: FileResult[], backup: boolean): Written {
   return { written, errors };
 }
 
-/** The rewritten files under `out`: the file itself for one input file, else a tree mirroring
- *  the inputs' layout. */
-/** Where `-o OUT` puts each rewritten file: OUT itself for one input file, else the same place in a
- *  tree under OUT. */
-export function destinationsUnder(out: string, inputs: string[]): (path: string) => string {
-  const single = inputs.length === 1 && statSync(inputs[0]).isFile();
-  const base = single ? '' : statSync(inputs[0]).isDirectory() ? resolve(inputs[0]) : dirname(resolve(inputs[0]));
-  return (path) => (single ? out : join(out, relative(base, resolve(path))));
+/** Whether `path` is `dir` or lies under it. */
+function isWithin(path: string, dir: string): boolean {
+  const r = relative(dir, path);
+  return r === '' || (r !== '..' && !r.startsWith(`..${sep}`) && !isAbsolute(r));
 }
 
+/** The deepest directory holding every input: a directory counts as itself, a file as the
+ *  directory it is in. */
+export function commonRoot(inputs: string[]): string {
+  const dirs = inputs.map((p) => (statSync(p).isDirectory() ? resolve(p) : dirname(resolve(p))));
+  let root = dirs[0];
+  for (const d of dirs.slice(1)) while (!isWithin(d, root)) root = dirname(root);
+  return root;
+}
+
+/** Where `-o OUT` puts each file: OUT itself for one input file, else the file's place relative to
+ *  the inputs' common root, under OUT. */
+export function destinationsUnder(out: string, inputs: string[]): (path: string) => string {
+  const single = inputs.length === 1 && statSync(inputs[0]).isFile();
+  const root = single ? '' : commonRoot(inputs);
+  return (path) => (single ? out : join(out, relative(root, resolve(path))));
+}
+
+// a package's compiled caches belong to the original sources; version control is not the package's
+const NOT_COPIED = new Set(['__pycache__', '.git', '.hg', '.svn']);
+
+/** Every file under a directory input, the folders of NOT_COPIED left out. */
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) { if (!NOT_COPIED.has(e.name)) walk(p); }
+      else if (e.isFile() || e.isSymbolicLink()) out.push(p);
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+/** The file's own path, symbolic links followed where it exists. */
+function realOrResolved(path: string): string {
+  try { return realpathSync(path); } catch { return resolve(path); }
+}
+
+/** `-o OUT`: the rewritten files written under OUT (OUT itself for one input file), and for a
+ *  directory input every other file under it copied, so that OUT holds a complete copy of the
+ *  package, importable as the original. Every destination is checked first: one outside OUT, one
+ *  that is an input file, or OUT inside a directory input, and nothing is written. */
 export function writeTo(out: string, files: FileResult[], inputs: string[]): Written {
   const destination = destinationsUnder(out, inputs);
-  const written: FileResult[] = [];
+  const outDir = inputs.length === 1 && statSync(inputs[0]).isFile() ? dirname(resolve(out)) : resolve(out);
+  const rewritten = new Set(files.map((f) => resolve(f.path)));
+  // a directory given inside another is copied once
+  const copies = [...new Map(inputs.filter((p) => statSync(p).isDirectory())
+    .flatMap((d) => filesUnder(d)).filter((p) => !rewritten.has(resolve(p))).map((p) => [resolve(p), p])).values()];
+  const sources = new Set([...inputs.filter((p) => statSync(p).isFile()), ...files.map((f) => f.path), ...copies].map(realOrResolved));
+  const problems: string[] = [];
+  for (const d of inputs.filter((p) => statSync(p).isDirectory())) {
+    if (isWithin(realOrResolved(out), realOrResolved(d))) problems.push(`-o ${out} is inside the input directory ${d}: choose a directory outside it`);
+  }
+  const claimed = new Map<string, string>();
+  for (const p of [...files.map((f) => f.path), ...copies]) {
+    const dest = destination(p);
+    const other = claimed.get(resolve(dest));
+    claimed.set(resolve(dest), p);
+    if (!isWithin(resolve(dest), outDir)) problems.push(`${p}: its output ${dest} would be outside ${out}`);
+    else if (sources.has(realOrResolved(dest))) problems.push(`${p}: its output ${dest} is an input file (--in-place is the way to rewrite inputs)`);
+    // one input file, but a module it uses was rewritten too: -o names a file, not a tree
+    else if (other) problems.push(`${p} was rewritten with ${other}, and -o names one file for both (give the package directory as input and -o a directory)`);
+  }
+  if (problems.length) return { written: [], errors: [...new Set(problems), `nothing was written to ${out}`] };
   const errors: string[] = [];
+  const copied: string[] = [];
+  for (const p of copies) {
+    const dest = destination(p);
+    try {
+      mkdirSync(dirname(dest), { recursive: true });
+      copyFileSync(p, dest);
+      copied.push(dest);
+    } catch (e) {
+      errors.push(`cannot copy ${p} to ${dest}: ${(e as Error).message}`);
+    }
+  }
+  const written: FileResult[] = [];
   for (const f of files) {
     const dest = destination(f.path);
     try {
@@ -83,7 +154,7 @@ export function writeTo(out: string, files: FileResult[], inputs: string[]): Wri
       errors.push(`cannot write ${dest}: ${(e as Error).message}`);
     }
   }
-  return { written, errors };
+  return { written, errors, copied };
 }
 
 /** A copy of the package with the rewritten files in place, so relative imports still resolve. */

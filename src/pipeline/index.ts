@@ -62,10 +62,21 @@ export function isEmptyProgram(program: Program): boolean {
   return readable.length > 0 && readable.every((f) => f.modules.length === 0 && f.functions.length === 0);
 }
 
+/** Why a site in a file with a syntax error is left alone. */
+export const UNPARSED = 'the file has a syntax error: it is not rewritten';
+
+/** The files of the program that do not parse. */
+export function filesWithSyntaxErrors(program: Program): Set<string> {
+  return new Set(program.files.filter((f) => f.diagnostics.some((d) => d.severity === 'error' && d.code === 'syntax')).map((f) => f.path));
+}
+
 /** The whole pipeline on `paths`. Writes nothing: emit with writeInPlace / writeTo. */
 export function runPipeline(paths: string[], opts: PipelineOptions = {}): PipelineResult {
   const plan = planRewrite(paths, opts);
-  const withhold = opts.withhold ?? (() => null);
+  // a file that does not parse is analysed around its errors, but what is around them is
+  // tree-sitter's guess: an edit there could land in code Python reads differently
+  const unparsed = filesWithSyntaxErrors(plan.program);
+  const withhold: Withhold = (s) => (unparsed.has(s.file) ? UNPARSED : opts.withhold?.(s) ?? null);
   let run: RewriteRun;
   let times: StageTimes;
   if (opts.verify) {

@@ -20,6 +20,9 @@ export interface AccessorContext {
   /** The ops of the method the site is in, and the variable an op's result is assigned to. */
   ops(): Op[];
   nameOf(op: Op): string | undefined;
+  /** Whether the name `self` is bound where the rewrite runs (a parameter of the enclosing
+   *  function or of one around it): not in a module-level function. */
+  selfInScope(): boolean;
   /** Refuses the site with a reason (the accessor then reads as undefined). */
   refuse(why: string): undefined;
 }

@@ -3,6 +3,7 @@
 // loader (which rejects a template naming an accessor that is not here) and listed for rule
 // writers by `accessorTable`.
 import type { Expr, Op } from '../dsl/ir.js';
+import { ABSENT_IF_NONE } from '../analysis/optional-add.js';
 import { readLmLoss } from './lm-head-loss.js';
 import { numberInZeroDim } from './region.js';
 import { reshapedAs, viewCheck } from './reshape-accessors.js';
@@ -109,6 +110,48 @@ function moduleOf(op: Op, cx: AccessorContext): string | undefined {
   return p ? cx.expr(p) : op.callee === 'dropout' ? '0.5' : undefined;
 }
 
+/** Whether a dropout drops: the module's mode, or what the functional call passes (training
+ *  by default). A method reads its own mode, which train() and eval() set together with the
+ *  submodule's; outside a method there is no `self`, and the module's own flag is what it reads. */
+function trainingOf(op: Op, cx: AccessorContext): string | undefined {
+  if (op.kind === 'module') {
+    if (cx.selfInScope()) return 'self.training';
+    return op.callee.startsWith('%') ? cx.refuse('the dropout module is looked up where it is called, and no `self` is in scope to say whether it is training') : `${op.callee}.training`;
+  }
+  const t = keywordOf(op, 'training') ?? op.args[2];
+  return t ? cx.expr(t) : 'True';
+}
+
+/** Arguments of a call besides the value it is applied to (its first positional argument). */
+function furtherArguments(op: Op): { args: Expr[]; kw: [string, Expr][] } {
+  return { args: op.args.slice(1), kw: op.kw.filter(([k]) => k !== ABSENT_IF_NONE) };
+}
+
+/** What to pass where a kernel takes an activation to call on one tensor. The call's other
+ *  arguments travel with it: dropping them would hand the kernel another function
+ *  (`F.gelu(g, approximate="tanh")` is not `F.gelu`). */
+function callableOf(op: Op, cx: AccessorContext): string | undefined {
+  const { args, kw } = furtherArguments(op);
+  if (op.kind !== 'op') {
+    // a submodule, or a function called by the name in scope here
+    const fn = op.kind === 'module' ? (op.callee.startsWith('%') ? undefined : op.callee) : calledAs(op, cx);
+    if (!fn || !/^[A-Za-z_][\w.]*$/.test(fn)) return undefined;
+    if (args.length || kw.length) return cx.refuse(`the activation ${fn} is called with further arguments, which the kernel's one-argument call would drop`);
+    return fn;
+  }
+  const fn = `torch.nn.functional.${op.callee}`;
+  // the analysis turns the known positional settings into keywords: any left are not known
+  if (args.length) return cx.refuse(`the activation ${op.callee} takes further positional arguments, which the kernel's one-argument call would drop`);
+  if (!kw.length) return fn;
+  const given: string[] = [];
+  for (const [k, v] of kw) {
+    const text = /^[A-Za-z_]\w*$/.test(k) && v ? cx.expr(v) : undefined;
+    if (text === undefined) return cx.refuse(`the activation ${op.callee}'s argument ${k === '**' ? '**' : `${k}=`} cannot be passed along to the kernel`);
+    given.push(`${k}=${text}`);
+  }
+  return `functools.partial(${fn}, ${given.join(', ')})`;
+}
+
 /** A keyword argument of the matched call; for a submodule, of its constructor (`nn.Softmax(dim=-1)`,
  *  whose first argument is the dim). */
 function keyword(name: string): (op: Op, cx: AccessorContext) => string | undefined {
@@ -141,8 +184,8 @@ const ENTRIES: Accessor[] = [
   { name: 'merge_check', on: 'op', description: 'a Python condition that a flatten (or reshape) merging stacked rotated pairs back into place merges the last two dimensions: `True` for `flatten(-2)` or a reshape to the tensor\'s own shape, `x.dim() == k + 1` for `flatten(k)`', read: mergeCheck },
   { name: 'rank_check', on: 'op or metavariable', description: 'a Python condition on the rank an index of full slices assumes (`x.dim() == 4`), `True` with `...`', read: rankCheck },
   {
-    name: 'callable', on: 'op', description: 'what to call for the op: the submodule, or the torch.nn.functional function it canonicalises to',
-    read: (op) => (op.kind === 'module' ? (op.callee.startsWith('%') ? undefined : op.callee) : op.kind === 'op' ? `torch.nn.functional.${op.callee}` : op.callee),
+    name: 'callable', on: 'op', description: 'what to call for the op, one argument in: the submodule, the function called by name, or the torch.nn.functional function it canonicalises to, given the call\'s keywords with `functools.partial` (`approximate="tanh"`); the site is refused for a call with arguments a one-argument callable cannot take',
+    read: callableOf,
   },
   { name: 'source_callee', on: 'op', description: 'the function of the call as written (`torch.optim.AdamW`)', read: (op, cx) => { const n = cx.nodeAt(op); return n?.type === 'call' ? n.childForFieldName('function')?.text : undefined; } },
   {
@@ -150,8 +193,8 @@ const ENTRIES: Accessor[] = [
     read: (op, cx) => { const n = cx.nodeAt(op); const args = n?.type === 'call' ? n.childForFieldName('arguments') : null; return args?.type === 'argument_list' ? args.text.slice(1, -1).trim() : undefined; },
   },
   {
-    name: 'train', on: 'op', description: 'whether a dropout applies: `self.training` for a module, the functional call\'s `training` (default True)',
-    read: (op, cx) => { if (op.kind === 'module') return 'self.training'; const t = keywordOf(op, 'training') ?? op.args[2]; return t ? cx.expr(t) : 'True'; },
+    name: 'train', on: 'op', description: 'whether a dropout applies: for a module, `self.training` in a method and the module\'s own `.training` elsewhere; the functional call\'s `training` (default True)',
+    read: trainingOf,
   },
   {
     name: 'prob', on: 'op', description: 'a dropout\'s probability: the module\'s `.p`, or the functional call\'s `p` (default 0.5)',

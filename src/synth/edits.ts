@@ -122,7 +122,10 @@ export function applyEdits(f: SynthFile, edits: Edit[]): FileResult {
   const all = [...edits];
   // only where an edit calls the kernels (a rule may rewrite without them)
   const needsImport = edits.some((e) => new RegExp(`\\b${KERNELS_ALIAS}\\b`).test(e.text));
-  if (needsImport && !original.includes(`import adopt_kernels as ${KERNELS_ALIAS}`)) all.push(preambleEdit(f.root, original, f.newline));
+  // an activation handed over with its keywords (`functools.partial(F.gelu, approximate="tanh")`)
+  const needsFunctools = edits.some((e) => /(?<![\w.])functools\.partial\(/.test(e.text)) && !importsFunctools(f.root);
+  const preamble = needsImport && !original.includes(`import adopt_kernels as ${KERNELS_ALIAS}`);
+  if (preamble || needsFunctools) all.push(preambleEdit(f.root, original, f.newline, { kernels: preamble, functools: needsFunctools }));
   const { text, placed } = spliceEdits(original, all);
   const result: FileResult = { path: f.path, original, rewritten: text, edits: all };
   // never hand back code that does not parse
@@ -156,8 +159,14 @@ export function spliceEdits(original: string, edits: Edit[]): { text: string; pl
   return { text: pieces.join(''), placed };
 }
 
-/** After the module's leading docstring, `from __future__` and import block. */
-export function preambleEdit(root: SyntaxNode, text: string, nl: string): Edit {
+/** Whether the module imports functools itself, at its top level (`import functools`). */
+function importsFunctools(root: SyntaxNode): boolean {
+  return root.namedChildren.some((s) => s.type === 'import_statement' && s.namedChildren.some((n) => n.type === 'dotted_name' && n.text === 'functools'));
+}
+
+/** After the module's leading docstring, `from __future__` and import block: the kernels' guarded
+ *  import, and `import functools` where a rewrite needs it. */
+export function preambleEdit(root: SyntaxNode, text: string, nl: string, need: { kernels: boolean; functools: boolean } = { kernels: true, functools: false }): Edit {
   let at = 0;
   let seenStatement = false;
   for (const stmt of root.namedChildren) {
@@ -171,7 +180,7 @@ export function preambleEdit(root: SyntaxNode, text: string, nl: string): Edit {
     }
     break;
   }
-  const block = PREAMBLE.join(nl);
+  const block = [...(need.functools ? ['import functools  # adopt'] : []), ...(need.kernels ? PREAMBLE : [])].join(nl);
   if (at === 0) return { start: 0, end: 0, text: block + nl + nl, rule: 'import', line: 1 };
   // insert whole lines after the import block's last line
   const eol = text.indexOf('\n', at);

@@ -232,7 +232,11 @@ export class Expressions {
     const written = writesOf(prior);
     const offending = identifierNodes(node).filter((n) => written.has(n.text) && !isAttributeName(n));
     if (!offending.length) return node.text;
-    const subs = deviceReads(node, prior) ?? new Map<SyntaxNode, string>();
+    // in a branch the guard would take, reading the dtype of a scaled einsum would move the fast
+    // path onto that branch, off the call without it (the default, and what verification runs),
+    // which the plan leaving the branch to the original code covers
+    const inTaken = this.takenClauses.some((c) => node.startIndex >= c.startIndex && node.endIndex <= c.endIndex);
+    const subs = deviceReads(node, prior, true, undefined, !inTaken) ?? new Map<SyntaxNode, string>();
     const covered = (n: SyntaxNode) => [...subs.keys()].some((r) => n.startIndex >= r.startIndex && n.endIndex <= r.endIndex);
     const stale = offending.find((n) => !covered(n));
     if (stale) {

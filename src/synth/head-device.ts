@@ -5,7 +5,11 @@ import type { SyntaxNode } from '../parse/python.js';
 
 /** What a name's value has the device (and, unless `deviceOnly`, the dtype) of: the product of
  *  `a` and `b`, or for a Linear head its input, both `a` and `b`. */
-export interface ProductSource { a: string; b: string; bmm: boolean; deviceOnly?: boolean }
+export interface ProductSource {
+  a: string; b: string; bmm: boolean; deviceOnly?: boolean;
+  /** A name the product is multiplied by in the same statement, which may promote its dtype. */
+  times?: string;
+}
 
 const CASTS = /^(float|double|half|bfloat16)$/;
 

@@ -107,8 +107,9 @@ function moduleOf(n: SyntaxNode): SyntaxNode {
  *  (or `q @ ...`) from a plain name q: each such attribute node and `q.device` / `q.dtype` to read
  *  instead (a matmul's result has its inputs' device and dtype). Undefined when there are none.
  *  `linears`: submodules known to be Linear layers (`self.lm_head`), whose output `y = self.lm_head(x)`
- *  is on x's device (only the device: autocast may change the dtype). */
-export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath = true, linears: ReadonlySet<string> = new Set()): Map<SyntaxNode, string> | undefined {
+ *  is on x's device (only the device: autocast may change the dtype). `einsums`: also a two-operand
+ *  einsum that is one product, and a product scaled in its own statement (`einsum(...) * scale`). */
+export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath = true, linears: ReadonlySet<string> = new Set(), einsums = false): Map<SyntaxNode, string> | undefined {
   // the last assignment to each name in `before`: a matmul of two plain names, or nothing usable
   const sources = new Map<string, ProductSource | null>();
   for (const b of before) {
@@ -120,13 +121,16 @@ export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath =
     if (a?.type !== 'assignment' || a.childForFieldName('left')?.type !== 'identifier') continue;
     let right = a.childForFieldName('right');
     while (right?.type === 'parenthesized_expression' && right.namedChildren.length === 1) right = right.namedChildren[0];
-    let operands: (SyntaxNode | null | undefined)[] = [];
+    let operands: (SyntaxNode | string | null | undefined)[] = [];
     let bmm = false;
-    if (right?.type === 'binary_operator' && right.childForFieldName('operator')?.text === '@') operands = [right.childForFieldName('left'), right.childForFieldName('right')];
-    else if (right?.type === 'call' && /(^|\.)(matmul|bmm)$/.test(right.childForFieldName('function')?.text ?? '')) {
-      operands = right.childForFieldName('arguments')?.namedChildren ?? [];
-      bmm = /bmm$/.test(right.childForFieldName('function')!.text);
-    } else if (right?.type === 'call' && /(^|\.)baddbmm$/.test(right.childForFieldName('function')?.text ?? '')) {
+    // `einsum(...) * scale` in one statement: a number keeps the product's dtype, a name may
+    // promote it (a float64 tensor), which the read then asks at run time
+    const scaled = einsums ? scaledProduct(right) : undefined;
+    const times = scaled?.times;
+    if (scaled) right = scaled.product;
+    const product = productOf(right, einsums);
+    if (product) ({ operands, bmm } = product);
+    else if (right?.type === 'call' && /(^|\.)baddbmm$/.test(right.childForFieldName('function')?.text ?? '')) {
       // `alibi.baddbmm(batch1=q, batch2=k, ...)`: the product's dtype and device (baddbmm takes
       // one dtype for all three)
       const args = right.childForFieldName('arguments')?.namedChildren ?? [];
@@ -145,15 +149,17 @@ export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath =
       const known = obj?.type === 'identifier' ? previous.get(obj.text) : undefined;
       if (known && /^(view|reshape|contiguous)$/.test(fn!.childForFieldName('attribute')?.text ?? '')) sources.set(a.childForFieldName('left')!.text, known);
     }
-    const plain = (x: SyntaxNode | null | undefined) => !!x && (x.type === 'identifier' || /^[A-Za-z_]\w*(\.transpose\(\s*-?\d+\s*,\s*-?\d+\s*\))?$/.test(x.text));
-    if (operands.length === 2 && plain(operands[0]) && plain(operands[1])) sources.set(a.childForFieldName('left')!.text, { a: operands[0]!.text, b: operands[1]!.text, bmm });
+    const textOf = (x: SyntaxNode | string | null | undefined) => (typeof x === 'string' ? x : x?.text);
+    const plain = (x: string | undefined) => !!x && /^[A-Za-z_]\w*(\.transpose\(\s*-?\d+\s*,\s*-?\d+\s*\))?$/.test(x);
+    const [ta, tb] = operands.map(textOf);
+    if (operands.length === 2 && plain(ta) && plain(tb)) sources.set(a.childForFieldName('left')!.text, { a: ta!, b: tb!, bmm, ...(times ? { times } : {}) });
   }
   const beforeWrites = writesOf(before);
   const out = new Map<SyntaxNode, string>();
   for (const n of identifierNodes(stmt)) {
     const src = sources.get(n.text);
     const p = n.parent;
-    if (!src || [src.a, src.b].some((x) => beforeWrites.has(x.split(/[.[]/)[0]))) continue;
+    if (!src || [src.a, src.b, ...(src.times ? [src.times] : [])].some((x) => beforeWrites.has(x.split(/[.[]/)[0]))) continue;
     // `m.expand_as(scores)`: expanded to the product's shape, computed from the operands' shapes
     const call = p?.type === 'argument_list' && p.namedChildren.length === 1 ? p.parent : null;
     const fn = call?.type === 'call' ? call.childForFieldName('function') : null;
@@ -168,7 +174,9 @@ export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath =
     // both paths asks a one-element product where the package is missing)
     const product = `torch.${src.bmm ? 'bmm' : 'matmul'}(${src.a}[..., :1, :], ${src.b}[..., :, :1]).dtype`;
     const read = `${KERNELS_ALIAS}.product_dtype(${src.a}, ${src.b})`;
-    const dtype = onFastPath ? read : `(${read} if ${KERNELS_ALIAS} is not None else ${product})`;
+    const unscaled = onFastPath ? read : `(${read} if ${KERNELS_ALIAS} is not None else ${product})`;
+    // what `product * times` gives: the promotion of a tensor with dimensions by the factor
+    const dtype = src.times ? `torch.result_type(torch.empty(0, dtype=${unscaled}), ${src.times})` : unscaled;
     // the scores passed to a helper of the file that reads only their dtype and device: an empty
     // tensor of that dtype and device in their place
     if (p?.type === 'argument_list' && !src.deviceOnly && readsOnlyKind(moduleOf(n), n)) { out.set(n, `torch.empty((), dtype=${dtype}, device=${src.a}.device)`); continue; }
@@ -178,6 +186,48 @@ export function deviceReads(stmt: SyntaxNode, before: SyntaxNode[], onFastPath =
     out.set(p!, attr === 'device' ? `${src.a}.device` : dtype);
   }
   return out.size ? out : undefined;
+}
+
+/** The operands of a product written as `a @ b`, `torch.matmul(a, b)`, `torch.bmm(a, b)`, or a
+ *  two-operand einsum that is one (`"bhqd,bhkd->bhqk"`: `a @ b.transpose(-2, -1)`). */
+function productOf(n: SyntaxNode | null | undefined, einsums = true): { operands: (SyntaxNode | string)[]; bmm: boolean } | undefined {
+  if (n?.type === 'binary_operator' && n.childForFieldName('operator')?.text === '@') {
+    const [l, r] = [n.childForFieldName('left'), n.childForFieldName('right')];
+    return l && r ? { operands: [l, r], bmm: false } : undefined;
+  }
+  const fn = n?.type === 'call' ? n.childForFieldName('function')?.text ?? '' : '';
+  const args = n?.childForFieldName('arguments')?.namedChildren ?? [];
+  if (/(^|\.)(matmul|bmm)$/.test(fn)) return { operands: args, bmm: /bmm$/.test(fn) };
+  if (!einsums || !/^torch\.einsum$/.test(fn) || args.length !== 3 || args[0].type !== 'string') return undefined;
+  const eq = /^["']([^"'{}\\]*)["']$/.exec(args[0].text)?.[1].replace(/\s+/g, '');
+  // a shared batch prefix, then (i, j) and (j, k) or (k, j) into (i, k), every letter distinct
+  const m = eq && /^((?:\.\.\.)?[A-Za-z]*)([A-Za-z])([A-Za-z]),\1([A-Za-z])([A-Za-z])->\1([A-Za-z])([A-Za-z])$/.exec(eq);
+  if (!m) return undefined;
+  const [, batch, i, j, x, y, oi, ok] = m;
+  const letters = [...batch.replace('...', ''), i, j];
+  if (new Set(letters).size !== letters.length || oi !== i) return undefined;
+  const [b0, b1] = [args[1].text, args[2].text];
+  if (x === j && !letters.includes(y) && ok === y) return { operands: [b0, b1], bmm: false };
+  if (y === j && !letters.includes(x) && ok === x) return { operands: [b0, `${b1}.transpose(-2, -1)`], bmm: false };
+  return undefined;
+}
+
+/** `P * s`, `s * P` or `P / s` for a product P and a Python number or 0-d tensor s (the dtype
+ *  stays the product's), or `P * name` (then `times` is the name, which may promote it). */
+function scaledProduct(n: SyntaxNode | null | undefined): { product: SyntaxNode; times?: string } | undefined {
+  if (n?.type !== 'binary_operator') return undefined;
+  const op = n.childForFieldName('operator')?.text;
+  const unwrap = (x: SyntaxNode | null) => { while (x?.type === 'parenthesized_expression' && x.namedChildren.length === 1) x = x.namedChildren[0]; return x; };
+  const [l, r] = [unwrap(n.childForFieldName('left')), unwrap(n.childForFieldName('right'))];
+  if (!l || !r || (op !== '*' && op !== '/')) return undefined;
+  const keeps = (x: SyntaxNode) => pythonNumber(x) || zeroDimTensor(x);
+  const name = (x: SyntaxNode) => /^[A-Za-z_][\w.]*$/.test(x.text) && !/\.\./.test(x.text);
+  for (const [p, f] of op === '*' ? [[l, r], [r, l]] : [[l, r]]) {
+    if (!productOf(p)) continue;
+    if (keeps(f)) return { product: p };
+    if (op === '*' && name(f)) return { product: p, times: f.text };
+  }
+  return undefined;
 }
 
 /** A statement that only scales names it assigns by a Python number or a 0-d tensor

@@ -8,7 +8,7 @@ import { sameNode, type SyntaxNode } from '../parse/python.js';
 import type { SiteResult } from './edits.js';
 import { Expressions } from './expressions.js';
 import { ACCESSORS, type AccessorContext } from './accessors.js';
-import { identifierNodes, nodeOfSpan, statementOf, type SynthFile } from './source.js';
+import { identifierNodes, nodeAt, nodeOfSpan, statementOf, type SynthFile } from './source.js';
 
 /** Forms a rule matches so that the site is listed, but no kernel takes, in a reader's words
  *  (keyed by the op the template's `{line.absent}` names). */
@@ -60,7 +60,26 @@ export class Render extends Expressions {
   }
 
   fill(tpl: string): string {
-    return undoubleTranspose(this.fillPlaceholders(tpl));
+    const text = undoubleTranspose(this.fillPlaceholders(tpl));
+    // a rule written for methods (`self.training`) says nothing in a module-level function,
+    // where the name would raise at run time
+    if (/(?<![\w.])self\b/.test(text) && !this.selfInScope()) {
+      const fn = this.enclosingFunction(this.range?.[0] ?? this.opStart())?.childForFieldName('name')?.text;
+      this.failure ??= `the rewrite reads 'self', which ${fn ? `function ${fn}` : 'the code here'} does not have (not a method)`;
+    }
+    return text;
+  }
+
+  /** Whether `self` is a parameter of the function the rewrite runs in, or of one enclosing it
+   *  (a helper defined inside a method reads the method's). */
+  selfInScope(): boolean {
+    const at = this.range?.[0] ?? this.opStart();
+    for (let n: SyntaxNode | null = nodeAt(this.f.root, at, at) ?? null; n; n = n.parent) {
+      if (n.type !== 'function_definition') continue;
+      const params = n.childForFieldName('parameters')?.namedChildren ?? [];
+      if (params.some((p) => (p.type === 'identifier' ? p : p.childForFieldName('name') ?? p.namedChildren.find((c) => c.type === 'identifier'))?.text === 'self')) return true;
+    }
+    return false;
   }
 
   /** A line of the fast path: filled, and a value the source transposed by 4-D indexes
@@ -166,6 +185,7 @@ export class Render extends Expressions {
       phiInputs: (e) => (e.k === 'ssa' ? this.s.view.phis.get(e.id) : undefined),
       ops: () => this.s.view.ops,
       nameOf: (op) => this.assignedName(op),
+      selfInScope: () => this.selfInScope(),
       refuse: (why) => { this.failure ??= why; return undefined; },
     };
   }

@@ -1,5 +1,6 @@
 """Several linear layers reading the same input, computed as one matmul."""
 
+import functools
 import weakref
 
 import torch
@@ -241,6 +242,11 @@ _OUT_OF_PLACE_FUNCTIONS = tuple(
 
 
 def _out_of_place(act):
+    if isinstance(act, functools.partial):
+        # an activation given its settings (``partial(F.gelu, approximate="tanh")``): out of
+        # place as its function is, unless a setting asks for in place
+        settings = set(act.keywords) <= {"approximate", "inplace"} and not act.keywords.get("inplace", False)
+        return not act.args and settings and _out_of_place(act.func)
     if isinstance(act, _OUT_OF_PLACE_MODULES):
         return not getattr(act, "inplace", False) and "forward" not in act.__dict__
     if isinstance(act, nn.Module):

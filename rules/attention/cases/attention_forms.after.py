@@ -45,13 +45,7 @@ class SpacedEinsumAttention(nn.Module):
             and _adopt.attention_supported(q, k.transpose(-2, -1), v)
         ):
             out = _adopt.attention(
-                q,
-                k,
-                v,
-                mask=None,
-                scale=self.scale,
-                dropout_p=0.0,
-                training=self.training,
+                q, k, v, mask=None, scale=self.scale, dropout_p=0.0, training=False
             )
         else:
             dots = einsum('b i d, b j d -> b i j', q, k) * self.scale  # site attention begins: einsum 'b i d, b j d -> b i j' * scale, an assert between the statements, nn.Softmax module, einsum with v
@@ -90,7 +84,7 @@ class ChannelAttention(nn.Module):
                 mask=None,
                 scale=1.0,
                 dropout_p=0.0,
-                training=self.training,
+                training=False,
             ).transpose(-2, -1)
         else:
             weight = torch.einsum("bct,bcs->bts", q * scale, k * scale)  # site attention begins: einsum 'bct,bcs->bts' with the scale split over q and k, softmax in float32, einsum 'bts,bcs->bct' with v (channels first)
@@ -122,7 +116,7 @@ class InPlaceScaledAttention(nn.Module):
                 mask=mask,
                 scale=1.0 / (math.sqrt(self.head_dim)),
                 dropout_p=0.0,
-                training=self.training,
+                training=False,
                 mask_added=True,
             )
             out = (_adopt_o).transpose(1, 2).reshape(b, n, d)
@@ -158,7 +152,7 @@ class ScaledQueryAttention(nn.Module):
             and _adopt.attention_supported(q, k.transpose(-2, -1), v)
         ):
             _adopt_o = _adopt.attention(
-                q, k, v, mask=None, scale=1.0, dropout_p=0.0, training=self.training
+                q, k, v, mask=None, scale=1.0, dropout_p=0.0, training=False
             )
             return self.proj((_adopt_o).transpose(1, 2).reshape(b, n, d))
         else:
