@@ -85,8 +85,13 @@ describe('adopt rewrite --verify', () => {
     const j = JSON.parse(r.stdout);
     const helper = j.verification.find((v: { file: string }) => v.file.endsWith('attention_utils.py'));
     expect(helper.status).toBe('verified');
-    // the helper has no classes: the classes that were run are those of the files importing it
-    expect(helper.classes.some((c: { class: string; status: string }) => c.class.startsWith('absolute_model.py:') && c.status === 'verified')).toBe(true);
+    // the helper has no classes: the classes that were run are those of the files importing it.
+    // relative_model.py imports it relatively, so its classes run the rewritten copy; absolute_model.py
+    // imports `split_attention.attention_utils` by name, the original helper: its classes match only
+    // because they never ran the rewrite, and say so
+    const classes = helper.classes as { class: string; status: string }[];
+    expect(classes.filter((c) => c.class.startsWith('relative_model.py:')).map((c) => c.status)).toEqual(['verified', 'verified', 'verified']);
+    expect(classes.filter((c) => c.class.startsWith('absolute_model.py:')).map((c) => c.status)).toEqual(['not_exercised', 'not_exercised', 'not_exercised']);
     const site = j.sites.find((s: { rule: string; file: string }) => s.rule === 'softmax' && s.file.endsWith('attention_utils.py'));
     expect(site).toMatchObject({ decision: 'rewritten', reason: 'guarded rewrite, verified in torch' });
   });
@@ -95,6 +100,96 @@ describe('adopt rewrite --verify', () => {
     const dir = project();
     expect(adopt(['rewrite', join(dir, 'm.py'), '--repeats', '3']).code).toBe(2);
     expect(adopt(['rewrite', join(dir, 'm.py'), '--verify', '--repeats', 'many']).code).toBe(2);
+  });
+});
+
+const lm = `import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class Attention(nn.Module):
+    def __init__(self, dim=16):
+        super().__init__()
+        self.qkv = nn.Linear(dim, 3 * dim)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        att = torch.softmax(q @ k.transpose(-2, -1) * q.size(-1) ** -0.5, dim=-1)
+        return att @ v
+
+
+class TinyLM(nn.Module):
+    def __init__(self, vocab=64, dim=16):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.attn = Attention(dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, idx, targets=None):
+        x = self.attn(self.emb(idx))
+        if targets is not None:
+            logits = self.lm_head(x)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        else:
+            logits = self.lm_head(x[:, [-1], :])
+            loss = None
+        return logits, loss
+
+
+def train(model, steps=2):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    for _ in range(steps):
+        idx = torch.randint(0, 64, (2, 8))
+        _, loss = model(idx, torch.roll(idx, -1, dims=1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+`;
+
+describe('rewrite --verify: what was checked', () => {
+  const run = (dir: string, ...args: string[]) => adopt(['rewrite', join(dir, 'lm.py'), '--verify', '--repeats', '0', '--json', ...args], { env: { ADOPT_DB: join(dir, 'db.jsonl') } });
+
+  it('feeds targets to the loss, runs the compiled kernels in float32, and keeps the softmax inside the attention rewrite for the overlap', () => {
+    const dir = tempProject({ 'lm.py': lm });
+    const r = run(dir, '--rules', 'lm_head_ce,attention,softmax');
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    const verdicts = Object.fromEntries(j.verification[0].rules.map((v: { rule: string; verdict: string }) => [v.rule, v.verdict]));
+    expect(verdicts).toEqual({ attention: 'kept', lm_head_ce: 'kept' });
+    const lmClass = j.verification[0].classes.find((c: { class: string }) => c.class === 'TinyLM');
+    expect(lmClass).toMatchObject({ status: 'verified', exercised: true, inputs: expect.stringContaining('with targets') });
+    expect(lmClass.kernel_pass).toMatchObject({ status: 'verified', dtype: 'fp32' });
+    expect(lmClass.compiled_kernels).toHaveProperty('linear_cross_entropy');
+    expect(lmClass.compiled_calls).toBeGreaterThan(0);
+    // every rule was kept: the softmax is left alone because the attention rewrite covers it
+    const softmax = j.sites.find((s: { rule: string }) => s.rule === 'softmax');
+    expect(softmax.decision).toBe('skipped');
+    expect(softmax.reason).toMatch(/^overlaps the attention rewrite/);
+  });
+
+  it('withholds a rewrite no class runs as not exercised, never as verified', () => {
+    const dir = tempProject({ 'lm.py': lm });
+    const r = run(dir, '--rules', 'fused_optimizer');
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.verification[0].rules).toEqual([expect.objectContaining({ rule: 'fused_optimizer', verdict: 'not_exercised' })]);
+    const site = j.sites.find((s: { rule: string }) => s.rule === 'fused_optimizer');
+    expect(site.decision).toBe('skipped');
+    expect(site.reason).toMatch(/^not verified: its rewritten code never ran in any of the 2 class\(es\)/);
+    const text = adopt(['rewrite', join(dir, 'lm.py'), '--verify', '--repeats', '0', '--rules', 'fused_optimizer'], { env: { ADOPT_DB: join(dir, 'db.jsonl') } });
+    expect(text.stderr).toMatch(/fused_optimizer: not_exercised: .*; 0\/2 classes verified, 2 not exercised/);
+  });
+
+  it('a file whose verification cannot run (a missing package, sys.exit at import) exits 2, names why, and writes nothing', () => {
+    const dir = tempProject({ 'missing.py': `import not_a_real_package\n${lm}`, 'exits.py': `${lm}\nimport sys\nsys.exit(3)\n` });
+    for (const [file, why] of [['missing.py', /ModuleNotFoundError: No module named 'not_a_real_package'/], ['exits.py', /it calls sys\.exit\(3\) when imported/]] as const) {
+      const out = join(dir, `out-${file}`);
+      const r = adopt(['rewrite', join(dir, file), '--verify', '--repeats', '0', '--rules', 'attention', '-o', out], { env: { ADOPT_DB: join(dir, 'db.jsonl') } });
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`adopt: error: .*${file}: verification could not run: cannot import .*${file}: ${why.source}; nothing written for this file`));
+      expect(existsSync(out)).toBe(false);
+    }
   });
 });
 

@@ -22,6 +22,19 @@ describe('adopt verify', () => {
     expect(r.stdout).toMatch(/mismatch:\n\s+eval output 0: max abs error/);
   });
 
+  it('catches exact GELU put in place of tanh GELU in float64, which float32\'s tolerance lets through', () => {
+    const mlp = 'import torch.nn.functional as F\nfrom torch import nn\n\n\nclass MLP(nn.Module):\n    def __init__(self, dim=64):\n        super().__init__()\n        self.gate = nn.Linear(dim, 2 * dim)\n        self.up = nn.Linear(dim, 2 * dim)\n        self.down = nn.Linear(2 * dim, dim)\n\n    def forward(self, x):\n        return self.down(F.gelu(self.gate(x), approximate="tanh") * self.up(x))\n';
+    const exact = mlp.replace(', approximate="tanh")', ')');
+    expect(exact).not.toBe(mlp);
+    const dir = tempProject({ 'mlp.py': mlp, 'exact.py': exact });
+    const check = (dtype: string) => adopt(['verify', join(dir, 'mlp.py'), join(dir, 'exact.py'), '--class', 'MLP', '--shape', '2,7,64', '--dtype', dtype]);
+    const r = check('fp64');
+    expect(r.code, r.stdout).toBe(1);
+    expect(r.stdout).toMatch(/eval output 0: max abs error .* tolerance 1e-05 in fp64/);
+    // the same pair passes float32's 1e-3: the float64 check is the one that sees the activation
+    expect(check('fp32').code).toBe(0);
+  });
+
   it('catches a rewrite that breaks checkpoint loading', () => {
     const before = readFileSync(join(rulesDir, 'conv_bn', 'before.py'), 'utf8');
     const renamed = before.replaceAll('self.bn', 'self.norm');

@@ -16,12 +16,15 @@ class Policy:
     floor: float
 
 
-# float64 is compared with the float32 tolerance: deep random-init models amplify reassociated
-# reductions (threaded sums, a folded BatchNorm) far past the float64 epsilon, while a wrong rewrite
-# moves outputs by orders of magnitude more. bfloat16 keeps 8 bits of mantissa: one rounding is
-# 4e-3 of a value, and a layer adds a few.
+# float64 checks what a rewrite computes, so its tolerance is set by what an equivalent rewrite
+# can differ by in float64 mode: reassociated float64 sums differ by about 1e-15, but code that
+# casts to float32 on purpose (an RMSNorm or softmax upcast "to float32", RoPE tables) runs in
+# float32 there, and on those paths the compiled kernels run too: up to 1.5e-7 measured over the
+# fixture models. 1e-5 leaves a wide margin above that and is 30x below what exchanging exact and
+# tanh GELU moves a tiny model's outputs (3e-4); float32's 1e-3 passed that change. bfloat16 keeps
+# 8 bits of mantissa: one rounding is 4e-3 of a value, and a layer adds a few.
 POLICIES = {
-    "fp64": Policy("fp64", 1e-3, 1e-12),
+    "fp64": Policy("fp64", 1e-5, 1e-12),
     "fp32": Policy("fp32", 1e-3, 1e-5),
     "fp16": Policy("fp16", 1e-2, 1e-3),
     "bf16": Policy("bf16", 3e-2, 1e-2),

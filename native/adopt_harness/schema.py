@@ -47,8 +47,15 @@ COUNTS = {
 
 TIMING = obj({"original_s": NUM, "rewritten_s": NUM}, {"ratio": NUM_OR_NULL, "ratio_best": NUM_OR_NULL})
 
-# One comparison of a model class: the original against one rewrite of it.
+# The float32 pass of a file run with --kernels, where the compiled kernels run.
+KERNEL_PASS = obj({"status": STATUS, "dtype": STR}, {
+    "problems": array(STR), "notes": array(STR), "max_abs": NUM, "max_rel": NUM, "tolerance": NUM, **COUNTS,
+})
+
+# One comparison of a model class: the original against one rewrite of it. `exercised` (file runs):
+# whether the rewrite's own code ran in this class (exercised.py).
 CHECK = obj({"status": STATUS}, {
+    "exercised": BOOL, "kernel_pass": KERNEL_PASS,
     "problems": array(STR), "reason": STR, "notes": array(STR),
     "class": STR, "variant": STR, "model": STR, "inputs": STR, "config": STR, "dtype": STR,
     "max_abs": NUM, "max_rel": NUM, "tolerance": NUM, "strict_load": BOOL, "seconds": NUM,

@@ -10,12 +10,18 @@ as `bench --hf --verify` checks them (hf_verify.verify_modules: the bare model f
 shrunk default config, inputs from its forward signature), and its other classes as above: so a
 modeling file of any transformers version verifies the same way as HF-199's.
 
+A forward taking `labels=` or `targets=` fed token ids is compared with labels too (a loss runs only
+with them). Each class says whether the rewrite's own code ran in it (`exercised`, exercised.py).
+With --kernels, a class that matched in float64 is compared again in float32 (`kernel_pass`), the
+dtype the compiled kernels take.
+
 Several rewritten variants of one original can be checked in one run (`--variant NAME=PATH`), so
 a caller can time each rule's rewrite on its own and learn which ones make the model slower.
 
 Writes a progress line per class and one result line (schema.py: FileResult).
 """
 import argparse
+import contextlib
 import inspect
 import json
 import os
@@ -32,6 +38,7 @@ from adopt_harness.compare import TORCH_DTYPES, policy_for, tensors
 from adopt_harness.counting import FastPathCounter
 from adopt_harness.deadline import Timeout, deadline
 from adopt_harness.dropout import no_dropout
+from adopt_harness.exercised import probe_for
 from adopt_harness.inputs import find_inputs
 from adopt_harness.protocol import Channel
 from adopt_harness.sidebyside import RewrittenRaised, compare_rewrite, load_strict, reference
@@ -112,24 +119,97 @@ def _build_pair(original, rewritten, name, overrides, dtype):
     return (a.to(dtype), b.to(dtype), config_of(kwargs) or _sizes_of(kwargs)), None
 
 
-def check_class(original, rewritten, name, overrides, dtype, repeats):
+LABEL_KEYWORDS = ("labels", "targets")
+
+
+def _label_keyword(model, args):
+    """The forward's labels parameter (`labels=`, nanoGPT's `targets=`) where the model is fed
+    token ids: a language model's loss, and a rewrite of its head and loss, run only with it."""
+    if not args or not isinstance(args[0], torch.Tensor) or args[0].is_floating_point() or args[0].dim() != 2:
+        return None
+    params = inspect.signature(model.forward).parameters
+    return next((k for k in LABEL_KEYWORDS if k in params and params[k].kind is not inspect.Parameter.POSITIONAL_ONLY), None)
+
+
+def _input_sets(a, args):
+    """(tag, inputs) to compare on: the inputs found, and the same with labels where the forward
+    takes them (the ids themselves: every position a valid class, none ignored)."""
+    sets = [("", (list(args), {}))]
+    key = _label_keyword(a, args)
+    if key:
+        sets.append((f"with {key}", (list(args), {key: args[0].clone()})))
+    return sets
+
+
+def _compare_sets(a, b, sets, policy):
+    """Every input set compared; (problems, summary, notes). A set the original itself cannot run
+    (labels of a shape its loss refuses) is left out with a note; the first set always runs."""
+    problems, notes, summary = [], [], {}
+    for i, (tag, inputs) in enumerate(sets):
+        if i:
+            try:
+                refs = reference(a, inputs)
+            except Timeout:
+                raise
+            except Exception as e:
+                notes.append(f"not compared {tag}: the original raises: {type(e).__name__}: {str(e)[:120]}")
+                continue
+        else:
+            refs = reference(a, inputs)
+        prefix = f"{tag}: " if tag else ""
+        try:
+            cmp, more, _ = compare_rewrite(b, inputs, refs, policy, original=a)
+        except RewrittenRaised as e:
+            problems.append(prefix + str(e))
+            continue
+        problems += [prefix + p for p in cmp.problems]
+        notes += [prefix + n for n in more]
+        for k, v in cmp.summary().items():
+            summary[k] = max(summary.get(k, v), v)
+    return problems, summary, notes
+
+
+def _kernel_pass(a, b, sets):
+    """The pair again in float32, the dtype the compiled kernels take (float64 runs the torch code
+    they replace), at any size (compare_rewrite lifts the size floor) and under float32's
+    tolerance: the float64 pass checks what the rewrite computes, this one the kernels."""
+    a.float()
+    b.float()
+    sets32 = [(tag, ([_float32(x) for x in args], kwargs)) for tag, (args, kwargs) in sets]
+    with FastPathCounter() as counter:
+        problems, summary, notes = _compare_sets(a, b, sets32, policy_for("fp32"))
+    return {"status": "mismatch" if problems else "verified", "dtype": "fp32", "problems": problems[:10], **summary, **counter.result(),
+            **({"notes": notes} if notes else {})}
+
+
+def check_class(original, rewritten, name, overrides, dtype, repeats, probe=None, kernels=False):
+    """One class compared in `dtype` (with labels too where its forward takes them); with
+    `kernels`, a float64 pass that matched is followed by a float32 pass that runs the compiled
+    kernels. `probe` (the rewrite's own code, see exercised.py) decides `exercised`."""
     if not hasattr(rewritten, name):
         return {"class": name, "status": "mismatch", "problems": [f"the rewritten file has no class {name}"]}
-    built, failed = _build_pair(original, rewritten, name, overrides, dtype)
+    lines = probe() if probe else contextlib.nullcontext()
+    with lines:
+        built, failed = _build_pair(original, rewritten, name, overrides, dtype)
     if failed:
         return {"class": name, **failed}
     a, b, config = built
     args, label = find_inputs(a, config, dtype)
-    inputs = (args, {})
-    with FastPathCounter() as counter:
-        refs = reference(a, inputs)
-        try:
-            cmp, notes, _ = compare_rewrite(b, inputs, refs, policy_for(dtype), original=a)
-            problems = cmp.problems
-        except RewrittenRaised as e:
-            cmp, notes, problems = None, [], [str(e)]
-    result = {"class": name, "status": "mismatch" if problems else "verified", "problems": problems[:10], "inputs": label, "strict_load": True,
-              **(cmp.summary() if cmp else {}), **counter.result()}
+    sets = _input_sets(a, args)
+    with FastPathCounter() as counter, lines:
+        problems, summary, notes = _compare_sets(a, b, sets, policy_for(dtype))
+    counts = counter.result()
+    result = {"class": name, "status": "mismatch" if problems else "verified", "problems": problems[:10],
+              "inputs": label + "".join(f", and {tag}" for tag, _ in sets[1:]), "strict_load": True, **summary, **counts}
+    if probe:
+        result["exercised"] = lines.exercised(counts["fast_path_calls"])
+    if kernels and dtype == torch.float64 and not problems:
+        result["kernel_pass"] = k = _kernel_pass(a, b, sets)
+        result["compiled_calls"] = counts["compiled_calls"] + k["compiled_calls"]
+        result["compiled_kernels"] = {n: counts["compiled_kernels"].get(n, 0) + k["compiled_kernels"].get(n, 0) for n in sorted({*counts["compiled_kernels"], *k["compiled_kernels"]})}
+        if k["status"] == "mismatch":
+            problems = [f"float32 (compiled kernels): {p}" for p in k["problems"]]
+            result.update(status="mismatch", problems=problems[:10])
     if notes:
         result["notes"] = notes
     if repeats and not problems:
@@ -139,6 +219,8 @@ def check_class(original, rewritten, name, overrides, dtype, repeats):
 
 
 def not_runnable(name, e):
+    if isinstance(e, SystemExit):
+        return {"class": name, "status": "not_runnable", "reason": f"the model calls sys.exit({e.code!r})"}
     if isinstance(e, (Timeout, RuntimeError)):
         return {"class": name, "status": "not_runnable", "reason": str(e)[:300]}
     tb = traceback.extract_tb(e.__traceback__)
@@ -171,11 +253,27 @@ def check_model(original, rewritten, label):
     return r
 
 
+def fast_path_api():
+    try:
+        from adopt_kernels import registry
+    except ImportError:
+        return ()
+    return frozenset(registry.fast_path_api())
+
+
+def importing_fails(e):
+    """Why importing a file failed, in one line; sys.exit at import is named as such."""
+    if isinstance(e, SystemExit):
+        return f"it calls sys.exit({e.code!r}) when imported"
+    return f"{type(e).__name__}: {e}"
+
+
 def check_variant(args, channel, original, names, vname, path, dtype, overrides):
     try:
         rewritten = load(path, False, package_from=None if args.own_package else args.original)
-    except Exception as e:
-        return [{"variant": vname, "status": "mismatch", "problems": [f"the rewritten file does not import: {type(e).__name__}: {e}"]}]
+    except (Exception, SystemExit) as e:
+        return [{"variant": vname, "status": "mismatch", "problems": [f"the rewritten file does not import: {importing_fails(e)}"]}]
+    probe = probe_for(args.original, path, fast_path_api(), args.own_package)
     results = []
     models = transformers_models(original) & set(names)
     if models:
@@ -187,8 +285,8 @@ def check_variant(args, channel, original, names, vname, path, dtype, overrides)
         started = time.time()
         try:
             with deadline(TIMEOUT_S):
-                r = check_class(original, rewritten, name, overrides, dtype, args.repeats)
-        except Exception as e:  # a model we cannot build or feed is reported, not raised
+                r = check_class(original, rewritten, name, overrides, dtype, args.repeats, probe, args.kernels)
+        except (Exception, SystemExit) as e:  # a model we cannot build or feed is reported, not raised
             r = not_runnable(name, e)
         r.update({"variant": vname, "seconds": round(time.time() - started, 3)})
         channel.progress(model=name, status=r["status"], message=vname)
@@ -204,6 +302,7 @@ def main():
     p.add_argument("--config", default="{}", help="JSON of constructor arguments or config attributes")
     p.add_argument("--dtype", default="fp64", choices=["fp32", "fp64"])
     p.add_argument("--repeats", type=int, default=0, help="time forward and training step (median of N)")
+    p.add_argument("--kernels", action="store_true", help="after a float64 pass that matched, compare again in float32, where the compiled kernels run")
     p.add_argument("--own-package", action="store_true", help="load each variant in the package its own path is in (a rewritten copy of the package)")
     args = p.parse_args()
     channel = Channel("file")
@@ -211,8 +310,8 @@ def main():
     overrides = json.loads(args.config)
     try:
         original = load(args.original, True)
-    except Exception as e:
-        channel.result({"results": [], "torch": torch.__version__, "error": f"cannot import {args.original}: {type(e).__name__}: {e}"})
+    except (Exception, SystemExit) as e:
+        channel.result({"results": [], "torch": torch.__version__, "error": f"cannot import {args.original}: {importing_fails(e)}"})
         return
     names = [c for c in args.classes.split(",") if c] or module_classes(original)
     results = []

@@ -1,18 +1,19 @@
 // Verification that keeps or drops rewrites (`rewrite --verify`): every rule's rewrite of a file is
 // checked on its own in torch (tiny model, strict state-dict load, outputs and gradients) and timed
 // against the original. A rule whose rewrite mismatches is withheld from that file; one measured
-// slower is withheld and recorded, so later rewrites leave it out too. What is kept is then checked
-// together once more.
+// slower is withheld and recorded, so later rewrites leave it out too; one whose code no class ran
+// (a loss the inputs never reach) is withheld as not exercised, since nothing checked it. What is
+// kept is then checked together once more. Each check compares in float64 (what the rewrite
+// computes, tight tolerance), then again in float32, where the compiled kernels run.
 import { resolve } from 'node:path';
 import { AdoptError } from '../diag.js';
-import type { Site } from '../match/matcher.js';
 import type { FileResult } from '../synth/synthesize.js';
-import { speedOf, type FileCheck } from '../verify/file.js';
+import { speedOf, type ClassResult, type FileCheck } from '../verify/file.js';
 import { runPython } from '../verify/python.js';
 import { appendRecord, isSlower } from '../verify/records.js';
-import { checkFile, problemOf, verdictOf } from './check.js';
+import { checkFile, problemOf } from './check.js';
 import { synthesizePlan, type RewritePlan } from './plan.js';
-import type { FileVerification, RewriteRun, RuleVerdict, Withhold } from './types.js';
+import type { FileVerification, ReportedClass, RewriteRun, RuleVerdict, Withhold } from './types.js';
 
 /** The device verification measures on: the harness runs models on the CPU. */
 export const MEASURED_ON = 'cpu';
@@ -29,17 +30,36 @@ function requireHarness(): void {
   }
 }
 
+/** A class that matched only because the rewrite's own code never ran in it compared the original
+ *  code with itself: it is not exercised, never verified. */
+function exercisedOnly(results: ClassResult[]): ReportedClass[] {
+  return results.map((r) => (r.status === 'verified' && r.exercised === false
+    ? { ...r, status: 'not_exercised' as const, reason: 'the rewritten code never ran in this class' } : r));
+}
+
+/** "2/6 classes verified, 3 not exercised; 14 compiled kernel calls in float32" */
+function classCounts(results: ReportedClass[]): string {
+  const n = (s: string) => results.filter((r) => r.status === s).length;
+  const compiled = results.filter((r) => r.status === 'verified').reduce((a, r) => a + (r.kernel_pass?.compiled_calls ?? 0), 0);
+  const kernels = results.some((r) => r.status === 'verified' && r.kernel_pass) ? `; ${compiled} compiled kernel call(s) in the float32 pass` : '';
+  return `${n('verified')}/${results.length} classes verified${n('not_exercised') ? `, ${n('not_exercised')} not exercised` : ''}${kernels}`;
+}
+
 const ratiosOf = (v: RuleVerdict) => (v.forward_ratio !== undefined ? ` (forward x${v.forward_ratio.toFixed(2)}, train x${v.train_ratio!.toFixed(2)})` : '');
 
 /** One rule's verdict from its variant's classes; speed is recorded for later runs. */
 function judgeRule(file: string, rule: string, check: FileCheck): RuleVerdict {
-  const results = check.results.filter((r) => r.variant === rule);
-  const mismatch = problemOf(results);
+  const raw = check.results.filter((r) => r.variant === rule);
+  const results = exercisedOnly(raw);
+  const mismatch = problemOf(raw);
   const ran = results.filter((r) => r.status === 'verified');
-  const speed = speedOf(results);
+  const idle = results.filter((r) => r.status === 'not_exercised');
+  // only what ran the rewrite is timed against the original
+  const speed = speedOf(raw.filter((r) => r.exercised !== false));
   const ratios = speed ? { forward_ratio: speed.forward, train_ratio: speed.train } : {};
   let v: RuleVerdict;
   if (mismatch) v = { rule, verdict: 'mismatch', detail: mismatch };
+  else if (!ran.length && idle.length) v = { rule, verdict: 'not_exercised', detail: `its rewritten code never ran in any of the ${idle.length} class(es) that could be built and run (${idle.slice(0, 3).map((r) => r.class).join(', ')}${idle.length > 3 ? ', ...' : ''}): a function no class calls, or a branch their inputs never reach; nothing checked it` };
   else if (!ran.length) v = { rule, verdict: 'not_runnable', detail: results.map((r) => `${r.class}: ${r.reason}`).slice(0, 3).join('; ') || 'no class to run' };
   else if (speed && isSlower(speed.forwardBest, speed.trainBest)) v = { rule, verdict: 'slower', ...ratios };
   else v = { rule, verdict: 'kept', ...ratios };
@@ -58,7 +78,7 @@ function verifyRulesOf(plan: RewritePlan, f: FileResult, rules: string[], withho
     if (file && !file.error) variants[rule] = file.rewritten;
   }
   opts.say(`adopt: verifying ${f.path}: ${rules.join(', ')} (each rule alone, then together)`);
-  const check = checkFile(f.path, variants, { config: opts.config, repeats: opts.repeats });
+  const check = checkFile(f.path, variants, { config: opts.config, repeats: opts.repeats, kernels: true });
   if (!check.ok) {
     for (const rule of rules) rejected.set(`${f.path}\0${rule}`, `not verified: ${check.error}`);
     return { file: f.path, rules: rules.map((rule) => ({ rule, verdict: 'not_runnable', detail: check.error })), classes: [], status: 'not_runnable', error: check.error };
@@ -67,8 +87,8 @@ function verifyRulesOf(plan: RewritePlan, f: FileResult, rules: string[], withho
     const v = judgeRule(f.path, rule, check);
     if (v.verdict === 'kept') kept.add(`${f.path}\0${rule}`);
     else rejected.set(`${f.path}\0${rule}`, rejection(v));
-    const results = check.results.filter((r) => r.variant === rule);
-    opts.say(`  ${rule}: ${v.verdict}${ratiosOf(v)}${v.detail ? `: ${v.detail.slice(0, 200)}` : ''}; ${results.filter((r) => r.status === 'verified').length}/${results.length} classes verified`);
+    const results = exercisedOnly(check.results.filter((r) => r.variant === rule));
+    opts.say(`  ${rule}: ${v.verdict}${ratiosOf(v)}${v.detail ? `: ${v.detail.slice(0, 200)}` : ''}; ${classCounts(results)}`);
     return v;
   });
   return { file: f.path, rules: verdicts, classes: [], status: 'unchanged' };
@@ -80,15 +100,33 @@ function verifyTogether(final: RewriteRun, report: FileVerification[], opts: Rul
   for (const entry of report) {
     const f = final.files.find((x) => x.path === entry.file);
     if (!f || f.error || f.rewritten === f.original) continue;
-    const check = checkFile(f.path, { together: f.rewritten }, { config: opts.config });
+    const check = checkFile(f.path, { together: f.rewritten }, { config: opts.config, kernels: true });
     if (!check.ok) { entry.status = 'not_runnable'; entry.error = check.error; continue; }
-    entry.classes = check.results;
-    entry.status = verdictOf(check).status;
+    entry.classes = exercisedOnly(check.results);
+    entry.status = entry.classes.some((r) => r.status === 'mismatch') ? 'mismatch' : entry.classes.some((r) => r.status === 'verified') ? 'verified' : 'not_runnable';
     if (entry.status === 'mismatch') {
       f.error = `${f.path}: the verified rules do not verify together (${problemOf(check.results)}); nothing written for this file`;
       f.rewritten = f.original;
     }
-    opts.say(`adopt: ${f.path}: ${entry.status} (${check.results.filter((r) => r.status === 'verified').length}/${check.results.length} classes)`);
+    opts.say(`adopt: ${f.path}: ${entry.status} (${classCounts(entry.classes)}; compared in float64, then float32)`);
+  }
+}
+
+const siteKey = (s: { file: string; rule: string; owner: string; method: string; lines: [number, number] }) => `${s.file}\0${s.rule}\0${s.owner}\0${s.method}\0${s.lines[0]}:${s.lines[1]}`;
+
+/** Synthesis with the rejected rules withheld. A site that becomes a rewrite only once another rule
+ *  is withheld (a softmax the rejected attention rewrite covered) was never verified: it is
+ *  withheld too, and so is any that withholding it frees in turn. A site synthesis skips on its own
+ *  (a softmax inside a kept attention rewrite) keeps synthesis's reason. A detection rule's site is
+ *  never a rewrite. */
+function withoutUnverified(plan: RewritePlan, base: Withhold, kept: Set<string>): RewriteRun {
+  const unverified = new Set<string>();
+  const withheld: Withhold = (s) => base(s) ?? (unverified.has(siteKey(s)) ? 'not verified: it became a rewrite only after another rule was withheld' : null);
+  for (;;) {
+    const run = synthesizePlan(plan, withheld);
+    const fresh = run.sites.filter((s) => s.decision === 'rewritten' && !kept.has(`${s.file}\0${s.rule}`) && !unverified.has(siteKey(s)));
+    if (!fresh.length) return run;
+    for (const s of fresh) unverified.add(siteKey(s));
   }
 }
 
@@ -103,13 +141,25 @@ export function verifiedRewrite(plan: RewritePlan, withhold: Withhold, opts: Rul
     const rules = [...new Set(first.sites.filter((s) => s.file === f.path && s.decision === 'rewritten').map((s) => s.rule))].sort();
     report.push(verifyRulesOf(plan, f, rules, withhold, opts, kept, rejected));
   }
-  // a site that only becomes a rewrite once another rule is withheld (a softmax the attention
-  // rule covered) was never verified: it is withheld too
-  // (a detection rule's site is never a rewrite: it keeps its own reason)
-  const detectOnly = new Set(plan.rules.filter((r) => !r.rewrite).map((r) => r.name));
-  const withheld = (s: Site) => withhold(s) ?? rejected.get(`${s.file}\0${s.rule}`) ?? (kept.has(`${s.file}\0${s.rule}`) || detectOnly.has(s.rule) ? null : 'not verified: it became a rewrite only after another rule was withheld');
-  const final = synthesizePlan(plan, withheld);
+  const final = withoutUnverified(plan, (s) => withhold(s) ?? rejected.get(`${s.file}\0${s.rule}`) ?? null, kept);
   verifyTogether(final, report, opts);
+  for (const entry of report) {
+    // verification asked for and not possible (the file does not import, exits, or no class of it
+    // can be built) is an error of that file, never a quiet "0 rewritten"
+    const why = entry.error ?? (entry.rules.length && entry.rules.every((v) => v.verdict === 'not_runnable') ? entry.rules[0].detail : undefined);
+    if (!why) continue;
+    let f = final.files.find((x) => x.path === entry.file);
+    if (f?.error) continue;
+    if (!f) {
+      // every rule withheld: synthesis had nothing of this file to give
+      const { path, original } = first.files.find((x) => x.path === entry.file)!;
+      final.files.push(f = { path, original, rewritten: original, edits: [] });
+    }
+    entry.status = 'not_runnable';
+    f.error = `${f.path}: verification could not run: ${why}; nothing written for this file`;
+    f.rewritten = f.original;
+    f.edits = [];
+  }
   for (const s of final.sites) {
     const entry = report.find((e) => e.file === s.file);
     if (s.decision === 'rewritten' && entry?.status === 'verified') s.reason = 'guarded rewrite, verified in torch';

@@ -14,17 +14,21 @@ export type Withhold = (s: Site) => string | null;
 
 export interface RuleVerdict {
   rule: string;
-  verdict: 'kept' | 'mismatch' | 'not_runnable' | 'slower';
+  verdict: 'kept' | 'mismatch' | 'not_runnable' | 'not_exercised' | 'slower';
   forward_ratio?: number;
   train_ratio?: number;
   detail?: string;
 }
 
+/** A class as `rewrite --verify` reports it: `not_exercised` where it matched only because the
+ *  rewrite's own code never ran in it (the harness's `exercised: false`). */
+export type ReportedClass = Omit<ClassResult, 'status'> & { status: ClassResult['status'] | 'not_exercised' };
+
 export interface FileVerification {
   file: string;
   rules: RuleVerdict[];
   /** The final rewrite of the file (all kept rules together), per class. */
-  classes: ClassResult[];
+  classes: ReportedClass[];
   status: 'verified' | 'mismatch' | 'not_runnable' | 'unchanged';
   error?: string;
 }

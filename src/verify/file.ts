@@ -17,6 +17,9 @@ export interface FileCheckOptions {
   /** JSON object of constructor arguments or config attributes. */
   config?: string;
   dtype?: 'fp32' | 'fp64';
+  /** After a float64 pass that matched, each class again in float32, where the compiled kernels
+   *  run (float64 runs the torch code they replace). */
+  kernels?: boolean;
   /** Median of this many timed repeats of forward and training step; 0 times nothing. */
   repeats?: number;
   timeoutMs?: number;
@@ -43,6 +46,7 @@ export function checkPaths(original: string, variants: Record<string, string>, o
   const args = [original];
   for (const [name, path] of Object.entries(variants)) args.push('--variant', `${name}=${path}`);
   if (opts.ownPackage) args.push('--own-package');
+  if (opts.kernels) args.push('--kernels');
   if (opts.classes?.length) args.push('--classes', opts.classes.join(','));
   if (opts.config) args.push('--config', opts.config);
   args.push('--dtype', opts.dtype ?? 'fp64', '--repeats', String(opts.repeats ?? 0));

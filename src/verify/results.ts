@@ -16,9 +16,18 @@ export interface Timing { original_s: number; rewritten_s: number; ratio?: numbe
  *  compiled kernel calls (per kernel). fast_path_calls is -1 where adopt_kernels does not import. */
 export interface Counts { fast_path_calls?: number; sdpa_calls?: number; compiled_calls?: number; compiled_kernels?: Record<string, number> }
 
+/** The float32 pass of a file run with `kernels`: the compiled kernels' check. */
+export interface KernelPass extends Counts {
+  status: CheckStatus; dtype: string; problems?: string[]; notes?: string[]; max_abs?: number; max_rel?: number; tolerance?: number;
+}
+
 /** One model class compared with its rewrite (pair and HF runs, and each class of a file run). */
 export interface Check extends Counts {
   status: CheckStatus;
+  /** File runs: whether the rewrite's own code ran in this class; a class where it did not
+   *  compared the original code with itself. */
+  exercised?: boolean;
+  kernel_pass?: KernelPass;
   problems?: string[];
   reason?: string;
   notes?: string[];
