@@ -35,6 +35,19 @@ describe('adopt verify', () => {
     expect(check('fp32').code).toBe(0);
   });
 
+  it('reports a class in which the rewritten code never ran as not exercised, never as verified', () => {
+    const model = 'import torch\nfrom torch import nn\n\n\ndef unused(x):\n    return x * 2\n\n\nclass Block(nn.Module):\n    def __init__(self, dim=8):\n        super().__init__()\n        self.proj = nn.Linear(dim, dim)\n\n    def forward(self, x):\n        return torch.relu(self.proj(x))\n';
+    const changed = model.replace('return x * 2', 'return x + x');
+    expect(changed).not.toBe(model);
+    const dir = tempProject({ 'model.py': model, 'changed.py': changed });
+    const r = adopt(['verify', join(dir, 'model.py'), join(dir, 'changed.py')]);
+    expect(r.code, r.stdout + r.stderr).toBe(2);
+    expect(r.stdout).toMatch(/Block\s+not_exercised/);
+    expect(r.stdout).toMatch(/0 verified, 0 mismatch, 1 not exercised/);
+    const j = adopt(['verify', join(dir, 'model.py'), join(dir, 'changed.py'), '--json']);
+    expect(JSON.parse(j.stdout)).toMatchObject({ verified: false, classes: [{ class: 'Block', status: 'not_exercised' }] });
+  });
+
   it('catches a rewrite that breaks checkpoint loading', () => {
     const before = readFileSync(join(rulesDir, 'conv_bn', 'before.py'), 'utf8');
     const renamed = before.replaceAll('self.bn', 'self.norm');

@@ -45,17 +45,25 @@ function verifyEveryClass(original: string, rewritten: string, opts: VerifyOptio
   if (!dtype) throw new AdoptError('without --shape, --dtype is fp32 or fp64');
   const r = checkFile(original, { rewritten: text }, { classes: opts.class ? [opts.class] : undefined, config: opts.config, dtype, repeats: 5 });
   if (!r.ok) throw new AdoptError(`verification could not run: ${r.error}`);
-  const verified = r.results.filter((x) => x.status === 'verified');
+  // a class that matched only because the rewrite's own code never ran in it compared the original
+  // code with itself: it is reported as not exercised, never as verified
+  const status = (c: (typeof r.results)[number]) => (c.status === 'verified' && c.exercised === false ? 'not_exercised' : c.status);
+  const verified = r.results.filter((x) => status(x) === 'verified');
   const mismatch = r.results.filter((x) => x.status === 'mismatch');
-  const summary = { verified: mismatch.length === 0 && verified.length > 0, classes: r.results.map(({ variant: _v, ...rest }) => rest), torch: r.torch };
+  const unexercised = r.results.filter((x) => status(x) === 'not_exercised');
+  const summary = { verified: mismatch.length === 0 && verified.length > 0, classes: r.results.map(({ variant: _v, ...rest }) => ({ ...rest, status: status(rest) })), torch: r.torch };
   if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else {
     for (const c of r.results) {
       const t = c.timings ? ` forward x${c.timings.forward.ratio?.toFixed(2)}, train x${c.timings.train.ratio?.toFixed(2)}` : '';
-      const detail = c.status === 'verified' ? `max abs error ${(c.max_abs ?? 0).toExponential(2)}, fast-path calls ${c.fast_path_calls};${t}` : c.status === 'mismatch' ? (c.problems ?? []).join('; ') : c.reason ?? '';
-      process.stdout.write(`${(c.class ?? '').padEnd(28)} ${c.status.padEnd(13)} ${detail}\n`);
+      const shown = status(c);
+      const detail = shown === 'verified' ? `max abs error ${(c.max_abs ?? 0).toExponential(2)}, fast-path calls ${c.fast_path_calls};${t}`
+        : shown === 'not_exercised' ? 'the rewritten code never ran in this class (it compared the original code with itself)'
+        : c.status === 'mismatch' ? (c.problems ?? []).join('; ') : c.reason ?? '';
+      process.stdout.write(`${(c.class ?? '').padEnd(28)} ${shown.padEnd(13)} ${detail}\n`);
     }
-    process.stdout.write(`${summary.verified ? 'verified' : mismatch.length ? 'mismatch' : 'not runnable'}: ${verified.length} verified, ${mismatch.length} mismatch, ${r.results.length - verified.length - mismatch.length} not runnable\n`);
+    const rest = r.results.length - verified.length - mismatch.length - unexercised.length;
+    process.stdout.write(`${summary.verified ? 'verified' : mismatch.length ? 'mismatch' : unexercised.length ? 'not exercised' : 'not runnable'}: ${verified.length} verified, ${mismatch.length} mismatch, ${unexercised.length} not exercised, ${rest} not runnable\n`);
   }
   if (mismatch.length) return 1;
   return verified.length ? 0 : 2;
