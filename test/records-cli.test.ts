@@ -63,3 +63,45 @@ describe('speed records of rewrite --verify', () => {
     expect(readFileSync(db, 'utf8')).toBe('not json\n');
   });
 });
+
+describe('tuning records listed by adopt records', () => {
+  const rec = { kernel: 'rms_norm', workload: { rows: 8, n: 8, dtype: 'float32' }, target: 'k', schedule: { chunk: 4 }, source: 'measure' as const };
+
+  it('lists a workload where every schedule failed, with the reason, and exits 0', () => {
+    const db = join(mkdtempSync(join(tmpdir(), 'adopt-records-')), 'records.jsonl');
+    const store = new RecordStore(db, () => {});
+    store.append({ ...rec, template: 't', status: 'crash', median_s: null, error: 'Segmentation fault' });
+    store.append({ ...rec, template: 't', schedule: { chunk: 8 }, status: 'timeout', median_s: null });
+    const list = adopt(['records', 'list', '--db', db]);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(/rms_norm +rows=8,n=8,dtype=float32 +failed +every schedule measured failed +\(2 measured\)/);
+    expect(list.stdout).toMatch(/failed: \{"chunk":4\} crash: Segmentation fault/);
+    expect(list.stdout).toMatch(/failed: \{"chunk":8\} timeout\n/);
+  });
+
+  it('refuses a store that is a directory, and a kernel filter that names no kernel', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'adopt-records-'));
+    const list = adopt(['records', 'list', '--db', dir]);
+    expect(list.code).toBe(2);
+    expect(list.stderr).toMatch(/the record store .* is a directory/);
+    const db = join(dir, 'records.jsonl');
+    new RecordStore(db, () => {}).append({ ...rec, template: 't', status: 'ok', median_s: 1e-5 });
+    const clear = adopt(['records', 'clear', '--db', db, '--kernel', 'rmsnorm']);
+    expect(clear.code).toBe(2);
+    expect(clear.stderr).toMatch(/no kernel 'rmsnorm'; kernels: .*rms_norm/);
+    expect(new RecordStore(db, () => {}).readAll().records).toHaveLength(1);
+  });
+});
+
+describe('records of an older template', () => {
+  it('are marked stale, not usable', () => {
+    const db = join(mkdtempSync(join(tmpdir(), 'adopt-records-')), 'records.jsonl');
+    const here = JSON.parse(adopt(['records', 'list', '--db', db, '--json']).stdout).target as string;
+    new RecordStore(db, () => {}).append({ kernel: 'rms_norm', template: 'an-old-template', workload: { rows: 8, n: 8, dtype: 'float32' }, target: here, schedule: { chunk: 4 }, status: 'ok', median_s: 1e-5, source: 'retime' });
+    const list = adopt(['records', 'list', '--db', db]);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(new RegExp(`\\n  s ${here} rms_norm`));
+    expect(list.stdout).toMatch(/s this target, but an older template of the kernel: never used/);
+    expect(JSON.parse(adopt(['records', 'list', '--db', db, '--json']).stdout).best[0]).toMatchObject({ this_target: true, stale: true });
+  });
+});

@@ -1,7 +1,7 @@
 // `adopt rewrite --tune`: the kept rewrites are tuned at the model's real size, the rewritten module
 // loads the schedule file written beside it (beside the original when the output is a diff).
 // --budget 0 keeps the test from measuring: records only, so the defaults are written.
-import { copyFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -24,7 +24,7 @@ describe('adopt rewrite --tune', () => {
     expect(sched.format).toBe('adopt-schedules/1');
     expect(sched.entries.map((e: { kernel: string }) => e.kernel).sort()).toEqual(['flash_attention', 'gated_act', 'rms_norm', 'rope']);
     expect(readFileSync(out, 'utf8')).toMatch(/\n {4}_adopt = None\nif _adopt is not None: .*\n {4}_adopt\.use_schedules\(__file__\)\n/);
-    expect(r.stderr).toMatch(/4 workload\(s\), 0 measurement\(s\)/);
+    expect(r.stderr).toMatch(/4 workload\(s\), 0 measured, /);
     expect(r.stderr).toContain(`schedules written to ${join(dir, 'out', 'adopt-schedules.json')}`);
   });
 
@@ -36,6 +36,19 @@ describe('adopt rewrite --tune', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('+    _adopt.use_schedules(__file__)');
     expect(existsSync(join(dir, 'adopt-schedules.json'))).toBe(true);
+  });
+
+  it('refuses a file in the schedule file\'s place that is not one before tuning or writing anything', () => {
+    const dir = tmp();
+    const out = join(dir, 'out', 'llama.py');
+    mkdirSync(join(dir, 'out'));
+    writeFileSync(join(dir, 'out', 'adopt-schedules.json'), 'notes of my own\n');
+    const r = adopt(['rewrite', fixture, '-o', out, ...tuneArgs(dir)], ANY_SIZE);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(join(dir, 'out', 'adopt-schedules.json'));
+    expect(readFileSync(join(dir, 'out', 'adopt-schedules.json'), 'utf8')).toBe('notes of my own\n');
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(join(dir, 'db.jsonl'))).toBe(false);
   });
 
   it('refuses tuning options without --tune, and --tune with --check', () => {

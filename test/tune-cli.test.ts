@@ -43,6 +43,53 @@ describe('adopt tune (CLI)', () => {
     }
   }, 180_000);
 
+  it('refuses bad numbers, shapes and paths before measuring anything, naming what is wrong', () => {
+    const dir = tmp();
+    const db = join(dir, 'r.jsonl');
+    writeFileSync(join(dir, 'afile'), '');
+    writeFileSync(join(dir, 'notes.txt'), 'my notes\n');
+    const shape = ['--kernel', 'softmax', '--shape', 'rows=8,n=8'];
+    const cases: [string[], RegExp][] = [
+      [[...shape, '--repeats', 'abc'], /--repeats takes a whole number of at least 1, not 'abc'/],
+      [[...shape, '--repeats', '0'], /--repeats takes a whole number of at least 1, not '0'/],
+      [[...shape, '--seed', 'xyz'], /--seed takes a whole number, not 'xyz'/],
+      [['--kernel', 'softmax', '--shape', 'rows=1.5,n=8'], /--shape rows is a size: a positive whole number/],
+      [['--kernel', 'softmax', '--shape', 'rows=0,n=8'], /not '0'/],
+      [['--kernel', 'softmax', '--shape', 'rows=8,rows=8,n=8'], /gives rows twice/],
+      [['--kernel', 'gated_act', '--shape', 'rows=8,n=8,act=foo'], /act for gated_act is one of silu, gelu, gelu_tanh, not 'foo'/],
+      [[...shape, '--db', join(dir, 'afile', 'x.jsonl')], /cannot write the record store .*afile\/x\.jsonl: a part of its directory .* is a file/],
+      [[...shape, '--db', dir], /cannot write the record store .*: it is a directory/],
+      [[...shape, '--schedules', join(dir, 'notes.txt')], /notes\.txt is not a schedule file \(not JSON.*not overwritten/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = adopt(['tune', ...args, '--budget', '2', ...(args.includes('--db') ? [] : ['--db', db])]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(looksLikeCrash(r.stderr), r.stderr).toBe(false);
+      expect(r.stderr, args.join(' ')).toMatch(msg);
+    }
+    expect(existsSync(db)).toBe(false); // nothing measured
+    expect(readFileSync(join(dir, 'notes.txt'), 'utf8')).toBe('my notes\n');
+  }, 180_000);
+
+  it('a model file with a syntax error is named at its line, as rewrite does', () => {
+    const dir = tmp();
+    const file = join(dir, 'broken.py');
+    writeFileSync(file, 'import torch\nclass M(torch.nn.Module:\n    pass\n');
+    const r = adopt(['tune', file, '--db', join(dir, 'r.jsonl')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(new RegExp(`${file.replace(/[.]/g, '\\.')}:2:\\d+: error: syntax error`));
+    expect(looksLikeCrash(r.stderr)).toBe(false);
+  }, 120_000);
+
+  it('--target cuda without a GPU says so plainly', () => {
+    // the interpreter switched off: this machine's torch sees no GPU
+    const env = { ADOPT_TRITON_INTERPRET: '0', TRITON_INTERPRET: '0', CUDA_VISIBLE_DEVICES: '' };
+    const r = adopt(['tune', '--kernel', 'rms_norm', '--shape', 'rows=8,n=8', '--target', 'cuda', '--budget', '1', '--db', join(tmp(), 'r.jsonl')], { env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^adopt: no CUDA device here/);
+    expect(r.stderr).not.toMatch(/Traceback|RuntimeError|\|/);
+  }, 120_000);
+
   // Triton's interpreter stands in for the GPU: the same measurer, space and records as on a device
   it.skipIf(!existsSync(TRITON))('--target cuda tunes the Triton kernel in its own space, recorded under a cuda target', () => {
     const db = join(tmp(), 'records.jsonl');

@@ -58,8 +58,9 @@ describe('record store', () => {
     s.append({ ...base, target: 'elsewhere', schedule: { b: 4 }, median_s: 0.0001 });
     s.append({ ...base, template: 'old', schedule: { b: 4 }, median_s: 0.0001 });
     s.append({ ...base, schedule: { b: 2 }, median_s: 0.003 });
+    s.append({ ...base, schedule: { b: 2 }, median_s: 0.003, source: 'retime' });
     const mine = s.forTarget('here', 'k', 't1');
-    expect(mine.map((r) => r.schedule.b)).toEqual([2]);
+    expect(mine.map((r) => r.schedule.b)).toEqual([2, 2]);
     expect(exactHit(mine, base.workload)?.schedule).toEqual({ b: 2 });
     expect(s.forTarget('nowhere', 'k')).toEqual([]);
   });

@@ -45,6 +45,43 @@ STATUSES = ("ok", "compile_error", "crash", "timeout", "wrong")
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
+class HarnessError(RuntimeError):
+    """The measurer itself failed (a malformed request or command): no schedule is to blame, so
+    the batch stops and nothing of it is reported as a schedule's result."""
+
+
+def _whole(request, name, default, least):
+    value = request.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise HarnessError(f"request field {name!r} must be a whole number of at least {least}, not {value!r}")
+    return value
+
+
+def check_request(request):
+    """Raises HarnessError for a request no schedule could be measured under (before any is)."""
+    if not isinstance(request, dict):
+        raise HarnessError("the request is not a JSON object")
+    if request.get("op", "measure") not in ("measure", "retime"):
+        raise HarnessError(f"unknown op {request.get('op')!r}")
+    if not isinstance(request.get("kernel"), str):
+        raise HarnessError("request field 'kernel' must be a kernel name")
+    if not isinstance(request.get("workload"), dict):
+        raise HarnessError("request field 'workload' must be an object")
+    if not isinstance(request.get("schedules"), list) or not all(isinstance(s, dict) for s in request["schedules"]):
+        raise HarnessError("request field 'schedules' must be a list of objects")
+    _whole(request, "warmup", 1, 0)
+    _whole(request, "repeats", 5, 1)
+    if request.get("seed") is not None:
+        _whole(request, "seed", None, 0)
+    if request.get("threads") is not None:
+        _whole(request, "threads", None, 1)
+    timeout = request.get("timeout_s", 30)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise HarnessError(f"request field 'timeout_s' must be a positive number of seconds, not {timeout!r}")
+    if request.get("clock", "wall") not in CLOCKS:
+        raise HarnessError(f"request field 'clock' must be one of {', '.join(sorted(CLOCKS))}, not {request.get('clock')!r}")
+
+
 def _emit(obj, stream=None):
     stream = stream or sys.stdout
     stream.write(json.dumps(obj, sort_keys=True) + "\n")
@@ -97,12 +134,26 @@ def _child_main():
                 state.update(kernel=kernel, run=run, check=check, registry=registry, sync=_synchronizer(device))
                 _emit({"ok": True}, out)
             elif cmd["op"] == "run":
-                _emit(_child_run(state, cmd), out)
+                bad = _bad_run(cmd)
+                _emit({"harness": bad} if bad else _child_run(state, cmd), out)
             else:
-                _emit({"status": "crash", "error": f"unknown op {cmd['op']!r}"}, out)
+                _emit({"harness": f"unknown op {cmd['op']!r}"}, out)
         except Exception as e:  # noqa: BLE001  (reported to the parent, which records it)
             _emit({"status": "crash", "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-2000:]}, out)
     return 0
+
+
+def _bad_run(cmd):
+    """Why a run command is malformed (the harness's fault, not the schedule's), or None."""
+    if not isinstance(cmd.get("schedule"), dict):
+        return "run command without a schedule"
+    for name in ("warmup", "repeats", "inner"):
+        v = cmd.get(name, 0)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            return f"run command field {name!r} must be a whole number, not {v!r}"
+    if cmd.get("clock", "wall") not in CLOCKS:
+        return f"run command field 'clock' must be one of {', '.join(sorted(CLOCKS))}, not {cmd.get('clock')!r}"
+    return None
 
 
 def _child_run(state, cmd):
@@ -240,6 +291,7 @@ def compile_schedule(kernel, schedule, dtype):
 
 def measure(request, progress=None):
     """Runs a ``measure`` or ``retime`` request; returns the result object."""
+    check_request(request)
     registry = _load_registry(request.get("imports"))
     kernel = registry.KERNELS.get(request["kernel"])
     if kernel is None:
@@ -287,12 +339,15 @@ def measure(request, progress=None):
 
 
 def _record(result, answer):
+    if "harness" in answer:
+        raise HarnessError(f"the measuring child refused a command: {answer['harness']}")
     result["status"] = answer.get("status", "crash")
     if result["status"] == "ok":
         result["times_s"] = result["times_s"] + answer["times_s"]
         result["median_s"] = statistics.median(result["times_s"])
     else:
-        result["error"] = answer.get("error")
+        # a failure is recorded against the schedule for good: it says why, even where the run did not
+        result["error"] = answer.get("error") or f"{result['status']} without a message from the run"
         result["median_s"] = None
 
 
@@ -303,7 +358,7 @@ def _retime(child, request, results, timeout):
     for r in live:
         answer = child.ask({"op": "run", "schedule": r["schedule"], "check": bool(request.get("check", False)),
                             "warmup": request.get("warmup", 1), "repeats": 0, "allow_fallback": request.get("allow_fallback", False)}, timeout)
-        if answer.get("status") != "ok":
+        if "harness" in answer or answer.get("status") != "ok":
             _record(r, answer)
         else:
             r["status"] = "ok"

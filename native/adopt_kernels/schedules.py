@@ -11,6 +11,12 @@ format is JSON::
 A file that cannot be read, names an unknown kernel or carries an illegal schedule gets one
 warning and the default schedule for what it cannot supply; it never changes results, since
 every legal schedule computes the same thing.
+
+A file tuned for another target (its ``target.key`` is not this machine's fingerprint: another
+CPU, compiler or torch) gets one warning naming both, and none of its entries is used: its
+schedules were the fastest there, which says little of here (the tuner never uses another
+target's records either), and the defaults are what this target was built around. ``adopt tune``
+here writes this target's own. A file that names no target key (written by hand) is used as it is.
 """
 
 import json
@@ -51,6 +57,8 @@ def read(path):
         return []
     target = data.get("target")
     device = target.get("device", "cpu") if isinstance(target, dict) else "cpu"
+    if not _for_this_target(path, target, device):
+        return []
     flags = target.get("flags") if isinstance(target, dict) and isinstance(target.get("flags"), list) else ()
     level = vector_level(flags) if device == "cpu" else None
     good = []
@@ -82,6 +90,55 @@ def read(path):
             _warn(f"{where}: schedule for {kernel.name} predates its parameter(s) {', '.join(added)}; their defaults are used")
         good.append(((kernel.name, device), e["workload"], schedule))
     return good
+
+
+def _here(device):
+    """This machine's target key on ``device``; None where it has no such device."""
+    from . import target as _target
+
+    try:
+        return _target.fingerprint(device)["key"]
+    except Exception:  # noqa: BLE001  (no such device here: its entries could never be looked up)
+        return None
+
+
+def _for_this_target(path, target, device):
+    """Whether a file's entries may be used here (a warning says why not, once per file)."""
+    key = target.get("key") if isinstance(target, dict) else None
+    if not isinstance(key, str):
+        return True
+    here = _here(device)
+    if here is None:
+        return False
+    if key != here:
+        _warn(f"{path} was tuned for target {key}, not this one ({here}: another CPU, compiler or torch); "
+              f"its schedules are not used here, the defaults are (adopt tune on this machine writes its own)")
+        return False
+    return True
+
+
+def describe(path):
+    """What a schedule file holds for this machine: its target, this target, and how many entries
+    are used here (``adopt kernels status`` prints it)."""
+    out = {"path": os.path.abspath(path), "exists": os.path.exists(path), "target": None, "here": None, "entries": 0, "used": 0}
+    if not out["exists"]:
+        return out
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        out["error"] = f"cannot read it: {e}"
+        return out
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entries"), list):
+        out["error"] = f"not an adopt schedule file (format {FORMAT!r})"
+        return out
+    target = data.get("target") if isinstance(data.get("target"), dict) else {}
+    device = target.get("device", "cpu")
+    out.update(target=target.get("key"), here=_here(device), device=device, entries=len(data["entries"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["used"] = len(read(path))
+    return out
 
 
 SCHEDULE_FILE = "adopt-schedules.json"
@@ -153,6 +210,15 @@ def lookup(kernel, workload, device="cpu"):
     return schedule
 
 
+def main(argv=None):
+    """``python -m adopt_kernels.schedules FILE``: describe() of the file as one JSON line."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    print(json.dumps(describe(args[0]) if args else {"error": "usage: python -m adopt_kernels.schedules FILE"}))
+    return 0 if args else 2
+
+
 def write(path, target, entries):
     """Write a schedule file atomically; ``entries`` are dicts with kernel, workload, schedule."""
     tmp = f"{path}.tmp{os.getpid()}"
@@ -160,3 +226,7 @@ def write(path, target, entries):
         json.dump({"format": FORMAT, "target": target, "entries": entries}, f, indent=1, sort_keys=True)
         f.write("\n")
     os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

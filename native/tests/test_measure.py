@@ -144,3 +144,29 @@ def test_a_workload_is_shrunk_along_the_first_scalable_field_in_that_order():
     assert measure._shrink_field(kernels["flash_attention"], attention) == "q_len"
     assert measure._shrink_field(kernels["flash_attention"], attention, prefer="batch") == "batch"
     assert measure._shrink_field(kernels["rms_norm"], {"rows": 64, "n": 8, "dtype": "float32"}) == "rows"
+
+
+@pytest.mark.parametrize("field, value", [("repeats", None), ("repeats", 0), ("repeats", "abc"), ("repeats", -3), ("warmup", 1.5),
+                                          ("seed", "xyz"), ("timeout_s", 0), ("clock", "sundial")])
+def test_a_request_no_schedule_could_be_measured_under_is_the_harness_failing_not_the_schedules(fake, field, value):
+    progress = []
+    with pytest.raises(measure.HarnessError, match=field):
+        measure.measure(_request(fake, ["ok", "ok"], **{field: value}), progress=progress.append)
+    assert progress == []  # no schedule was reported, so none is recorded as failed
+
+
+def test_the_command_line_reports_a_harness_failure_as_an_error_line_not_as_results(fake):
+    req = _request(fake, ["ok"], repeats=None)
+    p = subprocess.run([sys.executable, "-m", "adopt_harness.measure"], input=json.dumps(req), capture_output=True, text=True, timeout=120)
+    last = json.loads(p.stdout.strip().splitlines()[-1])
+    assert p.returncode == 1
+    assert "results" not in last
+    assert "repeats" in last["error"] and "HarnessError" in last["error"]
+
+
+def test_a_child_that_refuses_a_command_stops_the_batch(fake):
+    results = [{"schedule": {"mode": "ok"}, "status": None, "median_s": None, "times_s": [], "error": None}]
+    with pytest.raises(measure.HarnessError, match="refused"):
+        measure._record(results[0], {"harness": "run command field 'repeats' must be a whole number, not None"})
+    measure._record(results[0], {"status": "crash"})
+    assert results[0]["error"] == "crash without a message from the run"

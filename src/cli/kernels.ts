@@ -21,6 +21,26 @@ function call(args: string[]): Record<string, unknown> {
   return r.value;
 }
 
+interface ScheduleFileState { path: string; exists: boolean; target: string | null; here: string | null; entries: number; used: number; error?: string }
+
+/** The schedule file the whole process loads ($ADOPT_SCHEDULES), as the kernels will read it. */
+function scheduleFileState(): ScheduleFileState | null {
+  const path = process.env.ADOPT_SCHEDULES;
+  if (!path) return null;
+  const r = runPythonJson('adopt_kernels.schedules', [path], 300_000);
+  if (!r.ok || !isObject(r.value) || typeof r.value.path !== 'string') return { path, exists: true, target: null, here: null, entries: 0, used: 0, error: r.ok ? 'no description' : r.error };
+  return r.value as unknown as ScheduleFileState;
+}
+
+/** One line: which schedules the kernels run. */
+export function scheduleLine(f: ScheduleFileState | null): string {
+  if (!f) return 'schedules: the defaults ($ADOPT_SCHEDULES unset; a module rewritten with --tune loads the adopt-schedules.json beside it)';
+  if (!f.exists) return `schedules: $ADOPT_SCHEDULES=${f.path} does not exist: the defaults are used`;
+  if (f.error) return `schedules: $ADOPT_SCHEDULES=${f.path}: ${f.error}: the defaults are used`;
+  const whose = f.target === null ? 'names no target' : f.target === f.here ? `tuned for this target (${f.target})` : `tuned for target ${f.target}, not this one (${f.here ?? 'no such device here'}): none used`;
+  return `schedules: $ADOPT_SCHEDULES=${f.path}, ${whose}; ${f.used} of ${f.entries} entr${f.entries === 1 ? 'y' : 'ies'} used here`;
+}
+
 function printStatus(s: StatusResult): void {
   const out = process.stdout;
   out.write(`compiler: ${s.compiler ?? 'none (kernels run their reference path)'}\n`);
@@ -28,6 +48,7 @@ function printStatus(s: StatusResult): void {
   out.write(`cuda:     ${s.cuda}\n`);
   out.write(`cache:    ${s.cache}\n`);
   if (s.disabled) out.write(`disabled: ${s.disabled} ($ADOPT_DISABLE)\n`);
+  out.write(`${scheduleLine(scheduleFileState())}\n`);
   if (s.malloc?.kept) out.write('malloc:   keeps freed CPU memory for reuse ($ADOPT_KEEP_FREED_MEMORY)\n');
   else if (s.malloc?.glibc) out.write("malloc:   the system's (ADOPT_KEEP_FREED_MEMORY=1 keeps freed CPU memory for reuse: no page faults for large tensors made again; see docs/kernels.md)\n");
   if (s.idle_threads) printIdleThreads(s.idle_threads);
@@ -109,7 +130,7 @@ export function kernelsCommand(cmd: 'build' | 'status', opts: { target?: string;
   if (cmd === 'status') {
     const s = call(['status']) as unknown as StatusResult;
     if (!Array.isArray(s.kernels)) throw new AdoptError('malformed status from adopt_kernels.cli (no kernels list)');
-    if (opts.json) process.stdout.write(`${JSON.stringify(s, null, 1)}\n`);
+    if (opts.json) process.stdout.write(`${JSON.stringify({ ...s, schedules: scheduleFileState() }, null, 1)}\n`);
     else printStatus(s);
     return 0;
   }

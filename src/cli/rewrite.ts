@@ -4,7 +4,8 @@ import { relative, resolve } from 'node:path';
 import { AdoptError, formatDiagnostic } from '../diag.js';
 import { defaultRulesDir, selectRules, type Rule } from '../match/rule.js';
 import { destinationsUnder, filesWithSyntaxErrors, runPipeline, UNPARSED, withholdMeasuredSlower, writeInPlace, writeTo, type PipelineResult, type Written } from '../pipeline/index.js';
-import { writeScheduleFiles } from '../tune/schedule-file.js';
+import { scheduleFileBeside, writeScheduleFiles } from '../tune/schedule-file.js';
+import { readScheduleFile } from '../tune/tuner.js';
 import { type TuneCliOptions, checkConfig, printModelSummary, targetInfo, tuneDiscovered, wholeNumber } from './tune.js';
 import { tuneRewrites } from '../tune/rewrite.js';
 import { formatNearMiss, rankNearMisses } from '../match/why-not.js';
@@ -56,7 +57,7 @@ export async function rewriteCommand(paths: string[], opts: RewriteOptions): Pro
   });
   for (const f of result.plan.program.files) for (const d of f.diagnostics) if (d.severity === 'error') say(formatDiagnostic(d));
   for (const f of result.files) if (f.error) say(`adopt: error: ${f.error}`);
-  const tuned = opts.tune ? await tuneStage(result, opts) : null;
+  const tuned = opts.tune ? await tuneStage(result, paths, opts) : null;
   if (tuned) result = { ...result, files: tuned.files };
   // the pipeline leaves a file that does not parse alone; nothing reaches the disk or a diff from it
   const unparsed = filesWithSyntaxErrors(result.plan.program);
@@ -86,10 +87,14 @@ export async function rewriteCommand(paths: string[], opts: RewriteOptions): Pro
 }
 
 /** The tune stage: the kept rewrites' workloads found at the model's real size and tuned. */
-async function tuneStage(result: PipelineResult, opts: RewriteOptions) {
+async function tuneStage(result: PipelineResult, inputs: string[], opts: RewriteOptions) {
   const t: TuneCliOptions = { budget: opts.budget ?? '16', strategy: opts.strategy, db: opts.db, config: opts.tuneConfig, batch: opts.batch, seq: opts.seq, class: opts.class };
   const changed = result.files.filter((f) => !f.error && f.rewritten !== f.original);
   if (!changed.length) return null;
+  // a schedule file the tuning would have to replace (not one, or unreadable) stops the command
+  // before anything is measured or written
+  const to = opts.output ? destinationsUnder(opts.output, inputs) : (p: string) => p;
+  for (const f of new Set(changed.map((c) => scheduleFileBeside(to(c.path))))) readScheduleFile(f);
   const info = targetInfo();
   const discover = { config: t.config, batch: wholeNumber('--batch', t.batch, 4, 1), seq: wholeNumber('--seq', t.seq, 512, 1), classes: t.class };
   const tuned = await tuneRewrites(result.files, discover, (d) => tuneDiscovered(d, t, changed.map((f) => f.path).join(', '), info));

@@ -111,15 +111,25 @@ export class LocalMeasurer implements Measurer {
       } catch { /* a stray line; only the last one must parse */ }
     };
     return streamPython(['-m', 'adopt_harness.measure'], { python: o.python, env: o.env, timeoutMs: limitMs, input: JSON.stringify(full), onLine }).then((end) => {
-      if (end.error && !last) throw new Error(`cannot start the measurer: ${end.error}`);
+      if (end.error && !last) throw new MeasurerError(`cannot start the measurer: ${end.error}`);
       try {
         const out = JSON.parse(last) as { error?: string; results?: WireResult[]; template_hash: string; target: Target };
         if (out.error || !out.results) throw new Error(out.error ?? 'no results');
         return { results: out.results.map((r) => fromWire(r, warmup)), templateHash: out.template_hash, target: out.target };
       } catch (e) {
-        throw new Error(`the measurer failed (exit ${end.code ?? end.signal}): ${(e as Error).message}${end.stderr ? ` | ${end.stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
+        throw new MeasurerError(`the measurer failed (exit ${end.code ?? end.signal}): ${(e as Error).message}${end.stderr ? ` | ${end.stderr.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
       }
     });
+  }
+}
+
+/** The measurer itself failed (it could not start, or answered nothing usable): no schedule is to
+ *  blame, so nothing of the batch is recorded and the run stops. */
+export class MeasurerError extends Error {
+  readonly harness = true;
+  constructor(message: string) {
+    super(message);
+    this.name = 'MeasurerError';
   }
 }
 

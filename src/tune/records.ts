@@ -3,11 +3,13 @@
 // chooses another). One record per measured schedule, keyed by kernel, template hash, workload
 // (its sizes and dtype) and the target fingerprint's key. Each append is one write of one line
 // to a file opened with O_APPEND, so two processes can record at once without tearing lines. A
-// corrupt line is skipped with a warning naming FILE:LINE; a record of another target is kept
-// in the file but never used as this target's.
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+// corrupt line (not JSON, a field missing or mistyped, a time that is not a positive number) is
+// skipped with a warning naming FILE:LINE; a record of another target is kept in the file but
+// never used as this target's.
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { AdoptError } from '../diag.js';
 import type { Status } from './measurer.js';
 import { type Schedule, type Workload, scheduleKey, workloadKey } from './space.js';
 
@@ -27,7 +29,10 @@ export interface TuneRecord {
   status: Status;
   median_s: number | null;
   compile_s?: number;
-  /** measure: one batch run; retime: finalists timed interleaved (preferred when present); replay. */
+  /** Why a schedule that is not ok failed (the harness's message). */
+  error?: string | null;
+  /** measure: one batch run; retime: finalists timed interleaved at the end of a finished run
+   *  (preferred when present); replay: a whole space measured beforehand. */
   source: 'measure' | 'retime' | 'replay' | 'pretrain';
   at: string;
 }
@@ -43,11 +48,53 @@ export interface ReadResult {
   warnings: string[];
 }
 
+const STATUSES: readonly string[] = ['ok', 'compile_error', 'crash', 'timeout', 'wrong'];
+
 function isRecord(r: unknown): r is TuneRecord {
   const o = r as TuneRecord;
   return !!o && typeof o === 'object' && o.kind === RECORD_KIND && typeof o.kernel === 'string' && typeof o.template === 'string'
     && typeof o.target === 'string' && !!o.workload && typeof o.workload === 'object' && !!o.schedule && typeof o.schedule === 'object'
     && typeof o.status === 'string' && (o.median_s === null || typeof o.median_s === 'number');
+}
+
+/** Why a well-formed record still cannot be believed, or null: a time that no run can take
+ *  (zero, negative, not finite) would win every comparison. */
+function implausible(o: TuneRecord): string | null {
+  if (!STATUSES.includes(o.status)) return `unknown status '${o.status}'`;
+  if (o.status === 'ok' && (o.median_s === null || !Number.isFinite(o.median_s) || o.median_s <= 0)) return `time ${String(o.median_s)} s is not a positive number`;
+  return null;
+}
+
+const lines = new WeakMap<TuneRecord, string>();
+
+/** FILE:LINE of a record read from a store (for warnings about it); null for one made in memory. */
+export function recordPlace(r: TuneRecord): string | null {
+  return lines.get(r) ?? null;
+}
+
+/** Whether a record belongs to a finished run: the finalists' interleaved re-timing is written
+ *  last, and a replayed space was measured whole. A run stopped before that left only batch
+ *  medians, never compared with the default. */
+export function finishedRun(r: TuneRecord): boolean {
+  return r.source === 'retime' || r.source === 'replay';
+}
+
+/** Stops with a clear message when `path` cannot take records (a directory, a parent that is a
+ *  file, no permission), creating its directory as an append would; nothing is left behind. */
+export function checkWritable(path: string, what: string): void {
+  const full = resolve(path);
+  try {
+    if (existsSync(full) && statSync(full).isDirectory()) throw new Error('it is a directory');
+    mkdirSync(dirname(full), { recursive: true });
+    const existed = existsSync(full);
+    closeSync(openSync(full, 'a'));
+    if (!existed) rmSync(full);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'EEXIST' || err.code === 'ENOTDIR' ? `a part of its directory ${dirname(full)} is a file`
+      : err.code ? `${err.code} (${err.message.replace(/^[A-Z]+: /, '').replace(/,.*$/, '')})` : err.message;
+    throw new AdoptError(`cannot write ${what} ${full}: ${why}`);
+  }
 }
 
 export class RecordStore {
@@ -62,8 +109,9 @@ export class RecordStore {
   readAll(): ReadResult {
     const out: ReadResult = { records: [], warnings: [] };
     if (!existsSync(this.path)) return out;
-    const lines = readFileSync(this.path, 'utf8').split('\n');
-    lines.forEach((line, i) => {
+    if (statSync(this.path).isDirectory()) throw new AdoptError(`the record store ${this.path} is a directory, not a file of records`);
+    const text = readFileSync(this.path, 'utf8').split('\n');
+    text.forEach((line, i) => {
       if (!line.trim()) return;
       let parsed: unknown;
       try {
@@ -78,6 +126,12 @@ export class RecordStore {
         out.warnings.push(`${this.path}:${i + 1}: corrupt record (missing or mistyped fields); skipped`);
         return;
       }
+      const why = implausible(parsed);
+      if (why) {
+        out.warnings.push(`${this.path}:${i + 1}: corrupt record (${why}); skipped`);
+        return;
+      }
+      lines.set(parsed, `${this.path}:${i + 1}`);
       out.records.push(parsed);
     });
     for (const w of out.warnings) {
@@ -104,8 +158,11 @@ export class RecordStore {
 export interface Best {
   schedule: Schedule;
   median_s: number;
+  /** Schedules measured in searches at this workload (re-timings of finalists not counted). */
   measurements: number;
   failed: Set<string>;
+  /** Some run at this workload finished (its finalists were re-timed against the default). */
+  finished: boolean;
 }
 
 /**
@@ -126,9 +183,15 @@ export function bestByWorkload(records: TuneRecord[]): Map<string, Best & { work
     const pool = retimed.length ? retimed : ok;
     if (!pool.length) continue;
     const best = pool.reduce((a, b) => ((b.median_s as number) < (a.median_s as number) ? b : a));
-    out.set(key, { workload: best.workload, schedule: best.schedule, median_s: best.median_s as number, measurements: rs.length, failed });
+    out.set(key, { workload: best.workload, schedule: best.schedule, median_s: best.median_s as number, measurements: measuredCount(rs), failed, finished: rs.some(finishedRun) });
   }
   return out;
+}
+
+/** The measurements records stand for, as `--budget` counts them: each schedule a search measured
+ *  (the finalists' re-timing is not one). */
+export function measuredCount(records: TuneRecord[]): number {
+  return records.filter((r) => r.source !== 'retime').length;
 }
 
 /** Per schedule, the median of its ok medians at one workload (the data a model or a reuse reads). */

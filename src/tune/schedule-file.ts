@@ -3,6 +3,7 @@
 // block's edit, so the diff, the rewritten text and what is written stay one and the same.
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { AdoptError } from '../diag.js';
 import type { FileResult } from '../synth/synthesize.js';
 import { KERNELS_ALIAS, PREAMBLE } from '../synth/synthesize.js';
 import type { Target } from './measurer.js';
@@ -44,9 +45,17 @@ export function withScheduleLoading(f: FileResult): FileResult {
   return { ...f, rewritten: text, edits };
 }
 
-/** Writes (merging) the schedule file beside each module; returns the files written. */
+/** Writes (merging) the schedule file beside each module; returns the files written. Every file
+ *  is read first, so that one that is not a schedule file stops the command before any is written. */
 export function writeScheduleFiles(modulePaths: string[], target: Target, entries: { kernel: string; workload: Workload; schedule: Schedule }[]): string[] {
   const files = [...new Set(modulePaths.map(scheduleFileBeside))];
-  for (const path of files) writeFileSync(path, scheduleFileText(path, target, entries));
+  const texts = files.map((path) => scheduleFileText(path, target, entries));
+  files.forEach((path, i) => {
+    try {
+      writeFileSync(path, texts[i]);
+    } catch (e) {
+      throw new AdoptError(`cannot write the schedule file ${path}: ${(e as Error).message}`);
+    }
+  });
   return files;
 }

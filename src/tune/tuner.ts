@@ -3,12 +3,13 @@
 // strategy over a measurer that writes each result to the record store as it comes in (killing a
 // run loses at most the measurement in flight), then the finalists and the default re-timed
 // interleaved, and the winner chosen from that.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { AdoptError } from '../diag.js';
 import type { CostModel } from './cost-model.js';
-import { type Batch, LocalMeasurer, type Measurer, type MeasureOptions, type Target, type TargetInfo, localTargetInfo } from './measurer.js';
+import { type Batch, LocalMeasurer, type Measurer, MeasurerError, type MeasureOptions, type Target, type TargetInfo, localTargetInfo } from './measurer.js';
 import { PRETRAINED_PATH, adaptToTarget } from './pretrain.js';
-import { RecordStore, type TuneRecord } from './records.js';
-import { type Device, type Registry, type Schedule, type Space, type Workload, kernelSpace, loadRegistry, sameSchedule, scheduleKey } from './space.js';
+import { RecordStore, type TuneRecord, medianBySchedule, recordPlace } from './records.js';
+import { type Device, type Registry, type Schedule, type Space, type Workload, kernelSpace, loadRegistry, sameSchedule, scheduleKey, workloadKey } from './space.js';
 import { autotvm, gridSearch, randomSearch } from './strategies/baselines.js';
 import { guided } from './strategies/guided.js';
 import { consensusPriors, exactHit, nearestPriors } from './strategies/reuse.js';
@@ -46,16 +47,28 @@ export interface TuneSummary {
   schedule: Schedule;
   /** Where the schedule came from. */
   source: 'exact-record' | 'nearest-record' | 'default' | 'measured';
+  /** Schedules this run's search measured: what `--budget` allows (the re-timing is not one). */
   measurements: number;
+  /** Schedules an earlier run of this workload measured before it was stopped, taken as measured
+   *  here: they count against the budget too. */
+  resumed: number;
+  /** Schedules timed again interleaved at the end: the best measured and the default. */
+  retimed: number;
   seconds: number;
   default_s: number | null;
   best_s: number | null;
   /** Default's time over the chosen schedule's (above 1: the tuned schedule is faster). */
   speedup: number | null;
+  /** Schedules that failed (measured, resumed or re-timed), each counted once; never chosen. */
   failures: number;
+  /** Schedules that ran correctly (measured, resumed or re-timed). */
+  ok: number;
   notes: string[];
   db: string;
 }
+
+type Base = Omit<TuneSummary, 'schedule' | 'source' | 'measurements' | 'resumed' | 'retimed' | 'default_s' | 'best_s' | 'speedup' | 'failures' | 'ok'>;
+const NOTHING_MEASURED = { measurements: 0, resumed: 0, retimed: 0, default_s: null, best_s: null, speedup: null, failures: 0, ok: 0 } as const;
 
 /** Writes every result to the store as it arrives (or, for measurers without progress, after the batch). */
 class RecordingMeasurer implements Measurer {
@@ -70,6 +83,7 @@ class RecordingMeasurer implements Measurer {
     this.store.append({
       kernel, template: this.base.template, workload, target: this.base.target.key, target_info: this.base.target,
       schedule: r.schedule, status: r.status, median_s: r.median_s, compile_s: r.compile_s, source,
+      ...(r.status === 'ok' ? {} : { error: r.error ?? null }),
     });
   }
 
@@ -113,19 +127,41 @@ async function loadPretrained(warn: (m: string) => void): Promise<CostModel | nu
   }
 }
 
-function recordsOnly(space: Space, workload: Workload, recs: TuneRecord[], base: Omit<TuneSummary, 'schedule' | 'source' | 'measurements' | 'default_s' | 'best_s' | 'speedup' | 'failures'>): TuneSummary {
+function recordsOnly(space: Space, workload: Workload, recs: TuneRecord[], base: Base, unfinished: number): TuneSummary {
   const exact = exactHit(recs, workload);
   if (exact) {
-    return { ...base, schedule: exact.schedule, source: 'exact-record', measurements: 0, default_s: null, best_s: exact.median_s, speedup: null, failures: 0,
-      notes: [...base.notes, `exact record of this workload on this target (${exact.measurements} measurements earlier); nothing measured`] };
+    return { ...base, ...NOTHING_MEASURED, schedule: exact.schedule, source: 'exact-record', best_s: exact.median_s,
+      notes: [...base.notes, `exact record of this workload on this target (${exact.measurements} schedule(s) measured earlier, the best re-timed against the default); nothing measured`] };
   }
+  const stopped = unfinished ? [`a stopped run of this workload left ${unfinished} measurement(s); a budget above 0 resumes it`] : [];
   const near = nearestPriors(recs, space, workload, 1);
   if (near.length) {
-    return { ...base, schedule: near[0], source: 'nearest-record', measurements: 0, default_s: null, best_s: null, speedup: null, failures: 0,
-      notes: [...base.notes, 'budget 0: the best schedule of the nearest recorded workload, legalised for this one (not measured here)'] };
+    return { ...base, ...NOTHING_MEASURED, schedule: near[0], source: 'nearest-record',
+      notes: [...base.notes, ...stopped, 'budget 0: the best schedule of the nearest recorded workload, legalised for this one (not measured here)'] };
   }
-  return { ...base, schedule: space.defaultAt(workload), source: 'default', measurements: 0, default_s: null, best_s: null, speedup: null, failures: 0,
-    notes: [...base.notes, 'budget 0 and no record of this kernel on this target: the default schedule (nothing measured)'] };
+  return { ...base, ...NOTHING_MEASURED, schedule: space.defaultAt(workload), source: 'default',
+    notes: [...base.notes, ...stopped, 'budget 0 and no record of this kernel on this target: the default schedule (nothing measured)'] };
+}
+
+/** What a stopped run of this workload measured, one trial per schedule (a schedule that failed
+ *  once is failed): the resumed search counts them as measured. */
+function stoppedTrials(records: TuneRecord[]): Trial[] {
+  const failed = new Map<string, TuneRecord>();
+  for (const r of records) if (r.source === 'measure' && r.status !== 'ok') failed.set(scheduleKey(r.schedule), r);
+  const trials: Trial[] = [...failed.values()].map((r) => ({ schedule: r.schedule, status: r.status, median_s: null, compile_s: 0, run_s: 0 }));
+  const ok = medianBySchedule(records.filter((r) => r.source === 'measure' && !failed.has(scheduleKey(r.schedule))));
+  for (const v of ok.values()) trials.push({ schedule: v.schedule, status: 'ok', median_s: v.median_s, compile_s: 0, run_s: 0 });
+  return trials;
+}
+
+/** This target's records of the kernel, each checked against the kernel's space: a schedule the
+ *  space does not allow at its workload is never used (one warning per record, naming FILE:LINE). */
+function usableRecords(records: TuneRecord[], space: Space, warn: (m: string) => void, store: RecordStore): TuneRecord[] {
+  return records.filter((r) => {
+    if (space.legal(r.schedule, r.workload)) return true;
+    warn(`${recordPlace(r) ?? store.path}: record of ${r.kernel} with schedule ${JSON.stringify(r.schedule)}, which is not legal in its space at ${JSON.stringify(r.workload)}; skipped`);
+    return false;
+  });
 }
 
 export async function tuneWorkload(opts: TuneOptions): Promise<TuneSummary> {
@@ -136,18 +172,28 @@ export async function tuneWorkload(opts: TuneOptions): Promise<TuneSummary> {
   const info = opts.targetInfo ?? localTargetInfo(undefined, device);
   const space = kernelSpace(opts.kernel, reg, device, info.target.flags);
   const dtype = String(opts.workload.dtype ?? 'float32');
-  const template = info.templates[opts.kernel]?.[dtype] ?? 'unknown';
+  const templates = info.templates[opts.kernel] ?? {};
+  const template = templates[dtype] ?? 'unknown';
   const store = new RecordStore(opts.db, warn);
   const all = store.readAll().records.filter((r) => r.kernel === opts.kernel);
-  const recs = all.filter((r) => r.target === info.target.key && r.template === template);
+  const recs = usableRecords(all.filter((r) => r.target === info.target.key && r.template === template), space, warn, store);
   const notes: string[] = [];
   const foreign = all.filter((r) => r.target !== info.target.key).length;
   if (foreign) notes.push(`${foreign} record(s) of ${opts.kernel} from other targets ignored`);
-  const stale = all.filter((r) => r.target === info.target.key && r.template !== template).length;
+  const others = all.filter((r) => r.target === info.target.key && r.template !== template);
+  // a record of another dtype carries that dtype's template: current there, just not this workload's
+  const otherDtype = others.filter((r) => String(r.workload.dtype ?? 'float32') !== dtype && templates[String(r.workload.dtype ?? 'float32')] === r.template);
+  if (otherDtype.length) notes.push(`${otherDtype.length} record(s) of ${opts.kernel} in ${[...new Set(otherDtype.map((r) => String(r.workload.dtype ?? 'float32')))].join(', ')}: another dtype than ${dtype}, not used for it`);
+  const stale = others.length - otherDtype.length;
   if (stale) notes.push(`${stale} record(s) of an older template of ${opts.kernel} ignored`);
-  const base = { kernel: opts.kernel, workload: opts.workload, target: info.target.key, template, strategy: opts.strategy ?? 'auto', seconds: 0, notes, db: store.path };
+  const base: Base = { kernel: opts.kernel, workload: opts.workload, target: info.target.key, template, strategy: opts.strategy ?? 'auto', seconds: 0, notes, db: store.path };
   const finish = (s: TuneSummary): TuneSummary => ({ ...s, seconds: (performance.now() - t0) / 1000 });
-  if (opts.budget <= 0 || (!opts.force && exactHit(recs, opts.workload))) return finish(recordsOnly(space, opts.workload, recs, base));
+  const hit = exactHit(recs, opts.workload);
+  const here = recs.filter((r) => workloadKey(r.workload) === workloadKey(opts.workload));
+  // no finished run here: whatever a stopped one measured is kept, and the search goes on from it
+  const done = hit || opts.force ? [] : stoppedTrials(here);
+  if (opts.budget <= 0 || (!opts.force && hit)) return finish(recordsOnly(space, opts.workload, recs, base, done.length));
+  if (done.length) notes.push(`resumed a stopped run of this workload: ${done.length} schedule(s) it measured count as measured`);
 
   let name: StrategyName = opts.strategy ?? 'auto';
   // auto: the schedules best on average over this target's recorded workloads of the kernel (robust
@@ -168,9 +214,9 @@ export async function tuneWorkload(opts: TuneOptions): Promise<TuneSummary> {
     const measurer = new RecordingMeasurer(opts.measurer ?? new LocalMeasurer({ device }), store, { template, target: info.target });
     const task = { kernel: opts.kernel, workload: opts.workload, space, target: info.target };
     const outcome: Outcome = await strategyFor(name).run(task, {
-      measurer, budget: opts.budget, seed: opts.seed ?? 0, model, priors, onTrial: opts.onTrial,
+      measurer, budget: opts.budget, seed: opts.seed ?? 0, model, priors, done, onTrial: opts.onTrial,
     });
-    return finish(await settle(measurer, task, outcome, { ...base, strategy: name }));
+    return finish(await settle(measurer, task, outcome, { ...base, strategy: name }, done.length));
   } finally {
     adapted?.model.dispose();
     if (opts.model === undefined) given?.dispose();
@@ -179,46 +225,79 @@ export async function tuneWorkload(opts: TuneOptions): Promise<TuneSummary> {
 
 /** Re-times the top three and the default interleaved and picks the winner from that. */
 async function settle(measurer: RecordingMeasurer, task: { kernel: string; workload: Workload; space: Space }, outcome: Outcome,
-  base: Omit<TuneSummary, 'schedule' | 'source' | 'measurements' | 'default_s' | 'best_s' | 'speedup' | 'failures'>): Promise<TuneSummary> {
-  const failures = outcome.trials.filter((t) => t.status !== 'ok').length;
+  base: Base, resumed: number): Promise<TuneSummary> {
   const ok = outcome.trials.filter((t) => t.status === 'ok' && t.median_s !== null).sort((a, b) => (a.median_s as number) - (b.median_s as number));
   const finalists: Schedule[] = ok.slice(0, 3).map((t) => t.schedule);
   const def = task.space.defaultAt(task.workload);
   if (!finalists.some((s) => sameSchedule(s, def))) finalists.push(def);
-  const defaultMeasured = outcome.trials.some((t) => sameSchedule(t.schedule, def));
   let retimed: Batch | null = null;
   try {
     retimed = await measurer.retime(task.kernel, task.workload, finalists);
   } catch (e) {
-    base.notes.push(`re-timing the finalists failed (${(e as Error).message}); the batch medians decide`);
+    if (e instanceof MeasurerError && e.harness) throw e;
+    base.notes.push(`re-timing the finalists failed (${(e as Error).message}); the batch medians decide, and the next run of this workload re-times them`);
   }
   const times = new Map<string, number>();
   for (const r of retimed?.results ?? []) if (r.status === 'ok' && r.median_s !== null) times.set(scheduleKey(r.schedule), r.median_s);
   if (!times.size) for (const t of ok) times.set(scheduleKey(t.schedule), t.median_s as number);
   const failedKeys = new Set(outcome.trials.filter((t) => t.status !== 'ok').map((t) => scheduleKey(t.schedule)));
+  for (const r of retimed?.results ?? []) if (r.status !== 'ok') failedKeys.add(scheduleKey(r.schedule));
+  const okKeys = new Set([...ok.map((t) => scheduleKey(t.schedule)), ...times.keys()].filter((k) => !failedKeys.has(k)));
   const candidates = [...times.entries()].filter(([k]) => !failedKeys.has(k)).sort((a, b) => a[1] - b[1]);
-  const best = bestTrial(outcome.trials);
+  const best = bestTrial(outcome.trials.filter((t) => !failedKeys.has(scheduleKey(t.schedule))));
   const chosen = candidates.length ? finalists.find((s) => scheduleKey(s) === candidates[0][0]) ?? best?.schedule ?? def : def;
-  const defaultS = times.get(scheduleKey(def)) ?? null;
+  const defaultS = failedKeys.has(scheduleKey(def)) ? null : times.get(scheduleKey(def)) ?? null;
   const bestS = times.get(scheduleKey(chosen)) ?? best?.median_s ?? null;
-  if (!ok.length) base.notes.push('no measured schedule ran correctly; the default schedule is kept');
+  if (!okKeys.size) base.notes.push('no schedule ran correctly, the default included; the default schedule is kept');
   return {
-    ...base, schedule: chosen, source: ok.length ? 'measured' : 'default', measurements: outcome.trials.length + (defaultMeasured ? 0 : 1),
-    default_s: defaultS, best_s: bestS, speedup: defaultS && bestS ? defaultS / bestS : null, failures,
+    ...base, schedule: chosen, source: okKeys.size ? 'measured' : 'default',
+    measurements: outcome.trials.length - resumed, resumed, retimed: retimed?.results.length ?? 0,
+    default_s: defaultS, best_s: bestS, speedup: defaultS && bestS ? defaultS / bestS : null, failures: failedKeys.size, ok: okKeys.size,
   };
 }
 
-/** Writes (or merges into) an `adopt-schedules/1` file the rewritten code loads. */
-export function scheduleFileText(path: string, target: Target, entries: { kernel: string; workload: Workload; schedule: Schedule }[]): string {
-  let old: { kernel: string; workload: Workload; schedule: Schedule }[] = [];
-  if (existsSync(path)) {
-    try {
-      const d = JSON.parse(readFileSync(path, 'utf8')) as { format?: string; target?: Target; entries?: typeof old };
-      if (d.format === 'adopt-schedules/1' && d.target?.key === target.key && Array.isArray(d.entries)) old = d.entries;
-    } catch { /* an unreadable file is replaced */ }
+type Entry = { kernel: string; workload: Workload; schedule: Schedule };
+
+/** The entries of an existing schedule file, or why the file is not one. A file that does not
+ *  exist or is empty holds none; anything else that is not `adopt-schedules/1` JSON is refused,
+ *  never overwritten. */
+export function readScheduleFile(path: string): { target: Target | null; entries: Entry[] } {
+  if (!existsSync(path)) return { target: null, entries: [] };
+  let text: string;
+  try {
+    if (statSync(path).isDirectory()) throw new AdoptError(`the schedule file ${path} is a directory`);
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if (e instanceof AdoptError) throw e;
+    throw new AdoptError(`cannot read the schedule file ${path}: ${(e as Error).message}`);
+  }
+  if (!text.trim()) return { target: null, entries: [] };
+  let d: { format?: unknown; target?: unknown; entries?: unknown };
+  try {
+    d = JSON.parse(text);
+  } catch (e) {
+    throw new AdoptError(`${path} is not a schedule file (not JSON: ${(e as Error).message.split('\n')[0]}); not overwritten: name another file or remove it`);
+  }
+  if (!d || typeof d !== 'object' || d.format !== SCHEDULE_FORMAT || !Array.isArray(d.entries)) {
+    throw new AdoptError(`${path} is not a schedule file (no "format": "${SCHEDULE_FORMAT}" with "entries"); not overwritten: name another file or remove it`);
+  }
+  const target = d.target && typeof d.target === 'object' && typeof (d.target as Target).key === 'string' ? d.target as Target : null;
+  return { target, entries: d.entries as Entry[] };
+}
+
+export const SCHEDULE_FORMAT = 'adopt-schedules/1';
+
+/** Writes (or merges into) an `adopt-schedules/1` file the rewritten code loads. A file of
+ *  another target is replaced (its schedules were not measured here): `warn` names what goes. */
+export function scheduleFileText(path: string, target: Target, entries: Entry[], warn: (m: string) => void = (m) => process.stderr.write(`adopt: ${m}\n`)): string {
+  const prior = readScheduleFile(path);
+  let old = prior.entries;
+  if (old.length && prior.target?.key !== target.key) {
+    warn(`${path}: its ${old.length} entr${old.length === 1 ? 'y' : 'ies'} of target ${prior.target?.key ?? '(none named)'} dropped: the file now holds this target's (${target.key}) schedules`);
+    old = [];
   }
   const key = (e: { kernel: string; workload: Workload }) => `${e.kernel}|${scheduleKey(e.workload)}`;
   const fresh = new Set(entries.map(key));
   const merged = [...old.filter((e) => !fresh.has(key(e))), ...entries];
-  return `${JSON.stringify({ format: 'adopt-schedules/1', target, entries: merged }, null, 1)}\n`;
+  return `${JSON.stringify({ format: SCHEDULE_FORMAT, target, entries: merged }, null, 1)}\n`;
 }

@@ -21,9 +21,11 @@ export function workloadDistance(a: Workload, b: Workload): number {
   return d;
 }
 
-/** The record of exactly this workload, if any. */
+/** The record of exactly this workload from a finished run, if any: an interrupted run's batch
+ *  medians were never compared with the default, so they seed a resumed search instead. */
 export function exactHit(records: TuneRecord[], workload: Workload): Best | null {
-  return bestByWorkload(records).get(workloadKey(workload)) ?? null;
+  const hit = bestByWorkload(records).get(workloadKey(workload));
+  return hit?.finished ? hit : null;
 }
 
 /**

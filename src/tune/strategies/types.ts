@@ -36,6 +36,9 @@ export interface Context {
   model?: CostModel | null;
   /** Schedules to measure first (reuse, diffusion), already legal here. */
   priors?: Schedule[];
+  /** Trials measured before, by a run that was stopped: they count against the budget and are
+   *  never measured again (the search resumes where that run stopped). */
+  done?: Trial[];
   /** Fine-tune the model online on this task's measurements (ablation: false). */
   finetune?: boolean;
   /** Batch size of model-guided strategies. */
@@ -105,6 +108,11 @@ export async function searchLoop(name: string, task: Task, ctx: Context,
     remaining() { return this.candidates.filter((c) => !this.measured.has(scheduleKey(c))); },
   };
   await timed(timing, 'search_s', () => { state.candidates = task.space.enumerate(task.workload); });
+  for (const t of ctx.done ?? []) {
+    if (state.measured.has(scheduleKey(t.schedule))) continue;
+    state.measured.add(scheduleKey(t.schedule));
+    state.trials.push(t);
+  }
   const built = new Set<string>(); // builds this search has paid for
   while (state.trials.length < ctx.budget && state.measured.size < state.candidates.length && !ctx.stop?.(state.trials)) {
     const n = Math.min(batchSize, ctx.budget - state.trials.length);
