@@ -595,3 +595,47 @@ def test_other_fills_keep_their_mask(case, monkeypatch):
     else:
         assert len(calls) == 1 and calls[0][0] is False
     torch.testing.assert_close(got.double(), expected, rtol=2e-4, atol=2e-5, equal_nan=True)
+
+
+def _left_padded_gradients(bias=None):
+    """GPT-2's ``where(causal, scores + bias, finfo.min) + padding`` with three left-padded keys:
+    rows 0-2 see only padded keys, where the filled scores tie with the kept ones and eager's
+    ``where`` passes them (and the bias under them) no gradient. Max |difference| of every gradient."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v, dout = (torch.randn(1, 2, 7, 16, generator=g) for _ in range(4))
+    causal = torch.tril(torch.ones(7, 7, dtype=torch.bool)).view(1, 1, 7, 7)
+    pad = torch.zeros(1, 1, 1, 7)
+    pad[..., :3] = torch.finfo(torch.float32).min
+    fill = torch.tensor(torch.finfo(torch.float32).min)
+
+    def run(fn):
+        leaves = [t.clone().requires_grad_(True) for t in (q, k, v)] + ([bias.clone().requires_grad_(True)] if bias is not None else [])
+        fn(*leaves).backward(dout)
+        return [t.grad for t in leaves]
+
+    def eager(q, k, v, b=None):
+        s = q @ k.transpose(-2, -1) * 0.25 + (0 if b is None else b)
+        return torch.softmax(torch.where(causal, s, fill) + pad, -1) @ v
+
+    got = run(lambda q, k, v, b=None: ak.attention(q, k, v, mask=pad, scale=0.25, bias=b, keep=causal, keep_fill=fill))
+    return max(float((a - e).abs().max()) for a, e in zip(got, run(eager)))
+
+
+def test_a_left_padded_row_under_a_folded_fill_keeps_eagers_gradients_through_sdpa(monkeypatch):
+    calls = []
+    monkeypatch.setattr(attn_impl, "_sdpa", fake_sdpa(calls))
+    monkeypatch.setattr(attn_impl, "_sdpa_takes_scale", True)
+    monkeypatch.setenv("ADOPT_DISABLE", "native")  # the compiled kernel would take the call first
+    assert _left_padded_gradients() < 1e-6
+    assert _left_padded_gradients(bias=torch.randn(1, 2, 7, 7, generator=torch.Generator().manual_seed(3))) < 1e-6
+    assert not calls  # such calls go to the reference path
+    # negative control: the fold allowed anyway gives other gradients
+    monkeypatch.setattr(attn_impl, "_every_row_keeps_a_key", lambda mask, fills: True)
+    assert _left_padded_gradients() > 1e-2 and calls
+
+
+def test_a_learned_bias_under_a_left_padded_row_keeps_eagers_gradient_in_the_kernel(monkeypatch):
+    bias = torch.randn(1, 2, 7, 7, generator=torch.Generator().manual_seed(3))
+    assert _left_padded_gradients(bias=bias) < 1e-6
+    monkeypatch.setattr(attn_impl, "_every_row_keeps_a_key", lambda mask, fills: True)
+    assert _left_padded_gradients(bias=bias) > 1e-2

@@ -1,7 +1,7 @@
 // The last stage: rewritten text onto disk. In place (all files or none), into an output path or
 // tree, or into a mirror of a package for the benchmarks. Nothing here prints: each writer returns
 // what it wrote and, for what it could not write, why.
-import { accessSync, constants, copyFileSync, cpSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, copyFileSync, cpSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { commit, discard, stage, writeAtomically } from '../atomic-write.js';
 import type { FileResult } from '../synth/synthesize.js';
@@ -120,6 +120,13 @@ export function writeTo(out: string, files: FileResult[], inputs: string[]): Wri
   for (const d of inputs.filter((p) => statSync(p).isDirectory())) {
     if (isWithin(realOrResolved(out), realOrResolved(d))) problems.push(`-o ${out} is inside the input directory ${d}: choose a directory outside it`);
   }
+  // OUT above an input would mirror the inputs into the tree that holds them, over whatever files
+  // sit there under the same names (`rewrite pkg -o .` writes pkg's README.md over ./README.md)
+  if (!(inputs.length === 1 && statSync(inputs[0]).isFile())) {
+    for (const p of inputs) {
+      if (isWithin(realOrResolved(p), realOrResolved(out))) problems.push(`-o ${out} holds the input ${p}: choose a directory apart from the inputs`);
+    }
+  }
   const claimed = new Map<string, string>();
   for (const p of [...files.map((f) => f.path), ...copies]) {
     const dest = destination(p);
@@ -137,7 +144,11 @@ export function writeTo(out: string, files: FileResult[], inputs: string[]): Wri
     const dest = destination(p);
     try {
       mkdirSync(dirname(dest), { recursive: true });
-      copyFileSync(p, dest);
+      // a link is copied as the link (a linked folder too), so the copy resolves as the package does
+      if (lstatSync(p).isSymbolicLink()) {
+        rmSync(dest, { force: true });
+        symlinkSync(readlinkSync(p), dest);
+      } else copyFileSync(p, dest);
       copied.push(dest);
     } catch (e) {
       errors.push(`cannot copy ${p} to ${dest}: ${(e as Error).message}`);

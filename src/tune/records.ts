@@ -6,7 +6,7 @@
 // corrupt line (not JSON, a field missing or mistyped, a time that is not a positive number) is
 // skipped with a warning naming FILE:LINE; a record of another target is kept in the file but
 // never used as this target's.
-import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { accessSync, appendFileSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { AdoptError } from '../diag.js';
@@ -86,9 +86,10 @@ export function checkWritable(path: string, what: string): void {
   try {
     if (existsSync(full) && statSync(full).isDirectory()) throw new Error('it is a directory');
     mkdirSync(dirname(full), { recursive: true });
-    const existed = existsSync(full);
-    closeSync(openSync(full, 'a'));
-    if (!existed) rmSync(full);
+    // an existing store is opened as an append would open it; a new one is not created here (a
+    // file made and removed again could take another writer's first records with it)
+    if (existsSync(full)) closeSync(openSync(full, 'a'));
+    else accessSync(dirname(full), constants.W_OK);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const why = err.code === 'EEXIST' || err.code === 'ENOTDIR' ? `a part of its directory ${dirname(full)} is a file`

@@ -288,12 +288,13 @@ export function readScheduleFile(path: string): { target: Target | null; entries
 export const SCHEDULE_FORMAT = 'adopt-schedules/1';
 
 /** Writes (or merges into) an `adopt-schedules/1` file the rewritten code loads. A file of
- *  another target is replaced (its schedules were not measured here): `warn` names what goes. */
+ *  another target is replaced (its schedules were not measured here): `warn` names what goes. A
+ *  file naming no target (written by hand) keeps its entries, as the kernels use them. */
 export function scheduleFileText(path: string, target: Target, entries: Entry[], warn: (m: string) => void = (m) => process.stderr.write(`adopt: ${m}\n`)): string {
   const prior = readScheduleFile(path);
   let old = prior.entries;
-  if (old.length && prior.target?.key !== target.key) {
-    warn(`${path}: its ${old.length} entr${old.length === 1 ? 'y' : 'ies'} of target ${prior.target?.key ?? '(none named)'} dropped: the file now holds this target's (${target.key}) schedules`);
+  if (old.length && prior.target && prior.target.key !== target.key) {
+    warn(`${path}: its ${old.length} entr${old.length === 1 ? 'y' : 'ies'} of target ${prior.target.key} dropped: the file now holds this target's (${target.key}) schedules`);
     old = [];
   }
   const key = (e: { kernel: string; workload: Workload }) => `${e.kernel}|${scheduleKey(e.workload)}`;

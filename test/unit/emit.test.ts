@@ -1,7 +1,7 @@
 // `-o`'s writer: outputs mirror the inputs below their deepest common directory, a directory
 // input comes out whole, and an output that would leave OUT or land on an input stops the write
 // before anything is on disk.
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { commonRoot, destinationsUnder, writeTo } from '../../src/pipeline/emit.js';
@@ -48,7 +48,9 @@ describe('writeTo', () => {
     const dir = tempProject({ 'a/m.py': 'm\n', 'b/n.py': 'n\n' });
     const r = writeTo(dir, [rewrite(join(dir, 'a/m.py')), rewrite(join(dir, 'b/n.py'))], [join(dir, 'a/m.py'), join(dir, 'b/n.py')]);
     expect(r.written).toEqual([]);
-    expect(r.errors).toHaveLength(3);
+    expect(r.errors.filter((e) => /is an input file/.test(e))).toHaveLength(2);
+    expect(r.errors.filter((e) => /holds the input/.test(e))).toHaveLength(2);
+    expect(r.errors.at(-1)).toMatch(/nothing was written/);
     expect(readFileSync(join(dir, 'a/m.py'), 'utf8')).toBe('m\n');
     expect(readFileSync(join(dir, 'b/n.py'), 'utf8')).toBe('n\n');
   });
@@ -78,5 +80,27 @@ describe('writeTo', () => {
     const r = writeTo(join(dir, 'pkg', 'rw'), [rewrite(join(dir, 'pkg/m.py'))], [join(dir, 'pkg')]);
     expect(r.errors[0]).toMatch(/is inside the input directory/);
     expect(readdirSync(join(dir, 'pkg', 'rw'))).toEqual(['keep']);
+  });
+
+  it('OUT above a directory input is refused: the copy would land over the files beside the input', () => {
+    const dir = tempProject({ 'pkg/README.md': 'the package\n', 'pkg/m.py': 'm\n', 'README.md': 'the project\n' });
+    const r = writeTo(dir, [rewrite(join(dir, 'pkg/m.py'))], [join(dir, 'pkg')]);
+    expect(r.errors[0]).toMatch(/holds the input .*pkg: choose a directory apart from the inputs/);
+    expect(readFileSync(join(dir, 'README.md'), 'utf8')).toBe('the project\n');
+    expect(existsSync(join(dir, 'm.py'))).toBe(false);
+  });
+
+  it('a linked file or folder of a directory input is copied as the link', () => {
+    const dir = tempProject({ 'pkg/m.py': 'm\n', 'pkg/data/a.txt': 'a\n', 'pkg/real.py': 'r\n' });
+    symlinkSync('data', join(dir, 'pkg', 'linked'));
+    symlinkSync('real.py', join(dir, 'pkg', 'alias.py'));
+    const out = join(dir, 'out');
+    const r = writeTo(out, [rewrite(join(dir, 'pkg/m.py'))], [join(dir, 'pkg')]);
+    expect(r.errors).toEqual([]);
+    for (const [link, target] of [['linked', 'data'], ['alias.py', 'real.py']]) {
+      expect(lstatSync(join(out, link)).isSymbolicLink()).toBe(true);
+      expect(readlinkSync(join(out, link))).toBe(target);
+    }
+    expect(readFileSync(join(out, 'linked', 'a.txt'), 'utf8')).toBe('a\n');
   });
 });

@@ -154,6 +154,13 @@ describe('options given by hand', () => {
     const out = JSON.parse(scheduleFileText(p, TARGET, entry, (m) => warned.push(m)));
     expect(out.entries).toEqual(entry);
     expect(warned).toEqual([`${p}: its 1 entry of target there dropped: the file now holds this target's (here) schedules`]);
+    // a file naming no target (written by hand) keeps its entries, as the kernels use it
+    const hand = join(dir, 'hand.json');
+    const mine = { kernel: 'synth', workload: { rows: 8, dtype: 'float32' }, schedule: { block: 1, unroll: 1 } };
+    writeFileSync(hand, JSON.stringify({ format: 'adopt-schedules/1', entries: [mine] }));
+    const kept: string[] = [];
+    expect(JSON.parse(scheduleFileText(hand, TARGET, entry, (m) => kept.push(m))).entries).toEqual([mine, ...entry]);
+    expect(kept).toEqual([]);
   });
 });
 

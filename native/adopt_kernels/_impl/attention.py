@@ -202,6 +202,8 @@ def _sdpa_arguments(q, k, v, mask, scale, is_causal, fills=(), bias=None):
     if _sdpa is None:
         return None
     if fills:
+        if not _fold_keeps_gradients(q, k, bias, mask, fills):
+            return None
         mask = _fills_as_mask(q, mask, fills)
         if mask is None:
             return None
@@ -250,7 +252,7 @@ def _as_four_dims(q, k, v, tensors):
     return tuple(t.reshape((1,) * (4 - t.dim()) + tuple(t.shape)) for t in (q, k, v))
 
 
-def _compiled_masks(q, k, mask, fills):
+def _compiled_masks(q, k, bias, mask, fills):
     """(additive, boolean keep) masks equal to the fills then ``mask``; None where the fills
     cannot be folded exactly (see :func:`_fills_as_mask`)."""
     added, kept = (mask, None) if mask is None or mask.dtype != torch.bool else (None, mask)
@@ -261,15 +263,22 @@ def _compiled_masks(q, k, mask, fills):
         if folded.dtype == torch.bool:
             kept = folded if kept is None else kept & folded
         else:
-            if _records_score_gradients(q, k) and not _every_row_keeps_a_key(mask, fills):
+            if not _fold_keeps_gradients(q, k, bias, mask, fills):
                 return None
             # the fill's value absorbs the scores it replaces; the mask is added after it
             added = folded if added is None else folded + added
     return added, kept
 
 
-def _records_score_gradients(q, k):
-    return torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
+def _fold_keeps_gradients(q, k, bias, mask, fills):
+    """Whether folding the fills into an additive mask (the kernels' and SDPA's form) gives the
+    gradients eager code does: yes without a finite fill or without gradients to record, else where
+    every query row keeps a key (see :func:`_every_row_keeps_a_key`)."""
+    if all(_fill_number(value) == -math.inf for _, value, _ in fills):
+        return True  # a -inf fill is a boolean mask: its scores never carry probability
+    if not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in (q, k, bias)):
+        return True
+    return _every_row_keeps_a_key(mask, fills)
 
 
 def _every_row_keeps_a_key(mask, fills):
@@ -277,14 +286,18 @@ def _every_row_keeps_a_key(mask, fills):
 
     A finite fill folded into an additive mask gives the forward exactly, but in a row with no such
     key (a left-padded row under GPT-2's causal fill) the replaced scores tie with the kept ones
-    and carry probability: eager's ``where`` passes them no gradient, the kernel's add would."""
+    and carry probability: eager's ``where`` passes them (and a bias under them) no gradient, the
+    kernel's add would."""
     replaced = None
     for where, _, keeps in fills:
         hit = ~where if keeps else where
         replaced = hit if replaced is None else replaced | hit
     usable = ~replaced
     try:
-        if mask is not None:
+        # a mask with no huge value leaves every key the fills keep (the common case, checked on
+        # the mask alone rather than on its broadcast against the fills)
+        huge = mask is not None and bool((~mask).any() if mask.dtype == torch.bool else (mask <= -1e30).any())
+        if huge:
             usable = usable & (mask if mask.dtype == torch.bool else mask > -1e30)
         return bool(usable.any(-1).all())
     except RuntimeError:  # shapes that broadcast only against the scores: the reference decides
@@ -327,7 +340,7 @@ def _compiled(q, k, v, mask, scale, is_causal, fills, bias, softmax_dtype, dropo
         return None
     if softmax_dtype is not None and softmax_dtype != torch.float32:
         return None
-    masks = _compiled_masks(q, k, mask, fills)
+    masks = _compiled_masks(q, k, bias, mask, fills)
     if masks is None:
         return None
     four = _as_four_dims(q, k, v, (bias, *masks))
