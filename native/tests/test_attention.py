@@ -598,27 +598,9 @@ def test_other_fills_keep_their_mask(case, monkeypatch):
 
 
 def _left_padded_gradients(bias=None):
-    """GPT-2's ``where(causal, scores + bias, finfo.min) + padding`` with three left-padded keys:
-    rows 0-2 see only padded keys, where the filled scores tie with the kept ones and eager's
-    ``where`` passes them (and the bias under them) no gradient. Max |difference| of every gradient."""
-    g = torch.Generator().manual_seed(0)
-    q, k, v, dout = (torch.randn(1, 2, 7, 16, generator=g) for _ in range(4))
-    causal = torch.tril(torch.ones(7, 7, dtype=torch.bool)).view(1, 1, 7, 7)
-    pad = torch.zeros(1, 1, 1, 7)
-    pad[..., :3] = torch.finfo(torch.float32).min
-    fill = torch.tensor(torch.finfo(torch.float32).min)
+    from test_kernel_flash_attention import gpt2_left_padded_gradients
 
-    def run(fn):
-        leaves = [t.clone().requires_grad_(True) for t in (q, k, v)] + ([bias.clone().requires_grad_(True)] if bias is not None else [])
-        fn(*leaves).backward(dout)
-        return [t.grad for t in leaves]
-
-    def eager(q, k, v, b=None):
-        s = q @ k.transpose(-2, -1) * 0.25 + (0 if b is None else b)
-        return torch.softmax(torch.where(causal, s, fill) + pad, -1) @ v
-
-    got = run(lambda q, k, v, b=None: ak.attention(q, k, v, mask=pad, scale=0.25, bias=b, keep=causal, keep_fill=fill))
-    return max(float((a - e).abs().max()) for a, e in zip(got, run(eager)))
+    return gpt2_left_padded_gradients(bias)[1]
 
 
 def test_a_left_padded_row_under_a_folded_fill_keeps_eagers_gradients_through_sdpa(monkeypatch):

@@ -440,21 +440,31 @@ def test_negative_control_a_log_sum_folded_into_the_maximum_fails_the_masked_row
         _dispatch.forget()
 
 
-def gpt2_left_padded_gradients():
-    """GPT-2's ``torch.where(causal, w, finfo.min) + padding`` with three left-padded keys, so that
-    rows 0-2 see only padded keys: the filled scores tie with the kept ones there, and eager's
-    ``where`` passes them no gradient. (compiled calls, max |difference| of the gradients)."""
+def gpt2_left_padded_gradients(bias=None):
+    """GPT-2's ``torch.where(causal, w + bias, finfo.min) + padding`` with three left-padded keys, so
+    that rows 0-2 see only padded keys: the filled scores tie with the kept ones there, and eager's
+    ``where`` passes them (and the bias under them) no gradient. (compiled calls, max |difference|
+    of every gradient)."""
     g = torch.Generator().manual_seed(0)
     q, k, v, dout = (torch.randn(1, 2, 7, 16, generator=g) for _ in range(4))
     causal = torch.tril(torch.ones(7, 7, dtype=torch.bool)).view(1, 1, 7, 7)
     pad = torch.zeros(1, 1, 1, 7)
     pad[..., :3] = torch.finfo(torch.float32).min
     fill = torch.tensor(torch.finfo(torch.float32).min)
+
+    def grads(fn):
+        leaves = [t.clone().requires_grad_(True) for t in (q, k, v) + (() if bias is None else (bias,))]
+        fn(*leaves).backward(dout)
+        return [t.grad for t in leaves]
+
+    def eager(q, k, v, b=None):
+        w = q @ k.transpose(-2, -1) * 0.25 + (0 if b is None else b)
+        return torch.softmax(torch.where(causal, w, fill) + pad, -1) @ v
+
     before = _dispatch.CALLS["flash_attention"]
-    got = _grads(lambda q, k, v: ak.attention(q, k, v, mask=pad, scale=0.25, keep=causal, keep_fill=fill), q, k, v, dout)
+    got = grads(lambda q, k, v, b=None: ak.attention(q, k, v, mask=pad, scale=0.25, bias=b, keep=causal, keep_fill=fill))
     calls = _dispatch.CALLS["flash_attention"] - before
-    want = _grads(lambda q, k, v: torch.softmax(torch.where(causal, q @ k.transpose(-2, -1) * 0.25, fill) + pad, -1) @ v, q, k, v, dout)
-    return calls, max(float((a - e).abs().max()) for a, e in zip(got, want))
+    return calls, max(float((a - e).abs().max()) for a, e in zip(got, grads(eager)))
 
 
 def test_a_left_padded_row_under_a_causal_fill_takes_eagers_gradients():
