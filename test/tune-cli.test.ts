@@ -9,9 +9,10 @@ import { CostModel, loadTf } from '../src/tune/cost-model.js';
 import { featureNames, featurize } from '../src/tune/features.js';
 import { ReplayMeasurer, fromReplayFile } from '../src/tune/replay.js';
 import { RecordStore } from '../src/tune/records.js';
-import { Space, type Registry } from '../src/tune/space.js';
+import { Space } from '../src/tune/space.js';
 import { scheduleFileText, tuneWorkload } from '../src/tune/tuner.js';
 import { adopt, looksLikeCrash } from './helpers/cli.js';
+import { PARAMS, registry, TARGET, workload } from './helpers/synth-kernel.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'adopt-tune-'));
 const TRITON = join(__dirname, '..', '.cache', 'triton');
@@ -107,13 +108,6 @@ describe('adopt tune (CLI)', () => {
   }, 240_000);
 });
 
-const PARAMS = { block: [1, 2, 4, 8, 16], unroll: [1, 2, 4] };
-const registry: Registry = {
-  format: 'adopt-kernel-registry/1',
-  kernels: { synth: { name: 'synth', api: [], switch: 'synth', space: { params: PARAMS, default: { block: 1, unroll: 1 }, constraints: [] }, workload_fields: ['rows', 'dtype'], dtypes: ['float32'], example_workloads: [] } },
-};
-const TARGET = { key: 'here', device: 'cpu', cores: 2, flags: [] };
-const workload = { rows: 512, dtype: 'float32' };
 const replay = fromReplayFile({
   format: 'adopt-replay/1', kernel: 'synth', target: TARGET, template_hash: 'tpl', space: registry.kernels.synth.space,
   workloads: [{ workload, results: new Space(PARAMS, { block: 1, unroll: 1 }).enumerate().map((s) => ({ schedule: s, status: 'ok' as const, median_s: 1e-3 * (1 + Math.abs(Math.log2(s.block as number) - 3) + 0.1 * (s.unroll as number)) })) }],

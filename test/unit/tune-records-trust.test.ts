@@ -10,19 +10,13 @@ import { measuredText, wholeNumber } from '../../src/cli/tune.js';
 import { AdoptError } from '../../src/diag.js';
 import { ReplayMeasurer, fromReplayFile } from '../../src/tune/replay.js';
 import { RecordStore, checkWritable } from '../../src/tune/records.js';
-import { Space, type Registry } from '../../src/tune/space.js';
+import { Space } from '../../src/tune/space.js';
 import { exactHit } from '../../src/tune/strategies/reuse.js';
 import { scheduleFileText, tuneWorkload } from '../../src/tune/tuner.js';
 import { parseShape } from '../../src/tune/workload.js';
+import { PARAMS, registry, TARGET, workload } from '../helpers/synth-kernel.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'adopt-trust-'));
-const PARAMS = { block: [1, 2, 4, 8, 16], unroll: [1, 2, 4] };
-const registry: Registry = {
-  format: 'adopt-kernel-registry/1',
-  kernels: { synth: { name: 'synth', api: [], switch: 'synth', space: { params: PARAMS, default: { block: 1, unroll: 1 }, constraints: [] }, workload_fields: ['rows', 'dtype'], dtypes: ['float32'], example_workloads: [] } },
-};
-const TARGET = { key: 'here', device: 'cpu', cores: 2, flags: [] };
-const workload = { rows: 512, dtype: 'float32' };
 const info = { target: TARGET, templates: { synth: { float32: 'tpl' } } };
 const time = (s: Record<string, unknown>) => 1e-3 * (1 + Math.abs(Math.log2(s.block as number) - 3) + 0.1 * (s.unroll as number));
 const replay = (status: 'ok' | 'crash' = 'ok') => fromReplayFile({
