@@ -99,6 +99,30 @@ describe('adopt rules', () => {
     expect(again.code).toBe(0);
     expect(readdirSync(join(dir, 'r')).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   }, 120_000);
+
+  it("test holds the rewrite to the example's atol and rtol", () => {
+    const swish = 'import torch\nfrom torch import nn\n\n\nclass M(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(8, 8)\n\n    def forward(self, x):\n        h = self.fc(x)\n        return h * torch.sigmoid(h)\n';
+    // off by 1e-4 of each value: inside the check's float32 tolerance (1e-3), outside a tight one
+    const rule = (tol: string) => `rule near_silu\n  title "t"\n  match\n    s = sigmoid($x)\n    m = mul($x, s)\n  rewrite expr m\n    "torch.nn.functional.silu({x}) * 1.0001"\n  kernel cpu torch "torch.nn.functional.silu"\n  example "before.py" "after.py" model "M" shapes (4, 8) ${tol}\n`;
+    const after = swish.replace('h * torch.sigmoid(h)', '(torch.nn.functional.silu(h) * 1.0001)');
+    const run = (tol: string) => {
+      const dir = tempProject({ 'r/near.rule': rule(tol), 'r/before.py': swish, 'r/after.py': after });
+      return adopt(['rules', 'test', '--rules', join(dir, 'r'), '--no-builtin-rules']);
+    };
+    const tight = run('atol 1e-7 rtol 1e-7');
+    expect(tight.code, tight.stdout).toBe(1);
+    expect(tight.stdout).toMatch(/numerical check: max abs error .* is over the example's atol 1e-7, and the relative error .* over its rtol 1e-7/);
+    const loose = run('atol 1e-2 rtol 1e-2');
+    expect(loose.stdout, loose.stdout + loose.stderr).toMatch(/1 passed, 0 failed/);
+    expect(loose.code).toBe(0);
+  }, 120_000);
+
+  it('check refuses two files defining one rule name, as --rules would', () => {
+    const dir = tempProject({ 'r/a.rule': `${mine}  example "before.py" "before.py"\n`, 'r/b.rule': `${mine}  example "before.py" "before.py"\n`, 'r/before.py': model });
+    const r = adopt(['rules', 'check', join(dir, 'r')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/b\.rule:1:1: error: rule 'my_softmax' is also defined at .*a\.rule:1/);
+  });
 });
 
 describe('--why-not', () => {

@@ -7,6 +7,7 @@ import { AdoptError, type Diagnostic } from '../diag.js';
 import { exampleFile } from '../match/rule-examples.js';
 import { RuleError, ruleDiagnostic, type Rule } from '../match/rule.js';
 import { templateProblems } from '../match/rule-template.js';
+import { kernelRegistry } from '../match/kernel-registry.js';
 
 /** The lines of a rule from `from` (1-based) to the line before the next rule, each with its
  *  number; comment lines left out. */
@@ -35,9 +36,22 @@ const UNBOUND = /uses \{([A-Za-z_]\w*)[^}]*\}, but '\1' is not bound by the patt
 /** A rule diagnostic at the place it names: an unbound `{name}` placeholder at the placeholder. */
 export function placeRuleDiagnostic(d: Diagnostic): Diagnostic {
   const m = d.code === 'rule' ? UNBOUND.exec(d.message) : null;
-  if (!m) return d;
+  if (!m) return d.code === 'rule' ? placeQuoted(d) : d;
   const placeholder = new RegExp(`\\{[?,]?(?:[A-Za-z_]\\w*=)?${m[1]}(?![\\w])`);
   const at = firstPlace(d.file, d.line, (text) => text.search(placeholder));
+  return at ? { ...d, ...at } : d;
+}
+
+/** A problem the loader places at the start of a rewrite line, at what it quotes from the lines
+ *  below: the target of `rewrite expr NAME`, a `{name.part}` placeholder. */
+function placeQuoted(d: Diagnostic): Diagnostic {
+  if (d.col !== 1) return d;
+  const target = /^rewrite expr names '([A-Za-z_]\w*)'/.exec(d.message)?.[1];
+  const placeholder = /\{[A-Za-z_]\w*\.[A-Za-z_]\w*\}/.exec(d.message)?.[0];
+  const find = target !== undefined
+    ? (text: string) => { const m = new RegExp(`^(\\s*rewrite\\s+expr\\s+)${target}\\b`).exec(text); return m ? m[1].length : -1; }
+    : placeholder !== undefined ? (text: string) => text.indexOf(placeholder) : undefined;
+  const at = find && firstPlace(d.file, d.line, find);
   return at ? { ...d, ...at } : d;
 }
 
@@ -63,6 +77,7 @@ export function ruleProblems(rule: Rule, opts: { examples: boolean }): Diagnosti
       }
     }
   }
+  if (opts.examples) out.push(...casesProblems(rule));
   const rw = rule.rewrite;
   if (rw) {
     for (const m of templateProblems(rule)) {
@@ -71,6 +86,37 @@ export function ruleProblems(rule: Rule, opts: { examples: boolean }): Diagnosti
       const at = templatePlace(rule, guard ?? rw.code[0] ?? '');
       out.push(ruleDiagnostic(rule.file, at.line, at.col, `rule ${rule.name}: ${m}`));
     }
+  }
+  return out;
+}
+
+/** The dtypes the numerical check runs an example in; the documented ones, and fp64, which the
+ *  check runs but the rule language does not offer. */
+const EXAMPLE_DTYPES = ['fp32', 'fp16', 'bf16'];
+const CHECKED_DTYPES = [...EXAMPLE_DTYPES, 'fp64'];
+
+/** What `rules test` would reject, or the rule language does not offer, in a rule's examples and
+ *  kernel lines: errors where the test fails, warnings otherwise. */
+function casesProblems(rule: Rule): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const warn = (line: number, message: string): Diagnostic => ({ ...ruleDiagnostic(rule.file, line, 3, `rule ${rule.name}: ${message}`), severity: 'warning' });
+  if (!rule.examples.length) {
+    out.push(ruleDiagnostic(rule.file, rule.line, 1, `rule ${rule.name} has no examples: 'adopt rules test' fails a rule without an 'example "before.py" "after.py"' line`));
+  }
+  for (const ex of rule.examples) {
+    if (!CHECKED_DTYPES.includes(ex.dtype)) out.push(ruleDiagnostic(rule.file, ex.line, 3, `rule ${rule.name}: example dtype '${ex.dtype}' is not one of ${EXAMPLE_DTYPES.join(', ')}`));
+    else if (!EXAMPLE_DTYPES.includes(ex.dtype)) out.push(warn(ex.line, `example dtype '${ex.dtype}' is not one the rule language offers (${EXAMPLE_DTYPES.join(', ')})`));
+  }
+  const targets = new Set(Object.values(kernelRegistry().kernels).flatMap((k) => k.targets ?? []));
+  for (const k of rule.kernels) {
+    if (!targets.has(k.target)) out.push(warn(k.line, `kernel target '${k.target}' is not a device adopt_kernels runs on (${[...targets].join(', ')})`));
+  }
+  // `rules test` requires the rewritten example to call the first native kernel
+  const native = rule.kernels.find((k) => k.library === 'native');
+  const fn = native && /^adopt_kernels\.([A-Za-z_]\w*)$/.exec(native.callee)?.[1];
+  if (fn && rule.rewrite && !rule.rewrite.code.some((c) => new RegExp(`(?<![\\w.])_adopt\\.${fn}\\b`).test(c))) {
+    const called = [...new Set(rule.rewrite.code.flatMap((c) => [...c.matchAll(/(?<![\w.])_adopt\.([A-Za-z_]\w*)\(/g)].map((m) => m[1])))];
+    out.push(ruleDiagnostic(rule.file, native.line, 3, `rule ${rule.name}: the kernel line names adopt_kernels.${fn}, but the rewrite ${called.length ? `calls ${called.map((c) => `_adopt.${c}`).join(', ')}` : `does not call it`}: 'adopt rules test' requires the rewritten example to call the kernel named first`));
   }
   return out;
 }

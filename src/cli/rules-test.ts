@@ -3,8 +3,8 @@
 // expected output must not change when rewritten again, and the pair is run in Python: the
 // rewritten model must load the original state dict strictly, take the fast path, and match the
 // original forward and backward within the example's tolerances.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { basename, dirname, join, relative, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { writeAtomically } from '../atomic-write.js';
 import { AdoptError } from '../diag.js';
 import { selectRules, type Rule } from '../match/rule.js';
@@ -24,10 +24,13 @@ export function testRules(name: string | undefined, opts: RulesOptions): number 
     if (problems.length) { failed++; process.stdout.write(`FAIL ${r.name} ${what}\n${problems.map((p) => p.replace(/^/gm, '     ')).join('\n')}\n`); }
     else { passed++; process.stdout.write(`ok   ${r.name} ${what}${note}\n`); }
   };
+  // a folder of several rules' refuse cases is named once, not once per rule
+  const warned = new Set<string>();
+  const warn = (m: string) => { if (!warned.has(m)) process.stderr.write(`adopt: warning: ${m}\n`); warned.add(m); };
   for (const r of rules) {
     if (!r.examples.length) { process.stdout.write(`FAIL ${r.name}: no examples (every rule carries before/after examples)\n`); failed++; continue; }
     for (const ex of r.examples) report(r, ex.before, testExample(r, ex, { update: !!opts.update }), opts.update ? ' (expected output written)' : '');
-    for (const file of refuseCases(r)) report(r, relative(dirname(r.file), file), testRefusal(r, file));
+    for (const file of refuseCases(r, warn)) report(r, relative(dirname(r.file), file), testRefusal(r, file));
   }
   process.stdout.write(`${passed} passed, ${failed} failed\n`);
   return failed ? 1 : 0;
@@ -72,14 +75,41 @@ export function testExample(r: Rule, ex: Rule['examples'][number], opts: { updat
   if (!result.ok) problems.push(`numerical check could not run: ${result.error}`);
   else if (result.check.status === 'not_runnable') problems.push(`numerical check could not run: ${result.check.reason}`);
   else if (result.check.status !== 'verified') problems.push(...(result.check.problems ?? []).map((p) => `numerical check: ${p}`));
+  else problems.push(...toleranceProblems(result.check, ex));
   return problems;
 }
 
-/** A rule kept in a directory of its own name carries refuse cases in its `refuse/` folder. */
-export function refuseCases(r: Rule): string[] {
+/** The example's own tolerances, on top of the check's per-dtype one (which they cannot widen:
+ *  every entry point compares under the same policy): an error passes when it is within `atol`
+ *  absolutely or within `rtol` of the largest magnitude of its tensor. */
+export function toleranceProblems(check: { max_abs?: number; max_rel?: number }, ex: Pick<Rule['examples'][number], 'atol' | 'rtol'>): string[] {
+  const { max_abs: abs, max_rel: rel } = check;
+  if (abs === undefined || rel === undefined || abs <= ex.atol || rel <= ex.rtol) return [];
+  return [`numerical check: max abs error ${abs.toPrecision(3)} is over the example's atol ${ex.atol}, and the relative error ${rel.toPrecision(3)} over its rtol ${ex.rtol}`];
+}
+
+/** A rule's refuse cases, in the `refuse/` folder beside its rule file: `refuse/NAME/*.py` are
+ *  the cases of rule NAME, and `refuse/*.py` those of the one rule the folder's rule files define.
+ *  Where they define several, `refuse/*.py` could belong to any of them: they are not run, and
+ *  `warn` says so. */
+export function refuseCases(r: Rule, warn: (message: string) => void = () => {}): string[] {
   const dir = join(dirname(r.file), 'refuse');
-  if (basename(dirname(r.file)) !== r.name || !existsSync(dir)) return [];
-  return readdirSync(dir).filter((f) => f.endsWith('.py')).sort().map((f) => join(dir, f));
+  const pyIn = (d: string) => (existsSync(d) && statSync(d).isDirectory() ? readdirSync(d).filter((f) => f.endsWith('.py')).sort().map((f) => join(d, f)) : []);
+  const own = pyIn(join(dir, r.name));
+  const shared = pyIn(dir);
+  if (!shared.length) return own;
+  const names = rulesDefinedIn(dirname(r.file));
+  if (names.length <= 1) return [...shared, ...own];
+  warn(`${relative(process.cwd(), dir)}: ${shared.length} refuse case(s) not run: the rule files beside it define ${names.join(', ')}; put each rule's cases in ${relative(process.cwd(), dir)}/NAME/`);
+  return own;
+}
+
+/** The names of the rules the .rule files of a directory define (not its subdirectories). */
+function rulesDefinedIn(dir: string): string[] {
+  const names = readdirSync(dir).filter((f) => f.endsWith('.rule')).flatMap((f) => {
+    try { return [...readFileSync(join(dir, f), 'utf8').matchAll(/^rule\s+([A-Za-z_]\w*)/gm)].map((m) => m[1]); } catch { return []; }
+  });
+  return [...new Set(names)];
 }
 
 const REFUSE_MARKER = /#\s*refuse:\s*(.+?)\s*$/;

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { AdoptError } from '../diag.js';
-import { loadRuleFile, RuleError, ruleFilesIn, ruleSummary, selectRules, type Rule } from '../match/rule.js';
+import { loadRuleFile, RuleError, ruleDiagnostic, ruleFilesIn, ruleSummary, selectRules, type Rule } from '../match/rule.js';
 import { ruleReference } from '../match/rule-reference.js';
 import { placed, ruleProblems } from './rule-errors.js';
 import { testRules } from './rules-test.js';
@@ -64,11 +64,17 @@ function checkRules(paths: string[]): number {
       failed++;
     }
   }
+  const byName = new Map<string, Rule>();
   for (const r of rules) {
     const problems = ruleProblems(r, { examples: true });
-    for (const d of problems) process.stderr.write(`${d.file}:${d.line}:${d.col}: error: ${d.message}\n`);
-    if (problems.length) failed++;
-    else process.stdout.write(`${r.file}:${r.line}: rule ${r.name}: ok (${r.pattern.length} pattern lines, ${r.examples.length} example(s))\n`);
+    // two definitions of one name are refused where the rules are used together (--rules)
+    const prev = byName.get(r.name);
+    if (prev) problems.unshift(ruleDiagnostic(r.file, r.line, 1, `rule '${r.name}' is also defined at ${prev.file}:${prev.line}`));
+    else byName.set(r.name, r);
+    for (const d of problems) process.stderr.write(`${d.file}:${d.line}:${d.col}: ${d.severity}: ${d.message}\n`);
+    const errors = problems.filter((d) => d.severity === 'error').length;
+    if (errors) failed++;
+    else process.stdout.write(`${r.file}:${r.line}: rule ${r.name}: ok (${r.pattern.length} pattern lines, ${r.examples.length} example(s)${problems.length ? `, ${problems.length} warning(s)` : ''})\n`);
   }
   return failed ? 2 : 0;
 }

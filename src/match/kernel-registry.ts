@@ -54,7 +54,9 @@ export function registryProblems(kernelCallees: { library: string; callee: strin
   for (const k of kernelCallees) {
     if (k.library !== 'native') continue;
     const m = /^adopt_kernels\.([A-Za-z_][A-Za-z0-9_]*)$/.exec(k.callee);
-    if (!m || !names.has(m[1])) out.push(`kernel "${k.callee}" is not a function of adopt_kernels (known: ${[...names].join(', ')})`);
+    // the package's constants and version are public names, not kernels
+    const kernels = [...names].filter((n) => !/^__|^[A-Z0-9_]+$/.test(n));
+    if (!m || !names.has(m[1])) out.push(`kernel "${k.callee}" is not a function of adopt_kernels (known: ${kernels.join(', ')})`);
   }
   for (const t of templates) {
     for (const m of t.matchAll(/_adopt\.enabled\(\s*['"]([^'"]+)['"]\s*\)/g)) {

@@ -19,15 +19,22 @@ export function validateRule(r: Rule): void {
   for (const k of r.kernels) {
     // `torch`: the rewrite turns on torch's own fused implementation (`fused=True`)
     if (k.library === 'torch' && /^torch(\.|$)/.test(k.callee)) continue;
+    if (k.library === 'torch') {
+      fail(r.file, k.line, 3, `kernel ${k.target} torch "${k.callee}": a 'torch' kernel names a function of torch itself ("torch.…"); for adopt's own kernels write 'kernel ${k.target} native "adopt_kernels.NAME"'`);
+    }
     if (k.library !== 'native') {
       fail(r.file, k.line, 3, `kernel library '${k.library}' is not supported: a rewrite calls adopt_kernels (native) or torch itself, and adopt_kernels chooses the implementation per device; remove this line or write 'kernel ${k.target} native "adopt_kernels.NAME"'`);
     }
+    const problem = registryProblems([{ library: k.library, callee: String(k.callee) }], [])[0];
+    if (problem) fail(r.file, k.line, 3, `rule ${r.name}: ${problem}`);
   }
   const rw = r.rewrite;
   if (rw && r.detect !== undefined) fail(r.file, r.line, 1, `rule ${r.name} has both a rewrite and 'detect': 'detect' gives the reason a rule without a rewrite lists its sites only; remove one`);
-  const problems = registryProblems(r.kernels.map((k) => ({ library: k.library, callee: String(k.callee) })), rw ? [...rw.guards, ...rw.code] : []);
-  if (problems.length) fail(r.file, r.line, 1, `rule ${r.name}: ${problems.join('; ')}`);
-  if (!rw) return;
+  if (!rw) { checkDataflow(r); return; }
+  const problems = registryProblems([], [...rw.guards, ...rw.code]);
+  if (problems.length) fail(r.file, rw.line, 3, `rule ${r.name}: ${problems.join('; ')}`);
+  const unguarded = unguardedKernelCall(rw.guards, rw.code);
+  if (unguarded) fail(r.file, rw.line, 3, `rule ${r.name}: ${unguarded}`);
   const argProblems = kernelArgumentProblems(r, kernelSignatures());
   if (argProblems.length) fail(r.file, rw.line, 3, argProblems.join('; '));
   if (rw.kind === 'init') {
@@ -42,6 +49,7 @@ export function validateRule(r: Rule): void {
   if (rw.kind === 'expr' && (!rw.target || !ops.has(rw.target))) {
     fail(r.file, rw.line, 1, `rewrite ${rw.kind} names '${rw.target}', which is not a pattern name`);
   }
+  checkDataflow(r);
   const known = (name: string) => ops.has(name) || metas.has(name) || name === 'original' || name === 'indent';
   const check = (tpl: string, what: string) => {
     for (const m of tpl.matchAll(/\{(?:\?(?=[A-Za-z_][A-Za-z0-9_]*:))?,?(?:[A-Za-z_][A-Za-z0-9_]*=)?([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_0-9]+|![A-Za-z_][A-Za-z0-9_]*|:[^}]*)?(?:\|[^}]*)?\}/g)) {
@@ -53,6 +61,17 @@ export function validateRule(r: Rule): void {
   rw.code.forEach((c) => check(c, 'rewrite'));
   const accessors = [...rw.guards, ...rw.code].flatMap((t) => templateAccessorProblems(t, (n) => ops.has(n)));
   if (accessors.length) fail(r.file, rw.line, 1, `rule ${r.name}: ${accessors.join('; ')}`);
+}
+
+/** Why a rewrite that reads `_adopt` could raise where adopt_kernels is not installed (the file
+ *  then binds `_adopt = None`): the guards are joined with `and` and run in order, so the first
+ *  of them must begin with `_adopt is not None` for every later `_adopt.` to be safe. */
+function unguardedKernelCall(guards: string[], code: string[]): string | undefined {
+  const reads = [...guards, ...code].some((t) => /(?<![\w.])_adopt\b/.test(t));
+  if (!reads) return undefined;
+  const first = guards[0]?.split(/\s+and\s+/)[0]?.trim().replace(/^\((.*)\)$/, '$1').trim();
+  if (first === '_adopt is not None') return undefined;
+  return `the rewrite uses _adopt, which is None where adopt_kernels is not installed: its first guard must begin with '_adopt is not None' (guard "_adopt is not None and _adopt.enabled('SWITCH')")`;
 }
 
 /** The pattern's line names and metavariables; each reference is to an earlier line. */
@@ -71,4 +90,26 @@ function checkPattern(r: Rule): { ops: Set<string>; metas: Set<string> } {
     ops.add(p.name);
   }
   return { ops, metas };
+}
+
+/** Each pattern line feeds the match: a later line uses its value, or it is the match's result
+ *  (the line `rewrite expr` replaces, a line a `rewrite stmts` template assigns, the last line
+ *  of a rule without a rewrite). A line nothing uses constrains nothing: the rest of the pattern
+ *  then matches code that does not compute what the rewrite assumes. */
+function checkDataflow(r: Rule): void {
+  const used = new Set<string>();
+  const visit = (v: PatVal | undefined): void => {
+    if (v?.k === 'ref') used.add(v.name);
+    if (v?.k === 'tuple') v.items.forEach(visit);
+  };
+  for (const p of r.pattern) for (const a of [...(p.ctor ?? []), ...p.args, ...(p.alts ?? []).flatMap((f) => f.args)]) visit(a.val);
+  const results = new Set<string>();
+  const rw = r.rewrite;
+  if (rw?.target) results.add(rw.target);
+  else if (rw) for (const c of rw.code) for (const m of c.matchAll(/\{([A-Za-z_]\w*)\}/g)) results.add(m[1]);
+  else if (r.pattern.length) results.add(r.pattern[r.pattern.length - 1].name);
+  for (const p of r.pattern) {
+    if (used.has(p.name) || results.has(p.name)) continue;
+    fail(r.file, p.line, p.col, `no later pattern line uses '${p.name}', and it is not the match's result: each line must feed a later one (use '${p.name}' as an argument), or be what the rewrite replaces`);
+  }
 }

@@ -36,6 +36,12 @@ function positionOf(marked: string, index: number): { line: number; col: number 
 interface FailedMatch { getRightmostFailurePosition(): number; getRightmostFailures(): { type: string; getText(): string }[] }
 
 export function parseRules(text: string, file: string): Rule[] {
+  // a tab has no width the layout could agree on with every editor
+  const tab = /^([ ]*)\t/m.exec(text);
+  if (tab) {
+    const { line } = positionOf(text, tab.index);
+    fail(file, line, tab[1].length + 1, 'a tab in the indentation: rule files are indented with spaces, not tabs');
+  }
   const parsed = cachedParse(text) ?? parseText(text, file);
   const rules = parsed.map((r) => ({ ...r, file }));
   for (const r of rules) validateRule(r);

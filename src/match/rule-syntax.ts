@@ -8,6 +8,7 @@ export interface SyntaxFailure { type: string; text: string }
 /** The items a rule may hold, in the order the documentation gives them. */
 export const RULE_ITEMS = ['title', 'priority', 'bench', 'match', 'where', 'rewrite', 'detect', 'kernel', 'example'];
 
+const DEEPER = 'a deeper indented line';
 const MARKERS = new RegExp(`[${INDENT}${DEDENT}]`);
 
 /** Index in the marked text to report, and the message. */
@@ -31,6 +32,9 @@ export function describeSyntaxError(marked: string, pos: number, failures: Synta
   if (RULE_ITEMS.every((k) => texts.includes(k))) {
     return { index: found.start, message: `${found.what} is not a rule item: a rule holds ${orList(RULE_ITEMS.map(quote))} lines, each indented under 'rule NAME'` };
   }
+  if (found.what === DEEPER) {
+    return { index: pos, message: 'this line is indented deeper than the line above it, which opens no block: the lines of one block line up under each other' };
+  }
   const expected = orList([...new Set(texts.map(translate).filter((t): t is string => !!t))]);
   return { index: found.start, message: `unexpected ${found.what}${expected ? `; expected ${expected}` : ''}` };
 }
@@ -38,7 +42,7 @@ export function describeSyntaxError(marked: string, pos: number, failures: Synta
 function foundAt(marked: string, pos: number): { start: number; what: string; word: string; keyword?: string } {
   const rest = marked.slice(pos);
   if (!rest.replace(new RegExp(`[\\s${INDENT}${DEDENT}]`, 'g'), '')) return { start: pos, what: 'the end of the file', word: '' };
-  if (MARKERS.test(rest[0])) return { start: pos, what: rest[0] === INDENT ? 'a deeper indented line' : 'the end of the block', word: '' };
+  if (MARKERS.test(rest[0])) return { start: pos, what: rest[0] === INDENT ? DEEPER : 'the end of the block', word: '' };
   // a word is reported whole, from its start, even when the parser stopped inside it
   let start = pos;
   while (start > 0 && /[A-Za-z0-9_]/.test(marked[start - 1]) && /[A-Za-z0-9_]/.test(marked[pos] ?? '')) start--;

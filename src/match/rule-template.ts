@@ -29,7 +29,8 @@ export function templateProblems(rule: Rule): string[] {
     }
     const code = rw.code.map((c) => standIn(c, withOptional));
     const program = rw.kind === 'expr' ? `_r = ${code.join(' ')}\n` : `${code.join('\n')}\n`;
-    if (hasSyntaxErrors(program)) out.push(`the rewrite ${rw.kind === 'expr' ? 'expression' : 'statements'} would not be Python${variant}: ${code.join(' / ')}`);
+    // quoted as written: the stand-ins are no names of the rule writer's
+    if (hasSyntaxErrors(program)) out.push(`the rewrite ${rw.kind === 'expr' ? 'expression' : 'statements'} would not be Python${variant}: ${rw.code.join(' / ')}`);
   }
   return [...new Set(out)];
 }

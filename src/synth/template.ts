@@ -8,6 +8,7 @@ import { sameNode, type SyntaxNode } from '../parse/python.js';
 import type { SiteResult } from './edits.js';
 import { Expressions } from './expressions.js';
 import { ACCESSORS, type AccessorContext } from './accessors.js';
+import { grouped, placeholderContexts } from './grouping.js';
 import { identifierNodes, nodeAt, nodeOfSpan, statementOf, type SynthFile } from './source.js';
 
 /** Forms a rule matches so that the site is listed, but no kernel takes, in a reader's words
@@ -36,6 +37,9 @@ function bindsTightly(text: string): boolean {
   }
   return text.length > 0;
 }
+
+/** `{name}`, `{name.part}`, `{name|default}`, `{,name.kw}`: what is left after the optional forms. */
+const PLACEHOLDER = /\{(,)?([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?(?:\|([^}]*))?\}/g;
 
 /** Fills `{name}`, `{name.module}`, `{name.<kw>}` placeholders with source text. */
 export class Render extends Expressions {
@@ -108,9 +112,18 @@ export class Render extends Expressions {
       this.res.bindings[name] = text;
       return `, ${kw}=${text}`;
     });
-    return tpl.replace(/\{(,)?([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?(?:\|([^}]*))?\}/g, (m, optKw: string | undefined, name: string, part: string | undefined, dflt: string | undefined, at: number) => {
+    const contexts = placeholderContexts(tpl, PLACEHOLDER, (m, at) => {
+      if (m.startsWith('{,') || m.endsWith('.absent}')) return 'none';
+      // a part appended to a call, empty when its line is absent (`...){v.reshaped_as|}`)
+      return /[)\]]$/.test(tpl.slice(0, at)) ? 'suffix' : 'name';
+    });
+    let k = 0;
+    return tpl.replace(PLACEHOLDER, (m, optKw: string | undefined, name: string, part: string | undefined, dflt: string | undefined, at: number) => {
       const text = this.placeholder(optKw, name, part, dflt);
-      // a value written as an expression (`k * scale`) that the template calls a method on
+      const need = contexts[k++];
+      if (contexts.length) return grouped(text, need);
+      // a template that does not parse with stand-ins: a value written as an expression
+      // (`k * scale`) that the template calls a method on is still grouped
       return tpl[at + m.length] === '.' && !bindsTightly(text) ? `(${text})` : text;
     });
   }

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { kernelRegistry } from '../../src/match/kernel-registry.js';
 import { loadRules, parseRules } from '../../src/match/rule.js';
 
-const rule = (extra: string, guard = "_adopt.enabled('softmax')", call = '_adopt.softmax') => `rule probe
+const rule = (extra: string, guard = "_adopt is not None and _adopt.enabled('softmax')", call = '_adopt.softmax') => `rule probe
   title "probe"
   match
     s = softmax($x, dim=-1)
@@ -25,15 +25,26 @@ describe('kernel registry', () => {
   });
 
   it('refuses a kernel adopt_kernels does not have', () => {
-    expect(() => parseRules(rule('  kernel cpu native "adopt_kernels.softmaxx"\n'), 'k.rule')).toThrow(/k\.rule:1:1: error: rule probe: kernel "adopt_kernels\.softmaxx" is not a function/);
+    expect(() => parseRules(rule('  kernel cpu native "adopt_kernels.softmaxx"\n'), 'k.rule')).toThrow(/k\.rule:8:3: error: rule probe: kernel "adopt_kernels\.softmaxx" is not a function/);
+    // the package's constants are public names, not kernels: they are not offered as known ones
+    expect(() => parseRules(rule('  kernel cpu native "adopt_kernels.softmaxx"\n'), 'k.rule')).toThrow(/\(known: (?![^)]*(AVAILABLE|KERNELS|__version__))[^)]*softmax/);
   });
 
   it('refuses a guard switch that is not a kernel switch', () => {
-    expect(() => parseRules(rule('', "_adopt.enabled('optimizer_kwargs')"), 's.rule')).toThrow(/guard switch 'optimizer_kwargs' is not a kernel switch/);
+    expect(() => parseRules(rule('', "_adopt is not None and _adopt.enabled('optimizer_kwargs')"), 's.rule')).toThrow(/guard switch 'optimizer_kwargs' is not a kernel switch/);
   });
 
   it('refuses a template calling a function adopt_kernels does not have', () => {
-    expect(() => parseRules(rule('', "_adopt.enabled('softmax')", '_adopt.fast_softmax'), 't.rule')).toThrow(/'_adopt\.fast_softmax' is not a function/);
+    expect(() => parseRules(rule('', "_adopt is not None and _adopt.enabled('softmax')", '_adopt.fast_softmax'), 't.rule')).toThrow(/'_adopt\.fast_softmax' is not a function/);
+  });
+
+  it('refuses a rewrite reading _adopt unless its first guard begins with _adopt is not None', () => {
+    const unguarded = /u\.rule:5:3: error: rule probe: the rewrite uses _adopt, which is None where adopt_kernels is not installed: its first guard must begin with '_adopt is not None'/;
+    expect(() => parseRules(rule('', "_adopt.enabled('softmax')"), 'u.rule')).toThrow(unguarded);
+    expect(() => parseRules(rule('', "x is not None and _adopt is not None"), 'u.rule')).toThrow(unguarded);
+    expect(() => parseRules(rule('', 'True'), 'u.rule')).toThrow(unguarded);
+    expect(parseRules(rule('', '_adopt is not None'), 'u.rule')).toHaveLength(1);
+    expect(parseRules(rule('', 'True', 'torch.softmax'), 'u.rule')).toHaveLength(1);
   });
 
   it('refuses tune lines, whose space now lives in the registry', () => {
