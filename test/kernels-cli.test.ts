@@ -111,6 +111,58 @@ describe('adopt kernels status', () => {
   });
 });
 
+describe('adopt kernels: a setting that cannot work is named, without a traceback', () => {
+  const noTraceback = (stderr: string) => {
+    expect(looksLikeCrash(stderr)).toBe(false);
+    expect(stderr).not.toMatch(/Traceback|File "|\| /);
+  };
+
+  it('a kernel cache that is a file: status and build say the path is not a directory', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'adopt-kcache-')), 'cache');
+    writeFileSync(file, '');
+    for (const cmd of [['kernels', 'status'], ['kernels', 'build', '--kernels', 'softmax']]) {
+      const r = adopt(cmd, { env: { ADOPT_KERNEL_CACHE: file } });
+      expect(r.code, cmd.join(' ')).toBe(2);
+      expect(r.stderr).toBe(`adopt: the kernel cache $ADOPT_KERNEL_CACHE=${file} is not a directory\n`);
+      noTraceback(r.stderr);
+    }
+    const under = adopt(['kernels', 'status'], { env: { ADOPT_KERNEL_CACHE: join(file, 'sub') } });
+    expect(under.code).toBe(2);
+    expect(under.stderr).toMatch(/the kernel cache \$ADOPT_KERNEL_CACHE=.*\/cache\/sub cannot be made: Not a directory/);
+  });
+
+  it('a Python without torch: status and build say torch is not importable in it', () => {
+    const venv = join(mkdtempSync(join(tmpdir(), 'adopt-venv-')), 'v');
+    const made = spawnSync(process.env.ADOPT_PYTHON || '/usr/bin/python3', ['-m', 'venv', '--without-pip', venv], { encoding: 'utf8' });
+    expect(made.status, made.stderr).toBe(0);
+    const python = join(venv, 'bin', 'python');
+    for (const cmd of [['kernels', 'status'], ['kernels', 'build']]) {
+      const r = adopt(cmd, { env: { ADOPT_PYTHON: python } });
+      expect(r.code, cmd.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^adopt: torch is not importable in ${python.replace(/[.]/g, '\\.')} `));
+      noTraceback(r.stderr);
+    }
+  });
+
+  it('$CXX with arguments is run as a shell splits it; one that cannot run says why', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'adopt-cxx-'));
+    // a launcher in front of the compiler, as ccache is
+    const wrap = join(dir, 'wrap');
+    writeFileSync(wrap, '#!/bin/sh\nexec "$@"\n', { mode: 0o755 });
+    for (const cxx of ['g++ -O0', `${wrap} g++`]) {
+      const r = adopt(['kernels', 'build', '--kernels', 'softmax'], { env: { CXX: cxx, ADOPT_KERNEL_CACHE: join(dir, 'cache') } });
+      expect(r.code, `${cxx}: ${r.stderr}`).toBe(0);
+      expect(r.stdout).toMatch(/softmax \(float32\): built in/);
+    }
+    const missing = adopt(['kernels', 'build', '--kernels', 'softmax'], { env: { CXX: 'no-such-cxx -O2', ADOPT_KERNEL_CACHE: join(dir, 'cache') } });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/no C\+\+ compiler: 'no-such-cxx' \(the command of \$CXX='no-such-cxx -O2'\) is not an executable on PATH/);
+    const unsplit = adopt(['kernels', 'build', '--kernels', 'softmax'], { env: { CXX: "g++ '-O2", ADOPT_KERNEL_CACHE: join(dir, 'cache') } });
+    expect(unsplit.code).toBe(2);
+    expect(unsplit.stderr).toMatch(/\$CXX="g\+\+ '-O2" does not split into a command: No closing quotation/);
+  });
+});
+
 describe('a closed pipe', () => {
   it('ends the CLI quietly with the exit status of the command', () => {
     // a diff far larger than a pipe's buffer, so the write after `head` has gone must fail

@@ -12,6 +12,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -55,12 +56,23 @@ class CompilerUnavailable(KernelBuildError):
     """No C++ compiler with OpenMP is installed: kernels run their reference path."""
 
 
+class CacheUnusable(KernelBuildError):
+    """The kernel cache directory cannot be made or is not a directory."""
+
+
 def cache_dir():
     root = os.environ.get("ADOPT_KERNEL_CACHE")
+    named = "$ADOPT_KERNEL_CACHE=" if root else ""
     if not root:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         root = os.path.join(base, "adopt", "kernels")
-    os.makedirs(root, exist_ok=True)
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise CacheUnusable(f"the kernel cache {named}{root} is not a directory")
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as e:
+        # a parent that is a file (NotADirectoryError), no permission, a read-only disk
+        raise CacheUnusable(f"the kernel cache {named}{root} cannot be made: {e.strerror or e}") from None
     return root
 
 
@@ -68,13 +80,45 @@ def compiler():
     return os.environ.get("CXX") or "g++"
 
 
+def compiler_argv(cxx):
+    """``cxx`` as the words of a command, split as a shell splits $CXX (``ccache g++``,
+    ``g++ -O0``); None when it does not split into any. A path to an executable is one word even
+    with spaces in it, as it was before $CXX was split."""
+    if shutil.which(cxx) is not None:
+        return [cxx]
+    try:
+        argv = shlex.split(cxx)
+    except ValueError:
+        return None
+    return argv or None
+
+
+def compiler_problem(cxx):
+    """Why ``cxx`` cannot compile the kernels, in a sentence; None when it runs."""
+    if shutil.which(cxx) is not None:
+        return None if compiler_identity(cxx) is not None else f"no C++ compiler: {cxx} --version failed"
+    try:
+        argv = shlex.split(cxx)
+    except ValueError as e:
+        return f"$CXX={cxx!r} does not split into a command: {e}"
+    if not argv:
+        return f"$CXX={cxx!r} names no command"
+    if shutil.which(argv[0]) is None:
+        whence = f" (the command of $CXX={cxx!r})" if len(argv) > 1 else ""
+        return f"no C++ compiler: {argv[0]!r}{whence} is not an executable on PATH"
+    if compiler_identity(cxx) is None:
+        return f"no C++ compiler: {cxx} --version failed"
+    return None
+
+
 @functools.lru_cache(maxsize=4)
 def compiler_identity(cxx):
     """The compiler's version line; None when it cannot be run."""
-    if shutil.which(cxx) is None:
+    argv = compiler_argv(cxx)
+    if argv is None or shutil.which(argv[0]) is None:
         return None
     try:
-        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.splitlines()[0] if out.returncode == 0 and out.stdout else None
@@ -102,7 +146,7 @@ def build(source, timeout=120):
     """The path of the compiled library for ``source``, compiling it on a cache miss."""
     cxx = compiler()
     if compiler_identity(cxx) is None:
-        raise CompilerUnavailable(f"no C++ compiler found (tried {cxx!r}; set $CXX): adopt kernels run their reference path")
+        raise CompilerUnavailable(f"{compiler_problem(cxx) or f'no C++ compiler found (tried {cxx!r})'} (set $CXX): adopt kernels run their reference path")
     path = library_path(source)
     if os.path.exists(path):
         return path
@@ -114,7 +158,7 @@ def build(source, timeout=120):
             f.write(PRELUDE)
             f.write(source)
         try:
-            proc = subprocess.run([cxx, *FLAGS, tmp_src, "-o", tmp_lib], capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run([*compiler_argv(cxx), *FLAGS, tmp_src, "-o", tmp_lib], capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise KernelBuildError(f"{cxx} ran past {timeout} s compiling a kernel") from None
         if proc.returncode != 0:

@@ -104,6 +104,16 @@ def build(names, dtypes):
 
 
 def main(argv=None):
+    try:
+        return _main(argv)
+    except _build.CacheUnusable as e:
+        # status and build both name the cache; neither can say anything true without it
+        command = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), "status")
+        print(json.dumps({"command": command, "ok": False, "error": str(e)}))
+        return 2
+
+
+def _main(argv):
     p = argparse.ArgumentParser(prog="adopt_kernels.cli")
     p.add_argument("command", choices=("build", "status", "registry"))
     p.add_argument("--kernels", default="")
@@ -125,8 +135,9 @@ def main(argv=None):
         print(json.dumps({"command": "build", "ok": False, "error": f"unknown kernel(s): {', '.join(unknown)}; known: {', '.join(sorted(registry.KERNELS))}"}))
         return 2
     if _build.compiler_identity(_build.compiler()) is None:
-        print(json.dumps({"command": "build", "ok": False, "error": f"no C++ compiler ({_build.compiler()!r}; set $CXX or install g++): kernels run their reference path"}))
+        print(json.dumps({"command": "build", "ok": False, "error": f"{_build.compiler_problem(_build.compiler())} (set $CXX or install g++): kernels run their reference path"}))
         return 2
+    _build.cache_dir()  # an unusable cache fails every kernel alike: say it once
     out = build(names, [d for d in args.dtypes.split(",") if d])
     print(json.dumps(out))
     return 0 if out["ok"] else 1

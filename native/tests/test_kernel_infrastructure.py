@@ -2,7 +2,10 @@
 fallbacks: what every compiled kernel relies on."""
 
 import json
+import os
 import random
+import re
+import shutil
 import subprocess
 import sys
 
@@ -33,6 +36,59 @@ def test_a_compile_error_names_the_compiler_and_keeps_nothing(tmp_path, monkeypa
     with pytest.raises(_build.KernelBuildError, match="failed on a generated kernel"):
         _build.build("this is not C++;\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_compiler_command_with_arguments_builds(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADOPT_KERNEL_CACHE", str(tmp_path))
+    wrap = tmp_path / "wrap"
+    wrap.write_text('#!/bin/sh\nexec "$@"\n')
+    wrap.chmod(0o755)
+    for cxx in ("g++ -O0", f"{wrap} g++"):
+        monkeypatch.setenv("CXX", cxx)
+        assert _build.compiler_problem(cxx) is None
+        path = _build.build(SOURCE)
+        assert path.endswith(".so")
+    # each command is its own cache entry: its flags may change the code
+    assert len(list(tmp_path.glob("*.so"))) == 2
+    # a compiler whose path has a space in it is still one word
+    spaced = tmp_path / "my tools"
+    spaced.mkdir()
+    (spaced / "g++").symlink_to(shutil.which("g++"))
+    assert _build.compiler_argv(str(spaced / "g++")) == [str(spaced / "g++")]
+    assert _build.compiler_problem(str(spaced / "g++")) is None
+
+
+@pytest.mark.parametrize("cxx, why", [
+    ("/nonexistent/g++", "'/nonexistent/g++' is not an executable on PATH"),
+    ("nosuch -O2", "'nosuch' (the command of $CXX='nosuch -O2') is not an executable on PATH"),
+    ("g++ '-O2", "does not split into a command: No closing quotation"),
+    ("   ", "names no command"),
+])
+def test_a_compiler_that_cannot_run_says_why(cxx, why, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADOPT_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", cxx)
+    assert why in _build.compiler_problem(cxx)
+    with pytest.raises(_build.CompilerUnavailable, match=re.escape(why)):
+        _build.build(SOURCE)
+
+
+def test_a_cache_path_that_is_not_a_directory_is_named(tmp_path, monkeypatch):
+    f = tmp_path / "file"
+    f.write_text("")
+    monkeypatch.setenv("ADOPT_KERNEL_CACHE", str(f))
+    with pytest.raises(_build.CacheUnusable, match="is not a directory"):
+        _build.cache_dir()
+    monkeypatch.setenv("ADOPT_KERNEL_CACHE", str(f / "sub"))
+    with pytest.raises(_build.CacheUnusable, match="cannot be made"):
+        _build.cache_dir()
+    from adopt_kernels import cli
+
+    for command in ("status", "build"):
+        out = subprocess.run([sys.executable, "-m", "adopt_kernels.cli", command, "--kernels", "softmax"],
+                             capture_output=True, text=True, env=dict(os.environ, ADOPT_KERNEL_CACHE=str(f)))
+        assert out.returncode == 2, out.stderr
+        assert json.loads(out.stdout.splitlines()[-1]) == {"command": command, "ok": False, "error": f"the kernel cache $ADOPT_KERNEL_CACHE={f} is not a directory"}
+    assert cli.main(["status"]) == 2
 
 
 def test_a_missing_compiler_is_reported_and_the_reference_runs(tmp_path, monkeypatch, capsys):

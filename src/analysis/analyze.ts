@@ -5,6 +5,8 @@ import { ClassTable, spanOf } from './classes.js';
 import { MethodLowerer } from './lower.js';
 import { Project, type FileUnit, type ProjectOptions } from './project.js';
 import { Resolver } from './resolve.js';
+import { field, type ClassDef, type FileSymbols } from './symbols.js';
+import type { SyntaxNode } from '../parse/python.js';
 import { posAt } from '../parse/source.js';
 
 export interface Analysis { program: Program; project: Project }
@@ -75,7 +77,8 @@ function analyzeFile(unit: FileUnit, project: Project, resolver: Resolver, class
     const lowered = lowerWith(fn);
     if (lowered) ir.functions.push(lowered);
   }
-  diagnostics.unshift(...unit.diagnostics, ...unresolvedImports(unit, project));
+  diagnostics.push(...modulesInFunctions(syms, unit.path, classes));
+  diagnostics.unshift(...unit.diagnostics, ...unresolvedImports(unit, project), ...starImportsNotFollowed(unit, project));
   return ir;
 }
 
@@ -90,7 +93,82 @@ function unresolvedImports(unit: FileUnit, project: Project): Diagnostic[] {
     if (!relative && module.split('.')[0] !== top) continue;
     if (project.moduleFile(module)) continue;
     const p = posAt(syms.parsed.source, node.startIndex);
-    out.push({ severity: 'warning', code: 'import-unresolved', file: unit.path, line: p.line, col: p.col, message: `cannot resolve import '${node.text}' (module ${module}) under ${project.root}` });
+    const depth = unit.module.split('.').length - (unit.isPackage ? 0 : 1);
+    const level = relative ? (node.namedChildren.find((c) => c.type === 'import_prefix')?.text.length ?? 0) : 0;
+    const message = level > depth
+      ? `cannot resolve import '${node.text}': it goes beyond the top-level package ${unit.module.split('.')[0]}`
+      : `cannot resolve import '${node.text}' (module ${module}) under ${(relative && project.packageBase(unit)) || project.root}`;
+    out.push({ severity: 'warning', code: 'import-unresolved', file: unit.path, line: p.line, col: p.col, message });
   }
   return out;
+}
+
+/** `from M import *` of a module outside the project: which names it binds is not known, so the
+ *  names the file uses from it stay unqualified, and the user is told why. */
+function starImportsNotFollowed(unit: FileUnit, project: Project): Diagnostic[] {
+  const syms = unit.symbols;
+  if (!syms) return [];
+  const out: Diagnostic[] = [];
+  for (const { module, node } of syms.starImports) {
+    if (project.moduleFile(module)) continue;
+    const p = posAt(syms.parsed.source, node.startIndex);
+    out.push({ severity: 'warning', code: 'star-import', file: unit.path, line: p.line, col: p.col, message: `names imported by 'from ${node.text} import *' are not resolved (${module} is not a file of the project): import them by name` });
+  }
+  return out;
+}
+
+// a class statement on an indented line: the only place a class inside a function can start
+const INDENTED_CLASS = /^[ \t]+class\b/gm;
+
+/** nn.Module classes defined inside a function (a model factory's `class Inner(nn.Module)`):
+ *  analysis reads classes at a file's top level only, so such a module is not in the program, and
+ *  what the function returns is not known to be it. Found from the text, then the nodes around
+ *  each hit, so that files without one cost a regex scan. */
+function modulesInFunctions(syms: FileSymbols, path: string, classes: ClassTable): Diagnostic[] {
+  const text = syms.parsed.source.text;
+  const out: Diagnostic[] = [];
+  INDENTED_CLASS.lastIndex = 0;
+  for (let m = INDENTED_CLASS.exec(text); m; m = INDENTED_CLASS.exec(text)) {
+    const at = m.index + m[0].length - 'class'.length;
+    const chain = nodesAround(syms.parsed.root, at);
+    const node = chain[chain.length - 1];
+    if (node?.type !== 'class_definition' || node.startIndex !== at) continue;
+    const fn = [...chain].reverse().find((n) => n.type === 'function_definition');
+    if (!fn) continue;
+    const name = field(node, 'name')?.text ?? '?';
+    const fnName = field(fn, 'name')?.text ?? '?';
+    const sup = field(node, 'superclasses');
+    const def: ClassDef = {
+      name, qual: `${syms.module}.${fnName}.<locals>.${name}`, node, module: syms.module, methods: new Map(),
+      baseNodes: sup ? sup.namedChildren.filter((c) => c.type !== 'keyword_argument' && c.type !== 'comment') : [],
+    };
+    for (const c of field(node, 'body')?.namedChildren ?? []) {
+      const f = c.type === 'decorated_definition' ? field(c, 'definition') : c;
+      const n = f?.type === 'function_definition' ? field(f, 'name')?.text : undefined;
+      if (f && n) def.methods.set(n, { name: n, qual: `${def.qual}.${n}`, node: f, module: syms.module, owner: def });
+    }
+    if (!classes.info(def)?.isModule) continue;
+    const p = posAt(syms.parsed.source, at);
+    out.push({ severity: 'warning', code: 'nested-module', file: path, line: p.line, col: p.col, message: `module class ${name} is defined inside function ${fnName}: it is not analysed (define it at the top level of the file)` });
+  }
+  return out;
+}
+
+/** The nodes from the root down whose range holds `index`, deepest last. */
+function nodesAround(root: SyntaxNode, index: number): SyntaxNode[] {
+  const chain: SyntaxNode[] = [];
+  for (let node: SyntaxNode | undefined = root; node; ) {
+    chain.push(node);
+    const kids: SyntaxNode[] = node.namedChildren;
+    let lo = 0, hi = kids.length - 1;
+    node = undefined;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const k: SyntaxNode = kids[mid];
+      if (k.endIndex <= index) lo = mid + 1;
+      else if (k.startIndex > index) hi = mid - 1;
+      else { node = k; break; }
+    }
+  }
+  return chain;
 }

@@ -59,6 +59,7 @@ export class Project {
       }
       for (const f of files) project.targets.push(project.unitFor(f));
     }
+    for (const t of project.targets) project.notePackageBase(t);
     return project;
   }
 
@@ -72,6 +73,25 @@ export class Project {
       if (!this.byModule.has(module)) this.byModule.set(module, unit);
     }
     return unit;
+  }
+
+  /** The directory each input's top package lies in, by the package's name: a relative import
+   *  names its module from the file's own package, which need not lie under the root that the
+   *  first input chose. */
+  private packageBases = new Map<string, string>();
+  private notePackageBase(unit: FileUnit): void {
+    const parts = unit.module.split('.');
+    const depth = parts.length - (unit.isPackage ? 0 : 1);
+    if (depth === 0) return;
+    let base = dirname(unit.abs);
+    // a package's directory and a module's both lie `depth` levels below the base
+    for (let i = 0; i < depth; i++) base = dirname(base);
+    if (!this.packageBases.has(parts[0])) this.packageBases.set(parts[0], base);
+  }
+
+  /** The directory that holds the top package of a file in a package. */
+  packageBase(unit: FileUnit): string | undefined {
+    return this.packageBases.get(unit.module.split('.')[0]);
   }
 
   /** Reads, parses and indexes a file once. Returns undefined when it cannot be read. */
@@ -88,7 +108,25 @@ export class Project {
     unit.parsed = parsePython(read.source);
     unit.diagnostics.push(...unit.parsed.diagnostics);
     unit.symbols = collectSymbols(unit.parsed, unit.module, unit.isPackage);
+    this.bindStarImports(unit.symbols);
     return unit.symbols;
+  }
+
+  /** Binds the names `from M import *` brings in from a project module M: those of M's literal
+   *  `__all__`, else M's names that do not start with `_`, as Python does. A name the file binds
+   *  itself keeps its own binding wherever the two stand in the file. Modules outside the project
+   *  bind nothing here (analysis warns of them: starImportsNotFollowed). */
+  private bindStarImports(syms: FileSymbols): void {
+    for (const { module } of syms.starImports) {
+      const unit = this.moduleFile(module);
+      // in a cycle of star imports, the module still being read gives what it has bound so far
+      const from = unit && this.load(unit);
+      if (!from) continue;
+      const names = from.exports ?? [...from.bindings.keys()].filter((n) => !n.startsWith('_'));
+      for (const name of names) {
+        if (!syms.bindings.has(name)) syms.bindings.set(name, { k: 'import', qual: `${module}.${name}` });
+      }
+    }
   }
 
   /** The parsed text of a loaded file, by the path diagnostics and spans use. */
@@ -103,14 +141,16 @@ export class Project {
     if (known !== undefined) return known ?? undefined;
     let found: FileUnit | undefined;
     const parts = module.split('.');
-    for (const base of this.searchBases()) {
+    const own = this.packageBases.get(parts[0]);
+    const bases = own && !this.searchBases().includes(own) ? [...this.searchBases(), own] : this.searchBases();
+    for (const base of bases) {
       // Most names looked up are attributes in packages outside the root (torch.nn.functional.
       // softmax, one lookup per prefix): no file can lie in a directory that is not there.
       if (!this.dirExists(base, parts, parts.length - 1)) continue;
       const asFile = join(base, ...parts) + '.py';
       const asPkg = join(base, ...parts, '__init__.py');
       const hit = existsSync(asFile) ? asFile : existsSync(asPkg) ? asPkg : undefined;
-      if (hit && isUnder(hit, this.root)) { found = this.unitFor(hit); break; }
+      if (hit && (isUnder(hit, this.root) || (own !== undefined && isUnder(hit, own)))) { found = this.unitFor(hit); break; }
     }
     this.byModule.set(module, found ?? null);
     return found;

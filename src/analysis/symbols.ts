@@ -34,6 +34,11 @@ export interface FileSymbols {
   functions: FuncDef[];
   /** Relative or absolute project imports that named a module, for diagnostics: module → node. */
   importNodes: { module: string; node: SyntaxNode }[];
+  /** `from M import *`, in file order: the names they bind are known only once M is read
+   *  (Project.load binds them). */
+  starImports: { module: string; node: SyntaxNode }[];
+  /** The strings of a literal `__all__` list or tuple, if the file has one. */
+  exports?: string[];
 }
 
 export function field(node: SyntaxNode, name: string): SyntaxNode | null {
@@ -48,7 +53,7 @@ export function resolveRelative(module: string, isPackage: boolean, level: numbe
 }
 
 export function collectSymbols(parsed: ParsedFile, module: string, isPackage: boolean): FileSymbols {
-  const syms: FileSymbols = { module, isPackage, parsed, bindings: new Map(), classes: [], functions: [], importNodes: [] };
+  const syms: FileSymbols = { module, isPackage, parsed, bindings: new Map(), classes: [], functions: [], importNodes: [], starImports: [] };
   visitBlock(parsed.root, syms);
   return syms;
 }
@@ -91,6 +96,7 @@ function visitStmt(raw: SyntaxNode, syms: FileSymbols): void {
       syms.importNodes.push({ module: from, node: modNode });
       for (const c of node.namedChildren) {
         if (sameNode(c, modNode)) continue;
+        if (c.type === 'wildcard_import') syms.starImports.push({ module: from, node: modNode });
         if (c.type === 'dotted_name') syms.bindings.set(c.text, { k: 'import', qual: `${from}.${c.text}` });
         else if (c.type === 'aliased_import') {
           syms.bindings.set(field(c, 'alias')!.text, { k: 'import', qual: `${from}.${field(c, 'name')!.text}` });
@@ -131,6 +137,7 @@ function visitStmt(raw: SyntaxNode, syms: FileSymbols): void {
         const left = field(a, 'left');
         const right = field(a, 'right');
         if (left?.type === 'identifier' && right) syms.bindings.set(left.text, { k: 'value', node: right });
+        if (left?.text === '__all__' && right) syms.exports = literalStrings(right);
       }
       return;
     }
@@ -148,6 +155,19 @@ function visitStmt(raw: SyntaxNode, syms: FileSymbols): void {
     default:
       return;
   }
+}
+
+/** The strings of a list or tuple of string literals; undefined for anything computed. */
+function literalStrings(node: SyntaxNode): string[] | undefined {
+  if (node.type !== 'list' && node.type !== 'tuple') return undefined;
+  const out: string[] = [];
+  for (const item of node.namedChildren) {
+    if (item.type === 'comment') continue;
+    const m = item.type === 'string' ? /^(['"])([A-Za-z_][A-Za-z0-9_]*)\1$/.exec(item.text) : null;
+    if (!m) return undefined;
+    out.push(m[2]);
+  }
+  return out;
 }
 
 /** The name a parameter binds (none for `*` and `/` separators). */

@@ -1,7 +1,7 @@
 // `adopt kernels build | status`: compile the kernels the rewritten code calls, and say for the
 // Python in use ($ADOPT_PYTHON) whether they import, which are compiled, and what each picks.
 import { AdoptError } from '../diag.js';
-import { runPythonJson } from '../verify/python.js';
+import { resolvePython, runPython, runPythonJson } from '../verify/python.js';
 
 interface KernelRow { kernel: string; api: string[]; enabled: boolean; cpu: Record<string, string>; picks: string; cpu_floor?: { inference: number; training: number } }
 interface Installed { importable: boolean; file?: string; version?: string; error?: string; python: string; install: string }
@@ -15,10 +15,35 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 function call(args: string[]): Record<string, unknown> {
-  const r = runPythonJson('adopt_kernels.cli', args, 600_000);
-  if (!r.ok) throw new AdoptError(`the kernels do not import in this Python: ${r.error}`);
-  if (!isObject(r.value) || typeof r.value.command !== 'string') throw new AdoptError('malformed result from adopt_kernels.cli (expected a JSON object with "command")');
-  return r.value;
+  const r = runPython(['-m', 'adopt_kernels.cli', ...args], { timeoutMs: 600_000 });
+  if (!r.ok) throw new AdoptError(r.error);
+  const python = pythonName();
+  let value: unknown;
+  try {
+    value = JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
+  } catch {
+    throw new AdoptError(whyNoAnswer(python, r.stderr || r.stdout, r.status));
+  }
+  if (!isObject(value) || typeof value.command !== 'string') throw new AdoptError('malformed result from adopt_kernels.cli (expected a JSON object with "command")');
+  return value;
+}
+
+function pythonName(): string {
+  const p = resolvePython();
+  return 'path' in p ? p.path : 'Python';
+}
+
+/** Why adopt_kernels.cli gave no answer, from its traceback's last line: the exception, which is
+ *  what the user can act on (a missing torch most often), not the frames above it. */
+function whyNoAnswer(python: string, output: string, status: number | null): string {
+  const last = output.trim().split('\n').pop()?.trim() || `exit ${status}, no output`;
+  const missing = /^ModuleNotFoundError: No module named '([\w.]+)'/.exec(last);
+  if (missing) {
+    const top = missing[1].split('.')[0];
+    if (top === 'adopt_kernels') return `the kernels package is not found by ${python} (${last})`;
+    return `${top} is not importable in ${python} (the kernels need it): install it there, or set ADOPT_PYTHON to a Python that has it`;
+  }
+  return `the kernels do not import in ${python}: ${last}`;
 }
 
 interface ScheduleFileState { path: string; exists: boolean; target: string | null; here: string | null; entries: number; used: number; error?: string }
@@ -128,7 +153,8 @@ export function kernelsCommand(cmd: 'build' | 'status', opts: { target?: string;
   // the Python the rewritten code will run under, when it is not the one adopt uses itself
   if (opts.python) process.env.ADOPT_PYTHON = opts.python;
   if (cmd === 'status') {
-    const s = call(['status']) as unknown as StatusResult;
+    const s = call(['status']) as unknown as StatusResult & { error?: string };
+    if (typeof s.error === 'string') throw new AdoptError(s.error);
     if (!Array.isArray(s.kernels)) throw new AdoptError('malformed status from adopt_kernels.cli (no kernels list)');
     if (opts.json) process.stdout.write(`${JSON.stringify({ ...s, schedules: scheduleFileState() }, null, 1)}\n`);
     else printStatus(s);

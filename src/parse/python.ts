@@ -6,6 +6,7 @@ import type { Diagnostic } from '../diag.js';
 import { copyTree } from './cursor-copy.js';
 import { flatParser } from './flat-tree.js';
 import type { SourceText } from './source.js';
+import { python3Refusal } from './python3-rules.js';
 import { collectSyntaxErrors } from './syntax-errors.js';
 import type { SyntaxNode } from './syntax-node.js';
 
@@ -90,11 +91,27 @@ export function parsePython(source: SourceText, front: FrontEnd = defaultFrontEn
   if (flat) {
     const tree = flat.parse(source.text);
     if (!tooDeep && tree.hasError) collectSyntaxErrors(source, tree.scanNode(), diagnostics);
-    return { source, root: tree.root(), diagnostics };
+    const root = tree.root();
+    if (!tooDeep) keepFirstError(diagnostics, python3Refusal(source, root));
+    return { source, root, diagnostics };
   }
   const tree = parseText(source.text);
   if (!tooDeep && tree.rootNode.hasError) collectSyntaxErrors(source, tree.rootNode, diagnostics);
-  return { source, root: copyTree(tree, source.text, PythonLanguage.nodeTypeInfo), diagnostics };
+  const root = copyTree(tree, source.text, PythonLanguage.nodeTypeInfo);
+  if (!tooDeep) keepFirstError(diagnostics, python3Refusal(source, root));
+  return { source, root, diagnostics };
+}
+
+/** Python reports a file's first syntax error alone: of tree-sitter's and python3Refusal's, the
+ *  earlier one. */
+function keepFirstError(diagnostics: Diagnostic[], refusal: Diagnostic | undefined): void {
+  if (!refusal) return;
+  const at = diagnostics.findIndex((d) => d.code === 'syntax');
+  if (at < 0) diagnostics.push(refusal);
+  else {
+    const d = diagnostics[at];
+    if (refusal.line < d.line || (refusal.line === d.line && refusal.col < d.col)) diagnostics[at] = refusal;
+  }
 }
 
 const MAX_INDENT_LEVELS = 100;
