@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { adopt, looksLikeCrash } from './helpers/cli.js';
+import { adopt, looksLikeCrash, repoRoot } from './helpers/cli.js';
 import { tempProject } from './helpers/ir.js';
 
 const MODEL = 'import torch\nfrom torch import nn\n\n\nclass M(nn.Module):\n    def forward(self, x):\n        return torch.softmax(x, dim=-1)\n';
@@ -103,6 +103,12 @@ describe('bad input to adopt explain', () => {
     const r = adopt(['explain', 'no/such/model.py']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/no\/such\/model\.py:1:1: error: no such file or directory/);
+  });
+
+  it('several missing files: each is named, the command fixed in one go', () => {
+    const r = adopt(['rewrite', 'no/such/a.py', join(repoRoot, 'fixtures/models/bert_encoder.py'), 'no/such/b.py']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no\/such\/a\.py:1:1: error: no such file or directory[^]*no\/such\/b\.py:1:1: error: no such file or directory/);
   });
 
   it('a directory with no Python: exits 2', () => {

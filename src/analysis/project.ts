@@ -43,12 +43,11 @@ export class Project {
   static open(inputs: string[], opts: ProjectOptions = {}): Project {
     if (inputs.length === 0) throw new AdoptError('no input: give a Python file or a directory');
     const absInputs = inputs.map((p) => resolve(p));
-    for (const [i, p] of absInputs.entries()) {
-      if (!existsSync(p)) {
-        throw new AdoptError(`${inputs[i]}:1:1: error: no such file or directory`, [
-          { severity: 'error', code: 'missing', file: inputs[i], line: 1, col: 1, message: 'no such file or directory' },
-        ]);
-      }
+    // every missing input named at once, so that the command is fixed in one go
+    const missing = inputs.filter((_, i) => !existsSync(absInputs[i]));
+    if (missing.length) {
+      throw new AdoptError(missing.map((m) => `${m}:1:1: error: no such file or directory`).join('\n'),
+        missing.map((m) => ({ severity: 'error' as const, code: 'missing', file: m, line: 1, col: 1, message: 'no such file or directory' })));
     }
     const root = resolve(opts.root ?? defaultRoot(absInputs[0]));
     const project = new Project(root, opts.maxBytes ?? DEFAULT_MAX_BYTES);
