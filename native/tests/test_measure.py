@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from adopt_harness import measure
+from adopt_harness import exhaustive, measure
 
 FAKE = textwrap.dedent('''
     import os, time
@@ -131,9 +131,9 @@ def test_a_timed_sample_runs_the_schedule_several_times_and_gives_the_time_of_on
 
 def test_at_one_thread_the_openmp_schedule_is_held_at_its_default():
     kernel = measure._load_registry().KERNELS["rms_norm"]
-    held = measure._held_at_one_thread(kernel, 1)
+    held = exhaustive._held_at_one_thread(kernel, 1)
     assert held == {name: kernel.space.default[name] for name in ("chunk", "omp_kind")}
-    assert measure._held_at_one_thread(kernel, 2) == {}
+    assert exhaustive._held_at_one_thread(kernel, 2) == {}
 
 
 def test_a_workload_is_shrunk_along_the_first_scalable_field_in_that_order():
@@ -141,9 +141,9 @@ def test_a_workload_is_shrunk_along_the_first_scalable_field_in_that_order():
     attention = dict(kernels["flash_attention"].example_workloads[0])
     # batch comes first among attention's fields, but the sequence is halved first
     assert kernels["flash_attention"].workload_fields.index("batch") < kernels["flash_attention"].workload_fields.index("q_len")
-    assert measure._shrink_field(kernels["flash_attention"], attention) == "q_len"
-    assert measure._shrink_field(kernels["flash_attention"], attention, prefer="batch") == "batch"
-    assert measure._shrink_field(kernels["rms_norm"], {"rows": 64, "n": 8, "dtype": "float32"}) == "rows"
+    assert exhaustive._shrink_field(kernels["flash_attention"], attention) == "q_len"
+    assert exhaustive._shrink_field(kernels["flash_attention"], attention, prefer="batch") == "batch"
+    assert exhaustive._shrink_field(kernels["rms_norm"], {"rows": 64, "n": 8, "dtype": "float32"}) == "rows"
 
 
 @pytest.mark.parametrize("field, value", [("repeats", None), ("repeats", 0), ("repeats", "abc"), ("repeats", -3), ("warmup", 1.5),
