@@ -2,11 +2,11 @@
 // records every measurement in the record store and prints measurements, time and the speed-up
 // over the default schedule. `adopt tune model.py`: the same for every workload the model's
 // rewritten code runs at its real configuration (see tune/model.ts).
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { filesWithSyntaxErrors, planRewrite, synthesizePlan } from '../pipeline/index.js';
 import { type Discovery, type ModelTuneSummary, tuneWorkloads } from '../tune/model.js';
 import { discoverRewrites } from '../tune/rewrite.js';
+import { writeScheduleFile } from '../tune/schedule-file.js';
 import { Progress } from '../bench/progress.js';
 import { AdoptError, type Diagnostic } from '../diag.js';
 import { LocalMeasurer, MeasurerError, type TargetInfo, localTargetInfo } from '../tune/measurer.js';
@@ -94,15 +94,6 @@ function checkOutputs(opts: TuneCliOptions): void {
   }
 }
 
-function writeSchedules(path: string, text: string): void {
-  try {
-    mkdirSync(dirname(resolve(path)), { recursive: true });
-    writeFileSync(path, text);
-  } catch (e) {
-    throw new AdoptError(`cannot write the schedule file ${path}: ${(e as Error).message}`);
-  }
-}
-
 /** Ctrl-C while measuring: what was measured is in the record store already (each result is
  *  written as it comes); say so and where, and exit as a shell expects of an interrupt. */
 function onInterrupt(db: string): () => void {
@@ -162,7 +153,7 @@ export async function tuneCommand(file: string | undefined, opts: TuneCliOptions
   }
   const failed = summary.source === 'default' && summary.failures > 0 && summary.ok === 0;
   if (opts.schedules && !failed) {
-    writeSchedules(opts.schedules, scheduleFileText(opts.schedules, info.target, [{ kernel: summary.kernel, workload: summary.workload, schedule: summary.schedule }]));
+    writeScheduleFile(opts.schedules, scheduleFileText(opts.schedules, info.target, [{ kernel: summary.kernel, workload: summary.workload, schedule: summary.schedule }]));
     summary.notes.push(`schedule written to ${opts.schedules}`);
   }
   if (opts.json) process.stdout.write(`${JSON.stringify(summary, null, 1)}\n`);
@@ -320,7 +311,7 @@ async function tuneModelCommand(file: string, opts: TuneCliOptions): Promise<num
     }
     return 0;
   }
-  if (opts.schedules) writeSchedules(opts.schedules, scheduleFileText(opts.schedules, info.target, summary.entries));
+  if (opts.schedules) writeScheduleFile(opts.schedules, scheduleFileText(opts.schedules, info.target, summary.entries));
   if (opts.json) process.stdout.write(`${JSON.stringify({ ...summary, classes: discovery.classes, below_floor: discovery.belowFloor ?? [], schedules: opts.schedules ?? null }, null, 1)}\n`);
   else {
     printModelSummary(summary, discovery);

@@ -1,8 +1,8 @@
 // The schedule file of a module rewritten with `adopt rewrite --tune`: `adopt-schedules.json`
 // beside the module, which its import block loads. The loading lines are added to the import
 // block's edit, so the diff, the rewritten text and what is written stay one and the same.
-import { writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { AdoptError } from '../diag.js';
 import type { FileResult } from '../synth/synthesize.js';
 import { KERNELS_ALIAS, PREAMBLE } from '../synth/synthesize.js';
@@ -50,12 +50,16 @@ export function withScheduleLoading(f: FileResult): FileResult {
 export function writeScheduleFiles(modulePaths: string[], target: Target, entries: { kernel: string; workload: Workload; schedule: Schedule }[]): string[] {
   const files = [...new Set(modulePaths.map(scheduleFileBeside))];
   const texts = files.map((path) => scheduleFileText(path, target, entries));
-  files.forEach((path, i) => {
-    try {
-      writeFileSync(path, texts[i]);
-    } catch (e) {
-      throw new AdoptError(`cannot write the schedule file ${path}: ${(e as Error).message}`);
-    }
-  });
+  files.forEach((path, i) => writeScheduleFile(path, texts[i]));
   return files;
+}
+
+/** Writes one schedule file's text, its directory made as needed. */
+export function writeScheduleFile(path: string, text: string): void {
+  try {
+    mkdirSync(dirname(resolve(path)), { recursive: true });
+    writeFileSync(path, text);
+  } catch (e) {
+    throw new AdoptError(`cannot write the schedule file ${path}: ${(e as Error).message}`);
+  }
 }
