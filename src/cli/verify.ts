@@ -5,7 +5,7 @@
 // its package that use it, as `rewrite --verify` checks it).
 import { existsSync, readFileSync } from 'node:fs';
 import { AdoptError } from '../diag.js';
-import { checkFile } from '../pipeline/index.js';
+import { checkFile, exercisedOnly } from '../pipeline/index.js';
 import { checkPair } from '../verify/pair.js';
 import { EXIT } from './policy.js';
 
@@ -39,32 +39,28 @@ export function verifyCommand(original: string, rewritten: string, opts: VerifyO
 
 function verifyEveryClass(original: string, rewritten: string, opts: VerifyOptions): number {
   let text: string;
+  let originalText: string;
   try { text = readFileSync(rewritten, 'utf8'); } catch (e) { throw new AdoptError(`${rewritten}: cannot read: ${(e as Error).message}`); }
-  try { readFileSync(original); } catch (e) { throw new AdoptError(`${original}: cannot read: ${(e as Error).message}`); }
+  try { originalText = readFileSync(original, 'utf8'); } catch (e) { throw new AdoptError(`${original}: cannot read: ${(e as Error).message}`); }
   const dtype = opts.dtype === 'fp32' || opts.dtype === undefined ? (opts.dtype ? 'fp32' : 'fp64') : opts.dtype === 'fp64' ? 'fp64' : null;
   if (!dtype) throw new AdoptError('without --shape, --dtype is fp32 or fp64');
   const r = checkFile(original, { rewritten: text }, { classes: opts.class ? [opts.class] : undefined, config: opts.config, dtype, repeats: 5 });
   if (!r.ok) throw new AdoptError(`verification could not run: ${r.error}`);
-  // a class that matched only because the rewrite's own code never ran in it compared the original
-  // code with itself: it is reported as not exercised, never as verified
-  // (two identical files have no rewritten code: their check stands as it is)
-  const differ = text !== readFileSync(original, 'utf8');
-  const status = (c: (typeof r.results)[number]) => (differ && c.status === 'verified' && c.exercised === false ? 'not_exercised' : c.status);
-  const verified = r.results.filter((x) => status(x) === 'verified');
-  const mismatch = r.results.filter((x) => x.status === 'mismatch');
-  const unexercised = r.results.filter((x) => status(x) === 'not_exercised');
-  const summary = { verified: mismatch.length === 0 && verified.length > 0, classes: r.results.map(({ variant: _v, ...rest }) => ({ ...rest, status: status(rest) })), torch: r.torch };
+  // a class in which the rewrite's own code never ran is not exercised, as `rewrite --verify`
+  // reports it (two identical files have no rewritten code: their check stands as it is)
+  const classes = text !== originalText ? exercisedOnly(r.results) : r.results;
+  const verified = classes.filter((x) => x.status === 'verified');
+  const mismatch = classes.filter((x) => x.status === 'mismatch');
+  const unexercised = classes.filter((x) => x.status === 'not_exercised');
+  const summary = { verified: mismatch.length === 0 && verified.length > 0, classes: classes.map(({ variant: _v, ...rest }) => rest), torch: r.torch };
   if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else {
-    for (const c of r.results) {
+    for (const c of classes) {
       const t = c.timings ? ` forward x${c.timings.forward.ratio?.toFixed(2)}, train x${c.timings.train.ratio?.toFixed(2)}` : '';
-      const shown = status(c);
-      const detail = shown === 'verified' ? `max abs error ${(c.max_abs ?? 0).toExponential(2)}, fast-path calls ${c.fast_path_calls};${t}`
-        : shown === 'not_exercised' ? 'the rewritten code never ran in this class (it compared the original code with itself)'
-        : c.status === 'mismatch' ? (c.problems ?? []).join('; ') : c.reason ?? '';
-      process.stdout.write(`${(c.class ?? '').padEnd(28)} ${shown.padEnd(13)} ${detail}\n`);
+      const detail = c.status === 'verified' ? `max abs error ${(c.max_abs ?? 0).toExponential(2)}, fast-path calls ${c.fast_path_calls};${t}` : c.status === 'mismatch' ? (c.problems ?? []).join('; ') : c.reason ?? '';
+      process.stdout.write(`${(c.class ?? '').padEnd(28)} ${c.status.padEnd(13)} ${detail}\n`);
     }
-    const rest = r.results.length - verified.length - mismatch.length - unexercised.length;
+    const rest = classes.length - verified.length - mismatch.length - unexercised.length;
     process.stdout.write(`${summary.verified ? 'verified' : mismatch.length ? 'mismatch' : unexercised.length ? 'not exercised' : 'not runnable'}: ${verified.length} verified, ${mismatch.length} mismatch, ${unexercised.length} not exercised, ${rest} not runnable\n`);
   }
   if (mismatch.length) return 1;

@@ -11,7 +11,7 @@ import { verifiedRewrite, type RuleVerifyOptions } from './rule-verify.js';
 import type { RewriteRun, Withhold } from './types.js';
 
 export { planRewrite, synthesizePlan, type PlanOptions, type RewritePlan, type StageTimes } from './plan.js';
-export { MEASURED_ON, verifiedRewrite, type RuleVerifyOptions } from './rule-verify.js';
+export { exercisedOnly, MEASURED_ON, verifiedRewrite, type RuleVerifyOptions } from './rule-verify.js';
 export type { FileVerification, RewriteRun, RuleVerdict, Stage, StageEvent, Withhold } from './types.js';
 export { checkFile, verdictOf, type PhaseTiming, type Verdict, type VerifyStatus } from './check.js';
 export { fileVerifier, hfVerifier, verifyModels, type HfHarness, type ModelVerdict, type Verifier, type VerifyProgress, type VerifyTarget } from './model-verify.js';

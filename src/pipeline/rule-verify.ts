@@ -32,7 +32,7 @@ function requireHarness(): void {
 
 /** A class that matched only because the rewrite's own code never ran in it compared the original
  *  code with itself: it is not exercised, never verified. */
-function exercisedOnly(results: ClassResult[]): ReportedClass[] {
+export function exercisedOnly(results: ClassResult[]): ReportedClass[] {
   return results.map((r) => (r.status === 'verified' && r.exercised === false
     ? { ...r, status: 'not_exercised' as const, reason: 'the rewritten code never ran in this class' } : r));
 }
