@@ -10,7 +10,8 @@ import { featureNames, featurize } from '../src/tune/features.js';
 import { ReplayMeasurer, fromReplayFile } from '../src/tune/replay.js';
 import { RecordStore } from '../src/tune/records.js';
 import { Space } from '../src/tune/space.js';
-import { scheduleFileText, tuneWorkload } from '../src/tune/tuner.js';
+import { scheduleFileText } from '../src/tune/schedule-file.js';
+import { tuneWorkload } from '../src/tune/tuner.js';
 import { adopt, looksLikeCrash } from './helpers/cli.js';
 import { PARAMS, registry, TARGET, workload } from './helpers/synth-kernel.js';
 

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { runRewrite } from '../pipeline/index.js';
 import { discoverWorkloads, tuneWorkloads } from '../tune/model.js';
 import { LocalMeasurer, localTargetInfo } from '../tune/measurer.js';
-import { scheduleFileText } from '../tune/tuner.js';
+import { scheduleFileText } from '../tune/schedule-file.js';
 import { NATIVE_DIR, pythonExecutable } from '../verify/python.js';
 import type { PairedRatio } from '../verify/results.js';
 import { ensurePythonDeps, ensureTransformers } from './corpus.js';

@@ -6,13 +6,13 @@ import { resolve } from 'node:path';
 import { filesWithSyntaxErrors, planRewrite, synthesizePlan } from '../pipeline/index.js';
 import { type Discovery, type ModelTuneSummary, tuneWorkloads } from '../tune/model.js';
 import { discoverRewrites } from '../tune/rewrite.js';
-import { writeScheduleFile } from '../tune/schedule-file.js';
 import { Progress } from '../bench/progress.js';
 import { AdoptError, type Diagnostic } from '../diag.js';
 import { LocalMeasurer, MeasurerError, type TargetInfo, localTargetInfo } from '../tune/measurer.js';
 import { RecordStore, checkWritable } from '../tune/records.js';
 import { type Device, loadRegistry, workloadKey } from '../tune/space.js';
-import { STRATEGIES, type StrategyName, type TuneSummary, readScheduleFile, scheduleFileText, tuneWorkload } from '../tune/tuner.js';
+import { readScheduleFile, scheduleFileText, writeScheduleFile } from '../tune/schedule-file.js';
+import { STRATEGIES, type StrategyName, type TuneSummary, tuneWorkload } from '../tune/tuner.js';
 import { parseShape } from '../tune/workload.js';
 
 /** The variable that moves every kernel's CPU size floor (adopt_kernels._dispatch). */

@@ -1,14 +1,14 @@
-// The schedule file of a module rewritten with `adopt rewrite --tune`: `adopt-schedules.json`
-// beside the module, which its import block loads. The loading lines are added to the import
-// block's edit, so the diff, the rewritten text and what is written stay one and the same.
-import { mkdirSync, writeFileSync } from 'node:fs';
+// Schedule files (`adopt-schedules/1`): their format, read and merged here and nowhere else, and
+// where `adopt rewrite --tune` puts one: `adopt-schedules.json` beside the module, which its import
+// block loads. The loading lines are added to the import block's edit, so the diff, the rewritten
+// text and what is written stay one and the same.
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { AdoptError } from '../diag.js';
 import type { FileResult } from '../synth/synthesize.js';
 import { KERNELS_ALIAS, PREAMBLE } from '../synth/synthesize.js';
 import type { Target } from './measurer.js';
-import type { Schedule, Workload } from './space.js';
-import { scheduleFileText } from './tuner.js';
+import { type Schedule, type Workload, scheduleKey } from './space.js';
 
 export const SCHEDULE_FILE = 'adopt-schedules.json';
 
@@ -47,7 +47,7 @@ export function withScheduleLoading(f: FileResult): FileResult {
 
 /** Writes (merging) the schedule file beside each module; returns the files written. Every file
  *  is read first, so that one that is not a schedule file stops the command before any is written. */
-export function writeScheduleFiles(modulePaths: string[], target: Target, entries: { kernel: string; workload: Workload; schedule: Schedule }[]): string[] {
+export function writeScheduleFiles(modulePaths: string[], target: Target, entries: ScheduleEntry[]): string[] {
   const files = [...new Set(modulePaths.map(scheduleFileBeside))];
   const texts = files.map((path) => scheduleFileText(path, target, entries));
   files.forEach((path, i) => writeScheduleFile(path, texts[i]));
@@ -62,4 +62,51 @@ export function writeScheduleFile(path: string, text: string): void {
   } catch (e) {
     throw new AdoptError(`cannot write the schedule file ${path}: ${(e as Error).message}`);
   }
+}
+
+export type ScheduleEntry = { kernel: string; workload: Workload; schedule: Schedule };
+
+/** The entries of an existing schedule file, or why the file is not one. A file that does not
+ *  exist or is empty holds none; anything else that is not `adopt-schedules/1` JSON is refused,
+ *  never overwritten. */
+export function readScheduleFile(path: string): { target: Target | null; entries: ScheduleEntry[] } {
+  if (!existsSync(path)) return { target: null, entries: [] };
+  let text: string;
+  try {
+    if (statSync(path).isDirectory()) throw new AdoptError(`the schedule file ${path} is a directory`);
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if (e instanceof AdoptError) throw e;
+    throw new AdoptError(`cannot read the schedule file ${path}: ${(e as Error).message}`);
+  }
+  if (!text.trim()) return { target: null, entries: [] };
+  let d: { format?: unknown; target?: unknown; entries?: unknown };
+  try {
+    d = JSON.parse(text);
+  } catch (e) {
+    throw new AdoptError(`${path} is not a schedule file (not JSON: ${(e as Error).message.split('\n')[0]}); not overwritten: name another file or remove it`);
+  }
+  if (!d || typeof d !== 'object' || d.format !== SCHEDULE_FORMAT || !Array.isArray(d.entries)) {
+    throw new AdoptError(`${path} is not a schedule file (no "format": "${SCHEDULE_FORMAT}" with "entries"); not overwritten: name another file or remove it`);
+  }
+  const target = d.target && typeof d.target === 'object' && typeof (d.target as Target).key === 'string' ? d.target as Target : null;
+  return { target, entries: d.entries as ScheduleEntry[] };
+}
+
+export const SCHEDULE_FORMAT = 'adopt-schedules/1';
+
+/** Writes (or merges into) an `adopt-schedules/1` file the rewritten code loads. A file of
+ *  another target is replaced (its schedules were not measured here): `warn` names what goes. A
+ *  file naming no target (written by hand) keeps its entries, as the kernels use them. */
+export function scheduleFileText(path: string, target: Target, entries: ScheduleEntry[], warn: (m: string) => void = (m) => process.stderr.write(`adopt: ${m}\n`)): string {
+  const prior = readScheduleFile(path);
+  let old = prior.entries;
+  if (old.length && prior.target && prior.target.key !== target.key) {
+    warn(`${path}: its ${old.length} entr${old.length === 1 ? 'y' : 'ies'} of target ${prior.target.key} dropped: the file now holds this target's (${target.key}) schedules`);
+    old = [];
+  }
+  const key = (e: { kernel: string; workload: Workload }) => `${e.kernel}|${scheduleKey(e.workload)}`;
+  const fresh = new Set(entries.map(key));
+  const merged = [...old.filter((e) => !fresh.has(key(e))), ...entries];
+  return `${JSON.stringify({ format: SCHEDULE_FORMAT, target, entries: merged }, null, 1)}\n`;
 }

@@ -3,8 +3,7 @@
 // strategy over a measurer that writes each result to the record store as it comes in (killing a
 // run loses at most the measurement in flight), then the finalists and the default re-timed
 // interleaved, and the winner chosen from that.
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { AdoptError } from '../diag.js';
+import { existsSync } from 'node:fs';
 import type { CostModel } from './cost-model.js';
 import { type Batch, LocalMeasurer, type Measurer, MeasurerError, type MeasureOptions, type Target, type TargetInfo, localTargetInfo } from './measurer.js';
 import { PRETRAINED_PATH, adaptToTarget } from './pretrain.js';
@@ -254,51 +253,4 @@ async function settle(measurer: RecordingMeasurer, task: { kernel: string; workl
     measurements: outcome.trials.length - resumed, resumed, retimed: retimed?.results.length ?? 0,
     default_s: defaultS, best_s: bestS, speedup: defaultS && bestS ? defaultS / bestS : null, failures: failedKeys.size, ok: okKeys.size,
   };
-}
-
-type Entry = { kernel: string; workload: Workload; schedule: Schedule };
-
-/** The entries of an existing schedule file, or why the file is not one. A file that does not
- *  exist or is empty holds none; anything else that is not `adopt-schedules/1` JSON is refused,
- *  never overwritten. */
-export function readScheduleFile(path: string): { target: Target | null; entries: Entry[] } {
-  if (!existsSync(path)) return { target: null, entries: [] };
-  let text: string;
-  try {
-    if (statSync(path).isDirectory()) throw new AdoptError(`the schedule file ${path} is a directory`);
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    if (e instanceof AdoptError) throw e;
-    throw new AdoptError(`cannot read the schedule file ${path}: ${(e as Error).message}`);
-  }
-  if (!text.trim()) return { target: null, entries: [] };
-  let d: { format?: unknown; target?: unknown; entries?: unknown };
-  try {
-    d = JSON.parse(text);
-  } catch (e) {
-    throw new AdoptError(`${path} is not a schedule file (not JSON: ${(e as Error).message.split('\n')[0]}); not overwritten: name another file or remove it`);
-  }
-  if (!d || typeof d !== 'object' || d.format !== SCHEDULE_FORMAT || !Array.isArray(d.entries)) {
-    throw new AdoptError(`${path} is not a schedule file (no "format": "${SCHEDULE_FORMAT}" with "entries"); not overwritten: name another file or remove it`);
-  }
-  const target = d.target && typeof d.target === 'object' && typeof (d.target as Target).key === 'string' ? d.target as Target : null;
-  return { target, entries: d.entries as Entry[] };
-}
-
-export const SCHEDULE_FORMAT = 'adopt-schedules/1';
-
-/** Writes (or merges into) an `adopt-schedules/1` file the rewritten code loads. A file of
- *  another target is replaced (its schedules were not measured here): `warn` names what goes. A
- *  file naming no target (written by hand) keeps its entries, as the kernels use them. */
-export function scheduleFileText(path: string, target: Target, entries: Entry[], warn: (m: string) => void = (m) => process.stderr.write(`adopt: ${m}\n`)): string {
-  const prior = readScheduleFile(path);
-  let old = prior.entries;
-  if (old.length && prior.target && prior.target.key !== target.key) {
-    warn(`${path}: its ${old.length} entr${old.length === 1 ? 'y' : 'ies'} of target ${prior.target.key} dropped: the file now holds this target's (${target.key}) schedules`);
-    old = [];
-  }
-  const key = (e: { kernel: string; workload: Workload }) => `${e.kernel}|${scheduleKey(e.workload)}`;
-  const fresh = new Set(entries.map(key));
-  const merged = [...old.filter((e) => !fresh.has(key(e))), ...entries];
-  return `${JSON.stringify({ format: SCHEDULE_FORMAT, target, entries: merged }, null, 1)}\n`;
 }

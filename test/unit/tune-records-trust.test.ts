@@ -12,7 +12,8 @@ import { ReplayMeasurer, fromReplayFile } from '../../src/tune/replay.js';
 import { RecordStore, checkWritable } from '../../src/tune/records.js';
 import { Space } from '../../src/tune/space.js';
 import { exactHit } from '../../src/tune/strategies/reuse.js';
-import { scheduleFileText, tuneWorkload } from '../../src/tune/tuner.js';
+import { scheduleFileText } from '../../src/tune/schedule-file.js';
+import { tuneWorkload } from '../../src/tune/tuner.js';
 import { parseShape } from '../../src/tune/workload.js';
 import { PARAMS, registry, TARGET, workload } from '../helpers/synth-kernel.js';
 
