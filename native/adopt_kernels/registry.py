@@ -254,6 +254,9 @@ class Kernel:
     # benchmark alike (``_dispatch.small``'s ``nothing_to_save``).
     inference_to_torch: Optional[Callable] = None
     extra: dict = field(default_factory=dict)
+    # Workload fields that name a variant of the code rather than a size, with the values the
+    # kernel's code dispatches on: what `adopt tune --shape` accepts for them.
+    workload_choices: dict = field(default_factory=dict)
 
     @property
     def targets(self):
@@ -281,6 +284,7 @@ class Kernel:
             "space": self.space.to_json(),
             **({"cuda_space": self.cuda_space.to_json()} if self.cuda_space is not None else {}),
             "workload_fields": list(self.workload_fields),
+            **({"workload_choices": {k: list(v) for k, v in self.workload_choices.items()}} if self.workload_choices else {}),
             "dtypes": list(self.dtypes),
             "targets": list(self.targets),
             "example_workloads": list(self.example_workloads),

@@ -37,6 +37,8 @@ export interface KernelInfo {
   /** The Triton kernel's schedule space, where the kernel has one. */
   cuda_space?: SpaceJson;
   workload_fields: string[];
+  /** fields that name a variant of the code, not a size, with the values the kernel takes */
+  workload_choices?: Record<string, Value[]>;
   dtypes: string[];
   targets?: string[];
   example_workloads: Workload[];

@@ -3,22 +3,14 @@
 // digits, a choice one of the values the kernel's code dispatches on, each field once. What a
 // model's run reports needs no check: the kernels computed it from real tensors.
 import { AdoptError } from '../diag.js';
-import type { KernelInfo, Value, Workload } from './space.js';
-
-/** The workload fields that name a variant, not a size, with the values each kernel's code takes
- *  (ACTIVATIONS in adopt_kernels/kernels/gated_act.py, bias_gelu's `approximate`, rope's flag). */
-export const WORKLOAD_CHOICES: Record<string, Record<string, readonly Value[]>> = {
-  bias_gelu: { approximate: ['none', 'tanh'] },
-  gated_act: { act: ['silu', 'gelu', 'gelu_tanh'] },
-  rope: { interleaved: [0, 1] },
-};
+import type { KernelInfo, Workload } from './space.js';
 
 const SIZE = /^[1-9][0-9]*$/;
 
 /** Parses `--shape` for `kernel`; every problem stops the command with one message naming it. */
-export function parseShape(text: string, kernel: string, k: Pick<KernelInfo, 'workload_fields'>): Workload {
+export function parseShape(text: string, kernel: string, k: Pick<KernelInfo, 'workload_fields' | 'workload_choices'>): Workload {
   const fields = k.workload_fields.filter((f) => f !== 'dtype');
-  const choices = WORKLOAD_CHOICES[kernel] ?? {};
+  const choices = k.workload_choices ?? {};
   const usage = `--shape for ${kernel} takes ${fields.map((f) => `${f}=${choices[f] ? choices[f].join('|') : 'N'}`).join(',')}`;
   const w: Workload = {};
   const parts = text.split(',');

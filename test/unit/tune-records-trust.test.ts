@@ -10,7 +10,8 @@ import { measuredText, wholeNumber } from '../../src/cli/tune.js';
 import { AdoptError } from '../../src/diag.js';
 import { ReplayMeasurer, fromReplayFile } from '../../src/tune/replay.js';
 import { RecordStore, checkWritable } from '../../src/tune/records.js';
-import { Space } from '../../src/tune/space.js';
+import { type KernelInfo, Space } from '../../src/tune/space.js';
+import { kernelRegistry } from '../../src/match/kernel-registry.js';
 import { exactHit } from '../../src/tune/strategies/reuse.js';
 import { scheduleFileText } from '../../src/tune/schedule-file.js';
 import { tuneWorkload } from '../../src/tune/tuner.js';
@@ -107,7 +108,8 @@ describe('measurement counts', () => {
 });
 
 describe('options given by hand', () => {
-  const k = { workload_fields: ['rows', 'n', 'act', 'dtype'] };
+  // the shipped registry's entry: its fields and its choices of activation
+  const k = kernelRegistry().kernels.gated_act as unknown as Pick<KernelInfo, 'workload_fields' | 'workload_choices'>;
   it('a --shape field is a positive whole number or one of its choices, given once', () => {
     expect(parseShape('rows=512,n=64,act=silu', 'gated_act', k)).toEqual({ rows: 512, n: 64, act: 'silu' });
     for (const [text, msg] of [

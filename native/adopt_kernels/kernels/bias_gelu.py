@@ -467,6 +467,7 @@ KERNEL = register(Kernel(
     switch="linear_gelu",
     space=SPACE,
     workload_fields=("rows", "n", "approximate", "dtype"),
+    workload_choices={"approximate": ("none", "tanh")},
     size_axes=("rows",),
     # bench:crossover, 2 threads, this machine: forward faster from 1.5 MiB (rows 64 x 3072), forward + backward from 3 MiB
     cpu_min_bytes=CpuFloors(inference=3 << 19, training=3 << 20),

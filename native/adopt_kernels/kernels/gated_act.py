@@ -387,6 +387,7 @@ KERNEL = register(Kernel(
     switch="gated_mlp",
     space=SPACE,
     workload_fields=("rows", "n", "act", "dtype"),
+    workload_choices={"act": ACTIVATIONS},
     size_axes=("rows",),
     # bench:crossover, 2 threads, this machine: forward faster from 2 MiB (rows 64 x 2816), forward + backward from 264 KiB
     cpu_min_bytes=CpuFloors(inference=2 << 20, training=256 << 10),

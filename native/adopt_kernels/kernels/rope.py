@@ -478,6 +478,7 @@ KERNEL = register(Kernel(
     switch="apply_rope",
     space=SPACE,
     workload_fields=("batch", "heads", "kv_heads", "seq", "dim", "interleaved", "dtype"),
+    workload_choices={"interleaved": (0, 1)},
     size_axes=("seq",),
     # bench:crossover, 2 threads, this machine: forward faster from 1 MiB (32 heads x 16 tokens x 128), forward + backward from 65 KiB (one token)
     cpu_min_bytes=CpuFloors(inference=1 << 20, training=64 << 10),
