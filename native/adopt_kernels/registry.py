@@ -324,13 +324,18 @@ def switch_names():
     return tuple(sorted(set(FORMULATIONS) | {k.switch for k in KERNELS.values()} | {"native"}))
 
 
+def kernel_functions():
+    """The names of ``adopt_kernels`` that are a kernel or a formulation (what a rule's ``kernel``
+    line may name), as opposed to its helpers (``enabled``, ``attention_supported``, ...)."""
+    from . import kernels  # noqa: F401
+
+    return tuple(sorted({n for apis in FORMULATIONS.values() for n in apis} | {n for k in KERNELS.values() for n in k.api}))
+
+
 def fast_path_api():
     """The functions of ``adopt_kernels`` a rewritten fast path calls (classes and the
     optimizer's keyword helper excluded): counting calls to them shows the fast path ran."""
-    from . import kernels  # noqa: F401
-
-    names = {n for apis in FORMULATIONS.values() for n in apis} | {n for k in KERNELS.values() for n in k.api}
-    return tuple(sorted(n for n in names if n[:1].islower() and n not in ("optimizer_kwargs", "fused_optimizer_class")))
+    return tuple(n for n in kernel_functions() if n[:1].islower() and n not in ("optimizer_kwargs", "fused_optimizer_class"))
 
 
 def compiled_calls():
@@ -349,6 +354,7 @@ def to_json():
         "format": "adopt-kernel-registry/1",
         "switches": list(switch_names()),
         "public": sorted(adopt_kernels.__all__),
+        "kernel_functions": list(kernel_functions()),
         "kernels": {name: k.to_json() for name, k in sorted(KERNELS.items())},
     }
 

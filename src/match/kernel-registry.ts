@@ -21,6 +21,8 @@ export interface KernelRegistry {
   format: string;
   switches: string[];
   public: string[];
+  /** the public names that are a kernel or a formulation: what a rule's kernel line may name */
+  kernel_functions: string[];
   kernels: Record<string, RegistryKernel>;
 }
 
@@ -32,7 +34,8 @@ export function kernelRegistry(): KernelRegistry {
   if (cached) return cached;
   const data = JSON.parse(readFileSync(REGISTRY_PATH, 'utf8')) as unknown;
   const ok = typeof data === 'object' && data !== null && (data as KernelRegistry).format === 'adopt-kernel-registry/1'
-    && Array.isArray((data as KernelRegistry).switches) && Array.isArray((data as KernelRegistry).public);
+    && Array.isArray((data as KernelRegistry).switches) && Array.isArray((data as KernelRegistry).public)
+    && Array.isArray((data as KernelRegistry).kernel_functions);
   if (!ok) throw new Error(`${REGISTRY_PATH}: not an adopt kernel registry (regenerate it: python -m adopt_kernels.cli registry > native/adopt_kernels/registry.json)`);
   cached = data as KernelRegistry;
   return cached;
@@ -50,13 +53,15 @@ export function registryProblems(kernelCallees: { library: string; callee: strin
   const reg = kernelRegistry();
   const names = new Set(reg.public);
   const switches = new Set(reg.switches);
+  const kernels = new Set(reg.kernel_functions);
   const out: string[] = [];
   for (const k of kernelCallees) {
     if (k.library !== 'native') continue;
     const m = /^adopt_kernels\.([A-Za-z_][A-Za-z0-9_]*)$/.exec(k.callee);
-    // the package's constants and version are public names, not kernels
-    const kernels = [...names].filter((n) => !/^__|^[A-Z0-9_]+$/.test(n));
-    if (!m || !names.has(m[1])) out.push(`kernel "${k.callee}" is not a function of adopt_kernels (known: ${kernels.join(', ')})`);
+    if (!m || !kernels.has(m[1])) {
+      const helper = m && names.has(m[1]) ? ` (${m[1]} is one of its helpers, not a kernel)` : '';
+      out.push(`kernel "${k.callee}" is not a kernel of adopt_kernels${helper} (known: ${[...kernels].join(', ')})`);
+    }
   }
   for (const t of templates) {
     for (const m of t.matchAll(/_adopt\.enabled\(\s*['"]([^'"]+)['"]\s*\)/g)) {

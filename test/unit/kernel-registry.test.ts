@@ -25,9 +25,13 @@ describe('kernel registry', () => {
   });
 
   it('refuses a kernel adopt_kernels does not have', () => {
-    expect(() => parseRules(rule('  kernel cpu native "adopt_kernels.softmaxx"\n'), 'k.rule')).toThrow(/k\.rule:8:3: error: rule probe: kernel "adopt_kernels\.softmaxx" is not a function/);
-    // the package's constants are public names, not kernels: they are not offered as known ones
-    expect(() => parseRules(rule('  kernel cpu native "adopt_kernels.softmaxx"\n'), 'k.rule')).toThrow(/\(known: (?![^)]*(AVAILABLE|KERNELS|__version__))[^)]*softmax/);
+    expect(() => parseRules(rule('  kernel cpu native "adopt_kernels.softmaxx"\n'), 'k.rule')).toThrow(/k\.rule:8:3: error: rule probe: kernel "adopt_kernels\.softmaxx" is not a kernel/);
+    // the package's constants and helpers are public names, not kernels: they are not offered as known ones
+    expect(() => parseRules(rule('  kernel cpu native "adopt_kernels.softmaxx"\n'), 'k.rule')).toThrow(/\(known: (?![^)]*(AVAILABLE|KERNELS|__version__|enabled|gelu_kind|attention_supported))[^)]*softmax/);
+  });
+
+  it('refuses a helper of adopt_kernels named as a kernel', () => {
+    expect(() => parseRules(rule('  kernel cpu native "adopt_kernels.enabled"\n'), 'k.rule')).toThrow(/kernel "adopt_kernels\.enabled" is not a kernel of adopt_kernels \(enabled is one of its helpers, not a kernel\)/);
   });
 
   it('refuses a guard switch that is not a kernel switch', () => {
