@@ -141,6 +141,19 @@ export class ClassTable {
               const built = fromFactory ?? lists.builtFrom(right);
               if (built?.file === src.path) delete built.file;
               set({ name: field(left, 'attribute')!.text, value, span: spanOf(src, stmt, src.path), ...(guard.length ? { guard: [...guard] } : {}), ...(built ? { built } : {}) });
+            } else if (left.type === 'attribute' && /^self\.[A-Za-z_]\w*$/.test(field(left, 'object')?.text ?? '')) {
+              // `self.loss_fct.reduction = "sum"` after `self.loss_fct = nn.CrossEntropyLoss()`: read
+              // as the constructor's keyword (torch's modules keep their arguments under those
+              // names and read them when called); under an `if`, as another way of building it
+              const name = field(left, 'object')!.text.slice('self.'.length);
+              const key = field(left, 'attribute')!.text;
+              const value = staticExpr(right, scope);
+              const withKw = (e: Expr): Expr => (e.k === 'call' ? { ...e, kw: [...e.kw.filter(([k]) => k !== key), [key, value]] } : { k: 'name', path: '?' });
+              const defs = attrs.filter((a) => a.name === name);
+              if (guard.length) {
+                const last = defs[defs.length - 1];
+                if (last) attrs.push({ ...last, value: withKw(last.value), span: spanOf(src, stmt, src.path), guard: [...(last.guard ?? []), ...guard] });
+              } else for (const a of defs) a.value = withKw(a.value);
             } else if (left.type === 'identifier') {
               scope.env.set(left.text, this.rebinding(left.text, staticExpr(right, scope), guard, params));
               lists.assigned(left.text, scope.env.get(left.text)!, stmt);

@@ -6,7 +6,7 @@ import { isTorchScript, sameExpr } from '../analysis/lower.js';
 import { checkConstraint } from './constraints.js';
 import { partialMatch, requiredLines, type NearMiss } from './why-not.js';
 import { PlaceTable, type NearMissTable } from './near-miss-table.js';
-import { attrOf, exclusive, reaches, usersOf, viewOf, type MethodView } from './method.js';
+import { attrOf, ctorUnknown, exclusive, reaches, usersOf, viewOf, type MethodView } from './method.js';
 import { layerClassOf, sequentialArgs } from '../analysis/layer-class.js';
 import { typeName } from '../analysis/classes.js';
 import { ABSENT_IF_NONE } from '../analysis/optional-add.js';
@@ -90,6 +90,18 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
     }
     found.push(s);
   }
+  // a subclass that inherits the matched method but builds a submodule the site reads otherwise
+  // (`self.attend = nn.Softmax(dim=1)` over the base's dim=-1) would run the rewrite too
+  for (let i = found.length - 1; i >= 0; i--) {
+    const why = subclassBuildsOtherwise(program, found[i]);
+    if (!why) continue;
+    const s = found[i];
+    const op = firstOp(s)!;
+    misses.set({ rule: s.rule, file: s.file, line: op.span.from.line, col: op.span.from.col }, {
+      rule: s.rule, file: s.file, line: op.span.from.line, col: op.span.from.col, owner: s.owner, matched: 1, of: 1, reason: why,
+    });
+    found.splice(i, 1);
+  }
   // a Sequential that forward calls through its attribute is already a site there
   const spanOfSite = (s: Site) => Object.values(s.ops).filter((o): o is Op => !!o).map((o) => o.span);
   const within = (a: { start: number; end: number }, b: { start: number; end: number }) => a.start >= b.start && a.end <= b.end;
@@ -104,6 +116,33 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
   const siteAnchors = new PlaceTable<true>();
   for (const s of found) siteAnchors.set({ rule: s.rule, file: s.file, line: firstOp(s)?.span.from.line, col: firstOp(s)?.span.from.col }, true);
   return { sites: found, nearMisses: misses.values().filter((n) => !siteAnchors.has(n)) };
+}
+
+/** Why a site of a method some subclass inherits is not one for that subclass: a submodule the
+ *  site calls that the subclass's __init__ builds in another way (the rewrite may have read its
+ *  settings from the base's). */
+function subclassBuildsOtherwise(program: Program, s: Site): string | undefined {
+  const base = s.view.module;
+  if (!base) return undefined;
+  const names = new Set<string>();
+  for (const op of Object.values(s.ops)) {
+    const m = op?.kind === 'module' ? /^self\.([A-Za-z_]\w*)/.exec(op.callee) : null;
+    if (m) names.add(m[1]);
+  }
+  if (!names.size) return undefined;
+  const defsOf = (m: ModuleIR, name: string) => m.attrs.filter((a) => a.name === name).map((a) => a.value);
+  for (const f of program.files) {
+    for (const sub of f.modules) {
+      if (sub === base || !sub.inherited.some(([meth, from]) => meth === s.view.method.name && from === base.qualname)) continue;
+      for (const name of names) {
+        const [a, b] = [defsOf(base, name), defsOf(sub, name)];
+        if (a.length !== b.length || a.some((e, i) => !sameExpr(e, b[i]))) {
+          return `${sub.qualname.split('.').pop()} (a subclass that inherits ${s.view.method.name}) builds self.${name} otherwise (line ${sub.attrs.find((x) => x.name === name)?.span.from.line ?? '?'}); one rewrite of ${s.view.method.name} cannot serve both`;
+        }
+      }
+    }
+  }
+  return undefined;
 }
 
 /** For each `nn.Sequential(A(...), B(...), ...)` built in a method or function (every element a
@@ -482,7 +521,7 @@ function bindOp(p: PatOp, op: Op, args: Expr[], st: Growing, view: MethodView): 
   if (failure) return failure;
   if (p.ctor) {
     const attr = attrOf(view, op);
-    if (!attr || attr.value.k !== 'call') return `the constructor of ${op.callee} is not known statically`;
+    if (!attr || attr.value.k !== 'call') return ctorUnknown(view, op) ?? `the constructor of ${op.callee} is not known statically`;
     const f = bindArgs(p.ctor, attr.value.args, attr.value.kw, st, attr.value.callee, view);
     if (f) return f;
   }

@@ -2,6 +2,7 @@
 // defined and used, and the module attributes `self.x` calls resolve to (scope analysis).
 import type { Attr, Expr, FileIR, Method, ModuleIR, Op, Phi, Stmt } from '../dsl/ir.js';
 import { sequentialArgs } from '../analysis/layer-class.js';
+import { sameExpr } from '../analysis/lower-support.js';
 
 export type Use = { k: 'op'; op: Op } | { k: 'phi'; id: number } | { k: 'return' } | { k: 'cond' };
 
@@ -130,18 +131,40 @@ function staticTruth(v: MethodView, cond: Expr): boolean | undefined {
   return (a.v === b.v) === (d.callee === 'eq');
 }
 
-/** The attribute a `self.x(...)` call refers to (the last unguarded definition, else any). */
+/** The attribute a `self.x(...)` call refers to: its one definition, or the one value every
+ *  definition gives it. Where `__init__` builds it in more than one way (an `if` choosing the
+ *  arguments, a default then a conditional override), which one a given instance holds is not
+ *  known statically, and no constructor argument may be read from it. */
 export function attrOf(view: MethodView, op: Op): Attr | undefined {
   if (op.kind !== 'module' || !op.callee.startsWith('self.')) return undefined;
   const m = /^self\.([A-Za-z_]\w*)(?:\[(\d+)\])?$/.exec(op.callee);
   if (!m) return undefined;
   const defs = view.attrs.get(m[1]);
   if (!defs?.length) return undefined;
-  const attr = [...defs].reverse().find((a) => !a.guard?.length) ?? defs[defs.length - 1];
+  const attr = defs[defs.length - 1];
+  if (defs.some((d) => !sameExpr(d.value, attr.value))) return undefined;
   if (m[2] === undefined) return attr;
   // an element of an nn.Sequential: its own constructor
   const item = attr.value.k === 'call' ? sequentialArgs(attr.value.args)[Number(m[2])] : undefined;
   return item ? { ...attr, value: item } : undefined;
+}
+
+/** Every definition __init__ gives the attribute a `self.x(...)` call refers to (an element's
+ *  own constructor for `self.x[i]`), for checks that hold over all the ways it may be built. */
+export function attrDefs(view: MethodView, op: Op): Attr[] {
+  const one = attrOf(view, op);
+  if (one) return [one];
+  const m = op.kind === 'module' ? /^self\.([A-Za-z_]\w*)$/.exec(op.callee) : null;
+  return (m && view.attrs.get(m[1])) || [];
+}
+
+/** Why `attrOf` knows no constructor for a `self.x(...)` call that __init__ does define: the
+ *  definitions that disagree, for the reason a near miss gives. */
+export function ctorUnknown(view: MethodView, op: Op): string | undefined {
+  const m = /^self\.([A-Za-z_]\w*)/.exec(op.callee);
+  const defs = m ? view.attrs.get(m[1]) : undefined;
+  if (!defs || defs.length < 2 || attrOf(view, op)) return undefined;
+  return `${op.callee} is built in ${defs.length} ways in __init__ (lines ${defs.map((d) => d.span.from.line).join(', ')}), so its settings are not known statically`;
 }
 
 /** Modules that map the last dimension and keep the others: the rank stays. */

@@ -1,7 +1,7 @@
 // Constraints any rule may use: how a matched value is used, which optional lines are present,
 // properties of a matched call or its constructor.
-import type { Expr, Op } from '../../dsl/ir.js';
-import { attrOf, exclusive, phiRead } from '../method.js';
+import type { Attr, Expr, Op } from '../../dsl/ir.js';
+import { attrDefs, attrOf, ctorUnknown, exclusive, phiRead } from '../method.js';
 import { brief, line, matchedIds, opOf, presentLines, type ConstraintSpec } from './spec.js';
 
 export const GENERAL_CONSTRAINTS: ConstraintSpec[] = [
@@ -50,6 +50,7 @@ export const GENERAL_CONSTRAINTS: ConstraintSpec[] = [
       if (!op) return undefined;
       const ctor = op.kind === 'module' ? attrOf(view, op)?.value : undefined;
       const dim = op.kw.find(([k]) => k === 'dim')?.[1] ?? (ctor?.k === 'call' ? ctor.kw.find(([k]) => k === 'dim')?.[1] ?? ctor.args[0] : undefined);
+      if (!dim && op.kind === 'module' && ctorUnknown(view, op)) return ctorUnknown(view, op);
       if (!dim) return `${op.callee} at line ${line(op)} has no dim (implicit dim is deprecated and not always last)`;
       if (dim.k === 'const' && dim.v === -1) return undefined;
       if (dim.k === 'const' && typeof dim.v === 'number') {
@@ -79,14 +80,21 @@ export const GENERAL_CONSTRAINTS: ConstraintSpec[] = [
     check(args, st, view) {
       const op = opOf(args[0], st);
       if (!op) return undefined;
-      const attr = attrOf(view, op);
-      if (!attr || attr.value.k !== 'call') return `the constructor of ${op.callee} is not known statically`;
-      const b = attr.value.kw.find(([k]) => k === 'bias')?.[1] ?? (attr.value.callee.endsWith('Linear') ? attr.value.args[2] : undefined);
-      if (b?.k === 'const' && b.v === false) return `${op.callee} is built with bias=False`;
-      // `bias=config.bias` where the configuration class defaults it to False: no bias as shipped
-      const dflt = b?.k === 'name' ? attr.defaults?.find(([k]) => k === b.path)?.[1] : undefined;
-      if (dflt?.k === 'const' && dflt.v === false) return `${op.callee} is built with bias=${b!.k === 'name' ? b!.path : '?'}, False by default`;
-      return undefined;
+      // a layer __init__ builds in several ways has a bias where any of them gives it one: the
+      // kernel checks the layer it is handed at run time, so this only keeps sites worth a call
+      const attrs = attrDefs(view, op);
+      if (!attrs.some((a) => a.value.k === 'call')) return `the constructor of ${op.callee} is not known statically`;
+      const noBias = (attr: Attr): string | undefined => {
+        if (attr.value.k !== 'call') return `the constructor of ${op.callee} is not known statically`;
+        const b = attr.value.kw.find(([k]) => k === 'bias')?.[1] ?? (attr.value.callee.endsWith('Linear') ? attr.value.args[2] : undefined);
+        if (b?.k === 'const' && b.v === false) return `${op.callee} is built with bias=False`;
+        // `bias=config.bias` where the configuration class defaults it to False: no bias as shipped
+        const dflt = b?.k === 'name' ? attr.defaults?.find(([k]) => k === b.path)?.[1] : undefined;
+        if (dflt?.k === 'const' && dflt.v === false) return `${op.callee} is built with bias=${b!.k === 'name' ? b!.path : '?'}, False by default`;
+        return undefined;
+      };
+      const why = attrs.map(noBias);
+      return why.every(Boolean) ? why[why.length - 1] : undefined;
     },
   },
   {
