@@ -11,6 +11,8 @@ import type { Resolver } from './resolve.js';
 export abstract class LowererBase {
   protected nextId = 1;
   protected out: Stmt[] = [];
+  /** Every op emitted, by id: what an in-place write through a view finds its base from. */
+  protected opsById = new Map<number, Op>();
   protected frame!: Frame;
   protected via: string[] = [];
   /** `via` as last copied into an op: every op of one inlined call shares one list, copied again
@@ -45,7 +47,7 @@ export abstract class LowererBase {
     else if (kind === 'module') op.type = ['?'];
     if (this.via.length) { op.via = this.viaList(); if (this.callSite) op.site = this.callSite; }
     if (++this.opCount === LIMITS.opsPerMethod) this.limit(node, `more than ${LIMITS.opsPerMethod} ops in one method: the rest is not analysed`);
-    if (this.opCount <= LIMITS.opsPerMethod) this.out.push(op);
+    if (this.opCount <= LIMITS.opsPerMethod) { this.out.push(op); this.opsById.set(id, op); }
     return { e: { k: 'ssa', id } };
   }
 

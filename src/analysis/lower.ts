@@ -5,6 +5,11 @@
 import type { Expr, IfStmt, Method, Param, Phi, Stmt } from '../dsl/ir.js';
 import type { SyntaxNode } from '../parse/python.js';
 import { BINARY_OPS, TENSOR_METHODS } from './canon.js';
+
+/** Ops whose result may share its first operand's memory: a write to it is a write to that. */
+const VIEW_OPS = new Set(['view', 'view_as', 'reshape', 'reshape_as', 'transpose', 'permute', 'unsqueeze', 'squeeze', 'expand', 'expand_as',
+  'narrow', 'select', 'getitem', 't', 'flatten', 'unflatten', 'as_strided', 'contiguous', 'detach', 'movedim', 'swapaxes', 'diagonal',
+  'unfold', 'chunk', 'split', 'unbind', 'real', 'imag', 'view_as_real', 'view_as_complex', 'getattr']);
 import { spanOf, type ClassInfo } from './classes.js';
 import { CallLowerer } from './lower-call.js';
 import { LIMITS, NONE, collectAssigned, decoratorsOf, num, sameExpr, type Flow, type Val } from './lower-support.js';
@@ -158,7 +163,19 @@ export class MethodLowerer extends CallLowerer {
       const fn = e.type === 'call' ? field(e, 'function') : null;
       const obj = fn?.type === 'attribute' ? field(fn, 'object') : null;
       const m = fn?.type === 'attribute' ? field(fn, 'attribute')?.text ?? '' : '';
-      if (obj?.type === 'identifier' && m.endsWith('_') && !m.startsWith('_') && TENSOR_METHODS.has(m.slice(0, -1)) && v.e.k === 'ssa') this.assign(obj, v, s);
+      if (obj?.type === 'identifier' && m.endsWith('_') && !m.startsWith('_') && TENSOR_METHODS.has(m.slice(0, -1)) && v.e.k === 'ssa') {
+        const before = this.frame.env.get(obj.text);
+        this.assign(obj, v, s);
+        this.writtenThrough(before, v, e);
+      }
+      // `torch.add(x, 1, out=x)` writes its result into x
+      const out = e.type === 'call' ? field(e, 'arguments')?.namedChildren.find((a) => a.type === 'keyword_argument' && field(a, 'name')?.text === 'out') : undefined;
+      const outName = out && field(out, 'value');
+      if (outName?.type === 'identifier' && v.e.k === 'ssa') {
+        const before = this.frame.env.get(outName.text);
+        this.assign(outName, v, s);
+        this.writtenThrough(before, v, e);
+      }
     }
   }
 
@@ -219,11 +236,23 @@ export class MethodLowerer extends CallLowerer {
         const base = this.expr(baseNode);
         const index = this.subscriptIndex(target, baseNode);
         const r = this.emit('op', 'setitem', [base.e, index, v.e], [], stmt);
-        if (baseNode.type === 'identifier') this.frame.env.set(baseNode.text, r);
+        if (baseNode.type === 'identifier') { this.frame.env.set(baseNode.text, r); this.writtenThrough(base, r, stmt); }
         return;
       }
       default: return;
     }
+  }
+
+  /** An in-place write to a view (`v = x.view(-1); v.add_(1)`) changes the tensor it views:
+   *  every name still bound to that tensor (and to the tensors it views in turn) is rebound to a
+   *  value that says so, so no pattern reads it as the value it held before. */
+  private writtenThrough(before: Val | undefined, written: Val, node: SyntaxNode, depth = 0): void {
+    const def = before?.e.k === 'ssa' ? this.opsById.get(before.e.id) : undefined;
+    if (!def || !VIEW_OPS.has(def.callee) || !def.args[0] || depth > 8) return;
+    const base = def.args[0];
+    const after = this.emit('op', 'written_through_view', [base, written.e], [], node);
+    for (const [name, val] of [...this.frame.env]) if (sameExpr(val.e, base)) this.frame.env.set(name, after);
+    this.writtenThrough({ e: base }, after, node, depth + 1);
   }
 
   /** `rest`: the statements after the `if` (list[from..]), lowered as a branch's continuation

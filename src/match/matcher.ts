@@ -538,7 +538,8 @@ function bindArgs(pargs: PatArg[], args: Expr[], kw: [string, Expr][], st: Growi
   if (!rest && positional.length < args.length) return `${what} has ${args.length} positional arguments, the pattern allows ${positional.length}`;
   for (let i = 0; i < positional.length; i++) {
     const f = bindVal(positional[i].val!, args[i], st, view);
-    if (f) return `${what}: argument ${i + 1} ${f}`;
+    // a value the rule names is shown as found (`pow: argument 2 is 3 where the rule needs 2`)
+    if (f) return `${what}: argument ${i + 1}${f.startsWith('where') ? ` is ${exprBrief(args[i])}` : ''} ${f}`;
   }
   for (const a of pargs.filter((x) => x.kw)) {
     const e = kw.find(([k]) => k === a.kw)?.[1];

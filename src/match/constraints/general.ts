@@ -17,7 +17,9 @@ export const GENERAL_CONSTRAINTS: ConstraintSpec[] = [
         // nor is a phi read by nothing, or only by matched ops (`x_rotated` chosen by an `if` and
         // cast on the next matched line): on the matched path it is this value
         const feedsMatched = (id: number) => (view.uses.get(id) ?? []).every((u) => u.k === 'op' && matched.has(u.op.id));
-        const uses = (view.uses.get(op.id) ?? []).filter((u) => !(u.k === 'phi' && (mergesMatched(u.id) || !phiRead(view, u.id) || feedsMatched(u.id))));
+        // one op reading the value twice (`mul(c, c)`) is one use
+        const uses = (view.uses.get(op.id) ?? []).filter((u) => !(u.k === 'phi' && (mergesMatched(u.id) || !phiRead(view, u.id) || feedsMatched(u.id))))
+          .filter((u, i, all) => u.k !== 'op' || all.findIndex((x) => x.k === 'op' && x.op.id === u.op.id) === i);
         const consumers = uses.filter((u): u is { k: 'op'; op: Op } => u.k === 'op' && matched.has(u.op.id)).map((u) => u.op.id);
         const outside = uses.filter((u) => u.k !== 'op' || (!matched.has(u.op.id) && !consumers.every((c) => exclusive(view, c, u.op.id))));
         if (!outside.length && consumers.length === 1) continue;
