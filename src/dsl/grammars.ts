@@ -4,7 +4,8 @@
 // only while it was made from the grammar texts as they are now (their hash is stored with it);
 // otherwise the texts are compiled, so an edited grammar is never read stale, only slower.
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeAtomically } from '../atomic-write.js';
 import { fileURLToPath } from 'node:url';
 import * as ohm from 'ohm-js';
 
@@ -68,6 +69,7 @@ export function writeCompiledGrammars(): string {
   const rulesText = readFileSync(grammarPath('rules.ohm'), 'utf8');
   const compiled: Compiled = { sha256: sourcesHash(dslText, rulesText), rules: recipe(compileTexts(dslText, rulesText)) };
   const path = grammarPath(COMPILED);
-  writeFileSync(path, JSON.stringify(compiled) + '\n');
+  // a command reading the file meanwhile sees the old text or the new, never a part
+  writeAtomically(path, JSON.stringify(compiled) + '\n');
   return path;
 }
