@@ -250,8 +250,11 @@ export class MethodLowerer extends CallLowerer {
     const def = before?.e.k === 'ssa' ? this.opsById.get(before.e.id) : undefined;
     if (!def || !VIEW_OPS.has(def.callee) || !def.args[0] || depth > 8) return;
     const base = def.args[0];
-    const after = this.emit('op', 'written_through_view', [base, written.e], [], node);
-    for (const [name, val] of [...this.frame.env]) if (sameExpr(val.e, base)) this.frame.env.set(name, after);
+    // a base no name holds any more (`q = linear(x).reshape(...)` then `q.mul_(s)`) is read by
+    // nothing later: no op is needed for it
+    const holders = [...this.frame.env].filter(([, val]) => sameExpr(val.e, base)).map(([name]) => name);
+    const after = holders.length ? this.emit('op', 'written_through_view', [base, written.e], [], node) : written;
+    for (const name of holders) this.frame.env.set(name, after);
     this.writtenThrough({ e: base }, after, node, depth + 1);
   }
 
