@@ -141,10 +141,12 @@ export class ClassTable {
               const built = fromFactory ?? lists.builtFrom(right);
               if (built?.file === src.path) delete built.file;
               set({ name: field(left, 'attribute')!.text, value, span: spanOf(src, stmt, src.path), ...(guard.length ? { guard: [...guard] } : {}), ...(built ? { built } : {}) });
-            } else if (left.type === 'attribute' && /^self\.[A-Za-z_]\w*$/.test(field(left, 'object')?.text ?? '')) {
+            } else if (left.type === 'attribute' && /^self\.[A-Za-z_]\w*$/.test(field(left, 'object')?.text ?? '')
+              && !['weight', 'bias'].includes(field(left, 'attribute')?.text ?? '')) {
               // `self.loss_fct.reduction = "sum"` after `self.loss_fct = nn.CrossEntropyLoss()`: read
               // as the constructor's keyword (torch's modules keep their arguments under those
-              // names and read them when called); under an `if`, as another way of building it
+              // names and read them when called); under an `if`, as another way of building it.
+              // A tied or replaced weight or bias is no setting: the kernels read those when called
               const name = field(left, 'object')!.text.slice('self.'.length);
               const key = field(left, 'attribute')!.text;
               const value = staticExpr(right, scope);

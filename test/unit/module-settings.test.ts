@@ -119,4 +119,11 @@ class BigLM(LM):
     const { text } = rewrite(lm('        self.loss_fct = nn.CrossEntropyLoss()', sub), 'lm_head_ce');
     expect(text).toMatch(/_adopt\.linear_cross_entropy/);
   });
+
+  it('a weight tied under an if is no setting: the site stays', () => {
+    const { text } = rewrite(lm(`        self.loss_fct = nn.CrossEntropyLoss()
+        if label_smoothing == 0.0:
+            self.lm_head.weight = self.emb.weight`), 'lm_head_ce');
+    expect(text).toMatch(/_adopt\.linear_cross_entropy/);
+  });
 });
