@@ -90,6 +90,8 @@ describe('adopt rules', () => {
     expect(first.stdout).toMatch(/differs from after\.py/);
     expect(first.stdout).toMatch(/\n\s+-\s+return torch\.softmax\(x \* 3, dim=-1\)\n/);
     expect(first.stdout).toMatch(/\n\s+\+.*_adopt\.softmax\(x \* 2, dim=-1\)/);
+    // the hint names the rules the command ran with: run as printed, it finds the rule
+    expect(first.stdout).toContain(`(adopt rules test --update --rules ${join(dir, 'r', 'my.rule')} --no-builtin-rules my_softmax accepts the new output)`);
     const update = adopt(['rules', 'test', 'my_softmax', '--update', '--rules', join(dir, 'r', 'my.rule'), '--no-builtin-rules']);
     expect(update.stdout).toMatch(/expected output written/);
     const written = readFileSync(join(dir, 'r', 'after.py'), 'utf8');
@@ -115,6 +117,41 @@ describe('adopt rules', () => {
     const loose = run('atol 1e-2 rtol 1e-2');
     expect(loose.stdout, loose.stdout + loose.stderr).toMatch(/1 passed, 0 failed/);
     expect(loose.code).toBe(0);
+  }, 120_000);
+
+  it('check looks a torch kernel line up in torch, and names the nearest names it has', () => {
+    const silu = (callee: string) => `rule my_silu\n  title "t"\n  match\n    s = sigmoid($x)\n    y = mul($x, s)\n  rewrite expr y\n    "torch.nn.functional.silu({x})"\n  kernel cpu torch "${callee}"\n  example "before.py" "before.py"\n`;
+    const dir = tempProject({ 'bad/r.rule': silu('torch.nn.functional.sillu'), 'bad/before.py': model, 'good/r.rule': silu('torch.nn.functional.silu'), 'good/before.py': model });
+    const bad = adopt(['rules', 'check', join(dir, 'bad')]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/r\.rule:8:3: error: rule my_silu: kernel cpu torch "torch\.nn\.functional\.sillu": torch \S+ has no torch\.nn\.functional\.sillu \(did you mean torch\.nn\.functional\.silu/);
+    const good = adopt(['rules', 'check', join(dir, 'good')]);
+    expect(good.code, good.stderr).toBe(0);
+  }, 60_000);
+
+  it('check and --rules refuse a file too large, a line too long, nesting too deep or not UTF-8 at once, at its place', () => {
+    const rule = (title: string, arg = 's') => `rule r\n  title "${title}"\n  match\n    s = sigmoid($x)\n    y = mul($x, ${arg})\n  rewrite expr y\n    "torch.nn.functional.silu({x})"\n`;
+    const dir = tempProject({
+      'big.rule': rule('a'.repeat(2_000_000)), 'long.rule': rule('a'.repeat(50_000)),
+      'deep.rule': rule('t', `${'('.repeat(1500)}s${')'.repeat(1500)}`),
+      'latin1.rule': Buffer.from(rule('caf\u00e9'), 'latin1'), 'm.py': model,
+    });
+    const cases: [string, RegExp][] = [
+      ['big.rule', /big\.rule:1:1: error: the rule file is \d+ KiB, over the 256 KiB/],
+      ['long.rule', /long\.rule:2:4001: error: line 2 is \d+ characters long/],
+      ['deep.rule', /deep\.rule:5:\d+: error: brackets nested more than 64 deep/],
+      ['latin1.rule', /latin1\.rule:2:13: error: the file is not UTF-8: byte 0xE9/],
+    ];
+    for (const [file, want] of cases) {
+      for (const args of [['rules', 'check', join(dir, file)], ['rewrite', '--rules', join(dir, file), join(dir, 'm.py')]]) {
+        const t = Date.now();
+        const r = adopt(args);
+        expect(Date.now() - t, file).toBeLessThan(10_000);
+        expect(r.code, `${file} ${r.stderr}`).toBe(2);
+        expect(looksLikeCrash(r.stderr)).toBe(false);
+        expect(r.stderr).toMatch(want);
+      }
+    }
   }, 120_000);
 
   it('check refuses two files defining one rule name, as --rules would', () => {

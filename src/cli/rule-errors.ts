@@ -8,6 +8,7 @@ import { exampleFile } from '../match/rule-examples.js';
 import { RuleError, ruleDiagnostic, type Rule } from '../match/rule.js';
 import { templateProblems } from '../match/rule-template.js';
 import { kernelRegistry } from '../match/kernel-registry.js';
+import { runPython } from '../verify/python.js';
 
 /** The lines of a rule from `from` (1-based) to the line before the next rule, each with its
  *  number; comment lines left out. */
@@ -67,7 +68,7 @@ function templatePlace(rule: Rule, template: string): { line: number; col: numbe
 
 /** What is wrong with a loaded rule beyond what the loader checks: templates that would not be
  *  Python, and with `examples`, example files that do not exist. */
-export function ruleProblems(rule: Rule, opts: { examples: boolean }): Diagnostic[] {
+export function ruleProblems(rule: Rule, opts: { examples: boolean; torch?: boolean }): Diagnostic[] {
   const out: Diagnostic[] = [];
   if (opts.examples) {
     for (const ex of rule.examples) {
@@ -78,6 +79,7 @@ export function ruleProblems(rule: Rule, opts: { examples: boolean }): Diagnosti
     }
   }
   if (opts.examples) out.push(...casesProblems(rule));
+  if (opts.torch) out.push(...torchKernelProblems(rule));
   const rw = rule.rewrite;
   if (rw) {
     for (const m of templateProblems(rule)) {
@@ -133,4 +135,73 @@ export function checkTemplates(rules: Rule[], given: (r: Rule) => boolean): Rule
 /** An error of loading rules with each diagnostic at its place. */
 export function placed(e: AdoptError): Diagnostic[] {
   return e.diagnostics.map(placeRuleDiagnostic);
+}
+
+/** A `kernel TARGET torch "NAME"` line whose name the installed torch does not have. */
+function torchKernelProblems(rule: Rule): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const k of rule.kernels) {
+    if (k.library !== 'torch') continue;
+    const found = torchNames([k.callee]).get(k.callee);
+    if (found && !found.ok) out.push(ruleDiagnostic(rule.file, k.line, 3, `rule ${rule.name}: kernel ${k.target} torch "${k.callee}": ${found.why}`));
+  }
+  return out;
+}
+
+/** What the installed torch says of a name: whether it has it, and if not, why. */
+export interface TorchName { ok: boolean; why?: string }
+
+const torchKnown = new Map<string, TorchName | null>();
+
+// Resolves names in the installed torch: the longest importable module prefix, then attributes.
+// Reads names only (JSON on stdin); nothing of the rule file runs.
+const RESOLVE_TORCH = `
+import difflib, importlib, json, sys
+names = json.load(sys.stdin)
+try:
+    import torch
+except Exception as e:
+    print(json.dumps({"error": "torch cannot be imported: %s" % e})); sys.exit(0)
+out = {}
+for n in names:
+    parts = n.split(".")
+    obj, i = None, len(parts)
+    while i > 0:
+        try:
+            obj = importlib.import_module(".".join(parts[:i])); break
+        except Exception:
+            i -= 1
+    missing = None
+    for j in range(i, len(parts)):
+        if obj is None or not hasattr(obj, parts[j]):
+            missing = j; break
+        obj = getattr(obj, parts[j])
+    if missing is None:
+        out[n] = None
+    else:
+        owner = ".".join(parts[:missing])
+        near = difflib.get_close_matches(parts[missing], [a for a in dir(obj) if not a.startswith("_")], 3) if obj is not None else []
+        out[n] = {"owner": owner, "name": parts[missing], "near": [owner + "." + x for x in near]}
+print(json.dumps({"version": torch.__version__, "names": out}))
+`;
+
+/** The names of torch a rule's `kernel TARGET torch "..."` lines give, looked up in the torch the
+ *  numerical checks run with (adopt keeps no list of torch's functions: the analysis takes any
+ *  member of torch's namespaces). One Python run for all names asked at once; a name not found is
+ *  an error with the nearest names torch has. Without Python or torch nothing is said (null). */
+export function torchNames(names: string[]): Map<string, TorchName | null> {
+  const ask = [...new Set(names)].filter((n) => !torchKnown.has(n));
+  if (ask.length) {
+    let r: ReturnType<typeof runPython>;
+    try { r = runPython(['-c', RESOLVE_TORCH], { input: JSON.stringify(ask), timeoutMs: 120_000 }); } catch (e) { r = { ok: false, error: (e as Error).message }; }
+    let value: { version?: string; names?: Record<string, { owner: string; name: string; near: string[] } | null>; error?: string } | undefined;
+    try { value = r.ok ? JSON.parse(r.stdout.trim().split('\n').pop() ?? '') : undefined; } catch { value = undefined; }
+    for (const n of ask) {
+      const got = value?.names && n in value.names ? value.names[n] : undefined;
+      if (got === undefined) torchKnown.set(n, null);
+      else if (got === null) torchKnown.set(n, { ok: true });
+      else torchKnown.set(n, { ok: false, why: `torch ${value!.version} has no ${got.owner ? `${got.owner}.` : ''}${got.name}${got.near.length ? ` (did you mean ${got.near.join(', ')}?)` : ''}` });
+    }
+  }
+  return new Map(names.map((n) => [n, torchKnown.get(n) ?? null]));
 }

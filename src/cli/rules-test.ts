@@ -29,14 +29,28 @@ export function testRules(name: string | undefined, opts: RulesOptions): number 
   const warn = (m: string) => { if (!warned.has(m)) process.stderr.write(`adopt: warning: ${m}\n`); warned.add(m); };
   for (const r of rules) {
     if (!r.examples.length) { process.stdout.write(`FAIL ${r.name}: no examples (every rule carries before/after examples)\n`); failed++; continue; }
-    for (const ex of r.examples) report(r, ex.before, testExample(r, ex, { update: !!opts.update }), opts.update ? ' (expected output written)' : '');
+    for (const ex of r.examples) report(r, ex.before, testExample(r, ex, { update: !!opts.update, rerun: updateCommand(r, opts) }), opts.update ? ' (expected output written)' : '');
     for (const file of refuseCases(r, warn)) report(r, relative(dirname(r.file), file), testRefusal(r, file));
   }
   process.stdout.write(`${passed} passed, ${failed} failed\n`);
   return failed ? 1 : 0;
 }
 
-export function testExample(r: Rule, ex: Rule['examples'][number], opts: { update?: boolean } = {}): string[] {
+/** The command that accepts a rule's new output: `rules test --update NAME` with the rules the
+ *  command ran with, so that it finds the rule again (a rule of a file given with --rules is not
+ *  in the library). */
+export function updateCommand(r: Rule, opts: Pick<RulesOptions, 'rules' | 'builtinRules'>): string {
+  const rules = opts.rules ? ` --rules ${shellWord(opts.rules)}` : '';
+  const builtin = opts.builtinRules === false ? ' --no-builtin-rules' : '';
+  return `adopt rules test --update${rules}${builtin} ${r.name}`;
+}
+
+/** A word as a POSIX shell reads it back: quoted where it holds anything but plain path characters. */
+function shellWord(w: string): string {
+  return /^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`;
+}
+
+export function testExample(r: Rule, ex: Rule['examples'][number], opts: { update?: boolean; rerun?: string } = {}): string[] {
   const problems: string[] = [];
   const before = exampleFile(r, ex.before);
   const after = exampleFile(r, ex.after);
@@ -65,7 +79,7 @@ export function testExample(r: Rule, ex: Rule['examples'][number], opts: { updat
   let expected: string;
   try { expected = readFileSync(after, 'utf8'); } catch { return [...problems, `missing expected output ${ex.after} (adopt rules test --update writes it)`]; }
   if (file && file.rewritten !== expected) {
-    problems.push(`the rewrite of ${ex.before} differs from ${ex.after} (adopt rules test --update ${r.name} accepts the new output):\n${lineDiff(expected, file.rewritten, relative(process.cwd(), after), 'rewritten')}`);
+    problems.push(`the rewrite of ${ex.before} differs from ${ex.after} (${opts.rerun ?? `adopt rules test --update ${r.name}`} accepts the new output):\n${lineDiff(expected, file.rewritten, relative(process.cwd(), after), 'rewritten')}`);
   }
   // Idempotence: the rewritten code has nothing left to rewrite.
   const again = runRewrite([after], alone);

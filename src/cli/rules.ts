@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { AdoptError } from '../diag.js';
 import { loadRuleFile, RuleError, ruleDiagnostic, ruleFilesIn, ruleSummary, selectRules, type Rule } from '../match/rule.js';
 import { ruleReference } from '../match/rule-reference.js';
-import { placed, ruleProblems } from './rule-errors.js';
+import { placed, ruleProblems, torchNames } from './rule-errors.js';
 import { testRules } from './rules-test.js';
 
 export const RULES_HELP = 'rules to use besides the built-in library: library rule names (which then select from it), .rule files and directories; comma-separated, repeatable';
@@ -64,9 +64,11 @@ function checkRules(paths: string[]): number {
       failed++;
     }
   }
+  // every torch name of the kernel lines looked up at once (one Python run)
+  torchNames(rules.flatMap((r) => r.kernels.filter((k) => k.library === 'torch').map((k) => k.callee)));
   const byName = new Map<string, Rule>();
   for (const r of rules) {
-    const problems = ruleProblems(r, { examples: true });
+    const problems = ruleProblems(r, { examples: true, torch: true });
     // two definitions of one name are refused where the rules are used together (--rules)
     const prev = byName.get(r.name);
     if (prev) problems.unshift(ruleDiagnostic(r.file, r.line, 1, `rule '${r.name}' is also defined at ${prev.file}:${prev.line}`));

@@ -1,15 +1,16 @@
 // Subsequence matching of rule patterns on the DSL: pattern lines are matched along dataflow
 // (not textual adjacency), every match is reported, commutative ops and optional lines are
 // honoured, and `where` constraints are checked. Failed near-matches keep their reason.
-import type { Expr, FileIR, ModuleIR, Op, Program } from '../dsl/ir.js';
+import type { Expr, FileIR, Op, Program } from '../dsl/ir.js';
 import { isTorchScript, sameExpr } from '../analysis/lower.js';
 import { checkConstraint } from './constraints.js';
 import { partialMatch, requiredLines, type NearMiss } from './why-not.js';
 import { PlaceTable, type NearMissTable } from './near-miss-table.js';
 import { attrOf, ctorUnknown, exclusive, reaches, usersOf, viewOf, type MethodView } from './method.js';
-import { layerClassOf, sequentialArgs } from '../analysis/layer-class.js';
-import { typeName } from '../analysis/classes.js';
+import { attributeChains, sequentialChains } from './chains.js';
+import { subclassBuildsOtherwise } from './inheritance.js';
 import { ABSENT_IF_NONE } from '../analysis/optional-add.js';
+import { KW_RENAMES, POSITIONAL_TO_KW } from '../analysis/canon.js';
 import type { PatArg, PatOp, PatVal, Rule } from './rule.js';
 
 export interface Site {
@@ -93,7 +94,7 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
   // a subclass that inherits the matched method but builds a submodule the site reads otherwise
   // (`self.attend = nn.Softmax(dim=1)` over the base's dim=-1) would run the rewrite too
   for (let i = found.length - 1; i >= 0; i--) {
-    const why = subclassBuildsOtherwise(program, found[i]);
+    const why = subclassBuildsOtherwise(program, found[i].view.module, found[i].view.method.name, Object.values(found[i].ops));
     if (!why) continue;
     const s = found[i];
     const op = firstOp(s)!;
@@ -116,83 +117,6 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
   const siteAnchors = new PlaceTable<true>();
   for (const s of found) siteAnchors.set({ rule: s.rule, file: s.file, line: firstOp(s)?.span.from.line, col: firstOp(s)?.span.from.col }, true);
   return { sites: found, nearMisses: misses.values().filter((n) => !siteAnchors.has(n)) };
-}
-
-/** Why a site of a method some subclass inherits is not one for that subclass: a submodule the
- *  site calls that the subclass's __init__ builds in another way (the rewrite may have read its
- *  settings from the base's). */
-function subclassBuildsOtherwise(program: Program, s: Site): string | undefined {
-  const base = s.view.module;
-  if (!base) return undefined;
-  const names = new Set<string>();
-  for (const op of Object.values(s.ops)) {
-    const m = op?.kind === 'module' ? /^self\.([A-Za-z_]\w*)/.exec(op.callee) : null;
-    if (m) names.add(m[1]);
-  }
-  if (!names.size) return undefined;
-  const defsOf = (m: ModuleIR, name: string) => m.attrs.filter((a) => a.name === name).map((a) => a.value);
-  for (const f of program.files) {
-    for (const sub of f.modules) {
-      if (sub === base || !sub.inherited.some(([meth, from]) => meth === s.view.method.name && from === base.qualname)) continue;
-      for (const name of names) {
-        const [a, b] = [defsOf(base, name), defsOf(sub, name)];
-        if (a.length !== b.length || a.some((e, i) => !sameExpr(e, b[i]))) {
-          return `${sub.qualname.split('.').pop()} (a subclass that inherits ${s.view.method.name}) builds self.${name} otherwise (line ${sub.attrs.find((x) => x.name === name)?.span.from.line ?? '?'}); one rewrite of ${s.view.method.name} cannot serve both`;
-        }
-      }
-    }
-  }
-  return undefined;
-}
-
-/** For each `nn.Sequential(A(...), B(...), ...)` built in a method or function (every element a
- *  constructor call), a view of its elements called in a chain, each op spanning the call. */
-function sequentialChains(view: MethodView): MethodView[] {
-  const out: MethodView[] = [];
-  for (const op of view.ops) {
-    if (op.kind !== 'call' || !/(^|\.)Sequential$/.test(op.callee) || op.kw.length) continue;
-    const args = sequentialArgs(op.args);
-    if (args.length < 2) continue;
-    // an element built elsewhere (a value chosen by an `if`) is a module of unknown class; a
-    // layer class chosen by a parameter is its default class
-    const items = args.map((a) => (a.k === 'ssa' ? view.defs.get(a.id) : undefined));
-    const typeOf = (d: Op | undefined) => (d && (d.kind === 'call' || d.type) && (d.span.file ?? '') === (op.span.file ?? '') ? d.type?.[0] ?? d.callee : '?');
-    const types = items.map(typeOf);
-    if (types.filter((t) => t !== '?').length < 2) continue;
-    const body = chainOf(types, op.span, (i) => -(op.id * 1000 + i + 1), (i) => `${op.callee}(...)[${i}]`, op.via ? { via: op.via, site: op.site } : {});
-    out.push(viewOf(view.file, { ...view.method, params: [{ name: 'input' }], body }, view.module));
-  }
-  return out;
-}
-
-/** For each `self.x = nn.Sequential(...)` of a module's own __init__ (in its own file): a view of
- *  its elements called in a chain, spanning the assignment, so a pair inside it is a site even
- *  where forward calls the attribute through a choice the chain of one branch cannot follow. */
-function attributeChains(file: FileIR, module: ModuleIR): MethodView[] {
-  const out: MethodView[] = [];
-  for (const a of module.attrs) {
-    if (a.from || a.span.file || a.built?.file || a.value.k !== 'call' || !/(^|\.)Sequential$/.test(a.value.callee) || a.value.kw.length) continue;
-    const items = sequentialArgs(a.value.args);
-    const types = items.map((x) => layerClassOf(x, a.defaults) ?? typeName(x));
-    if (types.filter((t) => t !== '?').length < 2) continue;
-    const span = a.built ?? a.span;
-    const body = chainOf(types, span, (i) => -(1_000_000 + span.start * 100 + i), (i) => `self.${a.name}[${i}]`);
-    out.push(viewOf(file, { name: '__init__', params: [{ name: 'input' }], body, span }, module));
-  }
-  return out;
-}
-
-/** Modules of the given classes called one after another on `input`: a Sequential's elements as
- *  the dataflow chain rules match. */
-function chainOf(types: string[], span: Op['span'], idOf: (i: number) => number, calleeOf: (i: number) => string, extra: Partial<Op> = {}): Op[] {
-  const body: Op[] = [];
-  let cur: Expr = { k: 'name', path: 'input' };
-  types.forEach((t, i) => {
-    const id = idOf(i);
-    body.push({ k: 'op', id, kind: 'module', callee: calleeOf(i), args: [cur], kw: [], type: [t], span, ...extra });
-    cur = { k: 'ssa', id };
-  });
-  return body;
 }
 
 function firstOp(s: Site): Op | undefined {
@@ -517,7 +441,7 @@ function bindOp(p: PatOp, op: Op, args: Expr[], st: Growing, view: MethodView): 
   // `x if m is None else x + m`: only a line that says it takes more (`add(s, $mask, ...)`) binds
   // it, as a kernel that reads None as nothing does; a residual of None would not be nothing
   if (op.kw.some(([k]) => k === ABSENT_IF_NONE) && !p.args.some((a) => a.rest)) return `${op.callee} at line ${op.span.from.line} adds its operand only where it is not None`;
-  const failure = bindArgs(p.args, args, op.kw, st, `${op.callee}`, view);
+  const failure = bindArgs(op.kind === 'op' ? canonicalArgs(p.args, op.callee) : p.args, args, op.kw, st, `${op.callee}`, view);
   if (failure) return failure;
   if (p.ctor) {
     const attr = attrOf(view, op);
@@ -529,6 +453,21 @@ function bindOp(p: PatOp, op: Op, args: Expr[], st: Growing, view: MethodView): 
   put(st, st.vals, p.name, { k: 'ssa', id: op.id });
   if (!st.used.has(op.id)) { st.log.push(st.used, op.id, false, undefined); st.used.add(op.id); }
   return undefined;
+}
+
+/** A pattern's arguments as the analysis writes the op's: what follows the input tensor by
+ *  position becomes the keyword it is (`mean(p, -1, keepdim=True)` reads `mean(p, dim=-1,
+ *  keepdim=True)`), so a pattern spelled the way code is written matches that code. */
+function canonicalArgs(pargs: PatArg[], callee: string): PatArg[] {
+  const sig = POSITIONAL_TO_KW[callee];
+  if (!sig || pargs.some((a) => a.rest && !a.kw)) return pargs;
+  let i = 0;
+  return pargs.map((a) => {
+    if (a.kw || a.rest) return a;
+    const name = i > 0 ? sig[i - 1] : undefined;
+    i++;
+    return name ? { ...a, kw: KW_RENAMES[callee]?.[name] ?? name } : a;
+  });
 }
 
 function bindArgs(pargs: PatArg[], args: Expr[], kw: [string, Expr][], st: Growing, what: string, view: MethodView): string | undefined {

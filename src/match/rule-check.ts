@@ -31,15 +31,16 @@ export function validateRule(r: Rule): void {
   const rw = r.rewrite;
   if (rw && r.detect !== undefined) fail(r.file, r.line, 1, `rule ${r.name} has both a rewrite and 'detect': 'detect' gives the reason a rule without a rewrite lists its sites only; remove one`);
   if (!rw) { checkDataflow(r); return; }
+  // refused first, with the reason: what else the lines below say is moot
+  if (rw.kind === 'init') {
+    fail(r.file, rw.line, 3, `'rewrite init' is not supported (adopt never applied it): rewrite the forward code with 'rewrite expr NAME' or 'rewrite stmts'; a module the kernel needs is passed as {NAME.module}`);
+  }
   const problems = registryProblems([], [...rw.guards, ...rw.code]);
   if (problems.length) fail(r.file, rw.line, 3, `rule ${r.name}: ${problems.join('; ')}`);
   const unguarded = unguardedKernelCall(rw.guards, rw.code);
   if (unguarded) fail(r.file, rw.line, 3, `rule ${r.name}: ${unguarded}`);
   const argProblems = kernelArgumentProblems(r, kernelSignatures());
   if (argProblems.length) fail(r.file, rw.line, 3, argProblems.join('; '));
-  if (rw.kind === 'init') {
-    fail(r.file, rw.line, 3, `'rewrite init' is not supported (adopt never applied it): rewrite the forward code with 'rewrite expr NAME' or 'rewrite stmts'; a module the kernel needs is passed as {NAME.module}`);
-  }
   for (const x of rw.refused) {
     const why = x.kind === 'import'
       ? `the rewrite imports adopt_kernels as _adopt itself; call what you need through _adopt`

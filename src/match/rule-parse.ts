@@ -1,6 +1,6 @@
 // Parsing rule files (grammar/rules.ohm) into plain data. Loading a rule runs no code from it;
 // a file that does not parse is reported at rule-file:line:col in the rule writer's words.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import * as ohm from 'ohm-js';
 import type { Const } from '../dsl/ir.js';
 import { addSemantics as addDslSemantics, markIndentation } from '../dsl/parse.js';
@@ -35,7 +35,54 @@ function positionOf(marked: string, index: number): { line: number; col: number 
 
 interface FailedMatch { getRightmostFailurePosition(): number; getRightmostFailures(): { type: string; getText(): string }[] }
 
+// What a rule file may be, so that a file far past anything a rule needs is refused at once with
+// the reason, instead of the parser taking time superlinear in a long line, running out of memory
+// on a large file, or out of stack on deep nesting. The library's largest file is 5 KB, its
+// longest line under 500 characters, and its deepest nesting 3.
+/** The largest rule file read, in bytes. */
+export const MAX_RULE_FILE_BYTES = 256 * 1024;
+/** The longest line of a rule file, in characters. */
+export const MAX_RULE_LINE_CHARS = 4000;
+/** The deepest nesting of brackets in a rule file. */
+export const MAX_RULE_NESTING = 64;
+
+const kib = (n: number) => `${Math.ceil(n / 1024)} KiB`;
+
+/** Refuses, at its place, a text past what a rule file may hold (the limits above), and one that
+ *  holds no rule. */
+function checkLimits(text: string, file: string): void {
+  if (text.length > MAX_RULE_FILE_BYTES) fail(file, 1, 1, tooLarge(text.length));
+  let line = 1;
+  let depth = 0;
+  for (let start = 0; start <= text.length; line++) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    if (end - start > MAX_RULE_LINE_CHARS) {
+      fail(file, line, MAX_RULE_LINE_CHARS + 1, `line ${line} is ${end - start} characters long, over the ${MAX_RULE_LINE_CHARS} a rule file's line may have`);
+    }
+    // brackets outside strings and comments (the parser's recursion follows them)
+    if (!/^\s*\/\//.test(text.slice(start, Math.min(end, start + 200)))) {
+      let quote = false;
+      for (let i = start; i < end; i++) {
+        const c = text[i];
+        if (quote) { if (c === '\\') i++; else if (c === '"') quote = false; continue; }
+        if (c === '"') quote = true;
+        else if (c === '(' || c === '[' || c === '{') {
+          if (++depth > MAX_RULE_NESTING) fail(file, line, i - start + 1, `brackets nested more than ${MAX_RULE_NESTING} deep: a rule file nests at most ${MAX_RULE_NESTING}`);
+        } else if ((c === ')' || c === ']' || c === '}') && depth > 0) depth--;
+      }
+    }
+    start = end + 1;
+  }
+  if (!text.split('\n').some((l) => l.trim() !== '' && !/^\s*\/\//.test(l))) {
+    fail(file, 1, 1, `the file holds no rule: a rule file holds one or more 'rule NAME' blocks (docs/rule-language.md)`);
+  }
+}
+
 export function parseRules(text: string, file: string): Rule[] {
+  // a UTF-8 byte-order mark is no part of the text
+  if (text.startsWith('\uFEFF')) text = text.slice(1);
+  checkLimits(text, file);
   // a tab has no width the layout could agree on with every editor
   const tab = /^([ ]*)\t/m.exec(text);
   if (tab) {
@@ -58,7 +105,7 @@ function parseText(text: string, file: string): ParsedRule[] {
     const failed = m as unknown as FailedMatch;
     const failures: SyntaxFailure[] = failed.getRightmostFailures().map((f) => ({ type: f.type, text: f.getText() }));
     const { index, message } = describeSyntaxError(marked, failed.getRightmostFailurePosition(), failures);
-    const { line, col } = positionOf(marked, index);
+    const { line, col } = withinText(text, positionOf(marked, index));
     fail(file, line, col, `cannot parse the rule: ${message}`);
   }
   const rules = s(m).rule() as ParsedRule[];
@@ -66,14 +113,81 @@ function parseText(text: string, file: string): ParsedRule[] {
   return rules;
 }
 
+/** A place past the end of the text (the parser reached the end of the file, after the layout
+ *  it adds there) is reported at the end of the text's last line that holds anything. */
+function withinText(text: string, at: { line: number; col: number }): { line: number; col: number } {
+  const lines = text.split('\n');
+  if (at.line <= lines.length && !(at.line === lines.length && lines[at.line - 1] === '' && at.line > 1)) return at;
+  let last = Math.min(at.line, lines.length) - 1;
+  while (last > 0 && lines[last].trim() === '') last--;
+  return { line: last + 1, col: lines[last].replace(/\r$/, '').length + 1 };
+}
+
 export function loadRuleFile(path: string): Rule[] {
-  let text: string;
+  let bytes: Buffer;
+  let size: number;
   try {
-    text = readFileSync(path, 'utf8');
+    // the size first: a file far too large is not read at all
+    size = statSync(path).size;
+    bytes = size > MAX_RULE_FILE_BYTES ? Buffer.alloc(0) : readFileSync(path);
   } catch (e) {
     fail(path, 1, 1, `cannot read rule file: ${(e as Error).message}`);
   }
-  return parseRules(text, path);
+  if (size > MAX_RULE_FILE_BYTES) fail(path, 1, 1, tooLarge(size));
+  return parseRules(decodeRuleFile(bytes, path), path);
+}
+
+function tooLarge(size: number): string {
+  return `the rule file is ${kib(size)}, over the ${kib(MAX_RULE_FILE_BYTES)} a rule file may hold: split it into several files (--rules takes a directory)`;
+}
+
+/** A rule file's text: UTF-8, a byte-order mark dropped. Any other encoding is refused at the
+ *  first byte that is not UTF-8, saying so (a parse error there would only confuse). */
+export function decodeRuleFile(bytes: Buffer, path: string): string {
+  const notUtf8 = 'rule files are UTF-8 text: save it as UTF-8';
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+    fail(path, 1, 1, `the file is not UTF-8: it begins with a UTF-16 byte-order mark; ${notUtf8}`);
+  }
+  const bad = firstInvalidUtf8(bytes);
+  if (bad >= 0) {
+    const { line, col } = bytePlace(bytes, bad);
+    fail(path, line, col, `the file is not UTF-8: byte 0x${bytes[bad].toString(16).toUpperCase().padStart(2, '0')} at line ${line}, column ${col} is not valid UTF-8 (Latin-1 or another encoding?); ${notUtf8}`);
+  }
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) {
+    const { line, col } = bytePlace(bytes, nul);
+    fail(path, line, col, `the file is not UTF-8 text: it holds a NUL byte at line ${line}, column ${col} (UTF-16?); ${notUtf8}`);
+  }
+  return bytes.toString('utf8').replace(/^\uFEFF/, '');
+}
+
+/** The index of the first byte of `bytes` that does not belong to well-formed UTF-8, or -1. */
+function firstInvalidUtf8(b: Buffer): number {
+  for (let i = 0; i < b.length;) {
+    const c = b[i];
+    if (c < 0x80) { i++; continue; }
+    let n: number, min: number;
+    if (c >= 0xc2 && c <= 0xdf) { n = 1; min = 0x80; } else if (c >= 0xe0 && c <= 0xef) { n = 2; min = 0x800; } else if (c >= 0xf0 && c <= 0xf4) { n = 3; min = 0x10000; } else return i;
+    let cp = c & (0x3f >> n);
+    for (let k = 1; k <= n; k++) {
+      const x = b[i + k];
+      if (x === undefined || (x & 0xc0) !== 0x80) return i;
+      cp = (cp << 6) | (x & 0x3f);
+    }
+    // overlong forms, surrogates and code points past U+10FFFF are not UTF-8
+    if (cp < min || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) return i;
+    i += n + 1;
+  }
+  return -1;
+}
+
+/** 1-based line and column (in characters of the valid text before it) of a byte. */
+function bytePlace(b: Buffer, index: number): { line: number; col: number } {
+  const before = b.subarray(0, index);
+  const lineStart = before.lastIndexOf(0x0a) + 1;
+  let line = 1;
+  for (let i = 0; i < lineStart; i++) if (b[i] === 0x0a) line++;
+  return { line, col: b.subarray(lineStart, index).toString('utf8').length + 1 };
 }
 
 type N = ohm.Node;
@@ -163,7 +277,8 @@ export function addRuleSemantics(s: ohm.Semantics): void {
     },
     RewriteKind_expr(_k, t) { return { kind: 'expr', target: t.sourceString }; },
     RewriteKind_stmts(_k) { return { kind: 'stmts' }; },
-    RewriteKind_init(_k, t) { return { kind: 'init', target: t.sourceString }; },
+    // refused when validated, with the reason: with or without a name
+    RewriteKind_init(_k, t) { return t.sourceString ? { kind: 'init', target: t.sourceString } : { kind: 'init' }; },
     RewriteLine_noneAbsent(_k, _d, n) { return { kind: 'noneAbsent', value: n.sourceString }; },
     RewriteLine_guard(_k, s) { return { kind: 'guard', value: s.ir() }; },
     RewriteLine_import(_k, _s) { return { kind: 'import', line: lineCol(this as unknown as N).line }; },

@@ -38,5 +38,15 @@ export function ruleReference(): string {
     const sig = (fn: string) => `\`${fn}${k.signature?.[fn] ? `(${k.signature[fn].join(', ')})` : ''}\``;
     out.push(`| ${name} | ${k.api.map(sig).join('<br>')} | \`${k.switch}\` | ${(k.targets ?? []).join(', ')} |`);
   }
+  // what a kernel line may also name: the registry's kernel functions that no compiled kernel
+  // lists (torch formulations: folded weights, stacked projections, the optimizer's flag)
+  const compiled = new Set(Object.values(reg.kernels).flatMap((k) => k.api));
+  const formulations = reg.kernel_functions.filter((f) => !compiled.has(f)).sort((a, b) => a.localeCompare(b));
+  if (formulations.length) {
+    out.push('', 'A kernel line may also name these functions of adopt_kernels, whose fast path is a torch formulation (folded weights, stacked projections, a flag for the optimizer) rather than a compiled kernel; a switch of the same name is given where there is one.', '');
+    out.push('| function | switch |', '|---|---|');
+    const switches = new Set(reg.switches);
+    for (const f of formulations) out.push(`| \`${f}\` | ${switches.has(f) ? `\`${f}\`` : ''} |`);
+  }
   return `${out.join('\n')}\n`;
 }

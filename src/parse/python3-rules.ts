@@ -85,7 +85,7 @@ const INCONSISTENT = 'syntax error: inconsistent use of tabs and spaces in inden
  *  1, and refuses a file where the two orders of blocks disagree (TabError), or where a line
  *  dedents to a width no open block has. Lines inside brackets, strings and after a backslash do
  *  not start logical lines and are skipped, as are blank and comment-only lines. */
-function indentationError(text: string): Found | undefined {
+export function indentationError(text: string): Found | undefined {
   const cols = [0];
   const alts = [0];
   let depth = 0;

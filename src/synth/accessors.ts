@@ -78,10 +78,28 @@ function calledAs(op: Op, cx: AccessorContext): string | undefined {
   return call?.type === 'call' ? call.childForFieldName('function')?.text : undefined;
 }
 
+/** The submodule a module op calls, as source text: its name (`self.fc`), or a lookup whose index
+ *  forward computes (`self.bns[len(self.bns) - 1 - i]`, which the analysis names `self.bns[%5]`)
+ *  with the index written where the rewrite runs; undefined (the site refused, with the reason)
+ *  when the index cannot be written there. Never the analysis's own names for values. */
+export function moduleRef(op: Op, cx: AccessorContext): string | undefined {
+  if (!/%\d/.test(op.callee)) return op.callee;
+  let missing: string | undefined;
+  const text = op.callee.replace(/\[%(\d+)\]/g, (m, id: string) => {
+    const index = cx.expr({ k: 'ssa', id: Number(id) });
+    if (index === undefined) missing ??= m;
+    return `[${index}]`;
+  });
+  const call = op.via?.length ? undefined : cx.nodeAt(op);
+  const written = call?.type === 'call' ? call.childForFieldName('function')?.text : undefined;
+  if (missing !== undefined || /%\d/.test(text)) return cx.refuse(`the submodule ${written ?? op.callee} is looked up with an index that cannot be written where the rewrite runs`);
+  return text;
+}
+
 /** What a module-like op is: the submodule, a table lookup, the GELU function called, or a
  *  dropout's probability. */
 function moduleOf(op: Op, cx: AccessorContext): string | undefined {
-  if (op.kind === 'module' && !op.callee.startsWith('%')) return op.callee;
+  if (op.kind === 'module' && !op.callee.startsWith('%')) return moduleRef(op, cx);
   if (op.kind === 'module') {
     // a lookup in forward (`ACT2FN[self.config.hidden_act](x)`): the lookup, written again
     const fn = calledAs(op, cx);
@@ -116,7 +134,9 @@ function moduleOf(op: Op, cx: AccessorContext): string | undefined {
 function trainingOf(op: Op, cx: AccessorContext): string | undefined {
   if (op.kind === 'module') {
     if (cx.selfInScope()) return 'self.training';
-    return op.callee.startsWith('%') ? cx.refuse('the dropout module is looked up where it is called, and no `self` is in scope to say whether it is training') : `${op.callee}.training`;
+    if (op.callee.startsWith('%')) return cx.refuse('the dropout module is looked up where it is called, and no `self` is in scope to say whether it is training');
+    const m = moduleRef(op, cx);
+    return m === undefined ? undefined : `${m}.training`;
   }
   const t = keywordOf(op, 'training') ?? op.args[2];
   return t ? cx.expr(t) : 'True';
@@ -198,7 +218,7 @@ const ENTRIES: Accessor[] = [
   },
   {
     name: 'prob', on: 'op', description: 'a dropout\'s probability: the module\'s `.p`, or the functional call\'s `p` (default 0.5)',
-    read: (op, cx) => { if (op.kind === 'module') return op.callee.startsWith('%') ? undefined : `${op.callee}.p`; const p = keywordOf(op, 'p') ?? op.args[1]; return p ? cx.expr(p) : '0.5'; },
+    read: (op, cx) => { if (op.kind === 'module') { const m = op.callee.startsWith('%') ? undefined : moduleRef(op, cx); return m === undefined ? undefined : `${m}.p`; } const p = keywordOf(op, 'p') ?? op.args[1]; return p ? cx.expr(p) : '0.5'; },
   },
   {
     name: 'lm_loss', on: 'op', description: 'for a cross-entropy over an LM head\'s logits: the kernel\'s arguments after the head (labels before any shift, ignore_index, shift, reduction); the site is refused, with the reason, for a loss the kernel computes differently',

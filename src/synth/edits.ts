@@ -4,7 +4,8 @@ import type { SyntaxNode } from '../parse/python.js';
 import { parsePython } from '../parse/python.js';
 import { posAt, sourceFromText, type SourceText } from '../parse/source.js';
 import type { SynthFile } from './source.js';
-import { rewrittenParses, type PlacedEdit } from './syntax-check.js';
+import { indentationError } from '../parse/python3-rules.js';
+import { editsParseLocally, rewrittenParses, type PlacedEdit } from './syntax-check.js';
 
 export const KERNELS_ALIAS = '_adopt';
 export const PREAMBLE = [
@@ -136,6 +137,38 @@ export function applyEdits(f: SynthFile, edits: Edit[]): FileResult {
     result.rewritten = original;
   }
   return result;
+}
+
+/** Of the edits of a file, grouped by the site that made them (a site's edits are kept or
+ *  dropped together), those that give code python3 would not parse when applied alone: group
+ *  index -> the reason, for --why-not. Each group is checked on its own edited region where that
+ *  tells, and on the whole text with only its edits otherwise. A file whose edits do not parse
+ *  together then loses only those sites; the rest are written. */
+export function unparsableSites(f: SynthFile, groups: Edit[][]): Map<number, string> {
+  const out = new Map<number, string>();
+  if (f.hadErrors) return out;
+  const original = f.source.text;
+  groups.forEach((edits, i) => {
+    if (editsParseLocally(f.root, original, edits)) return;
+    const { text } = spliceEdits(original, edits);
+    const re = parsePython(sourceFromText(f.path, text));
+    const d = re.diagnostics.find((x) => x.severity === 'error');
+    const tab = d ? undefined : indentationError(text);
+    if (!d && !tab) return;
+    const where = d ? `${d.line}:${d.col}: ${d.message}` : `${posAt(re.source, tab!.index).line}: ${tab!.message}`;
+    out.set(i, `the rewritten code would not parse (${where}); the site is left as it is`);
+  });
+  return out;
+}
+
+/** The analysis's own name for a value (`%5`, as in `self.bns[%5]`) in code about to be written:
+ *  it has no meaning in Python. A `%` that is Python's modulo follows an operand; this one follows
+ *  a bracket, a comma, an operator or a keyword (strings count as operands, comments as nothing).
+ *  The name, or undefined. */
+export function irValueIn(code: string): string | undefined {
+  const plain = code.replace(/(?:[rRbBuUfF]{0,2})(?:'''[\s\S]*?'''|"""[\s\S]*?"""|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")|#[^\n]*/g, (m) => (m.startsWith('#') ? ' ' : 'x').repeat(m.length));
+  const m = /(?:^|[^\w\s)\]}]|\b(?:return|and|or|not|in|is|if|else|lambda|yield|await)\s)\s*(%\d+)/.exec(plain);
+  return m?.[1];
 }
 
 /** The text with the edits applied, and where each edit's text begins in it, in the order they

@@ -104,6 +104,23 @@ export function indentationAt(src: SourceText, index: number): string {
   return /^[ \t]*/.exec(src.text.slice(start))![0];
 }
 
+/** One level of indentation as the file writes it: a tab where the file indents its blocks with
+ *  tabs, four spaces otherwise. Code added one level deeper keeps the file's style, so a tabbed
+ *  file never gets a block whose lines mix the two (Python's TabError). */
+export function fileIndentUnit(text: string): string {
+  // the first line of the first block: the line after one ending with ':'
+  const m = /:[ \t]*(?:#[^\n]*)?\r?\n(?:[ \t]*\r?\n)*([ \t]+)\S/.exec(text);
+  return m && m[1].startsWith('\t') ? '\t' : '    ';
+}
+
+/** One level of indentation below the line at `index`: a tab where that line is indented with a
+ *  tab (or, at the top level, where the file indents with tabs), four spaces otherwise. */
+export function indentUnitAt(src: SourceText, index: number): string {
+  const own = indentationAt(src, index);
+  if (own.includes('\t')) return '\t';
+  return own ? '    ' : fileIndentUnit(src.text);
+}
+
 /** Every identifier node under `root` (names read or written, in any expression). */
 export function identifierNodes(root: SyntaxNode): SyntaxNode[] {
   const out: SyntaxNode[] = [];

@@ -8,7 +8,7 @@ import type { Edit } from './edits.js';
 import { escapingNames, moduleCallsOf } from './escape.js';
 import { RETURN_TARGET } from './expressions.js';
 import { alternativesOf, ancestorIn, assignedByLines, assignedIn, commonBlock, commutes, dedentedLines, deviceReads, hasMultilineString, isRaiseOnly, literalElse, RANDOM, substitute, writesOf } from './region.js';
-import { identifierNodes, indentationAt, lineAt, lineEndIndex, lineStartIndex, namesIn, nodeOfSpan, statementOf, type SynthFile } from './source.js';
+import { identifierNodes, indentationAt, indentUnitAt, lineAt, lineEndIndex, lineStartIndex, namesIn, nodeOfSpan, statementOf, type SynthFile } from './source.js';
 import type { Render } from './template.js';
 import { ifHeader, wrapCall } from './wrap.js';
 
@@ -303,16 +303,18 @@ function assemble(r: Region, code: string[], renderGuard: () => string | undefin
     else if (lines[i].includes(RETURN_TARGET)) return 'the matched value is returned and cannot be named in the rewrite';
   }
   const indent = indentationAt(f.source, kids[first].startIndex);
+  // one level deeper as the file indents: a tab in a file indented with tabs
+  const unit = indentUnitAt(f.source, kids[first].startIndex);
   const conditions = [...r.extraGuards, guard].filter(Boolean);
   // with nothing to check, the fast path replaces the statements outright
   const width = f.lineLength;
   const text = (conditions.length ? [
     ...hoistedText,
-    ...ifHeader(indent, conditions, width),
-    ...lines.flatMap((l) => wrapCall(`${indent}    `, l, width)),
+    ...ifHeader(indent, conditions, width, unit),
+    ...lines.flatMap((l) => wrapCall(`${indent}${unit}`, l, width, unit)),
     `${indent}else:`,
-    ...original.split(/\r?\n/).map((l) => (l.trim() ? `    ${l}` : l)),
-  ] : [...hoistedText, ...lines.flatMap((l) => wrapCall(indent, l, width))]).join(f.newline);
+    ...original.split(/\r?\n/).map((l) => (l.trim() ? `${unit}${l}` : l)),
+  ] : [...hoistedText, ...lines.flatMap((l) => wrapCall(indent, l, width, unit))]).join(f.newline);
   return { start, end, text, rule: s.rule, line: s.lines[0], ...(escaping?.edits ? { also: escaping.edits } : {}) };
 }
 

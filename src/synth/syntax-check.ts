@@ -9,6 +9,7 @@
 // statements that end up outside their run) falls back to parsing the whole text, which also
 // gives the error's place.
 import { hasSyntaxErrors, topLevelSpans, type SyntaxNode } from '../parse/python.js';
+import { indentationError } from '../parse/python3-rules.js';
 
 /** An edit (a range of the original replaced by text) and where its text begins in the
  *  rewritten text. */
@@ -24,7 +25,9 @@ const STATEMENT_LISTS = new Set(['module', 'block']);
  * without syntax errors. `root` is the original's syntax tree, which must be free of errors.
  */
 export function rewrittenParses(root: SyntaxNode, original: string, placed: PlacedEdit[], rewritten: string): boolean {
-  return parsesLocally(root, original, placed, rewritten) || !hasSyntaxErrors(rewritten);
+  // tree-sitter measures a tab as 8 columns and nothing else: python3 also refuses blocks whose
+  // order differs when a tab is 1 column (TabError), which only a look at the indentation shows
+  return (parsesLocally(root, original, placed, rewritten) || !hasSyntaxErrors(rewritten)) && !indentationError(rewritten);
 }
 
 /** True when the edited regions alone show that the rewritten text parses; false when they
@@ -32,7 +35,25 @@ export function rewrittenParses(root: SyntaxNode, original: string, placed: Plac
  *  its own), and the whole text has to be parsed. */
 export function parsesLocally(root: SyntaxNode, original: string, placed: PlacedEdit[], rewritten: string): boolean {
   const regions = editedRegions(root, original, placed);
-  return !!regions && regionsParse(regions, original, rewritten);
+  return !!regions && regionsParse(regions, original, (r) => regionText(r, rewritten));
+}
+
+/** Whether `edits` (non-overlapping ranges of `original`), applied alone, give code python3
+ *  parses, told from the edited regions only: true when they parse there, false when the regions
+ *  cannot tell (the whole text must then be parsed). A file's sites are checked one by one with
+ *  this, at the cost of their own regions, not of the file. */
+export function editsParseLocally(root: SyntaxNode, original: string, edits: { start: number; end: number; text: string }[]): boolean {
+  const regions = editedRegions(root, original, edits.map((edit) => ({ edit, at: 0 })));
+  return !!regions && regionsParse(regions, original, (r) => {
+    // the region's original text with its edits spliced in
+    let out = '';
+    let at = r.start;
+    for (const { edit } of [...r.edits].sort((a, b) => a.edit.start - b.edit.start || a.edit.end - b.edit.end)) {
+      out += original.slice(at, edit.start) + edit.text;
+      at = edit.end;
+    }
+    return out + original.slice(at, r.end);
+  });
 }
 
 /** The regions holding the edits, merged where they touch; undefined when an edit lies in no run
@@ -131,7 +152,7 @@ function blocksOf(stmt: SyntaxNode): SyntaxNode[] {
 
 /** Every region, rewritten, parsed in one text: each must parse on its own and keep its
  *  statements to itself. */
-function regionsParse(regions: Region[], original: string, rewritten: string): boolean {
+function regionsParse(regions: Region[], original: string, textOf: (r: Region) => string): boolean {
   const parts: string[] = [];
   const spans: { start: number; end: number; wrapped: boolean }[] = [];
   let size = 0;
@@ -139,7 +160,7 @@ function regionsParse(regions: Region[], original: string, rewritten: string): b
   // that one does: parsed once
   const seen = new Set<string>();
   for (const r of regions) {
-    let code = regionText(r, rewritten);
+    let code = textOf(r);
     if (!code.endsWith('\n')) code += '\n';
     // a last line continued with a backslash would take in the line after the region
     if (/\\\s*$/.test(code)) return false;
@@ -156,8 +177,11 @@ function regionsParse(regions: Region[], original: string, rewritten: string): b
     parts.push(part);
     size += part.length;
   }
-  const top = topLevelSpans(parts.join(''));
-  if (!top) return false;
+  const joined = parts.join('');
+  const top = topLevelSpans(joined);
+  // tabs and spaces mixed so that python3 reads the blocks otherwise (TabError), which the
+  // parser does not see; every line keeps the region's indentation, so the region tells
+  if (!top || indentationError(joined)) return false;
   // each top-level statement inside one region; an indented region is exactly its `def _():`
   let k = 0;
   for (const span of spans) {

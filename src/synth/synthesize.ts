@@ -11,11 +11,11 @@ import { basename } from 'node:path';
 import { parsePython, type SyntaxNode } from '../parse/python.js';
 import { sourceFromText } from '../parse/source.js';
 import { callReturnFailure, fromOtherFile } from './call-site.js';
-import { applyEdits, EditSet, KERNELS_ALIAS, SiteSpans, type Edit, type FileResult, type SiteResult } from './edits.js';
+import { applyEdits, EditSet, irValueIn, KERNELS_ALIAS, SiteSpans, unparsableSites, type Edit, type FileResult, type SiteResult } from './edits.js';
 import { inlinedSite } from './expressions.js';
 import { layerClassGuards } from './layer-guard.js';
 import { isSequentialCall, planSequential } from './sequential.js';
-import { indexOf, nodeOfSpan, openSynthFile, type ParsedLookup, type SynthFile } from './source.js';
+import { indexOf, lineAt, nodeOfSpan, openSynthFile, type ParsedLookup, type SynthFile } from './source.js';
 import { linesWithMeta, planStatements, type HoldsOther } from './statements.js';
 import { Render } from './template.js';
 
@@ -51,23 +51,43 @@ export function synthesize(sites: Site[], rules: Rule[], known?: ParsedLookup): 
       for (const x of Object.values(o.ops)) if (x && (x.span.file ?? o.view.file.path) === path) spans.add(indexOf(opened.source, x.span.from), indexOf(opened.source, x.span.to), o);
     }
     spans.seal();
+    // each accepted site's edits, with the sites that share them: kept or dropped together
+    const groups: { edits: Edit[]; sites: SiteResult[] }[] = [];
+    const groupOf = new Map<Edit, number>();
     for (const s of list) {
       const res = base(s);
       const rule = byRule.get(s.rule)!;
       const planned = planEdit(opened, s, rule, res, (start, end) => spans.holdsOther(start, end, s), known);
+      // an internal name of the analysis (`self.bns[%5]`) is no Python: the site is refused
+      const leaked = typeof planned === 'string' ? undefined : [planned, ...(planned.also ?? [])].map((e) => irValueIn(e.text)).find(Boolean);
       if (typeof planned === 'string') res.reason = planned;
+      else if (leaked) res.reason = `the rewrite would write the analysis's name ${leaked} for a value that has no source text here`;
       else {
         const { also = [], ...main } = planned;
         const same = edits.same(main);
         const clash = [main, ...also].map((p) => edits.clash(p)).find(Boolean);
         // two Conv→BN pairs of one nn.Sequential: one FusedSequential edit fuses both
-        if (same && !also.length) { res.decision = 'rewritten'; res.reason = `guarded rewrite (the same edit as the site at line ${same.line})`; }
+        if (same && !also.length) { res.decision = 'rewritten'; res.reason = `guarded rewrite (the same edit as the site at line ${same.line})`; groups[groupOf.get(same)!]?.sites.push(res); }
         else if (clash) res.reason = `overlaps the ${clash.rule} rewrite at line ${clash.line} (priority ${byRule.get(clash.rule)?.priority} wins)`;
-        else { for (const e of [main, ...also]) edits.add(e); res.decision = 'rewritten'; res.reason = also.length ? `guarded rewrite (with ${also.length} edit(s) passing a flag from the callers)` : 'guarded rewrite'; }
+        else {
+          for (const e of [main, ...also]) { edits.add(e); groupOf.set(e, groups.length); }
+          groups.push({ edits: [main, ...also], sites: [res] });
+          res.decision = 'rewritten'; res.reason = also.length ? `guarded rewrite (with ${also.length} edit(s) passing a flag from the callers)` : 'guarded rewrite';
+        }
       }
       results.push(res);
     }
-    files.push(applyEdits(opened, edits.all));
+    let applied = applyEdits(opened, edits.all);
+    if (applied.error && groups.length) {
+      // a site whose rewrite does not parse is dropped, with the reason; the others are kept.
+      // What still fails then (sites that parse alone but not together) refuses the file.
+      const bad = unparsableSites(opened, groups.map((g) => g.edits));
+      if (bad.size) {
+        for (const [i, why] of bad) for (const r of groups[i].sites) { r.decision = 'skipped'; r.reason = why; }
+        applied = applyEdits(opened, groups.filter((_, i) => !bad.has(i)).flatMap((g) => g.edits));
+      }
+    }
+    files.push(applied);
   }
   return { files, sites: results };
 }
@@ -89,6 +109,8 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
   const nodes = ops.map((o) => nodeOfSpan(f, o.via?.length && o.site ? o.site : o.span));
   if (nodes.some((n) => !n)) return 'cannot locate the matched code in the source (file changed since analysis?)';
   if (nodes.some((n) => alreadyGuarded(n!))) return 'already rewritten (inside an adopt guard)';
+  const walrus = nodes.map((n) => namedExpressionIn(n!)).find(Boolean);
+  if (walrus) return `the matched code binds ${walrus.childForFieldName('name')?.text ?? 'a name'} with := at line ${lineAt(f.source, walrus.startIndex)}, which the rewrite would not keep`;
   const initOnly = ops.every((o) => isInitSpan(s, o)) || nodes.every((n) => isSequentialCall(n!));
   if (initOnly) return planSequential(s, rule, res, nodes as SyntaxNode[], (sp) => nodeOfSpan(f, sp));
   if (ops.some((o) => isInitSpan(s, o))) return 'the match mixes __init__ code and forward code';
@@ -123,8 +145,18 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
     if (!target) return `the rewrite target '${rw.target}' is an optional line that is absent here`;
     const outside = fromOtherFile(target) ? callReturnFailure(target, known) : undefined;
     if (outside) return outside;
+    const branchOnly = branchOnlyOp(s, ops, target);
+    if (branchOnly) return branchOnly;
+    // an expression inside a function of this file matched through one call of it (a function
+    // nested in forward): its placeholders hold that call's arguments, not the parameters the
+    // function's own code sees
+    if (target.via?.length && !fromOtherFile(target)) {
+      return `the expression at line ${target.span.from.line} is in ${target.via[target.via.length - 1].split('.').pop()}, matched only through its call at line ${target.site?.from.line ?? '?'}; rewritten there it would read that call's arguments`;
+    }
     const node = nodeOfSpan(f, fromOtherFile(target) ? target.site! : target.span);
     if (!node) return 'cannot locate the matched code in the source (file changed since analysis?)';
+    const bound = namedExpressionIn(node);
+    if (bound) return `the rewritten expression binds ${bound.childForFieldName('name')?.text ?? 'a name'} with := at line ${lineAt(f.source, bound.startIndex)}, which the rewrite would not keep`;
     // operands computed inside the replaced expression are written as they are
     ctx.range = [node.startIndex, node.endIndex];
     const guard = renderGuard();
@@ -135,6 +167,27 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
     return { start: node.startIndex, end: node.endIndex, text, rule: s.rule, line: s.lines[0] };
   }
   return `rewrite kind '${rw.kind}' is not supported for this match`;
+}
+
+/** The first `name := value` inside a node (not inside a nested function or lambda). */
+function namedExpressionIn(node: SyntaxNode): SyntaxNode | undefined {
+  if (node.type === 'named_expression') return node;
+  if (node.type === 'lambda' || node.type === 'function_definition') return undefined;
+  for (const c of node.namedChildren) {
+    const found = namedExpressionIn(c);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/** A matched op under an `if` branch the rewritten expression is not in: the value reaches the
+ *  expression only where that branch is taken (`if act: a = silu(g)` / `else: a = g`, then
+ *  `a * up`), while the replaced expression runs on every path. */
+function branchOnlyOp(s: Site, ops: Op[], target: Op): string | undefined {
+  const at = s.view.paths.get(target.id) ?? [];
+  const op = ops.find((o) => o !== target && (s.view.paths.get(o.id) ?? []).some((entry, i) => at[i] !== entry));
+  if (!op) return undefined;
+  return `${op.callee} at line ${op.span.from.line} runs only on one branch of an if, and the expression rewritten at line ${target.span.from.line} runs on every path`;
 }
 
 /** A helper call the match replaces must hand back nothing but its return value: no in-place

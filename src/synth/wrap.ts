@@ -55,14 +55,14 @@ function splitTopLevel(text: string, sep: string): string[] {
 
 /** `if <conditions>:` at `indent`: one line when it fits in `width`; else, as black writes it,
  *  the conditions inside parentheses on one line of their own, or one per line. */
-export function ifHeader(indent: string, conditions: string[], width: number): string[] {
+export function ifHeader(indent: string, conditions: string[], width: number, unit = '    '): string[] {
   const joined = conditions.join(' and ');
   if (`${indent}if ${joined}:`.length <= width) return [`${indent}if ${joined}:`];
-  const inside = `${indent}    `;
+  const inside = `${indent}${unit}`;
   if (inside.length + joined.length <= width) return [`${indent}if (`, inside + joined, `${indent}):`];
   const operands = conditions.flatMap((c) => splitTopLevel(c, ' and '));
   // an operand still too long has its own call split in turn
-  return [`${indent}if (`, ...operands.flatMap((o, i) => wrapCall(inside, `${i ? 'and ' : ''}${o}`, width)), `${indent}):`];
+  return [`${indent}if (`, ...operands.flatMap((o, i) => wrapCall(inside, `${i ? 'and ' : ''}${o}`, width, unit)), `${indent}):`];
 }
 
 /** The index of the bracket that the `)` at `close` closes, or -1. */
@@ -79,10 +79,11 @@ function openingOf(line: string, close: number): number {
   return -1;
 }
 
-/** A statement line at `indent`: as it is when it fits in `width`; else a call ending it
+/** A statement line at `indent` (`unit` one level deeper: four spaces, or a tab in a file indented
+ *  with tabs): as it is when it fits in `width`; else a call ending it
  *  (`x = f(a, b)`, `return f(a, b).t()`) split as black splits it: its arguments on one line of
  *  their own, or one per line with a trailing comma, a short trailing call kept after the `)`. */
-export function wrapCall(indent: string, line: string, width: number): string[] {
+export function wrapCall(indent: string, line: string, width: number, unit = '    '): string[] {
   if (indent.length + line.length <= width || line.includes('\n') || !line.endsWith(')')) return [indent + line];
   let close = line.length - 1;
   for (;;) {
@@ -95,7 +96,7 @@ export function wrapCall(indent: string, line: string, width: number): string[] 
     const inner = line.slice(open + 1, close).trim();
     const tail = line.slice(close);
     if (!inner) return [indent + line];
-    const inside = `${indent}    `;
+    const inside = `${indent}${unit}`;
     if (inside.length + inner.length <= width) return [indent + head, inside + inner, indent + tail];
     const args = splitTopLevel(inner, ',').filter(Boolean);
     return [indent + head, ...args.map((x) => `${inside}${x},`), indent + tail];

@@ -115,7 +115,7 @@ describe('a rewrite in a module-level function reads no self', () => {
         probs = F.softmax(torch.matmul(q, k.transpose(-2, -1)), dim=-1)
         return torch.matmul(self.drop(probs), v)
 `;
-    expect(rewrite({ 'm.py': model }).text).toMatch(/dropout_p=self\.drop\.p,\s+training=self\.training/);
+    expect(rewrite({ 'm.py': model }).text).toMatch(/dropout_p=self\.drop,\s+training=self\.training/);
   });
 
   it('dropout_add_layernorm: a functional dropout passes its own flag, which defaults to training', () => {

@@ -101,3 +101,25 @@ describe('--why-not on a constant argument', () => {
     expect(run.nearMisses.map((n) => n.reason).join('\n')).toMatch(/pow: argument 2 is 3 where the rule needs 2/);
   });
 });
+
+describe('a pattern spelled as code is written', () => {
+  const meanRule = (line: string) => `rule meansq
+  title "mean of squares"
+  match
+    c = to($x, dtype=torch.float32)
+    p = pow(c, 2)
+    ${line}
+  rewrite expr v
+    "torch.square({x}.float()).mean(-1, keepdim=True)"
+  kernel cpu torch "torch.square"
+`;
+  const source = '        c = x.to(torch.float32)\n        return torch.pow(c, 2).mean(-1, keepdim=True)';
+  it('a dim given by position matches the op the analysis writes with dim=', () => {
+    expect(rewrite(source, meanRule('v = mean(p, -1, keepdim=True)'))).toMatch(/torch\.square\(x\.float\(\)\)/);
+    expect(rewrite(source, meanRule('v = mean(p, dim=-1, keepdim=True)'))).toMatch(/torch\.square\(x\.float\(\)\)/);
+  });
+
+  it('and still checks the value', () => {
+    expect(rewrite(source, meanRule('v = mean(p, 1, keepdim=True)'))).not.toMatch(/torch\.square/);
+  });
+});
