@@ -217,7 +217,7 @@ def _linear_cross_entropy(hidden, lm_head, labels, ignore_index, shift, reductio
         if out is None:
             return _reference(hidden, lm_head, given, ignore_index, shift, reduction, logits_dtype, True, loss_dtype)
         losses, logits = out
-        return _reduce(losses, labels, shift, reduction, count).to(loss_dtype or logits.dtype), logits
+        return _reduce(losses, labels, shift, reduction, count).to(loss_dtype or _loss_dtype_of(logits)), logits
     losses = None
     if _kernel_dtype(hidden):
         losses = _compiled(flat_hidden, lm_head, flat_labels, ignore_index, count)
@@ -225,6 +225,13 @@ def _linear_cross_entropy(hidden, lm_head, labels, ignore_index, shift, reductio
         losses = _LinearCrossEntropy.apply(flat_hidden, lm_head.weight, lm_head.bias, flat_labels, ignore_index)
     loss = _reduce(losses, labels, shift, reduction, count)
     return loss if loss_dtype is None else loss.to(loss_dtype)
+
+
+def _loss_dtype_of(logits):
+    """The dtype cross entropy over ``logits`` gives: theirs, except under autocast for their
+    device, which computes the loss in float32 (as eager ``F.cross_entropy`` returns it)."""
+    on = torch.is_autocast_cpu_enabled() if logits.device.type == "cpu" else torch.is_autocast_enabled()
+    return torch.float32 if on and logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
 
 
 def _with_logits(hidden, lm_head, labels, ignore_index, count, logits_dtype):

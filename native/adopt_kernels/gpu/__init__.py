@@ -12,6 +12,7 @@ routes CPU tensors through these modules under Triton's interpreter, so the kern
 on machines without a GPU.
 """
 
+import functools
 import importlib
 import os
 
@@ -80,3 +81,26 @@ def _interpreter_on_torch1():
 
     if not hasattr(torch.Tensor, "untyped_storage"):
         torch.Tensor.untyped_storage = lambda self: self.storage().untyped()
+
+
+def first_order(switch):
+    """Decorator of a Triton Function's ``backward``: its gradients come from Triton kernels,
+    which autograd cannot differentiate again, so a backward run with ``create_graph=True`` (a
+    gradient penalty, a Hessian-vector product) is refused with the remedy instead of giving
+    second-order gradients of zero."""
+
+    def decorate(backward):
+        @functools.wraps(backward)
+        def run(ctx, *grads):
+            import torch
+
+            if torch.is_grad_enabled():
+                raise RuntimeError(
+                    f"adopt_kernels: the Triton kernel behind {switch!r} has no second-order gradients "
+                    f"(a backward with create_graph=True); ADOPT_DISABLE={switch} runs the torch code, which has them"
+                )
+            return backward(ctx, *grads)
+
+        return run
+
+    return decorate

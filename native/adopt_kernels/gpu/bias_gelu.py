@@ -16,7 +16,9 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from ..kernels._common import saveable
 from ._pointwise import GELU, GELU_TANH, act_grad, act_value, programs, tile
+from . import first_order
 
 
 @triton.jit
@@ -72,11 +74,13 @@ class _BiasGelu(torch.autograd.Function):
         b = bias.detach().contiguous()
         y = torch.empty_like(h2)
         _epilogue(h2, b, y, act, schedule)
-        ctx.save_for_backward(h2, b)
+        # a view made here is saved detached: non-reentrant checkpointing cannot unpack it
+        ctx.save_for_backward(saveable(h2, h0), saveable(b, bias))
         ctx.act, ctx.schedule, ctx.shape, ctx.bias_dtype = act, schedule, h0.shape, bias.dtype
         return y.view(h0.shape)
 
     @staticmethod
+    @first_order("linear_gelu")
     def backward(ctx, dy):
         h2, b = ctx.saved_tensors
         rows, n = h2.shape

@@ -32,6 +32,7 @@ import triton.language as tl
 
 from ..kernels._common import threshold16
 from ._philox import kept16, launch
+from . import first_order
 
 LOG2E = tl.constexpr(1.4426950408889634)
 # float32 products: three TF32 passes keep float32 accuracy ("ieee" is the exact, slower choice)
@@ -247,6 +248,7 @@ class _FlashAttention(torch.autograd.Function):
         return out
 
     @staticmethod
+    @first_order("attention")
     def backward(ctx, dout):
         from . import _flash_attention_bwd
 

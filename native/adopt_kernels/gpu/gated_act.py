@@ -14,7 +14,9 @@ import torch
 import triton
 import triton.language as tl
 
+from ..kernels._common import saveable
 from ._pointwise import ACT_CODES, act_grad, act_value, programs, tile
+from . import first_order
 
 
 @triton.jit
@@ -67,11 +69,13 @@ class _GatedAct(torch.autograd.Function):
         rows = g2.size(0)
         y = torch.empty(rows, n, dtype=g2.dtype, device=g2.device)
         _launch(_fwd, rows, n, schedule, g2, u2, y, rows, n, g2.stride(0), u2.stride(0), act=act)
-        ctx.save_for_backward(g2, None if up is None else u2)
+        # views made here are saved detached: non-reentrant checkpointing cannot unpack them
+        ctx.save_for_backward(saveable(g2, gate), None if up is None else saveable(u2, up))
         ctx.act, ctx.schedule, ctx.shape, ctx.stacked = act, schedule, gate.shape, up is None
         return y.view(*gate.shape[:-1], n)
 
     @staticmethod
+    @first_order("gated_mlp")
     def backward(ctx, dy):
         g2, u2 = ctx.saved_tensors
         dy2 = dy.to(g2.dtype).contiguous().view(-1, dy.size(-1))

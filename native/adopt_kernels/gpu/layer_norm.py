@@ -22,11 +22,11 @@ more for wide rows, see ``BWD_COLUMNS_PER_WARP``).
 import torch
 import triton
 import triton.language as tl
-from torch.autograd.function import once_differentiable
 
 from .. import _dispatch
-from ..kernels._common import threshold16
+from ..kernels._common import saveable, threshold16
 from ._philox import kept16, launch
+from . import first_order
 
 # the seed changes at every call, the row count often: one compiled kernel serves them all
 _GENERIC = ("rows", "seed", "thr")
@@ -143,12 +143,13 @@ class _DropoutAddLayerNorm(torch.autograd.Function):
         launch(_fwd, (triton.cdiv(rows, per),), x2, r2, x2 if w is None else w, x2 if b is None else b, y, stats,
                 rows, n, eps, seed, thr, scale, DROP=p > 0, HAS_W=w is not None, HAS_B=b is not None, R=per,
                 BLOCK=_block(n), num_warps=schedule["num_warps"])
-        ctx.save_for_backward(x2, r2, w, stats)
+        # views made here are saved detached: non-reentrant checkpointing cannot unpack them
+        ctx.save_for_backward(saveable(x2, x), saveable(r2, residual), saveable(w, weight), stats)
         ctx.dropout, ctx.schedule, ctx.shape = (seed, thr, scale, p > 0), schedule, x.shape
         return y.view(x.shape)
 
     @staticmethod
-    @once_differentiable
+    @first_order("dropout_add_layer_norm")
     def backward(ctx, dy):
         x2, r2, w, stats = ctx.saved_tensors
         rows, n = x2.shape

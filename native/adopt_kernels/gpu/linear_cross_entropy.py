@@ -26,6 +26,7 @@ import triton
 import triton.language as tl
 
 from ..kernels import linear_ce as K
+from . import first_order
 
 
 @triton.jit
@@ -187,7 +188,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return K._spread(losses, keep, n)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order("linear_cross_entropy")
     def backward(ctx, grad_losses):
         with _plain(grad_losses.device):
             return _LinearCrossEntropy.gradients(ctx, grad_losses)
@@ -227,7 +228,7 @@ class _LinearCrossEntropyLogits(torch.autograd.Function):
         return losses, logits
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order("linear_cross_entropy")
     def backward(ctx, grad_losses, grad_logits):
         with _plain(ctx.saved_tensors[0].device):
             return _LinearCrossEntropyLogits.gradients(ctx, grad_losses, grad_logits)

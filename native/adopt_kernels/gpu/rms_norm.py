@@ -11,6 +11,9 @@ import torch
 import triton
 import triton.language as tl
 
+from ..kernels._common import saveable
+from . import first_order
+
 
 @triton.jit
 def _fwd(X, W, Y, RSTD, rows, n, eps, offset, HAS_W: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
@@ -71,11 +74,13 @@ class _RMSNorm(torch.autograd.Function):
         per = schedule["rows"]
         _fwd[(triton.cdiv(rows, per),)](x2, w if w is not None else x2, y, rstd, rows, n, eps, offset,
                                           HAS_W=w is not None, ROWS=per, BLOCK=_block(n), num_warps=schedule["num_warps"])
-        ctx.save_for_backward(x2, w, rstd)
+        # a view made here is saved detached: non-reentrant checkpointing cannot unpack it
+        ctx.save_for_backward(saveable(x2, x), saveable(w, weight), rstd)
         ctx.offset, ctx.schedule, ctx.shape = offset, schedule, x.shape
         return y.view(x.shape)
 
     @staticmethod
+    @first_order("rms_norm")
     def backward(ctx, dy):
         x2, w, rstd = ctx.saved_tensors
         rows, n = x2.shape

@@ -20,6 +20,7 @@ for a whole row in one block or the width of the blocks a long row is looped ove
 import torch
 import triton
 import triton.language as tl
+from . import first_order
 
 # row counts, mask strides and sizes vary from call to call: one compiled kernel serves them all
 _GENERIC = ("rows", "q_len", "d1", "d2", "s0", "s1", "s2")
@@ -200,6 +201,7 @@ class _Softmax(torch.autograd.Function):
         return y.view(x.shape)
 
     @staticmethod
+    @first_order("softmax")
     def backward(ctx, dy):
         y, empty = ctx.saved_tensors
         rows, n = y.shape

@@ -22,11 +22,10 @@ import ctypes
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
 from .. import _dispatch
 from ..registry import CpuFloors, Kernel, register, Space
-from ._common import TORCH_DTYPE, assert_matches, render, rows_view
+from ._common import TORCH_DTYPE, assert_matches, differentiable_backward, product_operands, reference_grads, render, rows_view
 
 # The element math is written on GCC vector types (``vf``: vec_bits / 32 floats) and on K of
 # them at a time: each step of a formula is applied to K independent vectors before the next, so
@@ -339,10 +338,16 @@ def _int(v):
 
 class BiasGeluFunction(torch.autograd.Function):
     """The forward keeps GELU's derivative instead of the pre-activation: it computes it beside
-    the output from the same Phi, and the backward is then one multiply and the bias sum."""
+    the output from the same Phi, and the backward is then one multiply and the bias sum.
+
+    ``x`` and ``weight`` are the product's operands where ``h0 = F.linear(x, weight)`` was made
+    for this call (``own_h0``), else None. They get no gradient here (h0's own graph gives them
+    theirs); they are saved (references the product's backward holds anyway) so that a backward
+    with ``create_graph`` can make the product again, the forward having written the derivative
+    over it. Without them h0 itself is saved for that."""
 
     @staticmethod
-    def forward(ctx, h0, bias, tanh_form, own_h0, fwd, bwd):
+    def forward(ctx, h0, bias, x, weight, tanh_form, own_h0, fwd, bwd):
         h2 = rows_view(h0)
         rows, n = h2.shape
         b = bias.detach().contiguous()
@@ -351,15 +356,25 @@ class BiasGeluFunction(torch.autograd.Function):
         g = h2 if own_h0 and h2.data_ptr() == h0.data_ptr() else torch.empty_like(h2)
         fwd(_dispatch.ptr(h2), _dispatch.ptr(b), _dispatch.ptr(y), _dispatch.ptr(g), _dispatch.i64(rows), _dispatch.i64(n),
             _int(tanh_form), _dispatch.threads())
-        ctx.save_for_backward(g.detach())
-        ctx.bwd, ctx.shape, ctx.bias_dtype = bwd, h0.shape, bias.dtype
+        ctx.save_for_backward(g.detach(), bias, None if x is not None else h0, x, weight)
+        ctx.bwd, ctx.shape, ctx.bias_dtype, ctx.tanh_form = bwd, h0.shape, bias.dtype, tanh_form
         _dispatch.CALLS[KERNEL.name] += 1
         return y.view(h0.shape)
 
     @staticmethod
-    @once_differentiable
+    def _second_order(ctx, dy):
+        _, bias, h0, x, weight = ctx.saved_tensors
+        approximate = "tanh" if ctx.tanh_form else "none"
+        if h0 is None:  # the product again, a function of x and weight for the second differentiation
+            with torch.enable_grad(), torch.autocast("cpu", enabled=False):
+                h0 = F.linear(x, weight).view(ctx.shape)
+        grads = reference_grads(lambda h, b: reference(h, b, approximate), (h0, bias), ctx.needs_input_grad[:2], (dy,))
+        return grads[0], grads[1], None, None, None, None, None, None
+
+    @staticmethod
+    @differentiable_backward(_second_order.__func__)
     def backward(ctx, dy):
-        (g,) = ctx.saved_tensors
+        g = ctx.saved_tensors[0]
         rows, n = g.shape
         dy2 = rows_view(dy.to(g.dtype))
         dh = torch.empty_like(g)
@@ -368,7 +383,7 @@ class BiasGeluFunction(torch.autograd.Function):
         ctx.bwd(_dispatch.ptr(g), _dispatch.ptr(dy2), _dispatch.ptr(dh), _dispatch.ptr(db_partial), _dispatch.i64(rows),
                 _dispatch.i64(n), _int(nthreads))
         db = db_partial.sum(0).to(ctx.bias_dtype) if ctx.needs_input_grad[1] else None
-        return dh.view(ctx.shape), db, None, None, None, None
+        return dh.view(ctx.shape), db, None, None, None, None, None, None
 
 
 def _functions(dtype, workload, schedule):
@@ -377,10 +392,10 @@ def _functions(dtype, workload, schedule):
     return (fwd, bwd) if fwd is not None and bwd is not None else None
 
 
-def _apply(h0, bias, approximate, fns, own_h0):
+def _apply(h0, bias, approximate, fns, own_h0, operands=(None, None)):
     tanh_form = int(approximate == "tanh")
     if torch.is_grad_enabled() and (h0.requires_grad or bias.requires_grad):
-        return BiasGeluFunction.apply(h0, bias, tanh_form, own_h0, *fns)
+        return BiasGeluFunction.apply(h0, bias, *operands, tanh_form, own_h0, *fns)
     # nothing to differentiate: the epilogue overwrites a product made for this call, and
     # writes anyone else's to a new tensor in the same pass (a copy first would read it twice)
     h2 = rows_view(h0)
@@ -415,12 +430,22 @@ def linear_gelu(x, weight, bias, approximate="none", schedule=None):
             return None
         fn = _dispatch.gpu_function(KERNEL, "linear_gelu", x.dtype, _workload(x, weight.size(0), approximate), schedule)
         return None if fn is None else fn(x, weight, bias, approximate)
-    if approximate not in ("none", "tanh") or not _linear_supported(x, weight, bias):
+    if approximate not in ("none", "tanh") or not _linear_shapes_ok(x, weight, bias):
+        return None
+    # under autocast F.linear multiplies (and returns) autocast's dtype, not x's: the kernel is
+    # chosen for that dtype, and the bias cast to it, as the original F.linear casts it
+    x, weight, bias = product_operands(x, weight, bias)
+    if not _linear_supported(x, weight, bias):
         return None
     fns = _functions(x.dtype, _workload(x, weight.size(0), approximate), schedule)
     if fns is None:
         return None
-    return _apply(F.linear(x, weight), bias, approximate, fns, own_h0=True)
+    h0 = F.linear(x, weight)
+    if h0.dtype != x.dtype:
+        # a product in another dtype than the kernel was built for (an autocast state the
+        # check above could not read) is never read by it: the torch formulation takes it
+        return reference(h0, bias.to(h0.dtype), approximate)
+    return _apply(h0, bias, approximate, fns, own_h0=True, operands=(x, weight))
 
 
 def make_case(workload, seed=0, device="cpu"):

@@ -30,7 +30,7 @@ import torch
 
 from .. import _dispatch
 from ..registry import CpuFloors, Kernel, register, Space
-from ._common import TORCH_DTYPE, assert_matches, render
+from ._common import TORCH_DTYPE, assert_matches, differentiable_backward, reference_grads, render, saveable
 from ._flash_attention_cpp import BACKWARD, FORWARD, TEMPLATE
 from .softmax import VECTOR_HELPERS, causal_keep
 
@@ -181,9 +181,49 @@ def dropout_seed():
     return int(torch.empty((), dtype=torch.int64).random_().item())
 
 
+_M32 = 0xFFFFFFFF
+
+
+def _fmix(h):
+    h = h ^ (h >> 16)
+    h = (h * 0x85EBCA6B) & _M32
+    h = h ^ (h >> 13)
+    h = (h * 0xC2B2AE35) & _M32
+    return h ^ (h >> 16)
+
+
+def dropout_keep(seed, batch, heads, q_len, k_len, p):
+    """The compiled kernel's dropout mask for ``seed``, True where a probability is kept, as a
+    (batch, heads, q_len, k_len) tensor: the same hash of (seed, batch * heads + head, row, key),
+    in torch's integers (uint32 arithmetic in int64)."""
+    lo, hi = seed & _M32, (seed >> 32) & _M32
+    bh = torch.arange(batch * heads, dtype=torch.int64).view(-1, 1, 1)
+    i = torch.arange(q_len, dtype=torch.int64).view(1, -1, 1)
+    j = torch.arange(k_len, dtype=torch.int64).view(1, 1, -1)
+    a = _fmix(lo ^ ((bh * 0x9E3779B1) & _M32))
+    key = _fmix(((a ^ ((i * 0x85EBCA77) & _M32)) + hi) & _M32)
+    h = _fmix(((_fmix(key ^ ((j * 0xC2B2AE3D) & _M32))) + hi) & _M32)
+    thresh = int(min(16777216.0, torch.tensor(p, dtype=torch.float32).item() * 16777216.0))
+    return ((h >> 8) >= thresh).view(batch, heads, q_len, k_len)
+
+
+def _version(t):
+    try:
+        return t._version
+    except RuntimeError:  # an inference tensor keeps none
+        return None
+
+
 class FlashAttentionFunction(torch.autograd.Function):
+    """Saves q, k, v as the kernel read them and as given (a backward with create_graph needs
+    their history), and the masks as the kernel read them (copies kept for the backward's
+    kernel, views made here detached). A learned bias or float mask is held as given too, for a
+    backward with create_graph, but not saved: the ordinary backward reads the kernel's copy, so
+    an in-place change to the mask after the forward is no error there, as in eager code."""
+
     @staticmethod
     def forward(ctx, q, k, v, bias, mask, keep, scale, causal, dropout_p, seed, fwd, bwd):
+        given = (q, k, v)
         q, k, v = (_unit_last(t) for t in (q, k, v))
         B, H, L, _ = q.shape
         shape = (B, H, L, k.size(2))
@@ -197,16 +237,48 @@ class FlashAttentionFunction(torch.autograd.Function):
         ptrs = [_dispatch.ptr(t) for t, _ in masks]
         fwd(_dispatch.ptr(q), _dispatch.ptr(k), _dispatch.ptr(v), *ptrs, _dispatch.ptr(out), _dispatch.ptr(lse), _dispatch.ptr(meta),
             _dispatch.f32(scale), _dispatch.f32(dropout_p), _dispatch.threads())
-        ctx.save_for_backward(q, k, v, out, lse, meta, *(t for t, _ in masks))
-        ctx.scale, ctx.dropout_p, ctx.bwd = scale, dropout_p, bwd
+        inputs = (*given, bias, mask, keep)
+        ctx.save_for_backward(*(saveable(t, *inputs) for t in (q, k, v)), out, lse, meta, *(saveable(t, *inputs) for t, _ in masks), *given)
+        ctx.scale, ctx.dropout_p, ctx.bwd, ctx.causal, ctx.seed = scale, dropout_p, bwd, causal, seed
         # the shapes and dtypes a learned bias or float mask takes its gradient in
         ctx.learned = [(t.shape, t.dtype) if want else None for t, want in ((bias, ctx.needs_input_grad[3]), (mask, ctx.needs_input_grad[4]))]
+        ctx.learned_inputs = [(t, _version(t)) if want else None for t, want in ((bias, ctx.needs_input_grad[3]), (mask, ctx.needs_input_grad[4]))]
         _dispatch.CALLS[KERNEL.name] += 1
         return out
 
     @staticmethod
+    def _second_order(ctx, dout):
+        saved = ctx.saved_tensors
+        q, k, v = saved[-3:]
+        # the masks' values as the kernel read them; a learned one as given, for its history
+        bias, mask, keep = saved[6:9]
+        keep = None if keep is None else keep.view(torch.bool)
+        learned = []
+        for i, held in enumerate(ctx.learned_inputs):
+            if held is None:
+                learned.append(None)
+                continue
+            t, version = held
+            if _version(t) != version:
+                raise RuntimeError("attention: a learned bias or mask was modified in place after the forward; a backward with "
+                                   "create_graph needs its values as the forward read them")
+            learned.append(t)
+        bias, mask = (t if t is not None else m for t, m in zip(learned, (bias, mask)))
+        dropped = None
+        if ctx.dropout_p > 0:
+            B, H, L, _ = q.shape
+            dropped = dropout_keep(ctx.seed, B, H, L, k.size(2), ctx.dropout_p)
+
+        def attend(q, k, v, bias, mask):
+            return reference(q, k, v, ctx.scale, bias, mask, keep, ctx.causal, dropped, ctx.dropout_p)
+
+        grads = reference_grads(attend, (q, k, v, bias, mask), ctx.needs_input_grad[:5], (dout,))
+        return (*grads, None, None, None, None, None, None, None)
+
+    @staticmethod
+    @differentiable_backward(_second_order.__func__)
     def backward(ctx, dout):
-        q, k, v, out, lse, meta, *masks = ctx.saved_tensors
+        q, k, v, out, lse, meta, *masks = ctx.saved_tensors[:-3]
         B, H, L, D = q.shape
         S = k.size(2)
         dout = dout.to(q.dtype).contiguous()

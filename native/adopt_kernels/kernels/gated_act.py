@@ -23,7 +23,7 @@ import torch
 
 from .. import _dispatch
 from ..registry import CpuFloors, Kernel, register, Space
-from ._common import TORCH_DTYPE, assert_matches, render, rows_view
+from ._common import TORCH_DTYPE, assert_matches, differentiable_backward, reference_grads, render, rows_view
 
 ACTIVATIONS = ("silu", "gelu", "gelu_tanh")
 
@@ -271,10 +271,11 @@ def _halves(h2):
 
 
 class GatedActFunction(torch.autograd.Function):
-    """``act(gate) * up``; ``up`` None means gate holds both halves (gradient of it returned whole)."""
+    """``act(gate) * up``; ``up`` None means gate holds both halves (gradient of it returned whole).
+    Saves its inputs themselves: their row views are made again in the backward."""
 
     @staticmethod
-    def forward(ctx, gate, up, fwd, bwd):
+    def forward(ctx, gate, up, fwd, bwd, kind):
         i64 = _dispatch.i64
         g2 = rows_view(gate)
         if up is None:
@@ -287,15 +288,28 @@ class GatedActFunction(torch.autograd.Function):
             rows, n = g2.shape
         y = torch.empty(rows, n, dtype=g2.dtype)
         fwd(gp, i64(ldg), up_p, i64(ldu), _dispatch.ptr(y), i64(rows), i64(n), _dispatch.threads())
-        ctx.save_for_backward(g2, None if up is None else u2)
-        ctx.bwd, ctx.shape, ctx.stacked = bwd, gate.shape, up is None
+        # the inputs, not their row views: a view made here cannot be unpacked under
+        # non-reentrant checkpointing, and a backward with create_graph needs their history
+        ctx.save_for_backward(gate, up)
+        ctx.bwd, ctx.shape, ctx.stacked, ctx.kind = bwd, gate.shape, up is None, kind
         _dispatch.CALLS[KERNEL.name] += 1
         return y.view(*gate.shape[:-1], n)
 
     @staticmethod
+    def _second_order(ctx, dy):
+        gate, up = ctx.saved_tensors
+        if ctx.stacked:
+            grads = reference_grads(lambda h: reference(*h.chunk(2, -1), ctx.kind), (gate,), ctx.needs_input_grad[:1], (dy,))
+            return grads[0], None, None, None, None
+        grads = reference_grads(lambda g, u: reference(g, u, ctx.kind), (gate, up), ctx.needs_input_grad[:2], (dy,))
+        return grads[0], grads[1], None, None, None
+
+    @staticmethod
+    @differentiable_backward(_second_order.__func__)
     def backward(ctx, dy):
         i64 = _dispatch.i64
-        g2, u2 = ctx.saved_tensors
+        gate, up = ctx.saved_tensors
+        g2 = rows_view(gate)
         dy2 = rows_view(dy.to(g2.dtype))
         rows, n = dy2.shape
         if ctx.stacked:
@@ -303,12 +317,13 @@ class GatedActFunction(torch.autograd.Function):
             dh = torch.empty_like(g2)
             dgp, dup, ldd = _halves(dh)
             ctx.bwd(gp, i64(ld), up_p, i64(ld), _dispatch.ptr(dy2), dgp, i64(ldd), dup, i64(ldd), i64(rows), i64(n), _dispatch.threads())
-            return dh.view(ctx.shape), None, None, None
+            return dh.view(ctx.shape), None, None, None, None
+        u2 = rows_view(up)
         dg, du = torch.empty_like(g2), torch.empty_like(u2)
         ctx.bwd(_dispatch.ptr(g2), i64(n), _dispatch.ptr(u2), i64(n), _dispatch.ptr(dy2), _dispatch.ptr(dg), i64(n),
                 _dispatch.ptr(du), i64(n), i64(rows), i64(n), _dispatch.threads())
         grads = [t.view(ctx.shape) if need else None for t, need in zip((dg, du), ctx.needs_input_grad[:2])]
-        return grads[0], grads[1], None, None
+        return grads[0], grads[1], None, None, None
 
 
 def _functions(kind, dtype, workload, schedule):
@@ -327,7 +342,7 @@ def gated_act(gate, up, kind, schedule=None):
     if not supported(gate, up, kind):
         return None
     fns = _functions(kind, gate.dtype, _workload(gate, gate.size(-1), kind), schedule)
-    return None if fns is None else GatedActFunction.apply(gate, up, *fns)
+    return None if fns is None else GatedActFunction.apply(gate, up, *fns, kind)
 
 
 def gated_act_stacked(h, kind, schedule=None):
@@ -340,7 +355,7 @@ def gated_act_stacked(h, kind, schedule=None):
     if not supported_stacked(h, kind):
         return None
     fns = _functions(kind, h.dtype, _workload(h, h.size(-1) // 2, kind), schedule)
-    return None if fns is None else GatedActFunction.apply(h, None, *fns)
+    return None if fns is None else GatedActFunction.apply(h, None, *fns, kind)
 
 
 def make_case(workload, seed=0, device="cpu"):

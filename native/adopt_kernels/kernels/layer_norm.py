@@ -15,11 +15,11 @@ squared deviations) over the row buffer, ``omp_kind`` the OpenMP schedule kind.
 import ctypes
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from .. import _dispatch
 from ..registry import CpuFloors, Kernel, register, Space
-from ._common import STORE_ROW, TORCH_DTYPE, assert_matches, render, rows_view, stream_output, threshold16
+from ._common import (STORE_ROW, TORCH_DTYPE, assert_matches, differentiable_backward, reference_grads, render, rows_view,
+                      stream_output, threshold16)
 
 # Philox-4x32-10 (Salmon et al., SC'11). The keep factor of element j of row r comes from half
 # (j / 32) % 2 (low, then high 16 bits) of word (j / 8) % 4 of counter (8 * (j / 64) + j % 8, r_lo,
@@ -405,6 +405,9 @@ def _affine(t, n, dtype, fill):
 
 
 class DropoutAddLayerNormFunction(torch.autograd.Function):
+    """Saves its inputs themselves (their row views are made again in the backward), each row's
+    statistics, and the seed its dropout mask is regenerated from."""
+
     @staticmethod
     def forward(ctx, x, residual, weight, bias, eps, p, seed, fwd, bwd):
         x2, r2 = rows_view(x), rows_view(residual)
@@ -418,16 +421,35 @@ class DropoutAddLayerNormFunction(torch.autograd.Function):
         fwd(_dispatch.ptr(x2), _dispatch.ptr(r2), _dispatch.ptr(w), _dispatch.ptr(b), _dispatch.ptr(y), _dispatch.ptr(mean),
             _dispatch.ptr(rstd), _dispatch.i64(rows), _dispatch.i64(n), _dispatch.f32(eps), ctypes.c_uint64(seed),
             ctypes.c_uint32(thr), _dispatch.f32(scale), ctypes.c_int(p > 0), stream_output(y), _dispatch.threads())
-        ctx.save_for_backward(x2, r2, w, mean, rstd)
+        # the inputs, not x2 and r2: a view made here cannot be unpacked under non-reentrant
+        # checkpointing, and a backward with create_graph needs the inputs' history
+        ctx.save_for_backward(x, residual, weight, bias, mean, rstd)
         ctx.seed, ctx.thr, ctx.drop, ctx.scale, ctx.bwd, ctx.shape = seed, thr, p > 0, scale, bwd, x.shape
+        ctx.eps, ctx.p = eps, p
         _dispatch.CALLS[KERNEL.name] += 1
         return y.view(x.shape)
 
     @staticmethod
-    @once_differentiable
+    def _second_order(ctx, dy):
+        x, residual, weight, bias = ctx.saved_tensors[:4]
+        keep = None
+        if ctx.drop:
+            n = x.size(-1)
+            keep = keep_factors(x.numel() // n, n, ctx.p, ctx.seed)
+            if keep is None:
+                raise RuntimeError("dropout_add_layer_norm: the backward with create_graph cannot regenerate the kernel's dropout "
+                                   "mask (its build is unavailable); set ADOPT_DISABLE=dropout_add_layer_norm to run the eager code")
+            keep = keep.view(x.shape)
+        grads = reference_grads(lambda *t: reference(*t, ctx.eps, keep), (x, residual, weight, bias), ctx.needs_input_grad[:4], (dy,))
+        return (*grads, None, None, None, None, None)
+
+    @staticmethod
+    @differentiable_backward(_second_order.__func__)
     def backward(ctx, dy):
-        x2, r2, w, mean, rstd = ctx.saved_tensors
+        x, residual, weight, _, mean, rstd = ctx.saved_tensors
+        x2, r2 = rows_view(x), rows_view(residual)
         rows, n = x2.shape
+        w = _affine(weight, n, x2.dtype, 1.0)
         dy2 = rows_view(dy.to(x2.dtype))
         dx = torch.empty_like(x2)
         # without dropout both inputs get the same gradient, as the eager add's backward gives

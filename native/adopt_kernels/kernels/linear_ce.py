@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .. import _dispatch, schedules
 from ..registry import CpuFloors, Kernel, register, Space
-from ._common import TORCH_DTYPE, assert_matches, render
+from ._common import TORCH_DTYPE, assert_matches, differentiable_backward, reference_grads, render
 
 TEMPLATE = r"""
 #pragma GCC target("prefer-vector-width=$vec_bits")
@@ -328,7 +328,15 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         return _spread(losses, keep, n)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    def _second_order(ctx, grad_losses):
+        hidden, weight, bias, targets, _, keep = ctx.saved_tensors
+        ctx.grads = None
+        grads = reference_grads(lambda h, w, b: row_losses(h, w, b, all_targets(targets, keep, h.size(0)))[0], (hidden, weight, bias),
+                                ctx.needs_input_grad[:3], (grad_losses,))
+        return (*grads, None, None, None, None, None)
+
+    @staticmethod
+    @differentiable_backward(_second_order.__func__)
     def backward(ctx, grad_losses):
         hidden, weight, bias, targets, lse, keep = ctx.saved_tensors
         # Ignored rows get zero gradient whatever grad_losses holds there (a mean over zero
@@ -346,6 +354,20 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         wanted = tuple(ctx.needs_input_grad[:3])
         grads = _recompute(_rows(hidden, keep), weight, bias, targets, lse, counted.contiguous(), wanted, ctx.bwd, ctx.rows)
         return (*_finish((_spread(grads[0], keep, hidden.size(0)), *grads[1:]), 1.0, like), *nones)
+
+
+def all_targets(counted, keep, n):
+    """The targets of all ``n`` rows (-1 where ignored) from those of the counted rows ``keep``."""
+    return counted if keep is None else torch.full((n,), -1, dtype=counted.dtype).index_copy_(0, keep, counted)
+
+
+def row_losses(hidden, weight, bias, targets):
+    """``(per-row losses, logits)`` in torch ops, differentiable again: the kernel's formulation
+    (the logits rounded to the inputs' dtype, the loss over them in float32, or float64 for
+    float64 inputs; 0 for rows whose target is -1)."""
+    logits = F.linear(hidden, weight, bias)
+    wide = logits if logits.dtype == torch.float64 else logits.float()
+    return F.cross_entropy(wide, targets, ignore_index=-1, reduction="none"), logits
 
 
 def _recompute(hidden, weight, bias, targets, lse, row_scale, wanted, bwd, rows):

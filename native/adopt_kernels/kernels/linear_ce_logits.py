@@ -16,6 +16,7 @@ import torch
 
 from .. import _dispatch, schedules
 from . import linear_ce as K
+from ._common import differentiable_backward, product_operands, reference_grads
 
 
 def _empty_grads(hidden, weight, wanted):
@@ -70,11 +71,23 @@ class LinearCrossEntropyLogitsFunction(torch.autograd.Function):
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
         ctx.grads = grads
         ctx.scale32 = torch.tensor(scale, dtype=torch.float32).item()
-        ctx.bwd, ctx.rows = fns[1], rows
+        ctx.bwd, ctx.rows, ctx.logits_dtype = fns[1], rows, logits_dtype
         return losses, logits_out
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    def _second_order(ctx, grad_losses, grad_logits):
+        hidden, weight, bias, targets, _ = ctx.saved_tensors
+        ctx.grads = None
+
+        def losses_and_logits(h, w, b):
+            losses, logits = K.row_losses(h, w, b, targets)
+            return losses, logits.to(ctx.logits_dtype)
+
+        grads = reference_grads(losses_and_logits, (hidden, weight, bias), ctx.needs_input_grad[:3], (grad_losses, grad_logits))
+        return (*grads, None, None, None, None, None, None)
+
+    @staticmethod
+    @differentiable_backward(_second_order.__func__)
     def backward(ctx, grad_losses, grad_logits):
         hidden, weight, bias, targets, lse = ctx.saved_tensors
         like = (hidden, weight, bias)
@@ -116,9 +129,15 @@ def _loss_grads(ctx, grads, upstream, targets, lse, wanted):
 
 def linear_cross_entropy_logits_rows(hidden, weight, bias, labels, ignore_index=-100, scale=1.0, logits_dtype=None, max_rows=None, schedule=None):
     """``(per-row losses, logits)`` from the compiled kernel, or None when it cannot run here.
-    Losses are float32 (0 for ignored rows); the logits are ``logits_dtype`` (the input's dtype
-    by default). ``scale`` is the upstream gradient expected per counted row (1/count for a
+    Losses are float32 (0 for ignored rows); the logits are ``logits_dtype``, by default the
+    dtype ``F.linear`` gives them: the input's, or autocast's where autocast is on (the product
+    then runs in it too, as the eager head's does). ``scale`` is the upstream gradient expected per counted row (1/count for a
     mean, 1 for a sum)."""
+    if not K.shapes_ok(hidden, weight, bias):
+        return None
+    # under autocast the head's F.linear multiplies in autocast's dtype and returns its logits in
+    # it: so do the kernel and its logits (the casts carry the gradients back, as autocast's do)
+    hidden, weight, bias = product_operands(hidden, weight, bias)
     if _dispatch.on_gpu(hidden, weight, bias):
         fn = K.gpu_function("linear_cross_entropy_logits_rows", hidden, weight, bias, schedule)
         return None if fn is None else fn(hidden, weight, bias, labels, ignore_index, scale, logits_dtype, max_rows)

@@ -14,7 +14,7 @@ import torch
 
 from .. import _dispatch
 from ..registry import CpuFloors, Kernel, register, Space
-from ._common import TORCH_DTYPE, assert_matches, render, rows_view
+from ._common import TORCH_DTYPE, assert_matches, differentiable_backward, reference_grads, render, rows_view
 
 TEMPLATE = r"""
 $vec_pragma
@@ -138,6 +138,9 @@ def supported(x, weight):
 
 
 class RMSNormFunction(torch.autograd.Function):
+    """Saves its inputs themselves (the row view is made again in the backward) and each row's
+    reciprocal deviation."""
+
     @staticmethod
     def forward(ctx, x, weight, eps, offset, fwd, bwd):
         x2 = rows_view(x)
@@ -147,14 +150,25 @@ class RMSNormFunction(torch.autograd.Function):
         rstd = torch.empty(rows, dtype=torch.float32)
         fwd(_dispatch.ptr(x2), _dispatch.ptr(w), _dispatch.ptr(y), _dispatch.ptr(rstd), _dispatch.i64(rows), _dispatch.i64(n),
             _dispatch.f32(eps), _dispatch.f32(offset), _dispatch.threads())
-        ctx.save_for_backward(x2, w, rstd)
-        ctx.offset, ctx.bwd, ctx.shape = offset, bwd, x.shape
+        # the inputs, not x2: a view made here cannot be unpacked under non-reentrant
+        # checkpointing, and a backward with create_graph needs the inputs' history
+        ctx.save_for_backward(x, weight, rstd)
+        ctx.eps, ctx.offset, ctx.bwd, ctx.shape = eps, offset, bwd, x.shape
         _dispatch.CALLS[KERNEL.name] += 1
         return y.view(x.shape)
 
     @staticmethod
+    def _second_order(ctx, dy):
+        x, weight, _ = ctx.saved_tensors
+        grads = reference_grads(lambda x, w: reference(x, w, ctx.eps, ctx.offset), (x, weight), ctx.needs_input_grad[:2], (dy,))
+        return grads[0], grads[1], None, None, None, None
+
+    @staticmethod
+    @differentiable_backward(_second_order.__func__)
     def backward(ctx, dy):
-        x2, w, rstd = ctx.saved_tensors
+        x, weight, rstd = ctx.saved_tensors
+        x2 = rows_view(x)
+        w = weight.contiguous() if weight is not None else None
         rows, n = x2.shape
         dy2 = rows_view(dy.to(x2.dtype))
         dx = torch.empty_like(x2)

@@ -322,13 +322,48 @@ class RopeFunction(torch.autograd.Function):
     def backward(ctx, *grads):
         saved = ctx.saved_tensors
         tables = [tab._replace(cos=saved[3 * i], sin=saved[3 * i + 1], pos=saved[3 * i + 2]) for i, tab in enumerate(ctx.tables)]
-        todo = [(i, g) for i, g in enumerate(grads) if g is not None and ctx.needs_input_grad[i]]
-        out = [None, None]
-        if todo:
-            dxs = ctx.rotate(ctx.mode, [g for _, g in todo], [tables[i] for i, _ in todo], True)
-            for (i, _), dx in zip(todo, dxs):
-                out[i] = dx
+        out = _rotate_grads(ctx.rotate, ctx.mode, grads, ctx.needs_input_grad, tables, True) + [None]
         return out[0], out[1], None, None, None, None
+
+
+def _rotate_grads(rotate, mode, grads, needs, tables, backward):
+    """The rotations (``backward``: the transposed ones) of the gradients ``grads`` where
+    ``needs`` wants them, each by its own tables, in a list as long as ``grads`` (None
+    elsewhere)."""
+    todo = [(i, g) for i, g in enumerate(grads) if g is not None and needs[i]]
+    out = [None] * len(grads)
+    if todo:
+        dxs = _rotated(rotate, mode, [g for _, g in todo], [tables[i] for i, _ in todo], backward)
+        for (i, _), dx in zip(todo, dxs):
+            out[i] = dx
+    return out
+
+
+def _rotated(rotate, mode, xs, tables, backward):
+    """``rotate(mode, xs, tables, backward)``; with grad mode on (a backward run with
+    ``create_graph``) through :class:`RotationFunction`, so that the results can be
+    differentiated again: the compiled kernel's results carry no graph."""
+    if torch.is_grad_enabled():
+        return list(RotationFunction.apply(mode, rotate, backward, tables, *xs))
+    return rotate(mode, xs, tables, backward)
+
+
+class RotationFunction(torch.autograd.Function):
+    """The rotation of each of ``xs`` by its tables (``backward``: the transposed rotation), as
+    a differentiable function of ``xs``: the map is linear and its gradient is the transposed
+    map, a rotation by the same kernel. Second and higher derivatives through RopeFunction
+    (gradient penalties, Hessian-vector products) run through it."""
+
+    @staticmethod
+    def forward(ctx, mode, rotate, backward, tables, *xs):
+        ctx.set_materialize_grads(False)
+        ctx.mode, ctx.rotate, ctx.backward, ctx.tables = mode, rotate, backward, tables
+        return tuple(rotate(mode, list(xs), tables, backward))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        out = _rotate_grads(ctx.rotate, ctx.mode, grads, ctx.needs_input_grad[4:], ctx.tables, not ctx.backward)
+        return (None, None, None, None, *out)
 
 
 def _shapes_ok(q, k):

@@ -19,7 +19,7 @@ import torch
 
 from .. import _dispatch
 from ..registry import CpuFloors, Kernel, register, Space
-from ._common import TORCH_DTYPE, assert_matches, render, rows_view, stream_output
+from ._common import TORCH_DTYPE, assert_matches, differentiable_backward, render, rows_view, stream_output
 
 # Explicit GCC vectors shared with the attention kernel: loads and stores for float32 and
 # bfloat16, and an exp accurate to a few ulp that maps -inf to 0 and keeps NaN.
@@ -311,7 +311,19 @@ def _mask_rows(x, mask):
     return values, offsets, step
 
 
+def backward_reference(y, dy, scale, zero=None):
+    """Softmax's backward in torch ops, differentiable again: ``dz = y * (dy - sum(dy * y))`` in
+    float32, ``dx = scale * dz`` in y's dtype, both zero in the rows flagged in ``zero``."""
+    yf, gf = y.float(), dy.float()
+    if zero is not None:  # those rows' outputs are NaN: zeros in their place, so no NaN reaches a gradient
+        yf = torch.where(zero.view(*y.shape[:-1], 1).bool(), yf.new_zeros(()), yf)
+    dz = yf * (gf - (gf * yf).sum(-1, keepdim=True))
+    return (dz * scale).to(y.dtype), dz
+
+
 class SoftmaxFunction(torch.autograd.Function):
+    """Saves its output (as returned: a backward with create_graph differentiates through it)."""
+
     @staticmethod
     def forward(ctx, x, mask, scale, is_causal, fwd, bwd):
         x2 = rows_view(x)
@@ -324,17 +336,28 @@ class SoftmaxFunction(torch.autograd.Function):
         fwd(_dispatch.ptr(x2), _dispatch.ptr(y), _dispatch.ptr(empty), _dispatch.ptr(values if is_add else None), _dispatch.ptr(None if is_add else values),
             _dispatch.ptr(offsets), _dispatch.i64(step), _dispatch.i64(rows), _dispatch.i64(n), _dispatch.f32(scale),
             _dispatch.i64(q_len), stream_output(y), _dispatch.threads())
+        out = y.view(x.shape)
         # where-style masks (boolean, causal) give a fully masked row a zero gradient in eager
         # code; an additive -inf mask passes the NaN on
-        ctx.save_for_backward(y, empty if is_causal or (mask is not None and mask.dtype == torch.bool) else None)
+        ctx.save_for_backward(out, empty if is_causal or (mask is not None and mask.dtype == torch.bool) else None)
         ctx.scale, ctx.bwd, ctx.shape = scale, bwd, x.shape
         ctx.mask_meta = (mask.shape, mask.dtype) if mask is not None else None
         _dispatch.CALLS[KERNEL.name] += 1
-        return y.view(x.shape)
+        return out
 
     @staticmethod
+    def _second_order(ctx, dy):
+        out, zero = ctx.saved_tensors
+        with torch.enable_grad():
+            dx, dz = backward_reference(out, dy.to(out.dtype), ctx.scale, zero)
+            dmask = dz.sum_to_size(ctx.mask_meta[0]).to(ctx.mask_meta[1]) if ctx.needs_input_grad[1] else None
+        return dx, dmask, None, None, None, None
+
+    @staticmethod
+    @differentiable_backward(_second_order.__func__)
     def backward(ctx, dy):
-        y, zero = ctx.saved_tensors
+        out, zero = ctx.saved_tensors
+        y = rows_view(out)
         rows, n = y.shape
         dy2 = rows_view(dy.to(y.dtype))
         dx = torch.empty_like(y)
