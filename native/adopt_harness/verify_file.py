@@ -3,7 +3,9 @@ model class asked for (by default every nn.Module class the two files define) is
 the size table in both files with the same seed, the rewrite loaded strictly with the original's
 state dict, fed inputs the input finder picks, and compared side by side (sidebyside.py) in eval
 and train mode under the dtype's policy. Verified classes are then timed: forward (eval, no grad)
-and a training step of both, interleaved, after warm-up.
+and a training step of both, interleaved, after warm-up. A class whose constructor has on/off
+switches (parameters defaulting to True or False) is compared again with each flipped in turn,
+where the original builds and runs so: a rewrite right only for the default's branch is a mismatch.
 
 A transformers modeling module (one defining a *PreTrainedModel) has its model classes checked
 as `bench --hf --verify` checks them (hf_verify.verify_modules: the bare model from the family's
@@ -22,6 +24,7 @@ Writes a progress line per class and one result line (schema.py: FileResult).
 """
 import argparse
 import contextlib
+import copy
 import inspect
 import json
 import os
@@ -33,7 +36,7 @@ import types
 import torch
 
 from adopt_harness import hf_verify
-from adopt_harness.build import config_of, constructor_kwargs, load, module_classes
+from adopt_harness.build import config_of, constructor_kwargs, init_signature, load, module_classes
 from adopt_harness.compare import TORCH_DTYPES, policy_for, tensors
 from adopt_harness.counting import FastPathCounter
 from adopt_harness.deadline import Timeout, deadline
@@ -182,6 +185,54 @@ def _kernel_pass(a, b, sets):
             **({"notes": notes} if notes else {})}
 
 
+MAX_SWITCHES = 4
+
+
+def switches(module, name, overrides):
+    """The constructor's on/off switches (parameters with a True or False default that the caller
+    did not set), each with its other value: an `if` in __init__ or forward that one decides can
+    build or run other code than the default does, which a rewrite must also get right."""
+    out = []
+    for p in list(init_signature(getattr(module, name)).parameters.values())[1:]:
+        if isinstance(p.default, bool) and p.name not in overrides and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            out.append((p.name, not p.default))
+    return out[:MAX_SWITCHES]
+
+
+def _switched_problems(original, rewritten, name, overrides, dtype):
+    """The pair built with each switch flipped in turn and compared as the default was: problems,
+    each prefixed with the switch; a setting the original itself cannot build or run is left out
+    (notes say so)."""
+    problems, notes = [], []
+    for key, value in switches(original, name, overrides):
+        tag = f"with {key}={value}"
+        try:
+            built, failed = _build_pair(original, rewritten, name, {**overrides, key: value}, dtype)
+        except Timeout:
+            raise
+        except Exception as e:  # the original does not build so: nothing to hold the rewrite to
+            notes.append(f"not compared {tag}: the original raises when built: {type(e).__name__}: {str(e)[:120]}")
+            continue
+        if failed:
+            problems += [f"{tag}: {p}" for p in failed["problems"]]
+            continue
+        a, b, config = built
+        try:
+            args, _ = find_inputs(a, config, dtype)
+            # a copy runs it: a forward in training mode moves running statistics, which the
+            # comparison below must find as the rewrite's twin has them
+            reference(copy.deepcopy(a), (list(args), {}))
+        except Timeout:
+            raise
+        except Exception as e:
+            notes.append(f"not compared {tag}: the original raises: {type(e).__name__}: {str(e)[:120]}")
+            continue
+        found, _, more = _compare_sets(a, b, _input_sets(a, args), policy_for(dtype))
+        problems += [f"{tag}: {p}" for p in found]
+        notes += [f"{tag}: {n}" for n in more]
+    return problems, notes
+
+
 def check_class(original, rewritten, name, overrides, dtype, repeats, probe=None, kernels=False):
     """One class compared in `dtype` (with labels too where its forward takes them); with
     `kernels`, a float64 pass that matched is followed by a float32 pass that runs the compiled
@@ -199,6 +250,12 @@ def check_class(original, rewritten, name, overrides, dtype, repeats, probe=None
     with FastPathCounter() as counter, lines:
         problems, summary, notes = _compare_sets(a, b, sets, policy_for(dtype))
     counts = counter.result()
+    if not problems:
+        # the same class with each on/off constructor switch flipped: a setting read from one
+        # branch of __init__ that another instance does not share shows here
+        switched, more = _switched_problems(original, rewritten, name, overrides, dtype)
+        problems += switched
+        notes += more
     result = {"class": name, "status": "mismatch" if problems else "verified", "problems": problems[:10],
               "inputs": label + "".join(f", and {tag}" for tag, _ in sets[1:]), "strict_load": True, **summary, **counts}
     if probe:

@@ -6,7 +6,7 @@ from torch import nn
 
 import adopt_kernels as ak
 from adopt_kernels._impl import attention as attn_impl
-from checks import DTYPES, compare
+from checks import DTYPES, assert_close, compare
 
 
 def eager_attention(q, k, v, mask=None, scale=None, dropout=None, is_causal=False):
@@ -153,6 +153,141 @@ def test_dropout_matches_seeded_eager(dtype, p, training, backend, monkeypatch):
     if name == "fake_sdpa":
         # SDPA would draw its own dropout mask, so it is only used when none is applied.
         assert len(calls) == (0 if training and p > 0 else 1)
+
+
+class _HalfScale(nn.Module):
+    """A module in the dropout's place that is no dropout at all."""
+
+    def forward(self, x):
+        return x * 0.5
+
+
+class _DropoutWithItsOwnForward(nn.Dropout):
+    def forward(self, x):
+        return super().forward(x) * 2.0
+
+
+def _dropouts_to_call():
+    """Dropout modules the rewrite passes to the kernel that it must call, as the original does."""
+    hooked = nn.Dropout(0.3)
+    hooked.register_forward_hook(lambda mod, args, out: out * 0.0)  # an ablation
+    pre = nn.Dropout(0.0)
+    pre.register_forward_pre_hook(lambda mod, args: (args[0] * 3.0,))
+    forward_set = nn.Dropout(0.0)
+    forward_set.forward = lambda x: x.flip(-1)
+    identity_hooked = nn.Identity()
+    identity_hooked.register_forward_hook(lambda mod, args, out: out + 1.0)
+    return [hooked, pre, forward_set, identity_hooked, _HalfScale(), _DropoutWithItsOwnForward(0.0)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training", [False, True])
+def test_identity_in_the_dropouts_place_is_no_dropout(dtype, training, backend):
+    # nn.Identity() swapped in for the dropout (a common way to switch it off): the rewrite passes
+    # the module, and the kernel runs without dropout (compiled kernels forced by conftest)
+    q, k, v = qkv(2, 3, 5, 6, 8, dtype)
+    mask = additive_mask(2, 5, 6, dtype)
+    compare(
+        lambda q, k, v: eager_attention(q, k, v, mask, dropout=nn.Identity()),
+        lambda q, k, v: ak.attention(q, k, v, mask, dropout_p=nn.Identity(), training=training),
+        [q, k, v],
+        dtype=dtype,
+        seed=5,
+    )
+
+
+@pytest.mark.parametrize("p", [0.0, 0.4])
+@pytest.mark.parametrize("training", [False, True])
+def test_a_plain_dropout_module_gives_its_probability(p, training, monkeypatch):
+    monkeypatch.setenv("ADOPT_DISABLE", "native")  # F.dropout's own draw, as eager code draws it
+    q, k, v = qkv(3, 2, 5, 6, 7, torch.float64)
+    dropout = nn.Dropout(p).train(training)
+    compare(
+        lambda q, k, v: eager_attention(q, k, v, dropout=dropout),
+        lambda q, k, v: ak.attention(q, k, v, dropout_p=dropout, training=training),
+        [q, k, v],
+        dtype=torch.float64,
+        seed=11,
+    )
+
+
+@pytest.mark.parametrize("module_training", [False, True])
+def test_a_dropout_modules_own_mode_decides(module_training, monkeypatch):
+    # MC dropout: the model in eval mode (training=False passed), its dropout modules in train
+    # mode, as the original's module call sees them; and the converse
+    monkeypatch.setenv("ADOPT_DISABLE", "native")
+    q, k, v = qkv(3, 2, 5, 6, 7, torch.float64)
+    dropout = nn.Dropout(0.4).train(module_training)
+    compare(
+        lambda q, k, v: eager_attention(q, k, v, dropout=dropout),
+        lambda q, k, v: ak.attention(q, k, v, dropout_p=dropout, training=not module_training),
+        [q, k, v],
+        dtype=torch.float64,
+        seed=11,
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("which", range(6))
+@pytest.mark.parametrize("mask_heads", [False, True])
+def test_a_dropout_module_doing_more_than_dropout_is_called(dtype, which, mask_heads, backend):
+    # hooks, a forward set on the instance, a subclass's forward or another module altogether:
+    # the probabilities pass through the module as in the original code
+    dropout = _dropouts_to_call()[which].eval()  # eval: a hooked nn.Dropout(0.3) draws nothing
+    fired = []
+    dropout.register_forward_hook(lambda mod, args, out: fired.append(1))
+    if mask_heads:
+        # (batch * heads, L, D) with the mask added to the (batch, heads, L, S) view
+        q, k, v = (torch.randn(4, 5, 8, dtype=dtype) for _ in range(3))
+        mask = additive_mask(2, 5, 5, dtype)
+        w = torch.bmm(q, k.transpose(1, 2)).view(2, 2, 5, 5) + mask
+        expected = torch.bmm(dropout(nn.functional.softmax(w.view(4, 5, 5), dim=-1)), v)
+        got = ak.attention(q, k, v, mask=mask, scale=1.0, dropout_p=dropout, training=True, mask_heads=2)
+    else:
+        q, k, v = qkv(2, 3, 5, 6, 8, dtype)
+        mask = additive_mask(2, 5, 6, dtype)
+        expected = eager_attention(q, k, v, mask, dropout=dropout)
+        got = ak.attention(q, k, v, mask, dropout_p=dropout, training=True)
+    assert_close(got, expected, dtype)
+    assert fired == [1, 1]  # once for the expected output, once inside the kernel's call
+
+
+@pytest.mark.parametrize("change", ["identity", "hook", "global hook"])
+def test_the_rewritten_rule_example_runs_the_dropout_module_it_finds(change):
+    # rules/attention's example, original and rewritten, with the dropout swapped or hooked
+    import importlib.util
+    from pathlib import Path
+
+    def load(name):
+        path = Path(__file__).resolve().parents[2] / "rules" / "attention" / name
+        spec = importlib.util.spec_from_file_location(f"attention_rule_{name[:-3]}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.SelfAttention
+
+    torch.manual_seed(0)
+    original = load("before.py")()
+    rewritten = load("after.py")()
+    rewritten.load_state_dict(original.state_dict())
+    for model in (original, rewritten):
+        model.train()
+        if change == "identity":
+            model.dropout = nn.Identity()
+        elif change == "hook":
+            model.eval().dropout.register_forward_hook(lambda mod, args, out: out * 0.0)
+    x = torch.randn(2, 7, 32)
+    handle = None
+    if change == "global hook":
+        for model in (original, rewritten):
+            model.eval()
+        handle = torch.nn.modules.module.register_module_forward_hook(
+            lambda mod, args, out: out * 0.5 if isinstance(mod, nn.Dropout) else out
+        )
+    try:
+        torch.testing.assert_close(rewritten(x), original(x))
+    finally:
+        if handle is not None:
+            handle.remove()
 
 
 def test_value_head_dim_may_differ(backend):

@@ -278,6 +278,27 @@ def test_fused_sequential_fuses_linear_gelu(dtype, approximate, monkeypatch):
     assert calls == [approximate]
 
 
+@pytest.mark.parametrize("hook", ["forward", "pre", "global"])
+def test_fused_sequential_calls_a_hooked_gelu(hook):
+    # a hook on the GELU (activation patching, capture) runs as nn.Sequential runs it: the pair
+    # is not fused, whatever the kernel would compute
+    torch.manual_seed(0)
+    original = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 16))
+    fused = ak.FusedSequential.from_sequential(original)
+    x = torch.randn(2, 5, 16)
+    handle = (
+        original[1].register_forward_hook(lambda mod, args, out: out.clamp(max=0.1)) if hook == "forward"
+        else original[1].register_forward_pre_hook(lambda mod, args: (args[0] * 0.5,)) if hook == "pre"
+        else torch.nn.modules.module.register_module_forward_hook(lambda mod, args, out: out * 2 if isinstance(mod, nn.GELU) else out)
+    )
+    try:
+        want = original(x)
+        torch.testing.assert_close(fused(x), want)
+    finally:
+        handle.remove()
+    assert not torch.allclose(want, original(x))  # the hook changed the output
+
+
 def test_fused_sequential_constructors():
     layers = OrderedDict([("conv", nn.Conv2d(3, 4, 3)), ("bn", nn.BatchNorm2d(4)), ("act", nn.ReLU())])
     original = nn.Sequential(layers)

@@ -137,6 +137,63 @@ def test_probe_leaves_module_state_alone():
     assert act.training
 
 
+def _clamped(mod, args, out):
+    return out.clamp(max=0.1)  # an activation patch: the output the original code passes on
+
+
+def _with_forward_hook(act):
+    act.register_forward_hook(_clamped)
+    return act
+
+
+def _with_pre_hook(act):
+    act.register_forward_pre_hook(lambda mod, args: (args[0] * 0.5,))
+    return act
+
+
+def _with_forward_set(act):
+    act.forward = lambda x: F.gelu(x) * 0.5
+    return act
+
+
+@pytest.mark.parametrize("make", [nn.GELU, functools.partial(nn.GELU, approximate="tanh"), GELUActivation, NewGELUActivation, BloomGelu, TanhOverriddenGELU])
+@pytest.mark.parametrize("change", [_with_forward_hook, _with_pre_hook, _with_forward_set])
+def test_gelu_kind_is_none_for_a_module_doing_more_than_its_forward(make, change):
+    # the fused kernel never calls the module: hooks on it, or a forward set on the instance,
+    # must leave the site to the original code, which calls it
+    act = make()
+    assert ak.gelu_kind(act) is not None
+    fired = []
+    act.register_forward_hook(lambda mod, args, out: fired.append(1))
+    assert ak.gelu_kind(change(act)) is None
+    assert fired == []  # and it is not probed (a probe would run the hooks)
+
+
+def test_gelu_kind_is_none_under_a_global_module_hook():
+    act = nn.GELU()
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda mod, args, out: out)
+    try:
+        assert ak.gelu_kind(act) is None
+    finally:
+        handle.remove()
+    assert ak.gelu_kind(act) == "none"
+
+
+def test_the_linear_gelu_rewrite_runs_a_hooked_activation():
+    # the rewrite as rules/linear_gelu writes it, against the original code, compiled kernel forced
+    torch.manual_seed(0)
+    linear, act = nn.Linear(16, 32), _with_forward_hook(nn.GELU())
+    x = torch.randn(2, 5, 16)
+
+    def rewritten(x):
+        if ak.enabled("linear_gelu") and ak.gelu_kind(act) is not None:
+            return ak.linear_gelu(x, linear, ak.gelu_kind(act))
+        return act(linear(x))
+
+    torch.testing.assert_close(rewritten(x), act(linear(x)))
+    assert rewritten(x).max() <= 0.1
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 @pytest.mark.parametrize("bias", [True, False])

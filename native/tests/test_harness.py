@@ -238,3 +238,25 @@ def test_weights_left_out_when_not_asked_are_checked_again_with_them_asked_for()
     inputs = ([torch.randn(2, 6, 6)], {})
     plain, _, _ = compare_rewrite(b, inputs, reference(a, inputs), policy_for(torch.float32))
     assert any("2 output tensors, the rewrite returns 1" in p for p in plain.problems)
+
+
+def test_comparisons_run_without_onednn():
+    """Both sides of a comparison run with oneDNN off (Debian torch 1.13's gives Conv1d weight
+    gradients that change from run to run in float32), and the setting is restored after."""
+    from adopt_harness.sidebyside import run_model
+
+    seen = []
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(3))
+
+        def forward(self, x):
+            seen.append(torch._C._get_mkldnn_enabled())
+            return x * self.w
+
+    before = torch._C._get_mkldnn_enabled()
+    run_model(Probe(), ([torch.randn(2, 3)], {}), "eval")
+    assert seen == [False]
+    assert torch._C._get_mkldnn_enabled() == before

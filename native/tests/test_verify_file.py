@@ -127,3 +127,59 @@ def test_out_of_memory_is_reported_per_class(tmp_path):
 def test_dtype_is_honoured(tmp_path, dtype):
     r = run(tmp_path, GOOD, GOOD, "--dtype", dtype)
     assert r["Block"]["status"] == "verified"
+
+
+SWITCHED = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+
+    class Mixer(nn.Module):
+        def __init__(self, dim=16, over_tokens=False, bias=True):
+            super().__init__()
+            self.proj = nn.Linear(dim, dim, bias=bias)
+            self.dim = 1 if over_tokens else -1
+
+        def forward(self, x):
+            return torch.softmax(self.proj(x), dim=self.dim)
+''')
+
+
+def test_a_rewrite_right_only_for_the_default_switch_is_a_mismatch_naming_the_switch(tmp_path):
+    r = run(tmp_path, SWITCHED, SWITCHED.replace("dim=self.dim)", "dim=-1)"))
+    assert r["Mixer"]["status"] == "mismatch"
+    assert any(p.startswith("with over_tokens=True: ") for p in r["Mixer"]["problems"]), r["Mixer"]["problems"]
+    assert not any("bias=False" in p for p in r["Mixer"]["problems"])
+
+
+def test_a_rewrite_right_for_every_switch_verifies(tmp_path):
+    r = run(tmp_path, SWITCHED, SWITCHED.replace("torch.softmax(self.proj(x), dim=self.dim)", "self.proj(x).softmax(self.dim)"))
+    assert r["Mixer"]["status"] == "verified", r["Mixer"]
+
+
+def test_a_switch_the_original_cannot_run_is_left_out_with_a_note(tmp_path):
+    src = SWITCHED.replace("self.dim = 1 if over_tokens else -1", "self.dim = -1\n        assert not over_tokens, 'not supported'")
+    r = run(tmp_path, src, src)
+    assert r["Mixer"]["status"] == "verified"
+    assert any("not compared with over_tokens=True" in n for n in r["Mixer"].get("notes", [])), r["Mixer"]
+
+
+def test_a_switch_is_checked_without_moving_the_originals_running_statistics(tmp_path):
+    """The probe that the original runs with a switch flipped runs on a copy: a training-mode
+    forward moves BatchNorm's running statistics, and the twins must meet the comparison alike."""
+    src = textwrap.dedent('''
+        import torch
+        from torch import nn
+
+
+        class Net(nn.Module):
+            def __init__(self, width=8, unused_flag=True):
+                super().__init__()
+                self.conv = nn.Conv2d(3, width, 3, padding=1, bias=False)
+                self.bn = nn.BatchNorm2d(width)
+
+            def forward(self, x):
+                return self.bn(self.conv(x)).mean((2, 3))
+    ''')
+    r = run(tmp_path, src, src.replace("self.bn(self.conv(x))", "nn.functional.batch_norm(self.conv(x), self.bn.running_mean, self.bn.running_var, self.bn.weight, self.bn.bias, self.bn.training, self.bn.momentum, self.bn.eps)"))
+    assert r["Net"]["status"] == "verified", r["Net"]

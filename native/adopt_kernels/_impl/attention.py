@@ -6,8 +6,10 @@ import re
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .. import _dispatch, registry
+from .modules import is_plain
 from .switches import enabled
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -142,9 +144,29 @@ def _softmax_times_values(scores, v, softmax_dtype, dropout_p, training):
     # in the dtype of the values, as the original must cast them to multiply (GPT-Neo computes
     # its scores from float32 queries and keys, then casts the probabilities to value.dtype)
     probs = torch.softmax(scores, dim=-1).to(v.dtype)
-    if training and dropout_p > 0:
+    if isinstance(dropout_p, nn.Module):
+        # a dropout module that must be called (see _dropout_of): as the original calls it
+        probs = dropout_p(probs)
+    elif training and dropout_p > 0:
         probs = F.dropout(probs, dropout_p, training=True)
     return torch.matmul(probs, v)
+
+
+def _dropout_of(dropout, training):
+    """``(dropout_p, training)`` for :func:`attention` given ``dropout_p=dropout``: a number as it
+    is; for a plain ``nn.Dropout`` its ``p`` and its own mode (which decides in the original,
+    MC dropout's ``.train()`` on the dropout modules of a model in eval mode included); for a
+    plain ``nn.Identity`` (dropout switched off by swapping the module) no dropout. Any other
+    module, or one that calling would do more than its forward (hooks of its own or global
+    module hooks, a forward set on the instance), is given back as it is: the probabilities are
+    then computed as the original does and passed through it."""
+    if not isinstance(dropout, nn.Module):
+        return dropout, training
+    if is_plain(dropout, nn.Dropout):
+        return dropout.p, dropout.training
+    if is_plain(dropout, nn.Identity):
+        return 0.0, False
+    return dropout, training
 
 
 def _fill_number(value):
@@ -413,8 +435,12 @@ def attention(
     ``mask_added`` says the original adds ``mask`` to the scores (a boolean one then counts
     1 where True, not "keep"); ``mask_heads`` says the inputs are (batch * heads, L, D) and the mask is added to the
     scores viewed as (batch, heads, L, S). Half/bfloat16 scores go through the softmax in float32. Dropout applies only when
-    ``training``. On the CPU, float32 and bfloat16 run the compiled blocked attention
-    (``kernels/flash_attention.py``) wherever its arguments fit, dropout included; bfloat16 not
+    ``training``. ``dropout_p`` may also be the dropout module the original calls on the
+    probabilities (the rewrite passes it, not its ``p``): a plain ``nn.Dropout`` gives its ``p``
+    and, in place of ``training``, its own mode; a plain ``nn.Identity`` no dropout; any other
+    module, or one with hooks, is called on the probabilities computed as the original computes
+    them (no fused kernel), so that it runs exactly as it did. On the CPU, float32 and
+    bfloat16 run the compiled blocked attention (``kernels/flash_attention.py``) wherever its arguments fit, dropout included; bfloat16 not
     where the CPU multiplies it natively (AVX512-BF16, AMX), as torch's own products are faster there. On CUDA,
     torch's fused SDPA runs first where it computes the same thing without dropout (it measured
     faster); the Triton kernel (float16 too) takes dropout in training and the forms SDPA cannot
@@ -435,6 +461,7 @@ def attention(
     """
     if softmax_dtype is None:
         softmax_dtype = cast_dtype
+    dropout_p, training = _dropout_of(dropout_p, training)
     fills = []
     if keep is not None:
         fills.append((keep.bool(), keep_fill, True))
@@ -488,8 +515,9 @@ def attention(
             scale = 1.0
         else:
             return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, fills=fills, bias=bias)
-    if softmax_dtype is not None and softmax_dtype != q.dtype and q.dtype not in _LOW_PRECISION:
-        # `softmax(scores, dtype=torch.float32)` on float64 scores rounds them to float32 first
+    if isinstance(dropout_p, nn.Module) or (softmax_dtype is not None and softmax_dtype != q.dtype and q.dtype not in _LOW_PRECISION):
+        # a dropout module to call on the probabilities; `softmax(scores, dtype=torch.float32)`
+        # on float64 scores rounds them to float32 first
         return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype, fills=fills, bias=bias)
     fills, is_causal = _fill_as_causal_flag(q, k, mask, fills, is_causal, bias)
     applies_dropout = training and dropout_p > 0

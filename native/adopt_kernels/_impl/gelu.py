@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _dispatch
-from .modules import is_plain_conv1d, is_plain_linear
+from .modules import is_plain_conv1d, is_plain_linear, runs_its_forward
 from .switches import enabled
 
 _EXACT_NAMES = frozenset({"GELUActivation"})
@@ -61,10 +61,15 @@ def gelu_kind(act):
 
     Accepts modules, ``F.gelu`` (possibly a ``functools.partial`` setting ``approximate``) and
     the transformers ``hidden_act`` strings. Unknown classes are never judged by name alone:
-    a class whose name mentions GELU is probed numerically, anything else is None.
+    a class whose name mentions GELU is probed numerically, anything else is None. A module
+    that calling would do more than its forward (hooks of its own or global module hooks, a
+    forward set on the instance) is None: the fused kernel never calls it, so the original
+    code must.
     """
     if isinstance(act, str):
         return _STRINGS.get(act)
+    if isinstance(act, nn.Module) and not runs_its_forward(act):
+        return None
     if isinstance(act, nn.GELU):
         if type(act).forward is not nn.GELU.forward:
             return _probe(act)

@@ -28,6 +28,14 @@ def is_plain(mod, cls):
     """
     if not isinstance(mod, cls) or type(mod).forward is not cls.forward:
         return False
+    return runs_its_forward(mod)
+
+
+def runs_its_forward(mod):
+    """True when calling ``mod`` runs its class's ``forward`` and nothing else: no hooks of its
+    own (forward, forward-pre, backward), no global module hooks, no forward set on the
+    instance. A rewrite that computes what a module computes without calling it (an activation
+    or a dropout read off the module) may stand in for it only then."""
     if "forward" in mod.__dict__:
         return False
     for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):

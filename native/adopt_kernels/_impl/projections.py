@@ -1,7 +1,6 @@
 """Several linear layers reading the same input, computed as one matmul."""
 
 import functools
-import weakref
 
 import torch
 import torch.nn.functional as F
@@ -58,31 +57,13 @@ def _stacked(layers):
     return weight, bias
 
 
-# Inference reuses the stacked weights while the layers' parameters are unchanged: stacking them
-# on every call costs launches that, on a GPU, outweigh the matmuls it saves. Keyed by the first
-# layer (weakly) and checked against every parameter's identity, storage and version, so an
-# optimiser step, load_state_dict or .to() (all of which change one of those) restacks.
-_STACK_CACHE = weakref.WeakKeyDictionary()
-
-
-def _parameters_key(layers):
-    return tuple(
-        (id(p), p.data_ptr(), p._version, p.dtype, p.device) if p is not None else None
-        for layer in layers
-        for p in (layer.weight, layer.bias)
-    )
-
-
-def _stacked_for_inference(layers):
-    """:func:`_stacked` without autograd, reused across calls while the parameters stay as they were."""
-    key = _parameters_key(layers)
-    hit = _STACK_CACHE.get(layers[0])
-    if hit is not None and hit[0] == key:
-        return hit[1], hit[2]
-    with torch.no_grad():
-        weight, bias = _stacked(layers)
-    _STACK_CACHE[layers[0]] = (key, weight, bias)
-    return weight, bias
+# Inference runs the layers as they are written: no stacked copy of the weights is kept (or made).
+# A kept copy can go stale unseen: an in-place update through ``.data`` (EMA, manual init:
+# ``w.data.mul_(0.5)``) changes neither a parameter's version nor its storage, and a check that
+# cannot miss one reads every weight, as stacking does. Stacking on every call measured no faster
+# than the separate layers on the CPU (no_grad, two threads, paired and interleaved: 0.97-1.24x
+# their time at 256-2048 rows, hidden 768, q/k/v and gate/up 768 -> 3072) and 1.0-1.23x the time
+# of the kept copy. Training stacks on every call (its backward repays it).
 
 
 class _StackedLinear(torch.autograd.Function):
@@ -175,19 +156,18 @@ def fused_qkv(x, q_proj, k_proj, v_proj):
     Output widths may differ (grouped-query attention) and any bias may be None. Layers that
     are not plain ``nn.Linear`` (hooks, quantised subclasses) or that disagree on dtype,
     device or input width are called one by one, and so are the layers of a CPU input of fewer
-    than ``STACK_MIN_ROWS`` rows (a decoded token), where stacking saves nothing.
+    than ``STACK_MIN_ROWS`` rows (a decoded token), where stacking saves nothing, of a GPU input,
+    and of any call without autograd (inference): the weights are stacked on every call that
+    records a graph, and never kept stacked, so an update of any kind (through ``.data`` too)
+    is always seen.
     """
     layers = (q_proj, k_proj, v_proj)
-    if _few_rows(x) or not (enabled("fused_qkv") and _concatenable(layers)) or x.device.type != "cpu":
-        # on a GPU the outputs' copies apart (and, in training, the stacking on every step) cost
-        # more launches than the two matmuls saved: measured slower on an H100 (bench:models,
-        # forward 1.07-1.24x with stacked weights reused), so the layers run as they were
+    # on a GPU the outputs' copies apart (and, in training, the stacking on every step) cost
+    # more launches than the two matmuls saved: measured slower on an H100 (bench:models,
+    # forward 1.07-1.24x with stacked weights reused), so the layers run as they were; and so
+    # they do in inference (above: no stacked copy is kept, and stacking per call saves nothing)
+    if not torch.is_grad_enabled() or x.device.type != "cpu" or _few_rows(x) or not (enabled("fused_qkv") and _concatenable(layers)):
         return tuple(layer(x) for layer in layers)
-    if not torch.is_grad_enabled():
-        weight, bias = _stacked_for_inference(layers)
-        out = F.linear(x, weight, bias)
-        widths = [layer.out_features for layer in layers]
-        return tuple(part.contiguous() for part in out.split(widths, dim=-1))
     return tuple(_concatenated_linear(x, layers))
 
 
@@ -297,16 +277,19 @@ def gated_mlp(x, gate_proj, up_proj, down_proj, act):
     """Replaces ``down_proj(act(gate_proj(x)) * up_proj(x))`` (LLaMA/Mistral-style MLP).
 
     ``gate_proj`` and ``up_proj`` run as one matmul when they are plain ``nn.Linear`` layers
-    of matching dtype and device and ``act`` is known not to modify its input (and the input
-    is not a CPU one of fewer than ``STACK_MIN_ROWS`` rows). When ``act`` is
+    of matching dtype and device and ``act`` is known not to modify its input, in a call that
+    records a graph (the weights are stacked on every such call, never kept stacked) whose
+    input is not a CPU one of fewer than ``STACK_MIN_ROWS`` rows. When ``act`` is
     a plain SiLU or GELU (exact or tanh), on CPU in float32/bfloat16 or on CUDA (Triton, also
     float16), ``act(gate) * up`` is one pass over the matmul's output (and its backward one
     pass writing the gradient of it); any other ``act`` is called as given. ``down_proj`` is
     always called as given.
     """
     on = enabled("gated_mlp")
-    if on and not _few_rows(x) and _concatenable((gate_proj, up_proj)) and _out_of_place(act):
-        weight, bias = _stacked((gate_proj, up_proj)) if torch.is_grad_enabled() else _stacked_for_inference((gate_proj, up_proj))
+    # inference keeps no stacked copy of the weights (see above): the projections run apart
+    stack = torch.is_grad_enabled() and not _few_rows(x)
+    if on and stack and _concatenable((gate_proj, up_proj)) and _out_of_place(act):
+        weight, bias = _stacked((gate_proj, up_proj))
         h = F.linear(x, weight, bias)
         kind = _compiled_activation(act)
         if kind is not None and gate_proj.out_features == up_proj.out_features:

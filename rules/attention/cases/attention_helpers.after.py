@@ -53,7 +53,7 @@ class MaskHelperAttention(nn.Module):
                 v,
                 mask=bias,
                 scale=1.0,
-                dropout_p=self.attn_drop.p,
+                dropout_p=self.attn_drop,
                 training=self.training,
                 mask_added=True,
             )
@@ -89,7 +89,7 @@ class FStringEinsumAttention(nn.Module):
                 v,
                 mask=None,
                 scale=self.scale,
-                dropout_p=self.attn_dropout.p,
+                dropout_p=self.attn_dropout,
                 training=self.training,
             )
         else:
