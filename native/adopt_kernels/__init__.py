@@ -18,7 +18,7 @@ from ._impl.cross_entropy import linear_cross_entropy
 from ._impl.dropout_layer_norm import dropout_add_layer_norm
 from ._impl.gelu import gelu_kind, linear_gelu
 from ._impl.loss_helpers import causal_lm_loss
-from ._impl.modules import built_as
+from ._impl.modules import built_as, runs_its_forward
 from ._impl.optim import FusedAdam, FusedAdamW, fused_optimizer_class, optimizer_kwargs
 from ._impl.products import product_dtype
 from ._impl.projections import fused_qkv, gated_act, gated_mlp
@@ -82,6 +82,7 @@ __all__ = [
     "quiet_blas_threads",
     "rms_norm",
     "rms_norm_variance_fp32",
+    "runs_its_forward",
     "softmax",
     "use_schedules",
 ]

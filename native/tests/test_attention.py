@@ -756,3 +756,13 @@ def test_a_learned_bias_under_a_left_padded_row_keeps_eagers_gradient_in_the_ker
     assert _left_padded_gradients(bias=bias) < 1e-6
     monkeypatch.setattr(attn_impl, "_every_row_keeps_a_key", lambda mask, fills: True)
     assert _left_padded_gradients(bias=bias) > 1e-2
+
+
+def test_runs_its_forward_tells_a_hooked_softmax_module_from_a_plain_one():
+    """The guard a rewrite puts on a Softmax module it computes itself (`self.attend`): a plain
+    module passes, a module with a forward hook (an attention-map recorder) does not."""
+    import adopt_kernels as ak
+
+    plain, hooked = torch.nn.Softmax(dim=-1), torch.nn.Softmax(dim=-1)
+    hooked.register_forward_hook(lambda m, i, o: None)
+    assert ak.runs_its_forward(plain) and not ak.runs_its_forward(hooked)

@@ -5,6 +5,7 @@
 import type { Op } from '../dsl/ir.js';
 import { layerClassOf } from '../analysis/layer-class.js';
 import type { Site } from '../match/matcher.js';
+import type { Rule } from '../match/rule.js';
 import { attrOf } from '../match/method.js';
 import { KERNELS_ALIAS } from './edits.js';
 
@@ -29,4 +30,22 @@ function chosenClass(s: Site, op: Op): string | undefined {
 function classRef(s: Site, cls: string): string {
   const own = `${s.view.file.module}.`;
   return cls.startsWith(own) && !cls.slice(own.length).includes('.') ? cls.slice(own.length) : JSON.stringify(cls);
+}
+
+/** One guard per matched submodule the fast path does not call, nor hand to the kernel (a
+ *  Softmax or a loss module whose computation the kernel does itself): the rewrite stands in for
+ *  it only where calling it would run its class's forward and nothing else, so a hook on it (an
+ *  attention map recorded from `self.attend`) keeps the original code. `replaced` tells the ops
+ *  the rewrite replaces from those it leaves to run (a projection before a rewritten expression). */
+export function skippedModuleGuards(s: Site, rule: Rule, replaced: (op: Op) => boolean): string[] {
+  const templates = [...(rule.rewrite?.guards ?? []), ...(rule.rewrite?.code ?? [])].join('\n');
+  const out = new Set<string>();
+  for (const p of rule.pattern) {
+    const op = s.ops[p.name];
+    if (!op || op.kind !== 'module' || !replaced(op) || !/^self\.[A-Za-z_][\w.]*(\[\d+\])?$/.test(op.callee)) continue;
+    // `{a}`, `{d.module|0.0}`, `{a.callable}`: the module itself goes to the kernel, which checks it
+    const handed = new RegExp(`\\{[?,]?${p.name}(?:\\.(?:module|callable))?[}|]`).test(templates);
+    if (!handed) out.add(`${KERNELS_ALIAS}.runs_its_forward(${op.callee})`);
+  }
+  return [...out];
 }

@@ -13,7 +13,7 @@ import { sourceFromText } from '../parse/source.js';
 import { callReturnFailure, fromOtherFile } from './call-site.js';
 import { applyEdits, EditSet, irValueIn, KERNELS_ALIAS, SiteSpans, unparsableSites, type Edit, type FileResult, type SiteResult } from './edits.js';
 import { inlinedSite } from './expressions.js';
-import { layerClassGuards } from './layer-guard.js';
+import { layerClassGuards, skippedModuleGuards } from './layer-guard.js';
 import { isSequentialCall, planSequential } from './sequential.js';
 import { indexOf, lineAt, nodeOfSpan, openSynthFile, type ParsedLookup, type SynthFile } from './source.js';
 import { linesWithMeta, planStatements, type HoldsOther } from './statements.js';
@@ -119,7 +119,13 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
     // a guard line an accessor settled at analysis (`{m.last_dim_check}` on dim=-1) adds nothing;
     // a guard written `True` stays as the rule wrote it
     const guards = rw.guards.map((g) => [g, ctx.fill(g)]).filter(([g, filled]) => filled !== 'True' || g.trim() === 'True').map(([, filled]) => filled);
-    guards.push(...layerClassGuards(s));
+    // an expression rewrite replaces what lies in its range; a statements rewrite every matched op
+    const replaced = (op: Op) => {
+      if (!ctx.range) return true;
+      const n = nodeOfSpan(f, op.via?.length && op.site ? op.site : op.span);
+      return !!n && n.startIndex >= ctx.range[0] && n.endIndex <= ctx.range[1];
+    };
+    guards.push(...layerClassGuards(s), ...skippedModuleGuards(s, rule, replaced));
     if (ctx.failure) return undefined;
     res.guards = guards;
     // no guard: the replacement runs unconditionally
