@@ -81,6 +81,23 @@ def test_linear_gelu_under_autocast_runs_the_kernel_of_the_products_dtype(grad):
             _close_in_bf16(a.grad, e.grad, f"grad {name}")
 
 
+def test_linear_gelu_with_a_frozen_weight_keeps_what_f_linear_keeps():
+    """With the weight frozen F.linear's backward keeps the weight, not x: changing x in place
+    after the call is no error in eager code, nor here; a create_graph backward, which would need
+    x, is refused with the remedy instead of reading a changed x."""
+    x, w, b = _linear_gelu_case()
+    leaf = x.clone().requires_grad_(True)
+    h = leaf * 1.0
+    y = BG.linear_gelu(h, w, b)
+    h.add_(1.0)
+    y.sum().backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+    h = leaf * 1.0
+    y = BG.linear_gelu(h, w, b)
+    with pytest.raises(RuntimeError, match="ADOPT_DISABLE=linear_gelu"):
+        torch.autograd.grad(y.pow(2).sum(), (leaf,), create_graph=True)
+
+
 def test_linear_gelu_public_api_under_autocast():
     x, w, b = _linear_gelu_case()
     linear = nn.Linear(24, 40)

@@ -342,9 +342,11 @@ class BiasGeluFunction(torch.autograd.Function):
 
     ``x`` and ``weight`` are the product's operands where ``h0 = F.linear(x, weight)`` was made
     for this call (``own_h0``), else None. They get no gradient here (h0's own graph gives them
-    theirs); they are saved (references the product's backward holds anyway) so that a backward
-    with ``create_graph`` can make the product again, the forward having written the derivative
-    over it. Without them h0 itself is saved for that."""
+    theirs); each is saved where the product's own backward saves it (x where the weight needs a
+    gradient, the weight where x does), so nothing more is kept, and a backward with
+    ``create_graph`` makes the product again from them, the forward having written the
+    derivative over it (where one of them is frozen it is refused, naming the remedy). Without
+    them h0 itself is saved for that."""
 
     @staticmethod
     def forward(ctx, h0, bias, x, weight, tanh_form, own_h0, fwd, bwd):
@@ -356,7 +358,10 @@ class BiasGeluFunction(torch.autograd.Function):
         g = h2 if own_h0 and h2.data_ptr() == h0.data_ptr() else torch.empty_like(h2)
         fwd(_dispatch.ptr(h2), _dispatch.ptr(b), _dispatch.ptr(y), _dispatch.ptr(g), _dispatch.i64(rows), _dispatch.i64(n),
             _int(tanh_form), _dispatch.threads())
-        ctx.save_for_backward(g.detach(), bias, None if x is not None else h0, x, weight)
+        given = x is not None
+        keep_x = x if given and weight.requires_grad else None
+        keep_w = weight if given and x.requires_grad else None
+        ctx.save_for_backward(g.detach(), bias, None if given else h0, keep_x, keep_w)
         ctx.bwd, ctx.shape, ctx.bias_dtype, ctx.tanh_form = bwd, h0.shape, bias.dtype, tanh_form
         _dispatch.CALLS[KERNEL.name] += 1
         return y.view(h0.shape)
@@ -366,6 +371,10 @@ class BiasGeluFunction(torch.autograd.Function):
         _, bias, h0, x, weight = ctx.saved_tensors
         approximate = "tanh" if ctx.tanh_form else "none"
         if h0 is None:  # the product again, a function of x and weight for the second differentiation
+            if x is None or weight is None:
+                raise RuntimeError("adopt_kernels: linear_gelu with a frozen input or weight keeps only what a first-order "
+                                   "backward needs (as F.linear does), so a backward with create_graph=True cannot run through it; "
+                                   "ADOPT_DISABLE=linear_gelu runs the torch code")
             with torch.enable_grad(), torch.autocast("cpu", enabled=False):
                 h0 = F.linear(x, weight).view(ctx.shape)
         grads = reference_grads(lambda h, b: reference(h, b, approximate), (h0, bias), ctx.needs_input_grad[:2], (dy,))
