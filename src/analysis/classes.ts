@@ -124,6 +124,31 @@ export class ClassTable {
     };
     const loops: { v: string; iter: Expr }[] = [];
     const lists = new LocalLists((n) => spanOf(src, n, src.path));
+    // `self.loss_fct.reduction = "sum"` after `self.loss_fct = nn.CrossEntropyLoss()`: read as the
+    // constructor's keyword (torch's modules keep their arguments under those names and read them
+    // when called); under an `if`, as another way of building it. Set on a local that later
+    // becomes the attribute (`sm.dim = 1; self.sm = sm`), it is that local's keyword; set on
+    // anything else (a loop over submodules), every submodule is built in a way not known.
+    const settingChanged = (obj: SyntaxNode, key: string, value: Expr, guard: Expr[], stmt: SyntaxNode) => {
+      const withKw = (e: Expr): Expr => (e.k === 'call' && key !== '?' ? { ...e, kw: [...e.kw.filter(([k]) => k !== key), [key, value]] } : { k: 'name', path: '?' });
+      const own = /^self\.([A-Za-z_]\w*)$/.exec(obj.text)?.[1];
+      if (own) {
+        const defs = attrs.filter((a) => a.name === own);
+        if (guard.length) {
+          const last = defs[defs.length - 1];
+          if (last) attrs.push({ ...last, value: withKw(last.value), span: spanOf(src, stmt, src.path), guard: [...(last.guard ?? []), ...guard] });
+        } else for (const a of defs) a.value = withKw(a.value);
+        return;
+      }
+      const local = obj.type === 'identifier' ? scope.env.get(obj.text) : undefined;
+      if (local && !guard.length && !loops.length) { scope.env.set(obj.text, withKw(local)); return; }
+      const unknown = { k: 'name', path: '?' } as Expr;
+      if (local) scope.env.set(obj.text, { k: 'call', callee: 'or', args: [local, unknown], kw: [] });
+      for (const name of new Set(attrs.filter((a) => a.value.k === 'call').map((a) => a.name))) {
+        const last = attrs.filter((a) => a.name === name).pop()!;
+        attrs.push({ ...last, value: unknown, span: spanOf(src, stmt, src.path), guard: [...(last.guard ?? []), UNKNOWN] });
+      }
+    };
     const walk = (block: SyntaxNode | null, guard: Expr[]) => {
       for (const stmt of block?.namedChildren ?? []) {
         if (stmt.type === 'expression_statement') {
@@ -141,21 +166,9 @@ export class ClassTable {
               const built = fromFactory ?? lists.builtFrom(right);
               if (built?.file === src.path) delete built.file;
               set({ name: field(left, 'attribute')!.text, value, span: spanOf(src, stmt, src.path), ...(guard.length ? { guard: [...guard] } : {}), ...(built ? { built } : {}) });
-            } else if (left.type === 'attribute' && /^self\.[A-Za-z_]\w*$/.test(field(left, 'object')?.text ?? '')
-              && !['weight', 'bias'].includes(field(left, 'attribute')?.text ?? '')) {
-              // `self.loss_fct.reduction = "sum"` after `self.loss_fct = nn.CrossEntropyLoss()`: read
-              // as the constructor's keyword (torch's modules keep their arguments under those
-              // names and read them when called); under an `if`, as another way of building it.
-              // A tied or replaced weight or bias is no setting: the kernels read those when called
-              const name = field(left, 'object')!.text.slice('self.'.length);
-              const key = field(left, 'attribute')!.text;
-              const value = staticExpr(right, scope);
-              const withKw = (e: Expr): Expr => (e.k === 'call' ? { ...e, kw: [...e.kw.filter(([k]) => k !== key), [key, value]] } : { k: 'name', path: '?' });
-              const defs = attrs.filter((a) => a.name === name);
-              if (guard.length) {
-                const last = defs[defs.length - 1];
-                if (last) attrs.push({ ...last, value: withKw(last.value), span: spanOf(src, stmt, src.path), guard: [...(last.guard ?? []), ...guard] });
-              } else for (const a of defs) a.value = withKw(a.value);
+            } else if (left.type === 'attribute' && field(left, 'object')?.text !== 'self' && !NOT_SETTINGS.has(field(left, 'attribute')?.text ?? '')
+              && !(field(left, 'object')?.type === 'attribute' && NOT_SETTINGS.has(field(field(left, 'object')!, 'attribute')?.text ?? ''))) {
+              settingChanged(field(left, 'object')!, field(left, 'attribute')!.text, staticExpr(right, scope), guard, stmt);
             } else if (left.type === 'identifier') {
               scope.env.set(left.text, this.rebinding(left.text, staticExpr(right, scope), guard, params));
               lists.assigned(left.text, scope.env.get(left.text)!, stmt);
@@ -163,7 +176,22 @@ export class ClassTable {
               for (const id of identifiersOf(left)) { scope.env.delete(id); scope.locals.add(id); }
             }
           } else if (e.type === 'call') {
-            this.initCall(info, e, stmt, scope, attrs, set, guard, loops);
+            const fnText = field(e, 'function')?.text ?? '';
+            const callArgs = (field(e, 'arguments')?.namedChildren ?? []).filter((a) => a.type !== 'comment');
+            const helper = /^self\.([A-Za-z_]\w*)$/.exec(fnText)?.[1];
+            if (fnText === 'setattr' && callArgs.length === 3) {
+              // `setattr(self.sm, "dim", 1)`: as `self.sm.dim = 1`
+              const key = staticExpr(callArgs[1], scope);
+              if (key.k === 'const' && typeof key.v === 'string' && !NOT_SETTINGS.has(key.v)) settingChanged(callArgs[0], key.v, staticExpr(callArgs[2], scope), guard, stmt);
+              else if (key.k !== 'const') settingChanged(callArgs[0], '?', { k: 'name', path: '?' }, guard, stmt);
+            } else if (helper && helper !== '__init__' && info.def.methods.has(helper)) {
+              // a method of the class __init__ calls may change a submodule's settings: each one
+              // it changes is built in a way not known statically
+              for (const [obj, key] of settingsChangedIn(info.def.methods.get(helper)!.node)) settingChanged(obj, key, { k: 'name', path: '?' }, [...guard, UNKNOWN], stmt);
+              this.initCall(info, e, stmt, scope, attrs, set, guard, loops);
+            } else {
+              this.initCall(info, e, stmt, scope, attrs, set, guard, loops);
+            }
           }
         } else if (stmt.type === 'if_statement') {
           const cond = staticExpr(field(stmt, 'condition')!, scope);
@@ -315,6 +343,36 @@ export class ClassTable {
       target.value = { ...target.value, args: [{ k: 'list', items }, ...target.value.args.slice(1)] };
     }
   }
+}
+
+/** Attributes that hold parameters, not settings: tying or replacing them changes nothing a
+ *  rewrite reads from the constructor (the kernels read them when called). */
+const NOT_SETTINGS = new Set(['weight', 'bias', 'data', 'grad', 'requires_grad', 'running_mean', 'running_var']);
+
+/** A condition nothing can decide: an assignment that may or may not run. */
+const UNKNOWN: Expr = { k: 'name', path: '?' };
+
+/** `(object, setting)` for each `X.setting = v` and `setattr(X, "setting", v)` in a method's body
+ *  (nested functions included), where X is not `self` itself: what calling it may change. */
+function settingsChangedIn(method: SyntaxNode): [SyntaxNode, string][] {
+  const out: [SyntaxNode, string][] = [];
+  const visit = (n: SyntaxNode) => {
+    if (n.type === 'assignment') {
+      const left = field(n, 'left');
+      const obj = left?.type === 'attribute' ? field(left, 'object') : null;
+      // `m.weight.data = ...`: a parameter's, not a module's
+      const ofParameter = obj?.type === 'attribute' && NOT_SETTINGS.has(field(obj, 'attribute')?.text ?? '');
+      if (obj && obj.text !== 'self' && !ofParameter && !NOT_SETTINGS.has(field(left!, 'attribute')?.text ?? '')) {
+        out.push([obj, field(left!, 'attribute')!.text]);
+      }
+    } else if (n.type === 'call' && field(n, 'function')?.text === 'setattr') {
+      const [obj, key] = (field(n, 'arguments')?.namedChildren ?? []).filter((a) => a.type !== 'comment');
+      if (obj && key && !(key.type === 'string' && NOT_SETTINGS.has(key.text.slice(1, -1)))) out.push([obj, key.type === 'string' ? key.text.slice(1, -1) : '?']);
+    }
+    n.namedChildren.forEach(visit);
+  };
+  visit(method);
+  return out;
 }
 
 function inherit(base: ClassInfo): Attr[] {

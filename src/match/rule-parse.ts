@@ -51,10 +51,13 @@ const kib = (n: number) => `${Math.ceil(n / 1024)} KiB`;
 /** Refuses, at its place, a text past what a rule file may hold (the limits above), and one that
  *  holds no rule. */
 function checkLimits(text: string, file: string): void {
-  if (text.length > MAX_RULE_FILE_BYTES) fail(file, 1, 1, tooLarge(text.length));
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > MAX_RULE_FILE_BYTES) fail(file, 1, 1, tooLarge(bytes));
   let line = 1;
-  let depth = 0;
   for (let start = 0; start <= text.length; line++) {
+    // a rule's statements are lines: brackets nest within one (an unclosed one in a comment or a
+    // broken line never carries over to the next)
+    let depth = 0;
     let end = text.indexOf('\n', start);
     if (end < 0) end = text.length;
     if (end - start > MAX_RULE_LINE_CHARS) {
@@ -67,6 +70,7 @@ function checkLimits(text: string, file: string): void {
         const c = text[i];
         if (quote) { if (c === '\\') i++; else if (c === '"') quote = false; continue; }
         if (c === '"') quote = true;
+        else if (c === '/' && text[i + 1] === '/') break;  // a trailing comment
         else if (c === '(' || c === '[' || c === '{') {
           if (++depth > MAX_RULE_NESTING) fail(file, line, i - start + 1, `brackets nested more than ${MAX_RULE_NESTING} deep: a rule file nests at most ${MAX_RULE_NESTING}`);
         } else if ((c === ')' || c === ']' || c === '}') && depth > 0) depth--;

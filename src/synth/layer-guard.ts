@@ -6,7 +6,7 @@ import type { Op } from '../dsl/ir.js';
 import { layerClassOf } from '../analysis/layer-class.js';
 import type { Site } from '../match/matcher.js';
 import type { Rule } from '../match/rule.js';
-import { attrOf } from '../match/method.js';
+import { attrDefs } from '../match/method.js';
 import { KERNELS_ALIAS } from './edits.js';
 
 /** One guard per matched submodule whose class is a parameter's default, in pattern order. */
@@ -21,8 +21,13 @@ export function layerClassGuards(s: Site): string[] {
 }
 
 function chosenClass(s: Site, op: Op): string | undefined {
-  const attr = attrOf(s.view, op);
-  return attr ? layerClassOf(attr.value, attr.defaults) : undefined;
+  // where __init__ builds the layer in several ways, the class any of them chooses: the guard
+  // admits that class alone, so a layer built another way takes the original code
+  for (const attr of attrDefs(s.view, op)) {
+    const cls = layerClassOf(attr.value, attr.defaults);
+    if (cls) return cls;
+  }
+  return undefined;
 }
 
 /** A class of the file being rewritten is named as the file sees it (its module's name depends

@@ -126,4 +126,53 @@ class BigLM(LM):
             self.lm_head.weight = self.emb.weight`), 'lm_head_ce');
     expect(text).toMatch(/_adopt\.linear_cross_entropy/);
   });
+
+  it('a layer class chosen by a parameter, built in two ways: the run-time class check stays', () => {
+    const { text } = rewrite(`import torch
+import torch.nn as nn
+
+
+class Block(nn.Module):
+    def __init__(self, c=8, deep: bool = False, norm_layer=nn.BatchNorm2d):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        if deep:
+            self.bn = norm_layer(c, eps=1e-3)
+        else:
+            self.bn = norm_layer(c)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+`, 'conv_bn');
+    expect(text).toMatch(/_adopt\.conv_bn/);
+    expect(text).toMatch(/_adopt\.built_as\(self\.bn, "torch\.nn\.BatchNorm2d"\)/);
+  });
+
+  const changedBy = (body: string, extra = '') => `import torch
+from torch import nn
+
+
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+${body}
+
+    def forward(self, x):
+        return self.sm(x)
+${extra}`;
+
+  it.each([
+    ['through a local before storing it', '        sm = nn.Softmax(dim=-1)\n        sm.dim = 1\n        self.sm = sm', ''],
+    ['by setattr', '        self.sm = nn.Softmax(dim=-1)\n        setattr(self.sm, "dim", 1)', ''],
+    ['in a loop over submodules', '        self.sm = nn.Softmax(dim=-1)\n        for m in [self.sm]:\n            m.dim = 1', ''],
+    ['in a method __init__ calls', '        self.sm = nn.Softmax(dim=-1)\n        self._setup()', '\n    def _setup(self):\n        self.sm.dim = 1\n'],
+  ])('a setting changed %s: not read from the constructor', (_how, body, extra) => {
+    expect(rewrite(changedBy(body, extra), 'softmax').text).not.toMatch(/_adopt\.softmax/);
+  });
+
+  it('a method __init__ calls that only sets weights keeps the site', () => {
+    const extra = '\n    def _init_weights(self):\n        self.proj.weight.data = torch.zeros(4, 4)\n        self.proj.bias.requires_grad = False\n';
+    const text = rewrite(changedBy('        self.proj = nn.Linear(4, 4)\n        self.sm = nn.Softmax(dim=-1)\n        self._init_weights()', extra), 'softmax').text;
+    expect(text).toMatch(/_adopt\.softmax\(x, dim=-1\)/);
+  });
 });

@@ -57,6 +57,11 @@ describe('rule files past what a rule needs', () => {
     // brackets in a string do not count
     expect(parseRules(silu('('.repeat(200)), 'ok.rule')).toHaveLength(1);
   });
+
+  it('an unclosed bracket in a trailing comment counts for nothing, in any number of rules', () => {
+    const many = Array.from({ length: 70 }, (_, i) => silu().replace('rule my_silu', `rule my_silu${i}`).replace('  title "t"', '  title "t"  // note (a')).join('\n');
+    expect(parseRules(many, 'many.rule')).toHaveLength(70);
+  });
 });
 
 describe('rule files that are not UTF-8', () => {
