@@ -153,10 +153,11 @@ export interface TorchName { ok: boolean; why?: string }
 
 const torchKnown = new Map<string, TorchName | null>();
 
-// Resolves names in the installed torch: the longest importable module prefix, then attributes.
+// Resolves names in the installed torch by attributes from \`torch\` itself, importing nothing
+// more than torch imports (a name could otherwise import, and so run, any module under torch).
 // Reads names only (JSON on stdin); nothing of the rule file runs.
 const RESOLVE_TORCH = `
-import difflib, importlib, json, sys
+import difflib, json, sys
 names = json.load(sys.stdin)
 try:
     import torch
@@ -165,12 +166,7 @@ except Exception as e:
 out = {}
 for n in names:
     parts = n.split(".")
-    obj, i = None, len(parts)
-    while i > 0:
-        try:
-            obj = importlib.import_module(".".join(parts[:i])); break
-        except Exception:
-            i -= 1
+    obj, i = (torch, 1) if parts[0] == "torch" else (None, 0)
     missing = None
     for j in range(i, len(parts)):
         if obj is None or not hasattr(obj, parts[j]):
