@@ -12,30 +12,9 @@ import adopt_kernels as ak
 from adopt_kernels import _dispatch
 from adopt_kernels.kernels import flash_attention as K
 
-_M32 = 0xFFFFFFFF
-
-
-def _fmix(h):
-    h = h ^ (h >> 16)
-    h = (h * 0x85EBCA6B) & _M32
-    h = h ^ (h >> 13)
-    h = (h * 0xC2B2AE35) & _M32
-    return h ^ (h >> 16)
-
-
-def dropout_keep(seed, batch, heads, q_len, k_len, p):
-    """The kernel's dropout mask, True where kept, computed independently: the same hash of
-    (seed, batch * heads + head, row, key) in torch's integers (uint32 arithmetic in int64)."""
-    lo, hi = seed & _M32, (seed >> 32) & _M32
-    bh = torch.arange(batch * heads, dtype=torch.int64).view(-1, 1, 1)
-    i = torch.arange(q_len, dtype=torch.int64).view(1, -1, 1)
-    j = torch.arange(k_len, dtype=torch.int64).view(1, 1, -1)
-    a = _fmix(lo ^ ((bh * 0x9E3779B1) & _M32))
-    key = _fmix(((a ^ ((i * 0x85EBCA77) & _M32)) + hi) & _M32)
-    h = _fmix(((_fmix(key ^ ((j * 0xC2B2AE3D) & _M32))) + hi) & _M32)
-    p32 = torch.tensor(p, dtype=torch.float32).item()
-    thresh = int(min(16777216.0, p32 * 16777216.0))
-    return ((h >> 8) >= thresh).view(batch, heads, q_len, k_len)
+# the kernel's dropout mask as the package computes it in torch (for create_graph's backward):
+# the compiled kernel's mask must be this one, which the replays below check
+dropout_keep = K.dropout_keep
 
 
 def _leaves(tensors, dtype=None):
