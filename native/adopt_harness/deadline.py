@@ -25,6 +25,9 @@ def deadline(seconds):
 
 
 def extend(seconds):
-    """Restarts the running deadline with a new length (the rewritten model's own budget)."""
+    """Restarts the running deadline with a new length (the rewritten model's own budget); does
+    nothing outside a deadline (an alarm with no handler would end the process)."""
+    if signal.getsignal(signal.SIGALRM) is not _alarm:
+        return
     _alarm.seconds = seconds
     signal.alarm(seconds)

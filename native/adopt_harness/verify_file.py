@@ -39,7 +39,7 @@ from adopt_harness import hf_verify
 from adopt_harness.build import config_of, constructor_kwargs, init_signature, load, module_classes
 from adopt_harness.compare import TORCH_DTYPES, policy_for, tensors
 from adopt_harness.counting import FastPathCounter
-from adopt_harness.deadline import Timeout, deadline
+from adopt_harness.deadline import Timeout, deadline, extend
 from adopt_harness.dropout import no_dropout
 from adopt_harness.exercised import probe_for
 from adopt_harness.inputs import find_inputs
@@ -207,30 +207,42 @@ def _switched_problems(original, rewritten, name, overrides, dtype):
     for key, value in switches(original, name, overrides):
         tag = f"with {key}={value}"
         try:
-            built, failed = _build_pair(original, rewritten, name, {**overrides, key: value}, dtype)
+            # each setting has a budget of its own, so that checking more of the class never turns
+            # the default's verdict into a time-out; what is left of the class gets a fresh one after
+            extend(TIMEOUT_S)
+            problems_here, notes_here = _switched_pair(original, rewritten, name, {**overrides, key: value}, dtype, tag)
         except Timeout:
-            raise
-        except Exception as e:  # the original does not build so: nothing to hold the rewrite to
-            notes.append(f"not compared {tag}: the original raises when built: {type(e).__name__}: {str(e)[:120]}")
-            continue
-        if failed:
-            problems += [f"{tag}: {p}" for p in failed["problems"]]
-            continue
-        a, b, config = built
-        try:
-            args, _ = find_inputs(a, config, dtype)
-            # a copy runs it: a forward in training mode moves running statistics, which the
-            # comparison below must find as the rewrite's twin has them
-            reference(copy.deepcopy(a), (list(args), {}))
-        except Timeout:
-            raise
-        except Exception as e:
-            notes.append(f"not compared {tag}: the original raises: {type(e).__name__}: {str(e)[:120]}")
-            continue
-        found, _, more = _compare_sets(a, b, _input_sets(a, args), policy_for(dtype))
-        problems += [f"{tag}: {p}" for p in found]
-        notes += [f"{tag}: {n}" for n in more]
+            notes.append(f"not compared {tag} or later switches: out of time ({TIMEOUT_S} s)")
+            break
+        finally:
+            extend(TIMEOUT_S)
+        problems += problems_here
+        notes += notes_here
     return problems, notes
+
+
+def _switched_pair(original, rewritten, name, overrides, dtype, tag):
+    """The pair built with `overrides` (one switch flipped), compared as the default was."""
+    try:
+        built, failed = _build_pair(original, rewritten, name, overrides, dtype)
+    except Timeout:
+        raise
+    except Exception as e:  # the original does not build so: nothing to hold the rewrite to
+        return [], [f"not compared {tag}: the original raises when built: {type(e).__name__}: {str(e)[:120]}"]
+    if failed:
+        return [f"{tag}: {p}" for p in failed["problems"]], []
+    a, b, config = built
+    try:
+        args, _ = find_inputs(a, config, dtype)
+        # a copy runs it: a forward in training mode moves running statistics, which the
+        # comparison below must find as the rewrite's twin has them
+        reference(copy.deepcopy(a), (list(args), {}))
+    except Timeout:
+        raise
+    except Exception as e:
+        return [], [f"not compared {tag}: the original raises: {type(e).__name__}: {str(e)[:120]}"]
+    found, _, more = _compare_sets(a, b, _input_sets(a, args), policy_for(dtype))
+    return [f"{tag}: {p}" for p in found], [f"{tag}: {n}" for n in more]
 
 
 def check_class(original, rewritten, name, overrides, dtype, repeats, probe=None, kernels=False):

@@ -183,3 +183,12 @@ def test_a_switch_is_checked_without_moving_the_originals_running_statistics(tmp
     ''')
     r = run(tmp_path, src, src.replace("self.bn(self.conv(x))", "nn.functional.batch_norm(self.conv(x), self.bn.running_mean, self.bn.running_var, self.bn.weight, self.bn.bias, self.bn.training, self.bn.momentum, self.bn.eps)"))
     assert r["Net"]["status"] == "verified", r["Net"]
+
+
+def test_a_switch_that_hangs_is_left_out_and_the_default_verdict_stands(tmp_path):
+    src = SWITCHED.replace("self.dim = 1 if over_tokens else -1", "self.dim = -1\n        self.slow = over_tokens").replace(
+        "        return torch.softmax(self.proj(x), dim=self.dim)",
+        "        while self.slow:\n            pass\n        return torch.softmax(self.proj(x), dim=self.dim)")
+    r = run(tmp_path, src, src, timeout_s=3)
+    assert r["Mixer"]["status"] == "verified", r["Mixer"]
+    assert any("not compared with over_tokens=True or later switches: out of time" in n for n in r["Mixer"].get("notes", [])), r["Mixer"]
