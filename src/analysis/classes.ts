@@ -161,14 +161,14 @@ export class ClassTable {
             let right = field(e, 'right');
             while (right?.type === 'assignment') right = field(right, 'right');
             if (!left || !right) continue;
+            const setting = settingAssigned(left);
             if (left.type === 'attribute' && field(left, 'object')?.text === 'self') {
               const { value, built: fromFactory } = this.throughFactory(staticExpr(right, scope));
               const built = fromFactory ?? lists.builtFrom(right);
               if (built?.file === src.path) delete built.file;
               set({ name: field(left, 'attribute')!.text, value, span: spanOf(src, stmt, src.path), ...(guard.length ? { guard: [...guard] } : {}), ...(built ? { built } : {}) });
-            } else if (left.type === 'attribute' && field(left, 'object')?.text !== 'self' && !NOT_SETTINGS.has(field(left, 'attribute')?.text ?? '')
-              && !(field(left, 'object')?.type === 'attribute' && NOT_SETTINGS.has(field(field(left, 'object')!, 'attribute')?.text ?? ''))) {
-              settingChanged(field(left, 'object')!, field(left, 'attribute')!.text, staticExpr(right, scope), guard, stmt);
+            } else if (setting) {
+              settingChanged(setting[0], setting[1], staticExpr(right, scope), guard, stmt);
             } else if (left.type === 'identifier') {
               scope.env.set(left.text, this.rebinding(left.text, staticExpr(right, scope), guard, params));
               lists.assigned(left.text, scope.env.get(left.text)!, stmt);
@@ -352,20 +352,25 @@ const NOT_SETTINGS = new Set(['weight', 'bias', 'data', 'grad', 'requires_grad',
 /** A condition nothing can decide: an assignment that may or may not run. */
 const UNKNOWN: Expr = { k: 'name', path: '?' };
 
+/** `(X, setting)` where `left`, an assignment's target, is `X.setting` with X not `self` itself
+ *  (that would be an attribute of the module, not a setting of a submodule), the setting not a
+ *  parameter, and X not a parameter either (`m.weight.data = ...`). */
+function settingAssigned(left: SyntaxNode | null): [SyntaxNode, string] | undefined {
+  const obj = left?.type === 'attribute' ? field(left, 'object') : null;
+  const key = left && field(left, 'attribute')?.text;
+  if (!obj || !key || obj.text === 'self' || NOT_SETTINGS.has(key)) return undefined;
+  if (obj.type === 'attribute' && NOT_SETTINGS.has(field(obj, 'attribute')?.text ?? '')) return undefined;
+  return [obj, key];
+}
+
 /** `(object, setting)` for each `X.setting = v` and `setattr(X, "setting", v)` in a method's body
  *  (nested functions included), where X is not `self` itself: what calling it may change. */
 function settingsChangedIn(method: SyntaxNode): [SyntaxNode, string][] {
   const out: [SyntaxNode, string][] = [];
   const visit = (n: SyntaxNode) => {
-    if (n.type === 'assignment') {
-      const left = field(n, 'left');
-      const obj = left?.type === 'attribute' ? field(left, 'object') : null;
-      // `m.weight.data = ...`: a parameter's, not a module's
-      const ofParameter = obj?.type === 'attribute' && NOT_SETTINGS.has(field(obj, 'attribute')?.text ?? '');
-      if (obj && obj.text !== 'self' && !ofParameter && !NOT_SETTINGS.has(field(left!, 'attribute')?.text ?? '')) {
-        out.push([obj, field(left!, 'attribute')!.text]);
-      }
-    } else if (n.type === 'call' && field(n, 'function')?.text === 'setattr') {
+    const set = n.type === 'assignment' ? settingAssigned(field(n, 'left')) : undefined;
+    if (set) out.push(set);
+    else if (n.type === 'call' && field(n, 'function')?.text === 'setattr') {
       const [obj, key] = (field(n, 'arguments')?.namedChildren ?? []).filter((a) => a.type !== 'comment');
       if (obj && key && !(key.type === 'string' && NOT_SETTINGS.has(key.text.slice(1, -1)))) out.push([obj, key.type === 'string' ? key.text.slice(1, -1) : '?']);
     }
