@@ -12,7 +12,6 @@ routes CPU tensors through these modules under Triton's interpreter, so the kern
 on machines without a GPU.
 """
 
-import functools
 import importlib
 import os
 
@@ -87,20 +86,14 @@ def first_order(switch):
     """Decorator of a Triton Function's ``backward``: its gradients come from Triton kernels,
     which autograd cannot differentiate again, so a backward run with ``create_graph=True`` (a
     gradient penalty, a Hessian-vector product) is refused with the remedy instead of giving
-    second-order gradients of zero."""
+    second-order gradients of zero (the CPU Functions' ``differentiable_backward``, with a
+    refusal for its second order)."""
+    from ..kernels._common import differentiable_backward
 
-    def decorate(backward):
-        @functools.wraps(backward)
-        def run(ctx, *grads):
-            import torch
+    def refuse(_ctx, *_grads):
+        raise RuntimeError(
+            f"adopt_kernels: the Triton kernel behind {switch!r} has no second-order gradients "
+            f"(a backward with create_graph=True); ADOPT_DISABLE={switch} runs the torch code, which has them"
+        )
 
-            if torch.is_grad_enabled():
-                raise RuntimeError(
-                    f"adopt_kernels: the Triton kernel behind {switch!r} has no second-order gradients "
-                    f"(a backward with create_graph=True); ADOPT_DISABLE={switch} runs the torch code, which has them"
-                )
-            return backward(ctx, *grads)
-
-        return run
-
-    return decorate
+    return differentiable_backward(refuse)
