@@ -18,7 +18,7 @@ from ._impl.cross_entropy import linear_cross_entropy
 from ._impl.dropout_layer_norm import dropout_add_layer_norm
 from ._impl.gelu import gelu_kind, linear_gelu
 from ._impl.loss_helpers import causal_lm_loss
-from ._impl.modules import built_as, runs_its_forward
+from ._impl.modules import built_as, built_with, runs_its_forward
 from ._impl.optim import FusedAdam, FusedAdamW, fused_optimizer_class, optimizer_kwargs
 from ._impl.products import product_dtype
 from ._impl.projections import fused_qkv, gated_act, gated_mlp
@@ -61,6 +61,7 @@ __all__ = [
     "attention",
     "attention_supported",
     "built_as",
+    "built_with",
     "causal_lm_loss",
     "conv_bn",
     "conv_bn_act",

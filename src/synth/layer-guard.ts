@@ -2,11 +2,11 @@
 // `norm_layer=nn.BatchNorm2d` by default) matched a rule as its default class; a caller may pass
 // another class. The rewrite then also checks at run time that the module is exactly the default
 // class, so any other layer runs the original code.
-import type { Op } from '../dsl/ir.js';
+import type { Expr, Op } from '../dsl/ir.js';
 import { layerClassOf } from '../analysis/layer-class.js';
 import type { Site } from '../match/matcher.js';
 import type { Rule } from '../match/rule.js';
-import { attrDefs } from '../match/method.js';
+import { attrDefs, attrOf } from '../match/method.js';
 import { KERNELS_ALIAS } from './edits.js';
 
 /** One guard per matched submodule whose class is a parameter's default, in pattern order. */
@@ -48,9 +48,44 @@ export function skippedModuleGuards(s: Site, rule: Rule, replaced: (op: Op) => b
   for (const p of rule.pattern) {
     const op = s.ops[p.name];
     if (!op || op.kind !== 'module' || !replaced(op) || !/^self\.[A-Za-z_][\w.]*(\[\d+\])?$/.test(op.callee)) continue;
-    // `{a}`, `{d.module|0.0}`, `{a.callable}`: the module itself goes to the kernel, which checks it
-    const handed = new RegExp(`\\{[?,]?${p.name}(?:\\.(?:module|callable))?[}|]`).test(templates);
-    if (!handed) out.add(`${KERNELS_ALIAS}.runs_its_forward(${op.callee})`);
+    // `{d.module|0.0}`, `{a.callable}`: the module itself goes to the kernel, which checks it;
+    // `{e}` is the value the call returned (a statement rewrite's target), not the module
+    const handed = new RegExp(`\\{[?,]?${p.name}\\.(?:module|callable)[}|]`).test(templates);
+    if (!handed) out.add(asBuiltGuard(s, op));
   }
   return [...out];
+}
+
+/** `_adopt.built_with(self.attend, "torch.nn.Softmax", dim=-1)`: the module is still what the
+ *  constructor call the rewrite read from `__init__` builds (class, hooks, every setting), so a
+ *  setting changed later, class weights given, or another module put in its place keeps the
+ *  original code. Where that call cannot be restated in the forward (`nn.Dropout(config.p)`), or
+ *  its class is not known, only that calling the module runs its forward alone. */
+function asBuiltGuard(s: Site, op: Op): string {
+  const ctor = attrOf(s.view, op)?.value;
+  const cls = op.type?.[0];
+  if (ctor?.k === 'call' && cls) {
+    const args = ctor.args.map(constantText);
+    const kw = ctor.kw.map(([k, v]) => (/^[A-Za-z_]\w*$/.test(k) ? constantText(v) : undefined));
+    if (![...args, ...kw].includes(undefined)) {
+      const given = [...args, ...ctor.kw.map(([k], i) => `${k}=${kw[i]}`)];
+      return `${KERNELS_ALIAS}.built_with(${[op.callee, classRef(s, cls), ...given].join(', ')})`;
+    }
+  }
+  return `${KERNELS_ALIAS}.runs_its_forward(${op.callee})`;
+}
+
+/** A constructor argument as Python source, where it is a constant (or a tuple of them) or an
+ *  attribute of the module being rewritten, which the forward reads as `__init__` did. */
+function constantText(e: Expr): string | undefined {
+  if (e.k === 'name') return /^self\.[A-Za-z_][\w.]*$/.test(e.path) ? e.path : undefined;
+  if (e.k === 'tuple') {
+    const items = e.items.map(constantText);
+    return items.includes(undefined) ? undefined : `(${items.join(', ')}${items.length === 1 ? ',' : ''})`;
+  }
+  if (e.k !== 'const') return undefined;
+  if (e.v === null) return 'None';
+  if (typeof e.v === 'boolean') return e.v ? 'True' : 'False';
+  if (typeof e.v === 'number') return e.raw ?? String(e.v);
+  return JSON.stringify(e.v);
 }

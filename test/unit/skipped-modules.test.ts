@@ -1,7 +1,9 @@
 // A submodule the fast path computes without calling (an attention's nn.Softmax, a loss module)
-// is stood in for only where calling it would run its forward and nothing else: the guard asks
-// `runs_its_forward`, so a hook on it (an attention map recorded from `self.attend`) keeps the
-// original code. A module handed to the kernel, or one the rewrite leaves to run, needs no guard.
+// is stood in for only where it is still what __init__ built: the guard asks `built_with` (its
+// class, no hooks, every setting as the constructor call the rewrite read leaves it), so a hook
+// on it, a setting changed later or another module put in its place keeps the original code.
+// Where that call is not constants, `runs_its_forward`. A module handed to the kernel, or one
+// the rewrite leaves to run, needs no guard.
 import { describe, expect, it } from 'vitest';
 import { runRewrite } from '../../src/pipeline/index.js';
 import { tempProject } from '../helpers/ir.js';
@@ -34,10 +36,11 @@ ${init}
 `;
 
 describe('guards for submodules the fast path does not call', () => {
-  it('an nn.Softmax module inside a rewritten attention: guarded by runs_its_forward', () => {
+  it('an nn.Softmax module inside a rewritten attention: guarded by built_with and its constructor call', () => {
     const text = rewrite(attention('self.attend(dots)', '        self.attend = nn.Softmax(dim=-1)'), 'attention');
     expect(text).toMatch(/_adopt\.attention\(/);
-    expect(text).toMatch(/and _adopt\.runs_its_forward\(self\.attend\)/);
+    expect(text).toMatch(/and _adopt\.built_with\(self\.attend, "torch\.nn\.Softmax", dim=-1\)/);
+    expect(text).not.toMatch(/runs_its_forward/);
     // the dropout module goes to the kernel, which checks it itself
     expect(text).not.toMatch(/runs_its_forward\(self\.drop\)/);
     expect(text).toMatch(/dropout_p=self\.drop/);
@@ -66,5 +69,56 @@ class GLU(nn.Module):
 `, 'gated_mlp_chunk');
     expect(text).toMatch(/_adopt\.gated_act/);
     expect(text).not.toMatch(/runs_its_forward/);
+  });
+
+  it('a positional constructor argument is restated as written', () => {
+    const text = rewrite(attention('self.attend(dots)', '        self.attend = nn.Softmax(-1)'), 'attention');
+    expect(text).toMatch(/_adopt\.built_with\(self\.attend, "torch\.nn\.Softmax", -1\)/);
+  });
+
+  it("a loss module the fused LM head computes is guarded too (its call's value is not the module)", () => {
+    const text = rewrite(`import torch
+from torch import nn
+
+
+class TinyLM(nn.Module):
+    def __init__(self, vocab_size=40, hidden_size=16):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, hidden_size)
+        self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
+        self.loss_fct = nn.CrossEntropyLoss(ignore_index=-100, reduction="sum")
+
+    def forward(self, ids, labels=None):
+        logits = self.lm_head(self.embed(ids))
+        loss = None
+        if labels is not None:
+            loss = self.loss_fct(logits.view(-1, logits.size(-1)), labels.view(-1))
+        return loss, logits
+`, 'lm_head_ce');
+    expect(text).toMatch(/_adopt\.linear_cross_entropy\(/);
+    expect(text).toMatch(/_adopt\.built_with\(\s*self\.loss_fct,\s*"torch\.nn\.CrossEntropyLoss",\s*ignore_index=-100,\s*reduction="sum",?\s*\)/);
+  });
+
+  it('a constructor argument read from the module itself is restated as that attribute', () => {
+    const text = rewrite(`import torch
+from torch import nn
+
+
+class TinyLM(nn.Module):
+    def __init__(self, vocab_size=40, hidden_size=16, reduction="mean"):
+        super().__init__()
+        self.reduction = reduction
+        self.embed = nn.Embedding(vocab_size, hidden_size)
+        self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
+        self.loss_fct = nn.CrossEntropyLoss(reduction=self.reduction)
+
+    def forward(self, ids, labels=None):
+        logits = self.lm_head(self.embed(ids))
+        loss = None
+        if labels is not None:
+            loss = self.loss_fct(logits.view(-1, logits.size(-1)), labels.view(-1))
+        return loss, logits
+`, 'lm_head_ce');
+    expect(text).toMatch(/_adopt\.built_with\(\s*self\.loss_fct,\s*"torch\.nn\.CrossEntropyLoss",\s*reduction=self\.reduction,?\s*\)/);
   });
 });

@@ -87,3 +87,59 @@ def built_as(mod, qualname):
     """
     cls = qualname if isinstance(qualname, type) else _class_named(qualname)
     return cls is not None and type(mod) is cls
+
+
+def built_with(mod, qualname, *args, **kwargs):
+    """True when calling ``mod`` computes what the constructor call the rewrite read,
+    ``qualname(*args, **kwargs)``, builds: that class's own ``forward`` (no subclass overriding
+    it, no hooks) and every setting as that call leaves it.
+
+    A rewrite that computes a module's work without calling it (an attention's ``nn.Softmax``,
+    a loss module) bakes in what ``__init__`` gave it. A user may change that afterwards: set
+    ``attend.dim = 1`` or ``loss_fct.ignore_index = 0``, give the loss class weights, or put
+    another module in its place (``model.attend = RecordingSoftmax()``). Any of these makes
+    this False, so the original code runs. The settings compared are the instance's plain
+    attributes (its ``__dict__`` less ``training`` and private names) and which of its
+    parameters and buffers are None, against an instance built from the same arguments.
+    """
+    cls = _class_named(qualname) if isinstance(qualname, str) else qualname
+    if cls is None or not is_plain(mod, cls):
+        return False
+    try:
+        want = _settings_built(cls, args, tuple(sorted(kwargs.items())))
+    except TypeError:  # unhashable arguments: nothing to compare against
+        return False
+    return want is not None and _same_settings(_settings(mod), want)
+
+
+@functools.lru_cache(maxsize=256)
+def _settings_built(cls, args, kwargs):
+    try:
+        return _settings(cls(*args, **dict(kwargs)))
+    except Exception:  # the constructor refuses these arguments here (another torch version)
+        return None
+
+
+def _settings(mod):
+    plain = {k: v for k, v in vars(mod).items() if not k.startswith("_") and k != "training"}
+    slots = {f"parameter {k}": v is None for k, v in mod._parameters.items()}
+    slots.update({f"buffer {k}": v is None for k, v in mod._buffers.items()})
+    return plain, slots, tuple(mod._modules)
+
+
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _same_settings(have, want):
+    (plain, slots, modules), (want_plain, want_slots, want_modules) = have, want
+    if slots != want_slots or modules != want_modules or plain.keys() != want_plain.keys():
+        return False
+    return all(_same_value(plain[k], want_plain[k]) for k in plain)
+
+
+def _same_value(a, b):
+    # a tensor or any other object set on the module is not a setting that can be compared
+    # with a fresh instance's: the rewrite does not stand in for it
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    return isinstance(a, _PLAIN) and type(a) is type(b) and a == b

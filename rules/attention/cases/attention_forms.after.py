@@ -43,7 +43,7 @@ class SpacedEinsumAttention(nn.Module):
             _adopt is not None
             and _adopt.enabled('attention')
             and _adopt.attention_supported(q, k.transpose(-2, -1), v)
-            and _adopt.runs_its_forward(self.attend)
+            and _adopt.built_with(self.attend, "torch.nn.Softmax", dim=-1)
         ):
             out = _adopt.attention(
                 q, k, v, mask=None, scale=self.scale, dropout_p=0.0, training=False
