@@ -44,11 +44,12 @@ export function placeRuleDiagnostic(d: Diagnostic): Diagnostic {
 }
 
 /** A problem the loader places at the start of a rewrite line, at what it quotes from the lines
- *  below: the target of `rewrite expr NAME`, a `{name.part}` placeholder. */
+ *  below: the target of `rewrite expr NAME`, a placeholder as written (`{name.part}`, `{name}`,
+ *  `{,kw=name}`), the first one the message quotes. */
 function placeQuoted(d: Diagnostic): Diagnostic {
   if (d.col !== 1) return d;
   const target = /^rewrite expr names '([A-Za-z_]\w*)'/.exec(d.message)?.[1];
-  const placeholder = /\{[A-Za-z_]\w*\.[A-Za-z_]\w*\}/.exec(d.message)?.[0];
+  const placeholder = /\{[^{}\n]*\}/.exec(d.message)?.[0];
   const find = target !== undefined
     ? (text: string) => { const m = new RegExp(`^(\\s*rewrite\\s+expr\\s+)${target}\\b`).exec(text); return m ? m[1].length : -1; }
     : placeholder !== undefined ? (text: string) => text.indexOf(placeholder) : undefined;

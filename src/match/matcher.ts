@@ -301,6 +301,15 @@ function extend(rule: Rule, view: MethodView, i: number, st: Growing, anchor: Op
     trace.matched = Math.max(trace.matched, bound);
   }
   if (i === rule.pattern.length) {
+    // the match's result (the line `rewrite expr` names, else the last line, which a `rewrite
+    // stmts` template assigns): without it there is nothing to rewrite, and banning that optional
+    // op to look for another site would find this one again, less that line
+    const target = rule.rewrite?.kind === 'expr' ? rule.pattern.find((p) => p.name === rule.rewrite!.target) : undefined;
+    const result = target ?? rule.pattern[i - 1];
+    if (result.optional && st.ops.get(result.name) === null) {
+      if (why.length === 0) why.push(`no '${result.name} = ${result.callees.join('|')}(...)' follows in the dataflow: the pattern's last line is optional, but it is the match's result`);
+      return false;
+    }
     for (const c of rule.where) {
       const failure = checkConstraint(c, st, view);
       if (failure) trace.constraint = true;

@@ -4,7 +4,7 @@
 // kernel registry, and no line uses a form adopt does not apply.
 import { constraintProblem } from './constraints.js';
 import { kernelSignatures, registryProblems } from './kernel-registry.js';
-import { fail, type PatVal, type Rule } from './rule-ir.js';
+import { fail, type PatVal, type Rewrite, type Rule } from './rule-ir.js';
 import { kernelArgumentProblems } from './rule-template.js';
 import { templateAccessorProblems } from './template-accessors.js';
 
@@ -51,17 +51,43 @@ export function validateRule(r: Rule): void {
     fail(r.file, rw.line, 1, `rewrite ${rw.kind} names '${rw.target}', which is not a pattern name`);
   }
   checkDataflow(r);
-  const known = (name: string) => ops.has(name) || metas.has(name) || name === 'original' || name === 'indent';
+  const known = (name: string) => ops.has(name) || metas.has(name);
   const check = (tpl: string, what: string) => {
     for (const m of tpl.matchAll(/\{(?:\?(?=[A-Za-z_][A-Za-z0-9_]*:))?,?(?:[A-Za-z_][A-Za-z0-9_]*=)?([A-Za-z_][A-Za-z0-9_]*)(\.[A-Za-z_0-9]+|![A-Za-z_][A-Za-z0-9_]*|:[^}]*)?(?:\|[^}]*)?\}/g)) {
-      if (!known(m[1])) fail(r.file, rw.line, 1, `${what} uses {${m[1]}${m[2] ?? ''}}, but '${m[1]}' is not bound by the pattern (unbound metavariable)`);
+      // `{original}` and `{indent}` were once accepted here, but no renderer fills them: every site
+      // then failed to rewrite with "cannot express {original}"
+      const none = m[1] === 'original' || m[1] === 'indent'
+        ? `: adopt fills no {${m[1]}} placeholder (the original code runs by itself where the guard fails, and a statements rewrite is indented as the code it replaces)`
+        : '';
+      if (!known(m[1])) fail(r.file, rw.line, 1, `${what} uses {${m[1]}${m[2] ?? ''}}, but '${m[1]}' is not bound by the pattern (unbound metavariable)${none}`);
     }
   };
   for (const m of rw.noneAbsent) if (!metas.has(m)) fail(r.file, rw.line, 1, `none_means_absent names $${m}, which the pattern does not bind`);
   rw.guards.forEach((g) => check(g, 'guard'));
   rw.code.forEach((c) => check(c, 'rewrite'));
+  const own = ownResultRead(rw);
+  if (own) fail(r.file, rw.line, 1, `rule ${r.name}: ${own}`);
   const accessors = [...rw.guards, ...rw.code].flatMap((t) => templateAccessorProblems(t, (n) => ops.has(n)));
   if (accessors.length) fail(r.file, rw.line, 1, `rule ${r.name}: ${accessors.join('; ')}`);
+}
+
+/** In `rewrite expr T`, the first placeholder that reads T's own value (`{T}`, `{T|default}`,
+ *  `{,kw=T}`, `{,kw=x!T}`), as a problem. The expression replaced computes that value, so where the
+ *  guard and the kernel call run it does not exist yet: the renderer would write the name T is
+ *  assigned to, read before it is assigned (or a stale value). Parts of T (`{T.dim}`), its
+ *  presence (`{?T:...}`, `{T.absent}`) read the matched call and are fine; `{T} = ...` belongs to
+ *  `rewrite stmts`, whose template assigns the results. */
+function ownResultRead(rw: Rewrite): string | undefined {
+  if (rw.kind !== 'expr' || !rw.target) return undefined;
+  const t = rw.target;
+  for (const tpl of [...rw.guards, ...rw.code]) {
+    for (const m of tpl.matchAll(/\{(?!\?),?(?:[A-Za-z_]\w*=)?([A-Za-z_]\w*)(\.[A-Za-z_]\w*)?(?:!([A-Za-z_]\w*))?(?:\|[^}]*)?\}/g)) {
+      if ((m[1] === t && m[2] === undefined) || m[3] === t) {
+        return `${m[0]} reads the value of '${t}', the expression 'rewrite expr ${t}' replaces: it is not computed yet where the ${rw.guards.includes(tpl) ? 'guard' : 'replacement'} runs. Name the inputs instead ({x} for $x, an earlier line's name, a part such as {${t}.dim}); a template that assigns {${t}} is a 'rewrite stmts' one`;
+      }
+    }
+  }
+  return undefined;
 }
 
 /** Why a rewrite that reads `_adopt` could raise where adopt_kernels is not installed (the file

@@ -1,5 +1,6 @@
-// Rule-file problems at the place they name: an unbound placeholder at the placeholder (the loader
-// gives the `rewrite` line), a template that is not Python at the template's own line.
+// Rule-file problems at the place they name: an unbound placeholder, or one an expression rewrite
+// cannot fill, at the placeholder (the loader gives the `rewrite` line), a template that is not
+// Python at the template's own line.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { placeRuleDiagnostic, ruleProblems } from '../../src/cli/rule-errors.js';
@@ -41,6 +42,33 @@ describe('rule file problems', () => {
     const keyword = loadErrors(rule('_adopt is not None', ['_adopt.softmax({x}, dim=-1{,dtype=oops})'])).errors;
     expect(keyword[0].message).toMatch(/'oops' is not bound/);
     expect(placeRuleDiagnostic(keyword[0])).toMatchObject({ line: 8, col: 32 });
+  });
+
+  it("a placeholder reading the value 'rewrite expr' replaces is refused at load, at the placeholder", () => {
+    // `{y}` in an expression rewrite of y wrote `y = (_adopt.softmax(y, ...) if ... else softmax(x))`:
+    // y read before it is assigned, accepted by the loader and by the rewrite alike
+    const own = loadErrors(rule('_adopt is not None', ['_adopt.softmax({y}, dim=-1)'])).errors;
+    expect(own).toHaveLength(1);
+    expect(own[0].message).toMatch(/^rule scaled: \{y\} reads the value of 'y', the expression 'rewrite expr y' replaces/);
+    expect(placeRuleDiagnostic(own[0])).toMatchObject({ line: 8, col: 21 });
+    const keyword = loadErrors(rule('_adopt is not None', ['_adopt.softmax({x}, dim=-1{,dtype=y})'])).errors;
+    expect(placeRuleDiagnostic(keyword[0])).toMatchObject({ line: 8, col: 32, message: expect.stringMatching(/\{,dtype=y\} reads the value of 'y'/) });
+    const inGuard = loadErrors(rule('_adopt is not None and {y|x}.dim() > 1', ['_adopt.softmax({x}, dim=-1)'])).errors;
+    expect(placeRuleDiagnostic(inGuard[0])).toMatchObject({ line: 7, col: 35, message: expect.stringMatching(/where the guard runs/) });
+    // parts of the matched call and its presence are read off the code, not its value
+    expect(loadErrors(rule('_adopt is not None', ['_adopt.softmax({x}, dim={y.dim}{,y.dtype}{?y:})'])).errors).toEqual([]);
+    // a statements rewrite assigns the result: there {y} is the name it is written to
+    const stmts = rule('_adopt is not None', ['{y} = _adopt.softmax({x}, dim=-1)']).replace('rewrite expr y', 'rewrite stmts');
+    expect(loadErrors(stmts).errors).toEqual([]);
+  });
+
+  it('{original} and {indent}, which no rewrite fills, are refused at load, at the placeholder', () => {
+    for (const name of ['original', 'indent']) {
+      const { errors } = loadErrors(rule('_adopt is not None', [`_adopt.softmax({x}, dim=-1) if {${name}} else None`]));
+      expect(errors).toHaveLength(1);
+      expect(errors[0].message).toMatch(new RegExp(`uses \\{${name}\\}, but '${name}' is not bound by the pattern .*adopt fills no \\{${name}\\} placeholder`));
+      expect(placeRuleDiagnostic(errors[0])).toMatchObject({ line: 8, col: 37 });
+    }
   });
 
   it('another rule error keeps its place', () => {

@@ -514,7 +514,7 @@ def attention(
             q = q * scale.to(q.dtype)
             scale = 1.0
         else:
-            return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, fills=fills, bias=bias)
+            return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype, fills=fills, bias=bias)
     if isinstance(dropout_p, nn.Module) or (softmax_dtype is not None and softmax_dtype != q.dtype and q.dtype not in _LOW_PRECISION):
         # a dropout module to call on the probabilities; `softmax(scores, dtype=torch.float32)`
         # on float64 scores rounds them to float32 first
@@ -547,4 +547,4 @@ def attention(
         out = _via_sdpa(q, k, v, mask, scale, is_causal, fills, bias)
         if out is not None:
             return out
-    return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, fills=fills, bias=bias)
+    return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype, fills=fills, bias=bias)
