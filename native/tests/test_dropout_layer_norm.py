@@ -101,3 +101,21 @@ def test_custom_dropout_module_is_called():
 def test_rejects_other_dropout_types():
     with pytest.raises(TypeError):
         ak.dropout_add_layer_norm(torch.randn(2, 3), torch.randn(2, 3), nn.LayerNorm(3), "0.1", True)
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["compiled", "torch path"])
+def test_the_dropout_modules_own_mode_decides_not_the_flag_passed(native, monkeypatch):
+    """The rewrite passes its method's ``self.training``; the original calls the dropout module,
+    whose own mode decides. MC dropout (model in eval, dropout modules in train) must drop, and
+    dropout switched off during training (``.eval()`` on the module) must not."""
+    if not native:
+        monkeypatch.setenv("ADOPT_DISABLE", "native")
+    torch.manual_seed(0)
+    block = Block(64, 0.5, True, torch.float32)
+    x, r = torch.randn(4, 256, 64), torch.randn(4, 256, 64)
+    clean = block.eval()(x, r)
+    block.dropout.train()  # MC dropout
+    assert (ak.dropout_add_layer_norm(x, r, block.ln, block.dropout, False) - clean).abs().max() > 0.1
+    block.train()
+    block.dropout.eval()  # switched off while training
+    assert (ak.dropout_add_layer_norm(x, r, block.ln, block.dropout, True) - clean).abs().max() < 1e-5

@@ -42,7 +42,8 @@ def dropout_add_layer_norm(x, residual, layer_norm, dropout, training):
     """Replaces ``layer_norm(dropout(x) + residual)``.
 
     ``layer_norm`` is an ``nn.LayerNorm`` (affine or not); ``dropout`` an ``nn.Dropout`` or
-    its probability. Dropout is applied only when ``training``.
+    its probability. Dropout is applied only when ``training``; for a plain ``nn.Dropout``, only
+    when the module itself is in training mode, as calling it would.
 
     On CPU in float32 and bfloat16, with a plain ``nn.LayerNorm`` over the last dim, and a call
     at or above the kernel's size floor (``_dispatch.cpu_floor``: below it the torch code runs,
@@ -57,6 +58,11 @@ def dropout_add_layer_norm(x, residual, layer_norm, dropout, training):
     module uses, so it draws from the RNG exactly as the original does and a seeded run gives
     bit-identical masks. Modules carrying hooks or their own forward are called as they are.
     """
+    if isinstance(dropout, nn.Dropout) and is_plain(dropout, nn.Dropout):
+        # the module's own mode decides in the original, whatever its parent's: MC dropout
+        # (`model.eval()`, then `.train()` on the dropout modules) and dropout switched off in
+        # training (`.eval()` on them) alike
+        training = dropout.training
     out = _compiled(x, residual, layer_norm, dropout, training)
     if out is not None:
         return out
