@@ -10,19 +10,19 @@ import { runRewrite } from '../src/pipeline/index.js';
 import { pythonEnv, pythonExecutable } from '../src/verify/python.js';
 import { tempProject } from './helpers/ir.js';
 
-const MODEL = `import torch
+const model = (loss: string) => `import torch
 from torch import nn
 
 
 class AttnLM(nn.Module):
-    def __init__(self, vocab_size=40, hidden_size=16, heads=2):
+    def __init__(self, vocab_size=40, hidden_size=16, heads=2, pad_token_id=-100):
         super().__init__()
         self.heads = heads
         self.embed = nn.Embedding(vocab_size, hidden_size)
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.attend = nn.Softmax(dim=-1)
         self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
-        self.loss_fct = nn.CrossEntropyLoss()
+        self.loss_fct = ${loss}
 
     def forward(self, ids, labels=None):
         h = self.embed(ids)
@@ -85,25 +85,32 @@ print(json.dumps(out))
 `;
 
 describe('modules changed after construction', () => {
-  it('the rewritten model computes what the original does after each change, and the fused path where nothing changed', () => {
-    const dir = tempProject({ 'm.py': MODEL });
-    const run = runRewrite([join(dir, 'm.py')], {});
-    const text = run.files[0].rewritten;
-    expect(text).toMatch(/_adopt\.attention\(/);
-    expect(text).toMatch(/_adopt\.linear_cross_entropy\(/);
-    expect(text).toMatch(/_adopt\.built_with\(self\.attend, "torch\.nn\.Softmax", dim=-1\)/);
-    expect(text).toMatch(/_adopt\.built_with\(self\.loss_fct, "torch\.nn\.CrossEntropyLoss"\)/);
-    writeFileSync(join(dir, 'rw.py'), text);
-    const r = spawnSync(pythonExecutable(), ['-c', CHECK, join(dir, 'm.py'), join(dir, 'rw.py')], { env: pythonEnv(), encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
-    const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
-    for (const [change, d] of Object.entries(res) as [string, { loss: number; logits: number }][]) {
-      expect(d.loss, change).toBeLessThan(1e-9);
-      expect(d.logits, change).toBeLessThan(1e-9);
-    }
-    // unchanged, both fused paths ran: the guard does not turn the rewrite off
-    expect(res.none.fused).toEqual(expect.arrayContaining(['attention', 'linear_cross_entropy']));
-    expect(res['softmax dim'].fused).not.toContain('attention');
-    expect(res['class weights'].fused).not.toContain('linear_cross_entropy');
-  });
+  const cases: [string, string, RegExp][] = [
+    ['constant settings', 'nn.CrossEntropyLoss()', /_adopt\.built_with\(self\.loss_fct, "torch\.nn\.CrossEntropyLoss"\)/],
+    // __init__'s own names are not the forward's: the setting is read off the module
+    ['a setting from __init__\'s arguments', 'nn.CrossEntropyLoss(ignore_index=pad_token_id)', /_adopt\.built_with\(\s*self\.loss_fct, "torch\.nn\.CrossEntropyLoss", as_set=\("ignore_index",\)\s*\)[\s\S]*ignore_index=self\.loss_fct\.ignore_index/],
+  ];
+  for (const [what, loss, guard] of cases) {
+    it(`${what}: the rewritten model computes what the original does after each change, and the fused path where nothing changed`, () => {
+      const dir = tempProject({ 'm.py': model(loss) });
+      const run = runRewrite([join(dir, 'm.py')], {});
+      const text = run.files[0].rewritten;
+      expect(text).toMatch(/_adopt\.attention\(/);
+      expect(text).toMatch(/_adopt\.linear_cross_entropy\(/);
+      expect(text).toMatch(/_adopt\.built_with\(self\.attend, "torch\.nn\.Softmax", dim=-1\)/);
+      expect(text).toMatch(guard);
+      writeFileSync(join(dir, 'rw.py'), text);
+      const r = spawnSync(pythonExecutable(), ['-c', CHECK, join(dir, 'm.py'), join(dir, 'rw.py')], { env: pythonEnv(), encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      for (const [change, d] of Object.entries(res) as [string, { loss: number; logits: number }][]) {
+        expect(d.loss, change).toBeLessThan(1e-9);
+        expect(d.logits, change).toBeLessThan(1e-9);
+      }
+      // unchanged, both fused paths ran: the guard does not turn the rewrite off
+      expect(res.none.fused).toEqual(expect.arrayContaining(['attention', 'linear_cross_entropy']));
+      expect(res['softmax dim'].fused).not.toContain('attention');
+      expect(res['class weights'].fused).not.toContain('linear_cross_entropy');
+    });
+  }
 });

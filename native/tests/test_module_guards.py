@@ -65,3 +65,13 @@ def test_every_change_the_rewrite_did_not_see_fails_the_guard(mod, qualname, kwa
 
 def test_training_mode_is_not_a_setting():
     assert ak.built_with(nn.Softmax(dim=-1).eval(), "torch.nn.Softmax", dim=-1)
+
+
+def test_a_setting_from_init_s_scope_is_taken_as_the_module_holds_it_and_the_rest_still_compared():
+    loss = nn.CrossEntropyLoss(ignore_index=7)
+    assert ak.built_with(loss, "torch.nn.CrossEntropyLoss", as_set=("ignore_index",))
+    loss.ignore_index = 3  # the rewrite reads it off the module too
+    assert ak.built_with(loss, "torch.nn.CrossEntropyLoss", as_set=("ignore_index",))
+    loss.label_smoothing = 0.1
+    assert not ak.built_with(loss, "torch.nn.CrossEntropyLoss", as_set=("ignore_index",))
+    assert not ak.built_with(nn.Softmax(dim=-1), "torch.nn.Softmax", as_set=("no_such_setting",))

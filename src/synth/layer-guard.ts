@@ -59,17 +59,22 @@ export function skippedModuleGuards(s: Site, rule: Rule, replaced: (op: Op) => b
 /** `_adopt.built_with(self.attend, "torch.nn.Softmax", dim=-1)`: the module is still what the
  *  constructor call the rewrite read from `__init__` builds (class, hooks, every setting), so a
  *  setting changed later, class weights given, or another module put in its place keeps the
- *  original code. Where that call cannot be restated in the forward (`nn.Dropout(config.p)`), or
- *  its class is not known, only that calling the module runs its forward alone. */
+ *  original code. A keyword whose value the forward cannot restate (`ignore_index=config.pad_token_id`)
+ *  is taken as the module holds it (`as_set`); where a positional argument cannot be restated,
+ *  or the class is not known, the guard asks only that calling the module runs its forward alone. */
 function asBuiltGuard(s: Site, op: Op): string {
   const ctor = attrOf(s.view, op)?.value;
   const cls = op.type?.[0];
   if (ctor?.k === 'call' && cls) {
     const args = ctor.args.map(constantText);
-    const kw = ctor.kw.map(([k, v]) => (/^[A-Za-z_]\w*$/.test(k) ? constantText(v) : undefined));
-    if (![...args, ...kw].includes(undefined)) {
-      const given = [...args, ...ctor.kw.map(([k], i) => `${k}=${kw[i]}`)];
-      return `${KERNELS_ALIAS}.built_with(${[op.callee, classRef(s, cls), ...given].join(', ')})`;
+    const named = ctor.kw.filter(([k]) => /^[A-Za-z_]\w*$/.test(k));
+    if (!args.includes(undefined) && named.length === ctor.kw.length) {
+      // a keyword given a value of __init__'s own (`ignore_index=config.pad_token_id`) is taken
+      // as the module holds it, and every other setting still compared
+      const given = named.filter(([, v]) => constantText(v) !== undefined).map(([k, v]) => `${k}=${constantText(v)}`);
+      const asSet = named.filter(([, v]) => constantText(v) === undefined).map(([k]) => JSON.stringify(k));
+      const keep = asSet.length ? [`as_set=(${asSet.join(', ')}${asSet.length === 1 ? ',' : ''})`] : [];
+      return `${KERNELS_ALIAS}.built_with(${[op.callee, classRef(s, cls), ...args, ...given, ...keep].join(', ')})`;
     }
   }
   return `${KERNELS_ALIAS}.runs_its_forward(${op.callee})`;

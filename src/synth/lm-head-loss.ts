@@ -80,14 +80,14 @@ function readLabels(target: Expr, cx: LossContext): { root: Expr; shifted: boole
 
 /** The loss call's settings: from the functional call, or from the CrossEntropyLoss module's
  *  constructor (an attribute, or built in the forward itself). */
-function settingsOf(ce: Op, cx: LossContext): { kw: [string, Expr][]; extraPositional: boolean } | string {
+function settingsOf(ce: Op, cx: LossContext): { kw: [string, Expr][]; extraPositional: boolean; fromInit?: boolean } | string {
   const data = (k: string) => k === 'input' || k === 'target';
   const positional = ce.args.filter((a) => a.k !== 'star');
   if (ce.args.some((a) => a.k === 'star')) return `keywords or arguments reach the loss at ${at(ce)} through * or **; they could set class weights or label smoothing, which the kernel does not take`;
   if (ce.kind !== 'module') return { kw: ce.kw.filter(([k]) => !data(k)), extraPositional: positional.length > 2 };
   if (positional.length > 2 || ce.kw.some(([k]) => !data(k))) return `the loss module is called with more than the logits and the labels at ${at(ce)}`;
   const attr = cx.constructorOf(ce);
-  if (attr?.k === 'call') return { kw: attr.kw, extraPositional: attr.args.length > 0 };
+  if (attr?.k === 'call') return { kw: attr.kw, extraPositional: attr.args.length > 0, fromInit: true };
   // built in the forward: the constructions assigned to the name called (several alike are one)
   const built = cx.ops().filter((o) => o.kind === 'call' && /(^|\.)CrossEntropyLoss$/.test(o.callee) && cx.nameOf(o) === ce.callee);
   const same = built.every((o) => JSON.stringify([o.args, o.kw]) === JSON.stringify([built[0].args, built[0].kw]));
@@ -111,7 +111,10 @@ function settingArgs(ce: Op, cx: LossContext): string[] | string {
   for (const [k, v] of settings.kw) {
     if (k === '**' || v.k === 'star') return `keywords reach the loss at ${at(ce)} through **; they could set class weights or label smoothing, which the kernel does not take`;
     if (k === 'ignore_index' || k === 'reduction') {
-      const text = cx.expr(v);
+      // a constructor argument read in __init__'s scope (`ignore_index=config.pad_token_id`) is
+      // not a name the forward has: the module keeps the setting under the keyword's name
+      const initScoped = settings.fromInit && v.k !== 'const' && !(v.k === 'name' && v.path.startsWith('self.'));
+      const text = initScoped ? `${ce.callee}.${k}` : cx.expr(v);
       if (text === undefined) return `the loss's ${k} at ${at(ce)} cannot be written where the rewrite runs`;
       if (!(k === 'ignore_index' && isConst(v, -100)) && !(k === 'reduction' && isConst(v, 'mean'))) out.push(`${k}=${text}`);
       continue;

@@ -89,7 +89,7 @@ def built_as(mod, qualname):
     return cls is not None and type(mod) is cls
 
 
-def built_with(mod, qualname, *args, **kwargs):
+def built_with(mod, qualname, *args, as_set=(), **kwargs):
     """True when calling ``mod`` computes what the constructor call the rewrite read,
     ``qualname(*args, **kwargs)``, builds: that class's own ``forward`` (no subclass overriding
     it, no hooks) and every setting as that call leaves it.
@@ -101,10 +101,17 @@ def built_with(mod, qualname, *args, **kwargs):
     this False, so the original code runs. The settings compared are the instance's plain
     attributes (its ``__dict__`` less ``training`` and private names) and which of its
     parameters and buffers are None, against an instance built from the same arguments.
+    ``as_set`` names keyword arguments whose values ``__init__`` computed from its own scope
+    (``ignore_index=config.pad_token_id``): they are taken as the module holds them now, and the
+    code the rewrite runs reads them off the module too.
     """
     cls = _class_named(qualname) if isinstance(qualname, str) else qualname
     if cls is None or not is_plain(mod, cls):
         return False
+    for name in as_set:
+        if name not in vars(mod):
+            return False
+        kwargs[name] = vars(mod)[name]
     try:
         want = _settings_built(cls, args, tuple(sorted(kwargs.items())))
     except TypeError:  # unhashable arguments: nothing to compare against
