@@ -124,9 +124,12 @@ export function applyEdits(f: SynthFile, edits: Edit[]): FileResult {
   // only where an edit calls the kernels (a rule may rewrite without them)
   const needsImport = edits.some((e) => new RegExp(`\\b${KERNELS_ALIAS}\\b`).test(e.text));
   // an activation handed over with its keywords (`functools.partial(F.gelu, approximate="tanh")`)
-  const needsFunctools = edits.some((e) => /(?<![\w.])functools\.partial\(/.test(e.text)) && !importsFunctools(f.root);
+  const needsFunctools = edits.some((e) => /(?<![\w.])functools\.partial\(/.test(e.text)) && !bindsModule(f.root, 'functools');
+  // an activation named in full (`torch.nn.functional.silu`) in a file that imports only
+  // `torch.nn.functional as F` and `from torch import nn`, which bind no `torch`
+  const needsTorch = edits.some((e) => /(?<![\w.])torch\./.test(e.text)) && !bindsModule(f.root, 'torch');
   const preamble = needsImport && !original.includes(`import adopt_kernels as ${KERNELS_ALIAS}`);
-  if (preamble || needsFunctools) all.push(preambleEdit(f.root, original, f.newline, { kernels: preamble, functools: needsFunctools }));
+  if (preamble || needsFunctools || needsTorch) all.push(preambleEdit(f.root, original, f.newline, { kernels: preamble, functools: needsFunctools, torch: needsTorch }));
   const { text, placed } = spliceEdits(original, all);
   const result: FileResult = { path: f.path, original, rewritten: text, edits: all };
   // never hand back code that does not parse
@@ -192,14 +195,15 @@ export function spliceEdits(original: string, edits: Edit[]): { text: string; pl
   return { text: pieces.join(''), placed };
 }
 
-/** Whether the module imports functools itself, at its top level (`import functools`). */
-function importsFunctools(root: SyntaxNode): boolean {
-  return root.namedChildren.some((s) => s.type === 'import_statement' && s.namedChildren.some((n) => n.type === 'dotted_name' && n.text === 'functools'));
+/** Whether the module binds a top-level package's name itself (`import functools`, `import
+ *  torch`, `import torch.nn`; not `import torch.nn as nn` nor `from torch import nn`). */
+function bindsModule(root: SyntaxNode, name: string): boolean {
+  return root.namedChildren.some((s) => s.type === 'import_statement' && s.namedChildren.some((n) => n.type === 'dotted_name' && (n.text === name || n.text.startsWith(`${name}.`))));
 }
 
 /** After the module's leading docstring, `from __future__` and import block: the kernels' guarded
- *  import, and `import functools` where a rewrite needs it. */
-export function preambleEdit(root: SyntaxNode, text: string, nl: string, need: { kernels: boolean; functools: boolean } = { kernels: true, functools: false }): Edit {
+ *  import, and `import functools` or `import torch` where a rewrite needs it. */
+export function preambleEdit(root: SyntaxNode, text: string, nl: string, need: { kernels: boolean; functools: boolean; torch?: boolean } = { kernels: true, functools: false }): Edit {
   let at = 0;
   let seenStatement = false;
   for (const stmt of root.namedChildren) {
@@ -213,7 +217,7 @@ export function preambleEdit(root: SyntaxNode, text: string, nl: string, need: {
     }
     break;
   }
-  const block = [...(need.functools ? ['import functools  # adopt'] : []), ...(need.kernels ? PREAMBLE : [])].join(nl);
+  const block = [...(need.functools ? ['import functools  # adopt'] : []), ...(need.torch ? ['import torch  # adopt'] : []), ...(need.kernels ? PREAMBLE : [])].join(nl);
   if (at === 0) return { start: 0, end: 0, text: block + nl + nl, rule: 'import', line: 1 };
   // insert whole lines after the import block's last line
   const eol = text.indexOf('\n', at);

@@ -65,6 +65,17 @@ describe('an activation handed to a gated kernel keeps the settings of its call'
     expect(already.match(/import functools/g)).toHaveLength(1);
   });
 
+  it('a file that binds no `torch` (only `torch.nn.functional as F` and `from torch import nn`) gets `import torch`', () => {
+    const bare = mlp('        g, u = self.gate_proj(x).chunk(2, dim=-1)\n        return F.silu(g) * u').replace(HEADER, 'import torch.nn.functional as F\nfrom torch import nn\n\n\n');
+    const { text, sites } = rewrite({ 'm.py': bare });
+    expect(sites.find((s) => s.rule === 'gated_mlp_chunk')?.decision).toBe('rewritten');
+    expect(text).toContain('_adopt.gated_act(g, u, torch.nn.functional.silu)');
+    expect(text).toMatch(/^import torch {2}# adopt\ntry: {2}# adopt/m);
+    // a file that binds it (`import torch.nn` binds `torch` too) gets no second import
+    const bound = rewrite({ 'm.py': bare.replace('from torch import nn', 'import torch.nn\nfrom torch import nn') }).text;
+    expect(bound).not.toMatch(/^import torch {2}# adopt/m);
+  });
+
   it('a rule whose activation line allows further arguments refuses a call with one it cannot pass on', () => {
     const rule = readFileSync(join(repoRoot, 'rules', 'gated_mlp', 'gated_mlp.rule'), 'utf8')
       .replace('rule gated_mlp', 'rule loose_gated_mlp').replace(/\*SiLU\*\(g\)/, '*SiLU*(g, ...)').replace(/\n {2}example .*/g, '');
