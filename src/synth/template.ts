@@ -107,7 +107,7 @@ export class Render extends Expressions {
     tpl = tpl.replace(/\{,([A-Za-z_]\w*)=([A-Za-z_]\w*)(?:!([A-Za-z_]\w*))?\}/g, (_m, kw: string, name: string, other?: string) => {
       if (this.unbound(name)) return '';
       const text = this.value(name);
-      if (text === undefined) { this.failure ??= `cannot express {${name}} as source text here`; return ''; }
+      if (text === undefined) { this.failure ??= this.unexpressible(name); return ''; }
       if (other !== undefined && this.value(other) === text) return '';
       this.res.bindings[name] = text;
       return `, ${kw}=${text}`;
@@ -151,7 +151,7 @@ export class Render extends Expressions {
       }
       const text = this.value(name, part);
       if (text === undefined) {
-        this.failure ??= `cannot express {${name}${part ? `.${part}` : ''}} as source text here`;
+        this.failure ??= this.unexpressible(name, part);
         return '?';
       }
       this.res.bindings[part ? `${name}.${part}` : name] = text;
@@ -159,12 +159,20 @@ export class Render extends Expressions {
     }
   }
 
+  /** Why a placeholder has no source text. A metavariable's value with no name where the rewrite
+   *  runs is one computed inside the statement it replaces (`x = self.norm(x + self.drop(self.ff(x)))`)
+   *  or one whose name holds another value by then. */
+  private unexpressible(name: string, part?: string): string {
+    if (part || this.s.ops[name]) return `cannot express {${name}${part ? `.${part}` : ''}} as source text here`;
+    return `cannot write {${name}}, the value the pattern binds to $${name}, where the rewrite runs: it has no name there (it is computed inside a statement the rewrite replaces, or its name holds another value by then)`;
+  }
+
   /** `, kw=<value>` of keyword `part` of matched op `name`, nothing when the call does not pass it. */
   private optionalPart(kw: string, name: string, part: string): string {
     const op = this.s.ops[name];
     if (!op || !op.kw.some(([k]) => k === part)) return '';
     const text = this.value(name, part);
-    if (text === undefined) { this.failure ??= `cannot express {${name}.${part}} as source text here`; return ''; }
+    if (text === undefined) { this.failure ??= this.unexpressible(name, part); return ''; }
     this.res.bindings[`${name}.${part}`] = text;
     return `, ${kw}=${text}`;
   }
