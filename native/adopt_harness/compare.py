@@ -55,14 +55,25 @@ def max_abs(a, b):
     return (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
 
 
+# Where the original's own float32 run is itself far from float64 (a gradient that is zero in
+# exact arithmetic, summed from terms that cancel), a rewrite passes when it is no less accurate
+# than the original within this factor, both measured against the original run in float64 (the
+# policy the GPU kernel tests apply).
+OWN_ERROR_FACTOR = 2.0
+
+
 class Comparison:
-    """Problems found comparing a rewrite's tensors with the original's, and the worst errors seen."""
+    """Problems found comparing a rewrite's tensors with the original's, and the worst errors seen.
+    `exact` (tag -> tensor) holds the original's results in float64 on the same inputs and
+    weights, where a check in a lower precision has them."""
 
     def __init__(self, policy):
         self.policy = policy
         self.problems = []
         self.max_abs = 0.0
         self.max_rel = 0.0
+        self.exact = {}
+        self.within_own_error = []
 
     def tensor(self, tag, reference, rewritten, scale=None):
         """Compares one tensor; returns False when the shapes or finiteness differ."""
@@ -81,7 +92,13 @@ class Comparison:
         self.max_abs = max(self.max_abs, diff)
         self.max_rel = max(self.max_rel, err)
         if err > self.policy.tol:
-            self.problems.append(f"{tag}: max abs error {diff:.3g} ({err:.2g} of its largest value, tolerance {self.policy.tol:g} in {self.policy.dtype})")
+            exact = self.exact.get(tag)
+            own = max_abs(reference, exact) if exact is not None and exact.shape == reference.shape else None
+            if own is not None and max_abs(rewritten, exact) <= OWN_ERROR_FACTOR * own:
+                self.within_own_error.append(tag)
+                return True
+            context = f"; the original's own error there against float64 is {own:.3g}" if own is not None else ""
+            self.problems.append(f"{tag}: max abs error {diff:.3g} ({err:.2g} of its largest value, tolerance {self.policy.tol:g} in {self.policy.dtype}){context}")
         return True
 
     def gradients(self, mode, reference_grads, rewritten_model):

@@ -156,13 +156,24 @@ def _compare_weights_left_out(cmp, mode, ref, run, original, rewritten, inputs):
         _compare_grads(cmp, f"{mode} with {WEIGHTS_FLAG}", ref2, run2)
 
 
-def compare_rewrite(rewritten, inputs, references, policy, original=None):
+def compare_rewrite(rewritten, inputs, references, policy, original=None, exact=None):
     """The rewrite against the original's runs: (Comparison, notes, per-mode timings). Given the
     original model, a rewrite that returns None in place of attention weights nobody asked for is
-    checked with the weights asked for too. The compiled kernels run at any size here (the
+    checked with the weights asked for too. `exact`, the original's runs in float64 on the same
+    inputs, lets a tensor the original itself computes far from float64 pass where the rewrite is
+    as close (compare.OWN_ERROR_FACTOR). The compiled kernels run at any size here (the
     instance is tiny; the size floor would hand its calls to the torch code)."""
     with _kernels_at_any_size():
-        return _compare_rewrite(rewritten, inputs, references, policy, original)
+        return _compare_rewrite(rewritten, inputs, references, policy, original, exact)
+
+
+def _tagged(run, mode):
+    """A run's tensors by the tags the comparison gives them."""
+    out = {f"{mode} output {i}": o for i, o in enumerate(run.outputs)}
+    if not isinstance(run.grads, str):
+        out.update({f"{mode} grad of {name}": g for name, g in run.grads.items() if g is not None})
+    out.update({f"{mode} grad of input {i}": g for i, g in enumerate(run.input_grads) if g is not None})
+    return out
 
 
 def _kernels_at_any_size():
@@ -173,10 +184,11 @@ def _kernels_at_any_size():
     return _dispatch.at_any_size()
 
 
-def _compare_rewrite(rewritten, inputs, references, policy, original):
+def _compare_rewrite(rewritten, inputs, references, policy, original, exact=None):
     cmp, notes, timings = Comparison(policy), [], {}
     for mode in MODES:
         ref = references[mode]
+        cmp.exact = _tagged(exact[mode], mode) if exact else {}
         try:
             run = run_model(rewritten, inputs, mode)
         except Timeout:
@@ -203,6 +215,8 @@ def _compare_rewrite(rewritten, inputs, references, policy, original):
             cmp.problems.append(f"{mode}: the rewritten model's backward fails where the original's runs: {run.grads}")
             continue
         _compare_grads(cmp, mode, ref, run)
+    if cmp.within_own_error:
+        notes.append(f"over the tolerance but no further from float64 than the original's own result: {', '.join(cmp.within_own_error[:5])}")
     return cmp, notes, timings
 
 

@@ -89,6 +89,15 @@ def timings(a, b, inputs, repeats):
     return out
 
 
+def _float64(x):
+    """Inputs (or one input) in float64, tuples and keyword values included."""
+    if isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], list) and isinstance(x[1], dict):
+        return [_float64(t) for t in x[0]], {k: _float64(v) for k, v in x[1].items()}
+    if isinstance(x, tuple):
+        return tuple(_float64(t) for t in x)
+    return x.double() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+
 def _float32(x):
     """An input in float32 (a tuple of tensors, such as a rotary table, element by element)."""
     if isinstance(x, tuple):
@@ -144,9 +153,11 @@ def _input_sets(a, args):
     return sets
 
 
-def _compare_sets(a, b, sets, policy):
+def _compare_sets(a, b, sets, policy, exact_model=None):
     """Every input set compared; (problems, summary, notes). A set the original itself cannot run
-    (labels of a shape its loss refuses) is left out with a note; the first set always runs."""
+    (labels of a shape its loss refuses) is left out with a note; the first set always runs.
+    `exact_model`, the original in float64 with the same weights, gives each comparison the
+    original's results in float64 (compare_rewrite's `exact`)."""
     problems, notes, summary = [], [], {}
     for i, (tag, inputs) in enumerate(sets):
         if i:
@@ -160,8 +171,9 @@ def _compare_sets(a, b, sets, policy):
         else:
             refs = reference(a, inputs)
         prefix = f"{tag}: " if tag else ""
+        exact = reference(exact_model, _float64(inputs)) if exact_model is not None else None
         try:
-            cmp, more, _ = compare_rewrite(b, inputs, refs, policy, original=a)
+            cmp, more, _ = compare_rewrite(b, inputs, refs, policy, original=a, exact=exact)
         except RewrittenRaised as e:
             problems.append(prefix + str(e))
             continue
@@ -178,9 +190,11 @@ def _kernel_pass(a, b, sets):
     tolerance: the float64 pass checks what the rewrite computes, this one the kernels."""
     a.float()
     b.float()
+    # the original again in float64 from the float32 weights: what each float32 result is off by
+    exact_model = copy.deepcopy(a).double()
     sets32 = [(tag, ([_float32(x) for x in args], kwargs)) for tag, (args, kwargs) in sets]
     with FastPathCounter() as counter:
-        problems, summary, notes = _compare_sets(a, b, sets32, policy_for("fp32"))
+        problems, summary, notes = _compare_sets(a, b, sets32, policy_for("fp32"), exact_model)
     return {"status": "mismatch" if problems else "verified", "dtype": "fp32", "problems": problems[:10], **summary, **counter.result(),
             **({"notes": notes} if notes else {})}
 

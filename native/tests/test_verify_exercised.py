@@ -144,3 +144,15 @@ def test_a_file_that_exits_when_imported_is_reported_with_the_exit(tmp_path):
     assert p.returncode == 0, p.stderr
     [out] = results(p.stdout.splitlines())
     assert out["error"].endswith("it calls sys.exit(3) when imported")
+
+
+def test_a_rewrite_exact_in_float64_but_less_accurate_in_float32_is_a_mismatch_in_the_float32_pass(tmp_path):
+    """The float32 pass lets a tensor over the tolerance pass only where the original is itself
+    as far from float64 (compare.OWN_ERROR_FACTOR); a rewrite that loses precision the original
+    keeps is still caught (the negative control of that allowance)."""
+    body = "        return self.weight * y"
+    assert body in NORM
+    lossy = NORM.replace(body, "        return self.weight * ((y + 1048576.0) - 1048576.0)")
+    r = run(tmp_path, NORM, lossy, "--dtype", "fp64", "--kernels")["Norm"]
+    assert r["status"] == "mismatch", r
+    assert any(p.startswith("float32 (compiled kernels): ") and "the original's own error there against float64" in p for p in r["problems"]), r["problems"]
