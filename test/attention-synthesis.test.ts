@@ -329,7 +329,7 @@ describe('attention in a helper that always returns its probabilities (GPT-2)', 
     expect(adopt(['rewrite', join(dir, 'a.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
     const text = readFileSync(out, 'utf8');
     expect(unwrapped(text)).toContain('def _attn(self, query, key, value, attention_mask=None, head_mask=None, _adopt_need_attn_weights=True):');
-    expect(unwrapped(text)).toContain('self._attn(q, k, v, attention_mask, head_mask, _adopt_need_attn_weights=output_attentions)');
+    expect(unwrapped(text)).toContain("self._attn(q, k, v, attention_mask, head_mask, **({'_adopt_need_attn_weights': output_attentions} if getattr(self._attn, '_adopt_takes_need_attn_weights', False) else {}))");
     // the mask value and the scale read the scores' dtype and device off the query and key
     expect(unwrapped(text)).not.toMatch(/_adopt\.attention\([^\n]*attn_weights\.dtype/);
     expect(unwrapped(text)).toMatch(/keep=causal_mask, keep_fill=mask_value\)/);
@@ -356,7 +356,7 @@ describe('attention in a helper that always returns its probabilities (GPT-2)', 
     expect(adopt(['rewrite', join(dir, 'a.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
     const text = readFileSync(out, 'utf8');
     expect(unwrapped(text)).toContain('a, w = self._attn(x)\n');
-    expect(unwrapped(text)).toContain('_adopt_need_attn_weights=output_attentions)');
+    expect(unwrapped(text)).toContain("**({'_adopt_need_attn_weights': output_attentions} if getattr(self._attn, '_adopt_takes_need_attn_weights', False) else {}))");
     expectVerified(join(dir, 'a.py'), out, 'CausalSelfAttention', true);
   });
 
@@ -460,7 +460,7 @@ class Block(nn.Module):
     expect(adopt(['rewrite', join(dir, 'a.py'), '--rules', 'attention', '-o', out]).code).toBe(0);
     const text = readFileSync(out, 'utf8');
     expect(unwrapped(text)).toContain('    def forward(self, x, _adopt_need_probs=True):');
-    expect(unwrapped(text)).toContain('        h, w = self.attn(\n            x,\n            _adopt_need_probs=output_attentions,\n        )');
+    expect(unwrapped(text)).toContain("        h, w = self.attn(\n            x,\n            **({'_adopt_need_probs': output_attentions} if getattr(self.attn.forward, '_adopt_takes_need_probs', False) else {}),\n        )");
     expectVerified(join(dir, 'a.py'), out, 'Block', true);
   });
 });

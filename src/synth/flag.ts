@@ -3,6 +3,11 @@
 // holds (`if output_attentions:`). The helper gains a keyword parameter, True by default, that
 // those callers set to their flag, so its fast path knows when the probabilities are not wanted.
 // Calls that do not pass it (other callers, code outside the file) keep the original behaviour.
+// Code the rewrite cannot see may put another callee in the helper's place (a subclass of another
+// file overriding `_attn`, a module swapped in for `self.attn`, a patch of the class's method),
+// which does not take the keyword: the rewrite marks the helper it changed
+// (`_attn._adopt_takes_need_attn_weights = True`) and a caller passes the keyword only to a callee
+// that carries the mark, calling any other as the original did.
 import type { SyntaxNode } from '../parse/python.js';
 import type { Span } from '../dsl/ir.js';
 import { identifierNodes, lineAt, nodeOfSpan, readCondition, type SynthFile } from './source.js';
@@ -62,17 +67,37 @@ export function flagCallers(f: SynthFile, fn: SyntaxNode, reads: SyntaxNode[], n
     };
     members.forEach(visit);
   }
+  const marker = `_adopt_takes${param.slice('_adopt'.length)}`;
   const edits: InsertEdit[] = [];
   for (const call of calls) {
     const cond = callerCondition(f, call, index, items.length);
     if (cond === undefined) continue;
     const args = call.childForFieldName('arguments');
     if (!args || args.type !== 'argument_list' || args.text.includes(param)) continue;
-    edits.push(insertArgument(f, args, `${param}=${cond}`, rule));
+    // what the call runs: `self._attn`, or the module's `forward` (`self.attn.forward`), read
+    // again by the check, so it must be a plain reference
+    const callee = method === 'forward' ? `${call.childForFieldName('function')?.text}.forward` : `self.${method}`;
+    if (!PLAIN_REFERENCE.test(callee)) continue;
+    edits.push(insertArgument(f, args, `**({'${param}': ${cond}} if getattr(${callee}, '${marker}', False) else {})`, rule));
   }
   if (!edits.length) return method === 'forward' ? `no call of a ${clsName} module in the file reads '${name}' only under a condition it could pass on` : `no call of self.${method} reads '${name}' only under a condition it could pass on`;
   edits.push(insertArgument(f, params, `${param}=True`, rule));
+  edits.push(markAfter(f, fn, `${method}.${marker} = True  # adopt: callers pass ${param} to this ${method} alone, not to an override or a module swapped in`, rule));
   return { param, edits };
+}
+
+const PLAIN_REFERENCE = /^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[\w.]+\])*$/;
+
+/** A statement of the class body right after method `fn` (past the end of its last line). */
+function markAfter(f: SynthFile, fn: SyntaxNode, text: string, rule: string): InsertEdit {
+  const src = f.source.text;
+  const lineStart = src.lastIndexOf('\n', fn.startIndex - 1) + 1;
+  const indent = /^[ \t]*/.exec(src.slice(lineStart, fn.startIndex))![0];
+  let at = src.indexOf('\n', fn.endIndex);
+  if (at < 0) at = src.length;
+  else if (src[at - 1] === '\r') at -= 1;
+  const nl = f.newline;
+  return { start: at, end: at, text: `${nl}${nl}${indent}${text}`, rule, line: lineAt(f.source, at) };
 }
 
 function superNames(c: SyntaxNode): string[] {
