@@ -64,12 +64,17 @@ function mergeCheck(op: Op, cx: AccessorContext): string | undefined {
 
 /** A Python condition that a reduction's dim is the last dimension: `True` for `dim=-1`, a run-time
  *  check of a dim held in an attribute or argument (`self.dim == -1`); undefined for any other
- *  constant, or no dim, which the kernels do not cover. */
+ *  constant, several dims, or no dim, which the kernels do not cover. */
 function lastDimCheck(op: Op, cx: AccessorContext): string | undefined {
-  const dim = keywordOf(op, 'dim');
-  if (!dim || dim.k === 'const') return dim?.k === 'const' && dim.v === -1 ? 'True' : undefined;
-  const written = cx.isMatchedValue(dim) ? undefined : cx.expr(dim);
-  return written === undefined ? undefined : `${written} == -1`;
+  const written = keywordOf(op, 'dim');
+  // one dim in a tuple (`dim=(-1,)`) is that dim; several can never be the last dimension alone, so
+  // the guard `(-2, -1) == -1` would be always false: refused, as the constraint does
+  const dims = written?.k === 'tuple' || written?.k === 'list' ? written.items : written ? [written] : [];
+  if (dims.length > 1) return cx.refuse(`${op.callee} at line ${op.span.from.line} is over ${dims.length} dims: a reduction over more than the last dimension`);
+  const dim = dims.length === 1 ? dims[0] : undefined;
+  if (!dim || dim.k === 'const' || dim.k === 'star') return dim?.k === 'const' && dim.v === -1 ? 'True' : undefined;
+  const text = cx.isMatchedValue(dim) ? undefined : cx.expr(dim);
+  return text === undefined ? undefined : `${text} == -1`;
 }
 
 /** The function a call goes through, as written, when it is not inlined from a helper. */
@@ -198,7 +203,7 @@ const KEYWORDS: [string, string][] = [
 
 const ENTRIES: Accessor[] = [
   { name: 'factor', on: 'op', description: 'the multiplicative factor a scaling op (mul or div) applies to the matched value; a 0-d `torch.full` as the number it holds', read: factor },
-  { name: 'last_dim_check', on: 'op', description: 'a Python condition that a reduction runs over the last dimension: `True` for `dim=-1`, `DIM == -1` for a dim known only at run time; the site is refused for another constant', read: lastDimCheck },
+  { name: 'last_dim_check', on: 'op', description: 'a Python condition that a reduction runs over the last dimension: `True` for `dim=-1`, `DIM == -1` for a dim known only at run time; the site is refused for another constant or several dims (`dim=(-2, -1)`)', read: lastDimCheck },
   { name: 'reshaped_as', on: 'op', description: 'a view/reshape written as a method call, to append to a value: `.view(<its arguments as written>)`', read: reshapedAs },
   { name: 'view_check', on: 'op', description: 'on a LayerNorm: a Python condition that the view/reshape of its input keeps the last dimension, which the norm alone normalises (`shape[-1] == x.shape[-1] and len(norm.normalized_shape) == 1`); `True` without one', read: viewCheck },
   { name: 'merge_check', on: 'op', description: 'a Python condition that a flatten (or reshape) merging stacked rotated pairs back into place merges the last two dimensions: `True` for `flatten(-2)` or a reshape to the tensor\'s own shape, `x.dim() == k + 1` for `flatten(k)`', read: mergeCheck },

@@ -66,14 +66,21 @@ export const GENERAL_CONSTRAINTS: ConstraintSpec[] = [
   },
   {
     name: 'last_dim_at_run_time', args: ['line'],
-    doc: "A reduction runs over the last dimension: dim=-1, or a dim held in an attribute or argument that the rewrite's guard checks (`{m.last_dim_check}`).",
+    doc: "A reduction runs over the last dimension: dim=-1 (or `(-1,)`), or a dim held in an attribute or argument that the rewrite's guard checks (`{m.last_dim_check}`). A tuple of several dims (`(-2, -1)`) reduces over more than the last: refused.",
     check(args, st) {
       const op = opOf(args[0], st);
       if (!op) return undefined;
-      const dim = op.kw.find(([k]) => k === 'dim')?.[1];
-      if (!dim) return `${op.callee} at line ${line(op)} has no dim (it reduces over every dimension, not the last)`;
-      if (dim.k !== 'const' || dim.v === -1) return undefined;
-      return `${op.callee} at line ${line(op)} is over dim=${dim.raw ?? dim.v}, not the last dimension (-1)`;
+      const written = op.kw.find(([k]) => k === 'dim')?.[1];
+      if (!written) return `${op.callee} at line ${line(op)} has no dim (it reduces over every dimension, not the last)`;
+      // a tuple of dims: `(-1,)` is the last dimension; `(-2, -1)` reduces over more than it, which
+      // a guard `(-2, -1) == -1` would only turn off for good
+      const dims = written.k === 'tuple' || written.k === 'list' ? written.items : [written];
+      const text = written.k === 'tuple' || written.k === 'list' ? `(${dims.map(brief).join(', ')}${dims.length === 1 ? ',' : ''})` : brief(written);
+      if (dims.length > 1) return `${op.callee} at line ${line(op)} is over dim=${text}: a reduction over more than the last dimension`;
+      if (!dims.length) return `${op.callee} at line ${line(op)} is over dim=(): it reduces over every dimension, not the last`;
+      const [dim] = dims;
+      if (dim.k !== 'const' || dim.v === -1) return dim.k === 'star' ? `${op.callee} at line ${line(op)} is over dims unpacked from a sequence, not known to be the last dimension alone` : undefined;
+      return `${op.callee} at line ${line(op)} is over dim=${text}, not the last dimension (-1)`;
     },
   },
   {
