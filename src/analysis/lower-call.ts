@@ -50,6 +50,10 @@ export abstract class CallLowerer extends ExprLowerer {
     const chain = (items: { callee: string; span: Span }[]) => {
       let cur = x;
       items.forEach((item, i) => { cur = this.emit('module', `${text}[${i}]`, [cur], [], node, [item.callee], item.span).e; });
+      // the chain's value is the call's, named where the call is (an inlined helper's values are
+      // named through its call site instead)
+      const last = cur.k === 'ssa' && !this.via.length ? this.opsById.get(cur.id) : undefined;
+      if (last && items.length) last.called = this.span(node);
       return cur;
     };
     const [first, ...rest] = defs;

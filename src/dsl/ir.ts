@@ -50,6 +50,9 @@ export interface Op {
   via?: string[];
   /** For inlined ops: the call in this method that the outermost helper was inlined at. */
   site?: Span;
+  /** For the last element of an `nn.Sequential` called in this method (whose span is the
+   *  element's constructor in `__init__`): the call, which gives the chain's value its name. */
+  called?: Span;
 }
 
 export interface Phi { id: number; v: string; ins: Expr[] }

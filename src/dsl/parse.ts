@@ -140,7 +140,7 @@ export function addSemantics(s: ohm.Semantics): void {
     Stmt(x) { return x.ir(); },
     Pass(_k) { return null; },
     Phi(ssa, _eq, _k, v, _o, ins, _c) { return { id: ssa.ir(), v: v.ir(), ins: list(ins) as Expr[] } satisfies Phi; },
-    OpLine(ssa, _eq, callee, _o, args, _c, type, span, via) {
+    OpLine(ssa, _eq, callee, _o, args, _c, type, span, via, called) {
       const c = callee.ir() as { kind: OpKind; callee: string };
       const types = opt<string[]>(type);
       const all = list(args) as { kw?: string; e: Expr }[];
@@ -153,6 +153,8 @@ export function addSemantics(s: ohm.Semantics): void {
       if (types) op.type = types;
       const v = opt<{ via: string[]; site?: Span }>(via);
       if (v) { op.via = v.via; if (v.site) op.site = v.site; }
+      const at = opt<Span>(called);
+      if (at) op.called = at;
       return op;
     },
     Callee_call(_k, t) { return { kind: 'call', callee: t.ir() }; },
@@ -161,6 +163,7 @@ export function addSemantics(s: ohm.Semantics): void {
     TypeAnn(_c, types) { return list(types); },
     Via(_k, names, site) { const s = opt<Span>(site); return s ? { via: list(names), site: s } : { via: list(names) }; },
     ViaSite(_k, s) { return s.ir(); },
+    Called(_k, s) { return s.ir(); },
     IfBlock(_k, cond, span, then, els, phis) {
       return { k: 'if', cond: cond.ir(), then: then.ir(), else: opt<Stmt[]>(els) ?? [], phis: phis.children.map((p: N) => p.ir()), span: span.ir() } satisfies Stmt;
     },

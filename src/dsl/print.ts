@@ -130,6 +130,7 @@ export function op(o: Op): string {
   s += ` ${span(o.span)}`;
   if (o.via) s += ` via ${o.via.map(calleeTok).join(' > ')}`;
   if (o.site) s += ` at ${span(o.site)}`;
+  if (o.called) s += ` called ${span(o.called)}`;
   return s;
 }
 

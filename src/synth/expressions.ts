@@ -174,7 +174,7 @@ export class Expressions {
           if (at === undefined) return undefined;
           if (at >= 0) return this.unpackedName(found.site, at);
         }
-        const def = found?.via && found.site ? { ...found, span: found.site } : found;
+        const def = found?.via && found.site ? { ...found, span: found.site } : found?.called ? { ...found, span: found.called } : found;
         if (!def || (def.span.file ?? this.s.view.file.path) !== this.s.file) return undefined;
         // an op the analysis derived from a larger call (the transpose an einsum canonicalises
         // to) shares that call's span: its text is the call's, not this op's

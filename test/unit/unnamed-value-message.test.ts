@@ -1,12 +1,13 @@
-// A metavariable's value that has no name where the rewrite runs (the output of an nn.Sequential
-// called inside the statement the rewrite replaces) is refused with a reason a user can act on:
-// which placeholder, which metavariable, and why it has no name, not "cannot express {x}".
+// A metavariable's value that has no name where the rewrite runs is refused with a reason a user
+// can act on: which placeholder, which metavariable, and why it has no name, not "cannot express
+// {x} as source text here". An nn.Sequential's output is named where the Sequential is called.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runRewrite } from '../../src/pipeline/index.js';
+import { repoRoot } from '../helpers/cli.js';
 import { tempProject } from '../helpers/ir.js';
 
-const MODEL = `import torch
+const SEQUENTIAL_FFN = `import torch
 from torch import nn
 
 
@@ -22,12 +23,25 @@ class Block(nn.Module):
         return x
 `;
 
-describe('a value with no name where the rewrite runs', () => {
-  it('is refused naming the placeholder, its metavariable and why', () => {
-    const dir = tempProject({ 'm.py': MODEL });
+describe('values named where the rewrite runs', () => {
+  it("an nn.Sequential's output called inside the replaced statement is written out as that call", () => {
+    const dir = tempProject({ 'm.py': SEQUENTIAL_FFN });
     const run = runRewrite([join(dir, 'm.py')], { rules: 'dropout_add_layernorm' });
-    const site = run.sites.find((s) => s.rule === 'dropout_add_layernorm');
+    expect(run.sites.find((s) => s.rule === 'dropout_add_layernorm')?.decision).toBe('rewritten');
+    expect(run.files[0].rewritten.replace(/\s+/g, ' ')).toContain('x = _adopt.dropout_add_layer_norm( self.ff(x), x, self.norm, self.drop, self.training )');
+  });
+
+  it("and named by its variable where it is assigned first", () => {
+    const dir = tempProject({ 'm.py': SEQUENTIAL_FFN.replace('        x = self.norm(x + self.drop(self.ff(x)))', '        h = self.ff(x)\n        x = self.norm(x + self.drop(h))') });
+    const run = runRewrite([join(dir, 'm.py')], { rules: 'dropout_add_layernorm' });
+    expect(run.files[0].rewritten.replace(/\s+/g, ' ')).toContain('x = _adopt.dropout_add_layer_norm(h, x, self.norm, self.drop, self.training)');
+  });
+
+  it('a value with no name there is refused naming the placeholder, its metavariable and why', () => {
+    const file = join(repoRoot, 'fixtures', 'models', 'config_paths.py');
+    const run = runRewrite([file], { rules: 'dropout_add_layernorm' });
+    const site = run.sites.find((s) => s.rule === 'dropout_add_layernorm' && s.lines[0] === 118);
     expect(site?.decision).toBe('skipped');
-    expect(site?.reason).toBe('cannot write {x}, the value the pattern binds to $x, where the rewrite runs: it has no name there (it is computed inside a statement the rewrite replaces, or its name holds another value by then)');
+    expect(site?.reason).toBe('cannot write {residual}, the value the pattern binds to $residual, where the rewrite runs: it has no name there (it is computed inside a statement the rewrite replaces, or its name holds another value by then)');
   });
 });
