@@ -83,7 +83,8 @@ export function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[],
     const re = new RegExp(`(^|[^\\w.])${name}(?![\\w])`);
     if (!re.test(rest)) continue;
     const why = `'${name}' is computed by the original statements and read later; the fast path does not compute it`;
-    const reads = identifierNodes(fn ?? f.root).filter((n) => n.text === name && n.startIndex >= after && n.endIndex <= end && !isWrite(n));
+    const cut = rebindAt(block, after, name);
+    const reads = identifierNodes(fn ?? f.root).filter((n) => n.text === name && n.startIndex >= after && n.endIndex <= end && n.startIndex < cut && !isWrite(n));
     if (!reads.length) continue;
     const readConds = reads.map((r) => {
       const kill = kills.get(name);
@@ -114,6 +115,23 @@ export function escapingNames(f: SynthFile, stmts: SyntaxNode[], fast: string[],
   const askedByCallers = callerConds.has(cond);
   if (!askedByCallers && new RegExp(`(^|[^\\w.])${cond}\\s*(=[^=]|\\+=|-=)`).test(rest)) return `'${cond}' is reassigned after the rewritten statements`;
   return { names, cond, ...(askedByCallers ? { askedByCallers } : {}), ...(edits.length ? { edits } : {}) };
+}
+
+/** Where later code rebinds `name` for good: the first statement after the site in its block
+ *  that assigns it plainly (`h = self.ffn(x)`, its right side not reading `name`), with no break
+ *  or continue before it that could leave the block holding the site's value. A read past it
+ *  sees another value. */
+function rebindAt(block: SyntaxNode, after: number, name: string): number {
+  const jumps = (n: SyntaxNode): boolean => n.type === 'break_statement' || n.type === 'continue_statement' || n.namedChildren.some(jumps);
+  for (const k of block.namedChildren) {
+    if (k.startIndex < after) continue;
+    const a = k.type === 'expression_statement' && k.namedChildren.length === 1 ? k.namedChildren[0] : undefined;
+    const left = a?.type === 'assignment' ? a.childForFieldName('left') : null;
+    const right = a?.type === 'assignment' ? a.childForFieldName('right') : null;
+    if (left?.type === 'identifier' && left.text === name && right && !identifierNodes(right).some((n) => n.text === name)) return k.startIndex;
+    if (jumps(k)) return Infinity;
+  }
+  return Infinity;
 }
 
 function isModuleLevel(fn: SyntaxNode): boolean {

@@ -274,6 +274,15 @@ export class Expressions {
     const walk = (n: SyntaxNode) => {
       if (n.startIndex >= at) return;
       if (n.type === 'function_definition' && n !== fn) return;
+      if (n.type === 'if_statement' && n.endIndex > at) {
+        // `at` lies in one branch: the others never ran before it (an `if` wholly before `at`
+        // may have run either branch, and is walked whole)
+        for (const c of n.namedChildren) {
+          const branch = c.type === 'block' || c.type === 'elif_clause' || c.type === 'else_clause';
+          if (!branch || (c.startIndex <= at && at < c.endIndex)) walk(c);
+        }
+        return;
+      }
       // the statement the op is in assigns its target only after the op ran: not a reassignment
       const enclosing = n.type !== 'for_statement' && n.endIndex > at;
       if (!enclosing && (n.type === 'assignment' || n.type === 'augmented_assignment' || n.type === 'for_statement')) {

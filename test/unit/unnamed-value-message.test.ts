@@ -38,10 +38,56 @@ describe('values named where the rewrite runs', () => {
   });
 
   it('a value with no name there is refused naming the placeholder, its metavariable and why', () => {
-    const file = join(repoRoot, 'fixtures', 'models', 'config_paths.py');
-    const run = runRewrite([file], { rules: 'dropout_add_layernorm' });
-    const site = run.sites.find((s) => s.rule === 'dropout_add_layernorm' && s.lines[0] === 118);
+    const file = join(repoRoot, 'fixtures', 'models', 'deberta_style.py');
+    const run = runRewrite([file], { rules: 'attention' });
+    const site = run.sites.find((s) => s.rule === 'attention' && s.lines[0] === 92);
     expect(site?.decision).toBe('skipped');
-    expect(site?.reason).toBe('cannot write {residual}, the value the pattern binds to $residual, where the rewrite runs: it has no name there (it is computed inside a statement the rewrite replaces, or its name holds another value by then)');
+    expect(site?.reason).toBe('cannot write {q}, the value the pattern binds to $q, where the rewrite runs: it has no name there (it is computed inside a statement the rewrite replaces, or its name holds another value by then)');
+  });
+});
+
+describe('names in the other branch of an if, and names rebound later', () => {
+  const block = (forward: string) => `import torch
+from torch import nn
+
+
+class Layer(nn.Module):
+    def __init__(self, d=16, pre_norm=False):
+        super().__init__()
+        self.pre_norm = pre_norm
+        self.attn = nn.Linear(d, d)
+        self.ffn = nn.Linear(d, d)
+        self.norm1 = nn.LayerNorm(d)
+        self.norm2 = nn.LayerNorm(d)
+        self.dropout = nn.Dropout(0.1)
+
+${forward}`;
+
+  it('an assignment in the branch not taken does not hide the residual, and a rebound name is not read later', () => {
+    const text = runRewrite([join(tempProject({ 'm.py': block(`    def forward(self, x):
+        if self.pre_norm:
+            x = x + self.dropout(self.attn(self.norm1(x)))
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        else:
+            h = self.attn(x)
+            h = self.dropout(h)
+            x = self.norm1(x + h)
+            h = self.ffn(x)
+            h = self.dropout(h)
+            return self.norm2(x + h)
+`) }), 'm.py')], { rules: 'dropout_add_layernorm' }).files[0].rewritten.replace(/\s+/g, ' ');
+    expect(text).toMatch(/x = _adopt\.dropout_add_layer_norm\( ?h, x, self\.norm1, self\.dropout, self\.training ?\)/);
+  });
+
+  it('a read of the value before the name is rebound still counts', () => {
+    const run = runRewrite([join(tempProject({ 'm.py': block(`    def forward(self, x):
+        h = self.attn(x)
+        h = self.dropout(h)
+        x = self.norm1(x + h)
+        y = h * 2
+        h = self.ffn(x)
+        return x + y + h
+`) }), 'm.py')], { rules: 'dropout_add_layernorm' });
+    expect(run.files[0]?.rewritten ?? '').not.toMatch(/dropout_add_layer_norm\(/);
   });
 });
