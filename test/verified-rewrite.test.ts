@@ -238,3 +238,44 @@ describe('rewrite --verify without a working Python', () => {
     expect(existsSync(out)).toBe(false);
   });
 });
+
+describe('rewrite --verify, a rule right at one site and wrong at another', () => {
+  // the rule forgets the softmax's dim: right in Rows (dim=-1), wrong in Columns (dim=1)
+  const twoClasses = `import torch
+from torch import nn
+
+
+class Rows(nn.Module):
+    def __init__(self, d=16):
+        super().__init__()
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x):
+        return torch.softmax(self.proj(x), dim=-1)
+
+
+class Columns(nn.Module):
+    def __init__(self, d=16):
+        super().__init__()
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x):
+        return torch.softmax(self.proj(x), dim=1)
+`;
+  const anyDim = 'rule any_dim_softmax\n  priority 50\n  match\n    y = softmax($x, ...)\n  rewrite expr y\n    guard "True"\n    "torch.softmax({x}, -1)"\n';
+
+  it('keeps the site that verifies alone and withholds the other with its own mismatch', () => {
+    const dir = tempProject({ 'm.py': twoClasses, 'r.rule': anyDim });
+    const out = join(dir, 'out.py');
+    const r = adopt(['rewrite', '--rules', join(dir, 'r.rule'), '--no-builtin-rules', join(dir, 'm.py'), '--verify', '--repeats', '0', '--json', '-o', out], { env: { ADOPT_DB: join(dir, 'db.jsonl') } });
+    expect(r.code, r.stderr).toBe(0);
+    const sites = JSON.parse(r.stdout).sites as { lines: number[]; decision: string; reason: string }[];
+    expect(sites.find((s) => s.lines[0] === 11)).toMatchObject({ decision: 'rewritten', reason: 'guarded rewrite, verified in torch' });
+    const wrong = sites.find((s) => s.lines[0] === 20)!;
+    expect(wrong.decision).toBe('skipped');
+    expect(wrong.reason).toMatch(/^verification mismatch: Columns: eval output 0/);
+    const text = readFileSync(out, 'utf8');
+    expect(text).toContain('return (torch.softmax(self.proj(x), -1) if True else torch.softmax(self.proj(x), dim=-1))');
+    expect(text).toContain('return torch.softmax(self.proj(x), dim=1)');
+  });
+});

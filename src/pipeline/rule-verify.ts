@@ -7,6 +7,7 @@
 // computes, tight tolerance), then again in float32, where the compiled kernels run.
 import { resolve } from 'node:path';
 import { AdoptError } from '../diag.js';
+import type { Site } from '../match/matcher.js';
 import type { FileResult } from '../synth/synthesize.js';
 import { speedOf, type ClassResult, type FileCheck } from '../verify/file.js';
 import { runPython } from '../verify/python.js';
@@ -47,9 +48,10 @@ function classCounts(results: ReportedClass[]): string {
 
 const ratiosOf = (v: RuleVerdict) => (v.forward_ratio !== undefined ? ` (forward x${v.forward_ratio.toFixed(2)}, train x${v.train_ratio!.toFixed(2)})` : '');
 
-/** One rule's verdict from its variant's classes; speed is recorded for later runs. */
-function judgeRule(file: string, rule: string, check: FileCheck): RuleVerdict {
-  const raw = check.results.filter((r) => r.variant === rule);
+/** One rule's verdict from its variant's classes; speed is recorded for later runs (not for a
+ *  variant holding one of its sites, `record` false). */
+function judgeRule(file: string, rule: string, check: FileCheck, variant = rule, record = true): RuleVerdict {
+  const raw = check.results.filter((r) => r.variant === variant);
   const results = exercisedOnly(raw);
   const mismatch = problemOf(raw);
   const ran = results.filter((r) => r.status === 'verified');
@@ -63,14 +65,43 @@ function judgeRule(file: string, rule: string, check: FileCheck): RuleVerdict {
   else if (!ran.length) v = { rule, verdict: 'not_runnable', detail: results.map((r) => `${r.class}: ${r.reason}`).slice(0, 3).join('; ') || 'no class to run' };
   else if (speed && isSlower(speed.forwardBest, speed.trainBest)) v = { rule, verdict: 'slower', ...ratios };
   else v = { rule, verdict: 'kept', ...ratios };
-  if (speed) appendRecord({ file: resolve(file), rule, target: MEASURED_ON, torch: check.torch, forward_ratio: speed.forward, train_ratio: speed.train, slower: v.verdict === 'slower' });
+  if (speed && record) appendRecord({ file: resolve(file), rule, target: MEASURED_ON, torch: check.torch, forward_ratio: speed.forward, train_ratio: speed.train, slower: v.verdict === 'slower' });
   return v;
+}
+
+/** Most sites of one rule in one file verified one by one after the rule's rewrite mismatched. */
+const MAX_SITES_ALONE = 8;
+
+/** A rule whose rewrite of a file mismatches may still be right at most of its sites (a class the
+ *  wrong site is not in): each site is verified alone, and those that verify are kept (their keys
+ *  in `keptSites`); the others are withheld with their own mismatch. What is kept is checked
+ *  together afterwards, as every kept rewrite is. */
+function verifySitesAlone(plan: RewritePlan, f: FileResult, rule: string, withhold: Withhold, opts: RuleVerifyOptions, keptSites: Set<string>, siteReasons: Map<string, string>): void {
+  const ofRule = (s: { file: string; rule: string }) => s.file === f.path && s.rule === rule;
+  const sites = synthesizePlan(plan, (s) => (ofRule(s) ? withhold(s) : 'other')).sites.filter((s) => ofRule(s) && s.decision === 'rewritten');
+  if (sites.length < 2 || sites.length > MAX_SITES_ALONE) return;
+  const variants: Record<string, string> = {};
+  sites.forEach((site, i) => {
+    const one = synthesizePlan(plan, (s) => (ofRule(s) && siteKey(s) === siteKey(site) ? withhold(s) : 'other'));
+    const file = one.files.find((x) => x.path === f.path);
+    if (file && !file.error && file.rewritten !== file.original) variants[`${rule}__site${i}`] = file.rewritten;
+  });
+  const check = checkFile(f.path, variants, { config: opts.config, repeats: opts.repeats, kernels: true });
+  if (!check.ok) return;
+  const keptLines: string[] = [];
+  sites.forEach((site, i) => {
+    if (!variants[`${rule}__site${i}`]) return;
+    const v = judgeRule(f.path, rule, check, `${rule}__site${i}`, false);
+    if (v.verdict === 'kept') { keptSites.add(siteKey(site)); keptLines.push(`${site.lines[0]}`); }
+    else siteReasons.set(siteKey(site), rejection(v));
+  });
+  if (keptLines.length) opts.say(`  ${rule}: ${keptLines.length} of its ${sites.length} sites verify alone and are kept (line ${keptLines.join(', ')})`);
 }
 
 const rejection = (v: RuleVerdict) => (v.verdict === 'mismatch' ? `verification mismatch: ${v.detail}` : v.verdict === 'slower' ? `measured slower by --verify${ratiosOf(v)}` : `not verified: ${v.detail}`);
 
 /** Each rule of one file alone: its verdicts, with `kept`/`rejected` filled in. */
-function verifyRulesOf(plan: RewritePlan, f: FileResult, rules: string[], withhold: Withhold, opts: RuleVerifyOptions, kept: Set<string>, rejected: Map<string, string>): FileVerification {
+function verifyRulesOf(plan: RewritePlan, f: FileResult, rules: string[], withhold: Withhold, opts: RuleVerifyOptions, kept: Set<string>, rejected: Map<string, string>, sitesAlone: { kept: Set<string>; reasons: Map<string, string> }): FileVerification {
   const variants: Record<string, string> = {};
   for (const rule of rules) {
     const one = synthesizePlan(plan, (s) => (s.file === f.path && s.rule === rule ? withhold(s) : 'other'));
@@ -89,6 +120,7 @@ function verifyRulesOf(plan: RewritePlan, f: FileResult, rules: string[], withho
     else rejected.set(`${f.path}\0${rule}`, rejection(v));
     const results = exercisedOnly(check.results.filter((r) => r.variant === rule));
     opts.say(`  ${rule}: ${v.verdict}${ratiosOf(v)}${v.detail ? `: ${v.detail.slice(0, 200)}` : ''}; ${classCounts(results)}`);
+    if (v.verdict === 'mismatch') verifySitesAlone(plan, f, rule, withhold, opts, sitesAlone.kept, sitesAlone.reasons);
     return v;
   });
   return { file: f.path, rules: verdicts, classes: [], status: 'unchanged' };
@@ -119,12 +151,12 @@ const siteKey = (s: { file: string; rule: string; owner: string; method: string;
  *  withheld too, and so is any that withholding it frees in turn. A site synthesis skips on its own
  *  (a softmax inside a kept attention rewrite) keeps synthesis's reason. A detection rule's site is
  *  never a rewrite. */
-function withoutUnverified(plan: RewritePlan, base: Withhold, kept: Set<string>): RewriteRun {
+function withoutUnverified(plan: RewritePlan, base: Withhold, kept: Set<string>, keptSites: Set<string>): RewriteRun {
   const unverified = new Set<string>();
   const withheld: Withhold = (s) => base(s) ?? (unverified.has(siteKey(s)) ? 'not verified: it became a rewrite only after another rule was withheld' : null);
   for (;;) {
     const run = synthesizePlan(plan, withheld);
-    const fresh = run.sites.filter((s) => s.decision === 'rewritten' && !kept.has(`${s.file}\0${s.rule}`) && !unverified.has(siteKey(s)));
+    const fresh = run.sites.filter((s) => s.decision === 'rewritten' && !kept.has(`${s.file}\0${s.rule}`) && !keptSites.has(siteKey(s)) && !unverified.has(siteKey(s)));
     if (!fresh.length) return run;
     for (const s of fresh) unverified.add(siteKey(s));
   }
@@ -135,13 +167,16 @@ export function verifiedRewrite(plan: RewritePlan, withhold: Withhold, opts: Rul
   const first = synthesizePlan(plan, withhold);
   const kept = new Set<string>(); // `${file}\0${rule}` verified alone
   const rejected = new Map<string, string>(); // `${file}\0${rule}` -> reason
+  // sites of a mismatching rule verified one by one: those kept, and the others' own reasons
+  const sitesAlone = { kept: new Set<string>(), reasons: new Map<string, string>() };
   const report: FileVerification[] = [];
   for (const f of first.files) {
     if (f.error || f.rewritten === f.original) continue;
     const rules = [...new Set(first.sites.filter((s) => s.file === f.path && s.decision === 'rewritten').map((s) => s.rule))].sort();
-    report.push(verifyRulesOf(plan, f, rules, withhold, opts, kept, rejected));
+    report.push(verifyRulesOf(plan, f, rules, withhold, opts, kept, rejected, sitesAlone));
   }
-  const final = withoutUnverified(plan, (s) => withhold(s) ?? rejected.get(`${s.file}\0${s.rule}`) ?? null, kept);
+  const verdictOf = (s: Site) => (sitesAlone.kept.has(siteKey(s)) ? null : sitesAlone.reasons.get(siteKey(s)) ?? rejected.get(`${s.file}\0${s.rule}`) ?? null);
+  const final = withoutUnverified(plan, (s) => withhold(s) ?? verdictOf(s), kept, sitesAlone.kept);
   verifyTogether(final, report, opts);
   for (const entry of report) {
     // verification asked for and not possible (the file does not import, exits, or no class of it
