@@ -5,12 +5,11 @@
 // signature, a module swapped in at run time (`layer.attn = MemEffAttention()`, DINOv2's
 // `forward(x)`), a patch of the class's method. Such a callee must be called as the original file
 // calls it (no keyword it does not take), and compute what the original computes.
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runRewrite } from '../src/pipeline/index.js';
-import { pythonEnv, pythonExecutable } from '../src/verify/python.js';
+import { besideOriginal } from './helpers/beside-original.js';
 import { tempProject } from './helpers/ir.js';
 
 const MODEL = `import math
@@ -94,15 +93,9 @@ class EncoderLayer(nn.Module):
 // the same way, and prints per case the largest difference, any exception, and whether the
 // rewritten file took the fused attention.
 const CHECK = `
-import importlib.util, json, math, sys, torch
+import math, torch
 from torch import nn
 from adopt_harness.counting import FastPathCounter
-
-def load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 def biased(mod):
     class BiasedAttention(mod.Attention):  # another file's subclass: the original signature
@@ -159,8 +152,8 @@ res = {}
 for cls_name, cases in (("Block", BLOCKS), ("EncoderLayer", LAYERS)):
     for case, change in cases.items():
         for flag in (False, True):
-            a, err_a, _ = outputs(cls_name, change, sys.argv[1], "orig", flag)
-            b, err_b, fused = outputs(cls_name, change, sys.argv[2], "rewritten", flag)
+            a, err_a, _ = outputs(cls_name, change, ORIGINAL, "orig", flag)
+            b, err_b, fused = outputs(cls_name, change, REWRITTEN, "rewritten", flag)
             diff = max((x - y).abs().max().item() for x, y in zip(a, b)) if a and b and len(a) == len(b) else None
             res[f"{cls_name}: {case}, output_attentions={flag}"] = {"error": err_a or err_b, "diff": diff, "fused": fused}
 print(json.dumps(res))
@@ -174,9 +167,7 @@ describe('a keyword the rewrite adds goes only to the method it was added to', (
     expect(text).toContain('_adopt_need_attn_weights=True');
     expect(text).toContain('def forward(self, x, _adopt_need_attn=True):');
     writeFileSync(join(dir, 'rw.py'), text);
-    const r = spawnSync(pythonExecutable(), ['-c', CHECK, join(dir, 'm.py'), join(dir, 'rw.py')], { env: pythonEnv(), encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
-    const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, { error: string | null; diff: number | null; fused: number }>;
+    const res = besideOriginal<Record<string, { error: string | null; diff: number | null; fused: number }>>(join(dir, 'm.py'), join(dir, 'rw.py'), CHECK);
     for (const [what, d] of Object.entries(res)) {
       expect(d.error, what).toBeNull();
       expect(d.diff, what).not.toBeNull();

@@ -2,12 +2,11 @@
 // built them. A user may change them afterwards: set a setting, give the loss class weights, or
 // put another module in its place. The rewritten model must then compute what the original
 // computes, which the `built_with` guard ensures by sending such calls down the original code.
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runRewrite } from '../src/pipeline/index.js';
-import { pythonEnv, pythonExecutable } from '../src/verify/python.js';
+import { besideOriginal } from './helpers/beside-original.js';
 import { tempProject } from './helpers/ir.js';
 
 const model = (loss: string) => `import torch
@@ -40,15 +39,9 @@ class AttnLM(nn.Module):
 // Builds the original and the rewritten model with the same weights, applies one change to both,
 // and prints the largest difference of loss and logits and which path the rewritten one took.
 const CHECK = `
-import importlib.util, json, sys, torch
+import torch
 from torch import nn
 from adopt_harness.counting import FastPathCounter
-
-def load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.AttnLM
 
 class Recording(nn.Softmax):
     def forward(self, x):
@@ -65,7 +58,7 @@ CHANGES = {
     "class weights": lambda m: setattr(m, "loss_fct", nn.CrossEntropyLoss(weight=torch.linspace(0.5, 2.0, 40, dtype=torch.float64))),
     "label smoothing": lambda m: setattr(m.loss_fct, "label_smoothing", 0.2),
 }
-orig_cls, new_cls = load(sys.argv[1], "orig"), load(sys.argv[2], "rewritten")
+orig_cls, new_cls = load(ORIGINAL, "orig").AttnLM, load(REWRITTEN, "rewritten").AttnLM
 ids = torch.randint(0, 40, (2, 7), generator=torch.Generator().manual_seed(0))
 labels = ids.roll(1, 1)
 out = {}
@@ -100,9 +93,7 @@ describe('modules changed after construction', () => {
       expect(text).toMatch(/_adopt\.built_with\(self\.attend, "torch\.nn\.Softmax", dim=-1\)/);
       expect(text).toMatch(guard);
       writeFileSync(join(dir, 'rw.py'), text);
-      const r = spawnSync(pythonExecutable(), ['-c', CHECK, join(dir, 'm.py'), join(dir, 'rw.py')], { env: pythonEnv(), encoding: 'utf8' });
-      expect(r.status, r.stderr).toBe(0);
-      const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      const res = besideOriginal<Record<string, { loss: number; logits: number; fused: string[] }>>(join(dir, 'm.py'), join(dir, 'rw.py'), CHECK);
       for (const [change, d] of Object.entries(res) as [string, { loss: number; logits: number }][]) {
         expect(d.loss, change).toBeLessThan(1e-9);
         expect(d.logits, change).toBeLessThan(1e-9);

@@ -6,27 +6,20 @@
 // and `h.half()` were off by 8e-3 and 9e-4. `--verify` runs one dtype for weight and input and saw
 // only the last two. Now each rewritten class computes exactly what its original does, in every
 // combination: bit for bit where the torch code runs, within the kernel's rounding where it runs.
-import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runRewrite } from '../src/pipeline/index.js';
-import { pythonEnv, pythonExecutable } from '../src/verify/python.js';
+import { besideOriginal } from './helpers/beside-original.js';
 import { tempProject } from './helpers/ir.js';
 import { RMS_CAST_MODELS, RMS_CAST_REFUSED, RMS_REWRITTEN, RMS_TWO_DIMS } from './helpers/rmsnorm-models.js';
 
 const CHECK = `
-import importlib.util, json, os, sys, torch
+import os, torch
 from adopt_kernels import _dispatch
 
-def load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-orig, new = load(sys.argv[1], "orig"), load(sys.argv[2], "rewritten")
-names = json.loads(sys.argv[3])
+orig, new = load(ORIGINAL, "orig"), load(REWRITTEN, "rewritten")
+names = json.loads(ARGS[0])
 f32, bf16, f16 = torch.float32, torch.bfloat16, torch.float16
 PAIRS = [(f32, f32), (bf16, bf16), (f32, bf16), (bf16, f32), (f16, f32), (f32, f16)]
 out = []
@@ -61,11 +54,7 @@ describe('rmsnorm casts in mixed dtypes', () => {
     expect(text).toMatch(/_adopt\.rms_norm\(/);
     writeFileSync(join(dir, 'rw.py'), text);
     const names = [...RMS_REWRITTEN, ...RMS_CAST_REFUSED, RMS_TWO_DIMS];
-    const r = spawnSync(pythonExecutable(), ['-c', CHECK, join(dir, 'm.py'), join(dir, 'rw.py'), JSON.stringify(names)], {
-      env: pythonEnv({ env: { ADOPT_CPU_MIN_BYTES: '0' } }), encoding: 'utf8', maxBuffer: 16 * 1024 * 1024,
-    });
-    expect(r.status, r.stderr).toBe(0);
-    const rows = JSON.parse(r.stdout.trim().split('\n').pop()!) as Row[];
+    const rows = besideOriginal<Row[]>(join(dir, 'm.py'), join(dir, 'rw.py'), CHECK, { args: [JSON.stringify(names)], env: { ADOPT_CPU_MIN_BYTES: '0' } });
     expect(rows.length).toBe(2 * names.length * 6);
     for (const row of rows) {
       const what = `${row.mode} ${row.name} weight ${row.weight} input ${row.input}`;
