@@ -94,3 +94,32 @@ def test_kwargs_are_accepted_and_update_like_the_default(cls):
             opt.step()
     for a, b in zip(net.parameters(), twin.parameters()):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("cls", [ak.FusedAdam, ak.FusedAdamW])
+def test_the_compiled_step_counts_as_an_in_place_change_of_the_parameters(cls):
+    """A graph that saved a weight before the step cannot backpropagate through the new values:
+    torch's step raises there (a GAN stepping its discriminator before the generator's
+    backward), and so must the compiled one, whose writes autograd does not see by itself."""
+    from adopt_kernels import _dispatch
+
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(64, 64))
+    x = torch.randn(8, 64, requires_grad=True)
+    opt = cls([w], lr=0.1)
+    loss = (x @ w).pow(2).sum()
+    w.grad = torch.ones_like(w)
+    before, calls = w._version, _dispatch.CALLS["adamw"]
+    opt.step()
+    assert _dispatch.CALLS["adamw"] == calls + 1, "the compiled step did not run"
+    assert w._version > before
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_a_keyword_torchs_step_does_not_take_is_refused_as_torch_refuses_it():
+    w = nn.Parameter(torch.randn(8))
+    w.grad = torch.ones_like(w)
+    for cls in (torch.optim.AdamW, ak.FusedAdamW):
+        with pytest.raises(TypeError):
+            cls([w], lr=0.1).step(no_such_keyword=1)

@@ -92,7 +92,8 @@ class _FusedAdamStep:
 
     @torch.no_grad()
     def step(self, closure=None, **kwargs):
-        if kwargs.get("grad_scaler") is not None:
+        if kwargs:
+            # torch's own step takes what it takes (`grad_scaler=`) and refuses anything else
             return super().step(closure, **kwargs)
         loss = None
         if closure is not None:
@@ -144,6 +145,7 @@ class _FusedAdamStep:
             grads = [p.grad if p.grad.is_contiguous() else p.grad.contiguous() for p in params]
             kernel.apply_step(fn, params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], steps,
                               group["lr"], tuple(group["betas"]), group["eps"], group["weight_decay"], mode)
+            _mark_written(params)
         return True
 
     def _fused_state(self, p):
@@ -199,6 +201,23 @@ class FusedAdamW(_FusedAdamStep, torch.optim.AdamW):
     """``torch.optim.AdamW`` whose step is one compiled pass per parameter group (CPU or CUDA)."""
 
     _decoupled = True
+
+
+_increment_version = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)
+
+
+def _mark_written(tensors):
+    """Counts the kernel's writes as in-place changes, as torch's own step does: the compiled
+    kernel writes through raw pointers, which autograd does not see, so a graph that saved a
+    parameter before the step (a GAN stepping the discriminator before the generator's backward)
+    would otherwise backpropagate through the new values instead of raising, as torch does. An
+    in-place view to the same size, strides and offset changes nothing but the version."""
+    with torch.no_grad():
+        for t in tensors:
+            if _increment_version is not None:
+                _increment_version(t)
+            else:
+                t.as_strided_(t.size(), t.stride(), t.storage_offset())
 
 
 def fused_optimizer_class(optimizer_cls):
