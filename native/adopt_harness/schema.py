@@ -53,9 +53,10 @@ KERNEL_PASS = obj({"status": STATUS, "dtype": STR}, {
 })
 
 # One comparison of a model class: the original against one rewrite of it. `exercised` (file runs):
-# whether the rewrite's own code ran in this class (exercised.py).
+# whether the rewrite's own code ran in this class (exercised.py); `optimizer_steps`: training
+# steps taken by the optimizers the model holds, compared after each (optimizer_pass.py).
 CHECK = obj({"status": STATUS}, {
-    "exercised": BOOL, "kernel_pass": KERNEL_PASS,
+    "exercised": BOOL, "kernel_pass": KERNEL_PASS, "optimizer_steps": INT,
     "problems": array(STR), "reason": STR, "notes": array(STR),
     "class": STR, "variant": STR, "model": STR, "inputs": STR, "config": STR, "dtype": STR,
     "max_abs": NUM, "max_rel": NUM, "tolerance": NUM, "strict_load": BOOL, "seconds": NUM,

@@ -43,6 +43,7 @@ from adopt_harness.deadline import Timeout, deadline, extend
 from adopt_harness.dropout import no_dropout
 from adopt_harness.exercised import probe_for
 from adopt_harness.inputs import find_inputs
+from adopt_harness.optimizer_pass import optimizer_problems
 from adopt_harness.protocol import Channel
 from adopt_harness.sidebyside import RewrittenRaised, compare_rewrite, load_strict, reference
 
@@ -195,6 +196,8 @@ def _kernel_pass(a, b, sets):
     sets32 = [(tag, ([_float32(x) for x in args], kwargs)) for tag, (args, kwargs) in sets]
     with FastPathCounter() as counter:
         problems, summary, notes = _compare_sets(a, b, sets32, policy_for("fp32"), exact_model)
+        if not problems:
+            problems += [f"optimizer: {p}" for p in optimizer_problems(a, b, sets32[0][1], policy_for("fp32"))[0]]
     return {"status": "mismatch" if problems else "verified", "dtype": "fp32", "problems": problems[:10], **summary, **counter.result(),
             **({"notes": notes} if notes else {})}
 
@@ -276,6 +279,12 @@ def check_class(original, rewritten, name, overrides, dtype, repeats, probe=None
     with FastPathCounter() as counter, lines:
         problems, summary, notes = _compare_sets(a, b, sets, policy_for(dtype))
     counts = counter.result()
+    # an optimizer the model builds for itself shows a rewrite of it only when it steps
+    steps = 0
+    if not problems:
+        with lines:
+            found, steps = optimizer_problems(a, b, sets[0][1], policy_for(dtype))
+        problems += [f"optimizer: {p}" for p in found]
     if not problems:
         # the same class with each on/off constructor switch flipped: a setting read from one
         # branch of __init__ that another instance does not share shows here
@@ -283,7 +292,8 @@ def check_class(original, rewritten, name, overrides, dtype, repeats, probe=None
         problems += switched
         notes += more
     result = {"class": name, "status": "mismatch" if problems else "verified", "problems": problems[:10],
-              "inputs": label + "".join(f", and {tag}" for tag, _ in sets[1:]), "strict_load": True, **summary, **counts}
+              "inputs": label + "".join(f", and {tag}" for tag, _ in sets[1:]), "strict_load": True, **summary, **counts,
+              **({"optimizer_steps": steps} if steps else {})}
     if probe:
         result["exercised"] = lines.exercised(counts["fast_path_calls"])
     if kernels and dtype == torch.float64 and not problems:

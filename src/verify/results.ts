@@ -28,6 +28,8 @@ export interface Check extends Counts {
    *  compared the original code with itself. */
   exercised?: boolean;
   kernel_pass?: KernelPass;
+  /** Training steps taken by the optimizers the model builds for itself, compared after each. */
+  optimizer_steps?: number;
   problems?: string[];
   reason?: string;
   notes?: string[];
