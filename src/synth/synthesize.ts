@@ -15,7 +15,8 @@ import { applyEdits, EditSet, irValueIn, KERNELS_ALIAS, SiteSpans, unparsableSit
 import { inlinedSite } from './expressions.js';
 import { layerClassGuards, skippedModuleGuards } from './layer-guard.js';
 import { isSequentialCall, planSequential } from './sequential.js';
-import { indexOf, lineAt, nodeOfSpan, openSynthFile, type ParsedLookup, type SynthFile } from './source.js';
+import { identifierNodes, indexOf, lineAt, nodeOfSpan, openSynthFile, type ParsedLookup, type SynthFile } from './source.js';
+import { isAttributeName } from './region.js';
 import { linesWithMeta, planStatements, type HoldsOther } from './statements.js';
 import { Render } from './template.js';
 
@@ -102,6 +103,7 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
   const placeOf = (o: Op) => (o.via?.length && o.site ? s.view.file.path : o.span.file ?? s.view.file.path);
   if (ops.some((o) => placeOf(o) !== s.file)) return 'the matched code spans several files';
   if (ops.some((o) => o.callee.includes(KERNELS_ALIAS))) return 'already rewritten';
+  if (aliasTaken(f)) return `the file uses the name ${KERNELS_ALIAS} for something of its own, and the rewrite binds it to adopt_kernels`;
   // An op inlined from a helper (`rotate_half(q)` in apply_rotary_pos_emb) is rewritten where
   // the helper is called: the call is replaced as a whole, the helper stays as it is.
   const inlined = inlinedCallFailure(s, ops);
@@ -223,6 +225,20 @@ function inlinedCallFailure(s: Site, ops: Op[]): string | undefined {
 function isInitSpan(s: Site, o: Op): boolean {
   const at = (sp: Span) => sp.start === o.span.start && sp.end === o.span.end;
   return !!s.view.module?.attrs.some((a) => (at(a.span) && (a.span.file ?? '') === (o.span.file ?? '')) || (a.built && at(a.built)));
+}
+
+const aliasSeen = new WeakMap<SynthFile, boolean>();
+
+/** Whether the file names `_adopt` without the import a rewrite adds: a variable, parameter or
+ *  import of its own, which the guards would read as the kernels' module. */
+function aliasTaken(f: SynthFile): boolean {
+  let taken = aliasSeen.get(f);
+  if (taken === undefined) {
+    const text = f.source.text;
+    taken = !text.includes(`import adopt_kernels as ${KERNELS_ALIAS}`) && identifierNodes(f.root).some((n) => n.text === KERNELS_ALIAS && !isAttributeName(n));
+    aliasSeen.set(f, taken);
+  }
+  return taken;
 }
 
 function alreadyGuarded(node: SyntaxNode): boolean {

@@ -122,3 +122,17 @@ class TinyLM(nn.Module):
     expect(text).toMatch(/_adopt\.built_with\(\s*self\.loss_fct,\s*"torch\.nn\.CrossEntropyLoss",\s*reduction=self\.reduction,?\s*\)/);
   });
 });
+
+describe('a file that names _adopt itself', () => {
+  it('is not rewritten, with the reason: the guards would read its own _adopt as the kernels', () => {
+    const src = 'import torch\nfrom torch import nn\n\n_adopt = "mine"\n\n\nclass M(nn.Module):\n    def forward(self, x):\n        return torch.softmax(x, dim=-1)\n';
+    const dir = tempProject({ 'm.py': src });
+    const run = runRewrite([`${dir}/m.py`], { rules: 'softmax' });
+    expect(run.sites[0]).toMatchObject({ decision: 'skipped', reason: 'the file uses the name _adopt for something of its own, and the rewrite binds it to adopt_kernels' });
+    expect(run.files[0]?.rewritten ?? src).toBe(src);
+    // an attribute of that name is no binding of the module's
+    const attr = src.replace('_adopt = "mine"', 'class Holder:\n    pass\n\n\nHolder()._adopt = 1');
+    const ok = runRewrite([`${tempProject({ 'm.py': attr })}/m.py`], { rules: 'softmax' });
+    expect(ok.sites[0].decision).toBe('rewritten');
+  });
+});
