@@ -69,8 +69,8 @@ def test_training_with_zero_p(dtype):
     )
 
 
-def test_training_flag_wins_over_dropout_module_mode():
-    # The rewritten call passes the parent's ``self.training``; the dropout module follows it.
+def test_a_dropout_module_in_eval_mode_drops_nothing():
+    # The rewritten call passes the parent's ``self.training``; the module's own mode decides.
     block = Block(7, 0.5, True, torch.float32)
     block.dropout.eval()
     x, r = torch.randn(3, 5, 7), torch.randn(3, 5, 7)

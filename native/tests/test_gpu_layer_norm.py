@@ -105,7 +105,8 @@ def test_the_public_api_reaches_the_triton_kernel_and_its_backward_uses_the_forw
     torch.testing.assert_close(y, ln(x * keep + r), rtol=1e-5, atol=1e-5)
     torch.manual_seed(7)
     assert torch.equal(ak.dropout_add_layer_norm(x, r, ln, drop, training=True), y)
-    out_eval = ak.dropout_add_layer_norm(x, r, ln, drop, training=False)
+    # a plain Dropout module's own mode decides, as calling it would
+    out_eval = ak.dropout_add_layer_norm(x, r, ln, drop.eval(), training=False)
     assert _dispatch.CALLS["layer_norm"] == before + 3
     torch.testing.assert_close(out_eval, ln(x + r), rtol=1e-5, atol=1e-5)
 
@@ -113,7 +114,7 @@ def test_the_public_api_reaches_the_triton_kernel_and_its_backward_uses_the_forw
 def test_without_dropout_both_inputs_get_the_same_gradient():
     ln, drop = _block_on_device(40, 0.5)
     x, r = (torch.randn(3, 40).to(DEVICE).requires_grad_(True) for _ in range(2))
-    ak.dropout_add_layer_norm(x, r, ln, drop, training=False).sum().backward()
+    ak.dropout_add_layer_norm(x, r, ln, drop.eval(), training=False).sum().backward()
     assert torch.equal(x.grad, r.grad)
 
 

@@ -148,7 +148,8 @@ def test_public_api_runs_compiled_kernel():
     out.sum().backward()
     assert _dispatch.CALLS["layer_norm"] == before + 1
     assert ln.weight.grad is not None and ln.bias.grad is not None
-    out_eval = ak.dropout_add_layer_norm(x, r, ln, drop, training=False)
+    # a plain Dropout module's own mode decides, as calling it would
+    out_eval = ak.dropout_add_layer_norm(x, r, ln, drop.eval(), training=False)
     assert _dispatch.CALLS["layer_norm"] == before + 2
     torch.testing.assert_close(out_eval, ln(x + r), rtol=1e-5, atol=1e-5)
 
@@ -173,6 +174,7 @@ def test_unsupported_inputs_take_reference_path(case, monkeypatch):
         x, r = torch.randn(0, n), torch.randn(0, n)
     elif case == "switched_off":
         monkeypatch.setenv("ADOPT_DISABLE", "dropout_add_layer_norm")
+    drop.train(training)  # the module's own mode decides, as calling it would
     before = _dispatch.CALLS["layer_norm"]
     if case == "weight_dtype":
         # bfloat16 input with a float32 LayerNorm fails in torch's own layer_norm, as before
