@@ -353,7 +353,9 @@ class BiasGeluFunction(torch.autograd.Function):
         h2 = rows_view(h0)
         rows, n = h2.shape
         b = bias.detach().contiguous()
-        y = torch.empty_like(h2)
+        # made in the output's own shape: a view returned from here could not be changed in place
+        # (a Dropout(inplace=True) after the activation), as torch's own result can
+        y = torch.empty(h0.shape, dtype=h2.dtype, device=h2.device)
         # a product made for this call is needed by nothing else: the derivative overwrites it
         g = h2 if own_h0 and h2.data_ptr() == h0.data_ptr() else torch.empty_like(h2)
         fwd(_dispatch.ptr(h2), _dispatch.ptr(b), _dispatch.ptr(y), _dispatch.ptr(g), _dispatch.i64(rows), _dispatch.i64(n),
@@ -364,7 +366,7 @@ class BiasGeluFunction(torch.autograd.Function):
         ctx.save_for_backward(g.detach(), bias, None if given else h0, keep_x, keep_w)
         ctx.bwd, ctx.shape, ctx.bias_dtype, ctx.tanh_form = bwd, h0.shape, bias.dtype, tanh_form
         _dispatch.CALLS[KERNEL.name] += 1
-        return y.view(h0.shape)
+        return y
 
     @staticmethod
     def _second_order(ctx, dy):

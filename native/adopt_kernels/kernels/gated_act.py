@@ -286,14 +286,15 @@ class GatedActFunction(torch.autograd.Function):
             u2 = rows_view(up)
             gp, up_p, ldg, ldu = _dispatch.ptr(g2), _dispatch.ptr(u2), g2.stride(0), u2.stride(0)
             rows, n = g2.shape
-        y = torch.empty(rows, n, dtype=g2.dtype)
+        # made in the output's own shape: a view returned from here could not be changed in place
+        y = torch.empty(*gate.shape[:-1], n, dtype=g2.dtype)
         fwd(gp, i64(ldg), up_p, i64(ldu), _dispatch.ptr(y), i64(rows), i64(n), _dispatch.threads())
         # the inputs, not their row views: a view made here cannot be unpacked under
         # non-reentrant checkpointing, and a backward with create_graph needs their history
         ctx.save_for_backward(gate, up)
         ctx.bwd, ctx.shape, ctx.stacked, ctx.kind = bwd, gate.shape, up is None, kind
         _dispatch.CALLS[KERNEL.name] += 1
-        return y.view(*gate.shape[:-1], n)
+        return y
 
     @staticmethod
     def _second_order(ctx, dy):

@@ -271,7 +271,8 @@ class DropoutAddLayerNormFunction(torch.autograd.Function):
         w, b = _affine(weight, n, x2.dtype, 1.0), _affine(bias, n, x2.dtype, 0.0)
         thr = threshold16(p)
         scale = 1.0 / (1.0 - p)
-        y = torch.empty_like(x2)
+        # made in the output's own shape: a view returned from here could not be changed in place
+        y = torch.empty(x.shape, dtype=x2.dtype, device=x2.device)
         mean = torch.empty(rows, dtype=torch.float32)
         rstd = torch.empty(rows, dtype=torch.float32)
         fwd(_dispatch.ptr(x2), _dispatch.ptr(r2), _dispatch.ptr(w), _dispatch.ptr(b), _dispatch.ptr(y), _dispatch.ptr(mean),
@@ -283,7 +284,7 @@ class DropoutAddLayerNormFunction(torch.autograd.Function):
         ctx.seed, ctx.thr, ctx.drop, ctx.scale, ctx.bwd, ctx.shape = seed, thr, p > 0, scale, bwd, x.shape
         ctx.eps, ctx.p = eps, p
         _dispatch.CALLS[KERNEL.name] += 1
-        return y.view(x.shape)
+        return y
 
     @staticmethod
     def _second_order(ctx, dy):

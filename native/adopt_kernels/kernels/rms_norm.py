@@ -146,7 +146,9 @@ class RMSNormFunction(torch.autograd.Function):
         x2 = rows_view(x)
         rows, n = x2.shape
         w = weight.contiguous() if weight is not None else None
-        y = torch.empty_like(x2)
+        # made in the output's own shape: a view returned from here could not be changed in place
+        # (`h = norm(x); h += residual`), as torch's own result can
+        y = torch.empty(x.shape, dtype=x2.dtype, device=x2.device)
         rstd = torch.empty(rows, dtype=torch.float32)
         fwd(_dispatch.ptr(x2), _dispatch.ptr(w), _dispatch.ptr(y), _dispatch.ptr(rstd), _dispatch.i64(rows), _dispatch.i64(n),
             _dispatch.f32(eps), _dispatch.f32(offset), _dispatch.threads())
@@ -155,7 +157,7 @@ class RMSNormFunction(torch.autograd.Function):
         ctx.save_for_backward(x, weight, rstd)
         ctx.eps, ctx.offset, ctx.bwd, ctx.shape = eps, offset, bwd, x.shape
         _dispatch.CALLS[KERNEL.name] += 1
-        return y.view(x.shape)
+        return y
 
     @staticmethod
     def _second_order(ctx, dy):
