@@ -303,6 +303,16 @@ def _fold_keeps_gradients(q, k, bias, mask, fills):
     return _every_row_keeps_a_key(mask, fills)
 
 
+def _keyless_row_with_gradients(q, k, v, mask, bias, is_causal):
+    """Whether gradients are recorded and some query row has no key left: a boolean mask with a
+    row all False, or causal masking with more queries than keys (bottom-right aligned)."""
+    if not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in (q, k, v, bias)):
+        return False
+    if is_causal and q.size(-2) > k.size(-2):
+        return True
+    return isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and mask.numel() > 0 and not bool(mask.any(-1).all())
+
+
 def _every_row_keeps_a_key(mask, fills):
     """Whether every query row keeps a key (no fill replaces it) that the mask leaves above -1e30.
 
@@ -520,6 +530,11 @@ def attention(
         # on float64 scores rounds them to float32 first
         return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype, fills=fills, bias=bias)
     fills, is_causal = _fill_as_causal_flag(q, k, mask, fills, is_causal, bias)
+    if _keyless_row_with_gradients(q, k, v, mask, bias, is_causal):
+        # eager code gives a query row with no key left NaN and, masking with where or
+        # masked_fill, passes it no gradient; the kernels' additive form would carry that NaN
+        # into the gradients of q and of every key
+        return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype, fills=fills, bias=bias)
     applies_dropout = training and dropout_p > 0
     # On a GPU torch's fused attention (flash, cuDNN) ran 1.65-1.9x faster than the Triton kernel
     # on an H200: it goes first where it computes the same thing. With dropout it would draw
