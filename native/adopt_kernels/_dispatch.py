@@ -47,6 +47,13 @@ def say_once(key, msg):
         print(f"adopt_kernels: {msg}", file=sys.stderr)
 
 
+def save_for_backward(ctx, *tensors):
+    """``ctx.save_for_backward``, with an inference tensor (made under ``torch.inference_mode``
+    and used outside it) saved as a normal copy: autograd refuses to save one, where the torch
+    code a kernel replaces saves only what it computes from such an input."""
+    ctx.save_for_backward(*(t.clone() if isinstance(t, torch.Tensor) and t.is_inference() else t for t in tensors))
+
+
 def native_ok(kernel, *tensors):
     """True when the compiled CPU path may take these tensors: switch on, CPU, fp32/bf16."""
     if not (enabled("native") and enabled(kernel.switch)):

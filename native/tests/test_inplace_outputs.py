@@ -40,3 +40,25 @@ def test_an_output_changed_in_place_backpropagates_as_torchs(name, monkeypatch):
         if fn is fused:
             assert _dispatch.CALLS[kernel] > before, "the compiled kernel did not run"
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["rms_norm", "dropout_add_layer_norm"])
+def test_an_input_made_under_inference_mode_trains_the_weights_as_torchs_code_does(name, monkeypatch):
+    """An activation computed under ``torch.inference_mode`` (a frozen encoder) then normalised
+    by a trained layer: autograd refuses to save an inference tensor, which the torch code never
+    saves (it saves what it computes from it); the kernel saves a normal copy."""
+    monkeypatch.setenv("ADOPT_CPU_MIN_BYTES", "0")
+    kernel, fused, eager = CASES[name]
+    with torch.inference_mode():
+        x = X * 1.0
+    grads = []
+    for fn in (fused, eager):
+        weight = LN.weight if name == "dropout_add_layer_norm" else W
+        weight.requires_grad_(True)
+        weight.grad = None
+        before = _dispatch.CALLS[kernel]
+        fn(x).pow(2).sum().backward()
+        grads.append(weight.grad.clone())
+        if fn is fused:
+            assert _dispatch.CALLS[kernel] > before, "the compiled kernel did not run"
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-4)

@@ -55,7 +55,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
             lse[start:stop] = chunk_lse
             losses[start:stop] = chunk_lse - target_logit
         losses = losses.masked_fill(~valid, 0.0)
-        ctx.save_for_backward(hidden, weight, bias, targets, valid, lse)
+        from .._dispatch import save_for_backward
+
+        save_for_backward(ctx, hidden, weight, bias, targets, valid, lse)
         return losses
 
     @staticmethod

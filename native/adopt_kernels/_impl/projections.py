@@ -80,7 +80,7 @@ class _StackedLinear(torch.autograd.Function):
         out = F.linear(x, weight, bias)
         # the layers' own weights are saved, not the stacked copy: the backward stacks them
         # again, so that training keeps no second copy of the weights alive between the passes
-        ctx.save_for_backward(x, *params[0::2])
+        _dispatch.save_for_backward(ctx, x, *params[0::2])
         ctx.has_bias = [b is not None for b in params[1::2]]
         widths = [layer.out_features for layer in layers]
         return tuple(part.clone(memory_format=torch.contiguous_format) for part in out.split(widths, dim=-1))

@@ -363,7 +363,7 @@ class BiasGeluFunction(torch.autograd.Function):
         given = x is not None
         keep_x = x if given and weight.requires_grad else None
         keep_w = weight if given and x.requires_grad else None
-        ctx.save_for_backward(g.detach(), bias, None if given else h0, keep_x, keep_w)
+        _dispatch.save_for_backward(ctx, g.detach(), bias, None if given else h0, keep_x, keep_w)
         ctx.bwd, ctx.shape, ctx.bias_dtype, ctx.tanh_form = bwd, h0.shape, bias.dtype, tanh_form
         _dispatch.CALLS[KERNEL.name] += 1
         return y

@@ -238,7 +238,7 @@ class FlashAttentionFunction(torch.autograd.Function):
         fwd(_dispatch.ptr(q), _dispatch.ptr(k), _dispatch.ptr(v), *ptrs, _dispatch.ptr(out), _dispatch.ptr(lse), _dispatch.ptr(meta),
             _dispatch.f32(scale), _dispatch.f32(dropout_p), _dispatch.threads())
         inputs = (*given, bias, mask, keep)
-        ctx.save_for_backward(*(saveable(t, *inputs) for t in (q, k, v)), out, lse, meta, *(saveable(t, *inputs) for t, _ in masks), *given)
+        _dispatch.save_for_backward(ctx, *(saveable(t, *inputs) for t in (q, k, v)), out, lse, meta, *(saveable(t, *inputs) for t, _ in masks), *given)
         ctx.scale, ctx.dropout_p, ctx.bwd, ctx.causal, ctx.seed = scale, dropout_p, bwd, causal, seed
         # the shapes and dtypes a learned bias or float mask takes its gradient in
         ctx.learned = [(t.shape, t.dtype) if want else None for t, want in ((bias, ctx.needs_input_grad[3]), (mask, ctx.needs_input_grad[4]))]

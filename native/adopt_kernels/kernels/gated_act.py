@@ -291,7 +291,7 @@ class GatedActFunction(torch.autograd.Function):
         fwd(gp, i64(ldg), up_p, i64(ldu), _dispatch.ptr(y), i64(rows), i64(n), _dispatch.threads())
         # the inputs, not their row views: a view made here cannot be unpacked under
         # non-reentrant checkpointing, and a backward with create_graph needs their history
-        ctx.save_for_backward(gate, up)
+        _dispatch.save_for_backward(ctx, gate, up)
         ctx.bwd, ctx.shape, ctx.stacked, ctx.kind = bwd, gate.shape, up is None, kind
         _dispatch.CALLS[KERNEL.name] += 1
         return y

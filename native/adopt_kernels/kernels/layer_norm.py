@@ -280,7 +280,7 @@ class DropoutAddLayerNormFunction(torch.autograd.Function):
             ctypes.c_uint32(thr), _dispatch.f32(scale), ctypes.c_int(p > 0), stream_output(y), _dispatch.threads())
         # the inputs, not x2 and r2: a view made here cannot be unpacked under non-reentrant
         # checkpointing, and a backward with create_graph needs the inputs' history
-        ctx.save_for_backward(x, residual, weight, bias, mean, rstd)
+        _dispatch.save_for_backward(ctx, x, residual, weight, bias, mean, rstd)
         ctx.seed, ctx.thr, ctx.drop, ctx.scale, ctx.bwd, ctx.shape = seed, thr, p > 0, scale, bwd, x.shape
         ctx.eps, ctx.p = eps, p
         _dispatch.CALLS[KERNEL.name] += 1

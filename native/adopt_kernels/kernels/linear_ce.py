@@ -321,7 +321,7 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         want_any = any(wanted)
         losses, lse, grads = _forward_rows(h, weight, bias, t, scale, want_any, wanted, fns[0], rows)
         _dispatch.CALLS[KERNEL.name] += 1
-        ctx.save_for_backward(hidden, weight, bias, t, lse, keep)
+        _dispatch.save_for_backward(ctx, hidden, weight, bias, t, lse, keep)
         ctx.grads = (_spread(grads[0], keep, n), *grads[1:]) if want_any else None
         ctx.scale32 = torch.tensor(scale, dtype=torch.float32).item()
         ctx.bwd, ctx.rows = fns[1], rows

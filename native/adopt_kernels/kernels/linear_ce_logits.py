@@ -68,7 +68,7 @@ class LinearCrossEntropyLogitsFunction(torch.autograd.Function):
             if want_any:
                 chunks.accumulate(start, h, buf, grads)
         _dispatch.CALLS[K.KERNEL.name] += 1
-        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+        _dispatch.save_for_backward(ctx, hidden, weight, bias, targets, lse)
         ctx.grads = grads
         ctx.scale32 = torch.tensor(scale, dtype=torch.float32).item()
         ctx.bwd, ctx.rows, ctx.logits_dtype = fns[1], rows, logits_dtype

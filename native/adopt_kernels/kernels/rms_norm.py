@@ -154,7 +154,7 @@ class RMSNormFunction(torch.autograd.Function):
             _dispatch.f32(eps), _dispatch.f32(offset), _dispatch.threads())
         # the inputs, not x2: a view made here cannot be unpacked under non-reentrant
         # checkpointing, and a backward with create_graph needs the inputs' history
-        ctx.save_for_backward(x, weight, rstd)
+        _dispatch.save_for_backward(ctx, x, weight, rstd)
         ctx.eps, ctx.offset, ctx.bwd, ctx.shape = eps, offset, bwd, x.shape
         _dispatch.CALLS[KERNEL.name] += 1
         return y

@@ -314,7 +314,7 @@ class RopeFunction(torch.autograd.Function):
         ys = rotate(mode, xs, tabs, False)
         # saved, not kept on ctx, so that an in-place change to a table before the backward
         # is an error, as it is for the eager code
-        ctx.save_for_backward(*(t for tab in tabs for t in (tab.cos, tab.sin, tab.pos)))
+        _dispatch.save_for_backward(ctx, *(t for tab in tabs for t in (tab.cos, tab.sin, tab.pos)))
         ctx.tables, ctx.mode, ctx.rotate = [tab._replace(cos=None, sin=None, pos=None) for tab in tabs], mode, rotate
         return ys[0] if k is None else tuple(ys)
 

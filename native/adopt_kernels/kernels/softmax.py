@@ -339,7 +339,7 @@ class SoftmaxFunction(torch.autograd.Function):
         out = y.view(x.shape)
         # where-style masks (boolean, causal) give a fully masked row a zero gradient in eager
         # code; an additive -inf mask passes the NaN on
-        ctx.save_for_backward(out, empty if is_causal or (mask is not None and mask.dtype == torch.bool) else None)
+        _dispatch.save_for_backward(ctx, out, empty if is_causal or (mask is not None and mask.dtype == torch.bool) else None)
         ctx.scale, ctx.bwd, ctx.shape = scale, bwd, x.shape
         ctx.mask_meta = (mask.shape, mask.dtype) if mask is not None else None
         _dispatch.CALLS[KERNEL.name] += 1
