@@ -171,22 +171,57 @@ export interface Best {
  * retimed median wins over a batch median, failures are remembered and never chosen.
  */
 export function bestByWorkload(records: TuneRecord[]): Map<string, Best & { workload: Workload }> {
+  const out = new Map<string, Best & { workload: Workload }>();
+  for (const [key, rs] of byWorkload(records)) {
+    const failed = ruledOut(rs);
+    const [best] = rankedSchedules(rs, failed);
+    if (!best) continue;
+    out.set(key, { workload: best.record.workload, schedule: best.record.schedule, median_s: best.t, measurements: measuredCount(rs), failed, finished: rs.some(finishedRun) });
+  }
+  return out;
+}
+
+/** Records grouped by workload, each group in store (time) order. */
+export function byWorkload(records: TuneRecord[]): Map<string, TuneRecord[]> {
   const groups = new Map<string, TuneRecord[]>();
   for (const r of records) {
     const key = workloadKey(r.workload);
-    groups.set(key, [...(groups.get(key) ?? []), r]);
+    const g = groups.get(key);
+    if (g) g.push(r);
+    else groups.set(key, [r]);
   }
-  const out = new Map<string, Best & { workload: Workload }>();
-  for (const [key, rs] of groups) {
-    const failed = new Set(rs.filter((r) => r.status !== 'ok' || r.median_s === null).map((r) => scheduleKey(r.schedule)));
-    const ok = rs.filter((r) => r.status === 'ok' && r.median_s !== null && !failed.has(scheduleKey(r.schedule)));
-    const retimed = ok.filter((r) => r.source === 'retime');
-    const pool = retimed.length ? retimed : ok;
-    if (!pool.length) continue;
-    const best = pool.reduce((a, b) => ((b.median_s as number) < (a.median_s as number) ? b : a));
-    out.set(key, { workload: best.workload, schedule: best.schedule, median_s: best.median_s as number, measurements: measuredCount(rs), failed, finished: rs.some(finishedRun) });
+  return groups;
+}
+
+/** The schedules one workload's records rule out: one that ever gave a wrong result, and one whose
+ *  latest record failed. A compile error, crash or timeout that a later success of the same
+ *  schedule follows was the compiler's or the machine's, not the schedule's (a broken `$CXX` once
+ *  must not rule out even the default for good). */
+export function ruledOut(rs: TuneRecord[]): Set<string> {
+  const latest = new Map<string, TuneRecord>();
+  const out = new Set<string>();
+  for (const r of rs) {
+    const k = scheduleKey(r.schedule);
+    latest.set(k, r);
+    if (r.status === 'wrong') out.add(k);
   }
+  for (const [k, r] of latest) if (r.status !== 'ok' || r.median_s === null) out.add(k);
   return out;
+}
+
+/** One workload's usable schedules, fastest first: by the finalists' interleaved re-timing where
+ *  a finished run left one (it holds the default too, and one run's batch medians are not
+ *  comparable with another's), else by the lowest batch median. */
+export function rankedSchedules(rs: TuneRecord[], failed = ruledOut(rs)): { record: TuneRecord; t: number }[] {
+  const ok = rs.filter((r) => r.status === 'ok' && r.median_s !== null && !failed.has(scheduleKey(r.schedule)));
+  const retimed = ok.filter((r) => r.source === 'retime');
+  const best = new Map<string, { record: TuneRecord; t: number }>();
+  for (const r of retimed.length ? retimed : ok) {
+    const k = scheduleKey(r.schedule);
+    const prev = best.get(k);
+    if (!prev || (r.median_s as number) < prev.t) best.set(k, { record: r, t: r.median_s as number });
+  }
+  return [...best.values()].sort((a, b) => a.t - b.t);
 }
 
 /** The measurements records stand for, as `--budget` counts them: each schedule a search measured

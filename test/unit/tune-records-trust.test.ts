@@ -12,7 +12,7 @@ import { ReplayMeasurer, fromReplayFile } from '../../src/tune/replay.js';
 import { RecordStore, checkWritable } from '../../src/tune/records.js';
 import { type KernelInfo, Space } from '../../src/tune/space.js';
 import { kernelRegistry } from '../../src/match/kernel-registry.js';
-import { exactHit } from '../../src/tune/strategies/reuse.js';
+import { exactHit, nearestPriors } from '../../src/tune/strategies/reuse.js';
 import { scheduleFileText } from '../../src/tune/schedule-file.js';
 import { tuneWorkload } from '../../src/tune/tuner.js';
 import { parseShape } from '../../src/tune/workload.js';
@@ -181,5 +181,31 @@ describe('records of another dtype', () => {
     const s = await tuneWorkload({ ...opts(db, 0), workload: { rows: 512, dtype: 'bfloat16' }, targetInfo });
     expect(s.notes).toContain('1 record(s) of synth in float32: another dtype than bfloat16, not used for it');
     expect(s.notes).toContain('1 record(s) of an older template of synth ignored');
+  });
+});
+
+describe('records that disagree', () => {
+  const ok = (schedule: Record<string, number>, median_s: number, source: 'measure' | 'retime') => ({ ...rec, schedule, status: 'ok' as const, median_s, source });
+  const failed = (schedule: Record<string, number>, status: 'compile_error' | 'wrong') => ({ ...rec, schedule, status, median_s: null, error: 'x', source: 'measure' as const });
+  const dflt = { block: 1, unroll: 1 };
+
+  it('a failure a later success of the same schedule follows does not rule it out; a wrong result does', () => {
+    // a run whose compiler was broken, then a finished run
+    const rs = [failed(dflt, 'compile_error'), failed({ block: 8, unroll: 2 }, 'compile_error'),
+      ok(dflt, 2e-3, 'measure'), ok({ block: 8, unroll: 2 }, 1e-3, 'measure'), ok(dflt, 2e-3, 'retime'), ok({ block: 8, unroll: 2 }, 1e-3, 'retime')].map((r, i) => ({ kind: 'tune' as const, v: 1 as const, at: `${i}`, ...r }));
+    const hit = exactHit(rs as never, workload);
+    expect(hit?.schedule).toEqual({ block: 8, unroll: 2 });
+    expect(hit?.failed.size).toBe(0);
+    const wrong = [...rs, { ...rs[5], status: 'wrong', median_s: null, source: 'measure' }, { ...rs[5], at: 'later' }];
+    expect(exactHit(wrong as never, workload)?.schedule).toEqual(dflt);
+  });
+
+  it("the nearest workload's best is its re-timing winner, not a lower batch median of a schedule that lost to the default", () => {
+    const other = { ...workload, rows: (workload.rows as number) * 2 };
+    const at = (r: Record<string, unknown>, i: number) => ({ kind: 'tune' as const, v: 1 as const, at: `${i}`, ...r, workload: other });
+    const fast = { block: 8, unroll: 2 };
+    const rs = [ok(fast, 1e-4, 'measure'), ok(dflt, 2e-3, 'measure'), ok(fast, 3e-3, 'retime'), ok(dflt, 2e-3, 'retime')].map(at);
+    const space = new Space(PARAMS, dflt);
+    expect(nearestPriors(rs as never, space, workload, 1)).toEqual([space.legalise(dflt, workload)]);
   });
 });

@@ -2,7 +2,7 @@
 // best schedules of the nearest recorded workloads of the same kernel, legalised for this one, are
 // measured first (priors of the guided search). Records of other targets never get here: the
 // store hands out this target's only.
-import { type Best, bestByWorkload, type TuneRecord } from '../records.js';
+import { type Best, bestByWorkload, byWorkload, rankedSchedules, type TuneRecord } from '../records.js';
 import { type Schedule, type Space, type Workload, scheduleKey, workloadKey } from '../space.js';
 import { guided } from './guided.js';
 import { type Context, type Outcome, type Strategy, type Task, zeroTiming } from './types.js';
@@ -33,20 +33,12 @@ export function exactHit(records: TuneRecord[], workload: Workload): Best | null
  * `spread`), legalised here, without duplicates.
  */
 export function nearestPriors(records: TuneRecord[], space: Space, workload: Workload, k = 8, spread = 3): Schedule[] {
-  const byWorkload = new Map<string, { w: Workload; rows: Map<string, { schedule: Schedule; t: number }> }>();
-  const failed = new Set<string>();
-  for (const r of records) {
-    const wk = workloadKey(r.workload);
-    if (wk === workloadKey(workload)) continue;
-    const g = byWorkload.get(wk) ?? { w: r.workload, rows: new Map() };
-    byWorkload.set(wk, g);
-    const sk = scheduleKey(r.schedule);
-    if (r.status !== 'ok' || r.median_s === null) { failed.add(`${wk}|${sk}`); continue; }
-    const prev = g.rows.get(sk);
-    if (!prev || r.median_s < prev.t) g.rows.set(sk, { schedule: r.schedule, t: r.median_s });
-  }
-  const near = [...byWorkload.entries()]
-    .map(([wk, g]) => ({ d: workloadDistance(workload, g.w), ranked: [...g.rows.entries()].filter(([sk]) => !failed.has(`${wk}|${sk}`)).map(([, v]) => v).sort((a, b) => a.t - b.t) }))
+  const here = workloadKey(workload);
+  // each workload ranked as its own records rank it (re-timing first), so that a schedule that
+  // lost to the default there is not shipped ahead of it
+  const near = [...byWorkload(records).entries()]
+    .filter(([wk]) => wk !== here)
+    .map(([, rs]) => ({ d: workloadDistance(workload, rs[0].workload), ranked: rankedSchedules(rs).map((x) => x.record.schedule) }))
     .filter((g) => Number.isFinite(g.d) && g.ranked.length)
     .sort((a, b) => a.d - b.d)
     .slice(0, spread);
@@ -55,7 +47,7 @@ export function nearestPriors(records: TuneRecord[], space: Space, workload: Wor
   for (let rank = 0; out.length < k && near.some((g) => rank < g.ranked.length); rank++) {
     for (const g of near) {
       if (rank >= g.ranked.length || out.length >= k) continue;
-      const s = space.legalise(g.ranked[rank].schedule, workload);
+      const s = space.legalise(g.ranked[rank], workload);
       const key = scheduleKey(s);
       if (!seen.has(key)) { seen.add(key); out.push(s); }
     }
