@@ -209,3 +209,17 @@ describe('records that disagree', () => {
     expect(nearestPriors(rs as never, space, workload, 1)).toEqual([space.legalise(dflt, workload)]);
   });
 });
+
+describe('a store that ends mid-line', () => {
+  it('keeps the next record: the torn line is ended first, and only it is skipped', () => {
+    const db = join(tmp(), 'r.jsonl');
+    const store = new RecordStore(db, () => {});
+    store.append({ ...rec, schedule: { block: 1, unroll: 1 }, status: 'ok', median_s: 1e-3, source: 'measure' });
+    writeFileSync(db, readFileSync(db, 'utf8') + '{"kind":"tune","v":1,"kern', { flag: 'w' });
+    store.append({ ...rec, schedule: { block: 2, unroll: 1 }, status: 'ok', median_s: 2e-3, source: 'measure' });
+    const warnings: string[] = [];
+    const read = new RecordStore(db, (w) => warnings.push(w)).readAll();
+    expect(read.records.map((r) => r.schedule.block)).toEqual([1, 2]);
+    expect(new Set([...read.warnings, ...warnings]).size).toBe(1);
+  });
+});
