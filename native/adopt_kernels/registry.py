@@ -130,7 +130,9 @@ class Space:
     def legal(self, schedule, workload=None):
         if set(schedule) != set(self.params):
             return False
-        if any(schedule[k] not in v for k, v in self.params.items()):
+        # a value of the values' own type: 64.0 or True equal 64 and 1 in Python, but a schedule's
+        # values are written into the kernel's C++ source as they are
+        if any(not any(schedule[k] == x and type(schedule[k]) is type(x) for x in v) for k, v in self.params.items()):
             return False
         env = {**(workload or {}), **schedule}
         try:

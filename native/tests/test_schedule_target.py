@@ -57,3 +57,19 @@ def test_this_targets_file_and_a_file_naming_no_target_are_used(tmp_path, key):
         schedules.use(path)
     assert schedules.lookup(K.KERNEL, WORKLOAD) == _tuned()
     assert schedules.describe(path)["used"] == 1
+
+
+@pytest.mark.parametrize("as_written", ["float", "bool"])
+def test_a_value_of_another_type_is_illegal_and_the_default_runs(tmp_path, as_written):
+    """`"unroll": 4.0` or `true` equal 4 and 1 in Python, but a schedule's values are written into
+    the kernel's C++ source as they are: such an entry is illegal, said once, and not used."""
+    tuned = _tuned()
+    assert 1 in K.SPACE.params["unroll"]
+    bad = dict(tuned, unroll=float(tuned["unroll"]) if as_written == "float" else True)
+    p = tmp_path / "s.json"
+    p.write_text(json.dumps({"format": schedules.FORMAT, "target": {}, "entries": [{"kernel": "rms_norm", "workload": WORKLOAD, "schedule": bad}]}))
+    assert not K.SPACE.legal(bad, WORKLOAD)
+    with pytest.warns(schedules.ScheduleFileWarning):
+        schedules.use(str(p))
+    assert schedules.lookup(K.KERNEL, WORKLOAD) == K.SPACE.default_at(WORKLOAD)
+    assert schedules.describe(str(p))["used"] == 0
