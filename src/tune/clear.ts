@@ -56,7 +56,11 @@ export function clearRecords(path: string, f: ClearFilter): ClearResult {
   }
   out.kept = keep.length;
   if (!hasFilter(f) && !keep.length) {
-    rmSync(path);
+    try {
+      rmSync(path);
+    } catch (e) {
+      throw new AdoptError(`cannot remove the record store ${path}: ${(e as Error).message}`);
+    }
     return out;
   }
   // a store that cannot be rewritten is the user's error: the command stops, the store unchanged
