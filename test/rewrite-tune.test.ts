@@ -22,9 +22,9 @@ describe('adopt rewrite --tune', () => {
     expect(r.code, r.stderr).toBe(0);
     const sched = JSON.parse(readFileSync(join(dir, 'out', 'adopt-schedules.json'), 'utf8'));
     expect(sched.format).toBe('adopt-schedules/1');
-    expect(sched.entries.map((e: { kernel: string }) => e.kernel).sort()).toEqual(['flash_attention', 'gated_act', 'rms_norm', 'rope']);
+    expect(sched.entries.map((e: { kernel: string }) => e.kernel).sort()).toEqual(['flash_attention', 'gated_act', 'linear_cross_entropy', 'rms_norm', 'rope']);
     expect(readFileSync(out, 'utf8')).toMatch(/\n {4}_adopt = None\nif _adopt is not None: .*\n {4}_adopt\.use_schedules\(__file__\)\n/);
-    expect(r.stderr).toMatch(/4 workload\(s\), 0 measured, /);
+    expect(r.stderr).toMatch(/5 workload\(s\), 0 measured, /);
     expect(r.stderr).toContain(`schedules written to ${join(dir, 'out', 'adopt-schedules.json')}`);
   });
 

@@ -32,7 +32,8 @@ describe('adopt tune MODEL', () => {
     const found = s.tuned as Found[];
     const hidden = configDefault('hidden_size');
     const heads = configDefault('num_attention_heads');
-    expect(found.map((w) => w.kernel).sort()).toEqual(['flash_attention', 'gated_act', 'rms_norm', 'rope']);
+    // the forward takes labels: it is given them, so the fused LM-head loss runs and is tuned too
+    expect(found.map((w) => w.kernel).sort()).toEqual(['flash_attention', 'gated_act', 'linear_cross_entropy', 'rms_norm', 'rope']);
     expect(found.find((w) => w.kernel === 'rms_norm')!.workload).toEqual({ dtype: 'float32', n: hidden, rows: 2 * 24 });
     expect(found.find((w) => w.kernel === 'flash_attention')!.workload).toMatchObject({ batch: 2, heads, q_len: 24, k_len: 24, head_dim: hidden / heads });
     expect(s.classes.find((c: { status: string }) => c.status === 'ran').depth).toEqual({ num_hidden_layers: { from: configDefault('num_hidden_layers'), to: 1 } });
@@ -65,7 +66,8 @@ describe('adopt tune MODEL', () => {
 
   it('says which kernels ran only below their size floor, and tunes nothing of theirs', () => {
     // an empty value counts as unset, whatever the calling shell exports
-    const { r, dir } = tune(['--batch', '1', '--seq', '8'], { ADOPT_CPU_MIN_BYTES: '' });
+    // the base model: the LM head's fused loss has no CPU floor (its point is the logits' memory)
+    const { r, dir } = tune(['--batch', '1', '--seq', '8', '--class', 'LlamaModel'], { ADOPT_CPU_MIN_BYTES: '' });
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout);
     expect(s.tuned).toEqual([]);
@@ -74,7 +76,7 @@ describe('adopt tune MODEL', () => {
     expect(r.stderr).toMatch(/ADOPT_CPU_MIN_BYTES=0 tunes them anyway/);
     expect(existsSync(join(dir, 's.json'))).toBe(false);
     // the negative control: the same run with the floors at 0 finds them all
-    expect((JSON.parse(tune(['--batch', '1', '--seq', '8']).r.stdout).tuned as Found[]).length).toBeGreaterThan(0);
+    expect((JSON.parse(tune(['--batch', '1', '--seq', '8', '--class', 'LlamaModel']).r.stdout).tuned as Found[]).length).toBeGreaterThan(0);
   });
 
   it('says when there is nothing to tune, and refuses a model it cannot build at its real size', () => {

@@ -105,13 +105,28 @@ def loss_of(out):
     return None
 
 
+LABEL_KEYWORDS = ("labels", "targets")
+
+
+def label_keyword(model, x):
+    """The forward's labels parameter where the model is fed token ids: a language model's loss
+    (and a rewrite of its head and loss into the fused linear + cross-entropy) runs only with it."""
+    if x.is_floating_point() or x.dim() != 2:
+        return None
+    params = inspect.signature(model.forward).parameters
+    return next((k for k in LABEL_KEYWORDS if k in params and params[k].kind is not inspect.Parameter.POSITIONAL_ONLY), None)
+
+
 def training_step(model, config, batch, seq, optimizer):
     x, label = real_inputs(model, config, batch, seq)
     req = required_inputs(model)
     if len(req) > 1:
         raise RuntimeError(f"forward takes {len(req)} required inputs; give the model class with --class")
     model.train()
-    loss = loss_of(model(x))
+    key = label_keyword(model, x)
+    if key:
+        label += f", {key}"
+    loss = loss_of(model(x, **({key: x.clone()} if key else {})))
     if loss is not None:
         loss.backward()
     if optimizer and loss is not None:
