@@ -35,6 +35,27 @@ ${init}
         return out.transpose(1, 2).reshape(b, n, d)
 `;
 
+/** A language model whose loss module __init__ builds with `loss` (it keeps a `reduction` of its own). */
+const tinyLm = (loss: string) => `import torch
+from torch import nn
+
+
+class TinyLM(nn.Module):
+    def __init__(self, vocab_size=40, hidden_size=16, reduction="mean"):
+        super().__init__()
+        self.reduction = reduction
+        self.embed = nn.Embedding(vocab_size, hidden_size)
+        self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
+        self.loss_fct = ${loss}
+
+    def forward(self, ids, labels=None):
+        logits = self.lm_head(self.embed(ids))
+        loss = None
+        if labels is not None:
+            loss = self.loss_fct(logits.view(-1, logits.size(-1)), labels.view(-1))
+        return loss, logits
+`;
+
 describe('guards for submodules the fast path does not call', () => {
   it('an nn.Softmax module inside a rewritten attention: guarded by built_with and its constructor call', () => {
     const text = rewrite(attention('self.attend(dots)', '        self.attend = nn.Softmax(dim=-1)'), 'attention');
@@ -77,48 +98,13 @@ class GLU(nn.Module):
   });
 
   it("a loss module the fused LM head computes is guarded too (its call's value is not the module)", () => {
-    const text = rewrite(`import torch
-from torch import nn
-
-
-class TinyLM(nn.Module):
-    def __init__(self, vocab_size=40, hidden_size=16):
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, hidden_size)
-        self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
-        self.loss_fct = nn.CrossEntropyLoss(ignore_index=-100, reduction="sum")
-
-    def forward(self, ids, labels=None):
-        logits = self.lm_head(self.embed(ids))
-        loss = None
-        if labels is not None:
-            loss = self.loss_fct(logits.view(-1, logits.size(-1)), labels.view(-1))
-        return loss, logits
-`, 'lm_head_ce');
+    const text = rewrite(tinyLm('nn.CrossEntropyLoss(ignore_index=-100, reduction="sum")'), 'lm_head_ce');
     expect(text).toMatch(/_adopt\.linear_cross_entropy\(/);
     expect(text).toMatch(/_adopt\.built_with\(\s*self\.loss_fct,\s*"torch\.nn\.CrossEntropyLoss",\s*ignore_index=-100,\s*reduction="sum",?\s*\)/);
   });
 
   it('a constructor argument read from the module itself is restated as that attribute', () => {
-    const text = rewrite(`import torch
-from torch import nn
-
-
-class TinyLM(nn.Module):
-    def __init__(self, vocab_size=40, hidden_size=16, reduction="mean"):
-        super().__init__()
-        self.reduction = reduction
-        self.embed = nn.Embedding(vocab_size, hidden_size)
-        self.lm_head = nn.Linear(hidden_size, vocab_size, bias=False)
-        self.loss_fct = nn.CrossEntropyLoss(reduction=self.reduction)
-
-    def forward(self, ids, labels=None):
-        logits = self.lm_head(self.embed(ids))
-        loss = None
-        if labels is not None:
-            loss = self.loss_fct(logits.view(-1, logits.size(-1)), labels.view(-1))
-        return loss, logits
-`, 'lm_head_ce');
+    const text = rewrite(tinyLm('nn.CrossEntropyLoss(reduction=self.reduction)'), 'lm_head_ce');
     expect(text).toMatch(/_adopt\.built_with\(\s*self\.loss_fct,\s*"torch\.nn\.CrossEntropyLoss",\s*reduction=self\.reduction,?\s*\)/);
   });
 });
