@@ -190,7 +190,11 @@ export async function tuneWorkload(opts: TuneOptions): Promise<TuneSummary> {
   const hit = exactHit(recs, opts.workload);
   const here = recs.filter((r) => workloadKey(r.workload) === workloadKey(opts.workload));
   // no finished run here: whatever a stopped one measured is kept, and the search goes on from it
-  const done = hit || opts.force ? [] : stoppedTrials(here);
+  const earlier = hit || opts.force ? [] : stoppedTrials(here);
+  // a run that failed at every schedule (a broken compiler) was not stopped: it is measured again
+  const allFailed = earlier.length > 0 && earlier.every((t) => t.status !== 'ok');
+  if (allFailed) notes.push(`an earlier run of this workload failed at every schedule it measured (${earlier.length}); they are measured again`);
+  const done = allFailed ? [] : earlier;
   if (opts.budget <= 0 || (!opts.force && hit)) return finish(recordsOnly(space, opts.workload, recs, base, done.length));
   if (done.length) notes.push(`resumed a stopped run of this workload: ${done.length} schedule(s) it measured count as measured`);
 

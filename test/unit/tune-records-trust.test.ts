@@ -223,3 +223,16 @@ describe('a store that ends mid-line', () => {
     expect(new Set([...read.warnings, ...warnings]).size).toBe(1);
   });
 });
+
+describe('an earlier run that failed at every schedule', () => {
+  it('is not a stopped run to resume: its schedules are measured again', async () => {
+    const db = join(tmp(), 'r.jsonl');
+    const store = new RecordStore(db, () => {});
+    for (const s of [{ block: 1, unroll: 1 }, { block: 8, unroll: 2 }]) store.append({ ...rec, schedule: s, status: 'compile_error', median_s: null, error: 'no compiler', source: 'measure' });
+    const s = await tuneWorkload({ ...opts(db, 4), measurer: new ReplayMeasurer([replay()]) });
+    expect(s.resumed).toBe(0);
+    expect(s.measurements).toBe(4);
+    expect(s.notes.join(' ')).toMatch(/an earlier run of this workload failed at every schedule it measured \(2\); they are measured again/);
+    expect(s.notes.join(' ')).not.toMatch(/resumed a stopped run/);
+  });
+});
