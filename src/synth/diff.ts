@@ -49,9 +49,21 @@ export function unifiedDiff(path: string, original: string, edits: Edit[], root?
   const old = splitLines(original);
   const lineOf = lineIndex(original);
   const changes: Change[] = [];
+  // edits on the same lines are shown together, all of them applied to those lines
+  let group: { first: number; last: number; lineStart: number; lineEnd: number; edits: Edit[] } | null = null;
+  const flush = () => {
+    if (!group) return;
+    // an edit may take the last line's newline with it (and give one back)
+    const stop = Math.max(group.lineEnd, ...group.edits.map((e) => e.end));
+    let text = original.slice(group.lineStart, stop);
+    for (const e of [...group.edits].sort((a, b) => b.start - a.start)) text = text.slice(0, e.start - group.lineStart) + e.text + text.slice(e.end - group.lineStart);
+    changes.push({ oldStart: group.first, oldLines: old.slice(group.first, group.last + 1), newLines: splitLines(text.endsWith('\n') ? text : `${text}\n`) });
+    group = null;
+  };
   for (const e of [...edits].sort((a, b) => a.start - b.start)) {
-    if (e.start === e.end && (e.start === 0 || original[e.start - 1] === '\n') && e.text.endsWith('\n')) {
+    if (e.start === e.end && (e.start === 0 || original[e.start - 1] === '\n') && e.text.endsWith('\n') && !(group && group.lineEnd > e.start)) {
       // whole lines inserted before line lineOf(e.start)
+      flush();
       changes.push({ oldStart: lineOf(e.start), oldLines: [], newLines: splitLines(e.text) });
       continue;
     }
@@ -61,16 +73,16 @@ export function unifiedDiff(path: string, original: string, edits: Edit[], root?
     let lineEnd = original.indexOf('\n', Math.max(e.end, e.start));
     if (e.end > e.start && original[e.end - 1] === '\n') lineEnd = e.end - 1;
     if (lineEnd < 0) lineEnd = original.length;
-    const replaced = original.slice(lineStart, e.start) + e.text + original.slice(e.end, lineEnd);
-    const prev = changes[changes.length - 1];
-    if (prev && prev.oldStart + prev.oldLines.length > first) {
-      // two edits on one line: fold into the previous change
-      const merged = original.slice(lineStart, lineEnd);
-      prev.newLines = splitLines(prev.newLines.join('\n').replace(merged, replaced) + '\n');
+    if (group && group.last >= first) {
+      group.last = Math.max(group.last, last);
+      group.lineEnd = Math.max(group.lineEnd, lineEnd);
+      group.edits.push(e);
       continue;
     }
-    changes.push({ oldStart: first, oldLines: old.slice(first, last + 1), newLines: splitLines(replaced + '\n') });
+    flush();
+    group = { first, last, lineStart, lineEnd, edits: [e] };
   }
+  flush();
   const hunks: string[] = [];
   let i = 0;
   let delta = 0;
