@@ -127,7 +127,10 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
       const n = nodeOfSpan(f, op.via?.length && op.site ? op.site : op.span);
       return !!n && n.startIndex >= ctx.range[0] && n.endIndex <= ctx.range[1];
     };
-    guards.push(...layerClassGuards(s), ...skippedModuleGuards(s, rule, replaced));
+    const added = [...layerClassGuards(s), ...skippedModuleGuards(s, rule, replaced)];
+    // checks of adopt's own on a rule that calls torch alone: without the package, `_adopt` is None
+    if (added.length && !guards.some((g) => g.trim().startsWith(`${KERNELS_ALIAS} is not None`))) guards.unshift(`${KERNELS_ALIAS} is not None`);
+    guards.push(...added);
     if (ctx.failure) return undefined;
     res.guards = guards;
     // no guard: the replacement runs unconditionally

@@ -122,3 +122,13 @@ describe('a file that names _adopt itself', () => {
     expect(ok.sites[0].decision).toBe('rewritten');
   });
 });
+
+describe("adopt's own checks on a rule that calls torch alone", () => {
+  it('come after `_adopt is not None`, so the rewritten file runs without the package', () => {
+    const rule = 'rule drop_to_identity\n  match\n    y = Dropout($x, ...)\n  rewrite expr y\n    "{x}"\n  kernel cpu torch "torch.nn.functional.dropout"\n';
+    const src = 'import torch\nfrom torch import nn\n\n\nclass M(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(4, 4)\n        self.drop = nn.Dropout(0.0)\n\n    def forward(self, x):\n        return self.drop(self.fc(x))\n';
+    const dir = tempProject({ 'm.py': src, 'r.rule': rule });
+    const text = runRewrite([`${dir}/m.py`], { rules: `${dir}/r.rule`, builtinRules: false }).files[0].rewritten;
+    expect(text).toContain('return (self.fc(x) if _adopt is not None and _adopt.built_with(self.drop, "torch.nn.Dropout", 0.0) else self.drop(self.fc(x)))');
+  });
+});
