@@ -174,6 +174,10 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
     if (guard === undefined) return ctx.failure!;
     const code = ctx.fillCode(rw.code.join(' '));
     if (ctx.failure) return ctx.failure;
+    // a call written out as an operand (`self.drop(self.fc(x))` for {x}) must run once, as the
+    // original runs it: a template that reads it twice would call the module (and draw its
+    // dropout mask) twice
+    for (const c of ctx.calls) if (`${guard} ${code}`.split(c).length > 2) return `the call ${c.length > 60 ? `${c.slice(0, 57)}...` : c} would run more than once on the fast path (the template reads its value twice); name it first (\`h = ${c.length > 30 ? '...' : c}\`) and the rule can read the name`;
     const text = guard ? `(${code} if ${guard} else ${node.text})` : isPrimary(code) ? code : `(${code})`;
     return { start: node.startIndex, end: node.endIndex, text, rule: s.rule, line: s.lines[0] };
   }

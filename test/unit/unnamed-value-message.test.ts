@@ -91,3 +91,18 @@ ${forward}`;
     expect(run.files[0]?.rewritten ?? '').not.toMatch(/dropout_add_layer_norm\(/);
   });
 });
+
+describe('a template that reads a value written out as a call twice', () => {
+  it('is refused: the module would run (and draw its dropout mask) twice', () => {
+    const rule = 'rule softplus_stable\n  match\n    y = softplus($x)\n  rewrite expr y\n    "torch.log1p(torch.exp(-{x}.abs())) + {x}.clamp(min=0)"\n  kernel cpu torch "torch.log1p"\n';
+    const src = 'import torch\nimport torch.nn.functional as F\nfrom torch import nn\n\n\nclass SP(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(4, 4)\n        self.drop = nn.Dropout(0.1)\n\n    def forward(self, x):\n        return F.softplus(self.drop(self.fc(x)))\n';
+    const dir = tempProject({ 'm.py': src, 'r.rule': rule });
+    const run = runRewrite([join(dir, 'm.py')], { rules: join(dir, 'r.rule'), builtinRules: false });
+    expect(run.sites[0].decision).toBe('skipped');
+    expect(run.sites[0].reason).toMatch(/^the call self\.drop\(self\.fc\(x\)\) would run more than once on the fast path/);
+    // named first, the value is read twice, the module called once
+    const named = src.replace('        return F.softplus(self.drop(self.fc(x)))', '        h = self.drop(self.fc(x))\n        return F.softplus(h)');
+    const again = runRewrite([join(tempProject({ 'm.py': named, 'r.rule': rule }), 'm.py')], { rules: join(dir, 'r.rule'), builtinRules: false });
+    expect(again.files[0].rewritten).toContain('torch.log1p(torch.exp(-h.abs())) + h.clamp(min=0)');
+  });
+});
