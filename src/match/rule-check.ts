@@ -67,6 +67,8 @@ export function validateRule(r: Rule): void {
   rw.code.forEach((c) => check(c, 'rewrite'));
   const own = ownResultRead(rw);
   if (own) fail(r.file, rw.line, 1, `rule ${r.name}: ${own}`);
+  const flow = controlFlowIn(rw);
+  if (flow) fail(r.file, rw.line, 1, `rule ${r.name}: ${flow}`);
   const accessors = [...rw.guards, ...rw.code].flatMap((t) => templateAccessorProblems(t, (n) => ops.has(n)));
   if (accessors.length) fail(r.file, rw.line, 1, `rule ${r.name}: ${accessors.join('; ')}`);
 }
@@ -86,6 +88,20 @@ function ownResultRead(rw: Rewrite): string | undefined {
         return `${m[0]} reads the value of '${t}', the expression 'rewrite expr ${t}' replaces: it is not computed yet where the ${rw.guards.includes(tpl) ? 'guard' : 'replacement'} runs. Name the inputs instead ({x} for $x, an earlier line's name, a part such as {${t}.dim}); a template that assigns {${t}} is a 'rewrite stmts' one`;
       }
     }
+  }
+  return undefined;
+}
+
+/** A template or guard that would change what the enclosing function is: `await` (a forward is
+ *  no coroutine), `yield` (it would become a generator), and in an expression rewrite a `;`
+ *  (several statements where one expression goes). Each parses, so the re-parse of the output
+ *  cannot catch them. String literals are left out of the search. */
+function controlFlowIn(rw: Rewrite): string | undefined {
+  for (const tpl of [...rw.guards, ...rw.code]) {
+    const bare = tpl.replace(/'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*"/g, '""');
+    const word = /(?<![\w.])(await|yield)(?!\w)/.exec(bare)?.[1];
+    if (word) return `${JSON.stringify(tpl)} uses '${word}', which would make the rewritten function ${word === 'await' ? 'a coroutine (or not compile)' : 'a generator'}`;
+    if (rw.kind === 'expr' && bare.includes(';')) return `${JSON.stringify(tpl)} holds ';': an expression rewrite replaces one expression with one expression (a 'rewrite stmts' template writes statements)`;
   }
   return undefined;
 }

@@ -82,4 +82,18 @@ describe('rule file problems', () => {
     const code = loadErrors(rule('_adopt is not None', ['_adopt.softmax(({x},', ' dim=-1)'])).rules[0];
     expect(ruleProblems(code, { examples: false })).toEqual([expect.objectContaining({ line: 8, col: 5, message: expect.stringMatching(/would not be Python/) })]);
   });
+
+  it('await, yield and a ; in an expression rewrite are refused at load: each parses, and would change the function', () => {
+    const cases: [string, RegExp][] = [
+      ['await _adopt.softmax({x}, dim=-1)', /uses 'await', which would make the rewritten function a coroutine/],
+      ['(yield _adopt.softmax({x}, dim=-1))', /uses 'yield', which would make the rewritten function a generator/],
+      ['_adopt.softmax({x}, dim=-1); {x}', /holds ';': an expression rewrite replaces one expression with one expression/],
+    ];
+    for (const [code, why] of cases) {
+      const { errors } = loadErrors(rule('_adopt is not None', [code]));
+      expect(errors.map((e) => e.message), code).toEqual([expect.stringMatching(why)]);
+    }
+    // inside a string the words are text
+    expect(loadErrors(rule('_adopt is not None', ["_adopt.softmax({x}, dim=-1) if 'await; yield' else {x}"])).errors).toEqual([]);
+  });
 });
