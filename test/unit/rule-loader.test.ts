@@ -122,7 +122,7 @@ describe('constraint registry', () => {
       expect(c.doc.length, c.name).toBeGreaterThan(20);
       for (const rule of c.rules ?? []) expect(used.get(c.name)?.has(rule), `${c.name} in ${rule}`).toBe(true);
     }
-    expect([...CONSTRAINTS.values()].filter((c) => c.rules).map((c) => c.name).sort()).toEqual(['cast_back', 'casts_alike', 'chunk_halves', 'evens_odds', 'gelu_by_default', 'halves', 'no_down_projection', 'no_pair', 'not_gating', 'pairs_merged', 'pairs_view', 'pointwise_conv', 'reshaped_to_a_shape', 'row_max', 'transposed_by', 'vocab_projection']);
+    expect([...CONSTRAINTS.values()].filter((c) => c.rules).map((c) => c.name).sort()).toEqual(['cast_back', 'casts_alike', 'chunk_halves', 'evens_odds', 'gelu_by_default', 'halves', 'heads_given', 'no_down_projection', 'no_pair', 'not_gating', 'pairs_merged', 'pairs_view', 'pointwise_conv', 'reshaped_to_a_shape', 'row_max', 'transposed_by', 'vocab_projection']);
   });
 
   it('docs/rule-language.md holds the reference generated from the registries', () => {

@@ -7,6 +7,16 @@ import { constIs, line, type ConstraintSpec } from './spec.js';
 
 export const ATTENTION_CONSTRAINTS: ConstraintSpec[] = [
   {
+    name: 'heads_given', args: ['meta'], rules: ['attention'],
+    doc: "The head count a view of the scores names (`view(bsz, $heads, L, S)`) is given, not left to torch to infer (`-1`): the kernel needs the count. Holds when `$heads` is unbound.",
+    check(args, st) {
+      const [m] = args;
+      const v = m.k === 'meta' ? st.metas.get(m.name) : undefined;
+      if (v?.k !== 'const' || typeof v.v !== 'number' || v.v > 0) return undefined;
+      return `the scores are viewed with ${v.raw ?? v.v} heads, which torch infers from the other sizes; the kernel needs the count itself`;
+    },
+  },
+  {
     name: 'row_max', args: ['meta', 'line'], rules: ['attention'],
     doc: "`$m` is the maximum of `x` over its last dimension, kept (`x.amax(dim=-1, keepdim=True)`, possibly detached): subtracting it leaves a softmax unchanged. Holds when `$m` is unbound.",
     check(args, st, view) {
