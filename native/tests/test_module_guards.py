@@ -75,3 +75,28 @@ def test_a_setting_from_init_s_scope_is_taken_as_the_module_holds_it_and_the_res
     loss.label_smoothing = 0.1
     assert not ak.built_with(loss, "torch.nn.CrossEntropyLoss", as_set=("ignore_index",))
     assert not ak.built_with(nn.Softmax(dim=-1), "torch.nn.Softmax", as_set=("no_such_setting",))
+
+
+class Softmax(nn.Module):
+    """A project's own class named as torch's, with a learned temperature."""
+
+    def __init__(self, dim=-1):
+        super().__init__()
+        self.dim = dim
+        self.t = nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x):
+        return torch.softmax(x / self.t, dim=self.dim)
+
+
+class OwnNorm(nn.Module):
+    def __init__(self, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+
+
+def test_a_project_class_named_as_a_torch_class_is_not_stood_in_for():
+    # a pattern naming torch's Softmax matched it by its name alone
+    assert not ak.built_with(Softmax(dim=-1), Softmax, dim=-1)
+    # a project class with a name of its own is the one a project's rule means
+    assert ak.built_with(OwnNorm(eps=1e-6), OwnNorm, eps=1e-6)

@@ -106,7 +106,7 @@ def built_with(mod, qualname, *args, as_set=(), **kwargs):
     code the rewrite runs reads them off the module too.
     """
     cls = _class_named(qualname) if isinstance(qualname, str) else qualname
-    if cls is None or not is_plain(mod, cls):
+    if cls is None or _shadows_torch(cls) or not is_plain(mod, cls):
         return False
     for name in as_set:
         if name not in vars(mod):
@@ -117,6 +117,15 @@ def built_with(mod, qualname, *args, as_set=(), **kwargs):
     except TypeError:  # unhashable arguments: nothing to compare against
         return False
     return want is not None and _same_settings(_settings(mod), want)
+
+
+@functools.lru_cache(maxsize=256)
+def _shadows_torch(cls):
+    """A project's class named as a ``torch.nn`` class but not derived from it (a ``Softmax``
+    with a learned temperature): a rule's pattern names torch's class, and matched this one by
+    its name alone, so the rewrite does not stand in for it."""
+    same = getattr(nn, cls.__name__, None)
+    return isinstance(same, type) and same is not cls and not issubclass(cls, same)
 
 
 @functools.lru_cache(maxsize=256)
