@@ -86,6 +86,7 @@ class ChannelAttention(nn.Module):
                 scale=1.0,
                 dropout_p=0.0,
                 training=False,
+                cast_dtype=torch.float32,
             ).transpose(-2, -1)
         else:
             weight = torch.einsum("bct,bcs->bts", q * scale, k * scale)  # site attention begins: einsum 'bct,bcs->bts' with the scale split over q and k, softmax in float32, einsum 'bts,bcs->bct' with v (channels first)
