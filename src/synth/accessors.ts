@@ -25,6 +25,9 @@ const keywordOf = (call: { kw: [string, Expr][] }, name: string): Expr | undefin
 
 /** The multiplicative factor a scaling op applies (a division's as 1.0 / divisor). */
 function factor(op: Op, cx: AccessorContext): string | undefined {
+  // `div(s, d, rounding_mode="floor")` rounds the quotient: no factor scales to it
+  const rounding = op.kw.find(([k]) => k === 'rounding_mode')?.[1];
+  if (rounding && !(rounding.k === 'const' && rounding.v === null)) return cx.refuse(`${op.callee} at line ${op.span.from.line} rounds (rounding_mode=${rounding.k === 'const' ? JSON.stringify(rounding.v) : '...'}): it is no scaling by a factor`);
   const other = op.args.find((a) => !cx.isMatchedValue(a));
   const written = other && cx.expr(other);
   const t = written === undefined ? undefined : numberInZeroDim(written);
