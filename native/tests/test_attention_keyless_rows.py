@@ -58,3 +58,18 @@ def test_rows_that_all_keep_a_key_still_take_the_compiled_kernel():
     assert _dispatch.CALLS["flash_attention"] > before
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_a_minus_inf_fill_that_replaces_a_whole_row_gives_eagers_gradients_too():
+    fill = torch.zeros(2, 1, 5, 7, dtype=torch.bool)
+    fill[0, :, 2] = True  # masked_fill(fill, -inf): row 2 of the first sample sees no key
+
+    def eager_filled(q, k, v):
+        s = (q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))).masked_fill(fill, -math.inf)
+        return torch.softmax(s, -1) @ v
+
+    got = _grads(lambda q, k, v: ak.attention(q, k, v, fill_mask=fill, fill_value=-math.inf), (Q, K, V))
+    want = _grads(eager_filled, (Q, K, V))
+    for name, a, b in zip("qk", got[:2], want[:2]):
+        assert not a.isnan().any(), f"NaN in the gradient of {name}"
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

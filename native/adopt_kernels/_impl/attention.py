@@ -303,14 +303,17 @@ def _fold_keeps_gradients(q, k, bias, mask, fills):
     return _every_row_keeps_a_key(mask, fills)
 
 
-def _keyless_row_with_gradients(q, k, v, mask, bias, is_causal):
+def _keyless_row_with_gradients(q, k, v, mask, bias, is_causal, fills=()):
     """Whether gradients are recorded and some query row has no key left: a boolean mask with a
-    row all False, or causal masking with more queries than keys (bottom-right aligned)."""
+    row all False, causal masking with more queries than keys (bottom-right aligned), or -inf
+    fills (``masked_fill(m, -inf)``, ``where(keep, s, -inf)``) that replace a whole row."""
     if not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in (q, k, v, bias)):
         return False
     if is_causal and q.size(-2) > k.size(-2):
         return True
-    return isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and mask.numel() > 0 and not bool(mask.any(-1).all())
+    if isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and mask.numel() > 0 and not bool(mask.any(-1).all()):
+        return True
+    return any(_fill_number(value) == -math.inf for _, value, _ in fills) and not _every_row_keeps_a_key(mask, fills)
 
 
 def _every_row_keeps_a_key(mask, fills):
@@ -530,7 +533,7 @@ def attention(
         # on float64 scores rounds them to float32 first
         return _reference(q, k, v, mask, scale, dropout_p, training, is_causal, softmax_dtype, fills=fills, bias=bias)
     fills, is_causal = _fill_as_causal_flag(q, k, mask, fills, is_causal, bias)
-    if _keyless_row_with_gradients(q, k, v, mask, bias, is_causal):
+    if _keyless_row_with_gradients(q, k, v, mask, bias, is_causal, fills):
         # eager code gives a query row with no key left NaN and, masking with where or
         # masked_fill, passes it no gradient; the kernels' additive form would carry that NaN
         # into the gradients of q and of every key
