@@ -46,6 +46,18 @@ export function callsModule(text: string): boolean {
   return false;
 }
 
+/** The first call written out on a fast path that would run more than once there: each call
+ *  in `calls` (an operand written out as it is, `self.keys(x).transpose(-1, -2)`), and each
+ *  submodule call without nested parentheses inside it (`self.keys(x)`, which a template that
+ *  undoes the transpose writes on its own), counted in `text`. */
+export function callRunTwice(calls: Iterable<string>, text: string): string | undefined {
+  for (const c of calls) {
+    const inner = [...c.matchAll(/\bself\.\w+(?:\.\w+)*\s*\([^()]*\)/g)].map((m) => m[0]).filter((m) => callsModule(m));
+    for (const piece of [c, ...inner]) if (text.split(piece).length > 2) return piece;
+  }
+  return undefined;
+}
+
 /** The names source lines assign at their start (`a, b = ...` gives a and b). */
 export function assignedByLines(lines: string[]): Set<string> {
   return new Set(lines.flatMap((l) => (/^\s*([A-Za-z_][\w\s,]*)=[^=]/.exec(l)?.[1] ?? '').split(',').map((x) => x.trim()).filter(Boolean)));

@@ -7,7 +7,7 @@ import { sameNode, type SyntaxNode } from '../parse/python.js';
 import type { Edit } from './edits.js';
 import { escapingNames, moduleCallsOf } from './escape.js';
 import { RETURN_TARGET } from './expressions.js';
-import { alternativesOf, ancestorIn, assignedByLines, assignedIn, commonBlock, commutes, dedentedLines, deviceReads, hasMultilineString, isRaiseOnly, literalElse, RANDOM, substitute, writesOf } from './region.js';
+import { alternativesOf, ancestorIn, assignedByLines, callRunTwice, assignedIn, commonBlock, commutes, dedentedLines, deviceReads, hasMultilineString, isRaiseOnly, literalElse, RANDOM, substitute, writesOf } from './region.js';
 import { identifierNodes, indentationAt, indentUnitAt, lineAt, lineEndIndex, lineStartIndex, namesIn, nodeOfSpan, statementOf, type SynthFile } from './source.js';
 import type { Render } from './template.js';
 import { ifHeader, wrapCall } from './wrap.js';
@@ -335,7 +335,8 @@ function fastPath(r: Region, code: string[], guard: string): string[] | string {
   const earlyOperand = namesIn(guard).reverse().find((n) => r.firstWrites.some((w) => w.name === n));
   if (earlyOperand) return `the guard would read '${earlyOperand}' before the fast path assigns it`;
   const fastText = [guard, ...lines].join('\n');
-  for (const c of ctx.calls) if (fastText.split(c).length > 2) return `the call ${c.length > 60 ? `${c.slice(0, 57)}...` : c} would run more than once on the fast path`;
+  const twice = callRunTwice(ctx.calls, fastText);
+  if (twice) return `the call ${twice.length > 60 ? `${twice.slice(0, 57)}...` : twice} would run more than once on the fast path`;
   const spilled = ctx.spilledStatements();
   // a repeated statement may read only what the fast path has assigned by then, besides what
   // was there before the statements

@@ -16,7 +16,7 @@ import { inlinedSite } from './expressions.js';
 import { layerClassGuards, skippedModuleGuards } from './layer-guard.js';
 import { isSequentialCall, planSequential } from './sequential.js';
 import { identifierNodes, indexOf, lineAt, nodeOfSpan, openSynthFile, type ParsedLookup, type SynthFile } from './source.js';
-import { isAttributeName } from './region.js';
+import { callRunTwice, isAttributeName } from './region.js';
 import { linesWithMeta, planStatements, type HoldsOther } from './statements.js';
 import { Render } from './template.js';
 
@@ -177,7 +177,8 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
     // a call written out as an operand (`self.drop(self.fc(x))` for {x}) must run once, as the
     // original runs it: a template that reads it twice would call the module (and draw its
     // dropout mask) twice
-    for (const c of ctx.calls) if (`${guard} ${code}`.split(c).length > 2) return `the call ${c.length > 60 ? `${c.slice(0, 57)}...` : c} would run more than once on the fast path (the template reads its value twice); name it first (\`h = ${c.length > 30 ? '...' : c}\`) and the rule can read the name`;
+    const twice = callRunTwice(ctx.calls, `${guard} ${code}`);
+    if (twice) return `the call ${twice.length > 60 ? `${twice.slice(0, 57)}...` : twice} would run more than once on the fast path (the template reads its value twice); name it first (\`h = ${twice.length > 30 ? '...' : twice}\`) and the rule can read the name`;
     const text = guard ? `(${code} if ${guard} else ${node.text})` : isPrimary(code) ? code : `(${code})`;
     return { start: node.startIndex, end: node.endIndex, text, rule: s.rule, line: s.lines[0] };
   }

@@ -33,4 +33,12 @@ describe('attention the kernel does not compute', () => {
     const plain = runRewrite([join(tempProject({ 'm.py': attention('torch.div(q @ k.transpose(-2, -1), 0.25)') }), 'm.py')], { rules: 'attention' });
     expect(plain.files[0].rewritten).toContain('scale=1.0 / (0.25)');
   });
+
+  it('a key projection written inline is not called twice (once by the guard, once by the kernel call)', () => {
+    const src = attention('torch.matmul(q, self.keys(x).transpose(-1, -2))').replace('        self.qkv = nn.Linear(dim, 3 * dim)', '        self.qkv = nn.Linear(dim, 3 * dim)\n        self.keys = nn.Linear(dim, dim)').replace('q, k, v = self.qkv(x)', 'q, _, v = self.qkv(x)').replace('        scores = torch.matmul', '        x = x.reshape(B, N, self.heads, self.head_dim).transpose(1, 2)\n        scores = torch.matmul');
+    const run = runRewrite([join(tempProject({ 'm.py': src }), 'm.py')], { rules: 'attention' });
+    const site = run.sites.find((s) => s.rule === 'attention');
+    expect(site?.decision).toBe('skipped');
+    expect(site?.reason).toBe('the call self.keys(x) would run more than once on the fast path');
+  });
 });
