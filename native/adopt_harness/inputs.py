@@ -89,6 +89,19 @@ def input_candidates(model, config):
         yield "ids", lambda: torch.randint(0, min(config.vocab_size, 99), (2, 7))
 
 
+LABEL_KEYWORDS = ("labels", "targets")
+
+
+def label_keyword(model, x):
+    """The forward's labels parameter (`labels=`, nanoGPT's `targets=`) where the model is fed
+    token ids `x`: a language model's loss, and a rewrite of its head and loss (the fused linear +
+    cross-entropy), run only with it."""
+    if not isinstance(x, torch.Tensor) or x.is_floating_point() or x.dim() != 2:
+        return None
+    params = inspect.signature(model.forward).parameters
+    return next((k for k in LABEL_KEYWORDS if k in params and params[k].kind is not inspect.Parameter.POSITIONAL_ONLY), None)
+
+
 def required_inputs(model):
     """The forward's required positional parameters; where every one is optional (an embedding
     taking `input_ids=None, inputs_embeds=None`), its first."""

@@ -42,7 +42,7 @@ from adopt_harness.counting import FastPathCounter
 from adopt_harness.deadline import Timeout, deadline, extend
 from adopt_harness.dropout import no_dropout
 from adopt_harness.exercised import probe_for
-from adopt_harness.inputs import find_inputs
+from adopt_harness.inputs import find_inputs, label_keyword
 from adopt_harness.optimizer_pass import optimizer_problems
 from adopt_harness.protocol import Channel
 from adopt_harness.sidebyside import RewrittenRaised, compare_rewrite, load_strict, reference
@@ -90,20 +90,28 @@ def timings(a, b, inputs, repeats):
     return out
 
 
-def _float64(x):
-    """Inputs (or one input) in float64, tuples and keyword values included."""
-    if isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], list) and isinstance(x[1], dict):
-        return [_float64(t) for t in x[0]], {k: _float64(v) for k, v in x[1].items()}
+def _in_dtype(x, dtype):
+    """An input in a floating dtype (a tuple of tensors, such as a rotary table, element by element)."""
     if isinstance(x, tuple):
-        return tuple(_float64(t) for t in x)
-    return x.double() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+        return tuple(_in_dtype(t, dtype) for t in x)
+    return x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
 
 
 def _float32(x):
-    """An input in float32 (a tuple of tensors, such as a rotary table, element by element)."""
-    if isinstance(x, tuple):
-        return tuple(_float32(t) for t in x)
-    return x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+    return _in_dtype(x, torch.float32)
+
+
+def _lazy_reference(model, inputs):
+    """The original's runs in float64 on `inputs` (args, kwargs), made on the first call only:
+    a comparison reads them only for a tensor over its tolerance."""
+    runs = []
+
+    def get():
+        if not runs:
+            args, kwargs = inputs
+            runs.append(reference(model, ([_in_dtype(x, torch.float64) for x in args], {k: _in_dtype(v, torch.float64) for k, v in kwargs.items()})))
+        return runs[0]
+    return get
 
 
 def _sizes_of(kwargs):
@@ -132,23 +140,11 @@ def _build_pair(original, rewritten, name, overrides, dtype):
     return (a.to(dtype), b.to(dtype), config_of(kwargs) or _sizes_of(kwargs)), None
 
 
-LABEL_KEYWORDS = ("labels", "targets")
-
-
-def _label_keyword(model, args):
-    """The forward's labels parameter (`labels=`, nanoGPT's `targets=`) where the model is fed
-    token ids: a language model's loss, and a rewrite of its head and loss, run only with it."""
-    if not args or not isinstance(args[0], torch.Tensor) or args[0].is_floating_point() or args[0].dim() != 2:
-        return None
-    params = inspect.signature(model.forward).parameters
-    return next((k for k in LABEL_KEYWORDS if k in params and params[k].kind is not inspect.Parameter.POSITIONAL_ONLY), None)
-
-
 def _input_sets(a, args):
     """(tag, inputs) to compare on: the inputs found, and the same with labels where the forward
     takes them (the ids themselves: every position a valid class, none ignored)."""
     sets = [("", (list(args), {}))]
-    key = _label_keyword(a, args)
+    key = label_keyword(a, args[0]) if args else None
     if key:
         sets.append((f"with {key}", (list(args), {key: args[0].clone()})))
     return sets
@@ -172,7 +168,7 @@ def _compare_sets(a, b, sets, policy, exact_model=None):
         else:
             refs = reference(a, inputs)
         prefix = f"{tag}: " if tag else ""
-        exact = reference(exact_model, _float64(inputs)) if exact_model is not None else None
+        exact = _lazy_reference(exact_model, inputs) if exact_model is not None else None
         try:
             cmp, more, _ = compare_rewrite(b, inputs, refs, policy, original=a, exact=exact)
         except RewrittenRaised as e:

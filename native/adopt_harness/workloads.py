@@ -23,7 +23,7 @@ from torch import nn
 
 from adopt_harness.build import config_of, constructor_kwargs, load, module_classes
 from adopt_harness.hf_inputs import LAYERS
-from adopt_harness.inputs import first_leaf, required_inputs
+from adopt_harness.inputs import first_leaf, label_keyword, required_inputs
 
 # Layer counts outside transformers' names, by constructor parameter or config attribute.
 DEPTH_NAMES = set(LAYERS) | {"num_layers", "n_layer", "n_layers", "depth", "layers", "num_hidden_layers",
@@ -103,18 +103,6 @@ def loss_of(out):
         parts = [p for p in (loss_of(o) for o in out) if p is not None]
         return sum(parts) if parts else None
     return None
-
-
-LABEL_KEYWORDS = ("labels", "targets")
-
-
-def label_keyword(model, x):
-    """The forward's labels parameter where the model is fed token ids: a language model's loss
-    (and a rewrite of its head and loss into the fused linear + cross-entropy) runs only with it."""
-    if x.is_floating_point() or x.dim() != 2:
-        return None
-    params = inspect.signature(model.forward).parameters
-    return next((k for k in LABEL_KEYWORDS if k in params and params[k].kind is not inspect.Parameter.POSITIONAL_ONLY), None)
 
 
 def training_step(model, config, batch, seq, optimizer):

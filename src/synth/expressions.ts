@@ -8,6 +8,14 @@ import type { SyntaxNode } from '../parse/python.js';
 import { callsModule, deviceReads, isAttributeName, substitute, writesOf } from './region.js';
 import { identifierNodes, indexOf, lineAt, nodeAt, nodeOfSpan, statementOf, type SynthFile } from './source.js';
 
+/** A constant as Python source (`None`, `True`, a number as written, a string). */
+export function constText(e: Extract<Expr, { k: 'const' }>): string {
+  if (e.v === null) return 'None';
+  if (typeof e.v === 'boolean') return e.v ? 'True' : 'False';
+  if (typeof e.v === 'number') return e.raw ?? String(e.v);
+  return JSON.stringify(e.v);
+}
+
 /** Placeholder for "the value the statement returns" while a template is filled. */
 export const RETURN_TARGET = '__adopt_return__';
 
@@ -141,10 +149,7 @@ export class Expressions {
         if (/^[A-Za-z_]\w*$/.test(e.path)) return this.liveName(e.path);
         return /^[A-Za-z_][\w.]*$/.test(e.path) ? e.path : undefined;
       case 'const':
-        if (e.v === null) return 'None';
-        if (typeof e.v === 'boolean') return e.v ? 'True' : 'False';
-        if (typeof e.v === 'number') return e.raw ?? String(e.v);
-        return JSON.stringify(e.v);
+        return constText(e);
       case 'ssa': {
         const phi = this.s.view.phis.get(e.id);
         if (phi) {

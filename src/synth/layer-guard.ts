@@ -8,6 +8,7 @@ import type { Site } from '../match/matcher.js';
 import type { Rule } from '../match/rule.js';
 import { attrDefs, attrOf } from '../match/method.js';
 import { KERNELS_ALIAS } from './edits.js';
+import { constText } from './expressions.js';
 
 /** One guard per matched submodule whose class is a parameter's default, in pattern order. */
 export function layerClassGuards(s: Site): string[] {
@@ -88,9 +89,5 @@ function constantText(e: Expr): string | undefined {
     const items = e.items.map(constantText);
     return items.includes(undefined) ? undefined : `(${items.join(', ')}${items.length === 1 ? ',' : ''})`;
   }
-  if (e.k !== 'const') return undefined;
-  if (e.v === null) return 'None';
-  if (typeof e.v === 'boolean') return e.v ? 'True' : 'False';
-  if (typeof e.v === 'number') return e.raw ?? String(e.v);
-  return JSON.stringify(e.v);
+  return e.k === 'const' ? constText(e) : undefined;
 }
