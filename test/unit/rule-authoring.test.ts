@@ -167,3 +167,34 @@ describe('messages in the rule writer\'s words, at the place they name', () => {
       .toEqual(['rule my_silu: the rewrite expression would not be Python: torch.nn.functional.silu({x}']);
   });
 });
+
+describe('a pattern without `...` takes only the arguments it names', () => {
+  const strict = (line: string) => `rule plain_softmax
+  title "softmax(s)"
+  match
+    ${line}
+  where
+    last_dim(y)
+  rewrite expr y
+    guard "_adopt is not None and _adopt.enabled('softmax')"
+    "_adopt.softmax({x}, dim={y.dim})"
+  kernel cpu native "adopt_kernels.softmax"
+`;
+  const code = (call: string) => `import torch\nimport torch.nn.functional as F\n\n\ndef f(s):\n    return ${call}\n`;
+  const run = (line: string, call: string) => {
+    const dir = tempProject({ 'm.py': code(call), 'r.rule': strict(line) });
+    return runRewrite([join(dir, 'm.py')], { rules: join(dir, 'r.rule'), builtinRules: false });
+  };
+
+  it('a keyword the pattern does not name (`dtype=`) is a near miss that names it, not a rewrite that drops it', () => {
+    const r = run('y = softmax($x, dim=-1)', 'F.softmax(s, dim=-1, dtype=torch.float64)');
+    expect(r.sites.map((s) => s.decision)).not.toContain('rewritten');
+    expect(r.files.every((f) => f.rewritten === f.original)).toBe(true);
+    expect(JSON.stringify(r.nearMisses)).toContain('softmax passes dtype=, which the pattern does not name (`...` allows further arguments)');
+  });
+
+  it('the same call without it is rewritten, and `...` takes it', () => {
+    expect(run('y = softmax($x, dim=-1)', 'F.softmax(s, dim=-1)').sites.map((s) => s.decision)).toEqual(['rewritten']);
+    expect(run('y = softmax($x, dim=-1, ...)', 'F.softmax(s, dim=-1, dtype=torch.float64)').sites.map((s) => s.decision)).toEqual(['rewritten']);
+  });
+});
