@@ -102,7 +102,9 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
   // an op inlined from a helper is rewritten where the helper is called, in this method's file
   const placeOf = (o: Op) => (o.via?.length && o.site ? s.view.file.path : o.span.file ?? s.view.file.path);
   if (ops.some((o) => placeOf(o) !== s.file)) return 'the matched code spans several files';
-  if (ops.some((o) => o.callee.includes(KERNELS_ALIAS))) return 'already rewritten';
+  // `_adopt.softmax(s, dim=-1)` reads, to the analysis, as the tensor method `softmax` of `_adopt`
+  const onAlias = (o: Op) => o.callee.includes(KERNELS_ALIAS) || (o.args[0]?.k === 'name' && o.args[0].path === KERNELS_ALIAS);
+  if (ops.some(onAlias)) return 'already rewritten';
   if (aliasTaken(f)) return `the file uses the name ${KERNELS_ALIAS} for something of its own, and the rewrite binds it to adopt_kernels`;
   // An op inlined from a helper (`rotate_half(q)` in apply_rotary_pos_emb) is rewritten where
   // the helper is called: the call is replaced as a whole, the helper stays as it is.
@@ -253,7 +255,8 @@ function alreadyGuarded(node: SyntaxNode): boolean {
   for (let n: SyntaxNode | null = node.parent; n; n = n.parent) {
     if (n.type === 'conditional_expression' || n.type === 'if_statement') {
       const cond = n.type === 'if_statement' ? n.childForFieldName('condition') : n.namedChildren[1];
-      if (cond?.text.includes(`${KERNELS_ALIAS}.enabled(`)) return true;
+      // every guard a rewrite writes begins `_adopt is not None`; `enabled(...)` is the usual rest
+      if (cond && (cond.text.includes(`${KERNELS_ALIAS}.enabled(`) || cond.text.includes(`${KERNELS_ALIAS} is not None`))) return true;
     }
     if (n.type === 'function_definition') return false;
   }

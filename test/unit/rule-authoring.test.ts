@@ -198,3 +198,27 @@ describe('a pattern without `...` takes only the arguments it names', () => {
     expect(run('y = softmax($x, dim=-1, ...)', 'F.softmax(s, dim=-1, dtype=torch.float64)').sites.map((s) => s.decision)).toEqual(['rewritten']);
   });
 });
+
+describe('a rewrite is a fixed point whatever its rule\'s guard says', () => {
+  it('a guard with no `_adopt.enabled(...)` (only `_adopt is not None`): the second run finds its own code already rewritten', () => {
+    const rule = `rule plain_softmax
+  title "softmax(s)"
+  match
+    y = softmax($x, dim=-1)
+  where
+    last_dim(y)
+  rewrite expr y
+    guard "_adopt is not None"
+    "_adopt.softmax({x}, dim=-1)"
+  kernel cpu native "adopt_kernels.softmax"
+`;
+    const dir = tempProject({ 'm.py': 'import torch\nimport torch.nn.functional as F\n\n\ndef f(s):\n    return F.softmax(s, dim=-1)\n', 'r.rule': rule });
+    const once = runRewrite([join(dir, 'm.py')], { rules: join(dir, 'r.rule'), builtinRules: false });
+    expect(once.sites.map((s) => s.decision)).toEqual(['rewritten']);
+    const again = tempProject({ 'm.py': once.files[0].rewritten, 'r.rule': rule });
+    const twice = runRewrite([join(again, 'm.py')], { rules: join(again, 'r.rule'), builtinRules: false });
+    expect(twice.sites.map((s) => s.decision).filter((d) => d === 'rewritten')).toEqual([]);
+    expect(twice.sites.map((s) => s.reason)).toContain('already rewritten (inside an adopt guard)');
+    expect(twice.files.every((f) => f.rewritten === f.original)).toBe(true);
+  });
+});
