@@ -1,9 +1,9 @@
 // The record store: concurrent appends from two processes, a corrupt line skipped with a warning
 // naming FILE:LINE, records of another target never used as this one's.
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RecordStore, bestByWorkload, defaultDbPath } from '../src/tune/records.js';
 import { exactHit, nearestPriors } from '../src/tune/strategies/reuse.js';
@@ -25,7 +25,28 @@ for (let i = 0; i < ${n}; i++) s.append({ kernel: 'k', template: 't1', workload:
   });
 }
 
+function clearer(path: string, rounds: number): Promise<number> {
+  // a separate process running `records clear --kernel other` over and over: it rewrites the store
+  // each time, selecting none of the writers' records
+  const code = `import { clearRecords } from ${JSON.stringify(`${repoRoot}/dist/tune/clear.js`)};
+for (let i = 0; i < ${rounds}; i++) clearRecords(${JSON.stringify(path)}, { kernel: 'other' });`;
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: 'inherit' });
+    c.on('close', (status) => resolve(status ?? -1));
+  });
+}
+
 describe('record store', () => {
+  it('keeps every record appended while another process clears the store (the clear\'s read and rename hold the store\'s lock)', async () => {
+    const path = join(tmp(), 'db', 'records.jsonl');
+    new RecordStore(path).append({ ...base, schedule: { b: 0 }, median_s: 0.001 });
+    const codes = await Promise.all([writer(path, 'a', 150), writer(path, 'b', 150), clearer(path, 150)]);
+    expect(codes).toEqual([0, 0, 0]);
+    const { records } = new RecordStore(path).readAll();
+    expect(records.length).toBe(301);
+    expect(readdirSync(dirname(path))).toEqual(['records.jsonl']);
+  }, 120_000);
+
   it('takes appends from two processes at once without losing or tearing a line', async () => {
     const path = join(tmp(), 'db', 'records.jsonl');
     const [a, b] = await Promise.all([writer(path, 'a', 300), writer(path, 'b', 300)]);

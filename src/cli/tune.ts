@@ -11,7 +11,7 @@ import { AdoptError, type Diagnostic } from '../diag.js';
 import { LocalMeasurer, MeasurerError, type TargetInfo, localTargetInfo } from '../tune/measurer.js';
 import { RecordStore, checkWritable } from '../tune/records.js';
 import { type Device, loadRegistry, workloadKey } from '../tune/space.js';
-import { readScheduleFile, scheduleFileText, writeScheduleFile } from '../tune/schedule-file.js';
+import { mergeScheduleFile, readScheduleFile } from '../tune/schedule-file.js';
 import { STRATEGIES, type StrategyName, type TuneSummary, tuneWorkload } from '../tune/tuner.js';
 import { parseShape } from '../tune/workload.js';
 
@@ -153,7 +153,7 @@ export async function tuneCommand(file: string | undefined, opts: TuneCliOptions
   }
   const failed = summary.source === 'default' && summary.failures > 0 && summary.ok === 0;
   if (opts.schedules && !failed) {
-    writeScheduleFile(opts.schedules, scheduleFileText(opts.schedules, info.target, [{ kernel: summary.kernel, workload: summary.workload, schedule: summary.schedule }]));
+    mergeScheduleFile(opts.schedules, info.target, [{ kernel: summary.kernel, workload: summary.workload, schedule: summary.schedule }]);
     summary.notes.push(`schedule written to ${opts.schedules}`);
   }
   if (opts.json) process.stdout.write(`${JSON.stringify(summary, null, 1)}\n`);
@@ -311,7 +311,7 @@ async function tuneModelCommand(file: string, opts: TuneCliOptions): Promise<num
     }
     return 0;
   }
-  if (opts.schedules) writeScheduleFile(opts.schedules, scheduleFileText(opts.schedules, info.target, summary.entries));
+  if (opts.schedules) mergeScheduleFile(opts.schedules, info.target, summary.entries);
   if (opts.json) process.stdout.write(`${JSON.stringify({ ...summary, classes: discovery.classes, below_floor: discovery.belowFloor ?? [], schedules: opts.schedules ?? null }, null, 1)}\n`);
   else {
     printModelSummary(summary, discovery);

@@ -7,6 +7,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { writeAtomically } from '../atomic-write.js';
 import { AdoptError } from '../diag.js';
+import { underStoreLock } from '../line-store.js';
 
 export interface ClearFilter {
   kernel?: string;
@@ -43,6 +44,12 @@ function selected(o: Record<string, unknown>, f: ClearFilter): 'tuning' | 'speed
 /** Removes the selected records; with no filter, every tuning and speed record (the file goes
  *  when nothing else is left in it). */
 export function clearRecords(path: string, f: ClearFilter): ClearResult {
+  if (!existsSync(path)) return { tuning: 0, speed: 0, kept: 0 };
+  // appenders wait while the store is read and replaced: a line added in between would go with the old file
+  return underStoreLock(path, () => clearUnderLock(path, f));
+}
+
+function clearUnderLock(path: string, f: ClearFilter): ClearResult {
   const out: ClearResult = { tuning: 0, speed: 0, kept: 0 };
   if (!existsSync(path)) return out;
   const keep: string[] = [];

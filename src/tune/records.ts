@@ -6,10 +6,11 @@
 // corrupt line (not JSON, a field missing or mistyped, a time that is not a positive number) is
 // skipped with a warning naming FILE:LINE; a record of another target is kept in the file but
 // never used as this target's.
-import { accessSync, appendFileSync, closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { AdoptError } from '../diag.js';
+import { appendStoreLine } from '../line-store.js';
 import type { Status } from './measurer.js';
 import { type Schedule, type Workload, scheduleKey, workloadKey } from './space.js';
 
@@ -148,32 +149,13 @@ export class RecordStore {
 
   append(r: Omit<TuneRecord, 'kind' | 'v' | 'at'> & { at?: string }): TuneRecord {
     const full: TuneRecord = { kind: RECORD_KIND, v: 1, at: new Date().toISOString(), ...r } as TuneRecord;
-    mkdirSync(dirname(this.path), { recursive: true });
-    // one write of one line with O_APPEND: lines of concurrent writers never interleave. A store
-    // that ends mid-line (a writer killed mid-write) gets the line ended first, or the record
-    // would be glued to the torn one and lost with it
-    appendFileSync(this.path, `${endsMidLine(this.path) ? '\n' : ''}${JSON.stringify(full)}\n`, { flag: 'a' });
+    appendStoreLine(this.path, JSON.stringify(full));
     return full;
   }
 
 }
 
 /** Whether a file's last byte is not a newline (a torn last line); false for an empty or missing file. */
-function endsMidLine(path: string): boolean {
-  let fd: number | undefined;
-  try {
-    fd = openSync(path, 'r');
-    const size = fstatSync(fd).size;
-    if (!size) return false;
-    const last = Buffer.alloc(1);
-    readSync(fd, last, 0, 1, size - 1);
-    return last[0] !== 0x0a;
-  } catch {
-    return false;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
 
 export interface Best {
   schedule: Schedule;

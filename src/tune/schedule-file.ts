@@ -2,13 +2,15 @@
 // where `adopt rewrite --tune` puts one: `adopt-schedules.json` beside the module, which its import
 // block loads. The loading lines are added to the import block's edit, so the diff, the rewritten
 // text and what is written stay one and the same.
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { writeAtomically } from '../atomic-write.js';
 import { AdoptError } from '../diag.js';
+import { type LockOptions, acquire } from '../file-lock.js';
 import type { FileResult } from '../synth/synthesize.js';
 import { KERNELS_ALIAS, PREAMBLE } from '../synth/synthesize.js';
 import type { Target } from './measurer.js';
-import { type Schedule, type Workload, scheduleKey } from './space.js';
+import { type Schedule, type Workload, loadRegistry, scheduleKey } from './space.js';
 
 export const SCHEDULE_FILE = 'adopt-schedules.json';
 
@@ -49,18 +51,69 @@ export function withScheduleLoading(f: FileResult): FileResult {
  *  is read first, so that one that is not a schedule file stops the command before any is written. */
 export function writeScheduleFiles(modulePaths: string[], target: Target, entries: ScheduleEntry[]): string[] {
   const files = [...new Set(modulePaths.map(scheduleFileBeside))];
-  const texts = files.map((path) => scheduleFileText(path, target, entries));
-  files.forEach((path, i) => writeScheduleFile(path, texts[i]));
+  const kernels = knownKernels();
+  for (const path of files) readScheduleFile(path, kernels);
+  for (const path of files) mergeScheduleFile(path, target, entries, { kernels });
   return files;
 }
 
-/** Writes one schedule file's text, its directory made as needed. */
-export function writeScheduleFile(path: string, text: string): void {
+export interface MergeOptions {
+  /** Where the message goes that another target's entries were dropped (stderr, once per message). */
+  warn?: (m: string) => void;
+  /** The kernels an entry may name; the registry's when not given. */
+  kernels?: readonly string[];
+  /** The lock's settings (tests). */
+  lock?: LockOptions;
+}
+
+/** Merges `entries` into the schedule file at `path` (made, with its directory, where there is
+ *  none): the read, the merge and the write are done holding the file's lock, so that two
+ *  processes merging into one file at once each keep the other's entries, and the file is
+ *  replaced in one rename, so that a module loading it never reads half of it. A file that is not
+ *  a schedule file, or has an entry that is not one or names an unknown kernel, is refused and
+ *  left as it is. */
+export function mergeScheduleFile(path: string, target: Target, entries: ScheduleEntry[], o: MergeOptions = {}): void {
+  // before the lock is taken: the registry may have to start Python
+  const kernels = o.kernels ?? knownKernels();
   try {
     mkdirSync(dirname(resolve(path)), { recursive: true });
-    writeFileSync(path, text);
   } catch (e) {
     throw new AdoptError(`cannot write the schedule file ${path}: ${(e as Error).message}`);
+  }
+  let release: () => void;
+  try {
+    release = acquire(resolve(path), o.lock);
+  } catch (e) {
+    throw new AdoptError(`cannot write the schedule file ${path}: ${(e as Error).message}`);
+  }
+  try {
+    const text = scheduleFileText(path, target, entries, o.warn ?? warnOnce, kernels);
+    let mode: number | undefined;
+    try { mode = statSync(path).mode & 0o7777; } catch { /* a new file: the default mode */ }
+    try {
+      writeAtomically(path, text, mode);
+    } catch (e) {
+      throw new AdoptError(`cannot write the schedule file ${path}: ${(e as Error).message}`);
+    }
+  } finally {
+    release();
+  }
+}
+
+const said = new Set<string>();
+/** A message said once per process: a file merged twice (its text made, then merged again under
+ *  the lock) would otherwise say the same thing twice. */
+function warnOnce(m: string): void {
+  if (said.has(m)) return;
+  said.add(m);
+  process.stderr.write(`adopt: ${m}\n`);
+}
+
+function knownKernels(): string[] {
+  try {
+    return Object.keys(loadRegistry().kernels);
+  } catch (e) {
+    throw new AdoptError((e as Error).message);
   }
 }
 
@@ -68,8 +121,10 @@ export type ScheduleEntry = { kernel: string; workload: Workload; schedule: Sche
 
 /** The entries of an existing schedule file, or why the file is not one. A file that does not
  *  exist or is empty holds none; anything else that is not `adopt-schedules/1` JSON is refused,
- *  never overwritten. */
-export function readScheduleFile(path: string): { target: Target | null; entries: ScheduleEntry[] } {
+ *  never overwritten, and so is a file with an entry that is not one, or that names a kernel not
+ *  in `kernels` (the registry's when left out; null: not checked): a merge would otherwise keep
+ *  what no kernel reads, or drop what the user wrote, without a word. */
+export function readScheduleFile(path: string, kernels: readonly string[] | null = knownKernels()): { target: Target | null; entries: ScheduleEntry[] } {
   if (!existsSync(path)) return { target: null, entries: [] };
   let text: string;
   try {
@@ -89,17 +144,34 @@ export function readScheduleFile(path: string): { target: Target | null; entries
   if (!d || typeof d !== 'object' || d.format !== SCHEDULE_FORMAT || !Array.isArray(d.entries)) {
     throw new AdoptError(`${path} is not a schedule file (no "format": "${SCHEDULE_FORMAT}" with "entries"); not overwritten: name another file or remove it`);
   }
+  const known = kernels ? new Set(kernels) : null;
+  (d.entries as unknown[]).forEach((e, i) => {
+    const why = entryProblem(e, known);
+    if (why) throw new AdoptError(`${path}: entry ${i} ${why}; not overwritten: correct or remove that entry`);
+  });
   const target = d.target && typeof d.target === 'object' && typeof (d.target as Target).key === 'string' ? d.target as Target : null;
   return { target, entries: d.entries as ScheduleEntry[] };
 }
 
+const isObject = (x: unknown): x is Record<string, unknown> => !!x && typeof x === 'object' && !Array.isArray(x);
+
+/** Why an entry of a schedule file is not one, or null. */
+function entryProblem(e: unknown, known: Set<string> | null): string | null {
+  if (!isObject(e) || typeof e.kernel !== 'string' || !isObject(e.workload) || !isObject(e.schedule)) {
+    return 'is not a schedule entry (it takes a "kernel" name, a "workload" object and a "schedule" object)';
+  }
+  if (known && !known.has(e.kernel)) return `names unknown kernel '${e.kernel}' (known: ${[...known].sort().join(', ')})`;
+  return null;
+}
+
 export const SCHEDULE_FORMAT = 'adopt-schedules/1';
 
-/** Writes (or merges into) an `adopt-schedules/1` file the rewritten code loads. A file of
+/** The text of an `adopt-schedules/1` file the rewritten code loads: `entries` merged into the
+ *  file at `path` as it is now (its kernels checked against `kernels` where given). A file of
  *  another target is replaced (its schedules were not measured here): `warn` names what goes. A
  *  file naming no target (written by hand) keeps its entries, as the kernels use them. */
-export function scheduleFileText(path: string, target: Target, entries: ScheduleEntry[], warn: (m: string) => void = (m) => process.stderr.write(`adopt: ${m}\n`)): string {
-  const prior = readScheduleFile(path);
+export function scheduleFileText(path: string, target: Target, entries: ScheduleEntry[], warn: (m: string) => void = warnOnce, kernels: readonly string[] | null = null): string {
+  const prior = readScheduleFile(path, kernels);
   let old = prior.entries;
   if (old.length && prior.target && prior.target.key !== target.key) {
     warn(`${path}: its ${old.length} entr${old.length === 1 ? 'y' : 'ies'} of target ${prior.target.key} dropped: the file now holds this target's (${target.key}) schedules`);

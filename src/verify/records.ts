@@ -4,9 +4,10 @@
 // measured slower than the original code on a file is left out of that file's later rewrites
 // unless the user asks for it by name.
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { cpus, hostname } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
+import { appendStoreLine } from '../line-store.js';
 import { defaultDbPath } from '../tune/records.js';
 
 export interface SpeedRecord {
@@ -58,8 +59,7 @@ export function readRecords(path = recordsPath()): SpeedRecord[] {
 
 export function appendRecord(r: Omit<SpeedRecord, 'kind' | 'host' | 'at'>, path = recordsPath()): SpeedRecord {
   const full: SpeedRecord = { kind: 'rule-speed', host: hostname(), machine: machineKey(), at: new Date().toISOString(), ...r };
-  mkdirSync(dirname(path), { recursive: true });
-  appendFileSync(path, `${JSON.stringify(full)}\n`);
+  appendStoreLine(path, JSON.stringify(full));
   return full;
 }
 
