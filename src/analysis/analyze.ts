@@ -5,6 +5,7 @@ import { ClassTable, spanOf } from './classes.js';
 import { MethodLowerer } from './lower.js';
 import { Project, type FileUnit, type ProjectOptions } from './project.js';
 import { Resolver } from './resolve.js';
+import { deferSetupCode } from './setup.js';
 import { field, type ClassDef, type FileSymbols } from './symbols.js';
 import type { SyntaxNode } from '../parse/python.js';
 import { posAt } from '../parse/source.js';
@@ -77,6 +78,7 @@ function analyzeFile(unit: FileUnit, project: Project, resolver: Resolver, class
     const lowered = lowerWith(fn);
     if (lowered) ir.functions.push(lowered);
   }
+  deferSetupCode(ir, syms, resolver, classes, new Map(ir.modules.map((m) => [m.qualname, m])));
   diagnostics.push(...modulesInFunctions(syms, unit.path, classes));
   diagnostics.unshift(...unit.diagnostics, ...unresolvedImports(unit, project), ...starImportsNotFollowed(unit, project));
   return ir;

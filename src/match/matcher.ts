@@ -11,14 +11,16 @@ import { attributeChains, sequentialChains } from './chains.js';
 import { subclassBuildsOtherwise } from './inheritance.js';
 import { ABSENT_IF_NONE } from '../analysis/optional-add.js';
 import { KW_RENAMES, POSITIONAL_TO_KW } from '../analysis/canon.js';
-import type { PatArg, PatOp, PatVal, Rule } from './rule.js';
+import { looksIn, type PatArg, type PatOp, type PatVal, type Rule } from './rule-ir.js';
+import { PLAIN_OP, setupViewsFor } from './setup-views.js';
 
 export interface Site {
   rule: string;
   priority: number;
   /** The file holding the matched code (a helper's file when it was inlined from there). */
   file: string;
-  /** Module class (or '' for a module-level function) and method the match was found in. */
+  /** Class (a module, or another class's setup code; '' for a function of the file) and method
+   *  the match was found in. */
   owner: string;
   method: string;
   ops: Record<string, Op | null>;
@@ -41,11 +43,34 @@ const COMMUTATIVE = new Set(['add', 'mul']);
 export function matchProgram(program: Program, rules: Rule[], opts: { partial?: boolean } = {}): MatchResult {
   const sites = new Map<string, Site>();
   const misses: NearMissTable = new PlaceTable<NearMiss>();
+  // the functions lowered on their own, by qualified name: model code for every rule, setup code
+  // only for the rules that look there (to the others, a helper of setup code is a helper)
   const lowered = new Set<string>();
+  const setupLowered = new Set<string>();
   const constructed = new Set<Site>();
   const analysed = new Set(program.files.map((f) => f.path));
   const ruleOpts = { ...opts, analysed };
-  const index = anchorIndex(rules);
+  const modelRules = rules.filter((r) => looksIn(r, 'model'));
+  const setupRules = rules.filter((r) => looksIn(r, 'setup'));
+  const modelIndex = anchorIndex(modelRules);
+  const setupIndex = anchorIndex(setupRules);
+  const setupViews = setupViewsFor(setupRules);
+  const match = (view: MethodView, scoped: Rule[], index: AnchorIndex) => {
+    // TorchScript-compiled code cannot call the kernels' Python wrappers.
+    if (view.method.decorators?.some(isTorchScript)) return;
+    const anchors = anchorsOf(view, index);
+    for (const [i, rule] of scoped.entries()) {
+      const r = matchRule(rule, view, { ...ruleOpts, anchors: anchors[i] });
+      for (const s of r.sites) {
+        const key = siteKey(s) + callKey(s);
+        const prev = sites.get(key);
+        // The same code reached through inlining is one site: keep it where it is defined; an
+        // attribute's Sequential found through forward is that site, not its chain from __init__.
+        if (!prev || depth(s) < depth(prev) || (constructed.has(prev) && depth(s) === depth(prev))) sites.set(key, s);
+      }
+      for (const n of r.nearMisses) misses.set(n, n);
+    }
+  };
   for (const file of program.files) {
     const views: MethodView[] = [];
     for (const m of file.modules) for (const meth of m.methods) views.push(viewOf(file, meth, m));
@@ -54,32 +79,24 @@ export function matchProgram(program: Program, rules: Rule[], opts: { partial?: 
     // block) is matched as the chain of its elements, wherever it ends up being called
     const chains = [...views.flatMap(sequentialChains), ...file.modules.flatMap((m) => attributeChains(file, m))];
     for (const chain of chains) {
-      for (const rule of rules) for (const s of matchRule(rule, chain).sites) { constructed.add(s); sites.set(siteKey(s), sites.get(siteKey(s)) ?? s); }
+      for (const rule of modelRules) for (const s of matchRule(rule, chain).sites) { constructed.add(s); sites.set(siteKey(s), sites.get(siteKey(s)) ?? s); }
     }
     for (const v of views) lowered.add(v.module ? `${v.module.qualname}.${v.method.name}` : `${file.module}.${v.method.name}`);
-    for (const view of views) {
-      // TorchScript-compiled code cannot call the kernels' Python wrappers.
-      if (view.method.decorators?.some(isTorchScript)) continue;
-      const anchors = anchorsOf(view, index);
-      for (const [i, rule] of rules.entries()) {
-        const r = matchRule(rule, view, { ...ruleOpts, anchors: anchors[i] });
-        for (const s of r.sites) {
-          const key = siteKey(s) + callKey(s);
-          const prev = sites.get(key);
-          // The same code reached through inlining is one site: keep it where it is defined; an
-          // attribute's Sequential found through forward is that site, not its chain from __init__.
-          if (!prev || depth(s) < depth(prev) || (constructed.has(prev) && depth(s) === depth(prev))) sites.set(key, s);
-        }
-        for (const n of r.nearMisses) misses.set(n, n);
-      }
+    for (const view of views) match(view, modelRules, modelIndex);
+    // setup code is lowered only where a rule will read it
+    if (!setupRules.length) continue;
+    for (const { view, qual } of setupViews(file)) {
+      setupLowered.add(qual);
+      match(view, setupRules, setupIndex);
     }
   }
+  const setupRuleNames = new Set(setupRules.map((r) => r.name));
   // A match found only inside an inlined helper that does not match on its own depends on one
   // caller's arguments (e.g. `dim` passed in): rewriting the helper would be wrong for the others.
   const found: Site[] = [];
   for (const s of sites.values()) {
     const helper = innermostVia(s);
-    if (helper && lowered.has(helper) && depth(s) > 0) {
+    if (helper && (lowered.has(helper) || (setupRuleNames.has(s.rule) && setupLowered.has(helper))) && depth(s) > 0) {
       // one call of a helper that matches on its own: the helper's site covers it
       if (callKey(s) && sites.has(siteKey(s))) continue;
       const op = firstOp(s)!;
@@ -246,7 +263,7 @@ export function matchRule(rule: Rule, view: MethodView, opts: { partial?: boolea
       }
     }
     if (!found) {
-      nearMisses.push({ rule: rule.name, file: op.span.file ?? view.file.path, line: op.span.from.line, col: op.span.from.col, owner: view.module?.name ?? '', reason: apart ?? trace.why[0] ?? 'the pattern does not continue here', matched: trace.matched, of: requiredLines(rule), ...(trace.constraint ? { constraint: true } : {}) });
+      nearMisses.push({ rule: rule.name, file: op.span.file ?? view.file.path, line: op.span.from.line, col: op.span.from.col, owner: view.module?.name ?? view.owner ?? '', reason: apart ?? trace.why[0] ?? 'the pattern does not continue here', matched: trace.matched, of: requiredLines(rule), ...(trace.constraint ? { constraint: true } : {}) });
     }
   }
   if (!anchored && opts.partial) {
@@ -276,7 +293,7 @@ function toSite(rule: Rule, view: MethodView, st: State, analysed?: Set<string>)
   const lines: [number, number] = [Math.min(...real.map((o) => at(o).from.line)), Math.max(...real.map((o) => at(o).to.line))];
   const files = placed ? new Set([view.file.path]) : new Set(real.map((o) => o.span.file ?? view.file.path));
   return {
-    rule: rule.name, priority: rule.priority, file: [...files][0], owner: view.module?.name ?? '', method: view.method.name,
+    rule: rule.name, priority: rule.priority, file: [...files][0], owner: view.module?.name ?? view.owner ?? '', method: view.method.name,
     ops, values: Object.fromEntries(st.vals), bindings: Object.fromEntries(st.metas), lines, view,
   };
 }
@@ -414,8 +431,6 @@ export function calleeMatches(p: PatOp, op: Op): boolean {
   for (const test of line.tests) if (test(op)) return true;
   return false;
 }
-
-const PLAIN_OP = /^[a-z_][a-z0-9_]*$/;
 
 function calleeTest(alt: string): (op: Op) => boolean {
   if (alt.includes('*') && !alt.endsWith('[*]')) {

@@ -9,6 +9,8 @@ export type Use = { k: 'op'; op: Op } | { k: 'phi'; id: number } | { k: 'return'
 export interface MethodView {
   file: FileIR;
   module?: ModuleIR;
+  /** For a method of a class that is not a module (setup code): that class's name. */
+  owner?: string;
   method: Method;
   ops: Op[];
   defs: Map<number, Op>;

@@ -50,12 +50,21 @@ export interface Rewrite {
 export interface Kernel { target: string; library: string; callee: string; requires: string[]; line: number }
 export interface Example { before: string; after: string; shapes: number[]; dtype: string; atol: number; rtol: number; model?: string; line: number }
 
+/** Where a rule looks for sites. `model`: the code a model runs, what `adopt explain` prints
+ *  (nn.Module methods but `__init__`, functions, a callable object's `__call__`). `setup`: the
+ *  code that builds a model and its training (an nn.Module's `__init__`, the methods of other
+ *  classes, functions defined inside functions): an optimizer is built there, while a softmax or
+ *  a Linear there is a layer being built, not a computation to fuse. */
+export type Scope = 'model' | 'setup';
+
 export interface Rule {
   name: string;
   file: string;
   line: number;
   title: string;
   priority: number;
+  /** Where the rule looks (`scope model, setup`); without the item, model code only. */
+  scope?: Scope[];
   /** Adopter's benchmark rule this one is scored against, if any. */
   bench?: string;
   /** For a rule without a rewrite: why its sites are listed and not rewritten, in a user's words. */
@@ -66,6 +75,11 @@ export interface Rule {
   kernels: Kernel[];
   tune: [string, Const[]][];
   examples: Example[];
+}
+
+/** Whether a rule looks for sites in code of this scope. */
+export function looksIn(rule: Rule, scope: Scope): boolean {
+  return (rule.scope ?? ['model']).includes(scope);
 }
 
 export class RuleError extends AdoptError {}

@@ -5,7 +5,7 @@ import * as ohm from 'ohm-js';
 import type { Const } from '../dsl/ir.js';
 import { addSemantics as addDslSemantics, markIndentation } from '../dsl/parse.js';
 import { grammars } from '../dsl/grammars.js';
-import { fail, type Constraint, type Example, type Kernel, type PatArg, type PatOp, type Rewrite, type Rule } from './rule-ir.js';
+import { fail, type Constraint, type Example, type Kernel, type PatArg, type PatOp, type Rewrite, type Rule, type Scope } from './rule-ir.js';
 import { validateRule } from './rule-check.js';
 import { cachedParse, storeParse, type ParsedRule } from './rule-cache.js';
 import { describeSyntaxError, type SyntaxFailure } from './rule-syntax.js';
@@ -215,6 +215,7 @@ export function addRuleSemantics(s: ohm.Semantics): void {
           case 'priority': r.priority = v.value as number; break;
           case 'bench': r.bench = v.value as string; break;
           case 'detect': r.detect = v.value as string; break;
+          case 'scope': r.scope = [...new Set([...(r.scope ?? []), ...(v.value as Scope[])])]; break;
           case 'match': r.pattern.push(...(v.value as PatOp[])); break;
           case 'where': r.where.push(...(v.value as Constraint[])); break;
           case 'rewrite': r.rewrite = v.value as Rewrite; break;
@@ -230,6 +231,7 @@ export function addRuleSemantics(s: ohm.Semantics): void {
     Priority(_k, n) { return { kind: 'priority', value: n.ir() }; },
     Bench(_k, n) { return { kind: 'bench', value: n.sourceString }; },
     Detect(_k, s) { return { kind: 'detect', value: s.ir() }; },
+    Scope(_k, names) { return { kind: 'scope', value: names.asIteration().children.map((c: N) => c.sourceString) }; },
     Match(_k, _i, stmts, _d) { return { kind: 'match', value: stmts.children.map((c: N) => c.rule()) }; },
     PatStmt(name, _eq, first, second, ors, opt) {
       const { line, col } = lineCol(this as unknown as N);

@@ -12,6 +12,7 @@ export const REFERENCE_END = '<!-- end of generated reference -->';
 const ITEMS: [string, string][] = [
   ['title "TEXT"', 'one line saying what the rule does'],
   ['priority N', 'when two rules match overlapping code, the higher priority is rewritten (default 50)'],
+  ['scope model, setup', 'where the rule looks for sites: `model`, the code a model runs (what `adopt explain` prints: nn.Module methods but `__init__`, functions, a callable object\'s `__call__`); `setup`, the code that builds a model and its training (an nn.Module\'s `__init__`, the methods of other classes, functions defined inside functions). Default `model`'],
   ['bench NAME', "Adopter's benchmark rule this one is scored against"],
   ['match', 'the pattern: one line per op, `name = callee(args)`, in dataflow order; `?` marks an optional line, `or` another form of the line'],
   ['where', 'constraints on a match, one per line (below)'],

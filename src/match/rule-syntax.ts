@@ -6,7 +6,7 @@ import { DEDENT, INDENT } from '../dsl/parse.js';
 export interface SyntaxFailure { type: string; text: string }
 
 /** The items a rule may hold, in the order the documentation gives them. */
-export const RULE_ITEMS = ['title', 'priority', 'bench', 'match', 'where', 'rewrite', 'detect', 'kernel', 'example'];
+export const RULE_ITEMS = ['title', 'priority', 'scope', 'bench', 'match', 'where', 'rewrite', 'detect', 'kernel', 'example'];
 
 const DEEPER = 'a deeper indented line';
 const MARKERS = new RegExp(`[${INDENT}${DEDENT}]`);
