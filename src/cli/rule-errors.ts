@@ -4,6 +4,7 @@
 // moved here to the line that holds what it names.
 import { existsSync, readFileSync } from 'node:fs';
 import { AdoptError, type Diagnostic } from '../diag.js';
+import { calleeWarnings } from '../match/callee-names.js';
 import { exampleFile } from '../match/rule-examples.js';
 import { RuleError, ruleDiagnostic, type Rule } from '../match/rule.js';
 import { templateProblems } from '../match/rule-template.js';
@@ -68,9 +69,10 @@ function templatePlace(rule: Rule, template: string): { line: number; col: numbe
 }
 
 /** What is wrong with a loaded rule beyond what the loader checks: templates that would not be
- *  Python, and with `examples`, example files that do not exist. */
+ *  Python, callees that look misspelt (warnings), and with `examples`, example files that do not
+ *  exist. */
 export function ruleProblems(rule: Rule, opts: { examples: boolean; torch?: boolean }): Diagnostic[] {
-  const out: Diagnostic[] = [];
+  const out: Diagnostic[] = calleeWarnings(rule);
   if (opts.examples) {
     for (const ex of rule.examples) {
       for (const which of ['before', 'after'] as const) {
@@ -126,10 +128,13 @@ function casesProblems(rule: Rule): Diagnostic[] {
 
 /** The rules a command runs with, refused (every problem as rule file:line:col) when a rule given
  *  with --rules has a template that would not be Python: such a rule's sites would otherwise fail
- *  one by one at synthesis, without naming the rule file. */
-export function checkTemplates(rules: Rule[], given: (r: Rule) => boolean): Rule[] {
+ *  one by one at synthesis, without naming the rule file. Warnings (a callee that looks misspelt)
+ *  are written to `warn` and the rules used. */
+export function checkTemplates(rules: Rule[], given: (r: Rule) => boolean, warn: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Rule[] {
   const problems = rules.filter(given).flatMap((r) => ruleProblems(r, { examples: false }));
-  if (problems.length) throw new RuleError(problems.map((d) => d.message).join('\n'), problems);
+  const errors = problems.filter((d) => d.severity === 'error');
+  if (errors.length) throw new RuleError(errors.map((d) => d.message).join('\n'), errors);
+  for (const d of problems) warn(`${d.file}:${d.line}:${d.col}: ${d.severity}: ${d.message}`);
   return rules;
 }
 

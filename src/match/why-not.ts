@@ -78,7 +78,7 @@ export function partialMatch(rule: Rule, view: MethodView, matches: (p: PatOp, o
   if (!missing.length) return undefined;
   const first = best.ops.reduce((a, b) => (b.span.start < a.span.start ? b : a));
   return {
-    rule: rule.name, file: first.span.file ?? view.file.path, line: first.span.from.line, col: first.span.from.col, owner: view.module?.name ?? '',
+    rule: rule.name, file: first.span.file ?? view.file.path, line: first.span.from.line, col: first.span.from.col, owner: view.module?.name ?? view.owner ?? '',
     reason: `the code around it has no ${missing.map((p) => `'${patternText(p)}'`).join(', ')}`,
     matched: best.count, of: required.length,
   };
@@ -88,9 +88,11 @@ function ssaIds(es: Expr[]): number[] {
   return es.flatMap((e) => (e.k === 'ssa' ? [e.id] : e.k === 'tuple' || e.k === 'list' ? ssaIds(e.items) : []));
 }
 
-/** A pattern line as the rule writes it: `c = to($x, dtype=torch.float32)`. */
+/** A pattern line as the rule writes it: `c = to($x, dtype=torch.float32)`, with its constructor
+ *  (`Linear(...)(x)`), its `or` forms and the `?` of an optional line. */
 export function patternText(p: PatOp): string {
   const val = (v: PatVal): string => (v.k === 'meta' ? `$${v.name}` : v.k === 'any' ? '_' : v.k === 'const' ? JSON.stringify(v.v) : v.k === 'name' ? v.path : v.k === 'ref' ? v.name : `(${v.items.map(val).join(', ')})`);
   const arg = (a: PatArg) => (a.rest ? '...' : a.kw ? `${a.kw}=${val(a.val!)}` : val(a.val!));
-  return `${p.name} = ${p.callees.join('|')}(${p.args.map(arg).join(', ')})`;
+  const call = (callees: string[], args: PatArg[]) => `${callees.join('|')}${p.ctor && args === p.args ? `(${p.ctor.map(arg).join(', ')})` : ''}(${args.map(arg).join(', ')})`;
+  return `${p.name} = ${[call(p.callees, p.args), ...(p.alts ?? []).map((f) => call(f.callees, f.args))].join(' or ')}${p.optional ? '?' : ''}`;
 }

@@ -16,7 +16,7 @@ class InferredHeadsAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = (p(x).view(b, n, self.heads, self.head_dim).transpose(1, 2).reshape(b * self.heads, n, self.head_dim) for p in (self.q, self.k, self.v))
-        scores = torch.bmm(q, k.transpose(1, 2))  # refuse: mv, mb are not all present
+        scores = torch.bmm(q, k.transpose(1, 2))  # refuse: is here without 'mv = view(f, _, $heads, _, _)?'
         scores = scores.view(b, -1, n, n) + mask
         scores = scores.view(b * self.heads, n, n)
         probs = torch.softmax(scores, dim=-1)
