@@ -2,7 +2,7 @@
 // references to earlier lines, constraint arguments, template placeholders), every constraint is
 // in the registry with arguments of the right kinds, every kernel and guard switch is in the
 // kernel registry, and no line uses a form adopt does not apply.
-import { constraintProblem, notePattern } from './constraints.js';
+import { constraintProblem } from './constraints.js';
 import { kernelSignatures, registryProblems } from './kernel-registry.js';
 import { fail, type PatVal, type Rewrite, type Rule } from './rule-ir.js';
 import { kernelArgumentProblems } from './rule-template.js';
@@ -15,7 +15,6 @@ export function validateRule(r: Rule): void {
     const problem = constraintProblem(c, ops, metas);
     if (problem) fail(r.file, c.line, c.col, problem);
   }
-  notePattern(r);
   if (r.tune.length) fail(r.file, r.line, 1, `rule ${r.name}: 'tune' lines are no longer read; a kernel's schedule space is part of the kernel registry (native/adopt_kernels/kernels/)`);
   for (const k of r.kernels) {
     // `torch`: the rewrite turns on torch's own fused implementation (`fused=True`)

@@ -3,7 +3,7 @@
 import type { Op } from '../../dsl/ir.js';
 import { sameExpr } from '../../analysis/lower.js';
 import type { MethodView } from '../method.js';
-import { constIs, line, type ConstraintSpec } from './spec.js';
+import { constIs, line, opOf, type ConstraintSpec } from './spec.js';
 
 export const ATTENTION_CONSTRAINTS: ConstraintSpec[] = [
   {
@@ -36,12 +36,12 @@ export const ATTENTION_CONSTRAINTS: ConstraintSpec[] = [
   {
     name: 'transposed_by', args: ['line', 'line'], rules: ['attention'],
     doc: "`$o` took its `or` form (`matmul($v, pt)`: the output computed transposed, channels first) exactly when the optional line `pt` is present, and `pt` exchanges the last two dimensions.",
-    check(args, st, view) {
-      const [o, pt] = args.map((a) => (a.k === 'ref' ? a.name : ''));
-      const t = st.ops.get(pt);
-      const alt = st.forms.has(o);
-      if (!t) return alt ? `${o} takes its transposed form without a transposition before it` : undefined;
-      if (!alt) return `${pt} at line ${line(t)} transposes the probabilities, but ${o} does not take the transposed form`;
+    check(args, st, view, cx) {
+      const [o, pt] = args;
+      const t = opOf(pt, st);
+      const alt = o.k === 'ref' && st.forms.has(o.name);
+      if (!t) return alt ? `${cx.said(o)} takes its transposed form without a transposition before it` : undefined;
+      if (!alt) return `${cx.said(pt)} transposes the probabilities, but ${cx.said(o)} does not take the transposed form`;
       return swapsLastTwo(t, view) ? undefined : `${t.callee} at line ${line(t)} does not exchange the last two dimensions`;
     },
   },

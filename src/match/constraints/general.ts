@@ -2,13 +2,13 @@
 // properties of a matched call or its constructor.
 import type { Attr, Expr, Op } from '../../dsl/ir.js';
 import { attrDefs, attrOf, ctorUnknown, exclusive, phiRead } from '../method.js';
-import { brief, line, matchedIds, opOf, presentLines, type ConstraintSpec } from './spec.js';
+import { brief, line, listed, matchedIds, opOf, presentLines, type ConstraintSpec } from './spec.js';
 
 export const GENERAL_CONSTRAINTS: ConstraintSpec[] = [
   {
     name: 'single_use', args: ['line'], variadic: true,
     doc: "The value of each named line feeds only the next matched line (nothing else sees it).",
-    check(args, st, view) {
+    check(args, st, view, cx) {
       const matched = matchedIds(st);
       for (const [a, op] of presentLines(args, st)) {
         // A phi that merges this value with a later matched value is the branch where the
@@ -26,7 +26,7 @@ export const GENERAL_CONSTRAINTS: ConstraintSpec[] = [
         if (uses.length > 1 || outside.length) {
           const u = outside[0] ?? uses[1];
           const where = u?.k === 'op' ? `by ${u.op.callee} at line ${line(u.op)}` : u ? `(${u.k === 'phi' ? 'it flows out of a branch or loop' : u.k === 'return' ? 'it is returned' : 'in a condition'})` : '';
-          return `the result of '${a.k === 'ref' ? a.name : '?'}' at line ${line(op)} is also used ${where}`.trim();
+          return `the result of ${cx.said(a)} is also used ${where}`.trim();
         }
       }
       return undefined;
@@ -35,11 +35,11 @@ export const GENERAL_CONSTRAINTS: ConstraintSpec[] = [
   {
     name: 'not_escaping', args: ['line'], variadic: true,
     doc: "A value computed inside the match is not used outside it.",
-    check(args, st, view) {
+    check(args, st, view, cx) {
       const matched = matchedIds(st);
       for (const [a, op] of presentLines(args, st)) {
         const out = (view.uses.get(op.id) ?? []).find((u) => u.k !== 'op' || !matched.has(u.op.id));
-        if (out) return `'${a.k === 'ref' ? a.name : '?'}' at line ${line(op)} escapes the pattern`;
+        if (out) return `${cx.said(a)} escapes the pattern`;
       }
       return undefined;
     },
@@ -148,26 +148,28 @@ export const GENERAL_CONSTRAINTS: ConstraintSpec[] = [
   {
     name: 'together', args: ['line', 'line'], variadic: true,
     doc: "The named optional lines are all present or all absent (a reshape around a mask add only with the add).",
-    check(args, st) {
-      const present = args.map((a) => !!opOf(a, st));
-      return present.every((x) => x === present[0]) ? undefined : `${args.map((a) => (a.k === 'ref' ? a.name : '?')).join(', ')} are not all present`;
+    check(args, st, _view, cx) {
+      const present = args.filter((a) => opOf(a, st));
+      if (!present.length || present.length === args.length) return undefined;
+      const absent = args.filter((a) => !opOf(a, st));
+      return `${listed(present.map(cx.said), 'and')} ${present.length > 1 ? 'are' : 'is'} here without ${listed(absent.map(cx.said), 'or')}: the rule takes these optional lines together or not at all`;
     },
   },
   {
     name: 'needs', args: ['line', 'line'], variadic: true,
     doc: "The first named optional line is present only with all the others (a reshape only around a mask add).",
-    check(args, st) {
+    check(args, st, _view, cx) {
       if (!opOf(args[0], st)) return undefined;
       const missing = args.slice(1).find((a) => !opOf(a, st));
-      return missing ? `${args[0].k === 'ref' ? args[0].name : '?'} without ${missing.k === 'ref' ? missing.name : '?'}` : undefined;
+      return missing ? `${cx.said(args[0])} is here without ${cx.said(missing)}, which it needs` : undefined;
     },
   },
   {
     name: 'apart', args: ['line', 'line'], variadic: true,
     doc: "The named optional lines are not both present (scores filled before they are viewed as (batch, heads, L, S) for the mask, where the kernel fills that view).",
-    check(args, st) {
+    check(args, st, _view, cx) {
       const present = args.filter((a) => !!opOf(a, st));
-      return present.length > 1 ? `${present.map((a) => (a.k === 'ref' ? a.name : '?')).join(' and ')} are both present` : undefined;
+      return present.length > 1 ? `${listed(present.map(cx.said), 'and')} are ${present.length > 2 ? 'all' : 'both'} here: the rule takes at most one of them` : undefined;
     },
   },
 ];
