@@ -14,6 +14,7 @@ import {
 } from '../analysis/canon.js';
 import { grammarPath } from '../dsl/grammars.js';
 import type { Diagnostic } from '../diag.js';
+import type { Op } from '../dsl/ir.js';
 import { ruleDiagnostic, type PatOp, type Rule } from './rule-ir.js';
 
 interface TorchNames {
@@ -40,6 +41,11 @@ export function torchNames(): TorchNames {
   }
   torchCache = data;
   return data;
+}
+
+/** Whether `name` is a class of torch.nn (`Linear`, `LayerNorm`), as the installed torch names them. */
+export function isTorchNnClass(name: string): boolean {
+  return knownNames().classes.get('torch.nn')?.has(name) ?? false;
 }
 
 export interface KnownNames {
@@ -185,4 +191,14 @@ export function calleeWarnings(rule: Rule, text?: string): Diagnostic[] {
     }
   }
   return out;
+}
+
+/** The module's class when it is the project's own but named like a torch.nn class the line names. */
+export function namesakeOfTorch(p: PatOp, op: Op): { type: string; name: string } | undefined {
+  for (const name of p.callees) {
+    if (name.includes('.') || !isTorchNnClass(name)) continue;
+    const type = (op.type ?? []).find((t) => t.endsWith(`.${name}`) && !t.startsWith('torch.'));
+    if (type) return { type, name };
+  }
+  return undefined;
 }

@@ -13,6 +13,7 @@ import { ABSENT_IF_NONE } from '../analysis/optional-add.js';
 import { KW_RENAMES, POSITIONAL_TO_KW } from '../analysis/canon.js';
 import { looksIn, type PatArg, type PatOp, type PatVal, type Rule } from './rule-ir.js';
 import { PLAIN_OP, setupViewsFor } from './setup-views.js';
+import { isTorchNnClass, namesakeOfTorch } from './callee-names.js';
 
 export interface Site {
   rule: string;
@@ -328,7 +329,7 @@ function extend(rule: Rule, view: MethodView, i: number, st: Growing, anchor: Op
       return false;
     }
     for (const c of rule.where) {
-      const failure = checkConstraint(c, st, view);
+      const failure = checkConstraint(c, st, view, rule.pattern);
       if (failure) trace.constraint = true;
       // a constraint that fails on a complete match says more than a line that did not follow;
       // among those, the first tried (the arguments in their written order) comes first
@@ -451,7 +452,10 @@ function calleeTest(alt: string): (op: Op) => boolean {
   const last = alt.split('.').pop()!;
   const isQual = alt.includes('.');
   const tail = isQual ? `.${alt}` : `.${last}`;
-  const hit = (t: string) => t === alt || t.endsWith(tail);
+  // a project's own class named like torch's (`class Linear(nn.Module)`, a low-rank layer) is not
+  // the torch layer the rule means: its kernel would compute torch's layer from other weights
+  const torchsOnly = !isQual && isTorchNnClass(alt);
+  const hit = (t: string) => t === alt || (t.endsWith(tail) && (!torchsOnly || t.startsWith('torch.')));
   return (op) => {
     // a callee the analysis could not resolve (`self.loss_function`) matches its own spelling
     if (op.kind === 'unknown') return isQual && op.callee === alt;
@@ -587,5 +591,8 @@ function detour(rule: Rule, view: MethodView, i: number, st: State): string {
   const next = usersOf(view, last.id).find((o) => o.kind === 'op' || o.kind === 'module');
   if (!next) return '';
   const helper = next.via?.length && next.site ? ` in helper ${next.via[0].split('.').pop()} (called at line ${next.site.from.line})` : ` at line ${next.span.from.line}`;
+  const own = next.kind === 'module' && rule.pattern[i] ? namesakeOfTorch(rule.pattern[i], next) : undefined;
+  if (own) return `: ${next.callee}${helper} is ${own.type}, a class of the project's own, not torch.nn.${own.name}`;
   return `: it goes through ${next.callee}${helper} first`;
 }
+
