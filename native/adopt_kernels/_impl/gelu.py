@@ -106,8 +106,9 @@ def linear_gelu(x, linear, approximate="none"):
     """Replaces ``gelu(linear(x))`` with ``gelu`` exact (``'none'``) or tanh-approximated.
 
     For a plain ``nn.Linear`` with a bias, or transformers' ``Conv1D`` (GPT-2's MLP), on CPU in
-    float32 and bfloat16 or on CUDA (also in float16), the product runs in BLAS without its
-    bias and one compiled (CPU) or Triton (CUDA) pass adds the bias and applies GELU.
+    float32 and bfloat16 or on CUDA (also in float16), the product runs in BLAS and one compiled
+    (CPU) or Triton (CUDA) pass applies GELU, adding the bias on the way (on the CPU in bfloat16
+    the product takes the bias, so that it rounds once, as the original's does).
     """
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
