@@ -51,14 +51,19 @@ def _folded(weight, bias, bn):
     Built from the live parameters each call, so gradients reach the layer's and the batch
     norm's parameters and later updates to either are picked up.
     """
-    scale = torch.rsqrt(bn.running_var + bn.eps)
+    # computed in float32 at least and rounded once: in bfloat16 every step of the fold (the
+    # rsqrt, the scale, the weight times it) rounded, and the folded layer had 1.7x the mean error
+    # of the convolution and batch norm it replaces
+    wide = torch.promote_types(weight.dtype, torch.float32)
+    scale = torch.rsqrt(bn.running_var.to(wide) + bn.eps)
     if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale if bias is None else (bias - bn.running_mean) * scale
+        scale = scale * bn.weight.to(wide)
+    mean = bn.running_mean.to(wide)
+    shift = -mean * scale if bias is None else (bias.to(wide) - mean) * scale
     if bn.bias is not None:
-        shift = shift + bn.bias
+        shift = shift + bn.bias.to(wide)
     view = (-1,) + (1,) * (weight.dim() - 1)
-    return weight * scale.to(weight.dtype).reshape(view), shift.to(weight.dtype)
+    return (weight.to(wide) * scale.reshape(view)).to(weight.dtype), shift.to(weight.dtype)
 
 
 def conv_bn(x, conv, bn):
