@@ -279,3 +279,31 @@ class Columns(nn.Module):
     expect(text).toContain('return torch.softmax(self.proj(x), dim=1)');
   });
 });
+
+describe('adopt rewrite --verify on a rule whose kernel is compiled', () => {
+  // the fused bias + GELU called 300 times over: slower wherever its compiled kernel runs; at the
+  // tiny instance's sizes its calls are below the kernel's size floor and run the torch code
+  const mlp = 'import torch\nfrom torch import nn\n\n\nclass Mlp(nn.Module):\n    def __init__(self, dim=16):\n        super().__init__()\n        self.fc = nn.Linear(dim, 4 * dim)\n\n    def forward(self, x):\n        h = self.fc(x)\n        return nn.functional.gelu(h)\n';
+  const rule = 'rule slow_linear_gelu\n  priority 50\n  match\n    l = Linear($x)\n    a = gelu(l)\n  where\n    bias(l)\n    single_use(l)\n  rewrite stmts\n    guard "_adopt is not None and _adopt.enabled(\'linear_gelu\')"\n    "{a} = sum(_adopt.linear_gelu({x}, {l.module}) for _ in range(300)) / 300"\n  kernel cpu native "adopt_kernels.linear_gelu"\n';
+  const run = (env: Record<string, string>) => {
+    const dir = tempProject({ 'm.py': mlp, 'r.rule': rule });
+    const r = adopt(['rewrite', '--rules', join(dir, 'r.rule'), '--no-builtin-rules', join(dir, 'm.py'), '--verify', '--json', '--repeats', '9'], { env: { ADOPT_DB: join(dir, 'records.jsonl'), ...env } });
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    return { verdict: j.verification[0].rules[0], records: readFileSync(join(dir, 'records.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)) };
+  };
+
+  it('timed where none of its calls ran compiled, is not judged on speed, and nothing slower is recorded', () => {
+    const { verdict, records } = run({});
+    expect(verdict).toMatchObject({ rule: 'slow_linear_gelu', verdict: 'kept' });
+    expect(verdict.detail).toMatch(/^speed not judged: at the tiny instance's sizes its compiled kernel is below its size floor/);
+    expect(records.map((x: { slower: boolean }) => x.slower)).toEqual([false]);
+  });
+
+  it('timed where its compiled kernel ran (ADOPT_CPU_MIN_BYTES=0), is judged: slower', () => {
+    const { verdict, records } = run({ ADOPT_CPU_MIN_BYTES: '0' });
+    expect(verdict).toMatchObject({ rule: 'slow_linear_gelu', verdict: 'slower' });
+    expect(verdict.detail).toBeUndefined();
+    expect(records.map((x: { slower: boolean }) => x.slower)).toEqual([true]);
+  });
+});

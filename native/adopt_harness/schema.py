@@ -45,7 +45,7 @@ COUNTS = {
     "compiled_kernels": {"type": "object", "additionalProperties": INT},
 }
 
-TIMING = obj({"original_s": NUM, "rewritten_s": NUM}, {"ratio": NUM_OR_NULL, "ratio_best": NUM_OR_NULL})
+TIMING = obj({"original_s": NUM, "rewritten_s": NUM}, {"ratio": NUM_OR_NULL, "ratio_best": NUM_OR_NULL, "compiled_calls": INT})
 
 # The float32 pass of a file run with --kernels, where the compiled kernels run.
 KERNEL_PASS = obj({"status": STATUS, "dtype": STR}, {

@@ -77,6 +77,12 @@ def timings(a, b, inputs, repeats):
         for _ in range(2):  # warm-up
             fn(a, inputs)
             fn(b, inputs)
+        # whether the rewrite's compiled kernels run at these sizes at all: below their size floors
+        # every call runs the code it replaces, and the ratio measures the guards alone (counted
+        # here, outside the timed runs, which the counter's wrappers would slow)
+        with FastPathCounter() as counter:
+            fn(b, inputs)
+        compiled = counter.result()["compiled_calls"]
         ta, tb = [], []
         for _ in range(repeats):  # interleaved, so drift hits both alike
             ta.append(elapsed(lambda: fn(a, inputs)))
@@ -86,7 +92,7 @@ def timings(a, b, inputs, repeats):
         # three pairs in four show it slower, never on one noisy median
         pairs = sorted(y / x for x, y in zip(ta, tb) if x > 0)
         best = pairs[len(pairs) // 4] if pairs else None
-        out[kind] = {"original_s": oa, "rewritten_s": ob, "ratio": ob / oa if oa > 0 else None, "ratio_best": best}
+        out[kind] = {"original_s": oa, "rewritten_s": ob, "ratio": ob / oa if oa > 0 else None, "ratio_best": best, "compiled_calls": max(compiled, 0)}
     return out
 
 

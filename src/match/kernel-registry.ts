@@ -41,6 +41,12 @@ export function kernelRegistry(): KernelRegistry {
   return cached;
 }
 
+/** The compiled kernel serving a rule's kernel callee (`adopt_kernels.linear_gelu`: bias_gelu), if any. */
+export function compiledKernelOf(callee: string): string | undefined {
+  const fn = callee.split('.').pop()!;
+  return Object.values(kernelRegistry().kernels).find((k) => k.api.includes(fn))?.name;
+}
+
 /** Every public kernel function's parameters, in order. */
 export function kernelSignatures(): Record<string, string[]> {
   return Object.assign({}, ...Object.values(kernelRegistry().kernels).map((k) => k.signature ?? {}));

@@ -12,6 +12,7 @@ import type { FileResult } from '../synth/synthesize.js';
 import { speedOf, type ClassResult, type FileCheck } from '../verify/file.js';
 import { runPython } from '../verify/python.js';
 import { appendRecord, isSlower } from '../verify/records.js';
+import { compiledKernelOf } from '../match/kernel-registry.js';
 import { checkFile, problemOf } from './check.js';
 import { synthesizePlan, type RewritePlan } from './plan.js';
 import type { FileVerification, ReportedClass, RewriteRun, RuleVerdict, Withhold } from './types.js';
@@ -50,7 +51,7 @@ const ratiosOf = (v: RuleVerdict) => (v.forward_ratio !== undefined ? ` (forward
 
 /** One rule's verdict from its variant's classes; speed is recorded for later runs (not for a
  *  variant holding one of its sites, `record` false). */
-function judgeRule(file: string, rule: string, check: FileCheck, variant = rule, record = true): RuleVerdict {
+function judgeRule(file: string, rule: string, check: FileCheck, compiled: boolean, variant = rule, record = true): RuleVerdict {
   const raw = check.results.filter((r) => r.variant === variant);
   const results = exercisedOnly(raw);
   const mismatch = problemOf(raw);
@@ -63,10 +64,21 @@ function judgeRule(file: string, rule: string, check: FileCheck, variant = rule,
   if (mismatch) v = { rule, verdict: 'mismatch', detail: mismatch };
   else if (!ran.length && idle.length) v = { rule, verdict: 'not_exercised', detail: `its rewritten code never ran in any of the ${idle.length} class(es) that could be built and run (${idle.slice(0, 3).map((r) => r.class).join(', ')}${idle.length > 3 ? ', ...' : ''}): a function no class calls, or a branch their inputs never reach; nothing checked it` };
   else if (!ran.length) v = { rule, verdict: 'not_runnable', detail: results.map((r) => `${r.class}: ${r.reason}`).slice(0, 3).join('; ') || 'no class to run' };
+  // a rule whose kernel is compiled, timed where none of its calls ran compiled (the tiny instance
+  // is below the kernels' size floors, where each call runs the code it replaces), measured its
+  // guards at that size alone: that says nothing of the model at its own size, and drops nothing
+  else if (speed && compiled && speed.compiledCalls === 0) v = { rule, verdict: 'kept', ...ratios, detail: BELOW_FLOORS };
   else if (speed && isSlower(speed.forwardBest, speed.trainBest)) v = { rule, verdict: 'slower', ...ratios };
   else v = { rule, verdict: 'kept', ...ratios };
   if (speed && record) appendRecord({ file: resolve(file), rule, target: MEASURED_ON, torch: check.torch, forward_ratio: speed.forward, train_ratio: speed.train, slower: v.verdict === 'slower' });
   return v;
+}
+
+const BELOW_FLOORS = 'speed not judged: at the tiny instance\'s sizes its compiled kernel is below its size floor and runs the code it replaces (ADOPT_CPU_MIN_BYTES=0 times it)';
+
+/** Whether a rule's CPU kernel is a compiled one (whose calls below a size floor run torch code). */
+function hasCompiledKernel(plan: RewritePlan, rule: string): boolean {
+  return !!plan.rules.find((r) => r.name === rule)?.kernels.some((k) => k.target === 'cpu' && compiledKernelOf(k.callee));
 }
 
 /** Most sites of one rule in one file verified one by one after the rule's rewrite mismatched. */
@@ -91,7 +103,7 @@ function verifySitesAlone(plan: RewritePlan, f: FileResult, rule: string, withho
   const keptLines: string[] = [];
   sites.forEach((site, i) => {
     if (!variants[`${rule}__site${i}`]) return;
-    const v = judgeRule(f.path, rule, check, `${rule}__site${i}`, false);
+    const v = judgeRule(f.path, rule, check, hasCompiledKernel(plan, rule), `${rule}__site${i}`, false);
     if (v.verdict === 'kept') { keptSites.add(siteKey(site)); keptLines.push(`${site.lines[0]}`); }
     else siteReasons.set(siteKey(site), rejection(v));
   });
@@ -115,7 +127,7 @@ function verifyRulesOf(plan: RewritePlan, f: FileResult, rules: string[], withho
     return { file: f.path, rules: rules.map((rule) => ({ rule, verdict: 'not_runnable', detail: check.error })), classes: [], status: 'not_runnable', error: check.error };
   }
   const verdicts = rules.map((rule) => {
-    const v = judgeRule(f.path, rule, check);
+    const v = judgeRule(f.path, rule, check, hasCompiledKernel(plan, rule));
     if (v.verdict === 'kept') kept.add(`${f.path}\0${rule}`);
     else rejected.set(`${f.path}\0${rule}`, rejection(v));
     const results = exercisedOnly(check.results.filter((r) => r.variant === rule));

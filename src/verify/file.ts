@@ -59,7 +59,7 @@ export function checkPaths(original: string, variants: Record<string, string>, o
 }
 
 /** Forward and train ratios (rewritten / original) over the classes that ran, as medians. */
-export function speedOf(results: Check[]): { forward: number; train: number; forwardBest: number; trainBest: number } | null {
+export function speedOf(results: Check[]): { forward: number; train: number; forwardBest: number; trainBest: number; compiledCalls: number } | null {
   const timed = results.filter((r) => r.status === 'verified' && r.timings?.forward?.ratio && r.timings.train?.ratio);
   if (!timed.length) return null;
   const med = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
@@ -67,5 +67,7 @@ export function speedOf(results: Check[]): { forward: number; train: number; for
   return {
     forward: med(timed.map((r) => r.timings!.forward.ratio!)), train: med(timed.map((r) => r.timings!.train.ratio!)),
     forwardBest: med(timed.map((r) => best(r.timings!.forward))), trainBest: med(timed.map((r) => best(r.timings!.train))),
+    // compiled kernel calls the rewrite made at the timed sizes (a forward and a training step)
+    compiledCalls: timed.reduce((n, r) => n + (r.timings!.forward.compiled_calls ?? 0) + (r.timings!.train.compiled_calls ?? 0), 0),
   };
 }

@@ -10,7 +10,7 @@ import { validate, type Schema } from './schema.js';
 export type Harness = 'pair' | 'file' | 'hf' | 'hf_lm' | 'speed';
 export type CheckStatus = 'verified' | 'mismatch' | 'not_runnable';
 
-export interface Timing { original_s: number; rewritten_s: number; ratio?: number | null; ratio_best?: number | null }
+export interface Timing { original_s: number; rewritten_s: number; ratio?: number | null; ratio_best?: number | null; compiled_calls?: number }
 
 /** What the fast-path counter saw while the rewrite ran: calls into adopt_kernels, SDPA calls and
  *  compiled kernel calls (per kernel). fast_path_calls is -1 where adopt_kernels does not import. */
