@@ -172,7 +172,7 @@ export function ctorUnknown(view: MethodView, op: Op): string | undefined {
 /** Modules that map the last dimension and keep the others: the rank stays. */
 const RANK_KEEPING_MODULE = /(^|\.)(Linear|LayerNorm|RMSNorm|Dropout|GELU|ReLU|SiLU|Tanh|Sigmoid|Identity)$/;
 
-const RANK_KEEPING = new Set(['softmax', 'log_softmax', 'dropout', 'to', 'contiguous', 'float', 'type_as', 'relu', 'gelu', 'tanh', 'sigmoid', 'exp', 'neg', 'masked_fill', 'clamp', 'transpose']);
+const RANK_KEEPING = new Set(['softmax', 'log_softmax', 'dropout', 'to', 'contiguous', 'float', 'type_as', 'relu', 'gelu', 'tanh', 'sigmoid', 'exp', 'neg', 'masked_fill', 'clamp', 'transpose', 'sqrt', 'rsqrt', 'log', 'abs']);
 
 /** Static ranks where the code shows them: view/reshape with n sizes, einsum outputs, matmul
  *  of known ranks, elementwise ops. Enough to tell whether `softmax(x, dim=3)` is last-dim. */
@@ -247,12 +247,16 @@ function inferRanks(v: MethodView): void {
       case 'index_select': rank = r(a[0]); break;
       case 'bmm': case 'baddbmm': rank = 3; break;
       case 'int': case 'float': case 'pow': case 'floordiv': case 'truediv':
-        // arithmetic on Python numbers (`int(c) ** -0.5`, sizes read off a shape) is a number
+        // arithmetic on Python numbers (`int(c) ** -0.5`, sizes read off a shape) is a number;
+        // so is a size divided by what __init__ stored as given (`c // self.num_heads`): integer
+        // division of a shape entry by a tensor is not how code is written
         if (a.every((x) => operandRank(x) === 0)) rank = 0;
+        else if (op.callee === 'floordiv' && operandRank(a[0]) === 0 && a[1]?.k === 'name' && isStoredArgument(v, a[1].path)) rank = 0;
         else if (op.callee === 'pow' && operandRank(a[1]) === 0) rank = r(a[0]);
         break;
       default:
-        if (RANK_KEEPING.has(op.callee)) rank = r(a[0]);
+        // of a number too (`math.sqrt(d)`, which the analysis reads as sqrt): a number
+        if (RANK_KEEPING.has(op.callee)) rank = operandRank(a[0]);
     }
     if (rank !== undefined) v.rank.set(op.id, rank);
   }
@@ -272,6 +276,13 @@ function isShapeEntry(v: MethodView, id: number): boolean {
 }
 
 const ARITHMETIC = new Set(['add', 'sub', 'mul', 'div', 'truediv', 'floordiv', 'pow', 'neg', 'math.sqrt', 'sqrt', 'float', 'int']);
+
+/** `self.heads` set in __init__ to one of its arguments as given (`self.heads = heads`). */
+function isStoredArgument(v: MethodView, path: string): boolean {
+  const m = /^self\.([A-Za-z_]\w*)$/.exec(path);
+  const defs = m ? v.attrs.get(m[1]) : undefined;
+  return !!defs?.length && defs.every((d) => d.value.k === 'name' && /^[A-Za-z_]\w*$/.test(d.value.path));
+}
 
 /** `self.scale` set in __init__ from numbers and config values only (`1 / config.d_head ** 0.5`):
  *  a Python number, not a tensor. */
