@@ -319,10 +319,10 @@ function extend(rule: Rule, view: MethodView, i: number, st: Growing, anchor: Op
     trace.matched = Math.max(trace.matched, bound);
   }
   if (i === rule.pattern.length) {
-    // the match's result (the line `rewrite expr` names, else the last line, which a `rewrite
-    // stmts` template assigns): without it there is nothing to rewrite, and banning that optional
-    // op to look for another site would find this one again, less that line
-    const target = rule.rewrite?.kind === 'expr' ? rule.pattern.find((p) => p.name === rule.rewrite!.target) : undefined;
+    // the match's result (the line `rewrite expr` or `rewrite callee` names, else the last line,
+    // which a `rewrite stmts` template assigns): without it there is nothing to rewrite, and
+    // banning that optional op to look for another site would find this one again, less that line
+    const target = rule.rewrite?.kind === 'expr' || rule.rewrite?.kind === 'callee' ? rule.pattern.find((p) => p.name === rule.rewrite!.target) : undefined;
     const result = target ?? rule.pattern[i - 1];
     if (result.optional && st.ops.get(result.name) === null) {
       if (why.length === 0) why.push(`no '${result.name} = ${result.callees.join('|')}(...)' follows in the dataflow: the pattern's last line is optional, but it is the match's result`);
@@ -455,12 +455,14 @@ function calleeTest(alt: string): (op: Op) => boolean {
   // a project's own class named like torch's (`class Linear(nn.Module)`, a low-rank layer) is not
   // the torch layer the rule means: its kernel would compute torch's layer from other weights
   const torchsOnly = !isQual && isTorchNnClass(alt);
+  // `nn.Conv2d(c, c, 3)` builds the layer and computes nothing: the line means the layer called
+  const ctor = isTorchNnClass(last) ? `torch.nn.${last}` : undefined;
   const hit = (t: string) => t === alt || (t.endsWith(tail) && (!torchsOnly || t.startsWith('torch.')));
   return (op) => {
     // a callee the analysis could not resolve (`self.loss_function`) matches its own spelling
     if (op.kind === 'unknown') return isQual && op.callee === alt;
     if (op.kind === 'module') return (op.type ?? []).some(hit);
-    if (op.kind === 'call') return hit(op.callee);
+    if (op.kind === 'call') return hit(op.callee) && op.callee !== ctor;
     return false;
   };
 }

@@ -2,6 +2,7 @@
 // references to earlier lines, constraint arguments, template placeholders), every constraint is
 // in the registry with arguments of the right kinds, every kernel and guard switch is in the
 // kernel registry, and no line uses a form adopt does not apply.
+import { BINARY_OPS, COMPARE_OPS, UNARY_OPS } from '../analysis/canon.js';
 import { constraintProblem } from './constraints.js';
 import { kernelSignatures, registryProblems } from './kernel-registry.js';
 import { fail, type PatVal, type Rewrite, type Rule } from './rule-ir.js';
@@ -50,6 +51,7 @@ export function validateRule(r: Rule): void {
   if (rw.kind === 'expr' && (!rw.target || !ops.has(rw.target))) {
     fail(r.file, rw.line, 1, `rewrite ${rw.kind} names '${rw.target}', which is not a pattern name`);
   }
+  if (rw.kind === 'callee') checkCalleeTarget(r, rw, metas);
   checkDataflow(r);
   const known = (name: string) => ops.has(name) || metas.has(name);
   const check = (tpl: string, what: string) => {
@@ -73,19 +75,43 @@ export function validateRule(r: Rule): void {
   if (accessors.length) fail(r.file, rw.line, 1, `rule ${r.name}: ${accessors.join('; ')}`);
 }
 
-/** In `rewrite expr T`, the first placeholder that reads T's own value (`{T}`, `{T|default}`,
- *  `{,kw=T}`, `{,kw=x!T}`), as a problem. The expression replaced computes that value, so where the
- *  guard and the kernel call run it does not exist yet: the renderer would write the name T is
- *  assigned to, read before it is assigned (or a stale value). Parts of T (`{T.dim}`), its
- *  presence (`{?T:...}`, `{T.absent}`) read the matched call and are fine; `{T} = ...` belongs to
- *  `rewrite stmts`, whose template assigns the results. */
+/** Ops the analysis makes of Python syntax other than a call (`a + b`, `x[i]`, `a if c else b`):
+ *  a line matching them has no function whose expression a callee rewrite could replace. */
+const NOT_CALLS = new Set([
+  ...Object.values(BINARY_OPS), ...Object.values(UNARY_OPS), ...Object.values(COMPARE_OPS),
+  'binop', 'unary', 'compare', 'and', 'or', 'not', 'ifexp', 'getitem', 'getattr', 'setitem', 'setattr', 'written_through_view',
+]);
+
+/** `rewrite callee T`: T is a pattern line whose every form is a call. A line that may match an
+ *  operator (`add` is also `a + b`) would leave sites with no callee to replace, refused one by one
+ *  at synthesis, where the rule writer meant `rewrite expr`. */
+function checkCalleeTarget(r: Rule, rw: Rewrite, metas: Set<string>): void {
+  const col = rw.targetCol ?? 1;
+  const line = r.pattern.find((p) => p.name === rw.target);
+  if (!line) {
+    const what = metas.has(rw.target ?? '') ? `a metavariable ($${rw.target}), not a pattern line` : 'not a pattern name';
+    fail(r.file, rw.line, col, `rewrite callee names '${rw.target}', which is ${what}: 'rewrite callee NAME' replaces the function that pattern line NAME calls`);
+  }
+  const operator = [line.callees, ...(line.alts ?? []).map((f) => f.callees)].flat().find((c) => NOT_CALLS.has(c));
+  if (operator) {
+    fail(r.file, rw.line, col, `rewrite callee names '${line.name}', but pattern line '${line.name}' (line ${line.line}) matches '${operator}', which code also writes without a call (an operator, a subscript or other syntax), where there is no callee to replace: 'rewrite callee' takes a line that is always a call; use 'rewrite expr ${line.name}' to replace the whole expression`);
+  }
+}
+
+/** In `rewrite expr T` (or `rewrite callee T`), the first placeholder that reads T's own value
+ *  (`{T}`, `{T|default}`, `{,kw=T}`, `{,kw=x!T}`), as a problem. The expression replaced computes
+ *  that value (or, for a callee, the call it is part of), so where the guard and the kernel call
+ *  run it does not exist yet: the renderer would write the name T is assigned to, read before it
+ *  is assigned (or a stale value). Parts of T (`{T.dim}`), its presence (`{?T:...}`, `{T.absent}`)
+ *  read the matched call and are fine; `{T} = ...` belongs to `rewrite stmts`, whose template
+ *  assigns the results. */
 function ownResultRead(rw: Rewrite): string | undefined {
-  if (rw.kind !== 'expr' || !rw.target) return undefined;
+  if ((rw.kind !== 'expr' && rw.kind !== 'callee') || !rw.target) return undefined;
   const t = rw.target;
   for (const tpl of [...rw.guards, ...rw.code]) {
     for (const m of tpl.matchAll(/\{(?!\?),?(?:[A-Za-z_]\w*=)?([A-Za-z_]\w*)(\.[A-Za-z_]\w*)?(?:!([A-Za-z_]\w*))?(?:\|[^}]*)?\}/g)) {
       if ((m[1] === t && m[2] === undefined) || m[3] === t) {
-        return `${m[0]} reads the value of '${t}', the expression 'rewrite expr ${t}' replaces: it is not computed yet where the ${rw.guards.includes(tpl) ? 'guard' : 'replacement'} runs. Name the inputs instead ({x} for $x, an earlier line's name, a part such as {${t}.dim}); a template that assigns {${t}} is a 'rewrite stmts' one`;
+        return `${m[0]} reads the value of '${t}', ${rw.kind === 'callee' ? `the call whose function 'rewrite callee ${t}' replaces` : `the expression 'rewrite expr ${t}' replaces`}: it is not computed yet where the ${rw.guards.includes(tpl) ? 'guard' : 'replacement'} runs. Name the inputs instead ({x} for $x, an earlier line's name, a part such as {${t}.dim}); a template that assigns {${t}} is a 'rewrite stmts' one`;
       }
     }
   }
@@ -101,7 +127,7 @@ function controlFlowIn(rw: Rewrite): string | undefined {
     const bare = tpl.replace(/'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*"/g, '""');
     const word = /(?<![\w.])(await|yield)(?!\w)/.exec(bare)?.[1];
     if (word) return `${JSON.stringify(tpl)} uses '${word}', which would make the rewritten function ${word === 'await' ? 'a coroutine (or not compile)' : 'a generator'}`;
-    if (rw.kind === 'expr' && bare.includes(';')) return `${JSON.stringify(tpl)} holds ';': an expression rewrite replaces one expression with one expression (a 'rewrite stmts' template writes statements)`;
+    if (rw.kind !== 'stmts' && bare.includes(';')) return `${JSON.stringify(tpl)} holds ';': an expression rewrite replaces one expression with one expression (a 'rewrite stmts' template writes statements)`;
   }
   return undefined;
 }

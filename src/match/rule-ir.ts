@@ -36,8 +36,13 @@ export interface Constraint { name: string; args: PatVal[]; line: number; col: n
 export interface RefusedLine { kind: string; line: number }
 
 export interface Rewrite {
-  kind: 'expr' | 'stmts' | 'init';
+  /** `expr`: the template replaces the target line's expression; `callee`: it replaces only the
+   *  function the target line's call calls, its arguments staying as written; `stmts`: the
+   *  template replaces the matched statements. */
+  kind: 'expr' | 'callee' | 'stmts' | 'init';
   target?: string;
+  /** With `rewrite callee NAME`: the column of NAME, where a problem with the target is reported. */
+  targetCol?: number;
   guards: string[];
   code: string[];
   /** Metavariables whose value None makes the kernel call what it is with the lines binding

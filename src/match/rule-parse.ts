@@ -269,9 +269,12 @@ export function addRuleSemantics(s: ohm.Semantics): void {
     CArg_const(c) { return { k: 'const', v: (c.ir() as { v: Const }).v }; },
     CArg_ref(n) { return { k: 'ref', name: n.sourceString }; },
     Rewrite(_k, kind, _i, lines, _d) {
-      const k = kind.rule() as { kind: Rewrite['kind']; target?: string };
+      const k = kind.rule() as { kind: Rewrite['kind']; target?: string; targetCol?: number };
       // no `target` key where the kind has none: a parse read back from the rule cache has none
-      const rw: Rewrite = { kind: k.kind, ...(k.target === undefined ? {} : { target: k.target }), guards: [], code: [], noneAbsent: [], refused: [], line: lineCol(this as unknown as N).line };
+      const rw: Rewrite = {
+        kind: k.kind, ...(k.target === undefined ? {} : { target: k.target }), ...(k.targetCol === undefined ? {} : { targetCol: k.targetCol }),
+        guards: [], code: [], noneAbsent: [], refused: [], line: lineCol(this as unknown as N).line,
+      };
       for (const l of lines.children) {
         const v = l.rule() as { kind: string; value: string; line: number };
         if (v.kind === 'guard') rw.guards.push(v.value);
@@ -282,6 +285,7 @@ export function addRuleSemantics(s: ohm.Semantics): void {
       return { kind: 'rewrite', value: rw };
     },
     RewriteKind_expr(_k, t) { return { kind: 'expr', target: t.sourceString }; },
+    RewriteKind_callee(_k, t) { return { kind: 'callee', target: t.sourceString, targetCol: lineCol(t).col }; },
     RewriteKind_stmts(_k) { return { kind: 'stmts' }; },
     // refused when validated, with the reason: with or without a name
     RewriteKind_init(_k, t) { return t.sourceString ? { kind: 'init', target: t.sourceString } : { kind: 'init' }; },

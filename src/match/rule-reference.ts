@@ -16,7 +16,7 @@ const ITEMS: [string, string][] = [
   ['bench NAME', "Adopter's benchmark rule this one is scored against"],
   ['match', 'the pattern: one line per op, `name = callee(args)`, in dataflow order; `?` marks an optional line, `or` another form of the line'],
   ['where', 'constraints on a match, one per line (below)'],
-  ['rewrite expr NAME | rewrite stmts', 'the replacement: `guard "..."` lines, `none_means_absent $m`, then the code template'],
+  ['rewrite expr NAME | rewrite callee NAME | rewrite stmts', 'the replacement: `guard "..."` lines, `none_means_absent $m`, then the code template; `callee` replaces only the function line NAME calls'],
   ['detect "REASON"', 'instead of a rewrite: the sites are listed, not rewritten, with this reason (why no sound rewrite exists)'],
   ['kernel TARGET native "adopt_kernels.NAME"', 'the kernel the rewrite calls (below); `requires "pkg>=v"` notes a dependency'],
   ['example "before.py" "after.py"', 'a case `adopt rules test` checks; paths relative to the rule file\'s directory; options `model "Class"`, `shapes (..)`, `dtype`, `atol`, `rtol`'],

@@ -28,9 +28,11 @@ export function templateProblems(rule: Rule): string[] {
       if (hasSyntaxErrors(`if (${standIn(g, withOptional)}):\n    pass\n`)) out.push(`guard "${g}" is not a Python expression${variant}`);
     }
     const code = rw.code.map((c) => standIn(c, withOptional));
-    const program = rw.kind === 'expr' ? `_r = ${code.join(' ')}\n` : `${code.join('\n')}\n`;
+    // a callee rewrite's template is an expression too: the function called
+    const expression = rw.kind === 'expr' || rw.kind === 'callee';
+    const program = expression ? `_r = ${code.join(' ')}\n` : `${code.join('\n')}\n`;
     // quoted as written: the stand-ins are no names of the rule writer's
-    if (hasSyntaxErrors(program)) out.push(`the rewrite ${rw.kind === 'expr' ? 'expression' : 'statements'} would not be Python${variant}: ${rw.code.join(' / ')}`);
+    if (hasSyntaxErrors(program)) out.push(`the rewrite ${expression ? 'expression' : 'statements'} would not be Python${variant}: ${rw.code.join(' / ')}`);
   }
   return [...new Set(out)];
 }

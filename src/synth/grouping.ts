@@ -9,6 +9,7 @@ import { sourceFromText } from '../parse/source.js';
 /** Python's precedence levels, loosest first; an atom or a primary (name, call, attribute,
  *  subscript, display, parenthesized) binds tightest. */
 const PRIMARY = 15;
+const CONDITIONAL = 1;
 const BINARY: Record<string, number> = {
   '|': 6, '^': 7, '&': 8, '<<': 9, '>>': 9, '+': 10, '-': 10, '*': 11, '/': 11, '//': 11, '%': 11, '@': 11, '**': 13,
 };
@@ -23,7 +24,7 @@ function precedence(n: SyntaxNode): number {
     case 'expression_list': case 'yield': return -2;
     case 'named_expression': return -1;
     case 'lambda': return 0;
-    case 'conditional_expression': return 1;
+    case 'conditional_expression': return CONDITIONAL;
     case 'boolean_operator': return operatorOf(n) === 'or' ? 2 : 3;
     case 'not_operator': return 4;
     case 'comparison_operator': return 5;
@@ -57,7 +58,7 @@ function required(n: SyntaxNode): number | undefined {
     }
     case 'conditional_expression': {
       const operands = p.namedChildren;
-      return operands.indexOf(n) === operands.length - 1 ? 1 : 2;
+      return operands.indexOf(n) === operands.length - 1 ? CONDITIONAL : CONDITIONAL + 1;
     }
     case 'list_splat': case 'dictionary_splat': return 6;
     default: return undefined;
@@ -106,4 +107,16 @@ export function grouped(text: string, need: number | undefined): string {
   if (need === undefined) return text;
   const p = textPrecedence(text);
   return p !== undefined && p < need ? `(${text})` : text;
+}
+
+/** `then if cond else other` written in place of node `at`: each operand parenthesized where it
+ *  binds looser than its place in the conditional, and the whole where `at`'s place binds tighter
+ *  than a conditional does (the function of a call: `(f2 if c else f)(x)`). */
+export function conditionalAt(at: SyntaxNode, then: string, cond: string, other: string): string {
+  return groupedAt(at, `${grouped(then, CONDITIONAL + 1)} if ${grouped(cond, CONDITIONAL + 1)} else ${grouped(other, CONDITIONAL)}`);
+}
+
+/** Text written in place of node `at`, parenthesized where it binds looser than that place. */
+export function groupedAt(at: SyntaxNode, text: string): string {
+  return grouped(text, required(at));
 }

@@ -13,6 +13,7 @@ import { sourceFromText } from '../parse/source.js';
 import { callReturnFailure, fromOtherFile } from './call-site.js';
 import { applyEdits, EditSet, irValueIn, KERNELS_ALIAS, SiteSpans, unparsableSites, type Edit, type FileResult, type SiteResult } from './edits.js';
 import { inlinedSite } from './expressions.js';
+import { conditionalAt, groupedAt } from './grouping.js';
 import { layerClassGuards, skippedModuleGuards } from './layer-guard.js';
 import { isSequentialCall, planSequential } from './sequential.js';
 import { identifierNodes, indexOf, lineAt, nodeOfSpan, openSynthFile, type ParsedLookup, type SynthFile } from './source.js';
@@ -126,6 +127,8 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
     // an expression rewrite replaces what lies in its range; a statements rewrite every matched op
     const replaced = (op: Op) => {
       if (!ctx.range) return true;
+      // a callee rewrite replaces the function its call calls; what the arguments compute still runs
+      if (rw.kind === 'callee') return op === s.ops[rw.target!];
       const n = nodeOfSpan(f, op.via?.length && op.site ? op.site : op.span);
       return !!n && n.startIndex >= ctx.range[0] && n.endIndex <= ctx.range[1];
     };
@@ -141,7 +144,7 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
   // code inlined from another file's helper: only the call, replaced by the expression the
   // helper returns, can be rewritten here
   const foreign = ops.find(fromOtherFile);
-  if (rw.kind !== 'expr' && foreign) return `the matched code runs inside helper ${foreign.via![0].split('.').pop()} of another file (${basename(foreign.span.file!)}), and this rule rewrites statements, not the call's value`;
+  if (rw.kind === 'stmts' && foreign) return `the matched code runs inside helper ${foreign.via![0].split('.').pop()} of another file (${basename(foreign.span.file!)}), and this rule rewrites statements, not the call's value`;
   if (rw.kind === 'stmts') {
     const noneGroups = rw.noneAbsent.map((meta) => ({ meta, lines: linesWithMeta(rule, meta) }));
     const planned = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], holdsOther, { noneGroups });
@@ -153,9 +156,12 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
     const narrower = planStatements(f, s, rw.code, renderGuard, ctx, nodes as SyntaxNode[], holdsOther, { leftOut: optional, noneGroups });
     return typeof narrower === "string" ? planned : narrower;
   }
-  if (rw.kind === 'expr') {
+  if (rw.kind === 'expr' || rw.kind === 'callee') {
     const target = s.ops[rw.target!];
     if (!target) return `the rewrite target '${rw.target}' is an optional line that is absent here`;
+    // the call a helper of another file makes is written there: the call of the helper here calls
+    // the helper, not the function the rule replaces
+    if (rw.kind === 'callee' && fromOtherFile(target)) return `the matched call runs inside helper ${target.via![0].split('.').pop()} of another file (${basename(target.span.file!)}), and this rule replaces the function it calls, which is written there`;
     const outside = fromOtherFile(target) ? callReturnFailure(target, known) : undefined;
     if (outside) return outside;
     const branchOnly = branchOnlyOp(s, ops, target);
@@ -170,8 +176,10 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
     if (!node) return 'cannot locate the matched code in the source (file changed since analysis?)';
     const bound = namedExpressionIn(node);
     if (bound) return `the rewritten expression binds ${bound.childForFieldName('name')?.text ?? 'a name'} with := at line ${lineAt(f.source, bound.startIndex)}, which the rewrite would not keep`;
+    const replacing = rw.kind === 'callee' ? calleeOf(s, target, node) : node;
+    if (typeof replacing === 'string') return replacing;
     // operands computed inside the replaced expression are written as they are
-    ctx.range = [node.startIndex, node.endIndex];
+    ctx.range = [replacing.startIndex, replacing.endIndex];
     const guard = renderGuard();
     if (guard === undefined) return ctx.failure!;
     const code = ctx.fillCode(rw.code.join(' '));
@@ -181,10 +189,32 @@ function planEdit(f: SynthFile, s: Site, rule: Rule, res: SiteResult, holdsOther
     // dropout mask) twice
     const twice = callRunTwice(ctx.calls, `${guard} ${code}`);
     if (twice) return `the call ${twice.length > 60 ? `${twice.slice(0, 57)}...` : twice} would run more than once on the fast path (the template reads its value twice); name it first (\`h = ${twice.length > 30 ? '...' : twice}\`) and the rule can read the name`;
+    if (rw.kind === 'callee') {
+      // only the function changes: the arguments are written once, and run as the original runs them
+      const text = guard ? conditionalAt(replacing, code, guard, replacing.text) : groupedAt(replacing, code);
+      return { start: replacing.startIndex, end: replacing.endIndex, text, rule: s.rule, line: s.lines[0] };
+    }
     const text = guard ? `(${code} if ${guard} else ${node.text})` : isPrimary(code) ? code : `(${code})`;
     return { start: node.startIndex, end: node.endIndex, text, rule: s.rule, line: s.lines[0] };
   }
   return `rewrite kind '${rw.kind}' is not supported for this match`;
+}
+
+/** The function of the matched call, which a callee rewrite replaces, or why the site has none. */
+function calleeOf(s: Site, target: Op, node: SyntaxNode): SyntaxNode | string {
+  const line = target.span.from.line;
+  const fn = node.type === 'call' ? node.childForFieldName('function') : null;
+  if (!fn) return `the matched code at line ${line} is not a call (${short(node.text)}): the rule replaces the function a call calls`;
+  // an op the analysis derived from a larger call (the transpose an einsum canonicalises to)
+  // shares that call's span: the function written there is the larger call's, not the op's
+  const sameSpan = (o: Op) => o !== target && o.span.start === target.span.start && o.span.end === target.span.end && (o.span.file ?? '') === (target.span.file ?? '');
+  if (s.view.ops.some(sameSpan)) return `the call at line ${line} (${short(node.text)}) computes more than the matched ${target.callee}, so its function is not the one the rule replaces`;
+  return fn;
+}
+
+function short(text: string): string {
+  const one = text.replace(/\s+/g, ' ');
+  return one.length > 60 ? `${one.slice(0, 57)}...` : one;
 }
 
 /** The first `name := value` inside a node (not inside a nested function or lambda). */
@@ -252,11 +282,17 @@ function aliasTaken(f: SynthFile): boolean {
 }
 
 function alreadyGuarded(node: SyntaxNode): boolean {
+  // every guard a rewrite writes begins `_adopt is not None`; `enabled(...)` is the usual rest
+  const adoptGuard = (cond: SyntaxNode | null | undefined) => !!cond && (cond.text.includes(`${KERNELS_ALIAS}.enabled(`) || cond.text.includes(`${KERNELS_ALIAS} is not None`));
+  // a callee rewrite guards the function alone (`(_adopt.f(C) if <guard> else C)(args)`): the
+  // call itself then sits under no guard, its function is one
+  let fn = node.type === 'call' ? node.childForFieldName('function') : null;
+  while (fn?.type === 'parenthesized_expression' && fn.namedChildren.length === 1) fn = fn.namedChildren[0];
+  if (fn?.type === 'conditional_expression' && adoptGuard(fn.namedChildren[1])) return true;
   for (let n: SyntaxNode | null = node.parent; n; n = n.parent) {
     if (n.type === 'conditional_expression' || n.type === 'if_statement') {
       const cond = n.type === 'if_statement' ? n.childForFieldName('condition') : n.namedChildren[1];
-      // every guard a rewrite writes begins `_adopt is not None`; `enabled(...)` is the usual rest
-      if (cond && (cond.text.includes(`${KERNELS_ALIAS}.enabled(`) || cond.text.includes(`${KERNELS_ALIAS} is not None`))) return true;
+      if (adoptGuard(cond)) return true;
     }
     if (n.type === 'function_definition') return false;
   }

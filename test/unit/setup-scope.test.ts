@@ -65,7 +65,7 @@ class Net(nn.Module):
 `;
 
 const GUARD = "_adopt is not None and _adopt.enabled('fused_optimizer')";
-const rewritten = (call: string, cls: string) => `(_adopt.fused_optimizer_class(${cls})${call.slice(cls.length)} if ${GUARD} else ${call})`;
+const rewritten = (call: string, cls: string) => `(_adopt.fused_optimizer_class(${cls}) if ${GUARD} else ${cls})${call.slice(cls.length)}`;
 
 function rewrite(files: Record<string, string>, rules?: string) {
   const dir = tempProject(files);
