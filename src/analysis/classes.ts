@@ -273,11 +273,9 @@ export class ClassTable {
         else if (e.k === 'dict') e.items.forEach(([, v]) => visit(v));
       };
       visit(value);
-      // `self.conv = create_conv2d(...)`: the layer a project factory builds, by its own choice
-      if (value.k === 'call' && !out.has(value.callee)) {
-        const built = this.factories.builds(value.callee, value.args.length, value.kw.map(([k]) => k));
-        if (built) out.set(value.callee, { k: 'name', path: built });
-      }
+      // `self.conv = create_conv2d(...)`, or a Sequential's element a factory builds: the layer
+      // a project factory builds, by its own choice
+      for (const [callee, built] of this.factories.buildsIn(value)) if (!out.has(callee)) out.set(callee, { k: 'name', path: built });
       return [...out];
     };
   }

@@ -1,7 +1,8 @@
 // The layer classes project factories give, for the analysis of __init__: memoised, since one
 // factory serves many attributes (see layer-factory.ts for how a factory is run).
+import type { Expr } from '../dsl/ir.js';
 import { chosenClass, factoryClasses, type Val } from './layer-factory.js';
-import type { ClassChooser } from './layer-class.js';
+import { sequentialArgs, type ClassChooser } from './layer-class.js';
 import type { Resolved, Resolver } from './resolve.js';
 
 export class LayerFactories {
@@ -31,6 +32,22 @@ export class LayerFactories {
       this.built.set(key, chosenClass(factoryClasses(this.resolver, this.qualOf(callee), Array(positional).fill(undefined), kw, 'inst')));
     }
     return this.built.get(key);
+  }
+
+  /** The layers project factories build in a value of __init__, by factory: the value itself
+   *  (`self.conv = create_conv2d(...)`) and each element of an nn.Sequential it is
+   *  (`nn.Sequential(conv1x1(c, c), nn.BatchNorm2d(c))`, torchvision's downsample), so a pair
+   *  inside the Sequential is seen for the classes it holds. */
+  buildsIn(value: Expr): [string, string][] {
+    if (value.k !== 'call') return [];
+    const calls = /(^|\.)Sequential$/.test(value.callee) && !value.kw.length ? sequentialArgs(value.args) : [value];
+    const out: [string, string][] = [];
+    for (const c of calls) {
+      if (c.k !== 'call' || out.some(([callee]) => callee === c.callee)) continue;
+      const built = this.builds(c.callee, c.args.length, c.kw.map(([k]) => k));
+      if (built) out.push([c.callee, built]);
+    }
+    return out;
   }
 
   private isFunction(callee: string): boolean {

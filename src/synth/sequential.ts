@@ -4,6 +4,7 @@ import type { Attr, Span } from '../dsl/ir.js';
 import type { Site } from '../match/matcher.js';
 import type { Rule } from '../match/rule.js';
 import type { SyntaxNode } from '../parse/python.js';
+import { sequentialLocal } from '../analysis/local-lists.js';
 import { KERNELS_ALIAS, type Edit, type SiteResult } from './edits.js';
 import { statementOf } from './source.js';
 
@@ -29,7 +30,7 @@ export function planSequential(s: Site, rule: Rule, res: SiteResult, nodes: Synt
   if (attrStmt) find(attrStmt);
   if (!call && isSequentialCall(nodes[0])) call = nodes[0];
   if (!call) find(stmt);
-  if (!call) return 'the nn.Sequential call is not in this statement';
+  if (!call) return elsewhere(stmt) ?? 'the nn.Sequential call is not in this statement';
   const fn = call.childForFieldName('function')!;
   const enabled = `${KERNELS_ALIAS}.enabled('${rule.name}')`;
   res.guards = [`${KERNELS_ALIAS} is not None`, enabled];
@@ -47,4 +48,19 @@ function listAttr(s: Site): Attr | undefined {
   if (!op) return undefined;
   return s.view.module?.attrs.find((a) => a.built && !a.built.file && !a.span.file && a.built.start === op.span.start && a.built.end === op.span.end
     && a.value.k === 'call' && /(^|\.)Sequential$/.test(a.value.callee));
+}
+
+/** Why `self.x = ds` is not rewritten at `ds = nn.Sequential(...)`: `ds` is read elsewhere too,
+ *  where the analysis did not follow it (see analysis/local-lists.ts). */
+function elsewhere(stmt: SyntaxNode): string | undefined {
+  const e = stmt.type === 'expression_statement' ? stmt.namedChildren[0] : undefined;
+  const right = e?.type === 'assignment' ? e.childForFieldName('right') : null;
+  const local = right?.type === 'identifier' ? sequentialLocal(right) : undefined;
+  if (!local?.others.length) return undefined;
+  let root = stmt;
+  while (root.parent) root = root.parent;
+  const lineOf = (n: SyntaxNode) => root.text.slice(0, n.startIndex - root.startIndex).split('\n').length;
+  const lines = [...new Set(local.others.map(lineOf))];
+  return `the nn.Sequential is built into ${right!.text} at line ${lineOf(local.stmt)}, and ${right!.text} is also used at line${lines.length > 1 ? 's' : ''} ${lines.join(', ')}: `
+    + `rewriting it there would change it for ${lines.length > 1 ? 'those uses' : 'that use'} too, which the analysis did not follow`;
 }
