@@ -7,6 +7,7 @@ the same thing in `rules test`, `rewrite --verify` and `bench --hf --verify`.
 import importlib
 import importlib.util
 import inspect
+import math
 import os
 import re
 import sys
@@ -182,9 +183,10 @@ def init_signature(cls):
     return inspect.signature(init)
 
 
-def constructor_kwargs(module, name, overrides, tiny=True):
-    """Keyword arguments that build class `name` of `module`: the caller's overrides first, then a
-    config where one is asked for, then the size table (for a defaulted size only when `tiny`)."""
+def constructor_kwargs(module, name, overrides, tiny=True, sizes=None):
+    """Keyword arguments that build class `name` of `module`: the caller's overrides first, then
+    `sizes` (a plan of size_plans), then a config where one is asked for, then the size table (for
+    a defaulted size only when `tiny`)."""
     cls = getattr(module, name)
     kwargs = {}
     for p in list(init_signature(cls).parameters.values())[1:]:
@@ -192,6 +194,8 @@ def constructor_kwargs(module, name, overrides, tiny=True):
             continue
         if p.name in overrides:
             kwargs[p.name] = overrides[p.name]
+        elif sizes and p.name in sizes:
+            kwargs[p.name] = sizes[p.name]
         elif _wants_config(p) and (p.default is inspect.Parameter.empty or tiny):
             rest = {k: v for k, v in overrides.items() if k not in kwargs}
             kwargs[p.name] = config_for(module, cls, p, rest, tiny)
@@ -203,6 +207,54 @@ def constructor_kwargs(module, name, overrides, tiny=True):
         else:
             raise RuntimeError(f"cannot build {name}: no value for its parameter '{p.name}' (give one with --config '{{\"{p.name}\": ...}}')")
     return kwargs
+
+
+# Sized parameters that are not widths (an index, a count of classes, ids or positions): a plan
+# that scales widths together leaves them at the size table's value.
+_NOT_WIDTHS = frozenset({"vocab_size", "num_embeddings", "num_classes", "num_labels", "max_position_embeddings", "block_size",
+                         "seq_len", "max_seq_len", "padding_idx", "layer_idx", "layer_id"})
+# A class is built at its own defaults only where no sized default is above this: a layer of this
+# width is still small (a 256 x 256 Linear is 65k weights).
+MAX_DEFAULT_SIZE = 256
+# Weights a class built from a plan other than the size table's may have.
+MAX_PLAN_PARAMETERS = 2_000_000
+
+
+def _sized_defaults(module, name, overrides):
+    """The class's defaulted int parameters that the size table would change: name -> default."""
+    out = {}
+    for p in list(init_signature(getattr(module, name)).parameters.values())[1:]:
+        if p.name in overrides or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or _wants_config(p):
+            continue
+        if _plain_int(p.default) and _plain_int(CONSTRUCTOR_SIZES.get(p.name)) and CONSTRUCTOR_SIZES[p.name] != p.default:
+            out[p.name] = p.default
+    return out
+
+
+def size_plans(module, name, overrides):
+    """Sizes to build class `name` with, in the order to try them, as (description, sizes for
+    constructor_kwargs): the size table's (None); the class's own widths scaled down together by
+    one factor, so relations between them hold (a ResNet bottleneck's residual needs
+    `planes * expansion == inplanes`, which the table's equal sizes break); the class's own
+    defaults, where all of them are small. A later plan is tried only where the one before it
+    cannot be built or fed."""
+    plans = [("the size table", None)]
+    defaults = _sized_defaults(module, name, overrides)
+    widths = {k: v for k, v in defaults.items() if k not in _NOT_WIDTHS and CONSTRUCTOR_SIZES[k] >= 8 and v > 0}
+    if widths:
+        room = min(v // CONSTRUCTOR_SIZES[k] for k, v in widths.items())
+        common = math.gcd(*widths.values())
+        k = max((d for d in range(1, max(room, 1) + 1) if common % d == 0), default=1)
+        if k > 1:
+            scaled = {n: v // k for n, v in widths.items()}
+            plans.append((f"its own widths over {k} ({', '.join(f'{n}={v}' for n, v in scaled.items())})", scaled))
+    if defaults and max(defaults.values()) <= MAX_DEFAULT_SIZE:
+        plans.append((f"its own defaults ({', '.join(f'{n}={v}' for n, v in defaults.items())})", dict(defaults)))
+    return plans
+
+
+def parameter_count(model):
+    return sum(p.numel() for p in model.parameters())
 
 
 def config_of(kwargs):

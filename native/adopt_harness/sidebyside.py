@@ -16,6 +16,7 @@ import torch
 from adopt_harness.compare import Comparison, grad_scale, slots, tensors
 from adopt_harness.deadline import Timeout
 from adopt_harness.dropout import no_dropout
+from adopt_harness.text import clip, first_line
 
 MODES = ("eval", "train")
 
@@ -93,7 +94,7 @@ def _run_model(model, inputs, mode):
             # reversible layers (Reformer) recompute activations in backward and allow it in training only
             if mode == "train":
                 raise
-            grads = f"{type(e).__name__}: {str(e)[:150]}"
+            grads = first_line(e, 150)
         else:
             grads = {name: None if p.grad is None else p.grad.detach().clone() for name, p in model.named_parameters()}
     input_grads = [t.grad for t in args if isinstance(t, torch.Tensor) and t.is_floating_point()]
@@ -112,7 +113,7 @@ def load_strict(rewritten, state):
         rewritten.load_state_dict(state, strict=True)
         return None
     except RuntimeError as e:
-        return f"the rewritten model does not load the original state dict strictly: {str(e)[:300]}"
+        return f"the rewritten model does not load the original state dict strictly: {clip(' '.join(str(e).split()), 300)}"
 
 
 WEIGHTS_FLAG = "output_attentions"
@@ -148,7 +149,7 @@ def _compare_weights_left_out(cmp, mode, ref, run, original, rewritten, inputs):
     try:
         run2 = run_model(rewritten, asked, mode)
     except Exception as e:
-        raise RewrittenRaised(f"{mode} with {WEIGHTS_FLAG}: the rewritten model raises where the original runs: {type(e).__name__}: {str(e)[:200]}")
+        raise RewrittenRaised(f"{mode} with {WEIGHTS_FLAG}: the rewritten model raises where the original runs: {first_line(e, 200)}")
     if len(ref2.outputs) != len(run2.outputs):
         cmp.problems.append(f"{mode} with {WEIGHTS_FLAG}: {len(ref2.outputs)} output tensors, the rewrite returns {len(run2.outputs)}")
         return
@@ -195,7 +196,7 @@ def _compare_rewrite(rewritten, inputs, references, policy, original, exact=None
         except Timeout:
             raise
         except Exception as e:  # the original ran on these inputs
-            raise RewrittenRaised(f"{mode}: the rewritten model raises where the original runs: {type(e).__name__}: {str(e)[:200]}")
+            raise RewrittenRaised(f"{mode}: the rewritten model raises where the original runs: {first_line(e, 200)}")
         timings[mode] = {"original_s": ref.seconds, "rewritten_s": run.seconds}
         if not ref.outputs:
             raise RuntimeError("the model returned no floating-point tensor")

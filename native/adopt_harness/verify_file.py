@@ -36,7 +36,7 @@ import types
 import torch
 
 from adopt_harness import hf_verify
-from adopt_harness.build import config_of, constructor_kwargs, init_signature, load, module_classes
+from adopt_harness.build import MAX_PLAN_PARAMETERS, config_of, constructor_kwargs, init_signature, load, module_classes, parameter_count, size_plans
 from adopt_harness.compare import TORCH_DTYPES, policy_for, tensors
 from adopt_harness.counting import FastPathCounter
 from adopt_harness.deadline import Timeout, deadline, extend
@@ -46,6 +46,7 @@ from adopt_harness.inputs import find_inputs, label_keyword
 from adopt_harness.optimizer_pass import optimizer_problems
 from adopt_harness.protocol import Channel
 from adopt_harness.sidebyside import RewrittenRaised, compare_rewrite, load_strict, reference
+from adopt_harness.text import clip, first_line
 
 TIMEOUT_S = int(os.environ.get("ADOPT_VERIFY_TIMEOUT", "60"))
 
@@ -127,19 +128,22 @@ def _sizes_of(kwargs):
     return types.SimpleNamespace(**ints) if ints else None
 
 
-def _build_pair(original, rewritten, name, overrides, dtype):
-    """(original model, rewritten model, config) or a mismatch result for the rewrite."""
-    kwargs = constructor_kwargs(original, name, overrides)
+def _build_pair(original, rewritten, name, overrides, dtype, sizes=None):
+    """(original model, rewritten model, config) or a mismatch result for the rewrite; `sizes`, a
+    plan of build.size_plans (None: the size table's)."""
+    kwargs = constructor_kwargs(original, name, overrides, sizes=sizes)
     torch.manual_seed(0)
     a = getattr(original, name)(**kwargs)
+    if sizes is not None and parameter_count(a) > MAX_PLAN_PARAMETERS:
+        raise RuntimeError(f"{parameter_count(a)} weights at these sizes, more than the {MAX_PLAN_PARAMETERS} a check builds")
     try:
-        kwargs_b = constructor_kwargs(rewritten, name, overrides)
+        kwargs_b = constructor_kwargs(rewritten, name, overrides, sizes=sizes)
         torch.manual_seed(0)
         b = getattr(rewritten, name)(**kwargs_b)
     except Timeout:
         raise
     except Exception as e:  # the original builds: a rewrite that does not is wrong
-        return None, {"status": "mismatch", "problems": [f"the rewritten class raises when built: {type(e).__name__}: {str(e)[:200]}"]}
+        return None, {"status": "mismatch", "problems": [f"the rewritten class raises when built: {first_line(e, 300)}"]}
     wrong = load_strict(b, a.state_dict())
     if wrong:
         return None, {"status": "mismatch", "problems": [wrong], "strict_load": False}
@@ -169,7 +173,7 @@ def _compare_sets(a, b, sets, policy, exact_model=None):
             except Timeout:
                 raise
             except Exception as e:
-                notes.append(f"not compared {tag}: the original raises: {type(e).__name__}: {str(e)[:120]}")
+                notes.append(f"not compared {tag}: the original raises: {first_line(e, 160)}")
                 continue
         else:
             refs = reference(a, inputs)
@@ -218,7 +222,7 @@ def switches(module, name, overrides):
     return out[:MAX_SWITCHES]
 
 
-def _switched_problems(original, rewritten, name, overrides, dtype):
+def _switched_problems(original, rewritten, name, overrides, dtype, sizes=None, shape=None):
     """The pair built with each switch flipped in turn and compared as the default was: problems,
     each prefixed with the switch; a setting the original itself cannot build or run is left out
     (notes say so)."""
@@ -229,7 +233,7 @@ def _switched_problems(original, rewritten, name, overrides, dtype):
             # each setting has a budget of its own, so that checking more of the class never turns
             # the default's verdict into a time-out; what is left of the class gets a fresh one after
             extend(TIMEOUT_S)
-            problems_here, notes_here = _switched_pair(original, rewritten, name, {**overrides, key: value}, dtype, tag)
+            problems_here, notes_here = _switched_pair(original, rewritten, name, {**overrides, key: value}, dtype, tag, sizes, shape)
         except Timeout:
             notes.append(f"not compared {tag} or later switches: out of time ({TIMEOUT_S} s)")
             break
@@ -240,46 +244,92 @@ def _switched_problems(original, rewritten, name, overrides, dtype):
     return problems, notes
 
 
-def _switched_pair(original, rewritten, name, overrides, dtype, tag):
+def _switched_pair(original, rewritten, name, overrides, dtype, tag, sizes=None, shape=None):
     """The pair built with `overrides` (one switch flipped), compared as the default was."""
     try:
-        built, failed = _build_pair(original, rewritten, name, overrides, dtype)
+        built, failed = _build_pair(original, rewritten, name, overrides, dtype, sizes)
     except Timeout:
         raise
     except Exception as e:  # the original does not build so: nothing to hold the rewrite to
-        return [], [f"not compared {tag}: the original raises when built: {type(e).__name__}: {str(e)[:120]}"]
+        return [], [f"not compared {tag}: the original raises when built: {first_line(e, 160)}"]
     if failed:
         return [f"{tag}: {p}" for p in failed["problems"]], []
     a, b, config = built
     try:
-        args, _ = find_inputs(a, config, dtype)
+        args, _ = find_inputs(a, config, dtype, shape)
         # a copy runs it: a forward in training mode moves running statistics, which the
         # comparison below must find as the rewrite's twin has them
         reference(copy.deepcopy(a), (list(args), {}))
     except Timeout:
         raise
     except Exception as e:
-        return [], [f"not compared {tag}: the original raises: {type(e).__name__}: {str(e)[:120]}"]
+        return [], [f"not compared {tag}: the original raises: {first_line(e, 160)}"]
     found, _, more = _compare_sets(a, b, _input_sets(a, args), policy_for(dtype))
     return [f"{tag}: {p}" for p in found], [f"{tag}: {n}" for n in more]
 
 
-def check_class(original, rewritten, name, overrides, dtype, repeats, probe=None, kernels=False):
+def _built_and_fed(original, rewritten, name, overrides, dtype, lines, shape=None):
+    """The pair built and the inputs the original accepts, from the first size plan that gives
+    both (build.size_plans: the size table's, else the class's own widths scaled together, else its
+    own defaults), in `dtype`, else in float32 where the original does not run in float64 (its
+    own code fixes float32: `torch.arange(n, dtype=torch.float32)` in a timestep embedding).
+    A dict with a, b, args, label, dtype, sizes and notes; or a result (a mismatch of the rewrite,
+    which stands whatever the sizes). `shape`, the caller's input shape for this class, is the
+    only first input tried. Raises the first plan's error where none fits."""
+    first = None
+    dtypes = [dtype] + ([torch.float32] if dtype == torch.float64 else [])
+    for described, sizes in size_plans(original, name, overrides):
+        failed_in = None
+        for dt in dtypes:
+            try:
+                with lines:
+                    built, failed = _build_pair(original, rewritten, name, overrides, dt, sizes)
+                if failed:
+                    return failed
+                a, b, config = built
+                args, label = find_inputs(a, config, dt, shape)
+            except Timeout:
+                raise
+            except Exception as e:  # the next plan, or float32, may build and run
+                first, failed_in = first or e, failed_in or e
+                continue
+            notes = []
+            if sizes is not None:
+                notes.append(f"built at {described}: at the size table's sizes, {_why(first)}")
+            if dt != dtype:
+                notes.append(f"compared in float32: the original does not run in float64 ({_why(failed_in)})")
+            return {"a": a, "b": b, "args": args, "label": label, "dtype": dt, "sizes": sizes, "notes": notes, "fell_back": dt != dtype}
+    raise first
+
+
+def _why(e):
+    return _message(e, 300) if isinstance(e, RuntimeError) else first_line(e, 300)
+
+
+def _message(e, limit):
+    """An error's first line, clipped at a word: the harness's own reasons are one line, and
+    torch's first line says what went wrong (the lines after it are a C++ traceback)."""
+    lines = str(e).strip().splitlines()
+    return clip(lines[0], limit) if lines else type(e).__name__
+
+
+def check_class(original, rewritten, name, overrides, dtype, repeats, probe=None, kernels=False, shape=None):
     """One class compared in `dtype` (with labels too where its forward takes them); with
     `kernels`, a float64 pass that matched is followed by a float32 pass that runs the compiled
-    kernels. `probe` (the rewrite's own code, see exercised.py) decides `exercised`."""
+    kernels. `probe` (the rewrite's own code, see exercised.py) decides `exercised`; `shape`, the
+    caller's, is the shape of its first input."""
     if not hasattr(rewritten, name):
         return {"class": name, "status": "mismatch", "problems": [f"the rewritten file has no class {name}"]}
     lines = probe() if probe else contextlib.nullcontext()
-    with lines:
-        built, failed = _build_pair(original, rewritten, name, overrides, dtype)
-    if failed:
-        return {"class": name, **failed}
-    a, b, config = built
-    args, label = find_inputs(a, config, dtype)
+    fed = _built_and_fed(original, rewritten, name, overrides, dtype, lines, shape)
+    if "status" in fed:
+        return {"class": name, **fed}
+    a, b, args, label, dtype, sizes = (fed[k] for k in ("a", "b", "args", "label", "dtype", "sizes"))
+    notes = fed["notes"]
     sets = _input_sets(a, args)
     with FastPathCounter() as counter, lines:
-        problems, summary, notes = _compare_sets(a, b, sets, policy_for(dtype))
+        problems, summary, more = _compare_sets(a, b, sets, policy_for(dtype))
+    notes += more
     counts = counter.result()
     # an optimizer the model builds for itself shows a rewrite of it only when it steps
     steps = 0
@@ -290,10 +340,11 @@ def check_class(original, rewritten, name, overrides, dtype, repeats, probe=None
     if not problems:
         # the same class with each on/off constructor switch flipped: a setting read from one
         # branch of __init__ that another instance does not share shows here
-        switched, more = _switched_problems(original, rewritten, name, overrides, dtype)
+        switched, more = _switched_problems(original, rewritten, name, overrides, dtype, sizes, shape)
         problems += switched
         notes += more
     result = {"class": name, "status": "mismatch" if problems else "verified", "problems": problems[:10],
+              **({"dtype": "fp32"} if fed["fell_back"] else {}),
               "inputs": label + "".join(f", and {tag}" for tag, _ in sets[1:]), "strict_load": True, **summary, **counts,
               **({"optimizer_steps": steps} if steps else {})}
     if probe:
@@ -313,14 +364,18 @@ def check_class(original, rewritten, name, overrides, dtype, repeats, probe=None
     return result
 
 
+# characters of a reason: the input finder's (one clipped first line per try) fits whole
+REASON_CHARS = 1000
+
+
 def not_runnable(name, e):
     if isinstance(e, SystemExit):
         return {"class": name, "status": "not_runnable", "reason": f"the model calls sys.exit({e.code!r})"}
     if isinstance(e, (Timeout, RuntimeError)):
-        return {"class": name, "status": "not_runnable", "reason": str(e)[:300]}
+        return {"class": name, "status": "not_runnable", "reason": _message(e, REASON_CHARS)}
     tb = traceback.extract_tb(e.__traceback__)
     where = f" ({os.path.basename(tb[-1].filename)}:{tb[-1].lineno})" if tb else ""
-    return {"class": name, "status": "not_runnable", "reason": f"{type(e).__name__}: {str(e)[:300]}{where}"}
+    return {"class": name, "status": "not_runnable", "reason": f"{first_line(e, 300)}{where}"}
 
 
 def transformers_models(module):
@@ -339,7 +394,7 @@ def check_model(original, rewritten, label):
         with deadline(TIMEOUT_S):
             r = hf_verify.verify_modules(label, original, rewritten)
     except (Timeout, hf_verify.NotRunnable) as e:
-        r = {"status": "not_runnable", "reason": " ".join(str(e).split())[:300]}
+        r = {"status": "not_runnable", "reason": clip(" ".join(str(e).split()), REASON_CHARS)}
     except Exception as e:  # the model code failed where the harness could not tell whose fault it is
         r = not_runnable("", e)
     r.pop("timings", None)  # timed per class below, never per model
@@ -363,12 +418,13 @@ def importing_fails(e):
     return f"{type(e).__name__}: {e}"
 
 
-def check_variant(args, channel, original, names, vname, path, dtype, overrides):
+def check_variant(args, channel, original, names, vname, path, dtype, overrides, shapes=None):
     try:
         rewritten = load(path, False, package_from=None if args.own_package else args.original)
     except (Exception, SystemExit) as e:
         return [{"variant": vname, "status": "mismatch", "problems": [f"the rewritten file does not import: {importing_fails(e)}"]}]
     probe = probe_for(args.original, path, fast_path_api(), args.own_package)
+    shapes = shapes or {}
     results = []
     models = transformers_models(original) & set(names)
     if models:
@@ -380,7 +436,7 @@ def check_variant(args, channel, original, names, vname, path, dtype, overrides)
         started = time.time()
         try:
             with deadline(TIMEOUT_S):
-                r = check_class(original, rewritten, name, overrides, dtype, args.repeats, probe, args.kernels)
+                r = check_class(original, rewritten, name, overrides, dtype, args.repeats, probe, args.kernels, shapes.get(name))
         except (Exception, SystemExit) as e:  # a model we cannot build or feed is reported, not raised
             r = not_runnable(name, e)
         r.update({"variant": vname, "seconds": round(time.time() - started, 3)})
@@ -399,10 +455,15 @@ def main():
     p.add_argument("--repeats", type=int, default=0, help="time forward and training step (median of N)")
     p.add_argument("--kernels", action="store_true", help="after a float64 pass that matched, compare again in float32, where the compiled kernels run")
     p.add_argument("--own-package", action="store_true", help="load each variant in the package its own path is in (a rewritten copy of the package)")
+    p.add_argument("--shape", action="append", default=[], help="NAME=2,7,32: the shape of class NAME's first input (default: found)")
     args = p.parse_args()
     channel = Channel("file")
     dtype = TORCH_DTYPES[args.dtype]
     overrides = json.loads(args.config)
+    shapes = {}
+    for given in args.shape:
+        cls, _, sizes = given.partition("=")
+        shapes[cls] = tuple(int(n) for n in sizes.split(","))
     try:
         original = load(args.original, True)
     except (Exception, SystemExit) as e:
@@ -412,7 +473,7 @@ def main():
     results = []
     for variant in args.variant:
         vname, path = variant.split("=", 1)
-        results += check_variant(args, channel, original, names, vname, path, dtype, overrides)
+        results += check_variant(args, channel, original, names, vname, path, dtype, overrides, shapes)
     channel.result({"results": results, "torch": torch.__version__})
 
 

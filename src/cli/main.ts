@@ -50,6 +50,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--verify', 'check each rule\'s rewrite in torch and time it; keep only rewrites that verify and are not slower')
     .option('--config <json>', 'with --verify: constructor arguments or config attributes of the tiny model')
     .option('--repeats <n>', 'with --verify: timed repeats (median; 0: verify without timing, so no rewrite is dropped as slower)', undefined)
+    .option('--shape <CLASS=sizes>', 'with --verify: the input shape of a class the harness cannot find one for, e.g. Block=2,16,32 (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--no-learned', 'ignore what earlier --verify runs measured on this machine (adopt records list shows it)')
     .option('--tune', 'tune the kernels of the kept rewrites for this CPU at the model\'s real size; the schedules go to adopt-schedules.json beside the module, which it loads')
     .option('--budget <n>', 'with --tune: measurements per workload (0: records only; default 16)')

@@ -21,6 +21,8 @@ export interface RewriteOptions {
   rules?: string; builtinRules?: boolean; root?: string; inPlace?: boolean; backup?: boolean; output?: string;
   json?: boolean; check?: boolean; whyNot?: boolean; whyNotAll?: boolean; quiet?: boolean;
   verify?: boolean; config?: string; repeats?: string; learned?: boolean; maxFileSize?: string;
+  /** --shape CLASS=SIZES, repeatable: the input shape `--verify` gives that class. */
+  shape?: string[];
   /** --tune and its options (as for `adopt tune model.py`; --tune-config is its --config). */
   tune?: boolean; budget?: string; batch?: string; seq?: string; tuneConfig?: string; db?: string; class?: string[]; strategy?: string;
 }
@@ -29,13 +31,27 @@ function checkOptions(opts: RewriteOptions): void {
   const modes = [opts.inPlace, !!opts.output, opts.check].filter(Boolean).length;
   if (modes > 1) throw new AdoptError('choose one of --in-place, -o/--output and --check');
   if (opts.backup && !opts.inPlace) throw new AdoptError('--backup only goes with --in-place');
-  if ((opts.config || opts.repeats) && !opts.verify) throw new AdoptError('--config and --repeats only go with --verify');
+  if ((opts.config || opts.repeats || opts.shape?.length) && !opts.verify) throw new AdoptError('--config, --repeats and --shape only go with --verify');
+  shapesOf(opts.shape);
   if (opts.repeats && !/^\d+$/.test(opts.repeats)) throw new AdoptError(`--repeats must be a whole number, got '${opts.repeats}'`);
   const tuneOnly = ['budget', 'batch', 'seq', 'tuneConfig', 'db', 'class', 'strategy'] as const;
   const given = tuneOnly.filter((k) => opts[k] !== undefined);
   if (given.length && !opts.tune) throw new AdoptError(`${given.map((k) => `--${k === 'tuneConfig' ? 'tune-config' : k}`).join(', ')} only go with --tune`);
   if (opts.tune && opts.check) throw new AdoptError('--tune writes a schedule file; it does not go with --check');
   checkConfig('--tune-config', opts.tuneConfig);
+}
+
+/** `--shape Block=2,16,32 --shape Attention=2,7,32` as class name → sizes; the class is looked
+ *  for in every verified file (a name no file defines is given to none). */
+export function shapesOf(given: string[] | undefined): Record<string, string> | undefined {
+  if (!given?.length) return undefined;
+  const out: Record<string, string> = {};
+  for (const g of given) {
+    const m = /^([A-Za-z_]\w*)=(\d+(?:,\d+)*)$/.exec(g.trim());
+    if (!m) throw new AdoptError(`--shape takes CLASS=SIZES, the class and its input's comma-separated sizes (e.g. ResBlock=2,16,8,8), got '${g}'`);
+    out[m[1]] = m[2];
+  }
+  return out;
 }
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
@@ -52,7 +68,7 @@ export async function rewriteCommand(paths: string[], opts: RewriteOptions): Pro
   let result = runPipeline(paths, {
     rules, builtinRules: opts.builtinRules, root: opts.root, whyNot: opts.whyNot, maxBytes: maxFileSizeBytes(opts.maxFileSize),
     withhold: opts.learned === false ? undefined : withholdMeasuredSlower(named),
-    verify: opts.verify ? { config: opts.config, repeats: Number(opts.repeats ?? 20), say: opts.json ? () => {} : say } : undefined,
+    verify: opts.verify ? { config: opts.config, shapes: shapesOf(opts.shape), repeats: Number(opts.repeats ?? 20), say: opts.json ? () => {} : say } : undefined,
   });
   for (const f of result.plan.program.files) for (const d of f.diagnostics) if (d.severity === 'error') say(formatDiagnostic(d));
   for (const f of result.files) if (f.error) say(`adopt: error: ${f.error}`);

@@ -20,7 +20,7 @@ import type { FileVerification, ReportedClass, RewriteRun, RuleVerdict, Withhold
 /** The device verification measures on: the harness runs models on the CPU. */
 export const MEASURED_ON = 'cpu';
 
-export interface RuleVerifyOptions { config?: string; repeats: number; say: (line: string) => void }
+export interface RuleVerifyOptions { config?: string; shapes?: Record<string, string>; repeats: number; say: (line: string) => void }
 
 /** Verification that cannot run at all is an error (exit 2, nothing written), never a rewrite
  *  that nobody checked. */
@@ -47,6 +47,25 @@ function classCounts(results: ReportedClass[]): string {
   return `${n('verified')}/${results.length} classes verified${n('not_exercised') ? `, ${n('not_exercised')} not exercised` : ''}${kernels}`;
 }
 
+/** `text` in at most `max` characters, cut at a word with an ellipsis: a reason cut mid-word
+ *  ("expected input wi") reads as a different message. */
+export function clipWords(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const cut = text.slice(0, max - 1);
+  const space = cut.lastIndexOf(' ');
+  return `${(space > max / 2 ? cut.slice(0, space) : cut).replace(/[\s,;:(]+$/, '')}…`;
+}
+
+/** Why a rule's code ran nowhere: the classes that ran without reaching it, and those that could
+ *  not be run at all (the rewrite may sit in one of them, so its code is not dead code). */
+function notExercised(idle: ReportedClass[], broken: ReportedClass[]): string {
+  const names = (xs: ReportedClass[]) => `${xs.slice(0, 3).map((r) => r.class).join(', ')}${xs.length > 3 ? ', ...' : ''}`;
+  const ran = `its rewritten code never ran in any of the ${idle.length} class(es) that could be built and run (${names(idle)})`;
+  if (!broken.length) return `${ran}: a function no class calls, or a branch their inputs never reach; nothing checked it`;
+  const why = broken.slice(0, 2).map((r) => `${r.class}: ${clipWords(r.reason ?? '', 200)}`).join('; ');
+  return `${ran}, and ${broken.length} class(es) could not be run (${why}): the rewrite may be in one of those, or a function no class calls, or a branch the inputs never reach; nothing checked it`;
+}
+
 const ratiosOf = (v: RuleVerdict) => (v.forward_ratio !== undefined ? ` (forward x${v.forward_ratio.toFixed(2)}, train x${v.train_ratio!.toFixed(2)})` : '');
 
 /** One rule's verdict from its variant's classes; speed is recorded for later runs (not for a
@@ -62,7 +81,7 @@ function judgeRule(file: string, rule: string, check: FileCheck, compiled: boole
   const ratios = speed ? { forward_ratio: speed.forward, train_ratio: speed.train } : {};
   let v: RuleVerdict;
   if (mismatch) v = { rule, verdict: 'mismatch', detail: mismatch };
-  else if (!ran.length && idle.length) v = { rule, verdict: 'not_exercised', detail: `its rewritten code never ran in any of the ${idle.length} class(es) that could be built and run (${idle.slice(0, 3).map((r) => r.class).join(', ')}${idle.length > 3 ? ', ...' : ''}): a function no class calls, or a branch their inputs never reach; nothing checked it` };
+  else if (!ran.length && idle.length) v = { rule, verdict: 'not_exercised', detail: notExercised(idle, results.filter((r) => r.status === 'not_runnable')) };
   else if (!ran.length) v = { rule, verdict: 'not_runnable', detail: results.map((r) => `${r.class}: ${r.reason}`).slice(0, 3).join('; ') || 'no class to run' };
   // a rule whose kernel is compiled, timed where none of its calls ran compiled (the tiny instance
   // is below the kernels' size floors, where each call runs the code it replaces), measured its
@@ -98,7 +117,7 @@ function verifySitesAlone(plan: RewritePlan, f: FileResult, rule: string, withho
     const file = one.files.find((x) => x.path === f.path);
     if (file && !file.error && file.rewritten !== file.original) variants[`${rule}__site${i}`] = file.rewritten;
   });
-  const check = checkFile(f.path, variants, { config: opts.config, repeats: opts.repeats, kernels: true });
+  const check = checkFile(f.path, variants, { config: opts.config, shapes: opts.shapes, repeats: opts.repeats, kernels: true });
   if (!check.ok) return;
   const keptLines: string[] = [];
   sites.forEach((site, i) => {
@@ -121,7 +140,7 @@ function verifyRulesOf(plan: RewritePlan, f: FileResult, rules: string[], withho
     if (file && !file.error) variants[rule] = file.rewritten;
   }
   opts.say(`adopt: verifying ${f.path}: ${rules.join(', ')} (each rule alone, then together)`);
-  const check = checkFile(f.path, variants, { config: opts.config, repeats: opts.repeats, kernels: true });
+  const check = checkFile(f.path, variants, { config: opts.config, shapes: opts.shapes, repeats: opts.repeats, kernels: true });
   if (!check.ok) {
     for (const rule of rules) rejected.set(`${f.path}\0${rule}`, `not verified: ${check.error}`);
     return { file: f.path, rules: rules.map((rule) => ({ rule, verdict: 'not_runnable', detail: check.error })), classes: [], status: 'not_runnable', error: check.error };
@@ -131,7 +150,7 @@ function verifyRulesOf(plan: RewritePlan, f: FileResult, rules: string[], withho
     if (v.verdict === 'kept') kept.add(`${f.path}\0${rule}`);
     else rejected.set(`${f.path}\0${rule}`, rejection(v));
     const results = exercisedOnly(check.results.filter((r) => r.variant === rule));
-    opts.say(`  ${rule}: ${v.verdict}${ratiosOf(v)}${v.detail ? `: ${v.detail.slice(0, 200)}` : ''}; ${classCounts(results)}`);
+    opts.say(`  ${rule}: ${v.verdict}${ratiosOf(v)}${v.detail ? `: ${clipWords(v.detail, 400)}` : ''}; ${classCounts(results)}`);
     if (v.verdict === 'mismatch') verifySitesAlone(plan, f, rule, withhold, opts, sitesAlone.kept, sitesAlone.reasons);
     return v;
   });
@@ -144,7 +163,7 @@ function verifyTogether(final: RewriteRun, report: FileVerification[], opts: Rul
   for (const entry of report) {
     const f = final.files.find((x) => x.path === entry.file);
     if (!f || f.error || f.rewritten === f.original) continue;
-    const check = checkFile(f.path, { together: f.rewritten }, { config: opts.config, kernels: true });
+    const check = checkFile(f.path, { together: f.rewritten }, { config: opts.config, shapes: opts.shapes, kernels: true });
     if (!check.ok) { entry.status = 'not_runnable'; entry.error = check.error; continue; }
     entry.classes = exercisedOnly(check.results);
     entry.status = entry.classes.some((r) => r.status === 'mismatch') ? 'mismatch' : entry.classes.some((r) => r.status === 'verified') ? 'verified' : 'not_runnable';

@@ -16,6 +16,9 @@ export interface FileCheckOptions {
   classes?: string[];
   /** JSON object of constructor arguments or config attributes. */
   config?: string;
+  /** Input shape of a class's first input (class name → "2,7,32"), where the harness would not
+   *  find one: it is the only input tried for that class. */
+  shapes?: Record<string, string>;
   dtype?: 'fp32' | 'fp64';
   /** After a float64 pass that matched, each class again in float32, where the compiled kernels
    *  run (float64 runs the torch code they replace). */
@@ -49,6 +52,7 @@ export function checkPaths(original: string, variants: Record<string, string>, o
   if (opts.kernels) args.push('--kernels');
   if (opts.classes?.length) args.push('--classes', opts.classes.join(','));
   if (opts.config) args.push('--config', opts.config);
+  for (const [name, shape] of Object.entries(opts.shapes ?? {})) args.push('--shape', `${name}=${shape}`);
   args.push('--dtype', opts.dtype ?? 'fp64', '--repeats', String(opts.repeats ?? 0));
   const r = runHarness('file', args, { timeoutMs: opts.timeoutMs ?? 600_000 });
   if (!r.ok) return { ok: false, error: r.error };
