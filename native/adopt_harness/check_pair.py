@@ -19,12 +19,13 @@ from adopt_harness.counting import FastPathCounter, compiled_kernel_of
 from adopt_harness.inputs import shaped
 from adopt_harness.protocol import Channel
 from adopt_harness.sidebyside import RewrittenRaised, compare_rewrite, load_strict, reference
+from adopt_harness.text import clip
 
 
 def short(e):
     """One line naming the exception, never a traceback."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
+    return f"{type(e).__name__}: {clip(text, 200)}" if text else type(e).__name__
 
 
 def build(module, name, overrides):

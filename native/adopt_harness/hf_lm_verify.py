@@ -23,6 +23,7 @@ from adopt_harness import hf_verify
 from adopt_harness.hf_inputs import candidate_classes
 from adopt_harness.lm_labels import LABELLED, LM_CLASS
 from adopt_harness.protocol import Channel
+from adopt_harness.text import clip
 
 FUSED_KERNEL = "linear_cross_entropy"
 
@@ -65,7 +66,7 @@ def merged(results, classes):
     problems = [f"{r.get('class', c)}: {p}" for r, c in zip(results, classes) for p in r.get("problems", [])]
     skipped = [f"{c}: not runnable: {r['reason']}" for r, c in zip(results, classes) if r["status"] == "not_runnable"]
     if status == "not_runnable":
-        out["reason"] = "; ".join(skipped)[:400]
+        out["reason"] = clip("; ".join(skipped), 400)
     notes = [n for r in results for n in r.get("notes", [])] + ([] if status == "not_runnable" else skipped)
     if notes:
         out["notes"] = notes[:10]

@@ -36,6 +36,7 @@ from adopt_harness.hf_inputs import RUNGS, NoInputs, candidate_classes, ladder
 from adopt_harness.inputs import for_transformers
 from adopt_harness.protocol import Channel
 from adopt_harness.sidebyside import MODES, RewrittenRaised, cast, compare_rewrite, load_strict, run_model
+from adopt_harness.text import clip
 
 TIMEOUT_S = 60
 # A model this large at the chosen shrink would take minutes and gigabytes: not built.
@@ -79,7 +80,7 @@ def _reason(e):
     # where the model code failed, rather than where torch noticed
     frame = next((f for f in reversed(tb) if "/torch/" not in f.filename and "adopt_harness" not in f.filename), tb[-1] if tb else None)
     where = f" ({frame.filename.split('/')[-1]}:{frame.lineno})" if frame else ""
-    return f"{type(e).__name__}: {str(e)[:200]}{where}"
+    return f"{type(e).__name__}: {clip(str(e), 200)}{where}"
 
 
 def verify(model, rewritten_path, pick=None):
@@ -183,9 +184,9 @@ def _build_original(cls, config):
     try:
         a = cls(config)
     except ImportError as e:  # a library this environment lacks: no config will do
-        raise MissingLibrary(f"cannot build {cls.__name__}: {type(e).__name__}: {str(e)[:200]}")
+        raise MissingLibrary(f"cannot build {cls.__name__}: {type(e).__name__}: {clip(str(e), 200)}")
     except Exception as e:
-        raise OriginalFailed(f"cannot build {cls.__name__} from a shrunk config: {type(e).__name__}: {str(e)[:200]}")
+        raise OriginalFailed(f"cannot build {cls.__name__} from a shrunk config: {type(e).__name__}: {clip(str(e), 200)}")
     n = sum(p.numel() for p in a.parameters())
     if n > MAX_PARAMS:
         raise OriginalFailed(f"{cls.__name__} has {n / 1e6:.0f}M parameters at this size")
@@ -267,11 +268,11 @@ def verify_one(model, path, pick=None):
         with deadline(TIMEOUT_S):
             result = verify(model, path, pick)
     except (Timeout, NotRunnable) as e:
-        result = {"status": "not_runnable", "reason": " ".join(str(e).split())[:400]}
+        result = {"status": "not_runnable", "reason": clip(" ".join(str(e).split()), 400)}
     except Exception as e:  # any failure of the model code is a per-model result
         tb = traceback.extract_tb(e.__traceback__)
         where = f"{tb[-1].filename.split('/')[-1]}:{tb[-1].lineno}" if tb else ""
-        result = {"status": "not_runnable", "reason": f"{type(e).__name__}: {str(e)[:200]} ({where})"}
+        result = {"status": "not_runnable", "reason": f"{type(e).__name__}: {clip(str(e), 200)} ({where})"}
     result.update({"model": model, "seconds": round(time.time() - started, 2)})
     return result
 

@@ -38,6 +38,7 @@ from adopt_harness.dropout import config_without_dropout, no_dropout
 from adopt_harness.inputs import timing_inputs
 from adopt_harness.protocol import Channel
 from adopt_harness.rounds import in_round
+from adopt_harness.text import clip
 from adopt_kernels._impl.switches import ENV_VAR
 from adopt_kernels import idle_threads, memory, threads
 from adopt_kernels.registry import switch_names
@@ -281,7 +282,7 @@ def model_row(key, args, device, dtype, channel):
             row[f"seq{seq}" if key != "vit-base" else "image224"] = entry
             channel.progress(model=key, seq=seq, **{k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items() if k != "per_rule"})
     except Exception as e:  # reported per model; the run goes on
-        row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+        row["error"] = f"{type(e).__name__}: {clip(str(e), 300)}"
         channel.progress(model=key, message=row["error"])
     return row
 

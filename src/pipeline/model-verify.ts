@@ -5,6 +5,7 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { streamHarness } from '../verify/python.js';
 import { checkFile, verdictOf, type Verdict } from './check.js';
+import { clipWords } from '../text-clip.js';
 
 /** One model to verify: its name, the original file and the rewritten text (and where it is on
  *  disk, for a verifier that imports it from a rewritten copy of its package). */
@@ -71,7 +72,7 @@ async function verifyChunk(harness: HfHarness, chunk: VerifyTarget[], jsonl: str
   // the harness process died (crash, out of memory, timeout) or wrote a malformed line: what it did
   // not report is not runnable, with that reason
   const why = run.ok ? 'the harness wrote no result for it' : run.error;
-  for (const m of chunk.filter((x) => !reported.has(x.model))) write({ model: m.model, status: 'not_runnable', reason: why.slice(0, 300) });
+  for (const m of chunk.filter((x) => !reported.has(x.model))) write({ model: m.model, status: 'not_runnable', reason: clipWords(why, 300) });
   return [...reported.values()];
 }
 

@@ -13,6 +13,7 @@ import { speedOf, type ClassResult, type FileCheck } from '../verify/file.js';
 import { runPython } from '../verify/python.js';
 import { appendRecord, isSlower } from '../verify/records.js';
 import { compiledKernelOf } from '../match/kernel-registry.js';
+import { clipWords } from '../text-clip.js';
 import { checkFile, problemOf } from './check.js';
 import { synthesizePlan, type RewritePlan } from './plan.js';
 import type { FileVerification, ReportedClass, RewriteRun, RuleVerdict, Withhold } from './types.js';
@@ -45,15 +46,6 @@ function classCounts(results: ReportedClass[]): string {
   const compiled = results.filter((r) => r.status === 'verified').reduce((a, r) => a + (r.kernel_pass?.compiled_calls ?? 0), 0);
   const kernels = results.some((r) => r.status === 'verified' && r.kernel_pass) ? `; ${compiled} compiled kernel call(s) in the float32 pass` : '';
   return `${n('verified')}/${results.length} classes verified${n('not_exercised') ? `, ${n('not_exercised')} not exercised` : ''}${kernels}`;
-}
-
-/** `text` in at most `max` characters, cut at a word with an ellipsis: a reason cut mid-word
- *  ("expected input wi") reads as a different message. */
-export function clipWords(text: string, max: number): string {
-  if (text.length <= max) return text;
-  const cut = text.slice(0, max - 1);
-  const space = cut.lastIndexOf(' ');
-  return `${(space > max / 2 ? cut.slice(0, space) : cut).replace(/[\s,;:(]+$/, '')}…`;
 }
 
 /** Why a rule's code ran nowhere: the classes that ran without reaching it, and those that could
