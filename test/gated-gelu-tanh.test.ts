@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runRewrite } from '../src/pipeline/index.js';
-import { runPython } from '../src/verify/python.js';
+import { besideOriginal } from './helpers/beside-original.js';
 import { repoRoot } from './helpers/cli.js';
 
 const CASES: [rule: string, cls: string][] = [
@@ -18,18 +18,15 @@ const CASES: [rule: string, cls: string][] = [
   ['gated_mlp_chunk', 'TanhGEGLU'],
 ];
 
+type Errors = { out: number; grad: number; exact_gelu: number; compiled: number };
+type Compared = { fp64: Errors; fp32: Errors };
+
 const COMPARE = `
-import importlib.util, json, sys, torch
+import torch
 from adopt_kernels import _dispatch
 
-def load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
-
-cls, paths = sys.argv[1], sys.argv[2:]
-mods = [load(p, f"m{i}") for i, p in enumerate(paths)]
+cls, dropped = ARGS
+mods = [load(p, f"m{i}") for i, p in enumerate((ORIGINAL, REWRITTEN, dropped))]
 
 def run(mod, dtype, state=None):
     torch.manual_seed(0)
@@ -70,10 +67,7 @@ describe('gated MLP with a tanh-approximated GELU', () => {
     const dropped = join(dir, 'dropped.py');
     writeFileSync(dropped, text.replace(/functools\.partial\(torch\.nn\.functional\.gelu, approximate=[^)]*\)/g, 'torch.nn.functional.gelu'));
     expect(readFileSync(dropped, 'utf8')).not.toContain('functools.partial');
-    const py = runPython(['-c', COMPARE, cls, before, after, dropped], { env: { ADOPT_CPU_MIN_BYTES: '0' } });
-    if (!py.ok) throw new Error(py.error);
-    expect(py.status, py.stderr).toBe(0);
-    const got = JSON.parse(py.stdout.trim().split('\n').pop()!);
+    const got = besideOriginal<Compared>(before, after, COMPARE, { args: [cls, dropped], env: { ADOPT_CPU_MIN_BYTES: '0' } });
     expect(got.fp64.out).toBeLessThan(1e-12);
     expect(got.fp64.grad).toBeLessThan(1e-12);
     expect(got.fp64.exact_gelu).toBeGreaterThan(1e-5);

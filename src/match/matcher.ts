@@ -507,8 +507,7 @@ function bindArgs(pargs: PatArg[], args: Expr[], kw: [string, Expr][], st: Growi
   if (!rest && positional.length < args.length) return `${what} has ${args.length} positional arguments, the pattern allows ${positional.length}`;
   // a keyword the pattern does not name changes what the call computes (`softmax(x, dim=-1,
   // dtype=torch.float32)`): without `...` the rewrite would drop it
-  const named = new Set(pargs.map((a) => a.kw));
-  const extra = rest ? undefined : kw.find(([k]) => !named.has(k) && k !== ABSENT_IF_NONE);
+  const extra = rest ? undefined : kw.find(([k]) => k !== ABSENT_IF_NONE && !pargs.some((a) => a.kw === k));
   if (extra) return `${what} passes ${extra[0]}=, which the pattern does not name (\`...\` allows further arguments)`;
   for (let i = 0; i < positional.length; i++) {
     const f = bindVal(positional[i].val!, args[i], st, view);
